@@ -1,0 +1,24 @@
+// Text encodings of non-secret bytes: base64url (RFC 4648 §5, no padding), standard base64
+// (for JSON payloads, as AWS uses), and lower-case hex.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "ekm/base/bytes.h"
+#include "ekm/base/status.h"
+
+namespace ekm {
+
+std::string Base64UrlEncode(ByteView in);
+// Accepts unpadded input (padding '=' is tolerated). Names the first bad character.
+StatusOr<Bytes> Base64UrlDecode(std::string_view in);
+
+std::string Base64Encode(ByteView in);  // standard alphabet, padded
+// Standard alphabet; padding optional; also accepts the URL-safe alphabet.
+StatusOr<Bytes> Base64Decode(std::string_view in);
+
+std::string HexEncode(ByteView in);
+StatusOr<Bytes> HexDecode(std::string_view in);
+
+}  // namespace ekm

@@ -1,0 +1,42 @@
+#include "ekm/base/encoding.h"
+
+#include <gtest/gtest.h>
+
+namespace ekm {
+namespace {
+
+TEST(EncodingTest, Base64UrlRfc4648Vectors) {
+  const char* in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+  const char* out[] = {"", "Zg", "Zm8", "Zm9v", "Zm9vYg", "Zm9vYmE", "Zm9vYmFy"};
+  for (int i = 0; i < 7; ++i) {
+    EXPECT_EQ(Base64UrlEncode(AsBytes(in[i])), out[i]);
+    auto d = Base64UrlDecode(out[i]);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(AsChars(*d), in[i]);
+  }
+  EXPECT_EQ(Base64Encode(AsBytes("foob")), "Zm9vYg==");
+  Bytes b = {0xfb, 0xff};
+  EXPECT_EQ(Base64UrlEncode(b), "-_8");
+  EXPECT_EQ(Base64Encode(b), "+/8=");
+}
+
+TEST(EncodingTest, Base64RejectsGarbageWithPosition) {
+  auto d = Base64UrlDecode("Zm9v*mFy");
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("position 5"), std::string::npos);
+  EXPECT_FALSE(Base64UrlDecode("Z").ok());
+  EXPECT_FALSE(Base64UrlDecode("Zh").ok());  // non-zero trailing bits
+}
+
+TEST(EncodingTest, Hex) {
+  Bytes b = {0x00, 0xab, 0xff};
+  EXPECT_EQ(HexEncode(b), "00abff");
+  auto d = HexDecode("00ABff");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(*d, b);
+  EXPECT_FALSE(HexDecode("0g").ok());
+  EXPECT_FALSE(HexDecode("abc").ok());
+}
+
+}  // namespace
+}  // namespace ekm

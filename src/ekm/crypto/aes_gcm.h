@@ -1,0 +1,31 @@
+// AES-256-GCM (NIST SP 800-38D) on OpenSSL 3, with caller-supplied nonces and output buffers so
+// the data path allocates nothing. Thread-safe: each thread reuses its own EVP_CIPHER_CTX.
+//
+// Nonce uniqueness is the caller's duty (see keys/nonce_sequence.h for the data path and
+// SealWithRandomNonce for rare key wrapping).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "ekm/base/bytes.h"
+#include "ekm/base/secret_bytes.h"
+#include "ekm/base/status.h"
+
+namespace ekm {
+
+inline constexpr size_t kAesGcmKeySize = 32;
+inline constexpr size_t kAesGcmNonceSize = 12;
+inline constexpr size_t kAesGcmTagSize = 16;
+
+// Writes ciphertext || tag (plaintext.size() + 16 bytes) to `out`.
+// `out` may not overlap `plaintext` except exactly (in-place).
+Status AesGcmSeal(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView plaintext,
+                  uint8_t* out);
+
+// Verifies and decrypts ciphertext || tag into `out` (sealed.size() - 16 bytes).
+// Authentication failure is DataLoss with a message that does not say which byte was wrong.
+// Nothing written to `out` may be used when this fails (it is wiped).
+Status AesGcmOpen(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView sealed,
+                  uint8_t* out);
+}  // namespace ekm

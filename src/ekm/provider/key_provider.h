@@ -1,0 +1,77 @@
+// KeyProvider: what holds a customer main key (CMK) and wraps/unwraps environment keys (EKs)
+// for ekm. Only EKs ever reach a provider; data and data keys never do.
+//
+// Implementations: platform (the embedded default root key, platform/), and in later work
+// aws-kms, imported key material, pkcs11 and kmip.
+//
+// Error contract (the key cache and environment status depend on it):
+//  - kUnavailable / kDeadlineExceeded: the provider could not be reached (network, 5xx,
+//    throttling). Transient: retry, serve from cache within the TTL. -> environment "degraded".
+//  - kPermissionDenied / kFailedPrecondition / kNotFound: a definitive refusal (access revoked,
+//    key disabled, pending deletion, deleted). -> environment "unavailable".
+//  - kDataLoss: the wrapped blob or its context does not authenticate.
+//  - kInvalidArgument: the key reference is malformed.
+// Messages name the provider's own reason (e.g. the AWS error code) and never hold key bytes.
+// Thread-safe.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "ekm/base/bytes.h"
+#include "ekm/base/secret_bytes.h"
+#include "ekm/base/status.h"
+
+namespace ekm {
+
+// The context bound to every wrap: workspace, environment and EK version. Sent to the KMS as
+// its encryption context (AWS shows it in CloudTrail) and bound as associated data.
+using EncryptionContext = std::map<std::string, std::string>;
+
+// A reference to one CMK inside one provider.
+struct CmkRef {
+  std::string provider;  // "platform", "aws-kms", …
+  std::string key_id;    // provider-specific: "root", a key ARN, …
+  bool operator==(const CmkRef&) const = default;
+};
+
+struct CmkDescription {
+  std::string provider;
+  std::string key_id;
+  std::string generation;  // the key's current version inside the provider, if known
+  std::string state;       // "enabled", "disabled", "pending-deletion", … as the provider says
+  bool rotation_enabled = false;
+  std::string detail;      // human-readable extra (region, key spec, …)
+};
+
+class KeyProvider {
+ public:
+  virtual ~KeyProvider() = default;
+  // "platform", "aws-kms", …
+  virtual std::string_view Name() const = 0;
+  // Encrypts `key` (an EK) under the CMK `key_id`, binding `context`. Returns an opaque blob.
+  virtual StatusOr<Bytes> Wrap(std::string_view key_id, const SecretBytes& key,
+                               const EncryptionContext& context) = 0;
+  // Reverses Wrap; the context must be the same.
+  virtual StatusOr<SecretBytes> Unwrap(std::string_view key_id, ByteView wrapped,
+                                       const EncryptionContext& context) = 0;
+  // State and current generation of the CMK, as far as the provider lets us read it.
+  virtual StatusOr<CmkDescription> Describe(std::string_view key_id) = 0;
+};
+
+using KeyProviderPtr = std::unique_ptr<KeyProvider>;
+
+// Providers by name. Thread-safe after set-up (register everything before use).
+class ProviderRegistry {
+ public:
+  void Register(KeyProviderPtr provider);
+  // NotFound naming the provider and the ones that are configured.
+  StatusOr<KeyProvider*> Get(std::string_view name) const;
+
+ private:
+  std::map<std::string, KeyProviderPtr, std::less<>> providers_;
+};
+
+}  // namespace ekm

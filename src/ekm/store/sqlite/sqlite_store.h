@@ -1,0 +1,15 @@
+// The embedded default Store: one SQLite file in WAL mode.
+#pragma once
+
+#include <string>
+
+#include "ekm/store/store.h"
+
+namespace ekm {
+
+// Opens (creating if needed) the database at `path`, with mode 0600, and applies every
+// pending numbered migration in one transaction each. A newer schema than this build knows
+// is refused with FailedPrecondition.
+StatusOr<StorePtr> OpenSqliteStore(const std::string& path);
+
+}  // namespace ekm

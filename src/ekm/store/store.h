@@ -1,0 +1,102 @@
+// Store: where ekm keeps workspaces, environments and the wrapped key hierarchy.
+// Everything stored is either public metadata or wrapped: a stolen store is useless without
+// the CMKs.
+//
+// Implementations: SQLite (sqlite/, the embedded default) and, later, PostgreSQL. Contract for
+// every implementation:
+//  - each method is atomic; every multi-row change is one transaction, so a crash never leaves
+//    half a key hierarchy;
+//  - schema changes are numbered migrations applied at Open;
+//  - thread-safe: one Store is shared by every request thread.
+// Errors: NotFound / AlreadyExists name the thing; Unavailable when the database is busy or
+// unreachable; DataLoss when a stored row is corrupt.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ekm/base/bytes.h"
+#include "ekm/base/status.h"
+
+namespace ekm {
+
+struct WorkspaceRecord {
+  int64_t id = 0;
+  std::string name;
+  int64_t created_at = 0;  // unix seconds
+};
+
+struct EnvironmentRecord {
+  int64_t id = 0;
+  int64_t workspace_id = 0;
+  std::string workspace;  // the workspace's name
+  std::string name;
+  int64_t created_at = 0;
+  uint32_t current_ek_version = 0;  // the EK new DKs are wrapped under
+};
+
+// An environment key (EK) version, stored only wrapped by its CMK.
+struct EnvironmentKeyRecord {
+  int64_t environment_id = 0;
+  uint32_t version = 0;
+  std::string cmk_provider;  // which provider wrapped it
+  std::string cmk_key_id;    // which CMK inside that provider
+  Bytes wrapped;             // opaque provider blob
+  int64_t created_at = 0;
+};
+
+// A data key (DK) version of one scope, stored only wrapped by an EK.
+struct DataKeyRecord {
+  int64_t environment_id = 0;
+  std::string scope;
+  uint32_t version = 0;
+  uint32_t ek_version = 0;  // the EK that wraps it
+  Bytes wrapped;            // crypto/key_wrap.h format
+  int64_t created_at = 0;
+  uint64_t messages_reserved = 0;  // nonces handed out under this DK version (see nonce leases)
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual StatusOr<WorkspaceRecord> CreateWorkspace(std::string_view name, int64_t now) = 0;
+  virtual StatusOr<WorkspaceRecord> GetWorkspace(std::string_view name) = 0;
+  virtual StatusOr<std::vector<WorkspaceRecord>> ListWorkspaces() = 0;
+
+  // Creates the environment and its first EK (version first_ek.version) in one transaction.
+  virtual StatusOr<EnvironmentRecord> CreateEnvironment(std::string_view workspace,
+                                                        std::string_view name,
+                                                        const EnvironmentKeyRecord& first_ek,
+                                                        int64_t now) = 0;
+  virtual StatusOr<EnvironmentRecord> GetEnvironment(std::string_view workspace,
+                                                     std::string_view name) = 0;
+  virtual StatusOr<std::vector<EnvironmentRecord>> ListEnvironments(
+      std::string_view workspace) = 0;
+
+  virtual StatusOr<EnvironmentKeyRecord> GetEnvironmentKey(int64_t environment_id,
+                                                           uint32_t version) = 0;
+
+  // The newest DK version of a scope, or nullopt when the scope has none yet.
+  virtual StatusOr<std::optional<DataKeyRecord>> GetLatestDataKey(int64_t environment_id,
+                                                                  std::string_view scope) = 0;
+  virtual StatusOr<DataKeyRecord> GetDataKey(int64_t environment_id, std::string_view scope,
+                                             uint32_t version) = 0;
+  // Inserts the DK version unless (environment, scope, version) exists already; either way
+  // returns the stored row, so concurrent creators agree on one key.
+  virtual StatusOr<DataKeyRecord> InsertDataKey(const DataKeyRecord& record) = 0;
+
+  // Atomically adds `count` to the DK version's messages_reserved and returns the value it had
+  // before, unless the sum would exceed `limit`: then ResourceExhausted and nothing changes.
+  virtual StatusOr<uint64_t> ReserveMessages(int64_t environment_id, std::string_view scope,
+                                             uint32_t version, uint64_t count,
+                                             uint64_t limit) = 0;
+};
+
+using StorePtr = std::unique_ptr<Store>;
+
+}  // namespace ekm
