@@ -30,6 +30,10 @@ namespace ekm {
 // its encryption context (AWS shows it in CloudTrail) and bound as associated data.
 using EncryptionContext = std::map<std::string, std::string>;
 
+// Canonical bytes of an encryption context, for associated data: for each entry in key order,
+// len(key) (4 BE) | key | len(value) (4 BE) | value.
+Bytes EncodeEncryptionContext(const EncryptionContext& context);
+
 // A reference to one CMK inside one provider.
 struct CmkRef {
   std::string provider;  // "platform", "aws-kms", …

@@ -1,0 +1,103 @@
+// A bounded TTL cache of unwrapped keys (and the records that locate them).
+// Entries expire at a time the caller sets (a DK never outlives the EK unwrap it came from),
+// the least recently used entry is evicted past `max_entries`, and values are shared_ptrs so an
+// evicted key is wiped (SecretBytes) as soon as the last in-flight request drops it.
+// Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+namespace ekm {
+
+template <typename V>
+class KeyCache {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  explicit KeyCache(size_t max_entries) : max_entries_(max_entries) {}
+
+  // The value, unless absent or expired at `now` (an expired entry is dropped).
+  std::shared_ptr<V> Get(const std::string& key, TimePoint now) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end()) {
+      ++misses_;
+      return nullptr;
+    }
+    if (now >= it->second.expires_at) {
+      lru_.erase(it->second.lru_pos);
+      map_.erase(it);
+      ++misses_;
+      return nullptr;
+    }
+    lru_.splice(lru_.begin(), lru_, it->second.lru_pos);
+    ++hits_;
+    return it->second.value;
+  }
+
+  void Put(const std::string& key, std::shared_ptr<V> value, TimePoint expires_at) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(key);
+    if (it != map_.end()) {
+      it->second.value = std::move(value);
+      it->second.expires_at = expires_at;
+      lru_.splice(lru_.begin(), lru_, it->second.lru_pos);
+      return;
+    }
+    lru_.push_front(key);
+    map_.emplace(key, Entry{std::move(value), expires_at, lru_.begin()});
+    while (map_.size() > max_entries_) {
+      map_.erase(lru_.back());
+      lru_.pop_back();
+    }
+  }
+
+  void Erase(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(key);
+    if (it == map_.end()) return;
+    lru_.erase(it->second.lru_pos);
+    map_.erase(it);
+  }
+
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mu_);
+    map_.clear();
+    lru_.clear();
+  }
+
+  size_t size() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return map_.size();
+  }
+  uint64_t hits() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return hits_;
+  }
+  uint64_t misses() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return misses_;
+  }
+
+ private:
+  struct Entry {
+    std::shared_ptr<V> value;
+    TimePoint expires_at;
+    std::list<std::string>::iterator lru_pos;
+  };
+
+  const size_t max_entries_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Entry> map_;
+  std::list<std::string> lru_;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+};
+
+}  // namespace ekm

@@ -1,0 +1,182 @@
+#include "ekm/keys/key_hierarchy.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "ekm/provider/platform/platform_key_provider.h"
+#include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/temp_dir.h"
+
+namespace ekm {
+namespace {
+
+// Counts calls on the way to the real platform provider.
+class CountingProvider : public KeyProvider {
+ public:
+  explicit CountingProvider(std::unique_ptr<PlatformKeyProvider> inner) : inner_(std::move(inner)) {}
+  std::string_view Name() const override { return inner_->Name(); }
+  StatusOr<Bytes> Wrap(std::string_view id, const SecretBytes& k,
+                       const EncryptionContext& c) override {
+    ++wraps;
+    return inner_->Wrap(id, k, c);
+  }
+  StatusOr<SecretBytes> Unwrap(std::string_view id, ByteView w,
+                               const EncryptionContext& c) override {
+    ++unwraps;
+    if (refuse) return PermissionDeniedError("access to the key was revoked");
+    return inner_->Unwrap(id, w, c);
+  }
+  StatusOr<CmkDescription> Describe(std::string_view id) override { return inner_->Describe(id); }
+
+  std::atomic<int> wraps{0}, unwraps{0};
+  std::atomic<bool> refuse{false};
+
+ private:
+  std::unique_ptr<PlatformKeyProvider> inner_;
+};
+
+class KeyHierarchyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(PlatformKeyProvider::CreateRootKeyFile(dir_.path() + "/root.key").ok());
+    auto p = PlatformKeyProvider::Open(dir_.path() + "/root.key");
+    ASSERT_TRUE(p.ok());
+    auto counting = std::make_unique<CountingProvider>(std::move(*p));
+    provider_ = counting.get();
+    providers_.Register(std::move(counting));
+    auto s = OpenSqliteStore(dir_.path() + "/ekm.db");
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+    ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+    Reset(KeyHierarchyOptions{});
+    auto ek = keys_->NewEnvironmentKey("acme", "prod", CmkRef{"platform", "root"}, 1);
+    ASSERT_TRUE(ek.ok());
+    ASSERT_TRUE(store_->CreateEnvironment("acme", "prod", *ek, 1).ok());
+  }
+
+  void Reset(KeyHierarchyOptions options) {
+    keys_ = std::make_unique<KeyHierarchy>(store_.get(), &providers_, &clock_, options);
+  }
+
+  EnvironmentRecord Env() {
+    auto env = keys_->GetEnvironment("acme", "prod");
+    EXPECT_TRUE(env.ok());
+    return *env;
+  }
+
+  testing::TempDir dir_;
+  FakeClock clock_;
+  ProviderRegistry providers_;
+  CountingProvider* provider_ = nullptr;
+  StorePtr store_;
+  std::unique_ptr<KeyHierarchy> keys_;
+};
+
+TEST_F(KeyHierarchyTest, FirstUseCreatesDkThenServesFromCache) {
+  EnvironmentRecord env = Env();
+  auto a = keys_->CurrentDataKey(env, "orders");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ((*a)->version, 1u);
+  int unwraps = provider_->unwraps;
+  auto b = keys_->CurrentDataKey(env, "orders");
+  ASSERT_TRUE(b.ok());
+  EXPECT_TRUE(*(*a)->key == *(*b)->key);
+  EXPECT_EQ(provider_->unwraps, unwraps);  // no provider call on a hit
+  auto other = keys_->CurrentDataKey(env, "payments");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(*(*a)->key == *(*other)->key);
+  EXPECT_EQ(provider_->unwraps, unwraps);  // same EK, still cached
+}
+
+TEST_F(KeyHierarchyTest, EverythingBelowTheCmkExpiresWithinOneTtl) {
+  EnvironmentRecord env = Env();
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  provider_->refuse = true;  // the customer revokes access
+  clock_.Advance(std::chrono::seconds(299));
+  EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());   // still cached
+  EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
+  clock_.Advance(std::chrono::seconds(1));
+  auto s = keys_->CurrentDataKey(env, "orders").status();
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(s.message().find("customer main key"), std::string::npos);
+  EXPECT_FALSE(keys_->DataKeyVersion(env, "orders", 1).ok());
+  provider_->refuse = false;  // access restored: nothing was lost
+  EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
+}
+
+TEST_F(KeyHierarchyTest, NoncesAreUniqueAcrossLeasesAndThreads) {
+  Reset(KeyHierarchyOptions{std::chrono::seconds(300), 1u << 20, 64});
+  EnvironmentRecord env = Env();
+  auto dk = keys_->CurrentDataKey(env, "orders");
+  ASSERT_TRUE(dk.ok());
+  std::mutex mu;
+  std::set<std::array<uint8_t, 12>> seen;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 500; ++i) {
+        std::array<uint8_t, 12> n;
+        if (!keys_->NextNonce(**dk, n).ok()) ++failures;
+        std::lock_guard<std::mutex> lock(mu);
+        seen.insert(n);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(seen.size(), 2000u);
+  auto rec = store_->GetDataKey(env.id, "orders", 1);
+  ASSERT_TRUE(rec.ok());
+  EXPECT_GE(rec->messages_reserved, 2000u);
+}
+
+TEST_F(KeyHierarchyTest, MessageBoundRotatesTheDataKey) {
+  Reset(KeyHierarchyOptions{std::chrono::seconds(300), 8, 4});
+  EnvironmentRecord env = Env();
+  auto dk = keys_->CurrentDataKey(env, "orders");
+  ASSERT_TRUE(dk.ok());
+  std::array<uint8_t, 12> n;
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(keys_->NextNonce(**dk, n).ok());
+  EXPECT_EQ(keys_->NextNonce(**dk, n).code(), StatusCode::kResourceExhausted);
+  auto v2 = keys_->RotateDataKey(env, "orders", 1);
+  ASSERT_TRUE(v2.ok());
+  EXPECT_EQ((*v2)->version, 2u);
+  EXPECT_TRUE(keys_->NextNonce(**v2, n).ok());
+  auto cur = keys_->CurrentDataKey(env, "orders");
+  ASSERT_TRUE(cur.ok());
+  EXPECT_EQ((*cur)->version, 2u);
+  EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());  // old version still decrypts
+}
+
+TEST_F(KeyHierarchyTest, ConcurrentFirstUseAgreesOnOneKey) {
+  EnvironmentRecord env = Env();
+  std::vector<std::shared_ptr<DataKeyHandle>> got(8);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      // Separate hierarchies act like separate processes sharing the store.
+      KeyHierarchy k(store_.get(), &providers_, &clock_, KeyHierarchyOptions{});
+      auto e = k.GetEnvironment("acme", "prod");
+      ASSERT_TRUE(e.ok());
+      auto dk = k.CurrentDataKey(*e, "shared");
+      ASSERT_TRUE(dk.ok()) << dk.status().ToString();
+      got[t] = *dk;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int t = 1; t < 8; ++t) EXPECT_TRUE(*got[0]->key == *got[t]->key);
+}
+
+TEST_F(KeyHierarchyTest, UnknownVersionIsNamed) {
+  EnvironmentRecord env = Env();
+  auto s = keys_->DataKeyVersion(env, "orders", 9).status();
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  EXPECT_NE(s.message().find("v9"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ekm

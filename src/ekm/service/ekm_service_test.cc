@@ -1,0 +1,164 @@
+#include "ekm/service/ekm_service.h"
+
+#include <gtest/gtest.h>
+
+#include "ekm/base/random.h"
+#include "ekm/testing/temp_dir.h"
+
+namespace ekm {
+namespace {
+
+class EkmServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.data_dir = dir_.path() + "/data";
+    ASSERT_TRUE(EkmService::Initialize(options_).ok());
+    Reopen();
+    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment("acme", "dev").ok());
+    ASSERT_TRUE(svc_->CreateWorkspace("globex").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment("globex", "prod").ok());
+  }
+  void Reopen() {
+    svc_.reset();
+    auto s = EkmService::Open(options_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    svc_ = std::move(*s);
+  }
+  Bytes Encrypt(std::string_view ws, std::string_view env, std::string_view scope,
+                std::string_view plain) {
+    Bytes out;
+    Status s = svc_->Encrypt(ws, env, scope, AsBytes(plain), &out);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return out;
+  }
+
+  testing::TempDir dir_;
+  EkmOptions options_;
+  std::unique_ptr<EkmService> svc_;
+};
+
+TEST_F(EkmServiceTest, OpenRefusesAnUninitializedDirectory) {
+  EkmOptions o;
+  o.data_dir = dir_.path() + "/nothing-here";
+  auto s = EkmService::Open(o).status();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.hint().find("init"), std::string::npos);
+}
+
+TEST_F(EkmServiceTest, AdminPlane) {
+  auto ws = svc_->ListWorkspaces();
+  ASSERT_TRUE(ws.ok());
+  ASSERT_EQ(ws->size(), 2u);
+  auto envs = svc_->ListEnvironments("acme");
+  ASSERT_TRUE(envs.ok());
+  ASSERT_EQ(envs->size(), 2u);
+  EXPECT_EQ((*envs)[0].cmk_provider, "platform");
+  EXPECT_EQ(svc_->CreateWorkspace("acme").status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(svc_->CreateEnvironment("acme", "prod").status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(svc_->CreateEnvironment("nope", "prod").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(svc_->CreateWorkspace("Bad Name").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->ListEnvironments("nope").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(EkmServiceTest, RoundTripAndRestart) {
+  Bytes ct = Encrypt("acme", "prod", "orders", "hello");
+  Bytes empty = Encrypt("acme", "prod", "orders", "");
+  Reopen();  // a restart: nothing cached
+  Bytes out;
+  ASSERT_TRUE(svc_->Decrypt("acme", "prod", ct, &out).ok());
+  EXPECT_EQ(AsChars(out), "hello");
+  out.clear();
+  ASSERT_TRUE(svc_->Decrypt("acme", "prod", empty, &out).ok());
+  EXPECT_TRUE(out.empty());
+  std::string text = EnvelopeToText(ct);
+  out.clear();
+  ASSERT_TRUE(svc_->Decrypt("acme", "prod", AsBytes(text), &out).ok());
+  EXPECT_EQ(AsChars(out), "hello");
+}
+
+TEST_F(EkmServiceTest, WrongWorkspaceOrEnvironmentIsRefusedClearly) {
+  Bytes ct = Encrypt("acme", "prod", "orders", "secret");
+  Bytes out;
+  Status s = svc_->Decrypt("globex", "prod", ct, &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("belongs to workspace \"acme\""), std::string::npos);
+  s = svc_->Decrypt("acme", "dev", ct, &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(svc_->Decrypt("acme", "staging", ct, &out).code(), StatusCode::kNotFound);
+}
+
+TEST_F(EkmServiceTest, MovedCiphertextFailsAuthentication) {
+  // Re-label an acme/prod ciphertext as globex/prod (and as another scope): the header is the
+  // associated data, so the tag fails even where a key for the new label exists.
+  Encrypt("globex", "prod", "orders", "x");  // globex/prod/orders v1 exists
+  Encrypt("acme", "prod", "payments", "x");
+  Bytes ct = Encrypt("acme", "prod", "orders", "secret");
+  auto parsed = ParseHeader(ct);
+  ASSERT_TRUE(parsed.ok());
+  for (auto relabel : {std::pair<std::string, std::string>{"globex", "orders"},
+                       std::pair<std::string, std::string>{"acme", "payments"}}) {
+    EnvelopeHeader h = parsed->header;
+    h.context.workspace = relabel.first;
+    h.context.scope = relabel.second;
+    Bytes moved = SerializeHeader(h);
+    moved.insert(moved.end(), ct.begin() + static_cast<ptrdiff_t>(parsed->size), ct.end());
+    Bytes out;
+    Status s = svc_->Decrypt(relabel.first, "prod", moved, &out);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+    EXPECT_TRUE(out.empty());
+  }
+}
+
+TEST_F(EkmServiceTest, EveryFlippedByteFails) {
+  Bytes ct = Encrypt("acme", "prod", "orders", "attack at dawn");
+  for (size_t i = 0; i < ct.size(); ++i) {
+    Bytes bad = ct;
+    bad[i] ^= 0x01;
+    Bytes out;
+    EXPECT_FALSE(svc_->Decrypt("acme", "prod", bad, &out).ok()) << "byte " << i;
+  }
+}
+
+TEST_F(EkmServiceTest, StreamsRoundTripInBothEncodings) {
+  for (bool text : {false, true}) {
+    for (size_t size : {size_t{0}, size_t{1}, size_t{65536}, size_t{200000}}) {
+      Bytes plain(size);
+      ASSERT_TRUE(RandomBytes(plain).ok());
+      auto enc = svc_->NewEncryptStream("acme", "prod", "files", text);
+      ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+      Bytes ct;
+      for (size_t off = 0; off < size; off += 7777) {
+        ASSERT_TRUE((*enc)->Update(ByteView(plain).subspan(off, std::min<size_t>(7777, size - off)),
+                                   &ct)
+                        .ok());
+      }
+      ASSERT_TRUE((*enc)->Finish(&ct).ok());
+      Bytes out;
+      Status s = svc_->Decrypt("acme", "prod", ct, &out);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      EXPECT_EQ(out, plain) << "size " << size << " text " << text;
+    }
+  }
+}
+
+TEST_F(EkmServiceTest, DataKeyRotatesAtItsMessageBound) {
+  options_.max_messages_per_dk = 4;
+  options_.nonce_lease_size = 2;
+  Reopen();
+  std::vector<Bytes> cts;
+  for (int i = 0; i < 10; ++i) cts.push_back(Encrypt("acme", "prod", "orders", std::to_string(i)));
+  auto last = ParseHeader(cts.back());
+  ASSERT_TRUE(last.ok());
+  EXPECT_GE(last->header.context.dk_version, 3u);
+  for (int i = 0; i < 10; ++i) {
+    Bytes out;
+    ASSERT_TRUE(svc_->Decrypt("acme", "prod", cts[i], &out).ok());
+    EXPECT_EQ(AsChars(out), std::to_string(i));
+  }
+}
+
+}  // namespace
+}  // namespace ekm
