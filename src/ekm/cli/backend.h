@@ -1,0 +1,40 @@
+// What the CLI's commands run against: the local data directory (EkmService in-process) or a
+// running ekmd (EkmClient over HTTP). Each command is written once against this interface.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ekm/base/bytes.h"
+#include "ekm/base/status.h"
+#include "ekm/service/ekm_service.h"
+
+namespace ekm::cli {
+
+// Fills `buf` with up to `capacity` bytes; 0 at end of input.
+using Source = std::function<StatusOr<size_t>(uint8_t* buf, size_t capacity)>;
+using Sink = std::function<Status(ByteView)>;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual StatusOr<WorkspaceInfo> CreateWorkspace(std::string_view name) = 0;
+  virtual StatusOr<std::vector<WorkspaceInfo>> ListWorkspaces() = 0;
+  virtual StatusOr<EnvironmentInfo> CreateEnvironment(std::string_view workspace,
+                                                      std::string_view name) = 0;
+  virtual StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(std::string_view workspace) = 0;
+  virtual Status EncryptStream(std::string_view workspace, std::string_view environment,
+                               std::string_view scope, bool text, const Source& source,
+                               const Sink& sink) = 0;
+  virtual Status DecryptStream(std::string_view workspace, std::string_view environment,
+                               const Source& source, const Sink& sink) = 0;
+};
+
+StatusOr<std::unique_ptr<Backend>> NewLocalBackend(const EkmOptions& options);
+StatusOr<std::unique_ptr<Backend>> NewRemoteBackend(const std::string& server_url,
+                                                    const std::string& token);
+
+}  // namespace ekm::cli

@@ -1,0 +1,70 @@
+#include <vector>
+
+#include "ekm/cli/backend.h"
+
+namespace ekm::cli {
+
+namespace {
+
+constexpr size_t kChunkSize = 256 * 1024;
+
+// Runs EkmService in this process on the data directory.
+class LocalBackend : public Backend {
+ public:
+  explicit LocalBackend(std::unique_ptr<EkmService> svc) : svc_(std::move(svc)) {}
+
+  StatusOr<WorkspaceInfo> CreateWorkspace(std::string_view name) override {
+    return svc_->CreateWorkspace(name);
+  }
+  StatusOr<std::vector<WorkspaceInfo>> ListWorkspaces() override { return svc_->ListWorkspaces(); }
+  StatusOr<EnvironmentInfo> CreateEnvironment(std::string_view ws, std::string_view name) override {
+    return svc_->CreateEnvironment(ws, name);
+  }
+  StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(std::string_view ws) override {
+    return svc_->ListEnvironments(ws);
+  }
+
+  Status EncryptStream(std::string_view ws, std::string_view env, std::string_view scope,
+                       bool text, const Source& source, const Sink& sink) override {
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> enc,
+                         svc_->NewEncryptStream(ws, env, scope, text));
+    return Pump(source, sink, [&](ByteView in, Bytes* out) { return enc->Update(in, out); },
+                [&](Bytes* out) { return enc->Finish(out); });
+  }
+
+  Status DecryptStream(std::string_view ws, std::string_view env, const Source& source,
+                       const Sink& sink) override {
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> dec, svc_->NewDecryptStream(ws, env));
+    return Pump(source, sink, [&](ByteView in, Bytes* out) { return dec->Update(in, out); },
+                [&](Bytes* out) { return dec->Finish(out); });
+  }
+
+ private:
+  template <typename UpdateFn, typename FinishFn>
+  static Status Pump(const Source& source, const Sink& sink, UpdateFn update, FinishFn finish) {
+    std::vector<uint8_t> in(kChunkSize);
+    Bytes out;
+    for (;;) {
+      EKM_ASSIGN_OR_RETURN(size_t n, source(in.data(), in.size()));
+      if (n == 0) break;
+      out.clear();
+      EKM_RETURN_IF_ERROR(update(ByteView(in.data(), n), &out));
+      if (!out.empty()) EKM_RETURN_IF_ERROR(sink(out));
+    }
+    out.clear();
+    EKM_RETURN_IF_ERROR(finish(&out));
+    if (!out.empty()) EKM_RETURN_IF_ERROR(sink(out));
+    return Status::Ok();
+  }
+
+  std::unique_ptr<EkmService> svc_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Backend>> NewLocalBackend(const EkmOptions& options) {
+  EKM_ASSIGN_OR_RETURN(std::unique_ptr<EkmService> svc, EkmService::Open(options));
+  return std::unique_ptr<Backend>(new LocalBackend(std::move(svc)));
+}
+
+}  // namespace ekm::cli

@@ -1,0 +1,46 @@
+#include "ekm/cli/backend.h"
+#include "ekm/client/ekm_client.h"
+
+namespace ekm::cli {
+
+namespace {
+
+// Talks to a running ekmd.
+class RemoteBackend : public Backend {
+ public:
+  explicit RemoteBackend(std::unique_ptr<EkmClient> client) : client_(std::move(client)) {}
+
+  StatusOr<WorkspaceInfo> CreateWorkspace(std::string_view name) override {
+    return client_->CreateWorkspace(name);
+  }
+  StatusOr<std::vector<WorkspaceInfo>> ListWorkspaces() override {
+    return client_->ListWorkspaces();
+  }
+  StatusOr<EnvironmentInfo> CreateEnvironment(std::string_view ws, std::string_view name) override {
+    return client_->CreateEnvironment(ws, name);
+  }
+  StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(std::string_view ws) override {
+    return client_->ListEnvironments(ws);
+  }
+  Status EncryptStream(std::string_view ws, std::string_view env, std::string_view scope,
+                       bool text, const Source& source, const Sink& sink) override {
+    return client_->EncryptStream(ws, env, scope, text, source, sink);
+  }
+  Status DecryptStream(std::string_view ws, std::string_view env, const Source& source,
+                       const Sink& sink) override {
+    return client_->DecryptStream(ws, env, source, sink);
+  }
+
+ private:
+  std::unique_ptr<EkmClient> client_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Backend>> NewRemoteBackend(const std::string& server_url,
+                                                    const std::string& token) {
+  EKM_ASSIGN_OR_RETURN(std::unique_ptr<EkmClient> client, EkmClient::Create(server_url, token));
+  return std::unique_ptr<Backend>(new RemoteBackend(std::move(client)));
+}
+
+}  // namespace ekm::cli
