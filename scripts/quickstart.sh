@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian 12 machine to a running ekm on its embedded default
+# (SQLite store + platform-managed root key), with an encrypt/decrypt round trip.
+#
+#   bash scripts/quickstart.sh
+#
+# Environment: EKM_DATA_DIR (default ./ekm-data), EKM_PORT (default 8080).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA_DIR=${EKM_DATA_DIR:-./ekm-data}
+PORT=${EKM_PORT:-8080}
+BUILD=build/quickstart
+
+echo "==> installing dependencies (Debian packages)"
+bash scripts/install-deps.sh
+
+echo "==> building ekm and ekmd"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DEKM_BUILD_TESTS=OFF -DEKM_BUILD_BENCH=OFF >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target ekm_cli ekmd
+
+EKM="$BUILD/ekm"
+echo "==> initializing $DATA_DIR"
+"$EKM" --data-dir "$DATA_DIR" init
+
+# Replace an ekmd that an earlier run of this script started.
+if [ -f "$DATA_DIR/ekmd.pid" ] && kill -0 "$(cat "$DATA_DIR/ekmd.pid")" 2>/dev/null; then
+  echo "==> stopping the ekmd started earlier (pid $(cat "$DATA_DIR/ekmd.pid"))"
+  kill "$(cat "$DATA_DIR/ekmd.pid")"
+  for _ in $(seq 50); do kill -0 "$(cat "$DATA_DIR/ekmd.pid")" 2>/dev/null || break; sleep 0.1; done
+fi
+
+echo "==> starting ekmd on 127.0.0.1:$PORT"
+nohup "$BUILD/ekmd" --data-dir "$DATA_DIR" --listen "127.0.0.1:$PORT" >"$DATA_DIR/ekmd.log" 2>&1 &
+echo $! >"$DATA_DIR/ekmd.pid"
+for _ in $(seq 100); do
+  curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+  if ! kill -0 "$(cat "$DATA_DIR/ekmd.pid")" 2>/dev/null; then
+    echo "ekmd failed to start:" >&2; cat "$DATA_DIR/ekmd.log" >&2; exit 1
+  fi
+  sleep 0.1
+done
+
+export EKM_SERVER="http://127.0.0.1:$PORT"
+echo "==> creating workspace demo and environment demo/prod"
+"$EKM" workspace create demo 2>/dev/null || true
+"$EKM" environment create demo prod 2>/dev/null || true
+"$EKM" environment list demo
+
+echo "==> round trip"
+CIPHERTEXT=$(echo "hello, ekm" | "$EKM" encrypt --workspace demo --environment prod --text)
+echo "ciphertext: $CIPHERTEXT"
+echo -n "plaintext:  "
+echo "$CIPHERTEXT" | "$EKM" decrypt --workspace demo --environment prod
+
+cat <<TXT
+
+ekmd is running at http://127.0.0.1:$PORT (pid $(cat "$DATA_DIR/ekmd.pid"), log $DATA_DIR/ekmd.log).
+Try:   export EKM_SERVER=http://127.0.0.1:$PORT PATH=\$PWD/$BUILD:\$PATH
+       ekm --help
+Stop:  kill \$(cat $DATA_DIR/ekmd.pid)
+TXT

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every test: the normal build, the AddressSanitizer + UndefinedBehaviorSanitizer build,
+# and the fuzz targets (corpus replay plus a short bounded run each).
+#
+#   bash scripts/test.sh
+#
+# Environment: EKM_FUZZ_SECONDS (default 20) per fuzz target; EKM_TEST_SKIP_ASAN=1 and
+# EKM_TEST_SKIP_FUZZ=1 for a quicker local loop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=$(nproc)
+FUZZ_SECONDS=${EKM_FUZZ_SECONDS:-20}
+start=$(date +%s)
+stamp() { echo "==> [$(( $(date +%s) - start ))s] $*"; }
+
+stamp "installing dependencies"
+bash scripts/install-deps.sh
+
+stamp "normal build"
+cmake -S . -B build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/test -j"$JOBS"
+stamp "normal tests"
+ctest --test-dir build/test --output-on-failure -j"$JOBS"
+
+if [ "${EKM_TEST_SKIP_ASAN:-0}" != 1 ]; then
+  stamp "sanitizer build (ASan + UBSan)"
+  cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DEKM_SANITIZE=ON -DEKM_BUILD_BENCH=OFF >/dev/null
+  cmake --build build/asan -j"$JOBS"
+  stamp "sanitizer tests"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build/asan --output-on-failure -j"$JOBS" -E '_corpus$'
+fi
+
+if [ "${EKM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
+  stamp "fuzz build (clang, libFuzzer)"
+  CC=clang CXX=clang++ cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEKM_FUZZ=ON \
+    -DEKM_BUILD_TESTS=OFF -DEKM_BUILD_BENCH=OFF >/dev/null
+  targets=$(sed -n 's/^ekm_add_fuzzer(\([a-z0-9_]*\) .*/\1/p' fuzz/CMakeLists.txt)
+  # shellcheck disable=SC2086
+  cmake --build build/fuzz -j"$JOBS" --target $targets
+  stamp "fuzz corpus replay and ${FUZZ_SECONDS}s runs"
+  for t in $targets; do
+    mkdir -p "build/fuzz/corpus/$t"
+    "build/fuzz/fuzz/$t" -runs=0 "fuzz/corpus/$t" 2>&1 | tail -1
+    "build/fuzz/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 \
+      "build/fuzz/corpus/$t" "fuzz/corpus/$t" 2>&1 | tail -1
+  done
+fi
+stamp "all tests passed"

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# End-to-end: the ekm CLI in local mode and against a real ekmd, as a user would run them.
+#   cli_test.sh EKM_BINARY EKMD_BINARY
+set -uo pipefail
+EKM=$1
+EKMD=$2
+T=$(mktemp -d /tmp/ekm-cli-test.XXXXXX)
+EKMD_PID=""
+cleanup() {
+  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+failures=0
+passes=0
+pass() { passes=$((passes + 1)); }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+check() { local what=$1; shift; if "$@"; then pass; else fail "$what"; fi; }
+# expect_error WHAT SUBSTRING -- command...: non-zero exit, one line on stderr naming SUBSTRING
+expect_error() {
+  local what=$1 want=$2; shift 3
+  "$@" >"$T/out" 2>"$T/err" </dev/null
+  local rc=$?
+  if [ $rc -eq 0 ]; then fail "$what: exit 0"; return; fi
+  if [ "$(wc -l <"$T/err")" -ne 1 ]; then fail "$what: stderr is not one line: $(cat "$T/err")"; return; fi
+  if ! grep -qF -- "$want" "$T/err"; then fail "$what: stderr lacks '$want': $(cat "$T/err")"; return; fi
+  pass
+}
+
+head -c 0 /dev/urandom >"$T/p0"
+head -c 1 /dev/urandom >"$T/p1"
+head -c $((1024 * 1024)) /dev/urandom >"$T/p1m"
+head -c $((64 * 1024 * 1024)) /dev/urandom >"$T/p64m"
+
+roundtrips() {  # MODE_ARGS...: every size, binary and text
+  local label=$1; shift
+  for f in p0 p1 p1m p64m; do
+    for form in binary text; do
+      local flag=""; [ $form = text ] && flag=--text
+      "$EKM" "$@" encrypt -w acme -e prod $flag <"$T/$f" >"$T/ct" || { fail "$label $f $form encrypt"; continue; }
+      "$EKM" "$@" decrypt -w acme -e prod <"$T/ct" >"$T/back" || { fail "$label $f $form decrypt"; continue; }
+      check "$label $f $form round trip" cmp -s "$T/$f" "$T/back"
+    done
+  done
+}
+
+# --- help and usage -------------------------------------------------------------------------
+for sub in "" init "workspace" "workspace create" "workspace list" environment "environment create" \
+  "environment list" encrypt decrypt; do
+  # shellcheck disable=SC2086
+  check "ekm $sub --help" "$EKM" $sub --help >/dev/null
+done
+check "ekmd --help" "$EKMD" --help >/dev/null
+expect_error "missing --workspace" "--workspace is required" -- "$EKM" --data-dir "$T/d" encrypt -e prod
+expect_error "not initialized" "ekm --data-dir $T/none init" -- "$EKM" --data-dir "$T/none" workspace list
+
+# --- local mode -----------------------------------------------------------------------------
+D="$T/data"
+check "init" "$EKM" --data-dir "$D" init >/dev/null
+check "init is idempotent" "$EKM" --data-dir "$D" init >/dev/null
+check "root key mode 0600" test "$(stat -c %a "$D/root.key")" = 600
+check "workspace create" "$EKM" --data-dir "$D" workspace create acme >/dev/null
+check "workspace create 2" "$EKM" --data-dir "$D" workspace create globex >/dev/null
+expect_error "duplicate workspace" "already exists" -- "$EKM" --data-dir "$D" workspace create acme
+expect_error "bad workspace name" "position 5" -- "$EKM" --data-dir "$D" workspace create "Acme Corp"
+check "environment create" "$EKM" --data-dir "$D" environment create acme prod >/dev/null
+check "environment create 2" "$EKM" --data-dir "$D" environment create acme dev >/dev/null
+check "environment create 3" "$EKM" --data-dir "$D" environment create globex prod >/dev/null
+expect_error "environment in missing workspace" "initech" -- "$EKM" --data-dir "$D" environment create initech prod
+check "workspace list" grep -q globex <("$EKM" --data-dir "$D" workspace list)
+check "environment list" grep -q dev <("$EKM" --data-dir "$D" environment list acme)
+check "environment list json" grep -q '"ek_version": 1' <("$EKM" --data-dir "$D" --json environment list acme)
+EKM_DATA_DIR="$D" check "EKM_DATA_DIR" grep -q acme <(EKM_DATA_DIR="$D" "$EKM" workspace list)
+roundtrips local --data-dir "$D"
+
+# Bounded memory: a 64 MiB stream must not be held in memory (the sanitizer build skips this).
+if [ -x /usr/bin/time ] && ! ldd "$EKM" | grep -q libasan; then
+  /usr/bin/time -f %M -o "$T/rss" "$EKM" --data-dir "$D" encrypt -w acme -e prod <"$T/p64m" >"$T/ct64"
+  check "encrypt 64 MiB in bounded memory ($(cat "$T/rss") KiB)" test "$(cat "$T/rss")" -lt 32768
+  /usr/bin/time -f %M -o "$T/rss" "$EKM" --data-dir "$D" decrypt -w acme -e prod <"$T/ct64" >/dev/null
+  check "decrypt 64 MiB in bounded memory ($(cat "$T/rss") KiB)" test "$(cat "$T/rss")" -lt 32768
+fi
+
+echo -n "secret" | "$EKM" --data-dir "$D" encrypt -w acme -e prod -s orders >"$T/small.ct"
+expect_error "wrong workspace" 'belongs to workspace "acme"' -- "$EKM" --data-dir "$D" decrypt -w globex -e prod <"$T/small.ct"
+"$EKM" --data-dir "$D" decrypt -w globex -e prod <"$T/small.ct" >"$T/out" 2>"$T/err"
+check "wrong workspace: hint names the right flags" grep -q -- "--workspace acme --environment prod" "$T/err"
+expect_error "wrong environment" 'environment "prod"' -- "$EKM" --data-dir "$D" decrypt -w acme -e dev <"$T/small.ct"
+expect_error "garbage input" "not an ekm ciphertext" -- "$EKM" --data-dir "$D" decrypt -w acme -e prod < <(echo "hello")
+expect_error "empty input" "truncated" -- "$EKM" --data-dir "$D" decrypt -w acme -e prod </dev/null
+size=$(stat -c %s "$T/small.ct")
+for pos in 0 5 12 $((size / 2)) $((size - 1)); do
+  cp "$T/small.ct" "$T/flip.ct"
+  orig=$(xxd -p -s "$pos" -l 1 "$T/flip.ct")
+  printf "$(printf '\\x%02x' $((0x$orig ^ 0x01)))" | dd of="$T/flip.ct" bs=1 seek="$pos" conv=notrunc status=none
+  "$EKM" --data-dir "$D" decrypt -w acme -e prod <"$T/flip.ct" >"$T/out" 2>"$T/err"
+  rc=$?
+  if [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && [ ! -s "$T/out" ]; then pass; else fail "flipped byte $pos: rc=$rc $(cat "$T/err")"; fi
+done
+head -c $((size - 3)) "$T/small.ct" >"$T/trunc.ct"
+expect_error "truncated ciphertext" "" -- "$EKM" --data-dir "$D" decrypt -w acme -e prod <"$T/trunc.ct"
+if command -v script >/dev/null; then
+  script -qec "$EKM --data-dir $D encrypt -w acme -e prod </dev/null" /dev/null >"$T/tty" 2>&1
+  check "binary ciphertext refused on a terminal" grep -q "refusing to write binary" "$T/tty"
+fi
+
+# --- server mode ----------------------------------------------------------------------------
+start_ekmd() {
+  "$EKMD" --data-dir "$D" --listen 127.0.0.1:0 >"$T/ekmd.log" 2>&1 &
+  EKMD_PID=$!
+  for _ in $(seq 200); do
+    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
+    [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "ekmd did not start:"; cat "$T/ekmd.log"; return 1
+}
+check "ekmd starts" start_ekmd
+S="http://127.0.0.1:$PORT"
+check "server: workspace list" grep -q acme <("$EKM" --server "$S" workspace list)
+check "server: workspace create" "$EKM" --server "$S" workspace create initech >/dev/null
+check "server: environment create" "$EKM" --server "$S" environment create initech prod >/dev/null
+check "EKM_SERVER" grep -q initech <(EKM_SERVER="$S" "$EKM" workspace list)
+roundtrips server --server "$S"
+expect_error "server: wrong workspace" 'belongs to workspace "acme"' -- "$EKM" --server "$S" decrypt -w globex -e prod <"$T/small.ct"
+expect_error "server: unknown workspace" "nope" -- "$EKM" --server "$S" environment list nope
+expect_error "server: both modes" "both given" -- "$EKM" --server "$S" --data-dir "$D" workspace list
+
+# Local and server share one store: either decrypts what the other encrypted.
+echo -n "crossover" | "$EKM" --server "$S" encrypt -w acme -e prod --text >"$T/cross.ct"
+check "local decrypts server ciphertext" grep -q crossover <("$EKM" --data-dir "$D" decrypt -w acme -e prod <"$T/cross.ct")
+
+# Restart: graceful (SIGTERM) and crash (kill -9); everything encrypted before still decrypts.
+for p in p1 p1m; do "$EKM" --server "$S" encrypt -w acme -e prod -s "s-$p" <"$T/$p" >"$T/$p.ct"; done
+kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; rc=$?
+check "ekmd exits 0 on SIGTERM (rc=$rc)" test $rc -eq 0
+check "ekmd restarts" start_ekmd
+S="http://127.0.0.1:$PORT"
+for p in p1 p1m; do
+  "$EKM" --server "$S" decrypt -w acme -e prod <"$T/$p.ct" >"$T/back"
+  check "decrypt $p after SIGTERM restart" cmp -s "$T/$p" "$T/back"
+done
+"$EKM" --server "$S" encrypt -w acme -e prod -s after <"$T/p1m" >"$T/after.ct"
+kill -9 "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null
+check "ekmd restarts after kill -9" start_ekmd
+S="http://127.0.0.1:$PORT"
+for f in p1.ct p1m.ct after.ct; do
+  "$EKM" --server "$S" decrypt -w acme -e prod <"$T/$f" >"$T/back" || fail "decrypt $f after kill -9"
+done
+check "decrypt after kill -9" cmp -s "$T/p1m" "$T/back"
+kill -TERM "$EKMD_PID"; wait "$EKMD_PID"
+EKMD_PID=""
+expect_error "server down" "cannot reach ekmd" -- "$EKM" --server "$S" workspace list
+
+echo "$passes passed, $failures failed"
+[ "$failures" -eq 0 ]
