@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "ekm/base/encoding.h"
+#include "ekm/base/ossl.h"
 #include "ekm/base/endian.h"
 #include "ekm/base/random.h"
 #include "ekm/crypto/key_wrap.h"
