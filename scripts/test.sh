@@ -16,6 +16,9 @@ stamp() { echo "==> [$(( $(date +%s) - start ))s] $*"; }
 stamp "installing dependencies"
 bash scripts/install-deps.sh
 
+stamp "grep lint"
+bash scripts/grep_lint.sh
+
 stamp "normal build"
 cmake -S . -B build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/test -j"$JOBS"
