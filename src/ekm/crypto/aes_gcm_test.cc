@@ -1,0 +1,114 @@
+#include "ekm/crypto/aes_gcm.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "ekm/base/encoding.h"
+#include "ekm/base/random.h"
+
+namespace ekm {
+namespace {
+
+SecretBytes Key(std::string_view hex) {
+  auto b = HexDecode(hex);
+  return SecretBytes(*b);
+}
+Bytes Hex(std::string_view hex) { return *HexDecode(hex); }
+
+struct GcmVector {
+  const char *key, *iv, *pt, *aad, *ct, *tag;
+};
+
+// The GCM specification's AES-256 test cases 13-16 (McGrew & Viega, NIST SP 800-38D).
+const GcmVector kVectors[] = {
+    {"0000000000000000000000000000000000000000000000000000000000000000", "000000000000000000000000",
+     "", "", "", "530f8afbc74536b9a963b4f1c4cb738b"},
+    {"0000000000000000000000000000000000000000000000000000000000000000", "000000000000000000000000",
+     "00000000000000000000000000000000", "", "cea7403d4d606b6e074ec5d3baf39d18",
+     "d0d1c8a799996bf0265b98b5d48ab919"},
+    {"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", "cafebabefacedbaddecaf888",
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b52"
+     "5b16aedf5aa0de657ba637b391aafd255",
+     "",
+     "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838"
+     "c5f61e6393ba7a0abcc9f662898015ad",
+     "b094dac5d93471bdec1a502270e3cc6c"},
+    {"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", "cafebabefacedbaddecaf888",
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b52"
+     "5b16aedf5aa0de657ba637b39",
+     "feedfacedeadbeeffeedfacedeadbeefabaddad2",
+     "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838"
+     "c5f61e6393ba7a0abcc9f662",
+     "76fc6ece0f4e1768cddf8853bb2d551b"},
+};
+
+TEST(AesGcmTest, KnownAnswers) {
+  for (const auto& v : kVectors) {
+    SecretBytes key = Key(v.key);
+    Bytes iv = Hex(v.iv), pt = Hex(v.pt), aad = Hex(v.aad);
+    Bytes expected = Hex(v.ct);
+    Append(expected, Hex(v.tag));
+    Bytes out(pt.size() + kAesGcmTagSize);
+    ASSERT_TRUE(AesGcmSeal(key, iv, aad, pt, out.data()).ok());
+    EXPECT_EQ(HexEncode(out), HexEncode(expected));
+    Bytes back(pt.size());
+    ASSERT_TRUE(AesGcmOpen(key, iv, aad, expected, back.data()).ok());
+    EXPECT_EQ(back, pt);
+  }
+}
+
+TEST(AesGcmTest, EveryBitFlipAndTruncationFails) {
+  SecretBytes key = Key(kVectors[3].key);
+  Bytes iv = Hex(kVectors[3].iv), aad = Hex(kVectors[3].aad);
+  Bytes sealed = Hex(kVectors[3].ct);
+  Append(sealed, Hex(kVectors[3].tag));
+  Bytes out(sealed.size());
+  for (size_t i = 0; i < sealed.size() * 8; ++i) {
+    Bytes bad = sealed;
+    bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    Status s = AesGcmOpen(key, iv, aad, bad, out.data());
+    ASSERT_EQ(s.code(), StatusCode::kDataLoss) << "bit " << i;
+  }
+  for (size_t i = 0; i < aad.size() * 8; ++i) {
+    Bytes bad = aad;
+    bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    ASSERT_FALSE(AesGcmOpen(key, iv, bad, sealed, out.data()).ok());
+  }
+  for (size_t n = 0; n < sealed.size(); ++n) {
+    ASSERT_FALSE(AesGcmOpen(key, iv, aad, ByteView(sealed).first(n), out.data()).ok());
+  }
+}
+
+TEST(AesGcmTest, RejectsBadSizes) {
+  SecretBytes short_key(16);
+  Bytes iv(12), out(32);
+  EXPECT_EQ(AesGcmSeal(short_key, iv, {}, {}, out.data()).code(), StatusCode::kInvalidArgument);
+  SecretBytes key(32);
+  Bytes short_iv(8);
+  EXPECT_EQ(AesGcmSeal(key, short_iv, {}, {}, out.data()).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(AesGcmTest, ThreadsDoNotShareState) {
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      auto key = RandomSecret(32);
+      Bytes iv(12), pt(1000), ct(1016), back(1000);
+      for (int i = 0; i < 500; ++i) {
+        (void)RandomBytes(iv);
+        (void)RandomBytes(pt);
+        if (!AesGcmSeal(*key, iv, {}, pt, ct.data()).ok() ||
+            !AesGcmOpen(*key, iv, {}, ct, back.data()).ok() || back != pt) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures, 0);
+}
+
+}  // namespace
+}  // namespace ekm
