@@ -95,6 +95,10 @@ class EnvelopeEncoder {
                                                            bool text,
                                                            uint32_t segment_size =
                                                                kDefaultSegmentSize);
+  // Test seam: a fixed salt, for golden vectors only.
+  static StatusOr<std::unique_ptr<EnvelopeEncoder>> CreateForTest(
+      const EnvelopeContext& context, std::shared_ptr<const SecretBytes> dk, bool text,
+      uint32_t segment_size, std::span<const uint8_t, kStreamSaltSize> salt);
   virtual ~EnvelopeEncoder() = default;
   // Appends whatever output is ready to `out`.
   virtual Status Update(ByteView chunk, Bytes* out) = 0;
