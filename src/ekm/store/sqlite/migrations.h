@@ -1,0 +1,58 @@
+// Numbered schema migrations. Append only: a released migration is never edited, so every
+// database reaches the same schema by the same steps. Portable SQL (the PostgreSQL store runs
+// the same schema semantics).
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+namespace ekm {
+
+struct Migration {
+  int version;
+  std::string_view description;
+  std::string_view sql;
+};
+
+inline const std::vector<Migration>& SqliteMigrations() {
+  static const std::vector<Migration> kMigrations = {
+      {1, "key hierarchy: workspaces, environments, environment keys, data keys", R"sql(
+CREATE TABLE workspaces (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE environments (
+  id INTEGER PRIMARY KEY,
+  workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
+  name TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  current_ek_version INTEGER NOT NULL,
+  UNIQUE (workspace_id, name)
+);
+CREATE TABLE environment_keys (
+  environment_id INTEGER NOT NULL REFERENCES environments(id),
+  version INTEGER NOT NULL,
+  cmk_provider TEXT NOT NULL,
+  cmk_key_id TEXT NOT NULL,
+  wrapped BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (environment_id, version)
+);
+CREATE TABLE data_keys (
+  environment_id INTEGER NOT NULL,
+  scope TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  ek_version INTEGER NOT NULL,
+  wrapped BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  messages_reserved INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (environment_id, scope, version),
+  FOREIGN KEY (environment_id, ek_version) REFERENCES environment_keys(environment_id, version)
+);
+)sql"},
+  };
+  return kMigrations;
+}
+
+}  // namespace ekm

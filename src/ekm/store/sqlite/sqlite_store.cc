@@ -1,0 +1,419 @@
+#include "ekm/store/sqlite/sqlite_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include "ekm/store/sqlite/migrations.h"
+
+namespace ekm {
+
+namespace {
+
+constexpr int kBusyTimeoutMs = 5000;
+
+// One prepared statement, reset on scope exit.
+class Stmt {
+ public:
+  explicit Stmt(sqlite3_stmt* s) : s_(s) {}
+  ~Stmt() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, ByteView v) {
+    sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  int Step() { return sqlite3_step(s_); }
+  int64_t Int(int col) const { return sqlite3_column_int64(s_, col); }
+  std::string Text(int col) const {
+    const unsigned char* t = sqlite3_column_text(s_, col);
+    return t ? std::string(reinterpret_cast<const char*>(t),
+                           static_cast<size_t>(sqlite3_column_bytes(s_, col)))
+             : std::string();
+  }
+  Bytes Blob(int col) const {
+    const auto* b = static_cast<const uint8_t*>(sqlite3_column_blob(s_, col));
+    int n = sqlite3_column_bytes(s_, col);
+    return b ? Bytes(b, b + n) : Bytes();
+  }
+
+ private:
+  sqlite3_stmt* s_;
+};
+
+class SqliteStore : public Store {
+ public:
+  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  ~SqliteStore() override {
+    for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+    sqlite3_close(db_);
+  }
+
+  Status Migrate() {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_RETURN_IF_ERROR(Exec(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
+    int64_t current = 0;
+    {
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+      if (s->Step() != SQLITE_ROW) return Error("reading the schema version");
+      current = s->Int(0);
+    }
+    const auto& migrations = SqliteMigrations();
+    int64_t latest = migrations.empty() ? 0 : migrations.back().version;
+    if (current > latest) {
+      return FailedPreconditionError(
+          "the database has schema version " + std::to_string(current) +
+              ", newer than this build of ekm knows (" + std::to_string(latest) + ")",
+          "upgrade ekm; never run an older ekm on a newer database");
+    }
+    for (const Migration& m : migrations) {
+      if (m.version <= current) continue;
+      EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+      Status s = Exec(std::string(m.sql));
+      if (s.ok()) {
+        auto st = Prepare(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, "
+            "strftime('%s','now'))");
+        if (!st.ok()) {
+          s = st.status();
+        } else {
+          (*st)->Bind(1, int64_t{m.version}).Bind(2, m.description);
+          if ((*st)->Step() != SQLITE_DONE) s = Error("recording migration");
+        }
+      }
+      if (s.ok()) s = Exec("COMMIT");
+      if (!s.ok()) {
+        Exec("ROLLBACK").IgnoreError();
+        return s.WithContext("applying schema migration " + std::to_string(m.version));
+      }
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<WorkspaceRecord> CreateWorkspace(std::string_view name, int64_t now) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("INSERT INTO workspaces (name, created_at) VALUES (?, ?)"));
+    s->Bind(1, name).Bind(2, now);
+    int rc = s->Step();
+    if (rc == SQLITE_CONSTRAINT) {
+      return AlreadyExistsError("workspace \"" + std::string(name) + "\" already exists");
+    }
+    if (rc != SQLITE_DONE) return Error("creating workspace");
+    return WorkspaceRecord{sqlite3_last_insert_rowid(db_), std::string(name), now};
+  }
+
+  StatusOr<WorkspaceRecord> GetWorkspace(std::string_view name) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return GetWorkspaceLocked(name);
+  }
+
+  StatusOr<std::vector<WorkspaceRecord>> ListWorkspaces() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("SELECT id, name, created_at FROM workspaces ORDER BY name"));
+    std::vector<WorkspaceRecord> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) out.push_back({s->Int(0), s->Text(1), s->Int(2)});
+    if (rc != SQLITE_DONE) return Error("listing workspaces");
+    return out;
+  }
+
+  StatusOr<EnvironmentRecord> CreateEnvironment(std::string_view workspace, std::string_view name,
+                                                const EnvironmentKeyRecord& first_ek,
+                                                int64_t now) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    auto result = [&]() -> StatusOr<EnvironmentRecord> {
+      EKM_ASSIGN_OR_RETURN(WorkspaceRecord ws, GetWorkspaceLocked(workspace));
+      EnvironmentRecord env;
+      {
+        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare("INSERT INTO environments (workspace_id, name, "
+                                               "created_at, current_ek_version) VALUES (?,?,?,?)"));
+        s->Bind(1, ws.id).Bind(2, name).Bind(3, now).Bind(4, int64_t{first_ek.version});
+        int rc = s->Step();
+        if (rc == SQLITE_CONSTRAINT) {
+          return AlreadyExistsError("environment \"" + std::string(name) +
+                                    "\" already exists in workspace \"" + ws.name + "\"");
+        }
+        if (rc != SQLITE_DONE) return Error("creating environment");
+        env = EnvironmentRecord{sqlite3_last_insert_rowid(db_), ws.id, ws.name,
+                                std::string(name), now, first_ek.version};
+      }
+      EnvironmentKeyRecord ek = first_ek;
+      ek.environment_id = env.id;
+      EKM_RETURN_IF_ERROR(InsertEnvironmentKeyLocked(ek));
+      return env;
+    }();
+    if (!result.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return result;
+    }
+    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    return result;
+  }
+
+  StatusOr<EnvironmentRecord> GetEnvironment(std::string_view workspace,
+                                             std::string_view name) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s, Prepare("SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, "
+                          "e.current_ek_version FROM environments e JOIN workspaces w ON "
+                          "w.id = e.workspace_id WHERE w.name = ? AND e.name = ?"));
+    s->Bind(1, workspace).Bind(2, name);
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) return ReadEnvironment(*s);
+    if (rc != SQLITE_DONE) return Error("reading environment");
+    return NotFoundError("environment \"" + std::string(name) + "\" does not exist in workspace \"" +
+                             std::string(workspace) + "\"",
+                         "create it with `ekm environment create " + std::string(workspace) + " " +
+                             std::string(name) + "`");
+  }
+
+  StatusOr<std::vector<EnvironmentRecord>> ListEnvironments(std::string_view workspace) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_RETURN_IF_ERROR(GetWorkspaceLocked(workspace).status());
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s, Prepare("SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, "
+                          "e.current_ek_version FROM environments e JOIN workspaces w ON "
+                          "w.id = e.workspace_id WHERE w.name = ? ORDER BY e.name"));
+    s->Bind(1, workspace);
+    std::vector<EnvironmentRecord> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) out.push_back(ReadEnvironment(*s));
+    if (rc != SQLITE_DONE) return Error("listing environments");
+    return out;
+  }
+
+  StatusOr<EnvironmentKeyRecord> GetEnvironmentKey(int64_t environment_id,
+                                                   uint32_t version) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("SELECT cmk_provider, cmk_key_id, wrapped, created_at FROM "
+                                 "environment_keys WHERE environment_id = ? AND version = ?"));
+    s->Bind(1, environment_id).Bind(2, int64_t{version});
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) {
+      return EnvironmentKeyRecord{environment_id, version, s->Text(0), s->Text(1), s->Blob(2),
+                                  s->Int(3)};
+    }
+    if (rc != SQLITE_DONE) return Error("reading environment key");
+    return NotFoundError("environment key v" + std::to_string(version) + " does not exist");
+  }
+
+  StatusOr<std::optional<DataKeyRecord>> GetLatestDataKey(int64_t environment_id,
+                                                          std::string_view scope) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectDataKey) +
+                                           " WHERE environment_id = ? AND scope = ? ORDER BY "
+                                           "version DESC LIMIT 1"));
+    s->Bind(1, environment_id).Bind(2, scope);
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) return std::optional<DataKeyRecord>(ReadDataKey(*s));
+    if (rc != SQLITE_DONE) return Error("reading data key");
+    return std::optional<DataKeyRecord>();
+  }
+
+  StatusOr<DataKeyRecord> GetDataKey(int64_t environment_id, std::string_view scope,
+                                     uint32_t version) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return GetDataKeyLocked(environment_id, scope, version);
+  }
+
+  StatusOr<DataKeyRecord> InsertDataKey(const DataKeyRecord& r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    {
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> s, Prepare("INSERT INTO data_keys (environment_id, scope, version, ek_version, "
+                            "wrapped, created_at, messages_reserved) VALUES (?,?,?,?,?,?,0) "
+                            "ON CONFLICT (environment_id, scope, version) DO NOTHING"));
+      s->Bind(1, r.environment_id).Bind(2, r.scope).Bind(3, int64_t{r.version});
+      s->Bind(4, int64_t{r.ek_version}).Bind(5, ByteView(r.wrapped)).Bind(6, r.created_at);
+      if (s->Step() != SQLITE_DONE) return Error("storing data key");
+    }
+    // The winner of a race, ours or another process's.
+    return GetDataKeyLocked(r.environment_id, r.scope, r.version);
+  }
+
+  StatusOr<uint64_t> ReserveMessages(int64_t environment_id, std::string_view scope,
+                                     uint32_t version, uint64_t count, uint64_t limit) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("UPDATE data_keys SET messages_reserved = messages_reserved + ?1 WHERE "
+                "environment_id = ?2 AND scope = ?3 AND version = ?4 AND messages_reserved + ?1 "
+                "<= ?5 RETURNING messages_reserved - ?1"));
+    s->Bind(1, static_cast<int64_t>(count)).Bind(2, environment_id).Bind(3, scope);
+    s->Bind(4, int64_t{version}).Bind(5, static_cast<int64_t>(limit));
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) {
+      uint64_t before = static_cast<uint64_t>(s->Int(0));
+      // Finish the statement so the write is complete before the lock is released.
+      while (s->Step() == SQLITE_ROW) {
+      }
+      return before;
+    }
+    if (rc != SQLITE_DONE) return Error("reserving messages");
+    // No row changed: over the limit, or no such key.
+    EKM_RETURN_IF_ERROR(GetDataKeyLocked(environment_id, scope, version).status());
+    return ResourceExhaustedError("data key v" + std::to_string(version) + " of scope \"" +
+                                  std::string(scope) + "\" reached its bound of " +
+                                  std::to_string(limit) + " messages");
+  }
+
+ private:
+  static constexpr std::string_view kSelectDataKey =
+      "SELECT environment_id, scope, version, ek_version, wrapped, created_at, "
+      "messages_reserved FROM data_keys";
+
+  static EnvironmentRecord ReadEnvironment(const Stmt& s) {
+    return EnvironmentRecord{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Int(4),
+                             static_cast<uint32_t>(s.Int(5))};
+  }
+  static DataKeyRecord ReadDataKey(const Stmt& s) {
+    return DataKeyRecord{s.Int(0),  s.Text(1),
+                         static_cast<uint32_t>(s.Int(2)), static_cast<uint32_t>(s.Int(3)),
+                         s.Blob(4), s.Int(5),
+                         static_cast<uint64_t>(s.Int(6))};
+  }
+
+  StatusOr<WorkspaceRecord> GetWorkspaceLocked(std::string_view name) {
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("SELECT id, name, created_at FROM workspaces WHERE name = ?"));
+    s->Bind(1, name);
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) return WorkspaceRecord{s->Int(0), s->Text(1), s->Int(2)};
+    if (rc != SQLITE_DONE) return Error("reading workspace");
+    return NotFoundError("workspace \"" + std::string(name) + "\" does not exist",
+                         "create it with `ekm workspace create " + std::string(name) + "`");
+  }
+
+  StatusOr<DataKeyRecord> GetDataKeyLocked(int64_t environment_id, std::string_view scope,
+                                           uint32_t version) {
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectDataKey) +
+                                           " WHERE environment_id = ? AND scope = ? AND "
+                                           "version = ?"));
+    s->Bind(1, environment_id).Bind(2, scope).Bind(3, int64_t{version});
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) return ReadDataKey(*s);
+    if (rc != SQLITE_DONE) return Error("reading data key");
+    return NotFoundError("data key v" + std::to_string(version) + " of scope \"" +
+                         std::string(scope) + "\" does not exist");
+  }
+
+  Status InsertEnvironmentKeyLocked(const EnvironmentKeyRecord& ek) {
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare("INSERT INTO environment_keys (environment_id, version, "
+                                           "cmk_provider, cmk_key_id, wrapped, created_at) "
+                                           "VALUES (?,?,?,?,?,?)"));
+    s->Bind(1, ek.environment_id).Bind(2, int64_t{ek.version}).Bind(3, ek.cmk_provider);
+    s->Bind(4, ek.cmk_key_id).Bind(5, ByteView(ek.wrapped)).Bind(6, ek.created_at);
+    if (s->Step() != SQLITE_DONE) return Error("storing environment key");
+    return Status::Ok();
+  }
+
+  // Statements are prepared once per connection and reused (the caller holds mu_).
+  StatusOr<std::unique_ptr<Stmt>> Prepare(const std::string& sql) {
+    auto it = stmts_.find(sql);
+    sqlite3_stmt* raw;
+    if (it != stmts_.end()) {
+      raw = it->second;
+    } else {
+      if (sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &raw, nullptr) !=
+          SQLITE_OK) {
+        return Error("preparing a statement");
+      }
+      stmts_.emplace(sql, raw);
+    }
+    // The holder resets the statement when the caller's scope ends.
+    return std::make_unique<Stmt>(raw);
+  }
+
+  Status Exec(const std::string& sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "unknown error";
+      sqlite3_free(err);
+      int code = sqlite3_errcode(db_);
+      if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+        return UnavailableError("the database is busy: " + msg, "retry");
+      }
+      return InternalError("SQLite: " + msg);
+    }
+    return Status::Ok();
+  }
+
+  Status Error(std::string_view what) {
+    int code = sqlite3_errcode(db_);
+    std::string msg = std::string(what) + ": " + sqlite3_errmsg(db_);
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+      return UnavailableError("the database is busy (" + msg + ")", "retry");
+    }
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return DataLossError(msg);
+    return InternalError("SQLite " + msg);
+  }
+
+  sqlite3* db_;
+  // One connection; SQLite serialises writers anyway. Reads could use a pool of read
+  // connections (WAL allows concurrent readers) when profiling says so.
+  std::mutex mu_;
+  std::unordered_map<std::string, sqlite3_stmt*> stmts_;
+};
+
+}  // namespace
+
+StatusOr<StorePtr> OpenSqliteStore(const std::string& path) {
+  // Create the file ourselves so it is 0600 from its first byte.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return FailedPreconditionError("cannot open database " + path + ": " + std::strerror(errno),
+                                   "check that the data directory exists and is writable");
+  }
+  ::close(fd);
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return FailedPreconditionError("cannot open database " + path + ": " + msg);
+  }
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  auto store = std::make_unique<SqliteStore>(db);
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                             "PRAGMA foreign_keys=ON"}) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, pragma, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "";
+      sqlite3_free(err);
+      if (msg.find("not a database") != std::string::npos) {
+        return DataLossError("database " + path + " is not an ekm database (" + msg + ")",
+                             "check --data-dir");
+      }
+      return UnavailableError("cannot configure database " + path + ": " + msg);
+    }
+  }
+  EKM_RETURN_IF_ERROR(store->Migrate());
+  return StorePtr(std::move(store));
+}
+
+}  // namespace ekm

@@ -1,0 +1,233 @@
+#include "ekm/store/sqlite/sqlite_store.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "ekm/testing/temp_dir.h"
+
+namespace ekm {
+namespace {
+
+EnvironmentKeyRecord Ek(uint32_t version = 1) {
+  return EnvironmentKeyRecord{0, version, "platform", "root", Bytes(70, 0xab), 100};
+}
+
+DataKeyRecord Dk(int64_t env, std::string scope, uint32_t version, uint8_t fill) {
+  return DataKeyRecord{env, std::move(scope), version, 1, Bytes(61, fill), 100, 0};
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = dir_.path() + "/ekm.db";
+    auto s = OpenSqliteStore(path_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+  }
+  testing::TempDir dir_;
+  std::string path_;
+  StorePtr store_;
+};
+
+TEST_F(SqliteStoreTest, FileIsPrivateAndInWalMode) {
+  struct stat st {};
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  sqlite3* db;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* s;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)), "wal");
+  sqlite3_finalize(s);
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(s, 0), 1);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteStoreTest, ReopenIsIdempotentAndNewerSchemaIsRefused) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  store_.reset();
+  auto again = OpenSqliteStore(path_);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE((*again)->GetWorkspace("acme").ok());
+  again->reset();
+  sqlite3* db;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "INSERT INTO schema_migrations VALUES (99, 'future', 0)", nullptr,
+                         nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto future = OpenSqliteStore(path_);
+  ASSERT_FALSE(future.ok());
+  EXPECT_EQ(future.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(future.status().hint().find("upgrade"), std::string::npos);
+}
+
+TEST_F(SqliteStoreTest, GarbageFileIsRefused) {
+  std::string bad = dir_.path() + "/bad.db";
+  FILE* f = fopen(bad.c_str(), "w");
+  fputs("this is not a database, just some text that is long enough to look like a header....",
+        f);
+  fclose(f);
+  EXPECT_FALSE(OpenSqliteStore(bad).ok());
+}
+
+TEST_F(SqliteStoreTest, WorkspacesAndEnvironments) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 10).ok());
+  ASSERT_TRUE(store_->CreateWorkspace("globex", 11).ok());
+  auto dup = store_->CreateWorkspace("acme", 12);
+  EXPECT_EQ(dup.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(dup.status().message().find("\"acme\" already exists"), std::string::npos);
+  auto missing = store_->GetWorkspace("nope");
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().hint().find("ekm workspace create nope"), std::string::npos);
+  auto list = store_->ListWorkspaces();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].name, "acme");
+
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 20);
+  ASSERT_TRUE(env.ok()) << env.status().ToString();
+  EXPECT_EQ(env->workspace, "acme");
+  EXPECT_EQ(env->current_ek_version, 1u);
+  EXPECT_EQ(store_->CreateEnvironment("acme", "prod", Ek(), 21).status().code(),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->CreateEnvironment("nope", "prod", Ek(), 21).status().code(),
+            StatusCode::kNotFound);
+  ASSERT_TRUE(store_->CreateEnvironment("globex", "prod", Ek(), 22).ok());
+  auto got = store_->GetEnvironment("acme", "prod");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->id, env->id);
+  auto ek = store_->GetEnvironmentKey(env->id, 1);
+  ASSERT_TRUE(ek.ok());
+  EXPECT_EQ(ek->wrapped, Bytes(70, 0xab));
+  EXPECT_EQ(ek->cmk_provider, "platform");
+  EXPECT_EQ(store_->GetEnvironment("acme", "dev").status().code(), StatusCode::kNotFound);
+  auto envs = store_->ListEnvironments("acme");
+  ASSERT_TRUE(envs.ok());
+  EXPECT_EQ(envs->size(), 1u);
+  EXPECT_EQ(store_->ListEnvironments("nope").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, DataKeysAndReservations) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  auto none = store_->GetLatestDataKey(env->id, "orders");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  ASSERT_TRUE(store_->InsertDataKey(Dk(env->id, "orders", 1, 1)).ok());
+  // A second insert of the same version returns the first one's row.
+  auto second = store_->InsertDataKey(Dk(env->id, "orders", 1, 2));
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->wrapped, Bytes(61, 1));
+  ASSERT_TRUE(store_->InsertDataKey(Dk(env->id, "orders", 2, 3)).ok());
+  auto latest = store_->GetLatestDataKey(env->id, "orders");
+  ASSERT_TRUE(latest.ok() && latest->has_value());
+  EXPECT_EQ((*latest)->version, 2u);
+  EXPECT_EQ(store_->GetDataKey(env->id, "orders", 7).status().code(), StatusCode::kNotFound);
+
+  auto r1 = store_->ReserveMessages(env->id, "orders", 1, 10, 25);
+  ASSERT_TRUE(r1.ok());
+  EXPECT_EQ(*r1, 0u);
+  auto r2 = store_->ReserveMessages(env->id, "orders", 1, 10, 25);
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(*r2, 10u);
+  EXPECT_EQ(store_->ReserveMessages(env->id, "orders", 1, 10, 25).status().code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_->ReserveMessages(env->id, "orders", 9, 1, 25).status().code(),
+            StatusCode::kNotFound);
+  // A data key must reference an existing environment key.
+  DataKeyRecord orphan = Dk(env->id, "orders", 3, 4);
+  orphan.ek_version = 9;
+  EXPECT_FALSE(store_->InsertDataKey(orphan).ok());
+}
+
+TEST_F(SqliteStoreTest, ConcurrentWritersAgree) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  // Threads on one Store, and a second Store on the same file (as another process would be).
+  auto other = OpenSqliteStore(path_);
+  ASSERT_TRUE(other.ok());
+  std::vector<std::thread> threads;
+  std::vector<Bytes> winners(8);
+  std::atomic<uint64_t> reserved_sum{0};
+  std::atomic<int> errors{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      Store* s = t % 2 == 0 ? store_.get() : other->get();
+      auto r = s->InsertDataKey(Dk(env->id, "shared", 1, static_cast<uint8_t>(t + 1)));
+      if (!r.ok()) {
+        ++errors;
+        return;
+      }
+      winners[t] = r->wrapped;
+      for (int i = 0; i < 50; ++i) {
+        auto before = s->ReserveMessages(env->id, "shared", 1, 3, 1'000'000);
+        if (!before.ok()) ++errors;
+        else reserved_sum += 3;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors, 0);
+  for (int t = 1; t < 8; ++t) EXPECT_EQ(winners[t], winners[0]);
+  auto dk = store_->GetDataKey(env->id, "shared", 1);
+  ASSERT_TRUE(dk.ok());
+  EXPECT_EQ(dk->messages_reserved, reserved_sum.load());
+  EXPECT_EQ(dk->messages_reserved, 8u * 50 * 3);
+}
+
+TEST_F(SqliteStoreTest, KillDashNineNeverLeavesHalfAHierarchy) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  store_.reset();
+  for (int round = 0; round < 5; ++round) {
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      auto s = OpenSqliteStore(path_);
+      if (!s.ok()) _exit(3);
+      for (int i = 0;; ++i) {
+        std::string name = "env-" + std::to_string(round) + "-" + std::to_string(i);
+        auto env = (*s)->CreateEnvironment("acme", name, Ek(), i);
+        if (env.ok()) (void)(*s)->InsertDataKey(Dk(env->id, "orders", 1, 7));
+      }
+    }
+    usleep(static_cast<useconds_t>(20000 + round * 15000));
+    kill(child, SIGKILL);
+    int status;
+    waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
+  }
+  auto s = OpenSqliteStore(path_);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto envs = (*s)->ListEnvironments("acme");
+  ASSERT_TRUE(envs.ok());
+  EXPECT_GT(envs->size(), 0u);
+  for (const auto& e : *envs) {
+    EXPECT_TRUE((*s)->GetEnvironmentKey(e.id, e.current_ek_version).ok()) << e.name;
+  }
+  sqlite3* db;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "ok");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+}  // namespace
+}  // namespace ekm
