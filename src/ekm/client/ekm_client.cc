@@ -1,0 +1,356 @@
+#include "ekm/client/ekm_client.h"
+
+#include <curl/curl.h>
+
+#include <nlohmann/json.hpp>
+
+#include "ekm/base/clock.h"
+#include "ekm/base/encoding.h"
+
+namespace ekm {
+
+namespace {
+
+using nlohmann::json;
+
+StatusCode CodeFromName(std::string_view name) {
+  for (StatusCode c : {StatusCode::kInvalidArgument, StatusCode::kNotFound,
+                       StatusCode::kAlreadyExists, StatusCode::kFailedPrecondition,
+                       StatusCode::kPermissionDenied, StatusCode::kUnauthenticated,
+                       StatusCode::kResourceExhausted, StatusCode::kUnavailable,
+                       StatusCode::kDeadlineExceeded, StatusCode::kDataLoss,
+                       StatusCode::kInternal}) {
+    if (StatusCodeName(c) == name) return c;
+  }
+  return StatusCode::kInternal;
+}
+
+// Turns ekmd's error body {"error":{code,message,hint}} into a Status.
+Status StatusFromErrorBody(long http_status, std::string_view body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+    const json& e = j["error"];
+    std::string code = e.value("code", "internal");
+    std::string message = e.value("message", "ekmd reported an error");
+    std::string hint = e.value("hint", "");
+    return Status(CodeFromName(code), message, hint);
+  }
+  std::string snippet(body.substr(0, 200));
+  return UnavailableError("ekmd answered HTTP " + std::to_string(http_status) +
+                          " without an ekm error body: " + snippet);
+}
+
+std::string Escape(CURL* curl, std::string_view s) {
+  char* e = curl_easy_escape(curl, s.data(), static_cast<int>(s.size()));
+  std::string out = e ? e : "";
+  curl_free(e);
+  return out;
+}
+
+WorkspaceInfo WorkspaceFrom(const json& j) {
+  return WorkspaceInfo{j.value("name", ""), 0};
+}
+
+EnvironmentInfo EnvironmentFrom(const json& j) {
+  EnvironmentInfo e;
+  e.workspace = j.value("workspace", "");
+  e.name = j.value("name", "");
+  if (j.contains("cmk") && j["cmk"].is_object()) {
+    e.cmk_provider = j["cmk"].value("provider", "");
+    e.cmk_key_id = j["cmk"].value("key_id", "");
+  }
+  e.ek_version = j.value("ek_version", 0u);
+  return e;
+}
+
+int64_t ParseTime(const json& j) {
+  std::string t = j.value("created_at", "");
+  std::tm tm{};
+  if (strptime(t.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return 0;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+}  // namespace
+
+class EkmClient::Impl {
+ public:
+  Impl(std::string base, std::string token, CURL* curl)
+      : base_(std::move(base)), token_(std::move(token)), curl_(curl) {}
+  ~Impl() { curl_easy_cleanup(curl_); }
+
+  std::string Path(std::initializer_list<std::string_view> segments) {
+    std::string p;
+    for (auto s : segments) {
+      p += '/';
+      p += Escape(curl_, s);
+    }
+    return p;
+  }
+
+  // A whole request and response.
+  StatusOr<json> Call(const char* method, const std::string& path, const json* body) {
+    Reset();
+    std::string payload = body ? body->dump() : std::string();
+    std::string response;
+    curl_easy_setopt(curl_, CURLOPT_URL, (base_ + path).c_str());
+    curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, payload.c_str());
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+    }
+    curl_slist* headers = BaseHeaders();
+    headers = curl_slist_append(headers, "Content-Type: application/json");
+    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &AppendString);
+    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &response);
+    CURLcode rc = curl_easy_perform(curl_);
+    curl_slist_free_all(headers);
+    if (rc != CURLE_OK) return TransportError(rc);
+    long status = 0;
+    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status >= 300) return StatusFromErrorBody(status, response);
+    json j = json::parse(response, nullptr, false);
+    if (j.is_discarded()) return UnavailableError("ekmd answered with invalid JSON");
+    return j;
+  }
+
+  Status Stream(const std::string& path, const char* content_type, const Source& source,
+                const Sink& sink) {
+    Reset();
+    StreamState st;
+    st.source = &source;
+    st.sink = &sink;
+    curl_easy_setopt(curl_, CURLOPT_URL, (base_ + path).c_str());
+    curl_easy_setopt(curl_, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl_, CURLOPT_READFUNCTION, &ReadSource);
+    curl_easy_setopt(curl_, CURLOPT_READDATA, &st);
+    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &WriteSink);
+    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &st);
+    curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, &OnHeader);
+    curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &st);
+    curl_easy_setopt(curl_, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
+    curl_easy_setopt(curl_, CURLOPT_BUFFERSIZE, 256L * 1024);
+    curl_slist* headers = BaseHeaders();
+    headers = curl_slist_append(headers, (std::string("Content-Type: ") + content_type).c_str());
+    headers = curl_slist_append(headers, "Transfer-Encoding: chunked");
+    headers = curl_slist_append(headers, "Expect:");
+    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
+    CURLcode rc = curl_easy_perform(curl_);
+    curl_slist_free_all(headers);
+    if (!st.source_status.ok()) return st.source_status;
+    if (!st.sink_status.ok()) return st.sink_status;
+    if (st.http_status != 0 && st.http_status != 200) {
+      return StatusFromErrorBody(st.http_status, st.error_body);
+    }
+    if (!st.trailer_error.empty()) return StatusFromErrorBody(200, st.trailer_error);
+    if (rc != CURLE_OK) return TransportError(rc);
+    if (!st.result_ok) {
+      return UnavailableError("ekmd ended the stream without confirming it",
+                              "the output is incomplete: discard it and retry");
+    }
+    return Status::Ok();
+  }
+
+ private:
+  struct StreamState {
+    const Source* source = nullptr;
+    const Sink* sink = nullptr;
+    Status source_status;
+    Status sink_status;
+    long http_status = 0;
+    std::string error_body;
+    std::string trailer_error;
+    bool result_ok = false;
+  };
+
+  void Reset() {
+    curl_easy_reset(curl_);
+    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(curl_, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl_, CURLOPT_NOPROXY, "*");
+  }
+
+  curl_slist* BaseHeaders() {
+    curl_slist* h = nullptr;
+    h = curl_slist_append(h, "Accept: application/json");
+    if (!token_.empty()) h = curl_slist_append(h, ("Authorization: Bearer " + token_).c_str());
+    return h;
+  }
+
+  Status TransportError(CURLcode rc) {
+    std::string what = curl_easy_strerror(rc);
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+        rc == CURLE_OPERATION_TIMEDOUT) {
+      return UnavailableError("cannot reach ekmd at " + base_ + ": " + what,
+                              "is ekmd running? start it with `ekmd --data-dir DIR`, or check "
+                              "--server / EKM_SERVER");
+    }
+    if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT) {
+      return InvalidArgumentError("server URL " + base_ + " is not valid: " + what,
+                                  "use a URL such as http://127.0.0.1:8080");
+    }
+    return UnavailableError("request to ekmd at " + base_ + " failed: " + what);
+  }
+
+  static size_t AppendString(char* data, size_t size, size_t n, void* user) {
+    static_cast<std::string*>(user)->append(data, size * n);
+    return size * n;
+  }
+
+  static size_t ReadSource(char* buf, size_t size, size_t n, void* user) {
+    auto* st = static_cast<StreamState*>(user);
+    auto got = (*st->source)(reinterpret_cast<uint8_t*>(buf), size * n);
+    if (!got.ok()) {
+      st->source_status = got.status();
+      return CURL_READFUNC_ABORT;
+    }
+    return *got;
+  }
+
+  static size_t WriteSink(char* data, size_t size, size_t n, void* user) {
+    auto* st = static_cast<StreamState*>(user);
+    if (st->http_status != 200) {
+      if (st->error_body.size() < 64 * 1024) st->error_body.append(data, size * n);
+      return size * n;
+    }
+    Status s = (*st->sink)(ByteView(reinterpret_cast<const uint8_t*>(data), size * n));
+    if (!s.ok()) {
+      st->sink_status = s;
+      return 0;
+    }
+    return size * n;
+  }
+
+  // Status line, headers and, after the body, the trailers.
+  static size_t OnHeader(char* data, size_t size, size_t n, void* user) {
+    auto* st = static_cast<StreamState*>(user);
+    std::string_view line(data, size * n);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+    if (line.rfind("HTTP/", 0) == 0) {
+      auto sp = line.find(' ');
+      if (sp != std::string_view::npos) st->http_status = std::strtol(line.data() + sp + 1, nullptr, 10);
+      return size * n;
+    }
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) return size * n;
+    std::string name(line.substr(0, colon));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    if (name == "ekm-result" && value == "ok") st->result_ok = true;
+    if (name == "ekm-error") st->trailer_error = std::string(value);
+    return size * n;
+  }
+
+  std::string base_;
+  std::string token_;
+  CURL* curl_;
+};
+
+EkmClient::EkmClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+EkmClient::~EkmClient() = default;
+
+StatusOr<std::unique_ptr<EkmClient>> EkmClient::Create(std::string base_url, std::string token) {
+  static const CURLcode global = curl_global_init(CURL_GLOBAL_DEFAULT);
+  if (global != CURLE_OK) return InternalError("libcurl initialisation failed");
+  while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
+  if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0) {
+    return InvalidArgumentError("server URL \"" + base_url + "\" must start with http:// or https://",
+                                "e.g. --server http://127.0.0.1:8080");
+  }
+  CURL* curl = curl_easy_init();
+  if (curl == nullptr) return InternalError("curl_easy_init failed");
+  return std::unique_ptr<EkmClient>(
+      new EkmClient(std::make_unique<Impl>(std::move(base_url), std::move(token), curl)));
+}
+
+StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(std::string_view name) {
+  json body = {{"name", name}};
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("POST", "/v1/workspaces", &body));
+  WorkspaceInfo w = WorkspaceFrom(j);
+  w.created_at = ParseTime(j);
+  return w;
+}
+
+StatusOr<std::vector<WorkspaceInfo>> EkmClient::ListWorkspaces() {
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/workspaces", nullptr));
+  std::vector<WorkspaceInfo> out;
+  for (const json& w : j.value("workspaces", json::array())) {
+    WorkspaceInfo info = WorkspaceFrom(w);
+    info.created_at = ParseTime(w);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(std::string_view workspace,
+                                                       std::string_view name) {
+  json body = {{"name", name}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST", "/v1" + impl_->Path({"workspaces", workspace, "environments"}),
+                          &body));
+  EnvironmentInfo e = EnvironmentFrom(j);
+  e.created_at = ParseTime(j);
+  return e;
+}
+
+StatusOr<std::vector<EnvironmentInfo>> EkmClient::ListEnvironments(std::string_view workspace) {
+  EKM_ASSIGN_OR_RETURN(
+      json j,
+      impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace, "environments"}), nullptr));
+  std::vector<EnvironmentInfo> out;
+  for (const json& e : j.value("environments", json::array())) {
+    EnvironmentInfo info = EnvironmentFrom(e);
+    info.created_at = ParseTime(e);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Status EkmClient::EncryptStream(std::string_view workspace, std::string_view environment,
+                                std::string_view scope, bool text, const Source& source,
+                                const Sink& sink) {
+  std::string path = "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                          "encrypt"});
+  path += "?scope=" + impl_->Path({scope}).substr(1);
+  if (text) path += "&format=text";
+  return impl_->Stream(path, "application/octet-stream", source, sink);
+}
+
+Status EkmClient::DecryptStream(std::string_view workspace, std::string_view environment,
+                                const Source& source, const Sink& sink) {
+  std::string path = "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                          "decrypt"});
+  return impl_->Stream(path, "application/octet-stream", source, sink);
+}
+
+StatusOr<std::string> EkmClient::Encrypt(std::string_view workspace, std::string_view environment,
+                                         std::string_view scope, ByteView plaintext) {
+  json body = {{"plaintext", Base64Encode(plaintext)}, {"scope", scope}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "encrypt"}),
+                          &body));
+  return j.value("ciphertext", "");
+}
+
+StatusOr<Bytes> EkmClient::Decrypt(std::string_view workspace, std::string_view environment,
+                                   std::string_view ciphertext) {
+  json body = {{"ciphertext", ciphertext}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "decrypt"}),
+                          &body));
+  return Base64Decode(j.value("plaintext", ""));
+}
+
+StatusOr<std::string> EkmClient::Health() {
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/healthz", nullptr));
+  return j.value("status", "");
+}
+
+}  // namespace ekm

@@ -1,0 +1,51 @@
+// EkmClient: ekmd's API v1 over HTTP (libcurl), for the CLI's --server mode and for tests.
+// Streams both ways for encrypt/decrypt of any size. One client per thread.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ekm/base/bytes.h"
+#include "ekm/base/status.h"
+#include "ekm/service/ekm_service.h"
+
+namespace ekm {
+
+class EkmClient {
+ public:
+  // `base_url` like "http://127.0.0.1:8080"; `token` (may be empty) is sent as a bearer token.
+  static StatusOr<std::unique_ptr<EkmClient>> Create(std::string base_url, std::string token = {});
+  ~EkmClient();
+
+  StatusOr<WorkspaceInfo> CreateWorkspace(std::string_view name);
+  StatusOr<std::vector<WorkspaceInfo>> ListWorkspaces();
+  StatusOr<EnvironmentInfo> CreateEnvironment(std::string_view workspace, std::string_view name);
+  StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(std::string_view workspace);
+
+  // Reads `source` until it returns 0 (end of input) and writes the response to `sink`,
+  // streaming both ways. A failure after output began is still reported (HTTP trailer).
+  using Source = std::function<StatusOr<size_t>(uint8_t* buf, size_t capacity)>;
+  using Sink = std::function<Status(ByteView)>;
+  Status EncryptStream(std::string_view workspace, std::string_view environment,
+                       std::string_view scope, bool text, const Source& source, const Sink& sink);
+  Status DecryptStream(std::string_view workspace, std::string_view environment,
+                       const Source& source, const Sink& sink);
+
+  // Whole messages through the JSON API.
+  StatusOr<std::string> Encrypt(std::string_view workspace, std::string_view environment,
+                                std::string_view scope, ByteView plaintext);
+  StatusOr<Bytes> Decrypt(std::string_view workspace, std::string_view environment,
+                          std::string_view ciphertext);
+  StatusOr<std::string> Health();
+
+  class Impl;
+
+ private:
+  explicit EkmClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ekm

@@ -1,0 +1,102 @@
+// ekmd: the ekm server. Serves API v1 over HTTP on the embedded default (SQLite + the
+// platform-managed root key) in --data-dir.
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "ekm/server/http_server.h"
+#include "ekm/service/ekm_service.h"
+
+namespace {
+
+int Fail(const ekm::Status& s) {
+  std::string line = s.message();
+  if (!s.hint().empty()) line += ": " + s.hint();
+  std::fprintf(stderr, "ekmd: error: %s\n", line.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ekmd: the ekm server (Enterprise Key Management, bring your own key).\n"
+               "Serves the REST API v1 (docs/api.md) on the data directory's store and keys.",
+               "ekmd"};
+  app.set_version_flag("--version", "ekmd 0.1.0");
+  app.set_config("--config", "", "Read options from a TOML/INI file (keys are the long option "
+                                 "names, e.g. listen = \"127.0.0.1:8080\")");
+  ekm::EkmOptions options;
+  options.data_dir = "./ekm-data";
+  ekm::HttpServerOptions http;
+  int64_t ttl = 300;
+  std::string log_level = "info";
+  app.add_option("--data-dir", options.data_dir,
+                 "Data directory: store and root key, created on first start [env: EKM_DATA_DIR]")
+      ->envname("EKM_DATA_DIR")
+      ->capture_default_str();
+  app.add_option("--listen", http.listen, "Address to serve on, HOST:PORT (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--root-key-file", options.root_key_file,
+                 "Platform root key file [default: <data-dir>/root.key]");
+  app.add_option("--key-cache-ttl", ttl,
+                 "Seconds an unwrapped key may be used before asking its CMK again; bounds how "
+                 "long data stays readable after a key is revoked")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}))
+      ->capture_default_str();
+  app.add_option("--max-body-size", http.max_body_size,
+                 "Largest JSON request body in bytes (streams are unlimited)")
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 30))
+      ->capture_default_str();
+  app.add_option("--threads", http.threads, "I/O threads [default: one per core]")
+      ->check(CLI::Range(0, 256));
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_flag("--allow-insecure-listen", http.allow_insecure_listen,
+               "Allow plain HTTP on a non-loopback address (put TLS in front of it)");
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("ekmd: error: ") + e.what() + " (see `ekmd --help`)\n";
+  });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  options.key_cache_ttl = std::chrono::seconds(ttl);
+
+  auto logger = spdlog::stderr_color_mt("ekmd");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  // Signals are taken by this thread only, through sigwait below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ekm::Status init = ekm::EkmService::Initialize(options);
+  if (!init.ok()) return Fail(init);
+  auto service = ekm::EkmService::Open(options);
+  if (!service.ok()) return Fail(service.status());
+
+  ekm::HttpServer server(service->get(), http);
+  ekm::Status started = server.Start();
+  if (!started.ok()) return Fail(started);
+  std::string host = http.listen.substr(0, http.listen.rfind(':'));
+  spdlog::info("ekmd listening on http://{}:{} (data directory {}, key cache TTL {}s)", host,
+               server.port(), options.data_dir, ttl);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("received {}, shutting down gracefully", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  server.Stop(std::chrono::seconds(10));
+  spdlog::info("ekmd stopped");
+  return 0;
+}

@@ -1,0 +1,262 @@
+#include "ekm/server/http_server.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "ekm/base/random.h"
+#include "ekm/client/ekm_client.h"
+#include "ekm/testing/temp_dir.h"
+
+namespace ekm {
+namespace {
+
+// Sends raw bytes to the server and returns everything it answers until it closes.
+std::string RawRequest(int port, const std::string& request) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return "";
+  }
+  size_t off = 0;
+  while (off < request.size()) {
+    ssize_t n = write(fd, request.data() + off, request.size() - off);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  shutdown(fd, SHUT_WR);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+std::string Post(int port, const std::string& path, const std::string& body,
+                 const std::string& content_type = "application/json") {
+  return RawRequest(port, "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                              (content_type.empty() ? "" : "Content-Type: " + content_type + "\r\n") +
+                              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+}
+
+int StatusOf(const std::string& response) {
+  return response.size() > 12 ? std::atoi(response.c_str() + 9) : 0;
+}
+
+nlohmann::json BodyOf(const std::string& response) {
+  auto pos = response.find("\r\n\r\n");
+  return nlohmann::json::parse(response.substr(pos + 4), nullptr, false);
+}
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EkmOptions o;
+    o.data_dir = dir_.path() + "/data";
+    ASSERT_TRUE(EkmService::Initialize(o).ok());
+    auto svc = EkmService::Open(o);
+    ASSERT_TRUE(svc.ok());
+    svc_ = std::move(*svc);
+    HttpServerOptions h;
+    h.listen = "127.0.0.1:0";
+    h.threads = 2;
+    h.max_body_size = 64 * 1024;
+    server_ = std::make_unique<HttpServer>(svc_.get(), h);
+    ASSERT_TRUE(server_->Start().ok());
+    port_ = server_->port();
+    auto c = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_));
+    ASSERT_TRUE(c.ok());
+    client_ = std::move(*c);
+    ASSERT_TRUE(client_->CreateWorkspace("acme").ok());
+    ASSERT_TRUE(client_->CreateEnvironment("acme", "prod").ok());
+  }
+  void TearDown() override { server_->Stop(std::chrono::seconds(2)); }
+
+  Bytes StreamThrough(bool encrypt, ByteView input, bool text, Status* status,
+                      std::string_view env = "prod") {
+    size_t off = 0;
+    Bytes out;
+    EkmClient::Source source = [&](uint8_t* buf, size_t cap) -> StatusOr<size_t> {
+      size_t n = std::min(cap, input.size() - off);
+      std::memcpy(buf, input.data() + off, n);
+      off += n;
+      return n;
+    };
+    EkmClient::Sink sink = [&](ByteView d) -> Status {
+      Append(out, d);
+      return Status::Ok();
+    };
+    *status = encrypt ? client_->EncryptStream("acme", env, "files", text, source, sink)
+                      : client_->DecryptStream("acme", env, source, sink);
+    return out;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<EkmService> svc_;
+  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<EkmClient> client_;
+  int port_ = 0;
+};
+
+TEST_F(HttpServerTest, AdminRoutesThroughTheClient) {
+  auto ws = client_->ListWorkspaces();
+  ASSERT_TRUE(ws.ok());
+  ASSERT_EQ(ws->size(), 1u);
+  EXPECT_EQ((*ws)[0].name, "acme");
+  EXPECT_GT((*ws)[0].created_at, 0);
+  auto envs = client_->ListEnvironments("acme");
+  ASSERT_TRUE(envs.ok());
+  EXPECT_EQ((*envs)[0].cmk_provider, "platform");
+  auto dup = client_->CreateWorkspace("acme");
+  EXPECT_EQ(dup.status().code(), StatusCode::kAlreadyExists);
+  auto missing = client_->ListEnvironments("nope");
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(missing.status().hint().find("ekm workspace create nope"), std::string::npos);
+  EXPECT_EQ(*client_->Health(), "ok");
+}
+
+TEST_F(HttpServerTest, JsonEncryptDecrypt) {
+  auto ct = client_->Encrypt("acme", "prod", "orders", AsBytes("hello"));
+  ASSERT_TRUE(ct.ok()) << ct.status().ToString();
+  EXPECT_EQ(ct->rfind("ekm1:", 0), 0u);
+  auto pt = client_->Decrypt("acme", "prod", *ct);
+  ASSERT_TRUE(pt.ok()) << pt.status().ToString();
+  EXPECT_EQ(AsChars(*pt), "hello");
+  std::string bad = *ct;
+  bad[bad.size() - 3] = bad[bad.size() - 3] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(client_->Decrypt("acme", "prod", bad).status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(HttpServerTest, StreamsOfAnySize) {
+  for (size_t size : {size_t{0}, size_t{1}, size_t{1} << 20, size_t{5} << 20}) {
+    for (bool text : {false, true}) {
+      Bytes plain(size);
+      ASSERT_TRUE(RandomBytes(plain).ok());
+      Status s;
+      Bytes ct = StreamThrough(true, plain, text, &s);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      Bytes back = StreamThrough(false, ct, false, &s);
+      ASSERT_TRUE(s.ok()) << s.ToString();
+      EXPECT_EQ(back, plain) << size << " " << text;
+    }
+  }
+}
+
+TEST_F(HttpServerTest, StreamErrorsBeforeAndAfterOutput) {
+  Bytes plain(300000);
+  ASSERT_TRUE(RandomBytes(plain).ok());
+  Status s;
+  Bytes ct = StreamThrough(true, plain, false, &s);
+  ASSERT_TRUE(s.ok());
+  // Before any output: the wrong environment is a normal 4xx error.
+  ASSERT_TRUE(client_->CreateEnvironment("acme", "dev").ok());
+  StreamThrough(false, ct, false, &s, "dev");
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("belongs to workspace"), std::string::npos);
+  // After output began: truncation is reported through the trailer.
+  Bytes truncated(ct.begin(), ct.end() - 100);
+  StreamThrough(false, truncated, false, &s);
+  EXPECT_FALSE(s.ok());
+  // Unknown environment, and garbage.
+  StreamThrough(true, plain, false, &s, "nope");
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  StreamThrough(false, AsBytes("garbage in"), false, &s);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(HttpServerTest, BadInputIsA4xxWithTheErrorShape) {
+  struct Case {
+    std::string method, path, body, content_type;
+    int status;
+    std::string message;
+  };
+  const std::string enc = "/v1/workspaces/acme/environments/prod/encrypt";
+  std::vector<Case> cases = {
+      {"POST", "/v1/workspaces", "{\"name\": ", "application/json", 400, "not valid JSON"},
+      {"POST", "/v1/workspaces", "[1]", "application/json", 400, "must be a JSON object"},
+      {"POST", "/v1/workspaces", "{\"name\": 7}", "application/json", 400, "must be a string"},
+      {"POST", "/v1/workspaces", "{}", "application/json", 400, "\"name\" is missing"},
+      {"POST", "/v1/workspaces", "{\"name\": \"Bad Name\"}", "application/json", 400, "position 1"},
+      {"POST", "/v1/workspaces", "", "application/json", 400, "empty"},
+      {"POST", enc, "{\"plaintext\": \"***\"}", "application/json", 400, "base64"},
+      {"POST", enc, "{\"plaintext\": \"aGk=\", \"scope\": \"a b\"}", "application/json", 400, "scope"},
+      {"POST", enc, "hello", "text/html", 415, "Content-Type"},
+      {"POST", "/v1/workspaces/acme/environments/prod/decrypt", "{\"ciphertext\": \"nope\"}",
+       "application/json", 400, "not an ekm ciphertext"},
+      {"POST", "/v1/workspaces/acme/environments/prod/decrypt", "{\"ciphertext\": \"ekm1:!!\"}",
+       "application/json", 400, "invalid character"},
+      {"GET", "/v1/nothing", "", "", 404, "no such API route"},
+      {"DELETE", "/v1/workspaces", "", "", 405, "not allowed"},
+      {"POST", "/v1/workspaces/nope/environments", "{\"name\": \"x\"}", "application/json", 404,
+       "does not exist"},
+      {"POST", "/v1/workspaces/acme/environments/prod/encrypt", std::string(70 * 1024, 'x'),
+       "application/json", 413, "larger than the limit"},
+  };
+  for (const auto& c : cases) {
+    std::string response =
+        c.method == "POST" ? Post(port_, c.path, c.body, c.content_type)
+                           : RawRequest(port_, c.method + " " + c.path +
+                                                   " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(StatusOf(response), c.status) << c.method << " " << c.path << " " << c.body.substr(0, 40)
+                                            << "\n" << response.substr(0, 300);
+    auto j = BodyOf(response);
+    ASSERT_TRUE(j.is_object() && j.contains("error")) << response.substr(0, 300);
+    EXPECT_TRUE(j["error"]["code"].is_string());
+    EXPECT_NE(j["error"]["message"].get<std::string>().find(c.message), std::string::npos)
+        << j.dump();
+  }
+  std::string r405 = RawRequest(port_, "DELETE /v1/workspaces HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(r405.find("Allow: GET, POST"), std::string::npos);
+  std::string garbage = RawRequest(port_, "NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_EQ(StatusOf(garbage), 400);
+}
+
+TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
+  std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::string many;
+  for (int i = 0; i < 20; ++i) many += req;
+  many += "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  std::string response = RawRequest(port_, many);
+  size_t count = 0;
+  for (size_t pos = 0; (pos = response.find("HTTP/1.1 200", pos)) != std::string::npos; ++pos) ++count;
+  EXPECT_EQ(count, 21u);
+}
+
+TEST_F(HttpServerTest, RefusesPlainHttpOnAPublicAddressByDefault) {
+  HttpServerOptions h;
+  h.listen = "0.0.0.0:0";
+  HttpServer s(svc_.get(), h);
+  Status st = s.Start();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.hint().find("--allow-insecure-listen"), std::string::npos);
+  HttpServerOptions busy;
+  busy.listen = "127.0.0.1:" + std::to_string(port_);
+  HttpServer s2(svc_.get(), busy);
+  Status st2 = s2.Start();
+  EXPECT_FALSE(st2.ok());
+  EXPECT_NE(st2.message().find("cannot listen"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, StopWaitsForAnInFlightStream) {
+  Bytes plain(8 << 20);
+  ASSERT_TRUE(RandomBytes(plain).ok());
+  Status s;
+  std::thread t([&] { StreamThrough(true, plain, false, &s); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  server_->Stop(std::chrono::seconds(5));
+  t.join();
+  // Either the stream finished before Stop, or it completed during the grace period.
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+}  // namespace
+}  // namespace ekm

@@ -1,0 +1,315 @@
+#include "ekm/server/routes.h"
+
+#include <nlohmann/json.hpp>
+
+#include <vector>
+
+#include "ekm/base/clock.h"
+#include "ekm/base/encoding.h"
+#include "ekm/server/http_errors.h"
+
+namespace ekm {
+
+namespace {
+
+using nlohmann::json;
+
+std::string PercentDecode(std::string_view s, bool* ok) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%') {
+      auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+      };
+      if (i + 2 >= s.size()) {
+        *ok = false;
+        return {};
+      }
+      int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+      if (hi < 0 || lo < 0) {
+        *ok = false;
+        return {};
+      }
+      out.push_back(static_cast<char>(hi << 4 | lo));
+      i += 2;
+    } else if (s[i] == '+') {
+      out.push_back(' ');
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::string MediaType(std::string_view content_type) {
+  std::string t(content_type.substr(0, content_type.find(';')));
+  while (!t.empty() && t.back() == ' ') t.pop_back();
+  for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return t;
+}
+
+std::string TimeText(int64_t unix_seconds) { return FormatRfc3339(FromUnixSeconds(unix_seconds)); }
+
+json WorkspaceJson(const WorkspaceInfo& w) {
+  return {{"name", w.name}, {"created_at", TimeText(w.created_at)}};
+}
+
+json EnvironmentJson(const EnvironmentInfo& e) {
+  return {{"workspace", e.workspace},
+          {"name", e.name},
+          {"created_at", TimeText(e.created_at)},
+          {"cmk", {{"provider", e.cmk_provider}, {"key_id", e.cmk_key_id}}},
+          {"ek_version", e.ek_version}};
+}
+
+RouteResponse Error(const Status& s) { return {HttpStatusFor(s.code()), ErrorJson(s)}; }
+
+// Parses a JSON object body; a parse error names line and column.
+StatusOr<json> ParseObject(const std::string& body) {
+  if (body.empty()) {
+    return InvalidArgumentError("request body is empty", "send a JSON object");
+  }
+  try {
+    json j = json::parse(body);
+    if (!j.is_object()) {
+      return InvalidArgumentError("request body must be a JSON object, got " +
+                                  std::string(j.type_name()));
+    }
+    return j;
+  } catch (const json::parse_error& e) {
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i + 1 < e.byte && i < body.size(); ++i) {
+      if (body[i] == '\n') {
+        ++line;
+        col = 1;
+      } else {
+        ++col;
+      }
+    }
+    std::string what = e.what();
+    auto pos = what.find("syntax error");
+    return InvalidArgumentError("request body is not valid JSON at line " + std::to_string(line) +
+                                    ", column " + std::to_string(col) +
+                                    (pos != std::string::npos ? ": " + what.substr(pos) : ""));
+  }
+}
+
+StatusOr<std::string> StringField(const json& j, const char* name, bool required) {
+  auto it = j.find(name);
+  if (it == j.end()) {
+    if (required) return InvalidArgumentError(std::string("field \"") + name + "\" is missing");
+    return std::string();
+  }
+  if (!it->is_string()) {
+    return InvalidArgumentError(std::string("field \"") + name + "\" must be a string, got " +
+                                it->type_name());
+  }
+  return it->get<std::string>();
+}
+
+class EncryptTransform : public StreamTransform {
+ public:
+  explicit EncryptTransform(std::unique_ptr<EnvelopeEncoder> e) : e_(std::move(e)) {}
+  Status Update(ByteView chunk, Bytes* out) override { return e_->Update(chunk, out); }
+  Status Finish(Bytes* out) override { return e_->Finish(out); }
+
+ private:
+  std::unique_ptr<EnvelopeEncoder> e_;
+};
+
+class DecryptTransform : public StreamTransform {
+ public:
+  explicit DecryptTransform(std::unique_ptr<EnvelopeDecoder> d) : d_(std::move(d)) {}
+  Status Update(ByteView chunk, Bytes* out) override { return d_->Update(chunk, out); }
+  Status Finish(Bytes* out) override { return d_->Finish(out); }
+
+ private:
+  std::unique_ptr<EnvelopeDecoder> d_;
+};
+
+}  // namespace
+
+RouteMatch Router::Match(const RouteRequest& r) const {
+  RouteMatch m;
+  std::string_view target = r.target;
+  std::string_view path = target.substr(0, target.find('?'));
+  std::string_view query =
+      target.find('?') == std::string_view::npos ? "" : target.substr(target.find('?') + 1);
+  std::vector<std::string> seg;
+  bool ok = true;
+  size_t start = 1;
+  if (path.empty() || path[0] != '/') ok = false;
+  while (ok && start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    if (end > start) seg.push_back(PercentDecode(path.substr(start, end - start), &ok));
+    start = end + 1;
+  }
+  if (!ok) {
+    m.status = InvalidArgumentError("request path is not valid percent-encoding");
+    return m;
+  }
+  // Query: scope=…, format=text|binary.
+  std::string format;
+  for (size_t i = 0; i <= query.size() && !query.empty();) {
+    size_t amp = query.find('&', i);
+    if (amp == std::string_view::npos) amp = query.size();
+    std::string_view kv = query.substr(i, amp - i);
+    size_t eq = kv.find('=');
+    std::string key = PercentDecode(kv.substr(0, eq), &ok);
+    std::string value = eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), &ok);
+    if (key == "scope") m.scope = value;
+    if (key == "format") format = value;
+    i = amp + 1;
+  }
+
+  auto method_is = [&](std::initializer_list<const char*> allowed) {
+    for (const char* a : allowed) {
+      if (r.method == a) return true;
+    }
+    m.method_not_allowed = true;
+    for (const char* a : allowed) m.allow += (m.allow.empty() ? "" : ", ") + std::string(a);
+    m.status = InvalidArgumentError("method " + r.method + " is not allowed on " +
+                                    std::string(path) + "; use " + m.allow);
+    return false;
+  };
+
+  const size_t n = seg.size();
+  if (n == 1 && seg[0] == "healthz") {
+    if (!method_is({"GET"})) return m;
+    m.id = RouteId::kHealth;
+    return m;
+  }
+  if (n >= 2 && seg[0] == "v1" && seg[1] == "workspaces") {
+    if (n == 2) {
+      if (!method_is({"GET", "POST"})) return m;
+      m.id = r.method == "GET" ? RouteId::kListWorkspaces : RouteId::kCreateWorkspace;
+    } else if (n == 4 && seg[3] == "environments") {
+      if (!method_is({"GET", "POST"})) return m;
+      m.workspace = seg[2];
+      m.id = r.method == "GET" ? RouteId::kListEnvironments : RouteId::kCreateEnvironment;
+    } else if (n == 6 && seg[3] == "environments" && (seg[5] == "encrypt" || seg[5] == "decrypt")) {
+      if (!method_is({"POST"})) return m;
+      m.workspace = seg[2];
+      m.environment = seg[4];
+      m.id = seg[5] == "encrypt" ? RouteId::kEncrypt : RouteId::kDecrypt;
+      std::string type = MediaType(r.content_type);
+      if (type == "application/octet-stream" || (m.id == RouteId::kDecrypt && type == "text/plain")) {
+        m.streaming = true;
+        if (format == "text") {
+          m.text_output = m.id == RouteId::kEncrypt;
+        } else if (!format.empty() && format != "binary") {
+          m.status = InvalidArgumentError("format \"" + format + "\" is not known",
+                                          "use format=text or format=binary");
+        }
+      } else if (type != "application/json") {
+        m.unsupported_media_type = true;
+        m.status = InvalidArgumentError(
+            "Content-Type \"" + r.content_type + "\" is not supported here",
+            "send application/json ({\"plaintext\"|\"ciphertext\": …}) or "
+            "application/octet-stream (a stream of any size)");
+      }
+    } else {
+      m.status = NotFoundError("no such API route: " + r.method + " " + std::string(path),
+                               "see docs/api.md for the routes of API v1");
+    }
+    if (m.status.ok() && r.method == "POST" && !m.streaming && !r.content_type.empty() &&
+        MediaType(r.content_type) != "application/json") {
+      m.unsupported_media_type = true;
+      m.status = InvalidArgumentError("Content-Type \"" + r.content_type +
+                                          "\" is not supported here",
+                                      "send application/json (curl: -H \"Content-Type: application/json\")");
+    }
+    if (m.scope.empty()) m.scope = std::string(kDefaultScope);
+    return m;
+  }
+  m.status = NotFoundError("no such API route: " + r.method + " " + std::string(path),
+                           "see docs/api.md for the routes of API v1");
+  return m;
+}
+
+RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
+  switch (m.id) {
+    case RouteId::kHealth:
+      return {200, R"({"status":"ok"})"};
+    case RouteId::kListWorkspaces: {
+      auto list = service_->ListWorkspaces();
+      if (!list.ok()) return Error(list.status());
+      json arr = json::array();
+      for (const auto& w : *list) arr.push_back(WorkspaceJson(w));
+      return {200, json{{"workspaces", arr}}.dump()};
+    }
+    case RouteId::kCreateWorkspace: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto name = StringField(*j, "name", true);
+      if (!name.ok()) return Error(name.status());
+      auto w = service_->CreateWorkspace(*name);
+      if (!w.ok()) return Error(w.status());
+      return {201, WorkspaceJson(*w).dump()};
+    }
+    case RouteId::kListEnvironments: {
+      auto list = service_->ListEnvironments(m.workspace);
+      if (!list.ok()) return Error(list.status());
+      json arr = json::array();
+      for (const auto& e : *list) arr.push_back(EnvironmentJson(e));
+      return {200, json{{"environments", arr}}.dump()};
+    }
+    case RouteId::kCreateEnvironment: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto name = StringField(*j, "name", true);
+      if (!name.ok()) return Error(name.status());
+      auto e = service_->CreateEnvironment(m.workspace, *name);
+      if (!e.ok()) return Error(e.status());
+      return {201, EnvironmentJson(*e).dump()};
+    }
+    case RouteId::kEncrypt: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto plaintext = StringField(*j, "plaintext", true);
+      if (!plaintext.ok()) return Error(plaintext.status());
+      auto scope = StringField(*j, "scope", false);
+      if (!scope.ok()) return Error(scope.status());
+      auto bytes = Base64Decode(*plaintext);
+      if (!bytes.ok()) {
+        return Error(InvalidArgumentError("field \"plaintext\" must be base64: " +
+                                          bytes.status().message()));
+      }
+      std::string sc = scope->empty() ? m.scope : *scope;
+      Bytes ct;
+      Status s = service_->Encrypt(m.workspace, m.environment, sc, *bytes, &ct);
+      if (!s.ok()) return Error(s);
+      return {200, json{{"ciphertext", EnvelopeToText(ct)}, {"scope", sc}}.dump()};
+    }
+    case RouteId::kDecrypt: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto ciphertext = StringField(*j, "ciphertext", true);
+      if (!ciphertext.ok()) return Error(ciphertext.status());
+      Bytes plain;
+      Status s = service_->Decrypt(m.workspace, m.environment, AsBytes(*ciphertext), &plain);
+      if (!s.ok()) return Error(s);
+      return {200, json{{"plaintext", Base64Encode(plain)}}.dump()};
+    }
+  }
+  return Error(InternalError("unhandled route"));
+}
+
+StatusOr<std::unique_ptr<StreamTransform>> Router::OpenStream(const RouteMatch& m) {
+  if (m.id == RouteId::kEncrypt) {
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> enc,
+                         service_->NewEncryptStream(m.workspace, m.environment, m.scope,
+                                                    m.text_output));
+    return std::unique_ptr<StreamTransform>(new EncryptTransform(std::move(enc)));
+  }
+  EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> dec,
+                       service_->NewDecryptStream(m.workspace, m.environment));
+  return std::unique_ptr<StreamTransform>(new DecryptTransform(std::move(dec)));
+}
+
+}  // namespace ekm

@@ -1,0 +1,68 @@
+// The API v1 routes: matching a request line to a handler, and the handlers, which call
+// EkmService. Transport-free, so the HTTP layer stays small. docs/api.md lists every route.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ekm/base/bytes.h"
+#include "ekm/base/status.h"
+#include "ekm/service/ekm_service.h"
+
+namespace ekm {
+
+struct RouteRequest {
+  std::string method;
+  std::string target;  // path and query, percent-encoded
+  std::string content_type;
+  std::string authorization;
+};
+
+enum class RouteId {
+  kHealth,
+  kListWorkspaces,
+  kCreateWorkspace,
+  kListEnvironments,
+  kCreateEnvironment,
+  kEncrypt,
+  kDecrypt,
+};
+
+struct RouteMatch {
+  Status status;  // not OK: answer with this error
+  bool method_not_allowed = false;
+  bool unsupported_media_type = false;
+  std::string allow;  // for 405
+  RouteId id = RouteId::kHealth;
+  std::string workspace;
+  std::string environment;
+  std::string scope;
+  bool streaming = false;    // body and response are streamed
+  bool text_output = false;  // streamed encrypt writes the text form
+};
+
+struct RouteResponse {
+  int status = 200;
+  std::string body;  // JSON
+};
+
+// A streamed encrypt or decrypt.
+class StreamTransform {
+ public:
+  virtual ~StreamTransform() = default;
+  virtual Status Update(ByteView chunk, Bytes* out) = 0;
+  virtual Status Finish(Bytes* out) = 0;
+};
+
+class Router {
+ public:
+  explicit Router(EkmService* service) : service_(service) {}
+  RouteMatch Match(const RouteRequest& request) const;
+  RouteResponse Handle(const RouteMatch& match, const std::string& body);
+  StatusOr<std::unique_ptr<StreamTransform>> OpenStream(const RouteMatch& match);
+
+ private:
+  EkmService* service_;
+};
+
+}  // namespace ekm
