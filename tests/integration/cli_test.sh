@@ -19,7 +19,7 @@ check() { local what=$1; shift; if "$@"; then pass; else fail "$what"; fi; }
 # expect_error WHAT SUBSTRING -- command...: non-zero exit, one line on stderr naming SUBSTRING
 expect_error() {
   local what=$1 want=$2; shift 3
-  "$@" >"$T/out" 2>"$T/err" </dev/null
+  "$@" >"$T/out" 2>"$T/err"
   local rc=$?
   if [ $rc -eq 0 ]; then fail "$what: exit 0"; return; fi
   if [ "$(wc -l <"$T/err")" -ne 1 ]; then fail "$what: stderr is not one line: $(cat "$T/err")"; return; fi
@@ -62,7 +62,7 @@ check "root key mode 0600" test "$(stat -c %a "$D/root.key")" = 600
 check "workspace create" "$EKM" --data-dir "$D" workspace create acme >/dev/null
 check "workspace create 2" "$EKM" --data-dir "$D" workspace create globex >/dev/null
 expect_error "duplicate workspace" "already exists" -- "$EKM" --data-dir "$D" workspace create acme
-expect_error "bad workspace name" "position 5" -- "$EKM" --data-dir "$D" workspace create "Acme Corp"
+expect_error "bad workspace name" "position 5" -- "$EKM" --data-dir "$D" workspace create "acme corp"
 check "environment create" "$EKM" --data-dir "$D" environment create acme prod >/dev/null
 check "environment create 2" "$EKM" --data-dir "$D" environment create acme dev >/dev/null
 check "environment create 3" "$EKM" --data-dir "$D" environment create globex prod >/dev/null
@@ -87,7 +87,7 @@ expect_error "wrong workspace" 'belongs to workspace "acme"' -- "$EKM" --data-di
 check "wrong workspace: hint names the right flags" grep -q -- "--workspace acme --environment prod" "$T/err"
 expect_error "wrong environment" 'environment "prod"' -- "$EKM" --data-dir "$D" decrypt -w acme -e dev <"$T/small.ct"
 expect_error "garbage input" "not an ekm ciphertext" -- "$EKM" --data-dir "$D" decrypt -w acme -e prod < <(echo "hello")
-expect_error "empty input" "truncated" -- "$EKM" --data-dir "$D" decrypt -w acme -e prod </dev/null
+expect_error "empty input" "ciphertext is empty" -- "$EKM" --data-dir "$D" decrypt -w acme -e prod </dev/null
 size=$(stat -c %s "$T/small.ct")
 for pos in 0 5 12 $((size / 2)) $((size - 1)); do
   cp "$T/small.ct" "$T/flip.ct"
