@@ -87,7 +87,7 @@ class HttpServerTest : public ::testing::Test {
     Bytes out;
     EkmClient::Source source = [&](uint8_t* buf, size_t cap) -> StatusOr<size_t> {
       size_t n = std::min(cap, input.size() - off);
-      std::memcpy(buf, input.data() + off, n);
+      if (n > 0) std::memcpy(buf, input.data() + off, n);
       off += n;
       return n;
     };
