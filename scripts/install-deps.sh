@@ -15,7 +15,7 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # tools used by the tests
-  curl openssl xxd sqlite3 python3 time procps
+  curl openssl xxd sqlite3 python3 python3-cryptography time procps util-linux
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
