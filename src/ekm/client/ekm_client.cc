@@ -1,11 +1,13 @@
 #include "ekm/client/ekm_client.h"
 
 #include <curl/curl.h>
+#include <openssl/crypto.h>
 
 #include <nlohmann/json.hpp>
 
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
+#include "ekm/base/secret_bytes.h"
 
 namespace ekm {
 
@@ -75,7 +77,9 @@ int64_t ParseTime(const json& j) {
 class EkmClient::Impl {
  public:
   Impl(std::string base, std::string token, CURL* curl)
-      : base_(std::move(base)), token_(std::move(token)), curl_(curl) {}
+      : base_(std::move(base)), token_(AsBytes(token)), curl_(curl) {
+    OPENSSL_cleanse(token.data(), token.size());
+  }
   ~Impl() { curl_easy_cleanup(curl_); }
 
   std::string Path(std::initializer_list<std::string_view> segments) {
@@ -175,7 +179,12 @@ class EkmClient::Impl {
   curl_slist* BaseHeaders() {
     curl_slist* h = nullptr;
     h = curl_slist_append(h, "Accept: application/json");
-    if (!token_.empty()) h = curl_slist_append(h, ("Authorization: Bearer " + token_).c_str());
+    if (!token_.empty()) {
+      std::string header = "Authorization: Bearer ";
+      header += AsChars(token_.RevealForCrypto());
+      h = curl_slist_append(h, header.c_str());
+      OPENSSL_cleanse(header.data(), header.size());
+    }
     return h;
   }
 
@@ -245,7 +254,7 @@ class EkmClient::Impl {
   }
 
   std::string base_;
-  std::string token_;
+  SecretBytes token_;  // an API token is a credential
   CURL* curl_;
 };
 
