@@ -141,6 +141,11 @@ class EkmClient::Impl {
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
     CURLcode rc = curl_easy_perform(curl_);
     curl_slist_free_all(headers);
+    if (rc != CURLE_OK || !st.result_ok) {
+      // ekmd may close the connection after a failed stream; a streamed body cannot be
+      // rewound to retry on a fresh one, so never reuse this connection.
+      DropConnections();
+    }
     if (!st.source_status.ok()) return st.source_status;
     if (!st.sink_status.ok()) return st.sink_status;
     if (st.http_status != 0 && st.http_status != 200) {
@@ -166,6 +171,13 @@ class EkmClient::Impl {
     std::string trailer_error;
     bool result_ok = false;
   };
+
+  void DropConnections() {
+    if (CURL* fresh = curl_easy_init()) {
+      curl_easy_cleanup(curl_);
+      curl_ = fresh;
+    }
+  }
 
   void Reset() {
     curl_easy_reset(curl_);

@@ -378,11 +378,13 @@ class HttpServer::Impl {
         co_await Drain(stream, buffer, parser);
         co_return false;
       }
+      // The head promised keep-alive: keep it when the request body was read to its end, so
+      // the client's next request on this connection is not sent into a closing socket.
       http::fields trailer;
       trailer.set("Ekm-Error", ErrorJson(s));
       co_await net::async_write(stream, http::make_chunk_last(trailer),
                                 net::redirect_error(use_awaitable, ec));
-      co_return false;
+      co_return !ec && keep_alive && parser.is_done();
     }
     if (!co_await send({})) co_return false;
     http::fields trailer;

@@ -168,7 +168,7 @@ TEST_F(HttpServerTest, StreamErrorsBeforeAndAfterOutput) {
   EXPECT_FALSE(s.ok());
   // Unknown environment, and garbage.
   StreamThrough(true, plain, false, &s, "nope");
-  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  EXPECT_EQ(s.code(), StatusCode::kNotFound) << s.ToString();
   StreamThrough(false, AsBytes("garbage in"), false, &s);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
 }
