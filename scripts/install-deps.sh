@@ -11,7 +11,7 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config clang libclang-rt-14-dev
   # libraries
-  libssl-dev libsqlite3-dev libcurl4-openssl-dev libboost-dev
+  libssl-dev libsqlite3-dev libcurl4-openssl-dev libboost-dev libxml2-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # tools used by the tests
