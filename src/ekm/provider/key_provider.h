@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ekm/base/bytes.h"
 #include "ekm/base/secret_bytes.h"
@@ -41,13 +42,21 @@ struct CmkRef {
   bool operator==(const CmkRef&) const = default;
 };
 
+enum class CmkRotation { kUnknown, kEnabled, kDisabled };
+
 struct CmkDescription {
   std::string provider;
   std::string key_id;
   std::string generation;  // the key's current version inside the provider, if known
-  std::string state;       // "enabled", "disabled", "pending-deletion", … as the provider says
-  bool rotation_enabled = false;
-  std::string detail;      // human-readable extra (region, key spec, …)
+  std::string state;       // as the provider says: "Enabled", "Disabled", "PendingDeletion", …
+  CmkRotation rotation = CmkRotation::kUnknown;  // the provider's own automatic rotation
+  std::string region;           // where the key lives, if the provider has regions
+  std::string key_spec;         // "SYMMETRIC_DEFAULT", … when readable
+  std::string key_usage;        // "ENCRYPT_DECRYPT", … when readable
+  std::string resolved_key_id;  // the key behind an alias, when readable
+  bool describe_permitted = false;  // the provider let us read the key's metadata
+  std::vector<std::string> notes;   // what could not be read, and why
+  std::string detail;               // human-readable extra
 };
 
 class KeyProvider {
@@ -55,6 +64,12 @@ class KeyProvider {
   virtual ~KeyProvider() = default;
   // "platform", "aws-kms", …
   virtual std::string_view Name() const = 0;
+  // Checks the shape of a key id as an admin typed it, before any call: InvalidArgument naming
+  // what is wrong and where.
+  virtual Status ValidateKeyId(std::string_view key_id) const {
+    (void)key_id;
+    return Status::Ok();
+  }
   // Encrypts `key` (an EK) under the CMK `key_id`, binding `context`. Returns an opaque blob.
   virtual StatusOr<Bytes> Wrap(std::string_view key_id, const SecretBytes& key,
                                const EncryptionContext& context) = 0;

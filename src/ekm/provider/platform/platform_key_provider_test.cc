@@ -113,7 +113,7 @@ TEST_F(PlatformKeyProviderTest, AcceptsRawAndHexKeys) {
   EXPECT_EQ((*a)->fingerprint(), (*b)->fingerprint());
   auto d = (*a)->Describe("root");
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(d->state, "enabled");
+  EXPECT_EQ(d->state, "Enabled");
   EXPECT_EQ(d->generation, (*a)->fingerprint());
 }
 

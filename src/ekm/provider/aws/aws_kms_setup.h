@@ -1,0 +1,37 @@
+// Assembles the AWS KMS provider as ekmd and the CLI run it: one curl transport, the default
+// credential chain (aws_credentials.h), KMS endpoints per key region (aws_config.h), and the
+// platform principal, asked of STS GetCallerIdentity when it is not configured.
+// Nothing here calls AWS until a key is used: a platform without AWS credentials starts fine
+// and gets a clear error the first time an admin sets an AWS key.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "ekm/base/clock.h"
+#include "ekm/provider/aws/aws_config.h"
+#include "ekm/provider/aws/aws_kms_key_provider.h"
+
+namespace ekm {
+
+struct AwsKmsSetupOptions {
+  std::string ca_file;        // PEM bundle instead of the system store; empty: system store
+  std::string principal_arn;  // the platform principal; empty: STS GetCallerIdentity
+  std::chrono::milliseconds call_timeout{5000};
+  std::chrono::milliseconds call_deadline{15000};
+  GetEnvFn env = RealGetEnv();
+  Clock* clock = &Clock::Real();
+};
+
+struct AwsKmsSetup {
+  std::unique_ptr<AwsKmsKeyProvider> provider;
+  // The platform principal's ARN (an assumed-role session maps back to its role). Cached after
+  // the first success. Thread-safe.
+  std::function<StatusOr<std::string>()> principal;
+};
+
+AwsKmsSetup NewAwsKmsSetup(AwsKmsSetupOptions options);
+
+}  // namespace ekm
