@@ -26,6 +26,16 @@ class Backend {
   virtual StatusOr<EnvironmentInfo> CreateEnvironment(std::string_view workspace,
                                                       std::string_view name) = 0;
   virtual StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(std::string_view workspace) = 0;
+  virtual StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace,
+                                                 std::string_view environment,
+                                                 std::string_view provider,
+                                                 std::string_view key_id) = 0;
+  virtual StatusOr<CustomerKeyInfo> ShowCustomerKey(std::string_view workspace,
+                                                    std::string_view environment) = 0;
+  virtual StatusOr<KeyPolicyAdvice> KeyPolicy(std::string_view workspace,
+                                              std::string_view environment) = 0;
+  virtual StatusOr<std::string> CheckKeyPolicy(std::string_view workspace,
+                                               std::string_view policy_text) = 0;
   virtual Status EncryptStream(std::string_view workspace, std::string_view environment,
                                std::string_view scope, bool text, const Source& source,
                                const Sink& sink) = 0;

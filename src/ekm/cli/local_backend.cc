@@ -24,6 +24,20 @@ class LocalBackend : public Backend {
     return svc_->ListEnvironments(ws);
   }
 
+  StatusOr<KeyValidation> SetCustomerKey(std::string_view ws, std::string_view env,
+                                         std::string_view provider,
+                                         std::string_view key_id) override {
+    return svc_->SetCustomerKey(ws, env, provider, key_id);
+  }
+  StatusOr<CustomerKeyInfo> ShowCustomerKey(std::string_view ws, std::string_view env) override {
+    return svc_->ShowCustomerKey(ws, env);
+  }
+  StatusOr<KeyPolicyAdvice> KeyPolicy(std::string_view ws, std::string_view env) override {
+    return svc_->KeyPolicy(ws, env);
+  }
+  StatusOr<std::string> CheckKeyPolicy(std::string_view ws, std::string_view text) override {
+    return svc_->CheckKeyPolicy(ws, text);
+  }
   Status EncryptStream(std::string_view ws, std::string_view env, std::string_view scope,
                        bool text, const Source& source, const Sink& sink) override {
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> enc,

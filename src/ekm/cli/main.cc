@@ -1,5 +1,6 @@
 // ekm: the command-line interface. Local mode (--data-dir / EKM_DATA_DIR) runs the key hierarchy
 // in this process on a data directory; server mode (--server / EKM_SERVER) talks to ekmd.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +16,7 @@
 #include "ekm/base/clock.h"
 #include "ekm/cli/backend.h"
 #include "ekm/service/ekm_service.h"
+#include "ekm/service/key_json.h"
 
 namespace ekm::cli {
 namespace {
@@ -29,6 +31,8 @@ struct GlobalFlags {
   std::string root_key_file;
   std::string token;
   bool json = false;
+  std::string aws_principal_arn;
+  std::string aws_ca_file;
 };
 
 int Fail(const Status& s) {
@@ -75,6 +79,8 @@ StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
   EkmOptions o;
   o.data_dir = g.data_dir.empty() ? kDefaultDataDir : g.data_dir;
   o.root_key_file = g.root_key_file;
+  o.aws.principal_arn = g.aws_principal_arn;
+  o.aws.ca_file = g.aws_ca_file;
   // A CLI process lives for one command: lease nonces in small blocks so that short runs do
   // not use up a data key's message budget.
   o.nonce_lease_size = 16;
@@ -128,6 +134,78 @@ void PrintEnvironments(const std::string& ws, const std::vector<EnvironmentInfo>
   }
 }
 
+StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  constexpr size_t kLimit = 1 << 20;
+  std::string out;
+  int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return InvalidArgumentError("cannot open " + path + ": " + std::strerror(errno),
+                                "give the path of the key policy file, or - for standard input");
+  }
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::string why = std::strerror(errno);
+      if (fd != STDIN_FILENO) ::close(fd);
+      return InvalidArgumentError("cannot read " + path + ": " + why);
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    if (out.size() > kLimit) {
+      if (fd != STDIN_FILENO) ::close(fd);
+      return InvalidArgumentError(path + " is larger than 1 MiB: not a key policy",
+                                  "AWS key policies are at most 32 KiB");
+    }
+  }
+  if (fd != STDIN_FILENO) ::close(fd);
+  return out;
+}
+
+void PrintChecks(const KeyValidation& v) {
+  for (const auto& c : v.checks) {
+    const char* mark = c.outcome == "passed"    ? "ok  "
+                       : c.outcome == "skipped" ? "skip"
+                       : c.outcome == "warning" ? "warn"
+                                                : "FAIL";
+    std::printf("  [%s] %-9s %s\n", mark, c.name.c_str(), c.detail.c_str());
+  }
+}
+
+void PrintKeyInfo(const CustomerKeyInfo& info) {
+  std::printf("environment:   %s/%s\n", info.workspace.c_str(), info.environment.c_str());
+  std::printf("provider:      %s\n", info.provider.c_str());
+  std::printf("key:           %s\n", info.key_id.c_str());
+  std::printf("env key:       v%u\n", info.ek_version);
+  if (info.description) {
+    const CmkDescription& d = *info.description;
+    if (!d.region.empty()) std::printf("region:        %s\n", d.region.c_str());
+    if (!d.resolved_key_id.empty() && d.resolved_key_id != info.key_id) {
+      std::printf("resolves to:   %s\n", d.resolved_key_id.c_str());
+    }
+    std::printf("state:         %s\n", d.state.empty() ? "unknown" : d.state.c_str());
+    if (!d.key_spec.empty()) std::printf("key spec:      %s\n", d.key_spec.c_str());
+    std::printf("rotation:      %s\n", std::string(CmkRotationName(d.rotation)).c_str());
+    for (const auto& n : d.notes) std::printf("note:          %s\n", n.c_str());
+  } else {
+    std::printf("state:         unknown (%s)\n", info.description_error.c_str());
+  }
+  if (!info.last_validation) {
+    std::printf("last validation: none (the key was never set with `ekm key set`)\n");
+    return;
+  }
+  const KeyValidation& v = *info.last_validation;
+  std::printf("last validation: %s, %s, of %s %s\n",
+              FormatRfc3339(FromUnixSeconds(v.checked_at)).c_str(),
+              v.ok ? "passed" : "FAILED", v.provider.c_str(), v.key_id.c_str());
+  PrintChecks(v);
+  if (!v.ok) {
+    std::printf("  error: %s\n", v.message.c_str());
+    if (!v.hint.empty()) std::printf("  what to do: %s\n", v.hint.c_str());
+  }
+}
+
 int Run(int argc, char** argv) {
   CLI::App app{
       "ekm: Enterprise Key Management for multi-tenant platforms (bring your own key).\n"
@@ -157,7 +235,14 @@ int Run(int argc, char** argv) {
                  "Platform root key file (local mode) [default: <data-dir>/root.key]");
   app.add_option("--token", g.token, "API token for --server [env: EKM_TOKEN]")
       ->envname("EKM_TOKEN");
-  app.add_flag("--json", g.json, "Print lists as JSON");
+  app.add_flag("--json", g.json, "Print results as JSON");
+  app.add_option("--aws-principal-arn", g.aws_principal_arn,
+                 "Local mode: the platform's IAM role ARN that calls AWS KMS [env: "
+                 "EKM_AWS_PRINCIPAL_ARN] [default: asked of AWS STS]")
+      ->envname("EKM_AWS_PRINCIPAL_ARN");
+  app.add_option("--aws-ca-file", g.aws_ca_file,
+                 "Local mode: PEM CA bundle for AWS KMS and STS [env: EKM_AWS_CA_FILE]")
+      ->envname("EKM_AWS_CA_FILE");
 
   int rc = 0;
   auto with_backend = [&](auto fn) {
@@ -278,6 +363,125 @@ int Run(int argc, char** argv) {
   dec->callback([&] {
     with_backend([&](Backend& b) -> Status {
       return b.DecryptStream(d_ws, d_env, StdinSource(), StdoutSink());
+    });
+  });
+
+  // ekm key ...: the environment's customer main key (CMK).
+  auto* key = app.add_subcommand("key", "Manage an environment's customer main key (CMK)");
+  key->require_subcommand(1);
+  std::string k_ws, k_env, k_arn;
+  bool k_platform = false, k_example = false;
+  auto add_env_options = [&](CLI::App* cmd) {
+    cmd->add_option("--workspace,-w", k_ws, "Workspace name")->required();
+    cmd->add_option("--environment,-e", k_env, "Environment name")->required();
+  };
+  auto* key_set = key->add_subcommand(
+      "set",
+      "Update key: validate a customer main key and make it the environment's CMK. Checks the "
+      "ARN, an Encrypt/Decrypt round trip with the environment's encryption context, and the "
+      "key's state where the key policy permits DescribeKey; on any failure nothing changes");
+  add_env_options(key_set);
+  auto* arn_opt = key_set->add_option(
+      "--aws-kms-arn", k_arn,
+      "Key ARN or alias ARN of a symmetric AWS KMS key, e.g. "
+      "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab");
+  auto* platform_flag =
+      key_set->add_flag("--platform", k_platform, "Go back to the platform-managed key");
+  arn_opt->excludes(platform_flag);
+  key_set->callback([&] {
+    if (k_arn.empty() && !k_platform) {
+      rc = Fail(InvalidArgumentError("no key given",
+                                     "pass --aws-kms-arn ARN (or --platform); `ekm key policy` "
+                                     "prints the key policy statement to add first"));
+      return;
+    }
+    with_backend([&](Backend& b) -> Status {
+      std::string provider = k_platform ? "platform" : "aws-kms";
+      std::string id = k_platform ? "root" : k_arn;
+      EKM_ASSIGN_OR_RETURN(KeyValidation v, b.SetCustomerKey(k_ws, k_env, provider, id));
+      if (g.json) {
+        std::cout << KeyValidationToJson(v).dump(2) << "\n";
+        return Status::Ok();
+      }
+      PrintChecks(v);
+      std::printf("environment %s/%s now uses %s %s\n", k_ws.c_str(), k_env.c_str(),
+                  provider.c_str(), id.c_str());
+      return Status::Ok();
+    });
+  });
+  auto* key_show = key->add_subcommand(
+      "show", "Show the environment's CMK: provider, ARN, region, state, rotation status, and "
+              "the last validation and its result");
+  add_env_options(key_show);
+  key_show->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(CustomerKeyInfo info, b.ShowCustomerKey(k_ws, k_env));
+      if (g.json) {
+        std::cout << CustomerKeyInfoToJson(info).dump(2) << "\n";
+        return Status::Ok();
+      }
+      PrintKeyInfo(info);
+      return Status::Ok();
+    });
+  });
+  auto* key_policy = key->add_subcommand(
+      "policy",
+      "Permission to access key: print the key policy statement to paste into the Statement "
+      "array of the customer's AWS KMS key policy (pinned to this workspace)");
+  add_env_options(key_policy);
+  key_policy->add_flag("--example", k_example,
+                       "Print a complete key policy for a new key instead");
+  key_policy->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(KeyPolicyAdvice a, b.KeyPolicy(k_ws, k_env));
+      if (g.json) {
+        std::cout << KeyPolicyAdviceToJson(a).dump(2) << "\n";
+        return Status::Ok();
+      }
+      if (k_example) {
+        std::cout << a.example_policy << "\n";
+        return Status::Ok();
+      }
+      std::fprintf(stderr,
+                   "# Paste into the \"Statement\" array of the key policy (add a comma after "
+                   "the statement before it). Platform principal: %s\n",
+                   a.principal_arn.c_str());
+      std::cout << a.statement << "\n";
+      return Status::Ok();
+    });
+  });
+
+  // ekm policy check FILE: the policy doctor.
+  auto* policy = app.add_subcommand("policy", "Check AWS KMS key policies");
+  policy->require_subcommand(1);
+  std::string p_file, p_ws;
+  auto* policy_check = policy->add_subcommand(
+      "check",
+      "Policy doctor: read a whole key policy as pasted (FILE, or - for standard input), point "
+      "at JSON mistakes by line and column, tell whether it grants the platform kms:Encrypt and "
+      "kms:Decrypt for the workspace, and print the corrected policy. Exit code 1 unless both "
+      "are granted");
+  policy_check->add_option("FILE", p_file, "Key policy file, or - for standard input")->required();
+  policy_check->add_option("--workspace,-w", p_ws,
+                           "Workspace the key is for (the statement's encryption-context "
+                           "condition names it)")
+      ->required();
+  policy_check->callback([&] {
+    auto text = ReadWholeFile(p_file);
+    if (!text.ok()) {
+      rc = Fail(text.status());
+      return;
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::string report, b.CheckKeyPolicy(p_ws, *text));
+      nlohmann::json j = nlohmann::json::parse(report, nullptr, false);
+      if (g.json || !j.is_object()) {
+        std::cout << (j.is_discarded() ? report : j.dump(2)) << "\n";
+      } else {
+        std::cout << j.value("text", "") << (j.value("text", "").ends_with("\n") ? "" : "\n");
+      }
+      if (j.is_object() && !j.value("granted", false)) rc = kExitFailure;
+      return Status::Ok();
     });
   });
 

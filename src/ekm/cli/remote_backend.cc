@@ -22,6 +22,20 @@ class RemoteBackend : public Backend {
   StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(std::string_view ws) override {
     return client_->ListEnvironments(ws);
   }
+  StatusOr<KeyValidation> SetCustomerKey(std::string_view ws, std::string_view env,
+                                         std::string_view provider,
+                                         std::string_view key_id) override {
+    return client_->SetCustomerKey(ws, env, provider, key_id);
+  }
+  StatusOr<CustomerKeyInfo> ShowCustomerKey(std::string_view ws, std::string_view env) override {
+    return client_->ShowCustomerKey(ws, env);
+  }
+  StatusOr<KeyPolicyAdvice> KeyPolicy(std::string_view ws, std::string_view env) override {
+    return client_->KeyPolicy(ws, env);
+  }
+  StatusOr<std::string> CheckKeyPolicy(std::string_view ws, std::string_view text) override {
+    return client_->CheckKeyPolicy(ws, text);
+  }
   Status EncryptStream(std::string_view ws, std::string_view env, std::string_view scope,
                        bool text, const Source& source, const Sink& sink) override {
     return client_->EncryptStream(ws, env, scope, text, source, sink);

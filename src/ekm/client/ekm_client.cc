@@ -8,6 +8,7 @@
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
 #include "ekm/base/secret_bytes.h"
+#include "ekm/service/key_json.h"
 
 namespace ekm {
 
@@ -367,6 +368,49 @@ StatusOr<Bytes> EkmClient::Decrypt(std::string_view workspace, std::string_view 
                                                environment, "decrypt"}),
                           &body));
   return Base64Decode(j.value("plaintext", ""));
+}
+
+StatusOr<KeyValidation> EkmClient::SetCustomerKey(std::string_view workspace,
+                                                  std::string_view environment,
+                                                  std::string_view provider,
+                                                  std::string_view key_id) {
+  json body = {{"provider", provider}, {"key_id", key_id}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("PUT",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "key"}),
+                          &body));
+  return KeyValidationFromJson(j);
+}
+
+StatusOr<CustomerKeyInfo> EkmClient::ShowCustomerKey(std::string_view workspace,
+                                                     std::string_view environment) {
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("GET",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "key"}),
+                          nullptr));
+  return CustomerKeyInfoFromJson(j);
+}
+
+StatusOr<KeyPolicyAdvice> EkmClient::KeyPolicy(std::string_view workspace,
+                                               std::string_view environment) {
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("GET",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "key", "policy"}),
+                          nullptr));
+  return KeyPolicyAdviceFromJson(j);
+}
+
+StatusOr<std::string> EkmClient::CheckKeyPolicy(std::string_view workspace,
+                                                std::string_view policy_text) {
+  json body = {{"policy", policy_text}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "key-policy", "check"}),
+                          &body));
+  return j.dump();
 }
 
 StatusOr<std::string> EkmClient::Health() {

@@ -25,6 +25,15 @@ class EkmClient {
   StatusOr<EnvironmentInfo> CreateEnvironment(std::string_view workspace, std::string_view name);
   StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(std::string_view workspace);
 
+  // Customer main keys (see EkmService).
+  StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
+                                         std::string_view provider, std::string_view key_id);
+  StatusOr<CustomerKeyInfo> ShowCustomerKey(std::string_view workspace,
+                                            std::string_view environment);
+  StatusOr<KeyPolicyAdvice> KeyPolicy(std::string_view workspace, std::string_view environment);
+  // The policy doctor's report, as JSON.
+  StatusOr<std::string> CheckKeyPolicy(std::string_view workspace, std::string_view policy_text);
+
   // Reads `source` until it returns 0 (end of input) and writes the response to `sink`,
   // streaming both ways. A failure after output began is still reported (HTTP trailer).
   using Source = std::function<StatusOr<size_t>(uint8_t* buf, size_t capacity)>;

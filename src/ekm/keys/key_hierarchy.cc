@@ -38,13 +38,14 @@ std::string CurrentDkKey(int64_t env_id, std::string_view scope) {
   return k;
 }
 
-EncryptionContext EkContext(std::string_view ws, std::string_view env, uint32_t version) {
-  return EncryptionContext{{std::string(kEkContextWorkspace), std::string(ws)},
-                           {std::string(kEkContextEnvironment), std::string(env)},
+}  // namespace
+
+EncryptionContext EnvironmentKeyContext(std::string_view workspace, std::string_view environment,
+                                        uint32_t version) {
+  return EncryptionContext{{std::string(kEkContextWorkspace), std::string(workspace)},
+                           {std::string(kEkContextEnvironment), std::string(environment)},
                            {std::string(kEkContextEkVersion), std::to_string(version)}};
 }
-
-}  // namespace
 
 Bytes DataKeyWrapAad(std::string_view workspace, std::string_view environment,
                      std::string_view scope, uint32_t dk_version, uint32_t ek_version) {
@@ -77,7 +78,7 @@ StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewEnvironmentKey(std::string_view 
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(cmk.provider));
   EKM_ASSIGN_OR_RETURN(SecretBytes ek, RandomSecret(kKeySize));
   EKM_ASSIGN_OR_RETURN(Bytes wrapped,
-                       provider->Wrap(cmk.key_id, ek, EkContext(workspace, environment, version)));
+                       provider->Wrap(cmk.key_id, ek, EnvironmentKeyContext(workspace, environment, version)));
   EnvironmentKeyRecord rec;
   rec.version = version;
   rec.cmk_provider = cmk.provider;
@@ -85,6 +86,40 @@ StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewEnvironmentKey(std::string_view 
   rec.wrapped = std::move(wrapped);
   rec.created_at = ToUnixSeconds(clock_->Now());
   return rec;
+}
+
+StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewVerifiedEnvironmentKey(
+    std::string_view workspace, std::string_view environment, const CmkRef& cmk,
+    uint32_t version, std::string* failed_step) {
+  EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(cmk.provider));
+  EKM_ASSIGN_OR_RETURN(SecretBytes ek, RandomSecret(kKeySize));
+  EncryptionContext context = EnvironmentKeyContext(workspace, environment, version);
+  auto wrapped = provider->Wrap(cmk.key_id, ek, context);
+  if (!wrapped.ok()) {
+    *failed_step = kWrapStep;
+    return wrapped.status();
+  }
+  auto back = provider->Unwrap(cmk.key_id, *wrapped, context);
+  if (!back.ok()) {
+    *failed_step = kUnwrapStep;
+    return back.status();
+  }
+  if (!(*back == ek)) {
+    *failed_step = kUnwrapStep;
+    return DataLossError("the key provider returned a different key than it was given",
+                         "the provider is misbehaving; do not use this key");
+  }
+  EnvironmentKeyRecord rec;
+  rec.version = version;
+  rec.cmk_provider = cmk.provider;
+  rec.cmk_key_id = cmk.key_id;
+  rec.wrapped = std::move(wrapped).value();
+  rec.created_at = ToUnixSeconds(clock_->Now());
+  return rec;
+}
+
+void KeyHierarchy::ForgetEnvironment(std::string_view workspace, std::string_view environment) {
+  envs_.Erase(EnvKey(workspace, environment));
 }
 
 StatusOr<EnvironmentRecord> KeyHierarchy::GetEnvironment(std::string_view workspace,
@@ -105,7 +140,7 @@ StatusOr<std::shared_ptr<KeyHierarchy::CachedEk>> KeyHierarchy::GetEk(const Envi
   EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord rec, store_->GetEnvironmentKey(env.id, version));
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(rec.cmk_provider));
   auto unwrapped =
-      provider->Unwrap(rec.cmk_key_id, rec.wrapped, EkContext(env.workspace, env.name, version));
+      provider->Unwrap(rec.cmk_key_id, rec.wrapped, EnvironmentKeyContext(env.workspace, env.name, version));
   if (!unwrapped.ok()) {
     return unwrapped.status().WithContext("the customer main key (" + rec.cmk_provider + " " +
                                           rec.cmk_key_id + ") could not unwrap environment key v" +

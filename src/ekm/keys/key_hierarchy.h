@@ -58,6 +58,20 @@ class KeyHierarchy {
                                                    std::string_view environment,
                                                    const CmkRef& cmk, uint32_t version);
 
+  // Like NewEnvironmentKey, then unwraps the result again and checks it is the same key: the
+  // "Update key" round trip, which proves the provider both encrypts and decrypts with this
+  // context before anything is stored. Errors name the step that failed: kWrapStep or
+  // kUnwrapStep in `failed_step`.
+  StatusOr<EnvironmentKeyRecord> NewVerifiedEnvironmentKey(std::string_view workspace,
+                                                           std::string_view environment,
+                                                           const CmkRef& cmk, uint32_t version,
+                                                           std::string* failed_step);
+  static constexpr std::string_view kWrapStep = "wrap";
+  static constexpr std::string_view kUnwrapStep = "unwrap";
+
+  // Drops the cached environment record, after its current EK changed.
+  void ForgetEnvironment(std::string_view workspace, std::string_view environment);
+
   // The environment's record (cached for the TTL).
   StatusOr<EnvironmentRecord> GetEnvironment(std::string_view workspace,
                                              std::string_view environment);
@@ -105,6 +119,10 @@ class KeyHierarchy {
   KeyCache<DataKeyHandle> dks_;         // by environment/scope/version
   KeyCache<DataKeyHandle> current_dks_;  // by environment/scope: the newest version
 };
+
+// The encryption context of EK `version` of an environment, sent with every wrap and unwrap.
+EncryptionContext EnvironmentKeyContext(std::string_view workspace, std::string_view environment,
+                                        uint32_t version);
 
 // Associated data of a DK wrapped under an EK.
 Bytes DataKeyWrapAad(std::string_view workspace, std::string_view environment,

@@ -56,6 +56,16 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
+  app.add_option("--aws-principal-arn", options.aws.principal_arn,
+                 "The platform's IAM role (or user) ARN that calls AWS KMS, named in the key "
+                 "policy statement [env: EKM_AWS_PRINCIPAL_ARN] [default: asked of AWS STS "
+                 "GetCallerIdentity]")
+      ->envname("EKM_AWS_PRINCIPAL_ARN");
+  app.add_option("--aws-ca-file", options.aws.ca_file,
+                 "PEM CA bundle to trust for AWS KMS and STS instead of the system store "
+                 "[env: EKM_AWS_CA_FILE]")
+      ->envname("EKM_AWS_CA_FILE")
+      ->check(CLI::ExistingFile);
   app.add_flag("--allow-insecure-listen", http.allow_insecure_listen,
                "Allow plain HTTP on a non-loopback address (put TLS in front of it)");
   app.failure_message([](const CLI::App*, const CLI::Error& e) {

@@ -7,6 +7,7 @@
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
 #include "ekm/server/http_errors.h"
+#include "ekm/service/key_json.h"
 
 namespace ekm {
 
@@ -213,11 +214,25 @@ RouteMatch Router::Match(const RouteRequest& r) const {
             "send application/json ({\"plaintext\"|\"ciphertext\": …}) or "
             "application/octet-stream (a stream of any size)");
       }
+    } else if (n == 6 && seg[3] == "environments" && seg[5] == "key") {
+      if (!method_is({"GET", "PUT"})) return m;
+      m.workspace = seg[2];
+      m.environment = seg[4];
+      m.id = r.method == "GET" ? RouteId::kShowKey : RouteId::kSetKey;
+    } else if (n == 7 && seg[3] == "environments" && seg[5] == "key" && seg[6] == "policy") {
+      if (!method_is({"GET"})) return m;
+      m.workspace = seg[2];
+      m.environment = seg[4];
+      m.id = RouteId::kKeyPolicy;
+    } else if (n == 5 && seg[3] == "key-policy" && seg[4] == "check") {
+      if (!method_is({"POST"})) return m;
+      m.workspace = seg[2];
+      m.id = RouteId::kCheckPolicy;
     } else {
       m.status = NotFoundError("no such API route: " + r.method + " " + std::string(path),
                                "see docs/api.md for the routes of API v1");
     }
-    if (m.status.ok() && r.method == "POST" && !m.streaming && !r.content_type.empty() &&
+    if (m.status.ok() && (r.method == "POST" || r.method == "PUT") && !m.streaming && !r.content_type.empty() &&
         MediaType(r.content_type) != "application/json") {
       m.unsupported_media_type = true;
       m.status = InvalidArgumentError("Content-Type \"" + r.content_type +
@@ -295,6 +310,55 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       Status s = service_->Decrypt(m.workspace, m.environment, AsBytes(*ciphertext), &plain);
       if (!s.ok()) return Error(s);
       return {200, json{{"plaintext", Base64Encode(plain)}}.dump()};
+    }
+    case RouteId::kShowKey: {
+      auto info = service_->ShowCustomerKey(m.workspace, m.environment);
+      if (!info.ok()) return Error(info.status());
+      return {200, CustomerKeyInfoToJson(*info).dump()};
+    }
+    case RouteId::kSetKey: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto arn = StringField(*j, "aws_kms_arn", false);
+      if (!arn.ok()) return Error(arn.status());
+      auto provider = StringField(*j, "provider", false);
+      if (!provider.ok()) return Error(provider.status());
+      auto key_id = StringField(*j, "key_id", false);
+      if (!key_id.ok()) return Error(key_id.status());
+      if (!arn->empty() && (!provider->empty() || !key_id->empty())) {
+        return Error(InvalidArgumentError(
+            "give either \"aws_kms_arn\" or \"provider\" and \"key_id\", not both"));
+      }
+      if (!arn->empty()) {
+        *provider = "aws-kms";
+        *key_id = *arn;
+      }
+      if (provider->empty() || key_id->empty()) {
+        return Error(InvalidArgumentError(
+            "the key is missing",
+            "send {\"aws_kms_arn\": \"arn:aws:kms:REGION:ACCOUNT:key/KEY-ID\"}, or "
+            "{\"provider\": \"platform\", \"key_id\": \"root\"}"));
+      }
+      auto v = service_->SetCustomerKey(m.workspace, m.environment, *provider, *key_id);
+      if (!v.ok()) return Error(v.status());
+      return {200, KeyValidationToJson(*v).dump()};
+    }
+    case RouteId::kKeyPolicy: {
+      auto a = service_->KeyPolicy(m.workspace, m.environment);
+      if (!a.ok()) return Error(a.status());
+      return {200, KeyPolicyAdviceToJson(*a).dump()};
+    }
+    case RouteId::kCheckPolicy: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto policy = StringField(*j, "policy", true);
+      if (!policy.ok()) {
+        return Error(policy.status().WithHint(
+            "send the key policy as pasted, as a JSON string: {\"policy\": \"{ ... }\"}"));
+      }
+      auto report = service_->CheckKeyPolicy(m.workspace, *policy);
+      if (!report.ok()) return Error(report.status());
+      return {200, *report};
     }
   }
   return Error(InternalError("unhandled route"));

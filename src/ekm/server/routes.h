@@ -26,6 +26,10 @@ enum class RouteId {
   kCreateEnvironment,
   kEncrypt,
   kDecrypt,
+  kShowKey,        // GET  …/environments/{e}/key
+  kSetKey,         // PUT  …/environments/{e}/key            ("Update key")
+  kKeyPolicy,      // GET  …/environments/{e}/key/policy     ("Permission to access key")
+  kCheckPolicy,    // POST /v1/workspaces/{w}/key-policy/check (the policy doctor)
 };
 
 struct RouteMatch {

@@ -6,9 +6,16 @@
 #include <cerrno>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
 #include "ekm/envelope/envelope.h"
+#include "ekm/policy/key_policy_statement.h"
+#include "ekm/policy/policy_doctor.h"
 #include "ekm/keys/key_hierarchy.h"
 #include "ekm/provider/key_provider.h"
+#include "ekm/provider/aws/aws_kms_setup.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 
@@ -39,8 +46,10 @@ Status CheckDataDir(const EkmOptions& o) {
 
 class EkmServiceImpl : public EkmService {
  public:
-  EkmServiceImpl(EkmOptions options, StorePtr store, std::unique_ptr<ProviderRegistry> providers)
-      : options_(std::move(options)),
+  EkmServiceImpl(EkmOptions options, StorePtr store, std::unique_ptr<ProviderRegistry> providers,
+                 std::function<StatusOr<std::string>()> principal_resolver)
+      : principal_resolver_(std::move(principal_resolver)),
+        options_(std::move(options)),
         store_(std::move(store)),
         providers_(std::move(providers)),
         keys_(store_.get(), providers_.get(), options_.clock,
@@ -89,6 +98,155 @@ class EkmServiceImpl : public EkmService {
     }
     return out;
   }
+
+  StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
+                                         std::string_view provider_name,
+                                         std::string_view key_id) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    EKM_RETURN_IF_ERROR(StoredEnvironment(workspace, environment).status());
+    EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(provider_name));
+    KeyValidation v;
+    v.provider = std::string(provider_name);
+    v.key_id = std::string(key_id);
+    v.checked_at = ToUnixSeconds(options_.clock->Now());
+    // Every exit records what happened, then answers.
+    auto fail = [&](std::string_view check, const Status& cause,
+                    std::string provider_code) -> Status {
+      v.ok = false;
+      v.checks.push_back({std::string(check), "failed", cause.message()});
+      Status mapped = CustomerKeyError(workspace, environment, check, cause);
+      v.error_code = std::string(StatusCodeName(mapped.code()));
+      v.provider_code = std::move(provider_code);
+      v.message = mapped.message();
+      v.hint = mapped.hint();
+      RecordValidation(workspace, environment, v);
+      return mapped;
+    };
+
+    Status shape = provider->ValidateKeyId(key_id);
+    if (!shape.ok()) return fail("key id", shape, "");
+    v.checks.push_back({"key id", "passed", std::string(key_id)});
+
+    // Re-read the environment: the cached record may be older than another node's change.
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord current,
+                         store_->GetEnvironmentKey(env.id, env.current_ek_version));
+    const bool unchanged = current.cmk_provider == provider_name && current.cmk_key_id == key_id;
+    CmkRef cmk{std::string(provider_name), std::string(key_id)};
+    std::string step;
+    auto ek = keys_.NewVerifiedEnvironmentKey(env.workspace, env.name, cmk,
+                                              env.current_ek_version + 1, &step);
+    if (!ek.ok()) {
+      bool wrap = step == KeyHierarchy::kWrapStep;
+      if (!wrap) v.checks.push_back({"encrypt", "passed", "with the encryption context"});
+      return fail(wrap ? "encrypt" : "decrypt", ek.status(), ProviderCode(ek.status()));
+    }
+    v.checks.push_back({"encrypt", "passed",
+                        "with encryption context ekm:workspace=" + env.workspace +
+                            ", ekm:environment=" + env.name});
+    v.checks.push_back({"decrypt", "passed", "the round trip returned the same key"});
+
+    auto described = provider->Describe(key_id);
+    if (!described.ok()) return fail("describe", described.status(), ProviderCode(described.status()));
+    const CmkDescription& d = *described;
+    if (d.describe_permitted) {
+      if (!d.key_spec.empty() && d.key_spec != "SYMMETRIC_DEFAULT" && provider_name == "aws-kms") {
+        return fail("describe",
+                    InvalidArgumentError("the key's spec is " + d.key_spec +
+                                             "; ekm needs a symmetric encryption key "
+                                             "(SYMMETRIC_DEFAULT)",
+                                         "create a symmetric key (Key type: Symmetric, Key "
+                                         "usage: Encrypt and decrypt) and use its ARN"),
+                    "");
+      }
+      if (!d.key_usage.empty() && d.key_usage != "ENCRYPT_DECRYPT") {
+        return fail("describe",
+                    InvalidArgumentError("the key's usage is " + d.key_usage +
+                                             "; ekm needs ENCRYPT_DECRYPT",
+                                         "create a symmetric key with key usage Encrypt and "
+                                         "decrypt and use its ARN"),
+                    "");
+      }
+      if (!d.state.empty() && d.state != "Enabled") {
+        return fail("describe",
+                    FailedPreconditionError("the key's state is " + d.state + ", not Enabled",
+                                            d.state == "PendingDeletion"
+                                                ? "cancel the key deletion in the AWS KMS "
+                                                  "console and enable the key"
+                                                : "enable the key in the AWS KMS console"),
+                    d.state == "Disabled" ? "DisabledException" : "KMSInvalidStateException");
+      }
+      v.checks.push_back({"describe", "passed",
+                          "state " + d.state + (d.key_spec.empty() ? "" : ", spec " + d.key_spec) +
+                              (d.key_usage.empty() ? "" : ", usage " + d.key_usage)});
+    } else {
+      v.checks.push_back({"describe", "skipped", Join(d.notes, "; ")});
+    }
+    switch (d.rotation) {
+      case CmkRotation::kEnabled:
+        v.checks.push_back({"rotation", "passed", "automatic rotation is enabled"});
+        break;
+      case CmkRotation::kDisabled:
+        v.checks.push_back({"rotation", provider_name == "aws-kms" ? "warning" : "passed",
+                            provider_name == "aws-kms"
+                                ? "automatic rotation is off: enabling it in AWS KMS is "
+                                  "recommended (ekm uses the newest generation by itself)"
+                                : "not applicable"});
+        break;
+      case CmkRotation::kUnknown:
+        v.checks.push_back({"rotation", "skipped", "the rotation status is not readable"});
+        break;
+    }
+
+    if (unchanged) {
+      v.checks.push_back({"store", "skipped", "this key is already the environment's CMK"});
+    } else {
+      EnvironmentKeyRecord rec = std::move(ek).value();
+      rec.environment_id = env.id;
+      Status stored = store_->AddEnvironmentKey(rec);
+      if (!stored.ok()) return fail("store", stored, "");
+      keys_.ForgetEnvironment(env.workspace, env.name);
+      v.checks.push_back({"store", "passed",
+                          "environment key v" + std::to_string(rec.version) +
+                              " is wrapped under this key and is now current"});
+    }
+    v.ok = true;
+    RecordValidation(workspace, environment, v);
+    return v;
+  }
+
+  StatusOr<CustomerKeyInfo> ShowCustomerKey(std::string_view workspace,
+                                            std::string_view environment) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek,
+                         store_->GetEnvironmentKey(env.id, env.current_ek_version));
+    CustomerKeyInfo info;
+    info.workspace = env.workspace;
+    info.environment = env.name;
+    info.provider = ek.cmk_provider;
+    info.key_id = ek.cmk_key_id;
+    info.ek_version = env.current_ek_version;
+    auto provider = providers_->Get(ek.cmk_provider);
+    auto described = provider.ok() ? (*provider)->Describe(ek.cmk_key_id)
+                                   : StatusOr<CmkDescription>(provider.status());
+    if (described.ok()) {
+      info.description = std::move(described).value();
+    } else {
+      info.description_error = described.status().ToString();
+    }
+    EKM_ASSIGN_OR_RETURN(std::optional<KeyValidationRecord> last,
+                         store_->GetLatestKeyValidation(env.id));
+    if (last) info.last_validation = FromRecord(*last);
+    return info;
+  }
+
+  StatusOr<KeyPolicyAdvice> KeyPolicy(std::string_view workspace,
+                                      std::string_view environment) override;
+  StatusOr<std::string> CheckKeyPolicy(std::string_view workspace,
+                                       std::string_view policy_text) override;
 
   Status Encrypt(std::string_view workspace, std::string_view environment, std::string_view scope,
                  ByteView plaintext, Bytes* out) override {
@@ -160,6 +318,90 @@ class EkmServiceImpl : public EkmService {
   }
 
  private:
+  // The environment as stored now (not the cached record), with a clear NotFound.
+  StatusOr<EnvironmentRecord> StoredEnvironment(std::string_view workspace,
+                                                std::string_view environment) {
+    auto env = store_->GetEnvironment(workspace, environment);
+    if (env.ok() || env.status().code() != StatusCode::kNotFound) return env;
+    EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());
+    return env;
+  }
+
+  // A provider's refusal during "Update key" is about the customer's key, not about the API
+  // caller: AccessDenied becomes a failed precondition (the key policy), not a 403, and the
+  // platform's own credential trouble is named as such.
+  static Status CustomerKeyError(std::string_view workspace, std::string_view environment,
+                                 std::string_view check, const Status& cause) {
+    std::string message = "Update key failed at the " + std::string(check) + " check: " +
+                          cause.message();
+    std::string hint = cause.hint();
+    switch (cause.code()) {
+      case StatusCode::kPermissionDenied:
+        return FailedPreconditionError(
+            message, hint + "; `ekm key policy --workspace " + std::string(workspace) +
+                         " --environment " + std::string(environment) +
+                         "` prints the statement, and `ekm policy check FILE` checks a policy");
+      case StatusCode::kUnauthenticated:
+        return FailedPreconditionError(message, hint);
+      default:
+        return Status(cause.code(), message, hint);
+    }
+  }
+
+  // "… failed: AccessDeniedException (…)" -> "AccessDeniedException".
+  static std::string ProviderCode(const Status& s) {
+    const std::string& m = s.message();
+    auto at = m.rfind(" failed: ");
+    if (at == std::string::npos) return "";
+    std::string code = m.substr(at + 9);
+    code = code.substr(0, code.find(' '));
+    return code;
+  }
+
+  static std::string Join(const std::vector<std::string>& parts, std::string_view sep) {
+    std::string out;
+    for (const auto& p : parts) {
+      if (!out.empty()) out += sep;
+      out += p;
+    }
+    return out;
+  }
+
+  void RecordValidation(std::string_view workspace, std::string_view environment,
+                        const KeyValidation& v) {
+    auto env = store_->GetEnvironment(workspace, environment);
+    if (!env.ok()) return;
+    nlohmann::json checks = nlohmann::json::array();
+    for (const auto& c : v.checks) {
+      checks.push_back({{"name", c.name}, {"outcome", c.outcome}, {"detail", c.detail}});
+    }
+    KeyValidationRecord r{env->id,       v.provider,      v.key_id,  v.checked_at,
+                          v.ok,          v.error_code,    v.provider_code, v.message,
+                          v.hint,        checks.dump()};
+    Status s = store_->RecordKeyValidation(r);
+    if (!s.ok()) spdlog::warn("could not record a key validation: {}", s.ToString());
+  }
+
+  static KeyValidation FromRecord(const KeyValidationRecord& r) {
+    KeyValidation v;
+    v.provider = r.cmk_provider;
+    v.key_id = r.cmk_key_id;
+    v.checked_at = r.checked_at;
+    v.ok = r.ok;
+    v.error_code = r.error_code;
+    v.provider_code = r.provider_code;
+    v.message = r.message;
+    v.hint = r.hint;
+    nlohmann::json checks = nlohmann::json::parse(r.detail, nullptr, false);
+    if (checks.is_array()) {
+      for (const auto& c : checks) {
+        if (!c.is_object()) continue;
+        v.checks.push_back({c.value("name", ""), c.value("outcome", ""), c.value("detail", "")});
+      }
+    }
+    return v;
+  }
+
   StatusOr<EnvironmentRecord> Environment(std::string_view workspace,
                                           std::string_view environment) {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
@@ -176,11 +418,58 @@ class EkmServiceImpl : public EkmService {
                            ek.cmk_provider, ek.cmk_key_id, r.current_ek_version};
   }
 
+  // The platform principal the key policy must name: configured, or asked of the AWS
+  // provider (STS GetCallerIdentity).
+  StatusOr<std::string> PlatformPrincipalArn() {
+    if (!options_.aws.principal_arn.empty()) return options_.aws.principal_arn;
+    if (principal_resolver_) return principal_resolver_();
+    return FailedPreconditionError(
+        "the platform principal (the IAM role ekm uses to call AWS KMS) is not configured",
+        "start ekmd with --aws-principal-arn arn:aws:iam::ACCOUNT:role/NAME, or give it AWS "
+        "credentials so it can ask STS who it is");
+  }
+
+  std::function<StatusOr<std::string>()> principal_resolver_;
   EkmOptions options_;
   StorePtr store_;
   std::unique_ptr<ProviderRegistry> providers_;
   KeyHierarchy keys_;
 };
+
+StatusOr<KeyPolicyAdvice> EkmServiceImpl::KeyPolicy(std::string_view workspace,
+                                                    std::string_view environment) {
+  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+  EKM_RETURN_IF_ERROR(StoredEnvironment(workspace, environment).status());
+  EKM_ASSIGN_OR_RETURN(std::string principal, PlatformPrincipalArn());
+  KeyPolicyStatementOptions o;
+  o.platform_principal = principal;
+  o.workspace = std::string(workspace);
+  KeyPolicyAdvice a;
+  EKM_ASSIGN_OR_RETURN(a.statement, KeyPolicyStatementsText(o));
+  EKM_ASSIGN_OR_RETURN(PlatformPrincipal p, ParsePlatformPrincipal(principal));
+  a.principal_arn = p.arn;
+  // The example names the platform's account as the key's owner: the admin replaces it with
+  // their own account id.
+  EKM_ASSIGN_OR_RETURN(a.example_policy, ExampleKeyPolicyText("111122223333", o));
+  return a;
+}
+
+StatusOr<std::string> EkmServiceImpl::CheckKeyPolicy(std::string_view workspace,
+                                                     std::string_view policy_text) {
+  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+  EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());
+  EKM_ASSIGN_OR_RETURN(std::string principal, PlatformPrincipalArn());
+  PolicyCheckRequest req;
+  req.policy_text = policy_text;
+  req.platform_principal = principal;
+  req.workspace = std::string(workspace);
+  EKM_ASSIGN_OR_RETURN(PolicyReport report, ::ekm::CheckKeyPolicy(req));
+  nlohmann::ordered_json j = report.ToJson();
+  j["granted"] = report.ok();
+  j["text"] = report.ToText();
+  return j.dump();
+}
 
 }  // namespace
 
@@ -211,8 +500,22 @@ StatusOr<std::unique_ptr<EkmService>> EkmService::Open(const EkmOptions& options
   EKM_ASSIGN_OR_RETURN(StorePtr store, OpenSqliteStore(DatabasePath(options)));
   auto providers = std::make_unique<ProviderRegistry>();
   providers->Register(std::move(platform));
-  return std::unique_ptr<EkmService>(
-      new EkmServiceImpl(options, std::move(store), std::move(providers)));
+  std::function<StatusOr<std::string>()> principal;
+  if (options.aws.enabled) {
+    AwsKmsSetupOptions a;
+    a.ca_file = options.aws.ca_file;
+    a.principal_arn = options.aws.principal_arn;
+    a.call_timeout = options.aws.call_timeout;
+    a.call_deadline = options.aws.call_deadline;
+    a.clock = options.clock;
+    if (options.aws.env) a.env = options.aws.env;
+    AwsKmsSetup aws = NewAwsKmsSetup(std::move(a));
+    providers->Register(std::move(aws.provider));
+    principal = std::move(aws.principal);
+  }
+  return std::unique_ptr<EkmService>(new EkmServiceImpl(options, std::move(store),
+                                                        std::move(providers),
+                                                        std::move(principal)));
 }
 
 }  // namespace ekm

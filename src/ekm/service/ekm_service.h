@@ -9,7 +9,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,10 +20,28 @@
 #include "ekm/base/clock.h"
 #include "ekm/base/status.h"
 #include "ekm/envelope/envelope.h"
+#include "ekm/provider/key_provider.h"
 
 namespace ekm {
 
 inline constexpr std::string_view kDefaultScope = "default";
+
+// The AWS KMS provider (provider/aws/). Credentials, region and endpoints come from the
+// environment as the AWS SDKs read them (AWS_ACCESS_KEY_ID…, AWS_PROFILE, AWS_ROLE_ARN +
+// AWS_WEB_IDENTITY_TOKEN_FILE, instance metadata; AWS_ENDPOINT_URL_KMS / _STS).
+struct AwsProviderOptions {
+  bool enabled = true;
+  // The platform's own principal, the IAM role (or user) ARN that calls KMS, which the key
+  // policy statement names. Empty: asked of STS GetCallerIdentity when first needed.
+  std::string principal_arn;
+  // PEM CA bundle to trust for KMS/STS instead of the system store (a private CA in front of a
+  // VPC endpoint; tests).
+  std::string ca_file;
+  std::chrono::milliseconds call_timeout{5000};   // one HTTP exchange with KMS
+  std::chrono::milliseconds call_deadline{15000}; // all retries of one call
+  // Where AWS_* settings are read from; empty: the process environment. Tests inject theirs.
+  std::function<std::optional<std::string>(std::string_view)> env;
+};
 
 struct EkmOptions {
   std::string data_dir;       // holds ekm.db and, by default, root.key
@@ -33,6 +53,7 @@ struct EkmOptions {
   // Nonces reserved from the store at a time (see keys/nonce_sequence.h).
   uint32_t nonce_lease_size = 1u << 20;
   Clock* clock = &Clock::Real();
+  AwsProviderOptions aws;
 };
 
 struct WorkspaceInfo {
@@ -47,6 +68,47 @@ struct EnvironmentInfo {
   std::string cmk_provider;
   std::string cmk_key_id;
   uint32_t ek_version = 0;
+};
+
+// One check of an "Update key" validation.
+struct KeyCheck {
+  std::string name;     // "key id", "encrypt", "decrypt", "describe", "rotation"
+  std::string outcome;  // "passed", "failed", "skipped"
+  std::string detail;
+};
+
+// The result of "Update key" (SetCustomerKey), and what `ekm key show` reports of the last one.
+struct KeyValidation {
+  std::string provider;
+  std::string key_id;
+  int64_t checked_at = 0;
+  bool ok = false;
+  std::vector<KeyCheck> checks;
+  // When it failed: the error, with the troubleshooting advice as its hint.
+  std::string error_code;     // StatusCode name
+  std::string provider_code;  // e.g. "AccessDeniedException"
+  std::string message;
+  std::string hint;
+};
+
+// `ekm key show`: the environment's CMK as stored, what its provider says now, and the last
+// validation.
+struct CustomerKeyInfo {
+  std::string workspace;
+  std::string environment;
+  std::string provider;
+  std::string key_id;
+  uint32_t ek_version = 0;
+  std::optional<CmkDescription> description;  // live; absent when the provider did not answer
+  std::string description_error;               // why it is absent
+  std::optional<KeyValidation> last_validation;
+};
+
+// "Permission to access key": what to paste into the customer's key policy.
+struct KeyPolicyAdvice {
+  std::string principal_arn;   // the platform principal
+  std::string statement;       // statement object(s), ready to paste into "Statement"
+  std::string example_policy;  // a complete key policy for a new key
 };
 
 class EkmService {
@@ -64,6 +126,23 @@ class EkmService {
   virtual StatusOr<EnvironmentInfo> CreateEnvironment(std::string_view workspace,
                                                       std::string_view name) = 0;
   virtual StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(std::string_view workspace) = 0;
+
+  // Customer main keys. SetCustomerKey is "Update key": validates the key id, proves a wrap
+  // and unwrap round trip with the environment's encryption context, reads the key's metadata
+  // where the provider permits, and only then makes it the environment's CMK (a new EK version
+  // wrapped under it). On failure nothing changes; the validation is recorded either way.
+  virtual StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace,
+                                                 std::string_view environment,
+                                                 std::string_view provider,
+                                                 std::string_view key_id) = 0;
+  virtual StatusOr<CustomerKeyInfo> ShowCustomerKey(std::string_view workspace,
+                                                    std::string_view environment) = 0;
+  virtual StatusOr<KeyPolicyAdvice> KeyPolicy(std::string_view workspace,
+                                              std::string_view environment) = 0;
+  // The policy doctor: a whole key policy as pasted, checked for the platform principal and
+  // this workspace. Returns the report as JSON (policy/policy_doctor.h).
+  virtual StatusOr<std::string> CheckKeyPolicy(std::string_view workspace,
+                                               std::string_view policy_text) = 0;
 
   // Data plane, whole messages. Encrypt appends a single-form binary envelope to `out`.
   virtual Status Encrypt(std::string_view workspace, std::string_view environment,

@@ -60,6 +60,20 @@ struct DataKeyRecord {
   uint64_t messages_reserved = 0;  // nonces handed out under this DK version (see nonce leases)
 };
 
+// One "Update key" validation of a CMK for an environment, passed or failed (never key bytes).
+struct KeyValidationRecord {
+  int64_t environment_id = 0;
+  std::string cmk_provider;
+  std::string cmk_key_id;
+  int64_t checked_at = 0;
+  bool ok = false;
+  std::string error_code;     // StatusCode name when it failed ("permission_denied", …)
+  std::string provider_code;  // the provider's own code ("AccessDeniedException", …)
+  std::string message;
+  std::string hint;
+  std::string detail;  // JSON: the individual checks and what the provider reported
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -80,6 +94,16 @@ class Store {
 
   virtual StatusOr<EnvironmentKeyRecord> GetEnvironmentKey(int64_t environment_id,
                                                            uint32_t version) = 0;
+  // Stores EK version `ek.version` (which must be current_ek_version + 1 of the environment)
+  // and makes it the current one, in one transaction. FailedPrecondition when another change
+  // got there first (the environment's current version is no longer ek.version - 1).
+  virtual Status AddEnvironmentKey(const EnvironmentKeyRecord& ek) = 0;
+
+  // Validations of customer keys, newest last.
+  virtual Status RecordKeyValidation(const KeyValidationRecord& record) = 0;
+  // The newest validation of the environment, or nullopt.
+  virtual StatusOr<std::optional<KeyValidationRecord>> GetLatestKeyValidation(
+      int64_t environment_id) = 0;
 
   // The newest DK version of a scope, or nullopt when the scope has none yet.
   virtual StatusOr<std::optional<DataKeyRecord>> GetLatestDataKey(int64_t environment_id,

@@ -51,6 +51,22 @@ CREATE TABLE data_keys (
   FOREIGN KEY (environment_id, ek_version) REFERENCES environment_keys(environment_id, version)
 );
 )sql"},
+      {2, "customer key validations (\"Update key\")", R"sql(
+CREATE TABLE key_validations (
+  id INTEGER PRIMARY KEY,
+  environment_id INTEGER NOT NULL REFERENCES environments(id),
+  cmk_provider TEXT NOT NULL,
+  cmk_key_id TEXT NOT NULL,
+  checked_at INTEGER NOT NULL,
+  ok INTEGER NOT NULL,
+  error_code TEXT NOT NULL,
+  provider_code TEXT NOT NULL,
+  message TEXT NOT NULL,
+  hint TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+CREATE INDEX key_validations_by_environment ON key_validations (environment_id, id);
+)sql"},
   };
   return kMigrations;
 }

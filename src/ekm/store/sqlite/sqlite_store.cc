@@ -220,6 +220,59 @@ class SqliteStore : public Store {
     return NotFoundError("environment key v" + std::to_string(version) + " does not exist");
   }
 
+  Status AddEnvironmentKey(const EnvironmentKeyRecord& ek) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> u,
+          Prepare("UPDATE environments SET current_ek_version = ?1 WHERE id = ?2 AND "
+                  "current_ek_version = ?1 - 1"));
+      u->Bind(1, int64_t{ek.version}).Bind(2, ek.environment_id);
+      if (u->Step() != SQLITE_DONE) return Error("updating environment");
+      if (sqlite3_changes(db_) != 1) {
+        return FailedPreconditionError(
+            "the environment's key changed while this change was being made",
+            "look at `ekm key show` and try again");
+      }
+      return InsertEnvironmentKeyLocked(ek);
+    }();
+    if (st.ok()) st = Exec("COMMIT");
+    if (!st.ok()) Exec("ROLLBACK").IgnoreError();
+    return st;
+  }
+
+  Status RecordKeyValidation(const KeyValidationRecord& r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("INSERT INTO key_validations (environment_id, cmk_provider, cmk_key_id, "
+                "checked_at, ok, error_code, provider_code, message, hint, detail) VALUES "
+                "(?,?,?,?,?,?,?,?,?,?)"));
+    s->Bind(1, r.environment_id).Bind(2, r.cmk_provider).Bind(3, r.cmk_key_id);
+    s->Bind(4, r.checked_at).Bind(5, int64_t{r.ok ? 1 : 0}).Bind(6, r.error_code);
+    s->Bind(7, r.provider_code).Bind(8, r.message).Bind(9, r.hint).Bind(10, r.detail);
+    if (s->Step() != SQLITE_DONE) return Error("recording key validation");
+    return Status::Ok();
+  }
+
+  StatusOr<std::optional<KeyValidationRecord>> GetLatestKeyValidation(
+      int64_t environment_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT environment_id, cmk_provider, cmk_key_id, checked_at, ok, error_code, "
+                "provider_code, message, hint, detail FROM key_validations WHERE "
+                "environment_id = ? ORDER BY id DESC LIMIT 1"));
+    s->Bind(1, environment_id);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<KeyValidationRecord>();
+    if (rc != SQLITE_ROW) return Error("reading key validation");
+    return std::optional<KeyValidationRecord>(KeyValidationRecord{
+        s->Int(0), s->Text(1), s->Text(2), s->Int(3), s->Int(4) != 0, s->Text(5), s->Text(6),
+        s->Text(7), s->Text(8), s->Text(9)});
+  }
+
   StatusOr<std::optional<DataKeyRecord>> GetLatestDataKey(int64_t environment_id,
                                                           std::string_view scope) override {
     std::lock_guard<std::mutex> lock(mu_);

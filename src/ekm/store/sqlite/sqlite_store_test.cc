@@ -10,6 +10,7 @@
 #include <atomic>
 #include <thread>
 
+#include "ekm/store/sqlite/migrations.h"
 #include "ekm/testing/temp_dir.h"
 
 namespace ekm {
@@ -50,7 +51,7 @@ TEST_F(SqliteStoreTest, FileIsPrivateAndInWalMode) {
   ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(s, 0), 1);
+  EXPECT_EQ(sqlite3_column_int(s, 0), SqliteMigrations().back().version);
   sqlite3_finalize(s);
   sqlite3_close(db);
 }
@@ -118,6 +119,38 @@ TEST_F(SqliteStoreTest, WorkspacesAndEnvironments) {
   ASSERT_TRUE(envs.ok());
   EXPECT_EQ(envs->size(), 1u);
   EXPECT_EQ(store_->ListEnvironments("nope").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(SqliteStoreTest, NewEnvironmentKeyVersionsAndKeyValidations) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  EnvironmentKeyRecord v2{env->id, 2, "aws-kms", "arn:aws:kms:us-east-1:111122223333:key/k",
+                          Bytes(150, 0xcd), 5};
+  ASSERT_TRUE(store_->AddEnvironmentKey(v2).ok());
+  EXPECT_EQ(store_->GetEnvironment("acme", "prod")->current_ek_version, 2u);
+  EXPECT_EQ(store_->GetEnvironmentKey(env->id, 2)->cmk_provider, "aws-kms");
+  // A second writer that also read version 1 loses, and leaves nothing behind.
+  EnvironmentKeyRecord stale = v2;
+  stale.cmk_key_id = "arn:aws:kms:us-east-1:111122223333:key/other";
+  auto lost = store_->AddEnvironmentKey(stale);
+  EXPECT_EQ(lost.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetEnvironmentKey(env->id, 2)->cmk_key_id, v2.cmk_key_id);
+  EnvironmentKeyRecord skip = v2;
+  skip.version = 4;
+  EXPECT_EQ(store_->AddEnvironmentKey(skip).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetEnvironmentKey(env->id, 4).status().code(), StatusCode::kNotFound);
+
+  EXPECT_FALSE(store_->GetLatestKeyValidation(env->id)->has_value());
+  KeyValidationRecord failed{env->id, "aws-kms", "arn:x", 10, false, "failed_precondition",
+                             "AccessDeniedException", "denied", "fix the policy", "[]"};
+  KeyValidationRecord passed{env->id, "aws-kms", "arn:y", 11, true, "", "", "", "", "[]"};
+  ASSERT_TRUE(store_->RecordKeyValidation(failed).ok());
+  ASSERT_TRUE(store_->RecordKeyValidation(passed).ok());
+  auto last = store_->GetLatestKeyValidation(env->id);
+  ASSERT_TRUE(last.ok() && last->has_value());
+  EXPECT_TRUE((*last)->ok);
+  EXPECT_EQ((*last)->cmk_key_id, "arn:y");
 }
 
 TEST_F(SqliteStoreTest, DataKeysAndReservations) {
