@@ -16,12 +16,15 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "ekm/testing/python_server.h"
 #include "ekm/testing/temp_dir.h"
 
 extern char** environ;
 
 namespace ekm {
 namespace {
+
+using PyServer = testing::PythonServer;
 
 using std::chrono::minutes;
 using std::chrono::seconds;
@@ -30,56 +33,6 @@ std::string Reveal(const SecretBytes& s) {
   return std::string(s.RevealForCrypto().begin(), s.RevealForCrypto().end());
 }
 
-// A child process running `python3 -c SCRIPT ARGS...` that prints its port on the first line.
-class PyServer {
- public:
-  static std::unique_ptr<PyServer> Start(const std::string& script,
-                                         const std::vector<std::string>& args = {}) {
-    int fds[2];
-    if (pipe(fds) != 0) return nullptr;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    std::vector<std::string> argv_s = {"python3", "-c", script};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = -1;
-    int rc = posix_spawnp(&pid, "python3", &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    if (rc != 0) {
-      close(fds[0]);
-      return nullptr;
-    }
-    auto s = std::unique_ptr<PyServer>(new PyServer(pid));
-    std::string line;
-    pollfd p{fds[0], POLLIN, 0};
-    while (line.find('\n') == std::string::npos && poll(&p, 1, 15000) > 0) {
-      char buf[64];
-      ssize_t n = read(fds[0], buf, sizeof buf);
-      if (n <= 0) break;
-      line.append(buf, static_cast<size_t>(n));
-    }
-    close(fds[0]);
-    s->port_ = std::atoi(line.c_str());
-    if (s->port_ <= 0) return nullptr;
-    return s;
-  }
-  ~PyServer() {
-    kill(pid_, SIGTERM);
-    int status;
-    waitpid(pid_, &status, 0);
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
- private:
-  explicit PyServer(pid_t pid) : pid_(pid) {}
-  pid_t pid_;
-  int port_ = 0;
-};
 
 // IMDSv2 (token PUT with a TTL header, role listing and role credentials, both requiring the
 // token) and the ECS container endpoint (Authorization must equal argv[2]). Credentials expire
