@@ -142,10 +142,16 @@ StatusOr<std::shared_ptr<KeyHierarchy::CachedEk>> KeyHierarchy::GetEk(const Envi
   auto unwrapped =
       provider->Unwrap(rec.cmk_key_id, rec.wrapped, EnvironmentKeyContext(env.workspace, env.name, version));
   if (!unwrapped.ok()) {
-    return unwrapped.status().WithContext("the customer main key (" + rec.cmk_provider + " " +
-                                          rec.cmk_key_id + ") could not unwrap environment key v" +
-                                          std::to_string(version) + " of " + env.workspace + "/" +
-                                          env.name);
+    Status s = unwrapped.status().WithContext(
+        "the customer main key (" + rec.cmk_provider + " " + rec.cmk_key_id +
+        ") could not unwrap environment key v" + std::to_string(version) + " of " +
+        env.workspace + "/" + env.name);
+    // A refusal by the customer's KMS (or of the platform's own credentials there) is not the
+    // API caller's authentication or permission: never answer it as 401/403.
+    if (s.code() == StatusCode::kPermissionDenied || s.code() == StatusCode::kUnauthenticated) {
+      return FailedPreconditionError(s.message(), s.hint());
+    }
+    return s;
   }
   auto entry = std::make_shared<CachedEk>();
   entry->key = std::move(unwrapped).value();
