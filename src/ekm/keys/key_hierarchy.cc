@@ -176,6 +176,7 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Unwrap(const EnvironmentR
   handle->environment_id = env.id;
   handle->scope = record.scope;
   handle->version = record.version;
+  handle->ek_version = record.ek_version;
   handle->key = std::make_shared<const SecretBytes>(std::move(dk).value());
   handle->expires_at = ek->expires_at;  // never outlives the EK's last unwrap
   dks_.Put(DkKey(env.id, record.scope, record.version), handle, handle->expires_at);
@@ -206,12 +207,17 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CurrentDataKey(const Envi
                                                                       std::string_view scope) {
   std::string key = CurrentDkKey(env.id, scope);
   auto now = clock_->Monotonic();
-  if (auto hit = current_dks_.Get(key, now)) return hit;
+  if (auto hit = current_dks_.Get(key, now); hit && hit->ek_version == env.current_ek_version) {
+    return hit;
+  }
   EKM_ASSIGN_OR_RETURN(std::optional<DataKeyRecord> latest,
                        store_->GetLatestDataKey(env.id, scope));
   std::shared_ptr<DataKeyHandle> handle;
-  if (latest.has_value()) {
+  if (latest.has_value() && latest->ek_version == env.current_ek_version) {
     EKM_ASSIGN_OR_RETURN(handle, Unwrap(env, *latest));
+  } else if (latest.has_value()) {
+    // Wrapped under an older EK (another CMK): move the scope on to a DK under the current one.
+    EKM_ASSIGN_OR_RETURN(handle, CreateDataKey(env, scope, latest->version + 1));
   } else {
     EKM_ASSIGN_OR_RETURN(handle, CreateDataKey(env, scope, 1));
   }

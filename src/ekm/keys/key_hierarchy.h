@@ -41,6 +41,7 @@ struct DataKeyHandle {
   int64_t environment_id = 0;
   std::string scope;
   uint32_t version = 0;
+  uint32_t ek_version = 0;  // the EK that wraps it
   std::shared_ptr<const SecretBytes> key;
   std::chrono::steady_clock::time_point expires_at;
 
@@ -77,6 +78,9 @@ class KeyHierarchy {
                                              std::string_view environment);
 
   // The newest DK version of `scope`, created (wrapped under the current EK) on first use.
+  // When the environment's current EK has changed since (a new CMK), the scope first gets a
+  // new DK version under the current EK: data written after "Update key" always depends on
+  // the new CMK, even in scopes that existed before.
   StatusOr<std::shared_ptr<DataKeyHandle>> CurrentDataKey(const EnvironmentRecord& env,
                                                           std::string_view scope);
   // A given DK version, for decryption. NotFound names scope and version.

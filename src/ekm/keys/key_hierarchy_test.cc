@@ -100,11 +100,40 @@ TEST_F(KeyHierarchyTest, EverythingBelowTheCmkExpiresWithinOneTtl) {
   EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
   clock_.Advance(std::chrono::seconds(1));
   auto s = keys_->CurrentDataKey(env, "orders").status();
-  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied);
+  // The customer's refusal, not the API caller's: never a 401/403.
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("customer main key"), std::string::npos);
   EXPECT_FALSE(keys_->DataKeyVersion(env, "orders", 1).ok());
   provider_->refuse = false;  // access restored: nothing was lost
   EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
+}
+
+TEST_F(KeyHierarchyTest, ANewEnvironmentKeyMovesEveryScopeOnToIt) {
+  EnvironmentRecord env = Env();
+  auto before = keys_->CurrentDataKey(env, "orders");
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ((*before)->ek_version, 1u);
+  // "Update key": EK v2 under (here) the same provider becomes current.
+  std::string step;
+  auto ek2 = keys_->NewVerifiedEnvironmentKey("acme", "prod", CmkRef{"platform", "root"}, 2, &step);
+  ASSERT_TRUE(ek2.ok()) << ek2.status().ToString();
+  ek2->environment_id = env.id;
+  ASSERT_TRUE(store_->AddEnvironmentKey(*ek2).ok());
+  keys_->ForgetEnvironment("acme", "prod");
+  EnvironmentRecord env2 = Env();
+  ASSERT_EQ(env2.current_ek_version, 2u);
+  // The cached current DK is under EK v1: the scope gets DK v2 under EK v2.
+  auto after = keys_->CurrentDataKey(env2, "orders");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ((*after)->version, 2u);
+  EXPECT_EQ((*after)->ek_version, 2u);
+  EXPECT_EQ(store_->GetDataKey(env.id, "orders", 2)->ek_version, 2u);
+  // A new process (no cache) agrees, and the old version still decrypts.
+  Reset(KeyHierarchyOptions{});
+  auto fresh = keys_->CurrentDataKey(Env(), "orders");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ((*fresh)->version, 2u);
+  EXPECT_TRUE(keys_->DataKeyVersion(Env(), "orders", 1).ok());
 }
 
 TEST_F(KeyHierarchyTest, NoncesAreUniqueAcrossLeasesAndThreads) {

@@ -122,6 +122,18 @@ TEST_F(CustomerKeyTest, UpdateKeyMakesTheAwsKeyTheCmkAndEverythingStillDecrypts)
   EXPECT_EQ(Decrypt(after), "written under the customer's key");
   EXPECT_EQ(Decrypt(before), "written under the platform key");
 
+  // Data written after "Update key" depends on the customer's key, in old scopes too: a
+  // principal that may not Decrypt reads only what the platform key still wraps.
+  Bytes orders_after = Encrypt("orders", "an old scope, written after the change");
+  Open("ekm-no-decrypt");
+  Bytes out;
+  Status denied = svc_->Decrypt("acme", "prod", orders_after, &out);
+  EXPECT_EQ(denied.code(), StatusCode::kFailedPrecondition) << denied.ToString();
+  EXPECT_NE(denied.message().find("AccessDenied"), std::string::npos) << denied.ToString();
+  EXPECT_EQ(Decrypt(before), "written under the platform key");
+  Open("ekm-platform");
+  EXPECT_EQ(Decrypt(orders_after), "an old scope, written after the change");
+
   // The same key again is a re-validation, not a new EK version.
   auto again = svc_->SetCustomerKey("acme", "prod", "aws-kms", KeyArn("main"));
   ASSERT_TRUE(again.ok()) << again.status().ToString();

@@ -1,0 +1,455 @@
+#!/usr/bin/env bash
+# End-to-end: the seed's whole "bring your own key" flow against a real AWS KMS peer (moto), as
+# an AWS admin follows the guide (../shared/seeds/aws-kms-to-ekm-guide.txt): get the key policy
+# statement, paste it into the key policy, check it, paste the key ARN, "Update key", and every
+# way that goes wrong. In local mode (the CLI on a data directory) and against a running ekmd
+# (curl on the HTTP API). Loopback only; every process started here is killed on exit.
+#   aws_flow_test.sh EKM_BINARY EKMD_BINARY SOURCE_DIR
+set -uo pipefail
+EKM=$1
+EKMD=$2
+SRC=$3
+T=$(mktemp -d /tmp/ekm-aws-flow-test.XXXXXX)
+PEERS=()      # moto and the proxy, each started with setsid: its pid is its process group
+EKMD_PID=""  # the running ekmd, if any (reset once waited for, so no reused pid is ever hit)
+cleanup() {
+  local p
+  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
+  for p in "${PEERS[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
+  sleep 0.2
+  for p in "${PEERS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
+  rm -rf "$T"
+}
+trap cleanup EXIT
+failures=0
+passes=0
+pass() { passes=$((passes + 1)); }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+check() { local what=$1; shift; if "$@"; then pass; else fail "$what"; fi; }
+# expect_error WHAT SUBSTRING -- command...: non-zero exit, one line on stderr naming SUBSTRING
+expect_error() {
+  local what=$1 want=$2; shift 3
+  "$@" >"$T/out" 2>"$T/err"
+  local rc=$?
+  if [ $rc -eq 0 ]; then fail "$what: exit 0"; return; fi
+  if [ "$(wc -l <"$T/err")" -ne 1 ]; then fail "$what: stderr is not one line: $(cat "$T/err")"; return; fi
+  if ! grep -qF -- "$want" "$T/err"; then fail "$what: stderr lacks '$want': $(cat "$T/err")"; return; fi
+  pass
+}
+# has FILE SUBSTRING...: FILE contains every SUBSTRING
+has() {
+  local f=$1; shift
+  local s
+  for s in "$@"; do grep -qF -- "$s" "$f" || { echo "  (lacks '$s': $(head -c 600 "$f"))"; return 1; }; done
+}
+
+# --- isolation: nothing may reach a real AWS account, ~/.aws or 169.254.169.254 -------------
+for v in $(env | sed -n 's/^\(AWS_[A-Z0-9_]*\)=.*/\1/p; s/^\(EKM_[A-Z0-9_]*\)=.*/\1/p'); do unset "$v"; done
+export HOME="$T/home" AWS_EC2_METADATA_DISABLED=true
+mkdir -p "$HOME"
+
+# The interpreter that has moto (the real one, not a pyenv shim: a shim costs a second a call).
+PY=${EKM_PYTHON3:-$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)}
+if [ -z "$PY" ] || ! "$PY" -c 'import moto, boto3' 2>/dev/null; then
+  echo "FAIL: no python3 with moto and boto3 (set EKM_PYTHON3)"; echo "0 passed, 1 failed"; exit 1
+fi
+MOTO_SERVER=$(dirname "$PY")/moto_server
+[ -x "$MOTO_SERVER" ] || MOTO_SERVER=$(command -v moto_server)
+# json FILE EXPR: prints the Python expression EXPR over d = the JSON in FILE ('' on any error).
+json() { "$PY" -c 'import json,sys
+try:
+  d = json.load(open(sys.argv[1]))
+  v = eval(sys.argv[2])
+  print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)
+except Exception as e:
+  print("")' "$1" "$2"; }
+
+# --- the AWS peer: moto with IAM checks on, and the fault proxy in front of it -------------
+start_moto() {
+  local port
+  for _ in 1 2 3; do
+    port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    setsid "$MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$T/moto.log" 2>&1 &
+    PEERS+=($!)
+    disown
+    for _ in $(seq 100); do
+      if curl -fs "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1; then MOTO="http://127.0.0.1:$port"; return 0; fi
+      kill -0 "${PEERS[-1]}" 2>/dev/null || break
+      sleep 0.1
+    done
+  done
+  echo "moto_server did not start:"; tail -5 "$T/moto.log"; return 1
+}
+start_proxy() {
+  setsid "$PY" "$SRC/tests/peers/kms_fault_proxy.py" --upstream "$MOTO" --port 0 \
+    --setup "$T/setup.json" >"$T/proxy.out" 2>"$T/proxy.log" &
+  PEERS+=($!)
+  disown
+  for _ in $(seq 100); do
+    PROXY_PORT=$(head -1 "$T/proxy.out" 2>/dev/null)
+    if [ -n "$PROXY_PORT" ] && curl -fs "http://127.0.0.1:$PROXY_PORT/__fault__/stats" >/dev/null 2>&1; then
+      PROXY="http://127.0.0.1:$PROXY_PORT"; return 0
+    fi
+    sleep 0.1
+  done
+  echo "fault proxy did not start:"; cat "$T/proxy.log"; return 1
+}
+if ! start_moto || ! "$PY" "$SRC/tests/peers/moto_setup.py" --endpoint "$MOTO" --out "$T/setup.json" >"$T/setup.log" 2>&1 ||
+  ! start_proxy; then
+  cat "$T/setup.log" 2>/dev/null
+  echo "FAIL: the AWS peer did not start"; echo "$passes passed, $((failures + 1)) failed"; exit 1
+fi
+fault() { curl -fsS -X POST -d "$1" "$PROXY/__fault__" >/dev/null; }
+fault_clear() { curl -fsS -X POST "$PROXY/__fault__/clear" >/dev/null; }
+kms_calls() { curl -fsS "$PROXY/__fault__/stats" >"$T/stats.json" && json "$T/stats.json" "d['forwarded'].get('$1', 0)"; }
+
+S_JSON="$T/setup.json"
+ACCOUNT=$(json "$S_JSON" "d['account']")
+MAIN_ARN=$(json "$S_JSON" "d['keys']['main']['arn']")
+MAIN_ID=$(json "$S_JSON" "d['keys']['main']['key_id']")
+ROT_ARN=$(json "$S_JSON" "d['keys']['rotating']['arn']")
+ROT_ALIAS_ARN=$(json "$S_JSON" "d['keys']['rotating']['alias_arn']")
+DISABLED_ALIAS_ARN=$(json "$S_JSON" "d['keys']['disabled']['alias_arn']")
+PLATFORM_ARN=$(json "$S_JSON" "d['users']['ekm-platform']['arn']")
+NOKEY_ARN="arn:aws:kms:us-east-1:$ACCOUNT:key/00000000-0000-0000-0000-000000000000"
+creds() {  # USER: the AWS SDK environment variables of a setup.json user
+  echo "AWS_ACCESS_KEY_ID=$(json "$S_JSON" "d['users']['$1']['access_key_id']")"
+  echo "AWS_SECRET_ACCESS_KEY=$(json "$S_JSON" "d['users']['$1']['secret_access_key']")"
+}
+mapfile -t AS_PLATFORM < <(creds ekm-platform)
+mapfile -t AS_NO_DECRYPT < <(creds ekm-no-decrypt)
+# shellcheck disable=SC2034  # used through lekm_as (a nameref)
+mapfile -t AS_DESCRIBE < <(creds ekm-describe)
+WRONG_SECRET=AWS_SECRET_ACCESS_KEY=$(printf 'x%.0s' $(seq 40))
+# Local mode goes straight to moto through the per-service overrides; ekmd goes through the
+# proxy with the general override (both as the AWS SDKs read them).
+LOCAL_AWS=(AWS_REGION=us-east-1 "AWS_ENDPOINT_URL_KMS=$MOTO" "AWS_ENDPOINT_URL_STS=$MOTO")
+D="$T/data"
+lekm() { env "${LOCAL_AWS[@]}" "${AS_PLATFORM[@]}" "$EKM" --data-dir "$D" "$@"; }
+lekm_as() {  # USER-ENV-ARRAY-NAME ARGS...: local ekm with another principal's credentials
+  local -n who=$1; shift
+  env "${LOCAL_AWS[@]}" "${who[@]}" "$EKM" --data-dir "$D" "$@"
+}
+
+# --- help -----------------------------------------------------------------------------------
+for sub in key "key policy" "key set" "key show" policy "policy check"; do
+  # shellcheck disable=SC2086
+  check "ekm $sub --help" "$EKM" $sub --help >/dev/null
+done
+
+# === local mode =============================================================================
+lekm init >/dev/null && lekm workspace create acme >/dev/null &&
+  lekm environment create acme prod >/dev/null && lekm environment create acme dev >/dev/null ||
+  fail "local set-up"
+head -c $((1024 * 1024 + 7)) /dev/urandom >"$T/p1m"
+echo -n "card 4242 before" | lekm encrypt -w acme -e prod --text >"$T/before.ct" || fail "encrypt before"
+lekm encrypt -w acme -e prod -s files <"$T/p1m" >"$T/before1m.ct" || fail "encrypt 1 MiB before"
+
+# --- step 1: "Permission to access key" → paste into the key policy → policy doctor ----------
+lekm key policy -w acme -e prod >"$T/stmt.txt" 2>"$T/stmt.err"
+check "key policy: exit 0" test $? -eq 0
+check "key policy: statement names the platform principal (asked of STS)" has "$T/stmt.txt" "\"AWS\": \"$PLATFORM_ARN\""
+check "key policy: Encrypt and Decrypt" has "$T/stmt.txt" '"kms:Encrypt"' '"kms:Decrypt"'
+check "key policy: pinned to the workspace (confused deputy)" has "$T/stmt.txt" '"kms:EncryptionContext:ekm:workspace": "acme"'
+check "key policy: stdout is only the statement (pasteable)" test "$(head -c1 "$T/stmt.txt")" = "{"
+check "key policy: comment on stderr says where to paste" has "$T/stmt.err" "Statement"
+lekm key policy -w acme -e prod --example >"$T/example.json" 2>/dev/null
+check "key policy --example: exit 0" test $? -eq 0
+check "key policy --example: valid JSON with a Statement array" \
+  test "$(json "$T/example.json" "len(d['Statement']) >= 2 and d['Version'] == '2012-10-17'")" = true
+check "key policy --example: contains the platform statement" \
+  test "$(json "$T/example.json" "any(s.get('Principal', {}).get('AWS') == '$PLATFORM_ARN' for s in d['Statement'])")" = true
+lekm --json key policy -w acme -e prod >"$T/stmt.json" 2>/dev/null
+check "key policy --json: principal_arn" test "$(json "$T/stmt.json" "d['principal_arn']")" = "$PLATFORM_ARN"
+# A configured principal is used as is: no AWS call, no credentials needed.
+env EKM_AWS_PRINCIPAL_ARN="arn:aws:iam::$ACCOUNT:role/ekm-platform-role" "$EKM" --data-dir "$D" \
+  key policy -w acme -e prod >"$T/stmt-role.txt" 2>/dev/null
+check "key policy: EKM_AWS_PRINCIPAL_ARN without credentials" has "$T/stmt-role.txt" "role/ekm-platform-role"
+expect_error "key policy: no credentials, no principal" "--aws-principal-arn" -- \
+  env "${LOCAL_AWS[@]}" "$EKM" --data-dir "$D" key policy -w acme -e prod
+
+# The guide's key policy: its "Enable IAM User Permissions" statement, a comma, then the paste.
+guide_policy() {  # SEPARATOR (what follows the first statement's closing brace)
+  printf '{\n  "Id": "key-consolepolicy-3",\n  "Version": "2012-10-17",\n  "Statement": [\n'
+  printf '    {\n      "Sid": "Enable IAM User Permissions",\n      "Effect": "Allow",\n'
+  printf '      "Principal": {\n        "AWS": "arn:aws:iam::%s:root"\n      },\n' "$ACCOUNT"
+  printf '      "Action": "kms:*",\n      "Resource": "*"\n    }%s\n' "$1"
+  cat "$T/stmt.txt"
+  printf '  ]\n}\n'
+}
+guide_policy "," >"$T/policy.json"
+lekm policy check "$T/policy.json" -w acme >"$T/check.out" 2>&1
+check "policy check: pasted as the guide says: granted (exit 0)" test $? -eq 0
+check "policy check: says so" has "$T/check.out" "lets ekm use the key"
+lekm policy check - -w acme <"$T/policy.json" >/dev/null 2>&1
+check "policy check: from standard input" test $? -eq 0
+guide_policy "" >"$T/nocomma.json"  # the guide's warning: the comma between statements forgotten
+lekm policy check "$T/nocomma.json" -w acme >"$T/check.out" 2>&1
+check "policy check: missing comma: exit 1" test $? -eq 1
+check "policy check: missing comma: line, column, and 'add a comma' after line 13" \
+  has "$T/check.out" "line 14, column 1" "add a comma (,)" "ends on line 13"
+check "policy check: missing comma: corrected policy offered" has "$T/check.out" "added a comma after line 13"
+guide_policy ", /* Comma before next object */" >"$T/comment.json"  # the guide's text copied literally
+lekm policy check "$T/comment.json" -w acme >"$T/check.out" 2>&1
+check "policy check: the guide's /* comment */: exit 1" test $? -eq 1
+check "policy check: the guide's /* comment */: named" has "$T/check.out" "line 13" "comment"
+lekm --json policy check "$T/nocomma.json" -w acme >"$T/check.json" 2>/dev/null
+check "policy check --json: syntax_error.line" test "$(json "$T/check.json" "d['syntax_error']['line']")" = 14
+sed '/"kms:Decrypt"/d; s/"kms:Encrypt",/"kms:Encrypt"/' "$T/policy.json" >"$T/nodecrypt-policy.json"
+lekm policy check "$T/nodecrypt-policy.json" -w acme >"$T/check.out" 2>&1
+check "policy check: statement without kms:Decrypt: exit 1" test $? -eq 1
+
+# --- step 2: "Update key" with the key ARN ---------------------------------------------------
+lekm key set -w acme -e prod --aws-kms-arn "$MAIN_ARN" >"$T/set.out" 2>"$T/set.err"
+check "key set: passes (exit 0) $(cat "$T/set.err")" test $? -eq 0
+check "key set: round trip checks reported" has "$T/set.out" "[ok  ] encrypt" "[ok  ] decrypt" "[ok  ] store"
+check "key set: encryption context named" has "$T/set.out" "ekm:workspace=acme" "ekm:environment=prod"
+lekm key show -w acme -e prod >"$T/show.out" 2>&1
+check "key show: provider, ARN, region, passed" \
+  has "$T/show.out" "aws-kms" "$MAIN_ARN" "us-east-1" "passed, of aws-kms $MAIN_ARN"
+lekm --json key show -w acme -e prod >"$T/show.json" 2>/dev/null
+check "key show --json: cmk" test "$(json "$T/show.json" "d['cmk']['provider'] + ' ' + d['cmk']['key_id']")" = "aws-kms $MAIN_ARN"
+check "key show --json: region" test "$(json "$T/show.json" "d['description']['region']")" = us-east-1
+check "key show --json: last validation ok" test "$(json "$T/show.json" "d['last_validation']['ok']")" = true
+EK_AFTER_SET=$(json "$T/show.json" "d['ek_version']")
+check "key show --json: a new environment key (v2)" test "$EK_AFTER_SET" = 2
+check "decrypt before key set" grep -q "card 4242 before" <(lekm decrypt -w acme -e prod <"$T/before.ct")
+lekm decrypt -w acme -e prod <"$T/before1m.ct" >"$T/back"
+check "decrypt 1 MiB before key set" cmp -s "$T/p1m" "$T/back"
+echo -n "card 4242 after" | lekm encrypt -w acme -e prod --text >"$T/after.ct" || fail "encrypt after"
+lekm encrypt -w acme -e prod -s files <"$T/p1m" >"$T/after1m.ct" || fail "encrypt 1 MiB after"
+check "decrypt after key set" grep -q "card 4242 after" <(lekm decrypt -w acme -e prod <"$T/after.ct")
+# The AWS key is really in the path: a principal that may not Decrypt cannot read data whose
+# data key was made after Update key (a new scope: its DK is wrapped by the new EK).
+echo -n "card 4242 new scope" | lekm encrypt -w acme -e prod -s after-set --text >"$T/after-ns.ct" ||
+  fail "encrypt new scope after key set"
+check "decrypt new scope after key set" grep -q "new scope" <(lekm decrypt -w acme -e prod <"$T/after-ns.ct")
+expect_error "decrypt with a principal without kms:Decrypt" "AccessDenied" -- \
+  lekm_as AS_NO_DECRYPT decrypt -w acme -e prod <"$T/after-ns.ct"
+# Scopes that existed before move on to a new data key under the new EK at their next use:
+# data encrypted in them after Update key needs the customer's key too.
+expect_error "old scope, written after Update key, needs the customer's key" "AccessDenied" -- \
+  lekm_as AS_NO_DECRYPT decrypt -w acme -e prod <"$T/after.ct"
+
+# --- step 3: every way "Update key" goes wrong, and nothing changes -------------------------
+expect_error "ARN with a leading space" "starts with a space (character 1)" -- \
+  lekm key set -w acme -e prod --aws-kms-arn " $MAIN_ARN"
+expect_error "ARN with a trailing space" "ends with a space (character $((${#MAIN_ARN} + 1)))" -- \
+  lekm key set -w acme -e prod --aws-kms-arn "$MAIN_ARN "
+grep -qF "remove the space" "$T/err" || fail "trailing space: hint says remove it: $(cat "$T/err")"
+expect_error "bare key id" "not an ARN" -- lekm key set -w acme -e prod --aws-kms-arn "$MAIN_ID"
+grep -qF "key/$MAIN_ID" "$T/err" || fail "bare key id: hint shows the ARN form: $(cat "$T/err")"
+expect_error "IAM role ARN pasted by mistake" "IAM ARN" -- \
+  lekm key set -w acme -e prod --aws-kms-arn "arn:aws:iam::$ACCOUNT:role/ekm-platform-role"
+grep -qF "Principal" "$T/err" || fail "IAM role ARN: hint says it belongs in the Principal: $(cat "$T/err")"
+expect_error "nonexistent key" "NotFoundException" -- lekm key set -w acme -e prod --aws-kms-arn "$NOKEY_ARN"
+grep -qF "region" "$T/err" || fail "nonexistent key: region advice: $(cat "$T/err")"
+expect_error "key ARN in the wrong region" "NotFoundException" -- \
+  lekm key set -w acme -e prod --aws-kms-arn "${MAIN_ARN/us-east-1/eu-west-1}"
+expect_error "principal without kms:Decrypt" "AccessDenied" -- \
+  lekm_as AS_NO_DECRYPT key set -w acme -e prod --aws-kms-arn "$ROT_ARN"
+grep -qF "ekm key policy --workspace acme --environment prod" "$T/err" ||
+  fail "no decrypt: hint names 'ekm key policy': $(cat "$T/err")"
+grep -qF "kms:Decrypt" "$T/err" || fail "no decrypt: names kms:Decrypt: $(cat "$T/err")"
+expect_error "wrong secret access key" "SignatureDoesNotMatch" -- \
+  env "${LOCAL_AWS[@]}" "${AS_PLATFORM[@]}" "$WRONG_SECRET" "$EKM" --data-dir "$D" \
+  key set -w acme -e prod --aws-kms-arn "$ROT_ARN"
+grep -qF "platform's own AWS credentials" "$T/err" || fail "wrong secret: names the platform's credentials: $(cat "$T/err")"
+grep -qF "$WRONG_SECRET" "$T/err" && fail "wrong secret: the secret is printed"
+expect_error "unknown access key" "InvalidClientTokenId" -- \
+  env "${LOCAL_AWS[@]}" "${AS_PLATFORM[@]}" AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE "$EKM" --data-dir "$D" \
+  key set -w acme -e prod --aws-kms-arn "$ROT_ARN"
+expect_error "disabled key (DescribeKey permitted)" "Disabled" -- \
+  lekm_as AS_DESCRIBE key set -w acme -e prod --aws-kms-arn "$DISABLED_ALIAS_ARN"
+grep -qF "enable the key" "$T/err" || fail "disabled key: says enable it: $(cat "$T/err")"
+lekm --json key show -w acme -e prod >"$T/show.json" 2>/dev/null
+check "after the failures: still the previous key" test "$(json "$T/show.json" "d['cmk']['key_id']")" = "$MAIN_ARN"
+check "after the failures: same environment key" test "$(json "$T/show.json" "d['ek_version']")" = "$EK_AFTER_SET"
+check "after the failures: last validation records the failure" \
+  test "$(json "$T/show.json" "d['last_validation']['ok']")" = false
+lekm key show -w acme -e prod >"$T/show.out" 2>&1
+check "after the failures: key show names the key in force" has "$T/show.out" "key:           $MAIN_ARN"
+check "after the failures: data still decrypts" grep -q "card 4242 after" <(lekm decrypt -w acme -e prod <"$T/after.ct")
+
+# Alias ARN, with a principal that may read metadata: state, spec and rotation are shown.
+lekm_as AS_DESCRIBE key set -w acme -e dev --aws-kms-arn "$ROT_ALIAS_ARN" >"$T/set.out" 2>"$T/set.err"
+check "key set alias ARN: passes $(cat "$T/set.err")" test $? -eq 0
+check "key set alias ARN: describe and rotation checked" has "$T/set.out" "[ok  ] describe" "rotation is enabled"
+lekm_as AS_DESCRIBE key show -w acme -e dev >"$T/show.out" 2>&1
+check "key show alias: resolves to the key, rotation enabled" \
+  has "$T/show.out" "$ROT_ALIAS_ARN" "$ROT_ARN" "Enabled" "SYMMETRIC_DEFAULT" "rotation:      enabled"
+echo -n "dev data" | lekm encrypt -w acme -e dev --text >"$T/dev.ct" || fail "encrypt dev"
+check "key set --platform: back to the platform key" lekm key set -w acme -e dev --platform >/dev/null 2>&1
+check "dev data decrypts after going back" grep -q "dev data" <(lekm decrypt -w acme -e dev <"$T/dev.ct")
+
+# === server mode: the same flow through ekmd's HTTP API =====================================
+S="http://127.0.0.1:9"  # until ekmd runs: refused at once, so a failed start fails every check
+# start_ekmd NAME DATA_DIR ENV...: sets EKMD_PID and S
+start_ekmd() {
+  local name=$1 dir=$2; shift 2
+  : >"$T/$name.log"
+  env "$@" "$EKMD" --data-dir "$dir" --listen 127.0.0.1:0 >"$T/$name.log" 2>&1 &
+  EKMD_PID=$!
+  local port
+  for _ in $(seq 200); do
+    port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/$name.log" | head -1)
+    if [ -n "$port" ] && curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
+      S="http://127.0.0.1:$port"; return 0
+    fi
+    sleep 0.05
+  done
+  echo "ekmd did not start:"; cat "$T/$name.log"; return 1
+}
+SERVER_AWS=(AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$PROXY" "${AS_PLATFORM[@]}")
+check "ekmd starts" start_ekmd ekmd "$D" "${SERVER_AWS[@]}"
+# api METHOD PATH [BODY]: the response body in $T/api.json, the status in $CODE
+api() {
+  local args=(-sS -o "$T/api.json" -w '%{http_code}' -X "$1" "$S$2")
+  [ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
+  CODE=$(curl "${args[@]}")
+}
+# api_error WHAT STATUS CODE SUBSTRING: the error JSON {"error":{"code","message","hint"}}
+api_error() {
+  local what=$1 status=$2 code=$3 want=$4
+  if [ "$CODE" != "$status" ]; then fail "$what: HTTP $CODE, want $status: $(cat "$T/api.json")"; return; fi
+  local shape
+  shape=$(json "$T/api.json" "list(d) == ['error'] and sorted(d['error']) == ['code', 'hint', 'message'] and all(isinstance(x, str) and x for x in d['error'].values())")
+  if [ "$shape" != true ]; then fail "$what: not the error shape: $(cat "$T/api.json")"; return; fi
+  if [ "$(json "$T/api.json" "d['error']['code']")" != "$code" ]; then fail "$what: code is not $code: $(cat "$T/api.json")"; return; fi
+  if ! json "$T/api.json" "d['error']['message'] + ' ' + d['error']['hint']" | grep -qF -- "$want"; then
+    fail "$what: lacks '$want': $(cat "$T/api.json")"; return
+  fi
+  pass
+}
+key_path=/v1/workspaces/acme/environments/staging/key
+arn_body() { "$PY" -c 'import json,sys; print(json.dumps({"aws_kms_arn": sys.argv[1]}))' "$1"; }
+
+# Local-mode ciphertexts under the AWS key decrypt through ekmd (it unwraps with AWS KMS).
+check "server: decrypts local ciphertext from before key set" \
+  grep -q "card 4242 before" <("$EKM" --server "$S" decrypt -w acme -e prod <"$T/before.ct")
+check "server: decrypts local ciphertext from after key set" \
+  grep -q "card 4242 after" <("$EKM" --server "$S" decrypt -w acme -e prod <"$T/after.ct")
+
+api POST /v1/workspaces/acme/environments '{"name":"staging"}'
+check "server: create environment staging ($CODE)" test "$CODE" = 201
+echo -n "staging before" | "$EKM" --server "$S" encrypt -w acme -e staging --text >"$T/s-before.ct" || fail "server: encrypt before"
+"$EKM" --server "$S" encrypt -w acme -e staging -s files <"$T/p1m" >"$T/s-before1m.ct" || fail "server: encrypt 1 MiB before"
+
+api GET "$key_path/policy"
+check "server: GET key/policy 200" test "$CODE" = 200
+check "server: key/policy names the principal" test "$(json "$T/api.json" "d['principal_arn']")" = "$PLATFORM_ARN"
+check "server: key/policy statement_text pinned to the workspace" \
+  test "$(json "$T/api.json" "'\"kms:EncryptionContext:ekm:workspace\": \"acme\"' in d['statement_text']")" = true
+api POST /v1/workspaces/acme/key-policy/check "$("$PY" -c 'import json,sys; print(json.dumps({"policy": open(sys.argv[1]).read()}))' "$T/policy.json")"
+check "server: policy check granted ($CODE)" test "$CODE:$(json "$T/api.json" "d['ok'] and d['granted']")" = 200:true
+api POST /v1/workspaces/acme/key-policy/check "$("$PY" -c 'import json,sys; print(json.dumps({"policy": open(sys.argv[1]).read()}))' "$T/nocomma.json")"
+check "server: policy check missing comma: not ok, line 14" \
+  test "$CODE:$(json "$T/api.json" "d['ok']"):$(json "$T/api.json" "d['syntax_error']['line']")" = 200:false:14
+check "server: policy check missing comma: hint" \
+  test "$(json "$T/api.json" "'add a comma' in d['syntax_error']['hint'] and 'line 13' in d['syntax_error']['hint']")" = true
+
+# Error paths of PUT …/key, each before the key is set: nothing may change.
+api PUT "$key_path" "$(arn_body " $MAIN_ARN")"
+api_error "server: ARN with a leading space" 400 invalid_argument "starts with a space (character 1)"
+api PUT "$key_path" "$(arn_body "$MAIN_ID")"
+api_error "server: bare key id" 400 invalid_argument "not an ARN"
+api PUT "$key_path" "$(arn_body "arn:aws:iam::$ACCOUNT:role/ekm-platform-role")"
+api_error "server: IAM role ARN" 400 invalid_argument "IAM ARN"
+api PUT "$key_path" '{}'
+api_error "server: no key in the body" 400 invalid_argument "aws_kms_arn"
+api PUT "$key_path" "not json"
+check "server: body is not JSON: 400 invalid_argument with line and column" \
+  test "$CODE:$(json "$T/api.json" "d['error']['code'] + str('line 1, column' in d['error']['message'])")" = 400:invalid_argumentTrue
+api PUT "$key_path" "$(arn_body "$NOKEY_ARN")"
+api_error "server: nonexistent key" 404 not_found "region"
+fault '{"target":"TrentService.Encrypt","kind":"AccessDeniedException","count":1}'
+api PUT "$key_path" "$(arn_body "$MAIN_ARN")"
+api_error "server: access denied" 409 failed_precondition "ekm key policy --workspace acme --environment staging"
+fault '{"target":"TrentService.Decrypt","kind":"DisabledException","count":1}'
+api PUT "$key_path" "$(arn_body "$MAIN_ARN")"
+api_error "server: disabled key" 409 failed_precondition "enable it"
+fault '{"target":"TrentService.Encrypt","kind":"KMSInvalidStateException","count":1}'
+api PUT "$key_path" "$(arn_body "$MAIN_ARN")"
+api_error "server: key pending deletion" 409 failed_precondition "pending deletion"
+fault '{"target":"*","kind":"KMSInternalException","count":-1}'
+api PUT "$key_path" "$(arn_body "$MAIN_ARN")"
+api_error "server: AWS KMS outage" 503 unavailable "AWS Health Dashboard"
+fault_clear
+fault '{"target":"TrentService.Encrypt","kind":"ThrottlingException","count":2}'
+api PUT "$key_path" "$(arn_body "$MAIN_ARN")"
+check "server: throttling is retried, then passes ($CODE)" test "$CODE:$(json "$T/api.json" "d['ok']")" = 200:true
+fault_clear
+api GET "$key_path"
+check "server: key set after throttling" test "$(json "$T/api.json" "d['cmk']['key_id']")" = "$MAIN_ARN"
+S_EK=$(json "$T/api.json" "d['ek_version']")
+api PUT "$key_path" "$(arn_body "$ROT_ARN")"
+check "server: Update key to another key 200" test "$CODE" = 200
+check "server: 200 carries the checks" \
+  test "$(json "$T/api.json" "d['ok'] and [c['name'] for c in d['checks'] if c['outcome'] == 'passed'][:3] == ['key id', 'encrypt', 'decrypt'] and d['checks'][-1]['name'] == 'store'")" = true
+api GET "$key_path"
+check "server: GET key: provider, ARN, region" \
+  test "$(json "$T/api.json" "' '.join([d['cmk']['provider'], d['cmk']['key_id'], d['description']['region']])")" = "aws-kms $ROT_ARN us-east-1"
+check "server: GET key: last validation passed" test "$(json "$T/api.json" "d['last_validation']['ok']")" = true
+check "server: GET key: a new environment key" test "$(json "$T/api.json" "d['ek_version']")" = $((S_EK + 1))
+S_EK=$((S_EK + 1))
+api PUT "$key_path" "$(arn_body "$MAIN_ARN ")"
+api_error "server: trailing space after a key was set" 400 invalid_argument "ends with a space"
+api GET "$key_path"
+check "server: failed Update key keeps the key" \
+  test "$(json "$T/api.json" "d['cmk']['key_id']"):$(json "$T/api.json" "d['ek_version']")" = "$ROT_ARN:$S_EK"
+"$EKM" --server "$S" key show -w acme -e staging >"$T/show.out" 2>&1
+check "server: ekm key show" has "$T/show.out" "aws-kms" "$ROT_ARN" "us-east-1"
+expect_error "server: ekm key set bad ARN" "not an ARN" -- "$EKM" --server "$S" key set -w acme -e staging --aws-kms-arn "$MAIN_ID"
+
+# A new scope; old scopes move on to the new EK as well (checked in local mode above).
+echo -n "staging after" | "$EKM" --server "$S" encrypt -w acme -e staging -s after-set --text >"$T/s-after.ct" ||
+  fail "server: encrypt after"
+server_decrypts_all() {  # LABEL
+  check "server $1: before" grep -q "staging before" <("$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-before.ct")
+  check "server $1: after" grep -q "staging after" <("$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-after.ct")
+  "$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-before1m.ct" >"$T/back" 2>/dev/null
+  check "server $1: 1 MiB before" cmp -s "$T/p1m" "$T/back"
+  check "server $1: local prod data" grep -q "card 4242 after" <("$EKM" --server "$S" decrypt -w acme -e prod <"$T/after.ct")
+}
+server_decrypts_all "decrypt"
+
+# Restarts: graceful and crash. The environment key comes back through AWS KMS Decrypt.
+kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; rc=$?; EKMD_PID=""
+check "ekmd exits 0 on SIGTERM (rc=$rc)" test $rc -eq 0
+decrypts_before=$(kms_calls TrentService.Decrypt)
+check "ekmd restarts" start_ekmd ekmd "$D" "${SERVER_AWS[@]}"
+server_decrypts_all "after SIGTERM restart"
+check "after restart the EK was unwrapped by AWS KMS Decrypt" test "$(kms_calls TrentService.Decrypt)" -gt "$decrypts_before"
+echo -n "staging crash" | "$EKM" --server "$S" encrypt -w acme -e staging --text >"$T/s-crash.ct" || fail "server: encrypt before crash"
+kill -9 "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""
+check "ekmd restarts after kill -9" start_ekmd ekmd "$D" "${SERVER_AWS[@]}"
+server_decrypts_all "after kill -9"
+check "server after kill -9: data written just before" \
+  grep -q "staging crash" <("$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-crash.ct")
+api GET "$key_path"
+check "server after kill -9: still the AWS key" \
+  test "$(json "$T/api.json" "d['cmk']['key_id']"):$(json "$T/api.json" "d['ek_version']")" = "$ROT_ARN:$S_EK"
+kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""
+
+# ekmd whose own credentials are the problem, straight against moto (real AWS error shapes).
+D2="$T/data2"
+"$EKM" --data-dir "$D2" init >/dev/null && "$EKM" --data-dir "$D2" workspace create acme >/dev/null &&
+  "$EKM" --data-dir "$D2" environment create acme prod >/dev/null || fail "second data dir"
+check "ekmd (no kms:Decrypt) starts" start_ekmd ekmd-nd "$D2" AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_NO_DECRYPT[@]}"
+api PUT /v1/workspaces/acme/environments/prod/key "$(arn_body "$MAIN_ARN")"
+api_error "server: principal without kms:Decrypt (moto)" 409 failed_precondition "ekm key policy --workspace acme --environment prod"
+expect_error "server: ekm key set, access denied" "AccessDenied" -- \
+  "$EKM" --server "$S" key set -w acme -e prod --aws-kms-arn "$MAIN_ARN"
+api GET /v1/workspaces/acme/environments/prod/key
+check "server: access denied keeps the platform key" test "$(json "$T/api.json" "d['cmk']['provider']")" = platform
+kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""
+check "ekmd (wrong secret) starts" start_ekmd ekmd-ws "$D2" AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_PLATFORM[@]}" "$WRONG_SECRET"
+api PUT /v1/workspaces/acme/environments/prod/key "$(arn_body "$MAIN_ARN")"
+if [ "${CODE:0:1}" = 4 ] || [ "${CODE:0:1}" = 5 ]; then pass; else fail "server: wrong secret: HTTP $CODE"; fi
+check "server: wrong secret names SignatureDoesNotMatch and the platform's credentials" \
+  test "$(json "$T/api.json" "'SignatureDoesNotMatch' in d['error']['message'] and 'platform' in d['error']['hint']")" = true
+kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""
+check "ekmd logs hold no secret" bash -c "! grep -qF -e '${AS_PLATFORM[1]#*=}' -e '${WRONG_SECRET#*=}' '$T'/ekmd*.log"
+
+echo "$passes passed, $failures failed"
+[ "$failures" -eq 0 ]
