@@ -196,9 +196,11 @@ void PrintKeyInfo(const CustomerKeyInfo& info) {
     return;
   }
   const KeyValidation& v = *info.last_validation;
-  std::printf("last validation: %s, %s, of %s %s\n",
+  const bool other_key = v.provider != info.provider || v.key_id != info.key_id;
+  std::printf("last validation: %s, %s, of %s %s%s\n",
               FormatRfc3339(FromUnixSeconds(v.checked_at)).c_str(),
-              v.ok ? "passed" : "FAILED", v.provider.c_str(), v.key_id.c_str());
+              v.ok ? "passed" : "FAILED", v.provider.c_str(), v.key_id.c_str(),
+              other_key && !v.ok ? " (not set: the key above stays in force)" : "");
   PrintChecks(v);
   if (!v.ok) {
     std::printf("  error: %s\n", v.message.c_str());
@@ -439,6 +441,10 @@ int Run(int argc, char** argv) {
         return Status::Ok();
       }
       if (k_example) {
+        std::fprintf(stderr,
+                     "# A whole key policy for a new key. Replace 111122223333 with the AWS "
+                     "account id that owns the key. Platform principal: %s\n",
+                     a.principal_arn.c_str());
         std::cout << a.example_policy << "\n";
         return Status::Ok();
       }

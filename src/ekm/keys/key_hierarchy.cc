@@ -148,9 +148,11 @@ StatusOr<std::shared_ptr<KeyHierarchy::CachedEk>> KeyHierarchy::GetEk(const Envi
         env.workspace + "/" + env.name);
     // A refusal by the customer's KMS (or of the platform's own credentials there) is not the
     // API caller's authentication or permission: never answer it as 401/403.
-    if (s.code() == StatusCode::kPermissionDenied || s.code() == StatusCode::kUnauthenticated) {
+    if (s.code() == StatusCode::kPermissionDenied) {
       return FailedPreconditionError(s.message(), s.hint());
     }
+    // The platform's own credentials for the KMS: an outage of the platform, not a revocation.
+    if (s.code() == StatusCode::kUnauthenticated) return UnavailableError(s.message(), s.hint());
     return s;
   }
   auto entry = std::make_shared<CachedEk>();

@@ -78,7 +78,9 @@ StatusOr<json> ParseObject(const std::string& body) {
     json j = json::parse(body);
     if (!j.is_object()) {
       return InvalidArgumentError("request body must be a JSON object, got " +
-                                  std::string(j.type_name()));
+                                      std::string(j.type_name()),
+                                  "send one JSON object, e.g. {\"name\": \"acme\"}; docs/api.md "
+                                  "lists each route's fields");
     }
     return j;
   } catch (const json::parse_error& e) {
@@ -95,7 +97,10 @@ StatusOr<json> ParseObject(const std::string& body) {
     auto pos = what.find("syntax error");
     return InvalidArgumentError("request body is not valid JSON at line " + std::to_string(line) +
                                     ", column " + std::to_string(col) +
-                                    (pos != std::string::npos ? ": " + what.substr(pos) : ""));
+                                    (pos != std::string::npos ? ": " + what.substr(pos) : ""),
+                                "send one JSON object with Content-Type: application/json (with "
+                                "curl, --data '{\"name\": \"acme\"}'); a key policy goes in as "
+                                "a JSON string: {\"policy\": \"...\"}");
   }
 }
 

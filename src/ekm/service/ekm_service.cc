@@ -342,7 +342,9 @@ class EkmServiceImpl : public EkmService {
                          " --environment " + std::string(environment) +
                          "` prints the statement, and `ekm policy check FILE` checks a policy");
       case StatusCode::kUnauthenticated:
-        return FailedPreconditionError(message, hint);
+        // The platform's own AWS credentials: nothing the caller can fix, and not the
+        // customer's refusal. Unavailable until the operator fixes them.
+        return UnavailableError(message, hint);
       default:
         return Status(cause.code(), message, hint);
     }
@@ -459,12 +461,15 @@ StatusOr<std::string> EkmServiceImpl::CheckKeyPolicy(std::string_view workspace,
                                                      std::string_view policy_text) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());
-  EKM_ASSIGN_OR_RETURN(std::string principal, PlatformPrincipalArn());
+  auto principal = PlatformPrincipalArn();
   PolicyCheckRequest req;
   req.policy_text = policy_text;
-  req.platform_principal = principal;
+  // JSON mistakes do not depend on the principal: report them even when it is unknown.
+  req.platform_principal =
+      principal.ok() ? *principal : "arn:aws:iam::000000000000:role/principal-not-configured";
   req.workspace = std::string(workspace);
   EKM_ASSIGN_OR_RETURN(PolicyReport report, ::ekm::CheckKeyPolicy(req));
+  if (!principal.ok() && !report.syntax_error) return principal.status();
   nlohmann::ordered_json j = report.ToJson();
   j["granted"] = report.ok();
   j["text"] = report.ToText();

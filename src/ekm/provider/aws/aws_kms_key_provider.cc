@@ -42,8 +42,8 @@ StatusOr<CmkDescription> AwsKmsKeyProvider::Describe(std::string_view key_id) {
     if (!meta->key_arn.empty()) key_arn = meta->key_arn;
   } else if (meta.status().code() == StatusCode::kPermissionDenied) {
     d.state = "unknown";
-    d.notes.push_back("DescribeKey is not permitted by the key policy (optional): key state and "
-                      "spec are not checked");
+    d.notes.push_back("DescribeKey is not permitted (key policy or IAM policy; optional): key "
+                      "state and spec are not checked");
   } else {
     return meta.status();
   }
@@ -55,7 +55,7 @@ StatusOr<CmkDescription> AwsKmsKeyProvider::Describe(std::string_view key_id) {
   if (rot.ok()) {
     d.rotation = *rot ? CmkRotation::kEnabled : CmkRotation::kDisabled;
   } else if (rot.status().code() == StatusCode::kPermissionDenied) {
-    d.notes.push_back("GetKeyRotationStatus is not permitted by the key policy (optional)");
+    d.notes.push_back("GetKeyRotationStatus is not permitted (key policy or IAM policy; optional)");
   } else if (rot.status().code() == StatusCode::kUnavailable ||
              rot.status().code() == StatusCode::kDeadlineExceeded) {
     return rot.status();

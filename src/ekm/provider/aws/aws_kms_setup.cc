@@ -73,8 +73,9 @@ AwsKmsSetup NewAwsKmsSetup(AwsKmsSetupOptions options) {
       return FailedPreconditionError(
           "the platform principal is not configured and ekm has no AWS credentials to ask STS "
           "who it is: " + creds.status().message(),
-          "give ekmd AWS credentials (the IAM role it calls KMS with), or start it with "
-          "--aws-principal-arn arn:aws:iam::ACCOUNT:role/NAME");
+          "give ekm AWS credentials (the IAM role it calls KMS with), or name the principal "
+          "with --aws-principal-arn arn:aws:iam::ACCOUNT:role/NAME (ekmd and the CLI both take "
+          "it, or EKM_AWS_PRINCIPAL_ARN)");
     }
     auto region = ResolveAwsRegion(env, config->get());
     EKM_ASSIGN_OR_RETURN(AwsEndpoint sts_endpoint,

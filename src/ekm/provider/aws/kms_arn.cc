@@ -872,7 +872,7 @@ std::optional<Status> CheckNotAnArn(std::string_view s) {
   }
   if (!StartsWithIgnoreCase(s, "arn:")) {
     return ArnError("the text does not start with 'arn:' (character 1 is '" +
-                        std::string(1, s.front()) + "'): a KMS key ARN starts with arn:aws:kms:",
+                        std::string(1, s.front()) + "'): a KMS key ARN starts with 'arn:aws:kms:'",
                     "paste the key ARN");
   }
   if (s.substr(0, 4) != "arn:") {

@@ -121,7 +121,7 @@ Status KmsErrorToStatus(std::string_view operation, std::string_view key, long h
       c == "MissingAuthenticationToken" || c == "RequestExpired") {
     return UnauthenticatedError(
         what, "AWS rejected the platform's own AWS credentials, not the customer's key: the "
-              "platform operator must check ekmd's AWS credentials (access key, secret key, "
+              "platform operator must check the AWS credentials ekm runs with (access key, secret key, "
               "session token, assumed role) and the system clock");
   }
   if (IsRetryable(e)) {
