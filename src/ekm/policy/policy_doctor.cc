@@ -408,7 +408,7 @@ class Scanner {
     Frame f;
     f.object = object;
     f.open_token = idx_;
-    f.key = pending_key_;
+    f.key = pending_member_;
     stack_.push_back(std::move(f));
     state_ = object ? State::kObjKeyOrEnd : State::kArrValueOrEnd;
     (void)t;
@@ -455,7 +455,7 @@ class Scanner {
     if (t.type == Tok::kComment) return false;
     switch (state_) {
       case State::kTopValue:
-        pending_key_.clear();
+        pending_member_.clear();
         return Value(t);
       case State::kTopDone:
         return t.type == Tok::kEnd;
@@ -474,7 +474,7 @@ class Scanner {
           r->duplicate_keys.emplace_back(key, t.start);
         }
         if (key == "Effect") f.has_effect = true;
-        pending_key_ = key;
+        pending_member_ = key;
         state_ = State::kObjColon;
         return true;
       }
@@ -501,7 +501,7 @@ class Scanner {
         }
         [[fallthrough]];
       case State::kArrValue:
-        pending_key_.clear();
+        pending_member_.clear();
         return Value(t);
       case State::kArrCommaOrEnd:
         if (t.type == Tok::kComma) {
@@ -522,7 +522,7 @@ class Scanner {
   size_t idx_ = 0;
   State state_ = State::kTopValue;
   std::vector<Frame> stack_;
-  std::string pending_key_;
+  std::string pending_member_;
   Frame last_closed_;
   size_t last_closed_token_ = 0;
 };
