@@ -11,21 +11,8 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-failures=0
-passes=0
-pass() { passes=$((passes + 1)); }
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-check() { local what=$1; shift; if "$@"; then pass; else fail "$what"; fi; }
-# expect_error WHAT SUBSTRING -- command...: non-zero exit, one line on stderr naming SUBSTRING
-expect_error() {
-  local what=$1 want=$2; shift 3
-  "$@" >"$T/out" 2>"$T/err"
-  local rc=$?
-  if [ $rc -eq 0 ]; then fail "$what: exit 0"; return; fi
-  if [ "$(wc -l <"$T/err")" -ne 1 ]; then fail "$what: stderr is not one line: $(cat "$T/err")"; return; fi
-  if ! grep -qF -- "$want" "$T/err"; then fail "$what: stderr lacks '$want': $(cat "$T/err")"; return; fi
-  pass
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 head -c 0 /dev/urandom >"$T/p0"
 head -c 1 /dev/urandom >"$T/p1"
@@ -159,5 +146,4 @@ kill -TERM "$EKMD_PID"; wait "$EKMD_PID"
 EKMD_PID=""
 expect_error "server down" "cannot reach ekmd" -- "$EKM" --server "$S" workspace list
 
-echo "$passes passed, $failures failed"
-[ "$failures" -eq 0 ]
+summary
