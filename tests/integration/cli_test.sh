@@ -115,6 +115,11 @@ check "server: workspace list" grep -q acme <("$EKM" --server "$S" workspace lis
 check "server: workspace create" "$EKM" --server "$S" workspace create initech >/dev/null
 check "server: environment create" "$EKM" --server "$S" environment create initech prod >/dev/null
 check "EKM_SERVER" grep -q initech <(EKM_SERVER="$S" "$EKM" workspace list)
+# Both variables exported (as scripts/quickstart.sh does): the server wins; a flag wins over
+# the other mode's variable.
+check "EKM_SERVER over EKM_DATA_DIR" grep -q initech <(EKM_DATA_DIR="$D" EKM_SERVER="$S" "$EKM" workspace list)
+"$EKM" --data-dir "$T/other" init >/dev/null
+check "--data-dir over EKM_SERVER" bash -c "! EKM_SERVER='$S' '$EKM' --data-dir '$T/other' workspace list 2>&1 | grep -q initech"
 roundtrips server --server "$S"
 expect_error "server: wrong workspace" 'belongs to workspace "acme"' -- "$EKM" --server "$S" decrypt -w globex -e prod <"$T/small.ct"
 expect_error "server: unknown workspace" "nope" -- "$EKM" --server "$S" environment list nope

@@ -208,6 +208,18 @@ void PrintKeyInfo(const CustomerKeyInfo& info) {
   }
 }
 
+bool GivenOnCommandLine(int argc, char** argv, std::string_view flag) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--") break;
+    if (a == flag || (a.size() > flag.size() && a.substr(0, flag.size()) == flag &&
+                      a[flag.size()] == '=')) {
+      return true;
+    }
+  }
+  return false;
+}
+
 int Run(int argc, char** argv) {
   CLI::App app{
       "ekm: Enterprise Key Management for multi-tenant platforms (bring your own key).\n"
@@ -248,12 +260,19 @@ int Run(int argc, char** argv) {
 
   int rc = 0;
   auto with_backend = [&](auto fn) {
-    if (!g.server.empty() && app.get_option("--data-dir")->count() > 0) {
+    // Flags on the command line conflict; an environment variable yields to the other mode's
+    // flag, and EKM_SERVER wins over EKM_DATA_DIR (so a shell that exports both, as
+    // scripts/quickstart.sh does, talks to the server).
+    const bool data_dir_flag = GivenOnCommandLine(argc, argv, "--data-dir");
+    const bool server_flag = GivenOnCommandLine(argc, argv, "--server");
+    if (data_dir_flag && server_flag) {
       rc = Fail(InvalidArgumentError("--data-dir and --server both given",
                                      "use one: local mode or server mode"));
       return;
     }
-    auto backend = OpenBackend(g);
+    GlobalFlags chosen = g;
+    if (data_dir_flag) chosen.server.clear();
+    auto backend = OpenBackend(chosen);
     if (!backend.ok()) {
       rc = Fail(backend.status());
       return;
