@@ -82,6 +82,11 @@ check "wrong workspace: hint names the right flags" grep -q -- "--workspace acme
 expect_error "wrong environment" 'environment "prod"' -- "$EKM" --data-dir "$D" decrypt -w acme -e dev <"$T/small.ct"
 expect_error "garbage input" "not an ekm ciphertext" -- "$EKM" --data-dir "$D" decrypt -w acme -e prod < <(echo "hello")
 expect_error "empty input" "ciphertext is empty" -- "$EKM" --data-dir "$D" decrypt -w acme -e prod </dev/null
+# A key ARN pasted with a byte that is not UTF-8: a clear error, and `key show --json` still
+# answers (it once aborted on the recorded attempt).
+expect_error "key set: not UTF-8" "not valid UTF-8" -- env AWS_EC2_METADATA_DISABLED=true \
+  "$EKM" --data-dir "$D" key set -w acme -e prod --aws-kms-arn "$(printf 'arn:aws:kms:\xff')"
+check "key show --json after a garbled key id" grep -q '"last_validation"' <("$EKM" --data-dir "$D" --json key show -w acme -e prod)
 size=$(stat -c %s "$T/small.ct")
 for pos in 0 5 12 $((size / 2)) $((size - 1)); do
   cp "$T/small.ct" "$T/flip.ct"

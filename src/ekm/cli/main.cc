@@ -421,7 +421,7 @@ int Run(int argc, char** argv) {
       std::string id = k_platform ? "root" : k_arn;
       EKM_ASSIGN_OR_RETURN(KeyValidation v, b.SetCustomerKey(k_ws, k_env, provider, id));
       if (g.json) {
-        std::cout << KeyValidationToJson(v).dump(2) << "\n";
+        std::cout << JsonText(KeyValidationToJson(v), 2) << "\n";
         return Status::Ok();
       }
       PrintChecks(v);
@@ -438,7 +438,7 @@ int Run(int argc, char** argv) {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(CustomerKeyInfo info, b.ShowCustomerKey(k_ws, k_env));
       if (g.json) {
-        std::cout << CustomerKeyInfoToJson(info).dump(2) << "\n";
+        std::cout << JsonText(CustomerKeyInfoToJson(info), 2) << "\n";
         return Status::Ok();
       }
       PrintKeyInfo(info);
@@ -456,7 +456,7 @@ int Run(int argc, char** argv) {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(KeyPolicyAdvice a, b.KeyPolicy(k_ws, k_env));
       if (g.json) {
-        std::cout << KeyPolicyAdviceToJson(a).dump(2) << "\n";
+        std::cout << JsonText(KeyPolicyAdviceToJson(a), 2) << "\n";
         return Status::Ok();
       }
       if (k_example) {
@@ -501,7 +501,7 @@ int Run(int argc, char** argv) {
       EKM_ASSIGN_OR_RETURN(std::string report, b.CheckKeyPolicy(p_ws, *text));
       nlohmann::json j = nlohmann::json::parse(report, nullptr, false);
       if (g.json || !j.is_object()) {
-        std::cout << (j.is_discarded() ? report : j.dump(2)) << "\n";
+        std::cout << (j.is_discarded() ? report : JsonText(j, 2)) << "\n";
       } else {
         std::cout << j.value("text", "") << (j.value("text", "").ends_with("\n") ? "" : "\n");
       }

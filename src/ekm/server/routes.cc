@@ -261,7 +261,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& w : *list) arr.push_back(WorkspaceJson(w));
-      return {200, json{{"workspaces", arr}}.dump()};
+      return {200, JsonText(json{{"workspaces", arr}})};
     }
     case RouteId::kCreateWorkspace: {
       auto j = ParseObject(body);
@@ -270,14 +270,14 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!name.ok()) return Error(name.status());
       auto w = service_->CreateWorkspace(*name);
       if (!w.ok()) return Error(w.status());
-      return {201, WorkspaceJson(*w).dump()};
+      return {201, JsonText(WorkspaceJson(*w))};
     }
     case RouteId::kListEnvironments: {
       auto list = service_->ListEnvironments(m.workspace);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& e : *list) arr.push_back(EnvironmentJson(e));
-      return {200, json{{"environments", arr}}.dump()};
+      return {200, JsonText(json{{"environments", arr}})};
     }
     case RouteId::kCreateEnvironment: {
       auto j = ParseObject(body);
@@ -286,7 +286,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!name.ok()) return Error(name.status());
       auto e = service_->CreateEnvironment(m.workspace, *name);
       if (!e.ok()) return Error(e.status());
-      return {201, EnvironmentJson(*e).dump()};
+      return {201, JsonText(EnvironmentJson(*e))};
     }
     case RouteId::kEncrypt: {
       auto j = ParseObject(body);
@@ -304,7 +304,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       Bytes ct;
       Status s = service_->Encrypt(m.workspace, m.environment, sc, *bytes, &ct);
       if (!s.ok()) return Error(s);
-      return {200, json{{"ciphertext", EnvelopeToText(ct)}, {"scope", sc}}.dump()};
+      return {200, JsonText(json{{"ciphertext", EnvelopeToText(ct)}, {"scope", sc}})};
     }
     case RouteId::kDecrypt: {
       auto j = ParseObject(body);
@@ -314,12 +314,12 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       Bytes plain;
       Status s = service_->Decrypt(m.workspace, m.environment, AsBytes(*ciphertext), &plain);
       if (!s.ok()) return Error(s);
-      return {200, json{{"plaintext", Base64Encode(plain)}}.dump()};
+      return {200, JsonText(json{{"plaintext", Base64Encode(plain)}})};
     }
     case RouteId::kShowKey: {
       auto info = service_->ShowCustomerKey(m.workspace, m.environment);
       if (!info.ok()) return Error(info.status());
-      return {200, CustomerKeyInfoToJson(*info).dump()};
+      return {200, JsonText(CustomerKeyInfoToJson(*info))};
     }
     case RouteId::kSetKey: {
       auto j = ParseObject(body);
@@ -346,12 +346,12 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       }
       auto v = service_->SetCustomerKey(m.workspace, m.environment, *provider, *key_id);
       if (!v.ok()) return Error(v.status());
-      return {200, KeyValidationToJson(*v).dump()};
+      return {200, JsonText(KeyValidationToJson(*v))};
     }
     case RouteId::kKeyPolicy: {
       auto a = service_->KeyPolicy(m.workspace, m.environment);
       if (!a.ok()) return Error(a.status());
-      return {200, KeyPolicyAdviceToJson(*a).dump()};
+      return {200, JsonText(KeyPolicyAdviceToJson(*a))};
     }
     case RouteId::kCheckPolicy: {
       auto j = ParseObject(body);

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "ekm/service/ekm_service.h"
+#include "ekm/service/key_json.h"
 #include "ekm/testing/moto_peer.h"
 #include "ekm/testing/temp_dir.h"
 
@@ -170,6 +171,15 @@ TEST_F(CustomerKeyTest, AMalformedArnIsNamedPreciselyAndNothingChanges) {
   ASSERT_TRUE(info->last_validation.has_value());
   EXPECT_FALSE(info->last_validation->ok);
   EXPECT_EQ(info->last_validation->error_code, "invalid_argument");
+
+  // A pasted key id that is not even UTF-8 is recorded as typed and still reported as JSON.
+  auto bytes = svc_->SetCustomerKey("acme", "prod", "aws-kms", "arn:aws:kms:\xff");
+  ASSERT_EQ(bytes.status().code(), StatusCode::kInvalidArgument);
+  auto shown = svc_->ShowCustomerKey("acme", "prod");
+  ASSERT_TRUE(shown.ok());
+  std::string text = JsonText(CustomerKeyInfoToJson(*shown));
+  EXPECT_NE(text.find("arn:aws:kms:\xef\xbf\xbd"), std::string::npos) << text;
+  ExpectUnchanged();
 }
 
 TEST_F(CustomerKeyTest, WithoutDecryptTheAdminIsToldToFixTheKeyPolicy) {

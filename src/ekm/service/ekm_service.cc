@@ -13,6 +13,7 @@
 #include "ekm/envelope/envelope.h"
 #include "ekm/policy/key_policy_statement.h"
 #include "ekm/policy/policy_doctor.h"
+#include "ekm/service/key_json.h"
 #include "ekm/keys/key_hierarchy.h"
 #include "ekm/provider/key_provider.h"
 #include "ekm/provider/aws/aws_kms_setup.h"
@@ -379,7 +380,7 @@ class EkmServiceImpl : public EkmService {
     }
     KeyValidationRecord r{env->id,       v.provider,      v.key_id,  v.checked_at,
                           v.ok,          v.error_code,    v.provider_code, v.message,
-                          v.hint,        checks.dump()};
+                          v.hint,        JsonText(checks)};
     Status s = store_->RecordKeyValidation(r);
     if (!s.ok()) spdlog::warn("could not record a key validation: {}", s.ToString());
   }
@@ -473,7 +474,7 @@ StatusOr<std::string> EkmServiceImpl::CheckKeyPolicy(std::string_view workspace,
   nlohmann::ordered_json j = report.ToJson();
   j["granted"] = report.ok();
   j["text"] = report.ToText();
-  return j.dump();
+  return JsonText(j);
 }
 
 }  // namespace
