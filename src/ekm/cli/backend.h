@@ -41,6 +41,18 @@ class Backend {
                                const Sink& sink) = 0;
   virtual Status DecryptStream(std::string_view workspace, std::string_view environment,
                                const Source& source, const Sink& sink) = 0;
+  // ---- issue 4 part A: methods below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: methods below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: methods below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: methods below ----
+
+  // ---- end of part D ----
 };
 
 StatusOr<std::unique_ptr<Backend>> NewLocalBackend(const EkmOptions& options);

@@ -53,6 +53,19 @@ class LocalBackend : public Backend {
                 [&](Bytes* out) { return dec->Finish(out); });
   }
 
+  // ---- issue 4 part A: methods below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: methods below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: methods below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: methods below ----
+
+  // ---- end of part D ----
+
  private:
   template <typename UpdateFn, typename FinishFn>
   static Status Pump(const Source& source, const Sink& sink, UpdateFn update, FinishFn finish) {

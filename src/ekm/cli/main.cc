@@ -220,6 +220,19 @@ bool GivenOnCommandLine(int argc, char** argv, std::string_view flag) {
   return false;
 }
 
+// ---- issue 4 part A: printing helpers below ----
+
+// ---- end of part A ----
+// ---- issue 4 part B: printing helpers below ----
+
+// ---- end of part B ----
+// ---- issue 4 part C: printing helpers below ----
+
+// ---- end of part C ----
+// ---- issue 4 part D: printing helpers below ----
+
+// ---- end of part D ----
+
 int Run(int argc, char** argv) {
   CLI::App app{
       "ekm: Enterprise Key Management for multi-tenant platforms (bring your own key).\n"
@@ -509,6 +522,19 @@ int Run(int argc, char** argv) {
       return Status::Ok();
     });
   });
+
+  // ---- issue 4 part A: subcommands below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: subcommands below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: subcommands below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: subcommands below ----
+
+  // ---- end of part D ----
 
   try {
     app.parse(argc, argv);

@@ -418,4 +418,17 @@ StatusOr<std::string> EkmClient::Health() {
   return j.value("status", "");
 }
 
+// ---- issue 4 part A: methods below ----
+
+// ---- end of part A ----
+// ---- issue 4 part B: methods below ----
+
+// ---- end of part B ----
+// ---- issue 4 part C: methods below ----
+
+// ---- end of part C ----
+// ---- issue 4 part D: methods below ----
+
+// ---- end of part D ----
+
 }  // namespace ekm

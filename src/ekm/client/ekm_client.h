@@ -52,6 +52,19 @@ class EkmClient {
 
   class Impl;
 
+  // ---- issue 4 part A: methods below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: methods below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: methods below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: methods below ----
+
+  // ---- end of part D ----
+
  private:
   explicit EkmClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

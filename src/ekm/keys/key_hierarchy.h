@@ -98,6 +98,25 @@ class KeyHierarchy {
                                                          std::string_view scope,
                                                          uint32_t after_version);
 
+  // EK `version` of the environment, unwrapped (from the cache, else by its CMK's provider,
+  // under the same rules as every other key: refusals are not cached). For the repack, which
+  // re-wraps DKs from an older EK to the current one.
+  StatusOr<std::shared_ptr<const SecretBytes>> EnvironmentKey(const EnvironmentRecord& env,
+                                                              uint32_t version);
+
+  // ---- issue 4 part A: public methods below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: public methods below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: public methods below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: public methods below ----
+
+  // ---- end of part D ----
+
   uint64_t cache_hits() const { return dks_.hits() + eks_.hits(); }
   uint64_t cache_misses() const { return dks_.misses() + eks_.misses(); }
 

@@ -66,6 +66,18 @@ int main(int argc, char** argv) {
                  "[env: EKM_AWS_CA_FILE]")
       ->envname("EKM_AWS_CA_FILE")
       ->check(CLI::ExistingFile);
+  // ---- issue 4 part A: flags below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: flags below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: flags below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: flags below ----
+
+  // ---- end of part D ----
   app.add_flag("--allow-insecure-listen", http.allow_insecure_listen,
                "Allow plain HTTP on a non-loopback address (put TLS in front of it)");
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
@@ -103,10 +115,36 @@ int main(int argc, char** argv) {
   spdlog::info("ekmd listening on http://{}:{} (data directory {}, key cache TTL {}s)", host,
                server.port(), options.data_dir, ttl);
 
+  // ---- issue 4 part A: background work started below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: background work started below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: background work started below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: background work started below ----
+
+  // ---- end of part D ----
+
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("received {}, shutting down gracefully", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   server.Stop(std::chrono::seconds(10));
+  // ---- issue 4 part A: background work stopped below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: background work stopped below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: background work stopped below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: background work stopped below ----
+
+  // ---- end of part D ----
+
   spdlog::info("ekmd stopped");
   return 0;
 }

@@ -30,6 +30,18 @@ enum class RouteId {
   kSetKey,         // PUT  …/environments/{e}/key            ("Update key")
   kKeyPolicy,      // GET  …/environments/{e}/key/policy     ("Permission to access key")
   kCheckPolicy,    // POST /v1/workspaces/{w}/key-policy/check (the policy doctor)
+  // ---- issue 4 part A: route ids below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: route ids below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: route ids below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: route ids below ----
+
+  // ---- end of part D ----
 };
 
 struct RouteMatch {
@@ -43,6 +55,19 @@ struct RouteMatch {
   std::string scope;
   bool streaming = false;    // body and response are streamed
   bool text_output = false;  // streamed encrypt writes the text form
+  // ---- issue 4 part A: match fields below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: match fields below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: match fields below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: match fields below ----
+
+  // ---- end of part D ----
+  std::string query;  // the raw query string, for routes that take query parameters
 };
 
 struct RouteResponse {

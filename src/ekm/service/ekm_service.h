@@ -54,6 +54,18 @@ struct EkmOptions {
   uint32_t nonce_lease_size = 1u << 20;
   Clock* clock = &Clock::Real();
   AwsProviderOptions aws;
+  // ---- issue 4 part A: options below ----
+
+  // ---- end of part A ----
+  // ---- issue 4 part B: options below ----
+
+  // ---- end of part B ----
+  // ---- issue 4 part C: options below ----
+
+  // ---- end of part C ----
+  // ---- issue 4 part D: options below ----
+
+  // ---- end of part D ----
 };
 
 struct WorkspaceInfo {
@@ -111,6 +123,22 @@ struct KeyPolicyAdvice {
   std::string example_policy;  // a complete key policy for a new key
 };
 
+// ---- issue 4 part A: types below ----
+
+// ---- end of part A ----
+
+// ---- issue 4 part B: types below ----
+
+// ---- end of part B ----
+
+// ---- issue 4 part C: types below ----
+
+// ---- end of part C ----
+
+// ---- issue 4 part D: types below ----
+
+// ---- end of part D ----
+
 class EkmService {
  public:
   virtual ~EkmService() = default;
@@ -158,6 +186,22 @@ class EkmService {
       bool text) = 0;
   virtual StatusOr<std::unique_ptr<EnvelopeDecoder>> NewDecryptStream(
       std::string_view workspace, std::string_view environment) = 0;
+
+  // ---- issue 4 part A (key cache, CMK status, revocation): methods below ----
+
+  // ---- end of part A ----
+
+  // ---- issue 4 part B (replacement, repack): methods below ----
+
+  // ---- end of part B ----
+
+  // ---- issue 4 part C (uploaded key material): methods below ----
+
+  // ---- end of part C ----
+
+  // ---- issue 4 part D (rotation, rewrap, shred, workspace default CMK, events): below ----
+
+  // ---- end of part D ----
 };
 
 }  // namespace ekm

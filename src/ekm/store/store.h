@@ -74,6 +74,27 @@ struct KeyValidationRecord {
   std::string detail;  // JSON: the individual checks and what the provider reported
 };
 
+// One lifecycle event (events/lifecycle_event.h): time, actor, environment, what happened.
+struct LifecycleEventRecord {
+  int64_t id = 0;
+  int64_t at_ms = 0;  // unix milliseconds
+  std::string workspace;
+  std::string environment;  // empty for a workspace-wide event
+  std::string type;         // event::k… ("key.replaced", …)
+  std::string actor;
+  std::string detail;  // JSON object, never key material
+};
+
+struct LifecycleEventFilter {
+  std::string workspace;                   // required
+  std::optional<std::string> environment;  // nullopt: every environment of the workspace
+  std::string type;                        // empty: every type
+  int64_t since_ms = 0;                    // at >= since_ms
+  int64_t until_ms = INT64_MAX;            // at < until_ms
+  int64_t after_id = 0;                    // id > after_id (paging)
+  size_t limit = 1000;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -119,6 +140,28 @@ class Store {
   virtual StatusOr<uint64_t> ReserveMessages(int64_t environment_id, std::string_view scope,
                                              uint32_t version, uint64_t count,
                                              uint64_t limit) = 0;
+
+  // Lifecycle events, append only.
+  virtual Status RecordLifecycleEvent(const LifecycleEventRecord& record) = 0;
+  // Oldest first.
+  virtual StatusOr<std::vector<LifecycleEventRecord>> ListLifecycleEvents(
+      const LifecycleEventFilter& filter) = 0;
+
+  // ---- issue 4 part A (key cache, CMK status, revocation): add methods below ----
+
+  // ---- end of part A ----
+
+  // ---- issue 4 part B (replacement, repack): add methods below ----
+
+  // ---- end of part B ----
+
+  // ---- issue 4 part C (uploaded key material): add methods below ----
+
+  // ---- end of part C ----
+
+  // ---- issue 4 part D (rotation, shred, workspace default CMK, settings): add methods below ----
+
+  // ---- end of part D ----
 };
 
 using StorePtr = std::unique_ptr<Store>;

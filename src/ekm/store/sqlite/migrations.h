@@ -67,6 +67,33 @@ CREATE TABLE key_validations (
 );
 CREATE INDEX key_validations_by_environment ON key_validations (environment_id, id);
 )sql"},
+      {3, "lifecycle events", R"sql(
+CREATE TABLE lifecycle_events (
+  id INTEGER PRIMARY KEY,
+  at_ms INTEGER NOT NULL,
+  workspace TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  type TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+CREATE INDEX lifecycle_events_by_environment ON lifecycle_events (workspace, environment, id);
+)sql"},
+      // ---- issue 4 part A: migration 4 below ----
+
+      // ---- end of part A ----
+
+      // ---- issue 4 part B: migration 5 below ----
+
+      // ---- end of part B ----
+
+      // ---- issue 4 part C: migration 6 below ----
+
+      // ---- end of part C ----
+
+      // ---- issue 4 part D: migration 7 below ----
+
+      // ---- end of part D ----
   };
   return kMigrations;
 }

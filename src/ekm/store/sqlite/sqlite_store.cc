@@ -337,6 +337,57 @@ class SqliteStore : public Store {
   static constexpr std::string_view kSelectDataKey =
       "SELECT environment_id, scope, version, ek_version, wrapped, created_at, "
       "messages_reserved FROM data_keys";
+  Status RecordLifecycleEvent(const LifecycleEventRecord& r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("INSERT INTO lifecycle_events (at_ms, workspace, environment, type, actor, "
+                "detail) VALUES (?,?,?,?,?,?)"));
+    s->Bind(1, r.at_ms).Bind(2, r.workspace).Bind(3, r.environment).Bind(4, r.type);
+    s->Bind(5, r.actor).Bind(6, r.detail);
+    if (s->Step() != SQLITE_DONE) return Error("recording lifecycle event");
+    return Status::Ok();
+  }
+
+  StatusOr<std::vector<LifecycleEventRecord>> ListLifecycleEvents(
+      const LifecycleEventFilter& f) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT id, at_ms, workspace, environment, type, actor, detail FROM "
+                "lifecycle_events WHERE workspace = ? AND (? = 0 OR environment = ?) AND "
+                "(? = '' OR type = ?) AND at_ms >= ? AND at_ms < ? AND id > ? ORDER BY id "
+                "LIMIT ?"));
+    s->Bind(1, f.workspace).Bind(2, int64_t{f.environment.has_value() ? 1 : 0});
+    s->Bind(3, f.environment.value_or("")).Bind(4, f.type).Bind(5, f.type);
+    s->Bind(6, f.since_ms).Bind(7, f.until_ms).Bind(8, f.after_id);
+    s->Bind(9, static_cast<int64_t>(f.limit));
+    std::vector<LifecycleEventRecord> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) {
+      out.push_back(LifecycleEventRecord{s->Int(0), s->Int(1), s->Text(2), s->Text(3),
+                                         s->Text(4), s->Text(5), s->Text(6)});
+    }
+    if (rc != SQLITE_DONE) return Error("reading lifecycle events");
+    return out;
+  }
+
+  // ---- issue 4 part A: methods below ----
+
+  // ---- end of part A ----
+
+  // ---- issue 4 part B: methods below ----
+
+  // ---- end of part B ----
+
+  // ---- issue 4 part C: methods below ----
+
+  // ---- end of part C ----
+
+  // ---- issue 4 part D: methods below ----
+
+  // ---- end of part D ----
+
 
   static EnvironmentRecord ReadEnvironment(const Stmt& s) {
     return EnvironmentRecord{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Int(4),

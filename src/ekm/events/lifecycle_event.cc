@@ -1,0 +1,53 @@
+#include "ekm/events/lifecycle_event.h"
+
+#include <spdlog/spdlog.h>
+
+#include "ekm/service/key_json.h"
+
+namespace ekm {
+
+namespace {
+thread_local std::string g_actor;
+}  // namespace
+
+std::string CurrentActor() { return g_actor.empty() ? std::string("system") : g_actor; }
+
+ScopedActor::ScopedActor(std::string actor) : previous_(std::move(g_actor)) {
+  g_actor = std::move(actor);
+}
+ScopedActor::~ScopedActor() { g_actor = std::move(previous_); }
+
+Status RecordLifecycleEvent(Store& store, const Clock& clock, std::string_view workspace,
+                            std::string_view environment, std::string_view type,
+                            const nlohmann::json& detail) {
+  LifecycleEventRecord r;
+  r.at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                clock.Now().time_since_epoch())
+                .count();
+  r.workspace = std::string(workspace);
+  r.environment = std::string(environment);
+  r.type = std::string(type);
+  r.actor = CurrentActor();
+  r.detail = JsonText(detail);
+  Status s = store.RecordLifecycleEvent(r);
+  if (!s.ok()) {
+    spdlog::error("could not record lifecycle event {} for {}/{}: {}", type, workspace,
+                  environment, s.message());
+  }
+  return s;
+}
+
+nlohmann::json LifecycleEventJson(const LifecycleEventRecord& r) {
+  nlohmann::json detail = nlohmann::json::parse(r.detail, nullptr, false);
+  if (detail.is_discarded()) detail = nlohmann::json::object();
+  return {{"id", r.id},
+          {"at", FormatRfc3339(std::chrono::system_clock::time_point(
+                     std::chrono::milliseconds(r.at_ms)))},
+          {"workspace", r.workspace},
+          {"environment", r.environment},
+          {"type", r.type},
+          {"actor", r.actor},
+          {"detail", std::move(detail)}};
+}
+
+}  // namespace ekm

@@ -1,0 +1,67 @@
+// Lifecycle events: every change in the life of a customer main key and the hierarchy under it
+// (validation, replacement, repack, rotation, detected revocation, restore, shred…), recorded
+// with time, actor and environment. The audit log (API issue) builds on these records.
+// Details are JSON objects of public metadata: never key material.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "ekm/base/clock.h"
+#include "ekm/base/status.h"
+#include "ekm/store/store.h"
+
+namespace ekm {
+
+// Event types. Stable strings: they are stored and queried.
+namespace event {
+inline constexpr std::string_view kEnvironmentCreated = "environment.created";
+inline constexpr std::string_view kKeyValidated = "key.validated";            // passed
+inline constexpr std::string_view kKeyValidationFailed = "key.validation_failed";
+inline constexpr std::string_view kKeySet = "key.set";                  // first customer CMK
+inline constexpr std::string_view kKeyReplaced = "key.replaced";        // CMK -> another CMK
+inline constexpr std::string_view kKeyReplacementRefused = "key.replacement_refused";
+inline constexpr std::string_view kRepackStarted = "repack.started";
+inline constexpr std::string_view kRepackProgress = "repack.progress";
+inline constexpr std::string_view kRepackFinished = "repack.finished";
+inline constexpr std::string_view kEnvironmentKeyRotated = "ek.rotated";
+inline constexpr std::string_view kDataKeyRotated = "dk.rotated";
+inline constexpr std::string_view kCmkRevocationDetected = "cmk.revocation_detected";
+inline constexpr std::string_view kCmkOutageDetected = "cmk.outage_detected";
+inline constexpr std::string_view kCmkRestored = "cmk.restored";
+inline constexpr std::string_view kKeyMaterialImported = "key_material.imported";
+inline constexpr std::string_view kKeyMaterialDeleted = "key_material.deleted";
+inline constexpr std::string_view kEnvironmentShredded = "environment.shredded";
+inline constexpr std::string_view kWorkspaceDefaultKeySet = "workspace.default_key_set";
+inline constexpr std::string_view kEnvironmentSettingsChanged = "environment.settings_changed";
+}  // namespace event
+
+// Who does what this thread is doing: "cli:alice", "api:127.0.0.1", "system:repack". Set for
+// the length of a request or job with ScopedActor; "system" when nobody set one. (API tokens,
+// in the API issue, will name the token here.)
+std::string CurrentActor();
+
+class ScopedActor {
+ public:
+  explicit ScopedActor(std::string actor);
+  ~ScopedActor();
+  ScopedActor(const ScopedActor&) = delete;
+  ScopedActor& operator=(const ScopedActor&) = delete;
+
+ private:
+  std::string previous_;
+};
+
+// Records one event for `workspace`/`environment` (environment empty for workspace events) as
+// CurrentActor(), at clock.Now(). An event that cannot be stored is logged as an error and
+// returned; callers whose operation already happened log it and go on.
+Status RecordLifecycleEvent(Store& store, const Clock& clock, std::string_view workspace,
+                            std::string_view environment, std::string_view type,
+                            const nlohmann::json& detail = nlohmann::json::object());
+
+// One event as JSON: {"id","at","workspace","environment","type","actor","detail"}.
+nlohmann::json LifecycleEventJson(const LifecycleEventRecord& record);
+
+}  // namespace ekm
