@@ -123,6 +123,20 @@ struct KeyPolicyAdvice {
   std::string example_policy;  // a complete key policy for a new key
 };
 
+// Per-environment settings. Absent: the deployment's default (EkmOptions). Stored by name.
+struct EnvironmentSettings {
+  std::optional<int64_t> key_cache_ttl_seconds;       // EkmOptions::key_cache_ttl
+  std::optional<int64_t> grace_period_seconds;        // serve cached keys in an outage; 0: off
+  std::optional<int64_t> ek_rotation_period_seconds;  // scheduled EK rotation; absent: none
+  std::optional<int64_t> dk_rotation_period_seconds;  // scheduled DK rotation; absent: none
+  std::optional<int64_t> replacement_period_seconds;  // one CMK replacement per period (24 h)
+};
+inline constexpr std::string_view kSettingKeyCacheTtl = "key_cache_ttl_seconds";
+inline constexpr std::string_view kSettingGracePeriod = "grace_period_seconds";
+inline constexpr std::string_view kSettingEkRotationPeriod = "ek_rotation_period_seconds";
+inline constexpr std::string_view kSettingDkRotationPeriod = "dk_rotation_period_seconds";
+inline constexpr std::string_view kSettingReplacementPeriod = "replacement_period_seconds";
+
 // ---- issue 4 part A: types below ----
 
 // ---- end of part A ----
@@ -186,6 +200,15 @@ class EkmService {
       bool text) = 0;
   virtual StatusOr<std::unique_ptr<EnvelopeDecoder>> NewDecryptStream(
       std::string_view workspace, std::string_view environment) = 0;
+
+  // The environment's own settings (only those set; the rest take the deployment defaults).
+  virtual StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace,
+                                                               std::string_view environment) = 0;
+  // Changes the settings that are present in `set`; names in `reset` go back to the default.
+  // Returns the settings after the change.
+  virtual StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(
+      std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
+      const std::vector<std::string>& reset) = 0;
 
   // ---- issue 4 part A (key cache, CMK status, revocation): methods below ----
 

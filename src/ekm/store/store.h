@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -146,6 +147,14 @@ class Store {
   // Oldest first.
   virtual StatusOr<std::vector<LifecycleEventRecord>> ListLifecycleEvents(
       const LifecycleEventFilter& filter) = 0;
+
+  // Per-environment settings by name (service/ekm_service.h EnvironmentSettings names them);
+  // a setting that is absent takes the deployment's default.
+  virtual StatusOr<std::map<std::string, int64_t>> GetEnvironmentSettings(
+      int64_t environment_id) = 0;
+  // Sets `name` to `value`, or removes it (back to the default) when value is nullopt.
+  virtual Status SetEnvironmentSetting(int64_t environment_id, std::string_view name,
+                                       std::optional<int64_t> value) = 0;
 
   // ---- issue 4 part A (key cache, CMK status, revocation): add methods below ----
 

@@ -79,19 +79,27 @@ CREATE TABLE lifecycle_events (
 );
 CREATE INDEX lifecycle_events_by_environment ON lifecycle_events (workspace, environment, id);
 )sql"},
-      // ---- issue 4 part A: migration 4 below ----
+      {4, "environment settings (key cache TTL, grace period, rotation periods…)", R"sql(
+CREATE TABLE environment_settings (
+  environment_id INTEGER NOT NULL REFERENCES environments(id),
+  name TEXT NOT NULL,
+  value INTEGER NOT NULL,
+  PRIMARY KEY (environment_id, name)
+);
+)sql"},
+      // ---- issue 4 part A: migration 5 below ----
 
       // ---- end of part A ----
 
-      // ---- issue 4 part B: migration 5 below ----
+      // ---- issue 4 part B: migration 6 below ----
 
       // ---- end of part B ----
 
-      // ---- issue 4 part C: migration 6 below ----
+      // ---- issue 4 part C: migration 7 below ----
 
       // ---- end of part C ----
 
-      // ---- issue 4 part D: migration 7 below ----
+      // ---- issue 4 part D: migration 8 below ----
 
       // ---- end of part D ----
   };

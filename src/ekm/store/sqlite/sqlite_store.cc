@@ -372,6 +372,35 @@ class SqliteStore : public Store {
     return out;
   }
 
+  StatusOr<std::map<std::string, int64_t>> GetEnvironmentSettings(
+      int64_t environment_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT name, value FROM environment_settings WHERE environment_id = ?"));
+    s->Bind(1, environment_id);
+    std::map<std::string, int64_t> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) out.emplace(s->Text(0), s->Int(1));
+    if (rc != SQLITE_DONE) return Error("reading environment settings");
+    return out;
+  }
+
+  Status SetEnvironmentSetting(int64_t environment_id, std::string_view name,
+                               std::optional<int64_t> value) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare(value ? "INSERT INTO environment_settings (environment_id, name, value) VALUES "
+                        "(?,?,?) ON CONFLICT (environment_id, name) DO UPDATE SET value = "
+                        "excluded.value"
+                      : "DELETE FROM environment_settings WHERE environment_id = ? AND name = ?"));
+    s->Bind(1, environment_id).Bind(2, name);
+    if (value) s->Bind(3, *value);
+    if (s->Step() != SQLITE_DONE) return Error("storing environment setting");
+    return Status::Ok();
+  }
+
   // ---- issue 4 part A: methods below ----
 
   // ---- end of part A ----

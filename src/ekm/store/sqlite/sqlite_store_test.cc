@@ -262,5 +262,58 @@ TEST_F(SqliteStoreTest, KillDashNineNeverLeavesHalfAHierarchy) {
   sqlite3_close(db);
 }
 
+TEST_F(SqliteStoreTest, LifecycleEventsAreListedOldestFirstByFilter) {
+  auto rec = [](int64_t at, std::string env, std::string type) {
+    return LifecycleEventRecord{0, at, "acme", std::move(env), std::move(type), "cli:test", "{}"};
+  };
+  ASSERT_TRUE(store_->RecordLifecycleEvent(rec(1000, "prod", "key.set")).ok());
+  ASSERT_TRUE(store_->RecordLifecycleEvent(rec(2000, "dev", "key.set")).ok());
+  ASSERT_TRUE(store_->RecordLifecycleEvent(rec(3000, "prod", "repack.started")).ok());
+  ASSERT_TRUE(store_->RecordLifecycleEvent(
+                  LifecycleEventRecord{0, 4000, "other", "prod", "key.set", "a", "{}"})
+                  .ok());
+  LifecycleEventFilter f;
+  f.workspace = "acme";
+  auto all = store_->ListLifecycleEvents(f);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].at_ms, 1000);
+  EXPECT_EQ((*all)[2].type, "repack.started");
+  f.environment = "prod";
+  EXPECT_EQ(store_->ListLifecycleEvents(f)->size(), 2u);
+  f.type = "key.set";
+  EXPECT_EQ(store_->ListLifecycleEvents(f)->size(), 1u);
+  f = LifecycleEventFilter{};
+  f.workspace = "acme";
+  f.since_ms = 2000;
+  f.until_ms = 3000;
+  auto window = store_->ListLifecycleEvents(f);
+  ASSERT_EQ(window->size(), 1u);
+  EXPECT_EQ((*window)[0].environment, "dev");
+  f = LifecycleEventFilter{};
+  f.workspace = "acme";
+  f.after_id = (*all)[0].id;
+  f.limit = 1;
+  auto page = store_->ListLifecycleEvents(f);
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].id, (*all)[1].id);
+}
+
+TEST_F(SqliteStoreTest, EnvironmentSettingsSetAndReset) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  EXPECT_TRUE(store_->GetEnvironmentSettings(env->id)->empty());
+  ASSERT_TRUE(store_->SetEnvironmentSetting(env->id, "key_cache_ttl_seconds", 60).ok());
+  ASSERT_TRUE(store_->SetEnvironmentSetting(env->id, "key_cache_ttl_seconds", 30).ok());
+  ASSERT_TRUE(store_->SetEnvironmentSetting(env->id, "grace_period_seconds", 0).ok());
+  auto got = store_->GetEnvironmentSettings(env->id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->at("key_cache_ttl_seconds"), 30);
+  EXPECT_EQ(got->at("grace_period_seconds"), 0);
+  ASSERT_TRUE(store_->SetEnvironmentSetting(env->id, "key_cache_ttl_seconds", std::nullopt).ok());
+  EXPECT_EQ(store_->GetEnvironmentSettings(env->id)->count("key_cache_ttl_seconds"), 0u);
+}
+
 }  // namespace
 }  // namespace ekm
