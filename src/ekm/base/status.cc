@@ -36,12 +36,22 @@ Status Status::WithContext(std::string_view context) const {
   std::string m(context);
   m += ": ";
   m += message_;
-  return Status(code_, std::move(m), hint_);
+  Status out(code_, std::move(m), hint_);
+  out.retry_after_seconds_ = retry_after_seconds_;
+  return out;
 }
 
 Status Status::WithHint(std::string hint) const {
   if (ok()) return *this;
-  return Status(code_, message_, std::move(hint));
+  Status out(code_, message_, std::move(hint));
+  out.retry_after_seconds_ = retry_after_seconds_;
+  return out;
+}
+
+Status Status::WithRetryAfter(int64_t seconds) const {
+  Status out = *this;
+  if (!ok()) out.retry_after_seconds_ = seconds;
+  return out;
 }
 
 }  // namespace ekm

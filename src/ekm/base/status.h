@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cassert>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -49,6 +50,9 @@ class [[nodiscard]] Status {
   // Adds context in front of the message: "reading X: <message>".
   Status WithContext(std::string_view context) const;
   Status WithHint(std::string hint) const;
+  // For a transient error: seconds after which a retry may succeed (HTTP Retry-After). 0: none.
+  Status WithRetryAfter(int64_t seconds) const;
+  int64_t retry_after_seconds() const { return retry_after_seconds_; }
 
   // Deliberately drops an error; greppable.
   void IgnoreError() const {}
@@ -57,6 +61,7 @@ class [[nodiscard]] Status {
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
   std::string hint_;
+  int64_t retry_after_seconds_ = 0;
 };
 
 inline Status InvalidArgumentError(std::string m, std::string h = {}) {

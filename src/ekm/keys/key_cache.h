@@ -66,6 +66,24 @@ class KeyCache {
     map_.erase(it);
   }
 
+  // Drops every entry whose value matches `pred` (called with the lock held; keep it short).
+  // Returns how many were dropped.
+  template <typename Pred>
+  size_t EraseIf(Pred pred) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t n = 0;
+    for (auto it = map_.begin(); it != map_.end();) {
+      if (pred(*it->second.value)) {
+        lru_.erase(it->second.lru_pos);
+        it = map_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    return n;
+  }
+
   void Clear() {
     std::lock_guard<std::mutex> lock(mu_);
     map_.clear();

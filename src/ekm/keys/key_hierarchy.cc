@@ -10,6 +10,7 @@ namespace ekm {
 namespace {
 
 constexpr size_t kKeySize = 32;
+using TimePoint = std::chrono::steady_clock::time_point;
 
 std::string EnvKey(std::string_view ws, std::string_view env) {
   std::string k(ws);
@@ -69,7 +70,9 @@ KeyHierarchy::KeyHierarchy(Store* store, ProviderRegistry* providers, Clock* clo
       envs_(options.max_cached_keys),
       eks_(options.max_cached_keys),
       dks_(options.max_cached_keys),
-      current_dks_(options.max_cached_keys) {}
+      current_dks_(options.max_cached_keys),
+      policies_(options.max_cached_keys),
+      health_(store, clock, options.health) {}
 
 StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewEnvironmentKey(std::string_view workspace,
                                                                std::string_view environment,
@@ -132,11 +135,63 @@ StatusOr<EnvironmentRecord> KeyHierarchy::GetEnvironment(std::string_view worksp
   return rec;
 }
 
-StatusOr<std::shared_ptr<KeyHierarchy::CachedEk>> KeyHierarchy::GetEk(const EnvironmentRecord& env,
-                                                                      uint32_t version) {
+StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::GetEk(const EnvironmentRecord& env,
+                                                  uint32_t version) {
   std::string key = EkKey(env.id, version);
   auto now = clock_->Monotonic();
-  if (auto hit = eks_.Get(key, now)) return hit;
+  EkPtr cached = eks_.Get(key, now);  // entries never expire by time: validity decides
+  if (cached && cached->ValidAt(now)) return cached;
+  return FetchEk(env, version, std::move(cached));
+}
+
+StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::FetchEk(const EnvironmentRecord& env,
+                                                    uint32_t version, EkPtr stale) {
+  std::string key = EkKey(env.id, version);
+  std::shared_ptr<Flight> flight;
+  bool leader = false;
+  {
+    std::lock_guard<std::mutex> lock(flights_mu_);
+    auto [it, inserted] = flights_.try_emplace(key);
+    if (inserted) it->second = std::make_shared<Flight>();
+    flight = it->second;
+    leader = inserted;
+  }
+  if (!leader) {
+    std::unique_lock<std::mutex> lock(flight->mu);
+    flight->done_cv.wait(lock, [&] { return flight->done; });
+    return flight->result;
+  }
+  StatusOr<EkPtr> result = UnwrapEk(env, version, std::move(stale));
+  {
+    std::lock_guard<std::mutex> lock(flights_mu_);
+    flights_.erase(key);
+  }
+  {
+    std::lock_guard<std::mutex> lock(flight->mu);
+    flight->result = result;
+    flight->done = true;
+  }
+  flight->done_cv.notify_all();
+  return result;
+}
+
+StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& env,
+                                                     uint32_t version, EkPtr stale) {
+  EKM_ASSIGN_OR_RETURN(EnvironmentCachePolicy policy, CachePolicy(env.id));
+  // An outage bridged by the grace period: the expired entry is served (never after a
+  // refusal, which drops it).
+  auto in_grace = [&] {
+    if (!stale || policy.grace.count() <= 0) return false;
+    int64_t until = stale->valid_until_ns.load(std::memory_order_acquire);
+    if (until == 0) return false;
+    return clock_->Monotonic().time_since_epoch().count() <
+           until + std::chrono::duration_cast<std::chrono::nanoseconds>(policy.grace).count();
+  };
+  if (!health_.MayAttempt(env.id)) {
+    CmkHealthSnapshot snap = health_.Get(env.id);
+    if (snap.state == CmkState::kDegraded && in_grace()) return stale;
+    return CmkError(snap);
+  }
   EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord rec, store_->GetEnvironmentKey(env.id, version));
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(rec.cmk_provider));
   auto unwrapped =
@@ -149,31 +204,59 @@ StatusOr<std::shared_ptr<KeyHierarchy::CachedEk>> KeyHierarchy::GetEk(const Envi
     // A refusal by the customer's KMS (or of the platform's own credentials there) is not the
     // API caller's authentication or permission: never answer it as 401/403.
     if (s.code() == StatusCode::kPermissionDenied) {
-      return FailedPreconditionError(s.message(), s.hint());
+      s = FailedPreconditionError(s.message(), s.hint());
     }
     // The platform's own credentials for the KMS: an outage of the platform, not a revocation.
-    if (s.code() == StatusCode::kUnauthenticated) return UnavailableError(s.message(), s.hint());
-    return s;
+    if (s.code() == StatusCode::kUnauthenticated) s = UnavailableError(s.message(), s.hint());
+    switch (ClassifyProviderStatus(s)) {
+      case ProviderOutcome::kRefused:
+        provider_refused_.fetch_add(1, std::memory_order_relaxed);
+        health_.OnFailure(env.id, env.workspace, env.name, s);
+        Invalidate(env.id);
+        return CmkError(health_.Get(env.id));
+      case ProviderOutcome::kUnreachable: {
+        provider_unavailable_.fetch_add(1, std::memory_order_relaxed);
+        health_.OnFailure(env.id, env.workspace, env.name, s);
+        if (in_grace()) return stale;
+        return CmkError(health_.Get(env.id));
+      }
+      default:
+        provider_error_.fetch_add(1, std::memory_order_relaxed);
+        return s;
+    }
+  }
+  provider_ok_.fetch_add(1, std::memory_order_relaxed);
+  health_.OnSuccess(env.id, env.workspace, env.name);
+  // The TTL runs from the provider's answer, not from the request that asked.
+  const int64_t valid_until =
+      (clock_->Monotonic() + policy.ttl).time_since_epoch().count();
+  if (stale && stale->valid_until_ns.load(std::memory_order_acquire) != 0 &&
+      stale->key == *unwrapped) {
+    // Same key: extending this entry extends every DK under it (no DK re-unwraps).
+    stale->valid_until_ns.store(valid_until, std::memory_order_release);
+    return stale;
   }
   auto entry = std::make_shared<CachedEk>();
   entry->key = std::move(unwrapped).value();
   entry->key.LockInMemory();
-  // The TTL runs from the provider's answer, not from the request that asked.
-  entry->expires_at = clock_->Monotonic() + options_.ttl;
-  eks_.Put(key, entry, entry->expires_at);
+  entry->environment_id = env.id;
+  entry->version = version;
+  entry->cmk = CmkRef{rec.cmk_provider, rec.cmk_key_id};
+  entry->valid_until_ns.store(valid_until, std::memory_order_release);
+  eks_.Put(EkKey(env.id, version), entry, TimePoint::max());
   return entry;
 }
 
 StatusOr<std::shared_ptr<const SecretBytes>> KeyHierarchy::EnvironmentKey(
     const EnvironmentRecord& env, uint32_t version) {
-  EKM_ASSIGN_OR_RETURN(std::shared_ptr<CachedEk> ek, GetEk(env, version));
+  EKM_ASSIGN_OR_RETURN(EkPtr ek, GetEk(env, version));
   // Shares ownership of the cache entry, so the key stays alive (and is wiped after) its use.
   return std::shared_ptr<const SecretBytes>(ek, &ek->key);
 }
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Unwrap(const EnvironmentRecord& env,
                                                               const DataKeyRecord& record) {
-  EKM_ASSIGN_OR_RETURN(std::shared_ptr<CachedEk> ek, GetEk(env, record.ek_version));
+  EKM_ASSIGN_OR_RETURN(EkPtr ek, GetEk(env, record.ek_version));
   auto dk = UnwrapKey(ek->key, record.wrapped,
                       DataKeyWrapAad(env.workspace, env.name, record.scope, record.version,
                                      record.ek_version));
@@ -187,15 +270,15 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Unwrap(const EnvironmentR
   handle->version = record.version;
   handle->ek_version = record.ek_version;
   handle->key = std::make_shared<const SecretBytes>(std::move(dk).value());
-  handle->expires_at = ek->expires_at;  // never outlives the EK's last unwrap
-  dks_.Put(DkKey(env.id, record.scope, record.version), handle, handle->expires_at);
+  handle->ek = std::move(ek);  // valid exactly while its EK entry is
+  dks_.Put(DkKey(env.id, record.scope, record.version), handle, TimePoint::max());
   return handle;
 }
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CreateDataKey(const EnvironmentRecord& env,
                                                                      std::string_view scope,
                                                                      uint32_t version) {
-  EKM_ASSIGN_OR_RETURN(std::shared_ptr<CachedEk> ek, GetEk(env, env.current_ek_version));
+  EKM_ASSIGN_OR_RETURN(EkPtr ek, GetEk(env, env.current_ek_version));
   EKM_ASSIGN_OR_RETURN(SecretBytes dk, RandomSecret(kKeySize));
   DataKeyRecord rec;
   rec.environment_id = env.id;
@@ -217,8 +300,15 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CurrentDataKey(const Envi
   std::string key = CurrentDkKey(env.id, scope);
   auto now = clock_->Monotonic();
   if (auto hit = current_dks_.Get(key, now); hit && hit->ek_version == env.current_ek_version) {
-    return hit;
+    if (hit->ValidAt(now)) {
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      return hit;
+    }
+    EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> fresh, Revalidate(env, hit));
+    if (fresh != hit) current_dks_.Put(key, fresh, TimePoint::max());
+    return fresh;
   }
+  misses_.fetch_add(1, std::memory_order_relaxed);
   EKM_ASSIGN_OR_RETURN(std::optional<DataKeyRecord> latest,
                        store_->GetLatestDataKey(env.id, scope));
   std::shared_ptr<DataKeyHandle> handle;
@@ -230,7 +320,7 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CurrentDataKey(const Envi
   } else {
     EKM_ASSIGN_OR_RETURN(handle, CreateDataKey(env, scope, 1));
   }
-  current_dks_.Put(key, handle, handle->expires_at);
+  current_dks_.Put(key, handle, TimePoint::max());
   return handle;
 }
 
@@ -238,7 +328,14 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::DataKeyVersion(const Envi
                                                                       std::string_view scope,
                                                                       uint32_t version) {
   auto now = clock_->Monotonic();
-  if (auto hit = dks_.Get(DkKey(env.id, scope, version), now)) return hit;
+  if (auto hit = dks_.Get(DkKey(env.id, scope, version), now)) {
+    if (hit->ValidAt(now)) {
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      return hit;
+    }
+    return Revalidate(env, std::move(hit));
+  }
+  misses_.fetch_add(1, std::memory_order_relaxed);
   auto rec = store_->GetDataKey(env.id, scope, version);
   if (!rec.ok()) {
     if (rec.status().code() == StatusCode::kNotFound) {
@@ -275,11 +372,123 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::RotateDataKey(const Envir
   current_dks_.Erase(CurrentDkKey(env.id, scope));
   EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> handle,
                        CreateDataKey(env, scope, after_version + 1));
-  current_dks_.Put(CurrentDkKey(env.id, scope), handle, handle->expires_at);
+  current_dks_.Put(CurrentDkKey(env.id, scope), handle, TimePoint::max());
   return handle;
 }
 
 // ---- issue 4 part A: definitions below ----
+
+StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Revalidate(
+    const EnvironmentRecord& env, std::shared_ptr<DataKeyHandle> dk) {
+  misses_.fetch_add(1, std::memory_order_relaxed);
+  EKM_ASSIGN_OR_RETURN(EkPtr ek, GetEk(env, dk->ek_version));
+  if (ek == dk->ek) return dk;  // its EK entry was refreshed (or is served within grace)
+  // A new EK entry (the old one was dropped): unwrap the DK again under it, locally.
+  EKM_ASSIGN_OR_RETURN(DataKeyRecord rec, store_->GetDataKey(env.id, dk->scope, dk->version));
+  return Unwrap(env, rec);
+}
+
+StatusOr<KeyHierarchy::EnvironmentCachePolicy> KeyHierarchy::CachePolicy(int64_t environment_id) {
+  std::string key = std::to_string(environment_id);
+  auto now = clock_->Monotonic();
+  if (auto hit = policies_.Get(key, now)) return *hit;
+  EKM_ASSIGN_OR_RETURN(auto settings, store_->GetEnvironmentSettings(environment_id));
+  EnvironmentCachePolicy p;
+  p.ttl = options_.ttl;
+  // Names as in service/ekm_service.h (kSettingKeyCacheTtl, kSettingGracePeriod).
+  if (auto it = settings.find("key_cache_ttl_seconds"); it != settings.end() && it->second > 0) {
+    p.ttl = std::chrono::seconds(it->second);
+  }
+  if (auto it = settings.find("grace_period_seconds"); it != settings.end() && it->second > 0) {
+    p.grace = std::chrono::seconds(it->second);
+  }
+  // Re-read within the deployment TTL, so another node's change arrives in time.
+  policies_.Put(key, std::make_shared<EnvironmentCachePolicy>(p), now + options_.ttl);
+  return p;
+}
+
+void KeyHierarchy::ForgetEnvironmentSettings(int64_t environment_id) {
+  policies_.Erase(std::to_string(environment_id));
+}
+
+Status KeyHierarchy::CmkError(const CmkHealthSnapshot& snap) const {
+  const Status& cause = snap.last_error;
+  int64_t retry_after = std::max<int64_t>(
+      1, std::chrono::duration_cast<std::chrono::seconds>(snap.next_attempt - clock_->Monotonic())
+                 .count() +
+             1);
+  if (snap.state == CmkState::kUnavailable) {
+    std::string hint;
+    const std::string& code = snap.provider_code;
+    if (code == "AccessDeniedException" || code == "AccessDenied" ||
+        cause.code() == StatusCode::kPermissionDenied) {
+      hint = "the key policy (or the platform's IAM policy) no longer lets the platform principal "
+             "use the key: restore ekm's statement in the key policy (`ekm key policy` prints "
+             "it); data decrypts again as soon as access is back";
+    } else if (code == "DisabledException") {
+      hint = "the key is disabled: enable it in the AWS KMS console (Key actions > Enable); "
+             "data decrypts again as soon as it is enabled";
+    } else if (code == "KMSInvalidStateException") {
+      hint = "the key is pending deletion or otherwise unusable: cancel the key deletion in the "
+             "AWS KMS console and enable the key; data decrypts again as soon as it is usable";
+    } else if (code == "NotFoundException" || cause.code() == StatusCode::kNotFound) {
+      hint = "the key no longer exists: if it was deleted, data under it cannot be recovered; "
+             "if the key id is wrong, restore access to the original key";
+    } else {
+      hint = cause.hint().empty() ? "restore the platform's access to the key" : cause.hint();
+    }
+    return FailedPreconditionError("the customer main key is unavailable: " + cause.message(),
+                                   hint + " (ekm asks the KMS again within " +
+                                       std::to_string(retry_after) + " s)");
+  }
+  return UnavailableError("the customer main key's KMS cannot be reached: " + cause.message(),
+                          "a temporary outage of the KMS: retry after " +
+                              std::to_string(retry_after) +
+                              " s; cached keys keep serving within the key cache TTL")
+      .WithRetryAfter(retry_after);
+}
+
+void KeyHierarchy::Invalidate(int64_t environment_id) {
+  eks_.EraseIf([&](const CachedEk& e) {
+    if (e.environment_id != environment_id) return false;
+    // DKs still held by a request see it at once.
+    const_cast<CachedEk&>(e).valid_until_ns.store(0, std::memory_order_release);
+    return true;
+  });
+  auto of_env = [&](const DataKeyHandle& dk) { return dk.environment_id == environment_id; };
+  dks_.EraseIf(of_env);
+  current_dks_.EraseIf(of_env);
+}
+
+size_t KeyHierarchy::PurgeExpired() {
+  const int64_t now = clock_->Monotonic().time_since_epoch().count();
+  // Past TTL plus the longest grace an environment may have (settings are capped at 7 days
+  // in the service; the cached policy says the exact one).
+  auto dead = [&](const CachedEk& e) {
+    auto policy = policies_.Get(std::to_string(e.environment_id), clock_->Monotonic());
+    int64_t grace = policy ? std::chrono::duration_cast<std::chrono::nanoseconds>(policy->grace).count() : 0;
+    return now >= e.valid_until_ns.load(std::memory_order_acquire) + grace;
+  };
+  size_t n = 0;
+  n += dks_.EraseIf([&](const DataKeyHandle& dk) { return dead(*dk.ek); });
+  n += current_dks_.EraseIf([&](const DataKeyHandle& dk) { return dead(*dk.ek); });
+  n += eks_.EraseIf(dead);
+  return n;
+}
+
+KeyHierarchy::Counters KeyHierarchy::counters() const {
+  Counters c;
+  c.ek_entries = eks_.size();
+  c.dk_entries = dks_.size();
+  c.entries = c.ek_entries + c.dk_entries;
+  c.hits = hits_.load(std::memory_order_relaxed);
+  c.misses = misses_.load(std::memory_order_relaxed);
+  c.provider_ok = provider_ok_.load(std::memory_order_relaxed);
+  c.provider_refused = provider_refused_.load(std::memory_order_relaxed);
+  c.provider_unavailable = provider_unavailable_.load(std::memory_order_relaxed);
+  c.provider_error = provider_error_.load(std::memory_order_relaxed);
+  return c;
+}
 
 // ---- end of part A ----
 // ---- issue 4 part B: definitions below ----

@@ -1,21 +1,30 @@
 // KeyHierarchy: CMK (in a provider) -> EK versions (wrapped by the CMK) -> DK versions per scope
 // (wrapped by an EK). It finds, creates, unwraps and caches keys; it never sees data.
 //
-// Cache rule: an unwrapped EK is cached for the TTL from its last successful unwrap by the
-// provider; every DK unwrapped under it expires no later than that EK entry, so when the CMK
-// stops answering, every key below it is gone within one TTL.
+// Cache rule: an unwrapped EK is cached for the TTL (the environment's, else the deployment's)
+// from its last successful unwrap by the provider. A cached DK holds its EK entry and is valid
+// exactly while that entry is: a re-unwrap of the EK refreshes every DK under it, a refusal
+// by the CMK invalidates them all at once, and when the CMK stops answering, every key below it
+// is gone within one TTL. Concurrent misses on one EK make one provider call (single flight);
+// a refusal is never cached as success. The CMK's health (keys/cmk_health.h) decides when the
+// provider is asked again after a failure, and whether an outage may be bridged by the
+// environment's grace period (never a refusal).
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "ekm/base/clock.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/base/status.h"
+#include "ekm/keys/cmk_health.h"
 #include "ekm/keys/key_cache.h"
 #include "ekm/keys/nonce_sequence.h"
 #include "ekm/provider/key_provider.h"
@@ -34,6 +43,23 @@ struct KeyHierarchyOptions {
   uint64_t max_messages_per_dk = uint64_t{1} << 32;
   uint32_t nonce_lease_size = 1u << 20;
   size_t max_cached_keys = 100000;
+  CmkHealthOptions health{};  // backoff of provider attempts after a failure
+};
+
+// One unwrapped EK version, as cached. Every DK unwrapped under it shares it: its validity is
+// theirs.
+struct EnvironmentKeyEntry {
+  SecretBytes key;
+  int64_t environment_id = 0;
+  uint32_t version = 0;
+  CmkRef cmk;
+  // Monotonic nanoseconds: last successful unwrap by the CMK + the environment's TTL. 0 once
+  // the CMK refused.
+  std::atomic<int64_t> valid_until_ns{0};
+
+  bool ValidAt(std::chrono::steady_clock::time_point now) const {
+    return now.time_since_epoch().count() < valid_until_ns.load(std::memory_order_acquire);
+  }
 };
 
 // One unwrapped DK version, as cached.
@@ -43,7 +69,10 @@ struct DataKeyHandle {
   uint32_t version = 0;
   uint32_t ek_version = 0;  // the EK that wraps it
   std::shared_ptr<const SecretBytes> key;
-  std::chrono::steady_clock::time_point expires_at;
+  std::shared_ptr<EnvironmentKeyEntry> ek;  // the cached EK entry it was unwrapped under
+
+  // Usable without asking anyone: the EK entry it hangs off is valid.
+  bool ValidAt(std::chrono::steady_clock::time_point now) const { return ek->ValidAt(now); }
 
   std::mutex lease_mu;
   std::shared_ptr<NonceSequence> lease;  // atomic_load/atomic_store; refilled under lease_mu
@@ -106,6 +135,40 @@ class KeyHierarchy {
 
   // ---- issue 4 part A: public methods below ----
 
+  // Provider calls and cache use since start.
+  struct Counters {
+    size_t entries = 0;     // cached EKs + DKs
+    size_t ek_entries = 0;
+    size_t dk_entries = 0;
+    uint64_t hits = 0;      // a key served from the cache
+    uint64_t misses = 0;    // a key that needed the store or the provider
+    uint64_t provider_ok = 0;
+    uint64_t provider_refused = 0;      // access removed, disabled, pending deletion, deleted
+    uint64_t provider_unavailable = 0;  // unreachable, 5xx, throttled
+    uint64_t provider_error = 0;        // anything else (corrupt blob, bad key id)
+  };
+  Counters counters() const;
+
+  // The TTL and grace period in force for an environment (its settings, else the deployment's
+  // TTL and no grace).
+  struct EnvironmentCachePolicy {
+    std::chrono::seconds ttl{300};
+    std::chrono::seconds grace{0};
+  };
+  StatusOr<EnvironmentCachePolicy> CachePolicy(int64_t environment_id);
+  // Drops the cached settings after a change (the next use reads them again).
+  void ForgetEnvironmentSettings(int64_t environment_id);
+
+  // The CMK health of every environment this process used.
+  CmkHealth& health() { return health_; }
+
+  // Drops (and so wipes, once no request holds them) every cached key whose EK is past its TTL
+  // and grace period. ekmd calls it periodically; lookups drop expired keys anyway.
+  size_t PurgeExpired();
+
+  std::chrono::seconds default_ttl() const { return options_.ttl; }
+  size_t max_cached_keys() const { return options_.max_cached_keys; }
+
   // ---- end of part A ----
   // ---- issue 4 part B: public methods below ----
 
@@ -117,16 +180,33 @@ class KeyHierarchy {
 
   // ---- end of part D ----
 
-  uint64_t cache_hits() const { return dks_.hits() + eks_.hits(); }
-  uint64_t cache_misses() const { return dks_.misses() + eks_.misses(); }
+  uint64_t cache_hits() const { return hits_.load(std::memory_order_relaxed); }
+  uint64_t cache_misses() const { return misses_.load(std::memory_order_relaxed); }
 
  private:
-  struct CachedEk {
-    SecretBytes key;
-    std::chrono::steady_clock::time_point expires_at;
+  using CachedEk = EnvironmentKeyEntry;
+  using EkPtr = std::shared_ptr<EnvironmentKeyEntry>;
+
+  // One provider call in progress for one EK; concurrent misses wait for its result.
+  struct Flight {
+    std::mutex mu;
+    std::condition_variable done_cv;
+    bool done = false;
+    StatusOr<EkPtr> result = InternalError("in flight");
   };
 
-  StatusOr<std::shared_ptr<CachedEk>> GetEk(const EnvironmentRecord& env, uint32_t version);
+  StatusOr<EkPtr> GetEk(const EnvironmentRecord& env, uint32_t version);
+  // The slow path of GetEk: one provider call per EK at a time. `stale` is the expired entry,
+  // if one is still cached (refreshed in place on success, served in an outage within grace).
+  StatusOr<EkPtr> FetchEk(const EnvironmentRecord& env, uint32_t version, EkPtr stale);
+  StatusOr<EkPtr> UnwrapEk(const EnvironmentRecord& env, uint32_t version, EkPtr stale);
+  // The error every operation gets while the CMK is unavailable or unreachable.
+  Status CmkError(const CmkHealthSnapshot& snap) const;
+  // After a refusal: every cached key of the environment is dropped at once.
+  void Invalidate(int64_t environment_id);
+  // A cached DK that is no longer valid: refresh its EK (no DK re-unwrap) or fail.
+  StatusOr<std::shared_ptr<DataKeyHandle>> Revalidate(const EnvironmentRecord& env,
+                                                      std::shared_ptr<DataKeyHandle> dk);
   StatusOr<std::shared_ptr<DataKeyHandle>> Unwrap(const EnvironmentRecord& env,
                                                   const DataKeyRecord& record);
   StatusOr<std::shared_ptr<DataKeyHandle>> CreateDataKey(const EnvironmentRecord& env,
@@ -138,9 +218,16 @@ class KeyHierarchy {
   Clock* clock_;
   KeyHierarchyOptions options_;
   KeyCache<EnvironmentRecord> envs_;
-  KeyCache<CachedEk> eks_;
+  KeyCache<CachedEk> eks_;  // by environment/version; validity: the entry's valid_until_ns
   KeyCache<DataKeyHandle> dks_;         // by environment/scope/version
   KeyCache<DataKeyHandle> current_dks_;  // by environment/scope: the newest version
+  KeyCache<EnvironmentCachePolicy> policies_;  // by environment id, for the deployment TTL
+  CmkHealth health_;
+  std::mutex flights_mu_;
+  std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
+  std::atomic<uint64_t> hits_{0}, misses_{0};
+  std::atomic<uint64_t> provider_ok_{0}, provider_refused_{0}, provider_unavailable_{0},
+      provider_error_{0};
 };
 
 // The encryption context of EK `version` of an environment, sent with every wrap and unwrap.

@@ -105,6 +105,7 @@ TEST_F(KeyHierarchyTest, EverythingBelowTheCmkExpiresWithinOneTtl) {
   EXPECT_NE(s.message().find("customer main key"), std::string::npos);
   EXPECT_FALSE(keys_->DataKeyVersion(env, "orders", 1).ok());
   provider_->refuse = false;  // access restored: nothing was lost
+  clock_.Advance(std::chrono::seconds(61));  // the next attempt waits for the backoff
   EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
 }
 

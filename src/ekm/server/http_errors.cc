@@ -26,6 +26,7 @@ std::string ErrorJson(const Status& status) {
   nlohmann::json err = {{"code", std::string(StatusCodeName(status.code()))},
                         {"message", status.message()}};
   if (!status.hint().empty()) err["hint"] = status.hint();
+  if (status.retry_after_seconds() > 0) err["retry_after_seconds"] = status.retry_after_seconds();
   return nlohmann::json{{"error", err}}.dump(-1, ' ', false,
                                             nlohmann::json::error_handler_t::replace);
 }

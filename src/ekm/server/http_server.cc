@@ -308,7 +308,10 @@ class HttpServer::Impl {
       co_return false;
     }
     RouteResponse res = router_.Handle(match, body);
-    co_return co_await WriteJson(stream, version, keep_alive, res.status, std::move(res.body));
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (res.retry_after > 0) headers.emplace_back("Retry-After", std::to_string(res.retry_after));
+    co_return co_await WriteJson(stream, version, keep_alive, res.status, std::move(res.body),
+                                 headers);
   }
 
   awaitable<bool> HandleStream(beast::tcp_stream& stream, beast::flat_buffer& buffer,
@@ -317,8 +320,12 @@ class HttpServer::Impl {
     const unsigned version = parser.get().version();
     auto transform = router_.OpenStream(match);
     if (!transform.ok()) {
+      std::vector<std::pair<std::string, std::string>> headers;
+      if (transform.status().retry_after_seconds() > 0) {
+        headers.emplace_back("Retry-After", std::to_string(transform.status().retry_after_seconds()));
+      }
       co_await WriteJson(stream, version, false, HttpStatusFor(transform.status().code()),
-                         ErrorJson(transform.status()));
+                         ErrorJson(transform.status()), headers);
       co_await Drain(stream, buffer, parser);
       co_return false;
     }

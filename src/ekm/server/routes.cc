@@ -67,7 +67,9 @@ json EnvironmentJson(const EnvironmentInfo& e) {
           {"ek_version", e.ek_version}};
 }
 
-RouteResponse Error(const Status& s) { return {HttpStatusFor(s.code()), ErrorJson(s)}; }
+RouteResponse Error(const Status& s) {
+  return {HttpStatusFor(s.code()), ErrorJson(s), s.retry_after_seconds()};
+}
 
 // ---- issue 4 part A: JSON helpers below ----
 

@@ -73,6 +73,7 @@ struct RouteMatch {
 struct RouteResponse {
   int status = 200;
   std::string body;  // JSON
+  int64_t retry_after = 0;  // seconds, sent as Retry-After when > 0 (a transient error)
 };
 
 // A streamed encrypt or decrypt.

@@ -54,9 +54,7 @@ class EkmServiceImpl : public EkmService {
         options_(std::move(options)),
         store_(std::move(store)),
         providers_(std::move(providers)),
-        keys_(store_.get(), providers_.get(), options_.clock,
-              KeyHierarchyOptions{options_.key_cache_ttl, options_.max_messages_per_dk,
-                                  options_.nonce_lease_size}) {}
+        keys_(store_.get(), providers_.get(), options_.clock, HierarchyOptions(options_)) {}
 
   StatusOr<WorkspaceInfo> CreateWorkspace(std::string_view name) override {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", name));
@@ -390,6 +388,55 @@ class EkmServiceImpl : public EkmService {
   }
 
   // ---- issue 4 part A (key cache, CMK status, revocation): public methods below ----
+  StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view workspace,
+                                           std::string_view environment) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek,
+                         store_->GetEnvironmentKey(env.id, env.current_ek_version));
+    EnvironmentKeyStatus st;
+    st.workspace = env.workspace;
+    st.environment = env.name;
+    st.cmk_provider = ek.cmk_provider;
+    st.cmk_key_id = ek.cmk_key_id;
+    // The stored row is what every node last saw; this process's own view may be newer.
+    EKM_ASSIGN_OR_RETURN(auto row, store_->GetEnvironmentKeyStatus(env.id));
+    if (row) {
+      st.state = row->state;
+      st.since = row->since;
+      st.last_success = row->last_success;
+      st.error_code = row->error_code;
+      st.provider_code = row->provider_code;
+      st.message = row->message;
+      st.hint = row->hint;
+      st.next_retry = row->state == "healthy" ? 0 : row->next_retry;
+    }
+    st.retryable = st.state == "degraded";
+    EKM_ASSIGN_OR_RETURN(KeyHierarchy::EnvironmentCachePolicy policy, keys_.CachePolicy(env.id));
+    st.key_cache_ttl_seconds = policy.ttl.count();
+    st.grace_period_seconds = policy.grace.count();
+    return st;
+  }
+
+  KeyCacheStats KeyCacheStatistics() override {
+    KeyHierarchy::Counters c = keys_.counters();
+    KeyCacheStats s;
+    s.entries = c.entries;
+    s.ek_entries = c.ek_entries;
+    s.dk_entries = c.dk_entries;
+    s.max_entries = keys_.max_cached_keys();
+    s.hits = c.hits;
+    s.misses = c.misses;
+    s.provider_ok = c.provider_ok;
+    s.provider_refused = c.provider_refused;
+    s.provider_unavailable = c.provider_unavailable;
+    s.provider_error = c.provider_error;
+    s.ttl_seconds = keys_.default_ttl().count();
+    return s;
+  }
+
+  size_t PurgeExpiredKeys() override { return keys_.PurgeExpired(); }
 
   // ---- end of part A ----
 
@@ -552,11 +599,20 @@ class EkmServiceImpl : public EkmService {
   void OnEnvironmentSettingsChanged(const EnvironmentRecord& env) {
     keys_.ForgetEnvironment(env.workspace, env.name);
     // ---- issue 4: each part that caches settings adds its line below ----
+    keys_.ForgetEnvironmentSettings(env.id);  // part A: TTL and grace period
 
     // ---- end ----
   }
 
   // ---- issue 4 part A: private helpers and members below ----
+  static KeyHierarchyOptions HierarchyOptions(const EkmOptions& o) {
+    KeyHierarchyOptions k;
+    k.ttl = o.key_cache_ttl;
+    k.max_messages_per_dk = o.max_messages_per_dk;
+    k.nonce_lease_size = o.nonce_lease_size;
+    k.max_cached_keys = o.key_cache_max_entries;
+    return k;
+  }
 
   // ---- end of part A ----
 

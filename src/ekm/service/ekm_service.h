@@ -55,6 +55,9 @@ struct EkmOptions {
   Clock* clock = &Clock::Real();
   AwsProviderOptions aws;
   // ---- issue 4 part A: options below ----
+  // Bound on cached keys (EKs, DKs and their current-version index each); least recently used
+  // first out, wiped when evicted.
+  size_t key_cache_max_entries = 100000;
 
   // ---- end of part A ----
   // ---- issue 4 part B: options below ----
@@ -139,6 +142,42 @@ inline constexpr std::string_view kSettingReplacementPeriod = "replacement_perio
 
 // ---- issue 4 part A: types below ----
 
+// `ekm environment status`: how the environment's CMK answers (keys/cmk_health.h), as last
+// seen by any node or local `ekm` (stored), and the cache settings in force.
+struct EnvironmentKeyStatus {
+  std::string workspace;
+  std::string environment;
+  std::string cmk_provider;
+  std::string cmk_key_id;
+  std::string state = "healthy";  // "healthy", "degraded" (KMS unreachable), "unavailable"
+  int64_t since = 0;              // unix seconds; 0: never seen to change
+  int64_t last_success = 0;       // last successful unwrap by the CMK; 0: none recorded
+  // The last failure (empty while healthy and never failed).
+  std::string error_code;     // StatusCode name
+  std::string provider_code;  // e.g. "AccessDeniedException", "DisabledException"
+  std::string message;
+  std::string hint;
+  int64_t next_retry = 0;  // unix seconds of the next provider attempt; 0: none scheduled
+  bool retryable = false;  // degraded: an outage, retry later; unavailable: the customer acts
+  int64_t key_cache_ttl_seconds = 0;  // in force for the environment
+  int64_t grace_period_seconds = 0;   // 0: off
+};
+
+// `ekm cache stats` / GET /v1/key-cache: this process's key cache.
+struct KeyCacheStats {
+  uint64_t entries = 0;  // cached EKs + DKs
+  uint64_t ek_entries = 0;
+  uint64_t dk_entries = 0;
+  uint64_t max_entries = 0;
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t provider_ok = 0;
+  uint64_t provider_refused = 0;
+  uint64_t provider_unavailable = 0;
+  uint64_t provider_error = 0;
+  int64_t ttl_seconds = 0;  // the deployment's TTL
+};
+
 // ---- end of part A ----
 
 // ---- issue 4 part B: types below ----
@@ -211,6 +250,14 @@ class EkmService {
       const std::vector<std::string>& reset) = 0;
 
   // ---- issue 4 part A (key cache, CMK status, revocation): methods below ----
+  // The environment's CMK health (stored, so the same on every node) and cache settings.
+  virtual StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view workspace,
+                                                   std::string_view environment) = 0;
+  // This process's key cache counters.
+  virtual KeyCacheStats KeyCacheStatistics() = 0;
+  // Drops (and wipes) every cached key past its TTL and grace; returns how many. ekmd calls it
+  // periodically.
+  virtual size_t PurgeExpiredKeys() = 0;
 
   // ---- end of part A ----
 

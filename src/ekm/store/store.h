@@ -157,6 +157,25 @@ class Store {
                                        std::optional<int64_t> value) = 0;
 
   // ---- issue 4 part A (key cache, CMK status, revocation): add methods below ----
+  // The health of an environment's CMK as last seen by any node (keys/cmk_health.h): written
+  // on each transition and on the first successful unwrap after one, so every node and `ekm`
+  // in local mode show the same status. Public metadata only.
+  struct EnvironmentKeyStatusRecord {
+    int64_t environment_id = 0;
+    std::string state;         // "healthy", "degraded", "unavailable"
+    int64_t since = 0;         // unix seconds: when it entered `state`
+    int64_t last_success = 0;  // unix seconds: last successful unwrap by the CMK; 0: none seen
+    std::string error_code;    // StatusCode name of the last failure
+    std::string provider_code;  // e.g. "AccessDeniedException", "DisabledException"
+    std::string message;
+    std::string hint;
+    int64_t next_retry = 0;  // unix seconds: the next provider attempt; 0: none scheduled
+  };
+  // nullopt when nothing was recorded yet (the CMK was never seen to fail).
+  virtual StatusOr<std::optional<EnvironmentKeyStatusRecord>> GetEnvironmentKeyStatus(
+      int64_t environment_id) = 0;
+  // Inserts or replaces the environment's row.
+  virtual Status PutEnvironmentKeyStatus(const EnvironmentKeyStatusRecord& record) = 0;
 
   // ---- end of part A ----
 

@@ -88,6 +88,19 @@ CREATE TABLE environment_settings (
 );
 )sql"},
       // ---- issue 4 part A: migration 5 below ----
+      {5, "environment key status (CMK health: healthy, degraded, unavailable)", R"sql(
+CREATE TABLE environment_key_status (
+  environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
+  state TEXT NOT NULL,
+  since INTEGER NOT NULL,
+  last_success INTEGER NOT NULL,
+  error_code TEXT NOT NULL,
+  provider_code TEXT NOT NULL,
+  message TEXT NOT NULL,
+  hint TEXT NOT NULL,
+  next_retry INTEGER NOT NULL
+);
+)sql"},
 
       // ---- end of part A ----
 

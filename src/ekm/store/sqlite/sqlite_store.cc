@@ -402,6 +402,52 @@ class SqliteStore : public Store {
   }
 
   // ---- issue 4 part A: methods below ----
+  StatusOr<std::optional<EnvironmentKeyStatusRecord>> GetEnvironmentKeyStatus(
+      int64_t environment_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT state, since, last_success, error_code, provider_code, message, hint, "
+                "next_retry FROM environment_key_status WHERE environment_id = ?"));
+    s->Bind(1, environment_id);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<EnvironmentKeyStatusRecord>();
+    if (rc != SQLITE_ROW) return Error("reading environment key status");
+    EnvironmentKeyStatusRecord r;
+    r.environment_id = environment_id;
+    r.state = s->Text(0);
+    r.since = s->Int(1);
+    r.last_success = s->Int(2);
+    r.error_code = s->Text(3);
+    r.provider_code = s->Text(4);
+    r.message = s->Text(5);
+    r.hint = s->Text(6);
+    r.next_retry = s->Int(7);
+    return std::optional<EnvironmentKeyStatusRecord>(std::move(r));
+  }
+
+  Status PutEnvironmentKeyStatus(const EnvironmentKeyStatusRecord& r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("INSERT INTO environment_key_status (environment_id, state, since, last_success, "
+                "error_code, provider_code, message, hint, next_retry) VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (environment_id) DO UPDATE SET state = excluded.state, since = "
+                "excluded.since, last_success = excluded.last_success, error_code = "
+                "excluded.error_code, provider_code = excluded.provider_code, message = "
+                "excluded.message, hint = excluded.hint, next_retry = excluded.next_retry"));
+    s->Bind(1, r.environment_id)
+        .Bind(2, r.state)
+        .Bind(3, r.since)
+        .Bind(4, r.last_success)
+        .Bind(5, r.error_code)
+        .Bind(6, r.provider_code)
+        .Bind(7, r.message)
+        .Bind(8, r.hint)
+        .Bind(9, r.next_retry);
+    if (s->Step() != SQLITE_DONE) return Error("storing environment key status");
+    return Status::Ok();
+  }
 
   // ---- end of part A ----
 

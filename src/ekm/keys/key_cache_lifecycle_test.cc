@@ -1,0 +1,346 @@
+// The key cache's lifecycle rules (issue 4 part A): single flight, LRU bound, wipe on evict,
+// refusals never cached, a DK lives and dies with its EK entry, a re-unwrap refreshes DKs,
+// CMK health (healthy / degraded / unavailable) with backoff and the grace period.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "ekm/events/lifecycle_event.h"
+#include "ekm/keys/key_hierarchy.h"
+#include "ekm/provider/platform/platform_key_provider.h"
+#include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/temp_dir.h"
+
+namespace ekm {
+namespace {
+
+using std::chrono::seconds;
+
+// The real platform provider with a switch for what the CMK answers, and a gate that holds
+// unwraps until released (to line up concurrent misses).
+class SwitchableProvider : public KeyProvider {
+ public:
+  enum class Mode { kOk, kRefuse, kUnreachable };
+  explicit SwitchableProvider(std::unique_ptr<PlatformKeyProvider> inner)
+      : inner_(std::move(inner)) {}
+  std::string_view Name() const override { return inner_->Name(); }
+  StatusOr<Bytes> Wrap(std::string_view id, const SecretBytes& k,
+                       const EncryptionContext& c) override {
+    return inner_->Wrap(id, k, c);
+  }
+  StatusOr<SecretBytes> Unwrap(std::string_view id, ByteView w,
+                               const EncryptionContext& c) override {
+    ++unwraps;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      ++waiting;
+      cv.notify_all();
+      cv.wait(lock, [&] { return !gate_closed; });
+    }
+    switch (mode.load()) {
+      case Mode::kRefuse:
+        return PermissionDeniedError(
+            "AWS KMS Decrypt on k failed: AccessDeniedException (revoked)", "grant it again");
+      case Mode::kUnreachable:
+        return UnavailableError("AWS KMS Decrypt on k failed: HTTP 503", "retry");
+      case Mode::kOk:
+        break;
+    }
+    return inner_->Unwrap(id, w, c);
+  }
+  StatusOr<CmkDescription> Describe(std::string_view id) override { return inner_->Describe(id); }
+
+  std::atomic<int> unwraps{0};
+  std::atomic<Mode> mode{Mode::kOk};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool gate_closed = false;
+  int waiting = 0;
+
+ private:
+  std::unique_ptr<PlatformKeyProvider> inner_;
+};
+
+class KeyCacheLifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(PlatformKeyProvider::CreateRootKeyFile(dir_.path() + "/root.key").ok());
+    auto p = PlatformKeyProvider::Open(dir_.path() + "/root.key");
+    ASSERT_TRUE(p.ok());
+    auto sw = std::make_unique<SwitchableProvider>(std::move(*p));
+    provider_ = sw.get();
+    providers_.Register(std::move(sw));
+    auto s = OpenSqliteStore(dir_.path() + "/ekm.db");
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+    ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+    Reset(KeyHierarchyOptions{});
+    for (const char* name : {"prod", "dev"}) {
+      auto ek = keys_->NewEnvironmentKey("acme", name, CmkRef{"platform", "root"}, 1);
+      ASSERT_TRUE(ek.ok());
+      ASSERT_TRUE(store_->CreateEnvironment("acme", name, *ek, 1).ok());
+    }
+  }
+
+  void Reset(KeyHierarchyOptions options) {
+    keys_ = std::make_unique<KeyHierarchy>(store_.get(), &providers_, &clock_, options);
+  }
+
+  EnvironmentRecord Env(const char* name = "prod") {
+    auto env = keys_->GetEnvironment("acme", name);
+    EXPECT_TRUE(env.ok());
+    return *env;
+  }
+
+  std::vector<std::string> Events(std::string_view type) {
+    LifecycleEventFilter f;
+    f.workspace = "acme";
+    f.type = std::string(type);
+    auto events = store_->ListLifecycleEvents(f);
+    EXPECT_TRUE(events.ok());
+    std::vector<std::string> out;
+    for (const auto& e : *events) out.push_back(e.environment);
+    return out;
+  }
+
+  testing::TempDir dir_;
+  FakeClock clock_;
+  ProviderRegistry providers_;
+  SwitchableProvider* provider_ = nullptr;
+  StorePtr store_;
+  std::unique_ptr<KeyHierarchy> keys_;
+};
+
+TEST_F(KeyCacheLifecycleTest, ConcurrentMissesMakeOneProviderCall) {
+  EnvironmentRecord env = Env();
+  {
+    std::lock_guard<std::mutex> lock(provider_->mu);
+    provider_->gate_closed = true;
+  }
+  constexpr int kThreads = 8;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      if (keys_->EnvironmentKey(env, 1).ok()) ++ok;
+    });
+  }
+  {
+    // The first caller is inside the provider; let the others pile up behind it, then open.
+    std::unique_lock<std::mutex> lock(provider_->mu);
+    provider_->cv.wait(lock, [&] { return provider_->waiting >= 1; });
+  }
+  std::this_thread::yield();
+  {
+    std::lock_guard<std::mutex> lock(provider_->mu);
+    provider_->gate_closed = false;
+  }
+  provider_->cv.notify_all();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, kThreads);
+  // Threads that arrived after the flight ended were served from the cache: one call in all.
+  EXPECT_EQ(provider_->unwraps, 1);
+  EXPECT_EQ(keys_->counters().provider_ok, 1u);
+}
+
+TEST_F(KeyCacheLifecycleTest, ConcurrentMissesShareARefusalAndItIsNotCached) {
+  EnvironmentRecord env = Env();
+  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  std::vector<std::thread> threads;
+  std::atomic<int> refused{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      auto s = keys_->EnvironmentKey(env, 1).status();
+      if (s.code() == StatusCode::kFailedPrecondition) ++refused;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(refused, 4);
+  // Access restored: after the backoff the next attempt succeeds; nothing stale was cached.
+  provider_->mode = SwitchableProvider::Mode::kOk;
+  clock_.Advance(seconds(61));
+  EXPECT_TRUE(keys_->EnvironmentKey(env, 1).ok());
+}
+
+TEST_F(KeyCacheLifecycleTest, LruBoundEvictsAndWipesUnusedKeys) {
+  KeyHierarchyOptions o;
+  o.max_cached_keys = 2;
+  Reset(o);
+  EnvironmentRecord env = Env();
+  std::weak_ptr<DataKeyHandle> first;
+  {
+    auto dk = keys_->CurrentDataKey(env, "a");
+    ASSERT_TRUE(dk.ok());
+    first = *dk;
+  }
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "b").ok());
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "c").ok());
+  EXPECT_LE(keys_->counters().dk_entries, 2u);
+  // Evicted from both caches and held by no request: freed, so its SecretBytes were wiped.
+  EXPECT_TRUE(first.expired());
+}
+
+TEST_F(KeyCacheLifecycleTest, ADataKeyDiesWithItsEnvironmentKey) {
+  EnvironmentRecord env = Env();
+  auto dk = keys_->CurrentDataKey(env, "orders");
+  ASSERT_TRUE(dk.ok());
+  std::weak_ptr<EnvironmentKeyEntry> ek = (*dk)->ek;
+  EXPECT_TRUE((*dk)->ValidAt(clock_.Monotonic()));
+  clock_.Advance(seconds(299));
+  EXPECT_TRUE((*dk)->ValidAt(clock_.Monotonic()));
+  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  clock_.Advance(seconds(1));
+  // Past the EK's TTL the DK is invalid too, and asking for it finds the refusal.
+  EXPECT_FALSE((*dk)->ValidAt(clock_.Monotonic()));
+  auto s = keys_->DataKeyVersion(env, "orders", 1).status();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(s.message().starts_with("the customer main key is unavailable: ")) << s.message();
+  EXPECT_NE(s.message().find("AccessDeniedException"), std::string::npos);
+  EXPECT_NE(s.hint().find("key policy"), std::string::npos);
+  EXPECT_EQ(keys_->counters().dk_entries, 0u);  // dropped at once
+  dk = StatusOr<std::shared_ptr<DataKeyHandle>>(InternalError("released"));
+  EXPECT_TRUE(ek.expired());  // nothing holds the EK: wiped
+}
+
+TEST_F(KeyCacheLifecycleTest, AReUnwrapOfTheEnvironmentKeyRefreshesItsDataKeys) {
+  EnvironmentRecord env = Env();
+  auto dk = keys_->CurrentDataKey(env, "orders");
+  ASSERT_TRUE(dk.ok());
+  int unwraps = provider_->unwraps;
+  clock_.Advance(seconds(300));
+  EXPECT_FALSE((*dk)->ValidAt(clock_.Monotonic()));
+  auto again = keys_->DataKeyVersion(env, "orders", 1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, *dk);  // the same cached DK: no DK re-unwrap
+  EXPECT_EQ(provider_->unwraps, unwraps + 1);
+  EXPECT_TRUE((*dk)->ValidAt(clock_.Monotonic()));  // extended for another TTL
+  auto current = keys_->CurrentDataKey(env, "orders");
+  ASSERT_TRUE(current.ok());
+  EXPECT_EQ(*current, *dk);
+  EXPECT_EQ(provider_->unwraps, unwraps + 1);
+}
+
+TEST_F(KeyCacheLifecycleTest, PerEnvironmentTtlOverridesTheDeployment) {
+  EnvironmentRecord env = Env();
+  ASSERT_TRUE(store_->SetEnvironmentSetting(env.id, "key_cache_ttl_seconds", 60).ok());
+  keys_->ForgetEnvironmentSettings(env.id);
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  clock_.Advance(seconds(59));
+  EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  clock_.Advance(seconds(1));
+  EXPECT_EQ(keys_->CurrentDataKey(env, "orders").status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST_F(KeyCacheLifecycleTest, RevocationMakesTheEnvironmentUnavailableOnceAndRestores) {
+  EnvironmentRecord env = Env();
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  clock_.Advance(seconds(300));
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(keys_->CurrentDataKey(env, "orders").ok());
+  // Inside the backoff nobody asks the KMS again.
+  EXPECT_EQ(keys_->counters().provider_refused, 1u);
+  CmkHealthSnapshot h = keys_->health().Get(env.id);
+  EXPECT_EQ(h.state, CmkState::kUnavailable);
+  EXPECT_EQ(h.provider_code, "AccessDeniedException");
+  EXPECT_EQ(Events(event::kCmkRevocationDetected).size(), 1u);
+  // Persisted, so another process sees it.
+  auto row = store_->GetEnvironmentKeyStatus(env.id);
+  ASSERT_TRUE(row.ok() && row->has_value());
+  EXPECT_EQ((*row)->state, "unavailable");
+
+  provider_->mode = SwitchableProvider::Mode::kOk;
+  clock_.Advance(seconds(61));
+  EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
+  EXPECT_EQ(keys_->health().Get(env.id).state, CmkState::kHealthy);
+  EXPECT_EQ(Events(event::kCmkRestored).size(), 1u);
+}
+
+TEST_F(KeyCacheLifecycleTest, AnOutageIsDegradedWithRetryAfterAndBackoff) {
+  EnvironmentRecord env = Env();
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  provider_->mode = SwitchableProvider::Mode::kUnreachable;
+  clock_.Advance(seconds(300));
+  Status s = keys_->CurrentDataKey(env, "orders").status();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  EXPECT_TRUE(s.message().starts_with("the customer main key's KMS cannot be reached: "))
+      << s.message();
+  EXPECT_GE(s.retry_after_seconds(), 1);
+  EXPECT_LE(s.retry_after_seconds(), 61);
+  int calls = provider_->unwraps;
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(keys_->DataKeyVersion(env, "orders", 1).status().code(), StatusCode::kUnavailable);
+  }
+  EXPECT_EQ(provider_->unwraps, calls);  // served by the backoff, not the KMS
+  EXPECT_EQ(keys_->health().Get(env.id).state, CmkState::kDegraded);
+  EXPECT_EQ(Events(event::kCmkOutageDetected).size(), 1u);
+  EXPECT_TRUE(Events(event::kCmkRevocationDetected).empty());
+  clock_.Advance(seconds(61));
+  EXPECT_FALSE(keys_->DataKeyVersion(env, "orders", 1).ok());
+  EXPECT_EQ(provider_->unwraps, calls + 1);  // one retry after the backoff
+  provider_->mode = SwitchableProvider::Mode::kOk;
+  clock_.Advance(seconds(61));
+  EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
+  EXPECT_EQ(keys_->health().Get(env.id).state, CmkState::kHealthy);
+}
+
+TEST_F(KeyCacheLifecycleTest, GracePeriodBridgesAnOutageButNeverARefusal) {
+  EnvironmentRecord env = Env();
+  ASSERT_TRUE(store_->SetEnvironmentSetting(env.id, "grace_period_seconds", 600).ok());
+  keys_->ForgetEnvironmentSettings(env.id);
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  provider_->mode = SwitchableProvider::Mode::kUnreachable;
+  clock_.Advance(seconds(300));
+  EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());  // outage: within grace
+  clock_.Advance(seconds(599));
+  EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
+  clock_.Advance(seconds(1));
+  EXPECT_EQ(keys_->DataKeyVersion(env, "orders", 1).status().code(), StatusCode::kUnavailable);
+
+  // A refusal ends it at once, grace or not.
+  provider_->mode = SwitchableProvider::Mode::kOk;
+  clock_.Advance(seconds(61));
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  clock_.Advance(seconds(300));
+  EXPECT_EQ(keys_->CurrentDataKey(env, "orders").status().code(),
+            StatusCode::kFailedPrecondition);
+}
+
+TEST_F(KeyCacheLifecycleTest, WithoutAGracePeriodAnOutageEndsServiceAtTheTtl) {
+  EnvironmentRecord env = Env();
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  provider_->mode = SwitchableProvider::Mode::kUnreachable;
+  clock_.Advance(seconds(299));
+  EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  clock_.Advance(seconds(1));
+  EXPECT_EQ(keys_->CurrentDataKey(env, "orders").status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(KeyCacheLifecycleTest, ARevokedEnvironmentLeavesTheOthersAlone) {
+  EnvironmentRecord prod = Env("prod");
+  EnvironmentRecord dev = Env("dev");
+  ASSERT_TRUE(keys_->CurrentDataKey(prod, "orders").ok());
+  ASSERT_TRUE(keys_->CurrentDataKey(dev, "orders").ok());
+  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  clock_.Advance(seconds(300));
+  EXPECT_FALSE(keys_->CurrentDataKey(prod, "orders").ok());
+  EXPECT_EQ(keys_->health().Get(dev.id).state, CmkState::kHealthy);
+}
+
+TEST_F(KeyCacheLifecycleTest, PurgeDropsExpiredKeys) {
+  EnvironmentRecord env = Env();
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  EXPECT_EQ(keys_->PurgeExpired(), 0u);
+  clock_.Advance(seconds(300));
+  EXPECT_GE(keys_->PurgeExpired(), 2u);  // the EK and the DK
+  EXPECT_EQ(keys_->counters().entries, 0u);
+}
+
+}  // namespace
+}  // namespace ekm
