@@ -187,12 +187,21 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
     return clock_->Monotonic().time_since_epoch().count() <
            until + std::chrono::duration_cast<std::chrono::nanoseconds>(policy.grace).count();
   };
-  if (!health_.MayAttempt(env.id)) {
+  EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord rec, store_->GetEnvironmentKey(env.id, version));
+  // The environment's health is its current CMK's. An older EK under a retired CMK (before a
+  // replacement) fails on its own, without touching the status of the environment's keys.
+  bool tracked = version == env.current_ek_version;
+  if (!tracked) {
+    auto current = store_->GetEnvironmentKey(env.id, env.current_ek_version);
+    tracked = current.ok() && current->cmk_provider == rec.cmk_provider &&
+              current->cmk_key_id == rec.cmk_key_id;
+  }
+  const CmkRef cmk{rec.cmk_provider, rec.cmk_key_id};
+  if (tracked && !health_.MayAttempt(env.id)) {
     CmkHealthSnapshot snap = health_.Get(env.id);
     if (snap.state == CmkState::kDegraded && in_grace()) return stale;
     return CmkError(snap);
   }
-  EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord rec, store_->GetEnvironmentKey(env.id, version));
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(rec.cmk_provider));
   auto unwrapped =
       provider->Unwrap(rec.cmk_key_id, rec.wrapped, EnvironmentKeyContext(env.workspace, env.name, version));
@@ -211,13 +220,18 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
     switch (ClassifyProviderStatus(s)) {
       case ProviderOutcome::kRefused:
         provider_refused_.fetch_add(1, std::memory_order_relaxed);
+        Invalidate(env.id, cmk);
+        if (!tracked) return CmkErrorFor(CmkState::kUnavailable, s, ProviderErrorCode(s), 0);
         health_.OnFailure(env.id, env.workspace, env.name, s);
-        Invalidate(env.id);
         return CmkError(health_.Get(env.id));
       case ProviderOutcome::kUnreachable: {
         provider_unavailable_.fetch_add(1, std::memory_order_relaxed);
+        if (in_grace()) {
+          if (tracked) health_.OnFailure(env.id, env.workspace, env.name, s);
+          return stale;
+        }
+        if (!tracked) return CmkErrorFor(CmkState::kDegraded, s, ProviderErrorCode(s), 1);
         health_.OnFailure(env.id, env.workspace, env.name, s);
-        if (in_grace()) return stale;
         return CmkError(health_.Get(env.id));
       }
       default:
@@ -226,7 +240,7 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
     }
   }
   provider_ok_.fetch_add(1, std::memory_order_relaxed);
-  health_.OnSuccess(env.id, env.workspace, env.name);
+  if (tracked) health_.OnSuccess(env.id, env.workspace, env.name);
   // The TTL runs from the provider's answer, not from the request that asked.
   const int64_t valid_until =
       (clock_->Monotonic() + policy.ttl).time_since_epoch().count();
@@ -241,7 +255,7 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
   entry->key.LockInMemory();
   entry->environment_id = env.id;
   entry->version = version;
-  entry->cmk = CmkRef{rec.cmk_provider, rec.cmk_key_id};
+  entry->cmk = cmk;
   entry->valid_until_ns.store(valid_until, std::memory_order_release);
   eks_.Put(EkKey(env.id, version), entry, TimePoint::max());
   return entry;
@@ -412,14 +426,17 @@ void KeyHierarchy::ForgetEnvironmentSettings(int64_t environment_id) {
 }
 
 Status KeyHierarchy::CmkError(const CmkHealthSnapshot& snap) const {
-  const Status& cause = snap.last_error;
   int64_t retry_after = std::max<int64_t>(
       1, std::chrono::duration_cast<std::chrono::seconds>(snap.next_attempt - clock_->Monotonic())
                  .count() +
              1);
-  if (snap.state == CmkState::kUnavailable) {
+  return CmkErrorFor(snap.state, snap.last_error, snap.provider_code, retry_after);
+}
+
+Status KeyHierarchy::CmkErrorFor(CmkState state, const Status& cause, const std::string& code,
+                                 int64_t retry_after) {
+  if (state == CmkState::kUnavailable) {
     std::string hint;
-    const std::string& code = snap.provider_code;
     if (code == "AccessDeniedException" || code == "AccessDenied" ||
         cause.code() == StatusCode::kPermissionDenied) {
       hint = "the key policy (or the platform's IAM policy) no longer lets the platform principal "
@@ -438,8 +455,9 @@ Status KeyHierarchy::CmkError(const CmkHealthSnapshot& snap) const {
       hint = cause.hint().empty() ? "restore the platform's access to the key" : cause.hint();
     }
     return FailedPreconditionError("the customer main key is unavailable: " + cause.message(),
-                                   hint + " (ekm asks the KMS again within " +
-                                       std::to_string(retry_after) + " s)");
+                                   retry_after > 0 ? hint + " (ekm asks the KMS again within " +
+                                                         std::to_string(retry_after) + " s)"
+                                                   : hint);
   }
   return UnavailableError("the customer main key's KMS cannot be reached: " + cause.message(),
                           "a temporary outage of the KMS: retry after " +
@@ -448,14 +466,16 @@ Status KeyHierarchy::CmkError(const CmkHealthSnapshot& snap) const {
       .WithRetryAfter(retry_after);
 }
 
-void KeyHierarchy::Invalidate(int64_t environment_id) {
+void KeyHierarchy::Invalidate(int64_t environment_id, const CmkRef& cmk) {
   eks_.EraseIf([&](const CachedEk& e) {
-    if (e.environment_id != environment_id) return false;
+    if (e.environment_id != environment_id || !(e.cmk == cmk)) return false;
     // DKs still held by a request see it at once.
     const_cast<CachedEk&>(e).valid_until_ns.store(0, std::memory_order_release);
     return true;
   });
-  auto of_env = [&](const DataKeyHandle& dk) { return dk.environment_id == environment_id; };
+  auto of_env = [&](const DataKeyHandle& dk) {
+    return dk.environment_id == environment_id && dk.ek->cmk == cmk;
+  };
   dks_.EraseIf(of_env);
   current_dks_.EraseIf(of_env);
 }

@@ -202,8 +202,10 @@ class KeyHierarchy {
   StatusOr<EkPtr> UnwrapEk(const EnvironmentRecord& env, uint32_t version, EkPtr stale);
   // The error every operation gets while the CMK is unavailable or unreachable.
   Status CmkError(const CmkHealthSnapshot& snap) const;
-  // After a refusal: every cached key of the environment is dropped at once.
-  void Invalidate(int64_t environment_id);
+  static Status CmkErrorFor(CmkState state, const Status& cause, const std::string& provider_code,
+                            int64_t retry_after);
+  // After a refusal: every cached key of the environment under that CMK is dropped at once.
+  void Invalidate(int64_t environment_id, const CmkRef& cmk);
   // A cached DK that is no longer valid: refresh its EK (no DK re-unwrap) or fail.
   StatusOr<std::shared_ptr<DataKeyHandle>> Revalidate(const EnvironmentRecord& env,
                                                       std::shared_ptr<DataKeyHandle> dk);
