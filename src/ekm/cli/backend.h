@@ -42,6 +42,10 @@ class Backend {
   virtual Status DecryptStream(std::string_view workspace, std::string_view environment,
                                const Source& source, const Sink& sink) = 0;
   // ---- issue 4 part A: methods below ----
+  virtual StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view workspace,
+                                                   std::string_view environment) = 0;
+  // Local mode: this command's own (fresh) cache; server mode: the server's.
+  virtual StatusOr<KeyCacheStats> KeyCacheStatistics() = 0;
 
   // ---- end of part A ----
   // ---- issue 4 part B: methods below ----

@@ -54,6 +54,10 @@ class LocalBackend : public Backend {
   }
 
   // ---- issue 4 part A: methods below ----
+  StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view ws, std::string_view env) override {
+    return svc_->KeyStatus(ws, env);
+  }
+  StatusOr<KeyCacheStats> KeyCacheStatistics() override { return svc_->KeyCacheStatistics(); }
 
   // ---- end of part A ----
   // ---- issue 4 part B: methods below ----

@@ -17,6 +17,7 @@
 #include "ekm/cli/backend.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
+#include "ekm/service/key_status_json.h"
 
 namespace ekm::cli {
 namespace {
@@ -221,6 +222,48 @@ bool GivenOnCommandLine(int argc, char** argv, std::string_view flag) {
 }
 
 // ---- issue 4 part A: printing helpers below ----
+std::string TimeOrNever(int64_t unix_seconds) {
+  return unix_seconds == 0 ? "never" : FormatRfc3339(FromUnixSeconds(unix_seconds));
+}
+
+void PrintKeyStatus(const EnvironmentKeyStatus& s) {
+  std::printf("environment %s/%s\n", s.workspace.c_str(), s.environment.c_str());
+  std::printf("CMK:            %s %s\n", s.cmk_provider.c_str(), s.cmk_key_id.c_str());
+  std::string state = s.state;
+  if (s.state == "degraded") state += " (the KMS cannot be reached: served from cache within the TTL, retried with backoff)";
+  if (s.state == "unavailable") state += " (the KMS refused: every operation fails until access is restored)";
+  std::printf("state:          %s\n", state.c_str());
+  std::printf("since:          %s\n", TimeOrNever(s.since).c_str());
+  std::printf("last success:   %s\n", TimeOrNever(s.last_success).c_str());
+  if (s.next_retry != 0) std::printf("next retry:     %s\n", TimeOrNever(s.next_retry).c_str());
+  std::printf("key cache TTL:  %llds\n", static_cast<long long>(s.key_cache_ttl_seconds));
+  std::printf("grace period:   %s\n",
+              s.grace_period_seconds == 0
+                  ? "off"
+                  : (std::to_string(s.grace_period_seconds) + "s (outages only)").c_str());
+  if (!s.error_code.empty()) {
+    std::printf("last error:     %s%s%s\n", s.error_code.c_str(),
+                s.provider_code.empty() ? "" : ", ", s.provider_code.c_str());
+    std::printf("  %s\n", s.message.c_str());
+    if (!s.hint.empty()) std::printf("  what to do: %s\n", s.hint.c_str());
+  }
+}
+
+void PrintKeyCacheStats(const KeyCacheStats& s) {
+  std::printf("cached keys:    %llu (%llu environment keys, %llu data keys; bound %llu)\n",
+              static_cast<unsigned long long>(s.entries),
+              static_cast<unsigned long long>(s.ek_entries),
+              static_cast<unsigned long long>(s.dk_entries),
+              static_cast<unsigned long long>(s.max_entries));
+  std::printf("hits / misses:  %llu / %llu\n", static_cast<unsigned long long>(s.hits),
+              static_cast<unsigned long long>(s.misses));
+  std::printf("provider calls: %llu ok, %llu refused, %llu unavailable, %llu other errors\n",
+              static_cast<unsigned long long>(s.provider_ok),
+              static_cast<unsigned long long>(s.provider_refused),
+              static_cast<unsigned long long>(s.provider_unavailable),
+              static_cast<unsigned long long>(s.provider_error));
+  std::printf("TTL:            %llds (deployment default)\n", static_cast<long long>(s.ttl_seconds));
+}
 
 // ---- end of part A ----
 // ---- issue 4 part B: printing helpers below ----
@@ -524,6 +567,48 @@ int Run(int argc, char** argv) {
   });
 
   // ---- issue 4 part A: subcommands below ----
+  // ekm environment status: the CMK's health as every node last saw it.
+  std::string st_ws, st_env;
+  auto* env_status = env->add_subcommand(
+      "status",
+      "Show whether the environment's customer main key answers: healthy; degraded (its KMS "
+      "cannot be reached: cached keys serve within the TTL, retried with backoff); or "
+      "unavailable (the KMS refused: access removed, key disabled, pending deletion or "
+      "deleted; every operation fails until the customer restores it). Also since when, the "
+      "last successful use of the key, the last error and what to do, and the key cache TTL "
+      "and grace period in force");
+  env_status->add_option("--workspace,-w", st_ws, "Workspace name")->required();
+  env_status->add_option("--environment,-e", st_env, "Environment name")->required();
+  env_status->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(EnvironmentKeyStatus s, b.KeyStatus(st_ws, st_env));
+      if (g.json) {
+        std::cout << JsonText(EnvironmentKeyStatusToJson(s), 2) << "\n";
+      } else {
+        PrintKeyStatus(s);
+      }
+      return Status::Ok();
+    });
+  });
+  // ekm cache stats: the key cache counters.
+  auto* cache = app.add_subcommand("cache", "Inspect the key cache");
+  cache->require_subcommand(1);
+  auto* cache_stats = cache->add_subcommand(
+      "stats",
+      "Show the key cache: cached keys, hits and misses, provider calls by outcome (ok, "
+      "refused, unavailable, error) and the TTL. In server mode these are ekmd's counters; in "
+      "local mode each command starts with an empty cache, so they describe this command only");
+  cache_stats->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(KeyCacheStats s, b.KeyCacheStatistics());
+      if (g.json) {
+        std::cout << JsonText(KeyCacheStatsToJson(s), 2) << "\n";
+      } else {
+        PrintKeyCacheStats(s);
+      }
+      return Status::Ok();
+    });
+  });
 
   // ---- end of part A ----
   // ---- issue 4 part B: subcommands below ----

@@ -46,6 +46,10 @@ class RemoteBackend : public Backend {
   }
 
   // ---- issue 4 part A: methods below ----
+  StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view ws, std::string_view env) override {
+    return client_->KeyStatus(ws, env);
+  }
+  StatusOr<KeyCacheStats> KeyCacheStatistics() override { return client_->KeyCacheStatistics(); }
 
   // ---- end of part A ----
   // ---- issue 4 part B: methods below ----

@@ -9,6 +9,7 @@
 #include "ekm/base/encoding.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/service/key_json.h"
+#include "ekm/service/key_status_json.h"
 
 namespace ekm {
 
@@ -419,6 +420,20 @@ StatusOr<std::string> EkmClient::Health() {
 }
 
 // ---- issue 4 part A: methods below ----
+StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(std::string_view workspace,
+                                                    std::string_view environment) {
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("GET",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "status"}),
+                          nullptr));
+  return EnvironmentKeyStatusFromJson(j);
+}
+
+StatusOr<KeyCacheStats> EkmClient::KeyCacheStatistics() {
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/key-cache", nullptr));
+  return KeyCacheStatsFromJson(j);
+}
 
 // ---- end of part A ----
 // ---- issue 4 part B: methods below ----

@@ -53,6 +53,10 @@ class EkmClient {
   class Impl;
 
   // ---- issue 4 part A: methods below ----
+  // GET …/environments/{e}/status and GET /v1/key-cache (the server's cache).
+  StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view workspace,
+                                           std::string_view environment);
+  StatusOr<KeyCacheStats> KeyCacheStatistics();
 
   // ---- end of part A ----
   // ---- issue 4 part B: methods below ----

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 
 #include "ekm/base/clock.h"
@@ -165,6 +166,9 @@ class KeyHierarchy {
   // Drops (and so wipes, once no request holds them) every cached key whose EK is past its TTL
   // and grace period. ekmd calls it periodically; lookups drop expired keys anyway.
   size_t PurgeExpired();
+  // Runs PurgeExpired every `interval` (real time) on a thread of its own until destruction.
+  void StartPurging(std::chrono::milliseconds interval);
+  ~KeyHierarchy();
 
   std::chrono::seconds default_ttl() const { return options_.ttl; }
   size_t max_cached_keys() const { return options_.max_cached_keys; }
@@ -228,6 +232,10 @@ class KeyHierarchy {
   std::mutex flights_mu_;
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
   std::atomic<uint64_t> hits_{0}, misses_{0};
+  std::mutex purge_mu_;
+  std::condition_variable purge_cv_;
+  bool purge_stop_ = false;
+  std::thread purger_;
   std::atomic<uint64_t> provider_ok_{0}, provider_refused_{0}, provider_unavailable_{0},
       provider_error_{0};
 };

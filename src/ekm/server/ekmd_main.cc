@@ -67,6 +67,11 @@ int main(int argc, char** argv) {
       ->envname("EKM_AWS_CA_FILE")
       ->check(CLI::ExistingFile);
   // ---- issue 4 part A: flags below ----
+  app.add_option("--key-cache-max-entries", options.key_cache_max_entries,
+                 "Most unwrapped keys held in memory (each of: environment keys, data keys); "
+                 "the least recently used are dropped and wiped first")
+      ->check(CLI::Range(size_t{16}, size_t{100000000}))
+      ->capture_default_str();
 
   // ---- end of part A ----
   // ---- issue 4 part B: flags below ----
@@ -116,6 +121,8 @@ int main(int argc, char** argv) {
                server.port(), options.data_dir, ttl);
 
   // ---- issue 4 part A: background work started below ----
+  // Expired keys are wiped from memory even when nobody asks for them again.
+  (*service)->StartPurgingExpiredKeys(std::chrono::seconds(std::min<int64_t>(ttl, 30)));
 
   // ---- end of part A ----
   // ---- issue 4 part B: background work started below ----

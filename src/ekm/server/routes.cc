@@ -8,6 +8,7 @@
 #include "ekm/base/encoding.h"
 #include "ekm/server/http_errors.h"
 #include "ekm/service/key_json.h"
+#include "ekm/service/key_status_json.h"
 
 namespace ekm {
 
@@ -72,6 +73,7 @@ RouteResponse Error(const Status& s) {
 }
 
 // ---- issue 4 part A: JSON helpers below ----
+// (EnvironmentKeyStatusToJson, KeyCacheStatsToJson: service/key_status_json.h)
 
 // ---- end of part A ----
 // ---- issue 4 part B: JSON helpers below ----
@@ -205,6 +207,11 @@ RouteMatch Router::Match(const RouteRequest& r) const {
     m.id = RouteId::kHealth;
     return m;
   }
+  if (n == 2 && seg[0] == "v1" && seg[1] == "key-cache") {  // issue 4 part A
+    if (!method_is({"GET"})) return m;
+    m.id = RouteId::kKeyCacheStats;
+    return m;
+  }
   if (n >= 2 && seg[0] == "v1" && seg[1] == "workspaces") {
     if (n == 2) {
       if (!method_is({"GET", "POST"})) return m;
@@ -250,6 +257,11 @@ RouteMatch Router::Match(const RouteRequest& r) const {
       m.id = RouteId::kCheckPolicy;
       // Each part below adds `} else if (…) {` branches.
       // ---- issue 4 part A: route matches below ----
+    } else if (n == 6 && seg[3] == "environments" && seg[5] == "status") {
+      if (!method_is({"GET"})) return m;
+      m.workspace = seg[2];
+      m.environment = seg[4];
+      m.id = RouteId::kEnvironmentStatus;
 
       // ---- end of part A ----
       // ---- issue 4 part B: route matches below ----
@@ -394,6 +406,13 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, *report};
     }
     // ---- issue 4 part A: handler cases below ----
+    case RouteId::kEnvironmentStatus: {
+      auto st = service_->KeyStatus(m.workspace, m.environment);
+      if (!st.ok()) return Error(st.status());
+      return {200, JsonText(EnvironmentKeyStatusToJson(*st))};
+    }
+    case RouteId::kKeyCacheStats:
+      return {200, JsonText(KeyCacheStatsToJson(service_->KeyCacheStatistics()))};
 
     // ---- end of part A ----
     // ---- issue 4 part B: handler cases below ----

@@ -31,6 +31,8 @@ enum class RouteId {
   kKeyPolicy,      // GET  …/environments/{e}/key/policy     ("Permission to access key")
   kCheckPolicy,    // POST /v1/workspaces/{w}/key-policy/check (the policy doctor)
   // ---- issue 4 part A: route ids below ----
+  kEnvironmentStatus,  // GET …/environments/{e}/status  (CMK health, cache settings)
+  kKeyCacheStats,      // GET /v1/key-cache              (this node's key cache)
 
   // ---- end of part A ----
   // ---- issue 4 part B: route ids below ----

@@ -437,6 +437,9 @@ class EkmServiceImpl : public EkmService {
   }
 
   size_t PurgeExpiredKeys() override { return keys_.PurgeExpired(); }
+  void StartPurgingExpiredKeys(std::chrono::milliseconds interval) override {
+    keys_.StartPurging(interval);
+  }
 
   // ---- end of part A ----
 

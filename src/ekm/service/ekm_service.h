@@ -258,6 +258,8 @@ class EkmService {
   // Drops (and wipes) every cached key past its TTL and grace; returns how many. ekmd calls it
   // periodically.
   virtual size_t PurgeExpiredKeys() = 0;
+  // Purges expired keys every `interval` on a background thread, until the service is gone.
+  virtual void StartPurgingExpiredKeys(std::chrono::milliseconds interval) = 0;
 
   // ---- end of part A ----
 
