@@ -23,14 +23,13 @@ using testing::MotoPeer;
 
 class RevocationTest : public ::testing::Test {
  protected:
+  // One moto for every suite of this binary (the seed suites derive from this fixture);
+  // stopped by PeerEnvironment at exit.
   static void SetUpTestSuite() {
+    if (peer_ != nullptr) return;
     auto peer = MotoPeer::Start({.tls = false, .fault_proxy = true});
     ASSERT_TRUE(peer.ok()) << peer.status().ToString();
     peer_ = std::move(*peer).release();
-  }
-  static void TearDownTestSuite() {
-    delete peer_;
-    peer_ = nullptr;
   }
 
   void SetUp() override {
@@ -147,6 +146,7 @@ class RevocationTest : public ::testing::Test {
     EXPECT_EQ(s.retry_after_seconds(), 0);  // not retryable: the customer must act
   }
 
+  friend class PeerEnvironment;
   static MotoPeer* peer_;
   static int users_;
   std::string user_, access_key_, secret_key_;
@@ -158,6 +158,20 @@ class RevocationTest : public ::testing::Test {
 
 MotoPeer* RevocationTest::peer_ = nullptr;
 int RevocationTest::users_ = 0;
+
+class PeerEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    delete RevocationTest::peer_;
+    RevocationTest::peer_ = nullptr;
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kPeerEnvironment =
+    ::testing::AddGlobalTestEnvironment(new PeerEnvironment);
+
+// The seed sentences' suites (docs/lifecycle.md), on the same fixture and moto.
+class SeedAccessRestriction : public RevocationTest {};
+class SeedRevocationAndDeletion : public RevocationTest {};
 
 // The sequence: encrypt, revoke, readable before the TTL, the clear error after it,
 // readable again once access is restored; the status says each step.
@@ -302,7 +316,7 @@ TEST_F(RevocationTest, RevokingOneEnvironmentsCmkLeavesTheOtherEnvironmentReadab
 
 // ---- the seed sentences ----
 
-TEST_F(RevocationTest, SeedAccessRestriction_IfKeyAccessIsRestrictedEncryptedDataWillBeAvailableForAShortTimeDueToCaching) {
+TEST_F(SeedAccessRestriction, IfKeyAccessIsRestrictedEncryptedDataWillBeAvailableForAShortTimeDueToCaching) {
   Bytes ct = Encrypt("prod", "orders", "cached");
   Revoke();
   // Restricted, yet still readable from the cache for the TTL …
@@ -318,7 +332,7 @@ TEST_F(RevocationTest, SeedAccessRestriction_IfKeyAccessIsRestrictedEncryptedDat
   Restore();
 }
 
-TEST_F(RevocationTest, SeedAccessRestriction_TheCurrentTimeToLiveForTheKeyCacheIsFiveMinutes) {
+TEST_F(SeedAccessRestriction, TheCurrentTimeToLiveForTheKeyCacheIsFiveMinutes) {
   EXPECT_EQ(EkmOptions{}.key_cache_ttl, seconds(300));
   auto st = svc_->KeyStatus("acme", "prod");
   ASSERT_TRUE(st.ok());
@@ -333,7 +347,7 @@ TEST_F(RevocationTest, SeedAccessRestriction_TheCurrentTimeToLiveForTheKeyCacheI
   Restore();
 }
 
-TEST_F(RevocationTest, SeedRevocationAndDeletion_WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeUnavailableToAllUsersInTheWorkspace) {
+TEST_F(SeedRevocationAndDeletion, WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeUnavailableToAllUsersInTheWorkspace) {
   Bytes orders = Encrypt("prod", "orders", "o");
   Bytes invoices = Encrypt("prod", "invoices", "i");
   Bytes dflt = Encrypt("prod", "default", "d");
