@@ -138,6 +138,7 @@ StatusOr<std::shared_ptr<KeyHierarchy::CachedEk>> KeyHierarchy::GetEk(const Envi
   auto now = clock_->Monotonic();
   if (auto hit = eks_.Get(key, now)) return hit;
   EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord rec, store_->GetEnvironmentKey(env.id, version));
+  if (rec.wrapped.empty()) return DestroyedEnvironmentKeyError(env, version);  // part B
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(rec.cmk_provider));
   auto unwrapped =
       provider->Unwrap(rec.cmk_key_id, rec.wrapped, EnvironmentKeyContext(env.workspace, env.name, version));
@@ -173,7 +174,9 @@ StatusOr<std::shared_ptr<const SecretBytes>> KeyHierarchy::EnvironmentKey(
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Unwrap(const EnvironmentRecord& env,
                                                               const DataKeyRecord& record) {
-  EKM_ASSIGN_OR_RETURN(std::shared_ptr<CachedEk> ek, GetEk(env, record.ek_version));
+  auto got = GetEk(env, record.ek_version);
+  if (!got.ok()) return UnwrapAfterRepack(env, record, got.status());  // part B
+  std::shared_ptr<CachedEk> ek = std::move(got).value();
   auto dk = UnwrapKey(ek->key, record.wrapped,
                       DataKeyWrapAad(env.workspace, env.name, record.scope, record.version,
                                      record.ek_version));
@@ -283,6 +286,26 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::RotateDataKey(const Envir
 
 // ---- end of part A ----
 // ---- issue 4 part B: definitions below ----
+
+StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::UnwrapAfterRepack(
+    const EnvironmentRecord& env, const DataKeyRecord& stale, const Status& cause) {
+  auto fresh = store_->GetDataKey(env.id, stale.scope, stale.version);
+  // Only a row that moved to another EK is worth a second try; otherwise the cause stands.
+  if (!fresh.ok() || fresh->ek_version == stale.ek_version) return cause;
+  return Unwrap(env, *fresh);
+}
+
+void KeyHierarchy::ForgetEnvironmentKey(int64_t environment_id, uint32_t version) {
+  eks_.Erase(EkKey(environment_id, version));
+}
+
+Status KeyHierarchy::DestroyedEnvironmentKeyError(const EnvironmentRecord& env,
+                                                  uint32_t version) {
+  return FailedPreconditionError(
+      "environment key v" + std::to_string(version) + " of " + env.workspace + "/" + env.name +
+          " was destroyed after a repack moved its data keys to a newer environment key",
+      "nothing is wrapped under it any more; if a request still asks for it, retry");
+}
 
 // ---- end of part B ----
 // ---- issue 4 part C: definitions below ----
