@@ -22,15 +22,14 @@ std::optional<int64_t> GetTime(const nlohmann::json& j, const char* name) {
 
 std::string HumanDuration(int64_t seconds) {
   if (seconds < 0) seconds = 0;
-  int64_t d = seconds / 86400, h = seconds % 86400 / 3600, m = seconds % 3600 / 60,
-          s = seconds % 60;
-  std::string out;
-  if (d) out += std::to_string(d) + " d ";
-  if (d || h) out += std::to_string(h) + " h ";
-  if (!d) out += std::to_string(m) + " min";
-  if (!d && !h && m < 10) out = (m ? out + " " : std::string()) + std::to_string(s) + " s";
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
+  if (seconds >= 2 * 86400) {
+    return std::to_string(seconds / 86400) + " d " + std::to_string(seconds % 86400 / 3600) + " h";
+  }
+  const int64_t h = seconds / 3600, m = seconds % 3600 / 60, s = seconds % 60;
+  if (h > 0) return std::to_string(h) + " h " + std::to_string(m) + " min";
+  if (m >= 10) return std::to_string(m) + " min";
+  if (m > 0) return std::to_string(m) + " min " + std::to_string(s) + " s";
+  return std::to_string(s) + " s";
 }
 
 nlohmann::json RepackStatusToJson(const RepackStatus& s) {
