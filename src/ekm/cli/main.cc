@@ -302,6 +302,11 @@ Status RunRepackInForeground(Backend& b, const std::string& ws, const std::strin
                                 "`ekm repack run --workspace " + ws + " --environment " + env +
                                 "` resumes the repack where it stopped");
   }
+  if (st->state == "none") {
+    std::fprintf(stderr, "nothing to repack: every data key of %s/%s is under environment key v%u\n",
+                 ws.c_str(), env.c_str(), st->target_ek_version);
+    return Status::Ok();
+  }
   std::fprintf(stderr, "repack of %s/%s %s: %llu data keys under environment key v%u\n",
                ws.c_str(), env.c_str(), st->state.c_str(),
                static_cast<unsigned long long>(st->done), st->target_ek_version);
