@@ -223,8 +223,8 @@ class EkmServiceImpl : public EkmService {
       keys_.ForgetEnvironment(env.workspace, env.name);
       v.checks.push_back({"store", "passed",
                           "environment key v" + std::to_string(rec.version) +
-                              " is wrapped under this key and is now current"});
-      v.checks.push_back(RepackStartedCheck(env));  // part B
+                              " is wrapped under this key and is now current" +
+                              RepackStartedNote(env)});  // part B
     }
     v.ok = true;
     RecordValidation(workspace, environment, v);
@@ -741,7 +741,8 @@ class EkmServiceImpl : public EkmService {
     return Status::Ok();
   }
 
-  KeyCheck RepackStartedCheck(const EnvironmentRecord& env) {
+  // Appended to the "store" check of a CMK change.
+  std::string RepackStartedNote(const EnvironmentRecord& env) {
     uint64_t moving = 0;
     auto inv = store_->EnvironmentKeyInventory(env.id);
     if (inv.ok()) {
@@ -749,10 +750,9 @@ class EkmServiceImpl : public EkmService {
         if (!r.destroyed_at && r.version <= env.current_ek_version) moving += r.data_keys;
       }
     }
-    return {"repack", "passed",
-            "started: " + std::to_string(moving) +
-                " data keys move under the new environment key (`ekm repack status` shows "
-                "progress); the previous CMK must stay usable until the repack completes"};
+    return "; the repack of " + std::to_string(moving) +
+           " data keys under the new environment key has begun (`ekm repack status` shows its "
+           "progress); the previous CMK must stay usable until it completes";
   }
 
   static void FillFromJob(const Store::RepackJobRecord& job, RepackStatus* st) {
