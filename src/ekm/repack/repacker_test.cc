@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <thread>
 
 #include "ekm/base/random.h"
 #include "ekm/crypto/key_wrap.h"
@@ -337,6 +338,41 @@ TEST_F(RepackTest, ARequestHoldingADataKeyRowFromBeforeItsBatchStillGetsTheKey) 
   auto got = (*dk)->key->RevealForCrypto();
   EXPECT_EQ(Bytes(got.begin(), got.end()), bytes["s3"]);
   EXPECT_EQ((*dk)->ek_version, 2u);
+}
+
+TEST_F(RepackTest, TheRunnerFindsInterruptedAndNewRepacksAndStopsCleanly) {
+  auto bytes = SeedDataKeys(0, 1500);
+  ChangeCmk("cmk-b");
+  // Interrupted after one batch, as by a crash.
+  int batches = 0;
+  ASSERT_TRUE(repacker_->Run("acme", "prod", [&] { return batches == 1; },
+                             [&](const Store::RepackJobRecord&) { ++batches; })
+                  .ok());
+  RepackRunner::Options o;
+  o.scan_interval = std::chrono::milliseconds(50);
+  RepackRunner runner(repacker_.get(), store_.get(), o);
+  runner.Start();
+  auto finished = [&] {
+    for (int i = 0; i < 1000; ++i) {  // a bound for a broken runner, not a timing assertion
+      auto job = store_->GetLatestRepackJob(env_id_);
+      if (job.ok() && job->has_value() && (*job)->state == "finished" &&
+          (*job)->target_ek_version == Env().current_ek_version) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(finished()) << "the runner resumes the interrupted repack";
+  ChangeCmk("cmk-c");
+  runner.Nudge();
+  ASSERT_TRUE(finished()) << "and picks up a new one";
+  runner.Stop();
+  runner.Stop();  // idempotent
+  auto inv = Inventory();
+  EXPECT_TRUE(inv[2].destroyed_at.has_value());
+  EXPECT_EQ(inv[3].data_keys, 1500u);
+  ExpectAllReadable(bytes);
 }
 
 TEST_F(RepackTest, OneHundredThousandDataKeysAreRepacked) {
