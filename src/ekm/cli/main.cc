@@ -296,6 +296,7 @@ Status RunRepackInForeground(Backend& b, const std::string& ws, const std::strin
     std::fprintf(stderr, tty ? "\rrepack %s" : "repack %s\n", RepackProgressLine(s, tty).c_str());
   });
   if (tty) std::fprintf(stderr, "\n");
+  if (!st.ok() && !b.RunsRepacksLocally()) return st.status();
   if (!st.ok()) {
     return st.status().WithHint(st.status().hint() +
                                 (st.status().hint().empty() ? "" : "; ") +
