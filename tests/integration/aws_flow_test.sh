@@ -229,25 +229,31 @@ grep -qF "key/$MAIN_ID" "$T/err" || fail "bare key id: hint shows the ARN form: 
 expect_error "IAM role ARN pasted by mistake" "IAM ARN" -- \
   lekm key set -w acme -e prod --aws-kms-arn "arn:aws:iam::$ACCOUNT:role/ekm-platform-role"
 grep -qF "Principal" "$T/err" || fail "IAM role ARN: hint says it belongs in the Principal: $(cat "$T/err")"
-expect_error "nonexistent key" "NotFoundException" -- lekm key set -w acme -e prod --aws-kms-arn "$NOKEY_ARN"
+# prod has had a customer key since a moment ago: a replacement now is refused by the 24-hour
+# rule before any AWS call, so the checks below of how AWS refuses a key go through the
+# emergency path, which validates the same way (part B).
+WHY="validation test"
+expect_error "replacement inside 24 h" "once per 24 h" -- \
+  lekm key set -w acme -e prod --aws-kms-arn "$ROT_ARN"
+expect_error "nonexistent key" "NotFoundException" -- lekm key set -w acme -e prod --emergency --reason "$WHY" --aws-kms-arn "$NOKEY_ARN"
 grep -qF "region" "$T/err" || fail "nonexistent key: region advice: $(cat "$T/err")"
 expect_error "key ARN in the wrong region" "NotFoundException" -- \
-  lekm key set -w acme -e prod --aws-kms-arn "${MAIN_ARN/us-east-1/eu-west-1}"
+  lekm key set -w acme -e prod --emergency --reason "$WHY" --aws-kms-arn "${MAIN_ARN/us-east-1/eu-west-1}"
 expect_error "principal without kms:Decrypt" "AccessDenied" -- \
-  lekm_as AS_NO_DECRYPT key set -w acme -e prod --aws-kms-arn "$ROT_ARN"
+  lekm_as AS_NO_DECRYPT key set -w acme -e prod --emergency --reason "$WHY" --aws-kms-arn "$ROT_ARN"
 grep -qF "ekm key policy --workspace acme --environment prod" "$T/err" ||
   fail "no decrypt: hint names 'ekm key policy': $(cat "$T/err")"
 grep -qF "kms:Decrypt" "$T/err" || fail "no decrypt: names kms:Decrypt: $(cat "$T/err")"
 expect_error "wrong secret access key" "SignatureDoesNotMatch" -- \
   env "${LOCAL_AWS[@]}" "${AS_PLATFORM[@]}" "$WRONG_SECRET" "$EKM" --data-dir "$D" \
-  key set -w acme -e prod --aws-kms-arn "$ROT_ARN"
+  key set -w acme -e prod --emergency --reason "$WHY" --aws-kms-arn "$ROT_ARN"
 grep -qF "platform's own AWS credentials" "$T/err" || fail "wrong secret: names the platform's credentials: $(cat "$T/err")"
 grep -qF "$WRONG_SECRET" "$T/err" && fail "wrong secret: the secret is printed"
 expect_error "unknown access key" "InvalidClientTokenId" -- \
   env "${LOCAL_AWS[@]}" "${AS_PLATFORM[@]}" AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE "$EKM" --data-dir "$D" \
-  key set -w acme -e prod --aws-kms-arn "$ROT_ARN"
+  key set -w acme -e prod --emergency --reason "$WHY" --aws-kms-arn "$ROT_ARN"
 expect_error "disabled key (DescribeKey permitted)" "Disabled" -- \
-  lekm_as AS_DESCRIBE key set -w acme -e prod --aws-kms-arn "$DISABLED_ALIAS_ARN"
+  lekm_as AS_DESCRIBE key set -w acme -e prod --emergency --reason "$WHY" --aws-kms-arn "$DISABLED_ALIAS_ARN"
 grep -qF "enable the key" "$T/err" || fail "disabled key: says enable it: $(cat "$T/err")"
 lekm --json key show -w acme -e prod >"$T/show.json" 2>/dev/null
 check "after the failures: still the previous key" test "$(json "$T/show.json" "d['cmk']['key_id']")" = "$MAIN_ARN"
@@ -266,7 +272,9 @@ lekm_as AS_DESCRIBE key show -w acme -e dev >"$T/show.out" 2>&1
 check "key show alias: resolves to the key, rotation enabled" \
   has "$T/show.out" "$ROT_ALIAS_ARN" "$ROT_ARN" "Enabled" "SYMMETRIC_DEFAULT" "rotation:      enabled"
 echo -n "dev data" | lekm encrypt -w acme -e dev --text >"$T/dev.ct" || fail "encrypt dev"
-check "key set --platform: back to the platform key" lekm key set -w acme -e dev --platform >/dev/null 2>&1
+# Inside 24 h of the alias ARN, going back is a replacement too: an emergency one (part B).
+check "key set --platform: back to the platform key" \
+  lekm key set -w acme -e dev --platform --emergency --reason "$WHY" >/dev/null 2>&1
 check "dev data decrypts after going back" grep -q "dev data" <(lekm decrypt -w acme -e dev <"$T/dev.ct")
 
 # === server mode: the same flow through ekmd's HTTP API =====================================
@@ -275,7 +283,8 @@ S="http://127.0.0.1:9"  # until ekmd runs: refused at once, so a failed start fa
 start_ekmd() {
   local name=$1 dir=$2; shift 2
   : >"$T/$name.log"
-  env "$@" "$EKMD" --data-dir "$dir" --listen 127.0.0.1:0 >"$T/$name.log" 2>&1 &
+  # --key-replacement-period 0: this flow replaces keys back to back (part B)
+  env "$@" "$EKMD" --data-dir "$dir" --listen 127.0.0.1:0 --key-replacement-period 0 >"$T/$name.log" 2>&1 &
   EKMD_PID=$!
   local port
   for _ in $(seq 200); do

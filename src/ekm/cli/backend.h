@@ -49,6 +49,19 @@ class Backend {
 
   // ---- end of part A ----
   // ---- issue 4 part B: methods below ----
+  virtual StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace,
+                                                 std::string_view environment,
+                                                 std::string_view provider,
+                                                 std::string_view key_id,
+                                                 const KeyChangeOptions& options) = 0;
+  virtual StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace,
+                                                 std::string_view environment) = 0;
+  // Local mode runs repacks in the foreground (there is no ekmd to run them); server mode
+  // leaves them to ekmd.
+  virtual bool RunsRepacksLocally() const = 0;
+  virtual StatusOr<RepackStatus> RunRepack(
+      std::string_view workspace, std::string_view environment,
+      const std::function<void(const RepackStatus&)>& progress) = 0;
 
   // ---- end of part B ----
   // ---- issue 4 part C: methods below ----

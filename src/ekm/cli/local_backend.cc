@@ -61,6 +61,20 @@ class LocalBackend : public Backend {
 
   // ---- end of part A ----
   // ---- issue 4 part B: methods below ----
+  StatusOr<KeyValidation> SetCustomerKey(std::string_view ws, std::string_view env,
+                                         std::string_view provider, std::string_view key_id,
+                                         const KeyChangeOptions& options) override {
+    return svc_->SetCustomerKey(ws, env, provider, key_id, options);
+  }
+  StatusOr<RepackStatus> GetRepackStatus(std::string_view ws, std::string_view env) override {
+    return svc_->GetRepackStatus(ws, env);
+  }
+  bool RunsRepacksLocally() const override { return true; }
+  StatusOr<RepackStatus> RunRepack(
+      std::string_view ws, std::string_view env,
+      const std::function<void(const RepackStatus&)>& progress) override {
+    return svc_->RunRepack(ws, env, progress);
+  }
 
   // ---- end of part B ----
   // ---- issue 4 part C: methods below ----

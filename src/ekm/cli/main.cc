@@ -12,9 +12,12 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <map>     // part B
+#include <thread>  // part B
 
 #include "ekm/base/clock.h"
 #include "ekm/cli/backend.h"
+#include "ekm/repack/repack_json.h"  // part B
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_status_json.h"
@@ -268,6 +271,106 @@ void PrintKeyCacheStats(const KeyCacheStats& s) {
 // ---- end of part A ----
 // ---- issue 4 part B: printing helpers below ----
 
+std::string RepackTime(const std::optional<int64_t>& ms) {
+  if (!ms) return "-";
+  return FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::milliseconds(*ms)));
+}
+
+// "[##########..........]  50.0%  50000/100000 data keys  52000/s  ETA 1 s"
+std::string RepackProgressLine(const RepackStatus& s, bool bar) {
+  const double share = s.total ? double(s.done) / double(s.total) : 1.0;
+  std::string line;
+  if (bar) {
+    constexpr int kWidth = 30;
+    int filled = static_cast<int>(share * kWidth + 0.5);
+    line = "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "] ";
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "%5.1f%%  %llu/%llu data keys  %.0f/s", share * 100.0,
+                static_cast<unsigned long long>(s.done), static_cast<unsigned long long>(s.total),
+                s.rate);
+  line += buf;
+  if (s.eta_seconds && s.state == "running") {
+    line += "  ETA " + HumanDuration(static_cast<int64_t>(*s.eta_seconds + 0.5));
+  }
+  line += "  " + s.state;
+  return line;
+}
+
+void PrintRepackStatus(const RepackStatus& s, bool tty) {
+  std::printf("environment:  %s/%s\n", s.workspace.c_str(), s.environment.c_str());
+  std::printf("repack:       %s", s.state.c_str());
+  if (s.state == "none") std::printf(" (no CMK change needs one)");
+  if (s.state == "pending") std::printf(" (not begun yet: ekmd begins it, or `ekm repack run`)");
+  std::printf("\n");
+  if (s.state != "none") {
+    std::printf("target:       environment key v%u\n", s.target_ek_version);
+    std::printf("progress:     %s\n", RepackProgressLine(s, tty).c_str());
+    std::printf("started:      %s\n", RepackTime(s.started_at_ms).c_str());
+    if (s.finished_at_ms) std::printf("finished:     %s\n", RepackTime(s.finished_at_ms).c_str());
+    if (!s.last_error.empty()) {
+      std::printf("waiting:      %s\n", s.last_error.c_str());
+      std::printf("next try:     %s\n", RepackTime(s.retry_at_ms).c_str());
+    }
+  }
+  std::printf("inventory:\n  %-4s %-10s %10s  %s\n", "EK", "STATE", "DATA KEYS", "CMK");
+  std::map<std::string, uint64_t> per_cmk;
+  for (const EkInventoryEntry& e : s.inventory) {
+    std::string ek = "v" + std::to_string(e.ek_version);
+    std::string cmk = e.cmk_provider + ":" + e.cmk_key_id;
+    std::printf("  %-4s %-10s %10llu  %s\n", ek.c_str(), e.state.c_str(),
+                static_cast<unsigned long long>(e.data_keys), cmk.c_str());
+    per_cmk[cmk] += e.data_keys;
+  }
+  std::printf("data keys per CMK:\n");
+  for (const auto& [cmk, n] : per_cmk) {
+    std::printf("  %10llu  %s\n", static_cast<unsigned long long>(n), cmk.c_str());
+  }
+}
+
+// Local mode: runs the repack to completion, progress on stderr (a bar on a terminal).
+Status RunRepackInForeground(Backend& b, const std::string& ws, const std::string& env) {
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  auto last = std::chrono::steady_clock::now() - std::chrono::seconds(10);
+  auto st = b.RunRepack(ws, env, [&](const RepackStatus& s) {
+    auto now = std::chrono::steady_clock::now();
+    if (s.state != "finished" && now - last < std::chrono::milliseconds(tty ? 200 : 5000)) return;
+    last = now;
+    std::fprintf(stderr, tty ? "\rrepack %s" : "repack %s\n", RepackProgressLine(s, tty).c_str());
+  });
+  if (tty) std::fprintf(stderr, "\n");
+  if (!st.ok() && !b.RunsRepacksLocally()) return st.status();
+  if (!st.ok()) {
+    return st.status().WithHint(st.status().hint() +
+                                (st.status().hint().empty() ? "" : "; ") +
+                                "`ekm repack run --workspace " + ws + " --environment " + env +
+                                "` resumes the repack where it stopped");
+  }
+  if (st->state == "none") {
+    std::fprintf(stderr, "nothing to repack: every data key of %s/%s is under environment key v%u\n",
+                 ws.c_str(), env.c_str(), st->target_ek_version);
+    return Status::Ok();
+  }
+  std::fprintf(stderr, "repack of %s/%s %s: %llu data keys under environment key v%u\n",
+               ws.c_str(), env.c_str(), st->state.c_str(),
+               static_cast<unsigned long long>(st->done), st->target_ek_version);
+  return Status::Ok();
+}
+
+// After `ekm key set` changed the CMK: local mode repacks now; server mode says where to look.
+Status AfterKeyChange(Backend& b, const std::string& ws, const std::string& env) {
+  EKM_ASSIGN_OR_RETURN(RepackStatus st, b.GetRepackStatus(ws, env));
+  if (st.state == "none" || st.state == "finished") return Status::Ok();
+  if (!b.RunsRepacksLocally()) {
+    std::fprintf(stderr,
+                 "ekmd repacks %llu data keys in the background: `ekm repack status --workspace "
+                 "%s --environment %s --watch`\n",
+                 static_cast<unsigned long long>(st.total - st.done), ws.c_str(), env.c_str());
+    return Status::Ok();
+  }
+  return RunRepackInForeground(b, ws, env);
+}
+
 // ---- end of part B ----
 // ---- issue 4 part C: printing helpers below ----
 
@@ -448,6 +551,7 @@ int Run(int argc, char** argv) {
   key->require_subcommand(1);
   std::string k_ws, k_env, k_arn;
   bool k_platform = false, k_example = false;
+  KeyChangeOptions k_change;  // part B: --emergency --reason
   auto add_env_options = [&](CLI::App* cmd) {
     cmd->add_option("--workspace,-w", k_ws, "Workspace name")->required();
     cmd->add_option("--environment,-e", k_env, "Environment name")->required();
@@ -475,15 +579,17 @@ int Run(int argc, char** argv) {
     with_backend([&](Backend& b) -> Status {
       std::string provider = k_platform ? "platform" : "aws-kms";
       std::string id = k_platform ? "root" : k_arn;
-      EKM_ASSIGN_OR_RETURN(KeyValidation v, b.SetCustomerKey(k_ws, k_env, provider, id));
+      EKM_ASSIGN_OR_RETURN(KeyValidation v,
+                           b.SetCustomerKey(k_ws, k_env, provider, id, k_change));
       if (g.json) {
         std::cout << JsonText(KeyValidationToJson(v), 2) << "\n";
-        return Status::Ok();
+        return AfterKeyChange(b, k_ws, k_env);  // part B
       }
       PrintChecks(v);
       std::printf("environment %s/%s now uses %s %s\n", k_ws.c_str(), k_env.c_str(),
                   provider.c_str(), id.c_str());
-      return Status::Ok();
+      std::fflush(stdout);
+      return AfterKeyChange(b, k_ws, k_env);  // part B: the repack
     });
   });
   auto* key_show = key->add_subcommand(
@@ -612,6 +718,67 @@ int Run(int argc, char** argv) {
 
   // ---- end of part A ----
   // ---- issue 4 part B: subcommands below ----
+  key_set->add_flag("--emergency", k_change.emergency,
+                    "Emergency replacement inside the replacement period (suspected compromise "
+                    "of the current key); needs --reason and is recorded as such (owners only, "
+                    "once roles exist)");
+  key_set->add_option("--reason", k_change.reason,
+                      "Why the key is replaced in an emergency (recorded with the change)");
+  auto* repack = app.add_subcommand(
+      "repack",
+      "The repack after a CMK change: every data key of the environment is re-wrapped under "
+      "the new environment key (data is never re-encrypted); then the old CMK is no longer "
+      "needed");
+  repack->require_subcommand(1);
+  std::string r_ws, r_env;
+  bool r_watch = false;
+  auto* repack_status = repack->add_subcommand(
+      "status",
+      "Show the repack's progress (done/total, rate, ETA, state, last error) and the key "
+      "inventory: how many data keys sit under each environment key version and CMK");
+  repack_status->add_option("--workspace,-w", r_ws, "Workspace name")->required();
+  repack_status->add_option("--environment,-e", r_env, "Environment name")->required();
+  repack_status->add_flag("--watch", r_watch,
+                          "Follow the progress until the repack finishes (a progress bar on a "
+                          "terminal, a line every few seconds otherwise)");
+  repack_status->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      const bool tty = ::isatty(STDOUT_FILENO) != 0;
+      for (;;) {
+        EKM_ASSIGN_OR_RETURN(RepackStatus st, b.GetRepackStatus(r_ws, r_env));
+        const bool over = st.state == "none" || st.state == "finished";
+        if (g.json) {
+          std::cout << (r_watch ? RepackStatusToJson(st).dump()
+                                : JsonText(RepackStatusToJson(st), 2))
+                    << std::endl;
+        } else if (!r_watch || over) {
+          if (r_watch && tty) std::printf("\n");
+          PrintRepackStatus(st, tty);
+        } else {
+          std::printf(tty ? "\r%s" : "%s\n", RepackProgressLine(st, tty).c_str());
+          std::fflush(stdout);
+        }
+        if (!r_watch || over) return Status::Ok();
+        std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 500 : 2000));
+      }
+    });
+  });
+  auto* repack_run = repack->add_subcommand(
+      "run",
+      "Local mode: run (or resume, after an interruption) the environment's repack in the "
+      "foreground until it completes. ekmd runs repacks by itself");
+  repack_run->add_option("--workspace,-w", r_ws, "Workspace name")->required();
+  repack_run->add_option("--environment,-e", r_env, "Environment name")->required();
+  repack_run->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_RETURN_IF_ERROR(RunRepackInForeground(b, r_ws, r_env));
+      if (g.json) {
+        EKM_ASSIGN_OR_RETURN(RepackStatus st, b.GetRepackStatus(r_ws, r_env));
+        std::cout << JsonText(RepackStatusToJson(st), 2) << "\n";
+      }
+      return Status::Ok();
+    });
+  });
 
   // ---- end of part B ----
   // ---- issue 4 part C: subcommands below ----

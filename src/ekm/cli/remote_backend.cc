@@ -53,6 +53,21 @@ class RemoteBackend : public Backend {
 
   // ---- end of part A ----
   // ---- issue 4 part B: methods below ----
+  StatusOr<KeyValidation> SetCustomerKey(std::string_view ws, std::string_view env,
+                                         std::string_view provider, std::string_view key_id,
+                                         const KeyChangeOptions& options) override {
+    return client_->SetCustomerKey(ws, env, provider, key_id, options);
+  }
+  StatusOr<RepackStatus> GetRepackStatus(std::string_view ws, std::string_view env) override {
+    return client_->GetRepackStatus(ws, env);
+  }
+  bool RunsRepacksLocally() const override { return false; }
+  StatusOr<RepackStatus> RunRepack(std::string_view, std::string_view,
+                                   const std::function<void(const RepackStatus&)>&) override {
+    return FailedPreconditionError(
+        "ekmd runs repacks by itself, in the background",
+        "follow it with `ekm repack status --workspace W --environment E --watch`");
+  }
 
   // ---- end of part B ----
   // ---- issue 4 part C: methods below ----

@@ -1,4 +1,5 @@
 #include "ekm/client/ekm_client.h"
+#include "ekm/repack/repack_json.h"  // part B
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -437,6 +438,32 @@ StatusOr<KeyCacheStats> EkmClient::KeyCacheStatistics() {
 
 // ---- end of part A ----
 // ---- issue 4 part B: methods below ----
+
+StatusOr<KeyValidation> EkmClient::SetCustomerKey(std::string_view workspace,
+                                                  std::string_view environment,
+                                                  std::string_view provider,
+                                                  std::string_view key_id,
+                                                  const KeyChangeOptions& options) {
+  json body = {{"provider", provider}, {"key_id", key_id}};
+  if (options.emergency) body["emergency"] = true;
+  if (!options.reason.empty()) body["reason"] = options.reason;
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("PUT",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "key"}),
+                          &body));
+  return KeyValidationFromJson(j);
+}
+
+StatusOr<RepackStatus> EkmClient::GetRepackStatus(std::string_view workspace,
+                                                  std::string_view environment) {
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("GET",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "repack"}),
+                          nullptr));
+  return RepackStatusFromJson(j);
+}
 
 // ---- end of part B ----
 // ---- issue 4 part C: methods below ----

@@ -60,6 +60,12 @@ class EkmClient {
 
   // ---- end of part A ----
   // ---- issue 4 part B: methods below ----
+  // "Update key" with the replacement options (an emergency replacement and its reason).
+  StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
+                                         std::string_view provider, std::string_view key_id,
+                                         const KeyChangeOptions& options);
+  StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace,
+                                         std::string_view environment);
 
   // ---- end of part B ----
   // ---- issue 4 part C: methods below ----

@@ -188,6 +188,7 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
            until + std::chrono::duration_cast<std::chrono::nanoseconds>(policy.grace).count();
   };
   EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord rec, store_->GetEnvironmentKey(env.id, version));
+  if (rec.wrapped.empty()) return DestroyedEnvironmentKeyError(env, version);  // part B
   // The environment's health is its current CMK's. An older EK under a retired CMK (before a
   // replacement) fails on its own, without touching the status of the environment's keys.
   bool tracked = version == env.current_ek_version;
@@ -270,7 +271,9 @@ StatusOr<std::shared_ptr<const SecretBytes>> KeyHierarchy::EnvironmentKey(
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Unwrap(const EnvironmentRecord& env,
                                                               const DataKeyRecord& record) {
-  EKM_ASSIGN_OR_RETURN(EkPtr ek, GetEk(env, record.ek_version));
+  auto got = GetEk(env, record.ek_version);
+  if (!got.ok()) return UnwrapAfterRepack(env, record, got.status());  // part B
+  EkPtr ek = std::move(got).value();
   auto dk = UnwrapKey(ek->key, record.wrapped,
                       DataKeyWrapAad(env.workspace, env.name, record.scope, record.version,
                                      record.ek_version));
@@ -533,6 +536,26 @@ KeyHierarchy::Counters KeyHierarchy::counters() const {
 
 // ---- end of part A ----
 // ---- issue 4 part B: definitions below ----
+
+StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::UnwrapAfterRepack(
+    const EnvironmentRecord& env, const DataKeyRecord& stale, const Status& cause) {
+  auto fresh = store_->GetDataKey(env.id, stale.scope, stale.version);
+  // Only a row that moved to another EK is worth a second try; otherwise the cause stands.
+  if (!fresh.ok() || fresh->ek_version == stale.ek_version) return cause;
+  return Unwrap(env, *fresh);
+}
+
+void KeyHierarchy::ForgetEnvironmentKey(int64_t environment_id, uint32_t version) {
+  eks_.Erase(EkKey(environment_id, version));
+}
+
+Status KeyHierarchy::DestroyedEnvironmentKeyError(const EnvironmentRecord& env,
+                                                  uint32_t version) {
+  return FailedPreconditionError(
+      "environment key v" + std::to_string(version) + " of " + env.workspace + "/" + env.name +
+          " was destroyed after a repack moved its data keys to a newer environment key",
+      "nothing is wrapped under it any more; if a request still asks for it, retry");
+}
 
 // ---- end of part B ----
 // ---- issue 4 part C: definitions below ----

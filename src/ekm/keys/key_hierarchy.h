@@ -176,6 +176,17 @@ class KeyHierarchy {
   // ---- end of part A ----
   // ---- issue 4 part B: public methods below ----
 
+  // After a failed unwrap of `stale` (read before a repack batch moved it to a newer EK, whose
+  // old EK may since be destroyed): re-reads the DK and unwraps the stored row if it moved;
+  // otherwise returns `cause`.
+  StatusOr<std::shared_ptr<DataKeyHandle>> UnwrapAfterRepack(const EnvironmentRecord& env,
+                                                             const DataKeyRecord& stale,
+                                                             const Status& cause);
+  // Drops a cached EK (its wrapping was destroyed after a repack).
+  void ForgetEnvironmentKey(int64_t environment_id, uint32_t version);
+  // The error for an EK whose wrapping was destroyed.
+  static Status DestroyedEnvironmentKeyError(const EnvironmentRecord& env, uint32_t version);
+
   // ---- end of part B ----
   // ---- issue 4 part C: public methods below ----
 

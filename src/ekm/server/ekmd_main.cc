@@ -75,7 +75,15 @@ int main(int argc, char** argv) {
 
   // ---- end of part A ----
   // ---- issue 4 part B: flags below ----
-
+  app.add_option_function<int64_t>(
+         "--key-replacement-period",
+         [&options](const int64_t& seconds) {
+           options.replacement_period = std::chrono::seconds(seconds);
+         },
+         "Seconds between two replacements of an environment's customer main key (the "
+         "environment setting replacement_period_seconds overrides it; an emergency "
+         "replacement bypasses it) [default: 86400]")
+      ->check(CLI::Range(int64_t{0}, int64_t{365} * 86400));
   // ---- end of part B ----
   // ---- issue 4 part C: flags below ----
 
@@ -126,6 +134,8 @@ int main(int argc, char** argv) {
 
   // ---- end of part A ----
   // ---- issue 4 part B: background work started below ----
+  // Resumes every interrupted repack and runs new ones after a CMK change.
+  (*service)->StartRepackRunner();
 
   // ---- end of part B ----
   // ---- issue 4 part C: background work started below ----
@@ -143,6 +153,7 @@ int main(int argc, char** argv) {
 
   // ---- end of part A ----
   // ---- issue 4 part B: background work stopped below ----
+  (*service)->StopRepackRunner();  // between two batches; the job resumes at the next start
 
   // ---- end of part B ----
   // ---- issue 4 part C: background work stopped below ----

@@ -6,6 +6,7 @@
 
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
+#include "ekm/repack/repack_json.h"  // part B
 #include "ekm/server/http_errors.h"
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_status_json.h"
@@ -77,6 +78,26 @@ RouteResponse Error(const Status& s) {
 
 // ---- end of part A ----
 // ---- issue 4 part B: JSON helpers below ----
+
+// "emergency" and "reason" of PUT …/key: an emergency replacement inside the replacement period.
+StatusOr<KeyChangeOptions> KeyChangeOptionsFrom(const json& j) {
+  KeyChangeOptions o;
+  if (auto it = j.find("emergency"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) {
+      return InvalidArgumentError("field \"emergency\" must be true or false",
+                                  "send {\"emergency\": true, \"reason\": \"why\"} for an "
+                                  "emergency replacement");
+    }
+    o.emergency = it->get<bool>();
+  }
+  if (auto it = j.find("reason"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) {
+      return InvalidArgumentError("field \"reason\" must be a string");
+    }
+    o.reason = it->get<std::string>();
+  }
+  return o;
+}
 
 // ---- end of part B ----
 // ---- issue 4 part C: JSON helpers below ----
@@ -265,6 +286,11 @@ RouteMatch Router::Match(const RouteRequest& r) const {
 
       // ---- end of part A ----
       // ---- issue 4 part B: route matches below ----
+    } else if (n == 6 && seg[3] == "environments" && seg[5] == "repack") {
+      if (!method_is({"GET"})) return m;
+      m.workspace = seg[2];
+      m.environment = seg[4];
+      m.id = RouteId::kRepackStatus;
 
       // ---- end of part B ----
       // ---- issue 4 part C: route matches below ----
@@ -384,7 +410,9 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
             "send {\"aws_kms_arn\": \"arn:aws:kms:REGION:ACCOUNT:key/KEY-ID\"}, or "
             "{\"provider\": \"platform\", \"key_id\": \"root\"}"));
       }
-      auto v = service_->SetCustomerKey(m.workspace, m.environment, *provider, *key_id);
+      auto change = KeyChangeOptionsFrom(*j);  // part B: emergency replacement
+      if (!change.ok()) return Error(change.status());
+      auto v = service_->SetCustomerKey(m.workspace, m.environment, *provider, *key_id, *change);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
@@ -416,6 +444,11 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
 
     // ---- end of part A ----
     // ---- issue 4 part B: handler cases below ----
+    case RouteId::kRepackStatus: {
+      auto st = service_->GetRepackStatus(m.workspace, m.environment);
+      if (!st.ok()) return Error(st.status());
+      return {200, JsonText(RepackStatusToJson(*st))};
+    }
 
     // ---- end of part B ----
     // ---- issue 4 part C: handler cases below ----

@@ -36,6 +36,7 @@ enum class RouteId {
 
   // ---- end of part A ----
   // ---- issue 4 part B: route ids below ----
+  kRepackStatus,  // GET  …/environments/{e}/repack            (progress and key inventory)
 
   // ---- end of part B ----
   // ---- issue 4 part C: route ids below ----

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>  // part B
 
 #include <spdlog/spdlog.h>
 
@@ -19,6 +20,8 @@
 #include "ekm/provider/key_provider.h"
 #include "ekm/provider/aws/aws_kms_setup.h"
 #include "ekm/provider/platform/platform_key_provider.h"
+#include "ekm/repack/repack_json.h"  // part B
+#include "ekm/repack/repacker.h"     // part B
 #include "ekm/store/sqlite/sqlite_store.h"
 
 namespace ekm {
@@ -103,8 +106,9 @@ class EkmServiceImpl : public EkmService {
   }
 
   StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
-                                         std::string_view provider_name,
-                                         std::string_view key_id) override {
+                                         std::string_view provider_name, std::string_view key_id,
+                                         const KeyChangeOptions& options) override {
+    EKM_RETURN_IF_ERROR(CheckKeyChangeOptions(options));  // part B
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
     EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
     EKM_RETURN_IF_ERROR(StoredEnvironment(workspace, environment).status());
@@ -136,6 +140,11 @@ class EkmServiceImpl : public EkmService {
     EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord current,
                          store_->GetEnvironmentKey(env.id, env.current_ek_version));
     const bool unchanged = current.cmk_provider == provider_name && current.cmk_key_id == key_id;
+    // part B: a replacement inside the replacement period is refused before any provider call.
+    if (!unchanged) {
+      Status period = CheckReplacementPeriod(env, current, provider_name, key_id, options);
+      if (!period.ok()) return fail("replacement period", period, "");
+    }
     CmkRef cmk{std::string(provider_name), std::string(key_id)};
     std::string step;
     auto ek = keys_.NewVerifiedEnvironmentKey(env.workspace, env.name, cmk,
@@ -207,18 +216,13 @@ class EkmServiceImpl : public EkmService {
     } else {
       EnvironmentKeyRecord rec = std::move(ek).value();
       rec.environment_id = env.id;
-      Status stored = store_->AddEnvironmentKey(rec);
+      Status stored = StoreCmkChange(env, current, rec, options);  // part B: + change row, event
       if (!stored.ok()) return fail("store", stored, "");
       keys_.ForgetEnvironment(env.workspace, env.name);
-      RecordEvent(env.workspace, env.name,
-                  current.cmk_provider == kPlatformProviderName ? event::kKeySet
-                                                                : event::kKeyReplaced,
-                  {{"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
-                   {"to", {{"provider", v.provider}, {"key_id", v.key_id}}},
-                   {"ek_version", rec.version}});
       v.checks.push_back({"store", "passed",
                           "environment key v" + std::to_string(rec.version) +
-                              " is wrapped under this key and is now current"});
+                              " is wrapped under this key and is now current" +
+                              RepackStartedNote(env)});  // part B
     }
     v.ok = true;
     RecordValidation(workspace, environment, v);
@@ -445,6 +449,91 @@ class EkmServiceImpl : public EkmService {
 
   // ---- issue 4 part B (replacement, repack): public methods below ----
 
+  ~EkmServiceImpl() override { StopRepackRunner(); }
+
+  StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
+                                         std::string_view provider_name,
+                                         std::string_view key_id) override {
+    return SetCustomerKey(workspace, environment, provider_name, key_id, KeyChangeOptions{});
+  }
+
+  StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace,
+                                         std::string_view environment) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    EKM_ASSIGN_OR_RETURN(std::vector<Store::EkInventoryRow> inv,
+                         store_->EnvironmentKeyInventory(env.id));
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::RepackJobRecord> job,
+                         store_->GetLatestRepackJob(env.id));
+    RepackStatus st;
+    st.workspace = env.workspace;
+    st.environment = env.name;
+    bool needed = false;
+    uint64_t under_old = 0;
+    for (const auto& r : inv) {
+      EkInventoryEntry e;
+      e.ek_version = r.version;
+      e.cmk_provider = r.cmk_provider;
+      e.cmk_key_id = r.cmk_key_id;
+      e.state = r.version == env.current_ek_version ? "current"
+                : r.destroyed_at                     ? "destroyed"
+                                                     : "old";
+      e.data_keys = r.data_keys;
+      e.created_at = r.created_at;
+      e.destroyed_at = r.destroyed_at;
+      if (e.state == "old") {
+        needed = true;
+        under_old += r.data_keys;
+      }
+      st.inventory.push_back(std::move(e));
+    }
+    st.target_ek_version = env.current_ek_version;
+    if (job && !(job->state == "finished" && needed)) {
+      FillFromJob(*job, &st);
+      return st;
+    }
+    // Not begun yet (ekmd's runner or `ekm repack run` begins it), or never needed.
+    st.state = needed ? "pending" : "none";
+    st.total = under_old;
+    return st;
+  }
+
+  StatusOr<RepackStatus> RunRepack(
+      std::string_view workspace, std::string_view environment,
+      const std::function<void(const RepackStatus&)>& progress) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    Repacker::ProgressFn on_batch;
+    if (progress) {
+      on_batch = [&](const Store::RepackJobRecord& job) {
+        RepackStatus st;
+        st.workspace = env.workspace;
+        st.environment = env.name;
+        FillFromJob(job, &st);
+        progress(st);
+      };
+    }
+    EKM_RETURN_IF_ERROR(repacker().Run(env.workspace, env.name, nullptr, on_batch).status());
+    keys_.ForgetEnvironment(env.workspace, env.name);
+    return GetRepackStatus(workspace, environment);
+  }
+
+  void StartRepackRunner() override {
+    std::lock_guard<std::mutex> lock(repack_mu_);
+    if (!repack_runner_) {
+      repack_runner_ = std::make_unique<RepackRunner>(&repacker(), store_.get(),
+                                                      RepackRunner::Options{});
+    }
+    repack_runner_->Start();
+  }
+
+  void StopRepackRunner() override {
+    std::lock_guard<std::mutex> lock(repack_mu_);
+    if (repack_runner_) repack_runner_->Stop();
+  }
+
   // ---- end of part B ----
 
   // ---- issue 4 part C (uploaded key material): public methods below ----
@@ -620,6 +709,145 @@ class EkmServiceImpl : public EkmService {
   // ---- end of part A ----
 
   // ---- issue 4 part B: private helpers and members below ----
+
+  static Status CheckKeyChangeOptions(const KeyChangeOptions& o) {
+    if (o.emergency && o.reason.find_first_not_of(" \t\r\n") == std::string::npos) {
+      return InvalidArgumentError(
+          "an emergency replacement needs a reason",
+          "say why the current key must be replaced now, e.g. --reason \"key material may "
+          "have leaked (incident 4711)\"; it is recorded with the change");
+    }
+    if (o.reason.size() > 1000) {
+      return InvalidArgumentError("the reason is longer than 1000 characters",
+                                  "give a short reason and refer to the incident");
+    }
+    return Status::Ok();
+  }
+
+  std::chrono::seconds ReplacementPeriod(const EnvironmentRecord& env) {
+    auto settings = store_->GetEnvironmentSettings(env.id);
+    if (settings.ok()) {
+      auto it = settings->find(std::string(kSettingReplacementPeriod));
+      if (it != settings->end()) return std::chrono::seconds(it->second);
+    }
+    return options_.replacement_period;
+  }
+
+  // A replacement (from one customer CMK to another) is allowed once per replacement period,
+  // counted from the environment's last CMK change; the first customer key is not one.
+  Status CheckReplacementPeriod(const EnvironmentRecord& env, const EnvironmentKeyRecord& current,
+                                std::string_view provider, std::string_view key_id,
+                                const KeyChangeOptions& options) {
+    if (options.emergency) return Status::Ok();
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
+                         store_->GetLatestCmkChange(env.id));
+    if (!last) return Status::Ok();  // the first customer key, or changes from before migration 6
+    const int64_t period = ReplacementPeriod(env).count();
+    const int64_t now = ToUnixSeconds(options_.clock->Now());
+    const int64_t next = last->at + period;
+    if (now >= next) return Status::Ok();
+    auto at = [](int64_t t) { return FormatRfc3339(FromUnixSeconds(t)); };
+    RecordEvent(env.workspace, env.name, event::kKeyReplacementRefused,
+                {{"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
+                 {"to", {{"provider", provider}, {"key_id", key_id}}},
+                 {"last_change_at", at(last->at)},
+                 {"next_allowed_at", at(next)}});
+    return FailedPreconditionError(
+        "the customer main key of " + env.workspace + "/" + env.name + " was last changed at " +
+            at(last->at) + "; it may be replaced once per " + HumanDuration(period) +
+            ": the next replacement is allowed at " + at(next) + " (in " +
+            HumanDuration(next - now) + ")",
+        "wait until then; if the current key is suspected to be compromised, an owner can make "
+        "an emergency replacement now: `ekm key set … --emergency --reason TEXT` (API: "
+        "\"emergency\": true, \"reason\": \"…\")");
+  }
+
+  // Stores the new EK with the CMK change row (one transaction), records the event and wakes
+  // the repack runner.
+  Status StoreCmkChange(const EnvironmentRecord& env, const EnvironmentKeyRecord& current,
+                        const EnvironmentKeyRecord& rec, const KeyChangeOptions& options) {
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
+                         store_->GetLatestCmkChange(env.id));
+    Store::CmkChangeRecord c;
+    c.environment_id = env.id;
+    c.at = ToUnixSeconds(options_.clock->Now());
+    c.from_provider = current.cmk_provider;
+    c.from_key_id = current.cmk_key_id;
+    c.to_provider = rec.cmk_provider;
+    c.to_key_id = rec.cmk_key_id;
+    c.ek_version = rec.version;
+    const bool first = current.cmk_provider == kPlatformProviderName && !last;
+    c.kind = first ? "set" : "replacement";
+    c.emergency = options.emergency;
+    c.reason = options.reason;
+    c.actor = CurrentActor();
+    EKM_RETURN_IF_ERROR(store_->AddEnvironmentKeyForCmkChange(rec, c));
+    nlohmann::json detail = {
+        {"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
+        {"to", {{"provider", rec.cmk_provider}, {"key_id", rec.cmk_key_id}}},
+        {"ek_version", rec.version}};
+    if (options.emergency) {
+      detail["emergency"] = true;
+      detail["reason"] = options.reason;
+    }
+    RecordEvent(env.workspace, env.name,
+                first                ? event::kKeySet
+                : options.emergency ? event::kKeyEmergencyReplaced
+                                    : event::kKeyReplaced,
+                detail);
+    std::lock_guard<std::mutex> lock(repack_mu_);
+    if (repack_runner_) repack_runner_->Nudge();
+    return Status::Ok();
+  }
+
+  // Appended to the "store" check of a CMK change.
+  std::string RepackStartedNote(const EnvironmentRecord& env) {
+    uint64_t moving = 0;
+    auto inv = store_->EnvironmentKeyInventory(env.id);
+    if (inv.ok()) {
+      for (const auto& r : *inv) {
+        if (!r.destroyed_at && r.version <= env.current_ek_version) moving += r.data_keys;
+      }
+    }
+    return "; the repack of " + std::to_string(moving) +
+           " data keys under the new environment key has begun (`ekm repack status` shows its "
+           "progress); the previous CMK must stay usable until it completes";
+  }
+
+  static void FillFromJob(const Store::RepackJobRecord& job, RepackStatus* st) {
+    st->state = job.state;
+    st->target_ek_version = job.target_ek_version;
+    st->done = job.done;
+    st->total = std::max(job.total, job.done);
+    st->started_at_ms = job.started_at_ms;
+    st->updated_at_ms = job.updated_at_ms;
+    st->finished_at_ms = job.finished_at_ms;
+    st->retry_at_ms = job.retry_at_ms;
+    st->last_error = job.last_error;
+    if (job.state == "finished") {
+      int64_t ms = job.finished_at_ms.value_or(job.updated_at_ms) - job.started_at_ms;
+      st->rate = ms > 0 ? double(job.done) * 1000.0 / double(ms) : 0;
+      return;
+    }
+    int64_t ms = job.updated_at_ms - job.run_started_at_ms;
+    uint64_t moved = job.done - std::min(job.done, job.run_started_done);
+    st->rate = ms > 0 ? double(moved) * 1000.0 / double(ms) : 0;
+    if (st->rate > 0) st->eta_seconds = double(st->total - st->done) / st->rate;
+  }
+
+  Repacker& repacker() {
+    std::call_once(repacker_once_, [this] {
+      RepackOptions o;
+      o.batch_size = options_.repack_batch_size;
+      repacker_ = std::make_unique<Repacker>(store_.get(), &keys_, options_.clock, o);
+    });
+    return *repacker_;
+  }
+
+  std::once_flag repacker_once_;
+  std::unique_ptr<Repacker> repacker_;
+  std::mutex repack_mu_;
+  std::unique_ptr<RepackRunner> repack_runner_;
 
   // ---- end of part B ----
 

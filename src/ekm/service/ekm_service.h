@@ -61,6 +61,12 @@ struct EkmOptions {
 
   // ---- end of part A ----
   // ---- issue 4 part B: options below ----
+  // A customer CMK may be replaced by another once per this period per environment (the
+  // environment setting replacement_period_seconds overrides it); an emergency replacement
+  // by an owner bypasses it.
+  std::chrono::seconds replacement_period{24 * 3600};
+  // DKs re-wrapped per repack transaction.
+  size_t repack_batch_size = 1000;
 
   // ---- end of part B ----
   // ---- issue 4 part C: options below ----
@@ -182,6 +188,45 @@ struct KeyCacheStats {
 
 // ---- issue 4 part B: types below ----
 
+// How a CMK change is made. An emergency replacement (suspected compromise of the current CMK)
+// bypasses the replacement period; it needs a reason and is recorded as such. (The API issue
+// adds the role check: only an `owner` may make one.)
+struct KeyChangeOptions {
+  bool emergency = false;
+  std::string reason;
+};
+
+// One EK version of an environment in the repack inventory.
+struct EkInventoryEntry {
+  uint32_t ek_version = 0;
+  std::string cmk_provider;
+  std::string cmk_key_id;
+  std::string state;  // "current", "old" (still wraps DKs or awaits the repack), "destroyed"
+  uint64_t data_keys = 0;
+  int64_t created_at = 0;
+  std::optional<int64_t> destroyed_at;
+};
+
+// `ekm repack status`: the environment's newest repack and its key inventory.
+struct RepackStatus {
+  std::string workspace;
+  std::string environment;
+  // "none" (never needed), "pending" (needed, not begun), "running", "waiting" (an error;
+  // retried by itself, see last_error), "finished".
+  std::string state = "none";
+  uint32_t target_ek_version = 0;
+  uint64_t done = 0;
+  uint64_t total = 0;
+  double rate = 0;                    // DKs per second in the current run
+  std::optional<double> eta_seconds;  // while running, when the rate is known
+  std::optional<int64_t> started_at_ms;
+  std::optional<int64_t> updated_at_ms;
+  std::optional<int64_t> finished_at_ms;
+  std::optional<int64_t> retry_at_ms;
+  std::string last_error;
+  std::vector<EkInventoryEntry> inventory;
+};
+
 // ---- end of part B ----
 
 // ---- issue 4 part C: types below ----
@@ -264,6 +309,27 @@ class EkmService {
   // ---- end of part A ----
 
   // ---- issue 4 part B (replacement, repack): methods below ----
+
+  // "Update key" with the replacement rules: a different customer CMK replaces the current
+  // one at most once per replacement period (FailedPrecondition names the last change and the
+  // next allowed time) unless options.emergency (with a reason). A change of CMK starts a
+  // repack of the environment's DKs under the new EK.
+  virtual StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace,
+                                                 std::string_view environment,
+                                                 std::string_view provider,
+                                                 std::string_view key_id,
+                                                 const KeyChangeOptions& options) = 0;
+  // The environment's repack progress and key inventory.
+  virtual StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace,
+                                                 std::string_view environment) = 0;
+  // Runs (or resumes) the environment's repack in this thread until it finishes; `progress`
+  // is called after every batch. For local mode; ekmd runs repacks in the background.
+  virtual StatusOr<RepackStatus> RunRepack(
+      std::string_view workspace, std::string_view environment,
+      const std::function<void(const RepackStatus&)>& progress) = 0;
+  // ekmd: one background thread that resumes unfinished repacks and runs new ones promptly.
+  virtual void StartRepackRunner() = 0;
+  virtual void StopRepackRunner() = 0;
 
   // ---- end of part B ----
 

@@ -181,6 +181,86 @@ class Store {
 
   // ---- issue 4 part B (replacement, repack): add methods below ----
 
+  // One change of an environment's CMK ("set": from the platform default to a customer key;
+  // "replacement": from one customer key to another). The replacement period counts from the
+  // newest row.
+  struct CmkChangeRecord {
+    int64_t environment_id = 0;
+    int64_t at = 0;  // unix seconds
+    std::string from_provider, from_key_id;
+    std::string to_provider, to_key_id;
+    uint32_t ek_version = 0;  // the EK created under the new CMK
+    std::string kind;         // "set" or "replacement"
+    bool emergency = false;
+    std::string reason;
+    std::string actor;
+  };
+  // AddEnvironmentKey (same guard) and the change row, in one transaction.
+  virtual Status AddEnvironmentKeyForCmkChange(const EnvironmentKeyRecord& ek,
+                                               const CmkChangeRecord& change) = 0;
+  virtual StatusOr<std::optional<CmkChangeRecord>> GetLatestCmkChange(
+      int64_t environment_id) = 0;
+
+  // A repack: re-wraps every DK of an environment from older EKs to target_ek_version.
+  struct RepackJobRecord {
+    int64_t id = 0;
+    int64_t environment_id = 0;
+    uint32_t target_ek_version = 0;
+    std::string state;  // "running", "waiting", "finished"
+    uint64_t total = 0;
+    uint64_t done = 0;
+    int64_t started_at_ms = 0;
+    int64_t run_started_at_ms = 0;  // this run (after a restart): for the rate
+    uint64_t run_started_done = 0;
+    int64_t updated_at_ms = 0;
+    std::optional<int64_t> finished_at_ms;
+    std::string last_error;
+    std::optional<int64_t> retry_at_ms;
+  };
+  virtual StatusOr<std::optional<RepackJobRecord>> GetLatestRepackJob(int64_t environment_id) = 0;
+  // Environments that hold an EK older than their current one whose wrapping is not destroyed
+  // yet: each needs a repack (started, interrupted or not begun).
+  virtual StatusOr<std::vector<EnvironmentRecord>> ListEnvironmentsToRepack() = 0;
+  // Begins (or resumes) the environment's repack towards `target`: the unfinished job, its
+  // target moved on, or a new one; total = done + DKs still under older EKs. *created says
+  // whether a new job was begun.
+  virtual StatusOr<RepackJobRecord> BeginRepackJob(int64_t environment_id, uint32_t target,
+                                                   int64_t now_ms, bool* created) = 0;
+  // Up to `limit` DKs under an EK older than `below`, into `out` (cleared first).
+  virtual Status ListDataKeysToRepack(int64_t environment_id, uint32_t below, size_t limit,
+                                      std::vector<DataKeyRecord>* out) = 0;
+  struct RepackedDataKey {
+    const DataKeyRecord* from = nullptr;  // as read (its ek_version guards the update)
+    Bytes wrapped;                        // under the target EK
+  };
+  // One transaction: each DK moves to `target` only if it is still under the EK it was read
+  // under, and the job's progress advances by the rows moved (returned). FailedPrecondition,
+  // and nothing changes, when the environment's current EK is no longer `target`.
+  virtual StatusOr<uint64_t> CommitRepackBatch(int64_t job_id, int64_t environment_id,
+                                               uint32_t target,
+                                               const std::vector<RepackedDataKey>& batch,
+                                               int64_t now_ms) = 0;
+  // One transaction: when `target` is still current and no DK is under an older EK, wipes the
+  // older EKs' wrappings (destroyed_at = now) and finishes the job; returns the EK versions
+  // destroyed. FailedPrecondition, and nothing changes, otherwise.
+  virtual StatusOr<std::vector<uint32_t>> FinishRepackJob(int64_t job_id, int64_t environment_id,
+                                                          uint32_t target, int64_t now_ms) = 0;
+  // The job cannot go on for now (the old CMK refuses…): why, and when it tries again.
+  virtual Status SetRepackJobWaiting(int64_t job_id, std::string_view error, int64_t retry_at_ms,
+                                     int64_t now_ms) = 0;
+  // Every EK version of the environment with its CMK, state and how many DKs it wraps.
+  struct EkInventoryRow {
+    uint32_t version = 0;
+    std::string cmk_provider, cmk_key_id;
+    int64_t created_at = 0;
+    std::optional<int64_t> destroyed_at;
+    uint64_t data_keys = 0;
+  };
+  virtual StatusOr<std::vector<EkInventoryRow>> EnvironmentKeyInventory(
+      int64_t environment_id) = 0;
+  // Inserts many DK versions in one transaction (bulk loads; existing versions are kept).
+  virtual Status InsertDataKeys(const std::vector<DataKeyRecord>& records) = 0;
+
   // ---- end of part B ----
 
   // ---- issue 4 part C (uploaded key material): add methods below ----

@@ -105,6 +105,41 @@ CREATE TABLE environment_key_status (
       // ---- end of part A ----
 
       // ---- issue 4 part B: migration 6 below ----
+      {6, "CMK replacement and repack: CMK changes, repack jobs, destroyed EK wrappings", R"sql(
+ALTER TABLE environment_keys ADD COLUMN destroyed_at INTEGER;
+CREATE TABLE cmk_changes (
+  id INTEGER PRIMARY KEY,
+  environment_id INTEGER NOT NULL REFERENCES environments(id),
+  at INTEGER NOT NULL,
+  from_provider TEXT NOT NULL,
+  from_key_id TEXT NOT NULL,
+  to_provider TEXT NOT NULL,
+  to_key_id TEXT NOT NULL,
+  ek_version INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  emergency INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  actor TEXT NOT NULL
+);
+CREATE INDEX cmk_changes_by_environment ON cmk_changes (environment_id, id);
+CREATE TABLE repack_jobs (
+  id INTEGER PRIMARY KEY,
+  environment_id INTEGER NOT NULL REFERENCES environments(id),
+  target_ek_version INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  total INTEGER NOT NULL,
+  done INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL,
+  run_started_at_ms INTEGER NOT NULL,
+  run_started_done INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL,
+  finished_at_ms INTEGER,
+  last_error TEXT NOT NULL,
+  retry_at_ms INTEGER
+);
+CREATE INDEX repack_jobs_by_environment ON repack_jobs (environment_id, id);
+CREATE INDEX data_keys_by_ek_version ON data_keys (environment_id, ek_version);
+)sql"},
 
       // ---- end of part B ----
 

@@ -453,6 +453,354 @@ class SqliteStore : public Store {
 
   // ---- issue 4 part B: methods below ----
 
+  Status AddEnvironmentKeyForCmkChange(const EnvironmentKeyRecord& ek,
+                                       const CmkChangeRecord& c) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> u,
+          Prepare("UPDATE environments SET current_ek_version = ?1 WHERE id = ?2 AND "
+                  "current_ek_version = ?1 - 1"));
+      u->Bind(1, int64_t{ek.version}).Bind(2, ek.environment_id);
+      if (u->Step() != SQLITE_DONE) return Error("updating environment");
+      if (sqlite3_changes(db_) != 1) {
+        return FailedPreconditionError(
+            "the environment's key changed while this change was being made",
+            "look at `ekm key show` and try again");
+      }
+      EKM_RETURN_IF_ERROR(InsertEnvironmentKeyLocked(ek));
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> s,
+          Prepare("INSERT INTO cmk_changes (environment_id, at, from_provider, from_key_id, "
+                  "to_provider, to_key_id, ek_version, kind, emergency, reason, actor) VALUES "
+                  "(?,?,?,?,?,?,?,?,?,?,?)"));
+      s->Bind(1, c.environment_id).Bind(2, c.at).Bind(3, c.from_provider).Bind(4, c.from_key_id);
+      s->Bind(5, c.to_provider).Bind(6, c.to_key_id).Bind(7, int64_t{c.ek_version});
+      s->Bind(8, c.kind).Bind(9, int64_t{c.emergency ? 1 : 0}).Bind(10, c.reason);
+      s->Bind(11, c.actor);
+      if (s->Step() != SQLITE_DONE) return Error("recording the CMK change");
+      return Status::Ok();
+    }();
+    if (st.ok()) st = Exec("COMMIT");
+    if (!st.ok()) Exec("ROLLBACK").IgnoreError();
+    return st;
+  }
+
+  StatusOr<std::optional<CmkChangeRecord>> GetLatestCmkChange(int64_t environment_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT at, from_provider, from_key_id, to_provider, to_key_id, ek_version, kind, "
+                "emergency, reason, actor FROM cmk_changes WHERE environment_id = ? ORDER BY "
+                "id DESC LIMIT 1"));
+    s->Bind(1, environment_id);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<CmkChangeRecord>();
+    if (rc != SQLITE_ROW) return Error("reading CMK changes");
+    CmkChangeRecord c;
+    c.environment_id = environment_id;
+    c.at = s->Int(0);
+    c.from_provider = s->Text(1);
+    c.from_key_id = s->Text(2);
+    c.to_provider = s->Text(3);
+    c.to_key_id = s->Text(4);
+    c.ek_version = static_cast<uint32_t>(s->Int(5));
+    c.kind = s->Text(6);
+    c.emergency = s->Int(7) != 0;
+    c.reason = s->Text(8);
+    c.actor = s->Text(9);
+    return std::optional<CmkChangeRecord>(std::move(c));
+  }
+
+  StatusOr<std::optional<RepackJobRecord>> GetLatestRepackJob(int64_t environment_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return LatestRepackJobLocked(environment_id);
+  }
+
+  StatusOr<std::vector<EnvironmentRecord>> ListEnvironmentsToRepack() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, "
+                "e.current_ek_version FROM environments e JOIN workspaces w ON "
+                "w.id = e.workspace_id WHERE EXISTS (SELECT 1 FROM environment_keys k WHERE "
+                "k.environment_id = e.id AND k.version < e.current_ek_version AND "
+                "k.destroyed_at IS NULL) ORDER BY e.id"));
+    std::vector<EnvironmentRecord> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) out.push_back(ReadEnvironment(*s));
+    if (rc != SQLITE_DONE) return Error("listing environments to repack");
+    return out;
+  }
+
+  StatusOr<RepackJobRecord> BeginRepackJob(int64_t environment_id, uint32_t target,
+                                           int64_t now_ms, bool* created) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    auto result = [&]() -> StatusOr<RepackJobRecord> {
+      int64_t left = 0;
+      {
+        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> c,
+                             Prepare("SELECT COUNT(*) FROM data_keys WHERE environment_id = ? "
+                                     "AND ek_version < ?"));
+        c->Bind(1, environment_id).Bind(2, int64_t{target});
+        if (c->Step() != SQLITE_ROW) return Error("counting data keys to repack");
+        left = c->Int(0);
+      }
+      EKM_ASSIGN_OR_RETURN(std::optional<RepackJobRecord> job,
+                           LatestRepackJobLocked(environment_id));
+      *created = !job.has_value() || job->state == "finished";
+      if (*created) {
+        EKM_ASSIGN_OR_RETURN(
+            std::unique_ptr<Stmt> s,
+            Prepare("INSERT INTO repack_jobs (environment_id, target_ek_version, state, total, "
+                    "done, started_at_ms, run_started_at_ms, run_started_done, updated_at_ms, "
+                    "last_error) VALUES (?1, ?2, 'running', ?3, 0, ?4, ?4, 0, ?4, '')"));
+        s->Bind(1, environment_id).Bind(2, int64_t{target}).Bind(3, left).Bind(4, now_ms);
+        if (s->Step() != SQLITE_DONE) return Error("beginning a repack job");
+      } else {
+        EKM_ASSIGN_OR_RETURN(
+            std::unique_ptr<Stmt> s,
+            Prepare("UPDATE repack_jobs SET target_ek_version = ?2, state = 'running', total = "
+                    "done + ?3, run_started_at_ms = ?4, run_started_done = done, updated_at_ms = "
+                    "?4, last_error = '', retry_at_ms = NULL WHERE id = ?1"));
+        s->Bind(1, job->id).Bind(2, int64_t{target}).Bind(3, left).Bind(4, now_ms);
+        if (s->Step() != SQLITE_DONE) return Error("resuming a repack job");
+      }
+      EKM_ASSIGN_OR_RETURN(job, LatestRepackJobLocked(environment_id));
+      if (!job) return InternalError("the repack job just stored is missing");
+      return *job;
+    }();
+    if (!result.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return result;
+    }
+    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    return result;
+  }
+
+  Status ListDataKeysToRepack(int64_t environment_id, uint32_t below, size_t limit,
+                              std::vector<DataKeyRecord>* out) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    out->clear();
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare(std::string(kSelectDataKey) +
+                                 " WHERE environment_id = ? AND ek_version < ? LIMIT ?"));
+    s->Bind(1, environment_id).Bind(2, int64_t{below}).Bind(3, static_cast<int64_t>(limit));
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) out->push_back(ReadDataKey(*s));
+    if (rc != SQLITE_DONE) return Error("reading data keys to repack");
+    return Status::Ok();
+  }
+
+  StatusOr<uint64_t> CommitRepackBatch(int64_t job_id, int64_t environment_id, uint32_t target,
+                                       const std::vector<RepackedDataKey>& batch,
+                                       int64_t now_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    auto result = [&]() -> StatusOr<uint64_t> {
+      EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
+      EKM_ASSIGN_OR_RETURN(
+          sqlite3_stmt * u,
+          RawStatement("UPDATE data_keys SET ek_version = ?1, wrapped = ?2 WHERE environment_id "
+                       "= ?3 AND scope = ?4 AND version = ?5 AND ek_version = ?6"));
+      uint64_t moved = 0;
+      for (const RepackedDataKey& r : batch) {
+        sqlite3_bind_int64(u, 1, target);
+        sqlite3_bind_blob(u, 2, r.wrapped.data(), static_cast<int>(r.wrapped.size()),
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(u, 3, environment_id);
+        sqlite3_bind_text(u, 4, r.from->scope.data(), static_cast<int>(r.from->scope.size()),
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(u, 5, r.from->version);
+        sqlite3_bind_int64(u, 6, r.from->ek_version);
+        int rc = sqlite3_step(u);
+        sqlite3_reset(u);
+        if (rc != SQLITE_DONE) {
+          sqlite3_clear_bindings(u);
+          return Error("re-wrapping a data key");
+        }
+        moved += static_cast<uint64_t>(sqlite3_changes(db_));
+      }
+      sqlite3_clear_bindings(u);
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> p,
+          Prepare("UPDATE repack_jobs SET done = done + ?2, updated_at_ms = ?3, state = "
+                  "'running', last_error = '', retry_at_ms = NULL WHERE id = ?1"));
+      p->Bind(1, job_id).Bind(2, static_cast<int64_t>(moved)).Bind(3, now_ms);
+      if (p->Step() != SQLITE_DONE) return Error("recording repack progress");
+      return moved;
+    }();
+    if (!result.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return result;
+    }
+    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    return result;
+  }
+
+  StatusOr<std::vector<uint32_t>> FinishRepackJob(int64_t job_id, int64_t environment_id,
+                                                  uint32_t target, int64_t now_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    auto result = [&]() -> StatusOr<std::vector<uint32_t>> {
+      EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
+      {
+        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> c,
+                             Prepare("SELECT COUNT(*) FROM data_keys WHERE environment_id = ? "
+                                     "AND ek_version < ?"));
+        c->Bind(1, environment_id).Bind(2, int64_t{target});
+        if (c->Step() != SQLITE_ROW) return Error("counting data keys to repack");
+        if (c->Int(0) != 0) {
+          return FailedPreconditionError(std::to_string(c->Int(0)) +
+                                         " data keys are still under an older environment key");
+        }
+      }
+      std::vector<uint32_t> destroyed;
+      {
+        EKM_ASSIGN_OR_RETURN(
+            std::unique_ptr<Stmt> d,
+            Prepare("UPDATE environment_keys SET wrapped = X'', destroyed_at = ?3 WHERE "
+                    "environment_id = ?1 AND version < ?2 AND destroyed_at IS NULL RETURNING "
+                    "version"));
+        d->Bind(1, environment_id).Bind(2, int64_t{target}).Bind(3, now_ms / 1000);
+        int rc;
+        while ((rc = d->Step()) == SQLITE_ROW) destroyed.push_back(static_cast<uint32_t>(d->Int(0)));
+        if (rc != SQLITE_DONE) return Error("destroying old environment keys");
+      }
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> f,
+          Prepare("UPDATE repack_jobs SET state = 'finished', finished_at_ms = ?2, "
+                  "updated_at_ms = ?2, last_error = '', retry_at_ms = NULL WHERE id = ?1"));
+      f->Bind(1, job_id).Bind(2, now_ms);
+      if (f->Step() != SQLITE_DONE) return Error("finishing the repack job");
+      return destroyed;
+    }();
+    if (!result.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return result;
+    }
+    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    return result;
+  }
+
+  Status SetRepackJobWaiting(int64_t job_id, std::string_view error, int64_t retry_at_ms,
+                             int64_t now_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("UPDATE repack_jobs SET state = 'waiting', last_error = ?2, retry_at_ms = ?3, "
+                "updated_at_ms = ?4 WHERE id = ?1 AND state != 'finished'"));
+    s->Bind(1, job_id).Bind(2, error).Bind(3, retry_at_ms).Bind(4, now_ms);
+    if (s->Step() != SQLITE_DONE) return Error("recording why the repack waits");
+    return Status::Ok();
+  }
+
+  StatusOr<std::vector<EkInventoryRow>> EnvironmentKeyInventory(int64_t environment_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT k.version, k.cmk_provider, k.cmk_key_id, k.created_at, COALESCE(k.destroyed_at, -1), "
+                "(SELECT COUNT(*) FROM data_keys d WHERE d.environment_id = k.environment_id AND "
+                "d.ek_version = k.version) FROM environment_keys k WHERE k.environment_id = ? "
+                "ORDER BY k.version"));
+    s->Bind(1, environment_id);
+    std::vector<EkInventoryRow> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) {
+      EkInventoryRow r;
+      r.version = static_cast<uint32_t>(s->Int(0));
+      r.cmk_provider = s->Text(1);
+      r.cmk_key_id = s->Text(2);
+      r.created_at = s->Int(3);
+      if (s->Int(4) >= 0) r.destroyed_at = s->Int(4);
+      r.data_keys = static_cast<uint64_t>(s->Int(5));
+      out.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return Error("reading the environment key inventory");
+    return out;
+  }
+
+  Status InsertDataKeys(const std::vector<DataKeyRecord>& records) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      EKM_ASSIGN_OR_RETURN(
+          sqlite3_stmt * s,
+          RawStatement("INSERT INTO data_keys (environment_id, scope, version, ek_version, "
+                       "wrapped, created_at, messages_reserved) VALUES (?,?,?,?,?,?,0) "
+                       "ON CONFLICT (environment_id, scope, version) DO NOTHING"));
+      for (const DataKeyRecord& r : records) {
+        sqlite3_bind_int64(s, 1, r.environment_id);
+        sqlite3_bind_text(s, 2, r.scope.data(), static_cast<int>(r.scope.size()), SQLITE_STATIC);
+        sqlite3_bind_int64(s, 3, r.version);
+        sqlite3_bind_int64(s, 4, r.ek_version);
+        sqlite3_bind_blob(s, 5, r.wrapped.data(), static_cast<int>(r.wrapped.size()),
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(s, 6, r.created_at);
+        int rc = sqlite3_step(s);
+        sqlite3_reset(s);
+        if (rc != SQLITE_DONE) {
+          sqlite3_clear_bindings(s);
+          return Error("storing data keys");
+        }
+      }
+      sqlite3_clear_bindings(s);
+      return Status::Ok();
+    }();
+    if (st.ok()) st = Exec("COMMIT");
+    if (!st.ok()) Exec("ROLLBACK").IgnoreError();
+    return st;
+  }
+
+  // A cached statement used directly, for loops that bind and step it many times.
+  StatusOr<sqlite3_stmt*> RawStatement(const std::string& sql) {
+    EKM_RETURN_IF_ERROR(Prepare(sql).status());
+    return stmts_.at(sql);
+  }
+
+  Status CheckCurrentEkLocked(int64_t environment_id, uint32_t target) {
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("SELECT current_ek_version FROM environments WHERE id = ?"));
+    s->Bind(1, environment_id);
+    if (s->Step() != SQLITE_ROW) return Error("reading environment");
+    if (static_cast<uint32_t>(s->Int(0)) != target) {
+      return FailedPreconditionError("the environment's current key moved on to v" +
+                                         std::to_string(s->Int(0)) + " during the repack",
+                                     "the repack continues towards the new key");
+    }
+    return Status::Ok();
+  }
+
+  StatusOr<std::optional<RepackJobRecord>> LatestRepackJobLocked(int64_t environment_id) {
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT id, environment_id, target_ek_version, state, total, done, "
+                "started_at_ms, run_started_at_ms, run_started_done, updated_at_ms, "
+                "COALESCE(finished_at_ms, -1), last_error, COALESCE(retry_at_ms, -1) FROM repack_jobs WHERE environment_id "
+                "= ? ORDER BY id DESC LIMIT 1"));
+    s->Bind(1, environment_id);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<RepackJobRecord>();
+    if (rc != SQLITE_ROW) return Error("reading repack job");
+    RepackJobRecord j;
+    j.id = s->Int(0);
+    j.environment_id = s->Int(1);
+    j.target_ek_version = static_cast<uint32_t>(s->Int(2));
+    j.state = s->Text(3);
+    j.total = static_cast<uint64_t>(s->Int(4));
+    j.done = static_cast<uint64_t>(s->Int(5));
+    j.started_at_ms = s->Int(6);
+    j.run_started_at_ms = s->Int(7);
+    j.run_started_done = static_cast<uint64_t>(s->Int(8));
+    j.updated_at_ms = s->Int(9);
+    if (s->Int(10) >= 0) j.finished_at_ms = s->Int(10);
+    j.last_error = s->Text(11);
+    if (s->Int(12) >= 0) j.retry_at_ms = s->Int(12);
+    return std::optional<RepackJobRecord>(std::move(j));
+  }
+
   // ---- end of part B ----
 
   // ---- issue 4 part C: methods below ----

@@ -1,0 +1,222 @@
+#include "ekm/repack/repacker.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "ekm/crypto/key_wrap.h"
+#include "ekm/events/lifecycle_event.h"
+
+namespace ekm {
+
+namespace {
+
+// The repack moved on to a newer EK (a replacement during the repack): start over towards it.
+bool MovedOn(const Status& s) { return s.code() == StatusCode::kFailedPrecondition; }
+
+nlohmann::json JobJson(const Store::RepackJobRecord& job) {
+  return {{"ek_version", job.target_ek_version}, {"done", job.done}, {"total", job.total}};
+}
+
+}  // namespace
+
+Repacker::Repacker(Store* store, KeyHierarchy* keys, Clock* clock, RepackOptions options)
+    : store_(store), keys_(keys), clock_(clock), options_(options) {}
+
+int64_t Repacker::NowMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_->Now().time_since_epoch())
+      .count();
+}
+
+void Repacker::Event(const EnvironmentRecord& env, std::string_view type,
+                     const nlohmann::json& detail) {
+  RecordLifecycleEvent(*store_, *clock_, env.workspace, env.name, type, detail).IgnoreError();
+}
+
+StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view environment,
+                             const StopFn& stop, const ProgressFn& progress,
+                             std::chrono::milliseconds retry_in) {
+  std::vector<DataKeyRecord> rows;
+  std::vector<Store::RepackedDataKey> batch;
+  rows.reserve(options_.batch_size);
+  batch.reserve(options_.batch_size);
+  for (;;) {  // once per target EK (a replacement during the repack moves the target on)
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, store_->GetEnvironment(workspace, environment));
+    const uint32_t target = env.current_ek_version;
+    EKM_ASSIGN_OR_RETURN(std::vector<Store::EkInventoryRow> eks,
+                         store_->EnvironmentKeyInventory(env.id));
+    bool needed = false;
+    for (const auto& ek : eks) needed = needed || (ek.version < target && !ek.destroyed_at);
+    if (!needed) return true;  // nothing under an older EK, and no old wrapping left
+    bool created = false;
+    EKM_ASSIGN_OR_RETURN(Store::RepackJobRecord job,
+                         store_->BeginRepackJob(env.id, target, NowMs(), &created));
+    if (created && job.total > 0) {
+      Event(env, event::kRepackStarted, JobJson(job));
+    } else if (job.total > job.done) {
+      spdlog::info("repack of {}/{}: resuming at {}/{} data keys", env.workspace, env.name,
+                   job.done, job.total);
+    }
+    // Every error from here leaves the job waiting, with the reason, until the next try.
+    auto wait = [&](Status cause) -> Status {
+      store_->SetRepackJobWaiting(job.id, cause.ToString(), NowMs() + retry_in.count(), NowMs())
+          .IgnoreError();
+      spdlog::warn("repack of {}/{} waits: {}", env.workspace, env.name, cause.ToString());
+      return cause;
+    };
+    auto new_ek = keys_->EnvironmentKey(env, target);
+    if (!new_ek.ok()) {
+      return wait(new_ek.status().WithContext(
+          "the new customer main key must be usable for the repack to go on"));
+    }
+    std::map<uint32_t, std::shared_ptr<const SecretBytes>> old_eks;
+    uint64_t last_event_done = job.done;
+    auto last_event_at = clock_->Monotonic();
+    bool moved_on = false;
+    while (!moved_on) {
+      if (stop && stop()) return false;
+      Status listed = store_->ListDataKeysToRepack(env.id, target, options_.batch_size, &rows);
+      if (!listed.ok()) return wait(listed);
+      if (rows.empty()) break;
+      batch.clear();
+      for (const DataKeyRecord& row : rows) {
+        auto& old = old_eks[row.ek_version];
+        if (!old) {
+          auto got = keys_->EnvironmentKey(env, row.ek_version);
+          if (!got.ok()) {
+            old_eks.erase(row.ek_version);
+            return wait(Status(got.status().code(),
+                               "the previous customer main key must stay available until the "
+                               "repack completes: " + got.status().message(),
+                               "restore its access (key policy, enable it, cancel its "
+                               "deletion); the repack retries by itself"));
+          }
+          old = *got;
+        }
+        auto dk = UnwrapKey(*old, row.wrapped,
+                            DataKeyWrapAad(env.workspace, env.name, row.scope, row.version,
+                                           row.ek_version));
+        if (!dk.ok()) {
+          return wait(dk.status().WithContext("data key v" + std::to_string(row.version) +
+                                              " of scope \"" + row.scope + "\""));
+        }
+        auto wrapped = WrapKey(**new_ek, *dk,
+                               DataKeyWrapAad(env.workspace, env.name, row.scope, row.version,
+                                              target));
+        if (!wrapped.ok()) return wait(wrapped.status());
+        batch.push_back({&row, std::move(wrapped).value()});
+      }
+      auto moved = store_->CommitRepackBatch(job.id, env.id, target, batch, NowMs());
+      if (!moved.ok()) {
+        if (MovedOn(moved.status())) {
+          moved_on = true;
+          break;
+        }
+        return wait(moved.status());
+      }
+      job.done += *moved;
+      job.state = "running";
+      job.updated_at_ms = NowMs();
+      if (job.done > job.total) job.total = job.done;
+      if (progress) progress(job);
+      const auto now = clock_->Monotonic();
+      const double share = job.total ? double(job.done - last_event_done) / double(job.total) : 1;
+      if (share >= options_.progress_event_share ||
+          now - last_event_at >= options_.progress_event_interval) {
+        Event(env, event::kRepackProgress, JobJson(job));
+        last_event_done = job.done;
+        last_event_at = now;
+      }
+    }
+    if (moved_on) continue;
+    auto destroyed = store_->FinishRepackJob(job.id, env.id, target, NowMs());
+    if (!destroyed.ok()) {
+      if (MovedOn(destroyed.status())) continue;
+      return wait(destroyed.status());
+    }
+    for (uint32_t v : *destroyed) keys_->ForgetEnvironmentKey(env.id, v);
+    if (job.total > 0 || !destroyed->empty()) {
+      nlohmann::json detail = JobJson(job);
+      detail["destroyed_ek_versions"] = *destroyed;
+      detail["seconds"] = double(NowMs() - job.started_at_ms) / 1000.0;
+      Event(env, event::kRepackFinished, detail);
+    }
+    job.state = "finished";
+    if (progress) progress(job);
+    return true;
+  }
+}
+
+RepackRunner::RepackRunner(Repacker* repacker, Store* store, Options options)
+    : repacker_(repacker), store_(store), options_(options) {}
+
+RepackRunner::~RepackRunner() { Stop(); }
+
+void RepackRunner::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void RepackRunner::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void RepackRunner::Nudge() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    nudged_ = true;
+  }
+  cv_.notify_all();
+}
+
+void RepackRunner::Loop() {
+  ScopedActor actor("system:repack");
+  auto stopping = [this] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stop_;
+  };
+  while (!stopping()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      // A nudge means a new CMK change: try every environment now, whatever its backoff.
+      if (nudged_) backoff_.clear();
+      nudged_ = false;
+    }
+    auto wake = std::chrono::steady_clock::now() + options_.scan_interval;
+    auto envs = store_->ListEnvironmentsToRepack();
+    if (!envs.ok()) {
+      spdlog::warn("repack runner: cannot list environments to repack: {}",
+                   envs.status().ToString());
+    } else {
+      for (const EnvironmentRecord& env : *envs) {
+        if (stopping()) return;
+        auto now = std::chrono::steady_clock::now();
+        Backoff& b = backoff_[env.id];
+        if (b.next > now) {
+          wake = std::min(wake, b.next);
+          continue;
+        }
+        auto next_delay = std::clamp(b.delay * 2, options_.min_backoff, options_.max_backoff);
+        auto done = repacker_->Run(env.workspace, env.name, stopping, nullptr, next_delay);
+        if (done.ok()) {
+          backoff_.erase(env.id);
+        } else {
+          b.delay = next_delay;
+          b.next = std::chrono::steady_clock::now() + next_delay;
+          wake = std::min(wake, b.next);
+        }
+      }
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_until(lock, wake, [this] { return stop_ || nudged_; });
+  }
+}
+
+}  // namespace ekm

@@ -1,0 +1,96 @@
+// The repack: after a CMK change, re-wraps every DK of an environment from the older EKs to
+// the current one, in batches, each batch one transaction with the job's progress. DK bytes
+// never change, so data is never re-encrypted and every ciphertext stays readable. When no DK
+// is left under an older EK, the older EKs' wrappings are destroyed in the transaction that
+// finishes the job: from then on the old CMK is no longer needed.
+//
+// Crash-safe: the work to do is derived from the store (DKs under an EK older than the
+// current one), so a job interrupted at any point is resumed by running it again.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "ekm/base/clock.h"
+#include "ekm/base/status.h"
+#include "ekm/keys/key_hierarchy.h"
+#include "ekm/store/store.h"
+
+namespace ekm {
+
+struct RepackOptions {
+  size_t batch_size = 1000;
+  // repack.progress events: at most one per this share of the job or this interval.
+  double progress_event_share = 0.1;
+  std::chrono::seconds progress_event_interval{30};
+};
+
+class Repacker {
+ public:
+  Repacker(Store* store, KeyHierarchy* keys, Clock* clock, RepackOptions options);
+
+  using ProgressFn = std::function<void(const Store::RepackJobRecord&)>;
+  using StopFn = std::function<bool()>;
+
+  // Runs the environment's repack until it finishes (true), `stop` says so (false), or an
+  // error: then the job waits (state "waiting", the error and `retry_in` recorded) and the
+  // error is returned. Nothing to do is a finished repack.
+  StatusOr<bool> Run(std::string_view workspace, std::string_view environment,
+                     const StopFn& stop, const ProgressFn& progress,
+                     std::chrono::milliseconds retry_in = std::chrono::seconds(1));
+
+ private:
+  int64_t NowMs() const;
+  void Event(const EnvironmentRecord& env, std::string_view type, const nlohmann::json& detail);
+
+  Store* store_;
+  KeyHierarchy* keys_;
+  Clock* clock_;
+  RepackOptions options_;
+};
+
+// ekmd's background repack: one thread that resumes every unfinished repack at start, picks
+// up new ones when nudged (after a CMK change) or by a periodic scan, and retries a waiting
+// job with backoff. Stop() ends it between two batches.
+class RepackRunner {
+ public:
+  struct Options {
+    std::chrono::milliseconds scan_interval{5000};
+    std::chrono::milliseconds min_backoff{1000};
+    std::chrono::milliseconds max_backoff{60000};
+  };
+  RepackRunner(Repacker* repacker, Store* store, Options options);
+  ~RepackRunner();  // stops
+
+  void Start();
+  void Stop();
+  void Nudge();
+
+ private:
+  void Loop();
+
+  Repacker* repacker_;
+  Store* store_;
+  Options options_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool nudged_ = false;
+  std::thread thread_;
+  // Per environment id: backoff and when to try again after an error.
+  struct Backoff {
+    std::chrono::milliseconds delay{0};
+    std::chrono::steady_clock::time_point next;
+  };
+  std::map<int64_t, Backoff> backoff_;
+};
+
+}  // namespace ekm

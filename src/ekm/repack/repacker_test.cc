@@ -1,0 +1,400 @@
+// The repack over a real SQLite store and real keys: two CMKs are two platform root keys
+// under two provider names, so a test can switch the CMK and make the old one refuse.
+#include "ekm/repack/repacker.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "ekm/base/random.h"
+#include "ekm/crypto/key_wrap.h"
+#include "ekm/events/lifecycle_event.h"
+#include "ekm/provider/platform/platform_key_provider.h"
+#include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/temp_dir.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define EKM_REPACK_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EKM_REPACK_TEST_SANITIZED 1
+#endif
+#endif
+
+namespace ekm {
+namespace {
+
+// A platform root key serving as a CMK under its own provider name; it can be made to refuse
+// (a revoked CMK).
+class TestCmk : public KeyProvider {
+ public:
+  TestCmk(std::string name, std::unique_ptr<PlatformKeyProvider> inner)
+      : name_(std::move(name)), inner_(std::move(inner)) {}
+  std::string_view Name() const override { return name_; }
+  StatusOr<Bytes> Wrap(std::string_view, const SecretBytes& k,
+                       const EncryptionContext& c) override {
+    if (refuse) return PermissionDeniedError("AccessDeniedException: the key policy denies it");
+    return inner_->Wrap("root", k, c);
+  }
+  StatusOr<SecretBytes> Unwrap(std::string_view, ByteView w,
+                               const EncryptionContext& c) override {
+    ++unwraps;
+    if (refuse) return PermissionDeniedError("AccessDeniedException: the key policy denies it");
+    return inner_->Unwrap("root", w, c);
+  }
+  StatusOr<CmkDescription> Describe(std::string_view id) override { return inner_->Describe(id); }
+
+  std::atomic<bool> refuse{false};
+  std::atomic<int> unwraps{0};
+
+ private:
+  std::string name_;
+  std::unique_ptr<PlatformKeyProvider> inner_;
+};
+
+class RepackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* name : {"cmk-a", "cmk-b", "cmk-c"}) {
+      std::string path = dir_.path() + "/" + name + ".key";
+      ASSERT_TRUE(PlatformKeyProvider::CreateRootKeyFile(path).ok());
+      auto p = PlatformKeyProvider::Open(path);
+      ASSERT_TRUE(p.ok());
+      auto cmk = std::make_unique<TestCmk>(name, std::move(*p));
+      cmks_[name] = cmk.get();
+      providers_.Register(std::move(cmk));
+    }
+    auto s = OpenSqliteStore(dir_.path() + "/ekm.db");
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(*s);
+    ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+    keys_ = std::make_unique<KeyHierarchy>(store_.get(), &providers_, &clock_,
+                                           KeyHierarchyOptions{});
+    auto ek = keys_->NewEnvironmentKey("acme", "prod", CmkRef{"cmk-a", "root"}, 1);
+    ASSERT_TRUE(ek.ok());
+    auto env = store_->CreateEnvironment("acme", "prod", *ek, 1);
+    ASSERT_TRUE(env.ok());
+    env_id_ = env->id;
+    RepackOptions o;
+    o.batch_size = 1000;
+    repacker_ = std::make_unique<Repacker>(store_.get(), keys_.get(), &clock_, o);
+  }
+
+  EnvironmentRecord Env() {
+    auto env = store_->GetEnvironment("acme", "prod");
+    EXPECT_TRUE(env.ok());
+    return *env;
+  }
+
+  // A new current EK under `cmk` (what "Update key" stores).
+  void ChangeCmk(const std::string& cmk) {
+    EnvironmentRecord env = Env();
+    auto ek = keys_->NewEnvironmentKey("acme", "prod", CmkRef{cmk, "root"},
+                                       env.current_ek_version + 1);
+    ASSERT_TRUE(ek.ok()) << ek.status().ToString();
+    ek->environment_id = env.id;
+    ASSERT_TRUE(store_->AddEnvironmentKey(*ek).ok());
+    keys_->ForgetEnvironment("acme", "prod");
+  }
+
+  // `n` real DKs (scopes s<first>…) wrapped under the current EK, in one transaction; returns
+  // their bytes by scope so the test can check they never change.
+  std::map<std::string, Bytes> SeedDataKeys(int first, int n) {
+    EnvironmentRecord env = Env();
+    auto ek = keys_->EnvironmentKey(env, env.current_ek_version);
+    EXPECT_TRUE(ek.ok()) << ek.status().ToString();
+    std::vector<DataKeyRecord> recs;
+    std::map<std::string, Bytes> bytes;
+    for (int i = first; i < first + n; ++i) {
+      auto dk = RandomSecret(32);
+      EXPECT_TRUE(dk.ok());
+      DataKeyRecord r;
+      r.environment_id = env.id;
+      r.scope = "s" + std::to_string(i);
+      r.version = 1;
+      r.ek_version = env.current_ek_version;
+      auto w = WrapKey(**ek, *dk,
+                       DataKeyWrapAad("acme", "prod", r.scope, 1, env.current_ek_version));
+      EXPECT_TRUE(w.ok());
+      r.wrapped = *w;
+      auto revealed = dk->RevealForCrypto();
+      bytes[r.scope] = Bytes(revealed.begin(), revealed.end());
+      recs.push_back(std::move(r));
+    }
+    EXPECT_TRUE(store_->InsertDataKeys(recs).ok());
+    return bytes;
+  }
+
+  // Every DK unwraps (through a fresh key hierarchy) to the bytes it had.
+  void ExpectAllReadable(const std::map<std::string, Bytes>& bytes) {
+    KeyHierarchy fresh(store_.get(), &providers_, &clock_, KeyHierarchyOptions{});
+    EnvironmentRecord env = Env();
+    size_t checked = 0;
+    for (const auto& [scope, want] : bytes) {
+      auto dk = fresh.DataKeyVersion(env, scope, 1);
+      ASSERT_TRUE(dk.ok()) << scope << ": " << dk.status().ToString();
+      auto got = (*dk)->key->RevealForCrypto();
+      ASSERT_EQ(Bytes(got.begin(), got.end()), want) << scope;
+      ++checked;
+    }
+    EXPECT_EQ(checked, bytes.size());
+  }
+
+  std::map<uint32_t, Store::EkInventoryRow> Inventory() {
+    auto inv = store_->EnvironmentKeyInventory(env_id_);
+    EXPECT_TRUE(inv.ok());
+    std::map<uint32_t, Store::EkInventoryRow> out;
+    for (auto& r : *inv) out[r.version] = r;
+    return out;
+  }
+
+  std::vector<std::string> EventTypes() {
+    LifecycleEventFilter f;
+    f.workspace = "acme";
+    auto events = store_->ListLifecycleEvents(f);
+    EXPECT_TRUE(events.ok());
+    std::vector<std::string> out;
+    for (const auto& e : *events) out.push_back(e.type);
+    return out;
+  }
+
+  testing::TempDir dir_;
+  FakeClock clock_;
+  ProviderRegistry providers_;
+  std::map<std::string, TestCmk*> cmks_;
+  StorePtr store_;
+  std::unique_ptr<KeyHierarchy> keys_;
+  std::unique_ptr<Repacker> repacker_;
+  int64_t env_id_ = 0;
+};
+
+TEST_F(RepackTest, RewrapsEveryDataKeyInBatchesAndDestroysTheOldEnvironmentKey) {
+  auto bytes = SeedDataKeys(0, 2500);
+  ChangeCmk("cmk-b");
+  std::vector<uint64_t> progress;
+  auto done = repacker_->Run("acme", "prod", nullptr, [&](const Store::RepackJobRecord& j) {
+    progress.push_back(j.done);
+    EXPECT_EQ(j.total, 2500u);
+  });
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_TRUE(*done);
+  // Three batches of at most 1000, then the finish.
+  EXPECT_EQ(progress, (std::vector<uint64_t>{1000, 2000, 2500, 2500}));
+  auto inv = Inventory();
+  EXPECT_EQ(inv[1].data_keys, 0u);
+  EXPECT_TRUE(inv[1].destroyed_at.has_value());
+  EXPECT_EQ(inv[2].data_keys, 2500u);
+  EXPECT_FALSE(inv[2].destroyed_at.has_value());
+  auto ek1 = store_->GetEnvironmentKey(env_id_, 1);
+  ASSERT_TRUE(ek1.ok());
+  EXPECT_TRUE(ek1->wrapped.empty()) << "the old EK's wrapping is wiped";
+  // The old CMK is no longer needed.
+  cmks_["cmk-a"]->refuse = true;
+  ExpectAllReadable(bytes);
+  auto job = store_->GetLatestRepackJob(env_id_);
+  ASSERT_TRUE(job.ok() && job->has_value());
+  EXPECT_EQ((*job)->state, "finished");
+  EXPECT_EQ((*job)->done, 2500u);
+  auto types = EventTypes();
+  EXPECT_EQ(std::count(types.begin(), types.end(), std::string(event::kRepackStarted)), 1);
+  EXPECT_EQ(std::count(types.begin(), types.end(), std::string(event::kRepackFinished)), 1);
+  // 40 %, 80 %: progress events at most every 10 %, never per DK.
+  EXPECT_LE(std::count(types.begin(), types.end(), std::string(event::kRepackProgress)), 3);
+  // Nothing left to do: a second run changes nothing.
+  auto again = repacker_->Run("acme", "prod", nullptr, nullptr);
+  ASSERT_TRUE(again.ok());
+  auto job2 = store_->GetLatestRepackJob(env_id_);
+  EXPECT_EQ((*job2)->id, (*job)->id);
+}
+
+TEST_F(RepackTest, SeveralOldEnvironmentKeysAllMoveToTheCurrentOne) {
+  auto bytes = SeedDataKeys(0, 1200);
+  ChangeCmk("cmk-b");
+  auto more = SeedDataKeys(5000, 700);
+  bytes.insert(more.begin(), more.end());
+  ChangeCmk("cmk-c");
+  auto done = repacker_->Run("acme", "prod", nullptr, nullptr);
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  auto inv = Inventory();
+  EXPECT_TRUE(inv[1].destroyed_at.has_value());
+  EXPECT_TRUE(inv[2].destroyed_at.has_value());
+  EXPECT_EQ(inv[3].data_keys, 1900u);
+  cmks_["cmk-a"]->refuse = true;
+  cmks_["cmk-b"]->refuse = true;
+  ExpectAllReadable(bytes);
+}
+
+TEST_F(RepackTest, AnOldCmkThatRefusesMakesTheJobWaitWithTheReasonUntilItIsBack) {
+  auto bytes = SeedDataKeys(0, 10);
+  ChangeCmk("cmk-b");
+  cmks_["cmk-a"]->refuse = true;
+  clock_.Advance(std::chrono::seconds(301));  // past the key cache TTL of the unwrapped old EK
+  auto done = repacker_->Run("acme", "prod", nullptr, nullptr, std::chrono::seconds(4));
+  ASSERT_FALSE(done.ok());
+  EXPECT_NE(done.status().message().find("previous customer main key must stay available until "
+                                         "the repack completes"),
+            std::string::npos)
+      << done.status().ToString();
+  auto job = store_->GetLatestRepackJob(env_id_);
+  ASSERT_TRUE(job.ok() && job->has_value());
+  EXPECT_EQ((*job)->state, "waiting");
+  EXPECT_NE((*job)->last_error.find("must stay available"), std::string::npos);
+  ASSERT_TRUE((*job)->retry_at_ms.has_value());
+  EXPECT_FALSE(Inventory()[1].destroyed_at.has_value()) << "nothing is destroyed while waiting";
+  cmks_["cmk-a"]->refuse = false;
+  done = repacker_->Run("acme", "prod", nullptr, nullptr);
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  job = store_->GetLatestRepackJob(env_id_);
+  EXPECT_EQ((*job)->state, "finished");
+  EXPECT_TRUE((*job)->last_error.empty());
+  ExpectAllReadable(bytes);
+}
+
+TEST_F(RepackTest, StoppedBetweenBatchesItResumesWhereItWas) {
+  auto bytes = SeedDataKeys(0, 3000);
+  ChangeCmk("cmk-b");
+  int batches = 0;
+  auto done = repacker_->Run(
+      "acme", "prod", [&] { return batches == 2; },
+      [&](const Store::RepackJobRecord&) { ++batches; });
+  ASSERT_TRUE(done.ok());
+  EXPECT_FALSE(*done);
+  auto job = store_->GetLatestRepackJob(env_id_);
+  EXPECT_EQ((*job)->state, "running");
+  EXPECT_EQ((*job)->done, 2000u);
+  EXPECT_EQ(Inventory()[1].data_keys, 1000u);
+  ExpectAllReadable(bytes);  // readable halfway too
+  // A new Repacker (a restarted process) resumes the same job.
+  Repacker again(store_.get(), keys_.get(), &clock_, RepackOptions{});
+  done = again.Run("acme", "prod", nullptr, nullptr);
+  ASSERT_TRUE(done.ok());
+  EXPECT_TRUE(*done);
+  auto resumed = store_->GetLatestRepackJob(env_id_);
+  EXPECT_EQ((*resumed)->id, (*job)->id);
+  EXPECT_EQ((*resumed)->done, 3000u);
+  EXPECT_EQ((*resumed)->total, 3000u);
+  ExpectAllReadable(bytes);
+}
+
+TEST_F(RepackTest, AReplacementDuringTheRepackMovesItsTargetOn) {
+  auto bytes = SeedDataKeys(0, 2500);
+  ChangeCmk("cmk-b");
+  bool replaced = false;
+  auto done = repacker_->Run("acme", "prod", nullptr, [&](const Store::RepackJobRecord&) {
+    if (!replaced) {
+      replaced = true;
+      ChangeCmk("cmk-c");
+    }
+  });
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  auto inv = Inventory();
+  EXPECT_TRUE(inv[1].destroyed_at.has_value());
+  EXPECT_TRUE(inv[2].destroyed_at.has_value());
+  EXPECT_EQ(inv[3].data_keys, 2500u);
+  cmks_["cmk-a"]->refuse = true;
+  cmks_["cmk-b"]->refuse = true;
+  ExpectAllReadable(bytes);
+}
+
+TEST_F(RepackTest, TheBatchUpdateIsGuardedByTheEnvironmentKeyItWasReadUnder) {
+  SeedDataKeys(0, 3);
+  ChangeCmk("cmk-b");
+  bool created = false;
+  auto job = store_->BeginRepackJob(env_id_, 2, 1000, &created);
+  ASSERT_TRUE(job.ok());
+  EXPECT_TRUE(created);
+  EXPECT_EQ(job->total, 3u);
+  std::vector<DataKeyRecord> rows;
+  ASSERT_TRUE(store_->ListDataKeysToRepack(env_id_, 2, 10, &rows).ok());
+  ASSERT_EQ(rows.size(), 3u);
+  DataKeyRecord stale = rows[0];
+  stale.ek_version = 7;  // as if another repacker had moved it already
+  std::vector<Store::RepackedDataKey> batch = {{&stale, Bytes(61, 1)}, {&rows[1], rows[1].wrapped}};
+  auto moved = store_->CommitRepackBatch(job->id, env_id_, 2, batch, 2000);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(*moved, 1u);
+  // A batch for an EK that is no longer current changes nothing.
+  ChangeCmk("cmk-c");
+  moved = store_->CommitRepackBatch(job->id, env_id_, 2, {{&rows[2], rows[2].wrapped}}, 3000);
+  EXPECT_EQ(moved.status().code(), StatusCode::kFailedPrecondition);
+  auto finished = store_->FinishRepackJob(job->id, env_id_, 3, 4000);
+  EXPECT_EQ(finished.status().code(), StatusCode::kFailedPrecondition)
+      << "DKs are still under older EKs";
+}
+
+TEST_F(RepackTest, ARequestHoldingADataKeyRowFromBeforeItsBatchStillGetsTheKey) {
+  auto bytes = SeedDataKeys(0, 5);
+  ChangeCmk("cmk-b");
+  EnvironmentRecord env = Env();
+  auto stale = store_->GetDataKey(env.id, "s3", 1);  // read just before the batch commits
+  ASSERT_TRUE(stale.ok());
+  ASSERT_TRUE(repacker_->Run("acme", "prod", nullptr, nullptr).ok());
+  KeyHierarchy fresh(store_.get(), &providers_, &clock_, KeyHierarchyOptions{});
+  Status cause = KeyHierarchy::DestroyedEnvironmentKeyError(env, stale->ek_version);
+  auto dk = fresh.UnwrapAfterRepack(env, *stale, cause);
+  ASSERT_TRUE(dk.ok()) << dk.status().ToString();
+  auto got = (*dk)->key->RevealForCrypto();
+  EXPECT_EQ(Bytes(got.begin(), got.end()), bytes["s3"]);
+  EXPECT_EQ((*dk)->ek_version, 2u);
+}
+
+TEST_F(RepackTest, TheRunnerFindsInterruptedAndNewRepacksAndStopsCleanly) {
+  auto bytes = SeedDataKeys(0, 1500);
+  ChangeCmk("cmk-b");
+  // Interrupted after one batch, as by a crash.
+  int batches = 0;
+  ASSERT_TRUE(repacker_->Run("acme", "prod", [&] { return batches == 1; },
+                             [&](const Store::RepackJobRecord&) { ++batches; })
+                  .ok());
+  RepackRunner::Options o;
+  o.scan_interval = std::chrono::milliseconds(50);
+  RepackRunner runner(repacker_.get(), store_.get(), o);
+  runner.Start();
+  auto finished = [&] {
+    for (int i = 0; i < 1000; ++i) {  // a bound for a broken runner, not a timing assertion
+      auto job = store_->GetLatestRepackJob(env_id_);
+      if (job.ok() && job->has_value() && (*job)->state == "finished" &&
+          (*job)->target_ek_version == Env().current_ek_version) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(finished()) << "the runner resumes the interrupted repack";
+  ChangeCmk("cmk-c");
+  runner.Nudge();
+  ASSERT_TRUE(finished()) << "and picks up a new one";
+  runner.Stop();
+  runner.Stop();  // idempotent
+  auto inv = Inventory();
+  EXPECT_TRUE(inv[2].destroyed_at.has_value());
+  EXPECT_EQ(inv[3].data_keys, 1500u);
+  ExpectAllReadable(bytes);
+}
+
+TEST_F(RepackTest, OneHundredThousandDataKeysAreRepacked) {
+#ifdef EKM_REPACK_TEST_SANITIZED
+  const int n = 20000;  // sanitizers slow crypto and SQLite ~10x
+#else
+  const int n = 100000;
+#endif
+  auto bytes = SeedDataKeys(0, n);
+  ChangeCmk("cmk-b");
+  auto t0 = std::chrono::steady_clock::now();
+  auto done = repacker_->Run("acme", "prod", nullptr, nullptr);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  std::printf("repacked %d data keys in %.2f s (%.0f DKs/s)\n", n, seconds, n / seconds);
+  auto inv = Inventory();
+  EXPECT_EQ(inv[2].data_keys, static_cast<uint64_t>(n));
+  EXPECT_TRUE(inv[1].destroyed_at.has_value());
+  cmks_["cmk-a"]->refuse = true;
+  ExpectAllReadable(bytes);
+}
+
+}  // namespace
+}  // namespace ekm

@@ -1,0 +1,316 @@
+// The repack survives kill -9: a real ekmd process is killed at random points of repacks at
+// least five times while clients keep writing through the API; after each restart it resumes
+// where it was; at the end every ciphertext written before and during the repacks decrypts,
+// and with the old customer keys revoked (AWS KMS refusing everything) too.
+//
+// Seeding: the DKs are real keys wrapped under the environment's first EK, stored in one
+// transaction through the library (a repack cares about the number of DKs, not how they came).
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "ekm/base/random.h"
+#include "ekm/client/ekm_client.h"
+#include "ekm/crypto/key_wrap.h"
+#include "ekm/keys/key_hierarchy.h"
+#include "ekm/provider/platform/platform_key_provider.h"
+#include "ekm/service/ekm_service.h"
+#include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/moto_peer.h"
+#include "ekm/testing/temp_dir.h"
+
+extern char** environ;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define EKM_KILL_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EKM_KILL_TEST_SANITIZED 1
+#endif
+#endif
+
+namespace ekm {
+namespace {
+
+using namespace std::chrono_literals;
+
+#ifdef EKM_KILL_TEST_SANITIZED
+constexpr int kSeededDataKeys = 20000;  // sanitizers slow everything ~10x
+#else
+constexpr int kSeededDataKeys = 100000;
+#endif
+constexpr int kKills = 6;
+
+class Ekmd {
+ public:
+  Ekmd(std::string data_dir, std::string log, std::vector<std::string> env)
+      : data_dir_(std::move(data_dir)), log_(std::move(log)), env_(std::move(env)) {}
+  ~Ekmd() { Kill(SIGKILL); }
+
+  // Starts ekmd and waits until it listens; returns its URL.
+  std::string Start() {
+    std::ofstream(log_, std::ios::trunc).close();
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    std::vector<std::string> args = {EKMD_PATH,  "--data-dir",    data_dir_, "--listen",
+                                     "127.0.0.1:0", "--key-replacement-period", "0",
+                                     "--key-cache-ttl", "300"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (auto& e : env_) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    int rc = posix_spawn(&pid_, EKMD_PATH, &fa, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) return "";
+    std::regex listening("listening on (http://127\\.0\\.0\\.1:[0-9]+)");
+    for (int i = 0; i < 300; ++i) {
+      std::ifstream in(log_);
+      std::stringstream text;
+      text << in.rdbuf();
+      std::string s = text.str();
+      std::smatch m;
+      if (std::regex_search(s, m, listening)) return m[1];
+      std::this_thread::sleep_for(20ms);
+    }
+    return "";
+  }
+
+  void Kill(int sig) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    int status;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+  std::string LogText() const {
+    std::ifstream in(log_);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+
+ private:
+  std::string data_dir_, log_;
+  std::vector<std::string> env_;
+  pid_t pid_ = -1;
+};
+
+class RepackKillTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto peer = testing::MotoPeer::Start({.tls = false, .fault_proxy = true});
+    ASSERT_TRUE(peer.ok()) << peer.status().ToString();
+    peer_ = std::move(*peer);
+    data_dir_ = dir_.path() + "/data";
+    EkmOptions o;
+    o.data_dir = data_dir_;
+    o.aws.enabled = false;
+    ASSERT_TRUE(EkmService::Initialize(o).ok());
+    {
+      auto svc = EkmService::Open(o);
+      ASSERT_TRUE(svc.ok());
+      ASSERT_TRUE((*svc)->CreateWorkspace("acme").ok());
+      ASSERT_TRUE((*svc)->CreateEnvironment("acme", "prod").ok());
+      // Ciphertexts written before: in seeded scopes and in scopes of their own.
+      for (int i = 0; i < 200; ++i) {
+        std::string scope = i % 2 ? "s" + std::to_string(i * 37) : "own-" + std::to_string(i);
+        Bytes ct;
+        std::string text = "before " + std::to_string(i);
+        if (i % 2) continue;  // the seeded scopes get theirs after the seed, below
+        ASSERT_TRUE((*svc)->Encrypt("acme", "prod", scope, AsBytes(text), &ct).ok());
+        written_.push_back({std::string(EnvelopeToText(ct)), text});
+      }
+    }
+    Seed();
+    {
+      auto svc = EkmService::Open(o);
+      ASSERT_TRUE(svc.ok());
+      for (int i = 1; i < 200; i += 2) {
+        Bytes ct;
+        std::string text = "before " + std::to_string(i);
+        ASSERT_TRUE((*svc)->Encrypt("acme", "prod", "s" + std::to_string(i * 37), AsBytes(text),
+                                    &ct)
+                        .ok());
+        written_.push_back({std::string(EnvelopeToText(ct)), text});
+      }
+    }
+    const auto& u = peer_->setup()["users"]["ekm-platform"];
+    std::vector<std::string> env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::string_view(*e).rfind("AWS_", 0) != 0 && std::string_view(*e).rfind("HOME=", 0) != 0)
+        env.push_back(*e);
+    }
+    env.push_back("AWS_ACCESS_KEY_ID=" + u["access_key_id"].get<std::string>());
+    env.push_back("AWS_SECRET_ACCESS_KEY=" + u["secret_access_key"].get<std::string>());
+    env.push_back("AWS_ENDPOINT_URL=" + peer_->proxy_endpoint());
+    env.push_back("AWS_REGION=us-east-1");
+    env.push_back("AWS_EC2_METADATA_DISABLED=true");
+    env.push_back("HOME=" + dir_.path());
+    ekmd_ = std::make_unique<Ekmd>(data_dir_, dir_.path() + "/ekmd.log", env);
+  }
+
+  // kSeededDataKeys real DKs (scopes s0…) under EK v1, one transaction.
+  void Seed() {
+    auto store = OpenSqliteStore(data_dir_ + "/ekm.db");
+    ASSERT_TRUE(store.ok());
+    ProviderRegistry providers;
+    auto platform = PlatformKeyProvider::Open(data_dir_ + "/root.key");
+    ASSERT_TRUE(platform.ok());
+    providers.Register(std::move(*platform));
+    KeyHierarchy keys(store->get(), &providers, &Clock::Real(), KeyHierarchyOptions{});
+    auto env = (*store)->GetEnvironment("acme", "prod");
+    ASSERT_TRUE(env.ok());
+    auto ek = keys.EnvironmentKey(*env, 1);
+    ASSERT_TRUE(ek.ok()) << ek.status().ToString();
+    std::vector<DataKeyRecord> recs;
+    recs.reserve(kSeededDataKeys);
+    for (int i = 0; i < kSeededDataKeys; ++i) {
+      auto dk = RandomSecret(32);
+      ASSERT_TRUE(dk.ok());
+      DataKeyRecord r;
+      r.environment_id = env->id;
+      r.scope = "s" + std::to_string(i);
+      r.version = 1;
+      r.ek_version = 1;
+      auto w = WrapKey(**ek, *dk, DataKeyWrapAad("acme", "prod", r.scope, 1, 1));
+      ASSERT_TRUE(w.ok());
+      r.wrapped = std::move(*w);
+      recs.push_back(std::move(r));
+    }
+    ASSERT_TRUE((*store)->InsertDataKeys(recs).ok());
+  }
+
+  std::unique_ptr<EkmClient> Client(const std::string& url) {
+    auto c = EkmClient::Create(url);
+    EXPECT_TRUE(c.ok());
+    return std::move(*c);
+  }
+
+  // A few ciphertexts through the API, in new scopes and in seeded ones (whose DK is then
+  // still under an old EK, so the scope moves on to a new DK version).
+  void WriteSome(EkmClient& c, int n) {
+    for (int i = 0; i < n; ++i) {
+      std::string scope = rng_() % 2 ? "live-" + std::to_string(rng_() % 50)
+                                     : "s" + std::to_string(rng_() % kSeededDataKeys);
+      std::string text = "during " + std::to_string(written_.size());
+      auto ct = c.Encrypt("acme", "prod", scope, AsBytes(text));
+      ASSERT_TRUE(ct.ok()) << ct.status().ToString();
+      written_.push_back({*ct, text});
+    }
+  }
+
+  StatusOr<RepackStatus> WaitFinished(const std::string& url) {
+    auto c = Client(url);
+    for (int i = 0; i < 3000; ++i) {
+      auto st = c->GetRepackStatus("acme", "prod");
+      if (!st.ok()) return st.status();
+      if (st->state == "finished") return st;
+      std::this_thread::sleep_for(20ms);
+    }
+    return DeadlineExceededError("the repack did not finish in 60 s");
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<testing::MotoPeer> peer_;
+  std::string data_dir_;
+  std::unique_ptr<Ekmd> ekmd_;
+  std::vector<std::pair<std::string, std::string>> written_;  // text form, plaintext
+  std::mt19937 rng_{std::random_device{}()};
+};
+
+TEST_F(RepackKillTest, KilledAtRandomPointsTheRepackResumesAndEveryCiphertextDecrypts) {
+  std::string url = ekmd_->Start();
+  ASSERT_FALSE(url.empty()) << ekmd_->LogText();
+  const char* cmks[] = {"main", "rotating"};
+  int kills = 0, changes = 0;
+  uint64_t last_done = 0;
+  bool changed = false;
+  // Replace the CMK (main, rotating, main…; the period is 0 for this test) and kill ekmd in
+  // the middle of the repacks until it was killed kKills times during one.
+  while (kills < kKills) {
+    auto c = Client(url);
+    auto st = c->GetRepackStatus("acme", "prod");
+    ASSERT_TRUE(st.ok()) << st.status().ToString();
+    if (!changed || st->state == "finished" || st->state == "none") {
+      std::string arn = peer_->setup()["keys"][cmks[changes % 2]]["arn"];
+      auto v = c->SetCustomerKey("acme", "prod", "aws-kms", arn, KeyChangeOptions{});
+      ASSERT_TRUE(v.ok()) << v.status().ToString();
+      ++changes;
+      changed = true;
+      last_done = 0;
+    }
+    WriteSome(*c, 5);
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng_() % 150));
+    st = c->GetRepackStatus("acme", "prod");
+    ASSERT_TRUE(st.ok());
+    const bool running = st->state == "running" || st->state == "pending";
+    ekmd_->Kill(SIGKILL);
+    if (running) {
+      ++kills;
+      EXPECT_GE(st->done, last_done) << "progress is never lost";
+      last_done = st->done;
+      std::printf("kill -9 #%d at %llu/%llu data keys (CMK change %d)\n", kills,
+                  static_cast<unsigned long long>(st->done),
+                  static_cast<unsigned long long>(st->total), changes);
+    }
+    url = ekmd_->Start();
+    ASSERT_FALSE(url.empty()) << ekmd_->LogText();
+    auto after = Client(url)->GetRepackStatus("acme", "prod");
+    ASSERT_TRUE(after.ok());
+    if (running) {
+      EXPECT_GE(after->done, st->done) << "it resumes where it was";
+    }
+  }
+  auto done = WaitFinished(url);
+  ASSERT_TRUE(done.ok()) << done.status().ToString() << "\n" << ekmd_->LogText();
+  // Finally back to the platform key: after its repack no AWS key is needed any more.
+  auto c = Client(url);
+  WriteSome(*c, 20);
+  ASSERT_TRUE(c->SetCustomerKey("acme", "prod", "platform", "root", KeyChangeOptions{}).ok());
+  done = WaitFinished(url);
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  uint64_t dks = 0;
+  for (const auto& e : done->inventory) {
+    if (e.state != "current") {
+      EXPECT_EQ(e.state, "destroyed") << "EK v" << e.ek_version;
+      EXPECT_EQ(e.data_keys, 0u);
+    }
+    dks += e.data_keys;
+  }
+  EXPECT_GE(dks, static_cast<uint64_t>(kSeededDataKeys));
+  // Revoke AWS KMS entirely, restart (empty caches), and read everything back.
+  ASSERT_TRUE(peer_->ArmFault("*", "AccessDeniedException").ok());
+  ekmd_->Kill(SIGKILL);
+  url = ekmd_->Start();
+  ASSERT_FALSE(url.empty());
+  c = Client(url);
+  size_t ok = 0;
+  for (const auto& [ct, text] : written_) {
+    auto pt = c->Decrypt("acme", "prod", ct);
+    ASSERT_TRUE(pt.ok()) << pt.status().ToString();
+    EXPECT_EQ(std::string(AsChars(*pt)), text);
+    ++ok;
+  }
+  std::printf("%d kills over %d CMK changes; %zu ciphertexts decrypt\n", kills, changes + 1, ok);
+  EXPECT_EQ(ok, written_.size());
+  ekmd_->Kill(SIGTERM);
+}
+
+}  // namespace
+}  // namespace ekm
