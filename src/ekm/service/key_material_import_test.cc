@@ -10,6 +10,7 @@
 #include <openssl/rsa.h>
 
 #include "ekm/base/encoding.h"
+#include "ekm/base/ossl.h"
 #include "ekm/base/random.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/provider/imported/imported_key_provider.h"
@@ -20,15 +21,21 @@
 namespace ekm {
 namespace {
 
+struct PkeyCtxDeleter {
+  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }  // NOLINT(grep-lint): the deleter
+};
+
 enum class Padding { kOaepSha256, kOaepSha1, kPkcs1 };
 
 // What the admin does with openssl: wraps `material` under the PEM public key.
 Bytes Wrap(const std::string& pem, ByteView material, Padding padding = Padding::kOaepSha256) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
+  OsslPtr<EVP_PKEY> key(PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr));
   BIO_free(bio);
   EXPECT_NE(key, nullptr);
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr);
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> owner(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  EVP_PKEY_CTX* ctx = owner.get();
   EXPECT_EQ(EVP_PKEY_encrypt_init(ctx), 1);
   if (padding == Padding::kPkcs1) {
     EXPECT_EQ(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING), 1);
@@ -43,8 +50,6 @@ Bytes Wrap(const std::string& pem, ByteView material, Padding padding = Padding:
   Bytes out(len);
   EXPECT_EQ(EVP_PKEY_encrypt(ctx, out.data(), &len, material.data(), material.size()), 1);
   out.resize(len);
-  EVP_PKEY_CTX_free(ctx);
-  EVP_PKEY_free(key);
   return out;
 }
 
