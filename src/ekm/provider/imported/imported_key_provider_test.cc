@@ -140,6 +140,40 @@ TEST_F(ImportedKeyProviderTest, DeletedMaterialIsADefinitiveRefusalNamingWhen) {
   EXPECT_TRUE(back.ok()) << back.status().ToString();
 }
 
+// Every bit flipped and every truncation of a sealed secret and of a wrapped EK fails, with
+// DataLoss, and never opens to something else.
+TEST_F(ImportedKeyProviderTest, EveryModifiedSealedSecretOrWrappedKeyFails) {
+  StoreMaterial("prod");
+  auto ctx = KeyMaterialSealContext("acme", "prod", key_id_);
+  Bytes sealed = *SealSecret(*platform_, material_, ctx);
+  for (size_t i = 0; i < sealed.size(); ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      Bytes bad = sealed;
+      bad[i] ^= static_cast<uint8_t>(1 << bit);
+      auto r = UnsealSecret(*platform_, bad, ctx);
+      ASSERT_FALSE(r.ok()) << "byte " << i << " bit " << bit;
+    }
+  }
+  for (size_t n = 0; n < sealed.size(); ++n) {
+    auto r = UnsealSecret(*platform_, ByteView(sealed.data(), n), ctx);
+    ASSERT_FALSE(r.ok()) << "truncated to " << n;
+  }
+  auto ek_ctx = EnvironmentKeyContext("acme", "prod", 2);
+  Bytes wrapped = *provider_->Wrap(key_id_, *RandomSecret(32), ek_ctx);
+  for (size_t i = 0; i < wrapped.size(); ++i) {
+    Bytes bad = wrapped;
+    bad[i] ^= 0x01;
+    auto r = provider_->Unwrap(key_id_, bad, ek_ctx);
+    ASSERT_FALSE(r.ok()) << "byte " << i;
+    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << "byte " << i;
+  }
+  for (size_t n = 0; n < wrapped.size(); ++n) {
+    EXPECT_EQ(provider_->Unwrap(key_id_, ByteView(wrapped.data(), n), ek_ctx).status().code(),
+              StatusCode::kDataLoss)
+        << "truncated to " << n;
+  }
+}
+
 TEST_F(ImportedKeyProviderTest, UnknownKeyAndForeignBlobs) {
   EXPECT_EQ(provider_->Describe(key_id_).status().code(), StatusCode::kNotFound);
   StoreMaterial("prod");
