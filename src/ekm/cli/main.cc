@@ -630,11 +630,6 @@ int Run(int argc, char** argv) {
       return;
     }
     std::string pem_path = im_out + "/wrapping-key.pem", token_path = im_out + "/import-token";
-    if (::mkdir(im_out.c_str(), 0755) != 0 && errno != EEXIST) {
-      rc = Fail(FailedPreconditionError("cannot create directory " + im_out + ": " +
-                                        std::strerror(errno)));
-      return;
-    }
     // Refuse before generating anything (key generation takes a second or two).
     for (const std::string& path : {pem_path, token_path}) {
       if (!im_force && ::access(path.c_str(), F_OK) == 0) {
@@ -647,6 +642,11 @@ int Run(int argc, char** argv) {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(KeyImportParameters p,
                            b.CreateKeyImportParameters(im_ws, im_env, *expires));
+      if (::mkdir(im_out.c_str(), 0755) != 0 && errno != EEXIST) {
+        return FailedPreconditionError("cannot create directory " + im_out + ": " +
+                                           std::strerror(errno),
+                                       "choose an --out directory you can write to");
+      }
       EKM_RETURN_IF_ERROR(WriteFileWithMode(pem_path, p.wrapping_key_pem, 0644, im_force));
       std::string token = p.import_token + "\n";
       Status written = WriteFileWithMode(token_path, token, 0600, im_force);

@@ -202,7 +202,7 @@ StatusOr<CmkDescription> ImportedKeyProvider::Describe(std::string_view key_id) 
   CmkDescription d;
   d.provider = std::string(kImportedProviderName);
   d.key_id = std::string(key_id);
-  d.key_spec = "SYMMETRIC_DEFAULT";
+  d.key_spec = "AES_256";  // 32 bytes of customer material
   d.key_usage = "ENCRYPT_DECRYPT";
   d.rotation = CmkRotation::kDisabled;  // material never changes; import new material instead
   d.describe_permitted = true;
