@@ -1,6 +1,8 @@
 // ekm: the command-line interface. Local mode (--data-dir / EKM_DATA_DIR) runs the key hierarchy
 // in this process on a data directory; server mode (--server / EKM_SERVER) talks to ekmd.
 #include <fcntl.h>
+#include <openssl/crypto.h>  // part C
+#include <sys/stat.h>       // part C
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -17,10 +19,7 @@
 #include "ekm/cli/backend.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
-// part C
-#include <openssl/crypto.h>
-#include <sys/stat.h>
-#include "ekm/service/key_material_json.h"
+#include "ekm/service/key_material_json.h"  // part C
 
 namespace ekm::cli {
 namespace {

@@ -6,11 +6,10 @@
 
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
+#include "ekm/provider/imported/key_material_import.h"  // part C
 #include "ekm/server/http_errors.h"
 #include "ekm/service/key_json.h"
-// part C
-#include "ekm/provider/imported/key_material_import.h"
-#include "ekm/service/key_material_json.h"
+#include "ekm/service/key_material_json.h"  // part C
 
 namespace ekm {
 

@@ -18,11 +18,10 @@
 #include "ekm/keys/key_hierarchy.h"
 #include "ekm/provider/key_provider.h"
 #include "ekm/provider/aws/aws_kms_setup.h"
+#include "ekm/provider/imported/imported_key_provider.h"  // part C
+#include "ekm/provider/imported/key_material_import.h"    // part C
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
-// part C
-#include "ekm/provider/imported/imported_key_provider.h"
-#include "ekm/provider/imported/key_material_import.h"
 
 namespace ekm {
 
