@@ -307,6 +307,16 @@ TEST_F(KeyMaterialImportTest, DeleteRevokesAfterTheCacheTtlAndReimportRestores) 
   EXPECT_EQ(text, "precious");
   ASSERT_TRUE(Decrypt(Encrypt("new"), &text).ok());
 
+  // --key-id: a malformed id, and material this environment never had.
+  EXPECT_EQ(svc_->DeleteKeyMaterial("acme", "prod", "arn:aws:kms:x").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->DeleteKeyMaterial("acme", "prod", "imported:" + std::string(32, '0'))
+                .status()
+                .code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(svc_->DeleteKeyMaterial("acme", "dev", KeyId()).status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(Decrypt(ct, &text).ok());
+
   auto types = EventTypes("prod");
   EXPECT_EQ(std::count(types.begin(), types.end(), "key_material.imported"), 2);
   EXPECT_EQ(std::count(types.begin(), types.end(), "key_material.deleted"), 1);
