@@ -65,6 +65,16 @@ class Backend {
 
   // ---- end of part B ----
   // ---- issue 4 part C: methods below ----
+  virtual StatusOr<KeyImportParameters> CreateKeyImportParameters(
+      std::string_view workspace, std::string_view environment,
+      std::chrono::seconds expires_in) = 0;
+  virtual StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
+                                                    std::string_view environment,
+                                                    ByteView wrapped_material,
+                                                    std::string_view import_token) = 0;
+  virtual StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view workspace,
+                                                          std::string_view environment,
+                                                          std::string_view key_id) = 0;
 
   // ---- end of part C ----
   // ---- issue 4 part D: methods below ----

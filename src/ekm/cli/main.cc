@@ -1,6 +1,8 @@
 // ekm: the command-line interface. Local mode (--data-dir / EKM_DATA_DIR) runs the key hierarchy
 // in this process on a data directory; server mode (--server / EKM_SERVER) talks to ekmd.
 #include <fcntl.h>
+#include <openssl/crypto.h>  // part C
+#include <sys/stat.h>       // part C
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -20,6 +22,7 @@
 #include "ekm/repack/repack_json.h"  // part B
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
+#include "ekm/service/key_material_json.h"  // part C
 #include "ekm/service/key_status_json.h"
 
 namespace ekm::cli {
@@ -373,6 +376,75 @@ Status AfterKeyChange(Backend& b, const std::string& ws, const std::string& env)
 
 // ---- end of part B ----
 // ---- issue 4 part C: printing helpers below ----
+
+// "24h", "90m", "3600s", "7d" or plain seconds.
+StatusOr<std::chrono::seconds> ParseDuration(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  std::string unit = text.substr(digits);
+  const int64_t mult = unit.empty() || unit == "s" ? 1
+                       : unit == "m"               ? 60
+                       : unit == "h"               ? 3600
+                       : unit == "d"               ? 86400
+                                                   : 0;
+  if (digits == 0 || digits > 9 || mult == 0) {
+    return InvalidArgumentError("\"" + text + "\" is not a duration",
+                                "write it like 24h, 90m, 3600s or 7d");
+  }
+  return std::chrono::seconds(std::stoll(text.substr(0, digits)) * mult);
+}
+
+// Writes `data` to `path` with `mode`; refuses to replace an existing file unless `force`.
+Status WriteFileWithMode(const std::string& path, std::string_view data, mode_t mode, bool force) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), mode);
+  if (fd < 0) {
+    if (errno == EEXIST) {
+      return AlreadyExistsError(path + " exists already",
+                                "pass --force to replace it, or choose another --out directory");
+    }
+    return FailedPreconditionError("cannot create " + path + ": " + std::strerror(errno));
+  }
+  Status s = ::fchmod(fd, mode) == 0 ? Status::Ok()
+                                     : FailedPreconditionError("cannot set the mode of " + path +
+                                                               ": " + std::strerror(errno));
+  size_t off = 0;
+  while (s.ok() && off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) s = FailedPreconditionError("cannot write " + path + ": " + std::strerror(errno));
+    else off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return s;
+}
+
+// A small binary or text file (at most 64 KiB).
+StatusOr<Bytes> ReadSmallFile(const std::string& path, std::string_view what) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return InvalidArgumentError("cannot open " + path + ": " + std::strerror(errno),
+                                "give the path of the " + std::string(what));
+  }
+  Bytes out;
+  uint8_t buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::string why = std::strerror(errno);
+      ::close(fd);
+      return InvalidArgumentError("cannot read " + path + ": " + why);
+    }
+    if (n == 0) break;
+    out.insert(out.end(), buf, buf + n);
+    if (out.size() > 64 * 1024) {
+      ::close(fd);
+      return InvalidArgumentError(path + " is larger than 64 KiB: not a " + std::string(what));
+    }
+  }
+  ::close(fd);
+  return out;
+}
 
 // ---- end of part C ----
 // ---- issue 4 part D: printing helpers below ----
@@ -782,6 +854,159 @@ int Run(int argc, char** argv) {
 
   // ---- end of part B ----
   // ---- issue 4 part C: subcommands below ----
+  // ekm key import-params / import / delete-material: uploaded key material (BYOK without a
+  // KMS), the seeds' "uploading a key material file".
+  std::string im_ws, im_env, im_out, im_expires = "24h", im_material, im_token_file, im_key_id,
+                                     im_confirm;
+  bool im_force = false;
+  auto* key_import_params = key->add_subcommand(
+      "import-params",
+      "Uploaded key material, step 1: issue an RSA-4096 wrapping public key and a one-time "
+      "import token for the environment (replacing earlier ones). Writes DIR/wrapping-key.pem "
+      "(0644) and DIR/import-token (0600, a secret) and prints the openssl commands that wrap "
+      "32 random bytes of key material (RSAES-OAEP-SHA256) for `ekm key import`");
+  key_import_params->add_option("--workspace,-w", im_ws, "Workspace name")->required();
+  key_import_params->add_option("--environment,-e", im_env, "Environment name")->required();
+  key_import_params->add_option("--out,-o", im_out,
+                                "Directory to write wrapping-key.pem and import-token to "
+                                "(created if missing)")
+      ->required();
+  key_import_params->add_option("--expires-in", im_expires,
+                                "How long the token is valid: 1m to 7d [default: 24h]");
+  key_import_params->add_flag("--force", im_force, "Replace the files if they exist");
+  key_import_params->callback([&] {
+    auto expires = ParseDuration(im_expires);
+    if (!expires.ok()) {
+      rc = Fail(expires.status());
+      return;
+    }
+    std::string pem_path = im_out + "/wrapping-key.pem", token_path = im_out + "/import-token";
+    // Refuse before generating anything (key generation takes a second or two).
+    for (const std::string& path : {pem_path, token_path}) {
+      if (!im_force && ::access(path.c_str(), F_OK) == 0) {
+        rc = Fail(AlreadyExistsError(path + " exists already",
+                                     "pass --force to replace it, or choose another --out "
+                                     "directory"));
+        return;
+      }
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(KeyImportParameters p,
+                           b.CreateKeyImportParameters(im_ws, im_env, *expires));
+      if (::mkdir(im_out.c_str(), 0755) != 0 && errno != EEXIST) {
+        return FailedPreconditionError("cannot create directory " + im_out + ": " +
+                                           std::strerror(errno),
+                                       "choose an --out directory you can write to");
+      }
+      EKM_RETURN_IF_ERROR(WriteFileWithMode(pem_path, p.wrapping_key_pem, 0644, im_force));
+      std::string token = p.import_token + "\n";
+      Status written = WriteFileWithMode(token_path, token, 0600, im_force);
+      OPENSSL_cleanse(token.data(), token.size());
+      OPENSSL_cleanse(p.import_token.data(), p.import_token.size());
+      EKM_RETURN_IF_ERROR(written);
+      const std::string expires_at = FormatRfc3339(FromUnixSeconds(p.expires_at));
+      if (g.json) {
+        nlohmann::json j = {{"workspace", p.workspace},      {"environment", p.environment},
+                            {"wrapping_key_file", pem_path}, {"import_token_file", token_path},
+                            {"expires_at", expires_at},      {"algorithm", p.algorithm},
+                            {"material_size", p.material_size}};
+        std::cout << JsonText(j, 2) << "\n";
+        return Status::Ok();
+      }
+      std::printf(
+          "wrote %s (RSA-4096 wrapping public key) and %s (import token, valid until %s)\n\n"
+          "Next, with OpenSSL 3:\n"
+          "  openssl rand -out material.bin 32\n"
+          "  openssl pkeyutl -encrypt -pubin -inkey %s -in material.bin -out material.wrapped "
+          "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt "
+          "rsa_mgf1_md:sha256\n"
+          "  ekm key import --workspace %s --environment %s --material material.wrapped "
+          "--token-file %s\n\n"
+          "Keep material.bin safe and offline: it is the only way to restore access after the "
+          "material is deleted.\n",
+          pem_path.c_str(), token_path.c_str(), expires_at.c_str(), pem_path.c_str(),
+          p.workspace.c_str(), p.environment.c_str(), token_path.c_str());
+      return Status::Ok();
+    });
+  });
+
+  auto* key_import = key->add_subcommand(
+      "import",
+      "Uploaded key material, step 2: upload the wrapped key material with the import token. "
+      "ekm checks the token, unwraps the material, stores it sealed under the platform root "
+      "key and validates it as the environment's CMK (Update key); on any failure nothing "
+      "changes. Importing the same material again after a deletion restores access");
+  key_import->add_option("--workspace,-w", im_ws, "Workspace name")->required();
+  key_import->add_option("--environment,-e", im_env, "Environment name")->required();
+  key_import->add_option("--material,-m", im_material,
+                         "The wrapped material (material.wrapped, the binary output of openssl "
+                         "pkeyutl -encrypt)")
+      ->required();
+  key_import->add_option("--token-file", im_token_file,
+                         "The import-token file written by `ekm key import-params`")
+      ->required();
+  key_import->callback([&] {
+    auto material = ReadSmallFile(im_material, "wrapped key material file (material.wrapped)");
+    if (!material.ok()) {
+      rc = Fail(material.status());
+      return;
+    }
+    auto token = ReadSmallFile(im_token_file, "import-token file");
+    if (!token.ok()) {
+      rc = Fail(token.status());
+      return;
+    }
+    with_backend([&](Backend& b) -> Status {
+      auto v = b.ImportKeyMaterial(im_ws, im_env, *material, AsChars(*token));
+      OPENSSL_cleanse(token->data(), token->size());
+      if (!v.ok()) return v.status();
+      if (g.json) {
+        std::cout << JsonText(KeyValidationToJson(*v), 2) << "\n";
+        return Status::Ok();
+      }
+      PrintChecks(*v);
+      std::printf("environment %s/%s now uses imported key material %s\n", im_ws.c_str(),
+                  im_env.c_str(), v->key_id.c_str());
+      return Status::Ok();
+    });
+  });
+
+  auto* key_delete_material = key->add_subcommand(
+      "delete-material",
+      "Delete the environment's imported key material (a revocation): ekm destroys its sealed "
+      "copy; once cached keys expire (the key cache TTL) the environment's data is unavailable "
+      "until the same material is imported again with `ekm key import`");
+  key_delete_material->add_option("--workspace,-w", im_ws, "Workspace name")->required();
+  key_delete_material->add_option("--environment,-e", im_env, "Environment name")->required();
+  key_delete_material->add_option("--confirm", im_confirm,
+                                  "The environment's name again, to confirm")
+      ->required();
+  key_delete_material->add_option("--key-id", im_key_id,
+                                  "Imported material to delete, imported:… [default: the "
+                                  "environment's current CMK]");
+  key_delete_material->callback([&] {
+    if (im_confirm != im_env) {
+      rc = Fail(InvalidArgumentError("--confirm \"" + im_confirm +
+                                         "\" does not match the environment \"" + im_env + "\"",
+                                     "pass --confirm " + im_env + " to delete its key material"));
+      return;
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(KeyMaterialDeletion d, b.DeleteKeyMaterial(im_ws, im_env, im_key_id));
+      if (g.json) {
+        std::cout << JsonText(KeyMaterialDeletionToJson(d), 2) << "\n";
+        return Status::Ok();
+      }
+      std::printf("deleted imported key material %s of %s/%s at %s\n", d.key_id.c_str(),
+                  d.workspace.c_str(), d.environment.c_str(),
+                  FormatRfc3339(FromUnixSeconds(d.deleted_at)).c_str());
+      if (d.in_use) {
+        std::printf("it is the environment's CMK: its data becomes unavailable once cached keys "
+                    "expire; import the same material again to restore access\n");
+      }
+      return Status::Ok();
+    });
+  });
 
   // ---- end of part C ----
   // ---- issue 4 part D: subcommands below ----

@@ -71,6 +71,18 @@ class RemoteBackend : public Backend {
 
   // ---- end of part B ----
   // ---- issue 4 part C: methods below ----
+  StatusOr<KeyImportParameters> CreateKeyImportParameters(
+      std::string_view ws, std::string_view env, std::chrono::seconds expires_in) override {
+    return client_->CreateKeyImportParameters(ws, env, expires_in);
+  }
+  StatusOr<KeyValidation> ImportKeyMaterial(std::string_view ws, std::string_view env,
+                                            ByteView wrapped, std::string_view token) override {
+    return client_->ImportKeyMaterial(ws, env, wrapped, token);
+  }
+  StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view ws, std::string_view env,
+                                                  std::string_view key_id) override {
+    return client_->DeleteKeyMaterial(ws, env, key_id);
+  }
 
   // ---- end of part C ----
   // ---- issue 4 part D: methods below ----

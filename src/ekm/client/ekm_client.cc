@@ -10,6 +10,7 @@
 #include "ekm/base/encoding.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/service/key_json.h"
+#include "ekm/service/key_material_json.h"  // part C
 #include "ekm/service/key_status_json.h"
 
 namespace ekm {
@@ -467,6 +468,40 @@ StatusOr<RepackStatus> EkmClient::GetRepackStatus(std::string_view workspace,
 
 // ---- end of part B ----
 // ---- issue 4 part C: methods below ----
+
+StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
+    std::string_view workspace, std::string_view environment, std::chrono::seconds expires_in) {
+  json body = {{"expires_in_seconds", static_cast<int64_t>(expires_in.count())}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "key", "import-params"}),
+                          &body));
+  return KeyImportParametersFromJson(j);
+}
+
+StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(std::string_view workspace,
+                                                     std::string_view environment,
+                                                     ByteView wrapped_material,
+                                                     std::string_view import_token) {
+  json body = {{"material", Base64Encode(wrapped_material)}, {"import_token", import_token}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "key", "import"}),
+                          &body));
+  return KeyValidationFromJson(j);
+}
+
+StatusOr<KeyMaterialDeletion> EkmClient::DeleteKeyMaterial(std::string_view workspace,
+                                                           std::string_view environment,
+                                                           std::string_view key_id) {
+  std::string path = "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                          "key", "material"});
+  if (!key_id.empty()) path += "?key_id=" + impl_->Path({key_id}).substr(1);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("DELETE", path, nullptr));
+  return KeyMaterialDeletionFromJson(j);
+}
 
 // ---- end of part C ----
 // ---- issue 4 part D: methods below ----

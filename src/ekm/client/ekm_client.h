@@ -69,6 +69,17 @@ class EkmClient {
 
   // ---- end of part B ----
   // ---- issue 4 part C: methods below ----
+  // Uploaded key material (see EkmService).
+  StatusOr<KeyImportParameters> CreateKeyImportParameters(std::string_view workspace,
+                                                          std::string_view environment,
+                                                          std::chrono::seconds expires_in);
+  StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
+                                            std::string_view environment,
+                                            ByteView wrapped_material,
+                                            std::string_view import_token);
+  StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view workspace,
+                                                  std::string_view environment,
+                                                  std::string_view key_id);
 
   // ---- end of part C ----
   // ---- issue 4 part D: methods below ----

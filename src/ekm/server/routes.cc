@@ -6,9 +6,11 @@
 
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
+#include "ekm/provider/imported/key_material_import.h"  // part C
 #include "ekm/repack/repack_json.h"  // part B
 #include "ekm/server/http_errors.h"
 #include "ekm/service/key_json.h"
+#include "ekm/service/key_material_json.h"  // part C
 #include "ekm/service/key_status_json.h"
 
 namespace ekm {
@@ -101,6 +103,20 @@ StatusOr<KeyChangeOptions> KeyChangeOptionsFrom(const json& j) {
 
 // ---- end of part B ----
 // ---- issue 4 part C: JSON helpers below ----
+// The value of `name` in a query string ("" when absent).
+std::string QueryValue(std::string_view query, std::string_view name, bool* ok) {
+  for (size_t i = 0; i < query.size();) {
+    size_t amp = query.find('&', i);
+    if (amp == std::string_view::npos) amp = query.size();
+    std::string_view kv = query.substr(i, amp - i);
+    size_t eq = kv.find('=');
+    if (PercentDecode(kv.substr(0, eq), ok) == name) {
+      return eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), ok);
+    }
+    i = amp + 1;
+  }
+  return "";
+}
 
 // ---- end of part C ----
 // ---- issue 4 part D: JSON helpers below ----
@@ -294,6 +310,16 @@ RouteMatch Router::Match(const RouteRequest& r) const {
 
       // ---- end of part B ----
       // ---- issue 4 part C: route matches below ----
+    } else if (n == 7 && seg[3] == "environments" && seg[5] == "key" &&
+               (seg[6] == "import-params" || seg[6] == "import" || seg[6] == "material")) {
+      if (!method_is({seg[6] == "material" ? "DELETE" : "POST"})) return m;
+      m.workspace = seg[2];
+      m.environment = seg[4];
+      m.id = seg[6] == "import-params" ? RouteId::kImportParams
+             : seg[6] == "import"      ? RouteId::kImportKeyMaterial
+                                       : RouteId::kDeleteKeyMaterial;
+      m.material_key_id = QueryValue(query, "key_id", &ok);
+      if (!ok) m.status = InvalidArgumentError("query is not valid percent-encoding");
 
       // ---- end of part C ----
       // ---- issue 4 part D: route matches below ----
@@ -452,6 +478,53 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
 
     // ---- end of part B ----
     // ---- issue 4 part C: handler cases below ----
+    case RouteId::kImportParams: {
+      int64_t expires_in = kDefaultImportTokenLifetimeSeconds;
+      if (!body.empty()) {  // the body is optional here
+        auto j = ParseObject(body);
+        if (!j.ok()) return Error(j.status());
+        auto it = j->find("expires_in_seconds");
+        if (it != j->end()) {
+          if (!it->is_number_integer()) {
+            return Error(InvalidArgumentError("field \"expires_in_seconds\" must be an integer",
+                                              "send e.g. {\"expires_in_seconds\": 86400}"));
+          }
+          expires_in = it->get<int64_t>();
+        }
+      }
+      auto p = service_->CreateKeyImportParameters(m.workspace, m.environment,
+                                                   std::chrono::seconds(expires_in));
+      if (!p.ok()) return Error(p.status());
+      return {200, JsonText(KeyImportParametersToJson(*p))};
+    }
+    case RouteId::kImportKeyMaterial: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto material = StringField(*j, "material", true);
+      if (!material.ok()) {
+        return Error(material.status().WithHint(
+            "send {\"material\": base64 of material.wrapped, \"import_token\": \"…\"}"));
+      }
+      auto token = StringField(*j, "import_token", true);
+      if (!token.ok()) {
+        return Error(token.status().WithHint(
+            "send the token from POST …/key/import-params as \"import_token\""));
+      }
+      auto bytes = Base64Decode(*material);
+      if (!bytes.ok()) {
+        return Error(InvalidArgumentError("field \"material\" must be base64: " +
+                                          bytes.status().message(),
+                                          "base64-encode the binary material.wrapped file"));
+      }
+      auto v = service_->ImportKeyMaterial(m.workspace, m.environment, *bytes, *token);
+      if (!v.ok()) return Error(v.status());
+      return {200, JsonText(KeyValidationToJson(*v))};
+    }
+    case RouteId::kDeleteKeyMaterial: {
+      auto d = service_->DeleteKeyMaterial(m.workspace, m.environment, m.material_key_id);
+      if (!d.ok()) return Error(d.status());
+      return {200, JsonText(KeyMaterialDeletionToJson(*d))};
+    }
 
     // ---- end of part C ----
     // ---- issue 4 part D: handler cases below ----

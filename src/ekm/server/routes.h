@@ -40,6 +40,9 @@ enum class RouteId {
 
   // ---- end of part B ----
   // ---- issue 4 part C: route ids below ----
+  kImportParams,       // POST   …/environments/{e}/key/import-params
+  kImportKeyMaterial,  // POST   …/environments/{e}/key/import
+  kDeleteKeyMaterial,  // DELETE …/environments/{e}/key/material[?key_id=imported:…]
 
   // ---- end of part C ----
   // ---- issue 4 part D: route ids below ----
@@ -65,6 +68,7 @@ struct RouteMatch {
 
   // ---- end of part B ----
   // ---- issue 4 part C: match fields below ----
+  std::string material_key_id;  // DELETE …/key/material?key_id=
 
   // ---- end of part C ----
   // ---- issue 4 part D: match fields below ----

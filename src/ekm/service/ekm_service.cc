@@ -19,6 +19,8 @@
 #include "ekm/keys/key_hierarchy.h"
 #include "ekm/provider/key_provider.h"
 #include "ekm/provider/aws/aws_kms_setup.h"
+#include "ekm/provider/imported/imported_key_provider.h"  // part C
+#include "ekm/provider/imported/key_material_import.h"    // part C
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/repack/repack_json.h"  // part B
 #include "ekm/repack/repacker.h"     // part B
@@ -538,6 +540,92 @@ class EkmServiceImpl : public EkmService {
 
   // ---- issue 4 part C (uploaded key material): public methods below ----
 
+  StatusOr<KeyImportParameters> CreateKeyImportParameters(
+      std::string_view workspace, std::string_view environment,
+      std::chrono::seconds expires_in) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    EKM_ASSIGN_OR_RETURN(KeyProvider * platform, providers_->Get(kPlatformProviderName));
+    EKM_ASSIGN_OR_RETURN(ImportParameters p,
+                         CreateImportParameters(*store_, *platform, env,
+                                                ToUnixSeconds(options_.clock->Now()),
+                                                expires_in.count()));
+    return KeyImportParameters{env.workspace,  env.name,
+                               std::move(p.wrapping_key_pem), std::move(p.import_token),
+                               p.expires_at,   std::string(kImportWrappingAlgorithm),
+                               kImportedMaterialSize};
+  }
+
+  StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
+                                            std::string_view environment,
+                                            ByteView wrapped_material,
+                                            std::string_view import_token) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    EKM_ASSIGN_OR_RETURN(KeyProvider * platform, providers_->Get(kPlatformProviderName));
+    const int64_t now = ToUnixSeconds(options_.clock->Now());
+    EKM_ASSIGN_OR_RETURN(SecretBytes material,
+                         OpenImportedMaterial(*store_, *platform, env, wrapped_material,
+                                              import_token, now));
+    EKM_ASSIGN_OR_RETURN(std::string key_id, ImportedKeyId(material));
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::KeyMaterialRecord> previous,
+                         store_->GetKeyMaterial(env.id, key_id));
+    Store::KeyMaterialRecord rec{env.id, key_id, {}, now, 0};
+    EKM_ASSIGN_OR_RETURN(rec.sealed_material,
+                         SealSecret(*platform, material,
+                                    KeyMaterialSealContext(env.workspace, env.name, key_id)));
+    EKM_RETURN_IF_ERROR(store_->PutKeyMaterial(rec));
+    auto v = SetCustomerKey(env.workspace, env.name, kImportedProviderName, key_id);
+    if (!v.ok()) {
+      // Leave the store as it was: no new unreferenced material.
+      Status undo = previous ? store_->PutKeyMaterial(*previous)
+                             : store_->RemoveKeyMaterialRow(env.id, key_id);
+      if (!undo.ok()) spdlog::warn("could not undo a refused key material import: {}", undo.ToString());
+      return v.status();
+    }
+    const bool restored = previous && previous->deleted_at != 0;
+    // Access comes back now, not when a cached refusal expires.
+    keys_.ForgetEnvironment(env.workspace, env.name);
+    RecordEvent(env.workspace, env.name, event::kKeyMaterialImported,
+                {{"key_id", key_id},
+                 {"algorithm", kImportWrappingAlgorithm},
+                 {"restored", restored}});
+    return v;
+  }
+
+  StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view workspace,
+                                                  std::string_view environment,
+                                                  std::string_view key_id) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord current,
+                         store_->GetEnvironmentKey(env.id, env.current_ek_version));
+    const bool current_is_imported = current.cmk_provider == kImportedProviderName;
+    std::string id(key_id);
+    if (id.empty()) {
+      if (!current_is_imported) {
+        return FailedPreconditionError(
+            "the CMK of " + env.workspace + "/" + env.name + " is " + current.cmk_provider +
+                " " + current.cmk_key_id + ", not imported key material",
+            "to delete earlier imported material, name it with --key-id imported:…");
+      }
+      id = current.cmk_key_id;
+    } else {
+      EKM_ASSIGN_OR_RETURN(KeyProvider * imported, providers_->Get(kImportedProviderName));
+      EKM_RETURN_IF_ERROR(imported->ValidateKeyId(id));
+    }
+    const int64_t now = ToUnixSeconds(options_.clock->Now());
+    EKM_RETURN_IF_ERROR(store_->DeleteKeyMaterial(env.id, id, now));
+    KeyMaterialDeletion d{env.workspace, env.name, id, now,
+                          current_is_imported && current.cmk_key_id == id};
+    RecordEvent(env.workspace, env.name, event::kKeyMaterialDeleted,
+                {{"key_id", id}, {"in_use", d.in_use}});
+    return d;
+  }
+
   // ---- end of part C ----
 
   // ---- issue 4 part D (rotation, rewrap, shred, workspace default CMK, events): below ----
@@ -949,6 +1037,9 @@ StatusOr<std::unique_ptr<EkmService>> EkmService::Open(const EkmOptions& options
   EKM_ASSIGN_OR_RETURN(StorePtr store, OpenSqliteStore(DatabasePath(options)));
   auto providers = std::make_unique<ProviderRegistry>();
   // ---- issue 4 part C: provider registration below ----
+  // Imported key material lives in the store, sealed under the platform root key; both outlive
+  // the provider (the service owns them).
+  providers->Register(std::make_unique<ImportedKeyProvider>(store.get(), platform.get()));
 
   // ---- end of part C ----
   providers->Register(std::move(platform));

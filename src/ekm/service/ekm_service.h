@@ -231,6 +231,26 @@ struct RepackStatus {
 
 // ---- issue 4 part C: types below ----
 
+// `ekm key import-params`: what the admin needs to wrap key material for one environment.
+struct KeyImportParameters {
+  std::string workspace;
+  std::string environment;
+  std::string wrapping_key_pem;  // RSA-4096 public key, SubjectPublicKeyInfo PEM
+  std::string import_token;      // secret of the admin's until used; imports once
+  int64_t expires_at = 0;        // unix seconds
+  std::string algorithm;         // "RSAES_OAEP_SHA_256"
+  size_t material_size = 32;
+};
+
+// `ekm key delete-material`: which material was destroyed.
+struct KeyMaterialDeletion {
+  std::string workspace;
+  std::string environment;
+  std::string key_id;
+  int64_t deleted_at = 0;
+  bool in_use = false;  // it was the environment's current CMK: its data becomes unavailable
+};
+
 // ---- end of part C ----
 
 // ---- issue 4 part D: types below ----
@@ -334,6 +354,25 @@ class EkmService {
   // ---- end of part B ----
 
   // ---- issue 4 part C (uploaded key material): methods below ----
+
+  // A new RSA-4096 wrapping key and import token for the environment (replacing earlier ones),
+  // valid for `expires_in` (1 minute to 7 days).
+  virtual StatusOr<KeyImportParameters> CreateKeyImportParameters(
+      std::string_view workspace, std::string_view environment,
+      std::chrono::seconds expires_in) = 0;
+  // Checks the token, unwraps the material (RSAES-OAEP-SHA256), stores it sealed under the
+  // platform root and makes it the environment's CMK through "Update key" (SetCustomerKey). On
+  // a refusal nothing new is left stored. Importing material deleted earlier restores access.
+  virtual StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
+                                                    std::string_view environment,
+                                                    ByteView wrapped_material,
+                                                    std::string_view import_token) = 0;
+  // Destroys imported material of the environment: `key_id`, or when empty the current CMK
+  // (which must then be imported material). A revocation: once cached keys expire (the key
+  // cache TTL), data under it is unavailable until the same material is imported again.
+  virtual StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view workspace,
+                                                          std::string_view environment,
+                                                          std::string_view key_id) = 0;
 
   // ---- end of part C ----
 

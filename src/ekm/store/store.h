@@ -265,6 +265,52 @@ class Store {
 
   // ---- issue 4 part C (uploaded key material): add methods below ----
 
+  // Import parameters: the RSA wrapping key pair and the import token of one environment.
+  struct ImportParamsRecord {
+    int64_t environment_id = 0;
+    Bytes token_sha256;              // SHA-256 of the import token; the token itself is not stored
+    std::string public_key_pem;      // SubjectPublicKeyInfo PEM
+    Bytes sealed_private_key;        // PKCS#8 DER, sealed under the platform root (docs/format.md)
+    int64_t created_at = 0;          // unix seconds
+    int64_t expires_at = 0;
+    int64_t used_at = 0;             // 0 while the token is unspent
+  };
+
+  // Key material uploaded by a customer (the "imported" provider's CMK).
+  struct KeyMaterialRecord {
+    int64_t environment_id = 0;
+    std::string key_id;       // "imported:" + fingerprint
+    Bytes sealed_material;    // sealed under the platform root; empty once deleted
+    int64_t imported_at = 0;
+    int64_t deleted_at = 0;   // 0 while the material exists
+  };
+
+  // Import parameters of an environment (`ekm key import-params`): at most one set per
+  // environment; a new set replaces the old one, whose token then no longer works.
+  virtual Status PutImportParams(const ImportParamsRecord& record) = 0;
+  // The environment's current import parameters, or nullopt.
+  virtual StatusOr<std::optional<ImportParamsRecord>> GetImportParams(int64_t environment_id) = 0;
+  // The environment whose import parameters carry this token hash (to name "another
+  // environment" in an error), or nullopt.
+  virtual StatusOr<std::optional<int64_t>> FindImportTokenEnvironment(ByteView token_sha256) = 0;
+  // Marks the token spent at `now`, atomically: FailedPrecondition when it was spent already
+  // or replaced in between, so one token imports once.
+  virtual Status SpendImportToken(int64_t environment_id, ByteView token_sha256, int64_t now) = 0;
+
+  // Imported key material, sealed under the platform root key. Upsert by (environment, key id):
+  // a re-import of deleted material brings the row back.
+  virtual Status PutKeyMaterial(const KeyMaterialRecord& record) = 0;
+  virtual StatusOr<std::optional<KeyMaterialRecord>> GetKeyMaterial(int64_t environment_id,
+                                                                    std::string_view key_id) = 0;
+  // Every material row with this key id, in any environment (Describe has no environment).
+  virtual StatusOr<std::vector<KeyMaterialRecord>> FindKeyMaterial(std::string_view key_id) = 0;
+  // Destroys the sealed material (the row stays, empty, with deleted_at = now).
+  // NotFound when there is no live material with this key id in the environment.
+  virtual Status DeleteKeyMaterial(int64_t environment_id, std::string_view key_id,
+                                   int64_t now) = 0;
+  // Removes the row entirely (undoing an import that "Update key" refused).
+  virtual Status RemoveKeyMaterialRow(int64_t environment_id, std::string_view key_id) = 0;
+
   // ---- end of part C ----
 
   // ---- issue 4 part D (rotation, shred, workspace default CMK, settings): add methods below ----

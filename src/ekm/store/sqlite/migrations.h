@@ -144,6 +144,26 @@ CREATE INDEX data_keys_by_ek_version ON data_keys (environment_id, ek_version);
       // ---- end of part B ----
 
       // ---- issue 4 part C: migration 7 below ----
+      {7, "uploaded key material: import parameters and sealed material", R"sql(
+CREATE TABLE import_params (
+  environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
+  token_sha256 BLOB NOT NULL UNIQUE,
+  public_key_pem TEXT NOT NULL,
+  sealed_private_key BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE key_material (
+  environment_id INTEGER NOT NULL REFERENCES environments(id),
+  key_id TEXT NOT NULL,
+  sealed_material BLOB NOT NULL,
+  imported_at INTEGER NOT NULL,
+  deleted_at INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (environment_id, key_id)
+);
+CREATE INDEX key_material_by_key_id ON key_material (key_id);
+)sql"},
 
       // ---- end of part C ----
 

@@ -805,6 +805,136 @@ class SqliteStore : public Store {
 
   // ---- issue 4 part C: methods below ----
 
+  Status PutImportParams(const ImportParamsRecord& r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("INSERT INTO import_params (environment_id, token_sha256, public_key_pem, "
+                "sealed_private_key, created_at, expires_at, used_at) VALUES (?,?,?,?,?,?,0) "
+                "ON CONFLICT (environment_id) DO UPDATE SET token_sha256 = "
+                "excluded.token_sha256, public_key_pem = excluded.public_key_pem, "
+                "sealed_private_key = excluded.sealed_private_key, created_at = "
+                "excluded.created_at, expires_at = excluded.expires_at, used_at = 0"));
+    s->Bind(1, r.environment_id).Bind(2, ByteView(r.token_sha256)).Bind(3, r.public_key_pem);
+    s->Bind(4, ByteView(r.sealed_private_key)).Bind(5, r.created_at).Bind(6, r.expires_at);
+    if (s->Step() != SQLITE_DONE) return Error("storing import parameters");
+    return Status::Ok();
+  }
+
+  StatusOr<std::optional<ImportParamsRecord>> GetImportParams(int64_t environment_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT environment_id, token_sha256, public_key_pem, sealed_private_key, "
+                "created_at, expires_at, used_at FROM import_params WHERE environment_id = ?"));
+    s->Bind(1, environment_id);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<ImportParamsRecord>();
+    if (rc != SQLITE_ROW) return Error("reading import parameters");
+    return std::optional<ImportParamsRecord>(ImportParamsRecord{
+        s->Int(0), s->Blob(1), s->Text(2), s->Blob(3), s->Int(4), s->Int(5), s->Int(6)});
+  }
+
+  StatusOr<std::optional<int64_t>> FindImportTokenEnvironment(ByteView token_sha256) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT environment_id FROM import_params WHERE token_sha256 = ?"));
+    s->Bind(1, token_sha256);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<int64_t>();
+    if (rc != SQLITE_ROW) return Error("reading import parameters");
+    return std::optional<int64_t>(s->Int(0));
+  }
+
+  Status SpendImportToken(int64_t environment_id, ByteView token_sha256, int64_t now) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("UPDATE import_params SET used_at = ? WHERE environment_id = ? AND "
+                "token_sha256 = ? AND used_at = 0"));
+    s->Bind(1, now).Bind(2, environment_id).Bind(3, token_sha256);
+    if (s->Step() != SQLITE_DONE) return Error("spending import token");
+    if (sqlite3_changes(db_) != 1) {
+      return FailedPreconditionError("this import token was used already",
+                                     "run `ekm key import-params` again for a new token");
+    }
+    return Status::Ok();
+  }
+
+  Status PutKeyMaterial(const KeyMaterialRecord& r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("INSERT INTO key_material (environment_id, key_id, sealed_material, "
+                "imported_at, deleted_at) VALUES (?,?,?,?,?) ON CONFLICT (environment_id, "
+                "key_id) DO UPDATE SET sealed_material = excluded.sealed_material, "
+                "imported_at = excluded.imported_at, deleted_at = excluded.deleted_at"));
+    s->Bind(1, r.environment_id).Bind(2, r.key_id).Bind(3, ByteView(r.sealed_material));
+    s->Bind(4, r.imported_at).Bind(5, r.deleted_at);
+    if (s->Step() != SQLITE_DONE) return Error("storing key material");
+    return Status::Ok();
+  }
+
+  StatusOr<std::optional<KeyMaterialRecord>> GetKeyMaterial(int64_t environment_id,
+                                                            std::string_view key_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare(std::string(kSelectKeyMaterial) +
+                                 " WHERE environment_id = ? AND key_id = ?"));
+    s->Bind(1, environment_id).Bind(2, key_id);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<KeyMaterialRecord>();
+    if (rc != SQLITE_ROW) return Error("reading key material");
+    return std::optional<KeyMaterialRecord>(ReadKeyMaterial(*s));
+  }
+
+  StatusOr<std::vector<KeyMaterialRecord>> FindKeyMaterial(std::string_view key_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare(std::string(kSelectKeyMaterial) +
+                                 " WHERE key_id = ? ORDER BY environment_id"));
+    s->Bind(1, key_id);
+    std::vector<KeyMaterialRecord> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) out.push_back(ReadKeyMaterial(*s));
+    if (rc != SQLITE_DONE) return Error("reading key material");
+    return out;
+  }
+
+  Status DeleteKeyMaterial(int64_t environment_id, std::string_view key_id,
+                           int64_t now) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("UPDATE key_material SET sealed_material = X'', deleted_at = ? WHERE "
+                "environment_id = ? AND key_id = ? AND deleted_at = 0"));
+    s->Bind(1, now).Bind(2, environment_id).Bind(3, key_id);
+    if (s->Step() != SQLITE_DONE) return Error("deleting key material");
+    if (sqlite3_changes(db_) != 1) {
+      return NotFoundError("no imported key material \"" + std::string(key_id) +
+                           "\" exists in this environment (never imported, or deleted already)");
+    }
+    return Status::Ok();
+  }
+
+  Status RemoveKeyMaterialRow(int64_t environment_id, std::string_view key_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("DELETE FROM key_material WHERE environment_id = ? AND key_id = ?"));
+    s->Bind(1, environment_id).Bind(2, key_id);
+    if (s->Step() != SQLITE_DONE) return Error("removing key material");
+    return Status::Ok();
+  }
+
+  static constexpr std::string_view kSelectKeyMaterial =
+      "SELECT environment_id, key_id, sealed_material, imported_at, deleted_at FROM "
+      "key_material";
+  static KeyMaterialRecord ReadKeyMaterial(const Stmt& s) {
+    return KeyMaterialRecord{s.Int(0), s.Text(1), s.Blob(2), s.Int(3), s.Int(4)};
+  }
+
   // ---- end of part C ----
 
   // ---- issue 4 part D: methods below ----

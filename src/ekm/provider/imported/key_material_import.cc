@@ -1,0 +1,194 @@
+#include "ekm/provider/imported/key_material_import.h"
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+
+#include "ekm/base/clock.h"
+#include "ekm/base/encoding.h"
+#include "ekm/base/ossl.h"
+#include "ekm/base/random.h"
+#include "ekm/provider/imported/imported_key_provider.h"
+
+namespace ekm {
+
+namespace {
+
+constexpr size_t kTokenSize = 32;
+constexpr size_t kRsaBits = 4096;
+constexpr size_t kRsaCiphertextSize = kRsaBits / 8;
+
+struct BioDeleter {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct PkeyCtxDeleter {
+  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }  // NOLINT(grep-lint): the deleter
+};
+
+Bytes Sha256(ByteView in) {
+  Bytes out(SHA256_DIGEST_LENGTH);
+  SHA256(in.data(), in.size(), out.data());
+  return out;
+}
+
+std::string Where(const EnvironmentRecord& env) { return env.workspace + "/" + env.name; }
+
+std::string ParamsCommand(const EnvironmentRecord& env) {
+  return "`ekm key import-params --workspace " + env.workspace + " --environment " + env.name +
+         " --out DIR`";
+}
+
+Status WrongWrapping(std::string detail) {
+  return InvalidArgumentError(
+      "the wrapped key material does not decrypt with this environment's wrapping key: " +
+          detail,
+      "ekm expects RSAES-OAEP with SHA-256 and MGF1-SHA-256 (not PKCS#1 v1.5, not OAEP with "
+      "SHA-1) under the wrapping-key.pem of the current import parameters: " +
+          ImportOpensslCommands("DIR"));
+}
+
+}  // namespace
+
+std::string ImportOpensslCommands(std::string_view dir) {
+  std::string d(dir);
+  return "openssl rand -out material.bin 32 && openssl pkeyutl -encrypt -pubin -inkey " + d +
+         "/wrapping-key.pem -in material.bin -out material.wrapped -pkeyopt "
+         "rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256";
+}
+
+StatusOr<ImportParameters> CreateImportParameters(Store& store, KeyProvider& platform,
+                                                  const EnvironmentRecord& env, int64_t now,
+                                                  int64_t lifetime_seconds) {
+  if (lifetime_seconds < kMinImportTokenLifetimeSeconds ||
+      lifetime_seconds > kMaxImportTokenLifetimeSeconds) {
+    return InvalidArgumentError("an import token may live between 60 seconds and 7 days, not " +
+                                    std::to_string(lifetime_seconds) + " seconds",
+                                "pass --expires-in between 1m and 7d (default 24h)");
+  }
+  OsslPtr<EVP_PKEY> pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", kRsaBits));
+  if (!pkey) return OsslError("generating an RSA-4096 wrapping key");
+
+  std::unique_ptr<BIO, BioDeleter> bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PUBKEY(bio.get(), pkey.get()) != 1) {
+    return OsslError("writing the wrapping public key as PEM");
+  }
+  char* pem = nullptr;
+  long pem_len = BIO_get_mem_data(bio.get(), &pem);
+  ImportParameters out;
+  out.wrapping_key_pem.assign(pem, static_cast<size_t>(pem_len));
+
+  int der_len = i2d_PrivateKey(pkey.get(), nullptr);
+  if (der_len <= 0) return OsslError("encoding the wrapping private key");
+  SecretBytes der(static_cast<size_t>(der_len));
+  uint8_t* p = der.MutableForCrypto().data();
+  if (i2d_PrivateKey(pkey.get(), &p) != der_len) return OsslError("encoding the wrapping private key");
+
+  EKM_ASSIGN_OR_RETURN(SecretBytes token, RandomSecret(kTokenSize));
+  out.import_token = Base64UrlEncode(token.RevealForCrypto());
+  out.expires_at = now + lifetime_seconds;
+
+  Store::ImportParamsRecord rec;
+  rec.environment_id = env.id;
+  rec.token_sha256 = Sha256(token.RevealForCrypto());
+  rec.public_key_pem = out.wrapping_key_pem;
+  EKM_ASSIGN_OR_RETURN(rec.sealed_private_key,
+                       SealSecret(platform, der, ImportWrappingKeySealContext(env.workspace, env.name)));
+  rec.created_at = now;
+  rec.expires_at = out.expires_at;
+  EKM_RETURN_IF_ERROR(store.PutImportParams(rec));
+  return out;
+}
+
+StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
+                                           const EnvironmentRecord& env,
+                                           ByteView wrapped_material,
+                                           std::string_view import_token, int64_t now) {
+  // The token as the admin saved it, maybe with a trailing newline.
+  while (!import_token.empty() &&
+         (import_token.back() == '\n' || import_token.back() == '\r' || import_token.back() == ' ')) {
+    import_token.remove_suffix(1);
+  }
+  auto raw = Base64UrlDecode(import_token);
+  if (!raw.ok() || raw->size() != kTokenSize) {
+    return InvalidArgumentError("the import token is malformed (expected 43 base64url "
+                                "characters, as written to DIR/import-token)",
+                                "pass the import-token file written by " + ParamsCommand(env));
+  }
+  Bytes hash = Sha256(*raw);
+  OPENSSL_cleanse(raw->data(), raw->size());
+
+  EKM_ASSIGN_OR_RETURN(std::optional<Store::ImportParamsRecord> params,
+                       store.GetImportParams(env.id));
+  bool match = params && params->token_sha256.size() == hash.size() &&
+               CRYPTO_memcmp(params->token_sha256.data(), hash.data(), hash.size()) == 0;
+  if (!match) {
+    EKM_ASSIGN_OR_RETURN(std::optional<int64_t> owner, store.FindImportTokenEnvironment(hash));
+    if (owner && *owner != env.id) {
+      return PermissionDeniedError("this import token was issued for another environment, not " +
+                                       Where(env),
+                                   "a token imports only into the environment it was issued "
+                                   "for: run " + ParamsCommand(env) + " and wrap the material "
+                                   "with that wrapping key");
+    }
+    return PermissionDeniedError("this import token is not the current import token of " +
+                                     Where(env) + " (unknown, or replaced by newer import "
+                                     "parameters)",
+                                 "use the import-token file written with the wrapping key you "
+                                 "used, or run " + ParamsCommand(env) + " again");
+  }
+  if (params->used_at != 0) {
+    return FailedPreconditionError(
+        "this import token was used already, at " + FormatRfc3339(FromUnixSeconds(params->used_at)),
+        "a token imports once: run " + ParamsCommand(env) + " again");
+  }
+  if (now >= params->expires_at) {
+    return FailedPreconditionError(
+        "this import token expired at " + FormatRfc3339(FromUnixSeconds(params->expires_at)),
+        "run `ekm key import-params` again and wrap the material with the new wrapping key");
+  }
+
+  if (wrapped_material.size() != kRsaCiphertextSize) {
+    return InvalidArgumentError(
+        "the wrapped key material is " + std::to_string(wrapped_material.size()) +
+            " bytes; an RSA-4096 ciphertext is exactly 512 bytes",
+        "upload the binary output of: " + ImportOpensslCommands("DIR") +
+            " (material.wrapped, not material.bin, and not base64 text)");
+  }
+  EKM_ASSIGN_OR_RETURN(SecretBytes der,
+                       UnsealSecret(platform, params->sealed_private_key,
+                                    ImportWrappingKeySealContext(env.workspace, env.name)));
+  const uint8_t* p = der.RevealForCrypto().data();
+  OsslPtr<EVP_PKEY> pkey(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(der.size())));
+  if (!pkey) return OsslError("reading the sealed wrapping private key");
+
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr));
+  if (!ctx) return OsslError("EVP_PKEY_CTX_new_from_pkey");
+  EKM_OSSL_CHECK(EVP_PKEY_decrypt_init(ctx.get()), "RSA decrypt init");
+  EKM_OSSL_CHECK(EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_OAEP_PADDING), "RSA OAEP");
+  EKM_OSSL_CHECK(EVP_PKEY_CTX_set_rsa_oaep_md(ctx.get(), EVP_sha256()), "RSA OAEP SHA-256");
+  EKM_OSSL_CHECK(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_sha256()), "RSA MGF1 SHA-256");
+  SecretBytes plain(kRsaCiphertextSize);
+  size_t plain_len = plain.size();
+  if (EVP_PKEY_decrypt(ctx.get(), plain.MutableForCrypto().data(), &plain_len,
+                       wrapped_material.data(), wrapped_material.size()) != 1) {
+    ERR_clear_error();
+    return WrongWrapping("OAEP decoding failed (another wrapping key, another padding, or a "
+                         "damaged file)");
+  }
+  if (plain_len != kImportedMaterialSize) {
+    return InvalidArgumentError(
+        "the key material is " + std::to_string(plain_len) +
+            " bytes; ekm needs exactly 32 random bytes (a 256-bit key)",
+        "create it with `openssl rand -out material.bin 32` and wrap it again: " +
+            ImportOpensslCommands("DIR"));
+  }
+  SecretBytes material(plain.RevealForCrypto().data(), plain_len);
+  EKM_RETURN_IF_ERROR(store.SpendImportToken(env.id, params->token_sha256, now));
+  return material;
+}
+
+}  // namespace ekm
