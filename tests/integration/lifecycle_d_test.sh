@@ -66,6 +66,19 @@ scenario() {
 }
 
 scenario local --data-dir "$D"
+
+# Interactive crypto-shred on a terminal: the name, then "shred"; a wrong answer destroys nothing.
+if command -v script >/dev/null; then
+  "$EKM" --data-dir "$D" environment create acme scratch >/dev/null
+  echo -n "scratch data" | "$EKM" --data-dir "$D" encrypt -w acme -e scratch --text >"$T/scratch.ct"
+  printf 'scratch\nno\n' | script -qec "$EKM --data-dir $D environment shred -w acme -e scratch" /dev/null >"$T/tty1" 2>&1
+  check "interactive shred: a wrong second answer destroys nothing" grep -q "nothing was destroyed" "$T/tty1"
+  check "interactive shred: still readable" grep -q "scratch data" <("$EKM" --data-dir "$D" decrypt -w acme -e scratch <"$T/scratch.ct")
+  printf 'scratch\nshred\n' | script -qec "$EKM --data-dir $D environment shred -w acme -e scratch" /dev/null >"$T/tty2" 2>&1
+  check "interactive shred asks for the name" grep -q "Type the environment's name" "$T/tty2"
+  check "interactive shred done" grep -q "crypto-shredded environment acme/scratch" "$T/tty2"
+  expect_error "interactive shred: unreadable" "can never be read" -- "$EKM" --data-dir "$D" decrypt -w acme -e scratch <"$T/scratch.ct"
+fi
 check "local: rotation --due with nothing scheduled" grep -q "nothing to rotate" <("$EKM" --data-dir "$D" key rotate --due)
 expect_error "local: --due takes no environment" "takes no" -- "$EKM" --data-dir "$D" key rotate --due -w acme -e prod
 
