@@ -62,6 +62,10 @@ scenario() {
   # workspace default CMK
   check "$m: workspace show (platform)" grep -q "platform root (the platform-managed key)" <("${E[@]}" workspace show -w acme)
   expect_error "$m: default key needs a key" "no key given" -- "${E[@]}" workspace set-default-key -w acme
+  check "$m: default key set (validated)" grep -q "new environments now start on platform root" <("${E[@]}" workspace set-default-key -w acme --provider platform --key-id root)
+  check "$m: workspace show (set)" grep -q "set: .* by " <("${E[@]}" workspace show -w acme)
+  expect_error "$m: default key refused" "platform provider has no key" -- "${E[@]}" workspace set-default-key -w acme --provider platform --key-id nope
+  check "$m: default key event" grep -q "workspace.default_key_set" <("${E[@]}" events -w acme --type workspace.default_key_set)
   check "$m: default key reset" grep -q "platform root" <("${E[@]}" workspace set-default-key -w acme --reset)
 }
 

@@ -867,11 +867,12 @@ int Run(int argc, char** argv) {
   auto* dk_reset_flag =
       ws_default->add_flag("--reset", dk_reset, "Go back to the platform-managed key");
   dk_arn_opt->excludes(dk_reset_flag);
-  ws_default->add_option_function<std::string>("--provider", [](const std::string&) {},
-                                                "Provider of --key-id (aws-kms)")
-      ->check(CLI::IsMember({"aws-kms"}));
-  std::string dk_key_id;
-  ws_default->add_option("--key-id", dk_key_id, "Same as --aws-kms-arn");
+  std::string dk_provider = "aws-kms", dk_key_id;
+  ws_default->add_option("--provider", dk_provider, "Provider of --key-id")
+      ->check(CLI::IsMember({"aws-kms", "platform"}))
+      ->capture_default_str();
+  ws_default->add_option("--key-id", dk_key_id,
+                         "The key in that provider (for aws-kms, the same as --aws-kms-arn)");
   ws_default->callback([&] {
     if (dk_arn.empty()) dk_arn = dk_key_id;
     if (dk_arn.empty() && !dk_reset) {
@@ -881,7 +882,7 @@ int Run(int argc, char** argv) {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(WorkspaceDefaultKey k, dk_reset ? b.ResetWorkspaceDefaultKey(dk_ws)
                                                            : b.SetWorkspaceDefaultKey(
-                                                                 dk_ws, "aws-kms", dk_arn));
+                                                                 dk_ws, dk_provider, dk_arn));
       if (g.json) {
         std::cout << JsonText(WorkspaceDefaultKeyToJson(k), 2) << "\n";
         return Status::Ok();
