@@ -489,15 +489,15 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!j.ok()) return Error(j.status());
       std::vector<std::string> scopes;
       if (auto it = j->find("scopes"); it != j->end()) {
-        if (!it->is_array()) return Error(InvalidArgumentError("field \"scopes\" must be an array of strings"));
+        if (!it->is_array()) return Error(InvalidArgumentError("field \"scopes\" must be an array of strings", "e.g. {\"scopes\": [\"orders\"]}, or {\"all_scopes\": true}"));
         for (const auto& sc : *it) {
-          if (!sc.is_string()) return Error(InvalidArgumentError("field \"scopes\" must be an array of strings"));
+          if (!sc.is_string()) return Error(InvalidArgumentError("field \"scopes\" must be an array of strings", "e.g. {\"scopes\": [\"orders\"]}, or {\"all_scopes\": true}"));
           scopes.push_back(sc.get<std::string>());
         }
       }
       auto all = j->find("all_scopes");
       if (all != j->end() && !all->is_boolean()) {
-        return Error(InvalidArgumentError("field \"all_scopes\" must be true or false"));
+        return Error(InvalidArgumentError("field \"all_scopes\" must be true or false", "send {\"all_scopes\": true}, or name them in \"scopes\""));
       }
       auto r = service_->RotateDataKeys(m.workspace, m.environment, scopes,
                                         all != j->end() && all->get<bool>());

@@ -687,7 +687,8 @@ class EkmServiceImpl : public EkmService {
                                   "page with after=<id of the last event seen>");
     }
     if (q.since_ms >= q.until_ms) {
-      return InvalidArgumentError("since must be before until");
+      return InvalidArgumentError("since must be before until",
+                                  "give a start time earlier than the end time, or leave one out");
     }
     EKM_RETURN_IF_ERROR(store_->GetWorkspace(q.workspace).status());
     LifecycleEventFilter f;
