@@ -93,6 +93,42 @@ class LocalBackend : public Backend {
 
   // ---- end of part C ----
   // ---- issue 4 part D: methods below ----
+  StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace, std::string_view environment) override {
+    return svc_->RotateEnvironmentKey(workspace, environment);
+  }
+  StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace, std::string_view environment, const std::vector<std::string>& scopes, bool all_scopes) override {
+    return svc_->RotateDataKeys(workspace, environment, scopes, all_scopes);
+  }
+  StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment, ByteView envelope, Bytes* out) override {
+    return svc_->Rewrap(workspace, environment, envelope, out);
+  }
+  StatusOr<ShredConfirmation> RequestShred(std::string_view workspace, std::string_view environment) override {
+    return svc_->RequestShred(workspace, environment);
+  }
+  StatusOr<ShredResult> ShredEnvironment(std::string_view workspace, std::string_view environment, std::string_view token, std::string_view confirm_environment) override {
+    return svc_->ShredEnvironment(workspace, environment, token, confirm_environment);
+  }
+  StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace, std::string_view provider, std::string_view key_id) override {
+    return svc_->SetWorkspaceDefaultKey(workspace, provider, key_id);
+  }
+  StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(std::string_view workspace) override {
+    return svc_->GetWorkspaceDefaultKey(workspace);
+  }
+  StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(std::string_view workspace) override {
+    return svc_->ResetWorkspaceDefaultKey(workspace);
+  }
+  StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace, std::string_view environment) override {
+    return svc_->GetEnvironmentSettings(workspace, environment);
+  }
+  StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(std::string_view workspace, std::string_view environment, const EnvironmentSettings& set, const std::vector<std::string>& reset) override {
+    return svc_->UpdateEnvironmentSettings(workspace, environment, set, reset);
+  }
+  StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) override {
+    return svc_->ListEvents(query);
+  }
+  StatusOr<ScheduledRotationReport> RunScheduledRotations() override {
+    return svc_->RunScheduledRotations();
+  }
 
   // ---- end of part D ----
 

@@ -24,6 +24,7 @@
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_material_json.h"  // part C
 #include "ekm/service/key_status_json.h"
+#include "ekm/service/lifecycle_json.h"
 
 namespace ekm::cli {
 namespace {
@@ -194,6 +195,10 @@ void PrintKeyInfo(const CustomerKeyInfo& info) {
     std::printf("state:         %s\n", d.state.empty() ? "unknown" : d.state.c_str());
     if (!d.key_spec.empty()) std::printf("key spec:      %s\n", d.key_spec.c_str());
     std::printf("rotation:      %s\n", std::string(CmkRotationName(d.rotation)).c_str());
+    if (d.rotation == CmkRotation::kDisabled && info.provider == "aws-kms") {  // part D
+      std::printf("               enable automatic rotation in AWS KMS (recommended): ekm then "
+                  "uses the newest generation by itself, nothing to replace\n");
+    }
     for (const auto& n : d.notes) std::printf("note:          %s\n", n.c_str());
   } else {
     std::printf("state:         unknown (%s)\n", info.description_error.c_str());
@@ -448,6 +453,107 @@ StatusOr<Bytes> ReadSmallFile(const std::string& path, std::string_view what) {
 
 // ---- end of part C ----
 // ---- issue 4 part D: printing helpers below ----
+
+// Reads all of FILE ("-" or empty: standard input). Rewrap works on whole messages.
+StatusOr<Bytes> ReadAllBytes(const std::string& path) {
+  int fd = path.empty() || path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return InvalidArgumentError("cannot open " + path + ": " + std::strerror(errno),
+                                "give the path of a ciphertext file, or - for standard input");
+  }
+  Bytes out;
+  uint8_t buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::string why = std::strerror(errno);
+      if (fd != STDIN_FILENO) ::close(fd);
+      return InvalidArgumentError("cannot read " + path + ": " + why);
+    }
+    if (n == 0) break;
+    out.insert(out.end(), buf, buf + n);
+  }
+  if (fd != STDIN_FILENO) ::close(fd);
+  return out;
+}
+
+Status WriteAllBytes(const std::string& path, ByteView data) {
+  if (path.empty() || path == "-") return StdoutSink()(data);
+  // Written beside the target and renamed into place: never half a ciphertext.
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return InvalidArgumentError("cannot create " + tmp + ": " + std::strerror(errno));
+  }
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::string why = std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return FailedPreconditionError("cannot write " + tmp + ": " + why);
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return FailedPreconditionError("cannot write " + path + ": " + why);
+  }
+  return Status::Ok();
+}
+
+void PrintRotations(const std::vector<RotationResult>& list, bool json) {
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const auto& r : list) arr.push_back(RotationResultToJson(r));
+    std::cout << JsonText(nlohmann::json{{"rotated", arr}}, 2) << "\n";
+    return;
+  }
+  if (list.empty()) std::printf("nothing to rotate\n");
+  for (const auto& r : list) {
+    if (r.kind == "ek") {
+      std::printf("%s/%s: environment key v%u -> v%u (new data keys go under v%u; older "
+                  "versions still decrypt)\n",
+                  r.workspace.c_str(), r.environment.c_str(), r.from_version, r.to_version,
+                  r.to_version);
+    } else {
+      std::printf("%s/%s: data key of scope \"%s\" v%u -> v%u\n", r.workspace.c_str(),
+                  r.environment.c_str(), r.scope.c_str(), r.from_version, r.to_version);
+    }
+  }
+}
+
+// Reads one line typed on the terminal.
+std::string AskLine(const std::string& prompt) {
+  std::fprintf(stderr, "%s", prompt.c_str());
+  std::fflush(stderr);
+  std::string line;
+  std::getline(std::cin, line);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
+void PrintSettings(const std::string& ws, const std::string& env, const EnvironmentSettings& s,
+                   bool json) {
+  if (json) {
+    std::cout << JsonText(EnvironmentSettingsToJson(s), 2) << "\n";
+    return;
+  }
+  std::printf("environment %s/%s settings (* = deployment default):\n", ws.c_str(), env.c_str());
+  auto row = [](const char* name, const std::optional<int64_t>& v, const char* dflt) {
+    std::string value = v ? FormatDuration(*v) : std::string(dflt) + " *";
+    std::printf("  %-22s %s\n", name, value.c_str());
+  };
+  row("key-cache-ttl", s.key_cache_ttl_seconds, "deployment TTL");
+  row("grace-period", s.grace_period_seconds, "deployment grace period");
+  row("ek-rotation-period", s.ek_rotation_period_seconds, "none (manual)");
+  row("dk-rotation-period", s.dk_rotation_period_seconds, "none (manual)");
+  row("replacement-period", s.replacement_period_seconds, "24h");
+}
 
 // ---- end of part D ----
 
@@ -1010,6 +1116,337 @@ int Run(int argc, char** argv) {
 
   // ---- end of part C ----
   // ---- issue 4 part D: subcommands below ----
+  // ekm key rotate: EK or DK rotation on demand, or what the schedule says is due.
+  std::string r_ws, r_env;
+  std::vector<std::string> r_scopes;
+  bool r_all = false, r_due = false;
+  auto* key_rotate = key->add_subcommand(
+      "rotate",
+      "Rotate the environment key (EK): a new EK version under the environment's current CMK. "
+      "With --scope (repeatable) or --all-scopes, rotate data keys (DK) instead. New "
+      "encryptions use the newest version; every older version still decrypts. --due runs what "
+      "the environments' rotation periods say is due (local mode; ekmd does it by itself). The "
+      "CMK's own rotation in the KMS needs no command: `ekm key show` shows its status");
+  key_rotate->add_option("--workspace,-w", r_ws, "Workspace name");
+  key_rotate->add_option("--environment,-e", r_env, "Environment name");
+  key_rotate->add_option("--scope,-s", r_scopes, "Rotate this scope's data key (repeatable)");
+  key_rotate->add_flag("--all-scopes", r_all, "Rotate the data key of every scope");
+  key_rotate->add_flag("--due", r_due,
+                       "Run the rotation schedule: every EK/DK older than its environment's "
+                       "ek/dk rotation period");
+  key_rotate->callback([&] {
+    if (r_due != (r_ws.empty() && r_env.empty())) {
+      rc = Fail(InvalidArgumentError(
+          r_due ? "--due rotates what is due everywhere: it takes no --workspace/--environment"
+                : "--workspace and --environment are required",
+          "ekm key rotate --workspace W --environment E [--scope S | --all-scopes], or ekm key "
+          "rotate --due"));
+      return;
+    }
+    if (!r_due && (r_ws.empty() || r_env.empty())) {
+      rc = Fail(InvalidArgumentError("--workspace and --environment are both required"));
+      return;
+    }
+    with_backend([&](Backend& b) -> Status {
+      if (r_due) {
+        EKM_ASSIGN_OR_RETURN(ScheduledRotationReport rep, b.RunScheduledRotations());
+        PrintRotations(rep.rotated, g.json);
+        for (const auto& f : rep.failures) std::fprintf(stderr, "ekm: failed: %s\n", f.c_str());
+        if (!rep.failures.empty()) rc = kExitFailure;
+        return Status::Ok();
+      }
+      if (r_all || !r_scopes.empty()) {
+        EKM_ASSIGN_OR_RETURN(std::vector<RotationResult> list,
+                             b.RotateDataKeys(r_ws, r_env, r_scopes, r_all));
+        PrintRotations(list, g.json);
+        return Status::Ok();
+      }
+      EKM_ASSIGN_OR_RETURN(RotationResult r, b.RotateEnvironmentKey(r_ws, r_env));
+      PrintRotations({r}, g.json);
+      return Status::Ok();
+    });
+  });
+
+  // ekm rewrap: re-encrypt under the newest DK of the ciphertext's scope.
+  std::string rw_ws, rw_env, rw_in, rw_out;
+  auto* rewrap = app.add_subcommand(
+      "rewrap",
+      "Re-encrypt a ciphertext (either form) under the newest data key of its own scope, "
+      "without exposing the plaintext: the plaintext never leaves ekm. The output keeps the "
+      "input's form (binary or text). Whole messages: the input is read into memory (against a "
+      "server, the JSON body limit applies)");
+  rewrap->add_option("--workspace,-w", rw_ws, "Workspace the ciphertext belongs to")->required();
+  rewrap->add_option("--environment,-e", rw_env, "Environment the ciphertext belongs to")
+      ->required();
+  rewrap->add_option("--in,-i", rw_in, "Ciphertext file [default: standard input]");
+  rewrap->add_option("--out,-o", rw_out, "Where to write the new ciphertext (written whole, then "
+                                         "renamed into place) [default: standard output]");
+  rewrap->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(Bytes in, ReadAllBytes(rw_in));
+      Bytes out;
+      EKM_ASSIGN_OR_RETURN(RewrapResult r, b.Rewrap(rw_ws, rw_env, in, &out));
+      if ((rw_out.empty() || rw_out == "-") && ::isatty(STDOUT_FILENO) &&
+          !(out.size() > 5 && out[0] == 'e' && out[1] == 'k' && out[2] == 'm')) {
+        return FailedPreconditionError("refusing to write binary ciphertext to a terminal",
+                                       "use --out FILE or redirect standard output");
+      }
+      EKM_RETURN_IF_ERROR(WriteAllBytes(rw_out, out));
+      std::fprintf(stderr, "rewrapped: scope \"%s\", data key v%u -> v%u\n", r.scope.c_str(),
+                   r.from_dk_version, r.dk_version);
+      return Status::Ok();
+    });
+  });
+
+  // ekm environment shred: crypto-shredding, confirmed twice.
+  std::string sh_ws, sh_env, sh_confirm;
+  bool sh_yes = false;
+  auto* env_shred = env->add_subcommand(
+      "shred",
+      "Crypto-shred an environment: destroy every wrapped environment key and data key, so its "
+      "data can never be read again, by anyone. Cannot be undone. Asks twice on a terminal "
+      "(the environment's name, then \"shred\"); otherwise needs --confirm NAME and "
+      "--yes-destroy-all-data");
+  env_shred->add_option("--workspace,-w", sh_ws, "Workspace name")->required();
+  env_shred->add_option("--environment,-e", sh_env, "Environment to destroy")->required();
+  env_shred->add_option("--confirm", sh_confirm, "The environment's name again (non-interactive)");
+  env_shred->add_flag("--yes-destroy-all-data", sh_yes,
+                      "Confirm that every ciphertext of the environment becomes unreadable");
+  env_shred->callback([&] {
+    const bool interactive = ::isatty(STDIN_FILENO) && sh_confirm.empty() && !sh_yes;
+    if (!interactive && (sh_confirm.empty() || !sh_yes)) {
+      rc = Fail(InvalidArgumentError(
+          "crypto-shredding needs two confirmations",
+          "pass --confirm " + sh_env + " --yes-destroy-all-data (or run it on a terminal)"));
+      return;
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(ShredConfirmation c, b.RequestShred(sh_ws, sh_env));
+      std::string name = sh_confirm;
+      if (interactive) {
+        std::fprintf(stderr,
+                     "This destroys every key of environment %s/%s. Its data can never be read "
+                     "again, by anyone. This cannot be undone.\n",
+                     sh_ws.c_str(), sh_env.c_str());
+        name = AskLine("Type the environment's name to continue: ");
+        if (name != sh_env) {
+          return FailedPreconditionError("the name typed does not match; nothing was destroyed");
+        }
+        if (AskLine("Type \"shred\" to destroy it now: ") != "shred") {
+          return FailedPreconditionError("not confirmed; nothing was destroyed");
+        }
+      }
+      EKM_ASSIGN_OR_RETURN(ShredResult r, b.ShredEnvironment(sh_ws, sh_env, c.token, name));
+      if (g.json) {
+        std::cout << JsonText(ShredResultToJson(r), 2) << "\n";
+        return Status::Ok();
+      }
+      std::printf("crypto-shredded environment %s/%s at %s: %u environment key and %u data key "
+                  "versions destroyed; its data can never be read\n",
+                  r.workspace.c_str(), r.environment.c_str(),
+                  FormatRfc3339(FromUnixSeconds(r.shredded_at)).c_str(), r.ek_versions_destroyed,
+                  r.dk_versions_destroyed);
+      return Status::Ok();
+    });
+  });
+
+  // ekm environment set / show: per-environment settings.
+  std::string st_ws, st_env, st_ttl, st_grace, st_ek, st_dk, st_repl;
+  std::vector<std::string> st_reset;
+  auto* env_set = env->add_subcommand(
+      "set",
+      "Change an environment's settings. Durations: 300s, 5m, 24h, 90d. --reset NAME "
+      "(repeatable) goes back to the deployment default; NAME is key-cache-ttl, grace-period, "
+      "ek-rotation-period, dk-rotation-period or replacement-period");
+  env_set->add_option("--workspace,-w", st_ws, "Workspace name")->required();
+  env_set->add_option("--environment,-e", st_env, "Environment name")->required();
+  env_set->add_option("--key-cache-ttl", st_ttl,
+                      "How long unwrapped keys are used before asking the CMK again (bounds how "
+                      "long data stays readable after a revocation)");
+  env_set->add_option("--grace-period", st_grace,
+                      "How long cached keys keep serving during a KMS outage (0: off)");
+  env_set->add_option("--ek-rotation-period", st_ek,
+                      "Rotate the environment key on this schedule (at least 1h)");
+  env_set->add_option("--dk-rotation-period", st_dk,
+                      "Rotate each scope's data key on this schedule (at least 1h)");
+  env_set->add_option("--replacement-period", st_repl,
+                      "One CMK replacement per this period (default 24h)");
+  env_set->add_option("--reset", st_reset, "Back to the default: the setting's name (repeatable)");
+  env_set->callback([&] {
+    EnvironmentSettings set;
+    std::vector<std::string> reset;
+    struct Arg {
+      const char* flag;
+      std::string_view name;
+      const std::string& text;
+      std::optional<int64_t>* field;
+    };
+    const Arg args[] = {
+        {"key-cache-ttl", kSettingKeyCacheTtl, st_ttl, &set.key_cache_ttl_seconds},
+        {"grace-period", kSettingGracePeriod, st_grace, &set.grace_period_seconds},
+        {"ek-rotation-period", kSettingEkRotationPeriod, st_ek, &set.ek_rotation_period_seconds},
+        {"dk-rotation-period", kSettingDkRotationPeriod, st_dk, &set.dk_rotation_period_seconds},
+        {"replacement-period", kSettingReplacementPeriod, st_repl,
+         &set.replacement_period_seconds},
+    };
+    for (const Arg& a : args) {
+      if (a.text.empty()) continue;
+      auto d = ParseDurationSeconds(a.text);
+      if (!d.ok()) {
+        rc = Fail(d.status().WithContext(std::string("--") + a.flag));
+        return;
+      }
+      *a.field = *d;
+    }
+    for (const std::string& r : st_reset) {
+      const Arg* found = nullptr;
+      for (const Arg& a : args) {
+        if (r == a.flag || r == a.name) found = &a;
+      }
+      if (found == nullptr) {
+        rc = Fail(InvalidArgumentError("--reset " + r + ": no such setting",
+                                       "key-cache-ttl, grace-period, ek-rotation-period, "
+                                       "dk-rotation-period, replacement-period"));
+        return;
+      }
+      reset.push_back(std::string(found->name));
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(EnvironmentSettings s,
+                           b.UpdateEnvironmentSettings(st_ws, st_env, set, reset));
+      PrintSettings(st_ws, st_env, s, g.json);
+      return Status::Ok();
+    });
+  });
+  auto* env_show = env->add_subcommand(
+      "show", "Show an environment's settings (the deployment defaults marked with *)");
+  env_show->add_option("--workspace,-w", st_ws, "Workspace name")->required();
+  env_show->add_option("--environment,-e", st_env, "Environment name")->required();
+  env_show->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(EnvironmentSettings s, b.GetEnvironmentSettings(st_ws, st_env));
+      PrintSettings(st_ws, st_env, s, g.json);
+      return Status::Ok();
+    });
+  });
+
+  // ekm workspace set-default-key / show: the workspace default CMK.
+  std::string dk_ws, dk_arn;
+  bool dk_reset = false;
+  auto* ws_default = ws->add_subcommand(
+      "set-default-key",
+      "Set the workspace default CMK: the key new environments' environment keys are wrapped "
+      "under (existing environments keep theirs). Validated first with an Encrypt/Decrypt round "
+      "trip under the workspace's encryption context. --reset goes back to the platform key");
+  ws_default->add_option("--workspace,-w", dk_ws, "Workspace name")->required();
+  auto* dk_arn_opt = ws_default->add_option("--aws-kms-arn", dk_arn,
+                                            "Key ARN or alias ARN of a symmetric AWS KMS key");
+  auto* dk_reset_flag =
+      ws_default->add_flag("--reset", dk_reset, "Go back to the platform-managed key");
+  dk_arn_opt->excludes(dk_reset_flag);
+  std::string dk_provider = "aws-kms", dk_key_id;
+  ws_default->add_option("--provider", dk_provider, "Provider of --key-id")
+      ->check(CLI::IsMember({"aws-kms", "platform"}))
+      ->capture_default_str();
+  ws_default->add_option("--key-id", dk_key_id,
+                         "The key in that provider (for aws-kms, the same as --aws-kms-arn)");
+  ws_default->callback([&] {
+    if (dk_arn.empty()) dk_arn = dk_key_id;
+    if (dk_arn.empty() && !dk_reset) {
+      rc = Fail(InvalidArgumentError("no key given", "pass --aws-kms-arn ARN, or --reset"));
+      return;
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(WorkspaceDefaultKey k, dk_reset ? b.ResetWorkspaceDefaultKey(dk_ws)
+                                                           : b.SetWorkspaceDefaultKey(
+                                                                 dk_ws, dk_provider, dk_arn));
+      if (g.json) {
+        std::cout << JsonText(WorkspaceDefaultKeyToJson(k), 2) << "\n";
+        return Status::Ok();
+      }
+      std::printf("workspace %s: new environments now start on %s %s (existing environments "
+                  "are unchanged)\n",
+                  k.workspace.c_str(), k.provider.c_str(), k.key_id.c_str());
+      return Status::Ok();
+    });
+  });
+  auto* ws_show = ws->add_subcommand("show", "Show a workspace's default CMK");
+  ws_show->add_option("--workspace,-w", dk_ws, "Workspace name")->required();
+  ws_show->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(WorkspaceDefaultKey k, b.GetWorkspaceDefaultKey(dk_ws));
+      if (g.json) {
+        std::cout << JsonText(WorkspaceDefaultKeyToJson(k), 2) << "\n";
+        return Status::Ok();
+      }
+      std::printf("workspace:    %s\n", k.workspace.c_str());
+      std::printf("default key:  %s %s%s\n", k.provider.c_str(), k.key_id.c_str(),
+                  k.set ? "" : " (the platform-managed key)");
+      if (k.set) {
+        std::printf("set:          %s by %s\n", FormatRfc3339(FromUnixSeconds(k.set_at)).c_str(),
+                    k.actor.c_str());
+      }
+      std::printf("applies to:   environments created from now on\n");
+      return Status::Ok();
+    });
+  });
+
+  // ekm events: the lifecycle events.
+  std::string ev_ws, ev_env, ev_type, ev_since, ev_until;
+  size_t ev_limit = 100;
+  int64_t ev_after = 0;
+  auto* events = app.add_subcommand(
+      "events",
+      "List lifecycle events (key validations and changes, rotations, shreds, settings…), "
+      "oldest first, with time, actor and environment. --json prints one JSON object a line");
+  events->add_option("--workspace,-w", ev_ws, "Workspace name")->required();
+  events->add_option("--environment,-e", ev_env, "Only this environment");
+  events->add_option("--type,-t", ev_type, "Only this event type, e.g. ek.rotated");
+  events->add_option("--since", ev_since,
+                     "From this time: RFC 3339 (2026-11-25T10:00:00Z), unix seconds, or a "
+                     "duration ago (24h)");
+  events->add_option("--until", ev_until, "Before this time (same forms as --since)");
+  events->add_option("--after", ev_after, "Only events with a larger id (paging)");
+  events->add_option("--limit,-n", ev_limit, "At most this many events (1-1000)")
+      ->capture_default_str();
+  events->callback([&] {
+    EventQuery q;
+    q.workspace = ev_ws;
+    if (!ev_env.empty()) q.environment = ev_env;
+    q.type = ev_type;
+    q.after_id = ev_after;
+    q.limit = ev_limit;
+    const int64_t now_ms = ToUnixSeconds(Clock::Real().Now()) * 1000;
+    for (auto [text, field] : {std::pair{&ev_since, &q.since_ms}, {&ev_until, &q.until_ms}}) {
+      if (text->empty()) continue;
+      auto t = ParseTimeMs(*text, now_ms);
+      if (!t.ok()) {
+        rc = Fail(t.status());
+        return;
+      }
+      *field = *t;
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventInfo> list, b.ListEvents(q));
+      if (g.json) {
+        for (const auto& e : list) std::cout << JsonText(LifecycleEventInfoToJson(e)) << "\n";
+        return Status::Ok();
+      }
+      if (list.empty()) {
+        std::fprintf(stderr, "no events match\n");
+        return Status::Ok();
+      }
+      std::printf("%-6s %-24s %-14s %-26s %-18s %s\n", "ID", "TIME", "ENVIRONMENT", "TYPE",
+                  "ACTOR", "DETAIL");
+      for (const auto& e : list) {
+        std::string at = LifecycleEventInfoToJson(e)["at"];
+        std::printf("%-6lld %-24s %-14s %-26s %-18s %s\n", static_cast<long long>(e.id),
+                    at.c_str(), e.environment.empty() ? "-" : e.environment.c_str(),
+                    e.type.c_str(), e.actor.c_str(), e.detail.c_str());
+      }
+      return Status::Ok();
+    });
+  });
 
   // ---- end of part D ----
 

@@ -86,6 +86,44 @@ class RemoteBackend : public Backend {
 
   // ---- end of part C ----
   // ---- issue 4 part D: methods below ----
+  StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace, std::string_view environment) override {
+    return client_->RotateEnvironmentKey(workspace, environment);
+  }
+  StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace, std::string_view environment, const std::vector<std::string>& scopes, bool all_scopes) override {
+    return client_->RotateDataKeys(workspace, environment, scopes, all_scopes);
+  }
+  StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment, ByteView envelope, Bytes* out) override {
+    return client_->Rewrap(workspace, environment, envelope, out);
+  }
+  StatusOr<ShredConfirmation> RequestShred(std::string_view workspace, std::string_view environment) override {
+    return client_->RequestShred(workspace, environment);
+  }
+  StatusOr<ShredResult> ShredEnvironment(std::string_view workspace, std::string_view environment, std::string_view token, std::string_view confirm_environment) override {
+    return client_->ShredEnvironment(workspace, environment, token, confirm_environment);
+  }
+  StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace, std::string_view provider, std::string_view key_id) override {
+    return client_->SetWorkspaceDefaultKey(workspace, provider, key_id);
+  }
+  StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(std::string_view workspace) override {
+    return client_->GetWorkspaceDefaultKey(workspace);
+  }
+  StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(std::string_view workspace) override {
+    return client_->ResetWorkspaceDefaultKey(workspace);
+  }
+  StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace, std::string_view environment) override {
+    return client_->GetEnvironmentSettings(workspace, environment);
+  }
+  StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(std::string_view workspace, std::string_view environment, const EnvironmentSettings& set, const std::vector<std::string>& reset) override {
+    return client_->UpdateEnvironmentSettings(workspace, environment, set, reset);
+  }
+  StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) override {
+    return client_->ListEvents(query);
+  }
+  StatusOr<ScheduledRotationReport> RunScheduledRotations() override {
+    return FailedPreconditionError("ekmd runs the rotation schedule itself",
+                                   "`ekm --data-dir DIR key rotate --due` is for local mode; "
+                                   "against a server, rotate with --scope/--all-scopes or the EK");
+  }
 
   // ---- end of part D ----
 

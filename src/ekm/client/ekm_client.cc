@@ -9,9 +9,11 @@
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
 #include "ekm/base/secret_bytes.h"
+#include "ekm/envelope/envelope.h"
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_material_json.h"  // part C
 #include "ekm/service/key_status_json.h"
+#include "ekm/service/lifecycle_json.h"
 
 namespace ekm {
 
@@ -505,6 +507,161 @@ StatusOr<KeyMaterialDeletion> EkmClient::DeleteKeyMaterial(std::string_view work
 
 // ---- end of part C ----
 // ---- issue 4 part D: methods below ----
+
+StatusOr<RotationResult> EkmClient::RotateEnvironmentKey(std::string_view workspace,
+                                                         std::string_view environment) {
+  json body = json::object();
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "key", "rotate"}),
+                          &body));
+  const json& arr = j["rotated"];
+  if (!arr.is_array() || arr.empty()) return UnavailableError("ekmd answered without a rotation");
+  return RotationResultFromJson(arr[0]);
+}
+
+StatusOr<std::vector<RotationResult>> EkmClient::RotateDataKeys(
+    std::string_view workspace, std::string_view environment,
+    const std::vector<std::string>& scopes, bool all_scopes) {
+  json body = {{"scopes", scopes}, {"all_scopes", all_scopes}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "data-keys", "rotate"}),
+                          &body));
+  std::vector<RotationResult> out;
+  if (j["rotated"].is_array()) {
+    for (const auto& r : j["rotated"]) out.push_back(RotationResultFromJson(r));
+  }
+  return out;
+}
+
+StatusOr<RewrapResult> EkmClient::Rewrap(std::string_view workspace,
+                                         std::string_view environment, ByteView envelope,
+                                         Bytes* out) {
+  // The API carries the text form; the caller gets back the form it gave.
+  std::string_view as_text(reinterpret_cast<const char*>(envelope.data()), envelope.size());
+  size_t first = as_text.find_first_not_of(" \t\r\n");
+  const bool text = first != std::string_view::npos &&
+                    as_text.substr(first).starts_with(kEnvelopeTextPrefix);
+  std::string sent;
+  if (text) {
+    EKM_ASSIGN_OR_RETURN(Bytes binary, EnvelopeFromText(as_text));
+    sent = EnvelopeToText(binary);  // one line, no whitespace
+  } else {
+    sent = EnvelopeToText(envelope);
+  }
+  json body = {{"ciphertext", sent}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "rewrap"}),
+                          &body));
+  std::string back = j.value("ciphertext", "");
+  if (text) {
+    Append(*out, AsBytes(back));
+    if (!as_text.empty() && as_text.back() == '\n') out->push_back('\n');
+  } else {
+    EKM_ASSIGN_OR_RETURN(Bytes binary, EnvelopeFromText(back));
+    Append(*out, binary);
+  }
+  return RewrapResult{j.value("scope", ""), j.value("from_dk_version", 0u),
+                      j.value("dk_version", 0u)};
+}
+
+StatusOr<ShredConfirmation> EkmClient::RequestShred(std::string_view workspace,
+                                                    std::string_view environment) {
+  json body = json::object();
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "shred"}),
+                          &body));
+  return ShredConfirmationFromJson(j);
+}
+
+StatusOr<ShredResult> EkmClient::ShredEnvironment(std::string_view workspace,
+                                                  std::string_view environment,
+                                                  std::string_view token,
+                                                  std::string_view confirm_environment) {
+  json body = {{"confirmation", token}, {"environment", confirm_environment}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "shred"}),
+                          &body));
+  return ShredResultFromJson(j);
+}
+
+StatusOr<WorkspaceDefaultKey> EkmClient::SetWorkspaceDefaultKey(std::string_view workspace,
+                                                                std::string_view provider,
+                                                                std::string_view key_id) {
+  json body = {{"provider", provider}, {"key_id", key_id}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("PUT", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}),
+                          &body));
+  return WorkspaceDefaultKeyFromJson(j);
+}
+
+StatusOr<WorkspaceDefaultKey> EkmClient::GetWorkspaceDefaultKey(std::string_view workspace) {
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}),
+                          nullptr));
+  return WorkspaceDefaultKeyFromJson(j);
+}
+
+StatusOr<WorkspaceDefaultKey> EkmClient::ResetWorkspaceDefaultKey(std::string_view workspace) {
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("DELETE", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}),
+                          nullptr));
+  return WorkspaceDefaultKeyFromJson(j);
+}
+
+StatusOr<EnvironmentSettings> EkmClient::GetEnvironmentSettings(std::string_view workspace,
+                                                                std::string_view environment) {
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("GET",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "settings"}),
+                          nullptr));
+  return EnvironmentSettingsFromJson(j);
+}
+
+StatusOr<EnvironmentSettings> EkmClient::UpdateEnvironmentSettings(
+    std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
+    const std::vector<std::string>& reset) {
+  json body = json::object();
+  json all = EnvironmentSettingsToJson(set);
+  for (auto it = all.begin(); it != all.end(); ++it) {
+    if (!it->is_null()) body[it.key()] = *it;
+  }
+  for (const auto& name : reset) body[name] = nullptr;
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("PATCH",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "settings"}),
+                          &body));
+  return EnvironmentSettingsFromJson(j);
+}
+
+StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const EventQuery& q) {
+  auto value = [&](std::string_view v) { return impl_->Path({v}).substr(1); };
+  std::string query = "?limit=" + std::to_string(q.limit);
+  if (q.environment) query += "&environment=" + value(*q.environment);
+  if (!q.type.empty()) query += "&type=" + value(q.type);
+  if (q.since_ms > 0) query += "&since=" + std::to_string(q.since_ms / 1000);
+  if (q.until_ms != INT64_MAX) query += "&until=" + std::to_string(q.until_ms / 1000);
+  if (q.after_id > 0) query += "&after=" + std::to_string(q.after_id);
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("GET", "/v1" + impl_->Path({"workspaces", q.workspace, "events"}) + query,
+                          nullptr));
+  std::vector<LifecycleEventInfo> out;
+  if (j["events"].is_array()) {
+    for (const auto& e : j["events"]) out.push_back(LifecycleEventInfoFromJson(e));
+  }
+  return out;
+}
 
 // ---- end of part D ----
 

@@ -83,6 +83,33 @@ class EkmClient {
 
   // ---- end of part C ----
   // ---- issue 4 part D: methods below ----
+  // Rotation, rewrap (the text form over JSON), crypto-shred, workspace default CMK,
+  // environment settings and lifecycle events (see EkmService).
+  StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
+                                                std::string_view environment);
+  StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace,
+                                                       std::string_view environment,
+                                                       const std::vector<std::string>& scopes,
+                                                       bool all_scopes);
+  StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment,
+                                ByteView envelope, Bytes* out);
+  StatusOr<ShredConfirmation> RequestShred(std::string_view workspace,
+                                           std::string_view environment);
+  StatusOr<ShredResult> ShredEnvironment(std::string_view workspace, std::string_view environment,
+                                         std::string_view token,
+                                         std::string_view confirm_environment);
+  StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace,
+                                                       std::string_view provider,
+                                                       std::string_view key_id);
+  StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(std::string_view workspace);
+  StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(std::string_view workspace);
+  StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace,
+                                                       std::string_view environment);
+  StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(std::string_view workspace,
+                                                          std::string_view environment,
+                                                          const EnvironmentSettings& set,
+                                                          const std::vector<std::string>& reset);
+  StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query);
 
   // ---- end of part D ----
 

@@ -84,6 +84,20 @@ class KeyCache {
     return n;
   }
 
+  // Drops every entry whose key starts with `prefix` (issue 4 part D: crypto-shredding drops
+  // one environment's keys at once).
+  void ErasePrefix(const std::string& prefix) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = map_.begin(); it != map_.end();) {
+      if (it->first.compare(0, prefix.size(), prefix) == 0) {
+        lru_.erase(it->second.lru_pos);
+        it = map_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
   void Clear() {
     std::lock_guard<std::mutex> lock(mu_);
     map_.clear();

@@ -563,6 +563,15 @@ Status KeyHierarchy::DestroyedEnvironmentKeyError(const EnvironmentRecord& env,
 // ---- end of part C ----
 // ---- issue 4 part D: definitions below ----
 
+void KeyHierarchy::PurgeEnvironment(const EnvironmentRecord& env) {
+  envs_.Erase(EnvKey(env.workspace, env.name));
+  // EK, DK and current-DK cache keys all start with "<environment id>/".
+  const std::string prefix = std::to_string(env.id) + "/";
+  eks_.ErasePrefix(prefix);
+  dks_.ErasePrefix(prefix);
+  current_dks_.ErasePrefix(prefix);
+}
+
 // ---- end of part D ----
 
 }  // namespace ekm

@@ -192,6 +192,9 @@ class KeyHierarchy {
 
   // ---- end of part C ----
   // ---- issue 4 part D: public methods below ----
+  // Drops every cached key and record of the environment on this node at once (crypto-shred).
+  // Handles already held by in-flight requests are wiped when those requests finish.
+  void PurgeEnvironment(const EnvironmentRecord& env);
 
   // ---- end of part D ----
 

@@ -6,9 +6,13 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "ekm/server/http_server.h"
+#include "ekm/events/lifecycle_event.h"
 #include "ekm/service/ekm_service.h"
 
 namespace {
@@ -89,6 +93,12 @@ int main(int argc, char** argv) {
 
   // ---- end of part C ----
   // ---- issue 4 part D: flags below ----
+  int64_t rotation_check_seconds = 60;
+  app.add_option("--rotation-check-interval", rotation_check_seconds,
+                 "Seconds between runs of the scheduled EK/DK rotation (the environments' "
+                 "ek/dk rotation periods); 0: never (rotation only on demand)")
+      ->check(CLI::Range(int64_t{0}, int64_t{86400}))
+      ->capture_default_str();
 
   // ---- end of part D ----
   app.add_flag("--allow-insecure-listen", http.allow_insecure_listen,
@@ -142,6 +152,32 @@ int main(int argc, char** argv) {
 
   // ---- end of part C ----
   // ---- issue 4 part D: background work started below ----
+  // Scheduled rotation: a background thread that wakes every --rotation-check-interval and
+  // rotates what is due; stopped (woken at once) on SIGTERM/SIGINT.
+  std::mutex rotation_mu;
+  std::condition_variable rotation_cv;
+  bool rotation_stop = false;
+  std::thread rotation_thread;
+  if (rotation_check_seconds > 0) {
+    rotation_thread = std::thread([&] {
+      ekm::ScopedActor actor{std::string(ekm::kScheduleActor)};
+      std::unique_lock<std::mutex> lock(rotation_mu);
+      for (;;) {
+        if (rotation_cv.wait_for(lock, std::chrono::seconds(rotation_check_seconds),
+                                 [&] { return rotation_stop; })) {
+          return;
+        }
+        lock.unlock();
+        auto report = (*service)->RunScheduledRotations();
+        if (!report.ok()) {
+          spdlog::warn("scheduled rotation: {}", report.status().ToString());
+        } else if (!report->rotated.empty()) {
+          spdlog::info("scheduled rotation: {} key version(s) rotated", report->rotated.size());
+        }
+        lock.lock();
+      }
+    });
+  }
 
   // ---- end of part D ----
 
@@ -160,6 +196,14 @@ int main(int argc, char** argv) {
 
   // ---- end of part C ----
   // ---- issue 4 part D: background work stopped below ----
+  if (rotation_thread.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(rotation_mu);
+      rotation_stop = true;
+    }
+    rotation_cv.notify_all();
+    rotation_thread.join();
+  }
 
   // ---- end of part D ----
 

@@ -12,6 +12,7 @@
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_material_json.h"  // part C
 #include "ekm/service/key_status_json.h"
+#include "ekm/service/lifecycle_json.h"
 
 namespace ekm {
 
@@ -120,6 +121,51 @@ std::string QueryValue(std::string_view query, std::string_view name, bool* ok) 
 
 // ---- end of part C ----
 // ---- issue 4 part D: JSON helpers below ----
+
+// The query parameters of GET /v1/workspaces/{w}/events.
+StatusOr<EventQuery> EventQueryFromQueryString(const std::string& workspace,
+                                               std::string_view query) {
+  EventQuery q;
+  q.workspace = workspace;
+  const int64_t now_ms = ToUnixSeconds(Clock::Real().Now()) * 1000;
+  for (size_t i = 0; i < query.size();) {
+    size_t amp = query.find('&', i);
+    if (amp == std::string_view::npos) amp = query.size();
+    std::string_view kv = query.substr(i, amp - i);
+    i = amp + 1;
+    if (kv.empty()) continue;
+    size_t eq = kv.find('=');
+    bool ok = true;
+    std::string key = PercentDecode(kv.substr(0, eq), &ok);
+    std::string value = eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), &ok);
+    if (!ok) return InvalidArgumentError("the query string is not valid percent-encoding");
+    auto number = [&](const char* what) -> StatusOr<int64_t> {
+      if (value.empty() || value.size() > 18 ||
+          value.find_first_not_of("0123456789") != std::string::npos) {
+        return InvalidArgumentError(std::string(what) + " must be a whole number, got \"" +
+                                    value + "\"");
+      }
+      return std::stoll(value);
+    };
+    if (key == "environment") {
+      if (!value.empty()) q.environment = value;
+    } else if (key == "type") {
+      q.type = value;
+    } else if (key == "since" || key == "until") {
+      EKM_ASSIGN_OR_RETURN(int64_t ms, ParseTimeMs(value, now_ms));
+      (key == "since" ? q.since_ms : q.until_ms) = ms;
+    } else if (key == "after") {
+      EKM_ASSIGN_OR_RETURN(q.after_id, number("after"));
+    } else if (key == "limit") {
+      EKM_ASSIGN_OR_RETURN(int64_t n, number("limit"));
+      q.limit = static_cast<size_t>(n);
+    } else {
+      return InvalidArgumentError("unknown query parameter \"" + key + "\"",
+                                  "use environment, type, since, until, after, limit");
+    }
+  }
+  return q;
+}
 
 // ---- end of part D ----
 
@@ -323,6 +369,38 @@ RouteMatch Router::Match(const RouteRequest& r) const {
 
       // ---- end of part C ----
       // ---- issue 4 part D: route matches below ----
+    } else if (n == 7 && seg[3] == "environments" && seg[5] == "key" && seg[6] == "rotate") {
+      if (!method_is({"POST"})) return m;
+      m.workspace = seg[2];
+      m.environment = seg[4];
+      m.id = RouteId::kRotateEnvironmentKey;
+    } else if (n == 7 && seg[3] == "environments" && seg[5] == "data-keys" &&
+               seg[6] == "rotate") {
+      if (!method_is({"POST"})) return m;
+      m.workspace = seg[2];
+      m.environment = seg[4];
+      m.id = RouteId::kRotateDataKeys;
+    } else if (n == 6 && seg[3] == "environments" && (seg[5] == "rewrap" || seg[5] == "shred")) {
+      if (!method_is({"POST"})) return m;
+      m.workspace = seg[2];
+      m.environment = seg[4];
+      m.id = seg[5] == "rewrap" ? RouteId::kRewrap : RouteId::kShred;
+    } else if (n == 6 && seg[3] == "environments" && seg[5] == "settings") {
+      if (!method_is({"GET", "PATCH"})) return m;
+      m.workspace = seg[2];
+      m.environment = seg[4];
+      m.id = r.method == "GET" ? RouteId::kGetSettings : RouteId::kPatchSettings;
+    } else if (n == 4 && seg[3] == "default-key") {
+      if (!method_is({"GET", "PUT", "DELETE"})) return m;
+      m.workspace = seg[2];
+      m.id = r.method == "GET"   ? RouteId::kGetDefaultKey
+             : r.method == "PUT" ? RouteId::kSetDefaultKey
+                                 : RouteId::kResetDefaultKey;
+    } else if (n == 4 && seg[3] == "events") {
+      if (!method_is({"GET"})) return m;
+      m.workspace = seg[2];
+      m.id = RouteId::kListEvents;
+      m.query = std::string(query);
 
       // ---- end of part D ----
     } else {
@@ -528,6 +606,143 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
 
     // ---- end of part C ----
     // ---- issue 4 part D: handler cases below ----
+    case RouteId::kRotateEnvironmentKey: {
+      auto r = service_->RotateEnvironmentKey(m.workspace, m.environment);
+      if (!r.ok()) return Error(r.status());
+      return {200, JsonText(json{{"rotated", json::array({RotationResultToJson(*r)})}})};
+    }
+    case RouteId::kRotateDataKeys: {
+      auto j = ParseObject(body.empty() ? "{}" : body);
+      if (!j.ok()) return Error(j.status());
+      std::vector<std::string> scopes;
+      if (auto it = j->find("scopes"); it != j->end()) {
+        if (!it->is_array()) return Error(InvalidArgumentError("field \"scopes\" must be an array of strings", "e.g. {\"scopes\": [\"orders\"]}, or {\"all_scopes\": true}"));
+        for (const auto& sc : *it) {
+          if (!sc.is_string()) return Error(InvalidArgumentError("field \"scopes\" must be an array of strings", "e.g. {\"scopes\": [\"orders\"]}, or {\"all_scopes\": true}"));
+          scopes.push_back(sc.get<std::string>());
+        }
+      }
+      auto all = j->find("all_scopes");
+      if (all != j->end() && !all->is_boolean()) {
+        return Error(InvalidArgumentError("field \"all_scopes\" must be true or false", "send {\"all_scopes\": true}, or name them in \"scopes\""));
+      }
+      auto r = service_->RotateDataKeys(m.workspace, m.environment, scopes,
+                                        all != j->end() && all->get<bool>());
+      if (!r.ok()) return Error(r.status());
+      json arr = json::array();
+      for (const auto& x : *r) arr.push_back(RotationResultToJson(x));
+      return {200, JsonText(json{{"rotated", arr}})};
+    }
+    case RouteId::kRewrap: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto ciphertext = StringField(*j, "ciphertext", true);
+      if (!ciphertext.ok()) return Error(ciphertext.status());
+      // The text form in, the text form out (JSON carries text).
+      std::string in = *ciphertext;
+      if (!in.starts_with(kEnvelopeTextPrefix)) {
+        return Error(InvalidArgumentError("field \"ciphertext\" must be the text form (ekm1:…)",
+                                          "send the ciphertext as the encrypt route returned it"));
+      }
+      Bytes out;
+      auto r = service_->Rewrap(m.workspace, m.environment, AsBytes(in), &out);
+      if (!r.ok()) return Error(r.status());
+      std::string text(AsChars(out));
+      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      return {200, JsonText(json{{"ciphertext", text},
+                                 {"scope", r->scope},
+                                 {"from_dk_version", r->from_dk_version},
+                                 {"dk_version", r->dk_version}})};
+    }
+    case RouteId::kShred: {
+      // Step one (no body, or no "confirmation"): a token. Step two: the token and the name.
+      json j = json::object();
+      if (!body.empty()) {
+        auto parsed = ParseObject(body);
+        if (!parsed.ok()) return Error(parsed.status());
+        j = *parsed;
+      }
+      if (!j.contains("confirmation")) {
+        auto c = service_->RequestShred(m.workspace, m.environment);
+        if (!c.ok()) return Error(c.status());
+        json out = ShredConfirmationToJson(*c);
+        out["next"] = "POST this route again with {\"confirmation\": \"" + c->token +
+                      "\", \"environment\": \"" + c->environment +
+                      "\"}: every key of the environment is destroyed and its data can never "
+                      "be read";
+        return {200, JsonText(out)};
+      }
+      auto token = StringField(j, "confirmation", true);
+      if (!token.ok()) return Error(token.status());
+      auto name = StringField(j, "environment", true);
+      if (!name.ok()) {
+        return Error(name.status().WithHint("type the environment's name again: {\"environment\": \"" +
+                                            m.environment + "\"}"));
+      }
+      auto r = service_->ShredEnvironment(m.workspace, m.environment, *token, *name);
+      if (!r.ok()) return Error(r.status());
+      return {200, JsonText(ShredResultToJson(*r))};
+    }
+    case RouteId::kGetSettings: {
+      auto s = service_->GetEnvironmentSettings(m.workspace, m.environment);
+      if (!s.ok()) return Error(s.status());
+      return {200, JsonText(EnvironmentSettingsToJson(*s))};
+    }
+    case RouteId::kPatchSettings: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      EnvironmentSettings set;
+      std::vector<std::string> reset;
+      Status p = EnvironmentSettingsPatchFromJson(*j, &set, &reset);
+      if (!p.ok()) return Error(p);
+      auto s = service_->UpdateEnvironmentSettings(m.workspace, m.environment, set, reset);
+      if (!s.ok()) return Error(s.status());
+      return {200, JsonText(EnvironmentSettingsToJson(*s))};
+    }
+    case RouteId::kGetDefaultKey: {
+      auto k = service_->GetWorkspaceDefaultKey(m.workspace);
+      if (!k.ok()) return Error(k.status());
+      return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
+    }
+    case RouteId::kSetDefaultKey: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto arn = StringField(*j, "aws_kms_arn", false);
+      if (!arn.ok()) return Error(arn.status());
+      auto provider = StringField(*j, "provider", false);
+      if (!provider.ok()) return Error(provider.status());
+      auto key_id = StringField(*j, "key_id", false);
+      if (!key_id.ok()) return Error(key_id.status());
+      if (!arn->empty()) {
+        *provider = "aws-kms";
+        *key_id = *arn;
+      }
+      if (provider->empty() || key_id->empty()) {
+        return Error(InvalidArgumentError(
+            "the key is missing",
+            "send {\"aws_kms_arn\": \"arn:aws:kms:REGION:ACCOUNT:key/KEY-ID\"}; DELETE this "
+            "route to go back to the platform key"));
+      }
+      auto k = service_->SetWorkspaceDefaultKey(m.workspace, *provider, *key_id);
+      if (!k.ok()) return Error(k.status());
+      return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
+    }
+    case RouteId::kResetDefaultKey: {
+      auto k = service_->ResetWorkspaceDefaultKey(m.workspace);
+      if (!k.ok()) return Error(k.status());
+      return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
+    }
+    case RouteId::kListEvents: {
+      auto q = EventQueryFromQueryString(m.workspace, m.query);
+      if (!q.ok()) return Error(q.status());
+      auto list = service_->ListEvents(*q);
+      if (!list.ok()) return Error(list.status());
+      json arr = json::array();
+      for (const auto& e : *list) arr.push_back(LifecycleEventInfoToJson(e));
+      json out = {{"events", arr}};
+      if (list->size() == q->limit && !list->empty()) out["next_after"] = list->back().id;
+      return {200, JsonText(out)};
+    }
 
     // ---- end of part D ----
   }

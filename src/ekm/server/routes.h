@@ -46,6 +46,16 @@ enum class RouteId {
 
   // ---- end of part C ----
   // ---- issue 4 part D: route ids below ----
+  kRotateEnvironmentKey,  // POST   …/environments/{e}/key/rotate
+  kRotateDataKeys,        // POST   …/environments/{e}/data-keys/rotate
+  kRewrap,                // POST   …/environments/{e}/rewrap
+  kShred,                 // POST   …/environments/{e}/shred (two steps)
+  kGetSettings,           // GET    …/environments/{e}/settings
+  kPatchSettings,         // PATCH  …/environments/{e}/settings
+  kGetDefaultKey,         // GET    /v1/workspaces/{w}/default-key
+  kSetDefaultKey,         // PUT    /v1/workspaces/{w}/default-key
+  kResetDefaultKey,       // DELETE /v1/workspaces/{w}/default-key
+  kListEvents,            // GET    /v1/workspaces/{w}/events
 
   // ---- end of part D ----
 };

@@ -6,11 +6,15 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>  // part B
+#include <unordered_map>
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
 
+#include "ekm/base/encoding.h"
+#include "ekm/base/random.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/policy/key_policy_statement.h"
@@ -84,7 +88,10 @@ class EkmServiceImpl : public EkmService {
     EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());
     // New environments start on the platform-managed CMK; `ekm key set` replaces it.
     CmkRef cmk{std::string(kPlatformProviderName), std::string(kPlatformRootKeyId)};
-    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek, keys_.NewEnvironmentKey(workspace, name, cmk, 1));
+    // issue 4 part D: a shredded name stays taken; the workspace default CMK, when set.
+    EKM_RETURN_IF_ERROR(PrepareNewEnvironment(workspace, name, &cmk));
+    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek,
+                         NewFirstEnvironmentKey(workspace, name, cmk));  // part D
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord rec,
                          store_->CreateEnvironment(workspace, name, ek,
                                                    ToUnixSeconds(options_.clock->Now())));
@@ -630,6 +637,305 @@ class EkmServiceImpl : public EkmService {
 
   // ---- issue 4 part D (rotation, rewrap, shred, workspace default CMK, events): below ----
 
+  StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
+                                                std::string_view environment) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    return RotateEk(env);
+  }
+
+  StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace,
+                                                       std::string_view environment,
+                                                       const std::vector<std::string>& scopes,
+                                                       bool all_scopes) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    if (all_scopes == !scopes.empty()) {
+      return InvalidArgumentError("name the scopes to rotate, or ask for all of them",
+                                  "pass --scope S (repeatable) or --all-scopes, not both");
+    }
+    for (const std::string& scope : scopes) EKM_RETURN_IF_ERROR(ValidateScope(scope));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    std::vector<std::string> todo = scopes;
+    if (all_scopes) {
+      EKM_ASSIGN_OR_RETURN(std::vector<DataKeyRecord> latest, store_->ListLatestDataKeys(env.id));
+      for (const auto& dk : latest) todo.push_back(dk.scope);
+    }
+    std::vector<RotationResult> out;
+    for (const std::string& scope : todo) {
+      EKM_ASSIGN_OR_RETURN(RotationResult r, RotateDk(env, scope));
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  StatusOr<ScheduledRotationReport> RunScheduledRotations() override {
+    std::optional<ScopedActor> actor;
+    if (CurrentActor() == "system") actor.emplace(std::string(kScheduleActor));
+    EKM_ASSIGN_OR_RETURN(std::vector<Store::RotationScheduleRecord> schedules,
+                         store_->ListRotationSchedules());
+    ScheduledRotationReport report;
+    const int64_t now = ToUnixSeconds(options_.clock->Now());
+    for (const auto& sched : schedules) {
+      EnvironmentRecord env = sched.environment;
+      const std::string name = env.workspace + "/" + env.name;
+      if (sched.ek_rotation_period_seconds &&
+          now - sched.current_ek_created_at >= *sched.ek_rotation_period_seconds) {
+        auto r = RotateEk(env);
+        if (!r.ok()) {
+          report.failures.push_back(name + ": " + r.status().ToString());
+          continue;
+        }
+        report.rotated.push_back(*r);
+        ++env.current_ek_version;  // new DKs below go under the new EK
+      }
+      if (!sched.dk_rotation_period_seconds) continue;
+      auto latest = store_->ListLatestDataKeys(env.id);
+      if (!latest.ok()) {
+        report.failures.push_back(name + ": " + latest.status().ToString());
+        continue;
+      }
+      for (const DataKeyRecord& dk : *latest) {
+        if (now - dk.created_at < *sched.dk_rotation_period_seconds) continue;
+        auto r = RotateDk(env, dk.scope);
+        if (!r.ok()) {
+          report.failures.push_back(name + " scope " + dk.scope + ": " + r.status().ToString());
+          continue;
+        }
+        report.rotated.push_back(*r);
+      }
+    }
+    for (const auto& f : report.failures) spdlog::warn("scheduled rotation failed: {}", f);
+    return report;
+  }
+
+  StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment,
+                                ByteView envelope, Bytes* out) override {
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
+    // Keep the input's form: text ("ekm1:…") or binary.
+    std::string_view as_text(reinterpret_cast<const char*>(envelope.data()), envelope.size());
+    size_t first = as_text.find_first_not_of(" \t\r\n");
+    const bool text = first != std::string_view::npos &&
+                      as_text.substr(first).starts_with(kEnvelopeTextPrefix);
+    Bytes binary;
+    if (text) {
+      EKM_ASSIGN_OR_RETURN(binary, EnvelopeFromText(as_text));
+      envelope = binary;
+    }
+    EKM_ASSIGN_OR_RETURN(ParsedHeader parsed, ParseHeader(envelope));
+    const EnvelopeContext& from = parsed.header.context;
+    if (from.workspace != env.workspace || from.environment != env.name) {
+      return InvalidArgumentError(
+          "this ciphertext belongs to workspace \"" + from.workspace + "\", environment \"" +
+              from.environment + "\", not to workspace \"" + env.workspace +
+              "\", environment \"" + env.name + "\"",
+          "rewrap it with --workspace " + from.workspace + " --environment " + from.environment);
+    }
+    // The plaintext passes through here one piece at a time and is wiped after each use.
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> decoder,
+                         NewDecryptStream(workspace, environment));
+    Bytes rewrapped;
+    Bytes plain;
+    auto wipe = [&plain] {
+      OPENSSL_cleanse(plain.data(), plain.size());
+      plain.clear();
+    };
+    struct WipeOnExit {
+      std::function<void()> fn;
+      ~WipeOnExit() { fn(); }
+    } guard{wipe};
+    if (parsed.header.type == EnvelopeType::kSingle) {
+      plain.reserve(envelope.size());  // no reallocation leaves an unwiped copy behind
+      EKM_RETURN_IF_ERROR(decoder->Update(envelope, &plain));
+      EKM_RETURN_IF_ERROR(decoder->Finish(&plain));
+      EKM_RETURN_IF_ERROR(Encrypt(workspace, environment, from.scope, plain, &rewrapped));
+    } else {
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> encoder,
+                           NewEncryptStream(workspace, environment, from.scope, false));
+      constexpr size_t kChunk = 64 * 1024;
+      plain.reserve(2 * kMaxSegmentSize);
+      for (size_t off = 0; off < envelope.size(); off += kChunk) {
+        ByteView piece = envelope.subspan(off, std::min(kChunk, envelope.size() - off));
+        EKM_RETURN_IF_ERROR(decoder->Update(piece, &plain));
+        EKM_RETURN_IF_ERROR(encoder->Update(plain, &rewrapped));
+        wipe();
+      }
+      EKM_RETURN_IF_ERROR(decoder->Finish(&plain));
+      EKM_RETURN_IF_ERROR(encoder->Update(plain, &rewrapped));
+      EKM_RETURN_IF_ERROR(encoder->Finish(&rewrapped));
+    }
+    EKM_ASSIGN_OR_RETURN(ParsedHeader now, ParseHeader(rewrapped));
+    if (text) {
+      std::string t = EnvelopeToText(rewrapped);
+      if (!as_text.empty() && as_text.back() == '\n' && !t.ends_with('\n')) t += '\n';
+      Append(*out, AsBytes(t));
+    } else {
+      Append(*out, rewrapped);
+    }
+    return RewrapResult{from.scope, from.dk_version, now.header.context.dk_version};
+  }
+
+  StatusOr<ShredConfirmation> RequestShred(std::string_view workspace,
+                                           std::string_view environment) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    std::array<uint8_t, 24> raw;
+    EKM_RETURN_IF_ERROR(RandomBytes(raw));
+    ShredConfirmation c{env.workspace, env.name, "shred_" + Base64UrlEncode(raw),
+                        ToUnixSeconds(options_.clock->Now() + kShredConfirmationTtl)};
+    std::lock_guard<std::mutex> lock(shred_mu_);
+    // Forget expired tokens so the map stays small.
+    const int64_t now = ToUnixSeconds(options_.clock->Now());
+    std::erase_if(shred_tokens_, [now](const auto& kv) { return kv.second.expires_at <= now; });
+    shred_tokens_[c.token] = c;
+    return c;
+  }
+
+  StatusOr<ShredResult> ShredEnvironment(std::string_view workspace, std::string_view environment,
+                                         std::string_view token,
+                                         std::string_view confirm_environment) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    if (confirm_environment != environment) {
+      return InvalidArgumentError(
+          "the confirmation names environment \"" + std::string(confirm_environment) +
+              "\", not \"" + std::string(environment) + "\"",
+          "type the name of the environment to shred exactly: " + std::string(environment));
+    }
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+    {
+      std::lock_guard<std::mutex> lock(shred_mu_);
+      auto it = shred_tokens_.find(std::string(token));
+      const std::string ask_again = "ask for a new confirmation (POST …/environments/" +
+                                    env.name + "/shred, or run `ekm environment shred` again)";
+      if (it == shred_tokens_.end()) {
+        return FailedPreconditionError("the shred confirmation token is not known here", ask_again);
+      }
+      ShredConfirmation c = it->second;
+      if (c.workspace != env.workspace || c.environment != env.name) {
+        return InvalidArgumentError("the shred confirmation token was issued for " +
+                                        c.workspace + "/" + c.environment + ", not for " +
+                                        env.workspace + "/" + env.name,
+                                    ask_again);
+      }
+      shred_tokens_.erase(it);  // one use only
+      if (c.expires_at <= ToUnixSeconds(options_.clock->Now())) {
+        return FailedPreconditionError("the shred confirmation token expired at " +
+                                           FormatRfc3339(FromUnixSeconds(c.expires_at)),
+                                       ask_again);
+      }
+    }
+    const int64_t now = ToUnixSeconds(options_.clock->Now());
+    EKM_ASSIGN_OR_RETURN(Store::EnvironmentShredRecord rec,
+                         store_->ShredEnvironment(env.id, now, CurrentActor()));
+    // This node forgets every key of the environment now; other nodes within one TTL.
+    keys_.PurgeEnvironment(env);
+    shred_status_.Put(std::to_string(env.id),
+                      std::make_shared<std::optional<Store::EnvironmentShredRecord>>(rec),
+                      options_.clock->Monotonic() + std::chrono::hours(24 * 365));
+    RecordEvent(env.workspace, env.name, event::kEnvironmentShredded,
+                {{"ek_versions_destroyed", rec.ek_versions},
+                 {"dk_versions_destroyed", rec.dk_versions}});
+    spdlog::warn("environment {}/{} was crypto-shredded by {}", env.workspace, env.name,
+                 rec.actor);
+    return ShredResult{env.workspace, env.name,      rec.shredded_at,
+                       rec.actor,     rec.ek_versions, rec.dk_versions};
+  }
+
+  StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace,
+                                                       std::string_view provider_name,
+                                                       std::string_view key_id) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_ASSIGN_OR_RETURN(WorkspaceRecord ws, store_->GetWorkspace(workspace));
+    EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(provider_name));
+    auto failed = [&](std::string_view step, const Status& cause) {
+      std::string message = "the workspace default key was not set: the " + std::string(step) +
+                            " check failed: " + cause.message();
+      std::string hint = cause.hint();
+      if (cause.code() == StatusCode::kPermissionDenied) {
+        return FailedPreconditionError(
+            message, hint + "; the key policy must allow the platform kms:Encrypt and "
+                            "kms:Decrypt for ekm:workspace " + ws.name +
+                            " (`ekm key policy` prints the statement)");
+      }
+      if (cause.code() == StatusCode::kUnauthenticated) return UnavailableError(message, hint);
+      return Status(cause.code(), message, hint);
+    };
+    Status shape = provider->ValidateKeyId(key_id);
+    if (!shape.ok()) return failed("key id", shape);
+    // The round trip with the workspace's context only (the key policy pins ekm:workspace).
+    EncryptionContext context{{std::string(kEkContextWorkspace), ws.name}};
+    EKM_ASSIGN_OR_RETURN(SecretBytes probe, RandomSecret(32));
+    auto wrapped = provider->Wrap(key_id, probe, context);
+    if (!wrapped.ok()) return failed("encrypt", wrapped.status());
+    auto back = provider->Unwrap(key_id, *wrapped, context);
+    if (!back.ok()) return failed("decrypt", back.status());
+    if (!(*back == probe)) {
+      return DataLossError("the key provider returned a different key than it was given",
+                           "the provider is misbehaving; do not use this key");
+    }
+    Store::WorkspaceDefaultKeyRecord rec{ws.id, std::string(provider_name), std::string(key_id),
+                                         ToUnixSeconds(options_.clock->Now()), CurrentActor()};
+    EKM_RETURN_IF_ERROR(store_->SetWorkspaceDefaultKey(rec));
+    RecordEvent(ws.name, "", event::kWorkspaceDefaultKeySet,
+                {{"cmk", {{"provider", rec.cmk_provider}, {"key_id", rec.cmk_key_id}}}});
+    return DefaultKeyInfo(ws.name, rec);
+  }
+
+  StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(std::string_view workspace) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_ASSIGN_OR_RETURN(WorkspaceRecord ws, store_->GetWorkspace(workspace));
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::WorkspaceDefaultKeyRecord> rec,
+                         store_->GetWorkspaceDefaultKey(ws.id));
+    if (!rec) return DefaultKeyInfo(ws.name, std::nullopt);
+    return DefaultKeyInfo(ws.name, *rec);
+  }
+
+  StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(std::string_view workspace) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_ASSIGN_OR_RETURN(WorkspaceRecord ws, store_->GetWorkspace(workspace));
+    EKM_RETURN_IF_ERROR(store_->DeleteWorkspaceDefaultKey(ws.id));
+    RecordEvent(ws.name, "", event::kWorkspaceDefaultKeySet,
+                {{"cmk",
+                  {{"provider", std::string(kPlatformProviderName)},
+                   {"key_id", std::string(kPlatformRootKeyId)}}},
+                 {"reset", true}});
+    return DefaultKeyInfo(ws.name, std::nullopt);
+  }
+
+  StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& q) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", q.workspace));
+    if (q.environment) EKM_RETURN_IF_ERROR(ValidateName("environment", *q.environment));
+    if (q.limit < 1 || q.limit > 1000) {
+      return InvalidArgumentError("limit must be between 1 and 1000, got " +
+                                      std::to_string(q.limit),
+                                  "page with after=<id of the last event seen>");
+    }
+    if (q.since_ms >= q.until_ms) {
+      return InvalidArgumentError("since must be before until",
+                                  "give a start time earlier than the end time, or leave one out");
+    }
+    EKM_RETURN_IF_ERROR(store_->GetWorkspace(q.workspace).status());
+    LifecycleEventFilter f;
+    f.workspace = q.workspace;
+    f.environment = q.environment;
+    f.type = q.type;
+    f.since_ms = q.since_ms;
+    f.until_ms = q.until_ms;
+    f.after_id = q.after_id;
+    f.limit = q.limit;
+    EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> recs, store_->ListLifecycleEvents(f));
+    std::vector<LifecycleEventInfo> out;
+    out.reserve(recs.size());
+    for (auto& r : recs) {
+      out.push_back({r.id, r.at_ms, std::move(r.workspace), std::move(r.environment),
+                     std::move(r.type), std::move(r.actor), std::move(r.detail)});
+    }
+    return out;
+  }
+
   // ---- end of part D ----
 
  private:
@@ -637,6 +943,7 @@ class EkmServiceImpl : public EkmService {
   StatusOr<EnvironmentRecord> StoredEnvironment(std::string_view workspace,
                                                 std::string_view environment) {
     auto env = store_->GetEnvironment(workspace, environment);
+    if (env.ok()) EKM_RETURN_IF_ERROR(RefuseIfShredded(*env, /*cached=*/false));  // part D
     if (env.ok() || env.status().code() != StatusCode::kNotFound) return env;
     EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());
     return env;
@@ -738,6 +1045,7 @@ class EkmServiceImpl : public EkmService {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
     EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
     auto env = keys_.GetEnvironment(workspace, environment);
+    if (env.ok()) EKM_RETURN_IF_ERROR(RefuseIfShredded(*env, /*cached=*/true));  // part D
     if (env.ok() || env.status().code() != StatusCode::kNotFound) return env;
     // Say which part is missing: the workspace or the environment inside it.
     EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());
@@ -944,6 +1252,125 @@ class EkmServiceImpl : public EkmService {
   // ---- end of part C ----
 
   // ---- issue 4 part D: private helpers and members below ----
+
+  // A provider's refusal while wrapping a new EK: about the customer's key, never a 401/403.
+  static Status ProviderRefusal(const Status& s) {
+    if (s.code() == StatusCode::kPermissionDenied) {
+      return FailedPreconditionError(s.message(), s.hint());
+    }
+    if (s.code() == StatusCode::kUnauthenticated) return UnavailableError(s.message(), s.hint());
+    return s;
+  }
+
+  StatusOr<RotationResult> RotateEk(const EnvironmentRecord& env) {
+    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord current,
+                         store_->GetEnvironmentKey(env.id, env.current_ek_version));
+    CmkRef cmk{current.cmk_provider, current.cmk_key_id};
+    auto ek = keys_.NewEnvironmentKey(env.workspace, env.name, cmk, env.current_ek_version + 1);
+    if (!ek.ok()) {
+      return ProviderRefusal(ek.status().WithContext(
+          "rotating the environment key of " + env.workspace + "/" + env.name +
+          ": the CMK (" + cmk.provider + " " + cmk.key_id + ") could not wrap a new version"));
+    }
+    EnvironmentKeyRecord rec = std::move(ek).value();
+    rec.environment_id = env.id;
+    EKM_RETURN_IF_ERROR(store_->AddEnvironmentKey(rec));
+    keys_.ForgetEnvironment(env.workspace, env.name);
+    RecordEvent(env.workspace, env.name, event::kEnvironmentKeyRotated,
+                {{"cmk", {{"provider", cmk.provider}, {"key_id", cmk.key_id}}},
+                 {"from_version", env.current_ek_version},
+                 {"to_version", rec.version}});
+    return RotationResult{env.workspace, env.name, "ek", "", env.current_ek_version, rec.version};
+  }
+
+  StatusOr<RotationResult> RotateDk(const EnvironmentRecord& env, const std::string& scope) {
+    EKM_ASSIGN_OR_RETURN(std::optional<DataKeyRecord> latest,
+                         store_->GetLatestDataKey(env.id, scope));
+    const uint32_t from = latest ? latest->version : 0;
+    auto dk = keys_.RotateDataKey(env, scope, from);
+    if (!dk.ok()) return ProviderRefusal(dk.status());
+    RecordEvent(env.workspace, env.name, event::kDataKeyRotated,
+                {{"scope", scope},
+                 {"from_version", from},
+                 {"to_version", (*dk)->version},
+                 {"ek_version", (*dk)->ek_version}});
+    return RotationResult{env.workspace, env.name, "dk", scope, from, (*dk)->version};
+  }
+
+  // FailedPrecondition when the environment was crypto-shredded. `cached`: a per-node answer
+  // up to one key cache TTL old is good enough (the data-plane path).
+  Status RefuseIfShredded(const EnvironmentRecord& env, bool cached) {
+    const std::string key = std::to_string(env.id);
+    const auto now = options_.clock->Monotonic();
+    std::shared_ptr<std::optional<Store::EnvironmentShredRecord>> status;
+    if (cached) status = shred_status_.Get(key, now);
+    if (!status) {
+      EKM_ASSIGN_OR_RETURN(std::optional<Store::EnvironmentShredRecord> rec,
+                           store_->GetEnvironmentShred(env.id));
+      status = std::make_shared<std::optional<Store::EnvironmentShredRecord>>(std::move(rec));
+      shred_status_.Put(key, status, now + options_.key_cache_ttl);
+    }
+    if (!status->has_value()) return Status::Ok();
+    return ShreddedError(env.workspace, env.name, (*status)->shredded_at);
+  }
+
+  static Status ShreddedError(std::string_view workspace, std::string_view environment,
+                              int64_t at) {
+    return FailedPreconditionError(
+        "environment " + std::string(workspace) + "/" + std::string(environment) +
+            " was crypto-shredded at " + FormatRfc3339(FromUnixSeconds(at)) +
+            "; its data can never be read",
+        "the name stays taken: create a new environment under another name");
+  }
+
+  // Before a new environment's first EK: its name may belong to a shredded environment, and
+  // the workspace may have a default CMK.
+  Status PrepareNewEnvironment(std::string_view workspace, std::string_view name, CmkRef* cmk) {
+    auto existing = store_->GetEnvironment(workspace, name);
+    if (existing.ok()) {
+      EKM_ASSIGN_OR_RETURN(std::optional<Store::EnvironmentShredRecord> shred,
+                           store_->GetEnvironmentShred(existing->id));
+      if (shred) return ShreddedError(workspace, name, shred->shredded_at);
+    }
+    EKM_ASSIGN_OR_RETURN(WorkspaceRecord ws, store_->GetWorkspace(workspace));
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::WorkspaceDefaultKeyRecord> def,
+                         store_->GetWorkspaceDefaultKey(ws.id));
+    if (def) *cmk = CmkRef{def->cmk_provider, def->cmk_key_id};
+    return Status::Ok();
+  }
+
+  StatusOr<EnvironmentKeyRecord> NewFirstEnvironmentKey(std::string_view workspace,
+                                                        std::string_view name,
+                                                        const CmkRef& cmk) {
+    auto ek = keys_.NewEnvironmentKey(workspace, name, cmk, 1);
+    if (ek.ok() || cmk.provider == kPlatformProviderName) return ek;
+    Status s = ProviderRefusal(ek.status().WithContext(
+        "the workspace default key (" + cmk.provider + " " + cmk.key_id +
+        ") could not wrap the new environment's key"));
+    return Status(s.code(), s.message(),
+                  s.hint() + (s.hint().empty() ? "" : "; ") +
+                      "fix the key's policy or state, or go back to the platform key with "
+                      "`ekm workspace set-default-key --workspace " + std::string(workspace) +
+                      " --reset`");
+  }
+
+  static WorkspaceDefaultKey DefaultKeyInfo(
+      const std::string& workspace, const std::optional<Store::WorkspaceDefaultKeyRecord>& rec) {
+    WorkspaceDefaultKey k;
+    k.workspace = workspace;
+    k.set = rec.has_value();
+    k.provider = rec ? rec->cmk_provider : std::string(kPlatformProviderName);
+    k.key_id = rec ? rec->cmk_key_id : std::string(kPlatformRootKeyId);
+    if (rec) {
+      k.set_at = rec->set_at;
+      k.actor = rec->actor;
+    }
+    return k;
+  }
+
+  KeyCache<std::optional<Store::EnvironmentShredRecord>> shred_status_{100000};
+  std::mutex shred_mu_;
+  std::unordered_map<std::string, ShredConfirmation> shred_tokens_;
 
   // ---- end of part D ----
 

@@ -255,6 +255,79 @@ struct KeyMaterialDeletion {
 
 // ---- issue 4 part D: types below ----
 
+// One EK or DK rotation.
+struct RotationResult {
+  std::string workspace;
+  std::string environment;
+  std::string kind;   // "ek" or "dk"
+  std::string scope;  // DK rotations only
+  uint32_t from_version = 0;  // 0: the scope had no DK yet
+  uint32_t to_version = 0;
+};
+
+// What one run of the rotation schedule did.
+struct ScheduledRotationReport {
+  std::vector<RotationResult> rotated;
+  std::vector<std::string> failures;  // "acme/prod: <error>", the rest went on
+};
+
+// A rewrapped ciphertext: the scope it belongs to and the DK version it is now under.
+struct RewrapResult {
+  std::string scope;
+  uint32_t from_dk_version = 0;
+  uint32_t dk_version = 0;
+};
+
+// Step one of a crypto-shred: a short-lived token bound to one environment.
+struct ShredConfirmation {
+  std::string workspace;
+  std::string environment;
+  std::string token;
+  int64_t expires_at = 0;  // unix seconds
+};
+
+struct ShredResult {
+  std::string workspace;
+  std::string environment;
+  int64_t shredded_at = 0;
+  std::string actor;
+  uint32_t ek_versions_destroyed = 0;
+  uint32_t dk_versions_destroyed = 0;
+};
+
+// The workspace default CMK (absent: new environments start on the platform key).
+struct WorkspaceDefaultKey {
+  std::string workspace;
+  bool set = false;
+  std::string provider;  // "platform" when not set
+  std::string key_id;    // "root" when not set
+  int64_t set_at = 0;
+  std::string actor;
+};
+
+struct EventQuery {
+  std::string workspace;
+  std::optional<std::string> environment;
+  std::string type;
+  int64_t since_ms = 0;
+  int64_t until_ms = INT64_MAX;
+  int64_t after_id = 0;
+  size_t limit = 100;
+};
+
+struct LifecycleEventInfo {
+  int64_t id = 0;
+  int64_t at_ms = 0;
+  std::string workspace;
+  std::string environment;
+  std::string type;
+  std::string actor;
+  std::string detail;  // JSON object text
+};
+
+inline constexpr std::string_view kScheduleActor = "system:schedule";
+inline constexpr std::chrono::seconds kShredConfirmationTtl{120};
+
 // ---- end of part D ----
 
 class EkmService {
@@ -377,6 +450,47 @@ class EkmService {
   // ---- end of part C ----
 
   // ---- issue 4 part D (rotation, rewrap, shred, workspace default CMK, events): below ----
+
+  // A new EK version under the environment's current CMK; new DKs go under it (each scope
+  // moves on at its next use) and every older EK and DK still decrypts. Event ek.rotated.
+  virtual StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
+                                                        std::string_view environment) = 0;
+  // A new DK version of each scope in `scopes` (or of every scope that has one, when
+  // `all_scopes`), under the current EK. Event dk.rotated per scope.
+  virtual StatusOr<std::vector<RotationResult>> RotateDataKeys(
+      std::string_view workspace, std::string_view environment,
+      const std::vector<std::string>& scopes, bool all_scopes) = 0;
+  // Rotates what the environments' ek/dk_rotation_period_seconds settings say is due: every
+  // current EK older than its period, every scope whose newest DK is older than its period.
+  // Nothing without a schedule. Runs as kScheduleActor unless the caller set an actor.
+  virtual StatusOr<ScheduledRotationReport> RunScheduledRotations() = 0;
+
+  // Re-encrypts a whole envelope (either form, binary or text) under the newest DK version of
+  // its own scope, without returning the plaintext; appends the new envelope to `out` in the
+  // input's form (single or stream, binary or text).
+  virtual StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment,
+                                        ByteView envelope, Bytes* out) = 0;
+
+  // Crypto-shredding, in two steps: a token bound to the environment (valid
+  // kShredConfirmationTtl on this node), then the shred with that token and the environment's
+  // name typed again. Afterwards nothing of the environment can ever be decrypted.
+  virtual StatusOr<ShredConfirmation> RequestShred(std::string_view workspace,
+                                                   std::string_view environment) = 0;
+  virtual StatusOr<ShredResult> ShredEnvironment(std::string_view workspace,
+                                                 std::string_view environment,
+                                                 std::string_view token,
+                                                 std::string_view confirm_environment) = 0;
+
+  // The workspace default CMK, validated with a wrap/unwrap round trip under the workspace's
+  // encryption context before it is stored. Applies to environments created afterwards only.
+  virtual StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace,
+                                                               std::string_view provider,
+                                                               std::string_view key_id) = 0;
+  virtual StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(std::string_view workspace) = 0;
+  virtual StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(std::string_view workspace) = 0;
+
+  // Lifecycle events, oldest first.
+  virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) = 0;
 
   // ---- end of part D ----
 };

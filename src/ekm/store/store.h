@@ -315,6 +315,50 @@ class Store {
 
   // ---- issue 4 part D (rotation, shred, workspace default CMK, settings): add methods below ----
 
+  // Crypto-shredding: the record that an environment was destroyed on purpose.
+  struct EnvironmentShredRecord {
+    int64_t environment_id = 0;
+    int64_t shredded_at = 0;  // unix seconds
+    std::string actor;
+    uint32_t ek_versions = 0;  // EK versions wiped
+    uint32_t dk_versions = 0;  // DK versions wiped
+  };
+  // In one transaction: empties the wrapped blob of every EK and DK version of the environment
+  // (the rows stay, EKs marked destroyed_at) and records the shred. FailedPrecondition when it
+  // was shredded already; NotFound when there is no such environment.
+  virtual StatusOr<EnvironmentShredRecord> ShredEnvironment(int64_t environment_id, int64_t now,
+                                                            std::string_view actor) = 0;
+  // nullopt unless the environment was crypto-shredded.
+  virtual StatusOr<std::optional<EnvironmentShredRecord>> GetEnvironmentShred(
+      int64_t environment_id) = 0;
+
+  // The workspace default CMK: the CMK the first EK of each NEW environment is wrapped under.
+  struct WorkspaceDefaultKeyRecord {
+    int64_t workspace_id = 0;
+    std::string cmk_provider;
+    std::string cmk_key_id;
+    int64_t set_at = 0;
+    std::string actor;
+  };
+  virtual Status SetWorkspaceDefaultKey(const WorkspaceDefaultKeyRecord& record) = 0;
+  virtual StatusOr<std::optional<WorkspaceDefaultKeyRecord>> GetWorkspaceDefaultKey(
+      int64_t workspace_id) = 0;
+  // Back to the platform default; OK when none was set.
+  virtual Status DeleteWorkspaceDefaultKey(int64_t workspace_id) = 0;
+
+  // Scheduled rotation: every environment (not shredded) that has an EK or DK rotation period
+  // set, with its current EK's creation time.
+  struct RotationScheduleRecord {
+    EnvironmentRecord environment;
+    std::optional<int64_t> ek_rotation_period_seconds;
+    std::optional<int64_t> dk_rotation_period_seconds;
+    int64_t current_ek_created_at = 0;
+  };
+  virtual StatusOr<std::vector<RotationScheduleRecord>> ListRotationSchedules() = 0;
+  // The newest DK version of every scope of the environment (wrapped blobs left empty), by
+  // scope.
+  virtual StatusOr<std::vector<DataKeyRecord>> ListLatestDataKeys(int64_t environment_id) = 0;
+
   // ---- end of part D ----
 };
 

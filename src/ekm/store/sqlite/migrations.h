@@ -168,6 +168,23 @@ CREATE INDEX key_material_by_key_id ON key_material (key_id);
       // ---- end of part C ----
 
       // ---- issue 4 part D: migration 8 below ----
+      {8, "crypto-shredding and the workspace default CMK", R"sql(
+ALTER TABLE environment_keys ADD COLUMN destroyed_at INTEGER;
+CREATE TABLE environment_shreds (
+  environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
+  shredded_at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  ek_versions INTEGER NOT NULL,
+  dk_versions INTEGER NOT NULL
+);
+CREATE TABLE workspace_default_keys (
+  workspace_id INTEGER PRIMARY KEY REFERENCES workspaces(id),
+  cmk_provider TEXT NOT NULL,
+  cmk_key_id TEXT NOT NULL,
+  set_at INTEGER NOT NULL,
+  actor TEXT NOT NULL
+);
+)sql"},
 
       // ---- end of part D ----
   };

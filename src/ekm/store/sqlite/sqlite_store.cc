@@ -939,6 +939,158 @@ class SqliteStore : public Store {
 
   // ---- issue 4 part D: methods below ----
 
+  StatusOr<EnvironmentShredRecord> ShredEnvironment(int64_t environment_id, int64_t now,
+                                                    std::string_view actor) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    auto result = [&]() -> StatusOr<EnvironmentShredRecord> {
+      EKM_ASSIGN_OR_RETURN(std::optional<EnvironmentShredRecord> done,
+                           GetEnvironmentShredLocked(environment_id));
+      if (done) {
+        return FailedPreconditionError("the environment was crypto-shredded already");
+      }
+      EnvironmentShredRecord r{environment_id, now, std::string(actor), 0, 0};
+      {
+        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                             Prepare("UPDATE environment_keys SET wrapped = X'', destroyed_at = ? "
+                                     "WHERE environment_id = ?"));
+        s->Bind(1, now).Bind(2, environment_id);
+        if (s->Step() != SQLITE_DONE) return Error("wiping environment keys");
+        r.ek_versions = static_cast<uint32_t>(sqlite3_changes(db_));
+      }
+      if (r.ek_versions == 0) return NotFoundError("environment has no keys to shred");
+      {
+        EKM_ASSIGN_OR_RETURN(
+            std::unique_ptr<Stmt> s,
+            Prepare("UPDATE data_keys SET wrapped = X'' WHERE environment_id = ?"));
+        s->Bind(1, environment_id);
+        if (s->Step() != SQLITE_DONE) return Error("wiping data keys");
+        r.dk_versions = static_cast<uint32_t>(sqlite3_changes(db_));
+      }
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> s,
+          Prepare("INSERT INTO environment_shreds (environment_id, shredded_at, actor, "
+                  "ek_versions, dk_versions) VALUES (?,?,?,?,?)"));
+      s->Bind(1, environment_id).Bind(2, now).Bind(3, actor);
+      s->Bind(4, int64_t{r.ek_versions}).Bind(5, int64_t{r.dk_versions});
+      if (s->Step() != SQLITE_DONE) return Error("recording the shred");
+      return r;
+    }();
+    if (!result.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return result;
+    }
+    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    return result;
+  }
+
+  StatusOr<std::optional<EnvironmentShredRecord>> GetEnvironmentShred(
+      int64_t environment_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return GetEnvironmentShredLocked(environment_id);
+  }
+
+  Status SetWorkspaceDefaultKey(const WorkspaceDefaultKeyRecord& r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("INSERT INTO workspace_default_keys (workspace_id, cmk_provider, cmk_key_id, "
+                "set_at, actor) VALUES (?,?,?,?,?) ON CONFLICT (workspace_id) DO UPDATE SET "
+                "cmk_provider = excluded.cmk_provider, cmk_key_id = excluded.cmk_key_id, "
+                "set_at = excluded.set_at, actor = excluded.actor"));
+    s->Bind(1, r.workspace_id).Bind(2, r.cmk_provider).Bind(3, r.cmk_key_id);
+    s->Bind(4, r.set_at).Bind(5, r.actor);
+    if (s->Step() != SQLITE_DONE) return Error("storing the workspace default key");
+    return Status::Ok();
+  }
+
+  StatusOr<std::optional<WorkspaceDefaultKeyRecord>> GetWorkspaceDefaultKey(
+      int64_t workspace_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("SELECT cmk_provider, cmk_key_id, set_at, actor FROM "
+                                 "workspace_default_keys WHERE workspace_id = ?"));
+    s->Bind(1, workspace_id);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<WorkspaceDefaultKeyRecord>();
+    if (rc != SQLITE_ROW) return Error("reading the workspace default key");
+    return std::optional<WorkspaceDefaultKeyRecord>(
+        WorkspaceDefaultKeyRecord{workspace_id, s->Text(0), s->Text(1), s->Int(2), s->Text(3)});
+  }
+
+  Status DeleteWorkspaceDefaultKey(int64_t workspace_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("DELETE FROM workspace_default_keys WHERE workspace_id = ?"));
+    s->Bind(1, workspace_id);
+    if (s->Step() != SQLITE_DONE) return Error("removing the workspace default key");
+    return Status::Ok();
+  }
+
+  StatusOr<std::vector<RotationScheduleRecord>> ListRotationSchedules() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, e.current_ek_version, "
+                "COALESCE((SELECT value FROM environment_settings WHERE environment_id = e.id AND "
+                "name = 'ek_rotation_period_seconds'), -1), COALESCE((SELECT value FROM "
+                "environment_settings WHERE environment_id = e.id AND name = "
+                "'dk_rotation_period_seconds'), -1), k.created_at "
+                "FROM environments e JOIN workspaces w ON w.id = e.workspace_id JOIN "
+                "environment_keys k ON k.environment_id = e.id AND k.version = "
+                "e.current_ek_version WHERE e.id NOT IN (SELECT environment_id FROM "
+                "environment_shreds) AND e.id IN (SELECT environment_id FROM "
+                "environment_settings WHERE name IN ('ek_rotation_period_seconds', "
+                "'dk_rotation_period_seconds')) ORDER BY w.name, e.name"));
+    std::vector<RotationScheduleRecord> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) {
+      RotationScheduleRecord r;
+      r.environment = ReadEnvironment(*s);
+      // -1: not set (a period is at least an hour).
+      if (s->Int(6) >= 0) r.ek_rotation_period_seconds = s->Int(6);
+      if (s->Int(7) >= 0) r.dk_rotation_period_seconds = s->Int(7);
+      r.current_ek_created_at = s->Int(8);
+      out.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return Error("listing rotation schedules");
+    return out;
+  }
+
+  StatusOr<std::vector<DataKeyRecord>> ListLatestDataKeys(int64_t environment_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT environment_id, scope, MAX(version), 0, X'', 0, 0 FROM data_keys "
+                "WHERE environment_id = ? GROUP BY scope ORDER BY scope"));
+    s->Bind(1, environment_id);
+    std::vector<DataKeyRecord> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) out.push_back(ReadDataKey(*s));
+    if (rc != SQLITE_DONE) return Error("listing data keys");
+    // Fill in the creation time and EK of each newest version.
+    for (DataKeyRecord& r : out) {
+      EKM_ASSIGN_OR_RETURN(DataKeyRecord full, GetDataKeyLocked(environment_id, r.scope, r.version));
+      full.wrapped.clear();
+      r = std::move(full);
+    }
+    return out;
+  }
+
+  StatusOr<std::optional<EnvironmentShredRecord>> GetEnvironmentShredLocked(
+      int64_t environment_id) {
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("SELECT shredded_at, actor, ek_versions, dk_versions FROM "
+                                 "environment_shreds WHERE environment_id = ?"));
+    s->Bind(1, environment_id);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<EnvironmentShredRecord>();
+    if (rc != SQLITE_ROW) return Error("reading the shred record");
+    return std::optional<EnvironmentShredRecord>(EnvironmentShredRecord{
+        environment_id, s->Int(0), s->Text(1), static_cast<uint32_t>(s->Int(2)),
+        static_cast<uint32_t>(s->Int(3))});
+  }
+
   // ---- end of part D ----
 
 

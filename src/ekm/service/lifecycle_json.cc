@@ -1,0 +1,227 @@
+#include "ekm/service/lifecycle_json.h"
+
+#include <ctime>
+
+#include "ekm/base/clock.h"
+
+namespace ekm {
+
+namespace {
+
+using nlohmann::json;
+
+std::string Time(int64_t unix_seconds) { return FormatRfc3339(FromUnixSeconds(unix_seconds)); }
+
+int64_t TimeBack(const json& j, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end() || !it->is_string()) return 0;
+  auto ms = ParseTimeMs(it->get<std::string>(), 0);
+  return ms.ok() ? *ms / 1000 : 0;
+}
+
+struct SettingField {
+  std::string_view name;
+  std::optional<int64_t> EnvironmentSettings::*field;
+};
+constexpr SettingField kSettingFields[] = {
+    {kSettingKeyCacheTtl, &EnvironmentSettings::key_cache_ttl_seconds},
+    {kSettingGracePeriod, &EnvironmentSettings::grace_period_seconds},
+    {kSettingEkRotationPeriod, &EnvironmentSettings::ek_rotation_period_seconds},
+    {kSettingDkRotationPeriod, &EnvironmentSettings::dk_rotation_period_seconds},
+    {kSettingReplacementPeriod, &EnvironmentSettings::replacement_period_seconds},
+};
+
+}  // namespace
+
+json RotationResultToJson(const RotationResult& r) {
+  json j = {{"workspace", r.workspace},       {"environment", r.environment},
+            {"kind", r.kind},                 {"from_version", r.from_version},
+            {"to_version", r.to_version}};
+  if (!r.scope.empty()) j["scope"] = r.scope;
+  return j;
+}
+
+RotationResult RotationResultFromJson(const json& j) {
+  return RotationResult{j.value("workspace", ""), j.value("environment", ""),
+                        j.value("kind", ""),      j.value("scope", ""),
+                        j.value("from_version", 0u), j.value("to_version", 0u)};
+}
+
+json ShredConfirmationToJson(const ShredConfirmation& c) {
+  return {{"workspace", c.workspace},
+          {"environment", c.environment},
+          {"confirmation", c.token},
+          {"expires_at", Time(c.expires_at)}};
+}
+
+ShredConfirmation ShredConfirmationFromJson(const json& j) {
+  return ShredConfirmation{j.value("workspace", ""), j.value("environment", ""),
+                           j.value("confirmation", ""), TimeBack(j, "expires_at")};
+}
+
+json ShredResultToJson(const ShredResult& r) {
+  return {{"workspace", r.workspace},
+          {"environment", r.environment},
+          {"shredded_at", Time(r.shredded_at)},
+          {"actor", r.actor},
+          {"ek_versions_destroyed", r.ek_versions_destroyed},
+          {"dk_versions_destroyed", r.dk_versions_destroyed}};
+}
+
+ShredResult ShredResultFromJson(const json& j) {
+  return ShredResult{j.value("workspace", ""),
+                     j.value("environment", ""),
+                     TimeBack(j, "shredded_at"),
+                     j.value("actor", ""),
+                     j.value("ek_versions_destroyed", 0u),
+                     j.value("dk_versions_destroyed", 0u)};
+}
+
+json WorkspaceDefaultKeyToJson(const WorkspaceDefaultKey& k) {
+  json j = {{"workspace", k.workspace},
+            {"set", k.set},
+            {"cmk", {{"provider", k.provider}, {"key_id", k.key_id}}}};
+  if (k.set) {
+    j["set_at"] = Time(k.set_at);
+    j["actor"] = k.actor;
+  }
+  return j;
+}
+
+WorkspaceDefaultKey WorkspaceDefaultKeyFromJson(const json& j) {
+  WorkspaceDefaultKey k;
+  k.workspace = j.value("workspace", "");
+  k.set = j.value("set", false);
+  if (auto c = j.find("cmk"); c != j.end() && c->is_object()) {
+    k.provider = c->value("provider", "");
+    k.key_id = c->value("key_id", "");
+  }
+  k.set_at = TimeBack(j, "set_at");
+  k.actor = j.value("actor", "");
+  return k;
+}
+
+json EnvironmentSettingsToJson(const EnvironmentSettings& s) {
+  json j = json::object();
+  for (const auto& f : kSettingFields) {
+    const auto& v = s.*(f.field);
+    j[std::string(f.name)] = v ? json(*v) : json(nullptr);
+  }
+  return j;
+}
+
+EnvironmentSettings EnvironmentSettingsFromJson(const json& j) {
+  EnvironmentSettings s;
+  for (const auto& f : kSettingFields) {
+    auto it = j.find(std::string(f.name));
+    if (it != j.end() && it->is_number_integer()) s.*(f.field) = it->get<int64_t>();
+  }
+  return s;
+}
+
+Status EnvironmentSettingsPatchFromJson(const json& j, EnvironmentSettings* set,
+                                        std::vector<std::string>* reset) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const SettingField* field = nullptr;
+    for (const auto& f : kSettingFields) {
+      if (f.name == it.key()) field = &f;
+    }
+    if (field == nullptr) {
+      return InvalidArgumentError("no environment setting is called \"" + it.key() + "\"",
+                                  "settings: key_cache_ttl_seconds, grace_period_seconds, "
+                                  "ek_rotation_period_seconds, dk_rotation_period_seconds, "
+                                  "replacement_period_seconds");
+    }
+    if (it->is_null()) {
+      reset->push_back(it.key());
+    } else if (it->is_number_integer()) {
+      set->*(field->field) = it->get<int64_t>();
+    } else {
+      return InvalidArgumentError("field \"" + it.key() + "\" must be a whole number of seconds "
+                                  "or null, got " + std::string(it->type_name()),
+                                  "null goes back to the deployment default");
+    }
+  }
+  return Status::Ok();
+}
+
+json LifecycleEventInfoToJson(const LifecycleEventInfo& e) {
+  json detail = json::parse(e.detail, nullptr, false);
+  if (detail.is_discarded()) detail = json::object();
+  return {{"id", e.id},
+          {"at", FormatRfc3339(std::chrono::system_clock::time_point(
+                     std::chrono::milliseconds(e.at_ms)))},
+          {"at_ms", e.at_ms},
+          {"workspace", e.workspace},
+          {"environment", e.environment},
+          {"type", e.type},
+          {"actor", e.actor},
+          {"detail", detail}};
+}
+
+LifecycleEventInfo LifecycleEventInfoFromJson(const json& j) {
+  LifecycleEventInfo e;
+  e.id = j.value("id", int64_t{0});
+  e.at_ms = j.value("at_ms", int64_t{0});
+  e.workspace = j.value("workspace", "");
+  e.environment = j.value("environment", "");
+  e.type = j.value("type", "");
+  e.actor = j.value("actor", "");
+  auto d = j.find("detail");
+  e.detail = d != j.end() ? d->dump() : "{}";
+  return e;
+}
+
+StatusOr<int64_t> ParseDurationSeconds(std::string_view text) {
+  auto bad = [&] {
+    return InvalidArgumentError("\"" + std::string(text) + "\" is not a duration",
+                                "write a whole number with a unit: 300s, 5m, 24h, 90d");
+  };
+  if (text.empty()) return bad();
+  int64_t unit = 1;
+  switch (text.back()) {
+    case 's': unit = 1; text.remove_suffix(1); break;
+    case 'm': unit = 60; text.remove_suffix(1); break;
+    case 'h': unit = 3600; text.remove_suffix(1); break;
+    case 'd': unit = 86400; text.remove_suffix(1); break;
+    default: break;
+  }
+  if (text.empty() || text.size() > 12) return bad();
+  int64_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return bad();
+    n = n * 10 + (c - '0');
+  }
+  return n * unit;
+}
+
+std::string FormatDuration(int64_t s) {
+  if (s > 0 && s % 86400 == 0) return std::to_string(s / 86400) + "d";
+  if (s > 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+  if (s > 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
+  return std::to_string(s) + "s";
+}
+
+StatusOr<int64_t> ParseTimeMs(std::string_view text, int64_t now_ms) {
+  if (!text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos &&
+      text.size() <= 12) {
+    return std::stoll(std::string(text)) * 1000;
+  }
+  if (text.size() == 20 && text[4] == '-' && text[7] == '-' && text[10] == 'T' &&
+      text[13] == ':' && text[16] == ':' && text[19] == 'Z') {
+    std::tm tm{};
+    std::string s(text);
+    if (strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {
+      return static_cast<int64_t>(timegm(&tm)) * 1000;
+    }
+  }
+  auto d = ParseDurationSeconds(text);
+  if (d.ok() && !text.empty() && (text.back() < '0' || text.back() > '9')) {
+    return now_ms - *d * 1000;
+  }
+  return InvalidArgumentError("\"" + std::string(text) + "\" is not a time",
+                              "write RFC 3339 UTC (2026-11-25T10:00:00Z), unix seconds, or a "
+                              "duration before now (24h, 7d)");
+}
+
+}  // namespace ekm
