@@ -1117,7 +1117,7 @@ int Run(int argc, char** argv) {
   // ---- end of part C ----
   // ---- issue 4 part D: subcommands below ----
   // ekm key rotate: EK or DK rotation on demand, or what the schedule says is due.
-  std::string r_ws, r_env;
+  std::string rot_ws, rot_env;
   std::vector<std::string> r_scopes;
   bool r_all = false, r_due = false;
   auto* key_rotate = key->add_subcommand(
@@ -1127,15 +1127,15 @@ int Run(int argc, char** argv) {
       "encryptions use the newest version; every older version still decrypts. --due runs what "
       "the environments' rotation periods say is due (local mode; ekmd does it by itself). The "
       "CMK's own rotation in the KMS needs no command: `ekm key show` shows its status");
-  key_rotate->add_option("--workspace,-w", r_ws, "Workspace name");
-  key_rotate->add_option("--environment,-e", r_env, "Environment name");
+  key_rotate->add_option("--workspace,-w", rot_ws, "Workspace name");
+  key_rotate->add_option("--environment,-e", rot_env, "Environment name");
   key_rotate->add_option("--scope,-s", r_scopes, "Rotate this scope's data key (repeatable)");
   key_rotate->add_flag("--all-scopes", r_all, "Rotate the data key of every scope");
   key_rotate->add_flag("--due", r_due,
                        "Run the rotation schedule: every EK/DK older than its environment's "
                        "ek/dk rotation period");
   key_rotate->callback([&] {
-    if (r_due != (r_ws.empty() && r_env.empty())) {
+    if (r_due != (rot_ws.empty() && rot_env.empty())) {
       rc = Fail(InvalidArgumentError(
           r_due ? "--due rotates what is due everywhere: it takes no --workspace/--environment"
                 : "--workspace and --environment are required",
@@ -1143,7 +1143,7 @@ int Run(int argc, char** argv) {
           "rotate --due"));
       return;
     }
-    if (!r_due && (r_ws.empty() || r_env.empty())) {
+    if (!r_due && (rot_ws.empty() || rot_env.empty())) {
       rc = Fail(InvalidArgumentError("--workspace and --environment are both required"));
       return;
     }
@@ -1157,11 +1157,11 @@ int Run(int argc, char** argv) {
       }
       if (r_all || !r_scopes.empty()) {
         EKM_ASSIGN_OR_RETURN(std::vector<RotationResult> list,
-                             b.RotateDataKeys(r_ws, r_env, r_scopes, r_all));
+                             b.RotateDataKeys(rot_ws, rot_env, r_scopes, r_all));
         PrintRotations(list, g.json);
         return Status::Ok();
       }
-      EKM_ASSIGN_OR_RETURN(RotationResult r, b.RotateEnvironmentKey(r_ws, r_env));
+      EKM_ASSIGN_OR_RETURN(RotationResult r, b.RotateEnvironmentKey(rot_ws, rot_env));
       PrintRotations({r}, g.json);
       return Status::Ok();
     });
@@ -1251,25 +1251,25 @@ int Run(int argc, char** argv) {
   });
 
   // ekm environment set / show: per-environment settings.
-  std::string st_ws, st_env, st_ttl, st_grace, st_ek, st_dk, st_repl;
+  std::string set_ws, set_env, set_ttl, set_grace, set_ek, set_dk, set_repl;
   std::vector<std::string> st_reset;
   auto* env_set = env->add_subcommand(
       "set",
       "Change an environment's settings. Durations: 300s, 5m, 24h, 90d. --reset NAME "
       "(repeatable) goes back to the deployment default; NAME is key-cache-ttl, grace-period, "
       "ek-rotation-period, dk-rotation-period or replacement-period");
-  env_set->add_option("--workspace,-w", st_ws, "Workspace name")->required();
-  env_set->add_option("--environment,-e", st_env, "Environment name")->required();
-  env_set->add_option("--key-cache-ttl", st_ttl,
+  env_set->add_option("--workspace,-w", set_ws, "Workspace name")->required();
+  env_set->add_option("--environment,-e", set_env, "Environment name")->required();
+  env_set->add_option("--key-cache-ttl", set_ttl,
                       "How long unwrapped keys are used before asking the CMK again (bounds how "
                       "long data stays readable after a revocation)");
-  env_set->add_option("--grace-period", st_grace,
+  env_set->add_option("--grace-period", set_grace,
                       "How long cached keys keep serving during a KMS outage (0: off)");
-  env_set->add_option("--ek-rotation-period", st_ek,
+  env_set->add_option("--ek-rotation-period", set_ek,
                       "Rotate the environment key on this schedule (at least 1h)");
-  env_set->add_option("--dk-rotation-period", st_dk,
+  env_set->add_option("--dk-rotation-period", set_dk,
                       "Rotate each scope's data key on this schedule (at least 1h)");
-  env_set->add_option("--replacement-period", st_repl,
+  env_set->add_option("--replacement-period", set_repl,
                       "One CMK replacement per this period (default 24h)");
   env_set->add_option("--reset", st_reset, "Back to the default: the setting's name (repeatable)");
   env_set->callback([&] {
@@ -1282,11 +1282,11 @@ int Run(int argc, char** argv) {
       std::optional<int64_t>* field;
     };
     const Arg args[] = {
-        {"key-cache-ttl", kSettingKeyCacheTtl, st_ttl, &set.key_cache_ttl_seconds},
-        {"grace-period", kSettingGracePeriod, st_grace, &set.grace_period_seconds},
-        {"ek-rotation-period", kSettingEkRotationPeriod, st_ek, &set.ek_rotation_period_seconds},
-        {"dk-rotation-period", kSettingDkRotationPeriod, st_dk, &set.dk_rotation_period_seconds},
-        {"replacement-period", kSettingReplacementPeriod, st_repl,
+        {"key-cache-ttl", kSettingKeyCacheTtl, set_ttl, &set.key_cache_ttl_seconds},
+        {"grace-period", kSettingGracePeriod, set_grace, &set.grace_period_seconds},
+        {"ek-rotation-period", kSettingEkRotationPeriod, set_ek, &set.ek_rotation_period_seconds},
+        {"dk-rotation-period", kSettingDkRotationPeriod, set_dk, &set.dk_rotation_period_seconds},
+        {"replacement-period", kSettingReplacementPeriod, set_repl,
          &set.replacement_period_seconds},
     };
     for (const Arg& a : args) {
@@ -1313,19 +1313,19 @@ int Run(int argc, char** argv) {
     }
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(EnvironmentSettings s,
-                           b.UpdateEnvironmentSettings(st_ws, st_env, set, reset));
-      PrintSettings(st_ws, st_env, s, g.json);
+                           b.UpdateEnvironmentSettings(set_ws, set_env, set, reset));
+      PrintSettings(set_ws, set_env, s, g.json);
       return Status::Ok();
     });
   });
   auto* env_show = env->add_subcommand(
       "show", "Show an environment's settings (the deployment defaults marked with *)");
-  env_show->add_option("--workspace,-w", st_ws, "Workspace name")->required();
-  env_show->add_option("--environment,-e", st_env, "Environment name")->required();
+  env_show->add_option("--workspace,-w", set_ws, "Workspace name")->required();
+  env_show->add_option("--environment,-e", set_env, "Environment name")->required();
   env_show->callback([&] {
     with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(EnvironmentSettings s, b.GetEnvironmentSettings(st_ws, st_env));
-      PrintSettings(st_ws, st_env, s, g.json);
+      EKM_ASSIGN_OR_RETURN(EnvironmentSettings s, b.GetEnvironmentSettings(set_ws, set_env));
+      PrintSettings(set_ws, set_env, s, g.json);
       return Status::Ok();
     });
   });
