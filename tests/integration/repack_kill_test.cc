@@ -16,7 +16,6 @@
 #include <chrono>
 #include <fstream>
 #include <random>
-#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -77,14 +76,16 @@ class Ekmd {
     int rc = posix_spawn(&pid_, EKMD_PATH, &fa, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) return "";
-    std::regex listening("listening on (http://127\\.0\\.0\\.1:[0-9]+)");
+    // std::regex is avoided: GCC 12 warns inside it under the sanitizers.
+    static constexpr std::string_view kListening = "listening on http://127.0.0.1:";
     for (int i = 0; i < 300; ++i) {
-      std::ifstream in(log_);
-      std::stringstream text;
-      text << in.rdbuf();
-      std::string s = text.str();
-      std::smatch m;
-      if (std::regex_search(s, m, listening)) return m[1];
+      std::string s = LogText();
+      size_t at = s.find(kListening);
+      if (at != std::string::npos) {
+        size_t begin = at + kListening.size(), end = begin;
+        while (end < s.size() && s[end] >= '0' && s[end] <= '9') ++end;
+        if (end > begin) return "http://127.0.0.1:" + s.substr(begin, end - begin);
+      }
       std::this_thread::sleep_for(20ms);
     }
     return "";
