@@ -1,6 +1,7 @@
 #include "ekm/keys/cmk_health.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include <spdlog/spdlog.h>
 

@@ -4,11 +4,16 @@
 // pending-deletion keys, 5xx, throttling). Time is a FakeClock: no test waits for a TTL.
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "ekm/events/lifecycle_event.h"
+#include "ekm/server/http_server.h"
 #include "ekm/server/routes.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/store/sqlite/sqlite_store.h"
@@ -20,6 +25,37 @@ namespace {
 
 using std::chrono::seconds;
 using testing::MotoPeer;
+
+// One HTTP/1.1 request to 127.0.0.1:port; everything the server answers until it closes.
+std::string HttpRequest(int port, const std::string& request) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    size_t off = 0;
+    while (off < request.size()) {
+      ssize_t n = write(fd, request.data() + off, request.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    shutdown(fd, SHUT_WR);
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+std::string PostEncrypt(int port, const std::string& content_type, const std::string& body) {
+  return HttpRequest(port, "POST /v1/workspaces/acme/environments/prod/encrypt HTTP/1.1\r\n"
+                           "Host: x\r\nConnection: close\r\nContent-Type: " +
+                               content_type + "\r\nContent-Length: " +
+                               std::to_string(body.size()) + "\r\n\r\n" + body);
+}
 
 class RevocationTest : public ::testing::Test {
  protected:
@@ -311,6 +347,36 @@ TEST_F(RevocationTest, RevokingOneEnvironmentsCmkLeavesTheOtherEnvironmentReadab
   auto st = svc_->KeyStatus("acme", "dev");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state, "healthy");
+  Restore();
+}
+
+// Through a real ekmd HTTP server: an outage is 503 with a Retry-After header (JSON and
+// streamed routes), a refusal is 409 without one.
+TEST_F(RevocationTest, OverHttpAnOutageIs503WithRetryAfterAndARefusalIs409) {
+  HttpServerOptions h;
+  h.listen = "127.0.0.1:0";
+  h.threads = 2;
+  HttpServer server(svc_.get(), h);
+  ASSERT_TRUE(server.Start().ok());
+  Encrypt("prod", "default", "warm");
+  ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "ServiceUnavailable").ok());
+  clock_.Advance(seconds(300));
+  std::string res = PostEncrypt(server.port(), "application/json", R"({"plaintext":"eA=="})");
+  EXPECT_EQ(res.substr(0, 12), "HTTP/1.1 503") << res;
+  EXPECT_NE(res.find("Retry-After: "), std::string::npos) << res;
+  EXPECT_NE(res.find("\"retry_after_seconds\""), std::string::npos) << res;
+  res = PostEncrypt(server.port(), "application/octet-stream", "x");
+  EXPECT_EQ(res.substr(0, 12), "HTTP/1.1 503") << res;
+  EXPECT_NE(res.find("Retry-After: "), std::string::npos) << res;
+
+  ASSERT_TRUE(peer_->ClearFaults().ok());
+  Revoke();
+  clock_.Advance(seconds(61));
+  res = PostEncrypt(server.port(), "application/json", R"({"plaintext":"eA=="})");
+  EXPECT_EQ(res.substr(0, 12), "HTTP/1.1 409") << res;
+  EXPECT_EQ(res.find("Retry-After"), std::string::npos) << res;
+  EXPECT_NE(res.find("the customer main key is unavailable"), std::string::npos) << res;
+  server.Stop(std::chrono::seconds(2));
   Restore();
 }
 
