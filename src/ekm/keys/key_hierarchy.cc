@@ -125,6 +125,10 @@ void KeyHierarchy::ForgetEnvironment(std::string_view workspace, std::string_vie
   envs_.Erase(EnvKey(workspace, environment));
 }
 
+void KeyHierarchy::OnCmkVerified(const EnvironmentRecord& env) {
+  health_.OnSuccess(env.id, env.workspace, env.name);
+}
+
 StatusOr<EnvironmentRecord> KeyHierarchy::GetEnvironment(std::string_view workspace,
                                                          std::string_view environment) {
   std::string key = EnvKey(workspace, environment);

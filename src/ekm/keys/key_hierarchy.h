@@ -103,6 +103,10 @@ class KeyHierarchy {
   // Drops the cached environment record, after its current EK changed.
   void ForgetEnvironment(std::string_view workspace, std::string_view environment);
 
+  // "Update key" (or a re-import) just proved the environment's CMK answers: the environment is
+  // healthy again at once (restored), without waiting for the backoff of an earlier refusal.
+  void OnCmkVerified(const EnvironmentRecord& env);
+
   // The environment's record (cached for the TTL).
   StatusOr<EnvironmentRecord> GetEnvironment(std::string_view workspace,
                                              std::string_view environment);

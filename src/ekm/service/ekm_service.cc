@@ -234,6 +234,7 @@ class EkmServiceImpl : public EkmService {
                               RepackStartedNote(env)});  // part B
     }
     v.ok = true;
+    keys_.OnCmkVerified(env);
     RecordValidation(workspace, environment, v);
     return v;
   }

@@ -216,6 +216,8 @@ TEST_F(SeedKeyManagement,
   EXPECT_FALSE(Decrypt("prod", prod).ok());
   EXPECT_EQ(*Decrypt("dev", dev), "d");
   ASSERT_TRUE(peer_->ClearFaults().ok());
+  // The customer restores the key: prod is read again once its backoff (at most 60 s) is over.
+  clock_.Advance(std::chrono::seconds(61));
   // Shredding staging leaves prod and dev readable.
   auto c = svc_->RequestShred("acme", "staging");
   ASSERT_TRUE(c.ok());

@@ -169,7 +169,6 @@ CREATE INDEX key_material_by_key_id ON key_material (key_id);
 
       // ---- issue 4 part D: migration 8 below ----
       {8, "crypto-shredding and the workspace default CMK", R"sql(
-ALTER TABLE environment_keys ADD COLUMN destroyed_at INTEGER;
 CREATE TABLE environment_shreds (
   environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
   shredded_at INTEGER NOT NULL,
