@@ -231,7 +231,7 @@ expect_error "IAM role ARN pasted by mistake" "IAM ARN" -- \
 grep -qF "Principal" "$T/err" || fail "IAM role ARN: hint says it belongs in the Principal: $(cat "$T/err")"
 # prod has had a customer key since a moment ago: a replacement now is refused by the 24-hour
 # rule before any AWS call, so the checks below of how AWS refuses a key go through the
-# emergency path, which validates the same way (part B).
+# emergency path, which validates the same way.
 WHY="validation test"
 expect_error "replacement inside 24 h" "once per 24 h" -- \
   lekm key set -w acme -e prod --aws-kms-arn "$ROT_ARN"
@@ -272,7 +272,7 @@ lekm_as AS_DESCRIBE key show -w acme -e dev >"$T/show.out" 2>&1
 check "key show alias: resolves to the key, rotation enabled" \
   has "$T/show.out" "$ROT_ALIAS_ARN" "$ROT_ARN" "Enabled" "SYMMETRIC_DEFAULT" "rotation:      enabled"
 echo -n "dev data" | lekm encrypt -w acme -e dev --text >"$T/dev.ct" || fail "encrypt dev"
-# Inside 24 h of the alias ARN, going back is a replacement too: an emergency one (part B).
+# Inside 24 h of the alias ARN, going back is a replacement too: an emergency one.
 check "key set --platform: back to the platform key" \
   lekm key set -w acme -e dev --platform --emergency --reason "$WHY" >/dev/null 2>&1
 check "dev data decrypts after going back" grep -q "dev data" <(lekm decrypt -w acme -e dev <"$T/dev.ct")
@@ -283,7 +283,7 @@ S="http://127.0.0.1:9"  # until ekmd runs: refused at once, so a failed start fa
 start_ekmd() {
   local name=$1 dir=$2; shift 2
   : >"$T/$name.log"
-  # --key-replacement-period 0: this flow replaces keys back to back (part B)
+  # --key-replacement-period 0: this flow replaces keys back to back
   env "$@" "$EKMD" --data-dir "$dir" --listen 127.0.0.1:0 --key-replacement-period 0 >"$T/$name.log" 2>&1 &
   EKMD_PID=$!
   local port

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end (issue 4 part A): ekmd reads its key cache settings from a --config TOML file,
+# End-to-end: ekmd reads its key cache settings from a --config TOML file,
 # and `ekm environment status` / `ekm cache stats` answer the same in local and server mode.
 #   key_status_test.sh EKM_BINARY EKMD_BINARY
 set -uo pipefail

@@ -41,14 +41,11 @@ class Backend {
                                const Sink& sink) = 0;
   virtual Status DecryptStream(std::string_view workspace, std::string_view environment,
                                const Source& source, const Sink& sink) = 0;
-  // ---- issue 4 part A: methods below ----
   virtual StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view workspace,
                                                    std::string_view environment) = 0;
   // Local mode: this command's own (fresh) cache; server mode: the server's.
   virtual StatusOr<KeyCacheStats> KeyCacheStatistics() = 0;
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: methods below ----
   virtual StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace,
                                                  std::string_view environment,
                                                  std::string_view provider,
@@ -63,21 +60,18 @@ class Backend {
       std::string_view workspace, std::string_view environment,
       const std::function<void(const RepackStatus&)>& progress) = 0;
 
-  // ---- end of part B ----
-  // ---- issue 4 part C: methods below ----
   virtual StatusOr<KeyImportParameters> CreateKeyImportParameters(
       std::string_view workspace, std::string_view environment,
       std::chrono::seconds expires_in) = 0;
   virtual StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
                                                     std::string_view environment,
                                                     ByteView wrapped_material,
-                                                    std::string_view import_token) = 0;
+                                                    std::string_view import_token,
+                                                    const KeyChangeOptions& change) = 0;
   virtual StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view workspace,
                                                           std::string_view environment,
                                                           std::string_view key_id) = 0;
 
-  // ---- end of part C ----
-  // ---- issue 4 part D: methods below ----
   virtual StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
                                                 std::string_view environment) = 0;
   virtual StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace,
@@ -106,7 +100,6 @@ class Backend {
   // Local mode only: ekmd runs the schedule itself.
   virtual StatusOr<ScheduledRotationReport> RunScheduledRotations() = 0;
 
-  // ---- end of part D ----
 };
 
 StatusOr<std::unique_ptr<Backend>> NewLocalBackend(const EkmOptions& options);

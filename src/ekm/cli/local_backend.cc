@@ -53,14 +53,11 @@ class LocalBackend : public Backend {
                 [&](Bytes* out) { return dec->Finish(out); });
   }
 
-  // ---- issue 4 part A: methods below ----
   StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view ws, std::string_view env) override {
     return svc_->KeyStatus(ws, env);
   }
   StatusOr<KeyCacheStats> KeyCacheStatistics() override { return svc_->KeyCacheStatistics(); }
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: methods below ----
   StatusOr<KeyValidation> SetCustomerKey(std::string_view ws, std::string_view env,
                                          std::string_view provider, std::string_view key_id,
                                          const KeyChangeOptions& options) override {
@@ -76,23 +73,20 @@ class LocalBackend : public Backend {
     return svc_->RunRepack(ws, env, progress);
   }
 
-  // ---- end of part B ----
-  // ---- issue 4 part C: methods below ----
   StatusOr<KeyImportParameters> CreateKeyImportParameters(
       std::string_view ws, std::string_view env, std::chrono::seconds expires_in) override {
     return svc_->CreateKeyImportParameters(ws, env, expires_in);
   }
   StatusOr<KeyValidation> ImportKeyMaterial(std::string_view ws, std::string_view env,
-                                            ByteView wrapped, std::string_view token) override {
-    return svc_->ImportKeyMaterial(ws, env, wrapped, token);
+                                            ByteView wrapped, std::string_view token,
+      const KeyChangeOptions& change) override {
+    return svc_->ImportKeyMaterial(ws, env, wrapped, token, change);
   }
   StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view ws, std::string_view env,
                                                   std::string_view key_id) override {
     return svc_->DeleteKeyMaterial(ws, env, key_id);
   }
 
-  // ---- end of part C ----
-  // ---- issue 4 part D: methods below ----
   StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace, std::string_view environment) override {
     return svc_->RotateEnvironmentKey(workspace, environment);
   }
@@ -129,8 +123,6 @@ class LocalBackend : public Backend {
   StatusOr<ScheduledRotationReport> RunScheduledRotations() override {
     return svc_->RunScheduledRotations();
   }
-
-  // ---- end of part D ----
 
  private:
   template <typename UpdateFn, typename FinishFn>

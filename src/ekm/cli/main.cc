@@ -1,8 +1,8 @@
 // ekm: the command-line interface. Local mode (--data-dir / EKM_DATA_DIR) runs the key hierarchy
 // in this process on a data directory; server mode (--server / EKM_SERVER) talks to ekmd.
 #include <fcntl.h>
-#include <openssl/crypto.h>  // part C
-#include <sys/stat.h>       // part C
+#include <openssl/crypto.h>
+#include <sys/stat.h>     
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -14,15 +14,15 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <map>     // part B
-#include <thread>  // part B
+#include <map>   
+#include <thread>
 
 #include "ekm/base/clock.h"
 #include "ekm/cli/backend.h"
-#include "ekm/repack/repack_json.h"  // part B
+#include "ekm/repack/repack_json.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
-#include "ekm/service/key_material_json.h"  // part C
+#include "ekm/service/key_material_json.h"
 #include "ekm/service/key_status_json.h"
 #include "ekm/service/lifecycle_json.h"
 
@@ -195,7 +195,7 @@ void PrintKeyInfo(const CustomerKeyInfo& info) {
     std::printf("state:         %s\n", d.state.empty() ? "unknown" : d.state.c_str());
     if (!d.key_spec.empty()) std::printf("key spec:      %s\n", d.key_spec.c_str());
     std::printf("rotation:      %s\n", std::string(CmkRotationName(d.rotation)).c_str());
-    if (d.rotation == CmkRotation::kDisabled && info.provider == "aws-kms") {  // part D
+    if (d.rotation == CmkRotation::kDisabled && info.provider == "aws-kms") {
       std::printf("               enable automatic rotation in AWS KMS (recommended): ekm then "
                   "uses the newest generation by itself, nothing to replace\n");
     }
@@ -232,7 +232,6 @@ bool GivenOnCommandLine(int argc, char** argv, std::string_view flag) {
   return false;
 }
 
-// ---- issue 4 part A: printing helpers below ----
 std::string TimeOrNever(int64_t unix_seconds) {
   return unix_seconds == 0 ? "never" : FormatRfc3339(FromUnixSeconds(unix_seconds));
 }
@@ -275,9 +274,6 @@ void PrintKeyCacheStats(const KeyCacheStats& s) {
               static_cast<unsigned long long>(s.provider_error));
   std::printf("TTL:            %llds (deployment default)\n", static_cast<long long>(s.ttl_seconds));
 }
-
-// ---- end of part A ----
-// ---- issue 4 part B: printing helpers below ----
 
 std::string RepackTime(const std::optional<int64_t>& ms) {
   if (!ms) return "-";
@@ -379,9 +375,6 @@ Status AfterKeyChange(Backend& b, const std::string& ws, const std::string& env)
   return RunRepackInForeground(b, ws, env);
 }
 
-// ---- end of part B ----
-// ---- issue 4 part C: printing helpers below ----
-
 // "24h", "90m", "3600s", "7d" or plain seconds.
 StatusOr<std::chrono::seconds> ParseDuration(const std::string& text) {
   size_t digits = 0;
@@ -450,9 +443,6 @@ StatusOr<Bytes> ReadSmallFile(const std::string& path, std::string_view what) {
   ::close(fd);
   return out;
 }
-
-// ---- end of part C ----
-// ---- issue 4 part D: printing helpers below ----
 
 // Reads all of FILE ("-" or empty: standard input). Rewrap works on whole messages.
 StatusOr<Bytes> ReadAllBytes(const std::string& path) {
@@ -554,8 +544,6 @@ void PrintSettings(const std::string& ws, const std::string& env, const Environm
   row("dk-rotation-period", s.dk_rotation_period_seconds, "none (manual)");
   row("replacement-period", s.replacement_period_seconds, "24h");
 }
-
-// ---- end of part D ----
 
 int Run(int argc, char** argv) {
   CLI::App app{
@@ -729,7 +717,7 @@ int Run(int argc, char** argv) {
   key->require_subcommand(1);
   std::string k_ws, k_env, k_arn;
   bool k_platform = false, k_example = false;
-  KeyChangeOptions k_change;  // part B: --emergency --reason
+  KeyChangeOptions k_change;  // --emergency --reason
   auto add_env_options = [&](CLI::App* cmd) {
     cmd->add_option("--workspace,-w", k_ws, "Workspace name")->required();
     cmd->add_option("--environment,-e", k_env, "Environment name")->required();
@@ -761,13 +749,13 @@ int Run(int argc, char** argv) {
                            b.SetCustomerKey(k_ws, k_env, provider, id, k_change));
       if (g.json) {
         std::cout << JsonText(KeyValidationToJson(v), 2) << "\n";
-        return AfterKeyChange(b, k_ws, k_env);  // part B
+        return AfterKeyChange(b, k_ws, k_env);
       }
       PrintChecks(v);
       std::printf("environment %s/%s now uses %s %s\n", k_ws.c_str(), k_env.c_str(),
                   provider.c_str(), id.c_str());
       std::fflush(stdout);
-      return AfterKeyChange(b, k_ws, k_env);  // part B: the repack
+      return AfterKeyChange(b, k_ws, k_env);  // the repack
     });
   });
   auto* key_show = key->add_subcommand(
@@ -850,7 +838,6 @@ int Run(int argc, char** argv) {
     });
   });
 
-  // ---- issue 4 part A: subcommands below ----
   // ekm environment status: the CMK's health as every node last saw it.
   std::string st_ws, st_env;
   auto* env_status = env->add_subcommand(
@@ -894,8 +881,6 @@ int Run(int argc, char** argv) {
     });
   });
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: subcommands below ----
   key_set->add_flag("--emergency", k_change.emergency,
                     "Emergency replacement inside the replacement period (suspected compromise "
                     "of the current key); needs --reason and is recorded as such (owners only, "
@@ -958,12 +943,11 @@ int Run(int argc, char** argv) {
     });
   });
 
-  // ---- end of part B ----
-  // ---- issue 4 part C: subcommands below ----
   // ekm key import-params / import / delete-material: uploaded key material (BYOK without a
   // KMS), the seeds' "uploading a key material file".
   std::string im_ws, im_env, im_out, im_expires = "24h", im_material, im_token_file, im_key_id,
                                      im_confirm;
+  KeyChangeOptions im_change;  // --emergency --reason, as for `ekm key set`
   bool im_force = false;
   auto* key_import_params = key->add_subcommand(
       "import-params",
@@ -1051,6 +1035,11 @@ int Run(int argc, char** argv) {
   key_import->add_option("--token-file", im_token_file,
                          "The import-token file written by `ekm key import-params`")
       ->required();
+  key_import->add_flag("--emergency", im_change.emergency,
+                       "Emergency replacement inside the replacement period (suspected "
+                       "compromise of the current key); needs --reason and is recorded as such");
+  key_import->add_option("--reason", im_change.reason,
+                         "Why the key is replaced in an emergency (recorded with the change)");
   key_import->callback([&] {
     auto material = ReadSmallFile(im_material, "wrapped key material file (material.wrapped)");
     if (!material.ok()) {
@@ -1063,16 +1052,17 @@ int Run(int argc, char** argv) {
       return;
     }
     with_backend([&](Backend& b) -> Status {
-      auto v = b.ImportKeyMaterial(im_ws, im_env, *material, AsChars(*token));
+      auto v = b.ImportKeyMaterial(im_ws, im_env, *material, AsChars(*token), im_change);
       OPENSSL_cleanse(token->data(), token->size());
       if (!v.ok()) return v.status();
       if (g.json) {
         std::cout << JsonText(KeyValidationToJson(*v), 2) << "\n";
-        return Status::Ok();
+        return AfterKeyChange(b, im_ws, im_env);  // the repack
       }
       PrintChecks(*v);
       std::printf("environment %s/%s now uses imported key material %s\n", im_ws.c_str(),
                   im_env.c_str(), v->key_id.c_str());
+      EKM_RETURN_IF_ERROR(AfterKeyChange(b, im_ws, im_env));  // the repack
       return Status::Ok();
     });
   });
@@ -1114,8 +1104,6 @@ int Run(int argc, char** argv) {
     });
   });
 
-  // ---- end of part C ----
-  // ---- issue 4 part D: subcommands below ----
   // ekm key rotate: EK or DK rotation on demand, or what the schedule says is due.
   std::string rot_ws, rot_env;
   std::vector<std::string> r_scopes;
@@ -1447,8 +1435,6 @@ int Run(int argc, char** argv) {
       return Status::Ok();
     });
   });
-
-  // ---- end of part D ----
 
   try {
     app.parse(argc, argv);

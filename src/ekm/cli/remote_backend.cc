@@ -45,14 +45,11 @@ class RemoteBackend : public Backend {
     return client_->DecryptStream(ws, env, source, sink);
   }
 
-  // ---- issue 4 part A: methods below ----
   StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view ws, std::string_view env) override {
     return client_->KeyStatus(ws, env);
   }
   StatusOr<KeyCacheStats> KeyCacheStatistics() override { return client_->KeyCacheStatistics(); }
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: methods below ----
   StatusOr<KeyValidation> SetCustomerKey(std::string_view ws, std::string_view env,
                                          std::string_view provider, std::string_view key_id,
                                          const KeyChangeOptions& options) override {
@@ -69,23 +66,20 @@ class RemoteBackend : public Backend {
         "follow it with `ekm repack status --workspace W --environment E --watch`");
   }
 
-  // ---- end of part B ----
-  // ---- issue 4 part C: methods below ----
   StatusOr<KeyImportParameters> CreateKeyImportParameters(
       std::string_view ws, std::string_view env, std::chrono::seconds expires_in) override {
     return client_->CreateKeyImportParameters(ws, env, expires_in);
   }
   StatusOr<KeyValidation> ImportKeyMaterial(std::string_view ws, std::string_view env,
-                                            ByteView wrapped, std::string_view token) override {
-    return client_->ImportKeyMaterial(ws, env, wrapped, token);
+                                            ByteView wrapped, std::string_view token,
+      const KeyChangeOptions& change) override {
+    return client_->ImportKeyMaterial(ws, env, wrapped, token, change);
   }
   StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view ws, std::string_view env,
                                                   std::string_view key_id) override {
     return client_->DeleteKeyMaterial(ws, env, key_id);
   }
 
-  // ---- end of part C ----
-  // ---- issue 4 part D: methods below ----
   StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace, std::string_view environment) override {
     return client_->RotateEnvironmentKey(workspace, environment);
   }
@@ -124,8 +118,6 @@ class RemoteBackend : public Backend {
                                    "`ekm --data-dir DIR key rotate --due` is for local mode; "
                                    "against a server, rotate with --scope/--all-scopes or the EK");
   }
-
-  // ---- end of part D ----
 
  private:
   std::unique_ptr<EkmClient> client_;

@@ -1,5 +1,5 @@
 #include "ekm/client/ekm_client.h"
-#include "ekm/repack/repack_json.h"  // part B
+#include "ekm/repack/repack_json.h"
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -11,7 +11,7 @@
 #include "ekm/base/secret_bytes.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/service/key_json.h"
-#include "ekm/service/key_material_json.h"  // part C
+#include "ekm/service/key_material_json.h"
 #include "ekm/service/key_status_json.h"
 #include "ekm/service/lifecycle_json.h"
 
@@ -423,7 +423,6 @@ StatusOr<std::string> EkmClient::Health() {
   return j.value("status", "");
 }
 
-// ---- issue 4 part A: methods below ----
 StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(std::string_view workspace,
                                                     std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
@@ -438,9 +437,6 @@ StatusOr<KeyCacheStats> EkmClient::KeyCacheStatistics() {
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/key-cache", nullptr));
   return KeyCacheStatsFromJson(j);
 }
-
-// ---- end of part A ----
-// ---- issue 4 part B: methods below ----
 
 StatusOr<KeyValidation> EkmClient::SetCustomerKey(std::string_view workspace,
                                                   std::string_view environment,
@@ -468,9 +464,6 @@ StatusOr<RepackStatus> EkmClient::GetRepackStatus(std::string_view workspace,
   return RepackStatusFromJson(j);
 }
 
-// ---- end of part B ----
-// ---- issue 4 part C: methods below ----
-
 StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
     std::string_view workspace, std::string_view environment, std::chrono::seconds expires_in) {
   json body = {{"expires_in_seconds", static_cast<int64_t>(expires_in.count())}};
@@ -485,8 +478,13 @@ StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
 StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(std::string_view workspace,
                                                      std::string_view environment,
                                                      ByteView wrapped_material,
-                                                     std::string_view import_token) {
+                                                     std::string_view import_token,
+                                                     const KeyChangeOptions& change) {
   json body = {{"material", Base64Encode(wrapped_material)}, {"import_token", import_token}};
+  if (change.emergency) {
+    body["emergency"] = true;
+    body["reason"] = change.reason;
+  }
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
                           "/v1" + impl_->Path({"workspaces", workspace, "environments",
@@ -504,9 +502,6 @@ StatusOr<KeyMaterialDeletion> EkmClient::DeleteKeyMaterial(std::string_view work
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("DELETE", path, nullptr));
   return KeyMaterialDeletionFromJson(j);
 }
-
-// ---- end of part C ----
-// ---- issue 4 part D: methods below ----
 
 StatusOr<RotationResult> EkmClient::RotateEnvironmentKey(std::string_view workspace,
                                                          std::string_view environment) {
@@ -662,7 +657,5 @@ StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const EventQuery
   }
   return out;
 }
-
-// ---- end of part D ----
 
 }  // namespace ekm

@@ -52,14 +52,11 @@ class EkmClient {
 
   class Impl;
 
-  // ---- issue 4 part A: methods below ----
   // GET …/environments/{e}/status and GET /v1/key-cache (the server's cache).
   StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view workspace,
                                            std::string_view environment);
   StatusOr<KeyCacheStats> KeyCacheStatistics();
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: methods below ----
   // "Update key" with the replacement options (an emergency replacement and its reason).
   StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
                                          std::string_view provider, std::string_view key_id,
@@ -67,8 +64,6 @@ class EkmClient {
   StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace,
                                          std::string_view environment);
 
-  // ---- end of part B ----
-  // ---- issue 4 part C: methods below ----
   // Uploaded key material (see EkmService).
   StatusOr<KeyImportParameters> CreateKeyImportParameters(std::string_view workspace,
                                                           std::string_view environment,
@@ -76,13 +71,12 @@ class EkmClient {
   StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
                                             std::string_view environment,
                                             ByteView wrapped_material,
-                                            std::string_view import_token);
+                                            std::string_view import_token,
+                                            const KeyChangeOptions& change = {});
   StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view workspace,
                                                   std::string_view environment,
                                                   std::string_view key_id);
 
-  // ---- end of part C ----
-  // ---- issue 4 part D: methods below ----
   // Rotation, rewrap (the text form over JSON), crypto-shred, workspace default CMK,
   // environment settings and lifecycle events (see EkmService).
   StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
@@ -110,8 +104,6 @@ class EkmClient {
                                                           const EnvironmentSettings& set,
                                                           const std::vector<std::string>& reset);
   StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query);
-
-  // ---- end of part D ----
 
  private:
   explicit EkmClient(std::unique_ptr<Impl> impl);

@@ -36,7 +36,6 @@ inline constexpr std::string_view kKeyMaterialDeleted = "key_material.deleted";
 inline constexpr std::string_view kEnvironmentShredded = "environment.shredded";
 inline constexpr std::string_view kWorkspaceDefaultKeySet = "workspace.default_key_set";
 inline constexpr std::string_view kEnvironmentSettingsChanged = "environment.settings_changed";
-// part B
 inline constexpr std::string_view kKeyEmergencyReplaced = "key.emergency_replaced";
 }  // namespace event
 

@@ -84,7 +84,7 @@ class KeyCache {
     return n;
   }
 
-  // Drops every entry whose key starts with `prefix` (issue 4 part D: crypto-shredding drops
+  // Drops every entry whose key starts with `prefix` (crypto-shredding drops
   // one environment's keys at once).
   void ErasePrefix(const std::string& prefix) {
     std::lock_guard<std::mutex> lock(mu_);

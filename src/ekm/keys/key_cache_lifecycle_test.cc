@@ -1,4 +1,4 @@
-// The key cache's lifecycle rules (issue 4 part A): single flight, LRU bound, wipe on evict,
+// The key cache's lifecycle rules: single flight, LRU bound, wipe on evict,
 // refusals never cached, a DK lives and dies with its EK entry, a re-unwrap refreshes DKs,
 // CMK health (healthy / degraded / unavailable) with backoff and the grace period.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// KeyCache::ErasePrefix (issue 4 part D: crypto-shredding drops one environment's keys at once).
+// KeyCache::ErasePrefix (crypto-shredding drops one environment's keys at once).
 #include <gtest/gtest.h>
 
 #include "ekm/keys/key_cache.h"

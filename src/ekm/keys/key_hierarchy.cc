@@ -192,7 +192,7 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
            until + std::chrono::duration_cast<std::chrono::nanoseconds>(policy.grace).count();
   };
   EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord rec, store_->GetEnvironmentKey(env.id, version));
-  if (rec.wrapped.empty()) return DestroyedEnvironmentKeyError(env, version);  // part B
+  if (rec.wrapped.empty()) return DestroyedEnvironmentKeyError(env, version);
   // The environment's health is its current CMK's. An older EK under a retired CMK (before a
   // replacement) fails on its own, without touching the status of the environment's keys.
   bool tracked = version == env.current_ek_version;
@@ -276,7 +276,7 @@ StatusOr<std::shared_ptr<const SecretBytes>> KeyHierarchy::EnvironmentKey(
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Unwrap(const EnvironmentRecord& env,
                                                               const DataKeyRecord& record) {
   auto got = GetEk(env, record.ek_version);
-  if (!got.ok()) return UnwrapAfterRepack(env, record, got.status());  // part B
+  if (!got.ok()) return UnwrapAfterRepack(env, record, got.status());
   EkPtr ek = std::move(got).value();
   auto dk = UnwrapKey(ek->key, record.wrapped,
                       DataKeyWrapAad(env.workspace, env.name, record.scope, record.version,
@@ -396,8 +396,6 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::RotateDataKey(const Envir
   current_dks_.Put(CurrentDkKey(env.id, scope), handle, TimePoint::max());
   return handle;
 }
-
-// ---- issue 4 part A: definitions below ----
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Revalidate(
     const EnvironmentRecord& env, std::shared_ptr<DataKeyHandle> dk) {
@@ -538,9 +536,6 @@ KeyHierarchy::Counters KeyHierarchy::counters() const {
   return c;
 }
 
-// ---- end of part A ----
-// ---- issue 4 part B: definitions below ----
-
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::UnwrapAfterRepack(
     const EnvironmentRecord& env, const DataKeyRecord& stale, const Status& cause) {
   auto fresh = store_->GetDataKey(env.id, stale.scope, stale.version);
@@ -561,12 +556,6 @@ Status KeyHierarchy::DestroyedEnvironmentKeyError(const EnvironmentRecord& env,
       "nothing is wrapped under it any more; if a request still asks for it, retry");
 }
 
-// ---- end of part B ----
-// ---- issue 4 part C: definitions below ----
-
-// ---- end of part C ----
-// ---- issue 4 part D: definitions below ----
-
 void KeyHierarchy::PurgeEnvironment(const EnvironmentRecord& env) {
   envs_.Erase(EnvKey(env.workspace, env.name));
   // EK, DK and current-DK cache keys all start with "<environment id>/".
@@ -575,7 +564,5 @@ void KeyHierarchy::PurgeEnvironment(const EnvironmentRecord& env) {
   dks_.ErasePrefix(prefix);
   current_dks_.ErasePrefix(prefix);
 }
-
-// ---- end of part D ----
 
 }  // namespace ekm

@@ -138,8 +138,6 @@ class KeyHierarchy {
   StatusOr<std::shared_ptr<const SecretBytes>> EnvironmentKey(const EnvironmentRecord& env,
                                                               uint32_t version);
 
-  // ---- issue 4 part A: public methods below ----
-
   // Provider calls and cache use since start.
   struct Counters {
     size_t entries = 0;     // cached EKs + DKs
@@ -177,9 +175,6 @@ class KeyHierarchy {
   std::chrono::seconds default_ttl() const { return options_.ttl; }
   size_t max_cached_keys() const { return options_.max_cached_keys; }
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: public methods below ----
-
   // After a failed unwrap of `stale` (read before a repack batch moved it to a newer EK, whose
   // old EK may since be destroyed): re-reads the DK and unwraps the stored row if it moved;
   // otherwise returns `cause`.
@@ -191,16 +186,9 @@ class KeyHierarchy {
   // The error for an EK whose wrapping was destroyed.
   static Status DestroyedEnvironmentKeyError(const EnvironmentRecord& env, uint32_t version);
 
-  // ---- end of part B ----
-  // ---- issue 4 part C: public methods below ----
-
-  // ---- end of part C ----
-  // ---- issue 4 part D: public methods below ----
   // Drops every cached key and record of the environment on this node at once (crypto-shred).
   // Handles already held by in-flight requests are wiped when those requests finish.
   void PurgeEnvironment(const EnvironmentRecord& env);
-
-  // ---- end of part D ----
 
   uint64_t cache_hits() const { return hits_.load(std::memory_order_relaxed); }
   uint64_t cache_misses() const { return misses_.load(std::memory_order_relaxed); }

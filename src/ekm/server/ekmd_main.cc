@@ -70,15 +70,12 @@ int main(int argc, char** argv) {
                  "[env: EKM_AWS_CA_FILE]")
       ->envname("EKM_AWS_CA_FILE")
       ->check(CLI::ExistingFile);
-  // ---- issue 4 part A: flags below ----
   app.add_option("--key-cache-max-entries", options.key_cache_max_entries,
                  "Most unwrapped keys held in memory (each of: environment keys, data keys); "
                  "the least recently used are dropped and wiped first")
       ->check(CLI::Range(size_t{16}, size_t{100000000}))
       ->capture_default_str();
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: flags below ----
   app.add_option_function<int64_t>(
          "--key-replacement-period",
          [&options](const int64_t& seconds) {
@@ -88,11 +85,7 @@ int main(int argc, char** argv) {
          "environment setting replacement_period_seconds overrides it; an emergency "
          "replacement bypasses it) [default: 86400]")
       ->check(CLI::Range(int64_t{0}, int64_t{365} * 86400));
-  // ---- end of part B ----
-  // ---- issue 4 part C: flags below ----
 
-  // ---- end of part C ----
-  // ---- issue 4 part D: flags below ----
   int64_t rotation_check_seconds = 60;
   app.add_option("--rotation-check-interval", rotation_check_seconds,
                  "Seconds between runs of the scheduled EK/DK rotation (the environments' "
@@ -100,7 +93,6 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{86400}))
       ->capture_default_str();
 
-  // ---- end of part D ----
   app.add_flag("--allow-insecure-listen", http.allow_insecure_listen,
                "Allow plain HTTP on a non-loopback address (put TLS in front of it)");
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
@@ -138,20 +130,12 @@ int main(int argc, char** argv) {
   spdlog::info("ekmd listening on http://{}:{} (data directory {}, key cache TTL {}s)", host,
                server.port(), options.data_dir, ttl);
 
-  // ---- issue 4 part A: background work started below ----
   // Expired keys are wiped from memory even when nobody asks for them again.
   (*service)->StartPurgingExpiredKeys(std::chrono::seconds(std::min<int64_t>(ttl, 30)));
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: background work started below ----
   // Resumes every interrupted repack and runs new ones after a CMK change.
   (*service)->StartRepackRunner();
 
-  // ---- end of part B ----
-  // ---- issue 4 part C: background work started below ----
-
-  // ---- end of part C ----
-  // ---- issue 4 part D: background work started below ----
   // Scheduled rotation: a background thread that wakes every --rotation-check-interval and
   // rotates what is due; stopped (woken at once) on SIGTERM/SIGINT.
   std::mutex rotation_mu;
@@ -179,23 +163,13 @@ int main(int argc, char** argv) {
     });
   }
 
-  // ---- end of part D ----
-
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("received {}, shutting down gracefully", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   server.Stop(std::chrono::seconds(10));
-  // ---- issue 4 part A: background work stopped below ----
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: background work stopped below ----
   (*service)->StopRepackRunner();  // between two batches; the job resumes at the next start
 
-  // ---- end of part B ----
-  // ---- issue 4 part C: background work stopped below ----
-
-  // ---- end of part C ----
-  // ---- issue 4 part D: background work stopped below ----
   if (rotation_thread.joinable()) {
     {
       std::lock_guard<std::mutex> lock(rotation_mu);
@@ -204,8 +178,6 @@ int main(int argc, char** argv) {
     rotation_cv.notify_all();
     rotation_thread.join();
   }
-
-  // ---- end of part D ----
 
   spdlog::info("ekmd stopped");
   return 0;

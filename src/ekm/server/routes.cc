@@ -6,11 +6,11 @@
 
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
-#include "ekm/provider/imported/key_material_import.h"  // part C
-#include "ekm/repack/repack_json.h"  // part B
+#include "ekm/provider/imported/key_material_import.h"
+#include "ekm/repack/repack_json.h"
 #include "ekm/server/http_errors.h"
 #include "ekm/service/key_json.h"
-#include "ekm/service/key_material_json.h"  // part C
+#include "ekm/service/key_material_json.h"
 #include "ekm/service/key_status_json.h"
 #include "ekm/service/lifecycle_json.h"
 
@@ -76,11 +76,7 @@ RouteResponse Error(const Status& s) {
   return {HttpStatusFor(s.code()), ErrorJson(s), s.retry_after_seconds()};
 }
 
-// ---- issue 4 part A: JSON helpers below ----
 // (EnvironmentKeyStatusToJson, KeyCacheStatsToJson: service/key_status_json.h)
-
-// ---- end of part A ----
-// ---- issue 4 part B: JSON helpers below ----
 
 // "emergency" and "reason" of PUT …/key: an emergency replacement inside the replacement period.
 StatusOr<KeyChangeOptions> KeyChangeOptionsFrom(const json& j) {
@@ -102,8 +98,6 @@ StatusOr<KeyChangeOptions> KeyChangeOptionsFrom(const json& j) {
   return o;
 }
 
-// ---- end of part B ----
-// ---- issue 4 part C: JSON helpers below ----
 // The value of `name` in a query string ("" when absent).
 std::string QueryValue(std::string_view query, std::string_view name, bool* ok) {
   for (size_t i = 0; i < query.size();) {
@@ -118,9 +112,6 @@ std::string QueryValue(std::string_view query, std::string_view name, bool* ok) 
   }
   return "";
 }
-
-// ---- end of part C ----
-// ---- issue 4 part D: JSON helpers below ----
 
 // The query parameters of GET /v1/workspaces/{w}/events.
 StatusOr<EventQuery> EventQueryFromQueryString(const std::string& workspace,
@@ -166,8 +157,6 @@ StatusOr<EventQuery> EventQueryFromQueryString(const std::string& workspace,
   }
   return q;
 }
-
-// ---- end of part D ----
 
 // Parses a JSON object body; a parse error names line and column.
 StatusOr<json> ParseObject(const std::string& body) {
@@ -290,7 +279,7 @@ RouteMatch Router::Match(const RouteRequest& r) const {
     m.id = RouteId::kHealth;
     return m;
   }
-  if (n == 2 && seg[0] == "v1" && seg[1] == "key-cache") {  // issue 4 part A
+  if (n == 2 && seg[0] == "v1" && seg[1] == "key-cache") {
     if (!method_is({"GET"})) return m;
     m.id = RouteId::kKeyCacheStats;
     return m;
@@ -338,24 +327,18 @@ RouteMatch Router::Match(const RouteRequest& r) const {
       if (!method_is({"POST"})) return m;
       m.workspace = seg[2];
       m.id = RouteId::kCheckPolicy;
-      // Each part below adds `} else if (…) {` branches.
-      // ---- issue 4 part A: route matches below ----
     } else if (n == 6 && seg[3] == "environments" && seg[5] == "status") {
       if (!method_is({"GET"})) return m;
       m.workspace = seg[2];
       m.environment = seg[4];
       m.id = RouteId::kEnvironmentStatus;
 
-      // ---- end of part A ----
-      // ---- issue 4 part B: route matches below ----
     } else if (n == 6 && seg[3] == "environments" && seg[5] == "repack") {
       if (!method_is({"GET"})) return m;
       m.workspace = seg[2];
       m.environment = seg[4];
       m.id = RouteId::kRepackStatus;
 
-      // ---- end of part B ----
-      // ---- issue 4 part C: route matches below ----
     } else if (n == 7 && seg[3] == "environments" && seg[5] == "key" &&
                (seg[6] == "import-params" || seg[6] == "import" || seg[6] == "material")) {
       if (!method_is({seg[6] == "material" ? "DELETE" : "POST"})) return m;
@@ -367,8 +350,6 @@ RouteMatch Router::Match(const RouteRequest& r) const {
       m.material_key_id = QueryValue(query, "key_id", &ok);
       if (!ok) m.status = InvalidArgumentError("query is not valid percent-encoding");
 
-      // ---- end of part C ----
-      // ---- issue 4 part D: route matches below ----
     } else if (n == 7 && seg[3] == "environments" && seg[5] == "key" && seg[6] == "rotate") {
       if (!method_is({"POST"})) return m;
       m.workspace = seg[2];
@@ -402,7 +383,6 @@ RouteMatch Router::Match(const RouteRequest& r) const {
       m.id = RouteId::kListEvents;
       m.query = std::string(query);
 
-      // ---- end of part D ----
     } else {
       m.status = NotFoundError("no such API route: " + r.method + " " + std::string(path),
                                "see docs/api.md for the routes of API v1");
@@ -514,7 +494,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
             "send {\"aws_kms_arn\": \"arn:aws:kms:REGION:ACCOUNT:key/KEY-ID\"}, or "
             "{\"provider\": \"platform\", \"key_id\": \"root\"}"));
       }
-      auto change = KeyChangeOptionsFrom(*j);  // part B: emergency replacement
+      auto change = KeyChangeOptionsFrom(*j);  // emergency replacement
       if (!change.ok()) return Error(change.status());
       auto v = service_->SetCustomerKey(m.workspace, m.environment, *provider, *key_id, *change);
       if (!v.ok()) return Error(v.status());
@@ -537,7 +517,6 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!report.ok()) return Error(report.status());
       return {200, *report};
     }
-    // ---- issue 4 part A: handler cases below ----
     case RouteId::kEnvironmentStatus: {
       auto st = service_->KeyStatus(m.workspace, m.environment);
       if (!st.ok()) return Error(st.status());
@@ -546,16 +525,12 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kKeyCacheStats:
       return {200, JsonText(KeyCacheStatsToJson(service_->KeyCacheStatistics()))};
 
-    // ---- end of part A ----
-    // ---- issue 4 part B: handler cases below ----
     case RouteId::kRepackStatus: {
       auto st = service_->GetRepackStatus(m.workspace, m.environment);
       if (!st.ok()) return Error(st.status());
       return {200, JsonText(RepackStatusToJson(*st))};
     }
 
-    // ---- end of part B ----
-    // ---- issue 4 part C: handler cases below ----
     case RouteId::kImportParams: {
       int64_t expires_in = kDefaultImportTokenLifetimeSeconds;
       if (!body.empty()) {  // the body is optional here
@@ -594,7 +569,9 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
                                           bytes.status().message(),
                                           "base64-encode the binary material.wrapped file"));
       }
-      auto v = service_->ImportKeyMaterial(m.workspace, m.environment, *bytes, *token);
+      auto change = KeyChangeOptionsFrom(*j);
+      if (!change.ok()) return Error(change.status());
+      auto v = service_->ImportKeyMaterial(m.workspace, m.environment, *bytes, *token, *change);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
@@ -604,8 +581,6 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(KeyMaterialDeletionToJson(*d))};
     }
 
-    // ---- end of part C ----
-    // ---- issue 4 part D: handler cases below ----
     case RouteId::kRotateEnvironmentKey: {
       auto r = service_->RotateEnvironmentKey(m.workspace, m.environment);
       if (!r.ok()) return Error(r.status());
@@ -744,7 +719,6 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(out)};
     }
 
-    // ---- end of part D ----
   }
   return Error(InternalError("unhandled route"));
 }

@@ -30,22 +30,15 @@ enum class RouteId {
   kSetKey,         // PUT  …/environments/{e}/key            ("Update key")
   kKeyPolicy,      // GET  …/environments/{e}/key/policy     ("Permission to access key")
   kCheckPolicy,    // POST /v1/workspaces/{w}/key-policy/check (the policy doctor)
-  // ---- issue 4 part A: route ids below ----
   kEnvironmentStatus,  // GET …/environments/{e}/status  (CMK health, cache settings)
   kKeyCacheStats,      // GET /v1/key-cache              (this node's key cache)
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: route ids below ----
   kRepackStatus,  // GET  …/environments/{e}/repack            (progress and key inventory)
 
-  // ---- end of part B ----
-  // ---- issue 4 part C: route ids below ----
   kImportParams,       // POST   …/environments/{e}/key/import-params
   kImportKeyMaterial,  // POST   …/environments/{e}/key/import
   kDeleteKeyMaterial,  // DELETE …/environments/{e}/key/material[?key_id=imported:…]
 
-  // ---- end of part C ----
-  // ---- issue 4 part D: route ids below ----
   kRotateEnvironmentKey,  // POST   …/environments/{e}/key/rotate
   kRotateDataKeys,        // POST   …/environments/{e}/data-keys/rotate
   kRewrap,                // POST   …/environments/{e}/rewrap
@@ -57,7 +50,6 @@ enum class RouteId {
   kResetDefaultKey,       // DELETE /v1/workspaces/{w}/default-key
   kListEvents,            // GET    /v1/workspaces/{w}/events
 
-  // ---- end of part D ----
 };
 
 struct RouteMatch {
@@ -71,19 +63,9 @@ struct RouteMatch {
   std::string scope;
   bool streaming = false;    // body and response are streamed
   bool text_output = false;  // streamed encrypt writes the text form
-  // ---- issue 4 part A: match fields below ----
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: match fields below ----
-
-  // ---- end of part B ----
-  // ---- issue 4 part C: match fields below ----
   std::string material_key_id;  // DELETE …/key/material?key_id=
 
-  // ---- end of part C ----
-  // ---- issue 4 part D: match fields below ----
-
-  // ---- end of part D ----
   std::string query;  // the raw query string, for routes that take query parameters
 };
 

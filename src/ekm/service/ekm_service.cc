@@ -5,7 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
-#include <mutex>  // part B
+#include <mutex>
 #include <unordered_map>
 
 #include <openssl/crypto.h>
@@ -23,11 +23,11 @@
 #include "ekm/keys/key_hierarchy.h"
 #include "ekm/provider/key_provider.h"
 #include "ekm/provider/aws/aws_kms_setup.h"
-#include "ekm/provider/imported/imported_key_provider.h"  // part C
-#include "ekm/provider/imported/key_material_import.h"    // part C
+#include "ekm/provider/imported/imported_key_provider.h"
+#include "ekm/provider/imported/key_material_import.h"  
 #include "ekm/provider/platform/platform_key_provider.h"
-#include "ekm/repack/repack_json.h"  // part B
-#include "ekm/repack/repacker.h"     // part B
+#include "ekm/repack/repack_json.h"
+#include "ekm/repack/repacker.h"   
 #include "ekm/store/sqlite/sqlite_store.h"
 
 namespace ekm {
@@ -88,10 +88,9 @@ class EkmServiceImpl : public EkmService {
     EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());
     // New environments start on the platform-managed CMK; `ekm key set` replaces it.
     CmkRef cmk{std::string(kPlatformProviderName), std::string(kPlatformRootKeyId)};
-    // issue 4 part D: a shredded name stays taken; the workspace default CMK, when set.
     EKM_RETURN_IF_ERROR(PrepareNewEnvironment(workspace, name, &cmk));
     EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek,
-                         NewFirstEnvironmentKey(workspace, name, cmk));  // part D
+                         NewFirstEnvironmentKey(workspace, name, cmk));
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord rec,
                          store_->CreateEnvironment(workspace, name, ek,
                                                    ToUnixSeconds(options_.clock->Now())));
@@ -117,7 +116,7 @@ class EkmServiceImpl : public EkmService {
   StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
                                          std::string_view provider_name, std::string_view key_id,
                                          const KeyChangeOptions& options) override {
-    EKM_RETURN_IF_ERROR(CheckKeyChangeOptions(options));  // part B
+    EKM_RETURN_IF_ERROR(CheckKeyChangeOptions(options));
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
     EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
     EKM_RETURN_IF_ERROR(StoredEnvironment(workspace, environment).status());
@@ -149,7 +148,7 @@ class EkmServiceImpl : public EkmService {
     EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord current,
                          store_->GetEnvironmentKey(env.id, env.current_ek_version));
     const bool unchanged = current.cmk_provider == provider_name && current.cmk_key_id == key_id;
-    // part B: a replacement inside the replacement period is refused before any provider call.
+    // a replacement inside the replacement period is refused before any provider call.
     if (!unchanged) {
       Status period = CheckReplacementPeriod(env, current, provider_name, key_id, options);
       if (!period.ok()) return fail("replacement period", period, "");
@@ -225,13 +224,13 @@ class EkmServiceImpl : public EkmService {
     } else {
       EnvironmentKeyRecord rec = std::move(ek).value();
       rec.environment_id = env.id;
-      Status stored = StoreCmkChange(env, current, rec, options);  // part B: + change row, event
+      Status stored = StoreCmkChange(env, current, rec, options);  // + change row, event
       if (!stored.ok()) return fail("store", stored, "");
       keys_.ForgetEnvironment(env.workspace, env.name);
       v.checks.push_back({"store", "passed",
                           "environment key v" + std::to_string(rec.version) +
                               " is wrapped under this key and is now current" +
-                              RepackStartedNote(env)});  // part B
+                              RepackStartedNote(env)});
     }
     v.ok = true;
     keys_.OnCmkVerified(env);
@@ -401,7 +400,6 @@ class EkmServiceImpl : public EkmService {
     return GetEnvironmentSettings(workspace, environment);
   }
 
-  // ---- issue 4 part A (key cache, CMK status, revocation): public methods below ----
   StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view workspace,
                                            std::string_view environment) override {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
@@ -454,10 +452,6 @@ class EkmServiceImpl : public EkmService {
   void StartPurgingExpiredKeys(std::chrono::milliseconds interval) override {
     keys_.StartPurging(interval);
   }
-
-  // ---- end of part A ----
-
-  // ---- issue 4 part B (replacement, repack): public methods below ----
 
   ~EkmServiceImpl() override { StopRepackRunner(); }
 
@@ -544,10 +538,6 @@ class EkmServiceImpl : public EkmService {
     if (repack_runner_) repack_runner_->Stop();
   }
 
-  // ---- end of part B ----
-
-  // ---- issue 4 part C (uploaded key material): public methods below ----
-
   StatusOr<KeyImportParameters> CreateKeyImportParameters(
       std::string_view workspace, std::string_view environment,
       std::chrono::seconds expires_in) override {
@@ -568,7 +558,10 @@ class EkmServiceImpl : public EkmService {
   StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
                                             std::string_view environment,
                                             ByteView wrapped_material,
-                                            std::string_view import_token) override {
+                                            std::string_view import_token,
+                                            const KeyChangeOptions& change) override {
+    // A replacement by import follows the rules of `ekm key set` (once per period, emergency).
+    EKM_RETURN_IF_ERROR(CheckKeyChangeOptions(change));
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
     EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
@@ -585,7 +578,7 @@ class EkmServiceImpl : public EkmService {
                          SealSecret(*platform, material,
                                     KeyMaterialSealContext(env.workspace, env.name, key_id)));
     EKM_RETURN_IF_ERROR(store_->PutKeyMaterial(rec));
-    auto v = SetCustomerKey(env.workspace, env.name, kImportedProviderName, key_id);
+    auto v = SetCustomerKey(env.workspace, env.name, kImportedProviderName, key_id, change);
     if (!v.ok()) {
       // Leave the store as it was: no new unreferenced material.
       Status undo = previous ? store_->PutKeyMaterial(*previous)
@@ -633,10 +626,6 @@ class EkmServiceImpl : public EkmService {
                 {{"key_id", id}, {"in_use", d.in_use}});
     return d;
   }
-
-  // ---- end of part C ----
-
-  // ---- issue 4 part D (rotation, rewrap, shred, workspace default CMK, events): below ----
 
   StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
                                                 std::string_view environment) override {
@@ -937,14 +926,12 @@ class EkmServiceImpl : public EkmService {
     return out;
   }
 
-  // ---- end of part D ----
-
  private:
   // The environment as stored now (not the cached record), with a clear NotFound.
   StatusOr<EnvironmentRecord> StoredEnvironment(std::string_view workspace,
                                                 std::string_view environment) {
     auto env = store_->GetEnvironment(workspace, environment);
-    if (env.ok()) EKM_RETURN_IF_ERROR(RefuseIfShredded(*env, /*cached=*/false));  // part D
+    if (env.ok()) EKM_RETURN_IF_ERROR(RefuseIfShredded(*env, /*cached=*/false));
     if (env.ok() || env.status().code() != StatusCode::kNotFound) return env;
     EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());
     return env;
@@ -1046,7 +1033,7 @@ class EkmServiceImpl : public EkmService {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
     EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
     auto env = keys_.GetEnvironment(workspace, environment);
-    if (env.ok()) EKM_RETURN_IF_ERROR(RefuseIfShredded(*env, /*cached=*/true));  // part D
+    if (env.ok()) EKM_RETURN_IF_ERROR(RefuseIfShredded(*env, /*cached=*/true));
     if (env.ok() || env.status().code() != StatusCode::kNotFound) return env;
     // Say which part is missing: the workspace or the environment inside it.
     EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());
@@ -1087,13 +1074,10 @@ class EkmServiceImpl : public EkmService {
   // After a settings change: the parts that cache settings drop them here.
   void OnEnvironmentSettingsChanged(const EnvironmentRecord& env) {
     keys_.ForgetEnvironment(env.workspace, env.name);
-    // ---- issue 4: each part that caches settings adds its line below ----
-    keys_.ForgetEnvironmentSettings(env.id);  // part A: TTL and grace period
+    keys_.ForgetEnvironmentSettings(env.id);  // TTL and grace period
 
-    // ---- end ----
   }
 
-  // ---- issue 4 part A: private helpers and members below ----
   static KeyHierarchyOptions HierarchyOptions(const EkmOptions& o) {
     KeyHierarchyOptions k;
     k.ttl = o.key_cache_ttl;
@@ -1102,10 +1086,6 @@ class EkmServiceImpl : public EkmService {
     k.max_cached_keys = o.key_cache_max_entries;
     return k;
   }
-
-  // ---- end of part A ----
-
-  // ---- issue 4 part B: private helpers and members below ----
 
   static Status CheckKeyChangeOptions(const KeyChangeOptions& o) {
     if (o.emergency && o.reason.find_first_not_of(" \t\r\n") == std::string::npos) {
@@ -1246,14 +1226,6 @@ class EkmServiceImpl : public EkmService {
   std::mutex repack_mu_;
   std::unique_ptr<RepackRunner> repack_runner_;
 
-  // ---- end of part B ----
-
-  // ---- issue 4 part C: private helpers and members below ----
-
-  // ---- end of part C ----
-
-  // ---- issue 4 part D: private helpers and members below ----
-
   // A provider's refusal while wrapping a new EK: about the customer's key, never a 401/403.
   static Status ProviderRefusal(const Status& s) {
     if (s.code() == StatusCode::kPermissionDenied) {
@@ -1373,8 +1345,6 @@ class EkmServiceImpl : public EkmService {
   std::mutex shred_mu_;
   std::unordered_map<std::string, ShredConfirmation> shred_tokens_;
 
-  // ---- end of part D ----
-
   std::function<StatusOr<std::string>()> principal_resolver_;
   EkmOptions options_;
   StorePtr store_;
@@ -1420,22 +1390,6 @@ StatusOr<std::string> EkmServiceImpl::CheckKeyPolicy(std::string_view workspace,
   return JsonText(j);
 }
 
-// ---- issue 4 part A: out-of-class definitions below ----
-
-// ---- end of part A ----
-
-// ---- issue 4 part B: out-of-class definitions below ----
-
-// ---- end of part B ----
-
-// ---- issue 4 part C: out-of-class definitions below ----
-
-// ---- end of part C ----
-
-// ---- issue 4 part D: out-of-class definitions below ----
-
-// ---- end of part D ----
-
 }  // namespace
 
 Status EkmService::Initialize(const EkmOptions& options) {
@@ -1464,12 +1418,10 @@ StatusOr<std::unique_ptr<EkmService>> EkmService::Open(const EkmOptions& options
                        PlatformKeyProvider::Open(RootKeyPath(options)));
   EKM_ASSIGN_OR_RETURN(StorePtr store, OpenSqliteStore(DatabasePath(options)));
   auto providers = std::make_unique<ProviderRegistry>();
-  // ---- issue 4 part C: provider registration below ----
   // Imported key material lives in the store, sealed under the platform root key; both outlive
   // the provider (the service owns them).
   providers->Register(std::make_unique<ImportedKeyProvider>(store.get(), platform.get()));
 
-  // ---- end of part C ----
   providers->Register(std::move(platform));
   std::function<StatusOr<std::string>()> principal;
   if (options.aws.enabled) {

@@ -54,13 +54,10 @@ struct EkmOptions {
   uint32_t nonce_lease_size = 1u << 20;
   Clock* clock = &Clock::Real();
   AwsProviderOptions aws;
-  // ---- issue 4 part A: options below ----
   // Bound on cached keys (EKs, DKs and their current-version index each); least recently used
   // first out, wiped when evicted.
   size_t key_cache_max_entries = 100000;
 
-  // ---- end of part A ----
-  // ---- issue 4 part B: options below ----
   // A customer CMK may be replaced by another once per this period per environment (the
   // environment setting replacement_period_seconds overrides it); an emergency replacement
   // by an owner bypasses it.
@@ -68,13 +65,6 @@ struct EkmOptions {
   // DKs re-wrapped per repack transaction.
   size_t repack_batch_size = 1000;
 
-  // ---- end of part B ----
-  // ---- issue 4 part C: options below ----
-
-  // ---- end of part C ----
-  // ---- issue 4 part D: options below ----
-
-  // ---- end of part D ----
 };
 
 struct WorkspaceInfo {
@@ -146,8 +136,6 @@ inline constexpr std::string_view kSettingEkRotationPeriod = "ek_rotation_period
 inline constexpr std::string_view kSettingDkRotationPeriod = "dk_rotation_period_seconds";
 inline constexpr std::string_view kSettingReplacementPeriod = "replacement_period_seconds";
 
-// ---- issue 4 part A: types below ----
-
 // `ekm environment status`: how the environment's CMK answers (keys/cmk_health.h), as last
 // seen by any node or local `ekm` (stored), and the cache settings in force.
 struct EnvironmentKeyStatus {
@@ -183,10 +171,6 @@ struct KeyCacheStats {
   uint64_t provider_error = 0;
   int64_t ttl_seconds = 0;  // the deployment's TTL
 };
-
-// ---- end of part A ----
-
-// ---- issue 4 part B: types below ----
 
 // How a CMK change is made. An emergency replacement (suspected compromise of the current CMK)
 // bypasses the replacement period; it needs a reason and is recorded as such. (The API issue
@@ -227,10 +211,6 @@ struct RepackStatus {
   std::vector<EkInventoryEntry> inventory;
 };
 
-// ---- end of part B ----
-
-// ---- issue 4 part C: types below ----
-
 // `ekm key import-params`: what the admin needs to wrap key material for one environment.
 struct KeyImportParameters {
   std::string workspace;
@@ -250,10 +230,6 @@ struct KeyMaterialDeletion {
   int64_t deleted_at = 0;
   bool in_use = false;  // it was the environment's current CMK: its data becomes unavailable
 };
-
-// ---- end of part C ----
-
-// ---- issue 4 part D: types below ----
 
 // One EK or DK rotation.
 struct RotationResult {
@@ -328,8 +304,6 @@ struct LifecycleEventInfo {
 inline constexpr std::string_view kScheduleActor = "system:schedule";
 inline constexpr std::chrono::seconds kShredConfirmationTtl{120};
 
-// ---- end of part D ----
-
 class EkmService {
  public:
   virtual ~EkmService() = default;
@@ -387,7 +361,6 @@ class EkmService {
       std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
       const std::vector<std::string>& reset) = 0;
 
-  // ---- issue 4 part A (key cache, CMK status, revocation): methods below ----
   // The environment's CMK health (stored, so the same on every node) and cache settings.
   virtual StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view workspace,
                                                    std::string_view environment) = 0;
@@ -398,10 +371,6 @@ class EkmService {
   virtual size_t PurgeExpiredKeys() = 0;
   // Purges expired keys every `interval` on a background thread, until the service is gone.
   virtual void StartPurgingExpiredKeys(std::chrono::milliseconds interval) = 0;
-
-  // ---- end of part A ----
-
-  // ---- issue 4 part B (replacement, repack): methods below ----
 
   // "Update key" with the replacement rules: a different customer CMK replaces the current
   // one at most once per replacement period (FailedPrecondition names the last change and the
@@ -424,10 +393,6 @@ class EkmService {
   virtual void StartRepackRunner() = 0;
   virtual void StopRepackRunner() = 0;
 
-  // ---- end of part B ----
-
-  // ---- issue 4 part C (uploaded key material): methods below ----
-
   // A new RSA-4096 wrapping key and import token for the environment (replacing earlier ones),
   // valid for `expires_in` (1 minute to 7 days).
   virtual StatusOr<KeyImportParameters> CreateKeyImportParameters(
@@ -439,17 +404,14 @@ class EkmService {
   virtual StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
                                                     std::string_view environment,
                                                     ByteView wrapped_material,
-                                                    std::string_view import_token) = 0;
+                                                    std::string_view import_token,
+                                                    const KeyChangeOptions& change = {}) = 0;
   // Destroys imported material of the environment: `key_id`, or when empty the current CMK
   // (which must then be imported material). A revocation: once cached keys expire (the key
   // cache TTL), data under it is unavailable until the same material is imported again.
   virtual StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view workspace,
                                                           std::string_view environment,
                                                           std::string_view key_id) = 0;
-
-  // ---- end of part C ----
-
-  // ---- issue 4 part D (rotation, rewrap, shred, workspace default CMK, events): below ----
 
   // A new EK version under the environment's current CMK; new DKs go under it (each scope
   // moves on at its next use) and every older EK and DK still decrypts. Event ek.rotated.
@@ -492,7 +454,6 @@ class EkmService {
   // Lifecycle events, oldest first.
   virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) = 0;
 
-  // ---- end of part D ----
 };
 
 }  // namespace ekm

@@ -322,5 +322,36 @@ TEST_F(KeyMaterialImportTest, DeleteRevokesAfterTheCacheTtlAndReimportRestores) 
   EXPECT_EQ(std::count(types.begin(), types.end(), "key_material.deleted"), 1);
 }
 
+// Importing other material inside the replacement period is a replacement like `ekm key set`:
+// refused with the next allowed time (and no new material left behind), allowed as an
+// emergency with a reason, which then starts the repack of the environment's DKs.
+TEST_F(KeyMaterialImportTest, ImportingOtherMaterialIsAReplacementOncePerPeriod) {
+  auto p = Params("prod");
+  ASSERT_TRUE(Import("prod", Wrapped(p), p.import_token).ok());
+  Bytes first = Encrypt("before");
+  clock_.Advance(std::chrono::hours(1));
+
+  material_ = *RandomSecret(32);  // other material: another CMK
+  auto p2 = Params("prod");
+  auto refused = Import("prod", Wrapped(p2), p2.import_token);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("next"), std::string::npos)
+      << refused.status().message();
+  EXPECT_EQ(StoredMaterialRows("prod"), 0u) << "a refused import leaves no material behind";
+
+  auto p3 = Params("prod");
+  KeyChangeOptions emergency{true, "suspected compromise of the first material"};
+  auto v = svc_->ImportKeyMaterial("acme", "prod", Wrapped(p3), p3.import_token, emergency);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->key_id, KeyId());
+  EXPECT_EQ(StoredMaterialRows("prod"), 1u);
+  auto events = EventTypes("prod");
+  EXPECT_NE(std::find(events.begin(), events.end(), "key.emergency_replaced"), events.end());
+  std::string text;
+  ASSERT_TRUE(Decrypt(first, &text).ok());
+  EXPECT_EQ(text, "before");
+}
+
 }  // namespace
 }  // namespace ekm

@@ -1,4 +1,4 @@
-// JSON forms of the uploaded-key-material results (part C), shared by ekmd's routes and the
+// JSON forms of the uploaded-key-material results, shared by ekmd's routes and the
 // client so the CLI prints the same in local and server mode. The import token is a secret of
 // the admin's: it is in the import-params response (the admin asked for it) and nowhere else.
 #pragma once

@@ -1,4 +1,4 @@
-// JSON forms of the environment key status and the key cache statistics (issue 4 part A),
+// JSON forms of the environment key status and the key cache statistics,
 // shared by ekmd's routes and the client, so `ekm` prints the same in local and server mode.
 // Times are RFC 3339 strings, or null when there is none. No key material.
 #pragma once

@@ -1,4 +1,4 @@
-// The seed sentences of issue 4 part D against a real AWS KMS peer (moto, IAM checks on, and
+// The seed sentences on rotation and key management against a real AWS KMS peer (moto, IAM checks on, and
 // the fault proxy): the CMK's own rotation in the KMS needs no action in ekm, each environment
 // has its own CMK, the workspace default applies to new environments only, and revoking one
 // environment's CMK leaves the others untouched.

@@ -1,4 +1,4 @@
-// JSON forms of issue 4 part D's results (rotation, shred, workspace default CMK, settings,
+// JSON forms of the lifecycle results (rotation, shred, workspace default CMK, settings,
 // events), shared by ekmd's routes and the client, and the duration/time arguments the CLI and
 // the API accept. None of these types holds key material.
 #pragma once

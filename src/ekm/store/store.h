@@ -156,7 +156,6 @@ class Store {
   virtual Status SetEnvironmentSetting(int64_t environment_id, std::string_view name,
                                        std::optional<int64_t> value) = 0;
 
-  // ---- issue 4 part A (key cache, CMK status, revocation): add methods below ----
   // The health of an environment's CMK as last seen by any node (keys/cmk_health.h): written
   // on each transition and on the first successful unwrap after one, so every node and `ekm`
   // in local mode show the same status. Public metadata only.
@@ -176,10 +175,6 @@ class Store {
       int64_t environment_id) = 0;
   // Inserts or replaces the environment's row.
   virtual Status PutEnvironmentKeyStatus(const EnvironmentKeyStatusRecord& record) = 0;
-
-  // ---- end of part A ----
-
-  // ---- issue 4 part B (replacement, repack): add methods below ----
 
   // One change of an environment's CMK ("set": from the platform default to a customer key;
   // "replacement": from one customer key to another). The replacement period counts from the
@@ -261,10 +256,6 @@ class Store {
   // Inserts many DK versions in one transaction (bulk loads; existing versions are kept).
   virtual Status InsertDataKeys(const std::vector<DataKeyRecord>& records) = 0;
 
-  // ---- end of part B ----
-
-  // ---- issue 4 part C (uploaded key material): add methods below ----
-
   // Import parameters: the RSA wrapping key pair and the import token of one environment.
   struct ImportParamsRecord {
     int64_t environment_id = 0;
@@ -311,10 +302,6 @@ class Store {
   // Removes the row entirely (undoing an import that "Update key" refused).
   virtual Status RemoveKeyMaterialRow(int64_t environment_id, std::string_view key_id) = 0;
 
-  // ---- end of part C ----
-
-  // ---- issue 4 part D (rotation, shred, workspace default CMK, settings): add methods below ----
-
   // Crypto-shredding: the record that an environment was destroyed on purpose.
   struct EnvironmentShredRecord {
     int64_t environment_id = 0;
@@ -359,7 +346,6 @@ class Store {
   // scope.
   virtual StatusOr<std::vector<DataKeyRecord>> ListLatestDataKeys(int64_t environment_id) = 0;
 
-  // ---- end of part D ----
 };
 
 using StorePtr = std::unique_ptr<Store>;

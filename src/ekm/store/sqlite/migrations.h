@@ -87,7 +87,6 @@ CREATE TABLE environment_settings (
   PRIMARY KEY (environment_id, name)
 );
 )sql"},
-      // ---- issue 4 part A: migration 5 below ----
       {5, "environment key status (CMK health: healthy, degraded, unavailable)", R"sql(
 CREATE TABLE environment_key_status (
   environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
@@ -102,9 +101,6 @@ CREATE TABLE environment_key_status (
 );
 )sql"},
 
-      // ---- end of part A ----
-
-      // ---- issue 4 part B: migration 6 below ----
       {6, "CMK replacement and repack: CMK changes, repack jobs, destroyed EK wrappings", R"sql(
 ALTER TABLE environment_keys ADD COLUMN destroyed_at INTEGER;
 CREATE TABLE cmk_changes (
@@ -141,9 +137,6 @@ CREATE INDEX repack_jobs_by_environment ON repack_jobs (environment_id, id);
 CREATE INDEX data_keys_by_ek_version ON data_keys (environment_id, ek_version);
 )sql"},
 
-      // ---- end of part B ----
-
-      // ---- issue 4 part C: migration 7 below ----
       {7, "uploaded key material: import parameters and sealed material", R"sql(
 CREATE TABLE import_params (
   environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
@@ -165,9 +158,6 @@ CREATE TABLE key_material (
 CREATE INDEX key_material_by_key_id ON key_material (key_id);
 )sql"},
 
-      // ---- end of part C ----
-
-      // ---- issue 4 part D: migration 8 below ----
       {8, "crypto-shredding and the workspace default CMK", R"sql(
 CREATE TABLE environment_shreds (
   environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
@@ -185,7 +175,6 @@ CREATE TABLE workspace_default_keys (
 );
 )sql"},
 
-      // ---- end of part D ----
   };
   return kMigrations;
 }

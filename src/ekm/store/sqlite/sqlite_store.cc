@@ -401,7 +401,6 @@ class SqliteStore : public Store {
     return Status::Ok();
   }
 
-  // ---- issue 4 part A: methods below ----
   StatusOr<std::optional<EnvironmentKeyStatusRecord>> GetEnvironmentKeyStatus(
       int64_t environment_id) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -448,10 +447,6 @@ class SqliteStore : public Store {
     if (s->Step() != SQLITE_DONE) return Error("storing environment key status");
     return Status::Ok();
   }
-
-  // ---- end of part A ----
-
-  // ---- issue 4 part B: methods below ----
 
   Status AddEnvironmentKeyForCmkChange(const EnvironmentKeyRecord& ek,
                                        const CmkChangeRecord& c) override {
@@ -801,10 +796,6 @@ class SqliteStore : public Store {
     return std::optional<RepackJobRecord>(std::move(j));
   }
 
-  // ---- end of part B ----
-
-  // ---- issue 4 part C: methods below ----
-
   Status PutImportParams(const ImportParamsRecord& r) override {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
@@ -934,10 +925,6 @@ class SqliteStore : public Store {
   static KeyMaterialRecord ReadKeyMaterial(const Stmt& s) {
     return KeyMaterialRecord{s.Int(0), s.Text(1), s.Blob(2), s.Int(3), s.Int(4)};
   }
-
-  // ---- end of part C ----
-
-  // ---- issue 4 part D: methods below ----
 
   StatusOr<EnvironmentShredRecord> ShredEnvironment(int64_t environment_id, int64_t now,
                                                     std::string_view actor) override {
@@ -1090,9 +1077,6 @@ class SqliteStore : public Store {
         environment_id, s->Int(0), s->Text(1), static_cast<uint32_t>(s->Int(2)),
         static_cast<uint32_t>(s->Int(3))});
   }
-
-  // ---- end of part D ----
-
 
   static EnvironmentRecord ReadEnvironment(const Stmt& s) {
     return EnvironmentRecord{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Int(4),

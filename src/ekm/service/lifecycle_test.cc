@@ -1,4 +1,4 @@
-// Issue 4 part D through EkmService on the platform provider: EK and DK rotation (on demand and
+// The key lifecycle through EkmService on the platform provider: EK and DK rotation (on demand and
 // scheduled, FakeClock), rewrap, crypto-shredding, the workspace default CMK and the events.
 #include <gtest/gtest.h>
 

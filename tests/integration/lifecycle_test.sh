@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end, issue 4 part D: key rotation, rewrap, environment settings, events, crypto-shred
+# End-to-end: key rotation, rewrap, environment settings, events, crypto-shred
 # and the workspace default CMK through the ekm CLI, in local mode and against a real ekmd.
-#   lifecycle_d_test.sh EKM_BINARY EKMD_BINARY
+#   lifecycle_test.sh EKM_BINARY EKMD_BINARY
 set -uo pipefail
 EKM=$1
 EKMD=$2
