@@ -1,6 +1,7 @@
 // ekm: the command-line interface. Local mode (--data-dir / EKM_DATA_DIR) runs the key hierarchy
 // in this process on a data directory; server mode (--server / EKM_SERVER) talks to ekmd.
 #include <fcntl.h>
+#include <pwd.h>
 #include <openssl/crypto.h>
 #include <sys/stat.h>     
 #include <unistd.h>
@@ -19,6 +20,7 @@
 
 #include "ekm/base/clock.h"
 #include "ekm/cli/backend.h"
+#include "ekm/events/lifecycle_event.h"
 #include "ekm/repack/repack_json.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
@@ -343,7 +345,10 @@ Status RunRepackInForeground(Backend& b, const std::string& ws, const std::strin
     std::fprintf(stderr, tty ? "\rrepack %s" : "repack %s\n", RepackProgressLine(s, tty).c_str());
   });
   if (tty) std::fprintf(stderr, "\n");
-  if (!st.ok() && !b.RunsRepacksLocally()) return st.status();
+  // Only an interrupted repack can be resumed; a wrong name or a refusal is said as it is.
+  const bool resumable = st.ok() || st.status().code() == StatusCode::kUnavailable ||
+                         st.status().code() == StatusCode::kDeadlineExceeded;
+  if (!st.ok() && (!b.RunsRepacksLocally() || !resumable)) return st.status();
   if (!st.ok()) {
     return st.status().WithHint(st.status().hint() +
                                 (st.status().hint().empty() ? "" : "; ") +
@@ -602,6 +607,10 @@ int Run(int argc, char** argv) {
       rc = Fail(backend.status());
       return;
     }
+    // Lifecycle events name who did it: the local user in local mode (ekmd names API callers).
+    const struct passwd* pw = ::getpwuid(::getuid());
+    ScopedActor actor(std::string("cli:") +
+                      (pw && pw->pw_name ? pw->pw_name : std::to_string(::getuid())));
     Status s = fn(**backend);
     if (!s.ok()) rc = Fail(s);
   };

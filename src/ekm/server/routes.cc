@@ -6,6 +6,7 @@
 
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
+#include "ekm/events/lifecycle_event.h"
 #include "ekm/provider/imported/key_material_import.h"
 #include "ekm/repack/repack_json.h"
 #include "ekm/server/http_errors.h"
@@ -403,6 +404,8 @@ RouteMatch Router::Match(const RouteRequest& r) const {
 }
 
 RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
+  // Lifecycle events name API callers "api" until API tokens (which will name the token).
+  ScopedActor actor("api");
   switch (m.id) {
     case RouteId::kHealth:
       return {200, R"({"status":"ok"})"};
