@@ -380,23 +380,6 @@ Status AfterKeyChange(Backend& b, const std::string& ws, const std::string& env)
   return RunRepackInForeground(b, ws, env);
 }
 
-// "24h", "90m", "3600s", "7d" or plain seconds.
-StatusOr<std::chrono::seconds> ParseDuration(const std::string& text) {
-  size_t digits = 0;
-  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-  std::string unit = text.substr(digits);
-  const int64_t mult = unit.empty() || unit == "s" ? 1
-                       : unit == "m"               ? 60
-                       : unit == "h"               ? 3600
-                       : unit == "d"               ? 86400
-                                                   : 0;
-  if (digits == 0 || digits > 9 || mult == 0) {
-    return InvalidArgumentError("\"" + text + "\" is not a duration",
-                                "write it like 24h, 90m, 3600s or 7d");
-  }
-  return std::chrono::seconds(std::stoll(text.substr(0, digits)) * mult);
-}
-
 // Writes `data` to `path` with `mode`; refuses to replace an existing file unless `force`.
 Status WriteFileWithMode(const std::string& path, std::string_view data, mode_t mode, bool force) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), mode);
@@ -974,7 +957,7 @@ int Run(int argc, char** argv) {
                                 "How long the token is valid: 1m to 7d [default: 24h]");
   key_import_params->add_flag("--force", im_force, "Replace the files if they exist");
   key_import_params->callback([&] {
-    auto expires = ParseDuration(im_expires);
+    auto expires = ParseDurationSeconds(im_expires);  // the one duration syntax of the CLI
     if (!expires.ok()) {
       rc = Fail(expires.status());
       return;
@@ -991,7 +974,7 @@ int Run(int argc, char** argv) {
     }
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(KeyImportParameters p,
-                           b.CreateKeyImportParameters(im_ws, im_env, *expires));
+                           b.CreateKeyImportParameters(im_ws, im_env, std::chrono::seconds(*expires)));
       if (::mkdir(im_out.c_str(), 0755) != 0 && errno != EEXIST) {
         return FailedPreconditionError("cannot create directory " + im_out + ": " +
                                            std::strerror(errno),
