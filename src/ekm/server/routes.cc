@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <vector>
 
 #include "ekm/base/clock.h"
@@ -229,6 +230,103 @@ class DecryptTransform : public StreamTransform {
 
 }  // namespace
 
+namespace {
+
+constexpr RouteInfo kRoutes[] = {
+    {RouteId::kHealth, "GET", "/healthz", "health"},
+    {RouteId::kKeyCacheStats, "GET", "/v1/key-cache", "key_cache.stats"},
+    {RouteId::kListWorkspaces, "GET", "/v1/workspaces", "workspace.list"},
+    {RouteId::kCreateWorkspace, "POST", "/v1/workspaces", "workspace.create"},
+    {RouteId::kListEnvironments, "GET", "/v1/workspaces/{workspace}/environments",
+     "environment.list"},
+    {RouteId::kCreateEnvironment, "POST", "/v1/workspaces/{workspace}/environments",
+     "environment.create"},
+    {RouteId::kEncrypt, "POST", "/v1/workspaces/{workspace}/environments/{environment}/encrypt",
+     "data.encrypt"},
+    {RouteId::kDecrypt, "POST", "/v1/workspaces/{workspace}/environments/{environment}/decrypt",
+     "data.decrypt"},
+    {RouteId::kShowKey, "GET", "/v1/workspaces/{workspace}/environments/{environment}/key",
+     "key.show"},
+    {RouteId::kSetKey, "PUT", "/v1/workspaces/{workspace}/environments/{environment}/key",
+     "key.set"},
+    {RouteId::kKeyPolicy, "GET",
+     "/v1/workspaces/{workspace}/environments/{environment}/key/policy", "key.policy"},
+    {RouteId::kCheckPolicy, "POST", "/v1/workspaces/{workspace}/key-policy/check",
+     "key_policy.check"},
+    {RouteId::kEnvironmentStatus, "GET",
+     "/v1/workspaces/{workspace}/environments/{environment}/status", "environment.status"},
+    {RouteId::kRepackStatus, "GET",
+     "/v1/workspaces/{workspace}/environments/{environment}/repack", "repack.status"},
+    {RouteId::kImportParams, "POST",
+     "/v1/workspaces/{workspace}/environments/{environment}/key/import-params",
+     "key.import_params"},
+    {RouteId::kImportKeyMaterial, "POST",
+     "/v1/workspaces/{workspace}/environments/{environment}/key/import", "key.import"},
+    {RouteId::kDeleteKeyMaterial, "DELETE",
+     "/v1/workspaces/{workspace}/environments/{environment}/key/material",
+     "key.delete_material"},
+    {RouteId::kRotateEnvironmentKey, "POST",
+     "/v1/workspaces/{workspace}/environments/{environment}/key/rotate", "key.rotate"},
+    {RouteId::kRotateDataKeys, "POST",
+     "/v1/workspaces/{workspace}/environments/{environment}/data-keys/rotate",
+     "data_keys.rotate"},
+    {RouteId::kRewrap, "POST", "/v1/workspaces/{workspace}/environments/{environment}/rewrap",
+     "data.rewrap"},
+    {RouteId::kShred, "POST", "/v1/workspaces/{workspace}/environments/{environment}/shred",
+     "environment.shred"},
+    {RouteId::kGetSettings, "GET",
+     "/v1/workspaces/{workspace}/environments/{environment}/settings", "settings.show"},
+    {RouteId::kPatchSettings, "PATCH",
+     "/v1/workspaces/{workspace}/environments/{environment}/settings", "settings.update"},
+    {RouteId::kGetDefaultKey, "GET", "/v1/workspaces/{workspace}/default-key",
+     "default_key.show"},
+    {RouteId::kSetDefaultKey, "PUT", "/v1/workspaces/{workspace}/default-key",
+     "default_key.set"},
+    {RouteId::kResetDefaultKey, "DELETE", "/v1/workspaces/{workspace}/default-key",
+     "default_key.reset"},
+    {RouteId::kListEvents, "GET", "/v1/workspaces/{workspace}/events", "events.list"},
+};
+
+// Splits a template or a request path into segments ("/a/b" -> {"a","b"}).
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    if (end > start) out.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// Whether decoded segments `seg` fit `templ`; fills the placeholders of `m`.
+bool PathFits(std::string_view templ, const std::vector<std::string>& seg, RouteMatch* m) {
+  auto t = Segments(templ);
+  if (t.size() != seg.size()) return false;
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i].front() == '{') continue;
+    if (t[i] != seg[i]) return false;
+  }
+  for (size_t i = 0; i < t.size(); ++i) {
+    if (t[i] == "{workspace}") m->workspace = seg[i];
+    if (t[i] == "{environment}") m->environment = seg[i];
+    if (t[i] == "{id}") m->id_param = seg[i];
+  }
+  return true;
+}
+
+}  // namespace
+
+std::span<const RouteInfo> RouteTable() { return kRoutes; }
+
+const RouteInfo& RouteInfoFor(RouteId id) {
+  for (const RouteInfo& r : kRoutes) {
+    if (r.id == id) return r;
+  }
+  std::abort();  // every RouteId has a row: routes_test checks it
+}
+
 RouteMatch Router::Match(const RouteRequest& r) const {
   RouteMatch m;
   std::string_view target = r.target;
@@ -236,14 +334,9 @@ RouteMatch Router::Match(const RouteRequest& r) const {
   std::string_view query =
       target.find('?') == std::string_view::npos ? "" : target.substr(target.find('?') + 1);
   std::vector<std::string> seg;
-  bool ok = true;
-  size_t start = 1;
-  if (path.empty() || path[0] != '/') ok = false;
-  while (ok && start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    if (end > start) seg.push_back(PercentDecode(path.substr(start, end - start), &ok));
-    start = end + 1;
+  bool ok = !path.empty() && path[0] == '/';
+  if (ok) {
+    for (std::string_view s : Segments(path)) seg.push_back(PercentDecode(s, &ok));
   }
   if (!ok) {
     m.status = InvalidArgumentError("request path is not valid percent-encoding");
@@ -263,143 +356,66 @@ RouteMatch Router::Match(const RouteRequest& r) const {
     i = amp + 1;
   }
 
-  auto method_is = [&](std::initializer_list<const char*> allowed) {
-    for (const char* a : allowed) {
-      if (r.method == a) return true;
+  const RouteInfo* found = nullptr;
+  for (const RouteInfo& route : kRoutes) {
+    RouteMatch probe;
+    if (!PathFits(route.path, seg, &probe)) continue;
+    if (route.method != r.method) {
+      m.allow += (m.allow.empty() ? "" : ", ") + std::string(route.method);
+      continue;
     }
-    m.method_not_allowed = true;
-    for (const char* a : allowed) m.allow += (m.allow.empty() ? "" : ", ") + std::string(a);
-    m.status = InvalidArgumentError("method " + r.method + " is not allowed on " +
-                                    std::string(path) + "; use " + m.allow);
-    return false;
-  };
-
-  const size_t n = seg.size();
-  if (n == 1 && seg[0] == "healthz") {
-    if (!method_is({"GET"})) return m;
-    m.id = RouteId::kHealth;
-    return m;
+    found = &route;
+    m.workspace = std::move(probe.workspace);
+    m.environment = std::move(probe.environment);
+    m.id_param = std::move(probe.id_param);
+    break;
   }
-  if (n == 2 && seg[0] == "v1" && seg[1] == "key-cache") {
-    if (!method_is({"GET"})) return m;
-    m.id = RouteId::kKeyCacheStats;
-    return m;
-  }
-  if (n >= 2 && seg[0] == "v1" && seg[1] == "workspaces") {
-    if (n == 2) {
-      if (!method_is({"GET", "POST"})) return m;
-      m.id = r.method == "GET" ? RouteId::kListWorkspaces : RouteId::kCreateWorkspace;
-    } else if (n == 4 && seg[3] == "environments") {
-      if (!method_is({"GET", "POST"})) return m;
-      m.workspace = seg[2];
-      m.id = r.method == "GET" ? RouteId::kListEnvironments : RouteId::kCreateEnvironment;
-    } else if (n == 6 && seg[3] == "environments" && (seg[5] == "encrypt" || seg[5] == "decrypt")) {
-      if (!method_is({"POST"})) return m;
-      m.workspace = seg[2];
-      m.environment = seg[4];
-      m.id = seg[5] == "encrypt" ? RouteId::kEncrypt : RouteId::kDecrypt;
-      std::string type = MediaType(r.content_type);
-      if (type == "application/octet-stream" || (m.id == RouteId::kDecrypt && type == "text/plain")) {
-        m.streaming = true;
-        if (format == "text") {
-          m.text_output = m.id == RouteId::kEncrypt;
-        } else if (!format.empty() && format != "binary") {
-          m.status = InvalidArgumentError("format \"" + format + "\" is not known",
-                                          "use format=text or format=binary");
-        }
-      } else if (type != "application/json") {
-        m.unsupported_media_type = true;
-        m.status = InvalidArgumentError(
-            "Content-Type \"" + r.content_type + "\" is not supported here",
-            "send application/json ({\"plaintext\"|\"ciphertext\": …}) or "
-            "application/octet-stream (a stream of any size)");
-      }
-    } else if (n == 6 && seg[3] == "environments" && seg[5] == "key") {
-      if (!method_is({"GET", "PUT"})) return m;
-      m.workspace = seg[2];
-      m.environment = seg[4];
-      m.id = r.method == "GET" ? RouteId::kShowKey : RouteId::kSetKey;
-    } else if (n == 7 && seg[3] == "environments" && seg[5] == "key" && seg[6] == "policy") {
-      if (!method_is({"GET"})) return m;
-      m.workspace = seg[2];
-      m.environment = seg[4];
-      m.id = RouteId::kKeyPolicy;
-    } else if (n == 5 && seg[3] == "key-policy" && seg[4] == "check") {
-      if (!method_is({"POST"})) return m;
-      m.workspace = seg[2];
-      m.id = RouteId::kCheckPolicy;
-    } else if (n == 6 && seg[3] == "environments" && seg[5] == "status") {
-      if (!method_is({"GET"})) return m;
-      m.workspace = seg[2];
-      m.environment = seg[4];
-      m.id = RouteId::kEnvironmentStatus;
-
-    } else if (n == 6 && seg[3] == "environments" && seg[5] == "repack") {
-      if (!method_is({"GET"})) return m;
-      m.workspace = seg[2];
-      m.environment = seg[4];
-      m.id = RouteId::kRepackStatus;
-
-    } else if (n == 7 && seg[3] == "environments" && seg[5] == "key" &&
-               (seg[6] == "import-params" || seg[6] == "import" || seg[6] == "material")) {
-      if (!method_is({seg[6] == "material" ? "DELETE" : "POST"})) return m;
-      m.workspace = seg[2];
-      m.environment = seg[4];
-      m.id = seg[6] == "import-params" ? RouteId::kImportParams
-             : seg[6] == "import"      ? RouteId::kImportKeyMaterial
-                                       : RouteId::kDeleteKeyMaterial;
-      m.material_key_id = QueryValue(query, "key_id", &ok);
-      if (!ok) m.status = InvalidArgumentError("query is not valid percent-encoding");
-
-    } else if (n == 7 && seg[3] == "environments" && seg[5] == "key" && seg[6] == "rotate") {
-      if (!method_is({"POST"})) return m;
-      m.workspace = seg[2];
-      m.environment = seg[4];
-      m.id = RouteId::kRotateEnvironmentKey;
-    } else if (n == 7 && seg[3] == "environments" && seg[5] == "data-keys" &&
-               seg[6] == "rotate") {
-      if (!method_is({"POST"})) return m;
-      m.workspace = seg[2];
-      m.environment = seg[4];
-      m.id = RouteId::kRotateDataKeys;
-    } else if (n == 6 && seg[3] == "environments" && (seg[5] == "rewrap" || seg[5] == "shred")) {
-      if (!method_is({"POST"})) return m;
-      m.workspace = seg[2];
-      m.environment = seg[4];
-      m.id = seg[5] == "rewrap" ? RouteId::kRewrap : RouteId::kShred;
-    } else if (n == 6 && seg[3] == "environments" && seg[5] == "settings") {
-      if (!method_is({"GET", "PATCH"})) return m;
-      m.workspace = seg[2];
-      m.environment = seg[4];
-      m.id = r.method == "GET" ? RouteId::kGetSettings : RouteId::kPatchSettings;
-    } else if (n == 4 && seg[3] == "default-key") {
-      if (!method_is({"GET", "PUT", "DELETE"})) return m;
-      m.workspace = seg[2];
-      m.id = r.method == "GET"   ? RouteId::kGetDefaultKey
-             : r.method == "PUT" ? RouteId::kSetDefaultKey
-                                 : RouteId::kResetDefaultKey;
-    } else if (n == 4 && seg[3] == "events") {
-      if (!method_is({"GET"})) return m;
-      m.workspace = seg[2];
-      m.id = RouteId::kListEvents;
-      m.query = std::string(query);
-
+  if (found == nullptr) {
+    if (!m.allow.empty()) {
+      m.method_not_allowed = true;
+      m.status = InvalidArgumentError("method " + r.method + " is not allowed on " +
+                                      std::string(path) + "; use " + m.allow);
     } else {
       m.status = NotFoundError("no such API route: " + r.method + " " + std::string(path),
                                "see docs/api.md for the routes of API v1");
     }
-    if (m.status.ok() && (r.method == "POST" || r.method == "PUT") && !m.streaming && !r.content_type.empty() &&
-        MediaType(r.content_type) != "application/json") {
-      m.unsupported_media_type = true;
-      m.status = InvalidArgumentError("Content-Type \"" + r.content_type +
-                                          "\" is not supported here",
-                                      "send application/json (curl: -H \"Content-Type: application/json\")");
-    }
-    if (m.scope.empty()) m.scope = std::string(kDefaultScope);
     return m;
   }
-  m.status = NotFoundError("no such API route: " + r.method + " " + std::string(path),
-                           "see docs/api.md for the routes of API v1");
+  m.id = found->id;
+  m.allow.clear();
+  m.query = std::string(query);
+
+  if (m.id == RouteId::kEncrypt || m.id == RouteId::kDecrypt) {
+    std::string type = MediaType(r.content_type);
+    if (type == "application/octet-stream" || (m.id == RouteId::kDecrypt && type == "text/plain")) {
+      m.streaming = true;
+      if (format == "text") {
+        m.text_output = m.id == RouteId::kEncrypt;
+      } else if (!format.empty() && format != "binary") {
+        m.status = InvalidArgumentError("format \"" + format + "\" is not known",
+                                        "use format=text or format=binary");
+      }
+    } else if (type != "application/json") {
+      m.unsupported_media_type = true;
+      m.status = InvalidArgumentError(
+          "Content-Type \"" + r.content_type + "\" is not supported here",
+          "send application/json ({\"plaintext\"|\"ciphertext\": …}) or "
+          "application/octet-stream (a stream of any size)");
+    }
+  }
+  if (m.id == RouteId::kDeleteKeyMaterial) {
+    m.material_key_id = QueryValue(query, "key_id", &ok);
+    if (!ok) m.status = InvalidArgumentError("query is not valid percent-encoding");
+  }
+  if (m.status.ok() && (r.method == "POST" || r.method == "PUT" || r.method == "PATCH") &&
+      !m.streaming && !r.content_type.empty() && MediaType(r.content_type) != "application/json") {
+    m.unsupported_media_type = true;
+    m.status = InvalidArgumentError("Content-Type \"" + r.content_type +
+                                        "\" is not supported here",
+                                    "send application/json (curl: -H \"Content-Type: "
+                                    "application/json\")");
+  }
+  if (m.scope.empty()) m.scope = std::string(kDefaultScope);
   return m;
 }
 

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <memory>
+#include <span>
+#include <string_view>
 #include <string>
 
 #include "ekm/base/bytes.h"
@@ -52,6 +54,21 @@ enum class RouteId {
 
 };
 
+// One row per API route: the single table that matching, metrics and logs (route names),
+// authorization and the OpenAPI check all read. `path` is a template: `{workspace}`,
+// `{environment}` and `{id}` match one path segment each.
+struct RouteInfo {
+  RouteId id;
+  std::string_view method;
+  std::string_view path;
+  std::string_view name;  // stable, for metrics labels and logs: "key.set"
+};
+
+// Every route, in matching order.
+std::span<const RouteInfo> RouteTable();
+// The row of `id`.
+const RouteInfo& RouteInfoFor(RouteId id);
+
 struct RouteMatch {
   Status status;  // not OK: answer with this error
   bool method_not_allowed = false;
@@ -66,6 +83,7 @@ struct RouteMatch {
 
   std::string material_key_id;  // DELETE …/key/material?key_id=
 
+  std::string id_param;  // {id} in the path (routes that name a resource by id)
   std::string query;  // the raw query string, for routes that take query parameters
 };
 

@@ -1,0 +1,65 @@
+// The route table is the one description of the API's routes: every row matches itself, and
+// nothing else answers.
+#include "ekm/server/routes.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+
+namespace ekm {
+namespace {
+
+// The template with sample names in its placeholders.
+std::string Instantiate(std::string_view templ) {
+  std::string out(templ);
+  for (auto [from, to] : {std::pair<std::string, std::string>{"{workspace}", "acme"},
+                          {"{environment}", "prod"},
+                          {"{id}", "abc123"}}) {
+    for (size_t p; (p = out.find(from)) != std::string::npos;) out.replace(p, from.size(), to);
+  }
+  return out;
+}
+
+TEST(RouteTableTest, EveryRowMatchesItselfWithItsPlaceholders) {
+  Router router(nullptr);
+  for (const RouteInfo& route : RouteTable()) {
+    RouteRequest r;
+    r.method = std::string(route.method);
+    r.target = Instantiate(route.path);
+    r.content_type = "application/json";
+    RouteMatch m = router.Match(r);
+    ASSERT_TRUE(m.status.ok()) << route.path << ": " << m.status.ToString();
+    EXPECT_EQ(m.id, route.id) << route.path;
+    if (route.path.find("{workspace}") != std::string_view::npos) {
+      EXPECT_EQ(m.workspace, "acme");
+    }
+    if (route.path.find("{environment}") != std::string_view::npos) {
+      EXPECT_EQ(m.environment, "prod");
+    }
+    EXPECT_EQ(&RouteInfoFor(route.id), &route);
+  }
+}
+
+TEST(RouteTableTest, NamesAndMethodPathPairsAreUnique) {
+  std::set<std::string> names, keys;
+  for (const RouteInfo& route : RouteTable()) {
+    EXPECT_TRUE(names.insert(std::string(route.name)).second) << route.name;
+    EXPECT_TRUE(keys.insert(std::string(route.method) + " " + std::string(route.path)).second)
+        << route.path;
+  }
+}
+
+TEST(RouteTableTest, WrongMethodListsTheAllowedOnesAndUnknownPathsAreNotFound) {
+  Router router(nullptr);
+  RouteMatch m = router.Match({"DELETE", "/v1/workspaces", "", ""});
+  EXPECT_TRUE(m.method_not_allowed);
+  EXPECT_EQ(m.allow, "GET, POST");
+  m = router.Match({"GET", "/v1/nothing-here", "", ""});
+  EXPECT_EQ(m.status.code(), StatusCode::kNotFound);
+  m = router.Match({"GET", "/v1/workspaces/a%zz", "", ""});
+  EXPECT_EQ(m.status.code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace ekm
