@@ -273,6 +273,9 @@ class HttpServer::Impl {
     route.target = std::string(req.target());
     route.content_type = std::string(req[http::field::content_type]);
     route.authorization = std::string(req[http::field::authorization]);
+    beast::error_code peer_ec;
+    auto peer = stream.socket().remote_endpoint(peer_ec);
+    if (!peer_ec) route.remote_address = peer.address().to_string();
     RouteMatch match = router_.Match(route);
     if (!match.status.ok()) {
       std::vector<std::pair<std::string, std::string>> headers;

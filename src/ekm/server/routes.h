@@ -18,6 +18,8 @@ struct RouteRequest {
   std::string target;  // path and query, percent-encoded
   std::string content_type;
   std::string authorization;
+  std::string remote_address;  // the peer's IP, for audit records and rate limits
+  std::string request_id;      // X-Request-Id (given or generated), for logs and audit records
 };
 
 enum class RouteId {

@@ -52,12 +52,18 @@ TEST(RouteTableTest, NamesAndMethodPathPairsAreUnique) {
 
 TEST(RouteTableTest, WrongMethodListsTheAllowedOnesAndUnknownPathsAreNotFound) {
   Router router(nullptr);
-  RouteMatch m = router.Match({"DELETE", "/v1/workspaces", "", ""});
+  auto request = [](std::string method, std::string target) {
+    RouteRequest r;
+    r.method = std::move(method);
+    r.target = std::move(target);
+    return r;
+  };
+  RouteMatch m = router.Match(request("DELETE", "/v1/workspaces"));
   EXPECT_TRUE(m.method_not_allowed);
   EXPECT_EQ(m.allow, "GET, POST");
-  m = router.Match({"GET", "/v1/nothing-here", "", ""});
+  m = router.Match(request("GET", "/v1/nothing-here"));
   EXPECT_EQ(m.status.code(), StatusCode::kNotFound);
-  m = router.Match({"GET", "/v1/workspaces/a%zz", "", ""});
+  m = router.Match(request("GET", "/v1/workspaces/a%zz"));
   EXPECT_EQ(m.status.code(), StatusCode::kInvalidArgument);
 }
 
