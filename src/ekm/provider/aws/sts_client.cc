@@ -103,7 +103,10 @@ SecretBytes SecretText(xmlNodePtr n) {
 }
 
 std::string Quote(std::string s) {
-  if (s.size() > kMaxQuotedMessage) s = s.substr(0, kMaxQuotedMessage) + "...";
+  if (s.size() > kMaxQuotedMessage) {
+    s.resize(kMaxQuotedMessage);
+    s += "...";
+  }
   for (char& c : s) {
     if (static_cast<unsigned char>(c) < 0x20) c = ' ';
   }
