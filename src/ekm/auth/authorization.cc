@@ -139,12 +139,12 @@ Status AuthorizeTokenAdministration(const Principal& p, std::string_view workspa
                   "some environments",
                   "use an owner token without --environment");
   }
+  if (new_role == RoleName(Role::kAdmin)) {
+    return Denied("an owner cannot create admin tokens", "ask the platform admin");
+  }
   if (workspace != p.workspace) {
     return Denied("this token may act only on its own workspace \"" + p.workspace + "\"",
                   "use a token of the workspace you name");
-  }
-  if (new_role == RoleName(Role::kAdmin)) {
-    return Denied("an owner cannot create admin tokens", "ask the platform admin");
   }
   return Status::Ok();
 }

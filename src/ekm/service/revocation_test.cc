@@ -23,6 +23,14 @@
 namespace ekm {
 namespace {
 
+// "Bearer <a new app token of acme>": the API's data plane needs one.
+std::string AppBearer(EkmService& svc) {
+  auto t = svc.CreateApiToken(ApiTokenRequest{"app", "acme", {}, "test", {}});
+  if (!t.ok()) return "";
+  auto text = t->token.RevealForCrypto();
+  return "Bearer " + std::string(text.begin(), text.end());
+}
+
 using std::chrono::seconds;
 using testing::MotoPeer;
 
@@ -280,7 +288,8 @@ TEST_F(RevocationTest, AnOutageIsDegradedRetryableAndDoesNotHammerTheKms) {
 
   // The API: 503 with Retry-After, for a request the router handles.
   Router router(svc_.get());
-  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json", ""};
+  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json",
+                   AppBearer(*svc_)};
   RouteMatch m = router.Match(req);
   ASSERT_TRUE(m.status.ok());
   RouteResponse res = router.Handle(m, R"({"plaintext":"eA=="})");
@@ -439,7 +448,8 @@ TEST_F(SeedRevocationAndDeletion, WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeU
   }
   // … for every caller through the API (409, not retryable, naming the refusal) …
   Router router(svc_.get());
-  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json", ""};
+  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json",
+                   AppBearer(*svc_)};
   RouteMatch m = router.Match(req);
   ASSERT_TRUE(m.status.ok());
   RouteResponse res = router.Handle(m, R"({"plaintext":"eA==","scope":"orders"})");
