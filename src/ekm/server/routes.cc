@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
@@ -449,7 +450,6 @@ std::string BearerToken(std::string_view header) {
   return std::string(header);
 }
 
-std::string TokenTime(int64_t t) { return t == 0 ? "" : TimeText(t); }
 
 json ApiTokenJson(const ApiTokenInfo& t, int64_t now) {
   json j = {{"id", t.id},

@@ -67,5 +67,22 @@ TEST(RouteTableTest, WrongMethodListsTheAllowedOnesAndUnknownPathsAreNotFound) {
   EXPECT_EQ(m.status.code(), StatusCode::kInvalidArgument);
 }
 
+// --- issue5-A ---
+TEST(RouteTableTest, AMatchWithoutATokenCheckIsNeverServed) {
+  Router router(nullptr);
+  RouteRequest r;
+  r.method = "GET";
+  r.target = "/v1/workspaces";
+  RouteMatch m = router.MatchRoute(r);
+  ASSERT_TRUE(m.status.ok());
+  EXPECT_FALSE(m.authenticated);
+  EXPECT_EQ(router.Handle(m, "").status, 401);
+  EXPECT_EQ(router.OpenStream(m).status().code(), StatusCode::kUnauthenticated);
+  // Match checks tokens; without a service to check them it refuses rather than serves.
+  EXPECT_FALSE(router.Match(r).status.ok());
+  r.target = "/healthz";
+  EXPECT_TRUE(router.Match(r).authenticated);  // the one open route
+}
+
 }  // namespace
 }  // namespace ekm
