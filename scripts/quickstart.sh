@@ -41,10 +41,17 @@ for _ in $(seq 100); do
 done
 
 export EKM_SERVER="http://127.0.0.1:$PORT"
+# ekmd wrote the bootstrap admin token on its first start (docs/api.md "Authentication and
+# roles"); the admin makes the workspace and an owner, the owner an app token.
+for _ in $(seq 50); do [ -s "$DATA_DIR/bootstrap-admin-token" ] && break; sleep 0.1; done
+ADMIN_TOKEN=$(head -n1 "$DATA_DIR/bootstrap-admin-token")
 echo "==> creating workspace demo and environment demo/prod"
-"$EKM" workspace create demo 2>/dev/null || true
-"$EKM" environment create demo prod 2>/dev/null || true
-"$EKM" environment list demo
+EKM_TOKEN=$ADMIN_TOKEN "$EKM" workspace create demo 2>/dev/null || true
+EKM_TOKEN=$ADMIN_TOKEN "$EKM" environment create demo prod 2>/dev/null || true
+EKM_TOKEN=$ADMIN_TOKEN "$EKM" environment list demo
+OWNER_TOKEN=$(EKM_TOKEN=$ADMIN_TOKEN "$EKM" token create --workspace demo --role owner --description quickstart 2>/dev/null)
+export EKM_TOKEN
+EKM_TOKEN=$(EKM_TOKEN=$OWNER_TOKEN "$EKM" token create --workspace demo --role app --description quickstart 2>/dev/null)
 
 echo "==> round trip"
 CIPHERTEXT=$(echo "hello, ekm" | "$EKM" encrypt --workspace demo --environment prod --text)
@@ -56,6 +63,7 @@ cat <<TXT
 
 ekmd is running at http://127.0.0.1:$PORT (pid $(cat "$DATA_DIR/ekmd.pid"), log $DATA_DIR/ekmd.log).
 Try:   export EKM_SERVER=http://127.0.0.1:$PORT PATH=\$PWD/$BUILD:\$PATH
+       export EKM_TOKEN=\$(head -n1 $DATA_DIR/bootstrap-admin-token)   # the admin token
        ekm --help
 Stop:  kill \$(cat $DATA_DIR/ekmd.pid)
 TXT

@@ -125,7 +125,7 @@ for sub in key "key policy" "key set" "key show" policy "policy check"; do
 done
 
 # === local mode =============================================================================
-lekm init >/dev/null && lekm workspace create acme >/dev/null &&
+lekm init >"$T/init.out" && lekm workspace create acme >/dev/null &&
   lekm environment create acme prod >/dev/null && lekm environment create acme dev >/dev/null ||
   fail "local set-up"
 head -c $((1024 * 1024 + 7)) /dev/urandom >"$T/p1m"
@@ -298,9 +298,12 @@ start_ekmd() {
 }
 SERVER_AWS=(AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$PROXY" "${AS_PLATFORM[@]}")
 check "ekmd starts" start_ekmd ekmd "$D" "${SERVER_AWS[@]}"
+ADMIN_TOKEN=$(sed -n 's/^admin token: \(ekm_.*\)$/\1/p' "$T/init.out")
+check "setup_tokens" setup_tokens "$D" "$S" acme
 # api METHOD PATH [BODY]: the response body in $T/api.json, the status in $CODE
 api() {
-  local args=(-sS -o "$T/api.json" -w '%{http_code}' -X "$1" "$S$2")
+  # The key-manager's token unless API_TOKEN names another role's.
+  local args=(-sS -o "$T/api.json" -w '%{http_code}' -H "Authorization: Bearer ${API_TOKEN:-$KM_TOKEN}" -X "$1" "$S$2")
   [ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
   CODE=$(curl "${args[@]}")
 }
@@ -322,14 +325,14 @@ arn_body() { "$PY" -c 'import json,sys; print(json.dumps({"aws_kms_arn": sys.arg
 
 # Local-mode ciphertexts under the AWS key decrypt through ekmd (it unwraps with AWS KMS).
 check "server: decrypts local ciphertext from before key set" \
-  grep -q "card 4242 before" <("$EKM" --server "$S" decrypt -w acme -e prod <"$T/before.ct")
+  grep -q "card 4242 before" <(env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" decrypt -w acme -e prod <"$T/before.ct")
 check "server: decrypts local ciphertext from after key set" \
-  grep -q "card 4242 after" <("$EKM" --server "$S" decrypt -w acme -e prod <"$T/after.ct")
+  grep -q "card 4242 after" <(env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" decrypt -w acme -e prod <"$T/after.ct")
 
-api POST /v1/workspaces/acme/environments '{"name":"staging"}'
+API_TOKEN=$OWNER_TOKEN api POST /v1/workspaces/acme/environments '{"name":"staging"}'
 check "server: create environment staging ($CODE)" test "$CODE" = 201
-echo -n "staging before" | "$EKM" --server "$S" encrypt -w acme -e staging --text >"$T/s-before.ct" || fail "server: encrypt before"
-"$EKM" --server "$S" encrypt -w acme -e staging -s files <"$T/p1m" >"$T/s-before1m.ct" || fail "server: encrypt 1 MiB before"
+echo -n "staging before" | env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" encrypt -w acme -e staging --text >"$T/s-before.ct" || fail "server: encrypt before"
+env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" encrypt -w acme -e staging -s files <"$T/p1m" >"$T/s-before1m.ct" || fail "server: encrypt 1 MiB before"
 
 api GET "$key_path/policy"
 check "server: GET key/policy 200" test "$CODE" = 200
@@ -393,19 +396,19 @@ api_error "server: trailing space after a key was set" 400 invalid_argument "end
 api GET "$key_path"
 check "server: failed Update key keeps the key" \
   test "$(json "$T/api.json" "d['cmk']['key_id']"):$(json "$T/api.json" "d['ek_version']")" = "$ROT_ARN:$S_EK"
-"$EKM" --server "$S" key show -w acme -e staging >"$T/show.out" 2>&1
+env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" key show -w acme -e staging >"$T/show.out" 2>&1
 check "server: ekm key show" has "$T/show.out" "aws-kms" "$ROT_ARN" "us-east-1"
-expect_error "server: ekm key set bad ARN" "not an ARN" -- "$EKM" --server "$S" key set -w acme -e staging --aws-kms-arn "$MAIN_ID"
+expect_error "server: ekm key set bad ARN" "not an ARN" -- env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" key set -w acme -e staging --aws-kms-arn "$MAIN_ID"
 
 # A new scope; old scopes move on to the new EK as well (checked in local mode above).
-echo -n "staging after" | "$EKM" --server "$S" encrypt -w acme -e staging -s after-set --text >"$T/s-after.ct" ||
+echo -n "staging after" | env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" encrypt -w acme -e staging -s after-set --text >"$T/s-after.ct" ||
   fail "server: encrypt after"
 server_decrypts_all() {  # LABEL
-  check "server $1: before" grep -q "staging before" <("$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-before.ct")
-  check "server $1: after" grep -q "staging after" <("$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-after.ct")
-  "$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-before1m.ct" >"$T/back" 2>/dev/null
+  check "server $1: before" grep -q "staging before" <(env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-before.ct")
+  check "server $1: after" grep -q "staging after" <(env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-after.ct")
+  env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-before1m.ct" >"$T/back" 2>/dev/null
   check "server $1: 1 MiB before" cmp -s "$T/p1m" "$T/back"
-  check "server $1: local prod data" grep -q "card 4242 after" <("$EKM" --server "$S" decrypt -w acme -e prod <"$T/after.ct")
+  check "server $1: local prod data" grep -q "card 4242 after" <(env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" decrypt -w acme -e prod <"$T/after.ct")
 }
 server_decrypts_all "decrypt"
 
@@ -416,12 +419,12 @@ decrypts_before=$(kms_calls TrentService.Decrypt)
 check "ekmd restarts" start_ekmd ekmd "$D" "${SERVER_AWS[@]}"
 server_decrypts_all "after SIGTERM restart"
 check "after restart the EK was unwrapped by AWS KMS Decrypt" test "$(kms_calls TrentService.Decrypt)" -gt "$decrypts_before"
-echo -n "staging crash" | "$EKM" --server "$S" encrypt -w acme -e staging --text >"$T/s-crash.ct" || fail "server: encrypt before crash"
+echo -n "staging crash" | env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" encrypt -w acme -e staging --text >"$T/s-crash.ct" || fail "server: encrypt before crash"
 kill -9 "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""
 check "ekmd restarts after kill -9" start_ekmd ekmd "$D" "${SERVER_AWS[@]}"
 server_decrypts_all "after kill -9"
 check "server after kill -9: data written just before" \
-  grep -q "staging crash" <("$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-crash.ct")
+  grep -q "staging crash" <(env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-crash.ct")
 api GET "$key_path"
 check "server after kill -9: still the AWS key" \
   test "$(json "$T/api.json" "d['cmk']['key_id']"):$(json "$T/api.json" "d['ek_version']")" = "$ROT_ARN:$S_EK"
@@ -429,13 +432,15 @@ kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""
 
 # ekmd whose own credentials are the problem, straight against moto (real AWS error shapes).
 D2="$T/data2"
-"$EKM" --data-dir "$D2" init >/dev/null && "$EKM" --data-dir "$D2" workspace create acme >/dev/null &&
+"$EKM" --data-dir "$D2" init >"$T/init2.out" && "$EKM" --data-dir "$D2" workspace create acme >/dev/null &&
   "$EKM" --data-dir "$D2" environment create acme prod >/dev/null || fail "second data dir"
 check "ekmd (no kms:Decrypt) starts" start_ekmd ekmd-nd "$D2" AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_NO_DECRYPT[@]}"
+ADMIN_TOKEN=$(sed -n 's/^admin token: \(ekm_.*\)$/\1/p' "$T/init2.out")
+check "setup_tokens (second data dir)" setup_tokens "$D2" "$S" acme
 api PUT /v1/workspaces/acme/environments/prod/key "$(arn_body "$MAIN_ARN")"
 api_error "server: principal without kms:Decrypt (moto)" 409 failed_precondition "ekm key policy --workspace acme --environment prod"
 expect_error "server: ekm key set, access denied" "AccessDenied" -- \
-  "$EKM" --server "$S" key set -w acme -e prod --aws-kms-arn "$MAIN_ARN"
+  env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" key set -w acme -e prod --aws-kms-arn "$MAIN_ARN"
 api GET /v1/workspaces/acme/environments/prod/key
 check "server: access denied keeps the platform key" test "$(json "$T/api.json" "d['cmk']['provider']")" = platform
 kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""

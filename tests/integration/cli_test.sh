@@ -53,8 +53,12 @@ expect_error "not initialized" "ekm --data-dir $T/none init" -- "$EKM" --data-di
 
 # --- local mode -----------------------------------------------------------------------------
 D="$T/data"
-check "init" "$EKM" --data-dir "$D" init >/dev/null
-check "init is idempotent" "$EKM" --data-dir "$D" init >/dev/null
+check "init" "$EKM" --data-dir "$D" init >"$T/init.out"
+# The bootstrap admin token, printed once on its own line.
+ADMIN_TOKEN=$(sed -n 's/^admin token: \(ekm_.*\)$/\1/p' "$T/init.out")
+check "init prints the admin token" grep -Eq '^ekm_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$' <<<"$ADMIN_TOKEN"
+check "init is idempotent" "$EKM" --data-dir "$D" init >"$T/init2.out"
+check "init prints no second admin token" bash -c "! grep -q 'admin token' '$T/init2.out'"
 check "root key mode 0600" test "$(stat -c %a "$D/root.key")" = 600
 check "workspace create" "$EKM" --data-dir "$D" workspace create acme >/dev/null
 check "workspace create 2" "$EKM" --data-dir "$D" workspace create globex >/dev/null
@@ -119,19 +123,43 @@ start_ekmd() {
 }
 check "ekmd starts" start_ekmd
 S="http://127.0.0.1:$PORT"
-check "server: workspace list" grep -q acme <("$EKM" --server "$S" workspace list)
-check "server: workspace create" "$EKM" --server "$S" workspace create initech >/dev/null
-check "server: environment create" "$EKM" --server "$S" environment create initech prod >/dev/null
-check "EKM_SERVER" grep -q initech <(EKM_SERVER="$S" "$EKM" workspace list)
+check "ekmd wrote no bootstrap token (ekm init made one)" test ! -e "$D/bootstrap-admin-token"
+check "setup_tokens" setup_tokens "$D" "$S" acme
+export EKM_TOKEN=$APP_TOKEN  # the data plane's; each other call names its role
+expect_error "server: no token" "needs an API token" -- env -u EKM_TOKEN "$EKM" --server "$S" workspace list
+if [ "${ADMIN_TOKEN: -1}" = A ]; then WRONG="${ADMIN_TOKEN%?}Q"; else WRONG="${ADMIN_TOKEN%?}A"; fi
+expect_error "server: wrong secret" "not valid" -- env EKM_TOKEN="$WRONG" "$EKM" --server "$S" workspace list
+expect_error "server: malformed token" "malformed" -- env EKM_TOKEN=ekm_nonsense "$EKM" --server "$S" workspace list
+expect_error "server: wrong role" "needs the role" -- "$EKM" --server "$S" workspace list
+check "server: workspace list" grep -q acme <(EKM_TOKEN=$ADMIN_TOKEN "$EKM" --server "$S" workspace list)
+check "server: workspace create" env EKM_TOKEN="$ADMIN_TOKEN" "$EKM" --server "$S" workspace create initech >/dev/null
+check "server: environment create" env EKM_TOKEN="$ADMIN_TOKEN" "$EKM" --server "$S" environment create initech prod >/dev/null
+check "EKM_SERVER" grep -q initech <(EKM_TOKEN=$ADMIN_TOKEN EKM_SERVER="$S" "$EKM" workspace list)
 # Both variables exported (as scripts/quickstart.sh does): the server wins; a flag wins over
 # the other mode's variable.
-check "EKM_SERVER over EKM_DATA_DIR" grep -q initech <(EKM_DATA_DIR="$D" EKM_SERVER="$S" "$EKM" workspace list)
+check "EKM_SERVER over EKM_DATA_DIR" grep -q initech <(EKM_TOKEN=$ADMIN_TOKEN EKM_DATA_DIR="$D" EKM_SERVER="$S" "$EKM" workspace list)
 "$EKM" --data-dir "$T/other" init >/dev/null
 check "--data-dir over EKM_SERVER" bash -c "! EKM_SERVER='$S' '$EKM' --data-dir '$T/other' workspace list 2>&1 | grep -q initech"
 roundtrips server --server "$S"
-expect_error "server: wrong workspace" 'belongs to workspace "acme"' -- "$EKM" --server "$S" decrypt -w globex -e prod <"$T/small.ct"
-expect_error "server: unknown workspace" "nope" -- "$EKM" --server "$S" environment list nope
+expect_error "server: wrong workspace" "own workspace" -- "$EKM" --server "$S" decrypt -w globex -e prod <"$T/small.ct"
+expect_error "server: unknown workspace" "nope" -- env EKM_TOKEN="$ADMIN_TOKEN" "$EKM" --server "$S" environment list nope
 expect_error "server: both modes" "both given" -- "$EKM" --server "$S" --data-dir "$D" workspace list
+
+# Tokens through the CLI: an owner mints an app token restricted to one environment.
+OWNER2=$(EKM_TOKEN=$ADMIN_TOKEN "$EKM" --server "$S" token create --workspace acme --role owner --expires-in 1d 2>"$T/tk.err")
+check "token create prints the token alone" grep -Eq '^ekm_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$' <<<"$OWNER2"
+check "token create: metadata on stderr" grep -q "role owner" "$T/tk.err"
+APP_DEV=$(EKM_TOKEN=$OWNER2 "$EKM" --server "$S" token create --workspace acme --role app --environment dev 2>/dev/null)
+check "token show" grep -q "environments: dev" <(EKM_TOKEN=$APP_DEV "$EKM" --server "$S" token show)
+expect_error "restricted app on another environment" "its own environments" -- env EKM_TOKEN="$APP_DEV" "$EKM" --server "$S" encrypt -w acme -e prod </dev/null
+expect_error "owner cannot mint admin" "cannot create admin" -- env EKM_TOKEN="$OWNER2" "$EKM" --server "$S" token create --role admin
+check "token list --json" grep -q '"role": "app"' <(EKM_TOKEN=$OWNER2 "$EKM" --server "$S" --json token list)
+check "token list shows no secret" bash -c "! EKM_TOKEN='$OWNER2' '$EKM' --server '$S' --json token list | grep -q '\"token\"'"
+APP_DEV_ID=$(cut -d_ -f2 <<<"$APP_DEV")
+check "token revoke" env EKM_TOKEN="$OWNER2" "$EKM" --server "$S" token revoke "$APP_DEV_ID"
+expect_error "revoked at once" "revoked" -- env EKM_TOKEN="$APP_DEV" "$EKM" --server "$S" token show
+check "local mode: token list" grep -q "$APP_DEV_ID" <("$EKM" --data-dir "$D" token list --workspace acme)
+check "local mode: token show" grep -q "local mode" <("$EKM" --data-dir "$D" token show)
 
 # Local and server share one store: either decrypts what the other encrypted.
 echo -n "crossover" | "$EKM" --server "$S" encrypt -w acme -e prod --text >"$T/cross.ct"
@@ -158,5 +186,6 @@ check "decrypt after kill -9" cmp -s "$T/p1m" "$T/back"
 kill -TERM "$EKMD_PID"; wait "$EKMD_PID"
 EKMD_PID=""
 expect_error "server down" "cannot reach ekmd" -- "$EKM" --server "$S" workspace list
+check "ekmd's log holds no token secret" bash -c "! grep -qF -e '${ADMIN_TOKEN#ekm_*_}' -e '${APP_TOKEN#ekm_*_}' '$T/ekmd.log'"
 
 summary

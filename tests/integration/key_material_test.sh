@@ -29,24 +29,29 @@ wrap() {  # DIR: material.bin -> material.wrapped, in the current directory
   openssl pkeyutl -encrypt -pubin -inkey "$DIR"/wrapping-key.pem -in material.bin -out material.wrapped -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256
 }
 
+# as TOKEN_VARIABLE COMMAND...: runs COMMAND with EKM_TOKEN set to that role's token (server
+# mode; local mode ignores it).
+as() { local v=$1; shift; EKM_TOKEN="${!v:-}" "$@"; }
+
 flow() {  # LABEL MODE_ARGS...: the whole life of uploaded material in one environment
   local label=$1; shift
   local W="$T/$label"
   mkdir -p "$W"
-  check "$label: workspace create" "$EKM" "$@" workspace create acme >/dev/null
-  check "$label: environment create prod" "$EKM" "$@" environment create acme prod >/dev/null
-  check "$label: environment create dev" "$EKM" "$@" environment create acme dev >/dev/null
+  # Through ekmd, setup_tokens made the workspace.
+  [ "$label" = server ] || check "$label: workspace create" "$EKM" "$@" workspace create acme >/dev/null
+  check "$label: environment create prod" as ADMIN_TOKEN "$EKM" "$@" environment create acme prod >/dev/null
+  check "$label: environment create dev" as ADMIN_TOKEN "$EKM" "$@" environment create acme dev >/dev/null
   echo "before the import" >"$W/p-before"
-  "$EKM" "$@" encrypt -w acme -e prod --text <"$W/p-before" >"$W/ct-before" || fail "$label: encrypt before"
+  as APP_TOKEN "$EKM" "$@" encrypt -w acme -e prod --text <"$W/p-before" >"$W/ct-before" || fail "$label: encrypt before"
 
-  "$EKM" "$@" key import-params --workspace acme --environment prod --out "$W/params" >"$W/params.out" 2>&1
+  as KM_TOKEN "$EKM" "$@" key import-params --workspace acme --environment prod --out "$W/params" >"$W/params.out" 2>&1
   check "$label: import-params" test $? = 0
   check "$label: wrapping-key.pem is a public key" grep -q "BEGIN PUBLIC KEY" "$W/params/wrapping-key.pem"
   check "$label: wrapping-key.pem mode 0644" test "$(stat -c %a "$W/params/wrapping-key.pem")" = 644
   check "$label: import-token mode 0600" test "$(stat -c %a "$W/params/import-token")" = 600
   check "$label: prints the openssl commands" grep -q "rsa_oaep_md:sha256" "$W/params.out"
   expect_error "$label: no overwrite without --force" "exists already" -- \
-    "$EKM" "$@" key import-params --workspace acme --environment prod --out "$W/params"
+    as KM_TOKEN "$EKM" "$@" key import-params --workspace acme --environment prod --out "$W/params"
 
   (
     cd "$W" || exit 1
@@ -57,40 +62,40 @@ flow() {  # LABEL MODE_ARGS...: the whole life of uploaded material in one envir
     openssl pkeyutl -encrypt -pubin -inkey "$W/params/wrapping-key.pem" -in material.bin -out sha1.wrapped -pkeyopt rsa_padding_mode:oaep
   ) || fail "$label: openssl"
   expect_error "$label: PKCS#1 v1.5 refused" "not PKCS#1 v1.5" -- \
-    "$EKM" "$@" key import -w acme -e prod --material "$W/pkcs1.wrapped" --token-file "$W/params/import-token"
+    as KM_TOKEN "$EKM" "$@" key import -w acme -e prod --material "$W/pkcs1.wrapped" --token-file "$W/params/import-token"
   expect_error "$label: OAEP-SHA1 refused" "RSAES-OAEP with SHA-256" -- \
-    "$EKM" "$@" key import -w acme -e prod --material "$W/sha1.wrapped" --token-file "$W/params/import-token"
+    as KM_TOKEN "$EKM" "$@" key import -w acme -e prod --material "$W/sha1.wrapped" --token-file "$W/params/import-token"
   expect_error "$label: clear material refused" "exactly 512 bytes" -- \
-    "$EKM" "$@" key import -w acme -e prod --material "$W/material.bin" --token-file "$W/params/import-token"
+    as KM_TOKEN "$EKM" "$@" key import -w acme -e prod --material "$W/material.bin" --token-file "$W/params/import-token"
   head -c 43 /dev/zero | tr '\0' 'A' >"$W/wrong-token"
   expect_error "$label: wrong token refused" "not the current import token" -- \
-    "$EKM" "$@" key import -w acme -e prod --material "$W/material.wrapped" --token-file "$W/wrong-token"
+    as KM_TOKEN "$EKM" "$@" key import -w acme -e prod --material "$W/material.wrapped" --token-file "$W/wrong-token"
 
-  "$EKM" "$@" key import --workspace acme --environment prod --material "$W/material.wrapped" --token-file "$W/params/import-token" >"$W/import.out" 2>&1
+  as KM_TOKEN "$EKM" "$@" key import --workspace acme --environment prod --material "$W/material.wrapped" --token-file "$W/params/import-token" >"$W/import.out" 2>&1
   check "$label: import" test $? = 0
   check "$label: import prints the validation" grep -q "now uses imported key material imported:" "$W/import.out"
-  check "$label: key show names the imported key" grep -q "provider:      imported" <("$EKM" "$@" key show -w acme -e prod)
+  check "$label: key show names the imported key" grep -q "provider:      imported" <(as KM_TOKEN "$EKM" "$@" key show -w acme -e prod)
   expect_error "$label: a token imports once" "used already" -- \
-    "$EKM" "$@" key import -w acme -e prod --material "$W/material.wrapped" --token-file "$W/params/import-token"
+    as KM_TOKEN "$EKM" "$@" key import -w acme -e prod --material "$W/material.wrapped" --token-file "$W/params/import-token"
 
   echo "under the uploaded key" >"$W/p-after"
-  "$EKM" "$@" encrypt -w acme -e prod --text <"$W/p-after" >"$W/ct-after" || fail "$label: encrypt after"
-  check "$label: decrypt after" cmp -s "$W/p-after" <("$EKM" "$@" decrypt -w acme -e prod <"$W/ct-after")
-  check "$label: decrypt data from before" cmp -s "$W/p-before" <("$EKM" "$@" decrypt -w acme -e prod <"$W/ct-before")
+  as APP_TOKEN "$EKM" "$@" encrypt -w acme -e prod --text <"$W/p-after" >"$W/ct-after" || fail "$label: encrypt after"
+  check "$label: decrypt after" cmp -s "$W/p-after" <(as APP_TOKEN "$EKM" "$@" decrypt -w acme -e prod <"$W/ct-after")
+  check "$label: decrypt data from before" cmp -s "$W/p-before" <(as APP_TOKEN "$EKM" "$@" decrypt -w acme -e prod <"$W/ct-before")
 
   # A token of another environment.
-  "$EKM" "$@" key import-params -w acme -e dev --out "$W/dev-params" >/dev/null 2>&1 || fail "$label: dev import-params"
+  as KM_TOKEN "$EKM" "$@" key import-params -w acme -e dev --out "$W/dev-params" >/dev/null 2>&1 || fail "$label: dev import-params"
   (cd "$W" && cp material.bin dev.bin && openssl pkeyutl -encrypt -pubin -inkey dev-params/wrapping-key.pem -in dev.bin -out dev.wrapped -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256) || fail "$label: dev wrap"
   expect_error "$label: another environment's token refused" "another environment" -- \
-    "$EKM" "$@" key import -w acme -e prod --material "$W/dev.wrapped" --token-file "$W/dev-params/import-token"
+    as KM_TOKEN "$EKM" "$@" key import -w acme -e prod --material "$W/dev.wrapped" --token-file "$W/dev-params/import-token"
 
   # Deleting the material: a revocation.
   expect_error "$label: delete needs --confirm ENV" "does not match the environment" -- \
-    "$EKM" "$@" key delete-material -w acme -e prod --confirm dev
-  check "$label: delete-material" "$EKM" "$@" key delete-material -w acme -e prod --confirm prod >/dev/null
-  check "$label: key show says Deleted" grep -q "state:         Deleted" <("$EKM" "$@" key show -w acme -e prod)
+    as KM_TOKEN "$EKM" "$@" key delete-material -w acme -e prod --confirm dev
+  check "$label: delete-material" as KM_TOKEN "$EKM" "$@" key delete-material -w acme -e prod --confirm prod >/dev/null
+  check "$label: key show says Deleted" grep -q "state:         Deleted" <(as KM_TOKEN "$EKM" "$@" key show -w acme -e prod)
   expect_error "$label: delete twice" "never imported, or deleted already" -- \
-    "$EKM" "$@" key delete-material -w acme -e prod --confirm prod
+    as KM_TOKEN "$EKM" "$@" key delete-material -w acme -e prod --confirm prod
 }
 
 # --- local mode: each command is a new process, so no key cache outlives the deletion -------
@@ -122,17 +127,18 @@ start_ekmd() {
 }
 check "ekmd starts" start_ekmd
 S="http://127.0.0.1:$PORT"
+check "setup_tokens" setup_tokens "$D2" "$S" acme
 flow server --server "$S"
 W="$T/server"
 # ekmd keeps unwrapped keys for the key cache TTL; the re-import must work whatever the cache.
-"$EKM" --server "$S" key import-params -w acme -e prod --out "$W/params" --force >/dev/null 2>&1 || fail "server: import-params --force"
+as KM_TOKEN "$EKM" --server "$S" key import-params -w acme -e prod --out "$W/params" --force >/dev/null 2>&1 || fail "server: import-params --force"
 (cd "$W" && wrap "$W/params") || fail "server: wrap again"
-check "server: re-import the same material" "$EKM" --server "$S" key import -w acme -e prod --material "$W/material.wrapped" --token-file "$W/params/import-token" >/dev/null
-check "server: data back after re-import" cmp -s "$W/p-after" <("$EKM" --server "$S" decrypt -w acme -e prod <"$W/ct-after")
+check "server: re-import the same material" as KM_TOKEN "$EKM" --server "$S" key import -w acme -e prod --material "$W/material.wrapped" --token-file "$W/params/import-token" >/dev/null
+check "server: data back after re-import" cmp -s "$W/p-after" <(as APP_TOKEN "$EKM" --server "$S" decrypt -w acme -e prod <"$W/ct-after")
 
 # The API as documented (docs/api.md).
 API="$S/v1/workspaces/acme/environments/dev/key"
-code=$(curl -sS -o "$T/ip.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{"expires_in_seconds": 3600}' "$API/import-params")
+code=$(curl -sS -o "$T/ip.json" -w '%{http_code}' -H "Authorization: Bearer $KM_TOKEN" -X POST -H 'Content-Type: application/json' --data '{"expires_in_seconds": 3600}' "$API/import-params")
 check "API: import-params 200" test "$code" = 200
 check "API: import-params fields" python3 -c '
 import json, sys
@@ -144,16 +150,16 @@ python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["wrapping_key_pe
 python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["import_token"], end="")' "$T/ip.json" >"$T/api-token"
 (cd "$T" && openssl rand -out api.bin 32 && openssl pkeyutl -encrypt -pubin -inkey api-key.pem -in api.bin -out api.wrapped -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256) || fail "API: wrap"
 body() { printf '{"material": "%s", "import_token": "%s"}' "$(base64 -w0 "$1")" "$2"; }
-code=$(curl -sS -o "$T/bad.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data "$(body "$T/api.wrapped" AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA)" "$API/import")
+code=$(curl -sS -o "$T/bad.json" -w '%{http_code}' -H "Authorization: Bearer $KM_TOKEN" -X POST -H 'Content-Type: application/json' --data "$(body "$T/api.wrapped" AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA)" "$API/import")
 check "API: wrong token is 403" test "$code" = 403
-code=$(curl -sS -o "$T/bad.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data "$(body "$T/api.bin" "$(cat "$T/api-token")")" "$API/import")
+code=$(curl -sS -o "$T/bad.json" -w '%{http_code}' -H "Authorization: Bearer $KM_TOKEN" -X POST -H 'Content-Type: application/json' --data "$(body "$T/api.bin" "$(cat "$T/api-token")")" "$API/import")
 check "API: wrong size is 400" test "$code" = 400
-code=$(curl -sS -o "$T/ok.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data "$(body "$T/api.wrapped" "$(cat "$T/api-token")")" "$API/import")
+code=$(curl -sS -o "$T/ok.json" -w '%{http_code}' -H "Authorization: Bearer $KM_TOKEN" -X POST -H 'Content-Type: application/json' --data "$(body "$T/api.wrapped" "$(cat "$T/api-token")")" "$API/import")
 check "API: import 200" test "$code" = 200
 check "API: import answers the validation" grep -q '"provider":"imported"' "$T/ok.json"
-code=$(curl -sS -o "$T/del.json" -w '%{http_code}' -X DELETE "$API/material")
+code=$(curl -sS -o "$T/del.json" -w '%{http_code}' -H "Authorization: Bearer $KM_TOKEN" -X DELETE "$API/material")
 check "API: DELETE material 200" test "$code" = 200
-code=$(curl -sS -o "$T/del.json" -w '%{http_code}' -X DELETE "$API/material")
+code=$(curl -sS -o "$T/del.json" -w '%{http_code}' -H "Authorization: Bearer $KM_TOKEN" -X DELETE "$API/material")
 check "API: DELETE material twice is 404" test "$code" = 404
 
 kill -TERM "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null

@@ -22,7 +22,8 @@ done
 check "ekmd --help names --key-cache-max-entries" grep -q -- --key-cache-max-entries <("$EKMD" --help)
 
 D="$T/data"
-check "init" "$EKM" --data-dir "$D" init >/dev/null
+check "init" "$EKM" --data-dir "$D" init >"$T/init.out"
+ADMIN_TOKEN=$(sed -n 's/^admin token: \(ekm_.*\)$/\1/p' "$T/init.out")
 check "workspace create" "$EKM" --data-dir "$D" workspace create acme >/dev/null
 check "environment create" "$EKM" --data-dir "$D" environment create acme prod >/dev/null
 echo hello >"$T/p"
@@ -62,24 +63,25 @@ start_ekmd() {
 check "ekmd starts from --config" start_ekmd
 S="http://127.0.0.1:$PORT"
 check "the config's TTL is logged" grep -q "key cache TTL 60s" "$T/ekmd.log"
-check "server: decrypt" cmp -s "$T/p" <("$EKM" --server "$S" decrypt -w acme -e prod <"$T/ct")
-"$EKM" --server "$S" --json cache stats >"$T/cache.json"
+check "setup_tokens" setup_tokens "$D" "$S" acme
+check "server: decrypt" cmp -s "$T/p" <(EKM_TOKEN=$APP_TOKEN "$EKM" --server "$S" decrypt -w acme -e prod <"$T/ct")
+EKM_TOKEN=$ADMIN_TOKEN "$EKM" --server "$S" --json cache stats >"$T/cache.json"
 check "server: cache stats from the config" python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["ttl_seconds"] == 60 and s["max_entries"] == 500, s
 assert s["provider_calls"]["ok"] >= 1 and s["entries"] >= 2, s' "$T/cache.json"
-"$EKM" --server "$S" --json environment status -w acme -e prod >"$T/st2.json"
+EKM_TOKEN=$KM_TOKEN "$EKM" --server "$S" --json environment status -w acme -e prod >"$T/st2.json"
 check "server: status --json uses the deployment TTL" python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["state"] == "healthy" and s["key_cache_ttl_seconds"] == 60, s' "$T/st2.json"
-check "GET /v1/key-cache" grep -q '"hits"' <(curl -fsS "$S/v1/key-cache")
+check "GET /v1/key-cache" grep -q '"hits"' <(curl -fsS -H "Authorization: Bearer $ADMIN_TOKEN" "$S/v1/key-cache")
 check "GET …/status" grep -q '"state":"healthy"' \
-  <(curl -fsS "$S/v1/workspaces/acme/environments/prod/status")
-code=$(curl -s -o /dev/null -w '%{http_code}' "$S/v1/workspaces/acme/environments/nope/status")
+  <(curl -fsS -H "Authorization: Bearer $AUDITOR_TOKEN" "$S/v1/workspaces/acme/environments/prod/status")
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $AUDITOR_TOKEN" "$S/v1/workspaces/acme/environments/nope/status")
 check "GET …/status of an unknown environment is 404" test "$code" = 404
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$S/v1/key-cache")
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ADMIN_TOKEN" -X POST "$S/v1/key-cache")
 check "POST /v1/key-cache is 405" test "$code" = 405
 kill "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""
 

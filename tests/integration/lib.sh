@@ -20,3 +20,41 @@ summary() {
   echo "$passes passed, $failures failed"
   [ "$failures" -eq 0 ]
 }
+
+# --- issue5-A ---
+# setup_tokens DATA_DIR SERVER_URL WORKSPACE: call right after ekmd is up. Reads the bootstrap
+# admin token ekmd wrote to DATA_DIR/bootstrap-admin-token (or ADMIN_TOKEN if already set),
+# creates WORKSPACE (an existing one is fine) and exports ADMIN_TOKEN, OWNER_TOKEN, KM_TOKEN,
+# APP_TOKEN and AUDITOR_TOKEN for it.
+setup_tokens() {
+  local dir=$1 url=$2 ws=$3 i
+  if [ -z "${ADMIN_TOKEN:-}" ] || [ "${ADMIN_TOKEN:-}" = placeholder ]; then
+    for i in $(seq 1 50); do [ -s "$dir/bootstrap-admin-token" ] && break; sleep 0.1; done
+    ADMIN_TOKEN=$(head -n1 "$dir/bootstrap-admin-token" 2>/dev/null)
+  fi
+  export ADMIN_TOKEN
+  local code
+  code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $ADMIN_TOKEN" \
+    -H 'Content-Type: application/json' --data "{\"name\": \"$ws\"}" "$url/v1/workspaces")
+  if [ "$code" != 201 ] && [ "$code" != 409 ]; then
+    echo "setup_tokens: creating workspace $ws answered HTTP $code" >&2
+    return 1
+  fi
+  OWNER_TOKEN=$(mint_token "$url" "$ADMIN_TOKEN" owner "$ws") || return 1
+  KM_TOKEN=$(mint_token "$url" "$ADMIN_TOKEN" key-manager "$ws") || return 1
+  APP_TOKEN=$(mint_token "$url" "$ADMIN_TOKEN" app "$ws") || return 1
+  AUDITOR_TOKEN=$(mint_token "$url" "$ADMIN_TOKEN" auditor "$ws") || return 1
+  export OWNER_TOKEN KM_TOKEN APP_TOKEN AUDITOR_TOKEN
+}
+# mint_token URL AS_TOKEN ROLE WORKSPACE [ENVIRONMENT]: prints a new token of ROLE.
+mint_token() {
+  local url=$1 as=$2 role=$3 ws=$4 env=${5:-} body out
+  body="{\"role\": \"$role\", \"workspace\": \"$ws\", \"description\": \"test\""
+  [ -n "$env" ] && body="$body, \"environments\": [\"$env\"]"
+  body="$body}"
+  out=$(curl -sS -X POST -H "Authorization: Bearer $as" -H 'Content-Type: application/json' \
+    --data "$body" "$url/v1/tokens") || return 1
+  out=$(printf '%s' "$out" | sed -n 's/.*"token": *"\(ekm_[^"]*\)".*/\1/p')
+  [ -n "$out" ] || { echo "mint_token: no $role token for $ws" >&2; return 1; }
+  printf '%s\n' "$out"
+}

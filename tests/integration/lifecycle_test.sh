@@ -17,7 +17,8 @@ export HOME="$T" AWS_EC2_METADATA_DISABLED=true
 source "$(dirname "$0")/lib.sh"
 
 D="$T/data"
-"$EKM" --data-dir "$D" init >/dev/null
+"$EKM" --data-dir "$D" init >"$T/init.out"
+ADMIN_TOKEN=$(sed -n 's/^admin token: \(ekm_.*\)$/\1/p' "$T/init.out")
 "$EKM" --data-dir "$D" workspace create acme >/dev/null
 "$EKM" --data-dir "$D" environment create acme prod >/dev/null
 "$EKM" --data-dir "$D" environment create acme dev >/dev/null
@@ -31,42 +32,46 @@ done
 # A scenario run in both modes: $1 is a label, the rest the mode's flags.
 scenario() {
   local m=$1; shift
-  local E=("$EKM" "$@")
-  echo -n "before rotation" | "${E[@]}" encrypt -w acme -e prod -s orders >"$T/$m.old.ct"
-  echo -n "text form" | "${E[@]}" encrypt -w acme -e prod -s orders --text >"$T/$m.old.txt"
-  check "$m: EK rotation" grep -q "environment key v.* -> v" <("${E[@]}" key rotate -w acme -e prod)
-  check "$m: DK rotation of a scope" grep -q 'scope "orders"' <("${E[@]}" key rotate -w acme -e prod -s orders)
-  check "$m: DK rotation, all scopes, JSON" grep -q '"kind": "dk"' <("${E[@]}" --json key rotate -w acme -e prod --all-scopes)
-  check "$m: old data decrypts" grep -q "before rotation" <("${E[@]}" decrypt -w acme -e prod <"$T/$m.old.ct")
+  # Each call with the role it needs (local mode ignores the token): app for the data plane,
+  # key-manager for key changes and reads, auditor for events.
+  local A=(env "EKM_TOKEN=${APP_TOKEN:-}" "$EKM" "$@")
+  local K=(env "EKM_TOKEN=${KM_TOKEN:-}" "$EKM" "$@")
+  local U=(env "EKM_TOKEN=${AUDITOR_TOKEN:-}" "$EKM" "$@")
+  echo -n "before rotation" | "${A[@]}" encrypt -w acme -e prod -s orders >"$T/$m.old.ct"
+  echo -n "text form" | "${A[@]}" encrypt -w acme -e prod -s orders --text >"$T/$m.old.txt"
+  check "$m: EK rotation" grep -q "environment key v.* -> v" <("${K[@]}" key rotate -w acme -e prod)
+  check "$m: DK rotation of a scope" grep -q 'scope "orders"' <("${K[@]}" key rotate -w acme -e prod -s orders)
+  check "$m: DK rotation, all scopes, JSON" grep -q '"kind": "dk"' <("${K[@]}" --json key rotate -w acme -e prod --all-scopes)
+  check "$m: old data decrypts" grep -q "before rotation" <("${A[@]}" decrypt -w acme -e prod <"$T/$m.old.ct")
   # rewrap: binary in, binary out, to a file; text stays text on stdout.
-  "${E[@]}" rewrap -w acme -e prod --in "$T/$m.old.ct" --out "$T/$m.new.ct" 2>"$T/$m.rewrap.err"
+  "${A[@]}" rewrap -w acme -e prod --in "$T/$m.old.ct" --out "$T/$m.new.ct" 2>"$T/$m.rewrap.err"
   check "$m: rewrap reports the versions" grep -q "data key v[0-9]* -> v" "$T/$m.rewrap.err"
-  check "$m: rewrapped ciphertext decrypts" grep -q "before rotation" <("${E[@]}" decrypt -w acme -e prod <"$T/$m.new.ct")
+  check "$m: rewrapped ciphertext decrypts" grep -q "before rotation" <("${A[@]}" decrypt -w acme -e prod <"$T/$m.new.ct")
   check "$m: rewrap never prints the plaintext" bash -c "! grep -q 'before rotation' '$T/$m.new.ct'"
-  "${E[@]}" rewrap -w acme -e prod <"$T/$m.old.txt" >"$T/$m.new.txt" 2>/dev/null
+  "${A[@]}" rewrap -w acme -e prod <"$T/$m.old.txt" >"$T/$m.new.txt" 2>/dev/null
   check "$m: rewrap keeps the text form" grep -q "^ekm1:" "$T/$m.new.txt"
-  check "$m: rewrapped text decrypts" grep -q "text form" <("${E[@]}" decrypt -w acme -e prod <"$T/$m.new.txt")
-  expect_error "$m: rewrap in the wrong environment" 'belongs to workspace "acme", environment "prod"' -- "${E[@]}" rewrap -w acme -e dev --in "$T/$m.old.ct"
+  check "$m: rewrapped text decrypts" grep -q "text form" <("${A[@]}" decrypt -w acme -e prod <"$T/$m.new.txt")
+  expect_error "$m: rewrap in the wrong environment" 'belongs to workspace "acme", environment "prod"' -- "${A[@]}" rewrap -w acme -e dev --in "$T/$m.old.ct"
   # settings
-  check "$m: environment set" grep -q "dk-rotation-period *7d" <("${E[@]}" environment set -w acme -e prod --dk-rotation-period 7d --key-cache-ttl 5m)
-  check "$m: environment show marks defaults" grep -q "ek-rotation-period *none (manual) \*" <("${E[@]}" environment show -w acme -e prod)
-  check "$m: settings JSON" grep -q '"key_cache_ttl_seconds": 300' <("${E[@]}" --json environment show -w acme -e prod)
-  check "$m: --reset" grep -q "key-cache-ttl *deployment TTL \*" <("${E[@]}" environment set -w acme -e prod --reset key-cache-ttl --reset dk-rotation-period)
-  expect_error "$m: bad duration" "not a duration" -- "${E[@]}" environment set -w acme -e prod --grace-period soon
-  expect_error "$m: out of range" "between" -- "${E[@]}" environment set -w acme -e prod --ek-rotation-period 5m
+  check "$m: environment set" grep -q "dk-rotation-period *7d" <("${K[@]}" environment set -w acme -e prod --dk-rotation-period 7d --key-cache-ttl 5m)
+  check "$m: environment show marks defaults" grep -q "ek-rotation-period *none (manual) \*" <("${K[@]}" environment show -w acme -e prod)
+  check "$m: settings JSON" grep -q '"key_cache_ttl_seconds": 300' <("${K[@]}" --json environment show -w acme -e prod)
+  check "$m: --reset" grep -q "key-cache-ttl *deployment TTL \*" <("${K[@]}" environment set -w acme -e prod --reset key-cache-ttl --reset dk-rotation-period)
+  expect_error "$m: bad duration" "not a duration" -- "${K[@]}" environment set -w acme -e prod --grace-period soon
+  expect_error "$m: out of range" "between" -- "${K[@]}" environment set -w acme -e prod --ek-rotation-period 5m
   # events
-  check "$m: events table" grep -q "ek.rotated" <("${E[@]}" events -w acme -e prod)
-  check "$m: events --type as JSON lines" bash -c "'${E[0]}' ${*} --json events -w acme --type dk.rotated | head -1 | python3 -c 'import json,sys; e=json.loads(sys.stdin.readline()); assert e[\"type\"]==\"dk.rotated\"'"
-  check "$m: events --since" grep -q "settings_changed" <("${E[@]}" events -w acme --since 1h)
-  expect_error "$m: events bad time" "is not a time" -- "${E[@]}" events -w acme --since yesterday
+  check "$m: events table" grep -q "ek.rotated" <("${U[@]}" events -w acme -e prod)
+  check "$m: events --type as JSON lines" bash -c "EKM_TOKEN='${AUDITOR_TOKEN:-}' '$EKM' ${*} --json events -w acme --type dk.rotated | head -1 | python3 -c 'import json,sys; e=json.loads(sys.stdin.readline()); assert e[\"type\"]==\"dk.rotated\"'"
+  check "$m: events --since" grep -q "settings_changed" <("${U[@]}" events -w acme --since 1h)
+  expect_error "$m: events bad time" "is not a time" -- "${U[@]}" events -w acme --since yesterday
   # workspace default CMK
-  check "$m: workspace show (platform)" grep -q "platform root (the platform-managed key)" <("${E[@]}" workspace show -w acme)
-  expect_error "$m: default key needs a key" "no key given" -- "${E[@]}" workspace set-default-key -w acme
-  check "$m: default key set (validated)" grep -q "new environments now start on platform root" <("${E[@]}" workspace set-default-key -w acme --provider platform --key-id root)
-  check "$m: workspace show (set)" grep -q "set: .* by " <("${E[@]}" workspace show -w acme)
-  expect_error "$m: default key refused" "platform provider has no key" -- "${E[@]}" workspace set-default-key -w acme --provider platform --key-id nope
-  check "$m: default key event" grep -q "workspace.default_key_set" <("${E[@]}" events -w acme --type workspace.default_key_set)
-  check "$m: default key reset" grep -q "platform root" <("${E[@]}" workspace set-default-key -w acme --reset)
+  check "$m: workspace show (platform)" grep -q "platform root (the platform-managed key)" <("${K[@]}" workspace show -w acme)
+  expect_error "$m: default key needs a key" "no key given" -- "${K[@]}" workspace set-default-key -w acme
+  check "$m: default key set (validated)" grep -q "new environments now start on platform root" <("${K[@]}" workspace set-default-key -w acme --provider platform --key-id root)
+  check "$m: workspace show (set)" grep -q "set: .* by " <("${K[@]}" workspace show -w acme)
+  expect_error "$m: default key refused" "platform provider has no key" -- "${K[@]}" workspace set-default-key -w acme --provider platform --key-id nope
+  check "$m: default key event" grep -q "workspace.default_key_set" <("${U[@]}" events -w acme --type workspace.default_key_set)
+  check "$m: default key reset" grep -q "platform root" <("${K[@]}" workspace set-default-key -w acme --reset)
 }
 
 scenario local --data-dir "$D"
@@ -99,29 +104,31 @@ start_ekmd() {
 }
 check "ekmd starts" start_ekmd
 S="http://127.0.0.1:$PORT"
+check "setup_tokens" setup_tokens "$D" "$S" acme
 scenario server --server "$S"
-expect_error "server: --due is local" "runs the rotation schedule itself" -- "$EKM" --server "$S" key rotate --due
+expect_error "server: --due is local" "runs the rotation schedule itself" -- env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" key rotate --due
 
 # The API directly: errors are 4xx with a message.
-code=$(curl -s -o "$T/body" -w '%{http_code}' -X PATCH -H 'Content-Type: application/json' --data '{"nope": 1}' "$S/v1/workspaces/acme/environments/prod/settings")
+code=$(curl -s -o "$T/body" -w '%{http_code}' -X PATCH -H "Authorization: Bearer $KM_TOKEN" -H 'Content-Type: application/json' --data '{"nope": 1}' "$S/v1/workspaces/acme/environments/prod/settings")
 check "API: unknown setting is 400 ($code)" test "$code" = 400
-code=$(curl -s -o "$T/body" -w '%{http_code}' "$S/v1/workspaces/acme/events?limit=abc")
+code=$(curl -s -o "$T/body" -w '%{http_code}' -H "Authorization: Bearer $AUDITOR_TOKEN" "$S/v1/workspaces/acme/events?limit=abc")
 check "API: bad limit is 400 ($code)" test "$code" = 400
-code=$(curl -s -o "$T/body" -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{"ciphertext": "garbage"}' "$S/v1/workspaces/acme/environments/prod/rewrap")
+code=$(curl -s -o "$T/body" -w '%{http_code}' -X POST -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' --data '{"ciphertext": "garbage"}' "$S/v1/workspaces/acme/environments/prod/rewrap")
 check "API: garbage rewrap is 400 ($code)" test "$code" = 400
-code=$(curl -s -o "$T/body" -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data '{"confirmation": "made-up", "environment": "dev"}' "$S/v1/workspaces/acme/environments/dev/shred")
+code=$(curl -s -o "$T/body" -w '%{http_code}' -X POST -H "Authorization: Bearer $OWNER_TOKEN" -H 'Content-Type: application/json' --data '{"confirmation": "made-up", "environment": "dev"}' "$S/v1/workspaces/acme/environments/dev/shred")
 check "API: unknown shred token is 409 ($code)" test "$code" = 409
 
 # Crypto-shred through the server: non-interactive needs both confirmations.
-echo -n "doomed" | "$EKM" --server "$S" encrypt -w acme -e dev >"$T/dev.ct"
-expect_error "shred needs both confirmations" "two confirmations" -- "$EKM" --server "$S" environment shred -w acme -e dev --confirm dev
-expect_error "shred: the name must match" "confirmation names" -- "$EKM" --server "$S" environment shred -w acme -e dev --confirm prod --yes-destroy-all-data
-check "shred" grep -q "crypto-shredded environment acme/dev" <("$EKM" --server "$S" environment shred -w acme -e dev --confirm dev --yes-destroy-all-data)
-expect_error "shredded: decrypt refused" "was crypto-shredded at" -- "$EKM" --server "$S" decrypt -w acme -e dev <"$T/dev.ct"
+echo -n "doomed" | EKM_TOKEN=$APP_TOKEN "$EKM" --server "$S" encrypt -w acme -e dev >"$T/dev.ct"
+expect_error "shred: a key-manager may not" "needs the role owner" -- env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" environment shred -w acme -e dev --confirm dev --yes-destroy-all-data
+expect_error "shred needs both confirmations" "two confirmations" -- env EKM_TOKEN="$OWNER_TOKEN" "$EKM" --server "$S" environment shred -w acme -e dev --confirm dev
+expect_error "shred: the name must match" "confirmation names" -- env EKM_TOKEN="$OWNER_TOKEN" "$EKM" --server "$S" environment shred -w acme -e dev --confirm prod --yes-destroy-all-data
+check "shred" grep -q "crypto-shredded environment acme/dev" <(EKM_TOKEN=$OWNER_TOKEN "$EKM" --server "$S" environment shred -w acme -e dev --confirm dev --yes-destroy-all-data)
+expect_error "shredded: decrypt refused" "was crypto-shredded at" -- env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" decrypt -w acme -e dev <"$T/dev.ct"
 expect_error "shredded: local mode refuses too" "can never be read" -- "$EKM" --data-dir "$D" decrypt -w acme -e dev <"$T/dev.ct"
-expect_error "shredded: the name stays taken" "crypto-shredded" -- "$EKM" --server "$S" environment create acme dev
-check "shred event" grep -q "environment.shredded" <("$EKM" --server "$S" events -w acme -e dev)
-check "prod untouched" grep -q "before rotation" <("$EKM" --server "$S" decrypt -w acme -e prod <"$T/server.old.ct")
+expect_error "shredded: the name stays taken" "crypto-shredded" -- env EKM_TOKEN="$OWNER_TOKEN" "$EKM" --server "$S" environment create acme dev
+check "shred event" grep -q "environment.shredded" <(EKM_TOKEN=$AUDITOR_TOKEN "$EKM" --server "$S" events -w acme -e dev)
+check "prod untouched" grep -q "before rotation" <(EKM_TOKEN=$APP_TOKEN "$EKM" --server "$S" decrypt -w acme -e prod <"$T/server.old.ct")
 
 # Scheduled rotation in ekmd: a due DK rotates within a few checks, recorded as the schedule.
 "$EKM" --data-dir "$D" environment set -w acme -e prod --dk-rotation-period 1h >/dev/null
@@ -129,7 +136,7 @@ sqlite3 "$D/ekm.db" "UPDATE data_keys SET created_at = created_at - 7200" 2>/dev
   python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('UPDATE data_keys SET created_at = created_at - 7200'); c.commit()" "$D/ekm.db"
 rotated=""
 for _ in $(seq 100); do
-  if "$EKM" --server "$S" events -w acme -e prod --type dk.rotated | grep -q "system:schedule"; then rotated=1; break; fi
+  if EKM_TOKEN=$AUDITOR_TOKEN "$EKM" --server "$S" events -w acme -e prod --type dk.rotated | grep -q "system:schedule"; then rotated=1; break; fi
   sleep 0.1
 done
 check "ekmd rotates what is due, as system:schedule" test -n "$rotated"

@@ -128,6 +128,13 @@ class RepackKillTest : public ::testing::Test {
       ASSERT_TRUE(svc.ok());
       ASSERT_TRUE((*svc)->CreateWorkspace("acme").ok());
       ASSERT_TRUE((*svc)->CreateEnvironment("acme", "prod").ok());
+      // ekmd wants tokens: a key-manager changes the CMK and reads the repack, the app writes.
+      for (auto [role, out] : {std::pair{"key-manager", &km_token_}, {"app", &app_token_}}) {
+        auto t = (*svc)->CreateApiToken(ApiTokenRequest{role, "acme", {}, "repack test", {}});
+        ASSERT_TRUE(t.ok()) << t.status().ToString();
+        auto text = t->token.RevealForCrypto();
+        out->assign(text.begin(), text.end());
+      }
       // Ciphertexts written before: in seeded scopes and in scopes of their own.
       for (int i = 0; i < 200; ++i) {
         std::string scope = i % 2 ? "s" + std::to_string(i * 37) : "own-" + std::to_string(i);
@@ -197,8 +204,13 @@ class RepackKillTest : public ::testing::Test {
     ASSERT_TRUE((*store)->InsertDataKeys(recs).ok());
   }
 
-  std::unique_ptr<EkmClient> Client(const std::string& url) {
-    auto c = EkmClient::Create(url);
+  std::unique_ptr<EkmClient> Client(const std::string& url) {  // the key-manager
+    auto c = EkmClient::Create(url, km_token_);
+    EXPECT_TRUE(c.ok());
+    return std::move(*c);
+  }
+  std::unique_ptr<EkmClient> AppClient(const std::string& url) {
+    auto c = EkmClient::Create(url, app_token_);
     EXPECT_TRUE(c.ok());
     return std::move(*c);
   }
@@ -230,6 +242,7 @@ class RepackKillTest : public ::testing::Test {
   testing::TempDir dir_;
   std::unique_ptr<testing::MotoPeer> peer_;
   std::string data_dir_;
+  std::string km_token_, app_token_;
   std::unique_ptr<Ekmd> ekmd_;
   std::vector<std::pair<std::string, std::string>> written_;  // text form, plaintext
   std::mt19937 rng_{std::random_device{}()};
@@ -256,7 +269,7 @@ TEST_F(RepackKillTest, KilledAtRandomPointsTheRepackResumesAndEveryCiphertextDec
       changed = true;
       last_done = 0;
     }
-    WriteSome(*c, 5);
+    WriteSome(*AppClient(url), 5);
     std::this_thread::sleep_for(std::chrono::milliseconds(rng_() % 150));
     st = c->GetRepackStatus("acme", "prod");
     ASSERT_TRUE(st.ok());
@@ -282,7 +295,7 @@ TEST_F(RepackKillTest, KilledAtRandomPointsTheRepackResumesAndEveryCiphertextDec
   ASSERT_TRUE(done.ok()) << done.status().ToString() << "\n" << ekmd_->LogText();
   // Finally back to the platform key: after its repack no AWS key is needed any more.
   auto c = Client(url);
-  WriteSome(*c, 20);
+  WriteSome(*AppClient(url), 20);
   ASSERT_TRUE(c->SetCustomerKey("acme", "prod", "platform", "root", KeyChangeOptions{}).ok());
   done = WaitFinished(url);
   ASSERT_TRUE(done.ok()) << done.status().ToString();
@@ -300,7 +313,7 @@ TEST_F(RepackKillTest, KilledAtRandomPointsTheRepackResumesAndEveryCiphertextDec
   ekmd_->Kill(SIGKILL);
   url = ekmd_->Start();
   ASSERT_FALSE(url.empty());
-  c = Client(url);
+  c = AppClient(url);
   size_t ok = 0;
   for (const auto& [ct, text] : written_) {
     auto pt = c->Decrypt("acme", "prod", ct);

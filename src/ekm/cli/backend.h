@@ -100,6 +100,14 @@ class Backend {
   // Local mode only: ekmd runs the schedule itself.
   virtual StatusOr<ScheduledRotationReport> RunScheduledRotations() = 0;
 
+  // --- issue5-A ---
+  virtual StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) = 0;
+  virtual StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(
+      std::optional<std::string> workspace) = 0;
+  virtual StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) = 0;
+  // The calling token; nullopt in local mode (the platform operator, no token).
+  virtual StatusOr<std::optional<ApiTokenInfo>> WhoAmI() = 0;
+
 };
 
 StatusOr<std::unique_ptr<Backend>> NewLocalBackend(const EkmOptions& options);

@@ -142,6 +142,20 @@ class LocalBackend : public Backend {
     return Status::Ok();
   }
 
+  // --- issue5-A ---
+  StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) override {
+    return svc_->CreateApiToken(request);
+  }
+  StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(std::optional<std::string> ws) override {
+    return svc_->ListApiTokens(std::move(ws));
+  }
+  StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) override {
+    return svc_->RevokeApiToken(id);
+  }
+  StatusOr<std::optional<ApiTokenInfo>> WhoAmI() override {
+    return std::optional<ApiTokenInfo>();
+  }
+
   std::unique_ptr<EkmService> svc_;
 };
 

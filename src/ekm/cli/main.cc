@@ -85,7 +85,15 @@ Sink StdoutSink() {
 }
 
 StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
-  if (!g.server.empty()) return NewRemoteBackend(g.server, g.token);
+  if (!g.server.empty()) {
+    // Every API route but /healthz needs a token: say so before sending anything.
+    if (g.token.empty()) {
+      return UnauthenticatedError("server mode needs an API token",
+                                  "pass --token or EKM_TOKEN (`ekm token create` mints one; the "
+                                  "first admin token is in <data-dir>/bootstrap-admin-token)");
+    }
+    return NewRemoteBackend(g.server, g.token);
+  }
   EkmOptions o;
   o.data_dir = g.data_dir.empty() ? kDefaultDataDir : g.data_dir;
   o.root_key_file = g.root_key_file;
@@ -95,6 +103,26 @@ StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
   // not use up a data key's message budget.
   o.nonce_lease_size = 16;
   return NewLocalBackend(o);
+}
+
+// --- issue5-A ---
+nlohmann::json ApiTokenInfoJson(const ApiTokenInfo& t) {
+  auto at = [](int64_t v) {
+    return v == 0 ? nlohmann::json(nullptr) : nlohmann::json(FormatRfc3339(FromUnixSeconds(v)));
+  };
+  const int64_t now = ToUnixSeconds(Clock::Real().Now());
+  return {{"id", t.id},
+          {"role", t.role},
+          {"workspace", t.workspace},
+          {"environments", t.environments},
+          {"description", t.description},
+          {"created_at", at(t.created_at)},
+          {"created_by", t.created_by},
+          {"expires_at", at(t.expires_at)},
+          {"revoked_at", at(t.revoked_at)},
+          {"state", t.revoked_at != 0                          ? "revoked"
+                    : t.expires_at != 0 && now >= t.expires_at ? "expired"
+                                                               : "active"}};
 }
 
 void PrintWorkspaces(const std::vector<WorkspaceInfo>& list, bool json) {
@@ -601,6 +629,11 @@ int Run(int argc, char** argv) {
   // ekm init
   auto* init = app.add_subcommand(
       "init", "Create the data directory: the platform root key (mode 0600) and the store");
+  std::string init_bootstrap_file;
+  init->add_option("--bootstrap-token-file", init_bootstrap_file,
+                   "Store the admin token held in this file (one line ekm_…) instead of "
+                   "printing a new one; only when the data directory has no admin token yet")
+      ->check(CLI::ExistingFile);
   init->callback([&] {
     if (!g.server.empty()) {
       rc = Fail(InvalidArgumentError("init works on a local data directory, not on --server",
@@ -616,9 +649,47 @@ int Run(int argc, char** argv) {
       return;
     }
     std::string key = o.root_key_file.empty() ? o.data_dir + "/root.key" : o.root_key_file;
+    // The bootstrap admin token (docs/api.md "Authentication and roles"), printed once.
+    o.aws.enabled = false;
+    auto svc = EkmService::Open(o);
+    if (!svc.ok()) {
+      rc = Fail(svc.status());
+      return;
+    }
+    std::optional<std::string> given;
+    if (!init_bootstrap_file.empty()) {
+      auto text = ReadSmallFile(init_bootstrap_file, "bootstrap token file");
+      if (!text.ok()) {
+        rc = Fail(text.status());
+        return;
+      }
+      given = std::string(AsChars(*text));
+      OPENSSL_cleanse(text->data(), text->size());
+      while (!given->empty() && (given->back() == '\n' || given->back() == '\r')) given->pop_back();
+    }
+    const struct passwd* pw = ::getpwuid(::getuid());
+    ScopedActor actor(std::string("cli:") +
+                      (pw && pw->pw_name ? pw->pw_name : std::to_string(::getuid())));
+    auto boot = (*svc)->EnsureBootstrapAdminToken(given);
+    if (given) OPENSSL_cleanse(given->data(), given->size());
+    if (!boot.ok()) {
+      rc = Fail(boot.status());
+      return;
+    }
     std::printf("initialized ekm data directory %s\n  store:    %s/ekm.db\n  root key: %s "
                 "(back it up: without it nothing stored can be decrypted)\n",
                 o.data_dir.c_str(), o.data_dir.c_str(), key.c_str());
+    if (boot->created && !boot->token.empty()) {
+      // Its own line, easy to capture: ekm init | sed -n 's/^admin token: //p'
+      auto t = boot->token.RevealForCrypto();
+      std::printf("admin token: %.*s\n", static_cast<int>(t.size()),
+                  reinterpret_cast<const char*>(t.data()));
+      std::fprintf(stderr, "the admin token above is shown only now: keep it secret (it may "
+                           "do anything on ekmd except use the keys)\n");
+    } else if (boot->created) {
+      std::printf("admin token: stored from %s (id %s)\n", init_bootstrap_file.c_str(),
+                  boot->id.c_str());
+    }
   });
 
   // ekm workspace ...
@@ -1424,6 +1495,130 @@ int Run(int argc, char** argv) {
                     at.c_str(), e.environment.empty() ? "-" : e.environment.c_str(),
                     e.type.c_str(), e.actor.c_str(), e.detail.c_str());
       }
+      return Status::Ok();
+    });
+  });
+
+  // --- issue5-A ---
+  // ekm token ...
+  auto* token = app.add_subcommand("token", "Manage API tokens (ekmd's bearer credentials)");
+  token->require_subcommand(1);
+  ApiTokenRequest tk_req;
+  std::string tk_expires, tk_ws, tk_id;
+  bool tk_ws_given = false;
+  auto* tk_create = token->add_subcommand(
+      "create", "Create an API token: prints it alone on stdout (shown only now)");
+  tk_create->add_option("--workspace", tk_req.workspace, "The workspace it acts on (not for admin)");
+  tk_create->add_option("--role", tk_req.role, "admin, owner, key-manager, app or auditor")
+      ->required();
+  tk_create->add_option("--environment", tk_req.environments,
+                        "Restrict it to this environment (repeat for several)");
+  tk_create->add_option("--expires-in", tk_expires,
+                        "Lifetime, e.g. 30d, 12h: 1m to 366d [default: 90d]");
+  tk_create->add_option("--description", tk_req.description, "What it is for (public)");
+  tk_create->callback([&] {
+    if (!tk_expires.empty()) {
+      auto d = ParseDurationSeconds(tk_expires);  // the one duration syntax of the CLI
+      if (!d.ok()) {
+        rc = Fail(d.status());
+        return;
+      }
+      tk_req.expires_in = std::chrono::seconds(*d);
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(NewApiToken t, b.CreateApiToken(tk_req));
+      auto text = t.token.RevealForCrypto();
+      std::string_view token_text(reinterpret_cast<const char*>(text.data()), text.size());
+      if (g.json) {
+        nlohmann::json j = ApiTokenInfoJson(t.info);
+        j["token"] = token_text;
+        std::cout << j.dump(2) << "\n";
+        std::string& held = j["token"].get_ref<std::string&>();
+        OPENSSL_cleanse(held.data(), held.size());
+        return Status::Ok();
+      }
+      std::printf("%.*s\n", static_cast<int>(token_text.size()), token_text.data());
+      std::fprintf(stderr, "created token %s (role %s%s%s, expires %s): shown only now\n",
+                   t.info.id.c_str(), t.info.role.c_str(),
+                   t.info.workspace.empty() ? "" : ", workspace ",
+                   t.info.workspace.c_str(),
+                   t.info.expires_at == 0 ? "never"
+                                          : FormatRfc3339(FromUnixSeconds(t.info.expires_at)).c_str());
+      return Status::Ok();
+    });
+  });
+  auto* tk_list = token->add_subcommand("list", "List API tokens (never their secrets)");
+  tk_list->add_option("--workspace", tk_ws, "Only this workspace's tokens")
+      ->each([&](const std::string&) { tk_ws_given = true; });
+  tk_list->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      std::optional<std::string> filter;
+      if (tk_ws_given) filter = tk_ws;
+      EKM_ASSIGN_OR_RETURN(std::vector<ApiTokenInfo> list, b.ListApiTokens(filter));
+      if (g.json) {
+        nlohmann::json arr = nlohmann::json::array();
+        for (const auto& t : list) arr.push_back(ApiTokenInfoJson(t));
+        std::cout << nlohmann::json{{"tokens", arr}}.dump(2) << "\n";
+        return Status::Ok();
+      }
+      if (list.empty()) {
+        std::fprintf(stderr, "no tokens\n");
+        return Status::Ok();
+      }
+      std::printf("%-16s  %-11s  %-16s  %-16s  %-8s  %-20s  %s\n", "ID", "ROLE", "WORKSPACE",
+                  "ENVIRONMENTS", "STATE", "EXPIRES", "DESCRIPTION");
+      for (const auto& t : list) {
+        nlohmann::json j = ApiTokenInfoJson(t);
+        std::string envs;
+        for (const auto& e : t.environments) envs += (envs.empty() ? "" : ",") + e;
+        std::string expires = j["expires_at"].is_null() ? "never" : j["expires_at"].get<std::string>();
+        std::printf("%-16s  %-11s  %-16s  %-16s  %-8s  %-20s  %s\n", t.id.c_str(),
+                    t.role.c_str(), t.workspace.empty() ? "-" : t.workspace.c_str(),
+                    envs.empty() ? "all" : envs.c_str(), j["state"].get<std::string>().c_str(),
+                    expires.c_str(), t.description.c_str());
+      }
+      return Status::Ok();
+    });
+  });
+  auto* tk_revoke = token->add_subcommand("revoke", "Revoke an API token (at once on this ekmd; "
+                                                    "within 5 s on the others)");
+  tk_revoke->add_option("ID", tk_id, "The token's id (16 hex, from `ekm token list`)")
+      ->required();
+  tk_revoke->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(ApiTokenInfo t, b.RevokeApiToken(tk_id));
+      if (g.json) {
+        std::cout << ApiTokenInfoJson(t).dump(2) << "\n";
+      } else {
+        std::printf("revoked token %s\n", t.id.c_str());
+      }
+      return Status::Ok();
+    });
+  });
+  auto* tk_show = token->add_subcommand("show", "Show the calling token (who am I)");
+  tk_show->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::optional<ApiTokenInfo> t, b.WhoAmI());
+      if (!t) {
+        if (g.json) {
+          std::cout << nlohmann::json{{"local_operator", true}}.dump(2) << "\n";
+        } else {
+          std::printf("local mode: the platform operator (no token; every action allowed)\n");
+        }
+        return Status::Ok();
+      }
+      nlohmann::json j = ApiTokenInfoJson(*t);
+      if (g.json) {
+        std::cout << j.dump(2) << "\n";
+        return Status::Ok();
+      }
+      std::string envs;
+      for (const auto& e : t->environments) envs += (envs.empty() ? "" : ",") + e;
+      std::printf("token:        %s\nrole:         %s\nworkspace:    %s\nenvironments: %s\n"
+                  "expires:      %s\n",
+                  t->id.c_str(), t->role.c_str(), t->workspace.empty() ? "(platform)" : t->workspace.c_str(),
+                  envs.empty() ? "all" : envs.c_str(),
+                  j["expires_at"].is_null() ? "never" : j["expires_at"].get<std::string>().c_str());
       return Status::Ok();
     });
   });

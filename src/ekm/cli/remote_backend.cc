@@ -119,6 +119,21 @@ class RemoteBackend : public Backend {
                                    "against a server, rotate with --scope/--all-scopes or the EK");
   }
 
+  // --- issue5-A ---
+  StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) override {
+    return client_->CreateApiToken(request);
+  }
+  StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(std::optional<std::string> ws) override {
+    return client_->ListApiTokens(std::move(ws));
+  }
+  StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) override {
+    return client_->RevokeApiToken(id);
+  }
+  StatusOr<std::optional<ApiTokenInfo>> WhoAmI() override {
+    EKM_ASSIGN_OR_RETURN(ApiTokenInfo t, client_->WhoAmI());
+    return std::optional<ApiTokenInfo>(std::move(t));
+  }
+
  private:
   std::unique_ptr<EkmClient> client_;
 };

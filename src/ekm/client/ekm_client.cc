@@ -71,8 +71,9 @@ EnvironmentInfo EnvironmentFrom(const json& j) {
   return e;
 }
 
-int64_t ParseTime(const json& j) {
-  std::string t = j.value("created_at", "");
+int64_t ParseTime(const json& j, const char* field = "created_at") {
+  if (!j.contains(field) || !j[field].is_string()) return 0;
+  std::string t = j[field].get<std::string>();
   std::tm tm{};
   if (strptime(t.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return 0;
   return static_cast<int64_t>(timegm(&tm));
@@ -656,6 +657,69 @@ StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const EventQuery
     for (const auto& e : j["events"]) out.push_back(LifecycleEventInfoFromJson(e));
   }
   return out;
+}
+
+// --- issue5-A ---
+namespace {
+
+ApiTokenInfo ApiTokenFromJson(const json& j) {
+  ApiTokenInfo t;
+  t.id = j.value("id", "");
+  t.role = j.value("role", "");
+  t.workspace = j.value("workspace", "");
+  if (j.contains("environments") && j["environments"].is_array()) {
+    for (const auto& e : j["environments"]) {
+      if (e.is_string()) t.environments.push_back(e.get<std::string>());
+    }
+  }
+  t.description = j.value("description", "");
+  t.created_at = ParseTime(j, "created_at");
+  t.created_by = j.value("created_by", "");
+  t.expires_at = ParseTime(j, "expires_at");
+  t.revoked_at = ParseTime(j, "revoked_at");
+  return t;
+}
+
+}  // namespace
+
+StatusOr<NewApiToken> EkmClient::CreateApiToken(const ApiTokenRequest& r) {
+  json body = {{"role", r.role}};
+  if (!r.workspace.empty()) body["workspace"] = r.workspace;
+  if (!r.environments.empty()) body["environments"] = r.environments;
+  if (!r.description.empty()) body["description"] = r.description;
+  if (r.expires_in.count() > 0) body["expires_in_seconds"] = r.expires_in.count();
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("POST", "/v1/tokens", &body));
+  NewApiToken out;
+  out.info = ApiTokenFromJson(j);
+  std::string text = j.value("token", "");
+  out.token = SecretBytes(reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  OPENSSL_cleanse(text.data(), text.size());
+  if (j.contains("token") && j["token"].is_string()) {
+    std::string& held = j["token"].get_ref<std::string&>();
+    OPENSSL_cleanse(held.data(), held.size());
+  }
+  return out;
+}
+
+StatusOr<std::vector<ApiTokenInfo>> EkmClient::ListApiTokens(std::optional<std::string> workspace) {
+  std::string path = "/v1/tokens";
+  if (workspace) path += "?workspace=" + impl_->Path({*workspace}).substr(1);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", path, nullptr));
+  std::vector<ApiTokenInfo> out;
+  if (j.contains("tokens") && j["tokens"].is_array()) {
+    for (const auto& t : j["tokens"]) out.push_back(ApiTokenFromJson(t));
+  }
+  return out;
+}
+
+StatusOr<ApiTokenInfo> EkmClient::RevokeApiToken(std::string_view id) {
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("DELETE", "/v1" + impl_->Path({"tokens", id}), nullptr));
+  return ApiTokenFromJson(j);
+}
+
+StatusOr<ApiTokenInfo> EkmClient::WhoAmI() {
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/token", nullptr));
+  return ApiTokenFromJson(j);
 }
 
 }  // namespace ekm

@@ -105,6 +105,14 @@ class EkmClient {
                                                           const std::vector<std::string>& reset);
   StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query);
 
+  // --- issue5-A ---
+  // API tokens: POST /v1/tokens, GET /v1/tokens[?workspace=W], DELETE /v1/tokens/{id}, and
+  // GET /v1/token (the calling token).
+  StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request);
+  StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(std::optional<std::string> workspace);
+  StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id);
+  StatusOr<ApiTokenInfo> WhoAmI();
+
  private:
   explicit EkmClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -37,6 +37,11 @@ inline constexpr std::string_view kEnvironmentShredded = "environment.shredded";
 inline constexpr std::string_view kWorkspaceDefaultKeySet = "workspace.default_key_set";
 inline constexpr std::string_view kEnvironmentSettingsChanged = "environment.settings_changed";
 inline constexpr std::string_view kKeyEmergencyReplaced = "key.emergency_replaced";
+// --- issue5-A ---
+inline constexpr std::string_view kTokenCreated = "token.created";
+inline constexpr std::string_view kTokenRevoked = "token.revoked";
+inline constexpr std::string_view kTokenAuthFailed = "token.auth_failed";
+inline constexpr std::string_view kTokenPermissionDenied = "token.permission_denied";
 }  // namespace event
 
 // Who does what this thread is doing: "cli:alice", "api:127.0.0.1", "system:repack". Set for

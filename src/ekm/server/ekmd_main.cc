@@ -1,11 +1,19 @@
 // ekmd: the ekm server. Serves API v1 over HTTP on the embedded default (SQLite + the
 // platform-managed root key) in --data-dir.
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <span>
+#include <sstream>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -22,6 +30,61 @@ int Fail(const ekm::Status& s) {
   if (!s.hint().empty()) line += ": " + s.hint();
   std::fprintf(stderr, "ekmd: error: %s\n", line.c_str());
   return 1;
+}
+
+// --- issue5-A ---
+// Writes the bootstrap admin token to `path`, mode 0600, replacing an older file.
+ekm::Status WriteTokenFile(const std::string& path, std::span<const uint8_t> token) {
+  ::unlink(path.c_str());
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return ekm::FailedPreconditionError("cannot write " + path + ": " + std::strerror(errno),
+                                        "check the data directory's permissions");
+  }
+  std::string line(token.begin(), token.end());
+  line += '\n';
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ok = ::close(fd) == 0 && ok;
+  std::fill(line.begin(), line.end(), '\0');
+  if (!ok) return ekm::FailedPreconditionError("cannot write " + path);
+  return ekm::Status::Ok();
+}
+
+// The data directory's admin token: when none exists, the one in --bootstrap-token-file, or a
+// new one written to <data-dir>/bootstrap-admin-token (its path is logged, never the token).
+ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& data_dir,
+                                const std::string& given_file) {
+  std::optional<std::string> given;
+  if (!given_file.empty()) {
+    std::ifstream in(given_file);
+    if (!in) {
+      return ekm::FailedPreconditionError("cannot read --bootstrap-token-file " + given_file);
+    }
+    std::string line;
+    std::getline(in, line);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    given = std::move(line);
+  }
+  ekm::ScopedActor actor("system:bootstrap");
+  auto boot = service.EnsureBootstrapAdminToken(given);
+  if (given) std::fill(given->begin(), given->end(), '\0');
+  if (!boot.ok()) return boot.status();
+  if (!boot->created) return ekm::Status::Ok();
+  if (given) {
+    spdlog::info("stored the admin token {} from {}", boot->id, given_file);
+    return ekm::Status::Ok();
+  }
+  const std::string path = data_dir + "/bootstrap-admin-token";
+  ekm::Status written = WriteTokenFile(path, boot->token.RevealForCrypto());
+  if (!written.ok()) {
+    service.RevokeApiToken(boot->id).status().IgnoreError();  // nobody could ever use it
+    return written;
+  }
+  spdlog::warn("no admin token existed: wrote a new one (id {}) to {} (mode 0600); use it to "
+               "create owner tokens, then keep it offline",
+               boot->id, path);
+  return ekm::Status::Ok();
 }
 
 }  // namespace
@@ -93,6 +156,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{86400}))
       ->capture_default_str();
 
+  std::string bootstrap_token_file;
+  app.add_option("--bootstrap-token-file", bootstrap_token_file,
+                 "When the data directory has no admin token: store the one in this file "
+                 "(one line ekm_…) [default: write a new one to <data-dir>/bootstrap-admin-token]")
+      ->check(CLI::ExistingFile);
   app.add_flag("--allow-insecure-listen", http.allow_insecure_listen,
                "Allow plain HTTP on a non-loopback address (put TLS in front of it)");
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
@@ -122,6 +190,8 @@ int main(int argc, char** argv) {
   if (!init.ok()) return Fail(init);
   auto service = ekm::EkmService::Open(options);
   if (!service.ok()) return Fail(service.status());
+  ekm::Status boot = BootstrapAdminToken(**service, options.data_dir, bootstrap_token_file);
+  if (!boot.ok()) return Fail(boot);
 
   ekm::HttpServer server(service->get(), http);
   ekm::Status started = server.Start();

@@ -280,6 +280,9 @@ class HttpServer::Impl {
     if (!match.status.ok()) {
       std::vector<std::pair<std::string, std::string>> headers;
       if (!match.allow.empty()) headers.emplace_back("Allow", match.allow);
+      if (match.status.code() == StatusCode::kUnauthenticated) {
+        headers.emplace_back("WWW-Authenticate", "Bearer");  // RFC 6750
+      }
       bool body_pending = !parser.is_done();
       bool keep = co_await WriteJson(stream, version, keep_alive && !body_pending,
                                      HttpStatusFor(match.status.code()) == 500 ? 500

@@ -42,9 +42,11 @@ std::string RawRequest(int port, const std::string& request) {
 }
 
 std::string Post(int port, const std::string& path, const std::string& body,
-                 const std::string& content_type = "application/json") {
+                 const std::string& content_type = "application/json",
+                 const std::string& token = "") {
   return RawRequest(port, "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
                               (content_type.empty() ? "" : "Content-Type: " + content_type + "\r\n") +
+                              (token.empty() ? "" : "Authorization: Bearer " + token + "\r\n") +
                               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
 }
 
@@ -73,11 +75,25 @@ class HttpServerTest : public ::testing::Test {
     server_ = std::make_unique<HttpServer>(svc_.get(), h);
     ASSERT_TRUE(server_->Start().ok());
     port_ = server_->port();
-    auto c = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_));
+    // Every route but /healthz needs a token: the admin makes the workspace, the app uses it.
+    auto boot = svc_->EnsureBootstrapAdminToken(std::nullopt);
+    ASSERT_TRUE(boot.ok() && boot->created);
+    admin_token_ = Text(boot->token);
+    auto a = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), admin_token_);
+    ASSERT_TRUE(a.ok());
+    admin_ = std::move(*a);
+    ASSERT_TRUE(admin_->CreateWorkspace("acme").ok());
+    ASSERT_TRUE(admin_->CreateEnvironment("acme", "prod").ok());
+    auto app = svc_->CreateApiToken(ApiTokenRequest{"app", "acme", {}, "test", {}});
+    ASSERT_TRUE(app.ok()) << app.status().ToString();
+    app_token_ = Text(app->token);
+    auto c = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), app_token_);
     ASSERT_TRUE(c.ok());
     client_ = std::move(*c);
-    ASSERT_TRUE(client_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(client_->CreateEnvironment("acme", "prod").ok());
+  }
+  static std::string Text(const SecretBytes& s) {
+    auto r = s.RevealForCrypto();
+    return std::string(r.begin(), r.end());
   }
   void TearDown() override { server_->Stop(std::chrono::seconds(2)); }
 
@@ -103,25 +119,27 @@ class HttpServerTest : public ::testing::Test {
   testing::TempDir dir_;
   std::unique_ptr<EkmService> svc_;
   std::unique_ptr<HttpServer> server_;
-  std::unique_ptr<EkmClient> client_;
+  std::unique_ptr<EkmClient> client_;  // the app token: the data plane
+  std::unique_ptr<EkmClient> admin_;   // the bootstrap admin token
+  std::string admin_token_, app_token_;
   int port_ = 0;
 };
 
 TEST_F(HttpServerTest, AdminRoutesThroughTheClient) {
-  auto ws = client_->ListWorkspaces();
+  auto ws = admin_->ListWorkspaces();
   ASSERT_TRUE(ws.ok());
   ASSERT_EQ(ws->size(), 1u);
   EXPECT_EQ((*ws)[0].name, "acme");
   EXPECT_GT((*ws)[0].created_at, 0);
-  auto envs = client_->ListEnvironments("acme");
+  auto envs = admin_->ListEnvironments("acme");
   ASSERT_TRUE(envs.ok());
   EXPECT_EQ((*envs)[0].cmk_provider, "platform");
-  auto dup = client_->CreateWorkspace("acme");
+  auto dup = admin_->CreateWorkspace("acme");
   EXPECT_EQ(dup.status().code(), StatusCode::kAlreadyExists);
-  auto missing = client_->ListEnvironments("nope");
+  auto missing = admin_->ListEnvironments("nope");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().hint().find("ekm workspace create nope"), std::string::npos);
-  EXPECT_EQ(*client_->Health(), "ok");
+  EXPECT_EQ(*admin_->Health(), "ok");
 }
 
 TEST_F(HttpServerTest, JsonEncryptDecrypt) {
@@ -158,7 +176,7 @@ TEST_F(HttpServerTest, StreamErrorsBeforeAndAfterOutput) {
   Bytes ct = StreamThrough(true, plain, false, &s);
   ASSERT_TRUE(s.ok());
   // Before any output: the wrong environment is a normal 4xx error.
-  ASSERT_TRUE(client_->CreateEnvironment("acme", "dev").ok());
+  ASSERT_TRUE(admin_->CreateEnvironment("acme", "dev").ok());
   StreamThrough(false, ct, false, &s, "dev");
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("belongs to workspace"), std::string::npos);
@@ -202,10 +220,15 @@ TEST_F(HttpServerTest, BadInputIsA4xxWithTheErrorShape) {
        "application/json", 413, "larger than the limit"},
   };
   for (const auto& c : cases) {
+    // The data plane is the app's; the rest here is the admin's.
+    const std::string& token = c.path.find("/environments/prod/") != std::string::npos
+                                   ? app_token_
+                                   : admin_token_;
     std::string response =
-        c.method == "POST" ? Post(port_, c.path, c.body, c.content_type)
+        c.method == "POST" ? Post(port_, c.path, c.body, c.content_type, token)
                            : RawRequest(port_, c.method + " " + c.path +
-                                                   " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                                                   " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                                   "Authorization: Bearer " + token + "\r\n\r\n");
     EXPECT_EQ(StatusOf(response), c.status) << c.method << " " << c.path << " " << c.body.substr(0, 40)
                                             << "\n" << response.substr(0, 300);
     auto j = BodyOf(response);
@@ -218,6 +241,82 @@ TEST_F(HttpServerTest, BadInputIsA4xxWithTheErrorShape) {
   EXPECT_NE(r405.find("Allow: GET, POST"), std::string::npos);
   std::string garbage = RawRequest(port_, "NOT HTTP AT ALL\r\n\r\n");
   EXPECT_EQ(StatusOf(garbage), 400);
+}
+
+// --- issue5-A ---
+TEST_F(HttpServerTest, MissingOrBadTokensAre401WithWwwAuthenticateAndWrongRolesAre403) {
+  const std::string path = "/v1/workspaces";
+  auto get = [&](const std::string& header) {
+    return RawRequest(port_, "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                                 header + "\r\n");
+  };
+  std::string forged = admin_token_;
+  forged.back() = forged.back() == 'A' ? 'Q' : 'A';
+  std::string unknown = admin_token_;
+  unknown[5] = unknown[5] == 'a' ? 'b' : 'a';
+  for (const std::string& header :
+       {std::string(), std::string("Authorization: Bearer nonsense\r\n"),
+        std::string("Authorization: Basic dXNlcjpwYXNz\r\n"),
+        "Authorization: Bearer " + forged + "\r\n", "Authorization: Bearer " + unknown + "\r\n"}) {
+    std::string r = get(header);
+    EXPECT_EQ(StatusOf(r), 401) << header;
+    EXPECT_NE(r.find("WWW-Authenticate: Bearer"), std::string::npos);
+    EXPECT_EQ(BodyOf(r)["error"]["code"], "unauthenticated");
+    EXPECT_NE(BodyOf(r)["error"]["hint"].get<std::string>().find("EKM_TOKEN"), std::string::npos);
+    EXPECT_EQ(r.find(admin_token_.substr(21)), std::string::npos);
+  }
+  // A wrong secret and an unknown id read the same.
+  EXPECT_EQ(BodyOf(get("Authorization: Bearer " + forged + "\r\n")),
+            BodyOf(get("Authorization: Bearer " + unknown + "\r\n")));
+  // The app may not list workspaces: 403 naming the roles needed.
+  std::string r = get("Authorization: Bearer " + app_token_ + "\r\n");
+  EXPECT_EQ(StatusOf(r), 403);
+  EXPECT_NE(BodyOf(r)["error"]["message"].get<std::string>().find("admin"), std::string::npos);
+  // /healthz stays open.
+  EXPECT_EQ(StatusOf(RawRequest(port_, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: "
+                                       "close\r\n\r\n")),
+            200);
+}
+
+TEST_F(HttpServerTest, TokenRoutesAndRevocationTakeEffectAtOnce) {
+  ApiTokenRequest req;
+  req.role = "owner";
+  req.workspace = "acme";
+  auto owner = admin_->CreateApiToken(req);
+  ASSERT_TRUE(owner.ok()) << owner.status().ToString();
+  auto oc = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(owner->token));
+  ASSERT_TRUE(oc.ok());
+  auto me = (*oc)->WhoAmI();
+  ASSERT_TRUE(me.ok()) << me.status().ToString();
+  EXPECT_EQ(me->role, "owner");
+  EXPECT_EQ(me->workspace, "acme");
+  // An owner may not mint admin tokens nor tokens of another workspace.
+  ApiTokenRequest admin_req;
+  admin_req.role = "admin";
+  EXPECT_EQ((*oc)->CreateApiToken(admin_req).status().code(), StatusCode::kPermissionDenied);
+  ApiTokenRequest app_req;
+  app_req.role = "app";
+  app_req.workspace = "acme";
+  auto app = (*oc)->CreateApiToken(app_req);
+  ASSERT_TRUE(app.ok()) << app.status().ToString();
+  auto list = (*oc)->ListApiTokens(std::nullopt);
+  ASSERT_TRUE(list.ok());
+  for (const auto& t : *list) EXPECT_EQ(t.workspace, "acme");
+  auto ac = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(app->token));
+  ASSERT_TRUE(ac.ok());
+  ASSERT_TRUE((*ac)->Encrypt("acme", "prod", "default", AsBytes("x")).ok());
+  ASSERT_TRUE((*oc)->RevokeApiToken(app->info.id).ok());
+  auto refused = (*ac)->Encrypt("acme", "prod", "default", AsBytes("x"));
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnauthenticated);
+  EXPECT_NE(refused.status().message().find("revoked"), std::string::npos);
+  // The events name the token.
+  EventQuery q;
+  q.workspace = "acme";
+  q.type = "token.revoked";
+  auto events = svc_->ListEvents(q);
+  ASSERT_TRUE(events.ok());
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].actor, "token:" + owner->info.id);
 }
 
 TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {

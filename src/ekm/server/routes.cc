@@ -2,9 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <vector>
 
+#include "ekm/auth/authorization.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
 #include "ekm/events/lifecycle_event.h"
@@ -285,6 +287,11 @@ constexpr RouteInfo kRoutes[] = {
     {RouteId::kResetDefaultKey, "DELETE", "/v1/workspaces/{workspace}/default-key",
      "default_key.reset"},
     {RouteId::kListEvents, "GET", "/v1/workspaces/{workspace}/events", "events.list"},
+    // --- issue5-A ---
+    {RouteId::kCreateToken, "POST", "/v1/tokens", "token.create"},
+    {RouteId::kListTokens, "GET", "/v1/tokens", "token.list"},
+    {RouteId::kRevokeToken, "DELETE", "/v1/tokens/{id}", "token.revoke"},
+    {RouteId::kWhoAmI, "GET", "/v1/token", "token.show"},
 };
 
 // Splits a template or a request path into segments ("/a/b" -> {"a","b"}).
@@ -327,7 +334,7 @@ const RouteInfo& RouteInfoFor(RouteId id) {
   std::abort();  // every RouteId has a row: routes_test checks it
 }
 
-RouteMatch Router::Match(const RouteRequest& r) const {
+RouteMatch Router::MatchRoute(const RouteRequest& r) const {
   RouteMatch m;
   std::string_view target = r.target;
   std::string_view path = target.substr(0, target.find('?'));
@@ -382,6 +389,8 @@ RouteMatch Router::Match(const RouteRequest& r) const {
     return m;
   }
   m.id = found->id;
+  m.found = true;
+  m.remote_address = r.remote_address;
   m.allow.clear();
   m.query = std::string(query);
 
@@ -419,9 +428,185 @@ RouteMatch Router::Match(const RouteRequest& r) const {
   return m;
 }
 
+
+// --- issue5-A ---
+namespace {
+
+// The token of "Authorization: Bearer <token>"; "" when there is no header. A header of
+// another scheme gives a text that fails as malformed.
+std::string BearerToken(std::string_view header) {
+  while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
+  while (!header.empty() && header.back() == ' ') header.remove_suffix(1);
+  if (header.empty()) return "";
+  constexpr std::string_view kScheme = "bearer ";
+  if (header.size() <= kScheme.size()) return std::string(1, '?');
+  for (size_t i = 0; i < kScheme.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(header[i])) != kScheme[i]) {
+      return std::string(1, '?');
+    }
+  }
+  header.remove_prefix(kScheme.size());
+  while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
+  return std::string(header);
+}
+
+
+json ApiTokenJson(const ApiTokenInfo& t, int64_t now) {
+  json j = {{"id", t.id},
+            {"role", t.role},
+            {"workspace", t.workspace},
+            {"environments", t.environments},
+            {"description", t.description},
+            {"created_at", TimeText(t.created_at)},
+            {"created_by", t.created_by},
+            {"expires_at", t.expires_at == 0 ? json(nullptr) : json(TimeText(t.expires_at))},
+            {"revoked_at", t.revoked_at == 0 ? json(nullptr) : json(TimeText(t.revoked_at))}};
+  j["state"] = t.revoked_at != 0                          ? "revoked"
+               : t.expires_at != 0 && now >= t.expires_at ? "expired"
+                                                          : "active";
+  return j;
+}
+
+}  // namespace
+
+RouteMatch Router::Match(const RouteRequest& r) const {
+  RouteMatch m = MatchRoute(r);
+  if (!m.found) return m;  // 404/405: no route, nothing to authorize
+  const auth::RouteRule rule = auth::RuleFor(m.id);
+  if (rule.scope == auth::RouteScope::kOpen) {
+    m.authenticated = true;
+    return m;
+  }
+  const RouteInfo& info = RouteInfoFor(m.id);
+  auto refuse = [&](Status s) {
+    m.status = std::move(s);
+    m.unsupported_media_type = false;
+    m.method_not_allowed = false;
+    return m;
+  };
+  if (service_ == nullptr) return refuse(UnavailableError("no service to check tokens"));
+  std::string token = BearerToken(r.authorization);
+  auto principal = service_->Authenticate(token, info.name, r.remote_address);
+  std::fill(token.begin(), token.end(), '\0');
+  if (!principal.ok()) return refuse(principal.status());
+  m.principal = std::move(*principal);
+  Status allowed = auth::Authorize(m.principal, m.id, info.name, m.workspace, m.environment);
+  if (!allowed.ok()) {
+    service_->RecordPermissionDenied(m.principal, info.name, m.workspace, m.environment,
+                                     r.remote_address, allowed);
+    return refuse(allowed);
+  }
+  m.authenticated = true;
+  return m;
+}
+
+RouteResponse Router::Denied(const RouteMatch& m, const Status& why) {
+  service_->RecordPermissionDenied(m.principal, RouteInfoFor(m.id).name, m.workspace,
+                                   m.environment, m.remote_address, why);
+  return Error(why);
+}
+
+RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) {
+  const auth::Principal& p = m.principal;
+  const int64_t now = ToUnixSeconds(Clock::Real().Now());
+  switch (m.id) {
+    case RouteId::kWhoAmI:
+      return {200, JsonText(json{{"id", p.token_id},
+                                 {"role", auth::RoleName(p.role)},
+                                 {"workspace", p.workspace},
+                                 {"environments", p.environments},
+                                 {"expires_at", p.expires_at == 0 ? json(nullptr)
+                                                                  : json(TimeText(p.expires_at))}})};
+    case RouteId::kCreateToken: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      ApiTokenRequest req;
+      auto role = StringField(*j, "role", true);
+      if (!role.ok()) return Error(role.status().WithHint("e.g. {\"role\": \"app\", \"workspace\": \"acme\"}"));
+      auto ws = StringField(*j, "workspace", false);
+      if (!ws.ok()) return Error(ws.status());
+      auto desc = StringField(*j, "description", false);
+      if (!desc.ok()) return Error(desc.status());
+      req.role = *role;
+      req.workspace = *ws;
+      req.description = *desc;
+      if (auto it = j->find("environments"); it != j->end() && !it->is_null()) {
+        if (!it->is_array()) {
+          return Error(InvalidArgumentError("field \"environments\" must be an array of strings"));
+        }
+        for (const auto& e : *it) {
+          if (!e.is_string()) {
+            return Error(InvalidArgumentError("field \"environments\" must be an array of strings"));
+          }
+          req.environments.push_back(e.get<std::string>());
+        }
+      }
+      if (auto it = j->find("expires_in_seconds"); it != j->end() && !it->is_null()) {
+        if (!it->is_number_integer()) {
+          return Error(InvalidArgumentError("field \"expires_in_seconds\" must be an integer",
+                                            "e.g. {\"expires_in_seconds\": 2592000} (30 days)"));
+        }
+        req.expires_in = std::chrono::seconds(it->get<int64_t>());
+      }
+      Status allowed = auth::AuthorizeTokenAdministration(p, req.workspace, req.role);
+      if (!allowed.ok()) return Denied(m, allowed);
+      auto t = service_->CreateApiToken(req);
+      if (!t.ok()) return Error(t.status());
+      json out = ApiTokenJson(t->info, now);
+      auto text = t->token.RevealForCrypto();
+      out["token"] = std::string(text.begin(), text.end());
+      return {201, JsonText(out)};
+    }
+    case RouteId::kListTokens: {
+      bool ok = true;
+      std::string ws = QueryValue(m.query, "workspace", &ok);
+      if (!ok) return Error(InvalidArgumentError("query is not valid percent-encoding"));
+      std::optional<std::string> filter;
+      if (!p.IsAdmin()) {
+        if (ws.empty()) ws = p.workspace;
+        filter = ws;
+      } else if (!ws.empty()) {
+        filter = ws;
+      }
+      if (!p.IsAdmin()) {
+        Status allowed = auth::AuthorizeTokenAdministration(p, ws);
+        if (!allowed.ok()) return Denied(m, allowed);
+      }
+      auto list = service_->ListApiTokens(filter);
+      if (!list.ok()) return Error(list.status());
+      json arr = json::array();
+      for (const auto& t : *list) arr.push_back(ApiTokenJson(t, now));
+      return {200, JsonText(json{{"tokens", arr}})};
+    }
+    case RouteId::kRevokeToken: {
+      if (!p.IsAdmin()) {
+        // An unknown id and another workspace's token get the same 403: no existence leak.
+        auto t = service_->GetApiToken(m.id_param);
+        Status allowed = t.ok() ? auth::AuthorizeTokenAdministration(p, t->workspace)
+                                : auth::AuthorizeTokenAdministration(p, "\x01");
+        if (!t.ok() && t.status().code() != StatusCode::kNotFound &&
+            t.status().code() != StatusCode::kInvalidArgument) {
+          return Error(t.status());
+        }
+        if (!allowed.ok()) return Denied(m, allowed);
+      }
+      auto t = service_->RevokeApiToken(m.id_param);
+      if (!t.ok()) return Error(t.status());
+      return {200, JsonText(ApiTokenJson(*t, now))};
+    }
+    default:
+      return Error(InternalError("not a token route"));
+  }
+}
+
 RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
-  // Lifecycle events name API callers "api" until API tokens (which will name the token).
-  ScopedActor actor("api");
+  // Never serve a match whose caller was not checked (e.g. one from MatchRoute).
+  if (!m.authenticated) {
+    return Error(UnauthenticatedError("the request was not authenticated"));
+  }
+  // Lifecycle events name the caller: "token:<id>" ("api" on the open routes).
+  ScopedActor actor(m.principal.token_id.empty() ? std::string("api") : m.principal.Actor());
+  const auth::Principal& caller = m.principal;
   switch (m.id) {
     case RouteId::kHealth:
       return {200, R"({"status":"ok"})"};
@@ -429,7 +614,10 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto list = service_->ListWorkspaces();
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
-      for (const auto& w : *list) arr.push_back(WorkspaceJson(w));
+      for (const auto& w : *list) {
+        if (!caller.IsAdmin() && w.name != caller.workspace) continue;  // scoped: its own only
+        arr.push_back(WorkspaceJson(w));
+      }
       return {200, JsonText(json{{"workspaces", arr}})};
     }
     case RouteId::kCreateWorkspace: {
@@ -445,7 +633,10 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto list = service_->ListEnvironments(m.workspace);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
-      for (const auto& e : *list) arr.push_back(EnvironmentJson(e));
+      for (const auto& e : *list) {
+        if (!caller.MayUseEnvironment(e.name)) continue;  // restricted: its own only
+        arr.push_back(EnvironmentJson(e));
+      }
       return {200, JsonText(json{{"environments", arr}})};
     }
     case RouteId::kCreateEnvironment: {
@@ -515,6 +706,10 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       }
       auto change = KeyChangeOptionsFrom(*j);  // emergency replacement
       if (!change.ok()) return Error(change.status());
+      if (change->emergency) {
+        Status owner = auth::AuthorizeOwnerOnly(caller, "an emergency replacement");
+        if (!owner.ok()) return Denied(m, owner);
+      }
       auto v = service_->SetCustomerKey(m.workspace, m.environment, *provider, *key_id, *change);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
@@ -590,6 +785,10 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       }
       auto change = KeyChangeOptionsFrom(*j);
       if (!change.ok()) return Error(change.status());
+      if (change->emergency) {
+        Status owner = auth::AuthorizeOwnerOnly(caller, "an emergency replacement");
+        if (!owner.ok()) return Denied(m, owner);
+      }
       auto v = service_->ImportKeyMaterial(m.workspace, m.environment, *bytes, *token, *change);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
@@ -729,6 +928,12 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kListEvents: {
       auto q = EventQueryFromQueryString(m.workspace, m.query);
       if (!q.ok()) return Error(q.status());
+      if (caller.EnvironmentRestricted() &&
+          (!q->environment || !caller.MayUseEnvironment(*q->environment))) {
+        return Denied(m, PermissionDeniedError(
+                             "this token may read only the events of its own environments",
+                             "add ?environment=E for one of the token's environments"));
+      }
       auto list = service_->ListEvents(*q);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
@@ -738,11 +943,19 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(out)};
     }
 
+    // --- issue5-A ---
+    case RouteId::kCreateToken:
+    case RouteId::kListTokens:
+    case RouteId::kRevokeToken:
+    case RouteId::kWhoAmI:
+      return HandleToken(m, body);
   }
   return Error(InternalError("unhandled route"));
 }
 
 StatusOr<std::unique_ptr<StreamTransform>> Router::OpenStream(const RouteMatch& m) {
+  if (!m.authenticated) return UnauthenticatedError("the request was not authenticated");
+  ScopedActor actor(m.principal.Actor());
   if (m.id == RouteId::kEncrypt) {
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> enc,
                          service_->NewEncryptStream(m.workspace, m.environment, m.scope,

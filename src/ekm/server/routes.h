@@ -7,6 +7,7 @@
 #include <string_view>
 #include <string>
 
+#include "ekm/auth/token.h"
 #include "ekm/base/bytes.h"
 #include "ekm/base/status.h"
 #include "ekm/service/ekm_service.h"
@@ -54,6 +55,11 @@ enum class RouteId {
   kResetDefaultKey,       // DELETE /v1/workspaces/{w}/default-key
   kListEvents,            // GET    /v1/workspaces/{w}/events
 
+  // --- issue5-A ---
+  kCreateToken,  // POST   /v1/tokens
+  kListTokens,   // GET    /v1/tokens[?workspace=W]
+  kRevokeToken,  // DELETE /v1/tokens/{id}
+  kWhoAmI,       // GET    /v1/token (the calling token)
 };
 
 // One row per API route: the single table that matching, metrics and logs (route names),
@@ -87,6 +93,12 @@ struct RouteMatch {
 
   std::string id_param;  // {id} in the path (routes that name a resource by id)
   std::string query;  // the raw query string, for routes that take query parameters
+
+  // --- issue5-A ---
+  bool found = false;          // a row of the route table matched
+  bool authenticated = false;  // Match checked the caller's token (or the route is open)
+  auth::Principal principal;   // the caller (Match fills it)
+  std::string remote_address;  // for audit records
 };
 
 struct RouteResponse {
@@ -106,11 +118,20 @@ class StreamTransform {
 class Router {
  public:
   explicit Router(EkmService* service) : service_(service) {}
+  // Matches the route, then authenticates the caller's token and authorizes the route for it
+  // (auth/authorization.h); a refusal is the match's status (401 or 403).
   RouteMatch Match(const RouteRequest& request) const;
+  // Only the route table: no token check (tests of the table).
+  RouteMatch MatchRoute(const RouteRequest& request) const;
   RouteResponse Handle(const RouteMatch& match, const std::string& body);
   StatusOr<std::unique_ptr<StreamTransform>> OpenStream(const RouteMatch& match);
 
  private:
+  // --- issue5-A ---
+  RouteResponse HandleToken(const RouteMatch& m, const std::string& body);
+  // A 403 decided in a handler (it needed the body or the store), recorded like Match's.
+  RouteResponse Denied(const RouteMatch& m, const Status& why);
+
   EkmService* service_;
 };
 

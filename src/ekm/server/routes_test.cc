@@ -28,7 +28,7 @@ TEST(RouteTableTest, EveryRowMatchesItselfWithItsPlaceholders) {
     r.method = std::string(route.method);
     r.target = Instantiate(route.path);
     r.content_type = "application/json";
-    RouteMatch m = router.Match(r);
+    RouteMatch m = router.MatchRoute(r);
     ASSERT_TRUE(m.status.ok()) << route.path << ": " << m.status.ToString();
     EXPECT_EQ(m.id, route.id) << route.path;
     if (route.path.find("{workspace}") != std::string_view::npos) {
@@ -58,13 +58,30 @@ TEST(RouteTableTest, WrongMethodListsTheAllowedOnesAndUnknownPathsAreNotFound) {
     r.target = std::move(target);
     return r;
   };
-  RouteMatch m = router.Match(request("DELETE", "/v1/workspaces"));
+  RouteMatch m = router.MatchRoute(request("DELETE", "/v1/workspaces"));
   EXPECT_TRUE(m.method_not_allowed);
   EXPECT_EQ(m.allow, "GET, POST");
-  m = router.Match(request("GET", "/v1/nothing-here"));
+  m = router.MatchRoute(request("GET", "/v1/nothing-here"));
   EXPECT_EQ(m.status.code(), StatusCode::kNotFound);
-  m = router.Match(request("GET", "/v1/workspaces/a%zz"));
+  m = router.MatchRoute(request("GET", "/v1/workspaces/a%zz"));
   EXPECT_EQ(m.status.code(), StatusCode::kInvalidArgument);
+}
+
+// --- issue5-A ---
+TEST(RouteTableTest, AMatchWithoutATokenCheckIsNeverServed) {
+  Router router(nullptr);
+  RouteRequest r;
+  r.method = "GET";
+  r.target = "/v1/workspaces";
+  RouteMatch m = router.MatchRoute(r);
+  ASSERT_TRUE(m.status.ok());
+  EXPECT_FALSE(m.authenticated);
+  EXPECT_EQ(router.Handle(m, "").status, 401);
+  EXPECT_EQ(router.OpenStream(m).status().code(), StatusCode::kUnauthenticated);
+  // Match checks tokens; without a service to check them it refuses rather than serves.
+  EXPECT_FALSE(router.Match(r).status.ok());
+  r.target = "/healthz";
+  EXPECT_TRUE(router.Match(r).authenticated);  // the one open route
 }
 
 }  // namespace

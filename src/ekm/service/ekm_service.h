@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ekm/auth/token.h"
 #include "ekm/base/bytes.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/status.h"
@@ -302,6 +303,46 @@ struct LifecycleEventInfo {
 };
 
 inline constexpr std::string_view kScheduleActor = "system:schedule";
+
+// --- issue5-A ---
+// API tokens (auth/token.h, docs/api.md "Authentication and roles").
+inline constexpr std::chrono::seconds kDefaultApiTokenLifetime{90 * 86400};
+inline constexpr std::chrono::seconds kMaxApiTokenLifetime{366 * 86400};
+// A node trusts a token record it read this long; a revocation made on another node takes
+// effect here within it (on the node that revoked, at once).
+inline constexpr std::chrono::seconds kApiTokenCacheTtl{5};
+
+struct ApiTokenInfo {
+  std::string id;
+  std::string role;
+  std::string workspace;  // empty for admin tokens
+  std::vector<std::string> environments;
+  std::string description;
+  int64_t created_at = 0;
+  std::string created_by;
+  int64_t expires_at = 0;  // 0: never (the bootstrap admin token)
+  int64_t revoked_at = 0;
+};
+
+struct ApiTokenRequest {
+  std::string role;
+  std::string workspace;                  // required unless role is admin (then empty)
+  std::vector<std::string> environments;  // existing environments of the workspace
+  std::string description;
+  std::chrono::seconds expires_in{0};  // 0: kDefaultApiTokenLifetime; at most the maximum
+};
+
+struct NewApiToken {
+  ApiTokenInfo info;
+  SecretBytes token;  // the whole text, ekm_<id>_<secret>: shown once, never stored
+};
+
+// The bootstrap admin token of a data directory (ekm init, ekmd's first start).
+struct BootstrapAdminToken {
+  bool created = false;  // false: an admin token existed already; nothing changed
+  SecretBytes token;     // set when it was generated here (not given)
+  std::string id;
+};
 inline constexpr std::chrono::seconds kShredConfirmationTtl{120};
 
 class EkmService {
@@ -453,6 +494,32 @@ class EkmService {
 
   // Lifecycle events, oldest first.
   virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) = 0;
+
+  // --- issue5-A ---
+  // API tokens. Create records token.created, revoke token.revoked (in the token's workspace;
+  // "" for admin tokens), as CurrentActor().
+  virtual StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) = 0;
+  // Every token (nullopt) or those of one workspace; never a secret.
+  virtual StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(
+      std::optional<std::string> workspace) = 0;
+  virtual StatusOr<ApiTokenInfo> GetApiToken(std::string_view id) = 0;
+  virtual StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) = 0;
+  // The caller of a request, from its bearer token text (may be empty: no token). Unauthenticated
+  // when missing, malformed, unknown, wrong secret (one message for these two), revoked or
+  // expired; each failure is recorded as token.auth_failed with the reason, `route`,
+  // `remote_address` and the token id when parseable (never the secret). Reads the store at
+  // most once per kApiTokenCacheTtl per token.
+  virtual StatusOr<auth::Principal> Authenticate(std::string_view token_text,
+                                                 std::string_view route,
+                                                 std::string_view remote_address) = 0;
+  // Records token.permission_denied for a refused request, in the caller's workspace.
+  virtual void RecordPermissionDenied(const auth::Principal& principal, std::string_view route,
+                                      std::string_view workspace, std::string_view environment,
+                                      std::string_view remote_address, const Status& why) = 0;
+  // Makes sure an admin token exists: when one does, nothing changes; otherwise stores `given`
+  // (a token text, e.g. from --bootstrap-token-file) or a new one, without expiry.
+  virtual StatusOr<BootstrapAdminToken> EnsureBootstrapAdminToken(
+      std::optional<std::string_view> given) = 0;
 
 };
 

@@ -23,6 +23,14 @@
 namespace ekm {
 namespace {
 
+// "Bearer <a new app token of acme>": the API's data plane needs one.
+std::string AppBearer(EkmService& svc) {
+  auto t = svc.CreateApiToken(ApiTokenRequest{"app", "acme", {}, "test", {}});
+  if (!t.ok()) return "";
+  auto text = t->token.RevealForCrypto();
+  return "Bearer " + std::string(text.begin(), text.end());
+}
+
 using std::chrono::seconds;
 using testing::MotoPeer;
 
@@ -50,10 +58,12 @@ std::string HttpRequest(int port, const std::string& request) {
   return out;
 }
 
-std::string PostEncrypt(int port, const std::string& content_type, const std::string& body) {
+// `bearer`: "Bearer <an app token>" (AppBearer).
+std::string PostEncrypt(int port, const std::string& bearer, const std::string& content_type,
+                        const std::string& body) {
   return HttpRequest(port, "POST /v1/workspaces/acme/environments/prod/encrypt HTTP/1.1\r\n"
-                           "Host: x\r\nConnection: close\r\nContent-Type: " +
-                               content_type + "\r\nContent-Length: " +
+                           "Host: x\r\nConnection: close\r\nAuthorization: " + bearer +
+                               "\r\nContent-Type: " + content_type + "\r\nContent-Length: " +
                                std::to_string(body.size()) + "\r\n\r\n" + body);
 }
 
@@ -280,7 +290,8 @@ TEST_F(RevocationTest, AnOutageIsDegradedRetryableAndDoesNotHammerTheKms) {
 
   // The API: 503 with Retry-After, for a request the router handles.
   Router router(svc_.get());
-  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json", ""};
+  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json",
+                   AppBearer(*svc_), "127.0.0.1", ""};
   RouteMatch m = router.Match(req);
   ASSERT_TRUE(m.status.ok());
   RouteResponse res = router.Handle(m, R"({"plaintext":"eA=="})");
@@ -358,21 +369,22 @@ TEST_F(RevocationTest, OverHttpAnOutageIs503WithRetryAfterAndARefusalIs409) {
   h.threads = 2;
   HttpServer server(svc_.get(), h);
   ASSERT_TRUE(server.Start().ok());
+  const std::string bearer = AppBearer(*svc_);
   Encrypt("prod", "default", "warm");
   ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "ServiceUnavailable").ok());
   clock_.Advance(seconds(300));
-  std::string res = PostEncrypt(server.port(), "application/json", R"({"plaintext":"eA=="})");
+  std::string res = PostEncrypt(server.port(), bearer, "application/json", R"({"plaintext":"eA=="})");
   EXPECT_EQ(res.substr(0, 12), "HTTP/1.1 503") << res;
   EXPECT_NE(res.find("Retry-After: "), std::string::npos) << res;
   EXPECT_NE(res.find("\"retry_after_seconds\""), std::string::npos) << res;
-  res = PostEncrypt(server.port(), "application/octet-stream", "x");
+  res = PostEncrypt(server.port(), bearer, "application/octet-stream", "x");
   EXPECT_EQ(res.substr(0, 12), "HTTP/1.1 503") << res;
   EXPECT_NE(res.find("Retry-After: "), std::string::npos) << res;
 
   ASSERT_TRUE(peer_->ClearFaults().ok());
   Revoke();
   clock_.Advance(seconds(61));
-  res = PostEncrypt(server.port(), "application/json", R"({"plaintext":"eA=="})");
+  res = PostEncrypt(server.port(), bearer, "application/json", R"({"plaintext":"eA=="})");
   EXPECT_EQ(res.substr(0, 12), "HTTP/1.1 409") << res;
   EXPECT_EQ(res.find("Retry-After"), std::string::npos) << res;
   EXPECT_NE(res.find("the customer main key is unavailable"), std::string::npos) << res;
@@ -439,7 +451,8 @@ TEST_F(SeedRevocationAndDeletion, WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeU
   }
   // … for every caller through the API (409, not retryable, naming the refusal) …
   Router router(svc_.get());
-  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json", ""};
+  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json",
+                   AppBearer(*svc_), "127.0.0.1", ""};
   RouteMatch m = router.Match(req);
   ASSERT_TRUE(m.status.ok());
   RouteResponse res = router.Handle(m, R"({"plaintext":"eA==","scope":"orders"})");

@@ -346,6 +346,30 @@ class Store {
   // scope.
   virtual StatusOr<std::vector<DataKeyRecord>> ListLatestDataKeys(int64_t environment_id) = 0;
 
+  // --- issue5-A ---
+  // An API token (auth/token.h): only the SHA-256 of its secret is stored.
+  struct ApiTokenRecord {
+    std::string id;  // 16 hex, public
+    Bytes secret_sha256;
+    std::string role;       // auth::RoleName
+    std::string workspace;  // empty for admin tokens
+    std::vector<std::string> environments;  // empty: every environment of the workspace
+    std::string description;
+    int64_t created_at = 0;  // unix seconds
+    std::string created_by;  // actor
+    int64_t expires_at = 0;  // 0: never
+    int64_t revoked_at = 0;  // 0: not revoked
+  };
+  // AlreadyExists when the id is taken.
+  virtual Status CreateApiToken(const ApiTokenRecord& record) = 0;
+  virtual StatusOr<std::optional<ApiTokenRecord>> GetApiToken(std::string_view id) = 0;
+  // Every token (workspace nullopt) or the tokens of one workspace ("" : the admin tokens),
+  // oldest first.
+  virtual StatusOr<std::vector<ApiTokenRecord>> ListApiTokens(
+      std::optional<std::string_view> workspace) = 0;
+  // Sets revoked_at = now unless revoked already (then OK, unchanged); NotFound when unknown.
+  virtual Status RevokeApiToken(std::string_view id, int64_t now) = 0;
+
 };
 
 using StorePtr = std::unique_ptr<Store>;

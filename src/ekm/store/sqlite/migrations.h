@@ -175,6 +175,23 @@ CREATE TABLE workspace_default_keys (
 );
 )sql"},
 
+      // --- issue5-A ---
+      {9, "API tokens", R"sql(
+CREATE TABLE api_tokens (
+  id TEXT PRIMARY KEY,
+  secret_sha256 BLOB NOT NULL,
+  role TEXT NOT NULL,
+  workspace TEXT NOT NULL,
+  environments TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  expires_at INTEGER NOT NULL DEFAULT 0,
+  revoked_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX api_tokens_by_workspace ON api_tokens (workspace);
+)sql"},
+
   };
   return kMigrations;
 }

@@ -9,6 +9,8 @@
 #include <mutex>
 #include <unordered_map>
 
+#include <nlohmann/json.hpp>
+
 #include "ekm/store/sqlite/migrations.h"
 
 namespace ekm {
@@ -1062,6 +1064,90 @@ class SqliteStore : public Store {
       r = std::move(full);
     }
     return out;
+  }
+
+  // --- issue5-A ---
+  Status CreateApiToken(const ApiTokenRecord& r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("INSERT INTO api_tokens (id, secret_sha256, role, workspace, environments, "
+                "description, created_at, created_by, expires_at, revoked_at) VALUES "
+                "(?,?,?,?,?,?,?,?,?,?)"));
+    std::string envs = nlohmann::json(r.environments).dump();
+    s->Bind(1, r.id).Bind(2, ByteView(r.secret_sha256)).Bind(3, r.role).Bind(4, r.workspace);
+    s->Bind(5, envs).Bind(6, r.description).Bind(7, r.created_at).Bind(8, r.created_by);
+    s->Bind(9, r.expires_at).Bind(10, r.revoked_at);
+    int rc = s->Step();
+    if (rc == SQLITE_CONSTRAINT) return AlreadyExistsError("token " + r.id + " already exists");
+    if (rc != SQLITE_DONE) return Error("storing API token");
+    return Status::Ok();
+  }
+
+  StatusOr<std::optional<ApiTokenRecord>> GetApiToken(std::string_view id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare(std::string(kSelectApiToken) + " WHERE id = ?"));
+    s->Bind(1, id);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<ApiTokenRecord>();
+    if (rc != SQLITE_ROW) return Error("reading API token");
+    EKM_ASSIGN_OR_RETURN(ApiTokenRecord r, ReadApiToken(*s));
+    return std::optional<ApiTokenRecord>(std::move(r));
+  }
+
+  StatusOr<std::vector<ApiTokenRecord>> ListApiTokens(
+      std::optional<std::string_view> workspace) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare(std::string(kSelectApiToken) +
+                " WHERE (? = 0 OR workspace = ?) ORDER BY created_at, id"));
+    s->Bind(1, int64_t{workspace.has_value() ? 1 : 0}).Bind(2, workspace.value_or(""));
+    std::vector<ApiTokenRecord> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) {
+      EKM_ASSIGN_OR_RETURN(ApiTokenRecord r, ReadApiToken(*s));
+      out.push_back(std::move(r));
+    }
+    if (rc != SQLITE_DONE) return Error("listing API tokens");
+    return out;
+  }
+
+  Status RevokeApiToken(std::string_view id, int64_t now) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("UPDATE api_tokens SET revoked_at = CASE WHEN revoked_at = 0 THEN ?1 ELSE "
+                "revoked_at END WHERE id = ?2"));
+    s->Bind(1, now).Bind(2, id);
+    if (s->Step() != SQLITE_DONE) return Error("revoking API token");
+    if (sqlite3_changes(db_) == 0) return NotFoundError("token " + std::string(id) + " not found");
+    return Status::Ok();
+  }
+
+  static constexpr std::string_view kSelectApiToken =
+      "SELECT id, secret_sha256, role, workspace, environments, description, created_at, "
+      "created_by, expires_at, revoked_at FROM api_tokens";
+
+  static StatusOr<ApiTokenRecord> ReadApiToken(const Stmt& s) {
+    ApiTokenRecord r;
+    r.id = s.Text(0);
+    r.secret_sha256 = s.Blob(1);
+    r.role = s.Text(2);
+    r.workspace = s.Text(3);
+    nlohmann::json envs = nlohmann::json::parse(s.Text(4), nullptr, false);
+    if (!envs.is_array()) return DataLossError("token " + r.id + ": environments are corrupt");
+    for (const auto& e : envs) {
+      if (!e.is_string()) return DataLossError("token " + r.id + ": environments are corrupt");
+      r.environments.push_back(e.get<std::string>());
+    }
+    r.description = s.Text(5);
+    r.created_at = s.Int(6);
+    r.created_by = s.Text(7);
+    r.expires_at = s.Int(8);
+    r.revoked_at = s.Int(9);
+    return r;
   }
 
   StatusOr<std::optional<EnvironmentShredRecord>> GetEnvironmentShredLocked(

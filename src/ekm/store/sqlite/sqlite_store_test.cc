@@ -315,5 +315,43 @@ TEST_F(SqliteStoreTest, EnvironmentSettingsSetAndReset) {
   EXPECT_EQ(store_->GetEnvironmentSettings(env->id)->count("key_cache_ttl_seconds"), 0u);
 }
 
+// --- issue5-A ---
+TEST_F(SqliteStoreTest, ApiTokensRoundTripListByWorkspaceAndRevokeOnce) {
+  Store::ApiTokenRecord t;
+  t.id = "00112233445566aa";
+  t.secret_sha256 = Bytes(32, 0x5a);
+  t.role = "key-manager";
+  t.workspace = "acme";
+  t.environments = {"prod", "staging"};
+  t.description = "ci";
+  t.created_at = 100;
+  t.created_by = "cli:alice";
+  t.expires_at = 200;
+  ASSERT_TRUE(store_->CreateApiToken(t).ok());
+  EXPECT_EQ(store_->CreateApiToken(t).code(), StatusCode::kAlreadyExists);
+  Store::ApiTokenRecord admin = t;
+  admin.id = "00112233445566bb";
+  admin.role = "admin";
+  admin.workspace = "";
+  admin.environments = {};
+  ASSERT_TRUE(store_->CreateApiToken(admin).ok());
+
+  auto got = store_->GetApiToken(t.id);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->secret_sha256, t.secret_sha256);
+  EXPECT_EQ((*got)->environments, t.environments);
+  EXPECT_EQ((*got)->expires_at, 200);
+  EXPECT_FALSE(store_->GetApiToken("ffffffffffffffff")->has_value());
+
+  EXPECT_EQ(store_->ListApiTokens(std::nullopt)->size(), 2u);
+  EXPECT_EQ(store_->ListApiTokens("acme")->size(), 1u);
+  EXPECT_EQ(store_->ListApiTokens("")->front().role, "admin");
+
+  ASSERT_TRUE(store_->RevokeApiToken(t.id, 150).ok());
+  ASSERT_TRUE(store_->RevokeApiToken(t.id, 170).ok());  // the first revocation time stays
+  EXPECT_EQ((*store_->GetApiToken(t.id))->revoked_at, 150);
+  EXPECT_EQ(store_->RevokeApiToken("ffffffffffffffff", 1).code(), StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace ekm

@@ -1,0 +1,152 @@
+#include "ekm/auth/authorization.h"
+
+#include <string>
+
+namespace ekm::auth {
+
+namespace {
+
+constexpr unsigned Bit(Role r) { return 1u << static_cast<unsigned>(r); }
+constexpr unsigned kAdmin = Bit(Role::kAdmin);
+constexpr unsigned kOwner = Bit(Role::kOwner);
+constexpr unsigned kKeyManager = Bit(Role::kKeyManager);
+constexpr unsigned kApp = Bit(Role::kApp);
+constexpr unsigned kAuditor = Bit(Role::kAuditor);
+constexpr unsigned kReaders = kAdmin | kOwner | kKeyManager | kAuditor;
+constexpr unsigned kKeyChangers = kOwner | kKeyManager;
+
+constexpr Role kAllRoles[] = {Role::kAdmin, Role::kOwner, Role::kKeyManager, Role::kApp,
+                              Role::kAuditor};
+
+Status Denied(std::string message, std::string hint = {}) {
+  return PermissionDeniedError(std::move(message), std::move(hint));
+}
+
+}  // namespace
+
+RouteRule RuleFor(RouteId id) {
+  using S = RouteScope;
+  switch (id) {
+    case RouteId::kHealth: return {S::kOpen, 0};
+    case RouteId::kWhoAmI: return {S::kAnyToken, kAdmin | kOwner | kKeyManager | kApp | kAuditor};
+    case RouteId::kKeyCacheStats: return {S::kPlatform, kAdmin};
+    case RouteId::kCreateWorkspace: return {S::kPlatform, kAdmin};
+    case RouteId::kListWorkspaces: return {S::kPlatform, kReaders};
+    case RouteId::kListEnvironments: return {S::kWorkspace, kReaders};
+    case RouteId::kCreateEnvironment: return {S::kWorkspaceChange, kAdmin | kOwner};
+    // Key reads.
+    case RouteId::kShowKey:
+    case RouteId::kKeyPolicy:
+    case RouteId::kEnvironmentStatus:
+    case RouteId::kRepackStatus:
+    case RouteId::kGetSettings:
+      return {S::kEnvironment, kReaders};
+    case RouteId::kGetDefaultKey: return {S::kWorkspace, kReaders};
+    case RouteId::kCheckPolicy: return {S::kWorkspace, kAdmin | kOwner | kKeyManager};
+    // Key changes.
+    case RouteId::kSetKey:
+    case RouteId::kImportParams:
+    case RouteId::kImportKeyMaterial:
+    case RouteId::kDeleteKeyMaterial:
+    case RouteId::kRotateEnvironmentKey:
+    case RouteId::kRotateDataKeys:
+    case RouteId::kPatchSettings:
+      return {S::kEnvironment, kKeyChangers};
+    case RouteId::kSetDefaultKey:
+    case RouteId::kResetDefaultKey:
+      return {S::kWorkspaceChange, kKeyChangers};
+    case RouteId::kShred: return {S::kEnvironment, kOwner};
+    // Data plane.
+    case RouteId::kEncrypt:
+    case RouteId::kDecrypt:
+    case RouteId::kRewrap:
+      return {S::kEnvironment, kApp};
+    // Audit.
+    case RouteId::kListEvents: return {S::kWorkspace, kAdmin | kOwner | kAuditor};
+    // Tokens: the handler checks the workspace concerned (AuthorizeTokenAdministration).
+    case RouteId::kCreateToken:
+    case RouteId::kListTokens:
+    case RouteId::kRevokeToken:
+      return {S::kPlatform, kAdmin | kOwner};
+  }
+  return {S::kPlatform, 0};  // not reached: the switch is exhaustive
+}
+
+std::string AllowedRolesText(const RouteRule& rule) {
+  std::string out;
+  int n = 0, total = 0;
+  for (Role r : kAllRoles) total += rule.Allows(r) ? 1 : 0;
+  for (Role r : kAllRoles) {
+    if (!rule.Allows(r)) continue;
+    ++n;
+    if (n > 1) out += n == total ? " or " : ", ";
+    out += RoleName(r);
+  }
+  return out.empty() ? "no role" : out;
+}
+
+Status Authorize(const Principal& p, RouteId id, std::string_view route_name,
+                 std::string_view workspace, std::string_view environment) {
+  const RouteRule rule = RuleFor(id);
+  if (rule.scope == RouteScope::kOpen || p.local_operator) return Status::Ok();
+  const std::string route(route_name);
+  if (!rule.Allows(p.role)) {
+    return Denied("route " + route + " needs the role " + AllowedRolesText(rule) +
+                      "; this token has the role " + std::string(RoleName(p.role)),
+                  "ask an owner of the workspace (or the platform admin) for a token with the "
+                  "role needed: ekm token create --role ROLE");
+  }
+  if (p.role == Role::kAdmin) return Status::Ok();  // platform-wide
+  if (rule.scope == RouteScope::kWorkspace || rule.scope == RouteScope::kWorkspaceChange ||
+      rule.scope == RouteScope::kEnvironment) {
+    // Same message whatever the workspace asked for: no existence leak.
+    if (workspace != p.workspace) {
+      return Denied("this token may act only on its own workspace \"" + p.workspace + "\"",
+                    "use a token of the workspace you name");
+    }
+  }
+  if (p.EnvironmentRestricted()) {
+    if (rule.scope == RouteScope::kWorkspaceChange) {
+      return Denied("route " + route + " changes the whole workspace; this token is restricted "
+                    "to some environments",
+                    "use a token of the workspace without --environment");
+    }
+    if (rule.scope == RouteScope::kEnvironment && !p.MayUseEnvironment(environment)) {
+      return Denied("this token may act only on its own environments of workspace \"" +
+                        p.workspace + "\"",
+                    "use a token created with --environment for this environment");
+    }
+  }
+  return Status::Ok();
+}
+
+Status AuthorizeOwnerOnly(const Principal& p, std::string_view what) {
+  if (p.local_operator || p.role == Role::kOwner) return Status::Ok();
+  return Denied(std::string(what) + " needs the role owner; this token has the role " +
+                    std::string(RoleName(p.role)),
+                "ask an owner of the workspace to do it");
+}
+
+Status AuthorizeTokenAdministration(const Principal& p, std::string_view workspace,
+                                    std::string_view new_role) {
+  if (p.IsAdmin()) return Status::Ok();
+  if (p.role != Role::kOwner) {
+    return Denied("managing tokens needs the role admin or owner; this token has the role " +
+                  std::string(RoleName(p.role)));
+  }
+  if (p.EnvironmentRestricted()) {
+    return Denied("managing tokens is a workspace-wide change; this token is restricted to "
+                  "some environments",
+                  "use an owner token without --environment");
+  }
+  if (new_role == RoleName(Role::kAdmin)) {
+    return Denied("an owner cannot create admin tokens", "ask the platform admin");
+  }
+  if (workspace != p.workspace) {
+    return Denied("this token may act only on its own workspace \"" + p.workspace + "\"",
+                  "use a token of the workspace you name");
+  }
+  return Status::Ok();
+}
+
+}  // namespace ekm::auth

@@ -1,0 +1,53 @@
+// Authorization: which roles may call each API route, on which workspace and environments.
+// The one rule table of docs/api.md "Authentication and roles", written as an exhaustive
+// switch over RouteId, so a new route without a rule does not compile (-Werror=switch).
+// Checks here never read the store: a scoped token asking about another workspace gets the
+// same answer whether that workspace exists or not.
+#pragma once
+
+#include <initializer_list>
+#include <string_view>
+
+#include "ekm/auth/token.h"
+#include "ekm/base/status.h"
+#include "ekm/server/routes.h"
+
+namespace ekm::auth {
+
+// What a route acts on, which decides the workspace and environment checks.
+enum class RouteScope {
+  kOpen,         // no token needed (/healthz)
+  kAnyToken,     // any valid token (who am I)
+  kPlatform,     // no workspace in the path (admin routes, lists filtered by the handler)
+  kWorkspace,    // /v1/workspaces/{workspace}/…: a read or a check
+  kWorkspaceChange,  // a workspace-wide change: refused to environment-restricted tokens
+  kEnvironment,  // …/environments/{environment}/…
+};
+
+struct RouteRule {
+  RouteScope scope = RouteScope::kOpen;
+  unsigned roles = 0;  // bit per Role
+  bool Allows(Role r) const { return (roles >> static_cast<unsigned>(r)) & 1u; }
+};
+
+RouteRule RuleFor(RouteId id);
+
+// "owner or key-manager": the roles a rule allows, for 403 messages.
+std::string AllowedRolesText(const RouteRule& rule);
+
+// OK, or PermissionDenied naming the role needed. The local operator may do everything.
+// `workspace`/`environment`: the route's placeholders (empty when it has none); `route_name`
+// (RouteInfo::name) for the message.
+Status Authorize(const Principal& p, RouteId id, std::string_view route_name,
+                 std::string_view workspace, std::string_view environment);
+
+// An emergency replacement ("emergency": true on key set/import) and a shred: owner only.
+Status AuthorizeOwnerOnly(const Principal& p, std::string_view what);
+
+// Token management (POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id}) on `workspace`
+// ("" for admin tokens): admin anything; an owner only its own workspace and never an admin
+// token; an environment-restricted token never.
+Status AuthorizeTokenAdministration(const Principal& p, std::string_view workspace,
+                                    std::string_view new_role = {});
+
+}  // namespace ekm::auth

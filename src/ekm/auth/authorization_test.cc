@@ -1,0 +1,102 @@
+#include "ekm/auth/authorization.h"
+
+#include <gtest/gtest.h>
+
+namespace ekm::auth {
+namespace {
+
+Principal Token(Role role, std::string workspace = "acme",
+                std::vector<std::string> environments = {}) {
+  Principal p;
+  p.token_id = "00000000000000aa";
+  p.role = role;
+  p.workspace = role == Role::kAdmin ? "" : std::move(workspace);
+  p.environments = std::move(environments);
+  return p;
+}
+
+StatusCode Check(const Principal& p, RouteId id, std::string_view ws = "acme",
+                 std::string_view env = "prod") {
+  return Authorize(p, id, "route", ws, env).code();
+}
+
+constexpr auto kOk = StatusCode::kOk;
+constexpr auto kDenied = StatusCode::kPermissionDenied;
+
+TEST(AuthorizationTest, TheRoleTable) {
+  Principal admin = Token(Role::kAdmin), owner = Token(Role::kOwner),
+            km = Token(Role::kKeyManager), app = Token(Role::kApp),
+            auditor = Token(Role::kAuditor);
+  struct Row {
+    RouteId id;
+    StatusCode admin, owner, km, app, auditor;
+  };
+  const Row rows[] = {
+      {RouteId::kHealth, kOk, kOk, kOk, kOk, kOk},
+      {RouteId::kKeyCacheStats, kOk, kDenied, kDenied, kDenied, kDenied},
+      {RouteId::kCreateWorkspace, kOk, kDenied, kDenied, kDenied, kDenied},
+      {RouteId::kListWorkspaces, kOk, kOk, kOk, kDenied, kOk},
+      {RouteId::kListEnvironments, kOk, kOk, kOk, kDenied, kOk},
+      {RouteId::kCreateEnvironment, kOk, kOk, kDenied, kDenied, kDenied},
+      {RouteId::kShowKey, kOk, kOk, kOk, kDenied, kOk},
+      {RouteId::kCheckPolicy, kOk, kOk, kOk, kDenied, kDenied},
+      {RouteId::kSetKey, kDenied, kOk, kOk, kDenied, kDenied},
+      {RouteId::kSetDefaultKey, kDenied, kOk, kOk, kDenied, kDenied},
+      {RouteId::kShred, kDenied, kOk, kDenied, kDenied, kDenied},
+      {RouteId::kEncrypt, kDenied, kDenied, kDenied, kOk, kDenied},
+      {RouteId::kRewrap, kDenied, kDenied, kDenied, kOk, kDenied},
+      {RouteId::kListEvents, kOk, kOk, kDenied, kDenied, kOk},
+      {RouteId::kCreateToken, kOk, kOk, kDenied, kDenied, kDenied},
+      {RouteId::kWhoAmI, kOk, kOk, kOk, kOk, kOk},
+  };
+  for (const Row& r : rows) {
+    EXPECT_EQ(Check(admin, r.id), r.admin) << static_cast<int>(r.id);
+    EXPECT_EQ(Check(owner, r.id), r.owner) << static_cast<int>(r.id);
+    EXPECT_EQ(Check(km, r.id), r.km) << static_cast<int>(r.id);
+    EXPECT_EQ(Check(app, r.id), r.app) << static_cast<int>(r.id);
+    EXPECT_EQ(Check(auditor, r.id), r.auditor) << static_cast<int>(r.id);
+  }
+  EXPECT_EQ(Check(Principal::LocalOperator(), RouteId::kShred), kOk);
+}
+
+TEST(AuthorizationTest, AnotherWorkspaceIsRefusedWithTheSameMessageWhetherItExistsOrNot) {
+  Principal km = Token(Role::kKeyManager, "acme");
+  Status a = Authorize(km, RouteId::kShowKey, "key.show", "globex", "prod");
+  Status b = Authorize(km, RouteId::kShowKey, "key.show", "no-such-workspace", "prod");
+  EXPECT_EQ(a.code(), kDenied);
+  EXPECT_EQ(a.message(), b.message());
+  EXPECT_EQ(a.message().find("globex"), std::string::npos);
+}
+
+TEST(AuthorizationTest, EnvironmentRestriction) {
+  Principal km = Token(Role::kKeyManager, "acme", {"staging"});
+  EXPECT_EQ(Check(km, RouteId::kSetKey, "acme", "staging"), kOk);
+  EXPECT_EQ(Check(km, RouteId::kSetKey, "acme", "prod"), kDenied);
+  EXPECT_EQ(Check(km, RouteId::kSetDefaultKey, "acme", ""), kDenied);  // workspace-wide
+  EXPECT_EQ(Check(km, RouteId::kListEnvironments, "acme", ""), kOk);  // the handler filters
+  Principal owner = Token(Role::kOwner, "acme", {"staging"});
+  EXPECT_EQ(Check(owner, RouteId::kCreateEnvironment, "acme", ""), kDenied);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, "acme").code(), kDenied);
+}
+
+TEST(AuthorizationTest, OwnerOnlyAndTokenAdministration) {
+  EXPECT_EQ(AuthorizeOwnerOnly(Token(Role::kOwner), "x").code(), kOk);
+  EXPECT_EQ(AuthorizeOwnerOnly(Token(Role::kKeyManager), "x").code(), kDenied);
+  EXPECT_EQ(AuthorizeOwnerOnly(Token(Role::kAdmin), "x").code(), kDenied);
+  EXPECT_EQ(AuthorizeOwnerOnly(Principal::LocalOperator(), "x").code(), kOk);
+  Principal owner = Token(Role::kOwner, "acme");
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, "acme", "app").code(), kOk);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, "acme", "admin").code(), kDenied);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, "globex", "app").code(), kDenied);
+  EXPECT_EQ(AuthorizeTokenAdministration(Token(Role::kAdmin), "globex", "admin").code(), kOk);
+  EXPECT_EQ(AuthorizeTokenAdministration(Token(Role::kApp), "acme").code(), kDenied);
+}
+
+TEST(AuthorizationTest, DeniedMessagesNameTheRoleNeeded) {
+  Status s = Authorize(Token(Role::kApp), RouteId::kSetKey, "key.set", "acme", "prod");
+  EXPECT_NE(s.message().find("owner or key-manager"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("key.set"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ekm::auth

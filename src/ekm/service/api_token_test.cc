@@ -1,0 +1,160 @@
+// API tokens through EkmService: create, authenticate (each 401 reason, recorded), expiry
+// bounds, revocation (at once on this node, within kApiTokenCacheTtl on another), bootstrap.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "ekm/events/lifecycle_event.h"
+#include "ekm/service/ekm_service.h"
+#include "ekm/testing/temp_dir.h"
+
+namespace ekm {
+namespace {
+
+std::string Text(const SecretBytes& s) {
+  auto r = s.RevealForCrypto();
+  return std::string(r.begin(), r.end());
+}
+
+class ApiTokenTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    clock_.SetUnixSeconds(1'800'000'000);
+    options_.data_dir = dir_.path() + "/data";
+    options_.clock = &clock_;
+    options_.aws.enabled = false;
+    ASSERT_TRUE(EkmService::Initialize(options_).ok());
+    svc_ = Open();
+    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
+  }
+  std::unique_ptr<EkmService> Open() {
+    auto s = EkmService::Open(options_);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return std::move(*s);
+  }
+  NewApiToken Create(std::string role, std::string ws = "acme",
+                     std::chrono::seconds expires_in = {}) {
+    auto t = svc_->CreateApiToken(ApiTokenRequest{role, ws, {}, "test", expires_in});
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return std::move(*t);
+  }
+  std::vector<LifecycleEventInfo> Events(std::string ws, std::string type) {
+    EventQuery q;
+    q.workspace = ws;
+    q.type = type;
+    auto e = svc_->ListEvents(q);
+    return e.ok() ? *e : std::vector<LifecycleEventInfo>{};
+  }
+
+  FakeClock clock_;
+  testing::TempDir dir_;
+  EkmOptions options_;
+  std::unique_ptr<EkmService> svc_;
+};
+
+TEST_F(ApiTokenTest, CreateAuthenticateAndTheDefaultLifetime) {
+  ScopedActor actor("cli:alice");
+  NewApiToken t = Create("key-manager");
+  EXPECT_EQ(t.info.expires_at, 1'800'000'000 + kDefaultApiTokenLifetime.count());
+  EXPECT_EQ(t.info.created_by, "cli:alice");
+  auto p = svc_->Authenticate(Text(t.token), "key.show", "127.0.0.1");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->role, auth::Role::kKeyManager);
+  EXPECT_EQ(p->workspace, "acme");
+  EXPECT_EQ(p->Actor(), "token:" + t.info.id);
+  auto created = Events("acme", "token.created");
+  ASSERT_EQ(created.size(), 1u);
+  EXPECT_EQ(created[0].detail.find(Text(t.token).substr(21)), std::string::npos);
+}
+
+TEST_F(ApiTokenTest, BadRequestsAreRefused) {
+  auto req = [](std::string role, std::string ws, std::vector<std::string> envs = {},
+                std::chrono::seconds expires_in = {}) {
+    return ApiTokenRequest{std::move(role), std::move(ws), std::move(envs), "", expires_in};
+  };
+  EXPECT_EQ(svc_->CreateApiToken(req("root", "acme")).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->CreateApiToken(req("app", "")).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->CreateApiToken(req("admin", "acme")).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->CreateApiToken(req("app", "nope")).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(svc_->CreateApiToken(req("app", "acme", {"nope"})).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(svc_->CreateApiToken(req("app", "acme", {}, std::chrono::seconds(10))).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->CreateApiToken(req("app", "acme", {}, kMaxApiTokenLifetime + std::chrono::seconds(1)))
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(ApiTokenTest, EachFailureIs401AndRecordedWithItsReasonNeverTheSecret) {
+  NewApiToken t = Create("app", "acme", std::chrono::seconds(3600));
+  std::string good = Text(t.token);
+  std::string wrong = good;
+  wrong.back() = wrong.back() == 'A' ? 'Q' : 'A';
+  std::string unknown = good;
+  unknown[4] = unknown[4] == 'a' ? 'b' : 'a';
+  auto code = [&](const std::string& text) {
+    return svc_->Authenticate(text, "data.encrypt", "10.0.0.1").status();
+  };
+  EXPECT_EQ(code("").code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(code("ekm_garbage").code(), StatusCode::kUnauthenticated);
+  Status w = code(wrong), u = code(unknown);
+  EXPECT_EQ(w.code(), StatusCode::kUnauthenticated);
+  EXPECT_EQ(w.message(), u.message());  // a guess learns nothing
+  EXPECT_NE(w.hint().find("EKM_TOKEN"), std::string::npos);
+  clock_.Advance(std::chrono::seconds(3600));
+  Status e = code(good);
+  EXPECT_EQ(e.code(), StatusCode::kUnauthenticated);
+  EXPECT_NE(e.message().find("expired"), std::string::npos);
+  // Known token: in its workspace; the rest on the platform ("").
+  auto in_ws = Events("acme", "token.auth_failed");
+  ASSERT_EQ(in_ws.size(), 2u);
+  EXPECT_NE(in_ws[0].detail.find("wrong_secret"), std::string::npos);
+  EXPECT_NE(in_ws[1].detail.find("expired"), std::string::npos);
+  EXPECT_NE(in_ws[1].detail.find("10.0.0.1"), std::string::npos);
+  for (const auto& ev : in_ws) EXPECT_EQ(ev.detail.find(good.substr(21)), std::string::npos);
+}
+
+TEST_F(ApiTokenTest, RevocationIsImmediateHereAndWithinTheCacheTtlOnAnotherNode) {
+  NewApiToken t = Create("app");
+  std::string text = Text(t.token);
+  std::unique_ptr<EkmService> other = Open();  // another node on the same store
+  ASSERT_TRUE(other->Authenticate(text, "r", "").ok());  // now cached there
+  ASSERT_TRUE(svc_->Authenticate(text, "r", "").ok());
+  ASSERT_TRUE(svc_->RevokeApiToken(t.info.id).ok());
+  EXPECT_EQ(svc_->Authenticate(text, "r", "").status().code(), StatusCode::kUnauthenticated);
+  EXPECT_TRUE(other->Authenticate(text, "r", "").ok()) << "cached: the bounded staleness";
+  std::this_thread::sleep_for(kApiTokenCacheTtl + std::chrono::milliseconds(200));
+  Status s = other->Authenticate(text, "r", "").status();
+  EXPECT_EQ(s.code(), StatusCode::kUnauthenticated);
+  EXPECT_NE(s.message().find("revoked"), std::string::npos);
+  ASSERT_TRUE(svc_->RevokeApiToken(t.info.id).ok());  // again: no change, one event
+  EXPECT_EQ(Events("acme", "token.revoked").size(), 1u);
+}
+
+TEST_F(ApiTokenTest, BootstrapAdminTokenOnceAndFromAFile) {
+  auto b = svc_->EnsureBootstrapAdminToken(std::nullopt);
+  ASSERT_TRUE(b.ok() && b->created);
+  auto p = svc_->Authenticate(Text(b->token), "r", "");
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(p->IsAdmin());
+  EXPECT_EQ(p->expires_at, 0);
+  auto again = svc_->EnsureBootstrapAdminToken(std::nullopt);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->created);
+  // Given in a file (another data directory): stored as is.
+  ASSERT_TRUE(svc_->RevokeApiToken(b->id).ok());
+  auto gen = auth::GenerateToken();
+  ASSERT_TRUE(gen.ok());
+  std::string given = Text(gen->text);
+  auto g = svc_->EnsureBootstrapAdminToken(given);
+  ASSERT_TRUE(g.ok() && g->created);
+  EXPECT_TRUE(g->token.empty());
+  EXPECT_TRUE(svc_->Authenticate(given, "r", "").ok());
+  EXPECT_EQ(svc_->EnsureBootstrapAdminToken(std::string("nonsense")).status().code(),
+            StatusCode::kOk);  // an admin exists: nothing read
+}
+
+}  // namespace
+}  // namespace ekm

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Authorization matrix and tenant isolation against a real ekmd (stdlib only).
+
+Usage: authz_matrix_test.py EKMD SOURCE_DIR
+
+The expected roles of every route are written below, independently of the C++ rule
+(src/ekm/auth/authorization.cc): the table of docs/api.md "Authentication and roles". The test
+fails when src/ekm/server/routes.cc has a route this table lacks (or the other way round), so a
+new route cannot ship without a decided rule.
+"""
+
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ekm_tokens import mint_token, request, setup_tokens  # noqa: E402
+
+ADMIN, OWNER, KM, APP, AUDITOR = "admin", "owner", "key-manager", "app", "auditor"
+READERS = {ADMIN, OWNER, KM, AUDITOR}
+
+# name -> (kind, roles allowed). kind: open, any (any valid token), platform, workspace (read or
+# check on {workspace}), wschange (a workspace-wide change), env (…/environments/{environment}/…)
+EXPECTED = {
+    "health": ("open", set()),
+    "key_cache.stats": ("platform", {ADMIN}),
+    "workspace.list": ("platform", READERS),
+    "workspace.create": ("platform", {ADMIN}),
+    "environment.list": ("workspace", READERS),
+    "environment.create": ("wschange", {ADMIN, OWNER}),
+    "data.encrypt": ("env", {APP}),
+    "data.decrypt": ("env", {APP}),
+    "data.rewrap": ("env", {APP}),
+    "key.show": ("env", READERS),
+    "key.policy": ("env", READERS),
+    "environment.status": ("env", READERS),
+    "repack.status": ("env", READERS),
+    "settings.show": ("env", READERS),
+    "default_key.show": ("workspace", READERS),
+    "key_policy.check": ("workspace", {ADMIN, OWNER, KM}),
+    "key.set": ("env", {OWNER, KM}),
+    "key.import_params": ("env", {OWNER, KM}),
+    "key.import": ("env", {OWNER, KM}),
+    "key.delete_material": ("env", {OWNER, KM}),
+    "key.rotate": ("env", {OWNER, KM}),
+    "data_keys.rotate": ("env", {OWNER, KM}),
+    "settings.update": ("env", {OWNER, KM}),
+    "default_key.set": ("wschange", {OWNER, KM}),
+    "default_key.reset": ("wschange", {OWNER, KM}),
+    "environment.shred": ("env", {OWNER}),
+    "events.list": ("workspace", {ADMIN, OWNER, AUDITOR}),
+    "token.create": ("tokens", {ADMIN, OWNER}),
+    "token.list": ("tokens", {ADMIN, OWNER}),
+    "token.revoke": ("tokens", {ADMIN, OWNER}),
+    "token.show": ("any", {ADMIN, OWNER, KM, APP, AUDITOR}),
+}
+
+# A sample body per route (None: no body). Allowed callers may get any answer but 401/403.
+BODIES = {
+    "workspace.create": {"name": "made-by-matrix"},
+    "environment.create": {"name": "made-by-matrix"},
+    "data.encrypt": {"plaintext": "aGVsbG8="},
+    "data.decrypt": {"ciphertext": "ekm1:AAAA"},
+    "data.rewrap": {"ciphertext": "ekm1:AAAA"},
+    "key_policy.check": {"policy": "{}"},
+    "key.set": {},
+    "key.import_params": {},
+    "key.import": {},
+    "data_keys.rotate": {"scopes": ["matrix"]},
+    "settings.update": {},
+    "default_key.set": {},
+    "environment.shred": None,  # step one only: a confirmation, nothing destroyed
+    "token.create": {"role": "auditor", "workspace": "acme"},
+}
+
+failures = 0
+passes = 0
+
+
+def check(ok, what):
+    global failures, passes
+    if ok:
+        passes += 1
+    else:
+        failures += 1
+        print("FAIL: " + what)
+
+
+def route_table(source_dir):
+    text = open(os.path.join(source_dir, "src/ekm/server/routes.cc")).read()
+    rows = re.findall(r'\{RouteId::k\w+,\s*"(\w+)",\s*"([^"]+)",\s*"([^"]+)"\}', text)
+    return [(m, p, n) for m, p, n in rows]
+
+
+def start_ekmd(ekmd, data_dir, log_path, home):
+    env = dict(os.environ, AWS_EC2_METADATA_DISABLED="true", HOME=home)
+    log = open(log_path, "w")
+    proc = subprocess.Popen([ekmd, "--data-dir", data_dir, "--listen", "127.0.0.1:0",
+                             "--rotation-check-interval", "0"],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", open(log_path).read())
+        if m:
+            url = "http://127.0.0.1:" + m.group(1)
+            try:
+                if request(url, "GET", "/healthz")[0] == 200:
+                    return proc, url
+            except OSError:
+                pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("ekmd did not start:\n" + open(log_path).read())
+
+
+def main():
+    ekmd, source_dir = sys.argv[1], sys.argv[2]
+    tmp = tempfile.mkdtemp(prefix="ekm-authz-")
+    proc = None
+    try:
+        data = os.path.join(tmp, "data")
+        proc, url = start_ekmd(ekmd, data, os.path.join(tmp, "ekmd.log"), tmp)
+
+        # The table is complete: every route of routes.cc has a decided rule, and no more.
+        table = route_table(source_dir)
+        names = {n for _, _, n in table}
+        check(len(table) >= 30, "routes.cc rows found by the regex: %d" % len(table))
+        for n in sorted(names - set(EXPECTED)):
+            check(False, "route %s has no row in this test's table (decide its roles)" % n)
+        for n in sorted(set(EXPECTED) - names):
+            check(False, "this test expects route %s, which routes.cc lacks" % n)
+
+        a = setup_tokens(url, data, "acme")
+        b = setup_tokens(url, data, "globex")
+        admin = a[ADMIN]
+        for ws in ("acme", "globex"):
+            for env in ("prod", "staging"):
+                st, j, _ = request(url, "POST", "/v1/workspaces/%s/environments" % ws, admin,
+                                   {"name": env})
+                check(st == 201, "create %s/%s: %s %s" % (ws, env, st, j))
+        restricted = mint_token(url, admin, KM, "acme", ["staging"])[0]
+        revoked, revoked_id = mint_token(url, admin, APP, "acme")
+        check(request(url, "DELETE", "/v1/tokens/" + revoked_id, admin)[0] == 200, "revoke")
+        expired, expired_id = mint_token(url, admin, APP, "acme")
+        # Never used, so no node has it cached: move its expiry into the past in the store.
+        db = sqlite3.connect(os.path.join(data, "ekm.db"))
+        db.execute("UPDATE api_tokens SET expires_at = 1 WHERE id = ?", (expired_id,))
+        db.commit()
+        db.close()
+        victim_id = mint_token(url, admin, AUDITOR, "acme")[1]  # revoked by the revoke rows
+
+        def sample(method, path, name, ws="acme", env="prod"):
+            p = (path.replace("{workspace}", ws).replace("{environment}", env)
+                 .replace("{id}", victim_id))
+            body = BODIES.get(name)
+            if body is None and method in ("POST", "PUT", "PATCH") and name != "environment.shred":
+                body = {}
+            return p, body
+
+        callers = {ADMIN: a[ADMIN], OWNER: a[OWNER], KM: a[KM], APP: a[APP], AUDITOR: a[AUDITOR]}
+        # Each role against each route.
+        for method, path, name in table:
+            if name not in EXPECTED:
+                continue
+            kind, roles = EXPECTED[name]
+            p, body = sample(method, path, name)
+            for role, tok in callers.items():
+                st, j, _ = request(url, method, p, tok, body)
+                if kind == "open" or role in roles:
+                    check(st not in (401, 403), "%s %s as %s: allowed, got %s %s"
+                          % (method, p, role, st, j))
+                else:
+                    check(st == 403, "%s %s as %s: refused, got %s %s" % (method, p, role, st, j))
+                    check(j is not None and j.get("error", {}).get("code") == "permission_denied",
+                          "%s as %s: error code %s" % (name, role, j))
+            # An environment-restricted key-manager (staging only) asking about prod.
+            st, j, _ = request(url, method, p, restricted, body)
+            allowed = kind == "open" or (KM in roles and kind in ("platform", "workspace", "any"))
+            if allowed:
+                check(st not in (401, 403), "%s as restricted km: allowed, got %s %s" % (name, st, j))
+            else:
+                check(st == 403, "%s as restricted km: refused, got %s %s" % (name, st, j))
+            # Bad tokens: 401 with WWW-Authenticate (the open route answers anyway).
+            for label, tok in (("expired", expired), ("revoked", revoked), ("none", None),
+                               ("malformed", "ekm_nothex_short")):
+                st, j, h = request(url, method, p, tok, body)
+                if kind == "open":
+                    check(st == 200, "%s with a %s token: %s" % (name, label, st))
+                    continue
+                check(st == 401, "%s with a %s token: want 401, got %s %s" % (name, label, st, j))
+                check(h.get("WWW-Authenticate") == "Bearer", "%s %s: WWW-Authenticate" % (name, label))
+        # The restricted token may use its own environment.
+        st, _, _ = request(url, "GET", "/v1/workspaces/acme/environments/staging/key", restricted)
+        check(st == 200, "restricted km on its environment: %s" % st)
+        st, j, _ = request(url, "GET", "/v1/workspaces/acme/environments", restricted)
+        check(st == 200 and [e["name"] for e in j["environments"]] == ["staging"],
+              "restricted km lists only its environments: %s" % j)
+        # Emergency replacement and shred: owner only.
+        emergency = {"provider": "platform", "key_id": "root", "emergency": True, "reason": "x"}
+        st, j, _ = request(url, "PUT", "/v1/workspaces/acme/environments/staging/key", a[KM],
+                           emergency)
+        check(st == 403 and "owner" in j["error"]["message"], "km emergency: %s %s" % (st, j))
+        st, j, _ = request(url, "PUT", "/v1/workspaces/acme/environments/staging/key", a[OWNER],
+                           emergency)
+        check(st not in (401, 403), "owner emergency: %s %s" % (st, j))
+
+        # Tenant isolation: every workspace route on globex with acme's tokens is the same 403 as
+        # for a workspace that does not exist.
+        a_tokens = dict(callers)
+        a_tokens["restricted"] = restricted
+        del a_tokens[ADMIN]  # platform-wide by design
+        for method, path, name in table:
+            if "{workspace}" not in path:
+                continue
+            for role, tok in a_tokens.items():
+                p_b, body = sample(method, path, name, ws="globex")
+                p_x, _ = sample(method, path, name, ws="no-such-workspace")
+                st_b, j_b, _ = request(url, method, p_b, tok, body)
+                st_x, j_x, _ = request(url, method, p_x, tok, body)
+                check(st_b == 403, "%s on globex as acme %s: %s %s" % (name, role, st_b, j_b))
+                check(j_b == j_x, "%s as acme %s: globex and a missing workspace differ: %s vs %s"
+                      % (name, role, j_b, j_x))
+        # Lists from acme's tokens never show globex.
+        for role in (OWNER, KM, AUDITOR):
+            st, j, _ = request(url, "GET", "/v1/workspaces", a[role])
+            check(st == 200 and [w["name"] for w in j["workspaces"]] == ["acme"],
+                  "workspace list as acme %s: %s" % (role, j))
+        st, j, _ = request(url, "GET", "/v1/tokens", a[OWNER])
+        check(st == 200 and j["tokens"] and all(t["workspace"] == "acme" for t in j["tokens"]),
+              "token list as acme owner: %s" % j)
+        check(all("token" not in t for t in j["tokens"]), "token list shows no secret")
+        st, j, _ = request(url, "GET", "/v1/tokens?workspace=globex", a[OWNER])
+        check(st == 403, "acme owner listing globex tokens: %s" % st)
+        # An acme owner cannot revoke a globex token: the same 403 as for an unknown id.
+        b_id = mint_token(url, admin, APP, "globex")[1]
+        st_b, j_b, _ = request(url, "DELETE", "/v1/tokens/" + b_id, a[OWNER])
+        st_x, j_x, _ = request(url, "DELETE", "/v1/tokens/0123456789abcdef", a[OWNER])
+        check(st_b == 403 and j_b == j_x, "revoke across workspaces: %s %s / %s" % (st_b, j_b, j_x))
+        # A ciphertext of acme does not decrypt in globex.
+        st, j, _ = request(url, "POST", "/v1/workspaces/acme/environments/prod/encrypt", a[APP],
+                           {"plaintext": "c2VjcmV0"})
+        check(st == 200, "acme encrypt: %s %s" % (st, j))
+        ct = j["ciphertext"] if st == 200 else "ekm1:AAAA"
+        st, j, _ = request(url, "POST", "/v1/workspaces/globex/environments/prod/decrypt", b[APP],
+                           {"ciphertext": ct})
+        check(400 <= st < 500 and st not in (401, 403), "acme ciphertext in globex: %s %s" % (st, j))
+        st, j, _ = request(url, "POST", "/v1/workspaces/acme/environments/prod/decrypt", a[APP],
+                           {"ciphertext": ct})
+        check(st == 200 and j["plaintext"] == "c2VjcmV0", "acme decrypts its own: %s" % st)
+        # Who am I.
+        st, j, _ = request(url, "GET", "/v1/token", restricted)
+        check(st == 200 and j["role"] == KM and j["environments"] == ["staging"], "who am I: %s" % j)
+        # Failures are audited, never with the secret.
+        log = open(os.path.join(tmp, "ekmd.log")).read()
+        check(admin[21:] not in log, "ekmd's log holds no token secret")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (passes, failures))
+    return 0 if failures == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
