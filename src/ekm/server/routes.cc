@@ -8,6 +8,7 @@
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
 #include "ekm/events/lifecycle_event.h"
+#include "ekm/metrics/metrics.h"
 #include "ekm/provider/imported/key_material_import.h"
 #include "ekm/repack/repack_json.h"
 #include "ekm/server/http_errors.h"
@@ -285,6 +286,10 @@ constexpr RouteInfo kRoutes[] = {
     {RouteId::kResetDefaultKey, "DELETE", "/v1/workspaces/{workspace}/default-key",
      "default_key.reset"},
     {RouteId::kListEvents, "GET", "/v1/workspaces/{workspace}/events", "events.list"},
+
+    // --- issue5-C ---
+    {RouteId::kReady, "GET", "/readyz", "ready"},
+    {RouteId::kMetrics, "GET", "/metrics", "metrics"},
 };
 
 // Splits a template or a request path into segments ("/a/b" -> {"a","b"}).
@@ -737,6 +742,19 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (list->size() == q->limit && !list->empty()) out["next_after"] = list->back().id;
       return {200, JsonText(out)};
     }
+
+    // --- issue5-C ---
+    case RouteId::kReady: {
+      // The HTTP layer answers 503 itself while shutting down; here: does the store answer?
+      Status s = service_->CheckStore();
+      if (!s.ok()) {
+        return {503, JsonText(json{{"status", "unavailable"},
+                                   {"reason", "the store does not answer: " + s.message()}})};
+      }
+      return {200, R"({"status":"ready"})"};
+    }
+    case RouteId::kMetrics:
+      return {200, metrics::Default().Exposition(), 0, "text/plain; version=0.0.4; charset=utf-8"};
 
   }
   return Error(InternalError("unhandled route"));
