@@ -200,7 +200,7 @@ expect_error "plain HTTP on 0.0.0.0 still refused" "refusing to serve plain HTTP
 # --- rate limit (plain HTTP on loopback, its own data directory) ----------------------------
 # Fake tokens: the limit is taken before authentication (they answer 401 once tokens are
 # enforced); what matters here is 429 or not.
-start_ekmd limited http --data-dir "$T/data2" --rate-limit 2 --rate-limit-burst 3 \
+start_ekmd limited http --data-dir "$T/data2" --rate-limit 0.2 --rate-limit-burst 3 \
   --metrics-unauthenticated || exit 1
 LURL="http://127.0.0.1:$PORT"
 TOKEN_A="ekm_00000000000000aa_$SECRET"

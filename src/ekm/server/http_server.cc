@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
 #include <array>
@@ -260,6 +261,10 @@ class HttpServer::Impl {
     r.AddGauge("ekm_build_info", "ekmd's version (the value is always 1)", {"version"})
         .With({options_.version})
         .Set(1);
+    // Shown from the start (0), not only after the first repack.
+    metrics::RepackRunningJobs();
+    metrics::RepackDataKeysDone();
+    metrics::RepackDataKeysTotal();
     auto routes = RouteTable();
     route_slots_ = std::vector<RouteSlots>(routes.size() + 1);
     for (size_t i = 0; i <= routes.size(); ++i) {
@@ -293,6 +298,14 @@ class HttpServer::Impl {
                                   "give the server certificate first, then its intermediates");
     }
     if (SSL_CTX_use_PrivateKey_file(c, options_.tls_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      unsigned long e = ERR_peek_last_error();
+      if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+        ERR_clear_error();
+        return InvalidArgumentError("--tls-key " + options_.tls_key_file +
+                                        " does not match the certificate in --tls-cert " +
+                                        options_.tls_cert_file,
+                                    "give the private key of that certificate");
+      }
       return InvalidArgumentError("--tls-key " + options_.tls_key_file +
                                       " is not an unencrypted PEM private key: " + OpenSslErrors(),
                                   "give the key without a passphrase (e.g. `openssl pkey -in "

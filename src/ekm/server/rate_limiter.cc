@@ -29,7 +29,8 @@ int64_t RateLimiter::Acquire(std::string_view key, Clock::time_point now) {
   auto it = shard.buckets.find(std::string(key));
   if (it == shard.buckets.end()) {
     if (shard.buckets.size() >= kMaxBucketsPerShard) {
-      Sweep(shard, now);
+      // A flood of new keys: sweep at most once a second, not once per request.
+      if (now - shard.last_sweep >= std::chrono::seconds(1)) Sweep(shard, now);
       // Still full: more active clients than the cap. Forget one bucket at random rather than
       // grow: that client gets a fresh burst, the memory stays bounded.
       if (shard.buckets.size() >= kMaxBucketsPerShard) shard.buckets.erase(shard.buckets.begin());
