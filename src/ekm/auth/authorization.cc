@@ -28,6 +28,9 @@ RouteRule RuleFor(RouteId id) {
   using S = RouteScope;
   switch (id) {
     case RouteId::kHealth: return {S::kOpen, 0};
+    case RouteId::kReady: return {S::kOpen, 0};
+    // Open instead with `ekmd --metrics-unauthenticated` (Router::Match).
+    case RouteId::kMetrics: return {S::kPlatform, kAdmin};
     case RouteId::kWhoAmI: return {S::kAnyToken, kAdmin | kOwner | kKeyManager | kApp | kAuditor};
     case RouteId::kKeyCacheStats: return {S::kPlatform, kAdmin};
     case RouteId::kCreateWorkspace: return {S::kPlatform, kAdmin};

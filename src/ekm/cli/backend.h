@@ -10,6 +10,7 @@
 
 #include "ekm/base/bytes.h"
 #include "ekm/base/status.h"
+#include "ekm/client/ekm_client.h"
 #include "ekm/service/ekm_service.h"
 
 namespace ekm::cli {
@@ -112,6 +113,7 @@ class Backend {
 
 StatusOr<std::unique_ptr<Backend>> NewLocalBackend(const EkmOptions& options);
 StatusOr<std::unique_ptr<Backend>> NewRemoteBackend(const std::string& server_url,
-                                                    const std::string& token);
+                                                    const std::string& token,
+                                                    const ClientTlsOptions& tls = {});
 
 }  // namespace ekm::cli

@@ -43,6 +43,7 @@ struct GlobalFlags {
   bool json = false;
   std::string aws_principal_arn;
   std::string aws_ca_file;
+  ClientTlsOptions tls;  // --- issue5-C --- --ca-file, --client-cert, --client-key
 };
 
 int Fail(const Status& s) {
@@ -92,7 +93,7 @@ StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
                                   "pass --token or EKM_TOKEN (`ekm token create` mints one; the "
                                   "first admin token is in <data-dir>/bootstrap-admin-token)");
     }
-    return NewRemoteBackend(g.server, g.token);
+    return NewRemoteBackend(g.server, g.token, g.tls);
   }
   EkmOptions o;
   o.data_dir = g.data_dir.empty() ? kDefaultDataDir : g.data_dir;
@@ -591,6 +592,21 @@ int Run(int argc, char** argv) {
   app.add_option("--token", g.token, "API token for --server [env: EKM_TOKEN]")
       ->envname("EKM_TOKEN");
   app.add_flag("--json", g.json, "Print results as JSON");
+  // --- issue5-C ---
+  app.add_option("--ca-file", g.tls.ca_file,
+                 "Server mode over https://: PEM CA bundle to trust for ekmd's certificate "
+                 "instead of the system store [env: EKM_CA_FILE]")
+      ->envname("EKM_CA_FILE")
+      ->check(CLI::ExistingFile);
+  app.add_option("--client-cert", g.tls.client_cert_file,
+                 "Server mode: client certificate (PEM) for an ekmd that asks for one "
+                 "[env: EKM_CLIENT_CERT]")
+      ->envname("EKM_CLIENT_CERT")
+      ->check(CLI::ExistingFile);
+  app.add_option("--client-key", g.tls.client_key_file,
+                 "Server mode: the client certificate's private key (PEM) [env: EKM_CLIENT_KEY]")
+      ->envname("EKM_CLIENT_KEY")
+      ->check(CLI::ExistingFile);
   app.add_option("--aws-principal-arn", g.aws_principal_arn,
                  "Local mode: the platform's IAM role ARN that calls AWS KMS [env: "
                  "EKM_AWS_PRINCIPAL_ARN] [default: asked of AWS STS]")

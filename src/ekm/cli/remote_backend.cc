@@ -141,8 +141,10 @@ class RemoteBackend : public Backend {
 }  // namespace
 
 StatusOr<std::unique_ptr<Backend>> NewRemoteBackend(const std::string& server_url,
-                                                    const std::string& token) {
-  EKM_ASSIGN_OR_RETURN(std::unique_ptr<EkmClient> client, EkmClient::Create(server_url, token));
+                                                    const std::string& token,
+                                                    const ClientTlsOptions& tls) {
+  EKM_ASSIGN_OR_RETURN(std::unique_ptr<EkmClient> client,
+                       EkmClient::Create(server_url, token, tls));
   return std::unique_ptr<Backend>(new RemoteBackend(std::move(client)));
 }
 

@@ -83,8 +83,8 @@ int64_t ParseTime(const json& j, const char* field = "created_at") {
 
 class EkmClient::Impl {
  public:
-  Impl(std::string base, std::string token, CURL* curl)
-      : base_(std::move(base)), token_(AsBytes(token)), curl_(curl) {
+  Impl(std::string base, std::string token, CURL* curl, ClientTlsOptions tls = {})
+      : base_(std::move(base)), token_(AsBytes(token)), curl_(curl), tls_(std::move(tls)) {
     OPENSSL_cleanse(token.data(), token.size());
   }
   ~Impl() { curl_easy_cleanup(curl_); }
@@ -193,6 +193,17 @@ class EkmClient::Impl {
     curl_easy_setopt(curl_, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl_, CURLOPT_NOPROXY, "*");
+    // --- issue5-C ---
+    curl_easy_setopt(curl_, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+    if (!tls_.ca_file.empty()) curl_easy_setopt(curl_, CURLOPT_CAINFO, tls_.ca_file.c_str());
+    if (!tls_.client_cert_file.empty()) {
+      curl_easy_setopt(curl_, CURLOPT_SSLCERT, tls_.client_cert_file.c_str());
+      curl_easy_setopt(curl_, CURLOPT_SSLCERTTYPE, "PEM");
+    }
+    if (!tls_.client_key_file.empty()) {
+      curl_easy_setopt(curl_, CURLOPT_SSLKEY, tls_.client_key_file.c_str());
+      curl_easy_setopt(curl_, CURLOPT_SSLKEYTYPE, "PEM");
+    }
   }
 
   curl_slist* BaseHeaders() {
@@ -214,6 +225,20 @@ class EkmClient::Impl {
       return UnavailableError("cannot reach ekmd at " + base_ + ": " + what,
                               "is ekmd running? start it with `ekmd --data-dir DIR`, or check "
                               "--server / EKM_SERVER");
+    }
+    // --- issue5-C ---
+    if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {
+      return UnavailableError("cannot verify ekmd's TLS certificate at " + base_ + ": " + what,
+                              "give the CA that signed it with --ca-file / EKM_CA_FILE");
+    }
+    if (rc == CURLE_SSL_CERTPROBLEM) {
+      return InvalidArgumentError("cannot use the client certificate: " + what,
+                                  "check --client-cert and --client-key (PEM, matching)");
+    }
+    if (rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR) {
+      return UnavailableError("TLS with ekmd at " + base_ + " failed: " + what,
+                              "https:// needs ekmd --tls-cert; a server with "
+                              "--tls-client-auth require needs --client-cert and --client-key");
     }
     if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT) {
       return InvalidArgumentError("server URL " + base_ + " is not valid: " + what,
@@ -275,12 +300,14 @@ class EkmClient::Impl {
   std::string base_;
   SecretBytes token_;  // an API token is a credential
   CURL* curl_;
+  ClientTlsOptions tls_;  // --- issue5-C ---
 };
 
 EkmClient::EkmClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 EkmClient::~EkmClient() = default;
 
-StatusOr<std::unique_ptr<EkmClient>> EkmClient::Create(std::string base_url, std::string token) {
+StatusOr<std::unique_ptr<EkmClient>> EkmClient::Create(std::string base_url, std::string token,
+                                                       ClientTlsOptions tls) {
   static const CURLcode global = curl_global_init(CURL_GLOBAL_DEFAULT);
   if (global != CURLE_OK) return InternalError("libcurl initialisation failed");
   while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
@@ -291,7 +318,8 @@ StatusOr<std::unique_ptr<EkmClient>> EkmClient::Create(std::string base_url, std
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return InternalError("curl_easy_init failed");
   return std::unique_ptr<EkmClient>(
-      new EkmClient(std::make_unique<Impl>(std::move(base_url), std::move(token), curl)));
+      new EkmClient(std::make_unique<Impl>(std::move(base_url), std::move(token), curl,
+                                           std::move(tls))));
 }
 
 StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(std::string_view name) {

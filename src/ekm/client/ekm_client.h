@@ -14,10 +14,20 @@
 
 namespace ekm {
 
+// --- issue5-C ---
+// For https:// servers: the CA to trust instead of the system store, and a client
+// certificate and key (PEM) for servers that ask for one (ekmd --tls-client-ca).
+struct ClientTlsOptions {
+  std::string ca_file;
+  std::string client_cert_file;
+  std::string client_key_file;
+};
+
 class EkmClient {
  public:
   // `base_url` like "http://127.0.0.1:8080"; `token` (may be empty) is sent as a bearer token.
-  static StatusOr<std::unique_ptr<EkmClient>> Create(std::string base_url, std::string token = {});
+  static StatusOr<std::unique_ptr<EkmClient>> Create(std::string base_url, std::string token = {},
+                                                     ClientTlsOptions tls = {});
   ~EkmClient();
 
   StatusOr<WorkspaceInfo> CreateWorkspace(std::string_view name);

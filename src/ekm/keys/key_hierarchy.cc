@@ -1,5 +1,9 @@
 #include "ekm/keys/key_hierarchy.h"
 
+#include <cctype>
+
+#include "ekm/metrics/metrics.h"
+
 #include <atomic>
 
 #include "ekm/base/random.h"
@@ -8,6 +12,22 @@
 namespace ekm {
 
 namespace {
+
+// ekm_provider_calls_total: the provider's own error name when it gives one (bounded to a
+// short identifier), else the status code's name.
+template <typename T>
+void CountCall(std::string_view provider, std::string_view operation, const StatusOr<T>& r) {
+  if (r.ok()) {
+    metrics::CountProviderCall(provider, operation, "ok");
+    return;
+  }
+  std::string code = ProviderErrorCode(r.status());
+  bool plain = !code.empty() && code.size() <= 64;
+  for (char c : code) plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  metrics::CountProviderCall(provider, operation,
+                             plain ? code : std::string(StatusCodeName(r.status().code())));
+}
+
 
 constexpr size_t kKeySize = 32;
 using TimePoint = std::chrono::steady_clock::time_point;
@@ -80,8 +100,9 @@ StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewEnvironmentKey(std::string_view 
                                                                uint32_t version) {
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(cmk.provider));
   EKM_ASSIGN_OR_RETURN(SecretBytes ek, RandomSecret(kKeySize));
-  EKM_ASSIGN_OR_RETURN(Bytes wrapped,
-                       provider->Wrap(cmk.key_id, ek, EnvironmentKeyContext(workspace, environment, version)));
+  auto wrap = provider->Wrap(cmk.key_id, ek, EnvironmentKeyContext(workspace, environment, version));
+  CountCall(cmk.provider, "wrap", wrap);
+  EKM_ASSIGN_OR_RETURN(Bytes wrapped, std::move(wrap));
   EnvironmentKeyRecord rec;
   rec.version = version;
   rec.cmk_provider = cmk.provider;
@@ -98,11 +119,13 @@ StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewVerifiedEnvironmentKey(
   EKM_ASSIGN_OR_RETURN(SecretBytes ek, RandomSecret(kKeySize));
   EncryptionContext context = EnvironmentKeyContext(workspace, environment, version);
   auto wrapped = provider->Wrap(cmk.key_id, ek, context);
+  CountCall(cmk.provider, "wrap", wrapped);
   if (!wrapped.ok()) {
     *failed_step = kWrapStep;
     return wrapped.status();
   }
   auto back = provider->Unwrap(cmk.key_id, *wrapped, context);
+  CountCall(cmk.provider, "unwrap", back);
   if (!back.ok()) {
     *failed_step = kUnwrapStep;
     return back.status();
@@ -210,6 +233,7 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(rec.cmk_provider));
   auto unwrapped =
       provider->Unwrap(rec.cmk_key_id, rec.wrapped, EnvironmentKeyContext(env.workspace, env.name, version));
+  CountCall(rec.cmk_provider, "unwrap", unwrapped);
   if (!unwrapped.ok()) {
     Status s = unwrapped.status().WithContext(
         "the customer main key (" + rec.cmk_provider + " " + rec.cmk_key_id +

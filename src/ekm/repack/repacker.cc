@@ -1,5 +1,7 @@
 #include "ekm/repack/repacker.h"
 
+#include "ekm/metrics/metrics.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -51,6 +53,26 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
     bool created = false;
     EKM_ASSIGN_OR_RETURN(Store::RepackJobRecord job,
                          store_->BeginRepackJob(env.id, target, NowMs(), &created));
+    // The repack gauges hold this job's share while it runs, whichever way Run leaves.
+    struct JobGauges {
+      double done, total;
+      JobGauges(double d, double t) : done(d), total(t) {
+        metrics::RepackRunningJobs().Add(1);
+        metrics::RepackDataKeysDone().Add(done);
+        metrics::RepackDataKeysTotal().Add(total);
+      }
+      void Update(double d, double t) {
+        metrics::RepackDataKeysDone().Add(d - done);
+        metrics::RepackDataKeysTotal().Add(t - total);
+        done = d;
+        total = t;
+      }
+      ~JobGauges() {
+        metrics::RepackRunningJobs().Add(-1);
+        metrics::RepackDataKeysDone().Add(-done);
+        metrics::RepackDataKeysTotal().Add(-total);
+      }
+    } gauges(static_cast<double>(job.done), static_cast<double>(job.total));
     if (created && job.total > 0) {
       Event(env, event::kRepackStarted, JobJson(job));
     } else if (job.total > job.done) {
@@ -118,6 +140,7 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
       job.state = "running";
       job.updated_at_ms = NowMs();
       if (job.done > job.total) job.total = job.done;
+      gauges.Update(static_cast<double>(job.done), static_cast<double>(job.total));
       if (progress) progress(job);
       const auto now = clock_->Monotonic();
       const double share = job.total ? double(job.done - last_event_done) / double(job.total) : 1;

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -20,12 +21,21 @@
 #include <thread>
 
 #include "ekm/server/http_server.h"
+#include "ekm/server/log_format.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/service/ekm_service.h"
 
 namespace {
 
+bool g_json_logs = false;
+
 int Fail(const ekm::Status& s) {
+  if (g_json_logs) {
+    ekm::LogFields fields = {{"code", std::string(ekm::StatusCodeName(s.code()))}};
+    if (!s.hint().empty()) fields.push_back({"hint", s.hint()});
+    ekm::LogWithFields(spdlog::level::err, s.message(), fields);
+    return 1;
+  }
   std::string line = s.message();
   if (!s.hint().empty()) line += ": " + s.hint();
   std::fprintf(stderr, "ekmd: error: %s\n", line.c_str());
@@ -99,6 +109,11 @@ int main(int argc, char** argv) {
   ekm::EkmOptions options;
   options.data_dir = "./ekm-data";
   ekm::HttpServerOptions http;
+  // A token's steady pace and its bursts: well above what a CLI user or a typical app
+  // instance sends, low enough that one runaway client cannot take a node's few thousand
+  // requests per second from the other tenants.
+  http.rate_limit = 200;
+  http.rate_limit_burst = 400;
   int64_t ttl = 300;
   std::string log_level = "info";
   app.add_option("--data-dir", options.data_dir,
@@ -163,6 +178,39 @@ int main(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   app.add_flag("--allow-insecure-listen", http.allow_insecure_listen,
                "Allow plain HTTP on a non-loopback address (put TLS in front of it)");
+
+  // --- issue5-C ---
+  std::string log_format = "text";
+  std::string tls_client_auth = "optional";
+  app.add_option("--tls-cert", http.tls_cert_file,
+                 "Serve HTTPS with this certificate (PEM; the chain may follow it). TLS 1.2 "
+                 "(ECDHE with AES-GCM or ChaCha20-Poly1305) and 1.3 only");
+  app.add_option("--tls-key", http.tls_key_file,
+                 "The certificate's private key (PEM, unencrypted; keep it 0600)");
+  app.add_option("--tls-client-ca", http.tls_client_ca_file,
+                 "Ask clients for a certificate signed by these CAs (PEM): mutual TLS");
+  auto* client_auth =
+      app.add_option("--tls-client-auth", tls_client_auth,
+                     "With --tls-client-ca: optional (ask, accept none) or require (refuse a "
+                     "client without a valid certificate)")
+          ->check(CLI::IsMember({"optional", "require"}))
+          ->capture_default_str();
+  app.add_option("--rate-limit", http.rate_limit,
+                 "Requests per second per API token (per client address without a token); "
+                 "0: no limit. /healthz, /readyz and /metrics are never limited")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  app.add_option("--rate-limit-burst", http.rate_limit_burst,
+                 "Requests a token may send at once above the rate (the bucket size)")
+      ->check(CLI::Range(0.0, 1e7))
+      ->capture_default_str();
+  app.add_flag("--metrics-unauthenticated", http.metrics_unauthenticated,
+               "Serve GET /metrics without a token (it shows no tenant names); otherwise "
+               "admin only");
+  app.add_option("--log-format", log_format,
+                 "text, or json: one JSON object per line (ts, level, msg, fields)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("ekmd: error: ") + e.what() + " (see `ekmd --help`)\n";
   });
@@ -174,9 +222,28 @@ int main(int argc, char** argv) {
   }
   options.key_cache_ttl = std::chrono::seconds(ttl);
 
-  auto logger = spdlog::stderr_color_mt("ekmd");
-  spdlog::set_default_logger(logger);
+  // --- issue5-C ---
+  if (log_format == "json") {
+    auto logger = spdlog::stderr_logger_mt("ekmd");
+    logger->set_formatter(ekm::NewJsonLogFormatter());
+    spdlog::set_default_logger(logger);
+    ekm::SetJsonLogs(true);
+    g_json_logs = true;
+  } else {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("ekmd"));
+  }
   spdlog::set_level(spdlog::level::from_str(log_level));
+  if (client_auth->count() > 0 || !http.tls_client_ca_file.empty()) {
+    if (http.tls_client_ca_file.empty()) {
+      return Fail(ekm::InvalidArgumentError("--tls-client-auth needs --tls-client-ca",
+                                            "give the CA (PEM) that signs client certificates"));
+    }
+    if (!http.tls()) {
+      return Fail(ekm::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key",
+                                            "client certificates are part of TLS"));
+    }
+    http.tls_client_auth = tls_client_auth;
+  }
 
   // Signals are taken by this thread only, through sigwait below.
   sigset_t signals;
@@ -193,12 +260,13 @@ int main(int argc, char** argv) {
   ekm::Status boot = BootstrapAdminToken(**service, options.data_dir, bootstrap_token_file);
   if (!boot.ok()) return Fail(boot);
 
+  ekm::ExportServiceMetrics(service->get());  // --- issue5-C ---
   ekm::HttpServer server(service->get(), http);
   ekm::Status started = server.Start();
   if (!started.ok()) return Fail(started);
   std::string host = http.listen.substr(0, http.listen.rfind(':'));
-  spdlog::info("ekmd listening on http://{}:{} (data directory {}, key cache TTL {}s)", host,
-               server.port(), options.data_dir, ttl);
+  spdlog::info("ekmd listening on {}://{}:{} (data directory {}, key cache TTL {}s)",
+               http.tls() ? "https" : "http", host, server.port(), options.data_dir, ttl);
 
   // Expired keys are wiped from memory even when nobody asks for them again.
   (*service)->StartPurgingExpiredKeys(std::chrono::seconds(std::min<int64_t>(ttl, 30)));

@@ -1,37 +1,76 @@
 #include "ekm/server/http_server.h"
 
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cerrno>
+#include <cmath>
 #include <condition_variable>
+#include <cstring>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
 
+#include "ekm/metrics/metrics.h"
 #include "ekm/server/http_errors.h"
+#include "ekm/server/log_format.h"
+#include "ekm/server/rate_limiter.h"
 #include "ekm/server/routes.h"
 
 namespace ekm {
 
 namespace net = boost::asio;
+namespace ssl = net::ssl;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using net::awaitable;
 using net::use_awaitable;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using Headers = std::vector<std::pair<std::string, std::string>>;
 
 namespace {
 
 constexpr size_t kStreamChunk = 256 * 1024;
 constexpr uint64_t kMaxDrainBytes = uint64_t{256} << 20;
 
+// TLS 1.2 suites: forward secrecy (ECDHE) and AEAD only. TLS 1.3's own suites all qualify.
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
 struct Connection {
-  explicit Connection(tcp::socket s) : stream(std::move(s)) {}
-  beast::tcp_stream stream;
+  explicit Connection(tcp::socket s) : executor(s.get_executor()), plain(std::move(s)) {}
+  net::any_io_executor executor;
+  beast::tcp_stream plain;            // moved into `tls` when TLS is on
+  std::unique_ptr<TlsStream> tls;
   std::atomic<bool> busy{false};
+  tcp::socket& socket() { return tls ? beast::get_lowest_layer(*tls).socket() : plain.socket(); }
+};
+
+// What one request did, for the access log and the metrics.
+struct Exchange {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  std::string request_id;
+  std::string method;
+  size_t route_index = 0;  // into RouteTable(); RouteTable().size(): no route matched
+  int status = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  std::string remote;
+  std::string token_id;
 };
 
 bool IsLoopback(const net::ip::address& a) {
@@ -39,16 +78,90 @@ bool IsLoopback(const net::ip::address& a) {
                              net::ip::make_address_v4(net::ip::v4_mapped, a.to_v6()).is_loopback());
 }
 
+// X-Request-Id as given when well-formed: 1 to 64 of [A-Za-z0-9._-].
+bool WellFormedRequestId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string NewRequestId() {
+  unsigned char b[12];
+  if (RAND_bytes(b, sizeof b) != 1) {
+    static std::atomic<uint64_t> n{0};  // the DRBG failing must not fail the request
+    return "req-" + std::to_string(n.fetch_add(1));
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : b) {
+    out.push_back(hex[c >> 4]);
+    out.push_back(hex[c & 15]);
+  }
+  return out;
+}
+
+std::string OpenSslErrors() {
+  std::string out;
+  while (unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "unknown OpenSSL error" : out;
+}
+
+Status ReadableFile(const std::string& flag, const std::string& path) {
+  std::ifstream f(path);
+  if (!f) {
+    return InvalidArgumentError("cannot read " + flag + " " + path + ": " + std::strerror(errno),
+                                "give a readable PEM file");
+  }
+  return Status::Ok();
+}
+
+// Never prompts for a passphrase: an encrypted key is refused with a clear message instead.
+int NoPassword(char*, int, int, void*) { return 0; }
+
+// Label value of a request's method: the known verbs, else "other" (a client must not be
+// able to grow the series).
+std::string_view MethodLabel(std::string_view m) {
+  for (std::string_view v : {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}) {
+    if (m == v) return v;
+  }
+  return "other";
+}
+
+// The statuses ekmd answers, each with a slot for its counter (no lookup on the hot path).
+constexpr std::array<int, 20> kStatuses = {200, 201, 204, 400, 401, 403, 404, 405, 408, 409,
+                                           410, 412, 413, 415, 422, 429, 500, 502, 503, 504};
+int StatusSlot(int status) {
+  for (size_t i = 0; i < kStatuses.size(); ++i) {
+    if (kStatuses[i] == status) return static_cast<int>(i);
+  }
+  return -1;
+}
+
 }  // namespace
 
 class HttpServer::Impl {
  public:
   Impl(EkmService* service, HttpServerOptions options)
-      : router_(service),
+      : service_(service),
+        router_(service),
         options_(std::move(options)),
         ioc_(options_.threads > 0 ? options_.threads
                                   : std::max(1u, std::thread::hardware_concurrency())),
-        acceptor_(ioc_) {}
+        acceptor_(ioc_),
+        limiter_(options_.rate_limit,
+                 options_.rate_limit_burst > 0 ? options_.rate_limit_burst : options_.rate_limit) {
+    router_.set_metrics_unauthenticated(options_.metrics_unauthenticated);
+    InitMetrics();
+  }
 
   Status Start() {
     std::string host = options_.listen;
@@ -75,10 +188,14 @@ class HttpServer::Impl {
     if (port_text.empty() || *end != '\0' || port < 0 || port > 65535) {
       return InvalidArgumentError("--listen port \"" + port_text + "\" is not a port number");
     }
-    if (!IsLoopback(address) && !options_.allow_insecure_listen) {
+    if (options_.tls()) {
+      Status tls = InitTls();
+      if (!tls.ok()) return tls;
+    } else if (!IsLoopback(address) && !options_.allow_insecure_listen) {
       return FailedPreconditionError(
           "refusing to serve plain HTTP on non-loopback address " + host,
-          "listen on 127.0.0.1 behind a TLS-terminating proxy, or pass --allow-insecure-listen");
+          "serve TLS with --tls-cert and --tls-key, listen on 127.0.0.1 behind a "
+          "TLS-terminating proxy, or pass --allow-insecure-listen");
     }
     tcp::endpoint ep(address, static_cast<unsigned short>(port));
     acceptor_.open(ep.protocol(), ec);
@@ -124,14 +241,120 @@ class HttpServer::Impl {
   }
 
  private:
+  void InitMetrics() {
+    auto& r = metrics::Default();
+    auto& requests = r.AddCounter("ekm_http_requests_total",
+                                  "HTTP requests by route name, method and status",
+                                  {"route", "method", "status"});
+    requests_ = &requests;
+    auto& latency = r.AddHistogram("ekm_http_request_duration_seconds",
+                                   "Time from the request's header to the response's end, by "
+                                   "route name",
+                                   {"route"}, metrics::LatencyBuckets());
+    rate_limited_ = &r.AddCounter("ekm_rate_limited_requests_total",
+                                  "Requests refused with 429 by the per-token rate limit, by "
+                                  "route name",
+                                  {"route"});
+    handshake_failures_ = &r.AddCounter("ekm_tls_handshake_failures_total",
+                                        "TLS handshakes that failed or timed out")
+                               .With({});
+    r.AddGauge("ekm_build_info", "ekmd's version (the value is always 1)", {"version"})
+        .With({options_.version})
+        .Set(1);
+    // Shown from the start (0), not only after the first repack.
+    metrics::RepackRunningJobs();
+    metrics::RepackDataKeysDone();
+    metrics::RepackDataKeysTotal();
+    auto routes = RouteTable();
+    route_slots_ = std::vector<RouteSlots>(routes.size() + 1);
+    for (size_t i = 0; i <= routes.size(); ++i) {
+      std::string name = i < routes.size() ? std::string(routes[i].name) : "unmatched";
+      route_slots_[i].name = name;
+      route_slots_[i].latency = &latency.With({name});
+      for (auto& c : route_slots_[i].by_status) c = nullptr;
+    }
+  }
+
+  Status InitTls() {
+    if (options_.tls_cert_file.empty() || options_.tls_key_file.empty()) {
+      return InvalidArgumentError("TLS needs both --tls-cert and --tls-key",
+                                  "give the certificate (chain) and its private key, PEM");
+    }
+    EKM_RETURN_IF_ERROR(ReadableFile("--tls-cert", options_.tls_cert_file));
+    EKM_RETURN_IF_ERROR(ReadableFile("--tls-key", options_.tls_key_file));
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+    SSL_CTX* c = ctx->native_handle();
+    ERR_clear_error();
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                               SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+    if (SSL_CTX_set_cipher_list(c, kTls12Ciphers) != 1) {
+      return InternalError("cannot set the TLS 1.2 cipher list: " + OpenSslErrors());
+    }
+    SSL_CTX_set_default_passwd_cb(c, &NoPassword);
+    if (SSL_CTX_use_certificate_chain_file(c, options_.tls_cert_file.c_str()) != 1) {
+      return InvalidArgumentError("--tls-cert " + options_.tls_cert_file +
+                                      " is not a PEM certificate (chain): " + OpenSslErrors(),
+                                  "give the server certificate first, then its intermediates");
+    }
+    if (SSL_CTX_use_PrivateKey_file(c, options_.tls_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      unsigned long e = ERR_peek_last_error();
+      if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+        ERR_clear_error();
+        return InvalidArgumentError("--tls-key " + options_.tls_key_file +
+                                        " does not match the certificate in --tls-cert " +
+                                        options_.tls_cert_file,
+                                    "give the private key of that certificate");
+      }
+      return InvalidArgumentError("--tls-key " + options_.tls_key_file +
+                                      " is not an unencrypted PEM private key: " + OpenSslErrors(),
+                                  "give the key without a passphrase (e.g. `openssl pkey -in "
+                                  "KEY -out plain.key`), readable only by ekmd");
+    }
+    if (SSL_CTX_check_private_key(c) != 1) {
+      ERR_clear_error();
+      return InvalidArgumentError("--tls-key " + options_.tls_key_file +
+                                      " does not match the certificate in --tls-cert " +
+                                      options_.tls_cert_file,
+                                  "give the private key of that certificate");
+    }
+    const std::string& mode = options_.tls_client_auth;
+    if (mode != "none" && mode != "optional" && mode != "require") {
+      return InvalidArgumentError("--tls-client-auth \"" + mode + "\" is not known",
+                                  "use none, optional or require");
+    }
+    if (mode != "none" && options_.tls_client_ca_file.empty()) {
+      return InvalidArgumentError("--tls-client-auth " + mode + " needs --tls-client-ca",
+                                  "give the CA (PEM) that signs the client certificates");
+    }
+    if (!options_.tls_client_ca_file.empty()) {
+      EKM_RETURN_IF_ERROR(ReadableFile("--tls-client-ca", options_.tls_client_ca_file));
+      if (SSL_CTX_load_verify_locations(c, options_.tls_client_ca_file.c_str(), nullptr) != 1) {
+        return InvalidArgumentError("--tls-client-ca " + options_.tls_client_ca_file +
+                                    " holds no PEM CA certificate: " + OpenSslErrors());
+      }
+      if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(options_.tls_client_ca_file.c_str())) {
+        SSL_CTX_set_client_CA_list(c, names);
+      }
+      int verify = SSL_VERIFY_NONE;
+      if (mode == "optional") verify = SSL_VERIFY_PEER;
+      if (mode == "require") verify = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+      // Without --tls-client-auth the CA alone asks for nothing: "optional" is the default.
+      if (mode == "none") verify = SSL_VERIFY_PEER;
+      SSL_CTX_set_verify(c, verify, nullptr);
+    }
+    tls_ = std::move(ctx);
+    return Status::Ok();
+  }
+
   void CloseIdle() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& c : connections_) {
       if (c->busy) continue;
-      net::post(c->stream.get_executor(), [c] {
+      net::post(c->executor, [c] {
         beast::error_code ec;
-        c->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-        c->stream.socket().close(ec);
+        c->socket().shutdown(tcp::socket::shutdown_both, ec);
+        c->socket().close(ec);
       });
     }
   }
@@ -148,12 +371,12 @@ class HttpServer::Impl {
       beast::error_code nd;
       socket.set_option(tcp::no_delay(true), nd);
       auto conn = std::make_shared<Connection>(std::move(socket));
+      if (tls_) conn->tls = std::make_unique<TlsStream>(std::move(conn->plain), *tls_);
       {
         std::lock_guard<std::mutex> lock(mu_);
         connections_.insert(conn);
       }
-      auto exec = conn->stream.get_executor();
-      net::co_spawn(exec, Serve(conn), [this, conn](std::exception_ptr) {
+      net::co_spawn(conn->executor, Serve(conn), [this, conn](std::exception_ptr) {
         std::lock_guard<std::mutex> lock(mu_);
         connections_.erase(conn);
         cv_.notify_all();
@@ -162,56 +385,129 @@ class HttpServer::Impl {
   }
 
   awaitable<void> Serve(std::shared_ptr<Connection> conn) {
-    beast::tcp_stream& stream = conn->stream;
+    if (!conn->tls) {
+      co_await ServeRequests(conn->plain, *conn);
+      beast::error_code ec;
+      conn->plain.socket().shutdown(tcp::socket::shutdown_send, ec);
+      co_return;
+    }
+    TlsStream& stream = *conn->tls;
+    beast::error_code ec;
+    beast::get_lowest_layer(stream).expires_after(options_.handshake_timeout);
+    co_await stream.async_handshake(ssl::stream_base::server, net::redirect_error(use_awaitable, ec));
+    if (ec) {
+      handshake_failures_->Inc();
+      beast::error_code pe;
+      auto peer = conn->socket().remote_endpoint(pe);
+      spdlog::debug("TLS handshake with {} failed: {}", pe ? std::string("?") : peer.address().to_string(),
+                    ec.message());
+      conn->socket().close(pe);
+      co_return;
+    }
+    co_await ServeRequests(stream, *conn);
+    if (!stopping_) {
+      // close_notify, bounded: a client that never answers it does not hold the connection.
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+      co_await stream.async_shutdown(net::redirect_error(use_awaitable, ec));
+    }
+    conn->socket().close(ec);
+  }
+
+  template <typename Stream>
+  awaitable<void> ServeRequests(Stream& stream, Connection& conn) {
     beast::flat_buffer buffer;
     for (;;) {
-      conn->busy = false;
+      conn.busy = false;
       if (stopping_) break;
       http::request_parser<http::buffer_body> parser;
       parser.header_limit(16 * 1024);
       parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-      stream.expires_after(options_.read_timeout);
+      beast::get_lowest_layer(stream).expires_after(options_.read_timeout);
       beast::error_code ec;
       co_await http::async_read_header(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+      Exchange x;
+      x.route_index = RouteTable().size();
       if (ec) {
         if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
             ec != net::error::operation_aborted && ec != net::error::connection_reset &&
-            ec != net::error::eof && ec != net::error::bad_descriptor) {
+            ec != net::error::eof && ec != net::error::bad_descriptor &&
+            ec != ssl::error::stream_truncated) {
           // A malformed request line or header: answer 400 before closing.
-          co_await WriteJson(stream, 11, false, 400,
+          x.request_id = NewRequestId();
+          x.method = "other";
+          Remote(conn, &x);
+          co_await WriteJson(stream, x, 11, false, 400,
                              ErrorJson(InvalidArgumentError("malformed HTTP request: " +
                                                             ec.message())));
+          Finish(x);
         }
         break;
       }
-      conn->busy = true;
+      conn.busy = true;
       bool keep = false;
       try {
-        keep = co_await Handle(stream, buffer, parser);
+        keep = co_await Handle(stream, buffer, parser, conn, x);
       } catch (const std::exception& e) {
-        spdlog::error("request failed with an exception: {}", e.what());
+        spdlog::error("request {} failed with an exception: {}", x.request_id, e.what());
+        if (x.status == 0) x.status = 500;
         keep = false;
       }
+      Finish(x);
       if (!keep) break;
     }
+  }
+
+  void Remote(Connection& conn, Exchange* x) {
     beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    auto peer = conn.socket().remote_endpoint(ec);
+    if (!ec) x->remote = peer.address().to_string();
+  }
+
+  // Metrics and the access-log line of a finished request.
+  void Finish(const Exchange& x) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - x.start).count();
+    RouteSlots& slots = route_slots_[x.route_index];
+    slots.latency->Observe(seconds);
+    const std::string_view method =
+        x.route_index < RouteTable().size() ? RouteTable()[x.route_index].method : MethodLabel(x.method);
+    int slot = StatusSlot(x.status);
+    metrics::Counter* c = slot >= 0 ? slots.by_status[slot].load(std::memory_order_acquire) : nullptr;
+    if (c == nullptr) {
+      c = &requests_->With({slots.name, method, std::to_string(x.status)});
+      if (slot >= 0) slots.by_status[slot].store(c, std::memory_order_release);
+    }
+    c->Inc();
+    LogFields fields = {
+        {"request_id", x.request_id},
+        {"method", std::string(MethodLabel(x.method))},
+        {"route", slots.name},
+        {"status", std::to_string(x.status), true},
+        {"duration_ms", metrics::FormatValue(std::round(seconds * 1e6) / 1e3), true},
+        {"bytes_in", std::to_string(x.bytes_in), true},
+        {"bytes_out", std::to_string(x.bytes_out), true},
+        {"remote", x.remote},
+    };
+    if (!x.token_id.empty()) fields.push_back({"token_id", x.token_id});
+    LogWithFields(spdlog::level::info, "request", fields);
   }
 
   // Reads the rest of a body into `out`, at most `limit` bytes.
-  awaitable<Status> ReadBody(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+  template <typename Stream>
+  awaitable<Status> ReadBody(Stream& stream, beast::flat_buffer& buffer,
                              http::request_parser<http::buffer_body>& parser, size_t limit,
-                             std::string* out) {
+                             std::string* out, Exchange& x) {
     std::vector<char> buf(16 * 1024);
     while (!parser.is_done()) {
       parser.get().body().data = buf.data();
       parser.get().body().size = buf.size();
-      stream.expires_after(options_.read_timeout);
+      beast::get_lowest_layer(stream).expires_after(options_.read_timeout);
       beast::error_code ec;
       co_await http::async_read_some(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return ReadError(ec);
       size_t n = buf.size() - parser.get().body().size;
+      x.bytes_in += n;
       if (out->size() + n > limit) {
         co_return ResourceExhaustedError(
             "request body is larger than the limit of " + std::to_string(limit) + " bytes",
@@ -232,39 +528,47 @@ class HttpServer::Impl {
 
   // Discards what is left of a request body (bounded), so the client reads our response
   // instead of failing on a reset connection.
-  awaitable<void> Drain(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                        http::request_parser<http::buffer_body>& parser) {
+  template <typename Stream>
+  awaitable<void> Drain(Stream& stream, beast::flat_buffer& buffer,
+                        http::request_parser<http::buffer_body>& parser, Exchange& x) {
     std::vector<char> buf(64 * 1024);
     uint64_t total = 0;
     while (!parser.is_done() && total < kMaxDrainBytes) {
       parser.get().body().data = buf.data();
       parser.get().body().size = buf.size();
-      stream.expires_after(std::chrono::seconds(5));
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
       beast::error_code ec;
       co_await http::async_read_some(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return;
       total += buf.size() - parser.get().body().size;
     }
+    x.bytes_in += total;
   }
 
-  awaitable<bool> WriteJson(beast::tcp_stream& stream, unsigned version, bool keep_alive,
-                            int status, std::string body,
-                            const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  template <typename Stream>
+  awaitable<bool> WriteJson(Stream& stream, Exchange& x, unsigned version, bool keep_alive,
+                            int status, std::string body, const Headers& headers = {},
+                            const std::string& content_type = "") {
     http::response<http::string_body> res{static_cast<http::status>(status), version};
-    res.set(http::field::content_type, "application/json");
+    res.set(http::field::content_type, content_type.empty() ? "application/json" : content_type);
     res.set(http::field::cache_control, "no-store");
+    res.set("X-Request-Id", x.request_id);
     for (const auto& [k, v] : headers) res.set(k, v);
     res.keep_alive(keep_alive);
     res.body() = std::move(body);
     res.prepare_payload();
+    x.status = status;
+    x.bytes_out += res.body().size();
     beast::error_code ec;
     co_await http::async_write(stream, res, net::redirect_error(use_awaitable, ec));
     co_return !ec && keep_alive;
   }
 
-  awaitable<bool> Handle(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                         http::request_parser<http::buffer_body>& parser) {
+  template <typename Stream>
+  awaitable<bool> Handle(Stream& stream, beast::flat_buffer& buffer,
+                         http::request_parser<http::buffer_body>& parser, Connection& conn,
+                         Exchange& x) {
     auto& req = parser.get();
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive() && !stopping_;
@@ -273,27 +577,58 @@ class HttpServer::Impl {
     route.target = std::string(req.target());
     route.content_type = std::string(req[http::field::content_type]);
     route.authorization = std::string(req[http::field::authorization]);
-    beast::error_code peer_ec;
-    auto peer = stream.socket().remote_endpoint(peer_ec);
-    if (!peer_ec) route.remote_address = peer.address().to_string();
+    const std::string given_id(req["X-Request-Id"]);
+    route.request_id = WellFormedRequestId(given_id) ? std::string(given_id) : NewRequestId();
+    Remote(conn, &x);
+    route.remote_address = x.remote;
+    x.request_id = route.request_id;
+    x.method = route.method;
+    x.token_id = TokenIdFromAuthorization(route.authorization);
     RouteMatch match = router_.Match(route);
     if (!match.status.ok()) {
-      std::vector<std::pair<std::string, std::string>> headers;
+      Headers headers;
       if (!match.allow.empty()) headers.emplace_back("Allow", match.allow);
       if (match.status.code() == StatusCode::kUnauthenticated) {
         headers.emplace_back("WWW-Authenticate", "Bearer");  // RFC 6750
       }
       bool body_pending = !parser.is_done();
-      bool keep = co_await WriteJson(stream, version, keep_alive && !body_pending,
+      bool keep = co_await WriteJson(stream, x, version, keep_alive && !body_pending,
                                      HttpStatusFor(match.status.code()) == 500 ? 500
                                      : match.method_not_allowed         ? 405
                                      : match.unsupported_media_type     ? 415
                                                                         : HttpStatusFor(match.status.code()),
                                      ErrorJson(match.status), headers);
-      if (body_pending) co_await Drain(stream, buffer, parser);
+      if (body_pending) co_await Drain(stream, buffer, parser, x);
       co_return keep;
     }
-    if (match.streaming) co_return co_await HandleStream(stream, buffer, parser, match, keep_alive);
+    x.route_index = RouteIndex(match.id);
+
+    // Probes and scrapes are never limited: a busy node must still answer its orchestrator.
+    if (match.id != RouteId::kHealth && match.id != RouteId::kReady &&
+        match.id != RouteId::kMetrics && limiter_.enabled()) {
+      if (int64_t wait = limiter_.Acquire(RateLimitKey(route.authorization, x.remote)); wait > 0) {
+        rate_limited_->With({route_slots_[x.route_index].name}).Inc();
+        Status limited = ResourceExhaustedError(
+            "too many requests for this token: the limit is " +
+                metrics::FormatValue(options_.rate_limit) + " per second",
+            "retry after " + std::to_string(wait) + " s (Retry-After), or spread the requests");
+        bool body_pending = !parser.is_done();
+        Headers retry;
+        retry.emplace_back("Retry-After", std::to_string(wait));
+        bool keep = co_await WriteJson(stream, x, version, keep_alive && !body_pending, 429,
+                                       ErrorJson(limited), retry);
+        if (body_pending) co_await Drain(stream, buffer, parser, x);
+        co_return keep;
+      }
+    }
+    if (match.id == RouteId::kReady && stopping_) {
+      // (A named string: GCC 12 rejects a string literal as an argument inside co_await.)
+      std::string body = R"({"status":"unavailable","reason":"shutting down"})";
+      co_return co_await WriteJson(stream, x, version, false, 503, std::move(body));
+    }
+    if (match.streaming) {
+      co_return co_await HandleStream(stream, buffer, parser, match, keep_alive, x);
+    }
 
     if (auto len = parser.content_length(); len && *len > options_.max_body_size) {
       Status too_big = ResourceExhaustedError(
@@ -301,38 +636,39 @@ class HttpServer::Impl {
               std::to_string(options_.max_body_size) + " bytes",
           "send large data as a stream (Content-Type: application/octet-stream), or raise "
           "--max-body-size");
-      co_await WriteJson(stream, version, false, 413, ErrorJson(too_big));
+      co_await WriteJson(stream, x, version, false, 413, ErrorJson(too_big));
       co_return false;
     }
     std::string body;
-    Status read = co_await ReadBody(stream, buffer, parser, options_.max_body_size, &body);
+    Status read = co_await ReadBody(stream, buffer, parser, options_.max_body_size, &body, x);
     if (!read.ok()) {
       int code = read.code() == StatusCode::kResourceExhausted ? 413
                  : read.code() == StatusCode::kDeadlineExceeded ? 408
                                                                 : 400;
-      co_await WriteJson(stream, version, false, code, ErrorJson(read));
+      co_await WriteJson(stream, x, version, false, code, ErrorJson(read));
       co_return false;
     }
     RouteResponse res = router_.Handle(match, body);
-    std::vector<std::pair<std::string, std::string>> headers;
+    Headers headers;
     if (res.retry_after > 0) headers.emplace_back("Retry-After", std::to_string(res.retry_after));
-    co_return co_await WriteJson(stream, version, keep_alive, res.status, std::move(res.body),
-                                 headers);
+    co_return co_await WriteJson(stream, x, version, keep_alive, res.status, std::move(res.body),
+                                 headers, res.content_type);
   }
 
-  awaitable<bool> HandleStream(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+  template <typename Stream>
+  awaitable<bool> HandleStream(Stream& stream, beast::flat_buffer& buffer,
                                http::request_parser<http::buffer_body>& parser,
-                               const RouteMatch& match, bool keep_alive) {
+                               const RouteMatch& match, bool keep_alive, Exchange& x) {
     const unsigned version = parser.get().version();
     auto transform = router_.OpenStream(match);
     if (!transform.ok()) {
-      std::vector<std::pair<std::string, std::string>> headers;
+      Headers headers;
       if (transform.status().retry_after_seconds() > 0) {
         headers.emplace_back("Retry-After", std::to_string(transform.status().retry_after_seconds()));
       }
-      co_await WriteJson(stream, version, false, HttpStatusFor(transform.status().code()),
+      co_await WriteJson(stream, x, version, false, HttpStatusFor(transform.status().code()),
                          ErrorJson(transform.status()), headers);
-      co_await Drain(stream, buffer, parser);
+      co_await Drain(stream, buffer, parser, x);
       co_return false;
     }
     StreamTransform& t = **transform;
@@ -341,6 +677,7 @@ class HttpServer::Impl {
                                                          : "application/octet-stream");
     res.set(http::field::cache_control, "no-store");
     res.set(http::field::trailer, "Ekm-Result, Ekm-Error");
+    res.set("X-Request-Id", x.request_id);
     res.chunked(true);
     res.keep_alive(keep_alive);
     http::response_serializer<http::empty_body> sr{res};
@@ -356,8 +693,10 @@ class HttpServer::Impl {
         co_await http::async_write_header(stream, sr, net::redirect_error(use_awaitable, ec));
         if (ec) co_return false;
         head_sent = true;
+        x.status = 200;
       }
       if (data.empty()) co_return true;
+      x.bytes_out += data.size();
       co_await net::async_write(stream, http::make_chunk(net::buffer(data.data(), data.size())),
                                 net::redirect_error(use_awaitable, ec));
       co_return !ec;
@@ -366,7 +705,7 @@ class HttpServer::Impl {
     while (!parser.is_done()) {
       parser.get().body().data = buf.data();
       parser.get().body().size = buf.size();
-      stream.expires_after(options_.read_timeout);
+      beast::get_lowest_layer(stream).expires_after(options_.read_timeout);
       co_await http::async_read_some(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
@@ -375,6 +714,7 @@ class HttpServer::Impl {
       }
       size_t n = buf.size() - parser.get().body().size;
       if (n == 0) continue;
+      x.bytes_in += n;
       out.clear();
       s = t.Update(ByteView(reinterpret_cast<const uint8_t*>(buf.data()), n), &out);
       if (!s.ok()) break;
@@ -387,8 +727,8 @@ class HttpServer::Impl {
     }
     if (!s.ok()) {
       if (!head_sent) {
-        co_await WriteJson(stream, version, false, HttpStatusFor(s.code()), ErrorJson(s));
-        co_await Drain(stream, buffer, parser);
+        co_await WriteJson(stream, x, version, false, HttpStatusFor(s.code()), ErrorJson(s));
+        co_await Drain(stream, buffer, parser, x);
         co_return false;
       }
       // The head promised keep-alive: keep it when the request body was read to its end, so
@@ -407,10 +747,31 @@ class HttpServer::Impl {
     co_return !ec && keep_alive;
   }
 
+  static size_t RouteIndex(RouteId id) {
+    auto routes = RouteTable();
+    for (size_t i = 0; i < routes.size(); ++i) {
+      if (routes[i].id == id) return i;
+    }
+    return routes.size();
+  }
+
+  struct RouteSlots {
+    std::string name;
+    metrics::Histogram* latency = nullptr;
+    std::array<std::atomic<metrics::Counter*>, kStatuses.size()> by_status;
+  };
+
+  EkmService* service_;
   Router router_;
   HttpServerOptions options_;
   net::io_context ioc_;
   tcp::acceptor acceptor_;
+  std::unique_ptr<ssl::context> tls_;
+  RateLimiter limiter_;
+  metrics::Family<metrics::Counter>* requests_ = nullptr;
+  metrics::Family<metrics::Counter>* rate_limited_ = nullptr;
+  metrics::Counter* handshake_failures_ = nullptr;
+  std::vector<RouteSlots> route_slots_;
   std::vector<std::thread> threads_;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
@@ -419,6 +780,18 @@ class HttpServer::Impl {
   std::condition_variable cv_;
   std::set<std::shared_ptr<Connection>> connections_;
 };
+
+void ExportServiceMetrics(EkmService* service) {
+  auto& r = metrics::Default();
+  r.AddCallbackCounter("ekm_key_cache_hits_total", "Key cache hits (environment and data keys)",
+                       [service] { return double(service->KeyCacheStatistics().hits); });
+  r.AddCallbackCounter("ekm_key_cache_misses_total", "Key cache misses (environment and data keys)",
+                       [service] { return double(service->KeyCacheStatistics().misses); });
+  r.AddCallbackGauge("ekm_key_cache_entries", "Unwrapped keys held in memory now",
+                     [service] { return double(service->KeyCacheStatistics().entries); });
+  r.AddCallbackGauge("ekm_key_cache_max_entries", "The key cache's size limit",
+                     [service] { return double(service->KeyCacheStatistics().max_entries); });
+}
 
 HttpServer::HttpServer(EkmService* service, HttpServerOptions options)
     : impl_(std::make_unique<Impl>(service, std::move(options))) {}

@@ -20,6 +20,25 @@ struct HttpServerOptions {
   size_t max_body_size = 1 << 20;          // JSON request bodies
   std::chrono::seconds read_timeout{30};   // per read of a request header or body chunk
   bool allow_insecure_listen = false;      // plain HTTP on a non-loopback address
+
+  // --- issue5-C ---
+  // TLS (1.2 with ECDHE and AEAD ciphers only, and 1.3) when both are set: PEM files, the
+  // certificate file may hold the chain.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Client certificates signed by these CAs (PEM): "optional" asks for one, "require"
+  // refuses a client without one. "none": not asked.
+  std::string tls_client_ca_file;
+  std::string tls_client_auth = "none";
+  std::chrono::seconds handshake_timeout{10};
+  // Requests per second per token (by its public id; by remote address without one), with
+  // bursts up to rate_limit_burst; 0 turns the limit off.
+  double rate_limit = 0;
+  double rate_limit_burst = 0;
+  bool metrics_unauthenticated = false;  // GET /metrics without a token
+  std::string version = "0.1.0";         // ekm_build_info
+
+  bool tls() const { return !tls_cert_file.empty() || !tls_key_file.empty(); }
 };
 
 class HttpServer {
@@ -42,5 +61,10 @@ class HttpServer {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// --- issue5-C ---
+// Puts `service`'s key cache counters on metrics::Default() (read at each scrape). `service`
+// must outlive every later scrape: ekmd calls it once for its one service.
+void ExportServiceMetrics(EkmService* service);
 
 }  // namespace ekm

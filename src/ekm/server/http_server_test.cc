@@ -357,5 +357,79 @@ TEST_F(HttpServerTest, StopWaitsForAnInFlightStream) {
   EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
+// --- issue5-C ---
+std::string Get(int port, const std::string& path, const std::string& headers = "") {
+  return RawRequest(port, "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                              headers + "\r\n");
+}
+
+TEST_F(HttpServerTest, RequestIdIsEchoedOrGenerated) {
+  std::string r = Get(port_, "/healthz", "X-Request-Id: abc.DEF_1-2\r\n");
+  EXPECT_NE(r.find("X-Request-Id: abc.DEF_1-2\r\n"), std::string::npos) << r;
+  r = Get(port_, "/healthz", "X-Request-Id: no spaces allowed\r\n");
+  EXPECT_EQ(r.find("no spaces"), std::string::npos) << r;
+  auto at = r.find("X-Request-Id: ");
+  ASSERT_NE(at, std::string::npos) << r;
+  EXPECT_EQ(r.find("\r\n", at) - at - 14, 24u);  // 12 random bytes in hex
+  r = Get(port_, "/nowhere", "X-Request-Id: " + std::string(65, 'a') + "\r\n");
+  EXPECT_EQ(StatusOf(r), 404);
+  EXPECT_EQ(r.find(std::string(65, 'a')), std::string::npos);
+}
+
+TEST_F(HttpServerTest, ReadyzAndMetrics) {
+  std::string r = Get(port_, "/readyz");
+  EXPECT_EQ(StatusOf(r), 200) << r;
+  EXPECT_EQ(BodyOf(r)["status"], "ready");
+  ExportServiceMetrics(svc_.get());
+  ASSERT_TRUE(client_->Encrypt("acme", "prod", "s", AsBytes("hi")).ok());
+  r = Get(port_, "/metrics");
+  EXPECT_EQ(StatusOf(r), 200) << r;
+  EXPECT_NE(r.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_NE(r.find("ekm_http_requests_total{route=\"environment.create\",method=\"POST\",status=\"201\"} "),
+            std::string::npos) << r;
+  EXPECT_NE(r.find("ekm_http_request_duration_seconds_count{route=\"data.encrypt\"} "),
+            std::string::npos);
+  EXPECT_NE(r.find("ekm_key_cache_misses_total "), std::string::npos);
+  EXPECT_NE(r.find("ekm_provider_calls_total{provider=\"platform\",operation=\"wrap\",result=\"ok\"}"),
+            std::string::npos);
+  EXPECT_EQ(r.find("acme"), std::string::npos);
+  EXPECT_EQ(r.find("prod"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, RateLimitAnswers429WithRetryAfterPerToken) {
+  HttpServerOptions h;
+  h.listen = "127.0.0.1:0";
+  h.rate_limit = 0.5;
+  h.rate_limit_burst = 2;
+  HttpServer s(svc_.get(), h);
+  ASSERT_TRUE(s.Start().ok());
+  const std::string a = "Authorization: Bearer ekm_00000000000000aa_" + std::string(43, 'x') + "\r\n";
+  const std::string b = "Authorization: Bearer ekm_00000000000000bb_" + std::string(43, 'x') + "\r\n";
+  EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", a)), 200);
+  EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", a)), 200);
+  std::string r = Get(s.port(), "/v1/workspaces", a);
+  EXPECT_EQ(StatusOf(r), 429) << r;
+  EXPECT_NE(r.find("Retry-After: 2\r\n"), std::string::npos) << r;
+  EXPECT_EQ(BodyOf(r)["error"]["code"], "resource_exhausted");
+  EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", b)), 200);
+  EXPECT_EQ(StatusOf(Get(s.port(), "/healthz", a)), 200);  // probes are never limited
+}
+
+TEST_F(HttpServerTest, TlsStartErrorsAreClear) {
+  HttpServerOptions h;
+  h.listen = "127.0.0.1:0";
+  h.tls_cert_file = dir_.path() + "/missing.pem";
+  h.tls_key_file = dir_.path() + "/missing.key";
+  HttpServer s(svc_.get(), h);
+  Status st = s.Start();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("cannot read --tls-cert"), std::string::npos) << st.ToString();
+  HttpServerOptions only_key;
+  only_key.listen = "127.0.0.1:0";
+  only_key.tls_key_file = "x.key";
+  HttpServer s2(svc_.get(), only_key);
+  EXPECT_NE(s2.Start().message().find("needs both --tls-cert and --tls-key"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ekm

@@ -10,6 +10,7 @@
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
 #include "ekm/events/lifecycle_event.h"
+#include "ekm/metrics/metrics.h"
 #include "ekm/provider/imported/key_material_import.h"
 #include "ekm/repack/repack_json.h"
 #include "ekm/server/http_errors.h"
@@ -292,6 +293,10 @@ constexpr RouteInfo kRoutes[] = {
     {RouteId::kListTokens, "GET", "/v1/tokens", "token.list"},
     {RouteId::kRevokeToken, "DELETE", "/v1/tokens/{id}", "token.revoke"},
     {RouteId::kWhoAmI, "GET", "/v1/token", "token.show"},
+
+    // --- issue5-C ---
+    {RouteId::kReady, "GET", "/readyz", "ready"},
+    {RouteId::kMetrics, "GET", "/metrics", "metrics"},
 };
 
 // Splits a template or a request path into segments ("/a/b" -> {"a","b"}).
@@ -473,7 +478,8 @@ RouteMatch Router::Match(const RouteRequest& r) const {
   RouteMatch m = MatchRoute(r);
   if (!m.found) return m;  // 404/405: no route, nothing to authorize
   const auth::RouteRule rule = auth::RuleFor(m.id);
-  if (rule.scope == auth::RouteScope::kOpen) {
+  if (rule.scope == auth::RouteScope::kOpen ||
+      (m.id == RouteId::kMetrics && metrics_unauthenticated_)) {
     m.authenticated = true;
     return m;
   }
@@ -949,6 +955,19 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kRevokeToken:
     case RouteId::kWhoAmI:
       return HandleToken(m, body);
+    // --- issue5-C ---
+    case RouteId::kReady: {
+      // The HTTP layer answers 503 itself while shutting down; here: does the store answer?
+      Status s = service_->CheckStore();
+      if (!s.ok()) {
+        return {503, JsonText(json{{"status", "unavailable"},
+                                   {"reason", "the store does not answer: " + s.message()}})};
+      }
+      return {200, R"({"status":"ready"})"};
+    }
+    case RouteId::kMetrics:
+      return {200, metrics::Default().Exposition(), 0, "text/plain; version=0.0.4; charset=utf-8"};
+
   }
   return Error(InternalError("unhandled route"));
 }

@@ -60,6 +60,10 @@ enum class RouteId {
   kListTokens,   // GET    /v1/tokens[?workspace=W]
   kRevokeToken,  // DELETE /v1/tokens/{id}
   kWhoAmI,       // GET    /v1/token (the calling token)
+  // --- issue5-C ---
+  kReady,    // GET /readyz  (the store answers and the server is not shutting down)
+  kMetrics,  // GET /metrics (Prometheus text; admin-only unless --metrics-unauthenticated)
+
 };
 
 // One row per API route: the single table that matching, metrics and logs (route names),
@@ -105,6 +109,7 @@ struct RouteResponse {
   int status = 200;
   std::string body;  // JSON
   int64_t retry_after = 0;  // seconds, sent as Retry-After when > 0 (a transient error)
+  std::string content_type = "";  // --- issue5-C --- empty: application/json
 };
 
 // A streamed encrypt or decrypt.
@@ -126,6 +131,11 @@ class Router {
   RouteResponse Handle(const RouteMatch& match, const std::string& body);
   StatusOr<std::unique_ptr<StreamTransform>> OpenStream(const RouteMatch& match);
 
+  // --- issue5-C ---
+  // `ekmd --metrics-unauthenticated`: GET /metrics needs no token (authorization reads it).
+  void set_metrics_unauthenticated(bool open) { metrics_unauthenticated_ = open; }
+  bool metrics_unauthenticated() const { return metrics_unauthenticated_; }
+
  private:
   // --- issue5-A ---
   RouteResponse HandleToken(const RouteMatch& m, const std::string& body);
@@ -133,6 +143,7 @@ class Router {
   RouteResponse Denied(const RouteMatch& m, const Status& why);
 
   EkmService* service_;
+  bool metrics_unauthenticated_ = false;
 };
 
 }  // namespace ekm

@@ -431,6 +431,14 @@ class EkmServiceImpl : public EkmService {
     return st;
   }
 
+  // --- issue5-C ---
+  Status CheckStore() override {
+    // One indexed lookup of a name that cannot exist: "not found" is the store answering.
+    auto probe = store_->GetWorkspace("-readyz-probe-");
+    if (probe.ok() || probe.status().code() == StatusCode::kNotFound) return Status::Ok();
+    return probe.status();
+  }
+
   KeyCacheStats KeyCacheStatistics() override {
     KeyHierarchy::Counters c = keys_.counters();
     KeyCacheStats s;

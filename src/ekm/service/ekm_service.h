@@ -407,6 +407,9 @@ class EkmService {
                                                    std::string_view environment) = 0;
   // This process's key cache counters.
   virtual KeyCacheStats KeyCacheStatistics() = 0;
+  // --- issue5-C ---
+  // Whether the store answers a trivial query (ekmd's GET /readyz).
+  virtual Status CheckStore() = 0;
   // Drops (and wipes) every cached key past its TTL and grace; returns how many. ekmd calls it
   // periodically.
   virtual size_t PurgeExpiredKeys() = 0;
