@@ -54,6 +54,14 @@ enum class RouteId {
   kResetDefaultKey,       // DELETE /v1/workspaces/{w}/default-key
   kListEvents,            // GET    /v1/workspaces/{w}/events
 
+  // --- issue5-D ---
+  kGetWorkspace,          // GET    /v1/workspaces/{w}
+  kGetEnvironment,        // GET    …/environments/{e}
+  kValidateKey,           // POST   …/environments/{e}/key/validate  (Update key's checks only)
+  kGenerateDataKey,       // POST   …/environments/{e}/generate-data-key
+  kEncryptBatch,          // POST   …/environments/{e}/encrypt/batch
+  kDecryptBatch,          // POST   …/environments/{e}/decrypt/batch
+
 };
 
 // One row per API route: the single table that matching, metrics and logs (route names),
