@@ -1464,40 +1464,40 @@ int Run(int argc, char** argv) {
   });
 
   // ekm data-key generate: a data key for client-side encryption (AWS KMS GenerateDataKey).
-  std::string dk_ws, dk_env, dk_scope;
-  size_t dk_bytes = kDefaultDataKeyBytes;
-  bool dk_plaintext = false;
+  std::string gk_ws, gk_env, gk_scope;
+  size_t gk_bytes = kDefaultDataKeyBytes;
+  bool gk_plaintext = false;
   auto* data_key = app.add_subcommand("data-key", "Data keys for client-side encryption");
   data_key->require_subcommand(1);
-  auto* dk_generate = data_key->add_subcommand(
+  auto* gk_generate = data_key->add_subcommand(
       "generate",
       "Generate a data key and print it wrapped (ekm1:…, `ekm decrypt` returns the key bytes). "
       "With --with-plaintext also the key itself, base64, on a second line: use it, then forget "
       "it, and keep only the wrapped key");
-  dk_generate->add_option("--workspace,-w", dk_ws, "Workspace name")->required();
-  dk_generate->add_option("--environment,-e", dk_env, "Environment name")->required();
-  dk_generate->add_option("--scope", dk_scope, "Scope [default: default]");
-  dk_generate->add_option("--bytes", dk_bytes, "Key size in bytes, 16 to 64 [default: 32]");
-  dk_generate->add_flag("--with-plaintext", dk_plaintext,
+  gk_generate->add_option("--workspace,-w", gk_ws, "Workspace name")->required();
+  gk_generate->add_option("--environment,-e", gk_env, "Environment name")->required();
+  gk_generate->add_option("--scope", gk_scope, "Scope [default: default]");
+  gk_generate->add_option("--bytes", gk_bytes, "Key size in bytes, 16 to 64 [default: 32]");
+  gk_generate->add_flag("--with-plaintext", gk_plaintext,
                         "Also print the plaintext key (base64), on a second line");
-  dk_generate->callback([&] {
+  gk_generate->callback([&] {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(GeneratedDataKey k,
-                           b.GenerateDataKey(dk_ws, dk_env,
-                                             dk_scope.empty() ? kDefaultScope : dk_scope,
-                                             dk_bytes, dk_plaintext));
+                           b.GenerateDataKey(gk_ws, gk_env,
+                                             gk_scope.empty() ? kDefaultScope : gk_scope,
+                                             gk_bytes, gk_plaintext));
       std::string wrapped = EnvelopeToText(k.ciphertext);
       while (!wrapped.empty() && wrapped.back() == '\n') wrapped.pop_back();
-      std::string plain = dk_plaintext ? Base64Encode(k.plaintext.RevealForCrypto()) : "";
+      std::string plain = gk_plaintext ? Base64Encode(k.plaintext.RevealForCrypto()) : "";
       if (g.json) {
-        nlohmann::json j = {{"ciphertext", wrapped}, {"scope", k.scope}, {"bytes", dk_bytes}};
-        if (dk_plaintext) j["plaintext"] = plain;
+        nlohmann::json j = {{"ciphertext", wrapped}, {"scope", k.scope}, {"bytes", gk_bytes}};
+        if (gk_plaintext) j["plaintext"] = plain;
         std::string text = JsonText(j, 2);
         std::cout << text << "\n";
         OPENSSL_cleanse(text.data(), text.size());
       } else {
         std::cout << wrapped << "\n";
-        if (dk_plaintext) std::cout << plain << "\n";
+        if (gk_plaintext) std::cout << plain << "\n";
       }
       std::cout.flush();
       OPENSSL_cleanse(plain.data(), plain.size());

@@ -827,9 +827,9 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
         if (!it->is_number_integer() || it->get<int64_t>() < int64_t{kMinDataKeyBytes} ||
             it->get<int64_t>() > int64_t{kMaxDataKeyBytes}) {
           return Error(InvalidArgumentError(
-              "field \"bytes\" must be a whole number from " +
-                  std::to_string(kMinDataKeyBytes) + " to " + std::to_string(kMaxDataKeyBytes) +
-                  ", got " + it->dump(),
+              "field \"bytes\": a data key is " + std::to_string(kMinDataKeyBytes) + " to " +
+                  std::to_string(kMaxDataKeyBytes) + " bytes (a whole number), got " +
+                  it->dump(),
               "send \"bytes\": 32 for an AES-256 key (the default)"));
         }
         size = static_cast<size_t>(it->get<int64_t>());

@@ -987,7 +987,7 @@ class EkmServiceImpl : public EkmService {
       return InvalidArgumentError(
           "a data key is " + std::to_string(kMinDataKeyBytes) + " to " +
               std::to_string(kMaxDataKeyBytes) + " bytes, not " + std::to_string(size),
-          "send \"bytes\": 32 for an AES-256 key (the default)");
+          "32 bytes is an AES-256 key (the default)");
     }
     EKM_ASSIGN_OR_RETURN(SecretBytes key, RandomSecret(size));
     GeneratedDataKey out;
