@@ -19,7 +19,9 @@ import os
 import re
 import subprocess
 import sys
+import socket
 import tempfile
+import threading
 import time
 
 import jsonschema
@@ -382,6 +384,28 @@ def sweep(c, ekmd_port, valid):
             bad(method, env_path, body, "application/json", {404}, "unknown environment")
 
 
+def slow_body(port, token, result):
+    """A body that stops arriving: ekmd drops the connection after its read timeout (30 s)
+    instead of holding it forever."""
+    path = f"/v1/workspaces/{WS}/environments/{PROD}/encrypt"
+    with socket.create_connection(("127.0.0.1", port), timeout=90) as s:
+        s.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                   f"\r\nAuthorization: Bearer {token}\r\nContent-Length: 100\r\n\r\n"
+                   '{"plain').encode())
+        start = time.monotonic()
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+        result["elapsed"] = time.monotonic() - start
+        result["response"] = data
+
+
 def key_forms(key):
     forms = {key.hex(), key.hex().upper(), base64.b64encode(key).decode(),
              base64.urlsafe_b64encode(key).decode().rstrip("=")}
@@ -402,7 +426,16 @@ def main():
             valid = walk(c)
             for op in sorted(set(spec.ops) - exercised):
                 fail(f"{op[0]} {op[1]}: not exercised with a documented status")
+            slow = {}
+            t = threading.Thread(target=slow_body, args=(ekmd.port, tokens["app"], slow))
+            t.start()
             sweep(c, ekmd.port, valid)
+            t.join()
+            # The timeout closes the connection (documented in the spec's description);
+            # meanwhile the sweep's requests were answered.
+            if slow.get("response") or not 25 <= slow.get("elapsed", 0) <= 60:
+                fail(f"a stalled body: expected the connection closed after about 30 s, got "
+                     f"{slow.get('response', b'')[:60]!r} after {slow.get('elapsed', 0):.0f} s")
         finally:
             ekmd.stop()
         root = open(os.path.join(ekmd.data_dir, "root.key"), "rb").read()
