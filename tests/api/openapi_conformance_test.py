@@ -350,6 +350,8 @@ def sweep(c, ekmd_port, valid):
             return
         if str(status) not in op["responses"]:
             fail(f"{what}: {status} is not documented")
+        if status < 400:
+            return
         try:
             body = json.loads(data)
             c.spec.validate({"$ref": "#/components/schemas/Error"}, body)
@@ -366,6 +368,16 @@ def sweep(c, ekmd_port, valid):
             bad(method, path, "<a/>", "application/xml", {415}, "wrong Content-Type")
         bad(method, path, "{" + " " * MAX_BODY + "}", "application/json", {413},
             "body over --max-body-size")
+        body = valid.get((method, template))
+        if isinstance(body, dict):
+            # Each field of a valid body with a wrong type: a 400 naming it, never a 5xx.
+            for field in body:
+                for wrong in ({"x": 1}, [1], None if field != "name" else 3):
+                    broken = dict(body, **{field: wrong})
+                    # null may mean "absent" or "reset"; a batch answers a bad item on its own
+                    ok = {400} | ({200} if wrong is None or field == "items" else set())
+                    bad(method, path, broken, "application/json", ok,
+                        f"field {field!r} as {json.dumps(wrong)}")
         if "{workspace}" in template:
             body = valid.get((method, template))
             ws_path = template.replace("{workspace}", "no-such-ws").replace("{environment}",
