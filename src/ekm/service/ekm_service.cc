@@ -1009,6 +1009,7 @@ class EkmServiceImpl : public EkmService {
     for (const BatchEncryptItem& item : items) {
       Bytes ct;
       Status s = Encrypt(workspace, environment, item.scope, item.plaintext, &ct);
+      if (IsOutage(s)) return s;
       out.push_back(s.ok() ? StatusOr<Bytes>(std::move(ct)) : StatusOr<Bytes>(s));
     }
     return out;
@@ -1024,12 +1025,19 @@ class EkmServiceImpl : public EkmService {
     for (const Bytes& envelope : envelopes) {
       Bytes plain;
       Status s = Decrypt(workspace, environment, envelope, &plain);
+      if (IsOutage(s)) return s;
       out.push_back(s.ok() ? StatusOr<Bytes>(std::move(plain)) : StatusOr<Bytes>(s));
     }
     return out;
   }
 
  private:
+  // The CMK's provider out of reach concerns every item: the whole batch answers it, so the
+  // caller retries the batch (Retry-After) instead of sorting out items.
+  static bool IsOutage(const Status& s) {
+    return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded;
+  }
+
   static Status CheckBatchSize(size_t n) {
     if (n == 0) {
       return InvalidArgumentError("\"items\" is empty", "send 1 to " +

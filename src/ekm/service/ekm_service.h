@@ -494,8 +494,9 @@ class EkmService {
                                                      std::string_view scope, size_t size,
                                                      bool with_plaintext) = 0;
   // Batch forms: each item's own result, in order (at most kMaxBatchItems, else
-  // InvalidArgument before any item). Each item is one use of the data plane, as Encrypt and
-  // Decrypt.
+  // InvalidArgument before any item). Each item is one use of the data plane: they call Encrypt
+  // and Decrypt. An outage of the CMK's provider (Unavailable, DeadlineExceeded) fails the
+  // whole batch, as it concerns every item.
   virtual StatusOr<std::vector<StatusOr<Bytes>>> EncryptBatch(
       std::string_view workspace, std::string_view environment,
       const std::vector<BatchEncryptItem>& items) = 0;
