@@ -15,7 +15,8 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # tools used by the tests
-  curl openssl xxd sqlite3 python3 python3-cryptography time procps util-linux
+  curl openssl xxd sqlite3 python3 python3-cryptography python3-yaml python3-jsonschema time
+  procps util-linux
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -36,6 +36,8 @@ RouteRule RuleFor(RouteId id) {
     case RouteId::kCreateWorkspace: return {S::kPlatform, kAdmin};
     case RouteId::kListWorkspaces: return {S::kPlatform, kReaders};
     case RouteId::kListEnvironments: return {S::kWorkspace, kReaders};
+    case RouteId::kGetWorkspace: return {S::kWorkspace, kReaders};
+    case RouteId::kGetEnvironment: return {S::kEnvironment, kReaders};
     case RouteId::kCreateEnvironment: return {S::kWorkspaceChange, kAdmin | kOwner};
     // Key reads.
     case RouteId::kShowKey:
@@ -48,6 +50,7 @@ RouteRule RuleFor(RouteId id) {
     case RouteId::kCheckPolicy: return {S::kWorkspace, kAdmin | kOwner | kKeyManager};
     // Key changes.
     case RouteId::kSetKey:
+    case RouteId::kValidateKey:
     case RouteId::kImportParams:
     case RouteId::kImportKeyMaterial:
     case RouteId::kDeleteKeyMaterial:
@@ -63,6 +66,9 @@ RouteRule RuleFor(RouteId id) {
     case RouteId::kEncrypt:
     case RouteId::kDecrypt:
     case RouteId::kRewrap:
+    case RouteId::kGenerateDataKey:
+    case RouteId::kEncryptBatch:
+    case RouteId::kDecryptBatch:
       return {S::kEnvironment, kApp};
     // Audit.
     case RouteId::kListEvents: return {S::kWorkspace, kAdmin | kOwner | kAuditor};

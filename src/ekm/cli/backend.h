@@ -100,6 +100,15 @@ class Backend {
   virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) = 0;
   // Local mode only: ekmd runs the schedule itself.
   virtual StatusOr<ScheduledRotationReport> RunScheduledRotations() = 0;
+  // --- issue5-D ---
+  virtual StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
+                                                      std::string_view environment,
+                                                      std::string_view provider,
+                                                      std::string_view key_id) = 0;
+  virtual StatusOr<GeneratedDataKey> GenerateDataKey(std::string_view workspace,
+                                                     std::string_view environment,
+                                                     std::string_view scope, size_t size,
+                                                     bool with_plaintext) = 0;
 
   // --- issue5-A ---
   virtual StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) = 0;

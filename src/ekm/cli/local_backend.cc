@@ -124,6 +124,19 @@ class LocalBackend : public Backend {
     return svc_->RunScheduledRotations();
   }
 
+  // --- issue5-D ---
+  StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
+                                              std::string_view environment,
+                                              std::string_view provider,
+                                              std::string_view key_id) override {
+    return svc_->ValidateCustomerKey(workspace, environment, provider, key_id);
+  }
+  StatusOr<GeneratedDataKey> GenerateDataKey(std::string_view workspace,
+                                             std::string_view environment, std::string_view scope,
+                                             size_t size, bool with_plaintext) override {
+    return svc_->GenerateDataKey(workspace, environment, scope, size, with_plaintext);
+  }
+
  private:
   template <typename UpdateFn, typename FinishFn>
   static Status Pump(const Source& source, const Sink& sink, UpdateFn update, FinishFn finish) {

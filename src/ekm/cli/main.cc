@@ -19,6 +19,8 @@
 #include <thread>
 
 #include "ekm/base/clock.h"
+#include "ekm/base/encoding.h"
+#include "ekm/envelope/envelope.h"
 #include "ekm/cli/backend.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/repack/repack_json.h"
@@ -1635,6 +1637,81 @@ int Run(int argc, char** argv) {
                   t->id.c_str(), t->role.c_str(), t->workspace.empty() ? "(platform)" : t->workspace.c_str(),
                   envs.empty() ? "all" : envs.c_str(),
                   j["expires_at"].is_null() ? "never" : j["expires_at"].get<std::string>().c_str());
+      return Status::Ok();
+    });
+  });
+
+  // --- issue5-D ---
+  // ekm key validate: "Update key"'s checks for a key, nothing changed.
+  std::string kv_arn;
+  bool kv_platform = false;
+  auto* key_validate = key->add_subcommand(
+      "validate",
+      "Check a key before switching to it: the checks of `ekm key set` (ARN, Encrypt/Decrypt "
+      "round trip with the environment's encryption context, DescribeKey, rotation), without "
+      "changing anything. Exit status 0 when every check passed");
+  add_env_options(key_validate);
+  auto* kv_arn_opt = key_validate->add_option("--aws-kms-arn", kv_arn,
+                                              "Key ARN or alias ARN of the AWS KMS key to check");
+  kv_arn_opt->excludes(key_validate->add_flag("--platform", kv_platform, "Check the platform key"));
+  key_validate->callback([&] {
+    if (kv_arn.empty() && !kv_platform) {
+      rc = Fail(InvalidArgumentError("no key given", "pass --aws-kms-arn ARN (or --platform)"));
+      return;
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(KeyValidation v,
+                           b.ValidateCustomerKey(k_ws, k_env, kv_platform ? "platform" : "aws-kms",
+                                                 kv_platform ? "root" : kv_arn));
+      if (g.json) {
+        std::cout << JsonText(KeyValidationToJson(v), 2) << "\n";
+      } else {
+        PrintChecks(v);
+      }
+      if (!v.ok) return FailedPreconditionError(v.message, v.hint);
+      if (!g.json) std::printf("the key passed every check; nothing was changed\n");
+      return Status::Ok();
+    });
+  });
+
+  // ekm data-key generate: a data key for client-side encryption (AWS KMS GenerateDataKey).
+  std::string gk_ws, gk_env, gk_scope;
+  size_t gk_bytes = kDefaultDataKeyBytes;
+  bool gk_plaintext = false;
+  auto* data_key = app.add_subcommand("data-key", "Data keys for client-side encryption");
+  data_key->require_subcommand(1);
+  auto* gk_generate = data_key->add_subcommand(
+      "generate",
+      "Generate a data key and print it wrapped (ekm1:…, `ekm decrypt` returns the key bytes). "
+      "With --with-plaintext also the key itself, base64, on a second line: use it, then forget "
+      "it, and keep only the wrapped key");
+  gk_generate->add_option("--workspace,-w", gk_ws, "Workspace name")->required();
+  gk_generate->add_option("--environment,-e", gk_env, "Environment name")->required();
+  gk_generate->add_option("--scope", gk_scope, "Scope [default: default]");
+  gk_generate->add_option("--bytes", gk_bytes, "Key size in bytes, 16 to 64 [default: 32]");
+  gk_generate->add_flag("--with-plaintext", gk_plaintext,
+                        "Also print the plaintext key (base64), on a second line");
+  gk_generate->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(GeneratedDataKey k,
+                           b.GenerateDataKey(gk_ws, gk_env,
+                                             gk_scope.empty() ? kDefaultScope : gk_scope,
+                                             gk_bytes, gk_plaintext));
+      std::string wrapped = EnvelopeToText(k.ciphertext);
+      while (!wrapped.empty() && wrapped.back() == '\n') wrapped.pop_back();
+      std::string plain = gk_plaintext ? Base64Encode(k.plaintext.RevealForCrypto()) : "";
+      if (g.json) {
+        nlohmann::json j = {{"ciphertext", wrapped}, {"scope", k.scope}, {"bytes", gk_bytes}};
+        if (gk_plaintext) j["plaintext"] = plain;
+        std::string text = JsonText(j, 2);
+        std::cout << text << "\n";
+        OPENSSL_cleanse(text.data(), text.size());
+      } else {
+        std::cout << wrapped << "\n";
+        if (gk_plaintext) std::cout << plain << "\n";
+      }
+      std::cout.flush();
+      OPENSSL_cleanse(plain.data(), plain.size());
       return Status::Ok();
     });
   });

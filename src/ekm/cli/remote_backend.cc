@@ -134,6 +134,19 @@ class RemoteBackend : public Backend {
     return std::optional<ApiTokenInfo>(std::move(t));
   }
 
+  // --- issue5-D ---
+  StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
+                                              std::string_view environment,
+                                              std::string_view provider,
+                                              std::string_view key_id) override {
+    return client_->ValidateCustomerKey(workspace, environment, provider, key_id);
+  }
+  StatusOr<GeneratedDataKey> GenerateDataKey(std::string_view workspace,
+                                             std::string_view environment, std::string_view scope,
+                                             size_t size, bool with_plaintext) override {
+    return client_->GenerateDataKey(workspace, environment, scope, size, with_plaintext);
+  }
+
  private:
   std::unique_ptr<EkmClient> client_;
 };

@@ -750,4 +750,66 @@ StatusOr<ApiTokenInfo> EkmClient::WhoAmI() {
   return ApiTokenFromJson(j);
 }
 
+// --- issue5-D ---
+StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(std::string_view workspace) {
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace}), nullptr));
+  WorkspaceInfo w = WorkspaceFrom(j);
+  w.created_at = ParseTime(j);
+  return w;
+}
+
+StatusOr<EnvironmentInfo> EkmClient::GetEnvironment(std::string_view workspace,
+                                                    std::string_view environment) {
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("GET",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment}),
+                          nullptr));
+  EnvironmentInfo e = EnvironmentFrom(j);
+  e.created_at = ParseTime(j);
+  return e;
+}
+
+StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(std::string_view workspace,
+                                                       std::string_view environment,
+                                                       std::string_view provider,
+                                                       std::string_view key_id) {
+  json body = {{"provider", provider}, {"key_id", key_id}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "key", "validate"}),
+                          &body));
+  return KeyValidationFromJson(j);
+}
+
+StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(std::string_view workspace,
+                                                      std::string_view environment,
+                                                      std::string_view scope, size_t size,
+                                                      bool with_plaintext) {
+  json body = {{"bytes", size}, {"plaintext", with_plaintext}};
+  if (!scope.empty()) body["scope"] = scope;
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
+                                               environment, "generate-data-key"}),
+                          &body));
+  GeneratedDataKey k;
+  k.scope = j.value("scope", "");
+  EKM_ASSIGN_OR_RETURN(k.ciphertext, EnvelopeFromText(j.value("ciphertext", "")));
+  if (with_plaintext) {
+    if (!j.contains("plaintext") || !j["plaintext"].is_string()) {
+      return InternalError("ekmd answered no plaintext data key");
+    }
+    std::string& text = j["plaintext"].get_ref<std::string&>();
+    auto bytes = Base64Decode(text);
+    OPENSSL_cleanse(text.data(), text.size());
+    if (!bytes.ok()) return InternalError("ekmd answered a data key that is not base64");
+    k.plaintext = SecretBytes(*bytes);
+    OPENSSL_cleanse(bytes->data(), bytes->size());
+  }
+  return k;
+}
+
 }  // namespace ekm

@@ -122,6 +122,20 @@ class EkmClient {
   StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(std::optional<std::string> workspace);
   StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id);
   StatusOr<ApiTokenInfo> WhoAmI();
+  // --- issue5-D ---
+  StatusOr<WorkspaceInfo> GetWorkspace(std::string_view workspace);
+  StatusOr<EnvironmentInfo> GetEnvironment(std::string_view workspace,
+                                           std::string_view environment);
+  // POST …/key/validate: "Update key"'s checks, nothing changed.
+  StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
+                                              std::string_view environment,
+                                              std::string_view provider,
+                                              std::string_view key_id);
+  // POST …/generate-data-key; GeneratedDataKey::ciphertext is the binary envelope.
+  StatusOr<GeneratedDataKey> GenerateDataKey(std::string_view workspace,
+                                             std::string_view environment,
+                                             std::string_view scope, size_t size,
+                                             bool with_plaintext);
 
  private:
   explicit EkmClient(std::unique_ptr<Impl> impl);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <vector>
 
 #include "ekm/auth/authorization.h"
@@ -211,6 +212,31 @@ StatusOr<std::string> StringField(const json& j, const char* name, bool required
   return it->get<std::string>();
 }
 
+// --- issue5-D ---
+// The "items" array of a batch body: present, an array, 1..kMaxBatchItems long.
+StatusOr<const json*> BatchItems(const json& j) {
+  auto it = j.find("items");
+  if (it == j.end() || !it->is_array()) {
+    return InvalidArgumentError("field \"items\" must be an array",
+                                "send {\"items\": [ … ]} with 1 to " +
+                                    std::to_string(kMaxBatchItems) + " items");
+  }
+  if (it->size() > kMaxBatchItems) {
+    return InvalidArgumentError("a batch holds at most " + std::to_string(kMaxBatchItems) +
+                                    " items, got " + std::to_string(it->size()),
+                                "split the items into batches of " +
+                                    std::to_string(kMaxBatchItems) + " or fewer");
+  }
+  if (it->empty()) {
+    return InvalidArgumentError("field \"items\" is empty",
+                                "send 1 to " + std::to_string(kMaxBatchItems) + " items");
+  }
+  return &*it;
+}
+
+// One item's error, the same shape as a whole response's error.
+json ItemError(const Status& s) { return json::parse(ErrorJson(s)); }
+
 class EncryptTransform : public StreamTransform {
  public:
   explicit EncryptTransform(std::unique_ptr<EnvelopeEncoder> e) : e_(std::move(e)) {}
@@ -297,6 +323,21 @@ constexpr RouteInfo kRoutes[] = {
     // --- issue5-C ---
     {RouteId::kReady, "GET", "/readyz", "ready"},
     {RouteId::kMetrics, "GET", "/metrics", "metrics"},
+    // --- issue5-D ---
+    {RouteId::kGetWorkspace, "GET", "/v1/workspaces/{workspace}", "workspace.show"},
+    {RouteId::kGetEnvironment, "GET", "/v1/workspaces/{workspace}/environments/{environment}",
+     "environment.show"},
+    {RouteId::kValidateKey, "POST",
+     "/v1/workspaces/{workspace}/environments/{environment}/key/validate", "key.validate"},
+    {RouteId::kGenerateDataKey, "POST",
+     "/v1/workspaces/{workspace}/environments/{environment}/generate-data-key",
+     "data.generate_data_key"},
+    {RouteId::kEncryptBatch, "POST",
+     "/v1/workspaces/{workspace}/environments/{environment}/encrypt/batch",
+     "data.encrypt_batch"},
+    {RouteId::kDecryptBatch, "POST",
+     "/v1/workspaces/{workspace}/environments/{environment}/decrypt/batch",
+     "data.decrypt_batch"},
 };
 
 // Splits a template or a request path into segments ("/a/b" -> {"a","b"}).
@@ -967,6 +1008,168 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     }
     case RouteId::kMetrics:
       return {200, metrics::Default().Exposition(), 0, "text/plain; version=0.0.4; charset=utf-8"};
+    // --- issue5-D ---
+    case RouteId::kGetWorkspace: {
+      auto w = service_->GetWorkspace(m.workspace);
+      if (!w.ok()) return Error(w.status());
+      return {200, JsonText(WorkspaceJson(*w))};
+    }
+    case RouteId::kGetEnvironment: {
+      auto e = service_->GetEnvironment(m.workspace, m.environment);
+      if (!e.ok()) return Error(e.status());
+      return {200, JsonText(EnvironmentJson(*e))};
+    }
+    case RouteId::kValidateKey: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto arn = StringField(*j, "aws_kms_arn", false);
+      if (!arn.ok()) return Error(arn.status());
+      auto provider = StringField(*j, "provider", false);
+      if (!provider.ok()) return Error(provider.status());
+      auto key_id = StringField(*j, "key_id", false);
+      if (!key_id.ok()) return Error(key_id.status());
+      if (!arn->empty() && (!provider->empty() || !key_id->empty())) {
+        return Error(InvalidArgumentError(
+            "give either \"aws_kms_arn\" or \"provider\" and \"key_id\", not both"));
+      }
+      if (!arn->empty()) {
+        *provider = "aws-kms";
+        *key_id = *arn;
+      }
+      if (provider->empty() || key_id->empty()) {
+        return Error(InvalidArgumentError(
+            "the key is missing",
+            "send {\"provider\": \"aws-kms\", \"key_id\": \"arn:aws:kms:…\"}, or "
+            "{\"provider\": \"platform\", \"key_id\": \"root\"}"));
+      }
+      auto v = service_->ValidateCustomerKey(m.workspace, m.environment, *provider, *key_id);
+      if (!v.ok()) return Error(v.status());
+      return {200, JsonText(KeyValidationToJson(*v))};
+    }
+    case RouteId::kGenerateDataKey: {
+      auto j = ParseObject(body.empty() ? "{}" : body);
+      if (!j.ok()) return Error(j.status());
+      auto scope = StringField(*j, "scope", false);
+      if (!scope.ok()) return Error(scope.status());
+      size_t size = kDefaultDataKeyBytes;
+      if (auto it = j->find("bytes"); it != j->end()) {
+        if (!it->is_number_integer() || it->get<int64_t>() < int64_t{kMinDataKeyBytes} ||
+            it->get<int64_t>() > int64_t{kMaxDataKeyBytes}) {
+          return Error(InvalidArgumentError(
+              "field \"bytes\": a data key is " + std::to_string(kMinDataKeyBytes) + " to " +
+                  std::to_string(kMaxDataKeyBytes) + " bytes (a whole number), got " +
+                  it->dump(),
+              "send \"bytes\": 32 for an AES-256 key (the default)"));
+        }
+        size = static_cast<size_t>(it->get<int64_t>());
+      }
+      bool with_plaintext = true;
+      if (auto it = j->find("plaintext"); it != j->end()) {
+        if (!it->is_boolean()) {
+          return Error(InvalidArgumentError(
+              "field \"plaintext\" must be true or false",
+              "send \"plaintext\": false for the wrapped key only"));
+        }
+        with_plaintext = it->get<bool>();
+      }
+      std::string sc = scope->empty() ? m.scope : *scope;
+      auto k = service_->GenerateDataKey(m.workspace, m.environment, sc, size, with_plaintext);
+      if (!k.ok()) return Error(k.status());
+      json out = {{"ciphertext", EnvelopeToText(k->ciphertext)},
+                  {"scope", k->scope},
+                  {"bytes", size}};
+      // The key bytes leave SecretBytes only here, encoded into the response.
+      if (with_plaintext) out["plaintext"] = Base64Encode(k->plaintext.RevealForCrypto());
+      return {200, JsonText(out)};
+    }
+    case RouteId::kEncryptBatch: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto items = BatchItems(*j);
+      if (!items.ok()) return Error(items.status());
+      // Items with bad fields get their own error; the rest go to the service.
+      std::vector<BatchEncryptItem> in;
+      std::vector<std::optional<Status>> bad((*items)->size());
+      std::vector<size_t> index;  // position of each service item in the request
+      for (size_t i = 0; i < (*items)->size(); ++i) {
+        const json& item = (**items)[i];
+        if (!item.is_object()) {
+          bad[i] = InvalidArgumentError("item " + std::to_string(i) + " must be an object",
+                                        "send {\"plaintext\": base64, \"scope\": \"…\"}");
+          continue;
+        }
+        auto plaintext = StringField(item, "plaintext", true);
+        auto scope = StringField(item, "scope", false);
+        if (!plaintext.ok() || !scope.ok()) {
+          bad[i] = !plaintext.ok() ? plaintext.status() : scope.status();
+          continue;
+        }
+        auto bytes = Base64Decode(*plaintext);
+        if (!bytes.ok()) {
+          bad[i] = InvalidArgumentError("field \"plaintext\" must be base64: " +
+                                        bytes.status().message());
+          continue;
+        }
+        in.push_back({scope->empty() ? m.scope : *scope, std::move(bytes).value()});
+        index.push_back(i);
+      }
+      std::vector<StatusOr<Bytes>> results;
+      if (!in.empty()) {
+        auto r = service_->EncryptBatch(m.workspace, m.environment, in);
+        if (!r.ok()) return Error(r.status());
+        results = std::move(r).value();
+      }
+      std::vector<json> out_items((*items)->size());
+      for (size_t i = 0; i < bad.size(); ++i) {
+        if (bad[i]) out_items[i] = ItemError(*bad[i]);
+      }
+      for (size_t k = 0; k < results.size(); ++k) {
+        out_items[index[k]] = results[k].ok()
+                                  ? json{{"ciphertext", EnvelopeToText(*results[k])},
+                                         {"scope", in[k].scope}}
+                                  : ItemError(results[k].status());
+      }
+      return {200, JsonText(json{{"items", out_items}})};
+    }
+    case RouteId::kDecryptBatch: {
+      auto j = ParseObject(body);
+      if (!j.ok()) return Error(j.status());
+      auto items = BatchItems(*j);
+      if (!items.ok()) return Error(items.status());
+      std::vector<Bytes> in;
+      std::vector<std::optional<Status>> bad((*items)->size());
+      std::vector<size_t> index;
+      for (size_t i = 0; i < (*items)->size(); ++i) {
+        const json& item = (**items)[i];
+        if (!item.is_object()) {
+          bad[i] = InvalidArgumentError("item " + std::to_string(i) + " must be an object",
+                                        "send {\"ciphertext\": \"ekm1:…\"}");
+          continue;
+        }
+        auto ciphertext = StringField(item, "ciphertext", true);
+        if (!ciphertext.ok()) {
+          bad[i] = ciphertext.status();
+          continue;
+        }
+        in.push_back(Bytes(ciphertext->begin(), ciphertext->end()));
+        index.push_back(i);
+      }
+      std::vector<StatusOr<Bytes>> results;
+      if (!in.empty()) {
+        auto r = service_->DecryptBatch(m.workspace, m.environment, in);
+        if (!r.ok()) return Error(r.status());
+        results = std::move(r).value();
+      }
+      std::vector<json> out_items((*items)->size());
+      for (size_t i = 0; i < bad.size(); ++i) {
+        if (bad[i]) out_items[i] = ItemError(*bad[i]);
+      }
+      for (size_t k = 0; k < results.size(); ++k) {
+        out_items[index[k]] = results[k].ok() ? json{{"plaintext", Base64Encode(*results[k])}}
+                                              : ItemError(results[k].status());
+      }
+      return {200, JsonText(json{{"items", out_items}})};
+    }
 
   }
   return Error(InternalError("unhandled route"));

@@ -63,6 +63,13 @@ enum class RouteId {
   // --- issue5-C ---
   kReady,    // GET /readyz  (the store answers and the server is not shutting down)
   kMetrics,  // GET /metrics (Prometheus text; admin-only unless --metrics-unauthenticated)
+  // --- issue5-D ---
+  kGetWorkspace,          // GET    /v1/workspaces/{w}
+  kGetEnvironment,        // GET    …/environments/{e}
+  kValidateKey,           // POST   …/environments/{e}/key/validate  (Update key's checks only)
+  kGenerateDataKey,       // POST   …/environments/{e}/generate-data-key
+  kEncryptBatch,          // POST   …/environments/{e}/encrypt/batch
+  kDecryptBatch,          // POST   …/environments/{e}/decrypt/batch
 
 };
 

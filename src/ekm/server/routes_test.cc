@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <set>
 #include <string>
 
@@ -82,6 +83,79 @@ TEST(RouteTableTest, AMatchWithoutATokenCheckIsNeverServed) {
   EXPECT_FALSE(router.Match(r).status.ok());
   r.target = "/healthz";
   EXPECT_TRUE(router.Match(r).authenticated);  // the one open route
+}
+
+// --- issue5-D ---
+// "METHOD /path" of every operation in docs/openapi.yaml. A line scanner, not a YAML parser:
+// under `paths:`, a path is a key at indent 2 starting with '/', an operation a method key at
+// indent 4.
+std::set<std::string> OpenApiOperations(const std::string& file) {
+  std::ifstream in(file);
+  std::set<std::string> ops;
+  std::string line, path;
+  bool in_paths = false;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (line[0] != ' ') {
+      in_paths = line.rfind("paths:", 0) == 0;
+      continue;
+    }
+    if (!in_paths) continue;
+    if (line.rfind("  /", 0) == 0) {
+      path = line.substr(2, line.find(':', 2) - 2);
+      if (path.size() >= 2 && (path.front() == '\'' || path.front() == '"')) {
+        path = path.substr(1, path.size() - 2);
+      }
+      continue;
+    }
+    if (line.size() > 4 && line.rfind("    ", 0) == 0 && line[4] != ' ') {
+      std::string key = line.substr(4, line.find(':') - 4);
+      for (const char* m : {"get", "put", "post", "patch", "delete", "head", "options"}) {
+        if (key != m) continue;
+        for (char& c : key) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        ops.insert(key + " " + path);
+      }
+    }
+  }
+  return ops;
+}
+
+TEST(RouteTableTest, OpenApiSpecDescribesExactlyTheRouteTable) {
+  std::set<std::string> spec = OpenApiOperations(std::string(EKM_SOURCE_DIR) + "/docs/openapi.yaml");
+  ASSERT_FALSE(spec.empty()) << "docs/openapi.yaml has no operations (or is missing)";
+  std::set<std::string> table;
+  for (const RouteInfo& route : RouteTable()) {
+    table.insert(std::string(route.method) + " " + std::string(route.path));
+  }
+  for (const std::string& op : table) {
+    EXPECT_TRUE(spec.count(op)) << op << " is a route but not in docs/openapi.yaml";
+  }
+  for (const std::string& op : spec) {
+    EXPECT_TRUE(table.count(op)) << op << " is in docs/openapi.yaml but not a route";
+  }
+}
+
+TEST(RouteTableTest, BatchAndDataKeyRoutesMatch) {
+  Router router(nullptr);
+  RouteRequest r;
+  r.method = "POST";
+  r.content_type = "application/json";
+  for (auto [target, id] : {std::pair<std::string, RouteId>{"/v1/workspaces/a/environments/p/encrypt/batch",
+                                                            RouteId::kEncryptBatch},
+                            {"/v1/workspaces/a/environments/p/decrypt/batch", RouteId::kDecryptBatch},
+                            {"/v1/workspaces/a/environments/p/generate-data-key",
+                             RouteId::kGenerateDataKey},
+                            {"/v1/workspaces/a/environments/p/key/validate", RouteId::kValidateKey}}) {
+    r.target = target;
+    RouteMatch m = router.Match(r);
+    ASSERT_TRUE(m.status.ok()) << target;
+    EXPECT_EQ(m.id, id) << target;
+    EXPECT_FALSE(m.streaming) << target;
+  }
+  // The batch forms take JSON only: a stream is refused, not taken for a single message.
+  r.target = "/v1/workspaces/a/environments/p/encrypt/batch";
+  r.content_type = "application/octet-stream";
+  EXPECT_TRUE(router.Match(r).unsupported_media_type);
 }
 
 }  // namespace

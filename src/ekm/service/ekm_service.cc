@@ -116,12 +116,36 @@ class EkmServiceImpl : public EkmService {
   StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
                                          std::string_view provider_name, std::string_view key_id,
                                          const KeyChangeOptions& options) override {
+    KeyValidation v;
+    return UpdateKey(workspace, environment, provider_name, key_id, options,
+                     /*validate_only=*/false, &v);
+  }
+
+  StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
+                                              std::string_view environment,
+                                              std::string_view provider_name,
+                                              std::string_view key_id) override {
+    KeyValidation v;
+    auto r = UpdateKey(workspace, environment, provider_name, key_id, KeyChangeOptions{},
+                       /*validate_only=*/true, &v);
+    // A failed check is the answer, not an error of the request (which has no checks yet).
+    if (!r.ok() && !v.checks.empty()) return v;
+    return r;
+  }
+
+ private:
+  // "Update key": SetCustomerKey, or with `validate_only` the same checks with nothing
+  // changed (ValidateCustomerKey).
+  StatusOr<KeyValidation> UpdateKey(std::string_view workspace, std::string_view environment,
+                                    std::string_view provider_name, std::string_view key_id,
+                                    const KeyChangeOptions& options, bool validate_only,
+                                    KeyValidation* out) {
     EKM_RETURN_IF_ERROR(CheckKeyChangeOptions(options));
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
     EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
     EKM_RETURN_IF_ERROR(StoredEnvironment(workspace, environment).status());
     EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(provider_name));
-    KeyValidation v;
+    KeyValidation& v = *out;
     v.provider = std::string(provider_name);
     v.key_id = std::string(key_id);
     v.checked_at = ToUnixSeconds(options_.clock->Now());
@@ -135,7 +159,7 @@ class EkmServiceImpl : public EkmService {
       v.provider_code = std::move(provider_code);
       v.message = mapped.message();
       v.hint = mapped.hint();
-      RecordValidation(workspace, environment, v);
+      RecordValidation(workspace, environment, v, validate_only);
       return mapped;
     };
 
@@ -151,7 +175,11 @@ class EkmServiceImpl : public EkmService {
     // a replacement inside the replacement period is refused before any provider call.
     if (!unchanged) {
       Status period = CheckReplacementPeriod(env, current, provider_name, key_id, options);
-      if (!period.ok()) return fail("replacement period", period, "");
+      if (!period.ok() && validate_only) {
+        v.checks.push_back({"replacement period", "warning", period.message()});
+      } else if (!period.ok()) {
+        return fail("replacement period", period, "");
+      }
     }
     CmkRef cmk{std::string(provider_name), std::string(key_id)};
     std::string step;
@@ -219,7 +247,9 @@ class EkmServiceImpl : public EkmService {
         break;
     }
 
-    if (unchanged) {
+    if (validate_only) {
+      v.checks.push_back({"store", "skipped", "validate only: nothing was changed"});
+    } else if (unchanged) {
       v.checks.push_back({"store", "skipped", "this key is already the environment's CMK"});
     } else {
       EnvironmentKeyRecord rec = std::move(ek).value();
@@ -233,10 +263,12 @@ class EkmServiceImpl : public EkmService {
                               RepackStartedNote(env)});
     }
     v.ok = true;
-    keys_.OnCmkVerified(env);
-    RecordValidation(workspace, environment, v);
+    if (unchanged || !validate_only) keys_.OnCmkVerified(env);
+    RecordValidation(workspace, environment, v, validate_only);
     return v;
   }
+
+ public:
 
   StatusOr<CustomerKeyInfo> ShowCustomerKey(std::string_view workspace,
                                             std::string_view environment) override {
@@ -1081,6 +1113,100 @@ class EkmServiceImpl : public EkmService {
   }
 
 
+  // --- issue5-D ---
+  StatusOr<WorkspaceInfo> GetWorkspace(std::string_view workspace) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_ASSIGN_OR_RETURN(WorkspaceRecord rec, store_->GetWorkspace(workspace));
+    return WorkspaceInfo{rec.name, rec.created_at};
+  }
+
+  StatusOr<EnvironmentInfo> GetEnvironment(std::string_view workspace,
+                                           std::string_view environment) override {
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+    auto env = store_->GetEnvironment(workspace, environment);
+    if (!env.ok() && env.status().code() == StatusCode::kNotFound) {
+      EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());  // which part is missing
+    }
+    EKM_RETURN_IF_ERROR(env.status());
+    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek,
+                         store_->GetEnvironmentKey(env->id, env->current_ek_version));
+    return Info(*env, ek);
+  }
+
+  StatusOr<GeneratedDataKey> GenerateDataKey(std::string_view workspace,
+                                             std::string_view environment,
+                                             std::string_view scope, size_t size,
+                                             bool with_plaintext) override {
+    if (size < kMinDataKeyBytes || size > kMaxDataKeyBytes) {
+      return InvalidArgumentError(
+          "a data key is " + std::to_string(kMinDataKeyBytes) + " to " +
+              std::to_string(kMaxDataKeyBytes) + " bytes, not " + std::to_string(size),
+          "32 bytes is an AES-256 key (the default)");
+    }
+    EKM_ASSIGN_OR_RETURN(SecretBytes key, RandomSecret(size));
+    GeneratedDataKey out;
+    out.scope = std::string(scope);
+    EKM_RETURN_IF_ERROR(
+        Encrypt(workspace, environment, scope, key.RevealForCrypto(), &out.ciphertext));
+    if (with_plaintext) out.plaintext = std::move(key);
+    return out;
+  }
+
+  StatusOr<std::vector<StatusOr<Bytes>>> EncryptBatch(
+      std::string_view workspace, std::string_view environment,
+      const std::vector<BatchEncryptItem>& items) override {
+    EKM_RETURN_IF_ERROR(CheckBatchSize(items.size()));
+    // The environment first: a missing one is the request's error, not every item's.
+    EKM_RETURN_IF_ERROR(Environment(workspace, environment).status());
+    std::vector<StatusOr<Bytes>> out;
+    out.reserve(items.size());
+    for (const BatchEncryptItem& item : items) {
+      Bytes ct;
+      Status s = Encrypt(workspace, environment, item.scope, item.plaintext, &ct);
+      if (IsOutage(s)) return s;
+      out.push_back(s.ok() ? StatusOr<Bytes>(std::move(ct)) : StatusOr<Bytes>(s));
+    }
+    return out;
+  }
+
+  StatusOr<std::vector<StatusOr<Bytes>>> DecryptBatch(
+      std::string_view workspace, std::string_view environment,
+      const std::vector<Bytes>& envelopes) override {
+    EKM_RETURN_IF_ERROR(CheckBatchSize(envelopes.size()));
+    EKM_RETURN_IF_ERROR(Environment(workspace, environment).status());
+    std::vector<StatusOr<Bytes>> out;
+    out.reserve(envelopes.size());
+    for (const Bytes& envelope : envelopes) {
+      Bytes plain;
+      Status s = Decrypt(workspace, environment, envelope, &plain);
+      if (IsOutage(s)) return s;
+      out.push_back(s.ok() ? StatusOr<Bytes>(std::move(plain)) : StatusOr<Bytes>(s));
+    }
+    return out;
+  }
+
+ private:
+  // The CMK's provider out of reach concerns every item: the whole batch answers it, so the
+  // caller retries the batch (Retry-After) instead of sorting out items.
+  static bool IsOutage(const Status& s) {
+    return s.code() == StatusCode::kUnavailable || s.code() == StatusCode::kDeadlineExceeded;
+  }
+
+  static Status CheckBatchSize(size_t n) {
+    if (n == 0) {
+      return InvalidArgumentError("\"items\" is empty", "send 1 to " +
+                                  std::to_string(kMaxBatchItems) + " items");
+    }
+    if (n > kMaxBatchItems) {
+      return InvalidArgumentError("a batch holds at most " + std::to_string(kMaxBatchItems) +
+                                      " items, got " + std::to_string(n),
+                                  "split the items into batches of " +
+                                      std::to_string(kMaxBatchItems) + " or fewer");
+    }
+    return Status::Ok();
+  }
+
  private:
   // The environment as stored now (not the cached record), with a clear NotFound.
   StatusOr<EnvironmentRecord> StoredEnvironment(std::string_view workspace,
@@ -1134,20 +1260,25 @@ class EkmServiceImpl : public EkmService {
     return out;
   }
 
+  // A dry run (ValidateCustomerKey) is recorded as an event only: `key show`'s last
+  // validation stays the last real "Update key".
   void RecordValidation(std::string_view workspace, std::string_view environment,
-                        const KeyValidation& v) {
+                        const KeyValidation& v, bool dry_run = false) {
     auto env = store_->GetEnvironment(workspace, environment);
     if (!env.ok()) return;
     nlohmann::json checks = nlohmann::json::array();
     for (const auto& c : v.checks) {
       checks.push_back({{"name", c.name}, {"outcome", c.outcome}, {"detail", c.detail}});
     }
-    KeyValidationRecord r{env->id,       v.provider,      v.key_id,  v.checked_at,
-                          v.ok,          v.error_code,    v.provider_code, v.message,
-                          v.hint,        JsonText(checks)};
-    Status s = store_->RecordKeyValidation(r);
-    if (!s.ok()) spdlog::warn("could not record a key validation: {}", s.ToString());
+    if (!dry_run) {
+      KeyValidationRecord r{env->id,       v.provider,      v.key_id,  v.checked_at,
+                            v.ok,          v.error_code,    v.provider_code, v.message,
+                            v.hint,        JsonText(checks)};
+      Status s = store_->RecordKeyValidation(r);
+      if (!s.ok()) spdlog::warn("could not record a key validation: {}", s.ToString());
+    }
     nlohmann::json detail = {{"provider", v.provider}, {"key_id", v.key_id}, {"checks", checks}};
+    if (dry_run) detail["dry_run"] = true;
     if (!v.ok) {
       detail["error"] = {{"code", v.error_code}, {"provider_code", v.provider_code},
                          {"message", v.message}};

@@ -19,6 +19,7 @@
 #include "ekm/auth/token.h"
 #include "ekm/base/bytes.h"
 #include "ekm/base/clock.h"
+#include "ekm/base/secret_bytes.h"
 #include "ekm/base/status.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/provider/key_provider.h"
@@ -302,6 +303,24 @@ struct LifecycleEventInfo {
   std::string detail;  // JSON object text
 };
 
+// --- issue5-D ---
+// GenerateDataKey: a fresh data key for client-side encryption (AWS KMS GenerateDataKey's
+// role). The wrapped form is an ordinary envelope of the key bytes, so Decrypt returns them.
+inline constexpr size_t kMinDataKeyBytes = 16;
+inline constexpr size_t kMaxDataKeyBytes = 64;
+inline constexpr size_t kDefaultDataKeyBytes = 32;
+struct GeneratedDataKey {
+  SecretBytes plaintext;  // empty when the caller asked for the wrapped form only
+  Bytes ciphertext;       // single-form binary envelope of the key bytes
+  std::string scope;
+};
+// Batch encrypt/decrypt: at most this many items per call.
+inline constexpr size_t kMaxBatchItems = 1000;
+struct BatchEncryptItem {
+  std::string scope;
+  Bytes plaintext;
+};
+
 inline constexpr std::string_view kScheduleActor = "system:schedule";
 
 // --- issue5-A ---
@@ -523,6 +542,36 @@ class EkmService {
   // (a token text, e.g. from --bootstrap-token-file) or a new one, without expiry.
   virtual StatusOr<BootstrapAdminToken> EnsureBootstrapAdminToken(
       std::optional<std::string_view> given) = 0;
+  // --- issue5-D ---
+  virtual StatusOr<WorkspaceInfo> GetWorkspace(std::string_view workspace) = 0;
+  virtual StatusOr<EnvironmentInfo> GetEnvironment(std::string_view workspace,
+                                                   std::string_view environment) = 0;
+  // The checks of "Update key" (SetCustomerKey) for a key, without changing anything: for
+  // checking a key before switching. A replacement the period would refuse is reported as a
+  // "warning" check, not a failure. Recorded like every validation (event key.validated or
+  // key.validation_failed, detail "dry_run": true). The result's `ok` says whether the checks
+  // passed; a failed check is an OK StatusOr with ok=false and the error fields filled.
+  virtual StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
+                                                      std::string_view environment,
+                                                      std::string_view provider,
+                                                      std::string_view key_id) = 0;
+  // A random key of `size` bytes (kMinDataKeyBytes..kMaxDataKeyBytes) sealed like any other
+  // plaintext of `scope`; `with_plaintext` false leaves GeneratedDataKey::plaintext empty. The
+  // data-plane entry point of generate-data-key (one use of the scope).
+  virtual StatusOr<GeneratedDataKey> GenerateDataKey(std::string_view workspace,
+                                                     std::string_view environment,
+                                                     std::string_view scope, size_t size,
+                                                     bool with_plaintext) = 0;
+  // Batch forms: each item's own result, in order (at most kMaxBatchItems, else
+  // InvalidArgument before any item). Each item is one use of the data plane: they call Encrypt
+  // and Decrypt. An outage of the CMK's provider (Unavailable, DeadlineExceeded) fails the
+  // whole batch, as it concerns every item.
+  virtual StatusOr<std::vector<StatusOr<Bytes>>> EncryptBatch(
+      std::string_view workspace, std::string_view environment,
+      const std::vector<BatchEncryptItem>& items) = 0;
+  virtual StatusOr<std::vector<StatusOr<Bytes>>> DecryptBatch(
+      std::string_view workspace, std::string_view environment,
+      const std::vector<Bytes>& envelopes) = 0;
 
 };
 

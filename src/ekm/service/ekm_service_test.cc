@@ -160,5 +160,99 @@ TEST_F(EkmServiceTest, DataKeyRotatesAtItsMessageBound) {
   }
 }
 
+// --- issue5-D ---
+Bytes AsBytesCopy(std::string_view s) { return Bytes(s.begin(), s.end()); }
+
+TEST_F(EkmServiceTest, GetWorkspaceAndEnvironmentSayWhichPartIsMissing) {
+  auto w = svc_->GetWorkspace("acme");
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->name, "acme");
+  auto e = svc_->GetEnvironment("acme", "prod");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->cmk_provider, "platform");
+  EXPECT_EQ(e->ek_version, 1u);
+  EXPECT_EQ(svc_->GetWorkspace("nope").status().code(), StatusCode::kNotFound);
+  auto missing_ws = svc_->GetEnvironment("nope", "prod").status();
+  EXPECT_EQ(missing_ws.code(), StatusCode::kNotFound);
+  EXPECT_NE(missing_ws.message().find("workspace"), std::string::npos) << missing_ws.ToString();
+  EXPECT_EQ(svc_->GetEnvironment("acme", "nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(svc_->GetWorkspace("Bad Name").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(EkmServiceTest, GeneratedDataKeyDecryptsToItsPlaintext) {
+  auto k = svc_->GenerateDataKey("acme", "prod", "blobs", 32, true);
+  ASSERT_TRUE(k.ok()) << k.status().ToString();
+  ASSERT_EQ(k->plaintext.size(), 32u);
+  Bytes back;
+  ASSERT_TRUE(svc_->Decrypt("acme", "prod", k->ciphertext, &back).ok());
+  EXPECT_TRUE(SecretBytes(back) == k->plaintext);
+  // Bound to its environment like any ciphertext.
+  Bytes other;
+  EXPECT_FALSE(svc_->Decrypt("acme", "dev", k->ciphertext, &other).ok());
+  // Two keys differ; the wrapped-only form has no plaintext.
+  auto k2 = svc_->GenerateDataKey("acme", "prod", "blobs", 16, false);
+  ASSERT_TRUE(k2.ok());
+  EXPECT_TRUE(k2->plaintext.empty());
+  Bytes back2;
+  ASSERT_TRUE(svc_->Decrypt("acme", "prod", k2->ciphertext, &back2).ok());
+  EXPECT_EQ(back2.size(), 16u);
+  for (size_t bad : {size_t{0}, size_t{15}, size_t{65}}) {
+    EXPECT_EQ(svc_->GenerateDataKey("acme", "prod", "blobs", bad, true).status().code(),
+              StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+TEST_F(EkmServiceTest, BatchesAnswerEachItemInOrder) {
+  std::vector<BatchEncryptItem> items = {{"orders", AsBytesCopy("one")},
+                                         {"bad scope!", AsBytesCopy("two")},
+                                         {"default", AsBytesCopy("three")}};
+  auto enc = svc_->EncryptBatch("acme", "prod", items);
+  ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+  ASSERT_EQ(enc->size(), 3u);
+  EXPECT_TRUE((*enc)[0].ok());
+  EXPECT_EQ((*enc)[1].status().code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE((*enc)[2].ok());
+  Bytes tampered = *(*enc)[0];
+  tampered.back() ^= 1;
+  auto dec = svc_->DecryptBatch("acme", "prod", {*(*enc)[2], tampered, *(*enc)[0]});
+  ASSERT_TRUE(dec.ok());
+  ASSERT_EQ(dec->size(), 3u);
+  EXPECT_EQ(AsChars(*(*dec)[0]), "three");
+  EXPECT_FALSE((*dec)[1].ok());
+  EXPECT_EQ(AsChars(*(*dec)[2]), "one");
+  // The whole request fails only for what concerns every item.
+  EXPECT_EQ(svc_->EncryptBatch("acme", "nope", items).status().code(), StatusCode::kNotFound);
+  std::vector<Bytes> too_many(kMaxBatchItems + 1, Bytes{1});
+  auto big = svc_->DecryptBatch("acme", "prod", too_many).status();
+  EXPECT_EQ(big.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(big.message().find("1000"), std::string::npos);
+  EXPECT_EQ(svc_->DecryptBatch("acme", "prod", {}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(EkmServiceTest, ValidateCustomerKeyChangesNothing) {
+  auto before = svc_->ShowCustomerKey("acme", "prod");
+  ASSERT_TRUE(before.ok());
+  auto v = svc_->ValidateCustomerKey("acme", "prod", "platform", "root");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_TRUE(v->ok);
+  ASSERT_FALSE(v->checks.empty());
+  EXPECT_EQ(v->checks.back().name, "store");
+  EXPECT_EQ(v->checks.back().outcome, "skipped");
+  auto after = svc_->ShowCustomerKey("acme", "prod");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->ek_version, before->ek_version);
+  EXPECT_FALSE(after->last_validation.has_value());  // a dry run is not the last validation
+  // A key id the provider refuses is a failed check in the answer, not an error.
+  auto bad = svc_->ValidateCustomerKey("acme", "prod", "platform", "not-root");
+  ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+  EXPECT_FALSE(bad->ok);
+  EXPECT_FALSE(bad->error_code.empty());
+  // What is not about the key stays an error.
+  EXPECT_EQ(svc_->ValidateCustomerKey("acme", "nope", "platform", "root").status().code(),
+            StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace ekm

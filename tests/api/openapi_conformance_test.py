@@ -1,0 +1,485 @@
+#!/usr/bin/env python3
+"""docs/openapi.yaml checked against a real ekmd.
+
+Walks every operation of the spec with valid requests (platform CMK; AWS KMS routes point at a
+closed port on 127.0.0.1 and answer their documented 4xx/5xx), checks that each status is
+documented and each JSON body matches its schema, and fails if an operation was not exercised.
+Then a bad-input sweep on every operation: malformed JSON, a body over --max-body-size, a wrong
+Content-Type, unknown names: each the documented 4xx with the Error shape, never a 5xx. Last,
+no key this run saw (generate-data-key plaintexts, the root key, import tokens) appears in
+ekmd's debug log or in any error body.
+
+  openapi_conformance_test.py EKMD_BINARY SPEC_YAML
+Stdlib + python3-yaml + python3-jsonschema (Debian packages) only.
+"""
+import base64
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import socket
+import tempfile
+import threading
+import time
+
+import jsonschema
+import yaml
+
+MAX_BODY = 64 * 1024
+WS, PROD, DEV = "acme", "prod", "dev"
+ROLE_PREFERENCE = ["owner", "key-manager", "app", "auditor", "admin"]
+ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+failures = []
+exercised = set()    # (METHOD, template) answered with a documented status
+error_bodies = []    # every error body seen, for the key-bytes check
+secrets = []         # every key or secret seen, as bytes
+
+
+def fail(msg):
+    failures.append(msg)
+    print("FAIL:", msg)
+
+
+def setup_tokens(base_url, data_dir, workspace):
+    """Creates `workspace` and returns a token per role. Stub until part A is merged: the
+    merge replaces it with the bootstrap admin token and `ekm token create`."""
+    host, port = base_url.split("//")[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("POST", "/v1/workspaces", json.dumps({"name": workspace}),
+                 {"Content-Type": "application/json", "Authorization": "Bearer placeholder"})
+    r = conn.getresponse()
+    r.read()
+    if r.status != 201:
+        raise SystemExit(f"setup_tokens: creating workspace {workspace} answered {r.status}")
+    return {role: "placeholder" for role in ["admin", "owner", "key-manager", "app", "auditor"]}
+
+
+class Spec:
+    def __init__(self, path):
+        with open(path) as f:
+            self.doc = yaml.safe_load(f)
+        self.ops = {}  # (METHOD, template) -> operation
+        for template, item in self.doc["paths"].items():
+            for method, op in item.items():
+                if method in ("get", "put", "post", "patch", "delete"):
+                    self.ops[(method.upper(), template)] = op
+        self.templates = [(re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", t) + "$"), t)
+                          for t in self.doc["paths"]]
+
+    def template_of(self, path):
+        path = path.split("?")[0]
+        for rx, t in sorted(self.templates, key=lambda x: x[1].count("{")):
+            if rx.match(path):
+                return t
+        return None
+
+    def response(self, op, status):
+        r = op["responses"].get(str(status))
+        if r and "$ref" in r:
+            r = self.resolve(r["$ref"])
+        return r
+
+    def resolve(self, ref):
+        node = self.doc
+        for part in ref.lstrip("#/").split("/"):
+            node = node[part]
+        return node
+
+    def validate(self, schema, instance):
+        full = dict(schema)
+        full["components"] = self.doc["components"]
+        jsonschema.Draft202012Validator(full).validate(instance)
+
+
+class Ekmd:
+    def __init__(self, binary, tmp):
+        self.data_dir = os.path.join(tmp, "data")
+        self.log_path = os.path.join(tmp, "ekmd.log")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update({"HOME": tmp, "AWS_EC2_METADATA_DISABLED": "true",
+                    # AWS KMS and STS on a closed local port: AWS routes fail fast, offline.
+                    "AWS_ENDPOINT_URL_KMS": "http://127.0.0.1:9", "AWS_ENDPOINT_URL_STS":
+                    "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+                    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                    "AWS_REGION": "us-east-1"})
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [binary, "--data-dir", self.data_dir, "--listen", "127.0.0.1:0", "--log-level",
+             "debug", "--max-body-size", str(MAX_BODY), "--aws-principal-arn",
+             "arn:aws:iam::999988887777:role/ekm-platform"],
+            stdout=self.log, stderr=self.log, env=env)
+        self.port = None
+        for _ in range(200):
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", open(self.log_path).read())
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not self.port:
+            self.stop()
+            raise SystemExit("ekmd did not start:\n" + open(self.log_path).read())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+class Client:
+    def __init__(self, spec, port, tokens):
+        self.spec, self.port, self.tokens = spec, port, tokens
+
+    def raw(self, method, path, body=None, content_type="application/json", token=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        headers = {}
+        if body is not None:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body)
+            if isinstance(body, str):
+                body = body.encode()
+            if content_type:
+                headers["Content-Type"] = content_type
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        try:
+            conn.request(method, path, body, headers)
+            r = conn.getresponse()
+            data = r.read()
+            return r.status, r.getheader("Content-Type", ""), data
+        except (ConnectionError, http.client.HTTPException) as e:
+            return 0, "", str(e).encode()
+        finally:
+            conn.close()
+
+    def token_for(self, op):
+        roles = op.get("x-ekm-roles", [])
+        for role in ROLE_PREFERENCE:
+            if role in roles:
+                return self.tokens[role], role
+        return None, "open"
+
+    def call(self, method, path, body=None, content_type="application/json", expect=None):
+        """A request checked against the spec: the status is documented for the operation,
+        a JSON body matches its schema. Returns (status, parsed JSON or raw bytes)."""
+        template = self.spec.template_of(path)
+        op = self.spec.ops.get((method, template))
+        what = f"{method} {path}"
+        if op is None:
+            fail(f"{what}: no such operation in the spec")
+            return 0, None
+        token, _ = self.token_for(op)
+        status, ctype, data = self.raw(method, path, body, content_type, token)
+        if status == 0 or status >= 500 and str(status) not in op["responses"]:
+            fail(f"{what}: answered {status}: {data[:300]!r}")
+            return status, None
+        resp = self.spec.response(op, status)
+        if resp is None:
+            fail(f"{what}: status {status} is not documented: {data[:300]!r}")
+            return status, None
+        if expect is not None and status not in expect:
+            fail(f"{what}: expected {sorted(expect)}, got {status}: {data[:300]!r}")
+        exercised.add((method, template))
+        media = ctype.split(";")[0].strip()
+        content = resp.get("content", {})
+        if media not in content:
+            fail(f"{what}: {status} answered {media}, the spec says {list(content)}")
+            return status, data
+        if media != "application/json":
+            return status, data
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            fail(f"{what}: {status} body is not JSON: {data[:200]!r}")
+            return status, None
+        if status >= 400:
+            error_bodies.append(data)
+        try:
+            self.spec.validate(content[media]["schema"], parsed)
+        except jsonschema.ValidationError as e:
+            fail(f"{what}: {status} body does not match its schema: {e.message} at "
+                 f"{list(e.absolute_path)}: {data[:300]!r}")
+        return status, parsed
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def walk(c):
+    """Every operation with valid requests, in an order that gives each what it needs.
+    Returns a valid body per operation, for the unknown-names sweep."""
+    E = f"/v1/workspaces/{WS}/environments/{PROD}"
+    valid = {}
+
+    def do(method, path, body=None, expect=None, **kw):
+        t = c.spec.template_of(path)
+        valid.setdefault((method, t), body)
+        return c.call(method, path, body, expect=expect, **kw)
+
+    do("GET", "/healthz", expect={200})
+    do("POST", "/v1/workspaces", {"name": "other"}, expect={201})
+    do("POST", "/v1/workspaces", {"name": "other"}, expect={409})
+    do("GET", "/v1/workspaces", expect={200})
+    do("GET", f"/v1/workspaces/{WS}", expect={200})
+    do("GET", "/v1/key-cache", expect={200})
+    for env in (PROD, DEV):
+        do("POST", f"/v1/workspaces/{WS}/environments", {"name": env}, expect={201})
+    do("GET", f"/v1/workspaces/{WS}/environments", expect={200})
+    do("GET", E, expect={200})
+
+    # data plane
+    _, enc = do("POST", E + "/encrypt", {"plaintext": b64(b"hello"), "scope": "orders"},
+                expect={200})
+    ct = enc["ciphertext"] if enc else ""
+    _, dec = do("POST", E + "/decrypt", {"ciphertext": ct}, expect={200})
+    if dec and base64.b64decode(dec["plaintext"]) != b"hello":
+        fail("decrypt did not return the plaintext")
+    status, stream_ct = c.call("POST", E + "/encrypt?scope=files", b"x" * 200000,
+                               content_type="application/octet-stream", expect={200})
+    status, back = c.call("POST", E + "/decrypt", stream_ct or b"",
+                          content_type="application/octet-stream", expect={200})
+    if back != b"x" * 200000:
+        fail("the streamed round trip did not return the plaintext")
+    _, text_ct = c.call("POST", E + "/encrypt?format=text", b"text form",
+                        content_type="application/octet-stream", expect={200})
+    _, back = c.call("POST", E + "/decrypt", text_ct or b"", content_type="text/plain",
+                     expect={200})
+    if back != b"text form":
+        fail("the text-form streamed round trip did not return the plaintext")
+
+    items = [{"plaintext": b64(b"one")}, {"plaintext": b64(b"two"), "scope": "orders"},
+             {"plaintext": "not base64!"}, {"plaintext": b64(b"four"), "scope": "bad scope!"}]
+    _, r = do("POST", E + "/encrypt/batch", {"items": items}, expect={200})
+    if r:
+        ok = [("ciphertext" in i) for i in r["items"]]
+        if ok != [True, True, False, False]:
+            fail(f"encrypt/batch: per-item results wrong: {r}")
+        cts = [i.get("ciphertext", "") for i in r["items"][:2]]
+        _, d = do("POST", E + "/decrypt/batch",
+                  {"items": [{"ciphertext": cts[0]}, {"ciphertext": "ekm1:garbage"},
+                             {"ciphertext": cts[1]}]}, expect={200})
+        if d:
+            got = [base64.b64decode(i["plaintext"]) if "plaintext" in i else None
+                   for i in d["items"]]
+            if got != [b"one", None, b"two"] or "error" not in d["items"][1]:
+                fail(f"decrypt/batch: per-item results wrong: {d}")
+    status, r = c.call("POST", E + "/encrypt/batch",
+                       {"items": [{"plaintext": "AA=="}] * 1001}, expect={400})
+    if r and "1000" not in r.get("error", {}).get("message", ""):
+        fail(f"a batch of 1001 items: the error does not name the limit: {r}")
+    c.call("POST", E + "/decrypt/batch", {"items": []}, expect={400})
+
+    _, k = do("POST", E + "/generate-data-key", {"scope": "blobs"}, expect={200})
+    if k:
+        key = base64.b64decode(k["plaintext"])
+        secrets.append(key)
+        if len(key) != 32:
+            fail(f"generate-data-key: {len(key)} bytes, not 32")
+        _, d = c.call("POST", E + "/decrypt", {"ciphertext": k["ciphertext"]}, expect={200})
+        if d and base64.b64decode(d["plaintext"]) != key:
+            fail("decrypt of a generated data key did not return its plaintext")
+    _, k = c.call("POST", E + "/generate-data-key", {"bytes": 16, "plaintext": False},
+                  expect={200})
+    if k and "plaintext" in k:
+        fail("generate-data-key with plaintext false answered the plaintext")
+    _, k = c.call("POST", E + "/generate-data-key", {"bytes": 64}, expect={200})
+    if k:
+        secrets.append(base64.b64decode(k["plaintext"]))
+    for bad in ({"bytes": 8}, {"bytes": 65}, {"bytes": "32"}, {"plaintext": "no"}):
+        c.call("POST", E + "/generate-data-key", bad, expect={400})
+    do("POST", E + "/rewrap", {"ciphertext": ct}, expect={200})
+
+    # the CMK
+    do("GET", E + "/key", expect={200})
+    do("GET", E + "/key/policy", expect={200})
+    policy = json.dumps({"Version": "2012-10-17", "Statement": []})
+    do("POST", f"/v1/workspaces/{WS}/key-policy/check", {"policy": policy}, expect={200})
+    do("PUT", E + "/key", {"provider": "platform", "key_id": "root"}, expect={200})
+    _, v = do("POST", E + "/key/validate", {"provider": "platform", "key_id": "root"},
+              expect={200})
+    if v and not v.get("ok"):
+        fail(f"key/validate of the platform key did not pass: {v}")
+    _, v = c.call("POST", E + "/key/validate", {"aws_kms_arn": ARN})
+    if v and v.get("ok"):
+        fail("key/validate of an unreachable AWS key passed")
+    c.call("POST", E + "/key/validate", {"aws_kms_arn": "arn:aws:kms:nowhere"}, expect={200, 400})
+    c.call("PUT", E + "/key", {"aws_kms_arn": ARN})  # AWS unreachable: a documented error
+    do("GET", E + "/status", expect={200})
+    do("GET", E + "/repack", expect={200})
+    _, p = do("POST", E + "/key/import-params", {"expires_in_seconds": 600}, expect={200})
+    if p:
+        secrets.append(p["import_token"].encode())
+        do("POST", E + "/key/import", {"material": b64(b"\0" * 512),
+                                       "import_token": p["import_token"]}, expect={400})
+    do("DELETE", E + "/key/material", expect={404, 409})
+    do("POST", E + "/key/rotate", None, expect={200})
+    do("POST", E + "/data-keys/rotate", {"all_scopes": True}, expect={200})
+    do("GET", E + "/settings", expect={200})
+    do("PATCH", E + "/settings", {"key_cache_ttl_seconds": 600}, expect={200})
+    do("GET", f"/v1/workspaces/{WS}/default-key", expect={200})
+    do("PUT", f"/v1/workspaces/{WS}/default-key", {"aws_kms_arn": ARN})
+    do("DELETE", f"/v1/workspaces/{WS}/default-key", expect={200})
+    do("GET", f"/v1/workspaces/{WS}/events?limit=5", expect={200})
+
+    D = f"/v1/workspaces/{WS}/environments/{DEV}"
+    _, s = do("POST", D + "/shred", None, expect={200})  # step one (the sweep's valid body)
+    if s:
+        do("POST", D + "/shred", {"confirmation": s["confirmation"], "environment": DEV},
+           expect={200})
+    return valid
+
+
+def sweep(c, ekmd_port, valid):
+    """Bad input on every operation: never a 5xx, always the documented 4xx and Error."""
+    def bad(method, path, body, content_type, expect, label):
+        t = c.spec.template_of(path)
+        op = c.spec.ops[(method, t)]
+        token, role = c.token_for(op)
+        status, ctype, data = c.raw(method, path, body, content_type, token)
+        what = f"{label}: {method} {t}"
+        if status not in expect:
+            fail(f"{what}: expected {sorted(expect)}, got {status}: {data[:200]!r}")
+            return
+        if str(status) not in op["responses"]:
+            fail(f"{what}: {status} is not documented")
+        if status < 400:
+            return
+        try:
+            body = json.loads(data)
+            c.spec.validate({"$ref": "#/components/schemas/Error"}, body)
+            error_bodies.append(data)
+        except (ValueError, jsonschema.ValidationError) as e:
+            fail(f"{what}: not the Error shape ({e}): {data[:200]!r}")
+
+    for (method, template), op in c.spec.ops.items():
+        path = template.replace("{workspace}", WS).replace("{environment}", PROD)
+        takes_json = "application/json" in op.get("requestBody", {}).get("content", {})
+        if takes_json:
+            bad(method, path, '{"name": ', "application/json", {400}, "malformed JSON")
+            bad(method, path, "[1, 2]", "application/json", {400}, "not an object")
+            bad(method, path, "<a/>", "application/xml", {415}, "wrong Content-Type")
+        bad(method, path, "{" + " " * MAX_BODY + "}", "application/json", {413},
+            "body over --max-body-size")
+        body = valid.get((method, template))
+        if isinstance(body, dict):
+            # Each field of a valid body with a wrong type: a 400 naming it, never a 5xx.
+            for field in body:
+                for wrong in ({"x": 1}, [1], None if field != "name" else 3):
+                    broken = dict(body, **{field: wrong})
+                    # null may mean "absent" or "reset"; a batch answers a bad item on its own
+                    ok = {400} | ({200} if wrong is None or field == "items" else set())
+                    bad(method, path, broken, "application/json", ok,
+                        f"field {field!r} as {json.dumps(wrong)}")
+        if "{workspace}" in template:
+            body = valid.get((method, template))
+            ws_path = template.replace("{workspace}", "no-such-ws").replace("{environment}",
+                                                                           PROD)
+            _, role = c.token_for(op)
+            nf = {404} if role == "admin" else {403, 404}
+            bad(method, ws_path, body if body is not None else None, "application/json", nf,
+                "unknown workspace")
+            bad(method, template.replace("{workspace}", "BAD NAME!").replace(
+                "{environment}", PROD).replace(" ", "%20"), body, "application/json", {400},
+                "invalid workspace name")
+        if "{environment}" in template:
+            body = valid.get((method, template))
+            env_path = template.replace("{workspace}", WS).replace("{environment}",
+                                                                   "no-such-env")
+            bad(method, env_path, body, "application/json", {404}, "unknown environment")
+
+
+def slow_body(port, token, result):
+    """A body that stops arriving: ekmd drops the connection after its read timeout (30 s)
+    instead of holding it forever."""
+    path = f"/v1/workspaces/{WS}/environments/{PROD}/encrypt"
+    with socket.create_connection(("127.0.0.1", port), timeout=90) as s:
+        s.sendall((f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                   f"\r\nAuthorization: Bearer {token}\r\nContent-Length: 100\r\n\r\n"
+                   '{"plain').encode())
+        start = time.monotonic()
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+        result["elapsed"] = time.monotonic() - start
+        result["response"] = data
+
+
+def key_forms(key):
+    forms = {key.hex(), key.hex().upper(), base64.b64encode(key).decode(),
+             base64.urlsafe_b64encode(key).decode().rstrip("=")}
+    if len(key) >= 16:
+        forms.add(base64.b64encode(key).decode().rstrip("="))
+    return {f for f in forms if len(f) >= 16}
+
+
+def main():
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: openapi_conformance_test.py EKMD_BINARY SPEC_YAML")
+    spec = Spec(sys.argv[2])
+    with tempfile.TemporaryDirectory(prefix="ekm-openapi-") as tmp:
+        ekmd = Ekmd(sys.argv[1], tmp)
+        try:
+            tokens = setup_tokens(f"http://127.0.0.1:{ekmd.port}", ekmd.data_dir, WS)
+            c = Client(spec, ekmd.port, tokens)
+            valid = walk(c)
+            for op in sorted(set(spec.ops) - exercised):
+                fail(f"{op[0]} {op[1]}: not exercised with a documented status")
+            slow = {}
+            t = threading.Thread(target=slow_body, args=(ekmd.port, tokens["app"], slow))
+            t.start()
+            sweep(c, ekmd.port, valid)
+            t.join()
+            # The timeout closes the connection (documented in the spec's description);
+            # meanwhile the sweep's requests were answered.
+            if slow.get("response") or not 25 <= slow.get("elapsed", 0) <= 60:
+                fail(f"a stalled body: expected the connection closed after about 30 s, got "
+                     f"{slow.get('response', b'')[:60]!r} after {slow.get('elapsed', 0):.0f} s")
+        finally:
+            ekmd.stop()
+        root = open(os.path.join(ekmd.data_dir, "root.key"), "rb").read()
+        secrets.append(root)
+        stripped = root.strip()
+        for decode in (bytes.fromhex, base64.b64decode):
+            try:
+                secrets.append(decode(stripped.decode()))
+            except ValueError:
+                pass
+        for token in tokens.values():
+            if token != "placeholder":
+                secrets.append(token.encode())
+        log = open(ekmd.log_path).read()
+        if "debug" not in log.lower() and len(log) < 200:
+            fail("ekmd's log is nearly empty: the key check would prove nothing")
+        bodies = b"\n".join(error_bodies).decode("utf-8", "replace")
+        checked = 0
+        for key in secrets:
+            for form in key_forms(key):
+                checked += 1
+                if form in log:
+                    fail(f"a key ({len(key)} bytes) appears in ekmd's log")
+                if form in bodies:
+                    fail(f"a key ({len(key)} bytes) appears in an error body")
+        print(f"{len(spec.ops)} operations exercised; {len(error_bodies)} error bodies and "
+              f"{len(log)} bytes of log checked for {checked} key forms")
+    if failures:
+        print(f"{len(failures)} failure(s)")
+        sys.exit(1)
+    print("PASS")
+
+
+if __name__ == "__main__":
+    main()
