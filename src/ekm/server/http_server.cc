@@ -313,6 +313,7 @@ class HttpServer::Impl {
     RouteResponse res = router_.Handle(match, body);
     std::vector<std::pair<std::string, std::string>> headers;
     if (res.retry_after > 0) headers.emplace_back("Retry-After", std::to_string(res.retry_after));
+    if (!res.content_type.empty()) headers.emplace_back("Content-Type", res.content_type);
     co_return co_await WriteJson(stream, version, keep_alive, res.status, std::move(res.body),
                                  headers);
   }

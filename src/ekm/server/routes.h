@@ -53,6 +53,16 @@ enum class RouteId {
   kSetDefaultKey,         // PUT    /v1/workspaces/{w}/default-key
   kResetDefaultKey,       // DELETE /v1/workspaces/{w}/default-key
   kListEvents,            // GET    /v1/workspaces/{w}/events
+  // --- issue5-B ---
+  kAuditQuery,                    // GET  /v1/workspaces/{w}/audit
+  kAuditExport,                   // GET  /v1/workspaces/{w}/audit/export (JSON lines)
+  kAuditListCheckpoints,          // GET  /v1/workspaces/{w}/audit/checkpoints
+  kAuditCreateCheckpoint,         // POST /v1/workspaces/{w}/audit/checkpoints
+  kPlatformAuditQuery,            // GET  /v1/audit
+  kPlatformAuditExport,           // GET  /v1/audit/export
+  kPlatformAuditListCheckpoints,  // GET  /v1/audit/checkpoints
+  kPlatformAuditCreateCheckpoint, // POST /v1/audit/checkpoints
+  kAuditPublicKey,                // GET  /v1/audit/public-key
 
 };
 
@@ -93,6 +103,7 @@ struct RouteResponse {
   int status = 200;
   std::string body;  // JSON
   int64_t retry_after = 0;  // seconds, sent as Retry-After when > 0 (a transient error)
+  std::string content_type{};  // empty: application/json
 };
 
 // A streamed encrypt or decrypt.
