@@ -280,7 +280,8 @@ TEST_F(RevocationTest, AnOutageIsDegradedRetryableAndDoesNotHammerTheKms) {
 
   // The API: 503 with Retry-After, for a request the router handles.
   Router router(svc_.get());
-  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json", ""};
+  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json", "",
+                   "", ""};
   RouteMatch m = router.Match(req);
   ASSERT_TRUE(m.status.ok());
   RouteResponse res = router.Handle(m, R"({"plaintext":"eA=="})");
@@ -439,7 +440,8 @@ TEST_F(SeedRevocationAndDeletion, WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeU
   }
   // … for every caller through the API (409, not retryable, naming the refusal) …
   Router router(svc_.get());
-  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json", ""};
+  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json", "",
+                   "", ""};
   RouteMatch m = router.Match(req);
   ASSERT_TRUE(m.status.ok());
   RouteResponse res = router.Handle(m, R"({"plaintext":"eA==","scope":"orders"})");

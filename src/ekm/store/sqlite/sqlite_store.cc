@@ -459,10 +459,11 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
-        Prepare("SELECT r.chain, r.seq, r.hash, COALESCE((SELECT MAX(c.seq) FROM "
-                "audit_checkpoints c WHERE c.chain = r.chain), 0) FROM audit_records r WHERE "
-                "r.seq = (SELECT MAX(seq) FROM audit_records m WHERE m.chain = r.chain) "
-                "ORDER BY r.chain"));
+        // One pass over the (chain, seq) index for the heads, then one lookup per chain.
+        Prepare("SELECT h.chain, h.seq, r.hash, COALESCE((SELECT MAX(c.seq) FROM "
+                "audit_checkpoints c WHERE c.chain = h.chain), 0) FROM (SELECT chain, MAX(seq) "
+                "AS seq FROM audit_records GROUP BY chain) h JOIN audit_records r ON r.chain = "
+                "h.chain AND r.seq = h.seq ORDER BY h.chain"));
     std::vector<AuditChainHead> out;
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) {
