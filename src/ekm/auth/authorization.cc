@@ -71,7 +71,19 @@ RouteRule RuleFor(RouteId id) {
     case RouteId::kDecryptBatch:
       return {S::kEnvironment, kApp};
     // Audit.
-    case RouteId::kListEvents: return {S::kWorkspace, kAdmin | kOwner | kAuditor};
+    case RouteId::kListEvents:
+    case RouteId::kAuditQuery:
+    case RouteId::kAuditExport:
+    case RouteId::kAuditListCheckpoints:
+    case RouteId::kAuditCreateCheckpoint:
+      return {S::kWorkspace, kAdmin | kOwner | kAuditor};
+    // The platform chain: admin only. The public key is public metadata every auditor needs.
+    case RouteId::kPlatformAuditQuery:
+    case RouteId::kPlatformAuditExport:
+    case RouteId::kPlatformAuditListCheckpoints:
+    case RouteId::kPlatformAuditCreateCheckpoint:
+      return {S::kPlatform, kAdmin};
+    case RouteId::kAuditPublicKey: return {S::kPlatform, kAdmin | kOwner | kAuditor};
     // Tokens: the handler checks the workspace concerned (AuthorizeTokenAdministration).
     case RouteId::kCreateToken:
     case RouteId::kListTokens:

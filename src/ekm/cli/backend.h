@@ -118,6 +118,14 @@ class Backend {
   // The calling token; nullopt in local mode (the platform operator, no token).
   virtual StatusOr<std::optional<ApiTokenInfo>> WhoAmI() = 0;
 
+  // --- issue5-B: the audit log; chain "" = the platform chain ---
+  virtual StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query) = 0;
+  virtual Status ExportAudit(std::string_view chain,
+                             const std::function<Status(const LifecycleEventRecord&)>& sink) = 0;
+  virtual StatusOr<AuditCheckpoint> CreateAuditCheckpoint(std::string_view chain) = 0;
+  virtual StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(std::string_view chain) = 0;
+  virtual StatusOr<std::string> AuditPublicKeyPem() = 0;
+
 };
 
 StatusOr<std::unique_ptr<Backend>> NewLocalBackend(const EkmOptions& options);

@@ -123,6 +123,23 @@ class LocalBackend : public Backend {
   StatusOr<ScheduledRotationReport> RunScheduledRotations() override {
     return svc_->RunScheduledRotations();
   }
+  // --- issue5-B ---
+  StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query) override {
+    return svc_->QueryAudit(query);
+  }
+  Status ExportAudit(std::string_view chain,
+                     const std::function<Status(const LifecycleEventRecord&)>& sink) override {
+    return svc_->ExportAudit(chain, sink);
+  }
+  StatusOr<AuditCheckpoint> CreateAuditCheckpoint(std::string_view chain) override {
+    return svc_->CreateAuditCheckpoint(chain);
+  }
+  StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(std::string_view chain) override {
+    return svc_->ListAuditCheckpoints(chain);
+  }
+  StatusOr<std::string> AuditPublicKeyPem() override {
+    return svc_->AuditSigningPublicKey().pem();
+  }
 
   // --- issue5-D ---
   StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,

@@ -22,6 +22,7 @@
 #include "ekm/base/encoding.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/cli/backend.h"
+#include "ekm/audit/audit_log.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/repack/repack_json.h"
 #include "ekm/service/ekm_service.h"
@@ -1714,6 +1715,227 @@ int Run(int argc, char** argv) {
       OPENSSL_cleanse(plain.data(), plain.size());
       return Status::Ok();
     });
+  });
+
+  // --- issue5-B --- ekm audit: the tamper-evident audit log (docs/audit.md).
+  auto* audit = app.add_subcommand(
+      "audit", "The tamper-evident audit log: list, export, verify, checkpoint, public-key");
+  audit->require_subcommand(1);
+  struct AuditFlags {
+    std::string workspace;
+    bool platform = false;
+    std::string environment, type, since, until;
+    int64_t after = 0;
+    size_t limit = 100;
+    std::string output;
+    std::vector<std::string> checkpoint_files;
+    std::string public_key_file;
+    std::string input;
+  };
+  auto af = std::make_shared<AuditFlags>();
+  auto add_chain = [af](CLI::App* c) {
+    auto* w = c->add_option("--workspace,-w", af->workspace, "The workspace's chain");
+    auto* p = c->add_flag("--platform", af->platform, "The platform chain (admin actions)");
+    w->excludes(p);
+  };
+  // The chain named by --workspace or --platform ("" = the platform's).
+  auto chain = [af]() -> StatusOr<std::string> {
+    if (af->platform) return std::string();
+    if (af->workspace.empty()) {
+      return InvalidArgumentError("no chain given", "pass --workspace W, or --platform");
+    }
+    return af->workspace;
+  };
+
+  auto* a_list = audit->add_subcommand("list", "Audit records of one chain, oldest first, "
+                                               "filtered; --json prints one object a line");
+  add_chain(a_list);
+  a_list->add_option("--environment,-e", af->environment, "Only this environment");
+  a_list->add_option("--type,-t", af->type, "Only this record type, e.g. key.replaced");
+  a_list->add_option("--since", af->since, "From this time (RFC 3339, unix seconds, or 24h ago)");
+  a_list->add_option("--until", af->until, "Before this time (same forms as --since)");
+  a_list->add_option("--after", af->after, "Only records with a larger id (paging)");
+  a_list->add_option("--limit,-n", af->limit, "At most this many records (1-1000)")
+      ->capture_default_str();
+  a_list->callback([&, af] {
+    auto c = chain();
+    if (!c.ok()) {
+      rc = Fail(c.status());
+      return;
+    }
+    EventQuery q;
+    q.workspace = *c;
+    if (!af->environment.empty()) q.environment = af->environment;
+    q.type = af->type;
+    q.after_id = af->after;
+    q.limit = af->limit;
+    const int64_t now_ms = ToUnixSeconds(Clock::Real().Now()) * 1000;
+    for (auto [text, field] : {std::pair{&af->since, &q.since_ms}, {&af->until, &q.until_ms}}) {
+      if (text->empty()) continue;
+      auto t = ParseTimeMs(*text, now_ms);
+      if (!t.ok()) {
+        rc = Fail(t.status());
+        return;
+      }
+      *field = *t;
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> list, b.QueryAudit(q));
+      if (g.json) {
+        for (const auto& r : list) std::cout << JsonText(AuditRecordJson(r)) << "\n";
+        return Status::Ok();
+      }
+      if (list.empty()) {
+        std::fprintf(stderr, "no records match\n");
+        return Status::Ok();
+      }
+      std::printf("%-6s %-24s %-14s %-30s %-22s %s\n", "SEQ", "TIME", "ENVIRONMENT", "TYPE",
+                  "ACTOR", "DETAIL");
+      for (const auto& r : list) {
+        std::string at = AuditRecordJson(r)["at"];
+        std::printf("%-6lld %-24s %-14s %-30s %-22s %s\n", static_cast<long long>(r.seq),
+                    at.c_str(), r.environment.empty() ? "-" : r.environment.c_str(),
+                    r.type.c_str(), r.actor.c_str(), r.detail.c_str());
+      }
+      return Status::Ok();
+    });
+  });
+
+  auto* a_export = audit->add_subcommand(
+      "export", "Every record of one chain as JSON lines (every field, hashes hex), for "
+                "`ekm audit verify --input`");
+  add_chain(a_export);
+  a_export->callback([&, af] {
+    auto c = chain();
+    if (!c.ok()) {
+      rc = Fail(c.status());
+      return;
+    }
+    with_backend([&](Backend& b) -> Status {
+      return b.ExportAudit(*c, [](const LifecycleEventRecord& r) {
+        std::cout << JsonText(AuditRecordExportJson(r)) << "\n";
+        return std::cout ? Status::Ok() : FailedPreconditionError("cannot write the export");
+      });
+    });
+  });
+
+  auto* a_checkpoint = audit->add_subcommand(
+      "checkpoint", "Sign a checkpoint of the chain's head now; --output FILE saves it for "
+                    "keeping outside ekm");
+  add_chain(a_checkpoint);
+  a_checkpoint->add_option("--output,-o", af->output,
+                           "Write the checkpoint to this new file (kept by the auditor)");
+  a_checkpoint->callback([&, af] {
+    auto c = chain();
+    if (!c.ok()) {
+      rc = Fail(c.status());
+      return;
+    }
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(AuditCheckpoint cp, b.CreateAuditCheckpoint(*c));
+      std::string text = JsonText(AuditCheckpointJson(cp), 2) + "\n";
+      if (!af->output.empty()) {
+        EKM_RETURN_IF_ERROR(WriteFileWithMode(af->output, text, 0644, false));
+        std::fprintf(stderr, "checkpoint of seq %lld written to %s\n",
+                     static_cast<long long>(cp.seq), af->output.c_str());
+        return Status::Ok();
+      }
+      std::cout << text;
+      return Status::Ok();
+    });
+  });
+
+  auto* a_pub = audit->add_subcommand(
+      "public-key", "Print the audit signing key's public half (PEM); keep it with your "
+                    "checkpoints");
+  a_pub->callback([&] {
+    with_backend([&](Backend& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::string pem, b.AuditPublicKeyPem());
+      std::cout << pem;
+      return Status::Ok();
+    });
+  });
+
+  auto* a_verify = audit->add_subcommand(
+      "verify",
+      "Verify a chain: every hash, seq and link, every checkpoint's signature, and kept "
+      "checkpoints against the records. Exit 1 naming the first bad record");
+  add_chain(a_verify);
+  a_verify->add_option("--input,-i", af->input,
+                       "Verify this export (JSON lines) offline instead of asking ekm");
+  a_verify->add_option("--checkpoint,-c", af->checkpoint_files,
+                       "A checkpoint file you kept (repeatable)");
+  a_verify->add_option("--public-key,-k", af->public_key_file,
+                       "The audit public key you kept (PEM); default: the one ekm publishes");
+  a_verify->callback([&, af] {
+    auto run = [&](Backend* b) -> Status {
+      std::vector<LifecycleEventRecord> records;
+      std::vector<AuditCheckpoint> checkpoints;
+      std::string chain_name;
+      if (!af->input.empty()) {
+        EKM_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(af->input));
+        size_t line_no = 0;
+        for (size_t i = 0; i < text.size();) {
+          size_t nl = text.find('\n', i);
+          if (nl == std::string::npos) nl = text.size();
+          std::string line = text.substr(i, nl - i);
+          i = nl + 1;
+          ++line_no;
+          if (line.empty()) continue;
+          auto r = ParseAuditRecordExportJson(nlohmann::json::parse(line, nullptr, false));
+          if (!r.ok()) {
+            return InvalidArgumentError(af->input + " line " + std::to_string(line_no) +
+                                            ": " + r.status().message(),
+                                        "pass a file written by `ekm audit export`");
+          }
+          records.push_back(std::move(*r));
+        }
+      } else {
+        EKM_ASSIGN_OR_RETURN(chain_name, chain());
+        EKM_RETURN_IF_ERROR(b->ExportAudit(chain_name, [&](const LifecycleEventRecord& r) {
+          records.push_back(r);
+          return Status::Ok();
+        }));
+        // The checkpoints ekm stored; kept files below are the ones that cannot be rewritten.
+        EKM_ASSIGN_OR_RETURN(checkpoints, b->ListAuditCheckpoints(chain_name));
+      }
+      for (const std::string& f : af->checkpoint_files) {
+        EKM_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(f));
+        auto cp = ParseAuditCheckpointJson(nlohmann::json::parse(text, nullptr, false));
+        if (!cp.ok()) return InvalidArgumentError(f + ": " + cp.status().message());
+        checkpoints.push_back(std::move(*cp));
+      }
+      std::optional<AuditPublicKey> key;
+      if (!af->public_key_file.empty()) {
+        EKM_ASSIGN_OR_RETURN(std::string pem, ReadWholeFile(af->public_key_file));
+        EKM_ASSIGN_OR_RETURN(key, AuditPublicKey::FromPem(pem));
+      } else if (b) {
+        EKM_ASSIGN_OR_RETURN(std::string pem, b->AuditPublicKeyPem());
+        EKM_ASSIGN_OR_RETURN(key, AuditPublicKey::FromPem(pem));
+      } else if (!checkpoints.empty()) {
+        return InvalidArgumentError("checkpoints given without the public key to check them",
+                                    "pass --public-key FILE (from `ekm audit public-key`)");
+      }
+      AuditVerifyReport report = VerifyAuditLog(records, checkpoints, key ? &*key : nullptr);
+      if (!report.ok()) {
+        for (const auto& p : report.problems) std::printf("problem: %s\n", p.c_str());
+        return DataLossError("the audit log does not verify: " + report.problems[0]);
+      }
+      std::printf("ok: %zu record(s) in %zu chain(s), %zu checkpoint(s) verified\n",
+                  report.records, report.chains, report.checkpoints);
+      return Status::Ok();
+    };
+    if (!af->input.empty()) {
+      if (af->public_key_file.empty() && !af->checkpoint_files.empty()) {
+        rc = Fail(InvalidArgumentError("checkpoints given without the public key to check them",
+                                       "pass --public-key FILE (from `ekm audit public-key`)"));
+        return;
+      }
+      Status s = run(nullptr);
+      if (!s.ok()) rc = Fail(s);
+      return;
+    }
+    with_backend([&](Backend& b) -> Status { return run(&b); });
   });
 
   try {

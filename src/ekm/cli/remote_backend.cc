@@ -118,6 +118,21 @@ class RemoteBackend : public Backend {
                                    "`ekm --data-dir DIR key rotate --due` is for local mode; "
                                    "against a server, rotate with --scope/--all-scopes or the EK");
   }
+  // --- issue5-B ---
+  StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query) override {
+    return client_->QueryAudit(query);
+  }
+  Status ExportAudit(std::string_view chain,
+                     const std::function<Status(const LifecycleEventRecord&)>& sink) override {
+    return client_->ExportAudit(chain, sink);
+  }
+  StatusOr<AuditCheckpoint> CreateAuditCheckpoint(std::string_view chain) override {
+    return client_->CreateAuditCheckpoint(chain);
+  }
+  StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(std::string_view chain) override {
+    return client_->ListAuditCheckpoints(chain);
+  }
+  StatusOr<std::string> AuditPublicKeyPem() override { return client_->AuditPublicKeyPem(); }
 
   // --- issue5-A ---
   StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) override {

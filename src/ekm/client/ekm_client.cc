@@ -100,6 +100,14 @@ class EkmClient::Impl {
 
   // A whole request and response.
   StatusOr<json> Call(const char* method, const std::string& path, const json* body) {
+    EKM_ASSIGN_OR_RETURN(std::string response, CallText(method, path, body));
+    json j = json::parse(response, nullptr, false);
+    if (j.is_discarded()) return UnavailableError("ekmd answered with invalid JSON");
+    return j;
+  }
+
+  // A whole request; the response body as it came (JSON lines of an audit export).
+  StatusOr<std::string> CallText(const char* method, const std::string& path, const json* body) {
     Reset();
     std::string payload = body ? body->dump() : std::string();
     std::string response;
@@ -120,9 +128,7 @@ class EkmClient::Impl {
     long status = 0;
     curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
     if (status < 200 || status >= 300) return StatusFromErrorBody(status, response);
-    json j = json::parse(response, nullptr, false);
-    if (j.is_discarded()) return UnavailableError("ekmd answered with invalid JSON");
-    return j;
+    return response;
   }
 
   Status Stream(const std::string& path, const char* content_type, const Source& source,
@@ -811,5 +817,99 @@ StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(std::string_view workspace
   }
   return k;
 }
+
+// --- issue5-B ---
+namespace {
+// "" = the platform chain (/v1/audit…), else the workspace's (/v1/workspaces/W/audit…).
+std::string AuditBase(EkmClient::Impl& impl, std::string_view chain);
+}  // namespace
+
+StatusOr<std::vector<LifecycleEventRecord>> EkmClient::QueryAudit(const EventQuery& q) {
+  auto value = [&](std::string_view v) { return impl_->Path({v}).substr(1); };
+  std::string query = "?limit=" + std::to_string(q.limit);
+  if (q.environment) query += "&environment=" + value(*q.environment);
+  if (!q.type.empty()) query += "&type=" + value(q.type);
+  if (q.since_ms > 0) query += "&since=" + std::to_string(q.since_ms / 1000);
+  if (q.until_ms != INT64_MAX) query += "&until=" + std::to_string(q.until_ms / 1000);
+  if (q.after_id > 0) query += "&after=" + std::to_string(q.after_id);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", AuditBase(*impl_, q.workspace) + query, nullptr));
+  std::vector<LifecycleEventRecord> out;
+  if (!j["records"].is_array()) return out;
+  for (const auto& e : j["records"]) {
+    LifecycleEventRecord r;
+    r.id = e.value("id", int64_t{0});
+    r.at_ms = e.value("at_ms", int64_t{0});
+    r.workspace = e.value("workspace", "");
+    r.environment = e.value("environment", "");
+    r.type = e.value("type", "");
+    r.actor = e.value("actor", "");
+    r.detail = e.contains("detail") ? e["detail"].dump() : "{}";
+    r.chain = e.value("chain", "");
+    r.seq = e.value("seq", int64_t{0});
+    auto prev = HexDecode(e.value("prev_hash", ""));
+    auto hash = HexDecode(e.value("hash", ""));
+    if (prev.ok()) r.prev_hash = std::move(*prev);
+    if (hash.ok()) r.hash = std::move(*hash);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+Status EkmClient::ExportAudit(std::string_view chain,
+                              const std::function<Status(const LifecycleEventRecord&)>& sink) {
+  EKM_ASSIGN_OR_RETURN(std::string text,
+                       impl_->CallText("GET", AuditBase(*impl_, chain) + "/export", nullptr));
+  size_t line_no = 0;
+  for (size_t i = 0; i < text.size();) {
+    size_t nl = text.find('\n', i);
+    if (nl == std::string::npos) nl = text.size();
+    std::string_view line(text.data() + i, nl - i);
+    i = nl + 1;
+    ++line_no;
+    if (line.empty()) continue;
+    json j = json::parse(line, nullptr, false);
+    auto r = ParseAuditRecordExportJson(j);
+    if (!r.ok()) {
+      return UnavailableError("ekmd's audit export line " + std::to_string(line_no) +
+                              " is not an audit record: " + r.status().message());
+    }
+    EKM_RETURN_IF_ERROR(sink(*r));
+  }
+  return Status::Ok();
+}
+
+StatusOr<AuditCheckpoint> EkmClient::CreateAuditCheckpoint(std::string_view chain) {
+  json body = json::object();
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call("POST", AuditBase(*impl_, chain) + "/checkpoints", &body));
+  return ParseAuditCheckpointJson(j);
+}
+
+StatusOr<std::vector<AuditCheckpoint>> EkmClient::ListAuditCheckpoints(std::string_view chain) {
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call("GET", AuditBase(*impl_, chain) + "/checkpoints", nullptr));
+  std::vector<AuditCheckpoint> out;
+  if (!j["checkpoints"].is_array()) return out;
+  for (const auto& c : j["checkpoints"]) {
+    EKM_ASSIGN_OR_RETURN(AuditCheckpoint cp, ParseAuditCheckpointJson(c));
+    out.push_back(std::move(cp));
+  }
+  return out;
+}
+
+StatusOr<std::string> EkmClient::AuditPublicKeyPem() {
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/audit/public-key", nullptr));
+  if (!j["public_key_pem"].is_string()) {
+    return UnavailableError("ekmd's answer carries no public_key_pem");
+  }
+  return j["public_key_pem"].get<std::string>();
+}
+
+namespace {
+std::string AuditBase(EkmClient::Impl& impl, std::string_view chain) {
+  return chain.empty() ? std::string("/v1/audit")
+                       : "/v1" + impl.Path({"workspaces", chain, "audit"});
+}
+}  // namespace
 
 }  // namespace ekm

@@ -137,6 +137,14 @@ class EkmClient {
                                              std::string_view scope, size_t size,
                                              bool with_plaintext);
 
+  // --- issue5-B: the audit log; chain "" = the platform chain ---
+  StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query);
+  Status ExportAudit(std::string_view chain,
+                     const std::function<Status(const LifecycleEventRecord&)>& sink);
+  StatusOr<AuditCheckpoint> CreateAuditCheckpoint(std::string_view chain);
+  StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(std::string_view chain);
+  StatusOr<std::string> AuditPublicKeyPem();
+
  private:
   explicit EkmClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "ekm/base/encoding.h"
+
 #include "ekm/service/key_json.h"
 
 namespace ekm {
@@ -48,6 +50,16 @@ nlohmann::json LifecycleEventJson(const LifecycleEventRecord& r) {
           {"type", r.type},
           {"actor", r.actor},
           {"detail", std::move(detail)}};
+}
+
+nlohmann::json AuditRecordJson(const LifecycleEventRecord& r) {
+  nlohmann::json j = LifecycleEventJson(r);
+  j["at_ms"] = r.at_ms;
+  j["chain"] = r.chain;
+  j["seq"] = r.seq;
+  j["prev_hash"] = HexEncode(r.prev_hash);
+  j["hash"] = HexEncode(r.hash);
+  return j;
 }
 
 }  // namespace ekm

@@ -176,6 +176,20 @@ int main(int argc, char** argv) {
                  "When the data directory has no admin token: store the one in this file "
                  "(one line ekm_…) [default: write a new one to <data-dir>/bootstrap-admin-token]")
       ->check(CLI::ExistingFile);
+  // --- issue5-B ---
+  int64_t audit_checkpoint_seconds = 300;
+  app.add_option("--audit-checkpoint-interval", audit_checkpoint_seconds,
+                 "Seconds between signed checkpoints of every audit chain that advanced (one "
+                 "more at shutdown)")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}))
+      ->capture_default_str();
+  int64_t audit_usage_seconds = 60;
+  app.add_option("--audit-usage-interval", audit_usage_seconds,
+                 "Seconds between appends of the per-minute data-plane usage counts to the "
+                 "audit log (one more at shutdown)")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600}))
+      ->capture_default_str();
+
   app.add_flag("--allow-insecure-listen", http.allow_insecure_listen,
                "Allow plain HTTP on a non-loopback address (put TLS in front of it)");
 
@@ -274,6 +288,10 @@ int main(int argc, char** argv) {
   // Resumes every interrupted repack and runs new ones after a CMK change.
   (*service)->StartRepackRunner();
 
+  // The audit log: usage counts appended and chain heads checkpointed in the background.
+  (*service)->StartAuditTasks(std::chrono::seconds(audit_checkpoint_seconds),
+                              std::chrono::seconds(audit_usage_seconds));
+
   // Scheduled rotation: a background thread that wakes every --rotation-check-interval and
   // rotates what is due; stopped (woken at once) on SIGTERM/SIGINT.
   std::mutex rotation_mu;
@@ -316,6 +334,9 @@ int main(int argc, char** argv) {
     rotation_cv.notify_all();
     rotation_thread.join();
   }
+
+  // After the last request: its usage is appended and every advanced chain checkpointed.
+  (*service)->StopAuditTasks();
 
   spdlog::info("ekmd stopped");
   return 0;

@@ -338,6 +338,20 @@ constexpr RouteInfo kRoutes[] = {
     {RouteId::kDecryptBatch, "POST",
      "/v1/workspaces/{workspace}/environments/{environment}/decrypt/batch",
      "data.decrypt_batch"},
+    // --- issue5-B ---
+    {RouteId::kAuditQuery, "GET", "/v1/workspaces/{workspace}/audit", "audit.query"},
+    {RouteId::kAuditExport, "GET", "/v1/workspaces/{workspace}/audit/export", "audit.export"},
+    {RouteId::kAuditListCheckpoints, "GET", "/v1/workspaces/{workspace}/audit/checkpoints",
+     "audit.checkpoints.list"},
+    {RouteId::kAuditCreateCheckpoint, "POST", "/v1/workspaces/{workspace}/audit/checkpoints",
+     "audit.checkpoints.create"},
+    {RouteId::kPlatformAuditQuery, "GET", "/v1/audit", "platform_audit.query"},
+    {RouteId::kPlatformAuditExport, "GET", "/v1/audit/export", "platform_audit.export"},
+    {RouteId::kPlatformAuditListCheckpoints, "GET", "/v1/audit/checkpoints",
+     "platform_audit.checkpoints.list"},
+    {RouteId::kPlatformAuditCreateCheckpoint, "POST", "/v1/audit/checkpoints",
+     "platform_audit.checkpoints.create"},
+    {RouteId::kAuditPublicKey, "GET", "/v1/audit/public-key", "audit.public_key"},
 };
 
 // Splits a template or a request path into segments ("/a/b" -> {"a","b"}).
@@ -1169,6 +1183,83 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
                                               : ItemError(results[k].status());
       }
       return {200, JsonText(json{{"items", out_items}})};
+    }
+
+    // --- issue5-B --- (chain: the workspace's, or "" = the platform's)
+    case RouteId::kAuditQuery:
+    case RouteId::kPlatformAuditQuery: {
+      auto q = EventQueryFromQueryString(m.id == RouteId::kAuditQuery ? m.workspace : "",
+                                         m.query);
+      if (!q.ok()) return Error(q.status());
+      if (caller.EnvironmentRestricted() &&
+          (!q->environment || !caller.MayUseEnvironment(*q->environment))) {
+        return Denied(m, PermissionDeniedError(
+                             "this token may read only the audit records of its own environments",
+                             "add ?environment=E for one of the token's environments"));
+      }
+      auto list = service_->QueryAudit(*q);
+      if (!list.ok()) return Error(list.status());
+      json arr = json::array();
+      for (const auto& r : *list) arr.push_back(AuditRecordJson(r));
+      json out = {{"records", arr}};
+      if (list->size() == q->limit && !list->empty()) out["next_after"] = list->back().id;
+      return {200, JsonText(out)};
+    }
+    case RouteId::kAuditExport:
+    case RouteId::kPlatformAuditExport: {
+      if (caller.EnvironmentRestricted()) {
+        // The export is the whole chain of the workspace, other environments included.
+        return Denied(m, PermissionDeniedError(
+                             "this token is restricted to some environments; the export is the "
+                             "whole workspace's chain",
+                             "use a token of the workspace without --environment"));
+      }
+      if (!m.query.empty()) {
+        return Error(InvalidArgumentError("the export takes no query parameters",
+                                          "it is always the whole chain; filter with the audit "
+                                          "query route"));
+      }
+      std::string lines;
+      Status s = service_->ExportAudit(m.id == RouteId::kAuditExport ? m.workspace : "",
+                                       [&lines](const LifecycleEventRecord& r) {
+                                         lines += JsonText(AuditRecordExportJson(r));
+                                         lines += '\n';
+                                         return Status::Ok();
+                                       });
+      if (!s.ok()) return Error(s);
+      RouteResponse res{200, std::move(lines)};
+      res.content_type = "application/x-ndjson";
+      return res;
+    }
+    case RouteId::kAuditListCheckpoints:
+    case RouteId::kPlatformAuditListCheckpoints: {
+      auto list = service_->ListAuditCheckpoints(
+          m.id == RouteId::kAuditListCheckpoints ? m.workspace : "");
+      if (!list.ok()) return Error(list.status());
+      json arr = json::array();
+      for (const auto& c : *list) arr.push_back(AuditCheckpointJson(c));
+      return {200, JsonText(json{{"checkpoints", arr}})};
+    }
+    case RouteId::kAuditCreateCheckpoint:
+    case RouteId::kPlatformAuditCreateCheckpoint: {
+      if (!body.empty()) {
+        auto j = ParseObject(body);
+        if (!j.ok()) return Error(j.status());
+        if (!j->empty()) {
+          return Error(InvalidArgumentError("a checkpoint request takes no fields",
+                                            "send an empty body or {}"));
+        }
+      }
+      auto c = service_->CreateAuditCheckpoint(
+          m.id == RouteId::kAuditCreateCheckpoint ? m.workspace : "");
+      if (!c.ok()) return Error(c.status());
+      return {201, JsonText(AuditCheckpointJson(*c))};
+    }
+    case RouteId::kAuditPublicKey: {
+      const AuditPublicKey& k = service_->AuditSigningPublicKey();
+      return {200, JsonText(json{{"algorithm", "Ed25519"},
+                                 {"key_id", k.key_id()},
+                                 {"public_key_pem", k.pem()}})};
     }
 
   }

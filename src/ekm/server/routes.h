@@ -70,6 +70,16 @@ enum class RouteId {
   kGenerateDataKey,       // POST   …/environments/{e}/generate-data-key
   kEncryptBatch,          // POST   …/environments/{e}/encrypt/batch
   kDecryptBatch,          // POST   …/environments/{e}/decrypt/batch
+  // --- issue5-B ---
+  kAuditQuery,                    // GET  /v1/workspaces/{w}/audit
+  kAuditExport,                   // GET  /v1/workspaces/{w}/audit/export (JSON lines)
+  kAuditListCheckpoints,          // GET  /v1/workspaces/{w}/audit/checkpoints
+  kAuditCreateCheckpoint,         // POST /v1/workspaces/{w}/audit/checkpoints
+  kPlatformAuditQuery,            // GET  /v1/audit
+  kPlatformAuditExport,           // GET  /v1/audit/export
+  kPlatformAuditListCheckpoints,  // GET  /v1/audit/checkpoints
+  kPlatformAuditCreateCheckpoint, // POST /v1/audit/checkpoints
+  kAuditPublicKey,                // GET  /v1/audit/public-key
 
 };
 

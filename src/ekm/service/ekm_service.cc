@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include <openssl/crypto.h>
@@ -13,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ekm/audit/usage_counter.h"
 #include "ekm/base/encoding.h"
 #include "ekm/base/random.h"
 #include "ekm/envelope/envelope.h"
@@ -36,6 +39,15 @@ namespace {
 
 constexpr const char* kDatabaseFile = "ekm.db";
 constexpr const char* kRootKeyFile = "root.key";
+constexpr const char* kAuditSigningKeyFile = "audit-signing.key";
+constexpr std::string_view kUsageActor = "system:usage";
+
+std::string AuditSigningKeyPath(const EkmOptions& o) {
+  return o.data_dir + "/" + kAuditSigningKeyFile;
+}
+
+// Rewrap decrypts and encrypts through the public paths; it is counted once, as a rewrap.
+thread_local bool t_usage_counted_by_caller = false;
 
 std::string RootKeyPath(const EkmOptions& o) {
   return o.root_key_file.empty() ? o.data_dir + "/" + kRootKeyFile : o.root_key_file;
@@ -58,8 +70,10 @@ Status CheckDataDir(const EkmOptions& o) {
 class EkmServiceImpl : public EkmService {
  public:
   EkmServiceImpl(EkmOptions options, StorePtr store, std::unique_ptr<ProviderRegistry> providers,
-                 std::function<StatusOr<std::string>()> principal_resolver)
-      : principal_resolver_(std::move(principal_resolver)),
+                 std::function<StatusOr<std::string>()> principal_resolver,
+                 std::unique_ptr<AuditSigner> audit_signer)
+      : audit_signer_(std::move(audit_signer)),
+        principal_resolver_(std::move(principal_resolver)),
         options_(std::move(options)),
         store_(std::move(store)),
         providers_(std::move(providers)),
@@ -69,6 +83,9 @@ class EkmServiceImpl : public EkmService {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", name));
     EKM_ASSIGN_OR_RETURN(WorkspaceRecord rec,
                          store_->CreateWorkspace(name, ToUnixSeconds(options_.clock->Now())));
+    // In the new workspace's own chain (its first record) and in the platform chain.
+    RecordEvent(rec.name, "", event::kWorkspaceCreated, nlohmann::json::object());
+    RecordEvent("", "", event::kWorkspaceCreated, {{"workspace", rec.name}});
     return WorkspaceInfo{rec.name, rec.created_at};
   }
 
@@ -316,6 +333,7 @@ class EkmServiceImpl : public EkmService {
     }
     EKM_RETURN_IF_ERROR(s);
     EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
+    CountUsage(env, scope, usage_op::kEncrypt);
     return SealSingle(ctx, *dk->key, nonce, plaintext, out);
   }
 
@@ -348,15 +366,19 @@ class EkmServiceImpl : public EkmService {
     }
     EKM_RETURN_IF_ERROR(s);
     EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
+    CountUsage(env, scope, usage_op::kEncrypt);
     return EnvelopeEncoder::Create(ctx, dk->key, text);
   }
 
   StatusOr<std::unique_ptr<EnvelopeDecoder>> NewDecryptStream(
       std::string_view workspace, std::string_view environment) override {
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
-    auto lookup = [this, env](const EnvelopeHeader& h)
+    const bool count = !t_usage_counted_by_caller;
+    auto lookup = [this, env, count](const EnvelopeHeader& h)
         -> StatusOr<std::shared_ptr<const SecretBytes>> {
       const EnvelopeContext& c = h.context;
+      // Counted when the header names a scope: one envelope, one decrypt.
+      if (count) CountUsage(env, c.scope, usage_op::kDecrypt);
       if (c.workspace != env.workspace || c.environment != env.name) {
         return InvalidArgumentError(
             "this ciphertext belongs to workspace \"" + c.workspace + "\", environment \"" +
@@ -493,7 +515,10 @@ class EkmServiceImpl : public EkmService {
     keys_.StartPurging(interval);
   }
 
-  ~EkmServiceImpl() override { StopRepackRunner(); }
+  ~EkmServiceImpl() override {
+    StopRepackRunner();
+    StopAuditTasks();
+  }
 
   StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
                                          std::string_view provider_name,
@@ -589,6 +614,9 @@ class EkmServiceImpl : public EkmService {
                          CreateImportParameters(*store_, *platform, env,
                                                 ToUnixSeconds(options_.clock->Now()),
                                                 expires_in.count()));
+    RecordEvent(env.workspace, env.name, event::kImportParamsCreated,
+                {{"expires_at", FormatRfc3339(FromUnixSeconds(p.expires_at))},
+                 {"algorithm", std::string(kImportWrappingAlgorithm)}});
     return KeyImportParameters{env.workspace,  env.name,
                                std::move(p.wrapping_key_pem), std::move(p.import_token),
                                p.expires_at,   std::string(kImportWrappingAlgorithm),
@@ -762,6 +790,11 @@ class EkmServiceImpl : public EkmService {
               "\", environment \"" + env.name + "\"",
           "rewrap it with --workspace " + from.workspace + " --environment " + from.environment);
     }
+    CountUsage(env, from.scope, usage_op::kRewrap);
+    struct CountedHere {
+      CountedHere() { t_usage_counted_by_caller = true; }
+      ~CountedHere() { t_usage_counted_by_caller = false; }
+    } counted_here;
     // The plaintext passes through here one piece at a time and is wiped after each use.
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> decoder,
                          NewDecryptStream(workspace, environment));
@@ -820,6 +853,9 @@ class EkmServiceImpl : public EkmService {
     const int64_t now = ToUnixSeconds(options_.clock->Now());
     std::erase_if(shred_tokens_, [now](const auto& kv) { return kv.second.expires_at <= now; });
     shred_tokens_[c.token] = c;
+    // The confirmation token itself is a capability: not recorded.
+    RecordEvent(env.workspace, env.name, event::kShredRequested,
+                {{"expires_at", FormatRfc3339(FromUnixSeconds(c.expires_at))}});
     return c;
   }
 
@@ -1207,7 +1243,187 @@ class EkmServiceImpl : public EkmService {
     return Status::Ok();
   }
 
+  // --- issue5-B ---
+  StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& q) override {
+    EKM_RETURN_IF_ERROR(CheckChain(q.workspace));
+    if (q.environment) EKM_RETURN_IF_ERROR(ValidateName("environment", *q.environment));
+    if (q.limit < 1 || q.limit > 1000) {
+      return InvalidArgumentError("limit must be between 1 and 1000, got " +
+                                      std::to_string(q.limit),
+                                  "page with after=<id of the last record seen>");
+    }
+    if (q.since_ms >= q.until_ms) {
+      return InvalidArgumentError("since must be before until",
+                                  "give a start time earlier than the end time, or leave one out");
+    }
+    LifecycleEventFilter f;
+    f.workspace = q.workspace;
+    f.environment = q.environment;
+    f.type = q.type;
+    f.since_ms = q.since_ms;
+    f.until_ms = q.until_ms;
+    f.after_id = q.after_id;
+    f.limit = q.limit;
+    return store_->ListLifecycleEvents(f);
+  }
+
+  Status ExportAudit(std::string_view chain,
+                     const std::function<Status(const LifecycleEventRecord&)>& sink) override {
+    EKM_RETURN_IF_ERROR(CheckChain(chain));
+    LifecycleEventFilter f;
+    f.workspace = std::string(chain);
+    f.limit = 1000;
+    for (;;) {
+      EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> page,
+                           store_->ListLifecycleEvents(f));
+      for (const auto& r : page) EKM_RETURN_IF_ERROR(sink(r));
+      if (page.size() < f.limit) return Status::Ok();
+      f.after_id = page.back().id;
+    }
+  }
+
+  StatusOr<AuditCheckpoint> CreateAuditCheckpoint(std::string_view chain) override {
+    EKM_RETURN_IF_ERROR(CheckChain(chain));
+    EKM_ASSIGN_OR_RETURN(Store::AuditChainHead head, store_->GetAuditChainHead(chain));
+    if (head.seq == 0) {
+      return FailedPreconditionError("the audit chain has no records yet",
+                                     "a checkpoint anchors existing records; try again later");
+    }
+    return SignCheckpoint(head);
+  }
+
+  StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(std::string_view chain) override {
+    EKM_RETURN_IF_ERROR(CheckChain(chain));
+    EKM_ASSIGN_OR_RETURN(std::vector<Store::AuditCheckpointRecord> recs,
+                         store_->ListAuditCheckpoints(chain));
+    std::vector<AuditCheckpoint> out;
+    out.reserve(recs.size());
+    for (auto& r : recs) {
+      out.push_back(AuditCheckpoint{std::move(r.chain), r.seq, std::move(r.head_hash), r.at_ms,
+                                    std::move(r.key_id), std::move(r.signature)});
+    }
+    return out;
+  }
+
+  const AuditPublicKey& AuditSigningPublicKey() override { return audit_signer_->public_key(); }
+
+  StatusOr<size_t> CheckpointAdvancedChains() override {
+    EKM_ASSIGN_OR_RETURN(std::vector<Store::AuditChainHead> heads, store_->ListAuditChainHeads());
+    size_t made = 0;
+    for (const auto& h : heads) {
+      if (h.seq <= h.checkpointed_seq) continue;
+      EKM_RETURN_IF_ERROR(SignCheckpoint(h).status());
+      ++made;
+    }
+    return made;
+  }
+
+  Status FlushDataPlaneUsage() override {
+    std::vector<UsageCounter::Row> rows = usage_.Drain();
+    ScopedActor actor{std::string(kUsageActor)};
+    Status first = Status::Ok();
+    // One record per workspace, environment and minute, listing its scopes and operations
+    // (rows come sorted that way).
+    for (size_t i = 0; i < rows.size();) {
+      const UsageCounter::Row& head = rows[i];
+      nlohmann::json counts = nlohmann::json::array();
+      size_t j = i;
+      for (; j < rows.size() && rows[j].workspace == head.workspace &&
+             rows[j].environment == head.environment && rows[j].minute == head.minute;
+           ++j) {
+        counts.push_back({{"scope", rows[j].scope},
+                          {"operation", rows[j].operation},
+                          {"count", rows[j].count}});
+      }
+      nlohmann::json detail = {
+          {"minute", FormatRfc3339(FromUnixSeconds(head.minute * 60))}, {"counts", counts}};
+      Status s = RecordLifecycleEvent(*store_, *options_.clock, head.workspace, head.environment,
+                                      event::kDataPlaneUsage, detail);
+      if (!s.ok() && first.ok()) first = s;
+      i = j;
+    }
+    return first;
+  }
+
+  void StartAuditTasks(std::chrono::milliseconds checkpoint_interval,
+                       std::chrono::milliseconds usage_interval) override {
+    std::lock_guard<std::mutex> lock(audit_mu_);
+    if (audit_thread_.joinable()) return;
+    audit_stop_ = false;
+    audit_thread_ = std::thread([this, checkpoint_interval, usage_interval] {
+      auto next_checkpoint = std::chrono::steady_clock::now() + checkpoint_interval;
+      auto next_usage = std::chrono::steady_clock::now() + usage_interval;
+      std::unique_lock<std::mutex> lock(audit_mu_);
+      while (!audit_stop_) {
+        audit_cv_.wait_until(lock, std::min(next_checkpoint, next_usage),
+                             [this] { return audit_stop_; });
+        if (audit_stop_) break;
+        auto now = std::chrono::steady_clock::now();
+        lock.unlock();
+        if (now >= next_usage) {
+          Status s = FlushDataPlaneUsage();
+          if (!s.ok()) spdlog::error("audit: flushing data-plane usage: {}", s.ToString());
+          next_usage = now + usage_interval;
+        }
+        if (now >= next_checkpoint) {
+          auto made = CheckpointAdvancedChains();
+          if (!made.ok()) spdlog::error("audit: checkpoints: {}", made.status().ToString());
+          next_checkpoint = now + checkpoint_interval;
+        }
+        lock.lock();
+      }
+    });
+  }
+
+  void StopAuditTasks() override {
+    bool was_running = false;
+    {
+      std::lock_guard<std::mutex> lock(audit_mu_);
+      audit_stop_ = true;
+      was_running = audit_thread_.joinable();
+    }
+    audit_cv_.notify_all();
+    if (was_running) audit_thread_.join();
+    Status s = FlushDataPlaneUsage();
+    if (!s.ok()) spdlog::error("audit: flushing data-plane usage: {}", s.ToString());
+    if (was_running) {
+      // ekmd stopping: anchor what it appended.
+      auto made = CheckpointAdvancedChains();
+      if (!made.ok()) spdlog::error("audit: checkpoints: {}", made.status().ToString());
+    }
+  }
+
  private:
+  // --- issue5-B ---
+  // A chain: "" (the platform's) or an existing workspace's.
+  Status CheckChain(std::string_view chain) {
+    if (chain.empty()) return Status::Ok();
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", chain));
+    return store_->GetWorkspace(chain).status();
+  }
+
+  StatusOr<AuditCheckpoint> SignCheckpoint(const Store::AuditChainHead& head) {
+    AuditCheckpoint c{head.chain, head.seq, head.hash,
+                      std::chrono::duration_cast<std::chrono::milliseconds>(
+                          options_.clock->Now().time_since_epoch())
+                          .count(),
+                      "", {}};
+    EKM_RETURN_IF_ERROR(audit_signer_->Sign(c));
+    EKM_RETURN_IF_ERROR(store_->PutAuditCheckpoint(
+        Store::AuditCheckpointRecord{0, c.chain, c.seq, c.head_hash, c.at_ms, c.key_id,
+                                     c.signature}));
+    return c;
+  }
+
+  // The data plane's one line per operation (part D's batch and generate-data-key routes
+  // call it too): cheap, in memory, flushed as data_plane.usage records.
+  void CountUsage(const EnvironmentRecord& env, std::string_view scope, std::string_view op,
+                  uint64_t n = 1) {
+    if (t_usage_counted_by_caller) return;
+    usage_.Count(env.workspace, env.name, scope, op, ToUnixSeconds(options_.clock->Now()) / 60,
+                 n);
+  }
+
   // The environment as stored now (not the cached record), with a clear NotFound.
   StatusOr<EnvironmentRecord> StoredEnvironment(std::string_view workspace,
                                                 std::string_view environment) {
@@ -1706,6 +1922,14 @@ class EkmServiceImpl : public EkmService {
   std::mutex shred_mu_;
   std::unordered_map<std::string, ShredConfirmation> shred_tokens_;
 
+  // --- issue5-B ---
+  std::unique_ptr<AuditSigner> audit_signer_;
+  UsageCounter usage_;
+  std::mutex audit_mu_;
+  std::condition_variable audit_cv_;
+  bool audit_stop_ = false;
+  std::thread audit_thread_;
+
   std::function<StatusOr<std::string>()> principal_resolver_;
   EkmOptions options_;
   StorePtr store_;
@@ -1764,6 +1988,9 @@ Status EkmService::Initialize(const EkmOptions& options) {
   if (!Exists(key_path)) {
     EKM_RETURN_IF_ERROR(PlatformKeyProvider::CreateRootKeyFile(key_path));
   }
+  if (!Exists(AuditSigningKeyPath(options))) {
+    EKM_RETURN_IF_ERROR(AuditSigner::CreateKeyFile(AuditSigningKeyPath(options)));
+  }
   // Opening creates the database and applies migrations.
   EKM_ASSIGN_OR_RETURN(StorePtr store, OpenSqliteStore(DatabasePath(options)));
   return Status::Ok();
@@ -1778,6 +2005,9 @@ StatusOr<std::unique_ptr<EkmService>> EkmService::Open(const EkmOptions& options
   EKM_ASSIGN_OR_RETURN(std::unique_ptr<PlatformKeyProvider> platform,
                        PlatformKeyProvider::Open(RootKeyPath(options)));
   EKM_ASSIGN_OR_RETURN(StorePtr store, OpenSqliteStore(DatabasePath(options)));
+  // Data directories initialized before the audit log get their signing key on first use.
+  EKM_ASSIGN_OR_RETURN(std::unique_ptr<AuditSigner> audit_signer,
+                       AuditSigner::LoadOrCreate(AuditSigningKeyPath(options)));
   auto providers = std::make_unique<ProviderRegistry>();
   // Imported key material lives in the store, sealed under the platform root key; both outlive
   // the provider (the service owns them).
@@ -1799,7 +2029,8 @@ StatusOr<std::unique_ptr<EkmService>> EkmService::Open(const EkmOptions& options
   }
   return std::unique_ptr<EkmService>(new EkmServiceImpl(options, std::move(store),
                                                         std::move(providers),
-                                                        std::move(principal)));
+                                                        std::move(principal),
+                                                        std::move(audit_signer)));
 }
 
 }  // namespace ekm

@@ -19,6 +19,7 @@
 #include "ekm/auth/token.h"
 #include "ekm/base/bytes.h"
 #include "ekm/base/clock.h"
+#include "ekm/audit/audit_log.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/base/status.h"
 #include "ekm/envelope/envelope.h"
@@ -572,6 +573,29 @@ class EkmService {
   virtual StatusOr<std::vector<StatusOr<Bytes>>> DecryptBatch(
       std::string_view workspace, std::string_view environment,
       const std::vector<Bytes>& envelopes) = 0;
+
+  // --- issue5-B: the audit log (audit/audit_log.h, docs/audit.md) ---
+  // Records of one chain (query.workspace; "" = the platform chain), oldest first, filtered.
+  virtual StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query) = 0;
+  // Every record of the chain, oldest first, page by page into `sink` (an export).
+  virtual Status ExportAudit(std::string_view chain,
+                             const std::function<Status(const LifecycleEventRecord&)>& sink) = 0;
+  // Signs and stores a checkpoint of the chain's head now (FailedPrecondition when the chain
+  // is empty).
+  virtual StatusOr<AuditCheckpoint> CreateAuditCheckpoint(std::string_view chain) = 0;
+  virtual StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(std::string_view chain) = 0;
+  // The audit signing key's public half (SubjectPublicKeyInfo PEM) and key id.
+  virtual const AuditPublicKey& AuditSigningPublicKey() = 0;
+  // A checkpoint for every chain that advanced since its newest one; returns how many.
+  virtual StatusOr<size_t> CheckpointAdvancedChains() = 0;
+  // Appends the data-plane usage counted so far as data_plane.usage records.
+  virtual Status FlushDataPlaneUsage() = 0;
+  // ekmd: a thread that flushes usage every `usage_interval` and checkpoints advanced chains
+  // every `checkpoint_interval`; StopAuditTasks (and the destructor) flushes and checkpoints
+  // once more. Without it (local mode) the destructor flushes the usage.
+  virtual void StartAuditTasks(std::chrono::milliseconds checkpoint_interval,
+                               std::chrono::milliseconds usage_interval) = 0;
+  virtual void StopAuditTasks() = 0;
 
 };
 

@@ -76,6 +76,7 @@ struct KeyValidationRecord {
 };
 
 // One lifecycle event (events/lifecycle_event.h): time, actor, environment, what happened.
+// Stored as a record of the audit log (audit/audit_log.h): chained per workspace.
 struct LifecycleEventRecord {
   int64_t id = 0;
   int64_t at_ms = 0;  // unix milliseconds
@@ -84,6 +85,12 @@ struct LifecycleEventRecord {
   std::string type;         // event::k… ("key.replaced", …)
   std::string actor;
   std::string detail;  // JSON object, never key material
+  // The audit chain: the workspace ("" = the platform chain), 1, 2, … per chain, the previous
+  // record's hash (32 zero bytes for seq 1) and this record's (audit/audit_log.h).
+  std::string chain{};
+  int64_t seq = 0;
+  Bytes prev_hash{};
+  Bytes hash{};
 };
 
 struct LifecycleEventFilter {
@@ -142,11 +149,39 @@ class Store {
                                              uint32_t version, uint64_t count,
                                              uint64_t limit) = 0;
 
-  // Lifecycle events, append only.
+  // Lifecycle events = audit records, append only. Appends to the chain record.workspace in
+  // one transaction that reads the chain's head, so concurrent writers (threads, or ekmd
+  // replicas on one database) never fork a chain ((chain, seq) is unique). id, chain, seq,
+  // prev_hash and hash of `record` are ignored: the store sets them.
   virtual Status RecordLifecycleEvent(const LifecycleEventRecord& record) = 0;
   // Oldest first.
   virtual StatusOr<std::vector<LifecycleEventRecord>> ListLifecycleEvents(
       const LifecycleEventFilter& filter) = 0;
+
+  // --- issue5-B ---
+  struct AuditChainHead {
+    std::string chain;
+    int64_t seq = 0;
+    Bytes hash;
+    int64_t checkpointed_seq = 0;  // seq of the chain's newest checkpoint; 0: none
+  };
+  // Every chain with at least one record, with its head and newest checkpoint.
+  virtual StatusOr<std::vector<AuditChainHead>> ListAuditChainHeads() = 0;
+  // The head of one chain (seq 0 and no hash when empty).
+  virtual StatusOr<AuditChainHead> GetAuditChainHead(std::string_view chain) = 0;
+  struct AuditCheckpointRecord {
+    int64_t id = 0;
+    std::string chain;
+    int64_t seq = 0;
+    Bytes head_hash;
+    int64_t at_ms = 0;
+    std::string key_id;
+    Bytes signature;
+  };
+  virtual Status PutAuditCheckpoint(const AuditCheckpointRecord& record) = 0;
+  virtual StatusOr<std::vector<AuditCheckpointRecord>> ListAuditCheckpoints(
+      std::string_view chain) = 0;  // oldest first
+  // --- end issue5-B ---
 
   // Per-environment settings by name (service/ekm_service.h EnvironmentSettings names them);
   // a setting that is absent takes the deployment's default.

@@ -175,6 +175,44 @@ CREATE TABLE workspace_default_keys (
 );
 )sql"},
 
+      // --- issue5-B ---
+      // The lifecycle events become the audit log: moved, in order, into audit_records with a
+      // per-workspace chain; the store computes the hashes of the moved rows in the same
+      // transaction (SqliteStore::ChainMovedAuditRecords), since SQL has no SHA-256.
+      {10, "tamper-evident audit log: hash-chained audit records and signed checkpoints", R"sql(
+CREATE TABLE audit_records (
+  id INTEGER PRIMARY KEY,
+  chain TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  at_ms INTEGER NOT NULL,
+  workspace TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  type TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  prev_hash BLOB NOT NULL,
+  hash BLOB NOT NULL,
+  UNIQUE (chain, seq)
+);
+INSERT INTO audit_records (id, chain, seq, at_ms, workspace, environment, type, actor, detail,
+                           prev_hash, hash)
+  SELECT id, workspace, ROW_NUMBER() OVER (PARTITION BY workspace ORDER BY id), at_ms, workspace,
+         environment, type, actor, detail, X'', X''
+  FROM lifecycle_events ORDER BY id;
+DROP TABLE lifecycle_events;
+CREATE INDEX audit_records_by_environment ON audit_records (workspace, environment, id);
+CREATE TABLE audit_checkpoints (
+  id INTEGER PRIMARY KEY,
+  chain TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  head_hash BLOB NOT NULL,
+  at_ms INTEGER NOT NULL,
+  key_id TEXT NOT NULL,
+  signature BLOB NOT NULL
+);
+CREATE INDEX audit_checkpoints_by_chain ON audit_checkpoints (chain, id);
+)sql"},
+
       // --- issue5-A ---
       {9, "API tokens", R"sql(
 CREATE TABLE api_tokens (

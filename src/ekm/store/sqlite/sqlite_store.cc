@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ekm/audit/audit_log.h"
 #include "ekm/store/sqlite/migrations.h"
 
 namespace ekm {
@@ -91,6 +92,7 @@ class SqliteStore : public Store {
       if (m.version <= current) continue;
       EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
       Status s = Exec(std::string(m.sql));
+      if (s.ok() && m.version == 10) s = ChainMovedAuditRecords();
       if (s.ok()) {
         auto st = Prepare(
             "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, "
@@ -336,19 +338,98 @@ class SqliteStore : public Store {
   }
 
  private:
+  // The newest record of `chain` (seq 0 when empty). Caller holds mu_.
+  StatusOr<AuditChainHead> ChainHead(std::string_view chain) {
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT seq, hash FROM audit_records WHERE chain = ? ORDER BY seq DESC LIMIT 1"));
+    s->Bind(1, chain);
+    AuditChainHead head;
+    head.chain = std::string(chain);
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) {
+      head.seq = s->Int(0);
+      head.hash = s->Blob(1);
+    } else if (rc != SQLITE_DONE) {
+      return Error("reading the audit chain head");
+    }
+    return head;
+  }
+
+  Status InsertAuditRecord(const LifecycleEventRecord& r) {
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("INSERT INTO audit_records (chain, seq, at_ms, workspace, environment, type, "
+                "actor, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?)"));
+    s->Bind(1, r.chain).Bind(2, r.seq).Bind(3, r.at_ms).Bind(4, r.workspace);
+    s->Bind(5, r.environment).Bind(6, r.type).Bind(7, r.actor).Bind(8, r.detail);
+    s->Bind(9, ByteView(r.prev_hash)).Bind(10, ByteView(r.hash));
+    if (s->Step() != SQLITE_DONE) return Error("recording an audit record");
+    return Status::Ok();
+  }
+
+  // Migration 10: hashes the lifecycle events moved into audit_records, chain by chain in seq
+  // order. Runs inside the migration's transaction.
+  Status ChainMovedAuditRecords() {
+    std::vector<LifecycleEventRecord> rows;
+    {
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> s,
+          Prepare("SELECT id, at_ms, workspace, environment, type, actor, detail FROM "
+                  "audit_records ORDER BY chain, seq"));
+      int rc;
+      while ((rc = s->Step()) == SQLITE_ROW) {
+        LifecycleEventRecord r;
+        r.id = s->Int(0);
+        r.at_ms = s->Int(1);
+        r.workspace = s->Text(2);
+        r.environment = s->Text(3);
+        r.type = s->Text(4);
+        r.actor = s->Text(5);
+        r.detail = s->Text(6);
+        rows.push_back(std::move(r));
+      }
+      if (rc != SQLITE_DONE) return Error("reading moved lifecycle events");
+    }
+    std::string chain;
+    int64_t seq = 0;
+    Bytes head;
+    for (LifecycleEventRecord& r : rows) {
+      if (seq == 0 || r.workspace != chain) {
+        chain = r.workspace;
+        seq = 0;
+        head.clear();
+      }
+      ChainAuditRecord(r, seq, head);
+      seq = r.seq;
+      head = r.hash;
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> u,
+          Prepare("UPDATE audit_records SET prev_hash = ?, hash = ? WHERE id = ? AND seq = ?"));
+      u->Bind(1, ByteView(r.prev_hash)).Bind(2, ByteView(r.hash)).Bind(3, r.id).Bind(4, r.seq);
+      if (u->Step() != SQLITE_DONE) return Error("chaining moved lifecycle events");
+    }
+    return Status::Ok();
+  }
+
   static constexpr std::string_view kSelectDataKey =
       "SELECT environment_id, scope, version, ek_version, wrapped, created_at, "
       "messages_reserved FROM data_keys";
-  Status RecordLifecycleEvent(const LifecycleEventRecord& r) override {
+  // Reads the chain head and appends inside one write transaction (BEGIN IMMEDIATE takes the
+  // database's write lock), so no other thread or process can append between the two.
+  Status RecordLifecycleEvent(const LifecycleEventRecord& in) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(
-        std::unique_ptr<Stmt> s,
-        Prepare("INSERT INTO lifecycle_events (at_ms, workspace, environment, type, actor, "
-                "detail) VALUES (?,?,?,?,?,?)"));
-    s->Bind(1, r.at_ms).Bind(2, r.workspace).Bind(3, r.environment).Bind(4, r.type);
-    s->Bind(5, r.actor).Bind(6, r.detail);
-    if (s->Step() != SQLITE_DONE) return Error("recording lifecycle event");
-    return Status::Ok();
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    Status st = [&]() -> Status {
+      EKM_ASSIGN_OR_RETURN(AuditChainHead head, ChainHead(in.workspace));
+      LifecycleEventRecord r = in;
+      ChainAuditRecord(r, head.seq, head.hash);
+      EKM_RETURN_IF_ERROR(InsertAuditRecord(r));
+      return Status::Ok();
+    }();
+    if (st.ok()) st = Exec("COMMIT");
+    if (!st.ok()) Exec("ROLLBACK").IgnoreError();
+    return st;
   }
 
   StatusOr<std::vector<LifecycleEventRecord>> ListLifecycleEvents(
@@ -356,10 +437,10 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
-        Prepare("SELECT id, at_ms, workspace, environment, type, actor, detail FROM "
-                "lifecycle_events WHERE workspace = ? AND (? = 0 OR environment = ?) AND "
-                "(? = '' OR type = ?) AND at_ms >= ? AND at_ms < ? AND id > ? ORDER BY id "
-                "LIMIT ?"));
+        Prepare("SELECT id, at_ms, workspace, environment, type, actor, detail, chain, seq, "
+                "prev_hash, hash FROM audit_records WHERE workspace = ? AND (? = 0 OR "
+                "environment = ?) AND (? = '' OR type = ?) AND at_ms >= ? AND at_ms < ? AND "
+                "id > ? ORDER BY id LIMIT ?"));
     s->Bind(1, f.workspace).Bind(2, int64_t{f.environment.has_value() ? 1 : 0});
     s->Bind(3, f.environment.value_or("")).Bind(4, f.type).Bind(5, f.type);
     s->Bind(6, f.since_ms).Bind(7, f.until_ms).Bind(8, f.after_id);
@@ -368,11 +449,67 @@ class SqliteStore : public Store {
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) {
       out.push_back(LifecycleEventRecord{s->Int(0), s->Int(1), s->Text(2), s->Text(3),
-                                         s->Text(4), s->Text(5), s->Text(6)});
+                                         s->Text(4), s->Text(5), s->Text(6), s->Text(7),
+                                         s->Int(8), s->Blob(9), s->Blob(10)});
     }
-    if (rc != SQLITE_DONE) return Error("reading lifecycle events");
+    if (rc != SQLITE_DONE) return Error("reading audit records");
     return out;
   }
+
+  // --- issue5-B ---
+  StatusOr<std::vector<AuditChainHead>> ListAuditChainHeads() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        // One pass over the (chain, seq) index for the heads, then one lookup per chain.
+        Prepare("SELECT h.chain, h.seq, r.hash, COALESCE((SELECT MAX(c.seq) FROM "
+                "audit_checkpoints c WHERE c.chain = h.chain), 0) FROM (SELECT chain, MAX(seq) "
+                "AS seq FROM audit_records GROUP BY chain) h JOIN audit_records r ON r.chain = "
+                "h.chain AND r.seq = h.seq ORDER BY h.chain"));
+    std::vector<AuditChainHead> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) {
+      out.push_back(AuditChainHead{s->Text(0), s->Int(1), s->Blob(2), s->Int(3)});
+    }
+    if (rc != SQLITE_DONE) return Error("reading audit chain heads");
+    return out;
+  }
+
+  StatusOr<AuditChainHead> GetAuditChainHead(std::string_view chain) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ChainHead(chain);
+  }
+
+  Status PutAuditCheckpoint(const AuditCheckpointRecord& r) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("INSERT INTO audit_checkpoints (chain, seq, head_hash, at_ms, key_id, "
+                "signature) VALUES (?,?,?,?,?,?)"));
+    s->Bind(1, r.chain).Bind(2, r.seq).Bind(3, ByteView(r.head_hash)).Bind(4, r.at_ms);
+    s->Bind(5, r.key_id).Bind(6, ByteView(r.signature));
+    if (s->Step() != SQLITE_DONE) return Error("recording an audit checkpoint");
+    return Status::Ok();
+  }
+
+  StatusOr<std::vector<AuditCheckpointRecord>> ListAuditCheckpoints(
+      std::string_view chain) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT id, chain, seq, head_hash, at_ms, key_id, signature FROM "
+                "audit_checkpoints WHERE chain = ? ORDER BY id"));
+    s->Bind(1, chain);
+    std::vector<AuditCheckpointRecord> out;
+    int rc;
+    while ((rc = s->Step()) == SQLITE_ROW) {
+      out.push_back(AuditCheckpointRecord{s->Int(0), s->Text(1), s->Int(2), s->Blob(3),
+                                          s->Int(4), s->Text(5), s->Blob(6)});
+    }
+    if (rc != SQLITE_DONE) return Error("reading audit checkpoints");
+    return out;
+  }
+  // --- end issue5-B ---
 
   StatusOr<std::map<std::string, int64_t>> GetEnvironmentSettings(
       int64_t environment_id) override {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <thread>
 
+#include "ekm/audit/audit_log.h"
 #include "ekm/store/sqlite/migrations.h"
 #include "ekm/testing/temp_dir.h"
 
@@ -264,14 +265,21 @@ TEST_F(SqliteStoreTest, KillDashNineNeverLeavesHalfAHierarchy) {
 
 TEST_F(SqliteStoreTest, LifecycleEventsAreListedOldestFirstByFilter) {
   auto rec = [](int64_t at, std::string env, std::string type) {
-    return LifecycleEventRecord{0, at, "acme", std::move(env), std::move(type), "cli:test", "{}"};
+    LifecycleEventRecord r;
+    r.at_ms = at;
+    r.workspace = "acme";
+    r.environment = std::move(env);
+    r.type = std::move(type);
+    r.actor = "cli:test";
+    r.detail = "{}";
+    return r;
   };
   ASSERT_TRUE(store_->RecordLifecycleEvent(rec(1000, "prod", "key.set")).ok());
   ASSERT_TRUE(store_->RecordLifecycleEvent(rec(2000, "dev", "key.set")).ok());
   ASSERT_TRUE(store_->RecordLifecycleEvent(rec(3000, "prod", "repack.started")).ok());
-  ASSERT_TRUE(store_->RecordLifecycleEvent(
-                  LifecycleEventRecord{0, 4000, "other", "prod", "key.set", "a", "{}"})
-                  .ok());
+  LifecycleEventRecord other = rec(4000, "prod", "key.set");
+  other.workspace = "other";
+  ASSERT_TRUE(store_->RecordLifecycleEvent(other).ok());
   LifecycleEventFilter f;
   f.workspace = "acme";
   auto all = store_->ListLifecycleEvents(f);
@@ -351,6 +359,116 @@ TEST_F(SqliteStoreTest, ApiTokensRoundTripListByWorkspaceAndRevokeOnce) {
   ASSERT_TRUE(store_->RevokeApiToken(t.id, 170).ok());  // the first revocation time stays
   EXPECT_EQ((*store_->GetApiToken(t.id))->revoked_at, 150);
   EXPECT_EQ(store_->RevokeApiToken("ffffffffffffffff", 1).code(), StatusCode::kNotFound);
+}
+
+// --- issue5-B ---
+LifecycleEventRecord Event(std::string ws, std::string type, int64_t at) {
+  LifecycleEventRecord r;
+  r.at_ms = at;
+  r.workspace = std::move(ws);
+  r.type = std::move(type);
+  r.actor = "cli:test";
+  r.detail = "{}";
+  return r;
+}
+
+std::vector<LifecycleEventRecord> WholeChain(Store& store, const std::string& chain) {
+  LifecycleEventFilter f;
+  f.workspace = chain;
+  f.limit = 100000;
+  return *store.ListLifecycleEvents(f);
+}
+
+TEST_F(SqliteStoreTest, EventsAreChainedPerWorkspace) {
+  ASSERT_TRUE(store_->RecordLifecycleEvent(Event("acme", "a", 1)).ok());
+  ASSERT_TRUE(store_->RecordLifecycleEvent(Event("", "workspace.created", 2)).ok());
+  ASSERT_TRUE(store_->RecordLifecycleEvent(Event("acme", "b", 3)).ok());
+  auto acme = WholeChain(*store_, "acme");
+  ASSERT_EQ(acme.size(), 2u);
+  EXPECT_EQ(acme[0].seq, 1);
+  EXPECT_EQ(acme[1].seq, 2);
+  EXPECT_EQ(acme[0].prev_hash, Bytes(32, 0));
+  EXPECT_EQ(acme[1].prev_hash, acme[0].hash);
+  EXPECT_EQ(AuditRecordHash(acme[1]), acme[1].hash);
+  auto platform = WholeChain(*store_, "");
+  ASSERT_EQ(platform.size(), 1u);
+  EXPECT_EQ(platform[0].seq, 1);
+  EXPECT_TRUE(VerifyAuditLog(acme, {}, nullptr).ok());
+  auto head = store_->GetAuditChainHead("acme");
+  ASSERT_TRUE(head.ok());
+  EXPECT_EQ(head->seq, 2);
+  EXPECT_EQ(head->hash, acme[1].hash);
+  auto heads = store_->ListAuditChainHeads();
+  ASSERT_TRUE(heads.ok());
+  ASSERT_EQ(heads->size(), 2u);
+  EXPECT_EQ((*heads)[1].checkpointed_seq, 0);
+  ASSERT_TRUE(store_->PutAuditCheckpoint({0, "acme", 2, acme[1].hash, 5, "k", Bytes(64, 1)}).ok());
+  EXPECT_EQ((*store_->ListAuditChainHeads())[1].checkpointed_seq, 2);
+  EXPECT_EQ(store_->ListAuditCheckpoints("acme")->size(), 1u);
+}
+
+// Several threads, and a second store on the same file (a second ekmd replica), append to one
+// chain at once: the chain stays one line, 1..N, every link intact.
+TEST_F(SqliteStoreTest, ConcurrentAppendsNeverForkAChain) {
+  auto second = OpenSqliteStore(path_);
+  ASSERT_TRUE(second.ok());
+  constexpr int kThreads = 4, kEach = 50;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    Store* s = t % 2 == 0 ? store_.get() : second->get();
+    threads.emplace_back([s, t, &failures] {
+      for (int i = 0; i < kEach; ++i) {
+        if (!s->RecordLifecycleEvent(Event("acme", "t" + std::to_string(t), i)).ok()) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto chain = WholeChain(*store_, "acme");
+  ASSERT_EQ(chain.size(), static_cast<size_t>(kThreads * kEach));
+  for (size_t i = 0; i < chain.size(); ++i) EXPECT_EQ(chain[i].seq, static_cast<int64_t>(i + 1));
+  AuditVerifyReport r = VerifyAuditLog(chain, {}, nullptr);
+  EXPECT_TRUE(r.ok()) << r.problems[0];
+}
+
+// A database with lifecycle events from before migration 10 gets them chained, in order.
+TEST(SqliteStoreMigration, LifecycleEventsBecomeAChainedAuditLog) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/ekm.db";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string sql =
+      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+      "applied_at INTEGER NOT NULL);";
+  for (const Migration& m : SqliteMigrations()) {
+    if (m.version >= 10) break;
+    sql += std::string(m.sql);
+    sql += "INSERT INTO schema_migrations VALUES (" + std::to_string(m.version) + ", 'x', 0);";
+  }
+  sql +=
+      "INSERT INTO lifecycle_events (id, at_ms, workspace, environment, type, actor, detail) "
+      "VALUES (1, 10, 'acme', 'prod', 'key.set', 'cli:a', '{}'), (2, 20, 'beta', '', 'x', "
+      "'cli:a', '{}'), (3, 30, 'acme', 'prod', 'ek.rotated', 'cli:a', '{\"v\":2}');";
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto store = OpenSqliteStore(path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto acme = WholeChain(**store, "acme");
+  ASSERT_EQ(acme.size(), 2u);
+  EXPECT_EQ(acme[0].id, 1);
+  EXPECT_EQ(acme[1].id, 3);
+  EXPECT_EQ(acme[1].seq, 2);
+  EXPECT_TRUE(VerifyAuditLog(acme, {}, nullptr).ok());
+  // New events continue the moved chain.
+  ASSERT_TRUE((*store)->RecordLifecycleEvent(Event("acme", "later", 40)).ok());
+  acme = WholeChain(**store, "acme");
+  ASSERT_EQ(acme.size(), 3u);
+  EXPECT_EQ(acme[2].seq, 3);
+  EXPECT_TRUE(VerifyAuditLog(acme, {}, nullptr).ok());
 }
 
 }  // namespace

@@ -1,0 +1,399 @@
+#include "ekm/audit/audit_log.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "ekm/base/encoding.h"
+#include "ekm/base/ossl.h"
+#include "ekm/base/secret_bytes.h"
+
+namespace ekm {
+
+template <>
+struct OsslDeleter<BIO> {
+  void operator()(BIO* p) const { BIO_free(p); }
+};
+
+namespace {
+
+// Domain separation: a record hash can never be mistaken for a checkpoint's signed bytes.
+constexpr std::string_view kRecordMagic = "ekm-audit-record";
+constexpr std::string_view kCheckpointMagic = "ekm-audit-checkpoint";
+constexpr std::string_view kCheckpointFormat = "ekm-audit-checkpoint-v1";
+
+void PutU32(Bytes& out, uint32_t v) {
+  for (int i = 3; i >= 0; --i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void PutU64(Bytes& out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void PutString(Bytes& out, std::string_view s) {
+  PutU32(out, static_cast<uint32_t>(s.size()));
+  Append(out, AsBytes(s));
+}
+void PutHash(Bytes& out, ByteView h) {
+  // A hash of the wrong length is encoded as it is (length-prefixed), so it cannot collide
+  // with a well-formed one and verification fails on it.
+  if (h.size() == kAuditHashSize) {
+    Append(out, h);
+  } else {
+    PutU32(out, static_cast<uint32_t>(h.size()));
+    Append(out, h);
+  }
+}
+
+std::string Errno() { return std::strerror(errno); }
+
+std::string Who(const LifecycleEventRecord& r) {
+  return "record seq " + std::to_string(r.seq) + " (id " + std::to_string(r.id) + ", " + r.type +
+         ")";
+}
+std::string ChainName(std::string_view chain) {
+  return chain.empty() ? std::string("the platform chain")
+                       : "the chain of workspace \"" + std::string(chain) + "\"";
+}
+
+StatusOr<Bytes> HexField(const nlohmann::json& j, const char* name) {
+  if (!j.contains(name) || !j[name].is_string()) {
+    return InvalidArgumentError(std::string("missing or non-string field \"") + name + "\"");
+  }
+  return HexDecode(j[name].get<std::string>());
+}
+StatusOr<std::string> StringField(const nlohmann::json& j, const char* name) {
+  if (!j.contains(name) || !j[name].is_string()) {
+    return InvalidArgumentError(std::string("missing or non-string field \"") + name + "\"");
+  }
+  return j[name].get<std::string>();
+}
+StatusOr<int64_t> IntField(const nlohmann::json& j, const char* name) {
+  if (!j.contains(name) || !j[name].is_number_integer()) {
+    return InvalidArgumentError(std::string("missing or non-integer field \"") + name + "\"");
+  }
+  return j[name].get<int64_t>();
+}
+
+}  // namespace
+
+Bytes Sha256(ByteView data) {
+  Bytes out(kAuditHashSize);
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), out.data(), &n, EVP_sha256(), nullptr);
+  return out;
+}
+
+Bytes AuditRecordEncoding(const LifecycleEventRecord& r) {
+  Bytes out;
+  PutString(out, kRecordMagic);
+  out.push_back(static_cast<uint8_t>(kAuditFormatVersion));
+  PutString(out, r.chain);
+  PutU64(out, static_cast<uint64_t>(r.seq));
+  PutU64(out, static_cast<uint64_t>(r.at_ms));
+  PutString(out, r.workspace);
+  PutString(out, r.environment);
+  PutString(out, r.type);
+  PutString(out, r.actor);
+  PutString(out, r.detail);
+  PutHash(out, r.prev_hash);
+  return out;
+}
+
+Bytes AuditRecordHash(const LifecycleEventRecord& r) { return Sha256(AuditRecordEncoding(r)); }
+
+void ChainAuditRecord(LifecycleEventRecord& r, int64_t head_seq, ByteView head_hash) {
+  r.chain = r.workspace;
+  r.seq = head_seq + 1;
+  r.prev_hash = head_seq == 0 ? Bytes(kAuditHashSize, 0) : Bytes(head_hash.begin(), head_hash.end());
+  r.hash = AuditRecordHash(r);
+}
+
+nlohmann::json AuditRecordExportJson(const LifecycleEventRecord& r) {
+  return {{"v", kAuditFormatVersion},
+          {"id", r.id},
+          {"chain", r.chain},
+          {"seq", r.seq},
+          {"at_ms", r.at_ms},
+          {"workspace", r.workspace},
+          {"environment", r.environment},
+          {"type", r.type},
+          {"actor", r.actor},
+          {"detail", r.detail},
+          {"prev_hash", HexEncode(r.prev_hash)},
+          {"hash", HexEncode(r.hash)}};
+}
+
+StatusOr<LifecycleEventRecord> ParseAuditRecordExportJson(const nlohmann::json& j) {
+  if (!j.is_object()) return InvalidArgumentError("an audit record must be a JSON object");
+  EKM_ASSIGN_OR_RETURN(int64_t v, IntField(j, "v"));
+  if (v != kAuditFormatVersion) {
+    return InvalidArgumentError("unknown audit record format version " + std::to_string(v),
+                                "use an ekm at least as new as the one that exported it");
+  }
+  LifecycleEventRecord r;
+  EKM_ASSIGN_OR_RETURN(r.id, IntField(j, "id"));
+  EKM_ASSIGN_OR_RETURN(r.chain, StringField(j, "chain"));
+  EKM_ASSIGN_OR_RETURN(r.seq, IntField(j, "seq"));
+  EKM_ASSIGN_OR_RETURN(r.at_ms, IntField(j, "at_ms"));
+  EKM_ASSIGN_OR_RETURN(r.workspace, StringField(j, "workspace"));
+  EKM_ASSIGN_OR_RETURN(r.environment, StringField(j, "environment"));
+  EKM_ASSIGN_OR_RETURN(r.type, StringField(j, "type"));
+  EKM_ASSIGN_OR_RETURN(r.actor, StringField(j, "actor"));
+  EKM_ASSIGN_OR_RETURN(r.detail, StringField(j, "detail"));
+  EKM_ASSIGN_OR_RETURN(r.prev_hash, HexField(j, "prev_hash"));
+  EKM_ASSIGN_OR_RETURN(r.hash, HexField(j, "hash"));
+  return r;
+}
+
+Bytes AuditCheckpointSignedBytes(const AuditCheckpoint& c) {
+  Bytes out;
+  PutString(out, kCheckpointMagic);
+  out.push_back(static_cast<uint8_t>(kAuditFormatVersion));
+  PutString(out, c.chain);
+  PutU64(out, static_cast<uint64_t>(c.seq));
+  PutHash(out, c.head_hash);
+  PutU64(out, static_cast<uint64_t>(c.at_ms));
+  PutString(out, c.key_id);
+  return out;
+}
+
+nlohmann::json AuditCheckpointJson(const AuditCheckpoint& c) {
+  return {{"format", kCheckpointFormat},
+          {"chain", c.chain},
+          {"seq", c.seq},
+          {"head_hash", HexEncode(c.head_hash)},
+          {"at_ms", c.at_ms},
+          {"key_id", c.key_id},
+          {"signature", HexEncode(c.signature)}};
+}
+
+StatusOr<AuditCheckpoint> ParseAuditCheckpointJson(const nlohmann::json& j) {
+  if (!j.is_object()) return InvalidArgumentError("a checkpoint must be a JSON object");
+  EKM_ASSIGN_OR_RETURN(std::string format, StringField(j, "format"));
+  if (format != kCheckpointFormat) {
+    return InvalidArgumentError("unknown checkpoint format \"" + format + "\"",
+                                "expected " + std::string(kCheckpointFormat));
+  }
+  AuditCheckpoint c;
+  EKM_ASSIGN_OR_RETURN(c.chain, StringField(j, "chain"));
+  EKM_ASSIGN_OR_RETURN(c.seq, IntField(j, "seq"));
+  EKM_ASSIGN_OR_RETURN(c.head_hash, HexField(j, "head_hash"));
+  EKM_ASSIGN_OR_RETURN(c.at_ms, IntField(j, "at_ms"));
+  EKM_ASSIGN_OR_RETURN(c.key_id, StringField(j, "key_id"));
+  EKM_ASSIGN_OR_RETURN(c.signature, HexField(j, "signature"));
+  return c;
+}
+
+StatusOr<AuditPublicKey> AuditPublicKey::FromPem(std::string_view pem) {
+  OsslPtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return OsslError("BIO_new_mem_buf");
+  OsslPtr<EVP_PKEY> key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  if (!key || EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_ED25519) {
+    return InvalidArgumentError("not an Ed25519 public key in PEM (SubjectPublicKeyInfo)",
+                                "use the file `ekm audit public-key` printed");
+  }
+  AuditPublicKey out;
+  out.raw_.resize(32);
+  size_t n = out.raw_.size();
+  EKM_OSSL_CHECK(EVP_PKEY_get_raw_public_key(key.get(), out.raw_.data(), &n),
+                 "EVP_PKEY_get_raw_public_key");
+  out.raw_.resize(n);
+  Bytes digest = Sha256(out.raw_);
+  out.key_id_ = HexEncode(ByteView(digest.data(), 8));
+  out.pem_ = std::string(pem);
+  return out;
+}
+
+bool AuditPublicKey::Verify(const AuditCheckpoint& c) const {
+  if (c.key_id != key_id_ || c.signature.size() != 64) return false;
+  OsslPtr<EVP_PKEY> key(
+      EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, raw_.data(), raw_.size()));
+  OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
+  if (!key || !ctx) return false;
+  if (EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key.get()) != 1) return false;
+  Bytes msg = AuditCheckpointSignedBytes(c);
+  return EVP_DigestVerify(ctx.get(), c.signature.data(), c.signature.size(), msg.data(),
+                          msg.size()) == 1;
+}
+
+AuditSigner::~AuditSigner() { EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_)); }
+
+Status AuditSigner::CreateKeyFile(const std::string& path) {
+  OsslPtr<EVP_PKEY> key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
+  if (!key) return OsslError("generating the audit signing key");
+  OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (!bio) return OsslError("BIO_new");
+  EKM_OSSL_CHECK(PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr,
+                                          nullptr),
+                 "PEM_write_bio_PrivateKey");
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return errno == EEXIST
+               ? AlreadyExistsError("audit signing key file " + path + " already exists")
+               : FailedPreconditionError("cannot create audit signing key file " + path + ": " +
+                                             Errno(),
+                                         "check that the data directory is writable");
+  }
+  size_t off = 0;
+  while (off < static_cast<size_t>(len)) {
+    ssize_t n = ::write(fd, data + off, static_cast<size_t>(len) - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  bool ok = off == static_cast<size_t>(len) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) {
+    ::unlink(path.c_str());
+    return FailedPreconditionError("cannot write audit signing key file " + path + ": " +
+                                   Errno());
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<AuditSigner>> AuditSigner::LoadOrCreate(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) {
+      return FailedPreconditionError("cannot read audit signing key file " + path + ": " +
+                                     Errno());
+    }
+    Status s = CreateKeyFile(path);
+    // Another process (a second ekmd) may have created it in between: load theirs.
+    if (!s.ok() && s.code() != StatusCode::kAlreadyExists) return s;
+  } else if ((st.st_mode & 077) != 0) {
+    return FailedPreconditionError("audit signing key file " + path +
+                                       " is readable by group or others",
+                                   "chmod 600 " + path);
+  }
+  FILE* f = std::fopen(path.c_str(), "re");
+  if (!f) return FailedPreconditionError("cannot open audit signing key file " + path + ": " + Errno());
+  EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
+  std::fclose(f);
+  if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_ED25519) {
+    EVP_PKEY_free(key);
+    return DataLossError("audit signing key file " + path + " does not hold an Ed25519 key",
+                         "restore it from backup; a new key would not match kept checkpoints");
+  }
+  std::unique_ptr<AuditSigner> signer(new AuditSigner());
+  signer->pkey_ = key;
+  OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));
+  if (!bio) return OsslError("BIO_new");
+  EKM_OSSL_CHECK(PEM_write_bio_PUBKEY(bio.get(), key), "PEM_write_bio_PUBKEY");
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  EKM_ASSIGN_OR_RETURN(signer->public_key_,
+                       AuditPublicKey::FromPem(std::string_view(data, static_cast<size_t>(len))));
+  return signer;
+}
+
+Status AuditSigner::Sign(AuditCheckpoint& c) const {
+  c.key_id = public_key_.key_id();
+  OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
+  if (!ctx) return OsslError("EVP_MD_CTX_new");
+  EKM_OSSL_CHECK(EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr,
+                                    static_cast<EVP_PKEY*>(pkey_)),
+                 "EVP_DigestSignInit");
+  Bytes msg = AuditCheckpointSignedBytes(c);
+  c.signature.resize(64);
+  size_t n = c.signature.size();
+  EKM_OSSL_CHECK(EVP_DigestSign(ctx.get(), c.signature.data(), &n, msg.data(), msg.size()),
+                 "signing an audit checkpoint");
+  c.signature.resize(n);
+  return Status::Ok();
+}
+
+AuditVerifyReport VerifyAuditLog(const std::vector<LifecycleEventRecord>& records,
+                                 const std::vector<AuditCheckpoint>& checkpoints,
+                                 const AuditPublicKey* key) {
+  AuditVerifyReport report;
+  report.records = records.size();
+  // Per chain, in the order given; the last good state of each chain.
+  struct ChainState {
+    int64_t last_seq = 0;
+    Bytes last_hash;
+    std::map<int64_t, Bytes> hash_by_seq;
+  };
+  std::map<std::string, ChainState> chains;
+  for (const LifecycleEventRecord& r : records) {
+    ChainState& c = chains[r.chain];
+    std::string where = Who(r) + " of " + ChainName(r.chain);
+    if (r.chain != r.workspace) {
+      report.problems.push_back(where + ": its workspace \"" + r.workspace +
+                                "\" is not its chain's (moved between chains)");
+    }
+    Bytes computed = AuditRecordHash(r);
+    bool edited = computed != r.hash;
+    if (edited) {
+      report.problems.push_back(where + " was edited: its content does not match its hash");
+    }
+    if (r.seq != c.last_seq + 1) {
+      if (r.seq > c.last_seq + 1) {
+        report.problems.push_back(
+            where + ": records seq " + std::to_string(c.last_seq + 1) +
+            (r.seq - 1 > c.last_seq + 1 ? ".." + std::to_string(r.seq - 1) : std::string()) +
+            " before it are missing (removed)");
+      } else {
+        report.problems.push_back(where + " is out of order (reordered): it follows seq " +
+                                  std::to_string(c.last_seq));
+      }
+    } else if (!edited) {
+      Bytes expected_prev = c.last_seq == 0 ? Bytes(kAuditHashSize, 0) : c.last_hash;
+      if (r.prev_hash != expected_prev) {
+        report.problems.push_back(where +
+                                  " does not link to the record before it (prev_hash differs): "
+                                  "reordered, or history rewritten");
+      }
+    }
+    c.hash_by_seq[r.seq] = r.hash;
+    c.last_seq = r.seq;
+    c.last_hash = r.hash;
+  }
+  report.chains = chains.size();
+  for (const AuditCheckpoint& cp : checkpoints) {
+    std::string what = "checkpoint of " + ChainName(cp.chain) + " at seq " +
+                       std::to_string(cp.seq);
+    if (key) {
+      if (cp.key_id != key->key_id()) {
+        report.problems.push_back(what + " is signed by key " + cp.key_id + ", not by " +
+                                  key->key_id());
+        continue;
+      }
+      if (!key->Verify(cp)) {
+        report.problems.push_back(what + " has an invalid signature (forged or altered)");
+        continue;
+      }
+    }
+    auto it = chains.find(cp.chain);
+    if (it == chains.end()) {
+      report.problems.push_back(what + ": none of the chain's records are present (cut off)");
+      continue;
+    }
+    ++report.checkpoints;
+    const ChainState& c = it->second;
+    auto rec = c.hash_by_seq.find(cp.seq);
+    if (rec == c.hash_by_seq.end()) {
+      if (cp.seq > c.last_seq) {
+        report.problems.push_back(what + ": the records end at seq " +
+                                  std::to_string(c.last_seq) + " (the tail after it was cut off)");
+      } else {
+        report.problems.push_back(what + ": record seq " + std::to_string(cp.seq) +
+                                  " is missing");
+      }
+    } else if (rec->second != cp.head_hash) {
+      report.problems.push_back(what + ": record seq " + std::to_string(cp.seq) +
+                                " has another hash (history rewritten)");
+    }
+  }
+  return report;
+}
+
+}  // namespace ekm

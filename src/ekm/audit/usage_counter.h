@@ -1,0 +1,46 @@
+// Data-plane usage for the audit log: per-minute counts by workspace, environment, scope and
+// operation, kept in memory (the hot path takes one short lock and bumps a counter) and drained
+// into `data_plane.usage` records by the service every flush (ekmd: each minute; local mode:
+// when the service closes). Not one record per request.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+namespace ekm {
+
+// Operation names, stable: they are stored.
+namespace usage_op {
+inline constexpr std::string_view kEncrypt = "encrypt";
+inline constexpr std::string_view kDecrypt = "decrypt";
+inline constexpr std::string_view kRewrap = "rewrap";
+inline constexpr std::string_view kGenerateDataKey = "generate_data_key";
+}  // namespace usage_op
+
+class UsageCounter {
+ public:
+  // One call per data-plane operation (a batch of n items: n). `minute` is unix seconds / 60.
+  void Count(std::string_view workspace, std::string_view environment, std::string_view scope,
+             std::string_view operation, int64_t minute, uint64_t n = 1);
+
+  struct Row {
+    std::string workspace, environment, scope, operation;
+    int64_t minute = 0;
+    uint64_t count = 0;
+  };
+  // Takes every count so far (the current minute's too: a minute may span two flushes, each
+  // recording what it saw), ordered by workspace, environment, minute, scope, operation.
+  std::vector<Row> Drain();
+
+ private:
+  using Key = std::tuple<std::string, std::string, int64_t, std::string, std::string>;
+  std::mutex mu_;
+  std::map<Key, uint64_t> counts_;
+};
+
+}  // namespace ekm

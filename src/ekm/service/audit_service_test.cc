@@ -1,0 +1,138 @@
+// The audit log through EkmService: every recorded event is chained and verifies, per-minute
+// data-plane usage counts (FakeClock), checkpoints of advanced chains, and the signing key.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "ekm/audit/audit_log.h"
+#include "ekm/base/clock.h"
+#include "ekm/service/ekm_service.h"
+#include "ekm/testing/temp_dir.h"
+
+namespace ekm {
+namespace {
+
+class AuditServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.data_dir = dir_.path() + "/data";
+    options_.clock = &clock_;
+    options_.aws.enabled = false;
+    ASSERT_TRUE(EkmService::Initialize(options_).ok());
+    auto s = EkmService::Open(options_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    svc_ = std::move(*s);
+    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
+  }
+  std::vector<LifecycleEventRecord> Chain(const std::string& chain) {
+    std::vector<LifecycleEventRecord> out;
+    EXPECT_TRUE(svc_->ExportAudit(chain, [&](const LifecycleEventRecord& r) {
+                      out.push_back(r);
+                      return Status::Ok();
+                    }).ok());
+    return out;
+  }
+  // {operation: count} over the data_plane.usage records of acme/prod.
+  std::map<std::string, uint64_t> Usage() {
+    EventQuery q;
+    q.workspace = "acme";
+    q.type = "data_plane.usage";
+    q.limit = 1000;
+    auto recs = svc_->QueryAudit(q);
+    EXPECT_TRUE(recs.ok());
+    std::map<std::string, uint64_t> out;
+    for (const auto& r : *recs) {
+      EXPECT_EQ(r.environment, "prod");
+      EXPECT_EQ(r.actor, "system:usage");
+      const nlohmann::json detail = nlohmann::json::parse(r.detail);
+      for (const auto& c : detail["counts"]) {
+        out[c["operation"].get<std::string>()] += c["count"].get<uint64_t>();
+      }
+    }
+    return out;
+  }
+  testing::TempDir dir_;
+  FakeClock clock_;
+  EkmOptions options_;
+  std::unique_ptr<EkmService> svc_;
+};
+
+TEST_F(AuditServiceTest, SigningKeyIsCreatedAtInitAndOnFirstUse) {
+  std::string path = options_.data_dir + "/audit-signing.key";
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::string id = svc_->AuditSigningPublicKey().key_id();
+  svc_.reset();
+  ASSERT_EQ(::unlink(path.c_str()), 0);  // a data dir from before the audit log
+  auto s = EkmService::Open(options_);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_NE((*s)->AuditSigningPublicKey().key_id(), id);
+}
+
+TEST_F(AuditServiceTest, WorkspaceCreationIsRecordedInBothChains) {
+  auto ws = Chain("acme");
+  ASSERT_GE(ws.size(), 2u);
+  EXPECT_EQ(ws[0].type, "workspace.created");
+  EXPECT_EQ(ws[1].type, "environment.created");
+  auto platform = Chain("");
+  ASSERT_EQ(platform.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(platform[0].detail)["workspace"], "acme");
+  EXPECT_TRUE(VerifyAuditLog(ws, {}, nullptr).ok());
+  EXPECT_EQ(svc_->ExportAudit("nope", [](const auto&) { return Status::Ok(); }).code(),
+            StatusCode::kNotFound);
+}
+
+TEST_F(AuditServiceTest, DataPlaneUseIsCountedPerMinuteNotPerRequest) {
+  Bytes ct;
+  for (int i = 0; i < 3; ++i) {
+    ct.clear();
+    ASSERT_TRUE(svc_->Encrypt("acme", "prod", "default", AsBytes("hi"), &ct).ok());
+  }
+  Bytes plain;
+  ASSERT_TRUE(svc_->Decrypt("acme", "prod", ct, &plain).ok());
+  Bytes rewrapped;
+  ASSERT_TRUE(svc_->Rewrap("acme", "prod", ct, &rewrapped).ok());
+  clock_.Advance(std::chrono::minutes(1));
+  ASSERT_TRUE(svc_->Encrypt("acme", "prod", "default", AsBytes("hi"), &ct).ok());
+  EXPECT_TRUE(Usage().empty());  // nothing until a flush
+  ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
+  auto usage = Usage();
+  EXPECT_EQ(usage["encrypt"], 4u);
+  EXPECT_EQ(usage["decrypt"], 1u);
+  EXPECT_EQ(usage["rewrap"], 1u);  // its inner decrypt and encrypt are not counted again
+  EventQuery q;
+  q.workspace = "acme";
+  q.type = "data_plane.usage";
+  EXPECT_EQ(svc_->QueryAudit(q)->size(), 2u);  // one record per minute
+  ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
+  EXPECT_EQ(svc_->QueryAudit(q)->size(), 2u);  // nothing new to flush
+  EXPECT_TRUE(VerifyAuditLog(Chain("acme"), {}, nullptr).ok());
+}
+
+TEST_F(AuditServiceTest, CheckpointsOfAdvancedChainsVerify) {
+  auto made = svc_->CheckpointAdvancedChains();
+  ASSERT_TRUE(made.ok());
+  EXPECT_EQ(*made, 2u);  // acme and the platform chain
+  EXPECT_EQ(*svc_->CheckpointAdvancedChains(), 0u);
+  ASSERT_TRUE(svc_->RotateEnvironmentKey("acme", "prod").ok());
+  EXPECT_EQ(*svc_->CheckpointAdvancedChains(), 1u);
+  auto cps = svc_->ListAuditCheckpoints("acme");
+  ASSERT_TRUE(cps.ok());
+  ASSERT_EQ(cps->size(), 2u);
+  auto records = Chain("acme");
+  EXPECT_EQ(cps->back().seq, records.back().seq);
+  AuditVerifyReport r = VerifyAuditLog(records, *cps, &svc_->AuditSigningPublicKey());
+  EXPECT_TRUE(r.ok()) << r.problems[0];
+  EXPECT_EQ(r.checkpoints, 2u);
+  auto on_demand = svc_->CreateAuditCheckpoint("");
+  ASSERT_TRUE(on_demand.ok());
+  EXPECT_EQ(on_demand->chain, "");
+  EXPECT_EQ(svc_->CreateAuditCheckpoint("nope").status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace ekm
