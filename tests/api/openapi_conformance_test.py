@@ -5,9 +5,11 @@ Walks every operation of the spec with valid requests (platform CMK; AWS KMS rou
 closed port on 127.0.0.1 and answer their documented 4xx/5xx), checks that each status is
 documented and each JSON body matches its schema, and fails if an operation was not exercised.
 Then a bad-input sweep on every operation: malformed JSON, a body over --max-body-size, a wrong
-Content-Type, unknown names: each the documented 4xx with the Error shape, never a 5xx. Last,
-no key this run saw (generate-data-key plaintexts, the root key, import tokens) appears in
-ekmd's debug log or in any error body.
+Content-Type, unknown names, no token: each the documented 4xx with the Error shape, never a
+5xx. Each request carries the token of a role its operation allows (x-ekm-roles; tokens from
+tests/api/ekm_tokens.py). Last, no key this run saw (generate-data-key plaintexts, the root key,
+import tokens, the API tokens it used or created) appears in ekmd's debug log or in any error
+body.
 
   openapi_conformance_test.py EKMD_BINARY SPEC_YAML
 Stdlib + python3-yaml + python3-jsonschema (Debian packages) only.
@@ -27,6 +29,9 @@ import time
 import jsonschema
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ekm_tokens import setup_tokens  # noqa: E402  (part A's helper: bootstrap admin + a token per role)
+
 MAX_BODY = 64 * 1024
 WS, PROD, DEV = "acme", "prod", "dev"
 ROLE_PREFERENCE = ["owner", "key-manager", "app", "auditor", "admin"]
@@ -40,20 +45,6 @@ secrets = []         # every key or secret seen, as bytes
 def fail(msg):
     failures.append(msg)
     print("FAIL:", msg)
-
-
-def setup_tokens(base_url, data_dir, workspace):
-    """Creates `workspace` and returns a token per role. Stub until part A is merged: the
-    merge replaces it with the bootstrap admin token and `ekm token create`."""
-    host, port = base_url.split("//")[1].split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    conn.request("POST", "/v1/workspaces", json.dumps({"name": workspace}),
-                 {"Content-Type": "application/json", "Authorization": "Bearer placeholder"})
-    r = conn.getresponse()
-    r.read()
-    if r.status != 201:
-        raise SystemExit(f"setup_tokens: creating workspace {workspace} answered {r.status}")
-    return {role: "placeholder" for role in ["admin", "owner", "key-manager", "app", "auditor"]}
 
 
 class Spec:
@@ -166,16 +157,18 @@ class Client:
                 return self.tokens[role], role
         return None, "open"
 
-    def call(self, method, path, body=None, content_type="application/json", expect=None):
+    def call(self, method, path, body=None, content_type="application/json", expect=None,
+             role=None):
         """A request checked against the spec: the status is documented for the operation,
-        a JSON body matches its schema. Returns (status, parsed JSON or raw bytes)."""
+        a JSON body matches its schema. Sent with the token of `role`, by default of a role the
+        operation allows. Returns (status, parsed JSON or raw bytes)."""
         template = self.spec.template_of(path)
         op = self.spec.ops.get((method, template))
         what = f"{method} {path}"
         if op is None:
             fail(f"{what}: no such operation in the spec")
             return 0, None
-        token, _ = self.token_for(op)
+        token = self.tokens[role] if role else self.token_for(op)[0]
         status, ctype, data = self.raw(method, path, body, content_type, token)
         if status == 0 or status >= 500 and str(status) not in op["responses"]:
             fail(f"{what}: answered {status}: {data[:300]!r}")
@@ -201,6 +194,8 @@ class Client:
             return status, None
         if status >= 400:
             error_bodies.append(data)
+        elif isinstance(parsed, dict) and isinstance(parsed.get("token"), str):
+            secrets.append(parsed["token"].encode())  # a new API token: never in a log
         try:
             self.spec.validate(content[media]["schema"], parsed)
         except jsonschema.ValidationError as e:
@@ -225,6 +220,17 @@ def walk(c):
         return c.call(method, path, body, expect=expect, **kw)
 
     do("GET", "/healthz", expect={200})
+    do("GET", "/readyz", expect={200})
+    _, m = do("GET", "/metrics", expect={200})
+    if m is not None and b"# TYPE ekm_http_requests_total counter" not in m:
+        fail(f"/metrics: not the exposition format: {m[:200]!r}")
+    for role in ("admin", "owner", "key-manager", "app", "auditor"):
+        _, me = c.call("GET", "/v1/token", expect={200}, role=role)
+        if me and (me["role"] != role or me["workspace"] != ("" if role == "admin" else WS)):
+            fail(f"GET /v1/token with the {role} token answered {me}")
+    valid[("GET", "/v1/token")] = None
+    c.call("GET", "/metrics", expect={403}, role="owner")
+
     do("POST", "/v1/workspaces", {"name": "other"}, expect={201})
     do("POST", "/v1/workspaces", {"name": "other"}, expect={409})
     do("GET", "/v1/workspaces", expect={200})
@@ -234,6 +240,34 @@ def walk(c):
         do("POST", f"/v1/workspaces/{WS}/environments", {"name": env}, expect={201})
     do("GET", f"/v1/workspaces/{WS}/environments", expect={200})
     do("GET", E, expect={200})
+
+    # API tokens (an owner manages its own workspace's)
+    st, t = do("POST", "/v1/tokens", {"role": "app", "workspace": WS, "environments": [PROD],
+                                     "description": "conformance", "expires_in_seconds": 3600},
+              expect={201})
+    t = t if st == 201 else None
+    c.call("POST", "/v1/tokens", {"role": "admin"}, expect={403})
+    c.call("POST", "/v1/tokens", {"role": "app", "workspace": "other"}, expect={403})
+    c.call("POST", "/v1/tokens", {"role": "wizard", "workspace": WS}, expect={400})
+    c.call("POST", "/v1/tokens", {"role": "auditor"}, expect={400}, role="admin")  # no workspace
+    c.call("POST", "/v1/tokens", {"role": "admin", "expires_in_seconds": 600}, expect={201},
+           role="admin")
+    _, lst = do("GET", "/v1/tokens", expect={200})
+    if lst and t and t["id"] not in [x["id"] for x in lst["tokens"]]:
+        fail(f"GET /v1/tokens does not list the token just created: {lst}")
+    if lst and any("token" in x for x in lst["tokens"]):
+        fail("GET /v1/tokens shows a secret")
+    c.call("GET", f"/v1/tokens?workspace={WS}", expect={200}, role="admin")
+    if t:
+        _, r = do("DELETE", f"/v1/tokens/{t['id']}", expect={200})
+        if r and r["state"] != "revoked":
+            fail(f"DELETE /v1/tokens/{{id}}: the token is not revoked: {r}")
+        st, _, _ = c.raw("GET", "/v1/token", token=t["token"])
+        if st != 401:
+            fail(f"a revoked token was answered {st}, not 401")
+    c.call("DELETE", "/v1/tokens/0123456789abcdef", expect={403})   # owner: no existence leak
+    c.call("DELETE", "/v1/tokens/0123456789abcdef", expect={404}, role="admin")
+
 
     # data plane
     _, enc = do("POST", E + "/encrypt", {"plaintext": b64(b"hello"), "scope": "orders"},
@@ -334,15 +368,42 @@ def walk(c):
     if s:
         do("POST", D + "/shred", {"confirmation": s["confirmation"], "environment": DEV},
            expect={200})
+
+    # the audit log: the workspace's chain (owner) and the platform chain (admin)
+    for base in (f"/v1/workspaces/{WS}/audit", "/v1/audit"):
+        _, r = do("GET", base + "?limit=3", expect={200})
+        if r and (len(r["records"]) != 3 or "next_after" not in r):
+            fail(f"GET {base}?limit=3: not a full page with next_after: {r}")
+        if r and r.get("next_after"):
+            c.call("GET", f"{base}?after={r['next_after']}&since=24h", expect={200})
+        c.call("GET", base + "?limit=many", expect={400})
+        c.call("GET", base + "?colour=red", expect={400})
+        _, lines = do("GET", base + "/export", expect={200})
+        if lines is not None:
+            recs = [json.loads(x) for x in lines.decode().splitlines() if x]
+            if not recs or any(not re.fullmatch(r"[0-9a-f]{64}", x.get("hash", "")) for x in recs):
+                fail(f"GET {base}/export: not JSON lines of records: {lines[:200]!r}")
+        c.call("GET", base + "/export?limit=1", expect={400})
+        _, cp = do("POST", base + "/checkpoints", None, expect={201})
+        c.call("POST", base + "/checkpoints", {}, expect={201})
+        c.call("POST", base + "/checkpoints", {"seq": 1}, expect={400})
+        _, cps = do("GET", base + "/checkpoints", expect={200})
+        if cps is not None and len(cps["checkpoints"]) < 2:
+            fail(f"GET {base}/checkpoints: the checkpoints just made are missing: {cps}")
+    c.call("GET", f"/v1/workspaces/{WS}/audit", expect={200}, role="auditor")
+    c.call("GET", "/v1/audit", expect={403}, role="owner")
+    _, pk = do("GET", "/v1/audit/public-key", expect={200})
+    if pk and "BEGIN PUBLIC KEY" not in pk["public_key_pem"]:
+        fail(f"GET /v1/audit/public-key: no PEM: {pk}")
     return valid
 
 
 def sweep(c, ekmd_port, valid):
     """Bad input on every operation: never a 5xx, always the documented 4xx and Error."""
-    def bad(method, path, body, content_type, expect, label):
+    def bad(method, path, body, content_type, expect, label, role=None, no_token=False):
         t = c.spec.template_of(path)
         op = c.spec.ops[(method, t)]
-        token, role = c.token_for(op)
+        token = None if no_token else c.tokens[role] if role else c.token_for(op)[0]
         status, ctype, data = c.raw(method, path, body, content_type, token)
         what = f"{label}: {method} {t}"
         if status not in expect:
@@ -351,6 +412,12 @@ def sweep(c, ekmd_port, valid):
         if str(status) not in op["responses"]:
             fail(f"{what}: {status} is not documented")
         if status < 400:
+            try:
+                tok = json.loads(data).get("token") if ctype.startswith("application/json") else None
+            except (ValueError, AttributeError):
+                tok = None
+            if isinstance(tok, str):
+                secrets.append(tok.encode())
             return
         try:
             body = json.loads(data)
@@ -360,7 +427,11 @@ def sweep(c, ekmd_port, valid):
             fail(f"{what}: not the Error shape ({e}): {data[:200]!r}")
 
     for (method, template), op in c.spec.ops.items():
-        path = template.replace("{workspace}", WS).replace("{environment}", PROD)
+        path = template.replace("{workspace}", WS).replace("{environment}", PROD).replace(
+            "{id}", "0123456789abcdef")
+        if op.get("x-ekm-roles") != ["open"]:
+            bad(method, path, valid.get((method, template)), "application/json", {401},
+                "no token", no_token=True)
         takes_json = "application/json" in op.get("requestBody", {}).get("content", {})
         if takes_json:
             bad(method, path, '{"name": ', "application/json", {400}, "malformed JSON")
@@ -375,7 +446,7 @@ def sweep(c, ekmd_port, valid):
                 for wrong in ({"x": 1}, [1], None if field != "name" else 3):
                     broken = dict(body, **{field: wrong})
                     # null may mean "absent" or "reset"; a batch answers a bad item on its own
-                    ok = {400} | ({200} if wrong is None or field == "items" else set())
+                    ok = {400} | ({200, 201} if wrong is None or field == "items" else set())
                     bad(method, path, broken, "application/json", ok,
                         f"field {field!r} as {json.dumps(wrong)}")
         if "{workspace}" in template:
@@ -386,9 +457,13 @@ def sweep(c, ekmd_port, valid):
             nf = {404} if role == "admin" else {403, 404}
             bad(method, ws_path, body if body is not None else None, "application/json", nf,
                 "unknown workspace")
+            # A workspace-scoped token is refused any other workspace before its name is read
+            # (the same 403 whatever the name: no existence leak); admin gets the 400.
+            admin = "admin" in op.get("x-ekm-roles", [])
             bad(method, template.replace("{workspace}", "BAD NAME!").replace(
-                "{environment}", PROD).replace(" ", "%20"), body, "application/json", {400},
-                "invalid workspace name")
+                "{environment}", PROD).replace(" ", "%20"), body, "application/json",
+                {400} if admin else {403}, "invalid workspace name",
+                role="admin" if admin else None)
         if "{environment}" in template:
             body = valid.get((method, template))
             env_path = template.replace("{workspace}", WS).replace("{environment}",
@@ -459,8 +534,7 @@ def main():
             except ValueError:
                 pass
         for token in tokens.values():
-            if token != "placeholder":
-                secrets.append(token.encode())
+            secrets.append(token.encode())
         log = open(ekmd.log_path).read()
         if "debug" not in log.lower() and len(log) < 200:
             fail("ekmd's log is nearly empty: the key check would prove nothing")
