@@ -58,6 +58,27 @@ EXPECTED = {
     "token.list": ("tokens", {ADMIN, OWNER}),
     "token.revoke": ("tokens", {ADMIN, OWNER}),
     "token.show": ("any", {ADMIN, OWNER, KM, APP, AUDITOR}),
+    # issue 5 part C: probes open, metrics the admin's (open with --metrics-unauthenticated).
+    "ready": ("open", set()),
+    "metrics": ("platform", {ADMIN}),
+    # Part D.
+    "workspace.show": ("workspace", READERS),
+    "environment.show": ("env", READERS),
+    "key.validate": ("env", {OWNER, KM}),
+    "data.generate_data_key": ("env", {APP}),
+    "data.encrypt_batch": ("env", {APP}),
+    "data.decrypt_batch": ("env", {APP}),
+    # Part B: a workspace's chain to its owner and auditors (and the admin); the platform chain
+    # to the admin alone; the public key to whoever verifies.
+    "audit.query": ("workspace", {ADMIN, OWNER, AUDITOR}),
+    "audit.export": ("workspace", {ADMIN, OWNER, AUDITOR}),
+    "audit.checkpoints.list": ("workspace", {ADMIN, OWNER, AUDITOR}),
+    "audit.checkpoints.create": ("workspace", {ADMIN, OWNER, AUDITOR}),
+    "platform_audit.query": ("platform", {ADMIN}),
+    "platform_audit.export": ("platform", {ADMIN}),
+    "platform_audit.checkpoints.list": ("platform", {ADMIN}),
+    "platform_audit.checkpoints.create": ("platform", {ADMIN}),
+    "audit.public_key": ("platform", {ADMIN, OWNER, AUDITOR}),
 }
 
 # A sample body per route (None: no body). Allowed callers may get any answer but 401/403.
@@ -76,7 +97,13 @@ BODIES = {
     "default_key.set": {},
     "environment.shred": None,  # step one only: a confirmation, nothing destroyed
     "token.create": {"role": "auditor", "workspace": "acme"},
+    "key.validate": {"provider": "platform", "key_id": "root"},
+    "data.generate_data_key": {"scope": "matrix"},
+    "data.encrypt_batch": {"items": [{"plaintext": "aGVsbG8="}]},
+    "data.decrypt_batch": {"items": [{"ciphertext": "ekm1:AAAA"}]},
 }
+# POST routes sent without a body.
+NO_BODY = {"environment.shred", "audit.checkpoints.create", "platform_audit.checkpoints.create"}
 
 failures = 0
 passes = 0
@@ -160,7 +187,7 @@ def main():
             p = (path.replace("{workspace}", ws).replace("{environment}", env)
                  .replace("{id}", victim_id))
             body = BODIES.get(name)
-            if body is None and method in ("POST", "PUT", "PATCH") and name != "environment.shred":
+            if body is None and method in ("POST", "PUT", "PATCH") and name not in NO_BODY:
                 body = {}
             return p, body
 
@@ -176,6 +203,7 @@ def main():
                 if kind == "open" or role in roles:
                     check(st not in (401, 403), "%s %s as %s: allowed, got %s %s"
                           % (method, p, role, st, j))
+                    check(st < 500, "%s %s as %s: never a 5xx, got %s %s" % (method, p, role, st, j))
                 else:
                     check(st == 403, "%s %s as %s: refused, got %s %s" % (method, p, role, st, j))
                     check(j is not None and j.get("error", {}).get("code") == "permission_denied",
@@ -202,6 +230,25 @@ def main():
         st, j, _ = request(url, "GET", "/v1/workspaces/acme/environments", restricted)
         check(st == 200 and [e["name"] for e in j["environments"]] == ["staging"],
               "restricted km lists only its environments: %s" % j)
+        st, j, _ = request(url, "GET", "/v1/workspaces/acme/environments/staging", restricted)
+        check(st == 200 and j.get("name") == "staging", "restricted km shows its environment: %s %s"
+              % (st, j))
+        # An environment-restricted auditor reads the audit records of its environments only and
+        # cannot export the chain (the whole workspace's).
+        r_aud = mint_token(url, admin, AUDITOR, "acme", ["staging"])[0]
+        st, j, _ = request(url, "GET", "/v1/workspaces/acme/audit?environment=staging", r_aud)
+        check(st == 200 and all(r["environment"] == "staging" for r in j["records"]),
+              "restricted auditor, its environment's audit: %s %s" % (st, j))
+        for q in ("", "?environment=prod"):
+            st, j, _ = request(url, "GET", "/v1/workspaces/acme/audit" + q, r_aud)
+            check(st == 403, "restricted auditor, audit%s: %s %s" % (q, st, j))
+        st, j, _ = request(url, "GET", "/v1/workspaces/acme/audit/export", r_aud)
+        check(st == 403, "restricted auditor, audit export: %s %s" % (st, j))
+        # The admin is platform-wide: it sees that a workspace does not exist.
+        st, j, _ = request(url, "GET", "/v1/workspaces/globex", admin)
+        check(st == 200 and j.get("name") == "globex", "admin shows globex: %s %s" % (st, j))
+        st, j, _ = request(url, "GET", "/v1/workspaces/no-such-workspace", admin)
+        check(st == 404, "admin shows a missing workspace: %s %s" % (st, j))
         # Emergency replacement and shred: owner only.
         emergency = {"provider": "platform", "key_id": "root", "emergency": True, "reason": "x"}
         st, j, _ = request(url, "PUT", "/v1/workspaces/acme/environments/staging/key", a[KM],
