@@ -16,18 +16,6 @@ export HOME="$T" AWS_EC2_METADATA_DISABLED=true
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-# Creates WORKSPACE and exports a token per role. Stub until part A is merged (the merge
-# replaces it with the bootstrap admin token and `ekm token create`).
-setup_tokens() {
-  local data_dir=$1 url=$2 workspace=$3
-  ADMIN_TOKEN=placeholder OWNER_TOKEN=placeholder KM_TOKEN=placeholder APP_TOKEN=placeholder
-  AUDITOR_TOKEN=placeholder
-  export ADMIN_TOKEN OWNER_TOKEN KM_TOKEN APP_TOKEN AUDITOR_TOKEN
-  : "$data_dir"
-  curl -fsS -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-    -d "{\"name\":\"$workspace\"}" "$url/v1/workspaces" >/dev/null
-}
-
 for cmd in "data-key generate" "key validate"; do
   # shellcheck disable=SC2086
   check "--help: $cmd" "$EKM" $cmd --help >/dev/null
@@ -78,7 +66,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 S="http://127.0.0.1:$PORT"
-setup_tokens "$SD" "$S" acme
+setup_tokens "$SD" "$S" acme || fail "setup_tokens"
 curl -fsS -H "Authorization: Bearer $OWNER_TOKEN" -H 'Content-Type: application/json' \
   -d '{"name":"prod"}' "$S/v1/workspaces/acme/environments" >/dev/null
 scenario server --server "$S"
@@ -101,6 +89,21 @@ assert r[0]['plaintext'] == 'dHdv' and 'error' in r[1] and r[2]['plaintext'] == 
 python3 -c "import json; print(json.dumps({'items': [{'plaintext': 'AA=='}] * 1001}))" \
   | post -o "$T/big.json" -w '%{http_code}' "$B/encrypt/batch" >"$T/big.code"
 check "1001 items: 400 naming the limit" bash -c "[ \$(cat '$T/big.code') = 400 ] && grep -q 'at most 1000' '$T/big.json'"
+# The roles of part D's routes (src/ekm/auth/authorization.cc RuleFor): the data plane is the
+# app's, key validate a key changer's.
+code_as() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "${@:2}"; }
+check "encrypt/batch refuses a key-manager token" test "$(code_as "$KM_TOKEN" \
+  -H 'Content-Type: application/json' -d '{"items":[{"plaintext":"b25l"}]}' "$B/encrypt/batch")" = 403
+check "generate-data-key refuses an owner token" test "$(code_as "$OWNER_TOKEN" \
+  -H 'Content-Type: application/json' -d '{}' "$B/generate-data-key")" = 403
+check "key/validate refuses an app token" test "$(code_as "$APP_TOKEN" \
+  -H 'Content-Type: application/json' -d '{"provider":"platform"}' "$B/key/validate")" = 403
+check "key/validate refuses an auditor token" test "$(code_as "$AUDITOR_TOKEN" \
+  -H 'Content-Type: application/json' -d '{"provider":"platform"}' "$B/key/validate")" = 403
+check "GET the environment as an auditor" test "$(code_as "$AUDITOR_TOKEN" "$B")" = 200
+check "GET the environment refuses an app token" test "$(code_as "$APP_TOKEN" "$B")" = 403
+check "decrypt/batch without a token is 401" test "$(code_as "" \
+  -H 'Content-Type: application/json' -d '{"items":[]}' "$B/decrypt/batch")" = 401
 check "no key bytes in ekmd's log" bash -c "! grep -q \"\$(sed -n 2p '$T/server.both')\" '$T/ekmd.log'"
 
 summary
