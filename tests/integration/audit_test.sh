@@ -19,20 +19,12 @@ mkdir -p "$HOME"
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-# Until part A (tokens) is merged: creates the workspace and sets every token to a placeholder.
-# The merge replaces this stub with A's real setup_tokens.
-setup_tokens() {
-  local data_dir=$1 server=$2 ws=$3
-  : "$data_dir"
-  curl -fsS -X POST -H 'Content-Type: application/json' -d "{\"name\":\"$ws\"}" \
-    "$server/v1/workspaces" >/dev/null
-  export ADMIN_TOKEN=placeholder OWNER_TOKEN=placeholder KM_TOKEN=placeholder \
-    APP_TOKEN=placeholder AUDITOR_TOKEN=placeholder
-}
-
 D="$T/data"
 L() { "$EKM" --data-dir "$D" "$@"; }
-check "init" L init >/dev/null
+check "init" bash -c "'$EKM' --data-dir '$D' init >'$T/init.out'"
+# ekmd writes no bootstrap-admin-token over a directory `ekm init` made: the admin token is init's.
+ADMIN_TOKEN=$(sed -n 's/^admin token: //p' "$T/init.out")
+check "init prints the admin token" grep -q '^ekm_' <<<"$ADMIN_TOKEN"
 check "the audit signing key is 0600 PKCS#8" test "$(stat -c %a "$D/audit-signing.key")" = 600
 check "PKCS#8 PEM" grep -q "BEGIN PRIVATE KEY" "$D/audit-signing.key"
 
@@ -48,7 +40,7 @@ for _ in $(seq 200); do
 done
 S="http://127.0.0.1:$PORT"
 check "ekmd is up" curl -fsS "$S/healthz" -o /dev/null
-setup_tokens "$D" "$S" acme
+setup_tokens "$D" "$S" acme || fail "setup_tokens"
 R() { EKM_TOKEN=$1 "$EKM" --server "$S" "${@:2}"; }
 check "environment create" R "$OWNER_TOKEN" environment create acme prod >/dev/null
 echo hello >"$T/p"
@@ -81,23 +73,40 @@ check "and in the platform chain" grep -q '"workspace":"acme"' \
   <(R "$ADMIN_TOKEN" --json audit list --platform -t workspace.created)
 check "GET …/audit filters by environment" python3 -c '
 import json, sys, urllib.request
-r = json.load(urllib.request.urlopen(sys.argv[1] + "/v1/workspaces/acme/audit?environment=prod&limit=1000"))
+q = urllib.request.Request(sys.argv[1] + "/v1/workspaces/acme/audit?environment=prod&limit=1000",
+                           headers={"Authorization": "Bearer " + sys.argv[2]})
+r = json.load(urllib.request.urlopen(q))
 assert r["records"] and all(x["environment"] == "prod" for x in r["records"]), r
-assert all(len(x["hash"]) == 64 and x["seq"] >= 1 for x in r["records"]), r' "$S"
-check "export is JSON lines" bash -c "curl -fsS -D '$T/h' '$S/v1/workspaces/acme/audit/export' >'$T/e' && grep -qi 'content-type: application/x-ndjson' '$T/h'"
+assert all(len(x["hash"]) == 64 and x["seq"] >= 1 for x in r["records"]), r' "$S" "$AUDITOR_TOKEN"
+check "export is JSON lines" bash -c "curl -fsS -H 'Authorization: Bearer $AUDITOR_TOKEN' -D '$T/h' '$S/v1/workspaces/acme/audit/export' >'$T/e' && grep -qi 'content-type: application/x-ndjson' '$T/h'"
 R "$AUDITOR_TOKEN" audit public-key >"$T/audit.pub"
 check "public key (PEM, kept by the auditor)" grep -q 'BEGIN PUBLIC KEY' "$T/audit.pub"
 check "checkpoint --output" R "$AUDITOR_TOKEN" audit checkpoint -w acme --output "$T/kept.json" 2>/dev/null
 check "verify through the server" grep -q "^ok:" \
   <(R "$AUDITOR_TOKEN" audit verify -w acme --checkpoint "$T/kept.json" --public-key "$T/audit.pub")
-code=$(curl -s -o "$T/err.json" -w '%{http_code}' "$S/v1/workspaces/nope/audit")
-check "audit of an unknown workspace is 404" test "$code" = 404
-code=$(curl -s -o "$T/err.json" -w '%{http_code}' "$S/v1/workspaces/acme/audit?limit=0")
+# http_as TOKEN ARGS...: curl with a bearer token; prints the HTTP status.
+http_as() { curl -s -o "$T/err.json" -w '%{http_code}' -H "Authorization: Bearer $1" "${@:2}"; }
+code=$(http_as "$ADMIN_TOKEN" "$S/v1/workspaces/nope/audit")
+check "audit of an unknown workspace is 404 (to the admin)" test "$code" = 404
+code=$(http_as "$AUDITOR_TOKEN" "$S/v1/workspaces/nope/audit")
+check "…and 403 to an auditor of another workspace" test "$code" = 403
+code=$(http_as "$AUDITOR_TOKEN" "$S/v1/workspaces/acme/audit?limit=0")
 check "limit=0 is 400" test "$code" = 400
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-  -d '{"x":1}' "$S/v1/audit/checkpoints")
+# The roles of the audit routes (RuleFor): admin, owner or auditor for a workspace's chain, the
+# admin alone for the platform chain; the public key to admin, owner and auditor.
+check "owner reads the audit" test "$(http_as "$OWNER_TOKEN" "$S/v1/workspaces/acme/audit")" = 200
+check "key-manager may not read the audit" test "$(http_as "$KM_TOKEN" "$S/v1/workspaces/acme/audit")" = 403
+check "app may not export the audit" test "$(http_as "$APP_TOKEN" "$S/v1/workspaces/acme/audit/export")" = 403
+check "auditor may not read the platform chain" test "$(http_as "$AUDITOR_TOKEN" "$S/v1/audit")" = 403
+check "admin reads the platform chain" test "$(http_as "$ADMIN_TOKEN" "$S/v1/audit")" = 200
+check "app may not read the public key" test "$(http_as "$APP_TOKEN" "$S/v1/audit/public-key")" = 403
+check "no token: 401" test "$(http_as "" "$S/v1/workspaces/acme/audit")" = 401
+code=$(http_as "$ADMIN_TOKEN" -X POST -H 'Content-Type: application/json' -d '{"x":1}' \
+  "$S/v1/audit/checkpoints")
 check "a checkpoint request with fields is 400" test "$code" = 400
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$S/v1/audit/checkpoints")
+code=$(http_as "$AUDITOR_TOKEN" -X POST "$S/v1/audit/checkpoints")
+check "POST /v1/audit/checkpoints refuses an auditor" test "$code" = 403
+code=$(http_as "$ADMIN_TOKEN" -X POST "$S/v1/audit/checkpoints")
 check "POST /v1/audit/checkpoints is 201" test "$code" = 201
 kill "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""
 q() { sqlite3 "$D/ekm.db" "$1"; }
