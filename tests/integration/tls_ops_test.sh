@@ -18,16 +18,6 @@ trap cleanup EXIT
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-# Until part A is merged: the server ignores tokens; this stub only creates the workspace.
-setup_tokens() {
-  local data_dir=$1 url=$2 ws=$3
-  curl -fsS -X POST -H "Content-Type: application/json" -d "{\"name\":\"$ws\"}" \
-    "$url/v1/workspaces" >/dev/null || return 1
-  export ADMIN_TOKEN=placeholder OWNER_TOKEN=placeholder KM_TOKEN=placeholder \
-    APP_TOKEN=placeholder AUDITOR_TOKEN=placeholder
-  : "$data_dir"
-}
-
 # --- certificates ---------------------------------------------------------------------------
 C="$T/certs"
 mkdir -p "$C"
@@ -106,6 +96,10 @@ expect_error "ekm without the CA" "certificate" -- \
 check "/readyz 200" bash -c "curl -fsS '$URL/readyz' | grep -q '\"status\":\"ready\"'"
 curl -fsS -H "Authorization: Bearer $ADMIN_TOKEN" "$URL/metrics" -D "$T/mh" >"$T/metrics"
 check "/metrics content type" grep -qi "^content-type: text/plain; version=0.0.4" "$T/mh"
+check "/metrics refuses an owner token (admin only)" test "$(curl -s -o /dev/null -w '%{http_code}' \
+  -H "Authorization: Bearer $OWNER_TOKEN" "$URL/metrics")" = 403
+check "/metrics without a token is 401" test "$(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics")" = 401
+check "/readyz needs no token" test "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")" = 200
 for series in \
   'ekm_http_requests_total{route="workspace.create",method="POST",status="201"}' \
   'ekm_http_requests_total{route="environment.create",method="POST",status="201"}' \
@@ -198,26 +192,34 @@ expect_error "plain HTTP on 0.0.0.0 still refused" "refusing to serve plain HTTP
   "$EKMD" --data-dir "$D" --listen 0.0.0.0:0
 
 # --- rate limit (plain HTTP on loopback, its own data directory) ----------------------------
-# Fake tokens: the limit is taken before authentication (they answer 401 once tokens are
-# enforced); what matters here is 429 or not.
+# The limiter keys on the token id and comes after authentication (a request with a bad token is
+# a 401, never counted), so real tokens of this node: its bootstrap admin token spends exactly
+# its burst of 3 on creating a workspace and two auditor tokens.
 start_ekmd limited http --data-dir "$T/data2" --rate-limit 0.2 --rate-limit-burst 3 \
   --metrics-unauthenticated || exit 1
 LURL="http://127.0.0.1:$PORT"
-TOKEN_A="ekm_00000000000000aa_$SECRET"
+for _ in $(seq 50); do [ -s "$T/data2/bootstrap-admin-token" ] && break; sleep 0.1; done
+ADMIN2=$(head -n1 "$T/data2/bootstrap-admin-token")
+check "limited node: create a workspace" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST \
+  -H "Authorization: Bearer $ADMIN2" -H 'Content-Type: application/json' -d '{"name":"rl"}' \
+  "$LURL/v1/workspaces")" = 201
+TOKEN_A=$(mint_token "$LURL" "$ADMIN2" auditor rl) || fail "mint token A"
+TOKEN_B=$(mint_token "$LURL" "$ADMIN2" auditor rl) || fail "mint token B"
+check "a bad secret is 401, not limited" test "$(for _ in 1 2 3 4 5; do curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ekm_00000000000000aa_$SECRET" "$LURL/v1/workspaces"; done)" = 401401401401401
 codes=()
 for _ in 1 2 3 4 5; do
   codes+=("$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN_A" "$LURL/v1/workspaces")")
 done
-check "a burst of 3 passes (${codes[*]})" test "${codes[0]}" != 429 -a "${codes[1]}" != 429 -a "${codes[2]}" != 429
+check "a burst of 3 passes (${codes[*]})" test "${codes[0]}" = 200 -a "${codes[1]}" = 200 -a "${codes[2]}" = 200
 check "then 429 (${codes[*]})" test "${codes[3]}" = 429 -a "${codes[4]}" = 429
 curl -s -D "$T/h429" -o "$T/b429" -H "Authorization: Bearer $TOKEN_A" "$LURL/v1/workspaces"
 RA=$(sed -n 's/^[Rr]etry-[Aa]fter: \([0-9]*\).*/\1/p' "$T/h429" | tr -d '\r')
 check "429 has Retry-After ($RA)" test -n "$RA" -a "${RA:-0}" -ge 1
 check "429 body is resource_exhausted" grep -q '"code":"resource_exhausted"' "$T/b429"
-check "another token is not limited" test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ekm_00000000000000bb_$SECRET" "$LURL/v1/workspaces")" != 429
+check "another token is not limited" test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN_B" "$LURL/v1/workspaces")" = 200
 check "probes are never limited" test "$(for _ in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code}' "$LURL/healthz"; done)" = 200200200200200200
 sleep "${RA:-1}"
-check "recovers after Retry-After" test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN_A" "$LURL/v1/workspaces")" != 429
+check "recovers after Retry-After" test "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN_A" "$LURL/v1/workspaces")" = 200
 check "limited requests counted" bash -c "curl -fsS '$LURL/metrics' | grep -q 'ekm_rate_limited_requests_total{route=\"workspace.list\"} [1-9]'"
 
 summary
