@@ -6,7 +6,7 @@ closed port on 127.0.0.1 and answer their documented 4xx/5xx), checks that each 
 documented and each JSON body matches its schema, and fails if an operation was not exercised.
 Then a bad-input sweep on every operation: malformed JSON, a body over --max-body-size, a wrong
 Content-Type, unknown names, no token: each the documented 4xx with the Error shape, never a
-5xx. Each request carries the token of a role its operation allows (x-ekm-roles; tokens from
+5xx; and, on a second ekmd with --rate-limit, the documented 429. Each request carries the token of a role its operation allows (x-ekm-roles; tokens from
 tests/api/ekm_tokens.py). Last, no key this run saw (generate-data-key plaintexts, the root key,
 import tokens, the API tokens it used or created) appears in ekmd's debug log or in any error
 body.
@@ -85,7 +85,7 @@ class Spec:
 
 
 class Ekmd:
-    def __init__(self, binary, tmp):
+    def __init__(self, binary, tmp, extra=()):
         self.data_dir = os.path.join(tmp, "data")
         self.log_path = os.path.join(tmp, "ekmd.log")
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -99,7 +99,7 @@ class Ekmd:
         self.proc = subprocess.Popen(
             [binary, "--data-dir", self.data_dir, "--listen", "127.0.0.1:0", "--log-level",
              "debug", "--max-body-size", str(MAX_BODY), "--aws-principal-arn",
-             "arn:aws:iam::999988887777:role/ekm-platform"],
+             "arn:aws:iam::999988887777:role/ekm-platform", *extra],
             stdout=self.log, stderr=self.log, env=env)
         self.port = None
         for _ in range(200):
@@ -493,6 +493,39 @@ def slow_body(port, token, result):
         result["response"] = data
 
 
+def rate_limited(binary, spec, tmp):
+    """With --rate-limit a token over its limit gets the documented 429 (Retry-After, the Error
+    shape); /healthz, /readyz and /metrics are never limited."""
+    ekmd = Ekmd(binary, tmp, ["--rate-limit", "0.01", "--rate-limit-burst", "8"])
+    try:
+        tokens = setup_tokens(f"http://127.0.0.1:{ekmd.port}", ekmd.data_dir, WS)
+        c = Client(spec, ekmd.port, tokens)
+        # (setup_tokens spent 5 of the admin token's 8; the auditor's are untouched)
+        statuses = [c.raw("GET", "/v1/token", token=tokens["auditor"])[0] for _ in range(8)]
+        conn = http.client.HTTPConnection("127.0.0.1", ekmd.port, timeout=30)
+        conn.request("GET", "/v1/token", headers={"Authorization": "Bearer " + tokens["auditor"]})
+        r = conn.getresponse()
+        data, retry = r.read(), r.getheader("Retry-After", "")
+        conn.close()
+        if r.status != 429 or set(statuses) != {200} or not retry.isdigit() or int(retry) < 1:
+            fail(f"--rate-limit: expected 8 times 200 then 429 with Retry-After, got {statuses}, "
+                 f"{r.status} Retry-After {retry!r}: {data[:200]!r}")
+        else:
+            try:
+                c.spec.validate(c.spec.response(c.spec.ops[("GET", "/v1/token")], 429)["content"]
+                                ["application/json"]["schema"], json.loads(data))
+            except (KeyError, TypeError, ValueError, jsonschema.ValidationError) as e:
+                fail(f"429: not documented or not its schema ({e}): {data[:200]!r}")
+        for path in ("/healthz", "/readyz", "/metrics"):
+            for _ in range(4):
+                st, _, data = c.raw("GET", path, token=tokens["admin"])
+                if st != 200:
+                    fail(f"--rate-limit: GET {path} answered {st}: {data[:200]!r}")
+                    break
+    finally:
+        ekmd.stop()
+
+
 def key_forms(key):
     forms = {key.hex(), key.hex().upper(), base64.b64encode(key).decode(),
              base64.urlsafe_b64encode(key).decode().rstrip("=")}
@@ -549,6 +582,8 @@ def main():
                     fail(f"a key ({len(key)} bytes) appears in an error body")
         print(f"{len(spec.ops)} operations exercised; {len(error_bodies)} error bodies and "
               f"{len(log)} bytes of log checked for {checked} key forms")
+    with tempfile.TemporaryDirectory(prefix="ekm-openapi-limit-") as tmp:
+        rate_limited(sys.argv[1], spec, tmp)
     if failures:
         print(f"{len(failures)} failure(s)")
         sys.exit(1)
