@@ -209,6 +209,12 @@ int main(int argc, char** argv) {
                      "client without a valid certificate)")
           ->check(CLI::IsMember({"optional", "require"}))
           ->capture_default_str();
+  http.auth_failure_limit = 5;
+  app.add_option("--auth-failure-limit", http.auth_failure_limit,
+                 "Failed authentications per second per client address, in bursts of 60 times "
+                 "that; past it the address gets 429 before its token is checked; 0: no limit")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
   app.add_option("--rate-limit", http.rate_limit,
                  "Requests per second per API token (per client address without a token); "
                  "0: no limit. /healthz, /readyz and /metrics are never limited")

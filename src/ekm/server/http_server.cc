@@ -158,7 +158,8 @@ class HttpServer::Impl {
                                   : std::max(1u, std::thread::hardware_concurrency())),
         acceptor_(ioc_),
         limiter_(options_.rate_limit,
-                 options_.rate_limit_burst > 0 ? options_.rate_limit_burst : options_.rate_limit) {
+                 options_.rate_limit_burst > 0 ? options_.rate_limit_burst : options_.rate_limit),
+        auth_failures_(options_.auth_failure_limit, options_.auth_failure_limit * 60) {
     router_.set_metrics_unauthenticated(options_.metrics_unauthenticated);
     InitMetrics();
   }
@@ -584,7 +585,24 @@ class HttpServer::Impl {
     x.request_id = route.request_id;
     x.method = route.method;
     x.token_id = TokenIdFromAuthorization(route.authorization);
+    const std::string failure_key = "addr:" + x.remote;
+    if (int64_t wait = auth_failures_.Peek(failure_key); wait > 0) {
+      // Too many failed authentications from this address: refuse before checking the token.
+      Status limited = ResourceExhaustedError(
+          "too many failed authentications from this address",
+          "check the token you send (ekm token show); retry after " + std::to_string(wait) +
+              " s (Retry-After)");
+      bool body_pending = !parser.is_done();
+      Headers retry;
+      retry.emplace_back("Retry-After", std::to_string(wait));
+      bool keep = co_await WriteJson(stream, x, version, keep_alive && !body_pending, 429,
+                                     ErrorJson(limited), retry);
+      if (body_pending) co_await Drain(stream, buffer, parser, x);
+      co_return keep;
+    }
     RouteMatch match = router_.Match(route);
+    if (match.found) x.route_index = RouteIndex(match.id);
+    if (match.status.code() == StatusCode::kUnauthenticated) auth_failures_.Acquire(failure_key);
     if (!match.status.ok()) {
       Headers headers;
       if (!match.allow.empty()) headers.emplace_back("Allow", match.allow);
@@ -606,7 +624,10 @@ class HttpServer::Impl {
     // Probes and scrapes are never limited: a busy node must still answer its orchestrator.
     if (match.id != RouteId::kHealth && match.id != RouteId::kReady &&
         match.id != RouteId::kMetrics && limiter_.enabled()) {
-      if (int64_t wait = limiter_.Acquire(RateLimitKey(route.authorization, x.remote)); wait > 0) {
+      // Keyed by the verified token (an id alone proves nothing), else by address.
+      const std::string key = match.principal.token_id.empty() ? failure_key
+                                                               : "token:" + match.principal.token_id;
+      if (int64_t wait = limiter_.Acquire(key); wait > 0) {
         rate_limited_->With({route_slots_[x.route_index].name}).Inc();
         Status limited = ResourceExhaustedError(
             "too many requests for this token: the limit is " +
@@ -768,6 +789,7 @@ class HttpServer::Impl {
   tcp::acceptor acceptor_;
   std::unique_ptr<ssl::context> tls_;
   RateLimiter limiter_;
+  RateLimiter auth_failures_;  // per remote address, charged by each 401
   metrics::Family<metrics::Counter>* requests_ = nullptr;
   metrics::Family<metrics::Counter>* rate_limited_ = nullptr;
   metrics::Counter* handshake_failures_ = nullptr;

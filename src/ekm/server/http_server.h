@@ -35,6 +35,10 @@ struct HttpServerOptions {
   // bursts up to rate_limit_burst; 0 turns the limit off.
   double rate_limit = 0;
   double rate_limit_burst = 0;
+  // Failed authentications (401) per second per remote address, in bursts of 60 times that:
+  // past it, the address gets 429 without its token being checked, so a flood of bad tokens
+  // can neither guess nor fill the audit log with token.auth_failed records. 0: off.
+  double auth_failure_limit = 0;
   bool metrics_unauthenticated = false;  // GET /metrics without a token
   std::string version = "0.1.0";         // ekm_build_info
 

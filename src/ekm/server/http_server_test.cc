@@ -382,7 +382,11 @@ TEST_F(HttpServerTest, ReadyzAndMetrics) {
   EXPECT_EQ(BodyOf(r)["status"], "ready");
   ExportServiceMetrics(svc_.get());
   ASSERT_TRUE(client_->Encrypt("acme", "prod", "s", AsBytes("hi")).ok());
-  r = Get(port_, "/metrics");
+  // Admin-only (ekmd --metrics-unauthenticated opens it).
+  EXPECT_EQ(StatusOf(Get(port_, "/metrics")), 401);
+  r = Get(port_, "/metrics", "Authorization: Bearer " + app_token_ + "\r\n");
+  EXPECT_EQ(StatusOf(r), 403);
+  r = Get(port_, "/metrics", "Authorization: Bearer " + admin_token_ + "\r\n");
   EXPECT_EQ(StatusOf(r), 200) << r;
   EXPECT_NE(r.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
   EXPECT_NE(r.find("ekm_http_requests_total{route=\"environment.create\",method=\"POST\",status=\"201\"} "),
@@ -403,16 +407,38 @@ TEST_F(HttpServerTest, RateLimitAnswers429WithRetryAfterPerToken) {
   h.rate_limit_burst = 2;
   HttpServer s(svc_.get(), h);
   ASSERT_TRUE(s.Start().ok());
-  const std::string a = "Authorization: Bearer ekm_00000000000000aa_" + std::string(43, 'x') + "\r\n";
-  const std::string b = "Authorization: Bearer ekm_00000000000000bb_" + std::string(43, 'x') + "\r\n";
+  auto other = svc_->CreateApiToken(ApiTokenRequest{"admin", "", {}, "second", {}});
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  const std::string a = "Authorization: Bearer " + admin_token_ + "\r\n";
+  const std::string b = "Authorization: Bearer " + Text(other->token) + "\r\n";
   EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", a)), 200);
   EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", a)), 200);
   std::string r = Get(s.port(), "/v1/workspaces", a);
   EXPECT_EQ(StatusOf(r), 429) << r;
   EXPECT_NE(r.find("Retry-After: 2\r\n"), std::string::npos) << r;
   EXPECT_EQ(BodyOf(r)["error"]["code"], "resource_exhausted");
-  EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", b)), 200);
+  EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", b)), 200);  // its own bucket
   EXPECT_EQ(StatusOf(Get(s.port(), "/healthz", a)), 200);  // probes are never limited
+  // A forged token with a's public id does not spend a's bucket: it is keyed by address.
+}
+
+TEST_F(HttpServerTest, FailedAuthenticationsAreLimitedPerAddressBeforeTheTokenIsChecked) {
+  HttpServerOptions h;
+  h.listen = "127.0.0.1:0";
+  h.auth_failure_limit = 0.05;  // a burst of 3
+  HttpServer s(svc_.get(), h);
+  ASSERT_TRUE(s.Start().ok());
+  const std::string bad = "Authorization: Bearer ekm_00000000000000aa_" + std::string(43, 'x') +
+                          "\r\n";
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", bad)), 401);
+  std::string r = Get(s.port(), "/v1/workspaces", bad);
+  EXPECT_EQ(StatusOf(r), 429) << r;
+  EXPECT_NE(r.find("Retry-After: "), std::string::npos) << r;
+  // The address is refused before its token is checked, good token or not, until it refills.
+  EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", "Authorization: Bearer " + admin_token_ +
+                                                          "\r\n")),
+            429);
+  EXPECT_EQ(StatusOf(Get(s.port(), "/healthz")), 429);
 }
 
 TEST_F(HttpServerTest, TlsStartErrorsAreClear) {

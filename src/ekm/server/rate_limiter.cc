@@ -19,6 +19,19 @@ void RateLimiter::Sweep(Shard& shard, Clock::time_point now) {
   std::erase_if(shard.buckets, [&](const auto& kv) { return now - kv.second.last >= full_after_; });
 }
 
+int64_t RateLimiter::Peek(std::string_view key, Clock::time_point now) {
+  if (rate_ <= 0) return 0;
+  Shard& shard = shards_[std::hash<std::string_view>{}(key) % kShards];
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.buckets.find(std::string(key));
+  if (it == shard.buckets.end()) return 0;  // a new bucket starts full
+  const Bucket& b = it->second;
+  const double elapsed = std::chrono::duration<double>(now - b.last).count();
+  const double tokens = std::min(burst_, b.tokens + std::max(0.0, elapsed) * rate_);
+  if (tokens >= 1) return 0;
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil((1 - tokens) / rate_)));
+}
+
 int64_t RateLimiter::Acquire(std::string_view key, Clock::time_point now) {
   if (rate_ <= 0) return 0;
   Shard& shard = shards_[std::hash<std::string_view>{}(key) % kShards];

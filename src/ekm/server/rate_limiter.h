@@ -28,6 +28,9 @@ class RateLimiter {
   // Retry-After.
   int64_t Acquire(std::string_view key, Clock::time_point now = Clock::now());
 
+  // The wait Acquire would answer, without taking a token: 0 when a request would pass.
+  int64_t Peek(std::string_view key, Clock::time_point now = Clock::now());
+
   bool enabled() const { return rate_ > 0; }
   size_t BucketCount();  // for tests
 

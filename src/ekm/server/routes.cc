@@ -581,6 +581,17 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
     case RouteId::kCreateToken: {
       auto j = ParseObject(body);
       if (!j.ok()) return Error(j.status());
+      // A misspelt field must not silently widen a credential (e.g. "enviroments" ignored
+      // would mint a token for every environment).
+      for (const auto& [key, value] : j->items()) {
+        (void)value;
+        if (key != "role" && key != "workspace" && key != "environments" &&
+            key != "description" && key != "expires_in_seconds") {
+          return Error(InvalidArgumentError(
+              "unknown field \"" + key + "\" in a token request",
+              "the fields are role, workspace, environments, description, expires_in_seconds"));
+        }
+      }
       ApiTokenRequest req;
       auto role = StringField(*j, "role", true);
       if (!role.ok()) return Error(role.status().WithHint("e.g. {\"role\": \"app\", \"workspace\": \"acme\"}"));
@@ -590,6 +601,8 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
       if (!desc.ok()) return Error(desc.status());
       req.role = *role;
       req.workspace = *ws;
+      // A workspace's owner mints tokens of its own workspace unless it names one.
+      if (req.workspace.empty() && !p.IsAdmin() && !p.local_operator) req.workspace = p.workspace;
       req.description = *desc;
       if (auto it = j->find("environments"); it != j->end() && !it->is_null()) {
         if (!it->is_array()) {

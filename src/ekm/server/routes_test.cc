@@ -147,7 +147,7 @@ TEST(RouteTableTest, BatchAndDataKeyRoutesMatch) {
                              RouteId::kGenerateDataKey},
                             {"/v1/workspaces/a/environments/p/key/validate", RouteId::kValidateKey}}) {
     r.target = target;
-    RouteMatch m = router.Match(r);
+    RouteMatch m = router.MatchRoute(r);
     ASSERT_TRUE(m.status.ok()) << target;
     EXPECT_EQ(m.id, id) << target;
     EXPECT_FALSE(m.streaming) << target;
@@ -155,7 +155,7 @@ TEST(RouteTableTest, BatchAndDataKeyRoutesMatch) {
   // The batch forms take JSON only: a stream is refused, not taken for a single message.
   r.target = "/v1/workspaces/a/environments/p/encrypt/batch";
   r.content_type = "application/octet-stream";
-  EXPECT_TRUE(router.Match(r).unsupported_media_type);
+  EXPECT_TRUE(router.MatchRoute(r).unsupported_media_type);
 }
 
 }  // namespace

@@ -175,6 +175,23 @@ CREATE TABLE workspace_default_keys (
 );
 )sql"},
 
+      // --- issue5-A ---
+      {9, "API tokens", R"sql(
+CREATE TABLE api_tokens (
+  id TEXT PRIMARY KEY,
+  secret_sha256 BLOB NOT NULL,
+  role TEXT NOT NULL,
+  workspace TEXT NOT NULL,
+  environments TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  expires_at INTEGER NOT NULL DEFAULT 0,
+  revoked_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX api_tokens_by_workspace ON api_tokens (workspace);
+)sql"},
+
       // --- issue5-B ---
       // The lifecycle events become the audit log: moved, in order, into audit_records with a
       // per-workspace chain; the store computes the hashes of the moved rows in the same
@@ -211,23 +228,6 @@ CREATE TABLE audit_checkpoints (
   signature BLOB NOT NULL
 );
 CREATE INDEX audit_checkpoints_by_chain ON audit_checkpoints (chain, id);
-)sql"},
-
-      // --- issue5-A ---
-      {9, "API tokens", R"sql(
-CREATE TABLE api_tokens (
-  id TEXT PRIMARY KEY,
-  secret_sha256 BLOB NOT NULL,
-  role TEXT NOT NULL,
-  workspace TEXT NOT NULL,
-  environments TEXT NOT NULL,
-  description TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  created_by TEXT NOT NULL,
-  expires_at INTEGER NOT NULL DEFAULT 0,
-  revoked_at INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX api_tokens_by_workspace ON api_tokens (workspace);
 )sql"},
 
   };
