@@ -222,7 +222,8 @@ bool AuditPublicKey::Verify(const AuditCheckpoint& c) const {
                           msg.size()) == 1;
 }
 
-AuditSigner::~AuditSigner() { EVP_PKEY_free(static_cast<EVP_PKEY*>(pkey_)); }
+// The header keeps EVP_PKEY out of sight as void*; ownership is taken back here.
+AuditSigner::~AuditSigner() { OsslPtr<EVP_PKEY> owned(static_cast<EVP_PKEY*>(pkey_)); }
 
 Status AuditSigner::CreateKeyFile(const std::string& path) {
   OsslPtr<EVP_PKEY> key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
@@ -276,15 +277,15 @@ StatusOr<std::unique_ptr<AuditSigner>> AuditSigner::LoadOrCreate(const std::stri
   }
   FILE* f = std::fopen(path.c_str(), "re");
   if (!f) return FailedPreconditionError("cannot open audit signing key file " + path + ": " + Errno());
-  EVP_PKEY* key = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
+  OsslPtr<EVP_PKEY> owned_key(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr));
   std::fclose(f);
-  if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_ED25519) {
-    EVP_PKEY_free(key);
+  if (!owned_key || EVP_PKEY_get_base_id(owned_key.get()) != EVP_PKEY_ED25519) {
     return DataLossError("audit signing key file " + path + " does not hold an Ed25519 key",
                          "restore it from backup; a new key would not match kept checkpoints");
   }
   std::unique_ptr<AuditSigner> signer(new AuditSigner());
-  signer->pkey_ = key;
+  EVP_PKEY* key = owned_key.release();
+  signer->pkey_ = key;  // the signer owns it from here
   OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));
   if (!bio) return OsslError("BIO_new");
   EKM_OSSL_CHECK(PEM_write_bio_PUBKEY(bio.get(), key), "PEM_write_bio_PUBKEY");

@@ -237,6 +237,34 @@ StatusOr<const json*> BatchItems(const json& j) {
 // One item's error, the same shape as a whole response's error.
 json ItemError(const Status& s) { return json::parse(ErrorJson(s)); }
 
+// The CMK named by a key body: {"aws_kms_arn"} or {"provider","key_id"} (PUT …/key and
+// POST …/key/validate).
+struct KeyRef {
+  std::string provider;
+  std::string key_id;
+};
+StatusOr<KeyRef> KeyRefFrom(const json& j) {
+  EKM_ASSIGN_OR_RETURN(std::string arn, StringField(j, "aws_kms_arn", false));
+  KeyRef k;
+  EKM_ASSIGN_OR_RETURN(k.provider, StringField(j, "provider", false));
+  EKM_ASSIGN_OR_RETURN(k.key_id, StringField(j, "key_id", false));
+  if (!arn.empty() && (!k.provider.empty() || !k.key_id.empty())) {
+    return InvalidArgumentError(
+        "give either \"aws_kms_arn\" or \"provider\" and \"key_id\", not both");
+  }
+  if (!arn.empty()) {
+    k.provider = "aws-kms";
+    k.key_id = std::move(arn);
+  }
+  if (k.provider.empty() || k.key_id.empty()) {
+    return InvalidArgumentError(
+        "the key is missing",
+        "send {\"aws_kms_arn\": \"arn:aws:kms:REGION:ACCOUNT:key/KEY-ID\"}, or "
+        "{\"provider\": \"platform\", \"key_id\": \"root\"}");
+  }
+  return k;
+}
+
 class EncryptTransform : public StreamTransform {
  public:
   explicit EncryptTransform(std::unique_ptr<EnvelopeEncoder> e) : e_(std::move(e)) {}
@@ -758,26 +786,10 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kSetKey: {
       auto j = ParseObject(body);
       if (!j.ok()) return Error(j.status());
-      auto arn = StringField(*j, "aws_kms_arn", false);
-      if (!arn.ok()) return Error(arn.status());
-      auto provider = StringField(*j, "provider", false);
-      if (!provider.ok()) return Error(provider.status());
-      auto key_id = StringField(*j, "key_id", false);
-      if (!key_id.ok()) return Error(key_id.status());
-      if (!arn->empty() && (!provider->empty() || !key_id->empty())) {
-        return Error(InvalidArgumentError(
-            "give either \"aws_kms_arn\" or \"provider\" and \"key_id\", not both"));
-      }
-      if (!arn->empty()) {
-        *provider = "aws-kms";
-        *key_id = *arn;
-      }
-      if (provider->empty() || key_id->empty()) {
-        return Error(InvalidArgumentError(
-            "the key is missing",
-            "send {\"aws_kms_arn\": \"arn:aws:kms:REGION:ACCOUNT:key/KEY-ID\"}, or "
-            "{\"provider\": \"platform\", \"key_id\": \"root\"}"));
-      }
+      auto key = KeyRefFrom(*j);
+      if (!key.ok()) return Error(key.status());
+      std::string* provider = &key->provider;
+      std::string* key_id = &key->key_id;
       auto change = KeyChangeOptionsFrom(*j);  // emergency replacement
       if (!change.ok()) return Error(change.status());
       if (change->emergency) {
@@ -1049,26 +1061,10 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kValidateKey: {
       auto j = ParseObject(body);
       if (!j.ok()) return Error(j.status());
-      auto arn = StringField(*j, "aws_kms_arn", false);
-      if (!arn.ok()) return Error(arn.status());
-      auto provider = StringField(*j, "provider", false);
-      if (!provider.ok()) return Error(provider.status());
-      auto key_id = StringField(*j, "key_id", false);
-      if (!key_id.ok()) return Error(key_id.status());
-      if (!arn->empty() && (!provider->empty() || !key_id->empty())) {
-        return Error(InvalidArgumentError(
-            "give either \"aws_kms_arn\" or \"provider\" and \"key_id\", not both"));
-      }
-      if (!arn->empty()) {
-        *provider = "aws-kms";
-        *key_id = *arn;
-      }
-      if (provider->empty() || key_id->empty()) {
-        return Error(InvalidArgumentError(
-            "the key is missing",
-            "send {\"provider\": \"aws-kms\", \"key_id\": \"arn:aws:kms:…\"}, or "
-            "{\"provider\": \"platform\", \"key_id\": \"root\"}"));
-      }
+      auto key = KeyRefFrom(*j);
+      if (!key.ok()) return Error(key.status());
+      std::string* provider = &key->provider;
+      std::string* key_id = &key->key_id;
       auto v = service_->ValidateCustomerKey(m.workspace, m.environment, *provider, *key_id);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
