@@ -133,6 +133,12 @@ int main(int argc, char** argv) {
                  "Largest JSON request body in bytes (streams are unlimited)")
       ->check(CLI::Range(size_t{1024}, size_t{1} << 30))
       ->capture_default_str();
+  app.add_option_function<int64_t>(
+         "--read-timeout",
+         [&http](const int64_t& seconds) { http.read_timeout = std::chrono::seconds(seconds); },
+         "Seconds a request's header or next body chunk may take to arrive before the "
+         "connection is dropped [default: 30]")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600}));
   app.add_option("--threads", http.threads, "I/O threads [default: one per core]")
       ->check(CLI::Range(0, 256));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
