@@ -4,12 +4,13 @@
 #
 #   bash scripts/quickstart.sh
 #
-# Environment: EKM_DATA_DIR (default ./ekm-data), EKM_PORT (default 8080).
+# Environment: EKM_DATA_DIR (default ./ekm-data), EKM_PORT (default 8080), EKM_BUILD_DIR
+# (default build/quickstart).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=${EKM_DATA_DIR:-./ekm-data}
 PORT=${EKM_PORT:-8080}
-BUILD=build/quickstart
+BUILD=${EKM_BUILD_DIR:-build/quickstart}
 
 echo "==> installing dependencies (Debian packages)"
 bash scripts/install-deps.sh
@@ -19,8 +20,7 @@ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DEKM_BUILD_TESTS=OFF -DEKM_BU
 cmake --build "$BUILD" -j"$(nproc)" --target ekm_cli ekmd
 
 EKM="$BUILD/ekm"
-echo "==> initializing $DATA_DIR"
-"$EKM" --data-dir "$DATA_DIR" init
+mkdir -p -m 700 "$DATA_DIR"  # ekmd creates its store and keys here on first start
 
 # Replace an ekmd that an earlier run of this script started.
 if [ -f "$DATA_DIR/ekmd.pid" ] && kill -0 "$(cat "$DATA_DIR/ekmd.pid")" 2>/dev/null; then
@@ -41,9 +41,17 @@ for _ in $(seq 100); do
 done
 
 export EKM_SERVER="http://127.0.0.1:$PORT"
-# ekmd wrote the bootstrap admin token on its first start (docs/api.md "Authentication and
-# roles"); the admin makes the workspace and an owner, the owner an app token.
+# ekmd initialized the data directory on its first start and wrote the bootstrap admin token
+# (docs/api.md "Authentication and roles"); the admin makes the workspace and an owner, the
+# owner an app token.
 for _ in $(seq 50); do [ -s "$DATA_DIR/bootstrap-admin-token" ] && break; sleep 0.1; done
+if [ ! -s "$DATA_DIR/bootstrap-admin-token" ]; then
+  echo "error: $DATA_DIR/bootstrap-admin-token is missing: this data directory already had an" \
+       "admin token (from \`ekm init\` or an earlier run whose file was deleted)." >&2
+  echo "Use that token (EKM_TOKEN=… ekm --server $EKM_SERVER …), or run with a new" \
+       "EKM_DATA_DIR." >&2
+  exit 1
+fi
 ADMIN_TOKEN=$(head -n1 "$DATA_DIR/bootstrap-admin-token")
 echo "==> creating workspace demo and environment demo/prod"
 EKM_TOKEN=$ADMIN_TOKEN "$EKM" workspace create demo 2>/dev/null || true
@@ -62,7 +70,7 @@ echo "$CIPHERTEXT" | "$EKM" decrypt --workspace demo --environment prod
 cat <<TXT
 
 ekmd is running at http://127.0.0.1:$PORT (pid $(cat "$DATA_DIR/ekmd.pid"), log $DATA_DIR/ekmd.log).
-Try:   export EKM_SERVER=http://127.0.0.1:$PORT PATH=\$PWD/$BUILD:\$PATH
+Try:   export EKM_SERVER=http://127.0.0.1:$PORT PATH=$(cd "$BUILD" && pwd):\$PATH
        export EKM_TOKEN=\$(head -n1 $DATA_DIR/bootstrap-admin-token)   # the admin token
        ekm --help
 Stop:  kill \$(cat $DATA_DIR/ekmd.pid)

@@ -130,9 +130,13 @@ Status ImportedKeyProvider::ValidateKeyId(std::string_view key_id) const {
     ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
   }
   if (!ok) {
-    return InvalidArgumentError("\"" + std::string(key_id) +
-                                    "\" is not an imported key id (expected \"imported:\" and "
-                                    "32 lower-case hex characters)",
+    // Appended, not `"\"" + std::string(...)`: GCC 12 at -O3 misreports that temporary
+    // (-Wrestrict), which broke the quickstart's Release build.
+    std::string message = "\"";
+    message.append(key_id);
+    message += "\" is not an imported key id (expected \"imported:\" and 32 lower-case hex "
+               "characters)";
+    return InvalidArgumentError(std::move(message),
                                 "import key material with `ekm key import`; it sets the key id");
   }
   return Status::Ok();
