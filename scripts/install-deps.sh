@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package ekm needs to build, run and test.
 # Usage: scripts/install-deps.sh            (run as root, or with sudo available)
+#        scripts/install-deps.sh --bench    also what bench/run.sh uses (docs/benchmarks.md)
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -18,6 +19,10 @@ PACKAGES=(
   curl openssl xxd sqlite3 python3 python3-cryptography python3-yaml python3-jsonschema time
   procps util-linux
 )
+if [ "${1:-}" = "--bench" ]; then
+  # load generator, the static-file baseline, plots, profilers
+  PACKAGES+=(wrk nginx-light python3-matplotlib linux-perf valgrind)
+fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,291 @@
+#!/usr/bin/python3
+"""Server-side benchmarks of ekmd, side by side with Debian's nginx under the same wrk.
+
+  /usr/bin/python3 bench/load.py --build-dir build/bench --out build/bench-results/load.json
+
+Measures, in one run on this machine:
+  * nginx serving a static 1 KiB file (keep-alive): the most any HTTP service can do here;
+  * ekmd POST …/encrypt and …/decrypt of 1 KiB (JSON, base64), keep-alive, 16 and 64
+    connections, and …/encrypt/batch with 100 items of 1 KiB a request;
+  * ekmd's cold start (process start to its first answer on /healthz) and its resident memory
+    with 10 000 environments' keys cached.
+Everything listens on 127.0.0.1 only; every process started here is stopped at exit. Only the
+standard library: this runs under Debian's /usr/bin/python3.
+"""
+import argparse
+import base64
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LUA = os.path.join(HERE, "wrk", "request.lua")
+PAYLOAD = bytes((i * 7 + 3) & 0xFF for i in range(1024))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port, path="/healthz", timeout=20.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"process exited with {proc.returncode} before answering")
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", path)
+            r = c.getresponse()
+            r.read()
+            c.close()
+            return r.status
+        except OSError:
+            time.sleep(0.001)
+    raise SystemExit(f"nothing answered on 127.0.0.1:{port}{path} within {timeout} s")
+
+
+class Api:
+    def __init__(self, port, token=None):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.token = token
+
+    def call(self, method, path, body=None, expect=(200, 201)):
+        headers = {}
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        self.conn.request(method, path, body=data, headers=headers)
+        r = self.conn.getresponse()
+        text = r.read()
+        if r.status not in expect:
+            raise SystemExit(f"{method} {path}: HTTP {r.status}: {text[:300]!r}")
+        return json.loads(text) if text else None
+
+
+def wrk(url, connections, duration, env_extra, threads=2):
+    env = dict(os.environ)
+    env.update(env_extra)
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "-s", LUA, url]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    line = [l for l in out.splitlines() if l.startswith("{")][-1]
+    r = json.loads(line)
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    r["connections"] = connections
+    r["errors_total"] = sum(r["errors"].values())
+    if r["errors"]["status"] or r["errors"]["connect"]:
+        raise SystemExit(f"wrk against {url}: {r['errors']} (a wrong request or a limit): "
+                         "these numbers would not measure the service")
+    return r
+
+
+class Processes:
+    def __init__(self):
+        self.procs = []
+
+    def start(self, cmd, log, **kw):
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p):
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+    def stop_all(self):
+        for p in reversed(self.procs):
+            self.stop(p)
+
+
+def start_nginx(procs, tmp):
+    root = os.path.join(tmp, "nginx")
+    os.makedirs(os.path.join(root, "html"))
+    with open(os.path.join(root, "html", "1k"), "wb") as f:
+        f.write(PAYLOAD)
+    port = free_port()
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    conf = os.path.join(root, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""{user}worker_processes auto;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  client_body_temp_path {root}/body; proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi; uwsgi_temp_path {root}/uwsgi; scgi_temp_path {root}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    root {root}/html;
+    location / {{ default_type application/octet-stream; }}
+  }}
+}}
+""")
+    p = procs.start(["nginx", "-p", root, "-c", conf, "-g", "daemon off;"],
+                    open(os.path.join(root, "out.log"), "w"))
+    wait_http(port, "/1k", proc=p)
+    return p, port
+
+
+def start_ekmd(procs, build, data_dir, port, extra=()):
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    cmd = [os.path.join(build, "ekmd"), "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}",
+           "--rate-limit", "0", "--log-level", "warn", *extra]
+    t0 = time.monotonic()
+    p = procs.start(cmd, open(os.path.join(data_dir, "..", f"ekmd-{port}.log"), "w"))
+    wait_http(port, proc=p)
+    return p, time.monotonic() - t0
+
+
+def bootstrap(port, data_dir):
+    tok_file = os.path.join(data_dir, "bootstrap-admin-token")
+    for _ in range(200):
+        if os.path.exists(tok_file) and os.path.getsize(tok_file) > 0:
+            break
+        time.sleep(0.01)
+    admin = Api(port, open(tok_file).read().split()[0])
+    admin.call("POST", "/v1/workspaces", {"name": "bench"})
+    admin.call("POST", "/v1/workspaces/bench/environments", {"name": "prod"})
+    app = admin.call("POST", "/v1/tokens", {"workspace": "bench", "role": "app",
+                                            "description": "bench"})
+    return admin, app["token"]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build-dir", default="build/bench")
+    ap.add_argument("--out", default="build/bench-results/load.json")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--environments", type=int, default=10000,
+                    help="environments whose keys are cached for the memory figure")
+    args = ap.parse_args()
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed: run scripts/install-deps.sh --bench")
+    build = os.path.abspath(args.build_dir)
+    tmp = tempfile.mkdtemp(prefix="ekm-load-")
+    procs = Processes()
+    results = {"machine": {"cpus": os.cpu_count()}, "wrk": {}, "nginx": {}, "ekmd": {}}
+    try:
+        nginx, nport = start_nginx(procs, tmp)
+        for c in (16, 64):
+            r = wrk(f"http://127.0.0.1:{nport}/1k", c, args.duration,
+                    {"EKM_WRK_METHOD": "GET", "EKM_WRK_PATH": "/1k"})
+            results["nginx"][f"static_1k_c{c}"] = r
+            print(f"nginx static 1 KiB, {c} connections: {r['rps']:.0f} req/s, "
+                  f"p99 {r['latency_us']['p99']} µs", flush=True)
+        procs.stop(nginx)
+
+        data_dir = os.path.join(tmp, "ekmd-data")
+        port = free_port()
+        ekmd, _ = start_ekmd(procs, build, data_dir, port)
+        admin, app_token = bootstrap(port, data_dir)
+        app = Api(port, app_token)
+        env_path = "/v1/workspaces/bench/environments/prod"
+        base = f"http://127.0.0.1:{port}{env_path}"
+        b64 = base64.b64encode(PAYLOAD).decode()
+        enc_body = os.path.join(tmp, "encrypt.json")
+        with open(enc_body, "w") as f:
+            json.dump({"plaintext": b64, "scope": "bench"}, f)
+        ct = app.call("POST", "/v1/workspaces/bench/environments/prod/encrypt",
+                      {"plaintext": b64, "scope": "bench"})["ciphertext"]
+        dec_body = os.path.join(tmp, "decrypt.json")
+        with open(dec_body, "w") as f:
+            json.dump({"ciphertext": ct}, f)
+        batch_body = os.path.join(tmp, "batch.json")
+        with open(batch_body, "w") as f:
+            json.dump({"items": [{"plaintext": b64, "scope": "bench"}] * 100}, f)
+        common = {"EKM_WRK_METHOD": "POST", "EKM_WRK_TOKEN": app_token}
+        for name, path, body in (("encrypt_1k", "/encrypt", enc_body),
+                                 ("decrypt_1k", "/decrypt", dec_body)):
+            for c in (16, 64):
+                r = wrk(base + path, c, args.duration,
+                        dict(common, EKM_WRK_PATH=env_path + path, EKM_WRK_BODY_FILE=body))
+                results["ekmd"][f"{name}_c{c}"] = r
+                print(f"ekmd {name}, {c} connections: {r['rps']:.0f} req/s, "
+                      f"p99 {r['latency_us']['p99']} µs, errors {r['errors_total']}", flush=True)
+        r = wrk(base + "/encrypt/batch", 16, args.duration,
+                dict(common, EKM_WRK_PATH=env_path + "/encrypt/batch",
+                     EKM_WRK_BODY_FILE=batch_body))
+        r["items_per_second"] = r["rps"] * 100
+        results["ekmd"]["encrypt_batch100_1k_c16"] = r
+        print(f"ekmd encrypt/batch (100 x 1 KiB), 16 connections: {r['rps']:.0f} req/s = "
+              f"{r['items_per_second']:.0f} items/s, errors {r['errors_total']}", flush=True)
+        # wrk's own requests were all under one token and environment; the key cache is warm.
+        results["ekmd"]["rss_after_load_kib"] = rss_kib(ekmd.pid)
+
+        # Resident memory with N environments' keys cached: one EK and one DK each.
+        t0 = time.monotonic()
+        for i in range(args.environments):
+            name = f"e{i}"
+            admin.call("POST", "/v1/workspaces/bench/environments", {"name": name})
+            app.call("POST", f"/v1/workspaces/bench/environments/{name}/encrypt",
+                     {"plaintext": "aGk="})
+        stats = admin.call("GET", "/v1/key-cache")
+        results["ekmd"]["cached_environments"] = {
+            "environments": args.environments,
+            "rss_kib": rss_kib(ekmd.pid),
+            "key_cache": stats,
+            "setup_seconds": time.monotonic() - t0,
+        }
+        print(f"ekmd RSS with {args.environments} environments' keys cached: "
+              f"{rss_kib(ekmd.pid) / 1024:.1f} MiB", flush=True)
+        procs.stop(ekmd)
+
+        # Cold start: a fresh process on the same (now larger) data directory, and on a new one.
+        starts = []
+        for i in range(5):
+            p, seconds = start_ekmd(procs, build, data_dir, port)
+            starts.append(seconds)
+            if i == 0:
+                results["ekmd"]["rss_idle_kib"] = rss_kib(p.pid)
+            procs.stop(p)
+        fresh = []
+        for i in range(5):
+            d = os.path.join(tmp, f"fresh-{i}")
+            p, seconds = start_ekmd(procs, build, d, free_port())
+            fresh.append(seconds)
+            procs.stop(p)
+        results["ekmd"]["cold_start_seconds"] = {"existing_data_dir": sorted(starts),
+                                                 "new_data_dir": sorted(fresh)}
+        print(f"ekmd cold start to first answer: median {sorted(starts)[2] * 1000:.1f} ms "
+              f"(new data dir: {sorted(fresh)[2] * 1000:.1f} ms)", flush=True)
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
