@@ -1,9 +1,10 @@
 // Data-plane usage for the audit log: per-minute counts by workspace, environment, scope and
-// operation, kept in memory (the hot path takes one short lock and bumps a counter) and drained
-// into `data_plane.usage` records by the service every flush (ekmd: each minute; local mode:
-// when the service closes). Not one record per request.
+// operation, kept in memory (the hot path takes its thread's shard lock and bumps a counter)
+// and drained into `data_plane.usage` records by the service every flush (ekmd: each minute;
+// local mode: when the service closes). Not one record per request.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -39,8 +40,29 @@ class UsageCounter {
 
  private:
   using Key = std::tuple<std::string, std::string, int64_t, std::string, std::string>;
-  std::mutex mu_;
-  std::map<Key, uint64_t> counts_;
+  using KeyView = std::tuple<std::string_view, std::string_view, int64_t, std::string_view,
+                             std::string_view>;
+  // Compares owned keys and views alike, so a count for a key already seen allocates nothing.
+  struct Less {
+    using is_transparent = void;
+    static KeyView View(const Key& k) {
+      return {std::get<0>(k), std::get<1>(k), std::get<2>(k), std::get<3>(k), std::get<4>(k)};
+    }
+    static const KeyView& View(const KeyView& k) { return k; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return View(a) < View(b);
+    }
+  };
+  using Counts = std::map<Key, uint64_t, Less>;
+  // Each thread counts into its own shard (threads are spread over them), so data-plane
+  // threads do not queue on one lock; Drain sums the shards.
+  struct alignas(64) Shard {
+    std::mutex mu;
+    Counts counts;
+  };
+  static constexpr size_t kShards = 16;
+  std::array<Shard, kShards> shards_;
 };
 
 }  // namespace ekm

@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstring>
 #include <new>
 
@@ -22,10 +23,16 @@ constexpr bool kSanitized = false;
 #endif
 }  // namespace
 
+uint64_t SecretBytes::NextSerial() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 SecretBytes::SecretBytes(size_t size) : size_(size) {
   if (size_ > 0) {
     data_ = new uint8_t[size_];
     std::memset(data_, 0, size_);
+    serial_ = NextSerial();
   }
 }
 
@@ -33,14 +40,16 @@ SecretBytes::SecretBytes(const uint8_t* data, size_t size) : size_(size) {
   if (size_ > 0) {
     data_ = new uint8_t[size_];
     std::memcpy(data_, data, size_);
+    serial_ = NextSerial();
   }
 }
 
 SecretBytes::~SecretBytes() { Release(); }
 
 SecretBytes::SecretBytes(SecretBytes&& other) noexcept
-    : data_(other.data_), size_(other.size_), locked_(other.locked_) {
+    : data_(other.data_), serial_(other.serial_), size_(other.size_), locked_(other.locked_) {
   other.data_ = nullptr;
+  other.serial_ = 0;
   other.size_ = 0;
   other.locked_ = false;
 }
@@ -49,9 +58,11 @@ SecretBytes& SecretBytes::operator=(SecretBytes&& other) noexcept {
   if (this != &other) {
     Release();
     data_ = other.data_;
+    serial_ = other.serial_;
     size_ = other.size_;
     locked_ = other.locked_;
     other.data_ = nullptr;
+    other.serial_ = 0;
     other.size_ = 0;
     other.locked_ = false;
   }
@@ -65,6 +76,7 @@ void SecretBytes::Release() {
     delete[] data_;
   }
   data_ = nullptr;
+  serial_ = 0;
   size_ = 0;
   locked_ = false;
 }

@@ -37,7 +37,17 @@ class SecretBytes {
 
   // Raw access for crypto code only. Grep for this name when reviewing.
   std::span<const uint8_t> RevealForCrypto() const { return {data_, size_}; }
-  std::span<uint8_t> MutableForCrypto() { return {data_, size_}; }
+  // Writing through the span gives the secret a new serial(); do not keep the span across
+  // crypto calls.
+  std::span<uint8_t> MutableForCrypto() {
+    serial_ = size_ > 0 ? NextSerial() : 0;
+    return {data_, size_};
+  }
+
+  // A number unique in this process to these bytes: new whenever they may change, moved with
+  // them, 0 when empty. Lets crypto code keep state derived from a key (a keyed AES context)
+  // and reuse it for the same key without comparing or copying the key.
+  uint64_t serial() const { return serial_; }
 
   // Pins the bytes in RAM and out of core dumps. Best effort: returns false where the OS
   // refuses (RLIMIT_MEMLOCK) or in sanitizer builds. For long-lived keys only.
@@ -50,8 +60,10 @@ class SecretBytes {
 
  private:
   void Release();
+  static uint64_t NextSerial();
 
   uint8_t* data_ = nullptr;
+  uint64_t serial_ = 0;
   size_t size_ = 0;
   bool locked_ = false;
 };

@@ -17,24 +17,52 @@ const EVP_CIPHER* Aes256Gcm() {
   return cipher;
 }
 
-// One context per thread, reused: EVP_CIPHER_CTX_new + free per message would cost two
-// allocations. Re-initialising with a new key and nonce resets it completely.
-EVP_CIPHER_CTX* ThreadContext(bool encrypt) {
-  thread_local OsslPtr<EVP_CIPHER_CTX> enc(EVP_CIPHER_CTX_new());
-  thread_local OsslPtr<EVP_CIPHER_CTX> dec(EVP_CIPHER_CTX_new());
-  thread_local bool enc_ready = false, dec_ready = false;
-  if (encrypt) {
-    if (!enc_ready && enc &&
-        EVP_EncryptInit_ex(enc.get(), Aes256Gcm(), nullptr, nullptr, nullptr) == 1) {
-      enc_ready = true;
+// One context per thread and direction, reused: EVP_CIPHER_CTX_new + free per message would
+// cost two allocations. It also remembers which key it holds (SecretBytes::serial()): for the
+// same key again only the nonce is set, which skips the AES key schedule and the GHASH table,
+// most of the fixed cost of a small message. A failed call forgets the key.
+struct ThreadContext {
+  OsslPtr<EVP_CIPHER_CTX> ctx{EVP_CIPHER_CTX_new()};
+  bool ready = false;
+  uint64_t key_serial = 0;
+
+  // The context keyed with `key` and set to `nonce`, or nullptr.
+  EVP_CIPHER_CTX* Start(bool encrypt, const SecretBytes& key, ByteView nonce) {
+    if (!ready) {
+      if (!ctx) return nullptr;
+      const int ok = encrypt ? EVP_EncryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, nullptr, nullptr)
+                             : EVP_DecryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, nullptr, nullptr);
+      if (ok != 1) return nullptr;
+      ready = true;
     }
-    return enc_ready ? enc.get() : nullptr;
+    const bool same_key = key.serial() != 0 && key.serial() == key_serial;
+    const uint8_t* k = same_key ? nullptr : key.RevealForCrypto().data();
+    key_serial = 0;  // until this call succeeds
+    const int ok = encrypt ? EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, k, nonce.data())
+                           : EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, k, nonce.data());
+    if (ok != 1) return nullptr;
+    key_serial = key.serial();
+    return ctx.get();
   }
-  if (!dec_ready && dec &&
-      EVP_DecryptInit_ex(dec.get(), Aes256Gcm(), nullptr, nullptr, nullptr) == 1) {
-    dec_ready = true;
+  void Forget() { key_serial = 0; }
+};
+
+// Any failure after Start leaves the context in an unknown state: key it afresh next time.
+struct ForgetUnlessOk {
+  ThreadContext& tc;
+  bool ok = false;
+  ~ForgetUnlessOk() {
+    if (!ok) tc.Forget();
   }
-  return dec_ready ? dec.get() : nullptr;
+};
+
+ThreadContext& EncryptContext() {
+  thread_local ThreadContext c;
+  return c;
+}
+ThreadContext& DecryptContext() {
+  thread_local ThreadContext c;
+  return c;
 }
 
 Status CheckSizes(const SecretBytes& key, ByteView nonce, ByteView aad, size_t data) {
@@ -57,12 +85,11 @@ Status CheckSizes(const SecretBytes& key, ByteView nonce, ByteView aad, size_t d
 Status AesGcmSeal(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView plaintext,
                   uint8_t* out) {
   EKM_RETURN_IF_ERROR(CheckSizes(key, nonce, aad, plaintext.size()));
-  EVP_CIPHER_CTX* ctx = ThreadContext(true);
-  if (ctx == nullptr) return OsslError("AES-256-GCM context set-up");
+  ThreadContext& tc = EncryptContext();
+  EVP_CIPHER_CTX* ctx = tc.Start(true, key, nonce);
+  if (ctx == nullptr) return OsslError("AES-GCM encrypt init");
+  ForgetUnlessOk guard{tc};
   int len = 0;
-  EKM_OSSL_CHECK(EVP_EncryptInit_ex(ctx, nullptr, nullptr, key.RevealForCrypto().data(),
-                                    nonce.data()),
-                 "AES-GCM encrypt init");
   if (!aad.empty()) {
     EKM_OSSL_CHECK(EVP_EncryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size())),
                    "AES-GCM aad");
@@ -79,6 +106,7 @@ Status AesGcmSeal(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView
   EKM_OSSL_CHECK(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, static_cast<int>(kAesGcmTagSize),
                                      out + written),
                  "AES-GCM get tag");
+  guard.ok = true;
   return Status::Ok();
 }
 
@@ -89,12 +117,11 @@ Status AesGcmOpen(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView
   }
   const size_t ct_len = sealed.size() - kAesGcmTagSize;
   EKM_RETURN_IF_ERROR(CheckSizes(key, nonce, aad, ct_len));
-  EVP_CIPHER_CTX* ctx = ThreadContext(false);
-  if (ctx == nullptr) return OsslError("AES-256-GCM context set-up");
+  ThreadContext& tc = DecryptContext();
+  EVP_CIPHER_CTX* ctx = tc.Start(false, key, nonce);
+  if (ctx == nullptr) return OsslError("AES-GCM decrypt init");
+  ForgetUnlessOk guard{tc};
   int len = 0;
-  EKM_OSSL_CHECK(EVP_DecryptInit_ex(ctx, nullptr, nullptr, key.RevealForCrypto().data(),
-                                    nonce.data()),
-                 "AES-GCM decrypt init");
   if (!aad.empty()) {
     EKM_OSSL_CHECK(EVP_DecryptUpdate(ctx, nullptr, &len, aad.data(), static_cast<int>(aad.size())),
                    "AES-GCM aad");
@@ -115,6 +142,7 @@ Status AesGcmOpen(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView
         "ciphertext failed authentication: it was modified, truncated, or belongs to another "
         "workspace, environment or scope");
   }
+  guard.ok = true;
   return Status::Ok();
 }
 

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "ekm/base/encoding.h"
 #include "ekm/base/random.h"
@@ -56,6 +58,43 @@ TEST(AesGcmTest, KnownAnswers) {
     ASSERT_TRUE(AesGcmOpen(key, iv, aad, expected, back.data()).ok());
     EXPECT_EQ(back, pt);
   }
+}
+
+// The thread's context keeps the last key's schedule and re-keys by SecretBytes::serial(): the
+// known answers must hold in any order of keys, after a key's bytes change in place, and after
+// a failed open.
+TEST(AesGcmTest, KeyedContextReuseKeepsKnownAnswers) {
+  std::vector<SecretBytes> keys;
+  for (const auto& v : kVectors) keys.push_back(Key(v.key));
+  auto check = [&](size_t i, const SecretBytes& key) {
+    const auto& v = kVectors[i];
+    Bytes iv = Hex(v.iv), pt = Hex(v.pt), aad = Hex(v.aad);
+    Bytes expected = Hex(v.ct);
+    Append(expected, Hex(v.tag));
+    Bytes out(pt.size() + kAesGcmTagSize);
+    ASSERT_TRUE(AesGcmSeal(key, iv, aad, pt, out.data()).ok());
+    EXPECT_EQ(HexEncode(out), HexEncode(expected)) << "vector " << i;
+    Bytes back(pt.size());
+    ASSERT_TRUE(AesGcmOpen(key, iv, aad, expected, back.data()).ok());
+    EXPECT_EQ(back, pt);
+  };
+  for (size_t round = 0; round < 3; ++round) {
+    for (size_t i : {0, 0, 2, 2, 1, 3, 0, 3}) check(i, keys[i]);
+  }
+  // Same object, new bytes: vector 0's key overwritten with vector 2's.
+  SecretBytes changing = Key(kVectors[0].key);
+  check(0, changing);
+  const uint64_t before = changing.serial();
+  Bytes other = Hex(kVectors[2].key);
+  std::copy(other.begin(), other.end(), changing.MutableForCrypto().begin());
+  EXPECT_NE(changing.serial(), before);
+  check(2, changing);
+  // A failed open (wrong tag), then the same key again.
+  Bytes iv = Hex(kVectors[2].iv), bad = Hex(kVectors[2].ct);
+  Append(bad, Bytes(kAesGcmTagSize, 0));
+  Bytes sink(bad.size() - kAesGcmTagSize);
+  EXPECT_FALSE(AesGcmOpen(keys[2], iv, {}, bad, sink.data()).ok());
+  check(2, keys[2]);
 }
 
 TEST(AesGcmTest, EveryBitFlipAndTruncationFails) {

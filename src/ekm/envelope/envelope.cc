@@ -50,32 +50,44 @@ Status ValidateIdentifier(std::string_view what, std::string_view name, size_t m
   return Status::Ok();
 }
 
-bool NameChar(char c) {
+constexpr bool NameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
 }
-bool ScopeChar(char c) {
+constexpr bool ScopeChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '_' || c == '.' || c == ':' || c == '/' || c == '@';
 }
 
-void AppendHeader(const EnvelopeHeader& h, Bytes* out) {
-  const EnvelopeContext& c = h.context;
-  out->insert(out->end(), kEnvelopeMagic, kEnvelopeMagic + 3);
-  out->push_back(kEnvelopeVersion);
-  out->push_back(static_cast<uint8_t>(h.type));
+// magic | version | type | 3 length-prefixed names | dk_version, then the type's own fields.
+size_t HeaderSize(const EnvelopeContext& c, EnvelopeType type) {
+  return kFixedPrefix + 3 + c.workspace.size() + c.environment.size() + c.scope.size() + 4 +
+         (type == EnvelopeType::kSingle ? 12 : 4 + kStreamSaltSize);
+}
+
+// Writes the part both forms share; returns where the type's own fields go.
+uint8_t* WriteHeaderPrefix(const EnvelopeContext& c, EnvelopeType type, uint8_t* p) {
+  std::memcpy(p, kEnvelopeMagic, 3);
+  p[3] = kEnvelopeVersion;
+  p[4] = static_cast<uint8_t>(type);
+  p += kFixedPrefix;
   for (const std::string* s : {&c.workspace, &c.environment, &c.scope}) {
-    out->push_back(static_cast<uint8_t>(s->size()));
-    Append(*out, AsBytes(*s));
+    *p++ = static_cast<uint8_t>(s->size());
+    if (!s->empty()) std::memcpy(p, s->data(), s->size());
+    p += s->size();
   }
-  uint8_t be[4];
-  StoreBigEndian32(be, c.dk_version);
-  out->insert(out->end(), be, be + 4);
+  StoreBigEndian32(p, c.dk_version);
+  return p + 4;
+}
+
+void AppendHeader(const EnvelopeHeader& h, Bytes* out) {
+  const size_t at = out->size();
+  out->resize(at + HeaderSize(h.context, h.type));
+  uint8_t* p = WriteHeaderPrefix(h.context, h.type, out->data() + at);
   if (h.type == EnvelopeType::kSingle) {
-    out->insert(out->end(), h.nonce.begin(), h.nonce.end());
+    std::memcpy(p, h.nonce.data(), h.nonce.size());
   } else {
-    StoreBigEndian32(be, h.segment_size);
-    out->insert(out->end(), be, be + 4);
-    out->insert(out->end(), h.salt.begin(), h.salt.end());
+    StoreBigEndian32(p, h.segment_size);
+    std::memcpy(p + 4, h.salt.data(), h.salt.size());
   }
 }
 
@@ -509,13 +521,42 @@ class Decoder : public EnvelopeDecoder {
 
 }  // namespace
 
+namespace {
+
+// The data path checks names on every call: a table lookup per character, and the error (with
+// its message) only built when the check fails.
+using CharTable = std::array<bool, 256>;
+constexpr CharTable MakeTable(bool (*allowed)(char)) {
+  CharTable t{};
+  for (int c = 0; c < 256; ++c) t[static_cast<size_t>(c)] = allowed(static_cast<char>(c));
+  return t;
+}
+constexpr CharTable kNameChars = MakeTable(NameChar);
+constexpr CharTable kScopeChars = MakeTable(ScopeChar);
+
+bool IsValidIdentifier(std::string_view name, size_t max, const CharTable& allowed) {
+  if (name.empty() || name.size() > max) return false;
+  const auto first = static_cast<unsigned char>(name[0]);
+  if (!((first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z') ||
+        (first >= '0' && first <= '9'))) {
+    return false;
+  }
+  bool ok = true;
+  for (char c : name) ok &= allowed[static_cast<unsigned char>(c)];
+  return ok;
+}
+
+}  // namespace
+
 Status ValidateName(std::string_view what, std::string_view name) {
+  if (IsValidIdentifier(name, kMaxNameSize, kNameChars)) return Status::Ok();
   return ValidateIdentifier(what, name, kMaxNameSize, NameChar,
                             "use 1-64 characters a-z, 0-9, '-', '_', '.', starting with a letter "
                             "or digit");
 }
 
 Status ValidateScope(std::string_view scope) {
+  if (IsValidIdentifier(scope, kMaxScopeSize, kScopeChars)) return Status::Ok();
   return ValidateIdentifier("scope", scope, kMaxScopeSize, ScopeChar,
                             "use 1-128 characters A-Z, a-z, 0-9, '-', '_', '.', ':', '/', '@', "
                             "starting with a letter or digit");
@@ -609,14 +650,12 @@ StatusOr<ParsedHeader> ParseHeader(ByteView in) {
 Status SealSingle(const EnvelopeContext& context, const SecretBytes& dk,
                   std::span<const uint8_t, 12> nonce, ByteView plaintext, Bytes* out) {
   EKM_RETURN_IF_ERROR(ValidateContext(context));
-  EnvelopeHeader h;
-  h.type = EnvelopeType::kSingle;
-  h.context = context;
-  std::copy(nonce.begin(), nonce.end(), h.nonce.begin());
-  size_t start = out->size();
-  AppendHeader(h, out);
-  size_t header_size = out->size() - start;
-  out->resize(out->size() + plaintext.size() + kAesGcmTagSize);
+  // One resize for header, ciphertext and tag; the header is written in place.
+  const size_t start = out->size();
+  const size_t header_size = HeaderSize(context, EnvelopeType::kSingle);
+  out->resize(start + header_size + plaintext.size() + kAesGcmTagSize);
+  uint8_t* p = WriteHeaderPrefix(context, EnvelopeType::kSingle, out->data() + start);
+  std::memcpy(p, nonce.data(), nonce.size());
   Status s = AesGcmSeal(dk, nonce, ByteView(out->data() + start, header_size), plaintext,
                         out->data() + start + header_size);
   if (!s.ok()) out->resize(start);
@@ -658,17 +697,27 @@ std::unique_ptr<EnvelopeDecoder> EnvelopeDecoder::Create(DataKeyLookup lookup,
 }
 
 std::string EnvelopeToText(ByteView binary) {
-  Bytes out(kEnvelopeTextPrefix.begin(), kEnvelopeTextPrefix.end());
-  EncodeGroups(binary, &out);
-  return std::string(out.begin(), out.end());
+  std::string out;
+  out.reserve(kEnvelopeTextPrefix.size() + (binary.size() + 2) / 3 * 4);
+  out.append(kEnvelopeTextPrefix);
+  AppendBase64Url(binary, &out);
+  return out;
 }
 
 StatusOr<Bytes> EnvelopeFromText(std::string_view text) {
   size_t i = 0;
   while (i < text.size() && IsSpace(static_cast<uint8_t>(text[i]))) ++i;
   if (text.substr(i, kEnvelopeTextPrefix.size()) != kEnvelopeTextPrefix) return NotEkm();
+  // Canonical one-line text (what ekm writes) takes the whole-buffer decoder; anything else
+  // (line breaks, padding, a bad character) the streaming one, whose errors count positions
+  // from the start of the text.
+  if (i == 0) {
+    auto fast = Base64UrlDecode(text.substr(kEnvelopeTextPrefix.size()));
+    if (fast.ok()) return fast;
+  }
   Base64Decoder dec(i + kEnvelopeTextPrefix.size());
   Bytes out;
+  out.reserve((text.size() - i) / 4 * 3 + 3);
   EKM_RETURN_IF_ERROR(dec.Update(AsBytes(text.substr(i + kEnvelopeTextPrefix.size())), &out));
   EKM_RETURN_IF_ERROR(dec.Finish(&out));
   return out;

@@ -36,6 +36,8 @@ inline constexpr uint32_t kMinSegmentSize = 4 * 1024;
 inline constexpr uint32_t kMaxSegmentSize = 4 * 1024 * 1024;
 inline constexpr uint32_t kDefaultSegmentSize = 64 * 1024;
 inline constexpr size_t kStreamSaltSize = 32;
+// The decoder buffers a single-form body up to this size; larger data belongs in a stream.
+inline constexpr size_t kMaxSinglePlaintextSize = 64 << 20;
 
 enum class EnvelopeType : uint8_t { kSingle = 1, kStream = 2 };
 
@@ -112,7 +114,7 @@ class EnvelopeEncoder {
 class EnvelopeDecoder {
  public:
   static std::unique_ptr<EnvelopeDecoder> Create(DataKeyLookup lookup,
-                                                 size_t max_single_size = 64 << 20);
+                                                 size_t max_single_size = kMaxSinglePlaintextSize);
   virtual ~EnvelopeDecoder() = default;
   // Appends authenticated plaintext to `out` as segments complete. Stream plaintext is released
   // one authenticated segment at a time: a later failure (truncation) still fails Finish, and

@@ -5,6 +5,7 @@
 // Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <list>
@@ -20,10 +21,14 @@ class KeyCache {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;
 
-  explicit KeyCache(size_t max_entries) : max_entries_(max_entries) {}
+  // `generation`, when given, is bumped on every change of the cache's contents (see
+  // DataPathMemos, which trusts what it remembered from the cache while it does not move).
+  explicit KeyCache(size_t max_entries, std::atomic<uint64_t>* generation = nullptr)
+      : max_entries_(max_entries), generation_(generation) {}
 
-  // The value, unless absent or expired at `now` (an expired entry is dropped).
-  std::shared_ptr<V> Get(const std::string& key, TimePoint now) {
+  // The value, unless absent or expired at `now` (an expired entry is dropped). `expires_at`,
+  // when given, receives the entry's expiry.
+  std::shared_ptr<V> Get(const std::string& key, TimePoint now, TimePoint* expires_at = nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = map_.find(key);
     if (it == map_.end()) {
@@ -33,16 +38,19 @@ class KeyCache {
     if (now >= it->second.expires_at) {
       lru_.erase(it->second.lru_pos);
       map_.erase(it);
+      Changed();
       ++misses_;
       return nullptr;
     }
     lru_.splice(lru_.begin(), lru_, it->second.lru_pos);
     ++hits_;
+    if (expires_at != nullptr) *expires_at = it->second.expires_at;
     return it->second.value;
   }
 
   void Put(const std::string& key, std::shared_ptr<V> value, TimePoint expires_at) {
     std::lock_guard<std::mutex> lock(mu_);
+    Changed();
     auto it = map_.find(key);
     if (it != map_.end()) {
       it->second.value = std::move(value);
@@ -62,6 +70,7 @@ class KeyCache {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = map_.find(key);
     if (it == map_.end()) return;
+    Changed();
     lru_.erase(it->second.lru_pos);
     map_.erase(it);
   }
@@ -81,6 +90,7 @@ class KeyCache {
         ++it;
       }
     }
+    if (n > 0) Changed();
     return n;
   }
 
@@ -88,6 +98,7 @@ class KeyCache {
   // one environment's keys at once).
   void ErasePrefix(const std::string& prefix) {
     std::lock_guard<std::mutex> lock(mu_);
+    Changed();
     for (auto it = map_.begin(); it != map_.end();) {
       if (it->first.compare(0, prefix.size(), prefix) == 0) {
         lru_.erase(it->second.lru_pos);
@@ -100,6 +111,7 @@ class KeyCache {
 
   void Clear() {
     std::lock_guard<std::mutex> lock(mu_);
+    Changed();
     map_.clear();
     lru_.clear();
   }
@@ -118,6 +130,10 @@ class KeyCache {
   }
 
  private:
+  void Changed() {
+    if (generation_ != nullptr) generation_->fetch_add(1, std::memory_order_acq_rel);
+  }
+
   struct Entry {
     std::shared_ptr<V> value;
     TimePoint expires_at;
@@ -125,6 +141,7 @@ class KeyCache {
   };
 
   const size_t max_entries_;
+  std::atomic<uint64_t>* const generation_;
   mutable std::mutex mu_;
   std::unordered_map<std::string, Entry> map_;
   std::list<std::string> lru_;

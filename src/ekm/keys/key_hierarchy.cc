@@ -87,11 +87,11 @@ KeyHierarchy::KeyHierarchy(Store* store, ProviderRegistry* providers, Clock* clo
       providers_(providers),
       clock_(clock),
       options_(options),
-      envs_(options.max_cached_keys),
-      eks_(options.max_cached_keys),
-      dks_(options.max_cached_keys),
-      current_dks_(options.max_cached_keys),
-      policies_(options.max_cached_keys),
+      envs_(options.max_cached_keys, &memos_.generation()),
+      eks_(options.max_cached_keys, &memos_.generation()),
+      dks_(options.max_cached_keys, &memos_.generation()),
+      current_dks_(options.max_cached_keys, &memos_.generation()),
+      policies_(options.max_cached_keys, &memos_.generation()),
       health_(store, clock, options.health) {}
 
 StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewEnvironmentKey(std::string_view workspace,
@@ -146,6 +146,7 @@ StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewVerifiedEnvironmentKey(
 
 void KeyHierarchy::ForgetEnvironment(std::string_view workspace, std::string_view environment) {
   envs_.Erase(EnvKey(workspace, environment));
+  memos_.DropAll();
 }
 
 void KeyHierarchy::OnCmkVerified(const EnvironmentRecord& env) {
@@ -153,12 +154,19 @@ void KeyHierarchy::OnCmkVerified(const EnvironmentRecord& env) {
 }
 
 StatusOr<EnvironmentRecord> KeyHierarchy::GetEnvironment(std::string_view workspace,
-                                                         std::string_view environment) {
+                                                         std::string_view environment,
+                                                         TimePoint* valid_until) {
   std::string key = EnvKey(workspace, environment);
   auto now = clock_->Monotonic();
-  if (auto hit = envs_.Get(key, now)) return *hit;
+  TimePoint expires = now + options_.ttl;
+  if (auto hit = envs_.Get(key, now, &expires)) {
+    if (valid_until != nullptr) *valid_until = std::min(*valid_until, expires);
+    return *hit;
+  }
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord rec, store_->GetEnvironment(workspace, environment));
-  envs_.Put(key, std::make_shared<EnvironmentRecord>(rec), now + options_.ttl);
+  expires = now + options_.ttl;
+  envs_.Put(key, std::make_shared<EnvironmentRecord>(rec), expires);
+  if (valid_until != nullptr) *valid_until = std::min(*valid_until, expires);
   return rec;
 }
 
@@ -346,7 +354,7 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CurrentDataKey(const Envi
   auto now = clock_->Monotonic();
   if (auto hit = current_dks_.Get(key, now); hit && hit->ek_version == env.current_ek_version) {
     if (hit->ValidAt(now)) {
-      hits_.fetch_add(1, std::memory_order_relaxed);
+      hits_.Add();
       return hit;
     }
     EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> fresh, Revalidate(env, hit));
@@ -375,7 +383,7 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::DataKeyVersion(const Envi
   auto now = clock_->Monotonic();
   if (auto hit = dks_.Get(DkKey(env.id, scope, version), now)) {
     if (hit->ValidAt(now)) {
-      hits_.fetch_add(1, std::memory_order_relaxed);
+      hits_.Add();
       return hit;
     }
     return Revalidate(env, std::move(hit));
@@ -396,19 +404,35 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::DataKeyVersion(const Envi
 }
 
 Status KeyHierarchy::NextNonce(DataKeyHandle& dk, std::span<uint8_t, 12> out) {
-  std::shared_ptr<NonceSequence> lease = std::atomic_load(&dk.lease);
-  if (lease && lease->Next(out)) return Status::Ok();
+  NonceSequence* lease = dk.lease.load(std::memory_order_acquire);
+  if (lease != nullptr && lease->Next(out)) return Status::Ok();
   std::lock_guard<std::mutex> lock(dk.lease_mu);
-  lease = std::atomic_load(&dk.lease);
-  if (lease && lease->Next(out)) return Status::Ok();  // another thread refilled it
+  lease = dk.lease.load(std::memory_order_acquire);
+  if (lease != nullptr && lease->Next(out)) return Status::Ok();  // another thread refilled it
   auto reserved = store_->ReserveMessages(dk.environment_id, dk.scope, dk.version,
                                           options_.nonce_lease_size, options_.max_messages_per_dk);
   if (!reserved.ok()) return reserved.status();
   EKM_ASSIGN_OR_RETURN(uint64_t prefix, RandomUint64());
-  lease = std::make_shared<NonceSequence>(prefix, options_.nonce_lease_size);
-  std::atomic_store(&dk.lease, lease);
+  dk.leases.push_back(std::make_unique<NonceSequence>(prefix, options_.nonce_lease_size));
+  lease = dk.leases.back().get();
+  dk.lease.store(lease, std::memory_order_release);
   if (!lease->Next(out)) return InternalError("a fresh nonce lease is empty");
   return Status::Ok();
+}
+
+Status KeyHierarchy::NextNonces(DataKeyHandle& dk, NonceBlock* block) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    NonceSequence* lease = dk.lease.load(std::memory_order_acquire);
+    if (lease != nullptr && lease->Take(kNonceBlockSize, &block->next, &block->end)) {
+      block->sequence = lease;
+      return Status::Ok();
+    }
+    // Used up: NextNonce leases afresh (or finds another thread did) and gives one nonce,
+    // which is wasted here; the next Take draws from the new lease.
+    std::array<uint8_t, 12> unused;
+    EKM_RETURN_IF_ERROR(NextNonce(dk, unused));
+  }
+  return InternalError("a fresh nonce lease is empty");
 }
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::RotateDataKey(const EnvironmentRecord& env,
@@ -507,6 +531,7 @@ void KeyHierarchy::Invalidate(int64_t environment_id, const CmkRef& cmk) {
   };
   dks_.EraseIf(of_env);
   current_dks_.EraseIf(of_env);
+  memos_.DropAll();  // no thread's memo keeps a revoked key in memory
 }
 
 size_t KeyHierarchy::PurgeExpired() {
@@ -522,6 +547,7 @@ size_t KeyHierarchy::PurgeExpired() {
   n += dks_.EraseIf([&](const DataKeyHandle& dk) { return dead(*dk.ek); });
   n += current_dks_.EraseIf([&](const DataKeyHandle& dk) { return dead(*dk.ek); });
   n += eks_.EraseIf(dead);
+  memos_.DropAll();  // idle threads' memos too: expired and evicted keys go now
   return n;
 }
 
@@ -551,7 +577,7 @@ KeyHierarchy::Counters KeyHierarchy::counters() const {
   c.ek_entries = eks_.size();
   c.dk_entries = dks_.size();
   c.entries = c.ek_entries + c.dk_entries;
-  c.hits = hits_.load(std::memory_order_relaxed);
+  c.hits = hits_.Value();
   c.misses = misses_.load(std::memory_order_relaxed);
   c.provider_ok = provider_ok_.load(std::memory_order_relaxed);
   c.provider_refused = provider_refused_.load(std::memory_order_relaxed);
@@ -570,6 +596,7 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::UnwrapAfterRepack(
 
 void KeyHierarchy::ForgetEnvironmentKey(int64_t environment_id, uint32_t version) {
   eks_.Erase(EkKey(environment_id, version));
+  memos_.DropAll();
 }
 
 Status KeyHierarchy::DestroyedEnvironmentKeyError(const EnvironmentRecord& env,
@@ -587,6 +614,7 @@ void KeyHierarchy::PurgeEnvironment(const EnvironmentRecord& env) {
   eks_.ErasePrefix(prefix);
   dks_.ErasePrefix(prefix);
   current_dks_.ErasePrefix(prefix);
+  memos_.DropAll();
 }
 
 }  // namespace ekm

@@ -21,11 +21,14 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "ekm/base/clock.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/base/status.h"
+#include "ekm/base/sharded_counter.h"
 #include "ekm/keys/cmk_health.h"
+#include "ekm/keys/data_path_memo.h"
 #include "ekm/keys/key_cache.h"
 #include "ekm/keys/nonce_sequence.h"
 #include "ekm/provider/key_provider.h"
@@ -75,8 +78,12 @@ struct DataKeyHandle {
   // Usable without asking anyone: the EK entry it hangs off is valid.
   bool ValidAt(std::chrono::steady_clock::time_point now) const { return ek->ValidAt(now); }
 
+  // The nonce lease in use, read without a lock. Refilled under lease_mu; every lease taken
+  // stays in `leases` until the handle goes, so a reader never holds a freed one (at most
+  // max_messages_per_dk / nonce_lease_size of them: 4096 of ~32 bytes by default).
+  std::atomic<NonceSequence*> lease{nullptr};
   std::mutex lease_mu;
-  std::shared_ptr<NonceSequence> lease;  // atomic_load/atomic_store; refilled under lease_mu
+  std::vector<std::unique_ptr<NonceSequence>> leases;
 };
 
 class KeyHierarchy {
@@ -108,8 +115,10 @@ class KeyHierarchy {
   void OnCmkVerified(const EnvironmentRecord& env);
 
   // The environment's record (cached for the TTL).
-  StatusOr<EnvironmentRecord> GetEnvironment(std::string_view workspace,
-                                             std::string_view environment);
+  // `valid_until`, when given, is lowered to when the record read stops being trusted.
+  StatusOr<EnvironmentRecord> GetEnvironment(
+      std::string_view workspace, std::string_view environment,
+      std::chrono::steady_clock::time_point* valid_until = nullptr);
 
   // The newest DK version of `scope`, created (wrapped under the current EK) on first use.
   // When the environment's current EK has changed since (a new CMK), the scope first gets a
@@ -125,6 +134,13 @@ class KeyHierarchy {
   // A unique nonce under `dk`, leasing from the store when the current lease is used up.
   // ResourceExhausted when the DK version has reached its message bound: rotate it.
   Status NextNonce(DataKeyHandle& dk, std::span<uint8_t, 12> out);
+  // Refills `block` with a run of nonces under `dk` for one thread (leasing as NextNonce does).
+  Status NextNonces(DataKeyHandle& dk, NonceBlock* block);
+  static constexpr uint64_t kNonceBlockSize = 256;
+
+  // Per-thread memos of data-path lookups (data_path_memo.h), and the hit they count.
+  DataPathMemos& memos() { return memos_; }
+  void CountMemoHit() { hits_.Add(); }
 
   // Creates DK version `after_version + 1` of the scope (or returns the one another process
   // created first).
@@ -190,7 +206,7 @@ class KeyHierarchy {
   // Handles already held by in-flight requests are wiped when those requests finish.
   void PurgeEnvironment(const EnvironmentRecord& env);
 
-  uint64_t cache_hits() const { return hits_.load(std::memory_order_relaxed); }
+  uint64_t cache_hits() const { return hits_.Value(); }
   uint64_t cache_misses() const { return misses_.load(std::memory_order_relaxed); }
 
  private:
@@ -229,6 +245,8 @@ class KeyHierarchy {
   ProviderRegistry* providers_;
   Clock* clock_;
   KeyHierarchyOptions options_;
+  // First: the caches below bump its generation, and memos hold DKs until it goes.
+  DataPathMemos memos_;
   KeyCache<EnvironmentRecord> envs_;
   KeyCache<CachedEk> eks_;  // by environment/version; validity: the entry's valid_until_ns
   KeyCache<DataKeyHandle> dks_;         // by environment/scope/version
@@ -237,7 +255,8 @@ class KeyHierarchy {
   CmkHealth health_;
   std::mutex flights_mu_;
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
-  std::atomic<uint64_t> hits_{0}, misses_{0};
+  ShardedCounter hits_;  // every data-path lookup adds to it: no shared cache line
+  std::atomic<uint64_t> misses_{0};
   std::mutex purge_mu_;
   std::condition_variable purge_cv_;
   bool purge_stop_ = false;

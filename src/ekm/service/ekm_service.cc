@@ -321,8 +321,29 @@ class EkmServiceImpl : public EkmService {
 
   Status Encrypt(std::string_view workspace, std::string_view environment, std::string_view scope,
                  ByteView plaintext, Bytes* out) override {
+    // This thread's memo of the lookups below, while nothing they read changed
+    // (keys/data_path_memo.h): no shared lock or reference count per message.
+    const uint64_t generation = keys_.memos().current_generation();
+    {
+      const auto now = options_.clock->Monotonic();
+      DataPathMemos::Block* block = nullptr;
+      auto lock = keys_.memos().Lock(&block);
+      DataPathMemos::Entry* e = block->Find(generation, now.time_since_epoch().count(), workspace,
+                                            environment, scope, 0);
+      std::array<uint8_t, 12> nonce;
+      if (e != nullptr && e->dk->ValidAt(now) &&
+          (e->nonces.Next(nonce) ||
+           (keys_.NextNonces(*e->dk, &e->nonces).ok() && e->nonces.Next(nonce)))) {
+        keys_.CountMemoHit();
+        CountUsage(e->env, scope, usage_op::kEncrypt);
+        EnvelopeContext ctx{e->env.workspace, e->env.name, std::string(scope), e->dk->version};
+        return SealSingle(ctx, *e->dk->key, nonce, plaintext, out);
+      }
+      // Otherwise (no memo, a change, an expired TTL, a used-up DK) the full path decides.
+    }
     EKM_RETURN_IF_ERROR(ValidateScope(scope));
-    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
+    auto valid_until = std::chrono::steady_clock::time_point::max();
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment, &valid_until));
     EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, keys_.CurrentDataKey(env, scope));
     std::array<uint8_t, 12> nonce;
     Status s = keys_.NextNonce(*dk, nonce);
@@ -334,11 +355,77 @@ class EkmServiceImpl : public EkmService {
     EKM_RETURN_IF_ERROR(s);
     EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
     CountUsage(env, scope, usage_op::kEncrypt);
-    return SealSingle(ctx, *dk->key, nonce, plaintext, out);
+    EKM_RETURN_IF_ERROR(SealSingle(ctx, *dk->key, nonce, plaintext, out));
+    Remember(generation, valid_until, workspace, environment, scope, 0, env, std::move(dk));
+    return Status::Ok();
+  }
+
+  // Keeps what the full data path looked up as this thread's memo (see Encrypt).
+  void Remember(uint64_t generation, std::chrono::steady_clock::time_point valid_until,
+                std::string_view workspace, std::string_view environment, std::string_view scope,
+                uint32_t version, const EnvironmentRecord& env,
+                std::shared_ptr<DataKeyHandle> dk) {
+    DataPathMemos::Block* block = nullptr;
+    auto lock = keys_.memos().Lock(&block);
+    DataPathMemos::Entry& e = block->Slot();
+    e.generation = generation;
+    e.valid_until_ns = valid_until.time_since_epoch().count();
+    e.workspace = std::string(workspace);
+    e.environment = std::string(environment);
+    e.scope = std::string(scope);
+    e.version = version;
+    e.env = env;
+    e.dk = std::move(dk);
   }
 
   Status Decrypt(std::string_view workspace, std::string_view environment, ByteView envelope,
                  Bytes* out) override {
+    // A whole single-form envelope (what Encrypt and the JSON API produce) opens straight into
+    // `out`: no decoder, no intermediate copies. Anything else, including every malformed
+    // input, takes the decoder, whose errors are the documented ones.
+    Bytes binary;
+    ByteView whole = envelope;
+    if (!envelope.empty() && envelope[0] == kEnvelopeTextPrefix[0]) {
+      auto decoded = EnvelopeFromText(AsChars(envelope));
+      if (decoded.ok()) {
+        binary = std::move(decoded).value();
+        whole = binary;
+      }
+    }
+    if (whole.size() > 4 && whole[0] == kEnvelopeMagic[0] &&
+        whole[4] == static_cast<uint8_t>(EnvelopeType::kSingle) &&
+        whole.size() <= kMaxSinglePlaintextSize) {
+      auto parsed = ParseHeader(whole);
+      if (parsed.ok()) {
+        const EnvelopeContext& c = parsed->header.context;
+        const bool count = !t_usage_counted_by_caller;
+        // This thread's memo first, as in Encrypt; a header naming another environment always
+        // takes the full path (and its error).
+        const uint64_t generation = keys_.memos().current_generation();
+        if (c.workspace == workspace && c.environment == environment) {
+          const auto now = options_.clock->Monotonic();
+          DataPathMemos::Block* block = nullptr;
+          auto lock = keys_.memos().Lock(&block);
+          DataPathMemos::Entry* e = block->Find(generation, now.time_since_epoch().count(),
+                                                workspace, environment, c.scope, c.dk_version);
+          if (e != nullptr && e->dk->ValidAt(now)) {
+            keys_.CountMemoHit();
+            if (count) CountUsage(e->env, c.scope, usage_op::kDecrypt);
+            return OpenSingle(*parsed, whole, *e->dk->key, out);
+          }
+        }
+        auto valid_until = std::chrono::steady_clock::time_point::max();
+        EKM_ASSIGN_OR_RETURN(EnvironmentRecord env,
+                             Environment(workspace, environment, &valid_until));
+        EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, c, count));
+        EKM_RETURN_IF_ERROR(OpenSingle(*parsed, whole, *dk->key, out));
+        if (c.dk_version != 0) {
+          Remember(generation, valid_until, workspace, environment, c.scope, c.dk_version, env,
+                   std::move(dk));
+        }
+        return Status::Ok();
+      }
+    }
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> decoder,
                          NewDecryptStream(workspace, environment));
     Bytes plain;
@@ -347,6 +434,21 @@ class EkmServiceImpl : public EkmService {
     if (!s.ok()) return s;
     Append(*out, plain);
     return Status::Ok();
+  }
+
+  // The DK an envelope names, once its header is known to belong to `env`. Counts one decrypt
+  // when `count` (the header names the scope).
+  StatusOr<std::shared_ptr<DataKeyHandle>> DataKeyFor(const EnvironmentRecord& env,
+                                                      const EnvelopeContext& c, bool count) {
+    if (count) CountUsage(env, c.scope, usage_op::kDecrypt);
+    if (c.workspace != env.workspace || c.environment != env.name) {
+      return InvalidArgumentError(
+          "this ciphertext belongs to workspace \"" + c.workspace + "\", environment \"" +
+              c.environment + "\", not to workspace \"" + env.workspace + "\", environment \"" +
+              env.name + "\"",
+          "decrypt it with --workspace " + c.workspace + " --environment " + c.environment);
+    }
+    return keys_.DataKeyVersion(env, c.scope, c.dk_version);
   }
 
   StatusOr<std::unique_ptr<EnvelopeEncoder>> NewEncryptStream(std::string_view workspace,
@@ -376,18 +478,8 @@ class EkmServiceImpl : public EkmService {
     const bool count = !t_usage_counted_by_caller;
     auto lookup = [this, env, count](const EnvelopeHeader& h)
         -> StatusOr<std::shared_ptr<const SecretBytes>> {
-      const EnvelopeContext& c = h.context;
       // Counted when the header names a scope: one envelope, one decrypt.
-      if (count) CountUsage(env, c.scope, usage_op::kDecrypt);
-      if (c.workspace != env.workspace || c.environment != env.name) {
-        return InvalidArgumentError(
-            "this ciphertext belongs to workspace \"" + c.workspace + "\", environment \"" +
-                c.environment + "\", not to workspace \"" + env.workspace +
-                "\", environment \"" + env.name + "\"",
-            "decrypt it with --workspace " + c.workspace + " --environment " + c.environment);
-      }
-      EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk,
-                           keys_.DataKeyVersion(env, c.scope, c.dk_version));
+      EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, h.context, count));
       return dk->key;
     };
     return EnvelopeDecoder::Create(std::move(lookup));
@@ -1530,12 +1622,15 @@ class EkmServiceImpl : public EkmService {
     return v;
   }
 
-  StatusOr<EnvironmentRecord> Environment(std::string_view workspace,
-                                          std::string_view environment) {
+  // `valid_until`, when given, receives when what this read from caches stops being trusted
+  // (for the data-path memos).
+  StatusOr<EnvironmentRecord> Environment(
+      std::string_view workspace, std::string_view environment,
+      std::chrono::steady_clock::time_point* valid_until = nullptr) {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
     EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
-    auto env = keys_.GetEnvironment(workspace, environment);
-    if (env.ok()) EKM_RETURN_IF_ERROR(RefuseIfShredded(*env, /*cached=*/true));
+    auto env = keys_.GetEnvironment(workspace, environment, valid_until);
+    if (env.ok()) EKM_RETURN_IF_ERROR(RefuseIfShredded(*env, /*cached=*/true, valid_until));
     if (env.ok() || env.status().code() != StatusCode::kNotFound) return env;
     // Say which part is missing: the workspace or the environment inside it.
     EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());
@@ -1774,17 +1869,22 @@ class EkmServiceImpl : public EkmService {
 
   // FailedPrecondition when the environment was crypto-shredded. `cached`: a per-node answer
   // up to one key cache TTL old is good enough (the data-plane path).
-  Status RefuseIfShredded(const EnvironmentRecord& env, bool cached) {
+  // `valid_until`, when given, is lowered to when the status used here stops being trusted.
+  Status RefuseIfShredded(const EnvironmentRecord& env, bool cached,
+                          std::chrono::steady_clock::time_point* valid_until = nullptr) {
     const std::string key = std::to_string(env.id);
     const auto now = options_.clock->Monotonic();
     std::shared_ptr<std::optional<Store::EnvironmentShredRecord>> status;
-    if (cached) status = shred_status_.Get(key, now);
+    auto expires = now + options_.key_cache_ttl;
+    if (cached) status = shred_status_.Get(key, now, &expires);
     if (!status) {
       EKM_ASSIGN_OR_RETURN(std::optional<Store::EnvironmentShredRecord> rec,
                            store_->GetEnvironmentShred(env.id));
       status = std::make_shared<std::optional<Store::EnvironmentShredRecord>>(std::move(rec));
-      shred_status_.Put(key, status, now + options_.key_cache_ttl);
+      expires = now + options_.key_cache_ttl;
+      shred_status_.Put(key, status, expires);
     }
+    if (valid_until != nullptr) *valid_until = std::min(*valid_until, expires);
     if (!status->has_value()) return Status::Ok();
     return ShreddedError(env.workspace, env.name, (*status)->shredded_at);
   }
@@ -1843,7 +1943,6 @@ class EkmServiceImpl : public EkmService {
     return k;
   }
 
-  KeyCache<std::optional<Store::EnvironmentShredRecord>> shred_status_{100000};
   // --- issue5-A ---
   static ApiTokenInfo TokenInfo(const Store::ApiTokenRecord& r) {
     return ApiTokenInfo{r.id,          r.role,       r.workspace,  r.environments, r.description,
@@ -1935,6 +2034,9 @@ class EkmServiceImpl : public EkmService {
   StorePtr store_;
   std::unique_ptr<ProviderRegistry> providers_;
   KeyHierarchy keys_;
+  // After keys_: its changes move the data-path memos' generation too.
+  KeyCache<std::optional<Store::EnvironmentShredRecord>> shred_status_{
+      100000, &keys_.memos().generation()};
 };
 
 StatusOr<KeyPolicyAdvice> EkmServiceImpl::KeyPolicy(std::string_view workspace,

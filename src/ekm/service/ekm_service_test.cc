@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+#include <thread>
+
 #include "ekm/base/random.h"
 #include "ekm/testing/temp_dir.h"
 
@@ -158,6 +161,57 @@ TEST_F(EkmServiceTest, DataKeyRotatesAtItsMessageBound) {
     ASSERT_TRUE(svc_->Decrypt("acme", "prod", cts[i], &out).ok());
     EXPECT_EQ(AsChars(out), std::to_string(i));
   }
+}
+
+// Threads encrypting under one scope each take their own runs of nonces (data-path memos):
+// every nonce is still used once, across lease refills, and everything decrypts.
+TEST_F(EkmServiceTest, ConcurrentEncryptsNeverRepeatANonce) {
+  options_.nonce_lease_size = 1000;  // many refills, and runs cut short by them
+  Reopen();
+  constexpr int kThreads = 4, kEach = 1500;
+  std::vector<std::vector<Bytes>> cts(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        Bytes out;
+        std::string text = std::to_string(t) + ":" + std::to_string(i);
+        if (svc_->Encrypt("acme", "prod", "orders", AsBytes(text), &out).ok()) {
+          cts[static_cast<size_t>(t)].push_back(std::move(out));
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<std::string> nonces;
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_EQ(cts[static_cast<size_t>(t)].size(), static_cast<size_t>(kEach));
+    for (int i = 0; i < kEach; ++i) {
+      const Bytes& ct = cts[static_cast<size_t>(t)][static_cast<size_t>(i)];
+      auto h = ParseHeader(ct);
+      ASSERT_TRUE(h.ok());
+      nonces.insert(std::to_string(h->header.context.dk_version) + "/" +
+                    std::string(h->header.nonce.begin(), h->header.nonce.end()));
+      Bytes out;
+      ASSERT_TRUE(svc_->Decrypt("acme", "prod", ct, &out).ok());
+      EXPECT_EQ(AsChars(out), std::to_string(t) + ":" + std::to_string(i));
+    }
+  }
+  EXPECT_EQ(nonces.size(), static_cast<size_t>(kThreads * kEach));
+}
+
+// A thread's memo of an environment ends with the environment: a shred refuses the next
+// message at once, on the thread that had just used the key.
+TEST_F(EkmServiceTest, MemoizedKeysEndWithAShred) {
+  Bytes ct = Encrypt("acme", "dev", "orders", "a");
+  Encrypt("acme", "dev", "orders", "b");  // served from this thread's memo
+  auto token = svc_->RequestShred("acme", "dev");
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  ASSERT_TRUE(svc_->ShredEnvironment("acme", "dev", token->token, "dev").ok());
+  Bytes out;
+  EXPECT_EQ(svc_->Encrypt("acme", "dev", "orders", AsBytes("c"), &out).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(svc_->Decrypt("acme", "dev", ct, &out).code(), StatusCode::kFailedPrecondition);
 }
 
 // --- issue5-D ---
