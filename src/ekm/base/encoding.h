@@ -11,10 +11,14 @@
 namespace ekm {
 
 std::string Base64UrlEncode(ByteView in);
+// Base64UrlEncode, appended to `out` (no intermediate string).
+void AppendBase64Url(ByteView in, std::string* out);
 // Accepts unpadded input (padding '=' is tolerated). Names the first bad character.
 StatusOr<Bytes> Base64UrlDecode(std::string_view in);
 
 std::string Base64Encode(ByteView in);  // standard alphabet, padded
+// Base64Encode, appended to `out`.
+void AppendBase64(ByteView in, std::string* out);
 // Standard alphabet; padding optional; also accepts the URL-safe alphabet.
 StatusOr<Bytes> Base64Decode(std::string_view in);
 

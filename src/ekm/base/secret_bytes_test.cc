@@ -29,6 +29,20 @@ TEST(SecretBytesTest, MoveEmptiesTheSource) {
   EXPECT_EQ(a->size(), 0u);  // NOLINT(bugprone-use-after-move): checking the moved-from state
 }
 
+TEST(SecretBytesTest, SerialIsUniqueMovesAndChangesWithTheBytes) {
+  SecretBytes a(32), b(32), empty;
+  EXPECT_NE(a.serial(), 0u);
+  EXPECT_NE(a.serial(), b.serial());
+  EXPECT_EQ(empty.serial(), 0u);
+  EXPECT_NE(a.Clone().serial(), a.serial());
+  const uint64_t s = a.serial();
+  SecretBytes moved(std::move(a));
+  EXPECT_EQ(moved.serial(), s);
+  EXPECT_EQ(a.serial(), 0u);  // NOLINT(bugprone-use-after-move): moved-from is empty
+  moved.MutableForCrypto()[0] = 1;
+  EXPECT_NE(moved.serial(), s);
+}
+
 TEST(SecretBytesTest, ConstantTimeEquality) {
   auto a = RandomSecret(32);
   ASSERT_TRUE(a.ok());

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <optional>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "ekm/auth/authorization.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
+#include "ekm/envelope/envelope.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/metrics/metrics.h"
 #include "ekm/provider/imported/key_material_import.h"
@@ -197,6 +199,77 @@ StatusOr<json> ParseObject(const std::string& body) {
                                 "curl, --data '{\"name\": \"acme\"}'); a key policy goes in as "
                                 "a JSON string: {\"policy\": \"...\"}");
   }
+}
+
+// The data plane's bodies ({"plaintext": "…", "scope": "…"}, {"ciphertext": "…"}) are flat
+// objects of plain strings. They are read here without building a JSON document; anything
+// else (an escape, a byte outside printable ASCII, a number, nesting, a repeated key, more than
+// kMaxFlatFields fields) returns false and takes the full parser, which also words every error.
+struct FlatField {
+  std::string_view key, value;
+};
+constexpr size_t kMaxFlatFields = 4;
+using FlatFields = std::array<FlatField, kMaxFlatFields>;
+
+bool ParseFlatStringObject(std::string_view body, FlatFields* fields, size_t* count) {
+  size_t i = 0, n = 0;
+  auto space = [&] {
+    while (i < body.size() && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t')) ++i;
+  };
+  auto string = [&](std::string_view* out) {
+    if (i >= body.size() || body[i] != '"') return false;
+    const size_t start = ++i;
+    while (i < body.size() && body[i] != '"') {
+      const auto c = static_cast<unsigned char>(body[i]);
+      if (c < 0x20 || c > 0x7e || c == '\\') return false;
+      ++i;
+    }
+    if (i >= body.size()) return false;
+    *out = body.substr(start, i - start);
+    ++i;
+    return true;
+  };
+  space();
+  if (i >= body.size() || body[i++] != '{') return false;
+  space();
+  if (i < body.size() && body[i] == '}') {
+    ++i;
+  } else {
+    for (;;) {
+      FlatField f;
+      space();
+      if (!string(&f.key)) return false;
+      space();
+      if (i >= body.size() || body[i++] != ':') return false;
+      space();
+      if (!string(&f.value)) return false;
+      for (size_t k = 0; k < n; ++k) {
+        if ((*fields)[k].key == f.key) return false;
+      }
+      if (n == kMaxFlatFields) return false;
+      (*fields)[n++] = f;
+      space();
+      if (i >= body.size()) return false;
+      if (body[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (body[i++] != '}') return false;
+      break;
+    }
+  }
+  space();
+  if (i != body.size()) return false;
+  *count = n;
+  return true;
+}
+
+// The value of `name` in a flat object read by ParseFlatStringObject, or nullptr.
+const std::string_view* FlatValue(const FlatFields& fields, size_t count, std::string_view name) {
+  for (size_t k = 0; k < count; ++k) {
+    if (fields[k].key == name) return &fields[k].value;
+  }
+  return nullptr;
 }
 
 StatusOr<std::string> StringField(const json& j, const char* name, bool required) {
@@ -751,32 +824,71 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {201, JsonText(EnvironmentJson(*e))};
     }
     case RouteId::kEncrypt: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto plaintext = StringField(*j, "plaintext", true);
-      if (!plaintext.ok()) return Error(plaintext.status());
-      auto scope = StringField(*j, "scope", false);
-      if (!scope.ok()) return Error(scope.status());
-      auto bytes = Base64Decode(*plaintext);
+      std::string plaintext_field, scope_field;
+      std::string_view plaintext_text, scope_text;
+      FlatFields flat;
+      size_t flat_count = 0;
+      const std::string_view* flat_plaintext = nullptr;
+      if (ParseFlatStringObject(body, &flat, &flat_count) &&
+          (flat_plaintext = FlatValue(flat, flat_count, "plaintext")) != nullptr) {
+        plaintext_text = *flat_plaintext;
+        if (const std::string_view* sc = FlatValue(flat, flat_count, "scope")) scope_text = *sc;
+      } else {
+        auto j = ParseObject(body);
+        if (!j.ok()) return Error(j.status());
+        auto plaintext = StringField(*j, "plaintext", true);
+        if (!plaintext.ok()) return Error(plaintext.status());
+        auto scope = StringField(*j, "scope", false);
+        if (!scope.ok()) return Error(scope.status());
+        plaintext_field = std::move(plaintext).value();
+        scope_field = std::move(scope).value();
+        plaintext_text = plaintext_field;
+        scope_text = scope_field;
+      }
+      auto bytes = Base64Decode(plaintext_text);
       if (!bytes.ok()) {
         return Error(InvalidArgumentError("field \"plaintext\" must be base64: " +
                                           bytes.status().message()));
       }
-      std::string sc = scope->empty() ? m.scope : *scope;
+      const std::string_view sc = scope_text.empty() ? std::string_view(m.scope) : scope_text;
       Bytes ct;
       Status s = service_->Encrypt(m.workspace, m.environment, sc, *bytes, &ct);
       if (!s.ok()) return Error(s);
-      return {200, JsonText(json{{"ciphertext", EnvelopeToText(ct)}, {"scope", sc}})};
+      // Written directly: the ciphertext is base64url and the scope passed ValidateScope, so
+      // neither needs escaping (the bytes are what nlohmann::json would write).
+      std::string out;
+      out.reserve(48 + (ct.size() + 2) / 3 * 4 + sc.size());
+      out.append(R"({"ciphertext":")").append(kEnvelopeTextPrefix);
+      AppendBase64Url(ct, &out);
+      out.append(R"(","scope":")").append(sc).append(R"("})");
+      return {200, std::move(out)};
     }
     case RouteId::kDecrypt: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto ciphertext = StringField(*j, "ciphertext", true);
-      if (!ciphertext.ok()) return Error(ciphertext.status());
+      std::string ciphertext_field;
+      std::string_view ciphertext_text;
+      FlatFields flat;
+      size_t flat_count = 0;
+      const std::string_view* flat_ciphertext = nullptr;
+      if (ParseFlatStringObject(body, &flat, &flat_count) &&
+          (flat_ciphertext = FlatValue(flat, flat_count, "ciphertext")) != nullptr) {
+        ciphertext_text = *flat_ciphertext;
+      } else {
+        auto j = ParseObject(body);
+        if (!j.ok()) return Error(j.status());
+        auto ciphertext = StringField(*j, "ciphertext", true);
+        if (!ciphertext.ok()) return Error(ciphertext.status());
+        ciphertext_field = std::move(ciphertext).value();
+        ciphertext_text = ciphertext_field;
+      }
       Bytes plain;
-      Status s = service_->Decrypt(m.workspace, m.environment, AsBytes(*ciphertext), &plain);
+      Status s = service_->Decrypt(m.workspace, m.environment, AsBytes(ciphertext_text), &plain);
       if (!s.ok()) return Error(s);
-      return {200, JsonText(json{{"plaintext", Base64Encode(plain)}})};
+      std::string out;
+      out.reserve(20 + (plain.size() + 2) / 3 * 4);
+      out.append(R"({"plaintext":")");
+      AppendBase64(plain, &out);
+      out.append(R"("})");
+      return {200, std::move(out)};
     }
     case RouteId::kShowKey: {
       auto info = service_->ShowCustomerKey(m.workspace, m.environment);
