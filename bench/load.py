@@ -6,7 +6,8 @@
 Measures, in one run on this machine:
   * nginx serving a static 1 KiB file (keep-alive): the most any HTTP service can do here;
   * ekmd POST …/encrypt and …/decrypt of 1 KiB (JSON, base64), keep-alive, 16 and 64
-    connections, and …/encrypt/batch with 100 items of 1 KiB a request;
+    connections, and …/encrypt/batch with 100 items of 1 KiB a request, with one I/O thread
+    and with its default (one per core); nginx likewise with one worker and one per core;
   * ekmd's cold start (process start to its first answer on /healthz) and its resident memory
     with 10 000 environments' keys cached.
 Everything listens on 127.0.0.1 only; every process started here is stopped at exit. Only the
@@ -114,8 +115,8 @@ class Processes:
             self.stop(p)
 
 
-def start_nginx(procs, tmp):
-    root = os.path.join(tmp, "nginx")
+def start_nginx(procs, tmp, workers):
+    root = os.path.join(tmp, f"nginx-{workers}")
     os.makedirs(os.path.join(root, "html"))
     with open(os.path.join(root, "html", "1k"), "wb") as f:
         f.write(PAYLOAD)
@@ -123,7 +124,7 @@ def start_nginx(procs, tmp):
     user = "user root root;\n" if os.geteuid() == 0 else ""
     conf = os.path.join(root, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(f"""{user}worker_processes auto;
+        f.write(f"""{user}worker_processes {workers};
 pid {root}/nginx.pid;
 error_log {root}/error.log warn;
 events {{ worker_connections 1024; }}
@@ -171,6 +172,39 @@ def bootstrap(port, data_dir):
     return admin, app["token"]
 
 
+def load_runs(runs, port, app_token, duration, tmp, label):
+    """wrk against encrypt and decrypt of 1 KiB at 16 and 64 connections, and batches."""
+    app = Api(port, app_token)
+    env_path = "/v1/workspaces/bench/environments/prod"
+    base = f"http://127.0.0.1:{port}{env_path}"
+    b64 = base64.b64encode(PAYLOAD).decode()
+    enc_body = os.path.join(tmp, "encrypt.json")
+    with open(enc_body, "w") as f:
+        json.dump({"plaintext": b64, "scope": "bench"}, f)
+    ct = app.call("POST", env_path + "/encrypt", {"plaintext": b64, "scope": "bench"})["ciphertext"]
+    dec_body = os.path.join(tmp, "decrypt.json")
+    with open(dec_body, "w") as f:
+        json.dump({"ciphertext": ct}, f)
+    batch_body = os.path.join(tmp, "batch.json")
+    with open(batch_body, "w") as f:
+        json.dump({"items": [{"plaintext": b64, "scope": "bench"}] * 100}, f)
+    common = {"EKM_WRK_METHOD": "POST", "EKM_WRK_TOKEN": app_token}
+    for name, path, body in (("encrypt_1k", "/encrypt", enc_body),
+                             ("decrypt_1k", "/decrypt", dec_body)):
+        for c in (16, 64):
+            r = wrk(base + path, c, duration,
+                    dict(common, EKM_WRK_PATH=env_path + path, EKM_WRK_BODY_FILE=body))
+            runs[f"{name}_c{c}"] = r
+            print(f"{label} {name}, {c} connections: {r['rps']:.0f} req/s, "
+                  f"p99 {r['latency_us']['p99']} µs", flush=True)
+    r = wrk(base + "/encrypt/batch", 16, duration,
+            dict(common, EKM_WRK_PATH=env_path + "/encrypt/batch", EKM_WRK_BODY_FILE=batch_body))
+    r["items_per_second"] = r["rps"] * 100
+    runs["encrypt_batch100_1k_c16"] = r
+    print(f"{label} encrypt/batch (100 x 1 KiB), 16 connections: {r['rps']:.0f} req/s = "
+          f"{r['items_per_second']:.0f} items/s", flush=True)
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -191,54 +225,38 @@ def main():
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: run scripts/install-deps.sh --bench")
     build = os.path.abspath(args.build_dir)
+
     tmp = tempfile.mkdtemp(prefix="ekm-load-")
     procs = Processes()
     results = {"machine": {"cpus": os.cpu_count()}, "wrk": {}, "nginx": {}, "ekmd": {}}
     try:
-        nginx, nport = start_nginx(procs, tmp)
-        for c in (16, 64):
-            r = wrk(f"http://127.0.0.1:{nport}/1k", c, args.duration,
-                    {"EKM_WRK_METHOD": "GET", "EKM_WRK_PATH": "/1k"})
-            results["nginx"][f"static_1k_c{c}"] = r
-            print(f"nginx static 1 KiB, {c} connections: {r['rps']:.0f} req/s, "
-                  f"p99 {r['latency_us']['p99']} µs", flush=True)
-        procs.stop(nginx)
+        # nginx with one worker and with one per core: the better of the two is the baseline.
+        for workers in ("1", "auto"):
+            nginx, nport = start_nginx(procs, tmp, workers)
+            runs = results["nginx"][f"workers_{workers}"] = {}
+            for c in (16, 64):
+                r = wrk(f"http://127.0.0.1:{nport}/1k", c, args.duration,
+                        {"EKM_WRK_METHOD": "GET", "EKM_WRK_PATH": "/1k"})
+                runs[f"static_1k_c{c}"] = r
+                print(f"nginx ({workers} worker) static 1 KiB, {c} connections: "
+                      f"{r['rps']:.0f} req/s, p99 {r['latency_us']['p99']} µs", flush=True)
+            procs.stop(nginx)
 
+        # ekmd with one I/O thread (wrk has the other core) and with its default, one per core.
         data_dir = os.path.join(tmp, "ekmd-data")
         port = free_port()
-        ekmd, _ = start_ekmd(procs, build, data_dir, port)
-        admin, app_token = bootstrap(port, data_dir)
+        for threads in ("1", "default"):
+            extra = ["--threads", "1"] if threads == "1" else []
+            ekmd, _ = start_ekmd(procs, build, data_dir, port, extra)
+            if threads == "1":
+                admin, app_token = bootstrap(port, data_dir)
+            runs = results["ekmd"][f"threads_{threads}"] = {}
+            load_runs(runs, port, app_token, args.duration, tmp, f"ekmd ({threads} thread)")
+            if threads == "default":
+                break  # keep it running for the memory figures
+            procs.stop(ekmd)
+        admin = Api(port, admin.token)
         app = Api(port, app_token)
-        env_path = "/v1/workspaces/bench/environments/prod"
-        base = f"http://127.0.0.1:{port}{env_path}"
-        b64 = base64.b64encode(PAYLOAD).decode()
-        enc_body = os.path.join(tmp, "encrypt.json")
-        with open(enc_body, "w") as f:
-            json.dump({"plaintext": b64, "scope": "bench"}, f)
-        ct = app.call("POST", "/v1/workspaces/bench/environments/prod/encrypt",
-                      {"plaintext": b64, "scope": "bench"})["ciphertext"]
-        dec_body = os.path.join(tmp, "decrypt.json")
-        with open(dec_body, "w") as f:
-            json.dump({"ciphertext": ct}, f)
-        batch_body = os.path.join(tmp, "batch.json")
-        with open(batch_body, "w") as f:
-            json.dump({"items": [{"plaintext": b64, "scope": "bench"}] * 100}, f)
-        common = {"EKM_WRK_METHOD": "POST", "EKM_WRK_TOKEN": app_token}
-        for name, path, body in (("encrypt_1k", "/encrypt", enc_body),
-                                 ("decrypt_1k", "/decrypt", dec_body)):
-            for c in (16, 64):
-                r = wrk(base + path, c, args.duration,
-                        dict(common, EKM_WRK_PATH=env_path + path, EKM_WRK_BODY_FILE=body))
-                results["ekmd"][f"{name}_c{c}"] = r
-                print(f"ekmd {name}, {c} connections: {r['rps']:.0f} req/s, "
-                      f"p99 {r['latency_us']['p99']} µs, errors {r['errors_total']}", flush=True)
-        r = wrk(base + "/encrypt/batch", 16, args.duration,
-                dict(common, EKM_WRK_PATH=env_path + "/encrypt/batch",
-                     EKM_WRK_BODY_FILE=batch_body))
-        r["items_per_second"] = r["rps"] * 100
-        results["ekmd"]["encrypt_batch100_1k_c16"] = r
-        print(f"ekmd encrypt/batch (100 x 1 KiB), 16 connections: {r['rps']:.0f} req/s = "
-              f"{r['items_per_second']:.0f} items/s, errors {r['errors_total']}", flush=True)
         # wrk's own requests were all under one token and environment; the key cache is warm.
         results["ekmd"]["rss_after_load_kib"] = rss_kib(ekmd.pid)
 

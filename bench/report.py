@@ -159,26 +159,37 @@ def main():
 
     # --- server ------------------------------------------------------------------------------
     ng, ek = load["nginx"], load["ekmd"]
-    md += ["", "### ekmd under wrk beside nginx (1 KiB, keep-alive, wrk -t2)", "",
+    base = {c: max(ng[w][f"static_1k_c{c}"]["rps"] for w in ng) for c in (16, 64)}
+    md += ["", "### ekmd under wrk beside nginx (1 KiB, keep-alive, wrk -t2 on the same 2 cores)",
+           "", "The baseline of each row is the better nginx at that connection count.", "",
            "| server, request | connections | requests/s | ÷ nginx | p50 | p99 | targets |",
            "|---|---|---|---|---|---|---|"]
-    for c in (16, 64):
-        n = ng[f"static_1k_c{c}"]
-        md.append(f"| nginx, GET static 1 KiB | {c} | {n['rps']:,.0f} | 1.00× | "
-                  f"{n['latency_us']['p50'] / 1000:.2f} ms | {n['latency_us']['p99'] / 1000:.2f} ms | — |")
-        for op in ("encrypt", "decrypt"):
-            e = ek[f"{op}_1k_c{c}"]
-            ratio = e["rps"] / n["rps"]
-            targets = (f"≥ 0.5×: {mark(ratio >= 0.5)}; ≥ 15 000/s: {mark(e['rps'] >= 15000)}")
-            if c == 16:
-                targets += f"; p99 ≤ 2 ms: {mark(e['latency_us']['p99'] <= 2000)}"
-            md.append(f"| ekmd, POST {op} 1 KiB | {c} | {e['rps']:,.0f} | {ratio:.2f}× | "
-                      f"{e['latency_us']['p50'] / 1000:.2f} ms | "
-                      f"{e['latency_us']['p99'] / 1000:.2f} ms | {targets} |")
-    b = ek["encrypt_batch100_1k_c16"]
-    md.append(f"| ekmd, POST encrypt/batch 100 × 1 KiB | 16 | {b['rps']:,.0f} "
-              f"(= {b['items_per_second']:,.0f} items/s) | — | "
-              f"{b['latency_us']['p50'] / 1000:.2f} ms | {b['latency_us']['p99'] / 1000:.2f} ms | — |")
+
+    def ms(us):
+        return f"{us / 1000:.2f} ms"
+
+    for w, label in (("workers_1", "1 worker"), ("workers_auto", "1 worker per core")):
+        for c in (16, 64):
+            n = ng[w][f"static_1k_c{c}"]
+            md.append(f"| nginx ({label}), GET static 1 KiB | {c} | {n['rps']:,.0f} | "
+                      f"{n['rps'] / base[c]:.2f}× | {ms(n['latency_us']['p50'])} | "
+                      f"{ms(n['latency_us']['p99'])} | — |")
+    for t, label in (("threads_1", "--threads 1"), ("threads_default", "default: 1 thread per core")):
+        runs = ek[t]
+        for c in (16, 64):
+            for op in ("encrypt", "decrypt"):
+                e = runs[f"{op}_1k_c{c}"]
+                ratio = e["rps"] / base[c]
+                targets = f"≥ 0.5×: {mark(ratio >= 0.5)}; ≥ 15 000/s: {mark(e['rps'] >= 15000)}"
+                if c == 16:
+                    targets += f"; p99 ≤ 2 ms: {mark(e['latency_us']['p99'] <= 2000)}"
+                md.append(f"| ekmd ({label}), POST {op} 1 KiB | {c} | {e['rps']:,.0f} | "
+                          f"{ratio:.2f}× | {ms(e['latency_us']['p50'])} | "
+                          f"{ms(e['latency_us']['p99'])} | {targets} |")
+        b = runs["encrypt_batch100_1k_c16"]
+        md.append(f"| ekmd ({label}), POST encrypt/batch 100 × 1 KiB | 16 | {b['rps']:,.0f} "
+                  f"(= {b['items_per_second']:,.0f} items/s) | — | {ms(b['latency_us']['p50'])} | "
+                  f"{ms(b['latency_us']['p99'])} | — |")
     ce = ek["cached_environments"]
     cs = ek["cold_start_seconds"]
     md += ["", "### ekmd start and memory", "",
@@ -240,15 +251,21 @@ def main():
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "thread_scaling.png"), dpi=100)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     labels, values, colors = [], [], []
     for c in (16, 64):
-        labels += [f"nginx\nstatic c{c}", f"ekmd\nencrypt c{c}", f"ekmd\ndecrypt c{c}"]
-        values += [ng[f"static_1k_c{c}"]["rps"], ek[f"encrypt_1k_c{c}"]["rps"],
-                   ek[f"decrypt_1k_c{c}"]["rps"]]
-        colors += ["grey", "tab:blue", "tab:orange"]
+        labels += [f"nginx\n1 worker\nc{c}", f"nginx\nper core\nc{c}",
+                   f"ekmd 1 thr\nencrypt\nc{c}", f"ekmd 1 thr\ndecrypt\nc{c}",
+                   f"ekmd default\nencrypt\nc{c}", f"ekmd default\ndecrypt\nc{c}"]
+        values += [ng["workers_1"][f"static_1k_c{c}"]["rps"],
+                   ng["workers_auto"][f"static_1k_c{c}"]["rps"],
+                   ek["threads_1"][f"encrypt_1k_c{c}"]["rps"],
+                   ek["threads_1"][f"decrypt_1k_c{c}"]["rps"],
+                   ek["threads_default"][f"encrypt_1k_c{c}"]["rps"],
+                   ek["threads_default"][f"decrypt_1k_c{c}"]["rps"]]
+        colors += ["grey", "darkgrey", "tab:blue", "tab:orange", "lightsteelblue", "navajowhite"]
     ax.bar(range(len(values)), values, color=colors)
-    ax.set_xticks(range(len(values)), labels, fontsize=8)
+    ax.set_xticks(range(len(values)), labels, fontsize=6)
     ax.axhline(15000, color="red", linestyle="--", linewidth=1, label="target 15 000/s")
     ax.set_ylabel("requests/s (1 KiB, keep-alive)")
     ax.set_title("ekmd beside nginx under the same wrk")
