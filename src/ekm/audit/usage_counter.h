@@ -1,5 +1,5 @@
 // Data-plane usage for the audit log: per-minute counts by workspace, environment, scope and
-// operation, kept in memory (the hot path takes its thread's shard lock and bumps a counter)
+// operation, kept in memory (the hot path takes its CPU's shard lock and bumps a counter)
 // and drained into `data_plane.usage` records by the service every flush (ekmd: each minute;
 // local mode: when the service closes). Not one record per request.
 #pragma once
@@ -55,8 +55,8 @@ class UsageCounter {
     }
   };
   using Counts = std::map<Key, uint64_t, Less>;
-  // Each thread counts into its own shard (threads are spread over them), so data-plane
-  // threads do not queue on one lock; Drain sums the shards.
+  // Each CPU counts into its own shard, so data-plane threads do not queue on one lock;
+  // Drain sums the shards.
   struct alignas(64) Shard {
     std::mutex mu;
     Counts counts;

@@ -13,6 +13,15 @@ class RealClock : public Clock {
   std::chrono::steady_clock::time_point Monotonic() const override {
     return std::chrono::steady_clock::now();
   }
+  // CLOCK_REALTIME_COARSE reads the kernel's last tick (no TSC or paravirtual clock read):
+  // a few nanoseconds instead of tens on a virtual machine's kvm-clock.
+  std::chrono::system_clock::time_point NowCoarse() const override {
+    timespec ts{};
+    if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) != 0) return Now();
+    return std::chrono::system_clock::time_point(std::chrono::duration_cast<
+        std::chrono::system_clock::duration>(std::chrono::seconds(ts.tv_sec) +
+                                              std::chrono::nanoseconds(ts.tv_nsec)));
+  }
 };
 }  // namespace
 

@@ -1512,8 +1512,8 @@ class EkmServiceImpl : public EkmService {
   void CountUsage(const EnvironmentRecord& env, std::string_view scope, std::string_view op,
                   uint64_t n = 1) {
     if (t_usage_counted_by_caller) return;
-    usage_.Count(env.workspace, env.name, scope, op, ToUnixSeconds(options_.clock->Now()) / 60,
-                 n);
+    usage_.Count(env.workspace, env.name, scope, op,
+                 ToUnixSeconds(options_.clock->NowCoarse()) / 60, n);
   }
 
   // The environment as stored now (not the cached record), with a clear NotFound.
