@@ -15,7 +15,7 @@ OUT=${EKM_BENCH_OUT:-build/bench-results}
 DOCS=${EKM_BENCH_DOCS:-docs/benchmarks}
 QUICK=${EKM_BENCH_QUICK:-0}
 REPACK_SIZES=${EKM_BENCH_REPACK_SIZES:-10000 100000 1000000}
-SECONDS_PER=2 MIN_TIME=0.5 REPS=3 WRK_SECONDS=10 ENVS=10000 PROVIDER_OPS=200000
+SECONDS_PER=2 MIN_TIME=0.3 REPS=5 WRK_SECONDS=10 ENVS=10000 PROVIDER_OPS=200000
 if [ "$QUICK" = 1 ]; then
   SECONDS_PER=1 MIN_TIME=0.05 REPS=1 WRK_SECONDS=2 ENVS=200 PROVIDER_OPS=20000
   REPACK_SIZES="10000"
@@ -57,8 +57,11 @@ stamp "openssl speed -evp aes-256-gcm (the baseline), 1 and 2 processes"
 openssl_round
 
 stamp "library: crypto, envelope and service layers (Google Benchmark)"
+# Repetitions interleaved at random across all the benchmarks, so a slow minute of the machine
+# falls on every configuration alike; the report takes medians.
 "$BUILD/bench/ekm_library_bench" --benchmark_min_time="$MIN_TIME" \
-  --benchmark_repetitions="$REPS" --benchmark_report_aggregates_only=true \
+  --benchmark_repetitions="$REPS" --benchmark_enable_random_interleaving=true \
+  --benchmark_report_aggregates_only=true \
   --benchmark_out="$OUT/library.json" --benchmark_out_format=json
 
 stamp "openssl speed again (the baseline's second round)"
