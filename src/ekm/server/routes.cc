@@ -16,6 +16,7 @@
 #include "ekm/metrics/metrics.h"
 #include "ekm/provider/imported/key_material_import.h"
 #include "ekm/repack/repack_json.h"
+#include "ekm/server/flat_json.h"
 #include "ekm/server/http_errors.h"
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_material_json.h"
@@ -199,77 +200,6 @@ StatusOr<json> ParseObject(const std::string& body) {
                                 "curl, --data '{\"name\": \"acme\"}'); a key policy goes in as "
                                 "a JSON string: {\"policy\": \"...\"}");
   }
-}
-
-// The data plane's bodies ({"plaintext": "…", "scope": "…"}, {"ciphertext": "…"}) are flat
-// objects of plain strings. They are read here without building a JSON document; anything
-// else (an escape, a byte outside printable ASCII, a number, nesting, a repeated key, more than
-// kMaxFlatFields fields) returns false and takes the full parser, which also words every error.
-struct FlatField {
-  std::string_view key, value;
-};
-constexpr size_t kMaxFlatFields = 4;
-using FlatFields = std::array<FlatField, kMaxFlatFields>;
-
-bool ParseFlatStringObject(std::string_view body, FlatFields* fields, size_t* count) {
-  size_t i = 0, n = 0;
-  auto space = [&] {
-    while (i < body.size() && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t')) ++i;
-  };
-  auto string = [&](std::string_view* out) {
-    if (i >= body.size() || body[i] != '"') return false;
-    const size_t start = ++i;
-    while (i < body.size() && body[i] != '"') {
-      const auto c = static_cast<unsigned char>(body[i]);
-      if (c < 0x20 || c > 0x7e || c == '\\') return false;
-      ++i;
-    }
-    if (i >= body.size()) return false;
-    *out = body.substr(start, i - start);
-    ++i;
-    return true;
-  };
-  space();
-  if (i >= body.size() || body[i++] != '{') return false;
-  space();
-  if (i < body.size() && body[i] == '}') {
-    ++i;
-  } else {
-    for (;;) {
-      FlatField f;
-      space();
-      if (!string(&f.key)) return false;
-      space();
-      if (i >= body.size() || body[i++] != ':') return false;
-      space();
-      if (!string(&f.value)) return false;
-      for (size_t k = 0; k < n; ++k) {
-        if ((*fields)[k].key == f.key) return false;
-      }
-      if (n == kMaxFlatFields) return false;
-      (*fields)[n++] = f;
-      space();
-      if (i >= body.size()) return false;
-      if (body[i] == ',') {
-        ++i;
-        continue;
-      }
-      if (body[i++] != '}') return false;
-      break;
-    }
-  }
-  space();
-  if (i != body.size()) return false;
-  *count = n;
-  return true;
-}
-
-// The value of `name` in a flat object read by ParseFlatStringObject, or nullptr.
-const std::string_view* FlatValue(const FlatFields& fields, size_t count, std::string_view name) {
-  for (size_t k = 0; k < count; ++k) {
-    if (fields[k].key == name) return &fields[k].value;
-  }
-  return nullptr;
 }
 
 StatusOr<std::string> StringField(const json& j, const char* name, bool required) {
