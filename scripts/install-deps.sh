@@ -32,3 +32,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The benchmarks start their own nginx on 127.0.0.1. Where systemd started Debian's nginx
+# service on port 80 as part of the install just made, stop and disable it again (an nginx
+# that was there before is left alone).
+if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null &&
+   systemctl is-enabled --quiet nginx 2>/dev/null; then
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
