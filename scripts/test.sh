@@ -18,7 +18,8 @@ FUZZ_SECONDS=${EKM_FUZZ_SECONDS:-6}
 start=$(date +%s)
 # The suite's builds only need line tables for stack traces, lld links the ~40 test binaries in
 # a fraction of GNU ld's time, and -O1 compiles our nlohmann/json-heavy files ~25% faster than
-# -O2: together they keep the suite within its budget. The benchmarks (bench/) are built here
+# -O2 (test and benchmark sources at -O0: EKM_TEST_SOURCES_O0): together they keep the suite
+# within its budget. The benchmarks (bench/) are built here
 # too, so they keep compiling, but never run: bench/run.sh runs them in a Release tree
 # (docs/benchmarks.md).
 LINK=(-DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld)
@@ -32,7 +33,8 @@ bash scripts/grep_lint.sh
 
 stamp "normal build"
 cmake -S . -B build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" "${LINK[@]}" >/dev/null
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DEKM_TEST_SOURCES_O0=ON "${LINK[@]}" \
+  >/dev/null
 cmake --build build/test -j"$JOBS"
 stamp "normal tests"
 ctest --test-dir build/test --output-on-failure -j"$TEST_JOBS"
