@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: the normal build, the AddressSanitizer + UndefinedBehaviorSanitizer build,
+# Runs every test: the Release build a user makes, the AddressSanitizer + UndefinedBehaviorSanitizer build,
 # and the fuzz targets (corpus replay plus a short bounded run each).
 #
 #   bash scripts/test.sh
@@ -16,31 +16,57 @@ JOBS=$(nproc)
 TEST_JOBS=$((JOBS * 2))
 FUZZ_SECONDS=${EKM_FUZZ_SECONDS:-6}
 start=$(date +%s)
-# The suite's builds only need line tables for stack traces, lld links the ~40 test binaries in
-# a fraction of GNU ld's time, and -O1 compiles our nlohmann/json-heavy files ~25% faster than
-# -O2 (test and benchmark sources at -O0: EKM_TEST_SOURCES_O0): together they keep the suite
-# within its budget. The benchmarks (bench/) are built here
-# too, so they keep compiling, but never run: bench/run.sh runs them in a Release tree
-# (docs/benchmarks.md).
+# lld links the ~40 test binaries in a fraction of GNU ld's time.
 LINK=(-DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld)
-stamp() { echo "==> [$(( $(date +%s) - start ))s] $*"; }
 
-stamp "installing dependencies"
+# Each stage's time, printed at the end whether the suite passes or fails (the failed stage is
+# named), so a slow or broken stage stands out in the CI log.
+stages=()
+stage_name=""
+stage_start=$start
+stage() {
+  local now
+  now=$(date +%s)
+  [ -n "$stage_name" ] && stages+=("$(printf '%6ss  %s' $((now - stage_start)) "$stage_name")")
+  stage_name=$1
+  stage_start=$now
+  echo "==> [$((now - start))s] $1"
+}
+summary() {
+  local rc=$? now
+  now=$(date +%s)
+  [ -n "$stage_name" ] && stages+=("$(printf '%6ss  %s' $((now - stage_start)) "$stage_name")")
+  echo
+  echo "==> stage times"
+  printf '%s\n' "${stages[@]}"
+  printf '%6ss  total\n' $((now - start))
+  if [ "$rc" -eq 0 ]; then
+    echo "==> all tests passed"
+  else
+    echo "==> FAILED in stage: $stage_name (exit $rc)"
+  fi
+}
+trap summary EXIT
+
+stage "installing dependencies"
 bash scripts/install-deps.sh
 
-stamp "grep lint"
+stage "grep lint"
 bash scripts/grep_lint.sh
 
-stamp "normal build"
-cmake -S . -B build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DEKM_TEST_SOURCES_O0=ON "${LINK[@]}" \
-  >/dev/null
+# The normal tree is the optimised build a user makes (`cmake -DCMAKE_BUILD_TYPE=Release`, tests
+# and benchmarks on): GCC warns about some things only when it optimises (-Wrestrict,
+# -Wstringop-overflow, -Wmaybe-uninitialized), and -Werror makes those build failures, so the
+# suite must compile what users compile. The benchmarks (bench/) are built here too, so they
+# keep compiling, but never run: bench/run.sh runs them (docs/benchmarks.md).
+stage "release build"
+cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Release "${LINK[@]}" >/dev/null
 cmake --build build/test -j"$JOBS"
-stamp "normal tests"
+stage "release tests"
 ctest --test-dir build/test --output-on-failure -j"$TEST_JOBS"
 
 if [ "${EKM_TEST_SKIP_ASAN:-0}" != 1 ]; then
-  stamp "sanitizer build (ASan + UBSan)"
+  stage "sanitizer build (ASan + UBSan)"
   # Not position-independent: an ASan binary of ours carries ~2 million relative relocations,
   # and applying them took half of every `ekm` start (0.46 s -> 0.27 s), which the end-to-end
   # scripts pay hundreds of times.
@@ -48,20 +74,20 @@ if [ "${EKM_TEST_SKIP_ASAN:-0}" != 1 ]; then
     -DEKM_SANITIZE=ON -DEKM_BUILD_BENCH=OFF -DCMAKE_EXE_LINKER_FLAGS="-fuse-ld=lld -no-pie" \
     >/dev/null
   cmake --build build/asan -j"$JOBS"
-  stamp "sanitizer tests"
+  stage "sanitizer tests"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build/asan --output-on-failure -j"$TEST_JOBS" -E '_corpus$'
 fi
 
 if [ "${EKM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
-  stamp "fuzz build (clang, libFuzzer)"
+  stage "fuzz build (clang, libFuzzer)"
   CC=clang CXX=clang++ cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEKM_FUZZ=ON \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DEKM_BUILD_TESTS=OFF \
     -DEKM_BUILD_BENCH=OFF "${LINK[@]}" >/dev/null
   targets=$(sed -n 's/^ekm_add_fuzzer(\([a-z0-9_]*\) .*/\1/p' fuzz/CMakeLists.txt)
   # shellcheck disable=SC2086
   cmake --build build/fuzz -j"$JOBS" --target $targets
-  stamp "fuzz corpus replay and ${FUZZ_SECONDS}s runs"
+  stage "fuzz corpus replay and ${FUZZ_SECONDS}s runs"
   for t in $targets; do
     mkdir -p "build/fuzz/corpus/$t"
     "build/fuzz/fuzz/$t" -runs=0 "fuzz/corpus/$t" 2>&1 | tail -1
@@ -69,4 +95,3 @@ if [ "${EKM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
       "build/fuzz/corpus/$t" "fuzz/corpus/$t" 2>&1 | tail -1
   done
 fi
-stamp "all tests passed"
