@@ -22,6 +22,7 @@
 
 #include "ekm/server/http_server.h"
 #include "ekm/server/log_format.h"
+#include "ekm/server/process_hardening.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/service/ekm_service.h"
 
@@ -100,6 +101,8 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --- issue12-http --- Before anything reads a key: a crash must not write keys to disk.
+  if (ekm::Status hardened = ekm::DisableCoreDumps(); !hardened.ok()) return Fail(hardened);
   CLI::App app{"ekmd: the ekm server (Enterprise Key Management, bring your own key).\n"
                "Serves the REST API v1 (docs/api.md) on the data directory's store and keys.",
                "ekmd"};
