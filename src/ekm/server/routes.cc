@@ -472,6 +472,11 @@ bool PathFits(std::string_view templ, const std::vector<std::string>& seg, Route
 
 std::span<const RouteInfo> RouteTable() { return kRoutes; }
 
+bool RunsBlocking(RouteId id) {
+  // RSA-4096 key generation: seconds of CPU.
+  return id == RouteId::kImportParams;
+}
+
 const RouteInfo& RouteInfoFor(RouteId id) {
   for (const RouteInfo& r : kRoutes) {
     if (r.id == id) return r;
