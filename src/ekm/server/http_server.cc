@@ -1028,40 +1028,47 @@ class HttpServer::Impl {
     co_return !ec && keep_alive;
   }
 
+  // Requests in progress per token id. Shared with the slots: a request's coroutine frame may
+  // be destroyed with the io_context (a stop whose grace ran out), after this Impl's members.
+  struct TokenRequests {
+    std::mutex mu;
+    std::unordered_map<std::string, int> in_progress;
+  };
+
   // One request in progress of a token, released when the request ends.
   class TokenSlot {
    public:
     TokenSlot() = default;
-    TokenSlot(Impl* impl, std::string token_id) : impl_(impl), token_id_(std::move(token_id)) {}
-    TokenSlot(TokenSlot&& o) noexcept : impl_(std::exchange(o.impl_, nullptr)),
-                                        token_id_(std::move(o.token_id_)) {}
+    TokenSlot(std::shared_ptr<TokenRequests> counts, std::string token_id)
+        : counts_(std::move(counts)), token_id_(std::move(token_id)) {}
+    TokenSlot(TokenSlot&& o) noexcept = default;
     TokenSlot& operator=(TokenSlot&& o) noexcept {
       Release();
-      impl_ = std::exchange(o.impl_, nullptr);
+      counts_ = std::move(o.counts_);
       token_id_ = std::move(o.token_id_);
       return *this;
     }
     ~TokenSlot() { Release(); }
-    bool held() const { return impl_ != nullptr; }
+    bool held() const { return counts_ != nullptr; }
 
    private:
     void Release() {
-      if (impl_ == nullptr) return;
-      std::lock_guard<std::mutex> lock(impl_->tokens_mu_);
-      auto it = impl_->token_requests_.find(token_id_);
-      if (it != impl_->token_requests_.end() && --it->second <= 0) impl_->token_requests_.erase(it);
-      impl_ = nullptr;
+      if (counts_ == nullptr) return;
+      std::lock_guard<std::mutex> lock(counts_->mu);
+      auto it = counts_->in_progress.find(token_id_);
+      if (it != counts_->in_progress.end() && --it->second <= 0) counts_->in_progress.erase(it);
+      counts_.reset();
     }
-    Impl* impl_ = nullptr;
+    std::shared_ptr<TokenRequests> counts_;
     std::string token_id_;
   };
 
   TokenSlot AcquireTokenSlot(const std::string& token_id) {
-    std::lock_guard<std::mutex> lock(tokens_mu_);
-    int& n = token_requests_[token_id];
+    std::lock_guard<std::mutex> lock(token_requests_->mu);
+    int& n = token_requests_->in_progress[token_id];
     if (n >= options_.max_requests_per_token) return TokenSlot();
     ++n;
-    return TokenSlot(this, token_id);
+    return TokenSlot(token_requests_, token_id);
   }
 
   static size_t RouteIndex(RouteId id) {
@@ -1100,8 +1107,7 @@ class HttpServer::Impl {
   std::condition_variable cv_;
   std::set<std::shared_ptr<Connection>> connections_;
   std::unordered_map<std::string, int> per_address_;  // open connections (under mu_)
-  std::mutex tokens_mu_;
-  std::unordered_map<std::string, int> token_requests_;  // requests in progress per token id
+  std::shared_ptr<TokenRequests> token_requests_ = std::make_shared<TokenRequests>();
   BlockingPool blocking_;  // last: destroyed (joined) first, before what its work uses
 };
 
