@@ -151,6 +151,9 @@ class EkmClient::Impl {
     headers = curl_slist_append(headers, (std::string("Content-Type: ") + content_type).c_str());
     headers = curl_slist_append(headers, "Transfer-Encoding: chunked");
     headers = curl_slist_append(headers, "Expect:");
+    // A failure after output began comes as the Ekm-Error trailer, with ekmd's message; without
+    // this header ekmd cuts the connection instead (docs/api.md "Streaming protocol").
+    headers = curl_slist_append(headers, "Ekm-Accept-Trailer: Ekm-Error");
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
     CURLcode rc = curl_easy_perform(curl_);
     curl_slist_free_all(headers);
@@ -165,6 +168,13 @@ class EkmClient::Impl {
       return StatusFromErrorBody(st.http_status, st.error_body);
     }
     if (!st.trailer_error.empty()) return StatusFromErrorBody(200, st.trailer_error);
+    if (rc != CURLE_OK && st.http_status == 200) {
+      // Output had begun: ekmd (or something between) cut the stream.
+      return UnavailableError(std::string("the stream from ekmd at ") + base_ +
+                                  " was cut after output began: " + curl_easy_strerror(rc),
+                              "the output is incomplete: discard it and retry; ekmd's log names "
+                              "the cause");
+    }
     if (rc != CURLE_OK) return TransportError(rc);
     if (!st.result_ok) {
       return UnavailableError("ekmd ended the stream without confirming it",

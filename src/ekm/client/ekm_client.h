@@ -45,7 +45,8 @@ class EkmClient {
   StatusOr<std::string> CheckKeyPolicy(std::string_view workspace, std::string_view policy_text);
 
   // Reads `source` until it returns 0 (end of input) and writes the response to `sink`,
-  // streaming both ways. A failure after output began is still reported (HTTP trailer).
+  // streaming both ways. A failure after output began is still reported: the client asks for
+  // the Ekm-Error trailer (Ekm-Accept-Trailer), and a stream cut short is an error too.
   using Source = std::function<StatusOr<size_t>(uint8_t* buf, size_t capacity)>;
   using Sink = std::function<Status(ByteView)>;
   Status EncryptStream(std::string_view workspace, std::string_view environment,

@@ -22,6 +22,7 @@
 
 #include "ekm/server/http_server.h"
 #include "ekm/server/log_format.h"
+#include "ekm/server/process_hardening.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/service/ekm_service.h"
 
@@ -100,6 +101,8 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --- issue12-http --- Before anything reads a key: a crash must not write keys to disk.
+  if (ekm::Status hardened = ekm::DisableCoreDumps(); !hardened.ok()) return Fail(hardened);
   CLI::App app{"ekmd: the ekm server (Enterprise Key Management, bring your own key).\n"
                "Serves the REST API v1 (docs/api.md) on the data directory's store and keys.",
                "ekmd"};
@@ -236,6 +239,39 @@ int main(int argc, char** argv) {
   app.add_option("--log-format", log_format,
                  "text, or json: one JSON object per line (ts, level, msg, fields)")
       ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  // --- issue12-http ---
+  app.add_option_function<int64_t>(
+         "--body-timeout",
+         [&http](const int64_t& seconds) { http.body_timeout = std::chrono::seconds(seconds); },
+         "Seconds a JSON request body may take to arrive in full, from the end of its header "
+         "(--read-timeout still bounds each read) [default: 60]")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600}));
+  app.add_option_function<int64_t>(
+         "--max-stream-duration",
+         [&http](const int64_t& seconds) {
+           http.max_stream_duration = std::chrono::seconds(seconds);
+         },
+         "Seconds a streamed encrypt or decrypt may run in all; 0: no limit [default: 3600]")
+      ->check(CLI::Range(int64_t{0}, int64_t{7} * 86400));
+  app.add_option("--max-connections-per-address", http.max_connections_per_address,
+                 "Open connections per client address; the next one is answered 429 and "
+                 "closed. Loopback clients are exempt unless --limit-loopback-connections; "
+                 "0: no limit")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  app.add_flag("--limit-loopback-connections", http.limit_loopback,
+               "Apply --max-connections-per-address to loopback clients too (by default a "
+               "proxy on the same host, whose connections all come from 127.0.0.1, is exempt)");
+  app.add_option("--max-requests-per-token", http.max_requests_per_token,
+                 "Requests in progress at once per API token (streams included); the next one "
+                 "is answered 429; 0: no limit")
+      ->check(CLI::Range(0, 1000000))
+      ->capture_default_str();
+  app.add_option("--blocking-threads", http.blocking_threads,
+                 "Threads for slow work kept off the I/O threads (the RSA-4096 key of "
+                 "import-params)")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return std::string("ekmd: error: ") + e.what() + " (see `ekmd --help`)\n";

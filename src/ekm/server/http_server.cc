@@ -20,9 +20,11 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "ekm/metrics/metrics.h"
+#include "ekm/server/blocking_pool.h"
 #include "ekm/server/http_errors.h"
 #include "ekm/server/log_format.h"
 #include "ekm/server/rate_limiter.h"
@@ -44,6 +46,12 @@ namespace {
 
 constexpr size_t kStreamChunk = 256 * 1024;
 constexpr uint64_t kMaxDrainBytes = uint64_t{256} << 20;
+// How long a refused request's body (or a refused connection's request) is read and dropped so
+// the client reads the answer instead of a reset connection.
+constexpr std::chrono::seconds kDrainTime{5};
+// The request header by which a client says it reads a failed stream's Ekm-Error trailer
+// (docs/api.md "Streaming protocol"); without it a failed stream is cut.
+constexpr const char* kAcceptTrailerHeader = "Ekm-Accept-Trailer";
 
 // TLS 1.2 suites: forward secrecy (ECDHE) and AEAD only. TLS 1.3's own suites all qualify.
 constexpr const char* kTls12Ciphers =
@@ -59,6 +67,10 @@ struct Connection {
   std::atomic<bool> busy{false};
   std::string remote;  // the peer's address, read once (not a getpeername per request)
   bool remote_read = false;
+  // --- issue12-http ---
+  bool counted = false;  // counts against its address's connection limit
+  bool refused = false;  // over that limit: answered 429 and closed
+  bool abort = false;    // closed without a graceful shutdown (a failed stream)
   tcp::socket& socket() { return tls ? beast::get_lowest_layer(*tls).socket() : plain.socket(); }
 };
 
@@ -153,6 +165,60 @@ int StatusSlot(int status) {
   return -1;
 }
 
+// --- issue12-http ---
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string_view View(beast::string_view v) { return std::string_view(v.data(), v.size()); }
+
+// Whether a request's body framing is one this server reads exactly as every proxy in front of
+// it would (RFC 9112 §6.1): a Transfer-Encoding other than a single "chunked" (an unknown
+// coding, "chunked, identity", a second header) could be read as "no body" here and as a body
+// elsewhere, and the body would then run as the next request (request smuggling).
+Status CheckFraming(const http::request_parser<http::buffer_body>& parser) {
+  const auto& req = parser.get();
+  auto [first, last] = req.equal_range(http::field::transfer_encoding);
+  if (first == last) return Status::Ok();
+  const std::string hint =
+      "send the body with Content-Length, or with the single header Transfer-Encoding: chunked";
+  if (std::next(first) != last) {
+    return InvalidArgumentError("the request has more than one Transfer-Encoding header", hint);
+  }
+  std::string_view value = View(first->value());
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  if (!EqualsIgnoreCase(value, "chunked")) {
+    std::string shown(value.substr(0, 64));
+    return InvalidArgumentError("Transfer-Encoding \"" + shown + "\" is not supported: only "
+                                "\"chunked\" is",
+                                hint);
+  }
+  if (req.version() < 11) {
+    return InvalidArgumentError("an HTTP/1.0 request cannot use Transfer-Encoding",
+                                "use HTTP/1.1, or send the body with Content-Length");
+  }
+  return Status::Ok();
+}
+
+// Whether a header's comma-separated list names `token` (case-insensitive).
+bool ListHas(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (EqualsIgnoreCase(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
 }  // namespace
 
 class HttpServer::Impl {
@@ -166,7 +232,8 @@ class HttpServer::Impl {
         acceptor_(ioc_),
         limiter_(options_.rate_limit,
                  options_.rate_limit_burst > 0 ? options_.rate_limit_burst : options_.rate_limit),
-        auth_failures_(options_.auth_failure_limit, options_.auth_failure_limit * 60) {
+        auth_failures_(options_.auth_failure_limit, options_.auth_failure_limit * 60),
+        blocking_(options_.blocking_threads) {
     router_.set_metrics_unauthenticated(options_.metrics_unauthenticated);
     InitMetrics();
   }
@@ -246,6 +313,7 @@ class HttpServer::Impl {
     ioc_.stop();
     for (auto& t : threads_) t.join();
     threads_.clear();
+    blocking_.Stop();  // waits for blocking work still running (it uses the service)
   }
 
  private:
@@ -266,6 +334,12 @@ class HttpServer::Impl {
     handshake_failures_ = &r.AddCounter("ekm_tls_handshake_failures_total",
                                         "TLS handshakes that failed or timed out")
                                .With({});
+    auto& refused = r.AddCounter("ekm_http_refused_total",
+                                 "Connections and requests refused with 429 by a concurrency "
+                                 "limit, by limit",
+                                 {"limit"});
+    refused_per_address_ = &refused.With({"connections_per_address"});
+    refused_per_token_ = &refused.With({"requests_per_token"});
     r.AddGauge("ekm_build_info", "ekmd's version (the value is always 1)", {"version"})
         .With({options_.version})
         .Set(1);
@@ -379,14 +453,37 @@ class HttpServer::Impl {
       beast::error_code nd;
       socket.set_option(tcp::no_delay(true), nd);
       auto conn = std::make_shared<Connection>(std::move(socket));
+      bool limited = options_.max_connections_per_address > 0;
+      beast::error_code pe;
+      auto peer = conn->plain.socket().remote_endpoint(pe);
+      if (!pe) {
+        conn->remote = peer.address().to_string();
+        conn->remote_read = true;
+        limited = limited && (options_.limit_loopback || !IsLoopback(peer.address()));
+      } else {
+        limited = false;  // already gone: its first read fails
+      }
       if (tls_) conn->tls = std::make_unique<TlsStream>(std::move(conn->plain), *tls_);
       {
         std::lock_guard<std::mutex> lock(mu_);
+        if (limited) {
+          int& open = per_address_[conn->remote];
+          if (open >= options_.max_connections_per_address) {
+            conn->refused = true;
+          } else {
+            ++open;
+            conn->counted = true;
+          }
+        }
         connections_.insert(conn);
       }
       net::co_spawn(conn->executor, Serve(conn), [this, conn](std::exception_ptr) {
         std::lock_guard<std::mutex> lock(mu_);
         connections_.erase(conn);
+        if (conn->counted) {
+          auto it = per_address_.find(conn->remote);
+          if (it != per_address_.end() && --it->second <= 0) per_address_.erase(it);
+        }
         cv_.notify_all();
       });
     }
@@ -394,9 +491,17 @@ class HttpServer::Impl {
 
   awaitable<void> Serve(std::shared_ptr<Connection> conn) {
     if (!conn->tls) {
-      co_await ServeRequests(conn->plain, *conn);
+      if (conn->refused) {
+        co_await RefuseConnection(conn->plain, *conn);
+      } else {
+        co_await ServeRequests(conn->plain, *conn);
+      }
       beast::error_code ec;
-      conn->plain.socket().shutdown(tcp::socket::shutdown_send, ec);
+      if (conn->abort) {
+        conn->plain.socket().close(ec);
+      } else {
+        conn->plain.socket().shutdown(tcp::socket::shutdown_send, ec);
+      }
       co_return;
     }
     TlsStream& stream = *conn->tls;
@@ -412,13 +517,49 @@ class HttpServer::Impl {
       conn->socket().close(pe);
       co_return;
     }
-    co_await ServeRequests(stream, *conn);
-    if (!stopping_) {
+    if (conn->refused) {
+      co_await RefuseConnection(stream, *conn);
+    } else {
+      co_await ServeRequests(stream, *conn);
+    }
+    if (!stopping_ && !conn->abort) {
       // close_notify, bounded: a client that never answers it does not hold the connection.
       beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
       co_await stream.async_shutdown(net::redirect_error(use_awaitable, ec));
     }
     conn->socket().close(ec);
+  }
+
+  // A connection over its address's limit: 429 at once, before reading a request, then closed.
+  template <typename Stream>
+  awaitable<void> RefuseConnection(Stream& stream, Connection& conn) {
+    refused_per_address_->Inc();
+    Exchange x;
+    x.route_index = RouteTable().size();
+    x.request_id = NewRequestId();
+    x.method = "other";
+    x.remote = conn.remote;
+    Status limited = ResourceExhaustedError(
+        "too many connections from " + conn.remote + ": the limit is " +
+            std::to_string(options_.max_connections_per_address) + " open connections per "
+            "client address",
+        "reuse keep-alive connections instead of opening new ones, close idle ones, and retry "
+        "after 1 s (Retry-After)");
+    Headers retry;
+    retry.emplace_back("Retry-After", "1");
+    beast::get_lowest_layer(stream).expires_after(kDrainTime);
+    co_await WriteJson(stream, x, 11, false, 429, ErrorJson(limited), retry);
+    Finish(x);
+    // Drop what the client sends meanwhile (its request), so that it reads the answer rather
+    // than a reset; bounded in time and size.
+    beast::error_code ec;
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    }
+    std::vector<char> buf(16 * 1024);
+    for (int i = 0; i < 16 && !ec; ++i) {
+      co_await stream.async_read_some(net::buffer(buf), net::redirect_error(use_awaitable, ec));
+    }
   }
 
   template <typename Stream>
@@ -455,13 +596,32 @@ class HttpServer::Impl {
         break;
       }
       conn.busy = true;
+      if (Status framing = CheckFraming(parser); !framing.ok()) {
+        // Answered, and the connection closed unread: what follows the header is not a request.
+        x.request_id = NewRequestId();
+        x.method = std::string(parser.get().method_string());
+        Remote(conn, &x);
+        co_await WriteJson(stream, x, parser.get().version(), false, 400, ErrorJson(framing));
+        Finish(x);
+        break;
+      }
       bool keep = false;
+      bool failed = false;
       try {
         keep = co_await Handle(stream, buffer, parser, conn, x);
       } catch (const std::exception& e) {
         spdlog::error("request {} failed with an exception: {}", x.request_id, e.what());
-        if (x.status == 0) x.status = 500;
+        failed = true;
+      }
+      if (failed) {
         keep = false;
+        conn.abort = x.status != 0;  // a response under way: cut it, never end it cleanly
+        if (x.status == 0) {
+          // Nothing was sent yet: an answer rather than a connection closed without one.
+          co_await WriteJson(stream, x, parser.get().version(), false, 500,
+                             ErrorJson(InternalError("ekmd failed on this request",
+                                                     "report it with the X-Request-Id")));
+        }
       }
       Finish(x);
       if (!keep) break;
@@ -518,6 +678,8 @@ class HttpServer::Impl {
     // arrived, so a declared length alone cannot make us hold memory. One byte past the limit
     // is read to detect it.
     const auto length = parser.content_length();  // boost::optional
+    // The whole body within --body-timeout of its header, each read within --read-timeout.
+    const auto deadline = std::chrono::steady_clock::now() + options_.body_timeout;
     while (!parser.is_done()) {
       const size_t at = out->size();
       size_t want = length && *length > at ? static_cast<size_t>(*length) - at : 16 * 1024;
@@ -526,20 +688,23 @@ class HttpServer::Impl {
       out->resize(at + want);
       parser.get().body().data = out->data() + at;
       parser.get().body().size = want;
-      beast::get_lowest_layer(stream).expires_after(options_.read_timeout);
+      beast::get_lowest_layer(stream).expires_at(
+          std::min(deadline, std::chrono::steady_clock::now() + options_.read_timeout));
       beast::error_code ec;
       co_await http::async_read_some(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
       const size_t n = want - parser.get().body().size;
       out->resize(at + n);
       if (ec == http::error::need_buffer) ec = {};
-      if (ec) co_return ReadError(ec);
-      x.bytes_in += n;
-      if (out->size() > limit) {
+      // The parser refuses a chunk declared larger than what is left of the limit (a 2^64-1
+      // byte chunk) as soon as it reads the chunk's size, not after waiting for its bytes.
+      if (ec == http::error::body_limit || out->size() > limit) {
         co_return ResourceExhaustedError(
             "request body is larger than the limit of " + std::to_string(limit) + " bytes",
             "send large data as a stream (Content-Type: application/octet-stream), or raise "
             "--max-body-size");
       }
+      if (ec) co_return ReadError(ec);
+      x.bytes_in += n;
     }
     co_return Status::Ok();
   }
@@ -558,10 +723,11 @@ class HttpServer::Impl {
                         http::request_parser<http::buffer_body>& parser, Exchange& x) {
     std::vector<char> buf(64 * 1024);
     uint64_t total = 0;
+    // Bounded in time too: a client trickling its body does not hold the connection.
+    beast::get_lowest_layer(stream).expires_after(kDrainTime);
     while (!parser.is_done() && total < kMaxDrainBytes) {
       parser.get().body().data = buf.data();
       parser.get().body().size = buf.size();
-      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
       beast::error_code ec;
       co_await http::async_read_some(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
@@ -597,6 +763,9 @@ class HttpServer::Impl {
     auto& req = parser.get();
     const unsigned version = req.version();
     const bool keep_alive = req.keep_alive() && !stopping_;
+    // Until the route is known, a body is only ever drained (bounded); a JSON route lowers the
+    // limit to --max-body-size, a stream lifts it.
+    parser.body_limit(kMaxDrainBytes);
     RouteRequest route;
     route.method = std::string(req.method_string());
     route.target = std::string(req.target());
@@ -645,6 +814,28 @@ class HttpServer::Impl {
     }
     x.route_index = RouteIndex(match.id);
 
+    // Requests in progress per token: a token cannot hold any number of connections busy
+    // (e.g. each trickling a body), whatever its rate.
+    TokenSlot slot;
+    if (!match.principal.token_id.empty() && options_.max_requests_per_token > 0) {
+      slot = AcquireTokenSlot(match.principal.token_id);
+      if (!slot.held()) {
+        refused_per_token_->Inc();
+        Status limited = ResourceExhaustedError(
+            "too many requests in progress for this token: the limit is " +
+                std::to_string(options_.max_requests_per_token) + " at once",
+            "wait for your requests in progress to finish (retry after 1 s, Retry-After), or "
+            "spread the work over several tokens");
+        bool body_pending = !parser.is_done();
+        Headers retry;
+        retry.emplace_back("Retry-After", "1");
+        bool keep = co_await WriteJson(stream, x, version, keep_alive && !body_pending, 429,
+                                       ErrorJson(limited), retry);
+        if (body_pending) co_await Drain(stream, buffer, parser, x);
+        co_return keep;
+      }
+    }
+
     // Probes and scrapes are never limited: a busy node must still answer its orchestrator.
     if (match.id != RouteId::kHealth && match.id != RouteId::kReady &&
         match.id != RouteId::kMetrics && limiter_.enabled()) {
@@ -672,8 +863,10 @@ class HttpServer::Impl {
       co_return co_await WriteJson(stream, x, version, false, 503, std::move(body));
     }
     if (match.streaming) {
-      co_return co_await HandleStream(stream, buffer, parser, match, keep_alive, x);
+      parser.body_limit(boost::none);  // a stream of any size
+      co_return co_await HandleStream(stream, buffer, parser, match, keep_alive, conn, x);
     }
+    parser.body_limit(options_.max_body_size);
 
     if (auto len = parser.content_length(); len && *len > options_.max_body_size) {
       Status too_big = ResourceExhaustedError(
@@ -693,7 +886,16 @@ class HttpServer::Impl {
       co_await WriteJson(stream, x, version, false, code, ErrorJson(read));
       co_return false;
     }
-    RouteResponse res = router_.Handle(match, body);
+    RouteResponse res;
+    if (RunsBlocking(match.id)) {
+      // On the blocking pool: this I/O thread serves other connections meanwhile.
+      res = co_await blocking_.Run([this, &match, &body] {
+        if (options_.blocking_call_hook) options_.blocking_call_hook(RouteInfoFor(match.id).name);
+        return router_.Handle(match, body);
+      });
+    } else {
+      res = router_.Handle(match, body);
+    }
     Headers headers;
     if (res.retry_after > 0) headers.emplace_back("Retry-After", std::to_string(res.retry_after));
     co_return co_await WriteJson(stream, x, version, keep_alive, res.status, std::move(res.body),
@@ -703,8 +905,18 @@ class HttpServer::Impl {
   template <typename Stream>
   awaitable<bool> HandleStream(Stream& stream, beast::flat_buffer& buffer,
                                http::request_parser<http::buffer_body>& parser,
-                               const RouteMatch& match, bool keep_alive, Exchange& x) {
+                               const RouteMatch& match, bool keep_alive, Connection& conn,
+                               Exchange& x) {
     const unsigned version = parser.get().version();
+    // ekm's own client reads a failure after output began from the Ekm-Error trailer; any
+    // other client gets a cut connection instead, which every HTTP client reports as an error
+    // (a clean end of body with a trailer it never reads would look like success).
+    const bool error_trailer =
+        ListHas(View(parser.get()[kAcceptTrailerHeader]), "Ekm-Error");
+    // The whole stream within --max-stream-duration of its header.
+    const auto deadline = options_.max_stream_duration.count() > 0
+                              ? x.start + options_.max_stream_duration
+                              : std::chrono::steady_clock::time_point::max();
     auto transform = router_.OpenStream(match);
     if (!transform.ok()) {
       Headers headers;
@@ -746,11 +958,25 @@ class HttpServer::Impl {
                                 net::redirect_error(use_awaitable, ec));
       co_return !ec;
     };
+    // A write that failed leaves a response cut short: never let it end cleanly.
+    auto cut = [&] {
+      conn.abort = true;
+      return false;
+    };
 
     while (!parser.is_done()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) {
+        s = DeadlineExceededError(
+            "the stream did not end within " +
+                std::to_string(options_.max_stream_duration.count()) +
+                " s (ekmd --max-stream-duration)",
+            "split the data into smaller streams");
+        break;
+      }
       parser.get().body().data = buf.data();
       parser.get().body().size = buf.size();
-      beast::get_lowest_layer(stream).expires_after(options_.read_timeout);
+      beast::get_lowest_layer(stream).expires_at(std::min(deadline, now + options_.read_timeout));
       co_await http::async_read_some(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
@@ -763,12 +989,12 @@ class HttpServer::Impl {
       out.clear();
       s = t.Update(ByteView(reinterpret_cast<const uint8_t*>(buf.data()), n), &out);
       if (!s.ok()) break;
-      if (!out.empty() && !co_await send(out)) co_return false;
+      if (!out.empty() && !co_await send(out)) co_return cut();
     }
     if (s.ok()) {
       out.clear();
       s = t.Finish(&out);
-      if (s.ok() && !out.empty() && !co_await send(out)) co_return false;
+      if (s.ok() && !out.empty() && !co_await send(out)) co_return cut();
     }
     if (!s.ok()) {
       if (!head_sent) {
@@ -776,20 +1002,73 @@ class HttpServer::Impl {
         co_await Drain(stream, buffer, parser, x);
         co_return false;
       }
+      LogWithFields(spdlog::level::warn, "stream failed after output began",
+                    {{"request_id", x.request_id},
+                     {"error", s.ToString()},
+                     {"ended_by", error_trailer ? "Ekm-Error trailer" : "cut connection"}});
+      if (!error_trailer) co_return cut();
       // The head promised keep-alive: keep it when the request body was read to its end, so
       // the client's next request on this connection is not sent into a closing socket.
       http::fields trailer;
       trailer.set("Ekm-Error", ErrorJson(s));
       co_await net::async_write(stream, http::make_chunk_last(trailer),
                                 net::redirect_error(use_awaitable, ec));
-      co_return !ec && keep_alive && parser.is_done();
+      if (ec) co_return false;
+      if (parser.is_done()) co_return keep_alive;
+      // The client may still be sending: read (bounded) what it sends so that it reads the
+      // trailer rather than a reset connection.
+      co_await Drain(stream, buffer, parser, x);
+      co_return false;
     }
-    if (!co_await send({})) co_return false;
+    if (!co_await send({})) co_return cut();
     http::fields trailer;
     trailer.set("Ekm-Result", "ok");
     co_await net::async_write(stream, http::make_chunk_last(trailer),
                               net::redirect_error(use_awaitable, ec));
     co_return !ec && keep_alive;
+  }
+
+  // Requests in progress per token id. Shared with the slots: a request's coroutine frame may
+  // be destroyed with the io_context (a stop whose grace ran out), after this Impl's members.
+  struct TokenRequests {
+    std::mutex mu;
+    std::unordered_map<std::string, int> in_progress;
+  };
+
+  // One request in progress of a token, released when the request ends.
+  class TokenSlot {
+   public:
+    TokenSlot() = default;
+    TokenSlot(std::shared_ptr<TokenRequests> counts, std::string token_id)
+        : counts_(std::move(counts)), token_id_(std::move(token_id)) {}
+    TokenSlot(TokenSlot&& o) noexcept = default;
+    TokenSlot& operator=(TokenSlot&& o) noexcept {
+      Release();
+      counts_ = std::move(o.counts_);
+      token_id_ = std::move(o.token_id_);
+      return *this;
+    }
+    ~TokenSlot() { Release(); }
+    bool held() const { return counts_ != nullptr; }
+
+   private:
+    void Release() {
+      if (counts_ == nullptr) return;
+      std::lock_guard<std::mutex> lock(counts_->mu);
+      auto it = counts_->in_progress.find(token_id_);
+      if (it != counts_->in_progress.end() && --it->second <= 0) counts_->in_progress.erase(it);
+      counts_.reset();
+    }
+    std::shared_ptr<TokenRequests> counts_;
+    std::string token_id_;
+  };
+
+  TokenSlot AcquireTokenSlot(const std::string& token_id) {
+    std::lock_guard<std::mutex> lock(token_requests_->mu);
+    int& n = token_requests_->in_progress[token_id];
+    if (n >= options_.max_requests_per_token) return TokenSlot();
+    ++n;
+    return TokenSlot(token_requests_, token_id);
   }
 
   static size_t RouteIndex(RouteId id) {
@@ -817,6 +1096,8 @@ class HttpServer::Impl {
   metrics::Family<metrics::Counter>* requests_ = nullptr;
   metrics::Family<metrics::Counter>* rate_limited_ = nullptr;
   metrics::Counter* handshake_failures_ = nullptr;
+  metrics::Counter* refused_per_address_ = nullptr;
+  metrics::Counter* refused_per_token_ = nullptr;
   std::vector<RouteSlots> route_slots_;
   std::vector<std::thread> threads_;
   int port_ = 0;
@@ -825,6 +1106,9 @@ class HttpServer::Impl {
   std::mutex mu_;
   std::condition_variable cv_;
   std::set<std::shared_ptr<Connection>> connections_;
+  std::unordered_map<std::string, int> per_address_;  // open connections (under mu_)
+  std::shared_ptr<TokenRequests> token_requests_ = std::make_shared<TokenRequests>();
+  BlockingPool blocking_;  // last: destroyed (joined) first, before what its work uses
 };
 
 void ExportServiceMetrics(EkmService* service) {

@@ -6,8 +6,10 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "ekm/base/status.h"
 #include "ekm/service/ekm_service.h"
@@ -41,6 +43,26 @@ struct HttpServerOptions {
   double auth_failure_limit = 0;
   bool metrics_unauthenticated = false;  // GET /metrics without a token
   std::string version = "0.1.0";         // ekm_build_info
+
+  // --- issue12-http ---
+  // A JSON request body must arrive whole within this time of its header (read_timeout still
+  // bounds each read), so a client trickling one byte at a time cannot hold a connection.
+  std::chrono::seconds body_timeout{60};
+  // A streamed encrypt or decrypt must end within this time of its header. 0: no limit.
+  std::chrono::seconds max_stream_duration{3600};
+  // Open connections per client address; the next one is answered 429 and closed at once.
+  // Loopback clients (a TLS-terminating proxy on the same host, whose connections all come
+  // from 127.0.0.1) are exempt unless limit_loopback. 0: no limit.
+  int max_connections_per_address = 256;
+  bool limit_loopback = false;
+  // Requests in progress at once per API token (streams included); the next one is answered
+  // 429. 0: no limit.
+  int max_requests_per_token = 256;
+  // Threads for blocking work the I/O threads must not wait on (RSA key generation of
+  // import-params): routes.h RunsBlocking.
+  int blocking_threads = 2;
+  // Tests only: called on a blocking thread before a blocking route's handler runs.
+  std::function<void(std::string_view route_name)> blocking_call_hook;
 
   bool tls() const { return !tls_cert_file.empty() || !tls_key_file.empty(); }
 };

@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <atomic>
+#include <cstdio>
+#include <future>
 #include <thread>
 
 #include "ekm/base/random.h"
@@ -455,6 +458,174 @@ TEST_F(HttpServerTest, TlsStartErrorsAreClear) {
   only_key.tls_key_file = "x.key";
   HttpServer s2(svc_.get(), only_key);
   EXPECT_NE(s2.Start().message().find("needs both --tls-cert and --tls-key"), std::string::npos);
+}
+
+// --- issue12-http ---
+// Sends `request` and keeps the connection open for writing (a client still sending): returns
+// what the server answers within `wait` or until it closes.
+std::string RawRequestKeepOpen(int port, const std::string& request,
+                               std::chrono::seconds wait = std::chrono::seconds(10)) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    timeval tv{static_cast<time_t>(wait.count()), 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t off = 0;
+    while (off < request.size()) {
+      ssize_t n = write(fd, request.data() + off, request.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
+size_t Responses(const std::string& raw) {
+  size_t n = 0;
+  for (size_t at = raw.find("HTTP/1."); at != std::string::npos; at = raw.find("HTTP/1.", at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+TEST_F(HttpServerTest, NumbersOutOfRangeAre400NamingWhereTheyAre) {
+  const std::string enc = "/v1/workspaces/acme/environments/prod/encrypt";
+  struct Case {
+    std::string path, body, token, where;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"/v1/workspaces", "{\"name\": 1e309}", admin_token_, "line 1, column 10"},
+           {"/v1/workspaces", "{\n \"name\":\n  -1e999}", admin_token_, "line 3, column 3"},
+           {enc, "{\"plaintext\": 1e309}", app_token_, "line 1, column 15"},
+           {enc, "{\"plaintext\": \"aGk=\", \"n\": 1e309}", app_token_, "line 1, column 28"},
+       }) {
+    std::string response = Post(port_, c.path, c.body, "application/json", c.token);
+    ASSERT_EQ(StatusOf(response), 400) << c.body << "\n" << response;
+    auto j = BodyOf(response);
+    std::string message = j["error"]["message"];
+    EXPECT_EQ(j["error"]["code"], "invalid_argument");
+    EXPECT_NE(message.find(c.where), std::string::npos) << message;
+    EXPECT_NE(message.find("out of range"), std::string::npos) << message;
+  }
+}
+
+TEST_F(HttpServerTest, OnlyASingleChunkedTransferEncodingIsReadAndNothingIsSmuggled) {
+  const std::string smuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (std::string te : {"xchunked", "chunked, identity", "identity"}) {
+    std::string response = RawRequestKeepOpen(
+        port_, "POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               "Authorization: Bearer " + admin_token_ + "\r\nTransfer-Encoding: " + te +
+                   "\r\n\r\n" + smuggled);
+    EXPECT_EQ(StatusOf(response), 400) << te << "\n" << response;
+    EXPECT_NE(response.find("Transfer-Encoding"), std::string::npos) << response;
+    // One answer, then the connection closed: the body never ran as a request.
+    EXPECT_EQ(Responses(response), 1u) << te << "\n" << response;
+  }
+  // Chunked alone still works, on a kept-alive connection.
+  std::string body = "{\"name\": \"chunky\"}";
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx", body.size());
+  std::string ok = RawRequest(
+      port_, "POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Authorization: Bearer " + admin_token_ + "\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                 size + "\r\n" + body + "\r\n0\r\n\r\n" + smuggled);
+  EXPECT_EQ(StatusOf(ok), 201) << ok;
+  EXPECT_EQ(Responses(ok), 2u) << ok;
+}
+
+TEST_F(HttpServerTest, AChunkLargerThanTheBodyLimitIs413AtOnce) {
+  // The client goes on sending (its connection stays open): the answer must not wait for the
+  // chunk's bytes, nor for the read timeout (30 s here; the client waits 10 s).
+  std::string response = RawRequestKeepOpen(
+      port_, "POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Authorization: Bearer " + admin_token_ + "\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "ffffffffffffffff\r\n{\"na");
+  EXPECT_EQ(StatusOf(response), 413) << response;
+  EXPECT_NE(response.find("larger than the limit"), std::string::npos) << response;
+}
+
+TEST_F(HttpServerTest, AStreamThatFailsAfterOutputIsCutUnlessTheClientReadsTheTrailer) {
+  Bytes plain(300000);
+  ASSERT_TRUE(RandomBytes(plain).ok());
+  Status s;
+  Bytes ct = StreamThrough(true, plain, false, &s);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  // Cut at a segment boundary: three whole segments of 64 KiB + 16 B tag after the header.
+  const size_t header = ct.size() - plain.size() - 5 * 16;
+  const std::string cut(reinterpret_cast<const char*>(ct.data()), header + 3 * (65536 + 16));
+  auto decrypt = [&](const std::string& extra) {
+    return RawRequest(port_, "POST /v1/workspaces/acme/environments/prod/decrypt HTTP/1.1\r\n"
+                             "Host: x\r\nContent-Type: application/octet-stream\r\n"
+                             "Authorization: Bearer " + app_token_ + "\r\nContent-Length: " +
+                                 std::to_string(cut.size()) + "\r\n" + extra + "\r\n" + cut);
+  };
+  // A generic client: 200 and output, but no last chunk: the body never ends cleanly.
+  std::string generic = decrypt("");
+  EXPECT_EQ(StatusOf(generic), 200);
+  EXPECT_GT(generic.size(), 2u * 65536);  // the third segment waits to know it is not the last
+  EXPECT_EQ(generic.find("Ekm-Result:"), std::string::npos);
+  EXPECT_EQ(generic.find("Ekm-Error:"), std::string::npos);
+  EXPECT_FALSE(generic.ends_with("\r\n\r\n")) << generic.substr(generic.size() - 40);
+  // A client that reads the trailer gets the error there, after a clean last chunk.
+  std::string reader = decrypt("Ekm-Accept-Trailer: Ekm-Error\r\n");
+  EXPECT_EQ(StatusOf(reader), 200);
+  auto trailer = reader.find("\r\n0\r\nEkm-Error: ");
+  ASSERT_NE(trailer, std::string::npos);
+  EXPECT_NE(reader.find("data_loss", trailer), std::string::npos);
+  EXPECT_TRUE(reader.ends_with("\r\n\r\n"));
+  // ekm's own client announces it, and reports the precise error.
+  Bytes cut_bytes(cut.begin(), cut.end());
+  StreamThrough(false, cut_bytes, false, &s);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_NE(s.message().find("truncated"), std::string::npos) << s.ToString();
+}
+
+// One I/O thread: while import-params runs (held in its RSA key generation by the test hook),
+// that thread answers another request. On the I/O thread, the other request would wait for it.
+TEST_F(HttpServerTest, ImportParamsRunsOffTheIoThreads) {
+  auto km = svc_->CreateApiToken(ApiTokenRequest{"key-manager", "acme", {}, "test", {}});
+  ASSERT_TRUE(km.ok()) << km.status().ToString();
+  const std::string km_token = Text(km->token);
+  std::promise<void> entered;
+  std::future<void> entered_future = entered.get_future();
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> waited_out{false};
+  HttpServerOptions h;
+  h.listen = "127.0.0.1:0";
+  h.threads = 1;
+  h.blocking_call_hook = [&](std::string_view route) {
+    if (route != "key.import_params") return;
+    entered.set_value();
+    // A bound for the failure case only.
+    if (released.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+      waited_out = true;
+    }
+  };
+  HttpServer server(svc_.get(), h);
+  ASSERT_TRUE(server.Start().ok());
+  std::string imported;
+  std::thread import([&] {
+    imported = Post(server.port(), "/v1/workspaces/acme/environments/prod/key/import-params",
+                    "{}", "application/json", km_token);
+  });
+  ASSERT_EQ(entered_future.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  std::string health = RawRequest(server.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                                 "Connection: close\r\n\r\n");
+  EXPECT_FALSE(waited_out) << "the other request waited for import-params";
+  EXPECT_EQ(StatusOf(health), 200) << health;
+  release.set_value();
+  import.join();
+  EXPECT_EQ(StatusOf(imported), 200) << imported;
+  server.Stop(std::chrono::seconds(2));
 }
 
 }  // namespace

@@ -167,39 +167,93 @@ StatusOr<EventQuery> EventQueryFromQueryString(const std::string& workspace,
   return q;
 }
 
+// The first error nlohmann's parser meets in a text: a syntax error, or a number beyond the
+// range of a double (1e309), which json::parse throws as out_of_range, not as parse_error.
+class JsonErrorFinder : public nlohmann::json_sax<json> {
+ public:
+  size_t position = 0;  // bytes read when the error was found: just past the offending token
+  std::string token;
+  int id = 0;  // nlohmann's exception id: 101.. syntax, 406 number overflow
+  std::string what;
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t pos, const std::string& last_token,
+                   const json::exception& ex) override {
+    position = pos;
+    token = last_token;
+    id = ex.id;
+    what = ex.what();
+    return false;
+  }
+};
+
+// "line L, column C" of byte `offset` (0-based) of `text`.
+std::string LineAndColumn(std::string_view text, size_t offset) {
+  size_t line = 1, col = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      col = 1;
+    } else {
+      ++col;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(col);
+}
+
+// Why `body` is not JSON, naming where (what json::parse's exceptions say, worded for a caller).
+Status JsonSyntaxError(const std::string& body) {
+  JsonErrorFinder finder;
+  json::sax_parse(body, &finder);
+  const std::string hint =
+      "send one JSON object with Content-Type: application/json (with curl, --data '{\"name\": "
+      "\"acme\"}'); a key policy goes in as a JSON string: {\"policy\": \"...\"}";
+  if (finder.id == 406) {
+    // The offending token ends where the parser stopped: name where it starts.
+    const size_t start =
+        finder.position >= finder.token.size() ? finder.position - finder.token.size() : 0;
+    std::string number = finder.token.size() > 40 ? finder.token.substr(0, 40) + "…"
+                                                   : finder.token;
+    return InvalidArgumentError("request body is not valid JSON at " +
+                                    LineAndColumn(body, start) + ": the number " + number +
+                                    " is out of range (beyond ±1.8e308)",
+                                "send numbers within the range of a double: every number ekm "
+                                "reads is a whole number of modest size, e.g. "
+                                "{\"expires_in_seconds\": 86400}");
+  }
+  // parse_error's position is 1-based: the byte that could not be read.
+  const size_t at = finder.position > 0 ? finder.position - 1 : 0;
+  auto pos = finder.what.find("syntax error");
+  return InvalidArgumentError("request body is not valid JSON at " + LineAndColumn(body, at) +
+                                  (pos != std::string::npos ? ": " + finder.what.substr(pos) : ""),
+                              hint);
+}
+
 // Parses a JSON object body; a parse error names line and column.
 StatusOr<json> ParseObject(const std::string& body) {
   if (body.empty()) {
     return InvalidArgumentError("request body is empty", "send a JSON object");
   }
-  try {
-    json j = json::parse(body);
-    if (!j.is_object()) {
-      return InvalidArgumentError("request body must be a JSON object, got " +
-                                      std::string(j.type_name()),
-                                  "send one JSON object, e.g. {\"name\": \"acme\"}; docs/api.md "
-                                  "lists each route's fields");
-    }
-    return j;
-  } catch (const json::parse_error& e) {
-    size_t line = 1, col = 1;
-    for (size_t i = 0; i + 1 < e.byte && i < body.size(); ++i) {
-      if (body[i] == '\n') {
-        ++line;
-        col = 1;
-      } else {
-        ++col;
-      }
-    }
-    std::string what = e.what();
-    auto pos = what.find("syntax error");
-    return InvalidArgumentError("request body is not valid JSON at line " + std::to_string(line) +
-                                    ", column " + std::to_string(col) +
-                                    (pos != std::string::npos ? ": " + what.substr(pos) : ""),
-                                "send one JSON object with Content-Type: application/json (with "
-                                "curl, --data '{\"name\": \"acme\"}'); a key policy goes in as "
-                                "a JSON string: {\"policy\": \"...\"}");
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return JsonSyntaxError(body);
+  if (!j.is_object()) {
+    return InvalidArgumentError("request body must be a JSON object, got " +
+                                    std::string(j.type_name()),
+                                "send one JSON object, e.g. {\"name\": \"acme\"}; docs/api.md "
+                                "lists each route's fields");
   }
+  return j;
 }
 
 StatusOr<std::string> StringField(const json& j, const char* name, bool required) {
@@ -417,6 +471,11 @@ bool PathFits(std::string_view templ, const std::vector<std::string>& seg, Route
 }  // namespace
 
 std::span<const RouteInfo> RouteTable() { return kRoutes; }
+
+bool RunsBlocking(RouteId id) {
+  // RSA-4096 key generation: seconds of CPU.
+  return id == RouteId::kImportParams;
+}
 
 const RouteInfo& RouteInfoFor(RouteId id) {
   for (const RouteInfo& r : kRoutes) {

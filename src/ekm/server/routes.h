@@ -97,6 +97,10 @@ struct RouteInfo {
 std::span<const RouteInfo> RouteTable();
 // The row of `id`.
 const RouteInfo& RouteInfoFor(RouteId id);
+// --- issue12-http ---
+// Whether the route's handler may hold its thread for long (CPU-heavy or blocking work): the
+// HTTP layer runs those on its blocking pool (server/blocking_pool.h), never on an I/O thread.
+bool RunsBlocking(RouteId id);
 
 struct RouteMatch {
   Status status;  // not OK: answer with this error

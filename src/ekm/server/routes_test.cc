@@ -7,6 +7,7 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace ekm {
 namespace {
@@ -156,6 +157,44 @@ TEST(RouteTableTest, BatchAndDataKeyRoutesMatch) {
   r.target = "/v1/workspaces/a/environments/p/encrypt/batch";
   r.content_type = "application/octet-stream";
   EXPECT_TRUE(router.MatchRoute(r).unsupported_media_type);
+}
+
+// --- issue12-http ---
+// A number beyond the range of a double (which nlohmann::json throws as out_of_range, not as a
+// parse error) is the caller's mistake: a 400 naming where it is, never an exception. The body is
+// read before the service is asked, so no service is needed here.
+TEST(RouteHandlerTest, NumbersOutOfRangeAre400NamingLineAndColumn) {
+  Router router(nullptr);
+  struct Case {
+    RouteId id;
+    std::string body, where;
+  };
+  for (const Case& c : std::vector<Case>{
+           {RouteId::kCreateWorkspace, "{\"name\": 1e309}", "line 1, column 10"},
+           {RouteId::kCreateWorkspace, "{\"name\":\n  -1e400}", "line 2, column 3"},
+           {RouteId::kCreateWorkspace, "[1" + std::string(400, '0') + "]", "line 1, column 2"},
+           // The data plane's fast path leaves anything but strings to the full parser.
+           {RouteId::kEncrypt, "{\"plaintext\": 1e309}", "line 1, column 15"},
+           {RouteId::kDecrypt, "{\"ciphertext\": \"ekm1:x\", \"n\": 9e999}", "line 1, column 31"},
+       }) {
+    RouteMatch m;
+    m.id = c.id;
+    m.found = true;
+    m.authenticated = true;
+    RouteResponse res = router.Handle(m, c.body);
+    EXPECT_EQ(res.status, 400) << c.body << ": " << res.body;
+    EXPECT_NE(res.body.find(c.where), std::string::npos) << res.body;
+    EXPECT_NE(res.body.find("out of range"), std::string::npos) << res.body;
+    EXPECT_NE(res.body.find("invalid_argument"), std::string::npos) << res.body;
+  }
+  // Syntax errors keep naming where they are.
+  RouteMatch m;
+  m.id = RouteId::kCreateWorkspace;
+  m.found = true;
+  m.authenticated = true;
+  RouteResponse res = router.Handle(m, "{\"name\": \n  tru}");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_NE(res.body.find("line 2, column 6: syntax error"), std::string::npos) << res.body;
 }
 
 }  // namespace

@@ -67,6 +67,37 @@ Status CheckDataDir(const EkmOptions& o) {
   return Status::Ok();
 }
 
+// --- issue12-http ---
+// A stream coder that asks `check` before every piece of input of at most one default segment,
+// and so at least once per segment: a stream uses its data key for as long as it runs, and must
+// stop when the key may no longer be used, as every single message does.
+template <typename Coder>
+class KeyCheckedCoder final : public Coder {
+ public:
+  static constexpr size_t kCheckEvery = kDefaultSegmentSize;
+
+  KeyCheckedCoder(std::unique_ptr<Coder> inner, std::function<Status()> check)
+      : inner_(std::move(inner)), check_(std::move(check)) {}
+
+  Status Update(ByteView chunk, Bytes* out) override {
+    while (!chunk.empty()) {
+      const size_t n = std::min(chunk.size(), kCheckEvery);
+      EKM_RETURN_IF_ERROR(check_());
+      EKM_RETURN_IF_ERROR(inner_->Update(chunk.first(n), out));
+      chunk = chunk.subspan(n);
+    }
+    return Status::Ok();
+  }
+  Status Finish(Bytes* out) override {
+    EKM_RETURN_IF_ERROR(check_());
+    return inner_->Finish(out);
+  }
+
+ private:
+  std::unique_ptr<Coder> inner_;
+  std::function<Status()> check_;
+};
+
 class EkmServiceImpl : public EkmService {
  public:
   EkmServiceImpl(EkmOptions options, StorePtr store, std::unique_ptr<ProviderRegistry> providers,
@@ -469,20 +500,66 @@ class EkmServiceImpl : public EkmService {
     EKM_RETURN_IF_ERROR(s);
     EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
     CountUsage(env, scope, usage_op::kEncrypt);
-    return EnvelopeEncoder::Create(ctx, dk->key, text);
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> encoder,
+                         EnvelopeEncoder::Create(ctx, dk->key, text));
+    auto key = std::make_shared<StreamKey>();
+    key->workspace = std::string(workspace);
+    key->environment = std::string(environment);
+    key->scope = std::string(scope);
+    key->version = dk->version;
+    return std::unique_ptr<EnvelopeEncoder>(new KeyCheckedCoder<EnvelopeEncoder>(
+        std::move(encoder), [this, key] { return CheckStreamKey(*key); }));
   }
 
   StatusOr<std::unique_ptr<EnvelopeDecoder>> NewDecryptStream(
       std::string_view workspace, std::string_view environment) override {
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
     const bool count = !t_usage_counted_by_caller;
-    auto lookup = [this, env, count](const EnvelopeHeader& h)
+    auto key = std::make_shared<StreamKey>();
+    key->workspace = std::string(workspace);
+    key->environment = std::string(environment);
+    auto lookup = [this, env, count, key](const EnvelopeHeader& h)
         -> StatusOr<std::shared_ptr<const SecretBytes>> {
       // Counted when the header names a scope: one envelope, one decrypt.
       EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, h.context, count));
+      key->scope = h.context.scope;
+      key->version = h.context.dk_version;  // checked from here on
       return dk->key;
     };
-    return EnvelopeDecoder::Create(std::move(lookup));
+    return std::unique_ptr<EnvelopeDecoder>(new KeyCheckedCoder<EnvelopeDecoder>(
+        EnvelopeDecoder::Create(std::move(lookup)), [this, key] { return CheckStreamKey(*key); }));
+  }
+
+  // --- issue12-http ---
+  // The data key a stream in progress uses, as last found usable.
+  struct StreamKey {
+    std::string workspace, environment, scope;
+    uint32_t version = 0;  // 0: not known yet (a decrypt before its header)
+    std::shared_ptr<DataKeyHandle> dk;
+    uint64_t generation = 0;  // of the key caches when `dk` was found
+    std::chrono::steady_clock::time_point valid_until{};
+  };
+
+  // Whether a stream may go on using its data key: the cheap check of every request's memo
+  // (nothing cached changed, the DK's EK entry is within its TTL), else the full lookup every
+  // single message takes: the environment (not shredded) and the DK through the hierarchy,
+  // which asks the CMK again once the TTL has passed and fails with the CMK's error when it
+  // refuses (revoked, deleted material).
+  Status CheckStreamKey(StreamKey& k) {
+    if (k.version == 0) return Status::Ok();
+    const auto now = options_.clock->Monotonic();
+    const uint64_t generation = keys_.memos().current_generation();
+    if (k.dk != nullptr && generation == k.generation && now < k.valid_until &&
+        k.dk->ValidAt(now)) {
+      return Status::Ok();
+    }
+    auto valid_until = std::chrono::steady_clock::time_point::max();
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env,
+                         Environment(k.workspace, k.environment, &valid_until));
+    EKM_ASSIGN_OR_RETURN(k.dk, keys_.DataKeyVersion(env, k.scope, k.version));
+    k.generation = generation;
+    k.valid_until = valid_until;
+    return Status::Ok();
   }
 
   StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace,

@@ -475,5 +475,67 @@ TEST_F(SeedRevocationAndDeletion, WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeU
   EXPECT_EQ(Text(Decrypt(*other, "prod", dflt)), "d");
 }
 
+// --- issue12-http ---
+// A stream in progress checks its data key as it goes, as every single message does: while the
+// CMK answers it runs across TTLs (revalidated through the hierarchy), once the CMK refuses it
+// stops within one TTL with the CMK's error, and a shredded environment stops it at once.
+TEST_F(RevocationTest, StreamsInProgressStopWithTheCmkErrorWithinTheTtl) {
+  Bytes plain(300000);
+  for (size_t i = 0; i < plain.size(); ++i) plain[i] = static_cast<uint8_t>(i * 7);
+  auto encoder = svc_->NewEncryptStream("acme", "prod", "files", /*text=*/false);
+  ASSERT_TRUE(encoder.ok()) << encoder.status().ToString();
+  Bytes ct;
+  ASSERT_TRUE((*encoder)->Update(plain, &ct).ok());
+  ASSERT_TRUE((*encoder)->Finish(&ct).ok());
+  const ByteView all(ct);
+
+  // The CMK answers: a stream goes on across two TTLs.
+  auto across = svc_->NewDecryptStream("acme", "prod");
+  ASSERT_TRUE(across.ok());
+  Bytes back;
+  ASSERT_TRUE((*across)->Update(all.first(100000), &back).ok());
+  clock_.Advance(seconds(301));
+  ASSERT_TRUE((*across)->Update(all.subspan(100000, 100000), &back).ok());
+  clock_.Advance(seconds(301));
+  Status s = (*across)->Update(all.subspan(200000), &back);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE((*across)->Finish(&back).ok());
+  EXPECT_EQ(back, plain);
+
+  // Revoked while a decrypt and an encrypt are in progress.
+  auto decrypting = svc_->NewDecryptStream("acme", "prod");
+  auto encrypting = svc_->NewEncryptStream("acme", "prod", "files", false);
+  ASSERT_TRUE(decrypting.ok() && encrypting.ok());
+  Bytes out, sealed;
+  ASSERT_TRUE((*decrypting)->Update(all.first(100000), &out).ok());
+  ASSERT_TRUE((*encrypting)->Update(ByteView(plain).first(100000), &sealed).ok());
+  Revoke();
+  clock_.Advance(seconds(299));  // within the TTL: still readable, as every message is
+  ASSERT_TRUE((*decrypting)->Update(all.subspan(100000, 50000), &out).ok());
+  clock_.Advance(seconds(1));
+  ExpectUnavailable((*decrypting)->Update(all.subspan(150000), &out), "AccessDenied");
+  ExpectUnavailable((*encrypting)->Update(ByteView(plain).subspan(100000), &sealed),
+                    "AccessDenied");
+  ExpectUnavailable((*encrypting)->Finish(&sealed), "AccessDenied");
+
+  // The platform-keyed environment next door: shredded while a stream of it runs.
+  Bytes dev_ct;
+  {
+    auto e = svc_->NewEncryptStream("acme", "dev", "files", false);
+    ASSERT_TRUE(e.ok());
+    ASSERT_TRUE((*e)->Update(plain, &dev_ct).ok() && (*e)->Finish(&dev_ct).ok());
+  }
+  auto dev = svc_->NewDecryptStream("acme", "dev");
+  ASSERT_TRUE(dev.ok());
+  Bytes dev_out;
+  ASSERT_TRUE((*dev)->Update(ByteView(dev_ct).first(100000), &dev_out).ok());
+  auto confirmation = svc_->RequestShred("acme", "dev");
+  ASSERT_TRUE(confirmation.ok()) << confirmation.status().ToString();
+  ASSERT_TRUE(svc_->ShredEnvironment("acme", "dev", confirmation->token, "dev").ok());
+  Status after = (*dev)->Update(ByteView(dev_ct).subspan(100000), &dev_out);
+  EXPECT_FALSE(after.ok());
+  EXPECT_NE(after.message().find("shredded"), std::string::npos) << after.ToString();
+}
+
 }  // namespace
 }  // namespace ekm
