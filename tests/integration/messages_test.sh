@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# End-to-end: messages that must say the right thing (issue 12, defect 8), through `ekm` in
+# local and server mode and through ekmd's HTTP API: input that is no ciphertext at all (binary
+# or text, small or 1 MB), the policy doctor's corrected policy, missing AWS credentials, and
+# `environment status` after an error was resolved. No AWS peer: nothing leaves the machine.
+#   messages_test.sh EKM_BINARY EKMD_BINARY SOURCE_DIR
+set -uo pipefail
+EKM=$1
+EKMD=$2
+SRC=$3
+T=$(mktemp -d /tmp/ekm-messages-test.XXXXXX)
+EKMD_PID=""
+cleanup() {
+  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+# No AWS credentials anywhere, and never the instance metadata service.
+for v in $(env | sed -n 's/^\(AWS_[A-Z0-9_]*\)=.*/\1/p; s/^\(EKM_[A-Z0-9_]*\)=.*/\1/p'); do unset "$v"; done
+export HOME="$T/home" AWS_EC2_METADATA_DISABLED=true
+mkdir -p "$HOME"
+# has FILE SUBSTRING...: FILE contains every SUBSTRING
+has() {
+  local f=$1; shift
+  local s
+  for s in "$@"; do grep -qF -- "$s" "$f" || { echo "  (lacks '$s': $(head -c 600 "$f"))"; return 1; }; done
+}
+
+D="$T/data"
+"$EKM" --data-dir "$D" init >"$T/init.out" || fail "init"
+ADMIN_TOKEN=$(sed -n 's/^admin token: \(ekm_.*\)$/\1/p' "$T/init.out")
+"$EKM" --data-dir "$D" workspace create acme >/dev/null || fail "workspace create"
+"$EKM" --data-dir "$D" environment create acme prod >/dev/null || fail "environment create"
+
+# --- input that is no ciphertext --------------------------------------------------------------
+# 200 bytes that start like the binary form ("E") and a 1 MB text that starts with ekm1:, whose
+# contents are no envelope: before, the first was "truncated" and the second "does not start
+# with EKM or ekm1:".
+python3 -c 'import os, sys; sys.stdout.buffer.write(b"E\x90" + os.urandom(198))' >"$T/junk200"
+python3 -c 'import base64, os; print("ekm1:" + base64.urlsafe_b64encode(b"\x90" + os.urandom(1 << 20)).decode().rstrip("="))' >"$T/junk1m.txt"
+head -c 300 "$T/junk1m.txt" >"$T/junk-short.txt"
+NOT_EKM="not an ekm ciphertext: no ekm magic"
+NOT_EKM_TEXT="the text starts with ekm1: but what follows does not decode to an ekm ciphertext"
+decrypt_messages() {  # LABEL EKM-ARGS...
+  local label=$1; shift
+  expect_error "$label: 200 bytes of non-envelope" "$NOT_EKM" -- "$@" decrypt -w acme -e prod <"$T/junk200"
+  grep -q truncated "$T/err" && fail "$label: 200 bytes of non-envelope called truncated: $(cat "$T/err")"
+  expect_error "$label: 1 MB text that is no envelope" "$NOT_EKM_TEXT" -- "$@" decrypt -w acme -e prod <"$T/junk1m.txt"
+  expect_error "$label: rewrap of a text that is no envelope" "$NOT_EKM_TEXT" -- \
+    "$@" rewrap -w acme -e prod --in "$T/junk-short.txt"
+}
+decrypt_messages local "$EKM" --data-dir "$D"
+
+# --- through ekmd ---------------------------------------------------------------------------
+start_ekmd() {  # ENV...
+  : >"$T/ekmd.log"
+  env "$@" "$EKMD" --data-dir "$D" --listen 127.0.0.1:0 >"$T/ekmd.log" 2>&1 &
+  EKMD_PID=$!
+  for _ in $(seq 200); do
+    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
+    [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "ekmd did not start:"; cat "$T/ekmd.log"; return 1
+}
+stop_ekmd() { kill "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""; }
+check "ekmd starts" start_ekmd
+S="http://127.0.0.1:$PORT"
+check "setup_tokens" setup_tokens "$D" "$S" acme
+decrypt_messages server env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S"
+
+# The API: JSON and streamed decrypt answer 400 with the same messages.
+# api_error WHAT STATUS SUBSTRING CONTENT-TYPE BODY-FILE [PATH]
+api_error() {
+  local what=$1 status=$2 want=$3 type=$4 body=$5 path=${6:-decrypt} code
+  code=$(curl -sS -o "$T/api.json" -w '%{http_code}' -H "Authorization: Bearer $APP_TOKEN" \
+    -H "Content-Type: $type" --data-binary @"$body" "$S/v1/workspaces/acme/environments/prod/$path")
+  if [ "$code" != "$status" ]; then fail "$what: HTTP $code, want $status: $(head -c 400 "$T/api.json")"; return; fi
+  has "$T/api.json" "$want" || { fail "$what"; return; }
+  pass
+}
+api_error "API: 200 bytes streamed" 400 "$NOT_EKM" application/octet-stream "$T/junk200"
+api_error "API: 1 MB text streamed" 400 "$NOT_EKM_TEXT" application/octet-stream "$T/junk1m.txt"
+python3 -c 'import json, sys; print(json.dumps({"ciphertext": open(sys.argv[1]).read().strip()[:4000]}))' "$T/junk1m.txt" >"$T/junk.json"
+api_error "API: JSON decrypt of a text that is no envelope" 400 "$NOT_EKM_TEXT" application/json "$T/junk.json"
+api_error "API: JSON rewrap of a text that is no envelope" 400 "$NOT_EKM_TEXT" application/json "$T/junk.json" rewrap
+python3 -c 'import base64, json, sys; print(json.dumps({"ciphertext": base64.b64encode(open(sys.argv[1], "rb").read()).decode()}))' "$T/junk200" >"$T/junkb.json"
+api_error "API: JSON decrypt of 200 bytes (base64)" 400 "$NOT_EKM" application/json "$T/junkb.json"
+stop_ekmd
+
+summary
