@@ -29,7 +29,7 @@ has() {
 }
 
 D="$T/data"
-"$EKM" --data-dir "$D" init >"$T/init.out" || fail "init"
+"$EKM" --data-dir "$D" init >"$T/init.out" 2>"$T/init.err" || fail "init"
 ADMIN_TOKEN=$(sed -n 's/^admin token: \(ekm_.*\)$/\1/p' "$T/init.out")
 "$EKM" --data-dir "$D" workspace create acme >/dev/null || fail "workspace create"
 "$EKM" --data-dir "$D" environment create acme prod >/dev/null || fail "environment create"
@@ -53,6 +53,49 @@ decrypt_messages() {  # LABEL EKM-ARGS...
 }
 decrypt_messages local "$EKM" --data-dir "$D"
 
+# --- environment status after an error was resolved -----------------------------------------
+# Uploaded key material deleted (a revocation), then imported again: while unavailable the
+# status says what to do; once healthy the error is history ("resolved at"), with no "what to do".
+L=("$EKM" --data-dir "$D")
+import_material() {  # fresh import parameters, the same material, wrapped as docs/lifecycle.md says
+  "${L[@]}" key import-params -w acme -e prod --out "$T/params" --force >/dev/null 2>&1 &&
+    openssl pkeyutl -encrypt -pubin -inkey "$T/params/wrapping-key.pem" -in "$T/material.bin" \
+      -out "$T/material.wrapped" -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 \
+      -pkeyopt rsa_mgf1_md:sha256 &&
+    "${L[@]}" key import -w acme -e prod --material "$T/material.wrapped" \
+      --token-file "$T/params/import-token" >/dev/null 2>&1
+}
+openssl rand -out "$T/material.bin" 32
+check "import key material" import_material
+echo "under the uploaded key" >"$T/p"
+"${L[@]}" encrypt -w acme -e prod --text <"$T/p" >"$T/ct" || fail "encrypt under the material"
+check "delete the material" "${L[@]}" key delete-material -w acme -e prod --confirm prod >/dev/null
+expect_error "decrypt after the deletion" "was deleted at" -- "${L[@]}" decrypt -w acme -e prod <"$T/ct"
+"${L[@]}" environment status -w acme -e prod >"$T/status.txt" 2>&1
+check "status while unavailable: the error is current, with what to do" \
+  has "$T/status.txt" "state:          unavailable" "last error:     failed_precondition" \
+  "what to do: import the same material again"
+check "import the same material again" import_material
+check "decrypt after the re-import" cmp -s "$T/p" <("${L[@]}" decrypt -w acme -e prod <"$T/ct")
+healthy_status() {  # LABEL EKM-ARGS...
+  local label=$1; shift
+  "$@" environment status -w acme -e prod >"$T/status.txt" 2>&1
+  check "$label: status healthy, the old error shown as resolved" \
+    has "$T/status.txt" "state:          healthy" "last error (resolved at " "was deleted at"
+  if grep -q "what to do" "$T/status.txt"; then
+    fail "$label: a resolved error's hint is shown as what to do: $(cat "$T/status.txt")"
+  else
+    pass
+  fi
+  "$@" --json environment status -w acme -e prod >"$T/status.json" 2>&1
+  check "$label: --json last_error.resolved_at is the time the state became healthy" python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["state"] == "healthy", s
+assert s["last_error"]["resolved_at"] == s["since"] and s["since"], s' "$T/status.json"
+}
+healthy_status local "${L[@]}"
+
 # --- through ekmd ---------------------------------------------------------------------------
 start_ekmd() {  # ENV...
   : >"$T/ekmd.log"
@@ -70,6 +113,7 @@ check "ekmd starts" start_ekmd
 S="http://127.0.0.1:$PORT"
 check "setup_tokens" setup_tokens "$D" "$S" acme
 decrypt_messages server env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S"
+healthy_status server env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S"
 
 # The API: JSON and streamed decrypt answer 400 with the same messages.
 # api_error WHAT STATUS SUBSTRING CONTENT-TYPE BODY-FILE [PATH]

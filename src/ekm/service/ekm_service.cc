@@ -569,6 +569,10 @@ class EkmServiceImpl : public EkmService {
       st.message = row->message;
       st.hint = row->hint;
       st.next_retry = row->state == "healthy" ? 0 : row->next_retry;
+      // Healthy again since `since`: the stored error is what happened before.
+      if (row->state == "healthy" && !row->error_code.empty()) {
+        st.error_resolved_at = row->since;
+      }
     }
     st.retryable = st.state == "degraded";
     EKM_ASSIGN_OR_RETURN(KeyHierarchy::EnvironmentCachePolicy policy, keys_.CachePolicy(env.id));
