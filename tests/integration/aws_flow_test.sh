@@ -446,8 +446,10 @@ check "server: access denied keeps the platform key" test "$(json "$T/api.json" 
 kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""
 check "ekmd (wrong secret) starts" start_ekmd ekmd-ws "$D2" AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_PLATFORM[@]}" "$WRONG_SECRET"
 api PUT /v1/workspaces/acme/environments/prod/key "$(arn_body "$MAIN_ARN")"
-# The platform's own credentials: the operator's problem, not the caller's: 503, not a 4xx.
-check "server: wrong secret is 503 unavailable (HTTP $CODE)" test "$CODE" = 503
+# The platform's own credentials: the operator's problem, not the caller's, and not transient:
+# 409 failed_precondition as docs/api.md says (not 401/403, not a retryable 503).
+check "server: wrong secret is 409 failed_precondition (HTTP $CODE)" \
+  test "$CODE:$(json "$T/api.json" "d['error']['code']")" = 409:failed_precondition
 check "server: wrong secret names SignatureDoesNotMatch and the platform's credentials" \
   test "$(json "$T/api.json" "'SignatureDoesNotMatch' in d['error']['message'] and 'platform' in d['error']['hint']")" = true
 kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""

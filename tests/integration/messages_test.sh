@@ -103,14 +103,17 @@ start_ekmd() {  # ENV...
   EKMD_PID=$!
   for _ in $(seq 200); do
     PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
-    [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
+    if [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then
+      S="http://127.0.0.1:$PORT"
+      return 0
+    fi
     sleep 0.05
   done
   echo "ekmd did not start:"; cat "$T/ekmd.log"; return 1
 }
 stop_ekmd() { kill "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""; }
+S="http://127.0.0.1:9"  # until ekmd runs: refused at once
 check "ekmd starts" start_ekmd
-S="http://127.0.0.1:$PORT"
 check "setup_tokens" setup_tokens "$D" "$S" acme
 decrypt_messages server env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S"
 healthy_status server env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S"
@@ -132,6 +135,31 @@ api_error "API: JSON decrypt of a text that is no envelope" 400 "$NOT_EKM_TEXT" 
 api_error "API: JSON rewrap of a text that is no envelope" 400 "$NOT_EKM_TEXT" application/json "$T/junk.json" rewrap
 python3 -c 'import base64, json, sys; print(json.dumps({"ciphertext": base64.b64encode(open(sys.argv[1], "rb").read()).decode()}))' "$T/junk200" >"$T/junkb.json"
 api_error "API: JSON decrypt of 200 bytes (base64)" 400 "$NOT_EKM" application/json "$T/junkb.json"
+
+# --- the platform's own AWS credentials -------------------------------------------------------
+# docs/api.md: missing credentials are 409 failed_precondition (the platform operator must
+# configure them; not retryable); an unreachable credential endpoint is an outage, 503.
+ARN="arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+put_key() {  # the "Update key" of a staging environment; status in $CODE, headers in $T/h
+  CODE=$(curl -sS -D "$T/h" -o "$T/api.json" -w '%{http_code}' -X PUT -H "Authorization: Bearer $KM_TOKEN" \
+    -H 'Content-Type: application/json' --data "{\"aws_kms_arn\": \"$ARN\"}" \
+    "$S/v1/workspaces/acme/environments/staging/key")
+}
+"$EKM" --data-dir "$D" environment create acme staging >/dev/null 2>&1 || fail "environment create staging"
+put_key
+check "API: no AWS credentials: 409 failed_precondition (HTTP $CODE)" \
+  has "$T/api.json" '"code":"failed_precondition"' "no AWS credentials found" "platform operator"
+check "API: no AWS credentials: HTTP 409" test "$CODE" = 409
+if grep -qi '^retry-after' "$T/h"; then fail "API: no AWS credentials: Retry-After sent"; else pass; fi
+expect_error "server: ekm key set without AWS credentials" "no AWS credentials found" -- \
+  env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" key set -w acme -e staging --aws-kms-arn "$ARN"
+stop_ekmd
+expect_error "local: ekm key set without AWS credentials" "no AWS credentials found" -- \
+  "$EKM" --data-dir "$D" key set -w acme -e staging --aws-kms-arn "$ARN"
+check "ekmd (ECS credentials endpoint unreachable) starts" \
+  start_ekmd AWS_CONTAINER_CREDENTIALS_FULL_URI=http://127.0.0.1:9/credentials AWS_ENDPOINT_URL=http://127.0.0.1:9
+put_key
+check "API: credentials endpoint unreachable: 503 (HTTP $CODE)" test "$CODE" = 503
 stop_ekmd
 
 summary

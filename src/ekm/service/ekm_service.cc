@@ -1022,7 +1022,10 @@ class EkmServiceImpl : public EkmService {
                             "kms:Decrypt for ekm:workspace " + ws.name +
                             " (`ekm key policy` prints the statement)");
       }
-      if (cause.code() == StatusCode::kUnauthenticated) return UnavailableError(message, hint);
+      // The platform's own AWS credentials rejected: the operator must fix them (409).
+      if (cause.code() == StatusCode::kUnauthenticated) {
+        return FailedPreconditionError(message, hint);
+      }
       return Status(cause.code(), message, hint);
     };
     Status shape = provider->ValidateKeyId(key_id);
@@ -1545,9 +1548,9 @@ class EkmServiceImpl : public EkmService {
                          " --environment " + std::string(environment) +
                          "` prints the statement, and `ekm policy check FILE` checks a policy");
       case StatusCode::kUnauthenticated:
-        // The platform's own AWS credentials: nothing the caller can fix, and not the
-        // customer's refusal. Unavailable until the operator fixes them.
-        return UnavailableError(message, hint);
+        // AWS rejected the platform's own AWS credentials: not the customer's refusal, and
+        // not transient either: the platform operator must fix them (docs/api.md: 409).
+        return FailedPreconditionError(message, hint);
       default:
         return Status(cause.code(), message, hint);
     }
@@ -1827,12 +1830,12 @@ class EkmServiceImpl : public EkmService {
   std::mutex repack_mu_;
   std::unique_ptr<RepackRunner> repack_runner_;
 
-  // A provider's refusal while wrapping a new EK: about the customer's key, never a 401/403.
+  // A provider's refusal while wrapping a new EK: about the customer's key (or the platform's
+  // own AWS credentials, which the operator must fix), never a 401/403 of the API caller.
   static Status ProviderRefusal(const Status& s) {
-    if (s.code() == StatusCode::kPermissionDenied) {
+    if (s.code() == StatusCode::kPermissionDenied || s.code() == StatusCode::kUnauthenticated) {
       return FailedPreconditionError(s.message(), s.hint());
     }
-    if (s.code() == StatusCode::kUnauthenticated) return UnavailableError(s.message(), s.hint());
     return s;
   }
 
