@@ -118,6 +118,28 @@ check "setup_tokens" setup_tokens "$D" "$S" acme
 decrypt_messages server env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S"
 healthy_status server env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S"
 
+# During a revocation the error's "tries the key again … at T" is the next retry the status
+# shows, in ekmd and in `ekm` in local mode, which keeps to ekmd's schedule instead of starting
+# a backoff of its own (key_cache_lifecycle_test checks the same with a clock it controls).
+check "server: delete the material again" \
+  env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" key delete-material -w acme -e prod --confirm prod >/dev/null
+retry_at() { sed -n 's/.*tries the key again within [0-9]* s, at \([0-9T:-]*Z\).*/\1/p' "$1"; }
+status_at() { "$@" environment status -w acme -e prod 2>&1 | sed -n 's/^next retry: *//p'; }
+expect_error "server: decrypt during the revocation" "tries the key again within" -- \
+  env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" decrypt -w acme -e prod <"$T/ct"
+AT=$(retry_at "$T/err")
+check "status (server): next retry is the error's ($AT)" \
+  test -n "$AT" -a "$(status_at env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S")" = "$AT"
+check "status (local): next retry is ekmd's error's ($AT)" test "$(status_at "${L[@]}")" = "$AT"
+early=$(( $(date -u +%s) + 1 < $(date -u -d "$AT" +%s) ))
+expect_error "local: decrypt during the revocation" "tries the key again within" -- \
+  "${L[@]}" decrypt -w acme -e prod <"$T/ct"
+LAT=$(retry_at "$T/err")
+check "status (local): next retry is the local error's ($LAT)" test -n "$LAT" -a "$(status_at "${L[@]}")" = "$LAT"
+if [ "$early" = 1 ]; then
+  check "local: before ekmd's next retry, the same next attempt ($AT / $LAT)" test "$LAT" = "$AT"
+fi
+
 # The API: JSON and streamed decrypt answer 400 with the same messages.
 # api_error WHAT STATUS SUBSTRING CONTENT-TYPE BODY-FILE [PATH]
 api_error() {
