@@ -53,6 +53,27 @@ decrypt_messages() {  # LABEL EKM-ARGS...
 }
 decrypt_messages local "$EKM" --data-dir "$D"
 
+# --- the policy doctor ------------------------------------------------------------------------
+# A Deny of the platform principal: named, and the corrected policy passes the doctor itself.
+PRINCIPAL=arn:aws:iam::111122223333:role/ekm-platform
+doctor() { "$EKM" --data-dir "$D" --aws-principal-arn "$PRINCIPAL" "$@"; }
+doctor policy check "$SRC/testdata/policy/deny_overrides_allow.json" -w acme >"$T/doctor.txt" 2>&1
+check "policy check: a Deny of the platform principal fails (exit 1)" test $? -eq 1
+check "policy check: the Deny is named, and narrowed in the corrected policy" has "$T/doctor.txt" \
+  'statement "NoDecryptForAnyone" (#2) denies kms:Decrypt to the platform principal' \
+  'narrowed statement "NoDecryptForAnyone" (#2)'
+doctor --json policy check "$SRC/testdata/policy/deny_overrides_allow.json" -w acme >"$T/doctor.json" 2>/dev/null
+python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["corrected_policy"])' "$T/doctor.json" >"$T/corrected.json"
+doctor policy check "$T/corrected.json" -w acme >"$T/doctor.txt" 2>&1
+check "policy check: the corrected policy passes (exit 0)" test $? -eq 0
+doctor policy check "$SRC/testdata/policy/statement_after_list.json" -w acme >"$T/doctor.txt" 2>&1
+check "policy check: a statement after ] is told to move inside the list" has "$T/doctor.txt" \
+  "line 12, column 3" "is outside the Statement list" "paste it before the ] on line 11"
+doctor policy check "$SRC/testdata/policy/number_overflow.json" -w acme >"$T/doctor.txt" 2>&1
+check "policy check: 1e999 at its own line and column, in ekm's words" has "$T/doctor.txt" \
+  "error: line 12, column 48" "the number '1e999'"
+check "policy check: no nlohmann text" bash -c "! grep -q 'json.exception' '$T/doctor.txt'"
+
 # --- environment status after an error was resolved -----------------------------------------
 # Uploaded key material deleted (a revocation), then imported again: while unavailable the
 # status says what to do; once healthy the error is history ("resolved at"), with no "what to do".
