@@ -421,7 +421,9 @@ class Decoder : public EnvelopeDecoder {
         form_ = Form::kBinary;
       } else if (sniff_[0] == 'e') {
         size_t n = std::min(sniff_.size(), kEnvelopeTextPrefix.size());
-        if (std::memcmp(sniff_.data(), kEnvelopeTextPrefix.data(), n) != 0) return NotEkm(sniff_);  // NOLINT(grep-lint): public prefix
+        if (std::memcmp(sniff_.data(), kEnvelopeTextPrefix.data(), n) != 0) {  // NOLINT(grep-lint): public prefix
+          return NotEkm(sniff_);
+        }
         if (sniff_.size() < kEnvelopeTextPrefix.size()) return Status::Ok();
         form_ = Form::kText;
         text_ = std::make_unique<Base64Decoder>(consumed_ + kEnvelopeTextPrefix.size());

@@ -73,7 +73,8 @@ struct CmkHealthSnapshot {
 
 // Whole seconds from `now` to the snapshot's next attempt (at least 1), counted so that the
 // second `now` falls in plus the result is the next_retry `environment status` shows.
-int64_t NextAttemptInSeconds(const CmkHealthSnapshot& snap, std::chrono::system_clock::time_point now);
+int64_t NextAttemptInSeconds(const CmkHealthSnapshot& snap,
+                             std::chrono::system_clock::time_point now);
 
 class CmkHealth {
  public:

@@ -347,7 +347,8 @@ TEST_F(KeyCacheLifecycleTest, AProcessKeepsToANextRetryAnotherProcessSet) {
 // move the next attempt an error has already named.
 TEST_F(KeyCacheLifecycleTest, FailuresInFlightDoNotMoveTheSchedule) {
   EnvironmentRecord env = Env();
-  const Status refused = PermissionDeniedError("AWS KMS Decrypt on k failed: AccessDeniedException");
+  const Status refused =
+      PermissionDeniedError("AWS KMS Decrypt on k failed: AccessDeniedException");
   keys_->health().OnFailure(env.id, "acme", "prod", refused);
   const CmkHealthSnapshot first = keys_->health().Get(env.id);
   for (int i = 0; i < 5; ++i) keys_->health().OnFailure(env.id, "acme", "prod", refused);

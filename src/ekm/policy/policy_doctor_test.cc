@@ -119,7 +119,8 @@ TEST(PolicyDoctorTest, TableOfPolicies) {
     if (c.contains("finding_message")) {
       bool found = false;
       for (const auto& f : r.findings) {
-        found = found || f.message.find(c["finding_message"].get<std::string>()) != std::string::npos;
+        found = found ||
+                f.message.find(c["finding_message"].get<std::string>()) != std::string::npos;
       }
       EXPECT_TRUE(found) << r.ToText();
     }
