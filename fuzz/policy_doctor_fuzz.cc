@@ -2,6 +2,8 @@
 // Targets CheckKeyPolicy (JSON diagnosis, repair loop, statement evaluation, merge) and the
 // report's ToJson/ToText. Deterministic: fixed principal, workspace, environment and key ARN;
 // the first input byte picks whether the principal is a role or an assumed-role session.
+// Invariant checked: the corrected policy, checked again, grants kms:Encrypt and kms:Decrypt
+// (the doctor never offers a correction that still fails).
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -24,6 +26,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)report->ToJson().dump();
     (void)report->ToText();
     (void)report->ToStatus();
+    ekm::PolicyCheckRequest again = request;
+    again.policy_text = report->corrected_policy;
+    auto second = ekm::CheckKeyPolicy(again);
+    if (!second.ok() || second->actions.size() < 2 ||
+        second->actions[0].verdict != ekm::Verdict::kGranted ||
+        second->actions[1].verdict != ekm::Verdict::kGranted) {
+      __builtin_trap();
+    }
   }
   return 0;
 }

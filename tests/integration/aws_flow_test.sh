@@ -277,6 +277,26 @@ check "key set --platform: back to the platform key" \
   lekm key set -w acme -e dev --platform --emergency --reason "$WHY" >/dev/null 2>&1
 check "dev data decrypts after going back" grep -q "dev data" <(lekm decrypt -w acme -e dev <"$T/dev.ct")
 
+# --- a key deleted after use: "deleted", never "copy the ARN again" ---------------------------
+# An environment under the key, used, then AWS KMS answers NotFoundException (the fault proxy:
+# moto never completes a key deletion): the error and the status say the key was deleted and
+# its data cannot be recovered, not the "check the ARN" advice of "Update key".
+lekm environment create acme gone >/dev/null 2>&1 || fail "environment create gone"
+lekm key set -w acme -e gone --aws-kms-arn "$MAIN_ARN" >/dev/null 2>&1 || fail "key set gone"
+echo -n "gone soon" | lekm encrypt -w acme -e gone --text >"$T/gone.ct" || fail "encrypt gone"
+check "gone: decrypts while the key exists" grep -q "gone soon" <(lekm decrypt -w acme -e gone <"$T/gone.ct")
+fault '{"target":"TrentService.Decrypt","kind":"NotFoundException","count":-1}'
+expect_error "gone: the key not found after use" "NotFoundException" -- \
+  env "${LOCAL_AWS[@]}" "${AS_PLATFORM[@]}" "AWS_ENDPOINT_URL_KMS=$PROXY" "$EKM" --data-dir "$D" \
+  decrypt -w acme -e gone <"$T/gone.ct"
+check "gone: the error says deleted, unrecoverable" has "$T/err" "it was deleted" "cannot be recovered"
+check "gone: the error does not say to copy the ARN again" bash -c "! grep -qF 'copy it again' '$T/err'"
+lekm environment status -w acme -e gone >"$T/gone-status.txt" 2>&1
+check "gone: status says what the error says" has "$T/gone-status.txt" "state:          unavailable" \
+  "what to do: this key unwrapped the environment's keys until" "it was deleted"
+check "gone: status does not say to copy the ARN again" bash -c "! grep -qF 'copy it again' '$T/gone-status.txt'"
+fault_clear
+
 # === server mode: the same flow through ekmd's HTTP API =====================================
 S="http://127.0.0.1:9"  # until ekmd runs: refused at once, so a failed start fails every check
 # start_ekmd NAME DATA_DIR ENV...: sets EKMD_PID and S
@@ -446,8 +466,10 @@ check "server: access denied keeps the platform key" test "$(json "$T/api.json" 
 kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""
 check "ekmd (wrong secret) starts" start_ekmd ekmd-ws "$D2" AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_PLATFORM[@]}" "$WRONG_SECRET"
 api PUT /v1/workspaces/acme/environments/prod/key "$(arn_body "$MAIN_ARN")"
-# The platform's own credentials: the operator's problem, not the caller's: 503, not a 4xx.
-check "server: wrong secret is 503 unavailable (HTTP $CODE)" test "$CODE" = 503
+# The platform's own credentials: the operator's problem, not the caller's, and not transient:
+# 409 failed_precondition as docs/api.md says (not 401/403, not a retryable 503).
+check "server: wrong secret is 409 failed_precondition (HTTP $CODE)" \
+  test "$CODE:$(json "$T/api.json" "d['error']['code']")" = 409:failed_precondition
 check "server: wrong secret names SignatureDoesNotMatch and the platform's credentials" \
   test "$(json "$T/api.json" "'SignatureDoesNotMatch' in d['error']['message'] and 'platform' in d['error']['hint']")" = true
 kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""

@@ -285,7 +285,13 @@ void PrintKeyStatus(const EnvironmentKeyStatus& s) {
               s.grace_period_seconds == 0
                   ? "off"
                   : (std::to_string(s.grace_period_seconds) + "s (outages only)").c_str());
-  if (!s.error_code.empty()) {
+  if (!s.error_code.empty() && s.error_resolved_at != 0) {
+    // History: the CMK answers again, so its hint is not something to do now.
+    std::printf("last error (resolved at %s): %s%s%s\n",
+                TimeOrNever(s.error_resolved_at).c_str(), s.error_code.c_str(),
+                s.provider_code.empty() ? "" : ", ", s.provider_code.c_str());
+    std::printf("  %s\n", s.message.c_str());
+  } else if (!s.error_code.empty()) {
     std::printf("last error:     %s%s%s\n", s.error_code.c_str(),
                 s.provider_code.empty() ? "" : ", ", s.provider_code.c_str());
     std::printf("  %s\n", s.message.c_str());

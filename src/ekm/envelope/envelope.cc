@@ -104,9 +104,60 @@ Status Truncated(size_t need, size_t got) {
                        " bytes, got " + std::to_string(got));
 }
 
-Status NotEkm() {
-  return InvalidArgumentError("not an ekm ciphertext (it does not start with EKM or ekm1:)",
-                              "pass the output of `ekm encrypt` or of the encrypt API");
+constexpr uint8_t kUtf8Bom[3] = {0xEF, 0xBB, 0xBF};
+
+// The first bytes of what was given, for messages: text quoted, anything else in hex.
+std::string DescribeStart(ByteView in) {
+  ByteView head = in.first(std::min<size_t>(in.size(), 8));
+  bool printable = std::all_of(head.begin(), head.end(),
+                               [](uint8_t c) { return c >= 0x20 && c < 0x7f; });
+  if (printable) return Quote(AsChars(head)) + (in.size() > head.size() ? "…" : "");
+  std::string out;
+  for (uint8_t c : head) {
+    char buf[8];
+    std::snprintf(buf, sizeof(buf), "%s0x%02x", out.empty() ? "" : " ", c);
+    out += buf;
+  }
+  return "the bytes " + out + (in.size() > head.size() ? " …" : "");
+}
+
+// Input that is neither form: no "EKM" magic (binary) and no "ekm1:" prefix (text).
+Status NotEkm(ByteView start) {
+  if (start.size() >= 3 && std::equal(kUtf8Bom, kUtf8Bom + 3, start.begin())) {
+    return InvalidArgumentError(
+        "not an ekm ciphertext: it starts with a byte order mark (0xef 0xbb 0xbf), not with "
+        "\"ekm1:\"",
+        "save the text without a byte order mark (UTF-8 without BOM), or copy the ciphertext "
+        "itself");
+  }
+  std::string_view text = AsChars(start.first(std::min<size_t>(start.size(), 256)));
+  size_t at = text.find(kEnvelopeTextPrefix);
+  return InvalidArgumentError(
+      "not an ekm ciphertext: no ekm magic (it starts with " + DescribeStart(start) +
+          ", where a ciphertext starts with \"EKM\" in binary form or \"ekm1:\" in text form)",
+      at != std::string_view::npos
+          ? "the ciphertext begins at character " + std::to_string(at + 1) +
+                " (ekm1:): pass it alone, without what comes before it"
+          : "pass the output of `ekm encrypt` or of the encrypt API");
+}
+
+// A text form whose base64 does not decode to an envelope.
+Status NotEkmText() {
+  return InvalidArgumentError(
+      "not an ekm ciphertext: the text starts with ekm1: but what follows does not decode to "
+      "an ekm ciphertext (no ekm magic: the characters after ekm1: start with RUtN in every "
+      "ciphertext)",
+      "pass the whole text that `ekm encrypt --text` or the encrypt API wrote, unchanged");
+}
+
+bool HasMagic(ByteView in) {
+  return in.size() >= 3 && std::equal(kEnvelopeMagic, kEnvelopeMagic + 3, in.begin());
+}
+
+// Decoded text that cannot be (the start of) an envelope.
+bool DecodedIsNotEkm(ByteView in) {
+  const size_t n = std::min<size_t>(in.size(), 3);
+  return n > 0 && !std::equal(in.begin(), in.begin() + static_cast<ptrdiff_t>(n), kEnvelopeMagic);
 }
 
 void SegmentNonce(uint32_t index, bool last, uint8_t nonce[12]) {
@@ -370,7 +421,9 @@ class Decoder : public EnvelopeDecoder {
         form_ = Form::kBinary;
       } else if (sniff_[0] == 'e') {
         size_t n = std::min(sniff_.size(), kEnvelopeTextPrefix.size());
-        if (std::memcmp(sniff_.data(), kEnvelopeTextPrefix.data(), n) != 0) return NotEkm();  // NOLINT(grep-lint): public prefix
+        if (std::memcmp(sniff_.data(), kEnvelopeTextPrefix.data(), n) != 0) {  // NOLINT(grep-lint): public prefix
+          return NotEkm(sniff_);
+        }
         if (sniff_.size() < kEnvelopeTextPrefix.size()) return Status::Ok();
         form_ = Form::kText;
         text_ = std::make_unique<Base64Decoder>(consumed_ + kEnvelopeTextPrefix.size());
@@ -378,7 +431,7 @@ class Decoder : public EnvelopeDecoder {
         sniff_.clear();
         return FeedText(rest, out);
       } else {
-        return NotEkm();
+        return NotEkm(sniff_);
       }
       Bytes first;
       first.swap(sniff_);
@@ -405,6 +458,8 @@ class Decoder : public EnvelopeDecoder {
   }
 
   Status StartBody() {
+    // In the text form the bytes were decoded from base64: say so, not "does not start".
+    if (form_ == Form::kText && DecodedIsNotEkm(Available())) return NotEkmText();
     EKM_ASSIGN_OR_RETURN(parsed_, ParseHeader(Available()));
     have_header_ = true;
     header_bytes_.assign(buf_.begin() + static_cast<ptrdiff_t>(pos_),
@@ -485,7 +540,7 @@ class Decoder : public EnvelopeDecoder {
   Status DoFinish(Bytes* out) {
     if (form_ == Form::kUnknown) {
       if (sniff_.empty()) return DataLossError("ciphertext is empty");
-      return NotEkm();  // only a partial "ekm1:" prefix arrived
+      return NotEkm(sniff_);  // only a partial "ekm1:" prefix arrived
     }
     if (form_ == Form::kText) {
       decoded_.clear();
@@ -570,16 +625,21 @@ Bytes SerializeHeader(const EnvelopeHeader& header) {
 
 size_t HeaderBytesNeeded(ByteView p) {
   auto need = [&](size_t total) -> size_t { return total > p.size() ? total - p.size() : 0; };
-  if (p.size() < kFixedPrefix) {
-    // Known bad already? Then no more bytes are needed to say so.
-    for (size_t i = 0; i < p.size() && i < 3; ++i) {
-      if (p[i] != kEnvelopeMagic[i]) return 0;
-    }
-    return need(kFixedPrefix + 1);
+  // Known bad already (magic, version, type, a name length)? Then no more bytes are needed to
+  // say so: garbage is "not an ekm ciphertext" or "corrupt", never "truncated".
+  for (size_t i = 0; i < p.size() && i < 3; ++i) {
+    if (p[i] != kEnvelopeMagic[i]) return 0;
   }
+  if (p.size() > 3 && p[3] != kEnvelopeVersion) return 0;
+  if (p.size() > 4 && p[4] != static_cast<uint8_t>(EnvelopeType::kSingle) &&
+      p[4] != static_cast<uint8_t>(EnvelopeType::kStream)) {
+    return 0;
+  }
+  if (p.size() < kFixedPrefix) return need(kFixedPrefix + 1);
   size_t off = kFixedPrefix;
   for (int field = 0; field < 3; ++field) {
     if (p.size() <= off) return need(off + 1);
+    if (p[off] == 0 || p[off] > (field < 2 ? kMaxNameSize : kMaxScopeSize)) return 0;
     off += 1 + p[off];
   }
   off += 4;  // dk version
@@ -592,11 +652,11 @@ size_t HeaderBytesNeeded(ByteView p) {
 }
 
 StatusOr<ParsedHeader> ParseHeader(ByteView in) {
-  if (in.size() < 3 || std::memcmp(in.data(), kEnvelopeMagic, 3) != 0) {  // NOLINT(grep-lint)
+  if (!HasMagic(in)) {
     if (in.size() < 3 && std::equal(in.begin(), in.end(), kEnvelopeMagic)) {
       return Truncated(kFixedPrefix + 1, in.size());
     }
-    return NotEkm();
+    return NotEkm(in);
   }
   if (in.size() < kFixedPrefix) return Truncated(kFixedPrefix + 1, in.size());
   if (in[3] != kEnvelopeVersion) {
@@ -612,6 +672,16 @@ StatusOr<ParsedHeader> ParseHeader(ByteView in) {
     h.type = EnvelopeType::kStream;
   } else {
     return DataLossError("ciphertext header has unknown type " + std::to_string(in[4]));
+  }
+  // A name length out of range is corrupt, however many bytes follow it.
+  const char* field_names[] = {"workspace", "environment", "scope"};
+  for (size_t off = kFixedPrefix, i = 0; i < 3 && off < in.size(); ++i, off += 1 + in[off]) {
+    const size_t max = i < 2 ? kMaxNameSize : kMaxScopeSize;
+    if (in[off] == 0 || in[off] > max) {
+      return DataLossError("ciphertext header is corrupt: its " + std::string(field_names[i]) +
+                           " name length is " + std::to_string(in[off]) + " (1 to " +
+                           std::to_string(max) + ")");
+    }
   }
   size_t total = HeaderBytesNeeded(in) + in.size();
   if (HeaderBytesNeeded(in) > 0) return Truncated(total, in.size());
@@ -707,19 +777,25 @@ std::string EnvelopeToText(ByteView binary) {
 StatusOr<Bytes> EnvelopeFromText(std::string_view text) {
   size_t i = 0;
   while (i < text.size() && IsSpace(static_cast<uint8_t>(text[i]))) ++i;
-  if (text.substr(i, kEnvelopeTextPrefix.size()) != kEnvelopeTextPrefix) return NotEkm();
+  if (text.substr(i, kEnvelopeTextPrefix.size()) != kEnvelopeTextPrefix) {
+    return NotEkm(AsBytes(text.substr(i)));
+  }
   // Canonical one-line text (what ekm writes) takes the whole-buffer decoder; anything else
   // (line breaks, padding, a bad character) the streaming one, whose errors count positions
   // from the start of the text.
   if (i == 0) {
     auto fast = Base64UrlDecode(text.substr(kEnvelopeTextPrefix.size()));
-    if (fast.ok()) return fast;
+    if (fast.ok()) {
+      if (DecodedIsNotEkm(*fast)) return NotEkmText();
+      return fast;
+    }
   }
   Base64Decoder dec(i + kEnvelopeTextPrefix.size());
   Bytes out;
   out.reserve((text.size() - i) / 4 * 3 + 3);
   EKM_RETURN_IF_ERROR(dec.Update(AsBytes(text.substr(i + kEnvelopeTextPrefix.size())), &out));
   EKM_RETURN_IF_ERROR(dec.Finish(&out));
+  if (DecodedIsNotEkm(out)) return NotEkmText();
   return out;
 }
 

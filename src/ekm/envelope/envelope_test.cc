@@ -102,6 +102,74 @@ TEST(EnvelopeTest, ParserGivesClearErrors) {
   EXPECT_FALSE(ParseHeader(longname).ok());
 }
 
+bool Has(const Status& s, std::string_view needle) {
+  return s.message().find(needle) != std::string::npos;
+}
+
+// Bytes that are no envelope at all are told so, whatever their size and form: never
+// "truncated" (200 bytes whose garbage "header" would need more), never "does not start with
+// ekm1:" for a text that does.
+TEST(EnvelopeTest, NonEnvelopesAreToldTheyAreNoCiphertext) {
+  auto key = Key();
+  for (size_t size : {size_t{200}, size_t{1} << 20}) {
+    Bytes junk(size);
+    ASSERT_TRUE(RandomBytes(junk).ok());
+    junk[0] = 'E';  // the binary form's first byte: the decoder takes it for binary
+    junk[1] = 0x90;
+    Bytes out;
+    Status s = Decode(key, junk, &out, 64 * 1024);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_TRUE(Has(s, "not an ekm ciphertext: no ekm magic")) << s.ToString();
+    EXPECT_FALSE(Has(s, "truncated")) << s.ToString();
+
+    // The same bytes as a text ciphertext: it does start with ekm1:, its content is wrong.
+    std::string text = EnvelopeToText(junk);
+    for (size_t chunk : {size_t{7}, size_t{64 * 1024}}) {
+      s = Decode(key, AsBytes(text), &out, chunk);
+      EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+      EXPECT_TRUE(Has(s, "the text starts with ekm1: but what follows does not decode to an "
+                         "ekm ciphertext"))
+          << size << " " << s.ToString();
+    }
+    EXPECT_TRUE(Has(EnvelopeFromText(text).status(), "the text starts with ekm1:"));
+    EXPECT_TRUE(Has(EnvelopeFromText(text + "\n").status(), "the text starts with ekm1:"));
+  }
+  // The magic, then garbage: a name length out of range is corrupt, not truncated.
+  Bytes corrupt(200, 0xff);
+  std::copy(kEnvelopeMagic, kEnvelopeMagic + 3, corrupt.begin());
+  corrupt[3] = kEnvelopeVersion;
+  corrupt[4] = static_cast<uint8_t>(EnvelopeType::kStream);
+  Bytes out;
+  Status s = Decode(key, corrupt, &out);
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_TRUE(Has(s, "ciphertext header is corrupt: its workspace name length is 255 (1 to 64)"))
+      << s.ToString();
+  corrupt[3] = 7;
+  EXPECT_TRUE(Has(Decode(key, corrupt, &out), "unsupported envelope version 7"));
+  corrupt[3] = kEnvelopeVersion;
+  corrupt[4] = 9;
+  EXPECT_TRUE(Has(Decode(key, corrupt, &out), "unknown type 9"));
+
+  // A text with a byte order mark, or with something before ekm1:.
+  Bytes ct = Stream(key, AsBytes("x"), /*text=*/true);
+  Bytes bom = {0xEF, 0xBB, 0xBF};
+  Append(bom, ct);
+  s = Decode(key, bom, &out);
+  EXPECT_TRUE(Has(s, "byte order mark")) << s.ToString();
+  std::string labelled = "ciphertext: " + std::string(AsChars(ct));
+  s = Decode(key, AsBytes(labelled), &out);
+  EXPECT_TRUE(Has(s, "it starts with \"cipherte\"")) << s.ToString();
+  EXPECT_NE(s.hint().find("begins at character 13"), std::string::npos) << s.hint();
+  EXPECT_TRUE(Has(EnvelopeFromText(labelled).status(), "no ekm magic"));
+
+  // Real truncation is still called truncated.
+  Bytes single = Seal(key, "hello");
+  for (size_t n = 1; n < 38; ++n) {
+    s = Decode(key, ByteView(single).first(n), &out);
+    EXPECT_TRUE(Has(s, "truncated")) << n << " " << s.ToString();
+  }
+}
+
 TEST(EnvelopeTest, SingleFormEveryBitFlipAndTruncationFails) {
   auto key = Key();
   Bytes ct = Seal(key, "attack at dawn");

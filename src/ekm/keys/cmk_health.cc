@@ -63,8 +63,68 @@ std::string ProviderErrorCode(const Status& status) {
   return code;
 }
 
+std::string CmkRefusalHint(const Status& cause, std::string_view code, int64_t last_success) {
+  if (code == "AccessDeniedException" || code == "AccessDenied" ||
+      cause.code() == StatusCode::kPermissionDenied) {
+    return "the key policy (or the platform's IAM policy) no longer lets the platform principal "
+           "use the key: restore ekm's statement in the key policy (`ekm key policy` prints it); "
+           "data decrypts again as soon as access is back";
+  }
+  if (code == "DisabledException") {
+    return "the key is disabled: enable it in the AWS KMS console (Key actions > Enable); data "
+           "decrypts again as soon as it is enabled";
+  }
+  if (code == "KMSInvalidStateException") {
+    return "the key is pending deletion or otherwise unusable: cancel the key deletion in the "
+           "AWS KMS console (possible during its waiting period of 7 to 30 days) and enable the "
+           "key; data decrypts again as soon as it is usable";
+  }
+  if (code == "NotFoundException" || cause.code() == StatusCode::kNotFound) {
+    // The key id is the one that wrapped this environment's keys: it cannot be mistyped now.
+    const std::string worked =
+        last_success > 0 ? "this key unwrapped the environment's keys until " +
+                               FormatRfc3339(FromUnixSeconds(last_success)) +
+                               ", and AWS KMS no longer finds it: "
+                         : "AWS KMS no longer finds the key that wrapped the environment's keys: ";
+    return worked +
+           "it was deleted (a scheduled deletion's waiting period ended), and the data under it "
+           "cannot be recovered; a deleted key cannot be restored, so re-entering its ARN does "
+           "not help. If the key still shows in the AWS KMS console of its account and region, "
+           "the platform's AWS region or endpoint settings changed: the platform operator must "
+           "restore them";
+  }
+  return cause.hint().empty() ? "restore the platform's access to the key" : cause.hint();
+}
+
+int64_t NextAttemptInSeconds(const CmkHealthSnapshot& snap,
+                             std::chrono::system_clock::time_point now) {
+  return std::max<int64_t>(1, snap.next_retry - ToUnixSeconds(now));
+}
+
 CmkHealth::CmkHealth(Store* store, Clock* clock, CmkHealthOptions options)
     : store_(store), clock_(clock), options_(options) {}
+
+void CmkHealth::Adopt(Entry& e, const Store::EnvironmentKeyStatusRecord& r) {
+  e.snap.state = StateFromName(r.state);
+  e.snap.since = r.since;
+  e.snap.last_success = std::max(e.snap.last_success, r.last_success);
+  if (!r.error_code.empty()) {
+    e.snap.last_error = Status(CodeFromName(r.error_code), r.message, r.hint);
+  }
+  e.snap.provider_code = r.provider_code;
+  if (e.snap.state == CmkState::kHealthy || r.next_retry == 0) {
+    e.snap.next_attempt = {};
+    e.snap.next_retry = 0;
+    return;
+  }
+  // The stored schedule, whoever wrote it; a clock far ahead on another node cannot stall this
+  // one longer than the longest backoff.
+  e.snap.next_retry = r.next_retry;
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+      FromUnixSeconds(r.next_retry) - clock_->Now());
+  wait = std::clamp(wait, std::chrono::milliseconds(0), options_.backoff_cap);
+  e.snap.next_attempt = clock_->Monotonic() + wait;
+}
 
 CmkHealth::Entry& CmkHealth::Load(int64_t environment_id) {
   auto it = entries_.find(environment_id);
@@ -72,14 +132,8 @@ CmkHealth::Entry& CmkHealth::Load(int64_t environment_id) {
   Entry e;
   auto stored = store_->GetEnvironmentKeyStatus(environment_id);
   if (stored.ok() && stored->has_value()) {
-    const auto& r = **stored;
-    e.snap.state = StateFromName(r.state);
-    e.snap.since = r.since;
-    e.snap.last_success = r.last_success;
-    if (!r.error_code.empty()) e.snap.last_error = Status(CodeFromName(r.error_code), r.message, r.hint);
-    e.snap.provider_code = r.provider_code;
-    // A fresh process tries the provider at once: the stored next retry is another node's.
-    e.snap.next_retry = r.next_retry;
+    // A fresh process (another node, `ekm` in local mode) keeps to the stored schedule.
+    Adopt(e, **stored);
   } else if (!stored.ok()) {
     spdlog::warn("could not read the key status of environment {}: {}", environment_id,
                  stored.status().ToString());
@@ -88,8 +142,19 @@ CmkHealth::Entry& CmkHealth::Load(int64_t environment_id) {
 }
 
 bool CmkHealth::MayAttempt(int64_t environment_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = Load(environment_id);
+    if (e.snap.state == CmkState::kHealthy) return true;
+    if (clock_->Monotonic() < e.snap.next_attempt) return false;
+  }
+  // This process's wait is over. Another process may have tried since (and moved the schedule)
+  // or succeeded: the stored row decides. One read per attempt, never per request.
+  auto stored = store_->GetEnvironmentKeyStatus(environment_id);
+  if (!stored.ok() || !stored->has_value()) return true;
   std::lock_guard<std::mutex> lock(mu_);
   Entry& e = Load(environment_id);
+  Adopt(e, **stored);
   return e.snap.state == CmkState::kHealthy || clock_->Monotonic() >= e.snap.next_attempt;
 }
 
@@ -103,10 +168,15 @@ void CmkHealth::Forget(int64_t environment_id) {
   entries_.erase(environment_id);
 }
 
-std::chrono::milliseconds CmkHealth::Backoff(int failures) {
-  // Exponential with full jitter in [ceiling/2, ceiling]: spread out, never immediate.
-  int64_t ceiling = std::min<int64_t>(options_.backoff_cap.count(),
-                                      options_.backoff_base.count() << std::min(failures - 1, 20));
+std::chrono::milliseconds CmkHealth::Backoff(const CmkHealthSnapshot& snap) {
+  // As long as the state has lasted (from `since`, which every process shares), between the
+  // base and the cap, with jitter in [ceiling/2, ceiling]: each wait at least half of the time
+  // so far, so the attempts are exponentially spaced, spread out and never immediate.
+  int64_t lasted = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       clock_->Now() - FromUnixSeconds(snap.since))
+                       .count();
+  int64_t ceiling =
+      std::clamp<int64_t>(lasted, options_.backoff_base.count(), options_.backoff_cap.count());
   auto r = RandomUint64();
   int64_t half = ceiling / 2;
   int64_t jitter = r.ok() && half > 0 ? static_cast<int64_t>(*r % static_cast<uint64_t>(half + 1)) : half;
@@ -121,7 +191,6 @@ void CmkHealth::OnSuccess(int64_t environment_id, std::string_view workspace,
     std::lock_guard<std::mutex> lock(mu_);
     Entry& e = Load(environment_id);
     before = e.snap.state;
-    e.failures = 0;
     int64_t now = ToUnixSeconds(clock_->Now());
     e.snap.last_success = now;
     if (before != CmkState::kHealthy) {
@@ -155,17 +224,30 @@ void CmkHealth::OnFailure(int64_t environment_id, std::string_view workspace,
     std::lock_guard<std::mutex> lock(mu_);
     Entry& e = Load(environment_id);
     before = e.snap.state;
-    ++e.failures;
-    auto wait = Backoff(e.failures);
-    e.snap.next_attempt = clock_->Monotonic() + wait;
-    e.snap.next_retry =
-        ToUnixSeconds(clock_->Now() + wait) + (wait.count() % 1000 == 0 ? 0 : 1);
-    e.snap.last_error = status;
-    e.snap.provider_code = ProviderErrorCode(status);
+    // A call that was already in flight when another failure set the schedule: the next
+    // attempt stays where errors and the status already said it is.
+    const bool scheduled =
+        before != CmkState::kHealthy && clock_->Monotonic() < e.snap.next_attempt;
     if (before != next) {
       e.snap.state = next;
       e.snap.since = ToUnixSeconds(clock_->Now());
     }
+    if (!scheduled) {
+      // Rounded up to a whole second: the instant next_retry names, for every reader.
+      const auto now = clock_->Now();
+      const auto at = now + Backoff(e.snap);
+      int64_t next_retry = ToUnixSeconds(at);
+      if (FromUnixSeconds(next_retry) < at) ++next_retry;
+      e.snap.next_retry = next_retry;
+      e.snap.next_attempt = clock_->Monotonic() + (FromUnixSeconds(next_retry) - now);
+    }
+    e.snap.provider_code = ProviderErrorCode(status);
+    // What to do, as the error says it, so that `environment status` says the same.
+    e.snap.last_error =
+        outcome == ProviderOutcome::kRefused
+            ? Status(status.code(), status.message(),
+                     CmkRefusalHint(status, e.snap.provider_code, e.snap.last_success))
+            : status;
     snap = e.snap;
   }
   // Every failure moves next_retry; the row is small and failures are rate-limited by the

@@ -12,6 +12,14 @@
 // Transitions are stored (Store::PutEnvironmentKeyStatus) so every node and `ekm` in local mode
 // show the same status, and recorded as lifecycle events (cmk.outage_detected,
 // cmk.revocation_detected, cmk.restored): one per transition, not one per request.
+//
+// The backoff is one schedule for every process on the store: the stored next_retry. A process
+// that loads a failing status waits for it (it does not start a backoff of its own), re-reads it
+// before its own next attempt (another process may have tried since), and every wait is a
+// function of how long the state has lasted (`since`, stored), not of a per-process count. So
+// the "asks the KMS again within N s" of an error, N = NextAttemptInSeconds, is what `ekm
+// environment status` shows as the next retry, in every process. Failures of calls that were in
+// flight when the schedule was set do not move it.
 // Thread-safe.
 #pragma once
 
@@ -39,6 +47,13 @@ ProviderOutcome ClassifyProviderStatus(const Status& status);
 // "… failed: AccessDeniedException (…)" -> "AccessDeniedException"; "" when not named.
 std::string ProviderErrorCode(const Status& status);
 
+// What to do about a refusal of an environment's CMK (state UNAVAILABLE), by the provider's
+// error code. `last_success` (unix seconds, 0: none recorded) tells a key that worked before
+// from one that never did: a key that unwrapped before and is now not found was deleted, which
+// no copying of the ARN undoes. The error and `environment status` both show this hint.
+std::string CmkRefusalHint(const Status& cause, std::string_view provider_code,
+                           int64_t last_success);
+
 struct CmkHealthOptions {
   std::chrono::milliseconds backoff_base{1000};  // the first retry waits up to this
   std::chrono::milliseconds backoff_cap{60000};  // no retry waits longer
@@ -50,10 +65,16 @@ struct CmkHealthSnapshot {
   int64_t last_success = 0;  // unix seconds; 0: none seen
   Status last_error;         // as the provider answered (code, message, hint)
   std::string provider_code;
-  // Monotonic time before which no provider attempt is made (DEGRADED, UNAVAILABLE).
+  // Monotonic time before which no provider attempt is made (DEGRADED, UNAVAILABLE): exactly
+  // the instant of next_retry, a whole unix second.
   std::chrono::steady_clock::time_point next_attempt{};
   int64_t next_retry = 0;  // the same, in unix seconds; 0: none
 };
+
+// Whole seconds from `now` to the snapshot's next attempt (at least 1), counted so that the
+// second `now` falls in plus the result is the next_retry `environment status` shows.
+int64_t NextAttemptInSeconds(const CmkHealthSnapshot& snap,
+                             std::chrono::system_clock::time_point now);
 
 class CmkHealth {
  public:
@@ -79,11 +100,13 @@ class CmkHealth {
  private:
   struct Entry {
     CmkHealthSnapshot snap;
-    int failures = 0;  // consecutive, for the backoff
   };
   Entry& Load(int64_t environment_id);  // with mu_ held
+  // Takes the stored row's schedule (and state) when it is newer than this process's view.
+  void Adopt(Entry& e, const Store::EnvironmentKeyStatusRecord& row);  // with mu_ held
   void Persist(int64_t environment_id, const CmkHealthSnapshot& snap);
-  std::chrono::milliseconds Backoff(int failures);
+  // The wait after a failure, from how long the current state has lasted.
+  std::chrono::milliseconds Backoff(const CmkHealthSnapshot& snap);
 
   Store* store_;
   Clock* clock_;

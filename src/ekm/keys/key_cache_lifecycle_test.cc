@@ -261,6 +261,105 @@ TEST_F(KeyCacheLifecycleTest, RevocationMakesTheEnvironmentUnavailableOnceAndRes
   EXPECT_EQ(Events(event::kCmkRestored).size(), 1u);
 }
 
+// "ekm asks the KMS again within N s" in an error and the next retry `environment status` shows
+// are one schedule: in this process, in another process on the same store (another node, `ekm`
+// in local mode), which keeps to it instead of starting a backoff of its own, and after the
+// backoff has grown.
+TEST_F(KeyCacheLifecycleTest, TheErrorsNextAttemptIsTheStatusNextRetryInEveryProcess) {
+  EnvironmentRecord env = Env();
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  clock_.Advance(seconds(300));
+  // A revocation that lasts: each attempt at the next retry fails, and the wait grows.
+  Status s;
+  for (int i = 0; i < 8; ++i) {
+    s = keys_->CurrentDataKey(env, "orders").status();
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+    clock_.Advance(keys_->health().Get(env.id).next_attempt - clock_.Monotonic());
+  }
+  const int calls = provider_->unwraps;
+  s = keys_->CurrentDataKey(env, "orders").status();  // at the next retry: one more attempt
+  EXPECT_EQ(provider_->unwraps, calls + 1);
+  auto row = store_->GetEnvironmentKeyStatus(env.id);
+  ASSERT_TRUE(row.ok() && row->has_value());
+  const int64_t next_retry = (*row)->next_retry;
+  const int64_t in = next_retry - ToUnixSeconds(clock_.Now());
+  EXPECT_GE(in, 4) << "the backoff grows";
+  EXPECT_LE(in, 60);
+  const std::string said = "within " + std::to_string(in) + " s, at " +
+                           FormatRfc3339(FromUnixSeconds(next_retry));
+  EXPECT_NE(s.hint().find(said), std::string::npos) << s.hint() << " / " << said;
+
+  // Another process on the same store says the same and does not ask the KMS before then.
+  KeyHierarchy other(store_.get(), &providers_, &clock_, KeyHierarchyOptions{});
+  auto other_env = other.GetEnvironment("acme", "prod");
+  ASSERT_TRUE(other_env.ok());
+  Status o = other.CurrentDataKey(*other_env, "orders").status();
+  EXPECT_EQ(provider_->unwraps, calls + 1);
+  EXPECT_NE(o.hint().find(said), std::string::npos) << o.hint();
+  // A second later both count down to the same instant.
+  clock_.Advance(seconds(1));
+  const std::string later = "within " + std::to_string(in - 1) + " s, at " +
+                            FormatRfc3339(FromUnixSeconds(next_retry));
+  EXPECT_NE(keys_->CurrentDataKey(env, "orders").status().hint().find(later), std::string::npos);
+  EXPECT_NE(other.CurrentDataKey(*other_env, "orders").status().hint().find(later),
+            std::string::npos);
+  EXPECT_EQ(provider_->unwraps, calls + 1);
+}
+
+// At the next retry one process attempts and fails; the other, whose own wait also ended,
+// re-reads the stored schedule first and keeps to the new one instead of asking the KMS again.
+TEST_F(KeyCacheLifecycleTest, AProcessKeepsToANextRetryAnotherProcessSet) {
+  EnvironmentRecord env = Env();
+  ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  clock_.Advance(seconds(300));
+  EXPECT_FALSE(keys_->CurrentDataKey(env, "orders").ok());
+  const int64_t first = keys_->health().Get(env.id).next_retry;
+  KeyHierarchy other(store_.get(), &providers_, &clock_, KeyHierarchyOptions{});
+  auto other_env = other.GetEnvironment("acme", "prod");
+  ASSERT_TRUE(other_env.ok());
+  int calls = provider_->unwraps;
+  EXPECT_FALSE(other.CurrentDataKey(*other_env, "orders").ok());
+  EXPECT_EQ(provider_->unwraps, calls);  // inside the stored backoff: no attempt
+  EXPECT_EQ(other.health().Get(env.id).next_retry, first);
+
+  clock_.Advance(FromUnixSeconds(first) - clock_.Now());
+  EXPECT_FALSE(other.CurrentDataKey(*other_env, "orders").ok());  // its attempt
+  EXPECT_EQ(provider_->unwraps, calls + 1);
+  const int64_t second = other.health().Get(env.id).next_retry;
+  EXPECT_GT(second, first);
+  Status s = keys_->CurrentDataKey(env, "orders").status();
+  EXPECT_EQ(provider_->unwraps, calls + 1);  // this process read the new schedule first
+  EXPECT_EQ(keys_->health().Get(env.id).next_retry, second);
+  EXPECT_NE(s.hint().find("at " + FormatRfc3339(FromUnixSeconds(second))), std::string::npos)
+      << s.hint();
+
+  // Access restored: at the next retry the first process to try succeeds, and the other sees
+  // healthy in the store instead of waiting out a backoff of its own.
+  provider_->mode = SwitchableProvider::Mode::kOk;
+  clock_.Advance(FromUnixSeconds(second) - clock_.Now());
+  EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
+  EXPECT_TRUE(other.CurrentDataKey(*other_env, "orders").ok());
+}
+
+// Calls that were in flight when the first failure set the schedule fail after it: they do not
+// move the next attempt an error has already named.
+TEST_F(KeyCacheLifecycleTest, FailuresInFlightDoNotMoveTheSchedule) {
+  EnvironmentRecord env = Env();
+  const Status refused =
+      PermissionDeniedError("AWS KMS Decrypt on k failed: AccessDeniedException");
+  keys_->health().OnFailure(env.id, "acme", "prod", refused);
+  const CmkHealthSnapshot first = keys_->health().Get(env.id);
+  for (int i = 0; i < 5; ++i) keys_->health().OnFailure(env.id, "acme", "prod", refused);
+  EXPECT_EQ(keys_->health().Get(env.id).next_retry, first.next_retry);
+  EXPECT_EQ(keys_->health().Get(env.id).next_attempt, first.next_attempt);
+  // A failure after the next attempt schedules the one after it.
+  clock_.Advance(first.next_attempt - clock_.Monotonic());
+  keys_->health().OnFailure(env.id, "acme", "prod", refused);
+  EXPECT_GT(keys_->health().Get(env.id).next_retry, first.next_retry);
+}
+
 TEST_F(KeyCacheLifecycleTest, AnOutageIsDegradedWithRetryAfterAndBackoff) {
   EnvironmentRecord env = Env();
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());

@@ -479,38 +479,24 @@ void KeyHierarchy::ForgetEnvironmentSettings(int64_t environment_id) {
 }
 
 Status KeyHierarchy::CmkError(const CmkHealthSnapshot& snap) const {
-  int64_t retry_after = std::max<int64_t>(
-      1, std::chrono::duration_cast<std::chrono::seconds>(snap.next_attempt - clock_->Monotonic())
-                 .count() +
-             1);
-  return CmkErrorFor(snap.state, snap.last_error, snap.provider_code, retry_after);
+  // The same instant `environment status` shows as the next retry (cmk_health.h).
+  const auto now = clock_->Now();
+  const int64_t retry_after = NextAttemptInSeconds(snap, now);
+  Status s = CmkErrorFor(snap.state, snap.last_error, snap.provider_code, retry_after,
+                         snap.last_success);
+  if (snap.state != CmkState::kUnavailable || snap.next_retry == 0) return s;
+  return Status(s.code(), s.message(),
+                s.hint() + " (ekm tries the key again within " + std::to_string(retry_after) +
+                    " s, at " + FormatRfc3339(FromUnixSeconds(snap.next_retry)) +
+                    ": the next retry `ekm environment status` shows)");
 }
 
 Status KeyHierarchy::CmkErrorFor(CmkState state, const Status& cause, const std::string& code,
-                                 int64_t retry_after) {
+                                 int64_t retry_after, int64_t last_success) {
   if (state == CmkState::kUnavailable) {
-    std::string hint;
-    if (code == "AccessDeniedException" || code == "AccessDenied" ||
-        cause.code() == StatusCode::kPermissionDenied) {
-      hint = "the key policy (or the platform's IAM policy) no longer lets the platform principal "
-             "use the key: restore ekm's statement in the key policy (`ekm key policy` prints "
-             "it); data decrypts again as soon as access is back";
-    } else if (code == "DisabledException") {
-      hint = "the key is disabled: enable it in the AWS KMS console (Key actions > Enable); "
-             "data decrypts again as soon as it is enabled";
-    } else if (code == "KMSInvalidStateException") {
-      hint = "the key is pending deletion or otherwise unusable: cancel the key deletion in the "
-             "AWS KMS console and enable the key; data decrypts again as soon as it is usable";
-    } else if (code == "NotFoundException" || cause.code() == StatusCode::kNotFound) {
-      hint = "the key no longer exists: if it was deleted, data under it cannot be recovered; "
-             "if the key id is wrong, restore access to the original key";
-    } else {
-      hint = cause.hint().empty() ? "restore the platform's access to the key" : cause.hint();
-    }
+    // The schedule is CmkError's to add: this says only what to do.
     return FailedPreconditionError("the customer main key is unavailable: " + cause.message(),
-                                   retry_after > 0 ? hint + " (ekm asks the KMS again within " +
-                                                         std::to_string(retry_after) + " s)"
-                                                   : hint);
+                                   CmkRefusalHint(cause, code, last_success));
   }
   return UnavailableError("the customer main key's KMS cannot be reached: " + cause.message(),
                           "a temporary outage of the KMS: retry after " +

@@ -226,10 +226,13 @@ class KeyHierarchy {
   // if one is still cached (refreshed in place on success, served in an outage within grace).
   StatusOr<EkPtr> FetchEk(const EnvironmentRecord& env, uint32_t version, EkPtr stale);
   StatusOr<EkPtr> UnwrapEk(const EnvironmentRecord& env, uint32_t version, EkPtr stale);
-  // The error every operation gets while the CMK is unavailable or unreachable.
+  // The error every operation gets while the CMK is unavailable or unreachable, with the next
+  // attempt `environment status` shows.
   Status CmkError(const CmkHealthSnapshot& snap) const;
+  // The same without a schedule (a retired CMK's): `retry_after` is the degraded Retry-After;
+  // `last_success` (unix s, 0: unknown) tells a deleted key from one that never worked.
   static Status CmkErrorFor(CmkState state, const Status& cause, const std::string& provider_code,
-                            int64_t retry_after);
+                            int64_t retry_after, int64_t last_success = 0);
   // After a refusal: every cached key of the environment under that CMK is dropped at once.
   void Invalidate(int64_t environment_id, const CmkRef& cmk);
   // A cached DK that is no longer valid: refresh its EK (no DK re-unwrap) or fail.

@@ -1,6 +1,8 @@
 #include "ekm/policy/policy_doctor.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <utility>
@@ -426,6 +428,10 @@ class Scanner {
     last_closed_ = stack_.back();
     last_closed_token_ = idx_;
     stack_.pop_back();
+    // The ] of the policy's own Statement list: a statement pasted after it is diagnosed as such.
+    if (!last_closed_.object && last_closed_.key == "Statement" && stack_.size() == 1) {
+      statement_close_token_ = idx_;
+    }
     AfterValue();
   }
 
@@ -525,7 +531,76 @@ class Scanner {
   std::string pending_member_;
   Frame last_closed_;
   size_t last_closed_token_ = 0;
+  std::optional<size_t> statement_close_token_;
+
+  // A { right after the ] that closes the policy's Statement list (or after the policy's
+  // closing }), with or without a comma between: a statement pasted outside the list.
+  bool DescribeStatementAfterList(size_t index, Diagnosis* d) const;
 };
+
+bool Scanner::DescribeStatementAfterList(size_t index, Diagnosis* d) const {
+  if (!statement_close_token_) return false;
+  const Token& t = tokens_[index];
+  size_t open = index;      // the { of the stray statement
+  size_t cut = t.start;     // where the text to move away starts (with a comma before it)
+  if (state_ == State::kTopDone) {
+    if (t.type == Tok::kComma && index + 1 < tokens_.size() &&
+        tokens_[index + 1].type == Tok::kLBrace) {
+      open = index + 1;
+    } else if (t.type != Tok::kLBrace) {
+      return false;
+    }
+  } else {
+    const bool in_policy = stack_.size() == 1 && stack_.back().object;
+    const bool key_place = state_ == State::kObjKey || state_ == State::kObjKeyOrEnd ||
+                           state_ == State::kObjCommaOrEnd;
+    if (!in_policy || !key_place || t.type != Tok::kLBrace) return false;
+    if (state_ == State::kObjKey && index > 0 && tokens_[index - 1].type == Tok::kComma) {
+      cut = tokens_[index - 1].start;
+    }
+  }
+  // The stray object's closing }, and whether its keys are a statement's (not a whole policy).
+  int depth = 0;
+  std::optional<size_t> close;
+  bool statement_keys = false;
+  for (size_t k = open; k < tokens_.size() && tokens_[k].type != Tok::kEnd; ++k) {
+    Tok ty = tokens_[k].type;
+    if (ty == Tok::kLBrace || ty == Tok::kLBracket) {
+      ++depth;
+    } else if ((ty == Tok::kRBrace || ty == Tok::kRBracket) && --depth == 0) {
+      if (ty == Tok::kRBrace) close = k;
+      break;
+    } else if (ty == Tok::kString && depth == 1 && k + 1 < tokens_.size() &&
+               tokens_[k + 1].type == Tok::kColon) {
+      std::string key = TokText(tokens_[k]);
+      if (key == "\"Statement\"") return false;
+      statement_keys = statement_keys || key == "\"Effect\"" || key == "\"Action\"" ||
+                       key == "\"Principal\"" || key == "\"Sid\"";
+    }
+  }
+  if (!statement_keys) return false;
+  const Token& list_end = tokens_[*statement_close_token_];
+  const std::string line = std::to_string(LineCol(text_, tokens_[open].start).first);
+  const std::string list_line = std::to_string(LineCol(text_, list_end.start).first);
+  d->offset = tokens_[open].start;
+  d->message = "the statement that starts at " + At(text_, tokens_[open].start) +
+               " is outside the Statement list, which ends with ] on line " + list_line;
+  d->hint = "move the statement into the Statement list: cut it from line " + line +
+            " and paste it before the ] on line " + list_line +
+            ", with a comma (,) between it and the statement before it";
+  if (close) {
+    const bool empty_list = *statement_close_token_ > 0 &&
+                            tokens_[*statement_close_token_ - 1].type == Tok::kLBracket;
+    std::string statement(
+        text_.substr(tokens_[open].start, tokens_[*close].end - tokens_[open].start));
+    d->fix = {{list_end.start, list_end.start, (empty_list ? "" : ",") + statement},
+              {cut, tokens_[*close].end, ""}};
+    d->fix_description = "moved the statement at line " + line +
+                         " into the Statement list (before its ] on line " + list_line +
+                         "), with a comma before it";
+  }
+  return true;
+}
 
 Diagnosis Scanner::Describe(size_t index) const {
   const Token& t = tokens_[index];
@@ -565,6 +640,8 @@ Diagnosis Scanner::Describe(size_t index) const {
       return d;
     }
   }
+
+  if (DescribeStatementAfterList(index, &d)) return d;
 
   if (state_ == State::kTopDone) {
     size_t end = last_closed_token_ < tokens_.size() ? tokens_[last_closed_token_].start : 0;
@@ -828,6 +905,29 @@ Diagnosis LexicalDiagnosis(std::string_view text, size_t offset, const std::stri
   return d;
 }
 
+// The first number too large for a double (1e999, -1e400): JSON allows it, nlohmann and AWS do
+// not. The repair quotes it (condition values are compared as text anyway).
+std::optional<Diagnosis> NumberOverflowDiagnosis(std::string_view text,
+                                                 const std::vector<Token>& tokens) {
+  for (const Token& t : tokens) {
+    if (t.type != Tok::kWord) continue;
+    std::string word(text.substr(t.start, t.end - t.start));
+    if (!IsJsonNumber(word) || !std::isinf(std::strtod(word.c_str(), nullptr))) continue;
+    Diagnosis d;
+    d.offset = t.start;
+    d.message = "the number " + Quote(word, 40) + " at " + At(text, t.start) +
+                " is too large: numbers in a key policy must fit a double (at most about "
+                "1.8e308)";
+    d.hint = "write a smaller number, or the value in double quotes (\"" + word.substr(0, 40) +
+             "\"): condition values are compared as text";
+    d.fix = {{t.start, t.end, "\"" + word + "\""}};
+    d.fix_description = "put the number " + Quote(word, 40) + " at " + At(text, t.start) +
+                        " in double quotes";
+    return d;
+  }
+  return std::nullopt;
+}
+
 ParseOutcome ParseWithDiagnosis(std::string_view text) {
   ParseOutcome out;
   std::vector<Token> tokens = Tokenize(text);
@@ -843,7 +943,17 @@ ParseOutcome ParseWithDiagnosis(std::string_view text) {
   } catch (const nlohmann::json::parse_error& e) {
     stop = e.byte == 0 ? 0 : std::min<size_t>(e.byte - 1, text.size());
     what = e.what();
-  } catch (const std::exception& e) {  // nlohmann::json::exception for out-of-range numbers etc.
+  } catch (const nlohmann::json::out_of_range& e) {
+    // A number beyond double range (1e999): nlohmann names no position, the tokens do.
+    if (std::optional<Diagnosis> d = NumberOverflowDiagnosis(text, tokens)) {
+      if (!scan.has_error || tokens[scan.error_token].start > d->offset) {
+        out.diag = std::move(*d);
+        return out;
+      }
+      stop = d->offset;
+    }
+    what = e.what();
+  } catch (const std::exception& e) {  // anything else nlohmann may throw
     what = e.what();
   }
   if (scan.has_error && tokens[scan.error_token].start <= stop) {
@@ -1688,6 +1798,110 @@ ojson MergeStatements(const ojson& policy, const ojson& ekm_statements,
   return out;
 }
 
+std::string StatementLabel(const ojson& s, int n) {
+  std::string sid = s.is_object() && s.contains("Sid") && s["Sid"].is_string()
+                        ? s["Sid"].get<std::string>()
+                        : "";
+  return sid.empty() ? "statement #" + std::to_string(n)
+                     : "statement \"" + sid + "\" (#" + std::to_string(n) + ")";
+}
+
+// kms:Encrypt and kms:Decrypt (those of them a Deny statement may deny the platform principal,
+// with ekm's encryption context), "and"-joined; empty when it denies neither.
+std::string DeniedToPlatform(const StatementInfo& s, const Caller& c, bool* certain) {
+  std::vector<std::string> denied;
+  *certain = true;
+  std::vector<std::string> ignored;
+  for (const char* action : {"kms:Encrypt", "kms:Decrypt"}) {
+    StmtEval e = EvaluateStatement(s, c, Request{action, true, c.workspace}, &ignored);
+    if (!e.action_matches || e.applies == Tri::kFalse) continue;
+    denied.push_back(action);
+    if (e.applies == Tri::kUnknown) *certain = false;
+  }
+  return Join(denied, " and ");
+}
+
+// An explicit Deny of kms:Encrypt or kms:Decrypt to the platform principal overrides ekm's
+// Allow, so the corrected policy cannot keep it as it is: a Deny that names only the platform
+// principal is removed; any other is narrowed with a condition that exempts the platform
+// principal (aws:PrincipalArn), so it keeps denying everyone else. If the narrowed statement
+// still denies (or may deny) the platform principal, it is removed.
+void ExemptPlatformFromDenies(ojson* policy, const Caller& c,
+                              std::vector<std::string>* corrections) {
+  if (!policy->is_object() || !policy->contains("Statement") ||
+      !(*policy)["Statement"].is_array()) {
+    return;
+  }
+  ojson& statements = (*policy)["Statement"];
+  ojson kept = ojson::array();
+  const std::string& arn = c.principal.arn;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    ojson s = statements[i];
+    const int n = static_cast<int>(i + 1);
+    if (!s.is_object() || !s.contains("Effect") || s["Effect"] != "Deny") {
+      kept.push_back(std::move(s));
+      continue;
+    }
+    StatementInfo info{n, StatementLabel(s, n), &s, true, true};
+    bool certain = true;
+    std::string denied = DeniedToPlatform(info, c, &certain);
+    if (denied.empty()) {
+      kept.push_back(std::move(s));
+      continue;
+    }
+    // Named only the platform principal: nothing is left to deny once it is exempted.
+    bool only_platform = false;
+    if (s.contains("Principal") && s["Principal"].is_object() && s["Principal"].size() == 1 &&
+        s["Principal"].contains("AWS")) {
+      bool bad = false;
+      std::vector<std::string> names = StringList(s["Principal"]["AWS"], &bad);
+      only_platform = !bad && !names.empty() &&
+                      std::all_of(names.begin(), names.end(), [&](const std::string& v) {
+                        return v == arn || (!c.principal.session_arn.empty() &&
+                                            v == c.principal.session_arn);
+                      });
+    }
+    const std::string why = info.label + ": it " + (certain ? "denied " : "may deny ") + denied +
+                            " to the platform principal " + arn +
+                            ", and an explicit Deny overrides ekm's Allow";
+    if (!only_platform) {
+      ojson narrowed = s;
+      if (!narrowed.contains("Condition")) narrowed["Condition"] = ojson::object();
+      ojson& cond = narrowed["Condition"];
+      bool done = false;
+      if (cond.is_object()) {
+        if (!cond.contains("ArnNotEquals")) cond["ArnNotEquals"] = ojson::object();
+        ojson& op = cond["ArnNotEquals"];
+        if (op.is_object()) {
+          ojson& v = op["aws:PrincipalArn"];
+          if (v.is_null()) {
+            v = arn;
+            done = true;
+          } else if (v.is_string()) {
+            v = ojson::array({v, arn});
+            done = true;
+          } else if (v.is_array()) {
+            v.push_back(arn);
+            done = true;
+          }
+        }
+      }
+      StatementInfo again{n, info.label, &narrowed, true, true};
+      if (done && DeniedToPlatform(again, c, &certain).empty()) {
+        corrections->push_back("narrowed " + why +
+                               "; added the condition \"ArnNotEquals\": {\"aws:PrincipalArn\": \"" +
+                               arn + "\"} so that it keeps denying every other principal");
+        kept.push_back(std::move(narrowed));
+        continue;
+      }
+    }
+    corrections->push_back("removed " + why +
+                           (only_platform ? " (it named no other principal)"
+                                          : " (it could not be narrowed to exempt it)"));
+  }
+  statements = std::move(kept);
+}
+
 // The account owning the key: from the key ARN, else an account-root principal in the text.
 std::string GuessKeyAccount(const PolicyCheckRequest& req) {
   std::string a = AccountOfArn(req.key_arn);
@@ -1820,6 +2034,7 @@ StatusOr<PolicyReport> CheckKeyPolicy(const PolicyCheckRequest& request) {
       report.actions.push_back(EvaluateAction(action, required, statements, caller));
     }
     bool admin = false;
+    std::vector<std::pair<int, std::string>> wrong_principal;  // statement, message
     Request enc{"kms:Encrypt", true, request.workspace};
     Request other{"kms:Encrypt", true, "ekm-doctor-another-workspace"};
     for (const StatementInfo& s : statements) {
@@ -1847,10 +2062,46 @@ StatusOr<PolicyReport> CheckKeyPolicy(const PolicyCheckRequest& request) {
                        "\", or use this key only for the workspace it names",
                    s.index);
       }
-      if (s.deny) continue;
-      bool enc_or_dec = MatchAction(s, "kms:Encrypt") == Tri::kTrue ||
-                        MatchAction(s, "kms:Decrypt") == Tri::kTrue;
+      if (s.deny) {
+        bool certain = true;
+        std::string denied = DeniedToPlatform(s, caller, &certain);
+        if (!denied.empty()) {
+          // A warning: the policy is valid, the verdict already says the action is denied.
+          AddFinding(&report.findings, Severity::kWarning, "deny-blocks-platform",
+                     s.label + (certain ? " denies " : " may deny ") + denied +
+                         " to the platform principal " + principal.arn +
+                         ": an explicit Deny overrides every Allow, ekm's included",
+                     "remove the statement, or exempt the platform principal from it with "
+                     "\"Condition\": {\"ArnNotEquals\": {\"aws:PrincipalArn\": \"" +
+                         principal.arn + "\"}} (the corrected policy does this)",
+                     s.index);
+        }
+        continue;
+      }
+      std::vector<std::string> granted_actions;
+      for (const char* action : {"kms:Encrypt", "kms:Decrypt"}) {
+        if (MatchAction(s, action) == Tri::kTrue) granted_actions.push_back(action);
+      }
+      bool enc_or_dec = !granted_actions.empty();
       PMatch pm = EvaluatePrincipal(s, caller).match;
+      if (enc_or_dec && pm == PMatch::kNo && s.json->contains("Principal") &&
+          (*s.json)["Principal"].is_object()) {
+        // Grants the actions ekm needs to specific principals, none of them ekm's.
+        bool bad = false;
+        std::vector<std::string> others;
+        for (const auto& a : StringList((*s.json)["Principal"].value("AWS", ojson()), &bad)) {
+          if (IsValidPrincipalText(a) && a != "*" && !IsTwelveDigits(a) &&
+              a.find('*') == std::string::npos) {
+            others.push_back(a);
+          }
+        }
+        if (!others.empty()) {
+          wrong_principal.push_back(
+              {s.index, s.label + " grants " + Join(granted_actions, " and ") + " to " +
+                            Join(others, ", ") + ", not to the platform principal " +
+                            principal.arn});
+        }
+      }
       if (!enc_or_dec || pm != PMatch::kYes) continue;
       StmtEval alt = EvaluateStatement(s, caller, other, &malformed);
       if (alt.applies == Tri::kTrue) {
@@ -1867,6 +2118,21 @@ StatusOr<PolicyReport> CheckKeyPolicy(const PolicyCheckRequest& request) {
                    s.index);
       }
     }
+    // Only a problem while ekm lacks what such a statement grants (the customer's own roles
+    // may use the key too).
+    const bool required_granted = std::all_of(
+        report.actions.begin(), report.actions.end(),
+        [](const ActionVerdict& a) { return !a.required || a.verdict == Verdict::kGranted; });
+    if (!required_granted) {
+      for (const auto& [index, message] : wrong_principal) {
+        AddFinding(&report.findings, Severity::kWarning, "wrong-principal", message,
+                   "if the statement is meant for ekm, make its Principal {\"AWS\": \"" +
+                       principal.arn +
+                       "\"} (`ekm key policy` prints ekm's statement; the corrected policy adds "
+                       "it)",
+                   index);
+      }
+    }
     if (!admin && !statements.empty()) {
       AddFinding(&report.findings, Severity::kInfo, "no-account-statement",
                  "no statement gives the key's account (arn:...:iam::ACCOUNT:root) access",
@@ -1879,6 +2145,7 @@ StatusOr<PolicyReport> CheckKeyPolicy(const PolicyCheckRequest& request) {
   if (have_policy) {
     std::vector<std::string> merge_notes;
     ojson corrected = MergeStatements(policy, ekm_statements, &merge_notes);
+    ExemptPlatformFromDenies(&corrected, caller, &merge_notes);
     report.corrections.insert(report.corrections.end(), merge_notes.begin(), merge_notes.end());
     report.corrected_policy = corrected.dump(2) + "\n";
   } else {

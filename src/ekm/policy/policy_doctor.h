@@ -5,7 +5,8 @@
 // - Invalid JSON: the report carries the 1-based line and column (in characters, not bytes) of
 //   the first error and a hint for the usual paste mistakes: the missing comma between two
 //   Statement objects, a trailing comma, comments, curly quotes, single quotes, unquoted keys,
-//   a byte order mark, empty input, text after the end of the policy, a truncated policy.
+//   a byte order mark, empty input, text after the end of the policy, a truncated policy, a
+//   statement pasted after the ] that closes Statement, a number too large for a double.
 // - Valid JSON: kms:Encrypt and kms:Decrypt (required) and kms:DescribeKey,
 //   kms:GetKeyRotationStatus (optional) are evaluated for the platform principal with the
 //   encryption context ekm sends. Explicit Deny beats Allow; otherwise Allow; otherwise the
@@ -14,11 +15,15 @@
 //   the reasons and makes the verdict kUncertain; it is never ignored.
 // - Structural problems and risks (missing Version, wrong Statement type, missing Effect,
 //   duplicate Sids, an Allow without the workspace condition, a condition on another
-//   workspace, ...) are findings.
+//   workspace, a Deny of Encrypt/Decrypt to the platform principal, a statement granting them
+//   to another principal, ...) are findings naming their statement.
 // - The corrected policy is the input with ekm's statements merged in (same Sid replaced, a
-//   single Statement object turned into an array, everything else kept in order). When the
-//   JSON is broken the doctor first tries to repair the mistakes it diagnosed (each repair is
-//   listed); only if that fails is the corrected policy the example policy for a new key.
+//   single Statement object turned into an array, everything else kept in order), and every
+//   Deny that denies (or may deny) the platform principal kms:Encrypt or kms:Decrypt narrowed
+//   with "ArnNotEquals": {"aws:PrincipalArn": PLATFORM} (removed if it names only the platform
+//   principal), so that it always passes this check. When the JSON is broken the doctor first
+//   tries to repair the mistakes it diagnosed (each repair is listed); only if that fails is the
+//   corrected policy the example policy for a new key.
 //
 // Hostile input: at most kMaxPolicyBytes (32 KiB, the AWS key policy limit) and
 // kMaxPolicyDepth levels of nesting; all work is linear or bounded by those limits.

@@ -646,6 +646,10 @@ class EkmServiceImpl : public EkmService {
       st.message = row->message;
       st.hint = row->hint;
       st.next_retry = row->state == "healthy" ? 0 : row->next_retry;
+      // Healthy again since `since`: the stored error is what happened before.
+      if (row->state == "healthy" && !row->error_code.empty()) {
+        st.error_resolved_at = row->since;
+      }
     }
     st.retryable = st.state == "degraded";
     EKM_ASSIGN_OR_RETURN(KeyHierarchy::EnvironmentCachePolicy policy, keys_.CachePolicy(env.id));
@@ -1095,7 +1099,10 @@ class EkmServiceImpl : public EkmService {
                             "kms:Decrypt for ekm:workspace " + ws.name +
                             " (`ekm key policy` prints the statement)");
       }
-      if (cause.code() == StatusCode::kUnauthenticated) return UnavailableError(message, hint);
+      // The platform's own AWS credentials rejected: the operator must fix them (409).
+      if (cause.code() == StatusCode::kUnauthenticated) {
+        return FailedPreconditionError(message, hint);
+      }
       return Status(cause.code(), message, hint);
     };
     Status shape = provider->ValidateKeyId(key_id);
@@ -1618,9 +1625,9 @@ class EkmServiceImpl : public EkmService {
                          " --environment " + std::string(environment) +
                          "` prints the statement, and `ekm policy check FILE` checks a policy");
       case StatusCode::kUnauthenticated:
-        // The platform's own AWS credentials: nothing the caller can fix, and not the
-        // customer's refusal. Unavailable until the operator fixes them.
-        return UnavailableError(message, hint);
+        // AWS rejected the platform's own AWS credentials: not the customer's refusal, and
+        // not transient either: the platform operator must fix them (docs/api.md: 409).
+        return FailedPreconditionError(message, hint);
       default:
         return Status(cause.code(), message, hint);
     }
@@ -1900,12 +1907,12 @@ class EkmServiceImpl : public EkmService {
   std::mutex repack_mu_;
   std::unique_ptr<RepackRunner> repack_runner_;
 
-  // A provider's refusal while wrapping a new EK: about the customer's key, never a 401/403.
+  // A provider's refusal while wrapping a new EK: about the customer's key (or the platform's
+  // own AWS credentials, which the operator must fix), never a 401/403 of the API caller.
   static Status ProviderRefusal(const Status& s) {
-    if (s.code() == StatusCode::kPermissionDenied) {
+    if (s.code() == StatusCode::kPermissionDenied || s.code() == StatusCode::kUnauthenticated) {
       return FailedPreconditionError(s.message(), s.hint());
     }
-    if (s.code() == StatusCode::kUnauthenticated) return UnavailableError(s.message(), s.hint());
     return s;
   }
 

@@ -149,11 +149,13 @@ struct EnvironmentKeyStatus {
   std::string state = "healthy";  // "healthy", "degraded" (KMS unreachable), "unavailable"
   int64_t since = 0;              // unix seconds; 0: never seen to change
   int64_t last_success = 0;       // last successful unwrap by the CMK; 0: none recorded
-  // The last failure (empty while healthy and never failed).
+  // The last failure (empty while healthy and never failed). While `state` is healthy it is
+  // history: `error_resolved_at` says when it ended, and its hint is no longer to be acted on.
   std::string error_code;     // StatusCode name
   std::string provider_code;  // e.g. "AccessDeniedException", "DisabledException"
   std::string message;
   std::string hint;
+  int64_t error_resolved_at = 0;  // unix seconds; 0: the error is current (or there is none)
   int64_t next_retry = 0;  // unix seconds of the next provider attempt; 0: none scheduled
   bool retryable = false;  // degraded: an outage, retry later; unavailable: the customer acts
   int64_t key_cache_ttl_seconds = 0;  // in force for the environment

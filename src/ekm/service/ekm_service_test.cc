@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 #include <thread>
 
 #include "ekm/base/random.h"
+#include "ekm/server/routes.h"
 #include "ekm/testing/temp_dir.h"
 
 namespace ekm {
@@ -306,6 +308,67 @@ TEST_F(EkmServiceTest, ValidateCustomerKeyChangesNothing) {
   // What is not about the key stays an error.
   EXPECT_EQ(svc_->ValidateCustomerKey("acme", "nope", "platform", "root").status().code(),
             StatusCode::kNotFound);
+}
+
+// docs/api.md: the platform's own AWS credentials missing is 409 failed_precondition (the
+// operator must configure them; retrying changes nothing); a credential endpoint out of reach
+// is an outage, 503. No AWS call is made: every endpoint is a closed loopback port.
+TEST_F(EkmServiceTest, MissingAwsCredentialsAre409AndAnUnreachableCredentialEndpoint503) {
+  const std::string arn =
+      "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+  auto with_env = [&](std::map<std::string, std::string> env) {
+    env["HOME"] = dir_.path();
+    env["AWS_REGION"] = "us-east-1";
+    env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9";  // nothing listens
+    options_.aws.env = [env](std::string_view name) -> std::optional<std::string> {
+      auto it = env.find(std::string(name));
+      if (it == env.end()) return std::nullopt;
+      return it->second;
+    };
+    options_.aws.call_timeout = std::chrono::milliseconds(1000);
+    options_.aws.call_deadline = std::chrono::milliseconds(2000);
+    Reopen();
+  };
+  auto token = [&] {
+    auto t = svc_->CreateApiToken(ApiTokenRequest{"key-manager", "acme", {}, "test", {}});
+    EXPECT_TRUE(t.ok());
+    auto text = t->token.RevealForCrypto();
+    return "Bearer " + std::string(text.begin(), text.end());
+  };
+  auto put_key = [&] {
+    Router router(svc_.get());
+    RouteRequest req{"PUT", "/v1/workspaces/acme/environments/prod/key", "application/json",
+                     token(), "127.0.0.1", ""};
+    RouteMatch m = router.Match(req);
+    EXPECT_TRUE(m.status.ok()) << m.status.ToString();
+    return router.Handle(m, R"({"aws_kms_arn":")" + arn + R"("})");
+  };
+
+  with_env({{"AWS_EC2_METADATA_DISABLED", "true"}});
+  auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", arn);
+  EXPECT_EQ(v.status().code(), StatusCode::kFailedPrecondition) << v.status().ToString();
+  EXPECT_NE(v.status().message().find("no AWS credentials found"), std::string::npos);
+  EXPECT_NE(v.status().hint().find("platform operator"), std::string::npos) << v.status().hint();
+  EXPECT_EQ(v.status().retry_after_seconds(), 0);
+  RouteResponse res = put_key();
+  EXPECT_EQ(res.status, 409) << res.body;
+  EXPECT_EQ(res.retry_after, 0);
+  EXPECT_NE(res.body.find("\"failed_precondition\""), std::string::npos) << res.body;
+  EXPECT_EQ(svc_->ShowCustomerKey("acme", "prod")->provider, "platform");  // nothing changed
+
+  // ECS container credentials configured, their endpoint unreachable: an outage.
+  with_env({{"AWS_EC2_METADATA_DISABLED", "true"},
+            {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9/credentials"}});
+  v = svc_->SetCustomerKey("acme", "prod", "aws-kms", arn);
+  EXPECT_EQ(v.status().code(), StatusCode::kUnavailable) << v.status().ToString();
+  EXPECT_EQ(put_key().status, 503);
+
+  // The instance metadata service out of reach: maybe an outage on EC2, so retryable.
+  with_env({{"AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9"}});
+  v = svc_->SetCustomerKey("acme", "prod", "aws-kms", arn);
+  EXPECT_EQ(v.status().code(), StatusCode::kUnavailable) << v.status().ToString();
+  EXPECT_NE(v.status().hint().find("AWS_EC2_METADATA_DISABLED=true"), std::string::npos);
+  EXPECT_EQ(put_key().status, 503);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/provider/imported/imported_key_provider.h"
 #include "ekm/service/ekm_service.h"
+#include "ekm/service/key_status_json.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/temp_dir.h"
 
@@ -297,6 +298,12 @@ TEST_F(KeyMaterialImportTest, DeleteRevokesAfterTheCacheTtlAndReimportRestores) 
   auto shown = svc_->ShowCustomerKey("acme", "prod");
   ASSERT_TRUE(shown->description.has_value());
   EXPECT_EQ(shown->description->state, "Deleted");
+  auto status = svc_->KeyStatus("acme", "prod");
+  ASSERT_TRUE(status.ok()) << status.status().ToString();
+  EXPECT_EQ(status->state, "unavailable");
+  EXPECT_EQ(status->error_resolved_at, 0);  // current: its hint is what to do now
+  EXPECT_NE(status->hint.find("import the same material again"), std::string::npos);
+  EXPECT_TRUE(EnvironmentKeyStatusToJson(*status)["last_error"]["resolved_at"].is_null());
 
   // The same material, wrapped under fresh parameters: the same key id, and the data is back.
   KeyImportParameters again = Params("prod");
@@ -306,6 +313,16 @@ TEST_F(KeyMaterialImportTest, DeleteRevokesAfterTheCacheTtlAndReimportRestores) 
   ASSERT_TRUE(Decrypt(ct, &text).ok());
   EXPECT_EQ(text, "precious");
   ASSERT_TRUE(Decrypt(Encrypt("new"), &text).ok());
+  // Healthy again: the old error is shown as history, resolved when the state changed.
+  status = svc_->KeyStatus("acme", "prod");
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->state, "healthy");
+  EXPECT_EQ(status->error_code, "failed_precondition");
+  EXPECT_GT(status->since, 0);
+  EXPECT_EQ(status->error_resolved_at, status->since);
+  nlohmann::json j = EnvironmentKeyStatusToJson(*status);
+  EXPECT_EQ(j["last_error"]["resolved_at"], FormatRfc3339(FromUnixSeconds(status->since)));
+  EXPECT_EQ(EnvironmentKeyStatusFromJson(j).error_resolved_at, status->since);
 
   // --key-id: a malformed id, and material this environment never had.
   EXPECT_EQ(svc_->DeleteKeyMaterial("acme", "prod", "arn:aws:kms:x").status().code(),

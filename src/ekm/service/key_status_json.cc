@@ -49,7 +49,8 @@ json EnvironmentKeyStatusToJson(const EnvironmentKeyStatus& s) {
     j["last_error"] = {{"code", s.error_code},
                        {"provider_code", s.provider_code},
                        {"message", s.message},
-                       {"hint", s.hint}};
+                       {"hint", s.hint},
+                       {"resolved_at", Time(s.error_resolved_at)}};
   } else {
     j["last_error"] = nullptr;
   }
@@ -76,6 +77,7 @@ EnvironmentKeyStatus EnvironmentKeyStatusFromJson(const json& j) {
     s.provider_code = Str(*e, "provider_code");
     s.message = Str(*e, "message");
     s.hint = Str(*e, "hint");
+    s.error_resolved_at = ParseTime(*e, "resolved_at");
   }
   return s;
 }

@@ -273,6 +273,33 @@ TEST_F(RevocationTest, APendingDeletionKeyIsUnavailableWithTheCancelDeletionHint
   EXPECT_EQ(st->state, "unavailable");
 }
 
+// A key that worked for an hour and is then not found was deleted: say so (its data cannot be
+// recovered), in the error and in `environment status`, never "copy the ARN again", the advice
+// for an \"Update key\" of a new key.
+TEST_F(RevocationTest, AKeyDeletedAfterAnHourOfUseIsToldDeletedNotToCopyTheArnAgain) {
+  Bytes ct = Encrypt("prod", "orders", "an hour of use");
+  for (int minute = 0; minute < 60; minute += 10) {
+    clock_.Advance(seconds(600));
+    ASSERT_EQ(Text(Decrypt(*svc_, "prod", ct)), "an hour of use");
+  }
+  auto before = svc_->KeyStatus("acme", "prod");
+  ASSERT_TRUE(before.ok());
+  ASSERT_GT(before->last_success, 0);
+  ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "NotFoundException").ok());
+  clock_.Advance(seconds(300));
+  Status s = Decrypt(*svc_, "prod", ct).status();
+  ExpectUnavailable(s, "NotFoundException");
+  const std::string until = "until " + FormatRfc3339(FromUnixSeconds(before->last_success));
+  for (const std::string& hint : {s.hint(), svc_->KeyStatus("acme", "prod")->hint}) {
+    EXPECT_NE(hint.find(until), std::string::npos) << hint;
+    EXPECT_NE(hint.find("it was deleted"), std::string::npos) << hint;
+    EXPECT_NE(hint.find("cannot be recovered"), std::string::npos) << hint;
+    EXPECT_EQ(hint.find("copy it again"), std::string::npos) << hint;
+    EXPECT_EQ(hint.find("check the key ARN"), std::string::npos) << hint;
+  }
+  ASSERT_TRUE(peer_->ClearFaults().ok());
+}
+
 TEST_F(RevocationTest, AnOutageIsDegradedRetryableAndDoesNotHammerTheKms) {
   Bytes ct = Encrypt("prod", "orders", "x");
   ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "ServiceUnavailable").ok());

@@ -589,21 +589,34 @@ class DefaultChain final : public AwsCredentialsProvider {
     skipped.push_back("container credentials (" + c.status().message() + ")");
 
     // 5. Instance metadata: tried for real, since nothing says whether we run on EC2.
+    bool imds_unreachable = false;
     if (NonEmpty(env("AWS_EC2_METADATA_DISABLED")) == "true") {
       skipped.push_back("instance metadata (AWS_EC2_METADATA_DISABLED=true)");
     } else {
       auto imds = NewImdsFromEnv(ctx);
       auto got = imds->Get();
       if (got.ok()) return imds;  // caches what it fetched
+      // Answered without a role (kNotFound) is "no credentials"; no answer may be an outage.
+      imds_unreachable = got.status().code() == StatusCode::kUnavailable ||
+                         got.status().code() == StatusCode::kDeadlineExceeded;
       skipped.push_back("instance metadata (" + got.status().message() + ")");
     }
 
     std::string list;
     for (const auto& s : skipped) list += (list.empty() ? "" : ", ") + s;
-    return UnauthenticatedError(
-        "no AWS credentials found: " + list,
+    const std::string give =
         "give ekm credentials: an IAM role (instance profile, ECS task role, EKS service "
-        "account), a profile in ~/.aws, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        "account), a profile in ~/.aws, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
+    if (imds_unreachable) {
+      // On EC2 the instance metadata service being out of reach is an outage: transient.
+      return UnavailableError("no AWS credentials found: " + list,
+                              "on EC2 the instance metadata service could not be reached (an "
+                              "outage: try again); anywhere else " + give +
+                                  ", and set AWS_EC2_METADATA_DISABLED=true");
+    }
+    // Nothing configured: the platform operator must act; retrying changes nothing.
+    return FailedPreconditionError("no AWS credentials found: " + list,
+                                   "the platform operator must " + give);
   }
 
   AwsCredentialsChainOptions options_;

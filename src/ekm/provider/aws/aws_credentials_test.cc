@@ -236,7 +236,9 @@ TEST_F(MetadataServerTest, NothingFoundListsEverySource) {
   env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = "http://127.0.0.1:9";  // nothing listens
   auto c = Chain(env)->Get();
   ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), StatusCode::kUnauthenticated);
+  // The instance metadata service did not answer: on EC2 an outage, so retryable (503).
+  EXPECT_EQ(c.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(c.status().hint().find("AWS_EC2_METADATA_DISABLED=true"), std::string::npos);
   const std::string h = home_.path();
   EXPECT_TRUE(c.status().message().starts_with(
       "no AWS credentials found: environment (AWS_ACCESS_KEY_ID not set), shared credentials file "
@@ -255,6 +257,9 @@ TEST_F(MetadataServerTest, NothingFoundListsEverySource) {
   env["AWS_CONFIG_FILE"] = config;
   c = Chain(env)->Get();
   ASSERT_FALSE(c.ok());
+  // Nothing configured anywhere: a precondition the platform operator must meet (409).
+  EXPECT_EQ(c.status().code(), StatusCode::kFailedPrecondition) << c.status().ToString();
+  EXPECT_NE(c.status().hint().find("platform operator"), std::string::npos);
   EXPECT_NE(c.status().message().find("shared credentials file (profile default not found in " + h +
                                       "/.aws/credentials or " + config + ")"),
             std::string::npos)
