@@ -66,6 +66,7 @@ class SqliteStore : public Store {
   explicit SqliteStore(sqlite3* db) : db_(db) {}
   ~SqliteStore() override {
     for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+    if (wipe_pending_) WipeDestroyed();
     sqlite3_close(db_);
   }
 
@@ -816,6 +817,7 @@ class SqliteStore : public Store {
       return result;
     }
     EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    if (!result->empty()) WipeDestroyed();
     return result;
   }
 
@@ -948,6 +950,8 @@ class SqliteStore : public Store {
     s->Bind(1, r.environment_id).Bind(2, ByteView(r.token_sha256)).Bind(3, r.public_key_pem);
     s->Bind(4, ByteView(r.sealed_private_key)).Bind(5, r.created_at).Bind(6, r.expires_at);
     if (s->Step() != SQLITE_DONE) return Error("storing import parameters");
+    // A replaced wrapping private key could still open an upload made for it.
+    WipeDestroyed();
     return Status::Ok();
   }
 
@@ -981,14 +985,17 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
-        Prepare("UPDATE import_params SET used_at = ? WHERE environment_id = ? AND "
-                "token_sha256 = ? AND used_at = 0"));
+        Prepare("UPDATE import_params SET used_at = ?, sealed_private_key = X'' WHERE "
+                "environment_id = ? AND token_sha256 = ? AND used_at = 0"));
     s->Bind(1, now).Bind(2, environment_id).Bind(3, token_sha256);
     if (s->Step() != SQLITE_DONE) return Error("spending import token");
     if (sqlite3_changes(db_) != 1) {
       return FailedPreconditionError("this import token was used already",
                                      "run `ekm key import-params` again for a new token");
     }
+    // The wrapping private key has done its one job: destroyed, it can no longer open the
+    // upload (material.wrapped) if a copy of that turns up later.
+    WipeDestroyed();
     return Status::Ok();
   }
 
@@ -1045,6 +1052,7 @@ class SqliteStore : public Store {
       return NotFoundError("no imported key material \"" + std::string(key_id) +
                            "\" exists in this environment (never imported, or deleted already)");
     }
+    WipeDestroyed();
     return Status::Ok();
   }
 
@@ -1055,6 +1063,7 @@ class SqliteStore : public Store {
         Prepare("DELETE FROM key_material WHERE environment_id = ? AND key_id = ?"));
     s->Bind(1, environment_id).Bind(2, key_id);
     if (s->Step() != SQLITE_DONE) return Error("removing key material");
+    if (sqlite3_changes(db_) > 0) WipeDestroyed();
     return Status::Ok();
   }
 
@@ -1107,6 +1116,7 @@ class SqliteStore : public Store {
       return result;
     }
     EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    WipeDestroyed();
     return result;
   }
 
@@ -1346,6 +1356,19 @@ class SqliteStore : public Store {
     return Status::Ok();
   }
 
+  // After a committed change that destroyed key material: secure_delete zeroed the freed space
+  // in the pages written, but those pages and the older versions of them are still frames of
+  // the WAL, and the main file holds the pages as they were before. A TRUNCATE checkpoint
+  // copies the new pages into the main file and cuts the WAL to zero bytes, so no file of the
+  // database keeps a copy. It waits (busy_timeout) for readers of older snapshots, e.g. a CLI
+  // process; if one still holds the WAL, the wipe is retried at the next destructive change and
+  // when the store closes (SQLite checkpoints and removes the WAL when its last connection
+  // closes). The caller holds mu_.
+  void WipeDestroyed() {
+    wipe_pending_ = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                              nullptr) != SQLITE_OK;
+  }
+
   // Statements are prepared once per connection and reused (the caller holds mu_).
   StatusOr<std::unique_ptr<Stmt>> Prepare(const std::string& sql) {
     auto it = stmts_.find(sql);
@@ -1392,6 +1415,7 @@ class SqliteStore : public Store {
   // connections (WAL allows concurrent readers) when profiling says so.
   std::mutex mu_;
   std::unordered_map<std::string, sqlite3_stmt*> stmts_;
+  bool wipe_pending_ = false;  // a WipeDestroyed() could not truncate the WAL (guarded by mu_)
 };
 
 }  // namespace
@@ -1415,8 +1439,11 @@ StatusOr<StorePtr> OpenSqliteStore(const std::string& path) {
   }
   sqlite3_busy_timeout(db, kBusyTimeoutMs);
   auto store = std::make_unique<SqliteStore>(db);
+  // secure_delete: deleted and overwritten content is overwritten with zeros, in the page and in
+  // freed pages (Debian builds SQLite with it on; other builds do not), so a destroyed key does
+  // not stay in free space (docs/store.md "Destroying key material").
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                             "PRAGMA foreign_keys=ON"}) {
+                             "PRAGMA foreign_keys=ON", "PRAGMA secure_delete=ON"}) {
     char* err = nullptr;
     if (sqlite3_exec(db, pragma, nullptr, nullptr, &err) != SQLITE_OK) {
       std::string msg = err ? err : "";

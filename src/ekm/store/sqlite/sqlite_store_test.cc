@@ -8,9 +8,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "ekm/audit/audit_log.h"
+#include "ekm/base/random.h"
 #include "ekm/store/sqlite/migrations.h"
 #include "ekm/testing/temp_dir.h"
 
@@ -469,6 +473,99 @@ TEST(SqliteStoreMigration, LifecycleEventsBecomeAChainedAuditLog) {
   ASSERT_EQ(acme.size(), 3u);
   EXPECT_EQ(acme[2].seq, 3);
   EXPECT_TRUE(VerifyAuditLog(acme, {}, nullptr).ok());
+}
+
+// --- issue12-store ---
+Bytes Random(size_t n) {
+  Bytes b(n);
+  EXPECT_TRUE(RandomBytes(b).ok());
+  return b;
+}
+
+// The files of the database at `path` (db, -wal, -shm, -journal) that hold `needle`.
+std::vector<std::string> FilesHolding(const std::string& path, ByteView needle) {
+  std::vector<std::string> out;
+  for (const auto& entry : std::filesystem::directory_iterator(
+           std::filesystem::path(path).parent_path())) {
+    std::string name = entry.path().string();
+    if (name.rfind(path, 0) != 0) continue;
+    std::ifstream in(name, std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string_view hay(data);
+    if (hay.find(std::string_view(reinterpret_cast<const char*>(needle.data()), needle.size())) !=
+        std::string_view::npos) {
+      out.push_back(entry.path().filename().string());
+    }
+  }
+  return out;
+}
+
+// Shredding, the end of a repack, deleting imported material and replacing import parameters
+// destroy key material: no copy may stay in the database files (old pages in the WAL, freed
+// space in the main file), while the store is open, as a copy of the files would find them.
+TEST_F(SqliteStoreTest, DestroyedKeyMaterialLeavesNoCopyInTheDatabaseFiles) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  EnvironmentKeyRecord shred_ek = Ek();
+  shred_ek.wrapped = Random(70);
+  auto shredded = store_->CreateEnvironment("acme", "shredded", shred_ek, 1);
+  ASSERT_TRUE(shredded.ok()) << shredded.status().ToString();
+  DataKeyRecord dk = Dk(shredded->id, "orders", 1, 0);
+  dk.wrapped = Random(61);
+  ASSERT_TRUE(store_->InsertDataKey(dk).ok());
+
+  // An environment whose repack finishes: its old EK v1 is destroyed.
+  EnvironmentKeyRecord old_ek = Ek();
+  old_ek.wrapped = Random(70);
+  auto repacked = store_->CreateEnvironment("acme", "repacked", old_ek, 1);
+  ASSERT_TRUE(repacked.ok());
+  EnvironmentKeyRecord new_ek{repacked->id, 2, "platform", "root", Random(70), 2};
+  ASSERT_TRUE(store_->AddEnvironmentKey(new_ek).ok());
+
+  // Imported material deleted, material of a refused import removed, import parameters
+  // replaced (the old sealed wrapping private key, over a page: overflow pages).
+  Store::KeyMaterialRecord deleted{repacked->id, "imported:aa", Random(120), 1, 0};
+  Store::KeyMaterialRecord removed{repacked->id, "imported:bb", Random(120), 1, 0};
+  ASSERT_TRUE(store_->PutKeyMaterial(deleted).ok());
+  ASSERT_TRUE(store_->PutKeyMaterial(removed).ok());
+  Store::ImportParamsRecord params{repacked->id, Random(32), "pem", Random(2400), 1, 100, 0};
+  ASSERT_TRUE(store_->PutImportParams(params).ok());
+  // A spent import token: its wrapping private key has no use left.
+  Store::ImportParamsRecord spent{shredded->id, Random(32), "pem", Random(2400), 1, 100, 0};
+  ASSERT_TRUE(store_->PutImportParams(spent).ok());
+
+  const std::vector<std::pair<std::string, Bytes>> destroyed = {
+      {"shredded EK", shred_ek.wrapped},
+      {"shredded DK", dk.wrapped},
+      {"EK destroyed by the repack", old_ek.wrapped},
+      {"deleted material", deleted.sealed_material},
+      {"removed material", removed.sealed_material},
+      {"replaced import private key", params.sealed_private_key},
+      {"spent import private key", spent.sealed_private_key}};
+  for (const auto& [what, bytes] : destroyed) {
+    ASSERT_FALSE(FilesHolding(path_, bytes).empty()) << what << ": the test cannot see it";
+  }
+
+  ASSERT_TRUE(store_->SpendImportToken(shredded->id, spent.token_sha256, 4).ok());
+  ASSERT_TRUE(store_->ShredEnvironment(shredded->id, 5, "cli:test").ok());
+  bool created = false;
+  auto job = store_->BeginRepackJob(repacked->id, 2, 5000, &created);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  auto finished = store_->FinishRepackJob(job->id, repacked->id, 2, 6000);
+  ASSERT_TRUE(finished.ok()) << finished.status().ToString();
+  EXPECT_EQ(*finished, std::vector<uint32_t>{1});
+  ASSERT_TRUE(store_->DeleteKeyMaterial(repacked->id, "imported:aa", 7).ok());
+  ASSERT_TRUE(store_->RemoveKeyMaterialRow(repacked->id, "imported:bb").ok());
+  Store::ImportParamsRecord replaced = params;
+  replaced.token_sha256 = Random(32);
+  replaced.sealed_private_key = Random(2400);
+  ASSERT_TRUE(store_->PutImportParams(replaced).ok());
+
+  for (const auto& [what, bytes] : destroyed) {
+    std::vector<std::string> files = FilesHolding(path_, bytes);
+    EXPECT_TRUE(files.empty()) << what << " is still in " << files.front();
+  }
+  // What is still live is still there.
+  EXPECT_FALSE(FilesHolding(path_, new_ek.wrapped).empty());
 }
 
 }  // namespace
