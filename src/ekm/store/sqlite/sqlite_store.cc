@@ -815,8 +815,11 @@ class SqliteStore : public Store {
     std::vector<EnvironmentRecord> out;
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) {
-      EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, ReadEnvironment(*s));
-      out.push_back(std::move(env));
+      // A store-wide list for a background job: an edited row is left out (every use of that
+      // environment reports it), so it does not stop the job for every other environment.
+      auto env = ReadEnvironment(*s);
+      if (env.ok()) out.push_back(std::move(env).value());
+      else if (env.status().code() != StatusCode::kDataLoss) return env.status();
     }
     if (rc != SQLITE_DONE) return Error("listing environments to repack");
     return out;
@@ -1369,7 +1372,12 @@ class SqliteStore : public Store {
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) {
       RotationScheduleRecord r;
-      EKM_ASSIGN_OR_RETURN(r.environment, ReadEnvironment(*s));
+      auto env = ReadEnvironment(*s);
+      if (!env.ok()) {
+        if (env.status().code() == StatusCode::kDataLoss) continue;  // as in the list above
+        return env.status();
+      }
+      r.environment = std::move(env).value();
       // -1: not set (a period is at least an hour).
       if (s->Int(7) >= 0) r.ek_rotation_period_seconds = s->Int(7);
       if (s->Int(8) >= 0) r.dk_rotation_period_seconds = s->Int(8);

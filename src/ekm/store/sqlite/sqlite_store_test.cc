@@ -641,6 +641,20 @@ TEST_F(SqliteStoreTest, RowsEditedBehindTheStoreAreRefused) {
   ExpectModified(store_->GetEnvironmentKey(prod->id, 2).status(), "environment key v2 of acme/prod");
   Sql(path_, "DELETE" + ek2 + "; INSERT INTO environment_keys SELECT * FROM saved; DROP TABLE saved");
 
+  // prod needs a repack (EK v1 is not destroyed). With its pointer's MAC damaged, the
+  // store-wide list of the repack runner leaves it out rather than fail for everyone.
+  ASSERT_EQ(store_->ListEnvironmentsToRepack()->size(), 1u);
+  const std::string prod_id = std::to_string(prod->id);
+  Sql(path_, "CREATE TABLE saved_mac AS SELECT current_ek_mac FROM environments WHERE id = " +
+                 prod_id + "; UPDATE environments SET current_ek_mac = X'00' WHERE id = " + prod_id);
+  auto to_repack = store_->ListEnvironmentsToRepack();
+  ASSERT_TRUE(to_repack.ok()) << to_repack.status().ToString();
+  EXPECT_TRUE(to_repack->empty());
+  ExpectModified(store_->GetEnvironment("acme", "prod").status(), "acme/prod");
+  Sql(path_, "UPDATE environments SET current_ek_mac = (SELECT current_ek_mac FROM saved_mac) "
+             "WHERE id = " + prod_id + "; DROP TABLE saved_mac");
+  EXPECT_EQ(store_->ListEnvironmentsToRepack()->size(), 1u);
+
   // The current-EK pointer moved back to v1, or given dev's pointer MAC.
   Sql(path_, "UPDATE environments SET current_ek_version = 1 WHERE id = " + std::to_string(prod->id));
   ExpectModified(store_->GetEnvironment("acme", "prod").status(),
