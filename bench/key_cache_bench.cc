@@ -23,8 +23,11 @@ struct Fixture {
   Fixture() {
     if (!PlatformKeyProvider::CreateRootKeyFile(dir.path() + "/root.key").ok()) std::abort();
     auto p = PlatformKeyProvider::Open(dir.path() + "/root.key");
-    auto s = OpenSqliteStore(dir.path() + "/ekm.db");
-    if (!p.ok() || !s.ok()) std::abort();
+    if (!p.ok()) std::abort();
+    auto binding = (*p)->BindStore();
+    if (!binding.ok()) std::abort();
+    auto s = OpenSqliteStore(dir.path() + "/ekm.db", std::move(*binding));
+    if (!s.ok()) std::abort();
     providers.Register(std::move(p).value());
     store = std::move(s).value();
     keys = std::make_unique<KeyHierarchy>(store.get(), &providers, &Clock::Real(),

@@ -31,9 +31,11 @@ T Must(StatusOr<T> v, const std::string& what) {
 
 // N real DKs wrapped under EK v1, inserted in one transaction (how the repack kill test seeds).
 void Seed(const std::string& data_dir, int64_t n) {
-  auto store = Must(OpenSqliteStore(data_dir + "/ekm.db"), "open store");
+  auto platform = Must(PlatformKeyProvider::Open(data_dir + "/root.key"), "open root key");
+  auto store = Must(OpenSqliteStore(data_dir + "/ekm.db", Must(platform->BindStore(), "bind")),
+                    "open store");
   ProviderRegistry providers;
-  providers.Register(Must(PlatformKeyProvider::Open(data_dir + "/root.key"), "open root key"));
+  providers.Register(std::move(platform));
   KeyHierarchy keys(store.get(), &providers, &Clock::Real(), KeyHierarchyOptions{});
   auto env = Must(store->GetEnvironment("acme", "prod"), "environment");
   auto ek = Must(keys.EnvironmentKey(env, 1), "EK v1");

@@ -175,11 +175,13 @@ class RepackKillTest : public ::testing::Test {
 
   // kSeededDataKeys real DKs (scopes s0…) under EK v1, one transaction.
   void Seed() {
-    auto store = OpenSqliteStore(data_dir_ + "/ekm.db");
+    auto platform = PlatformKeyProvider::Open(data_dir_ + "/root.key");
+    ASSERT_TRUE(platform.ok()) << platform.status().ToString();
+    auto binding = (*platform)->BindStore();
+    ASSERT_TRUE(binding.ok());
+    auto store = OpenSqliteStore(data_dir_ + "/ekm.db", std::move(*binding));
     ASSERT_TRUE(store.ok());
     ProviderRegistry providers;
-    auto platform = PlatformKeyProvider::Open(data_dir_ + "/root.key");
-    ASSERT_TRUE(platform.ok());
     providers.Register(std::move(*platform));
     KeyHierarchy keys(store->get(), &providers, &Clock::Real(), KeyHierarchyOptions{});
     auto env = (*store)->GetEnvironment("acme", "prod");

@@ -1,17 +1,16 @@
 #include "ekm/audit/audit_log.h"
 
-#include <fcntl.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstring>
 #include <map>
+#include <span>
 
 #include "ekm/base/encoding.h"
+#include "ekm/base/key_file.h"
 #include "ekm/base/ossl.h"
 #include "ekm/base/secret_bytes.h"
 
@@ -50,7 +49,6 @@ void PutHash(Bytes& out, ByteView h) {
   }
 }
 
-std::string Errno() { return std::strerror(errno); }
 
 std::string Who(const LifecycleEventRecord& r) {
   return "record seq " + std::to_string(r.seq) + " (id " + std::to_string(r.id) + ", " + r.type +
@@ -228,58 +226,26 @@ AuditSigner::~AuditSigner() { OsslPtr<EVP_PKEY> owned(static_cast<EVP_PKEY*>(pke
 Status AuditSigner::CreateKeyFile(const std::string& path) {
   OsslPtr<EVP_PKEY> key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   if (!key) return OsslError("generating the audit signing key");
-  OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));
+  OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));  // freed with OPENSSL_clear_free
   if (!bio) return OsslError("BIO_new");
   EKM_OSSL_CHECK(PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr,
                                           nullptr),
                  "PEM_write_bio_PrivateKey");
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return errno == EEXIST
-               ? AlreadyExistsError("audit signing key file " + path + " already exists")
-               : FailedPreconditionError("cannot create audit signing key file " + path + ": " +
-                                             Errno(),
-                                         "check that the data directory is writable");
-  }
-  size_t off = 0;
-  while (off < static_cast<size_t>(len)) {
-    ssize_t n = ::write(fd, data + off, static_cast<size_t>(len) - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
-  }
-  bool ok = off == static_cast<size_t>(len) && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) {
-    ::unlink(path.c_str());
-    return FailedPreconditionError("cannot write audit signing key file " + path + ": " +
-                                   Errno());
-  }
-  return Status::Ok();
+  return WriteNewKeyFile(
+      path, "audit signing key file",
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(len)));
 }
 
-StatusOr<std::unique_ptr<AuditSigner>> AuditSigner::LoadOrCreate(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno != ENOENT) {
-      return FailedPreconditionError("cannot read audit signing key file " + path + ": " +
-                                     Errno());
-    }
-    Status s = CreateKeyFile(path);
-    // Another process (a second ekmd) may have created it in between: load theirs.
-    if (!s.ok() && s.code() != StatusCode::kAlreadyExists) return s;
-  } else if ((st.st_mode & 077) != 0) {
-    return FailedPreconditionError("audit signing key file " + path +
-                                       " is readable by group or others",
-                                   "chmod 600 " + path);
-  }
-  FILE* f = std::fopen(path.c_str(), "re");
-  if (!f) return FailedPreconditionError("cannot open audit signing key file " + path + ": " + Errno());
-  OsslPtr<EVP_PKEY> owned_key(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr));
-  std::fclose(f);
+StatusOr<std::unique_ptr<AuditSigner>> AuditSigner::Load(const std::string& path) {
+  EKM_ASSIGN_OR_RETURN(SecretBytes pem, ReadKeyFile(path, "audit signing key file", 16384));
+  auto text = pem.RevealForCrypto();
+  OsslPtr<BIO> in(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
+  if (!in) return OsslError("BIO_new_mem_buf");
+  OsslPtr<EVP_PKEY> owned_key(PEM_read_bio_PrivateKey(in.get(), nullptr, nullptr, nullptr));
   if (!owned_key || EVP_PKEY_get_base_id(owned_key.get()) != EVP_PKEY_ED25519) {
+    ERR_clear_error();
     return DataLossError("audit signing key file " + path + " does not hold an Ed25519 key",
                          "restore it from backup; a new key would not match kept checkpoints");
   }

@@ -76,11 +76,13 @@ class AuditSigner {
   AuditSigner(const AuditSigner&) = delete;
   AuditSigner& operator=(const AuditSigner&) = delete;
 
-  // Creates the key file (refusing to overwrite one) with a fresh Ed25519 key.
+  // Creates the key file (refusing to overwrite anything there) with a fresh Ed25519 key;
+  // the file and its directory are fsync'd.
   static Status CreateKeyFile(const std::string& path);
-  // Loads the key file, creating it first when it does not exist (data dirs made before the
-  // audit log).
-  static StatusOr<std::unique_ptr<AuditSigner>> LoadOrCreate(const std::string& path);
+  // Loads the key file: a regular file, not a symbolic link, owned by the user ekm runs as,
+  // mode 0600 (base/key_file.h). NotFound when it does not exist. Which key a store's audit
+  // log is signed with is the service's business (it records the key id in the store).
+  static StatusOr<std::unique_ptr<AuditSigner>> Load(const std::string& path);
 
   const AuditPublicKey& public_key() const { return public_key_; }
   // Sets key_id and signature of `c`.

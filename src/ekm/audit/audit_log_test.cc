@@ -153,7 +153,8 @@ TEST(AuditVerify, ReorderIsCaught) {
 class AuditSignerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto s = AuditSigner::LoadOrCreate(dir_.path() + "/audit-signing.key");
+    ASSERT_TRUE(AuditSigner::CreateKeyFile(dir_.path() + "/audit-signing.key").ok());
+    auto s = AuditSigner::Load(dir_.path() + "/audit-signing.key");
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     signer_ = std::move(*s);
   }
@@ -171,13 +172,14 @@ TEST_F(AuditSignerTest, KeyFileIsPrivatePkcs8AndReloads) {
   struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  auto again = AuditSigner::LoadOrCreate(path);
+  auto again = AuditSigner::Load(path);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ((*again)->public_key().key_id(), signer_->public_key().key_id());
   EXPECT_EQ(signer_->public_key().key_id().size(), 16u);
   EXPECT_EQ(AuditSigner::CreateKeyFile(path).code(), StatusCode::kAlreadyExists);
   ::chmod(path.c_str(), 0644);
-  EXPECT_EQ(AuditSigner::LoadOrCreate(path).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(AuditSigner::Load(path).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(AuditSigner::Load(dir_.path() + "/missing").status().code(), StatusCode::kNotFound);
 }
 
 TEST_F(AuditSignerTest, CheckpointSignatureVerifiesFromPemAndJson) {
@@ -203,7 +205,8 @@ TEST_F(AuditSignerTest, ForgedCheckpointIsCaught) {
   EXPECT_NE(r.problems[0].find("invalid signature"), std::string::npos) << r.problems[0];
   // Signed by another key.
   testing::TempDir other;
-  auto mallory = AuditSigner::LoadOrCreate(other.path() + "/k");
+  ASSERT_TRUE(AuditSigner::CreateKeyFile(other.path() + "/k").ok());
+  auto mallory = AuditSigner::Load(other.path() + "/k");
   ASSERT_TRUE(mallory.ok());
   AuditCheckpoint f{"acme", 3, records[2].hash, 1, "", {}};
   ASSERT_TRUE((*mallory)->Sign(f).ok());

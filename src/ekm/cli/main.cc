@@ -449,24 +449,29 @@ StatusOr<Bytes> ReadSmallFile(const std::string& path, std::string_view what) {
     return InvalidArgumentError("cannot open " + path + ": " + std::strerror(errno),
                                 "give the path of the " + std::string(what));
   }
-  Bytes out;
-  uint8_t buf[8192];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
+  // Token files pass through here: read into place (reserved for the largest file accepted),
+  // so no copy is left behind by a growing buffer.
+  constexpr size_t kMax = 64 * 1024;
+  Bytes out(kMax + 1);
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::read(fd, out.data() + got, out.size() - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       std::string why = std::strerror(errno);
       ::close(fd);
+      OPENSSL_cleanse(out.data(), got);
       return InvalidArgumentError("cannot read " + path + ": " + why);
     }
     if (n == 0) break;
-    out.insert(out.end(), buf, buf + n);
-    if (out.size() > 64 * 1024) {
-      ::close(fd);
-      return InvalidArgumentError(path + " is larger than 64 KiB: not a " + std::string(what));
-    }
+    got += static_cast<size_t>(n);
   }
   ::close(fd);
+  if (got > kMax) {
+    OPENSSL_cleanse(out.data(), out.size());
+    return InvalidArgumentError(path + " is larger than 64 KiB: not a " + std::string(what));
+  }
+  out.resize(got);  // shrinks in place
   return out;
 }
 

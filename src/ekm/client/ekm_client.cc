@@ -4,6 +4,9 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include <cctype>
+#include <cstring>
+
 #include <nlohmann/json.hpp>
 
 #include "ekm/base/clock.h"
@@ -108,22 +111,31 @@ class EkmClient::Impl {
 
   // A whole request; the response body as it came (JSON lines of an audit export).
   StatusOr<std::string> CallText(const char* method, const std::string& path, const json* body) {
-    Reset();
     std::string payload = body ? body->dump() : std::string();
+    return Send(method, path, body ? &payload : nullptr);
+  }
+
+  // A request whose JSON body the caller wrote (`payload`, or none).
+  StatusOr<std::string> Send(const char* method, const std::string& path,
+                             const std::string* payload) {
+    Reset();
     std::string response;
     curl_easy_setopt(curl_, CURLOPT_URL, (base_ + path).c_str());
     curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
-      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, payload.c_str());
-      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+    if (payload != nullptr) {
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, payload->c_str());
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload->size()));
     }
     curl_slist* headers = BaseHeaders();
     headers = curl_slist_append(headers, "Content-Type: application/json");
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
+    // Room for any answer carrying a key (generate-data-key) before it arrives: a growing
+    // string would leave copies of it behind.
+    response.reserve(16 * 1024);
     curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, &AppendString);
     curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &response);
     CURLcode rc = curl_easy_perform(curl_);
-    curl_slist_free_all(headers);
+    FreeHeaders(headers);
     if (rc != CURLE_OK) return TransportError(rc);
     long status = 0;
     curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
@@ -156,7 +168,7 @@ class EkmClient::Impl {
     headers = curl_slist_append(headers, "Ekm-Accept-Trailer: Ekm-Error");
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
     CURLcode rc = curl_easy_perform(curl_);
-    curl_slist_free_all(headers);
+    FreeHeaders(headers);
     if (rc != CURLE_OK || !st.result_ok) {
       // ekmd may close the connection after a failed stream; a streamed body cannot be
       // rewound to retry on a fresh one, so never reuse this connection.
@@ -226,12 +238,23 @@ class EkmClient::Impl {
     curl_slist* h = nullptr;
     h = curl_slist_append(h, "Accept: application/json");
     if (!token_.empty()) {
-      std::string header = "Authorization: Bearer ";
-      header += AsChars(token_.RevealForCrypto());
+      constexpr std::string_view kPrefix = "Authorization: Bearer ";
+      std::string header;
+      header.reserve(kPrefix.size() + token_.size());  // no copy of the token left by growth
+      header.append(kPrefix);
+      header.append(AsChars(token_.RevealForCrypto()));
       h = curl_slist_append(h, header.c_str());
       OPENSSL_cleanse(header.data(), header.size());
     }
     return h;
+  }
+
+  // Frees a list from BaseHeaders, wiping libcurl's copy of the Authorization header first.
+  static void FreeHeaders(curl_slist* headers) {
+    for (curl_slist* h = headers; h != nullptr; h = h->next) {
+      if (h->data != nullptr) OPENSSL_cleanse(h->data, std::strlen(h->data));
+    }
+    curl_slist_free_all(headers);
   }
 
   Status TransportError(CURLcode rc) {
@@ -525,16 +548,39 @@ StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(std::string_view workspace,
                                                      ByteView wrapped_material,
                                                      std::string_view import_token,
                                                      const KeyChangeOptions& change) {
-  json body = {{"material", Base64Encode(wrapped_material)}, {"import_token", import_token}};
+  // The import token is a secret: the body is written into a buffer of its final size (json's
+  // dump grows its string and would leave copies of the token behind) and wiped after.
+  json rest = {{"material", Base64Encode(wrapped_material)}};
   if (change.emergency) {
-    body["emergency"] = true;
-    body["reason"] = change.reason;
+    rest["emergency"] = true;
+    rest["reason"] = change.reason;
   }
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
+  const std::string others = rest.dump();
+  constexpr std::string_view kField = "{\"import_token\":\"";
+  std::string payload;
+  payload.reserve(kField.size() + 6 * import_token.size() + 2 + others.size());
+  payload.append(kField);
+  for (char c : import_token) {  // a JSON string; anything unusual escaped as \u00XX
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') {
+      payload.push_back(c);
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      const auto u = static_cast<unsigned char>(c);
+      payload.append("\\u00");
+      payload.push_back(kHex[u >> 4]);
+      payload.push_back(kHex[u & 15]);
+    }
+  }
+  payload.append("\",");
+  payload.append(others, 1);  // the other members, without their "{"
+  auto text = impl_->Send("POST",
                           "/v1" + impl_->Path({"workspaces", workspace, "environments",
                                                environment, "key", "import"}),
-                          &body));
+                          &payload);
+  OPENSSL_cleanse(payload.data(), payload.size());
+  if (!text.ok()) return text.status();
+  json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded()) return UnavailableError("ekmd answered with invalid JSON");
   return KeyValidationFromJson(j);
 }
 

@@ -13,6 +13,7 @@
 #include "ekm/keys/key_hierarchy.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 
 namespace ekm {
@@ -74,7 +75,7 @@ class KeyCacheLifecycleTest : public ::testing::Test {
     auto sw = std::make_unique<SwitchableProvider>(std::move(*p));
     provider_ = sw.get();
     providers_.Register(std::move(sw));
-    auto s = OpenSqliteStore(dir_.path() + "/ekm.db");
+    auto s = OpenSqliteStore(dir_.path() + "/ekm.db", testing::TestStoreBinding());
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
     ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());

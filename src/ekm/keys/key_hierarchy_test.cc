@@ -8,6 +8,7 @@
 
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 
 namespace ekm {
@@ -47,7 +48,7 @@ class KeyHierarchyTest : public ::testing::Test {
     auto counting = std::make_unique<CountingProvider>(std::move(*p));
     provider_ = counting.get();
     providers_.Register(std::move(counting));
-    auto s = OpenSqliteStore(dir_.path() + "/ekm.db");
+    auto s = OpenSqliteStore(dir_.path() + "/ekm.db", testing::TestStoreBinding());
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
     ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());

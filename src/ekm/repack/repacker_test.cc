@@ -13,6 +13,7 @@
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -66,7 +67,7 @@ class RepackTest : public ::testing::Test {
       cmks_[name] = cmk.get();
       providers_.Register(std::move(cmk));
     }
-    auto s = OpenSqliteStore(dir_.path() + "/ekm.db");
+    auto s = OpenSqliteStore(dir_.path() + "/ekm.db", testing::TestStoreBinding());
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
     ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());

@@ -90,7 +90,7 @@ class ReplacementTest : public ::testing::Test {
 
   // Events of one type, read from the store beside the service.
   std::vector<LifecycleEventRecord> Events(std::string_view type) {
-    auto store = OpenSqliteStore(options_.data_dir + "/ekm.db");
+    auto store = EkmService::OpenStore(options_);
     EXPECT_TRUE(store.ok());
     LifecycleEventFilter f;
     f.workspace = "acme";
@@ -191,7 +191,7 @@ TEST_F(ReplacementTest, AnEmergencyReplacementNeedsAReasonAndIsRecordedAsSuch) {
   auto recorded = Events(event::kKeyEmergencyReplaced);
   ASSERT_EQ(recorded.size(), 1u);
   EXPECT_NE(recorded[0].detail.find("INC-4711"), std::string::npos) << recorded[0].detail;
-  auto store = OpenSqliteStore(options_.data_dir + "/ekm.db");
+  auto store = EkmService::OpenStore(options_);
   ASSERT_TRUE(store.ok());
   auto env = (*store)->GetEnvironment("acme", "prod");
   auto change = (*store)->GetLatestCmkChange(env->id);

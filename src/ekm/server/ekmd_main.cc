@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -20,6 +21,7 @@
 #include <string>
 #include <thread>
 
+#include "ekm/base/key_file.h"
 #include "ekm/server/http_server.h"
 #include "ekm/server/log_format.h"
 #include "ekm/server/process_hardening.h"
@@ -47,19 +49,12 @@ int Fail(const ekm::Status& s) {
 // Writes the bootstrap admin token to `path`, mode 0600, replacing an older file.
 ekm::Status WriteTokenFile(const std::string& path, std::span<const uint8_t> token) {
   ::unlink(path.c_str());
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return ekm::FailedPreconditionError("cannot write " + path + ": " + std::strerror(errno),
-                                        "check the data directory's permissions");
-  }
-  std::string line(token.begin(), token.end());
-  line += '\n';
-  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
-  ok = ::fsync(fd) == 0 && ok;
-  ok = ::close(fd) == 0 && ok;
-  std::fill(line.begin(), line.end(), '\0');
-  if (!ok) return ekm::FailedPreconditionError("cannot write " + path);
-  return ekm::Status::Ok();
+  // The token and its newline in a buffer of their final size (no copy left by growth).
+  ekm::SecretBytes line(token.size() + 1);
+  auto out = line.MutableForCrypto();
+  std::copy(token.begin(), token.end(), out.begin());
+  out[token.size()] = '\n';
+  return ekm::WriteNewKeyFile(path, "bootstrap admin token file", line.RevealForCrypto());
 }
 
 // The data directory's admin token: when none exists, the one in --bootstrap-token-file, or a
@@ -73,13 +68,14 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
       return ekm::FailedPreconditionError("cannot read --bootstrap-token-file " + given_file);
     }
     std::string line;
+    line.reserve(4096);  // read into place: a token never makes it grow (and leave a copy)
     std::getline(in, line);
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
     given = std::move(line);
   }
   ekm::ScopedActor actor("system:bootstrap");
   auto boot = service.EnsureBootstrapAdminToken(given);
-  if (given) std::fill(given->begin(), given->end(), '\0');
+  if (given) OPENSSL_cleanse(given->data(), given->size());
   if (!boot.ok()) return boot.status();
   if (!boot->created) return ekm::Status::Ok();
   if (given) {

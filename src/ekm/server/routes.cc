@@ -1,5 +1,6 @@
 #include "ekm/server/routes.h"
 
+#include <openssl/crypto.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -638,7 +639,7 @@ RouteMatch Router::Match(const RouteRequest& r) const {
   if (service_ == nullptr) return refuse(UnavailableError("no service to check tokens"));
   std::string token = BearerToken(r.authorization);
   auto principal = service_->Authenticate(token, info.name, r.remote_address);
-  std::fill(token.begin(), token.end(), '\0');
+  OPENSSL_cleanse(token.data(), token.size());
   if (!principal.ok()) return refuse(principal.status());
   m.principal = std::move(*principal);
   Status allowed = auth::Authorize(m.principal, m.id, info.name, m.workspace, m.environment);

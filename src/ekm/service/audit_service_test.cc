@@ -1,6 +1,7 @@
 // The audit log through EkmService: every recorded event is chained and verifies, per-minute
 // data-plane usage counts (FakeClock), checkpoints of advanced chains, and the signing key.
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
@@ -59,16 +60,38 @@ class AuditServiceTest : public ::testing::Test {
   std::unique_ptr<EkmService> svc_;
 };
 
-TEST_F(AuditServiceTest, SigningKeyIsCreatedAtInitAndOnFirstUse) {
+TEST_F(AuditServiceTest, SigningKeyIsCreatedAtInitAndNeverReplaced) {
   std::string path = options_.data_dir + "/audit-signing.key";
   struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   std::string id = svc_->AuditSigningPublicKey().key_id();
   svc_.reset();
-  ASSERT_EQ(::unlink(path.c_str()), 0);  // a data dir from before the audit log
+  // Missing: the store's audit log is signed with it, so no new key is made (issue 12).
+  ASSERT_EQ(::rename(path.c_str(), (path + ".saved").c_str()), 0);
   auto s = EkmService::Open(options_);
-  ASSERT_TRUE(s.ok());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.status().message().find("is missing"), std::string::npos) << s.status().ToString();
+  EXPECT_NE(s.status().message().find(id), std::string::npos) << s.status().ToString();
+  EXPECT_NE(::stat(path.c_str(), &st), 0);
+  ASSERT_EQ(::rename((path + ".saved").c_str(), path.c_str()), 0);
+  s = EkmService::Open(options_);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ((*s)->AuditSigningPublicKey().key_id(), id);
+  s->reset();
+
+  // A data directory from before the audit log (no key recorded, nothing signed yet) gets
+  // its key on first use.
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((options_.data_dir + "/ekm.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DELETE FROM store_meta WHERE name = 'audit_signing_key_id'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  s = EkmService::Open(options_);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(::stat(path.c_str(), &st), 0);
   EXPECT_NE((*s)->AuditSigningPublicKey().key_id(), id);
 }

@@ -24,6 +24,7 @@
 #include "ekm/base/status.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/provider/key_provider.h"
+#include "ekm/store/store.h"
 
 namespace ekm {
 
@@ -371,10 +372,17 @@ class EkmService {
  public:
   virtual ~EkmService() = default;
 
-  // Creates the data directory, the root key and the store if they do not exist yet.
+  // Creates the data directory, the root key, the audit signing key and the store if the store
+  // does not exist yet; with a store there, creates nothing (Open checks its keys).
   static Status Initialize(const EkmOptions& options);
   // Opens an initialized data directory; FailedPrecondition with "run `ekm init`" otherwise.
+  // Refused, before anything is written, when the root key file or the audit signing key file
+  // is missing, is not a regular file owned by the user ekm runs as with mode 0600, or is not
+  // the store's own (the store records the root key's fingerprint and the audit key's id).
   static StatusOr<std::unique_ptr<EkmService>> Open(const EkmOptions& options);
+  // The data directory's store alone, opened with its root key as Open does: for tools and
+  // tests that read or change the store beside a service.
+  static StatusOr<StorePtr> OpenStore(const EkmOptions& options);
 
   // Admin plane.
   virtual StatusOr<WorkspaceInfo> CreateWorkspace(std::string_view name) = 0;

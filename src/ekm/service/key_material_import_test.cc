@@ -95,7 +95,7 @@ class KeyMaterialImportTest : public ::testing::Test {
     return s;
   }
   std::vector<std::string> EventTypes(std::string_view env) {
-    auto store = OpenSqliteStore(options_.data_dir + "/ekm.db");
+    auto store = EkmService::OpenStore(options_);
     LifecycleEventFilter f;
     f.workspace = "acme";
     f.environment = std::string(env);
@@ -105,7 +105,7 @@ class KeyMaterialImportTest : public ::testing::Test {
     return out;
   }
   size_t StoredMaterialRows(std::string_view env) {
-    auto store = OpenSqliteStore(options_.data_dir + "/ekm.db");
+    auto store = EkmService::OpenStore(options_);
     auto e = (*store)->GetEnvironment("acme", env);
     return (*store)->GetKeyMaterial(e->id, KeyId())->has_value() ? 1 : 0;
   }
@@ -225,11 +225,13 @@ TEST_F(KeyMaterialImportTest, WrongTokenWrongWrappingAndWrongSizeChangeNothing) 
   EXPECT_NE(s.message().find("not the current import token of acme/prod"), std::string::npos);
 
   // Wrong paddings: explained, and the token is not spent.
+  std::vector<Status> failed;
   for (Padding bad : {Padding::kPkcs1, Padding::kOaepSha1}) {
     s = Import("prod", Wrapped(p, bad), p.import_token).status();
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
     EXPECT_NE(s.hint().find("not PKCS#1 v1.5, not OAEP with SHA-1"), std::string::npos);
     EXPECT_NE(s.hint().find("openssl pkeyutl -encrypt -pubin"), std::string::npos);
+    failed.push_back(s);
   }
   // Not an RSA-4096 ciphertext at all (the clear material uploaded by mistake).
   s = Import("prod", Bytes(material_.RevealForCrypto().begin(), material_.RevealForCrypto().end()),
@@ -239,18 +241,62 @@ TEST_F(KeyMaterialImportTest, WrongTokenWrongWrappingAndWrongSizeChangeNothing) 
   EXPECT_NE(s.message().find("32 bytes; an RSA-4096 ciphertext is exactly 512 bytes"),
             std::string::npos)
       << s.message();
-  // 16 bytes of material, correctly wrapped.
+  // 16 bytes of material, correctly wrapped: the same answer as a bad padding (no oracle on
+  // whether the OAEP decoding succeeded), but for the attempt count.
   Bytes short_material(16, 1);
   s = Import("prod", Wrap(p.wrapping_key_pem, short_material), p.import_token).status();
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("the key material is 16 bytes"), std::string::npos) << s.message();
   EXPECT_NE(s.hint().find("openssl rand -out material.bin 32"), std::string::npos);
+  failed.push_back(s);
+  for (size_t i = 0; i < failed.size(); ++i) {
+    std::string message = failed[i].message();
+    std::string count = "attempt " + std::to_string(i + 1) + " of 5";
+    ASSERT_NE(message.find(count), std::string::npos) << message;
+    message.replace(message.find(count), count.size(), "attempt N of 5");
+    EXPECT_EQ(message, "the wrapped key material does not unwrap to 32 bytes of key material "
+                       "with this environment's wrapping key (failed attempt N of 5; then the "
+                       "import token is locked)");
+    EXPECT_EQ(failed[i].hint(), failed[0].hint());
+  }
 
   auto shown = svc_->ShowCustomerKey("acme", "prod");
   EXPECT_EQ(shown->provider, "platform");
   EXPECT_EQ(StoredMaterialRows("prod"), 0u);
   // The token still works after all that.
   ASSERT_TRUE(Import("prod", Wrapped(p), p.import_token).ok());
+}
+
+// An import token allows 5 unwraps: the count lives in the store, so another process (here a
+// second service on the same data directory) sees the lock, and the right material comes too
+// late. A new set of parameters starts afresh.
+TEST_F(KeyMaterialImportTest, ImportTokenLocksAfterFiveFailedUnwraps) {
+  KeyImportParameters p = Params("prod");
+  auto other = EkmService::Open(options_);
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  for (int i = 0; i < 5; ++i) {
+    EkmService& svc = i % 2 == 0 ? *svc_ : **other;
+    Bytes wrong = i % 2 == 0 ? Wrapped(p, Padding::kPkcs1) : Wrap(p.wrapping_key_pem, Bytes(16, 1));
+    Status s = svc.ImportKeyMaterial("acme", "prod", wrong, p.import_token).status();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+    EXPECT_NE(s.message().find("failed attempt " + std::to_string(i + 1) + " of 5"),
+              std::string::npos)
+        << s.message();
+  }
+  for (EkmService* svc : {svc_.get(), other->get()}) {
+    Status s = svc->ImportKeyMaterial("acme", "prod", Wrapped(p), p.import_token).status();
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_NE(s.message().find("this import token is locked after 5 failed imports"),
+              std::string::npos)
+        << s.message();
+    EXPECT_NE(s.hint().find("ekm key import-params"), std::string::npos) << s.hint();
+  }
+  EXPECT_EQ(svc_->ShowCustomerKey("acme", "prod")->provider, "platform");
+  EXPECT_EQ(StoredMaterialRows("prod"), 0u);
+
+  KeyImportParameters fresh = Params("prod");
+  auto v = Import("prod", Wrapped(fresh), fresh.import_token);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(svc_->ShowCustomerKey("acme", "prod")->provider, "imported");
 }
 
 TEST_F(KeyMaterialImportTest, ExpiredTokenAndReplacedParameters) {

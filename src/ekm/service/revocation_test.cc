@@ -168,7 +168,7 @@ class RevocationTest : public ::testing::Test {
   }
 
   size_t CountEvents(std::string_view type) {
-    auto store = OpenSqliteStore(options_.data_dir + "/ekm.db");
+    auto store = EkmService::OpenStore(options_);
     EXPECT_TRUE(store.ok());
     LifecycleEventFilter f;
     f.workspace = "acme";

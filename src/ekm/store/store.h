@@ -7,9 +7,15 @@
 //  - each method is atomic; every multi-row change is one transaction, so a crash never leaves
 //    half a key hierarchy;
 //  - schema changes are numbered migrations applied at Open;
-//  - thread-safe: one Store is shared by every request thread.
+//  - thread-safe: one Store is shared by every request thread;
+//  - bound to the platform root key (store_integrity.h): opened only with the root key it
+//    was created with; EK rows, current-EK pointers and workspace default CMKs carry MACs,
+//    computed on write and checked on read;
+//  - destroying key material (shred, the end of a repack, deleting imported material) leaves
+//    no copy in the store's files (docs/store.md "Destroying key material").
 // Errors: NotFound / AlreadyExists name the thing; Unavailable when the database is busy or
-// unreachable; DataLoss when a stored row is corrupt.
+// unreachable; DataLoss when a stored row is corrupt or fails its MAC ("the store was modified
+// outside ekm").
 #pragma once
 
 #include <cstdint>
@@ -300,6 +306,7 @@ class Store {
     int64_t created_at = 0;          // unix seconds
     int64_t expires_at = 0;
     int64_t used_at = 0;             // 0 while the token is unspent
+    int64_t attempts = 0;            // unwraps tried with the token (it locks at a limit)
   };
 
   // Key material uploaded by a customer (the "imported" provider's CMK).
@@ -319,8 +326,15 @@ class Store {
   // The environment whose import parameters carry this token hash (to name "another
   // environment" in an error), or nullopt.
   virtual StatusOr<std::optional<int64_t>> FindImportTokenEnvironment(ByteView token_sha256) = 0;
-  // Marks the token spent at `now`, atomically: FailedPrecondition when it was spent already
-  // or replaced in between, so one token imports once.
+  // Counts one unwrap attempt with the token, atomically and before the attempt, so at most
+  // `limit` unwraps are ever tried with one token, across processes; returns the attempts so
+  // far (1 for the first). FailedPrecondition when `limit` were taken already, or the token
+  // was spent or replaced.
+  virtual StatusOr<int64_t> TakeImportAttempt(int64_t environment_id, ByteView token_sha256,
+                                              int64_t limit) = 0;
+  // Marks the token spent at `now`, atomically, and destroys the sealed wrapping private key
+  // (its one use is over): FailedPrecondition when it was spent already or replaced in
+  // between, so one token imports once.
   virtual Status SpendImportToken(int64_t environment_id, ByteView token_sha256, int64_t now) = 0;
 
   // Imported key material, sealed under the platform root key. Upsert by (environment, key id):
@@ -404,6 +418,15 @@ class Store {
       std::optional<std::string_view> workspace) = 0;
   // Sets revoked_at = now unless revoked already (then OK, unchanged); NotFound when unknown.
   virtual Status RevokeApiToken(std::string_view id, int64_t now) = 0;
+
+  // --- issue12-store ---
+  // What binds the store to things kept outside it, by name (the audit signing key's id;
+  // the root key's fingerprint is checked by the store itself, store_integrity.h).
+  virtual StatusOr<std::optional<std::string>> GetStoreMeta(std::string_view name) = 0;
+  // Stores `value` under `name` unless a value is there already; returns the value stored
+  // (ours, or the one found).
+  virtual StatusOr<std::string> PutStoreMetaOnce(std::string_view name,
+                                                 std::string_view value) = 0;
 
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "ekm/base/encoding.h"
@@ -20,6 +21,33 @@ using json = nlohmann::json;
 void Wipe(std::string& s) {
   if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
   s.clear();
+}
+
+// The value of the "Plaintext" member of a Decrypt answer, in place (base64 has no escapes),
+// or nullopt. A Decrypt answer has no other member of that name; the text "Plaintext" inside
+// another string value is quoted with backslashes and is not matched.
+std::optional<std::string_view> PlaintextMember(std::string_view text) {
+  constexpr std::string_view kName = "\"Plaintext\"";
+  for (size_t at = text.find(kName); at != std::string_view::npos;
+       at = text.find(kName, at + 1)) {
+    if (at > 0 && text[at - 1] == '\\') continue;
+    size_t i = at + kName.size();
+    auto skip = [&] {
+      while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' ||
+                                 text[i] == '\r')) {
+        ++i;
+      }
+    };
+    skip();
+    if (i >= text.size() || text[i] != ':') continue;
+    ++i;
+    skip();
+    if (i >= text.size() || text[i] != '"') continue;
+    size_t end = text.find('"', i + 1);
+    if (end == std::string_view::npos) return std::nullopt;
+    return text.substr(i + 1, end - i - 1);
+  }
+  return std::nullopt;
 }
 
 // "com.amazonaws.kms#AccessDeniedException" -> "AccessDeniedException";
@@ -212,11 +240,16 @@ StatusOr<std::string> KmsClient::Call(std::string_view operation, std::string_vi
 
 StatusOr<KmsEncryptResult> KmsClient::Encrypt(std::string_view key, const SecretBytes& plaintext,
                                               const EncryptionContext& context, KmsError* error) {
-  std::string b64 = Base64Encode(plaintext.RevealForCrypto());
-  json req = {{"KeyId", key}, {"Plaintext", b64}, {"EncryptionContext", context}};
-  Wipe(b64);
-  std::string body = req.dump();
-  Wipe(req["Plaintext"].get_ref<std::string&>());
+  // The body is written into a buffer of its final size: serialising the key through json (or
+  // appending to a growing string) would leave copies of its base64 in freed memory.
+  const std::string rest = json{{"KeyId", key}, {"EncryptionContext", context}}.dump();
+  constexpr std::string_view kField = "{\"Plaintext\":\"";
+  std::string body;
+  body.reserve(kField.size() + (plaintext.size() + 2) / 3 * 4 + 2 + rest.size());
+  body.append(kField);
+  AppendBase64(plaintext.RevealForCrypto(), &body);
+  body.append("\",");
+  body.append(rest, 1);  // the other members, without their "{"
   auto res = Call("Encrypt", key, body, error);
   Wipe(body);
   if (!res.ok()) return res.status();
@@ -240,15 +273,18 @@ StatusOr<KmsDecryptResult> KmsClient::Decrypt(std::string_view key, ByteView cip
   auto res = Call("Decrypt", key, body, error);
   if (!res.ok()) return res.status();
   std::string& text = *res;
-  json j = json::parse(text, nullptr, false);
-  Wipe(text);
-  if (!j.is_object() || !j.contains("Plaintext") || !j["Plaintext"].is_string()) {
+  // The key is taken out of the answer in place and blanked before the JSON parser sees it
+  // (its token buffer grows while it reads a string, and would leave copies behind).
+  std::optional<std::string_view> b64 = PlaintextMember(text);
+  if (!b64) {
+    Wipe(text);
     return UnavailableError("AWS KMS Decrypt on " + std::string(key) +
                             " answered without a Plaintext");
   }
-  std::string& b64 = j["Plaintext"].get_ref<std::string&>();
-  auto plain = Base64Decode(b64);
-  Wipe(b64);
+  auto plain = Base64Decode(*b64);
+  std::fill(const_cast<char*>(b64->data()), const_cast<char*>(b64->data() + b64->size()), 'A');
+  json j = json::parse(text, nullptr, false);
+  Wipe(text);
   if (!plain.ok()) return plain.status();
   SecretBytes secret(plain->data(), plain->size());
   OPENSSL_cleanse(plain->data(), plain->size());

@@ -11,6 +11,7 @@
 #include "ekm/keys/key_hierarchy.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 
 namespace ekm {
@@ -24,7 +25,7 @@ class ImportedKeyProviderTest : public ::testing::Test {
     auto platform = PlatformKeyProvider::Open(key_path);
     ASSERT_TRUE(platform.ok());
     platform_ = std::move(*platform);
-    auto store = OpenSqliteStore(dir_.path() + "/ekm.db");
+    auto store = OpenSqliteStore(dir_.path() + "/ekm.db", testing::TestStoreBinding());
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(*store);
     ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());

@@ -42,13 +42,17 @@ std::string ParamsCommand(const EnvironmentRecord& env) {
          " --out DIR`";
 }
 
-Status WrongWrapping(std::string detail) {
+// One answer for every way the unwrap can fail (the OAEP decoding, or a plaintext that is not
+// 32 bytes): telling them apart would say whether a ciphertext has valid OAEP padding, an
+// oracle on the wrapping key. With the attempt count, since the token locks at the limit.
+Status WrongWrapping(int64_t attempt) {
   return InvalidArgumentError(
-      "the wrapped key material does not decrypt with this environment's wrapping key: " +
-          detail,
-      "ekm expects RSAES-OAEP with SHA-256 and MGF1-SHA-256 (not PKCS#1 v1.5, not OAEP with "
-      "SHA-1) under the wrapping-key.pem of the current import parameters: " +
-          ImportOpensslCommands("DIR"));
+      "the wrapped key material does not unwrap to 32 bytes of key material with this "
+      "environment's wrapping key (failed attempt " + std::to_string(attempt) + " of " +
+          std::to_string(kMaxImportAttempts) + "; then the import token is locked)",
+      "wrap exactly 32 random bytes with RSAES-OAEP with SHA-256 and MGF1-SHA-256 (not PKCS#1 "
+      "v1.5, not OAEP with SHA-1) under the wrapping-key.pem of the current import "
+      "parameters: " + ImportOpensslCommands("DIR"));
 }
 
 }  // namespace
@@ -151,12 +155,24 @@ StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
         "run `ekm key import-params` again and wrap the material with the new wrapping key");
   }
 
+  // The size of the upload is public: checked before any attempt is counted.
   if (wrapped_material.size() != kRsaCiphertextSize) {
     return InvalidArgumentError(
         "the wrapped key material is " + std::to_string(wrapped_material.size()) +
             " bytes; an RSA-4096 ciphertext is exactly 512 bytes",
         "upload the binary output of: " + ImportOpensslCommands("DIR") +
             " (material.wrapped, not material.bin, and not base64 text)");
+  }
+  // Counted before the private key is used, atomically in the store: at most
+  // kMaxImportAttempts unwraps per token, whichever processes try.
+  auto attempt = store.TakeImportAttempt(env.id, params->token_sha256, kMaxImportAttempts);
+  if (!attempt.ok()) {
+    if (attempt.status().code() != StatusCode::kFailedPrecondition) return attempt.status();
+    return FailedPreconditionError(
+        "this import token is locked after " + std::to_string(kMaxImportAttempts) +
+            " failed imports",
+        "run " + ParamsCommand(env) + " again for a new token and wrapping key, and wrap the "
+        "material with that key: " + ImportOpensslCommands("DIR"));
   }
   EKM_ASSIGN_OR_RETURN(SecretBytes der,
                        UnsealSecret(platform, params->sealed_private_key,
@@ -173,19 +189,10 @@ StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
   EKM_OSSL_CHECK(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_sha256()), "RSA MGF1 SHA-256");
   SecretBytes plain(kRsaCiphertextSize);
   size_t plain_len = plain.size();
-  if (EVP_PKEY_decrypt(ctx.get(), plain.MutableForCrypto().data(), &plain_len,
-                       wrapped_material.data(), wrapped_material.size()) != 1) {
-    ERR_clear_error();
-    return WrongWrapping("OAEP decoding failed (another wrapping key, another padding, or a "
-                         "damaged file)");
-  }
-  if (plain_len != kImportedMaterialSize) {
-    return InvalidArgumentError(
-        "the key material is " + std::to_string(plain_len) +
-            " bytes; ekm needs exactly 32 random bytes (a 256-bit key)",
-        "create it with `openssl rand -out material.bin 32` and wrap it again: " +
-            ImportOpensslCommands("DIR"));
-  }
+  bool unwrapped = EVP_PKEY_decrypt(ctx.get(), plain.MutableForCrypto().data(), &plain_len,
+                                    wrapped_material.data(), wrapped_material.size()) == 1;
+  ERR_clear_error();
+  if (!unwrapped || plain_len != kImportedMaterialSize) return WrongWrapping(*attempt);
   SecretBytes material(plain.RevealForCrypto().data(), plain_len);
   EKM_RETURN_IF_ERROR(store.SpendImportToken(env.id, params->token_sha256, now));
   return material;

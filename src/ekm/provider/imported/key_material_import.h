@@ -23,6 +23,9 @@ inline constexpr std::string_view kImportWrappingAlgorithm = "RSAES_OAEP_SHA_256
 inline constexpr int64_t kDefaultImportTokenLifetimeSeconds = 24 * 3600;
 inline constexpr int64_t kMinImportTokenLifetimeSeconds = 60;
 inline constexpr int64_t kMaxImportTokenLifetimeSeconds = 7 * 24 * 3600;
+// Unwraps tried with one import token before it locks (counted in the store, so across
+// processes): the admin may fix a wrong openssl command a few times, nobody may probe.
+inline constexpr int64_t kMaxImportAttempts = 5;
 
 // What the admin needs to wrap and upload material. The token is a secret of the admin's.
 struct ImportParameters {
@@ -39,9 +42,11 @@ StatusOr<ImportParameters> CreateImportParameters(Store& store, KeyProvider& pla
                                                   const EnvironmentRecord& env, int64_t now,
                                                   int64_t lifetime_seconds);
 
-// Checks `import_token` for `env` (unknown, another environment's, used, expired), unwraps
-// `wrapped_material` with the environment's wrapping key and checks it is 32 bytes; then spends
-// the token. A wrong wrapping does not spend the token, so the admin can fix the command.
+// Checks `import_token` for `env` (unknown, another environment's, used, expired, locked),
+// unwraps `wrapped_material` with the environment's wrapping key and checks it is 32 bytes;
+// then spends the token. A wrong wrapping does not spend the token, so the admin can fix the
+// command, but each unwrap counts: after kMaxImportAttempts the token is locked. Every failed
+// unwrap gets the same error, whatever the cause (no padding oracle).
 StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
                                            const EnvironmentRecord& env,
                                            ByteView wrapped_material,

@@ -1,18 +1,16 @@
 #include "ekm/provider/platform/platform_key_provider.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
 #include <cstring>
 
 #include "ekm/base/encoding.h"
+#include "ekm/base/key_file.h"
 #include "ekm/base/ossl.h"
 #include "ekm/base/endian.h"
 #include "ekm/base/random.h"
+#include "ekm/crypto/hkdf.h"
 #include "ekm/crypto/key_wrap.h"
 
 namespace ekm {
@@ -23,8 +21,13 @@ constexpr uint8_t kPlatformWrapVersion = 1;
 constexpr size_t kRootKeySize = 32;
 constexpr std::string_view kWrapLabel = "ekm platform wrap v1";
 constexpr std::string_view kFingerprintLabel = "ekm platform root key fingerprint v1";
-
-std::string Errno() { return std::strerror(errno); }
+// HKDF-SHA256 labels (info) of the keys derived from the root key for the store
+// (store/store_integrity.h). Distinct labels: each output says nothing about the others or the
+// root key.
+constexpr std::string_view kStoreFingerprintLabel = "ekm store root key fingerprint v1";
+constexpr std::string_view kStoreIntegrityLabel = "ekm store integrity v1";
+constexpr size_t kStoreFingerprintSize = 16;
+constexpr size_t kStoreMacKeySize = 32;
 
 Status ComputeFingerprint(const SecretBytes& key, uint8_t out[8]) {
   uint8_t digest[EVP_MAX_MD_SIZE];
@@ -56,68 +59,32 @@ Bytes WrapAad(std::string_view key_id, const EncryptionContext& context) {
 
 Status PlatformKeyProvider::CreateRootKeyFile(const std::string& path) {
   EKM_ASSIGN_OR_RETURN(SecretBytes key, RandomSecret(kRootKeySize));
-  std::string hex = HexEncode(key.RevealForCrypto());
-  hex.push_back('\n');
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    Status s = errno == EEXIST
-                   ? AlreadyExistsError("root key file " + path + " already exists")
-                   : FailedPreconditionError("cannot create root key file " + path + ": " +
-                                                 Errno(),
-                                             "check that the directory exists and is writable");
-    OPENSSL_cleanse(hex.data(), hex.size());
-    return s;
+  // 64 hex characters and a newline, written into a buffer of its final size: no copy of the
+  // key is left behind by a growing string.
+  SecretBytes text(2 * kRootKeySize + 1);
+  static constexpr char kHex[] = "0123456789abcdef";
+  auto out = text.MutableForCrypto();
+  auto k = key.RevealForCrypto();
+  for (size_t i = 0; i < kRootKeySize; ++i) {
+    out[2 * i] = static_cast<uint8_t>(kHex[k[i] >> 4]);
+    out[2 * i + 1] = static_cast<uint8_t>(kHex[k[i] & 0xf]);
   }
-  size_t off = 0;
-  while (off < hex.size()) {
-    ssize_t n = ::write(fd, hex.data() + off, hex.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
-  }
-  OPENSSL_cleanse(hex.data(), hex.size());
-  bool ok = off == hex.size() && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) {
-    ::unlink(path.c_str());
-    return FailedPreconditionError("cannot write root key file " + path + ": " + Errno());
-  }
-  return Status::Ok();
+  out[2 * kRootKeySize] = '\n';
+  return WriteNewKeyFile(path, "root key file", text.RevealForCrypto());
 }
 
 StatusOr<std::unique_ptr<PlatformKeyProvider>> PlatformKeyProvider::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) {
-      return NotFoundError("root key file " + path + " does not exist",
+  // Raw 32 bytes, or 64 hex characters with optional trailing whitespace.
+  auto read = ReadKeyFile(path, "root key file", 130);
+  if (!read.ok()) {
+    if (read.status().code() == StatusCode::kNotFound) {
+      return NotFoundError(read.status().message(),
                            "run `ekm init` to create one, or pass the right --root-key-file");
     }
-    return FailedPreconditionError("cannot open root key file " + path + ": " + Errno());
+    return read.status();
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    return FailedPreconditionError("cannot stat root key file " + path + ": " + Errno());
-  }
-  if ((st.st_mode & 077) != 0) {
-    ::close(fd);
-    char mode[8];
-    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return FailedPreconditionError("root key file " + path + " is accessible by other users (mode " +
-                                       mode + ")",
-                                   "restrict it with `chmod 600 " + path + "`");
-  }
-  // Raw 32 bytes, or 64 hex characters with optional trailing whitespace.
-  SecretBytes buf(130);
-  size_t got = 0;
-  while (got < buf.size()) {
-    ssize_t n = ::read(fd, buf.MutableForCrypto().data() + got, buf.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  const uint8_t* b = buf.RevealForCrypto().data();
+  const size_t got = read->size();
+  const uint8_t* b = read->RevealForCrypto().data();
   SecretBytes key;
   if (got == kRootKeySize) {
     key = SecretBytes(b, kRootKeySize);
@@ -155,6 +122,34 @@ StatusOr<std::unique_ptr<PlatformKeyProvider>> PlatformKeyProvider::Open(const s
   EKM_RETURN_IF_ERROR(ComputeFingerprint(provider->root_key_, provider->fingerprint_));
   provider->fingerprint_hex_ = HexEncode(ByteView(provider->fingerprint_, 8));
   return provider;
+}
+
+StatusOr<StoreBinding> PlatformKeyProvider::BindStore() const {
+  StoreBinding b;
+  EKM_ASSIGN_OR_RETURN(SecretBytes fingerprint,
+                       HkdfSha256(root_key_, {}, AsBytes(kStoreFingerprintLabel),
+                                  kStoreFingerprintSize));
+  auto f = fingerprint.RevealForCrypto();
+  b.root_key_fingerprint.assign(f.begin(), f.end());  // public: a PRF output, not the key
+  EKM_ASSIGN_OR_RETURN(b.mac_key, HkdfSha256(root_key_, {}, AsBytes(kStoreIntegrityLabel),
+                                             kStoreMacKeySize));
+  b.root_key_source = "the root key in " + path_;
+  // Before the rows were MAC'd, a platform EK names the root key that wrapped it by the
+  // fingerprint in its blob: the upgrade refuses to vouch for EKs of another root key.
+  b.check_legacy_ek = [this](const EnvironmentKeyRecord& ek) -> Status {
+    if (ek.cmk_provider != kPlatformProviderName || ek.wrapped.empty()) return Status::Ok();
+    if (ek.wrapped.size() >= 9 && ek.wrapped[0] == kPlatformWrapVersion &&
+        std::equal(fingerprint_, fingerprint_ + 8, ek.wrapped.begin() + 1)) {  // public value
+      return Status::Ok();
+    }
+    return FailedPreconditionError(
+        "it was wrapped under another platform root key" +
+            (ek.wrapped.size() >= 9 ? " (fingerprint " + HexEncode(ByteView(ek.wrapped).subspan(1, 8)) + ")"
+                                    : std::string()) +
+            " than the one in " + path_ + " (fingerprint " + fingerprint_hex_ + ")",
+        "start with the root key file this store was created with (--root-key-file)");
+  };
+  return b;
 }
 
 PlatformKeyProvider::PlatformKeyProvider(SecretBytes root_key, std::string path)

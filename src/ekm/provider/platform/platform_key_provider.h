@@ -11,6 +11,7 @@
 #include <string>
 
 #include "ekm/provider/key_provider.h"
+#include "ekm/store/store_integrity.h"
 
 namespace ekm {
 
@@ -19,12 +20,19 @@ inline constexpr std::string_view kPlatformRootKeyId = "root";
 
 class PlatformKeyProvider : public KeyProvider {
  public:
-  // Creates a new root key file at `path` (32 random bytes as 64 hex characters, mode 0600).
-  // AlreadyExists if the file exists: a root key is never overwritten.
+  // Creates a new root key file at `path` (32 random bytes as 64 hex characters, mode 0600;
+  // the file and its directory fsync'd). AlreadyExists if anything is there: a root key is
+  // never overwritten.
   static Status CreateRootKeyFile(const std::string& path);
   // Loads the root key from `path`. The file holds 32 raw bytes or 64 hex characters; it must
-  // not be readable by group or others.
+  // be a regular file (not a symbolic link) owned by the user ekm runs as and not accessible
+  // by group or others (base/key_file.h). NotFound when it does not exist.
   static StatusOr<std::unique_ptr<PlatformKeyProvider>> Open(const std::string& path);
+
+  // What ties a store to this root key (store/store_integrity.h): the store fingerprint and
+  // the row MAC key, both HKDF-SHA256 of the root key with their own labels, and the check of
+  // platform EK rows stored before the rows were MAC'd. Valid while this provider lives.
+  StatusOr<StoreBinding> BindStore() const;
 
   std::string_view Name() const override { return kPlatformProviderName; }
   StatusOr<Bytes> Wrap(std::string_view key_id, const SecretBytes& key,

@@ -8,6 +8,10 @@
 
 namespace ekm {
 
+// The migration that binds the store to its root key (store/store_integrity.h): from it on,
+// every open checks the root key's fingerprint before anything else.
+inline constexpr int kStoreIntegrityMigration = 12;
+
 struct Migration {
   int version;
   std::string_view description;
@@ -228,6 +232,26 @@ CREATE TABLE audit_checkpoints (
   signature BLOB NOT NULL
 );
 CREATE INDEX audit_checkpoints_by_chain ON audit_checkpoints (chain, id);
+)sql"},
+
+      // --- issue12-store ---
+      {11, "import tokens: unwrap attempts (a token locks after a few failures)", R"sql(
+ALTER TABLE import_params ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+)sql"},
+      // The store computes the MACs of the rows already there in the same transaction
+      // (SqliteStore::BindToRootKey), since SQL has no HMAC; the root key's fingerprint is
+      // recorded there too.
+      {kStoreIntegrityMigration,
+       "store integrity: the root key's fingerprint, MACs of EK rows, current-EK pointers and "
+       "workspace default CMKs",
+       R"sql(
+CREATE TABLE store_meta (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+ALTER TABLE environments ADD COLUMN current_ek_mac BLOB NOT NULL DEFAULT X'';
+ALTER TABLE environment_keys ADD COLUMN mac BLOB NOT NULL DEFAULT X'';
+ALTER TABLE workspace_default_keys ADD COLUMN mac BLOB NOT NULL DEFAULT X'';
 )sql"},
 
   };

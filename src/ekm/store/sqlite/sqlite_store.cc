@@ -12,7 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "ekm/audit/audit_log.h"
+#include "ekm/base/encoding.h"
 #include "ekm/store/sqlite/migrations.h"
+#include "ekm/store/store_integrity.h"
 
 namespace ekm {
 
@@ -61,11 +63,22 @@ class Stmt {
   sqlite3_stmt* s_;
 };
 
+// store_meta names (migration kStoreIntegrityMigration).
+constexpr std::string_view kRootKeyFingerprintMeta = "root_key_fingerprint";
+constexpr std::string_view kFreePagesWipedMeta = "free_pages_wiped";
+
 class SqliteStore : public Store {
  public:
-  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  SqliteStore(sqlite3* db, std::string path, StoreBinding binding)
+      : db_(db),
+        path_(std::move(path)),
+        fingerprint_(HexEncode(binding.root_key_fingerprint)),
+        root_key_source_(std::move(binding.root_key_source)),
+        check_legacy_ek_(std::move(binding.check_legacy_ek)),
+        macs_(std::move(binding.mac_key)) {}
   ~SqliteStore() override {
     for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+    if (wipe_pending_) WipeDestroyed();
     sqlite3_close(db_);
   }
 
@@ -88,11 +101,14 @@ class SqliteStore : public Store {
               ", newer than this build of ekm knows (" + std::to_string(latest) + ")",
           "upgrade ekm; never run an older ekm on a newer database");
     }
+    // The root key first: nothing is changed in a store opened with another one.
+    if (current >= kStoreIntegrityMigration) EKM_RETURN_IF_ERROR(CheckRootKey());
     for (const Migration& m : migrations) {
       if (m.version <= current) continue;
       EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
       Status s = Exec(std::string(m.sql));
       if (s.ok() && m.version == 10) s = ChainMovedAuditRecords();
+      if (s.ok() && m.version == kStoreIntegrityMigration) s = BindToRootKey(current == 0);
       if (s.ok()) {
         auto st = Prepare(
             "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, "
@@ -109,6 +125,16 @@ class SqliteStore : public Store {
         Exec("ROLLBACK").IgnoreError();
         return s.WithContext("applying schema migration " + std::to_string(m.version));
       }
+    }
+    check_legacy_ek_ = nullptr;  // the provider it refers to may go; only the upgrade needs it
+    // A store from before secure_delete and the wipes: what was destroyed then may still be in
+    // free pages. VACUUM rewrites the file from the live rows only, once; the checkpoint leaves
+    // no old page in the WAL. If it cannot run now (another process is busy), the store works
+    // anyway and the next open tries again.
+    EKM_ASSIGN_OR_RETURN(std::optional<std::string> wiped, StoreMetaLocked(kFreePagesWipedMeta));
+    if (!wiped && Exec("VACUUM").ok()) {
+      EKM_RETURN_IF_ERROR(PutStoreMetaOnceLocked(kFreePagesWipedMeta, "1").status());
+      WipeDestroyed();
     }
     return Status::Ok();
   }
@@ -163,9 +189,10 @@ class SqliteStore : public Store {
         env = EnvironmentRecord{sqlite3_last_insert_rowid(db_), ws.id, ws.name,
                                 std::string(name), now, first_ek.version};
       }
+      EKM_RETURN_IF_ERROR(SetCurrentEkMacLocked(env));
       EnvironmentKeyRecord ek = first_ek;
       ek.environment_id = env.id;
-      EKM_RETURN_IF_ERROR(InsertEnvironmentKeyLocked(ek));
+      EKM_RETURN_IF_ERROR(InsertEnvironmentKeyLocked(env, ek));
       return env;
     }();
     if (!result.ok()) {
@@ -180,9 +207,8 @@ class SqliteStore : public Store {
                                              std::string_view name) override {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
-        std::unique_ptr<Stmt> s, Prepare("SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, "
-                          "e.current_ek_version FROM environments e JOIN workspaces w ON "
-                          "w.id = e.workspace_id WHERE w.name = ? AND e.name = ?"));
+        std::unique_ptr<Stmt> s, Prepare(std::string(kSelectEnvironment) +
+                                         " WHERE w.name = ? AND e.name = ?"));
     s->Bind(1, workspace).Bind(2, name);
     int rc = s->Step();
     if (rc == SQLITE_ROW) return ReadEnvironment(*s);
@@ -197,13 +223,15 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_RETURN_IF_ERROR(GetWorkspaceLocked(workspace).status());
     EKM_ASSIGN_OR_RETURN(
-        std::unique_ptr<Stmt> s, Prepare("SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, "
-                          "e.current_ek_version FROM environments e JOIN workspaces w ON "
-                          "w.id = e.workspace_id WHERE w.name = ? ORDER BY e.name"));
+        std::unique_ptr<Stmt> s,
+        Prepare(std::string(kSelectEnvironment) + " WHERE w.name = ? ORDER BY e.name"));
     s->Bind(1, workspace);
     std::vector<EnvironmentRecord> out;
     int rc;
-    while ((rc = s->Step()) == SQLITE_ROW) out.push_back(ReadEnvironment(*s));
+    while ((rc = s->Step()) == SQLITE_ROW) {
+      EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, ReadEnvironment(*s));
+      out.push_back(std::move(env));
+    }
     if (rc != SQLITE_DONE) return Error("listing environments");
     return out;
   }
@@ -211,14 +239,20 @@ class SqliteStore : public Store {
   StatusOr<EnvironmentKeyRecord> GetEnvironmentKey(int64_t environment_id,
                                                    uint32_t version) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
-                         Prepare("SELECT cmk_provider, cmk_key_id, wrapped, created_at FROM "
-                                 "environment_keys WHERE environment_id = ? AND version = ?"));
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT k.cmk_provider, k.cmk_key_id, k.wrapped, k.created_at, k.mac, "
+                "e.workspace_id, w.name, e.name FROM environment_keys k JOIN environments e ON "
+                "e.id = k.environment_id JOIN workspaces w ON w.id = e.workspace_id WHERE "
+                "k.environment_id = ? AND k.version = ?"));
     s->Bind(1, environment_id).Bind(2, int64_t{version});
     int rc = s->Step();
     if (rc == SQLITE_ROW) {
-      return EnvironmentKeyRecord{environment_id, version, s->Text(0), s->Text(1), s->Blob(2),
-                                  s->Int(3)};
+      EnvironmentKeyRecord ek{environment_id, version, s->Text(0), s->Text(1), s->Blob(2),
+                              s->Int(3)};
+      EnvironmentRecord env{environment_id, s->Int(5), s->Text(6), s->Text(7), 0, 0};
+      EKM_RETURN_IF_ERROR(macs_.CheckEnvironmentKey(env, ek, s->Blob(4)));
+      return ek;
     }
     if (rc != SQLITE_DONE) return Error("reading environment key");
     return NotFoundError("environment key v" + std::to_string(version) + " does not exist");
@@ -228,18 +262,8 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     Status st = [&]() -> Status {
-      EKM_ASSIGN_OR_RETURN(
-          std::unique_ptr<Stmt> u,
-          Prepare("UPDATE environments SET current_ek_version = ?1 WHERE id = ?2 AND "
-                  "current_ek_version = ?1 - 1"));
-      u->Bind(1, int64_t{ek.version}).Bind(2, ek.environment_id);
-      if (u->Step() != SQLITE_DONE) return Error("updating environment");
-      if (sqlite3_changes(db_) != 1) {
-        return FailedPreconditionError(
-            "the environment's key changed while this change was being made",
-            "look at `ekm key show` and try again");
-      }
-      return InsertEnvironmentKeyLocked(ek);
+      EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, MoveCurrentEkLocked(ek));
+      return InsertEnvironmentKeyLocked(env, ek);
     }();
     if (st.ok()) st = Exec("COMMIT");
     if (!st.ok()) Exec("ROLLBACK").IgnoreError();
@@ -412,6 +436,144 @@ class SqliteStore : public Store {
     return Status::Ok();
   }
 
+  // The store's root key fingerprint against the binding's. Caller holds mu_ (or is Migrate).
+  Status CheckRootKey() {
+    EKM_ASSIGN_OR_RETURN(std::optional<std::string> recorded,
+                         StoreMetaLocked(kRootKeyFingerprintMeta));
+    if (!recorded) {
+      return StoreModifiedError("the store " + path_ + " has no root key fingerprint; it");
+    }
+    if (*recorded != fingerprint_) {
+      return FailedPreconditionError(
+          root_key_source_ + " (store fingerprint " + fingerprint_ +
+              ") is not the root key of this store, " + path_ + " (store fingerprint " +
+              *recorded + ")",
+          "start ekm with the root key file this store was created with: restore it from your "
+          "backup, or pass --root-key-file; ekm never uses another root key for an existing "
+          "store (what is wrapped under the old one could not be read, and new keys would be "
+          "wrapped under the wrong one)");
+    }
+    return Status::Ok();
+  }
+
+  // Migration kStoreIntegrityMigration: MACs of the rows stored before (each EK row vouched
+  // for by the binding's legacy check first) and the root key's fingerprint. Runs inside the
+  // migration's transaction: all of it or nothing.
+  Status BindToRootKey(bool new_store) {
+    struct EkRow {
+      EnvironmentRecord env;
+      EnvironmentKeyRecord ek;
+    };
+    std::vector<EkRow> eks;
+    {
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> s,
+          Prepare("SELECT k.environment_id, k.version, k.cmk_provider, k.cmk_key_id, k.wrapped, "
+                  "k.created_at, e.workspace_id, w.name, e.name FROM environment_keys k JOIN "
+                  "environments e ON e.id = k.environment_id JOIN workspaces w ON w.id = "
+                  "e.workspace_id ORDER BY k.environment_id, k.version"));
+      int rc;
+      while ((rc = s->Step()) == SQLITE_ROW) {
+        eks.push_back(EkRow{EnvironmentRecord{s->Int(0), s->Int(6), s->Text(7), s->Text(8), 0, 0},
+                            EnvironmentKeyRecord{s->Int(0), static_cast<uint32_t>(s->Int(1)),
+                                                 s->Text(2), s->Text(3), s->Blob(4), s->Int(5)}});
+      }
+      if (rc != SQLITE_DONE) return Error("reading environment keys");
+    }
+    for (const EkRow& r : eks) {
+      if (check_legacy_ek_) {
+        Status vouched = check_legacy_ek_(r.ek);
+        if (!vouched.ok()) {
+          return vouched.WithContext("environment key v" + std::to_string(r.ek.version) + " of " +
+                                     r.env.workspace + "/" + r.env.name);
+        }
+      }
+      EKM_ASSIGN_OR_RETURN(Bytes mac, macs_.EnvironmentKey(r.env, r.ek));
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> u,
+                           Prepare("UPDATE environment_keys SET mac = ? WHERE environment_id = ? "
+                                   "AND version = ?"));
+      u->Bind(1, ByteView(mac)).Bind(2, r.ek.environment_id).Bind(3, int64_t{r.ek.version});
+      if (u->Step() != SQLITE_DONE) return Error("storing an environment key's integrity check");
+    }
+    std::vector<EnvironmentRecord> envs;
+    {
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                           Prepare("SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, "
+                                   "e.current_ek_version FROM environments e JOIN workspaces w "
+                                   "ON w.id = e.workspace_id"));
+      int rc;
+      while ((rc = s->Step()) == SQLITE_ROW) {
+        envs.push_back(EnvironmentRecord{s->Int(0), s->Int(1), s->Text(2), s->Text(3), s->Int(4),
+                                         static_cast<uint32_t>(s->Int(5))});
+      }
+      if (rc != SQLITE_DONE) return Error("reading environments");
+    }
+    for (const EnvironmentRecord& env : envs) EKM_RETURN_IF_ERROR(SetCurrentEkMacLocked(env));
+    std::vector<std::pair<std::string, WorkspaceDefaultKeyRecord>> defaults;
+    {
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                           Prepare("SELECT d.workspace_id, w.name, d.cmk_provider, d.cmk_key_id "
+                                   "FROM workspace_default_keys d JOIN workspaces w ON w.id = "
+                                   "d.workspace_id"));
+      int rc;
+      while ((rc = s->Step()) == SQLITE_ROW) {
+        WorkspaceDefaultKeyRecord r;
+        r.workspace_id = s->Int(0);
+        r.cmk_provider = s->Text(2);
+        r.cmk_key_id = s->Text(3);
+        defaults.emplace_back(s->Text(1), std::move(r));
+      }
+      if (rc != SQLITE_DONE) return Error("reading workspace default keys");
+    }
+    for (const auto& [workspace, r] : defaults) {
+      EKM_ASSIGN_OR_RETURN(Bytes mac, macs_.WorkspaceDefaultKey(workspace, r));
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> u,
+          Prepare("UPDATE workspace_default_keys SET mac = ? WHERE workspace_id = ?"));
+      u->Bind(1, ByteView(mac)).Bind(2, r.workspace_id);
+      if (u->Step() != SQLITE_DONE) return Error("storing a workspace default key's integrity check");
+    }
+    EKM_RETURN_IF_ERROR(PutStoreMetaOnceLocked(kRootKeyFingerprintMeta, fingerprint_).status());
+    // A new store has never held a destroyed key: nothing to VACUUM.
+    if (new_store) EKM_RETURN_IF_ERROR(PutStoreMetaOnceLocked(kFreePagesWipedMeta, "1").status());
+    return Status::Ok();
+  }
+
+  StatusOr<std::optional<std::string>> StoreMetaLocked(std::string_view name) {
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("SELECT value FROM store_meta WHERE name = ?"));
+    s->Bind(1, name);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return std::optional<std::string>();
+    if (rc != SQLITE_ROW) return Error("reading the store's metadata");
+    return std::optional<std::string>(s->Text(0));
+  }
+
+  StatusOr<std::string> PutStoreMetaOnceLocked(std::string_view name, std::string_view value) {
+    {
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                           Prepare("INSERT INTO store_meta (name, value) VALUES (?, ?) ON "
+                                   "CONFLICT (name) DO NOTHING"));
+      s->Bind(1, name).Bind(2, value);
+      if (s->Step() != SQLITE_DONE) return Error("storing the store's metadata");
+    }
+    EKM_ASSIGN_OR_RETURN(std::optional<std::string> stored, StoreMetaLocked(name));
+    if (!stored) return InternalError("the store's metadata just stored is missing");
+    return *stored;
+  }
+
+ public:
+  StatusOr<std::optional<std::string>> GetStoreMeta(std::string_view name) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return StoreMetaLocked(name);
+  }
+
+  StatusOr<std::string> PutStoreMetaOnce(std::string_view name, std::string_view value) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return PutStoreMetaOnceLocked(name, value);
+  }
+
+ private:
   static constexpr std::string_view kSelectDataKey =
       "SELECT environment_id, scope, version, ek_version, wrapped, created_at, "
       "messages_reserved FROM data_keys";
@@ -592,18 +754,8 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     Status st = [&]() -> Status {
-      EKM_ASSIGN_OR_RETURN(
-          std::unique_ptr<Stmt> u,
-          Prepare("UPDATE environments SET current_ek_version = ?1 WHERE id = ?2 AND "
-                  "current_ek_version = ?1 - 1"));
-      u->Bind(1, int64_t{ek.version}).Bind(2, ek.environment_id);
-      if (u->Step() != SQLITE_DONE) return Error("updating environment");
-      if (sqlite3_changes(db_) != 1) {
-        return FailedPreconditionError(
-            "the environment's key changed while this change was being made",
-            "look at `ekm key show` and try again");
-      }
-      EKM_RETURN_IF_ERROR(InsertEnvironmentKeyLocked(ek));
+      EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, MoveCurrentEkLocked(ek));
+      EKM_RETURN_IF_ERROR(InsertEnvironmentKeyLocked(env, ek));
       EKM_ASSIGN_OR_RETURN(
           std::unique_ptr<Stmt> s,
           Prepare("INSERT INTO cmk_changes (environment_id, at, from_provider, from_key_id, "
@@ -656,14 +808,19 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
-        Prepare("SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, "
-                "e.current_ek_version FROM environments e JOIN workspaces w ON "
-                "w.id = e.workspace_id WHERE EXISTS (SELECT 1 FROM environment_keys k WHERE "
+        Prepare(std::string(kSelectEnvironment) +
+                " WHERE EXISTS (SELECT 1 FROM environment_keys k WHERE "
                 "k.environment_id = e.id AND k.version < e.current_ek_version AND "
                 "k.destroyed_at IS NULL) ORDER BY e.id"));
     std::vector<EnvironmentRecord> out;
     int rc;
-    while ((rc = s->Step()) == SQLITE_ROW) out.push_back(ReadEnvironment(*s));
+    while ((rc = s->Step()) == SQLITE_ROW) {
+      // A store-wide list for a background job: an edited row is left out (every use of that
+      // environment reports it), so it does not stop the job for every other environment.
+      auto env = ReadEnvironment(*s);
+      if (env.ok()) out.push_back(std::move(env).value());
+      else if (env.status().code() != StatusCode::kDataLoss) return env.status();
+    }
     if (rc != SQLITE_DONE) return Error("listing environments to repack");
     return out;
   }
@@ -791,18 +948,8 @@ class SqliteStore : public Store {
                                          " data keys are still under an older environment key");
         }
       }
-      std::vector<uint32_t> destroyed;
-      {
-        EKM_ASSIGN_OR_RETURN(
-            std::unique_ptr<Stmt> d,
-            Prepare("UPDATE environment_keys SET wrapped = X'', destroyed_at = ?3 WHERE "
-                    "environment_id = ?1 AND version < ?2 AND destroyed_at IS NULL RETURNING "
-                    "version"));
-        d->Bind(1, environment_id).Bind(2, int64_t{target}).Bind(3, now_ms / 1000);
-        int rc;
-        while ((rc = d->Step()) == SQLITE_ROW) destroyed.push_back(static_cast<uint32_t>(d->Int(0)));
-        if (rc != SQLITE_DONE) return Error("destroying old environment keys");
-      }
+      EKM_ASSIGN_OR_RETURN(std::vector<uint32_t> destroyed,
+                           DestroyEnvironmentKeysLocked(environment_id, target, now_ms / 1000));
       EKM_ASSIGN_OR_RETURN(
           std::unique_ptr<Stmt> f,
           Prepare("UPDATE repack_jobs SET state = 'finished', finished_at_ms = ?2, "
@@ -816,6 +963,7 @@ class SqliteStore : public Store {
       return result;
     }
     EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    if (!result->empty()) WipeDestroyed();
     return result;
   }
 
@@ -837,7 +985,9 @@ class SqliteStore : public Store {
         std::unique_ptr<Stmt> s,
         Prepare("SELECT k.version, k.cmk_provider, k.cmk_key_id, k.created_at, COALESCE(k.destroyed_at, -1), "
                 "(SELECT COUNT(*) FROM data_keys d WHERE d.environment_id = k.environment_id AND "
-                "d.ek_version = k.version) FROM environment_keys k WHERE k.environment_id = ? "
+                "d.ek_version = k.version), k.wrapped, k.mac, e.workspace_id, w.name, e.name "
+                "FROM environment_keys k JOIN environments e ON e.id = k.environment_id JOIN "
+                "workspaces w ON w.id = e.workspace_id WHERE k.environment_id = ? "
                 "ORDER BY k.version"));
     s->Bind(1, environment_id);
     std::vector<EkInventoryRow> out;
@@ -850,6 +1000,11 @@ class SqliteStore : public Store {
       r.created_at = s->Int(3);
       if (s->Int(4) >= 0) r.destroyed_at = s->Int(4);
       r.data_keys = static_cast<uint64_t>(s->Int(5));
+      EKM_RETURN_IF_ERROR(macs_.CheckEnvironmentKey(
+          EnvironmentRecord{environment_id, s->Int(8), s->Text(9), s->Text(10), 0, 0},
+          EnvironmentKeyRecord{environment_id, r.version, r.cmk_provider, r.cmk_key_id, s->Blob(6),
+                               r.created_at},
+          s->Blob(7)));
       out.push_back(std::move(r));
     }
     if (rc != SQLITE_DONE) return Error("reading the environment key inventory");
@@ -940,14 +1095,17 @@ class SqliteStore : public Store {
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("INSERT INTO import_params (environment_id, token_sha256, public_key_pem, "
-                "sealed_private_key, created_at, expires_at, used_at) VALUES (?,?,?,?,?,?,0) "
-                "ON CONFLICT (environment_id) DO UPDATE SET token_sha256 = "
+                "sealed_private_key, created_at, expires_at, used_at, attempts) VALUES "
+                "(?,?,?,?,?,?,0,0) ON CONFLICT (environment_id) DO UPDATE SET token_sha256 = "
                 "excluded.token_sha256, public_key_pem = excluded.public_key_pem, "
                 "sealed_private_key = excluded.sealed_private_key, created_at = "
-                "excluded.created_at, expires_at = excluded.expires_at, used_at = 0"));
+                "excluded.created_at, expires_at = excluded.expires_at, used_at = 0, "
+                "attempts = 0"));
     s->Bind(1, r.environment_id).Bind(2, ByteView(r.token_sha256)).Bind(3, r.public_key_pem);
     s->Bind(4, ByteView(r.sealed_private_key)).Bind(5, r.created_at).Bind(6, r.expires_at);
     if (s->Step() != SQLITE_DONE) return Error("storing import parameters");
+    // A replaced wrapping private key could still open an upload made for it.
+    WipeDestroyed();
     return Status::Ok();
   }
 
@@ -956,13 +1114,15 @@ class SqliteStore : public Store {
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT environment_id, token_sha256, public_key_pem, sealed_private_key, "
-                "created_at, expires_at, used_at FROM import_params WHERE environment_id = ?"));
+                "created_at, expires_at, used_at, attempts FROM import_params WHERE "
+                "environment_id = ?"));
     s->Bind(1, environment_id);
     int rc = s->Step();
     if (rc == SQLITE_DONE) return std::optional<ImportParamsRecord>();
     if (rc != SQLITE_ROW) return Error("reading import parameters");
     return std::optional<ImportParamsRecord>(ImportParamsRecord{
-        s->Int(0), s->Blob(1), s->Text(2), s->Blob(3), s->Int(4), s->Int(5), s->Int(6)});
+        s->Int(0), s->Blob(1), s->Text(2), s->Blob(3), s->Int(4), s->Int(5), s->Int(6),
+        s->Int(7)});
   }
 
   StatusOr<std::optional<int64_t>> FindImportTokenEnvironment(ByteView token_sha256) override {
@@ -981,15 +1141,40 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
-        Prepare("UPDATE import_params SET used_at = ? WHERE environment_id = ? AND "
-                "token_sha256 = ? AND used_at = 0"));
+        Prepare("UPDATE import_params SET used_at = ?, sealed_private_key = X'' WHERE "
+                "environment_id = ? AND token_sha256 = ? AND used_at = 0"));
     s->Bind(1, now).Bind(2, environment_id).Bind(3, token_sha256);
     if (s->Step() != SQLITE_DONE) return Error("spending import token");
     if (sqlite3_changes(db_) != 1) {
       return FailedPreconditionError("this import token was used already",
                                      "run `ekm key import-params` again for a new token");
     }
+    // The wrapping private key has done its one job: destroyed, it can no longer open the
+    // upload (material.wrapped) if a copy of that turns up later.
+    WipeDestroyed();
     return Status::Ok();
+  }
+
+  StatusOr<int64_t> TakeImportAttempt(int64_t environment_id, ByteView token_sha256,
+                                      int64_t limit) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("UPDATE import_params SET attempts = attempts + 1 WHERE environment_id = ? AND "
+                "token_sha256 = ? AND used_at = 0 AND attempts < ? RETURNING attempts"));
+    s->Bind(1, environment_id).Bind(2, token_sha256).Bind(3, limit);
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) {
+      int64_t attempts = s->Int(0);
+      while (s->Step() == SQLITE_ROW) {
+      }
+      return attempts;
+    }
+    if (rc != SQLITE_DONE) return Error("counting an import attempt");
+    return FailedPreconditionError(
+        "this import token is locked after " + std::to_string(limit) +
+            " failed imports (or was used, or replaced, meanwhile)",
+        "run `ekm key import-params` again for a new token and wrapping key");
   }
 
   Status PutKeyMaterial(const KeyMaterialRecord& r) override {
@@ -1045,6 +1230,7 @@ class SqliteStore : public Store {
       return NotFoundError("no imported key material \"" + std::string(key_id) +
                            "\" exists in this environment (never imported, or deleted already)");
     }
+    WipeDestroyed();
     return Status::Ok();
   }
 
@@ -1055,6 +1241,7 @@ class SqliteStore : public Store {
         Prepare("DELETE FROM key_material WHERE environment_id = ? AND key_id = ?"));
     s->Bind(1, environment_id).Bind(2, key_id);
     if (s->Step() != SQLITE_DONE) return Error("removing key material");
+    if (sqlite3_changes(db_) > 0) WipeDestroyed();
     return Status::Ok();
   }
 
@@ -1077,12 +1264,9 @@ class SqliteStore : public Store {
       }
       EnvironmentShredRecord r{environment_id, now, std::string(actor), 0, 0};
       {
-        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
-                             Prepare("UPDATE environment_keys SET wrapped = X'', destroyed_at = ? "
-                                     "WHERE environment_id = ?"));
-        s->Bind(1, now).Bind(2, environment_id);
-        if (s->Step() != SQLITE_DONE) return Error("wiping environment keys");
-        r.ek_versions = static_cast<uint32_t>(sqlite3_changes(db_));
+        EKM_ASSIGN_OR_RETURN(std::vector<uint32_t> wiped,
+                             DestroyEnvironmentKeysLocked(environment_id, 0, now));
+        r.ek_versions = static_cast<uint32_t>(wiped.size());
       }
       if (r.ek_versions == 0) return NotFoundError("environment has no keys to shred");
       {
@@ -1107,6 +1291,7 @@ class SqliteStore : public Store {
       return result;
     }
     EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    WipeDestroyed();
     return result;
   }
 
@@ -1118,14 +1303,25 @@ class SqliteStore : public Store {
 
   Status SetWorkspaceDefaultKey(const WorkspaceDefaultKeyRecord& r) override {
     std::lock_guard<std::mutex> lock(mu_);
+    std::string workspace;
+    {
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> w,
+                           Prepare("SELECT name FROM workspaces WHERE id = ?"));
+      w->Bind(1, r.workspace_id);
+      int rc = w->Step();
+      if (rc == SQLITE_DONE) return NotFoundError("workspace " + std::to_string(r.workspace_id) + " does not exist");
+      if (rc != SQLITE_ROW) return Error("reading workspace");
+      workspace = w->Text(0);
+    }
+    EKM_ASSIGN_OR_RETURN(Bytes mac, macs_.WorkspaceDefaultKey(workspace, r));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("INSERT INTO workspace_default_keys (workspace_id, cmk_provider, cmk_key_id, "
-                "set_at, actor) VALUES (?,?,?,?,?) ON CONFLICT (workspace_id) DO UPDATE SET "
-                "cmk_provider = excluded.cmk_provider, cmk_key_id = excluded.cmk_key_id, "
-                "set_at = excluded.set_at, actor = excluded.actor"));
+                "set_at, actor, mac) VALUES (?,?,?,?,?,?) ON CONFLICT (workspace_id) DO UPDATE "
+                "SET cmk_provider = excluded.cmk_provider, cmk_key_id = excluded.cmk_key_id, "
+                "set_at = excluded.set_at, actor = excluded.actor, mac = excluded.mac"));
     s->Bind(1, r.workspace_id).Bind(2, r.cmk_provider).Bind(3, r.cmk_key_id);
-    s->Bind(4, r.set_at).Bind(5, r.actor);
+    s->Bind(4, r.set_at).Bind(5, r.actor).Bind(6, ByteView(mac));
     if (s->Step() != SQLITE_DONE) return Error("storing the workspace default key");
     return Status::Ok();
   }
@@ -1133,15 +1329,18 @@ class SqliteStore : public Store {
   StatusOr<std::optional<WorkspaceDefaultKeyRecord>> GetWorkspaceDefaultKey(
       int64_t workspace_id) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
-                         Prepare("SELECT cmk_provider, cmk_key_id, set_at, actor FROM "
-                                 "workspace_default_keys WHERE workspace_id = ?"));
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT d.cmk_provider, d.cmk_key_id, d.set_at, d.actor, d.mac, w.name FROM "
+                "workspace_default_keys d JOIN workspaces w ON w.id = d.workspace_id WHERE "
+                "d.workspace_id = ?"));
     s->Bind(1, workspace_id);
     int rc = s->Step();
     if (rc == SQLITE_DONE) return std::optional<WorkspaceDefaultKeyRecord>();
     if (rc != SQLITE_ROW) return Error("reading the workspace default key");
-    return std::optional<WorkspaceDefaultKeyRecord>(
-        WorkspaceDefaultKeyRecord{workspace_id, s->Text(0), s->Text(1), s->Int(2), s->Text(3)});
+    WorkspaceDefaultKeyRecord r{workspace_id, s->Text(0), s->Text(1), s->Int(2), s->Text(3)};
+    EKM_RETURN_IF_ERROR(macs_.CheckWorkspaceDefaultKey(s->Text(5), r, s->Blob(4)));
+    return std::optional<WorkspaceDefaultKeyRecord>(std::move(r));
   }
 
   Status DeleteWorkspaceDefaultKey(int64_t workspace_id) override {
@@ -1158,6 +1357,7 @@ class SqliteStore : public Store {
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, e.current_ek_version, "
+                "e.current_ek_mac, "
                 "COALESCE((SELECT value FROM environment_settings WHERE environment_id = e.id AND "
                 "name = 'ek_rotation_period_seconds'), -1), COALESCE((SELECT value FROM "
                 "environment_settings WHERE environment_id = e.id AND name = "
@@ -1172,11 +1372,16 @@ class SqliteStore : public Store {
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) {
       RotationScheduleRecord r;
-      r.environment = ReadEnvironment(*s);
+      auto env = ReadEnvironment(*s);
+      if (!env.ok()) {
+        if (env.status().code() == StatusCode::kDataLoss) continue;  // as in the list above
+        return env.status();
+      }
+      r.environment = std::move(env).value();
       // -1: not set (a period is at least an hour).
-      if (s->Int(6) >= 0) r.ek_rotation_period_seconds = s->Int(6);
-      if (s->Int(7) >= 0) r.dk_rotation_period_seconds = s->Int(7);
-      r.current_ek_created_at = s->Int(8);
+      if (s->Int(7) >= 0) r.ek_rotation_period_seconds = s->Int(7);
+      if (s->Int(8) >= 0) r.dk_rotation_period_seconds = s->Int(8);
+      r.current_ek_created_at = s->Int(9);
       out.push_back(std::move(r));
     }
     if (rc != SQLITE_DONE) return Error("listing rotation schedules");
@@ -1301,9 +1506,15 @@ class SqliteStore : public Store {
         static_cast<uint32_t>(s->Int(3))});
   }
 
-  static EnvironmentRecord ReadEnvironment(const Stmt& s) {
-    return EnvironmentRecord{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Int(4),
-                             static_cast<uint32_t>(s.Int(5))};
+  // Columns of kSelectEnvironment, the pointer's MAC checked.
+  static constexpr std::string_view kSelectEnvironment =
+      "SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, e.current_ek_version, "
+      "e.current_ek_mac FROM environments e JOIN workspaces w ON w.id = e.workspace_id";
+  StatusOr<EnvironmentRecord> ReadEnvironment(const Stmt& s) const {
+    EnvironmentRecord env{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Int(4),
+                          static_cast<uint32_t>(s.Int(5))};
+    EKM_RETURN_IF_ERROR(macs_.CheckCurrentEnvironmentKey(env, s.Blob(6)));
+    return env;
   }
   static DataKeyRecord ReadDataKey(const Stmt& s) {
     return DataKeyRecord{s.Int(0),  s.Text(1),
@@ -1336,14 +1547,118 @@ class SqliteStore : public Store {
                          std::string(scope) + "\" does not exist");
   }
 
-  Status InsertEnvironmentKeyLocked(const EnvironmentKeyRecord& ek) {
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare("INSERT INTO environment_keys (environment_id, version, "
-                                           "cmk_provider, cmk_key_id, wrapped, created_at) "
-                                           "VALUES (?,?,?,?,?,?)"));
+  // `env`: the environment the EK belongs to (id, workspace, name), for its MAC.
+  Status InsertEnvironmentKeyLocked(const EnvironmentRecord& env, const EnvironmentKeyRecord& ek) {
+    EKM_ASSIGN_OR_RETURN(Bytes mac, macs_.EnvironmentKey(env, ek));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("INSERT INTO environment_keys (environment_id, version, "
+                                 "cmk_provider, cmk_key_id, wrapped, created_at, mac) "
+                                 "VALUES (?,?,?,?,?,?,?)"));
     s->Bind(1, ek.environment_id).Bind(2, int64_t{ek.version}).Bind(3, ek.cmk_provider);
     s->Bind(4, ek.cmk_key_id).Bind(5, ByteView(ek.wrapped)).Bind(6, ek.created_at);
+    s->Bind(7, ByteView(mac));
     if (s->Step() != SQLITE_DONE) return Error("storing environment key");
     return Status::Ok();
+  }
+
+  // Stores the MAC of the environment's current-EK pointer as `env` has it.
+  Status SetCurrentEkMacLocked(const EnvironmentRecord& env) {
+    EKM_ASSIGN_OR_RETURN(Bytes mac, macs_.CurrentEnvironmentKey(env));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("UPDATE environments SET current_ek_mac = ? WHERE id = ?"));
+    s->Bind(1, ByteView(mac)).Bind(2, env.id);
+    if (s->Step() != SQLITE_DONE) return Error("storing the environment's integrity check");
+    return Status::Ok();
+  }
+
+  // The environment by id, its pointer's MAC checked. Caller holds mu_.
+  StatusOr<EnvironmentRecord> EnvironmentByIdLocked(int64_t environment_id) {
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare(std::string(kSelectEnvironment) + " WHERE e.id = ?"));
+    s->Bind(1, environment_id);
+    int rc = s->Step();
+    if (rc == SQLITE_ROW) return ReadEnvironment(*s);
+    if (rc != SQLITE_DONE) return Error("reading environment");
+    return NotFoundError("environment " + std::to_string(environment_id) + " does not exist");
+  }
+
+  // Moves the environment's current EK from ek.version - 1 to ek.version, guarded (another
+  // change that got there first wins), with the pointer's new MAC; returns the environment as
+  // it is now. Inside a write transaction.
+  StatusOr<EnvironmentRecord> MoveCurrentEkLocked(const EnvironmentKeyRecord& ek) {
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, EnvironmentByIdLocked(ek.environment_id));
+    env.current_ek_version = ek.version;
+    EKM_ASSIGN_OR_RETURN(Bytes mac, macs_.CurrentEnvironmentKey(env));
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> u,
+        Prepare("UPDATE environments SET current_ek_version = ?1, current_ek_mac = ?3 WHERE "
+                "id = ?2 AND current_ek_version = ?1 - 1"));
+    u->Bind(1, int64_t{ek.version}).Bind(2, ek.environment_id).Bind(3, ByteView(mac));
+    if (u->Step() != SQLITE_DONE) return Error("updating environment");
+    if (sqlite3_changes(db_) != 1) {
+      return FailedPreconditionError(
+          "the environment's key changed while this change was being made",
+          "look at `ekm key show` and try again");
+    }
+    return env;
+  }
+
+  // Wipes the wrapped blob of the environment's EK versions below `below` (all with
+  // below = 0) that are not destroyed yet (all, destroyed or not, with below = 0: a shred),
+  // marks them destroyed_at and gives each its MAC as wiped; returns the versions. A wiped row
+  // is MAC'd as it is without checking what it was: destroying is safe whatever was there.
+  StatusOr<std::vector<uint32_t>> DestroyEnvironmentKeysLocked(int64_t environment_id,
+                                                               uint32_t below,
+                                                               int64_t destroyed_at) {
+    struct Row {
+      EnvironmentKeyRecord ek;
+      EnvironmentRecord env;
+    };
+    std::vector<Row> rows;
+    {
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> s,
+          Prepare("SELECT k.version, k.cmk_provider, k.cmk_key_id, k.created_at, e.workspace_id, "
+                  "w.name, e.name FROM environment_keys k JOIN environments e ON e.id = "
+                  "k.environment_id JOIN workspaces w ON w.id = e.workspace_id WHERE "
+                  "k.environment_id = ?1 AND (?2 = 0 OR (k.version < ?2 AND k.destroyed_at IS "
+                  "NULL)) ORDER BY k.version"));
+      s->Bind(1, environment_id).Bind(2, int64_t{below});
+      int rc;
+      while ((rc = s->Step()) == SQLITE_ROW) {
+        rows.push_back(Row{EnvironmentKeyRecord{environment_id, static_cast<uint32_t>(s->Int(0)),
+                                                s->Text(1), s->Text(2), Bytes(), s->Int(3)},
+                           EnvironmentRecord{environment_id, s->Int(4), s->Text(5), s->Text(6),
+                                             0, 0}});
+      }
+      if (rc != SQLITE_DONE) return Error("reading environment keys to destroy");
+    }
+    std::vector<uint32_t> destroyed;
+    for (const Row& r : rows) {
+      EKM_ASSIGN_OR_RETURN(Bytes mac, macs_.EnvironmentKey(r.env, r.ek));
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> u,
+          Prepare("UPDATE environment_keys SET wrapped = X'', destroyed_at = ?, mac = ? WHERE "
+                  "environment_id = ? AND version = ?"));
+      u->Bind(1, destroyed_at).Bind(2, ByteView(mac)).Bind(3, environment_id);
+      u->Bind(4, int64_t{r.ek.version});
+      if (u->Step() != SQLITE_DONE) return Error("destroying an environment key");
+      destroyed.push_back(r.ek.version);
+    }
+    return destroyed;
+  }
+
+  // After a committed change that destroyed key material: secure_delete zeroed the freed space
+  // in the pages written, but those pages and the older versions of them are still frames of
+  // the WAL, and the main file holds the pages as they were before. A TRUNCATE checkpoint
+  // copies the new pages into the main file and cuts the WAL to zero bytes, so no file of the
+  // database keeps a copy. It waits (busy_timeout) for readers of older snapshots, e.g. a CLI
+  // process; if one still holds the WAL, the wipe is retried at the next destructive change and
+  // when the store closes (SQLite checkpoints and removes the WAL when its last connection
+  // closes). The caller holds mu_.
+  void WipeDestroyed() {
+    wipe_pending_ = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                              nullptr) != SQLITE_OK;
   }
 
   // Statements are prepared once per connection and reused (the caller holds mu_).
@@ -1388,15 +1703,21 @@ class SqliteStore : public Store {
   }
 
   sqlite3* db_;
+  const std::string path_;
+  const std::string fingerprint_;  // hex of the root key's store fingerprint
+  const std::string root_key_source_;
+  std::function<Status(const EnvironmentKeyRecord&)> check_legacy_ek_;  // during Migrate only
+  const StoreRowMacs macs_;
   // One connection; SQLite serialises writers anyway. Reads could use a pool of read
   // connections (WAL allows concurrent readers) when profiling says so.
   std::mutex mu_;
   std::unordered_map<std::string, sqlite3_stmt*> stmts_;
+  bool wipe_pending_ = false;  // a WipeDestroyed() could not truncate the WAL (guarded by mu_)
 };
 
 }  // namespace
 
-StatusOr<StorePtr> OpenSqliteStore(const std::string& path) {
+StatusOr<StorePtr> OpenSqliteStore(const std::string& path, StoreBinding binding) {
   // Create the file ourselves so it is 0600 from its first byte.
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -1414,9 +1735,12 @@ StatusOr<StorePtr> OpenSqliteStore(const std::string& path) {
     return FailedPreconditionError("cannot open database " + path + ": " + msg);
   }
   sqlite3_busy_timeout(db, kBusyTimeoutMs);
-  auto store = std::make_unique<SqliteStore>(db);
+  auto store = std::make_unique<SqliteStore>(db, path, std::move(binding));
+  // secure_delete: deleted and overwritten content is overwritten with zeros, in the page and in
+  // freed pages (Debian builds SQLite with it on; other builds do not), so a destroyed key does
+  // not stay in free space (docs/store.md "Destroying key material").
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                             "PRAGMA foreign_keys=ON"}) {
+                             "PRAGMA foreign_keys=ON", "PRAGMA secure_delete=ON"}) {
     char* err = nullptr;
     if (sqlite3_exec(db, pragma, nullptr, nullptr, &err) != SQLITE_OK) {
       std::string msg = err ? err : "";

@@ -8,10 +8,15 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "ekm/audit/audit_log.h"
+#include "ekm/base/random.h"
 #include "ekm/store/sqlite/migrations.h"
+#include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 
 namespace ekm {
@@ -29,7 +34,7 @@ class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = dir_.path() + "/ekm.db";
-    auto s = OpenSqliteStore(path_);
+    auto s = OpenSqliteStore(path_, testing::TestStoreBinding());
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
   }
@@ -60,7 +65,7 @@ TEST_F(SqliteStoreTest, FileIsPrivateAndInWalMode) {
 TEST_F(SqliteStoreTest, ReopenIsIdempotentAndNewerSchemaIsRefused) {
   ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
   store_.reset();
-  auto again = OpenSqliteStore(path_);
+  auto again = OpenSqliteStore(path_, testing::TestStoreBinding());
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE((*again)->GetWorkspace("acme").ok());
   again->reset();
@@ -70,7 +75,7 @@ TEST_F(SqliteStoreTest, ReopenIsIdempotentAndNewerSchemaIsRefused) {
                          nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
-  auto future = OpenSqliteStore(path_);
+  auto future = OpenSqliteStore(path_, testing::TestStoreBinding());
   ASSERT_FALSE(future.ok());
   EXPECT_EQ(future.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(future.status().hint().find("upgrade"), std::string::npos);
@@ -82,7 +87,7 @@ TEST_F(SqliteStoreTest, GarbageFileIsRefused) {
   fputs("this is not a database, just some text that is long enough to look like a header....",
         f);
   fclose(f);
-  EXPECT_FALSE(OpenSqliteStore(bad).ok());
+  EXPECT_FALSE(OpenSqliteStore(bad, testing::TestStoreBinding()).ok());
 }
 
 TEST_F(SqliteStoreTest, WorkspacesAndEnvironments) {
@@ -193,7 +198,7 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAgree) {
   auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
   ASSERT_TRUE(env.ok());
   // Threads on one Store, and a second Store on the same file (as another process would be).
-  auto other = OpenSqliteStore(path_);
+  auto other = OpenSqliteStore(path_, testing::TestStoreBinding());
   ASSERT_TRUE(other.ok());
   std::vector<std::thread> threads;
   std::vector<Bytes> winners(8);
@@ -231,7 +236,7 @@ TEST_F(SqliteStoreTest, KillDashNineNeverLeavesHalfAHierarchy) {
     pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
-      auto s = OpenSqliteStore(path_);
+      auto s = OpenSqliteStore(path_, testing::TestStoreBinding());
       if (!s.ok()) _exit(3);
       for (int i = 0;; ++i) {
         std::string name = "env-" + std::to_string(round) + "-" + std::to_string(i);
@@ -245,7 +250,7 @@ TEST_F(SqliteStoreTest, KillDashNineNeverLeavesHalfAHierarchy) {
     waitpid(child, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
   }
-  auto s = OpenSqliteStore(path_);
+  auto s = OpenSqliteStore(path_, testing::TestStoreBinding());
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   auto envs = (*s)->ListEnvironments("acme");
   ASSERT_TRUE(envs.ok());
@@ -410,7 +415,7 @@ TEST_F(SqliteStoreTest, EventsAreChainedPerWorkspace) {
 // Several threads, and a second store on the same file (a second ekmd replica), append to one
 // chain at once: the chain stays one line, 1..N, every link intact.
 TEST_F(SqliteStoreTest, ConcurrentAppendsNeverForkAChain) {
-  auto second = OpenSqliteStore(path_);
+  auto second = OpenSqliteStore(path_, testing::TestStoreBinding());
   ASSERT_TRUE(second.ok());
   constexpr int kThreads = 4, kEach = 50;
   std::atomic<int> failures{0};
@@ -458,7 +463,7 @@ TEST(SqliteStoreMigration, LifecycleEventsBecomeAChainedAuditLog) {
   ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
       << sqlite3_errmsg(db);
   sqlite3_close(db);
-  auto store = OpenSqliteStore(path);
+  auto store = OpenSqliteStore(path, testing::TestStoreBinding());
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   auto acme = WholeChain(**store, "acme");
   ASSERT_EQ(acme.size(), 2u);
@@ -472,6 +477,288 @@ TEST(SqliteStoreMigration, LifecycleEventsBecomeAChainedAuditLog) {
   ASSERT_EQ(acme.size(), 3u);
   EXPECT_EQ(acme[2].seq, 3);
   EXPECT_TRUE(VerifyAuditLog(acme, {}, nullptr).ok());
+}
+
+// --- issue12-store ---
+Bytes Random(size_t n) {
+  Bytes b(n);
+  EXPECT_TRUE(RandomBytes(b).ok());
+  return b;
+}
+
+// The files of the database at `path` (db, -wal, -shm, -journal) that hold `needle`.
+std::vector<std::string> FilesHolding(const std::string& path, ByteView needle) {
+  std::vector<std::string> out;
+  for (const auto& entry : std::filesystem::directory_iterator(
+           std::filesystem::path(path).parent_path())) {
+    std::string name = entry.path().string();
+    if (name.rfind(path, 0) != 0) continue;
+    std::ifstream in(name, std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string_view hay(data);
+    if (hay.find(std::string_view(reinterpret_cast<const char*>(needle.data()), needle.size())) !=
+        std::string_view::npos) {
+      out.push_back(entry.path().filename().string());
+    }
+  }
+  return out;
+}
+
+// Shredding, the end of a repack, deleting imported material and replacing import parameters
+// destroy key material: no copy may stay in the database files (old pages in the WAL, freed
+// space in the main file), while the store is open, as a copy of the files would find them.
+TEST_F(SqliteStoreTest, DestroyedKeyMaterialLeavesNoCopyInTheDatabaseFiles) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  EnvironmentKeyRecord shred_ek = Ek();
+  shred_ek.wrapped = Random(70);
+  auto shredded = store_->CreateEnvironment("acme", "shredded", shred_ek, 1);
+  ASSERT_TRUE(shredded.ok()) << shredded.status().ToString();
+  DataKeyRecord dk = Dk(shredded->id, "orders", 1, 0);
+  dk.wrapped = Random(61);
+  ASSERT_TRUE(store_->InsertDataKey(dk).ok());
+
+  // An environment whose repack finishes: its old EK v1 is destroyed.
+  EnvironmentKeyRecord old_ek = Ek();
+  old_ek.wrapped = Random(70);
+  auto repacked = store_->CreateEnvironment("acme", "repacked", old_ek, 1);
+  ASSERT_TRUE(repacked.ok());
+  EnvironmentKeyRecord new_ek{repacked->id, 2, "platform", "root", Random(70), 2};
+  ASSERT_TRUE(store_->AddEnvironmentKey(new_ek).ok());
+
+  // Imported material deleted, material of a refused import removed, import parameters
+  // replaced (the old sealed wrapping private key, over a page: overflow pages).
+  Store::KeyMaterialRecord deleted{repacked->id, "imported:aa", Random(120), 1, 0};
+  Store::KeyMaterialRecord removed{repacked->id, "imported:bb", Random(120), 1, 0};
+  ASSERT_TRUE(store_->PutKeyMaterial(deleted).ok());
+  ASSERT_TRUE(store_->PutKeyMaterial(removed).ok());
+  Store::ImportParamsRecord params{repacked->id, Random(32), "pem", Random(2400), 1, 100, 0};
+  ASSERT_TRUE(store_->PutImportParams(params).ok());
+  // A spent import token: its wrapping private key has no use left.
+  Store::ImportParamsRecord spent{shredded->id, Random(32), "pem", Random(2400), 1, 100, 0};
+  ASSERT_TRUE(store_->PutImportParams(spent).ok());
+
+  const std::vector<std::pair<std::string, Bytes>> destroyed = {
+      {"shredded EK", shred_ek.wrapped},
+      {"shredded DK", dk.wrapped},
+      {"EK destroyed by the repack", old_ek.wrapped},
+      {"deleted material", deleted.sealed_material},
+      {"removed material", removed.sealed_material},
+      {"replaced import private key", params.sealed_private_key},
+      {"spent import private key", spent.sealed_private_key}};
+  for (const auto& [what, bytes] : destroyed) {
+    ASSERT_FALSE(FilesHolding(path_, bytes).empty()) << what << ": the test cannot see it";
+  }
+
+  ASSERT_TRUE(store_->SpendImportToken(shredded->id, spent.token_sha256, 4).ok());
+  ASSERT_TRUE(store_->ShredEnvironment(shredded->id, 5, "cli:test").ok());
+  bool created = false;
+  auto job = store_->BeginRepackJob(repacked->id, 2, 5000, &created);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  auto finished = store_->FinishRepackJob(job->id, repacked->id, 2, 6000);
+  ASSERT_TRUE(finished.ok()) << finished.status().ToString();
+  EXPECT_EQ(*finished, std::vector<uint32_t>{1});
+  ASSERT_TRUE(store_->DeleteKeyMaterial(repacked->id, "imported:aa", 7).ok());
+  ASSERT_TRUE(store_->RemoveKeyMaterialRow(repacked->id, "imported:bb").ok());
+  Store::ImportParamsRecord replaced = params;
+  replaced.token_sha256 = Random(32);
+  replaced.sealed_private_key = Random(2400);
+  ASSERT_TRUE(store_->PutImportParams(replaced).ok());
+
+  for (const auto& [what, bytes] : destroyed) {
+    std::vector<std::string> files = FilesHolding(path_, bytes);
+    EXPECT_TRUE(files.empty()) << what << " is still in " << files.front();
+  }
+  // What is still live is still there.
+  EXPECT_FALSE(FilesHolding(path_, new_ek.wrapped).empty());
+}
+
+// A store records its root key's fingerprint when it is created and never opens with another
+// root key (before anything is written).
+TEST_F(SqliteStoreTest, AnotherRootKeyIsRefused) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  ASSERT_TRUE(store_->CreateEnvironment("acme", "prod", Ek(), 1).ok());
+  store_.reset();
+  StoreBinding other = testing::TestStoreBinding();
+  other.root_key_fingerprint = Bytes(16, 0x77);
+  other.root_key_source = "the root key in /elsewhere/root.key";
+  auto refused = OpenSqliteStore(path_, std::move(other));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find(
+                "the root key in /elsewhere/root.key (store fingerprint 7777"),
+            std::string::npos)
+      << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("is not the root key of this store"),
+            std::string::npos);
+  EXPECT_NE(refused.status().hint().find("--root-key-file"), std::string::npos);
+  auto again = OpenSqliteStore(path_, testing::TestStoreBinding());
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_TRUE((*again)->GetEnvironment("acme", "prod").ok());
+}
+
+void Sql(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+}
+
+void ExpectModified(const Status& s, const std::string& what) {
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_NE(s.message().find(what), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("the store was modified outside ekm"), std::string::npos)
+      << s.ToString();
+}
+
+// Whoever writes to the database behind the store cannot point an environment at an EK or a
+// CMK of their choosing: each edited row is refused when read, and is fine again once put back.
+TEST_F(SqliteStoreTest, RowsEditedBehindTheStoreAreRefused) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto prod = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  auto dev = store_->CreateEnvironment("acme", "dev", Ek(), 1);
+  ASSERT_TRUE(prod.ok() && dev.ok());
+  ASSERT_TRUE(store_->AddEnvironmentKey({prod->id, 2, "platform", "root", Bytes(70, 2), 2}).ok());
+  ASSERT_TRUE(store_->SetWorkspaceDefaultKey({prod->workspace_id, "aws-kms", "arn:k", 3, "a"}).ok());
+  const std::string ek2 =
+      " FROM environment_keys WHERE environment_id = " + std::to_string(prod->id) +
+      " AND version = 2";
+
+  for (std::string edit :
+       {"UPDATE environment_keys SET cmk_key_id = 'arn:aws:kms:us-east-1:999999999999:key/x'",
+        "UPDATE environment_keys SET cmk_provider = 'aws-kms'",
+        "UPDATE environment_keys SET wrapped = X'00'"}) {
+    Sql(path_, "CREATE TABLE saved AS SELECT *" + ek2 + "; " + edit + " WHERE environment_id = " +
+                   std::to_string(prod->id) + " AND version = 2");
+    ExpectModified(store_->GetEnvironmentKey(prod->id, 2).status(),
+                   "environment key v2 of acme/prod");
+    ExpectModified(store_->EnvironmentKeyInventory(prod->id).status(), "acme/prod");
+    Sql(path_, "DELETE" + ek2 + "; INSERT INTO environment_keys SELECT * FROM saved; DROP TABLE saved");
+    EXPECT_TRUE(store_->GetEnvironmentKey(prod->id, 2).ok()) << edit;
+  }
+  // Another environment's EK row (and MAC) moved in: the MAC names its environment.
+  Sql(path_, "CREATE TABLE saved AS SELECT *" + ek2 + "; DELETE" + ek2 +
+                 "; INSERT INTO environment_keys SELECT " + std::to_string(prod->id) +
+                 ", 2, cmk_provider, cmk_key_id, wrapped, created_at, destroyed_at, mac FROM "
+                 "environment_keys WHERE environment_id = " + std::to_string(dev->id));
+  ExpectModified(store_->GetEnvironmentKey(prod->id, 2).status(), "environment key v2 of acme/prod");
+  Sql(path_, "DELETE" + ek2 + "; INSERT INTO environment_keys SELECT * FROM saved; DROP TABLE saved");
+
+  // prod needs a repack (EK v1 is not destroyed). With its pointer's MAC damaged, the
+  // store-wide list of the repack runner leaves it out rather than fail for everyone.
+  ASSERT_EQ(store_->ListEnvironmentsToRepack()->size(), 1u);
+  const std::string prod_id = std::to_string(prod->id);
+  Sql(path_, "CREATE TABLE saved_mac AS SELECT current_ek_mac FROM environments WHERE id = " +
+                 prod_id + "; UPDATE environments SET current_ek_mac = X'00' WHERE id = " + prod_id);
+  auto to_repack = store_->ListEnvironmentsToRepack();
+  ASSERT_TRUE(to_repack.ok()) << to_repack.status().ToString();
+  EXPECT_TRUE(to_repack->empty());
+  ExpectModified(store_->GetEnvironment("acme", "prod").status(), "acme/prod");
+  Sql(path_, "UPDATE environments SET current_ek_mac = (SELECT current_ek_mac FROM saved_mac) "
+             "WHERE id = " + prod_id + "; DROP TABLE saved_mac");
+  EXPECT_EQ(store_->ListEnvironmentsToRepack()->size(), 1u);
+
+  // The current-EK pointer moved back to v1, or given dev's pointer MAC.
+  Sql(path_, "UPDATE environments SET current_ek_version = 1 WHERE id = " + std::to_string(prod->id));
+  ExpectModified(store_->GetEnvironment("acme", "prod").status(),
+                 "the current environment key (v1) of acme/prod");
+  ExpectModified(store_->ListEnvironments("acme").status(), "acme/prod");
+  EXPECT_EQ(store_->AddEnvironmentKey({prod->id, 2, "aws-kms", "arn:x", Bytes(9, 1), 4}).code(),
+            StatusCode::kDataLoss);
+  Sql(path_, "UPDATE environments SET current_ek_version = 2, current_ek_mac = (SELECT "
+             "current_ek_mac FROM environments WHERE id = " + std::to_string(dev->id) +
+             ") WHERE id = " + std::to_string(prod->id));
+  ExpectModified(store_->GetEnvironment("acme", "prod").status(), "acme/prod");
+
+  // The workspace default CMK.
+  Sql(path_, "UPDATE workspace_default_keys SET cmk_key_id = 'arn:aws:kms:us-east-1:999999999999:key/x'");
+  ExpectModified(store_->GetWorkspaceDefaultKey(prod->workspace_id).status(),
+                 "the default customer main key of workspace acme");
+  // Set through the store: a valid row again.
+  ASSERT_TRUE(store_->SetWorkspaceDefaultKey({prod->workspace_id, "aws-kms", "arn:k", 3, "a"}).ok());
+  EXPECT_TRUE(store_->GetWorkspaceDefaultKey(prod->workspace_id).ok());
+}
+
+// Destroying EKs (the end of a repack, a shred) keeps every row valid.
+TEST_F(SqliteStoreTest, DestroyedEnvironmentKeysStayValidRows) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  ASSERT_TRUE(store_->AddEnvironmentKey({env->id, 2, "platform", "root", Bytes(70, 2), 2}).ok());
+  bool created = false;
+  auto job = store_->BeginRepackJob(env->id, 2, 1000, &created);
+  ASSERT_TRUE(job.ok());
+  ASSERT_TRUE(store_->FinishRepackJob(job->id, env->id, 2, 2000).ok());
+  auto v1 = store_->GetEnvironmentKey(env->id, 1);
+  ASSERT_TRUE(v1.ok()) << v1.status().ToString();
+  EXPECT_TRUE(v1->wrapped.empty());
+  ASSERT_TRUE(store_->ShredEnvironment(env->id, 3, "cli:test").ok());
+  auto inventory = store_->EnvironmentKeyInventory(env->id);
+  ASSERT_TRUE(inventory.ok()) << inventory.status().ToString();
+  EXPECT_EQ(inventory->size(), 2u);
+  EXPECT_TRUE(store_->GetEnvironmentKey(env->id, 2)->wrapped.empty());
+}
+
+// A store from before the MACs (schema 10, or 11): the upgrade vouches for every EK row with
+// the binding's check and MACs the rows; a row the check refuses stops the upgrade, and
+// nothing of it is kept.
+TEST(SqliteStoreMigration, RowsFromBeforeTheMacsAreBoundAtTheUpgrade) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/ekm.db";
+  std::string sql =
+      "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+      "applied_at INTEGER NOT NULL);";
+  for (const Migration& m : SqliteMigrations()) {
+    if (m.version >= kStoreIntegrityMigration) break;
+    sql += std::string(m.sql);
+    sql += "INSERT INTO schema_migrations VALUES (" + std::to_string(m.version) + ", 'x', 0);";
+  }
+  sql +=
+      "INSERT INTO workspaces VALUES (1, 'acme', 0);"
+      "INSERT INTO environments VALUES (1, 1, 'prod', 0, 2), (2, 1, 'dev', 0, 1);"
+      "INSERT INTO environment_keys (environment_id, version, cmk_provider, cmk_key_id, wrapped, "
+      "created_at) VALUES (1, 1, 'platform', 'root', X'01', 0), (1, 2, 'aws-kms', 'arn:k', X'02', "
+      "0), (2, 1, 'platform', 'root', X'03', 0);"
+      "INSERT INTO workspace_default_keys VALUES (1, 'aws-kms', 'arn:k', 0, 'cli:a');";
+  Sql(path, sql);
+
+  StoreBinding refusing = testing::TestStoreBinding();
+  refusing.check_legacy_ek = [](const EnvironmentKeyRecord& ek) {
+    return ek.wrapped == Bytes{3} ? FailedPreconditionError("it was wrapped under another root key")
+                                  : Status::Ok();
+  };
+  auto refused = OpenSqliteStore(path, std::move(refusing));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find(
+                "environment key v1 of acme/dev: it was wrapped under another root key"),
+            std::string::npos)
+      << refused.status().ToString();
+
+  std::vector<std::string> vouched;
+  StoreBinding accepting = testing::TestStoreBinding();
+  accepting.check_legacy_ek = [&](const EnvironmentKeyRecord& ek) {
+    vouched.push_back(ek.cmk_provider);
+    return Status::Ok();
+  };
+  auto store = OpenSqliteStore(path, std::move(accepting));
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ(vouched.size(), 3u);
+  auto prod = (*store)->GetEnvironment("acme", "prod");
+  ASSERT_TRUE(prod.ok()) << prod.status().ToString();
+  EXPECT_EQ(prod->current_ek_version, 2u);
+  EXPECT_EQ((*store)->GetEnvironmentKey(1, 2)->cmk_key_id, "arn:k");
+  EXPECT_TRUE((*store)->GetEnvironmentKey(2, 1).ok());
+  EXPECT_EQ((*(*store)->GetWorkspaceDefaultKey(1))->cmk_key_id, "arn:k");
+  // Rewritten once (VACUUM), so nothing destroyed before the upgrade stays in free pages.
+  EXPECT_EQ((*store)->GetStoreMeta("free_pages_wiped")->value_or(""), "1");
+  store->reset();
+  // Bound: from now on a row added behind the store is refused, and the root key is checked.
+  Sql(path, "INSERT INTO environment_keys (environment_id, version, cmk_provider, cmk_key_id, "
+            "wrapped, created_at) VALUES (2, 2, 'aws-kms', 'arn:evil', X'04', 0)");
+  store = OpenSqliteStore(path, testing::TestStoreBinding());
+  ASSERT_TRUE(store.ok());
+  ExpectModified((*store)->GetEnvironmentKey(2, 2).status(), "environment key v2 of acme/dev");
 }
 
 }  // namespace
