@@ -52,6 +52,13 @@ std::string DkKey(int64_t env_id, std::string_view scope, uint32_t version) {
   return k;
 }
 
+// A message's index within its DK version is the nonce's 4-byte counter (NonceSequence): no
+// more than 2^32 messages per DK version.
+KeyHierarchyOptions WithinNonceSpace(KeyHierarchyOptions o) {
+  o.max_messages_per_dk = std::min<uint64_t>(o.max_messages_per_dk, uint64_t{1} << 32);
+  return o;
+}
+
 std::string CurrentDkKey(int64_t env_id, std::string_view scope) {
   std::string k = std::to_string(env_id);
   k += '/';
@@ -86,7 +93,7 @@ KeyHierarchy::KeyHierarchy(Store* store, ProviderRegistry* providers, Clock* clo
     : store_(store),
       providers_(providers),
       clock_(clock),
-      options_(options),
+      options_(WithinNonceSpace(options)),
       envs_(options.max_cached_keys, &memos_.generation()),
       eks_(options.max_cached_keys, &memos_.generation()),
       dks_(options.max_cached_keys, &memos_.generation()),
@@ -447,8 +454,12 @@ Status KeyHierarchy::NextNonce(DataKeyHandle& dk, std::span<uint8_t, 12> out) {
   auto reserved = store_->ReserveMessages(dk.environment_id, dk.scope, dk.version,
                                           options_.nonce_lease_size, options_.max_messages_per_dk);
   if (!reserved.ok()) return reserved.status();
+  // The lease is messages [*reserved, *reserved + size) of the DK version, reserved atomically
+  // in the store: their indexes go into the nonces, so no two leases share a nonce. The random
+  // prefix covers a store restored from a backup, which hands out indexes again.
   EKM_ASSIGN_OR_RETURN(uint64_t prefix, RandomUint64());
-  dk.leases.push_back(std::make_unique<NonceSequence>(prefix, options_.nonce_lease_size));
+  dk.leases.push_back(std::make_unique<NonceSequence>(prefix, options_.nonce_lease_size,
+                                                      static_cast<uint32_t>(*reserved)));
   lease = dk.leases.back().get();
   dk.lease.store(lease, std::memory_order_release);
   if (!lease->Next(out)) return InternalError("a fresh nonce lease is empty");

@@ -44,6 +44,7 @@ inline constexpr std::string_view kEkContextEkVersion = "ekm:ek-version";
 
 struct KeyHierarchyOptions {
   std::chrono::seconds ttl{300};
+  // At most 2^32: a message's index within its DK version is the nonce's 4-byte counter.
   uint64_t max_messages_per_dk = uint64_t{1} << 32;
   uint32_t nonce_lease_size = 1u << 20;
   size_t max_cached_keys = 100000;
