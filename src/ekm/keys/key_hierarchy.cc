@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "ekm/base/random.h"
+#include "ekm/crypto/aes_gcm.h"
 #include "ekm/crypto/key_wrap.h"
 
 namespace ekm {
@@ -589,6 +590,7 @@ void KeyHierarchy::Invalidate(int64_t environment_id, const CmkRef& cmk) {
   dks_.EraseIf(of_env);
   current_dks_.EraseIf(of_env);
   memos_.DropAll();  // no thread's memo keeps a revoked key in memory
+  AesGcmForgetKeys();  // nor its cipher contexts
 }
 
 size_t KeyHierarchy::PurgeExpired() {
@@ -605,6 +607,7 @@ size_t KeyHierarchy::PurgeExpired() {
   n += current_dks_.EraseIf([&](const DataKeyHandle& dk) { return dead(*dk.ek); });
   n += eks_.EraseIf(dead);
   memos_.DropAll();  // idle threads' memos too: expired and evicted keys go now
+  AesGcmForgetKeys();  // and their cipher contexts' key schedules
   return n;
 }
 
@@ -686,6 +689,7 @@ Status KeyHierarchy::UnwrapFailure(const EnvironmentRecord& env, const DataKeyRe
 void KeyHierarchy::ForgetEnvironmentKey(int64_t environment_id, uint32_t version) {
   eks_.Erase(EkKey(environment_id, version));
   memos_.DropAll();
+  AesGcmForgetKeys();  // no thread's cipher context keeps the destroyed EK's key schedule
 }
 
 Status KeyHierarchy::DestroyedEnvironmentKeyError(const EnvironmentRecord& env,
@@ -705,6 +709,7 @@ void KeyHierarchy::PurgeEnvironment(const EnvironmentRecord& env) {
   dks_.ErasePrefix(prefix);
   current_dks_.ErasePrefix(prefix);
   memos_.DropAll();
+  AesGcmForgetKeys();
 }
 
 }  // namespace ekm

@@ -4,10 +4,14 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <thread>
 
 #include "ekm/base/endian.h"
+#include "ekm/crypto/aes_gcm.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/temp_dir.h"
@@ -284,6 +288,81 @@ TEST_F(KeyHierarchyTest, TheMessageBoundNeverExceedsTheNonceCounter) {
   std::array<uint8_t, 12> n;
   EXPECT_EQ(keys_->NextNonce(**dk, n).code(), StatusCode::kResourceExhausted)
       << "a lease past index 2^32 - 1 would wrap the counter";
+}
+
+// A thread that seals one message with `key`, then stays idle until destroyed (as a server's
+// I/O threads do).
+class IdleThread {
+ public:
+  explicit IdleThread(const SecretBytes& key)
+      : thread_([this, &key] {
+          Bytes iv(12), pt(64), ct(80);
+          ok_ = AesGcmSeal(key, iv, {}, pt, ct.data()).ok();
+          std::unique_lock<std::mutex> lock(mu_);
+          sealed_ = true;
+          cv_.notify_all();
+          cv_.wait(lock, [&] { return release_; });
+        }) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return sealed_; });
+  }
+  ~IdleThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      release_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool sealed_ = false, release_ = false;
+  std::atomic<bool> ok_{false};
+  std::thread thread_;
+};
+
+// When the hierarchy drops keys (a revocation, a shred, the purge of expired keys), no thread's
+// reused cipher context keeps their AES key schedule, including threads that sit idle.
+TEST_F(KeyHierarchyTest, DroppedKeysLeaveNoThreadsCipherContext) {
+  auto used_by_an_idle_thread = [&](const SecretBytes& key) {
+    auto t = std::make_unique<IdleThread>(key);
+    EXPECT_TRUE(t->ok());
+    EXPECT_EQ(AesGcmContextsHolding(key), 1u);
+    return t;
+  };
+  EnvironmentRecord env = Env();
+  // A revocation.
+  {
+    auto dk = keys_->CurrentDataKey(env, "orders");
+    ASSERT_TRUE(dk.ok());
+    auto thread = used_by_an_idle_thread(*(*dk)->key);
+    provider_->refuse = true;
+    clock_.Advance(std::chrono::seconds(300));
+    ASSERT_FALSE(keys_->CurrentDataKey(env, "orders").ok());  // refused: keys dropped
+    EXPECT_EQ(AesGcmContextsHolding(*(*dk)->key), 0u);
+    provider_->refuse = false;
+    clock_.Advance(std::chrono::seconds(61));
+  }
+  // A shred.
+  {
+    auto dk = keys_->CurrentDataKey(env, "orders");
+    ASSERT_TRUE(dk.ok()) << dk.status().ToString();
+    auto thread = used_by_an_idle_thread(*(*dk)->key);
+    keys_->PurgeEnvironment(env);
+    EXPECT_EQ(AesGcmContextsHolding(*(*dk)->key), 0u);
+  }
+  // The periodic purge.
+  {
+    auto dk = keys_->CurrentDataKey(env, "orders");
+    ASSERT_TRUE(dk.ok());
+    auto thread = used_by_an_idle_thread(*(*dk)->key);
+    clock_.Advance(std::chrono::seconds(301));
+    keys_->PurgeExpired();
+    EXPECT_EQ(AesGcmContextsHolding(*(*dk)->key), 0u);
+  }
 }
 
 }  // namespace
