@@ -370,6 +370,17 @@ void PrintRepackStatus(const RepackStatus& s, bool tty) {
   for (const auto& [cmk, n] : per_cmk) {
     std::printf("  %10llu  %s\n", static_cast<unsigned long long>(n), cmk.c_str());
   }
+  uint64_t lost = 0;
+  for (const EkInventoryEntry& e : s.inventory) {
+    if (e.state == "destroyed") lost += e.data_keys;
+  }
+  if (lost > 0) {
+    // Only a store written by an older ekm holds these (docs/lifecycle.md, "The repack").
+    std::printf("unrecoverable: %llu data keys are under destroyed environment keys: nothing can "
+                "unwrap them (an inconsistency of the store, not the CMK); the repack moves "
+                "every other data key\n",
+                static_cast<unsigned long long>(lost));
+  }
 }
 
 // Local mode: runs the repack to completion, progress on stderr (a bar on a terminal).

@@ -3,7 +3,12 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <atomic>
 #include <climits>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "ekm/base/ossl.h"
 
@@ -21,10 +26,19 @@ const EVP_CIPHER* Aes256Gcm() {
 // cost two allocations. It also remembers which key it holds (SecretBytes::serial()): for the
 // same key again only the nonce is set, which skips the AES key schedule and the GHASH table,
 // most of the fixed cost of a small message. A failed call forgets the key.
+//
+// A context keeps the key schedule of the last key it used after the operation: when the key
+// hierarchy drops keys (revocation, shred, expiry), AesGcmForgetKeys wipes every thread's
+// contexts, idle threads' included. `state` says who may touch the context: its thread while
+// kBusy (one operation), AesGcmForgetKeys while kClearing. A context found busy is wiped by its
+// own thread when the operation ends: it sees that the epoch moved since the operation began.
+enum : uint32_t { kIdle = 0, kBusy = 1, kClearing = 2 };
+
 struct ThreadContext {
   OsslPtr<EVP_CIPHER_CTX> ctx{EVP_CIPHER_CTX_new()};
   bool ready = false;
   uint64_t key_serial = 0;
+  std::atomic<uint32_t> state{kIdle};
 
   // The context keyed with `key` and set to `nonce`, or nullptr.
   EVP_CIPHER_CTX* Start(bool encrypt, const SecretBytes& key, ByteView nonce) {
@@ -45,6 +59,83 @@ struct ThreadContext {
     return ctx.get();
   }
   void Forget() { key_serial = 0; }
+  // Drops the key schedule and GHASH table: OpenSSL frees the cipher's state with
+  // OPENSSL_clear_free. The next operation keys the context afresh.
+  void Wipe() {
+    if (ctx) EVP_CIPHER_CTX_reset(ctx.get());
+    ready = false;
+    key_serial = 0;
+  }
+};
+
+// Every thread's contexts, so that AesGcmForgetKeys reaches threads that are not running.
+struct Registry {
+  std::mutex mu;
+  std::vector<ThreadContext*> contexts;
+  std::atomic<uint64_t> epoch{0};  // one more per AesGcmForgetKeys
+};
+
+Registry& Contexts() {
+  // Never destroyed: a thread may end (and deregister) after static destructors ran.
+  static Registry* const registry = new Registry;
+  return *registry;
+}
+
+// This thread's two contexts, registered while the thread lives (the registration is the only
+// lock and allocation, once per thread).
+struct ThreadContexts {
+  ThreadContext encrypt, decrypt;
+  ThreadContexts() {
+    std::lock_guard<std::mutex> lock(Contexts().mu);
+    Contexts().contexts.push_back(&encrypt);
+    Contexts().contexts.push_back(&decrypt);
+  }
+  ~ThreadContexts() {
+    std::lock_guard<std::mutex> lock(Contexts().mu);
+    auto& all = Contexts().contexts;
+    all.erase(std::remove_if(all.begin(), all.end(),
+                             [&](ThreadContext* c) { return c == &encrypt || c == &decrypt; }),
+              all.end());
+  }
+};
+
+ThreadContexts& Mine() {
+  thread_local ThreadContexts c;
+  return c;
+}
+
+// One operation on this thread's context, from before Start to after the tag.
+class InUse {
+ public:
+  explicit InUse(ThreadContext& tc)
+      : tc_(tc), epoch_(Contexts().epoch.load(std::memory_order_seq_cst)) {
+    uint32_t idle = kIdle;
+    // Fails only while AesGcmForgetKeys wipes this context, for a few microseconds.
+    while (!tc_.state.compare_exchange_weak(idle, kBusy, std::memory_order_seq_cst,
+                                            std::memory_order_relaxed)) {
+      idle = kIdle;
+      std::this_thread::yield();
+    }
+  }
+  ~InUse() {
+    tc_.state.store(kIdle, std::memory_order_seq_cst);
+    // Keys were dropped while this operation ran: AesGcmForgetKeys found the context busy and
+    // left it to this thread (seq_cst: it bumped the epoch before it looked at the state, and
+    // this thread reads the epoch after it set kIdle, so one of the two always sees the other).
+    if (Contexts().epoch.load(std::memory_order_seq_cst) != epoch_) {
+      uint32_t idle = kIdle;
+      if (tc_.state.compare_exchange_strong(idle, kBusy, std::memory_order_seq_cst)) {
+        tc_.Wipe();
+        tc_.state.store(kIdle, std::memory_order_seq_cst);
+      }  // else AesGcmForgetKeys is wiping it right now
+    }
+  }
+  InUse(const InUse&) = delete;
+  InUse& operator=(const InUse&) = delete;
+
+ private:
+  ThreadContext& tc_;
+  const uint64_t epoch_;
 };
 
 // Any failure after Start leaves the context in an unknown state: key it afresh next time.
@@ -55,15 +146,6 @@ struct ForgetUnlessOk {
     if (!ok) tc.Forget();
   }
 };
-
-ThreadContext& EncryptContext() {
-  thread_local ThreadContext c;
-  return c;
-}
-ThreadContext& DecryptContext() {
-  thread_local ThreadContext c;
-  return c;
-}
 
 Status CheckSizes(const SecretBytes& key, ByteView nonce, ByteView aad, size_t data) {
   if (key.size() != kAesGcmKeySize) {
@@ -85,7 +167,8 @@ Status CheckSizes(const SecretBytes& key, ByteView nonce, ByteView aad, size_t d
 Status AesGcmSeal(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView plaintext,
                   uint8_t* out) {
   EKM_RETURN_IF_ERROR(CheckSizes(key, nonce, aad, plaintext.size()));
-  ThreadContext& tc = EncryptContext();
+  ThreadContext& tc = Mine().encrypt;
+  InUse in_use(tc);
   EVP_CIPHER_CTX* ctx = tc.Start(true, key, nonce);
   if (ctx == nullptr) return OsslError("AES-GCM encrypt init");
   ForgetUnlessOk guard{tc};
@@ -117,7 +200,8 @@ Status AesGcmOpen(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView
   }
   const size_t ct_len = sealed.size() - kAesGcmTagSize;
   EKM_RETURN_IF_ERROR(CheckSizes(key, nonce, aad, ct_len));
-  ThreadContext& tc = DecryptContext();
+  ThreadContext& tc = Mine().decrypt;
+  InUse in_use(tc);
   EVP_CIPHER_CTX* ctx = tc.Start(false, key, nonce);
   if (ctx == nullptr) return OsslError("AES-GCM decrypt init");
   ForgetUnlessOk guard{tc};
@@ -144,6 +228,37 @@ Status AesGcmOpen(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView
   }
   guard.ok = true;
   return Status::Ok();
+}
+
+void AesGcmForgetKeys() {
+  Registry& r = Contexts();
+  r.epoch.fetch_add(1, std::memory_order_seq_cst);
+  std::lock_guard<std::mutex> lock(r.mu);
+  for (ThreadContext* tc : r.contexts) {
+    uint32_t idle = kIdle;
+    // A busy context is wiped by its own thread when its operation ends (see InUse).
+    if (tc->state.compare_exchange_strong(idle, kClearing, std::memory_order_seq_cst)) {
+      tc->Wipe();
+      tc->state.store(kIdle, std::memory_order_seq_cst);
+    }
+  }
+}
+
+size_t AesGcmContextsHolding(const SecretBytes& key) {
+  if (key.serial() == 0) return 0;
+  Registry& r = Contexts();
+  std::lock_guard<std::mutex> lock(r.mu);
+  size_t n = 0;
+  for (ThreadContext* tc : r.contexts) {
+    uint32_t idle = kIdle;
+    if (!tc->state.compare_exchange_strong(idle, kClearing, std::memory_order_seq_cst)) {
+      ++n;  // in use right now: it may hold the key
+      continue;
+    }
+    if (tc->ready && tc->key_serial == key.serial()) ++n;
+    tc->state.store(kIdle, std::memory_order_seq_cst);
+  }
+  return n;
 }
 
 }  // namespace ekm

@@ -1,5 +1,6 @@
 // AES-256-GCM (NIST SP 800-38D) on OpenSSL 3, with caller-supplied nonces and output buffers so
-// the data path allocates nothing. Thread-safe: each thread reuses its own EVP_CIPHER_CTX.
+// the data path allocates nothing. Thread-safe: each thread reuses its own EVP_CIPHER_CTX, which
+// stays keyed with the last key it used until AesGcmForgetKeys.
 //
 // Nonce uniqueness is the caller's duty (see keys/nonce_sequence.h for the data path and
 // SealWithRandomNonce for rare key wrapping).
@@ -28,4 +29,14 @@ Status AesGcmSeal(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView
 // Nothing written to `out` may be used when this fails (it is wiped).
 Status AesGcmOpen(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView sealed,
                   uint8_t* out);
+
+// Wipes the key schedule of every thread's reused context, idle threads' included (a thread in
+// the middle of an operation wipes its own when the operation ends). The key hierarchy calls it
+// wherever it drops keys (revocation, shred, expiry), so no thread keeps a dropped key's AES
+// schedule in memory. The next operation of each thread keys its context afresh.
+void AesGcmForgetKeys();
+
+// For tests: how many threads' contexts are keyed with `key` now (a context in use counts).
+size_t AesGcmContextsHolding(const SecretBytes& key);
+
 }  // namespace ekm

@@ -3,6 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -147,6 +152,118 @@ TEST(AesGcmTest, ThreadsDoNotShareState) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures, 0);
+}
+
+// --- issue12-keys ---
+// A thread parked after its last operation, until told to go on (or to seal once more).
+class ParkedThread {
+ public:
+  explicit ParkedThread(std::function<void()> work)
+      : thread_([this, work = std::move(work)] {
+          work();
+          std::unique_lock<std::mutex> lock(mu_);
+          done_ = true;
+          cv_.notify_all();
+          cv_.wait(lock, [&] { return release_; });
+        }) {}
+  ~ParkedThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      release_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void WaitUntilParked() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false, release_ = false;
+  std::thread thread_;
+};
+
+// The per-thread contexts keep the last key's AES schedule after the operation: forgetting keys
+// must reach threads that are not running at all.
+TEST(AesGcmContextsTest, ForgettingKeysWipesIdleThreadsContexts) {
+  auto key = RandomSecret(32);
+  ASSERT_TRUE(key.ok());
+  Bytes iv(12), pt(100), ct(116), back(100);
+  std::atomic<bool> ok{false};
+  ParkedThread t([&] {
+    ok = AesGcmSeal(*key, iv, {}, pt, ct.data()).ok() &&
+         AesGcmOpen(*key, iv, {}, ct, back.data()).ok();
+  });
+  t.WaitUntilParked();
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(AesGcmContextsHolding(*key), 2u) << "its encrypt and decrypt contexts";
+  AesGcmForgetKeys();
+  EXPECT_EQ(AesGcmContextsHolding(*key), 0u);
+  // A wiped context keys itself afresh.
+  ASSERT_TRUE(AesGcmSeal(*key, iv, {}, pt, ct.data()).ok());
+  ASSERT_TRUE(AesGcmOpen(*key, iv, {}, ct, back.data()).ok());
+  EXPECT_EQ(back, pt);
+  AesGcmForgetKeys();
+  EXPECT_EQ(AesGcmContextsHolding(*key), 0u);
+}
+
+// A thread in the middle of an operation when keys are forgotten wipes its own context when
+// the operation ends (forgetting never waits for it, nor touches a context in use).
+TEST(AesGcmContextsTest, AThreadBusyWhileKeysAreForgottenWipesItsOwnContext) {
+  auto key = RandomSecret(32);
+  ASSERT_TRUE(key.ok());
+  Bytes iv(12), big(32u << 20), sealed(big.size() + 16);
+  std::atomic<bool> started{false}, ok{false};
+  ParkedThread t([&] {
+    started = true;
+    ok = AesGcmSeal(*key, iv, {}, big, sealed.data()).ok();  // long enough to be caught in
+  });
+  while (!started) std::this_thread::yield();
+  AesGcmForgetKeys();  // once, most likely while the seal runs
+  t.WaitUntilParked();
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(AesGcmContextsHolding(*key), 0u);
+  Bytes back(big.size());
+  ASSERT_TRUE(AesGcmOpen(*key, iv, {}, sealed, back.data()).ok());
+  EXPECT_EQ(back, big);
+}
+
+// Forgetting keys over and over while threads encrypt and decrypt with several keys: every
+// result is right (no operation ever sees a context wiped under it), and once the threads are
+// idle no context holds any of their keys.
+TEST(AesGcmContextsTest, ForgettingKeysDuringOperationsNeverDisturbsThem) {
+  constexpr int kThreads = 4;
+  std::vector<SecretBytes> keys;
+  for (int i = 0; i < kThreads * 2; ++i) keys.push_back(*RandomSecret(32));
+  std::atomic<int> failures{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::unique_ptr<ParkedThread>> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.push_back(std::make_unique<ParkedThread>([&, t] {
+      Bytes iv(12), pt(300), ct(316), back(300);
+      for (int i = 0; i < 3000; ++i) {
+        const SecretBytes& key = keys[static_cast<size_t>(t * 2 + i % 2)];  // re-keys too
+        (void)RandomBytes(iv);
+        (void)RandomBytes(pt);
+        if (!AesGcmSeal(key, iv, AsBytes("aad"), pt, ct.data()).ok() ||
+            !AesGcmOpen(key, iv, AsBytes("aad"), ct, back.data()).ok() || back != pt) {
+          ++failures;
+        }
+      }
+    }));
+  }
+  std::thread forgetter([&] {
+    while (!stop) AesGcmForgetKeys();
+  });
+  for (auto& t : threads) t->WaitUntilParked();
+  stop = true;
+  forgetter.join();
+  EXPECT_EQ(failures, 0);
+  AesGcmForgetKeys();
+  for (const SecretBytes& key : keys) EXPECT_EQ(AesGcmContextsHolding(key), 0u);
 }
 
 }  // namespace

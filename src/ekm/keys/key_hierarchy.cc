@@ -7,6 +7,7 @@
 #include <atomic>
 
 #include "ekm/base/random.h"
+#include "ekm/crypto/aes_gcm.h"
 #include "ekm/crypto/key_wrap.h"
 
 namespace ekm {
@@ -52,6 +53,13 @@ std::string DkKey(int64_t env_id, std::string_view scope, uint32_t version) {
   return k;
 }
 
+// A message's index within its DK version is the nonce's 4-byte counter (NonceSequence): no
+// more than 2^32 messages per DK version.
+KeyHierarchyOptions WithinNonceSpace(KeyHierarchyOptions o) {
+  o.max_messages_per_dk = std::min<uint64_t>(o.max_messages_per_dk, uint64_t{1} << 32);
+  return o;
+}
+
 std::string CurrentDkKey(int64_t env_id, std::string_view scope) {
   std::string k = std::to_string(env_id);
   k += '/';
@@ -86,7 +94,7 @@ KeyHierarchy::KeyHierarchy(Store* store, ProviderRegistry* providers, Clock* clo
     : store_(store),
       providers_(providers),
       clock_(clock),
-      options_(options),
+      options_(WithinNonceSpace(options)),
       envs_(options.max_cached_keys, &memos_.generation()),
       eks_(options.max_cached_keys, &memos_.generation()),
       dks_(options.max_cached_keys, &memos_.generation()),
@@ -309,7 +317,12 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Unwrap(const EnvironmentR
                                                               const DataKeyRecord& record) {
   auto got = GetEk(env, record.ek_version);
   if (!got.ok()) return UnwrapAfterRepack(env, record, got.status());
-  EkPtr ek = std::move(got).value();
+  return UnwrapUnder(env, record, std::move(got).value());
+}
+
+StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::UnwrapUnder(const EnvironmentRecord& env,
+                                                                   const DataKeyRecord& record,
+                                                                   EkPtr ek) {
   auto dk = UnwrapKey(ek->key, record.wrapped,
                       DataKeyWrapAad(env.workspace, env.name, record.scope, record.version,
                                      record.ek_version));
@@ -344,8 +357,30 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CreateDataKey(const Envir
                                               env.current_ek_version)));
   rec.created_at = ToUnixSeconds(clock_->Now());
   // Another thread or process may have created this version first: use whichever was stored.
+  // The store refuses a DK under an EK that is no longer current (see Store::InsertDataKey).
   EKM_ASSIGN_OR_RETURN(DataKeyRecord stored, store_->InsertDataKey(rec));
   return Unwrap(env, stored);
+}
+
+bool KeyHierarchy::EnvironmentMovedOn(EnvironmentRecord* env) {
+  auto fresh = store_->GetEnvironment(env->workspace, env->name);
+  if (!fresh.ok() || fresh->id != env->id ||
+      fresh->current_ek_version == env->current_ek_version) {
+    return false;
+  }
+  *env = std::move(fresh).value();
+  // Later requests start from the fresh record too (the put bumps the memos' generation).
+  envs_.Put(EnvKey(env->workspace, env->name), std::make_shared<EnvironmentRecord>(*env),
+            clock_->Monotonic() + options_.ttl);
+  return true;
+}
+
+Status KeyHierarchy::KeptMovingError(const EnvironmentRecord& env, const Status& last) {
+  return UnavailableError("the environment key of " + env.workspace + "/" + env.name +
+                              " changed " + std::to_string(kMaxEkMoves) +
+                              " times while this request ran (last: " + last.message() + ")",
+                          "rotations are running back to back: retry in a second")
+      .WithRetryAfter(1);
 }
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CurrentDataKey(const EnvironmentRecord& env,
@@ -362,19 +397,27 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CurrentDataKey(const Envi
     return fresh;
   }
   misses_.fetch_add(1, std::memory_order_relaxed);
-  EKM_ASSIGN_OR_RETURN(std::optional<DataKeyRecord> latest,
-                       store_->GetLatestDataKey(env.id, scope));
-  std::shared_ptr<DataKeyHandle> handle;
-  if (latest.has_value() && latest->ek_version == env.current_ek_version) {
-    EKM_ASSIGN_OR_RETURN(handle, Unwrap(env, *latest));
-  } else if (latest.has_value()) {
-    // Wrapped under an older EK (another CMK): move the scope on to a DK under the current one.
-    EKM_ASSIGN_OR_RETURN(handle, CreateDataKey(env, scope, latest->version + 1));
-  } else {
-    EKM_ASSIGN_OR_RETURN(handle, CreateDataKey(env, scope, 1));
+  // `env` may be older than the store (a rotation or CMK change since it was read, here or in
+  // another process): when the current EK moved on, decide again from the fresh record.
+  EnvironmentRecord now_env = env;
+  for (int moves = 0;; ++moves) {
+    EKM_ASSIGN_OR_RETURN(std::optional<DataKeyRecord> latest,
+                         store_->GetLatestDataKey(now_env.id, scope));
+    StatusOr<std::shared_ptr<DataKeyHandle>> handle = InternalError("unset");
+    if (latest.has_value() && latest->ek_version == now_env.current_ek_version) {
+      handle = Unwrap(now_env, *latest);
+    } else {
+      // None yet, or wrapped under an older EK (another CMK, or before a rotation): move the
+      // scope on to a DK under the current one.
+      handle = CreateDataKey(now_env, scope, latest.has_value() ? latest->version + 1 : 1);
+    }
+    if (handle.ok()) {
+      current_dks_.Put(key, *handle, TimePoint::max());
+      return handle;
+    }
+    if (!EnvironmentMovedOn(&now_env)) return handle.status();
+    if (moves + 1 >= kMaxEkMoves) return KeptMovingError(now_env, handle.status());
   }
-  current_dks_.Put(key, handle, TimePoint::max());
-  return handle;
 }
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::DataKeyVersion(const EnvironmentRecord& env,
@@ -412,8 +455,12 @@ Status KeyHierarchy::NextNonce(DataKeyHandle& dk, std::span<uint8_t, 12> out) {
   auto reserved = store_->ReserveMessages(dk.environment_id, dk.scope, dk.version,
                                           options_.nonce_lease_size, options_.max_messages_per_dk);
   if (!reserved.ok()) return reserved.status();
+  // The lease is messages [*reserved, *reserved + size) of the DK version, reserved atomically
+  // in the store: their indexes go into the nonces, so no two leases share a nonce. The random
+  // prefix covers a store restored from a backup, which hands out indexes again.
   EKM_ASSIGN_OR_RETURN(uint64_t prefix, RandomUint64());
-  dk.leases.push_back(std::make_unique<NonceSequence>(prefix, options_.nonce_lease_size));
+  dk.leases.push_back(std::make_unique<NonceSequence>(prefix, options_.nonce_lease_size,
+                                                      static_cast<uint32_t>(*reserved)));
   lease = dk.leases.back().get();
   dk.lease.store(lease, std::memory_order_release);
   if (!lease->Next(out)) return InternalError("a fresh nonce lease is empty");
@@ -439,19 +486,30 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::RotateDataKey(const Envir
                                                                      std::string_view scope,
                                                                      uint32_t after_version) {
   current_dks_.Erase(CurrentDkKey(env.id, scope));
-  EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> handle,
-                       CreateDataKey(env, scope, after_version + 1));
-  current_dks_.Put(CurrentDkKey(env.id, scope), handle, TimePoint::max());
-  return handle;
+  EnvironmentRecord now_env = env;
+  for (int moves = 0;; ++moves) {
+    auto handle = CreateDataKey(now_env, scope, after_version + 1);
+    if (handle.ok()) {
+      current_dks_.Put(CurrentDkKey(env.id, scope), *handle, TimePoint::max());
+      return handle;
+    }
+    // The current EK moved on since `env` was read: wrap the new version under the newest.
+    if (!EnvironmentMovedOn(&now_env)) return handle.status();
+    if (moves + 1 >= kMaxEkMoves) return KeptMovingError(now_env, handle.status());
+  }
 }
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Revalidate(
     const EnvironmentRecord& env, std::shared_ptr<DataKeyHandle> dk) {
   misses_.fetch_add(1, std::memory_order_relaxed);
-  EKM_ASSIGN_OR_RETURN(EkPtr ek, GetEk(env, dk->ek_version));
-  if (ek == dk->ek) return dk;  // its EK entry was refreshed (or is served within grace)
-  // A new EK entry (the old one was dropped): unwrap the DK again under it, locally.
+  auto ek = GetEk(env, dk->ek_version);
+  if (ek.ok() && *ek == dk->ek) return dk;  // its EK entry was refreshed (or served in grace)
+  // A new EK entry (the old one was dropped), or the EK the handle was unwrapped under failed:
+  // a repack may have moved the DK to a newer EK since, and destroyed the old one. The stored
+  // row says which EK wraps the DK now, and that EK's answer (its CMK's refusal, say) stands.
   EKM_ASSIGN_OR_RETURN(DataKeyRecord rec, store_->GetDataKey(env.id, dk->scope, dk->version));
+  if (!ek.ok() && rec.ek_version == dk->ek_version) return UnwrapFailure(env, rec, ek.status());
+  if (ek.ok() && rec.ek_version == dk->ek_version) return UnwrapUnder(env, rec, *ek);
   return Unwrap(env, rec);
 }
 
@@ -518,6 +576,7 @@ void KeyHierarchy::Invalidate(int64_t environment_id, const CmkRef& cmk) {
   dks_.EraseIf(of_env);
   current_dks_.EraseIf(of_env);
   memos_.DropAll();  // no thread's memo keeps a revoked key in memory
+  AesGcmForgetKeys();  // nor its cipher contexts
 }
 
 size_t KeyHierarchy::PurgeExpired() {
@@ -534,6 +593,7 @@ size_t KeyHierarchy::PurgeExpired() {
   n += current_dks_.EraseIf([&](const DataKeyHandle& dk) { return dead(*dk.ek); });
   n += eks_.EraseIf(dead);
   memos_.DropAll();  // idle threads' memos too: expired and evicted keys go now
+  AesGcmForgetKeys();  // and their cipher contexts' key schedules
   return n;
 }
 
@@ -574,23 +634,57 @@ KeyHierarchy::Counters KeyHierarchy::counters() const {
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::UnwrapAfterRepack(
     const EnvironmentRecord& env, const DataKeyRecord& stale, const Status& cause) {
-  auto fresh = store_->GetDataKey(env.id, stale.scope, stale.version);
-  // Only a row that moved to another EK is worth a second try; otherwise the cause stands.
-  if (!fresh.ok() || fresh->ek_version == stale.ek_version) return cause;
-  return Unwrap(env, *fresh);
+  DataKeyRecord rec = stale;
+  Status last = cause;
+  // Each pass follows one move of the row (repacks back to back); a row that stays put ends it.
+  for (int moves = 0; moves < kMaxEkMoves; ++moves) {
+    auto fresh = store_->GetDataKey(env.id, rec.scope, rec.version);
+    if (!fresh.ok()) return last;
+    if (fresh->ek_version == rec.ek_version) return UnwrapFailure(env, *fresh, last);
+    rec = std::move(fresh).value();
+    auto ek = GetEk(env, rec.ek_version);
+    if (ek.ok()) return UnwrapUnder(env, rec, std::move(ek).value());
+    last = ek.status();
+  }
+  return KeptMovingError(env, last);
+}
+
+Status KeyHierarchy::UnwrapFailure(const EnvironmentRecord& env, const DataKeyRecord& rec,
+                                   const Status& cause) {
+  // An EK that exists answers for itself (its CMK's refusal, an outage…).
+  auto ek = store_->GetEnvironmentKey(env.id, rec.ek_version);
+  if (!ek.ok() || !ek->wrapped.empty()) return cause;
+  const std::string what = "data key v" + std::to_string(rec.version) + " of scope \"" +
+                           rec.scope + "\" of " + env.workspace + "/" + env.name;
+  if (rec.wrapped.empty()) {
+    return FailedPreconditionError(what + " was destroyed with the environment's keys "
+                                          "(crypto-shredded)",
+                                   "its data can never be read");
+  }
+  // Never a state ekm creates (the store refuses a DK under an EK that is not current), but a
+  // store written by an older ekm may hold one: say what it is, not "retry".
+  return InternalError(
+      what + " is wrapped under environment key v" + std::to_string(rec.ek_version) +
+          ", whose wrapping was destroyed: it cannot be unwrapped, and data encrypted under it "
+          "cannot be decrypted",
+      "an inconsistency left in the store by concurrent rotations of an older ekm; the "
+      "repack inventory (`ekm repack status`) counts such data keys under destroyed "
+      "environment keys; report it to the platform operator");
 }
 
 void KeyHierarchy::ForgetEnvironmentKey(int64_t environment_id, uint32_t version) {
   eks_.Erase(EkKey(environment_id, version));
   memos_.DropAll();
+  AesGcmForgetKeys();  // no thread's cipher context keeps the destroyed EK's key schedule
 }
 
 Status KeyHierarchy::DestroyedEnvironmentKeyError(const EnvironmentRecord& env,
                                                   uint32_t version) {
   return FailedPreconditionError(
       "environment key v" + std::to_string(version) + " of " + env.workspace + "/" + env.name +
-          " was destroyed after a repack moved its data keys to a newer environment key",
-      "nothing is wrapped under it any more; if a request still asks for it, retry");
+          " was destroyed (a repack moved its data keys to a newer environment key, or the "
+          "environment was crypto-shredded)",
+      "nothing can be unwrapped under it any more");
 }
 
 void KeyHierarchy::PurgeEnvironment(const EnvironmentRecord& env) {
@@ -601,6 +695,7 @@ void KeyHierarchy::PurgeEnvironment(const EnvironmentRecord& env) {
   dks_.ErasePrefix(prefix);
   current_dks_.ErasePrefix(prefix);
   memos_.DropAll();
+  AesGcmForgetKeys();
 }
 
 }  // namespace ekm

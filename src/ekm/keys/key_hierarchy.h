@@ -44,6 +44,7 @@ inline constexpr std::string_view kEkContextEkVersion = "ekm:ek-version";
 
 struct KeyHierarchyOptions {
   std::chrono::seconds ttl{300};
+  // At most 2^32: a message's index within its DK version is the nonce's 4-byte counter.
   uint64_t max_messages_per_dk = uint64_t{1} << 32;
   uint32_t nonce_lease_size = 1u << 20;
   size_t max_cached_keys = 100000;
@@ -192,8 +193,10 @@ class KeyHierarchy {
   size_t max_cached_keys() const { return options_.max_cached_keys; }
 
   // After a failed unwrap of `stale` (read before a repack batch moved it to a newer EK, whose
-  // old EK may since be destroyed): re-reads the DK and unwraps the stored row if it moved;
-  // otherwise returns `cause`.
+  // old EK may since be destroyed): re-reads the DK and unwraps the stored row if it moved
+  // (following further moves); otherwise the error of the EK that wraps it now: `cause`, or,
+  // when that EK was destroyed, what that means (a shred, or a DK no one can unwrap). Never
+  // "retry": a request gets its key whenever one exists.
   StatusOr<std::shared_ptr<DataKeyHandle>> UnwrapAfterRepack(const EnvironmentRecord& env,
                                                              const DataKeyRecord& stale,
                                                              const Status& cause);
@@ -201,6 +204,9 @@ class KeyHierarchy {
   void ForgetEnvironmentKey(int64_t environment_id, uint32_t version);
   // The error for an EK whose wrapping was destroyed.
   static Status DestroyedEnvironmentKeyError(const EnvironmentRecord& env, uint32_t version);
+  // How many times one request follows the environment's current EK moving on (a rotation or
+  // CMK change while it runs) before it gives up with a retryable error.
+  static constexpr int kMaxEkMoves = 8;
 
   // Drops every cached key and record of the environment on this node at once (crypto-shred).
   // Handles already held by in-flight requests are wiped when those requests finish.
@@ -235,14 +241,30 @@ class KeyHierarchy {
                             int64_t retry_after, int64_t last_success = 0);
   // After a refusal: every cached key of the environment under that CMK is dropped at once.
   void Invalidate(int64_t environment_id, const CmkRef& cmk);
-  // A cached DK that is no longer valid: refresh its EK (no DK re-unwrap) or fail.
+  // A cached DK that is no longer valid: refresh its EK (no DK re-unwrap), or unwrap the stored
+  // row again under the EK that wraps it now (a repack may have moved it), or fail with that
+  // EK's error.
   StatusOr<std::shared_ptr<DataKeyHandle>> Revalidate(const EnvironmentRecord& env,
                                                       std::shared_ptr<DataKeyHandle> dk);
   StatusOr<std::shared_ptr<DataKeyHandle>> Unwrap(const EnvironmentRecord& env,
                                                   const DataKeyRecord& record);
+  // Unwraps `record` under its EK `ek` (already fetched) and caches the handle.
+  StatusOr<std::shared_ptr<DataKeyHandle>> UnwrapUnder(const EnvironmentRecord& env,
+                                                       const DataKeyRecord& record, EkPtr ek);
+  // DK `version` of the scope, wrapped under env.current_ek_version. Fails (FailedPrecondition
+  // from the store, or the EK's error) when that EK is no longer current: callers then read the
+  // environment again (EnvironmentMovedOn) and retry.
   StatusOr<std::shared_ptr<DataKeyHandle>> CreateDataKey(const EnvironmentRecord& env,
                                                          std::string_view scope,
                                                          uint32_t version);
+  // Re-reads the environment: true (and *env, the cached record updated) when its current EK
+  // is no longer env->current_ek_version.
+  bool EnvironmentMovedOn(EnvironmentRecord* env);
+  // The retryable error after kMaxEkMoves moves of the current EK during one request.
+  static Status KeptMovingError(const EnvironmentRecord& env, const Status& last);
+  // The error of a DK that stays under an EK that failed: `cause` unless that EK was destroyed.
+  Status UnwrapFailure(const EnvironmentRecord& env, const DataKeyRecord& rec,
+                       const Status& cause);
 
   Store* store_;
   ProviderRegistry* providers_;

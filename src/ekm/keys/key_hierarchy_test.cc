@@ -1,11 +1,17 @@
 #include "ekm/keys/key_hierarchy.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <thread>
 
+#include "ekm/base/endian.h"
+#include "ekm/crypto/aes_gcm.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/store_binding.h"
@@ -207,6 +213,157 @@ TEST_F(KeyHierarchyTest, UnknownVersionIsNamed) {
   auto s = keys_->DataKeyVersion(env, "orders", 9).status();
   EXPECT_EQ(s.code(), StatusCode::kNotFound);
   EXPECT_NE(s.message().find("v9"), std::string::npos);
+}
+
+// --- issue12-keys ---
+// Nonces are unique by construction, not by chance: the last four bytes are the message's
+// index in its DK version, reserved atomically in the store, so no two leases, threads or
+// processes ever share them (the CLI leases 16 messages at a time: up to 2^28 leases per DK,
+// too many for random prefixes alone). The random prefix still separates the indexes a store
+// restored from a backup hands out again.
+TEST_F(KeyHierarchyTest, NoncesCarryTheReservedMessageIndexAcrossProcessesAndLeases) {
+  KeyHierarchyOptions cli;
+  cli.nonce_lease_size = 16;
+  KeyHierarchy p1(store_.get(), &providers_, &clock_, cli);  // two processes on one store
+  KeyHierarchy p2(store_.get(), &providers_, &clock_, cli);
+  auto e1 = p1.GetEnvironment("acme", "prod");
+  auto e2 = p2.GetEnvironment("acme", "prod");
+  ASSERT_TRUE(e1.ok() && e2.ok());
+  auto dk1 = p1.CurrentDataKey(*e1, "orders");
+  auto dk2 = p2.CurrentDataKey(*e2, "orders");
+  ASSERT_TRUE(dk1.ok() && dk2.ok());
+  ASSERT_EQ((*dk1)->version, (*dk2)->version);
+  std::set<uint32_t> indexes;
+  std::set<std::array<uint8_t, 12>> nonces;
+  constexpr int kEach = 40 * 16 + 5;  // 41 leases each, interleaved
+  for (int i = 0; i < kEach; ++i) {
+    for (auto* dk : {&*dk1, &*dk2}) {
+      auto& p = dk == &*dk1 ? p1 : p2;
+      std::array<uint8_t, 12> n;
+      ASSERT_TRUE(p.NextNonce(**dk, n).ok());
+      nonces.insert(n);
+      indexes.insert(LoadBigEndian32(n.data() + 8));
+    }
+  }
+  // Every message index once, from 0 up, whatever the prefixes are.
+  ASSERT_EQ(indexes.size(), 2u * kEach);
+  EXPECT_EQ(*indexes.begin(), 0u);
+  auto rec = store_->GetDataKey(e1->id, "orders", (*dk1)->version);
+  ASSERT_TRUE(rec.ok());
+  for (uint32_t i : indexes) EXPECT_LT(i, rec->messages_reserved);
+  EXPECT_EQ(nonces.size(), 2u * kEach);
+
+  // A store restored from a backup hands the same indexes out again: the prefix differs.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_.path() + "/ekm.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE data_keys SET messages_reserved = 0", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  KeyHierarchy restored(store_.get(), &providers_, &clock_, cli);
+  auto dk3 = restored.CurrentDataKey(*restored.GetEnvironment("acme", "prod"), "orders");
+  ASSERT_TRUE(dk3.ok());
+  for (int i = 0; i < 64; ++i) {
+    std::array<uint8_t, 12> n;
+    ASSERT_TRUE(restored.NextNonce(**dk3, n).ok());
+    EXPECT_EQ(LoadBigEndian32(n.data() + 8), static_cast<uint32_t>(i)) << "re-issued index";
+    EXPECT_TRUE(nonces.insert(n).second) << "a nonce repeated after the restore";
+  }
+}
+
+TEST_F(KeyHierarchyTest, TheMessageBoundNeverExceedsTheNonceCounter) {
+  KeyHierarchyOptions o;
+  o.max_messages_per_dk = uint64_t{1} << 40;  // asked for more than four bytes can count
+  o.nonce_lease_size = 1u << 20;
+  Reset(o);
+  EnvironmentRecord env = Env();
+  auto dk = keys_->CurrentDataKey(env, "orders");
+  ASSERT_TRUE(dk.ok());
+  // The store's counter stands just below 2^32 (as after four billion messages).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_.path() + "/ekm.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE data_keys SET messages_reserved = 4294967296 - 1048575",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  std::array<uint8_t, 12> n;
+  EXPECT_EQ(keys_->NextNonce(**dk, n).code(), StatusCode::kResourceExhausted)
+      << "a lease past index 2^32 - 1 would wrap the counter";
+}
+
+// A thread that seals one message with `key`, then stays idle until destroyed (as a server's
+// I/O threads do).
+class IdleThread {
+ public:
+  explicit IdleThread(const SecretBytes& key)
+      : thread_([this, &key] {
+          Bytes iv(12), pt(64), ct(80);
+          ok_ = AesGcmSeal(key, iv, {}, pt, ct.data()).ok();
+          std::unique_lock<std::mutex> lock(mu_);
+          sealed_ = true;
+          cv_.notify_all();
+          cv_.wait(lock, [&] { return release_; });
+        }) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return sealed_; });
+  }
+  ~IdleThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      release_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool sealed_ = false, release_ = false;
+  std::atomic<bool> ok_{false};
+  std::thread thread_;
+};
+
+// When the hierarchy drops keys (a revocation, a shred, the purge of expired keys), no thread's
+// reused cipher context keeps their AES key schedule, including threads that sit idle.
+TEST_F(KeyHierarchyTest, DroppedKeysLeaveNoThreadsCipherContext) {
+  auto used_by_an_idle_thread = [&](const SecretBytes& key) {
+    auto t = std::make_unique<IdleThread>(key);
+    EXPECT_TRUE(t->ok());
+    EXPECT_EQ(AesGcmContextsHolding(key), 1u);
+    return t;
+  };
+  EnvironmentRecord env = Env();
+  // A revocation.
+  {
+    auto dk = keys_->CurrentDataKey(env, "orders");
+    ASSERT_TRUE(dk.ok());
+    auto thread = used_by_an_idle_thread(*(*dk)->key);
+    provider_->refuse = true;
+    clock_.Advance(std::chrono::seconds(300));
+    ASSERT_FALSE(keys_->CurrentDataKey(env, "orders").ok());  // refused: keys dropped
+    EXPECT_EQ(AesGcmContextsHolding(*(*dk)->key), 0u);
+    provider_->refuse = false;
+    clock_.Advance(std::chrono::seconds(61));
+  }
+  // A shred.
+  {
+    auto dk = keys_->CurrentDataKey(env, "orders");
+    ASSERT_TRUE(dk.ok()) << dk.status().ToString();
+    auto thread = used_by_an_idle_thread(*(*dk)->key);
+    keys_->PurgeEnvironment(env);
+    EXPECT_EQ(AesGcmContextsHolding(*(*dk)->key), 0u);
+  }
+  // The periodic purge.
+  {
+    auto dk = keys_->CurrentDataKey(env, "orders");
+    ASSERT_TRUE(dk.ok());
+    auto thread = used_by_an_idle_thread(*(*dk)->key);
+    clock_.Advance(std::chrono::seconds(301));
+    keys_->PurgeExpired();
+    EXPECT_EQ(AesGcmContextsHolding(*(*dk)->key), 0u);
+  }
 }
 
 }  // namespace

@@ -1,12 +1,18 @@
-// Nonces for single-form envelopes: 8-byte random prefix | 4-byte counter.
+// Nonces for single-form envelopes: 8-byte random prefix | 4-byte message index.
 //
-// A process leases `count` messages of a DK version from the store (Store::ReserveMessages),
-// draws a fresh random prefix for the lease and counts up. Within a lease nonces never repeat;
-// across leases (other threads' refills, other ekmd replicas, CLI processes, restarts, a
-// restored backup) they differ unless two 64-bit random prefixes collide. With the default
-// bound of 2^32 messages per DK version in leases of 2^20, a DK version sees at most 2^12 leases:
-// collision probability below 2^-41. The reservation counter enforces the bound on messages per
-// DK version. One RAND_bytes per lease instead of per message keeps small messages cheap.
+// A process leases `count` messages of a DK version from the store (Store::ReserveMessages, an
+// atomic conditional increment of the DK's messages_reserved): the lease is the messages
+// [first, first + count) of that DK version, and no other lease, thread, ekmd replica or CLI
+// process is ever given the same indexes. The index of each message is the nonce's last 4
+// bytes, so nonces under one DK version are unique by construction, however many leases there
+// are (the CLI leases 16 messages at a time, up to 2^28 leases per DK version). The message
+// bound per DK version (at most 2^32, enforced by the reservation) keeps the index within 4
+// bytes.
+//
+// The random prefix (one RAND_bytes per lease) is for the one case the store's counter cannot
+// cover: a store restored from a backup, which hands out indexes again. A nonce then repeats
+// only if a re-issued index gets the same 64-bit prefix as its first issue: at most 2^-64 per
+// message issued twice (docs/format.md §3).
 #pragma once
 
 #include <atomic>
@@ -19,7 +25,9 @@ namespace ekm {
 
 class NonceSequence {
  public:
-  NonceSequence(uint64_t prefix, uint32_t count) : prefix_(prefix), count_(count) {}
+  // The lease of `count` messages starting at message index `first` (first + count <= 2^32).
+  NonceSequence(uint64_t prefix, uint32_t count, uint32_t first = 0)
+      : prefix_(prefix), count_(count), first_(first) {}
 
   // Thread-safe. False when the lease is used up.
   bool Next(std::span<uint8_t, 12> out) {
@@ -40,15 +48,17 @@ class NonceSequence {
     return true;
   }
 
-  // The nonce of index i (< count), taken by Next or Take.
+  // The nonce of the lease's i-th message (i < count), taken by Next or Take: the prefix, then
+  // the message's index in the DK version.
   void Format(uint64_t i, std::span<uint8_t, 12> out) const {
     StoreBigEndian64(out.data(), prefix_);
-    StoreBigEndian32(out.data() + 8, static_cast<uint32_t>(i));
+    StoreBigEndian32(out.data() + 8, static_cast<uint32_t>(first_ + i));
   }
 
  private:
   const uint64_t prefix_;
   const uint64_t count_;
+  const uint64_t first_;
   std::atomic<uint64_t> next_{0};
 };
 

@@ -25,6 +25,24 @@ nlohmann::json JobJson(const Store::RepackJobRecord& job) {
 Repacker::Repacker(Store* store, KeyHierarchy* keys, Clock* clock, RepackOptions options)
     : store_(store), keys_(keys), clock_(clock), options_(options) {}
 
+uint64_t Repacker::DataKeysUnderDestroyedKeys(const EnvironmentRecord& env) {
+  auto inv = store_->EnvironmentKeyInventory(env.id);
+  if (!inv.ok()) return 0;
+  uint64_t lost = 0;
+  for (const auto& ek : *inv) {
+    if (ek.destroyed_at) lost += ek.data_keys;
+  }
+  // Only a store written by an older ekm can hold such rows (see Store::InsertDataKey); the
+  // repack moves every other DK and finishes, and says what it could not move and why.
+  if (lost > 0) {
+    spdlog::error("repack of {}/{}: {} data keys are wrapped under destroyed environment keys "
+                  "and cannot be unwrapped (an inconsistency of the store, not the CMK); data "
+                  "encrypted under them cannot be decrypted",
+                  env.workspace, env.name, lost);
+  }
+  return lost;
+}
+
 int64_t Repacker::NowMs() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(clock_->Now().time_since_epoch())
       .count();
@@ -86,8 +104,18 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
       spdlog::warn("repack of {}/{} waits: {}", env.workspace, env.name, cause.ToString());
       return cause;
     };
+    // An EK that failed because another repacker (a thread, ekmd, `ekm repack run`) finished
+    // meanwhile and destroyed it, or because the current EK moved on, is not the customer's
+    // doing: start over from the store, never wait on it blaming the CMK.
+    auto superseded = [&](uint32_t version) {
+      auto now_env = store_->GetEnvironment(env.workspace, env.name);
+      if (now_env.ok() && now_env->current_ek_version != target) return true;
+      auto ek = store_->GetEnvironmentKey(env.id, version);
+      return ek.ok() && ek->wrapped.empty();
+    };
     auto new_ek = keys_->EnvironmentKey(env, target);
     if (!new_ek.ok()) {
+      if (superseded(target)) continue;
       return wait(new_ek.status().WithContext(
           "the new customer main key must be usable for the repack to go on"));
     }
@@ -107,6 +135,10 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
           auto got = keys_->EnvironmentKey(env, row.ek_version);
           if (!got.ok()) {
             old_eks.erase(row.ek_version);
+            if (superseded(row.ek_version)) {
+              moved_on = true;  // list again: rows under a destroyed EK are not listed
+              break;
+            }
             return wait(Status(got.status().code(),
                                "the previous customer main key must stay available until the "
                                "repack completes: " + got.status().message(),
@@ -128,6 +160,7 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
         if (!wrapped.ok()) return wait(wrapped.status());
         batch.push_back({&row, std::move(wrapped).value()});
       }
+      if (moved_on) break;
       auto moved = store_->CommitRepackBatch(job.id, env.id, target, batch, NowMs());
       if (!moved.ok()) {
         if (MovedOn(moved.status())) {
@@ -158,9 +191,11 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
       return wait(destroyed.status());
     }
     for (uint32_t v : *destroyed) keys_->ForgetEnvironmentKey(env.id, v);
+    const uint64_t lost = DataKeysUnderDestroyedKeys(env);
     if (job.total > 0 || !destroyed->empty()) {
       nlohmann::json detail = JobJson(job);
       detail["destroyed_ek_versions"] = *destroyed;
+      if (lost > 0) detail["unrecoverable_data_keys"] = lost;
       detail["seconds"] = double(NowMs() - job.started_at_ms) / 1000.0;
       Event(env, event::kRepackFinished, detail);
     }

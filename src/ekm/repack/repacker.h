@@ -6,6 +6,12 @@
 //
 // Crash-safe: the work to do is derived from the store (DKs under an EK older than the
 // current one), so a job interrupted at any point is resumed by running it again.
+//
+// Concurrent writers: a DK is only ever created under the current EK (the store checks it in
+// the insert's transaction), and the finishing transaction counts the DKs under older EKs again
+// before it destroys them. Several repackers (threads, ekmd replicas, `ekm repack run`) may
+// run at once: an EK one of them destroyed, or a target that moved on, makes the others start
+// over from the store; only a CMK that refuses (or cannot be reached) makes a job wait.
 #pragma once
 
 #include <chrono>
@@ -49,6 +55,8 @@ class Repacker {
 
  private:
   int64_t NowMs() const;
+  // DKs under an EK whose wrapping was destroyed (no one can unwrap them): logged when any.
+  uint64_t DataKeysUnderDestroyedKeys(const EnvironmentRecord& env);
   void Event(const EnvironmentRecord& env, std::string_view type, const nlohmann::json& detail);
 
   Store* store_;

@@ -3,9 +3,12 @@
 #include "ekm/repack/repacker.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <utility>
 #include <thread>
 
 #include "ekm/base/random.h"
@@ -42,6 +45,7 @@ class TestCmk : public KeyProvider {
   StatusOr<SecretBytes> Unwrap(std::string_view, ByteView w,
                                const EncryptionContext& c) override {
     ++unwraps;
+    if (before_unwrap) std::exchange(before_unwrap, nullptr)();  // once
     if (refuse) return PermissionDeniedError("AccessDeniedException: the key policy denies it");
     return inner_->Unwrap("root", w, c);
   }
@@ -49,6 +53,7 @@ class TestCmk : public KeyProvider {
 
   std::atomic<bool> refuse{false};
   std::atomic<int> unwraps{0};
+  std::function<void()> before_unwrap;  // runs once, at the next Unwrap
 
  private:
   std::string name_;
@@ -394,6 +399,191 @@ TEST_F(RepackTest, OneHundredThousandDataKeysAreRepacked) {
   EXPECT_EQ(inv[2].data_keys, static_cast<uint64_t>(n));
   EXPECT_TRUE(inv[1].destroyed_at.has_value());
   cmks_["cmk-a"]->refuse = true;
+  ExpectAllReadable(bytes);
+}
+
+// --- issue12-keys ---
+// Defect 1: a DK cached before a repack keeps the EK version it was unwrapped under; past its
+// TTL it must be unwrapped again under the EK that wraps it now, not under the destroyed one.
+class RepackThenTtlTest : public RepackTest {
+ protected:
+  // Three scopes' DKs, used (so cached) before the CMK change and its repack; returns their
+  // bytes.
+  std::map<std::string, Bytes> UseThenRepack() {
+    std::map<std::string, Bytes> bytes;
+    EnvironmentRecord env = Env();
+    for (const char* scope : {"orders", "invoices", "users"}) {
+      auto dk = keys_->CurrentDataKey(env, scope);
+      EXPECT_TRUE(dk.ok()) << dk.status().ToString();
+      auto again = keys_->DataKeyVersion(env, scope, 1);  // the decrypt path's cache too
+      EXPECT_TRUE(again.ok()) << again.status().ToString();
+      auto k = (*dk)->key->RevealForCrypto();
+      bytes[scope] = Bytes(k.begin(), k.end());
+    }
+    ChangeCmk("cmk-b");
+    auto done = repacker_->Run("acme", "prod", nullptr, nullptr);
+    EXPECT_TRUE(done.ok() && *done) << done.status().ToString();
+    EXPECT_TRUE(Inventory()[1].destroyed_at.has_value());
+    // Within the TTL the cached handles still serve, as before the repack.
+    for (const auto& [scope, want] : bytes) EXPECT_TRUE(keys_->DataKeyVersion(Env(), scope, 1).ok());
+    return bytes;
+  }
+};
+
+TEST_F(RepackThenTtlTest, TheFirstDecryptPastTheTtlUsesTheNewEnvironmentKey) {
+  auto bytes = UseThenRepack();
+  cmks_["cmk-a"]->refuse = true;  // the old CMK is no longer needed
+  clock_.Advance(std::chrono::seconds(301));
+  for (const auto& [scope, want] : bytes) {
+    auto dk = keys_->DataKeyVersion(Env(), scope, 1);  // the first attempt, not a retry
+    ASSERT_TRUE(dk.ok()) << scope << ": " << dk.status().ToString();
+    auto got = (*dk)->key->RevealForCrypto();
+    EXPECT_EQ(Bytes(got.begin(), got.end()), want) << scope;
+    EXPECT_EQ((*dk)->ek_version, 2u);
+  }
+  // The encrypt path: each scope's current DK, also on the first attempt.
+  for (const auto& [scope, want] : bytes) {
+    auto dk = keys_->CurrentDataKey(Env(), scope);
+    ASSERT_TRUE(dk.ok()) << scope << ": " << dk.status().ToString();
+    EXPECT_EQ((*dk)->ek_version, 2u);
+  }
+}
+
+TEST_F(RepackThenTtlTest, WithTheNewCmkRevokedTheErrorIsTheCmksRefusal) {
+  auto bytes = UseThenRepack();
+  cmks_["cmk-b"]->refuse = true;  // the customer revokes the key that wraps everything now
+  clock_.Advance(std::chrono::seconds(301));
+  for (const auto& [scope, want] : bytes) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      auto dk = keys_->DataKeyVersion(Env(), scope, 1);
+      ASSERT_FALSE(dk.ok()) << scope;
+      const std::string text = dk.status().ToString();
+      EXPECT_EQ(dk.status().code(), StatusCode::kFailedPrecondition) << text;
+      EXPECT_NE(text.find("the customer main key is unavailable"), std::string::npos) << text;
+      EXPECT_NE(text.find("cmk-b"), std::string::npos) << text;
+      EXPECT_EQ(text.find("destroyed"), std::string::npos) << text;
+      EXPECT_EQ(text.find("retry"), std::string::npos) << text;
+    }
+    auto current = keys_->CurrentDataKey(Env(), scope);
+    ASSERT_FALSE(current.ok());
+    EXPECT_NE(current.status().message().find("the customer main key is unavailable"),
+              std::string::npos)
+        << current.status().ToString();
+  }
+  // Access restored: everything is back, nothing was lost.
+  cmks_["cmk-b"]->refuse = false;
+  clock_.Advance(std::chrono::seconds(61));  // past the backoff of the refusal
+  for (const auto& [scope, want] : bytes) {
+    auto dk = keys_->DataKeyVersion(Env(), scope, 1);
+    ASSERT_TRUE(dk.ok()) << scope << ": " << dk.status().ToString();
+    auto got = (*dk)->key->RevealForCrypto();
+    EXPECT_EQ(Bytes(got.begin(), got.end()), want) << scope;
+  }
+}
+
+// Defect 3: a DK is never created under an EK that is not current (the store checks it in
+// the insert's transaction), and a request whose environment record is older than a rotation
+// and a finished repack still gets a DK, under the newest EK.
+TEST_F(RepackTest, ARequestWithAStaleEnvironmentCreatesItsDataKeyUnderTheNewestKey) {
+  SeedDataKeys(0, 3);
+  EnvironmentRecord stale = Env();  // read before the change below, as a request in flight
+  ASSERT_TRUE(keys_->EnvironmentKey(stale, 1).ok());  // EK v1 cached and valid
+  ChangeCmk("cmk-b");
+  ASSERT_TRUE(repacker_->Run("acme", "prod", nullptr, nullptr).ok());
+  ASSERT_TRUE(Inventory()[1].destroyed_at.has_value());
+  // Straight to the store: refused, nothing stored.
+  DataKeyRecord under_old;
+  under_old.environment_id = env_id_;
+  under_old.scope = "late";
+  under_old.version = 1;
+  under_old.ek_version = 1;
+  under_old.wrapped = Bytes(61, 1);
+  auto refused = store_->InsertDataKey(under_old);
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status().ToString();
+  EXPECT_EQ(store_->GetDataKey(env_id_, "late", 1).status().code(), StatusCode::kNotFound);
+  // Through the hierarchy with the stale record: the scope's DK lands under EK v2.
+  for (const char* scope : {"new-scope", "s1"}) {
+    auto dk = keys_->CurrentDataKey(stale, scope);
+    ASSERT_TRUE(dk.ok()) << scope << ": " << dk.status().ToString();
+    EXPECT_EQ((*dk)->ek_version, 2u) << scope;
+  }
+  auto rotated = keys_->RotateDataKey(stale, "s2", 1);
+  ASSERT_TRUE(rotated.ok()) << rotated.status().ToString();
+  EXPECT_EQ((*rotated)->ek_version, 2u);
+  EXPECT_EQ(Inventory()[1].data_keys, 0u) << "nothing under the destroyed EK";
+}
+
+// A store written by an older ekm may hold a DK under a destroyed EK. The repack moves every
+// other DK and finishes (never "waiting" on it, never blaming the CMK), and says what it is.
+TEST_F(RepackTest, ADataKeyLeftUnderADestroyedKeyNeitherStallsTheRepackNorBlamesTheCmk) {
+  auto bytes = SeedDataKeys(0, 5);
+  ChangeCmk("cmk-b");
+  ASSERT_TRUE(repacker_->Run("acme", "prod", nullptr, nullptr).ok());  // EK v1 destroyed
+  {
+    // The old defect, by hand: one DK row pointing at the destroyed EK v1.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_.path() + "/ekm.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE data_keys SET ek_version = 1 WHERE scope = 's0'", nullptr,
+                           nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto more = SeedDataKeys(100, 1200);
+  ChangeCmk("cmk-c");
+  auto done = repacker_->Run("acme", "prod", nullptr, nullptr, std::chrono::seconds(4));
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_TRUE(*done);
+  auto job = store_->GetLatestRepackJob(env_id_);
+  ASSERT_TRUE(job.ok() && job->has_value());
+  EXPECT_EQ((*job)->state, "finished");
+  auto inv = Inventory();
+  EXPECT_TRUE(inv[2].destroyed_at.has_value());
+  EXPECT_EQ(inv[3].data_keys, 1204u);
+  EXPECT_EQ(inv[1].data_keys, 1u);
+  LifecycleEventFilter f;
+  f.workspace = "acme";
+  f.type = std::string(event::kRepackFinished);
+  auto events = store_->ListLifecycleEvents(f);
+  ASSERT_TRUE(events.ok() && !events->empty());
+  EXPECT_NE(events->back().detail.find("\"unrecoverable_data_keys\":1"), std::string::npos)
+      << events->back().detail;
+  // Its decrypt says what it is: not "retry", not the CMK.
+  KeyHierarchy fresh(store_.get(), &providers_, &clock_, KeyHierarchyOptions{});
+  auto lost = fresh.DataKeyVersion(Env(), "s0", 1);
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.status().code(), StatusCode::kInternal) << lost.status().ToString();
+  EXPECT_NE(lost.status().message().find("cannot be unwrapped"), std::string::npos);
+  EXPECT_EQ(lost.status().ToString().find("retry"), std::string::npos);
+  bytes.erase("s0");
+  bytes.insert(more.begin(), more.end());
+  ExpectAllReadable(bytes);
+}
+
+// Two repackers at once (ekmd's runner and `ekm repack run`): the other one finishes first and
+// destroys the old EK, and the customer then revokes the old CMK (no longer needed). The one
+// that lost the race starts over from the store and finishes, never waiting on the old CMK.
+TEST_F(RepackTest, ARepackThatLostTheRaceToAnotherFinishesWithoutBlamingTheOldCmk) {
+  auto bytes = SeedDataKeys(0, 2500);
+  ChangeCmk("cmk-b");
+  KeyHierarchy mine_keys(store_.get(), &providers_, &clock_, KeyHierarchyOptions{});
+  Repacker mine(store_.get(), &mine_keys, &clock_, RepackOptions{});
+  KeyHierarchy other_keys(store_.get(), &providers_, &clock_, KeyHierarchyOptions{});
+  Repacker other(store_.get(), &other_keys, &clock_, RepackOptions{});
+  bool ran_other = false;
+  // Our repacker has listed its first batch and now asks the old CMK for EK v1.
+  cmks_["cmk-a"]->before_unwrap = [&] {
+    ran_other = true;
+    auto finished = other.Run("acme", "prod", nullptr, nullptr);
+    EXPECT_TRUE(finished.ok() && *finished) << finished.status().ToString();
+    cmks_["cmk-a"]->refuse = true;
+  };
+  auto done = mine.Run("acme", "prod", nullptr, nullptr, std::chrono::seconds(4));
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  EXPECT_TRUE(*done);
+  EXPECT_TRUE(ran_other);
+  auto job = store_->GetLatestRepackJob(env_id_);
+  EXPECT_EQ((*job)->state, "finished");
+  EXPECT_TRUE((*job)->last_error.empty()) << (*job)->last_error;
   ExpectAllReadable(bytes);
 }
 

@@ -979,7 +979,7 @@ class EkmServiceImpl : public EkmService {
           continue;
         }
         report.rotated.push_back(*r);
-        ++env.current_ek_version;  // new DKs below go under the new EK
+        env.current_ek_version = r->to_version;  // new DKs below go under the new EK
       }
       if (!sched.dk_rotation_period_seconds) continue;
       auto latest = store_->ListLatestDataKeys(env.id);
@@ -1976,19 +1976,35 @@ class EkmServiceImpl : public EkmService {
     return s;
   }
 
-  StatusOr<RotationResult> RotateEk(const EnvironmentRecord& env) {
-    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord current,
-                         store_->GetEnvironmentKey(env.id, env.current_ek_version));
-    CmkRef cmk{current.cmk_provider, current.cmk_key_id};
-    auto ek = keys_.NewEnvironmentKey(env.workspace, env.name, cmk, env.current_ek_version + 1);
-    if (!ek.ok()) {
-      return ProviderRefusal(ek.status().WithContext(
-          "rotating the environment key of " + env.workspace + "/" + env.name +
-          ": the CMK (" + cmk.provider + " " + cmk.key_id + ") could not wrap a new version"));
+  StatusOr<RotationResult> RotateEk(EnvironmentRecord env) {
+    EnvironmentKeyRecord current;
+    EnvironmentKeyRecord rec;
+    CmkRef cmk;
+    // Another rotation (a thread, another node, the CLI) may store the next version first: a
+    // routine rotation then wraps the version after it, a few times, rather than fail.
+    for (int attempt = 0;; ++attempt) {
+      EKM_ASSIGN_OR_RETURN(current, store_->GetEnvironmentKey(env.id, env.current_ek_version));
+      cmk = CmkRef{current.cmk_provider, current.cmk_key_id};
+      auto ek = keys_.NewEnvironmentKey(env.workspace, env.name, cmk, env.current_ek_version + 1);
+      if (!ek.ok()) {
+        return ProviderRefusal(ek.status().WithContext(
+            "rotating the environment key of " + env.workspace + "/" + env.name +
+            ": the CMK (" + cmk.provider + " " + cmk.key_id + ") could not wrap a new version"));
+      }
+      rec = std::move(ek).value();
+      rec.environment_id = env.id;
+      Status added = store_->AddEnvironmentKey(rec);
+      if (added.ok()) break;
+      if (added.code() != StatusCode::kFailedPrecondition || attempt >= 3) return added;
+      EKM_ASSIGN_OR_RETURN(EnvironmentRecord fresh, StoredEnvironment(env.workspace, env.name));
+      // Only another rotation under the same CMK is retried: a CMK change is not ours to follow.
+      EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord now_current,
+                           store_->GetEnvironmentKey(fresh.id, fresh.current_ek_version));
+      if (now_current.cmk_provider != cmk.provider || now_current.cmk_key_id != cmk.key_id) {
+        return added;
+      }
+      env = std::move(fresh);
     }
-    EnvironmentKeyRecord rec = std::move(ek).value();
-    rec.environment_id = env.id;
-    EKM_RETURN_IF_ERROR(store_->AddEnvironmentKey(rec));
     keys_.ForgetEnvironment(env.workspace, env.name);
     RecordEvent(env.workspace, env.name, event::kEnvironmentKeyRotated,
                 {{"cmk", {{"provider", cmk.provider}, {"key_id", cmk.key_id}}},

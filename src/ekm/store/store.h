@@ -146,7 +146,12 @@ class Store {
   virtual StatusOr<DataKeyRecord> GetDataKey(int64_t environment_id, std::string_view scope,
                                              uint32_t version) = 0;
   // Inserts the DK version unless (environment, scope, version) exists already; either way
-  // returns the stored row, so concurrent creators agree on one key.
+  // returns the stored row, so concurrent creators agree on one key. A new row must be wrapped
+  // under the environment's current EK, checked inside the insert's write transaction:
+  // FailedPrecondition, and nothing stored, when record.ek_version is not current (a rotation
+  // or CMK change got there first: wrap it under the current EK and insert again) or when the
+  // current EK was destroyed (a shred). So no DK is ever created under an EK that a repack is
+  // retiring, whose finishing transaction destroys the older EKs.
   virtual StatusOr<DataKeyRecord> InsertDataKey(const DataKeyRecord& record) = 0;
 
   // Atomically adds `count` to the DK version's messages_reserved and returns the value it had
@@ -258,11 +263,13 @@ class Store {
   // yet: each needs a repack (started, interrupted or not begun).
   virtual StatusOr<std::vector<EnvironmentRecord>> ListEnvironmentsToRepack() = 0;
   // Begins (or resumes) the environment's repack towards `target`: the unfinished job, its
-  // target moved on, or a new one; total = done + DKs still under older EKs. *created says
-  // whether a new job was begun.
+  // target moved on, or a new one; total = done + DKs still under older EKs (not destroyed).
+  // *created says whether a new job was begun.
   virtual StatusOr<RepackJobRecord> BeginRepackJob(int64_t environment_id, uint32_t target,
                                                    int64_t now_ms, bool* created) = 0;
-  // Up to `limit` DKs under an EK older than `below`, into `out` (cleared first).
+  // Up to `limit` DKs under an EK older than `below` whose wrapping still exists, into `out`
+  // (cleared first). A DK under a destroyed EK (which no one can unwrap; never created since the
+  // insert check above) is not listed: EnvironmentKeyInventory counts it.
   virtual Status ListDataKeysToRepack(int64_t environment_id, uint32_t below, size_t limit,
                                       std::vector<DataKeyRecord>* out) = 0;
   struct RepackedDataKey {
@@ -276,9 +283,10 @@ class Store {
                                                uint32_t target,
                                                const std::vector<RepackedDataKey>& batch,
                                                int64_t now_ms) = 0;
-  // One transaction: when `target` is still current and no DK is under an older EK, wipes the
-  // older EKs' wrappings (destroyed_at = now) and finishes the job; returns the EK versions
-  // destroyed. FailedPrecondition, and nothing changes, otherwise.
+  // One transaction: when `target` is still current and no DK is under an older EK that is not
+  // destroyed (counted again inside the transaction: a DK moved or created meanwhile is seen),
+  // wipes the older EKs' wrappings (destroyed_at = now) and finishes the job; returns the EK
+  // versions destroyed. FailedPrecondition, and nothing changes, otherwise.
   virtual StatusOr<std::vector<uint32_t>> FinishRepackJob(int64_t job_id, int64_t environment_id,
                                                           uint32_t target, int64_t now_ms) = 0;
   // The job cannot go on for now (the old CMK refuses…): why, and when it tries again.
@@ -294,7 +302,9 @@ class Store {
   };
   virtual StatusOr<std::vector<EkInventoryRow>> EnvironmentKeyInventory(
       int64_t environment_id) = 0;
-  // Inserts many DK versions in one transaction (bulk loads; existing versions are kept).
+  // Inserts many DK versions in one transaction (bulk loads; existing versions are kept). Each
+  // must be under its environment's current EK, as for InsertDataKey: FailedPrecondition and
+  // nothing stored otherwise.
   virtual Status InsertDataKeys(const std::vector<DataKeyRecord>& records) = 0;
 
   // Import parameters: the RSA wrapping key pair and the import token of one environment.

@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <unordered_map>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -320,19 +322,32 @@ class SqliteStore : public Store {
     return GetDataKeyLocked(environment_id, scope, version);
   }
 
+  // One write transaction: the existing row, else a check that the EK is current and alive,
+  // then the insert. A repack's finishing transaction (which destroys older EKs) is serialised
+  // with it, so a DK never lands under an EK that is destroyed or about to be.
   StatusOr<DataKeyRecord> InsertDataKey(const DataKeyRecord& r) override {
     std::lock_guard<std::mutex> lock(mu_);
-    {
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    auto result = [&]() -> StatusOr<DataKeyRecord> {
+      // The winner of a race, another thread's or process's: it stands, under whichever EK
+      // wraps it now.
+      auto existing = GetDataKeyLocked(r.environment_id, r.scope, r.version);
+      if (existing.status().code() != StatusCode::kNotFound) return existing;
+      EKM_RETURN_IF_ERROR(CheckNewDataKeyLocked(r));
       EKM_ASSIGN_OR_RETURN(
           std::unique_ptr<Stmt> s, Prepare("INSERT INTO data_keys (environment_id, scope, version, ek_version, "
-                            "wrapped, created_at, messages_reserved) VALUES (?,?,?,?,?,?,0) "
-                            "ON CONFLICT (environment_id, scope, version) DO NOTHING"));
+                            "wrapped, created_at, messages_reserved) VALUES (?,?,?,?,?,?,0)"));
       s->Bind(1, r.environment_id).Bind(2, r.scope).Bind(3, int64_t{r.version});
       s->Bind(4, int64_t{r.ek_version}).Bind(5, ByteView(r.wrapped)).Bind(6, r.created_at);
       if (s->Step() != SQLITE_DONE) return Error("storing data key");
+      return GetDataKeyLocked(r.environment_id, r.scope, r.version);
+    }();
+    if (!result.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return result;
     }
-    // The winner of a race, ours or another process's.
-    return GetDataKeyLocked(r.environment_id, r.scope, r.version);
+    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    return result;
   }
 
   StatusOr<uint64_t> ReserveMessages(int64_t environment_id, std::string_view scope,
@@ -574,6 +589,12 @@ class SqliteStore : public Store {
   }
 
  private:
+  // DKs of environment ?1 under an EK older than ?2 whose wrapping still exists: what a repack
+  // moves. A DK under a destroyed EK cannot be unwrapped by anyone; the repack reports such
+  // rows (EnvironmentKeyInventory counts them) instead of waiting on them forever.
+  static constexpr const char* kUnderOlderLiveEk =
+      "environment_id = ?1 AND ek_version IN (SELECT version FROM environment_keys WHERE "
+      "environment_id = ?1 AND version < ?2 AND destroyed_at IS NULL)";
   static constexpr std::string_view kSelectDataKey =
       "SELECT environment_id, scope, version, ek_version, wrapped, created_at, "
       "messages_reserved FROM data_keys";
@@ -833,8 +854,8 @@ class SqliteStore : public Store {
       int64_t left = 0;
       {
         EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> c,
-                             Prepare("SELECT COUNT(*) FROM data_keys WHERE environment_id = ? "
-                                     "AND ek_version < ?"));
+                             Prepare(std::string("SELECT COUNT(*) FROM data_keys WHERE ") +
+                                     kUnderOlderLiveEk));
         c->Bind(1, environment_id).Bind(2, int64_t{target});
         if (c->Step() != SQLITE_ROW) return Error("counting data keys to repack");
         left = c->Int(0);
@@ -876,8 +897,8 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     out->clear();
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
-                         Prepare(std::string(kSelectDataKey) +
-                                 " WHERE environment_id = ? AND ek_version < ? LIMIT ?"));
+                         Prepare(std::string(kSelectDataKey) + " WHERE " +
+                                 kUnderOlderLiveEk + " LIMIT ?3"));
     s->Bind(1, environment_id).Bind(2, int64_t{below}).Bind(3, static_cast<int64_t>(limit));
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) out->push_back(ReadDataKey(*s));
@@ -939,8 +960,8 @@ class SqliteStore : public Store {
       EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
       {
         EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> c,
-                             Prepare("SELECT COUNT(*) FROM data_keys WHERE environment_id = ? "
-                                     "AND ek_version < ?"));
+                             Prepare(std::string("SELECT COUNT(*) FROM data_keys WHERE ") +
+                                     kUnderOlderLiveEk));
         c->Bind(1, environment_id).Bind(2, int64_t{target});
         if (c->Step() != SQLITE_ROW) return Error("counting data keys to repack");
         if (c->Int(0) != 0) {
@@ -1015,6 +1036,13 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     Status st = [&]() -> Status {
+      // Under the current EK only, as InsertDataKey (checked once per environment and EK).
+      std::set<std::pair<int64_t, uint32_t>> checked;
+      for (const DataKeyRecord& r : records) {
+        if (checked.emplace(r.environment_id, r.ek_version).second) {
+          EKM_RETURN_IF_ERROR(CheckNewDataKeyLocked(r));
+        }
+      }
       EKM_ASSIGN_OR_RETURN(
           sqlite3_stmt * s,
           RawStatement("INSERT INTO data_keys (environment_id, scope, version, ek_version, "
@@ -1058,6 +1086,36 @@ class SqliteStore : public Store {
       return FailedPreconditionError("the environment's current key moved on to v" +
                                          std::to_string(s->Int(0)) + " during the repack",
                                      "the repack continues towards the new key");
+    }
+    return Status::Ok();
+  }
+
+  // A new DK may only be wrapped under the environment's current EK, and only while that EK's
+  // wrapping exists (a shred destroys it).
+  Status CheckNewDataKeyLocked(const DataKeyRecord& r) {
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("SELECT e.current_ek_version, k.destroyed_at IS NOT NULL FROM environments e "
+                "LEFT JOIN environment_keys k ON k.environment_id = e.id AND k.version = "
+                "e.current_ek_version WHERE e.id = ?"));
+    s->Bind(1, r.environment_id);
+    int rc = s->Step();
+    if (rc == SQLITE_DONE) return NotFoundError("the data key's environment does not exist");
+    if (rc != SQLITE_ROW) return Error("reading environment");
+    const auto current = static_cast<uint32_t>(s->Int(0));
+    const std::string what = "data key v" + std::to_string(r.version) + " of scope \"" +
+                             r.scope + "\"";
+    if (current != r.ek_version) {
+      return FailedPreconditionError(
+          what + " was wrapped under environment key v" + std::to_string(r.ek_version) +
+              ", which is not the environment's current key (v" + std::to_string(current) +
+              " is): a rotation or CMK change got there first",
+          "wrap it under the current environment key");
+    }
+    if (s->Int(1) != 0) {
+      return FailedPreconditionError(what + " cannot be stored: environment key v" +
+                                         std::to_string(current) + " was destroyed",
+                                     "the environment was crypto-shredded");
     }
     return Status::Ok();
   }

@@ -761,5 +761,76 @@ TEST(SqliteStoreMigration, RowsFromBeforeTheMacsAreBoundAtTheUpgrade) {
   ExpectModified((*store)->GetEnvironmentKey(2, 2).status(), "environment key v2 of acme/dev");
 }
 
+// --- issue12-keys ---
+// A DK is only ever stored under the environment's current EK: the check is inside the
+// insert's write transaction, serialised with the repack's finishing transaction, so no DK
+// lands under an EK that a repack destroys. A DK under a destroyed EK (a store written before
+// the check) is never listed for a repack, which would wait on it forever.
+TEST_F(SqliteStoreTest, DataKeysAreOnlyStoredUnderTheCurrentEnvironmentKey) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  ASSERT_TRUE(store_->InsertDataKey(Dk(env->id, "orders", 1, 1)).ok());
+  EnvironmentKeyRecord v2{env->id, 2, "platform", "root", Bytes(70, 0xcd), 5};
+  ASSERT_TRUE(store_->AddEnvironmentKey(v2).ok());
+  // A writer that read the environment before the rotation: refused, nothing stored.
+  auto stale = store_->InsertDataKey(Dk(env->id, "payments", 1, 2));
+  EXPECT_EQ(stale.status().code(), StatusCode::kFailedPrecondition) << stale.status().ToString();
+  EXPECT_NE(stale.status().message().find("not the environment's current key (v2 is)"),
+            std::string::npos)
+      << stale.status().ToString();
+  EXPECT_EQ(store_->GetDataKey(env->id, "payments", 1).status().code(), StatusCode::kNotFound);
+  std::vector<DataKeyRecord> bulk = {Dk(env->id, "bulk", 1, 3)};
+  EXPECT_EQ(store_->InsertDataKeys(bulk).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetDataKey(env->id, "bulk", 1).status().code(), StatusCode::kNotFound);
+  // An existing version is returned whatever EK the writer used (concurrent creators agree).
+  auto existing = store_->InsertDataKey(Dk(env->id, "orders", 1, 9));
+  ASSERT_TRUE(existing.ok());
+  EXPECT_EQ(existing->wrapped, Bytes(61, 1));
+  DataKeyRecord current = Dk(env->id, "payments", 1, 2);
+  current.ek_version = 2;
+  ASSERT_TRUE(store_->InsertDataKey(current).ok());
+
+  // The repack of "orders" to v2, then v1 destroyed.
+  bool created = false;
+  auto job = store_->BeginRepackJob(env->id, 2, 1000, &created);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->total, 1u);
+  std::vector<DataKeyRecord> rows;
+  ASSERT_TRUE(store_->ListDataKeysToRepack(env->id, 2, 10, &rows).ok());
+  ASSERT_EQ(rows.size(), 1u);
+  ASSERT_TRUE(store_->CommitRepackBatch(job->id, env->id, 2, {{&rows[0], Bytes(61, 7)}}, 2000).ok());
+  auto destroyed = store_->FinishRepackJob(job->id, env->id, 2, 3000);
+  ASSERT_TRUE(destroyed.ok()) << destroyed.status().ToString();
+  EXPECT_EQ(*destroyed, std::vector<uint32_t>{1});
+  EXPECT_EQ(store_->InsertDataKey(Dk(env->id, "late", 1, 4)).status().code(),
+            StatusCode::kFailedPrecondition)
+      << "never under the destroyed EK";
+
+  // A row left under the destroyed EK by an older ekm (written by hand here), and a newer EK:
+  // the repack lists and counts only what it can move.
+  sqlite3* db;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE data_keys SET ek_version = 1 WHERE scope = 'payments'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  EnvironmentKeyRecord v3{env->id, 3, "platform", "root", Bytes(70, 0xce), 6};
+  ASSERT_TRUE(store_->AddEnvironmentKey(v3).ok());
+  job = store_->BeginRepackJob(env->id, 3, 4000, &created);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->total, 1u) << "orders (under v2) only";
+  ASSERT_TRUE(store_->ListDataKeysToRepack(env->id, 3, 10, &rows).ok());
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].scope, "orders");
+  ASSERT_TRUE(store_->CommitRepackBatch(job->id, env->id, 3, {{&rows[0], Bytes(61, 8)}}, 5000).ok());
+  destroyed = store_->FinishRepackJob(job->id, env->id, 3, 6000);
+  ASSERT_TRUE(destroyed.ok()) << destroyed.status().ToString();
+  EXPECT_EQ(*destroyed, std::vector<uint32_t>{2});
+  auto inv = store_->EnvironmentKeyInventory(env->id);
+  ASSERT_TRUE(inv.ok());
+  EXPECT_EQ((*inv)[0].data_keys, 1u) << "the row under destroyed v1 is still counted";
+}
+
 }  // namespace
 }  // namespace ekm
