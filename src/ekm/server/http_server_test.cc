@@ -319,6 +319,42 @@ TEST_F(HttpServerTest, TokenRoutesAndRevocationTakeEffectAtOnce) {
   EXPECT_EQ((*events)[0].actor, "token:" + owner->info.id);
 }
 
+// Issue 12: an admin token never obtains a token that reads data. It creates the first owner
+// of a workspace, not app (or key-manager, auditor) tokens, not a second owner while one is
+// valid, and cannot revoke an owner token; the owner manages the rest.
+TEST_F(HttpServerTest, TheAdminCreatesTheFirstOwnerAndNoTokenThatReadsData) {
+  ApiTokenRequest app_req;
+  app_req.role = "app";
+  app_req.workspace = "acme";
+  Status app = admin_->CreateApiToken(app_req).status();
+  EXPECT_EQ(app.code(), StatusCode::kPermissionDenied) << app.ToString();
+  EXPECT_NE(app.message().find("created by its owner"), std::string::npos) << app.message();
+  ApiTokenRequest owner_req;
+  owner_req.role = "owner";
+  owner_req.workspace = "acme";
+  auto owner = admin_->CreateApiToken(owner_req);
+  ASSERT_TRUE(owner.ok()) << owner.status().ToString();
+  Status second = admin_->CreateApiToken(owner_req).status();
+  EXPECT_EQ(second.code(), StatusCode::kPermissionDenied) << second.ToString();
+  EXPECT_NE(second.message().find("has a valid owner token"), std::string::npos);
+  Status revoke = admin_->RevokeApiToken(owner->info.id).status();
+  EXPECT_EQ(revoke.code(), StatusCode::kPermissionDenied) << revoke.ToString();
+  // The owner makes the app token and may revoke owners, its own too; then the admin may
+  // create an owner again (a recovery).
+  auto oc = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(owner->token));
+  ASSERT_TRUE(oc.ok());
+  ASSERT_TRUE((*oc)->CreateApiToken(app_req).ok());
+  ASSERT_TRUE((*oc)->RevokeApiToken(owner->info.id).ok());
+  EXPECT_TRUE(admin_->CreateApiToken(owner_req).ok());
+  // The refusals are recorded in the caller's (the platform's) audit chain.
+  EventQuery q;
+  q.workspace = "";
+  q.type = "token.permission_denied";
+  auto denied = svc_->QueryAudit(q);
+  ASSERT_TRUE(denied.ok());
+  EXPECT_EQ(denied->size(), 3u);
+}
+
 TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
   std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
   std::string many;

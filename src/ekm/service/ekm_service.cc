@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -1126,7 +1127,7 @@ class EkmServiceImpl : public EkmService {
     }
     const int64_t now = ToUnixSeconds(options_.clock->Now());
     return StoreNewToken(role, req.workspace, req.environments, req.description, now,
-                         now + lifetime.count(), std::nullopt);
+                         now + lifetime.count(), std::nullopt, req.requested_by);
   }
 
   StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(
@@ -1144,7 +1145,8 @@ class EkmServiceImpl : public EkmService {
     return TokenInfo(r);
   }
 
-  StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) override {
+  StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id,
+                                        std::optional<auth::Role> requested_by) override {
     EKM_ASSIGN_OR_RETURN(Store::ApiTokenRecord r, StoredToken(id));
     const int64_t now = ToUnixSeconds(options_.clock->Now());
     EKM_RETURN_IF_ERROR(store_->RevokeApiToken(id, now));
@@ -1154,7 +1156,8 @@ class EkmServiceImpl : public EkmService {
     }
     if (r.revoked_at == 0) {
       r.revoked_at = now;
-      RecordEvent(r.workspace, "", event::kTokenRevoked, {{"token_id", r.id}, {"role", r.role}});
+      RecordTokenEvent(r.workspace, event::kTokenRevoked,
+                       {{"token_id", r.id}, {"role", r.role}}, "revoked_by_role", requested_by);
     }
     return TokenInfo(r);
   }
@@ -1960,11 +1963,13 @@ class EkmServiceImpl : public EkmService {
   }
 
   // `presented`: a token given by the operator (bootstrap file); else a new one is generated.
+  // `requested_by`: the caller's role (ekmd); nullopt: the operator (local mode, bootstrap).
   StatusOr<NewApiToken> StoreNewToken(auth::Role role, const std::string& workspace,
                                       const std::vector<std::string>& environments,
                                       const std::string& description, int64_t now,
                                       int64_t expires_at,
-                                      std::optional<auth::PresentedToken> presented) {
+                                      std::optional<auth::PresentedToken> presented,
+                                      std::optional<auth::Role> requested_by = std::nullopt) {
     Store::ApiTokenRecord r;
     NewApiToken out;
     if (presented) {
@@ -1983,12 +1988,47 @@ class EkmServiceImpl : public EkmService {
     r.created_at = now;
     r.created_by = CurrentActor();
     r.expires_at = expires_at;
-    EKM_RETURN_IF_ERROR(store_->CreateApiToken(r));
     nlohmann::json d = {{"token_id", r.id}, {"role", r.role}, {"expires_at", r.expires_at}};
     if (!environments.empty()) d["environments"] = environments;
-    RecordEvent(workspace, "", event::kTokenCreated, d);
+    if (requested_by == auth::Role::kAdmin && role == auth::Role::kOwner) {
+      // The admin creates a workspace's owner only while none is valid: the first owner, or a
+      // recovery after every owner token expired or was revoked (which the customer must see).
+      EKM_ASSIGN_OR_RETURN(std::vector<Store::ApiTokenRecord> before,
+                           store_->ListApiTokens(workspace));
+      const bool had_owners = std::any_of(before.begin(), before.end(), [](const auto& t) {
+        return t.role == auth::RoleName(auth::Role::kOwner);
+      });
+      Status s = store_->CreateOwnerTokenUnlessOneIsValid(r, now);
+      if (s.code() == StatusCode::kFailedPrecondition) {
+        return PermissionDeniedError(
+            "workspace \"" + workspace + "\" has a valid owner token: its owners create "
+                "further owner tokens; the admin creates one only for a workspace that has none",
+            "ask an owner of " + workspace + " (EKM_TOKEN=<owner token> ekm token create -w " +
+                workspace + " -r owner); once every owner token has expired or been revoked, "
+                "the admin can create one again, recorded in the workspace's audit log");
+      }
+      EKM_RETURN_IF_ERROR(s);
+      d["recovery"] = had_owners;
+    } else {
+      EKM_RETURN_IF_ERROR(store_->CreateApiToken(r));
+    }
+    RecordTokenEvent(workspace, event::kTokenCreated, std::move(d), "created_by_role",
+                     requested_by);
     out.info = TokenInfo(r);
     return out;
+  }
+
+  // token.created / token.revoked in the token's workspace's chain ("" for admin tokens), with
+  // the caller's role ("operator" in local mode); what the admin does to a workspace's tokens
+  // also in the platform chain, where admin actions are recorded.
+  void RecordTokenEvent(const std::string& workspace, std::string_view type, nlohmann::json d,
+                        std::string_view role_field, std::optional<auth::Role> requested_by) {
+    d[std::string(role_field)] = requested_by ? auth::RoleName(*requested_by) : "operator";
+    RecordEvent(workspace, "", type, d);
+    if (requested_by == auth::Role::kAdmin && !workspace.empty()) {
+      d["workspace"] = workspace;
+      RecordEvent("", "", type, d);
+    }
   }
 
   // The token's record, from the cache when read less than kApiTokenCacheTtl ago.
