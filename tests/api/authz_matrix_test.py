@@ -264,6 +264,19 @@ def main():
                            emergency)
         check(st not in (401, 403), "owner emergency: %s %s" % (st, j))
 
+        # The replacement period guards the replacements key-managers make: changing or resetting
+        # it is the owner's, like the emergency path (issue 12); the other settings stay theirs.
+        settings = "/v1/workspaces/acme/environments/staging/settings"
+        for body in ({"replacement_period_seconds": 7200}, {"replacement_period_seconds": None}):
+            st, j, _ = request(url, "PATCH", settings, a[KM], body)
+            check(st == 403 and "needs the role owner" in j["error"]["message"],
+                  "km PATCH %s: %s %s" % (body, st, j))
+        st, j, _ = request(url, "PATCH", settings, a[KM], {"grace_period_seconds": 0})
+        check(st == 200, "km PATCH grace_period_seconds: %s %s" % (st, j))
+        st, j, _ = request(url, "PATCH", settings, a[OWNER], {"replacement_period_seconds": 7200})
+        check(st == 200 and j["replacement_period_seconds"] == 7200,
+              "owner PATCH replacement_period_seconds: %s %s" % (st, j))
+
         # Token custody (issue 12): no admin token may obtain a token that reads data. The
         # admin creates a workspace's owner only while it has no valid owner token; every other
         # role of a workspace is created by its owner; the admin cannot revoke owner tokens.

@@ -355,6 +355,39 @@ TEST_F(HttpServerTest, TheAdminCreatesTheFirstOwnerAndNoTokenThatReadsData) {
   EXPECT_EQ(denied->size(), 3u);
 }
 
+// Issue 12: the replacement period guards the CMK replacements key-managers make: changing it
+// (or resetting it) is the owner's, and it has a floor.
+TEST_F(HttpServerTest, OnlyAnOwnerChangesTheReplacementPeriod) {
+  auto client_as = [&](const char* role) {
+    auto t = svc_->CreateApiToken(ApiTokenRequest{role, "acme", {}, "test", {}});
+    EXPECT_TRUE(t.ok());
+    auto c = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(t->token));
+    EXPECT_TRUE(c.ok());
+    return std::move(*c);
+  };
+  auto km = client_as("key-manager");
+  auto owner = client_as("owner");
+  EnvironmentSettings period;
+  period.replacement_period_seconds = 0;
+  Status s = km->UpdateEnvironmentSettings("acme", "prod", period, {}).status();
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s.ToString();
+  EXPECT_NE(s.message().find("needs the role owner"), std::string::npos) << s.message();
+  EXPECT_EQ(km->UpdateEnvironmentSettings("acme", "prod", {}, {"replacement_period_seconds"})
+                .status()
+                .code(),
+            StatusCode::kPermissionDenied);
+  EnvironmentSettings ttl;
+  ttl.key_cache_ttl_seconds = 60;
+  EXPECT_TRUE(km->UpdateEnvironmentSettings("acme", "prod", ttl, {}).ok());
+  Status floor = owner->UpdateEnvironmentSettings("acme", "prod", period, {}).status();
+  EXPECT_EQ(floor.code(), StatusCode::kInvalidArgument) << floor.ToString();
+  EXPECT_NE(floor.message().find("at least 3600 seconds"), std::string::npos);
+  period.replacement_period_seconds = 7200;
+  auto set = owner->UpdateEnvironmentSettings("acme", "prod", period, {});
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->replacement_period_seconds, 7200);
+}
+
 TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
   std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
   std::string many;

@@ -1028,6 +1028,14 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       std::vector<std::string> reset;
       Status p = EnvironmentSettingsPatchFromJson(*j, &set, &reset);
       if (!p.ok()) return Error(p);
+      // The replacement period guards CMK replacements, which key-managers make; like the
+      // emergency replacement that bypasses it, changing (or resetting) it is the owner's.
+      if (set.replacement_period_seconds ||
+          std::find(reset.begin(), reset.end(), kSettingReplacementPeriod) != reset.end()) {
+        Status owner = auth::AuthorizeOwnerOnly(
+            caller, "changing " + std::string(kSettingReplacementPeriod));
+        if (!owner.ok()) return Denied(m, owner);
+      }
       auto s = service_->UpdateEnvironmentSettings(m.workspace, m.environment, set, reset);
       if (!s.ok()) return Error(s.status());
       return {200, JsonText(EnvironmentSettingsToJson(*s))};

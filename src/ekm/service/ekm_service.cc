@@ -512,8 +512,21 @@ class EkmServiceImpl : public EkmService {
         {kSettingGracePeriod, set.grace_period_seconds, 0, 7 * 86400},
         {kSettingEkRotationPeriod, set.ek_rotation_period_seconds, 3600, 10LL * 365 * 86400},
         {kSettingDkRotationPeriod, set.dk_rotation_period_seconds, 3600, 10LL * 365 * 86400},
-        {kSettingReplacementPeriod, set.replacement_period_seconds, 0, 365LL * 86400},
+        {kSettingReplacementPeriod, set.replacement_period_seconds,
+         kMinReplacementPeriod.count(), 365LL * 86400},
     };
+    if (set.replacement_period_seconds &&
+        *set.replacement_period_seconds < kMinReplacementPeriod.count()) {
+      const std::string floor = std::to_string(kMinReplacementPeriod.count() / 3600) + " h";
+      return InvalidArgumentError(
+          "replacement_period_seconds must be at least " +
+              std::to_string(kMinReplacementPeriod.count()) + " seconds (" + floor +
+              "), got " + std::to_string(*set.replacement_period_seconds) +
+              ": a shorter period would let the customer main key be replaced again and again",
+          "pick " + floor + " or more (the default is 24 h); to replace a compromised key "
+              "inside the period, an owner makes an emergency replacement (`ekm key set … "
+              "--emergency --reason TEXT`)");
+    }
     for (const Field& f : fields) {
       if (f.value && (*f.value < f.min || *f.value > f.max)) {
         return InvalidArgumentError(std::string(f.name) + " must be between " +
@@ -533,6 +546,12 @@ class EkmServiceImpl : public EkmService {
       }
     }
     nlohmann::json changed = nlohmann::json::object();
+    const bool period_changes =
+        set.replacement_period_seconds ||
+        std::find(reset.begin(), reset.end(), kSettingReplacementPeriod) != reset.end();
+    // The period running since the last CMK change keeps its end: a shorter period applies
+    // only after it (a longer one at once).
+    if (period_changes) EKM_RETURN_IF_ERROR(KeepRunningReplacementPeriod(env));
     for (const Field& f : fields) {
       if (!f.value) continue;
       EKM_RETURN_IF_ERROR(store_->SetEnvironmentSetting(env.id, f.name, *f.value));
@@ -541,6 +560,12 @@ class EkmServiceImpl : public EkmService {
     for (const std::string& name : reset) {
       EKM_RETURN_IF_ERROR(store_->SetEnvironmentSetting(env.id, name, std::nullopt));
       changed[name] = nullptr;
+    }
+    if (period_changes) {
+      EKM_ASSIGN_OR_RETURN(int64_t next, NextReplacementAllowedAt(env));
+      if (next > ToUnixSeconds(options_.clock->Now())) {
+        changed["next_replacement_allowed_at"] = FormatRfc3339(FromUnixSeconds(next));
+      }
     }
     RecordEvent(env.workspace, env.name, event::kEnvironmentSettingsChanged, changed);
     OnEnvironmentSettingsChanged(env);
@@ -1701,13 +1726,53 @@ class EkmServiceImpl : public EkmService {
     return Status::Ok();
   }
 
+  // The period in force: the environment's setting (never below the floor, whatever an older
+  // version stored), else the deployment default.
   std::chrono::seconds ReplacementPeriod(const EnvironmentRecord& env) {
     auto settings = store_->GetEnvironmentSettings(env.id);
     if (settings.ok()) {
       auto it = settings->find(std::string(kSettingReplacementPeriod));
-      if (it != settings->end()) return std::chrono::seconds(it->second);
+      if (it != settings->end()) {
+        return std::max(std::chrono::seconds(it->second), kMinReplacementPeriod);
+      }
     }
     return options_.replacement_period;
+  }
+
+  // Where the end of the replacement period running since the last CMK change is kept (unix
+  // seconds), as it stood when it began or when the period was last changed: a period shortened
+  // since (the setting, or ekmd's default) applies only after it. Not a setting: no route reads
+  // or writes it.
+  static constexpr std::string_view kReplacementRunningUntil = "replacement_running_until";
+
+  StatusOr<int64_t> StoredReplacementRunningUntil(const EnvironmentRecord& env) {
+    EKM_ASSIGN_OR_RETURN(auto stored, store_->GetEnvironmentSettings(env.id));
+    auto it = stored.find(std::string(kReplacementRunningUntil));
+    return it == stored.end() ? int64_t{0} : it->second;
+  }
+
+  // Before the period changes: records the end of the running period under the period in force
+  // now (kept if an earlier record ends later).
+  Status KeepRunningReplacementPeriod(const EnvironmentRecord& env) {
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
+                         store_->GetLatestCmkChange(env.id));
+    if (!last) return Status::Ok();
+    EKM_ASSIGN_OR_RETURN(int64_t kept, StoredReplacementRunningUntil(env));
+    const int64_t end = last->at + ReplacementPeriod(env).count();
+    if (end <= kept) return Status::Ok();
+    return store_->SetEnvironmentSetting(env.id, kReplacementRunningUntil, end);
+  }
+
+  // When a replacement (not an emergency) is allowed again: the last CMK change plus the period
+  // in force, and never before the running period's kept end. 0: no CMK change yet.
+  StatusOr<int64_t> NextReplacementAllowedAt(const EnvironmentRecord& env,
+                                             Store::CmkChangeRecord* last_change = nullptr) {
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
+                         store_->GetLatestCmkChange(env.id));
+    if (!last) return int64_t{0};
+    EKM_ASSIGN_OR_RETURN(int64_t kept, StoredReplacementRunningUntil(env));
+    if (last_change != nullptr) *last_change = *last;
+    return std::max(last->at + ReplacementPeriod(env).count(), kept);
   }
 
   // A replacement (from one customer CMK to another) is allowed once per replacement period,
@@ -1716,24 +1781,29 @@ class EkmServiceImpl : public EkmService {
                                 std::string_view provider, std::string_view key_id,
                                 const KeyChangeOptions& options) {
     if (options.emergency) return Status::Ok();
-    EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
-                         store_->GetLatestCmkChange(env.id));
-    if (!last) return Status::Ok();  // the first customer key, or changes from before migration 6
+    Store::CmkChangeRecord last;
+    EKM_ASSIGN_OR_RETURN(int64_t next, NextReplacementAllowedAt(env, &last));
+    // 0: the first customer key, or changes from before migration 6.
+    if (next == 0) return Status::Ok();
     const int64_t period = ReplacementPeriod(env).count();
     const int64_t now = ToUnixSeconds(options_.clock->Now());
-    const int64_t next = last->at + period;
     if (now >= next) return Status::Ok();
     auto at = [](int64_t t) { return FormatRfc3339(FromUnixSeconds(t)); };
     RecordEvent(env.workspace, env.name, event::kKeyReplacementRefused,
                 {{"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
                  {"to", {{"provider", provider}, {"key_id", key_id}}},
-                 {"last_change_at", at(last->at)},
+                 {"last_change_at", at(last.at)},
                  {"next_allowed_at", at(next)}});
+    const std::string rule =
+        next > last.at + period
+            ? "the replacement period of " + HumanDuration(next - last.at) +
+                  " that began then still runs (the shorter period of " + HumanDuration(period) +
+                  " set since applies only after it)"
+            : "it may be replaced once per " + HumanDuration(period);
     return FailedPreconditionError(
         "the customer main key of " + env.workspace + "/" + env.name + " was last changed at " +
-            at(last->at) + "; it may be replaced once per " + HumanDuration(period) +
-            ": the next replacement is allowed at " + at(next) + " (in " +
-            HumanDuration(next - now) + ")",
+            at(last.at) + "; " + rule + ": the next replacement is allowed at " + at(next) +
+            " (in " + HumanDuration(next - now) + ")",
         "wait until then; if the current key is suspected to be compromised, an owner can make "
         "an emergency replacement now: `ekm key set … --emergency --reason TEXT` (API: "
         "\"emergency\": true, \"reason\": \"…\")");
@@ -1759,6 +1829,12 @@ class EkmServiceImpl : public EkmService {
     c.reason = options.reason;
     c.actor = CurrentActor();
     EKM_RETURN_IF_ERROR(store_->AddEnvironmentKeyForCmkChange(rec, c));
+    // The new period's end under the period in force now, so that a later shortening (also of
+    // ekmd's default, by a restart) does not shorten it. Best effort: without it the period in
+    // force at the next attempt counts.
+    store_->SetEnvironmentSetting(env.id, kReplacementRunningUntil,
+                                  c.at + ReplacementPeriod(env).count())
+        .IgnoreError();
     nlohmann::json detail = {
         {"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
         {"to", {{"provider", rec.cmk_provider}, {"key_id", rec.cmk_key_id}}},

@@ -63,7 +63,9 @@ struct EkmOptions {
 
   // A customer CMK may be replaced by another once per this period per environment (the
   // environment setting replacement_period_seconds overrides it); an emergency replacement
-  // by an owner bypasses it.
+  // by an owner bypasses it. The deployment's choice (ekmd --key-replacement-period: 0, the
+  // rule off, or at least kMinReplacementPeriod); a period running when it is shortened still
+  // ends as it would have.
   std::chrono::seconds replacement_period{24 * 3600};
   // DKs re-wrapped per repack transaction.
   size_t repack_batch_size = 1000;
@@ -138,6 +140,11 @@ inline constexpr std::string_view kSettingGracePeriod = "grace_period_seconds";
 inline constexpr std::string_view kSettingEkRotationPeriod = "ek_rotation_period_seconds";
 inline constexpr std::string_view kSettingDkRotationPeriod = "dk_rotation_period_seconds";
 inline constexpr std::string_view kSettingReplacementPeriod = "replacement_period_seconds";
+// The floor of replacement_period_seconds (and of ekmd --key-replacement-period but 0): a
+// shorter one would all but switch the once-per-period rule off. Changing the setting is the
+// owner's (ekmd checks the role), and a shorter period applies only once the period running
+// since the last CMK change has ended; a longer one at once.
+inline constexpr std::chrono::seconds kMinReplacementPeriod{3600};
 
 // `ekm environment status`: how the environment's CMK answers (keys/cmk_health.h), as last
 // seen by any node or local `ekm` (stored), and the cache settings in force.
