@@ -37,7 +37,8 @@ check "ekmd is up" curl -fsS "$S/healthz" -o /dev/null
 for _ in $(seq 50); do [ -s "$D/bootstrap-admin-token" ] && break; sleep 0.1; done
 ADMIN=$(head -n1 "$D/bootstrap-admin-token")
 R() { EKM_TOKEN=$1 "$EKM" --server "$S" "${@:2}"; }
-quiet() { "$@" >/dev/null; }
+# quiet COMMAND…: its output hidden, its errors shown only when it fails.
+quiet() { "$@" >/dev/null 2>"$T/quiet.err" || { cat "$T/quiet.err" >&2; return 1; }; }
 check "admin: workspace create" quiet R "$ADMIN" workspace create acme
 check "admin: environment create" quiet R "$ADMIN" environment create acme prod
 
