@@ -47,8 +47,88 @@ std::string AuditSigningKeyPath(const EkmOptions& o) {
   return o.data_dir + "/" + kAuditSigningKeyFile;
 }
 
-// Rewrap decrypts and encrypts through the public paths; it is counted once, as a rewrap.
+// Rewrap decrypts and encrypts through the public paths; it is counted once, as a rewrap
+// (generate-data-key the same).
 thread_local bool t_usage_counted_by_caller = false;
+struct CountedHere {
+  CountedHere() { t_usage_counted_by_caller = true; }
+  ~CountedHere() { t_usage_counted_by_caller = false; }
+  CountedHere(const CountedHere&) = delete;
+  CountedHere& operator=(const CountedHere&) = delete;
+};
+
+// One stream's use of the data plane, counted once, when it ends: ok when it finished, else by
+// its first error; a stream dropped before its end (a client gone) as failed. A decrypt
+// stream's scope is known once its header named one; before that there is nothing to count
+// under (nor for a header that never came).
+class StreamUsage {
+ public:
+  StreamUsage(std::shared_ptr<UsageCounter> usage, Clock* clock, std::string workspace,
+              std::string environment, std::string_view operation, std::string scope = {})
+      : usage_(std::move(usage)),
+        clock_(clock),
+        workspace_(std::move(workspace)),
+        environment_(std::move(environment)),
+        operation_(operation),
+        scope_(std::move(scope)) {}
+  StreamUsage(const StreamUsage&) = delete;
+  StreamUsage& operator=(const StreamUsage&) = delete;
+  ~StreamUsage() { Count(UsageOutcome::kFailed); }
+
+  void NameScope(std::string_view scope) {
+    if (scope_.empty()) scope_ = std::string(scope);
+  }
+  // Counts the stream's end (or its first error) and passes the status on.
+  Status End(Status s) {
+    Count(UsageOutcomeOf(s));
+    return s;
+  }
+
+ private:
+  void Count(UsageOutcome outcome) {
+    if (counted_ || scope_.empty()) return;
+    counted_ = true;
+    usage_->Count(workspace_, environment_, scope_, operation_, outcome,
+                  ToUnixSeconds(clock_->NowCoarse()) / 60);
+  }
+
+  std::shared_ptr<UsageCounter> usage_;
+  Clock* clock_;
+  std::string workspace_, environment_;
+  std::string_view operation_;  // a usage_op constant
+  std::string scope_;
+  bool counted_ = false;
+};
+
+class CountedDecoder final : public EnvelopeDecoder {
+ public:
+  CountedDecoder(std::unique_ptr<EnvelopeDecoder> inner, std::shared_ptr<StreamUsage> usage)
+      : inner_(std::move(inner)), usage_(std::move(usage)) {}
+  Status Update(ByteView chunk, Bytes* out) override {
+    Status s = inner_->Update(chunk, out);
+    return s.ok() ? s : usage_->End(std::move(s));
+  }
+  Status Finish(Bytes* out) override { return usage_->End(inner_->Finish(out)); }
+
+ private:
+  std::unique_ptr<EnvelopeDecoder> inner_;  // its key lookup names the scope to usage_
+  std::shared_ptr<StreamUsage> usage_;
+};
+
+class CountedEncoder final : public EnvelopeEncoder {
+ public:
+  CountedEncoder(std::unique_ptr<EnvelopeEncoder> inner, std::unique_ptr<StreamUsage> usage)
+      : inner_(std::move(inner)), usage_(std::move(usage)) {}
+  Status Update(ByteView chunk, Bytes* out) override {
+    Status s = inner_->Update(chunk, out);
+    return s.ok() ? s : usage_->End(std::move(s));
+  }
+  Status Finish(Bytes* out) override { return usage_->End(inner_->Finish(out)); }
+
+ private:
+  std::unique_ptr<EnvelopeEncoder> inner_;
+  std::unique_ptr<StreamUsage> usage_;
+};
 
 std::string RootKeyPath(const EkmOptions& o) {
   return o.root_key_file.empty() ? o.data_dir + "/" + kRootKeyFile : o.root_key_file;
@@ -336,27 +416,33 @@ class EkmServiceImpl : public EkmService {
           (e->nonces.Next(nonce) ||
            (keys_.NextNonces(*e->dk, &e->nonces).ok() && e->nonces.Next(nonce)))) {
         keys_.CountMemoHit();
-        CountUsage(e->env, scope, usage_op::kEncrypt);
         EnvelopeContext ctx{e->env.workspace, e->env.name, std::string(scope), e->dk->version};
-        return SealSingle(ctx, *e->dk->key, nonce, plaintext, out);
+        Status sealed = SealSingle(ctx, *e->dk->key, nonce, plaintext, out);
+        CountUsage(e->env, scope, usage_op::kEncrypt, sealed);
+        return sealed;
       }
       // Otherwise (no memo, a change, an expired TTL, a used-up DK) the full path decides.
     }
     EKM_RETURN_IF_ERROR(ValidateScope(scope));
     auto valid_until = std::chrono::steady_clock::time_point::max();
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment, &valid_until));
-    EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, keys_.CurrentDataKey(env, scope));
-    std::array<uint8_t, 12> nonce;
-    Status s = keys_.NextNonce(*dk, nonce);
-    if (s.code() == StatusCode::kResourceExhausted) {
-      // The DK version reached its message bound: rotate the scope's DK and carry on.
-      EKM_ASSIGN_OR_RETURN(dk, keys_.RotateDataKey(env, scope, dk->version));
-      s = keys_.NextNonce(*dk, nonce);
-    }
-    EKM_RETURN_IF_ERROR(s);
-    EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
-    CountUsage(env, scope, usage_op::kEncrypt);
-    EKM_RETURN_IF_ERROR(SealSingle(ctx, *dk->key, nonce, plaintext, out));
+    std::shared_ptr<DataKeyHandle> dk;
+    // Counted with its outcome from here on: a refusal of the CMK is an encrypt refused.
+    Status sealed = [&]() -> Status {
+      EKM_ASSIGN_OR_RETURN(dk, keys_.CurrentDataKey(env, scope));
+      std::array<uint8_t, 12> nonce;
+      Status s = keys_.NextNonce(*dk, nonce);
+      if (s.code() == StatusCode::kResourceExhausted) {
+        // The DK version reached its message bound: rotate the scope's DK and carry on.
+        EKM_ASSIGN_OR_RETURN(dk, keys_.RotateDataKey(env, scope, dk->version));
+        s = keys_.NextNonce(*dk, nonce);
+      }
+      EKM_RETURN_IF_ERROR(s);
+      EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
+      return SealSingle(ctx, *dk->key, nonce, plaintext, out);
+    }();
+    CountUsage(env, scope, usage_op::kEncrypt, sealed);
+    EKM_RETURN_IF_ERROR(sealed);
     Remember(generation, valid_until, workspace, environment, scope, 0, env, std::move(dk));
     return Status::Ok();
   }
@@ -411,18 +497,23 @@ class EkmServiceImpl : public EkmService {
                                                 workspace, environment, c.scope, c.dk_version);
           if (e != nullptr && e->dk->ValidAt(now)) {
             keys_.CountMemoHit();
-            if (count) CountUsage(e->env, c.scope, usage_op::kDecrypt);
-            return OpenSingle(*parsed, whole, *e->dk->key, out);
+            Status opened = OpenSingle(*parsed, whole, *e->dk->key, out);
+            if (count) CountUsage(e->env, c.scope, usage_op::kDecrypt, opened);
+            return opened;
           }
         }
         auto valid_until = std::chrono::steady_clock::time_point::max();
         EKM_ASSIGN_OR_RETURN(EnvironmentRecord env,
                              Environment(workspace, environment, &valid_until));
-        EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, c, count));
-        EKM_RETURN_IF_ERROR(OpenSingle(*parsed, whole, *dk->key, out));
+        // Counted with its outcome from here on (the header named the scope): a decrypt refused
+        // while the CMK is revoked, or one that does not authenticate, is no decrypt done.
+        auto dk = DataKeyFor(env, c);
+        Status opened = dk.ok() ? OpenSingle(*parsed, whole, *(*dk)->key, out) : dk.status();
+        if (count) CountUsage(env, c.scope, usage_op::kDecrypt, opened);
+        EKM_RETURN_IF_ERROR(opened);
         if (c.dk_version != 0) {
           Remember(generation, valid_until, workspace, environment, c.scope, c.dk_version, env,
-                   std::move(dk));
+                   std::move(*dk));
         }
         return Status::Ok();
       }
@@ -437,11 +528,9 @@ class EkmServiceImpl : public EkmService {
     return Status::Ok();
   }
 
-  // The DK an envelope names, once its header is known to belong to `env`. Counts one decrypt
-  // when `count` (the header names the scope).
+  // The DK an envelope names, once its header is known to belong to `env`.
   StatusOr<std::shared_ptr<DataKeyHandle>> DataKeyFor(const EnvironmentRecord& env,
-                                                      const EnvelopeContext& c, bool count) {
-    if (count) CountUsage(env, c.scope, usage_op::kDecrypt);
+                                                      const EnvelopeContext& c) {
     if (c.workspace != env.workspace || c.environment != env.name) {
       return InvalidArgumentError(
           "this ciphertext belongs to workspace \"" + c.workspace + "\", environment \"" +
@@ -458,32 +547,49 @@ class EkmServiceImpl : public EkmService {
                                                               bool text) override {
     EKM_RETURN_IF_ERROR(ValidateScope(scope));
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
-    EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, keys_.CurrentDataKey(env, scope));
-    // A stream counts as one message against the DK version's bound (its key is derived with a
-    // random salt; see docs/format.md).
-    std::array<uint8_t, 12> unused;
-    Status s = keys_.NextNonce(*dk, unused);
-    if (s.code() == StatusCode::kResourceExhausted) {
-      EKM_ASSIGN_OR_RETURN(dk, keys_.RotateDataKey(env, scope, dk->version));
-      s = keys_.NextNonce(*dk, unused);
-    }
-    EKM_RETURN_IF_ERROR(s);
-    EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
-    CountUsage(env, scope, usage_op::kEncrypt);
-    return EnvelopeEncoder::Create(ctx, dk->key, text);
+    const bool count = !t_usage_counted_by_caller;
+    auto encoder = [&]() -> StatusOr<std::unique_ptr<EnvelopeEncoder>> {
+      EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, keys_.CurrentDataKey(env, scope));
+      // A stream counts as one message against the DK version's bound (its key is derived with
+      // a random salt; see docs/format.md).
+      std::array<uint8_t, 12> unused;
+      Status s = keys_.NextNonce(*dk, unused);
+      if (s.code() == StatusCode::kResourceExhausted) {
+        EKM_ASSIGN_OR_RETURN(dk, keys_.RotateDataKey(env, scope, dk->version));
+        s = keys_.NextNonce(*dk, unused);
+      }
+      EKM_RETURN_IF_ERROR(s);
+      EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
+      return EnvelopeEncoder::Create(ctx, dk->key, text);
+    }();
+    if (!count) return encoder;
+    // Counted when the stream ends (or now, refused: no key).
+    auto usage = std::make_unique<StreamUsage>(usage_, options_.clock, env.workspace, env.name,
+                                               usage_op::kEncrypt, std::string(scope));
+    if (!encoder.ok()) return usage->End(encoder.status());
+    return std::unique_ptr<EnvelopeEncoder>(
+        std::make_unique<CountedEncoder>(std::move(encoder).value(), std::move(usage)));
   }
 
   StatusOr<std::unique_ptr<EnvelopeDecoder>> NewDecryptStream(
       std::string_view workspace, std::string_view environment) override {
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
-    const bool count = !t_usage_counted_by_caller;
-    auto lookup = [this, env, count](const EnvelopeHeader& h)
+    // One envelope, one decrypt: counted when the stream ends, under the scope its header names.
+    std::shared_ptr<StreamUsage> usage;
+    if (!t_usage_counted_by_caller) {
+      usage = std::make_shared<StreamUsage>(usage_, options_.clock, env.workspace, env.name,
+                                            usage_op::kDecrypt);
+    }
+    auto lookup = [this, env, usage](const EnvelopeHeader& h)
         -> StatusOr<std::shared_ptr<const SecretBytes>> {
-      // Counted when the header names a scope: one envelope, one decrypt.
-      EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, h.context, count));
+      if (usage) usage->NameScope(h.context.scope);
+      EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, h.context));
       return dk->key;
     };
-    return EnvelopeDecoder::Create(std::move(lookup));
+    std::unique_ptr<EnvelopeDecoder> decoder = EnvelopeDecoder::Create(std::move(lookup));
+    if (!usage) return decoder;
+    return std::unique_ptr<EnvelopeDecoder>(
+        std::make_unique<CountedDecoder>(std::move(decoder), std::move(usage)));
   }
 
   StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace,
@@ -888,6 +994,24 @@ class EkmServiceImpl : public EkmService {
 
   StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment,
                                 ByteView envelope, Bytes* out) override {
+    // Counted once, as a rewrap with its outcome (once the ciphertext's header named the scope),
+    // not as its inner decrypt and encrypt.
+    std::optional<EnvironmentRecord> env;
+    std::string scope;
+    StatusOr<RewrapResult> result = [&] {
+      CountedHere counted_here;
+      return RewrapUncounted(workspace, environment, envelope, out, &env, &scope);
+    }();
+    if (env) CountUsage(*env, scope, usage_op::kRewrap, result.status());
+    return result;
+  }
+
+  // Rewrap; `counted_env` and `counted_scope` receive what the use is counted under once known.
+  StatusOr<RewrapResult> RewrapUncounted(std::string_view workspace,
+                                         std::string_view environment, ByteView envelope,
+                                         Bytes* out,
+                                         std::optional<EnvironmentRecord>* counted_env,
+                                         std::string* counted_scope) {
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
     // Keep the input's form: text ("ekm1:…") or binary.
     std::string_view as_text(reinterpret_cast<const char*>(envelope.data()), envelope.size());
@@ -908,11 +1032,8 @@ class EkmServiceImpl : public EkmService {
               "\", environment \"" + env.name + "\"",
           "rewrap it with --workspace " + from.workspace + " --environment " + from.environment);
     }
-    CountUsage(env, from.scope, usage_op::kRewrap);
-    struct CountedHere {
-      CountedHere() { t_usage_counted_by_caller = true; }
-      ~CountedHere() { t_usage_counted_by_caller = false; }
-    } counted_here;
+    *counted_env = env;
+    *counted_scope = from.scope;
     // The plaintext passes through here one piece at a time and is wiped after each use.
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> decoder,
                          NewDecryptStream(workspace, environment));
@@ -1300,11 +1421,18 @@ class EkmServiceImpl : public EkmService {
               std::to_string(kMaxDataKeyBytes) + " bytes, not " + std::to_string(size),
           "32 bytes is an AES-256 key (the default)");
     }
+    EKM_RETURN_IF_ERROR(ValidateScope(scope));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
     EKM_ASSIGN_OR_RETURN(SecretBytes key, RandomSecret(size));
     GeneratedDataKey out;
     out.scope = std::string(scope);
-    EKM_RETURN_IF_ERROR(
-        Encrypt(workspace, environment, scope, key.RevealForCrypto(), &out.ciphertext));
+    Status sealed;
+    {
+      CountedHere counted_here;  // counted below as generate_data_key, not as an encrypt
+      sealed = Encrypt(workspace, environment, scope, key.RevealForCrypto(), &out.ciphertext);
+    }
+    CountUsage(env, scope, usage_op::kGenerateDataKey, sealed);
+    EKM_RETURN_IF_ERROR(sealed);
     if (with_plaintext) out.plaintext = std::move(key);
     return out;
   }
@@ -1439,7 +1567,7 @@ class EkmServiceImpl : public EkmService {
   }
 
   Status FlushDataPlaneUsage() override {
-    std::vector<UsageCounter::Row> rows = usage_.Drain();
+    std::vector<UsageCounter::Row> rows = usage_->Drain();
     ScopedActor actor{std::string(kUsageActor)};
     Status first = Status::Ok();
     // One record per workspace, environment and minute, listing its scopes and operations
@@ -1453,6 +1581,7 @@ class EkmServiceImpl : public EkmService {
            ++j) {
         counts.push_back({{"scope", rows[j].scope},
                           {"operation", rows[j].operation},
+                          {"outcome", UsageOutcomeName(rows[j].outcome)},
                           {"count", rows[j].count}});
       }
       nlohmann::json detail = {
@@ -1535,13 +1664,13 @@ class EkmServiceImpl : public EkmService {
     return c;
   }
 
-  // The data plane's one line per operation (part D's batch and generate-data-key routes
-  // call it too): cheap, in memory, flushed as data_plane.usage records.
+  // The data plane's one line per operation, with its outcome (`result`): cheap, in memory,
+  // flushed as data_plane.usage records.
   void CountUsage(const EnvironmentRecord& env, std::string_view scope, std::string_view op,
-                  uint64_t n = 1) {
+                  const Status& result) {
     if (t_usage_counted_by_caller) return;
-    usage_.Count(env.workspace, env.name, scope, op,
-                 ToUnixSeconds(options_.clock->NowCoarse()) / 60, n);
+    usage_->Count(env.workspace, env.name, scope, op, UsageOutcomeOf(result),
+                  ToUnixSeconds(options_.clock->NowCoarse()) / 60);
   }
 
   // The environment as stored now (not the cached record), with a clear NotFound.
@@ -2139,7 +2268,8 @@ class EkmServiceImpl : public EkmService {
 
   // --- issue5-B ---
   std::unique_ptr<AuditSigner> audit_signer_;
-  UsageCounter usage_;
+  // Shared with the streams it counts (which may end after a call returned).
+  std::shared_ptr<UsageCounter> usage_ = std::make_shared<UsageCounter>();
   std::mutex audit_mu_;
   std::condition_variable audit_cv_;
   bool audit_stop_ = false;
