@@ -25,6 +25,7 @@
 #include "ekm/cli/backend.h"
 #include "ekm/audit/audit_log.h"
 #include "ekm/events/lifecycle_event.h"
+#include "ekm/policy/key_policy_statement.h"
 #include "ekm/repack/repack_json.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
@@ -872,9 +873,9 @@ int Run(int argc, char** argv) {
       }
       if (k_example) {
         std::fprintf(stderr,
-                     "# A whole key policy for a new key. Replace 111122223333 with the AWS "
-                     "account id that owns the key. Platform principal: %s\n",
-                     a.principal_arn.c_str());
+                     "# A whole key policy for a new key. Replace %s with the AWS account id "
+                     "that owns the key. Platform principal: %s\n",
+                     std::string(kExampleKeyAccountId).c_str(), a.principal_arn.c_str());
         std::cout << a.example_policy << "\n";
         return Status::Ok();
       }

@@ -2298,9 +2298,9 @@ StatusOr<KeyPolicyAdvice> EkmServiceImpl::KeyPolicy(std::string_view workspace,
   EKM_ASSIGN_OR_RETURN(a.statement, KeyPolicyStatementsText(o));
   EKM_ASSIGN_OR_RETURN(PlatformPrincipal p, ParsePlatformPrincipal(principal));
   a.principal_arn = p.arn;
-  // The example names the platform's account as the key's owner: the admin replaces it with
-  // their own account id.
-  EKM_ASSIGN_OR_RETURN(a.example_policy, ExampleKeyPolicyText("111122223333", o));
+  // The example names a placeholder account as the key's owner (the one the policy doctor's
+  // example names too): the admin replaces it with their own account id.
+  EKM_ASSIGN_OR_RETURN(a.example_policy, ExampleKeyPolicyText(kExampleKeyAccountId, o));
   return a;
 }
 
