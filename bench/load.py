@@ -167,7 +167,10 @@ def bootstrap(port, data_dir):
     admin = Api(port, open(tok_file).read().split()[0])
     admin.call("POST", "/v1/workspaces", {"name": "bench"})
     admin.call("POST", "/v1/workspaces/bench/environments", {"name": "prod"})
-    app = admin.call("POST", "/v1/tokens", {"workspace": "bench", "role": "app",
+    # The admin creates the workspace's owner, the owner the app token (docs/api.md).
+    owner = Api(port, admin.call("POST", "/v1/tokens", {"workspace": "bench", "role": "owner",
+                                                        "description": "bench"})["token"])
+    app = owner.call("POST", "/v1/tokens", {"workspace": "bench", "role": "app",
                                             "description": "bench"})
     return admin, app["token"]
 

@@ -96,11 +96,16 @@ BODIES = {
     "settings.update": {},
     "default_key.set": {},
     "environment.shred": None,  # step one only: a confirmation, nothing destroyed
-    "token.create": {"role": "auditor", "workspace": "acme"},
+    "token.create": {"role": "auditor", "workspace": "acme"},  # the admin's: ROLE_BODIES
     "key.validate": {"provider": "platform", "key_id": "root"},
     "data.generate_data_key": {"scope": "matrix"},
     "data.encrypt_batch": {"items": [{"plaintext": "aGVsbG8="}]},
     "data.decrypt_batch": {"items": [{"ciphertext": "ekm1:AAAA"}]},
+}
+# Where a role's allowed call needs its own body: the admin creates admin tokens and first
+# owners only (TOKEN_RULES below checks the rest of that rule).
+ROLE_BODIES = {
+    ("token.create", ADMIN): {"role": "admin", "expires_in_seconds": 600},
 }
 # POST routes sent without a body.
 NO_BODY = {"environment.shred", "audit.checkpoints.create", "platform_audit.checkpoints.create"}
@@ -172,21 +177,22 @@ def main():
                 st, j, _ = request(url, "POST", "/v1/workspaces/%s/environments" % ws, admin,
                                    {"name": env})
                 check(st == 201, "create %s/%s: %s %s" % (ws, env, st, j))
-        restricted = mint_token(url, admin, KM, "acme", ["staging"])[0]
-        revoked, revoked_id = mint_token(url, admin, APP, "acme")
-        check(request(url, "DELETE", "/v1/tokens/" + revoked_id, admin)[0] == 200, "revoke")
-        expired, expired_id = mint_token(url, admin, APP, "acme")
+        owner = a[OWNER]  # a workspace's tokens are its owner's to create
+        restricted = mint_token(url, owner, KM, "acme", ["staging"])[0]
+        revoked, revoked_id = mint_token(url, owner, APP, "acme")
+        check(request(url, "DELETE", "/v1/tokens/" + revoked_id, owner)[0] == 200, "revoke")
+        expired, expired_id = mint_token(url, owner, APP, "acme")
         # Never used, so no node has it cached: move its expiry into the past in the store.
         db = sqlite3.connect(os.path.join(data, "ekm.db"))
         db.execute("UPDATE api_tokens SET expires_at = 1 WHERE id = ?", (expired_id,))
         db.commit()
         db.close()
-        victim_id = mint_token(url, admin, AUDITOR, "acme")[1]  # revoked by the revoke rows
+        victim_id = mint_token(url, owner, AUDITOR, "acme")[1]  # revoked by the revoke rows
 
-        def sample(method, path, name, ws="acme", env="prod"):
+        def sample(method, path, name, ws="acme", env="prod", role=None):
             p = (path.replace("{workspace}", ws).replace("{environment}", env)
                  .replace("{id}", victim_id))
-            body = BODIES.get(name)
+            body = ROLE_BODIES.get((name, role), BODIES.get(name))
             if body is None and method in ("POST", "PUT", "PATCH") and name not in NO_BODY:
                 body = {}
             return p, body
@@ -199,7 +205,7 @@ def main():
             kind, roles = EXPECTED[name]
             p, body = sample(method, path, name)
             for role, tok in callers.items():
-                st, j, _ = request(url, method, p, tok, body)
+                st, j, _ = request(url, method, p, tok, sample(method, path, name, role=role)[1])
                 if kind == "open" or role in roles:
                     check(st not in (401, 403), "%s %s as %s: allowed, got %s %s"
                           % (method, p, role, st, j))
@@ -235,7 +241,7 @@ def main():
               % (st, j))
         # An environment-restricted auditor reads the audit records of its environments only and
         # cannot export the chain (the whole workspace's).
-        r_aud = mint_token(url, admin, AUDITOR, "acme", ["staging"])[0]
+        r_aud = mint_token(url, owner, AUDITOR, "acme", ["staging"])[0]
         st, j, _ = request(url, "GET", "/v1/workspaces/acme/audit?environment=staging", r_aud)
         check(st == 200 and all(r["environment"] == "staging" for r in j["records"]),
               "restricted auditor, its environment's audit: %s %s" % (st, j))
@@ -257,6 +263,41 @@ def main():
         st, j, _ = request(url, "PUT", "/v1/workspaces/acme/environments/staging/key", a[OWNER],
                            emergency)
         check(st not in (401, 403), "owner emergency: %s %s" % (st, j))
+
+        # The replacement period guards the replacements key-managers make: changing or resetting
+        # it is the owner's, like the emergency path (issue 12); the other settings stay theirs.
+        settings = "/v1/workspaces/acme/environments/staging/settings"
+        for body in ({"replacement_period_seconds": 7200}, {"replacement_period_seconds": None}):
+            st, j, _ = request(url, "PATCH", settings, a[KM], body)
+            check(st == 403 and "needs the role owner" in j["error"]["message"],
+                  "km PATCH %s: %s %s" % (body, st, j))
+        st, j, _ = request(url, "PATCH", settings, a[KM], {"grace_period_seconds": 0})
+        check(st == 200, "km PATCH grace_period_seconds: %s %s" % (st, j))
+        st, j, _ = request(url, "PATCH", settings, a[OWNER], {"replacement_period_seconds": 7200})
+        check(st == 200 and j["replacement_period_seconds"] == 7200,
+              "owner PATCH replacement_period_seconds: %s %s" % (st, j))
+
+        # Token custody (issue 12): no admin token may obtain a token that reads data. The
+        # admin creates a workspace's owner only while it has no valid owner token; every other
+        # role of a workspace is created by its owner; the admin cannot revoke owner tokens.
+        for role in (APP, KM, AUDITOR):
+            st, j, _ = request(url, "POST", "/v1/tokens", admin, {"role": role, "workspace": "acme"})
+            check(st == 403 and "-r owner" in j["error"].get("hint", ""),
+                  "admin creating a %s token: %s %s" % (role, st, j))
+        st, j, _ = request(url, "POST", "/v1/tokens", admin, {"role": OWNER, "workspace": "acme"})
+        check(st == 403 and "valid owner token" in j["error"]["message"],
+              "admin creating a second acme owner: %s %s" % (st, j))
+        owner2, owner2_id = mint_token(url, owner, OWNER, "acme")  # the owner may
+        st, j, _ = request(url, "DELETE", "/v1/tokens/" + owner2_id, admin)
+        check(st == 403, "admin revoking an owner token: %s %s" % (st, j))
+        st, j, _ = request(url, "DELETE", "/v1/tokens/" + owner2_id, owner)
+        check(st == 200, "owner revoking another owner token: %s %s" % (st, j))
+        st, j, _ = request(url, "POST", "/v1/tokens", a[KM], {"role": APP, "workspace": "acme"})
+        check(st == 403, "key-manager creating a token: %s %s" % (st, j))
+        st, j, _ = request(url, "POST", "/v1/workspaces", admin, {"name": "initech"})
+        check(st == 201, "create initech: %s" % st)
+        st, j, _ = request(url, "POST", "/v1/tokens", admin, {"role": OWNER, "workspace": "initech"})
+        check(st == 201, "admin creating the first initech owner: %s %s" % (st, j))
 
         # Tenant isolation: every workspace route on globex with acme's tokens is the same 403 as
         # for a workspace that does not exist.
@@ -286,7 +327,7 @@ def main():
         st, j, _ = request(url, "GET", "/v1/tokens?workspace=globex", a[OWNER])
         check(st == 403, "acme owner listing globex tokens: %s" % st)
         # An acme owner cannot revoke a globex token: the same 403 as for an unknown id.
-        b_id = mint_token(url, admin, APP, "globex")[1]
+        b_id = mint_token(url, b[OWNER], APP, "globex")[1]
         st_b, j_b, _ = request(url, "DELETE", "/v1/tokens/" + b_id, a[OWNER])
         st_x, j_x, _ = request(url, "DELETE", "/v1/tokens/0123456789abcdef", a[OWNER])
         check(st_b == 403 and j_b == j_x, "revoke across workspaces: %s %s / %s" % (st_b, j_b, j_x))

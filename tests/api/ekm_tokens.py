@@ -3,7 +3,8 @@
 setup_tokens(base_url, data_dir, workspace) -> {"admin", "owner", "key-manager", "app",
 "auditor"}: reads the bootstrap admin token ekmd wrote to <data_dir>/bootstrap-admin-token on
 its first start, creates `workspace` (an existing one is fine) and mints one token of each
-role for it. The twin of setup_tokens in tests/integration/lib.sh.
+role for it, as a platform would: the admin the workspace's owner (it may create no other
+role), the owner the others. The twin of setup_tokens in tests/integration/lib.sh.
 """
 
 import json
@@ -65,7 +66,7 @@ def setup_tokens(base_url, data_dir, workspace):
     status, j, _ = request(base_url, "POST", "/v1/workspaces", admin, {"name": workspace})
     if status not in (201, 409):
         raise RuntimeError("creating workspace %s: HTTP %s %s" % (workspace, status, j))
-    tokens = {"admin": admin}
-    for role in ("owner", "key-manager", "app", "auditor"):
-        tokens[role] = mint_token(base_url, admin, role, workspace)[0]
+    tokens = {"admin": admin, "owner": mint_token(base_url, admin, "owner", workspace)[0]}
+    for role in ("key-manager", "app", "auditor"):
+        tokens[role] = mint_token(base_url, tokens["owner"], role, workspace)[0]
     return tokens

@@ -253,7 +253,9 @@ def walk(c):
     c.call("POST", "/v1/tokens", {"role": "admin"}, expect={403})
     c.call("POST", "/v1/tokens", {"role": "app", "workspace": "other"}, expect={403})
     c.call("POST", "/v1/tokens", {"role": "wizard", "workspace": WS}, expect={400})
-    c.call("POST", "/v1/tokens", {"role": "auditor"}, expect={400}, role="admin")  # no workspace
+    c.call("POST", "/v1/tokens", {"role": "owner"}, expect={400}, role="admin")  # no workspace
+    c.call("POST", "/v1/tokens", {"role": "auditor", "workspace": WS}, expect={403},
+           role="admin")  # a workspace's tokens are its owner's to create
     c.call("POST", "/v1/tokens", {"role": "admin", "expires_in_seconds": 600}, expect={201},
            role="admin")
     _, lst = do("GET", "/v1/tokens", expect={200})
@@ -504,7 +506,8 @@ def rate_limited(binary, spec, tmp):
     try:
         tokens = setup_tokens(f"http://127.0.0.1:{ekmd.port}", ekmd.data_dir, WS)
         c = Client(spec, ekmd.port, tokens)
-        # (setup_tokens spent 5 of the admin token's 8; the auditor's are untouched)
+        # (setup_tokens spent 2 of the admin token's 8 and 3 of the owner's; the auditor's are
+        # untouched)
         statuses = [c.raw("GET", "/v1/token", token=tokens["auditor"])[0] for _ in range(8)]
         conn = http.client.HTTPConnection("127.0.0.1", ekmd.port, timeout=30)
         conn.request("GET", "/v1/token", headers={"Authorization": "Bearer " + tokens["auditor"]})

@@ -146,7 +146,8 @@ expect_error "server: unknown workspace" "nope" -- env EKM_TOKEN="$ADMIN_TOKEN" 
 expect_error "server: both modes" "both given" -- "$EKM" --server "$S" --data-dir "$D" workspace list
 
 # Tokens through the CLI: an owner mints an app token restricted to one environment.
-OWNER2=$(EKM_TOKEN=$ADMIN_TOKEN "$EKM" --server "$S" token create --workspace acme --role owner --expires-in 1d 2>"$T/tk.err")
+# A second owner: the first owner's to create (the admin creates only a workspace's first).
+OWNER2=$(EKM_TOKEN=$OWNER_TOKEN "$EKM" --server "$S" token create --workspace acme --role owner --expires-in 1d 2>"$T/tk.err")
 check "token create prints the token alone" grep -Eq '^ekm_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$' <<<"$OWNER2"
 check "token create: metadata on stderr" grep -q "role owner" "$T/tk.err"
 APP_DEV=$(EKM_TOKEN=$OWNER2 "$EKM" --server "$S" token create --workspace acme --role app --environment dev 2>/dev/null)

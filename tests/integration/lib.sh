@@ -25,7 +25,8 @@ summary() {
 # setup_tokens DATA_DIR SERVER_URL WORKSPACE: call right after ekmd is up. Reads the bootstrap
 # admin token ekmd wrote to DATA_DIR/bootstrap-admin-token (or ADMIN_TOKEN if already set),
 # creates WORKSPACE (an existing one is fine) and exports ADMIN_TOKEN, OWNER_TOKEN, KM_TOKEN,
-# APP_TOKEN and AUDITOR_TOKEN for it.
+# APP_TOKEN and AUDITOR_TOKEN for it. As a platform would: the admin creates the workspace's
+# owner (it may create no other role), the owner the others.
 setup_tokens() {
   local dir=$1 url=$2 ws=$3 i
   if [ -z "${ADMIN_TOKEN:-}" ] || [ "${ADMIN_TOKEN:-}" = placeholder ]; then
@@ -41,9 +42,9 @@ setup_tokens() {
     return 1
   fi
   OWNER_TOKEN=$(mint_token "$url" "$ADMIN_TOKEN" owner "$ws") || return 1
-  KM_TOKEN=$(mint_token "$url" "$ADMIN_TOKEN" key-manager "$ws") || return 1
-  APP_TOKEN=$(mint_token "$url" "$ADMIN_TOKEN" app "$ws") || return 1
-  AUDITOR_TOKEN=$(mint_token "$url" "$ADMIN_TOKEN" auditor "$ws") || return 1
+  KM_TOKEN=$(mint_token "$url" "$OWNER_TOKEN" key-manager "$ws") || return 1
+  APP_TOKEN=$(mint_token "$url" "$OWNER_TOKEN" app "$ws") || return 1
+  AUDITOR_TOKEN=$(mint_token "$url" "$OWNER_TOKEN" auditor "$ws") || return 1
   export OWNER_TOKEN KM_TOKEN APP_TOKEN AUDITOR_TOKEN
 }
 # mint_token URL AS_TOKEN ROLE WORKSPACE [ENVIRONMENT]: prints a new token of ROLE.

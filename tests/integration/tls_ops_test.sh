@@ -193,8 +193,8 @@ expect_error "plain HTTP on 0.0.0.0 still refused" "refusing to serve plain HTTP
 
 # --- rate limit (plain HTTP on loopback, its own data directory) ----------------------------
 # The limiter keys on the token id and comes after authentication (a request with a bad token is
-# a 401, never counted), so real tokens of this node: its bootstrap admin token spends exactly
-# its burst of 3 on creating a workspace and two auditor tokens.
+# a 401, never counted), so real tokens of this node: its bootstrap admin token spends 2 of its
+# burst of 3 on creating a workspace and its owner, the owner 2 on two auditor tokens.
 start_ekmd limited http --data-dir "$T/data2" --rate-limit 0.2 --rate-limit-burst 3 \
   --metrics-unauthenticated || exit 1
 LURL="http://127.0.0.1:$PORT"
@@ -203,8 +203,9 @@ ADMIN2=$(head -n1 "$T/data2/bootstrap-admin-token")
 check "limited node: create a workspace" test "$(curl -s -o /dev/null -w '%{http_code}' -X POST \
   -H "Authorization: Bearer $ADMIN2" -H 'Content-Type: application/json' -d '{"name":"rl"}' \
   "$LURL/v1/workspaces")" = 201
-TOKEN_A=$(mint_token "$LURL" "$ADMIN2" auditor rl) || fail "mint token A"
-TOKEN_B=$(mint_token "$LURL" "$ADMIN2" auditor rl) || fail "mint token B"
+OWNER2=$(mint_token "$LURL" "$ADMIN2" owner rl) || fail "mint the owner"
+TOKEN_A=$(mint_token "$LURL" "$OWNER2" auditor rl) || fail "mint token A"
+TOKEN_B=$(mint_token "$LURL" "$OWNER2" auditor rl) || fail "mint token B"
 check "a bad secret is 401, not limited" test "$(for _ in 1 2 3 4 5; do curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ekm_00000000000000aa_$SECRET" "$LURL/v1/workspaces"; done)" = 401401401401401
 codes=()
 for _ in 1 2 3 4 5; do

@@ -13,11 +13,36 @@ size_t CpuShard(size_t shards) {
 }
 }  // namespace
 
+std::string_view UsageOutcomeName(UsageOutcome outcome) {
+  switch (outcome) {
+    case UsageOutcome::kOk: return "ok";
+    case UsageOutcome::kRefused: return "refused";
+    case UsageOutcome::kFailed: return "failed";
+  }
+  return "failed";  // not reached: the switch is exhaustive
+}
+
+UsageOutcome UsageOutcomeOf(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk:
+      return UsageOutcome::kOk;
+    // The key was not there to use: what a revocation or an outage answers.
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kUnavailable:
+    case StatusCode::kDeadlineExceeded:
+    case StatusCode::kPermissionDenied:
+    case StatusCode::kResourceExhausted:
+      return UsageOutcome::kRefused;
+    default:
+      return UsageOutcome::kFailed;
+  }
+}
+
 void UsageCounter::Count(std::string_view workspace, std::string_view environment,
-                         std::string_view scope, std::string_view operation, int64_t minute,
-                         uint64_t n) {
+                         std::string_view scope, std::string_view operation,
+                         UsageOutcome outcome, int64_t minute, uint64_t n) {
   Shard& shard = shards_[CpuShard(kShards)];
-  const KeyView view{workspace, environment, minute, scope, operation};
+  const KeyView view{workspace, environment, minute, scope, operation, outcome};
   std::lock_guard<std::mutex> lock(shard.mu);
   auto it = shard.counts.find(view);
   if (it != shard.counts.end()) {
@@ -25,7 +50,7 @@ void UsageCounter::Count(std::string_view workspace, std::string_view environmen
     return;
   }
   shard.counts.emplace(Key{std::string(workspace), std::string(environment), minute,
-                           std::string(scope), std::string(operation)},
+                           std::string(scope), std::string(operation), outcome},
                        n);
 }
 
@@ -47,7 +72,7 @@ std::vector<UsageCounter::Row> UsageCounter::Drain() {
   out.reserve(taken.size());
   for (auto& [k, n] : taken) {
     out.push_back(Row{std::get<0>(k), std::get<1>(k), std::get<3>(k), std::get<4>(k),
-                      std::get<2>(k), n});
+                      std::get<5>(k), std::get<2>(k), n});
   }
   return out;
 }

@@ -1,7 +1,9 @@
-// Data-plane usage for the audit log: per-minute counts by workspace, environment, scope and
-// operation, kept in memory (the hot path takes its CPU's shard lock and bumps a counter)
-// and drained into `data_plane.usage` records by the service every flush (ekmd: each minute;
-// local mode: when the service closes). Not one record per request.
+// Data-plane usage for the audit log: per-minute counts by workspace, environment, scope,
+// operation and outcome, kept in memory (the hot path takes its CPU's shard lock and bumps a
+// counter) and drained into `data_plane.usage` records by the service every flush (ekmd: each
+// minute; local mode: when the service closes). Not one record per request. Outcomes are
+// counted apart so that an auditor can tell data read from attempts refused while the CMK was
+// revoked.
 #pragma once
 
 #include <array>
@@ -13,6 +15,8 @@
 #include <tuple>
 #include <vector>
 
+#include "ekm/base/status.h"
+
 namespace ekm {
 
 // Operation names, stable: they are stored.
@@ -23,30 +27,46 @@ inline constexpr std::string_view kRewrap = "rewrap";
 inline constexpr std::string_view kGenerateDataKey = "generate_data_key";
 }  // namespace usage_op
 
+// How an operation ended. Names, stable (they are stored): "ok", "refused", "failed".
+enum class UsageOutcome : uint8_t {
+  kOk,       // done: the data was sealed or opened
+  kRefused,  // no key: the CMK refused (revoked, disabled, material deleted) or its KMS was out
+             // of reach
+  kFailed,   // bad input: does not authenticate (tampered, truncated), another environment's,
+             // an unknown data key version
+};
+std::string_view UsageOutcomeName(UsageOutcome outcome);
+// The outcome of an operation that ended with `s`.
+UsageOutcome UsageOutcomeOf(const Status& s);
+
 class UsageCounter {
  public:
   // One call per data-plane operation (a batch of n items: n). `minute` is unix seconds / 60.
   void Count(std::string_view workspace, std::string_view environment, std::string_view scope,
-             std::string_view operation, int64_t minute, uint64_t n = 1);
+             std::string_view operation, UsageOutcome outcome, int64_t minute, uint64_t n = 1);
 
   struct Row {
     std::string workspace, environment, scope, operation;
+    UsageOutcome outcome = UsageOutcome::kOk;
     int64_t minute = 0;
     uint64_t count = 0;
   };
   // Takes every count so far (the current minute's too: a minute may span two flushes, each
-  // recording what it saw), ordered by workspace, environment, minute, scope, operation.
+  // recording what it saw), ordered by workspace, environment, minute, scope, operation,
+  // outcome.
   std::vector<Row> Drain();
 
  private:
-  using Key = std::tuple<std::string, std::string, int64_t, std::string, std::string>;
+  using Key = std::tuple<std::string, std::string, int64_t, std::string, std::string,
+                         UsageOutcome>;
   using KeyView = std::tuple<std::string_view, std::string_view, int64_t, std::string_view,
-                             std::string_view>;
+                             std::string_view, UsageOutcome>;
   // Compares owned keys and views alike, so a count for a key already seen allocates nothing.
   struct Less {
     using is_transparent = void;
     static KeyView View(const Key& k) {
-      return {std::get<0>(k), std::get<1>(k), std::get<2>(k), std::get<3>(k), std::get<4>(k)};
+      return {std::get<0>(k), std::get<1>(k), std::get<2>(k),
+              std::get<3>(k), std::get<4>(k), std::get<5>(k)};
     }
     static const KeyView& View(const KeyView& k) { return k; }
     template <typename A, typename B>

@@ -148,19 +148,43 @@ Status AuthorizeOwnerOnly(const Principal& p, std::string_view what) {
                 "ask an owner of the workspace to do it");
 }
 
-Status AuthorizeTokenAdministration(const Principal& p, std::string_view workspace,
-                                    std::string_view new_role) {
-  if (p.IsAdmin()) return Status::Ok();
+Status AuthorizeTokenAdministration(const Principal& p, TokenAction action,
+                                    std::string_view workspace, std::string_view role) {
+  if (p.local_operator) return Status::Ok();
+  const std::string ws(workspace);
+  if (p.role == Role::kAdmin) {
+    auto parsed = ParseRole(role);  // an unknown role is the service's 400
+    if (action == TokenAction::kCreate && parsed.ok() && *parsed != Role::kAdmin &&
+        *parsed != Role::kOwner) {
+      return Denied("the admin cannot create " + std::string(role) +
+                        " tokens: a workspace's tokens are created by its owner, so that no "
+                        "admin token can read data",
+                    "create the workspace's owner token if it has none (ekm token create -w " +
+                        (ws.empty() ? std::string("W") : ws) +
+                        " -r owner), then this one with it: EKM_TOKEN=<owner token> ekm token "
+                        "create -w " + (ws.empty() ? std::string("W") : ws) + " -r " +
+                        std::string(role));
+    }
+    if (action == TokenAction::kRevoke && parsed.ok() && *parsed == Role::kOwner) {
+      return Denied("the admin cannot revoke owner tokens: revoking every owner and creating a "
+                    "new one would hand the admin the workspace's data",
+                    "ask an owner of workspace \"" + ws + "\" (an owner revokes any owner token "
+                    "of its workspace, its own too); once no owner token is valid, the admin may "
+                    "create one, recorded in the workspace's audit log");
+    }
+    return Status::Ok();
+  }
   if (p.role != Role::kOwner) {
-    return Denied("managing tokens needs the role admin or owner; this token has the role " +
-                  std::string(RoleName(p.role)));
+    return Denied("managing tokens needs the role owner (or admin); this token has the role " +
+                  std::string(RoleName(p.role)),
+                  "ask an owner of the workspace");
   }
   if (p.EnvironmentRestricted()) {
     return Denied("managing tokens is a workspace-wide change; this token is restricted to "
                   "some environments",
                   "use an owner token without --environment");
   }
-  if (new_role == RoleName(Role::kAdmin)) {
+  if (action == TokenAction::kCreate && role == RoleName(Role::kAdmin)) {
     return Denied("an owner cannot create admin tokens", "ask the platform admin");
   }
   if (workspace != p.workspace) {

@@ -44,10 +44,17 @@ Status Authorize(const Principal& p, RouteId id, std::string_view route_name,
 // An emergency replacement ("emergency": true on key set/import) and a shred: owner only.
 Status AuthorizeOwnerOnly(const Principal& p, std::string_view what);
 
-// Token management (POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id}) on `workspace`
-// ("" for admin tokens): admin anything; an owner only its own workspace and never an admin
-// token; an environment-restricted token never.
-Status AuthorizeTokenAdministration(const Principal& p, std::string_view workspace,
-                                    std::string_view new_role = {});
+// Token management (POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id}). A workspace's
+// tokens are its owner's to manage: an owner creates (any role but admin), lists and revokes
+// the tokens of its own workspace. The admin must never obtain a token that reads data: it
+// creates admin tokens and a workspace's owner token only (the service allows that one only
+// while the workspace has no valid owner token), lists every token, and revokes any but owner
+// tokens (revoking every owner and creating a new one would hand it the data). An
+// environment-restricted token manages none; the local operator all.
+enum class TokenAction { kCreate, kList, kRevoke };
+// `workspace`: the token's ("" for admin tokens); `role`: the new token's (kCreate) or the one
+// revoked (kRevoke).
+Status AuthorizeTokenAdministration(const Principal& p, TokenAction action,
+                                    std::string_view workspace, std::string_view role = {});
 
 }  // namespace ekm::auth

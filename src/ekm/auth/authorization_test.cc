@@ -76,7 +76,7 @@ TEST(AuthorizationTest, EnvironmentRestriction) {
   EXPECT_EQ(Check(km, RouteId::kListEnvironments, "acme", ""), kOk);  // the handler filters
   Principal owner = Token(Role::kOwner, "acme", {"staging"});
   EXPECT_EQ(Check(owner, RouteId::kCreateEnvironment, "acme", ""), kDenied);
-  EXPECT_EQ(AuthorizeTokenAdministration(owner, "acme").code(), kDenied);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, TokenAction::kList, "acme").code(), kDenied);
 }
 
 TEST(AuthorizationTest, OwnerOnlyAndTokenAdministration) {
@@ -84,12 +84,50 @@ TEST(AuthorizationTest, OwnerOnlyAndTokenAdministration) {
   EXPECT_EQ(AuthorizeOwnerOnly(Token(Role::kKeyManager), "x").code(), kDenied);
   EXPECT_EQ(AuthorizeOwnerOnly(Token(Role::kAdmin), "x").code(), kDenied);
   EXPECT_EQ(AuthorizeOwnerOnly(Principal::LocalOperator(), "x").code(), kOk);
+  constexpr auto kCreate = TokenAction::kCreate, kList = TokenAction::kList,
+                 kRevoke = TokenAction::kRevoke;
   Principal owner = Token(Role::kOwner, "acme");
-  EXPECT_EQ(AuthorizeTokenAdministration(owner, "acme", "app").code(), kOk);
-  EXPECT_EQ(AuthorizeTokenAdministration(owner, "acme", "admin").code(), kDenied);
-  EXPECT_EQ(AuthorizeTokenAdministration(owner, "globex", "app").code(), kDenied);
-  EXPECT_EQ(AuthorizeTokenAdministration(Token(Role::kAdmin), "globex", "admin").code(), kOk);
-  EXPECT_EQ(AuthorizeTokenAdministration(Token(Role::kApp), "acme").code(), kDenied);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, kCreate, "acme", "app").code(), kOk);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, kCreate, "acme", "owner").code(), kOk);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, kCreate, "acme", "admin").code(), kDenied);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, kCreate, "globex", "app").code(), kDenied);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, kRevoke, "acme", "owner").code(), kOk);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, kRevoke, "globex", "app").code(), kDenied);
+  EXPECT_EQ(AuthorizeTokenAdministration(owner, kList, "globex").code(), kDenied);
+  EXPECT_EQ(AuthorizeTokenAdministration(Token(Role::kAdmin), kCreate, "", "admin").code(), kOk);
+  EXPECT_EQ(AuthorizeTokenAdministration(Token(Role::kApp), kList, "acme").code(), kDenied);
+  EXPECT_EQ(AuthorizeTokenAdministration(Token(Role::kKeyManager), kCreate, "acme", "app").code(),
+            kDenied);
+}
+
+// Issue 12: no admin token may obtain a token that reads data. It creates a workspace's owner
+// (the service allows that only while the workspace has no valid owner token) and never an
+// app, key-manager or auditor token; it cannot revoke owner tokens (revoking them all and
+// creating one would reach the data).
+TEST(AuthorizationTest, TheAdminCreatesOnlyOwnersAndCannotRevokeThem) {
+  const Principal admin = Token(Role::kAdmin);
+  for (const char* role : {"app", "key-manager", "auditor"}) {
+    Status s = AuthorizeTokenAdministration(admin, TokenAction::kCreate, "acme", role);
+    EXPECT_EQ(s.code(), kDenied) << role;
+    EXPECT_NE(s.message().find("created by its owner"), std::string::npos) << s.message();
+    EXPECT_NE(s.hint().find("-w acme -r owner"), std::string::npos) << s.hint();
+    EXPECT_NE(s.hint().find(std::string("-r ") + role), std::string::npos) << s.hint();
+  }
+  EXPECT_EQ(AuthorizeTokenAdministration(admin, TokenAction::kCreate, "acme", "owner").code(),
+            kOk);
+  // An unknown role is left to the service's 400.
+  EXPECT_EQ(AuthorizeTokenAdministration(admin, TokenAction::kCreate, "acme", "wizard").code(),
+            kOk);
+  Status revoke = AuthorizeTokenAdministration(admin, TokenAction::kRevoke, "acme", "owner");
+  EXPECT_EQ(revoke.code(), kDenied);
+  EXPECT_NE(revoke.hint().find("an owner of workspace \"acme\""), std::string::npos);
+  EXPECT_EQ(AuthorizeTokenAdministration(admin, TokenAction::kRevoke, "acme", "app").code(), kOk);
+  EXPECT_EQ(AuthorizeTokenAdministration(admin, TokenAction::kList, "").code(), kOk);
+  // The platform operator on the data directory (local mode) is not an API caller.
+  EXPECT_EQ(AuthorizeTokenAdministration(Principal::LocalOperator(), TokenAction::kCreate, "acme",
+                                         "app")
+                .code(),
+            kOk);
 }
 
 TEST(AuthorizationTest, DeniedMessagesNameTheRoleNeeded) {

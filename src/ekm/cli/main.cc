@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -24,6 +25,7 @@
 #include "ekm/cli/backend.h"
 #include "ekm/audit/audit_log.h"
 #include "ekm/events/lifecycle_event.h"
+#include "ekm/policy/key_policy_statement.h"
 #include "ekm/repack/repack_json.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
@@ -893,9 +895,9 @@ int Run(int argc, char** argv) {
       }
       if (k_example) {
         std::fprintf(stderr,
-                     "# A whole key policy for a new key. Replace 111122223333 with the AWS "
-                     "account id that owns the key. Platform principal: %s\n",
-                     a.principal_arn.c_str());
+                     "# A whole key policy for a new key. Replace %s with the AWS account id "
+                     "that owns the key. Platform principal: %s\n",
+                     std::string(kExampleKeyAccountId).c_str(), a.principal_arn.c_str());
         std::cout << a.example_policy << "\n";
         return Status::Ok();
       }
@@ -1549,10 +1551,11 @@ int Run(int argc, char** argv) {
   bool tk_ws_given = false;
   auto* tk_create = token->add_subcommand(
       "create", "Create an API token: prints it alone on stdout (shown only now)");
-  tk_create->add_option("--workspace", tk_req.workspace, "The workspace it acts on (not for admin)");
-  tk_create->add_option("--role", tk_req.role, "admin, owner, key-manager, app or auditor")
+  tk_create->add_option("--workspace,-w", tk_req.workspace,
+                        "The workspace it acts on (not for admin)");
+  tk_create->add_option("--role,-r", tk_req.role, "admin, owner, key-manager, app or auditor")
       ->required();
-  tk_create->add_option("--environment", tk_req.environments,
+  tk_create->add_option("--environment,-e", tk_req.environments,
                         "Restrict it to this environment (repeat for several)");
   tk_create->add_option("--expires-in", tk_expires,
                         "Lifetime, e.g. 30d, 12h: 1m to 366d [default: 90d]");
@@ -1589,7 +1592,7 @@ int Run(int argc, char** argv) {
     });
   });
   auto* tk_list = token->add_subcommand("list", "List API tokens (never their secrets)");
-  tk_list->add_option("--workspace", tk_ws, "Only this workspace's tokens")
+  tk_list->add_option("--workspace,-w", tk_ws, "Only this workspace's tokens")
       ->each([&](const std::string&) { tk_ws_given = true; });
   tk_list->callback([&] {
     with_backend([&](Backend& b) -> Status {
@@ -1710,7 +1713,7 @@ int Run(int argc, char** argv) {
       "it, and keep only the wrapped key");
   gk_generate->add_option("--workspace,-w", gk_ws, "Workspace name")->required();
   gk_generate->add_option("--environment,-e", gk_env, "Environment name")->required();
-  gk_generate->add_option("--scope", gk_scope, "Scope [default: default]");
+  gk_generate->add_option("--scope,-s", gk_scope, "Scope [default: default]");
   gk_generate->add_option("--bytes", gk_bytes, "Key size in bytes, 16 to 64 [default: 32]");
   gk_generate->add_flag("--with-plaintext", gk_plaintext,
                         "Also print the plaintext key (base64), on a second line");
@@ -1959,6 +1962,18 @@ int Run(int argc, char** argv) {
     }
     with_backend([&](Backend& b) -> Status { return run(&b); });
   });
+
+  // --json after the subcommand as well as before it (`ekm events -w acme --json`, as
+  // `ekm --json events -w acme`): every subcommand takes it too.
+  std::function<void(CLI::App*)> accept_json = [&](CLI::App* parent) {
+    for (CLI::App* sub : parent->get_subcommands(std::function<bool(CLI::App*)>())) {
+      if (sub->get_option_no_throw("--json") == nullptr) {
+        sub->add_flag("--json", g.json, "Print results as JSON");
+      }
+      accept_json(sub);
+    }
+  };
+  accept_json(&app);
 
   try {
     app.parse(argc, argv);

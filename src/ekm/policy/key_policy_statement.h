@@ -60,6 +60,11 @@ StatusOr<nlohmann::ordered_json> KeyPolicyStatements(const KeyPolicyStatementOpt
 // 2-space indent, objects separated by ",\n", no surrounding brackets.
 StatusOr<std::string> KeyPolicyStatementsText(const KeyPolicyStatementOptions& options);
 
+// The key's account in an example policy when the real one is not known: AWS's documentation
+// placeholder, the same wherever ekm prints an example (`ekm key policy --example`, the policy
+// doctor's corrected policy); the administrator replaces it with the key's account id.
+inline constexpr std::string_view kExampleKeyAccountId = "111122223333";
+
 // A complete key policy for a new key owned by `account_id` (12 digits): the account-root
 // "Enable IAM User Permissions" statement (so the account keeps managing the key) followed by
 // ekm's statements.

@@ -2151,20 +2151,16 @@ StatusOr<PolicyReport> CheckKeyPolicy(const PolicyCheckRequest& request) {
   } else {
     std::string account = GuessKeyAccount(request);
     bool placeholder = account.empty();
-    auto example = ExampleKeyPolicy(placeholder ? "111122223333" : account, opts);
+    auto example = ExampleKeyPolicy(placeholder ? kExampleKeyAccountId : account, opts);
     if (!example.ok()) return example.status();
-    std::string text_out = example->dump(2) + "\n";
-    if (placeholder) {
-      size_t pos = text_out.find("111122223333:root");
-      if (pos != std::string::npos) text_out.replace(pos, 12, "YOUR-ACCOUNT-ID");
-    }
-    report.corrected_policy = text_out;
+    report.corrected_policy = example->dump(2) + "\n";
     report.corrected_is_example = true;
     report.corrections.push_back(
         "the policy could not be repaired automatically; this is the example policy for a new "
         "key" +
-        std::string(placeholder ? " (replace YOUR-ACCOUNT-ID with the key's 12-digit account id)"
-                                : "") +
+        (placeholder ? " (replace " + std::string(kExampleKeyAccountId) +
+                           " with the key's 12-digit account id)"
+                     : std::string()) +
         ": add your other statements to it");
   }
   // Messages quote the pasted text; keep them printable and valid UTF-8.

@@ -430,5 +430,28 @@ TEST(PolicyDoctorTest, JsonReport) {
   EXPECT_NE(r->ToText().find("Corrected policy"), std::string::npos);
 }
 
+// Issue 12: `ekm key policy --example` and the doctor's corrected policy for text it cannot
+// repair name the same placeholder account, and are the same policy.
+TEST(PolicyDoctorTest, TheExamplePolicyIsTheOneKeyPolicyExamplePrints) {
+  const std::string principal = "arn:aws:iam::444455556666:role/ekm-platform";
+  auto r = CheckKeyPolicy(Request("this is not a key policy", principal));
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->corrected_is_example) << r->ToText();
+  KeyPolicyStatementOptions o;
+  o.platform_principal = principal;
+  o.workspace = "acme";
+  auto example = ExampleKeyPolicyText(kExampleKeyAccountId, o);  // what key policy --example prints
+  ASSERT_TRUE(example.ok());
+  EXPECT_EQ(r->corrected_policy, *example);
+  EXPECT_NE(r->corrected_policy.find(std::string("arn:aws:iam::") +
+                                     std::string(kExampleKeyAccountId) + ":root"),
+            std::string::npos);
+  const std::string text = r->ToText();
+  EXPECT_NE(text.find("replace " + std::string(kExampleKeyAccountId) + " with the key's"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("YOUR-ACCOUNT-ID"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ekm

@@ -233,6 +233,92 @@ TEST_F(ReplacementTest, TheDeploymentDefaultPeriodIsConfigurable) {
   EXPECT_TRUE(SetAws("main").ok());
 }
 
+// Issue 12: the period cannot be switched off. It has a floor (kMinReplacementPeriod), and a
+// shorter period applies only once the period running since the last change has ended.
+TEST_F(ReplacementTest, ThePeriodHasAFloor) {
+  EnvironmentSettings set;
+  set.replacement_period_seconds = 0;
+  auto zero = svc_->UpdateEnvironmentSettings("acme", "prod", set, {});
+  ASSERT_EQ(zero.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(zero.status().message().find("at least 3600 seconds (1 h)"), std::string::npos)
+      << zero.status().message();
+  EXPECT_NE(zero.status().hint().find("--emergency"), std::string::npos);
+  set.replacement_period_seconds = kMinReplacementPeriod.count() - 1;
+  EXPECT_EQ(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).status().code(),
+            StatusCode::kInvalidArgument);
+  set.replacement_period_seconds = kMinReplacementPeriod.count();
+  EXPECT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  // A value below the floor stored by an older version counts as the floor.
+  {
+    auto store = OpenSqliteStore(options_.data_dir + "/ekm.db");
+    ASSERT_TRUE(store.ok());
+    auto env = (*store)->GetEnvironment("acme", "prod");
+    ASSERT_TRUE(env.ok());
+    ASSERT_TRUE((*store)->SetEnvironmentSetting(env->id, kSettingReplacementPeriod, 0).ok());
+  }
+  ASSERT_TRUE(SetAws("main").ok());
+  clock_.Advance(std::chrono::minutes(10));
+  EXPECT_EQ(SetAws("rotating").status().code(), StatusCode::kFailedPrecondition);
+  clock_.Advance(std::chrono::minutes(50));
+  EXPECT_TRUE(SetAws("rotating").ok());
+}
+
+TEST_F(ReplacementTest, AShorterPeriodAppliesOnlyAfterTheRunningOne) {
+  ASSERT_TRUE(SetAws("main").ok());  // the 24 h period begins
+  EnvironmentSettings set;
+  set.replacement_period_seconds = 3600;
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  clock_.Advance(hours(2));
+  auto refused = SetAws("rotating");
+  ASSERT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("the replacement period of 24 h"), std::string::npos)
+      << refused.status().message();
+  EXPECT_NE(refused.status().message().find("(in 22 h"), std::string::npos)
+      << refused.status().message();
+  auto changed = Events(event::kEnvironmentSettingsChanged);
+  ASSERT_FALSE(changed.empty());
+  EXPECT_NE(changed.back().detail.find("next_replacement_allowed_at"), std::string::npos)
+      << changed.back().detail;
+  // A reset to the default (24 h) and back again changes nothing of it either.
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", {}, {"replacement_period_seconds"})
+                  .ok());
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  clock_.Advance(hours(22) - seconds(1));
+  EXPECT_EQ(SetAws("rotating").status().code(), StatusCode::kFailedPrecondition);
+  clock_.Advance(seconds(1));
+  ASSERT_TRUE(SetAws("rotating").ok());
+  // From then on the shorter period is the one.
+  clock_.Advance(hours(1));
+  EXPECT_TRUE(SetAws("main").ok());
+}
+
+TEST_F(ReplacementTest, ALongerPeriodAppliesAtOnceAndKeepsRunningWhenShortenedAgain) {
+  ASSERT_TRUE(SetAws("main").ok());
+  EnvironmentSettings set;
+  set.replacement_period_seconds = 48 * 3600;
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  clock_.Advance(hours(24));
+  EXPECT_EQ(SetAws("rotating").status().code(), StatusCode::kFailedPrecondition);
+  set.replacement_period_seconds = 3600;  // the 48 h now running still ends as it would
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  clock_.Advance(hours(24) - seconds(1));
+  EXPECT_EQ(SetAws("rotating").status().code(), StatusCode::kFailedPrecondition);
+  clock_.Advance(seconds(1));
+  EXPECT_TRUE(SetAws("rotating").ok());
+}
+
+TEST_F(ReplacementTest, AShorterDeploymentDefaultAppliesOnlyAfterTheRunningPeriod) {
+  ASSERT_TRUE(SetAws("main").ok());  // under the default 24 h
+  options_.replacement_period = hours(1);  // ekmd restarted with a shorter default
+  Open();
+  clock_.Advance(hours(2));
+  EXPECT_EQ(SetAws("rotating").status().code(), StatusCode::kFailedPrecondition);
+  clock_.Advance(hours(22));
+  ASSERT_TRUE(SetAws("rotating").ok());
+  clock_.Advance(hours(1));
+  EXPECT_TRUE(SetAws("main").ok());
+}
+
 TEST_F(ReplacementTest, SettingTheSameKeyAgainOnlyRevalidates) {
   ASSERT_TRUE(SetAws("main").ok());
   clock_.Advance(hours(1));

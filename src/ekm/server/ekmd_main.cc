@@ -165,9 +165,20 @@ int main(int argc, char** argv) {
            options.replacement_period = std::chrono::seconds(seconds);
          },
          "Seconds between two replacements of an environment's customer main key (the "
-         "environment setting replacement_period_seconds overrides it; an emergency "
-         "replacement bypasses it) [default: 86400]")
-      ->check(CLI::Range(int64_t{0}, int64_t{365} * 86400));
+         "environment setting replacement_period_seconds, an owner's, overrides it; an "
+         "emergency replacement bypasses it): at least 3600, or 0 to switch the rule off for "
+         "environments without their own setting (tests) [default: 86400]")
+      ->check([](const std::string& text) -> std::string {
+        // The floor of the environment setting holds here too: 0 is the one deliberate "off".
+        int64_t v = 0;
+        if (!CLI::detail::lexical_cast(text, v)) return "not a whole number of seconds";
+        if (v == 0 || (v >= ekm::kMinReplacementPeriod.count() && v <= int64_t{365} * 86400)) {
+          return {};
+        }
+        return "must be 0 (no replacement period) or between " +
+               std::to_string(ekm::kMinReplacementPeriod.count()) +
+               " (1 h, the floor) and 31536000 seconds, got " + text;
+      });
 
   int64_t rotation_check_seconds = 60;
   app.add_option("--rotation-check-interval", rotation_check_seconds,
@@ -291,6 +302,10 @@ int main(int argc, char** argv) {
     spdlog::set_default_logger(spdlog::stderr_color_mt("ekmd"));
   }
   spdlog::set_level(spdlog::level::from_str(log_level));
+  if (options.replacement_period.count() == 0) {
+    spdlog::warn("--key-replacement-period 0: a customer main key may be replaced any number "
+                 "of times in environments without their own replacement period setting");
+  }
   if (client_auth->count() > 0 || !http.tls_client_ca_file.empty()) {
     if (http.tls_client_ca_file.empty()) {
       return Fail(ekm::InvalidArgumentError("--tls-client-auth needs --tls-client-ca",

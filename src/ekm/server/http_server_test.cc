@@ -322,6 +322,75 @@ TEST_F(HttpServerTest, TokenRoutesAndRevocationTakeEffectAtOnce) {
   EXPECT_EQ((*events)[0].actor, "token:" + owner->info.id);
 }
 
+// Issue 12: an admin token never obtains a token that reads data. It creates the first owner
+// of a workspace, not app (or key-manager, auditor) tokens, not a second owner while one is
+// valid, and cannot revoke an owner token; the owner manages the rest.
+TEST_F(HttpServerTest, TheAdminCreatesTheFirstOwnerAndNoTokenThatReadsData) {
+  ApiTokenRequest app_req;
+  app_req.role = "app";
+  app_req.workspace = "acme";
+  Status app = admin_->CreateApiToken(app_req).status();
+  EXPECT_EQ(app.code(), StatusCode::kPermissionDenied) << app.ToString();
+  EXPECT_NE(app.message().find("created by its owner"), std::string::npos) << app.message();
+  ApiTokenRequest owner_req;
+  owner_req.role = "owner";
+  owner_req.workspace = "acme";
+  auto owner = admin_->CreateApiToken(owner_req);
+  ASSERT_TRUE(owner.ok()) << owner.status().ToString();
+  Status second = admin_->CreateApiToken(owner_req).status();
+  EXPECT_EQ(second.code(), StatusCode::kPermissionDenied) << second.ToString();
+  EXPECT_NE(second.message().find("has a valid owner token"), std::string::npos);
+  Status revoke = admin_->RevokeApiToken(owner->info.id).status();
+  EXPECT_EQ(revoke.code(), StatusCode::kPermissionDenied) << revoke.ToString();
+  // The owner makes the app token and may revoke owners, its own too; then the admin may
+  // create an owner again (a recovery).
+  auto oc = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(owner->token));
+  ASSERT_TRUE(oc.ok());
+  ASSERT_TRUE((*oc)->CreateApiToken(app_req).ok());
+  ASSERT_TRUE((*oc)->RevokeApiToken(owner->info.id).ok());
+  EXPECT_TRUE(admin_->CreateApiToken(owner_req).ok());
+  // The refusals are recorded in the caller's (the platform's) audit chain.
+  EventQuery q;
+  q.workspace = "";
+  q.type = "token.permission_denied";
+  auto denied = svc_->QueryAudit(q);
+  ASSERT_TRUE(denied.ok());
+  EXPECT_EQ(denied->size(), 3u);
+}
+
+// Issue 12: the replacement period guards the CMK replacements key-managers make: changing it
+// (or resetting it) is the owner's, and it has a floor.
+TEST_F(HttpServerTest, OnlyAnOwnerChangesTheReplacementPeriod) {
+  auto client_as = [&](const char* role) {
+    auto t = svc_->CreateApiToken(ApiTokenRequest{role, "acme", {}, "test", {}});
+    EXPECT_TRUE(t.ok());
+    auto c = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(t->token));
+    EXPECT_TRUE(c.ok());
+    return std::move(*c);
+  };
+  auto km = client_as("key-manager");
+  auto owner = client_as("owner");
+  EnvironmentSettings period;
+  period.replacement_period_seconds = 0;
+  Status s = km->UpdateEnvironmentSettings("acme", "prod", period, {}).status();
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s.ToString();
+  EXPECT_NE(s.message().find("needs the role owner"), std::string::npos) << s.message();
+  EXPECT_EQ(km->UpdateEnvironmentSettings("acme", "prod", {}, {"replacement_period_seconds"})
+                .status()
+                .code(),
+            StatusCode::kPermissionDenied);
+  EnvironmentSettings ttl;
+  ttl.key_cache_ttl_seconds = 60;
+  EXPECT_TRUE(km->UpdateEnvironmentSettings("acme", "prod", ttl, {}).ok());
+  Status floor = owner->UpdateEnvironmentSettings("acme", "prod", period, {}).status();
+  EXPECT_EQ(floor.code(), StatusCode::kInvalidArgument) << floor.ToString();
+  EXPECT_NE(floor.message().find("at least 3600 seconds"), std::string::npos);
+  period.replacement_period_seconds = 7200;
+  auto set = owner->UpdateEnvironmentSettings("acme", "prod", period, {});
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->replacement_period_seconds, 7200);
+}
+
 TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
   std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
   std::string many;

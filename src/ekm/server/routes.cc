@@ -713,9 +713,13 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
         }
         req.expires_in = std::chrono::seconds(it->get<int64_t>());
       }
-      Status allowed = auth::AuthorizeTokenAdministration(p, req.workspace, req.role);
+      Status allowed =
+          auth::AuthorizeTokenAdministration(p, auth::TokenAction::kCreate, req.workspace, req.role);
       if (!allowed.ok()) return Denied(m, allowed);
+      if (!p.local_operator) req.requested_by = p.role;
       auto t = service_->CreateApiToken(req);
+      // The admin asking for the owner of a workspace that has one is refused there.
+      if (t.status().code() == StatusCode::kPermissionDenied) return Denied(m, t.status());
       if (!t.ok()) return Error(t.status());
       json out = ApiTokenJson(t->info, now);
       auto text = t->token.RevealForCrypto();
@@ -734,7 +738,7 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
         filter = ws;
       }
       if (!p.IsAdmin()) {
-        Status allowed = auth::AuthorizeTokenAdministration(p, ws);
+        Status allowed = auth::AuthorizeTokenAdministration(p, auth::TokenAction::kList, ws);
         if (!allowed.ok()) return Denied(m, allowed);
       }
       auto list = service_->ListApiTokens(filter);
@@ -744,18 +748,26 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
       return {200, JsonText(json{{"tokens", arr}})};
     }
     case RouteId::kRevokeToken: {
+      constexpr auto kRevoke = auth::TokenAction::kRevoke;
+      auto found = service_->GetApiToken(m.id_param);
+      if (!found.ok() && found.status().code() != StatusCode::kNotFound &&
+          found.status().code() != StatusCode::kInvalidArgument) {
+        return Error(found.status());
+      }
       if (!p.IsAdmin()) {
         // An unknown id and another workspace's token get the same 403: no existence leak.
-        auto t = service_->GetApiToken(m.id_param);
-        Status allowed = t.ok() ? auth::AuthorizeTokenAdministration(p, t->workspace)
-                                : auth::AuthorizeTokenAdministration(p, "\x01");
-        if (!t.ok() && t.status().code() != StatusCode::kNotFound &&
-            t.status().code() != StatusCode::kInvalidArgument) {
-          return Error(t.status());
-        }
+        Status allowed =
+            found.ok() ? auth::AuthorizeTokenAdministration(p, kRevoke, found->workspace,
+                                                            found->role)
+                       : auth::AuthorizeTokenAdministration(p, kRevoke, "\x01");
+        if (!allowed.ok()) return Denied(m, allowed);
+      } else if (found.ok()) {
+        Status allowed =
+            auth::AuthorizeTokenAdministration(p, kRevoke, found->workspace, found->role);
         if (!allowed.ok()) return Denied(m, allowed);
       }
-      auto t = service_->RevokeApiToken(m.id_param);
+      auto t = service_->RevokeApiToken(
+          m.id_param, p.local_operator ? std::nullopt : std::optional<auth::Role>(p.role));
       if (!t.ok()) return Error(t.status());
       return {200, JsonText(ApiTokenJson(*t, now))};
     }
@@ -1076,6 +1088,14 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       std::vector<std::string> reset;
       Status p = EnvironmentSettingsPatchFromJson(*j, &set, &reset);
       if (!p.ok()) return Error(p);
+      // The replacement period guards CMK replacements, which key-managers make; like the
+      // emergency replacement that bypasses it, changing (or resetting) it is the owner's.
+      if (set.replacement_period_seconds ||
+          std::find(reset.begin(), reset.end(), kSettingReplacementPeriod) != reset.end()) {
+        Status owner = auth::AuthorizeOwnerOnly(
+            caller, "changing " + std::string(kSettingReplacementPeriod));
+        if (!owner.ok()) return Denied(m, owner);
+      }
       auto s = service_->UpdateEnvironmentSettings(m.workspace, m.environment, set, reset);
       if (!s.ok()) return Error(s.status());
       return {200, JsonText(EnvironmentSettingsToJson(*s))};

@@ -4,6 +4,8 @@
 
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/testing/temp_dir.h"
@@ -154,6 +156,74 @@ TEST_F(ApiTokenTest, BootstrapAdminTokenOnceAndFromAFile) {
   EXPECT_TRUE(svc_->Authenticate(given, "r", "").ok());
   EXPECT_EQ(svc_->EnsureBootstrapAdminToken(std::string("nonsense")).status().code(),
             StatusCode::kOk);  // an admin exists: nothing read
+}
+
+// Issue 12: the admin creates a workspace's owner only while the workspace has no valid owner
+// token (its first owner, or a recovery), and every creation and revocation is in the
+// workspace's own audit chain (and, the admin's, in the platform chain), never the secret.
+TEST_F(ApiTokenTest, TheAdminCreatesAnOwnerOnlyForAWorkspaceWithoutAValidOne) {
+  auto as_admin = [](std::string role, std::chrono::seconds expires_in = {}) {
+    ApiTokenRequest r{std::move(role), "acme", {}, "test", expires_in};
+    r.requested_by = auth::Role::kAdmin;
+    return r;
+  };
+  auto first = svc_->CreateApiToken(as_admin("owner", std::chrono::seconds(3600)));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = svc_->CreateApiToken(as_admin("owner"));
+  ASSERT_EQ(second.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(second.status().message().find("has a valid owner token"), std::string::npos);
+  EXPECT_NE(second.status().hint().find("ekm token create -w acme -r owner"), std::string::npos);
+  // An owner creates a second owner; revoking the first leaves that one valid.
+  ApiTokenRequest by_owner{"owner", "acme", {}, "second owner", {}};
+  by_owner.requested_by = auth::Role::kOwner;
+  auto owner2 = svc_->CreateApiToken(by_owner);
+  ASSERT_TRUE(owner2.ok()) << owner2.status().ToString();
+  ASSERT_TRUE(svc_->RevokeApiToken(first->info.id, auth::Role::kOwner).ok());
+  EXPECT_EQ(svc_->CreateApiToken(as_admin("owner")).status().code(),
+            StatusCode::kPermissionDenied);
+  // Every owner token revoked or expired: the admin may create one, a recovery.
+  ASSERT_TRUE(svc_->RevokeApiToken(owner2->info.id, auth::Role::kOwner).ok());
+  auto recovered = svc_->CreateApiToken(as_admin("owner"));
+  ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
+  EXPECT_TRUE(svc_->Authenticate(Text(recovered->token), "r", "").ok());
+
+  auto created = Events("acme", "token.created");
+  ASSERT_EQ(created.size(), 3u);
+  auto detail = [](const LifecycleEventInfo& e) { return nlohmann::json::parse(e.detail); };
+  EXPECT_EQ(detail(created[0])["created_by_role"], "admin");
+  EXPECT_EQ(detail(created[0])["recovery"], false);  // the first owner
+  EXPECT_EQ(detail(created[1])["created_by_role"], "owner");
+  EXPECT_FALSE(detail(created[1]).contains("recovery"));
+  EXPECT_EQ(detail(created[2])["token_id"], recovered->info.id);
+  EXPECT_EQ(detail(created[2])["role"], "owner");
+  EXPECT_EQ(detail(created[2])["recovery"], true);  // the customer sees it
+  for (const auto& e : created) {
+    EXPECT_EQ(e.detail.find(Text(recovered->token).substr(21)), std::string::npos);
+  }
+  auto revoked = Events("acme", "token.revoked");
+  ASSERT_EQ(revoked.size(), 2u);
+  EXPECT_EQ(detail(revoked[0])["revoked_by_role"], "owner");
+  // The admin's creations are admin actions: in the platform chain too, naming the workspace.
+  EventQuery q;
+  q.workspace = "";
+  q.type = "token.created";
+  auto platform = svc_->QueryAudit(q);
+  ASSERT_TRUE(platform.ok());
+  ASSERT_EQ(platform->size(), 2u);
+  EXPECT_EQ(nlohmann::json::parse((*platform)[1].detail)["workspace"], "acme");
+  EXPECT_EQ(nlohmann::json::parse((*platform)[1].detail)["recovery"], true);
+}
+
+TEST_F(ApiTokenTest, AnExpiredOwnerTokenLetsTheAdminRecoverTheWorkspace) {
+  ApiTokenRequest r{"owner", "acme", {}, "", std::chrono::seconds(600)};
+  r.requested_by = auth::Role::kAdmin;
+  ASSERT_TRUE(svc_->CreateApiToken(r).ok());
+  clock_.Advance(std::chrono::seconds(599));
+  EXPECT_EQ(svc_->CreateApiToken(r).status().code(), StatusCode::kPermissionDenied);
+  clock_.Advance(std::chrono::seconds(1));
+  EXPECT_TRUE(svc_->CreateApiToken(r).ok());
+  // The operator in local mode (no role) is not bound by it.
+  EXPECT_TRUE(svc_->CreateApiToken(ApiTokenRequest{"owner", "acme", {}, "", {}}).ok());
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "ekm/audit/audit_log.h"
 #include "ekm/base/clock.h"
 #include "ekm/service/ekm_service.h"
+#include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/temp_dir.h"
 
 namespace ekm {
@@ -35,10 +36,11 @@ class AuditServiceTest : public ::testing::Test {
                     }).ok());
     return out;
   }
-  // {operation: count} over the data_plane.usage records of acme/prod.
+  // {"operation/outcome": count} over the data_plane.usage records of acme/prod.
   std::map<std::string, uint64_t> Usage() {
     EventQuery q;
     q.workspace = "acme";
+    q.environment = "prod";
     q.type = "data_plane.usage";
     q.limit = 1000;
     auto recs = svc_->QueryAudit(q);
@@ -49,7 +51,8 @@ class AuditServiceTest : public ::testing::Test {
       EXPECT_EQ(r.actor, "system:usage");
       const nlohmann::json detail = nlohmann::json::parse(r.detail);
       for (const auto& c : detail["counts"]) {
-        out[c["operation"].get<std::string>()] += c["count"].get<uint64_t>();
+        out[c["operation"].get<std::string>() + "/" + c.value("outcome", "none")] +=
+            c["count"].get<uint64_t>();
       }
     }
     return out;
@@ -124,9 +127,10 @@ TEST_F(AuditServiceTest, DataPlaneUseIsCountedPerMinuteNotPerRequest) {
   EXPECT_TRUE(Usage().empty());  // nothing until a flush
   ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
   auto usage = Usage();
-  EXPECT_EQ(usage["encrypt"], 4u);
-  EXPECT_EQ(usage["decrypt"], 1u);
-  EXPECT_EQ(usage["rewrap"], 1u);  // its inner decrypt and encrypt are not counted again
+  EXPECT_EQ(usage["encrypt/ok"], 4u);
+  EXPECT_EQ(usage["decrypt/ok"], 1u);
+  EXPECT_EQ(usage["rewrap/ok"], 1u);  // its inner decrypt and encrypt are not counted again
+  EXPECT_EQ(usage.size(), 3u);
   EventQuery q;
   q.workspace = "acme";
   q.type = "data_plane.usage";
@@ -134,6 +138,89 @@ TEST_F(AuditServiceTest, DataPlaneUseIsCountedPerMinuteNotPerRequest) {
   ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
   EXPECT_EQ(svc_->QueryAudit(q)->size(), 2u);  // nothing new to flush
   EXPECT_TRUE(VerifyAuditLog(Chain("acme"), {}, nullptr).ok());
+}
+
+// Issue 12: failed operations are not usage. A ciphertext that does not authenticate, or that
+// belongs elsewhere, is a decrypt failed, never a decrypt; streams count when they end, and one
+// dropped before its end is failed; every data-plane route counts its own operation.
+TEST_F(AuditServiceTest, UsageCountsEachOutcomeApart) {
+  Bytes ct;
+  ASSERT_TRUE(svc_->Encrypt("acme", "prod", "orders", AsBytes("hello"), &ct).ok());
+  Bytes tampered = ct;
+  tampered.back() ^= 1;
+  Bytes plain;
+  EXPECT_EQ(svc_->Decrypt("acme", "prod", tampered, &plain).code(), StatusCode::kDataLoss);
+  ASSERT_TRUE(svc_->CreateEnvironment("acme", "dev").ok());
+  Bytes dev_ct;
+  ASSERT_TRUE(svc_->Encrypt("acme", "dev", "orders", AsBytes("dev"), &dev_ct).ok());
+  EXPECT_EQ(svc_->Decrypt("acme", "prod", dev_ct, &plain).code(), StatusCode::kInvalidArgument);
+  // Garbage names no scope: nothing to count it under (its 400 is in the access log).
+  EXPECT_FALSE(svc_->Decrypt("acme", "prod", AsBytes("not an envelope"), &plain).ok());
+  // Streams: one that ends, one dropped halfway, one that does not authenticate.
+  auto enc = svc_->NewEncryptStream("acme", "prod", "files", false);
+  ASSERT_TRUE(enc.ok());
+  Bytes stream_ct;
+  ASSERT_TRUE((*enc)->Update(Bytes(200000, 7), &stream_ct).ok());
+  ASSERT_TRUE((*enc)->Finish(&stream_ct).ok());
+  enc->reset();
+  {
+    auto dec = svc_->NewDecryptStream("acme", "prod");
+    ASSERT_TRUE(dec.ok());
+    ASSERT_TRUE((*dec)->Update(stream_ct, &plain).ok());
+    ASSERT_TRUE((*dec)->Finish(&plain).ok());
+  }
+  {
+    auto dropped = svc_->NewDecryptStream("acme", "prod");
+    ASSERT_TRUE(dropped.ok());
+    ASSERT_TRUE((*dropped)->Update(ByteView(stream_ct).first(100000), &plain).ok());
+  }  // gone without Finish: a client that went away
+  {
+    Bytes bad = stream_ct;
+    bad[bad.size() / 2] ^= 1;
+    auto dec = svc_->NewDecryptStream("acme", "prod");
+    ASSERT_TRUE(dec.ok());
+    Status s = (*dec)->Update(bad, &plain);
+    if (s.ok()) s = (*dec)->Finish(&plain);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  }
+  // generate-data-key is its own operation; batch items count one by one.
+  ASSERT_TRUE(svc_->GenerateDataKey("acme", "prod", "blobs", 32, false).ok());
+  auto batch = svc_->DecryptBatch("acme", "prod", {ct, tampered, ct});
+  ASSERT_TRUE(batch.ok());
+  ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
+  auto usage = Usage();
+  EXPECT_EQ(usage["encrypt/ok"], 2u);  // the message and the stream
+  EXPECT_EQ(usage["decrypt/ok"], 3u);  // the stream that ended, two batch items
+  EXPECT_EQ(usage["decrypt/failed"], 5u);  // tampered, dev's, dropped, tampered stream, item
+  EXPECT_EQ(usage["generate_data_key/ok"], 1u);
+  EXPECT_EQ(usage.count("decrypt/refused"), 0u);
+  EXPECT_EQ(usage.size(), 4u) << "no other operation or outcome";
+}
+
+// Records written before outcomes were counted ({"scope","operation","count"}) keep verifying
+// beside the new ones: the detail is hashed as the exact stored text.
+TEST_F(AuditServiceTest, UsageRecordsWithoutOutcomesStillVerify) {
+  {
+    auto store = OpenSqliteStore(options_.data_dir + "/ekm.db");
+    ASSERT_TRUE(store.ok());
+    LifecycleEventRecord old;
+    old.at_ms = ToUnixSeconds(clock_.Now()) * 1000;
+    old.workspace = "acme";
+    old.environment = "prod";
+    old.type = "data_plane.usage";
+    old.actor = "system:usage";
+    old.detail = R"({"counts":[{"count":3,"operation":"decrypt","scope":"default"}],)"
+                 R"("minute":"2026-11-24T10:00:00Z"})";
+    ASSERT_TRUE((*store)->RecordLifecycleEvent(old).ok());
+  }
+  Bytes ct;
+  ASSERT_TRUE(svc_->Encrypt("acme", "prod", "default", AsBytes("x"), &ct).ok());
+  ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
+  auto usage = Usage();
+  EXPECT_EQ(usage["decrypt/none"], 3u);
+  EXPECT_EQ(usage["encrypt/ok"], 1u);
+  AuditVerifyReport r = VerifyAuditLog(Chain("acme"), {}, nullptr);
+  EXPECT_TRUE(r.ok()) << r.problems[0];
 }
 
 TEST_F(AuditServiceTest, CheckpointsOfAdvancedChainsVerify) {

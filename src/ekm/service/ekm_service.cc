@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -47,8 +48,75 @@ std::string AuditSigningKeyPath(const EkmOptions& o) {
   return o.data_dir + "/" + kAuditSigningKeyFile;
 }
 
-// Rewrap decrypts and encrypts through the public paths; it is counted once, as a rewrap.
+// Rewrap decrypts and encrypts through the public paths; it is counted once, as a rewrap
+// (generate-data-key the same).
 thread_local bool t_usage_counted_by_caller = false;
+struct CountedHere {
+  CountedHere() { t_usage_counted_by_caller = true; }
+  ~CountedHere() { t_usage_counted_by_caller = false; }
+  CountedHere(const CountedHere&) = delete;
+  CountedHere& operator=(const CountedHere&) = delete;
+};
+
+// One stream's use of the data plane, counted once, when it ends: ok when it finished, else by
+// its first error; a stream dropped before its end (a client gone) as failed. A decrypt
+// stream's scope is known once its header named one; before that there is nothing to count
+// under (nor for a header that never came).
+class StreamUsage {
+ public:
+  StreamUsage(std::shared_ptr<UsageCounter> usage, Clock* clock, std::string workspace,
+              std::string environment, std::string_view operation, std::string scope = {})
+      : usage_(std::move(usage)),
+        clock_(clock),
+        workspace_(std::move(workspace)),
+        environment_(std::move(environment)),
+        operation_(operation),
+        scope_(std::move(scope)) {}
+  StreamUsage(const StreamUsage&) = delete;
+  StreamUsage& operator=(const StreamUsage&) = delete;
+  ~StreamUsage() { Count(UsageOutcome::kFailed); }
+
+  void NameScope(std::string_view scope) {
+    if (scope_.empty()) scope_ = std::string(scope);
+  }
+  // Counts the stream's end (or its first error) and passes the status on.
+  Status End(Status s) {
+    Count(UsageOutcomeOf(s));
+    return s;
+  }
+
+ private:
+  void Count(UsageOutcome outcome) {
+    if (counted_ || scope_.empty()) return;
+    counted_ = true;
+    usage_->Count(workspace_, environment_, scope_, operation_, outcome,
+                  ToUnixSeconds(clock_->NowCoarse()) / 60);
+  }
+
+  std::shared_ptr<UsageCounter> usage_;
+  Clock* clock_;
+  std::string workspace_, environment_;
+  std::string_view operation_;  // a usage_op constant
+  std::string scope_;
+  bool counted_ = false;
+};
+
+// A stream coder that counts the stream's usage when it ends, or at its first error.
+template <typename Coder>
+class CountedCoder final : public Coder {
+ public:
+  CountedCoder(std::unique_ptr<Coder> inner, std::shared_ptr<StreamUsage> usage)
+      : inner_(std::move(inner)), usage_(std::move(usage)) {}
+  Status Update(ByteView chunk, Bytes* out) override {
+    Status s = inner_->Update(chunk, out);
+    return s.ok() ? s : usage_->End(std::move(s));
+  }
+  Status Finish(Bytes* out) override { return usage_->End(inner_->Finish(out)); }
+
+ private:
+  std::unique_ptr<Coder> inner_;  // a decoder's key lookup names the scope to usage_
+  std::shared_ptr<StreamUsage> usage_;
+};
 
 std::string RootKeyPath(const EkmOptions& o) {
   return o.root_key_file.empty() ? o.data_dir + "/" + kRootKeyFile : o.root_key_file;
@@ -426,27 +494,33 @@ class EkmServiceImpl : public EkmService {
           (e->nonces.Next(nonce) ||
            (keys_.NextNonces(*e->dk, &e->nonces).ok() && e->nonces.Next(nonce)))) {
         keys_.CountMemoHit();
-        CountUsage(e->env, scope, usage_op::kEncrypt);
         EnvelopeContext ctx{e->env.workspace, e->env.name, std::string(scope), e->dk->version};
-        return SealSingle(ctx, *e->dk->key, nonce, plaintext, out);
+        Status sealed = SealSingle(ctx, *e->dk->key, nonce, plaintext, out);
+        CountUsage(e->env, scope, usage_op::kEncrypt, sealed);
+        return sealed;
       }
       // Otherwise (no memo, a change, an expired TTL, a used-up DK) the full path decides.
     }
     EKM_RETURN_IF_ERROR(ValidateScope(scope));
     auto valid_until = std::chrono::steady_clock::time_point::max();
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment, &valid_until));
-    EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, keys_.CurrentDataKey(env, scope));
-    std::array<uint8_t, 12> nonce;
-    Status s = keys_.NextNonce(*dk, nonce);
-    if (s.code() == StatusCode::kResourceExhausted) {
-      // The DK version reached its message bound: rotate the scope's DK and carry on.
-      EKM_ASSIGN_OR_RETURN(dk, keys_.RotateDataKey(env, scope, dk->version));
-      s = keys_.NextNonce(*dk, nonce);
-    }
-    EKM_RETURN_IF_ERROR(s);
-    EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
-    CountUsage(env, scope, usage_op::kEncrypt);
-    EKM_RETURN_IF_ERROR(SealSingle(ctx, *dk->key, nonce, plaintext, out));
+    std::shared_ptr<DataKeyHandle> dk;
+    // Counted with its outcome from here on: a refusal of the CMK is an encrypt refused.
+    Status sealed = [&]() -> Status {
+      EKM_ASSIGN_OR_RETURN(dk, keys_.CurrentDataKey(env, scope));
+      std::array<uint8_t, 12> nonce;
+      Status s = keys_.NextNonce(*dk, nonce);
+      if (s.code() == StatusCode::kResourceExhausted) {
+        // The DK version reached its message bound: rotate the scope's DK and carry on.
+        EKM_ASSIGN_OR_RETURN(dk, keys_.RotateDataKey(env, scope, dk->version));
+        s = keys_.NextNonce(*dk, nonce);
+      }
+      EKM_RETURN_IF_ERROR(s);
+      EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
+      return SealSingle(ctx, *dk->key, nonce, plaintext, out);
+    }();
+    CountUsage(env, scope, usage_op::kEncrypt, sealed);
+    EKM_RETURN_IF_ERROR(sealed);
     Remember(generation, valid_until, workspace, environment, scope, 0, env, std::move(dk));
     return Status::Ok();
   }
@@ -501,18 +575,23 @@ class EkmServiceImpl : public EkmService {
                                                 workspace, environment, c.scope, c.dk_version);
           if (e != nullptr && e->dk->ValidAt(now)) {
             keys_.CountMemoHit();
-            if (count) CountUsage(e->env, c.scope, usage_op::kDecrypt);
-            return OpenSingle(*parsed, whole, *e->dk->key, out);
+            Status opened = OpenSingle(*parsed, whole, *e->dk->key, out);
+            if (count) CountUsage(e->env, c.scope, usage_op::kDecrypt, opened);
+            return opened;
           }
         }
         auto valid_until = std::chrono::steady_clock::time_point::max();
         EKM_ASSIGN_OR_RETURN(EnvironmentRecord env,
                              Environment(workspace, environment, &valid_until));
-        EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, c, count));
-        EKM_RETURN_IF_ERROR(OpenSingle(*parsed, whole, *dk->key, out));
+        // Counted with its outcome from here on (the header named the scope): a decrypt refused
+        // while the CMK is revoked, or one that does not authenticate, is no decrypt done.
+        auto dk = DataKeyFor(env, c);
+        Status opened = dk.ok() ? OpenSingle(*parsed, whole, *(*dk)->key, out) : dk.status();
+        if (count) CountUsage(env, c.scope, usage_op::kDecrypt, opened);
+        EKM_RETURN_IF_ERROR(opened);
         if (c.dk_version != 0) {
           Remember(generation, valid_until, workspace, environment, c.scope, c.dk_version, env,
-                   std::move(dk));
+                   std::move(*dk));
         }
         return Status::Ok();
       }
@@ -527,11 +606,9 @@ class EkmServiceImpl : public EkmService {
     return Status::Ok();
   }
 
-  // The DK an envelope names, once its header is known to belong to `env`. Counts one decrypt
-  // when `count` (the header names the scope).
+  // The DK an envelope names, once its header is known to belong to `env`.
   StatusOr<std::shared_ptr<DataKeyHandle>> DataKeyFor(const EnvironmentRecord& env,
-                                                      const EnvelopeContext& c, bool count) {
-    if (count) CountUsage(env, c.scope, usage_op::kDecrypt);
+                                                      const EnvelopeContext& c) {
     if (c.workspace != env.workspace || c.environment != env.name) {
       return InvalidArgumentError(
           "this ciphertext belongs to workspace \"" + c.workspace + "\", environment \"" +
@@ -548,46 +625,64 @@ class EkmServiceImpl : public EkmService {
                                                               bool text) override {
     EKM_RETURN_IF_ERROR(ValidateScope(scope));
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
-    EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, keys_.CurrentDataKey(env, scope));
-    // A stream counts as one message against the DK version's bound (its key is derived with a
-    // random salt; see docs/format.md).
-    std::array<uint8_t, 12> unused;
-    Status s = keys_.NextNonce(*dk, unused);
-    if (s.code() == StatusCode::kResourceExhausted) {
-      EKM_ASSIGN_OR_RETURN(dk, keys_.RotateDataKey(env, scope, dk->version));
-      s = keys_.NextNonce(*dk, unused);
-    }
-    EKM_RETURN_IF_ERROR(s);
-    EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
-    CountUsage(env, scope, usage_op::kEncrypt);
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> encoder,
-                         EnvelopeEncoder::Create(ctx, dk->key, text));
-    auto key = std::make_shared<StreamKey>();
-    key->workspace = std::string(workspace);
-    key->environment = std::string(environment);
-    key->scope = std::string(scope);
-    key->version = dk->version;
-    return std::unique_ptr<EnvelopeEncoder>(new KeyCheckedCoder<EnvelopeEncoder>(
-        std::move(encoder), [this, key] { return CheckStreamKey(*key); }));
+    const bool count = !t_usage_counted_by_caller;
+    auto encoder = [&]() -> StatusOr<std::unique_ptr<EnvelopeEncoder>> {
+      EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, keys_.CurrentDataKey(env, scope));
+      // A stream counts as one message against the DK version's bound (its key is derived with
+      // a random salt; see docs/format.md).
+      std::array<uint8_t, 12> unused;
+      Status s = keys_.NextNonce(*dk, unused);
+      if (s.code() == StatusCode::kResourceExhausted) {
+        EKM_ASSIGN_OR_RETURN(dk, keys_.RotateDataKey(env, scope, dk->version));
+        s = keys_.NextNonce(*dk, unused);
+      }
+      EKM_RETURN_IF_ERROR(s);
+      EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> inner,
+                           EnvelopeEncoder::Create(ctx, dk->key, text));
+      auto key = std::make_shared<StreamKey>();
+      key->workspace = std::string(workspace);
+      key->environment = std::string(environment);
+      key->scope = std::string(scope);
+      key->version = dk->version;
+      return std::unique_ptr<EnvelopeEncoder>(new KeyCheckedCoder<EnvelopeEncoder>(
+          std::move(inner), [this, key] { return CheckStreamKey(*key); }));
+    }();
+    if (!count) return encoder;
+    // Counted when the stream ends (or now, refused: no key); a key check that stops the
+    // stream is counted as its outcome.
+    auto usage = std::make_shared<StreamUsage>(usage_, options_.clock, env.workspace, env.name,
+                                               usage_op::kEncrypt, std::string(scope));
+    if (!encoder.ok()) return usage->End(encoder.status());
+    return std::unique_ptr<EnvelopeEncoder>(
+        new CountedCoder<EnvelopeEncoder>(std::move(encoder).value(), std::move(usage)));
   }
 
   StatusOr<std::unique_ptr<EnvelopeDecoder>> NewDecryptStream(
       std::string_view workspace, std::string_view environment) override {
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
-    const bool count = !t_usage_counted_by_caller;
+    // One envelope, one decrypt: counted when the stream ends, under the scope its header names.
+    std::shared_ptr<StreamUsage> usage;
+    if (!t_usage_counted_by_caller) {
+      usage = std::make_shared<StreamUsage>(usage_, options_.clock, env.workspace, env.name,
+                                            usage_op::kDecrypt);
+    }
     auto key = std::make_shared<StreamKey>();
     key->workspace = std::string(workspace);
     key->environment = std::string(environment);
-    auto lookup = [this, env, count, key](const EnvelopeHeader& h)
+    auto lookup = [this, env, usage, key](const EnvelopeHeader& h)
         -> StatusOr<std::shared_ptr<const SecretBytes>> {
-      // Counted when the header names a scope: one envelope, one decrypt.
-      EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, h.context, count));
+      if (usage) usage->NameScope(h.context.scope);
+      EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, h.context));
       key->scope = h.context.scope;
       key->version = h.context.dk_version;  // checked from here on
       return dk->key;
     };
-    return std::unique_ptr<EnvelopeDecoder>(new KeyCheckedCoder<EnvelopeDecoder>(
+    std::unique_ptr<EnvelopeDecoder> decoder(new KeyCheckedCoder<EnvelopeDecoder>(
         EnvelopeDecoder::Create(std::move(lookup)), [this, key] { return CheckStreamKey(*key); }));
+    if (!usage) return decoder;
+    return std::unique_ptr<EnvelopeDecoder>(
+        new CountedCoder<EnvelopeDecoder>(std::move(decoder), std::move(usage)));
   }
 
   // --- issue12-http ---
@@ -648,8 +743,21 @@ class EkmServiceImpl : public EkmService {
         {kSettingGracePeriod, set.grace_period_seconds, 0, 7 * 86400},
         {kSettingEkRotationPeriod, set.ek_rotation_period_seconds, 3600, 10LL * 365 * 86400},
         {kSettingDkRotationPeriod, set.dk_rotation_period_seconds, 3600, 10LL * 365 * 86400},
-        {kSettingReplacementPeriod, set.replacement_period_seconds, 0, 365LL * 86400},
+        {kSettingReplacementPeriod, set.replacement_period_seconds,
+         kMinReplacementPeriod.count(), 365LL * 86400},
     };
+    if (set.replacement_period_seconds &&
+        *set.replacement_period_seconds < kMinReplacementPeriod.count()) {
+      const std::string floor = std::to_string(kMinReplacementPeriod.count() / 3600) + " h";
+      return InvalidArgumentError(
+          "replacement_period_seconds must be at least " +
+              std::to_string(kMinReplacementPeriod.count()) + " seconds (" + floor +
+              "), got " + std::to_string(*set.replacement_period_seconds) +
+              ": a shorter period would let the customer main key be replaced again and again",
+          "pick " + floor + " or more (the default is 24 h); to replace a compromised key "
+              "inside the period, an owner makes an emergency replacement (`ekm key set … "
+              "--emergency --reason TEXT`)");
+    }
     for (const Field& f : fields) {
       if (f.value && (*f.value < f.min || *f.value > f.max)) {
         return InvalidArgumentError(std::string(f.name) + " must be between " +
@@ -669,6 +777,12 @@ class EkmServiceImpl : public EkmService {
       }
     }
     nlohmann::json changed = nlohmann::json::object();
+    const bool period_changes =
+        set.replacement_period_seconds ||
+        std::find(reset.begin(), reset.end(), kSettingReplacementPeriod) != reset.end();
+    // The period running since the last CMK change keeps its end: a shorter period applies
+    // only after it (a longer one at once).
+    if (period_changes) EKM_RETURN_IF_ERROR(KeepRunningReplacementPeriod(env));
     for (const Field& f : fields) {
       if (!f.value) continue;
       EKM_RETURN_IF_ERROR(store_->SetEnvironmentSetting(env.id, f.name, *f.value));
@@ -677,6 +791,12 @@ class EkmServiceImpl : public EkmService {
     for (const std::string& name : reset) {
       EKM_RETURN_IF_ERROR(store_->SetEnvironmentSetting(env.id, name, std::nullopt));
       changed[name] = nullptr;
+    }
+    if (period_changes) {
+      EKM_ASSIGN_OR_RETURN(int64_t next, NextReplacementAllowedAt(env));
+      if (next > ToUnixSeconds(options_.clock->Now())) {
+        changed["next_replacement_allowed_at"] = FormatRfc3339(FromUnixSeconds(next));
+      }
     }
     RecordEvent(env.workspace, env.name, event::kEnvironmentSettingsChanged, changed);
     OnEnvironmentSettingsChanged(env);
@@ -1003,6 +1123,24 @@ class EkmServiceImpl : public EkmService {
 
   StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment,
                                 ByteView envelope, Bytes* out) override {
+    // Counted once, as a rewrap with its outcome (once the ciphertext's header named the scope),
+    // not as its inner decrypt and encrypt.
+    std::optional<EnvironmentRecord> env;
+    std::string scope;
+    StatusOr<RewrapResult> result = [&] {
+      CountedHere counted_here;
+      return RewrapUncounted(workspace, environment, envelope, out, &env, &scope);
+    }();
+    if (env) CountUsage(*env, scope, usage_op::kRewrap, result.status());
+    return result;
+  }
+
+  // Rewrap; `counted_env` and `counted_scope` receive what the use is counted under once known.
+  StatusOr<RewrapResult> RewrapUncounted(std::string_view workspace,
+                                         std::string_view environment, ByteView envelope,
+                                         Bytes* out,
+                                         std::optional<EnvironmentRecord>* counted_env,
+                                         std::string* counted_scope) {
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
     // Keep the input's form: text ("ekm1:…") or binary.
     std::string_view as_text(reinterpret_cast<const char*>(envelope.data()), envelope.size());
@@ -1023,11 +1161,8 @@ class EkmServiceImpl : public EkmService {
               "\", environment \"" + env.name + "\"",
           "rewrap it with --workspace " + from.workspace + " --environment " + from.environment);
     }
-    CountUsage(env, from.scope, usage_op::kRewrap);
-    struct CountedHere {
-      CountedHere() { t_usage_counted_by_caller = true; }
-      ~CountedHere() { t_usage_counted_by_caller = false; }
-    } counted_here;
+    *counted_env = env;
+    *counted_scope = from.scope;
     // The plaintext passes through here one piece at a time and is wiped after each use.
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> decoder,
                          NewDecryptStream(workspace, environment));
@@ -1270,7 +1405,7 @@ class EkmServiceImpl : public EkmService {
     }
     const int64_t now = ToUnixSeconds(options_.clock->Now());
     return StoreNewToken(role, req.workspace, req.environments, req.description, now,
-                         now + lifetime.count(), std::nullopt);
+                         now + lifetime.count(), std::nullopt, req.requested_by);
   }
 
   StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(
@@ -1288,7 +1423,8 @@ class EkmServiceImpl : public EkmService {
     return TokenInfo(r);
   }
 
-  StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) override {
+  StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id,
+                                        std::optional<auth::Role> requested_by) override {
     EKM_ASSIGN_OR_RETURN(Store::ApiTokenRecord r, StoredToken(id));
     const int64_t now = ToUnixSeconds(options_.clock->Now());
     EKM_RETURN_IF_ERROR(store_->RevokeApiToken(id, now));
@@ -1298,7 +1434,8 @@ class EkmServiceImpl : public EkmService {
     }
     if (r.revoked_at == 0) {
       r.revoked_at = now;
-      RecordEvent(r.workspace, "", event::kTokenRevoked, {{"token_id", r.id}, {"role", r.role}});
+      RecordTokenEvent(r.workspace, event::kTokenRevoked,
+                       {{"token_id", r.id}, {"role", r.role}}, "revoked_by_role", requested_by);
     }
     return TokenInfo(r);
   }
@@ -1416,11 +1553,18 @@ class EkmServiceImpl : public EkmService {
               std::to_string(kMaxDataKeyBytes) + " bytes, not " + std::to_string(size),
           "32 bytes is an AES-256 key (the default)");
     }
+    EKM_RETURN_IF_ERROR(ValidateScope(scope));
+    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
     EKM_ASSIGN_OR_RETURN(SecretBytes key, RandomSecret(size));
     GeneratedDataKey out;
     out.scope = std::string(scope);
-    EKM_RETURN_IF_ERROR(
-        Encrypt(workspace, environment, scope, key.RevealForCrypto(), &out.ciphertext));
+    Status sealed;
+    {
+      CountedHere counted_here;  // counted below as generate_data_key, not as an encrypt
+      sealed = Encrypt(workspace, environment, scope, key.RevealForCrypto(), &out.ciphertext);
+    }
+    CountUsage(env, scope, usage_op::kGenerateDataKey, sealed);
+    EKM_RETURN_IF_ERROR(sealed);
     if (with_plaintext) out.plaintext = std::move(key);
     return out;
   }
@@ -1555,7 +1699,7 @@ class EkmServiceImpl : public EkmService {
   }
 
   Status FlushDataPlaneUsage() override {
-    std::vector<UsageCounter::Row> rows = usage_.Drain();
+    std::vector<UsageCounter::Row> rows = usage_->Drain();
     ScopedActor actor{std::string(kUsageActor)};
     Status first = Status::Ok();
     // One record per workspace, environment and minute, listing its scopes and operations
@@ -1569,6 +1713,7 @@ class EkmServiceImpl : public EkmService {
            ++j) {
         counts.push_back({{"scope", rows[j].scope},
                           {"operation", rows[j].operation},
+                          {"outcome", UsageOutcomeName(rows[j].outcome)},
                           {"count", rows[j].count}});
       }
       nlohmann::json detail = {
@@ -1651,13 +1796,13 @@ class EkmServiceImpl : public EkmService {
     return c;
   }
 
-  // The data plane's one line per operation (part D's batch and generate-data-key routes
-  // call it too): cheap, in memory, flushed as data_plane.usage records.
+  // The data plane's one line per operation, with its outcome (`result`): cheap, in memory,
+  // flushed as data_plane.usage records.
   void CountUsage(const EnvironmentRecord& env, std::string_view scope, std::string_view op,
-                  uint64_t n = 1) {
+                  const Status& result) {
     if (t_usage_counted_by_caller) return;
-    usage_.Count(env.workspace, env.name, scope, op,
-                 ToUnixSeconds(options_.clock->NowCoarse()) / 60, n);
+    usage_->Count(env.workspace, env.name, scope, op, UsageOutcomeOf(result),
+                  ToUnixSeconds(options_.clock->NowCoarse()) / 60);
   }
 
   // The environment as stored now (not the cached record), with a clear NotFound.
@@ -1842,13 +1987,53 @@ class EkmServiceImpl : public EkmService {
     return Status::Ok();
   }
 
+  // The period in force: the environment's setting (never below the floor, whatever an older
+  // version stored), else the deployment default.
   std::chrono::seconds ReplacementPeriod(const EnvironmentRecord& env) {
     auto settings = store_->GetEnvironmentSettings(env.id);
     if (settings.ok()) {
       auto it = settings->find(std::string(kSettingReplacementPeriod));
-      if (it != settings->end()) return std::chrono::seconds(it->second);
+      if (it != settings->end()) {
+        return std::max(std::chrono::seconds(it->second), kMinReplacementPeriod);
+      }
     }
     return options_.replacement_period;
+  }
+
+  // Where the end of the replacement period running since the last CMK change is kept (unix
+  // seconds), as it stood when it began or when the period was last changed: a period shortened
+  // since (the setting, or ekmd's default) applies only after it. Not a setting: no route reads
+  // or writes it.
+  static constexpr std::string_view kReplacementRunningUntil = "replacement_running_until";
+
+  StatusOr<int64_t> StoredReplacementRunningUntil(const EnvironmentRecord& env) {
+    EKM_ASSIGN_OR_RETURN(auto stored, store_->GetEnvironmentSettings(env.id));
+    auto it = stored.find(std::string(kReplacementRunningUntil));
+    return it == stored.end() ? int64_t{0} : it->second;
+  }
+
+  // Before the period changes: records the end of the running period under the period in force
+  // now (kept if an earlier record ends later).
+  Status KeepRunningReplacementPeriod(const EnvironmentRecord& env) {
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
+                         store_->GetLatestCmkChange(env.id));
+    if (!last) return Status::Ok();
+    EKM_ASSIGN_OR_RETURN(int64_t kept, StoredReplacementRunningUntil(env));
+    const int64_t end = last->at + ReplacementPeriod(env).count();
+    if (end <= kept) return Status::Ok();
+    return store_->SetEnvironmentSetting(env.id, kReplacementRunningUntil, end);
+  }
+
+  // When a replacement (not an emergency) is allowed again: the last CMK change plus the period
+  // in force, and never before the running period's kept end. 0: no CMK change yet.
+  StatusOr<int64_t> NextReplacementAllowedAt(const EnvironmentRecord& env,
+                                             Store::CmkChangeRecord* last_change = nullptr) {
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
+                         store_->GetLatestCmkChange(env.id));
+    if (!last) return int64_t{0};
+    EKM_ASSIGN_OR_RETURN(int64_t kept, StoredReplacementRunningUntil(env));
+    if (last_change != nullptr) *last_change = *last;
+    return std::max(last->at + ReplacementPeriod(env).count(), kept);
   }
 
   // A replacement (from one customer CMK to another) is allowed once per replacement period,
@@ -1857,24 +2042,29 @@ class EkmServiceImpl : public EkmService {
                                 std::string_view provider, std::string_view key_id,
                                 const KeyChangeOptions& options) {
     if (options.emergency) return Status::Ok();
-    EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
-                         store_->GetLatestCmkChange(env.id));
-    if (!last) return Status::Ok();  // the first customer key, or changes from before migration 6
+    Store::CmkChangeRecord last;
+    EKM_ASSIGN_OR_RETURN(int64_t next, NextReplacementAllowedAt(env, &last));
+    // 0: the first customer key, or changes from before migration 6.
+    if (next == 0) return Status::Ok();
     const int64_t period = ReplacementPeriod(env).count();
     const int64_t now = ToUnixSeconds(options_.clock->Now());
-    const int64_t next = last->at + period;
     if (now >= next) return Status::Ok();
     auto at = [](int64_t t) { return FormatRfc3339(FromUnixSeconds(t)); };
     RecordEvent(env.workspace, env.name, event::kKeyReplacementRefused,
                 {{"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
                  {"to", {{"provider", provider}, {"key_id", key_id}}},
-                 {"last_change_at", at(last->at)},
+                 {"last_change_at", at(last.at)},
                  {"next_allowed_at", at(next)}});
+    const std::string rule =
+        next > last.at + period
+            ? "the replacement period of " + HumanDuration(next - last.at) +
+                  " that began then still runs (the shorter period of " + HumanDuration(period) +
+                  " set since applies only after it)"
+            : "it may be replaced once per " + HumanDuration(period);
     return FailedPreconditionError(
         "the customer main key of " + env.workspace + "/" + env.name + " was last changed at " +
-            at(last->at) + "; it may be replaced once per " + HumanDuration(period) +
-            ": the next replacement is allowed at " + at(next) + " (in " +
-            HumanDuration(next - now) + ")",
+            at(last.at) + "; " + rule + ": the next replacement is allowed at " + at(next) +
+            " (in " + HumanDuration(next - now) + ")",
         "wait until then; if the current key is suspected to be compromised, an owner can make "
         "an emergency replacement now: `ekm key set … --emergency --reason TEXT` (API: "
         "\"emergency\": true, \"reason\": \"…\")");
@@ -1900,6 +2090,12 @@ class EkmServiceImpl : public EkmService {
     c.reason = options.reason;
     c.actor = CurrentActor();
     EKM_RETURN_IF_ERROR(store_->AddEnvironmentKeyForCmkChange(rec, c));
+    // The new period's end under the period in force now, so that a later shortening (also of
+    // ekmd's default, by a restart) does not shorten it. Best effort: without it the period in
+    // force at the next attempt counts.
+    store_->SetEnvironmentSetting(env.id, kReplacementRunningUntil,
+                                  c.at + ReplacementPeriod(env).count())
+        .IgnoreError();
     nlohmann::json detail = {
         {"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
         {"to", {{"provider", rec.cmk_provider}, {"key_id", rec.cmk_key_id}}},
@@ -2120,11 +2316,13 @@ class EkmServiceImpl : public EkmService {
   }
 
   // `presented`: a token given by the operator (bootstrap file); else a new one is generated.
+  // `requested_by`: the caller's role (ekmd); nullopt: the operator (local mode, bootstrap).
   StatusOr<NewApiToken> StoreNewToken(auth::Role role, const std::string& workspace,
                                       const std::vector<std::string>& environments,
                                       const std::string& description, int64_t now,
                                       int64_t expires_at,
-                                      std::optional<auth::PresentedToken> presented) {
+                                      std::optional<auth::PresentedToken> presented,
+                                      std::optional<auth::Role> requested_by = std::nullopt) {
     Store::ApiTokenRecord r;
     NewApiToken out;
     if (presented) {
@@ -2143,12 +2341,47 @@ class EkmServiceImpl : public EkmService {
     r.created_at = now;
     r.created_by = CurrentActor();
     r.expires_at = expires_at;
-    EKM_RETURN_IF_ERROR(store_->CreateApiToken(r));
     nlohmann::json d = {{"token_id", r.id}, {"role", r.role}, {"expires_at", r.expires_at}};
     if (!environments.empty()) d["environments"] = environments;
-    RecordEvent(workspace, "", event::kTokenCreated, d);
+    if (requested_by == auth::Role::kAdmin && role == auth::Role::kOwner) {
+      // The admin creates a workspace's owner only while none is valid: the first owner, or a
+      // recovery after every owner token expired or was revoked (which the customer must see).
+      EKM_ASSIGN_OR_RETURN(std::vector<Store::ApiTokenRecord> before,
+                           store_->ListApiTokens(workspace));
+      const bool had_owners = std::any_of(before.begin(), before.end(), [](const auto& t) {
+        return t.role == auth::RoleName(auth::Role::kOwner);
+      });
+      Status s = store_->CreateOwnerTokenUnlessOneIsValid(r, now);
+      if (s.code() == StatusCode::kFailedPrecondition) {
+        return PermissionDeniedError(
+            "workspace \"" + workspace + "\" has a valid owner token: its owners create "
+                "further owner tokens; the admin creates one only for a workspace that has none",
+            "ask an owner of " + workspace + " (EKM_TOKEN=<owner token> ekm token create -w " +
+                workspace + " -r owner); once every owner token has expired or been revoked, "
+                "the admin can create one again, recorded in the workspace's audit log");
+      }
+      EKM_RETURN_IF_ERROR(s);
+      d["recovery"] = had_owners;
+    } else {
+      EKM_RETURN_IF_ERROR(store_->CreateApiToken(r));
+    }
+    RecordTokenEvent(workspace, event::kTokenCreated, std::move(d), "created_by_role",
+                     requested_by);
     out.info = TokenInfo(r);
     return out;
+  }
+
+  // token.created / token.revoked in the token's workspace's chain ("" for admin tokens), with
+  // the caller's role ("operator" in local mode); what the admin does to a workspace's tokens
+  // also in the platform chain, where admin actions are recorded.
+  void RecordTokenEvent(const std::string& workspace, std::string_view type, nlohmann::json d,
+                        std::string_view role_field, std::optional<auth::Role> requested_by) {
+    d[std::string(role_field)] = requested_by ? auth::RoleName(*requested_by) : "operator";
+    RecordEvent(workspace, "", type, d);
+    if (requested_by == auth::Role::kAdmin && !workspace.empty()) {
+      d["workspace"] = workspace;
+      RecordEvent("", "", type, d);
+    }
   }
 
   // The token's record, from the cache when read less than kApiTokenCacheTtl ago.
@@ -2183,7 +2416,8 @@ class EkmServiceImpl : public EkmService {
 
   // --- issue5-B ---
   std::unique_ptr<AuditSigner> audit_signer_;
-  UsageCounter usage_;
+  // Shared with the streams it counts (which may end after a call returned).
+  std::shared_ptr<UsageCounter> usage_ = std::make_shared<UsageCounter>();
   std::mutex audit_mu_;
   std::condition_variable audit_cv_;
   bool audit_stop_ = false;
@@ -2212,9 +2446,9 @@ StatusOr<KeyPolicyAdvice> EkmServiceImpl::KeyPolicy(std::string_view workspace,
   EKM_ASSIGN_OR_RETURN(a.statement, KeyPolicyStatementsText(o));
   EKM_ASSIGN_OR_RETURN(PlatformPrincipal p, ParsePlatformPrincipal(principal));
   a.principal_arn = p.arn;
-  // The example names the platform's account as the key's owner: the admin replaces it with
-  // their own account id.
-  EKM_ASSIGN_OR_RETURN(a.example_policy, ExampleKeyPolicyText("111122223333", o));
+  // The example names a placeholder account as the key's owner (the one the policy doctor's
+  // example names too): the admin replaces it with their own account id.
+  EKM_ASSIGN_OR_RETURN(a.example_policy, ExampleKeyPolicyText(kExampleKeyAccountId, o));
   return a;
 }
 

@@ -64,7 +64,9 @@ struct EkmOptions {
 
   // A customer CMK may be replaced by another once per this period per environment (the
   // environment setting replacement_period_seconds overrides it); an emergency replacement
-  // by an owner bypasses it.
+  // by an owner bypasses it. The deployment's choice (ekmd --key-replacement-period: 0, the
+  // rule off, or at least kMinReplacementPeriod); a period running when it is shortened still
+  // ends as it would have.
   std::chrono::seconds replacement_period{24 * 3600};
   // DKs re-wrapped per repack transaction.
   size_t repack_batch_size = 1000;
@@ -139,6 +141,11 @@ inline constexpr std::string_view kSettingGracePeriod = "grace_period_seconds";
 inline constexpr std::string_view kSettingEkRotationPeriod = "ek_rotation_period_seconds";
 inline constexpr std::string_view kSettingDkRotationPeriod = "dk_rotation_period_seconds";
 inline constexpr std::string_view kSettingReplacementPeriod = "replacement_period_seconds";
+// The floor of replacement_period_seconds (and of ekmd --key-replacement-period but 0): a
+// shorter one would all but switch the once-per-period rule off. Changing the setting is the
+// owner's (ekmd checks the role), and a shorter period applies only once the period running
+// since the last CMK change has ended; a longer one at once.
+inline constexpr std::chrono::seconds kMinReplacementPeriod{3600};
 
 // `ekm environment status`: how the environment's CMK answers (keys/cmk_health.h), as last
 // seen by any node or local `ekm` (stored), and the cache settings in force.
@@ -353,6 +360,10 @@ struct ApiTokenRequest {
   std::vector<std::string> environments;  // existing environments of the workspace
   std::string description;
   std::chrono::seconds expires_in{0};  // 0: kDefaultApiTokenLifetime; at most the maximum
+  // The caller's role (ekmd); nullopt: the platform operator on the data directory. An admin
+  // may create an owner token only while the workspace has no valid one (its first owner, or a
+  // recovery); who may create what else is auth::AuthorizeTokenAdministration's.
+  std::optional<auth::Role> requested_by{};
 };
 
 struct NewApiToken {
@@ -529,14 +540,19 @@ class EkmService {
   virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) = 0;
 
   // --- issue5-A ---
-  // API tokens. Create records token.created, revoke token.revoked (in the token's workspace;
-  // "" for admin tokens), as CurrentActor().
+  // API tokens. Create records token.created, revoke token.revoked, as CurrentActor(), in the
+  // token's workspace's audit chain ("" for admin tokens) with the caller's role, and when the
+  // admin did it in the platform chain too. An admin's owner token for a workspace that has a
+  // valid owner token is PermissionDenied (checked and stored atomically); one for a workspace
+  // whose owner tokens all expired or were revoked is recorded as a recovery.
   virtual StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) = 0;
   // Every token (nullopt) or those of one workspace; never a secret.
   virtual StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(
       std::optional<std::string> workspace) = 0;
   virtual StatusOr<ApiTokenInfo> GetApiToken(std::string_view id) = 0;
-  virtual StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) = 0;
+  // `requested_by`: the caller's role (ekmd), as in ApiTokenRequest.
+  virtual StatusOr<ApiTokenInfo> RevokeApiToken(
+      std::string_view id, std::optional<auth::Role> requested_by = std::nullopt) = 0;
   // The caller of a request, from its bearer token text (may be empty: no token). Unauthenticated
   // when missing, malformed, unknown, wrong secret (one message for these two), revoked or
   // expired; each failure is recorded as token.auth_failed with the reason, `route`,

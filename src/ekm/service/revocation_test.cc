@@ -249,6 +249,48 @@ TEST_F(RevocationTest, RevokedAccessEndsAfterTheTtlAndRestoreBringsEverythingBac
   EXPECT_EQ(CountEvents(event::kCmkRestored), 1u);
 }
 
+// Issue 12: the audit log must not count refused operations as usage. While the CMK is
+// revoked every data-plane attempt is counted as refused, apart from the decrypts done, so the
+// auditor sees that no decrypt succeeded.
+TEST_F(RevocationTest, UsageCountsAttemptsWhileRevokedAsRefusedNotAsDecrypts) {
+  Bytes ct = Encrypt("prod", "orders", "paid");
+  EXPECT_EQ(Text(Decrypt(*svc_, "prod", ct)), "paid");
+  ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());  // before the revocation
+  Revoke();
+  clock_.Advance(seconds(300));
+  for (int i = 0; i < 2; ++i) ExpectUnavailable(Decrypt(*svc_, "prod", ct).status(), "AccessDenied");
+  Bytes out;
+  EXPECT_EQ(svc_->Encrypt("acme", "prod", "orders", AsBytes("x"), &out).code(),
+            StatusCode::kFailedPrecondition);
+  auto batch = svc_->DecryptBatch("acme", "prod", {ct, ct});
+  ASSERT_TRUE(batch.ok()) << batch.status().ToString();  // a refusal is each item's
+  auto stream = svc_->NewDecryptStream("acme", "prod");
+  ASSERT_TRUE(stream.ok());
+  EXPECT_EQ((*stream)->Update(ct, &out).code(), StatusCode::kFailedPrecondition);
+  stream->reset();
+  EXPECT_EQ(svc_->GenerateDataKey("acme", "prod", "blobs", 32, false).status().code(),
+            StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
+
+  EventQuery q;
+  q.workspace = "acme";
+  q.environment = "prod";
+  q.type = "data_plane.usage";
+  auto records = svc_->QueryAudit(q);
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 2u);  // one flush before, one after the revocation
+  std::map<std::string, uint64_t> after;
+  const nlohmann::json detail = nlohmann::json::parse(records->back().detail);
+  for (const auto& c : detail["counts"]) {
+    after[c["operation"].get<std::string>() + "/" + c["outcome"].get<std::string>()] +=
+        c["count"].get<uint64_t>();
+  }
+  EXPECT_EQ(after, (std::map<std::string, uint64_t>{{"decrypt/refused", 5},
+                                                    {"encrypt/refused", 1},
+                                                    {"generate_data_key/refused", 1}}))
+      << records->back().detail;
+}
+
 TEST_F(RevocationTest, ADisabledKeyIsUnavailableWithTheEnableHint) {
   Bytes ct = Encrypt("prod", "orders", "x");
   ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "DisabledException").ok());

@@ -421,6 +421,10 @@ class Store {
   };
   // AlreadyExists when the id is taken.
   virtual Status CreateApiToken(const ApiTokenRecord& record) = 0;
+  // CreateApiToken of an owner token, unless record.workspace has a valid owner token (not
+  // revoked, not expired at `now`): then FailedPrecondition and nothing is stored. One
+  // statement, so concurrent callers (threads, ekmd nodes) never both create one.
+  virtual Status CreateOwnerTokenUnlessOneIsValid(const ApiTokenRecord& record, int64_t now) = 0;
   virtual StatusOr<std::optional<ApiTokenRecord>> GetApiToken(std::string_view id) = 0;
   // Every token (workspace nullopt) or the tokens of one workspace ("" : the admin tokens),
   // oldest first.

@@ -1484,6 +1484,28 @@ class SqliteStore : public Store {
     return Status::Ok();
   }
 
+  Status CreateOwnerTokenUnlessOneIsValid(const ApiTokenRecord& r, int64_t now) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare("INSERT INTO api_tokens (id, secret_sha256, role, workspace, environments, "
+                "description, created_at, created_by, expires_at, revoked_at) "
+                "SELECT ?1, ?2, 'owner', ?3, ?4, ?5, ?6, ?7, ?8, ?9 WHERE NOT EXISTS (SELECT 1 "
+                "FROM api_tokens WHERE workspace = ?3 AND role = 'owner' AND revoked_at = 0 AND "
+                "(expires_at = 0 OR expires_at > ?10))"));
+    std::string envs = nlohmann::json(r.environments).dump();
+    s->Bind(1, r.id).Bind(2, ByteView(r.secret_sha256)).Bind(3, r.workspace).Bind(4, envs);
+    s->Bind(5, r.description).Bind(6, r.created_at).Bind(7, r.created_by).Bind(8, r.expires_at);
+    s->Bind(9, r.revoked_at).Bind(10, now);
+    int rc = s->Step();
+    if (rc == SQLITE_CONSTRAINT) return AlreadyExistsError("token " + r.id + " already exists");
+    if (rc != SQLITE_DONE) return Error("storing API token");
+    if (sqlite3_changes(db_) == 0) {
+      return FailedPreconditionError("workspace " + r.workspace + " has a valid owner token");
+    }
+    return Status::Ok();
+  }
+
   StatusOr<std::optional<ApiTokenRecord>> GetApiToken(std::string_view id) override {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,

@@ -366,6 +366,38 @@ TEST_F(SqliteStoreTest, ApiTokensRoundTripListByWorkspaceAndRevokeOnce) {
   EXPECT_EQ(store_->RevokeApiToken("ffffffffffffffff", 1).code(), StatusCode::kNotFound);
 }
 
+// issue 12: the admin creates a workspace's owner token only while it has no valid one; the
+// check and the insert are one statement.
+TEST_F(SqliteStoreTest, AnOwnerTokenIsCreatedOnlyWhileNoOwnerTokenIsValid) {
+  Store::ApiTokenRecord owner;
+  owner.id = "00112233445566a1";
+  owner.secret_sha256 = Bytes(32, 0x11);
+  owner.role = "owner";
+  owner.workspace = "acme";
+  owner.created_at = 100;
+  owner.expires_at = 200;
+  ASSERT_TRUE(store_->CreateOwnerTokenUnlessOneIsValid(owner, 100).ok());  // the first owner
+  Store::ApiTokenRecord second = owner;
+  second.id = "00112233445566a2";
+  EXPECT_EQ(store_->CreateOwnerTokenUnlessOneIsValid(second, 150).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(store_->GetApiToken(second.id)->has_value());
+  // Another workspace's owner does not count.
+  Store::ApiTokenRecord globex = second;
+  globex.workspace = "globex";
+  ASSERT_TRUE(store_->CreateOwnerTokenUnlessOneIsValid(globex, 150).ok());
+  // Once the first has expired (at 200) or been revoked, one can be created again.
+  second.id = "00112233445566a3";
+  second.expires_at = 1000;
+  ASSERT_TRUE(store_->CreateOwnerTokenUnlessOneIsValid(second, 200).ok());
+  second.id = "00112233445566a4";
+  EXPECT_EQ(store_->CreateOwnerTokenUnlessOneIsValid(second, 201).code(),
+            StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store_->RevokeApiToken("00112233445566a3", 201).ok());
+  ASSERT_TRUE(store_->CreateOwnerTokenUnlessOneIsValid(second, 201).ok());
+  EXPECT_EQ((*store_->GetApiToken(second.id))->role, "owner");
+}
+
 // --- issue5-B ---
 LifecycleEventRecord Event(std::string ws, std::string type, int64_t at) {
   LifecycleEventRecord r;
