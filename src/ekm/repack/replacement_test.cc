@@ -250,7 +250,7 @@ TEST_F(ReplacementTest, ThePeriodHasAFloor) {
   EXPECT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
   // A value below the floor stored by an older version counts as the floor.
   {
-    auto store = OpenSqliteStore(options_.data_dir + "/ekm.db");
+    auto store = EkmService::OpenStore(options_);
     ASSERT_TRUE(store.ok());
     auto env = (*store)->GetEnvironment("acme", "prod");
     ASSERT_TRUE(env.ok());

@@ -201,7 +201,7 @@ TEST_F(AuditServiceTest, UsageCountsEachOutcomeApart) {
 // beside the new ones: the detail is hashed as the exact stored text.
 TEST_F(AuditServiceTest, UsageRecordsWithoutOutcomesStillVerify) {
   {
-    auto store = OpenSqliteStore(options_.data_dir + "/ekm.db");
+    auto store = EkmService::OpenStore(options_);
     ASSERT_TRUE(store.ok());
     LifecycleEventRecord old;
     old.at_ms = ToUnixSeconds(clock_.Now()) * 1000;
