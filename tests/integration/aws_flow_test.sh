@@ -217,6 +217,11 @@ expect_error "decrypt with a principal without kms:Decrypt" "AccessDenied" -- \
 # data encrypted in them after Update key needs the customer's key too.
 expect_error "old scope, written after Update key, needs the customer's key" "AccessDenied" -- \
   lekm_as AS_NO_DECRYPT decrypt -w acme -e prod <"$T/after.ct"
+# Those refusals started the environment's backoff, which every process keeps to (the next
+# retry is stored); validating the key with the platform's own principal proves access and ends
+# it at once, as an operator does after fixing access (docs/lifecycle.md).
+check "key validate ends the backoff" lekm key validate -w acme -e prod --aws-kms-arn "$MAIN_ARN" >/dev/null
+check "decrypt right after key validate" grep -q "card 4242 after" <(lekm decrypt -w acme -e prod <"$T/after.ct")
 
 # --- step 3: every way "Update key" goes wrong, and nothing changes -------------------------
 expect_error "ARN with a leading space" "starts with a space (character 1)" -- \

@@ -462,7 +462,7 @@ TEST_F(RepackThenTtlTest, WithTheNewCmkRevokedTheErrorIsTheCmksRefusal) {
       EXPECT_NE(text.find("the customer main key is unavailable"), std::string::npos) << text;
       EXPECT_NE(text.find("cmk-b"), std::string::npos) << text;
       EXPECT_EQ(text.find("destroyed"), std::string::npos) << text;
-      EXPECT_EQ(text.find("retry"), std::string::npos) << text;
+      EXPECT_EQ(text.find("repack"), std::string::npos) << text;
     }
     auto current = keys_->CurrentDataKey(Env(), scope);
     ASSERT_FALSE(current.ok());

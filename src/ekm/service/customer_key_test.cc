@@ -133,6 +133,10 @@ TEST_F(CustomerKeyTest, UpdateKeyMakesTheAwsKeyTheCmkAndEverythingStillDecrypts)
   EXPECT_NE(denied.message().find("AccessDenied"), std::string::npos) << denied.ToString();
   EXPECT_EQ(Decrypt(before), "written under the platform key");
   Open("ekm-platform");
+  // The refusal started the stored backoff, which a fresh process keeps to; validating the key
+  // proves access is back and ends it at once (as an operator does after fixing access).
+  auto validated = svc_->ValidateCustomerKey("acme", "prod", "aws-kms", KeyArn("main"));
+  ASSERT_TRUE(validated.ok() && validated->ok) << validated.status().ToString();
   EXPECT_EQ(Decrypt(orders_after), "an old scope, written after the change");
 
   // The same key again is a re-validation, not a new EK version.
