@@ -118,7 +118,7 @@ class RepackTest : public ::testing::Test {
       EXPECT_TRUE(dk.ok());
       DataKeyRecord r;
       r.environment_id = env.id;
-      r.scope = "s" + std::to_string(i);
+      r.scope = std::string("s").append(std::to_string(i));  // not "s" + …: GCC 12 -Wrestrict
       r.version = 1;
       r.ek_version = env.current_ek_version;
       auto w = WrapKey(**ek, *dk,
