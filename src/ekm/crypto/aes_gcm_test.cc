@@ -216,12 +216,14 @@ TEST(AesGcmContextsTest, AThreadBusyWhileKeysAreForgottenWipesItsOwnContext) {
   auto key = RandomSecret(32);
   ASSERT_TRUE(key.ok());
   Bytes iv(12), big(32u << 20), sealed(big.size() + 16);
-  std::atomic<bool> started{false}, ok{false};
+  std::atomic<bool> ok{false};
   ParkedThread t([&] {
-    started = true;
     ok = AesGcmSeal(*key, iv, {}, big, sealed.data()).ok();  // long enough to be caught in
   });
-  while (!started) std::this_thread::yield();
+  // Until the thread's context is in use (or, on a slow machine, already done and holding the
+  // key): a context in use counts as holding. Forgetting before the seal began would test
+  // nothing, since the seal may then rightly key its context afresh.
+  while (AesGcmContextsHolding(*key) == 0) std::this_thread::yield();
   AesGcmForgetKeys();  // once, most likely while the seal runs
   t.WaitUntilParked();
   ASSERT_TRUE(ok);

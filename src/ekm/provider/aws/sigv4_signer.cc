@@ -1,8 +1,6 @@
 #include "ekm/provider/aws/sigv4_signer.h"
 
-#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include <algorithm>
 #include <cctype>
@@ -13,6 +11,7 @@
 
 #include "ekm/base/encoding.h"
 #include "ekm/base/ossl.h"
+#include "ekm/crypto/hmac.h"
 
 namespace ekm {
 
@@ -20,7 +19,6 @@ namespace {
 
 constexpr std::string_view kAlgorithm = "AWS4-HMAC-SHA256";
 constexpr std::string_view kTerminator = "aws4_request";
-constexpr size_t kSha256Size = 32;
 
 // Headers botocore leaves out of the signature: hop-by-hop headers that proxies may drop or
 // rewrite, and ones HTTP clients set on their own. Signing them would make a valid request
@@ -138,26 +136,9 @@ StatusOr<std::string> Sha256Hex(ByteView data) {
   return HexEncode(ByteView(md, len));
 }
 
-// HMAC-SHA256(key, msg). The result is a derived signing key, hence SecretBytes.
+// HMAC-SHA256(key, msg): a derived signing key, hence SecretBytes (crypto/hmac.h).
 StatusOr<SecretBytes> HmacSha256(const SecretBytes& key, std::string_view msg) {
-  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  if (mac == nullptr) return OsslError("EVP_MAC_fetch(HMAC)");
-  OsslPtr<EVP_MAC_CTX> ctx(EVP_MAC_CTX_new(mac));
-  if (!ctx) return OsslError("EVP_MAC_CTX_new");
-  char digest[] = "SHA256";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                         OSSL_PARAM_construct_end()};
-  auto k = key.RevealForCrypto();
-  EKM_OSSL_CHECK(EVP_MAC_init(ctx.get(), k.data(), k.size(), params), "EVP_MAC_init(HMAC)");
-  EKM_OSSL_CHECK(EVP_MAC_update(ctx.get(), reinterpret_cast<const uint8_t*>(msg.data()),
-                                msg.size()),
-                 "EVP_MAC_update");
-  SecretBytes out(kSha256Size);
-  size_t out_len = 0;
-  EKM_OSSL_CHECK(EVP_MAC_final(ctx.get(), out.MutableForCrypto().data(), &out_len, out.size()),
-                 "EVP_MAC_final");
-  if (out_len != kSha256Size) return InternalError("HMAC-SHA256 returned an unexpected length");
-  return out;
+  return HmacSha256Key(key, ByteView(reinterpret_cast<const uint8_t*>(msg.data()), msg.size()));
 }
 
 StatusOr<std::string> Signature(const SecretBytes& secret, std::string_view date,
