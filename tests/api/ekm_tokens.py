@@ -25,10 +25,14 @@ def request(base_url, method, path, token=None, body=None, content_type="applica
         headers["Authorization"] = "Bearer " + token
     req = urllib.request.Request(base_url + path, data=data, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        # Generous: import-params generates an RSA-4096 key, whose time has a long tail, and
+        # the suite runs tests side by side on 2 cores.
+        with urllib.request.urlopen(req, timeout=120) as r:
             raw, status, hdrs = r.read(), r.status, r.headers
     except urllib.error.HTTPError as e:
         raw, status, hdrs = e.read(), e.code, e.headers
+    except OSError as e:  # a timeout or a closed connection: say which request it was
+        raise RuntimeError("%s %s: no answer from ekmd (%s)" % (method, path, e)) from e
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:
