@@ -128,8 +128,11 @@ _lib_cleanup() {
     sleep 0.2
     for g in "${PEER_GROUPS[@]}"; do kill -KILL -- "-$g" 2>/dev/null; done
   fi
+  local before=$failures
   _lib_reports
   if [ "${EKM_KEEP_TEST_DIR:-0}" = 1 ]; then echo "kept $T"; else rm -rf "$T"; fi
+  # A report that came after summary (from what was killed here) still fails the script.
+  [ "$failures" -eq "$before" ] || exit 1
 }
 
 # Fails (and prints) once for every crash of ekm and every sanitizer report not seen yet.
