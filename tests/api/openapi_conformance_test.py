@@ -19,7 +19,6 @@ import http.client
 import json
 import os
 import re
-import subprocess
 import sys
 import socket
 import tempfile
@@ -31,6 +30,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ekm_tokens import setup_tokens  # noqa: E402  (part A's helper: bootstrap admin + a token per role)
+from ekmd_process import Ekmd, isolated_env  # noqa: E402
 
 MAX_BODY = 64 * 1024
 WS, PROD, DEV = "acme", "prod", "dev"
@@ -87,45 +87,26 @@ class Spec:
 READ_TIMEOUT = 5  # ekmd --read-timeout: the stalled-body check waits this long
 
 
-class Ekmd:
-    def __init__(self, binary, tmp, extra=()):
-        self.data_dir = os.path.join(tmp, "data")
-        self.log_path = os.path.join(tmp, "ekmd.log")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update({"HOME": tmp, "AWS_EC2_METADATA_DISABLED": "true",
-                    # AWS KMS and STS on a closed local port: AWS routes fail fast, offline.
-                    "AWS_ENDPOINT_URL_KMS": "http://127.0.0.1:9", "AWS_ENDPOINT_URL_STS":
-                    "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
-                    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                    "AWS_REGION": "us-east-1"})
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [binary, "--data-dir", self.data_dir, "--listen", "127.0.0.1:0", "--log-level",
-             "debug", "--max-body-size", str(MAX_BODY), "--read-timeout", str(READ_TIMEOUT),
-             "--aws-principal-arn",
-             "arn:aws:iam::999988887777:role/ekm-platform", *extra],
-            stdout=self.log, stderr=self.log, env=env)
-        self.port = None
-        for _ in range(200):
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", open(self.log_path).read())
-            if m:
-                self.port = int(m.group(1))
-                break
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        if not self.port:
-            self.stop()
-            raise SystemExit("ekmd did not start:\n" + open(self.log_path).read())
+def start_ekmd(binary, tmp, extra=()):
+    env = isolated_env(
+        tmp,
+        # AWS KMS and STS on a closed local port: AWS routes fail fast, offline.
+        AWS_ENDPOINT_URL_KMS="http://127.0.0.1:9", AWS_ENDPOINT_URL_STS="http://127.0.0.1:9",
+        AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+        AWS_SECRET_ACCESS_KEY="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", AWS_REGION="us-east-1")
+    try:
+        return Ekmd(binary, os.path.join(tmp, "data"), os.path.join(tmp, "ekmd.log"),
+                    ["--log-level", "debug", "--max-body-size", str(MAX_BODY), "--read-timeout",
+                     str(READ_TIMEOUT), "--aws-principal-arn",
+                     "arn:aws:iam::999988887777:role/ekm-platform", *extra], env)
+    except RuntimeError as e:
+        raise SystemExit(str(e))
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
+
+def stop_ekmd(ekmd):
+    """SIGTERM: exit status 0 and no sanitizer report in its log (ekmd_process.Ekmd.stop)."""
+    for problem in ekmd.stop():
+        fail(problem)
 
 
 class Client:
@@ -502,7 +483,7 @@ def slow_body(port, token, result):
 def rate_limited(binary, spec, tmp):
     """With --rate-limit a token over its limit gets the documented 429 (Retry-After, the Error
     shape); /healthz, /readyz and /metrics are never limited."""
-    ekmd = Ekmd(binary, tmp, ["--rate-limit", "0.01", "--rate-limit-burst", "8"])
+    ekmd = start_ekmd(binary, tmp, ["--rate-limit", "0.01", "--rate-limit-burst", "8"])
     try:
         tokens = setup_tokens(f"http://127.0.0.1:{ekmd.port}", ekmd.data_dir, WS)
         c = Client(spec, ekmd.port, tokens)
@@ -530,7 +511,7 @@ def rate_limited(binary, spec, tmp):
                     fail(f"--rate-limit: GET {path} answered {st}: {data[:200]!r}")
                     break
     finally:
-        ekmd.stop()
+        stop_ekmd(ekmd)
 
 
 def key_forms(key):
@@ -546,7 +527,7 @@ def main():
         raise SystemExit("usage: openapi_conformance_test.py EKMD_BINARY SPEC_YAML")
     spec = Spec(sys.argv[2])
     with tempfile.TemporaryDirectory(prefix="ekm-openapi-") as tmp:
-        ekmd = Ekmd(sys.argv[1], tmp)
+        ekmd = start_ekmd(sys.argv[1], tmp)
         try:
             tokens = setup_tokens(f"http://127.0.0.1:{ekmd.port}", ekmd.data_dir, WS)
             c = Client(spec, ekmd.port, tokens)
@@ -565,7 +546,7 @@ def main():
                      f"{READ_TIMEOUT} s, got "
                      f"{slow.get('response', b'')[:60]!r} after {slow.get('elapsed', 0):.0f} s")
         finally:
-            ekmd.stop()
+            stop_ekmd(ekmd)
         root = open(os.path.join(ekmd.data_dir, "root.key"), "rb").read()
         secrets.append(root)
         stripped = root.strip()

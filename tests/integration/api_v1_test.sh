@@ -5,16 +5,9 @@
 set -uo pipefail
 EKM=$1
 EKMD=$2
-T=$(mktemp -d /tmp/ekm-api-v1.XXXXXX)
-EKMD_PID=""
-cleanup() {
-  [ -n "$EKMD_PID" ] && kill "$EKMD_PID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-export HOME="$T" AWS_EC2_METADATA_DISABLED=true
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
+setup_test api-v1
 
 for cmd in "data-key generate" "key validate"; do
   # shellcheck disable=SC2086
@@ -57,15 +50,7 @@ ADMIN_TOKEN="" OWNER_TOKEN="" KM_TOKEN="" APP_TOKEN="" AUDITOR_TOKEN=""  # local
 scenario local --data-dir "$D"
 
 SD="$T/server-data"
-"$EKMD" --data-dir "$SD" --listen 127.0.0.1:0 >"$T/ekmd.log" 2>&1 &
-EKMD_PID=$!
-PORT=""
-for _ in $(seq 1 100); do
-  PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
-  [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-S="http://127.0.0.1:$PORT"
+check "ekmd starts" start_ekmd ekmd --data-dir "$SD"
 setup_tokens "$SD" "$S" acme || fail "setup_tokens"
 curl -fsS -H "Authorization: Bearer $OWNER_TOKEN" -H 'Content-Type: application/json' \
   -d '{"name":"prod"}' "$S/v1/workspaces/acme/environments" >/dev/null
@@ -104,6 +89,9 @@ check "GET the environment as an auditor" test "$(code_as "$AUDITOR_TOKEN" "$B")
 check "GET the environment refuses an app token" test "$(code_as "$APP_TOKEN" "$B")" = 403
 check "decrypt/batch without a token is 401" test "$(code_as "" \
   -H 'Content-Type: application/json' -d '{"items":[]}' "$B/decrypt/batch")" = 401
-check "no key bytes in ekmd's log" bash -c "! grep -q \"\$(sed -n 2p '$T/server.both')\" '$T/ekmd.log'"
+KEY_B64=$(sed -n 2p "$T/server.both")
+check "the key to look for (base64 of 16 bytes)" test "$(printf '%s' "$KEY_B64" | base64 -d | wc -c)" = 16
+stop_ekmd
+absent "no key bytes in ekmd's log" "$T/ekmd.log" -F -e "$KEY_B64" -e "$(printf '%s' "$KEY_B64" | base64 -d | xxd -p -c 64)"
 
 summary

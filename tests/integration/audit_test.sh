@@ -7,17 +7,9 @@
 set -uo pipefail
 EKM=$1
 EKMD=$2
-T=$(mktemp -d /tmp/ekm-audit-test.XXXXXX)
-EKMD_PID=""
-cleanup() {
-  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-export AWS_EC2_METADATA_DISABLED=true HOME="$T/home"
-mkdir -p "$HOME"
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
+setup_test audit-test
 
 D="$T/data"
 L() { "$EKM" --data-dir "$D" "$@"; }
@@ -29,17 +21,8 @@ check "the audit signing key is 0600 PKCS#8" test "$(stat -c %a "$D/audit-signin
 check "PKCS#8 PEM" grep -q "BEGIN PRIVATE KEY" "$D/audit-signing.key"
 
 # --- server mode: records, usage counts, checkpoints -----------------------------------------
-"$EKMD" --data-dir "$D" --listen 127.0.0.1:0 --audit-usage-interval 1 \
-  --audit-checkpoint-interval 3600 >"$T/ekmd.log" 2>&1 &
-EKMD_PID=$!
-PORT=""
-for _ in $(seq 200); do
-  PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
-  [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.05
-done
-S="http://127.0.0.1:$PORT"
-check "ekmd is up" curl -fsS "$S/healthz" -o /dev/null
+check "ekmd starts" start_ekmd ekmd --data-dir "$D" --audit-usage-interval 1 \
+  --audit-checkpoint-interval 3600
 setup_tokens "$D" "$S" acme || fail "setup_tokens"
 R() { EKM_TOKEN=$1 "$EKM" --server "$S" "${@:2}"; }
 check "environment create" R "$OWNER_TOKEN" environment create acme prod >/dev/null
@@ -108,7 +91,7 @@ code=$(http_as "$AUDITOR_TOKEN" -X POST "$S/v1/audit/checkpoints")
 check "POST /v1/audit/checkpoints refuses an auditor" test "$code" = 403
 code=$(http_as "$ADMIN_TOKEN" -X POST "$S/v1/audit/checkpoints")
 check "POST /v1/audit/checkpoints is 201" test "$code" = 201
-kill "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""
+stop_ekmd
 q() { sqlite3 "$D/ekm.db" "$1"; }
 check "ekmd checkpoints every advanced chain at shutdown" test \
   "$(q "SELECT MAX(seq) FROM audit_checkpoints WHERE chain='acme'")" = \

@@ -9,82 +9,13 @@ set -uo pipefail
 EKM=$1
 EKMD=$2
 SRC=$3
-T=$(mktemp -d /tmp/ekm-aws-flow-test.XXXXXX)
-PEERS=()      # moto and the proxy, each started with setsid: its pid is its process group
-EKMD_PID=""  # the running ekmd, if any (reset once waited for, so no reused pid is ever hit)
-cleanup() {
-  local p
-  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
-  for p in "${PEERS[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
-  sleep 0.2
-  for p in "${PEERS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-# has FILE SUBSTRING...: FILE contains every SUBSTRING
-has() {
-  local f=$1; shift
-  local s
-  for s in "$@"; do grep -qF -- "$s" "$f" || { echo "  (lacks '$s': $(head -c 600 "$f"))"; return 1; }; done
-}
-
-# --- isolation: nothing may reach a real AWS account, ~/.aws or 169.254.169.254 -------------
-for v in $(env | sed -n 's/^\(AWS_[A-Z0-9_]*\)=.*/\1/p; s/^\(EKM_[A-Z0-9_]*\)=.*/\1/p'); do unset "$v"; done
-export HOME="$T/home" AWS_EC2_METADATA_DISABLED=true
-mkdir -p "$HOME"
-
-# The interpreter that has moto (the real one, not a pyenv shim: a shim costs a second a call).
-PY=${EKM_PYTHON3:-$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)}
-if [ -z "$PY" ] || ! "$PY" -c 'import moto, boto3' 2>/dev/null; then
-  echo "FAIL: no python3 with moto and boto3 (set EKM_PYTHON3)"; echo "0 passed, 1 failed"; exit 1
-fi
-MOTO_SERVER=$(dirname "$PY")/moto_server
-[ -x "$MOTO_SERVER" ] || MOTO_SERVER=$(command -v moto_server)
-# json FILE EXPR: prints the Python expression EXPR over d = the JSON in FILE ('' on any error).
-json() { "$PY" -c 'import json,sys
-try:
-  d = json.load(open(sys.argv[1]))
-  v = eval(sys.argv[2])
-  print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)
-except Exception as e:
-  print("")' "$1" "$2"; }
+setup_test aws-flow-test  # no AWS_* or EKM_* from outside: nothing reaches a real AWS account
 
 # --- the AWS peer: moto with IAM checks on, and the fault proxy in front of it -------------
-start_moto() {
-  local port
-  for _ in 1 2 3; do
-    port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    setsid "$MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$T/moto.log" 2>&1 &
-    PEERS+=($!)
-    disown
-    for _ in $(seq 100); do
-      if curl -fs "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1; then MOTO="http://127.0.0.1:$port"; return 0; fi
-      kill -0 "${PEERS[-1]}" 2>/dev/null || break
-      sleep 0.1
-    done
-  done
-  echo "moto_server did not start:"; tail -5 "$T/moto.log"; return 1
-}
-start_proxy() {
-  setsid "$PY" "$SRC/tests/peers/kms_fault_proxy.py" --upstream "$MOTO" --port 0 \
-    --setup "$T/setup.json" >"$T/proxy.out" 2>"$T/proxy.log" &
-  PEERS+=($!)
-  disown
-  for _ in $(seq 100); do
-    PROXY_PORT=$(head -1 "$T/proxy.out" 2>/dev/null)
-    if [ -n "$PROXY_PORT" ] && curl -fs "http://127.0.0.1:$PROXY_PORT/__fault__/stats" >/dev/null 2>&1; then
-      PROXY="http://127.0.0.1:$PROXY_PORT"; return 0
-    fi
-    sleep 0.1
-  done
-  echo "fault proxy did not start:"; cat "$T/proxy.log"; return 1
-}
-if ! start_moto || ! "$PY" "$SRC/tests/peers/moto_setup.py" --endpoint "$MOTO" --out "$T/setup.json" >"$T/setup.log" 2>&1 ||
-  ! start_proxy; then
-  cat "$T/setup.log" 2>/dev/null
-  echo "FAIL: the AWS peer did not start"; echo "$passes passed, $((failures + 1)) failed"; exit 1
+if ! start_aws_peer "$SRC" proxy; then
+  fail "the AWS peer did not start"; summary; exit 1
 fi
 fault() { curl -fsS -X POST -d "$1" "$PROXY/__fault__" >/dev/null; }
 fault_clear() { curl -fsS -X POST "$PROXY/__fault__/clear" >/dev/null; }
@@ -99,10 +30,6 @@ ROT_ALIAS_ARN=$(json "$S_JSON" "d['keys']['rotating']['alias_arn']")
 DISABLED_ALIAS_ARN=$(json "$S_JSON" "d['keys']['disabled']['alias_arn']")
 PLATFORM_ARN=$(json "$S_JSON" "d['users']['ekm-platform']['arn']")
 NOKEY_ARN="arn:aws:kms:us-east-1:$ACCOUNT:key/00000000-0000-0000-0000-000000000000"
-creds() {  # USER: the AWS SDK environment variables of a setup.json user
-  echo "AWS_ACCESS_KEY_ID=$(json "$S_JSON" "d['users']['$1']['access_key_id']")"
-  echo "AWS_SECRET_ACCESS_KEY=$(json "$S_JSON" "d['users']['$1']['secret_access_key']")"
-}
 mapfile -t AS_PLATFORM < <(creds ekm-platform)
 mapfile -t AS_NO_DECRYPT < <(creds ekm-no-decrypt)
 # shellcheck disable=SC2034  # used through lekm_as (a nameref)
@@ -253,7 +180,7 @@ expect_error "wrong secret access key" "SignatureDoesNotMatch" -- \
   env "${LOCAL_AWS[@]}" "${AS_PLATFORM[@]}" "$WRONG_SECRET" "$EKM" --data-dir "$D" \
   key set -w acme -e prod --emergency --reason "$WHY" --aws-kms-arn "$ROT_ARN"
 grep -qF "platform's own AWS credentials" "$T/err" || fail "wrong secret: names the platform's credentials: $(cat "$T/err")"
-grep -qF "$WRONG_SECRET" "$T/err" && fail "wrong secret: the secret is printed"
+absent "wrong secret: the secret is not printed" "$T/err" -F -e "${WRONG_SECRET#*=}"
 expect_error "unknown access key" "InvalidClientTokenId" -- \
   env "${LOCAL_AWS[@]}" "${AS_PLATFORM[@]}" AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE "$EKM" --data-dir "$D" \
   key set -w acme -e prod --emergency --reason "$WHY" --aws-kms-arn "$ROT_ARN"
@@ -295,34 +222,18 @@ expect_error "gone: the key not found after use" "NotFoundException" -- \
   env "${LOCAL_AWS[@]}" "${AS_PLATFORM[@]}" "AWS_ENDPOINT_URL_KMS=$PROXY" "$EKM" --data-dir "$D" \
   decrypt -w acme -e gone <"$T/gone.ct"
 check "gone: the error says deleted, unrecoverable" has "$T/err" "it was deleted" "cannot be recovered"
-check "gone: the error does not say to copy the ARN again" bash -c "! grep -qF 'copy it again' '$T/err'"
+absent "gone: the error does not say to copy the ARN again" "$T/err" -F -e 'copy it again'
 lekm environment status -w acme -e gone >"$T/gone-status.txt" 2>&1
 check "gone: status says what the error says" has "$T/gone-status.txt" "state:          unavailable" \
   "what to do: this key unwrapped the environment's keys until" "it was deleted"
-check "gone: status does not say to copy the ARN again" bash -c "! grep -qF 'copy it again' '$T/gone-status.txt'"
+absent "gone: status does not say to copy the ARN again" "$T/gone-status.txt" -F -e 'copy it again'
 fault_clear
 
 # === server mode: the same flow through ekmd's HTTP API =====================================
-S="http://127.0.0.1:9"  # until ekmd runs: refused at once, so a failed start fails every check
-# start_ekmd NAME DATA_DIR ENV...: sets EKMD_PID and S
-start_ekmd() {
-  local name=$1 dir=$2; shift 2
-  : >"$T/$name.log"
-  # --key-replacement-period 0: this flow replaces keys back to back
-  env "$@" "$EKMD" --data-dir "$dir" --listen 127.0.0.1:0 --key-replacement-period 0 >"$T/$name.log" 2>&1 &
-  EKMD_PID=$!
-  local port
-  for _ in $(seq 200); do
-    port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/$name.log" | head -1)
-    if [ -n "$port" ] && curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
-      S="http://127.0.0.1:$port"; return 0
-    fi
-    sleep 0.05
-  done
-  echo "ekmd did not start:"; cat "$T/$name.log"; return 1
-}
+# --key-replacement-period 0: this flow replaces keys back to back
+RP=(--key-replacement-period 0)
 SERVER_AWS=(AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$PROXY" "${AS_PLATFORM[@]}")
-check "ekmd starts" start_ekmd ekmd "$D" "${SERVER_AWS[@]}"
+check "ekmd starts" start_ekmd ekmd "${SERVER_AWS[@]}" --data-dir "$D" "${RP[@]}"
 ADMIN_TOKEN=$(sed -n 's/^admin token: \(ekm_.*\)$/\1/p' "$T/init.out")
 check "setup_tokens" setup_tokens "$D" "$S" acme
 # api METHOD PATH [BODY]: the response body in $T/api.json, the status in $CODE
@@ -438,28 +349,27 @@ server_decrypts_all() {  # LABEL
 server_decrypts_all "decrypt"
 
 # Restarts: graceful and crash. The environment key comes back through AWS KMS Decrypt.
-kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; rc=$?; EKMD_PID=""
-check "ekmd exits 0 on SIGTERM (rc=$rc)" test $rc -eq 0
+stop_ekmd  # exits 0 on SIGTERM
 decrypts_before=$(kms_calls TrentService.Decrypt)
-check "ekmd restarts" start_ekmd ekmd "$D" "${SERVER_AWS[@]}"
+check "ekmd restarts" start_ekmd ekmd "${SERVER_AWS[@]}" --data-dir "$D" "${RP[@]}"
 server_decrypts_all "after SIGTERM restart"
 check "after restart the EK was unwrapped by AWS KMS Decrypt" test "$(kms_calls TrentService.Decrypt)" -gt "$decrypts_before"
 echo -n "staging crash" | env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" encrypt -w acme -e staging --text >"$T/s-crash.ct" || fail "server: encrypt before crash"
-kill -9 "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""
-check "ekmd restarts after kill -9" start_ekmd ekmd "$D" "${SERVER_AWS[@]}"
+kill9_ekmd
+check "ekmd restarts after kill -9" start_ekmd ekmd "${SERVER_AWS[@]}" --data-dir "$D" "${RP[@]}"
 server_decrypts_all "after kill -9"
 check "server after kill -9: data written just before" \
   grep -q "staging crash" <(env EKM_TOKEN="$APP_TOKEN" "$EKM" --server "$S" decrypt -w acme -e staging <"$T/s-crash.ct")
 api GET "$key_path"
 check "server after kill -9: still the AWS key" \
   test "$(json "$T/api.json" "d['cmk']['key_id']"):$(json "$T/api.json" "d['ek_version']")" = "$ROT_ARN:$S_EK"
-kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""
+stop_ekmd
 
 # ekmd whose own credentials are the problem, straight against moto (real AWS error shapes).
 D2="$T/data2"
 "$EKM" --data-dir "$D2" init >"$T/init2.out" && "$EKM" --data-dir "$D2" workspace create acme >/dev/null &&
   "$EKM" --data-dir "$D2" environment create acme prod >/dev/null || fail "second data dir"
-check "ekmd (no kms:Decrypt) starts" start_ekmd ekmd-nd "$D2" AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_NO_DECRYPT[@]}"
+check "ekmd (no kms:Decrypt) starts" start_ekmd ekmd-nd AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_NO_DECRYPT[@]}" --data-dir "$D2" "${RP[@]}"
 ADMIN_TOKEN=$(sed -n 's/^admin token: \(ekm_.*\)$/\1/p' "$T/init2.out")
 check "setup_tokens (second data dir)" setup_tokens "$D2" "$S" acme
 api PUT /v1/workspaces/acme/environments/prod/key "$(arn_body "$MAIN_ARN")"
@@ -468,8 +378,8 @@ expect_error "server: ekm key set, access denied" "AccessDenied" -- \
   env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" key set -w acme -e prod --aws-kms-arn "$MAIN_ARN"
 api GET /v1/workspaces/acme/environments/prod/key
 check "server: access denied keeps the platform key" test "$(json "$T/api.json" "d['cmk']['provider']")" = platform
-kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""
-check "ekmd (wrong secret) starts" start_ekmd ekmd-ws "$D2" AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_PLATFORM[@]}" "$WRONG_SECRET"
+stop_ekmd
+check "ekmd (wrong secret) starts" start_ekmd ekmd-ws AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_PLATFORM[@]}" "$WRONG_SECRET" --data-dir "$D2" "${RP[@]}"
 api PUT /v1/workspaces/acme/environments/prod/key "$(arn_body "$MAIN_ARN")"
 # The platform's own credentials: the operator's problem, not the caller's, and not transient:
 # 409 failed_precondition as docs/api.md says (not 401/403, not a retryable 503).
@@ -477,7 +387,9 @@ check "server: wrong secret is 409 failed_precondition (HTTP $CODE)" \
   test "$CODE:$(json "$T/api.json" "d['error']['code']")" = 409:failed_precondition
 check "server: wrong secret names SignatureDoesNotMatch and the platform's credentials" \
   test "$(json "$T/api.json" "'SignatureDoesNotMatch' in d['error']['message'] and 'platform' in d['error']['hint']")" = true
-kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""
-check "ekmd logs hold no secret" bash -c "! grep -qF -e '${AS_PLATFORM[1]#*=}' -e '${WRONG_SECRET#*=}' '$T'/ekmd*.log"
+stop_ekmd
+for log in "$T"/ekmd*.log; do
+  absent "$(basename "$log") holds no secret" "$log" -F -e "${AS_PLATFORM[1]#*=}" -e "${WRONG_SECRET#*=}"
+done
 
 summary

@@ -6,12 +6,9 @@
 #   cli_consistency_test.sh EKM_BINARY
 set -uo pipefail
 EKM=$1
-T=$(mktemp -d /tmp/ekm-cli-consistency-test.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-export AWS_EC2_METADATA_DISABLED=true HOME="$T/home"
-mkdir -p "$HOME"
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
+setup_test cli-consistency-test
 
 D="$T/data"
 L() { "$EKM" --data-dir "$D" "$@"; }

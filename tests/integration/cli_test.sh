@@ -4,15 +4,9 @@
 set -uo pipefail
 EKM=$1
 EKMD=$2
-T=$(mktemp -d /tmp/ekm-cli-test.XXXXXX)
-EKMD_PID=""
-cleanup() {
-  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
+setup_test cli-test
 
 head -c 0 /dev/urandom >"$T/p0"
 head -c 1 /dev/urandom >"$T/p1"
@@ -22,7 +16,7 @@ head -c $((64 * 1024 * 1024)) /dev/urandom >"$T/p64m"
 # build the full 64 MiB.
 # (Not `ldd | grep -q`: with pipefail, grep quitting early can fail the pipeline by SIGPIPE.)
 SANITIZED=0
-case "$(ldd "$EKM" 2>/dev/null)" in *libasan*) SANITIZED=1 ;; esac
+case "$(ldd "$EKM_BIN" 2>/dev/null)" in *libasan*) SANITIZED=1 ;; esac
 SIZES="p0 p1 p1m p64m"
 if [ "$SANITIZED" = 1 ]; then
   head -c $((8 * 1024 * 1024)) /dev/urandom >"$T/p8m"
@@ -58,7 +52,8 @@ check "init" "$EKM" --data-dir "$D" init >"$T/init.out"
 ADMIN_TOKEN=$(sed -n 's/^admin token: \(ekm_.*\)$/\1/p' "$T/init.out")
 check "init prints the admin token" grep -Eq '^ekm_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$' <<<"$ADMIN_TOKEN"
 check "init is idempotent" "$EKM" --data-dir "$D" init >"$T/init2.out"
-check "init prints no second admin token" bash -c "! grep -q 'admin token' '$T/init2.out'"
+check "init again says the directory is ready" grep -q "$D" "$T/init2.out"
+absent "init prints no second admin token" "$T/init2.out" -e 'admin token'
 check "root key mode 0600" test "$(stat -c %a "$D/root.key")" = 600
 check "workspace create" "$EKM" --data-dir "$D" workspace create acme >/dev/null
 check "workspace create 2" "$EKM" --data-dir "$D" workspace create globex >/dev/null
@@ -101,7 +96,7 @@ for pos in 0 5 12 $((size / 2)) $((size - 1)); do
   printf "$(printf '\\x%02x' $((0x$orig ^ 0x01)))" | dd of="$T/flip.ct" bs=1 seek="$pos" conv=notrunc status=none
   "$EKM" --data-dir "$D" decrypt -w acme -e prod <"$T/flip.ct" >"$T/out" 2>"$T/err"
   rc=$?
-  if [ $rc -ne 0 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && [ ! -s "$T/out" ]; then pass; else fail "flipped byte $pos: rc=$rc $(cat "$T/err")"; fi
+  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [ "$(wc -l <"$T/err")" -eq 1 ] && [ ! -s "$T/out" ]; then pass; else fail "flipped byte $pos: rc=$rc $(cat "$T/err")"; fi
 done
 head -c $((size - 3)) "$T/small.ct" >"$T/trunc.ct"
 expect_error "truncated ciphertext" "" -- "$EKM" --data-dir "$D" decrypt -w acme -e prod <"$T/trunc.ct"
@@ -111,18 +106,7 @@ if command -v script >/dev/null; then
 fi
 
 # --- server mode ----------------------------------------------------------------------------
-start_ekmd() {
-  "$EKMD" --data-dir "$D" --listen 127.0.0.1:0 >"$T/ekmd.log" 2>&1 &
-  EKMD_PID=$!
-  for _ in $(seq 200); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
-    [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "ekmd did not start:"; cat "$T/ekmd.log"; return 1
-}
-check "ekmd starts" start_ekmd
-S="http://127.0.0.1:$PORT"
+check "ekmd starts" start_ekmd ekmd --data-dir "$D"
 check "ekmd wrote no bootstrap token (ekm init made one)" test ! -e "$D/bootstrap-admin-token"
 check "setup_tokens" setup_tokens "$D" "$S" acme
 export EKM_TOKEN=$APP_TOKEN  # the data plane's; each other call names its role
@@ -139,7 +123,10 @@ check "EKM_SERVER" grep -q initech <(EKM_TOKEN=$ADMIN_TOKEN EKM_SERVER="$S" "$EK
 # the other mode's variable.
 check "EKM_SERVER over EKM_DATA_DIR" grep -q initech <(EKM_TOKEN=$ADMIN_TOKEN EKM_DATA_DIR="$D" EKM_SERVER="$S" "$EKM" workspace list)
 "$EKM" --data-dir "$T/other" init >/dev/null
-check "--data-dir over EKM_SERVER" bash -c "! EKM_SERVER='$S' '$EKM' --data-dir '$T/other' workspace list 2>&1 | grep -q initech"
+"$EKM" --data-dir "$T/other" workspace create other-ws >/dev/null
+EKM_SERVER="$S" "$EKM" --data-dir "$T/other" workspace list >"$T/other.out" 2>&1
+check "--data-dir over EKM_SERVER: the local directory's workspaces" grep -q other-ws "$T/other.out"
+absent "--data-dir over EKM_SERVER: not the server's" "$T/other.out" -e initech
 roundtrips server --server "$S"
 expect_error "server: wrong workspace" "own workspace" -- "$EKM" --server "$S" decrypt -w globex -e prod <"$T/small.ct"
 expect_error "server: unknown workspace" "nope" -- env EKM_TOKEN="$ADMIN_TOKEN" "$EKM" --server "$S" environment list nope
@@ -155,7 +142,9 @@ check "token show" grep -q "environments: dev" <(EKM_TOKEN=$APP_DEV "$EKM" --ser
 expect_error "restricted app on another environment" "its own environments" -- env EKM_TOKEN="$APP_DEV" "$EKM" --server "$S" encrypt -w acme -e prod </dev/null
 expect_error "owner cannot mint admin" "cannot create admin" -- env EKM_TOKEN="$OWNER2" "$EKM" --server "$S" token create --role admin
 check "token list --json" grep -q '"role": "app"' <(EKM_TOKEN=$OWNER2 "$EKM" --server "$S" --json token list)
-check "token list shows no secret" bash -c "! EKM_TOKEN='$OWNER2' '$EKM' --server '$S' --json token list | grep -q '\"token\"'"
+EKM_TOKEN=$OWNER2 "$EKM" --server "$S" --json token list >"$T/tokens.json"
+check "token list --json lists the tokens" grep -q '"id"' "$T/tokens.json"
+absent "token list shows no secret" "$T/tokens.json" -e '"token"' -e "${APP_DEV#ekm_*_}"
 APP_DEV_ID=$(cut -d_ -f2 <<<"$APP_DEV")
 check "token revoke" env EKM_TOKEN="$OWNER2" "$EKM" --server "$S" token revoke "$APP_DEV_ID"
 expect_error "revoked at once" "revoked" -- env EKM_TOKEN="$APP_DEV" "$EKM" --server "$S" token show
@@ -168,25 +157,21 @@ check "local decrypts server ciphertext" grep -q crossover <("$EKM" --data-dir "
 
 # Restart: graceful (SIGTERM) and crash (kill -9); everything encrypted before still decrypts.
 for p in p1 p1m; do "$EKM" --server "$S" encrypt -w acme -e prod -s "s-$p" <"$T/$p" >"$T/$p.ct"; done
-kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; rc=$?
-check "ekmd exits 0 on SIGTERM (rc=$rc)" test $rc -eq 0
-check "ekmd restarts" start_ekmd
-S="http://127.0.0.1:$PORT"
+stop_ekmd  # exits 0 on SIGTERM
+check "ekmd restarts" start_ekmd ekmd --data-dir "$D"
 for p in p1 p1m; do
   "$EKM" --server "$S" decrypt -w acme -e prod <"$T/$p.ct" >"$T/back"
   check "decrypt $p after SIGTERM restart" cmp -s "$T/$p" "$T/back"
 done
 "$EKM" --server "$S" encrypt -w acme -e prod -s after <"$T/p1m" >"$T/after.ct"
-kill -9 "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null
-check "ekmd restarts after kill -9" start_ekmd
-S="http://127.0.0.1:$PORT"
+kill9_ekmd
+check "ekmd restarts after kill -9" start_ekmd ekmd --data-dir "$D"
 for f in p1.ct p1m.ct after.ct; do
   "$EKM" --server "$S" decrypt -w acme -e prod <"$T/$f" >"$T/back" || fail "decrypt $f after kill -9"
 done
 check "decrypt after kill -9" cmp -s "$T/p1m" "$T/back"
-kill -TERM "$EKMD_PID"; wait "$EKMD_PID"
-EKMD_PID=""
+stop_ekmd
 expect_error "server down" "cannot reach ekmd" -- "$EKM" --server "$S" workspace list
-check "ekmd's log holds no token secret" bash -c "! grep -qF -e '${ADMIN_TOKEN#ekm_*_}' -e '${APP_TOKEN#ekm_*_}' '$T/ekmd.log'"
+absent "ekmd's log holds no token secret" "$T/ekmd.log" -F -e "${ADMIN_TOKEN#ekm_*_}" -e "${APP_TOKEN#ekm_*_}"
 
 summary

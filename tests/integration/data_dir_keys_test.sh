@@ -13,17 +13,9 @@
 set -uo pipefail
 EKM=$1
 EKMD=$2
-T=$(mktemp -d /tmp/ekm-data-dir-keys-test.XXXXXX)
-EKMD_PID=""
-cleanup() {
-  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-export AWS_EC2_METADATA_DISABLED=true HOME="$T/home"
-mkdir -p "$HOME"
+setup_test data-dir-keys-test
 D="$T/data"
 OTHER="$T/other"
 sql() { sqlite3 -cmd ".timeout 5000" "$D/ekm.db" "$@"; }
@@ -118,15 +110,7 @@ works "wrapped put back"
 sql "INSERT INTO environment_keys (environment_id, version, cmk_provider, cmk_key_id, wrapped, created_at) SELECT $PROD, 2, cmk_provider, cmk_key_id, wrapped, created_at FROM environment_keys WHERE environment_id = $DEV AND version = 1; UPDATE environments SET current_ek_version = 2 WHERE id = $PROD"
 tampered "current-EK pointer"
 # Through ekmd too (a fresh process: nothing cached).
-"$EKMD" --data-dir "$D" --listen 127.0.0.1:0 >"$T/ekmd.log" 2>&1 &
-EKMD_PID=$!
-for _ in $(seq 200); do
-  PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
-  [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.05
-done
-check "ekmd starts on the edited store" test -n "${PORT:-}"
-S="http://127.0.0.1:$PORT"
+check "ekmd starts on the edited store" start_ekmd ekmd --data-dir "$D"
 check "setup_tokens" setup_tokens "$D" "$S" acme
 n=$(dks)
 code=$(curl -sS -o "$T/body" -w '%{http_code}' -X POST -H "Authorization: Bearer $APP_TOKEN" -H 'Content-Type: application/json' \
@@ -134,8 +118,7 @@ code=$(curl -sS -o "$T/body" -w '%{http_code}' -X POST -H "Authorization: Bearer
 check "ekmd: encrypt refused" test "$code" != 200
 check "ekmd: the answer says the store was modified" grep -q "the store was modified outside ekm" "$T/body"
 check "ekmd: no data key created" test "$(dks)" = "$n"
-kill -TERM "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null
-EKMD_PID=""
+stop_ekmd
 # The workspace default CMK: a new environment would get its first EK under it.
 WS=$(sql "SELECT id FROM workspaces WHERE name = 'acme'")
 sql "INSERT INTO workspace_default_keys (workspace_id, cmk_provider, cmk_key_id, set_at, actor) VALUES ($WS, 'aws-kms', 'arn:aws:kms:us-east-1:999999999999:key/attacker', 0, 'cli:mallory')"

@@ -5,18 +5,9 @@
 set -uo pipefail
 EKM=$1
 EKMD=$2
-T=$(mktemp -d /tmp/ekm-key-material-test.XXXXXX)
-EKMD_PID=""
-cleanup() {
-  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-# Nothing here talks to AWS; keep any AWS SDK logic away from the real world anyway.
-export AWS_EC2_METADATA_DISABLED=true HOME="$T/home"
-mkdir -p "$HOME"
+setup_test key-material-test  # nothing here talks to AWS; isolated from it anyway
 
 for sub in "key import-params" "key import" "key delete-material"; do
   # shellcheck disable=SC2086
@@ -115,18 +106,7 @@ check "local: --json delete-material" grep -q '"in_use": true' <("$EKM" --data-d
 
 # --- server mode ----------------------------------------------------------------------------
 D2="$T/server-data"
-start_ekmd() {
-  "$EKMD" --data-dir "$D2" --listen 127.0.0.1:0 >"$T/ekmd.log" 2>&1 &
-  EKMD_PID=$!
-  for _ in $(seq 200); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
-    [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "ekmd did not start:"; cat "$T/ekmd.log"; return 1
-}
-check "ekmd starts" start_ekmd
-S="http://127.0.0.1:$PORT"
+check "ekmd starts" start_ekmd ekmd --data-dir "$D2"
 check "setup_tokens" setup_tokens "$D2" "$S" acme
 flow server --server "$S"
 W="$T/server"
@@ -162,6 +142,5 @@ check "API: DELETE material 200" test "$code" = 200
 code=$(curl -sS -o "$T/del.json" -w '%{http_code}' -H "Authorization: Bearer $KM_TOKEN" -X DELETE "$API/material")
 check "API: DELETE material twice is 404" test "$code" = 404
 
-kill -TERM "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null
-EKMD_PID=""
+stop_ekmd
 summary

@@ -5,15 +5,9 @@
 set -uo pipefail
 EKM=$1
 EKMD=$2
-T=$(mktemp -d /tmp/ekm-key-status-test.XXXXXX)
-EKMD_PID=""
-cleanup() {
-  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
+setup_test key-status-test
 
 for sub in "environment status" "cache" "cache stats"; do
   # shellcheck disable=SC2086
@@ -50,18 +44,7 @@ listen = "127.0.0.1:0"
 key-cache-ttl = 60
 key-cache-max-entries = 500
 TOML
-start_ekmd() {
-  "$EKMD" --config "$T/ekmd.toml" >"$T/ekmd.log" 2>&1 &
-  EKMD_PID=$!
-  for _ in $(seq 200); do
-    PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
-    [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "ekmd did not start:"; cat "$T/ekmd.log"; return 1
-}
-check "ekmd starts from --config" start_ekmd
-S="http://127.0.0.1:$PORT"
+check "ekmd starts from --config" start_ekmd ekmd --config "$T/ekmd.toml"
 check "the config's TTL is logged" grep -q "key cache TTL 60s" "$T/ekmd.log"
 check "setup_tokens" setup_tokens "$D" "$S" acme
 check "server: decrypt" cmp -s "$T/p" <(EKM_TOKEN=$APP_TOKEN "$EKM" --server "$S" decrypt -w acme -e prod <"$T/ct")
@@ -83,6 +66,5 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $AUDITOR
 check "GET …/status of an unknown environment is 404" test "$code" = 404
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ADMIN_TOKEN" -X POST "$S/v1/key-cache")
 check "POST /v1/key-cache is 405" test "$code" = 405
-kill "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""
-
+stop_ekmd
 summary

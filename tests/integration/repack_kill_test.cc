@@ -1,7 +1,10 @@
-// The repack survives kill -9: a real ekmd process is killed at random points of repacks at
-// least five times while clients keep writing through the API; after each restart it resumes
-// where it was; at the end every ciphertext written before and during the repacks decrypts,
-// and with the old customer keys revoked (AWS KMS refusing everything) too.
+// The repack survives kill -9: a real ekmd process is killed at random points of repacks
+// kKills times while clients keep writing through the API (at most kMaxRounds rounds and
+// kMaxLoopTime: the test fails rather than loop on); after each restart it resumes where it
+// was; at the end every ciphertext written before and during the repacks decrypts, with the
+// old customer keys revoked (AWS KMS refusing everything), ekmd exits 0 on SIGTERM with a clean
+// log, and every DK row of every environment in the store unwraps under its EK (not only the
+// DKs of the ciphertexts: the ~100,000 seeded ones too).
 //
 // Seeding: the DKs are real keys wrapped under the environment's first EK, stored in one
 // transaction through the library (a repack cares about the number of DKs, not how they came).
@@ -13,6 +16,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sqlite3.h>
+
+#include <array>
 #include <chrono>
 #include <fstream>
 #include <random>
@@ -50,6 +56,15 @@ constexpr int kSeededDataKeys = 20000;  // sanitizers slow everything ~10x
 constexpr int kSeededDataKeys = 100000;
 #endif
 constexpr int kKills = 6;
+// Bounds on the kill loop: a round kills during a repack unless the repack had already finished
+// (a few in 20), so these are reached only when ekm misbehaves.
+constexpr int kMaxRounds = 4 * kKills;
+constexpr auto kMaxLoopTime = std::chrono::seconds(240);
+
+// What a process writes when it dies badly (the patterns of tests/integration/lib.sh).
+constexpr std::array<std::string_view, 8> kCrashPatterns = {
+    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "AddressSanitizer:", "runtime error:",
+    "ThreadSanitizer",         "terminate called",     "Assertion `",       "pure virtual method called"};
 
 class Ekmd {
  public:
@@ -91,12 +106,38 @@ class Ekmd {
     return "";
   }
 
-  void Kill(int sig) {
-    if (pid_ <= 0) return;
+  // Sends `sig` and waits; the exit status as waitpid gives it (-1 when it was not running).
+  int Kill(int sig) {
+    if (pid_ <= 0) return -1;
     ::kill(pid_, sig);
-    int status;
+    int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = -1;
+    return status;
+  }
+
+  // SIGTERM, then what went wrong: "" when ekmd exited 0 and its log has no crash report.
+  std::string StopAndCheck() {
+    if (pid_ <= 0) return "ekmd was not running";
+    int status = Kill(SIGTERM);
+    std::string problems;
+    if (WIFSIGNALED(status)) {
+      problems += "killed by signal " + std::to_string(WTERMSIG(status)) + " after SIGTERM; ";
+    } else if (WEXITSTATUS(status) != 0) {
+      problems += "exit status " + std::to_string(WEXITSTATUS(status)) + " after SIGTERM; ";
+    }
+    return problems + CrashReport();
+  }
+
+  // The log's first crash or sanitizer report line, or "".
+  std::string CrashReport() const {
+    std::istringstream log(LogText());
+    for (std::string line; std::getline(log, line);) {
+      for (std::string_view p : kCrashPatterns) {
+        if (line.find(p) != std::string::npos) return "its log has a crash report: " + line;
+      }
+    }
+    return "";
   }
 
   std::string LogText() const {
@@ -241,6 +282,67 @@ class RepackKillTest : public ::testing::Test {
     return DeadlineExceededError("the repack did not finish in 60 s");
   }
 
+  // Every DK row of the store (every environment, scope and version) unwraps under its EK with
+  // its associated data; *count: how many. Reads the rows with sqlite3 (no Store method lists
+  // them all) and unwraps with the EKs the library unwraps (KeyHierarchy::EnvironmentKey).
+  void UnwrapEveryDataKey(uint64_t* count) {
+    auto platform = PlatformKeyProvider::Open(data_dir_ + "/root.key");
+    ASSERT_TRUE(platform.ok()) << platform.status().ToString();
+    auto binding = (*platform)->BindStore();
+    ASSERT_TRUE(binding.ok());
+    auto store = OpenSqliteStore(data_dir_ + "/ekm.db", std::move(*binding));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    ProviderRegistry providers;
+    providers.Register(std::move(*platform));
+    KeyHierarchy keys(store->get(), &providers, &Clock::Real(), KeyHierarchyOptions{});
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open_v2((data_dir_ + "/ekm.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+              SQLITE_OK);
+    std::unique_ptr<sqlite3, int (*)(sqlite3*)> close(db, sqlite3_close);
+    sqlite3_stmt* rows = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db,
+                                 "SELECT scope, version, ek_version, wrapped FROM data_keys "
+                                 "WHERE environment_id = ? ORDER BY scope, version",
+                                 -1, &rows, nullptr),
+              SQLITE_OK);
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> finalize(rows, sqlite3_finalize);
+    auto workspaces = (*store)->ListWorkspaces();
+    ASSERT_TRUE(workspaces.ok());
+    uint64_t failed = 0;
+    std::string first_failure;
+    for (const auto& ws : *workspaces) {
+      auto envs = (*store)->ListEnvironments(ws.name);
+      ASSERT_TRUE(envs.ok());
+      for (const auto& env : *envs) {
+        sqlite3_reset(rows);
+        sqlite3_bind_int64(rows, 1, env.id);
+        while (sqlite3_step(rows) == SQLITE_ROW) {
+          std::string scope(reinterpret_cast<const char*>(sqlite3_column_text(rows, 0)));
+          auto version = static_cast<uint32_t>(sqlite3_column_int64(rows, 1));
+          auto ek_version = static_cast<uint32_t>(sqlite3_column_int64(rows, 2));
+          const auto* blob = static_cast<const uint8_t*>(sqlite3_column_blob(rows, 3));
+          Bytes wrapped(blob, blob + sqlite3_column_bytes(rows, 3));
+          auto ek = keys.EnvironmentKey(env, ek_version);
+          Status st = ek.status();
+          if (ek.ok()) {
+            st = UnwrapKey(**ek, wrapped,
+                           DataKeyWrapAad(ws.name, env.name, scope, version, ek_version))
+                     .status();
+          }
+          if (st.ok()) {
+            ++*count;
+          } else if (++failed == 1) {
+            first_failure = ws.name + "/" + env.name + " scope " + scope + " v" +
+                            std::to_string(version) + " (EK v" + std::to_string(ek_version) +
+                            "): " + st.ToString();
+          }
+        }
+      }
+    }
+    EXPECT_EQ(failed, 0u) << failed << " data keys do not unwrap, the first: " << first_failure;
+    EXPECT_GT(*count, 0u);
+  }
+
   testing::TempDir dir_;
   std::unique_ptr<testing::MotoPeer> peer_;
   std::string data_dir_;
@@ -259,7 +361,11 @@ TEST_F(RepackKillTest, KilledAtRandomPointsTheRepackResumesAndEveryCiphertextDec
   bool changed = false;
   // Replace the CMK (main, rotating, main…; the period is 0 for this test) and kill ekmd in
   // the middle of the repacks until it was killed kKills times during one.
-  while (kills < kKills) {
+  const auto loop_start = std::chrono::steady_clock::now();
+  int rounds = 0;
+  for (; kills < kKills && rounds < kMaxRounds &&
+         std::chrono::steady_clock::now() - loop_start < kMaxLoopTime;
+       ++rounds) {
     auto c = Client(url);
     auto st = c->GetRepackStatus("acme", "prod");
     ASSERT_TRUE(st.ok()) << st.status().ToString();
@@ -277,6 +383,7 @@ TEST_F(RepackKillTest, KilledAtRandomPointsTheRepackResumesAndEveryCiphertextDec
     ASSERT_TRUE(st.ok());
     const bool running = st->state == "running" || st->state == "pending";
     ekmd_->Kill(SIGKILL);
+    ASSERT_EQ(ekmd_->CrashReport(), "") << ekmd_->LogText();
     if (running) {
       ++kills;
       EXPECT_GE(st->done, last_done) << "progress is never lost";
@@ -293,6 +400,8 @@ TEST_F(RepackKillTest, KilledAtRandomPointsTheRepackResumesAndEveryCiphertextDec
       EXPECT_GE(after->done, st->done) << "it resumes where it was";
     }
   }
+  ASSERT_EQ(kills, kKills) << "only " << kills << " kills during a repack in " << rounds
+                           << " rounds (" << changes << " CMK changes)";
   auto done = WaitFinished(url);
   ASSERT_TRUE(done.ok()) << done.status().ToString() << "\n" << ekmd_->LogText();
   // Finally back to the platform key: after its repack no AWS key is needed any more.
@@ -323,9 +432,18 @@ TEST_F(RepackKillTest, KilledAtRandomPointsTheRepackResumesAndEveryCiphertextDec
     EXPECT_EQ(std::string(AsChars(*pt)), text);
     ++ok;
   }
-  std::printf("%d kills over %d CMK changes; %zu ciphertexts decrypt\n", kills, changes + 1, ok);
+  std::printf("%d kills in %d rounds over %d CMK changes; %zu ciphertexts decrypt\n", kills,
+              rounds, changes + 1, ok);
   EXPECT_EQ(ok, written_.size());
-  ekmd_->Kill(SIGTERM);
+  EXPECT_EQ(ekmd_->StopAndCheck(), "") << ekmd_->LogText();
+
+  // With ekmd gone, every DK row of every environment unwraps under its EK, through the
+  // library on the data directory (AWS KMS still refuses everything: after the last repack no
+  // DK may need it).
+  uint64_t unwrapped = 0;
+  ASSERT_NO_FATAL_FAILURE(UnwrapEveryDataKey(&unwrapped));
+  std::printf("%llu data keys unwrap\n", static_cast<unsigned long long>(unwrapped));
+  EXPECT_GE(unwrapped, dks);
 }
 
 }  // namespace

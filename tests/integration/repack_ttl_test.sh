@@ -11,66 +11,15 @@ set -uo pipefail
 EKM=$1
 EKMD=$2
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
-T=$(mktemp -d /tmp/ekm-repack-ttl-test.XXXXXX)
-PEERS=()     # moto, started with setsid: its pid is its process group
-EKMD_PID=""
-cleanup() {
-  local p
-  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
-  for p in "${PEERS[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
-  sleep 0.2
-  for p in "${PEERS[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
-
-for v in $(env | sed -n 's/^\(AWS_[A-Z0-9_]*\)=.*/\1/p; s/^\(EKM_[A-Z0-9_]*\)=.*/\1/p'); do unset "$v"; done
-export HOME="$T/home" AWS_EC2_METADATA_DISABLED=true
-mkdir -p "$HOME"
-
-PY=${EKM_PYTHON3:-$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null)}
-if [ -z "$PY" ] || ! "$PY" -c 'import moto, boto3' 2>/dev/null; then
-  echo "FAIL: no python3 with moto and boto3 (set EKM_PYTHON3)"; echo "0 passed, 1 failed"; exit 1
-fi
-MOTO_SERVER=$(dirname "$PY")/moto_server
-[ -x "$MOTO_SERVER" ] || MOTO_SERVER=$(command -v moto_server)
-# json FILE EXPR: the Python expression EXPR over d = the JSON in FILE ('' on any error).
-json() { "$PY" -c 'import json,sys
-try:
-  d = json.load(open(sys.argv[1]))
-  v = eval(sys.argv[2])
-  print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)
-except Exception as e:
-  print("")' "$1" "$2"; }
-
-start_moto() {
-  local port
-  for _ in 1 2 3; do
-    port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    setsid "$MOTO_SERVER" -H 127.0.0.1 -p "$port" >"$T/moto.log" 2>&1 &
-    PEERS+=($!)
-    disown
-    for _ in $(seq 100); do
-      if curl -fs "http://127.0.0.1:$port/moto-api/" >/dev/null 2>&1; then MOTO="http://127.0.0.1:$port"; return 0; fi
-      kill -0 "${PEERS[-1]}" 2>/dev/null || break
-      sleep 0.1
-    done
-  done
-  echo "moto_server did not start:"; tail -5 "$T/moto.log"; return 1
-}
-if ! start_moto || ! "$PY" "$SRC/tests/peers/moto_setup.py" --endpoint "$MOTO" --out "$T/setup.json" >"$T/setup.log" 2>&1; then
-  cat "$T/setup.log" 2>/dev/null
-  echo "FAIL: the AWS peer did not start"; echo "0 passed, 1 failed"; exit 1
+setup_test repack-ttl-test
+if ! start_aws_peer "$SRC"; then
+  fail "the AWS peer did not start"; summary; exit 1
 fi
 S_JSON="$T/setup.json"
 MAIN_ARN=$(json "$S_JSON" "d['keys']['main']['arn']")
 ROT_ARN=$(json "$S_JSON" "d['keys']['rotating']['arn']")
-creds() {  # USER: the AWS SDK environment variables of a setup.json user
-  echo "AWS_ACCESS_KEY_ID=$(json "$S_JSON" "d['users']['$1']['access_key_id']")"
-  echo "AWS_SECRET_ACCESS_KEY=$(json "$S_JSON" "d['users']['$1']['secret_access_key']")"
-}
 mapfile -t AS_PLATFORM < <(creds ekm-platform)
 # iam_deny on|off: the customer revokes (or restores) the platform's kms:Decrypt in IAM.
 iam_deny() {
@@ -93,18 +42,8 @@ PYEOF
 # --- ekmd; the environment's key cache TTL 2 s ----------------------------------------------
 D="$T/data"
 mkdir -p "$D"
-env AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_PLATFORM[@]}" "$EKMD" --data-dir "$D" \
-  --listen 127.0.0.1:0 --key-cache-ttl 30 >"$T/ekmd.log" 2>&1 &
-EKMD_PID=$!
-S=""
-for _ in $(seq 200); do
-  port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
-  if [ -n "$port" ] && curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then
-    S="http://127.0.0.1:$port"; break
-  fi
-  sleep 0.05
-done
-if [ -z "$S" ]; then echo "ekmd did not start:"; cat "$T/ekmd.log"; echo "0 passed, 1 failed"; exit 1; fi
+start_ekmd ekmd AWS_REGION=us-east-1 "AWS_ENDPOINT_URL=$MOTO" "${AS_PLATFORM[@]}" \
+  --data-dir "$D" --key-cache-ttl 30 || { fail "ekmd did not start"; summary; exit 1; }
 check "setup_tokens" setup_tokens "$D" "$S" acme
 code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $OWNER_TOKEN" \
   -H 'Content-Type: application/json' --data '{"name":"prod"}' "$S/v1/workspaces/acme/environments")
@@ -162,7 +101,7 @@ for s in "${SCOPES[@]}"; do
     check "revoked: $s attempt $attempt fails" test $rc -ne 0
     check "revoked: $s attempt $attempt is the CMK's refusal ($(head -c 300 "$T/err"))" \
       grep -q "the customer main key is unavailable" "$T/err"
-    check "revoked: $s attempt $attempt does not blame a destroyed key" bash -c "! grep -qi 'destroyed' '$T/err'"
+    absent "revoked: $s attempt $attempt does not blame a destroyed key" "$T/err" -i -e destroyed
   done
 done
 code=$(curl -sS -o "$T/api.json" -w '%{http_code}' -X POST -H "Authorization: Bearer $APP_TOKEN" \
@@ -183,5 +122,5 @@ done
 check "restored: decrypts again" test "$back" = true
 decrypt_all "after the restore"
 
-kill -TERM "$EKMD_PID"; wait "$EKMD_PID"; EKMD_PID=""
+stop_ekmd
 summary

@@ -12,30 +12,13 @@
 set -uo pipefail
 EKM=$1
 EKMD=$2
-T=$(mktemp -d /tmp/ekm-period-usage-test.XXXXXX)
-EKMD_PID=""
-cleanup() {
-  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-export AWS_EC2_METADATA_DISABLED=true HOME="$T/home"
-mkdir -p "$HOME"
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
+setup_test period-usage-test
 
 D="$T/data"
-"$EKMD" --data-dir "$D" --listen 127.0.0.1:0 --key-cache-ttl 1 --audit-usage-interval 1 \
-  --rotation-check-interval 0 >"$T/ekmd.log" 2>&1 &
-EKMD_PID=$!
-PORT=""
-for _ in $(seq 200); do
-  PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
-  [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.05
-done
-S="http://127.0.0.1:$PORT"
-check "ekmd is up" curl -fsS "$S/healthz" -o /dev/null
+check "ekmd starts" start_ekmd ekmd --data-dir "$D" --key-cache-ttl 1 --audit-usage-interval 1 \
+  --rotation-check-interval 0
 check "setup_tokens" setup_tokens "$D" "$S" acme
 R() { EKM_TOKEN=$1 "$EKM" --server "$S" "${@:2}"; }
 # quiet COMMAND…: its output hidden, its errors shown only when it fails.
@@ -123,5 +106,5 @@ PY
 usage_seen
 seen=$?
 check "usage counts each outcome apart: no decrypt done while revoked ($(cat "$T/usage.txt"))" test $seen -eq 0
-kill "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""
+stop_ekmd
 summary

@@ -10,30 +10,13 @@ set -uo pipefail
 EKM=$1
 EKMD=$2
 SRC=$3
-T=$(mktemp -d /tmp/ekm-token-custody-test.XXXXXX)
-EKMD_PID=""
-cleanup() {
-  [ -n "$EKMD_PID" ] && kill -9 "$EKMD_PID" 2>/dev/null
-  [ -s "$T/readme/ekmd.pid" ] && kill -9 "$(cat "$T/readme/ekmd.pid")" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-export AWS_EC2_METADATA_DISABLED=true HOME="$T/home"
-mkdir -p "$HOME"
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
+setup_test token-custody-test
+at_exit '[ -s "$T/readme/ekmd.pid" ] && kill -9 "$(cat "$T/readme/ekmd.pid")" 2>/dev/null'
 
 D="$T/data"
-"$EKMD" --data-dir "$D" --listen 127.0.0.1:0 >"$T/ekmd.log" 2>&1 &
-EKMD_PID=$!
-PORT=""
-for _ in $(seq 200); do
-  PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/ekmd.log" | head -1)
-  [ -n "$PORT" ] && curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.05
-done
-S="http://127.0.0.1:$PORT"
-check "ekmd is up" curl -fsS "$S/healthz" -o /dev/null
+check "ekmd starts" start_ekmd ekmd --data-dir "$D"
 for _ in $(seq 50); do [ -s "$D/bootstrap-admin-token" ] && break; sleep 0.1; done
 ADMIN=$(head -n1 "$D/bootstrap-admin-token")
 R() { EKM_TOKEN=$1 "$EKM" --server "$S" "${@:2}"; }
@@ -94,7 +77,7 @@ assert [r["detail"]["revoked_by_role"] for r in recs] == ["owner", "owner"], rec
 check "the platform chain has the admin's token creations too" grep -q '"workspace":"acme"' \
   <(R "$ADMIN" --json audit list --platform -t token.created)
 check "the app token still decrypts" cmp -s "$T/p" <(R "$APP" decrypt -w acme -e prod <"$T/ct")
-kill "$EKMD_PID"; wait "$EKMD_PID" 2>/dev/null; EKMD_PID=""
+stop_ekmd
 
 # --- README.md "Using ekm": the block verbatim, on a free port, with a wait for ekmd -----------
 mkdir -p "$T/readme/bin"
@@ -108,7 +91,7 @@ check "the README's block is found" grep -q "token create --workspace acme --rol
   echo "set -e"
   sed -e "s|^export PATH=\$PWD/build/quickstart:\$PATH|export PATH=$T/readme/bin:\$PATH|" \
       -e "s|127\.0\.0\.1:8080|127.0.0.1:$RPORT|g" \
-      -e 's|^\(ekmd .*&\)$|\1\necho $! >ekmd.pid; for _ in $(seq 200); do curl -fsS "http://127.0.0.1:'"$RPORT"'/healthz" >/dev/null 2>\&1 \&\& break; sleep 0.05; done|' \
+      -e 's|^\(ekmd .*\) &$|{ set +e; \1 \& echo $! >ekmd.pid; wait $!; echo $? >ekmd.rc; } \&\nfor _ in $(seq 200); do curl -fsS "http://127.0.0.1:'"$RPORT"'/healthz" >/dev/null 2>\&1 \&\& break; sleep 0.05; done|' \
       "$T/readme/block.sh"
 } >"$T/readme/run.sh"
 head -c 100000 /dev/urandom >"$T/readme/invoices.pdf"
@@ -118,4 +101,11 @@ rc=$?
 check "the README block runs, every command exiting 0 (rc $rc: $(tail -n 3 "$T/readme/err" | tr '\n' ' '))" test $rc -eq 0
 check "…the round trip returns the file" cmp -s "$T/readme/original.pdf" "$T/readme/invoices.pdf"
 check "…\`ekm token list\` as the owner lists the app token" grep -q "app" "$T/readme/out"
+# The README's ekmd (its output in the block's stderr): SIGTERM, exit status 0, no crash report.
+kill -TERM "$(cat "$T/readme/ekmd.pid")"
+for _ in $(seq 600); do [ -s "$T/readme/ekmd.rc" ] && break; sleep 0.05; done
+check "the README's ekmd exits 0 on SIGTERM (exit status: $(cat "$T/readme/ekmd.rc" 2>/dev/null || echo none))" \
+  test "$(cat "$T/readme/ekmd.rc" 2>/dev/null)" = 0
+check "…and it did run (its log)" grep -q "listening on" "$T/readme/err"
+absent "…and logged no crash report" "$T/readme/err" -E -e "$CRASH_PATTERN"
 summary

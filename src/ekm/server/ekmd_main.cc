@@ -158,6 +158,15 @@ int main(int argc, char** argv) {
                  "the least recently used are dropped and wiped first")
       ->check(CLI::Range(size_t{16}, size_t{100000000}))
       ->capture_default_str();
+  // --- issue13-procs ---
+  // The floor keeps the leases one process holds of a DK version (every lease taken stays
+  // until the key leaves the cache) at most 2^32 / 4096 = 2^20.
+  app.add_option("--nonce-lease-size", options.nonce_lease_size,
+                 "Messages of a data key version this process reserves in the store at once "
+                 "(one store write per lease; what a stopped process leaves of its lease is "
+                 "never used, out of the 2^32 messages of a version)")
+      ->check(CLI::Range(uint32_t{4096}, uint32_t{1} << 20))
+      ->capture_default_str();
 
   app.add_option_function<int64_t>(
          "--key-replacement-period",

@@ -1764,20 +1764,27 @@ class SqliteStore : public Store {
       std::string msg = err ? err : "unknown error";
       sqlite3_free(err);
       int code = sqlite3_errcode(db_);
-      if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
-        return UnavailableError("the database is busy: " + msg, "retry");
-      }
+      if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return BusyError();
       return InternalError("SQLite: " + msg);
     }
     return Status::Ok();
   }
 
+  // SQLite's "database is locked" once the busy timeout is over: another process (ekmd, ekm,
+  // a sqlite3 shell) kept the write lock all that time. Said in ekm's words, retryable; never
+  // SQLite's text, which names neither the store nor what to do (docs/operations.md).
+  Status BusyError() const {
+    return UnavailableError("the store " + path_ + " is busy: another process kept its write "
+                                "lock for " + std::to_string(kBusyTimeoutMs / 1000) + " s",
+                            "retry; if it lasts, look for a process that holds the database in "
+                            "a long transaction (a sqlite3 shell, a backup tool)")
+        .WithRetryAfter(1);
+  }
+
   Status Error(std::string_view what) {
     int code = sqlite3_errcode(db_);
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) return BusyError().WithContext(what);
     std::string msg = std::string(what) + ": " + sqlite3_errmsg(db_);
-    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
-      return UnavailableError("the database is busy (" + msg + ")", "retry");
-    }
     if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) return DataLossError(msg);
     return InternalError("SQLite " + msg);
   }

@@ -229,6 +229,33 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAgree) {
   EXPECT_EQ(dk->messages_reserved, 8u * 50 * 3);
 }
 
+// --- issue13-procs ---
+// A write that waits out the busy timeout (5 s) behind another process's write lock: retryable
+// `unavailable` in ekm's words, naming the store and what to do, never SQLite's "database is
+// locked" (which ekmd would pass on to its client); and the same write goes through once the
+// lock is released.
+TEST_F(SqliteStoreTest, AWriteLockHeldElsewhereIsUnavailableInEkmsWords) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  ASSERT_TRUE(store_->InsertDataKey(Dk(env->id, "orders", 1, 1)).ok());
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  Status busy = store_->ReserveMessages(env->id, "orders", 1, 10, 100).status();
+  EXPECT_EQ(busy.code(), StatusCode::kUnavailable) << busy.ToString();
+  EXPECT_NE(busy.message().find("the store " + path_ + " is busy"), std::string::npos)
+      << busy.ToString();
+  EXPECT_EQ(busy.ToString().find("locked"), std::string::npos) << busy.ToString();
+  EXPECT_NE(busy.hint().find("retry"), std::string::npos) << busy.ToString();
+  EXPECT_EQ(busy.retry_after_seconds(), 1);
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  auto after = store_->ReserveMessages(env->id, "orders", 1, 10, 100);
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(*after, 0u);  // the refused reservation took nothing
+}
+
 TEST_F(SqliteStoreTest, KillDashNineNeverLeavesHalfAHierarchy) {
   ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
   store_.reset();
