@@ -69,8 +69,12 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
     for (const auto& ek : eks) needed = needed || (ek.version < target && !ek.destroyed_at);
     if (!needed) return true;  // nothing under an older EK, and no old wrapping left
     bool created = false;
-    EKM_ASSIGN_OR_RETURN(Store::RepackJobRecord job,
-                         store_->BeginRepackJob(env.id, target, NowMs(), &created));
+    auto begun = store_->BeginRepackJob(env.id, target, NowMs(), &created);
+    if (!begun.ok()) {
+      if (MovedOn(begun.status())) continue;  // rotated again since the read above
+      return begun.status();
+    }
+    Store::RepackJobRecord job = std::move(begun).value();
     // The repack gauges hold this job's share while it runs, whichever way Run leaves.
     struct JobGauges {
       double done, total;

@@ -264,7 +264,8 @@ class Store {
   virtual StatusOr<std::vector<EnvironmentRecord>> ListEnvironmentsToRepack() = 0;
   // Begins (or resumes) the environment's repack towards `target`: the unfinished job, its
   // target moved on, or a new one; total = done + DKs still under older EKs (not destroyed).
-  // *created says whether a new job was begun.
+  // *created says whether a new job was begun. FailedPrecondition, and nothing changes, when
+  // `target` is no longer the environment's current EK.
   virtual StatusOr<RepackJobRecord> BeginRepackJob(int64_t environment_id, uint32_t target,
                                                    int64_t now_ms, bool* created) = 0;
   // Up to `limit` DKs under an EK older than `below` whose wrapping still exists, into `out`

@@ -851,6 +851,10 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     auto result = [&]() -> StatusOr<RepackJobRecord> {
+      // A repacker that read the environment before another finished its repack and rotated
+      // again must not leave a job for a superseded target behind (it would read "running"
+      // for ever): the target is checked inside the transaction.
+      EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
       int64_t left = 0;
       {
         EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> c,

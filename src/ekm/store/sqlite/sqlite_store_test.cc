@@ -889,6 +889,16 @@ TEST_F(SqliteStoreTest, DataKeysAreOnlyStoredUnderTheCurrentEnvironmentKey) {
   auto inv = store_->EnvironmentKeyInventory(env->id);
   ASSERT_TRUE(inv.ok());
   EXPECT_EQ((*inv)[0].data_keys, 1u) << "the row under destroyed v1 is still counted";
+
+  // A repacker that read v2 as current before the job above finished (and v3 was made) must
+  // not begin a job for v2: it would stay "running" for ever (CI caught this in the race test).
+  auto stale_job = store_->BeginRepackJob(env->id, 2, 7000, &created);
+  EXPECT_EQ(stale_job.status().code(), StatusCode::kFailedPrecondition)
+      << stale_job.status().ToString();
+  auto latest = store_->GetLatestRepackJob(env->id);
+  ASSERT_TRUE(latest.ok() && latest->has_value());
+  EXPECT_EQ((*latest)->state, "finished");
+  EXPECT_EQ((*latest)->target_ek_version, 3u);
 }
 
 }  // namespace
