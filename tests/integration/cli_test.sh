@@ -77,6 +77,18 @@ if [ -x /usr/bin/time ] && [ "$SANITIZED" = 0 ]; then
   check "decrypt 64 MiB in bounded memory ($(cat "$T/rss") KiB)" test "$(cat "$T/rss")" -lt 32768
 fi
 
+# Standard input from a regular file is mapped (from its current offset); from a pipe it is read.
+# Both give what decrypts to the input, whichever way the ciphertext is fed back.
+cat "$T/p1m" "$T/p1m" "$T/p1" >"$T/p2m"
+tail -c +1001 "$T/p2m" >"$T/p2m.rest"
+{ dd bs=1000 count=1 of=/dev/null status=none; "$EKM" --data-dir "$D" encrypt -w acme -e prod >"$T/off.ct"; } <"$T/p2m"
+check "encrypt from a file read past its start: the rest" cmp -s "$T/p2m.rest" <("$EKM" --data-dir "$D" decrypt -w acme -e prod <"$T/off.ct")
+{ "$EKM" --data-dir "$D" encrypt -w acme -e prod >"$T/whole.ct"; cat >"$T/after"; } <"$T/p2m"
+check "encrypt from a file leaves it read to its end" test -s "$T/whole.ct" -a ! -s "$T/after"
+cat "$T/p2m" | "$EKM" --data-dir "$D" encrypt -w acme -e prod >"$T/pipe.ct"
+check "encrypt from a pipe, decrypt from a pipe" cmp -s "$T/p2m" <(cat "$T/pipe.ct" | "$EKM" --data-dir "$D" decrypt -w acme -e prod)
+check "encrypt from a pipe, decrypt from a file" cmp -s "$T/p2m" <("$EKM" --data-dir "$D" decrypt -w acme -e prod <"$T/pipe.ct")
+
 echo -n "secret" | "$EKM" --data-dir "$D" encrypt -w acme -e prod -s orders >"$T/small.ct"
 expect_error "wrong workspace" 'belongs to workspace "acme"' -- "$EKM" --data-dir "$D" decrypt -w globex -e prod <"$T/small.ct"
 "$EKM" --data-dir "$D" decrypt -w globex -e prod <"$T/small.ct" >"$T/out" 2>"$T/err"

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,8 +16,16 @@
 
 namespace ekm::cli {
 
-// Fills `buf` with up to `capacity` bytes; 0 at end of input.
-using Source = std::function<StatusOr<size_t>(uint8_t* buf, size_t capacity)>;
+// Stream input. `read` fills `buf` with up to `capacity` bytes, 0 at end of input. When the
+// input is a regular file, `mapped` holds all of it as mapped memory, and the local backend seals
+// straight from the page cache: copying 256 MiB in with read(2) took half of `ekm encrypt`.
+struct Source {
+  std::function<StatusOr<size_t>(uint8_t* buf, size_t capacity)> read;
+  std::optional<ByteView> mapped;
+  // Called with each prefix of `mapped` that has been used, so the mapping's pages can leave
+  // the process's memory (a stream is encrypted in bounded memory, mapped or not).
+  std::function<void(size_t used)> release;
+};
 using Sink = std::function<Status(ByteView)>;
 
 class Backend {

@@ -1,12 +1,17 @@
+#include <algorithm>
 #include <vector>
 
+#include "ekm/base/worker_pool.h"
 #include "ekm/cli/backend.h"
 
 namespace ekm::cli {
 
 namespace {
 
-constexpr size_t kChunkSize = 256 * 1024;
+// Input is read in 1 MiB chunks: 16 default segments, sealed side by side on spare cores.
+constexpr size_t kChunkSize = 1024 * 1024;
+// Threads beside the CLI's own that seal segments: a file moves at the speed of the cores.
+constexpr size_t kMaxSealingThreads = 3;
 
 // Runs EkmService in this process on the data directory.
 class LocalBackend : public Backend {
@@ -42,6 +47,8 @@ class LocalBackend : public Backend {
                        bool text, const Source& source, const Sink& sink) override {
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> enc,
                          svc_->NewEncryptStream(ws, env, scope, text));
+    WorkerPool pool(WorkerPool::SpareCores(kMaxSealingThreads));
+    enc->SealSegmentsOn(&pool);
     return Pump(source, sink, [&](ByteView in, Bytes* out) { return enc->Update(in, out); },
                 [&](Bytes* out) { return enc->Finish(out); });
   }
@@ -157,14 +164,26 @@ class LocalBackend : public Backend {
  private:
   template <typename UpdateFn, typename FinishFn>
   static Status Pump(const Source& source, const Sink& sink, UpdateFn update, FinishFn finish) {
-    std::vector<uint8_t> in(kChunkSize);
     Bytes out;
-    for (;;) {
-      EKM_ASSIGN_OR_RETURN(size_t n, source(in.data(), in.size()));
-      if (n == 0) break;
+    const auto step = [&](ByteView in) -> Status {
       out.clear();
-      EKM_RETURN_IF_ERROR(update(ByteView(in.data(), n), &out));
-      if (!out.empty()) EKM_RETURN_IF_ERROR(sink(out));
+      EKM_RETURN_IF_ERROR(update(in, &out));
+      return out.empty() ? Status::Ok() : sink(out);
+    };
+    if (source.mapped) {
+      for (ByteView rest = *source.mapped; !rest.empty();) {
+        const size_t n = std::min(rest.size(), kChunkSize);
+        EKM_RETURN_IF_ERROR(step(rest.first(n)));
+        rest = rest.subspan(n);
+        if (source.release) source.release(source.mapped->size() - rest.size());
+      }
+    } else {
+      std::vector<uint8_t> in(kChunkSize);
+      for (;;) {
+        EKM_ASSIGN_OR_RETURN(size_t n, source.read(in.data(), in.size()));
+        if (n == 0) break;
+        EKM_RETURN_IF_ERROR(step(ByteView(in.data(), n)));
+      }
     }
     out.clear();
     EKM_RETURN_IF_ERROR(finish(&out));

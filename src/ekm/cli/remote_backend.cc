@@ -38,11 +38,11 @@ class RemoteBackend : public Backend {
   }
   Status EncryptStream(std::string_view ws, std::string_view env, std::string_view scope,
                        bool text, const Source& source, const Sink& sink) override {
-    return client_->EncryptStream(ws, env, scope, text, source, sink);
+    return client_->EncryptStream(ws, env, scope, text, source.read, sink);
   }
   Status DecryptStream(std::string_view ws, std::string_view env, const Source& source,
                        const Sink& sink) override {
-    return client_->DecryptStream(ws, env, source, sink);
+    return client_->DecryptStream(ws, env, source.read, sink);
   }
 
   StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view ws, std::string_view env) override {

@@ -285,20 +285,30 @@ class StreamEncoder : public EnvelopeEncoder {
     pending_.reserve(header_.segment_size * 2);
   }
 
+  // A full segment is sealed only once more input follows it (the last segment is flagged).
+  // Whole segments are sealed straight from `chunk`; only a tail shorter than a segment (or one
+  // that may be the last) is copied, into pending_.
   Status Update(ByteView chunk, Bytes* out) override {
     if (finished_) return FailedPreconditionError("encoder already finished");
     EKM_RETURN_IF_ERROR(EmitHeader(out));
-    pending_.insert(pending_.end(), chunk.begin(), chunk.end());
-    size_t pos = 0;
-    // Seal a full segment only once more input follows it: the last segment must be flagged.
-    while (pending_.size() - pos > header_.segment_size) {
-      EKM_RETURN_IF_ERROR(
-          SealSegment(ByteView(pending_.data() + pos, header_.segment_size), false, out));
-      pos += header_.segment_size;
+    const size_t segment = header_.segment_size;
+    if (!pending_.empty()) {
+      const size_t take = std::min(segment - pending_.size(), chunk.size());
+      pending_.insert(pending_.end(), chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(take));
+      chunk = chunk.subspan(take);
+      if (chunk.empty()) return Status::Ok();
+      EKM_RETURN_IF_ERROR(SealSegment(pending_, false, out));
+      pending_.clear();
     }
-    if (pos > 0) pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(pos));
+    if (chunk.empty()) return Status::Ok();
+    const size_t whole = (chunk.size() - 1) / segment;
+    EKM_RETURN_IF_ERROR(SealWholeSegments(chunk.first(whole * segment), out));
+    const ByteView tail = chunk.subspan(whole * segment);
+    pending_.assign(tail.begin(), tail.end());
     return Status::Ok();
   }
+
+  void SealSegmentsOn(WorkerPool* pool) override { pool_ = pool; }
 
   Status Finish(Bytes* out) override {
     if (finished_) return FailedPreconditionError("encoder already finished");
@@ -340,6 +350,44 @@ class StreamEncoder : public EnvelopeEncoder {
     return Status::Ok();
   }
 
+  // Seals plain.size() / segment_size non-last segments; on the pool when there is one (the
+  // binary form only: the text form's base64 runs through one carry).
+  Status SealWholeSegments(ByteView plain, Bytes* out) {
+    const size_t segment = header_.segment_size;
+    const size_t count = plain.size() / segment;
+    if (pool_ == nullptr || text_ || count < 2) {
+      for (size_t i = 0; i < count; ++i) {
+        EKM_RETURN_IF_ERROR(SealSegment(plain.subspan(i * segment, segment), false, out));
+      }
+      return Status::Ok();
+    }
+    if (count > UINT32_MAX - segment_index_) {
+      return ResourceExhaustedError("stream too long: more than 2^32 segments");
+    }
+    const size_t sealed_size = segment + kAesGcmTagSize;
+    const size_t at = out->size();
+    out->resize(at + count * sealed_size);
+    if (segment_aads_.size() < count) segment_aads_.resize(count, aad_);
+    std::vector<Status> results(count);
+    pool_->ParallelFor(count, [&](size_t i) {
+      const uint32_t index = segment_index_ + static_cast<uint32_t>(i);
+      uint8_t nonce[12];
+      SegmentNonce(index, false, nonce);
+      SetSegmentAad(segment_aads_[i], header_size_, index, false);
+      results[i] = AesGcmSeal(key_, ByteView(nonce, 12), segment_aads_[i],
+                              plain.subspan(i * segment, segment),
+                              out->data() + at + i * sealed_size);
+    });
+    for (Status& s : results) {
+      if (!s.ok()) {
+        out->resize(at);
+        return std::move(s);
+      }
+    }
+    segment_index_ += static_cast<uint32_t>(count);
+    return Status::Ok();
+  }
+
   // Binary output goes straight out; text output is base64url in whole 3-byte groups.
   void Emit(ByteView bytes, Bytes* out) {
     if (!text_) {
@@ -363,6 +411,8 @@ class StreamEncoder : public EnvelopeEncoder {
   Bytes pending_;
   Bytes carry_;
   Bytes scratch_;
+  WorkerPool* pool_ = nullptr;
+  std::vector<Bytes> segment_aads_;  // one AAD buffer per segment sealed side by side
 };
 
 StatusOr<std::unique_ptr<EnvelopeEncoder>> NewStreamEncoder(

@@ -24,6 +24,7 @@
 #include "ekm/base/bytes.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/base/status.h"
+#include "ekm/base/worker_pool.h"
 
 namespace ekm {
 
@@ -107,6 +108,11 @@ class EnvelopeEncoder {
   // Seals the last segment (empty if the input was empty) and appends the rest of the output;
   // the text form ends with a newline.
   virtual Status Finish(Bytes* out) = 0;
+  // Seals the whole segments of each Update side by side on `pool` (not owned; it must outlive
+  // the encoder's use). Segments are independent (own nonce and AAD), so the output is byte for
+  // byte the same; for a caller with cores to spare (the CLI moving a file), never for ekmd,
+  // where one tenant's stream must not take every core.
+  virtual void SealSegmentsOn(WorkerPool* pool) = 0;
 };
 
 // Decrypts either form, binary or text, fed in chunks, in bounded memory (a single-form body

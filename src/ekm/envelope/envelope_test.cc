@@ -246,6 +246,42 @@ TEST(EnvelopeTest, StreamEncoderChunkingDoesNotChangeSegmentation) {
   EXPECT_EQ(out, plain);
 }
 
+// Sealing segments side by side (the CLI's pool) must give the very bytes one thread gives, for
+// every way the input is chunked, including segment-exact sizes where the last segment is held.
+TEST(EnvelopeTest, StreamSealedOnAPoolIsByteForByteTheSame) {
+  auto key = Key();
+  const std::array<uint8_t, kStreamSaltSize> salt{7, 7, 7};
+  WorkerPool pool(3);
+  for (size_t size : {size_t{0}, size_t{4096}, size_t{5 * 4096}, size_t{5 * 4096 + 1},
+                      size_t{100000}}) {
+    Bytes plain(size);
+    ASSERT_TRUE(RandomBytes(plain).ok());
+    Bytes expected;
+    {
+      auto enc = EnvelopeEncoder::CreateForTest(kCtx, key, false, kMinSegmentSize, salt);
+      ASSERT_TRUE(enc.ok());
+      ASSERT_TRUE((*enc)->Update(plain, &expected).ok());
+      ASSERT_TRUE((*enc)->Finish(&expected).ok());
+    }
+    for (size_t chunk : {size_t{1000}, size_t{4096}, size_t{3 * 4096}, size_t{1 << 20}}) {
+      auto enc = EnvelopeEncoder::CreateForTest(kCtx, key, false, kMinSegmentSize, salt);
+      ASSERT_TRUE(enc.ok());
+      (*enc)->SealSegmentsOn(&pool);
+      Bytes ct;
+      for (size_t off = 0; off < plain.size(); off += chunk) {
+        ASSERT_TRUE(
+            (*enc)->Update(ByteView(plain).subspan(off, std::min(chunk, plain.size() - off)), &ct)
+                .ok());
+      }
+      ASSERT_TRUE((*enc)->Finish(&ct).ok());
+      ASSERT_EQ(ct, expected) << "size " << size << " chunk " << chunk;
+      Bytes out;
+      ASSERT_TRUE(Decode(key, ct, &out).ok());
+      ASSERT_EQ(out, plain);
+    }
+  }
+}
+
 TEST(EnvelopeTest, StreamReorderTruncateExtendFail) {
   auto key = Key();
   Bytes plain(3 * 4096 + 100);
