@@ -30,7 +30,7 @@ bash scripts/install-deps.sh --bench
 stamp "release build in $BUILD"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DEKM_BUILD_TESTS=OFF -DEKM_BUILD_BENCH=ON \
   -DCMAKE_EXE_LINKER_FLAGS=-fuse-ld=lld >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target ekmd ekm_library_bench ekm_key_cache_bench \
+cmake --build "$BUILD" -j"$(nproc)" --target ekmd ekm_cli ekm_library_bench ekm_key_cache_bench \
   ekm_repack_bench ekm_provider_calls_bench
 mkdir -p "$OUT"
 {
@@ -83,6 +83,11 @@ stamp "repack on SQLite: $REPACK_SIZES DKs"
 stamp "ekmd under wrk, beside nginx; cold start and memory"
 /usr/bin/python3 bench/load.py --build-dir "$BUILD" --out "$OUT/load.json" \
   --duration "$WRK_SECONDS" --environments "$ENVS"
+
+stamp "the CLI: ekm encrypt and decrypt of a 256 MiB file, beside openssl speed"
+CLI_ROUNDS=7
+[ "$QUICK" = 1 ] && CLI_ROUNDS=1
+bash bench/cli_throughput.sh "$BUILD/ekm" 256 "$CLI_ROUNDS" | tee "$OUT/cli_throughput.md"
 
 stamp "report"
 DOC_ARGS=()

@@ -153,6 +153,19 @@ int main(int argc, char** argv) {
                  "[env: EKM_AWS_CA_FILE]")
       ->envname("EKM_AWS_CA_FILE")
       ->check(CLI::ExistingFile);
+  // Whole seconds on the command line; the provider takes milliseconds.
+  int aws_call_timeout = static_cast<int>(options.aws.call_timeout.count() / 1000);
+  int aws_call_deadline = static_cast<int>(options.aws.call_deadline.count() / 1000);
+  app.add_option("--aws-call-timeout", aws_call_timeout,
+                 "Seconds one HTTP exchange with AWS KMS may take (connect, send, answer)")
+      ->check(CLI::Range(1, 120))
+      ->capture_default_str();
+  app.add_option("--aws-call-deadline", aws_call_deadline,
+                 "Seconds all attempts of one AWS KMS call may take together, retries of "
+                 "throttling, 5xx and network errors included; past it the request gets 503 + "
+                 "Retry-After")
+      ->check(CLI::Range(1, 600))
+      ->capture_default_str();
   app.add_option("--key-cache-max-entries", options.key_cache_max_entries,
                  "Most unwrapped keys held in memory (each of: environment keys, data keys); "
                  "the least recently used are dropped and wiped first")
@@ -299,6 +312,14 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   options.key_cache_ttl = std::chrono::seconds(ttl);
+  if (aws_call_deadline < aws_call_timeout) {
+    std::fprintf(stderr, "ekmd: error: --aws-call-deadline (%d s) is shorter than "
+                         "--aws-call-timeout (%d s): make the deadline at least one attempt long\n",
+                 aws_call_deadline, aws_call_timeout);
+    return 2;
+  }
+  options.aws.call_timeout = std::chrono::seconds(aws_call_timeout);
+  options.aws.call_deadline = std::chrono::seconds(aws_call_deadline);
 
   // --- issue5-C ---
   if (log_format == "json") {
