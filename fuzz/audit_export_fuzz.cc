@@ -3,9 +3,9 @@
 // Lines with a "format" member go to the checkpoint parser, the others to the record parser.
 // Contract checks: an accepted record or checkpoint re-exports to JSON that parses back to the
 // same export (round trip); every rejection is kInvalidArgument with a printable message; and
-// the accepted records, re-chained by the library (ChainAuditRecord, per chain in input order),
-// verify clean — the positive control for the verifier, which must find problems in the
-// records as given whenever they are not a chain (it is run on them too, without a key).
+// the accepted records, re-chained by the library (workspace = chain, ChainAuditRecord per chain
+// in input order), verify clean (the verifier's positive control), and the records as given
+// verify clean only if they are exactly that chain (its negative control).
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -69,10 +69,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       records.push_back(std::move(*r));
     }
   }
-  (void)ekm::VerifyAuditLog(records, checkpoints, nullptr);
+  const ekm::AuditVerifyReport as_given = ekm::VerifyAuditLog(records, checkpoints, nullptr);
 
+  // The records as ekm would have written them: workspace = chain, chained in input order.
+  const std::vector<ekm::LifecycleEventRecord> original = records;
   std::map<std::string, std::pair<int64_t, ekm::Bytes>> heads;
   for (auto& r : records) {
+    r.workspace = r.chain;
     auto& [seq, hash] = heads[r.chain];
     if (seq == 0) hash = ekm::Bytes(ekm::kAuditHashSize, 0);
     ekm::ChainAuditRecord(r, seq, hash);
@@ -81,5 +84,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const ekm::AuditVerifyReport rechained = ekm::VerifyAuditLog(records, {}, nullptr);
   if (!rechained.ok()) __builtin_trap();
+  // Negative control: records that differ from the chain ekm would write must not verify.
+  bool differs = false;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const auto& a = original[i];
+    const auto& b = records[i];
+    if (a.workspace != b.workspace || a.seq != b.seq || a.prev_hash != b.prev_hash ||
+        a.hash != b.hash) {
+      differs = true;
+    }
+  }
+  if (differs && as_given.ok()) __builtin_trap();
   return 0;
 }
