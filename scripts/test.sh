@@ -105,16 +105,38 @@ if [ "${EKM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
       return 1
     fi
   }
-  for t in $targets; do
+  fuzz_target() { # target: replay, bounded run, summary line; output to its .out file
+    local t=$1 log="build/fuzz/logs/$1.run.log"
     mkdir -p "build/fuzz/corpus/$t"
-    fuzz_run "$t" replay -runs=0 "fuzz/corpus/$t"
+    fuzz_run "$t" replay -runs=0 "fuzz/corpus/$t" || return 1
     fuzz_run "$t" run -max_total_time="$FUZZ_SECONDS" -timeout=30 -rss_limit_mb=2048 \
-      -print_final_stats=1 "build/fuzz/corpus/$t" "fuzz/corpus/$t"
+      -print_final_stats=1 "build/fuzz/corpus/$t" "fuzz/corpus/$t" || return 1
     printf '  %-28s seeds %4s  %10s execs  cov %5s  ft %6s  corpus %s\n' "$t" \
       "$(find "fuzz/corpus/$t" -type f | wc -l)" \
-      "$(sed -n 's/^stat::number_of_executed_units: *//p' "build/fuzz/logs/$t.run.log")" \
-      "$(grep -o 'cov: [0-9]*' "build/fuzz/logs/$t.run.log" | tail -1 | cut -d' ' -f2)" \
-      "$(grep -o 'ft: [0-9]*' "build/fuzz/logs/$t.run.log" | tail -1 | cut -d' ' -f2)" \
-      "$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' "build/fuzz/logs/$t.run.log" | tail -1 | cut -d' ' -f2)"
+      "$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")" \
+      "$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)" \
+      "$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)" \
+      "$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)"
+  }
+  # $JOBS targets at a time (each libFuzzer run is one process on one core).
+  fuzz_failed=0
+  # shellcheck disable=SC2086
+  set -- $targets
+  while [ $# -gt 0 ]; do
+    batch=()
+    while [ $# -gt 0 ] && [ ${#batch[@]} -lt "$JOBS" ]; do
+      batch+=("$1")
+      shift
+    done
+    pids=()
+    for t in "${batch[@]}"; do
+      fuzz_target "$t" >"build/fuzz/logs/$t.out" 2>&1 &
+      pids+=($!)
+    done
+    for i in "${!batch[@]}"; do
+      wait "${pids[$i]}" || fuzz_failed=1
+      cat "build/fuzz/logs/${batch[$i]}.out"
+    done
   done
+  [ "$fuzz_failed" = 0 ]
 fi
