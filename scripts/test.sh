@@ -88,10 +88,55 @@ if [ "${EKM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
   # shellcheck disable=SC2086
   cmake --build build/fuzz -j"$JOBS" --target $targets
   stage "fuzz corpus replay and ${FUZZ_SECONDS}s runs"
-  for t in $targets; do
+  # Every run's whole libFuzzer output goes to build/fuzz/logs/<target>.{replay,run}.log; one
+  # summary line per target is printed, and a failing run (crash, sanitizer report, leak, timeout)
+  # prints its whole log and fails the stage; the failing input is saved beside the log
+# (build/fuzz/logs/<target>.crash-*). UB aborts (-fno-sanitize-recover=all in the build).
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:allocator_may_return_null=1
+  rm -rf build/fuzz/logs
+  mkdir -p build/fuzz/logs
+  fuzz_run() { # target kind args...: runs one libFuzzer invocation, logging; fails on failure
+    local t=$1 kind=$2 log="build/fuzz/logs/$1.$2.log"
+    shift 2
+    if ! "build/fuzz/fuzz/$t" -artifact_prefix="build/fuzz/logs/$t." "$@" >"$log" 2>&1; then
+      echo "FUZZ FAILURE: $t ($kind), whole log $log:"
+      cat "$log"
+      return 1
+    fi
+  }
+  fuzz_target() { # target: replay, bounded run, summary line; output to its .out file
+    local t=$1 log="build/fuzz/logs/$1.run.log"
     mkdir -p "build/fuzz/corpus/$t"
-    "build/fuzz/fuzz/$t" -runs=0 "fuzz/corpus/$t" 2>&1 | tail -1
-    "build/fuzz/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=0 \
-      "build/fuzz/corpus/$t" "fuzz/corpus/$t" 2>&1 | tail -1
+    fuzz_run "$t" replay -runs=0 "fuzz/corpus/$t" || return 1
+    fuzz_run "$t" run -max_total_time="$FUZZ_SECONDS" -timeout=30 -rss_limit_mb=2048 \
+      -print_final_stats=1 "build/fuzz/corpus/$t" "fuzz/corpus/$t" || return 1
+    printf '  %-28s seeds %4s  %10s execs  cov %5s  ft %6s  corpus %s\n' "$t" \
+      "$(find "fuzz/corpus/$t" -type f | wc -l)" \
+      "$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")" \
+      "$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)" \
+      "$(grep -o 'ft: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)" \
+      "$(grep -o 'corp: [0-9]*/[0-9]*[a-zA-Z]*' "$log" | tail -1 | cut -d' ' -f2)"
+  }
+  # $JOBS targets at a time (each libFuzzer run is one process on one core).
+  fuzz_failed=0
+  # shellcheck disable=SC2086
+  set -- $targets
+  while [ $# -gt 0 ]; do
+    batch=()
+    while [ $# -gt 0 ] && [ ${#batch[@]} -lt "$JOBS" ]; do
+      batch+=("$1")
+      shift
+    done
+    pids=()
+    for t in "${batch[@]}"; do
+      fuzz_target "$t" >"build/fuzz/logs/$t.out" 2>&1 &
+      pids+=($!)
+    done
+    for i in "${!batch[@]}"; do
+      wait "${pids[$i]}" || fuzz_failed=1
+      cat "build/fuzz/logs/${batch[$i]}.out"
+    done
   done
+  [ "$fuzz_failed" = 0 ]
 fi

@@ -175,7 +175,12 @@ StatusOr<AuditCheckpoint> ParseAuditCheckpointJson(const nlohmann::json& j) {
   if (!j.is_object()) return InvalidArgumentError("a checkpoint must be a JSON object");
   EKM_ASSIGN_OR_RETURN(std::string format, StringField(j, "format"));
   if (format != kCheckpointFormat) {
-    return InvalidArgumentError("unknown checkpoint format \"" + format + "\"",
+    // Quoted from an auditor's file: at most 64 characters, anything not printable ASCII as '?'.
+    std::string shown = format.substr(0, 64);
+    for (char& ch : shown) {
+      if (ch < 0x20 || ch > 0x7E) ch = '?';
+    }
+    return InvalidArgumentError("unknown checkpoint format \"" + shown + "\"",
                                 "expected " + std::string(kCheckpointFormat));
   }
   AuditCheckpoint c;

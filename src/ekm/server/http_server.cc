@@ -28,6 +28,7 @@
 #include "ekm/server/http_errors.h"
 #include "ekm/server/log_format.h"
 #include "ekm/server/rate_limiter.h"
+#include "ekm/server/request_framing.h"
 #include "ekm/server/routes.h"
 
 namespace ekm {
@@ -175,35 +176,6 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 std::string_view View(beast::string_view v) { return std::string_view(v.data(), v.size()); }
-
-// Whether a request's body framing is one this server reads exactly as every proxy in front of
-// it would (RFC 9112 §6.1): a Transfer-Encoding other than a single "chunked" (an unknown
-// coding, "chunked, identity", a second header) could be read as "no body" here and as a body
-// elsewhere, and the body would then run as the next request (request smuggling).
-Status CheckFraming(const http::request_parser<http::buffer_body>& parser) {
-  const auto& req = parser.get();
-  auto [first, last] = req.equal_range(http::field::transfer_encoding);
-  if (first == last) return Status::Ok();
-  const std::string hint =
-      "send the body with Content-Length, or with the single header Transfer-Encoding: chunked";
-  if (std::next(first) != last) {
-    return InvalidArgumentError("the request has more than one Transfer-Encoding header", hint);
-  }
-  std::string_view value = View(first->value());
-  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-  if (!EqualsIgnoreCase(value, "chunked")) {
-    std::string shown(value.substr(0, 64));
-    return InvalidArgumentError("Transfer-Encoding \"" + shown + "\" is not supported: only "
-                                "\"chunked\" is",
-                                hint);
-  }
-  if (req.version() < 11) {
-    return InvalidArgumentError("an HTTP/1.0 request cannot use Transfer-Encoding",
-                                "use HTTP/1.1, or send the body with Content-Length");
-  }
-  return Status::Ok();
-}
 
 // Whether a header's comma-separated list names `token` (case-insensitive).
 bool ListHas(std::string_view list, std::string_view token) {
@@ -571,9 +543,8 @@ class HttpServer::Impl {
     for (;;) {
       conn.busy = false;
       if (stopping_) break;
-      http::request_parser<http::buffer_body> parser;
-      parser.header_limit(16 * 1024);
-      parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+      RequestParser parser;  // request_framing.h: its limits and CheckFraming
+      ConfigureRequestParser(parser);
       beast::get_lowest_layer(stream).expires_after(options_.read_timeout);
       beast::error_code ec;
       co_await http::async_read_header(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
