@@ -91,7 +91,7 @@ if [ "${EKM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
   # Every run's whole libFuzzer output goes to build/fuzz/logs/<target>.{replay,run}.log; one
   # summary line per target is printed, and a failing run (crash, sanitizer report, leak, timeout)
   # prints its whole log and fails the stage; the failing input is saved beside the log
-# (build/fuzz/logs/<target>.crash-*). UB aborts (-fno-sanitize-recover=all in the build).
+  # (build/fuzz/logs/<target>.crash-*). UB aborts (-fno-sanitize-recover=all in the build).
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
   export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:allocator_may_return_null=1
   rm -rf build/fuzz/logs
