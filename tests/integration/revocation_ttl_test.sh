@@ -8,6 +8,8 @@
 #   2. AWS KMS times out, resets connections, then refuses connections (the fault proxy, then the
 #      proxy stopped): once the TTL has run out, every request answers 503 + Retry-After within
 #      --aws-call-deadline plus a bound (no request hangs), and the status says "degraded".
+# Between the two, the 24 h rule at ekmd's default period over HTTP: two first "Update key" of
+# one environment sent at once (one wins, the other is refused), then a replacement refused.
 #   revocation_ttl_test.sh EKM_BINARY EKMD_BINARY SOURCE_DIR
 set -uo pipefail
 EKM=$1
@@ -25,6 +27,7 @@ fault() { curl -fsS -X POST -d "$1" "$PROXY/__fault__" >/dev/null; }
 fault_clear() { curl -fsS -X POST "$PROXY/__fault__/clear" >/dev/null; }
 
 MAIN_ARN=$(json "$T/setup.json" "d['keys']['main']['arn']")
+ROT_ARN=$(json "$T/setup.json" "d['keys']['rotating']['arn']")
 mapfile -t AS_PLATFORM < <(creds ekm-platform)
 mapfile -t AS_ADMIN < <(creds ekm-admin)
 TTL=2
@@ -118,6 +121,46 @@ check "restored: key validate ends the backoff" env EKM_TOKEN="$KM_TOKEN" "$EKM"
 every_path_reads "restored"
 env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" --json environment status -w acme -e prod >"$T/st.json"
 check "restored: status healthy" test "$(json "$T/st.json" "d['state']")" = healthy
+
+# --- the 24 h rule at ekmd's default period, and two first key sets racing ---------------
+# The first customer key of an environment starts the period; two "Update key" sent at once
+# must not both pass: exactly one is set, the other is told about the period.
+R=/v1/workspaces/acme/environments/race
+owner_api() { curl -sS -o "$T/o.json" -w '%{http_code}' -H "Authorization: Bearer $OWNER_TOKEN" \
+  -H 'Content-Type: application/json' -X POST --data-binary "$2" "$S$1"; }
+check "race: environment created" test "$(owner_api /v1/workspaces/acme/environments '{"name":"race"}')" = 201
+echo -n "race data" | app encrypt -w acme -e race --text >"$T/race.ct" || fail "race: encrypt"
+put_key() {  # ARN OUT: Update key as the key-manager; status in OUT.code, body in OUT
+  curl -sS -o "$2" -w '%{http_code}' -H "Authorization: Bearer $KM_TOKEN" \
+    -H 'Content-Type: application/json' -X PUT --data-binary "{\"aws_kms_arn\":\"$1\"}" \
+    "$S$R/key" >"$2.code"
+}
+put_key "$MAIN_ARN" "$T/race1" &
+p1=$!
+put_key "$ROT_ARN" "$T/race2" &
+p2=$!
+wait "$p1" "$p2"
+codes=$( (cat "$T/race1.code"; echo; cat "$T/race2.code"; echo) | sort | tr '\n' ' ')
+check "race: one Update key wins, the other is refused (${codes})" test "$codes" = "200 409 "
+loser=$T/race1; winner_arn=$ROT_ARN
+[ "$(cat "$T/race1.code")" = 200 ] && { loser=$T/race2; winner_arn=$MAIN_ARN; }
+# The loser either saw the winner's change when it began (the period) or when it was written (the
+# store's check inside the transaction): a clear refusal either way, never a second key.
+check "race: the refusal says why ($(json "$loser" "d['error']['message']"))" \
+  test "$(json "$loser" "d['error']['code'] == 'failed_precondition' and ('may be replaced once per 24 h' in d['error']['message'] or 'changed while this change was being made' in d['error']['message'])")" = true
+curl -sS -o "$T/k.json" -H "Authorization: Bearer $KM_TOKEN" "$S$R/key"
+check "race: the winner's key is the environment's" test "$(json "$T/k.json" "d['cmk']['key_id']")" = "$winner_arn"
+other_arn=$MAIN_ARN; [ "$winner_arn" = "$MAIN_ARN" ] && other_arn=$ROT_ARN
+put_key "$other_arn" "$T/race3"
+check "race: a replacement afterwards is refused by the period ($(cat "$T/race3.code"))" \
+  test "$(cat "$T/race3.code"):$(json "$T/race3" "'may be replaced once per 24 h' in d['error']['message'] and 'next replacement is allowed at' in d['error']['message'] and 'emergency' in d['error']['hint']")" = 409:true
+for _ in $(seq 100); do
+  curl -sS -o "$T/rp.json" -H "Authorization: Bearer $KM_TOKEN" "$S$R/repack"
+  [ "$(json "$T/rp.json" "d['state']")" = finished ] && break
+  sleep 0.1
+done
+check "race: the repack finished ($(json "$T/rp.json" "d['state']"))" test "$(json "$T/rp.json" "d['state']")" = finished
+check "race: data from before decrypts" grep -q "race data" <(app decrypt -w acme -e race <"$T/race.ct")
 
 # --- 2. outages: timeout, reset, refused --------------------------------------------------
 outage() {  # LABEL: after the TTL, every request 503 + Retry-After within the deadline
