@@ -12,9 +12,11 @@ Control endpoint (same port, never forwarded or counted):
   POST /__fault__        {"target": "TrentService.Decrypt" | "*", "kind": KIND,
                           "count": N (matching requests that get it; -1 = forever; default 1),
                           "delay_ms": D (for "timeout"), "message": optional override,
-                          "status": optional HTTP status override}
+                          "status": optional HTTP status override,
+                          "key": optional text: only requests whose KeyId contains it}
   GET  /__fault__        the armed faults, with what is left of their counts
-  POST /__fault__/clear  disarms every fault and zeroes the counters
+  POST /__fault__/clear  disarms every fault and zeroes the counters; with a body
+                         {"key": K}, disarms only the faults armed with that "key"
   GET  /__fault__/stats  {"requests": {target: n}, "faulted": {target: n},
                           "forwarded": {target: n}}
 A request's target is its X-Amz-Target header (JSON protocols: "TrentService.Encrypt"), or for
@@ -92,10 +94,12 @@ class State:
         self.faults = []
         self.requests, self.faulted, self.forwarded = {}, {}, {}
 
-    def take_fault(self, target):
+    def take_fault(self, target, key_id=""):
         with self.lock:
             self.requests[target] = self.requests.get(target, 0) + 1
             for f in self.faults:
+                if f.get("key") and f["key"] not in key_id:
+                    continue  # a fault for one key only (one tenant's CMK)
                 if f["count"] != 0 and f["target"] in ("*", target):
                     if f["count"] > 0:
                         f["count"] -= 1
@@ -186,7 +190,7 @@ def make_handler(args, state, setup):
             if self.path.startswith("/__fault__"):
                 return self.control(body)
             target, form = self.target_of(body)
-            fault = state.take_fault(target)
+            fault = state.take_fault(target, self.key_id_of(body))
             if fault is not None:
                 kind = fault["kind"]
                 if kind == "reset":
@@ -196,6 +200,14 @@ def make_handler(args, state, setup):
                 else:
                     return self.send_fault(fault, target, body, form)
             self.forward(target, body, form)
+
+        def key_id_of(self, body):
+            """The KeyId of a JSON-protocol request ("" when there is none)."""
+            try:
+                key = json.loads(body).get("KeyId", "") if body else ""
+            except (ValueError, AttributeError):
+                return ""
+            return key if isinstance(key, str) else ""
 
         def target_of(self, body):
             """Returns (target, form fields of a query-protocol request or None)."""
@@ -321,6 +333,8 @@ def make_handler(args, state, setup):
                         fault["message"] = str(spec["message"])
                     if spec.get("status") is not None:
                         fault["status"] = int(spec["status"])
+                    if spec.get("key"):
+                        fault["key"] = str(spec["key"])
                 except (ValueError, KeyError, TypeError) as e:
                     return self.send_json(400, {"error": f"bad fault spec: {e!r}"})
                 with state.lock:
@@ -330,6 +344,14 @@ def make_handler(args, state, setup):
                 with state.lock:
                     return self.send_json(200, {"faults": list(state.faults)})
             if path == "/__fault__/clear" and self.command == "POST":
+                try:
+                    only_key = json.loads(body or b"{}").get("key")
+                except (ValueError, AttributeError):
+                    only_key = None
+                if only_key:
+                    with state.lock:
+                        state.faults[:] = [f for f in state.faults if f.get("key") != only_key]
+                    return self.send_json(200, {"cleared": True, "key": only_key})
                 with state.lock:
                     state.faults.clear()
                     state.requests.clear()
