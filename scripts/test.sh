@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test: the Release build a user makes, the AddressSanitizer + UndefinedBehaviorSanitizer build,
+# a ThreadSanitizer build of the concurrency tests,
 # and the fuzz targets (corpus replay plus a short bounded run each).
 #
 #   bash scripts/test.sh
 #
-# Environment: EKM_FUZZ_SECONDS (default 6) per fuzz target; EKM_TEST_SKIP_ASAN=1 and
-# EKM_TEST_SKIP_FUZZ=1 for a quicker local loop.
+# Environment: EKM_FUZZ_SECONDS (default 6) per fuzz target; EKM_TEST_SKIP_ASAN=1,
+# EKM_TEST_SKIP_TSAN=1 and EKM_TEST_SKIP_FUZZ=1 for a quicker local loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=$(nproc)
@@ -77,6 +78,20 @@ if [ "${EKM_TEST_SKIP_ASAN:-0}" != 1 ]; then
   stage "sanitizer tests"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build/asan --output-on-failure -j"$TEST_JOBS" -E '_corpus$'
+fi
+
+if [ "${EKM_TEST_SKIP_TSAN:-0}" != 1 ]; then
+  stage "thread sanitizer build (the concurrency tests)"
+  # Only the library and the tests with threads of their own (EKM_TSAN_TESTS in CMakeLists.txt,
+  # label tsan), at -O1 with assertions on: TSan's report is what they are run for.
+  cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+    -DEKM_TSAN=ON -DEKM_BUILD_BENCH=OFF "${LINK[@]}" >/dev/null
+  cmake --build build/tsan -j"$JOBS" --target ekm_tsan_tests
+  stage "thread sanitizer tests"
+  # halt_on_error: the first data race or lock-order inversion fails the test, its report in
+  # the log (--output-on-failure).
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:exitcode=66 \
+    ctest --test-dir build/tsan --output-on-failure -j"$JOBS" -L tsan
 fi
 
 if [ "${EKM_TEST_SKIP_FUZZ:-0}" != 1 ]; then
