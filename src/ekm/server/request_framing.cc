@@ -31,6 +31,15 @@ void ConfigureRequestParser(RequestParser& parser) {
 
 Status CheckFraming(const RequestParser& parser) {
   const auto& req = parser.get();
+  size_t fields = 0;
+  for (auto it = req.begin(); it != req.end(); ++it) {
+    if (++fields > kMaxRequestHeaderFields) {
+      return InvalidArgumentError(
+          "the request has more than " + std::to_string(kMaxRequestHeaderFields) +
+              " header fields",
+          "send fewer headers (ekm needs Authorization, Content-Type and Content-Length)");
+    }
+  }
   auto [first, last] = req.equal_range(http::field::transfer_encoding);
   if (first == last) return Status::Ok();
   const std::string hint =
