@@ -59,7 +59,7 @@ ADMIN_ID=$(cut -d_ -f2 <<<"$ADMIN")
 R "$AUDITOR" --json audit list -w acme -t token.created >"$T/created.jsonl" 2>"$T/err" ||
   fail "audit list: $(cat "$T/err")"
 check "acme's chain shows the recovery: the admin, the role, the token id, never the secret" \
-  python3 - "$T/created.jsonl" "$ADMIN_ID" "$(cut -d_ -f2 <<<"$OWNER3")" "${OWNER3##*_}" <<'PY'
+  python3 - "$T/created.jsonl" "$ADMIN_ID" "$(cut -d_ -f2 <<<"$OWNER3")" "${OWNER3:21}" <<'PY'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]
 last = recs[-1]

@@ -565,6 +565,13 @@ class SqliteStore : public Store {
   }
 
   StatusOr<std::string> PutStoreMetaOnceLocked(std::string_view name, std::string_view value) {
+    // Read first: every process opening the store asks, and an INSERT would take the write lock
+    // each time (a read-only `ekm workspace list` waited for a busy writer, and failed after
+    // the busy timeout).
+    {
+      EKM_ASSIGN_OR_RETURN(std::optional<std::string> stored, StoreMetaLocked(name));
+      if (stored) return *stored;
+    }
     {
       EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
                            Prepare("INSERT INTO store_meta (name, value) VALUES (?, ?) ON "

@@ -256,6 +256,23 @@ TEST_F(SqliteStoreTest, AWriteLockHeldElsewhereIsUnavailableInEkmsWords) {
   EXPECT_EQ(*after, 0u);  // the refused reservation took nothing
 }
 
+// Every process that opens the store binds its audit signing key with PutStoreMetaOnce. Once the
+// value is there that is a read: it never waits for (or fails behind) another process's write
+// lock, so read-only commands run beside a busy writer (a CI run saw `ekm key rotate` fail
+// "storing the store's metadata: ... busy" while ekmd and four other processes wrote).
+TEST_F(SqliteStoreTest, StoreMetaAlreadyBoundIsReadWithoutTheWriteLock) {
+  auto first = store_->PutStoreMetaOnce("probe", "one");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto again = store_->PutStoreMetaOnce("probe", "two");
+  ASSERT_EQ(sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(*again, "one");  // the first value stays bound
+}
+
 TEST_F(SqliteStoreTest, KillDashNineNeverLeavesHalfAHierarchy) {
   ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
   store_.reset();
