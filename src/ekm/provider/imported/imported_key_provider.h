@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "ekm/provider/imported/import_unwrap.h"
 #include "ekm/provider/key_provider.h"
 #include "ekm/store/store.h"
 
@@ -22,7 +23,6 @@ namespace ekm {
 
 inline constexpr std::string_view kImportedProviderName = "imported";
 inline constexpr std::string_view kImportedKeyIdPrefix = "imported:";
-inline constexpr size_t kImportedMaterialSize = 32;
 
 // The key id of `material` (public: a one-way fingerprint).
 StatusOr<std::string> ImportedKeyId(const SecretBytes& material);

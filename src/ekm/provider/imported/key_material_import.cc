@@ -1,11 +1,8 @@
 #include "ekm/provider/imported/key_material_import.h"
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/rsa.h>
 #include <openssl/sha.h>
 
 #include "ekm/base/clock.h"
@@ -18,15 +15,8 @@ namespace ekm {
 
 namespace {
 
-constexpr size_t kTokenSize = 32;
-constexpr size_t kRsaBits = 4096;
-constexpr size_t kRsaCiphertextSize = kRsaBits / 8;
-
 struct BioDeleter {
   void operator()(BIO* b) const { BIO_free(b); }
-};
-struct PkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }  // NOLINT(grep-lint): the deleter
 };
 
 Bytes Sha256(ByteView in) {
@@ -57,13 +47,6 @@ Status WrongWrapping(int64_t attempt) {
 
 }  // namespace
 
-std::string ImportOpensslCommands(std::string_view dir) {
-  std::string d(dir);
-  return "openssl rand -out material.bin 32 && openssl pkeyutl -encrypt -pubin -inkey " + d +
-         "/wrapping-key.pem -in material.bin -out material.wrapped -pkeyopt "
-         "rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256";
-}
-
 StatusOr<ImportParameters> CreateImportParameters(Store& store, KeyProvider& platform,
                                                   const EnvironmentRecord& env, int64_t now,
                                                   int64_t lifetime_seconds) {
@@ -73,7 +56,7 @@ StatusOr<ImportParameters> CreateImportParameters(Store& store, KeyProvider& pla
                                     std::to_string(lifetime_seconds) + " seconds",
                                 "pass --expires-in between 1m and 7d (default 24h)");
   }
-  OsslPtr<EVP_PKEY> pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", kRsaBits));
+  OsslPtr<EVP_PKEY> pkey(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", kImportWrappingKeyBits));
   if (!pkey) return OsslError("generating an RSA-4096 wrapping key");
 
   std::unique_ptr<BIO, BioDeleter> bio(BIO_new(BIO_s_mem()));
@@ -91,7 +74,7 @@ StatusOr<ImportParameters> CreateImportParameters(Store& store, KeyProvider& pla
   uint8_t* p = der.MutableForCrypto().data();
   if (i2d_PrivateKey(pkey.get(), &p) != der_len) return OsslError("encoding the wrapping private key");
 
-  EKM_ASSIGN_OR_RETURN(SecretBytes token, RandomSecret(kTokenSize));
+  EKM_ASSIGN_OR_RETURN(SecretBytes token, RandomSecret(kImportTokenSize));
   out.import_token = Base64UrlEncode(token.RevealForCrypto());
   out.expires_at = now + lifetime_seconds;
 
@@ -111,19 +94,9 @@ StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
                                            const EnvironmentRecord& env,
                                            ByteView wrapped_material,
                                            std::string_view import_token, int64_t now) {
-  // The token as the admin saved it, maybe with a trailing newline.
-  while (!import_token.empty() &&
-         (import_token.back() == '\n' || import_token.back() == '\r' || import_token.back() == ' ')) {
-    import_token.remove_suffix(1);
-  }
-  auto raw = Base64UrlDecode(import_token);
-  if (!raw.ok() || raw->size() != kTokenSize) {
-    return InvalidArgumentError("the import token is malformed (expected 43 base64url "
-                                "characters, as written to DIR/import-token)",
-                                "pass the import-token file written by " + ParamsCommand(env));
-  }
-  Bytes hash = Sha256(*raw);
-  OPENSSL_cleanse(raw->data(), raw->size());
+  EKM_ASSIGN_OR_RETURN(Bytes hash,
+                       ImportTokenHash(import_token, "pass the import-token file written by " +
+                                                         ParamsCommand(env)));
 
   EKM_ASSIGN_OR_RETURN(std::optional<Store::ImportParamsRecord> params,
                        store.GetImportParams(env.id));
@@ -156,13 +129,7 @@ StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
   }
 
   // The size of the upload is public: checked before any attempt is counted.
-  if (wrapped_material.size() != kRsaCiphertextSize) {
-    return InvalidArgumentError(
-        "the wrapped key material is " + std::to_string(wrapped_material.size()) +
-            " bytes; an RSA-4096 ciphertext is exactly 512 bytes",
-        "upload the binary output of: " + ImportOpensslCommands("DIR") +
-            " (material.wrapped, not material.bin, and not base64 text)");
-  }
+  EKM_RETURN_IF_ERROR(CheckWrappedMaterialSize(wrapped_material));
   // Counted before the private key is used, atomically in the store: at most
   // kMaxImportAttempts unwraps per token, whichever processes try.
   auto attempt = store.TakeImportAttempt(env.id, params->token_sha256, kMaxImportAttempts);
@@ -177,25 +144,11 @@ StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
   EKM_ASSIGN_OR_RETURN(SecretBytes der,
                        UnsealSecret(platform, params->sealed_private_key,
                                     ImportWrappingKeySealContext(env.workspace, env.name)));
-  const uint8_t* p = der.RevealForCrypto().data();
-  OsslPtr<EVP_PKEY> pkey(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(der.size())));
-  if (!pkey) return OsslError("reading the sealed wrapping private key");
-
-  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr));
-  if (!ctx) return OsslError("EVP_PKEY_CTX_new_from_pkey");
-  EKM_OSSL_CHECK(EVP_PKEY_decrypt_init(ctx.get()), "RSA decrypt init");
-  EKM_OSSL_CHECK(EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_OAEP_PADDING), "RSA OAEP");
-  EKM_OSSL_CHECK(EVP_PKEY_CTX_set_rsa_oaep_md(ctx.get(), EVP_sha256()), "RSA OAEP SHA-256");
-  EKM_OSSL_CHECK(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_sha256()), "RSA MGF1 SHA-256");
-  SecretBytes plain(kRsaCiphertextSize);
-  size_t plain_len = plain.size();
-  bool unwrapped = EVP_PKEY_decrypt(ctx.get(), plain.MutableForCrypto().data(), &plain_len,
-                                    wrapped_material.data(), wrapped_material.size()) == 1;
-  ERR_clear_error();
-  if (!unwrapped || plain_len != kImportedMaterialSize) return WrongWrapping(*attempt);
-  SecretBytes material(plain.RevealForCrypto().data(), plain_len);
+  EKM_ASSIGN_OR_RETURN(std::optional<SecretBytes> material,
+                       UnwrapImportedMaterial(der, wrapped_material));
+  if (!material) return WrongWrapping(*attempt);
   EKM_RETURN_IF_ERROR(store.SpendImportToken(env.id, params->token_sha256, now));
-  return material;
+  return std::move(*material);
 }
 
 }  // namespace ekm

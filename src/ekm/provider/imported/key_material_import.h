@@ -14,6 +14,7 @@
 #include "ekm/base/bytes.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/base/status.h"
+#include "ekm/provider/imported/import_unwrap.h"
 #include "ekm/provider/key_provider.h"
 #include "ekm/store/store.h"
 
@@ -33,9 +34,6 @@ struct ImportParameters {
   std::string import_token;      // base64url of 32 random bytes
   int64_t expires_at = 0;        // unix seconds
 };
-
-// The two openssl commands, for help texts and error hints.
-std::string ImportOpensslCommands(std::string_view dir);
 
 // A new RSA-4096 key pair and token for `env`, replacing any earlier ones (stored).
 StatusOr<ImportParameters> CreateImportParameters(Store& store, KeyProvider& platform,
