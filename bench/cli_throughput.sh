@@ -11,7 +11,7 @@ ROUNDS=${3:-7}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 export HOME=$T AWS_EC2_METADATA_DISABLED=true
-"$EKM" --data-dir "$T/d" init >/dev/null
+"$EKM" --data-dir "$T/d" init >/dev/null 2>&1
 "$EKM" --data-dir "$T/d" workspace create acme >/dev/null
 "$EKM" --data-dir "$T/d" environment create acme prod >/dev/null
 head -c $((MIB * 1024 * 1024)) /dev/urandom >"$T/in"

@@ -48,7 +48,11 @@ class LocalBackend : public Backend {
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> enc,
                          svc_->NewEncryptStream(ws, env, scope, text));
     WorkerPool pool(WorkerPool::SpareCores(kMaxSealingThreads));
-    enc->SealSegmentsOn(&pool);
+    EnvelopeEncoder::ParallelSealing parallel;
+    parallel.pool = &pool;
+    if (source.mapped) parallel.input_size = source.mapped->size();
+    parallel.sink = sink;
+    enc->SealInParallel(std::move(parallel));
     return Pump(source, sink, [&](ByteView in, Bytes* out) { return enc->Update(in, out); },
                 [&](Bytes* out) { return enc->Finish(out); });
   }

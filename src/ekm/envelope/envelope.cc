@@ -292,23 +292,31 @@ class StreamEncoder : public EnvelopeEncoder {
     if (finished_) return FailedPreconditionError("encoder already finished");
     EKM_RETURN_IF_ERROR(EmitHeader(out));
     const size_t segment = header_.segment_size;
+    consumed_ += chunk.size();
+    // More input follows this chunk for certain (the caller said how much comes): nothing needs
+    // holding back for the last flag.
+    const bool more_follows = input_size_ && consumed_ < *input_size_;
     if (!pending_.empty()) {
       const size_t take = std::min(segment - pending_.size(), chunk.size());
       pending_.insert(pending_.end(), chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(take));
       chunk = chunk.subspan(take);
-      if (chunk.empty()) return Status::Ok();
+      if (chunk.empty() && !(more_follows && pending_.size() == segment)) return Status::Ok();
       EKM_RETURN_IF_ERROR(SealSegment(pending_, false, out));
       pending_.clear();
     }
     if (chunk.empty()) return Status::Ok();
-    const size_t whole = (chunk.size() - 1) / segment;
+    const size_t whole = more_follows ? chunk.size() / segment : (chunk.size() - 1) / segment;
     EKM_RETURN_IF_ERROR(SealWholeSegments(chunk.first(whole * segment), out));
     const ByteView tail = chunk.subspan(whole * segment);
     pending_.assign(tail.begin(), tail.end());
     return Status::Ok();
   }
 
-  void SealSegmentsOn(WorkerPool* pool) override { pool_ = pool; }
+  void SealInParallel(ParallelSealing parallel) override {
+    pool_ = parallel.pool;
+    input_size_ = parallel.input_size;
+    sink_ = std::move(parallel.sink);
+  }
 
   Status Finish(Bytes* out) override {
     if (finished_) return FailedPreconditionError("encoder already finished");
@@ -365,8 +373,22 @@ class StreamEncoder : public EnvelopeEncoder {
       return ResourceExhaustedError("stream too long: more than 2^32 segments");
     }
     const size_t sealed_size = segment + kAesGcmTagSize;
-    const size_t at = out->size();
-    out->resize(at + count * sealed_size);
+    // With a sink: what `out` holds goes first, then the segments from sealed_, which only ever
+    // grows (so it is zero-filled once, not per chunk). Without one: appended to `out`.
+    uint8_t* target;
+    size_t at = 0;
+    if (sink_) {
+      if (!out->empty()) {
+        EKM_RETURN_IF_ERROR(sink_(*out));
+        out->clear();
+      }
+      if (sealed_.size() < count * sealed_size) sealed_.resize(count * sealed_size);
+      target = sealed_.data();
+    } else {
+      at = out->size();
+      out->resize(at + count * sealed_size);
+      target = out->data() + at;
+    }
     if (segment_aads_.size() < count) segment_aads_.resize(count, aad_);
     std::vector<Status> results(count);
     pool_->ParallelFor(count, [&](size_t i) {
@@ -375,16 +397,16 @@ class StreamEncoder : public EnvelopeEncoder {
       SegmentNonce(index, false, nonce);
       SetSegmentAad(segment_aads_[i], header_size_, index, false);
       results[i] = AesGcmSeal(key_, ByteView(nonce, 12), segment_aads_[i],
-                              plain.subspan(i * segment, segment),
-                              out->data() + at + i * sealed_size);
+                              plain.subspan(i * segment, segment), target + i * sealed_size);
     });
     for (Status& s : results) {
       if (!s.ok()) {
-        out->resize(at);
+        if (!sink_) out->resize(at);
         return std::move(s);
       }
     }
     segment_index_ += static_cast<uint32_t>(count);
+    if (sink_) return sink_(ByteView(sealed_.data(), count * sealed_size));
     return Status::Ok();
   }
 
@@ -412,6 +434,10 @@ class StreamEncoder : public EnvelopeEncoder {
   Bytes carry_;
   Bytes scratch_;
   WorkerPool* pool_ = nullptr;
+  std::optional<uint64_t> input_size_;
+  uint64_t consumed_ = 0;
+  std::function<Status(ByteView)> sink_;
+  Bytes sealed_;                     // with a sink: segments sealed side by side, handed out
   std::vector<Bytes> segment_aads_;  // one AAD buffer per segment sealed side by side
 };
 

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -108,11 +109,23 @@ class EnvelopeEncoder {
   // Seals the last segment (empty if the input was empty) and appends the rest of the output;
   // the text form ends with a newline.
   virtual Status Finish(Bytes* out) = 0;
-  // Seals the whole segments of each Update side by side on `pool` (not owned; it must outlive
-  // the encoder's use). Segments are independent (own nonce and AAD), so the output is byte for
-  // byte the same; for a caller with cores to spare (the CLI moving a file), never for ekmd,
-  // where one tenant's stream must not take every core.
-  virtual void SealSegmentsOn(WorkerPool* pool) = 0;
+  // For a caller with cores to spare moving a file (the CLI), never for ekmd, where one
+  // tenant's stream must not take every core. The output is byte for byte the same.
+  struct ParallelSealing {
+    // Seals the whole segments of each Update side by side (not owned; it must outlive the
+    // encoder's use). Segments are independent (own nonce and AAD). Binary form only.
+    WorkerPool* pool = nullptr;
+    // The input's total size, when known (a regular file): a segment is then sealed as soon as
+    // it is whole and more input is known to follow, instead of being held back (and copied)
+    // until the next Update in case it is the last.
+    std::optional<uint64_t> input_size;
+    // Where output goes: with a sink, Update hands the segments it seals on the pool straight
+    // from the encoder's own buffer (no zero-filled growth of `out`, no copy), after first
+    // handing it what `out` holds; `out` then holds only what follows. The caller still
+    // writes `out` after each call.
+    std::function<Status(ByteView)> sink;
+  };
+  virtual void SealInParallel(ParallelSealing parallel) = 0;
 };
 
 // Decrypts either form, binary or text, fed in chunks, in bounded memory (a single-form body

@@ -263,22 +263,68 @@ TEST(EnvelopeTest, StreamSealedOnAPoolIsByteForByteTheSame) {
       ASSERT_TRUE((*enc)->Update(plain, &expected).ok());
       ASSERT_TRUE((*enc)->Finish(&expected).ok());
     }
+    // Every combination of: chunking; the input size told or not; a sink or `out` only.
     for (size_t chunk : {size_t{1000}, size_t{4096}, size_t{3 * 4096}, size_t{1 << 20}}) {
-      auto enc = EnvelopeEncoder::CreateForTest(kCtx, key, false, kMinSegmentSize, salt);
-      ASSERT_TRUE(enc.ok());
-      (*enc)->SealSegmentsOn(&pool);
-      Bytes ct;
-      for (size_t off = 0; off < plain.size(); off += chunk) {
-        ASSERT_TRUE(
-            (*enc)->Update(ByteView(plain).subspan(off, std::min(chunk, plain.size() - off)), &ct)
-                .ok());
+      for (bool sized : {false, true}) {
+        for (bool with_sink : {false, true}) {
+          auto enc = EnvelopeEncoder::CreateForTest(kCtx, key, false, kMinSegmentSize, salt);
+          ASSERT_TRUE(enc.ok());
+          Bytes ct;
+          EnvelopeEncoder::ParallelSealing parallel;
+          parallel.pool = &pool;
+          if (sized) parallel.input_size = size;
+          if (with_sink) {
+            parallel.sink = [&ct](ByteView b) {
+              ct.insert(ct.end(), b.begin(), b.end());
+              return Status::Ok();
+            };
+          }
+          (*enc)->SealInParallel(std::move(parallel));
+          Bytes out;
+          for (size_t off = 0; off < plain.size(); off += chunk) {
+            out.clear();
+            ASSERT_TRUE((*enc)
+                            ->Update(ByteView(plain).subspan(off, std::min(chunk, plain.size() - off)),
+                                     &out)
+                            .ok());
+            ct.insert(ct.end(), out.begin(), out.end());
+          }
+          out.clear();
+          ASSERT_TRUE((*enc)->Finish(&out).ok());
+          ct.insert(ct.end(), out.begin(), out.end());
+          ASSERT_EQ(ct, expected) << "size " << size << " chunk " << chunk << " sized " << sized
+                                  << " sink " << with_sink;
+          Bytes back;
+          ASSERT_TRUE(Decode(key, ct, &back).ok());
+          ASSERT_EQ(back, plain);
+        }
       }
-      ASSERT_TRUE((*enc)->Finish(&ct).ok());
-      ASSERT_EQ(ct, expected) << "size " << size << " chunk " << chunk;
-      Bytes out;
-      ASSERT_TRUE(Decode(key, ct, &out).ok());
-      ASSERT_EQ(out, plain);
     }
+  }
+}
+
+// A file that ends before the size it was opened with (it shrank meanwhile): its last whole
+// segment was sealed as not the last, and the stream ends with an empty last segment, which
+// still decrypts to exactly the input.
+TEST(EnvelopeTest, StreamShorterThanItsToldSizeStillDecrypts) {
+  auto key = Key();
+  WorkerPool pool(2);
+  for (size_t size : {size_t{4096}, size_t{3 * 4096}, size_t{3 * 4096 + 5}}) {
+    Bytes plain(size);
+    ASSERT_TRUE(RandomBytes(plain).ok());
+    auto enc = EnvelopeEncoder::Create(kCtx, key, false, kMinSegmentSize);
+    ASSERT_TRUE(enc.ok());
+    EnvelopeEncoder::ParallelSealing parallel;
+    parallel.pool = &pool;
+    parallel.input_size = size + 4096;
+    (*enc)->SealInParallel(std::move(parallel));
+    Bytes ct;
+    ASSERT_TRUE((*enc)->Update(plain, &ct).ok());
+    ASSERT_TRUE((*enc)->Finish(&ct).ok());
+    Bytes back;
+    Status s = Decode(key, ct, &back);
+    ASSERT_TRUE(s.ok()) << size << ": " << s.ToString();
+    EXPECT_EQ(back, plain);
   }
 }
 

@@ -114,7 +114,9 @@ class CountedCoder final : public Coder {
   Status Finish(Bytes* out) override { return usage_->End(inner_->Finish(out)); }
   // Overrides EnvelopeEncoder's (no `override`: the decoder has none, and a member of a class
   // template that is not virtual there is never instantiated).
-  void SealSegmentsOn(WorkerPool* pool) { inner_->SealSegmentsOn(pool); }
+  void SealInParallel(EnvelopeEncoder::ParallelSealing parallel) {
+    inner_->SealInParallel(std::move(parallel));
+  }
 
  private:
   std::unique_ptr<Coder> inner_;  // a decoder's key lookup names the scope to usage_
@@ -167,9 +169,9 @@ class KeyCheckedCoder final : public Coder {
     return inner_->Finish(out);
   }
   // As CountedCoder's.
-  void SealSegmentsOn(WorkerPool* pool) {
-    pooled_ = pool != nullptr;
-    inner_->SealSegmentsOn(pool);
+  void SealInParallel(EnvelopeEncoder::ParallelSealing parallel) {
+    pooled_ = parallel.pool != nullptr;
+    inner_->SealInParallel(std::move(parallel));
   }
 
  private:
