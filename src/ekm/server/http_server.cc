@@ -67,6 +67,7 @@ struct Connection {
   std::unique_ptr<TlsStream> tls;
   std::atomic<bool> busy{false};
   std::string remote;  // the peer's address, read once (not a getpeername per request)
+  std::string wire;    // the response being written (WriteJson): one buffer, reused
   bool remote_read = false;
   // --- issue12-http ---
   bool counted = false;  // counts against its address's connection limit
@@ -86,6 +87,7 @@ struct Exchange {
   uint64_t bytes_out = 0;
   std::string remote;
   std::string token_id;
+  std::string* wire = nullptr;  // the connection's response buffer, reused (WriteJson)
 };
 
 bool IsLoopback(const net::ip::address& a) {
@@ -199,8 +201,10 @@ class HttpServer::Impl {
       : service_(service),
         router_(service),
         options_(std::move(options)),
-        ioc_(options_.threads > 0 ? options_.threads
-                                  : std::max(1u, std::thread::hardware_concurrency())),
+        ioc_threads_(options_.threads > 0
+                         ? options_.threads
+                         : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))),
+        ioc_(ioc_threads_),
         acceptor_(ioc_),
         limiter_(options_.rate_limit,
                  options_.rate_limit_burst > 0 ? options_.rate_limit_burst : options_.rate_limit),
@@ -257,9 +261,7 @@ class HttpServer::Impl {
     }
     port_ = acceptor_.local_endpoint().port();
     net::co_spawn(ioc_, Accept(), net::detached);
-    int n = options_.threads > 0 ? options_.threads
-                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    for (int i = 0; i < n; ++i) {
+    for (int i = 0; i < ioc_threads_; ++i) {
       threads_.emplace_back([this] { ioc_.run(); });
     }
     return Status::Ok();
@@ -416,8 +418,13 @@ class HttpServer::Impl {
   awaitable<void> Accept() {
     for (;;) {
       beast::error_code ec;
-      tcp::socket socket = co_await acceptor_.async_accept(net::make_strand(ioc_),
-                                                           net::redirect_error(use_awaitable, ec));
+      // A strand per connection keeps its stream's handlers (the read, its timer) apart when
+      // several threads run the loop; one I/O thread needs none, and skips its cost per handler.
+      net::any_io_executor executor = ioc_threads_ == 1
+                                          ? net::any_io_executor(ioc_.get_executor())
+                                          : net::any_io_executor(net::make_strand(ioc_));
+      tcp::socket socket =
+          co_await acceptor_.async_accept(executor, net::redirect_error(use_awaitable, ec));
       if (ec) {
         if (stopping_ || ec == net::error::operation_aborted) co_return;
         continue;  // e.g. too many open files: keep serving the others
@@ -507,6 +514,7 @@ class HttpServer::Impl {
   awaitable<void> RefuseConnection(Stream& stream, Connection& conn) {
     refused_per_address_->Inc();
     Exchange x;
+    x.wire = &conn.wire;
     x.route_index = RouteTable().size();
     x.request_id = NewRequestId();
     x.method = "other";
@@ -549,6 +557,7 @@ class HttpServer::Impl {
       beast::error_code ec;
       co_await http::async_read_header(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
       Exchange x;
+      x.wire = &conn.wire;
       x.route_index = RouteTable().size();
       if (ec) {
         if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
@@ -712,18 +721,29 @@ class HttpServer::Impl {
   awaitable<bool> WriteJson(Stream& stream, Exchange& x, unsigned version, bool keep_alive,
                             int status, std::string body, const Headers& headers = {},
                             const std::string& content_type = "") {
-    http::response<http::string_body> res{static_cast<http::status>(status), version};
-    res.set(http::field::content_type, content_type.empty() ? "application/json" : content_type);
-    res.set(http::field::cache_control, "no-store");
-    res.set("X-Request-Id", x.request_id);
-    for (const auto& [k, v] : headers) res.set(k, v);
-    res.keep_alive(keep_alive);
-    res.body() = std::move(body);
-    res.prepare_payload();
+    // The whole response in one buffer, written with one call: over TLS that is one record and
+    // no coalescing copy, and Beast's serializer is not needed for a complete string body.
+    std::string local;
+    std::string& wire = x.wire != nullptr ? *x.wire : local;
+    wire.clear();
+    const beast::string_view r = http::obsolete_reason(static_cast<http::status>(status));
+    const std::string_view reason(r.data(), r.size());
+    const std::string_view type =
+        content_type.empty() ? std::string_view("application/json") : std::string_view(content_type);
+    wire.reserve(160 + reason.size() + type.size() + x.request_id.size() + body.size());
+    wire.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    wire.append(std::to_string(status)).append(" ").append(reason);
+    wire.append("\r\nContent-Type: ").append(type);
+    wire.append("\r\nCache-Control: no-store\r\nX-Request-Id: ").append(x.request_id);
+    for (const auto& [k, v] : headers) wire.append("\r\n").append(k).append(": ").append(v);
+    wire.append("\r\nContent-Length: ").append(std::to_string(body.size()));
+    if (version == 10 && keep_alive) wire.append("\r\nConnection: keep-alive");
+    if (version != 10 && !keep_alive) wire.append("\r\nConnection: close");
+    wire.append("\r\n\r\n").append(body);
     x.status = status;
-    x.bytes_out += res.body().size();
+    x.bytes_out += body.size();
     beast::error_code ec;
-    co_await http::async_write(stream, res, net::redirect_error(use_awaitable, ec));
+    co_await net::async_write(stream, net::buffer(wire), net::redirect_error(use_awaitable, ec));
     co_return !ec && keep_alive;
   }
 
@@ -1059,6 +1079,7 @@ class HttpServer::Impl {
   EkmService* service_;
   Router router_;
   HttpServerOptions options_;
+  const int ioc_threads_;  // I/O threads running ioc_ (--threads, default one per core)
   net::io_context ioc_;
   tcp::acceptor acceptor_;
   std::unique_ptr<ssl::context> tls_;
