@@ -200,6 +200,36 @@ def main():
         md.append(f"| ekmd ({label}), POST encrypt/batch 100 × 1 KiB | 16 | {b['rps']:,.0f} "
                   f"(= {b['items_per_second']:,.0f} items/s) | — | {ms(b['latency_us']['p50'])} | "
                   f"{ms(b['latency_us']['p99'])} | — |")
+    # --- server over TLS 1.3 ---------------------------------------------------------------------
+    tls = load.get("tls", {})
+    if tls.get("nginx") and tls.get("ekmd"):
+        tn, te = tls["nginx"], tls["ekmd"]
+        tbase = {c: max(tn[w][f"static_1k_c{c}"]["rps"] for w in tn) for c in (16, 64)}
+        md += ["", "### The same over TLS 1.3 (one self-signed P-256 certificate, keep-alive)", "",
+               "The baseline of each row is the better nginx over TLS at that connection count; "
+               "the target is ekmd's better configuration at ≥ 0.8× of it.", "",
+               "| server, request | connections | requests/s | ÷ nginx (TLS) | p50 | p99 | target |",
+               "|---|---|---|---|---|---|---|"]
+        for w, label in (("workers_1", "1 worker"), ("workers_auto", "1 worker per core")):
+            for c in (16, 64):
+                n = tn[w][f"static_1k_c{c}"]
+                md.append(f"| nginx ({label}), TLS, GET static 1 KiB | {c} | {n['rps']:,.0f} | "
+                          f"{n['rps'] / tbase[c]:.2f}× | {ms(n['latency_us']['p50'])} | "
+                          f"{ms(n['latency_us']['p99'])} | — |")
+        best = {(c, op): max(te[t][f"{op}_1k_c{c}"]["rps"] for t in te)
+                for c in (16, 64) for op in ("encrypt", "decrypt")}
+        for t, label in (("threads_1", "--threads 1"),
+                         ("threads_default", "default: 1 thread per core")):
+            for c in (16, 64):
+                for op in ("encrypt", "decrypt"):
+                    e = te[t][f"{op}_1k_c{c}"]
+                    ratio = e["rps"] / tbase[c]
+                    target = "—"
+                    if e["rps"] == best[(c, op)]:
+                        target = f"≥ 0.8×: {mark(ratio >= 0.8)}"
+                    md.append(f"| ekmd ({label}), TLS, POST {op} 1 KiB | {c} | {e['rps']:,.0f} | "
+                              f"{ratio:.2f}× | {ms(e['latency_us']['p50'])} | "
+                              f"{ms(e['latency_us']['p99'])} | {target} |")
     ce = ek["cached_environments"]
     cs = ek["cold_start_seconds"]
     md += ["", "### ekmd start and memory", "",
