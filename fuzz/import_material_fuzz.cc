@@ -88,15 +88,14 @@ bool PrintableAscii(const std::string& s) {
 const ekm::SecretBytes& HarnessKeyDer() {
   static const ekm::SecretBytes der = [] {
     BIO* bio = BIO_new_mem_buf(kHarnessKeyPem, -1);
-    EVP_PKEY* pkey = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+    ekm::OsslPtr<EVP_PKEY> pkey(PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr));
     BIO_free(bio);
-    if (pkey == nullptr) __builtin_trap();
-    const int len = i2d_PrivateKey(pkey, nullptr);
+    if (!pkey) __builtin_trap();
+    const int len = i2d_PrivateKey(pkey.get(), nullptr);
     if (len <= 0) __builtin_trap();
     ekm::SecretBytes out(static_cast<size_t>(len));
     uint8_t* p = out.MutableForCrypto().data();
-    if (i2d_PrivateKey(pkey, &p) != len) __builtin_trap();
-    EVP_PKEY_free(pkey);
+    if (i2d_PrivateKey(pkey.get(), &p) != len) __builtin_trap();
     return out;
   }();
   return der;
