@@ -178,12 +178,16 @@ def main():
     def ms(us):
         return f"{us / 1000:.2f} ms"
 
-    for w, label in (("workers_1", "1 worker"), ("workers_auto", "1 worker per core")):
-        for c in (16, 64):
-            n = ng[w][f"static_1k_c{c}"]
-            md.append(f"| nginx ({label}), GET static 1 KiB | {c} | {n['rps']:,.0f} | "
-                      f"{n['rps'] / base[c]:.2f}× | {ms(n['latency_us']['p50'])} | "
-                      f"{ms(n['latency_us']['p99'])} | — |")
+    def nginx_rows(runs, baseline, how):
+        """nginx's rows: one and one worker per core, at 16 and 64 connections."""
+        for w, label in (("workers_1", "1 worker"), ("workers_auto", "1 worker per core")):
+            for c in (16, 64):
+                n = runs[w][f"static_1k_c{c}"]
+                md.append(f"| nginx ({label}){how}, GET static 1 KiB | {c} | {n['rps']:,.0f} | "
+                          f"{n['rps'] / baseline[c]:.2f}× | {ms(n['latency_us']['p50'])} | "
+                          f"{ms(n['latency_us']['p99'])} | — |")
+
+    nginx_rows(ng, base, "")
     for t, label in (("threads_1", "--threads 1"), ("threads_default", "default: 1 thread per core")):
         runs = ek[t]
         for c in (16, 64):
@@ -210,12 +214,7 @@ def main():
                "the target is ekmd's better configuration at ≥ 0.8× of it.", "",
                "| server, request | connections | requests/s | ÷ nginx (TLS) | p50 | p99 | target |",
                "|---|---|---|---|---|---|---|"]
-        for w, label in (("workers_1", "1 worker"), ("workers_auto", "1 worker per core")):
-            for c in (16, 64):
-                n = tn[w][f"static_1k_c{c}"]
-                md.append(f"| nginx ({label}), TLS, GET static 1 KiB | {c} | {n['rps']:,.0f} | "
-                          f"{n['rps'] / tbase[c]:.2f}× | {ms(n['latency_us']['p50'])} | "
-                          f"{ms(n['latency_us']['p99'])} | — |")
+        nginx_rows(tn, tbase, ", TLS")
         best = {(c, op): max(te[t][f"{op}_1k_c{c}"]["rps"] for t in te)
                 for c in (16, 64) for op in ("encrypt", "decrypt")}
         for t, label in (("threads_1", "--threads 1"),
