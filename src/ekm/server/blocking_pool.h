@@ -1,8 +1,8 @@
 // A small pool of threads for work an I/O thread must not wait on: CPU-heavy or blocking calls
 // (the RSA-4096 generation of import-params today; provider calls can move here later). A
 // coroutine co_awaits Run(f): f runs on a pool thread while the I/O thread goes on serving the
-// other connections, and the coroutine resumes on its own executor (its connection's strand)
-// with f's result. Work waits in a queue when every pool thread is busy.
+// other connections, and the coroutine resumes on its own executor (its connection's strand, or
+// the loop itself when one I/O thread runs it) with f's result. Work waits in a queue when every pool thread is busy.
 #pragma once
 
 // (<utility> first: Boost 1.74's awaitable.hpp uses std::exchange without including it.)

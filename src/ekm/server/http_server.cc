@@ -1,5 +1,6 @@
 #include "ekm/server/http_server.h"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
@@ -46,6 +47,8 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 namespace {
 
 constexpr size_t kStreamChunk = 256 * 1024;
+// A connection keeps its response buffer (WriteJson) up to this capacity between requests.
+constexpr size_t kKeptResponseCapacity = 64 * 1024;
 constexpr uint64_t kMaxDrainBytes = uint64_t{256} << 20;
 // How long a refused request's body (or a refused connection's request) is read and dropped so
 // the client reads the answer instead of a reset connection.
@@ -744,6 +747,12 @@ class HttpServer::Impl {
     x.bytes_out += body.size();
     beast::error_code ec;
     co_await net::async_write(stream, net::buffer(wire), net::redirect_error(use_awaitable, ec));
+    // The buffer lives as long as the connection: what it held (a plaintext, a new token, a
+    // generated data key) is wiped now, not when the next response overwrites it, and a large
+    // answer's capacity (a batch, an export) is given back rather than kept per idle connection.
+    OPENSSL_cleanse(wire.data(), wire.size());
+    wire.clear();
+    if (wire.capacity() > kKeptResponseCapacity) std::string().swap(wire);
     co_return !ec && keep_alive;
   }
 
