@@ -150,4 +150,18 @@ StatusOr<Bytes> HexDecode(std::string_view in) {
   return out;
 }
 
+std::string QuotedExcerpt(std::string_view text) {
+  constexpr size_t kMax = 64;
+  std::string out = "\"";
+  if (text.size() <= kMax) {
+    out.append(text);
+  } else {
+    size_t cut = kMax;  // back to the first byte of a character
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    out.append(text.substr(0, cut)).append("…");
+  }
+  out += '"';
+  return out;
+}
+
 }  // namespace ekm

@@ -25,4 +25,9 @@ StatusOr<Bytes> Base64Decode(std::string_view in);
 std::string HexEncode(ByteView in);
 StatusOr<Bytes> HexDecode(std::string_view in);
 
+// A caller's text (a field or parameter name, a value that is not secret) quoted in an error
+// message: in double quotes, cut to its first 64 bytes at a UTF-8 character boundary (then
+// "…"), so that a megabyte sent does not come back in the error.
+std::string QuotedExcerpt(std::string_view text);
+
 }  // namespace ekm

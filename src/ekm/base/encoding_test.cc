@@ -38,5 +38,17 @@ TEST(EncodingTest, Hex) {
   EXPECT_FALSE(HexDecode("abc").ok());
 }
 
+TEST(EncodingTest, QuotedExcerptCutsLongTextAtACharacterBoundary) {
+  EXPECT_EQ(QuotedExcerpt("acme"), "\"acme\"");
+  EXPECT_EQ(QuotedExcerpt(std::string(64, 'k')), "\"" + std::string(64, 'k') + "\"");
+  EXPECT_EQ(QuotedExcerpt(std::string(100000, 'k')), "\"" + std::string(64, 'k') + "…\"");
+  // "é" is two bytes: byte 64 is the second byte of the 32nd, so the cut keeps 31 of them.
+  std::string accents = "x";
+  for (int i = 0; i < 40; ++i) accents += "\xC3\xA9";
+  std::string cut = "\"x";
+  for (int i = 0; i < 31; ++i) cut += "\xC3\xA9";
+  EXPECT_EQ(QuotedExcerpt(accents), cut + "…\"");
+}
+
 }  // namespace
 }  // namespace ekm

@@ -17,8 +17,8 @@
 #include "ekm/metrics/metrics.h"
 #include "ekm/provider/imported/key_material_import.h"
 #include "ekm/repack/repack_json.h"
-#include "ekm/server/flat_json.h"
 #include "ekm/server/http_errors.h"
+#include "ekm/server/request_decoding.h"
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_material_json.h"
 #include "ekm/service/key_status_json.h"
@@ -30,43 +30,14 @@ namespace {
 
 using nlohmann::json;
 
-std::string PercentDecode(std::string_view s, bool* ok) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%') {
-      auto hex = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-      };
-      if (i + 2 >= s.size()) {
-        *ok = false;
-        return {};
-      }
-      int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
-      if (hi < 0 || lo < 0) {
-        *ok = false;
-        return {};
-      }
-      out.push_back(static_cast<char>(hi << 4 | lo));
-      i += 2;
-    } else if (s[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 std::string MediaType(std::string_view content_type) {
   std::string t(content_type.substr(0, content_type.find(';')));
   while (!t.empty() && t.back() == ' ') t.pop_back();
   for (char& c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return t;
 }
+
+int64_t NowMs() { return ToUnixSeconds(Clock::Real().Now()) * 1000; }
 
 std::string TimeText(int64_t unix_seconds) { return FormatRfc3339(FromUnixSeconds(unix_seconds)); }
 
@@ -88,240 +59,8 @@ RouteResponse Error(const Status& s) {
 
 // (EnvironmentKeyStatusToJson, KeyCacheStatsToJson: service/key_status_json.h)
 
-// "emergency" and "reason" of PUT …/key: an emergency replacement inside the replacement period.
-StatusOr<KeyChangeOptions> KeyChangeOptionsFrom(const json& j) {
-  KeyChangeOptions o;
-  if (auto it = j.find("emergency"); it != j.end() && !it->is_null()) {
-    if (!it->is_boolean()) {
-      return InvalidArgumentError("field \"emergency\" must be true or false",
-                                  "send {\"emergency\": true, \"reason\": \"why\"} for an "
-                                  "emergency replacement");
-    }
-    o.emergency = it->get<bool>();
-  }
-  if (auto it = j.find("reason"); it != j.end() && !it->is_null()) {
-    if (!it->is_string()) {
-      return InvalidArgumentError("field \"reason\" must be a string");
-    }
-    o.reason = it->get<std::string>();
-  }
-  return o;
-}
-
-// The value of `name` in a query string ("" when absent).
-std::string QueryValue(std::string_view query, std::string_view name, bool* ok) {
-  for (size_t i = 0; i < query.size();) {
-    size_t amp = query.find('&', i);
-    if (amp == std::string_view::npos) amp = query.size();
-    std::string_view kv = query.substr(i, amp - i);
-    size_t eq = kv.find('=');
-    if (PercentDecode(kv.substr(0, eq), ok) == name) {
-      return eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), ok);
-    }
-    i = amp + 1;
-  }
-  return "";
-}
-
-// The query parameters of GET /v1/workspaces/{w}/events.
-StatusOr<EventQuery> EventQueryFromQueryString(const std::string& workspace,
-                                               std::string_view query) {
-  EventQuery q;
-  q.workspace = workspace;
-  const int64_t now_ms = ToUnixSeconds(Clock::Real().Now()) * 1000;
-  for (size_t i = 0; i < query.size();) {
-    size_t amp = query.find('&', i);
-    if (amp == std::string_view::npos) amp = query.size();
-    std::string_view kv = query.substr(i, amp - i);
-    i = amp + 1;
-    if (kv.empty()) continue;
-    size_t eq = kv.find('=');
-    bool ok = true;
-    std::string key = PercentDecode(kv.substr(0, eq), &ok);
-    std::string value = eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), &ok);
-    if (!ok) return InvalidArgumentError("the query string is not valid percent-encoding");
-    auto number = [&](const char* what) -> StatusOr<int64_t> {
-      if (value.empty() || value.size() > 18 ||
-          value.find_first_not_of("0123456789") != std::string::npos) {
-        return InvalidArgumentError(std::string(what) + " must be a whole number, got \"" +
-                                    value + "\"");
-      }
-      return std::stoll(value);
-    };
-    if (key == "environment") {
-      if (!value.empty()) q.environment = value;
-    } else if (key == "type") {
-      q.type = value;
-    } else if (key == "since" || key == "until") {
-      EKM_ASSIGN_OR_RETURN(int64_t ms, ParseTimeMs(value, now_ms));
-      (key == "since" ? q.since_ms : q.until_ms) = ms;
-    } else if (key == "after") {
-      EKM_ASSIGN_OR_RETURN(q.after_id, number("after"));
-    } else if (key == "limit") {
-      EKM_ASSIGN_OR_RETURN(int64_t n, number("limit"));
-      q.limit = static_cast<size_t>(n);
-    } else {
-      return InvalidArgumentError("unknown query parameter \"" + key + "\"",
-                                  "use environment, type, since, until, after, limit");
-    }
-  }
-  return q;
-}
-
-// The first error nlohmann's parser meets in a text: a syntax error, or a number beyond the
-// range of a double (1e309), which json::parse throws as out_of_range, not as parse_error.
-class JsonErrorFinder : public nlohmann::json_sax<json> {
- public:
-  size_t position = 0;  // bytes read when the error was found: just past the offending token
-  std::string token;
-  int id = 0;  // nlohmann's exception id: 101.. syntax, 406 number overflow
-  std::string what;
-
-  bool null() override { return true; }
-  bool boolean(bool) override { return true; }
-  bool number_integer(number_integer_t) override { return true; }
-  bool number_unsigned(number_unsigned_t) override { return true; }
-  bool number_float(number_float_t, const string_t&) override { return true; }
-  bool string(string_t&) override { return true; }
-  bool binary(binary_t&) override { return true; }
-  bool start_object(std::size_t) override { return true; }
-  bool key(string_t&) override { return true; }
-  bool end_object() override { return true; }
-  bool start_array(std::size_t) override { return true; }
-  bool end_array() override { return true; }
-  bool parse_error(std::size_t pos, const std::string& last_token,
-                   const json::exception& ex) override {
-    position = pos;
-    token = last_token;
-    id = ex.id;
-    what = ex.what();
-    return false;
-  }
-};
-
-// "line L, column C" of byte `offset` (0-based) of `text`.
-std::string LineAndColumn(std::string_view text, size_t offset) {
-  size_t line = 1, col = 1;
-  for (size_t i = 0; i < offset && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
-  return "line " + std::to_string(line) + ", column " + std::to_string(col);
-}
-
-// Why `body` is not JSON, naming where (what json::parse's exceptions say, worded for a caller).
-Status JsonSyntaxError(const std::string& body) {
-  JsonErrorFinder finder;
-  json::sax_parse(body, &finder);
-  const std::string hint =
-      "send one JSON object with Content-Type: application/json (with curl, --data '{\"name\": "
-      "\"acme\"}'); a key policy goes in as a JSON string: {\"policy\": \"...\"}";
-  if (finder.id == 406) {
-    // The offending token ends where the parser stopped: name where it starts.
-    const size_t start =
-        finder.position >= finder.token.size() ? finder.position - finder.token.size() : 0;
-    std::string number = finder.token.size() > 40 ? finder.token.substr(0, 40) + "…"
-                                                   : finder.token;
-    return InvalidArgumentError("request body is not valid JSON at " +
-                                    LineAndColumn(body, start) + ": the number " + number +
-                                    " is out of range (beyond ±1.8e308)",
-                                "send numbers within the range of a double: every number ekm "
-                                "reads is a whole number of modest size, e.g. "
-                                "{\"expires_in_seconds\": 86400}");
-  }
-  // parse_error's position is 1-based: the byte that could not be read.
-  const size_t at = finder.position > 0 ? finder.position - 1 : 0;
-  auto pos = finder.what.find("syntax error");
-  return InvalidArgumentError("request body is not valid JSON at " + LineAndColumn(body, at) +
-                                  (pos != std::string::npos ? ": " + finder.what.substr(pos) : ""),
-                              hint);
-}
-
-// Parses a JSON object body; a parse error names line and column.
-StatusOr<json> ParseObject(const std::string& body) {
-  if (body.empty()) {
-    return InvalidArgumentError("request body is empty", "send a JSON object");
-  }
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return JsonSyntaxError(body);
-  if (!j.is_object()) {
-    return InvalidArgumentError("request body must be a JSON object, got " +
-                                    std::string(j.type_name()),
-                                "send one JSON object, e.g. {\"name\": \"acme\"}; docs/api.md "
-                                "lists each route's fields");
-  }
-  return j;
-}
-
-StatusOr<std::string> StringField(const json& j, const char* name, bool required) {
-  auto it = j.find(name);
-  if (it == j.end()) {
-    if (required) return InvalidArgumentError(std::string("field \"") + name + "\" is missing");
-    return std::string();
-  }
-  if (!it->is_string()) {
-    return InvalidArgumentError(std::string("field \"") + name + "\" must be a string, got " +
-                                it->type_name());
-  }
-  return it->get<std::string>();
-}
-
-// --- issue5-D ---
-// The "items" array of a batch body: present, an array, 1..kMaxBatchItems long.
-StatusOr<const json*> BatchItems(const json& j) {
-  auto it = j.find("items");
-  if (it == j.end() || !it->is_array()) {
-    return InvalidArgumentError("field \"items\" must be an array",
-                                "send {\"items\": [ … ]} with 1 to " +
-                                    std::to_string(kMaxBatchItems) + " items");
-  }
-  if (it->size() > kMaxBatchItems) {
-    return InvalidArgumentError("a batch holds at most " + std::to_string(kMaxBatchItems) +
-                                    " items, got " + std::to_string(it->size()),
-                                "split the items into batches of " +
-                                    std::to_string(kMaxBatchItems) + " or fewer");
-  }
-  if (it->empty()) {
-    return InvalidArgumentError("field \"items\" is empty",
-                                "send 1 to " + std::to_string(kMaxBatchItems) + " items");
-  }
-  return &*it;
-}
-
 // One item's error, the same shape as a whole response's error.
 json ItemError(const Status& s) { return json::parse(ErrorJson(s)); }
-
-// The CMK named by a key body: {"aws_kms_arn"} or {"provider","key_id"} (PUT …/key and
-// POST …/key/validate).
-struct KeyRef {
-  std::string provider;
-  std::string key_id;
-};
-StatusOr<KeyRef> KeyRefFrom(const json& j) {
-  EKM_ASSIGN_OR_RETURN(std::string arn, StringField(j, "aws_kms_arn", false));
-  KeyRef k;
-  EKM_ASSIGN_OR_RETURN(k.provider, StringField(j, "provider", false));
-  EKM_ASSIGN_OR_RETURN(k.key_id, StringField(j, "key_id", false));
-  if (!arn.empty() && (!k.provider.empty() || !k.key_id.empty())) {
-    return InvalidArgumentError(
-        "give either \"aws_kms_arn\" or \"provider\" and \"key_id\", not both");
-  }
-  if (!arn.empty()) {
-    k.provider = "aws-kms";
-    k.key_id = std::move(arn);
-  }
-  if (k.provider.empty() || k.key_id.empty()) {
-    return InvalidArgumentError(
-        "the key is missing",
-        "send {\"aws_kms_arn\": \"arn:aws:kms:REGION:ACCOUNT:key/KEY-ID\"}, or "
-        "{\"provider\": \"platform\", \"key_id\": \"root\"}");
-  }
-  return k;
-}
 
 class EncryptTransform : public StreamTransform {
  public:
@@ -670,49 +409,11 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
                                  {"expires_at", p.expires_at == 0 ? json(nullptr)
                                                                   : json(TimeText(p.expires_at))}})};
     case RouteId::kCreateToken: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      // A misspelt field must not silently widen a credential (e.g. "enviroments" ignored
-      // would mint a token for every environment).
-      for (const auto& [key, value] : j->items()) {
-        (void)value;
-        if (key != "role" && key != "workspace" && key != "environments" &&
-            key != "description" && key != "expires_in_seconds") {
-          return Error(InvalidArgumentError(
-              "unknown field \"" + key + "\" in a token request",
-              "the fields are role, workspace, environments, description, expires_in_seconds"));
-        }
-      }
-      ApiTokenRequest req;
-      auto role = StringField(*j, "role", true);
-      if (!role.ok()) return Error(role.status().WithHint("e.g. {\"role\": \"app\", \"workspace\": \"acme\"}"));
-      auto ws = StringField(*j, "workspace", false);
-      if (!ws.ok()) return Error(ws.status());
-      auto desc = StringField(*j, "description", false);
-      if (!desc.ok()) return Error(desc.status());
-      req.role = *role;
-      req.workspace = *ws;
+      auto decoded = DecodeCreateTokenBody(body);
+      if (!decoded.ok()) return Error(decoded.status());
+      ApiTokenRequest req = std::move(decoded).value();
       // A workspace's owner mints tokens of its own workspace unless it names one.
       if (req.workspace.empty() && !p.IsAdmin() && !p.local_operator) req.workspace = p.workspace;
-      req.description = *desc;
-      if (auto it = j->find("environments"); it != j->end() && !it->is_null()) {
-        if (!it->is_array()) {
-          return Error(InvalidArgumentError("field \"environments\" must be an array of strings"));
-        }
-        for (const auto& e : *it) {
-          if (!e.is_string()) {
-            return Error(InvalidArgumentError("field \"environments\" must be an array of strings"));
-          }
-          req.environments.push_back(e.get<std::string>());
-        }
-      }
-      if (auto it = j->find("expires_in_seconds"); it != j->end() && !it->is_null()) {
-        if (!it->is_number_integer()) {
-          return Error(InvalidArgumentError("field \"expires_in_seconds\" must be an integer",
-                                            "e.g. {\"expires_in_seconds\": 2592000} (30 days)"));
-        }
-        req.expires_in = std::chrono::seconds(it->get<int64_t>());
-      }
       Status allowed =
           auth::AuthorizeTokenAdministration(p, auth::TokenAction::kCreate, req.workspace, req.role);
       if (!allowed.ok()) return Denied(m, allowed);
@@ -798,9 +499,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(json{{"workspaces", arr}})};
     }
     case RouteId::kCreateWorkspace: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto name = StringField(*j, "name", true);
+      auto name = DecodeNameBody(body);
       if (!name.ok()) return Error(name.status());
       auto w = service_->CreateWorkspace(*name);
       if (!w.ok()) return Error(w.status());
@@ -817,44 +516,18 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(json{{"environments", arr}})};
     }
     case RouteId::kCreateEnvironment: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto name = StringField(*j, "name", true);
+      auto name = DecodeNameBody(body);
       if (!name.ok()) return Error(name.status());
       auto e = service_->CreateEnvironment(m.workspace, *name);
       if (!e.ok()) return Error(e.status());
       return {201, JsonText(EnvironmentJson(*e))};
     }
     case RouteId::kEncrypt: {
-      std::string plaintext_field, scope_field;
-      std::string_view plaintext_text, scope_text;
-      FlatFields flat;
-      size_t flat_count = 0;
-      const std::string_view* flat_plaintext = nullptr;
-      if (ParseFlatStringObject(body, &flat, &flat_count) &&
-          (flat_plaintext = FlatValue(flat, flat_count, "plaintext")) != nullptr) {
-        plaintext_text = *flat_plaintext;
-        if (const std::string_view* sc = FlatValue(flat, flat_count, "scope")) scope_text = *sc;
-      } else {
-        auto j = ParseObject(body);
-        if (!j.ok()) return Error(j.status());
-        auto plaintext = StringField(*j, "plaintext", true);
-        if (!plaintext.ok()) return Error(plaintext.status());
-        auto scope = StringField(*j, "scope", false);
-        if (!scope.ok()) return Error(scope.status());
-        plaintext_field = std::move(plaintext).value();
-        scope_field = std::move(scope).value();
-        plaintext_text = plaintext_field;
-        scope_text = scope_field;
-      }
-      auto bytes = Base64Decode(plaintext_text);
-      if (!bytes.ok()) {
-        return Error(InvalidArgumentError("field \"plaintext\" must be base64: " +
-                                          bytes.status().message()));
-      }
-      const std::string_view sc = scope_text.empty() ? std::string_view(m.scope) : scope_text;
+      auto in = DecodeEncryptBody(body);
+      if (!in.ok()) return Error(in.status());
+      const std::string_view sc = in->scope.empty() ? std::string_view(m.scope) : in->scope;
       Bytes ct;
-      Status s = service_->Encrypt(m.workspace, m.environment, sc, *bytes, &ct);
+      Status s = service_->Encrypt(m.workspace, m.environment, sc, in->plaintext, &ct);
       if (!s.ok()) return Error(s);
       // Written directly: the ciphertext is base64url and the scope passed ValidateScope, so
       // neither needs escaping (the bytes are what nlohmann::json would write).
@@ -866,24 +539,11 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, std::move(out)};
     }
     case RouteId::kDecrypt: {
-      std::string ciphertext_field;
-      std::string_view ciphertext_text;
-      FlatFields flat;
-      size_t flat_count = 0;
-      const std::string_view* flat_ciphertext = nullptr;
-      if (ParseFlatStringObject(body, &flat, &flat_count) &&
-          (flat_ciphertext = FlatValue(flat, flat_count, "ciphertext")) != nullptr) {
-        ciphertext_text = *flat_ciphertext;
-      } else {
-        auto j = ParseObject(body);
-        if (!j.ok()) return Error(j.status());
-        auto ciphertext = StringField(*j, "ciphertext", true);
-        if (!ciphertext.ok()) return Error(ciphertext.status());
-        ciphertext_field = std::move(ciphertext).value();
-        ciphertext_text = ciphertext_field;
-      }
+      std::string storage;
+      auto ciphertext = DecodeDecryptBody(body, &storage);
+      if (!ciphertext.ok()) return Error(ciphertext.status());
       Bytes plain;
-      Status s = service_->Decrypt(m.workspace, m.environment, AsBytes(ciphertext_text), &plain);
+      Status s = service_->Decrypt(m.workspace, m.environment, AsBytes(*ciphertext), &plain);
       if (!s.ok()) return Error(s);
       std::string out;
       out.reserve(20 + (plain.size() + 2) / 3 * 4);
@@ -898,19 +558,14 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(CustomerKeyInfoToJson(*info))};
     }
     case RouteId::kSetKey: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto key = KeyRefFrom(*j);
-      if (!key.ok()) return Error(key.status());
-      std::string* provider = &key->provider;
-      std::string* key_id = &key->key_id;
-      auto change = KeyChangeOptionsFrom(*j);  // emergency replacement
-      if (!change.ok()) return Error(change.status());
-      if (change->emergency) {
+      auto in = DecodeSetKeyBody(body);
+      if (!in.ok()) return Error(in.status());
+      if (in->change.emergency) {
         Status owner = auth::AuthorizeOwnerOnly(caller, "an emergency replacement");
         if (!owner.ok()) return Denied(m, owner);
       }
-      auto v = service_->SetCustomerKey(m.workspace, m.environment, *provider, *key_id, *change);
+      auto v = service_->SetCustomerKey(m.workspace, m.environment, in->key.provider,
+                                        in->key.key_id, in->change);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
@@ -920,13 +575,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(KeyPolicyAdviceToJson(*a))};
     }
     case RouteId::kCheckPolicy: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto policy = StringField(*j, "policy", true);
-      if (!policy.ok()) {
-        return Error(policy.status().WithHint(
-            "send the key policy as pasted, as a JSON string: {\"policy\": \"{ ... }\"}"));
-      }
+      auto policy = DecodeCheckPolicyBody(body);
+      if (!policy.ok()) return Error(policy.status());
       auto report = service_->CheckKeyPolicy(m.workspace, *policy);
       if (!report.ok()) return Error(report.status());
       return {200, *report};
@@ -946,50 +596,22 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     }
 
     case RouteId::kImportParams: {
-      int64_t expires_in = kDefaultImportTokenLifetimeSeconds;
-      if (!body.empty()) {  // the body is optional here
-        auto j = ParseObject(body);
-        if (!j.ok()) return Error(j.status());
-        auto it = j->find("expires_in_seconds");
-        if (it != j->end()) {
-          if (!it->is_number_integer()) {
-            return Error(InvalidArgumentError("field \"expires_in_seconds\" must be an integer",
-                                              "send e.g. {\"expires_in_seconds\": 86400}"));
-          }
-          expires_in = it->get<int64_t>();
-        }
-      }
+      auto expires_in = DecodeImportParamsBody(body);
+      if (!expires_in.ok()) return Error(expires_in.status());
       auto p = service_->CreateKeyImportParameters(m.workspace, m.environment,
-                                                   std::chrono::seconds(expires_in));
+                                                   std::chrono::seconds(*expires_in));
       if (!p.ok()) return Error(p.status());
       return {200, JsonText(KeyImportParametersToJson(*p))};
     }
     case RouteId::kImportKeyMaterial: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto material = StringField(*j, "material", true);
-      if (!material.ok()) {
-        return Error(material.status().WithHint(
-            "send {\"material\": base64 of material.wrapped, \"import_token\": \"…\"}"));
-      }
-      auto token = StringField(*j, "import_token", true);
-      if (!token.ok()) {
-        return Error(token.status().WithHint(
-            "send the token from POST …/key/import-params as \"import_token\""));
-      }
-      auto bytes = Base64Decode(*material);
-      if (!bytes.ok()) {
-        return Error(InvalidArgumentError("field \"material\" must be base64: " +
-                                          bytes.status().message(),
-                                          "base64-encode the binary material.wrapped file"));
-      }
-      auto change = KeyChangeOptionsFrom(*j);
-      if (!change.ok()) return Error(change.status());
-      if (change->emergency) {
+      auto in = DecodeImportKeyMaterialBody(body);
+      if (!in.ok()) return Error(in.status());
+      if (in->change.emergency) {
         Status owner = auth::AuthorizeOwnerOnly(caller, "an emergency replacement");
         if (!owner.ok()) return Denied(m, owner);
       }
-      auto v = service_->ImportKeyMaterial(m.workspace, m.environment, *bytes, *token, *change);
+      auto v = service_->ImportKeyMaterial(m.workspace, m.environment, in->material,
+                                           in->import_token, in->change);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
@@ -1005,40 +627,19 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(json{{"rotated", json::array({RotationResultToJson(*r)})}})};
     }
     case RouteId::kRotateDataKeys: {
-      auto j = ParseObject(body.empty() ? "{}" : body);
-      if (!j.ok()) return Error(j.status());
-      std::vector<std::string> scopes;
-      if (auto it = j->find("scopes"); it != j->end()) {
-        if (!it->is_array()) return Error(InvalidArgumentError("field \"scopes\" must be an array of strings", "e.g. {\"scopes\": [\"orders\"]}, or {\"all_scopes\": true}"));
-        for (const auto& sc : *it) {
-          if (!sc.is_string()) return Error(InvalidArgumentError("field \"scopes\" must be an array of strings", "e.g. {\"scopes\": [\"orders\"]}, or {\"all_scopes\": true}"));
-          scopes.push_back(sc.get<std::string>());
-        }
-      }
-      auto all = j->find("all_scopes");
-      if (all != j->end() && !all->is_boolean()) {
-        return Error(InvalidArgumentError("field \"all_scopes\" must be true or false", "send {\"all_scopes\": true}, or name them in \"scopes\""));
-      }
-      auto r = service_->RotateDataKeys(m.workspace, m.environment, scopes,
-                                        all != j->end() && all->get<bool>());
+      auto in = DecodeRotateDataKeysBody(body);
+      if (!in.ok()) return Error(in.status());
+      auto r = service_->RotateDataKeys(m.workspace, m.environment, in->scopes, in->all_scopes);
       if (!r.ok()) return Error(r.status());
       json arr = json::array();
       for (const auto& x : *r) arr.push_back(RotationResultToJson(x));
       return {200, JsonText(json{{"rotated", arr}})};
     }
     case RouteId::kRewrap: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto ciphertext = StringField(*j, "ciphertext", true);
-      if (!ciphertext.ok()) return Error(ciphertext.status());
-      // The text form in, the text form out (JSON carries text).
-      std::string in = *ciphertext;
-      if (!in.starts_with(kEnvelopeTextPrefix)) {
-        return Error(InvalidArgumentError("field \"ciphertext\" must be the text form (ekm1:…)",
-                                          "send the ciphertext as the encrypt route returned it"));
-      }
+      auto in = DecodeRewrapBody(body);
+      if (!in.ok()) return Error(in.status());
       Bytes out;
-      auto r = service_->Rewrap(m.workspace, m.environment, AsBytes(in), &out);
+      auto r = service_->Rewrap(m.workspace, m.environment, AsBytes(*in), &out);
       if (!r.ok()) return Error(r.status());
       std::string text(AsChars(out));
       while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
@@ -1049,13 +650,9 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     }
     case RouteId::kShred: {
       // Step one (no body, or no "confirmation"): a token. Step two: the token and the name.
-      json j = json::object();
-      if (!body.empty()) {
-        auto parsed = ParseObject(body);
-        if (!parsed.ok()) return Error(parsed.status());
-        j = *parsed;
-      }
-      if (!j.contains("confirmation")) {
+      auto in = DecodeShredBody(body, m.environment);
+      if (!in.ok()) return Error(in.status());
+      if (!in->confirmation) {
         auto c = service_->RequestShred(m.workspace, m.environment);
         if (!c.ok()) return Error(c.status());
         json out = ShredConfirmationToJson(*c);
@@ -1065,14 +662,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
                       "be read";
         return {200, JsonText(out)};
       }
-      auto token = StringField(j, "confirmation", true);
-      if (!token.ok()) return Error(token.status());
-      auto name = StringField(j, "environment", true);
-      if (!name.ok()) {
-        return Error(name.status().WithHint("type the environment's name again: {\"environment\": \"" +
-                                            m.environment + "\"}"));
-      }
-      auto r = service_->ShredEnvironment(m.workspace, m.environment, *token, *name);
+      auto r = service_->ShredEnvironment(m.workspace, m.environment, *in->confirmation,
+                                          in->environment);
       if (!r.ok()) return Error(r.status());
       return {200, JsonText(ShredResultToJson(*r))};
     }
@@ -1082,21 +673,18 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(EnvironmentSettingsToJson(*s))};
     }
     case RouteId::kPatchSettings: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      EnvironmentSettings set;
-      std::vector<std::string> reset;
-      Status p = EnvironmentSettingsPatchFromJson(*j, &set, &reset);
-      if (!p.ok()) return Error(p);
+      auto in = DecodeSettingsPatchBody(body);
+      if (!in.ok()) return Error(in.status());
       // The replacement period guards CMK replacements, which key-managers make; like the
       // emergency replacement that bypasses it, changing (or resetting) it is the owner's.
-      if (set.replacement_period_seconds ||
-          std::find(reset.begin(), reset.end(), kSettingReplacementPeriod) != reset.end()) {
+      if (in->set.replacement_period_seconds ||
+          std::find(in->reset.begin(), in->reset.end(), kSettingReplacementPeriod) !=
+              in->reset.end()) {
         Status owner = auth::AuthorizeOwnerOnly(
             caller, "changing " + std::string(kSettingReplacementPeriod));
         if (!owner.ok()) return Denied(m, owner);
       }
-      auto s = service_->UpdateEnvironmentSettings(m.workspace, m.environment, set, reset);
+      auto s = service_->UpdateEnvironmentSettings(m.workspace, m.environment, in->set, in->reset);
       if (!s.ok()) return Error(s.status());
       return {200, JsonText(EnvironmentSettingsToJson(*s))};
     }
@@ -1106,25 +694,9 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
     }
     case RouteId::kSetDefaultKey: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto arn = StringField(*j, "aws_kms_arn", false);
-      if (!arn.ok()) return Error(arn.status());
-      auto provider = StringField(*j, "provider", false);
-      if (!provider.ok()) return Error(provider.status());
-      auto key_id = StringField(*j, "key_id", false);
-      if (!key_id.ok()) return Error(key_id.status());
-      if (!arn->empty()) {
-        *provider = "aws-kms";
-        *key_id = *arn;
-      }
-      if (provider->empty() || key_id->empty()) {
-        return Error(InvalidArgumentError(
-            "the key is missing",
-            "send {\"aws_kms_arn\": \"arn:aws:kms:REGION:ACCOUNT:key/KEY-ID\"}; DELETE this "
-            "route to go back to the platform key"));
-      }
-      auto k = service_->SetWorkspaceDefaultKey(m.workspace, *provider, *key_id);
+      auto key = DecodeDefaultKeyBody(body);
+      if (!key.ok()) return Error(key.status());
+      auto k = service_->SetWorkspaceDefaultKey(m.workspace, key->provider, key->key_id);
       if (!k.ok()) return Error(k.status());
       return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
     }
@@ -1134,7 +706,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
     }
     case RouteId::kListEvents: {
-      auto q = EventQueryFromQueryString(m.workspace, m.query);
+      auto q = DecodeEventQuery(m.workspace, m.query, NowMs());
       if (!q.ok()) return Error(q.status());
       if (caller.EnvironmentRestricted() &&
           (!q->environment || !caller.MayUseEnvironment(*q->environment))) {
@@ -1181,146 +753,77 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(EnvironmentJson(*e))};
     }
     case RouteId::kValidateKey: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto key = KeyRefFrom(*j);
+      auto key = DecodeValidateKeyBody(body);
       if (!key.ok()) return Error(key.status());
-      std::string* provider = &key->provider;
-      std::string* key_id = &key->key_id;
-      auto v = service_->ValidateCustomerKey(m.workspace, m.environment, *provider, *key_id);
+      auto v = service_->ValidateCustomerKey(m.workspace, m.environment, key->provider,
+                                             key->key_id);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
     case RouteId::kGenerateDataKey: {
-      auto j = ParseObject(body.empty() ? "{}" : body);
-      if (!j.ok()) return Error(j.status());
-      auto scope = StringField(*j, "scope", false);
-      if (!scope.ok()) return Error(scope.status());
-      size_t size = kDefaultDataKeyBytes;
-      if (auto it = j->find("bytes"); it != j->end()) {
-        if (!it->is_number_integer() || it->get<int64_t>() < int64_t{kMinDataKeyBytes} ||
-            it->get<int64_t>() > int64_t{kMaxDataKeyBytes}) {
-          return Error(InvalidArgumentError(
-              "field \"bytes\": a data key is " + std::to_string(kMinDataKeyBytes) + " to " +
-                  std::to_string(kMaxDataKeyBytes) + " bytes (a whole number), got " +
-                  it->dump(),
-              "send \"bytes\": 32 for an AES-256 key (the default)"));
-        }
-        size = static_cast<size_t>(it->get<int64_t>());
-      }
-      bool with_plaintext = true;
-      if (auto it = j->find("plaintext"); it != j->end()) {
-        if (!it->is_boolean()) {
-          return Error(InvalidArgumentError(
-              "field \"plaintext\" must be true or false",
-              "send \"plaintext\": false for the wrapped key only"));
-        }
-        with_plaintext = it->get<bool>();
-      }
-      std::string sc = scope->empty() ? m.scope : *scope;
-      auto k = service_->GenerateDataKey(m.workspace, m.environment, sc, size, with_plaintext);
+      auto in = DecodeGenerateDataKeyBody(body);
+      if (!in.ok()) return Error(in.status());
+      const std::string& sc = in->scope.empty() ? m.scope : in->scope;
+      auto k = service_->GenerateDataKey(m.workspace, m.environment, sc, in->bytes,
+                                         in->with_plaintext);
       if (!k.ok()) return Error(k.status());
       json out = {{"ciphertext", EnvelopeToText(k->ciphertext)},
                   {"scope", k->scope},
-                  {"bytes", size}};
+                  {"bytes", in->bytes}};
       // The key bytes leave SecretBytes only here, encoded into the response.
-      if (with_plaintext) out["plaintext"] = Base64Encode(k->plaintext.RevealForCrypto());
+      if (in->with_plaintext) out["plaintext"] = Base64Encode(k->plaintext.RevealForCrypto());
       return {200, JsonText(out)};
     }
     case RouteId::kEncryptBatch: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto items = BatchItems(*j);
-      if (!items.ok()) return Error(items.status());
-      // Items with bad fields get their own error; the rest go to the service.
-      std::vector<BatchEncryptItem> in;
-      std::vector<std::optional<Status>> bad((*items)->size());
-      std::vector<size_t> index;  // position of each service item in the request
-      for (size_t i = 0; i < (*items)->size(); ++i) {
-        const json& item = (**items)[i];
-        if (!item.is_object()) {
-          bad[i] = InvalidArgumentError("item " + std::to_string(i) + " must be an object",
-                                        "send {\"plaintext\": base64, \"scope\": \"…\"}");
-          continue;
-        }
-        auto plaintext = StringField(item, "plaintext", true);
-        auto scope = StringField(item, "scope", false);
-        if (!plaintext.ok() || !scope.ok()) {
-          bad[i] = !plaintext.ok() ? plaintext.status() : scope.status();
-          continue;
-        }
-        auto bytes = Base64Decode(*plaintext);
-        if (!bytes.ok()) {
-          bad[i] = InvalidArgumentError("field \"plaintext\" must be base64: " +
-                                        bytes.status().message());
-          continue;
-        }
-        in.push_back({scope->empty() ? m.scope : *scope, std::move(bytes).value()});
-        index.push_back(i);
+      auto in = DecodeEncryptBatchBody(body);
+      if (!in.ok()) return Error(in.status());
+      // Items with bad fields have their own error; the rest go to the service.
+      for (BatchEncryptItem& item : in->items) {
+        if (item.scope.empty()) item.scope = m.scope;
       }
       std::vector<StatusOr<Bytes>> results;
-      if (!in.empty()) {
-        auto r = service_->EncryptBatch(m.workspace, m.environment, in);
+      if (!in->items.empty()) {
+        auto r = service_->EncryptBatch(m.workspace, m.environment, in->items);
         if (!r.ok()) return Error(r.status());
         results = std::move(r).value();
       }
-      std::vector<json> out_items((*items)->size());
-      for (size_t i = 0; i < bad.size(); ++i) {
-        if (bad[i]) out_items[i] = ItemError(*bad[i]);
+      std::vector<json> out_items(in->count);
+      for (size_t i = 0; i < in->count; ++i) {
+        if (in->errors[i]) out_items[i] = ItemError(*in->errors[i]);
       }
       for (size_t k = 0; k < results.size(); ++k) {
-        out_items[index[k]] = results[k].ok()
-                                  ? json{{"ciphertext", EnvelopeToText(*results[k])},
-                                         {"scope", in[k].scope}}
-                                  : ItemError(results[k].status());
+        out_items[in->positions[k]] = results[k].ok()
+                                          ? json{{"ciphertext", EnvelopeToText(*results[k])},
+                                                 {"scope", in->items[k].scope}}
+                                          : ItemError(results[k].status());
       }
       return {200, JsonText(json{{"items", out_items}})};
     }
     case RouteId::kDecryptBatch: {
-      auto j = ParseObject(body);
-      if (!j.ok()) return Error(j.status());
-      auto items = BatchItems(*j);
-      if (!items.ok()) return Error(items.status());
-      std::vector<Bytes> in;
-      std::vector<std::optional<Status>> bad((*items)->size());
-      std::vector<size_t> index;
-      for (size_t i = 0; i < (*items)->size(); ++i) {
-        const json& item = (**items)[i];
-        if (!item.is_object()) {
-          bad[i] = InvalidArgumentError("item " + std::to_string(i) + " must be an object",
-                                        "send {\"ciphertext\": \"ekm1:…\"}");
-          continue;
-        }
-        auto ciphertext = StringField(item, "ciphertext", true);
-        if (!ciphertext.ok()) {
-          bad[i] = ciphertext.status();
-          continue;
-        }
-        in.push_back(Bytes(ciphertext->begin(), ciphertext->end()));
-        index.push_back(i);
-      }
+      auto in = DecodeDecryptBatchBody(body);
+      if (!in.ok()) return Error(in.status());
       std::vector<StatusOr<Bytes>> results;
-      if (!in.empty()) {
-        auto r = service_->DecryptBatch(m.workspace, m.environment, in);
+      if (!in->items.empty()) {
+        auto r = service_->DecryptBatch(m.workspace, m.environment, in->items);
         if (!r.ok()) return Error(r.status());
         results = std::move(r).value();
       }
-      std::vector<json> out_items((*items)->size());
-      for (size_t i = 0; i < bad.size(); ++i) {
-        if (bad[i]) out_items[i] = ItemError(*bad[i]);
+      std::vector<json> out_items(in->count);
+      for (size_t i = 0; i < in->count; ++i) {
+        if (in->errors[i]) out_items[i] = ItemError(*in->errors[i]);
       }
       for (size_t k = 0; k < results.size(); ++k) {
-        out_items[index[k]] = results[k].ok() ? json{{"plaintext", Base64Encode(*results[k])}}
-                                              : ItemError(results[k].status());
+        out_items[in->positions[k]] = results[k].ok()
+                                          ? json{{"plaintext", Base64Encode(*results[k])}}
+                                          : ItemError(results[k].status());
       }
       return {200, JsonText(json{{"items", out_items}})};
     }
-
     // --- issue5-B --- (chain: the workspace's, or "" = the platform's)
     case RouteId::kAuditQuery:
     case RouteId::kPlatformAuditQuery: {
-      auto q = EventQueryFromQueryString(m.id == RouteId::kAuditQuery ? m.workspace : "",
-                                         m.query);
+      auto q = DecodeEventQuery(m.id == RouteId::kAuditQuery ? m.workspace : "", m.query,
+                                NowMs());
       if (!q.ok()) return Error(q.status());
       if (caller.EnvironmentRestricted() &&
           (!q->environment || !caller.MayUseEnvironment(*q->environment))) {
@@ -1373,14 +876,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     }
     case RouteId::kAuditCreateCheckpoint:
     case RouteId::kPlatformAuditCreateCheckpoint: {
-      if (!body.empty()) {
-        auto j = ParseObject(body);
-        if (!j.ok()) return Error(j.status());
-        if (!j->empty()) {
-          return Error(InvalidArgumentError("a checkpoint request takes no fields",
-                                            "send an empty body or {}"));
-        }
-      }
+      Status empty = DecodeEmptyBody(body, "a checkpoint request");
+      if (!empty.ok()) return Error(empty);
       auto c = service_->CreateAuditCheckpoint(
           m.id == RouteId::kAuditCreateCheckpoint ? m.workspace : "");
       if (!c.ok()) return Error(c.status());

@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "ekm/base/clock.h"
+#include "ekm/base/encoding.h"
 
 namespace ekm {
 
@@ -127,7 +128,7 @@ Status EnvironmentSettingsPatchFromJson(const json& j, EnvironmentSettings* set,
       if (f.name == it.key()) field = &f;
     }
     if (field == nullptr) {
-      return InvalidArgumentError("no environment setting is called \"" + it.key() + "\"",
+      return InvalidArgumentError("no environment setting is called " + QuotedExcerpt(it.key()),
                                   "settings: key_cache_ttl_seconds, grace_period_seconds, "
                                   "ek_rotation_period_seconds, dk_rotation_period_seconds, "
                                   "replacement_period_seconds");
@@ -174,12 +175,10 @@ LifecycleEventInfo LifecycleEventInfoFromJson(const json& j) {
 
 namespace {
 
-// `"text"` followed by `rest`, appended rather than `"\"" + std::string(text) + …`: GCC 12 at
-// -O3 misreports that temporary (-Wrestrict) and broke the quickstart's Release build.
+// `"text"` followed by `rest` (QuotedExcerpt: at most 64 bytes of the text). Appended rather
+// than `"\"" + std::string(text) + …`: GCC 12 at -O3 misreports that temporary (-Wrestrict).
 std::string QuotedThen(std::string_view text, std::string_view rest) {
-  std::string out = "\"";
-  out.append(text);
-  out += '"';
+  std::string out = QuotedExcerpt(text);
   out.append(rest);
   return out;
 }
@@ -231,6 +230,11 @@ StatusOr<int64_t> ParseTimeMs(std::string_view text, int64_t now_ms) {
   }
   auto d = ParseDurationSeconds(text);
   if (d.ok() && !text.empty() && (text.back() < '0' || text.back() > '9')) {
+    // Up to 12 digits of days is 8.6e16 s: checked before it is made milliseconds.
+    if (*d > now_ms / 1000) {
+      return InvalidArgumentError(QuotedThen(text, " before now is before 1970"),
+                                  "use a shorter duration, e.g. 7d, or an RFC 3339 time");
+    }
     return now_ms - *d * 1000;
   }
   return InvalidArgumentError(QuotedThen(text, " is not a time"),
