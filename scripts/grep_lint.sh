@@ -21,7 +21,6 @@ ban "std::string members named like keys or secrets (use SecretBytes)" \
   '^\s*std::string\s+(\w*_)?(key|secret|password|token)_\s*[;={]' '_test\.cc:'
 ban "printing to stdout from the library (log with spdlog, or return a value)" \
   'std::cout|printf\s*\(' '^src/ekm/cli/|_main\.cc:|_test\.cc:|^bench/|^fuzz/|snprintf'
-# --- issue12-store ---
 ban "a hand-written wipe (the compiler may drop it: use OPENSSL_cleanse)" \
   "std::fill\\s*\\(.*'\\\\0'\\s*\\)"
 exit $status

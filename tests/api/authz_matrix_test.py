@@ -5,7 +5,7 @@ Usage: authz_matrix_test.py EKMD SOURCE_DIR
 
 The expected roles of every route are written below, independently of the C++ rule
 (src/ekm/auth/authorization.cc): the table of docs/api.md "Authentication and roles". The test
-fails when src/ekm/server/routes.cc has a route this table lacks (or the other way round), so a
+fails when src/ekm/api/operations.cc has a route this table lacks (or the other way round), so a
 new route cannot ship without a decided rule.
 """
 
@@ -123,7 +123,7 @@ def check(ok, what):
 
 
 def route_table(source_dir):
-    text = open(os.path.join(source_dir, "src/ekm/server/routes.cc")).read()
+    text = open(os.path.join(source_dir, "src/ekm/api/operations.cc")).read()
     rows = re.findall(r'\{RouteId::k\w+,\s*"(\w+)",\s*"([^"]+)",\s*"([^"]+)"\}', text)
     return [(m, p, n) for m, p, n in rows]
 
@@ -138,14 +138,14 @@ def main():
                  isolated_env(tmp))
         url = d.url
 
-        # The table is complete: every route of routes.cc has a decided rule, and no more.
+        # The table is complete: every route of operations.cc has a decided rule, and no more.
         table = route_table(source_dir)
         names = {n for _, _, n in table}
-        check(len(table) >= 30, "routes.cc rows found by the regex: %d" % len(table))
+        check(len(table) >= 30, "operations.cc rows found by the regex: %d" % len(table))
         for n in sorted(names - set(EXPECTED)):
             check(False, "route %s has no row in this test's table (decide its roles)" % n)
         for n in sorted(set(EXPECTED) - names):
-            check(False, "this test expects route %s, which routes.cc lacks" % n)
+            check(False, "this test expects route %s, which operations.cc lacks" % n)
 
         a = setup_tokens(url, data, "acme")
         b = setup_tokens(url, data, "globex")

@@ -268,7 +268,7 @@ _lib_ekmd_problems() {
   done
 }
 
-# --- API tokens (issue5-A) ------------------------------------------------------------------
+# --- API tokens ------------------------------------------------------------------
 # setup_tokens DATA_DIR SERVER_URL WORKSPACE: call right after ekmd is up. Reads the bootstrap
 # admin token ekmd wrote to DATA_DIR/bootstrap-admin-token (or ADMIN_TOKEN if already set),
 # creates WORKSPACE (an existing one is fine) and exports ADMIN_TOKEN, OWNER_TOKEN, KM_TOKEN,

@@ -18,7 +18,7 @@
 
 #include "ekm/base/bytes.h"
 #include "ekm/base/status.h"
-#include "ekm/store/store.h"
+#include "ekm/audit/audit_record.h"
 
 namespace ekm {
 

@@ -8,9 +8,9 @@
 #include <initializer_list>
 #include <string_view>
 
+#include "ekm/api/operations.h"
 #include "ekm/auth/token.h"
 #include "ekm/base/status.h"
-#include "ekm/server/routes.h"
 
 namespace ekm::auth {
 

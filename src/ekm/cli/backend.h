@@ -109,7 +109,6 @@ class Backend {
   virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) = 0;
   // Local mode only: ekmd runs the schedule itself.
   virtual StatusOr<ScheduledRotationReport> RunScheduledRotations() = 0;
-  // --- issue5-D ---
   virtual StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
                                                       std::string_view environment,
                                                       std::string_view provider,
@@ -119,7 +118,6 @@ class Backend {
                                                      std::string_view scope, size_t size,
                                                      bool with_plaintext) = 0;
 
-  // --- issue5-A ---
   virtual StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) = 0;
   virtual StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(
       std::optional<std::string> workspace) = 0;
@@ -127,7 +125,7 @@ class Backend {
   // The calling token; nullopt in local mode (the platform operator, no token).
   virtual StatusOr<std::optional<ApiTokenInfo>> WhoAmI() = 0;
 
-  // --- issue5-B: the audit log; chain "" = the platform chain ---
+  // The audit log; chain "" = the platform chain.
   virtual StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query) = 0;
   virtual Status ExportAudit(std::string_view chain,
                              const std::function<Status(const LifecycleEventRecord&)>& sink) = 0;

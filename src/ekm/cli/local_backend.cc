@@ -134,7 +134,6 @@ class LocalBackend : public Backend {
   StatusOr<ScheduledRotationReport> RunScheduledRotations() override {
     return svc_->RunScheduledRotations();
   }
-  // --- issue5-B ---
   StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query) override {
     return svc_->QueryAudit(query);
   }
@@ -152,7 +151,6 @@ class LocalBackend : public Backend {
     return svc_->AuditSigningPublicKey().pem();
   }
 
-  // --- issue5-D ---
   StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
                                               std::string_view environment,
                                               std::string_view provider,
@@ -195,7 +193,6 @@ class LocalBackend : public Backend {
     return Status::Ok();
   }
 
-  // --- issue5-A ---
   StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) override {
     return svc_->CreateApiToken(request);
   }

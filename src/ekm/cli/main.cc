@@ -27,7 +27,7 @@
 #include "ekm/audit/audit_log.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/policy/key_policy_statement.h"
-#include "ekm/repack/repack_json.h"
+#include "ekm/service/repack_json.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_material_json.h"
@@ -49,7 +49,7 @@ struct GlobalFlags {
   bool json = false;
   std::string aws_principal_arn;
   std::string aws_ca_file;
-  ClientTlsOptions tls;  // --- issue5-C --- --ca-file, --client-cert, --client-key
+  ClientTlsOptions tls;  // --ca-file, --client-cert, --client-key
 };
 
 int Fail(const Status& s) {
@@ -170,7 +170,6 @@ StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
   return NewLocalBackend(o);
 }
 
-// --- issue5-A ---
 nlohmann::json ApiTokenInfoJson(const ApiTokenInfo& t) {
   auto at = [](int64_t v) {
     return v == 0 ? nlohmann::json(nullptr) : nlohmann::json(FormatRfc3339(FromUnixSeconds(v)));
@@ -678,7 +677,6 @@ int Run(int argc, char** argv) {
   app.add_option("--token", g.token, "API token for --server [env: EKM_TOKEN]")
       ->envname("EKM_TOKEN");
   app.add_flag("--json", g.json, "Print results as JSON");
-  // --- issue5-C ---
   app.add_option("--ca-file", g.tls.ca_file,
                  "Server mode over https://: PEM CA bundle to trust for ekmd's certificate "
                  "instead of the system store [env: EKM_CA_FILE]")
@@ -1603,7 +1601,6 @@ int Run(int argc, char** argv) {
     });
   });
 
-  // --- issue5-A ---
   // ekm token ...
   auto* token = app.add_subcommand("token", "Manage API tokens (ekmd's bearer credentials)");
   token->require_subcommand(1);
@@ -1728,7 +1725,6 @@ int Run(int argc, char** argv) {
     });
   });
 
-  // --- issue5-D ---
   // ekm key validate: "Update key"'s checks for a key, nothing changed.
   std::string kv_arn;
   bool kv_platform = false;
@@ -1803,7 +1799,7 @@ int Run(int argc, char** argv) {
     });
   });
 
-  // --- issue5-B --- ekm audit: the tamper-evident audit log (docs/audit.md).
+  // ekm audit: the tamper-evident audit log (docs/audit.md).
   auto* audit = app.add_subcommand(
       "audit", "The tamper-evident audit log: list, export, verify, checkpoint, public-key");
   audit->require_subcommand(1);

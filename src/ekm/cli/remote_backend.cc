@@ -118,7 +118,6 @@ class RemoteBackend : public Backend {
                                    "`ekm --data-dir DIR key rotate --due` is for local mode; "
                                    "against a server, rotate with --scope/--all-scopes or the EK");
   }
-  // --- issue5-B ---
   StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query) override {
     return client_->QueryAudit(query);
   }
@@ -134,7 +133,6 @@ class RemoteBackend : public Backend {
   }
   StatusOr<std::string> AuditPublicKeyPem() override { return client_->AuditPublicKeyPem(); }
 
-  // --- issue5-A ---
   StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) override {
     return client_->CreateApiToken(request);
   }
@@ -149,7 +147,6 @@ class RemoteBackend : public Backend {
     return std::optional<ApiTokenInfo>(std::move(t));
   }
 
-  // --- issue5-D ---
   StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
                                               std::string_view environment,
                                               std::string_view provider,

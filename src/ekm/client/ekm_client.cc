@@ -1,5 +1,5 @@
 #include "ekm/client/ekm_client.h"
-#include "ekm/repack/repack_json.h"
+#include "ekm/service/repack_json.h"
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -221,7 +221,6 @@ class EkmClient::Impl {
     curl_easy_setopt(curl_, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl_, CURLOPT_NOPROXY, "*");
-    // --- issue5-C ---
     curl_easy_setopt(curl_, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
     if (!tls_.ca_file.empty()) curl_easy_setopt(curl_, CURLOPT_CAINFO, tls_.ca_file.c_str());
     if (!tls_.client_cert_file.empty()) {
@@ -265,7 +264,6 @@ class EkmClient::Impl {
                               "is ekmd running? start it with `ekmd --data-dir DIR`, or check "
                               "--server / EKM_SERVER");
     }
-    // --- issue5-C ---
     if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {
       return UnavailableError("cannot verify ekmd's TLS certificate at " + base_ + ": " + what,
                               "give the CA that signed it with --ca-file / EKM_CA_FILE");
@@ -339,7 +337,7 @@ class EkmClient::Impl {
   std::string base_;
   SecretBytes token_;  // an API token is a credential
   CURL* curl_;
-  ClientTlsOptions tls_;  // --- issue5-C ---
+  ClientTlsOptions tls_;
 };
 
 EkmClient::EkmClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -749,7 +747,6 @@ StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const EventQuery
   return out;
 }
 
-// --- issue5-A ---
 namespace {
 
 ApiTokenInfo ApiTokenFromJson(const json& j) {
@@ -812,7 +809,6 @@ StatusOr<ApiTokenInfo> EkmClient::WhoAmI() {
   return ApiTokenFromJson(j);
 }
 
-// --- issue5-D ---
 StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(std::string_view workspace) {
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace}), nullptr));
@@ -874,7 +870,6 @@ StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(std::string_view workspace
   return k;
 }
 
-// --- issue5-B ---
 namespace {
 // "" = the platform chain (/v1/audit…), else the workspace's (/v1/workspaces/W/audit…).
 std::string AuditBase(EkmClient::Impl& impl, std::string_view chain);

@@ -14,7 +14,6 @@
 
 namespace ekm {
 
-// --- issue5-C ---
 // For https:// servers: the CA to trust instead of the system store, and a client
 // certificate and key (PEM) for servers that ask for one (ekmd --tls-client-ca).
 struct ClientTlsOptions {
@@ -116,14 +115,12 @@ class EkmClient {
                                                           const std::vector<std::string>& reset);
   StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query);
 
-  // --- issue5-A ---
   // API tokens: POST /v1/tokens, GET /v1/tokens[?workspace=W], DELETE /v1/tokens/{id}, and
   // GET /v1/token (the calling token).
   StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request);
   StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(std::optional<std::string> workspace);
   StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id);
   StatusOr<ApiTokenInfo> WhoAmI();
-  // --- issue5-D ---
   StatusOr<WorkspaceInfo> GetWorkspace(std::string_view workspace);
   StatusOr<EnvironmentInfo> GetEnvironment(std::string_view workspace,
                                            std::string_view environment);
@@ -138,7 +135,7 @@ class EkmClient {
                                              std::string_view scope, size_t size,
                                              bool with_plaintext);
 
-  // --- issue5-B: the audit log; chain "" = the platform chain ---
+  // The audit log; chain "" = the platform chain.
   StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query);
   Status ExportAudit(std::string_view chain,
                      const std::function<Status(const LifecycleEventRecord&)>& sink);

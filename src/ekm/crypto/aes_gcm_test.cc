@@ -154,7 +154,6 @@ TEST(AesGcmTest, ThreadsDoNotShareState) {
   EXPECT_EQ(failures, 0);
 }
 
-// --- issue12-keys ---
 // A thread parked after its last operation, until told to go on (or to seal once more).
 class ParkedThread {
  public:

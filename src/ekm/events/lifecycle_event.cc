@@ -4,7 +4,7 @@
 
 #include "ekm/base/encoding.h"
 
-#include "ekm/service/key_json.h"
+#include "ekm/base/json_text.h"
 
 namespace ekm {
 

@@ -37,12 +37,10 @@ inline constexpr std::string_view kEnvironmentShredded = "environment.shredded";
 inline constexpr std::string_view kWorkspaceDefaultKeySet = "workspace.default_key_set";
 inline constexpr std::string_view kEnvironmentSettingsChanged = "environment.settings_changed";
 inline constexpr std::string_view kKeyEmergencyReplaced = "key.emergency_replaced";
-// --- issue5-A ---
 inline constexpr std::string_view kTokenCreated = "token.created";
 inline constexpr std::string_view kTokenRevoked = "token.revoked";
 inline constexpr std::string_view kTokenAuthFailed = "token.auth_failed";
 inline constexpr std::string_view kTokenPermissionDenied = "token.permission_denied";
-// --- issue5-B ---
 inline constexpr std::string_view kWorkspaceCreated = "workspace.created";
 inline constexpr std::string_view kImportParamsCreated = "key_material.import_params_created";
 inline constexpr std::string_view kShredRequested = "environment.shred_requested";
@@ -75,7 +73,6 @@ Status RecordLifecycleEvent(Store& store, const Clock& clock, std::string_view w
 // One event as JSON: {"id","at","workspace","environment","type","actor","detail"}.
 nlohmann::json LifecycleEventJson(const LifecycleEventRecord& record);
 
-// --- issue5-B ---
 // One audit record as the audit query shows it: the event's JSON plus "chain", "seq",
 // "prev_hash" and "hash" (hex), and "at_ms". (The export form, for verification, is audit/audit_log.h's.)
 nlohmann::json AuditRecordJson(const LifecycleEventRecord& record);

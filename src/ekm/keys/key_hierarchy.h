@@ -36,11 +36,7 @@
 
 namespace ekm {
 
-// Encryption context keys sent with every EK wrap (the AWS key policy statement pins
-// kEkContextWorkspace).
-inline constexpr std::string_view kEkContextWorkspace = "ekm:workspace";
-inline constexpr std::string_view kEkContextEnvironment = "ekm:environment";
-inline constexpr std::string_view kEkContextEkVersion = "ekm:ek-version";
+// The encryption context keys of every EK wrap (kEkContextWorkspace, …): provider/key_provider.h.
 
 struct KeyHierarchyOptions {
   std::chrono::seconds ttl{300};

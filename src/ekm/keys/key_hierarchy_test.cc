@@ -215,7 +215,6 @@ TEST_F(KeyHierarchyTest, UnknownVersionIsNamed) {
   EXPECT_NE(s.message().find("v9"), std::string::npos);
 }
 
-// --- issue12-keys ---
 // Nonces are unique by construction, not by chance: the last four bytes are the message's
 // index in its DK version, reserved atomically in the store, so no two leases, threads or
 // processes ever share them (the CLI leases 16 messages at a time: up to 2^28 leases per DK,

@@ -31,6 +31,13 @@ namespace ekm {
 // its encryption context (AWS shows it in CloudTrail) and bound as associated data.
 using EncryptionContext = std::map<std::string, std::string>;
 
+// The keys of the context of every EK wrap (the AWS key policy statement pins
+// kEkContextWorkspace). Here, below keys/, because providers that bind the context themselves
+// (uploaded key material) read it.
+inline constexpr std::string_view kEkContextWorkspace = "ekm:workspace";
+inline constexpr std::string_view kEkContextEnvironment = "ekm:environment";
+inline constexpr std::string_view kEkContextEkVersion = "ekm:ek-version";
+
 // Canonical bytes of an encryption context, for associated data: for each entry in key order,
 // len(key) (4 BE) | key | len(value) (4 BE) | value.
 Bytes EncodeEncryptionContext(const EncryptionContext& context);

@@ -402,7 +402,6 @@ TEST_F(RepackTest, OneHundredThousandDataKeysAreRepacked) {
   ExpectAllReadable(bytes);
 }
 
-// --- issue12-keys ---
 // Defect 1: a DK cached before a repack keeps the EK version it was unwrapped under; past its
 // TTL it must be unwrapped again under the EK that wraps it now, not under the destroyed one.
 class RepackThenTtlTest : public RepackTest {

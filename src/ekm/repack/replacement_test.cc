@@ -6,7 +6,7 @@
 #include <map>
 
 #include "ekm/events/lifecycle_event.h"
-#include "ekm/repack/repack_json.h"
+#include "ekm/service/repack_json.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/moto_peer.h"

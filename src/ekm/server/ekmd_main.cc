@@ -45,7 +45,6 @@ int Fail(const ekm::Status& s) {
   return 1;
 }
 
-// --- issue5-A ---
 // Writes the bootstrap admin token to `path`, mode 0600, replacing an older file.
 ekm::Status WriteTokenFile(const std::string& path, std::span<const uint8_t> token) {
   ::unlink(path.c_str());
@@ -97,7 +96,7 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --- issue12-http --- Before anything reads a key: a crash must not write keys to disk.
+  // Before anything reads a key: a crash must not write keys to disk.
   if (ekm::Status hardened = ekm::DisableCoreDumps(); !hardened.ok()) return Fail(hardened);
   CLI::App app{"ekmd: the ekm server (Enterprise Key Management, bring your own key).\n"
                "Serves the REST API v1 (docs/api.md) on the data directory's store and keys.",
@@ -171,7 +170,6 @@ int main(int argc, char** argv) {
                  "the least recently used are dropped and wiped first")
       ->check(CLI::Range(size_t{16}, size_t{100000000}))
       ->capture_default_str();
-  // --- issue13-procs ---
   // The floor keeps the leases one process holds of a DK version (every lease taken stays
   // until the key leaves the cache) at most 2^32 / 4096 = 2^20.
   app.add_option("--nonce-lease-size", options.nonce_lease_size,
@@ -214,7 +212,6 @@ int main(int argc, char** argv) {
                  "When the data directory has no admin token: store the one in this file "
                  "(one line ekm_…) [default: write a new one to <data-dir>/bootstrap-admin-token]")
       ->check(CLI::ExistingFile);
-  // --- issue5-B ---
   int64_t audit_checkpoint_seconds = 300;
   app.add_option("--audit-checkpoint-interval", audit_checkpoint_seconds,
                  "Seconds between signed checkpoints of every audit chain that advanced (one "
@@ -231,7 +228,6 @@ int main(int argc, char** argv) {
   app.add_flag("--allow-insecure-listen", http.allow_insecure_listen,
                "Allow plain HTTP on a non-loopback address (put TLS in front of it)");
 
-  // --- issue5-C ---
   std::string log_format = "text";
   std::string tls_client_auth = "optional";
   app.add_option("--tls-cert", http.tls_cert_file,
@@ -269,7 +265,6 @@ int main(int argc, char** argv) {
                  "text, or json: one JSON object per line (ts, level, msg, fields)")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
-  // --- issue12-http ---
   app.add_option_function<int64_t>(
          "--body-timeout",
          [&http](const int64_t& seconds) { http.body_timeout = std::chrono::seconds(seconds); },
@@ -321,7 +316,6 @@ int main(int argc, char** argv) {
   options.aws.call_timeout = std::chrono::seconds(aws_call_timeout);
   options.aws.call_deadline = std::chrono::seconds(aws_call_deadline);
 
-  // --- issue5-C ---
   if (log_format == "json") {
     auto logger = spdlog::stderr_logger_mt("ekmd");
     logger->set_formatter(ekm::NewJsonLogFormatter());
@@ -363,7 +357,7 @@ int main(int argc, char** argv) {
   ekm::Status boot = BootstrapAdminToken(**service, options.data_dir, bootstrap_token_file);
   if (!boot.ok()) return Fail(boot);
 
-  ekm::ExportServiceMetrics(service->get());  // --- issue5-C ---
+  ekm::ExportServiceMetrics(service->get());
   ekm::HttpServer server(service->get(), http);
   ekm::Status started = server.Start();
   if (!started.ok()) return Fail(started);

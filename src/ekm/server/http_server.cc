@@ -72,7 +72,6 @@ struct Connection {
   std::string remote;  // the peer's address, read once (not a getpeername per request)
   std::string wire;    // the response being written (WriteJson): one buffer, reused
   bool remote_read = false;
-  // --- issue12-http ---
   bool counted = false;  // counts against its address's connection limit
   bool refused = false;  // over that limit: answered 429 and closed
   bool abort = false;    // closed without a graceful shutdown (a failed stream)
@@ -171,7 +170,6 @@ int StatusSlot(int status) {
   return -1;
 }
 
-// --- issue12-http ---
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() &&
          std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {

@@ -23,7 +23,6 @@ struct HttpServerOptions {
   std::chrono::seconds read_timeout{30};   // per read of a request header or body chunk
   bool allow_insecure_listen = false;      // plain HTTP on a non-loopback address
 
-  // --- issue5-C ---
   // TLS (1.2 with ECDHE and AEAD ciphers only, and 1.3) when both are set: PEM files, the
   // certificate file may hold the chain.
   std::string tls_cert_file;
@@ -44,7 +43,6 @@ struct HttpServerOptions {
   bool metrics_unauthenticated = false;  // GET /metrics without a token
   std::string version = "0.1.0";         // ekm_build_info
 
-  // --- issue12-http ---
   // A JSON request body must arrive whole within this time of its header (read_timeout still
   // bounds each read), so a client trickling one byte at a time cannot hold a connection.
   std::chrono::seconds body_timeout{60};
@@ -88,7 +86,6 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
 };
 
-// --- issue5-C ---
 // Puts `service`'s key cache counters on metrics::Default() (read at each scrape). `service`
 // must outlive every later scrape: ekmd calls it once for its one service.
 void ExportServiceMetrics(EkmService* service);

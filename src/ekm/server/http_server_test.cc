@@ -246,7 +246,6 @@ TEST_F(HttpServerTest, BadInputIsA4xxWithTheErrorShape) {
   EXPECT_EQ(StatusOf(garbage), 400);
 }
 
-// --- issue5-A ---
 TEST_F(HttpServerTest, MissingOrBadTokensAre401WithWwwAuthenticateAndWrongRolesAre403) {
   const std::string path = "/v1/workspaces";
   auto get = [&](const std::string& header) {
@@ -429,7 +428,6 @@ TEST_F(HttpServerTest, StopWaitsForAnInFlightStream) {
   EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
-// --- issue5-C ---
 std::string Get(int port, const std::string& path, const std::string& headers = "") {
   return RawRequest(port, "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
                               headers + "\r\n");
@@ -529,7 +527,6 @@ TEST_F(HttpServerTest, TlsStartErrorsAreClear) {
   EXPECT_NE(s2.Start().message().find("needs both --tls-cert and --tls-key"), std::string::npos);
 }
 
-// --- issue12-http ---
 // Sends `request` and keeps the connection open for writing (a client still sending): returns
 // what the server answers within `wait` or until it closes.
 std::string RawRequestKeepOpen(int port, const std::string& request,

@@ -69,7 +69,6 @@ TEST(RouteTableTest, WrongMethodListsTheAllowedOnesAndUnknownPathsAreNotFound) {
   EXPECT_EQ(m.status.code(), StatusCode::kInvalidArgument);
 }
 
-// --- issue5-A ---
 TEST(RouteTableTest, AMatchWithoutATokenCheckIsNeverServed) {
   Router router(nullptr);
   RouteRequest r;
@@ -86,7 +85,6 @@ TEST(RouteTableTest, AMatchWithoutATokenCheckIsNeverServed) {
   EXPECT_TRUE(router.Match(r).authenticated);  // the one open route
 }
 
-// --- issue5-D ---
 // "METHOD /path" of every operation in docs/openapi.yaml. A line scanner, not a YAML parser:
 // under `paths:`, a path is a key at indent 2 starting with '/', an operation a method key at
 // indent 4.
@@ -159,7 +157,6 @@ TEST(RouteTableTest, BatchAndDataKeyRoutesMatch) {
   EXPECT_TRUE(router.MatchRoute(r).unsupported_media_type);
 }
 
-// --- issue12-http ---
 // A number beyond the range of a double (which nlohmann::json throws as out_of_range, not as a
 // parse error) is the caller's mistake: a 400 naming where it is, never an exception. The body is
 // read before the service is asked, so no service is needed here.

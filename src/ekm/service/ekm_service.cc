@@ -31,7 +31,7 @@
 #include "ekm/provider/imported/imported_key_provider.h"
 #include "ekm/provider/imported/key_material_import.h"  
 #include "ekm/provider/platform/platform_key_provider.h"
-#include "ekm/repack/repack_json.h"
+#include "ekm/service/repack_json.h"
 #include "ekm/repack/repacker.h"   
 #include "ekm/store/sqlite/sqlite_store.h"
 
@@ -101,9 +101,22 @@ class StreamUsage {
   bool counted_ = false;
 };
 
+// The base of a wrapping stream coder: `Coder` itself, and for an encoder also the override of
+// SealInParallel, which forwards to `Self::ForwardSealInParallel` (a decoder has no such
+// member, so one template cannot declare it with `override` for both).
+template <typename Coder, typename Self>
+class StreamCoderBase : public Coder {};
+template <typename Self>
+class StreamCoderBase<EnvelopeEncoder, Self> : public EnvelopeEncoder {
+ public:
+  void SealInParallel(EnvelopeEncoder::ParallelSealing parallel) override {
+    static_cast<Self*>(this)->ForwardSealInParallel(std::move(parallel));
+  }
+};
+
 // A stream coder that counts the stream's usage when it ends, or at its first error.
 template <typename Coder>
-class CountedCoder final : public Coder {
+class CountedCoder final : public StreamCoderBase<Coder, CountedCoder<Coder>> {
  public:
   CountedCoder(std::unique_ptr<Coder> inner, std::shared_ptr<StreamUsage> usage)
       : inner_(std::move(inner)), usage_(std::move(usage)) {}
@@ -112,9 +125,7 @@ class CountedCoder final : public Coder {
     return s.ok() ? s : usage_->End(std::move(s));
   }
   Status Finish(Bytes* out) override { return usage_->End(inner_->Finish(out)); }
-  // Overrides EnvelopeEncoder's (no `override`: the decoder has none, and a member of a class
-  // template that is not virtual there is never instantiated).
-  void SealInParallel(EnvelopeEncoder::ParallelSealing parallel) {
+  void ForwardSealInParallel(EnvelopeEncoder::ParallelSealing parallel) {
     inner_->SealInParallel(std::move(parallel));
   }
 
@@ -141,12 +152,11 @@ Status CheckDataDir(const EkmOptions& o) {
   return Status::Ok();
 }
 
-// --- issue12-http ---
 // A stream coder that asks `check` before every piece of input of at most one default segment,
 // and so at least once per segment: a stream uses its data key for as long as it runs, and must
 // stop when the key may no longer be used, as every single message does.
 template <typename Coder>
-class KeyCheckedCoder final : public Coder {
+class KeyCheckedCoder final : public StreamCoderBase<Coder, KeyCheckedCoder<Coder>> {
  public:
   static constexpr size_t kCheckEvery = kDefaultSegmentSize;
 
@@ -168,8 +178,7 @@ class KeyCheckedCoder final : public Coder {
     EKM_RETURN_IF_ERROR(check_());
     return inner_->Finish(out);
   }
-  // As CountedCoder's.
-  void SealInParallel(EnvelopeEncoder::ParallelSealing parallel) {
+  void ForwardSealInParallel(EnvelopeEncoder::ParallelSealing parallel) {
     pooled_ = parallel.pool != nullptr;
     inner_->SealInParallel(std::move(parallel));
   }
@@ -698,8 +707,7 @@ class EkmServiceImpl : public EkmService {
         new CountedCoder<EnvelopeDecoder>(std::move(decoder), std::move(usage)));
   }
 
-  // --- issue12-http ---
-  // The data key a stream in progress uses, as last found usable.
+    // The data key a stream in progress uses, as last found usable.
   struct StreamKey {
     std::string workspace, environment, scope;
     uint32_t version = 0;  // 0: not known yet (a decrypt before its header)
@@ -851,7 +859,6 @@ class EkmServiceImpl : public EkmService {
     return st;
   }
 
-  // --- issue5-C ---
   Status CheckStore() override {
     // One indexed lookup of a name that cannot exist: "not found" is the store answering.
     auto probe = store_->GetWorkspace("-readyz-probe-");
@@ -1386,7 +1393,6 @@ class EkmServiceImpl : public EkmService {
     return out;
   }
 
-  // --- issue5-A ---
   StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& req) override {
     EKM_ASSIGN_OR_RETURN(auth::Role role, auth::ParseRole(req.role));
     if (role == auth::Role::kAdmin) {
@@ -1535,7 +1541,6 @@ class EkmServiceImpl : public EkmService {
   }
 
 
-  // --- issue5-D ---
   StatusOr<WorkspaceInfo> GetWorkspace(std::string_view workspace) override {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
     EKM_ASSIGN_OR_RETURN(WorkspaceRecord rec, store_->GetWorkspace(workspace));
@@ -1636,7 +1641,6 @@ class EkmServiceImpl : public EkmService {
     return Status::Ok();
   }
 
-  // --- issue5-B ---
   StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& q) override {
     EKM_RETURN_IF_ERROR(CheckChain(q.workspace));
     if (q.environment) EKM_RETURN_IF_ERROR(ValidateName("environment", *q.environment));
@@ -1788,7 +1792,6 @@ class EkmServiceImpl : public EkmService {
   }
 
  private:
-  // --- issue5-B ---
   // A chain: "" (the platform's) or an existing workspace's.
   Status CheckChain(std::string_view chain) {
     if (chain.empty()) return Status::Ok();
@@ -2312,7 +2315,6 @@ class EkmServiceImpl : public EkmService {
     return k;
   }
 
-  // --- issue5-A ---
   static ApiTokenInfo TokenInfo(const Store::ApiTokenRecord& r) {
     return ApiTokenInfo{r.id,          r.role,       r.workspace,  r.environments, r.description,
                         r.created_at,  r.created_by, r.expires_at, r.revoked_at};
@@ -2427,7 +2429,6 @@ class EkmServiceImpl : public EkmService {
   std::mutex shred_mu_;
   std::unordered_map<std::string, ShredConfirmation> shred_tokens_;
 
-  // --- issue5-B ---
   std::unique_ptr<AuditSigner> audit_signer_;
   // Shared with the streams it counts (which may end after a call returned).
   std::shared_ptr<UsageCounter> usage_ = std::make_shared<UsageCounter>();

@@ -314,7 +314,6 @@ struct LifecycleEventInfo {
   std::string detail;  // JSON object text
 };
 
-// --- issue5-D ---
 // GenerateDataKey: a fresh data key for client-side encryption (AWS KMS GenerateDataKey's
 // role). The wrapped form is an ordinary envelope of the key bytes, so Decrypt returns them.
 inline constexpr size_t kMinDataKeyBytes = 16;
@@ -334,7 +333,6 @@ struct BatchEncryptItem {
 
 inline constexpr std::string_view kScheduleActor = "system:schedule";
 
-// --- issue5-A ---
 // API tokens (auth/token.h, docs/api.md "Authentication and roles").
 inline constexpr std::chrono::seconds kDefaultApiTokenLifetime{90 * 86400};
 inline constexpr std::chrono::seconds kMaxApiTokenLifetime{366 * 86400};
@@ -448,7 +446,6 @@ class EkmService {
                                                    std::string_view environment) = 0;
   // This process's key cache counters.
   virtual KeyCacheStats KeyCacheStatistics() = 0;
-  // --- issue5-C ---
   // Whether the store answers a trivial query (ekmd's GET /readyz).
   virtual Status CheckStore() = 0;
   // Drops (and wipes) every cached key past its TTL and grace; returns how many. ekmd calls it
@@ -539,7 +536,6 @@ class EkmService {
   // Lifecycle events, oldest first.
   virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) = 0;
 
-  // --- issue5-A ---
   // API tokens. Create records token.created, revoke token.revoked, as CurrentActor(), in the
   // token's workspace's audit chain ("" for admin tokens) with the caller's role, and when the
   // admin did it in the platform chain too. An admin's owner token for a workspace that has a
@@ -569,7 +565,6 @@ class EkmService {
   // (a token text, e.g. from --bootstrap-token-file) or a new one, without expiry.
   virtual StatusOr<BootstrapAdminToken> EnsureBootstrapAdminToken(
       std::optional<std::string_view> given) = 0;
-  // --- issue5-D ---
   virtual StatusOr<WorkspaceInfo> GetWorkspace(std::string_view workspace) = 0;
   virtual StatusOr<EnvironmentInfo> GetEnvironment(std::string_view workspace,
                                                    std::string_view environment) = 0;
@@ -600,7 +595,7 @@ class EkmService {
       std::string_view workspace, std::string_view environment,
       const std::vector<Bytes>& envelopes) = 0;
 
-  // --- issue5-B: the audit log (audit/audit_log.h, docs/audit.md) ---
+  // The audit log (audit/audit_log.h, docs/audit.md).
   // Records of one chain (query.workspace; "" = the platform chain), oldest first, filtered.
   virtual StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query) = 0;
   // Every record of the chain, oldest first, page by page into `sink` (an export).

@@ -216,7 +216,6 @@ TEST_F(EkmServiceTest, MemoizedKeysEndWithAShred) {
   EXPECT_EQ(svc_->Decrypt("acme", "dev", ct, &out).code(), StatusCode::kFailedPrecondition);
 }
 
-// --- issue5-D ---
 Bytes AsBytesCopy(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
 TEST_F(EkmServiceTest, GetWorkspaceAndEnvironmentSayWhichPartIsMissing) {

@@ -63,14 +63,6 @@ CmkDescription DescriptionFromJson(const json& j) {
 
 }  // namespace
 
-std::string JsonText(const json& j, int indent) {
-  return j.dump(indent, ' ', false, json::error_handler_t::replace);
-}
-
-std::string JsonText(const nlohmann::ordered_json& j, int indent) {
-  return j.dump(indent, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-}
-
 std::string_view CmkRotationName(CmkRotation r) {
   switch (r) {
     case CmkRotation::kEnabled: return "enabled";

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ekm/base/json_text.h"  // JsonText, for every user of these forms
 #include "ekm/base/status.h"
 #include "ekm/service/ekm_service.h"
 
@@ -18,11 +19,6 @@ CustomerKeyInfo CustomerKeyInfoFromJson(const nlohmann::json& j);
 
 nlohmann::json KeyPolicyAdviceToJson(const KeyPolicyAdvice& a);
 KeyPolicyAdvice KeyPolicyAdviceFromJson(const nlohmann::json& j);
-
-// JSON text that never throws: bytes that are not UTF-8 (an admin's pasted key id is recorded as
-// typed, whatever it holds) become U+FFFD instead of an exception.
-std::string JsonText(const nlohmann::json& j, int indent = -1);
-std::string JsonText(const nlohmann::ordered_json& j, int indent = -1);
 
 // "enabled", "disabled", "unknown".
 std::string_view CmkRotationName(CmkRotation r);

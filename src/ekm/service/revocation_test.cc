@@ -544,7 +544,6 @@ TEST_F(SeedRevocationAndDeletion, WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeU
   EXPECT_EQ(Text(Decrypt(*other, "prod", dflt)), "d");
 }
 
-// --- issue12-http ---
 // A stream in progress checks its data key as it goes, as every single message does: while the
 // CMK answers it runs across TTLs (revalidated through the hierarchy), once the CMK refuses it
 // stops within one TTL with the CMK's error, and a shredded environment stops it at once.

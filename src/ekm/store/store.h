@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ekm/audit/audit_record.h"
 #include "ekm/base/bytes.h"
 #include "ekm/base/status.h"
 
@@ -79,24 +80,6 @@ struct KeyValidationRecord {
   std::string message;
   std::string hint;
   std::string detail;  // JSON: the individual checks and what the provider reported
-};
-
-// One lifecycle event (events/lifecycle_event.h): time, actor, environment, what happened.
-// Stored as a record of the audit log (audit/audit_log.h): chained per workspace.
-struct LifecycleEventRecord {
-  int64_t id = 0;
-  int64_t at_ms = 0;  // unix milliseconds
-  std::string workspace;
-  std::string environment;  // empty for a workspace-wide event
-  std::string type;         // event::k… ("key.replaced", …)
-  std::string actor;
-  std::string detail;  // JSON object, never key material
-  // The audit chain: the workspace ("" = the platform chain), 1, 2, … per chain, the previous
-  // record's hash (32 zero bytes for seq 1) and this record's (audit/audit_log.h).
-  std::string chain{};
-  int64_t seq = 0;
-  Bytes prev_hash{};
-  Bytes hash{};
 };
 
 struct LifecycleEventFilter {
@@ -169,7 +152,6 @@ class Store {
   virtual StatusOr<std::vector<LifecycleEventRecord>> ListLifecycleEvents(
       const LifecycleEventFilter& filter) = 0;
 
-  // --- issue5-B ---
   struct AuditChainHead {
     std::string chain;
     int64_t seq = 0;
@@ -192,7 +174,6 @@ class Store {
   virtual Status PutAuditCheckpoint(const AuditCheckpointRecord& record) = 0;
   virtual StatusOr<std::vector<AuditCheckpointRecord>> ListAuditCheckpoints(
       std::string_view chain) = 0;  // oldest first
-  // --- end issue5-B ---
 
   // Per-environment settings by name (service/ekm_service.h EnvironmentSettings names them);
   // a setting that is absent takes the deployment's default.
@@ -406,7 +387,6 @@ class Store {
   // scope.
   virtual StatusOr<std::vector<DataKeyRecord>> ListLatestDataKeys(int64_t environment_id) = 0;
 
-  // --- issue5-A ---
   // An API token (auth/token.h): only the SHA-256 of its secret is stored.
   struct ApiTokenRecord {
     std::string id;  // 16 hex, public
@@ -434,7 +414,6 @@ class Store {
   // Sets revoked_at = now unless revoked already (then OK, unchanged); NotFound when unknown.
   virtual Status RevokeApiToken(std::string_view id, int64_t now) = 0;
 
-  // --- issue12-store ---
   // What binds the store to things kept outside it, by name (the audit signing key's id;
   // the root key's fingerprint is checked by the store itself, store_integrity.h).
   virtual StatusOr<std::optional<std::string>> GetStoreMeta(std::string_view name) = 0;

@@ -12,7 +12,6 @@
 #include "ekm/base/random.h"
 #include "ekm/crypto/aes_gcm.h"
 #include "ekm/crypto/key_wrap.h"
-#include "ekm/keys/key_hierarchy.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 
 namespace ekm {

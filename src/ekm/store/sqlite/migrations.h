@@ -179,7 +179,6 @@ CREATE TABLE workspace_default_keys (
 );
 )sql"},
 
-      // --- issue5-A ---
       {9, "API tokens", R"sql(
 CREATE TABLE api_tokens (
   id TEXT PRIMARY KEY,
@@ -196,7 +195,6 @@ CREATE TABLE api_tokens (
 CREATE INDEX api_tokens_by_workspace ON api_tokens (workspace);
 )sql"},
 
-      // --- issue5-B ---
       // The lifecycle events become the audit log: moved, in order, into audit_records with a
       // per-workspace chain; the store computes the hashes of the moved rows in the same
       // transaction (SqliteStore::ChainMovedAuditRecords), since SQL has no SHA-256.
@@ -234,7 +232,6 @@ CREATE TABLE audit_checkpoints (
 CREATE INDEX audit_checkpoints_by_chain ON audit_checkpoints (chain, id);
 )sql"},
 
-      // --- issue12-store ---
       {11, "import tokens: unwrap attempts (a token locks after a few failures)", R"sql(
 ALTER TABLE import_params ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 )sql"},

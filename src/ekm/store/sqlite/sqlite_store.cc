@@ -646,7 +646,6 @@ class SqliteStore : public Store {
     return out;
   }
 
-  // --- issue5-B ---
   StatusOr<std::vector<AuditChainHead>> ListAuditChainHeads() override {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
@@ -699,7 +698,6 @@ class SqliteStore : public Store {
     if (rc != SQLITE_DONE) return Error("reading audit checkpoints");
     return out;
   }
-  // --- end issue5-B ---
 
   StatusOr<std::map<std::string, int64_t>> GetEnvironmentSettings(
       int64_t environment_id) override {
@@ -1477,7 +1475,6 @@ class SqliteStore : public Store {
     return out;
   }
 
-  // --- issue5-A ---
   Status CreateApiToken(const ApiTokenRecord& r) override {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(

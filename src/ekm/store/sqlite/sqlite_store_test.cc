@@ -229,7 +229,6 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAgree) {
   EXPECT_EQ(dk->messages_reserved, 8u * 50 * 3);
 }
 
-// --- issue13-procs ---
 // A write that waits out the busy timeout (5 s) behind another process's write lock: retryable
 // `unavailable` in ekm's words, naming the store and what to do, never SQLite's "database is
 // locked" (which ekmd would pass on to its client); and the same write goes through once the
@@ -372,7 +371,6 @@ TEST_F(SqliteStoreTest, EnvironmentSettingsSetAndReset) {
   EXPECT_EQ(store_->GetEnvironmentSettings(env->id)->count("key_cache_ttl_seconds"), 0u);
 }
 
-// --- issue5-A ---
 TEST_F(SqliteStoreTest, ApiTokensRoundTripListByWorkspaceAndRevokeOnce) {
   Store::ApiTokenRecord t;
   t.id = "00112233445566aa";
@@ -442,7 +440,6 @@ TEST_F(SqliteStoreTest, AnOwnerTokenIsCreatedOnlyWhileNoOwnerTokenIsValid) {
   EXPECT_EQ((*store_->GetApiToken(second.id))->role, "owner");
 }
 
-// --- issue5-B ---
 LifecycleEventRecord Event(std::string ws, std::string type, int64_t at) {
   LifecycleEventRecord r;
   r.at_ms = at;
@@ -555,7 +552,6 @@ TEST(SqliteStoreMigration, LifecycleEventsBecomeAChainedAuditLog) {
   EXPECT_TRUE(VerifyAuditLog(acme, {}, nullptr).ok());
 }
 
-// --- issue12-store ---
 Bytes Random(size_t n) {
   Bytes b(n);
   EXPECT_TRUE(RandomBytes(b).ok());
@@ -837,7 +833,6 @@ TEST(SqliteStoreMigration, RowsFromBeforeTheMacsAreBoundAtTheUpgrade) {
   ExpectModified((*store)->GetEnvironmentKey(2, 2).status(), "environment key v2 of acme/dev");
 }
 
-// --- issue12-keys ---
 // A DK is only ever stored under the environment's current EK: the check is inside the
 // insert's write transaction, serialised with the repack's finishing transaction, so no DK
 // lands under an EK that a repack destroys. A DK under a destroyed EK (a store written before

@@ -1,4 +1,4 @@
-#include "ekm/repack/repack_json.h"
+#include "ekm/service/repack_json.h"
 
 #include "ekm/base/clock.h"
 

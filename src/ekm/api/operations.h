@@ -1,0 +1,86 @@
+// The operations of API v1: one row per route (method, path template, stable name). Every front
+// end reads this table: ekmd's router and metrics, authorization (auth::RuleFor), the access log,
+// and the test that docs/openapi.yaml describes exactly these routes. It sits below auth/ and
+// server/ and depends on nothing, so every layer may name an operation.
+#pragma once
+
+#include <span>
+#include <string_view>
+
+namespace ekm {
+
+enum class RouteId {
+  kHealth,
+  kListWorkspaces,
+  kCreateWorkspace,
+  kListEnvironments,
+  kCreateEnvironment,
+  kEncrypt,
+  kDecrypt,
+  kShowKey,        // GET  …/environments/{e}/key
+  kSetKey,         // PUT  …/environments/{e}/key            ("Update key")
+  kKeyPolicy,      // GET  …/environments/{e}/key/policy     ("Permission to access key")
+  kCheckPolicy,    // POST /v1/workspaces/{w}/key-policy/check (the policy doctor)
+  kEnvironmentStatus,  // GET …/environments/{e}/status  (CMK health, cache settings)
+  kKeyCacheStats,      // GET /v1/key-cache              (this node's key cache)
+
+  kRepackStatus,  // GET  …/environments/{e}/repack            (progress and key inventory)
+
+  kImportParams,       // POST   …/environments/{e}/key/import-params
+  kImportKeyMaterial,  // POST   …/environments/{e}/key/import
+  kDeleteKeyMaterial,  // DELETE …/environments/{e}/key/material[?key_id=imported:…]
+
+  kRotateEnvironmentKey,  // POST   …/environments/{e}/key/rotate
+  kRotateDataKeys,        // POST   …/environments/{e}/data-keys/rotate
+  kRewrap,                // POST   …/environments/{e}/rewrap
+  kShred,                 // POST   …/environments/{e}/shred (two steps)
+  kGetSettings,           // GET    …/environments/{e}/settings
+  kPatchSettings,         // PATCH  …/environments/{e}/settings
+  kGetDefaultKey,         // GET    /v1/workspaces/{w}/default-key
+  kSetDefaultKey,         // PUT    /v1/workspaces/{w}/default-key
+  kResetDefaultKey,       // DELETE /v1/workspaces/{w}/default-key
+  kListEvents,            // GET    /v1/workspaces/{w}/events
+
+  kCreateToken,  // POST   /v1/tokens
+  kListTokens,   // GET    /v1/tokens[?workspace=W]
+  kRevokeToken,  // DELETE /v1/tokens/{id}
+  kWhoAmI,       // GET    /v1/token (the calling token)
+  kReady,    // GET /readyz  (the store answers and the server is not shutting down)
+  kMetrics,  // GET /metrics (Prometheus text; admin-only unless --metrics-unauthenticated)
+  kGetWorkspace,          // GET    /v1/workspaces/{w}
+  kGetEnvironment,        // GET    …/environments/{e}
+  kValidateKey,           // POST   …/environments/{e}/key/validate  (Update key's checks only)
+  kGenerateDataKey,       // POST   …/environments/{e}/generate-data-key
+  kEncryptBatch,          // POST   …/environments/{e}/encrypt/batch
+  kDecryptBatch,          // POST   …/environments/{e}/decrypt/batch
+  kAuditQuery,                    // GET  /v1/workspaces/{w}/audit
+  kAuditExport,                   // GET  /v1/workspaces/{w}/audit/export (JSON lines)
+  kAuditListCheckpoints,          // GET  /v1/workspaces/{w}/audit/checkpoints
+  kAuditCreateCheckpoint,         // POST /v1/workspaces/{w}/audit/checkpoints
+  kPlatformAuditQuery,            // GET  /v1/audit
+  kPlatformAuditExport,           // GET  /v1/audit/export
+  kPlatformAuditListCheckpoints,  // GET  /v1/audit/checkpoints
+  kPlatformAuditCreateCheckpoint, // POST /v1/audit/checkpoints
+  kAuditPublicKey,                // GET  /v1/audit/public-key
+
+};
+
+// One row per API route: the single table that matching, metrics and logs (route names),
+// authorization and the OpenAPI check all read. `path` is a template: `{workspace}`,
+// `{environment}` and `{id}` match one path segment each.
+struct RouteInfo {
+  RouteId id;
+  std::string_view method;
+  std::string_view path;
+  std::string_view name;  // stable, for metrics labels and logs: "key.set"
+};
+
+// Every route, in matching order.
+std::span<const RouteInfo> RouteTable();
+// The row of `id`.
+const RouteInfo& RouteInfoFor(RouteId id);
+// Whether the route's handler may hold its thread for long (CPU-heavy or blocking work): the
+// HTTP layer runs those on its blocking pool (server/blocking_pool.h), never on an I/O thread.
+bool RunsBlocking(RouteId id);
+
+}  // namespace ekm

@@ -1,0 +1,14 @@
+// JSON text that never throws: bytes that are not UTF-8 (an admin's pasted key id is recorded as
+// typed, whatever it holds) become U+FFFD instead of an exception.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace ekm {
+
+std::string JsonText(const nlohmann::json& j, int indent = -1);
+std::string JsonText(const nlohmann::ordered_json& j, int indent = -1);
+
+}  // namespace ekm
