@@ -33,12 +33,9 @@ void Run(const testing::MotoPeer& peer, const char* mode, std::chrono::seconds t
   o.key_cache_ttl = ttl;
   const auto& u = peer.setup()["users"]["ekm-platform"];
   std::map<std::string, std::string> env = {
-      {"AWS_ACCESS_KEY_ID", u["access_key_id"]},
-      {"AWS_SECRET_ACCESS_KEY", u["secret_access_key"]},
-      {"AWS_ENDPOINT_URL", peer.endpoint()},
-      {"AWS_REGION", "us-east-1"},
-      {"AWS_EC2_METADATA_DISABLED", "true"},
-      {"HOME", dir.path()}};
+      {"AWS_ACCESS_KEY_ID", u["access_key_id"]}, {"AWS_SECRET_ACCESS_KEY", u["secret_access_key"]},
+      {"AWS_ENDPOINT_URL", peer.endpoint()},     {"AWS_REGION", "us-east-1"},
+      {"AWS_EC2_METADATA_DISABLED", "true"},     {"HOME", dir.path()}};
   o.aws.env = [env](std::string_view name) -> std::optional<std::string> {
     auto it = env.find(std::string(name));
     if (it == env.end()) return std::nullopt;
@@ -72,8 +69,7 @@ void Run(const testing::MotoPeer& peer, const char* mode, std::chrono::seconds t
     if (!s.ok()) Die("operation", s);
   }
   ops = i;
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto stats = svc->KeyCacheStatistics();
   const uint64_t calls = stats.provider_ok - before;
   std::printf(

@@ -78,8 +78,8 @@ void Run(int64_t n) {
   RepackStatus st = Must(svc->RunRepack("acme", "prod", [](const RepackStatus&) {}), "repack");
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (st.state != "finished" || st.done != static_cast<uint64_t>(n)) {
-    Die("repack", InternalError("ended " + st.state + " after " + std::to_string(st.done) +
-                                " of " + std::to_string(n) + " DKs"));
+    Die("repack", InternalError("ended " + st.state + " after " + std::to_string(st.done) + " of " +
+                                std::to_string(n) + " DKs"));
   }
   std::printf(
       "{\"dks\": %lld, \"seconds\": %.3f, \"dks_per_second\": %.0f, \"seed_seconds\": %.3f, "

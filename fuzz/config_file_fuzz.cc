@@ -2,12 +2,11 @@
 // TOML/INI config parser (CLI::App::set_config in src/ekm/server/ekmd_main.cc; CLI11 2.1).
 // Runs both formatters over the input; a CLI::Error is a clean rejection, anything else that
 // escapes (another exception type, a crash, UB) is a finding.
+#include <CLI/CLI.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <sstream>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -4,9 +4,8 @@
 // nlohmann::json in the server, so a rejection is always safe.)
 #include <cstddef>
 #include <cstdint>
-#include <string_view>
-
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "ekm/server/flat_json.h"
 

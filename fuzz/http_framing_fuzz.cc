@@ -7,12 +7,11 @@
 // chunked; no request is both chunked and Content-Length framed; a complete Content-Length
 // body delivers exactly that many bytes; the parser never consumes more than it was given.
 #include <array>
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http/error.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-
-#include <boost/asio/buffer.hpp>
-#include <boost/beast/http/error.hpp>
 
 #include "ekm/server/request_framing.h"
 
@@ -20,12 +19,12 @@ namespace http = boost::beast::http;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
-  const size_t step = (data[0] % 32) + 1;        // bytes that "arrive" per read
+  const size_t step = (data[0] % 32) + 1;          // bytes that "arrive" per read
   const bool unlimited_body = (data[1] & 1) != 0;  // a stream route, else --max-body-size
   data += 2;
   size -= 2;
   std::array<char, 4096> scratch;
-  size_t pos = 0;  // consumed by the parser
+  size_t pos = 0;                      // consumed by the parser
   size_t have = std::min(step, size);  // arrived, not consumed
   for (int request = 0; request < 16; ++request) {
     ekm::RequestParser parser;

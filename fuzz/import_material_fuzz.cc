@@ -107,7 +107,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const size_t nul = input.find('\0');
   const std::string_view token = input.substr(0, nul);
-  const std::string_view rest = nul == std::string_view::npos ? std::string_view() : input.substr(nul + 1);
+  const std::string_view rest =
+      nul == std::string_view::npos ? std::string_view() : input.substr(nul + 1);
   const ekm::ByteView wrapped(reinterpret_cast<const uint8_t*>(rest.data()), rest.size());
 
   auto hash = ekm::ImportTokenHash(token, "pass the import-token file");

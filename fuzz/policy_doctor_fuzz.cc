@@ -13,9 +13,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ekm::PolicyCheckRequest request;
   request.policy_text = std::string_view(reinterpret_cast<const char*>(data), size);
-  request.platform_principal =
-      size > 0 && (data[0] & 1) ? "arn:aws:sts::111122223333:assumed-role/ekm-platform/ekmd-1"
-                                : "arn:aws:iam::111122223333:role/ekm-platform";
+  request.platform_principal = size > 0 && (data[0] & 1)
+                                   ? "arn:aws:sts::111122223333:assumed-role/ekm-platform/ekmd-1"
+                                   : "arn:aws:iam::111122223333:role/ekm-platform";
   request.workspace = "acme";
   if (size > 0 && (data[0] & 2)) {
     request.environment = "prod";

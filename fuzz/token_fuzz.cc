@@ -53,9 +53,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // be a secret (all base64url; the fuzzer otherwise just copies the message's own words).
     if (size == ekm::auth::kTokenTextLength) {
       const std::string_view secret = text.substr(size - ekm::auth::kTokenSecretTextLength);
-      if (LooksLikeSecret(secret) &&
-          (s.message().find(secret) != std::string::npos ||
-           s.hint().find(secret) != std::string::npos)) {
+      if (LooksLikeSecret(secret) && (s.message().find(secret) != std::string::npos ||
+                                      s.hint().find(secret) != std::string::npos)) {
         __builtin_trap();
       }
     }

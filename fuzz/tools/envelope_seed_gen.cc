@@ -94,7 +94,8 @@ int main(int argc, char** argv) {
       const ekm::Bytes p = Plaintext(n);
       // Fed in uneven chunks, as a caller would.
       for (size_t off = 0; off < n; off += 1000) {
-        if (!(*enc)->Update(ekm::ByteView(p).subspan(off, std::min<size_t>(1000, n - off)), &env)
+        if (!(*enc)
+                 ->Update(ekm::ByteView(p).subspan(off, std::min<size_t>(1000, n - off)), &env)
                  .ok()) {
           return 1;
         }

@@ -9,14 +9,12 @@
 // Seeding: the DKs are real keys wrapped under the environment's first EK, stored in one
 // transaction through the library (a repack cares about the number of DKs, not how they came).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
-
-#include <sqlite3.h>
 
 #include <array>
 #include <chrono>
@@ -62,9 +60,14 @@ constexpr int kMaxRounds = 4 * kKills;
 constexpr auto kMaxLoopTime = std::chrono::seconds(240);
 
 // What a process writes when it dies badly (the patterns of tests/integration/lib.sh).
-constexpr std::array<std::string_view, 8> kCrashPatterns = {
-    "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "AddressSanitizer:", "runtime error:",
-    "ThreadSanitizer",         "terminate called",     "Assertion `",       "pure virtual method called"};
+constexpr std::array<std::string_view, 8> kCrashPatterns = {"ERROR: AddressSanitizer",
+                                                            "ERROR: LeakSanitizer",
+                                                            "AddressSanitizer:",
+                                                            "runtime error:",
+                                                            "ThreadSanitizer",
+                                                            "terminate called",
+                                                            "Assertion `",
+                                                            "pure virtual method called"};
 
 class Ekmd {
  public:
@@ -79,9 +82,9 @@ class Ekmd {
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_APPEND, 0600);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    std::vector<std::string> args = {EKMD_PATH,  "--data-dir",    data_dir_, "--listen",
-                                     "127.0.0.1:0", "--key-replacement-period", "0",
-                                     "--key-cache-ttl", "300"};
+    std::vector<std::string> args = {EKMD_PATH,  "--data-dir",      data_dir_,
+                                     "--listen", "127.0.0.1:0",     "--key-replacement-period",
+                                     "0",        "--key-cache-ttl", "300"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -193,9 +196,8 @@ class RepackKillTest : public ::testing::Test {
       for (int i = 1; i < 200; i += 2) {
         Bytes ct;
         std::string text = "before " + std::to_string(i);
-        ASSERT_TRUE((*svc)->Encrypt("acme", "prod", "s" + std::to_string(i * 37), AsBytes(text),
-                                    &ct)
-                        .ok());
+        ASSERT_TRUE(
+            (*svc)->Encrypt("acme", "prod", "s" + std::to_string(i * 37), AsBytes(text), &ct).ok());
         written_.push_back({std::string(EnvelopeToText(ct)), text});
       }
     }
@@ -432,8 +434,8 @@ TEST_F(RepackKillTest, KilledAtRandomPointsTheRepackResumesAndEveryCiphertextDec
     EXPECT_EQ(std::string(AsChars(*pt)), text);
     ++ok;
   }
-  std::printf("%d kills in %d rounds over %d CMK changes; %zu ciphertexts decrypt\n", kills,
-              rounds, changes + 1, ok);
+  std::printf("%d kills in %d rounds over %d CMK changes; %zu ciphertexts decrypt\n", kills, rounds,
+              changes + 1, ok);
   EXPECT_EQ(ok, written_.size());
   EXPECT_EQ(ekmd_->StopAndCheck(), "") << ekmd_->LogText();
 

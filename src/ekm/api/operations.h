@@ -17,10 +17,10 @@ enum class RouteId {
   kCreateEnvironment,
   kEncrypt,
   kDecrypt,
-  kShowKey,        // GET  …/environments/{e}/key
-  kSetKey,         // PUT  …/environments/{e}/key            ("Update key")
-  kKeyPolicy,      // GET  …/environments/{e}/key/policy     ("Permission to access key")
-  kCheckPolicy,    // POST /v1/workspaces/{w}/key-policy/check (the policy doctor)
+  kShowKey,            // GET  …/environments/{e}/key
+  kSetKey,             // PUT  …/environments/{e}/key            ("Update key")
+  kKeyPolicy,          // GET  …/environments/{e}/key/policy     ("Permission to access key")
+  kCheckPolicy,        // POST /v1/workspaces/{w}/key-policy/check (the policy doctor)
   kEnvironmentStatus,  // GET …/environments/{e}/status  (CMK health, cache settings)
   kKeyCacheStats,      // GET /v1/key-cache              (this node's key cache)
 
@@ -41,27 +41,27 @@ enum class RouteId {
   kResetDefaultKey,       // DELETE /v1/workspaces/{w}/default-key
   kListEvents,            // GET    /v1/workspaces/{w}/events
 
-  kCreateToken,  // POST   /v1/tokens
-  kListTokens,   // GET    /v1/tokens[?workspace=W]
-  kRevokeToken,  // DELETE /v1/tokens/{id}
-  kWhoAmI,       // GET    /v1/token (the calling token)
-  kReady,    // GET /readyz  (the store answers and the server is not shutting down)
-  kMetrics,  // GET /metrics (Prometheus text; admin-only unless --metrics-unauthenticated)
-  kGetWorkspace,          // GET    /v1/workspaces/{w}
-  kGetEnvironment,        // GET    …/environments/{e}
-  kValidateKey,           // POST   …/environments/{e}/key/validate  (Update key's checks only)
-  kGenerateDataKey,       // POST   …/environments/{e}/generate-data-key
-  kEncryptBatch,          // POST   …/environments/{e}/encrypt/batch
-  kDecryptBatch,          // POST   …/environments/{e}/decrypt/batch
-  kAuditQuery,                    // GET  /v1/workspaces/{w}/audit
-  kAuditExport,                   // GET  /v1/workspaces/{w}/audit/export (JSON lines)
-  kAuditListCheckpoints,          // GET  /v1/workspaces/{w}/audit/checkpoints
-  kAuditCreateCheckpoint,         // POST /v1/workspaces/{w}/audit/checkpoints
-  kPlatformAuditQuery,            // GET  /v1/audit
-  kPlatformAuditExport,           // GET  /v1/audit/export
-  kPlatformAuditListCheckpoints,  // GET  /v1/audit/checkpoints
-  kPlatformAuditCreateCheckpoint, // POST /v1/audit/checkpoints
-  kAuditPublicKey,                // GET  /v1/audit/public-key
+  kCreateToken,      // POST   /v1/tokens
+  kListTokens,       // GET    /v1/tokens[?workspace=W]
+  kRevokeToken,      // DELETE /v1/tokens/{id}
+  kWhoAmI,           // GET    /v1/token (the calling token)
+  kReady,            // GET /readyz  (the store answers and the server is not shutting down)
+  kMetrics,          // GET /metrics (Prometheus text; admin-only unless --metrics-unauthenticated)
+  kGetWorkspace,     // GET    /v1/workspaces/{w}
+  kGetEnvironment,   // GET    …/environments/{e}
+  kValidateKey,      // POST   …/environments/{e}/key/validate  (Update key's checks only)
+  kGenerateDataKey,  // POST   …/environments/{e}/generate-data-key
+  kEncryptBatch,     // POST   …/environments/{e}/encrypt/batch
+  kDecryptBatch,     // POST   …/environments/{e}/decrypt/batch
+  kAuditQuery,       // GET  /v1/workspaces/{w}/audit
+  kAuditExport,      // GET  /v1/workspaces/{w}/audit/export (JSON lines)
+  kAuditListCheckpoints,           // GET  /v1/workspaces/{w}/audit/checkpoints
+  kAuditCreateCheckpoint,          // POST /v1/workspaces/{w}/audit/checkpoints
+  kPlatformAuditQuery,             // GET  /v1/audit
+  kPlatformAuditExport,            // GET  /v1/audit/export
+  kPlatformAuditListCheckpoints,   // GET  /v1/audit/checkpoints
+  kPlatformAuditCreateCheckpoint,  // POST /v1/audit/checkpoints
+  kAuditPublicKey,                 // GET  /v1/audit/public-key
 
 };
 

@@ -49,7 +49,6 @@ void PutHash(Bytes& out, ByteView h) {
   }
 }
 
-
 std::string Who(const LifecycleEventRecord& r) {
   return "record seq " + std::to_string(r.seq) + " (id " + std::to_string(r.id) + ", " + r.type +
          ")";
@@ -108,7 +107,8 @@ Bytes AuditRecordHash(const LifecycleEventRecord& r) { return Sha256(AuditRecord
 void ChainAuditRecord(LifecycleEventRecord& r, int64_t head_seq, ByteView head_hash) {
   r.chain = r.workspace;
   r.seq = head_seq + 1;
-  r.prev_hash = head_seq == 0 ? Bytes(kAuditHashSize, 0) : Bytes(head_hash.begin(), head_hash.end());
+  r.prev_hash =
+      head_seq == 0 ? Bytes(kAuditHashSize, 0) : Bytes(head_hash.begin(), head_hash.end());
   r.hash = AuditRecordHash(r);
 }
 
@@ -162,12 +162,8 @@ Bytes AuditCheckpointSignedBytes(const AuditCheckpoint& c) {
 }
 
 nlohmann::json AuditCheckpointJson(const AuditCheckpoint& c) {
-  return {{"format", kCheckpointFormat},
-          {"chain", c.chain},
-          {"seq", c.seq},
-          {"head_hash", HexEncode(c.head_hash)},
-          {"at_ms", c.at_ms},
-          {"key_id", c.key_id},
+  return {{"format", kCheckpointFormat},         {"chain", c.chain}, {"seq", c.seq},
+          {"head_hash", HexEncode(c.head_hash)}, {"at_ms", c.at_ms}, {"key_id", c.key_id},
           {"signature", HexEncode(c.signature)}};
 }
 
@@ -233,9 +229,9 @@ Status AuditSigner::CreateKeyFile(const std::string& path) {
   if (!key) return OsslError("generating the audit signing key");
   OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));  // freed with OPENSSL_clear_free
   if (!bio) return OsslError("BIO_new");
-  EKM_OSSL_CHECK(PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr,
-                                          nullptr),
-                 "PEM_write_bio_PrivateKey");
+  EKM_OSSL_CHECK(
+      PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr),
+      "PEM_write_bio_PrivateKey");
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);
   return WriteNewKeyFile(
@@ -271,9 +267,9 @@ Status AuditSigner::Sign(AuditCheckpoint& c) const {
   c.key_id = public_key_.key_id();
   OsslPtr<EVP_MD_CTX> ctx(EVP_MD_CTX_new());
   if (!ctx) return OsslError("EVP_MD_CTX_new");
-  EKM_OSSL_CHECK(EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr,
-                                    static_cast<EVP_PKEY*>(pkey_)),
-                 "EVP_DigestSignInit");
+  EKM_OSSL_CHECK(
+      EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, static_cast<EVP_PKEY*>(pkey_)),
+      "EVP_DigestSignInit");
   Bytes msg = AuditCheckpointSignedBytes(c);
   c.signature.resize(64);
   size_t n = c.signature.size();
@@ -331,8 +327,7 @@ AuditVerifyReport VerifyAuditLog(const std::vector<LifecycleEventRecord>& record
   }
   report.chains = chains.size();
   for (const AuditCheckpoint& cp : checkpoints) {
-    std::string what = "checkpoint of " + ChainName(cp.chain) + " at seq " +
-                       std::to_string(cp.seq);
+    std::string what = "checkpoint of " + ChainName(cp.chain) + " at seq " + std::to_string(cp.seq);
     if (key) {
       if (cp.key_id != key->key_id()) {
         report.problems.push_back(what + " is signed by key " + cp.key_id + ", not by " +
@@ -354,11 +349,10 @@ AuditVerifyReport VerifyAuditLog(const std::vector<LifecycleEventRecord>& record
     auto rec = c.hash_by_seq.find(cp.seq);
     if (rec == c.hash_by_seq.end()) {
       if (cp.seq > c.last_seq) {
-        report.problems.push_back(what + ": the records end at seq " +
-                                  std::to_string(c.last_seq) + " (the tail after it was cut off)");
+        report.problems.push_back(what + ": the records end at seq " + std::to_string(c.last_seq) +
+                                  " (the tail after it was cut off)");
       } else {
-        report.problems.push_back(what + ": record seq " + std::to_string(cp.seq) +
-                                  " is missing");
+        report.problems.push_back(what + ": record seq " + std::to_string(cp.seq) + " is missing");
       }
     } else if (rec->second != cp.head_hash) {
       report.problems.push_back(what + ": record seq " + std::to_string(cp.seq) +

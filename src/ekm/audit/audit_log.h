@@ -9,16 +9,15 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "ekm/audit/audit_record.h"
 #include "ekm/base/bytes.h"
 #include "ekm/base/status.h"
-#include "ekm/audit/audit_record.h"
 
 namespace ekm {
 
@@ -98,7 +97,7 @@ class AuditSigner {
 struct AuditVerifyReport {
   size_t records = 0;
   size_t chains = 0;
-  size_t checkpoints = 0;          // checkpoints checked against the records
+  size_t checkpoints = 0;             // checkpoints checked against the records
   std::vector<std::string> problems;  // first one names the first bad record
   bool ok() const { return problems.empty(); }
 };

@@ -29,8 +29,8 @@ std::vector<LifecycleEventRecord> Chain(int n) {
   std::vector<LifecycleEventRecord> out;
   Bytes head;
   for (int i = 1; i <= n; ++i) {
-    LifecycleEventRecord r = Rec("acme", "prod", "key.validated", 1000 * i,
-                                 "{\"n\":" + std::to_string(i) + "}");
+    LifecycleEventRecord r =
+        Rec("acme", "prod", "key.validated", 1000 * i, "{\"n\":" + std::to_string(i) + "}");
     r.id = i;
     ChainAuditRecord(r, i - 1, head);
     head = r.hash;
@@ -42,8 +42,8 @@ std::vector<LifecycleEventRecord> Chain(int n) {
 // The golden vector of docs/format.md ("Audit records"), computed by an independent
 // implementation of the spec (Python hashlib).
 TEST(AuditRecord, GoldenVector) {
-  LifecycleEventRecord r = Rec("acme", "prod", "key.set", 1700000000000,
-                               R"({"provider":"aws-kms"})");
+  LifecycleEventRecord r =
+      Rec("acme", "prod", "key.set", 1700000000000, R"({"provider":"aws-kms"})");
   ChainAuditRecord(r, 0, {});
   EXPECT_EQ(HexEncode(AuditRecordEncoding(r)),
             "00000010656b6d2d61756469742d7265636f7264010000000461636d65000000000000000100000"
@@ -55,20 +55,26 @@ TEST(AuditRecord, GoldenVector) {
       Rec("acme", "", "workspace.created", 1700000001000, "{}", "token:0123456789abcdef");
   ChainAuditRecord(r2, 1, r.hash);
   EXPECT_EQ(r2.seq, 2);
-  EXPECT_EQ(HexEncode(r2.hash),
-            "f82876274b9fcd1a4297b9d9fa77bf1f1bc3f8980baad3a9f9e9ec975848d4ed");
+  EXPECT_EQ(HexEncode(r2.hash), "f82876274b9fcd1a4297b9d9fa77bf1f1bc3f8980baad3a9f9e9ec975848d4ed");
 }
 
 TEST(AuditRecord, EveryFieldIsHashed) {
   LifecycleEventRecord base = Chain(2)[1];
   std::vector<std::function<void(LifecycleEventRecord&)>> edits = {
-      [](auto& r) { r.chain = "other"; },        [](auto& r) { r.seq = 3; },
-      [](auto& r) { r.at_ms += 1; },             [](auto& r) { r.workspace = "acmf"; },
-      [](auto& r) { r.environment = "dev"; },    [](auto& r) { r.type = "key.set"; },
-      [](auto& r) { r.actor = "cli:mallory"; },  [](auto& r) { r.detail = "{\"n\":3}"; },
+      [](auto& r) { r.chain = "other"; },
+      [](auto& r) { r.seq = 3; },
+      [](auto& r) { r.at_ms += 1; },
+      [](auto& r) { r.workspace = "acmf"; },
+      [](auto& r) { r.environment = "dev"; },
+      [](auto& r) { r.type = "key.set"; },
+      [](auto& r) { r.actor = "cli:mallory"; },
+      [](auto& r) { r.detail = "{\"n\":3}"; },
       [](auto& r) { r.prev_hash[0] ^= 1; },
       // Moving bytes between adjacent fields changes the encoding (length prefixes).
-      [](auto& r) { r.workspace = "acmep"; r.environment = "rod"; },
+      [](auto& r) {
+        r.workspace = "acmep";
+        r.environment = "rod";
+      },
   };
   for (size_t i = 0; i < edits.size(); ++i) {
     LifecycleEventRecord r = base;
@@ -125,8 +131,7 @@ TEST(AuditVerify, DeletionIsCaught) {
   records.erase(records.begin() + 1);
   AuditVerifyReport r = VerifyAuditLog(records, {}, nullptr);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.problems[0].find("seq 2 before it are missing"), std::string::npos)
-      << r.problems[0];
+  EXPECT_NE(r.problems[0].find("seq 2 before it are missing"), std::string::npos) << r.problems[0];
   // The first record removed.
   records = Chain(3);
   records.erase(records.begin());

@@ -15,9 +15,12 @@ size_t CpuShard(size_t shards) {
 
 std::string_view UsageOutcomeName(UsageOutcome outcome) {
   switch (outcome) {
-    case UsageOutcome::kOk: return "ok";
-    case UsageOutcome::kRefused: return "refused";
-    case UsageOutcome::kFailed: return "failed";
+    case UsageOutcome::kOk:
+      return "ok";
+    case UsageOutcome::kRefused:
+      return "refused";
+    case UsageOutcome::kFailed:
+      return "failed";
   }
   return "failed";  // not reached: the switch is exhaustive
 }
@@ -39,8 +42,8 @@ UsageOutcome UsageOutcomeOf(const Status& s) {
 }
 
 void UsageCounter::Count(std::string_view workspace, std::string_view environment,
-                         std::string_view scope, std::string_view operation,
-                         UsageOutcome outcome, int64_t minute, uint64_t n) {
+                         std::string_view scope, std::string_view operation, UsageOutcome outcome,
+                         int64_t minute, uint64_t n) {
   Shard& shard = shards_[CpuShard(kShards)];
   const KeyView view{workspace, environment, minute, scope, operation, outcome};
   std::lock_guard<std::mutex> lock(shard.mu);

@@ -57,8 +57,7 @@ class UsageCounter {
   std::vector<Row> Drain();
 
  private:
-  using Key = std::tuple<std::string, std::string, int64_t, std::string, std::string,
-                         UsageOutcome>;
+  using Key = std::tuple<std::string, std::string, int64_t, std::string, std::string, UsageOutcome>;
   using KeyView = std::tuple<std::string_view, std::string_view, int64_t, std::string_view,
                              std::string_view, UsageOutcome>;
   // Compares owned keys and views alike, so a count for a key already seen allocates nothing.

@@ -27,18 +27,29 @@ Status Denied(std::string message, std::string hint = {}) {
 RouteRule RuleFor(RouteId id) {
   using S = RouteScope;
   switch (id) {
-    case RouteId::kHealth: return {S::kOpen, 0};
-    case RouteId::kReady: return {S::kOpen, 0};
+    case RouteId::kHealth:
+      return {S::kOpen, 0};
+    case RouteId::kReady:
+      return {S::kOpen, 0};
     // Open instead with `ekmd --metrics-unauthenticated` (Router::Match).
-    case RouteId::kMetrics: return {S::kPlatform, kAdmin};
-    case RouteId::kWhoAmI: return {S::kAnyToken, kAdmin | kOwner | kKeyManager | kApp | kAuditor};
-    case RouteId::kKeyCacheStats: return {S::kPlatform, kAdmin};
-    case RouteId::kCreateWorkspace: return {S::kPlatform, kAdmin};
-    case RouteId::kListWorkspaces: return {S::kPlatform, kReaders};
-    case RouteId::kListEnvironments: return {S::kWorkspace, kReaders};
-    case RouteId::kGetWorkspace: return {S::kWorkspace, kReaders};
-    case RouteId::kGetEnvironment: return {S::kEnvironment, kReaders};
-    case RouteId::kCreateEnvironment: return {S::kWorkspaceChange, kAdmin | kOwner};
+    case RouteId::kMetrics:
+      return {S::kPlatform, kAdmin};
+    case RouteId::kWhoAmI:
+      return {S::kAnyToken, kAdmin | kOwner | kKeyManager | kApp | kAuditor};
+    case RouteId::kKeyCacheStats:
+      return {S::kPlatform, kAdmin};
+    case RouteId::kCreateWorkspace:
+      return {S::kPlatform, kAdmin};
+    case RouteId::kListWorkspaces:
+      return {S::kPlatform, kReaders};
+    case RouteId::kListEnvironments:
+      return {S::kWorkspace, kReaders};
+    case RouteId::kGetWorkspace:
+      return {S::kWorkspace, kReaders};
+    case RouteId::kGetEnvironment:
+      return {S::kEnvironment, kReaders};
+    case RouteId::kCreateEnvironment:
+      return {S::kWorkspaceChange, kAdmin | kOwner};
     // Key reads.
     case RouteId::kShowKey:
     case RouteId::kKeyPolicy:
@@ -46,8 +57,10 @@ RouteRule RuleFor(RouteId id) {
     case RouteId::kRepackStatus:
     case RouteId::kGetSettings:
       return {S::kEnvironment, kReaders};
-    case RouteId::kGetDefaultKey: return {S::kWorkspace, kReaders};
-    case RouteId::kCheckPolicy: return {S::kWorkspace, kAdmin | kOwner | kKeyManager};
+    case RouteId::kGetDefaultKey:
+      return {S::kWorkspace, kReaders};
+    case RouteId::kCheckPolicy:
+      return {S::kWorkspace, kAdmin | kOwner | kKeyManager};
     // Key changes.
     case RouteId::kSetKey:
     case RouteId::kValidateKey:
@@ -61,7 +74,8 @@ RouteRule RuleFor(RouteId id) {
     case RouteId::kSetDefaultKey:
     case RouteId::kResetDefaultKey:
       return {S::kWorkspaceChange, kKeyChangers};
-    case RouteId::kShred: return {S::kEnvironment, kOwner};
+    case RouteId::kShred:
+      return {S::kEnvironment, kOwner};
     // Data plane.
     case RouteId::kEncrypt:
     case RouteId::kDecrypt:
@@ -83,7 +97,8 @@ RouteRule RuleFor(RouteId id) {
     case RouteId::kPlatformAuditListCheckpoints:
     case RouteId::kPlatformAuditCreateCheckpoint:
       return {S::kPlatform, kAdmin};
-    case RouteId::kAuditPublicKey: return {S::kPlatform, kAdmin | kOwner | kAuditor};
+    case RouteId::kAuditPublicKey:
+      return {S::kPlatform, kAdmin | kOwner | kAuditor};
     // Tokens: the handler checks the workspace concerned (AuthorizeTokenAdministration).
     case RouteId::kCreateToken:
     case RouteId::kListTokens:
@@ -128,14 +143,15 @@ Status Authorize(const Principal& p, RouteId id, std::string_view route_name,
   }
   if (p.EnvironmentRestricted()) {
     if (rule.scope == RouteScope::kWorkspaceChange) {
-      return Denied("route " + route + " changes the whole workspace; this token is restricted "
-                    "to some environments",
+      return Denied("route " + route +
+                        " changes the whole workspace; this token is restricted "
+                        "to some environments",
                     "use a token of the workspace without --environment");
     }
     if (rule.scope == RouteScope::kEnvironment && !p.MayUseEnvironment(environment)) {
-      return Denied("this token may act only on its own environments of workspace \"" +
-                        p.workspace + "\"",
-                    "use a token created with --environment for this environment");
+      return Denied(
+          "this token may act only on its own environments of workspace \"" + p.workspace + "\"",
+          "use a token created with --environment for this environment");
     }
   }
   return Status::Ok();
@@ -162,27 +178,30 @@ Status AuthorizeTokenAdministration(const Principal& p, TokenAction action,
                     "create the workspace's owner token if it has none (ekm token create -w " +
                         (ws.empty() ? std::string("W") : ws) +
                         " -r owner), then this one with it: EKM_TOKEN=<owner token> ekm token "
-                        "create -w " + (ws.empty() ? std::string("W") : ws) + " -r " +
-                        std::string(role));
+                        "create -w " +
+                        (ws.empty() ? std::string("W") : ws) + " -r " + std::string(role));
     }
     if (action == TokenAction::kRevoke && parsed.ok() && *parsed == Role::kOwner) {
-      return Denied("the admin cannot revoke owner tokens: revoking every owner and creating a "
-                    "new one would hand the admin the workspace's data",
-                    "ask an owner of workspace \"" + ws + "\" (an owner revokes any owner token "
-                    "of its workspace, its own too); once no owner token is valid, the admin may "
-                    "create one, recorded in the workspace's audit log");
+      return Denied(
+          "the admin cannot revoke owner tokens: revoking every owner and creating a "
+          "new one would hand the admin the workspace's data",
+          "ask an owner of workspace \"" + ws +
+              "\" (an owner revokes any owner token "
+              "of its workspace, its own too); once no owner token is valid, the admin may "
+              "create one, recorded in the workspace's audit log");
     }
     return Status::Ok();
   }
   if (p.role != Role::kOwner) {
     return Denied("managing tokens needs the role owner (or admin); this token has the role " +
-                  std::string(RoleName(p.role)),
+                      std::string(RoleName(p.role)),
                   "ask an owner of the workspace");
   }
   if (p.EnvironmentRestricted()) {
-    return Denied("managing tokens is a workspace-wide change; this token is restricted to "
-                  "some environments",
-                  "use an owner token without --environment");
+    return Denied(
+        "managing tokens is a workspace-wide change; this token is restricted to "
+        "some environments",
+        "use an owner token without --environment");
   }
   if (action == TokenAction::kCreate && role == RoleName(Role::kAdmin)) {
     return Denied("an owner cannot create admin tokens", "ask the platform admin");

@@ -16,12 +16,12 @@ namespace ekm::auth {
 
 // What a route acts on, which decides the workspace and environment checks.
 enum class RouteScope {
-  kOpen,         // no token needed (/healthz)
-  kAnyToken,     // any valid token (who am I)
-  kPlatform,     // no workspace in the path (admin routes, lists filtered by the handler)
-  kWorkspace,    // /v1/workspaces/{workspace}/…: a read or a check
+  kOpen,             // no token needed (/healthz)
+  kAnyToken,         // any valid token (who am I)
+  kPlatform,         // no workspace in the path (admin routes, lists filtered by the handler)
+  kWorkspace,        // /v1/workspaces/{workspace}/…: a read or a check
   kWorkspaceChange,  // a workspace-wide change: refused to environment-restricted tokens
-  kEnvironment,  // …/environments/{environment}/…
+  kEnvironment,      // …/environments/{environment}/…
 };
 
 struct RouteRule {

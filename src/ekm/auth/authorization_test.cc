@@ -24,9 +24,8 @@ constexpr auto kOk = StatusCode::kOk;
 constexpr auto kDenied = StatusCode::kPermissionDenied;
 
 TEST(AuthorizationTest, TheRoleTable) {
-  Principal admin = Token(Role::kAdmin), owner = Token(Role::kOwner),
-            km = Token(Role::kKeyManager), app = Token(Role::kApp),
-            auditor = Token(Role::kAuditor);
+  Principal admin = Token(Role::kAdmin), owner = Token(Role::kOwner), km = Token(Role::kKeyManager),
+            app = Token(Role::kApp), auditor = Token(Role::kAuditor);
   struct Row {
     RouteId id;
     StatusCode admin, owner, km, app, auditor;
@@ -73,7 +72,7 @@ TEST(AuthorizationTest, EnvironmentRestriction) {
   EXPECT_EQ(Check(km, RouteId::kSetKey, "acme", "staging"), kOk);
   EXPECT_EQ(Check(km, RouteId::kSetKey, "acme", "prod"), kDenied);
   EXPECT_EQ(Check(km, RouteId::kSetDefaultKey, "acme", ""), kDenied);  // workspace-wide
-  EXPECT_EQ(Check(km, RouteId::kListEnvironments, "acme", ""), kOk);  // the handler filters
+  EXPECT_EQ(Check(km, RouteId::kListEnvironments, "acme", ""), kOk);   // the handler filters
   Principal owner = Token(Role::kOwner, "acme", {"staging"});
   EXPECT_EQ(Check(owner, RouteId::kCreateEnvironment, "acme", ""), kDenied);
   EXPECT_EQ(AuthorizeTokenAdministration(owner, TokenAction::kList, "acme").code(), kDenied);
@@ -113,8 +112,7 @@ TEST(AuthorizationTest, TheAdminCreatesOnlyOwnersAndCannotRevokeThem) {
     EXPECT_NE(s.hint().find("-w acme -r owner"), std::string::npos) << s.hint();
     EXPECT_NE(s.hint().find(std::string("-r ") + role), std::string::npos) << s.hint();
   }
-  EXPECT_EQ(AuthorizeTokenAdministration(admin, TokenAction::kCreate, "acme", "owner").code(),
-            kOk);
+  EXPECT_EQ(AuthorizeTokenAdministration(admin, TokenAction::kCreate, "acme", "owner").code(), kOk);
   // An unknown role is left to the service's 400.
   EXPECT_EQ(AuthorizeTokenAdministration(admin, TokenAction::kCreate, "acme", "wizard").code(),
             kOk);
@@ -124,10 +122,10 @@ TEST(AuthorizationTest, TheAdminCreatesOnlyOwnersAndCannotRevokeThem) {
   EXPECT_EQ(AuthorizeTokenAdministration(admin, TokenAction::kRevoke, "acme", "app").code(), kOk);
   EXPECT_EQ(AuthorizeTokenAdministration(admin, TokenAction::kList, "").code(), kOk);
   // The platform operator on the data directory (local mode) is not an API caller.
-  EXPECT_EQ(AuthorizeTokenAdministration(Principal::LocalOperator(), TokenAction::kCreate, "acme",
-                                         "app")
-                .code(),
-            kOk);
+  EXPECT_EQ(
+      AuthorizeTokenAdministration(Principal::LocalOperator(), TokenAction::kCreate, "acme", "app")
+          .code(),
+      kOk);
 }
 
 TEST(AuthorizationTest, DeniedMessagesNameTheRoleNeeded) {

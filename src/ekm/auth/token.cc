@@ -35,11 +35,16 @@ Status Malformed() {
 
 std::string_view RoleName(Role role) {
   switch (role) {
-    case Role::kAdmin: return "admin";
-    case Role::kOwner: return "owner";
-    case Role::kKeyManager: return "key-manager";
-    case Role::kApp: return "app";
-    case Role::kAuditor: return "auditor";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kOwner:
+      return "owner";
+    case Role::kKeyManager:
+      return "key-manager";
+    case Role::kApp:
+      return "app";
+    case Role::kAuditor:
+      return "auditor";
   }
   return "unknown";
 }

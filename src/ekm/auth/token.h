@@ -35,8 +35,8 @@ StatusOr<Role> ParseRole(std::string_view text);
 // A freshly generated token: its public id and the whole text (which holds the secret).
 struct GeneratedToken {
   std::string id;
-  SecretBytes text;         // "ekm_<id>_<secret>": shown once to its creator, never stored
-  Bytes secret_sha256;      // what the store keeps
+  SecretBytes text;     // "ekm_<id>_<secret>": shown once to its creator, never stored
+  Bytes secret_sha256;  // what the store keeps
 };
 StatusOr<GeneratedToken> GenerateToken();
 

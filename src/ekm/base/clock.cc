@@ -18,9 +18,9 @@ class RealClock : public Clock {
   std::chrono::system_clock::time_point NowCoarse() const override {
     timespec ts{};
     if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) != 0) return Now();
-    return std::chrono::system_clock::time_point(std::chrono::duration_cast<
-        std::chrono::system_clock::duration>(std::chrono::seconds(ts.tv_sec) +
-                                              std::chrono::nanoseconds(ts.tv_nsec)));
+    return std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
   }
 };
 }  // namespace

@@ -83,8 +83,10 @@ StatusOr<Bytes> Decode(std::string_view in, std::string_view what) {
   // Whole groups of four characters: one check of all four, three bytes out.
   size_t i = 0;
   for (; i + 4 <= n; i += 4, p += 3) {
-    const int8_t a = kTable[static_cast<uint8_t>(in[i])], b = kTable[static_cast<uint8_t>(in[i + 1])],
-                 c = kTable[static_cast<uint8_t>(in[i + 2])], d = kTable[static_cast<uint8_t>(in[i + 3])];
+    const int8_t a = kTable[static_cast<uint8_t>(in[i])],
+                 b = kTable[static_cast<uint8_t>(in[i + 1])],
+                 c = kTable[static_cast<uint8_t>(in[i + 2])],
+                 d = kTable[static_cast<uint8_t>(in[i + 3])];
     if ((a | b | c | d) < 0) return invalid_at(i);
     const uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12) | (uint32_t(c) << 6) | uint32_t(d);
     p[0] = static_cast<uint8_t>(v >> 16);

@@ -2,9 +2,8 @@
 // typed, whatever it holds) become U+FFFD instead of an exception.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace ekm {
 

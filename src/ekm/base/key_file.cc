@@ -36,8 +36,7 @@ std::string Named(std::string_view what, const std::string& path) {
 
 }  // namespace
 
-StatusOr<SecretBytes> ReadKeyFile(const std::string& path, std::string_view what,
-                                  size_t max_size) {
+StatusOr<SecretBytes> ReadKeyFile(const std::string& path, std::string_view what, size_t max_size) {
   // O_NONBLOCK: a FIFO put in its place must not hang the start; it is refused below.
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (fd.get() < 0) {

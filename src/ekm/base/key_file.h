@@ -17,8 +17,7 @@ namespace ekm {
 
 // The whole file, at most `max_size` bytes. `what` names it in errors ("root key file").
 // NotFound when nothing is at `path`; FailedPrecondition for a file that fails a check.
-StatusOr<SecretBytes> ReadKeyFile(const std::string& path, std::string_view what,
-                                  size_t max_size);
+StatusOr<SecretBytes> ReadKeyFile(const std::string& path, std::string_view what, size_t max_size);
 
 // Creates `path` holding `contents`, mode 0600, never replacing anything there (AlreadyExists,
 // also for a symbolic link); fsyncs the file, then its directory. On failure nothing is left.

@@ -53,8 +53,8 @@ using OsslPtr = std::unique_ptr<T, OsslDeleter<T>>;
 Status OsslError(std::string_view what);
 
 // Checks the `== 1` convention of EVP_* calls.
-#define EKM_OSSL_CHECK(call, what)                 \
-  do {                                             \
+#define EKM_OSSL_CHECK(call, what)                  \
+  do {                                              \
     if ((call) != 1) return ::ekm::OsslError(what); \
   } while (0)
 

@@ -102,10 +102,10 @@ template <typename T>
 class [[nodiscard]] StatusOr {
  public:
   StatusOr(const Status& status) : v_(status) { assert(!status.ok()); }  // NOLINT
-  StatusOr(Status&& status) : v_(std::move(status)) {                     // NOLINT
+  StatusOr(Status&& status) : v_(std::move(status)) {                    // NOLINT
     assert(!std::get<Status>(v_).ok());
   }
-  StatusOr(const T& value) : v_(value) {}  // NOLINT
+  StatusOr(const T& value) : v_(value) {}        // NOLINT
   StatusOr(T&& value) : v_(std::move(value)) {}  // NOLINT
   template <typename U, typename = std::enable_if_t<std::is_constructible_v<T, U&&> &&
                                                     !std::is_same_v<std::decay_t<U>, Status> &&

@@ -58,8 +58,7 @@ class Backend {
 
   virtual StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace,
                                                  std::string_view environment,
-                                                 std::string_view provider,
-                                                 std::string_view key_id,
+                                                 std::string_view provider, std::string_view key_id,
                                                  const KeyChangeOptions& options) = 0;
   virtual StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace,
                                                  std::string_view environment) = 0;
@@ -83,29 +82,28 @@ class Backend {
                                                           std::string_view key_id) = 0;
 
   virtual StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
-                                                std::string_view environment) = 0;
-  virtual StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace,
-                                                       std::string_view environment,
-                                                       const std::vector<std::string>& scopes,
-                                                       bool all_scopes) = 0;
+                                                        std::string_view environment) = 0;
+  virtual StatusOr<std::vector<RotationResult>> RotateDataKeys(
+      std::string_view workspace, std::string_view environment,
+      const std::vector<std::string>& scopes, bool all_scopes) = 0;
   virtual StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment,
-                                ByteView envelope, Bytes* out) = 0;
+                                        ByteView envelope, Bytes* out) = 0;
   virtual StatusOr<ShredConfirmation> RequestShred(std::string_view workspace,
-                                           std::string_view environment) = 0;
-  virtual StatusOr<ShredResult> ShredEnvironment(std::string_view workspace, std::string_view environment,
-                                         std::string_view token,
-                                         std::string_view confirm_environment) = 0;
+                                                   std::string_view environment) = 0;
+  virtual StatusOr<ShredResult> ShredEnvironment(std::string_view workspace,
+                                                 std::string_view environment,
+                                                 std::string_view token,
+                                                 std::string_view confirm_environment) = 0;
   virtual StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace,
-                                                       std::string_view provider,
-                                                       std::string_view key_id) = 0;
+                                                               std::string_view provider,
+                                                               std::string_view key_id) = 0;
   virtual StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(std::string_view workspace) = 0;
   virtual StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(std::string_view workspace) = 0;
   virtual StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace,
-                                                       std::string_view environment) = 0;
-  virtual StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(std::string_view workspace,
-                                                          std::string_view environment,
-                                                          const EnvironmentSettings& set,
-                                                          const std::vector<std::string>& reset) = 0;
+                                                               std::string_view environment) = 0;
+  virtual StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(
+      std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
+      const std::vector<std::string>& reset) = 0;
   virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) = 0;
   // Local mode only: ekmd runs the schedule itself.
   virtual StatusOr<ScheduledRotationReport> RunScheduledRotations() = 0;
@@ -132,7 +130,6 @@ class Backend {
   virtual StatusOr<AuditCheckpoint> CreateAuditCheckpoint(std::string_view chain) = 0;
   virtual StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(std::string_view chain) = 0;
   virtual StatusOr<std::string> AuditPublicKeyPem() = 0;
-
 };
 
 StatusOr<std::unique_ptr<Backend>> NewLocalBackend(const EkmOptions& options);

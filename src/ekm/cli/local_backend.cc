@@ -43,8 +43,8 @@ class LocalBackend : public Backend {
   StatusOr<std::string> CheckKeyPolicy(std::string_view ws, std::string_view text) override {
     return svc_->CheckKeyPolicy(ws, text);
   }
-  Status EncryptStream(std::string_view ws, std::string_view env, std::string_view scope,
-                       bool text, const Source& source, const Sink& sink) override {
+  Status EncryptStream(std::string_view ws, std::string_view env, std::string_view scope, bool text,
+                       const Source& source, const Sink& sink) override {
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> enc,
                          svc_->NewEncryptStream(ws, env, scope, text));
     WorkerPool pool(WorkerPool::SpareCores(kMaxSealingThreads));
@@ -53,15 +53,17 @@ class LocalBackend : public Backend {
     if (source.mapped) parallel.input_size = source.mapped->size();
     parallel.sink = sink;
     enc->SealInParallel(std::move(parallel));
-    return Pump(source, sink, [&](ByteView in, Bytes* out) { return enc->Update(in, out); },
-                [&](Bytes* out) { return enc->Finish(out); });
+    return Pump(
+        source, sink, [&](ByteView in, Bytes* out) { return enc->Update(in, out); },
+        [&](Bytes* out) { return enc->Finish(out); });
   }
 
   Status DecryptStream(std::string_view ws, std::string_view env, const Source& source,
                        const Sink& sink) override {
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> dec, svc_->NewDecryptStream(ws, env));
-    return Pump(source, sink, [&](ByteView in, Bytes* out) { return dec->Update(in, out); },
-                [&](Bytes* out) { return dec->Finish(out); });
+    return Pump(
+        source, sink, [&](ByteView in, Bytes* out) { return dec->Update(in, out); },
+        [&](Bytes* out) { return dec->Finish(out); });
   }
 
   StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view ws, std::string_view env) override {
@@ -90,7 +92,7 @@ class LocalBackend : public Backend {
   }
   StatusOr<KeyValidation> ImportKeyMaterial(std::string_view ws, std::string_view env,
                                             ByteView wrapped, std::string_view token,
-      const KeyChangeOptions& change) override {
+                                            const KeyChangeOptions& change) override {
     return svc_->ImportKeyMaterial(ws, env, wrapped, token, change);
   }
   StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view ws, std::string_view env,
@@ -98,22 +100,32 @@ class LocalBackend : public Backend {
     return svc_->DeleteKeyMaterial(ws, env, key_id);
   }
 
-  StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace, std::string_view environment) override {
+  StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
+                                                std::string_view environment) override {
     return svc_->RotateEnvironmentKey(workspace, environment);
   }
-  StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace, std::string_view environment, const std::vector<std::string>& scopes, bool all_scopes) override {
+  StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace,
+                                                       std::string_view environment,
+                                                       const std::vector<std::string>& scopes,
+                                                       bool all_scopes) override {
     return svc_->RotateDataKeys(workspace, environment, scopes, all_scopes);
   }
-  StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment, ByteView envelope, Bytes* out) override {
+  StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment,
+                                ByteView envelope, Bytes* out) override {
     return svc_->Rewrap(workspace, environment, envelope, out);
   }
-  StatusOr<ShredConfirmation> RequestShred(std::string_view workspace, std::string_view environment) override {
+  StatusOr<ShredConfirmation> RequestShred(std::string_view workspace,
+                                           std::string_view environment) override {
     return svc_->RequestShred(workspace, environment);
   }
-  StatusOr<ShredResult> ShredEnvironment(std::string_view workspace, std::string_view environment, std::string_view token, std::string_view confirm_environment) override {
+  StatusOr<ShredResult> ShredEnvironment(std::string_view workspace, std::string_view environment,
+                                         std::string_view token,
+                                         std::string_view confirm_environment) override {
     return svc_->ShredEnvironment(workspace, environment, token, confirm_environment);
   }
-  StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace, std::string_view provider, std::string_view key_id) override {
+  StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace,
+                                                       std::string_view provider,
+                                                       std::string_view key_id) override {
     return svc_->SetWorkspaceDefaultKey(workspace, provider, key_id);
   }
   StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(std::string_view workspace) override {
@@ -122,10 +134,13 @@ class LocalBackend : public Backend {
   StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(std::string_view workspace) override {
     return svc_->ResetWorkspaceDefaultKey(workspace);
   }
-  StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace, std::string_view environment) override {
+  StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace,
+                                                       std::string_view environment) override {
     return svc_->GetEnvironmentSettings(workspace, environment);
   }
-  StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(std::string_view workspace, std::string_view environment, const EnvironmentSettings& set, const std::vector<std::string>& reset) override {
+  StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(
+      std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
+      const std::vector<std::string>& reset) override {
     return svc_->UpdateEnvironmentSettings(workspace, environment, set, reset);
   }
   StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) override {
@@ -147,9 +162,7 @@ class LocalBackend : public Backend {
   StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(std::string_view chain) override {
     return svc_->ListAuditCheckpoints(chain);
   }
-  StatusOr<std::string> AuditPublicKeyPem() override {
-    return svc_->AuditSigningPublicKey().pem();
-  }
+  StatusOr<std::string> AuditPublicKeyPem() override { return svc_->AuditSigningPublicKey().pem(); }
 
   StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
                                               std::string_view environment,
@@ -202,9 +215,7 @@ class LocalBackend : public Backend {
   StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) override {
     return svc_->RevokeApiToken(id);
   }
-  StatusOr<std::optional<ApiTokenInfo>> WhoAmI() override {
-    return std::optional<ApiTokenInfo>();
-  }
+  StatusOr<std::optional<ApiTokenInfo>> WhoAmI() override { return std::optional<ApiTokenInfo>(); }
 
   std::unique_ptr<EkmService> svc_;
 };

@@ -1,10 +1,10 @@
 // ekm: the command-line interface. Local mode (--data-dir / EKM_DATA_DIR) runs the key hierarchy
 // in this process on a data directory; server mode (--server / EKM_SERVER) talks to ekmd.
 #include <fcntl.h>
-#include <pwd.h>
 #include <openssl/crypto.h>
+#include <pwd.h>
 #include <sys/mman.h>
-#include <sys/stat.h>     
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -15,24 +15,24 @@
 #include <cstring>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <map>   
 #include <thread>
 
+#include "ekm/audit/audit_log.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
-#include "ekm/envelope/envelope.h"
 #include "ekm/cli/backend.h"
-#include "ekm/audit/audit_log.h"
+#include "ekm/envelope/envelope.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/policy/key_policy_statement.h"
-#include "ekm/service/repack_json.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_material_json.h"
 #include "ekm/service/key_status_json.h"
 #include "ekm/service/lifecycle_json.h"
+#include "ekm/service/repack_json.h"
 
 namespace ekm::cli {
 namespace {
@@ -129,7 +129,7 @@ class StdinInput {
   void* map_ = nullptr;
   size_t map_length_ = 0;
   size_t released_ = 0;  // bytes from map_ already dropped
-  off_t offset_ = 0;      // of data_ in the file
+  off_t offset_ = 0;     // of data_ in the file
   ByteView data_;
 };
 
@@ -208,8 +208,7 @@ void PrintWorkspaces(const std::vector<WorkspaceInfo>& list, bool json) {
   }
 }
 
-void PrintEnvironments(const std::string& ws, const std::vector<EnvironmentInfo>& list,
-                       bool json) {
+void PrintEnvironments(const std::string& ws, const std::vector<EnvironmentInfo>& list, bool json) {
   if (json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& e : list) {
@@ -290,8 +289,9 @@ void PrintKeyInfo(const CustomerKeyInfo& info) {
     if (!d.key_spec.empty()) std::printf("key spec:      %s\n", d.key_spec.c_str());
     std::printf("rotation:      %s\n", std::string(CmkRotationName(d.rotation)).c_str());
     if (d.rotation == CmkRotation::kDisabled && info.provider == "aws-kms") {
-      std::printf("               enable automatic rotation in AWS KMS (recommended): ekm then "
-                  "uses the newest generation by itself, nothing to replace\n");
+      std::printf(
+          "               enable automatic rotation in AWS KMS (recommended): ekm then "
+          "uses the newest generation by itself, nothing to replace\n");
     }
     for (const auto& n : d.notes) std::printf("note:          %s\n", n.c_str());
   } else {
@@ -304,8 +304,8 @@ void PrintKeyInfo(const CustomerKeyInfo& info) {
   const KeyValidation& v = *info.last_validation;
   const bool other_key = v.provider != info.provider || v.key_id != info.key_id;
   std::printf("last validation: %s, %s, of %s %s%s\n",
-              FormatRfc3339(FromUnixSeconds(v.checked_at)).c_str(),
-              v.ok ? "passed" : "FAILED", v.provider.c_str(), v.key_id.c_str(),
+              FormatRfc3339(FromUnixSeconds(v.checked_at)).c_str(), v.ok ? "passed" : "FAILED",
+              v.provider.c_str(), v.key_id.c_str(),
               other_key && !v.ok ? " (not set: the key above stays in force)" : "");
   PrintChecks(v);
   if (!v.ok) {
@@ -318,8 +318,8 @@ bool GivenOnCommandLine(int argc, char** argv, std::string_view flag) {
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     if (a == "--") break;
-    if (a == flag || (a.size() > flag.size() && a.substr(0, flag.size()) == flag &&
-                      a[flag.size()] == '=')) {
+    if (a == flag ||
+        (a.size() > flag.size() && a.substr(0, flag.size()) == flag && a[flag.size()] == '=')) {
       return true;
     }
   }
@@ -334,8 +334,10 @@ void PrintKeyStatus(const EnvironmentKeyStatus& s) {
   std::printf("environment %s/%s\n", s.workspace.c_str(), s.environment.c_str());
   std::printf("CMK:            %s %s\n", s.cmk_provider.c_str(), s.cmk_key_id.c_str());
   std::string state = s.state;
-  if (s.state == "degraded") state += " (the KMS cannot be reached: served from cache within the TTL, retried with backoff)";
-  if (s.state == "unavailable") state += " (the KMS refused: every operation fails until access is restored)";
+  if (s.state == "degraded")
+    state += " (the KMS cannot be reached: served from cache within the TTL, retried with backoff)";
+  if (s.state == "unavailable")
+    state += " (the KMS refused: every operation fails until access is restored)";
   std::printf("state:          %s\n", state.c_str());
   std::printf("since:          %s\n", TimeOrNever(s.since).c_str());
   std::printf("last success:   %s\n", TimeOrNever(s.last_success).c_str());
@@ -347,9 +349,8 @@ void PrintKeyStatus(const EnvironmentKeyStatus& s) {
                   : (std::to_string(s.grace_period_seconds) + "s (outages only)").c_str());
   if (!s.error_code.empty() && s.error_resolved_at != 0) {
     // History: the CMK answers again, so its hint is not something to do now.
-    std::printf("last error (resolved at %s): %s%s%s\n",
-                TimeOrNever(s.error_resolved_at).c_str(), s.error_code.c_str(),
-                s.provider_code.empty() ? "" : ", ", s.provider_code.c_str());
+    std::printf("last error (resolved at %s): %s%s%s\n", TimeOrNever(s.error_resolved_at).c_str(),
+                s.error_code.c_str(), s.provider_code.empty() ? "" : ", ", s.provider_code.c_str());
     std::printf("  %s\n", s.message.c_str());
   } else if (!s.error_code.empty()) {
     std::printf("last error:     %s%s%s\n", s.error_code.c_str(),
@@ -372,7 +373,8 @@ void PrintKeyCacheStats(const KeyCacheStats& s) {
               static_cast<unsigned long long>(s.provider_refused),
               static_cast<unsigned long long>(s.provider_unavailable),
               static_cast<unsigned long long>(s.provider_error));
-  std::printf("TTL:            %llds (deployment default)\n", static_cast<long long>(s.ttl_seconds));
+  std::printf("TTL:            %llds (deployment default)\n",
+              static_cast<long long>(s.ttl_seconds));
 }
 
 std::string RepackTime(const std::optional<int64_t>& ms) {
@@ -436,10 +438,11 @@ void PrintRepackStatus(const RepackStatus& s, bool tty) {
   }
   if (lost > 0) {
     // Only a store written by an older ekm holds these (docs/lifecycle.md, "The repack").
-    std::printf("unrecoverable: %llu data keys are under destroyed environment keys: nothing can "
-                "unwrap them (an inconsistency of the store, not the CMK); the repack moves "
-                "every other data key\n",
-                static_cast<unsigned long long>(lost));
+    std::printf(
+        "unrecoverable: %llu data keys are under destroyed environment keys: nothing can "
+        "unwrap them (an inconsistency of the store, not the CMK); the repack moves "
+        "every other data key\n",
+        static_cast<unsigned long long>(lost));
   }
 }
 
@@ -459,19 +462,19 @@ Status RunRepackInForeground(Backend& b, const std::string& ws, const std::strin
                          st.status().code() == StatusCode::kDeadlineExceeded;
   if (!st.ok() && (!b.RunsRepacksLocally() || !resumable)) return st.status();
   if (!st.ok()) {
-    return st.status().WithHint(st.status().hint() +
-                                (st.status().hint().empty() ? "" : "; ") +
+    return st.status().WithHint(st.status().hint() + (st.status().hint().empty() ? "" : "; ") +
                                 "`ekm repack run --workspace " + ws + " --environment " + env +
                                 "` resumes the repack where it stopped");
   }
   if (st->state == "none") {
-    std::fprintf(stderr, "nothing to repack: every data key of %s/%s is under environment key v%u\n",
+    std::fprintf(stderr,
+                 "nothing to repack: every data key of %s/%s is under environment key v%u\n",
                  ws.c_str(), env.c_str(), st->target_ek_version);
     return Status::Ok();
   }
-  std::fprintf(stderr, "repack of %s/%s %s: %llu data keys under environment key v%u\n",
-               ws.c_str(), env.c_str(), st->state.c_str(),
-               static_cast<unsigned long long>(st->done), st->target_ek_version);
+  std::fprintf(stderr, "repack of %s/%s %s: %llu data keys under environment key v%u\n", ws.c_str(),
+               env.c_str(), st->state.c_str(), static_cast<unsigned long long>(st->done),
+               st->target_ek_version);
   return Status::Ok();
 }
 
@@ -499,15 +502,18 @@ Status WriteFileWithMode(const std::string& path, std::string_view data, mode_t 
     }
     return FailedPreconditionError("cannot create " + path + ": " + std::strerror(errno));
   }
-  Status s = ::fchmod(fd, mode) == 0 ? Status::Ok()
-                                     : FailedPreconditionError("cannot set the mode of " + path +
-                                                               ": " + std::strerror(errno));
+  Status s =
+      ::fchmod(fd, mode) == 0
+          ? Status::Ok()
+          : FailedPreconditionError("cannot set the mode of " + path + ": " + std::strerror(errno));
   size_t off = 0;
   while (s.ok() && off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) s = FailedPreconditionError("cannot write " + path + ": " + std::strerror(errno));
-    else off += static_cast<size_t>(n);
+    if (n <= 0)
+      s = FailedPreconditionError("cannot write " + path + ": " + std::strerror(errno));
+    else
+      off += static_cast<size_t>(n);
   }
   ::close(fd);
   return s;
@@ -608,10 +614,10 @@ void PrintRotations(const std::vector<RotationResult>& list, bool json) {
   if (list.empty()) std::printf("nothing to rotate\n");
   for (const auto& r : list) {
     if (r.kind == "ek") {
-      std::printf("%s/%s: environment key v%u -> v%u (new data keys go under v%u; older "
-                  "versions still decrypt)\n",
-                  r.workspace.c_str(), r.environment.c_str(), r.from_version, r.to_version,
-                  r.to_version);
+      std::printf(
+          "%s/%s: environment key v%u -> v%u (new data keys go under v%u; older "
+          "versions still decrypt)\n",
+          r.workspace.c_str(), r.environment.c_str(), r.from_version, r.to_version, r.to_version);
     } else {
       std::printf("%s/%s: data key of scope \"%s\" v%u -> v%u\n", r.workspace.c_str(),
                   r.environment.c_str(), r.scope.c_str(), r.from_version, r.to_version);
@@ -651,7 +657,7 @@ int Run(int argc, char** argv) {
   CLI::App app{
       "ekm: Enterprise Key Management for multi-tenant platforms (bring your own key).\n"
       "Runs against a local data directory (--data-dir, default " +
-      std::string(kDefaultDataDir) + ") or a running ekmd (--server URL).",
+          std::string(kDefaultDataDir) + ") or a running ekmd (--server URL).",
       "ekm"};
   app.set_version_flag("--version", "ekm 0.1.0");
   app.require_subcommand(1);
@@ -669,8 +675,9 @@ int Run(int argc, char** argv) {
                  "Local data directory (store and root key) [env: EKM_DATA_DIR] [default: " +
                      std::string(kDefaultDataDir) + "]")
       ->envname("EKM_DATA_DIR");
-  app.add_option("--server", g.server, "URL of a running ekmd, e.g. http://127.0.0.1:8080 "
-                                       "[env: EKM_SERVER]")
+  app.add_option("--server", g.server,
+                 "URL of a running ekmd, e.g. http://127.0.0.1:8080 "
+                 "[env: EKM_SERVER]")
       ->envname("EKM_SERVER");
   app.add_option("--root-key-file", g.root_key_file,
                  "Platform root key file (local mode) [default: <data-dir>/root.key]");
@@ -776,16 +783,18 @@ int Run(int argc, char** argv) {
       rc = Fail(boot.status());
       return;
     }
-    std::printf("initialized ekm data directory %s\n  store:    %s/ekm.db\n  root key: %s "
-                "(back it up: without it nothing stored can be decrypted)\n",
-                o.data_dir.c_str(), o.data_dir.c_str(), key.c_str());
+    std::printf(
+        "initialized ekm data directory %s\n  store:    %s/ekm.db\n  root key: %s "
+        "(back it up: without it nothing stored can be decrypted)\n",
+        o.data_dir.c_str(), o.data_dir.c_str(), key.c_str());
     if (boot->created && !boot->token.empty()) {
       // Its own line, easy to capture: ekm init | sed -n 's/^admin token: //p'
       auto t = boot->token.RevealForCrypto();
       std::printf("admin token: %.*s\n", static_cast<int>(t.size()),
                   reinterpret_cast<const char*>(t.data()));
-      std::fprintf(stderr, "the admin token above is shown only now: keep it secret (it may "
-                           "do anything on ekmd except use the keys)\n");
+      std::fprintf(stderr,
+                   "the admin token above is shown only now: keep it secret (it may "
+                   "do anything on ekmd except use the keys)\n");
     } else if (boot->created) {
       std::printf("admin token: stored from %s (id %s)\n", init_bootstrap_file.c_str(),
                   boot->id.c_str());
@@ -827,8 +836,8 @@ int Run(int argc, char** argv) {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(EnvironmentInfo e, b.CreateEnvironment(env_ws, env_name));
       std::printf("created environment %s/%s (CMK %s:%s, environment key v%u)\n",
-                  e.workspace.c_str(), e.name.c_str(), e.cmk_provider.c_str(),
-                  e.cmk_key_id.c_str(), e.ek_version);
+                  e.workspace.c_str(), e.name.c_str(), e.cmk_provider.c_str(), e.cmk_key_id.c_str(),
+                  e.ek_version);
       return Status::Ok();
     });
   });
@@ -845,8 +854,8 @@ int Run(int argc, char** argv) {
   // ekm encrypt / decrypt
   std::string d_ws, d_env, d_scope = std::string(kDefaultScope);
   bool text = false;
-  auto* enc = app.add_subcommand(
-      "encrypt", "Encrypt standard input to standard output (any size, streamed)");
+  auto* enc = app.add_subcommand("encrypt",
+                                 "Encrypt standard input to standard output (any size, streamed)");
   enc->add_option("--workspace,-w", d_ws, "Workspace name")->required();
   enc->add_option("--environment,-e", d_env, "Environment name")->required();
   enc->add_option("--scope,-s", d_scope,
@@ -854,9 +863,9 @@ int Run(int argc, char** argv) {
   enc->add_flag("--text,-t", text, "Write the text form (ekm1:<base64url>) instead of binary");
   enc->callback([&] {
     if (!text && ::isatty(STDOUT_FILENO)) {
-      rc = Fail(FailedPreconditionError(
-          "refusing to write binary ciphertext to a terminal",
-          "redirect standard output to a file or pipe, or use --text"));
+      rc = Fail(
+          FailedPreconditionError("refusing to write binary ciphertext to a terminal",
+                                  "redirect standard output to a file or pipe, or use --text"));
       return;
     }
     with_backend([&](Backend& b) -> Status {
@@ -910,8 +919,7 @@ int Run(int argc, char** argv) {
     with_backend([&](Backend& b) -> Status {
       std::string provider = k_platform ? "platform" : "aws-kms";
       std::string id = k_platform ? "root" : k_arn;
-      EKM_ASSIGN_OR_RETURN(KeyValidation v,
-                           b.SetCustomerKey(k_ws, k_env, provider, id, k_change));
+      EKM_ASSIGN_OR_RETURN(KeyValidation v, b.SetCustomerKey(k_ws, k_env, provider, id, k_change));
       if (g.json) {
         std::cout << JsonText(KeyValidationToJson(v), 2) << "\n";
         return AfterKeyChange(b, k_ws, k_env);
@@ -924,8 +932,9 @@ int Run(int argc, char** argv) {
     });
   });
   auto* key_show = key->add_subcommand(
-      "show", "Show the environment's CMK: provider, ARN, region, state, rotation status, and "
-              "the last validation and its result");
+      "show",
+      "Show the environment's CMK: provider, ARN, region, state, rotation status, and "
+      "the last validation and its result");
   add_env_options(key_show);
   key_show->callback([&] {
     with_backend([&](Backend& b) -> Status {
@@ -943,8 +952,7 @@ int Run(int argc, char** argv) {
       "Permission to access key: print the key policy statement to paste into the Statement "
       "array of the customer's AWS KMS key policy (pinned to this workspace)");
   add_env_options(key_policy);
-  key_policy->add_flag("--example", k_example,
-                       "Print a complete key policy for a new key instead");
+  key_policy->add_flag("--example", k_example, "Print a complete key policy for a new key instead");
   key_policy->callback([&] {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(KeyPolicyAdvice a, b.KeyPolicy(k_ws, k_env));
@@ -980,9 +988,10 @@ int Run(int argc, char** argv) {
       "kms:Decrypt for the workspace, and print the corrected policy. Exit code 1 unless both "
       "are granted");
   policy_check->add_option("FILE", p_file, "Key policy file, or - for standard input")->required();
-  policy_check->add_option("--workspace,-w", p_ws,
-                           "Workspace the key is for (the statement's encryption-context "
-                           "condition names it)")
+  policy_check
+      ->add_option("--workspace,-w", p_ws,
+                   "Workspace the key is for (the statement's encryption-context "
+                   "condition names it)")
       ->required();
   policy_check->callback([&] {
     auto text = ReadWholeFile(p_file);
@@ -1122,9 +1131,10 @@ int Run(int argc, char** argv) {
       "32 random bytes of key material (RSAES-OAEP-SHA256) for `ekm key import`");
   key_import_params->add_option("--workspace,-w", im_ws, "Workspace name")->required();
   key_import_params->add_option("--environment,-e", im_env, "Environment name")->required();
-  key_import_params->add_option("--out,-o", im_out,
-                                "Directory to write wrapping-key.pem and import-token to "
-                                "(created if missing)")
+  key_import_params
+      ->add_option("--out,-o", im_out,
+                   "Directory to write wrapping-key.pem and import-token to "
+                   "(created if missing)")
       ->required();
   key_import_params->add_option("--expires-in", im_expires,
                                 "How long the token is valid: 1m to 7d [default: 24h]");
@@ -1146,12 +1156,13 @@ int Run(int argc, char** argv) {
       }
     }
     with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(KeyImportParameters p,
-                           b.CreateKeyImportParameters(im_ws, im_env, std::chrono::seconds(*expires)));
+      EKM_ASSIGN_OR_RETURN(
+          KeyImportParameters p,
+          b.CreateKeyImportParameters(im_ws, im_env, std::chrono::seconds(*expires)));
       if (::mkdir(im_out.c_str(), 0755) != 0 && errno != EEXIST) {
-        return FailedPreconditionError("cannot create directory " + im_out + ": " +
-                                           std::strerror(errno),
-                                       "choose an --out directory you can write to");
+        return FailedPreconditionError(
+            "cannot create directory " + im_out + ": " + std::strerror(errno),
+            "choose an --out directory you can write to");
       }
       EKM_RETURN_IF_ERROR(WriteFileWithMode(pem_path, p.wrapping_key_pem, 0644, im_force));
       std::string token = p.import_token + "\n";
@@ -1161,9 +1172,9 @@ int Run(int argc, char** argv) {
       EKM_RETURN_IF_ERROR(written);
       const std::string expires_at = FormatRfc3339(FromUnixSeconds(p.expires_at));
       if (g.json) {
-        nlohmann::json j = {{"workspace", p.workspace},      {"environment", p.environment},
-                            {"wrapping_key_file", pem_path}, {"import_token_file", token_path},
-                            {"expires_at", expires_at},      {"algorithm", p.algorithm},
+        nlohmann::json j = {{"workspace", p.workspace},        {"environment", p.environment},
+                            {"wrapping_key_file", pem_path},   {"import_token_file", token_path},
+                            {"expires_at", expires_at},        {"algorithm", p.algorithm},
                             {"material_size", p.material_size}};
         std::cout << JsonText(j, 2) << "\n";
         return Status::Ok();
@@ -1193,12 +1204,14 @@ int Run(int argc, char** argv) {
       "changes. Importing the same material again after a deletion restores access");
   key_import->add_option("--workspace,-w", im_ws, "Workspace name")->required();
   key_import->add_option("--environment,-e", im_env, "Environment name")->required();
-  key_import->add_option("--material,-m", im_material,
-                         "The wrapped material (material.wrapped, the binary output of openssl "
-                         "pkeyutl -encrypt)")
+  key_import
+      ->add_option("--material,-m", im_material,
+                   "The wrapped material (material.wrapped, the binary output of openssl "
+                   "pkeyutl -encrypt)")
       ->required();
-  key_import->add_option("--token-file", im_token_file,
-                         "The import-token file written by `ekm key import-params`")
+  key_import
+      ->add_option("--token-file", im_token_file,
+                   "The import-token file written by `ekm key import-params`")
       ->required();
   key_import->add_flag("--emergency", im_change.emergency,
                        "Emergency replacement inside the replacement period (suspected "
@@ -1239,17 +1252,17 @@ int Run(int argc, char** argv) {
       "until the same material is imported again with `ekm key import`");
   key_delete_material->add_option("--workspace,-w", im_ws, "Workspace name")->required();
   key_delete_material->add_option("--environment,-e", im_env, "Environment name")->required();
-  key_delete_material->add_option("--confirm", im_confirm,
-                                  "The environment's name again, to confirm")
+  key_delete_material
+      ->add_option("--confirm", im_confirm, "The environment's name again, to confirm")
       ->required();
   key_delete_material->add_option("--key-id", im_key_id,
                                   "Imported material to delete, imported:… [default: the "
                                   "environment's current CMK]");
   key_delete_material->callback([&] {
     if (im_confirm != im_env) {
-      rc = Fail(InvalidArgumentError("--confirm \"" + im_confirm +
-                                         "\" does not match the environment \"" + im_env + "\"",
-                                     "pass --confirm " + im_env + " to delete its key material"));
+      rc = Fail(InvalidArgumentError(
+          "--confirm \"" + im_confirm + "\" does not match the environment \"" + im_env + "\"",
+          "pass --confirm " + im_env + " to delete its key material"));
       return;
     }
     with_backend([&](Backend& b) -> Status {
@@ -1262,8 +1275,9 @@ int Run(int argc, char** argv) {
                   d.workspace.c_str(), d.environment.c_str(),
                   FormatRfc3339(FromUnixSeconds(d.deleted_at)).c_str());
       if (d.in_use) {
-        std::printf("it is the environment's CMK: its data becomes unavailable once cached keys "
-                    "expire; import the same material again to restore access\n");
+        std::printf(
+            "it is the environment's CMK: its data becomes unavailable once cached keys "
+            "expire; import the same material again to restore access\n");
       }
       return Status::Ok();
     });
@@ -1332,8 +1346,9 @@ int Run(int argc, char** argv) {
   rewrap->add_option("--environment,-e", rw_env, "Environment the ciphertext belongs to")
       ->required();
   rewrap->add_option("--in,-i", rw_in, "Ciphertext file [default: standard input]");
-  rewrap->add_option("--out,-o", rw_out, "Where to write the new ciphertext (written whole, then "
-                                         "renamed into place) [default: standard output]");
+  rewrap->add_option("--out,-o", rw_out,
+                     "Where to write the new ciphertext (written whole, then "
+                     "renamed into place) [default: standard output]");
   rewrap->callback([&] {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(Bytes in, ReadAllBytes(rw_in));
@@ -1394,11 +1409,12 @@ int Run(int argc, char** argv) {
         std::cout << JsonText(ShredResultToJson(r), 2) << "\n";
         return Status::Ok();
       }
-      std::printf("crypto-shredded environment %s/%s at %s: %u environment key and %u data key "
-                  "versions destroyed; its data can never be read\n",
-                  r.workspace.c_str(), r.environment.c_str(),
-                  FormatRfc3339(FromUnixSeconds(r.shredded_at)).c_str(), r.ek_versions_destroyed,
-                  r.dk_versions_destroyed);
+      std::printf(
+          "crypto-shredded environment %s/%s at %s: %u environment key and %u data key "
+          "versions destroyed; its data can never be read\n",
+          r.workspace.c_str(), r.environment.c_str(),
+          FormatRfc3339(FromUnixSeconds(r.shredded_at)).c_str(), r.ek_versions_destroyed,
+          r.dk_versions_destroyed);
       return Status::Ok();
     });
   });
@@ -1510,16 +1526,17 @@ int Run(int argc, char** argv) {
       return;
     }
     with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(WorkspaceDefaultKey k, dk_reset ? b.ResetWorkspaceDefaultKey(dk_ws)
-                                                           : b.SetWorkspaceDefaultKey(
-                                                                 dk_ws, dk_provider, dk_arn));
+      EKM_ASSIGN_OR_RETURN(WorkspaceDefaultKey k,
+                           dk_reset ? b.ResetWorkspaceDefaultKey(dk_ws)
+                                    : b.SetWorkspaceDefaultKey(dk_ws, dk_provider, dk_arn));
       if (g.json) {
         std::cout << JsonText(WorkspaceDefaultKeyToJson(k), 2) << "\n";
         return Status::Ok();
       }
-      std::printf("workspace %s: new environments now start on %s %s (existing environments "
-                  "are unchanged)\n",
-                  k.workspace.c_str(), k.provider.c_str(), k.key_id.c_str());
+      std::printf(
+          "workspace %s: new environments now start on %s %s (existing environments "
+          "are unchanged)\n",
+          k.workspace.c_str(), k.provider.c_str(), k.key_id.c_str());
       return Status::Ok();
     });
   });
@@ -1589,13 +1606,13 @@ int Run(int argc, char** argv) {
         std::fprintf(stderr, "no events match\n");
         return Status::Ok();
       }
-      std::printf("%-6s %-24s %-14s %-26s %-18s %s\n", "ID", "TIME", "ENVIRONMENT", "TYPE",
-                  "ACTOR", "DETAIL");
+      std::printf("%-6s %-24s %-14s %-26s %-18s %s\n", "ID", "TIME", "ENVIRONMENT", "TYPE", "ACTOR",
+                  "DETAIL");
       for (const auto& e : list) {
         std::string at = LifecycleEventInfoToJson(e)["at"];
-        std::printf("%-6lld %-24s %-14s %-26s %-18s %s\n", static_cast<long long>(e.id),
-                    at.c_str(), e.environment.empty() ? "-" : e.environment.c_str(),
-                    e.type.c_str(), e.actor.c_str(), e.detail.c_str());
+        std::printf("%-6lld %-24s %-14s %-26s %-18s %s\n", static_cast<long long>(e.id), at.c_str(),
+                    e.environment.empty() ? "-" : e.environment.c_str(), e.type.c_str(),
+                    e.actor.c_str(), e.detail.c_str());
       }
       return Status::Ok();
     });
@@ -1642,10 +1659,10 @@ int Run(int argc, char** argv) {
       std::printf("%.*s\n", static_cast<int>(token_text.size()), token_text.data());
       std::fprintf(stderr, "created token %s (role %s%s%s, expires %s): shown only now\n",
                    t.info.id.c_str(), t.info.role.c_str(),
-                   t.info.workspace.empty() ? "" : ", workspace ",
-                   t.info.workspace.c_str(),
-                   t.info.expires_at == 0 ? "never"
-                                          : FormatRfc3339(FromUnixSeconds(t.info.expires_at)).c_str());
+                   t.info.workspace.empty() ? "" : ", workspace ", t.info.workspace.c_str(),
+                   t.info.expires_at == 0
+                       ? "never"
+                       : FormatRfc3339(FromUnixSeconds(t.info.expires_at)).c_str());
       return Status::Ok();
     });
   });
@@ -1673,19 +1690,20 @@ int Run(int argc, char** argv) {
         nlohmann::json j = ApiTokenInfoJson(t);
         std::string envs;
         for (const auto& e : t.environments) envs += (envs.empty() ? "" : ",") + e;
-        std::string expires = j["expires_at"].is_null() ? "never" : j["expires_at"].get<std::string>();
-        std::printf("%-16s  %-11s  %-16s  %-16s  %-8s  %-20s  %s\n", t.id.c_str(),
-                    t.role.c_str(), t.workspace.empty() ? "-" : t.workspace.c_str(),
+        std::string expires =
+            j["expires_at"].is_null() ? "never" : j["expires_at"].get<std::string>();
+        std::printf("%-16s  %-11s  %-16s  %-16s  %-8s  %-20s  %s\n", t.id.c_str(), t.role.c_str(),
+                    t.workspace.empty() ? "-" : t.workspace.c_str(),
                     envs.empty() ? "all" : envs.c_str(), j["state"].get<std::string>().c_str(),
                     expires.c_str(), t.description.c_str());
       }
       return Status::Ok();
     });
   });
-  auto* tk_revoke = token->add_subcommand("revoke", "Revoke an API token (at once on this ekmd; "
-                                                    "within 5 s on the others)");
-  tk_revoke->add_option("ID", tk_id, "The token's id (16 hex, from `ekm token list`)")
-      ->required();
+  auto* tk_revoke = token->add_subcommand("revoke",
+                                          "Revoke an API token (at once on this ekmd; "
+                                          "within 5 s on the others)");
+  tk_revoke->add_option("ID", tk_id, "The token's id (16 hex, from `ekm token list`)")->required();
   tk_revoke->callback([&] {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(ApiTokenInfo t, b.RevokeApiToken(tk_id));
@@ -1716,11 +1734,13 @@ int Run(int argc, char** argv) {
       }
       std::string envs;
       for (const auto& e : t->environments) envs += (envs.empty() ? "" : ",") + e;
-      std::printf("token:        %s\nrole:         %s\nworkspace:    %s\nenvironments: %s\n"
-                  "expires:      %s\n",
-                  t->id.c_str(), t->role.c_str(), t->workspace.empty() ? "(platform)" : t->workspace.c_str(),
-                  envs.empty() ? "all" : envs.c_str(),
-                  j["expires_at"].is_null() ? "never" : j["expires_at"].get<std::string>().c_str());
+      std::printf(
+          "token:        %s\nrole:         %s\nworkspace:    %s\nenvironments: %s\n"
+          "expires:      %s\n",
+          t->id.c_str(), t->role.c_str(),
+          t->workspace.empty() ? "(platform)" : t->workspace.c_str(),
+          envs.empty() ? "all" : envs.c_str(),
+          j["expires_at"].is_null() ? "never" : j["expires_at"].get<std::string>().c_str());
       return Status::Ok();
     });
   });
@@ -1776,10 +1796,10 @@ int Run(int argc, char** argv) {
                         "Also print the plaintext key (base64), on a second line");
   gk_generate->callback([&] {
     with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(GeneratedDataKey k,
-                           b.GenerateDataKey(gk_ws, gk_env,
-                                             gk_scope.empty() ? kDefaultScope : gk_scope,
-                                             gk_bytes, gk_plaintext));
+      EKM_ASSIGN_OR_RETURN(
+          GeneratedDataKey k,
+          b.GenerateDataKey(gk_ws, gk_env, gk_scope.empty() ? kDefaultScope : gk_scope, gk_bytes,
+                            gk_plaintext));
       std::string wrapped = EnvelopeToText(k.ciphertext);
       while (!wrapped.empty() && wrapped.back() == '\n') wrapped.pop_back();
       std::string plain = gk_plaintext ? Base64Encode(k.plaintext.RevealForCrypto()) : "";
@@ -1829,8 +1849,9 @@ int Run(int argc, char** argv) {
     return af->workspace;
   };
 
-  auto* a_list = audit->add_subcommand("list", "Audit records of one chain, oldest first, "
-                                               "filtered; --json prints one object a line");
+  auto* a_list = audit->add_subcommand("list",
+                                       "Audit records of one chain, oldest first, "
+                                       "filtered; --json prints one object a line");
   add_chain(a_list);
   a_list->add_option("--environment,-e", af->environment, "Only this environment");
   a_list->add_option("--type,-t", af->type, "Only this record type, e.g. key.replaced");
@@ -1876,16 +1897,17 @@ int Run(int argc, char** argv) {
       for (const auto& r : list) {
         std::string at = AuditRecordJson(r)["at"];
         std::printf("%-6lld %-24s %-14s %-30s %-22s %s\n", static_cast<long long>(r.seq),
-                    at.c_str(), r.environment.empty() ? "-" : r.environment.c_str(),
-                    r.type.c_str(), r.actor.c_str(), r.detail.c_str());
+                    at.c_str(), r.environment.empty() ? "-" : r.environment.c_str(), r.type.c_str(),
+                    r.actor.c_str(), r.detail.c_str());
       }
       return Status::Ok();
     });
   });
 
   auto* a_export = audit->add_subcommand(
-      "export", "Every record of one chain as JSON lines (every field, hashes hex), for "
-                "`ekm audit verify --input`");
+      "export",
+      "Every record of one chain as JSON lines (every field, hashes hex), for "
+      "`ekm audit verify --input`");
   add_chain(a_export);
   a_export->callback([&, af] {
     auto c = chain();
@@ -1901,9 +1923,10 @@ int Run(int argc, char** argv) {
     });
   });
 
-  auto* a_checkpoint = audit->add_subcommand(
-      "checkpoint", "Sign a checkpoint of the chain's head now; --output FILE saves it for "
-                    "keeping outside ekm");
+  auto* a_checkpoint =
+      audit->add_subcommand("checkpoint",
+                            "Sign a checkpoint of the chain's head now; --output FILE saves it for "
+                            "keeping outside ekm");
   add_chain(a_checkpoint);
   a_checkpoint->add_option("--output,-o", af->output,
                            "Write the checkpoint to this new file (kept by the auditor)");
@@ -1927,9 +1950,10 @@ int Run(int argc, char** argv) {
     });
   });
 
-  auto* a_pub = audit->add_subcommand(
-      "public-key", "Print the audit signing key's public half (PEM); keep it with your "
-                    "checkpoints");
+  auto* a_pub =
+      audit->add_subcommand("public-key",
+                            "Print the audit signing key's public half (PEM); keep it with your "
+                            "checkpoints");
   a_pub->callback([&] {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(std::string pem, b.AuditPublicKeyPem());
@@ -1966,9 +1990,9 @@ int Run(int argc, char** argv) {
           if (line.empty()) continue;
           auto r = ParseAuditRecordExportJson(nlohmann::json::parse(line, nullptr, false));
           if (!r.ok()) {
-            return InvalidArgumentError(af->input + " line " + std::to_string(line_no) +
-                                            ": " + r.status().message(),
-                                        "pass a file written by `ekm audit export`");
+            return InvalidArgumentError(
+                af->input + " line " + std::to_string(line_no) + ": " + r.status().message(),
+                "pass a file written by `ekm audit export`");
           }
           records.push_back(std::move(*r));
         }
@@ -2003,8 +2027,8 @@ int Run(int argc, char** argv) {
         for (const auto& p : report.problems) std::printf("problem: %s\n", p.c_str());
         return DataLossError("the audit log does not verify: " + report.problems[0]);
       }
-      std::printf("ok: %zu record(s) in %zu chain(s), %zu checkpoint(s) verified\n",
-                  report.records, report.chains, report.checkpoints);
+      std::printf("ok: %zu record(s) in %zu chain(s), %zu checkpoint(s) verified\n", report.records,
+                  report.chains, report.checkpoints);
       return Status::Ok();
     };
     if (!af->input.empty()) {

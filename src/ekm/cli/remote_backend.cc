@@ -36,8 +36,8 @@ class RemoteBackend : public Backend {
   StatusOr<std::string> CheckKeyPolicy(std::string_view ws, std::string_view text) override {
     return client_->CheckKeyPolicy(ws, text);
   }
-  Status EncryptStream(std::string_view ws, std::string_view env, std::string_view scope,
-                       bool text, const Source& source, const Sink& sink) override {
+  Status EncryptStream(std::string_view ws, std::string_view env, std::string_view scope, bool text,
+                       const Source& source, const Sink& sink) override {
     return client_->EncryptStream(ws, env, scope, text, source.read, sink);
   }
   Status DecryptStream(std::string_view ws, std::string_view env, const Source& source,
@@ -72,7 +72,7 @@ class RemoteBackend : public Backend {
   }
   StatusOr<KeyValidation> ImportKeyMaterial(std::string_view ws, std::string_view env,
                                             ByteView wrapped, std::string_view token,
-      const KeyChangeOptions& change) override {
+                                            const KeyChangeOptions& change) override {
     return client_->ImportKeyMaterial(ws, env, wrapped, token, change);
   }
   StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view ws, std::string_view env,
@@ -80,22 +80,32 @@ class RemoteBackend : public Backend {
     return client_->DeleteKeyMaterial(ws, env, key_id);
   }
 
-  StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace, std::string_view environment) override {
+  StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
+                                                std::string_view environment) override {
     return client_->RotateEnvironmentKey(workspace, environment);
   }
-  StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace, std::string_view environment, const std::vector<std::string>& scopes, bool all_scopes) override {
+  StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace,
+                                                       std::string_view environment,
+                                                       const std::vector<std::string>& scopes,
+                                                       bool all_scopes) override {
     return client_->RotateDataKeys(workspace, environment, scopes, all_scopes);
   }
-  StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment, ByteView envelope, Bytes* out) override {
+  StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment,
+                                ByteView envelope, Bytes* out) override {
     return client_->Rewrap(workspace, environment, envelope, out);
   }
-  StatusOr<ShredConfirmation> RequestShred(std::string_view workspace, std::string_view environment) override {
+  StatusOr<ShredConfirmation> RequestShred(std::string_view workspace,
+                                           std::string_view environment) override {
     return client_->RequestShred(workspace, environment);
   }
-  StatusOr<ShredResult> ShredEnvironment(std::string_view workspace, std::string_view environment, std::string_view token, std::string_view confirm_environment) override {
+  StatusOr<ShredResult> ShredEnvironment(std::string_view workspace, std::string_view environment,
+                                         std::string_view token,
+                                         std::string_view confirm_environment) override {
     return client_->ShredEnvironment(workspace, environment, token, confirm_environment);
   }
-  StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace, std::string_view provider, std::string_view key_id) override {
+  StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace,
+                                                       std::string_view provider,
+                                                       std::string_view key_id) override {
     return client_->SetWorkspaceDefaultKey(workspace, provider, key_id);
   }
   StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(std::string_view workspace) override {
@@ -104,10 +114,13 @@ class RemoteBackend : public Backend {
   StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(std::string_view workspace) override {
     return client_->ResetWorkspaceDefaultKey(workspace);
   }
-  StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace, std::string_view environment) override {
+  StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace,
+                                                       std::string_view environment) override {
     return client_->GetEnvironmentSettings(workspace, environment);
   }
-  StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(std::string_view workspace, std::string_view environment, const EnvironmentSettings& set, const std::vector<std::string>& reset) override {
+  StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(
+      std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
+      const std::vector<std::string>& reset) override {
     return client_->UpdateEnvironmentSettings(workspace, environment, set, reset);
   }
   StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) override {

@@ -1,12 +1,10 @@
 #include "ekm/client/ekm_client.h"
-#include "ekm/service/repack_json.h"
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
 #include <cctype>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "ekm/base/clock.h"
@@ -17,6 +15,7 @@
 #include "ekm/service/key_material_json.h"
 #include "ekm/service/key_status_json.h"
 #include "ekm/service/lifecycle_json.h"
+#include "ekm/service/repack_json.h"
 
 namespace ekm {
 
@@ -25,12 +24,11 @@ namespace {
 using nlohmann::json;
 
 StatusCode CodeFromName(std::string_view name) {
-  for (StatusCode c : {StatusCode::kInvalidArgument, StatusCode::kNotFound,
-                       StatusCode::kAlreadyExists, StatusCode::kFailedPrecondition,
-                       StatusCode::kPermissionDenied, StatusCode::kUnauthenticated,
-                       StatusCode::kResourceExhausted, StatusCode::kUnavailable,
-                       StatusCode::kDeadlineExceeded, StatusCode::kDataLoss,
-                       StatusCode::kInternal}) {
+  for (StatusCode c :
+       {StatusCode::kInvalidArgument, StatusCode::kNotFound, StatusCode::kAlreadyExists,
+        StatusCode::kFailedPrecondition, StatusCode::kPermissionDenied,
+        StatusCode::kUnauthenticated, StatusCode::kResourceExhausted, StatusCode::kUnavailable,
+        StatusCode::kDeadlineExceeded, StatusCode::kDataLoss, StatusCode::kInternal}) {
     if (StatusCodeName(c) == name) return c;
   }
   return StatusCode::kInternal;
@@ -58,9 +56,7 @@ std::string Escape(CURL* curl, std::string_view s) {
   return out;
 }
 
-WorkspaceInfo WorkspaceFrom(const json& j) {
-  return WorkspaceInfo{j.value("name", ""), 0};
-}
+WorkspaceInfo WorkspaceFrom(const json& j) { return WorkspaceInfo{j.value("name", ""), 0}; }
 
 EnvironmentInfo EnvironmentFrom(const json& j) {
   EnvironmentInfo e;
@@ -320,7 +316,8 @@ class EkmClient::Impl {
     while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
     if (line.rfind("HTTP/", 0) == 0) {
       auto sp = line.find(' ');
-      if (sp != std::string_view::npos) st->http_status = std::strtol(line.data() + sp + 1, nullptr, 10);
+      if (sp != std::string_view::npos)
+        st->http_status = std::strtol(line.data() + sp + 1, nullptr, 10);
       return size * n;
     }
     auto colon = line.find(':');
@@ -349,14 +346,14 @@ StatusOr<std::unique_ptr<EkmClient>> EkmClient::Create(std::string base_url, std
   if (global != CURLE_OK) return InternalError("libcurl initialisation failed");
   while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
   if (base_url.rfind("http://", 0) != 0 && base_url.rfind("https://", 0) != 0) {
-    return InvalidArgumentError("server URL \"" + base_url + "\" must start with http:// or https://",
-                                "e.g. --server http://127.0.0.1:8080");
+    return InvalidArgumentError(
+        "server URL \"" + base_url + "\" must start with http:// or https://",
+        "e.g. --server http://127.0.0.1:8080");
   }
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return InternalError("curl_easy_init failed");
-  return std::unique_ptr<EkmClient>(
-      new EkmClient(std::make_unique<Impl>(std::move(base_url), std::move(token), curl,
-                                           std::move(tls))));
+  return std::unique_ptr<EkmClient>(new EkmClient(
+      std::make_unique<Impl>(std::move(base_url), std::move(token), curl, std::move(tls))));
 }
 
 StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(std::string_view name) {
@@ -382,8 +379,8 @@ StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(std::string_view workspac
                                                        std::string_view name) {
   json body = {{"name", name}};
   EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST", "/v1" + impl_->Path({"workspaces", workspace, "environments"}),
-                          &body));
+      json j,
+      impl_->Call("POST", "/v1" + impl_->Path({"workspaces", workspace, "environments"}), &body));
   EnvironmentInfo e = EnvironmentFrom(j);
   e.created_at = ParseTime(j);
   return e;
@@ -405,8 +402,8 @@ StatusOr<std::vector<EnvironmentInfo>> EkmClient::ListEnvironments(std::string_v
 Status EkmClient::EncryptStream(std::string_view workspace, std::string_view environment,
                                 std::string_view scope, bool text, const Source& source,
                                 const Sink& sink) {
-  std::string path = "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                          "encrypt"});
+  std::string path =
+      "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "encrypt"});
   path += "?scope=" + impl_->Path({scope}).substr(1);
   if (text) path += "&format=text";
   return impl_->Stream(path, "application/octet-stream", source, sink);
@@ -414,8 +411,8 @@ Status EkmClient::EncryptStream(std::string_view workspace, std::string_view env
 
 Status EkmClient::DecryptStream(std::string_view workspace, std::string_view environment,
                                 const Source& source, const Sink& sink) {
-  std::string path = "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                          "decrypt"});
+  std::string path =
+      "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "decrypt"});
   return impl_->Stream(path, "application/octet-stream", source, sink);
 }
 
@@ -424,8 +421,8 @@ StatusOr<std::string> EkmClient::Encrypt(std::string_view workspace, std::string
   json body = {{"plaintext", Base64Encode(plaintext)}, {"scope", scope}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "encrypt"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "encrypt"}),
                           &body));
   return j.value("ciphertext", "");
 }
@@ -435,8 +432,8 @@ StatusOr<Bytes> EkmClient::Decrypt(std::string_view workspace, std::string_view 
   json body = {{"ciphertext", ciphertext}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "decrypt"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "decrypt"}),
                           &body));
   return Base64Decode(j.value("plaintext", ""));
 }
@@ -447,20 +444,20 @@ StatusOr<KeyValidation> EkmClient::SetCustomerKey(std::string_view workspace,
                                                   std::string_view key_id) {
   json body = {{"provider", provider}, {"key_id", key_id}};
   EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("PUT",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "key"}),
-                          &body));
+      json j,
+      impl_->Call(
+          "PUT", "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "key"}),
+          &body));
   return KeyValidationFromJson(j);
 }
 
 StatusOr<CustomerKeyInfo> EkmClient::ShowCustomerKey(std::string_view workspace,
                                                      std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "key"}),
-                          nullptr));
+      json j,
+      impl_->Call(
+          "GET", "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "key"}),
+          nullptr));
   return CustomerKeyInfoFromJson(j);
 }
 
@@ -468,8 +465,8 @@ StatusOr<KeyPolicyAdvice> EkmClient::KeyPolicy(std::string_view workspace,
                                                std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "key", "policy"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "key", "policy"}),
                           nullptr));
   return KeyPolicyAdviceFromJson(j);
 }
@@ -478,9 +475,9 @@ StatusOr<std::string> EkmClient::CheckKeyPolicy(std::string_view workspace,
                                                 std::string_view policy_text) {
   json body = {{"policy", policy_text}};
   EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "key-policy", "check"}),
-                          &body));
+      json j,
+      impl_->Call("POST", "/v1" + impl_->Path({"workspaces", workspace, "key-policy", "check"}),
+                  &body));
   return j.dump();
 }
 
@@ -493,8 +490,8 @@ StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(std::string_view workspace,
                                                     std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "status"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "status"}),
                           nullptr));
   return EnvironmentKeyStatusFromJson(j);
 }
@@ -513,10 +510,10 @@ StatusOr<KeyValidation> EkmClient::SetCustomerKey(std::string_view workspace,
   if (options.emergency) body["emergency"] = true;
   if (!options.reason.empty()) body["reason"] = options.reason;
   EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("PUT",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "key"}),
-                          &body));
+      json j,
+      impl_->Call(
+          "PUT", "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "key"}),
+          &body));
   return KeyValidationFromJson(j);
 }
 
@@ -524,8 +521,8 @@ StatusOr<RepackStatus> EkmClient::GetRepackStatus(std::string_view workspace,
                                                   std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "repack"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "repack"}),
                           nullptr));
   return RepackStatusFromJson(j);
 }
@@ -535,8 +532,8 @@ StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
   json body = {{"expires_in_seconds", static_cast<int64_t>(expires_in.count())}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "key", "import-params"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "key", "import-params"}),
                           &body));
   return KeyImportParametersFromJson(j);
 }
@@ -571,10 +568,10 @@ StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(std::string_view workspace,
   }
   payload.append("\",");
   payload.append(others, 1);  // the other members, without their "{"
-  auto text = impl_->Send("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "key", "import"}),
-                          &payload);
+  auto text = impl_->Send(
+      "POST",
+      "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "key", "import"}),
+      &payload);
   OPENSSL_cleanse(payload.data(), payload.size());
   if (!text.ok()) return text.status();
   json j = json::parse(*text, nullptr, false);
@@ -597,8 +594,8 @@ StatusOr<RotationResult> EkmClient::RotateEnvironmentKey(std::string_view worksp
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "key", "rotate"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "key", "rotate"}),
                           &body));
   const json& arr = j["rotated"];
   if (!arr.is_array() || arr.empty()) return UnavailableError("ekmd answered without a rotation");
@@ -611,8 +608,8 @@ StatusOr<std::vector<RotationResult>> EkmClient::RotateDataKeys(
   json body = {{"scopes", scopes}, {"all_scopes", all_scopes}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "data-keys", "rotate"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "data-keys", "rotate"}),
                           &body));
   std::vector<RotationResult> out;
   if (j["rotated"].is_array()) {
@@ -621,14 +618,13 @@ StatusOr<std::vector<RotationResult>> EkmClient::RotateDataKeys(
   return out;
 }
 
-StatusOr<RewrapResult> EkmClient::Rewrap(std::string_view workspace,
-                                         std::string_view environment, ByteView envelope,
-                                         Bytes* out) {
+StatusOr<RewrapResult> EkmClient::Rewrap(std::string_view workspace, std::string_view environment,
+                                         ByteView envelope, Bytes* out) {
   // The API carries the text form; the caller gets back the form it gave.
   std::string_view as_text(reinterpret_cast<const char*>(envelope.data()), envelope.size());
   size_t first = as_text.find_first_not_of(" \t\r\n");
-  const bool text = first != std::string_view::npos &&
-                    as_text.substr(first).starts_with(kEnvelopeTextPrefix);
+  const bool text =
+      first != std::string_view::npos && as_text.substr(first).starts_with(kEnvelopeTextPrefix);
   std::string sent;
   if (text) {
     EKM_ASSIGN_OR_RETURN(Bytes binary, EnvelopeFromText(as_text));
@@ -639,8 +635,8 @@ StatusOr<RewrapResult> EkmClient::Rewrap(std::string_view workspace,
   json body = {{"ciphertext", sent}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "rewrap"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "rewrap"}),
                           &body));
   std::string back = j.value("ciphertext", "");
   if (text) {
@@ -659,8 +655,8 @@ StatusOr<ShredConfirmation> EkmClient::RequestShred(std::string_view workspace,
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "shred"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "shred"}),
                           &body));
   return ShredConfirmationFromJson(j);
 }
@@ -672,8 +668,8 @@ StatusOr<ShredResult> EkmClient::ShredEnvironment(std::string_view workspace,
   json body = {{"confirmation", token}, {"environment", confirm_environment}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "shred"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "shred"}),
                           &body));
   return ShredResultFromJson(j);
 }
@@ -683,15 +679,15 @@ StatusOr<WorkspaceDefaultKey> EkmClient::SetWorkspaceDefaultKey(std::string_view
                                                                 std::string_view key_id) {
   json body = {{"provider", provider}, {"key_id", key_id}};
   EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("PUT", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}),
-                          &body));
+      json j,
+      impl_->Call("PUT", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}), &body));
   return WorkspaceDefaultKeyFromJson(j);
 }
 
 StatusOr<WorkspaceDefaultKey> EkmClient::GetWorkspaceDefaultKey(std::string_view workspace) {
   EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}),
-                          nullptr));
+      json j,
+      impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}), nullptr));
   return WorkspaceDefaultKeyFromJson(j);
 }
 
@@ -706,8 +702,8 @@ StatusOr<EnvironmentSettings> EkmClient::GetEnvironmentSettings(std::string_view
                                                                 std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "settings"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "settings"}),
                           nullptr));
   return EnvironmentSettingsFromJson(j);
 }
@@ -723,8 +719,8 @@ StatusOr<EnvironmentSettings> EkmClient::UpdateEnvironmentSettings(
   for (const auto& name : reset) body[name] = nullptr;
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("PATCH",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "settings"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "settings"}),
                           &body));
   return EnvironmentSettingsFromJson(j);
 }
@@ -820,10 +816,10 @@ StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(std::string_view workspace) {
 StatusOr<EnvironmentInfo> EkmClient::GetEnvironment(std::string_view workspace,
                                                     std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment}),
-                          nullptr));
+      json j,
+      impl_->Call("GET",
+                  "/v1" + impl_->Path({"workspaces", workspace, "environments", environment}),
+                  nullptr));
   EnvironmentInfo e = EnvironmentFrom(j);
   e.created_at = ParseTime(j);
   return e;
@@ -836,8 +832,8 @@ StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(std::string_view workspac
   json body = {{"provider", provider}, {"key_id", key_id}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "key", "validate"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "key", "validate"}),
                           &body));
   return KeyValidationFromJson(j);
 }
@@ -850,8 +846,8 @@ StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(std::string_view workspace
   if (!scope.empty()) body["scope"] = scope;
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments",
-                                               environment, "generate-data-key"}),
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "generate-data-key"}),
                           &body));
   GeneratedDataKey k;
   k.scope = j.value("scope", "");

@@ -71,16 +71,14 @@ class EkmClient {
   StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
                                          std::string_view provider, std::string_view key_id,
                                          const KeyChangeOptions& options);
-  StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace,
-                                         std::string_view environment);
+  StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace, std::string_view environment);
 
   // Uploaded key material (see EkmService).
   StatusOr<KeyImportParameters> CreateKeyImportParameters(std::string_view workspace,
                                                           std::string_view environment,
                                                           std::chrono::seconds expires_in);
   StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
-                                            std::string_view environment,
-                                            ByteView wrapped_material,
+                                            std::string_view environment, ByteView wrapped_material,
                                             std::string_view import_token,
                                             const KeyChangeOptions& change = {});
   StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view workspace,
@@ -127,13 +125,11 @@ class EkmClient {
   // POST …/key/validate: "Update key"'s checks, nothing changed.
   StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
                                               std::string_view environment,
-                                              std::string_view provider,
-                                              std::string_view key_id);
+                                              std::string_view provider, std::string_view key_id);
   // POST …/generate-data-key; GeneratedDataKey::ciphertext is the binary envelope.
   StatusOr<GeneratedDataKey> GenerateDataKey(std::string_view workspace,
-                                             std::string_view environment,
-                                             std::string_view scope, size_t size,
-                                             bool with_plaintext);
+                                             std::string_view environment, std::string_view scope,
+                                             size_t size, bool with_plaintext);
 
   // The audit log; chain "" = the platform chain.
   StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query);

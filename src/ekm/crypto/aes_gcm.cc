@@ -44,8 +44,9 @@ struct ThreadContext {
   EVP_CIPHER_CTX* Start(bool encrypt, const SecretBytes& key, ByteView nonce) {
     if (!ready) {
       if (!ctx) return nullptr;
-      const int ok = encrypt ? EVP_EncryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, nullptr, nullptr)
-                             : EVP_DecryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, nullptr, nullptr);
+      const int ok = encrypt
+                         ? EVP_EncryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, nullptr, nullptr)
+                         : EVP_DecryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, nullptr, nullptr);
       if (ok != 1) return nullptr;
       ready = true;
     }
@@ -179,9 +180,9 @@ Status AesGcmSeal(const SecretBytes& key, ByteView nonce, ByteView aad, ByteView
   }
   int written = 0;
   if (!plaintext.empty()) {
-    EKM_OSSL_CHECK(EVP_EncryptUpdate(ctx, out, &len, plaintext.data(),
-                                     static_cast<int>(plaintext.size())),
-                   "AES-GCM encrypt");
+    EKM_OSSL_CHECK(
+        EVP_EncryptUpdate(ctx, out, &len, plaintext.data(), static_cast<int>(plaintext.size())),
+        "AES-GCM encrypt");
     written = len;
   }
   EKM_OSSL_CHECK(EVP_EncryptFinal_ex(ctx, out + written, &len), "AES-GCM encrypt final");

@@ -37,8 +37,9 @@ StatusOr<SecretBytes> UnwrapKey(const SecretBytes& kek, ByteView wrapped, ByteVi
   Status s = AesGcmOpen(kek, wrapped.subspan(1, kAesGcmNonceSize), aad,
                         wrapped.subspan(1 + kAesGcmNonceSize), key.MutableForCrypto().data());
   if (!s.ok()) {
-    return DataLossError("wrapped key failed authentication: wrong wrapping key or context, or "
-                         "the stored key was modified");
+    return DataLossError(
+        "wrapped key failed authentication: wrong wrapping key or context, or "
+        "the stored key was modified");
   }
   return key;
 }

@@ -109,8 +109,8 @@ constexpr uint8_t kUtf8Bom[3] = {0xEF, 0xBB, 0xBF};
 // The first bytes of what was given, for messages: text quoted, anything else in hex.
 std::string DescribeStart(ByteView in) {
   ByteView head = in.first(std::min<size_t>(in.size(), 8));
-  bool printable = std::all_of(head.begin(), head.end(),
-                               [](uint8_t c) { return c >= 0x20 && c < 0x7f; });
+  bool printable =
+      std::all_of(head.begin(), head.end(), [](uint8_t c) { return c >= 0x20 && c < 0x7f; });
   if (printable) return Quote(AsChars(head)) + (in.size() > head.size() ? "…" : "");
   std::string out;
   for (uint8_t c : head) {
@@ -497,13 +497,15 @@ class Decoder : public EnvelopeDecoder {
         form_ = Form::kBinary;
       } else if (sniff_[0] == 'e') {
         size_t n = std::min(sniff_.size(), kEnvelopeTextPrefix.size());
-        if (std::memcmp(sniff_.data(), kEnvelopeTextPrefix.data(), n) != 0) {  // NOLINT(grep-lint): public prefix
+        // The prefix is public.
+        if (std::memcmp(sniff_.data(), kEnvelopeTextPrefix.data(), n) != 0) {  // NOLINT(grep-lint)
           return NotEkm(sniff_);
         }
         if (sniff_.size() < kEnvelopeTextPrefix.size()) return Status::Ok();
         form_ = Form::kText;
         text_ = std::make_unique<Base64Decoder>(consumed_ + kEnvelopeTextPrefix.size());
-        Bytes rest(sniff_.begin() + static_cast<ptrdiff_t>(kEnvelopeTextPrefix.size()), sniff_.end());
+        Bytes rest(sniff_.begin() + static_cast<ptrdiff_t>(kEnvelopeTextPrefix.size()),
+                   sniff_.end());
         sniff_.clear();
         return FeedText(rest, out);
       } else {
@@ -563,8 +565,7 @@ class Decoder : public EnvelopeDecoder {
     if (parsed_.header.type == EnvelopeType::kSingle) {
       if (Available().size() > max_single_size_ + kAesGcmTagSize) {
         return ResourceExhaustedError(
-            "single-form ciphertext is larger than " + std::to_string(max_single_size_) +
-                " bytes",
+            "single-form ciphertext is larger than " + std::to_string(max_single_size_) + " bytes",
             "encrypt large data as a stream (ekm encrypt, or the octet-stream API)");
       }
       if (!at_end) return Status::Ok();
@@ -736,9 +737,9 @@ StatusOr<ParsedHeader> ParseHeader(ByteView in) {
   }
   if (in.size() < kFixedPrefix) return Truncated(kFixedPrefix + 1, in.size());
   if (in[3] != kEnvelopeVersion) {
-    return InvalidArgumentError("unsupported envelope version " + std::to_string(in[3]) +
-                                    "; this build reads version 1",
-                                "upgrade ekm to read newer ciphertexts");
+    return InvalidArgumentError(
+        "unsupported envelope version " + std::to_string(in[3]) + "; this build reads version 1",
+        "upgrade ekm to read newer ciphertexts");
   }
   ParsedHeader out;
   EnvelopeHeader& h = out.header;
@@ -817,8 +818,8 @@ Status OpenSingle(const ParsedHeader& parsed, ByteView envelope, const SecretByt
   if (body.size() < kAesGcmTagSize) return AuthFailure();
   size_t at = out->size();
   out->resize(at + body.size() - kAesGcmTagSize);
-  Status s = AesGcmOpen(dk, parsed.header.nonce, envelope.first(parsed.size), body,
-                        out->data() + at);
+  Status s =
+      AesGcmOpen(dk, parsed.header.nonce, envelope.first(parsed.size), body, out->data() + at);
   if (!s.ok()) out->resize(at);
   return s;
 }

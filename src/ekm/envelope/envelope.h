@@ -54,9 +54,9 @@ struct EnvelopeContext {
 struct EnvelopeHeader {
   EnvelopeType type = EnvelopeType::kSingle;
   EnvelopeContext context;
-  std::array<uint8_t, 12> nonce{};               // kSingle only
-  std::array<uint8_t, kStreamSaltSize> salt{};   // kStream only
-  uint32_t segment_size = 0;                     // kStream only: plaintext bytes per segment
+  std::array<uint8_t, 12> nonce{};              // kSingle only
+  std::array<uint8_t, kStreamSaltSize> salt{};  // kStream only
+  uint32_t segment_size = 0;                    // kStream only: plaintext bytes per segment
 };
 
 // Names: 1..64 characters of [a-z0-9-_.], starting with a letter or digit.
@@ -87,18 +87,16 @@ Status OpenSingle(const ParsedHeader& parsed, ByteView envelope, const SecretByt
 
 // The key for an envelope: called once per envelope with its parsed header. The callee checks
 // the header names what the caller expects and returns the DK (or an error to stop).
-using DataKeyLookup = std::function<StatusOr<std::shared_ptr<const SecretBytes>>(
-    const EnvelopeHeader& header)>;
+using DataKeyLookup =
+    std::function<StatusOr<std::shared_ptr<const SecretBytes>>(const EnvelopeHeader& header)>;
 
 // Encrypts input of any size, fed in chunks, into the stream form (binary or text), in memory
 // bounded by about two segments.
 class EnvelopeEncoder {
  public:
-  static StatusOr<std::unique_ptr<EnvelopeEncoder>> Create(const EnvelopeContext& context,
-                                                           std::shared_ptr<const SecretBytes> dk,
-                                                           bool text,
-                                                           uint32_t segment_size =
-                                                               kDefaultSegmentSize);
+  static StatusOr<std::unique_ptr<EnvelopeEncoder>> Create(
+      const EnvelopeContext& context, std::shared_ptr<const SecretBytes> dk, bool text,
+      uint32_t segment_size = kDefaultSegmentSize);
   // Test seam: a fixed salt, for golden vectors only.
   static StatusOr<std::unique_ptr<EnvelopeEncoder>> CreateForTest(
       const EnvelopeContext& context, std::shared_ptr<const SecretBytes> dk, bool text,

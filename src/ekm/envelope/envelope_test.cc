@@ -15,9 +15,8 @@ std::shared_ptr<const SecretBytes> Key() {
 const EnvelopeContext kCtx{"acme", "prod", "orders", 3};
 
 DataKeyLookup LookupFor(std::shared_ptr<const SecretBytes> key) {
-  return [key](const EnvelopeHeader&) -> StatusOr<std::shared_ptr<const SecretBytes>> {
-    return key;
-  };
+  return
+      [key](const EnvelopeHeader&) -> StatusOr<std::shared_ptr<const SecretBytes>> { return key; };
 }
 
 // Decrypts `in` fed in chunks of `chunk` bytes.
@@ -127,8 +126,9 @@ TEST(EnvelopeTest, NonEnvelopesAreToldTheyAreNoCiphertext) {
     for (size_t chunk : {size_t{7}, size_t{64 * 1024}}) {
       s = Decode(key, AsBytes(text), &out, chunk);
       EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
-      EXPECT_TRUE(Has(s, "the text starts with ekm1: but what follows does not decode to an "
-                         "ekm ciphertext"))
+      EXPECT_TRUE(Has(s,
+                      "the text starts with ekm1: but what follows does not decode to an "
+                      "ekm ciphertext"))
           << size << " " << s.ToString();
     }
     EXPECT_TRUE(Has(EnvelopeFromText(text).status(), "the text starts with ekm1:"));
@@ -235,7 +235,10 @@ TEST(EnvelopeTest, StreamEncoderChunkingDoesNotChangeSegmentation) {
   ASSERT_TRUE(enc.ok());
   Bytes ct;
   for (size_t off = 0; off < plain.size(); off += 333) {
-    ASSERT_TRUE((*enc)->Update(ByteView(plain).subspan(off, std::min<size_t>(333, plain.size() - off)), &ct).ok());
+    ASSERT_TRUE(
+        (*enc)
+            ->Update(ByteView(plain).subspan(off, std::min<size_t>(333, plain.size() - off)), &ct)
+            .ok());
   }
   ASSERT_TRUE((*enc)->Finish(&ct).ok());
   auto parsed = ParseHeader(ct);
@@ -252,8 +255,8 @@ TEST(EnvelopeTest, StreamSealedOnAPoolIsByteForByteTheSame) {
   auto key = Key();
   const std::array<uint8_t, kStreamSaltSize> salt{7, 7, 7};
   WorkerPool pool(3);
-  for (size_t size : {size_t{0}, size_t{4096}, size_t{5 * 4096}, size_t{5 * 4096 + 1},
-                      size_t{100000}}) {
+  for (size_t size :
+       {size_t{0}, size_t{4096}, size_t{5 * 4096}, size_t{5 * 4096 + 1}, size_t{100000}}) {
     Bytes plain(size);
     ASSERT_TRUE(RandomBytes(plain).ok());
     Bytes expected;
@@ -283,10 +286,11 @@ TEST(EnvelopeTest, StreamSealedOnAPoolIsByteForByteTheSame) {
           Bytes out;
           for (size_t off = 0; off < plain.size(); off += chunk) {
             out.clear();
-            ASSERT_TRUE((*enc)
-                            ->Update(ByteView(plain).subspan(off, std::min(chunk, plain.size() - off)),
-                                     &out)
-                            .ok());
+            ASSERT_TRUE(
+                (*enc)
+                    ->Update(ByteView(plain).subspan(off, std::min(chunk, plain.size() - off)),
+                             &out)
+                    .ok());
             ct.insert(ct.end(), out.begin(), out.end());
           }
           out.clear();
@@ -338,7 +342,8 @@ TEST(EnvelopeTest, StreamReorderTruncateExtendFail) {
   auto segment = [&](size_t i) {
     size_t start = h + i * seg;
     size_t end = std::min(ct.size(), start + seg);
-    return Bytes(ct.begin() + static_cast<ptrdiff_t>(start), ct.begin() + static_cast<ptrdiff_t>(end));
+    return Bytes(ct.begin() + static_cast<ptrdiff_t>(start),
+                 ct.begin() + static_cast<ptrdiff_t>(end));
   };
   Bytes header(ct.begin(), ct.begin() + static_cast<ptrdiff_t>(h));
   auto build = [&](std::initializer_list<size_t> order) {
@@ -348,9 +353,8 @@ TEST(EnvelopeTest, StreamReorderTruncateExtendFail) {
   };
   Bytes out;
   ASSERT_TRUE(Decode(key, build({0, 1, 2, 3}), &out).ok());
-  for (auto order : {build({1, 0, 2, 3}), build({0, 2, 1, 3}), build({0, 1, 2}),
-                     build({0, 1, 3}), build({0, 1, 2, 3, 3}), build({0, 0, 1, 2, 3}),
-                     build({})}) {
+  for (auto order : {build({1, 0, 2, 3}), build({0, 2, 1, 3}), build({0, 1, 2}), build({0, 1, 3}),
+                     build({0, 1, 2, 3, 3}), build({0, 0, 1, 2, 3}), build({})}) {
     Bytes o;
     EXPECT_FALSE(Decode(key, order, &o).ok());
   }

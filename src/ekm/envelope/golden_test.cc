@@ -61,9 +61,15 @@ Bytes Produce(const json& v) {
 
 json Vector(std::string description, std::string form, std::string encoding, size_t size,
             std::string scope = "orders") {
-  json v = {{"description", description}, {"key_start", 0},        {"workspace", "acme"},
-            {"environment", "prod"},      {"scope", scope},        {"dk_version", 1},
-            {"form", form},               {"encoding", encoding},  {"plaintext", HexEncode(Pattern(size))}};
+  json v = {{"description", description},
+            {"key_start", 0},
+            {"workspace", "acme"},
+            {"environment", "prod"},
+            {"scope", scope},
+            {"dk_version", 1},
+            {"form", form},
+            {"encoding", encoding},
+            {"plaintext", HexEncode(Pattern(size))}};
   if (form == "single") {
     v["nonce"] = "a0a1a2a3a4a5a6a700000007";
   } else {
@@ -87,9 +93,14 @@ void Regenerate() {
       Vector("stream, exactly 2 full segments (the last is full)", "stream", "binary", 2 * 4096),
       Vector("stream, text encoding", "stream", "text", 5000, "files/2026:q4@eu"),
   };
-  const char* names[] = {"single_empty",         "single_1",          "single_100",
-                         "single_text",          "stream_empty",      "stream_3_segments",
-                         "stream_2_full_segments", "stream_text"};
+  const char* names[] = {"single_empty",
+                         "single_1",
+                         "single_100",
+                         "single_text",
+                         "stream_empty",
+                         "stream_3_segments",
+                         "stream_2_full_segments",
+                         "stream_text"};
   for (size_t i = 0; i < good.size(); ++i) {
     json v = good[i];
     Bytes env = Produce(v);
@@ -169,9 +180,8 @@ TEST(GoldenTest, VectorsAreFrozen) {
       EXPECT_TRUE(*back == *FixedKey(static_cast<uint8_t>(v["key_start"].get<int>())));
       continue;
     }
-    Bytes expected = v.contains("envelope_text")
-                         ? ToBytes(v["envelope_text"].get<std::string>())
-                         : *HexDecode(v["envelope"].get<std::string>());
+    Bytes expected = v.contains("envelope_text") ? ToBytes(v["envelope_text"].get<std::string>())
+                                                 : *HexDecode(v["envelope"].get<std::string>());
     auto key = FixedKey(static_cast<uint8_t>(v["key_start"].get<int>()));
     auto decoder = EnvelopeDecoder::Create(
         [&](const EnvelopeHeader& h) -> StatusOr<std::shared_ptr<const SecretBytes>> {

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include "ekm/base/encoding.h"
-
 #include "ekm/base/json_text.h"
 
 namespace ekm {
@@ -23,9 +22,8 @@ Status RecordLifecycleEvent(Store& store, const Clock& clock, std::string_view w
                             std::string_view environment, std::string_view type,
                             const nlohmann::json& detail) {
   LifecycleEventRecord r;
-  r.at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                clock.Now().time_since_epoch())
-                .count();
+  r.at_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now().time_since_epoch()).count();
   r.workspace = std::string(workspace);
   r.environment = std::string(environment);
   r.type = std::string(type);
@@ -33,8 +31,8 @@ Status RecordLifecycleEvent(Store& store, const Clock& clock, std::string_view w
   r.detail = JsonText(detail);
   Status s = store.RecordLifecycleEvent(r);
   if (!s.ok()) {
-    spdlog::error("could not record lifecycle event {} for {}/{}: {}", type, workspace,
-                  environment, s.message());
+    spdlog::error("could not record lifecycle event {} for {}/{}: {}", type, workspace, environment,
+                  s.message());
   }
   return s;
 }
@@ -43,8 +41,8 @@ nlohmann::json LifecycleEventJson(const LifecycleEventRecord& r) {
   nlohmann::json detail = nlohmann::json::parse(r.detail, nullptr, false);
   if (detail.is_discarded()) detail = nlohmann::json::object();
   return {{"id", r.id},
-          {"at", FormatRfc3339(std::chrono::system_clock::time_point(
-                     std::chrono::milliseconds(r.at_ms)))},
+          {"at", FormatRfc3339(
+                     std::chrono::system_clock::time_point(std::chrono::milliseconds(r.at_ms)))},
           {"workspace", r.workspace},
           {"environment", r.environment},
           {"type", r.type},

@@ -4,10 +4,9 @@
 // Details are JSON objects of public metadata: never key material.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "ekm/base/clock.h"
 #include "ekm/base/status.h"
@@ -18,10 +17,10 @@ namespace ekm {
 // Event types. Stable strings: they are stored and queried.
 namespace event {
 inline constexpr std::string_view kEnvironmentCreated = "environment.created";
-inline constexpr std::string_view kKeyValidated = "key.validated";            // passed
+inline constexpr std::string_view kKeyValidated = "key.validated";  // passed
 inline constexpr std::string_view kKeyValidationFailed = "key.validation_failed";
-inline constexpr std::string_view kKeySet = "key.set";                  // first customer CMK
-inline constexpr std::string_view kKeyReplaced = "key.replaced";        // CMK -> another CMK
+inline constexpr std::string_view kKeySet = "key.set";            // first customer CMK
+inline constexpr std::string_view kKeyReplaced = "key.replaced";  // CMK -> another CMK
 inline constexpr std::string_view kKeyReplacementRefused = "key.replacement_refused";
 inline constexpr std::string_view kRepackStarted = "repack.started";
 inline constexpr std::string_view kRepackProgress = "repack.progress";
@@ -74,7 +73,8 @@ Status RecordLifecycleEvent(Store& store, const Clock& clock, std::string_view w
 nlohmann::json LifecycleEventJson(const LifecycleEventRecord& record);
 
 // One audit record as the audit query shows it: the event's JSON plus "chain", "seq",
-// "prev_hash" and "hash" (hex), and "at_ms". (The export form, for verification, is audit/audit_log.h's.)
+// "prev_hash" and "hash" (hex), and "at_ms". (The export form, for verification, is
+// audit/audit_log.h's.)
 nlohmann::json AuditRecordJson(const LifecycleEventRecord& record);
 
 }  // namespace ekm

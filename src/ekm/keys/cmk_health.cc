@@ -1,9 +1,9 @@
 #include "ekm/keys/cmk_health.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cctype>
-
-#include <spdlog/spdlog.h>
 
 #include "ekm/base/random.h"
 #include "ekm/events/lifecycle_event.h"
@@ -12,9 +12,12 @@ namespace ekm {
 
 std::string_view CmkStateName(CmkState state) {
   switch (state) {
-    case CmkState::kHealthy: return "healthy";
-    case CmkState::kDegraded: return "degraded";
-    case CmkState::kUnavailable: return "unavailable";
+    case CmkState::kHealthy:
+      return "healthy";
+    case CmkState::kDegraded:
+      return "degraded";
+    case CmkState::kUnavailable:
+      return "unavailable";
   }
   return "healthy";
 }
@@ -42,13 +45,17 @@ StatusCode CodeFromName(std::string_view name) {
 
 ProviderOutcome ClassifyProviderStatus(const Status& status) {
   switch (status.code()) {
-    case StatusCode::kOk: return ProviderOutcome::kOk;
+    case StatusCode::kOk:
+      return ProviderOutcome::kOk;
     case StatusCode::kUnavailable:
-    case StatusCode::kDeadlineExceeded: return ProviderOutcome::kUnreachable;
+    case StatusCode::kDeadlineExceeded:
+      return ProviderOutcome::kUnreachable;
     case StatusCode::kPermissionDenied:
     case StatusCode::kFailedPrecondition:
-    case StatusCode::kNotFound: return ProviderOutcome::kRefused;
-    default: return ProviderOutcome::kError;
+    case StatusCode::kNotFound:
+      return ProviderOutcome::kRefused;
+    default:
+      return ProviderOutcome::kError;
   }
 }
 
@@ -120,8 +127,8 @@ void CmkHealth::Adopt(Entry& e, const Store::EnvironmentKeyStatusRecord& r) {
   // The stored schedule, whoever wrote it; a clock far ahead on another node cannot stall this
   // one longer than the longest backoff.
   e.snap.next_retry = r.next_retry;
-  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-      FromUnixSeconds(r.next_retry) - clock_->Now());
+  auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(FromUnixSeconds(r.next_retry) -
+                                                                    clock_->Now());
   wait = std::clamp(wait, std::chrono::milliseconds(0), options_.backoff_cap);
   e.snap.next_attempt = clock_->Monotonic() + wait;
 }
@@ -179,7 +186,8 @@ std::chrono::milliseconds CmkHealth::Backoff(const CmkHealthSnapshot& snap) {
       std::clamp<int64_t>(lasted, options_.backoff_base.count(), options_.backoff_cap.count());
   auto r = RandomUint64();
   int64_t half = ceiling / 2;
-  int64_t jitter = r.ok() && half > 0 ? static_cast<int64_t>(*r % static_cast<uint64_t>(half + 1)) : half;
+  int64_t jitter =
+      r.ok() && half > 0 ? static_cast<int64_t>(*r % static_cast<uint64_t>(half + 1)) : half;
   return std::chrono::milliseconds(ceiling - half + jitter);
 }
 
@@ -254,13 +262,13 @@ void CmkHealth::OnFailure(int64_t environment_id, std::string_view workspace,
   // backoff, so storing each keeps other nodes' view exact.
   Persist(environment_id, snap);
   if (before != next) {
-    RecordLifecycleEvent(*store_, *clock_, workspace, environment,
-                         next == CmkState::kUnavailable ? event::kCmkRevocationDetected
-                                                        : event::kCmkOutageDetected,
-                         {{"from", std::string(CmkStateName(before))},
-                          {"error_code", std::string(StatusCodeName(status.code()))},
-                          {"provider_code", snap.provider_code},
-                          {"message", status.message()}})
+    RecordLifecycleEvent(
+        *store_, *clock_, workspace, environment,
+        next == CmkState::kUnavailable ? event::kCmkRevocationDetected : event::kCmkOutageDetected,
+        {{"from", std::string(CmkStateName(before))},
+         {"error_code", std::string(StatusCodeName(status.code()))},
+         {"provider_code", snap.provider_code},
+         {"message", status.message()}})
         .IgnoreError();
   }
 }
@@ -279,7 +287,9 @@ void CmkHealth::Persist(int64_t environment_id, const CmkHealthSnapshot& snap) {
   r.provider_code = snap.provider_code;
   r.next_retry = snap.next_retry;
   Status s = store_->PutEnvironmentKeyStatus(r);
-  if (!s.ok()) spdlog::warn("could not store the key status of environment {}: {}", environment_id, s.ToString());
+  if (!s.ok())
+    spdlog::warn("could not store the key status of environment {}: {}", environment_id,
+                 s.ToString());
 }
 
 }  // namespace ekm

@@ -88,11 +88,10 @@ class CmkHealth {
   // Outcomes of provider calls for the environment's CMK. `workspace`/`environment` name it
   // for the lifecycle events. A success stores last_success (at most once a TTL per key, which
   // is as often as the provider is called) and ends a DEGRADED or UNAVAILABLE state.
-  void OnSuccess(int64_t environment_id, std::string_view workspace,
-                 std::string_view environment);
+  void OnSuccess(int64_t environment_id, std::string_view workspace, std::string_view environment);
   // Only kRefused and kUnreachable outcomes change the state.
-  void OnFailure(int64_t environment_id, std::string_view workspace,
-                 std::string_view environment, const Status& status);
+  void OnFailure(int64_t environment_id, std::string_view workspace, std::string_view environment,
+                 const Status& status);
 
   // Forgets what is known in memory (the next Get reads the store again).
   void Forget(int64_t environment_id);

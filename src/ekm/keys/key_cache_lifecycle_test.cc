@@ -44,8 +44,8 @@ class SwitchableProvider : public KeyProvider {
     }
     switch (mode.load()) {
       case Mode::kRefuse:
-        return PermissionDeniedError(
-            "AWS KMS Decrypt on k failed: AccessDeniedException (revoked)", "grant it again");
+        return PermissionDeniedError("AWS KMS Decrypt on k failed: AccessDeniedException (revoked)",
+                                     "grant it again");
       case Mode::kUnreachable:
         return UnavailableError("AWS KMS Decrypt on k failed: HTTP 503", "retry");
       case Mode::kOk:
@@ -234,8 +234,7 @@ TEST_F(KeyCacheLifecycleTest, PerEnvironmentTtlOverridesTheDeployment) {
   clock_.Advance(seconds(59));
   EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
   clock_.Advance(seconds(1));
-  EXPECT_EQ(keys_->CurrentDataKey(env, "orders").status().code(),
-            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(keys_->CurrentDataKey(env, "orders").status().code(), StatusCode::kFailedPrecondition);
 }
 
 TEST_F(KeyCacheLifecycleTest, RevocationMakesTheEnvironmentUnavailableOnceAndRestores) {
@@ -287,8 +286,8 @@ TEST_F(KeyCacheLifecycleTest, TheErrorsNextAttemptIsTheStatusNextRetryInEveryPro
   const int64_t in = next_retry - ToUnixSeconds(clock_.Now());
   EXPECT_GE(in, 4) << "the backoff grows";
   EXPECT_LE(in, 60);
-  const std::string said = "within " + std::to_string(in) + " s, at " +
-                           FormatRfc3339(FromUnixSeconds(next_retry));
+  const std::string said =
+      "within " + std::to_string(in) + " s, at " + FormatRfc3339(FromUnixSeconds(next_retry));
   EXPECT_NE(s.hint().find(said), std::string::npos) << s.hint() << " / " << said;
 
   // Another process on the same store says the same and does not ask the KMS before then.
@@ -300,8 +299,8 @@ TEST_F(KeyCacheLifecycleTest, TheErrorsNextAttemptIsTheStatusNextRetryInEveryPro
   EXPECT_NE(o.hint().find(said), std::string::npos) << o.hint();
   // A second later both count down to the same instant.
   clock_.Advance(seconds(1));
-  const std::string later = "within " + std::to_string(in - 1) + " s, at " +
-                            FormatRfc3339(FromUnixSeconds(next_retry));
+  const std::string later =
+      "within " + std::to_string(in - 1) + " s, at " + FormatRfc3339(FromUnixSeconds(next_retry));
   EXPECT_NE(keys_->CurrentDataKey(env, "orders").status().hint().find(later), std::string::npos);
   EXPECT_NE(other.CurrentDataKey(*other_env, "orders").status().hint().find(later),
             std::string::npos);
@@ -408,8 +407,7 @@ TEST_F(KeyCacheLifecycleTest, GracePeriodBridgesAnOutageButNeverARefusal) {
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
   provider_->mode = SwitchableProvider::Mode::kRefuse;
   clock_.Advance(seconds(300));
-  EXPECT_EQ(keys_->CurrentDataKey(env, "orders").status().code(),
-            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(keys_->CurrentDataKey(env, "orders").status().code(), StatusCode::kFailedPrecondition);
 }
 
 TEST_F(KeyCacheLifecycleTest, WithoutAGracePeriodAnOutageEndsServiceAtTheTtl) {

@@ -1,14 +1,12 @@
 #include "ekm/keys/key_hierarchy.h"
 
-#include <cctype>
-
-#include "ekm/metrics/metrics.h"
-
 #include <atomic>
+#include <cctype>
 
 #include "ekm/base/random.h"
 #include "ekm/crypto/aes_gcm.h"
 #include "ekm/crypto/key_wrap.h"
+#include "ekm/metrics/metrics.h"
 
 namespace ekm {
 
@@ -28,7 +26,6 @@ void CountCall(std::string_view provider, std::string_view operation, const Stat
   metrics::CountProviderCall(provider, operation,
                              plain ? code : std::string(StatusCodeName(r.status().code())));
 }
-
 
 constexpr size_t kKeySize = 32;
 using TimePoint = std::chrono::steady_clock::time_point;
@@ -108,7 +105,8 @@ StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewEnvironmentKey(std::string_view 
                                                                uint32_t version) {
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(cmk.provider));
   EKM_ASSIGN_OR_RETURN(SecretBytes ek, RandomSecret(kKeySize));
-  auto wrap = provider->Wrap(cmk.key_id, ek, EnvironmentKeyContext(workspace, environment, version));
+  auto wrap =
+      provider->Wrap(cmk.key_id, ek, EnvironmentKeyContext(workspace, environment, version));
   CountCall(cmk.provider, "wrap", wrap);
   EKM_ASSIGN_OR_RETURN(Bytes wrapped, std::move(wrap));
   EnvironmentKeyRecord rec;
@@ -120,9 +118,11 @@ StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewEnvironmentKey(std::string_view 
   return rec;
 }
 
-StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewVerifiedEnvironmentKey(
-    std::string_view workspace, std::string_view environment, const CmkRef& cmk,
-    uint32_t version, std::string* failed_step) {
+StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewVerifiedEnvironmentKey(std::string_view workspace,
+                                                                       std::string_view environment,
+                                                                       const CmkRef& cmk,
+                                                                       uint32_t version,
+                                                                       std::string* failed_step) {
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(cmk.provider));
   EKM_ASSIGN_OR_RETURN(SecretBytes ek, RandomSecret(kKeySize));
   EncryptionContext context = EnvironmentKeyContext(workspace, environment, version);
@@ -178,8 +178,7 @@ StatusOr<EnvironmentRecord> KeyHierarchy::GetEnvironment(std::string_view worksp
   return rec;
 }
 
-StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::GetEk(const EnvironmentRecord& env,
-                                                  uint32_t version) {
+StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::GetEk(const EnvironmentRecord& env, uint32_t version) {
   std::string key = EkKey(env.id, version);
   auto now = clock_->Monotonic();
   EkPtr cached = eks_.Get(key, now);  // entries never expire by time: validity decides
@@ -187,8 +186,8 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::GetEk(const EnvironmentRecord& env,
   return FetchEk(env, version, std::move(cached));
 }
 
-StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::FetchEk(const EnvironmentRecord& env,
-                                                    uint32_t version, EkPtr stale) {
+StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::FetchEk(const EnvironmentRecord& env, uint32_t version,
+                                                    EkPtr stale) {
   std::string key = EkKey(env.id, version);
   std::shared_ptr<Flight> flight;
   bool leader = false;
@@ -218,8 +217,8 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::FetchEk(const EnvironmentRecord& env
   return result;
 }
 
-StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& env,
-                                                     uint32_t version, EkPtr stale) {
+StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& env, uint32_t version,
+                                                     EkPtr stale) {
   EKM_ASSIGN_OR_RETURN(EnvironmentCachePolicy policy, CachePolicy(env.id));
   // An outage bridged by the grace period: the expired entry is served (never after a
   // refusal, which drops it).
@@ -247,14 +246,14 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
     return CmkError(snap);
   }
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(rec.cmk_provider));
-  auto unwrapped =
-      provider->Unwrap(rec.cmk_key_id, rec.wrapped, EnvironmentKeyContext(env.workspace, env.name, version));
+  auto unwrapped = provider->Unwrap(rec.cmk_key_id, rec.wrapped,
+                                    EnvironmentKeyContext(env.workspace, env.name, version));
   CountCall(rec.cmk_provider, "unwrap", unwrapped);
   if (!unwrapped.ok()) {
     Status s = unwrapped.status().WithContext(
         "the customer main key (" + rec.cmk_provider + " " + rec.cmk_key_id +
-        ") could not unwrap environment key v" + std::to_string(version) + " of " +
-        env.workspace + "/" + env.name);
+        ") could not unwrap environment key v" + std::to_string(version) + " of " + env.workspace +
+        "/" + env.name);
     // A refusal by the customer's KMS (or of the platform's own credentials there) is not the
     // API caller's authentication or permission: never answer it as 401/403.
     if (s.code() == StatusCode::kPermissionDenied) {
@@ -287,8 +286,7 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
   provider_ok_.fetch_add(1, std::memory_order_relaxed);
   if (tracked) health_.OnSuccess(env.id, env.workspace, env.name);
   // The TTL runs from the provider's answer, not from the request that asked.
-  const int64_t valid_until =
-      (clock_->Monotonic() + policy.ttl).time_since_epoch().count();
+  const int64_t valid_until = (clock_->Monotonic() + policy.ttl).time_since_epoch().count();
   if (stale && stale->valid_until_ns.load(std::memory_order_acquire) != 0 &&
       stale->key == *unwrapped) {
     // Same key: extending this entry extends every DK under it (no DK re-unwraps).
@@ -323,9 +321,9 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Unwrap(const EnvironmentR
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::UnwrapUnder(const EnvironmentRecord& env,
                                                                    const DataKeyRecord& record,
                                                                    EkPtr ek) {
-  auto dk = UnwrapKey(ek->key, record.wrapped,
-                      DataKeyWrapAad(env.workspace, env.name, record.scope, record.version,
-                                     record.ek_version));
+  auto dk = UnwrapKey(
+      ek->key, record.wrapped,
+      DataKeyWrapAad(env.workspace, env.name, record.scope, record.version, record.ek_version));
   if (!dk.ok()) {
     return dk.status().WithContext("data key v" + std::to_string(record.version) + " of scope \"" +
                                    record.scope + "\"");
@@ -351,10 +349,9 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CreateDataKey(const Envir
   rec.scope = std::string(scope);
   rec.version = version;
   rec.ek_version = env.current_ek_version;
-  EKM_ASSIGN_OR_RETURN(rec.wrapped,
-                       WrapKey(ek->key, dk,
-                               DataKeyWrapAad(env.workspace, env.name, scope, version,
-                                              env.current_ek_version)));
+  EKM_ASSIGN_OR_RETURN(rec.wrapped, WrapKey(ek->key, dk,
+                                            DataKeyWrapAad(env.workspace, env.name, scope, version,
+                                                           env.current_ek_version)));
   rec.created_at = ToUnixSeconds(clock_->Now());
   // Another thread or process may have created this version first: use whichever was stored.
   // The store refuses a DK under an EK that is no longer current (see Store::InsertDataKey).
@@ -364,8 +361,7 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CreateDataKey(const Envir
 
 bool KeyHierarchy::EnvironmentMovedOn(EnvironmentRecord* env) {
   auto fresh = store_->GetEnvironment(env->workspace, env->name);
-  if (!fresh.ok() || fresh->id != env->id ||
-      fresh->current_ek_version == env->current_ek_version) {
+  if (!fresh.ok() || fresh->id != env->id || fresh->current_ek_version == env->current_ek_version) {
     return false;
   }
   *env = std::move(fresh).value();
@@ -376,8 +372,8 @@ bool KeyHierarchy::EnvironmentMovedOn(EnvironmentRecord* env) {
 }
 
 Status KeyHierarchy::KeptMovingError(const EnvironmentRecord& env, const Status& last) {
-  return UnavailableError("the environment key of " + env.workspace + "/" + env.name +
-                              " changed " + std::to_string(kMaxEkMoves) +
+  return UnavailableError("the environment key of " + env.workspace + "/" + env.name + " changed " +
+                              std::to_string(kMaxEkMoves) +
                               " times while this request ran (last: " + last.message() + ")",
                           "rotations are running back to back: retry in a second")
       .WithRetryAfter(1);
@@ -435,9 +431,9 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::DataKeyVersion(const Envi
   auto rec = store_->GetDataKey(env.id, scope, version);
   if (!rec.ok()) {
     if (rec.status().code() == StatusCode::kNotFound) {
-      return NotFoundError("environment " + env.workspace + "/" + env.name +
-                               " has no data key v" + std::to_string(version) + " for scope \"" +
-                               std::string(scope) + "\"",
+      return NotFoundError("environment " + env.workspace + "/" + env.name + " has no data key v" +
+                               std::to_string(version) + " for scope \"" + std::string(scope) +
+                               "\"",
                            "the ciphertext was not produced by this environment, or its keys "
                            "were destroyed");
     }
@@ -540,8 +536,8 @@ Status KeyHierarchy::CmkError(const CmkHealthSnapshot& snap) const {
   // The same instant `environment status` shows as the next retry (cmk_health.h).
   const auto now = clock_->Now();
   const int64_t retry_after = NextAttemptInSeconds(snap, now);
-  Status s = CmkErrorFor(snap.state, snap.last_error, snap.provider_code, retry_after,
-                         snap.last_success);
+  Status s =
+      CmkErrorFor(snap.state, snap.last_error, snap.provider_code, retry_after, snap.last_success);
   if (snap.state != CmkState::kUnavailable || snap.next_retry == 0) return s;
   return Status(s.code(), s.message(),
                 s.hint() + " (ekm tries the key again within " + std::to_string(retry_after) +
@@ -575,7 +571,7 @@ void KeyHierarchy::Invalidate(int64_t environment_id, const CmkRef& cmk) {
   };
   dks_.EraseIf(of_env);
   current_dks_.EraseIf(of_env);
-  memos_.DropAll();  // no thread's memo keeps a revoked key in memory
+  memos_.DropAll();    // no thread's memo keeps a revoked key in memory
   AesGcmForgetKeys();  // nor its cipher contexts
 }
 
@@ -585,14 +581,15 @@ size_t KeyHierarchy::PurgeExpired() {
   // in the service; the cached policy says the exact one).
   auto dead = [&](const CachedEk& e) {
     auto policy = policies_.Get(std::to_string(e.environment_id), clock_->Monotonic());
-    int64_t grace = policy ? std::chrono::duration_cast<std::chrono::nanoseconds>(policy->grace).count() : 0;
+    int64_t grace =
+        policy ? std::chrono::duration_cast<std::chrono::nanoseconds>(policy->grace).count() : 0;
     return now >= e.valid_until_ns.load(std::memory_order_acquire) + grace;
   };
   size_t n = 0;
   n += dks_.EraseIf([&](const DataKeyHandle& dk) { return dead(*dk.ek); });
   n += current_dks_.EraseIf([&](const DataKeyHandle& dk) { return dead(*dk.ek); });
   n += eks_.EraseIf(dead);
-  memos_.DropAll();  // idle threads' memos too: expired and evicted keys go now
+  memos_.DropAll();    // idle threads' memos too: expired and evicted keys go now
   AesGcmForgetKeys();  // and their cipher contexts' key schedules
   return n;
 }
@@ -654,11 +651,12 @@ Status KeyHierarchy::UnwrapFailure(const EnvironmentRecord& env, const DataKeyRe
   // An EK that exists answers for itself (its CMK's refusal, an outage…).
   auto ek = store_->GetEnvironmentKey(env.id, rec.ek_version);
   if (!ek.ok() || !ek->wrapped.empty()) return cause;
-  const std::string what = "data key v" + std::to_string(rec.version) + " of scope \"" +
-                           rec.scope + "\" of " + env.workspace + "/" + env.name;
+  const std::string what = "data key v" + std::to_string(rec.version) + " of scope \"" + rec.scope +
+                           "\" of " + env.workspace + "/" + env.name;
   if (rec.wrapped.empty()) {
-    return FailedPreconditionError(what + " was destroyed with the environment's keys "
-                                          "(crypto-shredded)",
+    return FailedPreconditionError(what +
+                                       " was destroyed with the environment's keys "
+                                       "(crypto-shredded)",
                                    "its data can never be read");
   }
   // Never a state ekm creates (the store refuses a DK under an EK that is not current), but a
@@ -678,8 +676,7 @@ void KeyHierarchy::ForgetEnvironmentKey(int64_t environment_id, uint32_t version
   AesGcmForgetKeys();  // no thread's cipher context keeps the destroyed EK's key schedule
 }
 
-Status KeyHierarchy::DestroyedEnvironmentKeyError(const EnvironmentRecord& env,
-                                                  uint32_t version) {
+Status KeyHierarchy::DestroyedEnvironmentKeyError(const EnvironmentRecord& env, uint32_t version) {
   return FailedPreconditionError(
       "environment key v" + std::to_string(version) + " of " + env.workspace + "/" + env.name +
           " was destroyed (a repack moved its data keys to a newer environment key, or the "

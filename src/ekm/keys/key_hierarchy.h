@@ -25,8 +25,8 @@
 
 #include "ekm/base/clock.h"
 #include "ekm/base/secret_bytes.h"
-#include "ekm/base/status.h"
 #include "ekm/base/sharded_counter.h"
+#include "ekm/base/status.h"
 #include "ekm/keys/cmk_health.h"
 #include "ekm/keys/data_path_memo.h"
 #include "ekm/keys/key_cache.h"
@@ -90,8 +90,8 @@ class KeyHierarchy {
 
   // A fresh EK for `environment` wrapped under `cmk`, ready to store.
   StatusOr<EnvironmentKeyRecord> NewEnvironmentKey(std::string_view workspace,
-                                                   std::string_view environment,
-                                                   const CmkRef& cmk, uint32_t version);
+                                                   std::string_view environment, const CmkRef& cmk,
+                                                   uint32_t version);
 
   // Like NewEnvironmentKey, then unwraps the result again and checks it is the same key: the
   // "Update key" round trip, which proves the provider both encrypts and decrypts with this
@@ -125,8 +125,7 @@ class KeyHierarchy {
                                                           std::string_view scope);
   // A given DK version, for decryption. NotFound names scope and version.
   StatusOr<std::shared_ptr<DataKeyHandle>> DataKeyVersion(const EnvironmentRecord& env,
-                                                          std::string_view scope,
-                                                          uint32_t version);
+                                                          std::string_view scope, uint32_t version);
 
   // A unique nonce under `dk`, leasing from the store when the current lease is used up.
   // ResourceExhausted when the DK version has reached its message bound: rotate it.
@@ -153,11 +152,11 @@ class KeyHierarchy {
 
   // Provider calls and cache use since start.
   struct Counters {
-    size_t entries = 0;     // cached EKs + DKs
+    size_t entries = 0;  // cached EKs + DKs
     size_t ek_entries = 0;
     size_t dk_entries = 0;
-    uint64_t hits = 0;      // a key served from the cache
-    uint64_t misses = 0;    // a key that needed the store or the provider
+    uint64_t hits = 0;    // a key served from the cache
+    uint64_t misses = 0;  // a key that needed the store or the provider
     uint64_t provider_ok = 0;
     uint64_t provider_refused = 0;      // access removed, disabled, pending deletion, deleted
     uint64_t provider_unavailable = 0;  // unreachable, 5xx, throttled
@@ -251,16 +250,14 @@ class KeyHierarchy {
   // from the store, or the EK's error) when that EK is no longer current: callers then read the
   // environment again (EnvironmentMovedOn) and retry.
   StatusOr<std::shared_ptr<DataKeyHandle>> CreateDataKey(const EnvironmentRecord& env,
-                                                         std::string_view scope,
-                                                         uint32_t version);
+                                                         std::string_view scope, uint32_t version);
   // Re-reads the environment: true (and *env, the cached record updated) when its current EK
   // is no longer env->current_ek_version.
   bool EnvironmentMovedOn(EnvironmentRecord* env);
   // The retryable error after kMaxEkMoves moves of the current EK during one request.
   static Status KeptMovingError(const EnvironmentRecord& env, const Status& last);
   // The error of a DK that stays under an EK that failed: `cause` unless that EK was destroyed.
-  Status UnwrapFailure(const EnvironmentRecord& env, const DataKeyRecord& rec,
-                       const Status& cause);
+  Status UnwrapFailure(const EnvironmentRecord& env, const DataKeyRecord& rec, const Status& cause);
 
   Store* store_;
   ProviderRegistry* providers_;
@@ -269,9 +266,9 @@ class KeyHierarchy {
   // First: the caches below bump its generation, and memos hold DKs until it goes.
   DataPathMemos memos_;
   KeyCache<EnvironmentRecord> envs_;
-  KeyCache<CachedEk> eks_;  // by environment/version; validity: the entry's valid_until_ns
-  KeyCache<DataKeyHandle> dks_;         // by environment/scope/version
-  KeyCache<DataKeyHandle> current_dks_;  // by environment/scope: the newest version
+  KeyCache<CachedEk> eks_;       // by environment/version; validity: the entry's valid_until_ns
+  KeyCache<DataKeyHandle> dks_;  // by environment/scope/version
+  KeyCache<DataKeyHandle> current_dks_;        // by environment/scope: the newest version
   KeyCache<EnvironmentCachePolicy> policies_;  // by environment id, for the deployment TTL
   CmkHealth health_;
   std::mutex flights_mu_;

@@ -23,7 +23,8 @@ namespace {
 // Counts calls on the way to the real platform provider.
 class CountingProvider : public KeyProvider {
  public:
-  explicit CountingProvider(std::unique_ptr<PlatformKeyProvider> inner) : inner_(std::move(inner)) {}
+  explicit CountingProvider(std::unique_ptr<PlatformKeyProvider> inner)
+      : inner_(std::move(inner)) {}
   std::string_view Name() const override { return inner_->Name(); }
   StatusOr<Bytes> Wrap(std::string_view id, const SecretBytes& k,
                        const EncryptionContext& c) override {
@@ -103,7 +104,7 @@ TEST_F(KeyHierarchyTest, EverythingBelowTheCmkExpiresWithinOneTtl) {
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
   provider_->refuse = true;  // the customer revokes access
   clock_.Advance(std::chrono::seconds(299));
-  EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());   // still cached
+  EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());  // still cached
   EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
   clock_.Advance(std::chrono::seconds(1));
   auto s = keys_->CurrentDataKey(env, "orders").status();
@@ -111,7 +112,7 @@ TEST_F(KeyHierarchyTest, EverythingBelowTheCmkExpiresWithinOneTtl) {
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("customer main key"), std::string::npos);
   EXPECT_FALSE(keys_->DataKeyVersion(env, "orders", 1).ok());
-  provider_->refuse = false;  // access restored: nothing was lost
+  provider_->refuse = false;                 // access restored: nothing was lost
   clock_.Advance(std::chrono::seconds(61));  // the next attempt waits for the backoff
   EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
 }
@@ -255,9 +256,9 @@ TEST_F(KeyHierarchyTest, NoncesCarryTheReservedMessageIndexAcrossProcessesAndLea
   // A store restored from a backup hands the same indexes out again: the prefix differs.
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir_.path() + "/ekm.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "UPDATE data_keys SET messages_reserved = 0", nullptr, nullptr,
-                         nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db, "UPDATE data_keys SET messages_reserved = 0", nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close(db);
   KeyHierarchy restored(store_.get(), &providers_, &clock_, cli);
   auto dk3 = restored.CurrentDataKey(*restored.GetEnvironment("acme", "prod"), "orders");

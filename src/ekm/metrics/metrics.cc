@@ -77,10 +77,14 @@ void Registry::RemoveCallback(const std::string& name) {
 std::string EscapeLabelValue(std::string_view v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
   return out;
 }
@@ -88,9 +92,12 @@ std::string EscapeLabelValue(std::string_view v) {
 std::string EscapeHelp(std::string_view v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
   return out;
 }
@@ -115,9 +122,8 @@ std::string FormatValue(double v) {
 namespace {
 
 // {a="x",b="y"} with an optional extra pair (le for histogram buckets); "" without labels.
-std::string LabelText(const std::vector<std::string>& names,
-                      const std::vector<std::string>& values, std::string_view extra_name = {},
-                      std::string_view extra_value = {}) {
+std::string LabelText(const std::vector<std::string>& names, const std::vector<std::string>& values,
+                      std::string_view extra_name = {}, std::string_view extra_value = {}) {
   std::string out;
   for (size_t i = 0; i < names.size() && i < values.size(); ++i) {
     out += out.empty() ? "{" : ",";
@@ -177,8 +183,8 @@ std::string Registry::Exposition() const {
         }
         *out += fam->name() + "_bucket" + LabelText(fam->labels(), v, "le", "+Inf") + " " +
                 FormatValue(static_cast<double>(count)) + "\n";
-        *out += fam->name() + "_sum" + LabelText(fam->labels(), v) + " " + FormatValue(h.Sum()) +
-                "\n";
+        *out +=
+            fam->name() + "_sum" + LabelText(fam->labels(), v) + " " + FormatValue(h.Sum()) + "\n";
         *out += fam->name() + "_count" + LabelText(fam->labels(), v) + " " +
                 FormatValue(static_cast<double>(count)) + "\n";
       });

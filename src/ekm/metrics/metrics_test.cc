@@ -31,15 +31,17 @@ TEST(MetricsTest, CountersGaugesAndHistogramsInTextFormat) {
             "t_latency_seconds_bucket{route=\"health\",le=\"0.1\"} 1\n"
             "t_latency_seconds_bucket{route=\"health\",le=\"1\"} 2\n"
             "t_latency_seconds_bucket{route=\"health\",le=\"+Inf\"} 3\n"
-            "t_latency_seconds_sum{route=\"health\"} " + sum + "\n"
-            "t_latency_seconds_count{route=\"health\"} 3\n"
-            "# HELP t_requests_total Requests\n"
-            "# TYPE t_requests_total counter\n"
-            "t_requests_total{route=\"data.encrypt\",status=\"429\"} 1\n"
-            "t_requests_total{route=\"key.show\",status=\"200\"} 3\n"
-            "# HELP t_running Running\\njobs\n"
-            "# TYPE t_running gauge\n"
-            "t_running 3\n");
+            "t_latency_seconds_sum{route=\"health\"} " +
+                sum +
+                "\n"
+                "t_latency_seconds_count{route=\"health\"} 3\n"
+                "# HELP t_requests_total Requests\n"
+                "# TYPE t_requests_total counter\n"
+                "t_requests_total{route=\"data.encrypt\",status=\"429\"} 1\n"
+                "t_requests_total{route=\"key.show\",status=\"200\"} 3\n"
+                "# HELP t_running Running\\njobs\n"
+                "# TYPE t_running gauge\n"
+                "t_running 3\n");
 }
 
 TEST(MetricsTest, LabelValuesAreEscaped) {

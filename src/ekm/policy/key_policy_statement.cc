@@ -17,8 +17,8 @@ const char* kPrincipalHint =
     "use the platform's IAM role ARN, e.g. arn:aws:iam::111122223333:role/ekm-platform";
 
 bool IsIamNameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '+' || c == '=' || c == ',' || c == '.' || c == '@' || c == '_' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '=' || c == ',' || c == '.' || c == '@' || c == '_' || c == '-';
 }
 
 std::vector<std::string_view> Split(std::string_view s, char sep) {
@@ -48,8 +48,7 @@ Status CheckIamName(std::string_view what, std::string_view name) {
     if (!IsIamNameChar(name[i])) {
       return BadPrincipal(std::string(what) + " '" + std::string(name) +
                           "' contains a character IAM does not allow at position " +
-                          std::to_string(i + 1) +
-                          " (allowed: letters, digits and + = , . @ _ -)");
+                          std::to_string(i + 1) + " (allowed: letters, digits and + = , . @ _ -)");
     }
   }
   return Status::Ok();
@@ -92,7 +91,8 @@ StatusOr<PlatformPrincipal> ParsePlatformPrincipal(std::string_view arn) {
   bool known_partition = false;
   for (auto k : kPartitions) known_partition = known_partition || k == parts[1];
   if (!known_partition) {
-    return BadPrincipal("partition '" + p.partition + "' is not an AWS partition (aws, aws-cn, "
+    return BadPrincipal("partition '" + p.partition +
+                        "' is not an AWS partition (aws, aws-cn, "
                         "aws-us-gov, ...)");
   }
   if (parts[2] != "iam" && parts[2] != "sts") {
@@ -107,8 +107,9 @@ StatusOr<PlatformPrincipal> ParsePlatformPrincipal(std::string_view arn) {
   std::vector<std::string_view> res = Split(parts[5], '/');
   if (parts[2] == "sts") {
     if (res.size() != 3 || res[0] != "assumed-role") {
-      return BadPrincipal("an sts ARN must be an assumed-role session, "
-                          "arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION");
+      return BadPrincipal(
+          "an sts ARN must be an assumed-role session, "
+          "arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION");
     }
     EKM_RETURN_IF_ERROR(CheckIamName("role name", res[1]));
     EKM_RETURN_IF_ERROR(CheckIamName("session name", res[2]));
@@ -183,10 +184,10 @@ StatusOr<nlohmann::ordered_json> ExampleKeyPolicy(std::string_view account_id,
   EKM_ASSIGN_OR_RETURN(PlatformPrincipal p, ParsePlatformPrincipal(options.platform_principal));
   Status account = CheckAccount(account_id);
   if (!account.ok()) {
-    return InvalidArgumentError("the key's account id '" + std::string(account_id) +
-                                    "' must be 12 digits",
-                                "use the AWS account that owns the KMS key (the 5th field of "
-                                "the key ARN)");
+    return InvalidArgumentError(
+        "the key's account id '" + std::string(account_id) + "' must be 12 digits",
+        "use the AWS account that owns the KMS key (the 5th field of "
+        "the key ARN)");
   }
   ojson root = {
       {"Sid", "Enable IAM User Permissions"},

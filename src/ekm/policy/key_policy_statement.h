@@ -47,8 +47,8 @@ std::string EkmUseStatementSid(std::string_view workspace);       // Encrypt/Dec
 std::string EkmMetadataStatementSid(std::string_view workspace);  // DescribeKey/…RotationStatus
 
 struct KeyPolicyStatementOptions {
-  std::string platform_principal;  // role/user/assumed-role ARN
-  std::string workspace;           // ekm workspace name (ValidateName rules)
+  std::string platform_principal;          // role/user/assumed-role ARN
+  std::string workspace;                   // ekm workspace name (ValidateName rules)
   bool include_metadata_statement = true;  // the optional DescribeKey/GetKeyRotationStatus one
 };
 

@@ -66,8 +66,8 @@ TEST(KeyPolicyStatementTest, AssumedRoleSessionMapsToRole) {
   EXPECT_TRUE(p->is_role);
   EXPECT_EQ(p->account, "111122223333");
   EXPECT_EQ(p->AccountRootArn(), "arn:aws:iam::111122223333:root");
-  auto s = KeyPolicyStatements(
-      Options("arn:aws:sts::111122223333:assumed-role/ekm-platform/ekmd-7"));
+  auto s =
+      KeyPolicyStatements(Options("arn:aws:sts::111122223333:assumed-role/ekm-platform/ekmd-7"));
   ASSERT_TRUE(s.ok());
   EXPECT_EQ((*s)[0]["Principal"]["AWS"], kRole);
 }

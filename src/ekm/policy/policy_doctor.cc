@@ -220,8 +220,18 @@ std::string At(std::string_view text, size_t offset) {
 // JSON diagnosis: a token-level scan of the text that finds the first grammar error the way a
 // human would describe it, and proposes a repair for the mistakes that have an obvious one.
 
-enum class Tok { kLBrace, kRBrace, kLBracket, kRBracket, kColon, kComma, kString, kWord,
-                 kComment, kEnd };
+enum class Tok {
+  kLBrace,
+  kRBrace,
+  kLBracket,
+  kRBracket,
+  kColon,
+  kComma,
+  kString,
+  kWord,
+  kComment,
+  kEnd
+};
 
 struct Token {
   Tok type = Tok::kEnd;
@@ -247,12 +257,30 @@ std::vector<Token> Tokenize(std::string_view s) {
     Token t;
     t.start = i;
     switch (c) {
-      case '{': t.type = Tok::kLBrace; t.end = ++i; break;
-      case '}': t.type = Tok::kRBrace; t.end = ++i; break;
-      case '[': t.type = Tok::kLBracket; t.end = ++i; break;
-      case ']': t.type = Tok::kRBracket; t.end = ++i; break;
-      case ':': t.type = Tok::kColon; t.end = ++i; break;
-      case ',': t.type = Tok::kComma; t.end = ++i; break;
+      case '{':
+        t.type = Tok::kLBrace;
+        t.end = ++i;
+        break;
+      case '}':
+        t.type = Tok::kRBrace;
+        t.end = ++i;
+        break;
+      case '[':
+        t.type = Tok::kLBracket;
+        t.end = ++i;
+        break;
+      case ']':
+        t.type = Tok::kRBracket;
+        t.end = ++i;
+        break;
+      case ':':
+        t.type = Tok::kColon;
+        t.end = ++i;
+        break;
+      case ',':
+        t.type = Tok::kComma;
+        t.end = ++i;
+        break;
       case '"': {
         t.type = Tok::kString;
         ++i;
@@ -365,8 +393,18 @@ struct ScanResult {
   std::vector<std::pair<std::string, size_t>> duplicate_keys;
 };
 
-enum class State { kTopValue, kTopDone, kObjKeyOrEnd, kObjKey, kObjColon, kObjValue,
-                   kObjCommaOrEnd, kArrValueOrEnd, kArrValue, kArrCommaOrEnd };
+enum class State {
+  kTopValue,
+  kTopDone,
+  kObjKeyOrEnd,
+  kObjKey,
+  kObjColon,
+  kObjValue,
+  kObjCommaOrEnd,
+  kArrValueOrEnd,
+  kArrValue,
+  kArrCommaOrEnd
+};
 
 struct Frame {
   bool object = false;
@@ -378,8 +416,7 @@ struct Frame {
 
 class Scanner {
  public:
-  Scanner(std::string_view text, const std::vector<Token>& tokens)
-      : text_(text), tokens_(tokens) {}
+  Scanner(std::string_view text, const std::vector<Token>& tokens) : text_(text), tokens_(tokens) {}
 
   // Runs to the first grammar error or the end.
   ScanResult Run() {
@@ -541,8 +578,8 @@ class Scanner {
 bool Scanner::DescribeStatementAfterList(size_t index, Diagnosis* d) const {
   if (!statement_close_token_) return false;
   const Token& t = tokens_[index];
-  size_t open = index;      // the { of the stray statement
-  size_t cut = t.start;     // where the text to move away starts (with a comma before it)
+  size_t open = index;   // the { of the stray statement
+  size_t cut = t.start;  // where the text to move away starts (with a comma before it)
   if (state_ == State::kTopDone) {
     if (t.type == Tok::kComma && index + 1 < tokens_.size() &&
         tokens_[index + 1].type == Tok::kLBrace) {
@@ -589,8 +626,8 @@ bool Scanner::DescribeStatementAfterList(size_t index, Diagnosis* d) const {
             " and paste it before the ] on line " + list_line +
             ", with a comma (,) between it and the statement before it";
   if (close) {
-    const bool empty_list = *statement_close_token_ > 0 &&
-                            tokens_[*statement_close_token_ - 1].type == Tok::kLBracket;
+    const bool empty_list =
+        *statement_close_token_ > 0 && tokens_[*statement_close_token_ - 1].type == Tok::kLBracket;
     std::string statement(
         text_.substr(tokens_[open].start, tokens_[*close].end - tokens_[open].start));
     d->fix = {{list_end.start, list_end.start, (empty_list ? "" : ",") + statement},
@@ -611,8 +648,8 @@ Diagnosis Scanner::Describe(size_t index) const {
   auto closer_of = [](bool object) { return object ? "}" : "]"; };
 
   if (t.type == Tok::kComment) {
-    d.message = "JSON does not allow comments, found " + Quote(tok, 40) + " at " +
-                At(text_, t.start);
+    d.message =
+        "JSON does not allow comments, found " + Quote(tok, 40) + " at " + At(text_, t.start);
     d.hint = "delete the comment " + Quote(tok, 40) +
              " (JSON allows no comments; where the guide writes /* Comma before next object */ "
              "keep only the comma)";
@@ -649,9 +686,11 @@ Diagnosis Scanner::Describe(size_t index) const {
                 std::to_string(LineCol(text_, end).first);
     if (last_closed_.object && last_closed_.has_effect &&
         (t.type == Tok::kComma || t.type == Tok::kLBrace)) {
-      d.hint = "this looks like statements without the policy around them: paste them into "
-               "the \"Statement\": [ ... ] list of the whole key policy";
-      d.fix = {{tokens_.front().start, tokens_.front().start, "["}, {text_.size(), text_.size(), "]"}};
+      d.hint =
+          "this looks like statements without the policy around them: paste them into "
+          "the \"Statement\": [ ... ] list of the whole key policy";
+      d.fix = {{tokens_.front().start, tokens_.front().start, "["},
+               {text_.size(), text_.size(), "]"}};
       d.fix_description = "treated the text as a list of statements";
     } else {
       d.hint = "delete everything after the policy's closing } on line " +
@@ -659,9 +698,10 @@ Diagnosis Scanner::Describe(size_t index) const {
                "; to combine two policies, merge their Statement lists";
       if (text_.find_first_of("{[", t.start) == std::string_view::npos) {
         d.fix = {{t.start, text_.size(), ""}};
-        d.fix_description = "deleted the text after the policy's closing } on line " +
-                            std::to_string(LineCol(text_, end).first) + ": " +
-                            Quote(text_.substr(t.start, text_.find_last_not_of(" \t\r\n") + 1 - t.start), 40);
+        d.fix_description =
+            "deleted the text after the policy's closing } on line " +
+            std::to_string(LineCol(text_, end).first) + ": " +
+            Quote(text_.substr(t.start, text_.find_last_not_of(" \t\r\n") + 1 - t.start), 40);
       }
     }
     return d;
@@ -674,8 +714,9 @@ Diagnosis Scanner::Describe(size_t index) const {
       d.offset = q == std::string::npos ? t.start : q;
       d.message = "curly quote " + std::string(text_.substr(d.offset, 3)) + " at " +
                   At(text_, d.offset) + " is not a JSON quote";
-      d.hint = "replace the curly quotes \u201C \u201D (from a web page or word processor) with "
-               "straight double quotes \"";
+      d.hint =
+          "replace the curly quotes \u201C \u201D (from a web page or word processor) with "
+          "straight double quotes \"";
       // Replace every curly double quote outside well-formed strings, and curly single quotes
       // used as delimiters right next to them.
       std::vector<Token> toks = Tokenize(text_);
@@ -699,8 +740,8 @@ Diagnosis Scanner::Describe(size_t index) const {
       return d;
     }
     if (tok.front() == '\'') {
-      d.message = "single quotes are not JSON quotes: " + tok.substr(0, 40) + " at " +
-                  At(text_, t.start);
+      d.message =
+          "single quotes are not JSON quotes: " + tok.substr(0, 40) + " at " + At(text_, t.start);
       d.hint = "use straight double quotes \" around keys and strings";
       size_t close = text_.find('\'', t.start + 1);
       size_t nl = text_.find('\n', t.start);
@@ -720,8 +761,8 @@ Diagnosis Scanner::Describe(size_t index) const {
       return d;
     }
     if (state_ == State::kObjKey || state_ == State::kObjKeyOrEnd) {
-      d.message = "the key " + Quote(tok, 40) + " at " + At(text_, t.start) +
-                  " is not in double quotes";
+      d.message =
+          "the key " + Quote(tok, 40) + " at " + At(text_, t.start) + " is not in double quotes";
       d.hint = "write \"" + tok + "\": keys in JSON are strings in double quotes";
       d.fix = {{t.start, t.end, "\"" + tok + "\""}};
       d.fix_description = "put the key " + Quote(tok, 40) + " in double quotes";
@@ -729,8 +770,8 @@ Diagnosis Scanner::Describe(size_t index) const {
     }
     if (state_ == State::kObjValue || state_ == State::kArrValue ||
         state_ == State::kArrValueOrEnd || state_ == State::kTopValue) {
-      d.message = "the value " + Quote(tok, 40) + " at " + At(text_, t.start) +
-                  " is not in double quotes";
+      d.message =
+          "the value " + Quote(tok, 40) + " at " + At(text_, t.start) + " is not in double quotes";
       d.hint = "write \"" + tok + "\": text values in JSON are strings in double quotes";
       if (state_ != State::kTopValue) {
         d.fix = {{t.start, t.end, "\"" + tok + "\""}};
@@ -777,8 +818,8 @@ Diagnosis Scanner::Describe(size_t index) const {
   }
 
   if (state_ == State::kObjColon && prev != nullptr) {
-    d.message = "missing colon (:) after the key " + TokText(*prev) + " at " +
-                At(text_, prev->start);
+    d.message =
+        "missing colon (:) after the key " + TokText(*prev) + " at " + At(text_, prev->start);
     d.hint = "write " + TokText(*prev) + ": followed by its value";
     if (IsValueStart(t.type)) {
       d.fix = {{prev->end, prev->end, ":"}};
@@ -787,20 +828,18 @@ Diagnosis Scanner::Describe(size_t index) const {
     return d;
   }
 
-  if (is_close && !stack_.empty() &&
-      ((t.type == Tok::kRBrace) != stack_.back().object)) {
+  if (is_close && !stack_.empty() && ((t.type == Tok::kRBrace) != stack_.back().object)) {
     const Frame& f = stack_.back();
     d.message = tok + " at " + At(text_, t.start) + " does not match the " +
-                (f.object ? "{" : "[") + " opened at " +
-                At(text_, tokens_[f.open_token].start);
+                (f.object ? "{" : "[") + " opened at " + At(text_, tokens_[f.open_token].start);
     d.hint = "close it with " + std::string(closer_of(f.object)) +
              " first, or look for a missing or extra bracket";
     return d;
   }
 
   if (t.type == Tok::kComma && prev != nullptr &&
-      (prev->type == Tok::kComma || prev->type == Tok::kLBracket ||
-       prev->type == Tok::kLBrace || prev->type == Tok::kColon)) {
+      (prev->type == Tok::kComma || prev->type == Tok::kLBracket || prev->type == Tok::kLBrace ||
+       prev->type == Tok::kColon)) {
     d.message = "unexpected comma at " + At(text_, t.start);
     d.hint = "delete the extra comma (,)";
     d.fix = {{t.start, t.end, ""}};
@@ -888,14 +927,16 @@ Diagnosis LexicalDiagnosis(std::string_view text, size_t offset, const std::stri
       d.fix_description = "replaced a tab inside a string with a space";
     } else {
       d.message = "a control character inside a string at " + At(text, offset);
-      d.hint = "a string cannot contain line breaks or control characters; close the string "
-               "with \" on the same line, or write \\n";
+      d.hint =
+          "a string cannot contain line breaks or control characters; close the string "
+          "with \" on the same line, or write \\n";
     }
   } else if (what.find("after backslash") != std::string::npos ||
              what.find("\\u") != std::string::npos) {
     d.message = "invalid escape sequence in a string at " + At(text, offset);
-    d.hint = "after a backslash only \" \\ / b f n r t or u followed by 4 hex digits may follow; "
-             "write \\\\ for a backslash";
+    d.hint =
+        "after a backslash only \" \\ / b f n r t or u followed by 4 hex digits may follow; "
+        "write \\\\ for a backslash";
   } else if (what.find("UTF-8") != std::string::npos) {
     d.message = "the text is not valid UTF-8 at " + At(text, offset);
     d.hint = "save the policy as UTF-8 (it may be in another encoding, e.g. UTF-16 or Latin-1)";
@@ -921,8 +962,8 @@ std::optional<Diagnosis> NumberOverflowDiagnosis(std::string_view text,
     d.hint = "write a smaller number, or the value in double quotes (\"" + word.substr(0, 40) +
              "\"): condition values are compared as text";
     d.fix = {{t.start, t.end, "\"" + word + "\""}};
-    d.fix_description = "put the number " + Quote(word, 40) + " at " + At(text, t.start) +
-                        " in double quotes";
+    d.fix_description =
+        "put the number " + Quote(word, 40) + " at " + At(text, t.start) + " in double quotes";
     return d;
   }
   return std::nullopt;
@@ -965,9 +1006,8 @@ ParseOutcome ParseWithDiagnosis(std::string_view text) {
 }
 
 void ApplyEdits(std::string* text, std::vector<Edit> edits) {
-  std::sort(edits.begin(), edits.end(), [](const Edit& a, const Edit& b) {
-    return a.start > b.start;
-  });
+  std::sort(edits.begin(), edits.end(),
+            [](const Edit& a, const Edit& b) { return a.start > b.start; });
   size_t limit = text->size() + 1;
   for (const Edit& e : edits) {
     if (e.end > limit || e.start > e.end) continue;  // overlapping: skip
@@ -996,8 +1036,8 @@ struct Request {
 
 struct CondResult {
   Tri result = Tri::kTrue;
-  std::vector<std::string> unknown;  // named conditions ekm cannot evaluate
-  std::vector<std::string> failed;   // why a condition is false
+  std::vector<std::string> unknown;                 // named conditions ekm cannot evaluate
+  std::vector<std::string> failed;                  // why a condition is false
   std::vector<std::string> other_workspace_values;  // ekm:workspace pinned to other values
 };
 
@@ -1049,8 +1089,18 @@ KeyValues ResolveKey(const std::string& key, const Caller& c, const Request& r) 
   return kv;
 }
 
-enum class BaseOp { kStrEq, kStrNe, kStrEqI, kStrNeI, kStrLike, kStrNotLike, kArnLike,
-                    kArnNotLike, kNull, kUnknown };
+enum class BaseOp {
+  kStrEq,
+  kStrNe,
+  kStrEqI,
+  kStrNeI,
+  kStrLike,
+  kStrNotLike,
+  kArnLike,
+  kArnNotLike,
+  kNull,
+  kUnknown
+};
 
 BaseOp ParseBaseOp(std::string_view op) {
   static const std::map<std::string, BaseOp> kOps = {
@@ -1129,7 +1179,8 @@ CondResult EvaluateCondition(const ojson& condition, const Caller& c, const Requ
     }
     BaseOp base = ParseBaseOp(op);
     if (!block.is_object()) {
-      malformed->push_back("condition operator '" + op_name + "' must map to an object of "
+      malformed->push_back("condition operator '" + op_name +
+                           "' must map to an object of "
                            "condition keys");
       CombineInto(&out.result, Tri::kUnknown);
       out.unknown.push_back("a malformed condition '" + op_name + "'");
@@ -1244,8 +1295,8 @@ PrincipalEval MatchAwsPrincipal(const std::string& v, const Caller& c) {
     std::string role = rest.substr(0, rest.find('/'));
     std::string role_name = p.arn.substr(p.arn.rfind('/') + 1);
     if (role == role_name) {
-      return {PMatch::kUnknown, "one session of the platform role (" + v +
-                                    "); ekm's sessions may have other names"};
+      return {PMatch::kUnknown,
+              "one session of the platform role (" + v + "); ekm's sessions may have other names"};
     }
   }
   if (v != p.arn && IEquals(v, p.arn)) {
@@ -1254,7 +1305,6 @@ PrincipalEval MatchAwsPrincipal(const std::string& v, const Caller& c) {
   }
   return e;
 }
-
 
 struct StatementInfo {
   int index = 0;  // 1-based
@@ -1339,12 +1389,12 @@ PrincipalEval EvaluatePrincipal(const StatementInfo& s, const Caller& c) {
     bool excluded = self && account && (!c.principal.is_role || session);
     if (excluded) return {PMatch::kNo, "NotPrincipal excludes the platform principal"};
     if (self || account || session) {
-      return {PMatch::kUnknown,
-              "NotPrincipal lists the platform principal only partly: AWS excludes a caller only "
-              "if its " +
-                  std::string(c.principal.is_role ? "assumed-role session ARN, role ARN"
-                                                  : "user ARN") +
-                  " and account are all listed"};
+      return {
+          PMatch::kUnknown,
+          "NotPrincipal lists the platform principal only partly: AWS excludes a caller only "
+          "if its " +
+              std::string(c.principal.is_role ? "assumed-role session ARN, role ARN" : "user ARN") +
+              " and account are all listed"};
     }
     return {PMatch::kYes, "NotPrincipal does not list the platform principal"};
   }
@@ -1496,12 +1546,12 @@ ActionVerdict EvaluateAction(const std::string& action, bool required,
 // ---------------------------------------------------------------------------------------------
 // Structure checks
 
-const std::set<std::string> kStatementKeys = {"Sid", "Effect", "Principal", "NotPrincipal",
-                                              "Action", "NotAction", "Resource", "NotResource",
-                                              "Condition"};
+const std::set<std::string> kStatementKeys = {"Sid",          "Effect",      "Principal",
+                                              "NotPrincipal", "Action",      "NotAction",
+                                              "Resource",     "NotResource", "Condition"};
 
-void AddFinding(std::vector<PolicyFinding>* f, Severity sev, std::string code,
-                std::string message, std::string hint, int statement = -1) {
+void AddFinding(std::vector<PolicyFinding>* f, Severity sev, std::string code, std::string message,
+                std::string hint, int statement = -1) {
   f->push_back({sev, std::move(code), std::move(message), std::move(hint), statement});
 }
 
@@ -1580,8 +1630,7 @@ std::vector<StatementInfo> CollectStatements(const ojson& policy, const ojson** 
                              : "statement \"" + sid + "\" (#" + std::to_string(n) + ")";
     if (!s.is_object()) {
       AddFinding(findings, Severity::kError, "statement-not-object",
-                 "statement #" + std::to_string(n) + " is a " + s.type_name() +
-                     ", not an object",
+                 "statement #" + std::to_string(n) + " is a " + s.type_name() + ", not an object",
                  "each statement is an object { \"Effect\": ..., \"Principal\": ..., ... }", n);
       info.usable = false;
       out.push_back(info);
@@ -1611,10 +1660,10 @@ std::vector<StatementInfo> CollectStatements(const ojson& policy, const ojson** 
                  "add \"Effect\": \"Allow\" or \"Effect\": \"Deny\"", n);
       info.usable = false;
     } else if (s["Effect"] != "Allow" && s["Effect"] != "Deny") {
-      AddFinding(findings, Severity::kError, "bad-effect",
-                 info.label + " has Effect " + s["Effect"].dump() +
-                     "; it must be \"Allow\" or \"Deny\"",
-                 "write \"Allow\" or \"Deny\" exactly (capital first letter)", n);
+      AddFinding(
+          findings, Severity::kError, "bad-effect",
+          info.label + " has Effect " + s["Effect"].dump() + "; it must be \"Allow\" or \"Deny\"",
+          "write \"Allow\" or \"Deny\" exactly (capital first letter)", n);
       info.usable = false;
     } else {
       info.deny = s["Effect"] == "Deny";
@@ -1630,13 +1679,12 @@ std::vector<StatementInfo> CollectStatements(const ojson& policy, const ojson** 
     }
     bool has_p = s.contains("Principal"), has_np = s.contains("NotPrincipal");
     if (has_p == has_np) {
-      AddFinding(findings, Severity::kError,
-                 has_p ? "principal-and-notprincipal" : "missing-principal",
-                 info.label + (has_p ? " has both Principal and NotPrincipal"
-                                     : " has no Principal"),
-                 "statements in a key policy need a Principal, e.g. {\"AWS\": "
-                 "\"arn:aws:iam::111122223333:role/NAME\"}",
-                 n);
+      AddFinding(
+          findings, Severity::kError, has_p ? "principal-and-notprincipal" : "missing-principal",
+          info.label + (has_p ? " has both Principal and NotPrincipal" : " has no Principal"),
+          "statements in a key policy need a Principal, e.g. {\"AWS\": "
+          "\"arn:aws:iam::111122223333:role/NAME\"}",
+          n);
       info.usable = false;
     }
     if (!s.contains("Resource") && !s.contains("NotResource")) {
@@ -1685,8 +1733,8 @@ std::vector<StatementInfo> CollectStatements(const ojson& policy, const ojson** 
       }
       for (const auto& a : aws) {
         if (!IsValidPrincipalText(a)) {
-          bool placeholder = a.find("TODO") != std::string::npos ||
-                             a.find("ACCOUNT") != std::string::npos;
+          bool placeholder =
+              a.find("TODO") != std::string::npos || a.find("ACCOUNT") != std::string::npos;
           AddFinding(findings, Severity::kError, "invalid-principal",
                      info.label + " names " + Quote(a, 80) +
                          ", which is not a valid AWS principal; AWS rejects the policy",
@@ -1696,12 +1744,12 @@ std::vector<StatementInfo> CollectStatements(const ojson& policy, const ojson** 
                                    "12-digit account id or \"*\"",
                      n);
         } else if (a != "*" && a.find('*') != std::string::npos) {
-          AddFinding(findings, Severity::kError, "wildcard-principal",
-                     info.label + " names " + Quote(a, 80) +
-                         ": AWS allows no wildcards in principal ARNs",
-                     "name the role exactly, or use Principal \"*\" with a condition on "
-                     "aws:PrincipalArn",
-                     n);
+          AddFinding(
+              findings, Severity::kError, "wildcard-principal",
+              info.label + " names " + Quote(a, 80) + ": AWS allows no wildcards in principal ARNs",
+              "name the role exactly, or use Principal \"*\" with a condition on "
+              "aws:PrincipalArn",
+              n);
         }
       }
     }
@@ -1799,9 +1847,8 @@ ojson MergeStatements(const ojson& policy, const ojson& ekm_statements,
 }
 
 std::string StatementLabel(const ojson& s, int n) {
-  std::string sid = s.is_object() && s.contains("Sid") && s["Sid"].is_string()
-                        ? s["Sid"].get<std::string>()
-                        : "";
+  std::string sid =
+      s.is_object() && s.contains("Sid") && s["Sid"].is_string() ? s["Sid"].get<std::string>() : "";
   return sid.empty() ? "statement #" + std::to_string(n)
                      : "statement \"" + sid + "\" (#" + std::to_string(n) + ")";
 }
@@ -1855,11 +1902,11 @@ void ExemptPlatformFromDenies(ojson* policy, const Caller& c,
         s["Principal"].contains("AWS")) {
       bool bad = false;
       std::vector<std::string> names = StringList(s["Principal"]["AWS"], &bad);
-      only_platform = !bad && !names.empty() &&
-                      std::all_of(names.begin(), names.end(), [&](const std::string& v) {
-                        return v == arn || (!c.principal.session_arn.empty() &&
-                                            v == c.principal.session_arn);
-                      });
+      only_platform =
+          !bad && !names.empty() &&
+          std::all_of(names.begin(), names.end(), [&](const std::string& v) {
+            return v == arn || (!c.principal.session_arn.empty() && v == c.principal.session_arn);
+          });
     }
     const std::string why = info.label + ": it " + (certain ? "denied " : "may deny ") + denied +
                             " to the platform principal " + arn +
@@ -1907,7 +1954,8 @@ std::string GuessKeyAccount(const PolicyCheckRequest& req) {
   std::string a = AccountOfArn(req.key_arn);
   if (IsTwelveDigits(a)) return a;
   std::string_view t = req.policy_text;
-  for (size_t pos = t.find(":root"); pos != std::string_view::npos; pos = t.find(":root", pos + 1)) {
+  for (size_t pos = t.find(":root"); pos != std::string_view::npos;
+       pos = t.find(":root", pos + 1)) {
     if (pos >= 14 && t.substr(pos - 14, 2) == "::" && IsTwelveDigits(t.substr(pos - 12, 12))) {
       return std::string(t.substr(pos - 12, 12));
     }
@@ -1919,19 +1967,26 @@ std::string GuessKeyAccount(const PolicyCheckRequest& req) {
 
 std::string_view VerdictName(Verdict verdict) {
   switch (verdict) {
-    case Verdict::kGranted: return "granted";
-    case Verdict::kGrantedIfIamAllows: return "granted_if_iam_allows";
-    case Verdict::kUncertain: return "uncertain";
-    case Verdict::kDenied: return "denied";
+    case Verdict::kGranted:
+      return "granted";
+    case Verdict::kGrantedIfIamAllows:
+      return "granted_if_iam_allows";
+    case Verdict::kUncertain:
+      return "uncertain";
+    case Verdict::kDenied:
+      return "denied";
   }
   return "denied";
 }
 
 std::string_view SeverityName(Severity severity) {
   switch (severity) {
-    case Severity::kError: return "error";
-    case Severity::kWarning: return "warning";
-    case Severity::kInfo: return "info";
+    case Severity::kError:
+      return "error";
+    case Severity::kWarning:
+      return "warning";
+    case Severity::kInfo:
+      return "info";
   }
   return "error";
 }
@@ -1944,10 +1999,10 @@ StatusOr<PolicyReport> CheckKeyPolicy(const PolicyCheckRequest& request) {
     EKM_RETURN_IF_ERROR(ValidateName("environment", request.environment));
   }
   if (request.policy_text.size() > kMaxPolicyBytes) {
-    return InvalidArgumentError(
-        "the key policy is " + std::to_string(request.policy_text.size()) +
-            " bytes; AWS key policies are at most " + std::to_string(kMaxPolicyBytes) + " bytes",
-        "check that the file is the key policy and nothing else");
+    return InvalidArgumentError("the key policy is " + std::to_string(request.policy_text.size()) +
+                                    " bytes; AWS key policies are at most " +
+                                    std::to_string(kMaxPolicyBytes) + " bytes",
+                                "check that the file is the key policy and nothing else");
   }
   KeyPolicyStatementOptions opts;
   opts.platform_principal = request.platform_principal;
@@ -1957,11 +2012,10 @@ StatusOr<PolicyReport> CheckKeyPolicy(const PolicyCheckRequest& request) {
   Caller caller{principal, request.workspace, request.environment, request.key_arn};
   PolicyReport report;
   std::string_view text = request.policy_text;
-  const std::vector<std::pair<std::string, bool>> kActions = {
-      {"kms:Encrypt", true},
-      {"kms:Decrypt", true},
-      {"kms:DescribeKey", false},
-      {"kms:GetKeyRotationStatus", false}};
+  const std::vector<std::pair<std::string, bool>> kActions = {{"kms:Encrypt", true},
+                                                              {"kms:Decrypt", true},
+                                                              {"kms:DescribeKey", false},
+                                                              {"kms:GetKeyRotationStatus", false}};
 
   // 1. Syntax.
   ParseOutcome parsed;
@@ -2004,7 +2058,9 @@ StatusOr<PolicyReport> CheckKeyPolicy(const PolicyCheckRequest& request) {
     err.hint = parsed.diag.hint;
     report.syntax_error = err;
     for (const auto& [action, required] : kActions) {
-      report.actions.push_back({action, required, Verdict::kDenied,
+      report.actions.push_back({action,
+                                required,
+                                Verdict::kDenied,
                                 {"the key policy is not valid JSON; AWS rejects it "
                                  "(MalformedPolicyDocumentException)"}});
     }
@@ -2105,14 +2161,14 @@ StatusOr<PolicyReport> CheckKeyPolicy(const PolicyCheckRequest& request) {
       if (!enc_or_dec || pm != PMatch::kYes) continue;
       StmtEval alt = EvaluateStatement(s, caller, other, &malformed);
       if (alt.applies == Tri::kTrue) {
-        bool everyone = (*s.json).contains("NotPrincipal") ||
-                        (*s.json)["Principal"] == "*" ||
+        bool everyone = (*s.json).contains("NotPrincipal") || (*s.json)["Principal"] == "*" ||
                         ((*s.json)["Principal"].is_object() &&
                          (*s.json)["Principal"].value("AWS", ojson()) == "*");
         AddFinding(&report.findings, Severity::kWarning, "confused-deputy",
                    s.label + " allows " + (everyone ? "every principal, including ekm," : "ekm") +
                        " to use the key for any workspace: it has no condition "
-                       "kms:EncryptionContext:ekm:workspace = \"" + request.workspace + "\"",
+                       "kms:EncryptionContext:ekm:workspace = \"" +
+                       request.workspace + "\"",
                    "use ekm's statement (in the corrected policy) instead; it pins the key to "
                    "this workspace so the platform cannot be tricked into using it for another",
                    s.index);

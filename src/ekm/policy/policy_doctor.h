@@ -91,9 +91,9 @@ struct PolicyReport {
   std::optional<JsonSyntaxError> syntax_error;  // set when the text is not valid JSON
   std::vector<ActionVerdict> actions;  // Encrypt, Decrypt, DescribeKey, GetKeyRotationStatus
   std::vector<PolicyFinding> findings;
-  std::string corrected_policy;        // pretty-printed (2-space indent)
+  std::string corrected_policy;          // pretty-printed (2-space indent)
   std::vector<std::string> corrections;  // what was changed to get corrected_policy
-  bool corrected_is_example = false;   // the input could not be repaired
+  bool corrected_is_example = false;     // the input could not be repaired
 
   // Encrypt and Decrypt are granted (kGranted) and there is no error finding.
   bool ok() const;

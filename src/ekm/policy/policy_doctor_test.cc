@@ -119,8 +119,8 @@ TEST(PolicyDoctorTest, TableOfPolicies) {
     if (c.contains("finding_message")) {
       bool found = false;
       for (const auto& f : r.findings) {
-        found = found ||
-                f.message.find(c["finding_message"].get<std::string>()) != std::string::npos;
+        found =
+            found || f.message.find(c["finding_message"].get<std::string>()) != std::string::npos;
       }
       EXPECT_TRUE(found) << r.ToText();
     }
@@ -185,12 +185,17 @@ TEST(PolicyDoctorTest, ColumnsCountCharactersNotBytes) {
   EXPECT_EQ(r->syntax_error->column, 15);
   EXPECT_EQ(r->syntax_error->byte_offset, 17u);
 
-  EXPECT_EQ(LineColumnForTest("a\nb\xe2\x82\xac" "c", 6), std::make_pair(2, 3));
+  EXPECT_EQ(LineColumnForTest("a\nb\xe2\x82\xac"
+                              "c",
+                              6),
+            std::make_pair(2, 3));
   EXPECT_EQ(LineColumnForTest("", 0), std::make_pair(1, 1));
   EXPECT_EQ(LineColumnForTest("ab", 100), std::make_pair(1, 3));
 
   // A curly quote (3 bytes) after a 4-byte emoji on the same line.
-  std::string curly = "{\"Sid\": \"\xf0\x9f\x94\x91\", \xe2\x80\x9c" "Effect\xe2\x80\x9d: 1}";
+  std::string curly =
+      "{\"Sid\": \"\xf0\x9f\x94\x91\", \xe2\x80\x9c"
+      "Effect\xe2\x80\x9d: 1}";
   r = CheckKeyPolicy(Request(curly));
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE(r->syntax_error);
@@ -270,16 +275,20 @@ TEST(PolicyDoctorTest, ConditionOperators) {
             "denied");
   EXPECT_EQ(check(R"({"StringNotEquals": {"kms:EncryptionContext:ekm:workspace": "globex"}})"),
             "granted");
-  EXPECT_EQ(check(R"({"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "ekm:workspace"}})"),
-            "granted");
-  EXPECT_EQ(check(R"({"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["ekm:workspace"]}})"),
-            "denied");
+  EXPECT_EQ(
+      check(R"({"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "ekm:workspace"}})"),
+      "granted");
+  EXPECT_EQ(
+      check(R"({"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["ekm:workspace"]}})"),
+      "denied");
   EXPECT_EQ(check(R"({"StringEquals": {"kms:EncryptionContext:tenant": "acme"}})"), "denied");
   EXPECT_EQ(check(R"({"StringEqualsIfExists": {"kms:EncryptionContext:tenant": "acme"}})"),
             "granted");
   EXPECT_EQ(check(R"({"Null": {"kms:EncryptionContext:ekm:workspace": "false"}})"), "granted");
-  EXPECT_EQ(check(R"({"ArnEquals": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/ekm-platform"}})"),
-            "granted");
+  EXPECT_EQ(
+      check(
+          R"({"ArnEquals": {"aws:PrincipalArn": "arn:aws:iam::111122223333:role/ekm-platform"}})"),
+      "granted");
   EXPECT_EQ(check(R"({"StringEquals": {"kms:CallerAccount": ["444455556666", "111122223333"]}})"),
             "granted");
   EXPECT_EQ(check(R"({"StringEquals": {"kms:EncryptionContext:ekm:ek-version": "1"}})"),
@@ -362,10 +371,10 @@ TEST(PolicyDoctorTest, ArgumentsAndLimits) {
 void ExpectCorrectedGranted(const PolicyReport& r, const std::string& what) {
   auto again = CheckKeyPolicy(Request(r.corrected_policy));
   ASSERT_TRUE(again.ok()) << what;
-  EXPECT_EQ(Find(*again, "kms:Encrypt")->verdict, Verdict::kGranted)
-      << what << "\n" << again->ToText();
-  EXPECT_EQ(Find(*again, "kms:Decrypt")->verdict, Verdict::kGranted)
-      << what << "\n" << again->ToText();
+  EXPECT_EQ(Find(*again, "kms:Encrypt")->verdict, Verdict::kGranted) << what << "\n"
+                                                                     << again->ToText();
+  EXPECT_EQ(Find(*again, "kms:Decrypt")->verdict, Verdict::kGranted) << what << "\n"
+                                                                     << again->ToText();
 }
 
 TEST(PolicyDoctorTest, TruncatedAndMutatedInputsNeverFail) {
@@ -390,8 +399,8 @@ TEST(PolicyDoctorTest, TruncatedAndMutatedInputsNeverFail) {
 
 // Whatever was pasted (cut short, a byte changed), the corrected policy never still fails.
 TEST(PolicyDoctorTest, TheCorrectedPolicyOfAnyInputPassesItsOwnCheck) {
-  for (const char* file : {"deny_uncertain.json", "not_principal.json",
-                           "statement_after_list.json", "guide_multiple_statements.json"}) {
+  for (const char* file : {"deny_uncertain.json", "not_principal.json", "statement_after_list.json",
+                           "guide_multiple_statements.json"}) {
     std::string text = ReadFile(kDir / file);
     for (size_t n = 0; n <= text.size(); n += 29) {
       auto r = CheckKeyPolicy(Request(std::string_view(text).substr(0, n)));

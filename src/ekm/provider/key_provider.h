@@ -57,13 +57,13 @@ struct CmkDescription {
   std::string generation;  // the key's current version inside the provider, if known
   std::string state;       // as the provider says: "Enabled", "Disabled", "PendingDeletion", …
   CmkRotation rotation = CmkRotation::kUnknown;  // the provider's own automatic rotation
-  std::string region;           // where the key lives, if the provider has regions
-  std::string key_spec;         // "SYMMETRIC_DEFAULT", … when readable
-  std::string key_usage;        // "ENCRYPT_DECRYPT", … when readable
-  std::string resolved_key_id;  // the key behind an alias, when readable
-  bool describe_permitted = false;  // the provider let us read the key's metadata
-  std::vector<std::string> notes;   // what could not be read, and why
-  std::string detail;               // human-readable extra
+  std::string region;                            // where the key lives, if the provider has regions
+  std::string key_spec;                          // "SYMMETRIC_DEFAULT", … when readable
+  std::string key_usage;                         // "ENCRYPT_DECRYPT", … when readable
+  std::string resolved_key_id;                   // the key behind an alias, when readable
+  bool describe_permitted = false;               // the provider let us read the key's metadata
+  std::vector<std::string> notes;                // what could not be read, and why
+  std::string detail;                            // human-readable extra
 };
 
 class KeyProvider {

@@ -1,6 +1,5 @@
-#include "ekm/provider/key_provider.h"
-
 #include "ekm/base/endian.h"
+#include "ekm/provider/key_provider.h"
 
 namespace ekm {
 

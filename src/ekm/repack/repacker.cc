@@ -1,13 +1,12 @@
 #include "ekm/repack/repacker.h"
 
-#include "ekm/metrics/metrics.h"
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
 #include "ekm/crypto/key_wrap.h"
 #include "ekm/events/lifecycle_event.h"
+#include "ekm/metrics/metrics.h"
 
 namespace ekm {
 
@@ -35,10 +34,11 @@ uint64_t Repacker::DataKeysUnderDestroyedKeys(const EnvironmentRecord& env) {
   // Only a store written by an older ekm can hold such rows (see Store::InsertDataKey); the
   // repack moves every other DK and finishes, and says what it could not move and why.
   if (lost > 0) {
-    spdlog::error("repack of {}/{}: {} data keys are wrapped under destroyed environment keys "
-                  "and cannot be unwrapped (an inconsistency of the store, not the CMK); data "
-                  "encrypted under them cannot be decrypted",
-                  env.workspace, env.name, lost);
+    spdlog::error(
+        "repack of {}/{}: {} data keys are wrapped under destroyed environment keys "
+        "and cannot be unwrapped (an inconsistency of the store, not the CMK); data "
+        "encrypted under them cannot be decrypted",
+        env.workspace, env.name, lost);
   }
   return lost;
 }
@@ -145,22 +145,22 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
             }
             return wait(Status(got.status().code(),
                                "the previous customer main key must stay available until the "
-                               "repack completes: " + got.status().message(),
+                               "repack completes: " +
+                                   got.status().message(),
                                "restore its access (key policy, enable it, cancel its "
                                "deletion); the repack retries by itself"));
           }
           old = *got;
         }
-        auto dk = UnwrapKey(*old, row.wrapped,
-                            DataKeyWrapAad(env.workspace, env.name, row.scope, row.version,
-                                           row.ek_version));
+        auto dk = UnwrapKey(
+            *old, row.wrapped,
+            DataKeyWrapAad(env.workspace, env.name, row.scope, row.version, row.ek_version));
         if (!dk.ok()) {
           return wait(dk.status().WithContext("data key v" + std::to_string(row.version) +
                                               " of scope \"" + row.scope + "\""));
         }
-        auto wrapped = WrapKey(**new_ek, *dk,
-                               DataKeyWrapAad(env.workspace, env.name, row.scope, row.version,
-                                              target));
+        auto wrapped = WrapKey(
+            **new_ek, *dk, DataKeyWrapAad(env.workspace, env.name, row.scope, row.version, target));
         if (!wrapped.ok()) return wait(wrapped.status());
         batch.push_back({&row, std::move(wrapped).value()});
       }

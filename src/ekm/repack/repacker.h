@@ -20,10 +20,9 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "ekm/base/clock.h"
 #include "ekm/base/status.h"
@@ -49,8 +48,8 @@ class Repacker {
   // Runs the environment's repack until it finishes (true), `stop` says so (false), or an
   // error: then the job waits (state "waiting", the error and `retry_in` recorded) and the
   // error is returned. Nothing to do is a finished repack.
-  StatusOr<bool> Run(std::string_view workspace, std::string_view environment,
-                     const StopFn& stop, const ProgressFn& progress,
+  StatusOr<bool> Run(std::string_view workspace, std::string_view environment, const StopFn& stop,
+                     const ProgressFn& progress,
                      std::chrono::milliseconds retry_in = std::chrono::seconds(1));
 
  private:

@@ -8,8 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <utility>
 #include <thread>
+#include <utility>
 
 #include "ekm/base/random.h"
 #include "ekm/crypto/key_wrap.h"
@@ -42,8 +42,7 @@ class TestCmk : public KeyProvider {
     if (refuse) return PermissionDeniedError("AccessDeniedException: the key policy denies it");
     return inner_->Wrap("root", k, c);
   }
-  StatusOr<SecretBytes> Unwrap(std::string_view, ByteView w,
-                               const EncryptionContext& c) override {
+  StatusOr<SecretBytes> Unwrap(std::string_view, ByteView w, const EncryptionContext& c) override {
     ++unwraps;
     if (before_unwrap) std::exchange(before_unwrap, nullptr)();  // once
     if (refuse) return PermissionDeniedError("AccessDeniedException: the key policy denies it");
@@ -76,8 +75,8 @@ class RepackTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     store_ = std::move(*s);
     ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
-    keys_ = std::make_unique<KeyHierarchy>(store_.get(), &providers_, &clock_,
-                                           KeyHierarchyOptions{});
+    keys_ =
+        std::make_unique<KeyHierarchy>(store_.get(), &providers_, &clock_, KeyHierarchyOptions{});
     auto ek = keys_->NewEnvironmentKey("acme", "prod", CmkRef{"cmk-a", "root"}, 1);
     ASSERT_TRUE(ek.ok());
     auto env = store_->CreateEnvironment("acme", "prod", *ek, 1);
@@ -97,8 +96,8 @@ class RepackTest : public ::testing::Test {
   // A new current EK under `cmk` (what "Update key" stores).
   void ChangeCmk(const std::string& cmk) {
     EnvironmentRecord env = Env();
-    auto ek = keys_->NewEnvironmentKey("acme", "prod", CmkRef{cmk, "root"},
-                                       env.current_ek_version + 1);
+    auto ek =
+        keys_->NewEnvironmentKey("acme", "prod", CmkRef{cmk, "root"}, env.current_ek_version + 1);
     ASSERT_TRUE(ek.ok()) << ek.status().ToString();
     ek->environment_id = env.id;
     ASSERT_TRUE(store_->AddEnvironmentKey(*ek).ok());
@@ -121,8 +120,8 @@ class RepackTest : public ::testing::Test {
       r.scope = std::string("s").append(std::to_string(i));  // not "s" + …: GCC 12 -Wrestrict
       r.version = 1;
       r.ek_version = env.current_ek_version;
-      auto w = WrapKey(**ek, *dk,
-                       DataKeyWrapAad("acme", "prod", r.scope, 1, env.current_ek_version));
+      auto w =
+          WrapKey(**ek, *dk, DataKeyWrapAad("acme", "prod", r.scope, 1, env.current_ek_version));
       EXPECT_TRUE(w.ok());
       r.wrapped = *w;
       auto revealed = dk->RevealForCrypto();
@@ -351,8 +350,10 @@ TEST_F(RepackTest, TheRunnerFindsInterruptedAndNewRepacksAndStopsCleanly) {
   ChangeCmk("cmk-b");
   // Interrupted after one batch, as by a crash.
   int batches = 0;
-  ASSERT_TRUE(repacker_->Run("acme", "prod", [&] { return batches == 1; },
-                             [&](const Store::RepackJobRecord&) { ++batches; })
+  ASSERT_TRUE(repacker_
+                  ->Run(
+                      "acme", "prod", [&] { return batches == 1; },
+                      [&](const Store::RepackJobRecord&) { ++batches; })
                   .ok());
   RepackRunner::Options o;
   o.scan_interval = std::chrono::milliseconds(50);
@@ -391,8 +392,7 @@ TEST_F(RepackTest, OneHundredThousandDataKeysAreRepacked) {
   ChangeCmk("cmk-b");
   auto t0 = std::chrono::steady_clock::now();
   auto done = repacker_->Run("acme", "prod", nullptr, nullptr);
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(done.ok()) << done.status().ToString();
   std::printf("repacked %d data keys in %.2f s (%.0f DKs/s)\n", n, seconds, n / seconds);
   auto inv = Inventory();
@@ -424,7 +424,8 @@ class RepackThenTtlTest : public RepackTest {
     EXPECT_TRUE(done.ok() && *done) << done.status().ToString();
     EXPECT_TRUE(Inventory()[1].destroyed_at.has_value());
     // Within the TTL the cached handles still serve, as before the repack.
-    for (const auto& [scope, want] : bytes) EXPECT_TRUE(keys_->DataKeyVersion(Env(), scope, 1).ok());
+    for (const auto& [scope, want] : bytes)
+      EXPECT_TRUE(keys_->DataKeyVersion(Env(), scope, 1).ok());
     return bytes;
   }
 };
@@ -498,7 +499,8 @@ TEST_F(RepackTest, ARequestWithAStaleEnvironmentCreatesItsDataKeyUnderTheNewestK
   under_old.ek_version = 1;
   under_old.wrapped = Bytes(61, 1);
   auto refused = store_->InsertDataKey(under_old);
-  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status().ToString();
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition)
+      << refused.status().ToString();
   EXPECT_EQ(store_->GetDataKey(env_id_, "late", 1).status().code(), StatusCode::kNotFound);
   // Through the hierarchy with the stale record: the scope's DK lands under EK v2.
   for (const char* scope : {"new-scope", "s1"}) {

@@ -6,8 +6,8 @@
 #include <map>
 
 #include "ekm/events/lifecycle_event.h"
-#include "ekm/service/repack_json.h"
 #include "ekm/service/ekm_service.h"
+#include "ekm/service/repack_json.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/moto_peer.h"
 #include "ekm/testing/temp_dir.h"
@@ -15,9 +15,9 @@
 namespace ekm {
 namespace {
 
-using testing::MotoPeer;
 using std::chrono::hours;
 using std::chrono::seconds;
+using testing::MotoPeer;
 
 class ReplacementTest : public ::testing::Test {
  protected:
@@ -46,13 +46,12 @@ class ReplacementTest : public ::testing::Test {
   void Open() {
     svc_.reset();
     const auto& u = peer_->setup()["users"]["ekm-platform"];
-    std::map<std::string, std::string> env = {
-        {"AWS_ACCESS_KEY_ID", u["access_key_id"]},
-        {"AWS_SECRET_ACCESS_KEY", u["secret_access_key"]},
-        {"AWS_ENDPOINT_URL", peer_->proxy_endpoint()},
-        {"AWS_REGION", "us-east-1"},
-        {"AWS_EC2_METADATA_DISABLED", "true"},
-        {"HOME", dir_.path()}};
+    std::map<std::string, std::string> env = {{"AWS_ACCESS_KEY_ID", u["access_key_id"]},
+                                              {"AWS_SECRET_ACCESS_KEY", u["secret_access_key"]},
+                                              {"AWS_ENDPOINT_URL", peer_->proxy_endpoint()},
+                                              {"AWS_REGION", "us-east-1"},
+                                              {"AWS_EC2_METADATA_DISABLED", "true"},
+                                              {"HOME", dir_.path()}};
     options_.aws.env = [env](std::string_view name) -> std::optional<std::string> {
       auto it = env.find(std::string(name));
       if (it == env.end()) return std::nullopt;
@@ -280,8 +279,8 @@ TEST_F(ReplacementTest, AShorterPeriodAppliesOnlyAfterTheRunningOne) {
   EXPECT_NE(changed.back().detail.find("next_replacement_allowed_at"), std::string::npos)
       << changed.back().detail;
   // A reset to the default (24 h) and back again changes nothing of it either.
-  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", {}, {"replacement_period_seconds"})
-                  .ok());
+  ASSERT_TRUE(
+      svc_->UpdateEnvironmentSettings("acme", "prod", {}, {"replacement_period_seconds"}).ok());
   ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
   clock_.Advance(hours(22) - seconds(1));
   EXPECT_EQ(SetAws("rotating").status().code(), StatusCode::kFailedPrecondition);
@@ -308,7 +307,7 @@ TEST_F(ReplacementTest, ALongerPeriodAppliesAtOnceAndKeepsRunningWhenShortenedAg
 }
 
 TEST_F(ReplacementTest, AShorterDeploymentDefaultAppliesOnlyAfterTheRunningPeriod) {
-  ASSERT_TRUE(SetAws("main").ok());  // under the default 24 h
+  ASSERT_TRUE(SetAws("main").ok());        // under the default 24 h
   options_.replacement_period = hours(1);  // ekmd restarted with a shorter default
   Open();
   clock_.Advance(hours(2));

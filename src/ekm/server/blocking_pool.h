@@ -2,18 +2,20 @@
 // (the RSA-4096 generation of import-params today; provider calls can move here later). A
 // coroutine co_awaits Run(f): f runs on a pool thread while the I/O thread goes on serving the
 // other connections, and the coroutine resumes on its own executor (its connection's strand, or
-// the loop itself when one I/O thread runs it) with f's result. Work waits in a queue when every pool thread is busy.
+// the loop itself when one I/O thread runs it) with f's result. Work waits in a queue when every
+// pool thread is busy.
 #pragma once
 
-// (<utility> first: Boost 1.74's awaitable.hpp uses std::exchange without including it.)
+// clang-format off
+// <utility> first: Boost 1.74's awaitable.hpp uses std::exchange without including it.
 #include <utility>
-#include <optional>
-#include <type_traits>
-
+// clang-format on
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <optional>
+#include <type_traits>
 
 namespace ekm {
 

@@ -36,8 +36,7 @@ TEST(BlockingPoolTest, TheIoThreadServesOthersWhileTheWorkRuns) {
           work_thread = std::this_thread::get_id();
           entered = true;
           // A bound for the failure case only: success never waits for it.
-          return released.wait_for(std::chrono::seconds(20)) == std::future_status::ready ? 42
-                                                                                         : -1;
+          return released.wait_for(std::chrono::seconds(20)) == std::future_status::ready ? 42 : -1;
         });
         resumed_thread = std::this_thread::get_id();
       },

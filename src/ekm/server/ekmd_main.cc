@@ -1,31 +1,31 @@
 // ekmd: the ekm server. Serves API v1 over HTTP on the embedded default (SQLite + the
 // platform-managed root key) in --data-dir.
 #include <fcntl.h>
-#include <signal.h>
-#include <unistd.h>
 #include <openssl/crypto.h>
+#include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <sstream>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "ekm/base/key_file.h"
+#include "ekm/events/lifecycle_event.h"
 #include "ekm/server/http_server.h"
 #include "ekm/server/log_format.h"
 #include "ekm/server/process_hardening.h"
-#include "ekm/events/lifecycle_event.h"
 #include "ekm/service/ekm_service.h"
 
 namespace {
@@ -87,9 +87,10 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
     service.RevokeApiToken(boot->id).status().IgnoreError();  // nobody could ever use it
     return written;
   }
-  spdlog::warn("no admin token existed: wrote a new one (id {}) to {} (mode 0600); use it to "
-               "create owner tokens, then keep it offline",
-               boot->id, path);
+  spdlog::warn(
+      "no admin token existed: wrote a new one (id {}) to {} (mode 0600); use it to "
+      "create owner tokens, then keep it offline",
+      boot->id, path);
   return ekm::Status::Ok();
 }
 
@@ -98,12 +99,14 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
 int main(int argc, char** argv) {
   // Before anything reads a key: a crash must not write keys to disk.
   if (ekm::Status hardened = ekm::DisableCoreDumps(); !hardened.ok()) return Fail(hardened);
-  CLI::App app{"ekmd: the ekm server (Enterprise Key Management, bring your own key).\n"
-               "Serves the REST API v1 (docs/api.md) on the data directory's store and keys.",
-               "ekmd"};
+  CLI::App app{
+      "ekmd: the ekm server (Enterprise Key Management, bring your own key).\n"
+      "Serves the REST API v1 (docs/api.md) on the data directory's store and keys.",
+      "ekmd"};
   app.set_version_flag("--version", "ekmd 0.1.0");
-  app.set_config("--config", "", "Read options from a TOML/INI file (keys are the long option "
-                                 "names, e.g. listen = \"127.0.0.1:8080\")");
+  app.set_config("--config", "",
+                 "Read options from a TOML/INI file (keys are the long option "
+                 "names, e.g. listen = \"127.0.0.1:8080\")");
   ekm::EkmOptions options;
   options.data_dir = "./ekm-data";
   ekm::HttpServerOptions http;
@@ -308,8 +311,9 @@ int main(int argc, char** argv) {
   }
   options.key_cache_ttl = std::chrono::seconds(ttl);
   if (aws_call_deadline < aws_call_timeout) {
-    std::fprintf(stderr, "ekmd: error: --aws-call-deadline (%d s) is shorter than "
-                         "--aws-call-timeout (%d s): make the deadline at least one attempt long\n",
+    std::fprintf(stderr,
+                 "ekmd: error: --aws-call-deadline (%d s) is shorter than "
+                 "--aws-call-timeout (%d s): make the deadline at least one attempt long\n",
                  aws_call_deadline, aws_call_timeout);
     return 2;
   }
@@ -327,8 +331,9 @@ int main(int argc, char** argv) {
   }
   spdlog::set_level(spdlog::level::from_str(log_level));
   if (options.replacement_period.count() == 0) {
-    spdlog::warn("--key-replacement-period 0: a customer main key may be replaced any number "
-                 "of times in environments without their own replacement period setting");
+    spdlog::warn(
+        "--key-replacement-period 0: a customer main key may be replaced any number "
+        "of times in environments without their own replacement period setting");
   }
   if (client_auth->count() > 0 || !http.tls_client_ca_file.empty()) {
     if (http.tls_client_ca_file.empty()) {

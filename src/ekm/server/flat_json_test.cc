@@ -3,10 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 namespace ekm {
 namespace {
@@ -55,20 +54,27 @@ TEST(FlatJsonTest, LeavesEverythingElseToTheFullParser) {
   FlatFields f;
   size_t n = 0;
   for (const char* body : {
-           "",                                       // empty
-           "[]", "\"x\"", "1", "null",               // not an object
-           R"({"plaintext":"a\"b"})",                // an escape
-           R"({"plaintext":"a\u0041"})",             // a unicode escape
-           "{\"plaintext\":\"caf\xc3\xa9\"}",        // non-ASCII
-           "{\"plaintext\":\"a\tb\"}",               // a control character
-           R"({"plaintext":1})",                     // a number
-           R"({"plaintext":null})", R"({"plaintext":true})",
-           R"({"plaintext":["a"]})", R"({"plaintext":{"a":"b"}})",  // nesting
-           R"({"scope":"a","scope":"b"})",           // a repeated key
+           "",  // empty
+           "[]",
+           "\"x\"",
+           "1",
+           "null",                             // not an object
+           R"({"plaintext":"a\"b"})",          // an escape
+           R"({"plaintext":"a\u0041"})",       // a unicode escape
+           "{\"plaintext\":\"caf\xc3\xa9\"}",  // non-ASCII
+           "{\"plaintext\":\"a\tb\"}",         // a control character
+           R"({"plaintext":1})",               // a number
+           R"({"plaintext":null})",
+           R"({"plaintext":true})",
+           R"({"plaintext":["a"]})",
+           R"({"plaintext":{"a":"b"}})",                    // nesting
+           R"({"scope":"a","scope":"b"})",                  // a repeated key
            R"({"a":"1","b":"2","c":"3","d":"4","e":"5"})",  // too many fields
-           R"({"plaintext":"a",})",                  // trailing comma
-           R"({"plaintext":"a"} x)",                 // trailing garbage
-           R"({"plaintext" "a"})", R"({plaintext:"a"})", R"({"plaintext":"a")",
+           R"({"plaintext":"a",})",                         // trailing comma
+           R"({"plaintext":"a"} x)",                        // trailing garbage
+           R"({"plaintext" "a"})",
+           R"({plaintext:"a"})",
+           R"({"plaintext":"a")",
            R"({"plaintext":"a)",
        }) {
     EXPECT_FALSE(ParseFlatStringObject(body, &f, &n)) << body;
@@ -93,9 +99,15 @@ TEST(FlatJsonTest, AgreesWithTheFullParserOnRandomInputs) {
       const size_t at = rng() % body.size();
       const char c = alphabet[rng() % alphabet.size()];
       switch (rng() % 3) {
-        case 0: body[at] = c; break;
-        case 1: body.insert(body.begin() + static_cast<ptrdiff_t>(at), c); break;
-        default: body.erase(at, 1); break;
+        case 0:
+          body[at] = c;
+          break;
+        case 1:
+          body.insert(body.begin() + static_cast<ptrdiff_t>(at), c);
+          break;
+        default:
+          body.erase(at, 1);
+          break;
       }
     }
     FlatFields f;

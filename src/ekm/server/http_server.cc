@@ -66,7 +66,7 @@ constexpr const char* kTls12Ciphers =
 struct Connection {
   explicit Connection(tcp::socket s) : executor(s.get_executor()), plain(std::move(s)) {}
   net::any_io_executor executor;
-  beast::tcp_stream plain;            // moved into `tls` when TLS is on
+  beast::tcp_stream plain;  // moved into `tls` when TLS is on
   std::unique_ptr<TlsStream> tls;
   std::atomic<bool> busy{false};
   std::string remote;  // the peer's address, read once (not a getpeername per request)
@@ -171,8 +171,7 @@ int StatusSlot(int status) {
 }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -294,9 +293,9 @@ class HttpServer::Impl {
  private:
   void InitMetrics() {
     auto& r = metrics::Default();
-    auto& requests = r.AddCounter("ekm_http_requests_total",
-                                  "HTTP requests by route name, method and status",
-                                  {"route", "method", "status"});
+    auto& requests =
+        r.AddCounter("ekm_http_requests_total", "HTTP requests by route name, method and status",
+                     {"route", "method", "status"});
     requests_ = &requests;
     auto& latency = r.AddHistogram("ekm_http_request_duration_seconds",
                                    "Time from the request's header to the response's end, by "
@@ -306,9 +305,9 @@ class HttpServer::Impl {
                                   "Requests refused with 429 by the per-token rate limit, by "
                                   "route name",
                                   {"route"});
-    handshake_failures_ = &r.AddCounter("ekm_tls_handshake_failures_total",
-                                        "TLS handshakes that failed or timed out")
-                               .With({});
+    handshake_failures_ =
+        &r.AddCounter("ekm_tls_handshake_failures_total", "TLS handshakes that failed or timed out")
+             .With({});
     auto& refused = r.AddCounter("ekm_http_refused_total",
                                  "Connections and requests refused with 429 by a concurrency "
                                  "limit, by limit",
@@ -390,7 +389,8 @@ class HttpServer::Impl {
         return InvalidArgumentError("--tls-client-ca " + options_.tls_client_ca_file +
                                     " holds no PEM CA certificate: " + OpenSslErrors());
       }
-      if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(options_.tls_client_ca_file.c_str())) {
+      if (STACK_OF(X509_NAME)* names =
+              SSL_load_client_CA_file(options_.tls_client_ca_file.c_str())) {
         SSL_CTX_set_client_CA_list(c, names);
       }
       int verify = SSL_VERIFY_NONE;
@@ -487,13 +487,14 @@ class HttpServer::Impl {
     TlsStream& stream = *conn->tls;
     beast::error_code ec;
     beast::get_lowest_layer(stream).expires_after(options_.handshake_timeout);
-    co_await stream.async_handshake(ssl::stream_base::server, net::redirect_error(use_awaitable, ec));
+    co_await stream.async_handshake(ssl::stream_base::server,
+                                    net::redirect_error(use_awaitable, ec));
     if (ec) {
       handshake_failures_->Inc();
       beast::error_code pe;
       auto peer = conn->socket().remote_endpoint(pe);
-      spdlog::debug("TLS handshake with {} failed: {}", pe ? std::string("?") : peer.address().to_string(),
-                    ec.message());
+      spdlog::debug("TLS handshake with {} failed: {}",
+                    pe ? std::string("?") : peer.address().to_string(), ec.message());
       conn->socket().close(pe);
       co_return;
     }
@@ -522,7 +523,8 @@ class HttpServer::Impl {
     x.remote = conn.remote;
     Status limited = ResourceExhaustedError(
         "too many connections from " + conn.remote + ": the limit is " +
-            std::to_string(options_.max_connections_per_address) + " open connections per "
+            std::to_string(options_.max_connections_per_address) +
+            " open connections per "
             "client address",
         "reuse keep-alive connections instead of opening new ones, close idle ones, and retry "
         "after 1 s (Retry-After)");
@@ -556,7 +558,8 @@ class HttpServer::Impl {
       ConfigureRequestParser(parser);
       beast::get_lowest_layer(stream).expires_after(options_.read_timeout);
       beast::error_code ec;
-      co_await http::async_read_header(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+      co_await http::async_read_header(stream, buffer, parser,
+                                       net::redirect_error(use_awaitable, ec));
       Exchange x;
       x.wire = &conn.wire;
       x.route_index = RouteTable().size();
@@ -569,9 +572,9 @@ class HttpServer::Impl {
           x.request_id = NewRequestId();
           x.method = "other";
           Remote(conn, &x);
-          co_await WriteJson(stream, x, 11, false, 400,
-                             ErrorJson(InvalidArgumentError("malformed HTTP request: " +
-                                                            ec.message())));
+          co_await WriteJson(
+              stream, x, 11, false, 400,
+              ErrorJson(InvalidArgumentError("malformed HTTP request: " + ec.message())));
           Finish(x);
         }
         break;
@@ -625,10 +628,12 @@ class HttpServer::Impl {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - x.start).count();
     RouteSlots& slots = route_slots_[x.route_index];
     slots.latency->Observe(seconds);
-    const std::string_view method =
-        x.route_index < RouteTable().size() ? RouteTable()[x.route_index].method : MethodLabel(x.method);
+    const std::string_view method = x.route_index < RouteTable().size()
+                                        ? RouteTable()[x.route_index].method
+                                        : MethodLabel(x.method);
     int slot = StatusSlot(x.status);
-    metrics::Counter* c = slot >= 0 ? slots.by_status[slot].load(std::memory_order_acquire) : nullptr;
+    metrics::Counter* c =
+        slot >= 0 ? slots.by_status[slot].load(std::memory_order_acquire) : nullptr;
     if (c == nullptr) {
       c = &requests_->With({slots.name, method, std::to_string(x.status)});
       if (slot >= 0) slots.by_status[slot].store(c, std::memory_order_release);
@@ -672,7 +677,8 @@ class HttpServer::Impl {
       beast::get_lowest_layer(stream).expires_at(
           std::min(deadline, std::chrono::steady_clock::now() + options_.read_timeout));
       beast::error_code ec;
-      co_await http::async_read_some(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+      co_await http::async_read_some(stream, buffer, parser,
+                                     net::redirect_error(use_awaitable, ec));
       const size_t n = want - parser.get().body().size;
       out->resize(at + n);
       if (ec == http::error::need_buffer) ec = {};
@@ -710,7 +716,8 @@ class HttpServer::Impl {
       parser.get().body().data = buf.data();
       parser.get().body().size = buf.size();
       beast::error_code ec;
-      co_await http::async_read_some(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+      co_await http::async_read_some(stream, buffer, parser,
+                                     net::redirect_error(use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) co_return;
       total += buf.size() - parser.get().body().size;
@@ -729,8 +736,8 @@ class HttpServer::Impl {
     wire.clear();
     const beast::string_view r = http::obsolete_reason(static_cast<http::status>(status));
     const std::string_view reason(r.data(), r.size());
-    const std::string_view type =
-        content_type.empty() ? std::string_view("application/json") : std::string_view(content_type);
+    const std::string_view type = content_type.empty() ? std::string_view("application/json")
+                                                       : std::string_view(content_type);
     wire.reserve(160 + reason.size() + type.size() + x.request_id.size() + body.size());
     wire.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
     wire.append(std::to_string(status)).append(" ").append(reason);
@@ -779,10 +786,10 @@ class HttpServer::Impl {
     const std::string failure_key = "addr:" + x.remote;
     if (int64_t wait = auth_failures_.Peek(failure_key); wait > 0) {
       // Too many failed authentications from this address: refuse before checking the token.
-      Status limited = ResourceExhaustedError(
-          "too many failed authentications from this address",
-          "check the token you send (ekm token show); retry after " + std::to_string(wait) +
-              " s (Retry-After)");
+      Status limited =
+          ResourceExhaustedError("too many failed authentications from this address",
+                                 "check the token you send (ekm token show); retry after " +
+                                     std::to_string(wait) + " s (Retry-After)");
       bool body_pending = !parser.is_done();
       Headers retry;
       retry.emplace_back("Retry-After", std::to_string(wait));
@@ -801,12 +808,13 @@ class HttpServer::Impl {
         headers.emplace_back("WWW-Authenticate", "Bearer");  // RFC 6750
       }
       bool body_pending = !parser.is_done();
-      bool keep = co_await WriteJson(stream, x, version, keep_alive && !body_pending,
-                                     HttpStatusFor(match.status.code()) == 500 ? 500
-                                     : match.method_not_allowed         ? 405
-                                     : match.unsupported_media_type     ? 415
-                                                                        : HttpStatusFor(match.status.code()),
-                                     ErrorJson(match.status), headers);
+      bool keep =
+          co_await WriteJson(stream, x, version, keep_alive && !body_pending,
+                             HttpStatusFor(match.status.code()) == 500 ? 500
+                             : match.method_not_allowed                ? 405
+                             : match.unsupported_media_type            ? 415
+                                                            : HttpStatusFor(match.status.code()),
+                             ErrorJson(match.status), headers);
       if (body_pending) co_await Drain(stream, buffer, parser, x);
       co_return keep;
     }
@@ -838,8 +846,8 @@ class HttpServer::Impl {
     if (match.id != RouteId::kHealth && match.id != RouteId::kReady &&
         match.id != RouteId::kMetrics && limiter_.enabled()) {
       // Keyed by the verified token (an id alone proves nothing), else by address.
-      const std::string key = match.principal.token_id.empty() ? failure_key
-                                                               : "token:" + match.principal.token_id;
+      const std::string key =
+          match.principal.token_id.empty() ? failure_key : "token:" + match.principal.token_id;
       if (int64_t wait = limiter_.Acquire(key); wait > 0) {
         rate_limited_->With({route_slots_[x.route_index].name}).Inc();
         Status limited = ResourceExhaustedError(
@@ -878,7 +886,7 @@ class HttpServer::Impl {
     std::string body;
     Status read = co_await ReadBody(stream, buffer, parser, options_.max_body_size, &body, x);
     if (!read.ok()) {
-      int code = read.code() == StatusCode::kResourceExhausted ? 413
+      int code = read.code() == StatusCode::kResourceExhausted  ? 413
                  : read.code() == StatusCode::kDeadlineExceeded ? 408
                                                                 : 400;
       co_await WriteJson(stream, x, version, false, code, ErrorJson(read));
@@ -909,8 +917,7 @@ class HttpServer::Impl {
     // ekm's own client reads a failure after output began from the Ekm-Error trailer; any
     // other client gets a cut connection instead, which every HTTP client reports as an error
     // (a clean end of body with a trailer it never reads would look like success).
-    const bool error_trailer =
-        ListHas(View(parser.get()[kAcceptTrailerHeader]), "Ekm-Error");
+    const bool error_trailer = ListHas(View(parser.get()[kAcceptTrailerHeader]), "Ekm-Error");
     // The whole stream within --max-stream-duration of its header.
     const auto deadline = options_.max_stream_duration.count() > 0
                               ? x.start + options_.max_stream_duration
@@ -919,7 +926,8 @@ class HttpServer::Impl {
     if (!transform.ok()) {
       Headers headers;
       if (transform.status().retry_after_seconds() > 0) {
-        headers.emplace_back("Retry-After", std::to_string(transform.status().retry_after_seconds()));
+        headers.emplace_back("Retry-After",
+                             std::to_string(transform.status().retry_after_seconds()));
       }
       co_await WriteJson(stream, x, version, false, HttpStatusFor(transform.status().code()),
                          ErrorJson(transform.status()), headers);
@@ -928,8 +936,8 @@ class HttpServer::Impl {
     }
     StreamTransform& t = **transform;
     http::response<http::empty_body> res{http::status::ok, version};
-    res.set(http::field::content_type, match.text_output ? "text/plain; charset=utf-8"
-                                                         : "application/octet-stream");
+    res.set(http::field::content_type,
+            match.text_output ? "text/plain; charset=utf-8" : "application/octet-stream");
     res.set(http::field::cache_control, "no-store");
     res.set(http::field::trailer, "Ekm-Result, Ekm-Error");
     res.set("X-Request-Id", x.request_id);
@@ -965,17 +973,17 @@ class HttpServer::Impl {
     while (!parser.is_done()) {
       const auto now = std::chrono::steady_clock::now();
       if (now >= deadline) {
-        s = DeadlineExceededError(
-            "the stream did not end within " +
-                std::to_string(options_.max_stream_duration.count()) +
-                " s (ekmd --max-stream-duration)",
-            "split the data into smaller streams");
+        s = DeadlineExceededError("the stream did not end within " +
+                                      std::to_string(options_.max_stream_duration.count()) +
+                                      " s (ekmd --max-stream-duration)",
+                                  "split the data into smaller streams");
         break;
       }
       parser.get().body().data = buf.data();
       parser.get().body().size = buf.size();
       beast::get_lowest_layer(stream).expires_at(std::min(deadline, now + options_.read_timeout));
-      co_await http::async_read_some(stream, buffer, parser, net::redirect_error(use_awaitable, ec));
+      co_await http::async_read_some(stream, buffer, parser,
+                                     net::redirect_error(use_awaitable, ec));
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
         s = ReadError(ec);

@@ -18,10 +18,10 @@ namespace ekm {
 
 struct HttpServerOptions {
   std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free port
-  int threads = 0;                         // 0: one per core
-  size_t max_body_size = 1 << 20;          // JSON request bodies
-  std::chrono::seconds read_timeout{30};   // per read of a request header or body chunk
-  bool allow_insecure_listen = false;      // plain HTTP on a non-loopback address
+  int threads = 0;                        // 0: one per core
+  size_t max_body_size = 1 << 20;         // JSON request bodies
+  std::chrono::seconds read_timeout{30};  // per read of a request header or body chunk
+  bool allow_insecure_listen = false;     // plain HTTP on a non-loopback address
 
   // TLS (1.2 with ECDHE and AEAD ciphers only, and 1.3) when both are set: PEM files, the
   // certificate file may hold the chain.

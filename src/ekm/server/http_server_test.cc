@@ -5,10 +5,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <atomic>
 #include <cstdio>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "ekm/base/random.h"
@@ -47,10 +47,11 @@ std::string RawRequest(int port, const std::string& request) {
 std::string Post(int port, const std::string& path, const std::string& body,
                  const std::string& content_type = "application/json",
                  const std::string& token = "") {
-  return RawRequest(port, "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
-                              (content_type.empty() ? "" : "Content-Type: " + content_type + "\r\n") +
-                              (token.empty() ? "" : "Authorization: Bearer " + token + "\r\n") +
-                              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  return RawRequest(port,
+                    "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
+                        (content_type.empty() ? "" : "Content-Type: " + content_type + "\r\n") +
+                        (token.empty() ? "" : "Authorization: Bearer " + token + "\r\n") +
+                        "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
 }
 
 int StatusOf(const std::string& response) {
@@ -209,7 +210,8 @@ TEST_F(HttpServerTest, BadInputIsA4xxWithTheErrorShape) {
       {"POST", "/v1/workspaces", "{\"name\": \"Bad Name\"}", "application/json", 400, "position 1"},
       {"POST", "/v1/workspaces", "", "application/json", 400, "empty"},
       {"POST", enc, "{\"plaintext\": \"***\"}", "application/json", 400, "base64"},
-      {"POST", enc, "{\"plaintext\": \"aGk=\", \"scope\": \"a b\"}", "application/json", 400, "scope"},
+      {"POST", enc, "{\"plaintext\": \"aGk=\", \"scope\": \"a b\"}", "application/json", 400,
+       "scope"},
       {"POST", enc, "hello", "text/html", 415, "Content-Type"},
       {"POST", "/v1/workspaces/acme/environments/prod/decrypt", "{\"ciphertext\": \"nope\"}",
        "application/json", 400, "not an ekm ciphertext"},
@@ -224,16 +226,17 @@ TEST_F(HttpServerTest, BadInputIsA4xxWithTheErrorShape) {
   };
   for (const auto& c : cases) {
     // The data plane is the app's; the rest here is the admin's.
-    const std::string& token = c.path.find("/environments/prod/") != std::string::npos
-                                   ? app_token_
-                                   : admin_token_;
+    const std::string& token =
+        c.path.find("/environments/prod/") != std::string::npos ? app_token_ : admin_token_;
     std::string response =
         c.method == "POST" ? Post(port_, c.path, c.body, c.content_type, token)
                            : RawRequest(port_, c.method + " " + c.path +
                                                    " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                                                   "Authorization: Bearer " + token + "\r\n\r\n");
-    EXPECT_EQ(StatusOf(response), c.status) << c.method << " " << c.path << " " << c.body.substr(0, 40)
-                                            << "\n" << response.substr(0, 300);
+                                                   "Authorization: Bearer " +
+                                                   token + "\r\n\r\n");
+    EXPECT_EQ(StatusOf(response), c.status)
+        << c.method << " " << c.path << " " << c.body.substr(0, 40) << "\n"
+        << response.substr(0, 300);
     auto j = BodyOf(response);
     ASSERT_TRUE(j.is_object() && j.contains("error")) << response.substr(0, 300);
     EXPECT_TRUE(j["error"]["code"].is_string());
@@ -249,8 +252,8 @@ TEST_F(HttpServerTest, BadInputIsA4xxWithTheErrorShape) {
 TEST_F(HttpServerTest, MissingOrBadTokensAre401WithWwwAuthenticateAndWrongRolesAre403) {
   const std::string path = "/v1/workspaces";
   auto get = [&](const std::string& header) {
-    return RawRequest(port_, "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
-                                 header + "\r\n");
+    return RawRequest(
+        port_, "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + header + "\r\n");
   };
   std::string forged = admin_token_;
   forged.back() = forged.back() == 'A' ? 'Q' : 'A';
@@ -275,8 +278,9 @@ TEST_F(HttpServerTest, MissingOrBadTokensAre401WithWwwAuthenticateAndWrongRolesA
   EXPECT_EQ(StatusOf(r), 403);
   EXPECT_NE(BodyOf(r)["error"]["message"].get<std::string>().find("admin"), std::string::npos);
   // /healthz stays open.
-  EXPECT_EQ(StatusOf(RawRequest(port_, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: "
-                                       "close\r\n\r\n")),
+  EXPECT_EQ(StatusOf(RawRequest(port_,
+                                "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: "
+                                "close\r\n\r\n")),
             200);
 }
 
@@ -397,7 +401,8 @@ TEST_F(HttpServerTest, KeepAliveServesManyRequestsOnOneConnection) {
   many += "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
   std::string response = RawRequest(port_, many);
   size_t count = 0;
-  for (size_t pos = 0; (pos = response.find("HTTP/1.1 200", pos)) != std::string::npos; ++pos) ++count;
+  for (size_t pos = 0; (pos = response.find("HTTP/1.1 200", pos)) != std::string::npos; ++pos)
+    ++count;
   EXPECT_EQ(count, 21u);
 }
 
@@ -429,8 +434,8 @@ TEST_F(HttpServerTest, StopWaitsForAnInFlightStream) {
 }
 
 std::string Get(int port, const std::string& path, const std::string& headers = "") {
-  return RawRequest(port, "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" +
-                              headers + "\r\n");
+  return RawRequest(
+      port, "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + headers + "\r\n");
 }
 
 TEST_F(HttpServerTest, RequestIdIsEchoedOrGenerated) {
@@ -459,13 +464,17 @@ TEST_F(HttpServerTest, ReadyzAndMetrics) {
   r = Get(port_, "/metrics", "Authorization: Bearer " + admin_token_ + "\r\n");
   EXPECT_EQ(StatusOf(r), 200) << r;
   EXPECT_NE(r.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
-  EXPECT_NE(r.find("ekm_http_requests_total{route=\"environment.create\",method=\"POST\",status=\"201\"} "),
-            std::string::npos) << r;
+  EXPECT_NE(
+      r.find(
+          "ekm_http_requests_total{route=\"environment.create\",method=\"POST\",status=\"201\"} "),
+      std::string::npos)
+      << r;
   EXPECT_NE(r.find("ekm_http_request_duration_seconds_count{route=\"data.encrypt\"} "),
             std::string::npos);
   EXPECT_NE(r.find("ekm_key_cache_misses_total "), std::string::npos);
-  EXPECT_NE(r.find("ekm_provider_calls_total{provider=\"platform\",operation=\"wrap\",result=\"ok\"}"),
-            std::string::npos);
+  EXPECT_NE(
+      r.find("ekm_provider_calls_total{provider=\"platform\",operation=\"wrap\",result=\"ok\"}"),
+      std::string::npos);
   EXPECT_EQ(r.find("acme"), std::string::npos);
   EXPECT_EQ(r.find("prod"), std::string::npos);
 }
@@ -488,7 +497,7 @@ TEST_F(HttpServerTest, RateLimitAnswers429WithRetryAfterPerToken) {
   EXPECT_NE(r.find("Retry-After: 2\r\n"), std::string::npos) << r;
   EXPECT_EQ(BodyOf(r)["error"]["code"], "resource_exhausted");
   EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", b)), 200);  // its own bucket
-  EXPECT_EQ(StatusOf(Get(s.port(), "/healthz", a)), 200);  // probes are never limited
+  EXPECT_EQ(StatusOf(Get(s.port(), "/healthz", a)), 200);        // probes are never limited
   // A forged token with a's public id does not spend a's bucket: it is keyed by address.
 }
 
@@ -498,16 +507,16 @@ TEST_F(HttpServerTest, FailedAuthenticationsAreLimitedPerAddressBeforeTheTokenIs
   h.auth_failure_limit = 0.05;  // a burst of 3
   HttpServer s(svc_.get(), h);
   ASSERT_TRUE(s.Start().ok());
-  const std::string bad = "Authorization: Bearer ekm_00000000000000aa_" + std::string(43, 'x') +
-                          "\r\n";
+  const std::string bad =
+      "Authorization: Bearer ekm_00000000000000aa_" + std::string(43, 'x') + "\r\n";
   for (int i = 0; i < 3; ++i) EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", bad)), 401);
   std::string r = Get(s.port(), "/v1/workspaces", bad);
   EXPECT_EQ(StatusOf(r), 429) << r;
   EXPECT_NE(r.find("Retry-After: "), std::string::npos) << r;
   // The address is refused before its token is checked, good token or not, until it refills.
-  EXPECT_EQ(StatusOf(Get(s.port(), "/v1/workspaces", "Authorization: Bearer " + admin_token_ +
-                                                          "\r\n")),
-            429);
+  EXPECT_EQ(
+      StatusOf(Get(s.port(), "/v1/workspaces", "Authorization: Bearer " + admin_token_ + "\r\n")),
+      429);
   EXPECT_EQ(StatusOf(Get(s.port(), "/healthz")), 429);
 }
 
@@ -587,9 +596,10 @@ TEST_F(HttpServerTest, OnlyASingleChunkedTransferEncodingIsReadAndNothingIsSmugg
   const std::string smuggled = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
   for (std::string te : {"xchunked", "chunked, identity", "identity"}) {
     std::string response = RawRequestKeepOpen(
-        port_, "POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               "Authorization: Bearer " + admin_token_ + "\r\nTransfer-Encoding: " + te +
-                   "\r\n\r\n" + smuggled);
+        port_,
+        "POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Authorization: Bearer " +
+            admin_token_ + "\r\nTransfer-Encoding: " + te + "\r\n\r\n" + smuggled);
     EXPECT_EQ(StatusOf(response), 400) << te << "\n" << response;
     EXPECT_NE(response.find("Transfer-Encoding"), std::string::npos) << response;
     // One answer, then the connection closed: the body never ran as a request.
@@ -599,10 +609,12 @@ TEST_F(HttpServerTest, OnlyASingleChunkedTransferEncodingIsReadAndNothingIsSmugg
   std::string body = "{\"name\": \"chunky\"}";
   char size[16];
   std::snprintf(size, sizeof size, "%zx", body.size());
-  std::string ok = RawRequest(
-      port_, "POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-             "Authorization: Bearer " + admin_token_ + "\r\nTransfer-Encoding: chunked\r\n\r\n" +
-                 size + "\r\n" + body + "\r\n0\r\n\r\n" + smuggled);
+  std::string ok =
+      RawRequest(port_,
+                 "POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "Authorization: Bearer " +
+                     admin_token_ + "\r\nTransfer-Encoding: chunked\r\n\r\n" + size + "\r\n" +
+                     body + "\r\n0\r\n\r\n" + smuggled);
   EXPECT_EQ(StatusOf(ok), 201) << ok;
   EXPECT_EQ(Responses(ok), 2u) << ok;
 }
@@ -611,9 +623,12 @@ TEST_F(HttpServerTest, AChunkLargerThanTheBodyLimitIs413AtOnce) {
   // The client goes on sending (its connection stays open): the answer must not wait for the
   // chunk's bytes, nor for the read timeout (30 s here; the client waits 10 s).
   std::string response = RawRequestKeepOpen(
-      port_, "POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-             "Authorization: Bearer " + admin_token_ + "\r\nTransfer-Encoding: chunked\r\n\r\n"
-             "ffffffffffffffff\r\n{\"na");
+      port_,
+      "POST /v1/workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Authorization: Bearer " +
+          admin_token_ +
+          "\r\nTransfer-Encoding: chunked\r\n\r\n"
+          "ffffffffffffffff\r\n{\"na");
   EXPECT_EQ(StatusOf(response), 413) << response;
   EXPECT_NE(response.find("larger than the limit"), std::string::npos) << response;
 }
@@ -628,10 +643,12 @@ TEST_F(HttpServerTest, AStreamThatFailsAfterOutputIsCutUnlessTheClientReadsTheTr
   const size_t header = ct.size() - plain.size() - 5 * 16;
   const std::string cut(reinterpret_cast<const char*>(ct.data()), header + 3 * (65536 + 16));
   auto decrypt = [&](const std::string& extra) {
-    return RawRequest(port_, "POST /v1/workspaces/acme/environments/prod/decrypt HTTP/1.1\r\n"
-                             "Host: x\r\nContent-Type: application/octet-stream\r\n"
-                             "Authorization: Bearer " + app_token_ + "\r\nContent-Length: " +
-                                 std::to_string(cut.size()) + "\r\n" + extra + "\r\n" + cut);
+    return RawRequest(port_,
+                      "POST /v1/workspaces/acme/environments/prod/decrypt HTTP/1.1\r\n"
+                      "Host: x\r\nContent-Type: application/octet-stream\r\n"
+                      "Authorization: Bearer " +
+                          app_token_ + "\r\nContent-Length: " + std::to_string(cut.size()) +
+                          "\r\n" + extra + "\r\n" + cut);
   };
   // A generic client: 200 and output, but no last chunk: the body never ends cleanly.
   std::string generic = decrypt("");
@@ -680,12 +697,13 @@ TEST_F(HttpServerTest, ImportParamsRunsOffTheIoThreads) {
   ASSERT_TRUE(server.Start().ok());
   std::string imported;
   std::thread import([&] {
-    imported = Post(server.port(), "/v1/workspaces/acme/environments/prod/key/import-params",
-                    "{}", "application/json", km_token);
+    imported = Post(server.port(), "/v1/workspaces/acme/environments/prod/key/import-params", "{}",
+                    "application/json", km_token);
   });
   ASSERT_EQ(entered_future.wait_for(std::chrono::seconds(60)), std::future_status::ready);
-  std::string health = RawRequest(server.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n"
-                                                 "Connection: close\r\n\r\n");
+  std::string health = RawRequest(server.port(),
+                                  "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                  "Connection: close\r\n\r\n");
   EXPECT_FALSE(waited_out) << "the other request waited for import-params";
   EXPECT_EQ(StatusOf(health), 200) << health;
   release.set_value();

@@ -1,11 +1,10 @@
 #include "ekm/server/log_format.h"
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <nlohmann/json.hpp>
 
 namespace ekm {
 

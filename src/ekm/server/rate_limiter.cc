@@ -1,14 +1,13 @@
 #include "ekm/server/rate_limiter.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cctype>
+#include <cmath>
 #include <functional>
 
 namespace ekm {
 
-RateLimiter::RateLimiter(double rate, double burst)
-    : rate_(rate), burst_(std::max(1.0, burst)) {
+RateLimiter::RateLimiter(double rate, double burst) : rate_(rate), burst_(std::max(1.0, burst)) {
   full_after_ = rate_ > 0 ? std::chrono::nanoseconds(static_cast<int64_t>(burst_ / rate_ * 1e9))
                           : std::chrono::nanoseconds(0);
 }
@@ -36,7 +35,8 @@ int64_t RateLimiter::Acquire(std::string_view key, Clock::time_point now) {
   if (rate_ <= 0) return 0;
   Shard& shard = shards_[std::hash<std::string_view>{}(key) % kShards];
   std::lock_guard<std::mutex> lock(shard.mu);
-  if (now - shard.last_sweep >= std::max(full_after_, std::chrono::nanoseconds(std::chrono::seconds(10)))) {
+  if (now - shard.last_sweep >=
+      std::max(full_after_, std::chrono::nanoseconds(std::chrono::seconds(10)))) {
     Sweep(shard, now);
   }
   auto it = shard.buckets.find(std::string(key));

@@ -15,8 +15,7 @@ namespace http = boost::beast::http;
 namespace {
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -35,8 +34,7 @@ Status CheckFraming(const RequestParser& parser) {
   for (auto it = req.begin(); it != req.end(); ++it) {
     if (++fields > kMaxRequestHeaderFields) {
       return InvalidArgumentError(
-          "the request has more than " + std::to_string(kMaxRequestHeaderFields) +
-              " header fields",
+          "the request has more than " + std::to_string(kMaxRequestHeaderFields) + " header fields",
           "send fewer headers (ekm needs Authorization, Content-Type and Content-Length)");
     }
   }
@@ -52,8 +50,9 @@ Status CheckFraming(const RequestParser& parser) {
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
   if (!EqualsIgnoreCase(value, "chunked")) {
     std::string shown(value.substr(0, 64));
-    return InvalidArgumentError("Transfer-Encoding \"" + shown + "\" is not supported: only "
-                                "\"chunked\" is",
+    return InvalidArgumentError("Transfer-Encoding \"" + shown +
+                                    "\" is not supported: only "
+                                    "\"chunked\" is",
                                 hint);
   }
   if (req.version() < 11) {

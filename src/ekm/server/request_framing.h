@@ -1,11 +1,12 @@
 // How ekmd frames HTTP/1.1 requests on a connection: the Beast parser it reads each request with,
 // that parser's limits, and the Transfer-Encoding / Content-Length rules it enforces on top
 // (request smuggling). Coroutine-free, so the fuzz build (clang 14, which cannot compile the
-// server's Asio coroutines against libstdc++) can drive it byte by byte (fuzz/http_framing_fuzz.cc).
+// server's Asio coroutines against libstdc++) can drive it byte by byte
+// (fuzz/http_framing_fuzz.cc).
 #pragma once
-#include <cstddef>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <cstddef>
 
 #include "ekm/base/status.h"
 

@@ -1,11 +1,11 @@
 #include "ekm/server/routes.h"
 
 #include <openssl/crypto.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
 
@@ -16,13 +16,13 @@
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/metrics/metrics.h"
 #include "ekm/provider/imported/key_material_import.h"
-#include "ekm/service/repack_json.h"
 #include "ekm/server/http_errors.h"
 #include "ekm/server/request_decoding.h"
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_material_json.h"
 #include "ekm/service/key_status_json.h"
 #include "ekm/service/lifecycle_json.h"
+#include "ekm/service/repack_json.h"
 
 namespace ekm {
 
@@ -85,7 +85,6 @@ class DecryptTransform : public StreamTransform {
 }  // namespace
 
 namespace {
-
 
 // Splits a template or a request path into segments ("/a/b" -> {"a","b"}).
 std::vector<std::string_view> Segments(std::string_view path) {
@@ -190,10 +189,10 @@ RouteMatch Router::MatchRoute(const RouteRequest& r) const {
       }
     } else if (type != "application/json") {
       m.unsupported_media_type = true;
-      m.status = InvalidArgumentError(
-          "Content-Type \"" + r.content_type + "\" is not supported here",
-          "send application/json ({\"plaintext\"|\"ciphertext\": …}) or "
-          "application/octet-stream (a stream of any size)");
+      m.status =
+          InvalidArgumentError("Content-Type \"" + r.content_type + "\" is not supported here",
+                               "send application/json ({\"plaintext\"|\"ciphertext\": …}) or "
+                               "application/octet-stream (a stream of any size)");
     }
   }
   if (m.id == RouteId::kDeleteKeyMaterial) {
@@ -203,15 +202,13 @@ RouteMatch Router::MatchRoute(const RouteRequest& r) const {
   if (m.status.ok() && (r.method == "POST" || r.method == "PUT" || r.method == "PATCH") &&
       !m.streaming && !r.content_type.empty() && MediaType(r.content_type) != "application/json") {
     m.unsupported_media_type = true;
-    m.status = InvalidArgumentError("Content-Type \"" + r.content_type +
-                                        "\" is not supported here",
+    m.status = InvalidArgumentError("Content-Type \"" + r.content_type + "\" is not supported here",
                                     "send application/json (curl: -H \"Content-Type: "
                                     "application/json\")");
   }
   if (m.scope.empty()) m.scope = std::string(kDefaultScope);
   return m;
 }
-
 
 namespace {
 
@@ -232,7 +229,6 @@ std::string BearerToken(std::string_view header) {
   while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
   return std::string(header);
 }
-
 
 json ApiTokenJson(const ApiTokenInfo& t, int64_t now) {
   json j = {{"id", t.id},
@@ -285,8 +281,8 @@ RouteMatch Router::Match(const RouteRequest& r) const {
 }
 
 RouteResponse Router::Denied(const RouteMatch& m, const Status& why) {
-  service_->RecordPermissionDenied(m.principal, RouteInfoFor(m.id).name, m.workspace,
-                                   m.environment, m.remote_address, why);
+  service_->RecordPermissionDenied(m.principal, RouteInfoFor(m.id).name, m.workspace, m.environment,
+                                   m.remote_address, why);
   return Error(why);
 }
 
@@ -295,20 +291,21 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
   const int64_t now = ToUnixSeconds(Clock::Real().Now());
   switch (m.id) {
     case RouteId::kWhoAmI:
-      return {200, JsonText(json{{"id", p.token_id},
-                                 {"role", auth::RoleName(p.role)},
-                                 {"workspace", p.workspace},
-                                 {"environments", p.environments},
-                                 {"expires_at", p.expires_at == 0 ? json(nullptr)
-                                                                  : json(TimeText(p.expires_at))}})};
+      return {200,
+              JsonText(json{{"id", p.token_id},
+                            {"role", auth::RoleName(p.role)},
+                            {"workspace", p.workspace},
+                            {"environments", p.environments},
+                            {"expires_at",
+                             p.expires_at == 0 ? json(nullptr) : json(TimeText(p.expires_at))}})};
     case RouteId::kCreateToken: {
       auto decoded = DecodeCreateTokenBody(body);
       if (!decoded.ok()) return Error(decoded.status());
       ApiTokenRequest req = std::move(decoded).value();
       // A workspace's owner mints tokens of its own workspace unless it names one.
       if (req.workspace.empty() && !p.IsAdmin() && !p.local_operator) req.workspace = p.workspace;
-      Status allowed =
-          auth::AuthorizeTokenAdministration(p, auth::TokenAction::kCreate, req.workspace, req.role);
+      Status allowed = auth::AuthorizeTokenAdministration(p, auth::TokenAction::kCreate,
+                                                          req.workspace, req.role);
       if (!allowed.ok()) return Denied(m, allowed);
       if (!p.local_operator) req.requested_by = p.role;
       auto t = service_->CreateApiToken(req);
@@ -350,10 +347,9 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
       }
       if (!p.IsAdmin()) {
         // An unknown id and another workspace's token get the same 403: no existence leak.
-        Status allowed =
-            found.ok() ? auth::AuthorizeTokenAdministration(p, kRevoke, found->workspace,
-                                                            found->role)
-                       : auth::AuthorizeTokenAdministration(p, kRevoke, "\x01");
+        Status allowed = found.ok() ? auth::AuthorizeTokenAdministration(
+                                          p, kRevoke, found->workspace, found->role)
+                                    : auth::AuthorizeTokenAdministration(p, kRevoke, "\x01");
         if (!allowed.ok()) return Denied(m, allowed);
       } else if (found.ok()) {
         Status allowed =
@@ -573,8 +569,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (in->set.replacement_period_seconds ||
           std::find(in->reset.begin(), in->reset.end(), kSettingReplacementPeriod) !=
               in->reset.end()) {
-        Status owner = auth::AuthorizeOwnerOnly(
-            caller, "changing " + std::string(kSettingReplacementPeriod));
+        Status owner =
+            auth::AuthorizeOwnerOnly(caller, "changing " + std::string(kSettingReplacementPeriod));
         if (!owner.ok()) return Denied(m, owner);
       }
       auto s = service_->UpdateEnvironmentSettings(m.workspace, m.environment, in->set, in->reset);
@@ -603,9 +599,9 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!q.ok()) return Error(q.status());
       if (caller.EnvironmentRestricted() &&
           (!q->environment || !caller.MayUseEnvironment(*q->environment))) {
-        return Denied(m, PermissionDeniedError(
-                             "this token may read only the events of its own environments",
-                             "add ?environment=E for one of the token's environments"));
+        return Denied(
+            m, PermissionDeniedError("this token may read only the events of its own environments",
+                                     "add ?environment=E for one of the token's environments"));
       }
       auto list = service_->ListEvents(*q);
       if (!list.ok()) return Error(list.status());
@@ -645,8 +641,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kValidateKey: {
       auto key = DecodeValidateKeyBody(body);
       if (!key.ok()) return Error(key.status());
-      auto v = service_->ValidateCustomerKey(m.workspace, m.environment, key->provider,
-                                             key->key_id);
+      auto v =
+          service_->ValidateCustomerKey(m.workspace, m.environment, key->provider, key->key_id);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
@@ -654,12 +650,11 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto in = DecodeGenerateDataKeyBody(body);
       if (!in.ok()) return Error(in.status());
       const std::string& sc = in->scope.empty() ? m.scope : in->scope;
-      auto k = service_->GenerateDataKey(m.workspace, m.environment, sc, in->bytes,
-                                         in->with_plaintext);
+      auto k =
+          service_->GenerateDataKey(m.workspace, m.environment, sc, in->bytes, in->with_plaintext);
       if (!k.ok()) return Error(k.status());
-      json out = {{"ciphertext", EnvelopeToText(k->ciphertext)},
-                  {"scope", k->scope},
-                  {"bytes", in->bytes}};
+      json out = {
+          {"ciphertext", EnvelopeToText(k->ciphertext)}, {"scope", k->scope}, {"bytes", in->bytes}};
       // The key bytes leave SecretBytes only here, encoded into the response.
       if (in->with_plaintext) out["plaintext"] = Base64Encode(k->plaintext.RevealForCrypto());
       return {200, JsonText(out)};
@@ -682,10 +677,10 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
         if (in->errors[i]) out_items[i] = ItemError(*in->errors[i]);
       }
       for (size_t k = 0; k < results.size(); ++k) {
-        out_items[in->positions[k]] = results[k].ok()
-                                          ? json{{"ciphertext", EnvelopeToText(*results[k])},
-                                                 {"scope", in->items[k].scope}}
-                                          : ItemError(results[k].status());
+        out_items[in->positions[k]] =
+            results[k].ok()
+                ? json{{"ciphertext", EnvelopeToText(*results[k])}, {"scope", in->items[k].scope}}
+                : ItemError(results[k].status());
       }
       return {200, JsonText(json{{"items", out_items}})};
     }
@@ -712,8 +707,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     // (chain: the workspace's, or "" = the platform's)
     case RouteId::kAuditQuery:
     case RouteId::kPlatformAuditQuery: {
-      auto q = DecodeEventQuery(m.id == RouteId::kAuditQuery ? m.workspace : "", m.query,
-                                NowMs());
+      auto q = DecodeEventQuery(m.id == RouteId::kAuditQuery ? m.workspace : "", m.query, NowMs());
       if (!q.ok()) return Error(q.status());
       if (caller.EnvironmentRestricted() &&
           (!q->environment || !caller.MayUseEnvironment(*q->environment))) {
@@ -757,8 +751,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     }
     case RouteId::kAuditListCheckpoints:
     case RouteId::kPlatformAuditListCheckpoints: {
-      auto list = service_->ListAuditCheckpoints(
-          m.id == RouteId::kAuditListCheckpoints ? m.workspace : "");
+      auto list =
+          service_->ListAuditCheckpoints(m.id == RouteId::kAuditListCheckpoints ? m.workspace : "");
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& c : *list) arr.push_back(AuditCheckpointJson(c));
@@ -768,18 +762,17 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kPlatformAuditCreateCheckpoint: {
       Status empty = DecodeEmptyBody(body, "a checkpoint request");
       if (!empty.ok()) return Error(empty);
-      auto c = service_->CreateAuditCheckpoint(
-          m.id == RouteId::kAuditCreateCheckpoint ? m.workspace : "");
+      auto c = service_->CreateAuditCheckpoint(m.id == RouteId::kAuditCreateCheckpoint ? m.workspace
+                                                                                       : "");
       if (!c.ok()) return Error(c.status());
       return {201, JsonText(AuditCheckpointJson(*c))};
     }
     case RouteId::kAuditPublicKey: {
       const AuditPublicKey& k = service_->AuditSigningPublicKey();
-      return {200, JsonText(json{{"algorithm", "Ed25519"},
-                                 {"key_id", k.key_id()},
-                                 {"public_key_pem", k.pem()}})};
+      return {200,
+              JsonText(json{
+                  {"algorithm", "Ed25519"}, {"key_id", k.key_id()}, {"public_key_pem", k.pem()}})};
     }
-
   }
   return Error(InternalError("unhandled route"));
 }
@@ -788,9 +781,9 @@ StatusOr<std::unique_ptr<StreamTransform>> Router::OpenStream(const RouteMatch& 
   if (!m.authenticated) return UnauthenticatedError("the request was not authenticated");
   ScopedActor actor(m.principal.Actor());
   if (m.id == RouteId::kEncrypt) {
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> enc,
-                         service_->NewEncryptStream(m.workspace, m.environment, m.scope,
-                                                    m.text_output));
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<EnvelopeEncoder> enc,
+        service_->NewEncryptStream(m.workspace, m.environment, m.scope, m.text_output));
     return std::unique_ptr<StreamTransform>(new EncryptTransform(std::move(enc)));
   }
   EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> dec,

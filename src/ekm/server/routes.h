@@ -4,8 +4,8 @@
 
 #include <memory>
 #include <span>
-#include <string_view>
 #include <string>
+#include <string_view>
 
 #include "ekm/api/operations.h"
 #include "ekm/auth/token.h"
@@ -39,7 +39,7 @@ struct RouteMatch {
   std::string material_key_id;  // DELETE …/key/material?key_id=
 
   std::string id_param;  // {id} in the path (routes that name a resource by id)
-  std::string query;  // the raw query string, for routes that take query parameters
+  std::string query;     // the raw query string, for routes that take query parameters
 
   bool found = false;          // a row of the route table matched
   bool authenticated = false;  // Match checked the caller's token (or the route is open)
@@ -49,8 +49,8 @@ struct RouteMatch {
 
 struct RouteResponse {
   int status = 200;
-  std::string body;  // JSON
-  int64_t retry_after = 0;  // seconds, sent as Retry-After when > 0 (a transient error)
+  std::string body;               // JSON
+  int64_t retry_after = 0;        // seconds, sent as Retry-After when > 0 (a transient error)
   std::string content_type = "";  // empty: application/json
 };
 

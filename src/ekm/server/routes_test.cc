@@ -120,7 +120,8 @@ std::set<std::string> OpenApiOperations(const std::string& file) {
 }
 
 TEST(RouteTableTest, OpenApiSpecDescribesExactlyTheRouteTable) {
-  std::set<std::string> spec = OpenApiOperations(std::string(EKM_SOURCE_DIR) + "/docs/openapi.yaml");
+  std::set<std::string> spec =
+      OpenApiOperations(std::string(EKM_SOURCE_DIR) + "/docs/openapi.yaml");
   ASSERT_FALSE(spec.empty()) << "docs/openapi.yaml has no operations (or is missing)";
   std::set<std::string> table;
   for (const RouteInfo& route : RouteTable()) {
@@ -139,12 +140,12 @@ TEST(RouteTableTest, BatchAndDataKeyRoutesMatch) {
   RouteRequest r;
   r.method = "POST";
   r.content_type = "application/json";
-  for (auto [target, id] : {std::pair<std::string, RouteId>{"/v1/workspaces/a/environments/p/encrypt/batch",
-                                                            RouteId::kEncryptBatch},
-                            {"/v1/workspaces/a/environments/p/decrypt/batch", RouteId::kDecryptBatch},
-                            {"/v1/workspaces/a/environments/p/generate-data-key",
-                             RouteId::kGenerateDataKey},
-                            {"/v1/workspaces/a/environments/p/key/validate", RouteId::kValidateKey}}) {
+  for (auto [target, id] :
+       {std::pair<std::string, RouteId>{"/v1/workspaces/a/environments/p/encrypt/batch",
+                                        RouteId::kEncryptBatch},
+        {"/v1/workspaces/a/environments/p/decrypt/batch", RouteId::kDecryptBatch},
+        {"/v1/workspaces/a/environments/p/generate-data-key", RouteId::kGenerateDataKey},
+        {"/v1/workspaces/a/environments/p/key/validate", RouteId::kValidateKey}}) {
     r.target = target;
     RouteMatch m = router.MatchRoute(r);
     ASSERT_TRUE(m.status.ok()) << target;

@@ -2,9 +2,8 @@
 // bounds, revocation (at once on this node, within kApiTokenCacheTtl on another), bootstrap.
 #include <gtest/gtest.h>
 
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/service/ekm_service.h"
@@ -75,18 +74,21 @@ TEST_F(ApiTokenTest, BadRequestsAreRefused) {
                 std::chrono::seconds expires_in = {}) {
     return ApiTokenRequest{std::move(role), std::move(ws), std::move(envs), "", expires_in};
   };
-  EXPECT_EQ(svc_->CreateApiToken(req("root", "acme")).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->CreateApiToken(req("root", "acme")).status().code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(svc_->CreateApiToken(req("app", "")).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(svc_->CreateApiToken(req("admin", "acme")).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->CreateApiToken(req("admin", "acme")).status().code(),
+            StatusCode::kInvalidArgument);
   EXPECT_EQ(svc_->CreateApiToken(req("app", "nope")).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(svc_->CreateApiToken(req("app", "acme", {"nope"})).status().code(),
             StatusCode::kNotFound);
   EXPECT_EQ(svc_->CreateApiToken(req("app", "acme", {}, std::chrono::seconds(10))).status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(svc_->CreateApiToken(req("app", "acme", {}, kMaxApiTokenLifetime + std::chrono::seconds(1)))
-                .status()
-                .code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      svc_->CreateApiToken(req("app", "acme", {}, kMaxApiTokenLifetime + std::chrono::seconds(1)))
+          .status()
+          .code(),
+      StatusCode::kInvalidArgument);
 }
 
 TEST_F(ApiTokenTest, EachFailureIs401AndRecordedWithItsReasonNeverTheSecret) {
@@ -121,7 +123,7 @@ TEST_F(ApiTokenTest, EachFailureIs401AndRecordedWithItsReasonNeverTheSecret) {
 TEST_F(ApiTokenTest, RevocationIsImmediateHereAndWithinTheCacheTtlOnAnotherNode) {
   NewApiToken t = Create("app");
   std::string text = Text(t.token);
-  std::unique_ptr<EkmService> other = Open();  // another node on the same store
+  std::unique_ptr<EkmService> other = Open();            // another node on the same store
   ASSERT_TRUE(other->Authenticate(text, "r", "").ok());  // now cached there
   ASSERT_TRUE(svc_->Authenticate(text, "r", "").ok());
   ASSERT_TRUE(svc_->RevokeApiToken(t.info.id).ok());
@@ -179,8 +181,7 @@ TEST_F(ApiTokenTest, TheAdminCreatesAnOwnerOnlyForAWorkspaceWithoutAValidOne) {
   auto owner2 = svc_->CreateApiToken(by_owner);
   ASSERT_TRUE(owner2.ok()) << owner2.status().ToString();
   ASSERT_TRUE(svc_->RevokeApiToken(first->info.id, auth::Role::kOwner).ok());
-  EXPECT_EQ(svc_->CreateApiToken(as_admin("owner")).status().code(),
-            StatusCode::kPermissionDenied);
+  EXPECT_EQ(svc_->CreateApiToken(as_admin("owner")).status().code(), StatusCode::kPermissionDenied);
   // Every owner token revoked or expired: the admin may create one, a recovery.
   ASSERT_TRUE(svc_->RevokeApiToken(owner2->info.id, auth::Role::kOwner).ok());
   auto recovered = svc_->CreateApiToken(as_admin("owner"));

@@ -30,10 +30,12 @@ class AuditServiceTest : public ::testing::Test {
   }
   std::vector<LifecycleEventRecord> Chain(const std::string& chain) {
     std::vector<LifecycleEventRecord> out;
-    EXPECT_TRUE(svc_->ExportAudit(chain, [&](const LifecycleEventRecord& r) {
-                      out.push_back(r);
-                      return Status::Ok();
-                    }).ok());
+    EXPECT_TRUE(svc_->ExportAudit(chain,
+                                  [&](const LifecycleEventRecord& r) {
+                                    out.push_back(r);
+                                    return Status::Ok();
+                                  })
+                    .ok());
     return out;
   }
   // {"operation/outcome": count} over the data_plane.usage records of acme/prod.
@@ -89,8 +91,8 @@ TEST_F(AuditServiceTest, SigningKeyIsCreatedAtInitAndNeverReplaced) {
   ASSERT_EQ(::unlink(path.c_str()), 0);
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((options_.data_dir + "/ekm.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "DELETE FROM store_meta WHERE name = 'audit_signing_key_id'",
-                         nullptr, nullptr, nullptr),
+  ASSERT_EQ(sqlite3_exec(db, "DELETE FROM store_meta WHERE name = 'audit_signing_key_id'", nullptr,
+                         nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
   s = EkmService::Open(options_);
@@ -189,8 +191,8 @@ TEST_F(AuditServiceTest, UsageCountsEachOutcomeApart) {
   ASSERT_TRUE(batch.ok());
   ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
   auto usage = Usage();
-  EXPECT_EQ(usage["encrypt/ok"], 2u);  // the message and the stream
-  EXPECT_EQ(usage["decrypt/ok"], 3u);  // the stream that ended, two batch items
+  EXPECT_EQ(usage["encrypt/ok"], 2u);      // the message and the stream
+  EXPECT_EQ(usage["decrypt/ok"], 3u);      // the stream that ended, two batch items
   EXPECT_EQ(usage["decrypt/failed"], 5u);  // tampered, dev's, dropped, tampered stream, item
   EXPECT_EQ(usage["generate_data_key/ok"], 1u);
   EXPECT_EQ(usage.count("decrypt/refused"), 0u);

@@ -42,7 +42,8 @@ class CustomerKeyTest : public ::testing::Test {
     const auto& u = peer_->setup()["users"][user];
     std::map<std::string, std::string> env = {
         {"AWS_ACCESS_KEY_ID", u["access_key_id"]},
-        {"AWS_SECRET_ACCESS_KEY", secret.empty() ? u["secret_access_key"].get<std::string>() : secret},
+        {"AWS_SECRET_ACCESS_KEY",
+         secret.empty() ? u["secret_access_key"].get<std::string>() : secret},
         {"AWS_ENDPOINT_URL", via_proxy ? peer_->proxy_endpoint() : peer_->endpoint()},
         {"AWS_REGION", "us-east-1"},
         {"AWS_EC2_METADATA_DISABLED", "true"},
@@ -286,7 +287,8 @@ TEST_F(CustomerKeyTest, PolicyStatementAndDoctorForTheWorkspace) {
   std::string broken = R"({"Version": "2012-10-17", "Statement": [
   {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
    "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"}
-  )" + advice->statement + "]}";
+  )" + advice->statement +
+                       "]}";
   auto bad = svc_->CheckKeyPolicy("acme", broken);
   ASSERT_TRUE(bad.ok()) << bad.status().ToString();
   auto b = nlohmann::json::parse(*bad);

@@ -1,5 +1,7 @@
 #include "ekm/service/ekm_service.h"
 
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,13 +10,9 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <unordered_map>
-
-#include <openssl/crypto.h>
-#include <spdlog/spdlog.h>
-
-#include <nlohmann/json.hpp>
 
 #include "ekm/audit/usage_counter.h"
 #include "ekm/base/encoding.h"
@@ -22,17 +20,17 @@
 #include "ekm/base/random.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/events/lifecycle_event.h"
+#include "ekm/keys/key_hierarchy.h"
 #include "ekm/policy/key_policy_statement.h"
 #include "ekm/policy/policy_doctor.h"
-#include "ekm/service/key_json.h"
-#include "ekm/keys/key_hierarchy.h"
-#include "ekm/provider/key_provider.h"
 #include "ekm/provider/aws/aws_kms_setup.h"
 #include "ekm/provider/imported/imported_key_provider.h"
-#include "ekm/provider/imported/key_material_import.h"  
+#include "ekm/provider/imported/key_material_import.h"
+#include "ekm/provider/key_provider.h"
 #include "ekm/provider/platform/platform_key_provider.h"
+#include "ekm/repack/repacker.h"
+#include "ekm/service/key_json.h"
 #include "ekm/service/repack_json.h"
-#include "ekm/repack/repacker.h"   
 #include "ekm/store/sqlite/sqlite_store.h"
 
 namespace ekm {
@@ -226,8 +224,10 @@ StatusOr<std::unique_ptr<AuditSigner>> OpenAuditSigner(const std::string& path, 
     }
     if (signed_before) {
       return FailedPreconditionError(
-          "the audit signing key file " + path + " is missing, but this store's audit log is "
-          "signed with " + (recorded ? "key " + *recorded : std::string("it")),
+          "the audit signing key file " + path +
+              " is missing, but this store's audit log is "
+              "signed with " +
+              (recorded ? "key " + *recorded : std::string("it")),
           "restore audit-signing.key from your backup; ekm never creates a new audit signing "
           "key for an existing audit log");
     }
@@ -287,11 +287,10 @@ class EkmServiceImpl : public EkmService {
     // New environments start on the platform-managed CMK; `ekm key set` replaces it.
     CmkRef cmk{std::string(kPlatformProviderName), std::string(kPlatformRootKeyId)};
     EKM_RETURN_IF_ERROR(PrepareNewEnvironment(workspace, name, &cmk));
-    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek,
-                         NewFirstEnvironmentKey(workspace, name, cmk));
-    EKM_ASSIGN_OR_RETURN(EnvironmentRecord rec,
-                         store_->CreateEnvironment(workspace, name, ek,
-                                                   ToUnixSeconds(options_.clock->Now())));
+    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek, NewFirstEnvironmentKey(workspace, name, cmk));
+    EKM_ASSIGN_OR_RETURN(
+        EnvironmentRecord rec,
+        store_->CreateEnvironment(workspace, name, ek, ToUnixSeconds(options_.clock->Now())));
     RecordEvent(rec.workspace, rec.name, event::kEnvironmentCreated,
                 {{"cmk", {{"provider", ek.cmk_provider}, {"key_id", ek.cmk_key_id}}},
                  {"ek_version", ek.version}});
@@ -394,7 +393,8 @@ class EkmServiceImpl : public EkmService {
     v.checks.push_back({"decrypt", "passed", "the round trip returned the same key"});
 
     auto described = provider->Describe(key_id);
-    if (!described.ok()) return fail("describe", described.status(), ProviderCode(described.status()));
+    if (!described.ok())
+      return fail("describe", described.status(), ProviderCode(described.status()));
     const CmkDescription& d = *described;
     if (d.describe_permitted) {
       if (!d.key_spec.empty() && d.key_spec != "SYMMETRIC_DEFAULT" && provider_name == "aws-kms") {
@@ -408,10 +408,10 @@ class EkmServiceImpl : public EkmService {
       }
       if (!d.key_usage.empty() && d.key_usage != "ENCRYPT_DECRYPT") {
         return fail("describe",
-                    InvalidArgumentError("the key's usage is " + d.key_usage +
-                                             "; ekm needs ENCRYPT_DECRYPT",
-                                         "create a symmetric key with key usage Encrypt and "
-                                         "decrypt and use its ARN"),
+                    InvalidArgumentError(
+                        "the key's usage is " + d.key_usage + "; ekm needs ENCRYPT_DECRYPT",
+                        "create a symmetric key with key usage Encrypt and "
+                        "decrypt and use its ARN"),
                     "");
       }
       if (!d.state.empty() && d.state != "Enabled") {
@@ -467,7 +467,6 @@ class EkmServiceImpl : public EkmService {
   }
 
  public:
-
   StatusOr<CustomerKeyInfo> ShowCustomerKey(std::string_view workspace,
                                             std::string_view environment) override {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
@@ -509,8 +508,8 @@ class EkmServiceImpl : public EkmService {
       const auto now = options_.clock->Monotonic();
       DataPathMemos::Block* block = nullptr;
       auto lock = keys_.memos().Lock(&block);
-      DataPathMemos::Entry* e = block->Find(generation, now.time_since_epoch().count(), workspace,
-                                            environment, scope, 0);
+      DataPathMemos::Entry* e =
+          block->Find(generation, now.time_since_epoch().count(), workspace, environment, scope, 0);
       std::array<uint8_t, 12> nonce;
       if (e != nullptr && e->dk->ValidAt(now) &&
           (e->nonces.Next(nonce) ||
@@ -550,8 +549,7 @@ class EkmServiceImpl : public EkmService {
   // Keeps what the full data path looked up as this thread's memo (see Encrypt).
   void Remember(uint64_t generation, std::chrono::steady_clock::time_point valid_until,
                 std::string_view workspace, std::string_view environment, std::string_view scope,
-                uint32_t version, const EnvironmentRecord& env,
-                std::shared_ptr<DataKeyHandle> dk) {
+                uint32_t version, const EnvironmentRecord& env, std::shared_ptr<DataKeyHandle> dk) {
     DataPathMemos::Block* block = nullptr;
     auto lock = keys_.memos().Lock(&block);
     DataPathMemos::Entry& e = block->Slot();
@@ -692,8 +690,8 @@ class EkmServiceImpl : public EkmService {
     auto key = std::make_shared<StreamKey>();
     key->workspace = std::string(workspace);
     key->environment = std::string(environment);
-    auto lookup = [this, env, usage, key](const EnvelopeHeader& h)
-        -> StatusOr<std::shared_ptr<const SecretBytes>> {
+    auto lookup = [this, env, usage,
+                   key](const EnvelopeHeader& h) -> StatusOr<std::shared_ptr<const SecretBytes>> {
       if (usage) usage->NameScope(h.context.scope);
       EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, h.context));
       key->scope = h.context.scope;
@@ -707,7 +705,7 @@ class EkmServiceImpl : public EkmService {
         new CountedCoder<EnvelopeDecoder>(std::move(decoder), std::move(usage)));
   }
 
-    // The data key a stream in progress uses, as last found usable.
+  // The data key a stream in progress uses, as last found usable.
   struct StreamKey {
     std::string workspace, environment, scope;
     uint32_t version = 0;  // 0: not known yet (a decrypt before its header)
@@ -764,18 +762,19 @@ class EkmServiceImpl : public EkmService {
         {kSettingGracePeriod, set.grace_period_seconds, 0, 7 * 86400},
         {kSettingEkRotationPeriod, set.ek_rotation_period_seconds, 3600, 10LL * 365 * 86400},
         {kSettingDkRotationPeriod, set.dk_rotation_period_seconds, 3600, 10LL * 365 * 86400},
-        {kSettingReplacementPeriod, set.replacement_period_seconds,
-         kMinReplacementPeriod.count(), 365LL * 86400},
+        {kSettingReplacementPeriod, set.replacement_period_seconds, kMinReplacementPeriod.count(),
+         365LL * 86400},
     };
     if (set.replacement_period_seconds &&
         *set.replacement_period_seconds < kMinReplacementPeriod.count()) {
       const std::string floor = std::to_string(kMinReplacementPeriod.count() / 3600) + " h";
       return InvalidArgumentError(
           "replacement_period_seconds must be at least " +
-              std::to_string(kMinReplacementPeriod.count()) + " seconds (" + floor +
-              "), got " + std::to_string(*set.replacement_period_seconds) +
+              std::to_string(kMinReplacementPeriod.count()) + " seconds (" + floor + "), got " +
+              std::to_string(*set.replacement_period_seconds) +
               ": a shorter period would let the customer main key be replaced again and again",
-          "pick " + floor + " or more (the default is 24 h); to replace a compromised key "
+          "pick " + floor +
+              " or more (the default is 24 h); to replace a compromised key "
               "inside the period, an owner makes an emergency replacement (`ekm key set … "
               "--emergency --reason TEXT`)");
     }
@@ -919,8 +918,8 @@ class EkmServiceImpl : public EkmService {
       e.cmk_provider = r.cmk_provider;
       e.cmk_key_id = r.cmk_key_id;
       e.state = r.version == env.current_ek_version ? "current"
-                : r.destroyed_at                     ? "destroyed"
-                                                     : "old";
+                : r.destroyed_at                    ? "destroyed"
+                                                    : "old";
       e.data_keys = r.data_keys;
       e.created_at = r.created_at;
       e.destroyed_at = r.destroyed_at;
@@ -965,8 +964,8 @@ class EkmServiceImpl : public EkmService {
   void StartRepackRunner() override {
     std::lock_guard<std::mutex> lock(repack_mu_);
     if (!repack_runner_) {
-      repack_runner_ = std::make_unique<RepackRunner>(&repacker(), store_.get(),
-                                                      RepackRunner::Options{});
+      repack_runner_ =
+          std::make_unique<RepackRunner>(&repacker(), store_.get(), RepackRunner::Options{});
     }
     repack_runner_->Start();
   }
@@ -983,22 +982,24 @@ class EkmServiceImpl : public EkmService {
     EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
     EKM_ASSIGN_OR_RETURN(KeyProvider * platform, providers_->Get(kPlatformProviderName));
-    EKM_ASSIGN_OR_RETURN(ImportParameters p,
-                         CreateImportParameters(*store_, *platform, env,
-                                                ToUnixSeconds(options_.clock->Now()),
-                                                expires_in.count()));
+    EKM_ASSIGN_OR_RETURN(
+        ImportParameters p,
+        CreateImportParameters(*store_, *platform, env, ToUnixSeconds(options_.clock->Now()),
+                               expires_in.count()));
     RecordEvent(env.workspace, env.name, event::kImportParamsCreated,
                 {{"expires_at", FormatRfc3339(FromUnixSeconds(p.expires_at))},
                  {"algorithm", std::string(kImportWrappingAlgorithm)}});
-    return KeyImportParameters{env.workspace,  env.name,
-                               std::move(p.wrapping_key_pem), std::move(p.import_token),
-                               p.expires_at,   std::string(kImportWrappingAlgorithm),
+    return KeyImportParameters{env.workspace,
+                               env.name,
+                               std::move(p.wrapping_key_pem),
+                               std::move(p.import_token),
+                               p.expires_at,
+                               std::string(kImportWrappingAlgorithm),
                                kImportedMaterialSize};
   }
 
   StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
-                                            std::string_view environment,
-                                            ByteView wrapped_material,
+                                            std::string_view environment, ByteView wrapped_material,
                                             std::string_view import_token,
                                             const KeyChangeOptions& change) override {
     // A replacement by import follows the rules of `ekm key set` (once per period, emergency).
@@ -1008,32 +1009,32 @@ class EkmServiceImpl : public EkmService {
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
     EKM_ASSIGN_OR_RETURN(KeyProvider * platform, providers_->Get(kPlatformProviderName));
     const int64_t now = ToUnixSeconds(options_.clock->Now());
-    EKM_ASSIGN_OR_RETURN(SecretBytes material,
-                         OpenImportedMaterial(*store_, *platform, env, wrapped_material,
-                                              import_token, now));
+    EKM_ASSIGN_OR_RETURN(
+        SecretBytes material,
+        OpenImportedMaterial(*store_, *platform, env, wrapped_material, import_token, now));
     EKM_ASSIGN_OR_RETURN(std::string key_id, ImportedKeyId(material));
     EKM_ASSIGN_OR_RETURN(std::optional<Store::KeyMaterialRecord> previous,
                          store_->GetKeyMaterial(env.id, key_id));
     Store::KeyMaterialRecord rec{env.id, key_id, {}, now, 0};
-    EKM_ASSIGN_OR_RETURN(rec.sealed_material,
-                         SealSecret(*platform, material,
-                                    KeyMaterialSealContext(env.workspace, env.name, key_id)));
+    EKM_ASSIGN_OR_RETURN(
+        rec.sealed_material,
+        SealSecret(*platform, material, KeyMaterialSealContext(env.workspace, env.name, key_id)));
     EKM_RETURN_IF_ERROR(store_->PutKeyMaterial(rec));
     auto v = SetCustomerKey(env.workspace, env.name, kImportedProviderName, key_id, change);
     if (!v.ok()) {
       // Leave the store as it was: no new unreferenced material.
       Status undo = previous ? store_->PutKeyMaterial(*previous)
                              : store_->RemoveKeyMaterialRow(env.id, key_id);
-      if (!undo.ok()) spdlog::warn("could not undo a refused key material import: {}", undo.ToString());
+      if (!undo.ok())
+        spdlog::warn("could not undo a refused key material import: {}", undo.ToString());
       return v.status();
     }
     const bool restored = previous && previous->deleted_at != 0;
     // Access comes back now, not when a cached refusal expires.
     keys_.ForgetEnvironment(env.workspace, env.name);
-    RecordEvent(env.workspace, env.name, event::kKeyMaterialImported,
-                {{"key_id", key_id},
-                 {"algorithm", kImportWrappingAlgorithm},
-                 {"restored", restored}});
+    RecordEvent(
+        env.workspace, env.name, event::kKeyMaterialImported,
+        {{"key_id", key_id}, {"algorithm", kImportWrappingAlgorithm}, {"restored", restored}});
     return v;
   }
 
@@ -1050,8 +1051,8 @@ class EkmServiceImpl : public EkmService {
     if (id.empty()) {
       if (!current_is_imported) {
         return FailedPreconditionError(
-            "the CMK of " + env.workspace + "/" + env.name + " is " + current.cmk_provider +
-                " " + current.cmk_key_id + ", not imported key material",
+            "the CMK of " + env.workspace + "/" + env.name + " is " + current.cmk_provider + " " +
+                current.cmk_key_id + ", not imported key material",
             "to delete earlier imported material, name it with --key-id imported:…");
       }
       id = current.cmk_key_id;
@@ -1156,17 +1157,16 @@ class EkmServiceImpl : public EkmService {
   }
 
   // Rewrap; `counted_env` and `counted_scope` receive what the use is counted under once known.
-  StatusOr<RewrapResult> RewrapUncounted(std::string_view workspace,
-                                         std::string_view environment, ByteView envelope,
-                                         Bytes* out,
+  StatusOr<RewrapResult> RewrapUncounted(std::string_view workspace, std::string_view environment,
+                                         ByteView envelope, Bytes* out,
                                          std::optional<EnvironmentRecord>* counted_env,
                                          std::string* counted_scope) {
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
     // Keep the input's form: text ("ekm1:…") or binary.
     std::string_view as_text(reinterpret_cast<const char*>(envelope.data()), envelope.size());
     size_t first = as_text.find_first_not_of(" \t\r\n");
-    const bool text = first != std::string_view::npos &&
-                      as_text.substr(first).starts_with(kEnvelopeTextPrefix);
+    const bool text =
+        first != std::string_view::npos && as_text.substr(first).starts_with(kEnvelopeTextPrefix);
     Bytes binary;
     if (text) {
       EKM_ASSIGN_OR_RETURN(binary, EnvelopeFromText(as_text));
@@ -1177,8 +1177,8 @@ class EkmServiceImpl : public EkmService {
     if (from.workspace != env.workspace || from.environment != env.name) {
       return InvalidArgumentError(
           "this ciphertext belongs to workspace \"" + from.workspace + "\", environment \"" +
-              from.environment + "\", not to workspace \"" + env.workspace +
-              "\", environment \"" + env.name + "\"",
+              from.environment + "\", not to workspace \"" + env.workspace + "\", environment \"" +
+              env.name + "\"",
           "rewrap it with --workspace " + from.workspace + " --environment " + from.environment);
     }
     *counted_env = env;
@@ -1262,16 +1262,16 @@ class EkmServiceImpl : public EkmService {
     {
       std::lock_guard<std::mutex> lock(shred_mu_);
       auto it = shred_tokens_.find(std::string(token));
-      const std::string ask_again = "ask for a new confirmation (POST …/environments/" +
-                                    env.name + "/shred, or run `ekm environment shred` again)";
+      const std::string ask_again = "ask for a new confirmation (POST …/environments/" + env.name +
+                                    "/shred, or run `ekm environment shred` again)";
       if (it == shred_tokens_.end()) {
         return FailedPreconditionError("the shred confirmation token is not known here", ask_again);
       }
       ShredConfirmation c = it->second;
       if (c.workspace != env.workspace || c.environment != env.name) {
-        return InvalidArgumentError("the shred confirmation token was issued for " +
-                                        c.workspace + "/" + c.environment + ", not for " +
-                                        env.workspace + "/" + env.name,
+        return InvalidArgumentError("the shred confirmation token was issued for " + c.workspace +
+                                        "/" + c.environment + ", not for " + env.workspace + "/" +
+                                        env.name,
                                     ask_again);
       }
       shred_tokens_.erase(it);  // one use only
@@ -1289,12 +1289,11 @@ class EkmServiceImpl : public EkmService {
     shred_status_.Put(std::to_string(env.id),
                       std::make_shared<std::optional<Store::EnvironmentShredRecord>>(rec),
                       options_.clock->Monotonic() + std::chrono::hours(24 * 365));
-    RecordEvent(env.workspace, env.name, event::kEnvironmentShredded,
-                {{"ek_versions_destroyed", rec.ek_versions},
-                 {"dk_versions_destroyed", rec.dk_versions}});
-    spdlog::warn("environment {}/{} was crypto-shredded by {}", env.workspace, env.name,
-                 rec.actor);
-    return ShredResult{env.workspace, env.name,      rec.shredded_at,
+    RecordEvent(
+        env.workspace, env.name, event::kEnvironmentShredded,
+        {{"ek_versions_destroyed", rec.ek_versions}, {"dk_versions_destroyed", rec.dk_versions}});
+    spdlog::warn("environment {}/{} was crypto-shredded by {}", env.workspace, env.name, rec.actor);
+    return ShredResult{env.workspace, env.name,        rec.shredded_at,
                        rec.actor,     rec.ek_versions, rec.dk_versions};
   }
 
@@ -1310,9 +1309,10 @@ class EkmServiceImpl : public EkmService {
       std::string hint = cause.hint();
       if (cause.code() == StatusCode::kPermissionDenied) {
         return FailedPreconditionError(
-            message, hint + "; the key policy must allow the platform kms:Encrypt and "
-                            "kms:Decrypt for ekm:workspace " + ws.name +
-                            " (`ekm key policy` prints the statement)");
+            message, hint +
+                         "; the key policy must allow the platform kms:Encrypt and "
+                         "kms:Decrypt for ekm:workspace " +
+                         ws.name + " (`ekm key policy` prints the statement)");
       }
       // The platform's own AWS credentials rejected: the operator must fix them (409).
       if (cause.code() == StatusCode::kUnauthenticated) {
@@ -1366,9 +1366,9 @@ class EkmServiceImpl : public EkmService {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", q.workspace));
     if (q.environment) EKM_RETURN_IF_ERROR(ValidateName("environment", *q.environment));
     if (q.limit < 1 || q.limit > 1000) {
-      return InvalidArgumentError("limit must be between 1 and 1000, got " +
-                                      std::to_string(q.limit),
-                                  "page with after=<id of the last event seen>");
+      return InvalidArgumentError(
+          "limit must be between 1 and 1000, got " + std::to_string(q.limit),
+          "page with after=<id of the last event seen>");
     }
     if (q.since_ms >= q.until_ms) {
       return InvalidArgumentError("since must be before until",
@@ -1397,9 +1397,10 @@ class EkmServiceImpl : public EkmService {
     EKM_ASSIGN_OR_RETURN(auth::Role role, auth::ParseRole(req.role));
     if (role == auth::Role::kAdmin) {
       if (!req.workspace.empty() || !req.environments.empty()) {
-        return InvalidArgumentError("an admin token is platform-wide: it takes no workspace or "
-                                    "environment",
-                                    "leave out --workspace and --environment for --role admin");
+        return InvalidArgumentError(
+            "an admin token is platform-wide: it takes no workspace or "
+            "environment",
+            "leave out --workspace and --environment for --role admin");
       }
     } else {
       if (req.workspace.empty()) {
@@ -1427,8 +1428,7 @@ class EkmServiceImpl : public EkmService {
                          now + lifetime.count(), std::nullopt, req.requested_by);
   }
 
-  StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(
-      std::optional<std::string> workspace) override {
+  StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(std::optional<std::string> workspace) override {
     std::optional<std::string_view> ws;
     if (workspace) ws = *workspace;
     EKM_ASSIGN_OR_RETURN(std::vector<Store::ApiTokenRecord> recs, store_->ListApiTokens(ws));
@@ -1453,8 +1453,8 @@ class EkmServiceImpl : public EkmService {
     }
     if (r.revoked_at == 0) {
       r.revoked_at = now;
-      RecordTokenEvent(r.workspace, event::kTokenRevoked,
-                       {{"token_id", r.id}, {"role", r.role}}, "revoked_by_role", requested_by);
+      RecordTokenEvent(r.workspace, event::kTokenRevoked, {{"token_id", r.id}, {"role", r.role}},
+                       "revoked_by_role", requested_by);
     }
     return TokenInfo(r);
   }
@@ -1485,7 +1485,8 @@ class EkmServiceImpl : public EkmService {
     const int64_t now = ToUnixSeconds(options_.clock->Now());
     if (r.revoked_at != 0) return fail("revoked", "the bearer token was revoked");
     if (r.expires_at != 0 && now >= r.expires_at) {
-      return fail("expired", "the bearer token expired at " + FormatRfc3339(FromUnixSeconds(r.expires_at)));
+      return fail("expired",
+                  "the bearer token expired at " + FormatRfc3339(FromUnixSeconds(r.expires_at)));
     }
     auto role = auth::ParseRole(r.role);
     if (!role.ok()) return DataLossError("token " + r.id + " has an unknown role");
@@ -1530,16 +1531,15 @@ class EkmServiceImpl : public EkmService {
       }
       presented = std::move(*p);
     }
-    EKM_ASSIGN_OR_RETURN(NewApiToken t, StoreNewToken(auth::Role::kAdmin, "", {},
-                                                      "bootstrap admin token", now, 0,
-                                                      std::move(presented)));
+    EKM_ASSIGN_OR_RETURN(NewApiToken t,
+                         StoreNewToken(auth::Role::kAdmin, "", {}, "bootstrap admin token", now, 0,
+                                       std::move(presented)));
     BootstrapAdminToken b;
     b.created = true;
     b.id = t.info.id;
     if (!given) b.token = std::move(t.token);
     return b;
   }
-
 
   StatusOr<WorkspaceInfo> GetWorkspace(std::string_view workspace) override {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
@@ -1562,14 +1562,13 @@ class EkmServiceImpl : public EkmService {
   }
 
   StatusOr<GeneratedDataKey> GenerateDataKey(std::string_view workspace,
-                                             std::string_view environment,
-                                             std::string_view scope, size_t size,
-                                             bool with_plaintext) override {
+                                             std::string_view environment, std::string_view scope,
+                                             size_t size, bool with_plaintext) override {
     if (size < kMinDataKeyBytes || size > kMaxDataKeyBytes) {
-      return InvalidArgumentError(
-          "a data key is " + std::to_string(kMinDataKeyBytes) + " to " +
-              std::to_string(kMaxDataKeyBytes) + " bytes, not " + std::to_string(size),
-          "32 bytes is an AES-256 key (the default)");
+      return InvalidArgumentError("a data key is " + std::to_string(kMinDataKeyBytes) + " to " +
+                                      std::to_string(kMaxDataKeyBytes) + " bytes, not " +
+                                      std::to_string(size),
+                                  "32 bytes is an AES-256 key (the default)");
     }
     EKM_RETURN_IF_ERROR(ValidateScope(scope));
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
@@ -1629,14 +1628,14 @@ class EkmServiceImpl : public EkmService {
 
   static Status CheckBatchSize(size_t n) {
     if (n == 0) {
-      return InvalidArgumentError("\"items\" is empty", "send 1 to " +
-                                  std::to_string(kMaxBatchItems) + " items");
+      return InvalidArgumentError("\"items\" is empty",
+                                  "send 1 to " + std::to_string(kMaxBatchItems) + " items");
     }
     if (n > kMaxBatchItems) {
-      return InvalidArgumentError("a batch holds at most " + std::to_string(kMaxBatchItems) +
-                                      " items, got " + std::to_string(n),
-                                  "split the items into batches of " +
-                                      std::to_string(kMaxBatchItems) + " or fewer");
+      return InvalidArgumentError(
+          "a batch holds at most " + std::to_string(kMaxBatchItems) + " items, got " +
+              std::to_string(n),
+          "split the items into batches of " + std::to_string(kMaxBatchItems) + " or fewer");
     }
     return Status::Ok();
   }
@@ -1645,9 +1644,9 @@ class EkmServiceImpl : public EkmService {
     EKM_RETURN_IF_ERROR(CheckChain(q.workspace));
     if (q.environment) EKM_RETURN_IF_ERROR(ValidateName("environment", *q.environment));
     if (q.limit < 1 || q.limit > 1000) {
-      return InvalidArgumentError("limit must be between 1 and 1000, got " +
-                                      std::to_string(q.limit),
-                                  "page with after=<id of the last record seen>");
+      return InvalidArgumentError(
+          "limit must be between 1 and 1000, got " + std::to_string(q.limit),
+          "page with after=<id of the last record seen>");
     }
     if (q.since_ms >= q.until_ms) {
       return InvalidArgumentError("since must be before until",
@@ -1671,8 +1670,7 @@ class EkmServiceImpl : public EkmService {
     f.workspace = std::string(chain);
     f.limit = 1000;
     for (;;) {
-      EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> page,
-                           store_->ListLifecycleEvents(f));
+      EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> page, store_->ListLifecycleEvents(f));
       for (const auto& r : page) EKM_RETURN_IF_ERROR(sink(r));
       if (page.size() < f.limit) return Status::Ok();
       f.after_id = page.back().id;
@@ -1733,8 +1731,8 @@ class EkmServiceImpl : public EkmService {
                           {"outcome", UsageOutcomeName(rows[j].outcome)},
                           {"count", rows[j].count}});
       }
-      nlohmann::json detail = {
-          {"minute", FormatRfc3339(FromUnixSeconds(head.minute * 60))}, {"counts", counts}};
+      nlohmann::json detail = {{"minute", FormatRfc3339(FromUnixSeconds(head.minute * 60))},
+                               {"counts", counts}};
       Status s = RecordLifecycleEvent(*store_, *options_.clock, head.workspace, head.environment,
                                       event::kDataPlaneUsage, detail);
       if (!s.ok() && first.ok()) first = s;
@@ -1800,15 +1798,17 @@ class EkmServiceImpl : public EkmService {
   }
 
   StatusOr<AuditCheckpoint> SignCheckpoint(const Store::AuditChainHead& head) {
-    AuditCheckpoint c{head.chain, head.seq, head.hash,
+    AuditCheckpoint c{head.chain,
+                      head.seq,
+                      head.hash,
                       std::chrono::duration_cast<std::chrono::milliseconds>(
                           options_.clock->Now().time_since_epoch())
                           .count(),
-                      "", {}};
+                      "",
+                      {}};
     EKM_RETURN_IF_ERROR(audit_signer_->Sign(c));
-    EKM_RETURN_IF_ERROR(store_->PutAuditCheckpoint(
-        Store::AuditCheckpointRecord{0, c.chain, c.seq, c.head_hash, c.at_ms, c.key_id,
-                                     c.signature}));
+    EKM_RETURN_IF_ERROR(store_->PutAuditCheckpoint(Store::AuditCheckpointRecord{
+        0, c.chain, c.seq, c.head_hash, c.at_ms, c.key_id, c.signature}));
     return c;
   }
 
@@ -1836,8 +1836,8 @@ class EkmServiceImpl : public EkmService {
   // platform's own credential trouble is named as such.
   static Status CustomerKeyError(std::string_view workspace, std::string_view environment,
                                  std::string_view check, const Status& cause) {
-    std::string message = "Update key failed at the " + std::string(check) + " check: " +
-                          cause.message();
+    std::string message =
+        "Update key failed at the " + std::string(check) + " check: " + cause.message();
     std::string hint = cause.hint();
     switch (cause.code()) {
       case StatusCode::kPermissionDenied:
@@ -1884,25 +1884,25 @@ class EkmServiceImpl : public EkmService {
       checks.push_back({{"name", c.name}, {"outcome", c.outcome}, {"detail", c.detail}});
     }
     if (!dry_run) {
-      KeyValidationRecord r{env->id,       v.provider,      v.key_id,  v.checked_at,
-                            v.ok,          v.error_code,    v.provider_code, v.message,
-                            v.hint,        JsonText(checks)};
+      KeyValidationRecord r{env->id, v.provider,      v.key_id,        v.checked_at,
+                            v.ok,    v.error_code,    v.provider_code, v.message,
+                            v.hint,  JsonText(checks)};
       Status s = store_->RecordKeyValidation(r);
       if (!s.ok()) spdlog::warn("could not record a key validation: {}", s.ToString());
     }
     nlohmann::json detail = {{"provider", v.provider}, {"key_id", v.key_id}, {"checks", checks}};
     if (dry_run) detail["dry_run"] = true;
     if (!v.ok) {
-      detail["error"] = {{"code", v.error_code}, {"provider_code", v.provider_code},
-                         {"message", v.message}};
+      detail["error"] = {
+          {"code", v.error_code}, {"provider_code", v.provider_code}, {"message", v.message}};
     }
     RecordEvent(env->workspace, env->name,
                 v.ok ? event::kKeyValidated : event::kKeyValidationFailed, detail);
   }
 
   // Records a lifecycle event; a failure to record is logged (the change itself happened).
-  void RecordEvent(std::string_view workspace, std::string_view environment,
-                   std::string_view type, const nlohmann::json& detail) {
+  void RecordEvent(std::string_view workspace, std::string_view environment, std::string_view type,
+                   const nlohmann::json& detail) {
     RecordLifecycleEvent(*store_, *options_.clock, workspace, environment, type, detail)
         .IgnoreError();
   }
@@ -1943,7 +1943,7 @@ class EkmServiceImpl : public EkmService {
   }
 
   static EnvironmentInfo Info(const EnvironmentRecord& r, const EnvironmentKeyRecord& ek) {
-    return EnvironmentInfo{r.workspace, r.name,          r.created_at,
+    return EnvironmentInfo{r.workspace,     r.name,        r.created_at,
                            ek.cmk_provider, ek.cmk_key_id, r.current_ek_version};
   }
 
@@ -1977,7 +1977,6 @@ class EkmServiceImpl : public EkmService {
   void OnEnvironmentSettingsChanged(const EnvironmentRecord& env) {
     keys_.ForgetEnvironment(env.workspace, env.name);
     keys_.ForgetEnvironmentSettings(env.id);  // TTL and grace period
-
   }
 
   static KeyHierarchyOptions HierarchyOptions(const EkmOptions& o) {
@@ -2071,12 +2070,11 @@ class EkmServiceImpl : public EkmService {
                  {"to", {{"provider", provider}, {"key_id", key_id}}},
                  {"last_change_at", at(last.at)},
                  {"next_allowed_at", at(next)}});
-    const std::string rule =
-        next > last.at + period
-            ? "the replacement period of " + HumanDuration(next - last.at) +
-                  " that began then still runs (the shorter period of " + HumanDuration(period) +
-                  " set since applies only after it)"
-            : "it may be replaced once per " + HumanDuration(period);
+    const std::string rule = next > last.at + period
+                                 ? "the replacement period of " + HumanDuration(next - last.at) +
+                                       " that began then still runs (the shorter period of " +
+                                       HumanDuration(period) + " set since applies only after it)"
+                                 : "it may be replaced once per " + HumanDuration(period);
     return FailedPreconditionError(
         "the customer main key of " + env.workspace + "/" + env.name + " was last changed at " +
             at(last.at) + "; " + rule + ": the next replacement is allowed at " + at(next) +
@@ -2109,8 +2107,9 @@ class EkmServiceImpl : public EkmService {
     // The new period's end under the period in force now, so that a later shortening (also of
     // ekmd's default, by a restart) does not shorten it. Best effort: without it the period in
     // force at the next attempt counts.
-    store_->SetEnvironmentSetting(env.id, kReplacementRunningUntil,
-                                  c.at + ReplacementPeriod(env).count())
+    store_
+        ->SetEnvironmentSetting(env.id, kReplacementRunningUntil,
+                                c.at + ReplacementPeriod(env).count())
         .IgnoreError();
     nlohmann::json detail = {
         {"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
@@ -2121,7 +2120,7 @@ class EkmServiceImpl : public EkmService {
       detail["reason"] = options.reason;
     }
     RecordEvent(env.workspace, env.name,
-                first                ? event::kKeySet
+                first               ? event::kKeySet
                 : options.emergency ? event::kKeyEmergencyReplaced
                                     : event::kKeyReplaced,
                 detail);
@@ -2200,8 +2199,8 @@ class EkmServiceImpl : public EkmService {
       auto ek = keys_.NewEnvironmentKey(env.workspace, env.name, cmk, env.current_ek_version + 1);
       if (!ek.ok()) {
         return ProviderRefusal(ek.status().WithContext(
-            "rotating the environment key of " + env.workspace + "/" + env.name +
-            ": the CMK (" + cmk.provider + " " + cmk.key_id + ") could not wrap a new version"));
+            "rotating the environment key of " + env.workspace + "/" + env.name + ": the CMK (" +
+            cmk.provider + " " + cmk.key_id + ") could not wrap a new version"));
       }
       rec = std::move(ek).value();
       rec.environment_id = env.id;
@@ -2287,18 +2286,17 @@ class EkmServiceImpl : public EkmService {
   }
 
   StatusOr<EnvironmentKeyRecord> NewFirstEnvironmentKey(std::string_view workspace,
-                                                        std::string_view name,
-                                                        const CmkRef& cmk) {
+                                                        std::string_view name, const CmkRef& cmk) {
     auto ek = keys_.NewEnvironmentKey(workspace, name, cmk, 1);
     if (ek.ok() || cmk.provider == kPlatformProviderName) return ek;
-    Status s = ProviderRefusal(ek.status().WithContext(
-        "the workspace default key (" + cmk.provider + " " + cmk.key_id +
-        ") could not wrap the new environment's key"));
+    Status s = ProviderRefusal(
+        ek.status().WithContext("the workspace default key (" + cmk.provider + " " + cmk.key_id +
+                                ") could not wrap the new environment's key"));
     return Status(s.code(), s.message(),
                   s.hint() + (s.hint().empty() ? "" : "; ") +
                       "fix the key's policy or state, or go back to the platform key with "
-                      "`ekm workspace set-default-key --workspace " + std::string(workspace) +
-                      " --reset`");
+                      "`ekm workspace set-default-key --workspace " +
+                      std::string(workspace) + " --reset`");
   }
 
   static WorkspaceDefaultKey DefaultKeyInfo(
@@ -2316,8 +2314,8 @@ class EkmServiceImpl : public EkmService {
   }
 
   static ApiTokenInfo TokenInfo(const Store::ApiTokenRecord& r) {
-    return ApiTokenInfo{r.id,          r.role,       r.workspace,  r.environments, r.description,
-                        r.created_at,  r.created_by, r.expires_at, r.revoked_at};
+    return ApiTokenInfo{r.id,         r.role,       r.workspace,  r.environments, r.description,
+                        r.created_at, r.created_by, r.expires_at, r.revoked_at};
   }
 
   StatusOr<Store::ApiTokenRecord> StoredToken(std::string_view id) {
@@ -2369,10 +2367,12 @@ class EkmServiceImpl : public EkmService {
       Status s = store_->CreateOwnerTokenUnlessOneIsValid(r, now);
       if (s.code() == StatusCode::kFailedPrecondition) {
         return PermissionDeniedError(
-            "workspace \"" + workspace + "\" has a valid owner token: its owners create "
+            "workspace \"" + workspace +
+                "\" has a valid owner token: its owners create "
                 "further owner tokens; the admin creates one only for a workspace that has none",
             "ask an owner of " + workspace + " (EKM_TOKEN=<owner token> ekm token create -w " +
-                workspace + " -r owner); once every owner token has expired or been revoked, "
+                workspace +
+                " -r owner); once every owner token has expired or been revoked, "
                 "the admin can create one again, recorded in the workspace's audit log");
       }
       EKM_RETURN_IF_ERROR(s);
@@ -2443,8 +2443,8 @@ class EkmServiceImpl : public EkmService {
   std::unique_ptr<ProviderRegistry> providers_;
   KeyHierarchy keys_;
   // After keys_: its changes move the data-path memos' generation too.
-  KeyCache<std::optional<Store::EnvironmentShredRecord>> shred_status_{
-      100000, &keys_.memos().generation()};
+  KeyCache<std::optional<Store::EnvironmentShredRecord>> shred_status_{100000,
+                                                                       &keys_.memos().generation()};
 };
 
 StatusOr<KeyPolicyAdvice> EkmServiceImpl::KeyPolicy(std::string_view workspace,
@@ -2492,9 +2492,9 @@ Status EkmService::Initialize(const EkmOptions& options) {
   if (::mkdir(options.data_dir.c_str(), 0700) == 0) {
     EKM_RETURN_IF_ERROR(SyncParentDirectory(options.data_dir));
   } else if (errno != EEXIST) {
-    return FailedPreconditionError("cannot create data directory " + options.data_dir + ": " +
-                                       std::strerror(errno),
-                                   "check the path and its permissions");
+    return FailedPreconditionError(
+        "cannot create data directory " + options.data_dir + ": " + std::strerror(errno),
+        "check the path and its permissions");
   }
   // A store that exists is never given new keys: Open checks that the keys are its own.
   if (Exists(DatabasePath(options))) return Status::Ok();
@@ -2514,15 +2514,13 @@ Status EkmService::Initialize(const EkmOptions& options) {
 }
 
 StatusOr<StorePtr> EkmService::OpenStore(const EkmOptions& options) {
-  EKM_ASSIGN_OR_RETURN(std::unique_ptr<PlatformKeyProvider> platform,
-                       OpenRootKeyOfStore(options));
+  EKM_ASSIGN_OR_RETURN(std::unique_ptr<PlatformKeyProvider> platform, OpenRootKeyOfStore(options));
   EKM_ASSIGN_OR_RETURN(StoreBinding binding, platform->BindStore());
   return OpenSqliteStore(DatabasePath(options), std::move(binding));
 }
 
 StatusOr<std::unique_ptr<EkmService>> EkmService::Open(const EkmOptions& options) {
-  EKM_ASSIGN_OR_RETURN(std::unique_ptr<PlatformKeyProvider> platform,
-                       OpenRootKeyOfStore(options));
+  EKM_ASSIGN_OR_RETURN(std::unique_ptr<PlatformKeyProvider> platform, OpenRootKeyOfStore(options));
   EKM_ASSIGN_OR_RETURN(StoreBinding binding, platform->BindStore());
   EKM_ASSIGN_OR_RETURN(StorePtr store, OpenSqliteStore(DatabasePath(options), std::move(binding)));
   EKM_ASSIGN_OR_RETURN(std::unique_ptr<AuditSigner> audit_signer,
@@ -2547,8 +2545,7 @@ StatusOr<std::unique_ptr<EkmService>> EkmService::Open(const EkmOptions& options
     principal = std::move(aws.principal);
   }
   return std::unique_ptr<EkmService>(new EkmServiceImpl(options, std::move(store),
-                                                        std::move(providers),
-                                                        std::move(principal),
+                                                        std::move(providers), std::move(principal),
                                                         std::move(audit_signer)));
 }
 

@@ -16,10 +16,10 @@
 #include <string_view>
 #include <vector>
 
+#include "ekm/audit/audit_log.h"
 #include "ekm/auth/token.h"
 #include "ekm/base/bytes.h"
 #include "ekm/base/clock.h"
-#include "ekm/audit/audit_log.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/base/status.h"
 #include "ekm/envelope/envelope.h"
@@ -41,8 +41,8 @@ struct AwsProviderOptions {
   // PEM CA bundle to trust for KMS/STS instead of the system store (a private CA in front of a
   // VPC endpoint; tests).
   std::string ca_file;
-  std::chrono::milliseconds call_timeout{5000};   // one HTTP exchange with KMS
-  std::chrono::milliseconds call_deadline{15000}; // all retries of one call
+  std::chrono::milliseconds call_timeout{5000};    // one HTTP exchange with KMS
+  std::chrono::milliseconds call_deadline{15000};  // all retries of one call
   // Where AWS_* settings are read from; empty: the process environment. Tests inject theirs.
   std::function<std::optional<std::string>(std::string_view)> env;
 };
@@ -70,7 +70,6 @@ struct EkmOptions {
   std::chrono::seconds replacement_period{24 * 3600};
   // DKs re-wrapped per repack transaction.
   size_t repack_batch_size = 1000;
-
 };
 
 struct WorkspaceInfo {
@@ -117,7 +116,7 @@ struct CustomerKeyInfo {
   std::string key_id;
   uint32_t ek_version = 0;
   std::optional<CmkDescription> description;  // live; absent when the provider did not answer
-  std::string description_error;               // why it is absent
+  std::string description_error;              // why it is absent
   std::optional<KeyValidation> last_validation;
 };
 
@@ -164,7 +163,7 @@ struct EnvironmentKeyStatus {
   std::string message;
   std::string hint;
   int64_t error_resolved_at = 0;  // unix seconds; 0: the error is current (or there is none)
-  int64_t next_retry = 0;  // unix seconds of the next provider attempt; 0: none scheduled
+  int64_t next_retry = 0;         // unix seconds of the next provider attempt; 0: none scheduled
   bool retryable = false;  // degraded: an outage, retry later; unavailable: the customer acts
   int64_t key_cache_ttl_seconds = 0;  // in force for the environment
   int64_t grace_period_seconds = 0;   // 0: off
@@ -248,8 +247,8 @@ struct KeyMaterialDeletion {
 struct RotationResult {
   std::string workspace;
   std::string environment;
-  std::string kind;   // "ek" or "dk"
-  std::string scope;  // DK rotations only
+  std::string kind;           // "ek" or "dk"
+  std::string scope;          // DK rotations only
   uint32_t from_version = 0;  // 0: the scope had no DK yet
   uint32_t to_version = 0;
 };
@@ -426,9 +425,10 @@ class EkmService {
                          ByteView envelope, Bytes* out) = 0;
 
   // Data plane, streams of any size in bounded memory.
-  virtual StatusOr<std::unique_ptr<EnvelopeEncoder>> NewEncryptStream(
-      std::string_view workspace, std::string_view environment, std::string_view scope,
-      bool text) = 0;
+  virtual StatusOr<std::unique_ptr<EnvelopeEncoder>> NewEncryptStream(std::string_view workspace,
+                                                                      std::string_view environment,
+                                                                      std::string_view scope,
+                                                                      bool text) = 0;
   virtual StatusOr<std::unique_ptr<EnvelopeDecoder>> NewDecryptStream(
       std::string_view workspace, std::string_view environment) = 0;
 
@@ -460,8 +460,7 @@ class EkmService {
   // repack of the environment's DKs under the new EK.
   virtual StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace,
                                                  std::string_view environment,
-                                                 std::string_view provider,
-                                                 std::string_view key_id,
+                                                 std::string_view provider, std::string_view key_id,
                                                  const KeyChangeOptions& options) = 0;
   // The environment's repack progress and key inventory.
   virtual StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace,
@@ -617,7 +616,6 @@ class EkmService {
   virtual void StartAuditTasks(std::chrono::milliseconds checkpoint_interval,
                                std::chrono::milliseconds usage_interval) = 0;
   virtual void StopAuditTasks() = 0;
-
 };
 
 }  // namespace ekm

@@ -136,9 +136,10 @@ TEST_F(EkmServiceTest, StreamsRoundTripInBothEncodings) {
       ASSERT_TRUE(enc.ok()) << enc.status().ToString();
       Bytes ct;
       for (size_t off = 0; off < size; off += 7777) {
-        ASSERT_TRUE((*enc)->Update(ByteView(plain).subspan(off, std::min<size_t>(7777, size - off)),
-                                   &ct)
-                        .ok());
+        ASSERT_TRUE(
+            (*enc)
+                ->Update(ByteView(plain).subspan(off, std::min<size_t>(7777, size - off)), &ct)
+                .ok());
       }
       ASSERT_TRUE((*enc)->Finish(&ct).ok());
       Bytes out;
@@ -282,8 +283,7 @@ TEST_F(EkmServiceTest, BatchesAnswerEachItemInOrder) {
   auto big = svc_->DecryptBatch("acme", "prod", too_many).status();
   EXPECT_EQ(big.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(big.message().find("1000"), std::string::npos);
-  EXPECT_EQ(svc_->DecryptBatch("acme", "prod", {}).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->DecryptBatch("acme", "prod", {}).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(EkmServiceTest, ValidateCustomerKeyChangesNothing) {
@@ -336,8 +336,12 @@ TEST_F(EkmServiceTest, MissingAwsCredentialsAre409AndAnUnreachableCredentialEndp
   };
   auto put_key = [&] {
     Router router(svc_.get());
-    RouteRequest req{"PUT", "/v1/workspaces/acme/environments/prod/key", "application/json",
-                     token(), "127.0.0.1", ""};
+    RouteRequest req{"PUT",
+                     "/v1/workspaces/acme/environments/prod/key",
+                     "application/json",
+                     token(),
+                     "127.0.0.1",
+                     ""};
     RouteMatch m = router.Match(req);
     EXPECT_TRUE(m.status.ok()) << m.status.ToString();
     return router.Handle(m, R"({"aws_kms_arn":")" + arn + R"("})");

@@ -43,7 +43,7 @@ CmkDescription DescriptionFromJson(const json& j) {
   d.key_id = Str(j, "key_id");
   d.state = Str(j, "state");
   std::string r = Str(j, "rotation");
-  d.rotation = r == "enabled" ? CmkRotation::kEnabled
+  d.rotation = r == "enabled"    ? CmkRotation::kEnabled
                : r == "disabled" ? CmkRotation::kDisabled
                                  : CmkRotation::kUnknown;
   d.describe_permitted = j.value("describe_permitted", false);
@@ -65,9 +65,12 @@ CmkDescription DescriptionFromJson(const json& j) {
 
 std::string_view CmkRotationName(CmkRotation r) {
   switch (r) {
-    case CmkRotation::kEnabled: return "enabled";
-    case CmkRotation::kDisabled: return "disabled";
-    case CmkRotation::kUnknown: break;
+    case CmkRotation::kEnabled:
+      return "enabled";
+    case CmkRotation::kDisabled:
+      return "disabled";
+    case CmkRotation::kUnknown:
+      break;
   }
   return "unknown";
 }
@@ -77,8 +80,10 @@ json KeyValidationToJson(const KeyValidation& v) {
   for (const auto& c : v.checks) {
     checks.push_back({{"name", c.name}, {"outcome", c.outcome}, {"detail", c.detail}});
   }
-  json j = {{"provider", v.provider},   {"key_id", v.key_id},
-            {"checked_at", TimeText(v.checked_at)}, {"ok", v.ok},
+  json j = {{"provider", v.provider},
+            {"key_id", v.key_id},
+            {"checked_at", TimeText(v.checked_at)},
+            {"ok", v.ok},
             {"checks", checks}};
   if (!v.ok) {
     j["error"] = {{"code", v.error_code},

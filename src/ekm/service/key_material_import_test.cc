@@ -4,10 +4,11 @@
 // cache TTL. RSA-4096 key generation is slow (more so under ASan): each test makes as few
 // import parameters as it can.
 #include <gtest/gtest.h>
-#include <algorithm>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+
+#include <algorithm>
 
 #include "ekm/base/encoding.h"
 #include "ekm/base/ossl.h"
@@ -23,7 +24,9 @@ namespace ekm {
 namespace {
 
 struct PkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }  // NOLINT(grep-lint): the deleter
+  void operator()(EVP_PKEY_CTX* c) const {
+    EVP_PKEY_CTX_free(c);  // NOLINT(grep-lint): the deleter
+  }
 };
 
 enum class Padding { kOaepSha256, kOaepSha1, kPkcs1 };
@@ -117,7 +120,6 @@ class KeyMaterialImportTest : public ::testing::Test {
   std::unique_ptr<EkmService> svc_;
   SecretBytes material_;
 };
-
 
 class SeedOverview : public KeyMaterialImportTest {};
 class SeedKeysAndEnvironments : public KeyMaterialImportTest {};
@@ -253,9 +255,10 @@ TEST_F(KeyMaterialImportTest, WrongTokenWrongWrappingAndWrongSizeChangeNothing) 
     std::string count = "attempt " + std::to_string(i + 1) + " of 5";
     ASSERT_NE(message.find(count), std::string::npos) << message;
     message.replace(message.find(count), count.size(), "attempt N of 5");
-    EXPECT_EQ(message, "the wrapped key material does not unwrap to 32 bytes of key material "
-                       "with this environment's wrapping key (failed attempt N of 5; then the "
-                       "import token is locked)");
+    EXPECT_EQ(message,
+              "the wrapped key material does not unwrap to 32 bytes of key material "
+              "with this environment's wrapping key (failed attempt N of 5; then the "
+              "import token is locked)");
     EXPECT_EQ(failed[i].hint(), failed[0].hint());
   }
 
@@ -307,10 +310,12 @@ TEST_F(KeyMaterialImportTest, ExpiredTokenAndReplacedParameters) {
   EXPECT_NE(s.message().find("expired at"), std::string::npos);
   EXPECT_NE(s.hint().find("run `ekm key import-params` again"), std::string::npos);
   // Out-of-range lifetimes are refused before any key is generated.
-  EXPECT_EQ(svc_->CreateKeyImportParameters("acme", "prod", std::chrono::seconds(10)).status().code(),
-            StatusCode::kInvalidArgument);
-  EXPECT_EQ(svc_->CreateKeyImportParameters("acme", "prod", std::chrono::hours(24 * 8)).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      svc_->CreateKeyImportParameters("acme", "prod", std::chrono::seconds(10)).status().code(),
+      StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      svc_->CreateKeyImportParameters("acme", "prod", std::chrono::hours(24 * 8)).status().code(),
+      StatusCode::kInvalidArgument);
   EXPECT_EQ(svc_->CreateKeyImportParameters("acme", "nope", std::chrono::hours(1)).status().code(),
             StatusCode::kNotFound);
 }
@@ -373,10 +378,9 @@ TEST_F(KeyMaterialImportTest, DeleteRevokesAfterTheCacheTtlAndReimportRestores) 
   // --key-id: a malformed id, and material this environment never had.
   EXPECT_EQ(svc_->DeleteKeyMaterial("acme", "prod", "arn:aws:kms:x").status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(svc_->DeleteKeyMaterial("acme", "prod", "imported:" + std::string(32, '0'))
-                .status()
-                .code(),
-            StatusCode::kNotFound);
+  EXPECT_EQ(
+      svc_->DeleteKeyMaterial("acme", "prod", "imported:" + std::string(32, '0')).status().code(),
+      StatusCode::kNotFound);
   EXPECT_EQ(svc_->DeleteKeyMaterial("acme", "dev", KeyId()).status().code(), StatusCode::kNotFound);
   ASSERT_TRUE(Decrypt(ct, &text).ok());
 

@@ -1,7 +1,7 @@
-// The seed sentences on rotation and key management against a real AWS KMS peer (moto, IAM checks on, and
-// the fault proxy): the CMK's own rotation in the KMS needs no action in ekm, each environment
-// has its own CMK, the workspace default applies to new environments only, and revoking one
-// environment's CMK leaves the others untouched.
+// The seed sentences on rotation and key management against a real AWS KMS peer (moto, IAM checks
+// on, and the fault proxy): the CMK's own rotation in the KMS needs no action in ekm, each
+// environment has its own CMK, the workspace default applies to new environments only, and revoking
+// one environment's CMK leaves the others untouched.
 #include <gtest/gtest.h>
 
 #include <ctime>
@@ -38,13 +38,12 @@ class KmsLifecycleTest : public ::testing::Test {
     options_.clock = &clock_;
     ASSERT_TRUE(EkmService::Initialize(options_).ok());
     const auto& u = peer_->setup()["users"]["ekm-describe"];
-    std::map<std::string, std::string> env = {
-        {"AWS_ACCESS_KEY_ID", u["access_key_id"]},
-        {"AWS_SECRET_ACCESS_KEY", u["secret_access_key"]},
-        {"AWS_ENDPOINT_URL", peer_->proxy_endpoint()},
-        {"AWS_REGION", "us-east-1"},
-        {"AWS_EC2_METADATA_DISABLED", "true"},
-        {"HOME", dir_.path()}};
+    std::map<std::string, std::string> env = {{"AWS_ACCESS_KEY_ID", u["access_key_id"]},
+                                              {"AWS_SECRET_ACCESS_KEY", u["secret_access_key"]},
+                                              {"AWS_ENDPOINT_URL", peer_->proxy_endpoint()},
+                                              {"AWS_REGION", "us-east-1"},
+                                              {"AWS_EC2_METADATA_DISABLED", "true"},
+                                              {"HOME", dir_.path()}};
     options_.aws.env = [env](std::string_view name) -> std::optional<std::string> {
       auto it = env.find(std::string(name));
       if (it == env.end()) return std::nullopt;
@@ -87,8 +86,7 @@ class SeedKeyManagement : public KmsLifecycleTest {};
 
 // "Key rotation/replacement is a manual process unless auto-rotation is enabled in the KMS,
 // which we recommend as a best practice."
-TEST_F(SeedRotation,
-       KeyRotationIsAManualProcessUnlessAutoRotationIsEnabledInTheKms) {
+TEST_F(SeedRotation, KeyRotationIsAManualProcessUnlessAutoRotationIsEnabledInTheKms) {
   ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
   auto set = svc_->SetCustomerKey("acme", "prod", "aws-kms", KeyArn("main"));
   ASSERT_TRUE(set.ok()) << set.status().ToString();
@@ -113,16 +111,14 @@ TEST_F(SeedRotation,
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->to_version, info->ek_version + 1);
   // Enabling auto-rotation in the KMS shows up in `ekm key show`.
-  ASSERT_TRUE(peer_->RunBoto3("client('kms').enable_key_rotation(KeyId='" + KeyArn("main") +
-                              "')")
-                  .ok());
+  ASSERT_TRUE(
+      peer_->RunBoto3("client('kms').enable_key_rotation(KeyId='" + KeyArn("main") + "')").ok());
   EXPECT_EQ(svc_->ShowCustomerKey("acme", "prod")->description->rotation, CmkRotation::kEnabled);
 }
 
 // "If auto-rotation is enabled in the KMS, Workato will automatically use the latest generation
 // of the key. No replacement in Workato is necessary."
-TEST_F(SeedRotation,
-       IfAutoRotationIsEnabledTheLatestGenerationIsUsedAndNoReplacementIsNecessary) {
+TEST_F(SeedRotation, IfAutoRotationIsEnabledTheLatestGenerationIsUsedAndNoReplacementIsNecessary) {
   ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
   ASSERT_TRUE(svc_->SetCustomerKey("acme", "prod", "aws-kms", KeyArn("rotating")).ok());
   auto before_info = svc_->ShowCustomerKey("acme", "prod");
@@ -133,8 +129,11 @@ TEST_F(SeedRotation,
   std::string out;
   Status rotated = peer_->RunBoto3(
       "kms = client('kms')\n"
-      "kms.rotate_key_on_demand(KeyId='" + KeyArn("rotating") + "')\n"
-      "print(len(kms.list_key_rotations(KeyId='" + KeyArn("rotating") + "')['Rotations']))\n",
+      "kms.rotate_key_on_demand(KeyId='" +
+          KeyArn("rotating") +
+          "')\n"
+          "print(len(kms.list_key_rotations(KeyId='" +
+          KeyArn("rotating") + "')['Rotations']))\n",
       &out);
   ASSERT_TRUE(rotated.ok()) << rotated.ToString();
   EXPECT_NE(out.find('1'), std::string::npos) << out;
@@ -152,8 +151,7 @@ TEST_F(SeedRotation,
 
 // "Unlike the Workato-managed key that is used by default, bringing your own key allows you to
 // maintain control over all aspects of your workspace's Customer Main Key."
-TEST_F(SeedKeyManagement,
-       BringingYourOwnKeyGivesControlOverTheWorkspacesCustomerMainKey) {
+TEST_F(SeedKeyManagement, BringingYourOwnKeyGivesControlOverTheWorkspacesCustomerMainKey) {
   ASSERT_TRUE(svc_->CreateEnvironment("acme", "old").ok());
   // By default the platform-managed key.
   auto def = svc_->GetWorkspaceDefaultKey("acme");
@@ -181,7 +179,8 @@ TEST_F(SeedKeyManagement,
   EXPECT_EQ(*Decrypt("new", ct), "under the customer's key");
   // A key the platform cannot use is refused and nothing changes.
   auto bad = svc_->SetWorkspaceDefaultKey(
-      "acme", "aws-kms", "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000");
+      "acme", "aws-kms",
+      "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000");
   EXPECT_FALSE(bad.ok());
   EXPECT_EQ(svc_->GetWorkspaceDefaultKey("acme")->key_id, KeyArn("main"));
   // Back to the platform default.
@@ -191,8 +190,7 @@ TEST_F(SeedKeyManagement,
 
 // "If you're using the Environments feature, note that the info in this section applies to a
 // single environment and not the workspace as a whole."
-TEST_F(SeedKeyManagement,
-       TheKeySettingsApplyToASingleEnvironmentNotTheWorkspaceAsAWhole) {
+TEST_F(SeedKeyManagement, TheKeySettingsApplyToASingleEnvironmentNotTheWorkspaceAsAWhole) {
   ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
   ASSERT_TRUE(svc_->CreateEnvironment("acme", "staging").ok());
   ASSERT_TRUE(svc_->CreateEnvironment("acme", "dev").ok());

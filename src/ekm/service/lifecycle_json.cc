@@ -35,16 +35,18 @@ constexpr SettingField kSettingFields[] = {
 }  // namespace
 
 json RotationResultToJson(const RotationResult& r) {
-  json j = {{"workspace", r.workspace},       {"environment", r.environment},
-            {"kind", r.kind},                 {"from_version", r.from_version},
+  json j = {{"workspace", r.workspace},
+            {"environment", r.environment},
+            {"kind", r.kind},
+            {"from_version", r.from_version},
             {"to_version", r.to_version}};
   if (!r.scope.empty()) j["scope"] = r.scope;
   return j;
 }
 
 RotationResult RotationResultFromJson(const json& j) {
-  return RotationResult{j.value("workspace", ""), j.value("environment", ""),
-                        j.value("kind", ""),      j.value("scope", ""),
+  return RotationResult{j.value("workspace", ""),    j.value("environment", ""),
+                        j.value("kind", ""),         j.value("scope", ""),
                         j.value("from_version", 0u), j.value("to_version", 0u)};
 }
 
@@ -138,8 +140,10 @@ Status EnvironmentSettingsPatchFromJson(const json& j, EnvironmentSettings* set,
     } else if (it->is_number_integer()) {
       set->*(field->field) = it->get<int64_t>();
     } else {
-      return InvalidArgumentError("field \"" + it.key() + "\" must be a whole number of seconds "
-                                  "or null, got " + std::string(it->type_name()),
+      return InvalidArgumentError("field \"" + it.key() +
+                                      "\" must be a whole number of seconds "
+                                      "or null, got " +
+                                      std::string(it->type_name()),
                                   "null goes back to the deployment default");
     }
   }
@@ -150,8 +154,8 @@ json LifecycleEventInfoToJson(const LifecycleEventInfo& e) {
   json detail = json::parse(e.detail, nullptr, false);
   if (detail.is_discarded()) detail = json::object();
   return {{"id", e.id},
-          {"at", FormatRfc3339(std::chrono::system_clock::time_point(
-                     std::chrono::milliseconds(e.at_ms)))},
+          {"at", FormatRfc3339(
+                     std::chrono::system_clock::time_point(std::chrono::milliseconds(e.at_ms)))},
           {"at_ms", e.at_ms},
           {"workspace", e.workspace},
           {"environment", e.environment},
@@ -193,11 +197,24 @@ StatusOr<int64_t> ParseDurationSeconds(std::string_view text) {
   if (text.empty()) return bad();
   int64_t unit = 1;
   switch (text.back()) {
-    case 's': unit = 1; text.remove_suffix(1); break;
-    case 'm': unit = 60; text.remove_suffix(1); break;
-    case 'h': unit = 3600; text.remove_suffix(1); break;
-    case 'd': unit = 86400; text.remove_suffix(1); break;
-    default: break;
+    case 's':
+      unit = 1;
+      text.remove_suffix(1);
+      break;
+    case 'm':
+      unit = 60;
+      text.remove_suffix(1);
+      break;
+    case 'h':
+      unit = 3600;
+      text.remove_suffix(1);
+      break;
+    case 'd':
+      unit = 86400;
+      text.remove_suffix(1);
+      break;
+    default:
+      break;
   }
   if (text.empty() || text.size() > 12) return bad();
   int64_t n = 0;
@@ -220,8 +237,8 @@ StatusOr<int64_t> ParseTimeMs(std::string_view text, int64_t now_ms) {
       text.size() <= 12) {
     return std::stoll(std::string(text)) * 1000;
   }
-  if (text.size() == 20 && text[4] == '-' && text[7] == '-' && text[10] == 'T' &&
-      text[13] == ':' && text[16] == ':' && text[19] == 'Z') {
+  if (text.size() == 20 && text[4] == '-' && text[7] == '-' && text[10] == 'T' && text[13] == ':' &&
+      text[16] == ':' && text[19] == 'Z') {
     std::tm tm{};
     std::string s(text);
     if (strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {

@@ -247,8 +247,7 @@ TEST_F(LifecycleDTest, CryptoShredMakesDataUnreadableEvenWithWarmCaches) {
             StatusCode::kFailedPrecondition);
   EXPECT_EQ(svc_->RotateEnvironmentKey("acme", "prod").status().code(),
             StatusCode::kFailedPrecondition);
-  EXPECT_EQ(svc_->ShowCustomerKey("acme", "prod").status().code(),
-            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(svc_->ShowCustomerKey("acme", "prod").status().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(svc_->Rewrap("acme", "prod", ct, &out).status().code(),
             StatusCode::kFailedPrecondition);
   // The name stays taken, with the reason.

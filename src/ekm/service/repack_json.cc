@@ -93,7 +93,8 @@ RepackStatus RepackStatusFromJson(const nlohmann::json& j) {
     e.state = k.value("state", "");
     e.data_keys = k.value("data_keys", uint64_t{0});
     e.created_at = k.value("created_at_ms", int64_t{0}) / 1000;
-    if (k.contains("destroyed_at_ms")) e.destroyed_at = k.value("destroyed_at_ms", int64_t{0}) / 1000;
+    if (k.contains("destroyed_at_ms"))
+      e.destroyed_at = k.value("destroyed_at_ms", int64_t{0}) / 1000;
     s.inventory.push_back(std::move(e));
   }
   return s;

@@ -3,13 +3,11 @@
 // policy removed), and the fault proxy for what moto does not enforce (disabled and
 // pending-deletion keys, 5xx, throttling). Time is a FakeClock: no test waits for a TTL.
 #include <gtest/gtest.h>
-
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "ekm/events/lifecycle_event.h"
@@ -61,10 +59,11 @@ std::string HttpRequest(int port, const std::string& request) {
 // `bearer`: "Bearer <an app token>" (AppBearer).
 std::string PostEncrypt(int port, const std::string& bearer, const std::string& content_type,
                         const std::string& body) {
-  return HttpRequest(port, "POST /v1/workspaces/acme/environments/prod/encrypt HTTP/1.1\r\n"
-                           "Host: x\r\nConnection: close\r\nAuthorization: " + bearer +
-                               "\r\nContent-Type: " + content_type + "\r\nContent-Length: " +
-                               std::to_string(body.size()) + "\r\n\r\n" + body);
+  return HttpRequest(port,
+                     "POST /v1/workspaces/acme/environments/prod/encrypt HTTP/1.1\r\n"
+                     "Host: x\r\nConnection: close\r\nAuthorization: " +
+                         bearer + "\r\nContent-Type: " + content_type +
+                         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
 }
 
 class RevocationTest : public ::testing::Test {
@@ -87,9 +86,11 @@ class RevocationTest : public ::testing::Test {
     Status made = peer_->RunBoto3(
         "import json\n"
         "iam = client('iam')\n"
-        "iam.create_user(UserName='" + user_ + "')\n" + GrantCode() +
-            "k = iam.create_access_key(UserName='" + user_ + "')['AccessKey']\n"
-            "print('KEY ' + json.dumps({'id': k['AccessKeyId'], 'secret': k['SecretAccessKey']}))\n",
+        "iam.create_user(UserName='" +
+            user_ + "')\n" + GrantCode() + "k = iam.create_access_key(UserName='" + user_ +
+            "')['AccessKey']\n"
+            "print('KEY ' + json.dumps({'id': k['AccessKeyId'], 'secret': "
+            "k['SecretAccessKey']}))\n",
         &out);
     ASSERT_TRUE(made.ok()) << made.ToString();
     auto at = out.find("KEY ");
@@ -107,7 +108,8 @@ class RevocationTest : public ::testing::Test {
     ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
     ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
     ASSERT_TRUE(svc_->CreateEnvironment("acme", "dev").ok());  // stays on the platform CMK
-    auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", peer_->setup()["keys"]["main"]["arn"].get<std::string>());
+    auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms",
+                                  peer_->setup()["keys"]["main"]["arn"].get<std::string>());
     ASSERT_TRUE(v.ok()) << v.status().ToString();
     ASSERT_TRUE(v->ok) << v->message;
   }
@@ -258,7 +260,8 @@ TEST_F(RevocationTest, UsageCountsAttemptsWhileRevokedAsRefusedNotAsDecrypts) {
   ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());  // before the revocation
   Revoke();
   clock_.Advance(seconds(300));
-  for (int i = 0; i < 2; ++i) ExpectUnavailable(Decrypt(*svc_, "prod", ct).status(), "AccessDenied");
+  for (int i = 0; i < 2; ++i)
+    ExpectUnavailable(Decrypt(*svc_, "prod", ct).status(), "AccessDenied");
   Bytes out;
   EXPECT_EQ(svc_->Encrypt("acme", "prod", "orders", AsBytes("x"), &out).code(),
             StatusCode::kFailedPrecondition);
@@ -285,9 +288,9 @@ TEST_F(RevocationTest, UsageCountsAttemptsWhileRevokedAsRefusedNotAsDecrypts) {
     after[c["operation"].get<std::string>() + "/" + c["outcome"].get<std::string>()] +=
         c["count"].get<uint64_t>();
   }
-  EXPECT_EQ(after, (std::map<std::string, uint64_t>{{"decrypt/refused", 5},
-                                                    {"encrypt/refused", 1},
-                                                    {"generate_data_key/refused", 1}}))
+  EXPECT_EQ(after,
+            (std::map<std::string, uint64_t>{
+                {"decrypt/refused", 5}, {"encrypt/refused", 1}, {"generate_data_key/refused", 1}}))
       << records->back().detail;
 }
 
@@ -359,8 +362,12 @@ TEST_F(RevocationTest, AnOutageIsDegradedRetryableAndDoesNotHammerTheKms) {
 
   // The API: 503 with Retry-After, for a request the router handles.
   Router router(svc_.get());
-  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json",
-                   AppBearer(*svc_), "127.0.0.1", ""};
+  RouteRequest req{"POST",
+                   "/v1/workspaces/acme/environments/prod/encrypt",
+                   "application/json",
+                   AppBearer(*svc_),
+                   "127.0.0.1",
+                   ""};
   RouteMatch m = router.Match(req);
   ASSERT_TRUE(m.status.ok());
   RouteResponse res = router.Handle(m, R"({"plaintext":"eA=="})");
@@ -442,7 +449,8 @@ TEST_F(RevocationTest, OverHttpAnOutageIs503WithRetryAfterAndARefusalIs409) {
   Encrypt("prod", "default", "warm");
   ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "ServiceUnavailable").ok());
   clock_.Advance(seconds(300));
-  std::string res = PostEncrypt(server.port(), bearer, "application/json", R"({"plaintext":"eA=="})");
+  std::string res =
+      PostEncrypt(server.port(), bearer, "application/json", R"({"plaintext":"eA=="})");
   EXPECT_EQ(res.substr(0, 12), "HTTP/1.1 503") << res;
   EXPECT_NE(res.find("Retry-After: "), std::string::npos) << res;
   EXPECT_NE(res.find("\"retry_after_seconds\""), std::string::npos) << res;
@@ -463,7 +471,8 @@ TEST_F(RevocationTest, OverHttpAnOutageIs503WithRetryAfterAndARefusalIs409) {
 
 // ---- the seed sentences ----
 
-TEST_F(SeedAccessRestriction, IfKeyAccessIsRestrictedEncryptedDataWillBeAvailableForAShortTimeDueToCaching) {
+TEST_F(SeedAccessRestriction,
+       IfKeyAccessIsRestrictedEncryptedDataWillBeAvailableForAShortTimeDueToCaching) {
   Bytes ct = Encrypt("prod", "orders", "cached");
   Revoke();
   // Restricted, yet still readable from the cache for the TTL …
@@ -494,7 +503,8 @@ TEST_F(SeedAccessRestriction, TheCurrentTimeToLiveForTheKeyCacheIsFiveMinutes) {
   Restore();
 }
 
-TEST_F(SeedRevocationAndDeletion, WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeUnavailableToAllUsersInTheWorkspace) {
+TEST_F(SeedRevocationAndDeletion,
+       WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeUnavailableToAllUsersInTheWorkspace) {
   Bytes orders = Encrypt("prod", "orders", "o");
   Bytes invoices = Encrypt("prod", "invoices", "i");
   Bytes dflt = Encrypt("prod", "default", "d");
@@ -505,8 +515,7 @@ TEST_F(SeedRevocationAndDeletion, WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeU
     ExpectUnavailable(Decrypt(*svc_, "prod", *ct).status(), "AccessDenied");
   }
   Bytes out;
-  ExpectUnavailable(svc_->Encrypt("acme", "prod", "orders", AsBytes("n"), &out),
-                    "AccessDenied");
+  ExpectUnavailable(svc_->Encrypt("acme", "prod", "orders", AsBytes("n"), &out), "AccessDenied");
   ExpectUnavailable(svc_->Encrypt("acme", "prod", "brand-new-scope", AsBytes("n"), &out),
                     "AccessDenied");
   ExpectUnavailable(svc_->NewEncryptStream("acme", "prod", "orders", false).status(),
@@ -520,8 +529,12 @@ TEST_F(SeedRevocationAndDeletion, WhenAKeyIsDeletedOrRevokedEncryptedDataWillBeU
   }
   // … for every caller through the API (409, not retryable, naming the refusal) …
   Router router(svc_.get());
-  RouteRequest req{"POST", "/v1/workspaces/acme/environments/prod/encrypt", "application/json",
-                   AppBearer(*svc_), "127.0.0.1", ""};
+  RouteRequest req{"POST",
+                   "/v1/workspaces/acme/environments/prod/encrypt",
+                   "application/json",
+                   AppBearer(*svc_),
+                   "127.0.0.1",
+                   ""};
   RouteMatch m = router.Match(req);
   ASSERT_TRUE(m.status.ok());
   RouteResponse res = router.Handle(m, R"({"plaintext":"eA==","scope":"orders"})");

@@ -82,8 +82,10 @@ TEST_F(RotationRaceTest, RoutineRotationNeverFailsADataPlaneCallNorLeavesADataKe
     background.emplace_back([&, svc] {  // `ekm key rotate`, back to back
       while (!stop) {
         auto r = svc->RotateEnvironmentKey("acme", "prod");
-        if (r.ok()) ++ek_rotations;
-        else Failed("ek rotation", r.status());
+        if (r.ok())
+          ++ek_rotations;
+        else
+          Failed("ek rotation", r.status());
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
     });
@@ -97,8 +99,10 @@ TEST_F(RotationRaceTest, RoutineRotationNeverFailsADataPlaneCallNorLeavesADataKe
     background.emplace_back([&, svc] {  // the repack runner / `ekm repack run`
       while (!stop) {
         auto r = svc->RunRepack("acme", "prod", nullptr);
-        if (r.ok()) ++repacks;
-        else Failed("repack", r.status());
+        if (r.ok())
+          ++repacks;
+        else
+          Failed("repack", r.status());
       }
     });
   }
@@ -123,13 +127,16 @@ TEST_F(RotationRaceTest, RoutineRotationNeverFailsADataPlaneCallNorLeavesADataKe
         // And once more into an older scope (a DK that may have moved since).
         if (i > 0) {
           Bytes more;
-          Status again = svc->Encrypt("acme", "prod", written[t].front().first, AsBytes(text), &more);
+          Status again =
+              svc->Encrypt("acme", "prod", written[t].front().first, AsBytes(text), &more);
           if (!again.ok()) Failed("encrypt", again);
         }
         Bytes out;
         s = svc->Decrypt("acme", "prod", ct, &out);
-        if (!s.ok()) Failed("decrypt", s);
-        else if (AsChars(out) != text) Failed("decrypt", InternalError("wrong plaintext"));
+        if (!s.ok())
+          Failed("decrypt", s);
+        else if (AsChars(out) != text)
+          Failed("decrypt", InternalError("wrong plaintext"));
         written[t].emplace_back(scope, std::move(ct));
       }
     });

@@ -39,13 +39,12 @@ class StoreIntegrityTest : public ::testing::Test {
     ASSERT_NE(peer_, nullptr);
     options_.data_dir = dir_.path() + "/data";
     const auto& u = peer_->setup()["users"]["ekm-platform"];
-    std::map<std::string, std::string> env = {
-        {"AWS_ACCESS_KEY_ID", u["access_key_id"]},
-        {"AWS_SECRET_ACCESS_KEY", u["secret_access_key"]},
-        {"AWS_ENDPOINT_URL", peer_->endpoint()},
-        {"AWS_REGION", "us-east-1"},
-        {"AWS_EC2_METADATA_DISABLED", "true"},
-        {"HOME", dir_.path()}};
+    std::map<std::string, std::string> env = {{"AWS_ACCESS_KEY_ID", u["access_key_id"]},
+                                              {"AWS_SECRET_ACCESS_KEY", u["secret_access_key"]},
+                                              {"AWS_ENDPOINT_URL", peer_->endpoint()},
+                                              {"AWS_REGION", "us-east-1"},
+                                              {"AWS_EC2_METADATA_DISABLED", "true"},
+                                              {"HOME", dir_.path()}};
     options_.aws.env = [env](std::string_view name) -> std::optional<std::string> {
       auto it = env.find(std::string(name));
       if (it == env.end()) return std::nullopt;
@@ -76,10 +75,12 @@ class StoreIntegrityTest : public ::testing::Test {
     std::string out;
     Status s = peer_->RunBoto3(
         "import base64\n"
-        "r = client('kms').encrypt(KeyId='" + Arn() + "', Plaintext=bytes.fromhex('" +
-            HexEncode(known_ek_.RevealForCrypto()) +
+        "r = client('kms').encrypt(KeyId='" +
+            Arn() + "', Plaintext=bytes.fromhex('" + HexEncode(known_ek_.RevealForCrypto()) +
             "'), EncryptionContext={'ekm:workspace': 'acme', 'ekm:environment': 'prod', "
-            "'ekm:ek-version': '" + std::to_string(version) + "'})\n"
+            "'ekm:ek-version': '" +
+            std::to_string(version) +
+            "'})\n"
             "print(base64.b16encode(r['CiphertextBlob']).decode())\n",
         &out);
     EXPECT_TRUE(s.ok()) << s.ToString();
@@ -145,7 +146,8 @@ TEST_F(StoreIntegrityTest, ANewEkVersionPointedToBehindEkmIsRefused) {
   svc_.reset();
   Sql("INSERT INTO environment_keys (environment_id, version, cmk_provider, cmk_key_id, wrapped, "
       "created_at) VALUES ((SELECT id FROM environments WHERE name = 'prod'), 2, 'aws-kms', '" +
-      Arn() + "', X'" + HexEncode(blob) + "', 0); UPDATE environments SET current_ek_version = 2 "
+      Arn() + "', X'" + HexEncode(blob) +
+      "', 0); UPDATE environments SET current_ek_version = 2 "
       "WHERE name = 'prod'");
   Reopen();
   ExpectNoDataKeyUnderTheAttackersEk(2);
@@ -155,7 +157,8 @@ TEST_F(StoreIntegrityTest, TheCurrentEkRowRewrittenBehindEkmIsRefused) {
   Bytes blob = AttackerWrappedEk(1);
   svc_.reset();
   Sql("UPDATE environment_keys SET cmk_provider = 'aws-kms', cmk_key_id = '" + Arn() +
-      "', wrapped = X'" + HexEncode(blob) + "' WHERE version = 1 AND environment_id = (SELECT id "
+      "', wrapped = X'" + HexEncode(blob) +
+      "' WHERE version = 1 AND environment_id = (SELECT id "
       "FROM environments WHERE name = 'prod')");
   Reopen();
   ExpectNoDataKeyUnderTheAttackersEk(1);
@@ -166,8 +169,8 @@ TEST_F(StoreIntegrityTest, TheCurrentEkRowRewrittenBehindEkmIsRefused) {
 TEST_F(StoreIntegrityTest, AWorkspaceDefaultKeySetBehindEkmIsRefused) {
   svc_.reset();
   Sql("INSERT INTO workspace_default_keys (workspace_id, cmk_provider, cmk_key_id, set_at, actor) "
-      "VALUES ((SELECT id FROM workspaces WHERE name = 'acme'), 'aws-kms', '" + Arn() +
-      "', 0, 'cli:mallory')");
+      "VALUES ((SELECT id FROM workspaces WHERE name = 'acme'), 'aws-kms', '" +
+      Arn() + "', 0, 'cli:mallory')");
   Reopen();
   auto env = svc_->CreateEnvironment("acme", "staging");
   EXPECT_EQ(env.status().code(), StatusCode::kDataLoss) << env.status().ToString();

@@ -107,8 +107,7 @@ class Store {
                                                         int64_t now) = 0;
   virtual StatusOr<EnvironmentRecord> GetEnvironment(std::string_view workspace,
                                                      std::string_view name) = 0;
-  virtual StatusOr<std::vector<EnvironmentRecord>> ListEnvironments(
-      std::string_view workspace) = 0;
+  virtual StatusOr<std::vector<EnvironmentRecord>> ListEnvironments(std::string_view workspace) = 0;
 
   virtual StatusOr<EnvironmentKeyRecord> GetEnvironmentKey(int64_t environment_id,
                                                            uint32_t version) = 0;
@@ -140,8 +139,7 @@ class Store {
   // Atomically adds `count` to the DK version's messages_reserved and returns the value it had
   // before, unless the sum would exceed `limit`: then ResourceExhausted and nothing changes.
   virtual StatusOr<uint64_t> ReserveMessages(int64_t environment_id, std::string_view scope,
-                                             uint32_t version, uint64_t count,
-                                             uint64_t limit) = 0;
+                                             uint32_t version, uint64_t count, uint64_t limit) = 0;
 
   // Lifecycle events = audit records, append only. Appends to the chain record.workspace in
   // one transaction that reads the chain's head, so concurrent writers (threads, or ekmd
@@ -188,10 +186,10 @@ class Store {
   // in local mode show the same status. Public metadata only.
   struct EnvironmentKeyStatusRecord {
     int64_t environment_id = 0;
-    std::string state;         // "healthy", "degraded", "unavailable"
-    int64_t since = 0;         // unix seconds: when it entered `state`
-    int64_t last_success = 0;  // unix seconds: last successful unwrap by the CMK; 0: none seen
-    std::string error_code;    // StatusCode name of the last failure
+    std::string state;          // "healthy", "degraded", "unavailable"
+    int64_t since = 0;          // unix seconds: when it entered `state`
+    int64_t last_success = 0;   // unix seconds: last successful unwrap by the CMK; 0: none seen
+    std::string error_code;     // StatusCode name of the last failure
     std::string provider_code;  // e.g. "AccessDeniedException", "DisabledException"
     std::string message;
     std::string hint;
@@ -220,8 +218,7 @@ class Store {
   // AddEnvironmentKey (same guard) and the change row, in one transaction.
   virtual Status AddEnvironmentKeyForCmkChange(const EnvironmentKeyRecord& ek,
                                                const CmkChangeRecord& change) = 0;
-  virtual StatusOr<std::optional<CmkChangeRecord>> GetLatestCmkChange(
-      int64_t environment_id) = 0;
+  virtual StatusOr<std::optional<CmkChangeRecord>> GetLatestCmkChange(int64_t environment_id) = 0;
 
   // A repack: re-wraps every DK of an environment from older EKs to target_ek_version.
   struct RepackJobRecord {
@@ -282,8 +279,7 @@ class Store {
     std::optional<int64_t> destroyed_at;
     uint64_t data_keys = 0;
   };
-  virtual StatusOr<std::vector<EkInventoryRow>> EnvironmentKeyInventory(
-      int64_t environment_id) = 0;
+  virtual StatusOr<std::vector<EkInventoryRow>> EnvironmentKeyInventory(int64_t environment_id) = 0;
   // Inserts many DK versions in one transaction (bulk loads; existing versions are kept). Each
   // must be under its environment's current EK, as for InsertDataKey: FailedPrecondition and
   // nothing stored otherwise.
@@ -292,22 +288,22 @@ class Store {
   // Import parameters: the RSA wrapping key pair and the import token of one environment.
   struct ImportParamsRecord {
     int64_t environment_id = 0;
-    Bytes token_sha256;              // SHA-256 of the import token; the token itself is not stored
-    std::string public_key_pem;      // SubjectPublicKeyInfo PEM
-    Bytes sealed_private_key;        // PKCS#8 DER, sealed under the platform root (docs/format.md)
-    int64_t created_at = 0;          // unix seconds
+    Bytes token_sha256;          // SHA-256 of the import token; the token itself is not stored
+    std::string public_key_pem;  // SubjectPublicKeyInfo PEM
+    Bytes sealed_private_key;    // PKCS#8 DER, sealed under the platform root (docs/format.md)
+    int64_t created_at = 0;      // unix seconds
     int64_t expires_at = 0;
-    int64_t used_at = 0;             // 0 while the token is unspent
-    int64_t attempts = 0;            // unwraps tried with the token (it locks at a limit)
+    int64_t used_at = 0;   // 0 while the token is unspent
+    int64_t attempts = 0;  // unwraps tried with the token (it locks at a limit)
   };
 
   // Key material uploaded by a customer (the "imported" provider's CMK).
   struct KeyMaterialRecord {
     int64_t environment_id = 0;
-    std::string key_id;       // "imported:" + fingerprint
-    Bytes sealed_material;    // sealed under the platform root; empty once deleted
+    std::string key_id;     // "imported:" + fingerprint
+    Bytes sealed_material;  // sealed under the platform root; empty once deleted
     int64_t imported_at = 0;
-    int64_t deleted_at = 0;   // 0 while the material exists
+    int64_t deleted_at = 0;  // 0 while the material exists
   };
 
   // Import parameters of an environment (`ekm key import-params`): at most one set per
@@ -391,8 +387,8 @@ class Store {
   struct ApiTokenRecord {
     std::string id;  // 16 hex, public
     Bytes secret_sha256;
-    std::string role;       // auth::RoleName
-    std::string workspace;  // empty for admin tokens
+    std::string role;                       // auth::RoleName
+    std::string workspace;                  // empty for admin tokens
     std::vector<std::string> environments;  // empty: every environment of the workspace
     std::string description;
     int64_t created_at = 0;  // unix seconds
@@ -419,9 +415,7 @@ class Store {
   virtual StatusOr<std::optional<std::string>> GetStoreMeta(std::string_view name) = 0;
   // Stores `value` under `name` unless a value is there already; returns the value stored
   // (ours, or the one found).
-  virtual StatusOr<std::string> PutStoreMetaOnce(std::string_view name,
-                                                 std::string_view value) = 0;
-
+  virtual StatusOr<std::string> PutStoreMetaOnce(std::string_view name, std::string_view value) = 0;
 };
 
 using StorePtr = std::unique_ptr<Store>;

@@ -76,8 +76,8 @@ StatusOr<Bytes> StoreRowMacs::CurrentEnvironmentKey(const EnvironmentRecord& env
   return HmacSha256(key_, e.bytes());
 }
 
-StatusOr<Bytes> StoreRowMacs::WorkspaceDefaultKey(
-    std::string_view workspace, const Store::WorkspaceDefaultKeyRecord& r) const {
+StatusOr<Bytes> StoreRowMacs::WorkspaceDefaultKey(std::string_view workspace,
+                                                  const Store::WorkspaceDefaultKeyRecord& r) const {
   Encoder e("ekm store workspace default key v1");
   e.U64(static_cast<uint64_t>(r.workspace_id)).Field(workspace);
   e.Field(r.cmk_provider).Field(r.cmk_key_id);
@@ -90,11 +90,10 @@ Status StoreRowMacs::CheckEnvironmentKey(const EnvironmentRecord& env,
                "environment key v" + std::to_string(ek.version) + " of " + Where(env));
 }
 
-Status StoreRowMacs::CheckCurrentEnvironmentKey(const EnvironmentRecord& env,
-                                                ByteView mac) const {
+Status StoreRowMacs::CheckCurrentEnvironmentKey(const EnvironmentRecord& env, ByteView mac) const {
   return Check(CurrentEnvironmentKey(env), mac,
-               "the current environment key (v" + std::to_string(env.current_ek_version) +
-                   ") of " + Where(env));
+               "the current environment key (v" + std::to_string(env.current_ek_version) + ") of " +
+                   Where(env));
 }
 
 Status StoreRowMacs::CheckWorkspaceDefaultKey(std::string_view workspace,

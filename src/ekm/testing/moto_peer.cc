@@ -97,10 +97,10 @@ StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::vector<st
   posix_spawn_file_actions_init(&actions);
   posix_spawnattr_init(&attr);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, stdout_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_addopen(&actions, 1, stdout_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0600);
+  posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0600);
   // Own process group: the destructor kills the whole tree, shims and children included.
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
   posix_spawnattr_setpgroup(&attr, 0);
@@ -149,17 +149,15 @@ std::string DescribeExit(int status) {
 }
 
 // Runs argv to completion (at most `timeout`); returns its wait status.
-StatusOr<int> RunAndWait(const std::vector<std::string>& argv,
-                         const std::vector<std::string>& env, const std::string& log,
-                         std::chrono::seconds timeout) {
+StatusOr<int> RunAndWait(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                         const std::string& log, std::chrono::seconds timeout) {
   EKM_ASSIGN_OR_RETURN(pid_t pid, Spawn(argv, env, log, log));
   auto deadline = Clock::now() + timeout;
   while (!Exited(pid)) {
     if (Clock::now() > deadline) {
       KillGroup(pid);
       return DeadlineExceededError(argv[0] + " did not finish within " +
-                                   std::to_string(timeout.count()) + " s; its log:\n" +
-                                   Tail(log));
+                                   std::to_string(timeout.count()) + " s; its log:\n" + Tail(log));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -198,8 +196,7 @@ struct HttpResult {
 
 // One HTTP request with libcurl (certificate checking on, against ca_file when given).
 StatusOr<HttpResult> Http(const std::string& method, const std::string& url,
-                          const std::string& body, const std::string& ca_file,
-                          long timeout_ms) {
+                          const std::string& body, const std::string& ca_file, long timeout_ms) {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return InternalError("curl_easy_init failed");
   HttpResult result;
@@ -256,13 +253,13 @@ StatusOr<std::string> FindPython(const std::string& dir) {
     if (!IsExecutable(python)) continue;
     std::error_code ec;
     fs::remove(out, ec);
-    auto status = RunAndWait(
-        {python, "-c",
-         "import importlib.util as u, sys\n"
-         "assert u.find_spec('moto') and u.find_spec('boto3') and u.find_spec('flask')\n"
-         "open(sys.argv[1], 'w').write(sys.executable)\n",
-         out},
-        ChildEnv(), dir + "/python-check.log", std::chrono::seconds(30));
+    auto status =
+        RunAndWait({python, "-c",
+                    "import importlib.util as u, sys\n"
+                    "assert u.find_spec('moto') and u.find_spec('boto3') and u.find_spec('flask')\n"
+                    "open(sys.argv[1], 'w').write(sys.executable)\n",
+                    out},
+                   ChildEnv(), dir + "/python-check.log", std::chrono::seconds(30));
     if (status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0) {
       std::string executable = ReadFile(out);
       return IsExecutable(executable) ? executable : python;
@@ -317,8 +314,7 @@ MotoPeer::~MotoPeer() {
 Status MotoPeer::MakeCertificates() {
   std::string openssl = FindExecutable("openssl");
   if (openssl.empty()) {
-    return FailedPreconditionError("the openssl command is not on PATH",
-                                   "apt-get install openssl");
+    return FailedPreconditionError("the openssl command is not on PATH", "apt-get install openssl");
   }
   const std::string d = dir_ + "/";
   {
@@ -328,9 +324,25 @@ Status MotoPeer::MakeCertificates() {
   }
   // EC P-256: much faster to generate than RSA and served by Werkzeug like any other key.
   const std::vector<std::vector<std::string>> steps = {
-      {openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-       "-nodes", "-keyout", d + "ca.key", "-out", d + "ca.crt", "-days", "2", "-subj",
-       "/CN=ekm test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+      {openssl,
+       "req",
+       "-x509",
+       "-newkey",
+       "ec",
+       "-pkeyopt",
+       "ec_paramgen_curve:prime256v1",
+       "-nodes",
+       "-keyout",
+       d + "ca.key",
+       "-out",
+       d + "ca.crt",
+       "-days",
+       "2",
+       "-subj",
+       "/CN=ekm test CA",
+       "-addext",
+       "basicConstraints=critical,CA:TRUE",
+       "-addext",
        "keyUsage=critical,keyCertSign,cRLSign"},
       {openssl, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
        "-keyout", d + "server.key", "-out", d + "server.csr", "-subj", "/CN=127.0.0.1"},
@@ -391,8 +403,8 @@ Status MotoPeer::StartMoto(bool tls) {
       KillGroup(moto_pid_);
       moto_pid_ = -1;
       return DeadlineExceededError(
-          "moto_server did not answer on " + endpoint_ + " within 20 s (last: " +
-              last.message() + "); its log:\n" + Tail(log),
+          "moto_server did not answer on " + endpoint_ + " within 20 s (last: " + last.message() +
+              "); its log:\n" + Tail(log),
           "check that moto[server] works: moto_server -H 127.0.0.1 -p 5000");
     }
     kill(-moto_pid_, SIGKILL);  // the group may outlive its leader
@@ -407,8 +419,8 @@ Status MotoPeer::StartMoto(bool tls) {
 Status MotoPeer::RunSetup() {
   const std::string log = dir_ + "/setup.log";
   setup_file_ = dir_ + "/setup.json";
-  std::vector<std::string> argv = {python_, PeersDir() + "/moto_setup.py", "--endpoint", endpoint_,
-                                   "--out", setup_file_};
+  std::vector<std::string> argv = {
+      python_, PeersDir() + "/moto_setup.py", "--endpoint", endpoint_, "--out", setup_file_};
   if (!ca_file_.empty()) argv.insert(argv.end(), {"--ca-file", ca_file_});
   EKM_ASSIGN_OR_RETURN(int status, RunAndWait(argv, ChildEnv(), log, kSetupTimeout));
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -425,9 +437,9 @@ Status MotoPeer::RunSetup() {
 Status MotoPeer::StartProxy() {
   const std::string log = dir_ + "/proxy.log";
   const std::string port_file = dir_ + "/proxy.port";
-  std::vector<std::string> argv = {python_, "-u", PeersDir() + "/kms_fault_proxy.py",
-                                   "--upstream", endpoint_, "--port", "0",
-                                   "--setup", setup_file_};
+  std::vector<std::string> argv = {python_,      "-u",      PeersDir() + "/kms_fault_proxy.py",
+                                   "--upstream", endpoint_, "--port",
+                                   "0",          "--setup", setup_file_};
   if (!ca_file_.empty()) argv.insert(argv.end(), {"--ca-file", ca_file_});
   EKM_ASSIGN_OR_RETURN(proxy_pid_, Spawn(argv, ChildEnv(), port_file, log));
   auto deadline = Clock::now() + kStartTimeout;
@@ -469,8 +481,8 @@ StatusOr<std::string> MotoPeer::ProxyRequest(const std::string& method, const st
 
 Status MotoPeer::ArmFault(const std::string& target, const std::string& kind, int count,
                           int delay_ms) {
-  nlohmann::json spec = {{"target", target}, {"kind", kind}, {"count", count},
-                         {"delay_ms", delay_ms}};
+  nlohmann::json spec = {
+      {"target", target}, {"kind", kind}, {"count", count}, {"delay_ms", delay_ms}};
   return ProxyRequest("POST", "/__fault__", spec.dump()).status();
 }
 

@@ -13,9 +13,8 @@
 #include <sys/types.h>
 
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "ekm/base/status.h"
 
@@ -43,7 +42,7 @@ class MotoPeer {
   MotoPeer(const MotoPeer&) = delete;
   MotoPeer& operator=(const MotoPeer&) = delete;
 
-  const std::string& endpoint() const { return endpoint_; }  // http(s)://127.0.0.1:PORT
+  const std::string& endpoint() const { return endpoint_; }              // http(s)://127.0.0.1:PORT
   const std::string& proxy_endpoint() const { return proxy_endpoint_; }  // "" if not started
   const std::string& ca_file() const { return ca_file_; }                // "" without tls
   // moto_setup.py's output: endpoint, region, account, users{name:{arn, access_key_id,
@@ -51,7 +50,7 @@ class MotoPeer {
   // alias_arn}}. Users: ekm-platform, ekm-no-decrypt, ekm-describe, ekm-admin, ekm-web-identity.
   const nlohmann::json& setup() const { return setup_; }
   const std::string& setup_file() const { return setup_file_; }  // the same, as a JSON file
-  const std::string& dir() const { return dir_; }  // the temp dir: logs, certificates
+  const std::string& dir() const { return dir_; }                // the temp dir: logs, certificates
 
   // Arms a fault in the proxy: the next `count` requests (-1: all) whose target (X-Amz-Target,
   // e.g. "TrentService.Decrypt", or "sts.AssumeRole" for query-protocol calls; "*" for any)

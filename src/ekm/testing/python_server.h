@@ -22,7 +22,7 @@ namespace ekm::testing {
 class PythonServer {
  public:
   static std::unique_ptr<PythonServer> Start(const std::string& script,
-                                         const std::vector<std::string>& args = {}) {
+                                             const std::vector<std::string>& args = {}) {
     int fds[2];
     if (pipe(fds) != 0) return nullptr;
     posix_spawn_file_actions_t fa;

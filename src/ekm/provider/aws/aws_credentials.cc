@@ -611,8 +611,8 @@ class DefaultChain final : public AwsCredentialsProvider {
       // On EC2 the instance metadata service being out of reach is an outage: transient.
       return UnavailableError("no AWS credentials found: " + list,
                               "on EC2 the instance metadata service could not be reached (an "
-                              "outage: try again); anywhere else " + give +
-                                  ", and set AWS_EC2_METADATA_DISABLED=true");
+                              "outage: try again); anywhere else " +
+                                  give + ", and set AWS_EC2_METADATA_DISABLED=true");
     }
     // Nothing configured: the platform operator must act; retrying changes nothing.
     return FailedPreconditionError("no AWS credentials found: " + list,

@@ -33,7 +33,6 @@ std::string Reveal(const SecretBytes& s) {
   return std::string(s.RevealForCrypto().begin(), s.RevealForCrypto().end());
 }
 
-
 // IMDSv2 (token PUT with a TTL header, role listing and role credentials, both requiring the
 // token) and the ECS container endpoint (Authorization must equal argv[2]). Credentials expire
 // at argv[1] (unix seconds); each fetch returns new ones (a counter in the key id).

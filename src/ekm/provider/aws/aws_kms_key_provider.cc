@@ -42,8 +42,9 @@ StatusOr<CmkDescription> AwsKmsKeyProvider::Describe(std::string_view key_id) {
     if (!meta->key_arn.empty()) key_arn = meta->key_arn;
   } else if (meta.status().code() == StatusCode::kPermissionDenied) {
     d.state = "unknown";
-    d.notes.push_back("DescribeKey is not permitted (key policy or IAM policy; optional): key "
-                      "state and spec are not checked");
+    d.notes.push_back(
+        "DescribeKey is not permitted (key policy or IAM policy; optional): key "
+        "state and spec are not checked");
   } else {
     return meta.status();
   }

@@ -47,10 +47,12 @@ class AwsKmsTest : public ::testing::Test {
                                               std::string secret = {},
                                               KmsClientOptions options = FastRetries()) {
     auto creds = std::make_shared<AwsCredentials>(UserCredentials(user, secret));
-    return ProviderWith([creds]() -> StatusOr<AwsCredentials> {
-      return AwsCredentials{creds->access_key_id, creds->secret_access_key.Clone(),
-                            creds->session_token};
-    }, via_proxy, options);
+    return ProviderWith(
+        [creds]() -> StatusOr<AwsCredentials> {
+          return AwsCredentials{creds->access_key_id, creds->secret_access_key.Clone(),
+                                creds->session_token};
+        },
+        via_proxy, options);
   }
 
   std::unique_ptr<AwsKmsKeyProvider> ProviderWith(AwsCredentialsSource source, bool via_proxy,
@@ -97,7 +99,8 @@ MotoPeer* AwsKmsTest::peer_ = nullptr;
 TEST_F(AwsKmsTest, UserWithOnlyEncryptAndDecryptRoundTripsOverHttps) {
   auto p = Provider("ekm-platform");
   SecretBytes ek = NewKey();
-  for (const std::string& id : {KeyArn("main"), Peer()["keys"]["main"]["alias_arn"].get<std::string>()}) {
+  for (const std::string& id :
+       {KeyArn("main"), Peer()["keys"]["main"]["alias_arn"].get<std::string>()}) {
     auto wrapped = p->Wrap(id, ek, Context());
     ASSERT_TRUE(wrapped.ok()) << id << ": " << wrapped.status().ToString();
     auto back = p->Unwrap(id, *wrapped, Context());
@@ -149,11 +152,13 @@ TEST_F(AwsKmsTest, AssumeRoleCredentialsWithASessionTokenWork) {
   ASSERT_TRUE(temp.ok()) << temp.status().ToString();
   ASSERT_TRUE(temp->credentials.session_token.has_value());
   auto shared = std::make_shared<AwsTemporaryCredentials>(std::move(*temp));
-  auto p = ProviderWith([shared]() -> StatusOr<AwsCredentials> {
-    return AwsCredentials{shared->credentials.access_key_id,
-                          shared->credentials.secret_access_key.Clone(),
-                          shared->credentials.session_token};
-  }, false);
+  auto p = ProviderWith(
+      [shared]() -> StatusOr<AwsCredentials> {
+        return AwsCredentials{shared->credentials.access_key_id,
+                              shared->credentials.secret_access_key.Clone(),
+                              shared->credentials.session_token};
+      },
+      false);
   SecretBytes ek = NewKey();
   auto wrapped = p->Wrap(KeyArn("main"), ek, Context());
   ASSERT_TRUE(wrapped.ok()) << wrapped.status().ToString();
@@ -209,8 +214,9 @@ TEST_F(AwsKmsTest, DescribeReadsStateSpecAndRotationWherePermitted) {
 }
 
 TEST_F(AwsKmsTest, WithoutTheTestCaTheCertificateIsRefused) {
-  auto p = ProviderWith([]() -> StatusOr<AwsCredentials> { return UserCredentials("ekm-platform"); },
-                        false, FastRetries(), /*ca_file=*/"");
+  auto p =
+      ProviderWith([]() -> StatusOr<AwsCredentials> { return UserCredentials("ekm-platform"); },
+                   false, FastRetries(), /*ca_file=*/"");
   auto wrapped = p->Wrap(KeyArn("main"), NewKey(), Context());
   ASSERT_FALSE(wrapped.ok());
   EXPECT_EQ(wrapped.status().code(), StatusCode::kUnavailable) << wrapped.status().ToString();
@@ -233,8 +239,8 @@ TEST_F(AwsKmsTest, ErrorsMotoCannotProduceThroughTheFaultProxy) {
       {"AccessDeniedException", StatusCode::kPermissionDenied, "AccessDeniedException",
        "key policy"},
       {"NotFoundException", StatusCode::kNotFound, "NotFoundException", "region"},
-      {"UnrecognizedClientException", StatusCode::kUnauthenticated,
-       "UnrecognizedClientException", "platform"},
+      {"UnrecognizedClientException", StatusCode::kUnauthenticated, "UnrecognizedClientException",
+       "platform"},
       {"ThrottlingException", StatusCode::kUnavailable, "ThrottlingException",
        "AWS Health Dashboard"},
       {"KMSInternalException", StatusCode::kUnavailable, "KMSInternalException",
@@ -252,7 +258,8 @@ TEST_F(AwsKmsTest, ErrorsMotoCannotProduceThroughTheFaultProxy) {
     EXPECT_EQ(wrapped.status().code(), c.code) << wrapped.status().ToString();
     EXPECT_NE(wrapped.status().message().find(c.message), std::string::npos)
         << wrapped.status().ToString();
-    EXPECT_NE(wrapped.status().hint().find(c.hint), std::string::npos) << wrapped.status().ToString();
+    EXPECT_NE(wrapped.status().hint().find(c.hint), std::string::npos)
+        << wrapped.status().ToString();
     // Transient errors are retried (4 attempts; libcurl itself retries a reset once on a
     // reused connection), definitive ones never.
     int requests = Requests("TrentService.Encrypt");

@@ -19,8 +19,9 @@ struct SharedConfig {
 AwsServiceEndpoint ToServiceEndpoint(const AwsEndpoint& e) {
   AwsServiceEndpoint out;
   out.url = e.url;
-  if (!e.path.empty() && (out.url.size() < e.path.size() ||
-                          out.url.compare(out.url.size() - e.path.size(), e.path.size(), e.path) != 0)) {
+  if (!e.path.empty() &&
+      (out.url.size() < e.path.size() ||
+       out.url.compare(out.url.size() - e.path.size(), e.path.size(), e.path) != 0)) {
     out.url += e.path;
   }
   out.path = e.path.empty() ? "/" : e.path;
@@ -44,8 +45,8 @@ AwsKmsSetup NewAwsKmsSetup(AwsKmsSetupOptions options) {
   AwsCredentialsProviderPtr credentials = NewDefaultAwsCredentialsChain(chain);
 
   GetEnvFn env = options.env;
-  KmsEndpointResolver endpoints = [env, config](std::string_view region)
-      -> StatusOr<AwsServiceEndpoint> {
+  KmsEndpointResolver endpoints =
+      [env, config](std::string_view region) -> StatusOr<AwsServiceEndpoint> {
     EKM_ASSIGN_OR_RETURN(AwsEndpoint e, ResolveAwsEndpoint("kms", region, env, config->get()));
     return ToServiceEndpoint(e);
   };
@@ -72,15 +73,16 @@ AwsKmsSetup NewAwsKmsSetup(AwsKmsSetupOptions options) {
     if (!creds.ok()) {
       return FailedPreconditionError(
           "the platform principal is not configured and ekm has no AWS credentials to ask STS "
-          "who it is: " + creds.status().message(),
+          "who it is: " +
+              creds.status().message(),
           "give ekm AWS credentials (the IAM role it calls KMS with), or name the principal "
           "with --aws-principal-arn arn:aws:iam::ACCOUNT:role/NAME (ekmd and the CLI both take "
           "it, or EKM_AWS_PRINCIPAL_ARN)");
     }
     auto region = ResolveAwsRegion(env, config->get());
-    EKM_ASSIGN_OR_RETURN(AwsEndpoint sts_endpoint,
-                         ResolveAwsEndpoint("sts", region.ok() ? *region : "us-east-1", env,
-                                            config->get()));
+    EKM_ASSIGN_OR_RETURN(
+        AwsEndpoint sts_endpoint,
+        ResolveAwsEndpoint("sts", region.ok() ? *region : "us-east-1", env, config->get()));
     StsClientOptions so;
     so.endpoint = sts_endpoint;
     so.transport = transport;

@@ -23,7 +23,6 @@ namespace {
 
 using PyServer = testing::PythonServer;
 
-
 constexpr const char* kServer = R"PY(
 import json, ssl, sys, threading, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler

@@ -28,13 +28,12 @@ void Wipe(std::string& s) {
 // another string value is quoted with backslashes and is not matched.
 std::optional<std::string_view> PlaintextMember(std::string_view text) {
   constexpr std::string_view kName = "\"Plaintext\"";
-  for (size_t at = text.find(kName); at != std::string_view::npos;
-       at = text.find(kName, at + 1)) {
+  for (size_t at = text.find(kName); at != std::string_view::npos; at = text.find(kName, at + 1)) {
     if (at > 0 && text[at - 1] == '\\') continue;
     size_t i = at + kName.size();
     auto skip = [&] {
-      while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' ||
-                                 text[i] == '\r')) {
+      while (i < text.size() &&
+             (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) {
         ++i;
       }
     };
@@ -70,12 +69,12 @@ std::string XmlElement(std::string_view body, std::string_view name) {
 }
 
 bool IsRetryable(const KmsError& e) {
-  static const char* kRetryable[] = {"ThrottlingException",       "Throttling",
-                                     "ThrottledException",        "RequestLimitExceeded",
-                                     "TooManyRequestsException",  "KMSInternalException",
+  static const char* kRetryable[] = {"ThrottlingException",        "Throttling",
+                                     "ThrottledException",         "RequestLimitExceeded",
+                                     "TooManyRequestsException",   "KMSInternalException",
                                      "DependencyTimeoutException", "InternalFailure",
-                                     "ServiceUnavailable",        "ServiceUnavailableException",
-                                     "KeyUnavailableException",   "RequestTimeout",
+                                     "ServiceUnavailable",         "ServiceUnavailableException",
+                                     "KeyUnavailableException",    "RequestTimeout",
                                      "RequestTimeoutException"};
   if (e.http_status >= 500 || e.http_status == 429) return true;
   return std::any_of(std::begin(kRetryable), std::end(kRetryable),
@@ -95,7 +94,8 @@ Status KmsErrorToStatus(std::string_view operation, std::string_view key, long h
   e.http_status = http_status;
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_object()) {
-    if (j.contains("__type") && j["__type"].is_string()) e.code = BareErrorCode(j["__type"].get<std::string>());
+    if (j.contains("__type") && j["__type"].is_string())
+      e.code = BareErrorCode(j["__type"].get<std::string>());
     for (const char* m : {"message", "Message"}) {
       if (j.contains(m) && j[m].is_string()) e.message = j[m].get<std::string>();
     }
@@ -113,9 +113,11 @@ Status KmsErrorToStatus(std::string_view operation, std::string_view key, long h
   const std::string& c = e.code;
   if (c == "AccessDeniedException" || c == "AccessDenied") {
     return PermissionDeniedError(
-        what, "the key policy (or the platform's IAM policy) does not allow the platform "
-              "principal kms:" + std::string(operation) +
-                  " on this key: add ekm's statement to the key policy's Statement array");
+        what,
+        "the key policy (or the platform's IAM policy) does not allow the platform "
+        "principal kms:" +
+            std::string(operation) +
+            " on this key: add ekm's statement to the key policy's Statement array");
   }
   if (c == "NotFoundException") {
     return NotFoundError(what,
@@ -130,27 +132,31 @@ Status KmsErrorToStatus(std::string_view operation, std::string_view key, long h
                                           : "check the key ARN");
   }
   if (c == "DisabledException") {
-    return FailedPreconditionError(what, "the key is disabled: enable it in the AWS KMS console "
-                                         "(Key actions > Enable)");
+    return FailedPreconditionError(what,
+                                   "the key is disabled: enable it in the AWS KMS console "
+                                   "(Key actions > Enable)");
   }
   if (c == "KMSInvalidStateException") {
     return FailedPreconditionError(
-        what, "the key is not usable in its current state (pending deletion, pending import or "
-              "unavailable): if deletion is scheduled, cancel it in the AWS KMS console and "
-              "enable the key");
+        what,
+        "the key is not usable in its current state (pending deletion, pending import or "
+        "unavailable): if deletion is scheduled, cancel it in the AWS KMS console and "
+        "enable the key");
   }
   if (c == "InvalidCiphertextException" || c == "IncorrectKeyException") {
-    return DataLossError(what, "the wrapped key does not belong to this key or this encryption "
-                               "context");
+    return DataLossError(what,
+                         "the wrapped key does not belong to this key or this encryption "
+                         "context");
   }
   if (c == "SignatureDoesNotMatch" || c == "UnrecognizedClientException" ||
-      c == "InvalidClientTokenId" || c == "IncompleteSignature" ||
-      c == "ExpiredTokenException" || c == "ExpiredToken" || c == "InvalidSignatureException" ||
+      c == "InvalidClientTokenId" || c == "IncompleteSignature" || c == "ExpiredTokenException" ||
+      c == "ExpiredToken" || c == "InvalidSignatureException" ||
       c == "MissingAuthenticationToken" || c == "RequestExpired") {
     return UnauthenticatedError(
-        what, "AWS rejected the platform's own AWS credentials, not the customer's key: the "
-              "platform operator must check the AWS credentials ekm runs with (access key, secret key, "
-              "session token, assumed role) and the system clock");
+        what,
+        "AWS rejected the platform's own AWS credentials, not the customer's key: the "
+        "platform operator must check the AWS credentials ekm runs with (access key, secret key, "
+        "session token, assumed role) and the system clock");
   }
   if (IsRetryable(e)) {
     return UnavailableError(what, std::string(kHealthHint));
@@ -179,15 +185,16 @@ StatusOr<std::string> KmsClient::Call(std::string_view operation, std::string_vi
   for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
     if (attempt > 0) {
       // Full jitter: a random delay in [0, min(cap, base * 2^attempt)].
-      auto ceiling = std::min<int64_t>(options_.backoff_cap.count(),
-                                       options_.backoff_base.count() << std::min(attempt, 16));
+      auto ceiling = std::min<int64_t>(options_.backoff_cap.count(), options_.backoff_base.count()
+                                                                         << std::min(attempt, 16));
       auto r = RandomUint64();
-      int64_t delay_ms = r.ok() ? static_cast<int64_t>(*r % static_cast<uint64_t>(ceiling + 1)) : ceiling;
+      int64_t delay_ms =
+          r.ok() ? static_cast<int64_t>(*r % static_cast<uint64_t>(ceiling + 1)) : ceiling;
       if (clock_->Monotonic() + std::chrono::milliseconds(delay_ms) >= deadline) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
     }
-    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - clock_->Monotonic());
+    auto remaining =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_->Monotonic());
     if (remaining <= std::chrono::milliseconds(0)) break;
 
     EKM_ASSIGN_OR_RETURN(AwsCredentials creds, credentials_());
@@ -215,7 +222,9 @@ StatusOr<std::string> KmsClient::Call(std::string_view operation, std::string_vi
       if (s.code() != StatusCode::kUnavailable && s.code() != StatusCode::kDeadlineExceeded) {
         return s;
       }
-      if (error) *error = KmsError{s.code() == StatusCode::kDeadlineExceeded ? "timeout" : "network", s.message(), 0};
+      if (error)
+        *error = KmsError{s.code() == StatusCode::kDeadlineExceeded ? "timeout" : "network",
+                          s.message(), 0};
       last = Status(s.code(),
                     "AWS KMS " + std::string(operation) + " on " + std::string(key) +
                         " failed: " + s.message(),
@@ -224,14 +233,14 @@ StatusOr<std::string> KmsClient::Call(std::string_view operation, std::string_vi
     }
     if (res->status == 200) return std::move(res->body);
     KmsError e;
-    last = KmsErrorToStatus(operation, key, res->status, res->body,
-                            res->Header("x-amzn-errortype"), &e);
+    last = KmsErrorToStatus(operation, key, res->status, res->body, res->Header("x-amzn-errortype"),
+                            &e);
     if (error) *error = e;
     if (!IsRetryable(e)) return last;
   }
   if (last.ok()) {
-    last = DeadlineExceededError("AWS KMS " + std::string(operation) + " on " +
-                                     std::string(key) + " did not answer within " +
+    last = DeadlineExceededError("AWS KMS " + std::string(operation) + " on " + std::string(key) +
+                                     " did not answer within " +
                                      std::to_string(options_.deadline.count()) + " ms",
                                  std::string(kHealthHint));
   }
@@ -259,7 +268,8 @@ StatusOr<KmsEncryptResult> KmsClient::Encrypt(std::string_view key, const Secret
                             " answered without a CiphertextBlob");
   }
   EKM_ASSIGN_OR_RETURN(Bytes blob, Base64Decode(j["CiphertextBlob"].get<std::string>()));
-  std::string key_arn = j.contains("KeyId") && j["KeyId"].is_string() ? j["KeyId"].get<std::string>() : "";
+  std::string key_arn =
+      j.contains("KeyId") && j["KeyId"].is_string() ? j["KeyId"].get<std::string>() : "";
   return KmsEncryptResult{std::move(blob), std::move(key_arn)};
 }
 
@@ -288,7 +298,8 @@ StatusOr<KmsDecryptResult> KmsClient::Decrypt(std::string_view key, ByteView cip
   if (!plain.ok()) return plain.status();
   SecretBytes secret(plain->data(), plain->size());
   OPENSSL_cleanse(plain->data(), plain->size());
-  std::string key_arn = j.contains("KeyId") && j["KeyId"].is_string() ? j["KeyId"].get<std::string>() : "";
+  std::string key_arn =
+      j.contains("KeyId") && j["KeyId"].is_string() ? j["KeyId"].get<std::string>() : "";
   return KmsDecryptResult{std::move(secret), std::move(key_arn)};
 }
 
@@ -315,8 +326,8 @@ StatusOr<KmsKeyMetadata> KmsClient::DescribeKey(std::string_view key, KmsError* 
   out.key_usage = str("KeyUsage");
   out.origin = str("Origin");
   out.key_manager = str("KeyManager");
-  out.multi_region = m.contains("MultiRegion") && m["MultiRegion"].is_boolean() &&
-                     m["MultiRegion"].get<bool>();
+  out.multi_region =
+      m.contains("MultiRegion") && m["MultiRegion"].is_boolean() && m["MultiRegion"].get<bool>();
   out.description = str("Description");
   if (m.contains("DeletionDate") && m["DeletionDate"].is_number()) {
     out.deletion_date = static_cast<int64_t>(m["DeletionDate"].get<double>());

@@ -11,7 +11,8 @@
 //   DisabledException, KMSInvalidStateException   -> kFailedPrecondition (key state)
 //   InvalidCiphertextException, IncorrectKey...   -> kDataLoss
 //   SignatureDoesNotMatch, UnrecognizedClient..., InvalidClientTokenId, ExpiredToken...
-//                                                 -> kUnauthenticated (the platform's own credentials)
+//                                                 -> kUnauthenticated (the platform's own
+//                                                 credentials)
 //   ThrottlingException, KMSInternalException, 5xx, timeouts, network
 //                                                 -> kUnavailable / kDeadlineExceeded (retried)
 // Every message starts with "AWS KMS <Operation>" and names the AWS code, so the admin sees
@@ -81,11 +82,11 @@ struct KmsDecryptResult {
 struct KmsKeyMetadata {
   std::string key_arn;
   std::string key_id;
-  std::string key_state;   // "Enabled", "Disabled", "PendingDeletion", "PendingImport", …
-  std::string key_spec;    // "SYMMETRIC_DEFAULT", …
-  std::string key_usage;   // "ENCRYPT_DECRYPT", …
-  std::string origin;      // "AWS_KMS", "EXTERNAL", …
-  std::string key_manager; // "CUSTOMER" or "AWS"
+  std::string key_state;    // "Enabled", "Disabled", "PendingDeletion", "PendingImport", …
+  std::string key_spec;     // "SYMMETRIC_DEFAULT", …
+  std::string key_usage;    // "ENCRYPT_DECRYPT", …
+  std::string origin;       // "AWS_KMS", "EXTERNAL", …
+  std::string key_manager;  // "CUSTOMER" or "AWS"
   bool multi_region = false;
   std::string description;
   int64_t deletion_date = 0;  // unix seconds, when pending deletion
@@ -108,8 +109,8 @@ class KmsClient {
   uint64_t attempts() const { return attempts_.load(); }
 
  private:
-  StatusOr<std::string> Call(std::string_view operation, std::string_view key,
-                             std::string& body, KmsError* error);
+  StatusOr<std::string> Call(std::string_view operation, std::string_view key, std::string& body,
+                             KmsError* error);
 
   std::shared_ptr<HttpTransport> transport_;
   KmsEndpointResolver endpoints_;
@@ -122,7 +123,6 @@ class KmsClient {
 // The Status for an AWS KMS error response (exposed for tests): `operation` and `key` name the
 // call, `error` is filled with the parsed code and message.
 Status KmsErrorToStatus(std::string_view operation, std::string_view key, long http_status,
-                        std::string_view body, std::string_view error_type_header,
-                        KmsError* error);
+                        std::string_view body, std::string_view error_type_header, KmsError* error);
 
 }  // namespace ekm

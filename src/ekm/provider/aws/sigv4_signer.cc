@@ -23,10 +23,17 @@ constexpr std::string_view kTerminator = "aws4_request";
 // Headers botocore leaves out of the signature: hop-by-hop headers that proxies may drop or
 // rewrite, and ones HTTP clients set on their own. Signing them would make a valid request
 // fail verification after a proxy touched it.
-constexpr std::string_view kUnsignedHeaders[] = {
-    "connection",          "expect",  "keep-alive", "proxy-authenticate",
-    "proxy-authorization", "te",      "trailer",    "transfer-encoding",
-    "upgrade",             "user-agent", "x-amzn-trace-id"};
+constexpr std::string_view kUnsignedHeaders[] = {"connection",
+                                                 "expect",
+                                                 "keep-alive",
+                                                 "proxy-authenticate",
+                                                 "proxy-authorization",
+                                                 "te",
+                                                 "trailer",
+                                                 "transfer-encoding",
+                                                 "upgrade",
+                                                 "user-agent",
+                                                 "x-amzn-trace-id"};
 
 // Headers the signer itself adds; a caller-supplied copy would be ambiguous.
 constexpr std::string_view kSignerOwnedHeaders[] = {"authorization", "x-amz-date",
@@ -204,8 +211,9 @@ Status ValidateInputs(const SigV4Request& request, const AwsCredentials& credent
     // Not echoing the token: it is a credential.
     for (unsigned char c : *credentials.session_token) {
       if (c <= 0x20 || c >= 0x7f) {
-        return InvalidArgumentError("SigV4: the session token has a space, control or non-ASCII "
-                                    "character");
+        return InvalidArgumentError(
+            "SigV4: the session token has a space, control or non-ASCII "
+            "character");
       }
     }
   }
@@ -335,11 +343,11 @@ StatusOr<SigV4Signature> SignRequest(const SigV4Request& request, const AwsCrede
   const std::string credential_scope =
       date + "/" + scope.region + "/" + scope.service + "/" + std::string(kTerminator);
   EKM_ASSIGN_OR_RETURN(std::string cr_hash, Sha256Hex(AsBytes(out.canonical_request)));
-  out.string_to_sign = std::string(kAlgorithm) + "\n" + timestamp + "\n" + credential_scope +
-                       "\n" + cr_hash;
+  out.string_to_sign =
+      std::string(kAlgorithm) + "\n" + timestamp + "\n" + credential_scope + "\n" + cr_hash;
 
-  EKM_ASSIGN_OR_RETURN(out.signature, Signature(credentials.secret_access_key, date, scope,
-                                                out.string_to_sign));
+  EKM_ASSIGN_OR_RETURN(out.signature,
+                       Signature(credentials.secret_access_key, date, scope, out.string_to_sign));
   out.authorization = std::string(kAlgorithm) + " Credential=" + credentials.access_key_id + "/" +
                       credential_scope + ", SignedHeaders=" + out.signed_headers +
                       ", Signature=" + out.signature;

@@ -91,8 +91,8 @@ SigV4Request KmsRequest(const std::string& body) {
 
 TEST(SigV4SignerTest, SignatureDependsOnEverySignedInput) {
   const std::string body = R"({"KeyId":"k","Plaintext":"AA=="})";
-  auto base = SignRequest(KmsRequest(body), Creds("AKID", "secret"), {"us-east-1", "kms"},
-                          At(1700000000));
+  auto base =
+      SignRequest(KmsRequest(body), Creds("AKID", "secret"), {"us-east-1", "kms"}, At(1700000000));
   ASSERT_TRUE(base.ok());
   auto differs = [&](const SigV4Request& r, const AwsCredentials& c, const SigV4Scope& s,
                      int64_t t) {
@@ -100,18 +100,14 @@ TEST(SigV4SignerTest, SignatureDependsOnEverySignedInput) {
     EXPECT_TRUE(other.ok()) << other.status().ToString();
     return other.ok() && other->signature != base->signature;
   };
-  EXPECT_TRUE(differs(KmsRequest(body + " "), Creds("AKID", "secret"), {"us-east-1", "kms"},
-                      1700000000));
-  EXPECT_TRUE(differs(KmsRequest(body), Creds("AKID", "secreT"), {"us-east-1", "kms"},
-                      1700000000));
-  EXPECT_TRUE(differs(KmsRequest(body), Creds("AKID", "secret"), {"us-east-2", "kms"},
-                      1700000000));
-  EXPECT_TRUE(differs(KmsRequest(body), Creds("AKID", "secret"), {"us-east-1", "sts"},
-                      1700000000));
-  EXPECT_TRUE(differs(KmsRequest(body), Creds("AKID", "secret"), {"us-east-1", "kms"},
-                      1700000001));
-  EXPECT_TRUE(differs(KmsRequest(body), Creds("AKID", "secret", "tok"), {"us-east-1", "kms"},
-                      1700000000));
+  EXPECT_TRUE(
+      differs(KmsRequest(body + " "), Creds("AKID", "secret"), {"us-east-1", "kms"}, 1700000000));
+  EXPECT_TRUE(differs(KmsRequest(body), Creds("AKID", "secreT"), {"us-east-1", "kms"}, 1700000000));
+  EXPECT_TRUE(differs(KmsRequest(body), Creds("AKID", "secret"), {"us-east-2", "kms"}, 1700000000));
+  EXPECT_TRUE(differs(KmsRequest(body), Creds("AKID", "secret"), {"us-east-1", "sts"}, 1700000000));
+  EXPECT_TRUE(differs(KmsRequest(body), Creds("AKID", "secret"), {"us-east-1", "kms"}, 1700000001));
+  EXPECT_TRUE(
+      differs(KmsRequest(body), Creds("AKID", "secret", "tok"), {"us-east-1", "kms"}, 1700000000));
   SigV4Request target = KmsRequest(body);
   target.headers[2].second = "TrentService.Decrypt";
   EXPECT_TRUE(differs(target, Creds("AKID", "secret"), {"us-east-1", "kms"}, 1700000000));
@@ -135,8 +131,8 @@ TEST(SigV4SignerTest, SessionTokenIsAddedAndSigned) {
 
 TEST(SigV4SignerTest, SecretNeverAppearsInOutput) {
   const std::string secret = "VerySecretKeyMaterial1234567890";
-  auto sig = SignRequest(KmsRequest("{}"), Creds("AKID", secret), {"us-east-1", "kms"},
-                         At(1700000000));
+  auto sig =
+      SignRequest(KmsRequest("{}"), Creds("AKID", secret), {"us-east-1", "kms"}, At(1700000000));
   ASSERT_TRUE(sig.ok());
   for (const auto& s : {sig->canonical_request, sig->string_to_sign, sig->authorization}) {
     EXPECT_EQ(s.find(secret), std::string::npos);
@@ -181,8 +177,9 @@ TEST(SigV4SignerTest, RejectsBadInput) {
   EXPECT_FALSE(sign(KmsRequest("{}"), Creds("AKID", "s", "a\nb")).ok());
   EXPECT_NE(sign(KmsRequest("{}"), Creds("AKID", "s"), {"", "kms"}).message().find("region"),
             std::string::npos);
-  EXPECT_NE(sign(KmsRequest("{}"), Creds("AKID", "s"), {"us-east-1", "KMS"}).message().find(
-                "service 'KMS'"),
+  EXPECT_NE(sign(KmsRequest("{}"), Creds("AKID", "s"), {"us-east-1", "KMS"})
+                .message()
+                .find("service 'KMS'"),
             std::string::npos);
 }
 

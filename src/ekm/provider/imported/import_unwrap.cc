@@ -16,7 +16,9 @@ namespace ekm {
 
 namespace {
 struct PkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }  // NOLINT(grep-lint): the deleter
+  void operator()(EVP_PKEY_CTX* c) const {
+    EVP_PKEY_CTX_free(c);  // NOLINT(grep-lint): the deleter
+  }
 };
 }  // namespace
 
@@ -28,16 +30,17 @@ std::string ImportOpensslCommands(std::string_view dir) {
 }
 
 StatusOr<Bytes> ImportTokenHash(std::string_view import_token, std::string_view fix) {
-  while (!import_token.empty() &&
-         (import_token.back() == '\n' || import_token.back() == '\r' || import_token.back() == ' ')) {
+  while (!import_token.empty() && (import_token.back() == '\n' || import_token.back() == '\r' ||
+                                   import_token.back() == ' ')) {
     import_token.remove_suffix(1);
   }
   auto raw = Base64UrlDecode(import_token);
   if (!raw.ok() || raw->size() != kImportTokenSize) {
     if (raw.ok()) OPENSSL_cleanse(raw->data(), raw->size());
-    return InvalidArgumentError("the import token is malformed (expected 43 base64url "
-                                "characters, as written to DIR/import-token)",
-                                std::string(fix));
+    return InvalidArgumentError(
+        "the import token is malformed (expected 43 base64url "
+        "characters, as written to DIR/import-token)",
+        std::string(fix));
   }
   Bytes hash(SHA256_DIGEST_LENGTH);
   SHA256(raw->data(), raw->size(), hash.data());
@@ -47,11 +50,11 @@ StatusOr<Bytes> ImportTokenHash(std::string_view import_token, std::string_view 
 
 Status CheckWrappedMaterialSize(ByteView wrapped_material) {
   if (wrapped_material.size() == kWrappedMaterialSize) return Status::Ok();
-  return InvalidArgumentError(
-      "the wrapped key material is " + std::to_string(wrapped_material.size()) +
-          " bytes; an RSA-4096 ciphertext is exactly 512 bytes",
-      "upload the binary output of: " + ImportOpensslCommands("DIR") +
-          " (material.wrapped, not material.bin, and not base64 text)");
+  return InvalidArgumentError("the wrapped key material is " +
+                                  std::to_string(wrapped_material.size()) +
+                                  " bytes; an RSA-4096 ciphertext is exactly 512 bytes",
+                              "upload the binary output of: " + ImportOpensslCommands("DIR") +
+                                  " (material.wrapped, not material.bin, and not base64 text)");
 }
 
 StatusOr<std::optional<SecretBytes>> UnwrapImportedMaterial(const SecretBytes& private_key_der,
@@ -70,9 +73,8 @@ StatusOr<std::optional<SecretBytes>> UnwrapImportedMaterial(const SecretBytes& p
   // The output buffer is as large as the key: OpenSSL wants room for any plaintext it decodes.
   SecretBytes plain(static_cast<size_t>(EVP_PKEY_get_size(pkey.get())));
   size_t plain_len = plain.size();
-  const bool unwrapped =
-      EVP_PKEY_decrypt(ctx.get(), plain.MutableForCrypto().data(), &plain_len,
-                       wrapped_material.data(), wrapped_material.size()) == 1;
+  const bool unwrapped = EVP_PKEY_decrypt(ctx.get(), plain.MutableForCrypto().data(), &plain_len,
+                                          wrapped_material.data(), wrapped_material.size()) == 1;
   ERR_clear_error();
   if (!unwrapped || plain_len != kImportedMaterialSize) return std::optional<SecretBytes>();
   return std::optional<SecretBytes>(SecretBytes(plain.RevealForCrypto().data(), plain_len));

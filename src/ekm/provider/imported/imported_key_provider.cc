@@ -1,9 +1,10 @@
 #include "ekm/provider/imported/imported_key_provider.h"
 
 #include <openssl/crypto.h>
-#include <algorithm>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+
+#include <algorithm>
 
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
@@ -81,8 +82,7 @@ EncryptionContext ImportWrappingKeySealContext(std::string_view workspace,
 StatusOr<Bytes> SealSecret(KeyProvider& platform, const SecretBytes& secret,
                            const EncryptionContext& context) {
   EKM_ASSIGN_OR_RETURN(SecretBytes sealing_key, RandomSecret(kAesGcmKeySize));
-  EKM_ASSIGN_OR_RETURN(Bytes wrapped_key,
-                       platform.Wrap(kPlatformRootKeyId, sealing_key, context));
+  EKM_ASSIGN_OR_RETURN(Bytes wrapped_key, platform.Wrap(kPlatformRootKeyId, sealing_key, context));
   Bytes out;
   out.push_back(kSealVersion);
   uint8_t len[2] = {static_cast<uint8_t>(wrapped_key.size() >> 8),
@@ -107,16 +107,18 @@ StatusOr<SecretBytes> UnsealSecret(KeyProvider& platform, ByteView sealed,
   if (sealed.size() < 3 + wrapped_len + kAesGcmNonceSize + kAesGcmTagSize) {
     return DataLossError("a sealed secret in the store is truncated");
   }
-  EKM_ASSIGN_OR_RETURN(SecretBytes sealing_key,
-                       platform.Unwrap(kPlatformRootKeyId, sealed.subspan(3, wrapped_len), context));
+  EKM_ASSIGN_OR_RETURN(
+      SecretBytes sealing_key,
+      platform.Unwrap(kPlatformRootKeyId, sealed.subspan(3, wrapped_len), context));
   ByteView rest = sealed.subspan(3 + wrapped_len);
   SecretBytes secret(rest.size() - kAesGcmNonceSize - kAesGcmTagSize);
   Status s = AesGcmOpen(sealing_key, rest.subspan(0, kAesGcmNonceSize),
                         LabeledContext(kSealLabel, context), rest.subspan(kAesGcmNonceSize),
                         secret.MutableForCrypto().data());
   if (!s.ok()) {
-    return DataLossError("a sealed secret in the store failed authentication (modified, or "
-                         "sealed for another environment)");
+    return DataLossError(
+        "a sealed secret in the store failed authentication (modified, or "
+        "sealed for another environment)");
   }
   return secret;
 }
@@ -133,8 +135,9 @@ Status ImportedKeyProvider::ValidateKeyId(std::string_view key_id) const {
     // (-Wrestrict), which broke the quickstart's Release build.
     std::string message = "\"";
     message.append(key_id);
-    message += "\" is not an imported key id (expected \"imported:\" and 32 lower-case hex "
-               "characters)";
+    message +=
+        "\" is not an imported key id (expected \"imported:\" and 32 lower-case hex "
+        "characters)";
     return InvalidArgumentError(std::move(message),
                                 "import key material with `ekm key import`; it sets the key id");
   }
@@ -157,8 +160,8 @@ StatusOr<SecretBytes> ImportedKeyProvider::Material(std::string_view key_id,
   }
   if (rec->deleted_at != 0) {
     return FailedPreconditionError(
-        "the imported key material of " + where + " (" + std::string(key_id) +
-            ") was deleted at " + FormatRfc3339(FromUnixSeconds(rec->deleted_at)),
+        "the imported key material of " + where + " (" + std::string(key_id) + ") was deleted at " +
+            FormatRfc3339(FromUnixSeconds(rec->deleted_at)),
         "import the same material again to restore access (`ekm key import-params`, then "
         "`ekm key import`)");
   }
@@ -196,8 +199,7 @@ StatusOr<SecretBytes> ImportedKeyProvider::Unwrap(std::string_view key_id, ByteV
 
 StatusOr<CmkDescription> ImportedKeyProvider::Describe(std::string_view key_id) {
   EKM_RETURN_IF_ERROR(ValidateKeyId(key_id));
-  EKM_ASSIGN_OR_RETURN(std::vector<Store::KeyMaterialRecord> rows,
-                       store_->FindKeyMaterial(key_id));
+  EKM_ASSIGN_OR_RETURN(std::vector<Store::KeyMaterialRecord> rows, store_->FindKeyMaterial(key_id));
   if (rows.empty()) {
     return NotFoundError("no key material " + std::string(key_id) + " was ever imported",
                          "import it with `ekm key import`");

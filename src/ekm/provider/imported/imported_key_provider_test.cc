@@ -64,8 +64,9 @@ TEST_F(ImportedKeyProviderTest, KeyIdIsAStableFingerprintOfTheMaterial) {
   EXPECT_EQ(key_id_.size(), 9u + 32u);
   EXPECT_TRUE(provider_->ValidateKeyId(key_id_).ok());
   EXPECT_NE(*ImportedKeyId(*RandomSecret(32)), key_id_);
-  for (const std::string& bad : std::vector<std::string>{"root", "imported:", "imported:XYZ", key_id_ + "0",
-                          "imported:" + std::string(32, 'A')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"root", "imported:", "imported:XYZ", key_id_ + "0",
+                                "imported:" + std::string(32, 'A')}) {
     Status s = provider_->ValidateKeyId(bad);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
   }
@@ -86,7 +87,8 @@ TEST_F(ImportedKeyProviderTest, WrapsAndUnwrapsUnderTheStoredMaterial) {
                 .code(),
             StatusCode::kDataLoss);
   // The material is per environment: dev never got it.
-  Status dev = provider_->Unwrap(key_id_, *wrapped, EnvironmentKeyContext("acme", "dev", 2)).status();
+  Status dev =
+      provider_->Unwrap(key_id_, *wrapped, EnvironmentKeyContext("acme", "dev", 2)).status();
   EXPECT_EQ(dev.code(), StatusCode::kNotFound) << dev.ToString();
   EXPECT_NE(dev.hint().find("ekm key import"), std::string::npos);
 }
@@ -104,7 +106,8 @@ TEST_F(ImportedKeyProviderTest, StoredMaterialIsSealedNotInClear) {
                 .status()
                 .code(),
             StatusCode::kDataLoss);
-  EXPECT_TRUE(UnsealSecret(*platform_, sealed, KeyMaterialSealContext("acme", "prod", key_id_)).ok());
+  EXPECT_TRUE(
+      UnsealSecret(*platform_, sealed, KeyMaterialSealContext("acme", "prod", key_id_)).ok());
 }
 
 TEST_F(ImportedKeyProviderTest, DeletedMaterialIsADefinitiveRefusalNamingWhen) {

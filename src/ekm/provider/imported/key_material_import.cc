@@ -38,11 +38,13 @@ std::string ParamsCommand(const EnvironmentRecord& env) {
 Status WrongWrapping(int64_t attempt) {
   return InvalidArgumentError(
       "the wrapped key material does not unwrap to 32 bytes of key material with this "
-      "environment's wrapping key (failed attempt " + std::to_string(attempt) + " of " +
-          std::to_string(kMaxImportAttempts) + "; then the import token is locked)",
+      "environment's wrapping key (failed attempt " +
+          std::to_string(attempt) + " of " + std::to_string(kMaxImportAttempts) +
+          "; then the import token is locked)",
       "wrap exactly 32 random bytes with RSAES-OAEP with SHA-256 and MGF1-SHA-256 (not PKCS#1 "
       "v1.5, not OAEP with SHA-1) under the wrapping-key.pem of the current import "
-      "parameters: " + ImportOpensslCommands("DIR"));
+      "parameters: " +
+          ImportOpensslCommands("DIR"));
 }
 
 }  // namespace
@@ -72,7 +74,8 @@ StatusOr<ImportParameters> CreateImportParameters(Store& store, KeyProvider& pla
   if (der_len <= 0) return OsslError("encoding the wrapping private key");
   SecretBytes der(static_cast<size_t>(der_len));
   uint8_t* p = der.MutableForCrypto().data();
-  if (i2d_PrivateKey(pkey.get(), &p) != der_len) return OsslError("encoding the wrapping private key");
+  if (i2d_PrivateKey(pkey.get(), &p) != der_len)
+    return OsslError("encoding the wrapping private key");
 
   EKM_ASSIGN_OR_RETURN(SecretBytes token, RandomSecret(kImportTokenSize));
   out.import_token = Base64UrlEncode(token.RevealForCrypto());
@@ -82,8 +85,9 @@ StatusOr<ImportParameters> CreateImportParameters(Store& store, KeyProvider& pla
   rec.environment_id = env.id;
   rec.token_sha256 = Sha256(token.RevealForCrypto());
   rec.public_key_pem = out.wrapping_key_pem;
-  EKM_ASSIGN_OR_RETURN(rec.sealed_private_key,
-                       SealSecret(platform, der, ImportWrappingKeySealContext(env.workspace, env.name)));
+  EKM_ASSIGN_OR_RETURN(
+      rec.sealed_private_key,
+      SealSecret(platform, der, ImportWrappingKeySealContext(env.workspace, env.name)));
   rec.created_at = now;
   rec.expires_at = out.expires_at;
   EKM_RETURN_IF_ERROR(store.PutImportParams(rec));
@@ -91,12 +95,11 @@ StatusOr<ImportParameters> CreateImportParameters(Store& store, KeyProvider& pla
 }
 
 StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
-                                           const EnvironmentRecord& env,
-                                           ByteView wrapped_material,
+                                           const EnvironmentRecord& env, ByteView wrapped_material,
                                            std::string_view import_token, int64_t now) {
-  EKM_ASSIGN_OR_RETURN(Bytes hash,
-                       ImportTokenHash(import_token, "pass the import-token file written by " +
-                                                         ParamsCommand(env)));
+  EKM_ASSIGN_OR_RETURN(
+      Bytes hash,
+      ImportTokenHash(import_token, "pass the import-token file written by " + ParamsCommand(env)));
 
   EKM_ASSIGN_OR_RETURN(std::optional<Store::ImportParamsRecord> params,
                        store.GetImportParams(env.id));
@@ -105,17 +108,21 @@ StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
   if (!match) {
     EKM_ASSIGN_OR_RETURN(std::optional<int64_t> owner, store.FindImportTokenEnvironment(hash));
     if (owner && *owner != env.id) {
-      return PermissionDeniedError("this import token was issued for another environment, not " +
-                                       Where(env),
-                                   "a token imports only into the environment it was issued "
-                                   "for: run " + ParamsCommand(env) + " and wrap the material "
-                                   "with that wrapping key");
+      return PermissionDeniedError(
+          "this import token was issued for another environment, not " + Where(env),
+          "a token imports only into the environment it was issued "
+          "for: run " +
+              ParamsCommand(env) +
+              " and wrap the material "
+              "with that wrapping key");
     }
     return PermissionDeniedError("this import token is not the current import token of " +
-                                     Where(env) + " (unknown, or replaced by newer import "
+                                     Where(env) +
+                                     " (unknown, or replaced by newer import "
                                      "parameters)",
                                  "use the import-token file written with the wrapping key you "
-                                 "used, or run " + ParamsCommand(env) + " again");
+                                 "used, or run " +
+                                     ParamsCommand(env) + " again");
   }
   if (params->used_at != 0) {
     return FailedPreconditionError(
@@ -135,11 +142,12 @@ StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
   auto attempt = store.TakeImportAttempt(env.id, params->token_sha256, kMaxImportAttempts);
   if (!attempt.ok()) {
     if (attempt.status().code() != StatusCode::kFailedPrecondition) return attempt.status();
-    return FailedPreconditionError(
-        "this import token is locked after " + std::to_string(kMaxImportAttempts) +
-            " failed imports",
-        "run " + ParamsCommand(env) + " again for a new token and wrapping key, and wrap the "
-        "material with that key: " + ImportOpensslCommands("DIR"));
+    return FailedPreconditionError("this import token is locked after " +
+                                       std::to_string(kMaxImportAttempts) + " failed imports",
+                                   "run " + ParamsCommand(env) +
+                                       " again for a new token and wrapping key, and wrap the "
+                                       "material with that key: " +
+                                       ImportOpensslCommands("DIR"));
   }
   EKM_ASSIGN_OR_RETURN(SecretBytes der,
                        UnsealSecret(platform, params->sealed_private_key,

@@ -46,8 +46,7 @@ StatusOr<ImportParameters> CreateImportParameters(Store& store, KeyProvider& pla
 // command, but each unwrap counts: after kMaxImportAttempts the token is locked. Every failed
 // unwrap gets the same error, whatever the cause (no padding oracle).
 StatusOr<SecretBytes> OpenImportedMaterial(Store& store, KeyProvider& platform,
-                                           const EnvironmentRecord& env,
-                                           ByteView wrapped_material,
+                                           const EnvironmentRecord& env, ByteView wrapped_material,
                                            std::string_view import_token, int64_t now);
 
 }  // namespace ekm

@@ -6,9 +6,9 @@
 #include <cstring>
 
 #include "ekm/base/encoding.h"
+#include "ekm/base/endian.h"
 #include "ekm/base/key_file.h"
 #include "ekm/base/ossl.h"
-#include "ekm/base/endian.h"
 #include "ekm/base/random.h"
 #include "ekm/crypto/hkdf.h"
 #include "ekm/crypto/key_wrap.h"
@@ -92,10 +92,11 @@ StatusOr<std::unique_ptr<PlatformKeyProvider>> PlatformKeyProvider::Open(const s
     size_t n = got;
     while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' ')) --n;
     if (n != 2 * kRootKeySize) {
-      return FailedPreconditionError(
-          "root key file " + path + " is not a root key (expected 32 raw bytes or 64 hex "
-          "characters, found " + std::to_string(got) + " bytes)",
-          "point --root-key-file at the key file created by `ekm init`");
+      return FailedPreconditionError("root key file " + path +
+                                         " is not a root key (expected 32 raw bytes or 64 hex "
+                                         "characters, found " +
+                                         std::to_string(got) + " bytes)",
+                                     "point --root-key-file at the key file created by `ekm init`");
     }
     key = SecretBytes(kRootKeySize);
     auto out = key.MutableForCrypto();
@@ -108,10 +109,10 @@ StatusOr<std::unique_ptr<PlatformKeyProvider>> PlatformKeyProvider::Open(const s
       };
       int hi = nib(b[2 * i]), lo = nib(b[2 * i + 1]);
       if (hi < 0 || lo < 0) {
-        return FailedPreconditionError("root key file " + path +
-                                           " has a non-hex character at position " +
-                                           std::to_string(2 * i + (hi < 0 ? 1 : 2)),
-                                       "point --root-key-file at the key file created by `ekm init`");
+        return FailedPreconditionError(
+            "root key file " + path + " has a non-hex character at position " +
+                std::to_string(2 * i + (hi < 0 ? 1 : 2)),
+            "point --root-key-file at the key file created by `ekm init`");
       }
       out[i] = static_cast<uint8_t>(hi << 4 | lo);
     }
@@ -126,13 +127,13 @@ StatusOr<std::unique_ptr<PlatformKeyProvider>> PlatformKeyProvider::Open(const s
 
 StatusOr<StoreBinding> PlatformKeyProvider::BindStore() const {
   StoreBinding b;
-  EKM_ASSIGN_OR_RETURN(SecretBytes fingerprint,
-                       HkdfSha256(root_key_, {}, AsBytes(kStoreFingerprintLabel),
-                                  kStoreFingerprintSize));
+  EKM_ASSIGN_OR_RETURN(
+      SecretBytes fingerprint,
+      HkdfSha256(root_key_, {}, AsBytes(kStoreFingerprintLabel), kStoreFingerprintSize));
   auto f = fingerprint.RevealForCrypto();
   b.root_key_fingerprint.assign(f.begin(), f.end());  // public: a PRF output, not the key
-  EKM_ASSIGN_OR_RETURN(b.mac_key, HkdfSha256(root_key_, {}, AsBytes(kStoreIntegrityLabel),
-                                             kStoreMacKeySize));
+  EKM_ASSIGN_OR_RETURN(b.mac_key,
+                       HkdfSha256(root_key_, {}, AsBytes(kStoreIntegrityLabel), kStoreMacKeySize));
   b.root_key_source = "the root key in " + path_;
   // Before the rows were MAC'd, a platform EK names the root key that wrapped it by the
   // fingerprint in its blob: the upgrade refuses to vouch for EKs of another root key.
@@ -144,8 +145,9 @@ StatusOr<StoreBinding> PlatformKeyProvider::BindStore() const {
     }
     return FailedPreconditionError(
         "it was wrapped under another platform root key" +
-            (ek.wrapped.size() >= 9 ? " (fingerprint " + HexEncode(ByteView(ek.wrapped).subspan(1, 8)) + ")"
-                                    : std::string()) +
+            (ek.wrapped.size() >= 9
+                 ? " (fingerprint " + HexEncode(ByteView(ek.wrapped).subspan(1, 8)) + ")"
+                 : std::string()) +
             " than the one in " + path_ + " (fingerprint " + fingerprint_hex_ + ")",
         "start with the root key file this store was created with (--root-key-file)");
   };
@@ -184,8 +186,8 @@ StatusOr<SecretBytes> PlatformKeyProvider::Unwrap(std::string_view key_id, ByteV
   if (!std::equal(fingerprint_, fingerprint_ + 8, wrapped.begin() + 1)) {  // public value
     return FailedPreconditionError(
         "this environment key was wrapped under another platform root key (fingerprint " +
-            HexEncode(wrapped.subspan(1, 8)) + "); the root key in " + path_ +
-            " has fingerprint " + fingerprint_hex_,
+            HexEncode(wrapped.subspan(1, 8)) + "); the root key in " + path_ + " has fingerprint " +
+            fingerprint_hex_,
         "point --root-key-file at the original root key file");
   }
   return UnwrapKey(root_key_, wrapped.subspan(9), WrapAad(key_id, context));

@@ -24,8 +24,8 @@ class PlatformKeyProviderTest : public ::testing::Test {
   void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
 
   std::string dir_, path_;
-  EncryptionContext ctx_{{"ekm:workspace", "acme"}, {"ekm:environment", "prod"},
-                         {"ekm:ek-version", "1"}};
+  EncryptionContext ctx_{
+      {"ekm:workspace", "acme"}, {"ekm:environment", "prod"}, {"ekm:ek-version", "1"}};
 };
 
 TEST_F(PlatformKeyProviderTest, CreatesRootKeyWithMode0600AndNeverOverwrites) {

@@ -7,11 +7,10 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <unordered_map>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "ekm/audit/audit_log.h"
 #include "ekm/base/encoding.h"
@@ -86,22 +85,23 @@ class SqliteStore : public Store {
 
   Status Migrate() {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-        "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
+    EKM_RETURN_IF_ERROR(
+        Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+             "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
     int64_t current = 0;
     {
-      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                           Prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations"));
       if (s->Step() != SQLITE_ROW) return Error("reading the schema version");
       current = s->Int(0);
     }
     const auto& migrations = SqliteMigrations();
     int64_t latest = migrations.empty() ? 0 : migrations.back().version;
     if (current > latest) {
-      return FailedPreconditionError(
-          "the database has schema version " + std::to_string(current) +
-              ", newer than this build of ekm knows (" + std::to_string(latest) + ")",
-          "upgrade ekm; never run an older ekm on a newer database");
+      return FailedPreconditionError("the database has schema version " + std::to_string(current) +
+                                         ", newer than this build of ekm knows (" +
+                                         std::to_string(latest) + ")",
+                                     "upgrade ekm; never run an older ekm on a newer database");
     }
     // The root key first: nothing is changed in a store opened with another one.
     if (current >= kStoreIntegrityMigration) EKM_RETURN_IF_ERROR(CheckRootKey());
@@ -179,8 +179,9 @@ class SqliteStore : public Store {
       EKM_ASSIGN_OR_RETURN(WorkspaceRecord ws, GetWorkspaceLocked(workspace));
       EnvironmentRecord env;
       {
-        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare("INSERT INTO environments (workspace_id, name, "
-                                               "created_at, current_ek_version) VALUES (?,?,?,?)"));
+        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                             Prepare("INSERT INTO environments (workspace_id, name, "
+                                     "created_at, current_ek_version) VALUES (?,?,?,?)"));
         s->Bind(1, ws.id).Bind(2, name).Bind(3, now).Bind(4, int64_t{first_ek.version});
         int rc = s->Step();
         if (rc == SQLITE_CONSTRAINT) {
@@ -188,8 +189,12 @@ class SqliteStore : public Store {
                                     "\" already exists in workspace \"" + ws.name + "\"");
         }
         if (rc != SQLITE_DONE) return Error("creating environment");
-        env = EnvironmentRecord{sqlite3_last_insert_rowid(db_), ws.id, ws.name,
-                                std::string(name), now, first_ek.version};
+        env = EnvironmentRecord{sqlite3_last_insert_rowid(db_),
+                                ws.id,
+                                ws.name,
+                                std::string(name),
+                                now,
+                                first_ek.version};
       }
       EKM_RETURN_IF_ERROR(SetCurrentEkMacLocked(env));
       EnvironmentKeyRecord ek = first_ek;
@@ -208,15 +213,14 @@ class SqliteStore : public Store {
   StatusOr<EnvironmentRecord> GetEnvironment(std::string_view workspace,
                                              std::string_view name) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(
-        std::unique_ptr<Stmt> s, Prepare(std::string(kSelectEnvironment) +
-                                         " WHERE w.name = ? AND e.name = ?"));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectEnvironment) +
+                                                          " WHERE w.name = ? AND e.name = ?"));
     s->Bind(1, workspace).Bind(2, name);
     int rc = s->Step();
     if (rc == SQLITE_ROW) return ReadEnvironment(*s);
     if (rc != SQLITE_DONE) return Error("reading environment");
-    return NotFoundError("environment \"" + std::string(name) + "\" does not exist in workspace \"" +
-                             std::string(workspace) + "\"",
+    return NotFoundError("environment \"" + std::string(name) +
+                             "\" does not exist in workspace \"" + std::string(workspace) + "\"",
                          "create it with `ekm environment create " + std::string(workspace) + " " +
                              std::string(name) + "`");
   }
@@ -224,9 +228,8 @@ class SqliteStore : public Store {
   StatusOr<std::vector<EnvironmentRecord>> ListEnvironments(std::string_view workspace) override {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_RETURN_IF_ERROR(GetWorkspaceLocked(workspace).status());
-    EKM_ASSIGN_OR_RETURN(
-        std::unique_ptr<Stmt> s,
-        Prepare(std::string(kSelectEnvironment) + " WHERE w.name = ? ORDER BY e.name"));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectEnvironment) +
+                                                          " WHERE w.name = ? ORDER BY e.name"));
     s->Bind(1, workspace);
     std::vector<EnvironmentRecord> out;
     int rc;
@@ -250,8 +253,8 @@ class SqliteStore : public Store {
     s->Bind(1, environment_id).Bind(2, int64_t{version});
     int rc = s->Step();
     if (rc == SQLITE_ROW) {
-      EnvironmentKeyRecord ek{environment_id, version, s->Text(0), s->Text(1), s->Blob(2),
-                              s->Int(3)};
+      EnvironmentKeyRecord ek{environment_id, version,    s->Text(0),
+                              s->Text(1),     s->Blob(2), s->Int(3)};
       EnvironmentRecord env{environment_id, s->Int(5), s->Text(6), s->Text(7), 0, 0};
       EKM_RETURN_IF_ERROR(macs_.CheckEnvironmentKey(env, ek, s->Blob(4)));
       return ek;
@@ -298,17 +301,18 @@ class SqliteStore : public Store {
     int rc = s->Step();
     if (rc == SQLITE_DONE) return std::optional<KeyValidationRecord>();
     if (rc != SQLITE_ROW) return Error("reading key validation");
-    return std::optional<KeyValidationRecord>(KeyValidationRecord{
-        s->Int(0), s->Text(1), s->Text(2), s->Int(3), s->Int(4) != 0, s->Text(5), s->Text(6),
-        s->Text(7), s->Text(8), s->Text(9)});
+    return std::optional<KeyValidationRecord>(
+        KeyValidationRecord{s->Int(0), s->Text(1), s->Text(2), s->Int(3), s->Int(4) != 0,
+                            s->Text(5), s->Text(6), s->Text(7), s->Text(8), s->Text(9)});
   }
 
   StatusOr<std::optional<DataKeyRecord>> GetLatestDataKey(int64_t environment_id,
                                                           std::string_view scope) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectDataKey) +
-                                           " WHERE environment_id = ? AND scope = ? ORDER BY "
-                                           "version DESC LIMIT 1"));
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare(std::string(kSelectDataKey) + " WHERE environment_id = ? AND scope = ? ORDER BY "
+                                              "version DESC LIMIT 1"));
     s->Bind(1, environment_id).Bind(2, scope);
     int rc = s->Step();
     if (rc == SQLITE_ROW) return std::optional<DataKeyRecord>(ReadDataKey(*s));
@@ -335,8 +339,9 @@ class SqliteStore : public Store {
       if (existing.status().code() != StatusCode::kNotFound) return existing;
       EKM_RETURN_IF_ERROR(CheckNewDataKeyLocked(r));
       EKM_ASSIGN_OR_RETURN(
-          std::unique_ptr<Stmt> s, Prepare("INSERT INTO data_keys (environment_id, scope, version, ek_version, "
-                            "wrapped, created_at, messages_reserved) VALUES (?,?,?,?,?,?,0)"));
+          std::unique_ptr<Stmt> s,
+          Prepare("INSERT INTO data_keys (environment_id, scope, version, ek_version, "
+                  "wrapped, created_at, messages_reserved) VALUES (?,?,?,?,?,?,0)"));
       s->Bind(1, r.environment_id).Bind(2, r.scope).Bind(3, int64_t{r.version});
       s->Bind(4, int64_t{r.ek_version}).Bind(5, ByteView(r.wrapped)).Bind(6, r.created_at);
       if (s->Step() != SQLITE_DONE) return Error("storing data key");
@@ -461,8 +466,8 @@ class SqliteStore : public Store {
     if (*recorded != fingerprint_) {
       return FailedPreconditionError(
           root_key_source_ + " (store fingerprint " + fingerprint_ +
-              ") is not the root key of this store, " + path_ + " (store fingerprint " +
-              *recorded + ")",
+              ") is not the root key of this store, " + path_ + " (store fingerprint " + *recorded +
+              ")",
           "start ekm with the root key file this store was created with: restore it from your "
           "backup, or pass --root-key-file; ekm never uses another root key for an existing "
           "store (what is wrapped under the old one could not be read, and new keys would be "
@@ -546,7 +551,8 @@ class SqliteStore : public Store {
           std::unique_ptr<Stmt> u,
           Prepare("UPDATE workspace_default_keys SET mac = ? WHERE workspace_id = ?"));
       u->Bind(1, ByteView(mac)).Bind(2, r.workspace_id);
-      if (u->Step() != SQLITE_DONE) return Error("storing a workspace default key's integrity check");
+      if (u->Step() != SQLITE_DONE)
+        return Error("storing a workspace default key's integrity check");
     }
     EKM_RETURN_IF_ERROR(PutStoreMetaOnceLocked(kRootKeyFingerprintMeta, fingerprint_).status());
     // A new store has never held a destroyed key: nothing to VACUUM.
@@ -638,9 +644,9 @@ class SqliteStore : public Store {
     std::vector<LifecycleEventRecord> out;
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) {
-      out.push_back(LifecycleEventRecord{s->Int(0), s->Int(1), s->Text(2), s->Text(3),
-                                         s->Text(4), s->Text(5), s->Text(6), s->Text(7),
-                                         s->Int(8), s->Blob(9), s->Blob(10)});
+      out.push_back(LifecycleEventRecord{s->Int(0), s->Int(1), s->Text(2), s->Text(3), s->Text(4),
+                                         s->Text(5), s->Text(6), s->Text(7), s->Int(8), s->Blob(9),
+                                         s->Blob(10)});
     }
     if (rc != SQLITE_DONE) return Error("reading audit records");
     return out;
@@ -684,23 +690,21 @@ class SqliteStore : public Store {
   StatusOr<std::vector<AuditCheckpointRecord>> ListAuditCheckpoints(
       std::string_view chain) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(
-        std::unique_ptr<Stmt> s,
-        Prepare("SELECT id, chain, seq, head_hash, at_ms, key_id, signature FROM "
-                "audit_checkpoints WHERE chain = ? ORDER BY id"));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("SELECT id, chain, seq, head_hash, at_ms, key_id, signature FROM "
+                                 "audit_checkpoints WHERE chain = ? ORDER BY id"));
     s->Bind(1, chain);
     std::vector<AuditCheckpointRecord> out;
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) {
-      out.push_back(AuditCheckpointRecord{s->Int(0), s->Text(1), s->Int(2), s->Blob(3),
-                                          s->Int(4), s->Text(5), s->Blob(6)});
+      out.push_back(AuditCheckpointRecord{s->Int(0), s->Text(1), s->Int(2), s->Blob(3), s->Int(4),
+                                          s->Text(5), s->Blob(6)});
     }
     if (rc != SQLITE_DONE) return Error("reading audit checkpoints");
     return out;
   }
 
-  StatusOr<std::map<std::string, int64_t>> GetEnvironmentSettings(
-      int64_t environment_id) override {
+  StatusOr<std::map<std::string, int64_t>> GetEnvironmentSettings(int64_t environment_id) override {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
@@ -832,27 +836,28 @@ class SqliteStore : public Store {
 
   StatusOr<std::vector<EnvironmentRecord>> ListEnvironmentsToRepack() override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(
-        std::unique_ptr<Stmt> s,
-        Prepare(std::string(kSelectEnvironment) +
-                " WHERE EXISTS (SELECT 1 FROM environment_keys k WHERE "
-                "k.environment_id = e.id AND k.version < e.current_ek_version AND "
-                "k.destroyed_at IS NULL) ORDER BY e.id"));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare(std::string(kSelectEnvironment) +
+                                 " WHERE EXISTS (SELECT 1 FROM environment_keys k WHERE "
+                                 "k.environment_id = e.id AND k.version < e.current_ek_version AND "
+                                 "k.destroyed_at IS NULL) ORDER BY e.id"));
     std::vector<EnvironmentRecord> out;
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) {
       // A store-wide list for a background job: an edited row is left out (every use of that
       // environment reports it), so it does not stop the job for every other environment.
       auto env = ReadEnvironment(*s);
-      if (env.ok()) out.push_back(std::move(env).value());
-      else if (env.status().code() != StatusCode::kDataLoss) return env.status();
+      if (env.ok())
+        out.push_back(std::move(env).value());
+      else if (env.status().code() != StatusCode::kDataLoss)
+        return env.status();
     }
     if (rc != SQLITE_DONE) return Error("listing environments to repack");
     return out;
   }
 
-  StatusOr<RepackJobRecord> BeginRepackJob(int64_t environment_id, uint32_t target,
-                                           int64_t now_ms, bool* created) override {
+  StatusOr<RepackJobRecord> BeginRepackJob(int64_t environment_id, uint32_t target, int64_t now_ms,
+                                           bool* created) override {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     auto result = [&]() -> StatusOr<RepackJobRecord> {
@@ -862,9 +867,9 @@ class SqliteStore : public Store {
       EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
       int64_t left = 0;
       {
-        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> c,
-                             Prepare(std::string("SELECT COUNT(*) FROM data_keys WHERE ") +
-                                     kUnderOlderLiveEk));
+        EKM_ASSIGN_OR_RETURN(
+            std::unique_ptr<Stmt> c,
+            Prepare(std::string("SELECT COUNT(*) FROM data_keys WHERE ") + kUnderOlderLiveEk));
         c->Bind(1, environment_id).Bind(2, int64_t{target});
         if (c->Step() != SQLITE_ROW) return Error("counting data keys to repack");
         left = c->Int(0);
@@ -905,9 +910,8 @@ class SqliteStore : public Store {
                               std::vector<DataKeyRecord>* out) override {
     std::lock_guard<std::mutex> lock(mu_);
     out->clear();
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
-                         Prepare(std::string(kSelectDataKey) + " WHERE " +
-                                 kUnderOlderLiveEk + " LIMIT ?3"));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectDataKey) + " WHERE " +
+                                                          kUnderOlderLiveEk + " LIMIT ?3"));
     s->Bind(1, environment_id).Bind(2, int64_t{below}).Bind(3, static_cast<int64_t>(limit));
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) out->push_back(ReadDataKey(*s));
@@ -968,9 +972,9 @@ class SqliteStore : public Store {
     auto result = [&]() -> StatusOr<std::vector<uint32_t>> {
       EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
       {
-        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> c,
-                             Prepare(std::string("SELECT COUNT(*) FROM data_keys WHERE ") +
-                                     kUnderOlderLiveEk));
+        EKM_ASSIGN_OR_RETURN(
+            std::unique_ptr<Stmt> c,
+            Prepare(std::string("SELECT COUNT(*) FROM data_keys WHERE ") + kUnderOlderLiveEk));
         c->Bind(1, environment_id).Bind(2, int64_t{target});
         if (c->Step() != SQLITE_ROW) return Error("counting data keys to repack");
         if (c->Int(0) != 0) {
@@ -1013,7 +1017,8 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
-        Prepare("SELECT k.version, k.cmk_provider, k.cmk_key_id, k.created_at, COALESCE(k.destroyed_at, -1), "
+        Prepare("SELECT k.version, k.cmk_provider, k.cmk_key_id, k.created_at, "
+                "COALESCE(k.destroyed_at, -1), "
                 "(SELECT COUNT(*) FROM data_keys d WHERE d.environment_id = k.environment_id AND "
                 "d.ek_version = k.version), k.wrapped, k.mac, e.workspace_id, w.name, e.name "
                 "FROM environment_keys k JOIN environments e ON e.id = k.environment_id JOIN "
@@ -1112,8 +1117,8 @@ class SqliteStore : public Store {
     if (rc == SQLITE_DONE) return NotFoundError("the data key's environment does not exist");
     if (rc != SQLITE_ROW) return Error("reading environment");
     const auto current = static_cast<uint32_t>(s->Int(0));
-    const std::string what = "data key v" + std::to_string(r.version) + " of scope \"" +
-                             r.scope + "\"";
+    const std::string what =
+        "data key v" + std::to_string(r.version) + " of scope \"" + r.scope + "\"";
     if (current != r.ek_version) {
       return FailedPreconditionError(
           what + " was wrapped under environment key v" + std::to_string(r.ek_version) +
@@ -1134,7 +1139,8 @@ class SqliteStore : public Store {
         std::unique_ptr<Stmt> s,
         Prepare("SELECT id, environment_id, target_ek_version, state, total, done, "
                 "started_at_ms, run_started_at_ms, run_started_done, updated_at_ms, "
-                "COALESCE(finished_at_ms, -1), last_error, COALESCE(retry_at_ms, -1) FROM repack_jobs WHERE environment_id "
+                "COALESCE(finished_at_ms, -1), last_error, COALESCE(retry_at_ms, -1) FROM "
+                "repack_jobs WHERE environment_id "
                 "= ? ORDER BY id DESC LIMIT 1"));
     s->Bind(1, environment_id);
     int rc = s->Step();
@@ -1188,8 +1194,7 @@ class SqliteStore : public Store {
     if (rc == SQLITE_DONE) return std::optional<ImportParamsRecord>();
     if (rc != SQLITE_ROW) return Error("reading import parameters");
     return std::optional<ImportParamsRecord>(ImportParamsRecord{
-        s->Int(0), s->Blob(1), s->Text(2), s->Blob(3), s->Int(4), s->Int(5), s->Int(6),
-        s->Int(7)});
+        s->Int(0), s->Blob(1), s->Text(2), s->Blob(3), s->Int(4), s->Int(5), s->Int(6), s->Int(7)});
   }
 
   StatusOr<std::optional<int64_t>> FindImportTokenEnvironment(ByteView token_sha256) override {
@@ -1261,9 +1266,9 @@ class SqliteStore : public Store {
   StatusOr<std::optional<KeyMaterialRecord>> GetKeyMaterial(int64_t environment_id,
                                                             std::string_view key_id) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
-                         Prepare(std::string(kSelectKeyMaterial) +
-                                 " WHERE environment_id = ? AND key_id = ?"));
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare(std::string(kSelectKeyMaterial) + " WHERE environment_id = ? AND key_id = ?"));
     s->Bind(1, environment_id).Bind(2, key_id);
     int rc = s->Step();
     if (rc == SQLITE_DONE) return std::optional<KeyMaterialRecord>();
@@ -1273,9 +1278,9 @@ class SqliteStore : public Store {
 
   StatusOr<std::vector<KeyMaterialRecord>> FindKeyMaterial(std::string_view key_id) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
-                         Prepare(std::string(kSelectKeyMaterial) +
-                                 " WHERE key_id = ? ORDER BY environment_id"));
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare(std::string(kSelectKeyMaterial) + " WHERE key_id = ? ORDER BY environment_id"));
     s->Bind(1, key_id);
     std::vector<KeyMaterialRecord> out;
     int rc;
@@ -1284,8 +1289,7 @@ class SqliteStore : public Store {
     return out;
   }
 
-  Status DeleteKeyMaterial(int64_t environment_id, std::string_view key_id,
-                           int64_t now) override {
+  Status DeleteKeyMaterial(int64_t environment_id, std::string_view key_id, int64_t now) override {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
@@ -1376,7 +1380,8 @@ class SqliteStore : public Store {
                            Prepare("SELECT name FROM workspaces WHERE id = ?"));
       w->Bind(1, r.workspace_id);
       int rc = w->Step();
-      if (rc == SQLITE_DONE) return NotFoundError("workspace " + std::to_string(r.workspace_id) + " does not exist");
+      if (rc == SQLITE_DONE)
+        return NotFoundError("workspace " + std::to_string(r.workspace_id) + " does not exist");
       if (rc != SQLITE_ROW) return Error("reading workspace");
       workspace = w->Text(0);
     }
@@ -1468,7 +1473,8 @@ class SqliteStore : public Store {
     if (rc != SQLITE_DONE) return Error("listing data keys");
     // Fill in the creation time and EK of each newest version.
     for (DataKeyRecord& r : out) {
-      EKM_ASSIGN_OR_RETURN(DataKeyRecord full, GetDataKeyLocked(environment_id, r.scope, r.version));
+      EKM_ASSIGN_OR_RETURN(DataKeyRecord full,
+                           GetDataKeyLocked(environment_id, r.scope, r.version));
       full.wrapped.clear();
       r = std::move(full);
     }
@@ -1529,10 +1535,9 @@ class SqliteStore : public Store {
   StatusOr<std::vector<ApiTokenRecord>> ListApiTokens(
       std::optional<std::string_view> workspace) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(
-        std::unique_ptr<Stmt> s,
-        Prepare(std::string(kSelectApiToken) +
-                " WHERE (? = 0 OR workspace = ?) ORDER BY created_at, id"));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare(std::string(kSelectApiToken) +
+                                 " WHERE (? = 0 OR workspace = ?) ORDER BY created_at, id"));
     s->Bind(1, int64_t{workspace.has_value() ? 1 : 0}).Bind(2, workspace.value_or(""));
     std::vector<ApiTokenRecord> out;
     int rc;
@@ -1589,9 +1594,9 @@ class SqliteStore : public Store {
     int rc = s->Step();
     if (rc == SQLITE_DONE) return std::optional<EnvironmentShredRecord>();
     if (rc != SQLITE_ROW) return Error("reading the shred record");
-    return std::optional<EnvironmentShredRecord>(EnvironmentShredRecord{
-        environment_id, s->Int(0), s->Text(1), static_cast<uint32_t>(s->Int(2)),
-        static_cast<uint32_t>(s->Int(3))});
+    return std::optional<EnvironmentShredRecord>(
+        EnvironmentShredRecord{environment_id, s->Int(0), s->Text(1),
+                               static_cast<uint32_t>(s->Int(2)), static_cast<uint32_t>(s->Int(3))});
   }
 
   // Columns of kSelectEnvironment, the pointer's MAC checked.
@@ -1599,16 +1604,15 @@ class SqliteStore : public Store {
       "SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, e.current_ek_version, "
       "e.current_ek_mac FROM environments e JOIN workspaces w ON w.id = e.workspace_id";
   StatusOr<EnvironmentRecord> ReadEnvironment(const Stmt& s) const {
-    EnvironmentRecord env{s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Int(4),
-                          static_cast<uint32_t>(s.Int(5))};
+    EnvironmentRecord env{s.Int(0),  s.Int(1), s.Text(2),
+                          s.Text(3), s.Int(4), static_cast<uint32_t>(s.Int(5))};
     EKM_RETURN_IF_ERROR(macs_.CheckCurrentEnvironmentKey(env, s.Blob(6)));
     return env;
   }
   static DataKeyRecord ReadDataKey(const Stmt& s) {
-    return DataKeyRecord{s.Int(0),  s.Text(1),
-                         static_cast<uint32_t>(s.Int(2)), static_cast<uint32_t>(s.Int(3)),
-                         s.Blob(4), s.Int(5),
-                         static_cast<uint64_t>(s.Int(6))};
+    return DataKeyRecord{
+        s.Int(0),  s.Text(1), static_cast<uint32_t>(s.Int(2)), static_cast<uint32_t>(s.Int(3)),
+        s.Blob(4), s.Int(5),  static_cast<uint64_t>(s.Int(6))};
   }
 
   StatusOr<WorkspaceRecord> GetWorkspaceLocked(std::string_view name) {
@@ -1624,9 +1628,10 @@ class SqliteStore : public Store {
 
   StatusOr<DataKeyRecord> GetDataKeyLocked(int64_t environment_id, std::string_view scope,
                                            uint32_t version) {
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectDataKey) +
-                                           " WHERE environment_id = ? AND scope = ? AND "
-                                           "version = ?"));
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare(std::string(kSelectDataKey) + " WHERE environment_id = ? AND scope = ? AND "
+                                              "version = ?"));
     s->Bind(1, environment_id).Bind(2, scope).Bind(3, int64_t{version});
     int rc = s->Step();
     if (rc == SQLITE_ROW) return ReadDataKey(*s);
@@ -1714,10 +1719,10 @@ class SqliteStore : public Store {
       s->Bind(1, environment_id).Bind(2, int64_t{below});
       int rc;
       while ((rc = s->Step()) == SQLITE_ROW) {
-        rows.push_back(Row{EnvironmentKeyRecord{environment_id, static_cast<uint32_t>(s->Int(0)),
-                                                s->Text(1), s->Text(2), Bytes(), s->Int(3)},
-                           EnvironmentRecord{environment_id, s->Int(4), s->Text(5), s->Text(6),
-                                             0, 0}});
+        rows.push_back(
+            Row{EnvironmentKeyRecord{environment_id, static_cast<uint32_t>(s->Int(0)), s->Text(1),
+                                     s->Text(2), Bytes(), s->Int(3)},
+                EnvironmentRecord{environment_id, s->Int(4), s->Text(5), s->Text(6), 0, 0}});
       }
       if (rc != SQLITE_DONE) return Error("reading environment keys to destroy");
     }
@@ -1782,8 +1787,10 @@ class SqliteStore : public Store {
   // a sqlite3 shell) kept the write lock all that time. Said in ekm's words, retryable; never
   // SQLite's text, which names neither the store nor what to do (docs/operations.md).
   Status BusyError() const {
-    return UnavailableError("the store " + path_ + " is busy: another process kept its write "
-                                "lock for " + std::to_string(kBusyTimeoutMs / 1000) + " s",
+    return UnavailableError("the store " + path_ +
+                                " is busy: another process kept its write "
+                                "lock for " +
+                                std::to_string(kBusyTimeoutMs / 1000) + " s",
                             "retry; if it lasts, look for a process that holds the database in "
                             "a long transaction (a sqlite3 shell, a backup tool)")
         .WithRetryAfter(1);
@@ -1821,9 +1828,8 @@ StatusOr<StorePtr> OpenSqliteStore(const std::string& path, StoreBinding binding
   }
   ::close(fd);
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);

@@ -84,8 +84,7 @@ TEST_F(SqliteStoreTest, ReopenIsIdempotentAndNewerSchemaIsRefused) {
 TEST_F(SqliteStoreTest, GarbageFileIsRefused) {
   std::string bad = dir_.path() + "/bad.db";
   FILE* f = fopen(bad.c_str(), "w");
-  fputs("this is not a database, just some text that is long enough to look like a header....",
-        f);
+  fputs("this is not a database, just some text that is long enough to look like a header....", f);
   fclose(f);
   EXPECT_FALSE(OpenSqliteStore(bad, testing::TestStoreBinding()).ok());
 }
@@ -131,8 +130,8 @@ TEST_F(SqliteStoreTest, NewEnvironmentKeyVersionsAndKeyValidations) {
   ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
   auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
   ASSERT_TRUE(env.ok());
-  EnvironmentKeyRecord v2{env->id, 2, "aws-kms", "arn:aws:kms:us-east-1:111122223333:key/k",
-                          Bytes(150, 0xcd), 5};
+  EnvironmentKeyRecord v2{
+      env->id, 2, "aws-kms", "arn:aws:kms:us-east-1:111122223333:key/k", Bytes(150, 0xcd), 5};
   ASSERT_TRUE(store_->AddEnvironmentKey(v2).ok());
   EXPECT_EQ(store_->GetEnvironment("acme", "prod")->current_ek_version, 2u);
   EXPECT_EQ(store_->GetEnvironmentKey(env->id, 2)->cmk_provider, "aws-kms");
@@ -148,8 +147,16 @@ TEST_F(SqliteStoreTest, NewEnvironmentKeyVersionsAndKeyValidations) {
   EXPECT_EQ(store_->GetEnvironmentKey(env->id, 4).status().code(), StatusCode::kNotFound);
 
   EXPECT_FALSE(store_->GetLatestKeyValidation(env->id)->has_value());
-  KeyValidationRecord failed{env->id, "aws-kms", "arn:x", 10, false, "failed_precondition",
-                             "AccessDeniedException", "denied", "fix the policy", "[]"};
+  KeyValidationRecord failed{env->id,
+                             "aws-kms",
+                             "arn:x",
+                             10,
+                             false,
+                             "failed_precondition",
+                             "AccessDeniedException",
+                             "denied",
+                             "fix the policy",
+                             "[]"};
   KeyValidationRecord passed{env->id, "aws-kms", "arn:y", 11, true, "", "", "", "", "[]"};
   ASSERT_TRUE(store_->RecordKeyValidation(failed).ok());
   ASSERT_TRUE(store_->RecordKeyValidation(passed).ok());
@@ -215,8 +222,10 @@ TEST_F(SqliteStoreTest, ConcurrentWritersAgree) {
       winners[t] = r->wrapped;
       for (int i = 0; i < 50; ++i) {
         auto before = s->ReserveMessages(env->id, "shared", 1, 3, 1'000'000);
-        if (!before.ok()) ++errors;
-        else reserved_sum += 3;
+        if (!before.ok())
+          ++errors;
+        else
+          reserved_sum += 3;
       }
     });
   }
@@ -561,8 +570,8 @@ Bytes Random(size_t n) {
 // The files of the database at `path` (db, -wal, -shm, -journal) that hold `needle`.
 std::vector<std::string> FilesHolding(const std::string& path, ByteView needle) {
   std::vector<std::string> out;
-  for (const auto& entry : std::filesystem::directory_iterator(
-           std::filesystem::path(path).parent_path())) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::path(path).parent_path())) {
     std::string name = entry.path().string();
     if (name.rfind(path, 0) != 0) continue;
     std::ifstream in(name, std::ios::binary);
@@ -691,7 +700,8 @@ TEST_F(SqliteStoreTest, RowsEditedBehindTheStoreAreRefused) {
   auto dev = store_->CreateEnvironment("acme", "dev", Ek(), 1);
   ASSERT_TRUE(prod.ok() && dev.ok());
   ASSERT_TRUE(store_->AddEnvironmentKey({prod->id, 2, "platform", "root", Bytes(70, 2), 2}).ok());
-  ASSERT_TRUE(store_->SetWorkspaceDefaultKey({prod->workspace_id, "aws-kms", "arn:k", 3, "a"}).ok());
+  ASSERT_TRUE(
+      store_->SetWorkspaceDefaultKey({prod->workspace_id, "aws-kms", "arn:k", 3, "a"}).ok());
   const std::string ek2 =
       " FROM environment_keys WHERE environment_id = " + std::to_string(prod->id) +
       " AND version = 2";
@@ -700,54 +710,65 @@ TEST_F(SqliteStoreTest, RowsEditedBehindTheStoreAreRefused) {
        {"UPDATE environment_keys SET cmk_key_id = 'arn:aws:kms:us-east-1:999999999999:key/x'",
         "UPDATE environment_keys SET cmk_provider = 'aws-kms'",
         "UPDATE environment_keys SET wrapped = X'00'"}) {
-    Sql(path_, "CREATE TABLE saved AS SELECT *" + ek2 + "; " + edit + " WHERE environment_id = " +
-                   std::to_string(prod->id) + " AND version = 2");
+    Sql(path_, "CREATE TABLE saved AS SELECT *" + ek2 + "; " + edit +
+                   " WHERE environment_id = " + std::to_string(prod->id) + " AND version = 2");
     ExpectModified(store_->GetEnvironmentKey(prod->id, 2).status(),
                    "environment key v2 of acme/prod");
     ExpectModified(store_->EnvironmentKeyInventory(prod->id).status(), "acme/prod");
-    Sql(path_, "DELETE" + ek2 + "; INSERT INTO environment_keys SELECT * FROM saved; DROP TABLE saved");
+    Sql(path_,
+        "DELETE" + ek2 + "; INSERT INTO environment_keys SELECT * FROM saved; DROP TABLE saved");
     EXPECT_TRUE(store_->GetEnvironmentKey(prod->id, 2).ok()) << edit;
   }
   // Another environment's EK row (and MAC) moved in: the MAC names its environment.
   Sql(path_, "CREATE TABLE saved AS SELECT *" + ek2 + "; DELETE" + ek2 +
                  "; INSERT INTO environment_keys SELECT " + std::to_string(prod->id) +
                  ", 2, cmk_provider, cmk_key_id, wrapped, created_at, destroyed_at, mac FROM "
-                 "environment_keys WHERE environment_id = " + std::to_string(dev->id));
-  ExpectModified(store_->GetEnvironmentKey(prod->id, 2).status(), "environment key v2 of acme/prod");
-  Sql(path_, "DELETE" + ek2 + "; INSERT INTO environment_keys SELECT * FROM saved; DROP TABLE saved");
+                 "environment_keys WHERE environment_id = " +
+                 std::to_string(dev->id));
+  ExpectModified(store_->GetEnvironmentKey(prod->id, 2).status(),
+                 "environment key v2 of acme/prod");
+  Sql(path_,
+      "DELETE" + ek2 + "; INSERT INTO environment_keys SELECT * FROM saved; DROP TABLE saved");
 
   // prod needs a repack (EK v1 is not destroyed). With its pointer's MAC damaged, the
   // store-wide list of the repack runner leaves it out rather than fail for everyone.
   ASSERT_EQ(store_->ListEnvironmentsToRepack()->size(), 1u);
   const std::string prod_id = std::to_string(prod->id);
-  Sql(path_, "CREATE TABLE saved_mac AS SELECT current_ek_mac FROM environments WHERE id = " +
-                 prod_id + "; UPDATE environments SET current_ek_mac = X'00' WHERE id = " + prod_id);
+  Sql(path_,
+      "CREATE TABLE saved_mac AS SELECT current_ek_mac FROM environments WHERE id = " + prod_id +
+          "; UPDATE environments SET current_ek_mac = X'00' WHERE id = " + prod_id);
   auto to_repack = store_->ListEnvironmentsToRepack();
   ASSERT_TRUE(to_repack.ok()) << to_repack.status().ToString();
   EXPECT_TRUE(to_repack->empty());
   ExpectModified(store_->GetEnvironment("acme", "prod").status(), "acme/prod");
-  Sql(path_, "UPDATE environments SET current_ek_mac = (SELECT current_ek_mac FROM saved_mac) "
-             "WHERE id = " + prod_id + "; DROP TABLE saved_mac");
+  Sql(path_,
+      "UPDATE environments SET current_ek_mac = (SELECT current_ek_mac FROM saved_mac) "
+      "WHERE id = " +
+          prod_id + "; DROP TABLE saved_mac");
   EXPECT_EQ(store_->ListEnvironmentsToRepack()->size(), 1u);
 
   // The current-EK pointer moved back to v1, or given dev's pointer MAC.
-  Sql(path_, "UPDATE environments SET current_ek_version = 1 WHERE id = " + std::to_string(prod->id));
+  Sql(path_,
+      "UPDATE environments SET current_ek_version = 1 WHERE id = " + std::to_string(prod->id));
   ExpectModified(store_->GetEnvironment("acme", "prod").status(),
                  "the current environment key (v1) of acme/prod");
   ExpectModified(store_->ListEnvironments("acme").status(), "acme/prod");
   EXPECT_EQ(store_->AddEnvironmentKey({prod->id, 2, "aws-kms", "arn:x", Bytes(9, 1), 4}).code(),
             StatusCode::kDataLoss);
-  Sql(path_, "UPDATE environments SET current_ek_version = 2, current_ek_mac = (SELECT "
-             "current_ek_mac FROM environments WHERE id = " + std::to_string(dev->id) +
-             ") WHERE id = " + std::to_string(prod->id));
+  Sql(path_,
+      "UPDATE environments SET current_ek_version = 2, current_ek_mac = (SELECT "
+      "current_ek_mac FROM environments WHERE id = " +
+          std::to_string(dev->id) + ") WHERE id = " + std::to_string(prod->id));
   ExpectModified(store_->GetEnvironment("acme", "prod").status(), "acme/prod");
 
   // The workspace default CMK.
-  Sql(path_, "UPDATE workspace_default_keys SET cmk_key_id = 'arn:aws:kms:us-east-1:999999999999:key/x'");
+  Sql(path_,
+      "UPDATE workspace_default_keys SET cmk_key_id = 'arn:aws:kms:us-east-1:999999999999:key/x'");
   ExpectModified(store_->GetWorkspaceDefaultKey(prod->workspace_id).status(),
                  "the default customer main key of workspace acme");
   // Set through the store: a valid row again.
-  ASSERT_TRUE(store_->SetWorkspaceDefaultKey({prod->workspace_id, "aws-kms", "arn:k", 3, "a"}).ok());
+  ASSERT_TRUE(
+      store_->SetWorkspaceDefaultKey({prod->workspace_id, "aws-kms", "arn:k", 3, "a"}).ok());
   EXPECT_TRUE(store_->GetWorkspaceDefaultKey(prod->workspace_id).ok());
 }
 
@@ -826,8 +847,9 @@ TEST(SqliteStoreMigration, RowsFromBeforeTheMacsAreBoundAtTheUpgrade) {
   EXPECT_EQ((*store)->GetStoreMeta("free_pages_wiped")->value_or(""), "1");
   store->reset();
   // Bound: from now on a row added behind the store is refused, and the root key is checked.
-  Sql(path, "INSERT INTO environment_keys (environment_id, version, cmk_provider, cmk_key_id, "
-            "wrapped, created_at) VALUES (2, 2, 'aws-kms', 'arn:evil', X'04', 0)");
+  Sql(path,
+      "INSERT INTO environment_keys (environment_id, version, cmk_provider, cmk_key_id, "
+      "wrapped, created_at) VALUES (2, 2, 'aws-kms', 'arn:evil', X'04', 0)");
   store = OpenSqliteStore(path, testing::TestStoreBinding());
   ASSERT_TRUE(store.ok());
   ExpectModified((*store)->GetEnvironmentKey(2, 2).status(), "environment key v2 of acme/dev");
@@ -870,7 +892,8 @@ TEST_F(SqliteStoreTest, DataKeysAreOnlyStoredUnderTheCurrentEnvironmentKey) {
   std::vector<DataKeyRecord> rows;
   ASSERT_TRUE(store_->ListDataKeysToRepack(env->id, 2, 10, &rows).ok());
   ASSERT_EQ(rows.size(), 1u);
-  ASSERT_TRUE(store_->CommitRepackBatch(job->id, env->id, 2, {{&rows[0], Bytes(61, 7)}}, 2000).ok());
+  ASSERT_TRUE(
+      store_->CommitRepackBatch(job->id, env->id, 2, {{&rows[0], Bytes(61, 7)}}, 2000).ok());
   auto destroyed = store_->FinishRepackJob(job->id, env->id, 2, 3000);
   ASSERT_TRUE(destroyed.ok()) << destroyed.status().ToString();
   EXPECT_EQ(*destroyed, std::vector<uint32_t>{1});
@@ -894,7 +917,8 @@ TEST_F(SqliteStoreTest, DataKeysAreOnlyStoredUnderTheCurrentEnvironmentKey) {
   ASSERT_TRUE(store_->ListDataKeysToRepack(env->id, 3, 10, &rows).ok());
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].scope, "orders");
-  ASSERT_TRUE(store_->CommitRepackBatch(job->id, env->id, 3, {{&rows[0], Bytes(61, 8)}}, 5000).ok());
+  ASSERT_TRUE(
+      store_->CommitRepackBatch(job->id, env->id, 3, {{&rows[0], Bytes(61, 8)}}, 5000).ok());
   destroyed = store_->FinishRepackJob(job->id, env->id, 3, 6000);
   ASSERT_TRUE(destroyed.ok()) << destroyed.status().ToString();
   EXPECT_EQ(*destroyed, std::vector<uint32_t>{2});
