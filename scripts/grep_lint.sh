@@ -23,4 +23,49 @@ ban "printing to stdout from the library (log with spdlog, or return a value)" \
   'std::cout|printf\s*\(' '^src/ekm/cli/|_main\.cc:|_test\.cc:|^bench/|^fuzz/|snprintf'
 ban "a hand-written wipe (the compiler may drop it: use OPENSSL_cleanse)" \
   "std::fill\\s*\\(.*'\\\\0'\\s*\\)"
+
+# The folders' layers, lowest first: a folder includes only folders of lower layers (tests and
+# testing/ may include anything). docs/architecture.md "Modules" draws the same graph.
+layers=$(python3 - <<'PY'
+import os, re
+LAYERS = [["base", "metrics", "api"], ["crypto", "audit", "auth"], ["envelope", "store"],
+          ["policy", "provider", "events"], ["keys"], ["repack"], ["service"],
+          ["client", "server"], ["cli"]]
+rank = {f: i for i, layer in enumerate(LAYERS) for f in layer}
+root = "src/ekm"
+for dp, _, fs in sorted(os.walk(root)):
+    folder = os.path.relpath(dp, root).split("/")[0]
+    if folder in (".", "testing"):
+        continue
+    for f in sorted(fs):
+        if not f.endswith((".h", ".cc")) or f.endswith("_test.cc"):
+            continue
+        path = os.path.join(dp, f)
+        if folder not in rank:
+            print(f"{path}: folder {folder}/ has no layer in scripts/grep_lint.sh")
+            continue
+        for n, line in enumerate(open(path, errors="replace"), 1):
+            m = re.match(r'#include "ekm/([a-z0-9_]+)/', line)
+            if not m or m.group(1) == folder:
+                continue
+            to = m.group(1)
+            if to not in rank or rank[to] >= rank[folder]:
+                print(f"{path}:{n}: {folder}/ includes {to}/, which is not below it")
+PY
+)
+if [ -n "$layers" ]; then
+  echo "grep_lint: an include against the folder layers:"; echo "$layers"; status=1
+fi
+
+# clang-format (.clang-format: Google style, 100 columns) on every C++ source.
+if command -v clang-format >/dev/null; then
+  unformatted=$(find src fuzz bench tests -name '*.cc' -o -name '*.h' | sort |
+    xargs clang-format --dry-run 2>&1 | grep -oE '^[^:]+\.(cc|h):' | sort -u)
+  if [ -n "$unformatted" ]; then
+    echo "grep_lint: not clang-formatted (run clang-format -i on them):"; echo "$unformatted"
+    status=1
+  fi
+else
+  echo "grep_lint: clang-format is missing (scripts/install-deps.sh installs it)"; status=1
+fi
 exit $status

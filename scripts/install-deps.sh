@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 PACKAGES=(
   # build
-  build-essential cmake pkg-config clang libclang-rt-14-dev lld
+  build-essential cmake pkg-config clang libclang-rt-14-dev lld clang-format
   # libraries
   libssl-dev libsqlite3-dev libcurl4-openssl-dev libboost-dev libxml2-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
