@@ -207,7 +207,6 @@ class KeyHierarchy {
   // Handles already held by in-flight requests are wiped when those requests finish.
   void PurgeEnvironment(const EnvironmentRecord& env);
 
-  uint64_t cache_hits() const { return hits_.Value(); }
   uint64_t cache_misses() const { return misses_.load(std::memory_order_relaxed); }
 
  private:

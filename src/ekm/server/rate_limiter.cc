@@ -92,10 +92,4 @@ std::string TokenIdFromAuthorization(std::string_view authorization) {
   return std::string(id);
 }
 
-std::string RateLimitKey(std::string_view authorization, std::string_view remote_address) {
-  std::string id = TokenIdFromAuthorization(authorization);
-  if (!id.empty()) return "token:" + id;
-  return "addr:" + std::string(remote_address);
-}
-
 }  // namespace ekm

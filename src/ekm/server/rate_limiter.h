@@ -52,9 +52,6 @@ class RateLimiter {
   std::array<Shard, kShards> shards_;
 };
 
-// The rate-limit key of a request: "token:<id>" for `Authorization: Bearer ekm_<id>_<secret>`,
-// else "addr:<remote address>". Only the public id part is kept.
-std::string RateLimitKey(std::string_view authorization, std::string_view remote_address);
 // The token id in an Authorization header holding an ekm token ("" otherwise).
 std::string TokenIdFromAuthorization(std::string_view authorization);
 

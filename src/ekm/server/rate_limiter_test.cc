@@ -42,12 +42,11 @@ TEST(RateLimiterTest, IdleBucketsAreDroppedAndMemoryIsBounded) {
   EXPECT_LE(limiter.BucketCount(), RateLimiter::kShards * RateLimiter::kMaxBucketsPerShard);
 }
 
-TEST(RateLimiterTest, KeyIsTheTokenIdOrTheAddress) {
+TEST(RateLimiterTest, TheTokenIdIsReadFromAnEkmBearerTokenOnly) {
   const std::string token = "ekm_0123456789abcdef_" + std::string(43, 'A');
-  EXPECT_EQ(RateLimitKey("Bearer " + token, "127.0.0.1"), "token:0123456789abcdef");
   EXPECT_EQ(TokenIdFromAuthorization("bearer " + token), "0123456789abcdef");
-  EXPECT_EQ(RateLimitKey("Bearer placeholder", "127.0.0.1"), "addr:127.0.0.1");
-  EXPECT_EQ(RateLimitKey("", "::1"), "addr:::1");
+  EXPECT_EQ(TokenIdFromAuthorization("Bearer placeholder"), "");
+  EXPECT_EQ(TokenIdFromAuthorization(""), "");
   EXPECT_EQ(TokenIdFromAuthorization("Bearer ekm_0123456789abcdeg_x"), "");
   EXPECT_EQ(TokenIdFromAuthorization("Basic ekm_0123456789abcdef_x"), "");
 }
