@@ -132,18 +132,13 @@ RouteMatch Router::MatchRoute(const RouteRequest& r) const {
     m.status = InvalidArgumentError("request path is not valid percent-encoding");
     return m;
   }
-  // Query: scope=…, format=text|binary.
-  std::string format;
-  for (size_t i = 0; i <= query.size() && !query.empty();) {
-    size_t amp = query.find('&', i);
-    if (amp == std::string_view::npos) amp = query.size();
-    std::string_view kv = query.substr(i, amp - i);
-    size_t eq = kv.find('=');
-    std::string key = PercentDecode(kv.substr(0, eq), &ok);
-    std::string value = eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), &ok);
-    if (key == "scope") m.scope = value;
-    if (key == "format") format = value;
-    i = amp + 1;
+  // Query: scope=…, format=text|binary (the routes' own parameters are read by their handlers).
+  m.scope = QueryValue(query, "scope", &ok);
+  const std::string format = QueryValue(query, "format", &ok);
+  if (!ok) {
+    m.status =
+        InvalidArgumentError("the query string is not valid percent-encoding", "write a % as %25");
+    return m;
   }
 
   const RouteInfo* found = nullptr;

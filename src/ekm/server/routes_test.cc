@@ -67,6 +67,15 @@ TEST(RouteTableTest, WrongMethodListsTheAllowedOnesAndUnknownPathsAreNotFound) {
   EXPECT_EQ(m.status.code(), StatusCode::kNotFound);
   m = router.MatchRoute(request("GET", "/v1/workspaces/a%zz"));
   EXPECT_EQ(m.status.code(), StatusCode::kInvalidArgument);
+  // A bad escape in the query is refused too, not read as an empty scope.
+  m = router.MatchRoute(request("POST", "/v1/workspaces/a/environments/b/encrypt?scope=%zz"));
+  EXPECT_EQ(m.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(m.status.message().find("query string"), std::string::npos);
+  RouteRequest good = request("POST", "/v1/workspaces/a/environments/b/encrypt?scope=o%72ders");
+  good.content_type = "application/json";
+  m = router.MatchRoute(good);
+  EXPECT_TRUE(m.status.ok()) << m.status.ToString();
+  EXPECT_EQ(m.scope, "orders");
 }
 
 TEST(RouteTableTest, AMatchWithoutATokenCheckIsNeverServed) {
