@@ -515,52 +515,52 @@ StatusOr<GenerateDataKeyBody> DecodeGenerateDataKeyBody(std::string_view body) {
   return out;
 }
 
-StatusOr<BatchBody<BatchEncryptItem>> DecodeEncryptBatchBody(std::string_view body) {
+namespace {
+
+// A batch body: each item an object that `decode` makes an Item of, or the item's own error.
+template <class Item, class DecodeItem>
+StatusOr<BatchBody<Item>> DecodeBatchBody(std::string_view body, std::string_view item_example,
+                                          DecodeItem decode) {
   EKM_ASSIGN_OR_RETURN(json j, ParseObjectBody(body));
   EKM_ASSIGN_OR_RETURN(const json* items, BatchItems(j));
-  BatchBody<BatchEncryptItem> out;
+  BatchBody<Item> out;
   out.count = items->size();
   out.errors.resize(out.count);
   for (size_t i = 0; i < out.count; ++i) {
     const json& item = (*items)[i];
     if (!item.is_object()) {
       out.errors[i] = InvalidArgumentError("item " + std::to_string(i) + " must be an object",
-                                           "send {\"plaintext\": base64, \"scope\": \"…\"}");
+                                           "send " + std::string(item_example));
       continue;
     }
-    auto decoded = DecodeEncryptObject(item);
+    StatusOr<Item> decoded = decode(item);
     if (!decoded.ok()) {
       out.errors[i] = decoded.status();
       continue;
     }
-    out.items.push_back({std::move(decoded->scope), std::move(decoded->plaintext)});
+    out.items.push_back(std::move(decoded).value());
     out.positions.push_back(i);
   }
   return out;
 }
 
+}  // namespace
+
+StatusOr<BatchBody<BatchEncryptItem>> DecodeEncryptBatchBody(std::string_view body) {
+  return DecodeBatchBody<BatchEncryptItem>(
+      body, "{\"plaintext\": base64, \"scope\": \"…\"}",
+      [](const json& item) -> StatusOr<BatchEncryptItem> {
+        EKM_ASSIGN_OR_RETURN(EncryptBody in, DecodeEncryptObject(item));
+        return BatchEncryptItem{std::move(in.scope), std::move(in.plaintext)};
+      });
+}
+
 StatusOr<BatchBody<Bytes>> DecodeDecryptBatchBody(std::string_view body) {
-  EKM_ASSIGN_OR_RETURN(json j, ParseObjectBody(body));
-  EKM_ASSIGN_OR_RETURN(const json* items, BatchItems(j));
-  BatchBody<Bytes> out;
-  out.count = items->size();
-  out.errors.resize(out.count);
-  for (size_t i = 0; i < out.count; ++i) {
-    const json& item = (*items)[i];
-    if (!item.is_object()) {
-      out.errors[i] = InvalidArgumentError("item " + std::to_string(i) + " must be an object",
-                                           "send {\"ciphertext\": \"ekm1:…\"}");
-      continue;
-    }
-    auto ciphertext = DecodeDecryptObject(item);
-    if (!ciphertext.ok()) {
-      out.errors[i] = ciphertext.status();
-      continue;
-    }
-    out.items.push_back(Bytes(ciphertext->begin(), ciphertext->end()));
-    out.positions.push_back(i);
-  }
-  return out;
+  return DecodeBatchBody<Bytes>(body, "{\"ciphertext\": \"ekm1:…\"}",
+                                [](const json& item) -> StatusOr<Bytes> {
+                                  EKM_ASSIGN_OR_RETURN(std::string text, DecodeDecryptObject(item));
+                                  return Bytes(text.begin(), text.end());
+                                });
 }
 
 Status DecodeEmptyBody(std::string_view body, std::string_view what) {

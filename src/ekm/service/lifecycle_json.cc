@@ -1,6 +1,7 @@
 #include "ekm/service/lifecycle_json.h"
 
 #include <ctime>
+#include <utility>
 
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
@@ -196,25 +197,13 @@ StatusOr<int64_t> ParseDurationSeconds(std::string_view text) {
   };
   if (text.empty()) return bad();
   int64_t unit = 1;
-  switch (text.back()) {
-    case 's':
-      unit = 1;
+  constexpr std::pair<char, int64_t> kUnits[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}};
+  for (const auto& [suffix, seconds] : kUnits) {
+    if (text.back() == suffix) {
+      unit = seconds;
       text.remove_suffix(1);
       break;
-    case 'm':
-      unit = 60;
-      text.remove_suffix(1);
-      break;
-    case 'h':
-      unit = 3600;
-      text.remove_suffix(1);
-      break;
-    case 'd':
-      unit = 86400;
-      text.remove_suffix(1);
-      break;
-    default:
-      break;
+    }
   }
   if (text.empty() || text.size() > 12) return bad();
   int64_t n = 0;
