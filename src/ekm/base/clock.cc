@@ -1,6 +1,9 @@
 #include "ekm/base/clock.h"
 
+#include <cctype>
 #include <ctime>
+
+#include "ekm/base/encoding.h"
 
 namespace ekm {
 
@@ -45,6 +48,46 @@ std::string FormatRfc3339(std::chrono::system_clock::time_point t) {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+StatusOr<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view t) {
+  // YYYY-MM-DDTHH:MM:SS[.fff](Z|+00:00)
+  auto bad = [&] {
+    return InvalidArgumentError("not an RFC 3339 UTC time: " + QuotedExcerpt(t),
+                                "write e.g. 2026-11-25T10:00:00Z");
+  };
+  if (t.size() < 20) return bad();
+  auto num = [&](size_t pos, size_t len, int& out) {
+    out = 0;
+    for (size_t i = pos; i < pos + len; ++i) {
+      if (!std::isdigit(static_cast<unsigned char>(t[i]))) return false;
+      out = out * 10 + (t[i] - '0');
+    }
+    return true;
+  };
+  struct tm tm = {};
+  int year, mon, day, hour, min, sec;
+  if (!num(0, 4, year) || t[4] != '-' || !num(5, 2, mon) || t[7] != '-' || !num(8, 2, day) ||
+      (t[10] != 'T' && t[10] != 't' && t[10] != ' ') || !num(11, 2, hour) || t[13] != ':' ||
+      !num(14, 2, min) || t[16] != ':' || !num(17, 2, sec)) {
+    return bad();
+  }
+  if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60) return bad();
+  std::string_view rest = t.substr(19);
+  if (!rest.empty() && rest[0] == '.') {
+    rest.remove_prefix(1);
+    while (!rest.empty() && std::isdigit(static_cast<unsigned char>(rest[0])))
+      rest.remove_prefix(1);
+  }
+  if (rest != "Z" && rest != "z" && rest != "+00:00") return bad();
+  tm.tm_year = year - 1900;
+  tm.tm_mon = mon - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = min;
+  tm.tm_sec = sec;
+  time_t secs = timegm(&tm);
+  return std::chrono::system_clock::from_time_t(secs);
 }
 
 }  // namespace ekm

@@ -5,6 +5,9 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
+
+#include "ekm/base/status.h"
 
 namespace ekm {
 
@@ -40,6 +43,9 @@ class FakeClock : public Clock {
 
 // "2026-11-24T10:04:05Z"
 std::string FormatRfc3339(std::chrono::system_clock::time_point t);
+// The one RFC 3339 reader, for UTC times: YYYY-MM-DDTHH:MM:SS, optional fractional seconds
+// (dropped), then Z or +00:00 (what ekm writes, and what AWS STS and IMDS answer).
+StatusOr<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view text);
 int64_t ToUnixSeconds(std::chrono::system_clock::time_point t);
 std::chrono::system_clock::time_point FromUnixSeconds(int64_t s);
 

@@ -1,5 +1,7 @@
 #include "ekm/base/json_text.h"
 
+#include "ekm/base/clock.h"
+
 namespace ekm {
 
 std::string JsonText(const nlohmann::json& j, int indent) {
@@ -8,6 +10,13 @@ std::string JsonText(const nlohmann::json& j, int indent) {
 
 std::string JsonText(const nlohmann::ordered_json& j, int indent) {
   return j.dump(indent, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+int64_t JsonTimeSeconds(const nlohmann::json& j, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end() || !it->is_string()) return 0;
+  auto t = ParseRfc3339(it->get_ref<const std::string&>());
+  return t.ok() ? ToUnixSeconds(*t) : 0;
 }
 
 }  // namespace ekm

@@ -2,6 +2,7 @@
 // typed, whatever it holds) become U+FFFD instead of an exception.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -9,5 +10,9 @@ namespace ekm {
 
 std::string JsonText(const nlohmann::json& j, int indent = -1);
 std::string JsonText(const nlohmann::ordered_json& j, int indent = -1);
+
+// The unix seconds of the RFC 3339 string `name` of `j` (base/clock.h ParseRfc3339); 0 when it
+// is absent, null or not a time: the API writes "never" as null (or "").
+int64_t JsonTimeSeconds(const nlohmann::json& j, const char* name);
 
 }  // namespace ekm

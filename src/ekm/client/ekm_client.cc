@@ -9,6 +9,7 @@
 
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
+#include "ekm/base/json_text.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/service/key_json.h"
@@ -68,14 +69,6 @@ EnvironmentInfo EnvironmentFrom(const json& j) {
   }
   e.ek_version = j.value("ek_version", 0u);
   return e;
-}
-
-int64_t ParseTime(const json& j, const char* field = "created_at") {
-  if (!j.contains(field) || !j[field].is_string()) return 0;
-  std::string t = j[field].get<std::string>();
-  std::tm tm{};
-  if (strptime(t.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return 0;
-  return static_cast<int64_t>(timegm(&tm));
 }
 
 }  // namespace
@@ -360,7 +353,7 @@ StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(std::string_view name) {
   json body = {{"name", name}};
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("POST", "/v1/workspaces", &body));
   WorkspaceInfo w = WorkspaceFrom(j);
-  w.created_at = ParseTime(j);
+  w.created_at = JsonTimeSeconds(j, "created_at");
   return w;
 }
 
@@ -369,7 +362,7 @@ StatusOr<std::vector<WorkspaceInfo>> EkmClient::ListWorkspaces() {
   std::vector<WorkspaceInfo> out;
   for (const json& w : j.value("workspaces", json::array())) {
     WorkspaceInfo info = WorkspaceFrom(w);
-    info.created_at = ParseTime(w);
+    info.created_at = JsonTimeSeconds(w, "created_at");
     out.push_back(std::move(info));
   }
   return out;
@@ -382,7 +375,7 @@ StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(std::string_view workspac
       json j,
       impl_->Call("POST", "/v1" + impl_->Path({"workspaces", workspace, "environments"}), &body));
   EnvironmentInfo e = EnvironmentFrom(j);
-  e.created_at = ParseTime(j);
+  e.created_at = JsonTimeSeconds(j, "created_at");
   return e;
 }
 
@@ -393,7 +386,7 @@ StatusOr<std::vector<EnvironmentInfo>> EkmClient::ListEnvironments(std::string_v
   std::vector<EnvironmentInfo> out;
   for (const json& e : j.value("environments", json::array())) {
     EnvironmentInfo info = EnvironmentFrom(e);
-    info.created_at = ParseTime(e);
+    info.created_at = JsonTimeSeconds(e, "created_at");
     out.push_back(std::move(info));
   }
   return out;
@@ -756,10 +749,10 @@ ApiTokenInfo ApiTokenFromJson(const json& j) {
     }
   }
   t.description = j.value("description", "");
-  t.created_at = ParseTime(j, "created_at");
+  t.created_at = JsonTimeSeconds(j, "created_at");
   t.created_by = j.value("created_by", "");
-  t.expires_at = ParseTime(j, "expires_at");
-  t.revoked_at = ParseTime(j, "revoked_at");
+  t.expires_at = JsonTimeSeconds(j, "expires_at");
+  t.revoked_at = JsonTimeSeconds(j, "revoked_at");
   return t;
 }
 
@@ -809,7 +802,7 @@ StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(std::string_view workspace) {
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace}), nullptr));
   WorkspaceInfo w = WorkspaceFrom(j);
-  w.created_at = ParseTime(j);
+  w.created_at = JsonTimeSeconds(j, "created_at");
   return w;
 }
 
@@ -821,7 +814,7 @@ StatusOr<EnvironmentInfo> EkmClient::GetEnvironment(std::string_view workspace,
                   "/v1" + impl_->Path({"workspaces", workspace, "environments", environment}),
                   nullptr));
   EnvironmentInfo e = EnvironmentFrom(j);
-  e.created_at = ParseTime(j);
+  e.created_at = JsonTimeSeconds(j, "created_at");
   return e;
 }
 

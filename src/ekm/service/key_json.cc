@@ -1,6 +1,7 @@
 #include "ekm/service/key_json.h"
 
 #include "ekm/base/clock.h"
+#include "ekm/base/json_text.h"
 
 namespace ekm {
 
@@ -9,12 +10,6 @@ namespace {
 using json = nlohmann::json;
 
 std::string TimeText(int64_t s) { return s == 0 ? "" : FormatRfc3339(FromUnixSeconds(s)); }
-
-int64_t ParseTime(const std::string& t) {
-  std::tm tm{};
-  if (t.empty() || strptime(t.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return 0;
-  return static_cast<int64_t>(timegm(&tm));
-}
 
 std::string Str(const json& j, const char* name) {
   auto it = j.find(name);
@@ -98,7 +93,7 @@ KeyValidation KeyValidationFromJson(const json& j) {
   KeyValidation v;
   v.provider = Str(j, "provider");
   v.key_id = Str(j, "key_id");
-  v.checked_at = ParseTime(Str(j, "checked_at"));
+  v.checked_at = JsonTimeSeconds(j, "checked_at");
   v.ok = j.value("ok", false);
   if (j.contains("checks") && j["checks"].is_array()) {
     for (const auto& c : j["checks"]) {

@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "ekm/base/clock.h"
+#include "ekm/base/json_text.h"
 
 namespace ekm {
 
@@ -11,12 +12,6 @@ namespace {
 using json = nlohmann::json;
 
 std::string TimeText(int64_t s) { return s == 0 ? "" : FormatRfc3339(FromUnixSeconds(s)); }
-
-int64_t ParseTime(const std::string& t) {
-  std::tm tm{};
-  if (t.empty() || strptime(t.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return 0;
-  return static_cast<int64_t>(timegm(&tm));
-}
 
 std::string Str(const json& j, const char* name) {
   auto it = j.find(name);
@@ -41,7 +36,7 @@ KeyImportParameters KeyImportParametersFromJson(const json& j) {
   p.environment = Str(j, "environment");
   p.wrapping_key_pem = Str(j, "wrapping_key_pem");
   p.import_token = Str(j, "import_token");
-  p.expires_at = ParseTime(Str(j, "expires_at"));
+  p.expires_at = JsonTimeSeconds(j, "expires_at");
   p.algorithm = Str(j, "algorithm");
   auto it = j.find("material_size");
   if (it != j.end() && it->is_number_unsigned()) p.material_size = it->get<size_t>();
@@ -61,7 +56,7 @@ KeyMaterialDeletion KeyMaterialDeletionFromJson(const json& j) {
   d.workspace = Str(j, "workspace");
   d.environment = Str(j, "environment");
   d.key_id = Str(j, "key_id");
-  d.deleted_at = ParseTime(Str(j, "deleted_at"));
+  d.deleted_at = JsonTimeSeconds(j, "deleted_at");
   auto it = j.find("in_use");
   d.in_use = it != j.end() && it->is_boolean() && it->get<bool>();
   return d;

@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "ekm/base/clock.h"
+#include "ekm/base/json_text.h"
 
 namespace ekm {
 
@@ -11,15 +12,6 @@ namespace {
 using nlohmann::json;
 
 json Time(int64_t s) { return s == 0 ? json(nullptr) : json(FormatRfc3339(FromUnixSeconds(s))); }
-
-int64_t ParseTime(const json& j, const char* name) {
-  auto it = j.find(name);
-  if (it == j.end() || !it->is_string()) return 0;
-  std::tm tm{};
-  std::string t = it->get<std::string>();
-  if (strptime(t.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) == nullptr) return 0;
-  return static_cast<int64_t>(timegm(&tm));
-}
 
 std::string Str(const json& j, const char* name) {
   auto it = j.find(name);
@@ -66,10 +58,10 @@ EnvironmentKeyStatus EnvironmentKeyStatusFromJson(const json& j) {
     s.cmk_key_id = Str(*c, "key_id");
   }
   s.state = Str(j, "state");
-  s.since = ParseTime(j, "since");
-  s.last_success = ParseTime(j, "last_success");
+  s.since = JsonTimeSeconds(j, "since");
+  s.last_success = JsonTimeSeconds(j, "last_success");
   s.retryable = j.value("retryable", false);
-  s.next_retry = ParseTime(j, "next_retry");
+  s.next_retry = JsonTimeSeconds(j, "next_retry");
   s.key_cache_ttl_seconds = Num<int64_t>(j, "key_cache_ttl_seconds");
   s.grace_period_seconds = Num<int64_t>(j, "grace_period_seconds");
   if (auto e = j.find("last_error"); e != j.end() && e->is_object()) {
@@ -77,7 +69,7 @@ EnvironmentKeyStatus EnvironmentKeyStatusFromJson(const json& j) {
     s.provider_code = Str(*e, "provider_code");
     s.message = Str(*e, "message");
     s.hint = Str(*e, "hint");
-    s.error_resolved_at = ParseTime(*e, "resolved_at");
+    s.error_resolved_at = JsonTimeSeconds(*e, "resolved_at");
   }
   return s;
 }

@@ -226,14 +226,7 @@ StatusOr<int64_t> ParseTimeMs(std::string_view text, int64_t now_ms) {
       text.size() <= 12) {
     return std::stoll(std::string(text)) * 1000;
   }
-  if (text.size() == 20 && text[4] == '-' && text[7] == '-' && text[10] == 'T' && text[13] == ':' &&
-      text[16] == ':' && text[19] == 'Z') {
-    std::tm tm{};
-    std::string s(text);
-    if (strptime(s.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm) != nullptr) {
-      return static_cast<int64_t>(timegm(&tm)) * 1000;
-    }
-  }
+  if (auto t = ParseRfc3339(text); t.ok()) return ToUnixSeconds(*t) * 1000;
   auto d = ParseDurationSeconds(text);
   if (d.ok() && !text.empty() && (text.back() < '0' || text.back() > '9')) {
     // Up to 12 digits of days is 8.6e16 s: checked before it is made milliseconds.

@@ -199,7 +199,7 @@ StatusOr<AwsCredentials> ParseCredentialsJson(std::string& body, std::string_vie
   if (sk) c.secret_access_key = ToSecret(*sk);
   if (token && !token->empty()) c.session_token = *token;
   if (exp) {
-    auto t = ParseAwsTimestamp(*exp);
+    auto t = ParseRfc3339(*exp);
     if (!t.ok()) return malformed("bad Expiration");
     expiration = *t;
   }

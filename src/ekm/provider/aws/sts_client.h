@@ -97,8 +97,6 @@ std::string PrincipalArnFromCallerIdentity(std::string_view arn);
 // Pure helpers, exposed for tests and fuzzing.
 // Maps an STS error response (status + XML body) to a Status; `action` names the call.
 Status StsErrorToStatus(std::string_view action, long http_status, std::string_view body);
-// "2026-11-24T10:04:05Z" or with fractional seconds / "+00:00" (also used for IMDS/ECS).
-StatusOr<std::chrono::system_clock::time_point> ParseAwsTimestamp(std::string_view text);
 // application/x-www-form-urlencoded encoding of one value (RFC 3986 unreserved kept).
 std::string FormUrlEncode(std::string_view value);
 
