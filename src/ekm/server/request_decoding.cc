@@ -18,9 +18,9 @@ using nlohmann::json;
 // range of a double (1e309), which json::parse throws as out_of_range, not as parse_error.
 class JsonErrorFinder : public nlohmann::json_sax<json> {
  public:
-  size_t position = 0;  // bytes read when the error was found: just past the offending token
-  std::string token;
-  int id = 0;  // nlohmann's exception id: 101.. syntax, 406 number overflow
+  size_t position = 0;    // bytes read when the error was found: just past the offending token
+  size_t token_size = 0;  // its length (never its text: it may be a piece of a plaintext)
+  int id = 0;             // nlohmann's exception id: 101.. syntax, 406 number overflow
   std::string what;
 
   bool null() override { return true; }
@@ -38,7 +38,7 @@ class JsonErrorFinder : public nlohmann::json_sax<json> {
   bool parse_error(std::size_t pos, const std::string& last_token,
                    const json::exception& ex) override {
     position = pos;
-    token = last_token;
+    token_size = last_token.size();
     id = ex.id;
     what = ex.what();
     return false;
@@ -70,7 +70,7 @@ Status JsonSyntaxError(std::string_view body) {
   if (finder.id == 406) {
     // The offending token ends where the parser stopped: name where it starts.
     const size_t start =
-        finder.position >= finder.token.size() ? finder.position - finder.token.size() : 0;
+        finder.position >= finder.token_size ? finder.position - finder.token_size : 0;
     return InvalidArgumentError("request body is not valid JSON at " + LineAndColumn(body, start) +
                                     ": a number is out of range (beyond ±1.8e308)",
                                 "send numbers within the range of a double: every number ekm "
