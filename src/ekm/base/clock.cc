@@ -1,7 +1,10 @@
 #include "ekm/base/clock.h"
 
+#include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <limits>
+#include <string>
 
 #include "ekm/base/encoding.h"
 
@@ -38,7 +41,9 @@ int64_t ToUnixSeconds(std::chrono::system_clock::time_point t) {
 }
 
 std::chrono::system_clock::time_point FromUnixSeconds(int64_t s) {
-  return std::chrono::system_clock::time_point(std::chrono::seconds(s));
+  // Saturates instead of overflowing the nanosecond count (values may come from a peer).
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max() / 1'000'000'000;
+  return std::chrono::system_clock::time_point(std::chrono::seconds(std::clamp(s, -kMax, kMax)));
 }
 
 std::string FormatRfc3339(std::chrono::system_clock::time_point t) {
@@ -73,6 +78,13 @@ StatusOr<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view t)
     return bad();
   }
   if (mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60) return bad();
+  // system_clock counts nanoseconds in 64 bits: it ends in April 2262.
+  if (year < kRfc3339FirstYear || year > kRfc3339LastYear) {
+    return InvalidArgumentError(
+        "the year in " + QuotedExcerpt(t) + " is outside the years ekm reads",
+        "write a year from " + std::to_string(kRfc3339FirstYear) + " to " +
+            std::to_string(kRfc3339LastYear));
+  }
   std::string_view rest = t.substr(19);
   if (!rest.empty() && rest[0] == '.') {
     rest.remove_prefix(1);

@@ -45,6 +45,10 @@ class FakeClock : public Clock {
 std::string FormatRfc3339(std::chrono::system_clock::time_point t);
 // The one RFC 3339 reader, for UTC times: YYYY-MM-DDTHH:MM:SS, optional fractional seconds
 // (dropped), then Z or +00:00 (what ekm writes, and what AWS STS and IMDS answer).
+// Years outside [kRfc3339FirstYear, kRfc3339LastYear] are refused: a system_clock time point
+// cannot hold them.
+inline constexpr int kRfc3339FirstYear = 1970;
+inline constexpr int kRfc3339LastYear = 2261;
 StatusOr<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view text);
 int64_t ToUnixSeconds(std::chrono::system_clock::time_point t);
 std::chrono::system_clock::time_point FromUnixSeconds(int64_t s);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "ekm/base/json_text.h"
@@ -24,6 +26,27 @@ TEST(ClockTest, Rfc3339ReadsWhatEkmAndAwsWrite) {
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find("RFC 3339"), std::string::npos);
   }
+}
+
+// Found by request_decoding_fuzz: year 4052 overflowed the nanosecond count (undefined).
+TEST(ClockTest, Rfc3339RefusesYearsAClockCannotHold) {
+  ASSERT_TRUE(ParseRfc3339("2261-12-31T23:59:59Z").ok());
+  ASSERT_TRUE(ParseRfc3339("1970-01-01T00:00:00Z").ok());
+  for (const char* far : {"2262-04-12T00:00:00Z", "4052-12-01T00:00:00Z", "9999-12-31T23:59:59Z",
+                          "1969-12-31T23:59:59Z", "0000-01-01T00:00:00Z"}) {
+    auto r = ParseRfc3339(far);
+    ASSERT_FALSE(r.ok()) << far;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("outside the years"), std::string::npos)
+        << r.status().ToString();
+  }
+}
+
+TEST(ClockTest, UnixSecondsSaturateInsteadOfOverflowing) {
+  const auto max = FromUnixSeconds(std::numeric_limits<int64_t>::max());
+  EXPECT_GT(ToUnixSeconds(max), 9'000'000'000LL);
+  EXPECT_LT(ToUnixSeconds(FromUnixSeconds(std::numeric_limits<int64_t>::min())), 0);
+  EXPECT_EQ(ToUnixSeconds(FromUnixSeconds(1795514645)), 1795514645);
 }
 
 TEST(ClockTest, JsonTimesAreZeroWhenAbsentOrNotATime) {

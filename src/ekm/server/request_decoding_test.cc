@@ -80,6 +80,10 @@ TEST(RequestDecodingTest, AnAbsurdRelativeTimeIsAnErrorNotAnOverflow) {
   ASSERT_FALSE(q.ok());
   EXPECT_EQ(q.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(q.status().message().find("before 1970"), std::string::npos) << q.status().ToString();
+  auto far = DecodeEventQuery("acme", "since=24h&until=4052-12-01T00:00:00Z", kNowMs);
+  ASSERT_FALSE(far.ok());
+  EXPECT_NE(far.status().message().find("outside the years"), std::string::npos)
+      << far.status().ToString();
   auto ok = DecodeEventQuery("acme", "since=24h&limit=5&environment=prod", kNowMs);
   ASSERT_TRUE(ok.ok()) << ok.status().ToString();
   EXPECT_EQ(ok->since_ms, kNowMs - 24 * 3600 * 1000);

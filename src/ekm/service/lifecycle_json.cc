@@ -226,7 +226,12 @@ StatusOr<int64_t> ParseTimeMs(std::string_view text, int64_t now_ms) {
       text.size() <= 12) {
     return std::stoll(std::string(text)) * 1000;
   }
-  if (auto t = ParseRfc3339(text); t.ok()) return ToUnixSeconds(*t) * 1000;
+  if (text.find('-') != std::string_view::npos) {
+    // Only a date has a '-': its own error says what is wrong with it.
+    auto t = ParseRfc3339(text);
+    if (!t.ok()) return t.status();
+    return ToUnixSeconds(*t) * 1000;
+  }
   auto d = ParseDurationSeconds(text);
   if (d.ok() && !text.empty() && (text.back() < '0' || text.back() > '9')) {
     // Up to 12 digits of days is 8.6e16 s: checked before it is made milliseconds.
