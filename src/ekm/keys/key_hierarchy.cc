@@ -203,7 +203,16 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::FetchEk(const EnvironmentRecord& env
     flight->done_cv.wait(lock, [&] { return flight->done; });
     return flight->result;
   }
-  StatusOr<EkPtr> result = UnwrapEk(env, version, std::move(stale));
+  // A flight that ended between this thread's cache miss and its taking the lead has put its
+  // key already (it puts before it lands): look again, or that miss makes a second KMS call.
+  StatusOr<EkPtr> result = InternalError("unset");
+  // (An extended stale entry counts: it is the same key, valid again.)
+  if (EkPtr landed = eks_.Get(key, clock_->Monotonic());
+      landed && landed->ValidAt(clock_->Monotonic())) {
+    result = std::move(landed);
+  } else {
+    result = UnwrapEk(env, version, std::move(stale));
+  }
   {
     std::lock_guard<std::mutex> lock(flights_mu_);
     flights_.erase(key);
