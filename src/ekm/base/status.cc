@@ -48,21 +48,34 @@ Status Status::WithContext(std::string_view context) const {
   std::string m(context);
   m += ": ";
   m += message_;
-  Status out(code_, std::move(m), hint_);
-  out.retry_after_seconds_ = retry_after_seconds_;
+  Status out = *this;
+  out.message_ = std::move(m);
   return out;
 }
 
 Status Status::WithHint(std::string hint) const {
   if (ok()) return *this;
-  Status out(code_, message_, std::move(hint));
-  out.retry_after_seconds_ = retry_after_seconds_;
+  Status out = *this;
+  out.hint_ = std::move(hint);
   return out;
 }
 
 Status Status::WithRetryAfter(int64_t seconds) const {
   Status out = *this;
   if (!ok()) out.retry_after_seconds_ = seconds;
+  return out;
+}
+
+Status Status::WithProviderCode(std::string code) const {
+  Status out = *this;
+  if (!ok()) out.provider_code_ = std::move(code);
+  return out;
+}
+
+Status Status::WithCode(StatusCode code) const {
+  if (ok() || code == StatusCode::kOk) return *this;
+  Status out = *this;
+  out.code_ = code;
   return out;
 }
 

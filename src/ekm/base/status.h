@@ -53,6 +53,13 @@ class [[nodiscard]] Status {
   // For a transient error: seconds after which a retry may succeed (HTTP Retry-After). 0: none.
   Status WithRetryAfter(int64_t seconds) const;
   int64_t retry_after_seconds() const { return retry_after_seconds_; }
+  // The KMS's own name for the error ("AccessDeniedException", "CKR_KEY_HANDLE_INVALID"), set
+  // by the provider that received it; empty when the error did not come from a KMS answer.
+  Status WithProviderCode(std::string code) const;
+  const std::string& provider_code() const { return provider_code_; }
+  // The same error under another code, everything else kept (e.g. a KMS refusal, which is
+  // not the API caller's 403).
+  Status WithCode(StatusCode code) const;
 
   // Deliberately drops an error; greppable.
   void IgnoreError() const {}
@@ -62,6 +69,7 @@ class [[nodiscard]] Status {
   std::string message_;
   std::string hint_;
   int64_t retry_after_seconds_ = 0;
+  std::string provider_code_;
 };
 
 inline Status InvalidArgumentError(std::string m, std::string h = {}) {

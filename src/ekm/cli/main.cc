@@ -285,13 +285,12 @@ void PrintKeyInfo(const CustomerKeyInfo& info) {
     if (!d.resolved_key_id.empty() && d.resolved_key_id != info.key_id) {
       std::printf("resolves to:   %s\n", d.resolved_key_id.c_str());
     }
-    std::printf("state:         %s\n", d.state.empty() ? "unknown" : d.state.c_str());
+    std::printf("state:         %s\n",
+                d.provider_state.empty() ? "unknown" : d.provider_state.c_str());
     if (!d.key_spec.empty()) std::printf("key spec:      %s\n", d.key_spec.c_str());
     std::printf("rotation:      %s\n", std::string(CmkRotationName(d.rotation)).c_str());
-    if (d.rotation == CmkRotation::kDisabled && info.provider == "aws-kms") {
-      std::printf(
-          "               enable automatic rotation in AWS KMS (recommended): ekm then "
-          "uses the newest generation by itself, nothing to replace\n");
+    if (d.rotation == CmkRotation::kDisabled && !d.rotation_advice.empty()) {
+      std::printf("               %s\n", d.rotation_advice.c_str());
     }
     for (const auto& n : d.notes) std::printf("note:          %s\n", n.c_str());
   } else {

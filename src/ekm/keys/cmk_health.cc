@@ -59,50 +59,6 @@ ProviderOutcome ClassifyProviderStatus(const Status& status) {
   }
 }
 
-std::string ProviderErrorCode(const Status& status) {
-  const std::string& m = status.message();
-  auto at = m.rfind(" failed: ");
-  if (at == std::string::npos) return "";
-  std::string code = m.substr(at + 9);
-  code = code.substr(0, code.find(' '));
-  // Transport failures ("request to host failed: …") name no provider code.
-  if (code.empty() || !std::isupper(static_cast<unsigned char>(code[0]))) return "";
-  return code;
-}
-
-std::string CmkRefusalHint(const Status& cause, std::string_view code, int64_t last_success) {
-  if (code == "AccessDeniedException" || code == "AccessDenied" ||
-      cause.code() == StatusCode::kPermissionDenied) {
-    return "the key policy (or the platform's IAM policy) no longer lets the platform principal "
-           "use the key: restore ekm's statement in the key policy (`ekm key policy` prints it); "
-           "data decrypts again as soon as access is back";
-  }
-  if (code == "DisabledException") {
-    return "the key is disabled: enable it in the AWS KMS console (Key actions > Enable); data "
-           "decrypts again as soon as it is enabled";
-  }
-  if (code == "KMSInvalidStateException") {
-    return "the key is pending deletion or otherwise unusable: cancel the key deletion in the "
-           "AWS KMS console (possible during its waiting period of 7 to 30 days) and enable the "
-           "key; data decrypts again as soon as it is usable";
-  }
-  if (code == "NotFoundException" || cause.code() == StatusCode::kNotFound) {
-    // The key id is the one that wrapped this environment's keys: it cannot be mistyped now.
-    const std::string worked =
-        last_success > 0 ? "this key unwrapped the environment's keys until " +
-                               FormatRfc3339(FromUnixSeconds(last_success)) +
-                               ", and AWS KMS no longer finds it: "
-                         : "AWS KMS no longer finds the key that wrapped the environment's keys: ";
-    return worked +
-           "it was deleted (a scheduled deletion's waiting period ended), and the data under it "
-           "cannot be recovered; a deleted key cannot be restored, so re-entering its ARN does "
-           "not help. If the key still shows in the AWS KMS console of its account and region, "
-           "the platform's AWS region or endpoint settings changed: the platform operator must "
-           "restore them";
-  }
-  return cause.hint().empty() ? "restore the platform's access to the key" : cause.hint();
-}
-
 int64_t NextAttemptInSeconds(const CmkHealthSnapshot& snap,
                              std::chrono::system_clock::time_point now) {
   return std::max<int64_t>(1, snap.next_retry - ToUnixSeconds(now));
@@ -249,13 +205,10 @@ void CmkHealth::OnFailure(int64_t environment_id, std::string_view workspace,
       e.snap.next_retry = next_retry;
       e.snap.next_attempt = clock_->Monotonic() + (FromUnixSeconds(next_retry) - now);
     }
-    e.snap.provider_code = ProviderErrorCode(status);
-    // What to do, as the error says it, so that `environment status` says the same.
-    e.snap.last_error =
-        outcome == ProviderOutcome::kRefused
-            ? Status(status.code(), status.message(),
-                     CmkRefusalHint(status, e.snap.provider_code, e.snap.last_success))
-            : status;
+    e.snap.provider_code = status.provider_code();
+    // A refusal's hint is its provider's advice (KeyProvider::RefusalAdvice), as the error says
+    // it, so that `environment status` says the same.
+    e.snap.last_error = status;
     snap = e.snap;
   }
   // Every failure moves next_retry; the row is small and failures are rate-limited by the

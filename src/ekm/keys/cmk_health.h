@@ -44,16 +44,6 @@ std::string_view CmkStateName(CmkState state);  // "healthy", "degraded", "unava
 enum class ProviderOutcome { kOk, kRefused, kUnreachable, kError };
 ProviderOutcome ClassifyProviderStatus(const Status& status);
 
-// "… failed: AccessDeniedException (…)" -> "AccessDeniedException"; "" when not named.
-std::string ProviderErrorCode(const Status& status);
-
-// What to do about a refusal of an environment's CMK (state UNAVAILABLE), by the provider's
-// error code. `last_success` (unix seconds, 0: none recorded) tells a key that worked before
-// from one that never did: a key that unwrapped before and is now not found was deleted, which
-// no copying of the ARN undoes. The error and `environment status` both show this hint.
-std::string CmkRefusalHint(const Status& cause, std::string_view provider_code,
-                           int64_t last_success);
-
 struct CmkHealthOptions {
   std::chrono::milliseconds backoff_base{1000};  // the first retry waits up to this
   std::chrono::milliseconds backoff_cap{60000};  // no retry waits longer

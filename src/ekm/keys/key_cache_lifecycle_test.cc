@@ -45,7 +45,8 @@ class SwitchableProvider : public KeyProvider {
     switch (mode.load()) {
       case Mode::kRefuse:
         return PermissionDeniedError("AWS KMS Decrypt on k failed: AccessDeniedException (revoked)",
-                                     "grant it again");
+                                     "grant it again")
+            .WithProviderCode("AccessDeniedException");
       case Mode::kUnreachable:
         return UnavailableError("AWS KMS Decrypt on k failed: HTTP 503", "retry");
       case Mode::kOk:
@@ -54,6 +55,11 @@ class SwitchableProvider : public KeyProvider {
     return inner_->Unwrap(id, w, c);
   }
   StatusOr<CmkDescription> Describe(std::string_view id) override { return inner_->Describe(id); }
+  // The advice is the provider's (what its KMS calls the fix), not the key cache's.
+  std::string RefusalAdvice(const Status& refusal, int64_t last_success) const override {
+    return "restore the key policy (" + refusal.provider_code() + ", worked until " +
+           std::to_string(last_success) + ")";
+  }
 
   std::atomic<int> unwraps{0};
   std::atomic<Mode> mode{Mode::kOk};
@@ -201,7 +207,10 @@ TEST_F(KeyCacheLifecycleTest, ADataKeyDiesWithItsEnvironmentKey) {
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
   EXPECT_TRUE(s.message().starts_with("the customer main key is unavailable: ")) << s.message();
   EXPECT_NE(s.message().find("AccessDeniedException"), std::string::npos);
-  EXPECT_NE(s.hint().find("key policy"), std::string::npos);
+  EXPECT_NE(s.hint().find("restore the key policy (AccessDeniedException, worked until "),
+            std::string::npos)
+      << s.hint();
+  EXPECT_EQ(s.provider_code(), "AccessDeniedException");
   EXPECT_EQ(keys_->counters().dk_entries, 0u);  // dropped at once
   dk = StatusOr<std::shared_ptr<DataKeyHandle>>(InternalError("released"));
   EXPECT_TRUE(ek.expired());  // nothing holds the EK: wiped
@@ -347,8 +356,8 @@ TEST_F(KeyCacheLifecycleTest, AProcessKeepsToANextRetryAnotherProcessSet) {
 // move the next attempt an error has already named.
 TEST_F(KeyCacheLifecycleTest, FailuresInFlightDoNotMoveTheSchedule) {
   EnvironmentRecord env = Env();
-  const Status refused =
-      PermissionDeniedError("AWS KMS Decrypt on k failed: AccessDeniedException");
+  const Status refused = PermissionDeniedError("AWS KMS Decrypt on k failed: AccessDeniedException")
+                             .WithProviderCode("AccessDeniedException");
   keys_->health().OnFailure(env.id, "acme", "prod", refused);
   const CmkHealthSnapshot first = keys_->health().Get(env.id);
   for (int i = 0; i < 5; ++i) keys_->health().OnFailure(env.id, "acme", "prod", refused);

@@ -20,7 +20,7 @@ void CountCall(std::string_view provider, std::string_view operation, const Stat
     metrics::CountProviderCall(provider, operation, "ok");
     return;
   }
-  std::string code = ProviderErrorCode(r.status());
+  const std::string code = r.status().provider_code();
   bool plain = !code.empty() && code.size() <= 64;
   for (char c : code) plain = plain && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
   metrics::CountProviderCall(provider, operation,
@@ -265,16 +265,16 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
         "/" + env.name);
     // A refusal by the customer's KMS (or of the platform's own credentials there) is not the
     // API caller's authentication or permission: never answer it as 401/403.
-    if (s.code() == StatusCode::kPermissionDenied) {
-      s = FailedPreconditionError(s.message(), s.hint());
-    }
+    if (s.code() == StatusCode::kPermissionDenied) s = s.WithCode(StatusCode::kFailedPrecondition);
     // The platform's own credentials for the KMS: an outage of the platform, not a revocation.
-    if (s.code() == StatusCode::kUnauthenticated) s = UnavailableError(s.message(), s.hint());
+    if (s.code() == StatusCode::kUnauthenticated) s = s.WithCode(StatusCode::kUnavailable);
     switch (ClassifyProviderStatus(s)) {
       case ProviderOutcome::kRefused:
         provider_refused_.fetch_add(1, std::memory_order_relaxed);
         Invalidate(env.id, cmk);
-        if (!tracked) return CmkErrorFor(CmkState::kUnavailable, s, ProviderErrorCode(s), 0);
+        // What the customer does about it is the provider's to say (its KMS, its words).
+        s = s.WithHint(provider->RefusalAdvice(s, tracked ? health_.Get(env.id).last_success : 0));
+        if (!tracked) return CmkErrorFor(CmkState::kUnavailable, s, 0);
         health_.OnFailure(env.id, env.workspace, env.name, s);
         return CmkError(health_.Get(env.id));
       case ProviderOutcome::kUnreachable: {
@@ -283,7 +283,7 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
           if (tracked) health_.OnFailure(env.id, env.workspace, env.name, s);
           return stale;
         }
-        if (!tracked) return CmkErrorFor(CmkState::kDegraded, s, ProviderErrorCode(s), 1);
+        if (!tracked) return CmkErrorFor(CmkState::kDegraded, s, 1);
         health_.OnFailure(env.id, env.workspace, env.name, s);
         return CmkError(health_.Get(env.id));
       }
@@ -546,26 +546,27 @@ Status KeyHierarchy::CmkError(const CmkHealthSnapshot& snap) const {
   const auto now = clock_->Now();
   const int64_t retry_after = NextAttemptInSeconds(snap, now);
   Status s =
-      CmkErrorFor(snap.state, snap.last_error, snap.provider_code, retry_after, snap.last_success);
+      CmkErrorFor(snap.state, snap.last_error.WithProviderCode(snap.provider_code), retry_after);
   if (snap.state != CmkState::kUnavailable || snap.next_retry == 0) return s;
-  return Status(s.code(), s.message(),
-                s.hint() + " (ekm tries the key again within " + std::to_string(retry_after) +
+  return s.WithHint(s.hint() + " (ekm tries the key again within " + std::to_string(retry_after) +
                     " s, at " + FormatRfc3339(FromUnixSeconds(snap.next_retry)) +
                     ": the next retry `ekm environment status` shows)");
 }
 
-Status KeyHierarchy::CmkErrorFor(CmkState state, const Status& cause, const std::string& code,
-                                 int64_t retry_after, int64_t last_success) {
+Status KeyHierarchy::CmkErrorFor(CmkState state, const Status& cause, int64_t retry_after) {
   if (state == CmkState::kUnavailable) {
-    // The schedule is CmkError's to add: this says only what to do.
-    return FailedPreconditionError("the customer main key is unavailable: " + cause.message(),
-                                   CmkRefusalHint(cause, code, last_success));
+    // The schedule is CmkError's to add: this says only what to do (the provider's advice).
+    return FailedPreconditionError(
+               "the customer main key is unavailable: " + cause.message(),
+               cause.hint().empty() ? "restore the platform's access to the key" : cause.hint())
+        .WithProviderCode(cause.provider_code());
   }
   return UnavailableError("the customer main key's KMS cannot be reached: " + cause.message(),
                           "a temporary outage of the KMS: retry after " +
                               std::to_string(retry_after) +
                               " s; cached keys keep serving within the key cache TTL")
-      .WithRetryAfter(retry_after);
+      .WithRetryAfter(retry_after)
+      .WithProviderCode(cause.provider_code());
 }
 
 void KeyHierarchy::Invalidate(int64_t environment_id, const CmkRef& cmk) {

@@ -230,9 +230,8 @@ class KeyHierarchy {
   // attempt `environment status` shows.
   Status CmkError(const CmkHealthSnapshot& snap) const;
   // The same without a schedule (a retired CMK's): `retry_after` is the degraded Retry-After;
-  // `last_success` (unix s, 0: unknown) tells a deleted key from one that never worked.
-  static Status CmkErrorFor(CmkState state, const Status& cause, const std::string& provider_code,
-                            int64_t retry_after, int64_t last_success = 0);
+  // a refusal's hint is already its provider's advice (KeyProvider::RefusalAdvice).
+  static Status CmkErrorFor(CmkState state, const Status& cause, int64_t retry_after);
   // After a refusal: every cached key of the environment under that CMK is dropped at once.
   void Invalidate(int64_t environment_id, const CmkRef& cmk);
   // A cached DK that is no longer valid: refresh its EK (no DK re-unwrap), or unwrap the stored

@@ -15,6 +15,7 @@
 // Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,19 +52,31 @@ struct CmkRef {
 
 enum class CmkRotation { kUnknown, kEnabled, kDisabled };
 
+// A CMK's state in every provider's terms; CmkDescription::provider_state keeps its own word.
+enum class CmkKeyState { kUnknown, kEnabled, kDisabled, kPendingDeletion, kDestroyed };
+// "unknown", "enabled", "disabled", "pending_deletion", "destroyed"
+std::string_view CmkKeyStateName(CmkKeyState state);
+
 struct CmkDescription {
   std::string provider;
   std::string key_id;
   std::string generation;  // the key's current version inside the provider, if known
-  std::string state;       // as the provider says: "Enabled", "Disabled", "PendingDeletion", …
+  CmkKeyState state = CmkKeyState::kUnknown;
+  std::string provider_state;  // as the provider says it: "Enabled", "PendingDeletion", …
+  // Ok, or why this key cannot be a CMK by the provider's own rules (not a symmetric
+  // encryption key, not enabled), with what to do and the provider's error code. Decided only
+  // when `describe_permitted`.
+  Status usable;
   CmkRotation rotation = CmkRotation::kUnknown;  // the provider's own automatic rotation
-  std::string region;                            // where the key lives, if the provider has regions
-  std::string key_spec;                          // "SYMMETRIC_DEFAULT", … when readable
-  std::string key_usage;                         // "ENCRYPT_DECRYPT", … when readable
-  std::string resolved_key_id;                   // the key behind an alias, when readable
-  bool describe_permitted = false;               // the provider let us read the key's metadata
-  std::vector<std::string> notes;                // what could not be read, and why
-  std::string detail;                            // human-readable extra
+  // When `rotation` is kDisabled and the provider recommends turning it on: what to do.
+  std::string rotation_advice;
+  std::string region;               // where the key lives, if the provider has regions
+  std::string key_spec;             // "SYMMETRIC_DEFAULT", … when readable
+  std::string key_usage;            // "ENCRYPT_DECRYPT", … when readable
+  std::string resolved_key_id;      // the key behind an alias, when readable
+  bool describe_permitted = false;  // the provider let us read the key's metadata
+  std::vector<std::string> notes;   // what could not be read, and why
+  std::string detail;               // human-readable extra
 };
 
 class KeyProvider {
@@ -85,6 +98,14 @@ class KeyProvider {
                                        const EncryptionContext& context) = 0;
   // State and current generation of the CMK, as far as the provider lets us read it.
   virtual StatusOr<CmkDescription> Describe(std::string_view key_id) = 0;
+  // What the customer does to give the platform its key back after `refusal`, an Unwrap refused
+  // for an environment whose keys this CMK wraps (its state becomes UNAVAILABLE): the error and
+  // `environment status` both show it. `last_success` (unix seconds, 0: none recorded) tells a
+  // key that worked before from one that never did. By default, the refusal's own hint.
+  virtual std::string RefusalAdvice(const Status& refusal, int64_t last_success) const {
+    (void)last_success;
+    return refusal.hint().empty() ? "restore the platform's access to the key" : refusal.hint();
+  }
 };
 
 using KeyProviderPtr = std::unique_ptr<KeyProvider>;

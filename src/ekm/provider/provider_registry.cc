@@ -17,6 +17,22 @@ Bytes EncodeEncryptionContext(const EncryptionContext& context) {
   return out;
 }
 
+std::string_view CmkKeyStateName(CmkKeyState state) {
+  switch (state) {
+    case CmkKeyState::kEnabled:
+      return "enabled";
+    case CmkKeyState::kDisabled:
+      return "disabled";
+    case CmkKeyState::kPendingDeletion:
+      return "pending_deletion";
+    case CmkKeyState::kDestroyed:
+      return "destroyed";
+    case CmkKeyState::kUnknown:
+      break;
+  }
+  return "unknown";
+}
+
 void ProviderRegistry::Register(KeyProviderPtr provider) {
   std::string name(provider->Name());
   providers_[name] = std::move(provider);

@@ -347,13 +347,12 @@ class EkmServiceImpl : public EkmService {
     v.key_id = std::string(key_id);
     v.checked_at = ToUnixSeconds(options_.clock->Now());
     // Every exit records what happened, then answers.
-    auto fail = [&](std::string_view check, const Status& cause,
-                    std::string provider_code) -> Status {
+    auto fail = [&](std::string_view check, const Status& cause) -> Status {
       v.ok = false;
       v.checks.push_back({std::string(check), "failed", cause.message()});
       Status mapped = CustomerKeyError(workspace, environment, check, cause);
       v.error_code = std::string(StatusCodeName(mapped.code()));
-      v.provider_code = std::move(provider_code);
+      v.provider_code = cause.provider_code();
       v.message = mapped.message();
       v.hint = mapped.hint();
       RecordValidation(workspace, environment, v, validate_only);
@@ -361,7 +360,7 @@ class EkmServiceImpl : public EkmService {
     };
 
     Status shape = provider->ValidateKeyId(key_id);
-    if (!shape.ok()) return fail("key id", shape, "");
+    if (!shape.ok()) return fail("key id", shape);
     v.checks.push_back({"key id", "passed", std::string(key_id)});
 
     // Re-read the environment: the cached record may be older than another node's change.
@@ -375,7 +374,7 @@ class EkmServiceImpl : public EkmService {
       if (!period.ok() && validate_only) {
         v.checks.push_back({"replacement period", "warning", period.message()});
       } else if (!period.ok()) {
-        return fail("replacement period", period, "");
+        return fail("replacement period", period);
       }
     }
     CmkRef cmk{std::string(provider_name), std::string(key_id)};
@@ -385,7 +384,7 @@ class EkmServiceImpl : public EkmService {
     if (!ek.ok()) {
       bool wrap = step == KeyHierarchy::kWrapStep;
       if (!wrap) v.checks.push_back({"encrypt", "passed", "with the encryption context"});
-      return fail(wrap ? "encrypt" : "decrypt", ek.status(), ProviderCode(ek.status()));
+      return fail(wrap ? "encrypt" : "decrypt", ek.status());
     }
     v.checks.push_back({"encrypt", "passed",
                         "with encryption context ekm:workspace=" + env.workspace +
@@ -393,38 +392,14 @@ class EkmServiceImpl : public EkmService {
     v.checks.push_back({"decrypt", "passed", "the round trip returned the same key"});
 
     auto described = provider->Describe(key_id);
-    if (!described.ok())
-      return fail("describe", described.status(), ProviderCode(described.status()));
+    if (!described.ok()) return fail("describe", described.status());
     const CmkDescription& d = *described;
     if (d.describe_permitted) {
-      if (!d.key_spec.empty() && d.key_spec != "SYMMETRIC_DEFAULT" && provider_name == "aws-kms") {
-        return fail("describe",
-                    InvalidArgumentError("the key's spec is " + d.key_spec +
-                                             "; ekm needs a symmetric encryption key "
-                                             "(SYMMETRIC_DEFAULT)",
-                                         "create a symmetric key (Key type: Symmetric, Key "
-                                         "usage: Encrypt and decrypt) and use its ARN"),
-                    "");
-      }
-      if (!d.key_usage.empty() && d.key_usage != "ENCRYPT_DECRYPT") {
-        return fail("describe",
-                    InvalidArgumentError(
-                        "the key's usage is " + d.key_usage + "; ekm needs ENCRYPT_DECRYPT",
-                        "create a symmetric key with key usage Encrypt and "
-                        "decrypt and use its ARN"),
-                    "");
-      }
-      if (!d.state.empty() && d.state != "Enabled") {
-        return fail("describe",
-                    FailedPreconditionError("the key's state is " + d.state + ", not Enabled",
-                                            d.state == "PendingDeletion"
-                                                ? "cancel the key deletion in the AWS KMS "
-                                                  "console and enable the key"
-                                                : "enable the key in the AWS KMS console"),
-                    d.state == "Disabled" ? "DisabledException" : "KMSInvalidStateException");
-      }
+      // The provider's own rules (key type, usage, state), with its advice.
+      if (!d.usable.ok()) return fail("describe", d.usable);
       v.checks.push_back({"describe", "passed",
-                          "state " + d.state + (d.key_spec.empty() ? "" : ", spec " + d.key_spec) +
+                          "state " + d.provider_state +
+                              (d.key_spec.empty() ? "" : ", spec " + d.key_spec) +
                               (d.key_usage.empty() ? "" : ", usage " + d.key_usage)});
     } else {
       v.checks.push_back({"describe", "skipped", Join(d.notes, "; ")});
@@ -434,11 +409,12 @@ class EkmServiceImpl : public EkmService {
         v.checks.push_back({"rotation", "passed", "automatic rotation is enabled"});
         break;
       case CmkRotation::kDisabled:
-        v.checks.push_back({"rotation", provider_name == "aws-kms" ? "warning" : "passed",
-                            provider_name == "aws-kms"
-                                ? "automatic rotation is off: enabling it in AWS KMS is "
-                                  "recommended (ekm uses the newest generation by itself)"
-                                : "not applicable"});
+        if (d.rotation_advice.empty()) {
+          v.checks.push_back({"rotation", "passed", "not applicable"});
+        } else {
+          v.checks.push_back(
+              {"rotation", "warning", "automatic rotation is off: " + d.rotation_advice});
+        }
         break;
       case CmkRotation::kUnknown:
         v.checks.push_back({"rotation", "skipped", "the rotation status is not readable"});
@@ -453,7 +429,7 @@ class EkmServiceImpl : public EkmService {
       EnvironmentKeyRecord rec = std::move(ek).value();
       rec.environment_id = env.id;
       Status stored = StoreCmkChange(env, current, rec, options);  // + change row, event
-      if (!stored.ok()) return fail("store", stored, "");
+      if (!stored.ok()) return fail("store", stored);
       keys_.ForgetEnvironment(env.workspace, env.name);
       v.checks.push_back({"store", "passed",
                           "environment key v" + std::to_string(rec.version) +
@@ -1852,16 +1828,6 @@ class EkmServiceImpl : public EkmService {
       default:
         return Status(cause.code(), message, hint);
     }
-  }
-
-  // "… failed: AccessDeniedException (…)" -> "AccessDeniedException".
-  static std::string ProviderCode(const Status& s) {
-    const std::string& m = s.message();
-    auto at = m.rfind(" failed: ");
-    if (at == std::string::npos) return "";
-    std::string code = m.substr(at + 9);
-    code = code.substr(0, code.find(' '));
-    return code;
   }
 
   static std::string Join(const std::vector<std::string>& parts, std::string_view sep) {

@@ -19,7 +19,8 @@ std::string Str(const json& j, const char* name) {
 json DescriptionToJson(const CmkDescription& d) {
   json j = {{"provider", d.provider},
             {"key_id", d.key_id},
-            {"state", d.state},
+            {"state", d.provider_state},
+            {"key_state", std::string(CmkKeyStateName(d.state))},
             {"rotation", std::string(CmkRotationName(d.rotation))},
             {"describe_permitted", d.describe_permitted},
             {"notes", d.notes}};
@@ -29,6 +30,7 @@ json DescriptionToJson(const CmkDescription& d) {
   if (!d.resolved_key_id.empty()) j["resolved_key_id"] = d.resolved_key_id;
   if (!d.generation.empty()) j["generation"] = d.generation;
   if (!d.detail.empty()) j["detail"] = d.detail;
+  if (!d.rotation_advice.empty()) j["rotation_advice"] = d.rotation_advice;
   return j;
 }
 
@@ -36,7 +38,12 @@ CmkDescription DescriptionFromJson(const json& j) {
   CmkDescription d;
   d.provider = Str(j, "provider");
   d.key_id = Str(j, "key_id");
-  d.state = Str(j, "state");
+  d.provider_state = Str(j, "state");
+  const std::string state = Str(j, "key_state");
+  for (CmkKeyState s : {CmkKeyState::kEnabled, CmkKeyState::kDisabled,
+                        CmkKeyState::kPendingDeletion, CmkKeyState::kDestroyed}) {
+    if (state == CmkKeyStateName(s)) d.state = s;
+  }
   std::string r = Str(j, "rotation");
   d.rotation = r == "enabled"    ? CmkRotation::kEnabled
                : r == "disabled" ? CmkRotation::kDisabled
@@ -53,6 +60,7 @@ CmkDescription DescriptionFromJson(const json& j) {
   d.resolved_key_id = Str(j, "resolved_key_id");
   d.generation = Str(j, "generation");
   d.detail = Str(j, "detail");
+  d.rotation_advice = Str(j, "rotation_advice");
   return d;
 }
 

@@ -148,7 +148,7 @@ TEST_F(SeedOverview, YouCouldDoThisByUploadingAKeyMaterialFile) {
   EXPECT_EQ(shown->provider, "imported");
   EXPECT_EQ(shown->key_id, KeyId());
   ASSERT_TRUE(shown->description.has_value()) << shown->description_error;
-  EXPECT_EQ(shown->description->state, "Enabled");
+  EXPECT_EQ(shown->description->state, CmkKeyState::kEnabled);
 
   Bytes after = Encrypt("on the uploaded key");
   std::string text;
@@ -348,7 +348,7 @@ TEST_F(KeyMaterialImportTest, DeleteRevokesAfterTheCacheTtlAndReimportRestores) 
   EXPECT_FALSE(svc_->Encrypt("acme", "prod", "default", AsBytes("x"), &out).ok());
   auto shown = svc_->ShowCustomerKey("acme", "prod");
   ASSERT_TRUE(shown->description.has_value());
-  EXPECT_EQ(shown->description->state, "Deleted");
+  EXPECT_EQ(shown->description->provider_state, "Deleted");
   auto status = svc_->KeyStatus("acme", "prod");
   ASSERT_TRUE(status.ok()) << status.status().ToString();
   EXPECT_EQ(status->state, "unavailable");

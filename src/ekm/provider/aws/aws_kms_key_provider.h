@@ -32,6 +32,10 @@ class AwsKmsKeyProvider : public KeyProvider {
   // DescribeKey and GetKeyRotationStatus, each only where the key policy permits it: a refusal
   // leaves the fields "unknown" and says so in `detail`, it is not an error.
   StatusOr<CmkDescription> Describe(std::string_view key_id) override;
+  // By the AWS error code: restore the key policy statement, enable the key, cancel its
+  // deletion; a key not found after it worked was deleted, which re-entering the ARN does not
+  // undo.
+  std::string RefusalAdvice(const Status& refusal, int64_t last_success) const override;
 
   KmsClient& client() { return *client_; }
 

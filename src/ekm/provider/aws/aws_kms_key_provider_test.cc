@@ -186,7 +186,9 @@ TEST_F(AwsKmsTest, DescribeReadsStateSpecAndRotationWherePermitted) {
   auto describer = Provider("ekm-describe");
   auto main = describer->Describe(KeyArn("main"));
   ASSERT_TRUE(main.ok()) << main.status().ToString();
-  EXPECT_EQ(main->state, "Enabled");
+  EXPECT_EQ(main->state, CmkKeyState::kEnabled);
+  EXPECT_EQ(main->provider_state, "Enabled");
+  EXPECT_TRUE(main->usable.ok());
   EXPECT_EQ(main->key_spec, "SYMMETRIC_DEFAULT");
   EXPECT_EQ(main->key_usage, "ENCRYPT_DECRYPT");
   EXPECT_EQ(main->region, "us-east-1");
@@ -202,13 +204,17 @@ TEST_F(AwsKmsTest, DescribeReadsStateSpecAndRotationWherePermitted) {
   }
   auto disabled = describer->Describe(KeyArn("disabled"));
   ASSERT_TRUE(disabled.ok());
-  EXPECT_EQ(disabled->state, "Disabled");
+  EXPECT_EQ(disabled->state, CmkKeyState::kDisabled);
+  EXPECT_EQ(disabled->provider_state, "Disabled");
+  EXPECT_EQ(disabled->usable.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(disabled->usable.provider_code(), "DisabledException");
 
   // Without kms:DescribeKey the description is partial, not an error.
   auto limited = Provider("ekm-platform")->Describe(KeyArn("main"));
   ASSERT_TRUE(limited.ok()) << limited.status().ToString();
   EXPECT_FALSE(limited->describe_permitted);
-  EXPECT_EQ(limited->state, "unknown");
+  EXPECT_EQ(limited->state, CmkKeyState::kUnknown);
+  EXPECT_EQ(limited->provider_state, "unknown");
   ASSERT_FALSE(limited->notes.empty());
   EXPECT_NE(limited->notes[0].find("DescribeKey"), std::string::npos);
 }
@@ -308,6 +314,9 @@ TEST_F(AwsKmsTest, ErrorBodiesOfBothShapesAreParsed) {
   EXPECT_EQ(e.code, "AccessDeniedException");
   EXPECT_EQ(e.message, "User x is not authorized");
   EXPECT_EQ(json.code(), StatusCode::kPermissionDenied);
+  // The AWS code travels in the status, not only in its text.
+  EXPECT_EQ(json.provider_code(), "AccessDeniedException");
+  EXPECT_EQ(json.WithContext("unwrapping").provider_code(), "AccessDeniedException");
   Status xml = KmsErrorToStatus(
       "Encrypt", "arn:k", 403,
       "<?xml version=\"1.0\"?><ErrorResponse><Errors><Error><Code>InvalidClientTokenId</Code>"
@@ -323,6 +332,28 @@ TEST_F(AwsKmsTest, ErrorBodiesOfBothShapesAreParsed) {
   Status html = KmsErrorToStatus("Encrypt", "arn:k", 502, "<html>Bad Gateway</html>", "", &e);
   EXPECT_EQ(e.code, "HTTP 502");
   EXPECT_EQ(html.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(html.provider_code(), "");  // an answer without an AWS error name
+}
+
+TEST(AwsKmsRefusalAdviceTest, SaysWhatToDoInAwsTermsByTheErrorCode) {
+  AwsKmsKeyProvider provider(nullptr);
+  auto advice = [&](StatusCode code, const char* aws_code, int64_t last_success = 0) {
+    return provider.RefusalAdvice(Status(code, "refused", "hint").WithProviderCode(aws_code),
+                                  last_success);
+  };
+  EXPECT_NE(advice(StatusCode::kFailedPrecondition, "AccessDeniedException").find("key policy"),
+            std::string::npos);
+  EXPECT_NE(advice(StatusCode::kFailedPrecondition, "DisabledException").find("Enable"),
+            std::string::npos);
+  EXPECT_NE(advice(StatusCode::kFailedPrecondition, "KMSInvalidStateException")
+                .find("cancel the key deletion"),
+            std::string::npos);
+  // Not found after it worked: deleted, which re-entering the ARN does not undo.
+  const std::string gone = advice(StatusCode::kNotFound, "NotFoundException", 1795514645);
+  EXPECT_NE(gone.find("until 2026-11-24T10:04:05Z"), std::string::npos) << gone;
+  EXPECT_NE(gone.find("cannot be recovered"), std::string::npos);
+  // Anything else: the refusal's own hint.
+  EXPECT_EQ(advice(StatusCode::kFailedPrecondition, "SomethingNew"), "hint");
 }
 
 }  // namespace

@@ -85,29 +85,9 @@ constexpr std::string_view kHealthHint =
     "AWS KMS may be experiencing an outage: check the AWS Health Dashboard for KMS in the "
     "key's region, then try again";
 
-}  // namespace
-
-Status KmsErrorToStatus(std::string_view operation, std::string_view key, long http_status,
-                        std::string_view body, std::string_view error_type_header,
-                        KmsError* error) {
-  KmsError e;
-  e.http_status = http_status;
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_object()) {
-    if (j.contains("__type") && j["__type"].is_string())
-      e.code = BareErrorCode(j["__type"].get<std::string>());
-    for (const char* m : {"message", "Message"}) {
-      if (j.contains(m) && j[m].is_string()) e.message = j[m].get<std::string>();
-    }
-  } else if (body.find("<Code>") != std::string_view::npos) {
-    // moto answers authentication failures as IAM XML: <ErrorResponse><Error><Code>…
-    e.code = XmlElement(body, "Code");
-    e.message = XmlElement(body, "Message");
-  }
-  if (e.code.empty() && !error_type_header.empty()) e.code = BareErrorCode(error_type_header);
-  if (e.code.empty()) e.code = "HTTP " + std::to_string(http_status);
-  if (error) *error = e;
-
+// The status for an AWS KMS error answer `e`; the caller adds its code (KmsErrorToStatus).
+Status KmsErrorStatus(std::string_view operation, std::string_view key, long http_status,
+                      const KmsError& e) {
   std::string what = "AWS KMS " + std::string(operation) + " on " + std::string(key) +
                      " failed: " + e.code + (e.message.empty() ? "" : " (" + e.message + ")");
   const std::string& c = e.code;
@@ -165,6 +145,34 @@ Status KmsErrorToStatus(std::string_view operation, std::string_view key, long h
     return PermissionDeniedError(what, "AWS refused the request: check the key policy");
   }
   return InvalidArgumentError(what, "AWS KMS refused the request");
+}
+
+}  // namespace
+
+Status KmsErrorToStatus(std::string_view operation, std::string_view key, long http_status,
+                        std::string_view body, std::string_view error_type_header,
+                        KmsError* error) {
+  KmsError e;
+  e.http_status = http_status;
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object()) {
+    if (j.contains("__type") && j["__type"].is_string())
+      e.code = BareErrorCode(j["__type"].get<std::string>());
+    for (const char* m : {"message", "Message"}) {
+      if (j.contains(m) && j[m].is_string()) e.message = j[m].get<std::string>();
+    }
+  } else if (body.find("<Code>") != std::string_view::npos) {
+    // moto answers authentication failures as IAM XML: <ErrorResponse><Error><Code>…
+    e.code = XmlElement(body, "Code");
+    e.message = XmlElement(body, "Message");
+  }
+  if (e.code.empty() && !error_type_header.empty()) e.code = BareErrorCode(error_type_header);
+  if (e.code.empty()) e.code = "HTTP " + std::to_string(http_status);
+  if (error) *error = e;
+  Status status = KmsErrorStatus(operation, key, http_status, e);
+  // "HTTP 502" is what ekm calls an answer without an error name: not the KMS's own code.
+  const bool named = e.code.rfind("HTTP ", 0) != 0;
+  return named ? status.WithProviderCode(e.code) : status;
 }
 
 KmsClient::KmsClient(std::shared_ptr<HttpTransport> transport, KmsEndpointResolver endpoints,

@@ -173,8 +173,12 @@ Status ValidateSessionName(std::string_view name) {
 
 std::string FormUrlEncode(std::string_view value) { return SigV4UriEncode(value, false); }
 
-Status StsErrorToStatus(std::string_view action, long http_status, std::string_view body) {
-  std::string code, message;
+namespace {
+
+// The status for an STS error answer; `code` is set to the STS error name, if any.
+Status StsErrorStatus(std::string_view action, long http_status, std::string_view body,
+                      std::string& code) {
+  std::string message;
   if (auto doc = ParseXml(body)) {
     // AWS: <ErrorResponse><Error>...; moto: <ErrorResponse><Errors><Error>...
     xmlNodePtr err = Find(doc->root(), "Error");
@@ -218,6 +222,14 @@ Status StsErrorToStatus(std::string_view action, long http_status, std::string_v
   }
   if (http_status == 403) return PermissionDeniedError(what);
   return InvalidArgumentError(what);
+}
+
+}  // namespace
+
+Status StsErrorToStatus(std::string_view action, long http_status, std::string_view body) {
+  std::string code;
+  Status status = StsErrorStatus(action, http_status, body, code);
+  return code.empty() ? status : status.WithProviderCode(code);
 }
 
 StsClient::StsClient(StsClientOptions options) : options_(std::move(options)) {}

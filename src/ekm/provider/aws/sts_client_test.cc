@@ -43,6 +43,7 @@ TEST(StsParseTest, ErrorMapping) {
             "STS AssumeRole failed: AccessDenied (User: arn:aws:iam::1:user/u is not authorized to "
             "perform: sts:AssumeRole on resource: arn:aws:iam::1:role/r)");
   EXPECT_NE(s.hint().find("trust policy"), std::string::npos);
+  EXPECT_EQ(s.provider_code(), "AccessDenied");
 
   // moto's shape: <ErrorResponse><Errors><Error>.
   const std::string moto =
@@ -63,6 +64,7 @@ TEST(StsParseTest, ErrorMapping) {
   s = StsErrorToStatus("AssumeRole", 503, "<html><body>Service Unavailable</body></html>");
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
   EXPECT_EQ(s.message(), "STS AssumeRole failed: HTTP 503");
+  EXPECT_EQ(s.provider_code(), "");
   EXPECT_EQ(StsErrorToStatus(
                 "AssumeRoleWithWebIdentity", 400,
                 "<ErrorResponse><Error><Code>InvalidIdentityToken</Code></Error></ErrorResponse>")

@@ -217,13 +217,20 @@ StatusOr<CmkDescription> ImportedKeyProvider::Describe(std::string_view key_id) 
     deleted_at = std::max(deleted_at, r.deleted_at);
   }
   if (imported_at != 0) {
-    d.state = "Enabled";
+    d.state = CmkKeyState::kEnabled;
+    d.provider_state = "Enabled";
     d.detail = "uploaded key material, imported " + FormatRfc3339(FromUnixSeconds(imported_at)) +
                ", sealed under the platform root key";
   } else {
-    d.state = "Deleted";
+    // Not destroyed: the customer may import the same material again (AWS calls this state
+    // PendingImport).
+    d.state = CmkKeyState::kDisabled;
+    d.provider_state = "Deleted";
     d.detail = "the key material was deleted at " + FormatRfc3339(FromUnixSeconds(deleted_at)) +
                "; import the same material again to restore access";
+    d.usable = FailedPreconditionError(
+        "the imported key material was deleted at " + FormatRfc3339(FromUnixSeconds(deleted_at)),
+        "import the same material again to restore access");
   }
   return d;
 }

@@ -116,7 +116,7 @@ TEST_F(ImportedKeyProviderTest, DeletedMaterialIsADefinitiveRefusalNamingWhen) {
   auto wrapped = *provider_->Wrap(key_id_, *RandomSecret(32), ctx);
   auto described = provider_->Describe(key_id_);
   ASSERT_TRUE(described.ok());
-  EXPECT_EQ(described->state, "Enabled");
+  EXPECT_EQ(described->state, CmkKeyState::kEnabled);
   EXPECT_EQ(described->rotation, CmkRotation::kDisabled);
 
   auto e = store_->GetEnvironment("acme", "prod");
@@ -136,7 +136,9 @@ TEST_F(ImportedKeyProviderTest, DeletedMaterialIsADefinitiveRefusalNamingWhen) {
   }
   described = provider_->Describe(key_id_);
   ASSERT_TRUE(described.ok());
-  EXPECT_EQ(described->state, "Deleted");
+  EXPECT_EQ(described->state, CmkKeyState::kDisabled);
+  EXPECT_EQ(described->provider_state, "Deleted");
+  EXPECT_EQ(described->usable.code(), StatusCode::kFailedPrecondition);
 
   // The same material again: the old wrapped EK opens again.
   StoreMaterial("prod");

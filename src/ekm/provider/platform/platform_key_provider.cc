@@ -199,7 +199,8 @@ StatusOr<CmkDescription> PlatformKeyProvider::Describe(std::string_view key_id) 
   d.provider = std::string(kPlatformProviderName);
   d.key_id = std::string(key_id);
   d.generation = fingerprint_hex_;
-  d.state = "Enabled";
+  d.state = CmkKeyState::kEnabled;
+  d.provider_state = "Enabled";
   d.rotation = CmkRotation::kDisabled;
   d.describe_permitted = true;
   d.detail = "platform-managed root key in " + path_;

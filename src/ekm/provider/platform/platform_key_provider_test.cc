@@ -113,7 +113,8 @@ TEST_F(PlatformKeyProviderTest, AcceptsRawAndHexKeys) {
   EXPECT_EQ((*a)->fingerprint(), (*b)->fingerprint());
   auto d = (*a)->Describe("root");
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(d->state, "Enabled");
+  EXPECT_EQ(d->state, CmkKeyState::kEnabled);
+  EXPECT_EQ(d->provider_state, "Enabled");
   EXPECT_EQ(d->generation, (*a)->fingerprint());
 }
 
