@@ -27,6 +27,8 @@
 #include "ekm/envelope/envelope.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/policy/key_policy_statement.h"
+#include "ekm/provider/aws/aws_kms_key_provider.h"
+#include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/service/key_json.h"
 #include "ekm/service/key_material_json.h"
@@ -916,8 +918,8 @@ int Run(int argc, char** argv) {
       return;
     }
     with_backend([&](Backend& b) -> Status {
-      std::string provider = k_platform ? "platform" : "aws-kms";
-      std::string id = k_platform ? "root" : k_arn;
+      std::string provider(k_platform ? kPlatformProviderName : kAwsKmsProviderName);
+      std::string id = k_platform ? std::string(kPlatformRootKeyId) : k_arn;
       EKM_ASSIGN_OR_RETURN(KeyValidation v, b.SetCustomerKey(k_ws, k_env, provider, id, k_change));
       if (g.json) {
         std::cout << JsonText(KeyValidationToJson(v), 2) << "\n";
@@ -1512,9 +1514,10 @@ int Run(int argc, char** argv) {
   auto* dk_reset_flag =
       ws_default->add_flag("--reset", dk_reset, "Go back to the platform-managed key");
   dk_arn_opt->excludes(dk_reset_flag);
-  std::string dk_provider = "aws-kms", dk_key_id;
+  std::string dk_provider(kAwsKmsProviderName), dk_key_id;
   ws_default->add_option("--provider", dk_provider, "Provider of --key-id")
-      ->check(CLI::IsMember({"aws-kms", "platform"}))
+      ->check(CLI::IsMember(std::vector<std::string>{std::string(kAwsKmsProviderName),
+                                                     std::string(kPlatformProviderName)}))
       ->capture_default_str();
   ws_default->add_option("--key-id", dk_key_id,
                          "The key in that provider (for aws-kms, the same as --aws-kms-arn)");
@@ -1762,9 +1765,11 @@ int Run(int argc, char** argv) {
       return;
     }
     with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(KeyValidation v,
-                           b.ValidateCustomerKey(k_ws, k_env, kv_platform ? "platform" : "aws-kms",
-                                                 kv_platform ? "root" : kv_arn));
+      EKM_ASSIGN_OR_RETURN(
+          KeyValidation v,
+          b.ValidateCustomerKey(k_ws, k_env,
+                                kv_platform ? kPlatformProviderName : kAwsKmsProviderName,
+                                kv_platform ? std::string(kPlatformRootKeyId) : kv_arn));
       if (g.json) {
         std::cout << JsonText(KeyValidationToJson(v), 2) << "\n";
       } else {

@@ -102,6 +102,13 @@ class KeyProvider {
   // for an environment whose keys this CMK wraps (its state becomes UNAVAILABLE): the error and
   // `environment status` both show it. `last_success` (unix seconds, 0: none recorded) tells a
   // key that worked before from one that never did. By default, the refusal's own hint.
+  // Who the platform is at this KMS: the principal a customer's key policy (or IAM binding,
+  // role assignment) must name to grant the platform its key. FailedPrecondition saying how to
+  // configure it when it is not known.
+  virtual StatusOr<std::string> PlatformIdentity() {
+    return FailedPreconditionError("key provider " + std::string(Name()) +
+                                   " has no platform identity to grant access to");
+  }
   virtual std::string RefusalAdvice(const Status& refusal, int64_t last_success) const {
     (void)last_success;
     return refusal.hint().empty() ? "restore the platform's access to the key" : refusal.hint();

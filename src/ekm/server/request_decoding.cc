@@ -4,6 +4,7 @@
 
 #include "ekm/base/encoding.h"
 #include "ekm/envelope/envelope.h"
+#include "ekm/provider/aws/aws_kms_key_provider.h"
 #include "ekm/provider/imported/key_material_import.h"
 #include "ekm/server/flat_json.h"
 #include "ekm/service/lifecycle_json.h"
@@ -153,7 +154,8 @@ StatusOr<KeyRef> KeyRefFrom(const json& j, std::string_view missing_hint) {
         "give either \"aws_kms_arn\" or \"provider\" and \"key_id\", not both");
   }
   if (!arn.empty()) {
-    k.provider = "aws-kms";
+    // The wire format's compatibility alias: "aws_kms_arn" names a key of the AWS provider.
+    k.provider = std::string(kAwsKmsProviderName);
     k.key_id = std::move(arn);
   }
   if (k.provider.empty() || k.key_id.empty()) {

@@ -251,10 +251,8 @@ StatusOr<std::unique_ptr<AuditSigner>> OpenAuditSigner(const std::string& path, 
 class EkmServiceImpl : public EkmService {
  public:
   EkmServiceImpl(EkmOptions options, StorePtr store, std::unique_ptr<ProviderRegistry> providers,
-                 std::function<StatusOr<std::string>()> principal_resolver,
                  std::unique_ptr<AuditSigner> audit_signer)
       : audit_signer_(std::move(audit_signer)),
-        principal_resolver_(std::move(principal_resolver)),
         options_(std::move(options)),
         store_(std::move(store)),
         providers_(std::move(providers)),
@@ -1913,11 +1911,13 @@ class EkmServiceImpl : public EkmService {
                            ek.cmk_provider, ek.cmk_key_id, r.current_ek_version};
   }
 
-  // The platform principal the key policy must name: configured, or asked of the AWS
+  // The platform principal the AWS key policy must name: configured, or asked of the AWS
   // provider (STS GetCallerIdentity).
   StatusOr<std::string> PlatformPrincipalArn() {
     if (!options_.aws.principal_arn.empty()) return options_.aws.principal_arn;
-    if (principal_resolver_) return principal_resolver_();
+    if (auto aws = providers_->Get(kAwsKmsProviderName); aws.ok()) {
+      return (*aws)->PlatformIdentity();
+    }
     return FailedPreconditionError(
         "the platform principal (the IAM role ekm uses to call AWS KMS) is not configured",
         "start ekmd with --aws-principal-arn arn:aws:iam::ACCOUNT:role/NAME, or give it AWS "
@@ -2403,7 +2403,6 @@ class EkmServiceImpl : public EkmService {
   bool audit_stop_ = false;
   std::thread audit_thread_;
 
-  std::function<StatusOr<std::string>()> principal_resolver_;
   EkmOptions options_;
   StorePtr store_;
   std::unique_ptr<ProviderRegistry> providers_;
@@ -2491,28 +2490,25 @@ StatusOr<std::unique_ptr<EkmService>> EkmService::Open(const EkmOptions& options
   EKM_ASSIGN_OR_RETURN(StorePtr store, OpenSqliteStore(DatabasePath(options), std::move(binding)));
   EKM_ASSIGN_OR_RETURN(std::unique_ptr<AuditSigner> audit_signer,
                        OpenAuditSigner(AuditSigningKeyPath(options), *store));
-  auto providers = std::make_unique<ProviderRegistry>();
-  // Imported key material lives in the store, sealed under the platform root key; both outlive
-  // the provider (the service owns them).
-  providers->Register(std::make_unique<ImportedKeyProvider>(store.get(), platform.get()));
-
-  providers->Register(std::move(platform));
-  std::function<StatusOr<std::string>()> principal;
+  // Every provider but the platform's own, built from one set of dependencies.
+  std::vector<ProviderFactory> factories = {ImportedKeyProviderFactory()};
   if (options.aws.enabled) {
     AwsKmsSetupOptions a;
     a.ca_file = options.aws.ca_file;
     a.principal_arn = options.aws.principal_arn;
     a.call_timeout = options.aws.call_timeout;
     a.call_deadline = options.aws.call_deadline;
-    a.clock = options.clock;
     if (options.aws.env) a.env = options.aws.env;
-    AwsKmsSetup aws = NewAwsKmsSetup(std::move(a));
-    providers->Register(std::move(aws.provider));
-    principal = std::move(aws.principal);
+    factories.push_back(AwsKmsProviderFactory(std::move(a)));
   }
-  return std::unique_ptr<EkmService>(new EkmServiceImpl(options, std::move(store),
-                                                        std::move(providers), std::move(principal),
-                                                        std::move(audit_signer)));
+  auto providers = std::make_unique<ProviderRegistry>();
+  // The store and the platform root key outlive the providers (the service owns all three).
+  EKM_RETURN_IF_ERROR(
+      CreateProviders(factories, ProviderDependencies{store.get(), platform.get(), options.clock},
+                      providers.get()));
+  providers->Register(std::move(platform));
+  return std::unique_ptr<EkmService>(
+      new EkmServiceImpl(options, std::move(store), std::move(providers), std::move(audit_signer)));
 }
 
 }  // namespace ekm

@@ -115,6 +115,14 @@ StatusOr<CmkDescription> AwsKmsKeyProvider::Describe(std::string_view key_id) {
   return d;
 }
 
+StatusOr<std::string> AwsKmsKeyProvider::PlatformIdentity() {
+  if (identity_) return identity_();
+  return FailedPreconditionError(
+      "the platform principal (the IAM role ekm uses to call AWS KMS) is not configured",
+      "start ekmd with --aws-principal-arn arn:aws:iam::ACCOUNT:role/NAME, or give it AWS "
+      "credentials so it can ask STS who it is");
+}
+
 std::string AwsKmsKeyProvider::RefusalAdvice(const Status& cause, int64_t last_success) const {
   const std::string& code = cause.provider_code();
   if (code == "AccessDeniedException" || code == "AccessDenied" ||

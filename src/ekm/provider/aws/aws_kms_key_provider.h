@@ -8,6 +8,7 @@
 // Thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -20,8 +21,11 @@ inline constexpr std::string_view kAwsKmsProviderName = "aws-kms";
 
 class AwsKmsKeyProvider : public KeyProvider {
  public:
-  // `client` is shared with nothing else; the provider owns it.
-  explicit AwsKmsKeyProvider(std::unique_ptr<KmsClient> client) : client_(std::move(client)) {}
+  // `client` is shared with nothing else; the provider owns it. `identity` answers
+  // PlatformIdentity (the IAM principal ARN; aws_kms_setup.h); empty: not known.
+  explicit AwsKmsKeyProvider(std::unique_ptr<KmsClient> client,
+                             std::function<StatusOr<std::string>()> identity = {})
+      : client_(std::move(client)), identity_(std::move(identity)) {}
 
   std::string_view Name() const override { return kAwsKmsProviderName; }
   Status ValidateKeyId(std::string_view key_id) const override;
@@ -36,11 +40,14 @@ class AwsKmsKeyProvider : public KeyProvider {
   // deletion; a key not found after it worked was deleted, which re-entering the ARN does not
   // undo.
   std::string RefusalAdvice(const Status& refusal, int64_t last_success) const override;
+  // The platform principal's IAM ARN: configured, or asked of STS GetCallerIdentity.
+  StatusOr<std::string> PlatformIdentity() override;
 
   KmsClient& client() { return *client_; }
 
  private:
   std::unique_ptr<KmsClient> client_;
+  std::function<StatusOr<std::string>()> identity_;
 };
 
 }  // namespace ekm

@@ -32,7 +32,7 @@ AwsServiceEndpoint ToServiceEndpoint(const AwsEndpoint& e) {
 
 }  // namespace
 
-AwsKmsSetup NewAwsKmsSetup(AwsKmsSetupOptions options) {
+std::unique_ptr<AwsKmsKeyProvider> NewAwsKmsKeyProvider(AwsKmsSetupOptions options) {
   HttpTransportOptions t;
   t.ca_file = options.ca_file;
   std::shared_ptr<HttpTransport> transport = NewCurlHttpTransport(t);
@@ -54,9 +54,6 @@ AwsKmsSetup NewAwsKmsSetup(AwsKmsSetupOptions options) {
   KmsClientOptions kms;
   kms.attempt_timeout = options.call_timeout;
   kms.deadline = options.call_deadline;
-  AwsKmsSetup out;
-  out.provider = std::make_unique<AwsKmsKeyProvider>(
-      std::make_unique<KmsClient>(transport, endpoints, source, options.clock, kms));
 
   struct PrincipalCache {
     std::mutex mu;
@@ -65,7 +62,7 @@ AwsKmsSetup NewAwsKmsSetup(AwsKmsSetupOptions options) {
   auto cache = std::make_shared<PrincipalCache>();
   std::string configured = options.principal_arn;
   const Clock* clock = options.clock;
-  out.principal = [=]() -> StatusOr<std::string> {
+  auto identity = [=]() -> StatusOr<std::string> {
     if (!configured.empty()) return configured;
     std::lock_guard<std::mutex> lock(cache->mu);
     if (!cache->arn.empty()) return cache->arn;
@@ -95,7 +92,20 @@ AwsKmsSetup NewAwsKmsSetup(AwsKmsSetupOptions options) {
     cache->arn = PrincipalArnFromCallerIdentity(who->arn);
     return cache->arn;
   };
-  return out;
+  return std::make_unique<AwsKmsKeyProvider>(
+      std::make_unique<KmsClient>(transport, endpoints, source, options.clock, kms),
+      std::move(identity));
+}
+
+ProviderFactory AwsKmsProviderFactory(AwsKmsSetupOptions options) {
+  return ProviderFactory{
+      std::string(kAwsKmsProviderName), "aws",
+      "a key ARN or alias ARN: arn:aws:kms:REGION:ACCOUNT:key/ID or …:alias/NAME",
+      [options](const ProviderDependencies& deps) -> StatusOr<KeyProviderPtr> {
+        AwsKmsSetupOptions o = options;
+        if (deps.clock != nullptr) o.clock = deps.clock;
+        return KeyProviderPtr(NewAwsKmsKeyProvider(std::move(o)));
+      }};
 }
 
 }  // namespace ekm

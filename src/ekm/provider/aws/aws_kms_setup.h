@@ -13,6 +13,7 @@
 #include "ekm/base/clock.h"
 #include "ekm/provider/aws/aws_config.h"
 #include "ekm/provider/aws/aws_kms_key_provider.h"
+#include "ekm/provider/provider_factory.h"
 
 namespace ekm {
 
@@ -25,13 +26,12 @@ struct AwsKmsSetupOptions {
   Clock* clock = &Clock::Real();
 };
 
-struct AwsKmsSetup {
-  std::unique_ptr<AwsKmsKeyProvider> provider;
-  // The platform principal's ARN (an assumed-role session maps back to its role). Cached after
-  // the first success. Thread-safe.
-  std::function<StatusOr<std::string>()> principal;
-};
+// The AWS KMS provider on libcurl, the default credentials chain and endpoint resolution; its
+// PlatformIdentity is the configured principal or STS GetCallerIdentity's (an assumed-role
+// session maps back to its role), cached after the first success.
+std::unique_ptr<AwsKmsKeyProvider> NewAwsKmsKeyProvider(AwsKmsSetupOptions options);
 
-AwsKmsSetup NewAwsKmsSetup(AwsKmsSetupOptions options);
+// The factory of that provider (provider_factory.h): config section "aws".
+ProviderFactory AwsKmsProviderFactory(AwsKmsSetupOptions options);
 
 }  // namespace ekm

@@ -235,4 +235,16 @@ StatusOr<CmkDescription> ImportedKeyProvider::Describe(std::string_view key_id) 
   return d;
 }
 
+ProviderFactory ImportedKeyProviderFactory() {
+  return ProviderFactory{
+      std::string(kImportedProviderName), "",
+      "the id `ekm key import` printed for the uploaded material",
+      [](const ProviderDependencies& deps) -> StatusOr<KeyProviderPtr> {
+        if (deps.store == nullptr || deps.platform == nullptr) {
+          return InternalError("uploaded key material needs the store and the platform key");
+        }
+        return KeyProviderPtr(std::make_unique<ImportedKeyProvider>(deps.store, deps.platform));
+      }};
+}
+
 }  // namespace ekm

@@ -17,6 +17,7 @@
 
 #include "ekm/provider/imported/import_unwrap.h"
 #include "ekm/provider/key_provider.h"
+#include "ekm/provider/provider_factory.h"
 #include "ekm/store/store.h"
 
 namespace ekm {
@@ -63,5 +64,8 @@ class ImportedKeyProvider : public KeyProvider {
   Store* store_;
   KeyProvider* platform_;
 };
+
+// The factory of this provider (provider_factory.h): it needs the store and the platform key.
+ProviderFactory ImportedKeyProviderFactory();
 
 }  // namespace ekm
