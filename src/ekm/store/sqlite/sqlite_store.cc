@@ -107,26 +107,21 @@ class SqliteStore : public Store {
     if (current >= kStoreIntegrityMigration) EKM_RETURN_IF_ERROR(CheckRootKey());
     for (const Migration& m : migrations) {
       if (m.version <= current) continue;
-      EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-      Status s = Exec(std::string(m.sql));
-      if (s.ok() && m.version == 10) s = ChainMovedAuditRecords();
-      if (s.ok() && m.version == kStoreIntegrityMigration) s = BindToRootKey(current == 0);
-      if (s.ok()) {
-        auto st = Prepare(
-            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, "
-            "strftime('%s','now'))");
-        if (!st.ok()) {
-          s = st.status();
-        } else {
-          (*st)->Bind(1, int64_t{m.version}).Bind(2, m.description);
-          if ((*st)->Step() != SQLITE_DONE) s = Error("recording migration");
+      Status s = WriteTransactionLocked([&]() -> Status {
+        EKM_RETURN_IF_ERROR(Exec(std::string(m.sql)));
+        if (m.version == 10) EKM_RETURN_IF_ERROR(ChainMovedAuditRecords());
+        if (m.version == kStoreIntegrityMigration) {
+          EKM_RETURN_IF_ERROR(BindToRootKey(current == 0));
         }
-      }
-      if (s.ok()) s = Exec("COMMIT");
-      if (!s.ok()) {
-        Exec("ROLLBACK").IgnoreError();
-        return s.WithContext("applying schema migration " + std::to_string(m.version));
-      }
+        EKM_ASSIGN_OR_RETURN(
+            std::unique_ptr<Stmt> st,
+            Prepare("INSERT INTO schema_migrations (version, description, applied_at) VALUES "
+                    "(?, ?, strftime('%s','now'))"));
+        st->Bind(1, int64_t{m.version}).Bind(2, m.description);
+        if (st->Step() != SQLITE_DONE) return Error("recording migration");
+        return Status::Ok();
+      });
+      if (!s.ok()) return s.WithContext("applying schema migration " + std::to_string(m.version));
     }
     check_legacy_ek_ = nullptr;  // the provider it refers to may go; only the upgrade needs it
     // A store from before secure_delete and the wipes: what was destroyed then may still be in
@@ -174,8 +169,7 @@ class SqliteStore : public Store {
                                                 const EnvironmentKeyRecord& first_ek,
                                                 int64_t now) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    auto result = [&]() -> StatusOr<EnvironmentRecord> {
+    auto result = WriteTransactionLocked([&]() -> StatusOr<EnvironmentRecord> {
       EKM_ASSIGN_OR_RETURN(WorkspaceRecord ws, GetWorkspaceLocked(workspace));
       EnvironmentRecord env;
       {
@@ -201,12 +195,8 @@ class SqliteStore : public Store {
       ek.environment_id = env.id;
       EKM_RETURN_IF_ERROR(InsertEnvironmentKeyLocked(env, ek));
       return env;
-    }();
-    if (!result.ok()) {
-      Exec("ROLLBACK").IgnoreError();
-      return result;
-    }
-    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    });
+    if (!result.ok()) return result;
     return result;
   }
 
@@ -265,14 +255,10 @@ class SqliteStore : public Store {
 
   Status AddEnvironmentKey(const EnvironmentKeyRecord& ek) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = [&]() -> Status {
+    return WriteTransactionLocked([&]() -> Status {
       EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, MoveCurrentEkLocked(ek));
       return InsertEnvironmentKeyLocked(env, ek);
-    }();
-    if (st.ok()) st = Exec("COMMIT");
-    if (!st.ok()) Exec("ROLLBACK").IgnoreError();
-    return st;
+    });
   }
 
   Status RecordKeyValidation(const KeyValidationRecord& r) override {
@@ -331,8 +317,7 @@ class SqliteStore : public Store {
   // with it, so a DK never lands under an EK that is destroyed or about to be.
   StatusOr<DataKeyRecord> InsertDataKey(const DataKeyRecord& r) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    auto result = [&]() -> StatusOr<DataKeyRecord> {
+    auto result = WriteTransactionLocked([&]() -> StatusOr<DataKeyRecord> {
       // The winner of a race, another thread's or process's: it stands, under whichever EK
       // wraps it now.
       auto existing = GetDataKeyLocked(r.environment_id, r.scope, r.version);
@@ -346,12 +331,8 @@ class SqliteStore : public Store {
       s->Bind(4, int64_t{r.ek_version}).Bind(5, ByteView(r.wrapped)).Bind(6, r.created_at);
       if (s->Step() != SQLITE_DONE) return Error("storing data key");
       return GetDataKeyLocked(r.environment_id, r.scope, r.version);
-    }();
-    if (!result.ok()) {
-      Exec("ROLLBACK").IgnoreError();
-      return result;
-    }
-    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    });
+    if (!result.ok()) return result;
     return result;
   }
 
@@ -615,17 +596,13 @@ class SqliteStore : public Store {
   // database's write lock), so no other thread or process can append between the two.
   Status RecordLifecycleEvent(const LifecycleEventRecord& in) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = [&]() -> Status {
+    return WriteTransactionLocked([&]() -> Status {
       EKM_ASSIGN_OR_RETURN(AuditChainHead head, ChainHead(in.workspace));
       LifecycleEventRecord r = in;
       ChainAuditRecord(r, head.seq, head.hash);
       EKM_RETURN_IF_ERROR(InsertAuditRecord(r));
       return Status::Ok();
-    }();
-    if (st.ok()) st = Exec("COMMIT");
-    if (!st.ok()) Exec("ROLLBACK").IgnoreError();
-    return st;
+    });
   }
 
   StatusOr<std::vector<LifecycleEventRecord>> ListLifecycleEvents(
@@ -782,8 +759,7 @@ class SqliteStore : public Store {
   Status AddEnvironmentKeyForCmkChange(const EnvironmentKeyRecord& ek,
                                        const CmkChangeRecord& c) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = [&]() -> Status {
+    return WriteTransactionLocked([&]() -> Status {
       EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, MoveCurrentEkLocked(ek));
       EKM_RETURN_IF_ERROR(InsertEnvironmentKeyLocked(env, ek));
       EKM_ASSIGN_OR_RETURN(
@@ -797,10 +773,7 @@ class SqliteStore : public Store {
       s->Bind(11, c.actor);
       if (s->Step() != SQLITE_DONE) return Error("recording the CMK change");
       return Status::Ok();
-    }();
-    if (st.ok()) st = Exec("COMMIT");
-    if (!st.ok()) Exec("ROLLBACK").IgnoreError();
-    return st;
+    });
   }
 
   StatusOr<std::optional<CmkChangeRecord>> GetLatestCmkChange(int64_t environment_id) override {
@@ -859,8 +832,7 @@ class SqliteStore : public Store {
   StatusOr<RepackJobRecord> BeginRepackJob(int64_t environment_id, uint32_t target, int64_t now_ms,
                                            bool* created) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    auto result = [&]() -> StatusOr<RepackJobRecord> {
+    auto result = WriteTransactionLocked([&]() -> StatusOr<RepackJobRecord> {
       // A repacker that read the environment before another finished its repack and rotated
       // again must not leave a job for a superseded target behind (it would read "running"
       // for ever): the target is checked inside the transaction.
@@ -897,12 +869,8 @@ class SqliteStore : public Store {
       EKM_ASSIGN_OR_RETURN(job, LatestRepackJobLocked(environment_id));
       if (!job) return InternalError("the repack job just stored is missing");
       return *job;
-    }();
-    if (!result.ok()) {
-      Exec("ROLLBACK").IgnoreError();
-      return result;
-    }
-    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    });
+    if (!result.ok()) return result;
     return result;
   }
 
@@ -923,8 +891,7 @@ class SqliteStore : public Store {
                                        const std::vector<RepackedDataKey>& batch,
                                        int64_t now_ms) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    auto result = [&]() -> StatusOr<uint64_t> {
+    auto result = WriteTransactionLocked([&]() -> StatusOr<uint64_t> {
       EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
       EKM_ASSIGN_OR_RETURN(
           sqlite3_stmt * u,
@@ -956,20 +923,15 @@ class SqliteStore : public Store {
       p->Bind(1, job_id).Bind(2, static_cast<int64_t>(moved)).Bind(3, now_ms);
       if (p->Step() != SQLITE_DONE) return Error("recording repack progress");
       return moved;
-    }();
-    if (!result.ok()) {
-      Exec("ROLLBACK").IgnoreError();
-      return result;
-    }
-    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    });
+    if (!result.ok()) return result;
     return result;
   }
 
   StatusOr<std::vector<uint32_t>> FinishRepackJob(int64_t job_id, int64_t environment_id,
                                                   uint32_t target, int64_t now_ms) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    auto result = [&]() -> StatusOr<std::vector<uint32_t>> {
+    auto result = WriteTransactionLocked([&]() -> StatusOr<std::vector<uint32_t>> {
       EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
       {
         EKM_ASSIGN_OR_RETURN(
@@ -991,12 +953,8 @@ class SqliteStore : public Store {
       f->Bind(1, job_id).Bind(2, now_ms);
       if (f->Step() != SQLITE_DONE) return Error("finishing the repack job");
       return destroyed;
-    }();
-    if (!result.ok()) {
-      Exec("ROLLBACK").IgnoreError();
-      return result;
-    }
-    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    });
+    if (!result.ok()) return result;
     if (!result->empty()) WipeDestroyed();
     return result;
   }
@@ -1048,8 +1006,7 @@ class SqliteStore : public Store {
 
   Status InsertDataKeys(const std::vector<DataKeyRecord>& records) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    Status st = [&]() -> Status {
+    return WriteTransactionLocked([&]() -> Status {
       // Under the current EK only, as InsertDataKey (checked once per environment and EK).
       std::set<std::pair<int64_t, uint32_t>> checked;
       for (const DataKeyRecord& r : records) {
@@ -1079,10 +1036,7 @@ class SqliteStore : public Store {
       }
       sqlite3_clear_bindings(s);
       return Status::Ok();
-    }();
-    if (st.ok()) st = Exec("COMMIT");
-    if (!st.ok()) Exec("ROLLBACK").IgnoreError();
-    return st;
+    });
   }
 
   // A cached statement used directly, for loops that bind and step it many times.
@@ -1326,8 +1280,7 @@ class SqliteStore : public Store {
   StatusOr<EnvironmentShredRecord> ShredEnvironment(int64_t environment_id, int64_t now,
                                                     std::string_view actor) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    auto result = [&]() -> StatusOr<EnvironmentShredRecord> {
+    auto result = WriteTransactionLocked([&]() -> StatusOr<EnvironmentShredRecord> {
       EKM_ASSIGN_OR_RETURN(std::optional<EnvironmentShredRecord> done,
                            GetEnvironmentShredLocked(environment_id));
       if (done) {
@@ -1356,12 +1309,8 @@ class SqliteStore : public Store {
       s->Bind(4, int64_t{r.ek_versions}).Bind(5, int64_t{r.dk_versions});
       if (s->Step() != SQLITE_DONE) return Error("recording the shred");
       return r;
-    }();
-    if (!result.ok()) {
-      Exec("ROLLBACK").IgnoreError();
-      return result;
-    }
-    EKM_RETURN_IF_ERROR(Exec("COMMIT"));
+    });
+    if (!result.ok()) return result;
     WipeDestroyed();
     return result;
   }
@@ -1769,6 +1718,25 @@ class SqliteStore : public Store {
     }
     // The holder resets the statement when the caller's scope ends.
     return std::make_unique<Stmt>(raw);
+  }
+
+  // Runs `body` (returning Status or StatusOr) in one write transaction: BEGIN IMMEDIATE takes
+  // the database's write lock at once (no upgrade deadlock between processes); committed when
+  // `body` succeeds, rolled back when it fails or the commit does. The caller holds mu_.
+  template <typename Body>
+  auto WriteTransactionLocked(Body&& body) -> decltype(body()) {
+    EKM_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    auto result = body();
+    Status st = StatusOf(result);
+    if (st.ok()) st = Exec("COMMIT");
+    if (st.ok()) return result;
+    Exec("ROLLBACK").IgnoreError();
+    return st;
+  }
+  static Status StatusOf(const Status& s) { return s; }
+  template <typename T>
+  static Status StatusOf(const StatusOr<T>& s) {
+    return s.ok() ? Status::Ok() : s.status();
   }
 
   Status Exec(const std::string& sql) {
