@@ -23,6 +23,7 @@
 #include "ekm/audit/audit_log.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
+#include "ekm/base/file_reader.h"
 #include "ekm/cli/backend.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/events/lifecycle_event.h"
@@ -237,33 +238,12 @@ void PrintEnvironments(const std::string& ws, const std::vector<EnvironmentInfo>
   }
 }
 
-StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  constexpr size_t kLimit = 1 << 20;
-  std::string out;
-  int fd = path == "-" ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return InvalidArgumentError("cannot open " + path + ": " + std::strerror(errno),
-                                "give the path of the key policy file, or - for standard input");
-  }
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      std::string why = std::strerror(errno);
-      if (fd != STDIN_FILENO) ::close(fd);
-      return InvalidArgumentError("cannot read " + path + ": " + why);
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    if (out.size() > kLimit) {
-      if (fd != STDIN_FILENO) ::close(fd);
-      return InvalidArgumentError(path + " is larger than 1 MiB: not a key policy",
-                                  "AWS key policies are at most 32 KiB");
-    }
-  }
-  if (fd != STDIN_FILENO) ::close(fd);
-  return out;
+// A file the command reads (at most 1 MiB; "-": standard input). A path that does not work is
+// the caller's input: InvalidArgument.
+StatusOr<std::string> ReadWholeFile(const std::string& path, std::string_view what) {
+  auto text = ReadSmallFile(path, what, 1 << 20);
+  if (!text.ok()) return text.status().WithCode(StatusCode::kInvalidArgument);
+  return text;
 }
 
 void PrintChecks(const KeyValidation& v) {
@@ -520,37 +500,12 @@ Status WriteFileWithMode(const std::string& path, std::string_view data, mode_t 
   return s;
 }
 
-// A small binary or text file (at most 64 KiB).
-StatusOr<Bytes> ReadSmallFile(const std::string& path, std::string_view what) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return InvalidArgumentError("cannot open " + path + ": " + std::strerror(errno),
-                                "give the path of the " + std::string(what));
-  }
-  // Token files pass through here: read into place (reserved for the largest file accepted),
-  // so no copy is left behind by a growing buffer.
-  constexpr size_t kMax = 64 * 1024;
-  Bytes out(kMax + 1);
-  size_t got = 0;
-  while (got < out.size()) {
-    ssize_t n = ::read(fd, out.data() + got, out.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      std::string why = std::strerror(errno);
-      ::close(fd);
-      OPENSSL_cleanse(out.data(), got);
-      return InvalidArgumentError("cannot read " + path + ": " + why);
-    }
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  if (got > kMax) {
-    OPENSSL_cleanse(out.data(), out.size());
-    return InvalidArgumentError(path + " is larger than 64 KiB: not a " + std::string(what));
-  }
-  out.resize(got);  // shrinks in place
-  return out;
+// A small binary or text file (at most 64 KiB) that may be a secret (a token).
+StatusOr<Bytes> ReadSecretInput(const std::string& path, std::string_view what) {
+  auto data = ReadSecretFile(path, what, 64 * 1024);
+  if (!data.ok()) return data.status().WithCode(StatusCode::kInvalidArgument);
+  // The caller wipes this copy when it is done (the SecretBytes wipes itself).
+  return Bytes(data->RevealForCrypto().begin(), data->RevealForCrypto().end());
 }
 
 // Reads all of FILE ("-" or empty: standard input). Rewrap works on whole messages.
@@ -766,7 +721,7 @@ int Run(int argc, char** argv) {
     }
     std::optional<std::string> given;
     if (!init_bootstrap_file.empty()) {
-      auto text = ReadSmallFile(init_bootstrap_file, "bootstrap token file");
+      auto text = ReadSecretInput(init_bootstrap_file, "bootstrap token file");
       if (!text.ok()) {
         rc = Fail(text.status());
         return;
@@ -995,7 +950,7 @@ int Run(int argc, char** argv) {
                    "condition names it)")
       ->required();
   policy_check->callback([&] {
-    auto text = ReadWholeFile(p_file);
+    auto text = ReadWholeFile(p_file, "key policy file");
     if (!text.ok()) {
       rc = Fail(text.status());
       return;
@@ -1220,12 +1175,12 @@ int Run(int argc, char** argv) {
   key_import->add_option("--reason", im_change.reason,
                          "Why the key is replaced in an emergency (recorded with the change)");
   key_import->callback([&] {
-    auto material = ReadSmallFile(im_material, "wrapped key material file (material.wrapped)");
+    auto material = ReadSecretInput(im_material, "wrapped key material file (material.wrapped)");
     if (!material.ok()) {
       rc = Fail(material.status());
       return;
     }
-    auto token = ReadSmallFile(im_token_file, "import-token file");
+    auto token = ReadSecretInput(im_token_file, "import-token file");
     if (!token.ok()) {
       rc = Fail(token.status());
       return;
@@ -1983,7 +1938,7 @@ int Run(int argc, char** argv) {
       std::vector<AuditCheckpoint> checkpoints;
       std::string chain_name;
       if (!af->input.empty()) {
-        EKM_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(af->input));
+        EKM_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(af->input, "audit export file"));
         size_t line_no = 0;
         for (size_t i = 0; i < text.size();) {
           size_t nl = text.find('\n', i);
@@ -2010,14 +1965,15 @@ int Run(int argc, char** argv) {
         EKM_ASSIGN_OR_RETURN(checkpoints, b->ListAuditCheckpoints(chain_name));
       }
       for (const std::string& f : af->checkpoint_files) {
-        EKM_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(f));
+        EKM_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(f, "checkpoint file"));
         auto cp = ParseAuditCheckpointJson(nlohmann::json::parse(text, nullptr, false));
         if (!cp.ok()) return InvalidArgumentError(f + ": " + cp.status().message());
         checkpoints.push_back(std::move(*cp));
       }
       std::optional<AuditPublicKey> key;
       if (!af->public_key_file.empty()) {
-        EKM_ASSIGN_OR_RETURN(std::string pem, ReadWholeFile(af->public_key_file));
+        EKM_ASSIGN_OR_RETURN(std::string pem,
+                             ReadWholeFile(af->public_key_file, "public key file"));
         EKM_ASSIGN_OR_RETURN(key, AuditPublicKey::FromPem(pem));
       } else if (b) {
         EKM_ASSIGN_OR_RETURN(std::string pem, b->AuditPublicKeyPem());

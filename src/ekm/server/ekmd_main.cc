@@ -13,7 +13,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -21,6 +20,7 @@
 #include <string>
 #include <thread>
 
+#include "ekm/base/file_reader.h"
 #include "ekm/base/key_file.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/server/http_server.h"
@@ -62,15 +62,13 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
                                 const std::string& given_file) {
   std::optional<std::string> given;
   if (!given_file.empty()) {
-    std::ifstream in(given_file);
-    if (!in) {
-      return ekm::FailedPreconditionError("cannot read --bootstrap-token-file " + given_file);
-    }
-    std::string line;
-    line.reserve(4096);  // read into place: a token never makes it grow (and leave a copy)
-    std::getline(in, line);
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    given = std::move(line);
+    auto file = ekm::ReadSecretFile(given_file, "--bootstrap-token-file", 4096);
+    if (!file.ok()) return file.status();
+    std::string_view text(reinterpret_cast<const char*>(file->RevealForCrypto().data()),
+                          file->size());
+    text = text.substr(0, text.find('\n'));  // the first line
+    while (!text.empty() && (text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+    given = std::string(text);  // wiped below
   }
   ekm::ScopedActor actor("system:bootstrap");
   auto boot = service.EnsureBootstrapAdminToken(given);

@@ -6,10 +6,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <utility>
 #include <vector>
+
+#include "ekm/base/file_reader.h"
 
 namespace ekm {
 namespace {
@@ -123,28 +124,14 @@ std::pair<std::string, std::string> MapCredentialsSection(std::string_view heade
   return {"profile", std::string(header)};
 }
 
-// Reads a whole (small) file. nullopt + `missing` set when it does not exist.
-StatusOr<std::optional<std::string>> ReadSmallFile(const std::string& path, std::string& missing) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (errno == ENOENT || errno == ENOTDIR) {
-      missing = "no such file";
-      return std::optional<std::string>();
-    }
-    return FailedPreconditionError("cannot read " + path + ": " + std::strerror(errno),
-                                   "check the file's permissions");
-  }
-  std::string data;
-  char buf[4096];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    data.append(buf, static_cast<size_t>(in.gcount()));
-    if (data.size() > kMaxConfigFileBytes) {
-      Wipe(data);
-      return FailedPreconditionError(path + " is larger than 1 MiB", "is this the right file?");
-    }
-  }
-  OPENSSL_cleanse(buf, sizeof buf);
-  return std::optional<std::string>(std::move(data));
+// A whole (small) file: nullopt + `missing` set when it does not exist.
+StatusOr<std::optional<std::string>> ReadConfigFile(const std::string& path, std::string_view what,
+                                                    std::string& missing) {
+  auto text = ReadSmallFile(path, what, kMaxConfigFileBytes);
+  if (text.ok()) return std::optional<std::string>(std::move(text).value());
+  if (text.status().code() != StatusCode::kNotFound) return text.status();
+  missing = "no such file";
+  return std::optional<std::string>();
 }
 
 std::string ExpandHome(const std::string& path, const GetEnvFn& env) {
@@ -202,9 +189,10 @@ StatusOr<AwsSharedConfig> AwsSharedConfig::Load(const GetEnvFn& env) {
   std::string credentials_path = AwsCredentialsFilePath(env);
   std::string config_missing, credentials_missing;
   EKM_ASSIGN_OR_RETURN(std::optional<std::string> config_text,
-                       ReadSmallFile(config_path, config_missing));
-  EKM_ASSIGN_OR_RETURN(std::optional<std::string> credentials_text,
-                       ReadSmallFile(credentials_path, credentials_missing));
+                       ReadConfigFile(config_path, "AWS config file", config_missing));
+  EKM_ASSIGN_OR_RETURN(
+      std::optional<std::string> credentials_text,
+      ReadConfigFile(credentials_path, "AWS shared credentials file", credentials_missing));
   auto parsed =
       Parse(config_text.value_or(""), credentials_text.value_or(""), config_path, credentials_path);
   if (config_text) Wipe(*config_text);

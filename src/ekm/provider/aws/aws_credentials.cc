@@ -3,12 +3,13 @@
 #include <openssl/crypto.h>
 
 #include <cctype>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
 #include <vector>
+
+#include "ekm/base/file_reader.h"
 
 namespace ekm {
 namespace {
@@ -38,22 +39,11 @@ std::string DefaultSessionName(const Clock* clock) {
   return "ekm-" + std::to_string(ToUnixSeconds(clock->Now()));
 }
 
-// Reads a small secret file (a token) into SecretBytes, trimmed.
-StatusOr<SecretBytes> ReadSecretFile(const std::string& path, std::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return FailedPreconditionError("cannot read the " + std::string(what) + " " + path,
-                                   "check that the file exists and is readable");
-  }
-  std::string data;
-  char buf[4096];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    data.append(buf, static_cast<size_t>(in.gcount()));
-    if (data.size() > (64u << 10)) break;
-  }
-  OPENSSL_cleanse(buf, sizeof buf);
-  SecretBytes out = ToSecret(Trim(data));
-  Wipe(data);
+// A small secret file (a token), trimmed of surrounding white space.
+StatusOr<SecretBytes> ReadTokenFile(const std::string& path, std::string_view what) {
+  EKM_ASSIGN_OR_RETURN(SecretBytes data, ReadSecretFile(path, what, 64u << 10));
+  std::string_view text(reinterpret_cast<const char*>(data.RevealForCrypto().data()), data.size());
+  SecretBytes out = ToSecret(Trim(text));
   if (out.empty()) {
     return FailedPreconditionError("the " + std::string(what) + " " + path + " is empty");
   }
@@ -159,7 +149,7 @@ class WebIdentityProvider final : public RefreshingProvider {
  protected:
   StatusOr<Fetched> Fetch() override {
     EKM_ASSIGN_OR_RETURN(SecretBytes token,
-                         ReadSecretFile(options_.token_file, "web identity token file"));
+                         ReadTokenFile(options_.token_file, "web identity token file"));
     AssumeRoleWithWebIdentityRequest req{options_.role_arn, options_.session_name, std::move(token),
                                          options_.duration};
     auto t = sts_->AssumeRoleWithWebIdentity(req);
@@ -302,8 +292,8 @@ class ContainerProvider final : public RefreshingProvider {
     req.timeout = options_.timeout;
     std::optional<SecretBytes> token;
     if (!options_.authorization_token_file.empty()) {
-      EKM_ASSIGN_OR_RETURN(token, ReadSecretFile(options_.authorization_token_file,
-                                                 "container authorization token file"));
+      EKM_ASSIGN_OR_RETURN(token, ReadTokenFile(options_.authorization_token_file,
+                                                "container authorization token file"));
     } else if (options_.authorization_token) {
       token = options_.authorization_token->Clone();
     }

@@ -324,8 +324,7 @@ TEST_F(StsMotoTest, ChainWebIdentity) {
                                             dir.path() + "/nope", "s1", std::chrono::seconds(900)});
   auto r = missing->Get();
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().message(),
-            "cannot read the web identity token file " + dir.path() + "/nope");
+  EXPECT_EQ(r.status().message(), "web identity token file " + dir.path() + "/nope does not exist");
 }
 
 }  // namespace
