@@ -173,11 +173,11 @@ StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
   return NewLocalBackend(o);
 }
 
-nlohmann::json ApiTokenInfoJson(const ApiTokenInfo& t) {
+// `now` (unix seconds) tells an expired token's state.
+nlohmann::json ApiTokenInfoJson(const ApiTokenInfo& t, int64_t now) {
   auto at = [](int64_t v) {
     return v == 0 ? nlohmann::json(nullptr) : nlohmann::json(FormatRfc3339(FromUnixSeconds(v)));
   };
-  const int64_t now = ToUnixSeconds(Clock::Real().Now());
   return {{"id", t.id},
           {"role", t.role},
           {"workspace", t.workspace},
@@ -617,6 +617,8 @@ int Run(int argc, char** argv) {
       "ekm"};
   app.set_version_flag("--version", "ekm 0.1.0");
   app.require_subcommand(1);
+  // The one clock of this process: relative times (--since 24h) and token states.
+  const Clock& clock = Clock::Real();
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
     std::string msg = e.what();
     std::string name = a->get_name();
@@ -1543,7 +1545,7 @@ int Run(int argc, char** argv) {
     q.type = ev_type;
     q.after_id = ev_after;
     q.limit = ev_limit;
-    const int64_t now_ms = ToUnixSeconds(Clock::Real().Now()) * 1000;
+    const int64_t now_ms = ToUnixSeconds(clock.Now()) * 1000;
     for (auto [text, field] : {std::pair{&ev_since, &q.since_ms}, {&ev_until, &q.until_ms}}) {
       if (text->empty()) continue;
       auto t = ParseTimeMs(*text, now_ms);
@@ -1606,7 +1608,7 @@ int Run(int argc, char** argv) {
       auto text = t.token.RevealForCrypto();
       std::string_view token_text(reinterpret_cast<const char*>(text.data()), text.size());
       if (g.json) {
-        nlohmann::json j = ApiTokenInfoJson(t.info);
+        nlohmann::json j = ApiTokenInfoJson(t.info, ToUnixSeconds(clock.Now()));
         j["token"] = token_text;
         std::cout << j.dump(2) << "\n";
         std::string& held = j["token"].get_ref<std::string&>();
@@ -1633,7 +1635,7 @@ int Run(int argc, char** argv) {
       EKM_ASSIGN_OR_RETURN(std::vector<ApiTokenInfo> list, b.ListApiTokens(filter));
       if (g.json) {
         nlohmann::json arr = nlohmann::json::array();
-        for (const auto& t : list) arr.push_back(ApiTokenInfoJson(t));
+        for (const auto& t : list) arr.push_back(ApiTokenInfoJson(t, ToUnixSeconds(clock.Now())));
         std::cout << nlohmann::json{{"tokens", arr}}.dump(2) << "\n";
         return Status::Ok();
       }
@@ -1644,7 +1646,7 @@ int Run(int argc, char** argv) {
       std::printf("%-16s  %-11s  %-16s  %-16s  %-8s  %-20s  %s\n", "ID", "ROLE", "WORKSPACE",
                   "ENVIRONMENTS", "STATE", "EXPIRES", "DESCRIPTION");
       for (const auto& t : list) {
-        nlohmann::json j = ApiTokenInfoJson(t);
+        nlohmann::json j = ApiTokenInfoJson(t, ToUnixSeconds(clock.Now()));
         std::string envs;
         for (const auto& e : t.environments) envs += (envs.empty() ? "" : ",") + e;
         std::string expires =
@@ -1665,7 +1667,7 @@ int Run(int argc, char** argv) {
     with_backend([&](Backend& b) -> Status {
       EKM_ASSIGN_OR_RETURN(ApiTokenInfo t, b.RevokeApiToken(tk_id));
       if (g.json) {
-        std::cout << ApiTokenInfoJson(t).dump(2) << "\n";
+        std::cout << ApiTokenInfoJson(t, ToUnixSeconds(clock.Now())).dump(2) << "\n";
       } else {
         std::printf("revoked token %s\n", t.id.c_str());
       }
@@ -1684,7 +1686,7 @@ int Run(int argc, char** argv) {
         }
         return Status::Ok();
       }
-      nlohmann::json j = ApiTokenInfoJson(*t);
+      nlohmann::json j = ApiTokenInfoJson(*t, ToUnixSeconds(clock.Now()));
       if (g.json) {
         std::cout << j.dump(2) << "\n";
         return Status::Ok();
@@ -1831,7 +1833,7 @@ int Run(int argc, char** argv) {
     q.type = af->type;
     q.after_id = af->after;
     q.limit = af->limit;
-    const int64_t now_ms = ToUnixSeconds(Clock::Real().Now()) * 1000;
+    const int64_t now_ms = ToUnixSeconds(clock.Now()) * 1000;
     for (auto [text, field] : {std::pair{&af->since, &q.since_ms}, {&af->until, &q.until_ms}}) {
       if (text->empty()) continue;
       auto t = ParseTimeMs(*text, now_ms);

@@ -355,6 +355,7 @@ int main(int argc, char** argv) {
 
   ekm::Status init = ekm::EkmService::Initialize(options);
   if (!init.ok()) return Fail(init);
+  http.clock = options.clock;  // one clock for the service and the router
   auto service = ekm::EkmService::Open(options);
   if (!service.ok()) return Fail(service.status());
   ekm::Status boot = BootstrapAdminToken(**service, options.data_dir, bootstrap_token_file);

@@ -199,7 +199,7 @@ class HttpServer::Impl {
  public:
   Impl(EkmService* service, HttpServerOptions options)
       : service_(service),
-        router_(service),
+        router_(service, options.clock),
         options_(std::move(options)),
         ioc_threads_(options_.threads > 0
                          ? options_.threads

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "ekm/base/clock.h"
 #include "ekm/base/status.h"
 #include "ekm/service/ekm_service.h"
 
@@ -18,6 +19,7 @@ namespace ekm {
 
 struct HttpServerOptions {
   std::string listen = "127.0.0.1:8080";  // HOST:PORT; port 0 picks a free port
+  const Clock* clock = &Clock::Real();    // the service's (relative query times, token expiry)
   int threads = 0;                        // 0: one per core
   size_t max_body_size = 1 << 20;         // JSON request bodies
   std::chrono::seconds read_timeout{30};  // per read of a request header or body chunk

@@ -37,8 +37,6 @@ std::string MediaType(std::string_view content_type) {
   return t;
 }
 
-int64_t NowMs() { return ToUnixSeconds(Clock::Real().Now()) * 1000; }
-
 std::string TimeText(int64_t unix_seconds) { return FormatRfc3339(FromUnixSeconds(unix_seconds)); }
 
 json WorkspaceJson(const WorkspaceInfo& w) {
@@ -283,7 +281,7 @@ RouteResponse Router::Denied(const RouteMatch& m, const Status& why) {
 
 RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) {
   const auth::Principal& p = m.principal;
-  const int64_t now = ToUnixSeconds(Clock::Real().Now());
+  const int64_t now = ToUnixSeconds(clock_->Now());
   switch (m.id) {
     case RouteId::kWhoAmI:
       return {200,
@@ -590,7 +588,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
     }
     case RouteId::kListEvents: {
-      auto q = DecodeEventQuery(m.workspace, m.query, NowMs());
+      auto q = DecodeEventQuery(m.workspace, m.query, ToUnixSeconds(clock_->Now()) * 1000);
       if (!q.ok()) return Error(q.status());
       if (caller.EnvironmentRestricted() &&
           (!q->environment || !caller.MayUseEnvironment(*q->environment))) {
@@ -702,7 +700,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     // (chain: the workspace's, or "" = the platform's)
     case RouteId::kAuditQuery:
     case RouteId::kPlatformAuditQuery: {
-      auto q = DecodeEventQuery(m.id == RouteId::kAuditQuery ? m.workspace : "", m.query, NowMs());
+      auto q = DecodeEventQuery(m.id == RouteId::kAuditQuery ? m.workspace : "", m.query,
+                                ToUnixSeconds(clock_->Now()) * 1000);
       if (!q.ok()) return Error(q.status());
       if (caller.EnvironmentRestricted() &&
           (!q->environment || !caller.MayUseEnvironment(*q->environment))) {

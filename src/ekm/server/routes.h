@@ -10,6 +10,7 @@
 #include "ekm/api/operations.h"
 #include "ekm/auth/token.h"
 #include "ekm/base/bytes.h"
+#include "ekm/base/clock.h"
 #include "ekm/base/status.h"
 #include "ekm/service/ekm_service.h"
 
@@ -64,7 +65,9 @@ class StreamTransform {
 
 class Router {
  public:
-  explicit Router(EkmService* service) : service_(service) {}
+  // `clock` tells relative query times (since=24h) and token expiry: the service's own.
+  explicit Router(EkmService* service, const Clock* clock = &Clock::Real())
+      : service_(service), clock_(clock) {}
   // Matches the route, then authenticates the caller's token and authorizes the route for it
   // (auth/authorization.h); a refusal is the match's status (401 or 403).
   RouteMatch Match(const RouteRequest& request) const;
@@ -83,6 +86,7 @@ class Router {
   RouteResponse Denied(const RouteMatch& m, const Status& why);
 
   EkmService* service_;
+  const Clock* clock_;
   bool metrics_unauthenticated_ = false;
 };
 
