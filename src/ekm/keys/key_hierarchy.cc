@@ -605,25 +605,11 @@ size_t KeyHierarchy::PurgeExpired() {
 }
 
 void KeyHierarchy::StartPurging(std::chrono::milliseconds interval) {
-  if (purger_.joinable()) return;
-  purger_ = std::thread([this, interval] {
-    std::unique_lock<std::mutex> lock(purge_mu_);
-    while (!purge_cv_.wait_for(lock, interval, [&] { return purge_stop_; })) {
-      lock.unlock();
-      PurgeExpired();
-      lock.lock();
-    }
-  });
+  purger_.StartEvery(interval, [this] { PurgeExpired(); });
 }
 
-KeyHierarchy::~KeyHierarchy() {
-  {
-    std::lock_guard<std::mutex> lock(purge_mu_);
-    purge_stop_ = true;
-  }
-  purge_cv_.notify_all();
-  if (purger_.joinable()) purger_.join();
-}
+// Stopped before any member goes: the purge reads the caches.
+KeyHierarchy::~KeyHierarchy() { purger_.Stop(); }
 
 KeyHierarchy::Counters KeyHierarchy::counters() const {
   Counters c;

@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ekm/base/background_loop.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/base/sharded_counter.h"
@@ -273,10 +274,7 @@ class KeyHierarchy {
   std::unordered_map<std::string, std::shared_ptr<Flight>> flights_;
   ShardedCounter hits_;  // every data-path lookup adds to it: no shared cache line
   std::atomic<uint64_t> misses_{0};
-  std::mutex purge_mu_;
-  std::condition_variable purge_cv_;
-  bool purge_stop_ = false;
-  std::thread purger_;
+  BackgroundLoop purger_;
   std::atomic<uint64_t> provider_ok_{0}, provider_refused_{0}, provider_unavailable_{0},
       provider_error_{0};
 };

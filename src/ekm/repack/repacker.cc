@@ -215,70 +215,43 @@ RepackRunner::RepackRunner(Repacker* repacker, Store* store, Options options)
 RepackRunner::~RepackRunner() { Stop(); }
 
 void RepackRunner::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (thread_.joinable()) return;
-  stop_ = false;
-  thread_ = std::thread([this] { Loop(); });
+  loop_.Start([this](bool nudged) { return Scan(nudged); }, std::chrono::steady_clock::now());
 }
 
-void RepackRunner::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void RepackRunner::Stop() { loop_.Stop(); }
 
-void RepackRunner::Nudge() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    nudged_ = true;
-  }
-  cv_.notify_all();
-}
+void RepackRunner::Nudge() { loop_.Nudge(); }
 
-void RepackRunner::Loop() {
+std::chrono::steady_clock::time_point RepackRunner::Scan(bool nudged) {
   ScopedActor actor("system:repack");
-  auto stopping = [this] {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stop_;
-  };
-  while (!stopping()) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      // A nudge means a new CMK change: try every environment now, whatever its backoff.
-      if (nudged_) backoff_.clear();
-      nudged_ = false;
-    }
-    auto wake = std::chrono::steady_clock::now() + options_.scan_interval;
-    auto envs = store_->ListEnvironmentsToRepack();
-    if (!envs.ok()) {
-      spdlog::warn("repack runner: cannot list environments to repack: {}",
-                   envs.status().ToString());
-    } else {
-      for (const EnvironmentRecord& env : *envs) {
-        if (stopping()) return;
-        auto now = std::chrono::steady_clock::now();
-        Backoff& b = backoff_[env.id];
-        if (b.next > now) {
-          wake = std::min(wake, b.next);
-          continue;
-        }
-        auto next_delay = std::clamp(b.delay * 2, options_.min_backoff, options_.max_backoff);
-        auto done = repacker_->Run(env.workspace, env.name, stopping, nullptr, next_delay);
-        if (done.ok()) {
-          backoff_.erase(env.id);
-        } else {
-          b.delay = next_delay;
-          b.next = std::chrono::steady_clock::now() + next_delay;
-          wake = std::min(wake, b.next);
-        }
-      }
-    }
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_until(lock, wake, [this] { return stop_ || nudged_; });
+  auto stopping = [this] { return loop_.stopping(); };
+  // A nudge means a new CMK change: try every environment now, whatever its backoff.
+  if (nudged) backoff_.clear();
+  auto wake = std::chrono::steady_clock::now() + options_.scan_interval;
+  auto envs = store_->ListEnvironmentsToRepack();
+  if (!envs.ok()) {
+    spdlog::warn("repack runner: cannot list environments to repack: {}", envs.status().ToString());
+    return wake;
   }
+  for (const EnvironmentRecord& env : *envs) {
+    if (stopping()) break;
+    auto now = std::chrono::steady_clock::now();
+    Backoff& b = backoff_[env.id];
+    if (b.next > now) {
+      wake = std::min(wake, b.next);
+      continue;
+    }
+    auto next_delay = std::clamp(b.delay * 2, options_.min_backoff, options_.max_backoff);
+    auto done = repacker_->Run(env.workspace, env.name, stopping, nullptr, next_delay);
+    if (done.ok()) {
+      backoff_.erase(env.id);
+    } else {
+      b.delay = next_delay;
+      b.next = std::chrono::steady_clock::now() + next_delay;
+      wake = std::min(wake, b.next);
+    }
+  }
+  return wake;
 }
 
 }  // namespace ekm

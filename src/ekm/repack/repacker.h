@@ -24,6 +24,7 @@
 #include <string>
 #include <thread>
 
+#include "ekm/base/background_loop.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/status.h"
 #include "ekm/keys/key_hierarchy.h"
@@ -82,22 +83,20 @@ class RepackRunner {
   void Nudge();
 
  private:
-  void Loop();
+  // One pass over the environments that need a repack; when to pass again.
+  std::chrono::steady_clock::time_point Scan(bool nudged);
 
   Repacker* repacker_;
   Store* store_;
   Options options_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  bool nudged_ = false;
-  std::thread thread_;
-  // Per environment id: backoff and when to try again after an error.
+  // Per environment id (read and written by the loop's thread only): backoff and when to try
+  // again after an error.
   struct Backoff {
     std::chrono::milliseconds delay{0};
     std::chrono::steady_clock::time_point next;
   };
   std::map<int64_t, Backoff> backoff_;
+  BackgroundLoop loop_;  // last: stopped first
 };
 
 }  // namespace ekm

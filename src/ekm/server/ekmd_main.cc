@@ -20,6 +20,7 @@
 #include <string>
 #include <thread>
 
+#include "ekm/base/background_loop.h"
 #include "ekm/base/file_reader.h"
 #include "ekm/base/key_file.h"
 #include "ekm/events/lifecycle_event.h"
@@ -379,29 +380,17 @@ int main(int argc, char** argv) {
   (*service)->StartAuditTasks(std::chrono::seconds(audit_checkpoint_seconds),
                               std::chrono::seconds(audit_usage_seconds));
 
-  // Scheduled rotation: a background thread that wakes every --rotation-check-interval and
-  // rotates what is due; stopped (woken at once) on SIGTERM/SIGINT.
-  std::mutex rotation_mu;
-  std::condition_variable rotation_cv;
-  bool rotation_stop = false;
-  std::thread rotation_thread;
+  // Scheduled rotation: every --rotation-check-interval, rotates what is due; stopped (woken
+  // at once) on SIGTERM/SIGINT.
+  ekm::BackgroundLoop rotation;
   if (rotation_check_seconds > 0) {
-    rotation_thread = std::thread([&] {
+    rotation.StartEvery(std::chrono::seconds(rotation_check_seconds), [&] {
       ekm::ScopedActor actor{std::string(ekm::kScheduleActor)};
-      std::unique_lock<std::mutex> lock(rotation_mu);
-      for (;;) {
-        if (rotation_cv.wait_for(lock, std::chrono::seconds(rotation_check_seconds),
-                                 [&] { return rotation_stop; })) {
-          return;
-        }
-        lock.unlock();
-        auto report = (*service)->RunScheduledRotations();
-        if (!report.ok()) {
-          spdlog::warn("scheduled rotation: {}", report.status().ToString());
-        } else if (!report->rotated.empty()) {
-          spdlog::info("scheduled rotation: {} key version(s) rotated", report->rotated.size());
-        }
-        lock.lock();
+      auto report = (*service)->RunScheduledRotations();
+      if (!report.ok()) {
+        spdlog::warn("scheduled rotation: {}", report.status().ToString());
+      } else if (!report->rotated.empty()) {
+        spdlog::info("scheduled rotation: {} key version(s) rotated", report->rotated.size());
       }
     });
   }
@@ -413,14 +402,7 @@ int main(int argc, char** argv) {
 
   (*service)->StopRepackRunner();  // between two batches; the job resumes at the next start
 
-  if (rotation_thread.joinable()) {
-    {
-      std::lock_guard<std::mutex> lock(rotation_mu);
-      rotation_stop = true;
-    }
-    rotation_cv.notify_all();
-    rotation_thread.join();
-  }
+  rotation.Stop();
 
   // After the last request: its usage is appended and every advanced chain checkpointed.
   (*service)->StopAuditTasks();

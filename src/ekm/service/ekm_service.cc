@@ -1717,43 +1717,30 @@ class EkmServiceImpl : public EkmService {
 
   void StartAuditTasks(std::chrono::milliseconds checkpoint_interval,
                        std::chrono::milliseconds usage_interval) override {
-    std::lock_guard<std::mutex> lock(audit_mu_);
-    if (audit_thread_.joinable()) return;
-    audit_stop_ = false;
-    audit_thread_ = std::thread([this, checkpoint_interval, usage_interval] {
-      auto next_checkpoint = std::chrono::steady_clock::now() + checkpoint_interval;
-      auto next_usage = std::chrono::steady_clock::now() + usage_interval;
-      std::unique_lock<std::mutex> lock(audit_mu_);
-      while (!audit_stop_) {
-        audit_cv_.wait_until(lock, std::min(next_checkpoint, next_usage),
-                             [this] { return audit_stop_; });
-        if (audit_stop_) break;
-        auto now = std::chrono::steady_clock::now();
-        lock.unlock();
-        if (now >= next_usage) {
-          Status s = FlushDataPlaneUsage();
-          if (!s.ok()) spdlog::error("audit: flushing data-plane usage: {}", s.ToString());
-          next_usage = now + usage_interval;
-        }
-        if (now >= next_checkpoint) {
-          auto made = CheckpointAdvancedChains();
-          if (!made.ok()) spdlog::error("audit: checkpoints: {}", made.status().ToString());
-          next_checkpoint = now + checkpoint_interval;
-        }
-        lock.lock();
-      }
-    });
+    // One thread for both, so a flush and a checkpoint never run at once.
+    auto next_checkpoint = std::chrono::steady_clock::now() + checkpoint_interval;
+    auto next_usage = std::chrono::steady_clock::now() + usage_interval;
+    audit_tasks_.Start(
+        [=, this](bool) mutable {
+          const auto now = std::chrono::steady_clock::now();
+          if (now >= next_usage) {
+            Status s = FlushDataPlaneUsage();
+            if (!s.ok()) spdlog::error("audit: flushing data-plane usage: {}", s.ToString());
+            next_usage = now + usage_interval;
+          }
+          if (now >= next_checkpoint) {
+            auto made = CheckpointAdvancedChains();
+            if (!made.ok()) spdlog::error("audit: checkpoints: {}", made.status().ToString());
+            next_checkpoint = now + checkpoint_interval;
+          }
+          return std::min(next_checkpoint, next_usage);
+        },
+        std::min(next_checkpoint, next_usage));
   }
 
   void StopAuditTasks() override {
-    bool was_running = false;
-    {
-      std::lock_guard<std::mutex> lock(audit_mu_);
-      audit_stop_ = true;
-      was_running = audit_thread_.joinable();
-    }
-    audit_cv_.notify_all();
-    if (was_running) audit_thread_.join();
+    const bool was_running = audit_tasks_.running();
+    audit_tasks_.Stop();
     Status s = FlushDataPlaneUsage();
     if (!s.ok()) spdlog::error("audit: flushing data-plane usage: {}", s.ToString());
     if (was_running) {
@@ -2398,10 +2385,7 @@ class EkmServiceImpl : public EkmService {
   std::unique_ptr<AuditSigner> audit_signer_;
   // Shared with the streams it counts (which may end after a call returned).
   std::shared_ptr<UsageCounter> usage_ = std::make_shared<UsageCounter>();
-  std::mutex audit_mu_;
-  std::condition_variable audit_cv_;
-  bool audit_stop_ = false;
-  std::thread audit_thread_;
+  BackgroundLoop audit_tasks_;
 
   EkmOptions options_;
   StorePtr store_;
