@@ -39,6 +39,19 @@ std::string MediaType(std::string_view content_type) {
 
 std::string TimeText(int64_t unix_seconds) { return FormatRfc3339(FromUnixSeconds(unix_seconds)); }
 
+// An environment-restricted token reads events or audit records only with ?environment= one
+// of its own (both queries read the same rows).
+Status EnvironmentScopeOfQuery(const auth::Principal& caller, const EventQuery& q,
+                               std::string_view rows) {
+  if (!caller.EnvironmentRestricted() ||
+      (q.environment && caller.MayUseEnvironment(*q.environment))) {
+    return Status::Ok();
+  }
+  return PermissionDeniedError(
+      "this token may read only the " + std::string(rows) + " of its own environments",
+      "add ?environment=E for one of the token's environments");
+}
+
 json WorkspaceJson(const WorkspaceInfo& w) {
   return {{"name", w.name}, {"created_at", TimeText(w.created_at)}};
 }
@@ -590,11 +603,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kListEvents: {
       auto q = DecodeEventQuery(m.workspace, m.query, ToUnixSeconds(clock_->Now()) * 1000);
       if (!q.ok()) return Error(q.status());
-      if (caller.EnvironmentRestricted() &&
-          (!q->environment || !caller.MayUseEnvironment(*q->environment))) {
-        return Denied(
-            m, PermissionDeniedError("this token may read only the events of its own environments",
-                                     "add ?environment=E for one of the token's environments"));
+      if (Status scoped = EnvironmentScopeOfQuery(caller, *q, "events"); !scoped.ok()) {
+        return Denied(m, scoped);
       }
       auto list = service_->ListEvents(*q);
       if (!list.ok()) return Error(list.status());
@@ -703,11 +713,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto q = DecodeEventQuery(m.id == RouteId::kAuditQuery ? m.workspace : "", m.query,
                                 ToUnixSeconds(clock_->Now()) * 1000);
       if (!q.ok()) return Error(q.status());
-      if (caller.EnvironmentRestricted() &&
-          (!q->environment || !caller.MayUseEnvironment(*q->environment))) {
-        return Denied(m, PermissionDeniedError(
-                             "this token may read only the audit records of its own environments",
-                             "add ?environment=E for one of the token's environments"));
+      if (Status scoped = EnvironmentScopeOfQuery(caller, *q, "audit records"); !scoped.ok()) {
+        return Denied(m, scoped);
       }
       auto list = service_->QueryAudit(*q);
       if (!list.ok()) return Error(list.status());

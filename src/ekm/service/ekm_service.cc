@@ -1338,26 +1338,8 @@ class EkmServiceImpl : public EkmService {
 
   StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& q) override {
     EKM_RETURN_IF_ERROR(ValidateName("workspace", q.workspace));
-    if (q.environment) EKM_RETURN_IF_ERROR(ValidateName("environment", *q.environment));
-    if (q.limit < 1 || q.limit > 1000) {
-      return InvalidArgumentError(
-          "limit must be between 1 and 1000, got " + std::to_string(q.limit),
-          "page with after=<id of the last event seen>");
-    }
-    if (q.since_ms >= q.until_ms) {
-      return InvalidArgumentError("since must be before until",
-                                  "give a start time earlier than the end time, or leave one out");
-    }
     EKM_RETURN_IF_ERROR(store_->GetWorkspace(q.workspace).status());
-    LifecycleEventFilter f;
-    f.workspace = q.workspace;
-    f.environment = q.environment;
-    f.type = q.type;
-    f.since_ms = q.since_ms;
-    f.until_ms = q.until_ms;
-    f.after_id = q.after_id;
-    f.limit = q.limit;
-    EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> recs, store_->ListLifecycleEvents(f));
+    EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> recs, QueryRecords(q, "event"));
     std::vector<LifecycleEventInfo> out;
     out.reserve(recs.size());
     for (auto& r : recs) {
@@ -1616,25 +1598,7 @@ class EkmServiceImpl : public EkmService {
 
   StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& q) override {
     EKM_RETURN_IF_ERROR(CheckChain(q.workspace));
-    if (q.environment) EKM_RETURN_IF_ERROR(ValidateName("environment", *q.environment));
-    if (q.limit < 1 || q.limit > 1000) {
-      return InvalidArgumentError(
-          "limit must be between 1 and 1000, got " + std::to_string(q.limit),
-          "page with after=<id of the last record seen>");
-    }
-    if (q.since_ms >= q.until_ms) {
-      return InvalidArgumentError("since must be before until",
-                                  "give a start time earlier than the end time, or leave one out");
-    }
-    LifecycleEventFilter f;
-    f.workspace = q.workspace;
-    f.environment = q.environment;
-    f.type = q.type;
-    f.since_ms = q.since_ms;
-    f.until_ms = q.until_ms;
-    f.after_id = q.after_id;
-    f.limit = q.limit;
-    return store_->ListLifecycleEvents(f);
+    return QueryRecords(q, "record");
   }
 
   Status ExportAudit(std::string_view chain,
@@ -1751,6 +1715,31 @@ class EkmServiceImpl : public EkmService {
   }
 
  private:
+  // The one query of the lifecycle/audit rows, behind both GET …/events and GET …/audit
+  // (`noun` names a row in their errors); the caller has checked the chain.
+  StatusOr<std::vector<LifecycleEventRecord>> QueryRecords(const EventQuery& q,
+                                                           std::string_view noun) {
+    if (q.environment) EKM_RETURN_IF_ERROR(ValidateName("environment", *q.environment));
+    if (q.limit < 1 || q.limit > 1000) {
+      return InvalidArgumentError(
+          "limit must be between 1 and 1000, got " + std::to_string(q.limit),
+          "page with after=<id of the last " + std::string(noun) + " seen>");
+    }
+    if (q.since_ms >= q.until_ms) {
+      return InvalidArgumentError("since must be before until",
+                                  "give a start time earlier than the end time, or leave one out");
+    }
+    LifecycleEventFilter f;
+    f.workspace = q.workspace;
+    f.environment = q.environment;
+    f.type = q.type;
+    f.since_ms = q.since_ms;
+    f.until_ms = q.until_ms;
+    f.after_id = q.after_id;
+    f.limit = q.limit;
+    return store_->ListLifecycleEvents(f);
+  }
+
   // A chain: "" (the platform's) or an existing workspace's.
   Status CheckChain(std::string_view chain) {
     if (chain.empty()) return Status::Ok();
