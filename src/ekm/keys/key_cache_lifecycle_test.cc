@@ -13,6 +13,7 @@
 #include "ekm/keys/key_hierarchy.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/fake_key_provider.h"
 #include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 
@@ -21,55 +22,18 @@ namespace {
 
 using std::chrono::seconds;
 
-// The real platform provider with a switch for what the CMK answers, and a gate that holds
-// unwraps until released (to line up concurrent misses).
-class SwitchableProvider : public KeyProvider {
+using testing::FakeKeyProvider;
+using Mode = FakeKeyProvider::Answer;
+
+// The fake CMK, whose refusal advice is its own: what its KMS calls the fix, not the key
+// cache's words.
+class AdvisingProvider : public FakeKeyProvider {
  public:
-  enum class Mode { kOk, kRefuse, kUnreachable };
-  explicit SwitchableProvider(std::unique_ptr<PlatformKeyProvider> inner)
-      : inner_(std::move(inner)) {}
-  std::string_view Name() const override { return inner_->Name(); }
-  StatusOr<Bytes> Wrap(std::string_view id, const SecretBytes& k,
-                       const EncryptionContext& c) override {
-    return inner_->Wrap(id, k, c);
-  }
-  StatusOr<SecretBytes> Unwrap(std::string_view id, ByteView w,
-                               const EncryptionContext& c) override {
-    ++unwraps;
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      ++waiting;
-      cv.notify_all();
-      cv.wait(lock, [&] { return !gate_closed; });
-    }
-    switch (mode.load()) {
-      case Mode::kRefuse:
-        return PermissionDeniedError("AWS KMS Decrypt on k failed: AccessDeniedException (revoked)",
-                                     "grant it again")
-            .WithProviderCode("AccessDeniedException");
-      case Mode::kUnreachable:
-        return UnavailableError("AWS KMS Decrypt on k failed: HTTP 503", "retry");
-      case Mode::kOk:
-        break;
-    }
-    return inner_->Unwrap(id, w, c);
-  }
-  StatusOr<CmkDescription> Describe(std::string_view id) override { return inner_->Describe(id); }
-  // The advice is the provider's (what its KMS calls the fix), not the key cache's.
+  using FakeKeyProvider::FakeKeyProvider;
   std::string RefusalAdvice(const Status& refusal, int64_t last_success) const override {
     return "restore the key policy (" + refusal.provider_code() + ", worked until " +
            std::to_string(last_success) + ")";
   }
-
-  std::atomic<int> unwraps{0};
-  std::atomic<Mode> mode{Mode::kOk};
-  std::mutex mu;
-  std::condition_variable cv;
-  bool gate_closed = false;
-  int waiting = 0;
-
- private:
-  std::unique_ptr<PlatformKeyProvider> inner_;
 };
 
 class KeyCacheLifecycleTest : public ::testing::Test {
@@ -78,7 +42,7 @@ class KeyCacheLifecycleTest : public ::testing::Test {
     ASSERT_TRUE(PlatformKeyProvider::CreateRootKeyFile(dir_.path() + "/root.key").ok());
     auto p = PlatformKeyProvider::Open(dir_.path() + "/root.key");
     ASSERT_TRUE(p.ok());
-    auto sw = std::make_unique<SwitchableProvider>(std::move(*p));
+    auto sw = std::make_unique<AdvisingProvider>("platform", std::move(*p));
     provider_ = sw.get();
     providers_.Register(std::move(sw));
     auto s = OpenSqliteStore(dir_.path() + "/ekm.db", testing::TestStoreBinding());
@@ -117,17 +81,14 @@ class KeyCacheLifecycleTest : public ::testing::Test {
   testing::TempDir dir_;
   FakeClock clock_;
   ProviderRegistry providers_;
-  SwitchableProvider* provider_ = nullptr;
+  AdvisingProvider* provider_ = nullptr;
   StorePtr store_;
   std::unique_ptr<KeyHierarchy> keys_;
 };
 
 TEST_F(KeyCacheLifecycleTest, ConcurrentMissesMakeOneProviderCall) {
   EnvironmentRecord env = Env();
-  {
-    std::lock_guard<std::mutex> lock(provider_->mu);
-    provider_->gate_closed = true;
-  }
+  provider_->CloseGate();
   constexpr int kThreads = 8;
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
@@ -136,17 +97,10 @@ TEST_F(KeyCacheLifecycleTest, ConcurrentMissesMakeOneProviderCall) {
       if (keys_->EnvironmentKey(env, 1).ok()) ++ok;
     });
   }
-  {
-    // The first caller is inside the provider; let the others pile up behind it, then open.
-    std::unique_lock<std::mutex> lock(provider_->mu);
-    provider_->cv.wait(lock, [&] { return provider_->waiting >= 1; });
-  }
+  // The first caller is inside the provider; let the others pile up behind it, then open.
+  provider_->WaitUntilHeld(1);
   std::this_thread::yield();
-  {
-    std::lock_guard<std::mutex> lock(provider_->mu);
-    provider_->gate_closed = false;
-  }
-  provider_->cv.notify_all();
+  provider_->OpenGate();
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok, kThreads);
   // Threads that arrived after the flight ended were served from the cache: one call in all.
@@ -156,7 +110,7 @@ TEST_F(KeyCacheLifecycleTest, ConcurrentMissesMakeOneProviderCall) {
 
 TEST_F(KeyCacheLifecycleTest, ConcurrentMissesShareARefusalAndItIsNotCached) {
   EnvironmentRecord env = Env();
-  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  provider_->answer = Mode::kRefuse;
   std::vector<std::thread> threads;
   std::atomic<int> refused{0};
   for (int i = 0; i < 4; ++i) {
@@ -168,7 +122,7 @@ TEST_F(KeyCacheLifecycleTest, ConcurrentMissesShareARefusalAndItIsNotCached) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(refused, 4);
   // Access restored: after the backoff the next attempt succeeds; nothing stale was cached.
-  provider_->mode = SwitchableProvider::Mode::kOk;
+  provider_->answer = Mode::kOk;
   clock_.Advance(seconds(61));
   EXPECT_TRUE(keys_->EnvironmentKey(env, 1).ok());
 }
@@ -199,7 +153,7 @@ TEST_F(KeyCacheLifecycleTest, ADataKeyDiesWithItsEnvironmentKey) {
   EXPECT_TRUE((*dk)->ValidAt(clock_.Monotonic()));
   clock_.Advance(seconds(299));
   EXPECT_TRUE((*dk)->ValidAt(clock_.Monotonic()));
-  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  provider_->answer = Mode::kRefuse;
   clock_.Advance(seconds(1));
   // Past the EK's TTL the DK is invalid too, and asking for it finds the refusal.
   EXPECT_FALSE((*dk)->ValidAt(clock_.Monotonic()));
@@ -239,7 +193,7 @@ TEST_F(KeyCacheLifecycleTest, PerEnvironmentTtlOverridesTheDeployment) {
   ASSERT_TRUE(store_->SetEnvironmentSetting(env.id, "key_cache_ttl_seconds", 60).ok());
   keys_->ForgetEnvironmentSettings(env.id);
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
-  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  provider_->answer = Mode::kRefuse;
   clock_.Advance(seconds(59));
   EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
   clock_.Advance(seconds(1));
@@ -249,7 +203,7 @@ TEST_F(KeyCacheLifecycleTest, PerEnvironmentTtlOverridesTheDeployment) {
 TEST_F(KeyCacheLifecycleTest, RevocationMakesTheEnvironmentUnavailableOnceAndRestores) {
   EnvironmentRecord env = Env();
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
-  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  provider_->answer = Mode::kRefuse;
   clock_.Advance(seconds(300));
   for (int i = 0; i < 5; ++i) EXPECT_FALSE(keys_->CurrentDataKey(env, "orders").ok());
   // Inside the backoff nobody asks the KMS again.
@@ -263,7 +217,7 @@ TEST_F(KeyCacheLifecycleTest, RevocationMakesTheEnvironmentUnavailableOnceAndRes
   ASSERT_TRUE(row.ok() && row->has_value());
   EXPECT_EQ((*row)->state, "unavailable");
 
-  provider_->mode = SwitchableProvider::Mode::kOk;
+  provider_->answer = Mode::kOk;
   clock_.Advance(seconds(61));
   EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
   EXPECT_EQ(keys_->health().Get(env.id).state, CmkState::kHealthy);
@@ -277,7 +231,7 @@ TEST_F(KeyCacheLifecycleTest, RevocationMakesTheEnvironmentUnavailableOnceAndRes
 TEST_F(KeyCacheLifecycleTest, TheErrorsNextAttemptIsTheStatusNextRetryInEveryProcess) {
   EnvironmentRecord env = Env();
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
-  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  provider_->answer = Mode::kRefuse;
   clock_.Advance(seconds(300));
   // A revocation that lasts: each attempt at the next retry fails, and the wait grows.
   Status s;
@@ -321,7 +275,7 @@ TEST_F(KeyCacheLifecycleTest, TheErrorsNextAttemptIsTheStatusNextRetryInEveryPro
 TEST_F(KeyCacheLifecycleTest, AProcessKeepsToANextRetryAnotherProcessSet) {
   EnvironmentRecord env = Env();
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
-  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  provider_->answer = Mode::kRefuse;
   clock_.Advance(seconds(300));
   EXPECT_FALSE(keys_->CurrentDataKey(env, "orders").ok());
   const int64_t first = keys_->health().Get(env.id).next_retry;
@@ -346,7 +300,7 @@ TEST_F(KeyCacheLifecycleTest, AProcessKeepsToANextRetryAnotherProcessSet) {
 
   // Access restored: at the next retry the first process to try succeeds, and the other sees
   // healthy in the store instead of waiting out a backoff of its own.
-  provider_->mode = SwitchableProvider::Mode::kOk;
+  provider_->answer = Mode::kOk;
   clock_.Advance(FromUnixSeconds(second) - clock_.Now());
   EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
   EXPECT_TRUE(other.CurrentDataKey(*other_env, "orders").ok());
@@ -372,7 +326,7 @@ TEST_F(KeyCacheLifecycleTest, FailuresInFlightDoNotMoveTheSchedule) {
 TEST_F(KeyCacheLifecycleTest, AnOutageIsDegradedWithRetryAfterAndBackoff) {
   EnvironmentRecord env = Env();
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
-  provider_->mode = SwitchableProvider::Mode::kUnreachable;
+  provider_->answer = Mode::kUnreachable;
   clock_.Advance(seconds(300));
   Status s = keys_->CurrentDataKey(env, "orders").status();
   EXPECT_EQ(s.code(), StatusCode::kUnavailable);
@@ -391,7 +345,7 @@ TEST_F(KeyCacheLifecycleTest, AnOutageIsDegradedWithRetryAfterAndBackoff) {
   clock_.Advance(seconds(61));
   EXPECT_FALSE(keys_->DataKeyVersion(env, "orders", 1).ok());
   EXPECT_EQ(provider_->unwraps, calls + 1);  // one retry after the backoff
-  provider_->mode = SwitchableProvider::Mode::kOk;
+  provider_->answer = Mode::kOk;
   clock_.Advance(seconds(61));
   EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
   EXPECT_EQ(keys_->health().Get(env.id).state, CmkState::kHealthy);
@@ -402,7 +356,7 @@ TEST_F(KeyCacheLifecycleTest, GracePeriodBridgesAnOutageButNeverARefusal) {
   ASSERT_TRUE(store_->SetEnvironmentSetting(env.id, "grace_period_seconds", 600).ok());
   keys_->ForgetEnvironmentSettings(env.id);
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
-  provider_->mode = SwitchableProvider::Mode::kUnreachable;
+  provider_->answer = Mode::kUnreachable;
   clock_.Advance(seconds(300));
   EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());  // outage: within grace
   clock_.Advance(seconds(599));
@@ -411,10 +365,10 @@ TEST_F(KeyCacheLifecycleTest, GracePeriodBridgesAnOutageButNeverARefusal) {
   EXPECT_EQ(keys_->DataKeyVersion(env, "orders", 1).status().code(), StatusCode::kUnavailable);
 
   // A refusal ends it at once, grace or not.
-  provider_->mode = SwitchableProvider::Mode::kOk;
+  provider_->answer = Mode::kOk;
   clock_.Advance(seconds(61));
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
-  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  provider_->answer = Mode::kRefuse;
   clock_.Advance(seconds(300));
   EXPECT_EQ(keys_->CurrentDataKey(env, "orders").status().code(), StatusCode::kFailedPrecondition);
 }
@@ -422,7 +376,7 @@ TEST_F(KeyCacheLifecycleTest, GracePeriodBridgesAnOutageButNeverARefusal) {
 TEST_F(KeyCacheLifecycleTest, WithoutAGracePeriodAnOutageEndsServiceAtTheTtl) {
   EnvironmentRecord env = Env();
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
-  provider_->mode = SwitchableProvider::Mode::kUnreachable;
+  provider_->answer = Mode::kUnreachable;
   clock_.Advance(seconds(299));
   EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
   clock_.Advance(seconds(1));
@@ -434,7 +388,7 @@ TEST_F(KeyCacheLifecycleTest, ARevokedEnvironmentLeavesTheOthersAlone) {
   EnvironmentRecord dev = Env("dev");
   ASSERT_TRUE(keys_->CurrentDataKey(prod, "orders").ok());
   ASSERT_TRUE(keys_->CurrentDataKey(dev, "orders").ok());
-  provider_->mode = SwitchableProvider::Mode::kRefuse;
+  provider_->answer = Mode::kRefuse;
   clock_.Advance(seconds(300));
   EXPECT_FALSE(keys_->CurrentDataKey(prod, "orders").ok());
   EXPECT_EQ(keys_->health().Get(dev.id).state, CmkState::kHealthy);

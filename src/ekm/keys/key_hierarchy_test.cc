@@ -14,45 +14,19 @@
 #include "ekm/crypto/aes_gcm.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/fake_key_provider.h"
 #include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 
 namespace ekm {
 namespace {
 
-// Counts calls on the way to the real platform provider.
-class CountingProvider : public KeyProvider {
- public:
-  explicit CountingProvider(std::unique_ptr<PlatformKeyProvider> inner)
-      : inner_(std::move(inner)) {}
-  std::string_view Name() const override { return inner_->Name(); }
-  StatusOr<Bytes> Wrap(std::string_view id, const SecretBytes& k,
-                       const EncryptionContext& c) override {
-    ++wraps;
-    return inner_->Wrap(id, k, c);
-  }
-  StatusOr<SecretBytes> Unwrap(std::string_view id, ByteView w,
-                               const EncryptionContext& c) override {
-    ++unwraps;
-    if (refuse) return PermissionDeniedError("access to the key was revoked");
-    return inner_->Unwrap(id, w, c);
-  }
-  StatusOr<CmkDescription> Describe(std::string_view id) override { return inner_->Describe(id); }
-
-  std::atomic<int> wraps{0}, unwraps{0};
-  std::atomic<bool> refuse{false};
-
- private:
-  std::unique_ptr<PlatformKeyProvider> inner_;
-};
+using testing::FakeKeyProvider;
 
 class KeyHierarchyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(PlatformKeyProvider::CreateRootKeyFile(dir_.path() + "/root.key").ok());
-    auto p = PlatformKeyProvider::Open(dir_.path() + "/root.key");
-    ASSERT_TRUE(p.ok());
-    auto counting = std::make_unique<CountingProvider>(std::move(*p));
+    auto counting = FakeKeyProvider::Create("platform", dir_.path() + "/root.key");
     provider_ = counting.get();
     providers_.Register(std::move(counting));
     auto s = OpenSqliteStore(dir_.path() + "/ekm.db", testing::TestStoreBinding());
@@ -78,7 +52,7 @@ class KeyHierarchyTest : public ::testing::Test {
   testing::TempDir dir_;
   FakeClock clock_;
   ProviderRegistry providers_;
-  CountingProvider* provider_ = nullptr;
+  FakeKeyProvider* provider_ = nullptr;
   StorePtr store_;
   std::unique_ptr<KeyHierarchy> keys_;
 };
@@ -102,7 +76,7 @@ TEST_F(KeyHierarchyTest, FirstUseCreatesDkThenServesFromCache) {
 TEST_F(KeyHierarchyTest, EverythingBelowTheCmkExpiresWithinOneTtl) {
   EnvironmentRecord env = Env();
   ASSERT_TRUE(keys_->CurrentDataKey(env, "orders").ok());
-  provider_->refuse = true;  // the customer revokes access
+  provider_->answer = FakeKeyProvider::Answer::kRefuse;  // the customer revokes access
   clock_.Advance(std::chrono::seconds(299));
   EXPECT_TRUE(keys_->CurrentDataKey(env, "orders").ok());  // still cached
   EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
@@ -112,8 +86,8 @@ TEST_F(KeyHierarchyTest, EverythingBelowTheCmkExpiresWithinOneTtl) {
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("customer main key"), std::string::npos);
   EXPECT_FALSE(keys_->DataKeyVersion(env, "orders", 1).ok());
-  provider_->refuse = false;                 // access restored: nothing was lost
-  clock_.Advance(std::chrono::seconds(61));  // the next attempt waits for the backoff
+  provider_->answer = FakeKeyProvider::Answer::kOk;  // access restored: nothing was lost
+  clock_.Advance(std::chrono::seconds(61));          // the next attempt waits for the backoff
   EXPECT_TRUE(keys_->DataKeyVersion(env, "orders", 1).ok());
 }
 
@@ -340,11 +314,11 @@ TEST_F(KeyHierarchyTest, DroppedKeysLeaveNoThreadsCipherContext) {
     auto dk = keys_->CurrentDataKey(env, "orders");
     ASSERT_TRUE(dk.ok());
     auto thread = used_by_an_idle_thread(*(*dk)->key);
-    provider_->refuse = true;
+    provider_->answer = FakeKeyProvider::Answer::kRefuse;
     clock_.Advance(std::chrono::seconds(300));
     ASSERT_FALSE(keys_->CurrentDataKey(env, "orders").ok());  // refused: keys dropped
     EXPECT_EQ(AesGcmContextsHolding(*(*dk)->key), 0u);
-    provider_->refuse = false;
+    provider_->answer = FakeKeyProvider::Answer::kOk;
     clock_.Advance(std::chrono::seconds(61));
   }
   // A shred.

@@ -16,6 +16,7 @@
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/fake_key_provider.h"
 #include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 
@@ -30,44 +31,15 @@
 namespace ekm {
 namespace {
 
-// A platform root key serving as a CMK under its own provider name; it can be made to refuse
-// (a revoked CMK).
-class TestCmk : public KeyProvider {
- public:
-  TestCmk(std::string name, std::unique_ptr<PlatformKeyProvider> inner)
-      : name_(std::move(name)), inner_(std::move(inner)) {}
-  std::string_view Name() const override { return name_; }
-  StatusOr<Bytes> Wrap(std::string_view, const SecretBytes& k,
-                       const EncryptionContext& c) override {
-    if (refuse) return PermissionDeniedError("AccessDeniedException: the key policy denies it");
-    return inner_->Wrap("root", k, c);
-  }
-  StatusOr<SecretBytes> Unwrap(std::string_view, ByteView w, const EncryptionContext& c) override {
-    ++unwraps;
-    if (before_unwrap) std::exchange(before_unwrap, nullptr)();  // once
-    if (refuse) return PermissionDeniedError("AccessDeniedException: the key policy denies it");
-    return inner_->Unwrap("root", w, c);
-  }
-  StatusOr<CmkDescription> Describe(std::string_view id) override { return inner_->Describe(id); }
-
-  std::atomic<bool> refuse{false};
-  std::atomic<int> unwraps{0};
-  std::function<void()> before_unwrap;  // runs once, at the next Unwrap
-
- private:
-  std::string name_;
-  std::unique_ptr<PlatformKeyProvider> inner_;
-};
+// Each CMK is a fake provider of its own name (testing/fake_key_provider.h).
+using testing::FakeKeyProvider;
 
 class RepackTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const char* name : {"cmk-a", "cmk-b", "cmk-c"}) {
       std::string path = dir_.path() + "/" + name + ".key";
-      ASSERT_TRUE(PlatformKeyProvider::CreateRootKeyFile(path).ok());
-      auto p = PlatformKeyProvider::Open(path);
-      ASSERT_TRUE(p.ok());
-      auto cmk = std::make_unique<TestCmk>(name, std::move(*p));
+      auto cmk = FakeKeyProvider::Create(name, path);
       cmks_[name] = cmk.get();
       providers_.Register(std::move(cmk));
     }
@@ -168,7 +140,7 @@ class RepackTest : public ::testing::Test {
   testing::TempDir dir_;
   FakeClock clock_;
   ProviderRegistry providers_;
-  std::map<std::string, TestCmk*> cmks_;
+  std::map<std::string, FakeKeyProvider*> cmks_;
   StorePtr store_;
   std::unique_ptr<KeyHierarchy> keys_;
   std::unique_ptr<Repacker> repacker_;
@@ -196,7 +168,7 @@ TEST_F(RepackTest, RewrapsEveryDataKeyInBatchesAndDestroysTheOldEnvironmentKey) 
   ASSERT_TRUE(ek1.ok());
   EXPECT_TRUE(ek1->wrapped.empty()) << "the old EK's wrapping is wiped";
   // The old CMK is no longer needed.
-  cmks_["cmk-a"]->refuse = true;
+  cmks_["cmk-a"]->answer = FakeKeyProvider::Answer::kRefuse;
   ExpectAllReadable(bytes);
   auto job = store_->GetLatestRepackJob(env_id_);
   ASSERT_TRUE(job.ok() && job->has_value());
@@ -226,15 +198,15 @@ TEST_F(RepackTest, SeveralOldEnvironmentKeysAllMoveToTheCurrentOne) {
   EXPECT_TRUE(inv[1].destroyed_at.has_value());
   EXPECT_TRUE(inv[2].destroyed_at.has_value());
   EXPECT_EQ(inv[3].data_keys, 1900u);
-  cmks_["cmk-a"]->refuse = true;
-  cmks_["cmk-b"]->refuse = true;
+  cmks_["cmk-a"]->answer = FakeKeyProvider::Answer::kRefuse;
+  cmks_["cmk-b"]->answer = FakeKeyProvider::Answer::kRefuse;
   ExpectAllReadable(bytes);
 }
 
 TEST_F(RepackTest, AnOldCmkThatRefusesMakesTheJobWaitWithTheReasonUntilItIsBack) {
   auto bytes = SeedDataKeys(0, 10);
   ChangeCmk("cmk-b");
-  cmks_["cmk-a"]->refuse = true;
+  cmks_["cmk-a"]->answer = FakeKeyProvider::Answer::kRefuse;
   clock_.Advance(std::chrono::seconds(301));  // past the key cache TTL of the unwrapped old EK
   auto done = repacker_->Run("acme", "prod", nullptr, nullptr, std::chrono::seconds(4));
   ASSERT_FALSE(done.ok());
@@ -248,7 +220,7 @@ TEST_F(RepackTest, AnOldCmkThatRefusesMakesTheJobWaitWithTheReasonUntilItIsBack)
   EXPECT_NE((*job)->last_error.find("must stay available"), std::string::npos);
   ASSERT_TRUE((*job)->retry_at_ms.has_value());
   EXPECT_FALSE(Inventory()[1].destroyed_at.has_value()) << "nothing is destroyed while waiting";
-  cmks_["cmk-a"]->refuse = false;
+  cmks_["cmk-a"]->answer = FakeKeyProvider::Answer::kOk;
   done = repacker_->Run("acme", "prod", nullptr, nullptr);
   ASSERT_TRUE(done.ok()) << done.status().ToString();
   job = store_->GetLatestRepackJob(env_id_);
@@ -298,8 +270,8 @@ TEST_F(RepackTest, AReplacementDuringTheRepackMovesItsTargetOn) {
   EXPECT_TRUE(inv[1].destroyed_at.has_value());
   EXPECT_TRUE(inv[2].destroyed_at.has_value());
   EXPECT_EQ(inv[3].data_keys, 2500u);
-  cmks_["cmk-a"]->refuse = true;
-  cmks_["cmk-b"]->refuse = true;
+  cmks_["cmk-a"]->answer = FakeKeyProvider::Answer::kRefuse;
+  cmks_["cmk-b"]->answer = FakeKeyProvider::Answer::kRefuse;
   ExpectAllReadable(bytes);
 }
 
@@ -398,7 +370,7 @@ TEST_F(RepackTest, OneHundredThousandDataKeysAreRepacked) {
   auto inv = Inventory();
   EXPECT_EQ(inv[2].data_keys, static_cast<uint64_t>(n));
   EXPECT_TRUE(inv[1].destroyed_at.has_value());
-  cmks_["cmk-a"]->refuse = true;
+  cmks_["cmk-a"]->answer = FakeKeyProvider::Answer::kRefuse;
   ExpectAllReadable(bytes);
 }
 
@@ -432,7 +404,7 @@ class RepackThenTtlTest : public RepackTest {
 
 TEST_F(RepackThenTtlTest, TheFirstDecryptPastTheTtlUsesTheNewEnvironmentKey) {
   auto bytes = UseThenRepack();
-  cmks_["cmk-a"]->refuse = true;  // the old CMK is no longer needed
+  cmks_["cmk-a"]->answer = FakeKeyProvider::Answer::kRefuse;  // the old CMK is no longer needed
   clock_.Advance(std::chrono::seconds(301));
   for (const auto& [scope, want] : bytes) {
     auto dk = keys_->DataKeyVersion(Env(), scope, 1);  // the first attempt, not a retry
@@ -451,7 +423,8 @@ TEST_F(RepackThenTtlTest, TheFirstDecryptPastTheTtlUsesTheNewEnvironmentKey) {
 
 TEST_F(RepackThenTtlTest, WithTheNewCmkRevokedTheErrorIsTheCmksRefusal) {
   auto bytes = UseThenRepack();
-  cmks_["cmk-b"]->refuse = true;  // the customer revokes the key that wraps everything now
+  cmks_["cmk-b"]->answer =
+      FakeKeyProvider::Answer::kRefuse;  // the customer revokes the key that wraps everything now
   clock_.Advance(std::chrono::seconds(301));
   for (const auto& [scope, want] : bytes) {
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -471,7 +444,7 @@ TEST_F(RepackThenTtlTest, WithTheNewCmkRevokedTheErrorIsTheCmksRefusal) {
         << current.status().ToString();
   }
   // Access restored: everything is back, nothing was lost.
-  cmks_["cmk-b"]->refuse = false;
+  cmks_["cmk-b"]->answer = FakeKeyProvider::Answer::kOk;
   clock_.Advance(std::chrono::seconds(61));  // past the backoff of the refusal
   for (const auto& [scope, want] : bytes) {
     auto dk = keys_->DataKeyVersion(Env(), scope, 1);
@@ -576,7 +549,7 @@ TEST_F(RepackTest, ARepackThatLostTheRaceToAnotherFinishesWithoutBlamingTheOldCm
     ran_other = true;
     auto finished = other.Run("acme", "prod", nullptr, nullptr);
     EXPECT_TRUE(finished.ok() && *finished) << finished.status().ToString();
-    cmks_["cmk-a"]->refuse = true;
+    cmks_["cmk-a"]->answer = FakeKeyProvider::Answer::kRefuse;
   };
   auto done = mine.Run("acme", "prod", nullptr, nullptr, std::chrono::seconds(4));
   ASSERT_TRUE(done.ok()) << done.status().ToString();
