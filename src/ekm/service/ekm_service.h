@@ -618,4 +618,10 @@ class EkmService {
   virtual void StopAuditTasks() = 0;
 };
 
+// The service on the dependencies it is given: what EkmService::Open (the composition root of
+// a data directory, data_directory.cc) builds, and what a test builds from fakes.
+std::unique_ptr<EkmService> NewEkmService(EkmOptions options, StorePtr store,
+                                          std::unique_ptr<ProviderRegistry> providers,
+                                          std::unique_ptr<AuditSigner> audit_signer);
+
 }  // namespace ekm

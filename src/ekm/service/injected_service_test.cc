@@ -1,0 +1,80 @@
+// The service built from injected dependencies (NewEkmService), as the composition root builds
+// it, but with a fake CMK: the lifecycle of a customer key without moto.
+#include <gtest/gtest.h>
+
+#include "ekm/provider/platform/platform_key_provider.h"
+#include "ekm/service/ekm_service.h"
+#include "ekm/store/sqlite/sqlite_store.h"
+#include "ekm/testing/fake_key_provider.h"
+#include "ekm/testing/store_binding.h"
+#include "ekm/testing/temp_dir.h"
+
+namespace ekm {
+namespace {
+
+using testing::FakeKeyProvider;
+
+class InjectedServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string root = dir_.path() + "/root.key";
+    ASSERT_TRUE(PlatformKeyProvider::CreateRootKeyFile(root).ok());
+    auto platform = PlatformKeyProvider::Open(root);
+    ASSERT_TRUE(platform.ok());
+    auto fake = FakeKeyProvider::Create("fake-kms", dir_.path() + "/fake.key");
+    cmk_ = fake.get();
+    auto providers = std::make_unique<ProviderRegistry>();
+    providers->Register(std::move(*platform));
+    providers->Register(std::move(fake));
+    auto store = OpenSqliteStore(dir_.path() + "/ekm.db", testing::TestStoreBinding());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    const std::string signing = dir_.path() + "/audit-signing.key";
+    ASSERT_TRUE(AuditSigner::CreateKeyFile(signing).ok());
+    auto signer = AuditSigner::Load(signing);
+    ASSERT_TRUE(signer.ok());
+    EkmOptions options;
+    options.clock = &clock_;
+    options.key_cache_ttl = std::chrono::seconds(300);
+    options.aws.enabled = false;
+    svc_ = NewEkmService(options, std::move(*store), std::move(providers), std::move(*signer));
+    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
+  }
+
+  testing::TempDir dir_;
+  FakeClock clock_;
+  FakeKeyProvider* cmk_ = nullptr;
+  std::unique_ptr<EkmService> svc_;
+};
+
+TEST_F(InjectedServiceTest, ACustomerKeyOfAnyProviderRevokesAndRestoresWithinTheTtl) {
+  auto set = svc_->SetCustomerKey("acme", "prod", "fake-kms", "key-1");
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_TRUE(set->ok);
+  Bytes sealed;
+  const std::string secret = "card 4111";
+  ASSERT_TRUE(svc_->Encrypt("acme", "prod", "orders", AsBytes(secret), &sealed).ok());
+
+  // Revoked: still served from the cache within the TTL, refused after it.
+  cmk_->answer = FakeKeyProvider::Answer::kRefuse;
+  Bytes out;
+  EXPECT_TRUE(svc_->Decrypt("acme", "prod", sealed, &out).ok());
+  clock_.Advance(std::chrono::seconds(301));
+  out.clear();
+  Status refused = svc_->Decrypt("acme", "prod", sealed, &out);
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused.ToString();
+  EXPECT_EQ(refused.provider_code(), "AccessDeniedException");
+  auto status = svc_->KeyStatus("acme", "prod");
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->state, "unavailable");
+
+  // Access restored: nothing was lost (after the retry the status names).
+  cmk_->answer = FakeKeyProvider::Answer::kOk;
+  clock_.Advance(std::chrono::seconds(120));
+  out.clear();
+  ASSERT_TRUE(svc_->Decrypt("acme", "prod", sealed, &out).ok());
+  EXPECT_EQ(std::string(out.begin(), out.end()), secret);
+}
+
+}  // namespace
+}  // namespace ekm
