@@ -222,133 +222,189 @@ class EkmServiceImpl : public EkmService {
   StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
                                          std::string_view provider_name, std::string_view key_id,
                                          const KeyChangeOptions& options) override {
-    KeyValidation v;
-    return UpdateKey(workspace, environment, provider_name, key_id, options,
-                     /*validate_only=*/false, &v);
+    KeyUpdate u(workspace, environment, provider_name, key_id, options, /*validate=*/false);
+    Status s = UpdateKey(u);
+    if (!s.ok()) return s;
+    return std::move(u.v);
   }
 
   StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
                                               std::string_view environment,
                                               std::string_view provider_name,
                                               std::string_view key_id) override {
-    KeyValidation v;
-    auto r = UpdateKey(workspace, environment, provider_name, key_id, KeyChangeOptions{},
-                       /*validate_only=*/true, &v);
+    const KeyChangeOptions none;
+    KeyUpdate u(workspace, environment, provider_name, key_id, none, /*validate=*/true);
+    Status s = UpdateKey(u);
     // A failed check is the answer, not an error of the request (which has no checks yet).
-    if (!r.ok() && !v.checks.empty()) return v;
-    return r;
+    if (!s.ok() && u.v.checks.empty()) return s;
+    return std::move(u.v);
   }
 
  private:
-  // "Update key": SetCustomerKey, or with `validate_only` the same checks with nothing
-  // changed (ValidateCustomerKey).
-  StatusOr<KeyValidation> UpdateKey(std::string_view workspace, std::string_view environment,
-                                    std::string_view provider_name, std::string_view key_id,
-                                    const KeyChangeOptions& options, bool validate_only,
-                                    KeyValidation* out) {
-    EKM_RETURN_IF_ERROR(CheckKeyChangeOptions(options));
-    EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-    EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
-    EKM_RETURN_IF_ERROR(StoredEnvironment(workspace, environment).status());
-    EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(provider_name));
-    KeyValidation& v = *out;
-    v.provider = std::string(provider_name);
-    v.key_id = std::string(key_id);
-    v.checked_at = ToUnixSeconds(options_.clock->Now());
-    // Every exit records what happened, then answers.
-    auto fail = [&](std::string_view check, const Status& cause) -> Status {
-      v.ok = false;
-      v.checks.push_back({std::string(check), "failed", cause.message()});
-      Status mapped = CustomerKeyError(workspace, environment, check, cause);
-      v.error_code = std::string(StatusCodeName(mapped.code()));
-      v.provider_code = cause.provider_code();
-      v.message = mapped.message();
-      v.hint = mapped.hint();
-      RecordValidation(workspace, environment, v, validate_only);
-      return mapped;
+  // One "Update key" run (SetCustomerKey; with `validate_only` the same checks and nothing
+  // changed, ValidateCustomerKey): what its checks read and leave for the next.
+  struct KeyUpdate {
+    KeyUpdate(std::string_view w, std::string_view e, std::string_view p, std::string_view k,
+              const KeyChangeOptions& o, bool validate)
+        : workspace(w),
+          environment(e),
+          provider_name(p),
+          key_id(k),
+          options(o),
+          validate_only(validate) {}
+    std::string_view workspace, environment, provider_name, key_id;
+    const KeyChangeOptions& options;
+    bool validate_only;
+    KeyProvider* provider = nullptr;
+    EnvironmentRecord env;
+    EnvironmentKeyRecord current;            // the environment's EK now, and so its CMK
+    bool unchanged = false;                  // the key asked for is that CMK already
+    std::optional<EnvironmentKeyRecord> ek;  // the next EK, wrapped under the new key
+    std::string failed_as;                   // a check's name for its failure, if not its own
+    KeyValidation v;
+  };
+  // A check of "Update key": each adds its outcome to `v.checks`; the first failure ends the
+  // run and is the answer.
+  struct KeyCheck {
+    std::string_view name;
+    Status (EkmServiceImpl::*run)(KeyUpdate&);
+  };
+
+  Status UpdateKey(KeyUpdate& u) {
+    EKM_RETURN_IF_ERROR(CheckKeyChangeOptions(u.options));
+    EKM_RETURN_IF_ERROR(ValidateName("workspace", u.workspace));
+    EKM_RETURN_IF_ERROR(ValidateName("environment", u.environment));
+    // From the store: a cached record may be older than another node's change.
+    EKM_ASSIGN_OR_RETURN(u.env, StoredEnvironment(u.workspace, u.environment));
+    EKM_ASSIGN_OR_RETURN(u.provider, providers_->Get(u.provider_name));
+    EKM_ASSIGN_OR_RETURN(u.current, store_->GetEnvironmentKey(u.env.id, u.env.current_ek_version));
+    u.unchanged = u.current.cmk_provider == u.provider_name && u.current.cmk_key_id == u.key_id;
+    u.v.provider = std::string(u.provider_name);
+    u.v.key_id = std::string(u.key_id);
+    u.v.checked_at = ToUnixSeconds(options_.clock->Now());
+    // In order (docs/api.md "PUT …/key").
+    static constexpr KeyCheck kChecks[] = {
+        {"key id", &EkmServiceImpl::CheckKeyId},
+        {"replacement period", &EkmServiceImpl::CheckPeriod},
+        {"encrypt", &EkmServiceImpl::CheckRoundTrip},
+        {"describe", &EkmServiceImpl::CheckDescription},
+        {"store", &EkmServiceImpl::StoreKey},
     };
-
-    Status shape = provider->ValidateKeyId(key_id);
-    if (!shape.ok()) return fail("key id", shape);
-    v.checks.push_back({"key id", "passed", std::string(key_id)});
-
-    // Re-read the environment: the cached record may be older than another node's change.
-    EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
-    EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord current,
-                         store_->GetEnvironmentKey(env.id, env.current_ek_version));
-    const bool unchanged = current.cmk_provider == provider_name && current.cmk_key_id == key_id;
-    // a replacement inside the replacement period is refused before any provider call.
-    if (!unchanged) {
-      Status period = CheckReplacementPeriod(env, current, provider_name, key_id, options);
-      if (!period.ok() && validate_only) {
-        v.checks.push_back({"replacement period", "warning", period.message()});
-      } else if (!period.ok()) {
-        return fail("replacement period", period);
-      }
+    for (const KeyCheck& check : kChecks) {
+      Status s = (this->*check.run)(u);
+      if (s.ok()) continue;
+      // Every exit records what happened, then answers.
+      const std::string_view name = u.failed_as.empty() ? check.name : u.failed_as;
+      u.v.ok = false;
+      u.v.checks.push_back({std::string(name), "failed", s.message()});
+      Status mapped = CustomerKeyError(u.workspace, u.environment, name, s);
+      u.v.error_code = std::string(StatusCodeName(mapped.code()));
+      u.v.provider_code = s.provider_code();
+      u.v.message = mapped.message();
+      u.v.hint = mapped.hint();
+      RecordValidation(u.workspace, u.environment, u.v, u.validate_only);
+      return mapped;
     }
-    CmkRef cmk{std::string(provider_name), std::string(key_id)};
+    u.v.ok = true;
+    if (u.unchanged || !u.validate_only) keys_.OnCmkVerified(u.env);
+    RecordValidation(u.workspace, u.environment, u.v, u.validate_only);
+    return Status::Ok();
+  }
+
+  // The provider's own check of the key id's shape, before any call.
+  Status CheckKeyId(KeyUpdate& u) {
+    EKM_RETURN_IF_ERROR(u.provider->ValidateKeyId(u.key_id));
+    u.v.checks.push_back({"key id", "passed", std::string(u.key_id)});
+    return Status::Ok();
+  }
+
+  // A replacement inside the replacement period is refused before any provider call (a
+  // warning when only validating).
+  Status CheckPeriod(KeyUpdate& u) {
+    if (u.unchanged) return Status::Ok();
+    Status period = CheckReplacementPeriod(u.env, u.current, u.provider_name, u.key_id, u.options);
+    if (!period.ok() && u.validate_only) {
+      u.v.checks.push_back({"replacement period", "warning", period.message()});
+      return Status::Ok();
+    }
+    return period;
+  }
+
+  // A fresh EK wrapped under the key with the next EK version's context, unwrapped again and
+  // compared: the failure names the step (encrypt or decrypt) that failed.
+  Status CheckRoundTrip(KeyUpdate& u) {
+    CmkRef cmk{std::string(u.provider_name), std::string(u.key_id)};
     std::string step;
-    auto ek = keys_.NewVerifiedEnvironmentKey(env.workspace, env.name, cmk,
-                                              env.current_ek_version + 1, &step);
+    auto ek = keys_.NewVerifiedEnvironmentKey(u.env.workspace, u.env.name, cmk,
+                                              u.env.current_ek_version + 1, &step);
     if (!ek.ok()) {
-      bool wrap = step == KeyHierarchy::kWrapStep;
-      if (!wrap) v.checks.push_back({"encrypt", "passed", "with the encryption context"});
-      return fail(wrap ? "encrypt" : "decrypt", ek.status());
+      const bool wrap = step == KeyHierarchy::kWrapStep;
+      if (!wrap) {
+        u.v.checks.push_back({"encrypt", "passed", "with the encryption context"});
+        u.failed_as = "decrypt";
+      }
+      return ek.status();
     }
-    v.checks.push_back({"encrypt", "passed",
-                        "with encryption context ekm:workspace=" + env.workspace +
-                            ", ekm:environment=" + env.name});
-    v.checks.push_back({"decrypt", "passed", "the round trip returned the same key"});
+    u.ek = std::move(ek).value();
+    u.v.checks.push_back({"encrypt", "passed",
+                          "with encryption context ekm:workspace=" + u.env.workspace +
+                              ", ekm:environment=" + u.env.name});
+    u.v.checks.push_back({"decrypt", "passed", "the round trip returned the same key"});
+    return Status::Ok();
+  }
 
-    auto described = provider->Describe(key_id);
-    if (!described.ok()) return fail("describe", described.status());
-    const CmkDescription& d = *described;
+  // What the provider says of the key (its own rules: key type, usage, state) and of its
+  // automatic rotation.
+  Status CheckDescription(KeyUpdate& u) {
+    EKM_ASSIGN_OR_RETURN(CmkDescription d, u.provider->Describe(u.key_id));
     if (d.describe_permitted) {
-      // The provider's own rules (key type, usage, state), with its advice.
-      if (!d.usable.ok()) return fail("describe", d.usable);
-      v.checks.push_back({"describe", "passed",
-                          "state " + d.provider_state +
-                              (d.key_spec.empty() ? "" : ", spec " + d.key_spec) +
-                              (d.key_usage.empty() ? "" : ", usage " + d.key_usage)});
+      EKM_RETURN_IF_ERROR(d.usable);
+      u.v.checks.push_back({"describe", "passed",
+                            "state " + d.provider_state +
+                                (d.key_spec.empty() ? "" : ", spec " + d.key_spec) +
+                                (d.key_usage.empty() ? "" : ", usage " + d.key_usage)});
     } else {
-      v.checks.push_back({"describe", "skipped", Join(d.notes, "; ")});
+      u.v.checks.push_back({"describe", "skipped", Join(d.notes, "; ")});
     }
     switch (d.rotation) {
       case CmkRotation::kEnabled:
-        v.checks.push_back({"rotation", "passed", "automatic rotation is enabled"});
+        u.v.checks.push_back({"rotation", "passed", "automatic rotation is enabled"});
         break;
       case CmkRotation::kDisabled:
         if (d.rotation_advice.empty()) {
-          v.checks.push_back({"rotation", "passed", "not applicable"});
+          u.v.checks.push_back({"rotation", "passed", "not applicable"});
         } else {
-          v.checks.push_back(
+          u.v.checks.push_back(
               {"rotation", "warning", "automatic rotation is off: " + d.rotation_advice});
         }
         break;
       case CmkRotation::kUnknown:
-        v.checks.push_back({"rotation", "skipped", "the rotation status is not readable"});
+        u.v.checks.push_back({"rotation", "skipped", "the rotation status is not readable"});
         break;
     }
+    return Status::Ok();
+  }
 
-    if (validate_only) {
-      v.checks.push_back({"store", "skipped", "validate only: nothing was changed"});
-    } else if (unchanged) {
-      v.checks.push_back({"store", "skipped", "this key is already the environment's CMK"});
-    } else {
-      EnvironmentKeyRecord rec = std::move(ek).value();
-      rec.environment_id = env.id;
-      Status stored = StoreCmkChange(env, current, rec, options);  // + change row, event
-      if (!stored.ok()) return fail("store", stored);
-      keys_.ForgetEnvironment(env.workspace, env.name);
-      v.checks.push_back({"store", "passed",
+  // The new EK becomes current (with its change row and event), unless only validating or the
+  // key is the CMK already.
+  Status StoreKey(KeyUpdate& u) {
+    if (u.validate_only) {
+      u.v.checks.push_back({"store", "skipped", "validate only: nothing was changed"});
+      return Status::Ok();
+    }
+    if (u.unchanged) {
+      u.v.checks.push_back({"store", "skipped", "this key is already the environment's CMK"});
+      return Status::Ok();
+    }
+    EnvironmentKeyRecord rec = std::move(*u.ek);
+    rec.environment_id = u.env.id;
+    EKM_RETURN_IF_ERROR(StoreCmkChange(u.env, u.current, rec, u.options));
+    keys_.ForgetEnvironment(u.env.workspace, u.env.name);
+    u.v.checks.push_back({"store", "passed",
                           "environment key v" + std::to_string(rec.version) +
                               " is wrapped under this key and is now current" +
-                              RepackStartedNote(env)});
-    }
-    v.ok = true;
-    if (unchanged || !validate_only) keys_.OnCmkVerified(env);
-    RecordValidation(workspace, environment, v, validate_only);
-    return v;
+                              RepackStartedNote(u.env)});
+    return Status::Ok();
   }
 
  public:
