@@ -213,4 +213,29 @@ Status AuthorizeTokenAdministration(const Principal& p, TokenAction action,
   return Status::Ok();
 }
 
+bool MaySeeWorkspace(const Principal& p, std::string_view workspace) {
+  return p.IsAdmin() || workspace == p.workspace;
+}
+
+bool MaySeeEnvironment(const Principal& p, std::string_view environment) {
+  return p.MayUseEnvironment(environment);
+}
+
+Status AuthorizeRecordQuery(const Principal& p, const std::optional<std::string>& environment,
+                            std::string_view rows) {
+  if (!p.EnvironmentRestricted() || (environment && p.MayUseEnvironment(*environment))) {
+    return Status::Ok();
+  }
+  return PermissionDeniedError(
+      "this token may read only the " + std::string(rows) + " of its own environments",
+      "add ?environment=E for one of the token's environments");
+}
+
+Status AuthorizeAuditExport(const Principal& p) {
+  if (!p.EnvironmentRestricted()) return Status::Ok();
+  return PermissionDeniedError(
+      "this token is restricted to some environments; the export is the whole workspace's chain",
+      "use a token of the workspace without --environment");
+}
+
 }  // namespace ekm::auth

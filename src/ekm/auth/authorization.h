@@ -6,6 +6,8 @@
 #pragma once
 
 #include <initializer_list>
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include "ekm/api/operations.h"
@@ -43,6 +45,19 @@ Status Authorize(const Principal& p, RouteId id, std::string_view route_name,
 
 // An emergency replacement ("emergency": true on key set/import) and a shred: owner only.
 Status AuthorizeOwnerOnly(const Principal& p, std::string_view what);
+
+// What a token sees of a list (GET /v1/workspaces, GET …/environments): the admin every
+// workspace, any other token its own; an environment-restricted token its own environments.
+bool MaySeeWorkspace(const Principal& p, std::string_view workspace);
+bool MaySeeEnvironment(const Principal& p, std::string_view environment);
+
+// GET …/events and GET …/audit (the same rows): an environment-restricted token reads only
+// with ?environment= one of its own. `rows` names them in the message ("events").
+Status AuthorizeRecordQuery(const Principal& p, const std::optional<std::string>& environment,
+                            std::string_view rows);
+// The audit export is a workspace's whole chain, other environments included: refused to an
+// environment-restricted token.
+Status AuthorizeAuditExport(const Principal& p);
 
 // Token management (POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/{id}). A workspace's
 // tokens are its owner's to manage: an owner creates (any role but admin), lists and revokes

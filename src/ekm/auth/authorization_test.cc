@@ -78,6 +78,26 @@ TEST(AuthorizationTest, EnvironmentRestriction) {
   EXPECT_EQ(AuthorizeTokenAdministration(owner, TokenAction::kList, "acme").code(), kDenied);
 }
 
+TEST(AuthorizationTest, ListsAndRecordQueriesShowATokenItsOwn) {
+  Principal admin = Token(Role::kAdmin);
+  Principal reader = Token(Role::kAuditor, "acme");
+  Principal km = Token(Role::kKeyManager, "acme", {"staging"});
+  EXPECT_TRUE(MaySeeWorkspace(admin, "globex"));
+  EXPECT_TRUE(MaySeeWorkspace(reader, "acme"));
+  EXPECT_FALSE(MaySeeWorkspace(reader, "globex"));
+  EXPECT_TRUE(MaySeeEnvironment(reader, "prod"));
+  EXPECT_TRUE(MaySeeEnvironment(km, "staging"));
+  EXPECT_FALSE(MaySeeEnvironment(km, "prod"));
+  // Events and audit records: a restricted token must name one of its environments.
+  EXPECT_EQ(AuthorizeRecordQuery(reader, std::nullopt, "events").code(), kOk);
+  EXPECT_EQ(AuthorizeRecordQuery(km, std::nullopt, "events").code(), kDenied);
+  EXPECT_EQ(AuthorizeRecordQuery(km, std::string("prod"), "events").code(), kDenied);
+  EXPECT_EQ(AuthorizeRecordQuery(km, std::string("staging"), "events").code(), kOk);
+  // The export is the whole chain.
+  EXPECT_EQ(AuthorizeAuditExport(reader).code(), kOk);
+  EXPECT_EQ(AuthorizeAuditExport(km).code(), kDenied);
+}
+
 TEST(AuthorizationTest, OwnerOnlyAndTokenAdministration) {
   EXPECT_EQ(AuthorizeOwnerOnly(Token(Role::kOwner), "x").code(), kOk);
   EXPECT_EQ(AuthorizeOwnerOnly(Token(Role::kKeyManager), "x").code(), kDenied);

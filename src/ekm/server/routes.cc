@@ -39,19 +39,6 @@ std::string MediaType(std::string_view content_type) {
 
 std::string TimeText(int64_t unix_seconds) { return FormatRfc3339(FromUnixSeconds(unix_seconds)); }
 
-// An environment-restricted token reads events or audit records only with ?environment= one
-// of its own (both queries read the same rows).
-Status EnvironmentScopeOfQuery(const auth::Principal& caller, const EventQuery& q,
-                               std::string_view rows) {
-  if (!caller.EnvironmentRestricted() ||
-      (q.environment && caller.MayUseEnvironment(*q.environment))) {
-    return Status::Ok();
-  }
-  return PermissionDeniedError(
-      "this token may read only the " + std::string(rows) + " of its own environments",
-      "add ?environment=E for one of the token's environments");
-}
-
 json WorkspaceJson(const WorkspaceInfo& w) {
   return {{"name", w.name}, {"created_at", TimeText(w.created_at)}};
 }
@@ -388,7 +375,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& w : *list) {
-        if (!caller.IsAdmin() && w.name != caller.workspace) continue;  // scoped: its own only
+        if (!auth::MaySeeWorkspace(caller, w.name)) continue;
         arr.push_back(WorkspaceJson(w));
       }
       return {200, JsonText(json{{"workspaces", arr}})};
@@ -405,7 +392,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& e : *list) {
-        if (!caller.MayUseEnvironment(e.name)) continue;  // restricted: its own only
+        if (!auth::MaySeeEnvironment(caller, e.name)) continue;
         arr.push_back(EnvironmentJson(e));
       }
       return {200, JsonText(json{{"environments", arr}})};
@@ -603,7 +590,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kListEvents: {
       auto q = DecodeEventQuery(m.workspace, m.query, ToUnixSeconds(clock_->Now()) * 1000);
       if (!q.ok()) return Error(q.status());
-      if (Status scoped = EnvironmentScopeOfQuery(caller, *q, "events"); !scoped.ok()) {
+      if (Status scoped = auth::AuthorizeRecordQuery(caller, q->environment, "events");
+          !scoped.ok()) {
         return Denied(m, scoped);
       }
       auto list = service_->ListEvents(*q);
@@ -713,7 +701,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto q = DecodeEventQuery(m.id == RouteId::kAuditQuery ? m.workspace : "", m.query,
                                 ToUnixSeconds(clock_->Now()) * 1000);
       if (!q.ok()) return Error(q.status());
-      if (Status scoped = EnvironmentScopeOfQuery(caller, *q, "audit records"); !scoped.ok()) {
+      if (Status scoped = auth::AuthorizeRecordQuery(caller, q->environment, "audit records");
+          !scoped.ok()) {
         return Denied(m, scoped);
       }
       auto list = service_->QueryAudit(*q);
@@ -726,12 +715,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     }
     case RouteId::kAuditExport:
     case RouteId::kPlatformAuditExport: {
-      if (caller.EnvironmentRestricted()) {
-        // The export is the whole chain of the workspace, other environments included.
-        return Denied(m, PermissionDeniedError(
-                             "this token is restricted to some environments; the export is the "
-                             "whole workspace's chain",
-                             "use a token of the workspace without --environment"));
+      if (Status allowed = auth::AuthorizeAuditExport(caller); !allowed.ok()) {
+        return Denied(m, allowed);
       }
       if (!m.query.empty()) {
         return Error(InvalidArgumentError("the export takes no query parameters",
