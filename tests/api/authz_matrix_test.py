@@ -56,6 +56,7 @@ EXPECTED = {
     "token.create": ("tokens", {ADMIN, OWNER}),
     "token.list": ("tokens", {ADMIN, OWNER}),
     "token.revoke": ("tokens", {ADMIN, OWNER}),
+    "token.get": ("tokens", {ADMIN, OWNER}),
     "token.show": ("any", {ADMIN, OWNER, KM, APP, AUDITOR}),
     # issue 5 part C: probes open, metrics the admin's (open with --metrics-unauthenticated).
     "ready": ("open", set()),

@@ -246,6 +246,9 @@ def walk(c):
         fail("GET /v1/tokens shows a secret")
     c.call("GET", f"/v1/tokens?workspace={WS}", expect={200}, role="admin")
     if t:
+        _, one = do("GET", f"/v1/tokens/{t['id']}", expect={200})
+        if one and (one.get("id") != t["id"] or "token" in one or one.get("state") != "active"):
+            fail(f"GET /v1/tokens/{{id}}: not the token, or a secret shown: {one}")
         _, r = do("DELETE", f"/v1/tokens/{t['id']}", expect={200})
         if r and r["state"] != "revoked":
             fail(f"DELETE /v1/tokens/{{id}}: the token is not revoked: {r}")
@@ -254,6 +257,8 @@ def walk(c):
             fail(f"a revoked token was answered {st}, not 401")
     c.call("DELETE", "/v1/tokens/0123456789abcdef", expect={403})   # owner: no existence leak
     c.call("DELETE", "/v1/tokens/0123456789abcdef", expect={404}, role="admin")
+    c.call("GET", "/v1/tokens/0123456789abcdef", expect={403})   # the same for a read
+    c.call("GET", "/v1/tokens/0123456789abcdef", expect={404}, role="admin")
 
 
     # data plane

@@ -158,10 +158,15 @@ EKM_TOKEN=$OWNER2 "$EKM" --server "$S" --json token list >"$T/tokens.json"
 check "token list --json lists the tokens" grep -q '"id"' "$T/tokens.json"
 absent "token list shows no secret" "$T/tokens.json" -e '"token"' -e "${APP_DEV#ekm_*_}"
 APP_DEV_ID=$(cut -d_ -f2 <<<"$APP_DEV")
+check "token show ID" grep -q "state:        active" <(EKM_TOKEN=$OWNER2 "$EKM" --server "$S" token show "$APP_DEV_ID")
+check "token show ID --json names no secret" grep -q '"role": "app"' <(EKM_TOKEN=$OWNER2 "$EKM" --server "$S" --json token show "$APP_DEV_ID")
+expect_error "token show of an unknown id as owner: the same 403" "may act only on its own workspace" -- env EKM_TOKEN="$OWNER2" "$EKM" --server "$S" token show 00000000000000ff
 check "token revoke" env EKM_TOKEN="$OWNER2" "$EKM" --server "$S" token revoke "$APP_DEV_ID"
+check "token show ID after revoke" grep -q "state:        revoked" <(EKM_TOKEN=$OWNER2 "$EKM" --server "$S" token show "$APP_DEV_ID")
 expect_error "revoked at once" "revoked" -- env EKM_TOKEN="$APP_DEV" "$EKM" --server "$S" token show
 check "local mode: token list" grep -q "$APP_DEV_ID" <("$EKM" --data-dir "$D" token list --workspace acme)
 check "local mode: token show" grep -q "local mode" <("$EKM" --data-dir "$D" token show)
+check "local mode: token show ID" grep -q "state:        revoked" <("$EKM" --data-dir "$D" token show "$APP_DEV_ID")
 
 # Local and server share one store: either decrypts what the other encrypted.
 echo -n "crossover" | "$EKM" --server "$S" encrypt -w acme -e prod --text >"$T/cross.ct"

@@ -58,6 +58,7 @@ constexpr RouteInfo kRoutes[] = {
     {RouteId::kCreateToken, "POST", "/v1/tokens", "token.create"},
     {RouteId::kListTokens, "GET", "/v1/tokens", "token.list"},
     {RouteId::kRevokeToken, "DELETE", "/v1/tokens/{id}", "token.revoke"},
+    {RouteId::kGetToken, "GET", "/v1/tokens/{id}", "token.get"},
     {RouteId::kWhoAmI, "GET", "/v1/token", "token.show"},
 
     {RouteId::kReady, "GET", "/readyz", "ready"},

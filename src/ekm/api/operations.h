@@ -44,6 +44,7 @@ enum class RouteId {
   kCreateToken,      // POST   /v1/tokens
   kListTokens,       // GET    /v1/tokens[?workspace=W]
   kRevokeToken,      // DELETE /v1/tokens/{id}
+  kGetToken,         // GET    /v1/tokens/{id}
   kWhoAmI,           // GET    /v1/token (the calling token)
   kReady,            // GET /readyz  (the store answers and the server is not shutting down)
   kMetrics,          // GET /metrics (Prometheus text; admin-only unless --metrics-unauthenticated)

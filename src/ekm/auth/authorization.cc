@@ -103,6 +103,7 @@ RouteRule RuleFor(RouteId id) {
     case RouteId::kCreateToken:
     case RouteId::kListTokens:
     case RouteId::kRevokeToken:
+    case RouteId::kGetToken:
       return {S::kPlatform, kAdmin | kOwner};
   }
   return {S::kPlatform, 0};  // not reached: the switch is exhaustive

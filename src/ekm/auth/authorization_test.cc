@@ -46,6 +46,7 @@ TEST(AuthorizationTest, TheRoleTable) {
       {RouteId::kRewrap, kDenied, kDenied, kDenied, kOk, kDenied},
       {RouteId::kListEvents, kOk, kOk, kDenied, kDenied, kOk},
       {RouteId::kCreateToken, kOk, kOk, kDenied, kDenied, kDenied},
+      {RouteId::kGetToken, kOk, kOk, kDenied, kDenied, kDenied},
       {RouteId::kWhoAmI, kOk, kOk, kOk, kOk, kOk},
   };
   for (const Row& r : rows) {

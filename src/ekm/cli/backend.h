@@ -120,6 +120,7 @@ class Backend {
   virtual StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(
       std::optional<std::string> workspace) = 0;
   virtual StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) = 0;
+  virtual StatusOr<ApiTokenInfo> GetApiToken(std::string_view id) = 0;
   // The calling token; nullopt in local mode (the platform operator, no token).
   virtual StatusOr<std::optional<ApiTokenInfo>> WhoAmI() = 0;
 

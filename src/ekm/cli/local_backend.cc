@@ -215,6 +215,7 @@ class LocalBackend : public Backend {
   StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) override {
     return svc_->RevokeApiToken(id);
   }
+  StatusOr<ApiTokenInfo> GetApiToken(std::string_view id) override { return svc_->GetApiToken(id); }
   StatusOr<std::optional<ApiTokenInfo>> WhoAmI() override { return std::optional<ApiTokenInfo>(); }
 
   std::unique_ptr<EkmService> svc_;

@@ -1674,10 +1674,18 @@ int Run(int argc, char** argv) {
       return Status::Ok();
     });
   });
-  auto* tk_show = token->add_subcommand("show", "Show the calling token (who am I)");
+  auto* tk_show = token->add_subcommand(
+      "show", "Show a token by its id (never its secret), or without ID the calling token");
+  std::string tk_show_id;
+  tk_show->add_option("ID", tk_show_id, "The token's id (16 hex, from `ekm token list`)");
   tk_show->callback([&] {
     with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(std::optional<ApiTokenInfo> t, b.WhoAmI());
+      std::optional<ApiTokenInfo> t;
+      if (!tk_show_id.empty()) {
+        EKM_ASSIGN_OR_RETURN(t, b.GetApiToken(tk_show_id));
+      } else {
+        EKM_ASSIGN_OR_RETURN(t, b.WhoAmI());
+      }
       if (!t) {
         if (g.json) {
           std::cout << nlohmann::json{{"local_operator", true}}.dump(2) << "\n";
@@ -1695,11 +1703,12 @@ int Run(int argc, char** argv) {
       for (const auto& e : t->environments) envs += (envs.empty() ? "" : ",") + e;
       std::printf(
           "token:        %s\nrole:         %s\nworkspace:    %s\nenvironments: %s\n"
-          "expires:      %s\n",
+          "expires:      %s\nstate:        %s\n",
           t->id.c_str(), t->role.c_str(),
           t->workspace.empty() ? "(platform)" : t->workspace.c_str(),
           envs.empty() ? "all" : envs.c_str(),
-          j["expires_at"].is_null() ? "never" : j["expires_at"].get<std::string>().c_str());
+          j["expires_at"].is_null() ? "never" : j["expires_at"].get<std::string>().c_str(),
+          j["state"].get<std::string>().c_str());
       return Status::Ok();
     });
   });

@@ -155,6 +155,9 @@ class RemoteBackend : public Backend {
   StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id) override {
     return client_->RevokeApiToken(id);
   }
+  StatusOr<ApiTokenInfo> GetApiToken(std::string_view id) override {
+    return client_->GetApiToken(id);
+  }
   StatusOr<std::optional<ApiTokenInfo>> WhoAmI() override {
     EKM_ASSIGN_OR_RETURN(ApiTokenInfo t, client_->WhoAmI());
     return std::optional<ApiTokenInfo>(std::move(t));

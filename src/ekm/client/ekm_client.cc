@@ -788,6 +788,11 @@ StatusOr<std::vector<ApiTokenInfo>> EkmClient::ListApiTokens(std::optional<std::
   return out;
 }
 
+StatusOr<ApiTokenInfo> EkmClient::GetApiToken(std::string_view id) {
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1" + impl_->Path({"tokens", id}), nullptr));
+  return ApiTokenFromJson(j);
+}
+
 StatusOr<ApiTokenInfo> EkmClient::RevokeApiToken(std::string_view id) {
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("DELETE", "/v1" + impl_->Path({"tokens", id}), nullptr));
   return ApiTokenFromJson(j);

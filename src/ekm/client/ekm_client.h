@@ -117,6 +117,7 @@ class EkmClient {
   // GET /v1/token (the calling token).
   StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request);
   StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(std::optional<std::string> workspace);
+  StatusOr<ApiTokenInfo> GetApiToken(std::string_view id);
   StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id);
   StatusOr<ApiTokenInfo> WhoAmI();
   StatusOr<WorkspaceInfo> GetWorkspace(std::string_view workspace);

@@ -354,6 +354,21 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
       if (!t.ok()) return Error(t.status());
       return {200, JsonText(ApiTokenJson(*t, now))};
     }
+    case RouteId::kGetToken: {
+      auto found = service_->GetApiToken(m.id_param);
+      if (!found.ok() && found.status().code() != StatusCode::kNotFound &&
+          found.status().code() != StatusCode::kInvalidArgument) {
+        return Error(found.status());
+      }
+      // As for a revoke: an unknown id and another workspace's token get the same 403.
+      constexpr auto kRead = auth::TokenAction::kList;
+      Status allowed = found.ok() ? auth::AuthorizeTokenAdministration(p, kRead, found->workspace)
+                       : p.IsAdmin() ? Status::Ok()
+                                     : auth::AuthorizeTokenAdministration(p, kRead, "\x01");
+      if (!allowed.ok()) return Denied(m, allowed);
+      if (!found.ok()) return Error(found.status());
+      return {200, JsonText(ApiTokenJson(*found, now))};
+    }
     default:
       return Error(InternalError("not a token route"));
   }
@@ -606,6 +621,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kCreateToken:
     case RouteId::kListTokens:
     case RouteId::kRevokeToken:
+    case RouteId::kGetToken:
     case RouteId::kWhoAmI:
       return HandleToken(m, body);
     case RouteId::kReady: {
