@@ -1,6 +1,7 @@
 #include "ekm/base/file_reader.h"
 
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,9 +59,13 @@ StatusOr<std::string> ReadSmallFile(const std::string& path, std::string_view wh
                                     size_t max_size) {
   std::string out;
   out.resize(max_size + 1);
-  EKM_ASSIGN_OR_RETURN(size_t got,
-                       ReadInto(path, what, reinterpret_cast<uint8_t*>(out.data()), out.size()));
-  out.resize(got);
+  auto got = ReadInto(path, what, reinterpret_cast<uint8_t*>(out.data()), out.size());
+  if (!got.ok()) {
+    // What was read may be a secret (an AWS credentials file): not left behind in the heap.
+    OPENSSL_cleanse(out.data(), out.size());
+    return got.status();
+  }
+  out.resize(*got);
   return out;
 }
 

@@ -14,7 +14,8 @@ namespace ekm {
 // The whole file at `path` ("-": standard input), at most `max_size` bytes. `what` names the
 // file in errors ("AWS credentials file"). NotFound when nothing is at `path` (or a directory
 // on the way is missing); FailedPrecondition naming the file and the reason when it cannot be
-// opened or read, or is larger than `max_size`.
+// opened or read, or is larger than `max_size` (what was read is wiped then; the caller wipes
+// the text it gets when it holds a secret).
 StatusOr<std::string> ReadSmallFile(const std::string& path, std::string_view what,
                                     size_t max_size);
 

@@ -279,6 +279,26 @@ RouteResponse Router::Denied(const RouteMatch& m, const Status& why) {
   return Error(why);
 }
 
+namespace {
+
+// A malformed or unknown token id (as opposed to a store that cannot answer).
+bool IsUnknownToken(const Status& s) {
+  return s.code() == StatusCode::kNotFound || s.code() == StatusCode::kInvalidArgument;
+}
+
+// Token administration on the token `found` (or not: an unknown id) by its id. A non-admin
+// gets the same 403 for an unknown id as for another workspace's token (no existence leak);
+// the admin goes on to the 404.
+Status AuthorizeTokenById(const auth::Principal& p, auth::TokenAction action,
+                          const StatusOr<ApiTokenInfo>& found) {
+  if (found.ok()) {
+    return auth::AuthorizeTokenAdministration(p, action, found->workspace, found->role);
+  }
+  return p.IsAdmin() ? Status::Ok() : auth::AuthorizeTokenAdministration(p, action, "\x01");
+}
+
+}  // namespace
+
 RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) {
   const auth::Principal& p = m.principal;
   const int64_t now = ToUnixSeconds(clock_->Now());
@@ -332,22 +352,11 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
       return {200, JsonText(json{{"tokens", arr}})};
     }
     case RouteId::kRevokeToken: {
-      constexpr auto kRevoke = auth::TokenAction::kRevoke;
       auto found = service_->GetApiToken(m.id_param);
-      if (!found.ok() && found.status().code() != StatusCode::kNotFound &&
-          found.status().code() != StatusCode::kInvalidArgument) {
-        return Error(found.status());
-      }
-      if (!p.IsAdmin()) {
-        // An unknown id and another workspace's token get the same 403: no existence leak.
-        Status allowed = found.ok() ? auth::AuthorizeTokenAdministration(
-                                          p, kRevoke, found->workspace, found->role)
-                                    : auth::AuthorizeTokenAdministration(p, kRevoke, "\x01");
-        if (!allowed.ok()) return Denied(m, allowed);
-      } else if (found.ok()) {
-        Status allowed =
-            auth::AuthorizeTokenAdministration(p, kRevoke, found->workspace, found->role);
-        if (!allowed.ok()) return Denied(m, allowed);
+      if (!found.ok() && !IsUnknownToken(found.status())) return Error(found.status());
+      if (Status allowed = AuthorizeTokenById(p, auth::TokenAction::kRevoke, found);
+          !allowed.ok()) {
+        return Denied(m, allowed);
       }
       auto t = service_->RevokeApiToken(
           m.id_param, p.local_operator ? std::nullopt : std::optional<auth::Role>(p.role));
@@ -356,16 +365,10 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
     }
     case RouteId::kGetToken: {
       auto found = service_->GetApiToken(m.id_param);
-      if (!found.ok() && found.status().code() != StatusCode::kNotFound &&
-          found.status().code() != StatusCode::kInvalidArgument) {
-        return Error(found.status());
+      if (!found.ok() && !IsUnknownToken(found.status())) return Error(found.status());
+      if (Status allowed = AuthorizeTokenById(p, auth::TokenAction::kList, found); !allowed.ok()) {
+        return Denied(m, allowed);
       }
-      // As for a revoke: an unknown id and another workspace's token get the same 403.
-      constexpr auto kRead = auth::TokenAction::kList;
-      Status allowed = found.ok() ? auth::AuthorizeTokenAdministration(p, kRead, found->workspace)
-                       : p.IsAdmin() ? Status::Ok()
-                                     : auth::AuthorizeTokenAdministration(p, kRead, "\x01");
-      if (!allowed.ok()) return Denied(m, allowed);
       if (!found.ok()) return Error(found.status());
       return {200, JsonText(ApiTokenJson(*found, now))};
     }
