@@ -1,0 +1,104 @@
+#include <spdlog/spdlog.h>
+
+#include "ekm/provider/imported/imported_key_provider.h"
+#include "ekm/provider/imported/key_material_import.h"
+#include "ekm/provider/platform/platform_key_provider.h"
+#include "ekm/service/ekm_service_impl.h"
+
+namespace ekm {
+
+StatusOr<KeyImportParameters> EkmServiceImpl::CreateKeyImportParameters(
+    std::string_view workspace, std::string_view environment, std::chrono::seconds expires_in) {
+  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+  EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+  EKM_ASSIGN_OR_RETURN(KeyProvider * platform, providers_->Get(kPlatformProviderName));
+  EKM_ASSIGN_OR_RETURN(
+      ImportParameters p,
+      CreateImportParameters(*store_, *platform, env, ToUnixSeconds(options_.clock->Now()),
+                             expires_in.count()));
+  RecordEvent(env.workspace, env.name, event::kImportParamsCreated,
+              {{"expires_at", FormatRfc3339(FromUnixSeconds(p.expires_at))},
+               {"algorithm", std::string(kImportWrappingAlgorithm)}});
+  return KeyImportParameters{env.workspace,
+                             env.name,
+                             std::move(p.wrapping_key_pem),
+                             std::move(p.import_token),
+                             p.expires_at,
+                             std::string(kImportWrappingAlgorithm),
+                             kImportedMaterialSize};
+}
+
+StatusOr<KeyValidation> EkmServiceImpl::ImportKeyMaterial(std::string_view workspace,
+                                                          std::string_view environment,
+                                                          ByteView wrapped_material,
+                                                          std::string_view import_token,
+                                                          const KeyChangeOptions& change) {
+  // A replacement by import follows the rules of `ekm key set` (once per period, emergency).
+  EKM_RETURN_IF_ERROR(CheckKeyChangeOptions(change));
+  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+  EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+  EKM_ASSIGN_OR_RETURN(KeyProvider * platform, providers_->Get(kPlatformProviderName));
+  const int64_t now = ToUnixSeconds(options_.clock->Now());
+  EKM_ASSIGN_OR_RETURN(
+      SecretBytes material,
+      OpenImportedMaterial(*store_, *platform, env, wrapped_material, import_token, now));
+  EKM_ASSIGN_OR_RETURN(std::string key_id, ImportedKeyId(material));
+  EKM_ASSIGN_OR_RETURN(std::optional<Store::KeyMaterialRecord> previous,
+                       store_->GetKeyMaterial(env.id, key_id));
+  Store::KeyMaterialRecord rec{env.id, key_id, {}, now, 0};
+  EKM_ASSIGN_OR_RETURN(
+      rec.sealed_material,
+      SealSecret(*platform, material, KeyMaterialSealContext(env.workspace, env.name, key_id)));
+  EKM_RETURN_IF_ERROR(store_->PutKeyMaterial(rec));
+  auto v = SetCustomerKey(env.workspace, env.name, kImportedProviderName, key_id, change);
+  if (!v.ok()) {
+    // Leave the store as it was: no new unreferenced material.
+    Status undo =
+        previous ? store_->PutKeyMaterial(*previous) : store_->RemoveKeyMaterialRow(env.id, key_id);
+    if (!undo.ok())
+      spdlog::warn("could not undo a refused key material import: {}", undo.ToString());
+    return v.status();
+  }
+  const bool restored = previous && previous->deleted_at != 0;
+  // Access comes back now, not when a cached refusal expires.
+  keys_.ForgetEnvironment(env.workspace, env.name);
+  RecordEvent(
+      env.workspace, env.name, event::kKeyMaterialImported,
+      {{"key_id", key_id}, {"algorithm", kImportWrappingAlgorithm}, {"restored", restored}});
+  return v;
+}
+
+StatusOr<KeyMaterialDeletion> EkmServiceImpl::DeleteKeyMaterial(std::string_view workspace,
+                                                                std::string_view environment,
+                                                                std::string_view key_id) {
+  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
+  EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+  EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord current,
+                       store_->GetEnvironmentKey(env.id, env.current_ek_version));
+  const bool current_is_imported = current.cmk_provider == kImportedProviderName;
+  std::string id(key_id);
+  if (id.empty()) {
+    if (!current_is_imported) {
+      return FailedPreconditionError(
+          "the CMK of " + env.workspace + "/" + env.name + " is " + current.cmk_provider + " " +
+              current.cmk_key_id + ", not imported key material",
+          "to delete earlier imported material, name it with --key-id imported:…");
+    }
+    id = current.cmk_key_id;
+  } else {
+    EKM_ASSIGN_OR_RETURN(KeyProvider * imported, providers_->Get(kImportedProviderName));
+    EKM_RETURN_IF_ERROR(imported->ValidateKeyId(id));
+  }
+  const int64_t now = ToUnixSeconds(options_.clock->Now());
+  EKM_RETURN_IF_ERROR(store_->DeleteKeyMaterial(env.id, id, now));
+  KeyMaterialDeletion d{env.workspace, env.name, id, now,
+                        current_is_imported && current.cmk_key_id == id};
+  RecordEvent(env.workspace, env.name, event::kKeyMaterialDeleted,
+              {{"key_id", id}, {"in_use", d.in_use}});
+  return d;
+}
+
+}  // namespace ekm
