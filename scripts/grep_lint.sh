@@ -28,7 +28,7 @@ ban "a hand-written wipe (the compiler may drop it: use OPENSSL_cleanse)" \
 # testing/ may include anything). docs/architecture.md "Modules" draws the same graph.
 layers=$(python3 - <<'PY'
 import os, re
-LAYERS = [["base", "metrics", "api"], ["crypto", "audit", "auth"], ["envelope", "store"],
+LAYERS = [["base", "metrics"], ["crypto", "audit", "auth"], ["envelope", "store", "api"],
           ["policy", "provider", "events"], ["keys"], ["repack"], ["service"],
           ["client", "server"], ["cli"]]
 rank = {f: i for i, layer in enumerate(LAYERS) for f in layer}

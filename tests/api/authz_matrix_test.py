@@ -125,7 +125,7 @@ def check(ok, what):
 
 def route_table(source_dir):
     text = open(os.path.join(source_dir, "src/ekm/api/operations.cc")).read()
-    rows = re.findall(r'\{RouteId::k\w+,\s*"(\w+)",\s*"([^"]+)",\s*"([^"]+)"\}', text)
+    rows = re.findall(r'\{RouteId::k\w+,\s*"(\w+)",\s*"([^"]+)",\s*"([^"]+)"[,}]', text)
     return [(m, p, n) for m, p, n in rows]
 
 

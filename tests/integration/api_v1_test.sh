@@ -74,7 +74,7 @@ assert r[0]['plaintext'] == 'dHdv' and 'error' in r[1] and r[2]['plaintext'] == 
 python3 -c "import json; print(json.dumps({'items': [{'plaintext': 'AA=='}] * 1001}))" \
   | post -o "$T/big.json" -w '%{http_code}' "$B/encrypt/batch" >"$T/big.code"
 check "1001 items: 400 naming the limit" bash -c "[ \$(cat '$T/big.code') = 400 ] && grep -q 'at most 1000' '$T/big.json'"
-# The roles of part D's routes (src/ekm/auth/authorization.cc RuleFor): the data plane is the
+# The roles of part D's routes (the rule column of src/ekm/api/operations.cc): the data plane is the
 # app's, key validate a key changer's.
 code_as() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "${@:2}"; }
 check "encrypt/batch refuses a key-manager token" test "$(code_as "$KM_TOKEN" \

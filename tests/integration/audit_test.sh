@@ -75,7 +75,7 @@ code=$(http_as "$AUDITOR_TOKEN" "$S/v1/workspaces/nope/audit")
 check "…and 403 to an auditor of another workspace" test "$code" = 403
 code=$(http_as "$AUDITOR_TOKEN" "$S/v1/workspaces/acme/audit?limit=0")
 check "limit=0 is 400" test "$code" = 400
-# The roles of the audit routes (RuleFor): admin, owner or auditor for a workspace's chain, the
+# The roles of the audit routes (the rule column of src/ekm/api/operations.cc): admin, owner or auditor for a workspace's chain, the
 # admin alone for the platform chain; the public key to admin, owner and auditor.
 check "owner reads the audit" test "$(http_as "$OWNER_TOKEN" "$S/v1/workspaces/acme/audit")" = 200
 check "key-manager may not read the audit" test "$(http_as "$KM_TOKEN" "$S/v1/workspaces/acme/audit")" = 403

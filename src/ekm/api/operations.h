@@ -1,11 +1,13 @@
-// The operations of API v1: one row per route (method, path template, stable name). Every front
-// end reads this table: ekmd's router and metrics, authorization (auth::RuleFor), the access log,
-// and the test that docs/openapi.yaml describes exactly these routes. It sits below auth/ and
-// server/ and depends on nothing, so every layer may name an operation.
+// The operations of API v1: one row per route (method, path template, stable name, authorization
+// rule). Every front end reads this table: ekmd's router and metrics, authorization (the rule
+// column, checked by auth::Authorize), the access log, and the test that docs/openapi.yaml
+// describes exactly these routes.
 #pragma once
 
 #include <span>
 #include <string_view>
+
+#include "ekm/auth/authorization.h"
 
 namespace ekm {
 
@@ -74,6 +76,7 @@ struct RouteInfo {
   std::string_view method;
   std::string_view path;
   std::string_view name;  // stable, for metrics labels and logs: "key.set"
+  auth::RouteRule rule;   // who may call it (docs/api.md "Authentication and roles")
 };
 
 // Every route, in matching order.

@@ -6,15 +6,6 @@ namespace ekm::auth {
 
 namespace {
 
-constexpr unsigned Bit(Role r) { return 1u << static_cast<unsigned>(r); }
-constexpr unsigned kAdmin = Bit(Role::kAdmin);
-constexpr unsigned kOwner = Bit(Role::kOwner);
-constexpr unsigned kKeyManager = Bit(Role::kKeyManager);
-constexpr unsigned kApp = Bit(Role::kApp);
-constexpr unsigned kAuditor = Bit(Role::kAuditor);
-constexpr unsigned kReaders = kAdmin | kOwner | kKeyManager | kAuditor;
-constexpr unsigned kKeyChangers = kOwner | kKeyManager;
-
 constexpr Role kAllRoles[] = {Role::kAdmin, Role::kOwner, Role::kKeyManager, Role::kApp,
                               Role::kAuditor};
 
@@ -23,91 +14,6 @@ Status Denied(std::string message, std::string hint = {}) {
 }
 
 }  // namespace
-
-RouteRule RuleFor(RouteId id) {
-  using S = RouteScope;
-  switch (id) {
-    case RouteId::kHealth:
-      return {S::kOpen, 0};
-    case RouteId::kReady:
-      return {S::kOpen, 0};
-    // Open instead with `ekmd --metrics-unauthenticated` (Router::Match).
-    case RouteId::kMetrics:
-      return {S::kPlatform, kAdmin};
-    case RouteId::kWhoAmI:
-      return {S::kAnyToken, kAdmin | kOwner | kKeyManager | kApp | kAuditor};
-    case RouteId::kKeyCacheStats:
-      return {S::kPlatform, kAdmin};
-    case RouteId::kCreateWorkspace:
-      return {S::kPlatform, kAdmin};
-    case RouteId::kListWorkspaces:
-      return {S::kPlatform, kReaders};
-    case RouteId::kListEnvironments:
-      return {S::kWorkspace, kReaders};
-    case RouteId::kGetWorkspace:
-      return {S::kWorkspace, kReaders};
-    case RouteId::kGetEnvironment:
-      return {S::kEnvironment, kReaders};
-    case RouteId::kCreateEnvironment:
-      return {S::kWorkspaceChange, kAdmin | kOwner};
-    // Key reads.
-    case RouteId::kShowKey:
-    case RouteId::kKeyPolicy:
-    case RouteId::kEnvironmentStatus:
-    case RouteId::kRepackStatus:
-    case RouteId::kGetSettings:
-      return {S::kEnvironment, kReaders};
-    case RouteId::kGetDefaultKey:
-      return {S::kWorkspace, kReaders};
-    case RouteId::kCheckPolicy:
-      return {S::kWorkspace, kAdmin | kOwner | kKeyManager};
-    // Key changes.
-    case RouteId::kSetKey:
-    case RouteId::kValidateKey:
-    case RouteId::kImportParams:
-    case RouteId::kImportKeyMaterial:
-    case RouteId::kDeleteKeyMaterial:
-    case RouteId::kRotateEnvironmentKey:
-    case RouteId::kRotateDataKeys:
-    case RouteId::kPatchSettings:
-      return {S::kEnvironment, kKeyChangers};
-    case RouteId::kSetDefaultKey:
-    case RouteId::kResetDefaultKey:
-      return {S::kWorkspaceChange, kKeyChangers};
-    case RouteId::kShred:
-      return {S::kEnvironment, kOwner};
-    // Data plane.
-    case RouteId::kEncrypt:
-    case RouteId::kDecrypt:
-    case RouteId::kRewrap:
-    case RouteId::kGenerateDataKey:
-    case RouteId::kEncryptBatch:
-    case RouteId::kDecryptBatch:
-      return {S::kEnvironment, kApp};
-    // Audit.
-    case RouteId::kListEvents:
-    case RouteId::kAuditQuery:
-    case RouteId::kAuditExport:
-    case RouteId::kAuditListCheckpoints:
-    case RouteId::kAuditCreateCheckpoint:
-      return {S::kWorkspace, kAdmin | kOwner | kAuditor};
-    // The platform chain: admin only. The public key is public metadata every auditor needs.
-    case RouteId::kPlatformAuditQuery:
-    case RouteId::kPlatformAuditExport:
-    case RouteId::kPlatformAuditListCheckpoints:
-    case RouteId::kPlatformAuditCreateCheckpoint:
-      return {S::kPlatform, kAdmin};
-    case RouteId::kAuditPublicKey:
-      return {S::kPlatform, kAdmin | kOwner | kAuditor};
-    // Tokens: the handler checks the workspace concerned (AuthorizeTokenAdministration).
-    case RouteId::kCreateToken:
-    case RouteId::kListTokens:
-    case RouteId::kRevokeToken:
-    case RouteId::kGetToken:
-      return {S::kPlatform, kAdmin | kOwner};
-  }
-  return {S::kPlatform, 0};  // not reached: the switch is exhaustive
-}
 
 std::string AllowedRolesText(const RouteRule& rule) {
   std::string out;
@@ -122,9 +28,8 @@ std::string AllowedRolesText(const RouteRule& rule) {
   return out.empty() ? "no role" : out;
 }
 
-Status Authorize(const Principal& p, RouteId id, std::string_view route_name,
+Status Authorize(const Principal& p, const RouteRule& rule, std::string_view route_name,
                  std::string_view workspace, std::string_view environment) {
-  const RouteRule rule = RuleFor(id);
   if (rule.scope == RouteScope::kOpen || p.local_operator) return Status::Ok();
   const std::string route(route_name);
   if (!rule.Allows(p.role)) {

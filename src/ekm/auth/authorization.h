@@ -1,6 +1,7 @@
-// Authorization: which roles may call each API route, on which workspace and environments.
-// The one rule table of docs/api.md "Authentication and roles", written as an exhaustive
-// switch over RouteId, so a new route without a rule does not compile (-Werror=switch).
+// Authorization: which roles may call an API route, on which workspace and environments. Each
+// route's rule is a column of the operation table (api/operations.h), the one table of
+// docs/api.md "Authentication and roles"; the checks of those rules, and of the decisions a
+// rule cannot express (owner-only changes, lists, tokens), are here.
 // Checks here never read the store: a scoped token asking about another workspace gets the
 // same answer whether that workspace exists or not.
 #pragma once
@@ -10,7 +11,6 @@
 #include <string>
 #include <string_view>
 
-#include "ekm/api/operations.h"
 #include "ekm/auth/token.h"
 #include "ekm/base/status.h"
 
@@ -26,21 +26,23 @@ enum class RouteScope {
   kEnvironment,      // …/environments/{environment}/…
 };
 
-struct RouteRule {
-  RouteScope scope = RouteScope::kOpen;
-  unsigned roles = 0;  // bit per Role
-  bool Allows(Role r) const { return (roles >> static_cast<unsigned>(r)) & 1u; }
-};
+// The roles a rule allows, one bit per Role: RoleBit(Role::kOwner) | RoleBit(Role::kAdmin).
+constexpr unsigned RoleBit(Role r) { return 1u << static_cast<unsigned>(r); }
 
-RouteRule RuleFor(RouteId id);
+// No default: a route's rule is always written out in its row.
+struct RouteRule {
+  RouteScope scope;
+  unsigned roles;  // RoleBit per allowed Role
+  bool Allows(Role r) const { return (roles & RoleBit(r)) != 0; }
+};
 
 // "owner or key-manager": the roles a rule allows, for 403 messages.
 std::string AllowedRolesText(const RouteRule& rule);
 
 // OK, or PermissionDenied naming the role needed. The local operator may do everything.
 // `workspace`/`environment`: the route's placeholders (empty when it has none); `route_name`
-// (RouteInfo::name) for the message.
-Status Authorize(const Principal& p, RouteId id, std::string_view route_name,
+// (the operation's stable name) for the message.
+Status Authorize(const Principal& p, const RouteRule& rule, std::string_view route_name,
                  std::string_view workspace, std::string_view environment);
 
 // An emergency replacement ("emergency": true on key set/import) and a shred: owner only.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "ekm/api/operations.h"
+
 namespace ekm::auth {
 namespace {
 
@@ -17,7 +19,7 @@ Principal Token(Role role, std::string workspace = "acme",
 
 StatusCode Check(const Principal& p, RouteId id, std::string_view ws = "acme",
                  std::string_view env = "prod") {
-  return Authorize(p, id, "route", ws, env).code();
+  return Authorize(p, RouteInfoFor(id).rule, "route", ws, env).code();
 }
 
 constexpr auto kOk = StatusCode::kOk;
@@ -61,8 +63,9 @@ TEST(AuthorizationTest, TheRoleTable) {
 
 TEST(AuthorizationTest, AnotherWorkspaceIsRefusedWithTheSameMessageWhetherItExistsOrNot) {
   Principal km = Token(Role::kKeyManager, "acme");
-  Status a = Authorize(km, RouteId::kShowKey, "key.show", "globex", "prod");
-  Status b = Authorize(km, RouteId::kShowKey, "key.show", "no-such-workspace", "prod");
+  Status a = Authorize(km, RouteInfoFor(RouteId::kShowKey).rule, "key.show", "globex", "prod");
+  Status b =
+      Authorize(km, RouteInfoFor(RouteId::kShowKey).rule, "key.show", "no-such-workspace", "prod");
   EXPECT_EQ(a.code(), kDenied);
   EXPECT_EQ(a.message(), b.message());
   EXPECT_EQ(a.message().find("globex"), std::string::npos);
@@ -150,7 +153,8 @@ TEST(AuthorizationTest, TheAdminCreatesOnlyOwnersAndCannotRevokeThem) {
 }
 
 TEST(AuthorizationTest, DeniedMessagesNameTheRoleNeeded) {
-  Status s = Authorize(Token(Role::kApp), RouteId::kSetKey, "key.set", "acme", "prod");
+  Status s =
+      Authorize(Token(Role::kApp), RouteInfoFor(RouteId::kSetKey).rule, "key.set", "acme", "prod");
   EXPECT_NE(s.message().find("owner or key-manager"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("key.set"), std::string::npos);
 }

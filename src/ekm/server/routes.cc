@@ -244,13 +244,12 @@ json ApiTokenJson(const ApiTokenInfo& t, int64_t now) {
 RouteMatch Router::Match(const RouteRequest& r) const {
   RouteMatch m = MatchRoute(r);
   if (!m.found) return m;  // 404/405: no route, nothing to authorize
-  const auth::RouteRule rule = auth::RuleFor(m.id);
-  if (rule.scope == auth::RouteScope::kOpen ||
+  const RouteInfo& info = RouteInfoFor(m.id);
+  if (info.rule.scope == auth::RouteScope::kOpen ||
       (m.id == RouteId::kMetrics && metrics_unauthenticated_)) {
     m.authenticated = true;
     return m;
   }
-  const RouteInfo& info = RouteInfoFor(m.id);
   auto refuse = [&](Status s) {
     m.status = std::move(s);
     m.unsupported_media_type = false;
@@ -263,7 +262,7 @@ RouteMatch Router::Match(const RouteRequest& r) const {
   OPENSSL_cleanse(token.data(), token.size());
   if (!principal.ok()) return refuse(principal.status());
   m.principal = std::move(*principal);
-  Status allowed = auth::Authorize(m.principal, m.id, info.name, m.workspace, m.environment);
+  Status allowed = auth::Authorize(m.principal, info.rule, info.name, m.workspace, m.environment);
   if (!allowed.ok()) {
     service_->RecordPermissionDenied(m.principal, info.name, m.workspace, m.environment,
                                      r.remote_address, allowed);
