@@ -17,6 +17,7 @@
 #include "ekm/keys/nonce_sequence.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -125,7 +126,8 @@ EkmService& Service() {
     auto opened = EkmService::Open(o);
     if (!s.ok() || !opened.ok()) std::abort();
     std::unique_ptr<EkmService> svc = std::move(opened).value();
-    if (!svc->CreateWorkspace("acme").ok() || !svc->CreateEnvironment("acme", "prod").ok()) {
+    if (!svc->CreateWorkspace(TestOp(), "acme").ok() ||
+        !svc->CreateEnvironment(TestOp(), "acme", "prod").ok()) {
       std::abort();
     }
     return svc;
@@ -138,10 +140,10 @@ void BM_ServiceEncrypt(benchmark::State& state) {
   const Bytes plain = Payload(static_cast<size_t>(state.range(0)));
   Bytes out;
   out.reserve(plain.size() + 128);
-  CheckOk(state, svc.Encrypt("acme", "prod", "default", plain, &out));  // warm the cache
+  CheckOk(state, svc.Encrypt(TestOp(), "acme", "prod", "default", plain, &out));  // warm the cache
   for (auto _ : state) {
     out.clear();
-    CheckOk(state, svc.Encrypt("acme", "prod", "default", plain, &out));
+    CheckOk(state, svc.Encrypt(TestOp(), "acme", "prod", "default", plain, &out));
     benchmark::DoNotOptimize(out.data());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));
@@ -152,12 +154,12 @@ void BM_ServiceDecrypt(benchmark::State& state) {
   EkmService& svc = Service();
   const Bytes plain = Payload(static_cast<size_t>(state.range(0)));
   Bytes envelope;
-  CheckOk(state, svc.Encrypt("acme", "prod", "default", plain, &envelope));
+  CheckOk(state, svc.Encrypt(TestOp(), "acme", "prod", "default", plain, &envelope));
   Bytes out;
   out.reserve(plain.size());
   for (auto _ : state) {
     out.clear();
-    CheckOk(state, svc.Decrypt("acme", "prod", envelope, &out));
+    CheckOk(state, svc.Decrypt(TestOp(), "acme", "prod", envelope, &out));
     benchmark::DoNotOptimize(out.data());
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));

@@ -15,6 +15,7 @@
 #include "ekm/service/ekm_service.h"
 #include "ekm/testing/moto_peer.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -45,17 +46,18 @@ void Run(const testing::MotoPeer& peer, const char* mode, std::chrono::seconds t
   auto opened = EkmService::Open(o);
   if (!opened.ok()) Die("open", opened.status());
   auto svc = std::move(opened).value();
-  if (auto s = svc->CreateWorkspace("acme"); !s.ok()) Die("workspace", s.status());
-  if (auto s = svc->CreateEnvironment("acme", "prod"); !s.ok()) Die("environment", s.status());
+  if (auto s = svc->CreateWorkspace(TestOp(), "acme"); !s.ok()) Die("workspace", s.status());
+  if (auto s = svc->CreateEnvironment(TestOp(), "acme", "prod"); !s.ok())
+    Die("environment", s.status());
   std::string arn = peer.setup()["keys"]["main"]["arn"];
-  if (auto s = svc->SetCustomerKey("acme", "prod", "aws-kms", arn); !s.ok()) {
+  if (auto s = svc->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", arn); !s.ok()) {
     Die("set key", s.status());
   }
   Bytes ct;
-  if (Status s = svc->Encrypt("acme", "prod", "default", AsBytes("warm"), &ct); !s.ok()) {
+  if (Status s = svc->Encrypt(TestOp(), "acme", "prod", "default", AsBytes("warm"), &ct); !s.ok()) {
     Die("warm", s);
   }
-  const uint64_t before = svc->KeyCacheStatistics().provider_ok;
+  const uint64_t before = svc->KeyCacheStatistics(TestOp()).provider_ok;
   const Bytes plain(1024, 0x5a);
   auto start = std::chrono::steady_clock::now();
   const auto until = start + duration;
@@ -64,13 +66,13 @@ void Run(const testing::MotoPeer& peer, const char* mode, std::chrono::seconds t
   for (; i < ops; ++i) {
     if (duration.count() > 0 && (i & 1023) == 0 && std::chrono::steady_clock::now() >= until) break;
     Bytes out;
-    Status s = i % 2 == 0 ? svc->Encrypt("acme", "prod", "default", plain, &out)
-                          : svc->Decrypt("acme", "prod", ct, &out);
+    Status s = i % 2 == 0 ? svc->Encrypt(TestOp(), "acme", "prod", "default", plain, &out)
+                          : svc->Decrypt(TestOp(), "acme", "prod", ct, &out);
     if (!s.ok()) Die("operation", s);
   }
   ops = i;
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const auto stats = svc->KeyCacheStatistics();
+  const auto stats = svc->KeyCacheStatistics(TestOp());
   const uint64_t calls = stats.provider_ok - before;
   std::printf(
       "{\"mode\": \"%s\", \"ttl_seconds\": %lld, \"operations\": %d, \"provider_calls\": %llu, "

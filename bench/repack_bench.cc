@@ -15,6 +15,7 @@
 #include "ekm/service/ekm_service.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -64,8 +65,8 @@ void Run(int64_t n) {
   if (Status s = EkmService::Initialize(o); !s.ok()) Die("init", s);
   {
     auto svc = Must(EkmService::Open(o), "open");
-    Must(svc->CreateWorkspace("acme"), "workspace");
-    Must(svc->CreateEnvironment("acme", "prod"), "environment");
+    Must(svc->CreateWorkspace(TestOp(), "acme"), "workspace");
+    Must(svc->CreateEnvironment(TestOp(), "acme", "prod"), "environment");
   }
   auto seed_start = std::chrono::steady_clock::now();
   Seed(o.data_dir, n);
@@ -73,9 +74,10 @@ void Run(int64_t n) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - seed_start).count();
 
   auto svc = Must(EkmService::Open(o), "reopen");
-  Must(svc->RotateEnvironmentKey("acme", "prod"), "rotate EK");
+  Must(svc->RotateEnvironmentKey(TestOp(), "acme", "prod"), "rotate EK");
   auto start = std::chrono::steady_clock::now();
-  RepackStatus st = Must(svc->RunRepack("acme", "prod", [](const RepackStatus&) {}), "repack");
+  RepackStatus st =
+      Must(svc->RunRepack(TestOp(), "acme", "prod", [](const RepackStatus&) {}), "repack");
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (st.state != "finished" || st.done != static_cast<uint64_t>(n)) {
     Die("repack", InternalError("ended " + st.state + " after " + std::to_string(st.done) + " of " +

@@ -32,6 +32,7 @@
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/moto_peer.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 extern char** environ;
 
@@ -170,11 +171,12 @@ class RepackKillTest : public ::testing::Test {
     {
       auto svc = EkmService::Open(o);
       ASSERT_TRUE(svc.ok());
-      ASSERT_TRUE((*svc)->CreateWorkspace("acme").ok());
-      ASSERT_TRUE((*svc)->CreateEnvironment("acme", "prod").ok());
+      ASSERT_TRUE((*svc)->CreateWorkspace(TestOp(), "acme").ok());
+      ASSERT_TRUE((*svc)->CreateEnvironment(TestOp(), "acme", "prod").ok());
       // ekmd wants tokens: a key-manager changes the CMK and reads the repack, the app writes.
       for (auto [role, out] : {std::pair{"key-manager", &km_token_}, {"app", &app_token_}}) {
-        auto t = (*svc)->CreateApiToken(ApiTokenRequest{role, "acme", {}, "repack test", {}});
+        auto t =
+            (*svc)->CreateApiToken(TestOp(), ApiTokenRequest{role, "acme", {}, "repack test", {}});
         ASSERT_TRUE(t.ok()) << t.status().ToString();
         auto text = t->token.RevealForCrypto();
         out->assign(text.begin(), text.end());
@@ -185,7 +187,7 @@ class RepackKillTest : public ::testing::Test {
         Bytes ct;
         std::string text = "before " + std::to_string(i);
         if (i % 2) continue;  // the seeded scopes get theirs after the seed, below
-        ASSERT_TRUE((*svc)->Encrypt("acme", "prod", scope, AsBytes(text), &ct).ok());
+        ASSERT_TRUE((*svc)->Encrypt(TestOp(), "acme", "prod", scope, AsBytes(text), &ct).ok());
         written_.push_back({std::string(EnvelopeToText(ct)), text});
       }
     }
@@ -196,8 +198,10 @@ class RepackKillTest : public ::testing::Test {
       for (int i = 1; i < 200; i += 2) {
         Bytes ct;
         std::string text = "before " + std::to_string(i);
-        ASSERT_TRUE(
-            (*svc)->Encrypt("acme", "prod", "s" + std::to_string(i * 37), AsBytes(text), &ct).ok());
+        ASSERT_TRUE((*svc)
+                        ->Encrypt(TestOp(), "acme", "prod", "s" + std::to_string(i * 37),
+                                  AsBytes(text), &ct)
+                        .ok());
         written_.push_back({std::string(EnvelopeToText(ct)), text});
       }
     }

@@ -133,7 +133,8 @@ class Backend {
   virtual StatusOr<std::string> AuditPublicKeyPem() = 0;
 };
 
-StatusOr<std::unique_ptr<Backend>> NewLocalBackend(const EkmOptions& options);
+// `caller`: the operator on the data directory, named in lifecycle events ("cli:alice").
+StatusOr<std::unique_ptr<Backend>> NewLocalBackend(const EkmOptions& options, CallContext caller);
 StatusOr<std::unique_ptr<Backend>> NewRemoteBackend(const std::string& server_url,
                                                     const std::string& token,
                                                     const ClientTlsOptions& tls = {});

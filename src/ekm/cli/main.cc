@@ -152,6 +152,14 @@ Sink StdoutSink() {
   };
 }
 
+// The local user on the data directory: lifecycle events name them "cli:<user>" (ekmd names
+// API callers by their tokens).
+CallContext LocalOperator() {
+  const struct passwd* pw = ::getpwuid(::getuid());
+  return CallContext::Operator(std::string("cli:") +
+                               (pw && pw->pw_name ? pw->pw_name : std::to_string(::getuid())));
+}
+
 StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
   if (!g.server.empty()) {
     // Every API route but /healthz needs a token: say so before sending anything.
@@ -170,7 +178,7 @@ StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
   // A CLI process lives for one command: lease nonces in small blocks so that short runs do
   // not use up a data key's message budget.
   o.nonce_lease_size = 16;
-  return NewLocalBackend(o);
+  return NewLocalBackend(o, LocalOperator());
 }
 
 // `now` (unix seconds) tells an expired token's state.
@@ -683,10 +691,6 @@ int Run(int argc, char** argv) {
       rc = Fail(backend.status());
       return;
     }
-    // Lifecycle events name who did it: the local user in local mode (ekmd names API callers).
-    const struct passwd* pw = ::getpwuid(::getuid());
-    ScopedActor actor(std::string("cli:") +
-                      (pw && pw->pw_name ? pw->pw_name : std::to_string(::getuid())));
     Status s = fn(**backend);
     if (!s.ok()) rc = Fail(s);
   };
@@ -732,10 +736,7 @@ int Run(int argc, char** argv) {
       OPENSSL_cleanse(text->data(), text->size());
       while (!given->empty() && (given->back() == '\n' || given->back() == '\r')) given->pop_back();
     }
-    const struct passwd* pw = ::getpwuid(::getuid());
-    ScopedActor actor(std::string("cli:") +
-                      (pw && pw->pw_name ? pw->pw_name : std::to_string(::getuid())));
-    auto boot = (*svc)->EnsureBootstrapAdminToken(given);
+    auto boot = (*svc)->EnsureBootstrapAdminToken(LocalOperator(), given);
     if (given) OPENSSL_cleanse(given->data(), given->size());
     if (!boot.ok()) {
       rc = Fail(boot.status());

@@ -7,27 +7,16 @@
 
 namespace ekm {
 
-namespace {
-thread_local std::string g_actor;
-}  // namespace
-
-std::string CurrentActor() { return g_actor.empty() ? std::string("system") : g_actor; }
-
-ScopedActor::ScopedActor(std::string actor) : previous_(std::move(g_actor)) {
-  g_actor = std::move(actor);
-}
-ScopedActor::~ScopedActor() { g_actor = std::move(previous_); }
-
-Status RecordLifecycleEvent(Store& store, const Clock& clock, std::string_view workspace,
-                            std::string_view environment, std::string_view type,
-                            const nlohmann::json& detail) {
+Status RecordLifecycleEvent(Store& store, const Clock& clock, std::string_view actor,
+                            std::string_view workspace, std::string_view environment,
+                            std::string_view type, const nlohmann::json& detail) {
   LifecycleEventRecord r;
   r.at_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now().time_since_epoch()).count();
   r.workspace = std::string(workspace);
   r.environment = std::string(environment);
   r.type = std::string(type);
-  r.actor = CurrentActor();
+  r.actor = std::string(actor);
   r.detail = JsonText(detail);
   Status s = store.RecordLifecycleEvent(r);
   if (!s.ok()) {

@@ -46,27 +46,13 @@ inline constexpr std::string_view kShredRequested = "environment.shred_requested
 inline constexpr std::string_view kDataPlaneUsage = "data_plane.usage";  // per-minute counts
 }  // namespace event
 
-// Who does what this thread is doing: "cli:alice", "api:127.0.0.1", "system:repack". Set for
-// the length of a request or job with ScopedActor; "system" when nobody set one. (API tokens,
-// in the API issue, will name the token here.)
-std::string CurrentActor();
-
-class ScopedActor {
- public:
-  explicit ScopedActor(std::string actor);
-  ~ScopedActor();
-  ScopedActor(const ScopedActor&) = delete;
-  ScopedActor& operator=(const ScopedActor&) = delete;
-
- private:
-  std::string previous_;
-};
-
-// Records one event for `workspace`/`environment` (environment empty for workspace events) as
-// CurrentActor(), at clock.Now(). An event that cannot be stored is logged as an error and
-// returned; callers whose operation already happened log it and go on.
-Status RecordLifecycleEvent(Store& store, const Clock& clock, std::string_view workspace,
-                            std::string_view environment, std::string_view type,
+// Records one event for `workspace`/`environment` (environment empty for workspace events), done
+// by `actor` ("token:<id>", "cli:alice", "system:repack"), at clock.Now(). An event that cannot be
+// stored is logged as an error and returned; callers whose operation already happened log it and go
+// on.
+Status RecordLifecycleEvent(Store& store, const Clock& clock, std::string_view actor,
+                            std::string_view workspace, std::string_view environment,
+                            std::string_view type,
                             const nlohmann::json& detail = nlohmann::json::object());
 
 // One event as JSON: {"id","at","workspace","environment","type","actor","detail"}.

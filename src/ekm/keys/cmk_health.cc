@@ -168,7 +168,8 @@ void CmkHealth::OnSuccess(int64_t environment_id, std::string_view workspace,
   }
   Persist(environment_id, snap);
   if (before != CmkState::kHealthy) {
-    RecordLifecycleEvent(*store_, *clock_, workspace, environment, event::kCmkRestored,
+    RecordLifecycleEvent(*store_, *clock_, kCmkHealthActor, workspace, environment,
+                         event::kCmkRestored,
                          {{"from", std::string(CmkStateName(before))},
                           {"previous_error", snap.last_error.message()},
                           {"provider_code", snap.provider_code}})
@@ -216,7 +217,7 @@ void CmkHealth::OnFailure(int64_t environment_id, std::string_view workspace,
   Persist(environment_id, snap);
   if (before != next) {
     RecordLifecycleEvent(
-        *store_, *clock_, workspace, environment,
+        *store_, *clock_, kCmkHealthActor, workspace, environment,
         next == CmkState::kUnavailable ? event::kCmkRevocationDetected : event::kCmkOutageDetected,
         {{"from", std::string(CmkStateName(before))},
          {"error_code", std::string(StatusCodeName(status.code()))},

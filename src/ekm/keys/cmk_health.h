@@ -37,6 +37,10 @@
 
 namespace ekm {
 
+// The actor of the CMK health events (cmk.restored, cmk.outage_detected,
+// cmk.revocation_detected): the change is the customer's KMS's, seen by whichever call hit it.
+inline constexpr std::string_view kCmkHealthActor = "system:cmk-health";
+
 enum class CmkState { kHealthy, kDegraded, kUnavailable };
 std::string_view CmkStateName(CmkState state);  // "healthy", "degraded", "unavailable"
 

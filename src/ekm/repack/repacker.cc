@@ -50,7 +50,10 @@ int64_t Repacker::NowMs() const {
 
 void Repacker::Event(const EnvironmentRecord& env, std::string_view type,
                      const nlohmann::json& detail) {
-  RecordLifecycleEvent(*store_, *clock_, env.workspace, env.name, type, detail).IgnoreError();
+  // The repack is the system's job, whoever's CMK change started it (that change is recorded
+  // with its own actor) and wherever it runs (ekmd's runner, or `ekm repack run`).
+  RecordLifecycleEvent(*store_, *clock_, kRepackActor, env.workspace, env.name, type, detail)
+      .IgnoreError();
 }
 
 StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view environment,
@@ -223,7 +226,6 @@ void RepackRunner::Stop() { loop_.Stop(); }
 void RepackRunner::Nudge() { loop_.Nudge(); }
 
 std::chrono::steady_clock::time_point RepackRunner::Scan(bool nudged) {
-  ScopedActor actor("system:repack");
   auto stopping = [this] { return loop_.stopping(); };
   // A nudge means a new CMK change: try every environment now, whatever its backoff.
   if (nudged) backoff_.clear();

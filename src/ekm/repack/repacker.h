@@ -32,6 +32,9 @@
 
 namespace ekm {
 
+// The actor of the repack's lifecycle events.
+inline constexpr std::string_view kRepackActor = "system:repack";
+
 struct RepackOptions {
   size_t batch_size = 1000;
   // repack.progress events: at most one per this share of the job or this interval.

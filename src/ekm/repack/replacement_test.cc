@@ -11,6 +11,7 @@
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/moto_peer.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -39,8 +40,8 @@ class ReplacementTest : public ::testing::Test {
     options_.clock = &clock_;
     ASSERT_TRUE(EkmService::Initialize(options_).ok());
     Open();
-    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
+    ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "prod").ok());
   }
 
   void Open() {
@@ -68,7 +69,7 @@ class ReplacementTest : public ::testing::Test {
 
   StatusOr<KeyValidation> Set(const std::string& provider, const std::string& key,
                               KeyChangeOptions o = {}) {
-    return svc_->SetCustomerKey("acme", "prod", provider, key, o);
+    return svc_->SetCustomerKey(TestOp(), "acme", "prod", provider, key, o);
   }
   StatusOr<KeyValidation> SetAws(const char* name, KeyChangeOptions o = {}) {
     return Set("aws-kms", KeyArn(name), o);
@@ -76,13 +77,13 @@ class ReplacementTest : public ::testing::Test {
 
   Bytes Encrypt(std::string_view scope, std::string_view text) {
     Bytes ct;
-    Status s = svc_->Encrypt("acme", "prod", scope, AsBytes(text), &ct);
+    Status s = svc_->Encrypt(TestOp(), "acme", "prod", scope, AsBytes(text), &ct);
     EXPECT_TRUE(s.ok()) << s.ToString();
     return ct;
   }
   std::string Decrypt(const Bytes& ct) {
     Bytes pt;
-    Status s = svc_->Decrypt("acme", "prod", ct, &pt);
+    Status s = svc_->Decrypt(TestOp(), "acme", "prod", ct, &pt);
     EXPECT_TRUE(s.ok()) << s.ToString();
     return std::string(AsChars(pt));
   }
@@ -157,7 +158,7 @@ TEST_F(SeedRotation, ReplacingAKeyIsAllowedOncePerTwentyFourHourPeriod) {
   ASSERT_EQ(refusals.size(), 2u);
   EXPECT_NE(refusals[0].detail.find("next_allowed_at"), std::string::npos);
   // Recorded: the failed validation, and nothing changed.
-  auto info = svc_->ShowCustomerKey("acme", "prod");
+  auto info = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->key_id, KeyArn("rotating"));
   EXPECT_EQ(info->ek_version, 3u);
@@ -184,7 +185,7 @@ TEST_F(ReplacementTest, AnEmergencyReplacementNeedsAReasonAndIsRecordedAsSuch) {
   auto emergency =
       SetAws("main", {.emergency = true, .reason = "key material may have leaked (INC-4711)"});
   ASSERT_TRUE(emergency.ok()) << emergency.status().ToString();
-  auto info = svc_->ShowCustomerKey("acme", "prod");
+  auto info = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(info.ok());
   EXPECT_EQ(info->key_id, KeyArn("main"));
   auto recorded = Events(event::kKeyEmergencyReplaced);
@@ -207,7 +208,7 @@ TEST_F(ReplacementTest, AnEmergencyReplacementNeedsAReasonAndIsRecordedAsSuch) {
 TEST_F(ReplacementTest, AnEnvironmentSettingSetsThePeriod) {
   EnvironmentSettings set;
   set.replacement_period_seconds = 3600;
-  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings(TestOp(), "acme", "prod", set, {}).ok());
   ASSERT_TRUE(SetAws("main").ok());
   clock_.Advance(hours(24));
   ASSERT_TRUE(SetAws("rotating").ok());
@@ -237,16 +238,16 @@ TEST_F(ReplacementTest, TheDeploymentDefaultPeriodIsConfigurable) {
 TEST_F(ReplacementTest, ThePeriodHasAFloor) {
   EnvironmentSettings set;
   set.replacement_period_seconds = 0;
-  auto zero = svc_->UpdateEnvironmentSettings("acme", "prod", set, {});
+  auto zero = svc_->UpdateEnvironmentSettings(TestOp(), "acme", "prod", set, {});
   ASSERT_EQ(zero.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(zero.status().message().find("at least 3600 seconds (1 h)"), std::string::npos)
       << zero.status().message();
   EXPECT_NE(zero.status().hint().find("--emergency"), std::string::npos);
   set.replacement_period_seconds = kMinReplacementPeriod.count() - 1;
-  EXPECT_EQ(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).status().code(),
+  EXPECT_EQ(svc_->UpdateEnvironmentSettings(TestOp(), "acme", "prod", set, {}).status().code(),
             StatusCode::kInvalidArgument);
   set.replacement_period_seconds = kMinReplacementPeriod.count();
-  EXPECT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  EXPECT_TRUE(svc_->UpdateEnvironmentSettings(TestOp(), "acme", "prod", set, {}).ok());
   // A value below the floor stored by an older version counts as the floor.
   {
     auto store = EkmService::OpenStore(options_);
@@ -266,7 +267,7 @@ TEST_F(ReplacementTest, AShorterPeriodAppliesOnlyAfterTheRunningOne) {
   ASSERT_TRUE(SetAws("main").ok());  // the 24 h period begins
   EnvironmentSettings set;
   set.replacement_period_seconds = 3600;
-  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings(TestOp(), "acme", "prod", set, {}).ok());
   clock_.Advance(hours(2));
   auto refused = SetAws("rotating");
   ASSERT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
@@ -280,8 +281,9 @@ TEST_F(ReplacementTest, AShorterPeriodAppliesOnlyAfterTheRunningOne) {
       << changed.back().detail;
   // A reset to the default (24 h) and back again changes nothing of it either.
   ASSERT_TRUE(
-      svc_->UpdateEnvironmentSettings("acme", "prod", {}, {"replacement_period_seconds"}).ok());
-  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+      svc_->UpdateEnvironmentSettings(TestOp(), "acme", "prod", {}, {"replacement_period_seconds"})
+          .ok());
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings(TestOp(), "acme", "prod", set, {}).ok());
   clock_.Advance(hours(22) - seconds(1));
   EXPECT_EQ(SetAws("rotating").status().code(), StatusCode::kFailedPrecondition);
   clock_.Advance(seconds(1));
@@ -295,11 +297,11 @@ TEST_F(ReplacementTest, ALongerPeriodAppliesAtOnceAndKeepsRunningWhenShortenedAg
   ASSERT_TRUE(SetAws("main").ok());
   EnvironmentSettings set;
   set.replacement_period_seconds = 48 * 3600;
-  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings(TestOp(), "acme", "prod", set, {}).ok());
   clock_.Advance(hours(24));
   EXPECT_EQ(SetAws("rotating").status().code(), StatusCode::kFailedPrecondition);
   set.replacement_period_seconds = 3600;  // the 48 h now running still ends as it would
-  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings(TestOp(), "acme", "prod", set, {}).ok());
   clock_.Advance(hours(24) - seconds(1));
   EXPECT_EQ(SetAws("rotating").status().code(), StatusCode::kFailedPrecondition);
   clock_.Advance(seconds(1));
@@ -323,7 +325,7 @@ TEST_F(ReplacementTest, SettingTheSameKeyAgainOnlyRevalidates) {
   clock_.Advance(hours(1));
   auto again = SetAws("main");
   ASSERT_TRUE(again.ok()) << again.status().ToString();
-  auto info = svc_->ShowCustomerKey("acme", "prod");
+  auto info = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   EXPECT_EQ(info->ek_version, 2u);
 }
 
@@ -337,11 +339,11 @@ TEST_F(SeedRotation, WorkatoWillRepackTheKeyHierarchyWhenAKeyIsReplacedThisProce
     data.push_back({Encrypt("scope-" + std::to_string(i), text), text});
   }
   ASSERT_TRUE(SetAws("main").ok());  // the first customer key also repacks
-  auto st = svc_->GetRepackStatus("acme", "prod");
+  auto st = svc_->GetRepackStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state, "pending");
   EXPECT_EQ(st->total, 50u);
-  auto run = svc_->RunRepack("acme", "prod", nullptr);
+  auto run = svc_->RunRepack(TestOp(), "acme", "prod", nullptr);
   ASSERT_TRUE(run.ok()) << run.status().ToString();
   EXPECT_EQ(run->state, "finished");
   for (int i = 0; i < 30; ++i) {
@@ -350,12 +352,13 @@ TEST_F(SeedRotation, WorkatoWillRepackTheKeyHierarchyWhenAKeyIsReplacedThisProce
   }
   clock_.Advance(hours(24));
   ASSERT_TRUE(SetAws("rotating").ok());
-  st = svc_->GetRepackStatus("acme", "prod");
+  st = svc_->GetRepackStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state, "pending");
   EXPECT_EQ(st->total, 50u) << "one DK per scope: the repack of the first key moved them all";
   std::vector<RepackStatus> seen;
-  run = svc_->RunRepack("acme", "prod", [&](const RepackStatus& s) { seen.push_back(s); });
+  run =
+      svc_->RunRepack(TestOp(), "acme", "prod", [&](const RepackStatus& s) { seen.push_back(s); });
   ASSERT_TRUE(run.ok()) << run.status().ToString();
   ASSERT_FALSE(seen.empty());
   EXPECT_EQ(run->state, "finished");
@@ -387,11 +390,11 @@ TEST_F(ReplacementTest, AfterTheRepackTheOldCustomerKeyCanBeRevokedWithoutAffect
     // in libstdc++'s insert for a one-character literal prefix (GCC bug 105651).
     data.push_back({Encrypt(std::string("s").append(std::to_string(i)), text), text});
   }
-  ASSERT_TRUE(svc_->RunRepack("acme", "prod", nullptr).ok());
+  ASSERT_TRUE(svc_->RunRepack(TestOp(), "acme", "prod", nullptr).ok());
   // Replace the AWS key by the platform key, repack, then revoke AWS KMS entirely.
   clock_.Advance(hours(24));
   ASSERT_TRUE(Set("platform", "root").ok());
-  auto run = svc_->RunRepack("acme", "prod", nullptr);
+  auto run = svc_->RunRepack(TestOp(), "acme", "prod", nullptr);
   ASSERT_TRUE(run.ok()) << run.status().ToString();
   EXPECT_EQ(run->state, "finished");
   ASSERT_TRUE(peer_->ArmFault("*", "AccessDeniedException").ok());
@@ -404,15 +407,15 @@ TEST_F(ReplacementTest, AfterTheRepackTheOldCustomerKeyCanBeRevokedWithoutAffect
 TEST_F(ReplacementTest, ARepackWaitsWhileTheOldCustomerKeyRefusesAndSaysWhy) {
   ASSERT_TRUE(SetAws("main").ok());
   for (int i = 0; i < 5; ++i) Encrypt(std::string("s").append(std::to_string(i)), "x");
-  ASSERT_TRUE(svc_->RunRepack("acme", "prod", nullptr).ok());
+  ASSERT_TRUE(svc_->RunRepack(TestOp(), "acme", "prod", nullptr).ok());
   clock_.Advance(hours(24));
   ASSERT_TRUE(Set("platform", "root").ok());
   ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "AccessDeniedException").ok());
   clock_.Advance(seconds(301));
   Open();
-  auto run = svc_->RunRepack("acme", "prod", nullptr);
+  auto run = svc_->RunRepack(TestOp(), "acme", "prod", nullptr);
   ASSERT_FALSE(run.ok());
-  auto st = svc_->GetRepackStatus("acme", "prod");
+  auto st = svc_->GetRepackStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state, "waiting");
   EXPECT_NE(st->last_error.find("the previous customer main key must stay available until the "
@@ -420,7 +423,7 @@ TEST_F(ReplacementTest, ARepackWaitsWhileTheOldCustomerKeyRefusesAndSaysWhy) {
             std::string::npos)
       << st->last_error;
   ASSERT_TRUE(peer_->ClearFaults().ok());
-  run = svc_->RunRepack("acme", "prod", nullptr);
+  run = svc_->RunRepack(TestOp(), "acme", "prod", nullptr);
   ASSERT_TRUE(run.ok()) << run.status().ToString();
   EXPECT_EQ(run->state, "finished");
 }

@@ -71,8 +71,8 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
     while (!text.empty() && (text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
     given = std::string(text);  // wiped below
   }
-  ekm::ScopedActor actor("system:bootstrap");
-  auto boot = service.EnsureBootstrapAdminToken(given);
+  const ekm::CallContext bootstrap = ekm::CallContext::System("bootstrap");
+  auto boot = service.EnsureBootstrapAdminToken(bootstrap, given);
   if (given) OPENSSL_cleanse(given->data(), given->size());
   if (!boot.ok()) return boot.status();
   if (!boot->created) return ekm::Status::Ok();
@@ -83,7 +83,7 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
   const std::string path = data_dir + "/bootstrap-admin-token";
   ekm::Status written = WriteTokenFile(path, boot->token.RevealForCrypto());
   if (!written.ok()) {
-    service.RevokeApiToken(boot->id).status().IgnoreError();  // nobody could ever use it
+    service.RevokeApiToken(bootstrap, boot->id).status().IgnoreError();  // nobody could ever use it
     return written;
   }
   spdlog::warn(
@@ -385,8 +385,8 @@ int main(int argc, char** argv) {
   ekm::BackgroundLoop rotation;
   if (rotation_check_seconds > 0) {
     rotation.StartEvery(std::chrono::seconds(rotation_check_seconds), [&] {
-      ekm::ScopedActor actor{std::string(ekm::kScheduleActor)};
-      auto report = (*service)->RunScheduledRotations();
+      auto report = (*service)->RunScheduledRotations(
+          ekm::CallContext::Operator(std::string(ekm::kScheduleActor)));
       if (!report.ok()) {
         spdlog::warn("scheduled rotation: {}", report.status().ToString());
       } else if (!report->rotated.empty()) {

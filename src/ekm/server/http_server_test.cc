@@ -14,6 +14,7 @@
 #include "ekm/base/random.h"
 #include "ekm/client/ekm_client.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -80,7 +81,7 @@ class HttpServerTest : public ::testing::Test {
     ASSERT_TRUE(server_->Start().ok());
     port_ = server_->port();
     // Every route but /healthz needs a token: the admin makes the workspace, the app uses it.
-    auto boot = svc_->EnsureBootstrapAdminToken(std::nullopt);
+    auto boot = svc_->EnsureBootstrapAdminToken(TestOp(), std::nullopt);
     ASSERT_TRUE(boot.ok() && boot->created);
     admin_token_ = Text(boot->token);
     auto a = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), admin_token_);
@@ -88,7 +89,7 @@ class HttpServerTest : public ::testing::Test {
     admin_ = std::move(*a);
     ASSERT_TRUE(admin_->CreateWorkspace("acme").ok());
     ASSERT_TRUE(admin_->CreateEnvironment("acme", "prod").ok());
-    auto app = svc_->CreateApiToken(ApiTokenRequest{"app", "acme", {}, "test", {}});
+    auto app = svc_->CreateApiToken(TestOp(), ApiTokenRequest{"app", "acme", {}, "test", {}});
     ASSERT_TRUE(app.ok()) << app.status().ToString();
     app_token_ = Text(app->token);
     auto c = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), app_token_);
@@ -319,7 +320,7 @@ TEST_F(HttpServerTest, TokenRoutesAndRevocationTakeEffectAtOnce) {
   EventQuery q;
   q.workspace = "acme";
   q.type = "token.revoked";
-  auto events = svc_->ListEvents(q);
+  auto events = svc_->ListEvents(TestOp(), q);
   ASSERT_TRUE(events.ok());
   ASSERT_EQ(events->size(), 1u);
   EXPECT_EQ((*events)[0].actor, "token:" + owner->info.id);
@@ -356,7 +357,7 @@ TEST_F(HttpServerTest, TheAdminCreatesTheFirstOwnerAndNoTokenThatReadsData) {
   EventQuery q;
   q.workspace = "";
   q.type = "token.permission_denied";
-  auto denied = svc_->QueryAudit(q);
+  auto denied = svc_->QueryAudit(TestOp(), q);
   ASSERT_TRUE(denied.ok());
   EXPECT_EQ(denied->size(), 3u);
 }
@@ -365,7 +366,7 @@ TEST_F(HttpServerTest, TheAdminCreatesTheFirstOwnerAndNoTokenThatReadsData) {
 // (or resetting it) is the owner's, and it has a floor.
 TEST_F(HttpServerTest, OnlyAnOwnerChangesTheReplacementPeriod) {
   auto client_as = [&](const char* role) {
-    auto t = svc_->CreateApiToken(ApiTokenRequest{role, "acme", {}, "test", {}});
+    auto t = svc_->CreateApiToken(TestOp(), ApiTokenRequest{role, "acme", {}, "test", {}});
     EXPECT_TRUE(t.ok());
     auto c = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(t->token));
     EXPECT_TRUE(c.ok());
@@ -486,7 +487,7 @@ TEST_F(HttpServerTest, RateLimitAnswers429WithRetryAfterPerToken) {
   h.rate_limit_burst = 2;
   HttpServer s(svc_.get(), h);
   ASSERT_TRUE(s.Start().ok());
-  auto other = svc_->CreateApiToken(ApiTokenRequest{"admin", "", {}, "second", {}});
+  auto other = svc_->CreateApiToken(TestOp(), ApiTokenRequest{"admin", "", {}, "second", {}});
   ASSERT_TRUE(other.ok()) << other.status().ToString();
   const std::string a = "Authorization: Bearer " + admin_token_ + "\r\n";
   const std::string b = "Authorization: Bearer " + Text(other->token) + "\r\n";
@@ -674,7 +675,7 @@ TEST_F(HttpServerTest, AStreamThatFailsAfterOutputIsCutUnlessTheClientReadsTheTr
 // One I/O thread: while import-params runs (held in its RSA key generation by the test hook),
 // that thread answers another request. On the I/O thread, the other request would wait for it.
 TEST_F(HttpServerTest, ImportParamsRunsOffTheIoThreads) {
-  auto km = svc_->CreateApiToken(ApiTokenRequest{"key-manager", "acme", {}, "test", {}});
+  auto km = svc_->CreateApiToken(TestOp(), ApiTokenRequest{"key-manager", "acme", {}, "test", {}});
   ASSERT_TRUE(km.ok()) << km.status().ToString();
   const std::string km_token = Text(km->token);
   std::promise<void> entered;

@@ -167,6 +167,7 @@ RouteMatch Router::MatchRoute(const RouteRequest& r) const {
   m.id = found->id;
   m.found = true;
   m.remote_address = r.remote_address;
+  m.request_id = r.request_id;
   m.allow.clear();
   m.query = std::string(query);
 
@@ -298,7 +299,8 @@ Status AuthorizeTokenById(const auth::Principal& p, auth::TokenAction action,
 
 }  // namespace
 
-RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) {
+RouteResponse Router::HandleToken(const CallContext& ctx, const RouteMatch& m,
+                                  const std::string& body) {
   const auth::Principal& p = m.principal;
   const int64_t now = ToUnixSeconds(clock_->Now());
   switch (m.id) {
@@ -320,7 +322,7 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
                                                           req.workspace, req.role);
       if (!allowed.ok()) return Denied(m, allowed);
       if (!p.local_operator) req.requested_by = p.role;
-      auto t = service_->CreateApiToken(req);
+      auto t = service_->CreateApiToken(ctx, req);
       // The admin asking for the owner of a workspace that has one is refused there.
       if (t.status().code() == StatusCode::kPermissionDenied) return Denied(m, t.status());
       if (!t.ok()) return Error(t.status());
@@ -344,26 +346,26 @@ RouteResponse Router::HandleToken(const RouteMatch& m, const std::string& body) 
         Status allowed = auth::AuthorizeTokenAdministration(p, auth::TokenAction::kList, ws);
         if (!allowed.ok()) return Denied(m, allowed);
       }
-      auto list = service_->ListApiTokens(filter);
+      auto list = service_->ListApiTokens(ctx, filter);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& t : *list) arr.push_back(ApiTokenJson(t, now));
       return {200, JsonText(json{{"tokens", arr}})};
     }
     case RouteId::kRevokeToken: {
-      auto found = service_->GetApiToken(m.id_param);
+      auto found = service_->GetApiToken(ctx, m.id_param);
       if (!found.ok() && !IsUnknownToken(found.status())) return Error(found.status());
       if (Status allowed = AuthorizeTokenById(p, auth::TokenAction::kRevoke, found);
           !allowed.ok()) {
         return Denied(m, allowed);
       }
       auto t = service_->RevokeApiToken(
-          m.id_param, p.local_operator ? std::nullopt : std::optional<auth::Role>(p.role));
+          ctx, m.id_param, p.local_operator ? std::nullopt : std::optional<auth::Role>(p.role));
       if (!t.ok()) return Error(t.status());
       return {200, JsonText(ApiTokenJson(*t, now))};
     }
     case RouteId::kGetToken: {
-      auto found = service_->GetApiToken(m.id_param);
+      auto found = service_->GetApiToken(ctx, m.id_param);
       if (!found.ok() && !IsUnknownToken(found.status())) return Error(found.status());
       if (Status allowed = AuthorizeTokenById(p, auth::TokenAction::kList, found); !allowed.ok()) {
         return Denied(m, allowed);
@@ -382,13 +384,13 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     return Error(UnauthenticatedError("the request was not authenticated"));
   }
   // Lifecycle events name the caller: "token:<id>" ("api" on the open routes).
-  ScopedActor actor(m.principal.token_id.empty() ? std::string("api") : m.principal.Actor());
+  const CallContext ctx = CallContext::Request(m.principal, m.request_id, m.remote_address);
   const auth::Principal& caller = m.principal;
   switch (m.id) {
     case RouteId::kHealth:
       return {200, R"({"status":"ok"})"};
     case RouteId::kListWorkspaces: {
-      auto list = service_->ListWorkspaces();
+      auto list = service_->ListWorkspaces(ctx);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& w : *list) {
@@ -400,12 +402,12 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kCreateWorkspace: {
       auto name = DecodeNameBody(body);
       if (!name.ok()) return Error(name.status());
-      auto w = service_->CreateWorkspace(*name);
+      auto w = service_->CreateWorkspace(ctx, *name);
       if (!w.ok()) return Error(w.status());
       return {201, JsonText(WorkspaceJson(*w))};
     }
     case RouteId::kListEnvironments: {
-      auto list = service_->ListEnvironments(m.workspace);
+      auto list = service_->ListEnvironments(ctx, m.workspace);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& e : *list) {
@@ -417,7 +419,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kCreateEnvironment: {
       auto name = DecodeNameBody(body);
       if (!name.ok()) return Error(name.status());
-      auto e = service_->CreateEnvironment(m.workspace, *name);
+      auto e = service_->CreateEnvironment(ctx, m.workspace, *name);
       if (!e.ok()) return Error(e.status());
       return {201, JsonText(EnvironmentJson(*e))};
     }
@@ -426,7 +428,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!in.ok()) return Error(in.status());
       const std::string_view sc = in->scope.empty() ? std::string_view(m.scope) : in->scope;
       Bytes ct;
-      Status s = service_->Encrypt(m.workspace, m.environment, sc, in->plaintext, &ct);
+      Status s = service_->Encrypt(ctx, m.workspace, m.environment, sc, in->plaintext, &ct);
       if (!s.ok()) return Error(s);
       // Written directly: the ciphertext is base64url and the scope passed ValidateScope, so
       // neither needs escaping (the bytes are what nlohmann::json would write).
@@ -442,7 +444,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto ciphertext = DecodeDecryptBody(body, &storage);
       if (!ciphertext.ok()) return Error(ciphertext.status());
       Bytes plain;
-      Status s = service_->Decrypt(m.workspace, m.environment, AsBytes(*ciphertext), &plain);
+      Status s = service_->Decrypt(ctx, m.workspace, m.environment, AsBytes(*ciphertext), &plain);
       if (!s.ok()) return Error(s);
       std::string out;
       out.reserve(20 + (plain.size() + 2) / 3 * 4);
@@ -452,7 +454,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, std::move(out)};
     }
     case RouteId::kShowKey: {
-      auto info = service_->ShowCustomerKey(m.workspace, m.environment);
+      auto info = service_->ShowCustomerKey(ctx, m.workspace, m.environment);
       if (!info.ok()) return Error(info.status());
       return {200, JsonText(CustomerKeyInfoToJson(*info))};
     }
@@ -463,33 +465,33 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
         Status owner = auth::AuthorizeOwnerOnly(caller, "an emergency replacement");
         if (!owner.ok()) return Denied(m, owner);
       }
-      auto v = service_->SetCustomerKey(m.workspace, m.environment, in->key.provider,
+      auto v = service_->SetCustomerKey(ctx, m.workspace, m.environment, in->key.provider,
                                         in->key.key_id, in->change);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
     case RouteId::kKeyPolicy: {
-      auto a = service_->KeyPolicy(m.workspace, m.environment);
+      auto a = service_->KeyPolicy(ctx, m.workspace, m.environment);
       if (!a.ok()) return Error(a.status());
       return {200, JsonText(KeyPolicyAdviceToJson(*a))};
     }
     case RouteId::kCheckPolicy: {
       auto policy = DecodeCheckPolicyBody(body);
       if (!policy.ok()) return Error(policy.status());
-      auto report = service_->CheckKeyPolicy(m.workspace, *policy);
+      auto report = service_->CheckKeyPolicy(ctx, m.workspace, *policy);
       if (!report.ok()) return Error(report.status());
       return {200, *report};
     }
     case RouteId::kEnvironmentStatus: {
-      auto st = service_->KeyStatus(m.workspace, m.environment);
+      auto st = service_->KeyStatus(ctx, m.workspace, m.environment);
       if (!st.ok()) return Error(st.status());
       return {200, JsonText(EnvironmentKeyStatusToJson(*st))};
     }
     case RouteId::kKeyCacheStats:
-      return {200, JsonText(KeyCacheStatsToJson(service_->KeyCacheStatistics()))};
+      return {200, JsonText(KeyCacheStatsToJson(service_->KeyCacheStatistics(ctx)))};
 
     case RouteId::kRepackStatus: {
-      auto st = service_->GetRepackStatus(m.workspace, m.environment);
+      auto st = service_->GetRepackStatus(ctx, m.workspace, m.environment);
       if (!st.ok()) return Error(st.status());
       return {200, JsonText(RepackStatusToJson(*st))};
     }
@@ -497,7 +499,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kImportParams: {
       auto expires_in = DecodeImportParamsBody(body);
       if (!expires_in.ok()) return Error(expires_in.status());
-      auto p = service_->CreateKeyImportParameters(m.workspace, m.environment,
+      auto p = service_->CreateKeyImportParameters(ctx, m.workspace, m.environment,
                                                    std::chrono::seconds(*expires_in));
       if (!p.ok()) return Error(p.status());
       return {200, JsonText(KeyImportParametersToJson(*p))};
@@ -509,26 +511,27 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
         Status owner = auth::AuthorizeOwnerOnly(caller, "an emergency replacement");
         if (!owner.ok()) return Denied(m, owner);
       }
-      auto v = service_->ImportKeyMaterial(m.workspace, m.environment, in->material,
+      auto v = service_->ImportKeyMaterial(ctx, m.workspace, m.environment, in->material,
                                            in->import_token, in->change);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
     case RouteId::kDeleteKeyMaterial: {
-      auto d = service_->DeleteKeyMaterial(m.workspace, m.environment, m.material_key_id);
+      auto d = service_->DeleteKeyMaterial(ctx, m.workspace, m.environment, m.material_key_id);
       if (!d.ok()) return Error(d.status());
       return {200, JsonText(KeyMaterialDeletionToJson(*d))};
     }
 
     case RouteId::kRotateEnvironmentKey: {
-      auto r = service_->RotateEnvironmentKey(m.workspace, m.environment);
+      auto r = service_->RotateEnvironmentKey(ctx, m.workspace, m.environment);
       if (!r.ok()) return Error(r.status());
       return {200, JsonText(json{{"rotated", json::array({RotationResultToJson(*r)})}})};
     }
     case RouteId::kRotateDataKeys: {
       auto in = DecodeRotateDataKeysBody(body);
       if (!in.ok()) return Error(in.status());
-      auto r = service_->RotateDataKeys(m.workspace, m.environment, in->scopes, in->all_scopes);
+      auto r =
+          service_->RotateDataKeys(ctx, m.workspace, m.environment, in->scopes, in->all_scopes);
       if (!r.ok()) return Error(r.status());
       json arr = json::array();
       for (const auto& x : *r) arr.push_back(RotationResultToJson(x));
@@ -538,7 +541,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto in = DecodeRewrapBody(body);
       if (!in.ok()) return Error(in.status());
       Bytes out;
-      auto r = service_->Rewrap(m.workspace, m.environment, AsBytes(*in), &out);
+      auto r = service_->Rewrap(ctx, m.workspace, m.environment, AsBytes(*in), &out);
       if (!r.ok()) return Error(r.status());
       std::string text(AsChars(out));
       while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
@@ -552,7 +555,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto in = DecodeShredBody(body, m.environment);
       if (!in.ok()) return Error(in.status());
       if (!in->confirmation) {
-        auto c = service_->RequestShred(m.workspace, m.environment);
+        auto c = service_->RequestShred(ctx, m.workspace, m.environment);
         if (!c.ok()) return Error(c.status());
         json out = ShredConfirmationToJson(*c);
         out["next"] = "POST this route again with {\"confirmation\": \"" + c->token +
@@ -561,13 +564,13 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
                       "be read";
         return {200, JsonText(out)};
       }
-      auto r = service_->ShredEnvironment(m.workspace, m.environment, *in->confirmation,
+      auto r = service_->ShredEnvironment(ctx, m.workspace, m.environment, *in->confirmation,
                                           in->environment);
       if (!r.ok()) return Error(r.status());
       return {200, JsonText(ShredResultToJson(*r))};
     }
     case RouteId::kGetSettings: {
-      auto s = service_->GetEnvironmentSettings(m.workspace, m.environment);
+      auto s = service_->GetEnvironmentSettings(ctx, m.workspace, m.environment);
       if (!s.ok()) return Error(s.status());
       return {200, JsonText(EnvironmentSettingsToJson(*s))};
     }
@@ -583,24 +586,25 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
             auth::AuthorizeOwnerOnly(caller, "changing " + std::string(kSettingReplacementPeriod));
         if (!owner.ok()) return Denied(m, owner);
       }
-      auto s = service_->UpdateEnvironmentSettings(m.workspace, m.environment, in->set, in->reset);
+      auto s =
+          service_->UpdateEnvironmentSettings(ctx, m.workspace, m.environment, in->set, in->reset);
       if (!s.ok()) return Error(s.status());
       return {200, JsonText(EnvironmentSettingsToJson(*s))};
     }
     case RouteId::kGetDefaultKey: {
-      auto k = service_->GetWorkspaceDefaultKey(m.workspace);
+      auto k = service_->GetWorkspaceDefaultKey(ctx, m.workspace);
       if (!k.ok()) return Error(k.status());
       return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
     }
     case RouteId::kSetDefaultKey: {
       auto key = DecodeDefaultKeyBody(body);
       if (!key.ok()) return Error(key.status());
-      auto k = service_->SetWorkspaceDefaultKey(m.workspace, key->provider, key->key_id);
+      auto k = service_->SetWorkspaceDefaultKey(ctx, m.workspace, key->provider, key->key_id);
       if (!k.ok()) return Error(k.status());
       return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
     }
     case RouteId::kResetDefaultKey: {
-      auto k = service_->ResetWorkspaceDefaultKey(m.workspace);
+      auto k = service_->ResetWorkspaceDefaultKey(ctx, m.workspace);
       if (!k.ok()) return Error(k.status());
       return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
     }
@@ -611,7 +615,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
           !scoped.ok()) {
         return Denied(m, scoped);
       }
-      auto list = service_->ListEvents(*q);
+      auto list = service_->ListEvents(ctx, *q);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& e : *list) arr.push_back(LifecycleEventInfoToJson(e));
@@ -625,7 +629,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kRevokeToken:
     case RouteId::kGetToken:
     case RouteId::kWhoAmI:
-      return HandleToken(m, body);
+      return HandleToken(ctx, m, body);
     case RouteId::kReady: {
       // The HTTP layer answers 503 itself while shutting down; here: does the store answer?
       Status s = service_->CheckStore();
@@ -638,20 +642,20 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kMetrics:
       return {200, metrics::Default().Exposition(), 0, "text/plain; version=0.0.4; charset=utf-8"};
     case RouteId::kGetWorkspace: {
-      auto w = service_->GetWorkspace(m.workspace);
+      auto w = service_->GetWorkspace(ctx, m.workspace);
       if (!w.ok()) return Error(w.status());
       return {200, JsonText(WorkspaceJson(*w))};
     }
     case RouteId::kGetEnvironment: {
-      auto e = service_->GetEnvironment(m.workspace, m.environment);
+      auto e = service_->GetEnvironment(ctx, m.workspace, m.environment);
       if (!e.ok()) return Error(e.status());
       return {200, JsonText(EnvironmentJson(*e))};
     }
     case RouteId::kValidateKey: {
       auto key = DecodeValidateKeyBody(body);
       if (!key.ok()) return Error(key.status());
-      auto v =
-          service_->ValidateCustomerKey(m.workspace, m.environment, key->provider, key->key_id);
+      auto v = service_->ValidateCustomerKey(ctx, m.workspace, m.environment, key->provider,
+                                             key->key_id);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
@@ -659,8 +663,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto in = DecodeGenerateDataKeyBody(body);
       if (!in.ok()) return Error(in.status());
       const std::string& sc = in->scope.empty() ? m.scope : in->scope;
-      auto k =
-          service_->GenerateDataKey(m.workspace, m.environment, sc, in->bytes, in->with_plaintext);
+      auto k = service_->GenerateDataKey(ctx, m.workspace, m.environment, sc, in->bytes,
+                                         in->with_plaintext);
       if (!k.ok()) return Error(k.status());
       json out = {
           {"ciphertext", EnvelopeToText(k->ciphertext)}, {"scope", k->scope}, {"bytes", in->bytes}};
@@ -677,7 +681,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       }
       std::vector<StatusOr<Bytes>> results;
       if (!in->items.empty()) {
-        auto r = service_->EncryptBatch(m.workspace, m.environment, in->items);
+        auto r = service_->EncryptBatch(ctx, m.workspace, m.environment, in->items);
         if (!r.ok()) return Error(r.status());
         results = std::move(r).value();
       }
@@ -698,7 +702,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!in.ok()) return Error(in.status());
       std::vector<StatusOr<Bytes>> results;
       if (!in->items.empty()) {
-        auto r = service_->DecryptBatch(m.workspace, m.environment, in->items);
+        auto r = service_->DecryptBatch(ctx, m.workspace, m.environment, in->items);
         if (!r.ok()) return Error(r.status());
         results = std::move(r).value();
       }
@@ -723,7 +727,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
           !scoped.ok()) {
         return Denied(m, scoped);
       }
-      auto list = service_->QueryAudit(*q);
+      auto list = service_->QueryAudit(ctx, *q);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& r : *list) arr.push_back(AuditRecordJson(r));
@@ -742,7 +746,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
                                           "query route"));
       }
       std::string lines;
-      Status s = service_->ExportAudit(m.id == RouteId::kAuditExport ? m.workspace : "",
+      Status s = service_->ExportAudit(ctx, m.id == RouteId::kAuditExport ? m.workspace : "",
                                        [&lines](const LifecycleEventRecord& r) {
                                          lines += JsonText(AuditRecordExportJson(r));
                                          lines += '\n';
@@ -755,8 +759,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     }
     case RouteId::kAuditListCheckpoints:
     case RouteId::kPlatformAuditListCheckpoints: {
-      auto list =
-          service_->ListAuditCheckpoints(m.id == RouteId::kAuditListCheckpoints ? m.workspace : "");
+      auto list = service_->ListAuditCheckpoints(
+          ctx, m.id == RouteId::kAuditListCheckpoints ? m.workspace : "");
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& c : *list) arr.push_back(AuditCheckpointJson(c));
@@ -766,8 +770,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kPlatformAuditCreateCheckpoint: {
       Status empty = DecodeEmptyBody(body, "a checkpoint request");
       if (!empty.ok()) return Error(empty);
-      auto c = service_->CreateAuditCheckpoint(m.id == RouteId::kAuditCreateCheckpoint ? m.workspace
-                                                                                       : "");
+      auto c = service_->CreateAuditCheckpoint(
+          ctx, m.id == RouteId::kAuditCreateCheckpoint ? m.workspace : "");
       if (!c.ok()) return Error(c.status());
       return {201, JsonText(AuditCheckpointJson(*c))};
     }
@@ -783,15 +787,15 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
 
 StatusOr<std::unique_ptr<StreamTransform>> Router::OpenStream(const RouteMatch& m) {
   if (!m.authenticated) return UnauthenticatedError("the request was not authenticated");
-  ScopedActor actor(m.principal.Actor());
+  const CallContext ctx = CallContext::Request(m.principal, m.request_id, m.remote_address);
   if (m.id == RouteId::kEncrypt) {
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<EnvelopeEncoder> enc,
-        service_->NewEncryptStream(m.workspace, m.environment, m.scope, m.text_output));
+        service_->NewEncryptStream(ctx, m.workspace, m.environment, m.scope, m.text_output));
     return std::unique_ptr<StreamTransform>(new EncryptTransform(std::move(enc)));
   }
   EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> dec,
-                       service_->NewDecryptStream(m.workspace, m.environment));
+                       service_->NewDecryptStream(ctx, m.workspace, m.environment));
   return std::unique_ptr<StreamTransform>(new DecryptTransform(std::move(dec)));
 }
 

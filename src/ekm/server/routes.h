@@ -46,6 +46,7 @@ struct RouteMatch {
   bool authenticated = false;  // Match checked the caller's token (or the route is open)
   auth::Principal principal;   // the caller (Match fills it)
   std::string remote_address;  // for audit records
+  std::string request_id;      // X-Request-Id, for the call's context
 };
 
 struct RouteResponse {
@@ -81,7 +82,7 @@ class Router {
   bool metrics_unauthenticated() const { return metrics_unauthenticated_; }
 
  private:
-  RouteResponse HandleToken(const RouteMatch& m, const std::string& body);
+  RouteResponse HandleToken(const CallContext& ctx, const RouteMatch& m, const std::string& body);
   // A 403 decided in a handler (it needed the body or the store), recorded like Match's.
   RouteResponse Denied(const RouteMatch& m, const Status& why);
 

@@ -2,7 +2,8 @@
 
 namespace ekm {
 
-StatusOr<NewApiToken> EkmServiceImpl::CreateApiToken(const ApiTokenRequest& req) {
+StatusOr<NewApiToken> EkmServiceImpl::CreateApiToken(const CallContext& ctx,
+                                                     const ApiTokenRequest& req) {
   EKM_ASSIGN_OR_RETURN(auth::Role role, auth::ParseRole(req.role));
   if (role == auth::Role::kAdmin) {
     if (!req.workspace.empty() || !req.environments.empty()) {
@@ -33,12 +34,12 @@ StatusOr<NewApiToken> EkmServiceImpl::CreateApiToken(const ApiTokenRequest& req)
     return InvalidArgumentError("the description is longer than 200 characters");
   }
   const int64_t now = ToUnixSeconds(options_.clock->Now());
-  return StoreNewToken(role, req.workspace, req.environments, req.description, now,
+  return StoreNewToken(ctx, role, req.workspace, req.environments, req.description, now,
                        now + lifetime.count(), std::nullopt, req.requested_by);
 }
 
 StatusOr<std::vector<ApiTokenInfo>> EkmServiceImpl::ListApiTokens(
-    std::optional<std::string> workspace) {
+    const CallContext& /*ctx*/, std::optional<std::string> workspace) {
   std::optional<std::string_view> ws;
   if (workspace) ws = *workspace;
   EKM_ASSIGN_OR_RETURN(std::vector<Store::ApiTokenRecord> recs, store_->ListApiTokens(ws));
@@ -47,12 +48,13 @@ StatusOr<std::vector<ApiTokenInfo>> EkmServiceImpl::ListApiTokens(
   return out;
 }
 
-StatusOr<ApiTokenInfo> EkmServiceImpl::GetApiToken(std::string_view id) {
+StatusOr<ApiTokenInfo> EkmServiceImpl::GetApiToken(const CallContext& /*ctx*/,
+                                                   std::string_view id) {
   EKM_ASSIGN_OR_RETURN(Store::ApiTokenRecord r, StoredToken(id));
   return TokenInfo(r);
 }
 
-StatusOr<ApiTokenInfo> EkmServiceImpl::RevokeApiToken(std::string_view id,
+StatusOr<ApiTokenInfo> EkmServiceImpl::RevokeApiToken(const CallContext& ctx, std::string_view id,
                                                       std::optional<auth::Role> requested_by) {
   EKM_ASSIGN_OR_RETURN(Store::ApiTokenRecord r, StoredToken(id));
   const int64_t now = ToUnixSeconds(options_.clock->Now());
@@ -63,7 +65,7 @@ StatusOr<ApiTokenInfo> EkmServiceImpl::RevokeApiToken(std::string_view id,
   }
   if (r.revoked_at == 0) {
     r.revoked_at = now;
-    RecordTokenEvent(r.workspace, event::kTokenRevoked, {{"token_id", r.id}, {"role", r.role}},
+    RecordTokenEvent(ctx, r.workspace, event::kTokenRevoked, {{"token_id", r.id}, {"role", r.role}},
                      "revoked_by_role", requested_by);
   }
   return TokenInfo(r);
@@ -73,11 +75,13 @@ StatusOr<auth::Principal> EkmServiceImpl::Authenticate(std::string_view text,
                                                        std::string_view route,
                                                        std::string_view remote) {
   std::optional<std::string> id = auth::TokenIdOf(text);
+  // Recorded as the anonymous caller ("api") of the request it refused.
+  const CallContext ctx = CallContext::Request({}, "", std::string(remote));
   std::string workspace;  // where the failure is recorded: the token's, else the platform's
   auto fail = [&](std::string_view reason, std::string message) -> Status {
     nlohmann::json d = {{"reason", reason}, {"route", route}, {"remote_address", remote}};
     if (id) d["token_id"] = *id;
-    RecordEvent(workspace, "", event::kTokenAuthFailed, d);
+    RecordEvent(ctx, workspace, "", event::kTokenAuthFailed, d);
     return UnauthenticatedError(std::move(message),
                                 "pass --token or EKM_TOKEN (Authorization: Bearer …)");
   };
@@ -121,11 +125,12 @@ void EkmServiceImpl::RecordPermissionDenied(const auth::Principal& p, std::strin
   if (!p.token_id.empty()) d["token_id"] = p.token_id;
   if (!workspace.empty()) d["workspace"] = workspace;
   if (!environment.empty()) d["environment"] = environment;
-  RecordEvent(p.workspace, "", event::kTokenPermissionDenied, d);
+  RecordEvent(CallContext::Request(p, "", std::string(remote)), p.workspace, "",
+              event::kTokenPermissionDenied, d);
 }
 
 StatusOr<BootstrapAdminToken> EkmServiceImpl::EnsureBootstrapAdminToken(
-    std::optional<std::string_view> given) {
+    const CallContext& ctx, std::optional<std::string_view> given) {
   EKM_ASSIGN_OR_RETURN(std::vector<Store::ApiTokenRecord> admins, store_->ListApiTokens(""));
   const int64_t now = ToUnixSeconds(options_.clock->Now());
   for (const auto& a : admins) {
@@ -143,9 +148,9 @@ StatusOr<BootstrapAdminToken> EkmServiceImpl::EnsureBootstrapAdminToken(
     }
     presented = std::move(*p);
   }
-  EKM_ASSIGN_OR_RETURN(NewApiToken t,
-                       StoreNewToken(auth::Role::kAdmin, "", {}, "bootstrap admin token", now, 0,
-                                     std::move(presented)));
+  EKM_ASSIGN_OR_RETURN(
+      NewApiToken t, StoreNewToken(ctx, auth::Role::kAdmin, "", {}, "bootstrap admin token", now, 0,
+                                   std::move(presented)));
   BootstrapAdminToken b;
   b.created = true;
   b.id = t.info.id;
@@ -169,7 +174,8 @@ StatusOr<Store::ApiTokenRecord> EkmServiceImpl::StoredToken(std::string_view id)
   return std::move(*r);
 }
 
-StatusOr<NewApiToken> EkmServiceImpl::StoreNewToken(auth::Role role, const std::string& workspace,
+StatusOr<NewApiToken> EkmServiceImpl::StoreNewToken(const CallContext& ctx, auth::Role role,
+                                                    const std::string& workspace,
                                                     const std::vector<std::string>& environments,
                                                     const std::string& description, int64_t now,
                                                     int64_t expires_at,
@@ -191,7 +197,7 @@ StatusOr<NewApiToken> EkmServiceImpl::StoreNewToken(auth::Role role, const std::
   r.environments = environments;
   r.description = description;
   r.created_at = now;
-  r.created_by = CurrentActor();
+  r.created_by = ctx.actor;
   r.expires_at = expires_at;
   nlohmann::json d = {{"token_id", r.id}, {"role", r.role}, {"expires_at", r.expires_at}};
   if (!environments.empty()) d["environments"] = environments;
@@ -219,19 +225,21 @@ StatusOr<NewApiToken> EkmServiceImpl::StoreNewToken(auth::Role role, const std::
   } else {
     EKM_RETURN_IF_ERROR(store_->CreateApiToken(r));
   }
-  RecordTokenEvent(workspace, event::kTokenCreated, std::move(d), "created_by_role", requested_by);
+  RecordTokenEvent(ctx, workspace, event::kTokenCreated, std::move(d), "created_by_role",
+                   requested_by);
   out.info = TokenInfo(r);
   return out;
 }
 
-void EkmServiceImpl::RecordTokenEvent(const std::string& workspace, std::string_view type,
-                                      nlohmann::json d, std::string_view role_field,
+void EkmServiceImpl::RecordTokenEvent(const CallContext& ctx, const std::string& workspace,
+                                      std::string_view type, nlohmann::json d,
+                                      std::string_view role_field,
                                       std::optional<auth::Role> requested_by) {
   d[std::string(role_field)] = requested_by ? auth::RoleName(*requested_by) : "operator";
-  RecordEvent(workspace, "", type, d);
+  RecordEvent(ctx, workspace, "", type, d);
   if (requested_by == auth::Role::kAdmin && !workspace.empty()) {
     d["workspace"] = workspace;
-    RecordEvent("", "", type, d);
+    RecordEvent(ctx, "", "", type, d);
   }
 }
 

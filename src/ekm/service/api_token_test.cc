@@ -8,6 +8,7 @@
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -26,8 +27,8 @@ class ApiTokenTest : public ::testing::Test {
     options_.aws.enabled = false;
     ASSERT_TRUE(EkmService::Initialize(options_).ok());
     svc_ = Open();
-    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
+    ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "prod").ok());
   }
   std::unique_ptr<EkmService> Open() {
     auto s = EkmService::Open(options_);
@@ -36,7 +37,7 @@ class ApiTokenTest : public ::testing::Test {
   }
   NewApiToken Create(std::string role, std::string ws = "acme",
                      std::chrono::seconds expires_in = {}) {
-    auto t = svc_->CreateApiToken(ApiTokenRequest{role, ws, {}, "test", expires_in});
+    auto t = svc_->CreateApiToken(TestOp(), ApiTokenRequest{role, ws, {}, "test", expires_in});
     EXPECT_TRUE(t.ok()) << t.status().ToString();
     return std::move(*t);
   }
@@ -44,7 +45,7 @@ class ApiTokenTest : public ::testing::Test {
     EventQuery q;
     q.workspace = ws;
     q.type = type;
-    auto e = svc_->ListEvents(q);
+    auto e = svc_->ListEvents(TestOp(), q);
     return e.ok() ? *e : std::vector<LifecycleEventInfo>{};
   }
 
@@ -55,10 +56,9 @@ class ApiTokenTest : public ::testing::Test {
 };
 
 TEST_F(ApiTokenTest, CreateAuthenticateAndTheDefaultLifetime) {
-  ScopedActor actor("cli:alice");
   NewApiToken t = Create("key-manager");
   EXPECT_EQ(t.info.expires_at, 1'800'000'000 + kDefaultApiTokenLifetime.count());
-  EXPECT_EQ(t.info.created_by, "cli:alice");
+  EXPECT_EQ(t.info.created_by, "cli:test");  // the caller's actor (TestOp)
   auto p = svc_->Authenticate(Text(t.token), "key.show", "127.0.0.1");
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_EQ(p->role, auth::Role::kKeyManager);
@@ -74,21 +74,25 @@ TEST_F(ApiTokenTest, BadRequestsAreRefused) {
                 std::chrono::seconds expires_in = {}) {
     return ApiTokenRequest{std::move(role), std::move(ws), std::move(envs), "", expires_in};
   };
-  EXPECT_EQ(svc_->CreateApiToken(req("root", "acme")).status().code(),
+  EXPECT_EQ(svc_->CreateApiToken(TestOp(), req("root", "acme")).status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(svc_->CreateApiToken(req("app", "")).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(svc_->CreateApiToken(req("admin", "acme")).status().code(),
+  EXPECT_EQ(svc_->CreateApiToken(TestOp(), req("app", "")).status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(svc_->CreateApiToken(req("app", "nope")).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(svc_->CreateApiToken(req("app", "acme", {"nope"})).status().code(),
+  EXPECT_EQ(svc_->CreateApiToken(TestOp(), req("admin", "acme")).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->CreateApiToken(TestOp(), req("app", "nope")).status().code(),
             StatusCode::kNotFound);
-  EXPECT_EQ(svc_->CreateApiToken(req("app", "acme", {}, std::chrono::seconds(10))).status().code(),
+  EXPECT_EQ(svc_->CreateApiToken(TestOp(), req("app", "acme", {"nope"})).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(svc_->CreateApiToken(TestOp(), req("app", "acme", {}, std::chrono::seconds(10)))
+                .status()
+                .code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      svc_->CreateApiToken(req("app", "acme", {}, kMaxApiTokenLifetime + std::chrono::seconds(1)))
-          .status()
-          .code(),
-      StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->CreateApiToken(TestOp(), req("app", "acme", {},
+                                               kMaxApiTokenLifetime + std::chrono::seconds(1)))
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST_F(ApiTokenTest, EachFailureIs401AndRecordedWithItsReasonNeverTheSecret) {
@@ -126,37 +130,37 @@ TEST_F(ApiTokenTest, RevocationIsImmediateHereAndWithinTheCacheTtlOnAnotherNode)
   std::unique_ptr<EkmService> other = Open();            // another node on the same store
   ASSERT_TRUE(other->Authenticate(text, "r", "").ok());  // now cached there
   ASSERT_TRUE(svc_->Authenticate(text, "r", "").ok());
-  ASSERT_TRUE(svc_->RevokeApiToken(t.info.id).ok());
+  ASSERT_TRUE(svc_->RevokeApiToken(TestOp(), t.info.id).ok());
   EXPECT_EQ(svc_->Authenticate(text, "r", "").status().code(), StatusCode::kUnauthenticated);
   EXPECT_TRUE(other->Authenticate(text, "r", "").ok()) << "cached: the bounded staleness";
   std::this_thread::sleep_for(kApiTokenCacheTtl + std::chrono::milliseconds(200));
   Status s = other->Authenticate(text, "r", "").status();
   EXPECT_EQ(s.code(), StatusCode::kUnauthenticated);
   EXPECT_NE(s.message().find("revoked"), std::string::npos);
-  ASSERT_TRUE(svc_->RevokeApiToken(t.info.id).ok());  // again: no change, one event
+  ASSERT_TRUE(svc_->RevokeApiToken(TestOp(), t.info.id).ok());  // again: no change, one event
   EXPECT_EQ(Events("acme", "token.revoked").size(), 1u);
 }
 
 TEST_F(ApiTokenTest, BootstrapAdminTokenOnceAndFromAFile) {
-  auto b = svc_->EnsureBootstrapAdminToken(std::nullopt);
+  auto b = svc_->EnsureBootstrapAdminToken(TestOp(), std::nullopt);
   ASSERT_TRUE(b.ok() && b->created);
   auto p = svc_->Authenticate(Text(b->token), "r", "");
   ASSERT_TRUE(p.ok());
   EXPECT_TRUE(p->IsAdmin());
   EXPECT_EQ(p->expires_at, 0);
-  auto again = svc_->EnsureBootstrapAdminToken(std::nullopt);
+  auto again = svc_->EnsureBootstrapAdminToken(TestOp(), std::nullopt);
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(again->created);
   // Given in a file (another data directory): stored as is.
-  ASSERT_TRUE(svc_->RevokeApiToken(b->id).ok());
+  ASSERT_TRUE(svc_->RevokeApiToken(TestOp(), b->id).ok());
   auto gen = auth::GenerateToken();
   ASSERT_TRUE(gen.ok());
   std::string given = Text(gen->text);
-  auto g = svc_->EnsureBootstrapAdminToken(given);
+  auto g = svc_->EnsureBootstrapAdminToken(TestOp(), given);
   ASSERT_TRUE(g.ok() && g->created);
   EXPECT_TRUE(g->token.empty());
   EXPECT_TRUE(svc_->Authenticate(given, "r", "").ok());
-  EXPECT_EQ(svc_->EnsureBootstrapAdminToken(std::string("nonsense")).status().code(),
+  EXPECT_EQ(svc_->EnsureBootstrapAdminToken(TestOp(), std::string("nonsense")).status().code(),
             StatusCode::kOk);  // an admin exists: nothing read
 }
 
@@ -169,22 +173,23 @@ TEST_F(ApiTokenTest, TheAdminCreatesAnOwnerOnlyForAWorkspaceWithoutAValidOne) {
     r.requested_by = auth::Role::kAdmin;
     return r;
   };
-  auto first = svc_->CreateApiToken(as_admin("owner", std::chrono::seconds(3600)));
+  auto first = svc_->CreateApiToken(TestOp(), as_admin("owner", std::chrono::seconds(3600)));
   ASSERT_TRUE(first.ok()) << first.status().ToString();
-  auto second = svc_->CreateApiToken(as_admin("owner"));
+  auto second = svc_->CreateApiToken(TestOp(), as_admin("owner"));
   ASSERT_EQ(second.status().code(), StatusCode::kPermissionDenied);
   EXPECT_NE(second.status().message().find("has a valid owner token"), std::string::npos);
   EXPECT_NE(second.status().hint().find("ekm token create -w acme -r owner"), std::string::npos);
   // An owner creates a second owner; revoking the first leaves that one valid.
   ApiTokenRequest by_owner{"owner", "acme", {}, "second owner", {}};
   by_owner.requested_by = auth::Role::kOwner;
-  auto owner2 = svc_->CreateApiToken(by_owner);
+  auto owner2 = svc_->CreateApiToken(TestOp(), by_owner);
   ASSERT_TRUE(owner2.ok()) << owner2.status().ToString();
-  ASSERT_TRUE(svc_->RevokeApiToken(first->info.id, auth::Role::kOwner).ok());
-  EXPECT_EQ(svc_->CreateApiToken(as_admin("owner")).status().code(), StatusCode::kPermissionDenied);
+  ASSERT_TRUE(svc_->RevokeApiToken(TestOp(), first->info.id, auth::Role::kOwner).ok());
+  EXPECT_EQ(svc_->CreateApiToken(TestOp(), as_admin("owner")).status().code(),
+            StatusCode::kPermissionDenied);
   // Every owner token revoked or expired: the admin may create one, a recovery.
-  ASSERT_TRUE(svc_->RevokeApiToken(owner2->info.id, auth::Role::kOwner).ok());
-  auto recovered = svc_->CreateApiToken(as_admin("owner"));
+  ASSERT_TRUE(svc_->RevokeApiToken(TestOp(), owner2->info.id, auth::Role::kOwner).ok());
+  auto recovered = svc_->CreateApiToken(TestOp(), as_admin("owner"));
   ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
   EXPECT_TRUE(svc_->Authenticate(Text(recovered->token), "r", "").ok());
 
@@ -208,7 +213,7 @@ TEST_F(ApiTokenTest, TheAdminCreatesAnOwnerOnlyForAWorkspaceWithoutAValidOne) {
   EventQuery q;
   q.workspace = "";
   q.type = "token.created";
-  auto platform = svc_->QueryAudit(q);
+  auto platform = svc_->QueryAudit(TestOp(), q);
   ASSERT_TRUE(platform.ok());
   ASSERT_EQ(platform->size(), 2u);
   EXPECT_EQ(nlohmann::json::parse((*platform)[1].detail)["workspace"], "acme");
@@ -218,13 +223,13 @@ TEST_F(ApiTokenTest, TheAdminCreatesAnOwnerOnlyForAWorkspaceWithoutAValidOne) {
 TEST_F(ApiTokenTest, AnExpiredOwnerTokenLetsTheAdminRecoverTheWorkspace) {
   ApiTokenRequest r{"owner", "acme", {}, "", std::chrono::seconds(600)};
   r.requested_by = auth::Role::kAdmin;
-  ASSERT_TRUE(svc_->CreateApiToken(r).ok());
+  ASSERT_TRUE(svc_->CreateApiToken(TestOp(), r).ok());
   clock_.Advance(std::chrono::seconds(599));
-  EXPECT_EQ(svc_->CreateApiToken(r).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(svc_->CreateApiToken(TestOp(), r).status().code(), StatusCode::kPermissionDenied);
   clock_.Advance(std::chrono::seconds(1));
-  EXPECT_TRUE(svc_->CreateApiToken(r).ok());
+  EXPECT_TRUE(svc_->CreateApiToken(TestOp(), r).ok());
   // The operator in local mode (no role) is not bound by it.
-  EXPECT_TRUE(svc_->CreateApiToken(ApiTokenRequest{"owner", "acme", {}, "", {}}).ok());
+  EXPECT_TRUE(svc_->CreateApiToken(TestOp(), ApiTokenRequest{"owner", "acme", {}, "", {}}).ok());
 }
 
 }  // namespace

@@ -10,7 +10,8 @@ constexpr std::string_view kUsageActor = "system:usage";
 
 }  // namespace
 
-StatusOr<std::vector<LifecycleEventInfo>> EkmServiceImpl::ListEvents(const EventQuery& q) {
+StatusOr<std::vector<LifecycleEventInfo>> EkmServiceImpl::ListEvents(const CallContext& /*ctx*/,
+                                                                     const EventQuery& q) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", q.workspace));
   EKM_RETURN_IF_ERROR(store_->GetWorkspace(q.workspace).status());
   EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> recs, QueryRecords(q, "event"));
@@ -23,12 +24,13 @@ StatusOr<std::vector<LifecycleEventInfo>> EkmServiceImpl::ListEvents(const Event
   return out;
 }
 
-StatusOr<std::vector<LifecycleEventRecord>> EkmServiceImpl::QueryAudit(const EventQuery& q) {
+StatusOr<std::vector<LifecycleEventRecord>> EkmServiceImpl::QueryAudit(const CallContext& /*ctx*/,
+                                                                       const EventQuery& q) {
   EKM_RETURN_IF_ERROR(CheckChain(q.workspace));
   return QueryRecords(q, "record");
 }
 
-Status EkmServiceImpl::ExportAudit(std::string_view chain,
+Status EkmServiceImpl::ExportAudit(const CallContext& /*ctx*/, std::string_view chain,
                                    const std::function<Status(const LifecycleEventRecord&)>& sink) {
   EKM_RETURN_IF_ERROR(CheckChain(chain));
   LifecycleEventFilter f;
@@ -42,7 +44,8 @@ Status EkmServiceImpl::ExportAudit(std::string_view chain,
   }
 }
 
-StatusOr<AuditCheckpoint> EkmServiceImpl::CreateAuditCheckpoint(std::string_view chain) {
+StatusOr<AuditCheckpoint> EkmServiceImpl::CreateAuditCheckpoint(const CallContext& /*ctx*/,
+                                                                std::string_view chain) {
   EKM_RETURN_IF_ERROR(CheckChain(chain));
   EKM_ASSIGN_OR_RETURN(Store::AuditChainHead head, store_->GetAuditChainHead(chain));
   if (head.seq == 0) {
@@ -53,7 +56,7 @@ StatusOr<AuditCheckpoint> EkmServiceImpl::CreateAuditCheckpoint(std::string_view
 }
 
 StatusOr<std::vector<AuditCheckpoint>> EkmServiceImpl::ListAuditCheckpoints(
-    std::string_view chain) {
+    const CallContext& /*ctx*/, std::string_view chain) {
   EKM_RETURN_IF_ERROR(CheckChain(chain));
   EKM_ASSIGN_OR_RETURN(std::vector<Store::AuditCheckpointRecord> recs,
                        store_->ListAuditCheckpoints(chain));
@@ -79,7 +82,6 @@ StatusOr<size_t> EkmServiceImpl::CheckpointAdvancedChains() {
 
 Status EkmServiceImpl::FlushDataPlaneUsage() {
   std::vector<UsageCounter::Row> rows = usage_->Drain();
-  ScopedActor actor{std::string(kUsageActor)};
   Status first = Status::Ok();
   // One record per workspace, environment and minute, listing its scopes and operations
   // (rows come sorted that way).
@@ -97,8 +99,8 @@ Status EkmServiceImpl::FlushDataPlaneUsage() {
     }
     nlohmann::json detail = {{"minute", FormatRfc3339(FromUnixSeconds(head.minute * 60))},
                              {"counts", counts}};
-    Status s = RecordLifecycleEvent(*store_, *options_.clock, head.workspace, head.environment,
-                                    event::kDataPlaneUsage, detail);
+    Status s = RecordLifecycleEvent(*store_, *options_.clock, kUsageActor, head.workspace,
+                                    head.environment, event::kDataPlaneUsage, detail);
     if (!s.ok() && first.ok()) first = s;
     i = j;
   }

@@ -11,6 +11,7 @@
 #include "ekm/service/ekm_service.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -25,12 +26,12 @@ class AuditServiceTest : public ::testing::Test {
     auto s = EkmService::Open(options_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     svc_ = std::move(*s);
-    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
+    ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "prod").ok());
   }
   std::vector<LifecycleEventRecord> Chain(const std::string& chain) {
     std::vector<LifecycleEventRecord> out;
-    EXPECT_TRUE(svc_->ExportAudit(chain,
+    EXPECT_TRUE(svc_->ExportAudit(TestOp(), chain,
                                   [&](const LifecycleEventRecord& r) {
                                     out.push_back(r);
                                     return Status::Ok();
@@ -45,7 +46,7 @@ class AuditServiceTest : public ::testing::Test {
     q.environment = "prod";
     q.type = "data_plane.usage";
     q.limit = 1000;
-    auto recs = svc_->QueryAudit(q);
+    auto recs = svc_->QueryAudit(TestOp(), q);
     EXPECT_TRUE(recs.ok());
     std::map<std::string, uint64_t> out;
     for (const auto& r : *recs) {
@@ -110,7 +111,7 @@ TEST_F(AuditServiceTest, WorkspaceCreationIsRecordedInBothChains) {
   ASSERT_EQ(platform.size(), 1u);
   EXPECT_EQ(nlohmann::json::parse(platform[0].detail)["workspace"], "acme");
   EXPECT_TRUE(VerifyAuditLog(ws, {}, nullptr).ok());
-  EXPECT_EQ(svc_->ExportAudit("nope", [](const auto&) { return Status::Ok(); }).code(),
+  EXPECT_EQ(svc_->ExportAudit(TestOp(), "nope", [](const auto&) { return Status::Ok(); }).code(),
             StatusCode::kNotFound);
 }
 
@@ -118,14 +119,14 @@ TEST_F(AuditServiceTest, DataPlaneUseIsCountedPerMinuteNotPerRequest) {
   Bytes ct;
   for (int i = 0; i < 3; ++i) {
     ct.clear();
-    ASSERT_TRUE(svc_->Encrypt("acme", "prod", "default", AsBytes("hi"), &ct).ok());
+    ASSERT_TRUE(svc_->Encrypt(TestOp(), "acme", "prod", "default", AsBytes("hi"), &ct).ok());
   }
   Bytes plain;
-  ASSERT_TRUE(svc_->Decrypt("acme", "prod", ct, &plain).ok());
+  ASSERT_TRUE(svc_->Decrypt(TestOp(), "acme", "prod", ct, &plain).ok());
   Bytes rewrapped;
-  ASSERT_TRUE(svc_->Rewrap("acme", "prod", ct, &rewrapped).ok());
+  ASSERT_TRUE(svc_->Rewrap(TestOp(), "acme", "prod", ct, &rewrapped).ok());
   clock_.Advance(std::chrono::minutes(1));
-  ASSERT_TRUE(svc_->Encrypt("acme", "prod", "default", AsBytes("hi"), &ct).ok());
+  ASSERT_TRUE(svc_->Encrypt(TestOp(), "acme", "prod", "default", AsBytes("hi"), &ct).ok());
   EXPECT_TRUE(Usage().empty());  // nothing until a flush
   ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
   auto usage = Usage();
@@ -136,9 +137,9 @@ TEST_F(AuditServiceTest, DataPlaneUseIsCountedPerMinuteNotPerRequest) {
   EventQuery q;
   q.workspace = "acme";
   q.type = "data_plane.usage";
-  EXPECT_EQ(svc_->QueryAudit(q)->size(), 2u);  // one record per minute
+  EXPECT_EQ(svc_->QueryAudit(TestOp(), q)->size(), 2u);  // one record per minute
   ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
-  EXPECT_EQ(svc_->QueryAudit(q)->size(), 2u);  // nothing new to flush
+  EXPECT_EQ(svc_->QueryAudit(TestOp(), q)->size(), 2u);  // nothing new to flush
   EXPECT_TRUE(VerifyAuditLog(Chain("acme"), {}, nullptr).ok());
 }
 
@@ -147,47 +148,49 @@ TEST_F(AuditServiceTest, DataPlaneUseIsCountedPerMinuteNotPerRequest) {
 // dropped before its end is failed; every data-plane route counts its own operation.
 TEST_F(AuditServiceTest, UsageCountsEachOutcomeApart) {
   Bytes ct;
-  ASSERT_TRUE(svc_->Encrypt("acme", "prod", "orders", AsBytes("hello"), &ct).ok());
+  ASSERT_TRUE(svc_->Encrypt(TestOp(), "acme", "prod", "orders", AsBytes("hello"), &ct).ok());
   Bytes tampered = ct;
   tampered.back() ^= 1;
   Bytes plain;
-  EXPECT_EQ(svc_->Decrypt("acme", "prod", tampered, &plain).code(), StatusCode::kDataLoss);
-  ASSERT_TRUE(svc_->CreateEnvironment("acme", "dev").ok());
+  EXPECT_EQ(svc_->Decrypt(TestOp(), "acme", "prod", tampered, &plain).code(),
+            StatusCode::kDataLoss);
+  ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "dev").ok());
   Bytes dev_ct;
-  ASSERT_TRUE(svc_->Encrypt("acme", "dev", "orders", AsBytes("dev"), &dev_ct).ok());
-  EXPECT_EQ(svc_->Decrypt("acme", "prod", dev_ct, &plain).code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(svc_->Encrypt(TestOp(), "acme", "dev", "orders", AsBytes("dev"), &dev_ct).ok());
+  EXPECT_EQ(svc_->Decrypt(TestOp(), "acme", "prod", dev_ct, &plain).code(),
+            StatusCode::kInvalidArgument);
   // Garbage names no scope: nothing to count it under (its 400 is in the access log).
-  EXPECT_FALSE(svc_->Decrypt("acme", "prod", AsBytes("not an envelope"), &plain).ok());
+  EXPECT_FALSE(svc_->Decrypt(TestOp(), "acme", "prod", AsBytes("not an envelope"), &plain).ok());
   // Streams: one that ends, one dropped halfway, one that does not authenticate.
-  auto enc = svc_->NewEncryptStream("acme", "prod", "files", false);
+  auto enc = svc_->NewEncryptStream(TestOp(), "acme", "prod", "files", false);
   ASSERT_TRUE(enc.ok());
   Bytes stream_ct;
   ASSERT_TRUE((*enc)->Update(Bytes(200000, 7), &stream_ct).ok());
   ASSERT_TRUE((*enc)->Finish(&stream_ct).ok());
   enc->reset();
   {
-    auto dec = svc_->NewDecryptStream("acme", "prod");
+    auto dec = svc_->NewDecryptStream(TestOp(), "acme", "prod");
     ASSERT_TRUE(dec.ok());
     ASSERT_TRUE((*dec)->Update(stream_ct, &plain).ok());
     ASSERT_TRUE((*dec)->Finish(&plain).ok());
   }
   {
-    auto dropped = svc_->NewDecryptStream("acme", "prod");
+    auto dropped = svc_->NewDecryptStream(TestOp(), "acme", "prod");
     ASSERT_TRUE(dropped.ok());
     ASSERT_TRUE((*dropped)->Update(ByteView(stream_ct).first(100000), &plain).ok());
   }  // gone without Finish: a client that went away
   {
     Bytes bad = stream_ct;
     bad[bad.size() / 2] ^= 1;
-    auto dec = svc_->NewDecryptStream("acme", "prod");
+    auto dec = svc_->NewDecryptStream(TestOp(), "acme", "prod");
     ASSERT_TRUE(dec.ok());
     Status s = (*dec)->Update(bad, &plain);
     if (s.ok()) s = (*dec)->Finish(&plain);
     EXPECT_EQ(s.code(), StatusCode::kDataLoss);
   }
   // generate-data-key is its own operation; batch items count one by one.
-  ASSERT_TRUE(svc_->GenerateDataKey("acme", "prod", "blobs", 32, false).ok());
-  auto batch = svc_->DecryptBatch("acme", "prod", {ct, tampered, ct});
+  ASSERT_TRUE(svc_->GenerateDataKey(TestOp(), "acme", "prod", "blobs", 32, false).ok());
+  auto batch = svc_->DecryptBatch(TestOp(), "acme", "prod", {ct, tampered, ct});
   ASSERT_TRUE(batch.ok());
   ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
   auto usage = Usage();
@@ -216,7 +219,7 @@ TEST_F(AuditServiceTest, UsageRecordsWithoutOutcomesStillVerify) {
     ASSERT_TRUE((*store)->RecordLifecycleEvent(old).ok());
   }
   Bytes ct;
-  ASSERT_TRUE(svc_->Encrypt("acme", "prod", "default", AsBytes("x"), &ct).ok());
+  ASSERT_TRUE(svc_->Encrypt(TestOp(), "acme", "prod", "default", AsBytes("x"), &ct).ok());
   ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
   auto usage = Usage();
   EXPECT_EQ(usage["decrypt/none"], 3u);
@@ -230,9 +233,9 @@ TEST_F(AuditServiceTest, CheckpointsOfAdvancedChainsVerify) {
   ASSERT_TRUE(made.ok());
   EXPECT_EQ(*made, 2u);  // acme and the platform chain
   EXPECT_EQ(*svc_->CheckpointAdvancedChains(), 0u);
-  ASSERT_TRUE(svc_->RotateEnvironmentKey("acme", "prod").ok());
+  ASSERT_TRUE(svc_->RotateEnvironmentKey(TestOp(), "acme", "prod").ok());
   EXPECT_EQ(*svc_->CheckpointAdvancedChains(), 1u);
-  auto cps = svc_->ListAuditCheckpoints("acme");
+  auto cps = svc_->ListAuditCheckpoints(TestOp(), "acme");
   ASSERT_TRUE(cps.ok());
   ASSERT_EQ(cps->size(), 2u);
   auto records = Chain("acme");
@@ -240,10 +243,10 @@ TEST_F(AuditServiceTest, CheckpointsOfAdvancedChainsVerify) {
   AuditVerifyReport r = VerifyAuditLog(records, *cps, &svc_->AuditSigningPublicKey());
   EXPECT_TRUE(r.ok()) << r.problems[0];
   EXPECT_EQ(r.checkpoints, 2u);
-  auto on_demand = svc_->CreateAuditCheckpoint("");
+  auto on_demand = svc_->CreateAuditCheckpoint(TestOp(), "");
   ASSERT_TRUE(on_demand.ok());
   EXPECT_EQ(on_demand->chain, "");
-  EXPECT_EQ(svc_->CreateAuditCheckpoint("nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(svc_->CreateAuditCheckpoint(TestOp(), "nope").status().code(), StatusCode::kNotFound);
 }
 
 }  // namespace

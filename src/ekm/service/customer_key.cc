@@ -10,23 +10,22 @@
 
 namespace ekm {
 
-StatusOr<KeyValidation> EkmServiceImpl::SetCustomerKey(std::string_view workspace,
-                                                       std::string_view environment,
-                                                       std::string_view provider_name,
-                                                       std::string_view key_id,
-                                                       const KeyChangeOptions& options) {
-  KeyUpdate u(workspace, environment, provider_name, key_id, options, /*validate=*/false);
+StatusOr<KeyValidation> EkmServiceImpl::SetCustomerKey(
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
+    std::string_view provider_name, std::string_view key_id, const KeyChangeOptions& options) {
+  KeyUpdate u(ctx, workspace, environment, provider_name, key_id, options, /*validate=*/false);
   Status s = UpdateKey(u);
   if (!s.ok()) return s;
   return std::move(u.v);
 }
 
-StatusOr<KeyValidation> EkmServiceImpl::ValidateCustomerKey(std::string_view workspace,
+StatusOr<KeyValidation> EkmServiceImpl::ValidateCustomerKey(const CallContext& ctx,
+                                                            std::string_view workspace,
                                                             std::string_view environment,
                                                             std::string_view provider_name,
                                                             std::string_view key_id) {
   const KeyChangeOptions none;
-  KeyUpdate u(workspace, environment, provider_name, key_id, none, /*validate=*/true);
+  KeyUpdate u(ctx, workspace, environment, provider_name, key_id, none, /*validate=*/true);
   Status s = UpdateKey(u);
   // A failed check is the answer, not an error of the request (which has no checks yet).
   if (!s.ok() && u.v.checks.empty()) return s;
@@ -65,12 +64,12 @@ Status EkmServiceImpl::UpdateKey(KeyUpdate& u) {
     u.v.provider_code = s.provider_code();
     u.v.message = mapped.message();
     u.v.hint = mapped.hint();
-    RecordValidation(u.workspace, u.environment, u.v, u.validate_only);
+    RecordValidation(u.ctx, u.workspace, u.environment, u.v, u.validate_only);
     return mapped;
   }
   u.v.ok = true;
   if (u.unchanged || !u.validate_only) keys_.OnCmkVerified(u.env);
-  RecordValidation(u.workspace, u.environment, u.v, u.validate_only);
+  RecordValidation(u.ctx, u.workspace, u.environment, u.v, u.validate_only);
   return Status::Ok();
 }
 
@@ -82,7 +81,8 @@ Status EkmServiceImpl::CheckKeyId(KeyUpdate& u) {
 
 Status EkmServiceImpl::CheckPeriod(KeyUpdate& u) {
   if (u.unchanged) return Status::Ok();
-  Status period = CheckReplacementPeriod(u.env, u.current, u.provider_name, u.key_id, u.options);
+  Status period =
+      CheckReplacementPeriod(u.ctx, u.env, u.current, u.provider_name, u.key_id, u.options);
   if (!period.ok() && u.validate_only) {
     u.v.checks.push_back({"replacement period", "warning", period.message()});
     return Status::Ok();
@@ -152,7 +152,7 @@ Status EkmServiceImpl::StoreKey(KeyUpdate& u) {
   }
   EnvironmentKeyRecord rec = std::move(*u.ek);
   rec.environment_id = u.env.id;
-  EKM_RETURN_IF_ERROR(StoreCmkChange(u.env, u.current, rec, u.options));
+  EKM_RETURN_IF_ERROR(StoreCmkChange(u.ctx, u.env, u.current, rec, u.options));
   keys_.ForgetEnvironment(u.env.workspace, u.env.name);
   u.v.checks.push_back({"store", "passed",
                         "environment key v" + std::to_string(rec.version) +
@@ -161,7 +161,8 @@ Status EkmServiceImpl::StoreKey(KeyUpdate& u) {
   return Status::Ok();
 }
 
-StatusOr<CustomerKeyInfo> EkmServiceImpl::ShowCustomerKey(std::string_view workspace,
+StatusOr<CustomerKeyInfo> EkmServiceImpl::ShowCustomerKey(const CallContext& /*ctx*/,
+                                                          std::string_view workspace,
                                                           std::string_view environment) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
@@ -188,15 +189,17 @@ StatusOr<CustomerKeyInfo> EkmServiceImpl::ShowCustomerKey(std::string_view works
   return info;
 }
 
-StatusOr<KeyValidation> EkmServiceImpl::SetCustomerKey(std::string_view workspace,
+StatusOr<KeyValidation> EkmServiceImpl::SetCustomerKey(const CallContext& ctx,
+                                                       std::string_view workspace,
                                                        std::string_view environment,
                                                        std::string_view provider_name,
                                                        std::string_view key_id) {
-  return SetCustomerKey(workspace, environment, provider_name, key_id, KeyChangeOptions{});
+  return SetCustomerKey(ctx, workspace, environment, provider_name, key_id, KeyChangeOptions{});
 }
 
-void EkmServiceImpl::RecordValidation(std::string_view workspace, std::string_view environment,
-                                      const KeyValidation& v, bool dry_run) {
+void EkmServiceImpl::RecordValidation(const CallContext& ctx, std::string_view workspace,
+                                      std::string_view environment, const KeyValidation& v,
+                                      bool dry_run) {
   auto env = store_->GetEnvironment(workspace, environment);
   if (!env.ok()) return;
   nlohmann::json checks = nlohmann::json::array();
@@ -215,8 +218,8 @@ void EkmServiceImpl::RecordValidation(std::string_view workspace, std::string_vi
     detail["error"] = {
         {"code", v.error_code}, {"provider_code", v.provider_code}, {"message", v.message}};
   }
-  RecordEvent(env->workspace, env->name, v.ok ? event::kKeyValidated : event::kKeyValidationFailed,
-              detail);
+  RecordEvent(ctx, env->workspace, env->name,
+              v.ok ? event::kKeyValidated : event::kKeyValidationFailed, detail);
 }
 
 KeyValidation EkmServiceImpl::FromRecord(const KeyValidationRecord& r) {
@@ -301,7 +304,7 @@ StatusOr<int64_t> EkmServiceImpl::NextReplacementAllowedAt(const EnvironmentReco
   return std::max(last->at + ReplacementPeriod(env).count(), kept);
 }
 
-Status EkmServiceImpl::CheckReplacementPeriod(const EnvironmentRecord& env,
+Status EkmServiceImpl::CheckReplacementPeriod(const CallContext& ctx, const EnvironmentRecord& env,
                                               const EnvironmentKeyRecord& current,
                                               std::string_view provider, std::string_view key_id,
                                               const KeyChangeOptions& options) {
@@ -314,7 +317,7 @@ Status EkmServiceImpl::CheckReplacementPeriod(const EnvironmentRecord& env,
   const int64_t now = ToUnixSeconds(options_.clock->Now());
   if (now >= next) return Status::Ok();
   auto at = [](int64_t t) { return FormatRfc3339(FromUnixSeconds(t)); };
-  RecordEvent(env.workspace, env.name, event::kKeyReplacementRefused,
+  RecordEvent(ctx, env.workspace, env.name, event::kKeyReplacementRefused,
               {{"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
                {"to", {{"provider", provider}, {"key_id", key_id}}},
                {"last_change_at", at(last.at)},
@@ -333,7 +336,7 @@ Status EkmServiceImpl::CheckReplacementPeriod(const EnvironmentRecord& env,
       "\"emergency\": true, \"reason\": \"…\")");
 }
 
-Status EkmServiceImpl::StoreCmkChange(const EnvironmentRecord& env,
+Status EkmServiceImpl::StoreCmkChange(const CallContext& ctx, const EnvironmentRecord& env,
                                       const EnvironmentKeyRecord& current,
                                       const EnvironmentKeyRecord& rec,
                                       const KeyChangeOptions& options) {
@@ -351,7 +354,7 @@ Status EkmServiceImpl::StoreCmkChange(const EnvironmentRecord& env,
   c.kind = first ? "set" : "replacement";
   c.emergency = options.emergency;
   c.reason = options.reason;
-  c.actor = CurrentActor();
+  c.actor = ctx.actor;
   EKM_RETURN_IF_ERROR(store_->AddEnvironmentKeyForCmkChange(rec, c));
   // The new period's end under the period in force now, so that a later shortening (also of
   // ekmd's default, by a restart) does not shorten it. Best effort: without it the period in
@@ -368,7 +371,7 @@ Status EkmServiceImpl::StoreCmkChange(const EnvironmentRecord& env,
     detail["emergency"] = true;
     detail["reason"] = options.reason;
   }
-  RecordEvent(env.workspace, env.name,
+  RecordEvent(ctx, env.workspace, env.name,
               first               ? event::kKeySet
               : options.emergency ? event::kKeyEmergencyReplaced
                                   : event::kKeyReplaced,
@@ -391,7 +394,8 @@ std::string EkmServiceImpl::RepackStartedNote(const EnvironmentRecord& env) {
          "progress); the previous CMK must stay usable until it completes";
 }
 
-StatusOr<KeyPolicyAdvice> EkmServiceImpl::KeyPolicy(std::string_view workspace,
+StatusOr<KeyPolicyAdvice> EkmServiceImpl::KeyPolicy(const CallContext& /*ctx*/,
+                                                    std::string_view workspace,
                                                     std::string_view environment) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
@@ -410,7 +414,8 @@ StatusOr<KeyPolicyAdvice> EkmServiceImpl::KeyPolicy(std::string_view workspace,
   return a;
 }
 
-StatusOr<std::string> EkmServiceImpl::CheckKeyPolicy(std::string_view workspace,
+StatusOr<std::string> EkmServiceImpl::CheckKeyPolicy(const CallContext& /*ctx*/,
+                                                     std::string_view workspace,
                                                      std::string_view policy_text) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(store_->GetWorkspace(workspace).status());

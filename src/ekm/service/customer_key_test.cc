@@ -8,6 +8,7 @@
 #include "ekm/service/key_json.h"
 #include "ekm/testing/moto_peer.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -32,8 +33,8 @@ class CustomerKeyTest : public ::testing::Test {
     options_.data_dir = dir_.path() + "/data";
     ASSERT_TRUE(EkmService::Initialize(options_).ok());
     Open("ekm-platform");
-    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
+    ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "prod").ok());
   }
 
   // (Re)opens the service signing as `user`, straight to moto over HTTPS or through the proxy.
@@ -65,20 +66,20 @@ class CustomerKeyTest : public ::testing::Test {
 
   Bytes Encrypt(std::string_view scope, std::string_view text) {
     Bytes ct;
-    Status s = svc_->Encrypt("acme", "prod", scope, AsBytes(text), &ct);
+    Status s = svc_->Encrypt(TestOp(), "acme", "prod", scope, AsBytes(text), &ct);
     EXPECT_TRUE(s.ok()) << s.ToString();
     return ct;
   }
   std::string Decrypt(const Bytes& ct) {
     Bytes pt;
-    Status s = svc_->Decrypt("acme", "prod", ct, &pt);
+    Status s = svc_->Decrypt(TestOp(), "acme", "prod", ct, &pt);
     EXPECT_TRUE(s.ok()) << s.ToString();
     return std::string(AsChars(pt));
   }
 
   // The environment is still on the platform key, and its data still decrypts.
   void ExpectUnchanged() {
-    auto info = svc_->ShowCustomerKey("acme", "prod");
+    auto info = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
     ASSERT_TRUE(info.ok()) << info.status().ToString();
     EXPECT_EQ(info->provider, "platform");
     EXPECT_EQ(info->ek_version, 1u);
@@ -94,7 +95,7 @@ MotoPeer* CustomerKeyTest::peer_ = nullptr;
 
 TEST_F(CustomerKeyTest, UpdateKeyMakesTheAwsKeyTheCmkAndEverythingStillDecrypts) {
   Bytes before = Encrypt("orders", "written under the platform key");
-  auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", KeyArn("main"));
+  auto v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", KeyArn("main"));
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   EXPECT_TRUE(v->ok);
   std::map<std::string, std::string> outcome;
@@ -109,7 +110,7 @@ TEST_F(CustomerKeyTest, UpdateKeyMakesTheAwsKeyTheCmkAndEverythingStillDecrypts)
   EXPECT_EQ(Decrypt(before), "written under the platform key");
   EXPECT_EQ(Decrypt(after), "written under the customer's key");
 
-  auto info = svc_->ShowCustomerKey("acme", "prod");
+  auto info = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->provider, "aws-kms");
   EXPECT_EQ(info->key_id, KeyArn("main"));
@@ -129,21 +130,21 @@ TEST_F(CustomerKeyTest, UpdateKeyMakesTheAwsKeyTheCmkAndEverythingStillDecrypts)
   Bytes orders_after = Encrypt("orders", "an old scope, written after the change");
   Open("ekm-no-decrypt");
   Bytes out;
-  Status denied = svc_->Decrypt("acme", "prod", orders_after, &out);
+  Status denied = svc_->Decrypt(TestOp(), "acme", "prod", orders_after, &out);
   EXPECT_EQ(denied.code(), StatusCode::kFailedPrecondition) << denied.ToString();
   EXPECT_NE(denied.message().find("AccessDenied"), std::string::npos) << denied.ToString();
   EXPECT_EQ(Decrypt(before), "written under the platform key");
   Open("ekm-platform");
   // The refusal started the stored backoff, which a fresh process keeps to; validating the key
   // proves access is back and ends it at once (as an operator does after fixing access).
-  auto validated = svc_->ValidateCustomerKey("acme", "prod", "aws-kms", KeyArn("main"));
+  auto validated = svc_->ValidateCustomerKey(TestOp(), "acme", "prod", "aws-kms", KeyArn("main"));
   ASSERT_TRUE(validated.ok() && validated->ok) << validated.status().ToString();
   EXPECT_EQ(Decrypt(orders_after), "an old scope, written after the change");
 
   // The same key again is a re-validation, not a new EK version.
-  auto again = svc_->SetCustomerKey("acme", "prod", "aws-kms", KeyArn("main"));
+  auto again = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", KeyArn("main"));
   ASSERT_TRUE(again.ok()) << again.status().ToString();
-  auto info2 = svc_->ShowCustomerKey("acme", "prod");
+  auto info2 = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(info2.ok());
   EXPECT_EQ(info2->ek_version, 2u);
 }
@@ -151,14 +152,14 @@ TEST_F(CustomerKeyTest, UpdateKeyMakesTheAwsKeyTheCmkAndEverythingStillDecrypts)
 TEST_F(CustomerKeyTest, AliasArnAndRotationStatusWhereDescribeIsPermitted) {
   Open("ekm-describe");
   std::string alias = peer_->setup()["keys"]["rotating"]["alias_arn"];
-  auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", alias);
+  auto v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", alias);
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   std::map<std::string, KeyCheck> by_name;
   for (const auto& c : v->checks) by_name[c.name] = c;
   EXPECT_EQ(by_name["describe"].outcome, "passed");
   EXPECT_NE(by_name["describe"].detail.find("SYMMETRIC_DEFAULT"), std::string::npos);
   EXPECT_EQ(by_name["rotation"].outcome, "passed");
-  auto info = svc_->ShowCustomerKey("acme", "prod");
+  auto info = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(info.ok());
   ASSERT_TRUE(info->description.has_value());
   EXPECT_EQ(info->description->rotation, CmkRotation::kEnabled);
@@ -166,21 +167,21 @@ TEST_F(CustomerKeyTest, AliasArnAndRotationStatusWhereDescribeIsPermitted) {
 }
 
 TEST_F(CustomerKeyTest, AMalformedArnIsNamedPreciselyAndNothingChanges) {
-  auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", " " + KeyArn("main"));
+  auto v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", " " + KeyArn("main"));
   ASSERT_EQ(v.status().code(), StatusCode::kInvalidArgument) << v.status().ToString();
   EXPECT_NE(v.status().message().find("key id check"), std::string::npos);
   EXPECT_NE(v.status().message().find("space"), std::string::npos) << v.status().ToString();
   ExpectUnchanged();
-  auto info = svc_->ShowCustomerKey("acme", "prod");
+  auto info = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(info.ok());
   ASSERT_TRUE(info->last_validation.has_value());
   EXPECT_FALSE(info->last_validation->ok);
   EXPECT_EQ(info->last_validation->error_code, "invalid_argument");
 
   // A pasted key id that is not even UTF-8 is recorded as typed and still reported as JSON.
-  auto bytes = svc_->SetCustomerKey("acme", "prod", "aws-kms", "arn:aws:kms:\xff");
+  auto bytes = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", "arn:aws:kms:\xff");
   ASSERT_EQ(bytes.status().code(), StatusCode::kInvalidArgument);
-  auto shown = svc_->ShowCustomerKey("acme", "prod");
+  auto shown = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(shown.ok());
   std::string text = JsonText(CustomerKeyInfoToJson(*shown));
   EXPECT_NE(text.find("arn:aws:kms:\xef\xbf\xbd"), std::string::npos) << text;
@@ -189,7 +190,7 @@ TEST_F(CustomerKeyTest, AMalformedArnIsNamedPreciselyAndNothingChanges) {
 
 TEST_F(CustomerKeyTest, WithoutDecryptTheAdminIsToldToFixTheKeyPolicy) {
   Open("ekm-no-decrypt");
-  auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", KeyArn("main"));
+  auto v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", KeyArn("main"));
   ASSERT_EQ(v.status().code(), StatusCode::kFailedPrecondition) << v.status().ToString();
   EXPECT_NE(v.status().message().find("decrypt check"), std::string::npos);
   EXPECT_NE(v.status().message().find("AccessDenied"), std::string::npos);
@@ -197,14 +198,14 @@ TEST_F(CustomerKeyTest, WithoutDecryptTheAdminIsToldToFixTheKeyPolicy) {
             std::string::npos)
       << v.status().hint();
   ExpectUnchanged();
-  auto info = svc_->ShowCustomerKey("acme", "prod");
+  auto info = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(info.ok() && info->last_validation);
   EXPECT_EQ(info->last_validation->provider_code, "AccessDenied");
 }
 
 TEST_F(CustomerKeyTest, AWrongSecretPointsAtThePlatformsCredentials) {
   Open("ekm-platform", false, "not/the/right/secret/access/key/at/all/0");
-  auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", KeyArn("main"));
+  auto v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", KeyArn("main"));
   // docs/api.md: the platform's own credentials wrong: 409, the operator must fix them.
   ASSERT_EQ(v.status().code(), StatusCode::kFailedPrecondition) << v.status().ToString();
   EXPECT_NE(v.status().message().find("SignatureDoesNotMatch"), std::string::npos);
@@ -215,7 +216,7 @@ TEST_F(CustomerKeyTest, AWrongSecretPointsAtThePlatformsCredentials) {
 TEST_F(CustomerKeyTest, ANonexistentKeyPointsAtTheArnAndRegion) {
   std::string arn = "arn:aws:kms:us-east-1:" + peer_->setup()["account"].get<std::string>() +
                     ":key/0f0f0f0f-0000-4000-8000-000000000000";
-  auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", arn);
+  auto v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", arn);
   ASSERT_EQ(v.status().code(), StatusCode::kNotFound) << v.status().ToString();
   EXPECT_NE(v.status().hint().find("region"), std::string::npos);
   ExpectUnchanged();
@@ -224,7 +225,7 @@ TEST_F(CustomerKeyTest, ANonexistentKeyPointsAtTheArnAndRegion) {
 TEST_F(CustomerKeyTest, ADisabledKeyIsRefusedEvenWhereTheKmsStillAnswers) {
   // moto keeps serving a disabled key; DescribeKey tells the truth.
   Open("ekm-describe");
-  auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", KeyArn("disabled"));
+  auto v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", KeyArn("disabled"));
   ASSERT_EQ(v.status().code(), StatusCode::kFailedPrecondition) << v.status().ToString();
   EXPECT_NE(v.status().message().find("Disabled"), std::string::npos);
   EXPECT_NE(v.status().hint().find("enable the key"), std::string::npos);
@@ -254,7 +255,7 @@ TEST_F(CustomerKeyTest, KeyStateAndOutagesThroughTheFaultProxy) {
     SCOPED_TRACE(c.kind);
     ASSERT_TRUE(peer_->ClearFaults().ok());
     ASSERT_TRUE(peer_->ArmFault(c.target, c.kind, -1, 5000).ok());
-    auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", KeyArn("main"));
+    auto v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", KeyArn("main"));
     ASSERT_FALSE(v.ok());
     if (c.kind == "timeout") {
       EXPECT_TRUE(v.status().code() == StatusCode::kDeadlineExceeded ||
@@ -271,14 +272,14 @@ TEST_F(CustomerKeyTest, KeyStateAndOutagesThroughTheFaultProxy) {
 
 TEST_F(CustomerKeyTest, PolicyStatementAndDoctorForTheWorkspace) {
   // No principal configured: ekm asks STS who its credentials are.
-  auto advice = svc_->KeyPolicy("acme", "prod");
+  auto advice = svc_->KeyPolicy(TestOp(), "acme", "prod");
   ASSERT_TRUE(advice.ok()) << advice.status().ToString();
   EXPECT_EQ(advice->principal_arn, peer_->setup()["users"]["ekm-platform"]["arn"]);
   EXPECT_NE(advice->statement.find("kms:EncryptionContext:ekm:workspace"), std::string::npos);
   EXPECT_NE(advice->statement.find("\"acme\""), std::string::npos);
 
   std::string policy = R"({"Version": "2012-10-17", "Statement": [)" + advice->statement + "]}";
-  auto report = svc_->CheckKeyPolicy("acme", policy);
+  auto report = svc_->CheckKeyPolicy(TestOp(), "acme", policy);
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   auto j = nlohmann::json::parse(*report);
   EXPECT_TRUE(j["granted"].get<bool>()) << j.dump(2);
@@ -289,7 +290,7 @@ TEST_F(CustomerKeyTest, PolicyStatementAndDoctorForTheWorkspace) {
    "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"}
   )" + advice->statement +
                        "]}";
-  auto bad = svc_->CheckKeyPolicy("acme", broken);
+  auto bad = svc_->CheckKeyPolicy(TestOp(), "acme", broken);
   ASSERT_TRUE(bad.ok()) << bad.status().ToString();
   auto b = nlohmann::json::parse(*bad);
   EXPECT_FALSE(b["granted"].get<bool>());
@@ -298,7 +299,7 @@ TEST_F(CustomerKeyTest, PolicyStatementAndDoctorForTheWorkspace) {
   // A configured principal wins over STS.
   options_.aws.principal_arn = "arn:aws:iam::111122223333:role/ekm-platform";
   Open("ekm-platform");
-  auto configured = svc_->KeyPolicy("acme", "prod");
+  auto configured = svc_->KeyPolicy(TestOp(), "acme", "prod");
   ASSERT_TRUE(configured.ok());
   EXPECT_EQ(configured->principal_arn, "arn:aws:iam::111122223333:role/ekm-platform");
 }

@@ -9,16 +9,6 @@ namespace ekm {
 
 namespace {
 
-// Rewrap decrypts and encrypts through the public paths; it is counted once, as a rewrap
-// (generate-data-key the same).
-thread_local bool t_usage_counted_by_caller = false;
-struct CountedHere {
-  CountedHere() { t_usage_counted_by_caller = true; }
-  ~CountedHere() { t_usage_counted_by_caller = false; }
-  CountedHere(const CountedHere&) = delete;
-  CountedHere& operator=(const CountedHere&) = delete;
-};
-
 // One stream's use of the data plane, counted once, when it ends: ok when it finished, else by
 // its first error; a stream dropped before its end (a client gone) as failed. A decrypt
 // stream's scope is known once its header named one; before that there is nothing to count
@@ -134,8 +124,15 @@ class KeyCheckedCoder final : public StreamCoderBase<Coder, KeyCheckedCoder<Code
 
 }  // namespace
 
-Status EkmServiceImpl::Encrypt(std::string_view workspace, std::string_view environment,
-                               std::string_view scope, ByteView plaintext, Bytes* out) {
+Status EkmServiceImpl::Encrypt(const CallContext& /*ctx*/, std::string_view workspace,
+                               std::string_view environment, std::string_view scope,
+                               ByteView plaintext, Bytes* out) {
+  return EncryptMessage(workspace, environment, scope, plaintext, out, UsageCount::kHere);
+}
+
+Status EkmServiceImpl::EncryptMessage(std::string_view workspace, std::string_view environment,
+                                      std::string_view scope, ByteView plaintext, Bytes* out,
+                                      UsageCount usage) {
   // This thread's memo of the lookups below, while nothing they read changed
   // (keys/data_path_memo.h): no shared lock or reference count per message.
   const uint64_t generation = keys_.memos().current_generation();
@@ -152,7 +149,7 @@ Status EkmServiceImpl::Encrypt(std::string_view workspace, std::string_view envi
       keys_.CountMemoHit();
       EnvelopeContext ctx{e->env.workspace, e->env.name, std::string(scope), e->dk->version};
       Status sealed = SealSingle(ctx, *e->dk->key, nonce, plaintext, out);
-      CountUsage(e->env, scope, usage_op::kEncrypt, sealed);
+      if (usage == UsageCount::kHere) CountUsage(e->env, scope, usage_op::kEncrypt, sealed);
       return sealed;
     }
     // Otherwise (no memo, a change, an expired TTL, a used-up DK) the full path decides.
@@ -175,7 +172,7 @@ Status EkmServiceImpl::Encrypt(std::string_view workspace, std::string_view envi
     EnvelopeContext ctx{env.workspace, env.name, std::string(scope), dk->version};
     return SealSingle(ctx, *dk->key, nonce, plaintext, out);
   }();
-  CountUsage(env, scope, usage_op::kEncrypt, sealed);
+  if (usage == UsageCount::kHere) CountUsage(env, scope, usage_op::kEncrypt, sealed);
   EKM_RETURN_IF_ERROR(sealed);
   Remember(generation, valid_until, workspace, environment, scope, 0, env, std::move(dk));
   return Status::Ok();
@@ -199,8 +196,13 @@ void EkmServiceImpl::Remember(uint64_t generation,
   e.dk = std::move(dk);
 }
 
-Status EkmServiceImpl::Decrypt(std::string_view workspace, std::string_view environment,
-                               ByteView envelope, Bytes* out) {
+Status EkmServiceImpl::Decrypt(const CallContext& /*ctx*/, std::string_view workspace,
+                               std::string_view environment, ByteView envelope, Bytes* out) {
+  return DecryptMessage(workspace, environment, envelope, out, UsageCount::kHere);
+}
+
+Status EkmServiceImpl::DecryptMessage(std::string_view workspace, std::string_view environment,
+                                      ByteView envelope, Bytes* out, UsageCount usage) {
   // A whole single-form envelope (what Encrypt and the JSON API produce) opens straight into
   // `out`: no decoder, no intermediate copies. Anything else, including every malformed
   // input, takes the decoder, whose errors are the documented ones.
@@ -217,10 +219,10 @@ Status EkmServiceImpl::Decrypt(std::string_view workspace, std::string_view envi
       whole[4] == static_cast<uint8_t>(EnvelopeType::kSingle) &&
       whole.size() <= kMaxSinglePlaintextSize) {
     auto parsed = ParseHeader(whole);
-    if (parsed.ok()) return DecryptSingle(workspace, environment, *parsed, whole, out);
+    if (parsed.ok()) return DecryptSingle(workspace, environment, *parsed, whole, out, usage);
   }
   EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> decoder,
-                       NewDecryptStream(workspace, environment));
+                       OpenDecryptStream(workspace, environment, usage));
   Bytes plain;
   Status s = decoder->Update(envelope, &plain);
   if (s.ok()) s = decoder->Finish(&plain);
@@ -230,9 +232,10 @@ Status EkmServiceImpl::Decrypt(std::string_view workspace, std::string_view envi
 }
 
 Status EkmServiceImpl::DecryptSingle(std::string_view workspace, std::string_view environment,
-                                     const ParsedHeader& parsed, ByteView whole, Bytes* out) {
+                                     const ParsedHeader& parsed, ByteView whole, Bytes* out,
+                                     UsageCount usage) {
   const EnvelopeContext& c = parsed.header.context;
-  const bool count = !t_usage_counted_by_caller;
+  const bool count = usage == UsageCount::kHere;
   // This thread's memo first, as in Encrypt; a header naming another environment always
   // takes the full path (and its error).
   const uint64_t generation = keys_.memos().current_generation();
@@ -277,10 +280,17 @@ StatusOr<std::shared_ptr<DataKeyHandle>> EkmServiceImpl::DataKeyFor(const Enviro
 }
 
 StatusOr<std::unique_ptr<EnvelopeEncoder>> EkmServiceImpl::NewEncryptStream(
-    std::string_view workspace, std::string_view environment, std::string_view scope, bool text) {
+    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    std::string_view scope, bool text) {
+  return OpenEncryptStream(workspace, environment, scope, text, UsageCount::kHere);
+}
+
+StatusOr<std::unique_ptr<EnvelopeEncoder>> EkmServiceImpl::OpenEncryptStream(
+    std::string_view workspace, std::string_view environment, std::string_view scope, bool text,
+    UsageCount usage) {
   EKM_RETURN_IF_ERROR(ValidateScope(scope));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
-  const bool count = !t_usage_counted_by_caller;
+  const bool count = usage == UsageCount::kHere;
   auto encoder = [&]() -> StatusOr<std::unique_ptr<EnvelopeEncoder>> {
     EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, keys_.CurrentDataKey(env, scope));
     // A stream counts as one message against the DK version's bound (its key is derived with
@@ -306,28 +316,33 @@ StatusOr<std::unique_ptr<EnvelopeEncoder>> EkmServiceImpl::NewEncryptStream(
   if (!count) return encoder;
   // Counted when the stream ends (or now, refused: no key); a key check that stops the
   // stream is counted as its outcome.
-  auto usage = std::make_shared<StreamUsage>(usage_, options_.clock, env.workspace, env.name,
-                                             usage_op::kEncrypt, std::string(scope));
-  if (!encoder.ok()) return usage->End(encoder.status());
+  auto counted = std::make_shared<StreamUsage>(usage_, options_.clock, env.workspace, env.name,
+                                               usage_op::kEncrypt, std::string(scope));
+  if (!encoder.ok()) return counted->End(encoder.status());
   return std::unique_ptr<EnvelopeEncoder>(
-      new CountedCoder<EnvelopeEncoder>(std::move(encoder).value(), std::move(usage)));
+      new CountedCoder<EnvelopeEncoder>(std::move(encoder).value(), std::move(counted)));
 }
 
 StatusOr<std::unique_ptr<EnvelopeDecoder>> EkmServiceImpl::NewDecryptStream(
-    std::string_view workspace, std::string_view environment) {
+    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment) {
+  return OpenDecryptStream(workspace, environment, UsageCount::kHere);
+}
+
+StatusOr<std::unique_ptr<EnvelopeDecoder>> EkmServiceImpl::OpenDecryptStream(
+    std::string_view workspace, std::string_view environment, UsageCount usage) {
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, Environment(workspace, environment));
   // One envelope, one decrypt: counted when the stream ends, under the scope its header names.
-  std::shared_ptr<StreamUsage> usage;
-  if (!t_usage_counted_by_caller) {
-    usage = std::make_shared<StreamUsage>(usage_, options_.clock, env.workspace, env.name,
-                                          usage_op::kDecrypt);
+  std::shared_ptr<StreamUsage> counted;
+  if (usage == UsageCount::kHere) {
+    counted = std::make_shared<StreamUsage>(usage_, options_.clock, env.workspace, env.name,
+                                            usage_op::kDecrypt);
   }
   auto key = std::make_shared<StreamKey>();
   key->workspace = std::string(workspace);
   key->environment = std::string(environment);
-  auto lookup = [this, env, usage,
+  auto lookup = [this, env, counted,
                  key](const EnvelopeHeader& h) -> StatusOr<std::shared_ptr<const SecretBytes>> {
-    if (usage) usage->NameScope(h.context.scope);
+    if (counted) counted->NameScope(h.context.scope);
     EKM_ASSIGN_OR_RETURN(std::shared_ptr<DataKeyHandle> dk, DataKeyFor(env, h.context));
     key->scope = h.context.scope;
     key->version = h.context.dk_version;  // checked from here on
@@ -335,9 +350,9 @@ StatusOr<std::unique_ptr<EnvelopeDecoder>> EkmServiceImpl::NewDecryptStream(
   };
   std::unique_ptr<EnvelopeDecoder> decoder(new KeyCheckedCoder<EnvelopeDecoder>(
       EnvelopeDecoder::Create(std::move(lookup)), [this, key] { return CheckStreamKey(*key); }));
-  if (!usage) return decoder;
+  if (!counted) return decoder;
   return std::unique_ptr<EnvelopeDecoder>(
-      new CountedCoder<EnvelopeDecoder>(std::move(decoder), std::move(usage)));
+      new CountedCoder<EnvelopeDecoder>(std::move(decoder), std::move(counted)));
 }
 
 Status EkmServiceImpl::CheckStreamKey(StreamKey& k) {
@@ -356,17 +371,16 @@ Status EkmServiceImpl::CheckStreamKey(StreamKey& k) {
   return Status::Ok();
 }
 
-StatusOr<RewrapResult> EkmServiceImpl::Rewrap(std::string_view workspace,
+StatusOr<RewrapResult> EkmServiceImpl::Rewrap(const CallContext& /*ctx*/,
+                                              std::string_view workspace,
                                               std::string_view environment, ByteView envelope,
                                               Bytes* out) {
   // Counted once, as a rewrap with its outcome (once the ciphertext's header named the scope),
   // not as its inner decrypt and encrypt.
   std::optional<EnvironmentRecord> env;
   std::string scope;
-  StatusOr<RewrapResult> result = [&] {
-    CountedHere counted_here;
-    return RewrapUncounted(workspace, environment, envelope, out, &env, &scope);
-  }();
+  StatusOr<RewrapResult> result =
+      RewrapUncounted(workspace, environment, envelope, out, &env, &scope);
   if (env) CountUsage(*env, scope, usage_op::kRewrap, result.status());
   return result;
 }
@@ -414,7 +428,7 @@ Status EkmServiceImpl::Reencrypt(std::string_view workspace, std::string_view en
   const EnvelopeContext& from = parsed.header.context;
   // The plaintext passes through here one piece at a time and is wiped after each use.
   EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> decoder,
-                       NewDecryptStream(workspace, environment));
+                       OpenDecryptStream(workspace, environment, UsageCount::kByCaller));
   Bytes plain;
   auto wipe = [&plain] {
     OPENSSL_cleanse(plain.data(), plain.size());
@@ -428,10 +442,12 @@ Status EkmServiceImpl::Reencrypt(std::string_view workspace, std::string_view en
     plain.reserve(envelope.size());  // no reallocation leaves an unwiped copy behind
     EKM_RETURN_IF_ERROR(decoder->Update(envelope, &plain));
     EKM_RETURN_IF_ERROR(decoder->Finish(&plain));
-    EKM_RETURN_IF_ERROR(Encrypt(workspace, environment, from.scope, plain, rewrapped));
+    EKM_RETURN_IF_ERROR(EncryptMessage(workspace, environment, from.scope, plain, rewrapped,
+                                       UsageCount::kByCaller));
   } else {
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeEncoder> encoder,
-                         NewEncryptStream(workspace, environment, from.scope, false));
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<EnvelopeEncoder> encoder,
+        OpenEncryptStream(workspace, environment, from.scope, false, UsageCount::kByCaller));
     constexpr size_t kChunk = 64 * 1024;
     plain.reserve(2 * kMaxSegmentSize);
     for (size_t off = 0; off < envelope.size(); off += kChunk) {
@@ -447,7 +463,8 @@ Status EkmServiceImpl::Reencrypt(std::string_view workspace, std::string_view en
   return Status::Ok();
 }
 
-StatusOr<GeneratedDataKey> EkmServiceImpl::GenerateDataKey(std::string_view workspace,
+StatusOr<GeneratedDataKey> EkmServiceImpl::GenerateDataKey(const CallContext& /*ctx*/,
+                                                           std::string_view workspace,
                                                            std::string_view environment,
                                                            std::string_view scope, size_t size,
                                                            bool with_plaintext) {
@@ -463,10 +480,9 @@ StatusOr<GeneratedDataKey> EkmServiceImpl::GenerateDataKey(std::string_view work
   GeneratedDataKey out;
   out.scope = std::string(scope);
   Status sealed;
-  {
-    CountedHere counted_here;  // counted below as generate_data_key, not as an encrypt
-    sealed = Encrypt(workspace, environment, scope, key.RevealForCrypto(), &out.ciphertext);
-  }
+  // Counted below as generate_data_key, not as an encrypt.
+  sealed = EncryptMessage(workspace, environment, scope, key.RevealForCrypto(), &out.ciphertext,
+                          UsageCount::kByCaller);
   CountUsage(env, scope, usage_op::kGenerateDataKey, sealed);
   EKM_RETURN_IF_ERROR(sealed);
   if (with_plaintext) out.plaintext = std::move(key);
@@ -474,7 +490,7 @@ StatusOr<GeneratedDataKey> EkmServiceImpl::GenerateDataKey(std::string_view work
 }
 
 StatusOr<std::vector<StatusOr<Bytes>>> EkmServiceImpl::EncryptBatch(
-    std::string_view workspace, std::string_view environment,
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::vector<BatchEncryptItem>& items) {
   EKM_RETURN_IF_ERROR(CheckBatchSize(items.size()));
   // The environment first: a missing one is the request's error, not every item's.
@@ -483,7 +499,7 @@ StatusOr<std::vector<StatusOr<Bytes>>> EkmServiceImpl::EncryptBatch(
   out.reserve(items.size());
   for (const BatchEncryptItem& item : items) {
     Bytes ct;
-    Status s = Encrypt(workspace, environment, item.scope, item.plaintext, &ct);
+    Status s = Encrypt(ctx, workspace, environment, item.scope, item.plaintext, &ct);
     if (IsOutage(s)) return s;
     out.push_back(s.ok() ? StatusOr<Bytes>(std::move(ct)) : StatusOr<Bytes>(s));
   }
@@ -491,14 +507,15 @@ StatusOr<std::vector<StatusOr<Bytes>>> EkmServiceImpl::EncryptBatch(
 }
 
 StatusOr<std::vector<StatusOr<Bytes>>> EkmServiceImpl::DecryptBatch(
-    std::string_view workspace, std::string_view environment, const std::vector<Bytes>& envelopes) {
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
+    const std::vector<Bytes>& envelopes) {
   EKM_RETURN_IF_ERROR(CheckBatchSize(envelopes.size()));
   EKM_RETURN_IF_ERROR(Environment(workspace, environment).status());
   std::vector<StatusOr<Bytes>> out;
   out.reserve(envelopes.size());
   for (const Bytes& envelope : envelopes) {
     Bytes plain;
-    Status s = Decrypt(workspace, environment, envelope, &plain);
+    Status s = Decrypt(ctx, workspace, environment, envelope, &plain);
     if (IsOutage(s)) return s;
     out.push_back(s.ok() ? StatusOr<Bytes>(std::move(plain)) : StatusOr<Bytes>(s));
   }
@@ -525,7 +542,6 @@ Status EkmServiceImpl::CheckBatchSize(size_t n) {
 
 void EkmServiceImpl::CountUsage(const EnvironmentRecord& env, std::string_view scope,
                                 std::string_view op, const Status& result) {
-  if (t_usage_counted_by_caller) return;
   usage_->Count(env.workspace, env.name, scope, op, UsageOutcomeOf(result),
                 ToUnixSeconds(options_.clock->NowCoarse()) / 60);
 }

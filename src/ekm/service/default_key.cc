@@ -4,7 +4,8 @@
 
 namespace ekm {
 
-StatusOr<WorkspaceDefaultKey> EkmServiceImpl::SetWorkspaceDefaultKey(std::string_view workspace,
+StatusOr<WorkspaceDefaultKey> EkmServiceImpl::SetWorkspaceDefaultKey(const CallContext& ctx,
+                                                                     std::string_view workspace,
                                                                      std::string_view provider_name,
                                                                      std::string_view key_id) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
@@ -41,14 +42,15 @@ StatusOr<WorkspaceDefaultKey> EkmServiceImpl::SetWorkspaceDefaultKey(std::string
                          "the provider is misbehaving; do not use this key");
   }
   Store::WorkspaceDefaultKeyRecord rec{ws.id, std::string(provider_name), std::string(key_id),
-                                       ToUnixSeconds(options_.clock->Now()), CurrentActor()};
+                                       ToUnixSeconds(options_.clock->Now()), ctx.actor};
   EKM_RETURN_IF_ERROR(store_->SetWorkspaceDefaultKey(rec));
-  RecordEvent(ws.name, "", event::kWorkspaceDefaultKeySet,
+  RecordEvent(ctx, ws.name, "", event::kWorkspaceDefaultKeySet,
               {{"cmk", {{"provider", rec.cmk_provider}, {"key_id", rec.cmk_key_id}}}});
   return DefaultKeyInfo(ws.name, rec);
 }
 
-StatusOr<WorkspaceDefaultKey> EkmServiceImpl::GetWorkspaceDefaultKey(std::string_view workspace) {
+StatusOr<WorkspaceDefaultKey> EkmServiceImpl::GetWorkspaceDefaultKey(const CallContext& /*ctx*/,
+                                                                     std::string_view workspace) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_ASSIGN_OR_RETURN(WorkspaceRecord ws, store_->GetWorkspace(workspace));
   EKM_ASSIGN_OR_RETURN(std::optional<Store::WorkspaceDefaultKeyRecord> rec,
@@ -57,11 +59,12 @@ StatusOr<WorkspaceDefaultKey> EkmServiceImpl::GetWorkspaceDefaultKey(std::string
   return DefaultKeyInfo(ws.name, *rec);
 }
 
-StatusOr<WorkspaceDefaultKey> EkmServiceImpl::ResetWorkspaceDefaultKey(std::string_view workspace) {
+StatusOr<WorkspaceDefaultKey> EkmServiceImpl::ResetWorkspaceDefaultKey(const CallContext& ctx,
+                                                                       std::string_view workspace) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_ASSIGN_OR_RETURN(WorkspaceRecord ws, store_->GetWorkspace(workspace));
   EKM_RETURN_IF_ERROR(store_->DeleteWorkspaceDefaultKey(ws.id));
-  RecordEvent(ws.name, "", event::kWorkspaceDefaultKeySet,
+  RecordEvent(ctx, ws.name, "", event::kWorkspaceDefaultKeySet,
               {{"cmk",
                 {{"provider", std::string(kPlatformProviderName)},
                  {"key_id", std::string(kPlatformRootKeyId)}}},

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ekm/api/call_context.h"
 #include "ekm/audit/audit_log.h"
 #include "ekm/auth/token.h"
 #include "ekm/base/bytes.h"
@@ -393,59 +394,67 @@ class EkmService {
   static StatusOr<StorePtr> OpenStore(const EkmOptions& options);
 
   // Admin plane.
-  virtual StatusOr<WorkspaceInfo> CreateWorkspace(std::string_view name) = 0;
-  virtual StatusOr<std::vector<WorkspaceInfo>> ListWorkspaces() = 0;
-  virtual StatusOr<EnvironmentInfo> CreateEnvironment(std::string_view workspace,
+  virtual StatusOr<WorkspaceInfo> CreateWorkspace(const CallContext& ctx,
+                                                  std::string_view name) = 0;
+  virtual StatusOr<std::vector<WorkspaceInfo>> ListWorkspaces(const CallContext& ctx) = 0;
+  virtual StatusOr<EnvironmentInfo> CreateEnvironment(const CallContext& ctx,
+                                                      std::string_view workspace,
                                                       std::string_view name) = 0;
-  virtual StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(std::string_view workspace) = 0;
+  virtual StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(const CallContext& ctx,
+                                                                  std::string_view workspace) = 0;
 
   // Customer main keys. SetCustomerKey is "Update key": validates the key id, proves a wrap
   // and unwrap round trip with the environment's encryption context, reads the key's metadata
   // where the provider permits, and only then makes it the environment's CMK (a new EK version
   // wrapped under it). On failure nothing changes; the validation is recorded either way.
-  virtual StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace,
+  virtual StatusOr<KeyValidation> SetCustomerKey(const CallContext& ctx, std::string_view workspace,
                                                  std::string_view environment,
                                                  std::string_view provider,
                                                  std::string_view key_id) = 0;
-  virtual StatusOr<CustomerKeyInfo> ShowCustomerKey(std::string_view workspace,
+  virtual StatusOr<CustomerKeyInfo> ShowCustomerKey(const CallContext& ctx,
+                                                    std::string_view workspace,
                                                     std::string_view environment) = 0;
-  virtual StatusOr<KeyPolicyAdvice> KeyPolicy(std::string_view workspace,
+  virtual StatusOr<KeyPolicyAdvice> KeyPolicy(const CallContext& ctx, std::string_view workspace,
                                               std::string_view environment) = 0;
   // The policy doctor: a whole key policy as pasted, checked for the platform principal and
   // this workspace. Returns the report as JSON (policy/policy_doctor.h).
-  virtual StatusOr<std::string> CheckKeyPolicy(std::string_view workspace,
+  virtual StatusOr<std::string> CheckKeyPolicy(const CallContext& ctx, std::string_view workspace,
                                                std::string_view policy_text) = 0;
 
   // Data plane, whole messages. Encrypt appends a single-form binary envelope to `out`.
-  virtual Status Encrypt(std::string_view workspace, std::string_view environment,
-                         std::string_view scope, ByteView plaintext, Bytes* out) = 0;
+  virtual Status Encrypt(const CallContext& ctx, std::string_view workspace,
+                         std::string_view environment, std::string_view scope, ByteView plaintext,
+                         Bytes* out) = 0;
   // Accepts either form, binary or text; appends the plaintext to `out`. An envelope of another
   // workspace or environment is refused with InvalidArgument naming both.
-  virtual Status Decrypt(std::string_view workspace, std::string_view environment,
-                         ByteView envelope, Bytes* out) = 0;
+  virtual Status Decrypt(const CallContext& ctx, std::string_view workspace,
+                         std::string_view environment, ByteView envelope, Bytes* out) = 0;
 
   // Data plane, streams of any size in bounded memory.
-  virtual StatusOr<std::unique_ptr<EnvelopeEncoder>> NewEncryptStream(std::string_view workspace,
+  virtual StatusOr<std::unique_ptr<EnvelopeEncoder>> NewEncryptStream(const CallContext& ctx,
+                                                                      std::string_view workspace,
                                                                       std::string_view environment,
                                                                       std::string_view scope,
                                                                       bool text) = 0;
   virtual StatusOr<std::unique_ptr<EnvelopeDecoder>> NewDecryptStream(
-      std::string_view workspace, std::string_view environment) = 0;
+      const CallContext& ctx, std::string_view workspace, std::string_view environment) = 0;
 
   // The environment's own settings (only those set; the rest take the deployment defaults).
-  virtual StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace,
+  virtual StatusOr<EnvironmentSettings> GetEnvironmentSettings(const CallContext& ctx,
+                                                               std::string_view workspace,
                                                                std::string_view environment) = 0;
   // Changes the settings that are present in `set`; names in `reset` go back to the default.
   // Returns the settings after the change.
   virtual StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(
-      std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
-      const std::vector<std::string>& reset) = 0;
+      const CallContext& ctx, std::string_view workspace, std::string_view environment,
+      const EnvironmentSettings& set, const std::vector<std::string>& reset) = 0;
 
   // The environment's CMK health (stored, so the same on every node) and cache settings.
-  virtual StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view workspace,
+  virtual StatusOr<EnvironmentKeyStatus> KeyStatus(const CallContext& ctx,
+                                                   std::string_view workspace,
                                                    std::string_view environment) = 0;
   // This process's key cache counters.
-  virtual KeyCacheStats KeyCacheStatistics() = 0;
+  virtual KeyCacheStats KeyCacheStatistics(const CallContext& ctx) = 0;
   // Whether the store answers a trivial query (ekmd's GET /readyz).
   virtual Status CheckStore() = 0;
   // Drops (and wipes) every cached key past its TTL and grace; returns how many. ekmd calls it
@@ -458,17 +467,17 @@ class EkmService {
   // one at most once per replacement period (FailedPrecondition names the last change and the
   // next allowed time) unless options.emergency (with a reason). A change of CMK starts a
   // repack of the environment's DKs under the new EK.
-  virtual StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace,
+  virtual StatusOr<KeyValidation> SetCustomerKey(const CallContext& ctx, std::string_view workspace,
                                                  std::string_view environment,
                                                  std::string_view provider, std::string_view key_id,
                                                  const KeyChangeOptions& options) = 0;
   // The environment's repack progress and key inventory.
-  virtual StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace,
+  virtual StatusOr<RepackStatus> GetRepackStatus(const CallContext& ctx, std::string_view workspace,
                                                  std::string_view environment) = 0;
   // Runs (or resumes) the environment's repack in this thread until it finishes; `progress`
   // is called after every batch. For local mode; ekmd runs repacks in the background.
   virtual StatusOr<RepackStatus> RunRepack(
-      std::string_view workspace, std::string_view environment,
+      const CallContext& ctx, std::string_view workspace, std::string_view environment,
       const std::function<void(const RepackStatus&)>& progress) = 0;
   // ekmd: one background thread that resumes unfinished repacks and runs new ones promptly.
   virtual void StartRepackRunner() = 0;
@@ -477,12 +486,13 @@ class EkmService {
   // A new RSA-4096 wrapping key and import token for the environment (replacing earlier ones),
   // valid for `expires_in` (1 minute to 7 days).
   virtual StatusOr<KeyImportParameters> CreateKeyImportParameters(
-      std::string_view workspace, std::string_view environment,
+      const CallContext& ctx, std::string_view workspace, std::string_view environment,
       std::chrono::seconds expires_in) = 0;
   // Checks the token, unwraps the material (RSAES-OAEP-SHA256), stores it sealed under the
   // platform root and makes it the environment's CMK through "Update key" (SetCustomerKey). On
   // a refusal nothing new is left stored. Importing material deleted earlier restores access.
-  virtual StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
+  virtual StatusOr<KeyValidation> ImportKeyMaterial(const CallContext& ctx,
+                                                    std::string_view workspace,
                                                     std::string_view environment,
                                                     ByteView wrapped_material,
                                                     std::string_view import_token,
@@ -490,64 +500,74 @@ class EkmService {
   // Destroys imported material of the environment: `key_id`, or when empty the current CMK
   // (which must then be imported material). A revocation: once cached keys expire (the key
   // cache TTL), data under it is unavailable until the same material is imported again.
-  virtual StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view workspace,
+  virtual StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(const CallContext& ctx,
+                                                          std::string_view workspace,
                                                           std::string_view environment,
                                                           std::string_view key_id) = 0;
 
   // A new EK version under the environment's current CMK; new DKs go under it (each scope
   // moves on at its next use) and every older EK and DK still decrypts. Event ek.rotated.
-  virtual StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
+  virtual StatusOr<RotationResult> RotateEnvironmentKey(const CallContext& ctx,
+                                                        std::string_view workspace,
                                                         std::string_view environment) = 0;
   // A new DK version of each scope in `scopes` (or of every scope that has one, when
   // `all_scopes`), under the current EK. Event dk.rotated per scope.
   virtual StatusOr<std::vector<RotationResult>> RotateDataKeys(
-      std::string_view workspace, std::string_view environment,
+      const CallContext& ctx, std::string_view workspace, std::string_view environment,
       const std::vector<std::string>& scopes, bool all_scopes) = 0;
   // Rotates what the environments' ek/dk_rotation_period_seconds settings say is due: every
   // current EK older than its period, every scope whose newest DK is older than its period.
-  // Nothing without a schedule. Runs as kScheduleActor unless the caller set an actor.
-  virtual StatusOr<ScheduledRotationReport> RunScheduledRotations() = 0;
+  // Nothing without a schedule. Events name the caller (ekmd calls as kScheduleActor).
+  virtual StatusOr<ScheduledRotationReport> RunScheduledRotations(const CallContext& ctx) = 0;
 
   // Re-encrypts a whole envelope (either form, binary or text) under the newest DK version of
   // its own scope, without returning the plaintext; appends the new envelope to `out` in the
   // input's form (single or stream, binary or text).
-  virtual StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment,
-                                        ByteView envelope, Bytes* out) = 0;
+  virtual StatusOr<RewrapResult> Rewrap(const CallContext& ctx, std::string_view workspace,
+                                        std::string_view environment, ByteView envelope,
+                                        Bytes* out) = 0;
 
   // Crypto-shredding, in two steps: a token bound to the environment (valid
   // kShredConfirmationTtl on this node), then the shred with that token and the environment's
   // name typed again. Afterwards nothing of the environment can ever be decrypted.
-  virtual StatusOr<ShredConfirmation> RequestShred(std::string_view workspace,
+  virtual StatusOr<ShredConfirmation> RequestShred(const CallContext& ctx,
+                                                   std::string_view workspace,
                                                    std::string_view environment) = 0;
-  virtual StatusOr<ShredResult> ShredEnvironment(std::string_view workspace,
+  virtual StatusOr<ShredResult> ShredEnvironment(const CallContext& ctx, std::string_view workspace,
                                                  std::string_view environment,
                                                  std::string_view token,
                                                  std::string_view confirm_environment) = 0;
 
   // The workspace default CMK, validated with a wrap/unwrap round trip under the workspace's
   // encryption context before it is stored. Applies to environments created afterwards only.
-  virtual StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace,
+  virtual StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(const CallContext& ctx,
+                                                               std::string_view workspace,
                                                                std::string_view provider,
                                                                std::string_view key_id) = 0;
-  virtual StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(std::string_view workspace) = 0;
-  virtual StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(std::string_view workspace) = 0;
+  virtual StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(const CallContext& ctx,
+                                                               std::string_view workspace) = 0;
+  virtual StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(const CallContext& ctx,
+                                                                 std::string_view workspace) = 0;
 
   // Lifecycle events, oldest first.
-  virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) = 0;
+  virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const CallContext& ctx,
+                                                               const EventQuery& query) = 0;
 
-  // API tokens. Create records token.created, revoke token.revoked, as CurrentActor(), in the
-  // token's workspace's audit chain ("" for admin tokens) with the caller's role, and when the
+  // API tokens. Create records token.created, revoke token.revoked, as the caller (ctx.actor), in
+  // the token's workspace's audit chain ("" for admin tokens) with the caller's role, and when the
   // admin did it in the platform chain too. An admin's owner token for a workspace that has a
   // valid owner token is PermissionDenied (checked and stored atomically); one for a workspace
   // whose owner tokens all expired or were revoked is recorded as a recovery.
-  virtual StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& request) = 0;
+  virtual StatusOr<NewApiToken> CreateApiToken(const CallContext& ctx,
+                                               const ApiTokenRequest& request) = 0;
   // Every token (nullopt) or those of one workspace; never a secret.
   virtual StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(
-      std::optional<std::string> workspace) = 0;
-  virtual StatusOr<ApiTokenInfo> GetApiToken(std::string_view id) = 0;
+      const CallContext& ctx, std::optional<std::string> workspace) = 0;
+  virtual StatusOr<ApiTokenInfo> GetApiToken(const CallContext& ctx, std::string_view id) = 0;
   // `requested_by`: the caller's role (ekmd), as in ApiTokenRequest.
   virtual StatusOr<ApiTokenInfo> RevokeApiToken(
-      std::string_view id, std::optional<auth::Role> requested_by = std::nullopt) = 0;
+      const CallContext& ctx, std::string_view id,
+      std::optional<auth::Role> requested_by = std::nullopt) = 0;
   // The caller of a request, from its bearer token text (may be empty: no token). Unauthenticated
   // when missing, malformed, unknown, wrong secret (one message for these two), revoked or
   // expired; each failure is recorded as token.auth_failed with the reason, `route`,
@@ -563,23 +583,27 @@ class EkmService {
   // Makes sure an admin token exists: when one does, nothing changes; otherwise stores `given`
   // (a token text, e.g. from --bootstrap-token-file) or a new one, without expiry.
   virtual StatusOr<BootstrapAdminToken> EnsureBootstrapAdminToken(
-      std::optional<std::string_view> given) = 0;
-  virtual StatusOr<WorkspaceInfo> GetWorkspace(std::string_view workspace) = 0;
-  virtual StatusOr<EnvironmentInfo> GetEnvironment(std::string_view workspace,
+      const CallContext& ctx, std::optional<std::string_view> given) = 0;
+  virtual StatusOr<WorkspaceInfo> GetWorkspace(const CallContext& ctx,
+                                               std::string_view workspace) = 0;
+  virtual StatusOr<EnvironmentInfo> GetEnvironment(const CallContext& ctx,
+                                                   std::string_view workspace,
                                                    std::string_view environment) = 0;
   // The checks of "Update key" (SetCustomerKey) for a key, without changing anything: for
   // checking a key before switching. A replacement the period would refuse is reported as a
   // "warning" check, not a failure. Recorded like every validation (event key.validated or
   // key.validation_failed, detail "dry_run": true). The result's `ok` says whether the checks
   // passed; a failed check is an OK StatusOr with ok=false and the error fields filled.
-  virtual StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
+  virtual StatusOr<KeyValidation> ValidateCustomerKey(const CallContext& ctx,
+                                                      std::string_view workspace,
                                                       std::string_view environment,
                                                       std::string_view provider,
                                                       std::string_view key_id) = 0;
   // A random key of `size` bytes (kMinDataKeyBytes..kMaxDataKeyBytes) sealed like any other
   // plaintext of `scope`; `with_plaintext` false leaves GeneratedDataKey::plaintext empty. The
   // data-plane entry point of generate-data-key (one use of the scope).
-  virtual StatusOr<GeneratedDataKey> GenerateDataKey(std::string_view workspace,
+  virtual StatusOr<GeneratedDataKey> GenerateDataKey(const CallContext& ctx,
+                                                     std::string_view workspace,
                                                      std::string_view environment,
                                                      std::string_view scope, size_t size,
                                                      bool with_plaintext) = 0;
@@ -588,22 +612,25 @@ class EkmService {
   // and Decrypt. An outage of the CMK's provider (Unavailable, DeadlineExceeded) fails the
   // whole batch, as it concerns every item.
   virtual StatusOr<std::vector<StatusOr<Bytes>>> EncryptBatch(
-      std::string_view workspace, std::string_view environment,
+      const CallContext& ctx, std::string_view workspace, std::string_view environment,
       const std::vector<BatchEncryptItem>& items) = 0;
   virtual StatusOr<std::vector<StatusOr<Bytes>>> DecryptBatch(
-      std::string_view workspace, std::string_view environment,
+      const CallContext& ctx, std::string_view workspace, std::string_view environment,
       const std::vector<Bytes>& envelopes) = 0;
 
   // The audit log (audit/audit_log.h, docs/audit.md).
   // Records of one chain (query.workspace; "" = the platform chain), oldest first, filtered.
-  virtual StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query) = 0;
+  virtual StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const CallContext& ctx,
+                                                                 const EventQuery& query) = 0;
   // Every record of the chain, oldest first, page by page into `sink` (an export).
-  virtual Status ExportAudit(std::string_view chain,
+  virtual Status ExportAudit(const CallContext& ctx, std::string_view chain,
                              const std::function<Status(const LifecycleEventRecord&)>& sink) = 0;
   // Signs and stores a checkpoint of the chain's head now (FailedPrecondition when the chain
   // is empty).
-  virtual StatusOr<AuditCheckpoint> CreateAuditCheckpoint(std::string_view chain) = 0;
-  virtual StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(std::string_view chain) = 0;
+  virtual StatusOr<AuditCheckpoint> CreateAuditCheckpoint(const CallContext& ctx,
+                                                          std::string_view chain) = 0;
+  virtual StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(const CallContext& ctx,
+                                                                      std::string_view chain) = 0;
   // The audit signing key's public half (SubjectPublicKeyInfo PEM) and key id.
   virtual const AuditPublicKey& AuditSigningPublicKey() = 0;
   // A checkpoint for every chain that advanced since its newest one; returns how many.

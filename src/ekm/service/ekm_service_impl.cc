@@ -45,9 +45,10 @@ std::string EkmServiceImpl::Join(const std::vector<std::string>& parts, std::str
   return out;
 }
 
-void EkmServiceImpl::RecordEvent(std::string_view workspace, std::string_view environment,
-                                 std::string_view type, const nlohmann::json& detail) {
-  RecordLifecycleEvent(*store_, *options_.clock, workspace, environment, type, detail)
+void EkmServiceImpl::RecordEvent(const CallContext& ctx, std::string_view workspace,
+                                 std::string_view environment, std::string_view type,
+                                 const nlohmann::json& detail) {
+  RecordLifecycleEvent(*store_, *options_.clock, ctx.actor, workspace, environment, type, detail)
       .IgnoreError();
 }
 

@@ -39,119 +39,133 @@ class EkmServiceImpl : public EkmService {
   ~EkmServiceImpl() override;
 
   // Workspaces and environments (workspaces.cc).
-  StatusOr<WorkspaceInfo> CreateWorkspace(std::string_view name) override;
-  StatusOr<std::vector<WorkspaceInfo>> ListWorkspaces() override;
-  StatusOr<EnvironmentInfo> CreateEnvironment(std::string_view workspace,
+  StatusOr<WorkspaceInfo> CreateWorkspace(const CallContext& ctx, std::string_view name) override;
+  StatusOr<std::vector<WorkspaceInfo>> ListWorkspaces(const CallContext& ctx) override;
+  StatusOr<EnvironmentInfo> CreateEnvironment(const CallContext& ctx, std::string_view workspace,
                                               std::string_view name) override;
-  StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(std::string_view workspace) override;
-  StatusOr<WorkspaceInfo> GetWorkspace(std::string_view workspace) override;
-  StatusOr<EnvironmentInfo> GetEnvironment(std::string_view workspace,
+  StatusOr<std::vector<EnvironmentInfo>> ListEnvironments(const CallContext& ctx,
+                                                          std::string_view workspace) override;
+  StatusOr<WorkspaceInfo> GetWorkspace(const CallContext& ctx, std::string_view workspace) override;
+  StatusOr<EnvironmentInfo> GetEnvironment(const CallContext& ctx, std::string_view workspace,
                                            std::string_view environment) override;
 
   // Customer main keys: "Update key", its checks, the replacement period, key policies
   // (customer_key.cc).
-  StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
+  StatusOr<KeyValidation> SetCustomerKey(const CallContext& ctx, std::string_view workspace,
+                                         std::string_view environment,
                                          std::string_view provider_name, std::string_view key_id,
                                          const KeyChangeOptions& options) override;
-  StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
+  StatusOr<KeyValidation> ValidateCustomerKey(const CallContext& ctx, std::string_view workspace,
                                               std::string_view environment,
                                               std::string_view provider_name,
                                               std::string_view key_id) override;
-  StatusOr<CustomerKeyInfo> ShowCustomerKey(std::string_view workspace,
+  StatusOr<CustomerKeyInfo> ShowCustomerKey(const CallContext& ctx, std::string_view workspace,
                                             std::string_view environment) override;
-  StatusOr<KeyValidation> SetCustomerKey(std::string_view workspace, std::string_view environment,
+  StatusOr<KeyValidation> SetCustomerKey(const CallContext& ctx, std::string_view workspace,
+                                         std::string_view environment,
                                          std::string_view provider_name,
                                          std::string_view key_id) override;
-  StatusOr<KeyPolicyAdvice> KeyPolicy(std::string_view workspace,
+  StatusOr<KeyPolicyAdvice> KeyPolicy(const CallContext& ctx, std::string_view workspace,
                                       std::string_view environment) override;
-  StatusOr<std::string> CheckKeyPolicy(std::string_view workspace,
+  StatusOr<std::string> CheckKeyPolicy(const CallContext& ctx, std::string_view workspace,
                                        std::string_view policy_text) override;
 
   // The data plane: encrypt, decrypt, streams, batches, rewrap, data keys (data_plane.cc).
-  Status Encrypt(std::string_view workspace, std::string_view environment, std::string_view scope,
-                 ByteView plaintext, Bytes* out) override;
-  Status Decrypt(std::string_view workspace, std::string_view environment, ByteView envelope,
-                 Bytes* out) override;
-  StatusOr<std::unique_ptr<EnvelopeEncoder>> NewEncryptStream(std::string_view workspace,
+  Status Encrypt(const CallContext& ctx, std::string_view workspace, std::string_view environment,
+                 std::string_view scope, ByteView plaintext, Bytes* out) override;
+  Status Decrypt(const CallContext& ctx, std::string_view workspace, std::string_view environment,
+                 ByteView envelope, Bytes* out) override;
+  StatusOr<std::unique_ptr<EnvelopeEncoder>> NewEncryptStream(const CallContext& ctx,
+                                                              std::string_view workspace,
                                                               std::string_view environment,
                                                               std::string_view scope,
                                                               bool text) override;
   StatusOr<std::unique_ptr<EnvelopeDecoder>> NewDecryptStream(
-      std::string_view workspace, std::string_view environment) override;
-  StatusOr<RewrapResult> Rewrap(std::string_view workspace, std::string_view environment,
-                                ByteView envelope, Bytes* out) override;
-  StatusOr<GeneratedDataKey> GenerateDataKey(std::string_view workspace,
+      const CallContext& ctx, std::string_view workspace, std::string_view environment) override;
+  StatusOr<RewrapResult> Rewrap(const CallContext& ctx, std::string_view workspace,
+                                std::string_view environment, ByteView envelope,
+                                Bytes* out) override;
+  StatusOr<GeneratedDataKey> GenerateDataKey(const CallContext& ctx, std::string_view workspace,
                                              std::string_view environment, std::string_view scope,
                                              size_t size, bool with_plaintext) override;
   StatusOr<std::vector<StatusOr<Bytes>>> EncryptBatch(
-      std::string_view workspace, std::string_view environment,
+      const CallContext& ctx, std::string_view workspace, std::string_view environment,
       const std::vector<BatchEncryptItem>& items) override;
-  StatusOr<std::vector<StatusOr<Bytes>>> DecryptBatch(std::string_view workspace,
+  StatusOr<std::vector<StatusOr<Bytes>>> DecryptBatch(const CallContext& ctx,
+                                                      std::string_view workspace,
                                                       std::string_view environment,
                                                       const std::vector<Bytes>& envelopes) override;
 
   // Environment settings, CMK status, the key cache (environment_settings.cc).
-  StatusOr<EnvironmentSettings> GetEnvironmentSettings(std::string_view workspace,
+  StatusOr<EnvironmentSettings> GetEnvironmentSettings(const CallContext& ctx,
+                                                       std::string_view workspace,
                                                        std::string_view environment) override;
   StatusOr<EnvironmentSettings> UpdateEnvironmentSettings(
-      std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
-      const std::vector<std::string>& reset) override;
-  StatusOr<EnvironmentKeyStatus> KeyStatus(std::string_view workspace,
+      const CallContext& ctx, std::string_view workspace, std::string_view environment,
+      const EnvironmentSettings& set, const std::vector<std::string>& reset) override;
+  StatusOr<EnvironmentKeyStatus> KeyStatus(const CallContext& ctx, std::string_view workspace,
                                            std::string_view environment) override;
   Status CheckStore() override;
-  KeyCacheStats KeyCacheStatistics() override;
+  KeyCacheStats KeyCacheStatistics(const CallContext& ctx) override;
   void StartPurgingExpiredKeys(std::chrono::milliseconds interval) override;
   size_t PurgeExpiredKeys() override { return keys_.PurgeExpired(); }
 
   // Repacks after a CMK change (repack_jobs.cc).
-  StatusOr<RepackStatus> GetRepackStatus(std::string_view workspace,
+  StatusOr<RepackStatus> GetRepackStatus(const CallContext& ctx, std::string_view workspace,
                                          std::string_view environment) override;
   StatusOr<RepackStatus> RunRepack(
-      std::string_view workspace, std::string_view environment,
+      const CallContext& ctx, std::string_view workspace, std::string_view environment,
       const std::function<void(const RepackStatus&)>& progress) override;
   void StartRepackRunner() override;
   void StopRepackRunner() override;
 
   // Imported key material (key_import.cc).
-  StatusOr<KeyImportParameters> CreateKeyImportParameters(std::string_view workspace,
+  StatusOr<KeyImportParameters> CreateKeyImportParameters(const CallContext& ctx,
+                                                          std::string_view workspace,
                                                           std::string_view environment,
                                                           std::chrono::seconds expires_in) override;
-  StatusOr<KeyValidation> ImportKeyMaterial(std::string_view workspace,
+  StatusOr<KeyValidation> ImportKeyMaterial(const CallContext& ctx, std::string_view workspace,
                                             std::string_view environment, ByteView wrapped_material,
                                             std::string_view import_token,
                                             const KeyChangeOptions& change) override;
-  StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(std::string_view workspace,
+  StatusOr<KeyMaterialDeletion> DeleteKeyMaterial(const CallContext& ctx,
+                                                  std::string_view workspace,
                                                   std::string_view environment,
                                                   std::string_view key_id) override;
 
   // EK and DK rotations, on demand and scheduled (rotation.cc).
-  StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
+  StatusOr<RotationResult> RotateEnvironmentKey(const CallContext& ctx, std::string_view workspace,
                                                 std::string_view environment) override;
-  StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace,
+  StatusOr<std::vector<RotationResult>> RotateDataKeys(const CallContext& ctx,
+                                                       std::string_view workspace,
                                                        std::string_view environment,
                                                        const std::vector<std::string>& scopes,
                                                        bool all_scopes) override;
-  StatusOr<ScheduledRotationReport> RunScheduledRotations() override;
+  StatusOr<ScheduledRotationReport> RunScheduledRotations(const CallContext& ctx) override;
 
   // Crypto-shredding (shred.cc).
-  StatusOr<ShredConfirmation> RequestShred(std::string_view workspace,
+  StatusOr<ShredConfirmation> RequestShred(const CallContext& ctx, std::string_view workspace,
                                            std::string_view environment) override;
-  StatusOr<ShredResult> ShredEnvironment(std::string_view workspace, std::string_view environment,
-                                         std::string_view token,
+  StatusOr<ShredResult> ShredEnvironment(const CallContext& ctx, std::string_view workspace,
+                                         std::string_view environment, std::string_view token,
                                          std::string_view confirm_environment) override;
 
   // The workspace default CMK (default_key.cc).
-  StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(std::string_view workspace,
+  StatusOr<WorkspaceDefaultKey> SetWorkspaceDefaultKey(const CallContext& ctx,
+                                                       std::string_view workspace,
                                                        std::string_view provider_name,
                                                        std::string_view key_id) override;
-  StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(std::string_view workspace) override;
-  StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(std::string_view workspace) override;
+  StatusOr<WorkspaceDefaultKey> GetWorkspaceDefaultKey(const CallContext& ctx,
+                                                       std::string_view workspace) override;
+  StatusOr<WorkspaceDefaultKey> ResetWorkspaceDefaultKey(const CallContext& ctx,
+                                                         std::string_view workspace) override;
 
   // API tokens and authentication (api_token.cc).
-  StatusOr<NewApiToken> CreateApiToken(const ApiTokenRequest& req) override;
-  StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(std::optional<std::string> workspace) override;
-  StatusOr<ApiTokenInfo> GetApiToken(std::string_view id) override;
-  StatusOr<ApiTokenInfo> RevokeApiToken(std::string_view id,
+  StatusOr<NewApiToken> CreateApiToken(const CallContext& ctx, const ApiTokenRequest& req) override;
+  StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(const CallContext& ctx,
+                                                    std::optional<std::string> workspace) override;
+  StatusOr<ApiTokenInfo> GetApiToken(const CallContext& ctx, std::string_view id) override;
+  StatusOr<ApiTokenInfo> RevokeApiToken(const CallContext& ctx, std::string_view id,
                                         std::optional<auth::Role> requested_by) override;
   StatusOr<auth::Principal> Authenticate(std::string_view text, std::string_view route,
                                          std::string_view remote) override;
@@ -159,15 +173,19 @@ class EkmServiceImpl : public EkmService {
                               std::string_view workspace, std::string_view environment,
                               std::string_view remote, const Status& why) override;
   StatusOr<BootstrapAdminToken> EnsureBootstrapAdminToken(
-      std::optional<std::string_view> given) override;
+      const CallContext& ctx, std::optional<std::string_view> given) override;
 
   // Lifecycle events and the audit log (audit_service.cc).
-  StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& q) override;
-  StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& q) override;
-  Status ExportAudit(std::string_view chain,
+  StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const CallContext& ctx,
+                                                       const EventQuery& q) override;
+  StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const CallContext& ctx,
+                                                         const EventQuery& q) override;
+  Status ExportAudit(const CallContext& ctx, std::string_view chain,
                      const std::function<Status(const LifecycleEventRecord&)>& sink) override;
-  StatusOr<AuditCheckpoint> CreateAuditCheckpoint(std::string_view chain) override;
-  StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(std::string_view chain) override;
+  StatusOr<AuditCheckpoint> CreateAuditCheckpoint(const CallContext& ctx,
+                                                  std::string_view chain) override;
+  StatusOr<std::vector<AuditCheckpoint>> ListAuditCheckpoints(const CallContext& ctx,
+                                                              std::string_view chain) override;
   const AuditPublicKey& AuditSigningPublicKey() override { return audit_signer_->public_key(); }
   StatusOr<size_t> CheckpointAdvancedChains() override;
   Status FlushDataPlaneUsage() override;
@@ -176,17 +194,20 @@ class EkmServiceImpl : public EkmService {
   void StopAuditTasks() override;
 
  private:
+  enum class UsageCount { kHere, kByCaller };
   // One "Update key" run (SetCustomerKey; with `validate_only` the same checks and nothing
   // changed, ValidateCustomerKey): what its checks read and leave for the next.
   struct KeyUpdate {
-    KeyUpdate(std::string_view w, std::string_view e, std::string_view p, std::string_view k,
-              const KeyChangeOptions& o, bool validate)
-        : workspace(w),
+    KeyUpdate(const CallContext& c, std::string_view w, std::string_view e, std::string_view p,
+              std::string_view k, const KeyChangeOptions& o, bool validate)
+        : ctx(c),
+          workspace(w),
           environment(e),
           provider_name(p),
           key_id(k),
           options(o),
           validate_only(validate) {}
+    const CallContext& ctx;
     std::string_view workspace, environment, provider_name, key_id;
     const KeyChangeOptions& options;
     bool validate_only;
@@ -223,8 +244,8 @@ class EkmServiceImpl : public EkmService {
                                  std::string_view check, const Status& cause);
   static std::string Join(const std::vector<std::string>& parts, std::string_view sep);
   // Records a lifecycle event; a failure to record is logged (the change itself happened).
-  void RecordEvent(std::string_view workspace, std::string_view environment, std::string_view type,
-                   const nlohmann::json& detail);
+  void RecordEvent(const CallContext& ctx, std::string_view workspace, std::string_view environment,
+                   std::string_view type, const nlohmann::json& detail);
   // `valid_until`, when given, receives when what this read from caches stops being trusted
   // (for the data-path memos).
   StatusOr<EnvironmentRecord> Environment(
@@ -259,8 +280,8 @@ class EkmServiceImpl : public EkmService {
   Status StoreKey(KeyUpdate& u);
   // A dry run (ValidateCustomerKey) is recorded as an event only: `key show`'s last
   // validation stays the last real "Update key".
-  void RecordValidation(std::string_view workspace, std::string_view environment,
-                        const KeyValidation& v, bool dry_run = false);
+  void RecordValidation(const CallContext& ctx, std::string_view workspace,
+                        std::string_view environment, const KeyValidation& v, bool dry_run = false);
   static KeyValidation FromRecord(const KeyValidationRecord& r);
   // The platform principal the AWS key policy must name: configured, or asked of the AWS
   // provider (STS GetCallerIdentity).
@@ -279,24 +300,38 @@ class EkmServiceImpl : public EkmService {
                                              Store::CmkChangeRecord* last_change = nullptr);
   // A replacement (from one customer CMK to another) is allowed once per replacement period,
   // counted from the environment's last CMK change; the first customer key is not one.
-  Status CheckReplacementPeriod(const EnvironmentRecord& env, const EnvironmentKeyRecord& current,
-                                std::string_view provider, std::string_view key_id,
-                                const KeyChangeOptions& options);
+  Status CheckReplacementPeriod(const CallContext& ctx, const EnvironmentRecord& env,
+                                const EnvironmentKeyRecord& current, std::string_view provider,
+                                std::string_view key_id, const KeyChangeOptions& options);
   // Stores the new EK with the CMK change row (one transaction), records the event and wakes
   // the repack runner.
-  Status StoreCmkChange(const EnvironmentRecord& env, const EnvironmentKeyRecord& current,
-                        const EnvironmentKeyRecord& rec, const KeyChangeOptions& options);
+  Status StoreCmkChange(const CallContext& ctx, const EnvironmentRecord& env,
+                        const EnvironmentKeyRecord& current, const EnvironmentKeyRecord& rec,
+                        const KeyChangeOptions& options);
   // Appended to the "store" check of a CMK change.
   std::string RepackStartedNote(const EnvironmentRecord& env);
 
   // The data plane: encrypt, decrypt, streams, batches, rewrap, data keys (data_plane.cc).
+  // The data plane's operations, counted as their own use (kHere) or not (kByCaller: a rewrap or
+  // generate-data-key, which counts itself once, is made of them).
+  Status EncryptMessage(std::string_view workspace, std::string_view environment,
+                        std::string_view scope, ByteView plaintext, Bytes* out, UsageCount usage);
+  Status DecryptMessage(std::string_view workspace, std::string_view environment, ByteView envelope,
+                        Bytes* out, UsageCount usage);
+  StatusOr<std::unique_ptr<EnvelopeEncoder>> OpenEncryptStream(std::string_view workspace,
+                                                               std::string_view environment,
+                                                               std::string_view scope, bool text,
+                                                               UsageCount usage);
+  StatusOr<std::unique_ptr<EnvelopeDecoder>> OpenDecryptStream(std::string_view workspace,
+                                                               std::string_view environment,
+                                                               UsageCount usage);
   // Keeps what the full data path looked up as this thread's memo (see Encrypt).
   void Remember(uint64_t generation, std::chrono::steady_clock::time_point valid_until,
                 std::string_view workspace, std::string_view environment, std::string_view scope,
                 uint32_t version, const EnvironmentRecord& env, std::shared_ptr<DataKeyHandle> dk);
   // Decrypt of a whole single-form envelope: this thread's memo, else the full data path.
   Status DecryptSingle(std::string_view workspace, std::string_view environment,
-                       const ParsedHeader& parsed, ByteView whole, Bytes* out);
+                       const ParsedHeader& parsed, ByteView whole, Bytes* out, UsageCount usage);
   // The DK an envelope names, once its header is known to belong to `env`.
   StatusOr<std::shared_ptr<DataKeyHandle>> DataKeyFor(const EnvironmentRecord& env,
                                                       const EnvelopeContext& c);
@@ -338,8 +373,9 @@ class EkmServiceImpl : public EkmService {
   // A provider's refusal while wrapping a new EK: about the customer's key (or the platform's
   // own AWS credentials, which the operator must fix), never a 401/403 of the API caller.
   static Status ProviderRefusal(const Status& s);
-  StatusOr<RotationResult> RotateEk(EnvironmentRecord env);
-  StatusOr<RotationResult> RotateDk(const EnvironmentRecord& env, const std::string& scope);
+  StatusOr<RotationResult> RotateEk(const CallContext& ctx, EnvironmentRecord env);
+  StatusOr<RotationResult> RotateDk(const CallContext& ctx, const EnvironmentRecord& env,
+                                    const std::string& scope);
 
   // Crypto-shredding (shred.cc).
   // FailedPrecondition when the environment was crypto-shredded. `cached`: a per-node answer
@@ -358,7 +394,8 @@ class EkmServiceImpl : public EkmService {
   StatusOr<Store::ApiTokenRecord> StoredToken(std::string_view id);
   // `presented`: a token given by the operator (bootstrap file); else a new one is generated.
   // `requested_by`: the caller's role (ekmd); nullopt: the operator (local mode, bootstrap).
-  StatusOr<NewApiToken> StoreNewToken(auth::Role role, const std::string& workspace,
+  StatusOr<NewApiToken> StoreNewToken(const CallContext& ctx, auth::Role role,
+                                      const std::string& workspace,
                                       const std::vector<std::string>& environments,
                                       const std::string& description, int64_t now,
                                       int64_t expires_at,
@@ -367,8 +404,9 @@ class EkmServiceImpl : public EkmService {
   // token.created / token.revoked in the token's workspace's chain ("" for admin tokens), with
   // the caller's role ("operator" in local mode); what the admin does to a workspace's tokens
   // also in the platform chain, where admin actions are recorded.
-  void RecordTokenEvent(const std::string& workspace, std::string_view type, nlohmann::json d,
-                        std::string_view role_field, std::optional<auth::Role> requested_by);
+  void RecordTokenEvent(const CallContext& ctx, const std::string& workspace, std::string_view type,
+                        nlohmann::json d, std::string_view role_field,
+                        std::optional<auth::Role> requested_by);
   // The token's record, from the cache when read less than kApiTokenCacheTtl ago.
   StatusOr<std::optional<Store::ApiTokenRecord>> CachedToken(const std::string& id);
 

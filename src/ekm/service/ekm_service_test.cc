@@ -9,6 +9,7 @@
 #include "ekm/base/random.h"
 #include "ekm/server/routes.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -19,11 +20,11 @@ class EkmServiceTest : public ::testing::Test {
     options_.data_dir = dir_.path() + "/data";
     ASSERT_TRUE(EkmService::Initialize(options_).ok());
     Reopen();
-    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "dev").ok());
-    ASSERT_TRUE(svc_->CreateWorkspace("globex").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("globex", "prod").ok());
+    ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "prod").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "dev").ok());
+    ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "globex").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "globex", "prod").ok());
   }
   void Reopen() {
     svc_.reset();
@@ -34,7 +35,7 @@ class EkmServiceTest : public ::testing::Test {
   Bytes Encrypt(std::string_view ws, std::string_view env, std::string_view scope,
                 std::string_view plain) {
     Bytes out;
-    Status s = svc_->Encrypt(ws, env, scope, AsBytes(plain), &out);
+    Status s = svc_->Encrypt(TestOp(), ws, env, scope, AsBytes(plain), &out);
     EXPECT_TRUE(s.ok()) << s.ToString();
     return out;
   }
@@ -53,18 +54,21 @@ TEST_F(EkmServiceTest, OpenRefusesAnUninitializedDirectory) {
 }
 
 TEST_F(EkmServiceTest, AdminPlane) {
-  auto ws = svc_->ListWorkspaces();
+  auto ws = svc_->ListWorkspaces(TestOp());
   ASSERT_TRUE(ws.ok());
   ASSERT_EQ(ws->size(), 2u);
-  auto envs = svc_->ListEnvironments("acme");
+  auto envs = svc_->ListEnvironments(TestOp(), "acme");
   ASSERT_TRUE(envs.ok());
   ASSERT_EQ(envs->size(), 2u);
   EXPECT_EQ((*envs)[0].cmk_provider, "platform");
-  EXPECT_EQ(svc_->CreateWorkspace("acme").status().code(), StatusCode::kAlreadyExists);
-  EXPECT_EQ(svc_->CreateEnvironment("acme", "prod").status().code(), StatusCode::kAlreadyExists);
-  EXPECT_EQ(svc_->CreateEnvironment("nope", "prod").status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(svc_->CreateWorkspace("Bad Name").status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(svc_->ListEnvironments("nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(svc_->CreateWorkspace(TestOp(), "acme").status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(svc_->CreateEnvironment(TestOp(), "acme", "prod").status().code(),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(svc_->CreateEnvironment(TestOp(), "nope", "prod").status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(svc_->CreateWorkspace(TestOp(), "Bad Name").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->ListEnvironments(TestOp(), "nope").status().code(), StatusCode::kNotFound);
 }
 
 TEST_F(EkmServiceTest, RoundTripAndRestart) {
@@ -72,27 +76,27 @@ TEST_F(EkmServiceTest, RoundTripAndRestart) {
   Bytes empty = Encrypt("acme", "prod", "orders", "");
   Reopen();  // a restart: nothing cached
   Bytes out;
-  ASSERT_TRUE(svc_->Decrypt("acme", "prod", ct, &out).ok());
+  ASSERT_TRUE(svc_->Decrypt(TestOp(), "acme", "prod", ct, &out).ok());
   EXPECT_EQ(AsChars(out), "hello");
   out.clear();
-  ASSERT_TRUE(svc_->Decrypt("acme", "prod", empty, &out).ok());
+  ASSERT_TRUE(svc_->Decrypt(TestOp(), "acme", "prod", empty, &out).ok());
   EXPECT_TRUE(out.empty());
   std::string text = EnvelopeToText(ct);
   out.clear();
-  ASSERT_TRUE(svc_->Decrypt("acme", "prod", AsBytes(text), &out).ok());
+  ASSERT_TRUE(svc_->Decrypt(TestOp(), "acme", "prod", AsBytes(text), &out).ok());
   EXPECT_EQ(AsChars(out), "hello");
 }
 
 TEST_F(EkmServiceTest, WrongWorkspaceOrEnvironmentIsRefusedClearly) {
   Bytes ct = Encrypt("acme", "prod", "orders", "secret");
   Bytes out;
-  Status s = svc_->Decrypt("globex", "prod", ct, &out);
+  Status s = svc_->Decrypt(TestOp(), "globex", "prod", ct, &out);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("belongs to workspace \"acme\""), std::string::npos);
-  s = svc_->Decrypt("acme", "dev", ct, &out);
+  s = svc_->Decrypt(TestOp(), "acme", "dev", ct, &out);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(out.empty());
-  EXPECT_EQ(svc_->Decrypt("acme", "staging", ct, &out).code(), StatusCode::kNotFound);
+  EXPECT_EQ(svc_->Decrypt(TestOp(), "acme", "staging", ct, &out).code(), StatusCode::kNotFound);
 }
 
 TEST_F(EkmServiceTest, MovedCiphertextFailsAuthentication) {
@@ -111,7 +115,7 @@ TEST_F(EkmServiceTest, MovedCiphertextFailsAuthentication) {
     Bytes moved = SerializeHeader(h);
     moved.insert(moved.end(), ct.begin() + static_cast<ptrdiff_t>(parsed->size), ct.end());
     Bytes out;
-    Status s = svc_->Decrypt(relabel.first, "prod", moved, &out);
+    Status s = svc_->Decrypt(TestOp(), relabel.first, "prod", moved, &out);
     EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
     EXPECT_TRUE(out.empty());
   }
@@ -123,7 +127,7 @@ TEST_F(EkmServiceTest, EveryFlippedByteFails) {
     Bytes bad = ct;
     bad[i] ^= 0x01;
     Bytes out;
-    EXPECT_FALSE(svc_->Decrypt("acme", "prod", bad, &out).ok()) << "byte " << i;
+    EXPECT_FALSE(svc_->Decrypt(TestOp(), "acme", "prod", bad, &out).ok()) << "byte " << i;
   }
 }
 
@@ -132,7 +136,7 @@ TEST_F(EkmServiceTest, StreamsRoundTripInBothEncodings) {
     for (size_t size : {size_t{0}, size_t{1}, size_t{65536}, size_t{200000}}) {
       Bytes plain(size);
       ASSERT_TRUE(RandomBytes(plain).ok());
-      auto enc = svc_->NewEncryptStream("acme", "prod", "files", text);
+      auto enc = svc_->NewEncryptStream(TestOp(), "acme", "prod", "files", text);
       ASSERT_TRUE(enc.ok()) << enc.status().ToString();
       Bytes ct;
       for (size_t off = 0; off < size; off += 7777) {
@@ -143,7 +147,7 @@ TEST_F(EkmServiceTest, StreamsRoundTripInBothEncodings) {
       }
       ASSERT_TRUE((*enc)->Finish(&ct).ok());
       Bytes out;
-      Status s = svc_->Decrypt("acme", "prod", ct, &out);
+      Status s = svc_->Decrypt(TestOp(), "acme", "prod", ct, &out);
       ASSERT_TRUE(s.ok()) << s.ToString();
       EXPECT_EQ(out, plain) << "size " << size << " text " << text;
     }
@@ -161,7 +165,7 @@ TEST_F(EkmServiceTest, DataKeyRotatesAtItsMessageBound) {
   EXPECT_GE(last->header.context.dk_version, 3u);
   for (int i = 0; i < 10; ++i) {
     Bytes out;
-    ASSERT_TRUE(svc_->Decrypt("acme", "prod", cts[i], &out).ok());
+    ASSERT_TRUE(svc_->Decrypt(TestOp(), "acme", "prod", cts[i], &out).ok());
     EXPECT_EQ(AsChars(out), std::to_string(i));
   }
 }
@@ -179,7 +183,7 @@ TEST_F(EkmServiceTest, ConcurrentEncryptsNeverRepeatANonce) {
       for (int i = 0; i < kEach; ++i) {
         Bytes out;
         std::string text = std::to_string(t) + ":" + std::to_string(i);
-        if (svc_->Encrypt("acme", "prod", "orders", AsBytes(text), &out).ok()) {
+        if (svc_->Encrypt(TestOp(), "acme", "prod", "orders", AsBytes(text), &out).ok()) {
           cts[static_cast<size_t>(t)].push_back(std::move(out));
         }
       }
@@ -196,7 +200,7 @@ TEST_F(EkmServiceTest, ConcurrentEncryptsNeverRepeatANonce) {
       nonces.insert(std::to_string(h->header.context.dk_version) + "/" +
                     std::string(h->header.nonce.begin(), h->header.nonce.end()));
       Bytes out;
-      ASSERT_TRUE(svc_->Decrypt("acme", "prod", ct, &out).ok());
+      ASSERT_TRUE(svc_->Decrypt(TestOp(), "acme", "prod", ct, &out).ok());
       EXPECT_EQ(AsChars(out), std::to_string(t) + ":" + std::to_string(i));
     }
   }
@@ -208,52 +212,53 @@ TEST_F(EkmServiceTest, ConcurrentEncryptsNeverRepeatANonce) {
 TEST_F(EkmServiceTest, MemoizedKeysEndWithAShred) {
   Bytes ct = Encrypt("acme", "dev", "orders", "a");
   Encrypt("acme", "dev", "orders", "b");  // served from this thread's memo
-  auto token = svc_->RequestShred("acme", "dev");
+  auto token = svc_->RequestShred(TestOp(), "acme", "dev");
   ASSERT_TRUE(token.ok()) << token.status().ToString();
-  ASSERT_TRUE(svc_->ShredEnvironment("acme", "dev", token->token, "dev").ok());
+  ASSERT_TRUE(svc_->ShredEnvironment(TestOp(), "acme", "dev", token->token, "dev").ok());
   Bytes out;
-  EXPECT_EQ(svc_->Encrypt("acme", "dev", "orders", AsBytes("c"), &out).code(),
+  EXPECT_EQ(svc_->Encrypt(TestOp(), "acme", "dev", "orders", AsBytes("c"), &out).code(),
             StatusCode::kFailedPrecondition);
-  EXPECT_EQ(svc_->Decrypt("acme", "dev", ct, &out).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(svc_->Decrypt(TestOp(), "acme", "dev", ct, &out).code(),
+            StatusCode::kFailedPrecondition);
 }
 
 Bytes AsBytesCopy(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
 TEST_F(EkmServiceTest, GetWorkspaceAndEnvironmentSayWhichPartIsMissing) {
-  auto w = svc_->GetWorkspace("acme");
+  auto w = svc_->GetWorkspace(TestOp(), "acme");
   ASSERT_TRUE(w.ok());
   EXPECT_EQ(w->name, "acme");
-  auto e = svc_->GetEnvironment("acme", "prod");
+  auto e = svc_->GetEnvironment(TestOp(), "acme", "prod");
   ASSERT_TRUE(e.ok());
   EXPECT_EQ(e->cmk_provider, "platform");
   EXPECT_EQ(e->ek_version, 1u);
-  EXPECT_EQ(svc_->GetWorkspace("nope").status().code(), StatusCode::kNotFound);
-  auto missing_ws = svc_->GetEnvironment("nope", "prod").status();
+  EXPECT_EQ(svc_->GetWorkspace(TestOp(), "nope").status().code(), StatusCode::kNotFound);
+  auto missing_ws = svc_->GetEnvironment(TestOp(), "nope", "prod").status();
   EXPECT_EQ(missing_ws.code(), StatusCode::kNotFound);
   EXPECT_NE(missing_ws.message().find("workspace"), std::string::npos) << missing_ws.ToString();
-  EXPECT_EQ(svc_->GetEnvironment("acme", "nope").status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(svc_->GetWorkspace("Bad Name").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->GetEnvironment(TestOp(), "acme", "nope").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(svc_->GetWorkspace(TestOp(), "Bad Name").status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(EkmServiceTest, GeneratedDataKeyDecryptsToItsPlaintext) {
-  auto k = svc_->GenerateDataKey("acme", "prod", "blobs", 32, true);
+  auto k = svc_->GenerateDataKey(TestOp(), "acme", "prod", "blobs", 32, true);
   ASSERT_TRUE(k.ok()) << k.status().ToString();
   ASSERT_EQ(k->plaintext.size(), 32u);
   Bytes back;
-  ASSERT_TRUE(svc_->Decrypt("acme", "prod", k->ciphertext, &back).ok());
+  ASSERT_TRUE(svc_->Decrypt(TestOp(), "acme", "prod", k->ciphertext, &back).ok());
   EXPECT_TRUE(SecretBytes(back) == k->plaintext);
   // Bound to its environment like any ciphertext.
   Bytes other;
-  EXPECT_FALSE(svc_->Decrypt("acme", "dev", k->ciphertext, &other).ok());
+  EXPECT_FALSE(svc_->Decrypt(TestOp(), "acme", "dev", k->ciphertext, &other).ok());
   // Two keys differ; the wrapped-only form has no plaintext.
-  auto k2 = svc_->GenerateDataKey("acme", "prod", "blobs", 16, false);
+  auto k2 = svc_->GenerateDataKey(TestOp(), "acme", "prod", "blobs", 16, false);
   ASSERT_TRUE(k2.ok());
   EXPECT_TRUE(k2->plaintext.empty());
   Bytes back2;
-  ASSERT_TRUE(svc_->Decrypt("acme", "prod", k2->ciphertext, &back2).ok());
+  ASSERT_TRUE(svc_->Decrypt(TestOp(), "acme", "prod", k2->ciphertext, &back2).ok());
   EXPECT_EQ(back2.size(), 16u);
   for (size_t bad : {size_t{0}, size_t{15}, size_t{65}}) {
-    EXPECT_EQ(svc_->GenerateDataKey("acme", "prod", "blobs", bad, true).status().code(),
+    EXPECT_EQ(svc_->GenerateDataKey(TestOp(), "acme", "prod", "blobs", bad, true).status().code(),
               StatusCode::kInvalidArgument)
         << bad;
   }
@@ -263,7 +268,7 @@ TEST_F(EkmServiceTest, BatchesAnswerEachItemInOrder) {
   std::vector<BatchEncryptItem> items = {{"orders", AsBytesCopy("one")},
                                          {"bad scope!", AsBytesCopy("two")},
                                          {"default", AsBytesCopy("three")}};
-  auto enc = svc_->EncryptBatch("acme", "prod", items);
+  auto enc = svc_->EncryptBatch(TestOp(), "acme", "prod", items);
   ASSERT_TRUE(enc.ok()) << enc.status().ToString();
   ASSERT_EQ(enc->size(), 3u);
   EXPECT_TRUE((*enc)[0].ok());
@@ -271,41 +276,43 @@ TEST_F(EkmServiceTest, BatchesAnswerEachItemInOrder) {
   ASSERT_TRUE((*enc)[2].ok());
   Bytes tampered = *(*enc)[0];
   tampered.back() ^= 1;
-  auto dec = svc_->DecryptBatch("acme", "prod", {*(*enc)[2], tampered, *(*enc)[0]});
+  auto dec = svc_->DecryptBatch(TestOp(), "acme", "prod", {*(*enc)[2], tampered, *(*enc)[0]});
   ASSERT_TRUE(dec.ok());
   ASSERT_EQ(dec->size(), 3u);
   EXPECT_EQ(AsChars(*(*dec)[0]), "three");
   EXPECT_FALSE((*dec)[1].ok());
   EXPECT_EQ(AsChars(*(*dec)[2]), "one");
   // The whole request fails only for what concerns every item.
-  EXPECT_EQ(svc_->EncryptBatch("acme", "nope", items).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(svc_->EncryptBatch(TestOp(), "acme", "nope", items).status().code(),
+            StatusCode::kNotFound);
   std::vector<Bytes> too_many(kMaxBatchItems + 1, Bytes{1});
-  auto big = svc_->DecryptBatch("acme", "prod", too_many).status();
+  auto big = svc_->DecryptBatch(TestOp(), "acme", "prod", too_many).status();
   EXPECT_EQ(big.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(big.message().find("1000"), std::string::npos);
-  EXPECT_EQ(svc_->DecryptBatch("acme", "prod", {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->DecryptBatch(TestOp(), "acme", "prod", {}).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST_F(EkmServiceTest, ValidateCustomerKeyChangesNothing) {
-  auto before = svc_->ShowCustomerKey("acme", "prod");
+  auto before = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(before.ok());
-  auto v = svc_->ValidateCustomerKey("acme", "prod", "platform", "root");
+  auto v = svc_->ValidateCustomerKey(TestOp(), "acme", "prod", "platform", "root");
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   EXPECT_TRUE(v->ok);
   ASSERT_FALSE(v->checks.empty());
   EXPECT_EQ(v->checks.back().name, "store");
   EXPECT_EQ(v->checks.back().outcome, "skipped");
-  auto after = svc_->ShowCustomerKey("acme", "prod");
+  auto after = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->ek_version, before->ek_version);
   EXPECT_FALSE(after->last_validation.has_value());  // a dry run is not the last validation
   // A key id the provider refuses is a failed check in the answer, not an error.
-  auto bad = svc_->ValidateCustomerKey("acme", "prod", "platform", "not-root");
+  auto bad = svc_->ValidateCustomerKey(TestOp(), "acme", "prod", "platform", "not-root");
   ASSERT_TRUE(bad.ok()) << bad.status().ToString();
   EXPECT_FALSE(bad->ok);
   EXPECT_FALSE(bad->error_code.empty());
   // What is not about the key stays an error.
-  EXPECT_EQ(svc_->ValidateCustomerKey("acme", "nope", "platform", "root").status().code(),
+  EXPECT_EQ(svc_->ValidateCustomerKey(TestOp(), "acme", "nope", "platform", "root").status().code(),
             StatusCode::kNotFound);
 }
 
@@ -329,7 +336,7 @@ TEST_F(EkmServiceTest, MissingAwsCredentialsAre409AndAnUnreachableCredentialEndp
     Reopen();
   };
   auto token = [&] {
-    auto t = svc_->CreateApiToken(ApiTokenRequest{"key-manager", "acme", {}, "test", {}});
+    auto t = svc_->CreateApiToken(TestOp(), ApiTokenRequest{"key-manager", "acme", {}, "test", {}});
     EXPECT_TRUE(t.ok());
     auto text = t->token.RevealForCrypto();
     return "Bearer " + std::string(text.begin(), text.end());
@@ -348,7 +355,7 @@ TEST_F(EkmServiceTest, MissingAwsCredentialsAre409AndAnUnreachableCredentialEndp
   };
 
   with_env({{"AWS_EC2_METADATA_DISABLED", "true"}});
-  auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms", arn);
+  auto v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", arn);
   EXPECT_EQ(v.status().code(), StatusCode::kFailedPrecondition) << v.status().ToString();
   EXPECT_NE(v.status().message().find("no AWS credentials found"), std::string::npos);
   EXPECT_NE(v.status().hint().find("platform operator"), std::string::npos) << v.status().hint();
@@ -357,18 +364,19 @@ TEST_F(EkmServiceTest, MissingAwsCredentialsAre409AndAnUnreachableCredentialEndp
   EXPECT_EQ(res.status, 409) << res.body;
   EXPECT_EQ(res.retry_after, 0);
   EXPECT_NE(res.body.find("\"failed_precondition\""), std::string::npos) << res.body;
-  EXPECT_EQ(svc_->ShowCustomerKey("acme", "prod")->provider, "platform");  // nothing changed
+  EXPECT_EQ(svc_->ShowCustomerKey(TestOp(), "acme", "prod")->provider,
+            "platform");  // nothing changed
 
   // ECS container credentials configured, their endpoint unreachable: an outage.
   with_env({{"AWS_EC2_METADATA_DISABLED", "true"},
             {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:9/credentials"}});
-  v = svc_->SetCustomerKey("acme", "prod", "aws-kms", arn);
+  v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", arn);
   EXPECT_EQ(v.status().code(), StatusCode::kUnavailable) << v.status().ToString();
   EXPECT_EQ(put_key().status, 503);
 
   // The instance metadata service out of reach: maybe an outage on EC2, so retryable.
   with_env({{"AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9"}});
-  v = svc_->SetCustomerKey("acme", "prod", "aws-kms", arn);
+  v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms", arn);
   EXPECT_EQ(v.status().code(), StatusCode::kUnavailable) << v.status().ToString();
   EXPECT_NE(v.status().hint().find("AWS_EC2_METADATA_DISABLED=true"), std::string::npos);
   EXPECT_EQ(put_key().status, 503);

@@ -64,7 +64,8 @@ Status CheckSettingsChange(const EnvironmentSettings& set, const std::vector<std
 
 }  // namespace
 
-StatusOr<EnvironmentSettings> EkmServiceImpl::GetEnvironmentSettings(std::string_view workspace,
+StatusOr<EnvironmentSettings> EkmServiceImpl::GetEnvironmentSettings(const CallContext& /*ctx*/,
+                                                                     std::string_view workspace,
                                                                      std::string_view environment) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
@@ -74,8 +75,8 @@ StatusOr<EnvironmentSettings> EkmServiceImpl::GetEnvironmentSettings(std::string
 }
 
 StatusOr<EnvironmentSettings> EkmServiceImpl::UpdateEnvironmentSettings(
-    std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
-    const std::vector<std::string>& reset) {
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
+    const EnvironmentSettings& set, const std::vector<std::string>& reset) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
@@ -103,12 +104,13 @@ StatusOr<EnvironmentSettings> EkmServiceImpl::UpdateEnvironmentSettings(
       changed["next_replacement_allowed_at"] = FormatRfc3339(FromUnixSeconds(next));
     }
   }
-  RecordEvent(env.workspace, env.name, event::kEnvironmentSettingsChanged, changed);
+  RecordEvent(ctx, env.workspace, env.name, event::kEnvironmentSettingsChanged, changed);
   OnEnvironmentSettingsChanged(env);
-  return GetEnvironmentSettings(workspace, environment);
+  return GetEnvironmentSettings(ctx, workspace, environment);
 }
 
-StatusOr<EnvironmentKeyStatus> EkmServiceImpl::KeyStatus(std::string_view workspace,
+StatusOr<EnvironmentKeyStatus> EkmServiceImpl::KeyStatus(const CallContext& /*ctx*/,
+                                                         std::string_view workspace,
                                                          std::string_view environment) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
@@ -150,7 +152,7 @@ Status EkmServiceImpl::CheckStore() {
   return probe.status();
 }
 
-KeyCacheStats EkmServiceImpl::KeyCacheStatistics() {
+KeyCacheStats EkmServiceImpl::KeyCacheStatistics(const CallContext& /*ctx*/) {
   KeyHierarchy::Counters c = keys_.counters();
   KeyCacheStats s;
   s.entries = c.entries;

@@ -2,12 +2,15 @@
 // it, but with a fake CMK: the lifecycle of a customer key without moto.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/fake_key_provider.h"
 #include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -37,8 +40,8 @@ class InjectedServiceTest : public ::testing::Test {
     options.key_cache_ttl = std::chrono::seconds(300);
     options.aws.enabled = false;
     svc_ = NewEkmService(options, std::move(*store), std::move(providers), std::move(*signer));
-    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
+    ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "prod").ok());
   }
 
   testing::TempDir dir_;
@@ -48,23 +51,23 @@ class InjectedServiceTest : public ::testing::Test {
 };
 
 TEST_F(InjectedServiceTest, ACustomerKeyOfAnyProviderRevokesAndRestoresWithinTheTtl) {
-  auto set = svc_->SetCustomerKey("acme", "prod", "fake-kms", "key-1");
+  auto set = svc_->SetCustomerKey(TestOp(), "acme", "prod", "fake-kms", "key-1");
   ASSERT_TRUE(set.ok()) << set.status().ToString();
   EXPECT_TRUE(set->ok);
   Bytes sealed;
   const std::string secret = "card 4111";
-  ASSERT_TRUE(svc_->Encrypt("acme", "prod", "orders", AsBytes(secret), &sealed).ok());
+  ASSERT_TRUE(svc_->Encrypt(TestOp(), "acme", "prod", "orders", AsBytes(secret), &sealed).ok());
 
   // Revoked: still served from the cache within the TTL, refused after it.
   cmk_->answer = FakeKeyProvider::Answer::kRefuse;
   Bytes out;
-  EXPECT_TRUE(svc_->Decrypt("acme", "prod", sealed, &out).ok());
+  EXPECT_TRUE(svc_->Decrypt(TestOp(), "acme", "prod", sealed, &out).ok());
   clock_.Advance(std::chrono::seconds(301));
   out.clear();
-  Status refused = svc_->Decrypt("acme", "prod", sealed, &out);
+  Status refused = svc_->Decrypt(TestOp(), "acme", "prod", sealed, &out);
   EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused.ToString();
   EXPECT_EQ(refused.provider_code(), "AccessDeniedException");
-  auto status = svc_->KeyStatus("acme", "prod");
+  auto status = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status->state, "unavailable");
 
@@ -72,8 +75,36 @@ TEST_F(InjectedServiceTest, ACustomerKeyOfAnyProviderRevokesAndRestoresWithinThe
   cmk_->answer = FakeKeyProvider::Answer::kOk;
   clock_.Advance(std::chrono::seconds(120));
   out.clear();
-  ASSERT_TRUE(svc_->Decrypt("acme", "prod", sealed, &out).ok());
+  ASSERT_TRUE(svc_->Decrypt(TestOp(), "acme", "prod", sealed, &out).ok());
   EXPECT_EQ(std::string(out.begin(), out.end()), secret);
+}
+
+// The caller travels with the call, not with the thread: calls made on other threads, one of
+// them while another caller's call runs, each record their own actor.
+TEST_F(InjectedServiceTest, EventsNameTheCallersContextWhateverThreadRunsTheCall) {
+  std::thread alice([&] {
+    EXPECT_TRUE(svc_->CreateEnvironment(CallContext::Operator("cli:alice"), "acme", "a").ok());
+  });
+  std::thread bob([&] {
+    auth::Principal p;
+    p.token_id = "00000000000000bb";
+    p.role = auth::Role::kOwner;
+    p.workspace = "acme";
+    EXPECT_TRUE(
+        svc_->CreateEnvironment(CallContext::Request(p, "req-7", "192.0.2.7"), "acme", "b").ok());
+  });
+  alice.join();
+  bob.join();
+  EventQuery q;
+  q.workspace = "acme";
+  q.type = "environment.created";
+  auto events = svc_->ListEvents(TestOp(), q);
+  ASSERT_TRUE(events.ok());
+  std::map<std::string, std::string> actor_of;
+  for (const auto& e : *events) actor_of[e.environment] = e.actor;
+  EXPECT_EQ(actor_of["prod"], "cli:test");
+  EXPECT_EQ(actor_of["a"], "cli:alice");
+  EXPECT_EQ(actor_of["b"], "token:00000000000000bb");
 }
 
 }  // namespace

@@ -8,7 +8,8 @@
 namespace ekm {
 
 StatusOr<KeyImportParameters> EkmServiceImpl::CreateKeyImportParameters(
-    std::string_view workspace, std::string_view environment, std::chrono::seconds expires_in) {
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
+    std::chrono::seconds expires_in) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
@@ -17,7 +18,7 @@ StatusOr<KeyImportParameters> EkmServiceImpl::CreateKeyImportParameters(
       ImportParameters p,
       CreateImportParameters(*store_, *platform, env, ToUnixSeconds(options_.clock->Now()),
                              expires_in.count()));
-  RecordEvent(env.workspace, env.name, event::kImportParamsCreated,
+  RecordEvent(ctx, env.workspace, env.name, event::kImportParamsCreated,
               {{"expires_at", FormatRfc3339(FromUnixSeconds(p.expires_at))},
                {"algorithm", std::string(kImportWrappingAlgorithm)}});
   return KeyImportParameters{env.workspace,
@@ -29,11 +30,9 @@ StatusOr<KeyImportParameters> EkmServiceImpl::CreateKeyImportParameters(
                              kImportedMaterialSize};
 }
 
-StatusOr<KeyValidation> EkmServiceImpl::ImportKeyMaterial(std::string_view workspace,
-                                                          std::string_view environment,
-                                                          ByteView wrapped_material,
-                                                          std::string_view import_token,
-                                                          const KeyChangeOptions& change) {
+StatusOr<KeyValidation> EkmServiceImpl::ImportKeyMaterial(
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
+    ByteView wrapped_material, std::string_view import_token, const KeyChangeOptions& change) {
   // A replacement by import follows the rules of `ekm key set` (once per period, emergency).
   EKM_RETURN_IF_ERROR(CheckKeyChangeOptions(change));
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
@@ -52,7 +51,7 @@ StatusOr<KeyValidation> EkmServiceImpl::ImportKeyMaterial(std::string_view works
       rec.sealed_material,
       SealSecret(*platform, material, KeyMaterialSealContext(env.workspace, env.name, key_id)));
   EKM_RETURN_IF_ERROR(store_->PutKeyMaterial(rec));
-  auto v = SetCustomerKey(env.workspace, env.name, kImportedProviderName, key_id, change);
+  auto v = SetCustomerKey(ctx, env.workspace, env.name, kImportedProviderName, key_id, change);
   if (!v.ok()) {
     // Leave the store as it was: no new unreferenced material.
     Status undo =
@@ -65,12 +64,13 @@ StatusOr<KeyValidation> EkmServiceImpl::ImportKeyMaterial(std::string_view works
   // Access comes back now, not when a cached refusal expires.
   keys_.ForgetEnvironment(env.workspace, env.name);
   RecordEvent(
-      env.workspace, env.name, event::kKeyMaterialImported,
+      ctx, env.workspace, env.name, event::kKeyMaterialImported,
       {{"key_id", key_id}, {"algorithm", kImportWrappingAlgorithm}, {"restored", restored}});
   return v;
 }
 
-StatusOr<KeyMaterialDeletion> EkmServiceImpl::DeleteKeyMaterial(std::string_view workspace,
+StatusOr<KeyMaterialDeletion> EkmServiceImpl::DeleteKeyMaterial(const CallContext& ctx,
+                                                                std::string_view workspace,
                                                                 std::string_view environment,
                                                                 std::string_view key_id) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
@@ -96,7 +96,7 @@ StatusOr<KeyMaterialDeletion> EkmServiceImpl::DeleteKeyMaterial(std::string_view
   EKM_RETURN_IF_ERROR(store_->DeleteKeyMaterial(env.id, id, now));
   KeyMaterialDeletion d{env.workspace, env.name, id, now,
                         current_is_imported && current.cmk_key_id == id};
-  RecordEvent(env.workspace, env.name, event::kKeyMaterialDeleted,
+  RecordEvent(ctx, env.workspace, env.name, event::kKeyMaterialDeleted,
               {{"key_id", id}, {"in_use", d.in_use}});
   return d;
 }

@@ -19,6 +19,7 @@
 #include "ekm/service/key_status_json.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -67,14 +68,14 @@ class KeyMaterialImportTest : public ::testing::Test {
     auto s = EkmService::Open(options_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     svc_ = std::move(*s);
-    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "dev").ok());
+    ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "prod").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "dev").ok());
     material_ = *RandomSecret(32);
   }
 
   KeyImportParameters Params(std::string_view env) {
-    auto p = svc_->CreateKeyImportParameters("acme", env, std::chrono::hours(24));
+    auto p = svc_->CreateKeyImportParameters(TestOp(), "acme", env, std::chrono::hours(24));
     EXPECT_TRUE(p.ok()) << p.status().ToString();
     return p.ok() ? *p : KeyImportParameters{};
   }
@@ -83,17 +84,17 @@ class KeyMaterialImportTest : public ::testing::Test {
   }
   StatusOr<KeyValidation> Import(std::string_view env, const Bytes& wrapped,
                                  const std::string& token) {
-    return svc_->ImportKeyMaterial("acme", env, wrapped, token);
+    return svc_->ImportKeyMaterial(TestOp(), "acme", env, wrapped, token);
   }
   Bytes Encrypt(std::string_view text) {
     Bytes ct;
-    Status s = svc_->Encrypt("acme", "prod", "default", AsBytes(text), &ct);
+    Status s = svc_->Encrypt(TestOp(), "acme", "prod", "default", AsBytes(text), &ct);
     EXPECT_TRUE(s.ok()) << s.ToString();
     return ct;
   }
   Status Decrypt(const Bytes& ct, std::string* text) {
     Bytes pt;
-    Status s = svc_->Decrypt("acme", "prod", ct, &pt);
+    Status s = svc_->Decrypt(TestOp(), "acme", "prod", ct, &pt);
     if (s.ok()) *text = std::string(AsChars(pt));
     return s;
   }
@@ -143,7 +144,7 @@ TEST_F(SeedOverview, YouCouldDoThisByUploadingAKeyMaterialFile) {
   EXPECT_EQ(v->provider, "imported");
   EXPECT_EQ(v->key_id, KeyId());
 
-  auto shown = svc_->ShowCustomerKey("acme", "prod");
+  auto shown = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(shown.ok());
   EXPECT_EQ(shown->provider, "imported");
   EXPECT_EQ(shown->key_id, KeyId());
@@ -175,7 +176,7 @@ TEST_F(SeedOverview, WorkatoAccessesTheKeyAndUsesItToEncryptOtherKeysInTheHierar
   auto v = Import("prod", Wrapped(p), p.import_token);
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   Bytes ct = Encrypt("hierarchy");
-  auto envs = svc_->ListEnvironments("acme");
+  auto envs = svc_->ListEnvironments(TestOp(), "acme");
   ASSERT_TRUE(envs.ok());
   for (const auto& e : *envs) {
     if (e.name == "prod") {
@@ -209,8 +210,8 @@ TEST_F(SeedKeysAndEnvironments, EachEnvironmentHasItsOwnCustomerMainKey) {
   ASSERT_TRUE(Import("prod", Wrapped(prod), prod.import_token).ok());
   material_ = *RandomSecret(32);
   ASSERT_TRUE(Import("dev", Wrapped(dev), dev.import_token).ok());
-  auto p = svc_->ShowCustomerKey("acme", "prod");
-  auto d = svc_->ShowCustomerKey("acme", "dev");
+  auto p = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
+  auto d = svc_->ShowCustomerKey(TestOp(), "acme", "dev");
   EXPECT_EQ(p->provider, "imported");
   EXPECT_EQ(d->provider, "imported");
   EXPECT_NE(p->key_id, d->key_id);
@@ -262,7 +263,7 @@ TEST_F(KeyMaterialImportTest, WrongTokenWrongWrappingAndWrongSizeChangeNothing) 
     EXPECT_EQ(failed[i].hint(), failed[0].hint());
   }
 
-  auto shown = svc_->ShowCustomerKey("acme", "prod");
+  auto shown = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   EXPECT_EQ(shown->provider, "platform");
   EXPECT_EQ(StoredMaterialRows("prod"), 0u);
   // The token still works after all that.
@@ -279,27 +280,28 @@ TEST_F(KeyMaterialImportTest, ImportTokenLocksAfterFiveFailedUnwraps) {
   for (int i = 0; i < 5; ++i) {
     EkmService& svc = i % 2 == 0 ? *svc_ : **other;
     Bytes wrong = i % 2 == 0 ? Wrapped(p, Padding::kPkcs1) : Wrap(p.wrapping_key_pem, Bytes(16, 1));
-    Status s = svc.ImportKeyMaterial("acme", "prod", wrong, p.import_token).status();
+    Status s = svc.ImportKeyMaterial(TestOp(), "acme", "prod", wrong, p.import_token).status();
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
     EXPECT_NE(s.message().find("failed attempt " + std::to_string(i + 1) + " of 5"),
               std::string::npos)
         << s.message();
   }
   for (EkmService* svc : {svc_.get(), other->get()}) {
-    Status s = svc->ImportKeyMaterial("acme", "prod", Wrapped(p), p.import_token).status();
+    Status s =
+        svc->ImportKeyMaterial(TestOp(), "acme", "prod", Wrapped(p), p.import_token).status();
     EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
     EXPECT_NE(s.message().find("this import token is locked after 5 failed imports"),
               std::string::npos)
         << s.message();
     EXPECT_NE(s.hint().find("ekm key import-params"), std::string::npos) << s.hint();
   }
-  EXPECT_EQ(svc_->ShowCustomerKey("acme", "prod")->provider, "platform");
+  EXPECT_EQ(svc_->ShowCustomerKey(TestOp(), "acme", "prod")->provider, "platform");
   EXPECT_EQ(StoredMaterialRows("prod"), 0u);
 
   KeyImportParameters fresh = Params("prod");
   auto v = Import("prod", Wrapped(fresh), fresh.import_token);
   ASSERT_TRUE(v.ok()) << v.status().ToString();
-  EXPECT_EQ(svc_->ShowCustomerKey("acme", "prod")->provider, "imported");
+  EXPECT_EQ(svc_->ShowCustomerKey(TestOp(), "acme", "prod")->provider, "imported");
 }
 
 TEST_F(KeyMaterialImportTest, ExpiredTokenAndReplacedParameters) {
@@ -310,13 +312,17 @@ TEST_F(KeyMaterialImportTest, ExpiredTokenAndReplacedParameters) {
   EXPECT_NE(s.message().find("expired at"), std::string::npos);
   EXPECT_NE(s.hint().find("run `ekm key import-params` again"), std::string::npos);
   // Out-of-range lifetimes are refused before any key is generated.
-  EXPECT_EQ(
-      svc_->CreateKeyImportParameters("acme", "prod", std::chrono::seconds(10)).status().code(),
-      StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      svc_->CreateKeyImportParameters("acme", "prod", std::chrono::hours(24 * 8)).status().code(),
-      StatusCode::kInvalidArgument);
-  EXPECT_EQ(svc_->CreateKeyImportParameters("acme", "nope", std::chrono::hours(1)).status().code(),
+  EXPECT_EQ(svc_->CreateKeyImportParameters(TestOp(), "acme", "prod", std::chrono::seconds(10))
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->CreateKeyImportParameters(TestOp(), "acme", "prod", std::chrono::hours(24 * 8))
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->CreateKeyImportParameters(TestOp(), "acme", "nope", std::chrono::hours(1))
+                .status()
+                .code(),
             StatusCode::kNotFound);
 }
 
@@ -328,14 +334,15 @@ TEST_F(KeyMaterialImportTest, DeleteRevokesAfterTheCacheTtlAndReimportRestores) 
   Bytes ct = Encrypt("precious");
 
   // Only imported material can be deleted this way.
-  Status s = svc_->DeleteKeyMaterial("acme", "dev", "").status();
+  Status s = svc_->DeleteKeyMaterial(TestOp(), "acme", "dev", "").status();
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
 
-  auto d = svc_->DeleteKeyMaterial("acme", "prod", "");
+  auto d = svc_->DeleteKeyMaterial(TestOp(), "acme", "prod", "");
   ASSERT_TRUE(d.ok()) << d.status().ToString();
   EXPECT_EQ(d->key_id, KeyId());
   EXPECT_TRUE(d->in_use);
-  EXPECT_EQ(svc_->DeleteKeyMaterial("acme", "prod", "").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(svc_->DeleteKeyMaterial(TestOp(), "acme", "prod", "").status().code(),
+            StatusCode::kNotFound);
 
   // Within the TTL the cached keys still serve (as with a KMS revocation).
   std::string text;
@@ -345,11 +352,11 @@ TEST_F(KeyMaterialImportTest, DeleteRevokesAfterTheCacheTtlAndReimportRestores) 
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
   EXPECT_NE(s.ToString().find("was deleted at"), std::string::npos) << s.ToString();
   Bytes out;
-  EXPECT_FALSE(svc_->Encrypt("acme", "prod", "default", AsBytes("x"), &out).ok());
-  auto shown = svc_->ShowCustomerKey("acme", "prod");
+  EXPECT_FALSE(svc_->Encrypt(TestOp(), "acme", "prod", "default", AsBytes("x"), &out).ok());
+  auto shown = svc_->ShowCustomerKey(TestOp(), "acme", "prod");
   ASSERT_TRUE(shown->description.has_value());
   EXPECT_EQ(shown->description->provider_state, "Deleted");
-  auto status = svc_->KeyStatus("acme", "prod");
+  auto status = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(status.ok()) << status.status().ToString();
   EXPECT_EQ(status->state, "unavailable");
   EXPECT_EQ(status->error_resolved_at, 0);  // current: its hint is what to do now
@@ -365,7 +372,7 @@ TEST_F(KeyMaterialImportTest, DeleteRevokesAfterTheCacheTtlAndReimportRestores) 
   EXPECT_EQ(text, "precious");
   ASSERT_TRUE(Decrypt(Encrypt("new"), &text).ok());
   // Healthy again: the old error is shown as history, resolved when the state changed.
-  status = svc_->KeyStatus("acme", "prod");
+  status = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(status.ok());
   EXPECT_EQ(status->state, "healthy");
   EXPECT_EQ(status->error_code, "failed_precondition");
@@ -376,12 +383,14 @@ TEST_F(KeyMaterialImportTest, DeleteRevokesAfterTheCacheTtlAndReimportRestores) 
   EXPECT_EQ(EnvironmentKeyStatusFromJson(j).error_resolved_at, status->since);
 
   // --key-id: a malformed id, and material this environment never had.
-  EXPECT_EQ(svc_->DeleteKeyMaterial("acme", "prod", "arn:aws:kms:x").status().code(),
+  EXPECT_EQ(svc_->DeleteKeyMaterial(TestOp(), "acme", "prod", "arn:aws:kms:x").status().code(),
             StatusCode::kInvalidArgument);
-  EXPECT_EQ(
-      svc_->DeleteKeyMaterial("acme", "prod", "imported:" + std::string(32, '0')).status().code(),
-      StatusCode::kNotFound);
-  EXPECT_EQ(svc_->DeleteKeyMaterial("acme", "dev", KeyId()).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(svc_->DeleteKeyMaterial(TestOp(), "acme", "prod", "imported:" + std::string(32, '0'))
+                .status()
+                .code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(svc_->DeleteKeyMaterial(TestOp(), "acme", "dev", KeyId()).status().code(),
+            StatusCode::kNotFound);
   ASSERT_TRUE(Decrypt(ct, &text).ok());
 
   auto types = EventTypes("prod");
@@ -409,7 +418,8 @@ TEST_F(KeyMaterialImportTest, ImportingOtherMaterialIsAReplacementOncePerPeriod)
 
   auto p3 = Params("prod");
   KeyChangeOptions emergency{true, "suspected compromise of the first material"};
-  auto v = svc_->ImportKeyMaterial("acme", "prod", Wrapped(p3), p3.import_token, emergency);
+  auto v =
+      svc_->ImportKeyMaterial(TestOp(), "acme", "prod", Wrapped(p3), p3.import_token, emergency);
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   EXPECT_EQ(v->key_id, KeyId());
   EXPECT_EQ(StoredMaterialRows("prod"), 1u);

@@ -2,7 +2,8 @@
 
 namespace ekm {
 
-StatusOr<RepackStatus> EkmServiceImpl::GetRepackStatus(std::string_view workspace,
+StatusOr<RepackStatus> EkmServiceImpl::GetRepackStatus(const CallContext& /*ctx*/,
+                                                       std::string_view workspace,
                                                        std::string_view environment) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
@@ -45,7 +46,7 @@ StatusOr<RepackStatus> EkmServiceImpl::GetRepackStatus(std::string_view workspac
 }
 
 StatusOr<RepackStatus> EkmServiceImpl::RunRepack(
-    std::string_view workspace, std::string_view environment,
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::function<void(const RepackStatus&)>& progress) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
@@ -62,7 +63,7 @@ StatusOr<RepackStatus> EkmServiceImpl::RunRepack(
   }
   EKM_RETURN_IF_ERROR(repacker().Run(env.workspace, env.name, nullptr, on_batch).status());
   keys_.ForgetEnvironment(env.workspace, env.name);
-  return GetRepackStatus(workspace, environment);
+  return GetRepackStatus(ctx, workspace, environment);
 }
 
 void EkmServiceImpl::StartRepackRunner() {

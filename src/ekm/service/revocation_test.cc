@@ -17,13 +17,14 @@
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/moto_peer.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
 
 // "Bearer <a new app token of acme>": the API's data plane needs one.
 std::string AppBearer(EkmService& svc) {
-  auto t = svc.CreateApiToken(ApiTokenRequest{"app", "acme", {}, "test", {}});
+  auto t = svc.CreateApiToken(TestOp(), ApiTokenRequest{"app", "acme", {}, "test", {}});
   if (!t.ok()) return "";
   auto text = t->token.RevealForCrypto();
   return "Bearer " + std::string(text.begin(), text.end());
@@ -105,10 +106,11 @@ class RevocationTest : public ::testing::Test {
     ASSERT_TRUE(EkmService::Initialize(options_).ok());
     svc_ = Open(/*via_proxy=*/true);
     ASSERT_NE(svc_, nullptr);
-    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "dev").ok());  // stays on the platform CMK
-    auto v = svc_->SetCustomerKey("acme", "prod", "aws-kms",
+    ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "prod").ok());
+    ASSERT_TRUE(
+        svc_->CreateEnvironment(TestOp(), "acme", "dev").ok());  // stays on the platform CMK
+    auto v = svc_->SetCustomerKey(TestOp(), "acme", "prod", "aws-kms",
                                   peer_->setup()["keys"]["main"]["arn"].get<std::string>());
     ASSERT_TRUE(v.ok()) << v.status().ToString();
     ASSERT_TRUE(v->ok) << v->message;
@@ -154,13 +156,13 @@ class RevocationTest : public ::testing::Test {
 
   Bytes Encrypt(std::string_view env, std::string_view scope, std::string_view text) {
     Bytes ct;
-    Status s = svc_->Encrypt("acme", env, scope, AsBytes(text), &ct);
+    Status s = svc_->Encrypt(TestOp(), "acme", env, scope, AsBytes(text), &ct);
     EXPECT_TRUE(s.ok()) << s.ToString();
     return ct;
   }
   StatusOr<std::string> Decrypt(EkmService& svc, std::string_view env, const Bytes& ct) {
     Bytes pt;
-    EKM_RETURN_IF_ERROR(svc.Decrypt("acme", env, ct, &pt));
+    EKM_RETURN_IF_ERROR(svc.Decrypt(TestOp(), "acme", env, ct, &pt));
     return std::string(AsChars(pt));
   }
 
@@ -233,7 +235,7 @@ TEST_F(RevocationTest, RevokedAccessEndsAfterTheTtlAndRestoreBringsEverythingBac
   ExpectUnavailable(gone.status(), "AccessDenied");
   EXPECT_NE(gone.status().hint().find("key policy"), std::string::npos);
 
-  auto st = svc_->KeyStatus("acme", "prod");
+  auto st = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok()) << st.status().ToString();
   EXPECT_EQ(st->state, "unavailable");
   EXPECT_EQ(st->provider_code, "AccessDenied");
@@ -245,7 +247,7 @@ TEST_F(RevocationTest, RevokedAccessEndsAfterTheTtlAndRestoreBringsEverythingBac
   Restore();
   clock_.Advance(seconds(61));  // past the backoff
   EXPECT_EQ(Text(Decrypt(*svc_, "prod", ct)), "paid");
-  st = svc_->KeyStatus("acme", "prod");
+  st = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state, "healthy");
   EXPECT_EQ(CountEvents(event::kCmkRestored), 1u);
@@ -263,15 +265,15 @@ TEST_F(RevocationTest, UsageCountsAttemptsWhileRevokedAsRefusedNotAsDecrypts) {
   for (int i = 0; i < 2; ++i)
     ExpectUnavailable(Decrypt(*svc_, "prod", ct).status(), "AccessDenied");
   Bytes out;
-  EXPECT_EQ(svc_->Encrypt("acme", "prod", "orders", AsBytes("x"), &out).code(),
+  EXPECT_EQ(svc_->Encrypt(TestOp(), "acme", "prod", "orders", AsBytes("x"), &out).code(),
             StatusCode::kFailedPrecondition);
-  auto batch = svc_->DecryptBatch("acme", "prod", {ct, ct});
+  auto batch = svc_->DecryptBatch(TestOp(), "acme", "prod", {ct, ct});
   ASSERT_TRUE(batch.ok()) << batch.status().ToString();  // a refusal is each item's
-  auto stream = svc_->NewDecryptStream("acme", "prod");
+  auto stream = svc_->NewDecryptStream(TestOp(), "acme", "prod");
   ASSERT_TRUE(stream.ok());
   EXPECT_EQ((*stream)->Update(ct, &out).code(), StatusCode::kFailedPrecondition);
   stream->reset();
-  EXPECT_EQ(svc_->GenerateDataKey("acme", "prod", "blobs", 32, false).status().code(),
+  EXPECT_EQ(svc_->GenerateDataKey(TestOp(), "acme", "prod", "blobs", 32, false).status().code(),
             StatusCode::kFailedPrecondition);
   ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
 
@@ -279,7 +281,7 @@ TEST_F(RevocationTest, UsageCountsAttemptsWhileRevokedAsRefusedNotAsDecrypts) {
   q.workspace = "acme";
   q.environment = "prod";
   q.type = "data_plane.usage";
-  auto records = svc_->QueryAudit(q);
+  auto records = svc_->QueryAudit(TestOp(), q);
   ASSERT_TRUE(records.ok());
   ASSERT_EQ(records->size(), 2u);  // one flush before, one after the revocation
   std::map<std::string, uint64_t> after;
@@ -313,7 +315,7 @@ TEST_F(RevocationTest, APendingDeletionKeyIsUnavailableWithTheCancelDeletionHint
   auto s = Decrypt(*svc_, "prod", ct).status();
   ExpectUnavailable(s, "KMSInvalidStateException");
   EXPECT_NE(s.hint().find("cancel the key deletion"), std::string::npos) << s.hint();
-  auto st = svc_->KeyStatus("acme", "prod");
+  auto st = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state, "unavailable");
 }
@@ -327,7 +329,7 @@ TEST_F(RevocationTest, AKeyDeletedAfterAnHourOfUseIsToldDeletedNotToCopyTheArnAg
     clock_.Advance(seconds(600));
     ASSERT_EQ(Text(Decrypt(*svc_, "prod", ct)), "an hour of use");
   }
-  auto before = svc_->KeyStatus("acme", "prod");
+  auto before = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(before.ok());
   ASSERT_GT(before->last_success, 0);
   ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "NotFoundException").ok());
@@ -335,7 +337,7 @@ TEST_F(RevocationTest, AKeyDeletedAfterAnHourOfUseIsToldDeletedNotToCopyTheArnAg
   Status s = Decrypt(*svc_, "prod", ct).status();
   ExpectUnavailable(s, "NotFoundException");
   const std::string until = "until " + FormatRfc3339(FromUnixSeconds(before->last_success));
-  for (const std::string& hint : {s.hint(), svc_->KeyStatus("acme", "prod")->hint}) {
+  for (const std::string& hint : {s.hint(), svc_->KeyStatus(TestOp(), "acme", "prod")->hint}) {
     EXPECT_NE(hint.find(until), std::string::npos) << hint;
     EXPECT_NE(hint.find("it was deleted"), std::string::npos) << hint;
     EXPECT_NE(hint.find("cannot be recovered"), std::string::npos) << hint;
@@ -376,7 +378,7 @@ TEST_F(RevocationTest, AnOutageIsDegradedRetryableAndDoesNotHammerTheKms) {
   EXPECT_GE(res.retry_after, 1);
   EXPECT_NE(res.body.find("retry_after_seconds"), std::string::npos);
 
-  auto st = svc_->KeyStatus("acme", "prod");
+  auto st = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state, "degraded");
   EXPECT_TRUE(st->retryable);
@@ -395,7 +397,7 @@ TEST_F(RevocationTest, ThrottlingIsAnOutageNotARevocation) {
   ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "ThrottlingException").ok());
   clock_.Advance(seconds(300));
   EXPECT_EQ(Decrypt(*svc_, "prod", ct).status().code(), StatusCode::kUnavailable);
-  auto st = svc_->KeyStatus("acme", "prod");
+  auto st = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state, "degraded");
   EXPECT_EQ(st->provider_code, "ThrottlingException");
@@ -403,7 +405,7 @@ TEST_F(RevocationTest, ThrottlingIsAnOutageNotARevocation) {
 
 TEST_F(RevocationTest, GracePeriodIsOffByDefaultAndBridgesAnOutageWhenSet) {
   Bytes ct = Encrypt("prod", "orders", "x");
-  auto st = svc_->KeyStatus("acme", "prod");
+  auto st = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->grace_period_seconds, 0);
   ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "KMSInternalException").ok());
@@ -415,7 +417,7 @@ TEST_F(RevocationTest, GracePeriodIsOffByDefaultAndBridgesAnOutageWhenSet) {
   ASSERT_EQ(Text(Decrypt(*svc_, "prod", ct)), "x");
   EnvironmentSettings set;
   set.grace_period_seconds = 3600;
-  ASSERT_TRUE(svc_->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  ASSERT_TRUE(svc_->UpdateEnvironmentSettings(TestOp(), "acme", "prod", set, {}).ok());
   ASSERT_EQ(Text(Decrypt(*svc_, "prod", ct)), "x");
   ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "KMSInternalException").ok());
   clock_.Advance(seconds(300));
@@ -431,7 +433,7 @@ TEST_F(RevocationTest, RevokingOneEnvironmentsCmkLeavesTheOtherEnvironmentReadab
   clock_.Advance(seconds(300));
   EXPECT_FALSE(Decrypt(*svc_, "prod", prod).ok());
   EXPECT_EQ(Text(Decrypt(*svc_, "dev", dev)), "d");
-  auto st = svc_->KeyStatus("acme", "dev");
+  auto st = svc_->KeyStatus(TestOp(), "acme", "dev");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state, "healthy");
   Restore();
@@ -490,10 +492,10 @@ TEST_F(SeedAccessRestriction,
 
 TEST_F(SeedAccessRestriction, TheCurrentTimeToLiveForTheKeyCacheIsFiveMinutes) {
   EXPECT_EQ(EkmOptions{}.key_cache_ttl, seconds(300));
-  auto st = svc_->KeyStatus("acme", "prod");
+  auto st = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->key_cache_ttl_seconds, 300);
-  EXPECT_EQ(svc_->KeyCacheStatistics().ttl_seconds, 300);
+  EXPECT_EQ(svc_->KeyCacheStatistics(TestOp()).ttl_seconds, 300);
   Bytes ct = Encrypt("prod", "orders", "x");
   Revoke();
   clock_.Advance(seconds(5 * 60) - std::chrono::nanoseconds(1));
@@ -515,12 +517,13 @@ TEST_F(SeedRevocationAndDeletion,
     ExpectUnavailable(Decrypt(*svc_, "prod", *ct).status(), "AccessDenied");
   }
   Bytes out;
-  ExpectUnavailable(svc_->Encrypt("acme", "prod", "orders", AsBytes("n"), &out), "AccessDenied");
-  ExpectUnavailable(svc_->Encrypt("acme", "prod", "brand-new-scope", AsBytes("n"), &out),
+  ExpectUnavailable(svc_->Encrypt(TestOp(), "acme", "prod", "orders", AsBytes("n"), &out),
                     "AccessDenied");
-  ExpectUnavailable(svc_->NewEncryptStream("acme", "prod", "orders", false).status(),
+  ExpectUnavailable(svc_->Encrypt(TestOp(), "acme", "prod", "brand-new-scope", AsBytes("n"), &out),
                     "AccessDenied");
-  auto dec = svc_->NewDecryptStream("acme", "prod");
+  ExpectUnavailable(svc_->NewEncryptStream(TestOp(), "acme", "prod", "orders", false).status(),
+                    "AccessDenied");
+  auto dec = svc_->NewDecryptStream(TestOp(), "acme", "prod");
   if (dec.ok()) {
     Bytes plain;
     ExpectUnavailable((*dec)->Update(orders, &plain), "AccessDenied");
@@ -545,7 +548,7 @@ TEST_F(SeedRevocationAndDeletion,
   // also sees the stored status.
   auto other = Open(/*via_proxy=*/true);
   ASSERT_NE(other, nullptr);
-  auto st = other->KeyStatus("acme", "prod");
+  auto st = other->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->state, "unavailable");
   ExpectUnavailable(Decrypt(*other, "prod", orders).status(), "AccessDenied");
@@ -563,7 +566,7 @@ TEST_F(SeedRevocationAndDeletion,
 TEST_F(RevocationTest, StreamsInProgressStopWithTheCmkErrorWithinTheTtl) {
   Bytes plain(300000);
   for (size_t i = 0; i < plain.size(); ++i) plain[i] = static_cast<uint8_t>(i * 7);
-  auto encoder = svc_->NewEncryptStream("acme", "prod", "files", /*text=*/false);
+  auto encoder = svc_->NewEncryptStream(TestOp(), "acme", "prod", "files", /*text=*/false);
   ASSERT_TRUE(encoder.ok()) << encoder.status().ToString();
   Bytes ct;
   ASSERT_TRUE((*encoder)->Update(plain, &ct).ok());
@@ -571,7 +574,7 @@ TEST_F(RevocationTest, StreamsInProgressStopWithTheCmkErrorWithinTheTtl) {
   const ByteView all(ct);
 
   // The CMK answers: a stream goes on across two TTLs.
-  auto across = svc_->NewDecryptStream("acme", "prod");
+  auto across = svc_->NewDecryptStream(TestOp(), "acme", "prod");
   ASSERT_TRUE(across.ok());
   Bytes back;
   ASSERT_TRUE((*across)->Update(all.first(100000), &back).ok());
@@ -584,8 +587,8 @@ TEST_F(RevocationTest, StreamsInProgressStopWithTheCmkErrorWithinTheTtl) {
   EXPECT_EQ(back, plain);
 
   // Revoked while a decrypt and an encrypt are in progress.
-  auto decrypting = svc_->NewDecryptStream("acme", "prod");
-  auto encrypting = svc_->NewEncryptStream("acme", "prod", "files", false);
+  auto decrypting = svc_->NewDecryptStream(TestOp(), "acme", "prod");
+  auto encrypting = svc_->NewEncryptStream(TestOp(), "acme", "prod", "files", false);
   ASSERT_TRUE(decrypting.ok() && encrypting.ok());
   Bytes out, sealed;
   ASSERT_TRUE((*decrypting)->Update(all.first(100000), &out).ok());
@@ -602,17 +605,17 @@ TEST_F(RevocationTest, StreamsInProgressStopWithTheCmkErrorWithinTheTtl) {
   // The platform-keyed environment next door: shredded while a stream of it runs.
   Bytes dev_ct;
   {
-    auto e = svc_->NewEncryptStream("acme", "dev", "files", false);
+    auto e = svc_->NewEncryptStream(TestOp(), "acme", "dev", "files", false);
     ASSERT_TRUE(e.ok());
     ASSERT_TRUE((*e)->Update(plain, &dev_ct).ok() && (*e)->Finish(&dev_ct).ok());
   }
-  auto dev = svc_->NewDecryptStream("acme", "dev");
+  auto dev = svc_->NewDecryptStream(TestOp(), "acme", "dev");
   ASSERT_TRUE(dev.ok());
   Bytes dev_out;
   ASSERT_TRUE((*dev)->Update(ByteView(dev_ct).first(100000), &dev_out).ok());
-  auto confirmation = svc_->RequestShred("acme", "dev");
+  auto confirmation = svc_->RequestShred(TestOp(), "acme", "dev");
   ASSERT_TRUE(confirmation.ok()) << confirmation.status().ToString();
-  ASSERT_TRUE(svc_->ShredEnvironment("acme", "dev", confirmation->token, "dev").ok());
+  ASSERT_TRUE(svc_->ShredEnvironment(TestOp(), "acme", "dev", confirmation->token, "dev").ok());
   Status after = (*dev)->Update(ByteView(dev_ct).subspan(100000), &dev_out);
   EXPECT_FALSE(after.ok());
   EXPECT_NE(after.message().find("shredded"), std::string::npos) << after.ToString();

@@ -4,16 +4,17 @@
 
 namespace ekm {
 
-StatusOr<RotationResult> EkmServiceImpl::RotateEnvironmentKey(std::string_view workspace,
+StatusOr<RotationResult> EkmServiceImpl::RotateEnvironmentKey(const CallContext& ctx,
+                                                              std::string_view workspace,
                                                               std::string_view environment) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
-  return RotateEk(env);
+  return RotateEk(ctx, env);
 }
 
 StatusOr<std::vector<RotationResult>> EkmServiceImpl::RotateDataKeys(
-    std::string_view workspace, std::string_view environment,
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::vector<std::string>& scopes, bool all_scopes) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
@@ -30,15 +31,13 @@ StatusOr<std::vector<RotationResult>> EkmServiceImpl::RotateDataKeys(
   }
   std::vector<RotationResult> out;
   for (const std::string& scope : todo) {
-    EKM_ASSIGN_OR_RETURN(RotationResult r, RotateDk(env, scope));
+    EKM_ASSIGN_OR_RETURN(RotationResult r, RotateDk(ctx, env, scope));
     out.push_back(std::move(r));
   }
   return out;
 }
 
-StatusOr<ScheduledRotationReport> EkmServiceImpl::RunScheduledRotations() {
-  std::optional<ScopedActor> actor;
-  if (CurrentActor() == "system") actor.emplace(std::string(kScheduleActor));
+StatusOr<ScheduledRotationReport> EkmServiceImpl::RunScheduledRotations(const CallContext& ctx) {
   EKM_ASSIGN_OR_RETURN(std::vector<Store::RotationScheduleRecord> schedules,
                        store_->ListRotationSchedules());
   ScheduledRotationReport report;
@@ -48,7 +47,7 @@ StatusOr<ScheduledRotationReport> EkmServiceImpl::RunScheduledRotations() {
     const std::string name = env.workspace + "/" + env.name;
     if (sched.ek_rotation_period_seconds &&
         now - sched.current_ek_created_at >= *sched.ek_rotation_period_seconds) {
-      auto r = RotateEk(env);
+      auto r = RotateEk(ctx, env);
       if (!r.ok()) {
         report.failures.push_back(name + ": " + r.status().ToString());
         continue;
@@ -64,7 +63,7 @@ StatusOr<ScheduledRotationReport> EkmServiceImpl::RunScheduledRotations() {
     }
     for (const DataKeyRecord& dk : *latest) {
       if (now - dk.created_at < *sched.dk_rotation_period_seconds) continue;
-      auto r = RotateDk(env, dk.scope);
+      auto r = RotateDk(ctx, env, dk.scope);
       if (!r.ok()) {
         report.failures.push_back(name + " scope " + dk.scope + ": " + r.status().ToString());
         continue;
@@ -83,7 +82,7 @@ Status EkmServiceImpl::ProviderRefusal(const Status& s) {
   return s;
 }
 
-StatusOr<RotationResult> EkmServiceImpl::RotateEk(EnvironmentRecord env) {
+StatusOr<RotationResult> EkmServiceImpl::RotateEk(const CallContext& ctx, EnvironmentRecord env) {
   EnvironmentKeyRecord current;
   EnvironmentKeyRecord rec;
   CmkRef cmk;
@@ -113,21 +112,22 @@ StatusOr<RotationResult> EkmServiceImpl::RotateEk(EnvironmentRecord env) {
     env = std::move(fresh);
   }
   keys_.ForgetEnvironment(env.workspace, env.name);
-  RecordEvent(env.workspace, env.name, event::kEnvironmentKeyRotated,
+  RecordEvent(ctx, env.workspace, env.name, event::kEnvironmentKeyRotated,
               {{"cmk", {{"provider", cmk.provider}, {"key_id", cmk.key_id}}},
                {"from_version", env.current_ek_version},
                {"to_version", rec.version}});
   return RotationResult{env.workspace, env.name, "ek", "", env.current_ek_version, rec.version};
 }
 
-StatusOr<RotationResult> EkmServiceImpl::RotateDk(const EnvironmentRecord& env,
+StatusOr<RotationResult> EkmServiceImpl::RotateDk(const CallContext& ctx,
+                                                  const EnvironmentRecord& env,
                                                   const std::string& scope) {
   EKM_ASSIGN_OR_RETURN(std::optional<DataKeyRecord> latest,
                        store_->GetLatestDataKey(env.id, scope));
   const uint32_t from = latest ? latest->version : 0;
   auto dk = keys_.RotateDataKey(env, scope, from);
   if (!dk.ok()) return ProviderRefusal(dk.status());
-  RecordEvent(env.workspace, env.name, event::kDataKeyRotated,
+  RecordEvent(ctx, env.workspace, env.name, event::kDataKeyRotated,
               {{"scope", scope},
                {"from_version", from},
                {"to_version", (*dk)->version},

@@ -16,6 +16,7 @@
 
 #include "ekm/service/ekm_service.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -31,8 +32,8 @@ class RotationRaceTest : public ::testing::Test {
       ASSERT_TRUE(s.ok()) << s.status().ToString();
       *svc = std::move(*s);
     }
-    ASSERT_TRUE(a_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(a_->CreateEnvironment("acme", "prod").ok());
+    ASSERT_TRUE(a_->CreateWorkspace(TestOp(), "acme").ok());
+    ASSERT_TRUE(a_->CreateEnvironment(TestOp(), "acme", "prod").ok());
   }
 
   // Each failure counted, the first few kept for the message.
@@ -81,7 +82,7 @@ TEST_F(RotationRaceTest, RoutineRotationNeverFailsADataPlaneCallNorLeavesADataKe
   for (EkmService* svc : {a_.get(), b_.get()}) {
     background.emplace_back([&, svc] {  // `ekm key rotate`, back to back
       while (!stop) {
-        auto r = svc->RotateEnvironmentKey("acme", "prod");
+        auto r = svc->RotateEnvironmentKey(TestOp(), "acme", "prod");
         if (r.ok())
           ++ek_rotations;
         else
@@ -91,14 +92,14 @@ TEST_F(RotationRaceTest, RoutineRotationNeverFailsADataPlaneCallNorLeavesADataKe
     });
     background.emplace_back([&, svc] {  // `ekm key rotate --all-scopes`
       while (!stop) {
-        auto r = svc->RotateDataKeys("acme", "prod", {}, /*all_scopes=*/true);
+        auto r = svc->RotateDataKeys(TestOp(), "acme", "prod", {}, /*all_scopes=*/true);
         if (!r.ok()) Failed("dk rotation", r.status());
         std::this_thread::sleep_for(std::chrono::milliseconds(4));
       }
     });
     background.emplace_back([&, svc] {  // the repack runner / `ekm repack run`
       while (!stop) {
-        auto r = svc->RunRepack("acme", "prod", nullptr);
+        auto r = svc->RunRepack(TestOp(), "acme", "prod", nullptr);
         if (r.ok())
           ++repacks;
         else
@@ -119,7 +120,7 @@ TEST_F(RotationRaceTest, RoutineRotationNeverFailsADataPlaneCallNorLeavesADataKe
             std::string("c").append(std::to_string(t)).append("-s").append(std::to_string(i));
         const std::string text = "message " + scope;
         Bytes ct;
-        Status s = svc->Encrypt("acme", "prod", scope, AsBytes(text), &ct);
+        Status s = svc->Encrypt(TestOp(), "acme", "prod", scope, AsBytes(text), &ct);
         if (!s.ok()) {
           Failed("encrypt", s);
           continue;
@@ -127,12 +128,12 @@ TEST_F(RotationRaceTest, RoutineRotationNeverFailsADataPlaneCallNorLeavesADataKe
         // And once more into an older scope (a DK that may have moved since).
         if (i > 0) {
           Bytes more;
-          Status again =
-              svc->Encrypt("acme", "prod", written[t].front().first, AsBytes(text), &more);
+          Status again = svc->Encrypt(TestOp(), "acme", "prod", written[t].front().first,
+                                      AsBytes(text), &more);
           if (!again.ok()) Failed("encrypt", again);
         }
         Bytes out;
-        s = svc->Decrypt("acme", "prod", ct, &out);
+        s = svc->Decrypt(TestOp(), "acme", "prod", ct, &out);
         if (!s.ok())
           Failed("decrypt", s);
         else if (AsChars(out) != text)
@@ -153,7 +154,7 @@ TEST_F(RotationRaceTest, RoutineRotationNeverFailsADataPlaneCallNorLeavesADataKe
   std::printf("%d EK rotations (%d refused: another got there first), %d repacks\n",
               ek_rotations.load(), FailureCount("ek rotation"), repacks.load());
   // A last repack finishes, and leaves nothing under a destroyed (or any older) EK.
-  auto last = a_->RunRepack("acme", "prod", nullptr);
+  auto last = a_->RunRepack(TestOp(), "acme", "prod", nullptr);
   ASSERT_TRUE(last.ok()) << last.status().ToString();
   EXPECT_TRUE(last->state == "finished" || last->state == "none") << last->state;
   EXPECT_EQ(Count("SELECT COUNT(*) FROM data_keys d JOIN environment_keys k ON "
@@ -170,7 +171,7 @@ TEST_F(RotationRaceTest, RoutineRotationNeverFailsADataPlaneCallNorLeavesADataKe
   for (const auto& per_client : written) {
     for (const auto& [scope, ct] : per_client) {
       Bytes out;
-      Status s = (*fresh)->Decrypt("acme", "prod", ct, &out);
+      Status s = (*fresh)->Decrypt(TestOp(), "acme", "prod", ct, &out);
       ASSERT_TRUE(s.ok()) << scope << ": " << s.ToString();
       EXPECT_EQ(AsChars(out), "message " + scope);
     }

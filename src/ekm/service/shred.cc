@@ -6,7 +6,8 @@
 
 namespace ekm {
 
-StatusOr<ShredConfirmation> EkmServiceImpl::RequestShred(std::string_view workspace,
+StatusOr<ShredConfirmation> EkmServiceImpl::RequestShred(const CallContext& ctx,
+                                                         std::string_view workspace,
                                                          std::string_view environment) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
@@ -21,12 +22,13 @@ StatusOr<ShredConfirmation> EkmServiceImpl::RequestShred(std::string_view worksp
   std::erase_if(shred_tokens_, [now](const auto& kv) { return kv.second.expires_at <= now; });
   shred_tokens_[c.token] = c;
   // The confirmation token itself is a capability: not recorded.
-  RecordEvent(env.workspace, env.name, event::kShredRequested,
+  RecordEvent(ctx, env.workspace, env.name, event::kShredRequested,
               {{"expires_at", FormatRfc3339(FromUnixSeconds(c.expires_at))}});
   return c;
 }
 
-StatusOr<ShredResult> EkmServiceImpl::ShredEnvironment(std::string_view workspace,
+StatusOr<ShredResult> EkmServiceImpl::ShredEnvironment(const CallContext& ctx,
+                                                       std::string_view workspace,
                                                        std::string_view environment,
                                                        std::string_view token,
                                                        std::string_view confirm_environment) {
@@ -63,14 +65,14 @@ StatusOr<ShredResult> EkmServiceImpl::ShredEnvironment(std::string_view workspac
   }
   const int64_t now = ToUnixSeconds(options_.clock->Now());
   EKM_ASSIGN_OR_RETURN(Store::EnvironmentShredRecord rec,
-                       store_->ShredEnvironment(env.id, now, CurrentActor()));
+                       store_->ShredEnvironment(env.id, now, ctx.actor));
   // This node forgets every key of the environment now; other nodes within one TTL.
   keys_.PurgeEnvironment(env);
   shred_status_.Put(std::to_string(env.id),
                     std::make_shared<std::optional<Store::EnvironmentShredRecord>>(rec),
                     options_.clock->Monotonic() + std::chrono::hours(24 * 365));
   RecordEvent(
-      env.workspace, env.name, event::kEnvironmentShredded,
+      ctx, env.workspace, env.name, event::kEnvironmentShredded,
       {{"ek_versions_destroyed", rec.ek_versions}, {"dk_versions_destroyed", rec.dk_versions}});
   spdlog::warn("environment {}/{} was crypto-shredded by {}", env.workspace, env.name, rec.actor);
   return ShredResult{env.workspace, env.name,        rec.shredded_at,

@@ -17,6 +17,7 @@
 #include "ekm/service/ekm_service.h"
 #include "ekm/testing/moto_peer.h"
 #include "ekm/testing/temp_dir.h"
+#include "ekm/testing/test_caller.h"
 
 namespace ekm {
 namespace {
@@ -54,10 +55,10 @@ class StoreIntegrityTest : public ::testing::Test {
     options_.aws.principal_arn = u["arn"];
     ASSERT_TRUE(EkmService::Initialize(options_).ok());
     Reopen();
-    ASSERT_TRUE(svc_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(svc_->CreateEnvironment("acme", "prod").ok());
+    ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "acme").ok());
+    ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "prod").ok());
     Bytes ct;
-    ASSERT_TRUE(svc_->Encrypt("acme", "prod", "orders", AsBytes("before"), &ct).ok());
+    ASSERT_TRUE(svc_->Encrypt(TestOp(), "acme", "prod", "orders", AsBytes("before"), &ct).ok());
     before_ = ct;
   }
 
@@ -111,7 +112,7 @@ class StoreIntegrityTest : public ::testing::Test {
   // was stored for it; had one been stored, it must not open under the attacker's EK.
   void ExpectNoDataKeyUnderTheAttackersEk(uint32_t ek_version) {
     Bytes ct;
-    Status s = svc_->Encrypt("acme", "prod", "after", AsBytes("new secret"), &ct);
+    Status s = svc_->Encrypt(TestOp(), "acme", "prod", "after", AsBytes("new secret"), &ct);
     EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
     EXPECT_NE(s.message().find("acme/prod"), std::string::npos) << s.ToString();
     EXPECT_NE(s.message().find("the store was modified outside ekm"), std::string::npos)
@@ -128,7 +129,7 @@ class StoreIntegrityTest : public ::testing::Test {
     }
     // Old data is refused too: nothing of the environment is used until the store is restored.
     Bytes pt;
-    EXPECT_EQ(svc_->Decrypt("acme", "prod", before_, &pt).code(), StatusCode::kDataLoss);
+    EXPECT_EQ(svc_->Decrypt(TestOp(), "acme", "prod", before_, &pt).code(), StatusCode::kDataLoss);
   }
 
   static MotoPeer* peer_;
@@ -172,7 +173,7 @@ TEST_F(StoreIntegrityTest, AWorkspaceDefaultKeySetBehindEkmIsRefused) {
       "VALUES ((SELECT id FROM workspaces WHERE name = 'acme'), 'aws-kms', '" +
       Arn() + "', 0, 'cli:mallory')");
   Reopen();
-  auto env = svc_->CreateEnvironment("acme", "staging");
+  auto env = svc_->CreateEnvironment(TestOp(), "acme", "staging");
   EXPECT_EQ(env.status().code(), StatusCode::kDataLoss) << env.status().ToString();
   EXPECT_NE(env.status().message().find("workspace acme"), std::string::npos);
   EXPECT_NE(env.status().message().find("the store was modified outside ekm"), std::string::npos);

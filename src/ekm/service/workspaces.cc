@@ -3,17 +3,18 @@
 
 namespace ekm {
 
-StatusOr<WorkspaceInfo> EkmServiceImpl::CreateWorkspace(std::string_view name) {
+StatusOr<WorkspaceInfo> EkmServiceImpl::CreateWorkspace(const CallContext& ctx,
+                                                        std::string_view name) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", name));
   EKM_ASSIGN_OR_RETURN(WorkspaceRecord rec,
                        store_->CreateWorkspace(name, ToUnixSeconds(options_.clock->Now())));
   // In the new workspace's own chain (its first record) and in the platform chain.
-  RecordEvent(rec.name, "", event::kWorkspaceCreated, nlohmann::json::object());
-  RecordEvent("", "", event::kWorkspaceCreated, {{"workspace", rec.name}});
+  RecordEvent(ctx, rec.name, "", event::kWorkspaceCreated, nlohmann::json::object());
+  RecordEvent(ctx, "", "", event::kWorkspaceCreated, {{"workspace", rec.name}});
   return WorkspaceInfo{rec.name, rec.created_at};
 }
 
-StatusOr<std::vector<WorkspaceInfo>> EkmServiceImpl::ListWorkspaces() {
+StatusOr<std::vector<WorkspaceInfo>> EkmServiceImpl::ListWorkspaces(const CallContext& /*ctx*/) {
   EKM_ASSIGN_OR_RETURN(std::vector<WorkspaceRecord> recs, store_->ListWorkspaces());
   std::vector<WorkspaceInfo> out;
   out.reserve(recs.size());
@@ -21,7 +22,8 @@ StatusOr<std::vector<WorkspaceInfo>> EkmServiceImpl::ListWorkspaces() {
   return out;
 }
 
-StatusOr<EnvironmentInfo> EkmServiceImpl::CreateEnvironment(std::string_view workspace,
+StatusOr<EnvironmentInfo> EkmServiceImpl::CreateEnvironment(const CallContext& ctx,
+                                                            std::string_view workspace,
                                                             std::string_view name) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", name));
@@ -34,14 +36,14 @@ StatusOr<EnvironmentInfo> EkmServiceImpl::CreateEnvironment(std::string_view wor
   EKM_ASSIGN_OR_RETURN(
       EnvironmentRecord rec,
       store_->CreateEnvironment(workspace, name, ek, ToUnixSeconds(options_.clock->Now())));
-  RecordEvent(rec.workspace, rec.name, event::kEnvironmentCreated,
+  RecordEvent(ctx, rec.workspace, rec.name, event::kEnvironmentCreated,
               {{"cmk", {{"provider", ek.cmk_provider}, {"key_id", ek.cmk_key_id}}},
                {"ek_version", ek.version}});
   return Info(rec, ek);
 }
 
 StatusOr<std::vector<EnvironmentInfo>> EkmServiceImpl::ListEnvironments(
-    std::string_view workspace) {
+    const CallContext& /*ctx*/, std::string_view workspace) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_ASSIGN_OR_RETURN(std::vector<EnvironmentRecord> recs, store_->ListEnvironments(workspace));
   std::vector<EnvironmentInfo> out;
@@ -54,13 +56,15 @@ StatusOr<std::vector<EnvironmentInfo>> EkmServiceImpl::ListEnvironments(
   return out;
 }
 
-StatusOr<WorkspaceInfo> EkmServiceImpl::GetWorkspace(std::string_view workspace) {
+StatusOr<WorkspaceInfo> EkmServiceImpl::GetWorkspace(const CallContext& /*ctx*/,
+                                                     std::string_view workspace) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_ASSIGN_OR_RETURN(WorkspaceRecord rec, store_->GetWorkspace(workspace));
   return WorkspaceInfo{rec.name, rec.created_at};
 }
 
-StatusOr<EnvironmentInfo> EkmServiceImpl::GetEnvironment(std::string_view workspace,
+StatusOr<EnvironmentInfo> EkmServiceImpl::GetEnvironment(const CallContext& /*ctx*/,
+                                                         std::string_view workspace,
                                                          std::string_view environment) {
   EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
   EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
