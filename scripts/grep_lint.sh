@@ -103,9 +103,13 @@ for lib, ds in sorted(folders.items()):
             if to not in have[scope]:
                 print(f"{where[lib]}: {lib} must link {to} {scope} ({root}/{f} includes it)")
         for to in sorted(have[scope] - set(uses[scope])):
-            print(f"{where[lib]}: {lib} links {to} {scope}, but " +
-                  ("its headers do not include it" if scope == "PUBLIC" and to in uses["PRIVATE"]
-                   else "none of its files includes it"))
+            if scope == "PUBLIC" and to in uses["PRIVATE"]:
+                why = "only its .cc files include it (PRIVATE)"
+            elif scope == "PRIVATE" and to in uses["PUBLIC"]:
+                why = "its headers include it (PUBLIC)"
+            else:
+                why = "none of its files includes it"
+            print(f"{where[lib]}: {lib} links {to} {scope}, but {why}")
     if top == "testing":
         continue
     for to in sorted(have["PUBLIC"] | have["PRIVATE"]):
