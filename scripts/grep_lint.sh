@@ -23,6 +23,10 @@ ban "printing to stdout from the library (log with spdlog, or return a value)" \
   'std::cout|printf\s*\(' '^src/ekm/cli/|_main\.cc:|_test\.cc:|^bench/|^fuzz/|snprintf'
 ban "a hand-written wipe (the compiler may drop it: use OPENSSL_cleanse)" \
   "std::fill\\s*\\(.*'\\\\0'\\s*\\)"
+# Looked up beside the including file first, such an include would get round the include roots
+# that hold the build to the layers (top CMakeLists.txt).
+ban 'a quoted include not spelt "ekm/<folder>/<file>"' \
+  '^\s*#\s*include\s+"([^e]|e[^k]|ek[^m]|ekm[^/]|[^"]*\.\./)'
 
 # The folders' layers, lowest first: a folder includes only folders of lower layers (tests and
 # testing/ may include anything). docs/architecture.md "Modules" draws the same graph. The build
