@@ -23,16 +23,25 @@ ban "printing to stdout from the library (log with spdlog, or return a value)" \
   'std::cout|printf\s*\(' '^src/ekm/cli/|_main\.cc:|_test\.cc:|^bench/|^fuzz/|snprintf'
 ban "a hand-written wipe (the compiler may drop it: use OPENSSL_cleanse)" \
   "std::fill\\s*\\(.*'\\\\0'\\s*\\)"
+# Looked up beside the including file first, such an include would get round the include roots
+# that hold the build to the layers (top CMakeLists.txt).
+ban 'a quoted include not spelt "ekm/<folder>/<file>"' \
+  '^\s*#\s*include\s+"([^e]|e[^k]|ek[^m]|ekm[^/]|[^"]*\.\./)'
 
 # The folders' layers, lowest first: a folder includes only folders of lower layers (tests and
-# testing/ may include anything). docs/architecture.md "Modules" draws the same graph.
+# testing/ may include anything). docs/architecture.md "Modules" draws the same graph. The build
+# enforces them too (one library per folder, each seeing only the headers of what it links: the
+# top CMakeLists.txt); this also checks that the CMake graph agrees: each library links exactly
+# the libraries its files include (PUBLIC those its headers include, PRIVATE the rest), only
+# libraries of lower layers (or of its own folder: ekm_provider_aws links ekm_provider), no cycle.
 layers=$(python3 - <<'PY'
-import os, re
+import glob, os, re
 LAYERS = [["base", "metrics"], ["crypto", "audit", "auth"], ["envelope", "store", "api"],
           ["policy", "provider", "events"], ["keys"], ["repack"], ["service"],
           ["client", "server"], ["cli"]]
 rank = {f: i for i, layer in enumerate(LAYERS) for f in layer}
 root = "src/ekm"
+INCLUDE = re.compile(r'#include "ekm/([a-z0-9_/]+)/[^/"]+"')
 for dp, _, fs in sorted(os.walk(root)):
     folder = os.path.relpath(dp, root).split("/")[0]
     if folder in (".", "testing"):
@@ -51,10 +60,87 @@ for dp, _, fs in sorted(os.walk(root)):
             to = m.group(1)
             if to not in rank or rank[to] >= rank[folder]:
                 print(f"{path}:{n}: {folder}/ includes {to}/, which is not below it")
+
+# The CMake graph: each target's folders (ekm_headers(TARGET FOLDER...)) and its links to ekm_*
+# libraries (target_link_libraries), from the CMakeLists.txt under src/ekm.
+folders, links, where = {}, {}, {}
+for cm in sorted(glob.glob(f"{root}/**/CMakeLists.txt", recursive=True)):
+    text = re.sub(r"#[^\n]*", "", open(cm).read())
+    for m in re.finditer(r"ekm_headers\(\s*(\w+)([^)]*)\)", text):
+        folders[m.group(1)] = m.group(2).split()
+        where[m.group(1)] = cm
+    for m in re.finditer(r"target_link_libraries\(\s*(\w+)([^)]*)\)", text):
+        scope = "PRIVATE"
+        for word in m.group(2).split():
+            if word in ("PUBLIC", "PRIVATE", "INTERFACE"):
+                scope = "PRIVATE" if word == "PRIVATE" else "PUBLIC"
+            elif word.startswith("ekm_"):
+                links.setdefault(m.group(1), {"PUBLIC": set(), "PRIVATE": set()})[scope].add(word)
+owner = {d: lib for lib, ds in folders.items() for d in ds}
+for dp, _, fs in sorted(os.walk(root)):
+    d = os.path.relpath(dp, root)
+    if d != "." and any(f.endswith((".h", ".cc")) for f in fs) and d not in owner:
+        print(f"{dp}/: no target's ekm_headers(...) names it (each folder belongs to one library)")
+for lib, ds in sorted(folders.items()):
+    top = ds[0].split("/")[0]
+    is_library = re.search(rf"add_library\(\s*{lib}\b", open(where[lib]).read()) is not None
+    uses = {"PUBLIC": {}, "PRIVATE": {}}  # library -> a file that includes it
+    for d in ds:
+        for f in sorted(os.listdir(os.path.join(root, d))):
+            if not f.endswith((".h", ".cc")) or f.endswith(("_test.cc", "_main.cc")):
+                continue
+            # An _impl.h header is the folder's own (the build keeps it off dependents' paths).
+            public = f.endswith(".h") and not f.endswith("_impl.h")
+            scope = "PUBLIC" if public and is_library else "PRIVATE"
+            for line in open(os.path.join(root, d, f), errors="replace"):
+                m = INCLUDE.match(line)
+                if not m:
+                    continue
+                to = owner.get(m.group(1))
+                if to is None:
+                    print(f"{root}/{d}/{f}: includes ekm/{m.group(1)}/, which no library has")
+                elif to != lib:
+                    uses[scope].setdefault(to, f"{d}/{f}")
+    for to in uses["PUBLIC"]:
+        uses["PRIVATE"].pop(to, None)
+    have = links.get(lib, {"PUBLIC": set(), "PRIVATE": set()})
+    for scope in ("PUBLIC", "PRIVATE"):
+        for to, f in sorted(uses[scope].items()):
+            if to not in have[scope]:
+                print(f"{where[lib]}: {lib} must link {to} {scope} ({root}/{f} includes it)")
+        for to in sorted(have[scope] - set(uses[scope])):
+            if scope == "PUBLIC" and to in uses["PRIVATE"]:
+                why = "only its .cc files include it (PRIVATE)"
+            elif scope == "PRIVATE" and to in uses["PUBLIC"]:
+                why = "its headers include it (PUBLIC)"
+            else:
+                why = "none of its files includes it"
+            print(f"{where[lib]}: {lib} links {to} {scope}, but {why}")
+    if top == "testing":
+        continue
+    for to in sorted(have["PUBLIC"] | have["PRIVATE"]):
+        to_top = folders[to][0].split("/")[0] if to in folders else None
+        if to_top not in rank or (to_top != top and rank[to_top] >= rank[top]):
+            print(f"{where[lib]}: {lib} ({top}/) links {to} ({to_top}/), which is not below it")
+# No cycle among the libraries (CMake links cycles of static libraries without a word).
+state = {}
+def visit(lib, path):
+    state[lib] = "open"
+    have = links.get(lib, {"PUBLIC": set(), "PRIVATE": set()})
+    for to in sorted(have["PUBLIC"] | have["PRIVATE"]):
+        if state.get(to) == "open":
+            print("a cycle of library links: " + " -> ".join(path[path.index(to):] + [to]))
+        elif to not in state:
+            visit(to, path + [to])
+    state[lib] = "done"
+for lib in sorted(folders):
+    if lib not in state:
+        visit(lib, [lib])
 PY
 )
 if [ -n "$layers" ]; then
-  echo "grep_lint: an include against the folder layers:"; echo "$layers"; status=1
+  echo "grep_lint: an include or a library link against the folder layers:"; echo "$layers"
+  status=1
 fi
 
 # clang-format (.clang-format: Google style, 100 columns) on every C++ source.
