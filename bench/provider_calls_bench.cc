@@ -57,7 +57,7 @@ void Run(const testing::MotoPeer& peer, const char* mode, std::chrono::seconds t
   if (Status s = svc->Encrypt(TestOp(), "acme", "prod", "default", AsBytes("warm"), &ct); !s.ok()) {
     Die("warm", s);
   }
-  const uint64_t before = svc->KeyCacheStatistics(TestOp()).provider_ok;
+  const uint64_t before = svc->KeyCacheStatistics(TestOp())->provider_ok;
   const Bytes plain(1024, 0x5a);
   auto start = std::chrono::steady_clock::now();
   const auto until = start + duration;
@@ -72,7 +72,7 @@ void Run(const testing::MotoPeer& peer, const char* mode, std::chrono::seconds t
   }
   ops = i;
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const auto stats = svc->KeyCacheStatistics(TestOp());
+  const KeyCacheStats stats = *svc->KeyCacheStatistics(TestOp());
   const uint64_t calls = stats.provider_ok - before;
   std::printf(
       "{\"mode\": \"%s\", \"ttl_seconds\": %lld, \"operations\": %d, \"provider_calls\": %llu, "

@@ -31,9 +31,8 @@ std::string AllowedRolesText(const RouteRule& rule) {
 Status Authorize(const Principal& p, const RouteRule& rule, std::string_view route_name,
                  std::string_view workspace, std::string_view environment) {
   if (rule.scope == RouteScope::kOpen || p.local_operator) return Status::Ok();
-  const std::string route(route_name);
   if (!rule.Allows(p.role)) {
-    return Denied("route " + route + " needs the role " + AllowedRolesText(rule) +
+    return Denied("route " + std::string(route_name) + " needs the role " + AllowedRolesText(rule) +
                       "; this token has the role " + std::string(RoleName(p.role)),
                   "ask an owner of the workspace (or the platform admin) for a token with the "
                   "role needed: ekm token create --role ROLE");
@@ -49,7 +48,7 @@ Status Authorize(const Principal& p, const RouteRule& rule, std::string_view rou
   }
   if (p.EnvironmentRestricted()) {
     if (rule.scope == RouteScope::kWorkspaceChange) {
-      return Denied("route " + route +
+      return Denied("route " + std::string(route_name) +
                         " changes the whole workspace; this token is restricted "
                         "to some environments",
                     "use a token of the workspace without --environment");

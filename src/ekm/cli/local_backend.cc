@@ -3,6 +3,7 @@
 
 #include "ekm/base/worker_pool.h"
 #include "ekm/cli/backend.h"
+#include "ekm/service/authorizing_service.h"
 
 namespace ekm::cli {
 
@@ -16,8 +17,10 @@ constexpr size_t kMaxSealingThreads = 3;
 // Runs EkmService in this process on the data directory.
 class LocalBackend : public Backend {
  public:
-  LocalBackend(std::unique_ptr<EkmService> svc, CallContext ctx)
-      : svc_(std::move(svc)), ctx_(std::move(ctx)) {}
+  LocalBackend(std::unique_ptr<EkmService> service, CallContext ctx)
+      : service_(std::move(service)),
+        svc_(NewAuthorizingService(service_.get())),
+        ctx_(std::move(ctx)) {}
 
   StatusOr<WorkspaceInfo> CreateWorkspace(std::string_view name) override {
     return svc_->CreateWorkspace(ctx_, name);
@@ -224,8 +227,9 @@ class LocalBackend : public Backend {
   }
   StatusOr<std::optional<ApiTokenInfo>> WhoAmI() override { return std::optional<ApiTokenInfo>(); }
 
-  std::unique_ptr<EkmService> svc_;
-  const CallContext ctx_;  // the operator, for every call
+  std::unique_ptr<EkmService> service_;
+  std::unique_ptr<EkmService> svc_;  // service_ behind the same authorization as ekmd's
+  const CallContext ctx_;            // the operator, for every call
 };
 
 }  // namespace

@@ -1122,13 +1122,13 @@ void ExportServiceMetrics(EkmService* service) {
   auto& r = metrics::Default();
   static const CallContext* const kScrape = new CallContext(CallContext::System("metrics"));
   r.AddCallbackCounter("ekm_key_cache_hits_total", "Key cache hits (environment and data keys)",
-                       [service] { return double(service->KeyCacheStatistics(*kScrape).hits); });
+                       [service] { return double(service->KeyCacheStatistics(*kScrape)->hits); });
   r.AddCallbackCounter("ekm_key_cache_misses_total", "Key cache misses (environment and data keys)",
-                       [service] { return double(service->KeyCacheStatistics(*kScrape).misses); });
+                       [service] { return double(service->KeyCacheStatistics(*kScrape)->misses); });
   r.AddCallbackGauge("ekm_key_cache_entries", "Unwrapped keys held in memory now",
-                     [service] { return double(service->KeyCacheStatistics(*kScrape).entries); });
+                     [service] { return double(service->KeyCacheStatistics(*kScrape)->entries); });
   r.AddCallbackGauge("ekm_key_cache_max_entries", "The key cache's size limit", [service] {
-    return double(service->KeyCacheStatistics(*kScrape).max_entries);
+    return double(service->KeyCacheStatistics(*kScrape)->max_entries);
   });
 }
 

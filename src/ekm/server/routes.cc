@@ -273,32 +273,6 @@ RouteMatch Router::Match(const RouteRequest& r) const {
   return m;
 }
 
-RouteResponse Router::Denied(const RouteMatch& m, const Status& why) {
-  service_->RecordPermissionDenied(m.principal, RouteInfoFor(m.id).name, m.workspace, m.environment,
-                                   m.remote_address, why);
-  return Error(why);
-}
-
-namespace {
-
-// A malformed or unknown token id (as opposed to a store that cannot answer).
-bool IsUnknownToken(const Status& s) {
-  return s.code() == StatusCode::kNotFound || s.code() == StatusCode::kInvalidArgument;
-}
-
-// Token administration on the token `found` (or not: an unknown id) by its id. A non-admin
-// gets the same 403 for an unknown id as for another workspace's token (no existence leak);
-// the admin goes on to the 404.
-Status AuthorizeTokenById(const auth::Principal& p, auth::TokenAction action,
-                          const StatusOr<ApiTokenInfo>& found) {
-  if (found.ok()) {
-    return auth::AuthorizeTokenAdministration(p, action, found->workspace, found->role);
-  }
-  return p.IsAdmin() ? Status::Ok() : auth::AuthorizeTokenAdministration(p, action, "\x01");
-}
-
-}  // namespace
-
 RouteResponse Router::HandleToken(const CallContext& ctx, const RouteMatch& m,
                                   const std::string& body) {
   const auth::Principal& p = m.principal;
@@ -315,16 +289,7 @@ RouteResponse Router::HandleToken(const CallContext& ctx, const RouteMatch& m,
     case RouteId::kCreateToken: {
       auto decoded = DecodeCreateTokenBody(body);
       if (!decoded.ok()) return Error(decoded.status());
-      ApiTokenRequest req = std::move(decoded).value();
-      // A workspace's owner mints tokens of its own workspace unless it names one.
-      if (req.workspace.empty() && !p.IsAdmin() && !p.local_operator) req.workspace = p.workspace;
-      Status allowed = auth::AuthorizeTokenAdministration(p, auth::TokenAction::kCreate,
-                                                          req.workspace, req.role);
-      if (!allowed.ok()) return Denied(m, allowed);
-      if (!p.local_operator) req.requested_by = p.role;
-      auto t = service_->CreateApiToken(ctx, req);
-      // The admin asking for the owner of a workspace that has one is refused there.
-      if (t.status().code() == StatusCode::kPermissionDenied) return Denied(m, t.status());
+      auto t = api_->CreateApiToken(ctx, *decoded);
       if (!t.ok()) return Error(t.status());
       json out = ApiTokenJson(t->info, now);
       auto text = t->token.RevealForCrypto();
@@ -335,41 +300,19 @@ RouteResponse Router::HandleToken(const CallContext& ctx, const RouteMatch& m,
       bool ok = true;
       std::string ws = QueryValue(m.query, "workspace", &ok);
       if (!ok) return Error(InvalidArgumentError("query is not valid percent-encoding"));
-      std::optional<std::string> filter;
-      if (!p.IsAdmin()) {
-        if (ws.empty()) ws = p.workspace;
-        filter = ws;
-      } else if (!ws.empty()) {
-        filter = ws;
-      }
-      if (!p.IsAdmin()) {
-        Status allowed = auth::AuthorizeTokenAdministration(p, auth::TokenAction::kList, ws);
-        if (!allowed.ok()) return Denied(m, allowed);
-      }
-      auto list = service_->ListApiTokens(ctx, filter);
+      auto list = api_->ListApiTokens(ctx, ws.empty() ? std::nullopt : std::optional(ws));
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& t : *list) arr.push_back(ApiTokenJson(t, now));
       return {200, JsonText(json{{"tokens", arr}})};
     }
     case RouteId::kRevokeToken: {
-      auto found = service_->GetApiToken(ctx, m.id_param);
-      if (!found.ok() && !IsUnknownToken(found.status())) return Error(found.status());
-      if (Status allowed = AuthorizeTokenById(p, auth::TokenAction::kRevoke, found);
-          !allowed.ok()) {
-        return Denied(m, allowed);
-      }
-      auto t = service_->RevokeApiToken(
-          ctx, m.id_param, p.local_operator ? std::nullopt : std::optional<auth::Role>(p.role));
+      auto t = api_->RevokeApiToken(ctx, m.id_param);
       if (!t.ok()) return Error(t.status());
       return {200, JsonText(ApiTokenJson(*t, now))};
     }
     case RouteId::kGetToken: {
-      auto found = service_->GetApiToken(ctx, m.id_param);
-      if (!found.ok() && !IsUnknownToken(found.status())) return Error(found.status());
-      if (Status allowed = AuthorizeTokenById(p, auth::TokenAction::kList, found); !allowed.ok()) {
-        return Denied(m, allowed);
-      }
+      auto found = api_->GetApiToken(ctx, m.id_param);
       if (!found.ok()) return Error(found.status());
       return {200, JsonText(ApiTokenJson(*found, now))};
     }
@@ -385,41 +328,34 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
   }
   // Lifecycle events name the caller: "token:<id>" ("api" on the open routes).
   const CallContext ctx = CallContext::Request(m.principal, m.request_id, m.remote_address);
-  const auth::Principal& caller = m.principal;
   switch (m.id) {
     case RouteId::kHealth:
       return {200, R"({"status":"ok"})"};
     case RouteId::kListWorkspaces: {
-      auto list = service_->ListWorkspaces(ctx);
+      auto list = api_->ListWorkspaces(ctx);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
-      for (const auto& w : *list) {
-        if (!auth::MaySeeWorkspace(caller, w.name)) continue;
-        arr.push_back(WorkspaceJson(w));
-      }
+      for (const auto& w : *list) arr.push_back(WorkspaceJson(w));
       return {200, JsonText(json{{"workspaces", arr}})};
     }
     case RouteId::kCreateWorkspace: {
       auto name = DecodeNameBody(body);
       if (!name.ok()) return Error(name.status());
-      auto w = service_->CreateWorkspace(ctx, *name);
+      auto w = api_->CreateWorkspace(ctx, *name);
       if (!w.ok()) return Error(w.status());
       return {201, JsonText(WorkspaceJson(*w))};
     }
     case RouteId::kListEnvironments: {
-      auto list = service_->ListEnvironments(ctx, m.workspace);
+      auto list = api_->ListEnvironments(ctx, m.workspace);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
-      for (const auto& e : *list) {
-        if (!auth::MaySeeEnvironment(caller, e.name)) continue;
-        arr.push_back(EnvironmentJson(e));
-      }
+      for (const auto& e : *list) arr.push_back(EnvironmentJson(e));
       return {200, JsonText(json{{"environments", arr}})};
     }
     case RouteId::kCreateEnvironment: {
       auto name = DecodeNameBody(body);
       if (!name.ok()) return Error(name.status());
-      auto e = service_->CreateEnvironment(ctx, m.workspace, *name);
+      auto e = api_->CreateEnvironment(ctx, m.workspace, *name);
       if (!e.ok()) return Error(e.status());
       return {201, JsonText(EnvironmentJson(*e))};
     }
@@ -428,7 +364,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!in.ok()) return Error(in.status());
       const std::string_view sc = in->scope.empty() ? std::string_view(m.scope) : in->scope;
       Bytes ct;
-      Status s = service_->Encrypt(ctx, m.workspace, m.environment, sc, in->plaintext, &ct);
+      Status s = api_->Encrypt(ctx, m.workspace, m.environment, sc, in->plaintext, &ct);
       if (!s.ok()) return Error(s);
       // Written directly: the ciphertext is base64url and the scope passed ValidateScope, so
       // neither needs escaping (the bytes are what nlohmann::json would write).
@@ -444,7 +380,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto ciphertext = DecodeDecryptBody(body, &storage);
       if (!ciphertext.ok()) return Error(ciphertext.status());
       Bytes plain;
-      Status s = service_->Decrypt(ctx, m.workspace, m.environment, AsBytes(*ciphertext), &plain);
+      Status s = api_->Decrypt(ctx, m.workspace, m.environment, AsBytes(*ciphertext), &plain);
       if (!s.ok()) return Error(s);
       std::string out;
       out.reserve(20 + (plain.size() + 2) / 3 * 4);
@@ -454,44 +390,43 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, std::move(out)};
     }
     case RouteId::kShowKey: {
-      auto info = service_->ShowCustomerKey(ctx, m.workspace, m.environment);
+      auto info = api_->ShowCustomerKey(ctx, m.workspace, m.environment);
       if (!info.ok()) return Error(info.status());
       return {200, JsonText(CustomerKeyInfoToJson(*info))};
     }
     case RouteId::kSetKey: {
       auto in = DecodeSetKeyBody(body);
       if (!in.ok()) return Error(in.status());
-      if (in->change.emergency) {
-        Status owner = auth::AuthorizeOwnerOnly(caller, "an emergency replacement");
-        if (!owner.ok()) return Denied(m, owner);
-      }
-      auto v = service_->SetCustomerKey(ctx, m.workspace, m.environment, in->key.provider,
-                                        in->key.key_id, in->change);
+      auto v = api_->SetCustomerKey(ctx, m.workspace, m.environment, in->key.provider,
+                                    in->key.key_id, in->change);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
     case RouteId::kKeyPolicy: {
-      auto a = service_->KeyPolicy(ctx, m.workspace, m.environment);
+      auto a = api_->KeyPolicy(ctx, m.workspace, m.environment);
       if (!a.ok()) return Error(a.status());
       return {200, JsonText(KeyPolicyAdviceToJson(*a))};
     }
     case RouteId::kCheckPolicy: {
       auto policy = DecodeCheckPolicyBody(body);
       if (!policy.ok()) return Error(policy.status());
-      auto report = service_->CheckKeyPolicy(ctx, m.workspace, *policy);
+      auto report = api_->CheckKeyPolicy(ctx, m.workspace, *policy);
       if (!report.ok()) return Error(report.status());
       return {200, *report};
     }
     case RouteId::kEnvironmentStatus: {
-      auto st = service_->KeyStatus(ctx, m.workspace, m.environment);
+      auto st = api_->KeyStatus(ctx, m.workspace, m.environment);
       if (!st.ok()) return Error(st.status());
       return {200, JsonText(EnvironmentKeyStatusToJson(*st))};
     }
-    case RouteId::kKeyCacheStats:
-      return {200, JsonText(KeyCacheStatsToJson(service_->KeyCacheStatistics(ctx)))};
+    case RouteId::kKeyCacheStats: {
+      auto stats = api_->KeyCacheStatistics(ctx);
+      if (!stats.ok()) return Error(stats.status());
+      return {200, JsonText(KeyCacheStatsToJson(*stats))};
+    }
 
     case RouteId::kRepackStatus: {
-      auto st = service_->GetRepackStatus(ctx, m.workspace, m.environment);
+      auto st = api_->GetRepackStatus(ctx, m.workspace, m.environment);
       if (!st.ok()) return Error(st.status());
       return {200, JsonText(RepackStatusToJson(*st))};
     }
@@ -499,39 +434,34 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kImportParams: {
       auto expires_in = DecodeImportParamsBody(body);
       if (!expires_in.ok()) return Error(expires_in.status());
-      auto p = service_->CreateKeyImportParameters(ctx, m.workspace, m.environment,
-                                                   std::chrono::seconds(*expires_in));
+      auto p = api_->CreateKeyImportParameters(ctx, m.workspace, m.environment,
+                                               std::chrono::seconds(*expires_in));
       if (!p.ok()) return Error(p.status());
       return {200, JsonText(KeyImportParametersToJson(*p))};
     }
     case RouteId::kImportKeyMaterial: {
       auto in = DecodeImportKeyMaterialBody(body);
       if (!in.ok()) return Error(in.status());
-      if (in->change.emergency) {
-        Status owner = auth::AuthorizeOwnerOnly(caller, "an emergency replacement");
-        if (!owner.ok()) return Denied(m, owner);
-      }
-      auto v = service_->ImportKeyMaterial(ctx, m.workspace, m.environment, in->material,
-                                           in->import_token, in->change);
+      auto v = api_->ImportKeyMaterial(ctx, m.workspace, m.environment, in->material,
+                                       in->import_token, in->change);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
     case RouteId::kDeleteKeyMaterial: {
-      auto d = service_->DeleteKeyMaterial(ctx, m.workspace, m.environment, m.material_key_id);
+      auto d = api_->DeleteKeyMaterial(ctx, m.workspace, m.environment, m.material_key_id);
       if (!d.ok()) return Error(d.status());
       return {200, JsonText(KeyMaterialDeletionToJson(*d))};
     }
 
     case RouteId::kRotateEnvironmentKey: {
-      auto r = service_->RotateEnvironmentKey(ctx, m.workspace, m.environment);
+      auto r = api_->RotateEnvironmentKey(ctx, m.workspace, m.environment);
       if (!r.ok()) return Error(r.status());
       return {200, JsonText(json{{"rotated", json::array({RotationResultToJson(*r)})}})};
     }
     case RouteId::kRotateDataKeys: {
       auto in = DecodeRotateDataKeysBody(body);
       if (!in.ok()) return Error(in.status());
-      auto r =
-          service_->RotateDataKeys(ctx, m.workspace, m.environment, in->scopes, in->all_scopes);
+      auto r = api_->RotateDataKeys(ctx, m.workspace, m.environment, in->scopes, in->all_scopes);
       if (!r.ok()) return Error(r.status());
       json arr = json::array();
       for (const auto& x : *r) arr.push_back(RotationResultToJson(x));
@@ -541,7 +471,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto in = DecodeRewrapBody(body);
       if (!in.ok()) return Error(in.status());
       Bytes out;
-      auto r = service_->Rewrap(ctx, m.workspace, m.environment, AsBytes(*in), &out);
+      auto r = api_->Rewrap(ctx, m.workspace, m.environment, AsBytes(*in), &out);
       if (!r.ok()) return Error(r.status());
       std::string text(AsChars(out));
       while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
@@ -555,7 +485,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto in = DecodeShredBody(body, m.environment);
       if (!in.ok()) return Error(in.status());
       if (!in->confirmation) {
-        auto c = service_->RequestShred(ctx, m.workspace, m.environment);
+        auto c = api_->RequestShred(ctx, m.workspace, m.environment);
         if (!c.ok()) return Error(c.status());
         json out = ShredConfirmationToJson(*c);
         out["next"] = "POST this route again with {\"confirmation\": \"" + c->token +
@@ -564,58 +494,44 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
                       "be read";
         return {200, JsonText(out)};
       }
-      auto r = service_->ShredEnvironment(ctx, m.workspace, m.environment, *in->confirmation,
-                                          in->environment);
+      auto r = api_->ShredEnvironment(ctx, m.workspace, m.environment, *in->confirmation,
+                                      in->environment);
       if (!r.ok()) return Error(r.status());
       return {200, JsonText(ShredResultToJson(*r))};
     }
     case RouteId::kGetSettings: {
-      auto s = service_->GetEnvironmentSettings(ctx, m.workspace, m.environment);
+      auto s = api_->GetEnvironmentSettings(ctx, m.workspace, m.environment);
       if (!s.ok()) return Error(s.status());
       return {200, JsonText(EnvironmentSettingsToJson(*s))};
     }
     case RouteId::kPatchSettings: {
       auto in = DecodeSettingsPatchBody(body);
       if (!in.ok()) return Error(in.status());
-      // The replacement period guards CMK replacements, which key-managers make; like the
-      // emergency replacement that bypasses it, changing (or resetting) it is the owner's.
-      if (in->set.replacement_period_seconds ||
-          std::find(in->reset.begin(), in->reset.end(), kSettingReplacementPeriod) !=
-              in->reset.end()) {
-        Status owner =
-            auth::AuthorizeOwnerOnly(caller, "changing " + std::string(kSettingReplacementPeriod));
-        if (!owner.ok()) return Denied(m, owner);
-      }
-      auto s =
-          service_->UpdateEnvironmentSettings(ctx, m.workspace, m.environment, in->set, in->reset);
+      auto s = api_->UpdateEnvironmentSettings(ctx, m.workspace, m.environment, in->set, in->reset);
       if (!s.ok()) return Error(s.status());
       return {200, JsonText(EnvironmentSettingsToJson(*s))};
     }
     case RouteId::kGetDefaultKey: {
-      auto k = service_->GetWorkspaceDefaultKey(ctx, m.workspace);
+      auto k = api_->GetWorkspaceDefaultKey(ctx, m.workspace);
       if (!k.ok()) return Error(k.status());
       return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
     }
     case RouteId::kSetDefaultKey: {
       auto key = DecodeDefaultKeyBody(body);
       if (!key.ok()) return Error(key.status());
-      auto k = service_->SetWorkspaceDefaultKey(ctx, m.workspace, key->provider, key->key_id);
+      auto k = api_->SetWorkspaceDefaultKey(ctx, m.workspace, key->provider, key->key_id);
       if (!k.ok()) return Error(k.status());
       return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
     }
     case RouteId::kResetDefaultKey: {
-      auto k = service_->ResetWorkspaceDefaultKey(ctx, m.workspace);
+      auto k = api_->ResetWorkspaceDefaultKey(ctx, m.workspace);
       if (!k.ok()) return Error(k.status());
       return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
     }
     case RouteId::kListEvents: {
       auto q = DecodeEventQuery(m.workspace, m.query, ToUnixSeconds(clock_->Now()) * 1000);
       if (!q.ok()) return Error(q.status());
-      if (Status scoped = auth::AuthorizeRecordQuery(caller, q->environment, "events");
-          !scoped.ok()) {
-        return Denied(m, scoped);
-      }
-      auto list = service_->ListEvents(ctx, *q);
+      auto list = api_->ListEvents(ctx, *q);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& e : *list) arr.push_back(LifecycleEventInfoToJson(e));
@@ -632,7 +548,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return HandleToken(ctx, m, body);
     case RouteId::kReady: {
       // The HTTP layer answers 503 itself while shutting down; here: does the store answer?
-      Status s = service_->CheckStore();
+      Status s = api_->CheckStore();
       if (!s.ok()) {
         return {503, JsonText(json{{"status", "unavailable"},
                                    {"reason", "the store does not answer: " + s.message()}})};
@@ -642,20 +558,20 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kMetrics:
       return {200, metrics::Default().Exposition(), 0, "text/plain; version=0.0.4; charset=utf-8"};
     case RouteId::kGetWorkspace: {
-      auto w = service_->GetWorkspace(ctx, m.workspace);
+      auto w = api_->GetWorkspace(ctx, m.workspace);
       if (!w.ok()) return Error(w.status());
       return {200, JsonText(WorkspaceJson(*w))};
     }
     case RouteId::kGetEnvironment: {
-      auto e = service_->GetEnvironment(ctx, m.workspace, m.environment);
+      auto e = api_->GetEnvironment(ctx, m.workspace, m.environment);
       if (!e.ok()) return Error(e.status());
       return {200, JsonText(EnvironmentJson(*e))};
     }
     case RouteId::kValidateKey: {
       auto key = DecodeValidateKeyBody(body);
       if (!key.ok()) return Error(key.status());
-      auto v = service_->ValidateCustomerKey(ctx, m.workspace, m.environment, key->provider,
-                                             key->key_id);
+      auto v =
+          api_->ValidateCustomerKey(ctx, m.workspace, m.environment, key->provider, key->key_id);
       if (!v.ok()) return Error(v.status());
       return {200, JsonText(KeyValidationToJson(*v))};
     }
@@ -663,8 +579,8 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto in = DecodeGenerateDataKeyBody(body);
       if (!in.ok()) return Error(in.status());
       const std::string& sc = in->scope.empty() ? m.scope : in->scope;
-      auto k = service_->GenerateDataKey(ctx, m.workspace, m.environment, sc, in->bytes,
-                                         in->with_plaintext);
+      auto k =
+          api_->GenerateDataKey(ctx, m.workspace, m.environment, sc, in->bytes, in->with_plaintext);
       if (!k.ok()) return Error(k.status());
       json out = {
           {"ciphertext", EnvelopeToText(k->ciphertext)}, {"scope", k->scope}, {"bytes", in->bytes}};
@@ -681,7 +597,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       }
       std::vector<StatusOr<Bytes>> results;
       if (!in->items.empty()) {
-        auto r = service_->EncryptBatch(ctx, m.workspace, m.environment, in->items);
+        auto r = api_->EncryptBatch(ctx, m.workspace, m.environment, in->items);
         if (!r.ok()) return Error(r.status());
         results = std::move(r).value();
       }
@@ -702,7 +618,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!in.ok()) return Error(in.status());
       std::vector<StatusOr<Bytes>> results;
       if (!in->items.empty()) {
-        auto r = service_->DecryptBatch(ctx, m.workspace, m.environment, in->items);
+        auto r = api_->DecryptBatch(ctx, m.workspace, m.environment, in->items);
         if (!r.ok()) return Error(r.status());
         results = std::move(r).value();
       }
@@ -723,11 +639,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       auto q = DecodeEventQuery(m.id == RouteId::kAuditQuery ? m.workspace : "", m.query,
                                 ToUnixSeconds(clock_->Now()) * 1000);
       if (!q.ok()) return Error(q.status());
-      if (Status scoped = auth::AuthorizeRecordQuery(caller, q->environment, "audit records");
-          !scoped.ok()) {
-        return Denied(m, scoped);
-      }
-      auto list = service_->QueryAudit(ctx, *q);
+      auto list = api_->QueryAudit(ctx, *q);
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
       for (const auto& r : *list) arr.push_back(AuditRecordJson(r));
@@ -737,21 +649,18 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     }
     case RouteId::kAuditExport:
     case RouteId::kPlatformAuditExport: {
-      if (Status allowed = auth::AuthorizeAuditExport(caller); !allowed.ok()) {
-        return Denied(m, allowed);
-      }
       if (!m.query.empty()) {
         return Error(InvalidArgumentError("the export takes no query parameters",
                                           "it is always the whole chain; filter with the audit "
                                           "query route"));
       }
       std::string lines;
-      Status s = service_->ExportAudit(ctx, m.id == RouteId::kAuditExport ? m.workspace : "",
-                                       [&lines](const LifecycleEventRecord& r) {
-                                         lines += JsonText(AuditRecordExportJson(r));
-                                         lines += '\n';
-                                         return Status::Ok();
-                                       });
+      Status s = api_->ExportAudit(ctx, m.id == RouteId::kAuditExport ? m.workspace : "",
+                                   [&lines](const LifecycleEventRecord& r) {
+                                     lines += JsonText(AuditRecordExportJson(r));
+                                     lines += '\n';
+                                     return Status::Ok();
+                                   });
       if (!s.ok()) return Error(s);
       RouteResponse res{200, std::move(lines)};
       res.content_type = "application/x-ndjson";
@@ -759,7 +668,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     }
     case RouteId::kAuditListCheckpoints:
     case RouteId::kPlatformAuditListCheckpoints: {
-      auto list = service_->ListAuditCheckpoints(
+      auto list = api_->ListAuditCheckpoints(
           ctx, m.id == RouteId::kAuditListCheckpoints ? m.workspace : "");
       if (!list.ok()) return Error(list.status());
       json arr = json::array();
@@ -770,13 +679,13 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
     case RouteId::kPlatformAuditCreateCheckpoint: {
       Status empty = DecodeEmptyBody(body, "a checkpoint request");
       if (!empty.ok()) return Error(empty);
-      auto c = service_->CreateAuditCheckpoint(
+      auto c = api_->CreateAuditCheckpoint(
           ctx, m.id == RouteId::kAuditCreateCheckpoint ? m.workspace : "");
       if (!c.ok()) return Error(c.status());
       return {201, JsonText(AuditCheckpointJson(*c))};
     }
     case RouteId::kAuditPublicKey: {
-      const AuditPublicKey& k = service_->AuditSigningPublicKey();
+      const AuditPublicKey& k = api_->AuditSigningPublicKey();
       return {200,
               JsonText(json{
                   {"algorithm", "Ed25519"}, {"key_id", k.key_id()}, {"public_key_pem", k.pem()}})};
@@ -791,11 +700,11 @@ StatusOr<std::unique_ptr<StreamTransform>> Router::OpenStream(const RouteMatch& 
   if (m.id == RouteId::kEncrypt) {
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<EnvelopeEncoder> enc,
-        service_->NewEncryptStream(ctx, m.workspace, m.environment, m.scope, m.text_output));
+        api_->NewEncryptStream(ctx, m.workspace, m.environment, m.scope, m.text_output));
     return std::unique_ptr<StreamTransform>(new EncryptTransform(std::move(enc)));
   }
   EKM_ASSIGN_OR_RETURN(std::unique_ptr<EnvelopeDecoder> dec,
-                       service_->NewDecryptStream(ctx, m.workspace, m.environment));
+                       api_->NewDecryptStream(ctx, m.workspace, m.environment));
   return std::unique_ptr<StreamTransform>(new DecryptTransform(std::move(dec)));
 }
 

@@ -12,6 +12,7 @@
 #include "ekm/base/bytes.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/status.h"
+#include "ekm/service/authorizing_service.h"
 #include "ekm/service/ekm_service.h"
 
 namespace ekm {
@@ -67,8 +68,10 @@ class StreamTransform {
 class Router {
  public:
   // `clock` tells relative query times (since=24h) and token expiry: the service's own.
+  // Handlers call `service` through the authorizing service (service/authorizing_service.h),
+  // which makes every authorization decision a handler's call needs.
   explicit Router(EkmService* service, const Clock* clock = &Clock::Real())
-      : service_(service), clock_(clock) {}
+      : service_(service), api_(NewAuthorizingService(service)), clock_(clock) {}
   // Matches the route, then authenticates the caller's token and authorizes the route for it
   // (auth/authorization.h); a refusal is the match's status (401 or 403).
   RouteMatch Match(const RouteRequest& request) const;
@@ -83,10 +86,9 @@ class Router {
 
  private:
   RouteResponse HandleToken(const CallContext& ctx, const RouteMatch& m, const std::string& body);
-  // A 403 decided in a handler (it needed the body or the store), recorded like Match's.
-  RouteResponse Denied(const RouteMatch& m, const Status& why);
 
-  EkmService* service_;
+  EkmService* service_;              // authenticates (Match)
+  std::unique_ptr<EkmService> api_;  // every operation, authorized
   const Clock* clock_;
   bool metrics_unauthenticated_ = false;
 };

@@ -454,7 +454,7 @@ class EkmService {
                                                    std::string_view workspace,
                                                    std::string_view environment) = 0;
   // This process's key cache counters.
-  virtual KeyCacheStats KeyCacheStatistics(const CallContext& ctx) = 0;
+  virtual StatusOr<KeyCacheStats> KeyCacheStatistics(const CallContext& ctx) = 0;
   // Whether the store answers a trivial query (ekmd's GET /readyz).
   virtual Status CheckStore() = 0;
   // Drops (and wipes) every cached key past its TTL and grace; returns how many. ekmd calls it

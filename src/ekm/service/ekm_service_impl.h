@@ -106,7 +106,7 @@ class EkmServiceImpl : public EkmService {
   StatusOr<EnvironmentKeyStatus> KeyStatus(const CallContext& ctx, std::string_view workspace,
                                            std::string_view environment) override;
   Status CheckStore() override;
-  KeyCacheStats KeyCacheStatistics(const CallContext& ctx) override;
+  StatusOr<KeyCacheStats> KeyCacheStatistics(const CallContext& ctx) override;
   void StartPurgingExpiredKeys(std::chrono::milliseconds interval) override;
   size_t PurgeExpiredKeys() override { return keys_.PurgeExpired(); }
 

@@ -152,7 +152,7 @@ Status EkmServiceImpl::CheckStore() {
   return probe.status();
 }
 
-KeyCacheStats EkmServiceImpl::KeyCacheStatistics(const CallContext& /*ctx*/) {
+StatusOr<KeyCacheStats> EkmServiceImpl::KeyCacheStatistics(const CallContext& /*ctx*/) {
   KeyHierarchy::Counters c = keys_.counters();
   KeyCacheStats s;
   s.entries = c.entries;

@@ -495,7 +495,7 @@ TEST_F(SeedAccessRestriction, TheCurrentTimeToLiveForTheKeyCacheIsFiveMinutes) {
   auto st = svc_->KeyStatus(TestOp(), "acme", "prod");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->key_cache_ttl_seconds, 300);
-  EXPECT_EQ(svc_->KeyCacheStatistics(TestOp()).ttl_seconds, 300);
+  EXPECT_EQ(svc_->KeyCacheStatistics(TestOp())->ttl_seconds, 300);
   Bytes ct = Encrypt("prod", "orders", "x");
   Revoke();
   clock_.Advance(seconds(5 * 60) - std::chrono::nanoseconds(1));
