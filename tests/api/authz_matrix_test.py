@@ -58,6 +58,7 @@ EXPECTED = {
     "token.revoke": ("tokens", {ADMIN, OWNER}),
     "token.get": ("tokens", {ADMIN, OWNER}),
     "token.show": ("any", {ADMIN, OWNER, KM, APP, AUDITOR}),
+    "rotation.run_due": ("platform", {ADMIN}),
     # issue 5 part C: probes open, metrics the admin's (open with --metrics-unauthenticated).
     "ready": ("open", set()),
     "metrics": ("platform", {ADMIN}),
@@ -108,7 +109,8 @@ ROLE_BODIES = {
     ("token.create", ADMIN): {"role": "admin", "expires_in_seconds": 600},
 }
 # POST routes sent without a body.
-NO_BODY = {"environment.shred", "audit.checkpoints.create", "platform_audit.checkpoints.create"}
+NO_BODY = {"environment.shred", "audit.checkpoints.create", "platform_audit.checkpoints.create",
+           "rotation.run_due"}
 
 failures = 0
 passes = 0

@@ -382,6 +382,12 @@ def walk(c):
         _, cps = do("GET", base + "/checkpoints", expect={200})
         if cps is not None and len(cps["checkpoints"]) < 2:
             fail(f"GET {base}/checkpoints: the checkpoints just made are missing: {cps}")
+    # the rotation schedule, run now (admin)
+    _, rot = c.call("POST", "/v1/rotations/run", None, expect={200})
+    if rot is not None and not isinstance(rot.get("failures"), list):
+        fail(f"POST /v1/rotations/run: no failures list: {rot}")
+    c.call("POST", "/v1/rotations/run", {"now": True}, expect={400})
+    c.call("POST", "/v1/rotations/run", None, expect={403}, role="owner")
     c.call("GET", f"/v1/workspaces/{WS}/audit", expect={200}, role="auditor")
     c.call("GET", "/v1/audit", expect={403}, role="owner")
     _, pk = do("GET", "/v1/audit/public-key", expect={200})

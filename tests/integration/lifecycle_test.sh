@@ -88,7 +88,9 @@ expect_error "local: --due takes no environment" "takes no" -- "$EKM" --data-dir
 check "ekmd starts" start_ekmd ekmd --data-dir "$D" --rotation-check-interval 1
 check "setup_tokens" setup_tokens "$D" "$S" acme
 scenario server --server "$S"
-expect_error "server: --due is local" "runs the rotation schedule itself" -- env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" key rotate --due
+# --due against a server runs the schedule now (POST /v1/rotations/run): the admin's.
+check "server: rotation --due by the admin" grep -q "nothing to rotate" <(env EKM_TOKEN="$ADMIN_TOKEN" "$EKM" --server "$S" key rotate --due)
+expect_error "server: --due is the admin's" "needs the role admin" -- env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" key rotate --due
 
 # The API directly: errors are 4xx with a message.
 code=$(curl -s -o "$T/body" -w '%{http_code}' -X PATCH -H "Authorization: Bearer $KM_TOKEN" -H 'Content-Type: application/json' --data '{"nope": 1}' "$S/v1/workspaces/acme/environments/prod/settings")

@@ -130,6 +130,7 @@ constexpr RouteInfo kRoutes[] = {
      "platform_audit.checkpoints.list", kAdminOnly},
     {RouteId::kPlatformAuditCreateCheckpoint, "POST", "/v1/audit/checkpoints",
      "platform_audit.checkpoints.create", kAdminOnly},
+    {RouteId::kRunDueRotations, "POST", "/v1/rotations/run", "rotation.run_due", kAdminOnly},
     {RouteId::kAuditPublicKey, "GET", "/v1/audit/public-key", "audit.public_key",
      kAuditPublicKeyRead},
 };

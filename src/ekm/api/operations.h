@@ -65,6 +65,7 @@ enum class RouteId {
   kPlatformAuditListCheckpoints,   // GET  /v1/audit/checkpoints
   kPlatformAuditCreateCheckpoint,  // POST /v1/audit/checkpoints
   kAuditPublicKey,                 // GET  /v1/audit/public-key
+  kRunDueRotations,                // POST /v1/rotations/run (what the schedules say is due)
 
 };
 

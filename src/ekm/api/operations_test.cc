@@ -26,7 +26,7 @@ TEST(OperationTableTest, EveryOperationHasOneRowWithARule) {
       EXPECT_NE(r.rule.roles, 0u) << r.name << " allows no role";
     }
   }
-  EXPECT_EQ(ids.size(), static_cast<size_t>(RouteId::kAuditPublicKey) + 1);
+  EXPECT_EQ(ids.size(), static_cast<size_t>(RouteId::kRunDueRotations) + 1);
 }
 
 // The data plane is the app role's alone; every change of a customer's key needs owner or

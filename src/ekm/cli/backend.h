@@ -105,7 +105,7 @@ class Backend {
       std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
       const std::vector<std::string>& reset) = 0;
   virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const EventQuery& query) = 0;
-  // Local mode only: ekmd runs the schedule itself.
+  // What is due now (ekmd also runs the schedule by itself).
   virtual StatusOr<ScheduledRotationReport> RunScheduledRotations() = 0;
   virtual StatusOr<KeyValidation> ValidateCustomerKey(std::string_view workspace,
                                                       std::string_view environment,

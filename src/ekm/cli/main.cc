@@ -1251,7 +1251,8 @@ int Run(int argc, char** argv) {
       "Rotate the environment key (EK): a new EK version under the environment's current CMK. "
       "With --scope (repeatable) or --all-scopes, rotate data keys (DK) instead. New "
       "encryptions use the newest version; every older version still decrypts. --due runs what "
-      "the environments' rotation periods say is due (local mode; ekmd does it by itself). The "
+      "the environments' rotation periods say is due now (ekmd also runs it by itself every "
+      "--rotation-check-interval; against a server it needs the admin token). The "
       "CMK's own rotation in the KMS needs no command: `ekm key show` shows its status");
   key_rotate->add_option("--workspace,-w", rot_ws, "Workspace name");
   key_rotate->add_option("--environment,-e", rot_env, "Environment name");

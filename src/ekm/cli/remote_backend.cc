@@ -127,9 +127,7 @@ class RemoteBackend : public Backend {
     return client_->ListEvents(query);
   }
   StatusOr<ScheduledRotationReport> RunScheduledRotations() override {
-    return FailedPreconditionError("ekmd runs the rotation schedule itself",
-                                   "`ekm --data-dir DIR key rotate --due` is for local mode; "
-                                   "against a server, rotate with --scope/--all-scopes or the EK");
+    return client_->RunScheduledRotations();
   }
   StatusOr<std::vector<LifecycleEventRecord>> QueryAudit(const EventQuery& query) override {
     return client_->QueryAudit(query);

@@ -89,6 +89,8 @@ class EkmClient {
   // environment settings and lifecycle events (see EkmService).
   StatusOr<RotationResult> RotateEnvironmentKey(std::string_view workspace,
                                                 std::string_view environment);
+  // POST /v1/rotations/run (admin): what the environments' rotation periods say is due.
+  StatusOr<ScheduledRotationReport> RunScheduledRotations();
   StatusOr<std::vector<RotationResult>> RotateDataKeys(std::string_view workspace,
                                                        std::string_view environment,
                                                        const std::vector<std::string>& scopes,

@@ -147,6 +147,30 @@ TEST_F(HttpServerTest, AdminRoutesThroughTheClient) {
   EXPECT_EQ(*admin_->Health(), "ok");
 }
 
+// The rotation schedule run through the API (`ekm key rotate --due` against a server): the
+// admin's, and the events name its token.
+TEST_F(HttpServerTest, TheAdminRunsTheDueRotations) {
+  auto none = admin_->RunScheduledRotations();
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_TRUE(none->rotated.empty());  // no schedule: nothing is due
+  EnvironmentSettings set;
+  set.ek_rotation_period_seconds = 3600;
+  auto owner = svc_->CreateApiToken(TestOp(), ApiTokenRequest{"owner", "acme", {}, "o", {}});
+  ASSERT_TRUE(owner.ok());
+  auto oc = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(owner->token));
+  ASSERT_TRUE(oc.ok());
+  ASSERT_TRUE((*oc)->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
+  EXPECT_EQ((*oc)->RunScheduledRotations().status().code(), StatusCode::kPermissionDenied);
+  // Nothing is an hour old yet: a schedule alone rotates nothing.
+  EXPECT_TRUE(admin_->RunScheduledRotations()->rotated.empty());
+  EventQuery q;
+  q.workspace = "acme";
+  q.type = "token.permission_denied";
+  auto denied = svc_->ListEvents(TestOp(), q);
+  ASSERT_TRUE(denied.ok());
+  EXPECT_EQ(denied->size(), 1u);
+}
+
 TEST_F(HttpServerTest, JsonEncryptDecrypt) {
   auto ct = client_->Encrypt("acme", "prod", "orders", AsBytes("hello"));
   ASSERT_TRUE(ct.ok()) << ct.status().ToString();

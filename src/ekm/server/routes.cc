@@ -684,6 +684,15 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       if (!c.ok()) return Error(c.status());
       return {201, JsonText(AuditCheckpointJson(*c))};
     }
+    case RouteId::kRunDueRotations: {
+      Status empty = DecodeEmptyBody(body, "a rotation run");
+      if (!empty.ok()) return Error(empty);
+      auto report = api_->RunScheduledRotations(ctx);
+      if (!report.ok()) return Error(report.status());
+      json rotated = json::array();
+      for (const auto& r : report->rotated) rotated.push_back(RotationResultToJson(r));
+      return {200, JsonText(json{{"rotated", rotated}, {"failures", report->failures}})};
+    }
     case RouteId::kAuditPublicKey: {
       const AuditPublicKey& k = api_->AuditSigningPublicKey();
       return {200,

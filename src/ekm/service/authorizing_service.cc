@@ -134,7 +134,7 @@ class AuthorizingService final : public EkmService {
     return inner_->RotateDataKeys(ctx, workspace, environment, scopes, all_scopes);
   }
   StatusOr<ScheduledRotationReport> RunScheduledRotations(const CallContext& ctx) override {
-    EKM_RETURN_IF_ERROR(OperatorOnly(ctx, "running the due rotations (ekmd runs them itself)"));
+    EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kRunDueRotations, "", ""));
     return inner_->RunScheduledRotations(ctx);
   }
   StatusOr<RewrapResult> Rewrap(const CallContext& ctx, std::string_view workspace,

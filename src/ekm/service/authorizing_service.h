@@ -4,8 +4,8 @@
 // restriction), the owner-only changes (an emergency replacement, the replacement period), the
 // environment restriction of event and audit queries and of the audit export, token
 // administration (whose tokens a caller may create, list, read and revoke), and what a caller
-// sees of a list. Operations without a route (a foreground repack, the due rotations, the
-// bootstrap token) are the local operator's. A refusal is recorded as token.permission_denied
+// sees of a list. Operations without a route (a foreground repack, the bootstrap token) are the
+// local operator's. A refusal is recorded as token.permission_denied
 // and returned as PermissionDenied (403); the checks never read the store but for a token looked
 // up by id, which answers an unknown id as it answers another workspace's token.
 #pragma once

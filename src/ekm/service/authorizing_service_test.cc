@@ -94,10 +94,14 @@ TEST_F(AuthorizingServiceTest, OwnerOnlyChangesAndOperatorOnlyWork) {
       StatusCode::kPermissionDenied);
   EXPECT_TRUE(
       api_->UpdateEnvironmentSettings(Token(auth::Role::kOwner), "acme", "prod", period, {}).ok());
-  // A foreground repack and the due rotations have no route: the operator's.
-  EXPECT_EQ(api_->RunScheduledRotations(Token(auth::Role::kAdmin)).status().code(),
+  // The due rotations of every workspace are the admin's; a foreground repack has no route: the
+  // operator's.
+  EXPECT_EQ(api_->RunScheduledRotations(Token(auth::Role::kOwner)).status().code(),
             StatusCode::kPermissionDenied);
-  EXPECT_TRUE(api_->RunScheduledRotations(TestOp()).ok());
+  EXPECT_TRUE(api_->RunScheduledRotations(Token(auth::Role::kAdmin)).ok());
+  EXPECT_EQ(api_->RunRepack(Token(auth::Role::kAdmin), "acme", "prod", nullptr).status().code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_TRUE(api_->RunRepack(TestOp(), "acme", "prod", nullptr).ok());
 }
 
 TEST_F(AuthorizingServiceTest, ListsShowWhatTheCallerMaySee) {
