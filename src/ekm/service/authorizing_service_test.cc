@@ -4,11 +4,9 @@
 
 #include <gtest/gtest.h>
 
-#include "ekm/provider/platform/platform_key_provider.h"
-#include "ekm/store/sqlite/sqlite_store.h"
-#include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 #include "ekm/testing/test_caller.h"
+#include "ekm/testing/test_service.h"
 
 namespace ekm {
 namespace {
@@ -25,21 +23,9 @@ CallContext Token(auth::Role role, std::vector<std::string> environments = {}) {
 class AuthorizingServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string root = dir_.path() + "/root.key";
-    ASSERT_TRUE(PlatformKeyProvider::CreateRootKeyFile(root).ok());
-    auto platform = PlatformKeyProvider::Open(root);
-    ASSERT_TRUE(platform.ok());
-    auto providers = std::make_unique<ProviderRegistry>();
-    providers->Register(std::move(*platform));
-    auto store = OpenSqliteStore(dir_.path() + "/ekm.db", testing::TestStoreBinding());
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    const std::string signing = dir_.path() + "/audit-signing.key";
-    ASSERT_TRUE(AuditSigner::CreateKeyFile(signing).ok());
-    auto signer = AuditSigner::Load(signing);
-    ASSERT_TRUE(signer.ok());
-    EkmOptions options;
-    options.aws.enabled = false;
-    service_ = NewEkmService(options, std::move(*store), std::move(providers), std::move(*signer));
+    auto svc = testing::NewTestService(dir_.path(), EkmOptions{});
+    ASSERT_TRUE(svc.ok()) << svc.status().ToString();
+    service_ = std::move(*svc);
     api_ = NewAuthorizingService(service_.get());
     ASSERT_TRUE(api_->CreateWorkspace(TestOp(), "acme").ok());
     ASSERT_TRUE(api_->CreateWorkspace(TestOp(), "globex").ok());

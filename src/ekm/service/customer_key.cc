@@ -164,8 +164,6 @@ Status EkmServiceImpl::StoreKey(KeyUpdate& u) {
 StatusOr<CustomerKeyInfo> EkmServiceImpl::ShowCustomerKey(const CallContext& /*ctx*/,
                                                           std::string_view workspace,
                                                           std::string_view environment) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek,
                        store_->GetEnvironmentKey(env.id, env.current_ek_version));
@@ -397,8 +395,6 @@ std::string EkmServiceImpl::RepackStartedNote(const EnvironmentRecord& env) {
 StatusOr<KeyPolicyAdvice> EkmServiceImpl::KeyPolicy(const CallContext& /*ctx*/,
                                                     std::string_view workspace,
                                                     std::string_view environment) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_RETURN_IF_ERROR(StoredEnvironment(workspace, environment).status());
   EKM_ASSIGN_OR_RETURN(std::string principal, PlatformPrincipalArn());
   KeyPolicyStatementOptions o;

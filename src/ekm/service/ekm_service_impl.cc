@@ -9,6 +9,8 @@ EkmServiceImpl::~EkmServiceImpl() {
 
 StatusOr<EnvironmentRecord> EkmServiceImpl::StoredEnvironment(std::string_view workspace,
                                                               std::string_view environment) {
+  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
+  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   auto env = store_->GetEnvironment(workspace, environment);
   if (env.ok()) EKM_RETURN_IF_ERROR(RefuseIfShredded(*env, /*cached=*/false));
   if (env.ok() || env.status().code() != StatusCode::kNotFound) return env;

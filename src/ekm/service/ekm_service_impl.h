@@ -234,7 +234,8 @@ class EkmServiceImpl : public EkmService {
     std::chrono::steady_clock::time_point valid_until{};
   };
   // Shared by the capabilities (ekm_service_impl.cc).
-  // The environment as stored now (not the cached record), with a clear NotFound.
+  // The environment as stored now (not the cached record): its names checked first (a 400), then
+  // a clear NotFound.
   StatusOr<EnvironmentRecord> StoredEnvironment(std::string_view workspace,
                                                 std::string_view environment);
   // A provider's refusal during "Update key" is about the customer's key, not about the API

@@ -67,8 +67,6 @@ Status CheckSettingsChange(const EnvironmentSettings& set, const std::vector<std
 StatusOr<EnvironmentSettings> EkmServiceImpl::GetEnvironmentSettings(const CallContext& /*ctx*/,
                                                                      std::string_view workspace,
                                                                      std::string_view environment) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   EKM_ASSIGN_OR_RETURN(auto stored, store_->GetEnvironmentSettings(env.id));
   return SettingsFromMap(stored);
@@ -77,8 +75,6 @@ StatusOr<EnvironmentSettings> EkmServiceImpl::GetEnvironmentSettings(const CallC
 StatusOr<EnvironmentSettings> EkmServiceImpl::UpdateEnvironmentSettings(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const EnvironmentSettings& set, const std::vector<std::string>& reset) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   // Check everything before changing anything.
   EKM_RETURN_IF_ERROR(CheckSettingsChange(set, reset));
@@ -112,8 +108,6 @@ StatusOr<EnvironmentSettings> EkmServiceImpl::UpdateEnvironmentSettings(
 StatusOr<EnvironmentKeyStatus> EkmServiceImpl::KeyStatus(const CallContext& /*ctx*/,
                                                          std::string_view workspace,
                                                          std::string_view environment) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek,
                        store_->GetEnvironmentKey(env.id, env.current_ek_version));

@@ -4,13 +4,11 @@
 
 #include <thread>
 
-#include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/service/ekm_service.h"
-#include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/fake_key_provider.h"
-#include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 #include "ekm/testing/test_caller.h"
+#include "ekm/testing/test_service.h"
 
 namespace ekm {
 namespace {
@@ -20,26 +18,16 @@ using testing::FakeKeyProvider;
 class InjectedServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string root = dir_.path() + "/root.key";
-    ASSERT_TRUE(PlatformKeyProvider::CreateRootKeyFile(root).ok());
-    auto platform = PlatformKeyProvider::Open(root);
-    ASSERT_TRUE(platform.ok());
     auto fake = FakeKeyProvider::Create("fake-kms", dir_.path() + "/fake.key");
     cmk_ = fake.get();
-    auto providers = std::make_unique<ProviderRegistry>();
-    providers->Register(std::move(*platform));
-    providers->Register(std::move(fake));
-    auto store = OpenSqliteStore(dir_.path() + "/ekm.db", testing::TestStoreBinding());
-    ASSERT_TRUE(store.ok()) << store.status().ToString();
-    const std::string signing = dir_.path() + "/audit-signing.key";
-    ASSERT_TRUE(AuditSigner::CreateKeyFile(signing).ok());
-    auto signer = AuditSigner::Load(signing);
-    ASSERT_TRUE(signer.ok());
+    std::vector<std::unique_ptr<KeyProvider>> extra;
+    extra.push_back(std::move(fake));
     EkmOptions options;
     options.clock = &clock_;
     options.key_cache_ttl = std::chrono::seconds(300);
-    options.aws.enabled = false;
-    svc_ = NewEkmService(options, std::move(*store), std::move(providers), std::move(*signer));
+    auto svc = testing::NewTestService(dir_.path(), options, std::move(extra));
+    ASSERT_TRUE(svc.ok()) << svc.status().ToString();
+    svc_ = std::move(*svc);
     ASSERT_TRUE(svc_->CreateWorkspace(TestOp(), "acme").ok());
     ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "prod").ok());
   }

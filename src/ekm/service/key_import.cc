@@ -10,8 +10,6 @@ namespace ekm {
 StatusOr<KeyImportParameters> EkmServiceImpl::CreateKeyImportParameters(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     std::chrono::seconds expires_in) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   EKM_ASSIGN_OR_RETURN(KeyProvider * platform, providers_->Get(kPlatformProviderName));
   EKM_ASSIGN_OR_RETURN(
@@ -35,8 +33,6 @@ StatusOr<KeyValidation> EkmServiceImpl::ImportKeyMaterial(
     ByteView wrapped_material, std::string_view import_token, const KeyChangeOptions& change) {
   // A replacement by import follows the rules of `ekm key set` (once per period, emergency).
   EKM_RETURN_IF_ERROR(CheckKeyChangeOptions(change));
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   EKM_ASSIGN_OR_RETURN(KeyProvider * platform, providers_->Get(kPlatformProviderName));
   const int64_t now = ToUnixSeconds(options_.clock->Now());
@@ -73,8 +69,6 @@ StatusOr<KeyMaterialDeletion> EkmServiceImpl::DeleteKeyMaterial(const CallContex
                                                                 std::string_view workspace,
                                                                 std::string_view environment,
                                                                 std::string_view key_id) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord current,
                        store_->GetEnvironmentKey(env.id, env.current_ek_version));

@@ -5,8 +5,6 @@ namespace ekm {
 StatusOr<RepackStatus> EkmServiceImpl::GetRepackStatus(const CallContext& /*ctx*/,
                                                        std::string_view workspace,
                                                        std::string_view environment) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   EKM_ASSIGN_OR_RETURN(std::vector<Store::EkInventoryRow> inv,
                        store_->EnvironmentKeyInventory(env.id));
@@ -48,8 +46,6 @@ StatusOr<RepackStatus> EkmServiceImpl::GetRepackStatus(const CallContext& /*ctx*
 StatusOr<RepackStatus> EkmServiceImpl::RunRepack(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::function<void(const RepackStatus&)>& progress) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   Repacker::ProgressFn on_batch;
   if (progress) {

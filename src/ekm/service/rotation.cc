@@ -7,8 +7,6 @@ namespace ekm {
 StatusOr<RotationResult> EkmServiceImpl::RotateEnvironmentKey(const CallContext& ctx,
                                                               std::string_view workspace,
                                                               std::string_view environment) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   return RotateEk(ctx, env);
 }

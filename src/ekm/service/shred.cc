@@ -9,8 +9,6 @@ namespace ekm {
 StatusOr<ShredConfirmation> EkmServiceImpl::RequestShred(const CallContext& ctx,
                                                          std::string_view workspace,
                                                          std::string_view environment) {
-  EKM_RETURN_IF_ERROR(ValidateName("workspace", workspace));
-  EKM_RETURN_IF_ERROR(ValidateName("environment", environment));
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
   std::array<uint8_t, 24> raw;
   EKM_RETURN_IF_ERROR(RandomBytes(raw));
