@@ -110,7 +110,7 @@ struct SettingsPatchBody {
 StatusOr<SettingsPatchBody> DecodeSettingsPatchBody(std::string_view body);
 
 // POST /v1/tokens. Unknown fields are refused: a misspelt "environments" must not silently
-// mint a token for every environment. `requested_by` is left for the router.
+// mint a token for every environment.
 StatusOr<ApiTokenRequest> DecodeCreateTokenBody(std::string_view body);
 
 // {"scope"?, "bytes"?, "plaintext"?}: POST …/generate-data-key; the body is optional.

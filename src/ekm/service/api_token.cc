@@ -2,6 +2,16 @@
 
 namespace ekm {
 
+namespace {
+
+// The caller's role, which token rules and events name; none for the local operator.
+std::optional<auth::Role> RoleOf(const CallContext& ctx) {
+  if (ctx.caller.local_operator) return std::nullopt;
+  return ctx.caller.role;
+}
+
+}  // namespace
+
 StatusOr<NewApiToken> EkmServiceImpl::CreateApiToken(const CallContext& ctx,
                                                      const ApiTokenRequest& req) {
   EKM_ASSIGN_OR_RETURN(auth::Role role, auth::ParseRole(req.role));
@@ -35,7 +45,7 @@ StatusOr<NewApiToken> EkmServiceImpl::CreateApiToken(const CallContext& ctx,
   }
   const int64_t now = ToUnixSeconds(options_.clock->Now());
   return StoreNewToken(ctx, role, req.workspace, req.environments, req.description, now,
-                       now + lifetime.count(), std::nullopt, req.requested_by);
+                       now + lifetime.count(), std::nullopt, RoleOf(ctx));
 }
 
 StatusOr<std::vector<ApiTokenInfo>> EkmServiceImpl::ListApiTokens(
@@ -54,8 +64,7 @@ StatusOr<ApiTokenInfo> EkmServiceImpl::GetApiToken(const CallContext& /*ctx*/,
   return TokenInfo(r);
 }
 
-StatusOr<ApiTokenInfo> EkmServiceImpl::RevokeApiToken(const CallContext& ctx, std::string_view id,
-                                                      std::optional<auth::Role> requested_by) {
+StatusOr<ApiTokenInfo> EkmServiceImpl::RevokeApiToken(const CallContext& ctx, std::string_view id) {
   EKM_ASSIGN_OR_RETURN(Store::ApiTokenRecord r, StoredToken(id));
   const int64_t now = ToUnixSeconds(options_.clock->Now());
   EKM_RETURN_IF_ERROR(store_->RevokeApiToken(id, now));
@@ -66,7 +75,7 @@ StatusOr<ApiTokenInfo> EkmServiceImpl::RevokeApiToken(const CallContext& ctx, st
   if (r.revoked_at == 0) {
     r.revoked_at = now;
     RecordTokenEvent(ctx, r.workspace, event::kTokenRevoked, {{"token_id", r.id}, {"role", r.role}},
-                     "revoked_by_role", requested_by);
+                     "revoked_by_role", RoleOf(ctx));
   }
   return TokenInfo(r);
 }

@@ -18,6 +18,15 @@ std::string Text(const SecretBytes& s) {
   return std::string(r.begin(), r.end());
 }
 
+// A token's caller of `role` (what the router hands the service after authentication).
+CallContext Caller(auth::Role role) {
+  auth::Principal p;
+  p.token_id = "00000000000000c" + std::to_string(static_cast<int>(role));
+  p.role = role;
+  p.workspace = role == auth::Role::kAdmin ? "" : "acme";
+  return CallContext::Request(std::move(p), "req", "127.0.0.1");
+}
+
 class ApiTokenTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -169,27 +178,25 @@ TEST_F(ApiTokenTest, BootstrapAdminTokenOnceAndFromAFile) {
 // workspace's own audit chain (and, the admin's, in the platform chain), never the secret.
 TEST_F(ApiTokenTest, TheAdminCreatesAnOwnerOnlyForAWorkspaceWithoutAValidOne) {
   auto as_admin = [](std::string role, std::chrono::seconds expires_in = {}) {
-    ApiTokenRequest r{std::move(role), "acme", {}, "test", expires_in};
-    r.requested_by = auth::Role::kAdmin;
-    return r;
+    return ApiTokenRequest{std::move(role), "acme", {}, "test", expires_in};
   };
-  auto first = svc_->CreateApiToken(TestOp(), as_admin("owner", std::chrono::seconds(3600)));
+  const CallContext admin = Caller(auth::Role::kAdmin), owner = Caller(auth::Role::kOwner);
+  auto first = svc_->CreateApiToken(admin, as_admin("owner", std::chrono::seconds(3600)));
   ASSERT_TRUE(first.ok()) << first.status().ToString();
-  auto second = svc_->CreateApiToken(TestOp(), as_admin("owner"));
+  auto second = svc_->CreateApiToken(admin, as_admin("owner"));
   ASSERT_EQ(second.status().code(), StatusCode::kPermissionDenied);
   EXPECT_NE(second.status().message().find("has a valid owner token"), std::string::npos);
   EXPECT_NE(second.status().hint().find("ekm token create -w acme -r owner"), std::string::npos);
   // An owner creates a second owner; revoking the first leaves that one valid.
   ApiTokenRequest by_owner{"owner", "acme", {}, "second owner", {}};
-  by_owner.requested_by = auth::Role::kOwner;
-  auto owner2 = svc_->CreateApiToken(TestOp(), by_owner);
+  auto owner2 = svc_->CreateApiToken(owner, by_owner);
   ASSERT_TRUE(owner2.ok()) << owner2.status().ToString();
-  ASSERT_TRUE(svc_->RevokeApiToken(TestOp(), first->info.id, auth::Role::kOwner).ok());
-  EXPECT_EQ(svc_->CreateApiToken(TestOp(), as_admin("owner")).status().code(),
+  ASSERT_TRUE(svc_->RevokeApiToken(owner, first->info.id).ok());
+  EXPECT_EQ(svc_->CreateApiToken(admin, as_admin("owner")).status().code(),
             StatusCode::kPermissionDenied);
   // Every owner token revoked or expired: the admin may create one, a recovery.
-  ASSERT_TRUE(svc_->RevokeApiToken(TestOp(), owner2->info.id, auth::Role::kOwner).ok());
-  auto recovered = svc_->CreateApiToken(TestOp(), as_admin("owner"));
+  ASSERT_TRUE(svc_->RevokeApiToken(owner, owner2->info.id).ok());
+  auto recovered = svc_->CreateApiToken(admin, as_admin("owner"));
   ASSERT_TRUE(recovered.ok()) << recovered.status().ToString();
   EXPECT_TRUE(svc_->Authenticate(Text(recovered->token), "r", "").ok());
 
@@ -222,12 +229,12 @@ TEST_F(ApiTokenTest, TheAdminCreatesAnOwnerOnlyForAWorkspaceWithoutAValidOne) {
 
 TEST_F(ApiTokenTest, AnExpiredOwnerTokenLetsTheAdminRecoverTheWorkspace) {
   ApiTokenRequest r{"owner", "acme", {}, "", std::chrono::seconds(600)};
-  r.requested_by = auth::Role::kAdmin;
-  ASSERT_TRUE(svc_->CreateApiToken(TestOp(), r).ok());
+  const CallContext admin = Caller(auth::Role::kAdmin);
+  ASSERT_TRUE(svc_->CreateApiToken(admin, r).ok());
   clock_.Advance(std::chrono::seconds(599));
-  EXPECT_EQ(svc_->CreateApiToken(TestOp(), r).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(svc_->CreateApiToken(admin, r).status().code(), StatusCode::kPermissionDenied);
   clock_.Advance(std::chrono::seconds(1));
-  EXPECT_TRUE(svc_->CreateApiToken(TestOp(), r).ok());
+  EXPECT_TRUE(svc_->CreateApiToken(admin, r).ok());
   // The operator in local mode (no role) is not bound by it.
   EXPECT_TRUE(svc_->CreateApiToken(TestOp(), ApiTokenRequest{"owner", "acme", {}, "", {}}).ok());
 }

@@ -341,7 +341,6 @@ class AuthorizingService final : public EkmService {
     EKM_RETURN_IF_ERROR(Check(ctx, RouteId::kCreateToken, req.workspace, "",
                               auth::AuthorizeTokenAdministration(p, auth::TokenAction::kCreate,
                                                                  req.workspace, req.role)));
-    req.requested_by = p.local_operator ? std::nullopt : std::optional<auth::Role>(p.role);
     auto made = inner_->CreateApiToken(ctx, req);
     // The admin asking for the owner of a workspace that has one is refused there.
     if (made.status().code() == StatusCode::kPermissionDenied) {
@@ -373,15 +372,12 @@ class AuthorizingService final : public EkmService {
     return found;
   }
 
-  StatusOr<ApiTokenInfo> RevokeApiToken(const CallContext& ctx, std::string_view id,
-                                        std::optional<auth::Role> /*requested_by*/) override {
+  StatusOr<ApiTokenInfo> RevokeApiToken(const CallContext& ctx, std::string_view id) override {
     EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kRevokeToken, "", ""));
     auto found = inner_->GetApiToken(ctx, id);
     EKM_RETURN_IF_ERROR(
         AllowTokenById(ctx, RouteId::kRevokeToken, auth::TokenAction::kRevoke, found));
-    return inner_->RevokeApiToken(
-        ctx, id,
-        ctx.caller.local_operator ? std::nullopt : std::optional<auth::Role>(ctx.caller.role));
+    return inner_->RevokeApiToken(ctx, id);
   }
 
  private:

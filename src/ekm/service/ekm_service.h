@@ -358,10 +358,6 @@ struct ApiTokenRequest {
   std::vector<std::string> environments;  // existing environments of the workspace
   std::string description;
   std::chrono::seconds expires_in{0};  // 0: kDefaultApiTokenLifetime; at most the maximum
-  // The caller's role (ekmd); nullopt: the platform operator on the data directory. An admin
-  // may create an owner token only while the workspace has no valid one (its first owner, or a
-  // recovery); who may create what else is auth::AuthorizeTokenAdministration's.
-  std::optional<auth::Role> requested_by{};
 };
 
 struct NewApiToken {
@@ -554,20 +550,19 @@ class EkmService {
                                                                const EventQuery& query) = 0;
 
   // API tokens. Create records token.created, revoke token.revoked, as the caller (ctx.actor), in
-  // the token's workspace's audit chain ("" for admin tokens) with the caller's role, and when the
-  // admin did it in the platform chain too. An admin's owner token for a workspace that has a
-  // valid owner token is PermissionDenied (checked and stored atomically); one for a workspace
-  // whose owner tokens all expired or were revoked is recorded as a recovery.
+  // the token's workspace's audit chain ("" for admin tokens) with the caller's role
+  // (ctx.caller's; "operator" for the local operator), and when the admin did it in the platform
+  // chain too. Who may create or revoke what is the authorizing service's (authorizing_service.h).
+  // An admin's owner token for a workspace that has a valid owner token is PermissionDenied
+  // (checked and stored atomically); one for a workspace whose owner tokens all expired or were
+  // revoked is recorded as a recovery.
   virtual StatusOr<NewApiToken> CreateApiToken(const CallContext& ctx,
                                                const ApiTokenRequest& request) = 0;
   // Every token (nullopt) or those of one workspace; never a secret.
   virtual StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(
       const CallContext& ctx, std::optional<std::string> workspace) = 0;
   virtual StatusOr<ApiTokenInfo> GetApiToken(const CallContext& ctx, std::string_view id) = 0;
-  // `requested_by`: the caller's role (ekmd), as in ApiTokenRequest.
-  virtual StatusOr<ApiTokenInfo> RevokeApiToken(
-      const CallContext& ctx, std::string_view id,
-      std::optional<auth::Role> requested_by = std::nullopt) = 0;
+  virtual StatusOr<ApiTokenInfo> RevokeApiToken(const CallContext& ctx, std::string_view id) = 0;
   // The caller of a request, from its bearer token text (may be empty: no token). Unauthenticated
   // when missing, malformed, unknown, wrong secret (one message for these two), revoked or
   // expired; each failure is recorded as token.auth_failed with the reason, `route`,

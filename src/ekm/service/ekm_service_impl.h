@@ -165,8 +165,7 @@ class EkmServiceImpl : public EkmService {
   StatusOr<std::vector<ApiTokenInfo>> ListApiTokens(const CallContext& ctx,
                                                     std::optional<std::string> workspace) override;
   StatusOr<ApiTokenInfo> GetApiToken(const CallContext& ctx, std::string_view id) override;
-  StatusOr<ApiTokenInfo> RevokeApiToken(const CallContext& ctx, std::string_view id,
-                                        std::optional<auth::Role> requested_by) override;
+  StatusOr<ApiTokenInfo> RevokeApiToken(const CallContext& ctx, std::string_view id) override;
   StatusOr<auth::Principal> Authenticate(std::string_view text, std::string_view route,
                                          std::string_view remote) override;
   void RecordPermissionDenied(const auth::Principal& p, std::string_view route,
