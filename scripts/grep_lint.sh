@@ -36,8 +36,8 @@ ban 'a quoted include not spelt "ekm/<folder>/<file>"' \
 # libraries of lower layers (or of its own folder: ekm_provider_aws links ekm_provider), no cycle.
 layers=$(python3 - <<'PY'
 import glob, os, re
-LAYERS = [["base", "metrics"], ["crypto", "audit", "auth"], ["envelope", "store", "api"],
-          ["policy", "provider", "events"], ["keys"], ["repack"], ["service"],
+LAYERS = [["base", "metrics"], ["crypto", "audit", "auth"], ["envelope", "store"],
+          ["policy", "provider", "events"], ["keys", "api"], ["repack"], ["service"],
           ["client", "server"], ["cli"]]
 rank = {f: i for i, layer in enumerate(LAYERS) for f in layer}
 root = "src/ekm"

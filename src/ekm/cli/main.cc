@@ -20,22 +20,22 @@
 #include <string>
 #include <thread>
 
+#include "ekm/api/key_json.h"
+#include "ekm/api/key_material_json.h"
+#include "ekm/api/key_status_json.h"
+#include "ekm/api/lifecycle_json.h"
+#include "ekm/api/repack_json.h"
 #include "ekm/audit/audit_log.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
 #include "ekm/base/file_reader.h"
-#include "ekm/cli/backend.h"
+#include "ekm/cli/connection.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/policy/key_policy_statement.h"
 #include "ekm/provider/aws/aws_kms_key_provider.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/service/ekm_service.h"
-#include "ekm/service/key_json.h"
-#include "ekm/service/key_material_json.h"
-#include "ekm/service/key_status_json.h"
-#include "ekm/service/lifecycle_json.h"
-#include "ekm/service/repack_json.h"
 
 namespace ekm::cli {
 namespace {
@@ -119,8 +119,8 @@ class StdinInput {
   StdinInput(const StdinInput&) = delete;
   StdinInput& operator=(const StdinInput&) = delete;
 
-  Source source() {
-    Source s{&ReadStdin, std::nullopt, nullptr};
+  StreamSource source() {
+    StreamSource s{&ReadStdin, std::nullopt, nullptr};
     if (map_ != nullptr) {
       s.mapped = data_;
       s.release = [this](size_t used) { Release(used); };
@@ -136,7 +136,7 @@ class StdinInput {
   ByteView data_;
 };
 
-Sink StdoutSink() {
+StreamSink StdoutSink() {
   return [](ByteView data) -> Status {
     size_t off = 0;
     while (off < data.size()) {
@@ -160,7 +160,7 @@ CallContext LocalOperator() {
                                (pw && pw->pw_name ? pw->pw_name : std::to_string(::getuid())));
 }
 
-StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
+StatusOr<std::unique_ptr<Connection>> Connect(const GlobalFlags& g) {
   if (!g.server.empty()) {
     // Every API route but /healthz needs a token: say so before sending anything.
     if (g.token.empty()) {
@@ -168,7 +168,7 @@ StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
                                   "pass --token or EKM_TOKEN (`ekm token create` mints one; the "
                                   "first admin token is in <data-dir>/bootstrap-admin-token)");
     }
-    return NewRemoteBackend(g.server, g.token, g.tls);
+    return Connection::Remote(g.server, g.token, g.tls);
   }
   EkmOptions o;
   o.data_dir = g.data_dir.empty() ? kDefaultDataDir : g.data_dir;
@@ -178,7 +178,7 @@ StatusOr<std::unique_ptr<Backend>> OpenBackend(const GlobalFlags& g) {
   // A CLI process lives for one command: lease nonces in small blocks so that short runs do
   // not use up a data key's message budget.
   o.nonce_lease_size = 16;
-  return NewLocalBackend(o, LocalOperator());
+  return Connection::Local(o, LocalOperator());
 }
 
 // `now` (unix seconds) tells an expired token's state.
@@ -436,10 +436,15 @@ void PrintRepackStatus(const RepackStatus& s, bool tty) {
 }
 
 // Local mode: runs the repack to completion, progress on stderr (a bar on a terminal).
-Status RunRepackInForeground(Backend& b, const std::string& ws, const std::string& env) {
+Status RunRepackInForeground(Connection& b, const std::string& ws, const std::string& env) {
+  if (b.local_service() == nullptr) {
+    return FailedPreconditionError(
+        "ekmd runs repacks by itself, in the background",
+        "follow it with `ekm repack status --workspace W --environment E --watch`");
+  }
   const bool tty = ::isatty(STDERR_FILENO) != 0;
   auto last = std::chrono::steady_clock::now() - std::chrono::seconds(10);
-  auto st = b.RunRepack(ws, env, [&](const RepackStatus& s) {
+  auto st = b.local_service()->RunRepack(b.ctx(), ws, env, [&](const RepackStatus& s) {
     auto now = std::chrono::steady_clock::now();
     if (s.state != "finished" && now - last < std::chrono::milliseconds(tty ? 200 : 5000)) return;
     last = now;
@@ -449,7 +454,7 @@ Status RunRepackInForeground(Backend& b, const std::string& ws, const std::strin
   // Only an interrupted repack can be resumed; a wrong name or a refusal is said as it is.
   const bool resumable = st.ok() || st.status().code() == StatusCode::kUnavailable ||
                          st.status().code() == StatusCode::kDeadlineExceeded;
-  if (!st.ok() && (!b.RunsRepacksLocally() || !resumable)) return st.status();
+  if (!st.ok() && (!(b.local_service() != nullptr) || !resumable)) return st.status();
   if (!st.ok()) {
     return st.status().WithHint(st.status().hint() + (st.status().hint().empty() ? "" : "; ") +
                                 "`ekm repack run --workspace " + ws + " --environment " + env +
@@ -468,10 +473,10 @@ Status RunRepackInForeground(Backend& b, const std::string& ws, const std::strin
 }
 
 // After `ekm key set` changed the CMK: local mode repacks now; server mode says where to look.
-Status AfterKeyChange(Backend& b, const std::string& ws, const std::string& env) {
-  EKM_ASSIGN_OR_RETURN(RepackStatus st, b.GetRepackStatus(ws, env));
+Status AfterKeyChange(Connection& b, const std::string& ws, const std::string& env) {
+  EKM_ASSIGN_OR_RETURN(RepackStatus st, b.api().GetRepackStatus(b.ctx(), ws, env));
   if (st.state == "none" || st.state == "finished") return Status::Ok();
-  if (!b.RunsRepacksLocally()) {
+  if (!(b.local_service() != nullptr)) {
     std::fprintf(stderr,
                  "ekmd repacks %llu data keys in the background: `ekm repack status --workspace "
                  "%s --environment %s --watch`\n",
@@ -686,7 +691,7 @@ int Run(int argc, char** argv) {
     }
     GlobalFlags chosen = g;
     if (data_dir_flag) chosen.server.clear();
-    auto backend = OpenBackend(chosen);
+    auto backend = Connect(chosen);
     if (!backend.ok()) {
       rc = Fail(backend.status());
       return;
@@ -767,16 +772,16 @@ int Run(int argc, char** argv) {
   auto* ws_create = ws->add_subcommand("create", "Create a workspace");
   ws_create->add_option("NAME", ws_name, "Workspace name: 1-64 of a-z 0-9 - _ .")->required();
   ws_create->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(WorkspaceInfo w, b.CreateWorkspace(ws_name));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(WorkspaceInfo w, b.api().CreateWorkspace(b.ctx(), ws_name));
       std::printf("created workspace %s\n", w.name.c_str());
       return Status::Ok();
     });
   });
   auto* ws_list = ws->add_subcommand("list", "List workspaces");
   ws_list->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(std::vector<WorkspaceInfo> list, b.ListWorkspaces());
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::vector<WorkspaceInfo> list, b.api().ListWorkspaces(b.ctx()));
       PrintWorkspaces(list, g.json);
       return Status::Ok();
     });
@@ -792,8 +797,8 @@ int Run(int argc, char** argv) {
   env_create->add_option("WORKSPACE", env_ws, "Workspace name")->required();
   env_create->add_option("NAME", env_name, "Environment name: 1-64 of a-z 0-9 - _ .")->required();
   env_create->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(EnvironmentInfo e, b.CreateEnvironment(env_ws, env_name));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(EnvironmentInfo e, b.api().CreateEnvironment(b.ctx(), env_ws, env_name));
       std::printf("created environment %s/%s (CMK %s:%s, environment key v%u)\n",
                   e.workspace.c_str(), e.name.c_str(), e.cmk_provider.c_str(), e.cmk_key_id.c_str(),
                   e.ek_version);
@@ -803,8 +808,9 @@ int Run(int argc, char** argv) {
   auto* env_list = env->add_subcommand("list", "List the environments of a workspace");
   env_list->add_option("WORKSPACE", env_ws, "Workspace name")->required();
   env_list->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(std::vector<EnvironmentInfo> list, b.ListEnvironments(env_ws));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::vector<EnvironmentInfo> list,
+                           b.api().ListEnvironments(b.ctx(), env_ws));
       PrintEnvironments(env_ws, list, g.json);
       return Status::Ok();
     });
@@ -827,9 +833,10 @@ int Run(int argc, char** argv) {
                                   "redirect standard output to a file or pipe, or use --text"));
       return;
     }
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       StdinInput input;
-      return b.EncryptStream(d_ws, d_env, d_scope, text, input.source(), StdoutSink());
+      return b.api().EncryptStream(b.ctx(), d_ws, d_env, d_scope, text, input.source(),
+                                   StdoutSink());
     });
   });
   auto* dec = app.add_subcommand(
@@ -839,9 +846,9 @@ int Run(int argc, char** argv) {
   dec->add_option("--workspace,-w", d_ws, "Workspace the ciphertext belongs to")->required();
   dec->add_option("--environment,-e", d_env, "Environment the ciphertext belongs to")->required();
   dec->callback([&] {
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       StdinInput input;
-      return b.DecryptStream(d_ws, d_env, input.source(), StdoutSink());
+      return b.api().DecryptStream(b.ctx(), d_ws, d_env, input.source(), StdoutSink());
     });
   });
 
@@ -875,10 +882,11 @@ int Run(int argc, char** argv) {
                                      "prints the key policy statement to add first"));
       return;
     }
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       std::string provider(k_platform ? kPlatformProviderName : kAwsKmsProviderName);
       std::string id = k_platform ? std::string(kPlatformRootKeyId) : k_arn;
-      EKM_ASSIGN_OR_RETURN(KeyValidation v, b.SetCustomerKey(k_ws, k_env, provider, id, k_change));
+      EKM_ASSIGN_OR_RETURN(KeyValidation v,
+                           b.api().SetCustomerKey(b.ctx(), k_ws, k_env, provider, id, k_change));
       if (g.json) {
         std::cout << JsonText(KeyValidationToJson(v), 2) << "\n";
         return AfterKeyChange(b, k_ws, k_env);
@@ -896,8 +904,8 @@ int Run(int argc, char** argv) {
       "the last validation and its result");
   add_env_options(key_show);
   key_show->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(CustomerKeyInfo info, b.ShowCustomerKey(k_ws, k_env));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(CustomerKeyInfo info, b.api().ShowCustomerKey(b.ctx(), k_ws, k_env));
       if (g.json) {
         std::cout << JsonText(CustomerKeyInfoToJson(info), 2) << "\n";
         return Status::Ok();
@@ -913,8 +921,8 @@ int Run(int argc, char** argv) {
   add_env_options(key_policy);
   key_policy->add_flag("--example", k_example, "Print a complete key policy for a new key instead");
   key_policy->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(KeyPolicyAdvice a, b.KeyPolicy(k_ws, k_env));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(KeyPolicyAdvice a, b.api().KeyPolicy(b.ctx(), k_ws, k_env));
       if (g.json) {
         std::cout << JsonText(KeyPolicyAdviceToJson(a), 2) << "\n";
         return Status::Ok();
@@ -958,8 +966,8 @@ int Run(int argc, char** argv) {
       rc = Fail(text.status());
       return;
     }
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(std::string report, b.CheckKeyPolicy(p_ws, *text));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::string report, b.api().CheckKeyPolicy(b.ctx(), p_ws, *text));
       nlohmann::json j = nlohmann::json::parse(report, nullptr, false);
       if (g.json || !j.is_object()) {
         std::cout << (j.is_discarded() ? report : JsonText(j, 2)) << "\n";
@@ -984,8 +992,8 @@ int Run(int argc, char** argv) {
   env_status->add_option("--workspace,-w", st_ws, "Workspace name")->required();
   env_status->add_option("--environment,-e", st_env, "Environment name")->required();
   env_status->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(EnvironmentKeyStatus s, b.KeyStatus(st_ws, st_env));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(EnvironmentKeyStatus s, b.api().KeyStatus(b.ctx(), st_ws, st_env));
       if (g.json) {
         std::cout << JsonText(EnvironmentKeyStatusToJson(s), 2) << "\n";
       } else {
@@ -1003,8 +1011,8 @@ int Run(int argc, char** argv) {
       "refused, unavailable, error) and the TTL. In server mode these are ekmd's counters; in "
       "local mode each command starts with an empty cache, so they describe this command only");
   cache_stats->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(KeyCacheStats s, b.KeyCacheStatistics());
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(KeyCacheStats s, b.api().KeyCacheStatistics(b.ctx()));
       if (g.json) {
         std::cout << JsonText(KeyCacheStatsToJson(s), 2) << "\n";
       } else {
@@ -1038,10 +1046,10 @@ int Run(int argc, char** argv) {
                           "Follow the progress until the repack finishes (a progress bar on a "
                           "terminal, a line every few seconds otherwise)");
   repack_status->callback([&] {
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       const bool tty = ::isatty(STDOUT_FILENO) != 0;
       for (;;) {
-        EKM_ASSIGN_OR_RETURN(RepackStatus st, b.GetRepackStatus(r_ws, r_env));
+        EKM_ASSIGN_OR_RETURN(RepackStatus st, b.api().GetRepackStatus(b.ctx(), r_ws, r_env));
         const bool over = st.state == "none" || st.state == "finished";
         if (g.json) {
           std::cout << (r_watch ? RepackStatusToJson(st).dump()
@@ -1066,10 +1074,10 @@ int Run(int argc, char** argv) {
   repack_run->add_option("--workspace,-w", r_ws, "Workspace name")->required();
   repack_run->add_option("--environment,-e", r_env, "Environment name")->required();
   repack_run->callback([&] {
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       EKM_RETURN_IF_ERROR(RunRepackInForeground(b, r_ws, r_env));
       if (g.json) {
-        EKM_ASSIGN_OR_RETURN(RepackStatus st, b.GetRepackStatus(r_ws, r_env));
+        EKM_ASSIGN_OR_RETURN(RepackStatus st, b.api().GetRepackStatus(b.ctx(), r_ws, r_env));
         std::cout << JsonText(RepackStatusToJson(st), 2) << "\n";
       }
       return Status::Ok();
@@ -1114,10 +1122,10 @@ int Run(int argc, char** argv) {
         return;
       }
     }
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(
-          KeyImportParameters p,
-          b.CreateKeyImportParameters(im_ws, im_env, std::chrono::seconds(*expires)));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(KeyImportParameters p,
+                           b.api().CreateKeyImportParameters(b.ctx(), im_ws, im_env,
+                                                             std::chrono::seconds(*expires)));
       if (::mkdir(im_out.c_str(), 0755) != 0 && errno != EEXIST) {
         return FailedPreconditionError(
             "cannot create directory " + im_out + ": " + std::strerror(errno),
@@ -1188,8 +1196,9 @@ int Run(int argc, char** argv) {
       rc = Fail(token.status());
       return;
     }
-    with_backend([&](Backend& b) -> Status {
-      auto v = b.ImportKeyMaterial(im_ws, im_env, *material, AsChars(*token), im_change);
+    with_backend([&](Connection& b) -> Status {
+      auto v =
+          b.api().ImportKeyMaterial(b.ctx(), im_ws, im_env, *material, AsChars(*token), im_change);
       OPENSSL_cleanse(token->data(), token->size());
       if (!v.ok()) return v.status();
       if (g.json) {
@@ -1224,8 +1233,9 @@ int Run(int argc, char** argv) {
           "pass --confirm " + im_env + " to delete its key material"));
       return;
     }
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(KeyMaterialDeletion d, b.DeleteKeyMaterial(im_ws, im_env, im_key_id));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(KeyMaterialDeletion d,
+                           b.api().DeleteKeyMaterial(b.ctx(), im_ws, im_env, im_key_id));
       if (g.json) {
         std::cout << JsonText(KeyMaterialDeletionToJson(d), 2) << "\n";
         return Status::Ok();
@@ -1274,9 +1284,9 @@ int Run(int argc, char** argv) {
       rc = Fail(InvalidArgumentError("--workspace and --environment are both required"));
       return;
     }
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       if (r_due) {
-        EKM_ASSIGN_OR_RETURN(ScheduledRotationReport rep, b.RunScheduledRotations());
+        EKM_ASSIGN_OR_RETURN(ScheduledRotationReport rep, b.api().RunScheduledRotations(b.ctx()));
         PrintRotations(rep.rotated, g.json);
         for (const auto& f : rep.failures) std::fprintf(stderr, "ekm: failed: %s\n", f.c_str());
         if (!rep.failures.empty()) rc = kExitFailure;
@@ -1284,11 +1294,12 @@ int Run(int argc, char** argv) {
       }
       if (r_all || !r_scopes.empty()) {
         EKM_ASSIGN_OR_RETURN(std::vector<RotationResult> list,
-                             b.RotateDataKeys(rot_ws, rot_env, r_scopes, r_all));
+                             b.api().RotateDataKeys(b.ctx(), rot_ws, rot_env, r_scopes, r_all));
         PrintRotations(list, g.json);
         return Status::Ok();
       }
-      EKM_ASSIGN_OR_RETURN(RotationResult r, b.RotateEnvironmentKey(rot_ws, rot_env));
+      EKM_ASSIGN_OR_RETURN(RotationResult r,
+                           b.api().RotateEnvironmentKey(b.ctx(), rot_ws, rot_env));
       PrintRotations({r}, g.json);
       return Status::Ok();
     });
@@ -1310,10 +1321,10 @@ int Run(int argc, char** argv) {
                      "Where to write the new ciphertext (written whole, then "
                      "renamed into place) [default: standard output]");
   rewrap->callback([&] {
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       EKM_ASSIGN_OR_RETURN(Bytes in, ReadAllBytes(rw_in));
       Bytes out;
-      EKM_ASSIGN_OR_RETURN(RewrapResult r, b.Rewrap(rw_ws, rw_env, in, &out));
+      EKM_ASSIGN_OR_RETURN(RewrapResult r, b.api().Rewrap(b.ctx(), rw_ws, rw_env, in, &out));
       if ((rw_out.empty() || rw_out == "-") && ::isatty(STDOUT_FILENO) &&
           !(out.size() > 5 && out[0] == 'e' && out[1] == 'k' && out[2] == 'm')) {
         return FailedPreconditionError("refusing to write binary ciphertext to a terminal",
@@ -1348,8 +1359,8 @@ int Run(int argc, char** argv) {
           "pass --confirm " + sh_env + " --yes-destroy-all-data (or run it on a terminal)"));
       return;
     }
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(ShredConfirmation c, b.RequestShred(sh_ws, sh_env));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(ShredConfirmation c, b.api().RequestShred(b.ctx(), sh_ws, sh_env));
       std::string name = sh_confirm;
       if (interactive) {
         std::fprintf(stderr,
@@ -1364,7 +1375,8 @@ int Run(int argc, char** argv) {
           return FailedPreconditionError("not confirmed; nothing was destroyed");
         }
       }
-      EKM_ASSIGN_OR_RETURN(ShredResult r, b.ShredEnvironment(sh_ws, sh_env, c.token, name));
+      EKM_ASSIGN_OR_RETURN(ShredResult r,
+                           b.api().ShredEnvironment(b.ctx(), sh_ws, sh_env, c.token, name));
       if (g.json) {
         std::cout << JsonText(ShredResultToJson(r), 2) << "\n";
         return Status::Ok();
@@ -1440,9 +1452,9 @@ int Run(int argc, char** argv) {
       }
       reset.push_back(std::string(found->name));
     }
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       EKM_ASSIGN_OR_RETURN(EnvironmentSettings s,
-                           b.UpdateEnvironmentSettings(set_ws, set_env, set, reset));
+                           b.api().UpdateEnvironmentSettings(b.ctx(), set_ws, set_env, set, reset));
       PrintSettings(set_ws, set_env, s, g.json);
       return Status::Ok();
     });
@@ -1452,8 +1464,9 @@ int Run(int argc, char** argv) {
   env_show->add_option("--workspace,-w", set_ws, "Workspace name")->required();
   env_show->add_option("--environment,-e", set_env, "Environment name")->required();
   env_show->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(EnvironmentSettings s, b.GetEnvironmentSettings(set_ws, set_env));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(EnvironmentSettings s,
+                           b.api().GetEnvironmentSettings(b.ctx(), set_ws, set_env));
       PrintSettings(set_ws, set_env, s, g.json);
       return Status::Ok();
     });
@@ -1486,10 +1499,11 @@ int Run(int argc, char** argv) {
       rc = Fail(InvalidArgumentError("no key given", "pass --aws-kms-arn ARN, or --reset"));
       return;
     }
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(WorkspaceDefaultKey k,
-                           dk_reset ? b.ResetWorkspaceDefaultKey(dk_ws)
-                                    : b.SetWorkspaceDefaultKey(dk_ws, dk_provider, dk_arn));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(
+          WorkspaceDefaultKey k,
+          dk_reset ? b.api().ResetWorkspaceDefaultKey(b.ctx(), dk_ws)
+                   : b.api().SetWorkspaceDefaultKey(b.ctx(), dk_ws, dk_provider, dk_arn));
       if (g.json) {
         std::cout << JsonText(WorkspaceDefaultKeyToJson(k), 2) << "\n";
         return Status::Ok();
@@ -1504,8 +1518,8 @@ int Run(int argc, char** argv) {
   auto* ws_show = ws->add_subcommand("show", "Show a workspace's default CMK");
   ws_show->add_option("--workspace,-w", dk_ws, "Workspace name")->required();
   ws_show->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(WorkspaceDefaultKey k, b.GetWorkspaceDefaultKey(dk_ws));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(WorkspaceDefaultKey k, b.api().GetWorkspaceDefaultKey(b.ctx(), dk_ws));
       if (g.json) {
         std::cout << JsonText(WorkspaceDefaultKeyToJson(k), 2) << "\n";
         return Status::Ok();
@@ -1557,8 +1571,8 @@ int Run(int argc, char** argv) {
       }
       *field = *t;
     }
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventInfo> list, b.ListEvents(q));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventInfo> list, b.api().ListEvents(b.ctx(), q));
       if (g.json) {
         for (const auto& e : list) std::cout << JsonText(LifecycleEventInfoToJson(e)) << "\n";
         return Status::Ok();
@@ -1605,8 +1619,8 @@ int Run(int argc, char** argv) {
       }
       tk_req.expires_in = std::chrono::seconds(*d);
     }
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(NewApiToken t, b.CreateApiToken(tk_req));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(NewApiToken t, b.api().CreateApiToken(b.ctx(), tk_req));
       auto text = t.token.RevealForCrypto();
       std::string_view token_text(reinterpret_cast<const char*>(text.data()), text.size());
       if (g.json) {
@@ -1631,10 +1645,10 @@ int Run(int argc, char** argv) {
   tk_list->add_option("--workspace,-w", tk_ws, "Only this workspace's tokens")
       ->each([&](const std::string&) { tk_ws_given = true; });
   tk_list->callback([&] {
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       std::optional<std::string> filter;
       if (tk_ws_given) filter = tk_ws;
-      EKM_ASSIGN_OR_RETURN(std::vector<ApiTokenInfo> list, b.ListApiTokens(filter));
+      EKM_ASSIGN_OR_RETURN(std::vector<ApiTokenInfo> list, b.api().ListApiTokens(b.ctx(), filter));
       if (g.json) {
         nlohmann::json arr = nlohmann::json::array();
         for (const auto& t : list) arr.push_back(ApiTokenInfoJson(t, ToUnixSeconds(clock.Now())));
@@ -1666,8 +1680,8 @@ int Run(int argc, char** argv) {
                                           "within 5 s on the others)");
   tk_revoke->add_option("ID", tk_id, "The token's id (16 hex, from `ekm token list`)")->required();
   tk_revoke->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(ApiTokenInfo t, b.RevokeApiToken(tk_id));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(ApiTokenInfo t, b.api().RevokeApiToken(b.ctx(), tk_id));
       if (g.json) {
         std::cout << ApiTokenInfoJson(t, ToUnixSeconds(clock.Now())).dump(2) << "\n";
       } else {
@@ -1681,12 +1695,12 @@ int Run(int argc, char** argv) {
   std::string tk_show_id;
   tk_show->add_option("ID", tk_show_id, "The token's id (16 hex, from `ekm token list`)");
   tk_show->callback([&] {
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       std::optional<ApiTokenInfo> t;
       if (!tk_show_id.empty()) {
-        EKM_ASSIGN_OR_RETURN(t, b.GetApiToken(tk_show_id));
+        EKM_ASSIGN_OR_RETURN(t, b.api().GetApiToken(b.ctx(), tk_show_id));
       } else {
-        EKM_ASSIGN_OR_RETURN(t, b.WhoAmI());
+        EKM_ASSIGN_OR_RETURN(t, b.api().WhoAmI(b.ctx()));
       }
       if (!t) {
         if (g.json) {
@@ -1732,12 +1746,12 @@ int Run(int argc, char** argv) {
       rc = Fail(InvalidArgumentError("no key given", "pass --aws-kms-arn ARN (or --platform)"));
       return;
     }
-    with_backend([&](Backend& b) -> Status {
+    with_backend([&](Connection& b) -> Status {
       EKM_ASSIGN_OR_RETURN(
           KeyValidation v,
-          b.ValidateCustomerKey(k_ws, k_env,
-                                kv_platform ? kPlatformProviderName : kAwsKmsProviderName,
-                                kv_platform ? std::string(kPlatformRootKeyId) : kv_arn));
+          b.api().ValidateCustomerKey(b.ctx(), k_ws, k_env,
+                                      kv_platform ? kPlatformProviderName : kAwsKmsProviderName,
+                                      kv_platform ? std::string(kPlatformRootKeyId) : kv_arn));
       if (g.json) {
         std::cout << JsonText(KeyValidationToJson(v), 2) << "\n";
       } else {
@@ -1767,11 +1781,11 @@ int Run(int argc, char** argv) {
   gk_generate->add_flag("--with-plaintext", gk_plaintext,
                         "Also print the plaintext key (base64), on a second line");
   gk_generate->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(
-          GeneratedDataKey k,
-          b.GenerateDataKey(gk_ws, gk_env, gk_scope.empty() ? kDefaultScope : gk_scope, gk_bytes,
-                            gk_plaintext));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(GeneratedDataKey k,
+                           b.api().GenerateDataKey(b.ctx(), gk_ws, gk_env,
+                                                   gk_scope.empty() ? kDefaultScope : gk_scope,
+                                                   gk_bytes, gk_plaintext));
       std::string wrapped = EnvelopeToText(k.ciphertext);
       while (!wrapped.empty() && wrapped.back() == '\n') wrapped.pop_back();
       std::string plain = gk_plaintext ? Base64Encode(k.plaintext.RevealForCrypto()) : "";
@@ -1854,8 +1868,8 @@ int Run(int argc, char** argv) {
       }
       *field = *t;
     }
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> list, b.QueryAudit(q));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> list, b.api().QueryAudit(b.ctx(), q));
       if (g.json) {
         for (const auto& r : list) std::cout << JsonText(AuditRecordJson(r)) << "\n";
         return Status::Ok();
@@ -1887,8 +1901,8 @@ int Run(int argc, char** argv) {
       rc = Fail(c.status());
       return;
     }
-    with_backend([&](Backend& b) -> Status {
-      return b.ExportAudit(*c, [](const LifecycleEventRecord& r) {
+    with_backend([&](Connection& b) -> Status {
+      return b.api().ExportAudit(b.ctx(), *c, [](const LifecycleEventRecord& r) {
         std::cout << JsonText(AuditRecordExportJson(r)) << "\n";
         return std::cout ? Status::Ok() : FailedPreconditionError("cannot write the export");
       });
@@ -1908,8 +1922,8 @@ int Run(int argc, char** argv) {
       rc = Fail(c.status());
       return;
     }
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(AuditCheckpoint cp, b.CreateAuditCheckpoint(*c));
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(AuditCheckpoint cp, b.api().CreateAuditCheckpoint(b.ctx(), *c));
       std::string text = JsonText(AuditCheckpointJson(cp), 2) + "\n";
       if (!af->output.empty()) {
         EKM_RETURN_IF_ERROR(WriteFileWithMode(af->output, text, 0644, false));
@@ -1927,8 +1941,9 @@ int Run(int argc, char** argv) {
                             "Print the audit signing key's public half (PEM); keep it with your "
                             "checkpoints");
   a_pub->callback([&] {
-    with_backend([&](Backend& b) -> Status {
-      EKM_ASSIGN_OR_RETURN(std::string pem, b.AuditPublicKeyPem());
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(AuditPublicKeyInfo key, b.api().GetAuditPublicKey(b.ctx()));
+      const std::string& pem = key.public_key_pem;
       std::cout << pem;
       return Status::Ok();
     });
@@ -1946,7 +1961,7 @@ int Run(int argc, char** argv) {
   a_verify->add_option("--public-key,-k", af->public_key_file,
                        "The audit public key you kept (PEM); default: the one ekm publishes");
   a_verify->callback([&, af] {
-    auto run = [&](Backend* b) -> Status {
+    auto run = [&](Connection* b) -> Status {
       std::vector<LifecycleEventRecord> records;
       std::vector<AuditCheckpoint> checkpoints;
       std::string chain_name;
@@ -1970,12 +1985,13 @@ int Run(int argc, char** argv) {
         }
       } else {
         EKM_ASSIGN_OR_RETURN(chain_name, chain());
-        EKM_RETURN_IF_ERROR(b->ExportAudit(chain_name, [&](const LifecycleEventRecord& r) {
-          records.push_back(r);
-          return Status::Ok();
-        }));
+        EKM_RETURN_IF_ERROR(
+            b->api().ExportAudit(b->ctx(), chain_name, [&](const LifecycleEventRecord& r) {
+              records.push_back(r);
+              return Status::Ok();
+            }));
         // The checkpoints ekm stored; kept files below are the ones that cannot be rewritten.
-        EKM_ASSIGN_OR_RETURN(checkpoints, b->ListAuditCheckpoints(chain_name));
+        EKM_ASSIGN_OR_RETURN(checkpoints, b->api().ListAuditCheckpoints(b->ctx(), chain_name));
       }
       for (const std::string& f : af->checkpoint_files) {
         EKM_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(f, "checkpoint file"));
@@ -1989,8 +2005,8 @@ int Run(int argc, char** argv) {
                              ReadWholeFile(af->public_key_file, "public key file"));
         EKM_ASSIGN_OR_RETURN(key, AuditPublicKey::FromPem(pem));
       } else if (b) {
-        EKM_ASSIGN_OR_RETURN(std::string pem, b->AuditPublicKeyPem());
-        EKM_ASSIGN_OR_RETURN(key, AuditPublicKey::FromPem(pem));
+        EKM_ASSIGN_OR_RETURN(AuditPublicKeyInfo served, b->api().GetAuditPublicKey(b->ctx()));
+        EKM_ASSIGN_OR_RETURN(key, AuditPublicKey::FromPem(served.public_key_pem));
       } else if (!checkpoints.empty()) {
         return InvalidArgumentError("checkpoints given without the public key to check them",
                                     "pass --public-key FILE (from `ekm audit public-key`)");
@@ -2014,7 +2030,7 @@ int Run(int argc, char** argv) {
       if (!s.ok()) rc = Fail(s);
       return;
     }
-    with_backend([&](Backend& b) -> Status { return run(&b); });
+    with_backend([&](Connection& b) -> Status { return run(&b); });
   });
 
   // --json after the subcommand as well as before it (`ekm events -w acme --json`, as

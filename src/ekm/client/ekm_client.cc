@@ -3,20 +3,21 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "ekm/api/key_json.h"
+#include "ekm/api/key_material_json.h"
+#include "ekm/api/key_status_json.h"
+#include "ekm/api/lifecycle_json.h"
+#include "ekm/api/repack_json.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
 #include "ekm/base/json_text.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/envelope/envelope.h"
-#include "ekm/service/key_json.h"
-#include "ekm/service/key_material_json.h"
-#include "ekm/service/key_status_json.h"
-#include "ekm/service/lifecycle_json.h"
-#include "ekm/service/repack_json.h"
 
 namespace ekm {
 
@@ -132,8 +133,8 @@ class EkmClient::Impl {
     return response;
   }
 
-  Status Stream(const std::string& path, const char* content_type, const Source& source,
-                const Sink& sink) {
+  Status Stream(const std::string& path, const char* content_type, const StreamSource& source,
+                const StreamSink& sink) {
     Reset();
     StreamState st;
     st.source = &source;
@@ -186,8 +187,9 @@ class EkmClient::Impl {
 
  private:
   struct StreamState {
-    const Source* source = nullptr;
-    const Sink* sink = nullptr;
+    const StreamSource* source = nullptr;
+    const StreamSink* sink = nullptr;
+    size_t mapped_used = 0;
     Status source_status;
     Status sink_status;
     long http_status = 0;
@@ -280,7 +282,16 @@ class EkmClient::Impl {
 
   static size_t ReadSource(char* buf, size_t size, size_t n, void* user) {
     auto* st = static_cast<StreamState*>(user);
-    auto got = (*st->source)(reinterpret_cast<uint8_t*>(buf), size * n);
+    const StreamSource& source = *st->source;
+    if (!source.read) {  // mapped input only
+      ByteView rest = source.mapped ? source.mapped->subspan(st->mapped_used) : ByteView();
+      const size_t take = std::min(rest.size(), size * n);
+      std::memcpy(buf, rest.data(), take);
+      st->mapped_used += take;
+      if (source.release) source.release(st->mapped_used);
+      return take;
+    }
+    auto got = source.read(reinterpret_cast<uint8_t*>(buf), size * n);
     if (!got.ok()) {
       st->source_status = got.status();
       return CURL_READFUNC_ABORT;
@@ -349,7 +360,8 @@ StatusOr<std::unique_ptr<EkmClient>> EkmClient::Create(std::string base_url, std
       std::make_unique<Impl>(std::move(base_url), std::move(token), curl, std::move(tls))));
 }
 
-StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(std::string_view name) {
+StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(const CallContext& /*ctx*/,
+                                                   std::string_view name) {
   json body = {{"name", name}};
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("POST", "/v1/workspaces", &body));
   WorkspaceInfo w = WorkspaceFrom(j);
@@ -357,7 +369,7 @@ StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(std::string_view name) {
   return w;
 }
 
-StatusOr<std::vector<WorkspaceInfo>> EkmClient::ListWorkspaces() {
+StatusOr<std::vector<WorkspaceInfo>> EkmClient::ListWorkspaces(const CallContext& /*ctx*/) {
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/workspaces", nullptr));
   std::vector<WorkspaceInfo> out;
   for (const json& w : j.value("workspaces", json::array())) {
@@ -368,7 +380,8 @@ StatusOr<std::vector<WorkspaceInfo>> EkmClient::ListWorkspaces() {
   return out;
 }
 
-StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(std::string_view workspace,
+StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(const CallContext& /*ctx*/,
+                                                       std::string_view workspace,
                                                        std::string_view name) {
   json body = {{"name", name}};
   EKM_ASSIGN_OR_RETURN(
@@ -379,7 +392,8 @@ StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(std::string_view workspac
   return e;
 }
 
-StatusOr<std::vector<EnvironmentInfo>> EkmClient::ListEnvironments(std::string_view workspace) {
+StatusOr<std::vector<EnvironmentInfo>> EkmClient::ListEnvironments(const CallContext& /*ctx*/,
+                                                                   std::string_view workspace) {
   EKM_ASSIGN_OR_RETURN(
       json j,
       impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace, "environments"}), nullptr));
@@ -392,9 +406,9 @@ StatusOr<std::vector<EnvironmentInfo>> EkmClient::ListEnvironments(std::string_v
   return out;
 }
 
-Status EkmClient::EncryptStream(std::string_view workspace, std::string_view environment,
-                                std::string_view scope, bool text, const Source& source,
-                                const Sink& sink) {
+Status EkmClient::EncryptStream(const CallContext& /*ctx*/, std::string_view workspace,
+                                std::string_view environment, std::string_view scope, bool text,
+                                const StreamSource& source, const StreamSink& sink) {
   std::string path =
       "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "encrypt"});
   path += "?scope=" + impl_->Path({scope}).substr(1);
@@ -402,49 +416,145 @@ Status EkmClient::EncryptStream(std::string_view workspace, std::string_view env
   return impl_->Stream(path, "application/octet-stream", source, sink);
 }
 
-Status EkmClient::DecryptStream(std::string_view workspace, std::string_view environment,
-                                const Source& source, const Sink& sink) {
+Status EkmClient::DecryptStream(const CallContext& /*ctx*/, std::string_view workspace,
+                                std::string_view environment, const StreamSource& source,
+                                const StreamSink& sink) {
   std::string path =
       "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "decrypt"});
   return impl_->Stream(path, "application/octet-stream", source, sink);
 }
 
-StatusOr<std::string> EkmClient::Encrypt(std::string_view workspace, std::string_view environment,
-                                         std::string_view scope, ByteView plaintext) {
+Status EkmClient::Encrypt(const CallContext& /*ctx*/, std::string_view workspace,
+                          std::string_view environment, std::string_view scope, ByteView plaintext,
+                          Bytes* out) {
   json body = {{"plaintext", Base64Encode(plaintext)}, {"scope", scope}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
                           "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
                                                "encrypt"}),
                           &body));
-  return j.value("ciphertext", "");
+  EKM_ASSIGN_OR_RETURN(Bytes binary, EnvelopeFromText(j.value("ciphertext", "")));
+  out->insert(out->end(), binary.begin(), binary.end());
+  return Status::Ok();
 }
 
-StatusOr<Bytes> EkmClient::Decrypt(std::string_view workspace, std::string_view environment,
-                                   std::string_view ciphertext) {
-  json body = {{"ciphertext", ciphertext}};
+namespace {
+
+// The plaintext of a JSON answer ({"plaintext":"<base64>"}) appended to `out`, its copies wiped.
+Status AppendPlaintext(json& j, Bytes* out) {
+  if (!j.contains("plaintext") || !j["plaintext"].is_string()) {
+    return UnavailableError("ekmd's answer carries no plaintext");
+  }
+  std::string& text = j["plaintext"].get_ref<std::string&>();
+  auto bytes = Base64Decode(text);
+  OPENSSL_cleanse(text.data(), text.size());
+  if (!bytes.ok()) return UnavailableError("ekmd answered a plaintext that is not base64");
+  out->insert(out->end(), bytes->begin(), bytes->end());
+  OPENSSL_cleanse(bytes->data(), bytes->size());
+  return Status::Ok();
+}
+
+// An envelope of either form as the JSON routes take it: the text form.
+std::string TextForm(ByteView envelope) {
+  std::string_view chars = AsChars(envelope);
+  if (chars.rfind(kEnvelopeTextPrefix, 0) == 0) return std::string(chars);
+  return EnvelopeToText(envelope);
+}
+
+// One item of a batch answer: its result, or its own error.
+Status ItemStatus(const json& item) {
+  if (item.contains("error") && item["error"].is_object()) {
+    return StatusFromErrorBody(200, json{{"error", item["error"]}}.dump());
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status EkmClient::Decrypt(const CallContext& /*ctx*/, std::string_view workspace,
+                          std::string_view environment, ByteView envelope, Bytes* out) {
+  json body = {{"ciphertext", TextForm(envelope)}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
                           "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
                                                "decrypt"}),
                           &body));
-  return Base64Decode(j.value("plaintext", ""));
+  return AppendPlaintext(j, out);
 }
 
-StatusOr<KeyValidation> EkmClient::SetCustomerKey(std::string_view workspace,
+StatusOr<std::vector<StatusOr<Bytes>>> EkmClient::EncryptBatch(
+    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    const std::vector<BatchEncryptItem>& items) {
+  json list = json::array();
+  for (const BatchEncryptItem& item : items) {
+    list.push_back({{"plaintext", Base64Encode(item.plaintext)}, {"scope", item.scope}});
+  }
+  json body = {{"items", std::move(list)}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "encrypt", "batch"}),
+                          &body));
+  std::vector<StatusOr<Bytes>> results;
+  for (const json& item : j.value("items", json::array())) {
+    Status s = ItemStatus(item);
+    if (!s.ok()) {
+      results.emplace_back(std::move(s));
+      continue;
+    }
+    results.push_back(EnvelopeFromText(item.value("ciphertext", "")));
+  }
+  if (results.size() != items.size()) {
+    return UnavailableError("ekmd answered " + std::to_string(results.size()) + " items for " +
+                            std::to_string(items.size()));
+  }
+  return results;
+}
+
+StatusOr<std::vector<StatusOr<Bytes>>> EkmClient::DecryptBatch(
+    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    const std::vector<Bytes>& envelopes) {
+  json list = json::array();
+  for (const Bytes& e : envelopes) {
+    list.push_back({{"ciphertext", TextForm(e)}});
+  }
+  json body = {{"items", std::move(list)}};
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "decrypt", "batch"}),
+                          &body));
+  std::vector<StatusOr<Bytes>> results;
+  if (!j.contains("items") || !j["items"].is_array()) {
+    return UnavailableError("ekmd's answer carries no items");
+  }
+  for (json& item : j["items"]) {
+    Status s = ItemStatus(item);
+    Bytes plaintext;
+    if (s.ok()) s = AppendPlaintext(item, &plaintext);
+    if (!s.ok()) {
+      results.emplace_back(std::move(s));
+    } else {
+      results.emplace_back(std::move(plaintext));
+    }
+  }
+  if (results.size() != envelopes.size()) {
+    return UnavailableError("ekmd answered " + std::to_string(results.size()) + " items for " +
+                            std::to_string(envelopes.size()));
+  }
+  return results;
+}
+
+StatusOr<KeyValidation> EkmClient::SetCustomerKey(const CallContext& ctx,
+                                                  std::string_view workspace,
                                                   std::string_view environment,
                                                   std::string_view provider,
                                                   std::string_view key_id) {
-  json body = {{"provider", provider}, {"key_id", key_id}};
-  EKM_ASSIGN_OR_RETURN(
-      json j,
-      impl_->Call(
-          "PUT", "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "key"}),
-          &body));
-  return KeyValidationFromJson(j);
+  return SetCustomerKey(ctx, workspace, environment, provider, key_id, KeyChangeOptions{});
 }
 
-StatusOr<CustomerKeyInfo> EkmClient::ShowCustomerKey(std::string_view workspace,
+StatusOr<CustomerKeyInfo> EkmClient::ShowCustomerKey(const CallContext& /*ctx*/,
+                                                     std::string_view workspace,
                                                      std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
       json j,
@@ -454,7 +564,8 @@ StatusOr<CustomerKeyInfo> EkmClient::ShowCustomerKey(std::string_view workspace,
   return CustomerKeyInfoFromJson(j);
 }
 
-StatusOr<KeyPolicyAdvice> EkmClient::KeyPolicy(std::string_view workspace,
+StatusOr<KeyPolicyAdvice> EkmClient::KeyPolicy(const CallContext& /*ctx*/,
+                                               std::string_view workspace,
                                                std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
@@ -464,7 +575,8 @@ StatusOr<KeyPolicyAdvice> EkmClient::KeyPolicy(std::string_view workspace,
   return KeyPolicyAdviceFromJson(j);
 }
 
-StatusOr<std::string> EkmClient::CheckKeyPolicy(std::string_view workspace,
+StatusOr<std::string> EkmClient::CheckKeyPolicy(const CallContext& /*ctx*/,
+                                                std::string_view workspace,
                                                 std::string_view policy_text) {
   json body = {{"policy", policy_text}};
   EKM_ASSIGN_OR_RETURN(
@@ -479,7 +591,8 @@ StatusOr<std::string> EkmClient::Health() {
   return j.value("status", "");
 }
 
-StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(std::string_view workspace,
+StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(const CallContext& /*ctx*/,
+                                                    std::string_view workspace,
                                                     std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
@@ -489,16 +602,14 @@ StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(std::string_view workspace,
   return EnvironmentKeyStatusFromJson(j);
 }
 
-StatusOr<KeyCacheStats> EkmClient::KeyCacheStatistics() {
+StatusOr<KeyCacheStats> EkmClient::KeyCacheStatistics(const CallContext& /*ctx*/) {
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/key-cache", nullptr));
   return KeyCacheStatsFromJson(j);
 }
 
-StatusOr<KeyValidation> EkmClient::SetCustomerKey(std::string_view workspace,
-                                                  std::string_view environment,
-                                                  std::string_view provider,
-                                                  std::string_view key_id,
-                                                  const KeyChangeOptions& options) {
+StatusOr<KeyValidation> EkmClient::SetCustomerKey(
+    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    std::string_view provider, std::string_view key_id, const KeyChangeOptions& options) {
   json body = {{"provider", provider}, {"key_id", key_id}};
   if (options.emergency) body["emergency"] = true;
   if (!options.reason.empty()) body["reason"] = options.reason;
@@ -510,7 +621,8 @@ StatusOr<KeyValidation> EkmClient::SetCustomerKey(std::string_view workspace,
   return KeyValidationFromJson(j);
 }
 
-StatusOr<RepackStatus> EkmClient::GetRepackStatus(std::string_view workspace,
+StatusOr<RepackStatus> EkmClient::GetRepackStatus(const CallContext& /*ctx*/,
+                                                  std::string_view workspace,
                                                   std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
@@ -521,7 +633,8 @@ StatusOr<RepackStatus> EkmClient::GetRepackStatus(std::string_view workspace,
 }
 
 StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
-    std::string_view workspace, std::string_view environment, std::chrono::seconds expires_in) {
+    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    std::chrono::seconds expires_in) {
   json body = {{"expires_in_seconds", static_cast<int64_t>(expires_in.count())}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
@@ -531,11 +644,9 @@ StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
   return KeyImportParametersFromJson(j);
 }
 
-StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(std::string_view workspace,
-                                                     std::string_view environment,
-                                                     ByteView wrapped_material,
-                                                     std::string_view import_token,
-                                                     const KeyChangeOptions& change) {
+StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(
+    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    ByteView wrapped_material, std::string_view import_token, const KeyChangeOptions& change) {
   // The import token is a secret: the body is written into a buffer of its final size (json's
   // dump grows its string and would leave copies of the token behind) and wiped after.
   json rest = {{"material", Base64Encode(wrapped_material)}};
@@ -572,7 +683,8 @@ StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(std::string_view workspace,
   return KeyValidationFromJson(j);
 }
 
-StatusOr<KeyMaterialDeletion> EkmClient::DeleteKeyMaterial(std::string_view workspace,
+StatusOr<KeyMaterialDeletion> EkmClient::DeleteKeyMaterial(const CallContext& /*ctx*/,
+                                                           std::string_view workspace,
                                                            std::string_view environment,
                                                            std::string_view key_id) {
   std::string path = "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
@@ -582,7 +694,8 @@ StatusOr<KeyMaterialDeletion> EkmClient::DeleteKeyMaterial(std::string_view work
   return KeyMaterialDeletionFromJson(j);
 }
 
-StatusOr<RotationResult> EkmClient::RotateEnvironmentKey(std::string_view workspace,
+StatusOr<RotationResult> EkmClient::RotateEnvironmentKey(const CallContext& /*ctx*/,
+                                                         std::string_view workspace,
                                                          std::string_view environment) {
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(
@@ -596,7 +709,7 @@ StatusOr<RotationResult> EkmClient::RotateEnvironmentKey(std::string_view worksp
 }
 
 StatusOr<std::vector<RotationResult>> EkmClient::RotateDataKeys(
-    std::string_view workspace, std::string_view environment,
+    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
     const std::vector<std::string>& scopes, bool all_scopes) {
   json body = {{"scopes", scopes}, {"all_scopes", all_scopes}};
   EKM_ASSIGN_OR_RETURN(
@@ -611,7 +724,7 @@ StatusOr<std::vector<RotationResult>> EkmClient::RotateDataKeys(
   return out;
 }
 
-StatusOr<ScheduledRotationReport> EkmClient::RunScheduledRotations() {
+StatusOr<ScheduledRotationReport> EkmClient::RunScheduledRotations(const CallContext& /*ctx*/) {
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("POST", "/v1/rotations/run", &body));
   ScheduledRotationReport report;
@@ -626,8 +739,9 @@ StatusOr<ScheduledRotationReport> EkmClient::RunScheduledRotations() {
   return report;
 }
 
-StatusOr<RewrapResult> EkmClient::Rewrap(std::string_view workspace, std::string_view environment,
-                                         ByteView envelope, Bytes* out) {
+StatusOr<RewrapResult> EkmClient::Rewrap(const CallContext& /*ctx*/, std::string_view workspace,
+                                         std::string_view environment, ByteView envelope,
+                                         Bytes* out) {
   // The API carries the text form; the caller gets back the form it gave.
   std::string_view as_text(reinterpret_cast<const char*>(envelope.data()), envelope.size());
   size_t first = as_text.find_first_not_of(" \t\r\n");
@@ -658,7 +772,8 @@ StatusOr<RewrapResult> EkmClient::Rewrap(std::string_view workspace, std::string
                       j.value("dk_version", 0u)};
 }
 
-StatusOr<ShredConfirmation> EkmClient::RequestShred(std::string_view workspace,
+StatusOr<ShredConfirmation> EkmClient::RequestShred(const CallContext& /*ctx*/,
+                                                    std::string_view workspace,
                                                     std::string_view environment) {
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(
@@ -669,7 +784,8 @@ StatusOr<ShredConfirmation> EkmClient::RequestShred(std::string_view workspace,
   return ShredConfirmationFromJson(j);
 }
 
-StatusOr<ShredResult> EkmClient::ShredEnvironment(std::string_view workspace,
+StatusOr<ShredResult> EkmClient::ShredEnvironment(const CallContext& /*ctx*/,
+                                                  std::string_view workspace,
                                                   std::string_view environment,
                                                   std::string_view token,
                                                   std::string_view confirm_environment) {
@@ -682,7 +798,8 @@ StatusOr<ShredResult> EkmClient::ShredEnvironment(std::string_view workspace,
   return ShredResultFromJson(j);
 }
 
-StatusOr<WorkspaceDefaultKey> EkmClient::SetWorkspaceDefaultKey(std::string_view workspace,
+StatusOr<WorkspaceDefaultKey> EkmClient::SetWorkspaceDefaultKey(const CallContext& /*ctx*/,
+                                                                std::string_view workspace,
                                                                 std::string_view provider,
                                                                 std::string_view key_id) {
   json body = {{"provider", provider}, {"key_id", key_id}};
@@ -692,21 +809,24 @@ StatusOr<WorkspaceDefaultKey> EkmClient::SetWorkspaceDefaultKey(std::string_view
   return WorkspaceDefaultKeyFromJson(j);
 }
 
-StatusOr<WorkspaceDefaultKey> EkmClient::GetWorkspaceDefaultKey(std::string_view workspace) {
+StatusOr<WorkspaceDefaultKey> EkmClient::GetWorkspaceDefaultKey(const CallContext& /*ctx*/,
+                                                                std::string_view workspace) {
   EKM_ASSIGN_OR_RETURN(
       json j,
       impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}), nullptr));
   return WorkspaceDefaultKeyFromJson(j);
 }
 
-StatusOr<WorkspaceDefaultKey> EkmClient::ResetWorkspaceDefaultKey(std::string_view workspace) {
+StatusOr<WorkspaceDefaultKey> EkmClient::ResetWorkspaceDefaultKey(const CallContext& /*ctx*/,
+                                                                  std::string_view workspace) {
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("DELETE", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}),
                           nullptr));
   return WorkspaceDefaultKeyFromJson(j);
 }
 
-StatusOr<EnvironmentSettings> EkmClient::GetEnvironmentSettings(std::string_view workspace,
+StatusOr<EnvironmentSettings> EkmClient::GetEnvironmentSettings(const CallContext& /*ctx*/,
+                                                                std::string_view workspace,
                                                                 std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
@@ -717,8 +837,8 @@ StatusOr<EnvironmentSettings> EkmClient::GetEnvironmentSettings(std::string_view
 }
 
 StatusOr<EnvironmentSettings> EkmClient::UpdateEnvironmentSettings(
-    std::string_view workspace, std::string_view environment, const EnvironmentSettings& set,
-    const std::vector<std::string>& reset) {
+    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    const EnvironmentSettings& set, const std::vector<std::string>& reset) {
   json body = json::object();
   json all = EnvironmentSettingsToJson(set);
   for (auto it = all.begin(); it != all.end(); ++it) {
@@ -733,7 +853,8 @@ StatusOr<EnvironmentSettings> EkmClient::UpdateEnvironmentSettings(
   return EnvironmentSettingsFromJson(j);
 }
 
-StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const EventQuery& q) {
+StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const CallContext& /*ctx*/,
+                                                                const EventQuery& q) {
   auto value = [&](std::string_view v) { return impl_->Path({v}).substr(1); };
   std::string query = "?limit=" + std::to_string(q.limit);
   if (q.environment) query += "&environment=" + value(*q.environment);
@@ -773,7 +894,8 @@ ApiTokenInfo ApiTokenFromJson(const json& j) {
 
 }  // namespace
 
-StatusOr<NewApiToken> EkmClient::CreateApiToken(const ApiTokenRequest& r) {
+StatusOr<NewApiToken> EkmClient::CreateApiToken(const CallContext& /*ctx*/,
+                                                const ApiTokenRequest& r) {
   json body = {{"role", r.role}};
   if (!r.workspace.empty()) body["workspace"] = r.workspace;
   if (!r.environments.empty()) body["environments"] = r.environments;
@@ -792,7 +914,8 @@ StatusOr<NewApiToken> EkmClient::CreateApiToken(const ApiTokenRequest& r) {
   return out;
 }
 
-StatusOr<std::vector<ApiTokenInfo>> EkmClient::ListApiTokens(std::optional<std::string> workspace) {
+StatusOr<std::vector<ApiTokenInfo>> EkmClient::ListApiTokens(const CallContext& /*ctx*/,
+                                                             std::optional<std::string> workspace) {
   std::string path = "/v1/tokens";
   if (workspace) path += "?workspace=" + impl_->Path({*workspace}).substr(1);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", path, nullptr));
@@ -803,22 +926,23 @@ StatusOr<std::vector<ApiTokenInfo>> EkmClient::ListApiTokens(std::optional<std::
   return out;
 }
 
-StatusOr<ApiTokenInfo> EkmClient::GetApiToken(std::string_view id) {
+StatusOr<ApiTokenInfo> EkmClient::GetApiToken(const CallContext& /*ctx*/, std::string_view id) {
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1" + impl_->Path({"tokens", id}), nullptr));
   return ApiTokenFromJson(j);
 }
 
-StatusOr<ApiTokenInfo> EkmClient::RevokeApiToken(std::string_view id) {
+StatusOr<ApiTokenInfo> EkmClient::RevokeApiToken(const CallContext& /*ctx*/, std::string_view id) {
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("DELETE", "/v1" + impl_->Path({"tokens", id}), nullptr));
   return ApiTokenFromJson(j);
 }
 
-StatusOr<ApiTokenInfo> EkmClient::WhoAmI() {
+StatusOr<std::optional<ApiTokenInfo>> EkmClient::WhoAmI(const CallContext& /*ctx*/) {
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/token", nullptr));
-  return ApiTokenFromJson(j);
+  return std::optional<ApiTokenInfo>(ApiTokenFromJson(j));
 }
 
-StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(std::string_view workspace) {
+StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(const CallContext& /*ctx*/,
+                                                std::string_view workspace) {
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace}), nullptr));
   WorkspaceInfo w = WorkspaceFrom(j);
@@ -826,7 +950,8 @@ StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(std::string_view workspace) {
   return w;
 }
 
-StatusOr<EnvironmentInfo> EkmClient::GetEnvironment(std::string_view workspace,
+StatusOr<EnvironmentInfo> EkmClient::GetEnvironment(const CallContext& /*ctx*/,
+                                                    std::string_view workspace,
                                                     std::string_view environment) {
   EKM_ASSIGN_OR_RETURN(
       json j,
@@ -838,7 +963,8 @@ StatusOr<EnvironmentInfo> EkmClient::GetEnvironment(std::string_view workspace,
   return e;
 }
 
-StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(std::string_view workspace,
+StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(const CallContext& /*ctx*/,
+                                                       std::string_view workspace,
                                                        std::string_view environment,
                                                        std::string_view provider,
                                                        std::string_view key_id) {
@@ -851,7 +977,8 @@ StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(std::string_view workspac
   return KeyValidationFromJson(j);
 }
 
-StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(std::string_view workspace,
+StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(const CallContext& /*ctx*/,
+                                                      std::string_view workspace,
                                                       std::string_view environment,
                                                       std::string_view scope, size_t size,
                                                       bool with_plaintext) {
@@ -884,7 +1011,8 @@ namespace {
 std::string AuditBase(EkmClient::Impl& impl, std::string_view chain);
 }  // namespace
 
-StatusOr<std::vector<LifecycleEventRecord>> EkmClient::QueryAudit(const EventQuery& q) {
+StatusOr<std::vector<LifecycleEventRecord>> EkmClient::QueryAudit(const CallContext& /*ctx*/,
+                                                                  const EventQuery& q) {
   auto value = [&](std::string_view v) { return impl_->Path({v}).substr(1); };
   std::string query = "?limit=" + std::to_string(q.limit);
   if (q.environment) query += "&environment=" + value(*q.environment);
@@ -915,7 +1043,7 @@ StatusOr<std::vector<LifecycleEventRecord>> EkmClient::QueryAudit(const EventQue
   return out;
 }
 
-Status EkmClient::ExportAudit(std::string_view chain,
+Status EkmClient::ExportAudit(const CallContext& /*ctx*/, std::string_view chain,
                               const std::function<Status(const LifecycleEventRecord&)>& sink) {
   EKM_ASSIGN_OR_RETURN(std::string text,
                        impl_->CallText("GET", AuditBase(*impl_, chain) + "/export", nullptr));
@@ -938,14 +1066,16 @@ Status EkmClient::ExportAudit(std::string_view chain,
   return Status::Ok();
 }
 
-StatusOr<AuditCheckpoint> EkmClient::CreateAuditCheckpoint(std::string_view chain) {
+StatusOr<AuditCheckpoint> EkmClient::CreateAuditCheckpoint(const CallContext& /*ctx*/,
+                                                           std::string_view chain) {
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call("POST", AuditBase(*impl_, chain) + "/checkpoints", &body));
   return ParseAuditCheckpointJson(j);
 }
 
-StatusOr<std::vector<AuditCheckpoint>> EkmClient::ListAuditCheckpoints(std::string_view chain) {
+StatusOr<std::vector<AuditCheckpoint>> EkmClient::ListAuditCheckpoints(const CallContext& /*ctx*/,
+                                                                       std::string_view chain) {
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call("GET", AuditBase(*impl_, chain) + "/checkpoints", nullptr));
   std::vector<AuditCheckpoint> out;
@@ -957,12 +1087,16 @@ StatusOr<std::vector<AuditCheckpoint>> EkmClient::ListAuditCheckpoints(std::stri
   return out;
 }
 
-StatusOr<std::string> EkmClient::AuditPublicKeyPem() {
+StatusOr<AuditPublicKeyInfo> EkmClient::GetAuditPublicKey(const CallContext& /*ctx*/) {
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/audit/public-key", nullptr));
   if (!j["public_key_pem"].is_string()) {
     return UnavailableError("ekmd's answer carries no public_key_pem");
   }
-  return j["public_key_pem"].get<std::string>();
+  AuditPublicKeyInfo info;
+  info.algorithm = j.value("algorithm", "");
+  info.key_id = j.value("key_id", "");
+  info.public_key_pem = j["public_key_pem"].get<std::string>();
+  return info;
 }
 
 namespace {

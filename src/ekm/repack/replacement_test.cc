@@ -5,9 +5,9 @@
 
 #include <map>
 
+#include "ekm/api/repack_json.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/service/ekm_service.h"
-#include "ekm/service/repack_json.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/moto_peer.h"
 #include "ekm/testing/temp_dir.h"

@@ -19,6 +19,9 @@
 namespace ekm {
 namespace {
 
+// Over HTTP the caller is the client's token; the context only fills the parameter.
+const CallContext kClientCtx;
+
 // Sends raw bytes to the server and returns everything it answers until it closes.
 std::string RawRequest(int port, const std::string& request) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -87,8 +90,8 @@ class HttpServerTest : public ::testing::Test {
     auto a = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), admin_token_);
     ASSERT_TRUE(a.ok());
     admin_ = std::move(*a);
-    ASSERT_TRUE(admin_->CreateWorkspace("acme").ok());
-    ASSERT_TRUE(admin_->CreateEnvironment("acme", "prod").ok());
+    ASSERT_TRUE(admin_->CreateWorkspace(kClientCtx, "acme").ok());
+    ASSERT_TRUE(admin_->CreateEnvironment(kClientCtx, "acme", "prod").ok());
     auto app = svc_->CreateApiToken(TestOp(), ApiTokenRequest{"app", "acme", {}, "test", {}});
     ASSERT_TRUE(app.ok()) << app.status().ToString();
     app_token_ = Text(app->token);
@@ -106,18 +109,19 @@ class HttpServerTest : public ::testing::Test {
                       std::string_view env = "prod") {
     size_t off = 0;
     Bytes out;
-    EkmClient::Source source = [&](uint8_t* buf, size_t cap) -> StatusOr<size_t> {
+    StreamSource source;
+    source.read = [&](uint8_t* buf, size_t cap) -> StatusOr<size_t> {
       size_t n = std::min(cap, input.size() - off);
       if (n > 0) std::memcpy(buf, input.data() + off, n);
       off += n;
       return n;
     };
-    EkmClient::Sink sink = [&](ByteView d) -> Status {
+    StreamSink sink = [&](ByteView d) -> Status {
       Append(out, d);
       return Status::Ok();
     };
-    *status = encrypt ? client_->EncryptStream("acme", env, "files", text, source, sink)
-                      : client_->DecryptStream("acme", env, source, sink);
+    *status = encrypt ? client_->EncryptStream(kClientCtx, "acme", env, "files", text, source, sink)
+                      : client_->DecryptStream(kClientCtx, "acme", env, source, sink);
     return out;
   }
 
@@ -131,17 +135,17 @@ class HttpServerTest : public ::testing::Test {
 };
 
 TEST_F(HttpServerTest, AdminRoutesThroughTheClient) {
-  auto ws = admin_->ListWorkspaces();
+  auto ws = admin_->ListWorkspaces(kClientCtx);
   ASSERT_TRUE(ws.ok());
   ASSERT_EQ(ws->size(), 1u);
   EXPECT_EQ((*ws)[0].name, "acme");
   EXPECT_GT((*ws)[0].created_at, 0);
-  auto envs = admin_->ListEnvironments("acme");
+  auto envs = admin_->ListEnvironments(kClientCtx, "acme");
   ASSERT_TRUE(envs.ok());
   EXPECT_EQ((*envs)[0].cmk_provider, "platform");
-  auto dup = admin_->CreateWorkspace("acme");
+  auto dup = admin_->CreateWorkspace(kClientCtx, "acme");
   EXPECT_EQ(dup.status().code(), StatusCode::kAlreadyExists);
-  auto missing = admin_->ListEnvironments("nope");
+  auto missing = admin_->ListEnvironments(kClientCtx, "nope");
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().hint().find("ekm workspace create nope"), std::string::npos);
   EXPECT_EQ(*admin_->Health(), "ok");
@@ -150,7 +154,7 @@ TEST_F(HttpServerTest, AdminRoutesThroughTheClient) {
 // The rotation schedule run through the API (`ekm key rotate --due` against a server): the
 // admin's, and the events name its token.
 TEST_F(HttpServerTest, TheAdminRunsTheDueRotations) {
-  auto none = admin_->RunScheduledRotations();
+  auto none = admin_->RunScheduledRotations(kClientCtx);
   ASSERT_TRUE(none.ok()) << none.status().ToString();
   EXPECT_TRUE(none->rotated.empty());  // no schedule: nothing is due
   EnvironmentSettings set;
@@ -159,10 +163,11 @@ TEST_F(HttpServerTest, TheAdminRunsTheDueRotations) {
   ASSERT_TRUE(owner.ok());
   auto oc = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(owner->token));
   ASSERT_TRUE(oc.ok());
-  ASSERT_TRUE((*oc)->UpdateEnvironmentSettings("acme", "prod", set, {}).ok());
-  EXPECT_EQ((*oc)->RunScheduledRotations().status().code(), StatusCode::kPermissionDenied);
+  ASSERT_TRUE((*oc)->UpdateEnvironmentSettings(kClientCtx, "acme", "prod", set, {}).ok());
+  EXPECT_EQ((*oc)->RunScheduledRotations(kClientCtx).status().code(),
+            StatusCode::kPermissionDenied);
   // Nothing is an hour old yet: a schedule alone rotates nothing.
-  EXPECT_TRUE(admin_->RunScheduledRotations()->rotated.empty());
+  EXPECT_TRUE(admin_->RunScheduledRotations(kClientCtx)->rotated.empty());
   EventQuery q;
   q.workspace = "acme";
   q.type = "token.permission_denied";
@@ -172,15 +177,53 @@ TEST_F(HttpServerTest, TheAdminRunsTheDueRotations) {
 }
 
 TEST_F(HttpServerTest, JsonEncryptDecrypt) {
-  auto ct = client_->Encrypt("acme", "prod", "orders", AsBytes("hello"));
-  ASSERT_TRUE(ct.ok()) << ct.status().ToString();
-  EXPECT_EQ(ct->rfind("ekm1:", 0), 0u);
-  auto pt = client_->Decrypt("acme", "prod", *ct);
-  ASSERT_TRUE(pt.ok()) << pt.status().ToString();
-  EXPECT_EQ(AsChars(*pt), "hello");
-  std::string bad = *ct;
-  bad[bad.size() - 3] = bad[bad.size() - 3] == 'A' ? 'B' : 'A';
-  EXPECT_EQ(client_->Decrypt("acme", "prod", bad).status().code(), StatusCode::kDataLoss);
+  Bytes ct;
+  ASSERT_TRUE(client_->Encrypt(kClientCtx, "acme", "prod", "orders", AsBytes("hello"), &ct).ok());
+  EXPECT_EQ(AsChars(ByteView(ct).first(3)), "EKM");  // the binary single form, as in process
+  for (const Bytes& form : {ct, ToBytes(EnvelopeToText(ct))}) {
+    Bytes pt;
+    Status s = client_->Decrypt(kClientCtx, "acme", "prod", form, &pt);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(AsChars(pt), "hello");
+  }
+  Bytes bad = ct;
+  bad[bad.size() - 3] ^= 1;
+  Bytes pt;
+  EXPECT_EQ(client_->Decrypt(kClientCtx, "acme", "prod", bad, &pt).code(), StatusCode::kDataLoss);
+}
+
+TEST_F(HttpServerTest, BatchesThroughTheClientGiveEachItemItsOwnResult) {
+  std::vector<BatchEncryptItem> items(2);
+  items[0].scope = "orders";
+  items[0].plaintext = ToBytes("one");
+  items[1].scope = "bad scope!";
+  items[1].plaintext = ToBytes("two");
+  auto sealed = client_->EncryptBatch(kClientCtx, "acme", "prod", items);
+  ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
+  ASSERT_EQ(sealed->size(), 2u);
+  ASSERT_TRUE((*sealed)[0].ok());
+  EXPECT_EQ((*sealed)[1].status().code(), StatusCode::kInvalidArgument);
+
+  Bytes tampered = *(*sealed)[0];
+  tampered.back() ^= 1;
+  auto opened = client_->DecryptBatch(kClientCtx, "acme", "prod", {*(*sealed)[0], tampered});
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  ASSERT_EQ(opened->size(), 2u);
+  ASSERT_TRUE((*opened)[0].ok());
+  EXPECT_EQ(AsChars(*(*opened)[0]), "one");
+  EXPECT_EQ((*opened)[1].status().code(), StatusCode::kDataLoss);
+}
+
+TEST_F(HttpServerTest, TheCallingTokenAndTheAuditKeyThroughTheClient) {
+  auto me = client_->WhoAmI(kClientCtx);
+  ASSERT_TRUE(me.ok()) << me.status().ToString();
+  ASSERT_TRUE(me->has_value());
+  EXPECT_EQ((*me)->role, "app");
+  EXPECT_EQ((*me)->workspace, "acme");
+  auto key = admin_->GetAuditPublicKey(kClientCtx);
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  EXPECT_EQ(key->algorithm, "Ed25519");
+  EXPECT_EQ(key->public_key_pem, svc_->AuditSigningPublicKey().pem());
 }
 
 TEST_F(HttpServerTest, StreamsOfAnySize) {
@@ -205,7 +248,7 @@ TEST_F(HttpServerTest, StreamErrorsBeforeAndAfterOutput) {
   Bytes ct = StreamThrough(true, plain, false, &s);
   ASSERT_TRUE(s.ok());
   // Before any output: the wrong environment is a normal 4xx error.
-  ASSERT_TRUE(admin_->CreateEnvironment("acme", "dev").ok());
+  ASSERT_TRUE(admin_->CreateEnvironment(kClientCtx, "acme", "dev").ok());
   StreamThrough(false, ct, false, &s, "dev");
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("belongs to workspace"), std::string::npos);
@@ -313,33 +356,36 @@ TEST_F(HttpServerTest, TokenRoutesAndRevocationTakeEffectAtOnce) {
   ApiTokenRequest req;
   req.role = "owner";
   req.workspace = "acme";
-  auto owner = admin_->CreateApiToken(req);
+  auto owner = admin_->CreateApiToken(kClientCtx, req);
   ASSERT_TRUE(owner.ok()) << owner.status().ToString();
   auto oc = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(owner->token));
   ASSERT_TRUE(oc.ok());
-  auto me = (*oc)->WhoAmI();
+  auto me = (*oc)->WhoAmI(kClientCtx);
   ASSERT_TRUE(me.ok()) << me.status().ToString();
-  EXPECT_EQ(me->role, "owner");
-  EXPECT_EQ(me->workspace, "acme");
+  ASSERT_TRUE(me->has_value());
+  EXPECT_EQ((*me)->role, "owner");
+  EXPECT_EQ((*me)->workspace, "acme");
   // An owner may not mint admin tokens nor tokens of another workspace.
   ApiTokenRequest admin_req;
   admin_req.role = "admin";
-  EXPECT_EQ((*oc)->CreateApiToken(admin_req).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ((*oc)->CreateApiToken(kClientCtx, admin_req).status().code(),
+            StatusCode::kPermissionDenied);
   ApiTokenRequest app_req;
   app_req.role = "app";
   app_req.workspace = "acme";
-  auto app = (*oc)->CreateApiToken(app_req);
+  auto app = (*oc)->CreateApiToken(kClientCtx, app_req);
   ASSERT_TRUE(app.ok()) << app.status().ToString();
-  auto list = (*oc)->ListApiTokens(std::nullopt);
+  auto list = (*oc)->ListApiTokens(kClientCtx, std::nullopt);
   ASSERT_TRUE(list.ok());
   for (const auto& t : *list) EXPECT_EQ(t.workspace, "acme");
   auto ac = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(app->token));
   ASSERT_TRUE(ac.ok());
-  ASSERT_TRUE((*ac)->Encrypt("acme", "prod", "default", AsBytes("x")).ok());
-  ASSERT_TRUE((*oc)->RevokeApiToken(app->info.id).ok());
-  auto refused = (*ac)->Encrypt("acme", "prod", "default", AsBytes("x"));
-  EXPECT_EQ(refused.status().code(), StatusCode::kUnauthenticated);
-  EXPECT_NE(refused.status().message().find("revoked"), std::string::npos);
+  Bytes ct;
+  ASSERT_TRUE((*ac)->Encrypt(kClientCtx, "acme", "prod", "default", AsBytes("x"), &ct).ok());
+  ASSERT_TRUE((*oc)->RevokeApiToken(kClientCtx, app->info.id).ok());
+  Status refused = (*ac)->Encrypt(kClientCtx, "acme", "prod", "default", AsBytes("x"), &ct);
+  EXPECT_EQ(refused.code(), StatusCode::kUnauthenticated);
+  EXPECT_NE(refused.message().find("revoked"), std::string::npos);
   // The events name the token.
   EventQuery q;
   q.workspace = "acme";
@@ -357,26 +403,26 @@ TEST_F(HttpServerTest, TheAdminCreatesTheFirstOwnerAndNoTokenThatReadsData) {
   ApiTokenRequest app_req;
   app_req.role = "app";
   app_req.workspace = "acme";
-  Status app = admin_->CreateApiToken(app_req).status();
+  Status app = admin_->CreateApiToken(kClientCtx, app_req).status();
   EXPECT_EQ(app.code(), StatusCode::kPermissionDenied) << app.ToString();
   EXPECT_NE(app.message().find("created by its owner"), std::string::npos) << app.message();
   ApiTokenRequest owner_req;
   owner_req.role = "owner";
   owner_req.workspace = "acme";
-  auto owner = admin_->CreateApiToken(owner_req);
+  auto owner = admin_->CreateApiToken(kClientCtx, owner_req);
   ASSERT_TRUE(owner.ok()) << owner.status().ToString();
-  Status second = admin_->CreateApiToken(owner_req).status();
+  Status second = admin_->CreateApiToken(kClientCtx, owner_req).status();
   EXPECT_EQ(second.code(), StatusCode::kPermissionDenied) << second.ToString();
   EXPECT_NE(second.message().find("has a valid owner token"), std::string::npos);
-  Status revoke = admin_->RevokeApiToken(owner->info.id).status();
+  Status revoke = admin_->RevokeApiToken(kClientCtx, owner->info.id).status();
   EXPECT_EQ(revoke.code(), StatusCode::kPermissionDenied) << revoke.ToString();
   // The owner makes the app token and may revoke owners, its own too; then the admin may
   // create an owner again (a recovery).
   auto oc = EkmClient::Create("http://127.0.0.1:" + std::to_string(port_), Text(owner->token));
   ASSERT_TRUE(oc.ok());
-  ASSERT_TRUE((*oc)->CreateApiToken(app_req).ok());
-  ASSERT_TRUE((*oc)->RevokeApiToken(owner->info.id).ok());
-  EXPECT_TRUE(admin_->CreateApiToken(owner_req).ok());
+  ASSERT_TRUE((*oc)->CreateApiToken(kClientCtx, app_req).ok());
+  ASSERT_TRUE((*oc)->RevokeApiToken(kClientCtx, owner->info.id).ok());
+  EXPECT_TRUE(admin_->CreateApiToken(kClientCtx, owner_req).ok());
   // The refusals are recorded in the caller's (the platform's) audit chain.
   EventQuery q;
   q.workspace = "";
@@ -400,21 +446,22 @@ TEST_F(HttpServerTest, OnlyAnOwnerChangesTheReplacementPeriod) {
   auto owner = client_as("owner");
   EnvironmentSettings period;
   period.replacement_period_seconds = 0;
-  Status s = km->UpdateEnvironmentSettings("acme", "prod", period, {}).status();
+  Status s = km->UpdateEnvironmentSettings(kClientCtx, "acme", "prod", period, {}).status();
   EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s.ToString();
   EXPECT_NE(s.message().find("needs the role owner"), std::string::npos) << s.message();
-  EXPECT_EQ(km->UpdateEnvironmentSettings("acme", "prod", {}, {"replacement_period_seconds"})
-                .status()
-                .code(),
-            StatusCode::kPermissionDenied);
+  EXPECT_EQ(
+      km->UpdateEnvironmentSettings(kClientCtx, "acme", "prod", {}, {"replacement_period_seconds"})
+          .status()
+          .code(),
+      StatusCode::kPermissionDenied);
   EnvironmentSettings ttl;
   ttl.key_cache_ttl_seconds = 60;
-  EXPECT_TRUE(km->UpdateEnvironmentSettings("acme", "prod", ttl, {}).ok());
-  Status floor = owner->UpdateEnvironmentSettings("acme", "prod", period, {}).status();
+  EXPECT_TRUE(km->UpdateEnvironmentSettings(kClientCtx, "acme", "prod", ttl, {}).ok());
+  Status floor = owner->UpdateEnvironmentSettings(kClientCtx, "acme", "prod", period, {}).status();
   EXPECT_EQ(floor.code(), StatusCode::kInvalidArgument) << floor.ToString();
   EXPECT_NE(floor.message().find("at least 3600 seconds"), std::string::npos);
   period.replacement_period_seconds = 7200;
-  auto set = owner->UpdateEnvironmentSettings("acme", "prod", period, {});
+  auto set = owner->UpdateEnvironmentSettings(kClientCtx, "acme", "prod", period, {});
   ASSERT_TRUE(set.ok()) << set.status().ToString();
   EXPECT_EQ(set->replacement_period_seconds, 7200);
 }
@@ -481,7 +528,8 @@ TEST_F(HttpServerTest, ReadyzAndMetrics) {
   EXPECT_EQ(StatusOf(r), 200) << r;
   EXPECT_EQ(BodyOf(r)["status"], "ready");
   ExportServiceMetrics(svc_.get());
-  ASSERT_TRUE(client_->Encrypt("acme", "prod", "s", AsBytes("hi")).ok());
+  Bytes ct;
+  ASSERT_TRUE(client_->Encrypt(kClientCtx, "acme", "prod", "s", AsBytes("hi"), &ct).ok());
   // Admin-only (ekmd --metrics-unauthenticated opens it).
   EXPECT_EQ(StatusOf(Get(port_, "/metrics")), 401);
   r = Get(port_, "/metrics", "Authorization: Bearer " + app_token_ + "\r\n");

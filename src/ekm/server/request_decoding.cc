@@ -2,12 +2,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ekm/api/lifecycle_json.h"
 #include "ekm/base/encoding.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/provider/aws/aws_kms_key_provider.h"
 #include "ekm/provider/imported/key_material_import.h"
 #include "ekm/server/flat_json.h"
-#include "ekm/service/lifecycle_json.h"
 
 namespace ekm {
 

@@ -9,6 +9,11 @@
 #include <optional>
 #include <vector>
 
+#include "ekm/api/key_json.h"
+#include "ekm/api/key_material_json.h"
+#include "ekm/api/key_status_json.h"
+#include "ekm/api/lifecycle_json.h"
+#include "ekm/api/repack_json.h"
 #include "ekm/auth/authorization.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
@@ -18,11 +23,6 @@
 #include "ekm/provider/imported/key_material_import.h"
 #include "ekm/server/http_errors.h"
 #include "ekm/server/request_decoding.h"
-#include "ekm/service/key_json.h"
-#include "ekm/service/key_material_json.h"
-#include "ekm/service/key_status_json.h"
-#include "ekm/service/lifecycle_json.h"
-#include "ekm/service/repack_json.h"
 
 namespace ekm {
 
@@ -275,17 +275,21 @@ RouteMatch Router::Match(const RouteRequest& r) const {
 
 RouteResponse Router::HandleToken(const CallContext& ctx, const RouteMatch& m,
                                   const std::string& body) {
-  const auth::Principal& p = m.principal;
   const int64_t now = ToUnixSeconds(clock_->Now());
   switch (m.id) {
-    case RouteId::kWhoAmI:
+    case RouteId::kWhoAmI: {
+      auto r = api_->WhoAmI(ctx);
+      if (!r.ok()) return Error(r.status());
+      if (!r->has_value()) return Error(UnauthenticatedError("no token was given"));
+      const ApiTokenInfo& t = **r;
       return {200,
-              JsonText(json{{"id", p.token_id},
-                            {"role", auth::RoleName(p.role)},
-                            {"workspace", p.workspace},
-                            {"environments", p.environments},
+              JsonText(json{{"id", t.id},
+                            {"role", t.role},
+                            {"workspace", t.workspace},
+                            {"environments", t.environments},
                             {"expires_at",
-                             p.expires_at == 0 ? json(nullptr) : json(TimeText(p.expires_at))}})};
+                             t.expires_at == 0 ? json(nullptr) : json(TimeText(t.expires_at))}})};
+    }
     case RouteId::kCreateToken: {
       auto decoded = DecodeCreateTokenBody(body);
       if (!decoded.ok()) return Error(decoded.status());
@@ -694,10 +698,11 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
       return {200, JsonText(json{{"rotated", rotated}, {"failures", report->failures}})};
     }
     case RouteId::kAuditPublicKey: {
-      const AuditPublicKey& k = api_->AuditSigningPublicKey();
-      return {200,
-              JsonText(json{
-                  {"algorithm", "Ed25519"}, {"key_id", k.key_id()}, {"public_key_pem", k.pem()}})};
+      auto k = api_->GetAuditPublicKey(ctx);
+      if (!k.ok()) return Error(k.status());
+      return {200, JsonText(json{{"algorithm", k->algorithm},
+                                 {"key_id", k->key_id},
+                                 {"public_key_pem", k->public_key_pem}})};
     }
   }
   return Error(InternalError("unhandled route"));

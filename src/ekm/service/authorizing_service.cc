@@ -221,6 +221,14 @@ class AuthorizingService final : public EkmService {
     return inner_->DecryptBatch(ctx, workspace, environment, envelopes);
   }
   const AuditPublicKey& AuditSigningPublicKey() override { return inner_->AuditSigningPublicKey(); }
+  StatusOr<AuditPublicKeyInfo> GetAuditPublicKey(const CallContext& ctx) override {
+    EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kAuditPublicKey, "", ""));
+    return inner_->GetAuditPublicKey(ctx);
+  }
+  StatusOr<std::optional<ApiTokenInfo>> WhoAmI(const CallContext& ctx) override {
+    EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kWhoAmI, "", ""));
+    return inner_->WhoAmI(ctx);
+  }
   StatusOr<size_t> CheckpointAdvancedChains() override {
     return inner_->CheckpointAdvancedChains();
   }

@@ -1,12 +1,12 @@
 #include <spdlog/spdlog.h>
 
+#include "ekm/api/repack_json.h"
 #include "ekm/base/json_text.h"
 #include "ekm/policy/key_policy_statement.h"
 #include "ekm/policy/policy_doctor.h"
 #include "ekm/provider/aws/aws_kms_key_provider.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/service/ekm_service_impl.h"
-#include "ekm/service/repack_json.h"
 
 namespace ekm {
 

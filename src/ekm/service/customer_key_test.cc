@@ -4,8 +4,8 @@
 
 #include <map>
 
+#include "ekm/api/key_json.h"
 #include "ekm/service/ekm_service.h"
-#include "ekm/service/key_json.h"
 #include "ekm/testing/moto_peer.h"
 #include "ekm/testing/temp_dir.h"
 #include "ekm/testing/test_caller.h"

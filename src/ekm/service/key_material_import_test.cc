@@ -10,13 +10,13 @@
 
 #include <algorithm>
 
+#include "ekm/api/key_status_json.h"
 #include "ekm/base/encoding.h"
 #include "ekm/base/ossl.h"
 #include "ekm/base/random.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/provider/imported/imported_key_provider.h"
 #include "ekm/service/ekm_service.h"
-#include "ekm/service/key_status_json.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/temp_dir.h"
 #include "ekm/testing/test_caller.h"

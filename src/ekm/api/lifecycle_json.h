@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "ekm/api/types.h"
 #include "ekm/base/status.h"
-#include "ekm/service/ekm_service.h"
 
 namespace ekm {
 

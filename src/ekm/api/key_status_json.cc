@@ -1,4 +1,4 @@
-#include "ekm/service/key_status_json.h"
+#include "ekm/api/key_status_json.h"
 
 #include <ctime>
 

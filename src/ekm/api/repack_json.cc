@@ -1,4 +1,4 @@
-#include "ekm/service/repack_json.h"
+#include "ekm/api/repack_json.h"
 
 #include "ekm/base/clock.h"
 

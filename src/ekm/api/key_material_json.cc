@@ -1,4 +1,4 @@
-#include "ekm/service/key_material_json.h"
+#include "ekm/api/key_material_json.h"
 
 #include <ctime>
 

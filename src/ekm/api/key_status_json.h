@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ekm/service/ekm_service.h"
+#include "ekm/api/types.h"
 
 namespace ekm {
 

@@ -1,4 +1,4 @@
-#include "ekm/service/lifecycle_json.h"
+#include "ekm/api/lifecycle_json.h"
 
 #include <ctime>
 #include <utility>

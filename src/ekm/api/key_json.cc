@@ -1,4 +1,4 @@
-#include "ekm/service/key_json.h"
+#include "ekm/api/key_json.h"
 
 #include "ekm/base/clock.h"
 #include "ekm/base/json_text.h"

@@ -5,9 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ekm/api/types.h"
 #include "ekm/base/json_text.h"  // JsonText, for every user of these forms
 #include "ekm/base/status.h"
-#include "ekm/service/ekm_service.h"
 
 namespace ekm {
 
