@@ -47,6 +47,7 @@ EXPECTED = {
     "key.import": ("env", {OWNER, KM}),
     "key.delete_material": ("env", {OWNER, KM}),
     "key.rotate": ("env", {OWNER, KM}),
+    "repack.run": ("env", {OWNER, KM}),
     "data_keys.rotate": ("env", {OWNER, KM}),
     "settings.update": ("env", {OWNER, KM}),
     "default_key.set": ("wschange", {OWNER, KM}),
@@ -110,7 +111,7 @@ ROLE_BODIES = {
 }
 # POST routes sent without a body.
 NO_BODY = {"environment.shred", "audit.checkpoints.create", "platform_audit.checkpoints.create",
-           "rotation.run_due"}
+           "rotation.run_due", "repack.run"}
 
 failures = 0
 passes = 0

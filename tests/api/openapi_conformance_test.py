@@ -340,6 +340,10 @@ def walk(c):
     c.call("PUT", E + "/key", {"aws_kms_arn": ARN})  # AWS unreachable: a documented error
     do("GET", E + "/status", expect={200})
     do("GET", E + "/repack", expect={200})
+    _, rerun = do("POST", E + "/repack/run", None, expect={200})
+    if rerun and rerun.get("state") not in ("none", "pending", "running", "waiting", "finished"):
+        fail(f"POST {E}/repack/run: no repack state: {rerun}")
+    do("POST", E + "/repack/run", {"now": True}, expect={400})
     _, p = do("POST", E + "/key/import-params", {"expires_in_seconds": 600}, expect={200})
     if p:
         secrets.append(p["import_token"].encode())

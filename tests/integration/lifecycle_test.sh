@@ -91,6 +91,9 @@ scenario server --server "$S"
 # --due against a server runs the schedule now (POST /v1/rotations/run): the admin's.
 check "server: rotation --due by the admin" grep -q "nothing to rotate" <(env EKM_TOKEN="$ADMIN_TOKEN" "$EKM" --server "$S" key rotate --due)
 expect_error "server: --due is the admin's" "needs the role admin" -- env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" key rotate --due
+# `repack run` against a server wakes ekmd's repack (POST …/repack/run): a key change's.
+check "server: repack run wakes ekmd's repack" grep -qE "ekmd repacks acme/prod now|nothing to repack" <(env EKM_TOKEN="$KM_TOKEN" "$EKM" --server "$S" repack run -w acme -e prod 2>&1)
+expect_error "server: repack run is a key change" "needs the role" -- env EKM_TOKEN="$AUDITOR_TOKEN" "$EKM" --server "$S" repack run -w acme -e prod
 
 # The API directly: errors are 4xx with a message.
 code=$(curl -s -o "$T/body" -w '%{http_code}' -X PATCH -H "Authorization: Bearer $KM_TOKEN" -H 'Content-Type: application/json' --data '{"nope": 1}' "$S/v1/workspaces/acme/environments/prod/settings")

@@ -108,6 +108,12 @@ class EkmApi {
   // The environment's repack progress and key inventory.
   virtual StatusOr<RepackStatus> GetRepackStatus(const CallContext& ctx, std::string_view workspace,
                                                  std::string_view environment) = 0;
+  // Runs the environment's repack now: a repack waiting to retry after an error is tried again
+  // at once, a pending one begins. Where a background runner repacks (ekmd) it is woken and the
+  // status answered at once (follow it with GetRepackStatus); without one (local mode) the
+  // repack runs in the caller's thread until it finishes. Nothing to repack: the status as is.
+  virtual StatusOr<RepackStatus> RerunRepack(const CallContext& ctx, std::string_view workspace,
+                                             std::string_view environment) = 0;
   // A new RSA-4096 wrapping key and import token for the environment (replacing earlier ones),
   // valid for `expires_in` (1 minute to 7 days).
   virtual StatusOr<KeyImportParameters> CreateKeyImportParameters(

@@ -63,6 +63,8 @@ constexpr RouteInfo kRoutes[] = {
      kEnvironmentRead},
     {RouteId::kRepackStatus, "GET", "/v1/workspaces/{workspace}/environments/{environment}/repack",
      "repack.status", kEnvironmentRead},
+    {RouteId::kRerunRepack, "POST",
+     "/v1/workspaces/{workspace}/environments/{environment}/repack/run", "repack.run", kKeyChange},
     {RouteId::kImportParams, "POST",
      "/v1/workspaces/{workspace}/environments/{environment}/key/import-params", "key.import_params",
      kKeyChange},

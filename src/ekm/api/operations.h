@@ -27,6 +27,7 @@ enum class RouteId {
   kKeyCacheStats,      // GET /v1/key-cache              (this node's key cache)
 
   kRepackStatus,  // GET  …/environments/{e}/repack            (progress and key inventory)
+  kRerunRepack,   // POST …/environments/{e}/repack/run        (now, not at the next retry)
 
   kImportParams,       // POST   …/environments/{e}/key/import-params
   kImportKeyMaterial,  // POST   …/environments/{e}/key/import

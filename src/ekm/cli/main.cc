@@ -437,10 +437,20 @@ void PrintRepackStatus(const RepackStatus& s, bool tty) {
 
 // Local mode: runs the repack to completion, progress on stderr (a bar on a terminal).
 Status RunRepackInForeground(Connection& b, const std::string& ws, const std::string& env) {
-  if (b.local_service() == nullptr) {
-    return FailedPreconditionError(
-        "ekmd runs repacks by itself, in the background",
-        "follow it with `ekm repack status --workspace W --environment E --watch`");
+  if (b.local_service() == nullptr) {  // ekmd repacks in the background: wake it
+    EKM_ASSIGN_OR_RETURN(RepackStatus st, b.api().RerunRepack(b.ctx(), ws, env));
+    if (st.state == "none" || st.state == "finished") {
+      std::fprintf(stderr,
+                   "nothing to repack: every data key of %s/%s is under environment key v%u\n",
+                   ws.c_str(), env.c_str(), st.target_ek_version);
+    } else {
+      std::fprintf(stderr,
+                   "ekmd repacks %s/%s now (%llu data keys to go): `ekm repack status --workspace "
+                   "%s --environment %s --watch`\n",
+                   ws.c_str(), env.c_str(), static_cast<unsigned long long>(st.total - st.done),
+                   ws.c_str(), env.c_str());
+    }
+    return Status::Ok();
   }
   const bool tty = ::isatty(STDERR_FILENO) != 0;
   auto last = std::chrono::steady_clock::now() - std::chrono::seconds(10);
@@ -1069,8 +1079,9 @@ int Run(int argc, char** argv) {
   });
   auto* repack_run = repack->add_subcommand(
       "run",
-      "Local mode: run (or resume, after an interruption) the environment's repack in the "
-      "foreground until it completes. ekmd runs repacks by itself");
+      "Run the environment's repack now. Local mode runs (or resumes, after an interruption) it "
+      "in the foreground until it completes; against ekmd, which repacks in the background, it "
+      "wakes the repack (one waiting to retry after an error is tried at once)");
   repack_run->add_option("--workspace,-w", r_ws, "Workspace name")->required();
   repack_run->add_option("--environment,-e", r_env, "Environment name")->required();
   repack_run->callback([&] {

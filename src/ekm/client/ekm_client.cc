@@ -632,6 +632,18 @@ StatusOr<RepackStatus> EkmClient::GetRepackStatus(const CallContext& /*ctx*/,
   return RepackStatusFromJson(j);
 }
 
+StatusOr<RepackStatus> EkmClient::RerunRepack(const CallContext& /*ctx*/,
+                                              std::string_view workspace,
+                                              std::string_view environment) {
+  json body = json::object();
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("POST",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "repack", "run"}),
+                          &body));
+  return RepackStatusFromJson(j);
+}
+
 StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
     const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
     std::chrono::seconds expires_in) {

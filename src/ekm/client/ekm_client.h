@@ -76,6 +76,8 @@ class EkmClient final : public EkmApi {
                                          const KeyChangeOptions& options) override;
   StatusOr<RepackStatus> GetRepackStatus(const CallContext& ctx, std::string_view workspace,
                                          std::string_view environment) override;
+  StatusOr<RepackStatus> RerunRepack(const CallContext& ctx, std::string_view workspace,
+                                     std::string_view environment) override;
   StatusOr<KeyImportParameters> CreateKeyImportParameters(const CallContext& ctx,
                                                           std::string_view workspace,
                                                           std::string_view environment,

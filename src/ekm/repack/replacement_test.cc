@@ -3,6 +3,9 @@
 // after it. FakeClock: no test waits for a period or a TTL.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include <map>
 
 #include "ekm/api/repack_json.h"
@@ -423,9 +426,41 @@ TEST_F(ReplacementTest, ARepackWaitsWhileTheOldCustomerKeyRefusesAndSaysWhy) {
             std::string::npos)
       << st->last_error;
   ASSERT_TRUE(peer_->ClearFaults().ok());
-  run = svc_->RunRepack(TestOp(), "acme", "prod", nullptr);
+  // Without a background runner (local mode) a re-run repacks in the caller's thread.
+  run = svc_->RerunRepack(TestOp(), "acme", "prod");
   ASSERT_TRUE(run.ok()) << run.status().ToString();
   EXPECT_EQ(run->state, "finished");
+  // Nothing left to repack: the status as it is.
+  run = svc_->RerunRepack(TestOp(), "acme", "prod");
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_EQ(run->state, "finished");
+}
+
+TEST_F(ReplacementTest, AWaitingRepackReRunWakesTheBackgroundRunner) {
+  ASSERT_TRUE(SetAws("main").ok());
+  for (int i = 0; i < 5; ++i) Encrypt(std::string("s").append(std::to_string(i)), "x");
+  ASSERT_TRUE(svc_->RunRepack(TestOp(), "acme", "prod", nullptr).ok());
+  clock_.Advance(hours(24));
+  ASSERT_TRUE(Set("platform", "root").ok());
+  ASSERT_TRUE(peer_->ArmFault("TrentService.Decrypt", "AccessDeniedException").ok());
+  clock_.Advance(seconds(301));
+  Open();
+  ASSERT_FALSE(svc_->RunRepack(TestOp(), "acme", "prod", nullptr).ok());
+  ASSERT_TRUE(peer_->ClearFaults().ok());
+  svc_->StartRepackRunner();
+  // With the runner (ekmd) the answer comes at once, and the runner does the work.
+  auto woken = svc_->RerunRepack(TestOp(), "acme", "prod");
+  ASSERT_TRUE(woken.ok()) << woken.status().ToString();
+  EXPECT_NE(woken->state, "none");
+  std::string state;
+  for (int i = 0; i < 300 && state != "finished"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto st = svc_->GetRepackStatus(TestOp(), "acme", "prod");
+    ASSERT_TRUE(st.ok());
+    state = st->state;
+  }
+  svc_->StopRepackRunner();
+  EXPECT_EQ(state, "finished");
 }
 
 }  // namespace

@@ -77,6 +77,7 @@ class Router {
   RouteMatch Match(const RouteRequest& request) const;
   // Only the route table: no token check (tests of the table).
   RouteMatch MatchRoute(const RouteRequest& request) const;
+  // Runs the route's handler (route_handlers.h) for an authenticated match.
   RouteResponse Handle(const RouteMatch& match, const std::string& body);
   StatusOr<std::unique_ptr<StreamTransform>> OpenStream(const RouteMatch& match);
 
@@ -85,8 +86,6 @@ class Router {
   bool metrics_unauthenticated() const { return metrics_unauthenticated_; }
 
  private:
-  RouteResponse HandleToken(const CallContext& ctx, const RouteMatch& m, const std::string& body);
-
   EkmService* service_;              // authenticates (Match)
   std::unique_ptr<EkmService> api_;  // every operation, authorized
   const Clock* clock_;

@@ -99,6 +99,12 @@ class AuthorizingService final : public EkmService {
     EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kRepackStatus, workspace, environment));
     return inner_->GetRepackStatus(ctx, workspace, environment);
   }
+  StatusOr<RepackStatus> RerunRepack(const CallContext& ctx, std::string_view workspace,
+                                     std::string_view environment) override {
+    EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kRerunRepack, workspace, environment));
+    return inner_->RerunRepack(ctx, workspace, environment);
+  }
+
   StatusOr<RepackStatus> RunRepack(
       const CallContext& ctx, std::string_view workspace, std::string_view environment,
       const std::function<void(const RepackStatus&)>& progress) override {

@@ -113,6 +113,8 @@ class EkmServiceImpl : public EkmService {
   // Repacks after a CMK change (repack_jobs.cc).
   StatusOr<RepackStatus> GetRepackStatus(const CallContext& ctx, std::string_view workspace,
                                          std::string_view environment) override;
+  StatusOr<RepackStatus> RerunRepack(const CallContext& ctx, std::string_view workspace,
+                                     std::string_view environment) override;
   StatusOr<RepackStatus> RunRepack(
       const CallContext& ctx, std::string_view workspace, std::string_view environment,
       const std::function<void(const RepackStatus&)>& progress) override;

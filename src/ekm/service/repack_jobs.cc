@@ -43,6 +43,22 @@ StatusOr<RepackStatus> EkmServiceImpl::GetRepackStatus(const CallContext& /*ctx*
   return st;
 }
 
+StatusOr<RepackStatus> EkmServiceImpl::RerunRepack(const CallContext& ctx,
+                                                   std::string_view workspace,
+                                                   std::string_view environment) {
+  EKM_ASSIGN_OR_RETURN(RepackStatus st, GetRepackStatus(ctx, workspace, environment));
+  if (st.state == "none" || st.state == "finished") return st;
+  {
+    std::lock_guard<std::mutex> lock(repack_mu_);
+    if (repack_runner_) {
+      // A nudge clears the runner's backoff: every environment that needs a repack, now.
+      repack_runner_->Nudge();
+      return st;
+    }
+  }
+  return RunRepack(ctx, workspace, environment, nullptr);
+}
+
 StatusOr<RepackStatus> EkmServiceImpl::RunRepack(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::function<void(const RepackStatus&)>& progress) {
