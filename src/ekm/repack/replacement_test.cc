@@ -4,9 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <thread>
-
 #include <map>
+#include <thread>
 
 #include "ekm/api/repack_json.h"
 #include "ekm/events/lifecycle_event.h"
