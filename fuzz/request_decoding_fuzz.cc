@@ -136,7 +136,7 @@ void CheckDecrypt(std::string_view body) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const std::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
-  switch (data[0] % 20) {
+  switch (data[0] % 21) {
     case 0: {
       (void)Failed(ekm::DecodeNameBody(body), body);
       break;
@@ -234,6 +234,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Require(value.size() <= body.size());
       std::string decoded = ekm::PercentDecode(body, &ok);
       Require(decoded.size() <= body.size());
+      break;
+    }
+    case 20: {
+      // A list route's paging (limit, after) beside its own parameter.
+      auto r = ekm::DecodeListPage(body, {"workspace"});
+      if (!Failed(r, body, /*json_body=*/false)) {
+        Require(r->limit <= ekm::kMaxListPage);
+        Require(r->after.size() <= body.size());
+      }
       break;
     }
   }

@@ -219,6 +219,12 @@ def walk(c):
     do("POST", "/v1/workspaces", {"name": "other"}, expect={201})
     do("POST", "/v1/workspaces", {"name": "other"}, expect={409})
     do("GET", "/v1/workspaces", expect={200})
+    _, first = do("GET", "/v1/workspaces?limit=1", expect={200}, role="admin")
+    if first and "next_after" not in first:
+        fail(f"GET /v1/workspaces?limit=1 with two workspaces: no next_after: {first}")
+    if first and "next_after" in first:
+        do("GET", "/v1/workspaces?limit=1&after=" + first["next_after"], expect={200}, role="admin")
+    c.call("GET", "/v1/workspaces?limit=0", expect={400}, role="admin")
     do("GET", f"/v1/workspaces/{WS}", expect={200})
     do("GET", "/v1/key-cache", expect={200})
     for env in (PROD, DEV):

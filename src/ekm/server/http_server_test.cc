@@ -523,6 +523,50 @@ TEST_F(HttpServerTest, RequestIdIsEchoedOrGenerated) {
   EXPECT_EQ(r.find(std::string(65, 'a')), std::string::npos);
 }
 
+TEST_F(HttpServerTest, ListsPageWithACursor) {
+  for (const char* ws : {"b-ws", "c-ws", "d-ws"}) {
+    ASSERT_TRUE(admin_->CreateWorkspace(kClientCtx, ws).ok());
+  }
+  const std::string auth = "Authorization: Bearer " + admin_token_ + "\r\n";
+  // acme, b-ws, c-ws, d-ws: two pages of two, in name order.
+  std::string r = Get(port_, "/v1/workspaces?limit=2", auth);
+  ASSERT_EQ(StatusOf(r), 200) << r;
+  auto page = BodyOf(r);
+  ASSERT_EQ(page["workspaces"].size(), 2u);
+  EXPECT_EQ(page["workspaces"][1]["name"], "b-ws");
+  ASSERT_EQ(page["next_after"], "b-ws");
+  r = Get(port_, "/v1/workspaces?limit=2&after=b-ws", auth);
+  ASSERT_EQ(StatusOf(r), 200) << r;
+  page = BodyOf(r);
+  ASSERT_EQ(page["workspaces"].size(), 2u);
+  EXPECT_EQ(page["workspaces"][0]["name"], "c-ws");
+  EXPECT_FALSE(page.contains("next_after")) << page.dump();  // the last page
+  // Without limit: the whole list, as before paging existed.
+  r = Get(port_, "/v1/workspaces", auth);
+  EXPECT_EQ(BodyOf(r)["workspaces"].size(), 4u);
+  EXPECT_FALSE(BodyOf(r).contains("next_after"));
+  // Tokens page in creation order by id (the admin's and the app's, at least).
+  r = Get(port_, "/v1/tokens?limit=1", auth);
+  ASSERT_EQ(StatusOf(r), 200) << r;
+  page = BodyOf(r);
+  ASSERT_EQ(page["tokens"].size(), 1u);
+  const std::string cursor = page["next_after"];
+  EXPECT_EQ(cursor, page["tokens"][0]["id"]);
+  r = Get(port_, "/v1/tokens?limit=1&after=" + cursor, auth);
+  ASSERT_EQ(StatusOf(r), 200) << r;
+  EXPECT_NE(BodyOf(r)["tokens"][0]["id"], cursor);
+  // Bad paging is a 400 naming the fix.
+  r = Get(port_, "/v1/workspaces?limit=0", auth);
+  EXPECT_EQ(StatusOf(r), 400) << r;
+  EXPECT_NE(r.find("limit must be a whole number from 1 to 1000"), std::string::npos) << r;
+  r = Get(port_, "/v1/workspaces?after=nothing-like-it", auth);
+  EXPECT_EQ(StatusOf(r), 400) << r;
+  EXPECT_NE(r.find("names nothing in this list"), std::string::npos) << r;
+  r = Get(port_, "/v1/workspaces/acme/environments?page=2", auth);
+  EXPECT_EQ(StatusOf(r), 400) << r;
+  EXPECT_NE(r.find("use limit, after"), std::string::npos) << r;
+}
+
 TEST_F(HttpServerTest, ReadyzAndMetrics) {
   std::string r = Get(port_, "/readyz");
   EXPECT_EQ(StatusOf(r), 200) << r;

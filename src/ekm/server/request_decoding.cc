@@ -1,5 +1,6 @@
 #include "ekm/server/request_decoding.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "ekm/api/lifecycle_json.h"
@@ -239,6 +240,41 @@ std::string QueryValue(std::string_view query, std::string_view name, bool* ok) 
     i = amp + 1;
   }
   return "";
+}
+
+StatusOr<ListPage> DecodeListPage(std::string_view query,
+                                  std::initializer_list<std::string_view> extra) {
+  ListPage page;
+  for (size_t i = 0; i < query.size();) {
+    size_t amp = query.find('&', i);
+    if (amp == std::string_view::npos) amp = query.size();
+    std::string_view kv = query.substr(i, amp - i);
+    i = amp + 1;
+    if (kv.empty()) continue;
+    size_t eq = kv.find('=');
+    bool ok = true;
+    std::string key = PercentDecode(kv.substr(0, eq), &ok);
+    std::string value = eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), &ok);
+    if (!ok) return InvalidArgumentError("the query string is not valid percent-encoding");
+    if (key == "limit") {
+      if (value.empty() || value.size() > 4 ||
+          value.find_first_not_of("0123456789") != std::string::npos || std::stoul(value) == 0 ||
+          std::stoul(value) > kMaxListPage) {
+        return InvalidArgumentError("limit must be a whole number from 1 to " +
+                                        std::to_string(kMaxListPage) + ", got " +
+                                        QuotedExcerpt(value),
+                                    "leave it out for the whole list");
+      }
+      page.limit = std::stoul(value);
+    } else if (key == "after") {
+      page.after = value;
+    } else if (std::find(extra.begin(), extra.end(), key) == extra.end()) {
+      std::string known = "limit, after";
+      for (std::string_view e : extra) known.append(", ").append(e);
+      return InvalidArgumentError("unknown query parameter " + QuotedExcerpt(key), "use " + known);
+    }
+  }
+  return page;
 }
 
 StatusOr<EventQuery> DecodeEventQuery(const std::string& workspace, std::string_view query,

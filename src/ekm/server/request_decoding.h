@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
@@ -27,6 +28,17 @@ namespace ekm {
 std::string PercentDecode(std::string_view s, bool* ok);
 // The decoded value of `name` in a query string ("" when absent).
 std::string QueryValue(std::string_view query, std::string_view name, bool* ok);
+// The paging of a list route (workspaces, environments, tokens): ?limit=N (1 to kMaxListPage;
+// absent: the whole list) and ?after=CURSOR (the `next_after` of the page before). `extra`
+// names the route's own parameters (read by the caller); any other is refused.
+inline constexpr size_t kMaxListPage = 1000;
+struct ListPage {
+  size_t limit = 0;  // 0: no paging
+  std::string after;
+};
+StatusOr<ListPage> DecodeListPage(std::string_view query,
+                                  std::initializer_list<std::string_view> extra = {});
+
 // The query of the events and audit routes: environment, type, since, until, after, limit.
 // `now_ms` anchors relative times ("since=24h").
 StatusOr<EventQuery> DecodeEventQuery(const std::string& workspace, std::string_view query,

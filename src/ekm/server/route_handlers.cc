@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <array>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -66,6 +67,32 @@ json ApiTokenJson(const ApiTokenInfo& t, int64_t now) {
   return j;
 }
 
+// One page of a list, in the list's own order (names for workspaces and environments, creation
+// for tokens): the items after the one whose key is `page.after`, at most `page.limit` (0: all),
+// and `next_after` (the last item's key) when more remain. A cursor naming no item is refused:
+// a list's items are never deleted, so it was not one of ours.
+template <typename T, typename KeyFn, typename ToJson>
+RouteResponse Paged(const std::vector<T>& list, const ListPage& page, const char* member, KeyFn key,
+                    ToJson to_json) {
+  size_t begin = 0;
+  if (!page.after.empty()) {
+    while (begin < list.size() && key(list[begin]) != page.after) ++begin;
+    if (begin == list.size()) {
+      return Error(
+          InvalidArgumentError("after=" + QuotedExcerpt(page.after) + " names nothing in this list",
+                               "pass the next_after of the page before, or leave "
+                               "after out for the first page"));
+    }
+    ++begin;
+  }
+  const size_t end = page.limit == 0 ? list.size() : std::min(list.size(), begin + page.limit);
+  json arr = json::array();
+  for (size_t i = begin; i < end; ++i) arr.push_back(to_json(list[i]));
+  json out = {{member, std::move(arr)}};
+  if (end < list.size() && end > begin) out["next_after"] = key(list[end - 1]);
+  return {200, JsonText(out)};
+}
+
 RouteResponse HandleWhoAmI(const HandlerCall& c) {
   auto r = c.api.WhoAmI(c.ctx);
   if (!r.ok()) return Error(r.status());
@@ -93,14 +120,17 @@ RouteResponse HandleCreateToken(const HandlerCall& c) {
 
 RouteResponse HandleListTokens(const HandlerCall& c) {
   const int64_t now = ToUnixSeconds(c.clock.Now());
+  auto page = DecodeListPage(c.m.query, {"workspace"});
+  if (!page.ok()) return Error(page.status());
   bool ok = true;
   std::string ws = QueryValue(c.m.query, "workspace", &ok);
   if (!ok) return Error(InvalidArgumentError("query is not valid percent-encoding"));
   auto list = c.api.ListApiTokens(c.ctx, ws.empty() ? std::nullopt : std::optional(ws));
   if (!list.ok()) return Error(list.status());
-  json arr = json::array();
-  for (const auto& t : *list) arr.push_back(ApiTokenJson(t, now));
-  return {200, JsonText(json{{"tokens", arr}})};
+  // In creation order: the cursor is the last token's id.
+  return Paged(
+      *list, *page, "tokens", [](const ApiTokenInfo& t) { return t.id; },
+      [now](const ApiTokenInfo& t) { return ApiTokenJson(t, now); });
 }
 
 RouteResponse HandleRevokeToken(const HandlerCall& c) {
@@ -120,11 +150,12 @@ RouteResponse HandleGetToken(const HandlerCall& c) {
 RouteResponse HandleHealth(const HandlerCall&) { return {200, R"({"status":"ok"})"}; }
 
 RouteResponse HandleListWorkspaces(const HandlerCall& c) {
+  auto page = DecodeListPage(c.m.query);
+  if (!page.ok()) return Error(page.status());
   auto list = c.api.ListWorkspaces(c.ctx);
   if (!list.ok()) return Error(list.status());
-  json arr = json::array();
-  for (const auto& w : *list) arr.push_back(WorkspaceJson(w));
-  return {200, JsonText(json{{"workspaces", arr}})};
+  return Paged(
+      *list, *page, "workspaces", [](const WorkspaceInfo& w) { return w.name; }, WorkspaceJson);
 }
 
 RouteResponse HandleCreateWorkspace(const HandlerCall& c) {
@@ -136,11 +167,13 @@ RouteResponse HandleCreateWorkspace(const HandlerCall& c) {
 }
 
 RouteResponse HandleListEnvironments(const HandlerCall& c) {
+  auto page = DecodeListPage(c.m.query);
+  if (!page.ok()) return Error(page.status());
   auto list = c.api.ListEnvironments(c.ctx, c.m.workspace);
   if (!list.ok()) return Error(list.status());
-  json arr = json::array();
-  for (const auto& e : *list) arr.push_back(EnvironmentJson(e));
-  return {200, JsonText(json{{"environments", arr}})};
+  return Paged(
+      *list, *page, "environments", [](const EnvironmentInfo& e) { return e.name; },
+      EnvironmentJson);
 }
 
 RouteResponse HandleCreateEnvironment(const HandlerCall& c) {
