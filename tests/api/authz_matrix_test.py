@@ -39,6 +39,8 @@ EXPECTED = {
     "key.policy": ("env", READERS),
     "environment.status": ("env", READERS),
     "repack.status": ("env", READERS),
+    "scope.list": ("env", READERS),
+    "key.history": ("env", READERS),
     "settings.show": ("env", READERS),
     "default_key.show": ("workspace", READERS),
     "key_policy.check": ("workspace", {ADMIN, OWNER, KM}),

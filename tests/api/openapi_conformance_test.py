@@ -346,6 +346,13 @@ def walk(c):
     c.call("PUT", E + "/key", {"aws_kms_arn": ARN})  # AWS unreachable: a documented error
     do("GET", E + "/status", expect={200})
     do("GET", E + "/repack", expect={200})
+    _, scopes = do("GET", E + "/scopes", expect={200})
+    if scopes and not all("dk_version" in x for x in scopes.get("scopes", [])):
+        fail(f"GET {E}/scopes: a scope without its DK version: {scopes}")
+    _, history = do("GET", E + "/key/history?limit=5", expect={200})
+    if history and not history.get("events"):
+        fail(f"GET {E}/key/history after key changes: no events: {history}")
+    c.call("GET", E + "/key/history?after=x", expect={400})
     _, rerun = do("POST", E + "/repack/run", None, expect={200})
     if rerun and rerun.get("state") not in ("none", "pending", "running", "waiting", "finished"):
         fail(f"POST {E}/repack/run: no repack state: {rerun}")

@@ -149,6 +149,10 @@ class EkmApi {
   // current EK older than its period, every scope whose newest DK is older than its period.
   // Nothing without a schedule. Events name the caller (ekmd calls as kScheduleActor).
   virtual StatusOr<ScheduledRotationReport> RunScheduledRotations(const CallContext& ctx) = 0;
+  // The environment's scopes, by name, each with its current DK version and messages reserved.
+  virtual StatusOr<ScopeList> ListScopes(const CallContext& ctx, std::string_view workspace,
+                                         std::string_view environment) = 0;
+
   // Re-encrypts a whole envelope (either form, binary or text) under the newest DK version of
   // its own scope, without returning the plaintext; appends the new envelope to `out` in the
   // input's form (single or stream, binary or text).
@@ -178,6 +182,15 @@ class EkmApi {
   // Lifecycle events, oldest first.
   virtual StatusOr<std::vector<LifecycleEventInfo>> ListEvents(const CallContext& ctx,
                                                                const EventQuery& query) = 0;
+  // The environment's key history, oldest first: every "Update key" validation (passed,
+  // failed, dry runs), every CMK change (the first customer key, replacements, emergency ones,
+  // refused ones) and uploaded key material imported or deleted, as lifecycle events. Pages like
+  // ListEvents: the events after `after_id`, at most `limit` (1 to 1000).
+  virtual StatusOr<std::vector<LifecycleEventInfo>> KeyHistory(const CallContext& ctx,
+                                                               std::string_view workspace,
+                                                               std::string_view environment,
+                                                               int64_t after_id, size_t limit) = 0;
+
   // API tokens. Create records token.created, revoke token.revoked, as the caller (ctx.actor), in
   // the token's workspace's audit chain ("" for admin tokens) with the caller's role
   // (ctx.caller's; "operator" for the local operator), and when the admin did it in the platform

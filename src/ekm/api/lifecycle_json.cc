@@ -5,6 +5,7 @@
 
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
+#include "ekm/base/json_text.h"
 
 namespace ekm {
 
@@ -244,6 +245,24 @@ StatusOr<int64_t> ParseTimeMs(std::string_view text, int64_t now_ms) {
   return InvalidArgumentError(QuotedThen(text, " is not a time"),
                               "write RFC 3339 UTC (2026-11-25T10:00:00Z), unix seconds, or a "
                               "duration before now (24h, 7d)");
+}
+
+nlohmann::json ScopeInfoToJson(const ScopeInfo& s) {
+  return {{"scope", s.scope},
+          {"dk_version", s.dk_version},
+          {"ek_version", s.ek_version},
+          {"created_at", FormatRfc3339(FromUnixSeconds(s.created_at))},
+          {"messages_reserved", s.messages_reserved}};
+}
+
+ScopeInfo ScopeInfoFromJson(const nlohmann::json& j) {
+  ScopeInfo s;
+  s.scope = j.value("scope", "");
+  s.dk_version = j.value("dk_version", uint32_t{0});
+  s.ek_version = j.value("ek_version", uint32_t{0});
+  s.created_at = JsonTimeSeconds(j, "created_at");
+  s.messages_reserved = j.value("messages_reserved", uint64_t{0});
+  return s;
 }
 
 }  // namespace ekm

@@ -14,6 +14,9 @@
 namespace ekm {
 
 nlohmann::json RotationResultToJson(const RotationResult& r);
+// One scope of GET …/scopes: scope, dk_version, ek_version, created_at, messages_reserved.
+nlohmann::json ScopeInfoToJson(const ScopeInfo& s);
+ScopeInfo ScopeInfoFromJson(const nlohmann::json& j);
 RotationResult RotationResultFromJson(const nlohmann::json& j);
 
 nlohmann::json ShredConfirmationToJson(const ShredConfirmation& c);

@@ -28,6 +28,8 @@ enum class RouteId {
 
   kRepackStatus,  // GET  …/environments/{e}/repack            (progress and key inventory)
   kRerunRepack,   // POST …/environments/{e}/repack/run        (now, not at the next retry)
+  kListScopes,    // GET  …/environments/{e}/scopes            (current DK version, messages)
+  kKeyHistory,    // GET  …/environments/{e}/key/history       (validations, CMK changes)
 
   kImportParams,       // POST   …/environments/{e}/key/import-params
   kImportKeyMaterial,  // POST   …/environments/{e}/key/import

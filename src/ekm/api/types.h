@@ -205,6 +205,25 @@ struct ScheduledRotationReport {
   std::vector<std::string> failures;  // "acme/prod: <error>", the rest went on
 };
 
+// One scope of an environment: its current DK version and how much of that version's message
+// budget is used. `messages_reserved` counts the nonces handed out under it (processes reserve
+// them in leases, so it bounds the messages sealed from above); past max_messages_per_dk the
+// scope's DK rotates by itself.
+struct ScopeInfo {
+  std::string scope;
+  uint32_t dk_version = 0;
+  uint32_t ek_version = 0;  // the EK that wraps it
+  int64_t created_at = 0;   // unix seconds, of the current version
+  uint64_t messages_reserved = 0;
+};
+
+struct ScopeList {
+  std::string workspace;
+  std::string environment;
+  uint64_t max_messages_per_dk = 0;  // the deployment's bound per DK version
+  std::vector<ScopeInfo> scopes;     // by name
+};
+
 // A rewrapped ciphertext: the scope it belongs to and the DK version it is now under.
 struct RewrapResult {
   std::string scope;

@@ -181,6 +181,48 @@ StatusOr<std::unique_ptr<Connection>> Connect(const GlobalFlags& g) {
   return Connection::Local(o, LocalOperator());
 }
 
+// Lifecycle events as a table (or JSON lines with --json); `none` is said on stderr when empty.
+void PrintEvents(const std::vector<LifecycleEventInfo>& list, bool json, const char* none) {
+  if (json) {
+    for (const auto& e : list) std::cout << JsonText(LifecycleEventInfoToJson(e)) << "\n";
+    return;
+  }
+  if (list.empty()) {
+    std::fprintf(stderr, "%s\n", none);
+    return;
+  }
+  std::printf("%-6s %-24s %-14s %-26s %-18s %s\n", "ID", "TIME", "ENVIRONMENT", "TYPE", "ACTOR",
+              "DETAIL");
+  for (const auto& e : list) {
+    std::string at = LifecycleEventInfoToJson(e)["at"];
+    std::printf("%-6lld %-24s %-14s %-26s %-18s %s\n", static_cast<long long>(e.id), at.c_str(),
+                e.environment.empty() ? "-" : e.environment.c_str(), e.type.c_str(),
+                e.actor.c_str(), e.detail.c_str());
+  }
+}
+
+// `ekm environment scopes`: each scope's current DK version and its share of the message budget.
+void PrintScopes(const ScopeList& list) {
+  if (list.scopes.empty()) {
+    std::fprintf(stderr,
+                 "no scope of %s/%s has a data key yet (a scope's first encrypt makes one)\n",
+                 list.workspace.c_str(), list.environment.c_str());
+    return;
+  }
+  std::printf("%-24s %-4s %-4s %-22s %s\n", "SCOPE", "DK", "EK", "SINCE", "MESSAGES RESERVED");
+  for (const ScopeInfo& s : list.scopes) {
+    std::string since = ScopeInfoToJson(s)["created_at"];
+    const double share = list.max_messages_per_dk == 0
+                             ? 0
+                             : 100.0 * static_cast<double>(s.messages_reserved) /
+                                   static_cast<double>(list.max_messages_per_dk);
+    std::printf("%-24s v%-3u v%-3u %-22s %llu (%.2f%% of the %llu before the DK rotates)\n",
+                s.scope.c_str(), s.dk_version, s.ek_version, since.c_str(),
+                static_cast<unsigned long long>(s.messages_reserved), share,
+                static_cast<unsigned long long>(list.max_messages_per_dk));
+  }
+}
+
 // `now` (unix seconds) tells an expired token's state.
 nlohmann::json ApiTokenInfoJson(const ApiTokenInfo& t, int64_t now) {
   auto at = [](int64_t v) {
@@ -908,6 +950,26 @@ int Run(int argc, char** argv) {
       return AfterKeyChange(b, k_ws, k_env);  // the repack
     });
   });
+  // ekm key history: validations and CMK changes.
+  int64_t kh_after = 0;
+  size_t kh_limit = 100;
+  auto* key_history = key->add_subcommand(
+      "history",
+      "Show the environment's key history, oldest first: every validation (passed, failed, "
+      "--dry-run), every change of customer main key (the first, replacements, emergency and "
+      "refused ones) and uploaded key material imported or deleted, with who and when");
+  add_env_options(key_history);
+  key_history->add_option("--after", kh_after, "Only events after this id (paging)");
+  key_history->add_option("--limit", kh_limit, "At most this many events (1-1000)")
+      ->check(CLI::Range(1, 1000));
+  key_history->callback([&] {
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventInfo> list,
+                           b.api().KeyHistory(b.ctx(), k_ws, k_env, kh_after, kh_limit));
+      PrintEvents(list, g.json, "no key validation or change recorded yet");
+      return Status::Ok();
+    });
+  });
   auto* key_show = key->add_subcommand(
       "show",
       "Show the environment's CMK: provider, ARN, region, state, rotation status, and "
@@ -1009,6 +1071,33 @@ int Run(int argc, char** argv) {
       } else {
         PrintKeyStatus(s);
       }
+      return Status::Ok();
+    });
+  });
+  // ekm environment scopes: each scope's current DK version and messages reserved.
+  std::string sc_ws, sc_env;
+  auto* env_scopes = env->add_subcommand(
+      "scopes",
+      "List the environment's scopes: each one's current data key version, the environment key "
+      "that wraps it, since when, and the messages reserved under it (an upper bound on those "
+      "sealed) against the budget after which the data key rotates by itself");
+  env_scopes->add_option("--workspace,-w", sc_ws, "Workspace name")->required();
+  env_scopes->add_option("--environment,-e", sc_env, "Environment name")->required();
+  env_scopes->callback([&] {
+    with_backend([&](Connection& b) -> Status {
+      EKM_ASSIGN_OR_RETURN(ScopeList list, b.api().ListScopes(b.ctx(), sc_ws, sc_env));
+      if (!g.json) {
+        PrintScopes(list);
+        return Status::Ok();
+      }
+      nlohmann::json scopes = nlohmann::json::array();
+      for (const ScopeInfo& s : list.scopes) scopes.push_back(ScopeInfoToJson(s));
+      std::cout << JsonText(nlohmann::json{{"workspace", list.workspace},
+                                           {"environment", list.environment},
+                                           {"max_messages_per_dk", list.max_messages_per_dk},
+                                           {"scopes", scopes}},
+                            2)
+                << "\n";
       return Status::Ok();
     });
   });
@@ -1584,22 +1673,7 @@ int Run(int argc, char** argv) {
     }
     with_backend([&](Connection& b) -> Status {
       EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventInfo> list, b.api().ListEvents(b.ctx(), q));
-      if (g.json) {
-        for (const auto& e : list) std::cout << JsonText(LifecycleEventInfoToJson(e)) << "\n";
-        return Status::Ok();
-      }
-      if (list.empty()) {
-        std::fprintf(stderr, "no events match\n");
-        return Status::Ok();
-      }
-      std::printf("%-6s %-24s %-14s %-26s %-18s %s\n", "ID", "TIME", "ENVIRONMENT", "TYPE", "ACTOR",
-                  "DETAIL");
-      for (const auto& e : list) {
-        std::string at = LifecycleEventInfoToJson(e)["at"];
-        std::printf("%-6lld %-24s %-14s %-26s %-18s %s\n", static_cast<long long>(e.id), at.c_str(),
-                    e.environment.empty() ? "-" : e.environment.c_str(), e.type.c_str(),
-                    e.actor.c_str(), e.detail.c_str());
-      }
+      PrintEvents(list, g.json, "no events match");
       return Status::Ok();
     });
   });

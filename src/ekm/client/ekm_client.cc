@@ -865,6 +865,42 @@ StatusOr<EnvironmentSettings> EkmClient::UpdateEnvironmentSettings(
   return EnvironmentSettingsFromJson(j);
 }
 
+StatusOr<ScopeList> EkmClient::ListScopes(const CallContext& /*ctx*/, std::string_view workspace,
+                                          std::string_view environment) {
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call("GET",
+                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
+                                               "scopes"}),
+                          nullptr));
+  ScopeList list;
+  list.workspace = j.value("workspace", "");
+  list.environment = j.value("environment", "");
+  list.max_messages_per_dk = j.value("max_messages_per_dk", uint64_t{0});
+  for (const json& s : j.value("scopes", json::array())) {
+    list.scopes.push_back(ScopeInfoFromJson(s));
+  }
+  return list;
+}
+
+StatusOr<std::vector<LifecycleEventInfo>> EkmClient::KeyHistory(const CallContext& /*ctx*/,
+                                                                std::string_view workspace,
+                                                                std::string_view environment,
+                                                                int64_t after_id, size_t limit) {
+  std::string query = "?limit=" + std::to_string(limit);
+  if (after_id > 0) query += "&after=" + std::to_string(after_id);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET",
+                                           "/v1" +
+                                               impl_->Path({"workspaces", workspace, "environments",
+                                                            environment, "key", "history"}) +
+                                               query,
+                                           nullptr));
+  std::vector<LifecycleEventInfo> out;
+  for (const json& e : j.value("events", json::array())) {
+    out.push_back(LifecycleEventInfoFromJson(e));
+  }
+  return out;
+}
+
 StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const CallContext& /*ctx*/,
                                                                 const EventQuery& q) {
   auto value = [&](std::string_view v) { return impl_->Path({v}).substr(1); };

@@ -76,6 +76,12 @@ class EkmClient final : public EkmApi {
                                          const KeyChangeOptions& options) override;
   StatusOr<RepackStatus> GetRepackStatus(const CallContext& ctx, std::string_view workspace,
                                          std::string_view environment) override;
+  StatusOr<ScopeList> ListScopes(const CallContext& ctx, std::string_view workspace,
+                                 std::string_view environment) override;
+  StatusOr<std::vector<LifecycleEventInfo>> KeyHistory(const CallContext& ctx,
+                                                       std::string_view workspace,
+                                                       std::string_view environment,
+                                                       int64_t after_id, size_t limit) override;
   StatusOr<RepackStatus> RerunRepack(const CallContext& ctx, std::string_view workspace,
                                      std::string_view environment) override;
   StatusOr<KeyImportParameters> CreateKeyImportParameters(const CallContext& ctx,

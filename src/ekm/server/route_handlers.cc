@@ -392,6 +392,44 @@ RouteResponse HandleListEvents(const HandlerCall& c) {
   return {200, JsonText(out)};
 }
 
+RouteResponse HandleListScopes(const HandlerCall& c) {
+  auto page = DecodeListPage(c.m.query);
+  if (!page.ok()) return Error(page.status());
+  auto list = c.api.ListScopes(c.ctx, c.m.workspace, c.m.environment);
+  if (!list.ok()) return Error(list.status());
+  RouteResponse r = Paged(
+      list->scopes, *page, "scopes", [](const ScopeInfo& s) { return s.scope; }, ScopeInfoToJson);
+  if (r.status != 200) return r;
+  json out = json::parse(r.body);
+  out["workspace"] = list->workspace;
+  out["environment"] = list->environment;
+  out["max_messages_per_dk"] = list->max_messages_per_dk;
+  return {200, JsonText(out)};
+}
+
+RouteResponse HandleKeyHistory(const HandlerCall& c) {
+  auto page = DecodeListPage(c.m.query);
+  if (!page.ok()) return Error(page.status());
+  int64_t after = 0;
+  if (!page->after.empty()) {
+    if (page->after.size() > 18 ||
+        page->after.find_first_not_of("0123456789") != std::string::npos) {
+      return Error(
+          InvalidArgumentError("after must be an event id, got " + QuotedExcerpt(page->after),
+                               "pass the next_after of the page before"));
+    }
+    after = std::stoll(page->after);
+  }
+  const size_t limit = page->limit == 0 ? 100 : page->limit;
+  auto list = c.api.KeyHistory(c.ctx, c.m.workspace, c.m.environment, after, limit);
+  if (!list.ok()) return Error(list.status());
+  json arr = json::array();
+  for (const auto& e : *list) arr.push_back(LifecycleEventInfoToJson(e));
+  json out = {{"events", arr}};
+  if (list->size() == limit) out["next_after"] = list->back().id;
+  return {200, JsonText(out)};
+}
+
 RouteResponse HandleReady(const HandlerCall& c) {
   // The HTTP layer answers 503 itself while shutting down; here: does the store answer?
   Status s = c.api.CheckStore();
@@ -576,6 +614,8 @@ constexpr std::pair<RouteId, RouteHandler> kHandlers[] = {
     {RouteId::kKeyCacheStats, &HandleKeyCacheStats},
     {RouteId::kRepackStatus, &HandleRepackStatus},
     {RouteId::kRerunRepack, &HandleRerunRepack},
+    {RouteId::kListScopes, &HandleListScopes},
+    {RouteId::kKeyHistory, &HandleKeyHistory},
     {RouteId::kImportParams, &HandleImportParams},
     {RouteId::kImportKeyMaterial, &HandleImportKeyMaterial},
     {RouteId::kDeleteKeyMaterial, &HandleDeleteKeyMaterial},

@@ -24,6 +24,37 @@ StatusOr<std::vector<LifecycleEventInfo>> EkmServiceImpl::ListEvents(const CallC
   return out;
 }
 
+StatusOr<std::vector<LifecycleEventInfo>> EkmServiceImpl::KeyHistory(const CallContext& /*ctx*/,
+                                                                     std::string_view workspace,
+                                                                     std::string_view environment,
+                                                                     int64_t after_id,
+                                                                     size_t limit) {
+  EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+  if (limit < 1 || limit > 1000) {
+    return InvalidArgumentError("limit must be between 1 and 1000, got " + std::to_string(limit),
+                                "page with after=<id of the last event seen>");
+  }
+  LifecycleEventFilter f;
+  f.workspace = env.workspace;
+  f.environment = env.name;
+  f.after_id = after_id;
+  f.limit = limit;
+  for (std::string_view type :
+       {event::kKeyValidated, event::kKeyValidationFailed, event::kKeySet, event::kKeyReplaced,
+        event::kKeyEmergencyReplaced, event::kKeyReplacementRefused, event::kKeyMaterialImported,
+        event::kKeyMaterialDeleted}) {
+    f.types.emplace_back(type);
+  }
+  EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventRecord> recs, store_->ListLifecycleEvents(f));
+  std::vector<LifecycleEventInfo> out;
+  out.reserve(recs.size());
+  for (auto& r : recs) {
+    out.push_back({r.id, r.at_ms, std::move(r.workspace), std::move(r.environment),
+                   std::move(r.type), std::move(r.actor), std::move(r.detail)});
+  }
+  return out;
+}
+
 StatusOr<std::vector<LifecycleEventRecord>> EkmServiceImpl::QueryAudit(const CallContext& /*ctx*/,
                                                                        const EventQuery& q) {
   EKM_RETURN_IF_ERROR(CheckChain(q.workspace));

@@ -99,6 +99,18 @@ class AuthorizingService final : public EkmService {
     EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kRepackStatus, workspace, environment));
     return inner_->GetRepackStatus(ctx, workspace, environment);
   }
+  StatusOr<ScopeList> ListScopes(const CallContext& ctx, std::string_view workspace,
+                                 std::string_view environment) override {
+    EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kListScopes, workspace, environment));
+    return inner_->ListScopes(ctx, workspace, environment);
+  }
+  StatusOr<std::vector<LifecycleEventInfo>> KeyHistory(const CallContext& ctx,
+                                                       std::string_view workspace,
+                                                       std::string_view environment,
+                                                       int64_t after_id, size_t limit) override {
+    EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kKeyHistory, workspace, environment));
+    return inner_->KeyHistory(ctx, workspace, environment, after_id, limit);
+  }
   StatusOr<RepackStatus> RerunRepack(const CallContext& ctx, std::string_view workspace,
                                      std::string_view environment) override {
     EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kRerunRepack, workspace, environment));

@@ -111,6 +111,12 @@ class EkmServiceImpl : public EkmService {
   size_t PurgeExpiredKeys() override { return keys_.PurgeExpired(); }
 
   // Repacks after a CMK change (repack_jobs.cc).
+  StatusOr<ScopeList> ListScopes(const CallContext& ctx, std::string_view workspace,
+                                 std::string_view environment) override;
+  StatusOr<std::vector<LifecycleEventInfo>> KeyHistory(const CallContext& ctx,
+                                                       std::string_view workspace,
+                                                       std::string_view environment,
+                                                       int64_t after_id, size_t limit) override;
   StatusOr<RepackStatus> GetRepackStatus(const CallContext& ctx, std::string_view workspace,
                                          std::string_view environment) override;
   StatusOr<RepackStatus> RerunRepack(const CallContext& ctx, std::string_view workspace,

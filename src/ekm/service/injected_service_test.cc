@@ -2,7 +2,9 @@
 // it, but with a fake CMK: the lifecycle of a customer key without moto.
 #include <gtest/gtest.h>
 
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "ekm/service/ekm_service.h"
 #include "ekm/testing/fake_key_provider.h"
@@ -93,6 +95,60 @@ TEST_F(InjectedServiceTest, EventsNameTheCallersContextWhateverThreadRunsTheCall
   EXPECT_EQ(actor_of["prod"], "cli:test");
   EXPECT_EQ(actor_of["a"], "cli:alice");
   EXPECT_EQ(actor_of["b"], "token:00000000000000bb");
+}
+
+TEST_F(InjectedServiceTest, KeyHistoryHasTheValidationsAndCmkChangesOfItsEnvironmentOnly) {
+  ASSERT_TRUE(svc_->CreateEnvironment(TestOp(), "acme", "dev").ok());
+  cmk_->answer = FakeKeyProvider::Answer::kRefuse;
+  auto failed = svc_->ValidateCustomerKey(TestOp(), "acme", "prod", "fake-kms", "key-1");
+  ASSERT_TRUE(failed.ok()) << failed.status().ToString();
+  EXPECT_FALSE(failed->ok);
+  cmk_->answer = FakeKeyProvider::Answer::kOk;
+  ASSERT_TRUE(svc_->SetCustomerKey(TestOp(), "acme", "prod", "fake-kms", "key-1").ok());
+  ASSERT_TRUE(svc_->SetCustomerKey(TestOp(), "acme", "dev", "fake-kms", "key-2").ok());
+  // Not key history: a rotation and data.
+  ASSERT_TRUE(svc_->RotateEnvironmentKey(TestOp(), "acme", "prod").ok());
+
+  auto history = svc_->KeyHistory(TestOp(), "acme", "prod", 0, 100);
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  std::vector<std::string> types;
+  for (const auto& e : *history) {
+    EXPECT_EQ(e.environment, "prod");
+    EXPECT_EQ(e.actor, "cli:test");
+    types.push_back(e.type);
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"key.validation_failed", "key.set", "key.validated"}));
+  // Paging: after the first, at most one.
+  auto page = svc_->KeyHistory(TestOp(), "acme", "prod", (*history)[0].id, 1);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0].type, "key.set");
+  EXPECT_EQ(svc_->KeyHistory(TestOp(), "acme", "prod", 0, 0).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(svc_->KeyHistory(TestOp(), "acme", "nope", 0, 10).status().code(),
+            StatusCode::kNotFound);
+}
+
+TEST_F(InjectedServiceTest, ScopesListTheirCurrentDataKeyVersionAndMessagesReserved) {
+  auto empty = svc_->ListScopes(TestOp(), "acme", "prod");
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_TRUE(empty->scopes.empty());
+  Bytes sealed;
+  for (const char* scope : {"orders", "invoices", "orders"}) {
+    ASSERT_TRUE(svc_->Encrypt(TestOp(), "acme", "prod", scope, AsBytes("x"), &sealed).ok());
+  }
+  ASSERT_TRUE(svc_->RotateDataKeys(TestOp(), "acme", "prod", {"orders"}, false).ok());
+  auto list = svc_->ListScopes(TestOp(), "acme", "prod");
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  EXPECT_EQ(list->max_messages_per_dk, uint64_t{1} << 32);
+  ASSERT_EQ(list->scopes.size(), 2u);
+  EXPECT_EQ(list->scopes[0].scope, "invoices");  // by name
+  EXPECT_EQ(list->scopes[0].dk_version, 1u);
+  EXPECT_GE(list->scopes[0].messages_reserved, 1u);
+  EXPECT_EQ(list->scopes[1].scope, "orders");
+  EXPECT_EQ(list->scopes[1].dk_version, 2u);  // rotated: the new version has sealed nothing yet
+  EXPECT_EQ(list->scopes[1].messages_reserved, 0u);
+  EXPECT_EQ(list->scopes[1].ek_version, 1u);
 }
 
 }  // namespace

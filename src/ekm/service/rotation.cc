@@ -133,4 +133,21 @@ StatusOr<RotationResult> EkmServiceImpl::RotateDk(const CallContext& ctx,
   return RotationResult{env.workspace, env.name, "dk", scope, from, (*dk)->version};
 }
 
+StatusOr<ScopeList> EkmServiceImpl::ListScopes(const CallContext& /*ctx*/,
+                                               std::string_view workspace,
+                                               std::string_view environment) {
+  EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
+  EKM_ASSIGN_OR_RETURN(std::vector<DataKeyRecord> latest, store_->ListLatestDataKeys(env.id));
+  ScopeList list;
+  list.workspace = env.workspace;
+  list.environment = env.name;
+  list.max_messages_per_dk = options_.max_messages_per_dk;
+  list.scopes.reserve(latest.size());
+  for (const DataKeyRecord& dk : latest) {
+    list.scopes.push_back(
+        {dk.scope, dk.version, dk.ek_version, dk.created_at, dk.messages_reserved});
+  }
+  return list;
+}
+
 }  // namespace ekm

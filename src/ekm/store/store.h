@@ -86,6 +86,7 @@ struct LifecycleEventFilter {
   std::string workspace;                   // required
   std::optional<std::string> environment;  // nullopt: every environment of the workspace
   std::string type;                        // empty: every type
+  std::vector<std::string> types;          // non-empty: one of these types too
   int64_t since_ms = 0;                    // at >= since_ms
   int64_t until_ms = INT64_MAX;            // at < until_ms
   int64_t after_id = 0;                    // id > after_id (paging)
@@ -379,8 +380,8 @@ class Store {
     int64_t current_ek_created_at = 0;
   };
   virtual StatusOr<std::vector<RotationScheduleRecord>> ListRotationSchedules() = 0;
-  // The newest DK version of every scope of the environment (wrapped blobs left empty), by
-  // scope.
+  // The newest DK version of every scope of the environment (wrapped blobs left empty: its EK
+  // version, creation time and messages reserved), by scope, in one query.
   virtual StatusOr<std::vector<DataKeyRecord>> ListLatestDataKeys(int64_t environment_id) = 0;
 
   // An API token (auth/token.h): only the SHA-256 of its secret is stored.

@@ -613,11 +613,14 @@ class SqliteStore : public Store {
         Prepare("SELECT id, at_ms, workspace, environment, type, actor, detail, chain, seq, "
                 "prev_hash, hash FROM audit_records WHERE workspace = ? AND (? = 0 OR "
                 "environment = ?) AND (? = '' OR type = ?) AND at_ms >= ? AND at_ms < ? AND "
-                "id > ? ORDER BY id LIMIT ?"));
+                "id > ? AND (? = 0 OR type IN (SELECT value FROM json_each(?))) ORDER BY id "
+                "LIMIT ?"));
     s->Bind(1, f.workspace).Bind(2, int64_t{f.environment.has_value() ? 1 : 0});
     s->Bind(3, f.environment.value_or("")).Bind(4, f.type).Bind(5, f.type);
     s->Bind(6, f.since_ms).Bind(7, f.until_ms).Bind(8, f.after_id);
-    s->Bind(9, static_cast<int64_t>(f.limit));
+    const std::string types = nlohmann::json(f.types).dump();
+    s->Bind(9, int64_t{f.types.empty() ? 0 : 1}).Bind(10, types);
+    s->Bind(11, static_cast<int64_t>(f.limit));
     std::vector<LifecycleEventRecord> out;
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) {
@@ -1413,20 +1416,15 @@ class SqliteStore : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
-        Prepare("SELECT environment_id, scope, MAX(version), 0, X'', 0, 0 FROM data_keys "
-                "WHERE environment_id = ? GROUP BY scope ORDER BY scope"));
+        Prepare("SELECT d.environment_id, d.scope, d.version, d.ek_version, X'', d.created_at, "
+                "d.messages_reserved FROM data_keys d WHERE d.environment_id = ?1 AND d.version = "
+                "(SELECT MAX(m.version) FROM data_keys m WHERE m.environment_id = ?1 AND m.scope "
+                "= d.scope) ORDER BY d.scope"));
     s->Bind(1, environment_id);
     std::vector<DataKeyRecord> out;
     int rc;
     while ((rc = s->Step()) == SQLITE_ROW) out.push_back(ReadDataKey(*s));
     if (rc != SQLITE_DONE) return Error("listing data keys");
-    // Fill in the creation time and EK of each newest version.
-    for (DataKeyRecord& r : out) {
-      EKM_ASSIGN_OR_RETURN(DataKeyRecord full,
-                           GetDataKeyLocked(environment_id, r.scope, r.version));
-      full.wrapped.clear();
-      r = std::move(full);
-    }
     return out;
   }
 
