@@ -93,88 +93,46 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
   return ekm::Status::Ok();
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  // Before anything reads a key: a crash must not write keys to disk.
-  if (ekm::Status hardened = ekm::DisableCoreDumps(); !hardened.ok()) return Fail(hardened);
-  CLI::App app{
-      "ekmd: the ekm server (Enterprise Key Management, bring your own key).\n"
-      "Serves the REST API v1 (docs/api.md) on the data directory's store and keys.",
-      "ekmd"};
-  app.set_version_flag("--version", "ekmd 0.1.0");
-  app.set_config("--config", "",
-                 "Read options from a TOML/INI file (keys are the long option "
-                 "names, e.g. listen = \"127.0.0.1:8080\")");
+// Everything ekmd's command line sets.
+struct EkmdFlags {
   ekm::EkmOptions options;
-  options.data_dir = "./ekm-data";
   ekm::HttpServerOptions http;
-  // A token's steady pace and its bursts: well above what a CLI user or a typical app
-  // instance sends, low enough that one runaway client cannot take a node's few thousand
-  // requests per second from the other tenants.
-  http.rate_limit = 200;
-  http.rate_limit_burst = 400;
   int64_t ttl = 300;
   std::string log_level = "info";
-  app.add_option("--data-dir", options.data_dir,
+  std::string log_format = "text";
+  std::string tls_client_auth = "optional";
+  CLI::Option* client_auth = nullptr;
+  std::string bootstrap_token_file;
+  int64_t rotation_check_seconds = 60;
+  int64_t audit_checkpoint_seconds = 300;
+  int64_t audit_usage_seconds = 60;
+  // Whole seconds on the command line; the provider takes milliseconds.
+  int aws_call_timeout = 0;
+  int aws_call_deadline = 0;
+};
+
+// The data directory, the key cache, the key lifecycle and the audit log.
+void AddStoreAndKeyFlags(CLI::App& app, EkmdFlags& f) {
+  f.options.data_dir = "./ekm-data";
+  app.add_option("--data-dir", f.options.data_dir,
                  "Data directory: store and root key, created on first start [env: EKM_DATA_DIR]")
       ->envname("EKM_DATA_DIR")
       ->capture_default_str();
-  app.add_option("--listen", http.listen, "Address to serve on, HOST:PORT (port 0: any free port)")
-      ->capture_default_str();
-  app.add_option("--root-key-file", options.root_key_file,
+  app.add_option("--root-key-file", f.options.root_key_file,
                  "Platform root key file [default: <data-dir>/root.key]");
-  app.add_option("--key-cache-ttl", ttl,
+  app.add_option("--key-cache-ttl", f.ttl,
                  "Seconds an unwrapped key may be used before asking its CMK again; bounds how "
                  "long data stays readable after a key is revoked")
       ->check(CLI::Range(int64_t{1}, int64_t{86400}))
       ->capture_default_str();
-  app.add_option("--max-body-size", http.max_body_size,
-                 "Largest JSON request body in bytes (streams are unlimited)")
-      ->check(CLI::Range(size_t{1024}, size_t{1} << 30))
-      ->capture_default_str();
-  app.add_option_function<int64_t>(
-         "--read-timeout",
-         [&http](const int64_t& seconds) { http.read_timeout = std::chrono::seconds(seconds); },
-         "Seconds a request's header or next body chunk may take to arrive before the "
-         "connection is dropped [default: 30]")
-      ->check(CLI::Range(int64_t{1}, int64_t{3600}));
-  app.add_option("--threads", http.threads, "I/O threads [default: one per core]")
-      ->check(CLI::Range(0, 256));
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
-      ->capture_default_str();
-  app.add_option("--aws-principal-arn", options.aws.principal_arn,
-                 "The platform's IAM role (or user) ARN that calls AWS KMS, named in the key "
-                 "policy statement [env: EKM_AWS_PRINCIPAL_ARN] [default: asked of AWS STS "
-                 "GetCallerIdentity]")
-      ->envname("EKM_AWS_PRINCIPAL_ARN");
-  app.add_option("--aws-ca-file", options.aws.ca_file,
-                 "PEM CA bundle to trust for AWS KMS and STS instead of the system store "
-                 "[env: EKM_AWS_CA_FILE]")
-      ->envname("EKM_AWS_CA_FILE")
-      ->check(CLI::ExistingFile);
-  // Whole seconds on the command line; the provider takes milliseconds.
-  int aws_call_timeout = static_cast<int>(options.aws.call_timeout.count() / 1000);
-  int aws_call_deadline = static_cast<int>(options.aws.call_deadline.count() / 1000);
-  app.add_option("--aws-call-timeout", aws_call_timeout,
-                 "Seconds one HTTP exchange with AWS KMS may take (connect, send, answer)")
-      ->check(CLI::Range(1, 120))
-      ->capture_default_str();
-  app.add_option("--aws-call-deadline", aws_call_deadline,
-                 "Seconds all attempts of one AWS KMS call may take together, retries of "
-                 "throttling, 5xx and network errors included; past it the request gets 503 + "
-                 "Retry-After")
-      ->check(CLI::Range(1, 600))
-      ->capture_default_str();
-  app.add_option("--key-cache-max-entries", options.key_cache_max_entries,
+  app.add_option("--key-cache-max-entries", f.options.key_cache_max_entries,
                  "Most unwrapped keys held in memory (each of: environment keys, data keys); "
                  "the least recently used are dropped and wiped first")
       ->check(CLI::Range(size_t{16}, size_t{100000000}))
       ->capture_default_str();
   // The floor keeps the leases one process holds of a DK version (every lease taken stays
   // until the key leaves the cache) at most 2^32 / 4096 = 2^20.
-  app.add_option("--nonce-lease-size", options.nonce_lease_size,
+  app.add_option("--nonce-lease-size", f.options.nonce_lease_size,
                  "Messages of a data key version this process reserves in the store at once "
                  "(one store write per lease; what a stopped process leaves of its lease is "
                  "never used, out of the 2^32 messages of a version)")
@@ -183,8 +141,8 @@ int main(int argc, char** argv) {
 
   app.add_option_function<int64_t>(
          "--key-replacement-period",
-         [&options](const int64_t& seconds) {
-           options.replacement_period = std::chrono::seconds(seconds);
+         [&f](const int64_t& seconds) {
+           f.options.replacement_period = std::chrono::seconds(seconds);
          },
          "Seconds between two replacements of an environment's customer main key (the "
          "environment setting replacement_period_seconds, an owner's, overrides it; an "
@@ -201,125 +159,177 @@ int main(int argc, char** argv) {
                std::to_string(ekm::kMinReplacementPeriod.count()) +
                " (1 h, the floor) and 31536000 seconds, got " + text;
       });
+}
 
-  int64_t rotation_check_seconds = 60;
-  app.add_option("--rotation-check-interval", rotation_check_seconds,
+// The background work: scheduled rotation, the bootstrap token, the audit log's checkpoints.
+void AddBackgroundFlags(CLI::App& app, EkmdFlags& f) {
+  app.add_option("--rotation-check-interval", f.rotation_check_seconds,
                  "Seconds between runs of the scheduled EK/DK rotation (the environments' "
                  "ek/dk rotation periods); 0: never (rotation only on demand)")
       ->check(CLI::Range(int64_t{0}, int64_t{86400}))
       ->capture_default_str();
 
-  std::string bootstrap_token_file;
-  app.add_option("--bootstrap-token-file", bootstrap_token_file,
+  app.add_option("--bootstrap-token-file", f.bootstrap_token_file,
                  "When the data directory has no admin token: store the one in this file "
                  "(one line ekm_…) [default: write a new one to <data-dir>/bootstrap-admin-token]")
       ->check(CLI::ExistingFile);
-  int64_t audit_checkpoint_seconds = 300;
-  app.add_option("--audit-checkpoint-interval", audit_checkpoint_seconds,
+  app.add_option("--audit-checkpoint-interval", f.audit_checkpoint_seconds,
                  "Seconds between signed checkpoints of every audit chain that advanced (one "
                  "more at shutdown)")
       ->check(CLI::Range(int64_t{1}, int64_t{86400}))
       ->capture_default_str();
-  int64_t audit_usage_seconds = 60;
-  app.add_option("--audit-usage-interval", audit_usage_seconds,
+  app.add_option("--audit-usage-interval", f.audit_usage_seconds,
                  "Seconds between appends of the per-minute data-plane usage counts to the "
                  "audit log (one more at shutdown)")
       ->check(CLI::Range(int64_t{1}, int64_t{3600}))
       ->capture_default_str();
+}
 
-  app.add_flag("--allow-insecure-listen", http.allow_insecure_listen,
+// How ekmd calls AWS KMS (the AWS provider's settings).
+void AddAwsFlags(CLI::App& app, EkmdFlags& f) {
+  app.add_option("--aws-principal-arn", f.options.aws.principal_arn,
+                 "The platform's IAM role (or user) ARN that calls AWS KMS, named in the key "
+                 "policy statement [env: EKM_AWS_PRINCIPAL_ARN] [default: asked of AWS STS "
+                 "GetCallerIdentity]")
+      ->envname("EKM_AWS_PRINCIPAL_ARN");
+  app.add_option("--aws-ca-file", f.options.aws.ca_file,
+                 "PEM CA bundle to trust for AWS KMS and STS instead of the system store "
+                 "[env: EKM_AWS_CA_FILE]")
+      ->envname("EKM_AWS_CA_FILE")
+      ->check(CLI::ExistingFile);
+  f.aws_call_timeout = static_cast<int>(f.options.aws.call_timeout.count() / 1000);
+  f.aws_call_deadline = static_cast<int>(f.options.aws.call_deadline.count() / 1000);
+  app.add_option("--aws-call-timeout", f.aws_call_timeout,
+                 "Seconds one HTTP exchange with AWS KMS may take (connect, send, answer)")
+      ->check(CLI::Range(1, 120))
+      ->capture_default_str();
+  app.add_option("--aws-call-deadline", f.aws_call_deadline,
+                 "Seconds all attempts of one AWS KMS call may take together, retries of "
+                 "throttling, 5xx and network errors included; past it the request gets 503 + "
+                 "Retry-After")
+      ->check(CLI::Range(1, 600))
+      ->capture_default_str();
+}
+
+// The HTTP server: address, limits of a request, threads, logs.
+void AddHttpFlags(CLI::App& app, EkmdFlags& f) {
+  // A token's steady pace and its bursts: well above what a CLI user or a typical app
+  // instance sends, low enough that one runaway client cannot take a node's few thousand
+  // requests per second from the other tenants.
+  f.http.rate_limit = 200;
+  f.http.rate_limit_burst = 400;
+  app.add_option("--listen", f.http.listen,
+                 "Address to serve on, HOST:PORT (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--max-body-size", f.http.max_body_size,
+                 "Largest JSON request body in bytes (streams are unlimited)")
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 30))
+      ->capture_default_str();
+  app.add_option_function<int64_t>(
+         "--read-timeout",
+         [&f](const int64_t& seconds) { f.http.read_timeout = std::chrono::seconds(seconds); },
+         "Seconds a request's header or next body chunk may take to arrive before the "
+         "connection is dropped [default: 30]")
+      ->check(CLI::Range(int64_t{1}, int64_t{3600}));
+  app.add_option("--threads", f.http.threads, "I/O threads [default: one per core]")
+      ->check(CLI::Range(0, 256));
+  app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+}
+
+// TLS.
+void AddTlsFlags(CLI::App& app, EkmdFlags& f) {
+  app.add_flag("--allow-insecure-listen", f.http.allow_insecure_listen,
                "Allow plain HTTP on a non-loopback address (put TLS in front of it)");
 
-  std::string log_format = "text";
-  std::string tls_client_auth = "optional";
-  app.add_option("--tls-cert", http.tls_cert_file,
+  app.add_option("--tls-cert", f.http.tls_cert_file,
                  "Serve HTTPS with this certificate (PEM; the chain may follow it). TLS 1.2 "
                  "(ECDHE with AES-GCM or ChaCha20-Poly1305) and 1.3 only");
-  app.add_option("--tls-key", http.tls_key_file,
+  app.add_option("--tls-key", f.http.tls_key_file,
                  "The certificate's private key (PEM, unencrypted; keep it 0600)");
-  app.add_option("--tls-client-ca", http.tls_client_ca_file,
+  app.add_option("--tls-client-ca", f.http.tls_client_ca_file,
                  "Ask clients for a certificate signed by these CAs (PEM): mutual TLS");
-  auto* client_auth =
-      app.add_option("--tls-client-auth", tls_client_auth,
+  f.client_auth =
+      app.add_option("--tls-client-auth", f.tls_client_auth,
                      "With --tls-client-ca: optional (ask, accept none) or require (refuse a "
                      "client without a valid certificate)")
           ->check(CLI::IsMember({"optional", "require"}))
           ->capture_default_str();
-  http.auth_failure_limit = 5;
-  app.add_option("--auth-failure-limit", http.auth_failure_limit,
+}
+
+// The limits that keep one client or tenant from slowing the others.
+void AddLimitFlags(CLI::App& app, EkmdFlags& f) {
+  f.http.auth_failure_limit = 5;
+  app.add_option("--auth-failure-limit", f.http.auth_failure_limit,
                  "Failed authentications per second per client address, in bursts of 60 times "
                  "that; past it the address gets 429 before its token is checked; 0: no limit")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
-  app.add_option("--rate-limit", http.rate_limit,
+  app.add_option("--rate-limit", f.http.rate_limit,
                  "Requests per second per API token (per client address without a token); "
                  "0: no limit. /healthz, /readyz and /metrics are never limited")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
-  app.add_option("--rate-limit-burst", http.rate_limit_burst,
+  app.add_option("--rate-limit-burst", f.http.rate_limit_burst,
                  "Requests a token may send at once above the rate (the bucket size)")
       ->check(CLI::Range(0.0, 1e7))
       ->capture_default_str();
-  app.add_flag("--metrics-unauthenticated", http.metrics_unauthenticated,
+  app.add_flag("--metrics-unauthenticated", f.http.metrics_unauthenticated,
                "Serve GET /metrics without a token (it shows no tenant names); otherwise "
                "admin only");
-  app.add_option("--log-format", log_format,
+  app.add_option("--log-format", f.log_format,
                  "text, or json: one JSON object per line (ts, level, msg, fields)")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
   app.add_option_function<int64_t>(
          "--body-timeout",
-         [&http](const int64_t& seconds) { http.body_timeout = std::chrono::seconds(seconds); },
+         [&f](const int64_t& seconds) { f.http.body_timeout = std::chrono::seconds(seconds); },
          "Seconds a JSON request body may take to arrive in full, from the end of its header "
          "(--read-timeout still bounds each read) [default: 60]")
       ->check(CLI::Range(int64_t{1}, int64_t{3600}));
   app.add_option_function<int64_t>(
          "--max-stream-duration",
-         [&http](const int64_t& seconds) {
-           http.max_stream_duration = std::chrono::seconds(seconds);
+         [&f](const int64_t& seconds) {
+           f.http.max_stream_duration = std::chrono::seconds(seconds);
          },
          "Seconds a streamed encrypt or decrypt may run in all; 0: no limit [default: 3600]")
       ->check(CLI::Range(int64_t{0}, int64_t{7} * 86400));
-  app.add_option("--max-connections-per-address", http.max_connections_per_address,
+  app.add_option("--max-connections-per-address", f.http.max_connections_per_address,
                  "Open connections per client address; the next one is answered 429 and "
                  "closed. Loopback clients are exempt unless --limit-loopback-connections; "
                  "0: no limit")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
-  app.add_flag("--limit-loopback-connections", http.limit_loopback,
+  app.add_flag("--limit-loopback-connections", f.http.limit_loopback,
                "Apply --max-connections-per-address to loopback clients too (by default a "
                "proxy on the same host, whose connections all come from 127.0.0.1, is exempt)");
-  app.add_option("--max-requests-per-token", http.max_requests_per_token,
+  app.add_option("--max-requests-per-token", f.http.max_requests_per_token,
                  "Requests in progress at once per API token (streams included); the next one "
                  "is answered 429; 0: no limit")
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
-  app.add_option("--blocking-threads", http.blocking_threads,
+  app.add_option("--blocking-threads", f.http.blocking_threads,
                  "Threads for slow work kept off the I/O threads (the RSA-4096 key of "
                  "import-params)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  app.failure_message([](const CLI::App*, const CLI::Error& e) {
-    return std::string("ekmd: error: ") + e.what() + " (see `ekmd --help`)\n";
-  });
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
-  }
-  options.key_cache_ttl = std::chrono::seconds(ttl);
-  if (aws_call_deadline < aws_call_timeout) {
+}
+
+// What the flags say together, checked after parsing; the logger. 2 (usage) or 0.
+int ApplyFlags(EkmdFlags& f) {
+  f.options.key_cache_ttl = std::chrono::seconds(f.ttl);
+  if (f.aws_call_deadline < f.aws_call_timeout) {
     std::fprintf(stderr,
                  "ekmd: error: --aws-call-deadline (%d s) is shorter than "
                  "--aws-call-timeout (%d s): make the deadline at least one attempt long\n",
-                 aws_call_deadline, aws_call_timeout);
+                 f.aws_call_deadline, f.aws_call_timeout);
     return 2;
   }
-  options.aws.call_timeout = std::chrono::seconds(aws_call_timeout);
-  options.aws.call_deadline = std::chrono::seconds(aws_call_deadline);
+  f.options.aws.call_timeout = std::chrono::seconds(f.aws_call_timeout);
+  f.options.aws.call_deadline = std::chrono::seconds(f.aws_call_deadline);
 
-  if (log_format == "json") {
+  if (f.log_format == "json") {
     auto logger = spdlog::stderr_logger_mt("ekmd");
     logger->set_formatter(ekm::NewJsonLogFormatter());
     spdlog::set_default_logger(logger);
@@ -328,64 +338,45 @@ int main(int argc, char** argv) {
   } else {
     spdlog::set_default_logger(spdlog::stderr_color_mt("ekmd"));
   }
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  if (options.replacement_period.count() == 0) {
+  spdlog::set_level(spdlog::level::from_str(f.log_level));
+  if (f.options.replacement_period.count() == 0) {
     spdlog::warn(
         "--key-replacement-period 0: a customer main key may be replaced any number "
         "of times in environments without their own replacement period setting");
   }
-  if (client_auth->count() > 0 || !http.tls_client_ca_file.empty()) {
-    if (http.tls_client_ca_file.empty()) {
+  if (f.client_auth->count() > 0 || !f.http.tls_client_ca_file.empty()) {
+    if (f.http.tls_client_ca_file.empty()) {
       return Fail(ekm::InvalidArgumentError("--tls-client-auth needs --tls-client-ca",
                                             "give the CA (PEM) that signs client certificates"));
     }
-    if (!http.tls()) {
+    if (!f.http.tls()) {
       return Fail(ekm::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key",
                                             "client certificates are part of TLS"));
     }
-    http.tls_client_auth = tls_client_auth;
+    f.http.tls_client_auth = f.tls_client_auth;
   }
 
-  // Signals are taken by this thread only, through sigwait below.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  return 0;
+}
 
-  ekm::Status init = ekm::EkmService::Initialize(options);
-  if (!init.ok()) return Fail(init);
-  http.clock = options.clock;  // one clock for the service and the router
-  auto service = ekm::EkmService::Open(options);
-  if (!service.ok()) return Fail(service.status());
-  ekm::Status boot = BootstrapAdminToken(**service, options.data_dir, bootstrap_token_file);
-  if (!boot.ok()) return Fail(boot);
-
-  ekm::ExportServiceMetrics(service->get());
-  ekm::HttpServer server(service->get(), http);
-  ekm::Status started = server.Start();
-  if (!started.ok()) return Fail(started);
-  std::string host = http.listen.substr(0, http.listen.rfind(':'));
-  spdlog::info("ekmd listening on {}://{}:{} (data directory {}, key cache TTL {}s)",
-               http.tls() ? "https" : "http", host, server.port(), options.data_dir, ttl);
-
+// ekmd's own work beside the requests; `rotation` runs the schedule (stopped by the caller).
+void StartBackgroundWork(const EkmdFlags& f, ekm::EkmService& service,
+                         ekm::BackgroundLoop& rotation) {
   // Expired keys are wiped from memory even when nobody asks for them again.
-  (*service)->StartPurgingExpiredKeys(std::chrono::seconds(std::min<int64_t>(ttl, 30)));
+  service.StartPurgingExpiredKeys(std::chrono::seconds(std::min<int64_t>(f.ttl, 30)));
 
   // Resumes every interrupted repack and runs new ones after a CMK change.
-  (*service)->StartRepackRunner();
+  service.StartRepackRunner();
 
   // The audit log: usage counts appended and chain heads checkpointed in the background.
-  (*service)->StartAuditTasks(std::chrono::seconds(audit_checkpoint_seconds),
-                              std::chrono::seconds(audit_usage_seconds));
+  service.StartAuditTasks(std::chrono::seconds(f.audit_checkpoint_seconds),
+                          std::chrono::seconds(f.audit_usage_seconds));
 
   // Scheduled rotation: every --rotation-check-interval, rotates what is due; stopped (woken
   // at once) on SIGTERM/SIGINT.
-  ekm::BackgroundLoop rotation;
-  if (rotation_check_seconds > 0) {
-    rotation.StartEvery(std::chrono::seconds(rotation_check_seconds), [&] {
-      auto report = (*service)->RunScheduledRotations(
+  if (f.rotation_check_seconds > 0) {
+    rotation.StartEvery(std::chrono::seconds(f.rotation_check_seconds), [&service] {
+      auto report = service.RunScheduledRotations(
           ekm::CallContext::Operator(std::string(ekm::kScheduleActor)));
       if (!report.ok()) {
         spdlog::warn("scheduled rotation: {}", report.status().ToString());
@@ -394,6 +385,36 @@ int main(int argc, char** argv) {
       }
     });
   }
+}
+
+// Opens the data directory and serves until SIGTERM or SIGINT.
+int Serve(EkmdFlags& f) {
+  // Signals are taken by this thread only, through sigwait below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ekm::Status init = ekm::EkmService::Initialize(f.options);
+  if (!init.ok()) return Fail(init);
+  f.http.clock = f.options.clock;  // one clock for the service and the router
+  auto service = ekm::EkmService::Open(f.options);
+  if (!service.ok()) return Fail(service.status());
+  ekm::Status boot = BootstrapAdminToken(**service, f.options.data_dir, f.bootstrap_token_file);
+  if (!boot.ok()) return Fail(boot);
+
+  ekm::ExportServiceMetrics(service->get());
+  ekm::HttpServer server(service->get(), f.http);
+  ekm::Status started = server.Start();
+  if (!started.ok()) return Fail(started);
+  std::string host = f.http.listen.substr(0, f.http.listen.rfind(':'));
+  spdlog::info("ekmd listening on {}://{}:{} (data directory {}, key cache TTL {}s)",
+               f.http.tls() ? "https" : "http", host, server.port(), f.options.data_dir, f.ttl);
+
+  ekm::BackgroundLoop rotation;
+  StartBackgroundWork(f, **service, rotation);
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -409,4 +430,37 @@ int main(int argc, char** argv) {
 
   spdlog::info("ekmd stopped");
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Before anything reads a key: a crash must not write keys to disk.
+  if (ekm::Status hardened = ekm::DisableCoreDumps(); !hardened.ok()) return Fail(hardened);
+  CLI::App app{
+      "ekmd: the ekm server (Enterprise Key Management, bring your own key).\n"
+      "Serves the REST API v1 (docs/api.md) on the data directory's store and keys.",
+      "ekmd"};
+  app.set_version_flag("--version", "ekmd 0.1.0");
+  app.set_config("--config", "",
+                 "Read options from a TOML/INI file (keys are the long option "
+                 "names, e.g. listen = \"127.0.0.1:8080\")");
+  EkmdFlags flags;
+  AddStoreAndKeyFlags(app, flags);
+  AddBackgroundFlags(app, flags);
+  AddHttpFlags(app, flags);
+  AddAwsFlags(app, flags);
+  AddTlsFlags(app, flags);
+  AddLimitFlags(app, flags);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("ekmd: error: ") + e.what() + " (see `ekmd --help`)\n";
+  });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  if (int rc = ApplyFlags(flags); rc != 0) return rc;
+  return Serve(flags);
 }
