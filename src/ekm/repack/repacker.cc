@@ -56,13 +56,53 @@ void Repacker::Event(const EnvironmentRecord& env, std::string_view type,
       .IgnoreError();
 }
 
+namespace {
+
+// The repack gauges hold a job's share while it runs, whichever way Run leaves.
+class JobGauges {
+ public:
+  JobGauges(double done, double total) : done_(done), total_(total) {
+    metrics::RepackRunningJobs().Add(1);
+    metrics::RepackDataKeysDone().Add(done_);
+    metrics::RepackDataKeysTotal().Add(total_);
+  }
+  JobGauges(const JobGauges&) = delete;
+  JobGauges& operator=(const JobGauges&) = delete;
+  void Update(double done, double total) {
+    metrics::RepackDataKeysDone().Add(done - done_);
+    metrics::RepackDataKeysTotal().Add(total - total_);
+    done_ = done;
+    total_ = total;
+  }
+  ~JobGauges() {
+    metrics::RepackRunningJobs().Add(-1);
+    metrics::RepackDataKeysDone().Add(-done_);
+    metrics::RepackDataKeysTotal().Add(-total_);
+  }
+
+ private:
+  double done_, total_;
+};
+
+}  // namespace
+
+struct Repacker::Pass {
+  EnvironmentRecord env;
+  uint32_t target = 0;
+  Store::RepackJobRecord job;
+  JobGauges gauges;
+  std::chrono::milliseconds retry_in;
+  std::shared_ptr<const SecretBytes> new_ek;
+  std::map<uint32_t, std::shared_ptr<const SecretBytes>> old_eks;
+  uint64_t last_event_done = 0;
+  std::chrono::steady_clock::time_point last_event_at;
+  std::vector<DataKeyRecord> rows;
+  std::vector<Store::RepackedDataKey> batch;
+};
+
 StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view environment,
                              const StopFn& stop, const ProgressFn& progress,
                              std::chrono::milliseconds retry_in) {
-  std::vector<DataKeyRecord> rows;
-  std::vector<Store::RepackedDataKey> batch;
-  rows.reserve(options_.batch_size);
-  batch.reserve(options_.batch_size);
   for (;;) {  // once per target EK (a replacement during the repack moves the target on)
     EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, store_->GetEnvironment(workspace, environment));
     const uint32_t target = env.current_ek_version;
@@ -77,139 +117,154 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
       if (MovedOn(begun.status())) continue;  // rotated again since the read above
       return begun.status();
     }
-    Store::RepackJobRecord job = std::move(begun).value();
-    // The repack gauges hold this job's share while it runs, whichever way Run leaves.
-    struct JobGauges {
-      double done, total;
-      JobGauges(double d, double t) : done(d), total(t) {
-        metrics::RepackRunningJobs().Add(1);
-        metrics::RepackDataKeysDone().Add(done);
-        metrics::RepackDataKeysTotal().Add(total);
-      }
-      void Update(double d, double t) {
-        metrics::RepackDataKeysDone().Add(d - done);
-        metrics::RepackDataKeysTotal().Add(t - total);
-        done = d;
-        total = t;
-      }
-      ~JobGauges() {
-        metrics::RepackRunningJobs().Add(-1);
-        metrics::RepackDataKeysDone().Add(-done);
-        metrics::RepackDataKeysTotal().Add(-total);
-      }
-    } gauges(static_cast<double>(job.done), static_cast<double>(job.total));
-    if (created && job.total > 0) {
-      Event(env, event::kRepackStarted, JobJson(job));
-    } else if (job.total > job.done) {
-      spdlog::info("repack of {}/{}: resuming at {}/{} data keys", env.workspace, env.name,
-                   job.done, job.total);
+    Pass pass{std::move(env),
+              target,
+              std::move(begun).value(),
+              JobGauges(0, 0),
+              retry_in,
+              nullptr,
+              {},
+              0,
+              clock_->Monotonic(),
+              {},
+              {}};
+    pass.gauges.Update(static_cast<double>(pass.job.done), static_cast<double>(pass.job.total));
+    pass.last_event_done = pass.job.done;
+    if (created && pass.job.total > 0) {
+      Event(pass.env, event::kRepackStarted, JobJson(pass.job));
+    } else if (pass.job.total > pass.job.done) {
+      spdlog::info("repack of {}/{}: resuming at {}/{} data keys", pass.env.workspace,
+                   pass.env.name, pass.job.done, pass.job.total);
     }
-    // Every error from here leaves the job waiting, with the reason, until the next try.
-    auto wait = [&](Status cause) -> Status {
-      store_->SetRepackJobWaiting(job.id, cause.ToString(), NowMs() + retry_in.count(), NowMs())
-          .IgnoreError();
-      spdlog::warn("repack of {}/{} waits: {}", env.workspace, env.name, cause.ToString());
-      return cause;
-    };
-    // An EK that failed because another repacker (a thread, ekmd, `ekm repack run`) finished
-    // meanwhile and destroyed it, or because the current EK moved on, is not the customer's
-    // doing: start over from the store, never wait on it blaming the CMK.
-    auto superseded = [&](uint32_t version) {
-      auto now_env = store_->GetEnvironment(env.workspace, env.name);
-      if (now_env.ok() && now_env->current_ek_version != target) return true;
-      auto ek = store_->GetEnvironmentKey(env.id, version);
-      return ek.ok() && ek->wrapped.empty();
-    };
-    auto new_ek = keys_->EnvironmentKey(env, target);
-    if (!new_ek.ok()) {
-      if (superseded(target)) continue;
-      return wait(new_ek.status().WithContext(
-          "the new customer main key must be usable for the repack to go on"));
-    }
-    std::map<uint32_t, std::shared_ptr<const SecretBytes>> old_eks;
-    uint64_t last_event_done = job.done;
-    auto last_event_at = clock_->Monotonic();
-    bool moved_on = false;
-    while (!moved_on) {
-      if (stop && stop()) return false;
-      Status listed = store_->ListDataKeysToRepack(env.id, target, options_.batch_size, &rows);
-      if (!listed.ok()) return wait(listed);
-      if (rows.empty()) break;
-      batch.clear();
-      for (const DataKeyRecord& row : rows) {
-        auto& old = old_eks[row.ek_version];
-        if (!old) {
-          auto got = keys_->EnvironmentKey(env, row.ek_version);
-          if (!got.ok()) {
-            old_eks.erase(row.ek_version);
-            if (superseded(row.ek_version)) {
-              moved_on = true;  // list again: rows under a destroyed EK are not listed
-              break;
-            }
-            return wait(Status(got.status().code(),
-                               "the previous customer main key must stay available until the "
-                               "repack completes: " +
-                                   got.status().message(),
-                               "restore its access (key policy, enable it, cancel its "
-                               "deletion); the repack retries by itself"));
-          }
-          old = *got;
-        }
-        auto dk = UnwrapKey(
-            *old, row.wrapped,
-            DataKeyWrapAad(env.workspace, env.name, row.scope, row.version, row.ek_version));
-        if (!dk.ok()) {
-          return wait(dk.status().WithContext("data key v" + std::to_string(row.version) +
-                                              " of scope \"" + row.scope + "\""));
-        }
-        auto wrapped = WrapKey(
-            **new_ek, *dk, DataKeyWrapAad(env.workspace, env.name, row.scope, row.version, target));
-        if (!wrapped.ok()) return wait(wrapped.status());
-        batch.push_back({&row, std::move(wrapped).value()});
-      }
-      if (moved_on) break;
-      auto moved = store_->CommitRepackBatch(job.id, env.id, target, batch, NowMs());
-      if (!moved.ok()) {
-        if (MovedOn(moved.status())) {
-          moved_on = true;
-          break;
-        }
-        return wait(moved.status());
-      }
-      job.done += *moved;
-      job.state = "running";
-      job.updated_at_ms = NowMs();
-      if (job.done > job.total) job.total = job.done;
-      gauges.Update(static_cast<double>(job.done), static_cast<double>(job.total));
-      if (progress) progress(job);
-      const auto now = clock_->Monotonic();
-      const double share = job.total ? double(job.done - last_event_done) / double(job.total) : 1;
-      if (share >= options_.progress_event_share ||
-          now - last_event_at >= options_.progress_event_interval) {
-        Event(env, event::kRepackProgress, JobJson(job));
-        last_event_done = job.done;
-        last_event_at = now;
-      }
-    }
-    if (moved_on) continue;
-    auto destroyed = store_->FinishRepackJob(job.id, env.id, target, NowMs());
-    if (!destroyed.ok()) {
-      if (MovedOn(destroyed.status())) continue;
-      return wait(destroyed.status());
-    }
-    for (uint32_t v : *destroyed) keys_->ForgetEnvironmentKey(env.id, v);
-    const uint64_t lost = DataKeysUnderDestroyedKeys(env);
-    if (job.total > 0 || !destroyed->empty()) {
-      nlohmann::json detail = JobJson(job);
-      detail["destroyed_ek_versions"] = *destroyed;
-      if (lost > 0) detail["unrecoverable_data_keys"] = lost;
-      detail["seconds"] = double(NowMs() - job.started_at_ms) / 1000.0;
-      Event(env, event::kRepackFinished, detail);
-    }
-    job.state = "finished";
-    if (progress) progress(job);
-    return true;
+    EKM_ASSIGN_OR_RETURN(PassEnd end, RunPass(pass, stop, progress));
+    if (end == PassEnd::kStopped) return false;
+    if (end == PassEnd::kFinished) return true;
   }
+}
+
+// Every error of a pass leaves the job waiting, with the reason, until the next try.
+Status Repacker::Wait(Pass& pass, Status cause) {
+  store_
+      ->SetRepackJobWaiting(pass.job.id, cause.ToString(), NowMs() + pass.retry_in.count(), NowMs())
+      .IgnoreError();
+  spdlog::warn("repack of {}/{} waits: {}", pass.env.workspace, pass.env.name, cause.ToString());
+  return cause;
+}
+
+// An EK that failed because another repacker (a thread, ekmd, `ekm repack run`) finished
+// meanwhile and destroyed it, or because the current EK moved on, is not the customer's doing:
+// start over from the store, never wait on it blaming the CMK.
+bool Repacker::Superseded(const Pass& pass, uint32_t version) {
+  auto now_env = store_->GetEnvironment(pass.env.workspace, pass.env.name);
+  if (now_env.ok() && now_env->current_ek_version != pass.target) return true;
+  auto ek = store_->GetEnvironmentKey(pass.env.id, version);
+  return ek.ok() && ek->wrapped.empty();
+}
+
+StatusOr<Repacker::PassEnd> Repacker::RunPass(Pass& pass, const StopFn& stop,
+                                              const ProgressFn& progress) {
+  auto new_ek = keys_->EnvironmentKey(pass.env, pass.target);
+  if (!new_ek.ok()) {
+    if (Superseded(pass, pass.target)) return PassEnd::kMovedOn;
+    return Wait(pass, new_ek.status().WithContext(
+                          "the new customer main key must be usable for the repack to go on"));
+  }
+  pass.new_ek = *new_ek;
+  pass.rows.reserve(options_.batch_size);
+  pass.batch.reserve(options_.batch_size);
+  for (;;) {
+    if (stop && stop()) return PassEnd::kStopped;
+    Status listed =
+        store_->ListDataKeysToRepack(pass.env.id, pass.target, options_.batch_size, &pass.rows);
+    if (!listed.ok()) return Wait(pass, listed);
+    if (pass.rows.empty()) return FinishPass(pass, progress);
+    EKM_ASSIGN_OR_RETURN(bool moved_on, RewrapRows(pass, pass.rows, &pass.batch));
+    // Rows under a destroyed EK are not listed: list again from the store.
+    if (moved_on) return PassEnd::kMovedOn;
+    auto moved =
+        store_->CommitRepackBatch(pass.job.id, pass.env.id, pass.target, pass.batch, NowMs());
+    if (!moved.ok()) {
+      if (MovedOn(moved.status())) return PassEnd::kMovedOn;
+      return Wait(pass, moved.status());
+    }
+    RecordBatch(pass, *moved, progress);
+  }
+}
+
+StatusOr<bool> Repacker::RewrapRows(Pass& pass, const std::vector<DataKeyRecord>& rows,
+                                    std::vector<Store::RepackedDataKey>* batch) {
+  const EnvironmentRecord& env = pass.env;
+  batch->clear();
+  for (const DataKeyRecord& row : rows) {
+    auto& old = pass.old_eks[row.ek_version];
+    if (!old) {
+      auto got = keys_->EnvironmentKey(env, row.ek_version);
+      if (!got.ok()) {
+        pass.old_eks.erase(row.ek_version);
+        if (Superseded(pass, row.ek_version)) return true;
+        return Wait(pass, Status(got.status().code(),
+                                 "the previous customer main key must stay available until the "
+                                 "repack completes: " +
+                                     got.status().message(),
+                                 "restore its access (key policy, enable it, cancel its "
+                                 "deletion); the repack retries by itself"));
+      }
+      old = *got;
+    }
+    auto dk =
+        UnwrapKey(*old, row.wrapped,
+                  DataKeyWrapAad(env.workspace, env.name, row.scope, row.version, row.ek_version));
+    if (!dk.ok()) {
+      return Wait(pass, dk.status().WithContext("data key v" + std::to_string(row.version) +
+                                                " of scope \"" + row.scope + "\""));
+    }
+    auto wrapped =
+        WrapKey(*pass.new_ek, *dk,
+                DataKeyWrapAad(env.workspace, env.name, row.scope, row.version, pass.target));
+    if (!wrapped.ok()) return Wait(pass, wrapped.status());
+    batch->push_back({&row, std::move(wrapped).value()});
+  }
+  return false;
+}
+
+void Repacker::RecordBatch(Pass& pass, uint64_t moved, const ProgressFn& progress) {
+  Store::RepackJobRecord& job = pass.job;
+  job.done += moved;
+  job.state = "running";
+  job.updated_at_ms = NowMs();
+  if (job.done > job.total) job.total = job.done;
+  pass.gauges.Update(static_cast<double>(job.done), static_cast<double>(job.total));
+  if (progress) progress(job);
+  const auto now = clock_->Monotonic();
+  const double share = job.total ? double(job.done - pass.last_event_done) / double(job.total) : 1;
+  if (share >= options_.progress_event_share ||
+      now - pass.last_event_at >= options_.progress_event_interval) {
+    Event(pass.env, event::kRepackProgress, JobJson(job));
+    pass.last_event_done = job.done;
+    pass.last_event_at = now;
+  }
+}
+
+StatusOr<Repacker::PassEnd> Repacker::FinishPass(Pass& pass, const ProgressFn& progress) {
+  const EnvironmentRecord& env = pass.env;
+  Store::RepackJobRecord& job = pass.job;
+  auto destroyed = store_->FinishRepackJob(job.id, env.id, pass.target, NowMs());
+  if (!destroyed.ok()) {
+    if (MovedOn(destroyed.status())) return PassEnd::kMovedOn;
+    return Wait(pass, destroyed.status());
+  }
+  for (uint32_t v : *destroyed) keys_->ForgetEnvironmentKey(env.id, v);
+  const uint64_t lost = DataKeysUnderDestroyedKeys(env);
+  if (job.total > 0 || !destroyed->empty()) {
+    nlohmann::json detail = JobJson(job);
+    detail["destroyed_ek_versions"] = *destroyed;
+    if (lost > 0) detail["unrecoverable_data_keys"] = lost;
+    detail["seconds"] = double(NowMs() - job.started_at_ms) / 1000.0;
+    Event(env, event::kRepackFinished, detail);
+  }
+  job.state = "finished";
+  if (progress) progress(job);
+  return PassEnd::kFinished;
 }
 
 RepackRunner::RepackRunner(Repacker* repacker, Store* store, Options options)

@@ -62,6 +62,21 @@ class Repacker {
   uint64_t DataKeysUnderDestroyedKeys(const EnvironmentRecord& env);
   void Event(const EnvironmentRecord& env, std::string_view type, const nlohmann::json& detail);
 
+  // One pass of Run: the job of moving the environment's DKs under one target EK.
+  struct Pass;
+  enum class PassEnd { kFinished, kStopped, kMovedOn };  // kMovedOn: a newer target EK
+  StatusOr<PassEnd> RunPass(Pass& pass, const StopFn& stop, const ProgressFn& progress);
+  // Re-wraps `rows` under the target EK into `batch`; true when the repack moved on meanwhile.
+  StatusOr<bool> RewrapRows(Pass& pass, const std::vector<DataKeyRecord>& rows,
+                            std::vector<Store::RepackedDataKey>* batch);
+  // After a committed batch: progress, gauges, the repack.progress event.
+  void RecordBatch(Pass& pass, uint64_t moved, const ProgressFn& progress);
+  // Records the job as waiting with `cause` (retried after the pass's retry_in); returns it.
+  Status Wait(Pass& pass, Status cause);
+  // Whether `version` failed because the repack moved on (another finished it, or a newer EK).
+  bool Superseded(const Pass& pass, uint32_t version);
+  StatusOr<PassEnd> FinishPass(Pass& pass, const ProgressFn& progress);
+
   Store* store_;
   KeyHierarchy* keys_;
   Clock* clock_;

@@ -95,6 +95,68 @@ bool PathFits(std::string_view templ, const std::vector<std::string>& seg, Route
 
 }  // namespace
 
+namespace {
+
+// The row of `method` and the path's segments `seg`, its names filled into `m`; nullptr with
+// `m->status` saying why not (405 naming the methods the path allows, or 404).
+const RouteInfo* FindRoute(const std::string& method, std::string_view path,
+                           const std::vector<std::string>& seg, RouteMatch* m) {
+  for (const RouteInfo& route : RouteTable()) {
+    RouteMatch probe;
+    if (!PathFits(route.path, seg, &probe)) continue;
+    if (route.method != method) {
+      m->allow += (m->allow.empty() ? "" : ", ") + std::string(route.method);
+      continue;
+    }
+    m->workspace = std::move(probe.workspace);
+    m->environment = std::move(probe.environment);
+    m->id_param = std::move(probe.id_param);
+    return &route;
+  }
+  if (!m->allow.empty()) {
+    m->method_not_allowed = true;
+    m->status = InvalidArgumentError("method " + method + " is not allowed on " +
+                                     std::string(path) + "; use " + m->allow);
+  } else {
+    m->status = NotFoundError("no such API route: " + method + " " + std::string(path),
+                              "see docs/api.md for the routes of API v1");
+  }
+  return nullptr;
+}
+
+// The body the route takes: encrypt and decrypt stream an octet-stream (decrypt a text/plain
+// too) and otherwise take JSON, as does every other route with a body.
+void CheckBodyKind(const RouteRequest& r, const std::string& format, RouteMatch* out) {
+  RouteMatch& m = *out;
+  if (m.id == RouteId::kEncrypt || m.id == RouteId::kDecrypt) {
+    std::string type = MediaType(r.content_type);
+    if (type == "application/octet-stream" || (m.id == RouteId::kDecrypt && type == "text/plain")) {
+      m.streaming = true;
+      if (format == "text") {
+        m.text_output = m.id == RouteId::kEncrypt;
+      } else if (!format.empty() && format != "binary") {
+        m.status = InvalidArgumentError("format \"" + format + "\" is not known",
+                                        "use format=text or format=binary");
+      }
+    } else if (type != "application/json") {
+      m.unsupported_media_type = true;
+      m.status =
+          InvalidArgumentError("Content-Type \"" + r.content_type + "\" is not supported here",
+                               "send application/json ({\"plaintext\"|\"ciphertext\": …}) or "
+                               "application/octet-stream (a stream of any size)");
+    }
+  }
+  if (m.status.ok() && (r.method == "POST" || r.method == "PUT" || r.method == "PATCH") &&
+      !m.streaming && !r.content_type.empty() && MediaType(r.content_type) != "application/json") {
+    m.unsupported_media_type = true;
+    m.status = InvalidArgumentError("Content-Type \"" + r.content_type + "\" is not supported here",
+                                    "send application/json (curl: -H \"Content-Type: "
+                                    "application/json\")");
+  }
+}
+
+}  // namespace
+
 RouteMatch Router::MatchRoute(const RouteRequest& r) const {
   RouteMatch m;
   std::string_view target = r.target;
@@ -119,31 +181,8 @@ RouteMatch Router::MatchRoute(const RouteRequest& r) const {
     return m;
   }
 
-  const RouteInfo* found = nullptr;
-  for (const RouteInfo& route : RouteTable()) {
-    RouteMatch probe;
-    if (!PathFits(route.path, seg, &probe)) continue;
-    if (route.method != r.method) {
-      m.allow += (m.allow.empty() ? "" : ", ") + std::string(route.method);
-      continue;
-    }
-    found = &route;
-    m.workspace = std::move(probe.workspace);
-    m.environment = std::move(probe.environment);
-    m.id_param = std::move(probe.id_param);
-    break;
-  }
-  if (found == nullptr) {
-    if (!m.allow.empty()) {
-      m.method_not_allowed = true;
-      m.status = InvalidArgumentError("method " + r.method + " is not allowed on " +
-                                      std::string(path) + "; use " + m.allow);
-    } else {
-      m.status = NotFoundError("no such API route: " + r.method + " " + std::string(path),
-                               "see docs/api.md for the routes of API v1");
-    }
-    return m;
-  }
+  const RouteInfo* found = FindRoute(r.method, path, seg, &m);
+  if (found == nullptr) return m;
   m.id = found->id;
   m.found = true;
   m.remote_address = r.remote_address;
@@ -151,34 +190,10 @@ RouteMatch Router::MatchRoute(const RouteRequest& r) const {
   m.allow.clear();
   m.query = std::string(query);
 
-  if (m.id == RouteId::kEncrypt || m.id == RouteId::kDecrypt) {
-    std::string type = MediaType(r.content_type);
-    if (type == "application/octet-stream" || (m.id == RouteId::kDecrypt && type == "text/plain")) {
-      m.streaming = true;
-      if (format == "text") {
-        m.text_output = m.id == RouteId::kEncrypt;
-      } else if (!format.empty() && format != "binary") {
-        m.status = InvalidArgumentError("format \"" + format + "\" is not known",
-                                        "use format=text or format=binary");
-      }
-    } else if (type != "application/json") {
-      m.unsupported_media_type = true;
-      m.status =
-          InvalidArgumentError("Content-Type \"" + r.content_type + "\" is not supported here",
-                               "send application/json ({\"plaintext\"|\"ciphertext\": …}) or "
-                               "application/octet-stream (a stream of any size)");
-    }
-  }
+  CheckBodyKind(r, format, &m);
   if (m.id == RouteId::kDeleteKeyMaterial) {
     m.material_key_id = QueryValue(query, "key_id", &ok);
     if (!ok) m.status = InvalidArgumentError("query is not valid percent-encoding");
-  }
-  if (m.status.ok() && (r.method == "POST" || r.method == "PUT" || r.method == "PATCH") &&
-      !m.streaming && !r.content_type.empty() && MediaType(r.content_type) != "application/json") {
-    m.unsupported_media_type = true;
-    m.status = InvalidArgumentError("Content-Type \"" + r.content_type + "\" is not supported here",
-                                    "send application/json (curl: -H \"Content-Type: "
-                                    "application/json\")");
   }
   if (m.scope.empty()) m.scope = std::string(kDefaultScope);
   return m;
