@@ -242,9 +242,12 @@ std::string QueryValue(std::string_view query, std::string_view name, bool* ok) 
   return "";
 }
 
-StatusOr<ListPage> DecodeListPage(std::string_view query,
-                                  std::initializer_list<std::string_view> extra) {
-  ListPage page;
+namespace {
+
+// Calls `fn(key, value)` for each parameter of a query string, both percent-decoded, in order;
+// stops at the first error `fn` returns.
+template <typename Fn>
+Status ForEachQueryParam(std::string_view query, Fn fn) {
   for (size_t i = 0; i < query.size();) {
     size_t amp = query.find('&', i);
     if (amp == std::string_view::npos) amp = query.size();
@@ -256,24 +259,39 @@ StatusOr<ListPage> DecodeListPage(std::string_view query,
     std::string key = PercentDecode(kv.substr(0, eq), &ok);
     std::string value = eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), &ok);
     if (!ok) return InvalidArgumentError("the query string is not valid percent-encoding");
-    if (key == "limit") {
-      if (value.empty() || value.size() > 4 ||
-          value.find_first_not_of("0123456789") != std::string::npos || std::stoul(value) == 0 ||
-          std::stoul(value) > kMaxListPage) {
-        return InvalidArgumentError("limit must be a whole number from 1 to " +
-                                        std::to_string(kMaxListPage) + ", got " +
-                                        QuotedExcerpt(value),
-                                    "leave it out for the whole list");
-      }
-      page.limit = std::stoul(value);
-    } else if (key == "after") {
-      page.after = value;
-    } else if (std::find(extra.begin(), extra.end(), key) == extra.end()) {
-      std::string known = "limit, after";
-      for (std::string_view e : extra) known.append(", ").append(e);
-      return InvalidArgumentError("unknown query parameter " + QuotedExcerpt(key), "use " + known);
-    }
+    EKM_RETURN_IF_ERROR(fn(key, value));
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<ListPage> DecodeListPage(std::string_view query,
+                                  std::initializer_list<std::string_view> extra) {
+  ListPage page;
+  Status s =
+      ForEachQueryParam(query, [&](const std::string& key, const std::string& value) -> Status {
+        if (key == "limit") {
+          if (value.empty() || value.size() > 4 ||
+              value.find_first_not_of("0123456789") != std::string::npos ||
+              std::stoul(value) == 0 || std::stoul(value) > kMaxListPage) {
+            return InvalidArgumentError("limit must be a whole number from 1 to " +
+                                            std::to_string(kMaxListPage) + ", got " +
+                                            QuotedExcerpt(value),
+                                        "leave it out for the whole list");
+          }
+          page.limit = std::stoul(value);
+        } else if (key == "after") {
+          page.after = value;
+        } else if (std::find(extra.begin(), extra.end(), key) == extra.end()) {
+          std::string known = "limit, after";
+          for (std::string_view e : extra) known.append(", ").append(e);
+          return InvalidArgumentError("unknown query parameter " + QuotedExcerpt(key),
+                                      "use " + known);
+        }
+        return Status::Ok();
+      });
+  if (!s.ok()) return s;
   return page;
 }
 
@@ -281,42 +299,35 @@ StatusOr<EventQuery> DecodeEventQuery(const std::string& workspace, std::string_
                                       int64_t now_ms) {
   EventQuery q;
   q.workspace = workspace;
-  for (size_t i = 0; i < query.size();) {
-    size_t amp = query.find('&', i);
-    if (amp == std::string_view::npos) amp = query.size();
-    std::string_view kv = query.substr(i, amp - i);
-    i = amp + 1;
-    if (kv.empty()) continue;
-    size_t eq = kv.find('=');
-    bool ok = true;
-    std::string key = PercentDecode(kv.substr(0, eq), &ok);
-    std::string value = eq == std::string_view::npos ? "" : PercentDecode(kv.substr(eq + 1), &ok);
-    if (!ok) return InvalidArgumentError("the query string is not valid percent-encoding");
-    auto number = [&](const char* what) -> StatusOr<int64_t> {
-      if (value.empty() || value.size() > 18 ||
-          value.find_first_not_of("0123456789") != std::string::npos) {
-        return InvalidArgumentError(std::string(what) + " must be a whole number, got " +
-                                    QuotedExcerpt(value));
-      }
-      return std::stoll(value);
-    };
-    if (key == "environment") {
-      if (!value.empty()) q.environment = value;
-    } else if (key == "type") {
-      q.type = value;
-    } else if (key == "since" || key == "until") {
-      EKM_ASSIGN_OR_RETURN(int64_t ms, ParseTimeMs(value, now_ms));
-      (key == "since" ? q.since_ms : q.until_ms) = ms;
-    } else if (key == "after") {
-      EKM_ASSIGN_OR_RETURN(q.after_id, number("after"));
-    } else if (key == "limit") {
-      EKM_ASSIGN_OR_RETURN(int64_t n, number("limit"));
-      q.limit = static_cast<size_t>(n);
-    } else {
-      return InvalidArgumentError("unknown query parameter " + QuotedExcerpt(key),
-                                  "use environment, type, since, until, after, limit");
-    }
-  }
+  Status s =
+      ForEachQueryParam(query, [&](const std::string& key, const std::string& value) -> Status {
+        auto number = [&](const char* what) -> StatusOr<int64_t> {
+          if (value.empty() || value.size() > 18 ||
+              value.find_first_not_of("0123456789") != std::string::npos) {
+            return InvalidArgumentError(std::string(what) + " must be a whole number, got " +
+                                        QuotedExcerpt(value));
+          }
+          return std::stoll(value);
+        };
+        if (key == "environment") {
+          if (!value.empty()) q.environment = value;
+        } else if (key == "type") {
+          q.type = value;
+        } else if (key == "since" || key == "until") {
+          EKM_ASSIGN_OR_RETURN(int64_t ms, ParseTimeMs(value, now_ms));
+          (key == "since" ? q.since_ms : q.until_ms) = ms;
+        } else if (key == "after") {
+          EKM_ASSIGN_OR_RETURN(q.after_id, number("after"));
+        } else if (key == "limit") {
+          EKM_ASSIGN_OR_RETURN(int64_t n, number("limit"));
+          q.limit = static_cast<size_t>(n);
+        } else {
+          return InvalidArgumentError("unknown query parameter " + QuotedExcerpt(key),
+                                      "use environment, type, since, until, after, limit");
+        }
+        return Status::Ok();
+      });
+  if (!s.ok()) return s;
   return q;
 }
 

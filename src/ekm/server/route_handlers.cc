@@ -67,6 +67,13 @@ json ApiTokenJson(const ApiTokenInfo& t, int64_t now) {
   return j;
 }
 
+// The answer of an operation: its error, or `status` with the JSON `encode` makes of its value.
+template <typename T, typename Encode>
+RouteResponse Reply(const StatusOr<T>& result, Encode encode, int status = 200) {
+  if (!result.ok()) return Error(result.status());
+  return {status, JsonText(encode(*result))};
+}
+
 // One page of a list, in the list's own order (names for workspaces and environments, creation
 // for tokens): the items after the one whose key is `page.after`, at most `page.limit` (0: all),
 // and `next_after` (the last item's key) when more remain. A cursor naming no item is refused:
@@ -161,9 +168,7 @@ RouteResponse HandleListWorkspaces(const HandlerCall& c) {
 RouteResponse HandleCreateWorkspace(const HandlerCall& c) {
   auto name = DecodeNameBody(c.body);
   if (!name.ok()) return Error(name.status());
-  auto w = c.api.CreateWorkspace(c.ctx, *name);
-  if (!w.ok()) return Error(w.status());
-  return {201, JsonText(WorkspaceJson(*w))};
+  return Reply(c.api.CreateWorkspace(c.ctx, *name), WorkspaceJson, 201);
 }
 
 RouteResponse HandleListEnvironments(const HandlerCall& c) {
@@ -179,9 +184,7 @@ RouteResponse HandleListEnvironments(const HandlerCall& c) {
 RouteResponse HandleCreateEnvironment(const HandlerCall& c) {
   auto name = DecodeNameBody(c.body);
   if (!name.ok()) return Error(name.status());
-  auto e = c.api.CreateEnvironment(c.ctx, c.m.workspace, *name);
-  if (!e.ok()) return Error(e.status());
-  return {201, JsonText(EnvironmentJson(*e))};
+  return Reply(c.api.CreateEnvironment(c.ctx, c.m.workspace, *name), EnvironmentJson, 201);
 }
 
 RouteResponse HandleEncrypt(const HandlerCall& c) {
@@ -217,24 +220,19 @@ RouteResponse HandleDecrypt(const HandlerCall& c) {
 }
 
 RouteResponse HandleShowKey(const HandlerCall& c) {
-  auto info = c.api.ShowCustomerKey(c.ctx, c.m.workspace, c.m.environment);
-  if (!info.ok()) return Error(info.status());
-  return {200, JsonText(CustomerKeyInfoToJson(*info))};
+  return Reply(c.api.ShowCustomerKey(c.ctx, c.m.workspace, c.m.environment), CustomerKeyInfoToJson);
 }
 
 RouteResponse HandleSetKey(const HandlerCall& c) {
   auto in = DecodeSetKeyBody(c.body);
   if (!in.ok()) return Error(in.status());
-  auto v = c.api.SetCustomerKey(c.ctx, c.m.workspace, c.m.environment, in->key.provider,
-                                in->key.key_id, in->change);
-  if (!v.ok()) return Error(v.status());
-  return {200, JsonText(KeyValidationToJson(*v))};
+  return Reply(c.api.SetCustomerKey(c.ctx, c.m.workspace, c.m.environment, in->key.provider,
+                                    in->key.key_id, in->change),
+               KeyValidationToJson);
 }
 
 RouteResponse HandleKeyPolicy(const HandlerCall& c) {
-  auto a = c.api.KeyPolicy(c.ctx, c.m.workspace, c.m.environment);
-  if (!a.ok()) return Error(a.status());
-  return {200, JsonText(KeyPolicyAdviceToJson(*a))};
+  return Reply(c.api.KeyPolicy(c.ctx, c.m.workspace, c.m.environment), KeyPolicyAdviceToJson);
 }
 
 RouteResponse HandleCheckPolicy(const HandlerCall& c) {
@@ -246,53 +244,42 @@ RouteResponse HandleCheckPolicy(const HandlerCall& c) {
 }
 
 RouteResponse HandleEnvironmentStatus(const HandlerCall& c) {
-  auto st = c.api.KeyStatus(c.ctx, c.m.workspace, c.m.environment);
-  if (!st.ok()) return Error(st.status());
-  return {200, JsonText(EnvironmentKeyStatusToJson(*st))};
+  return Reply(c.api.KeyStatus(c.ctx, c.m.workspace, c.m.environment), EnvironmentKeyStatusToJson);
 }
 
 RouteResponse HandleKeyCacheStats(const HandlerCall& c) {
-  auto stats = c.api.KeyCacheStatistics(c.ctx);
-  if (!stats.ok()) return Error(stats.status());
-  return {200, JsonText(KeyCacheStatsToJson(*stats))};
+  return Reply(c.api.KeyCacheStatistics(c.ctx), KeyCacheStatsToJson);
 }
 
 RouteResponse HandleRepackStatus(const HandlerCall& c) {
-  auto st = c.api.GetRepackStatus(c.ctx, c.m.workspace, c.m.environment);
-  if (!st.ok()) return Error(st.status());
-  return {200, JsonText(RepackStatusToJson(*st))};
+  return Reply(c.api.GetRepackStatus(c.ctx, c.m.workspace, c.m.environment), RepackStatusToJson);
 }
 
 RouteResponse HandleRerunRepack(const HandlerCall& c) {
   Status empty = DecodeEmptyBody(c.body, "a repack run");
   if (!empty.ok()) return Error(empty);
-  auto st = c.api.RerunRepack(c.ctx, c.m.workspace, c.m.environment);
-  if (!st.ok()) return Error(st.status());
-  return {200, JsonText(RepackStatusToJson(*st))};
+  return Reply(c.api.RerunRepack(c.ctx, c.m.workspace, c.m.environment), RepackStatusToJson);
 }
 
 RouteResponse HandleImportParams(const HandlerCall& c) {
   auto expires_in = DecodeImportParamsBody(c.body);
   if (!expires_in.ok()) return Error(expires_in.status());
-  auto p = c.api.CreateKeyImportParameters(c.ctx, c.m.workspace, c.m.environment,
-                                           std::chrono::seconds(*expires_in));
-  if (!p.ok()) return Error(p.status());
-  return {200, JsonText(KeyImportParametersToJson(*p))};
+  return Reply(c.api.CreateKeyImportParameters(c.ctx, c.m.workspace, c.m.environment,
+                                               std::chrono::seconds(*expires_in)),
+               KeyImportParametersToJson);
 }
 
 RouteResponse HandleImportKeyMaterial(const HandlerCall& c) {
   auto in = DecodeImportKeyMaterialBody(c.body);
   if (!in.ok()) return Error(in.status());
-  auto v = c.api.ImportKeyMaterial(c.ctx, c.m.workspace, c.m.environment, in->material,
-                                   in->import_token, in->change);
-  if (!v.ok()) return Error(v.status());
-  return {200, JsonText(KeyValidationToJson(*v))};
+  return Reply(c.api.ImportKeyMaterial(c.ctx, c.m.workspace, c.m.environment, in->material,
+                                       in->import_token, in->change),
+               KeyValidationToJson);
 }
 
 RouteResponse HandleDeleteKeyMaterial(const HandlerCall& c) {
-  auto d = c.api.DeleteKeyMaterial(c.ctx, c.m.workspace, c.m.environment, c.m.material_key_id);
-  if (!d.ok()) return Error(d.status());
-  return {200, JsonText(KeyMaterialDeletionToJson(*d))};
+  return Reply(c.api.DeleteKeyMaterial(c.ctx, c.m.workspace, c.m.environment, c.m.material_key_id),
+               KeyMaterialDeletionToJson);
 }
 
 RouteResponse HandleRotateEnvironmentKey(const HandlerCall& c) {
@@ -339,45 +326,37 @@ RouteResponse HandleShred(const HandlerCall& c) {
                   "be read";
     return {200, JsonText(out)};
   }
-  auto r = c.api.ShredEnvironment(c.ctx, c.m.workspace, c.m.environment, *in->confirmation,
-                                  in->environment);
-  if (!r.ok()) return Error(r.status());
-  return {200, JsonText(ShredResultToJson(*r))};
+  return Reply(c.api.ShredEnvironment(c.ctx, c.m.workspace, c.m.environment, *in->confirmation,
+                                      in->environment),
+               ShredResultToJson);
 }
 
 RouteResponse HandleGetSettings(const HandlerCall& c) {
-  auto s = c.api.GetEnvironmentSettings(c.ctx, c.m.workspace, c.m.environment);
-  if (!s.ok()) return Error(s.status());
-  return {200, JsonText(EnvironmentSettingsToJson(*s))};
+  return Reply(c.api.GetEnvironmentSettings(c.ctx, c.m.workspace, c.m.environment),
+               EnvironmentSettingsToJson);
 }
 
 RouteResponse HandlePatchSettings(const HandlerCall& c) {
   auto in = DecodeSettingsPatchBody(c.body);
   if (!in.ok()) return Error(in.status());
-  auto s =
-      c.api.UpdateEnvironmentSettings(c.ctx, c.m.workspace, c.m.environment, in->set, in->reset);
-  if (!s.ok()) return Error(s.status());
-  return {200, JsonText(EnvironmentSettingsToJson(*s))};
+  return Reply(
+      c.api.UpdateEnvironmentSettings(c.ctx, c.m.workspace, c.m.environment, in->set, in->reset),
+      EnvironmentSettingsToJson);
 }
 
 RouteResponse HandleGetDefaultKey(const HandlerCall& c) {
-  auto k = c.api.GetWorkspaceDefaultKey(c.ctx, c.m.workspace);
-  if (!k.ok()) return Error(k.status());
-  return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
+  return Reply(c.api.GetWorkspaceDefaultKey(c.ctx, c.m.workspace), WorkspaceDefaultKeyToJson);
 }
 
 RouteResponse HandleSetDefaultKey(const HandlerCall& c) {
   auto key = DecodeDefaultKeyBody(c.body);
   if (!key.ok()) return Error(key.status());
-  auto k = c.api.SetWorkspaceDefaultKey(c.ctx, c.m.workspace, key->provider, key->key_id);
-  if (!k.ok()) return Error(k.status());
-  return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
+  return Reply(c.api.SetWorkspaceDefaultKey(c.ctx, c.m.workspace, key->provider, key->key_id),
+               WorkspaceDefaultKeyToJson);
 }
 
 RouteResponse HandleResetDefaultKey(const HandlerCall& c) {
-  auto k = c.api.ResetWorkspaceDefaultKey(c.ctx, c.m.workspace);
-  if (!k.ok()) return Error(k.status());
-  return {200, JsonText(WorkspaceDefaultKeyToJson(*k))};
+  return Reply(c.api.ResetWorkspaceDefaultKey(c.ctx, c.m.workspace), WorkspaceDefaultKeyToJson);
 }
 
 RouteResponse HandleListEvents(const HandlerCall& c) {
@@ -445,24 +424,19 @@ RouteResponse HandleMetrics(const HandlerCall&) {
 }
 
 RouteResponse HandleGetWorkspace(const HandlerCall& c) {
-  auto w = c.api.GetWorkspace(c.ctx, c.m.workspace);
-  if (!w.ok()) return Error(w.status());
-  return {200, JsonText(WorkspaceJson(*w))};
+  return Reply(c.api.GetWorkspace(c.ctx, c.m.workspace), WorkspaceJson);
 }
 
 RouteResponse HandleGetEnvironment(const HandlerCall& c) {
-  auto e = c.api.GetEnvironment(c.ctx, c.m.workspace, c.m.environment);
-  if (!e.ok()) return Error(e.status());
-  return {200, JsonText(EnvironmentJson(*e))};
+  return Reply(c.api.GetEnvironment(c.ctx, c.m.workspace, c.m.environment), EnvironmentJson);
 }
 
 RouteResponse HandleValidateKey(const HandlerCall& c) {
   auto key = DecodeValidateKeyBody(c.body);
   if (!key.ok()) return Error(key.status());
-  auto v =
-      c.api.ValidateCustomerKey(c.ctx, c.m.workspace, c.m.environment, key->provider, key->key_id);
-  if (!v.ok()) return Error(v.status());
-  return {200, JsonText(KeyValidationToJson(*v))};
+  return Reply(
+      c.api.ValidateCustomerKey(c.ctx, c.m.workspace, c.m.environment, key->provider, key->key_id),
+      KeyValidationToJson);
 }
 
 RouteResponse HandleGenerateDataKey(const HandlerCall& c) {
@@ -569,10 +543,9 @@ RouteResponse HandleAuditListCheckpoints(const HandlerCall& c) {
 RouteResponse HandleAuditCreateCheckpoint(const HandlerCall& c) {
   Status empty = DecodeEmptyBody(c.body, "a checkpoint request");
   if (!empty.ok()) return Error(empty);
-  auto checkpoint = c.api.CreateAuditCheckpoint(
-      c.ctx, c.m.id == RouteId::kAuditCreateCheckpoint ? c.m.workspace : "");
-  if (!checkpoint.ok()) return Error(checkpoint.status());
-  return {201, JsonText(AuditCheckpointJson(*checkpoint))};
+  return Reply(c.api.CreateAuditCheckpoint(
+                   c.ctx, c.m.id == RouteId::kAuditCreateCheckpoint ? c.m.workspace : ""),
+               AuditCheckpointJson, 201);
 }
 
 RouteResponse HandleRunDueRotations(const HandlerCall& c) {
