@@ -35,6 +35,12 @@ scenario() {
   check "$m: EK rotation" grep -q "environment key v.* -> v" <("${K[@]}" key rotate -w acme -e prod)
   check "$m: DK rotation of a scope" grep -q 'scope "orders"' <("${K[@]}" key rotate -w acme -e prod -s orders)
   check "$m: DK rotation, all scopes, JSON" grep -q '"kind": "dk"' <("${K[@]}" --json key rotate -w acme -e prod --all-scopes)
+  # scopes and key history (GET …/scopes, …/key/history): a reader's.
+  check "$m: scopes list the rotated scope" grep -qE '^orders +v[2-9]' <("${U[@]}" environment scopes -w acme -e prod)
+  check "$m: scopes as JSON" grep -q '"max_messages_per_dk"' <("${U[@]}" --json environment scopes -w acme -e prod)
+  "${K[@]}" key validate -w acme -e prod --platform >/dev/null 2>&1
+  check "$m: key history has the validation" grep -q "key.validated" <("${U[@]}" key history -w acme -e prod)
+  expect_error "$m: key history, bad limit" "--limit" -- "${U[@]}" key history -w acme -e prod --limit 0
   check "$m: old data decrypts" grep -q "before rotation" <("${A[@]}" decrypt -w acme -e prod <"$T/$m.old.ct")
   # rewrap: binary in, binary out, to a file; text stays text on stdout.
   "${A[@]}" rewrap -w acme -e prod --in "$T/$m.old.ct" --out "$T/$m.new.ct" 2>"$T/$m.rewrap.err"
