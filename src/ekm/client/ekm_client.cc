@@ -82,6 +82,10 @@ class EkmClient::Impl {
   }
   ~Impl() { curl_easy_cleanup(curl_); }
 
+  // The caller's request id (ctx.request_id), sent as X-Request-Id with the next requests so
+  // that ekmd's logs and audit records carry it; "" lets ekmd make one.
+  void UseContext(const CallContext& ctx) { request_id_ = ctx.request_id; }
+
   std::string Path(std::initializer_list<std::string_view> segments) {
     std::string p;
     for (auto s : segments) {
@@ -186,6 +190,8 @@ class EkmClient::Impl {
   }
 
  private:
+  std::string request_id_;  // see UseContext
+
   struct StreamState {
     const StreamSource* source = nullptr;
     const StreamSink* sink = nullptr;
@@ -236,6 +242,7 @@ class EkmClient::Impl {
       h = curl_slist_append(h, header.c_str());
       OPENSSL_cleanse(header.data(), header.size());
     }
+    if (!request_id_.empty()) h = curl_slist_append(h, ("X-Request-Id: " + request_id_).c_str());
     return h;
   }
 
@@ -360,8 +367,8 @@ StatusOr<std::unique_ptr<EkmClient>> EkmClient::Create(std::string base_url, std
       std::make_unique<Impl>(std::move(base_url), std::move(token), curl, std::move(tls))));
 }
 
-StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(const CallContext& /*ctx*/,
-                                                   std::string_view name) {
+StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(const CallContext& ctx, std::string_view name) {
+  impl_->UseContext(ctx);
   json body = {{"name", name}};
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("POST", "/v1/workspaces", &body));
   WorkspaceInfo w = WorkspaceFrom(j);
@@ -369,7 +376,8 @@ StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(const CallContext& /*ctx*/,
   return w;
 }
 
-StatusOr<std::vector<WorkspaceInfo>> EkmClient::ListWorkspaces(const CallContext& /*ctx*/) {
+StatusOr<std::vector<WorkspaceInfo>> EkmClient::ListWorkspaces(const CallContext& ctx) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/workspaces", nullptr));
   std::vector<WorkspaceInfo> out;
   for (const json& w : j.value("workspaces", json::array())) {
@@ -380,9 +388,10 @@ StatusOr<std::vector<WorkspaceInfo>> EkmClient::ListWorkspaces(const CallContext
   return out;
 }
 
-StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(const CallContext& /*ctx*/,
+StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(const CallContext& ctx,
                                                        std::string_view workspace,
                                                        std::string_view name) {
+  impl_->UseContext(ctx);
   json body = {{"name", name}};
   EKM_ASSIGN_OR_RETURN(
       json j,
@@ -392,8 +401,9 @@ StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(const CallContext& /*ctx*
   return e;
 }
 
-StatusOr<std::vector<EnvironmentInfo>> EkmClient::ListEnvironments(const CallContext& /*ctx*/,
+StatusOr<std::vector<EnvironmentInfo>> EkmClient::ListEnvironments(const CallContext& ctx,
                                                                    std::string_view workspace) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
       json j,
       impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace, "environments"}), nullptr));
@@ -406,9 +416,10 @@ StatusOr<std::vector<EnvironmentInfo>> EkmClient::ListEnvironments(const CallCon
   return out;
 }
 
-Status EkmClient::EncryptStream(const CallContext& /*ctx*/, std::string_view workspace,
+Status EkmClient::EncryptStream(const CallContext& ctx, std::string_view workspace,
                                 std::string_view environment, std::string_view scope, bool text,
                                 const StreamSource& source, const StreamSink& sink) {
+  impl_->UseContext(ctx);
   std::string path =
       "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "encrypt"});
   path += "?scope=" + impl_->Path({scope}).substr(1);
@@ -416,17 +427,19 @@ Status EkmClient::EncryptStream(const CallContext& /*ctx*/, std::string_view wor
   return impl_->Stream(path, "application/octet-stream", source, sink);
 }
 
-Status EkmClient::DecryptStream(const CallContext& /*ctx*/, std::string_view workspace,
+Status EkmClient::DecryptStream(const CallContext& ctx, std::string_view workspace,
                                 std::string_view environment, const StreamSource& source,
                                 const StreamSink& sink) {
+  impl_->UseContext(ctx);
   std::string path =
       "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "decrypt"});
   return impl_->Stream(path, "application/octet-stream", source, sink);
 }
 
-Status EkmClient::Encrypt(const CallContext& /*ctx*/, std::string_view workspace,
+Status EkmClient::Encrypt(const CallContext& ctx, std::string_view workspace,
                           std::string_view environment, std::string_view scope, ByteView plaintext,
                           Bytes* out) {
+  impl_->UseContext(ctx);
   json body = {{"plaintext", Base64Encode(plaintext)}, {"scope", scope}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
@@ -471,8 +484,9 @@ Status ItemStatus(const json& item) {
 
 }  // namespace
 
-Status EkmClient::Decrypt(const CallContext& /*ctx*/, std::string_view workspace,
+Status EkmClient::Decrypt(const CallContext& ctx, std::string_view workspace,
                           std::string_view environment, ByteView envelope, Bytes* out) {
+  impl_->UseContext(ctx);
   json body = {{"ciphertext", TextForm(envelope)}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
@@ -483,8 +497,9 @@ Status EkmClient::Decrypt(const CallContext& /*ctx*/, std::string_view workspace
 }
 
 StatusOr<std::vector<StatusOr<Bytes>>> EkmClient::EncryptBatch(
-    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::vector<BatchEncryptItem>& items) {
+  impl_->UseContext(ctx);
   json list = json::array();
   for (const BatchEncryptItem& item : items) {
     list.push_back({{"plaintext", Base64Encode(item.plaintext)}, {"scope", item.scope}});
@@ -512,8 +527,9 @@ StatusOr<std::vector<StatusOr<Bytes>>> EkmClient::EncryptBatch(
 }
 
 StatusOr<std::vector<StatusOr<Bytes>>> EkmClient::DecryptBatch(
-    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::vector<Bytes>& envelopes) {
+  impl_->UseContext(ctx);
   json list = json::array();
   for (const Bytes& e : envelopes) {
     list.push_back({{"ciphertext", TextForm(e)}});
@@ -553,9 +569,10 @@ StatusOr<KeyValidation> EkmClient::SetCustomerKey(const CallContext& ctx,
   return SetCustomerKey(ctx, workspace, environment, provider, key_id, KeyChangeOptions{});
 }
 
-StatusOr<CustomerKeyInfo> EkmClient::ShowCustomerKey(const CallContext& /*ctx*/,
+StatusOr<CustomerKeyInfo> EkmClient::ShowCustomerKey(const CallContext& ctx,
                                                      std::string_view workspace,
                                                      std::string_view environment) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
       json j,
       impl_->Call(
@@ -564,9 +581,9 @@ StatusOr<CustomerKeyInfo> EkmClient::ShowCustomerKey(const CallContext& /*ctx*/,
   return CustomerKeyInfoFromJson(j);
 }
 
-StatusOr<KeyPolicyAdvice> EkmClient::KeyPolicy(const CallContext& /*ctx*/,
-                                               std::string_view workspace,
+StatusOr<KeyPolicyAdvice> EkmClient::KeyPolicy(const CallContext& ctx, std::string_view workspace,
                                                std::string_view environment) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
                           "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
@@ -575,9 +592,9 @@ StatusOr<KeyPolicyAdvice> EkmClient::KeyPolicy(const CallContext& /*ctx*/,
   return KeyPolicyAdviceFromJson(j);
 }
 
-StatusOr<std::string> EkmClient::CheckKeyPolicy(const CallContext& /*ctx*/,
-                                                std::string_view workspace,
+StatusOr<std::string> EkmClient::CheckKeyPolicy(const CallContext& ctx, std::string_view workspace,
                                                 std::string_view policy_text) {
+  impl_->UseContext(ctx);
   json body = {{"policy", policy_text}};
   EKM_ASSIGN_OR_RETURN(
       json j,
@@ -587,13 +604,15 @@ StatusOr<std::string> EkmClient::CheckKeyPolicy(const CallContext& /*ctx*/,
 }
 
 StatusOr<std::string> EkmClient::Health() {
+  impl_->UseContext(CallContext{});  // a probe: no caller's id
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/healthz", nullptr));
   return j.value("status", "");
 }
 
-StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(const CallContext& /*ctx*/,
+StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(const CallContext& ctx,
                                                     std::string_view workspace,
                                                     std::string_view environment) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
                           "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
@@ -602,14 +621,16 @@ StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(const CallContext& /*ctx*/,
   return EnvironmentKeyStatusFromJson(j);
 }
 
-StatusOr<KeyCacheStats> EkmClient::KeyCacheStatistics(const CallContext& /*ctx*/) {
+StatusOr<KeyCacheStats> EkmClient::KeyCacheStatistics(const CallContext& ctx) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/key-cache", nullptr));
   return KeyCacheStatsFromJson(j);
 }
 
 StatusOr<KeyValidation> EkmClient::SetCustomerKey(
-    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
     std::string_view provider, std::string_view key_id, const KeyChangeOptions& options) {
+  impl_->UseContext(ctx);
   json body = {{"provider", provider}, {"key_id", key_id}};
   if (options.emergency) body["emergency"] = true;
   if (!options.reason.empty()) body["reason"] = options.reason;
@@ -621,9 +642,10 @@ StatusOr<KeyValidation> EkmClient::SetCustomerKey(
   return KeyValidationFromJson(j);
 }
 
-StatusOr<RepackStatus> EkmClient::GetRepackStatus(const CallContext& /*ctx*/,
+StatusOr<RepackStatus> EkmClient::GetRepackStatus(const CallContext& ctx,
                                                   std::string_view workspace,
                                                   std::string_view environment) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
                           "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
@@ -632,9 +654,9 @@ StatusOr<RepackStatus> EkmClient::GetRepackStatus(const CallContext& /*ctx*/,
   return RepackStatusFromJson(j);
 }
 
-StatusOr<RepackStatus> EkmClient::RerunRepack(const CallContext& /*ctx*/,
-                                              std::string_view workspace,
+StatusOr<RepackStatus> EkmClient::RerunRepack(const CallContext& ctx, std::string_view workspace,
                                               std::string_view environment) {
+  impl_->UseContext(ctx);
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
@@ -645,8 +667,9 @@ StatusOr<RepackStatus> EkmClient::RerunRepack(const CallContext& /*ctx*/,
 }
 
 StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
-    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
     std::chrono::seconds expires_in) {
+  impl_->UseContext(ctx);
   json body = {{"expires_in_seconds", static_cast<int64_t>(expires_in.count())}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
@@ -657,8 +680,9 @@ StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
 }
 
 StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(
-    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
     ByteView wrapped_material, std::string_view import_token, const KeyChangeOptions& change) {
+  impl_->UseContext(ctx);
   // The import token is a secret: the body is written into a buffer of its final size (json's
   // dump grows its string and would leave copies of the token behind) and wiped after.
   json rest = {{"material", Base64Encode(wrapped_material)}};
@@ -695,10 +719,11 @@ StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(
   return KeyValidationFromJson(j);
 }
 
-StatusOr<KeyMaterialDeletion> EkmClient::DeleteKeyMaterial(const CallContext& /*ctx*/,
+StatusOr<KeyMaterialDeletion> EkmClient::DeleteKeyMaterial(const CallContext& ctx,
                                                            std::string_view workspace,
                                                            std::string_view environment,
                                                            std::string_view key_id) {
+  impl_->UseContext(ctx);
   std::string path = "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
                                           "key", "material"});
   if (!key_id.empty()) path += "?key_id=" + impl_->Path({key_id}).substr(1);
@@ -706,9 +731,10 @@ StatusOr<KeyMaterialDeletion> EkmClient::DeleteKeyMaterial(const CallContext& /*
   return KeyMaterialDeletionFromJson(j);
 }
 
-StatusOr<RotationResult> EkmClient::RotateEnvironmentKey(const CallContext& /*ctx*/,
+StatusOr<RotationResult> EkmClient::RotateEnvironmentKey(const CallContext& ctx,
                                                          std::string_view workspace,
                                                          std::string_view environment) {
+  impl_->UseContext(ctx);
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
@@ -721,8 +747,9 @@ StatusOr<RotationResult> EkmClient::RotateEnvironmentKey(const CallContext& /*ct
 }
 
 StatusOr<std::vector<RotationResult>> EkmClient::RotateDataKeys(
-    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::vector<std::string>& scopes, bool all_scopes) {
+  impl_->UseContext(ctx);
   json body = {{"scopes", scopes}, {"all_scopes", all_scopes}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
@@ -736,7 +763,8 @@ StatusOr<std::vector<RotationResult>> EkmClient::RotateDataKeys(
   return out;
 }
 
-StatusOr<ScheduledRotationReport> EkmClient::RunScheduledRotations(const CallContext& /*ctx*/) {
+StatusOr<ScheduledRotationReport> EkmClient::RunScheduledRotations(const CallContext& ctx) {
+  impl_->UseContext(ctx);
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("POST", "/v1/rotations/run", &body));
   ScheduledRotationReport report;
@@ -751,9 +779,10 @@ StatusOr<ScheduledRotationReport> EkmClient::RunScheduledRotations(const CallCon
   return report;
 }
 
-StatusOr<RewrapResult> EkmClient::Rewrap(const CallContext& /*ctx*/, std::string_view workspace,
+StatusOr<RewrapResult> EkmClient::Rewrap(const CallContext& ctx, std::string_view workspace,
                                          std::string_view environment, ByteView envelope,
                                          Bytes* out) {
+  impl_->UseContext(ctx);
   // The API carries the text form; the caller gets back the form it gave.
   std::string_view as_text(reinterpret_cast<const char*>(envelope.data()), envelope.size());
   size_t first = as_text.find_first_not_of(" \t\r\n");
@@ -784,9 +813,10 @@ StatusOr<RewrapResult> EkmClient::Rewrap(const CallContext& /*ctx*/, std::string
                       j.value("dk_version", 0u)};
 }
 
-StatusOr<ShredConfirmation> EkmClient::RequestShred(const CallContext& /*ctx*/,
+StatusOr<ShredConfirmation> EkmClient::RequestShred(const CallContext& ctx,
                                                     std::string_view workspace,
                                                     std::string_view environment) {
+  impl_->UseContext(ctx);
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
@@ -796,11 +826,12 @@ StatusOr<ShredConfirmation> EkmClient::RequestShred(const CallContext& /*ctx*/,
   return ShredConfirmationFromJson(j);
 }
 
-StatusOr<ShredResult> EkmClient::ShredEnvironment(const CallContext& /*ctx*/,
+StatusOr<ShredResult> EkmClient::ShredEnvironment(const CallContext& ctx,
                                                   std::string_view workspace,
                                                   std::string_view environment,
                                                   std::string_view token,
                                                   std::string_view confirm_environment) {
+  impl_->UseContext(ctx);
   json body = {{"confirmation", token}, {"environment", confirm_environment}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
@@ -810,10 +841,11 @@ StatusOr<ShredResult> EkmClient::ShredEnvironment(const CallContext& /*ctx*/,
   return ShredResultFromJson(j);
 }
 
-StatusOr<WorkspaceDefaultKey> EkmClient::SetWorkspaceDefaultKey(const CallContext& /*ctx*/,
+StatusOr<WorkspaceDefaultKey> EkmClient::SetWorkspaceDefaultKey(const CallContext& ctx,
                                                                 std::string_view workspace,
                                                                 std::string_view provider,
                                                                 std::string_view key_id) {
+  impl_->UseContext(ctx);
   json body = {{"provider", provider}, {"key_id", key_id}};
   EKM_ASSIGN_OR_RETURN(
       json j,
@@ -821,25 +853,28 @@ StatusOr<WorkspaceDefaultKey> EkmClient::SetWorkspaceDefaultKey(const CallContex
   return WorkspaceDefaultKeyFromJson(j);
 }
 
-StatusOr<WorkspaceDefaultKey> EkmClient::GetWorkspaceDefaultKey(const CallContext& /*ctx*/,
+StatusOr<WorkspaceDefaultKey> EkmClient::GetWorkspaceDefaultKey(const CallContext& ctx,
                                                                 std::string_view workspace) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
       json j,
       impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}), nullptr));
   return WorkspaceDefaultKeyFromJson(j);
 }
 
-StatusOr<WorkspaceDefaultKey> EkmClient::ResetWorkspaceDefaultKey(const CallContext& /*ctx*/,
+StatusOr<WorkspaceDefaultKey> EkmClient::ResetWorkspaceDefaultKey(const CallContext& ctx,
                                                                   std::string_view workspace) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("DELETE", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}),
                           nullptr));
   return WorkspaceDefaultKeyFromJson(j);
 }
 
-StatusOr<EnvironmentSettings> EkmClient::GetEnvironmentSettings(const CallContext& /*ctx*/,
+StatusOr<EnvironmentSettings> EkmClient::GetEnvironmentSettings(const CallContext& ctx,
                                                                 std::string_view workspace,
                                                                 std::string_view environment) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
                           "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
@@ -849,8 +884,9 @@ StatusOr<EnvironmentSettings> EkmClient::GetEnvironmentSettings(const CallContex
 }
 
 StatusOr<EnvironmentSettings> EkmClient::UpdateEnvironmentSettings(
-    const CallContext& /*ctx*/, std::string_view workspace, std::string_view environment,
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const EnvironmentSettings& set, const std::vector<std::string>& reset) {
+  impl_->UseContext(ctx);
   json body = json::object();
   json all = EnvironmentSettingsToJson(set);
   for (auto it = all.begin(); it != all.end(); ++it) {
@@ -865,8 +901,9 @@ StatusOr<EnvironmentSettings> EkmClient::UpdateEnvironmentSettings(
   return EnvironmentSettingsFromJson(j);
 }
 
-StatusOr<ScopeList> EkmClient::ListScopes(const CallContext& /*ctx*/, std::string_view workspace,
+StatusOr<ScopeList> EkmClient::ListScopes(const CallContext& ctx, std::string_view workspace,
                                           std::string_view environment) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("GET",
                           "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
@@ -882,10 +919,11 @@ StatusOr<ScopeList> EkmClient::ListScopes(const CallContext& /*ctx*/, std::strin
   return list;
 }
 
-StatusOr<std::vector<LifecycleEventInfo>> EkmClient::KeyHistory(const CallContext& /*ctx*/,
+StatusOr<std::vector<LifecycleEventInfo>> EkmClient::KeyHistory(const CallContext& ctx,
                                                                 std::string_view workspace,
                                                                 std::string_view environment,
                                                                 int64_t after_id, size_t limit) {
+  impl_->UseContext(ctx);
   std::string query = "?limit=" + std::to_string(limit);
   if (after_id > 0) query += "&after=" + std::to_string(after_id);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET",
@@ -901,8 +939,9 @@ StatusOr<std::vector<LifecycleEventInfo>> EkmClient::KeyHistory(const CallContex
   return out;
 }
 
-StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const CallContext& /*ctx*/,
+StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const CallContext& ctx,
                                                                 const EventQuery& q) {
+  impl_->UseContext(ctx);
   auto value = [&](std::string_view v) { return impl_->Path({v}).substr(1); };
   std::string query = "?limit=" + std::to_string(q.limit);
   if (q.environment) query += "&environment=" + value(*q.environment);
@@ -942,8 +981,8 @@ ApiTokenInfo ApiTokenFromJson(const json& j) {
 
 }  // namespace
 
-StatusOr<NewApiToken> EkmClient::CreateApiToken(const CallContext& /*ctx*/,
-                                                const ApiTokenRequest& r) {
+StatusOr<NewApiToken> EkmClient::CreateApiToken(const CallContext& ctx, const ApiTokenRequest& r) {
+  impl_->UseContext(ctx);
   json body = {{"role", r.role}};
   if (!r.workspace.empty()) body["workspace"] = r.workspace;
   if (!r.environments.empty()) body["environments"] = r.environments;
@@ -962,8 +1001,9 @@ StatusOr<NewApiToken> EkmClient::CreateApiToken(const CallContext& /*ctx*/,
   return out;
 }
 
-StatusOr<std::vector<ApiTokenInfo>> EkmClient::ListApiTokens(const CallContext& /*ctx*/,
+StatusOr<std::vector<ApiTokenInfo>> EkmClient::ListApiTokens(const CallContext& ctx,
                                                              std::optional<std::string> workspace) {
+  impl_->UseContext(ctx);
   std::string path = "/v1/tokens";
   if (workspace) path += "?workspace=" + impl_->Path({*workspace}).substr(1);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", path, nullptr));
@@ -974,23 +1014,27 @@ StatusOr<std::vector<ApiTokenInfo>> EkmClient::ListApiTokens(const CallContext& 
   return out;
 }
 
-StatusOr<ApiTokenInfo> EkmClient::GetApiToken(const CallContext& /*ctx*/, std::string_view id) {
+StatusOr<ApiTokenInfo> EkmClient::GetApiToken(const CallContext& ctx, std::string_view id) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1" + impl_->Path({"tokens", id}), nullptr));
   return ApiTokenFromJson(j);
 }
 
-StatusOr<ApiTokenInfo> EkmClient::RevokeApiToken(const CallContext& /*ctx*/, std::string_view id) {
+StatusOr<ApiTokenInfo> EkmClient::RevokeApiToken(const CallContext& ctx, std::string_view id) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("DELETE", "/v1" + impl_->Path({"tokens", id}), nullptr));
   return ApiTokenFromJson(j);
 }
 
-StatusOr<std::optional<ApiTokenInfo>> EkmClient::WhoAmI(const CallContext& /*ctx*/) {
+StatusOr<std::optional<ApiTokenInfo>> EkmClient::WhoAmI(const CallContext& ctx) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/token", nullptr));
   return std::optional<ApiTokenInfo>(ApiTokenFromJson(j));
 }
 
-StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(const CallContext& /*ctx*/,
+StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(const CallContext& ctx,
                                                 std::string_view workspace) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace}), nullptr));
   WorkspaceInfo w = WorkspaceFrom(j);
@@ -998,9 +1042,10 @@ StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(const CallContext& /*ctx*/,
   return w;
 }
 
-StatusOr<EnvironmentInfo> EkmClient::GetEnvironment(const CallContext& /*ctx*/,
+StatusOr<EnvironmentInfo> EkmClient::GetEnvironment(const CallContext& ctx,
                                                     std::string_view workspace,
                                                     std::string_view environment) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
       json j,
       impl_->Call("GET",
@@ -1011,11 +1056,12 @@ StatusOr<EnvironmentInfo> EkmClient::GetEnvironment(const CallContext& /*ctx*/,
   return e;
 }
 
-StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(const CallContext& /*ctx*/,
+StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(const CallContext& ctx,
                                                        std::string_view workspace,
                                                        std::string_view environment,
                                                        std::string_view provider,
                                                        std::string_view key_id) {
+  impl_->UseContext(ctx);
   json body = {{"provider", provider}, {"key_id", key_id}};
   EKM_ASSIGN_OR_RETURN(
       json j, impl_->Call("POST",
@@ -1025,11 +1071,12 @@ StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(const CallContext& /*ctx*
   return KeyValidationFromJson(j);
 }
 
-StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(const CallContext& /*ctx*/,
+StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(const CallContext& ctx,
                                                       std::string_view workspace,
                                                       std::string_view environment,
                                                       std::string_view scope, size_t size,
                                                       bool with_plaintext) {
+  impl_->UseContext(ctx);
   json body = {{"bytes", size}, {"plaintext", with_plaintext}};
   if (!scope.empty()) body["scope"] = scope;
   EKM_ASSIGN_OR_RETURN(
@@ -1059,8 +1106,9 @@ namespace {
 std::string AuditBase(EkmClient::Impl& impl, std::string_view chain);
 }  // namespace
 
-StatusOr<std::vector<LifecycleEventRecord>> EkmClient::QueryAudit(const CallContext& /*ctx*/,
+StatusOr<std::vector<LifecycleEventRecord>> EkmClient::QueryAudit(const CallContext& ctx,
                                                                   const EventQuery& q) {
+  impl_->UseContext(ctx);
   auto value = [&](std::string_view v) { return impl_->Path({v}).substr(1); };
   std::string query = "?limit=" + std::to_string(q.limit);
   if (q.environment) query += "&environment=" + value(*q.environment);
@@ -1091,8 +1139,9 @@ StatusOr<std::vector<LifecycleEventRecord>> EkmClient::QueryAudit(const CallCont
   return out;
 }
 
-Status EkmClient::ExportAudit(const CallContext& /*ctx*/, std::string_view chain,
+Status EkmClient::ExportAudit(const CallContext& ctx, std::string_view chain,
                               const std::function<Status(const LifecycleEventRecord&)>& sink) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(std::string text,
                        impl_->CallText("GET", AuditBase(*impl_, chain) + "/export", nullptr));
   size_t line_no = 0;
@@ -1114,16 +1163,18 @@ Status EkmClient::ExportAudit(const CallContext& /*ctx*/, std::string_view chain
   return Status::Ok();
 }
 
-StatusOr<AuditCheckpoint> EkmClient::CreateAuditCheckpoint(const CallContext& /*ctx*/,
+StatusOr<AuditCheckpoint> EkmClient::CreateAuditCheckpoint(const CallContext& ctx,
                                                            std::string_view chain) {
+  impl_->UseContext(ctx);
   json body = json::object();
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call("POST", AuditBase(*impl_, chain) + "/checkpoints", &body));
   return ParseAuditCheckpointJson(j);
 }
 
-StatusOr<std::vector<AuditCheckpoint>> EkmClient::ListAuditCheckpoints(const CallContext& /*ctx*/,
+StatusOr<std::vector<AuditCheckpoint>> EkmClient::ListAuditCheckpoints(const CallContext& ctx,
                                                                        std::string_view chain) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call("GET", AuditBase(*impl_, chain) + "/checkpoints", nullptr));
   std::vector<AuditCheckpoint> out;
@@ -1135,7 +1186,8 @@ StatusOr<std::vector<AuditCheckpoint>> EkmClient::ListAuditCheckpoints(const Cal
   return out;
 }
 
-StatusOr<AuditPublicKeyInfo> EkmClient::GetAuditPublicKey(const CallContext& /*ctx*/) {
+StatusOr<AuditPublicKeyInfo> EkmClient::GetAuditPublicKey(const CallContext& ctx) {
+  impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/audit/public-key", nullptr));
   if (!j["public_key_pem"].is_string()) {
     return UnavailableError("ekmd's answer carries no public_key_pem");

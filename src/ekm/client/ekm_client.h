@@ -22,7 +22,8 @@ struct ClientTlsOptions {
 };
 
 // EkmApi over HTTP: each operation is one request to the route the operation table names for
-// it. The caller is the bearer token; `ctx` is not sent (ekmd builds its own from the token).
+// it. The caller is the bearer token (ekmd builds its context from it); of `ctx` only the request
+// id is sent, as X-Request-Id, so that ekmd's logs carry the caller's.
 // Streams go both ways for encrypt/decrypt of any size: a failure after output began is still
 // reported (the client asks for the Ekm-Error trailer with Ekm-Accept-Trailer), and a stream cut
 // short is an error too. Encrypt and Decrypt go through the JSON routes. One client per thread.

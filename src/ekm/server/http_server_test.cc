@@ -523,6 +523,56 @@ TEST_F(HttpServerTest, RequestIdIsEchoedOrGenerated) {
   EXPECT_EQ(r.find(std::string(65, 'a')), std::string::npos);
 }
 
+// Accepts one connection on 127.0.0.1, answers `response` to the first request and returns
+// the request's header as it came.
+class OneShotPeer {
+ public:
+  explicit OneShotPeer(std::string response) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    listen(fd_, 1);
+    header_ = std::async(std::launch::async, [this, response] {
+      int c = accept(fd_, nullptr, nullptr);
+      std::string got;
+      char buf[4096];
+      ssize_t n;
+      while (got.find("\r\n\r\n") == std::string::npos && (n = read(c, buf, sizeof(buf))) > 0) {
+        got.append(buf, static_cast<size_t>(n));
+      }
+      (void)!write(c, response.data(), response.size());
+      close(c);
+      return got;
+    });
+  }
+  ~OneShotPeer() { close(fd_); }
+  int port() const { return port_; }
+  std::string header() { return header_.get(); }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::future<std::string> header_;
+};
+
+TEST(EkmClientTest, SendsTheCallersRequestId) {
+  OneShotPeer peer(
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n"
+      "Connection: close\r\n\r\n{\"workspaces\":[]}");
+  auto client = EkmClient::Create("http://127.0.0.1:" + std::to_string(peer.port()), "t");
+  ASSERT_TRUE(client.ok());
+  CallContext ctx;
+  ctx.request_id = "caller.req-42";
+  auto list = (*client)->ListWorkspaces(ctx);
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  EXPECT_NE(peer.header().find("\r\nX-Request-Id: caller.req-42\r\n"), std::string::npos);
+}
+
 TEST_F(HttpServerTest, ListsPageWithACursor) {
   for (const char* ws : {"b-ws", "c-ws", "d-ws"}) {
     ASSERT_TRUE(admin_->CreateWorkspace(kClientCtx, ws).ok());
