@@ -77,10 +77,11 @@ RouteResponse Reply(const StatusOr<T>& result, Encode encode, int status = 200) 
 // One page of a list, in the list's own order (names for workspaces and environments, creation
 // for tokens): the items after the one whose key is `page.after`, at most `page.limit` (0: all),
 // and `next_after` (the last item's key) when more remain. A cursor naming no item is refused:
-// a list's items are never deleted, so it was not one of ours.
+// a list's items are never deleted, so it was not one of ours. `out` holds the answer's other
+// fields.
 template <typename T, typename KeyFn, typename ToJson>
 RouteResponse Paged(const std::vector<T>& list, const ListPage& page, const char* member, KeyFn key,
-                    ToJson to_json) {
+                    ToJson to_json, json out = json::object()) {
   size_t begin = 0;
   if (!page.after.empty()) {
     while (begin < list.size() && key(list[begin]) != page.after) ++begin;
@@ -95,7 +96,7 @@ RouteResponse Paged(const std::vector<T>& list, const ListPage& page, const char
   const size_t end = page.limit == 0 ? list.size() : std::min(list.size(), begin + page.limit);
   json arr = json::array();
   for (size_t i = begin; i < end; ++i) arr.push_back(to_json(list[i]));
-  json out = {{member, std::move(arr)}};
+  out[member] = std::move(arr);
   if (end < list.size() && end > begin) out["next_after"] = key(list[end - 1]);
   return {200, JsonText(out)};
 }
@@ -376,14 +377,11 @@ RouteResponse HandleListScopes(const HandlerCall& c) {
   if (!page.ok()) return Error(page.status());
   auto list = c.api.ListScopes(c.ctx, c.m.workspace, c.m.environment);
   if (!list.ok()) return Error(list.status());
-  RouteResponse r = Paged(
-      list->scopes, *page, "scopes", [](const ScopeInfo& s) { return s.scope; }, ScopeInfoToJson);
-  if (r.status != 200) return r;
-  json out = json::parse(r.body);
-  out["workspace"] = list->workspace;
-  out["environment"] = list->environment;
-  out["max_messages_per_dk"] = list->max_messages_per_dk;
-  return {200, JsonText(out)};
+  return Paged(
+      list->scopes, *page, "scopes", [](const ScopeInfo& s) { return s.scope; }, ScopeInfoToJson,
+      json{{"workspace", list->workspace},
+           {"environment", list->environment},
+           {"max_messages_per_dk", list->max_messages_per_dk}});
 }
 
 RouteResponse HandleKeyHistory(const HandlerCall& c) {
