@@ -9,8 +9,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string TimeText(int64_t s) { return s == 0 ? "" : FormatRfc3339(FromUnixSeconds(s)); }
-
 std::string Str(const json& j, const char* name) {
   auto it = j.find(name);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -85,7 +83,7 @@ json KeyValidationToJson(const KeyValidation& v) {
   }
   json j = {{"provider", v.provider},
             {"key_id", v.key_id},
-            {"checked_at", TimeText(v.checked_at)},
+            {"checked_at", JsonTimeOrEmpty(v.checked_at)},
             {"ok", v.ok},
             {"checks", checks}};
   if (!v.ok) {

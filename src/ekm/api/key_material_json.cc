@@ -11,8 +11,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string TimeText(int64_t s) { return s == 0 ? "" : FormatRfc3339(FromUnixSeconds(s)); }
-
 std::string Str(const json& j, const char* name) {
   auto it = j.find(name);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -25,7 +23,7 @@ json KeyImportParametersToJson(const KeyImportParameters& p) {
           {"environment", p.environment},
           {"wrapping_key_pem", p.wrapping_key_pem},
           {"import_token", p.import_token},
-          {"expires_at", TimeText(p.expires_at)},
+          {"expires_at", JsonTimeOrEmpty(p.expires_at)},
           {"algorithm", p.algorithm},
           {"material_size", p.material_size}};
 }
@@ -47,7 +45,7 @@ json KeyMaterialDeletionToJson(const KeyMaterialDeletion& d) {
   return {{"workspace", d.workspace},
           {"environment", d.environment},
           {"key_id", d.key_id},
-          {"deleted_at", TimeText(d.deleted_at)},
+          {"deleted_at", JsonTimeOrEmpty(d.deleted_at)},
           {"in_use", d.in_use}};
 }
 

@@ -11,8 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-json Time(int64_t s) { return s == 0 ? json(nullptr) : json(FormatRfc3339(FromUnixSeconds(s))); }
-
 std::string Str(const json& j, const char* name) {
   auto it = j.find(name);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
@@ -31,10 +29,10 @@ json EnvironmentKeyStatusToJson(const EnvironmentKeyStatus& s) {
             {"environment", s.environment},
             {"cmk", {{"provider", s.cmk_provider}, {"key_id", s.cmk_key_id}}},
             {"state", s.state},
-            {"since", Time(s.since)},
-            {"last_success", Time(s.last_success)},
+            {"since", JsonTimeOrNull(s.since)},
+            {"last_success", JsonTimeOrNull(s.last_success)},
             {"retryable", s.retryable},
-            {"next_retry", Time(s.next_retry)},
+            {"next_retry", JsonTimeOrNull(s.next_retry)},
             {"key_cache_ttl_seconds", s.key_cache_ttl_seconds},
             {"grace_period_seconds", s.grace_period_seconds}};
   if (!s.error_code.empty()) {
@@ -42,7 +40,7 @@ json EnvironmentKeyStatusToJson(const EnvironmentKeyStatus& s) {
                        {"provider_code", s.provider_code},
                        {"message", s.message},
                        {"hint", s.hint},
-                       {"resolved_at", Time(s.error_resolved_at)}};
+                       {"resolved_at", JsonTimeOrNull(s.error_resolved_at)}};
   } else {
     j["last_error"] = nullptr;
   }

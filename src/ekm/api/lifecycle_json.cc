@@ -13,8 +13,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string Time(int64_t unix_seconds) { return FormatRfc3339(FromUnixSeconds(unix_seconds)); }
-
 int64_t TimeBack(const json& j, const char* name) {
   auto it = j.find(name);
   if (it == j.end() || !it->is_string()) return 0;
@@ -56,7 +54,7 @@ json ShredConfirmationToJson(const ShredConfirmation& c) {
   return {{"workspace", c.workspace},
           {"environment", c.environment},
           {"confirmation", c.token},
-          {"expires_at", Time(c.expires_at)}};
+          {"expires_at", JsonTime(c.expires_at)}};
 }
 
 ShredConfirmation ShredConfirmationFromJson(const json& j) {
@@ -67,7 +65,7 @@ ShredConfirmation ShredConfirmationFromJson(const json& j) {
 json ShredResultToJson(const ShredResult& r) {
   return {{"workspace", r.workspace},
           {"environment", r.environment},
-          {"shredded_at", Time(r.shredded_at)},
+          {"shredded_at", JsonTime(r.shredded_at)},
           {"actor", r.actor},
           {"ek_versions_destroyed", r.ek_versions_destroyed},
           {"dk_versions_destroyed", r.dk_versions_destroyed}};
@@ -87,7 +85,7 @@ json WorkspaceDefaultKeyToJson(const WorkspaceDefaultKey& k) {
             {"set", k.set},
             {"cmk", {{"provider", k.provider}, {"key_id", k.key_id}}}};
   if (k.set) {
-    j["set_at"] = Time(k.set_at);
+    j["set_at"] = JsonTime(k.set_at);
     j["actor"] = k.actor;
   }
   return j;
@@ -179,6 +177,24 @@ LifecycleEventInfo LifecycleEventInfoFromJson(const json& j) {
   return e;
 }
 
+LifecycleEventRecord AuditRecordFromJson(const json& e) {
+  LifecycleEventRecord r;
+  r.id = e.value("id", int64_t{0});
+  r.at_ms = e.value("at_ms", int64_t{0});
+  r.workspace = e.value("workspace", "");
+  r.environment = e.value("environment", "");
+  r.type = e.value("type", "");
+  r.actor = e.value("actor", "");
+  r.detail = e.contains("detail") ? e["detail"].dump() : "{}";
+  r.chain = e.value("chain", "");
+  r.seq = e.value("seq", int64_t{0});
+  auto prev = HexDecode(e.value("prev_hash", ""));
+  auto hash = HexDecode(e.value("hash", ""));
+  if (prev.ok()) r.prev_hash = std::move(*prev);
+  if (hash.ok()) r.hash = std::move(*hash);
+  return r;
+}
+
 namespace {
 
 // `"text"` followed by `rest` (QuotedExcerpt: at most 64 bytes of the text). Appended rather
@@ -251,7 +267,7 @@ nlohmann::json ScopeInfoToJson(const ScopeInfo& s) {
   return {{"scope", s.scope},
           {"dk_version", s.dk_version},
           {"ek_version", s.ek_version},
-          {"created_at", FormatRfc3339(FromUnixSeconds(s.created_at))},
+          {"created_at", JsonTime(s.created_at)},
           {"messages_reserved", s.messages_reserved}};
 }
 

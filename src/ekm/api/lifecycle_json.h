@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "ekm/api/types.h"
+#include "ekm/audit/audit_record.h"
 #include "ekm/base/status.h"
 
 namespace ekm {
@@ -38,6 +39,9 @@ Status EnvironmentSettingsPatchFromJson(const nlohmann::json& j, EnvironmentSett
 // {"id","at","workspace","environment","type","actor","detail"} (detail as a JSON object).
 nlohmann::json LifecycleEventInfoToJson(const LifecycleEventInfo& e);
 LifecycleEventInfo LifecycleEventInfoFromJson(const nlohmann::json& j);
+// A record of GET …/audit (events/lifecycle_event.h AuditRecordJson): the event with at_ms, chain,
+// seq and the hex prev_hash and hash.
+LifecycleEventRecord AuditRecordFromJson(const nlohmann::json& j);
 
 // "300s", "5m", "24h", "90d", or plain seconds "3600".
 StatusOr<int64_t> ParseDurationSeconds(std::string_view text);

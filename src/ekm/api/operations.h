@@ -5,6 +5,7 @@
 #pragma once
 
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "ekm/auth/authorization.h"
@@ -72,21 +73,40 @@ enum class RouteId {
 
 };
 
+// What a route's request carries.
+enum class RouteBody {
+  kNone,          // nothing (GET, DELETE)
+  kJson,          // a JSON object; the routes that take no fields accept {} or nothing
+  kJsonOrStream,  // a JSON object, or an octet stream of any size (encrypt, decrypt)
+};
+
 // One row per API route: the single table that matching, metrics and logs (route names),
-// authorization and the OpenAPI check all read. `path` is a template: `{workspace}`,
-// `{environment}` and `{id}` match one path segment each.
+// authorization, the HTTP client (method and path of each call) and the OpenAPI check all read.
+// `path` is a template: `{workspace}`, `{environment}` and `{id}` match one path segment each.
 struct RouteInfo {
   RouteId id;
   std::string_view method;
   std::string_view path;
   std::string_view name;  // stable, for metrics labels and logs: "key.set"
   auth::RouteRule rule;   // who may call it (docs/api.md "Authentication and roles")
+  RouteBody body;         // what the request carries (the router refuses other media types)
+  int success_status;     // the HTTP status of a success: 201 for a create, else 200
+};
+
+// The names a path template's placeholders stand for.
+struct RouteNames {
+  std::string_view workspace = {};
+  std::string_view environment = {};
+  std::string_view id = {};
 };
 
 // Every route, in matching order.
 std::span<const RouteInfo> RouteTable();
 // The row of `id`.
 const RouteInfo& RouteInfoFor(RouteId id);
+// The path of `id` with its placeholders filled in from `names`, each percent-encoded as one
+// path segment ("/v1/workspaces/acme/environments/prod/key"); no query.
+std::string RoutePath(RouteId id, const RouteNames& names);
 // Whether the route's handler may hold its thread for long (CPU-heavy or blocking work): the
 // HTTP layer runs those on its blocking pool (server/blocking_pool.h), never on an I/O thread.
 bool RunsBlocking(RouteId id);

@@ -29,6 +29,29 @@ TEST(OperationTableTest, EveryOperationHasOneRowWithARule) {
   EXPECT_EQ(ids.size(), static_cast<size_t>(RouteId::kRunDueRotations) + 1);
 }
 
+// A GET or DELETE takes no body; a create answers 201 (docs/openapi.yaml agrees: routes_test).
+TEST(OperationTableTest, BodyAndSuccessStatusFollowTheMethod) {
+  for (const RouteInfo& r : RouteTable()) {
+    const bool reads = r.method == "GET" || r.method == "DELETE";
+    EXPECT_EQ(r.body == RouteBody::kNone, reads) << r.name;
+    EXPECT_TRUE(r.success_status == 200 || (r.success_status == 201 && r.method == "POST"))
+        << r.name;
+  }
+  EXPECT_EQ(RouteInfoFor(RouteId::kEncrypt).body, RouteBody::kJsonOrStream);
+  EXPECT_EQ(RouteInfoFor(RouteId::kDecrypt).body, RouteBody::kJsonOrStream);
+  EXPECT_EQ(RouteInfoFor(RouteId::kCreateWorkspace).success_status, 201);
+}
+
+// Placeholders are filled with one percent-encoded segment each: a name cannot add a segment.
+TEST(OperationTableTest, RoutePathFillsAndEncodesThePlaceholders) {
+  EXPECT_EQ(RoutePath(RouteId::kShowKey, {.workspace = "acme", .environment = "prod"}),
+            "/v1/workspaces/acme/environments/prod/key");
+  EXPECT_EQ(RoutePath(RouteId::kGetToken, {.id = "tok_1"}), "/v1/tokens/tok_1");
+  EXPECT_EQ(RoutePath(RouteId::kListEnvironments, {.workspace = "a/b c"}),
+            "/v1/workspaces/a%2Fb%20c/environments");
+  EXPECT_EQ(RoutePath(RouteId::kListWorkspaces, {}), "/v1/workspaces");
+}
+
 // The data plane is the app role's alone; every change of a customer's key needs owner or
 // key-manager, and a shred the owner.
 TEST(OperationTableTest, RulesOfTheSensitiveRoutes) {

@@ -1,6 +1,7 @@
 #include "ekm/api/repack_json.h"
 
 #include "ekm/base/clock.h"
+#include "ekm/base/json_text.h"
 
 namespace ekm {
 
@@ -52,10 +53,10 @@ nlohmann::json RepackStatusToJson(const RepackStatus& s) {
                         {"cmk", {{"provider", e.cmk_provider}, {"key_id", e.cmk_key_id}}},
                         {"state", e.state},
                         {"data_keys", e.data_keys},
-                        {"created_at", FormatRfc3339(FromUnixSeconds(e.created_at))},
+                        {"created_at", JsonTime(e.created_at)},
                         {"created_at_ms", e.created_at * 1000}};
     if (e.destroyed_at) {
-      k["destroyed_at"] = FormatRfc3339(FromUnixSeconds(*e.destroyed_at));
+      k["destroyed_at"] = JsonTime(*e.destroyed_at);
       k["destroyed_at_ms"] = *e.destroyed_at * 1000;
     }
     inv.push_back(std::move(k));

@@ -132,6 +132,27 @@ std::string HexEncode(ByteView in) {
   return out;
 }
 
+void AppendPercentEncoded(std::string_view in, std::string* out) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (char c : in) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u >= 'A' && u <= 'Z') || (u >= 'a' && u <= 'z') || (u >= '0' && u <= '9') || u == '-' ||
+        u == '.' || u == '_' || u == '~') {
+      out->push_back(c);
+    } else {
+      out->push_back('%');
+      out->push_back(kHex[u >> 4]);
+      out->push_back(kHex[u & 15]);
+    }
+  }
+}
+
+std::string PercentEncode(std::string_view in) {
+  std::string out;
+  AppendPercentEncoded(in, &out);
+  return out;
+}
+
 StatusOr<Bytes> HexDecode(std::string_view in) {
   if (in.size() % 2 != 0) return InvalidArgumentError("hex text has an odd length");
   auto nibble = [](char c) -> int {

@@ -25,6 +25,11 @@ StatusOr<Bytes> Base64Decode(std::string_view in);
 std::string HexEncode(ByteView in);
 StatusOr<Bytes> HexDecode(std::string_view in);
 
+// Percent-encoding (RFC 3986 §2.1) of one path segment or query value: every byte but the
+// unreserved A-Z a-z 0-9 - . _ ~ as %XX (upper-case hex), appended to `out`.
+void AppendPercentEncoded(std::string_view in, std::string* out);
+std::string PercentEncode(std::string_view in);
+
 // A caller's text (a field or parameter name, a value that is not secret) quoted in an error
 // message: in double quotes, cut to its first 64 bytes at a UTF-8 character boundary (then
 // "…"), so that a megabyte sent does not come back in the error.

@@ -38,6 +38,15 @@ TEST(EncodingTest, Hex) {
   EXPECT_FALSE(HexDecode("abc").ok());
 }
 
+// RFC 3986 §2.3: only the unreserved characters stand for themselves.
+TEST(EncodingTest, PercentEncodeKeepsOnlyUnreserved) {
+  EXPECT_EQ(PercentEncode("AZaz09-._~"), "AZaz09-._~");
+  EXPECT_EQ(PercentEncode("a b/c?d&e=f%+"), "a%20b%2Fc%3Fd%26e%3Df%25%2B");
+  EXPECT_EQ(PercentEncode("\xc3\xa9"), "%C3%A9");
+  EXPECT_EQ(PercentEncode(std::string_view("\0", 1)), "%00");
+  EXPECT_EQ(PercentEncode(""), "");
+}
+
 TEST(EncodingTest, QuotedExcerptCutsLongTextAtACharacterBoundary) {
   EXPECT_EQ(QuotedExcerpt("acme"), "\"acme\"");
   EXPECT_EQ(QuotedExcerpt(std::string(64, 'k')), "\"" + std::string(64, 'k') + "\"");

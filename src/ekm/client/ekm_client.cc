@@ -12,7 +12,9 @@
 #include "ekm/api/key_material_json.h"
 #include "ekm/api/key_status_json.h"
 #include "ekm/api/lifecycle_json.h"
+#include "ekm/api/operations.h"
 #include "ekm/api/repack_json.h"
+#include "ekm/api/resource_json.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
 #include "ekm/base/json_text.h"
@@ -51,26 +53,22 @@ Status StatusFromErrorBody(long http_status, std::string_view body) {
                           " without an ekm error body: " + snippet);
 }
 
-std::string Escape(CURL* curl, std::string_view s) {
-  char* e = curl_easy_escape(curl, s.data(), static_cast<int>(s.size()));
-  std::string out = e ? e : "";
-  curl_free(e);
-  return out;
-}
-
-WorkspaceInfo WorkspaceFrom(const json& j) { return WorkspaceInfo{j.value("name", ""), 0}; }
-
-EnvironmentInfo EnvironmentFrom(const json& j) {
-  EnvironmentInfo e;
-  e.workspace = j.value("workspace", "");
-  e.name = j.value("name", "");
-  if (j.contains("cmk") && j["cmk"].is_object()) {
-    e.cmk_provider = j["cmk"].value("provider", "");
-    e.cmk_key_id = j["cmk"].value("key_id", "");
+// A query string: "?name=value&…", each value percent-encoded; "" when empty.
+class Query {
+ public:
+  Query& Add(std::string_view name, std::string_view value) {
+    text_ += text_.empty() ? '?' : '&';
+    text_.append(name);
+    text_ += '=';
+    AppendPercentEncoded(value, &text_);
+    return *this;
   }
-  e.ek_version = j.value("ek_version", 0u);
-  return e;
-}
+  Query& Add(std::string_view name, int64_t value) { return Add(name, std::to_string(value)); }
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_;
+};
 
 }  // namespace
 
@@ -86,36 +84,31 @@ class EkmClient::Impl {
   // that ekmd's logs and audit records carry it; "" lets ekmd make one.
   void UseContext(const CallContext& ctx) { request_id_ = ctx.request_id; }
 
-  std::string Path(std::initializer_list<std::string_view> segments) {
-    std::string p;
-    for (auto s : segments) {
-      p += '/';
-      p += Escape(curl_, s);
-    }
-    return p;
-  }
-
-  // A whole request and response.
-  StatusOr<json> Call(const char* method, const std::string& path, const json* body) {
-    EKM_ASSIGN_OR_RETURN(std::string response, CallText(method, path, body));
+  // A whole request to route `id` (method and path from the operation table) with a JSON `body`
+  // (nullptr: none; a route that takes a body then gets {}), and its JSON answer.
+  StatusOr<json> Call(RouteId id, const RouteNames& names, const json* body = nullptr,
+                      std::string_view query = {}) {
+    EKM_ASSIGN_OR_RETURN(std::string response, CallText(id, names, body, query));
     json j = json::parse(response, nullptr, false);
     if (j.is_discarded()) return UnavailableError("ekmd answered with invalid JSON");
     return j;
   }
 
   // A whole request; the response body as it came (JSON lines of an audit export).
-  StatusOr<std::string> CallText(const char* method, const std::string& path, const json* body) {
-    std::string payload = body ? body->dump() : std::string();
-    return Send(method, path, body ? &payload : nullptr);
+  StatusOr<std::string> CallText(RouteId id, const RouteNames& names, const json* body,
+                                 std::string_view query = {}) {
+    const bool takes_body = RouteInfoFor(id).body != RouteBody::kNone;
+    std::string payload = body ? body->dump() : takes_body ? "{}" : "";
+    return Send(id, names, takes_body ? &payload : nullptr, query);
   }
 
   // A request whose JSON body the caller wrote (`payload`, or none).
-  StatusOr<std::string> Send(const char* method, const std::string& path,
-                             const std::string* payload) {
+  StatusOr<std::string> Send(RouteId id, const RouteNames& names, const std::string* payload,
+                             std::string_view query = {}) {
     Reset();
     std::string response;
-    curl_easy_setopt(curl_, CURLOPT_URL, (base_ + path).c_str());
-    curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl_, CURLOPT_URL, Url(id, names, query).c_str());
+    curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, RouteInfoFor(id).method.data());
     if (payload != nullptr) {
       curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, payload->c_str());
       curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload->size()));
@@ -137,13 +130,14 @@ class EkmClient::Impl {
     return response;
   }
 
-  Status Stream(const std::string& path, const char* content_type, const StreamSource& source,
-                const StreamSink& sink) {
+  // A streamed request to route `id` (encrypt, decrypt): `source` up, the answer to `sink`.
+  Status Stream(RouteId id, const RouteNames& names, std::string_view query,
+                const StreamSource& source, const StreamSink& sink) {
     Reset();
     StreamState st;
     st.source = &source;
     st.sink = &sink;
-    curl_easy_setopt(curl_, CURLOPT_URL, (base_ + path).c_str());
+    curl_easy_setopt(curl_, CURLOPT_URL, Url(id, names, query).c_str());
     curl_easy_setopt(curl_, CURLOPT_POST, 1L);
     curl_easy_setopt(curl_, CURLOPT_READFUNCTION, &ReadSource);
     curl_easy_setopt(curl_, CURLOPT_READDATA, &st);
@@ -154,7 +148,7 @@ class EkmClient::Impl {
     curl_easy_setopt(curl_, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(curl_, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_slist* headers = BaseHeaders();
-    headers = curl_slist_append(headers, (std::string("Content-Type: ") + content_type).c_str());
+    headers = curl_slist_append(headers, "Content-Type: application/octet-stream");
     headers = curl_slist_append(headers, "Transfer-Encoding: chunked");
     headers = curl_slist_append(headers, "Expect:");
     // A failure after output began comes as the Ekm-Error trailer, with ekmd's message; without
@@ -191,6 +185,10 @@ class EkmClient::Impl {
 
  private:
   std::string request_id_;  // see UseContext
+
+  std::string Url(RouteId id, const RouteNames& names, std::string_view query) const {
+    return base_ + RoutePath(id, names) + std::string(query);
+  }
 
   struct StreamState {
     const StreamSource* source = nullptr;
@@ -367,25 +365,53 @@ StatusOr<std::unique_ptr<EkmClient>> EkmClient::Create(std::string base_url, std
       std::make_unique<Impl>(std::move(base_url), std::move(token), curl, std::move(tls))));
 }
 
+namespace {
+
+// The names of a route on an environment.
+RouteNames In(std::string_view workspace, std::string_view environment = {}) {
+  return RouteNames{.workspace = workspace, .environment = environment};
+}
+
+// The items of `j[member]` read by `from`; none when it is not an array.
+template <typename T, typename From>
+std::vector<T> ListFrom(const json& j, const char* member, From from) {
+  std::vector<T> out;
+  auto it = j.find(member);
+  if (it == j.end() || !it->is_array()) return out;
+  for (const json& item : *it) out.push_back(from(item));
+  return out;
+}
+
+// The query of GET …/events and …/audit.
+std::string EventQueryString(const EventQuery& q) {
+  Query query;
+  query.Add("limit", static_cast<int64_t>(q.limit));
+  if (q.environment) query.Add("environment", *q.environment);
+  if (!q.type.empty()) query.Add("type", q.type);
+  if (q.since_ms > 0) query.Add("since", q.since_ms / 1000);
+  if (q.until_ms != INT64_MAX) query.Add("until", q.until_ms / 1000);
+  if (q.after_id > 0) query.Add("after", q.after_id);
+  return query.text();
+}
+
+// The platform chain's route ("" chain) or the workspace's.
+RouteId AuditRoute(std::string_view chain, RouteId workspace_route, RouteId platform_route) {
+  return chain.empty() ? platform_route : workspace_route;
+}
+
+}  // namespace
+
 StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(const CallContext& ctx, std::string_view name) {
   impl_->UseContext(ctx);
   json body = {{"name", name}};
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("POST", "/v1/workspaces", &body));
-  WorkspaceInfo w = WorkspaceFrom(j);
-  w.created_at = JsonTimeSeconds(j, "created_at");
-  return w;
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kCreateWorkspace, {}, &body));
+  return WorkspaceInfoFromJson(j);
 }
 
 StatusOr<std::vector<WorkspaceInfo>> EkmClient::ListWorkspaces(const CallContext& ctx) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/workspaces", nullptr));
-  std::vector<WorkspaceInfo> out;
-  for (const json& w : j.value("workspaces", json::array())) {
-    WorkspaceInfo info = WorkspaceFrom(w);
-    info.created_at = JsonTimeSeconds(w, "created_at");
-    out.push_back(std::move(info));
-  }
-  return out;
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kListWorkspaces, {}));
+  return ListFrom<WorkspaceInfo>(j, "workspaces", WorkspaceInfoFromJson);
 }
 
 StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(const CallContext& ctx,
@@ -393,47 +419,32 @@ StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(const CallContext& ctx,
                                                        std::string_view name) {
   impl_->UseContext(ctx);
   json body = {{"name", name}};
-  EKM_ASSIGN_OR_RETURN(
-      json j,
-      impl_->Call("POST", "/v1" + impl_->Path({"workspaces", workspace, "environments"}), &body));
-  EnvironmentInfo e = EnvironmentFrom(j);
-  e.created_at = JsonTimeSeconds(j, "created_at");
-  return e;
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kCreateEnvironment, In(workspace), &body));
+  return EnvironmentInfoFromJson(j);
 }
 
 StatusOr<std::vector<EnvironmentInfo>> EkmClient::ListEnvironments(const CallContext& ctx,
                                                                    std::string_view workspace) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(
-      json j,
-      impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace, "environments"}), nullptr));
-  std::vector<EnvironmentInfo> out;
-  for (const json& e : j.value("environments", json::array())) {
-    EnvironmentInfo info = EnvironmentFrom(e);
-    info.created_at = JsonTimeSeconds(e, "created_at");
-    out.push_back(std::move(info));
-  }
-  return out;
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kListEnvironments, In(workspace)));
+  return ListFrom<EnvironmentInfo>(j, "environments", EnvironmentInfoFromJson);
 }
 
 Status EkmClient::EncryptStream(const CallContext& ctx, std::string_view workspace,
                                 std::string_view environment, std::string_view scope, bool text,
                                 const StreamSource& source, const StreamSink& sink) {
   impl_->UseContext(ctx);
-  std::string path =
-      "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "encrypt"});
-  path += "?scope=" + impl_->Path({scope}).substr(1);
-  if (text) path += "&format=text";
-  return impl_->Stream(path, "application/octet-stream", source, sink);
+  Query query;
+  query.Add("scope", scope);
+  if (text) query.Add("format", "text");
+  return impl_->Stream(RouteId::kEncrypt, In(workspace, environment), query.text(), source, sink);
 }
 
 Status EkmClient::DecryptStream(const CallContext& ctx, std::string_view workspace,
                                 std::string_view environment, const StreamSource& source,
                                 const StreamSink& sink) {
   impl_->UseContext(ctx);
-  std::string path =
-      "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "decrypt"});
-  return impl_->Stream(path, "application/octet-stream", source, sink);
+  return impl_->Stream(RouteId::kDecrypt, In(workspace, environment), "", source, sink);
 }
 
 Status EkmClient::Encrypt(const CallContext& ctx, std::string_view workspace,
@@ -441,11 +452,7 @@ Status EkmClient::Encrypt(const CallContext& ctx, std::string_view workspace,
                           Bytes* out) {
   impl_->UseContext(ctx);
   json body = {{"plaintext", Base64Encode(plaintext)}, {"scope", scope}};
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "encrypt"}),
-                          &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kEncrypt, In(workspace, environment), &body));
   EKM_ASSIGN_OR_RETURN(Bytes binary, EnvelopeFromText(j.value("ciphertext", "")));
   out->insert(out->end(), binary.begin(), binary.end());
   return Status::Ok();
@@ -482,17 +489,32 @@ Status ItemStatus(const json& item) {
   return Status::Ok();
 }
 
+// The items of a batch answer, each read by `read` unless it carries its own error; as many as
+// were sent.
+template <typename Read>
+StatusOr<std::vector<StatusOr<Bytes>>> BatchResults(json& j, size_t sent, Read read) {
+  if (!j.contains("items") || !j["items"].is_array()) {
+    return UnavailableError("ekmd's answer carries no items");
+  }
+  std::vector<StatusOr<Bytes>> results;
+  for (json& item : j["items"]) {
+    Status s = ItemStatus(item);
+    results.push_back(s.ok() ? read(item) : StatusOr<Bytes>(std::move(s)));
+  }
+  if (results.size() != sent) {
+    return UnavailableError("ekmd answered " + std::to_string(results.size()) + " items for " +
+                            std::to_string(sent));
+  }
+  return results;
+}
+
 }  // namespace
 
 Status EkmClient::Decrypt(const CallContext& ctx, std::string_view workspace,
                           std::string_view environment, ByteView envelope, Bytes* out) {
   impl_->UseContext(ctx);
   json body = {{"ciphertext", TextForm(envelope)}};
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "decrypt"}),
-                          &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kDecrypt, In(workspace, environment), &body));
   return AppendPlaintext(j, out);
 }
 
@@ -505,25 +527,11 @@ StatusOr<std::vector<StatusOr<Bytes>>> EkmClient::EncryptBatch(
     list.push_back({{"plaintext", Base64Encode(item.plaintext)}, {"scope", item.scope}});
   }
   json body = {{"items", std::move(list)}};
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "encrypt", "batch"}),
-                          &body));
-  std::vector<StatusOr<Bytes>> results;
-  for (const json& item : j.value("items", json::array())) {
-    Status s = ItemStatus(item);
-    if (!s.ok()) {
-      results.emplace_back(std::move(s));
-      continue;
-    }
-    results.push_back(EnvelopeFromText(item.value("ciphertext", "")));
-  }
-  if (results.size() != items.size()) {
-    return UnavailableError("ekmd answered " + std::to_string(results.size()) + " items for " +
-                            std::to_string(items.size()));
-  }
-  return results;
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call(RouteId::kEncryptBatch, In(workspace, environment), &body));
+  return BatchResults(j, items.size(), [](const json& item) {
+    return EnvelopeFromText(item.value("ciphertext", ""));
+  });
 }
 
 StatusOr<std::vector<StatusOr<Bytes>>> EkmClient::DecryptBatch(
@@ -531,34 +539,15 @@ StatusOr<std::vector<StatusOr<Bytes>>> EkmClient::DecryptBatch(
     const std::vector<Bytes>& envelopes) {
   impl_->UseContext(ctx);
   json list = json::array();
-  for (const Bytes& e : envelopes) {
-    list.push_back({{"ciphertext", TextForm(e)}});
-  }
+  for (const Bytes& e : envelopes) list.push_back({{"ciphertext", TextForm(e)}});
   json body = {{"items", std::move(list)}};
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "decrypt", "batch"}),
-                          &body));
-  std::vector<StatusOr<Bytes>> results;
-  if (!j.contains("items") || !j["items"].is_array()) {
-    return UnavailableError("ekmd's answer carries no items");
-  }
-  for (json& item : j["items"]) {
-    Status s = ItemStatus(item);
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call(RouteId::kDecryptBatch, In(workspace, environment), &body));
+  return BatchResults(j, envelopes.size(), [](json& item) -> StatusOr<Bytes> {
     Bytes plaintext;
-    if (s.ok()) s = AppendPlaintext(item, &plaintext);
-    if (!s.ok()) {
-      results.emplace_back(std::move(s));
-    } else {
-      results.emplace_back(std::move(plaintext));
-    }
-  }
-  if (results.size() != envelopes.size()) {
-    return UnavailableError("ekmd answered " + std::to_string(results.size()) + " items for " +
-                            std::to_string(envelopes.size()));
-  }
-  return results;
+    EKM_RETURN_IF_ERROR(AppendPlaintext(item, &plaintext));
+    return plaintext;
+  });
 }
 
 StatusOr<KeyValidation> EkmClient::SetCustomerKey(const CallContext& ctx,
@@ -573,22 +562,14 @@ StatusOr<CustomerKeyInfo> EkmClient::ShowCustomerKey(const CallContext& ctx,
                                                      std::string_view workspace,
                                                      std::string_view environment) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(
-      json j,
-      impl_->Call(
-          "GET", "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "key"}),
-          nullptr));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kShowKey, In(workspace, environment)));
   return CustomerKeyInfoFromJson(j);
 }
 
 StatusOr<KeyPolicyAdvice> EkmClient::KeyPolicy(const CallContext& ctx, std::string_view workspace,
                                                std::string_view environment) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "key", "policy"}),
-                          nullptr));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kKeyPolicy, In(workspace, environment)));
   return KeyPolicyAdviceFromJson(j);
 }
 
@@ -596,16 +577,13 @@ StatusOr<std::string> EkmClient::CheckKeyPolicy(const CallContext& ctx, std::str
                                                 std::string_view policy_text) {
   impl_->UseContext(ctx);
   json body = {{"policy", policy_text}};
-  EKM_ASSIGN_OR_RETURN(
-      json j,
-      impl_->Call("POST", "/v1" + impl_->Path({"workspaces", workspace, "key-policy", "check"}),
-                  &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kCheckPolicy, In(workspace), &body));
   return j.dump();
 }
 
 StatusOr<std::string> EkmClient::Health() {
   impl_->UseContext(CallContext{});  // a probe: no caller's id
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/healthz", nullptr));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kHealth, {}));
   return j.value("status", "");
 }
 
@@ -613,17 +591,14 @@ StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(const CallContext& ctx,
                                                     std::string_view workspace,
                                                     std::string_view environment) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "status"}),
-                          nullptr));
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call(RouteId::kEnvironmentStatus, In(workspace, environment)));
   return EnvironmentKeyStatusFromJson(j);
 }
 
 StatusOr<KeyCacheStats> EkmClient::KeyCacheStatistics(const CallContext& ctx) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/key-cache", nullptr));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kKeyCacheStats, {}));
   return KeyCacheStatsFromJson(j);
 }
 
@@ -634,11 +609,7 @@ StatusOr<KeyValidation> EkmClient::SetCustomerKey(
   json body = {{"provider", provider}, {"key_id", key_id}};
   if (options.emergency) body["emergency"] = true;
   if (!options.reason.empty()) body["reason"] = options.reason;
-  EKM_ASSIGN_OR_RETURN(
-      json j,
-      impl_->Call(
-          "PUT", "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "key"}),
-          &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kSetKey, In(workspace, environment), &body));
   return KeyValidationFromJson(j);
 }
 
@@ -646,23 +617,14 @@ StatusOr<RepackStatus> EkmClient::GetRepackStatus(const CallContext& ctx,
                                                   std::string_view workspace,
                                                   std::string_view environment) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "repack"}),
-                          nullptr));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kRepackStatus, In(workspace, environment)));
   return RepackStatusFromJson(j);
 }
 
 StatusOr<RepackStatus> EkmClient::RerunRepack(const CallContext& ctx, std::string_view workspace,
                                               std::string_view environment) {
   impl_->UseContext(ctx);
-  json body = json::object();
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "repack", "run"}),
-                          &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kRerunRepack, In(workspace, environment)));
   return RepackStatusFromJson(j);
 }
 
@@ -671,20 +633,18 @@ StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
     std::chrono::seconds expires_in) {
   impl_->UseContext(ctx);
   json body = {{"expires_in_seconds", static_cast<int64_t>(expires_in.count())}};
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "key", "import-params"}),
-                          &body));
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call(RouteId::kImportParams, In(workspace, environment), &body));
   return KeyImportParametersFromJson(j);
 }
 
-StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(
-    const CallContext& ctx, std::string_view workspace, std::string_view environment,
-    ByteView wrapped_material, std::string_view import_token, const KeyChangeOptions& change) {
-  impl_->UseContext(ctx);
-  // The import token is a secret: the body is written into a buffer of its final size (json's
-  // dump grows its string and would leave copies of the token behind) and wiped after.
+namespace {
+
+// The body of POST …/key/import. The import token is a secret: the body is written into a
+// buffer of its final size (json's dump grows its string and would leave copies of the token
+// behind); the caller wipes it.
+std::string ImportBody(ByteView wrapped_material, std::string_view import_token,
+                       const KeyChangeOptions& change) {
   json rest = {{"material", Base64Encode(wrapped_material)}};
   if (change.emergency) {
     rest["emergency"] = true;
@@ -708,10 +668,17 @@ StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(
   }
   payload.append("\",");
   payload.append(others, 1);  // the other members, without their "{"
-  auto text = impl_->Send(
-      "POST",
-      "/v1" + impl_->Path({"workspaces", workspace, "environments", environment, "key", "import"}),
-      &payload);
+  return payload;
+}
+
+}  // namespace
+
+StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(
+    const CallContext& ctx, std::string_view workspace, std::string_view environment,
+    ByteView wrapped_material, std::string_view import_token, const KeyChangeOptions& change) {
+  impl_->UseContext(ctx);
+  std::string payload = ImportBody(wrapped_material, import_token, change);
+  auto text = impl_->Send(RouteId::kImportKeyMaterial, In(workspace, environment), &payload);
   OPENSSL_cleanse(payload.data(), payload.size());
   if (!text.ok()) return text.status();
   json j = json::parse(*text, nullptr, false);
@@ -724,10 +691,10 @@ StatusOr<KeyMaterialDeletion> EkmClient::DeleteKeyMaterial(const CallContext& ct
                                                            std::string_view environment,
                                                            std::string_view key_id) {
   impl_->UseContext(ctx);
-  std::string path = "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                          "key", "material"});
-  if (!key_id.empty()) path += "?key_id=" + impl_->Path({key_id}).substr(1);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("DELETE", path, nullptr));
+  Query query;
+  if (!key_id.empty()) query.Add("key_id", key_id);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kDeleteKeyMaterial, In(workspace, environment),
+                                           nullptr, query.text()));
   return KeyMaterialDeletionFromJson(j);
 }
 
@@ -735,15 +702,11 @@ StatusOr<RotationResult> EkmClient::RotateEnvironmentKey(const CallContext& ctx,
                                                          std::string_view workspace,
                                                          std::string_view environment) {
   impl_->UseContext(ctx);
-  json body = json::object();
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "key", "rotate"}),
-                          &body));
-  const json& arr = j["rotated"];
-  if (!arr.is_array() || arr.empty()) return UnavailableError("ekmd answered without a rotation");
-  return RotationResultFromJson(arr[0]);
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call(RouteId::kRotateEnvironmentKey, In(workspace, environment)));
+  auto rotated = ListFrom<RotationResult>(j, "rotated", RotationResultFromJson);
+  if (rotated.empty()) return UnavailableError("ekmd answered without a rotation");
+  return rotated[0];
 }
 
 StatusOr<std::vector<RotationResult>> EkmClient::RotateDataKeys(
@@ -751,30 +714,18 @@ StatusOr<std::vector<RotationResult>> EkmClient::RotateDataKeys(
     const std::vector<std::string>& scopes, bool all_scopes) {
   impl_->UseContext(ctx);
   json body = {{"scopes", scopes}, {"all_scopes", all_scopes}};
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "data-keys", "rotate"}),
-                          &body));
-  std::vector<RotationResult> out;
-  if (j["rotated"].is_array()) {
-    for (const auto& r : j["rotated"]) out.push_back(RotationResultFromJson(r));
-  }
-  return out;
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call(RouteId::kRotateDataKeys, In(workspace, environment), &body));
+  return ListFrom<RotationResult>(j, "rotated", RotationResultFromJson);
 }
 
 StatusOr<ScheduledRotationReport> EkmClient::RunScheduledRotations(const CallContext& ctx) {
   impl_->UseContext(ctx);
-  json body = json::object();
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("POST", "/v1/rotations/run", &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kRunDueRotations, {}));
   ScheduledRotationReport report;
-  if (j["rotated"].is_array()) {
-    for (const auto& r : j["rotated"]) report.rotated.push_back(RotationResultFromJson(r));
-  }
-  if (j["failures"].is_array()) {
-    for (const auto& f : j["failures"]) {
-      if (f.is_string()) report.failures.push_back(f.get<std::string>());
-    }
+  report.rotated = ListFrom<RotationResult>(j, "rotated", RotationResultFromJson);
+  for (const json& f : ListFrom<json>(j, "failures", [](const json& f) { return f; })) {
+    if (f.is_string()) report.failures.push_back(f.get<std::string>());
   }
   return report;
 }
@@ -796,11 +747,7 @@ StatusOr<RewrapResult> EkmClient::Rewrap(const CallContext& ctx, std::string_vie
     sent = EnvelopeToText(envelope);
   }
   json body = {{"ciphertext", sent}};
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "rewrap"}),
-                          &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kRewrap, In(workspace, environment), &body));
   std::string back = j.value("ciphertext", "");
   if (text) {
     Append(*out, AsBytes(back));
@@ -817,12 +764,7 @@ StatusOr<ShredConfirmation> EkmClient::RequestShred(const CallContext& ctx,
                                                     std::string_view workspace,
                                                     std::string_view environment) {
   impl_->UseContext(ctx);
-  json body = json::object();
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "shred"}),
-                          &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kShred, In(workspace, environment)));
   return ShredConfirmationFromJson(j);
 }
 
@@ -833,11 +775,7 @@ StatusOr<ShredResult> EkmClient::ShredEnvironment(const CallContext& ctx,
                                                   std::string_view confirm_environment) {
   impl_->UseContext(ctx);
   json body = {{"confirmation", token}, {"environment", confirm_environment}};
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "shred"}),
-                          &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kShred, In(workspace, environment), &body));
   return ShredResultFromJson(j);
 }
 
@@ -847,27 +785,21 @@ StatusOr<WorkspaceDefaultKey> EkmClient::SetWorkspaceDefaultKey(const CallContex
                                                                 std::string_view key_id) {
   impl_->UseContext(ctx);
   json body = {{"provider", provider}, {"key_id", key_id}};
-  EKM_ASSIGN_OR_RETURN(
-      json j,
-      impl_->Call("PUT", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}), &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kSetDefaultKey, In(workspace), &body));
   return WorkspaceDefaultKeyFromJson(j);
 }
 
 StatusOr<WorkspaceDefaultKey> EkmClient::GetWorkspaceDefaultKey(const CallContext& ctx,
                                                                 std::string_view workspace) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(
-      json j,
-      impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}), nullptr));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kGetDefaultKey, In(workspace)));
   return WorkspaceDefaultKeyFromJson(j);
 }
 
 StatusOr<WorkspaceDefaultKey> EkmClient::ResetWorkspaceDefaultKey(const CallContext& ctx,
                                                                   std::string_view workspace) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("DELETE", "/v1" + impl_->Path({"workspaces", workspace, "default-key"}),
-                          nullptr));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kResetDefaultKey, In(workspace)));
   return WorkspaceDefaultKeyFromJson(j);
 }
 
@@ -875,11 +807,7 @@ StatusOr<EnvironmentSettings> EkmClient::GetEnvironmentSettings(const CallContex
                                                                 std::string_view workspace,
                                                                 std::string_view environment) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "settings"}),
-                          nullptr));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kGetSettings, In(workspace, environment)));
   return EnvironmentSettingsFromJson(j);
 }
 
@@ -893,29 +821,20 @@ StatusOr<EnvironmentSettings> EkmClient::UpdateEnvironmentSettings(
     if (!it->is_null()) body[it.key()] = *it;
   }
   for (const auto& name : reset) body[name] = nullptr;
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("PATCH",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "settings"}),
-                          &body));
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call(RouteId::kPatchSettings, In(workspace, environment), &body));
   return EnvironmentSettingsFromJson(j);
 }
 
 StatusOr<ScopeList> EkmClient::ListScopes(const CallContext& ctx, std::string_view workspace,
                                           std::string_view environment) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("GET",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "scopes"}),
-                          nullptr));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kListScopes, In(workspace, environment)));
   ScopeList list;
   list.workspace = j.value("workspace", "");
   list.environment = j.value("environment", "");
   list.max_messages_per_dk = j.value("max_messages_per_dk", uint64_t{0});
-  for (const json& s : j.value("scopes", json::array())) {
-    list.scopes.push_back(ScopeInfoFromJson(s));
-  }
+  list.scopes = ListFrom<ScopeInfo>(j, "scopes", ScopeInfoFromJson);
   return list;
 }
 
@@ -924,62 +843,21 @@ StatusOr<std::vector<LifecycleEventInfo>> EkmClient::KeyHistory(const CallContex
                                                                 std::string_view environment,
                                                                 int64_t after_id, size_t limit) {
   impl_->UseContext(ctx);
-  std::string query = "?limit=" + std::to_string(limit);
-  if (after_id > 0) query += "&after=" + std::to_string(after_id);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET",
-                                           "/v1" +
-                                               impl_->Path({"workspaces", workspace, "environments",
-                                                            environment, "key", "history"}) +
-                                               query,
-                                           nullptr));
-  std::vector<LifecycleEventInfo> out;
-  for (const json& e : j.value("events", json::array())) {
-    out.push_back(LifecycleEventInfoFromJson(e));
-  }
-  return out;
+  Query query;
+  query.Add("limit", static_cast<int64_t>(limit));
+  if (after_id > 0) query.Add("after", after_id);
+  EKM_ASSIGN_OR_RETURN(
+      json j, impl_->Call(RouteId::kKeyHistory, In(workspace, environment), nullptr, query.text()));
+  return ListFrom<LifecycleEventInfo>(j, "events", LifecycleEventInfoFromJson);
 }
 
 StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const CallContext& ctx,
                                                                 const EventQuery& q) {
   impl_->UseContext(ctx);
-  auto value = [&](std::string_view v) { return impl_->Path({v}).substr(1); };
-  std::string query = "?limit=" + std::to_string(q.limit);
-  if (q.environment) query += "&environment=" + value(*q.environment);
-  if (!q.type.empty()) query += "&type=" + value(q.type);
-  if (q.since_ms > 0) query += "&since=" + std::to_string(q.since_ms / 1000);
-  if (q.until_ms != INT64_MAX) query += "&until=" + std::to_string(q.until_ms / 1000);
-  if (q.after_id > 0) query += "&after=" + std::to_string(q.after_id);
   EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("GET", "/v1" + impl_->Path({"workspaces", q.workspace, "events"}) + query,
-                          nullptr));
-  std::vector<LifecycleEventInfo> out;
-  if (j["events"].is_array()) {
-    for (const auto& e : j["events"]) out.push_back(LifecycleEventInfoFromJson(e));
-  }
-  return out;
+      json j, impl_->Call(RouteId::kListEvents, In(q.workspace), nullptr, EventQueryString(q)));
+  return ListFrom<LifecycleEventInfo>(j, "events", LifecycleEventInfoFromJson);
 }
-
-namespace {
-
-ApiTokenInfo ApiTokenFromJson(const json& j) {
-  ApiTokenInfo t;
-  t.id = j.value("id", "");
-  t.role = j.value("role", "");
-  t.workspace = j.value("workspace", "");
-  if (j.contains("environments") && j["environments"].is_array()) {
-    for (const auto& e : j["environments"]) {
-      if (e.is_string()) t.environments.push_back(e.get<std::string>());
-    }
-  }
-  t.description = j.value("description", "");
-  t.created_at = JsonTimeSeconds(j, "created_at");
-  t.created_by = j.value("created_by", "");
-  t.expires_at = JsonTimeSeconds(j, "expires_at");
-  t.revoked_at = JsonTimeSeconds(j, "revoked_at");
-  return t;
-}
-
-}  // namespace
 
 StatusOr<NewApiToken> EkmClient::CreateApiToken(const CallContext& ctx, const ApiTokenRequest& r) {
   impl_->UseContext(ctx);
@@ -988,14 +866,12 @@ StatusOr<NewApiToken> EkmClient::CreateApiToken(const CallContext& ctx, const Ap
   if (!r.environments.empty()) body["environments"] = r.environments;
   if (!r.description.empty()) body["description"] = r.description;
   if (r.expires_in.count() > 0) body["expires_in_seconds"] = r.expires_in.count();
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("POST", "/v1/tokens", &body));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kCreateToken, {}, &body));
   NewApiToken out;
-  out.info = ApiTokenFromJson(j);
-  std::string text = j.value("token", "");
-  out.token = SecretBytes(reinterpret_cast<const uint8_t*>(text.data()), text.size());
-  OPENSSL_cleanse(text.data(), text.size());
+  out.info = ApiTokenInfoFromJson(j);
   if (j.contains("token") && j["token"].is_string()) {
     std::string& held = j["token"].get_ref<std::string&>();
+    out.token = SecretBytes(reinterpret_cast<const uint8_t*>(held.data()), held.size());
     OPENSSL_cleanse(held.data(), held.size());
   }
   return out;
@@ -1004,56 +880,43 @@ StatusOr<NewApiToken> EkmClient::CreateApiToken(const CallContext& ctx, const Ap
 StatusOr<std::vector<ApiTokenInfo>> EkmClient::ListApiTokens(const CallContext& ctx,
                                                              std::optional<std::string> workspace) {
   impl_->UseContext(ctx);
-  std::string path = "/v1/tokens";
-  if (workspace) path += "?workspace=" + impl_->Path({*workspace}).substr(1);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", path, nullptr));
-  std::vector<ApiTokenInfo> out;
-  if (j.contains("tokens") && j["tokens"].is_array()) {
-    for (const auto& t : j["tokens"]) out.push_back(ApiTokenFromJson(t));
-  }
-  return out;
+  Query query;
+  if (workspace) query.Add("workspace", *workspace);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kListTokens, {}, nullptr, query.text()));
+  return ListFrom<ApiTokenInfo>(j, "tokens", ApiTokenInfoFromJson);
 }
 
 StatusOr<ApiTokenInfo> EkmClient::GetApiToken(const CallContext& ctx, std::string_view id) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1" + impl_->Path({"tokens", id}), nullptr));
-  return ApiTokenFromJson(j);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kGetToken, {.id = id}));
+  return ApiTokenInfoFromJson(j);
 }
 
 StatusOr<ApiTokenInfo> EkmClient::RevokeApiToken(const CallContext& ctx, std::string_view id) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("DELETE", "/v1" + impl_->Path({"tokens", id}), nullptr));
-  return ApiTokenFromJson(j);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kRevokeToken, {.id = id}));
+  return ApiTokenInfoFromJson(j);
 }
 
 StatusOr<std::optional<ApiTokenInfo>> EkmClient::WhoAmI(const CallContext& ctx) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/token", nullptr));
-  return std::optional<ApiTokenInfo>(ApiTokenFromJson(j));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kWhoAmI, {}));
+  return std::optional<ApiTokenInfo>(ApiTokenInfoFromJson(j));
 }
 
 StatusOr<WorkspaceInfo> EkmClient::GetWorkspace(const CallContext& ctx,
                                                 std::string_view workspace) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(json j,
-                       impl_->Call("GET", "/v1" + impl_->Path({"workspaces", workspace}), nullptr));
-  WorkspaceInfo w = WorkspaceFrom(j);
-  w.created_at = JsonTimeSeconds(j, "created_at");
-  return w;
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kGetWorkspace, In(workspace)));
+  return WorkspaceInfoFromJson(j);
 }
 
 StatusOr<EnvironmentInfo> EkmClient::GetEnvironment(const CallContext& ctx,
                                                     std::string_view workspace,
                                                     std::string_view environment) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(
-      json j,
-      impl_->Call("GET",
-                  "/v1" + impl_->Path({"workspaces", workspace, "environments", environment}),
-                  nullptr));
-  EnvironmentInfo e = EnvironmentFrom(j);
-  e.created_at = JsonTimeSeconds(j, "created_at");
-  return e;
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kGetEnvironment, In(workspace, environment)));
+  return EnvironmentInfoFromJson(j);
 }
 
 StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(const CallContext& ctx,
@@ -1063,11 +926,8 @@ StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(const CallContext& ctx,
                                                        std::string_view key_id) {
   impl_->UseContext(ctx);
   json body = {{"provider", provider}, {"key_id", key_id}};
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "key", "validate"}),
-                          &body));
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call(RouteId::kValidateKey, In(workspace, environment), &body));
   return KeyValidationFromJson(j);
 }
 
@@ -1079,11 +939,8 @@ StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(const CallContext& ctx,
   impl_->UseContext(ctx);
   json body = {{"bytes", size}, {"plaintext", with_plaintext}};
   if (!scope.empty()) body["scope"] = scope;
-  EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call("POST",
-                          "/v1" + impl_->Path({"workspaces", workspace, "environments", environment,
-                                               "generate-data-key"}),
-                          &body));
+  EKM_ASSIGN_OR_RETURN(json j,
+                       impl_->Call(RouteId::kGenerateDataKey, In(workspace, environment), &body));
   GeneratedDataKey k;
   k.scope = j.value("scope", "");
   EKM_ASSIGN_OR_RETURN(k.ciphertext, EnvelopeFromText(j.value("ciphertext", "")));
@@ -1101,49 +958,19 @@ StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(const CallContext& ctx,
   return k;
 }
 
-namespace {
-// "" = the platform chain (/v1/audit…), else the workspace's (/v1/workspaces/W/audit…).
-std::string AuditBase(EkmClient::Impl& impl, std::string_view chain);
-}  // namespace
-
 StatusOr<std::vector<LifecycleEventRecord>> EkmClient::QueryAudit(const CallContext& ctx,
                                                                   const EventQuery& q) {
   impl_->UseContext(ctx);
-  auto value = [&](std::string_view v) { return impl_->Path({v}).substr(1); };
-  std::string query = "?limit=" + std::to_string(q.limit);
-  if (q.environment) query += "&environment=" + value(*q.environment);
-  if (!q.type.empty()) query += "&type=" + value(q.type);
-  if (q.since_ms > 0) query += "&since=" + std::to_string(q.since_ms / 1000);
-  if (q.until_ms != INT64_MAX) query += "&until=" + std::to_string(q.until_ms / 1000);
-  if (q.after_id > 0) query += "&after=" + std::to_string(q.after_id);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", AuditBase(*impl_, q.workspace) + query, nullptr));
-  std::vector<LifecycleEventRecord> out;
-  if (!j["records"].is_array()) return out;
-  for (const auto& e : j["records"]) {
-    LifecycleEventRecord r;
-    r.id = e.value("id", int64_t{0});
-    r.at_ms = e.value("at_ms", int64_t{0});
-    r.workspace = e.value("workspace", "");
-    r.environment = e.value("environment", "");
-    r.type = e.value("type", "");
-    r.actor = e.value("actor", "");
-    r.detail = e.contains("detail") ? e["detail"].dump() : "{}";
-    r.chain = e.value("chain", "");
-    r.seq = e.value("seq", int64_t{0});
-    auto prev = HexDecode(e.value("prev_hash", ""));
-    auto hash = HexDecode(e.value("hash", ""));
-    if (prev.ok()) r.prev_hash = std::move(*prev);
-    if (hash.ok()) r.hash = std::move(*hash);
-    out.push_back(std::move(r));
-  }
-  return out;
+  const RouteId route = AuditRoute(q.workspace, RouteId::kAuditQuery, RouteId::kPlatformAuditQuery);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(route, In(q.workspace), nullptr, EventQueryString(q)));
+  return ListFrom<LifecycleEventRecord>(j, "records", AuditRecordFromJson);
 }
 
 Status EkmClient::ExportAudit(const CallContext& ctx, std::string_view chain,
                               const std::function<Status(const LifecycleEventRecord&)>& sink) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(std::string text,
-                       impl_->CallText("GET", AuditBase(*impl_, chain) + "/export", nullptr));
+  const RouteId route = AuditRoute(chain, RouteId::kAuditExport, RouteId::kPlatformAuditExport);
+  EKM_ASSIGN_OR_RETURN(std::string text, impl_->CallText(route, In(chain), nullptr));
   size_t line_no = 0;
   for (size_t i = 0; i < text.size();) {
     size_t nl = text.find('\n', i);
@@ -1166,20 +993,20 @@ Status EkmClient::ExportAudit(const CallContext& ctx, std::string_view chain,
 StatusOr<AuditCheckpoint> EkmClient::CreateAuditCheckpoint(const CallContext& ctx,
                                                            std::string_view chain) {
   impl_->UseContext(ctx);
-  json body = json::object();
-  EKM_ASSIGN_OR_RETURN(json j,
-                       impl_->Call("POST", AuditBase(*impl_, chain) + "/checkpoints", &body));
+  const RouteId route =
+      AuditRoute(chain, RouteId::kAuditCreateCheckpoint, RouteId::kPlatformAuditCreateCheckpoint);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(route, In(chain)));
   return ParseAuditCheckpointJson(j);
 }
 
 StatusOr<std::vector<AuditCheckpoint>> EkmClient::ListAuditCheckpoints(const CallContext& ctx,
                                                                        std::string_view chain) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(json j,
-                       impl_->Call("GET", AuditBase(*impl_, chain) + "/checkpoints", nullptr));
+  const RouteId route =
+      AuditRoute(chain, RouteId::kAuditListCheckpoints, RouteId::kPlatformAuditListCheckpoints);
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(route, In(chain)));
   std::vector<AuditCheckpoint> out;
-  if (!j["checkpoints"].is_array()) return out;
-  for (const auto& c : j["checkpoints"]) {
+  for (const json& c : ListFrom<json>(j, "checkpoints", [](const json& c) { return c; })) {
     EKM_ASSIGN_OR_RETURN(AuditCheckpoint cp, ParseAuditCheckpointJson(c));
     out.push_back(std::move(cp));
   }
@@ -1188,7 +1015,7 @@ StatusOr<std::vector<AuditCheckpoint>> EkmClient::ListAuditCheckpoints(const Cal
 
 StatusOr<AuditPublicKeyInfo> EkmClient::GetAuditPublicKey(const CallContext& ctx) {
   impl_->UseContext(ctx);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call("GET", "/v1/audit/public-key", nullptr));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kAuditPublicKey, {}));
   if (!j["public_key_pem"].is_string()) {
     return UnavailableError("ekmd's answer carries no public_key_pem");
   }
@@ -1198,12 +1025,5 @@ StatusOr<AuditPublicKeyInfo> EkmClient::GetAuditPublicKey(const CallContext& ctx
   info.public_key_pem = j["public_key_pem"].get<std::string>();
   return info;
 }
-
-namespace {
-std::string AuditBase(EkmClient::Impl& impl, std::string_view chain) {
-  return chain.empty() ? std::string("/v1/audit")
-                       : "/v1" + impl.Path({"workspaces", chain, "audit"});
-}
-}  // namespace
 
 }  // namespace ekm

@@ -14,6 +14,7 @@
 #include "ekm/api/key_status_json.h"
 #include "ekm/api/lifecycle_json.h"
 #include "ekm/api/repack_json.h"
+#include "ekm/api/resource_json.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
 #include "ekm/envelope/envelope.h"
@@ -34,44 +35,14 @@ using nlohmann::json;
 
 RouteResponse Error(const Status& s) { return ErrorResponse(s); }
 
-std::string TimeText(int64_t unix_seconds) { return FormatRfc3339(FromUnixSeconds(unix_seconds)); }
-
-json WorkspaceJson(const WorkspaceInfo& w) {
-  return {{"name", w.name}, {"created_at", TimeText(w.created_at)}};
-}
-
-json EnvironmentJson(const EnvironmentInfo& e) {
-  return {{"workspace", e.workspace},
-          {"name", e.name},
-          {"created_at", TimeText(e.created_at)},
-          {"cmk", {{"provider", e.cmk_provider}, {"key_id", e.cmk_key_id}}},
-          {"ek_version", e.ek_version}};
-}
-
 // One item's error, the same shape as a whole response's error.
 json ItemError(const Status& s) { return json::parse(ErrorJson(s)); }
 
-json ApiTokenJson(const ApiTokenInfo& t, int64_t now) {
-  json j = {{"id", t.id},
-            {"role", t.role},
-            {"workspace", t.workspace},
-            {"environments", t.environments},
-            {"description", t.description},
-            {"created_at", TimeText(t.created_at)},
-            {"created_by", t.created_by},
-            {"expires_at", t.expires_at == 0 ? json(nullptr) : json(TimeText(t.expires_at))},
-            {"revoked_at", t.revoked_at == 0 ? json(nullptr) : json(TimeText(t.revoked_at))}};
-  j["state"] = t.revoked_at != 0                          ? "revoked"
-               : t.expires_at != 0 && now >= t.expires_at ? "expired"
-                                                          : "active";
-  return j;
-}
-
 // The answer of an operation: its error, or `status` with the JSON `encode` makes of its value.
 template <typename T, typename Encode>
-RouteResponse Reply(const StatusOr<T>& result, Encode encode, int status = 200) {
+RouteResponse Reply(const HandlerCall& c, const StatusOr<T>& result, Encode encode) {
   if (!result.ok()) return Error(result.status());
-  return {status, JsonText(encode(*result))};
+  return {c.success, JsonText(encode(*result))};
 }
 
 // One page of a list, in the list's own order (names for workspaces and environments, creation
@@ -98,20 +69,14 @@ RouteResponse Paged(const std::vector<T>& list, const ListPage& page, const char
   for (size_t i = begin; i < end; ++i) arr.push_back(to_json(list[i]));
   out[member] = std::move(arr);
   if (end < list.size() && end > begin) out["next_after"] = key(list[end - 1]);
-  return {200, JsonText(out)};
+  return {200, JsonText(out)};  // a list is a GET
 }
 
 RouteResponse HandleWhoAmI(const HandlerCall& c) {
   auto r = c.api.WhoAmI(c.ctx);
   if (!r.ok()) return Error(r.status());
   if (!r->has_value()) return Error(UnauthenticatedError("no token was given"));
-  const ApiTokenInfo& t = **r;
-  return {200, JsonText(json{{"id", t.id},
-                             {"role", t.role},
-                             {"workspace", t.workspace},
-                             {"environments", t.environments},
-                             {"expires_at",
-                              t.expires_at == 0 ? json(nullptr) : json(TimeText(t.expires_at))}})};
+  return {c.success, JsonText(CallerTokenToJson(**r))};
 }
 
 RouteResponse HandleCreateToken(const HandlerCall& c) {
@@ -120,10 +85,10 @@ RouteResponse HandleCreateToken(const HandlerCall& c) {
   if (!decoded.ok()) return Error(decoded.status());
   auto t = c.api.CreateApiToken(c.ctx, *decoded);
   if (!t.ok()) return Error(t.status());
-  json out = ApiTokenJson(t->info, now);
+  json out = ApiTokenInfoToJson(t->info, now);
   auto text = t->token.RevealForCrypto();
   out["token"] = std::string(text.begin(), text.end());
-  return {201, JsonText(out)};
+  return {c.success, JsonText(out)};
 }
 
 RouteResponse HandleListTokens(const HandlerCall& c) {
@@ -138,24 +103,24 @@ RouteResponse HandleListTokens(const HandlerCall& c) {
   // In creation order: the cursor is the last token's id.
   return Paged(
       *list, *page, "tokens", [](const ApiTokenInfo& t) { return t.id; },
-      [now](const ApiTokenInfo& t) { return ApiTokenJson(t, now); });
+      [now](const ApiTokenInfo& t) { return ApiTokenInfoToJson(t, now); });
 }
 
 RouteResponse HandleRevokeToken(const HandlerCall& c) {
   const int64_t now = ToUnixSeconds(c.clock.Now());
   auto t = c.api.RevokeApiToken(c.ctx, c.m.id_param);
   if (!t.ok()) return Error(t.status());
-  return {200, JsonText(ApiTokenJson(*t, now))};
+  return {c.success, JsonText(ApiTokenInfoToJson(*t, now))};
 }
 
 RouteResponse HandleGetToken(const HandlerCall& c) {
   const int64_t now = ToUnixSeconds(c.clock.Now());
   auto found = c.api.GetApiToken(c.ctx, c.m.id_param);
   if (!found.ok()) return Error(found.status());
-  return {200, JsonText(ApiTokenJson(*found, now))};
+  return {c.success, JsonText(ApiTokenInfoToJson(*found, now))};
 }
 
-RouteResponse HandleHealth(const HandlerCall&) { return {200, R"({"status":"ok"})"}; }
+RouteResponse HandleHealth(const HandlerCall& c) { return {c.success, R"({"status":"ok"})"}; }
 
 RouteResponse HandleListWorkspaces(const HandlerCall& c) {
   auto page = DecodeListPage(c.m.query);
@@ -163,13 +128,14 @@ RouteResponse HandleListWorkspaces(const HandlerCall& c) {
   auto list = c.api.ListWorkspaces(c.ctx);
   if (!list.ok()) return Error(list.status());
   return Paged(
-      *list, *page, "workspaces", [](const WorkspaceInfo& w) { return w.name; }, WorkspaceJson);
+      *list, *page, "workspaces", [](const WorkspaceInfo& w) { return w.name; },
+      WorkspaceInfoToJson);
 }
 
 RouteResponse HandleCreateWorkspace(const HandlerCall& c) {
   auto name = DecodeNameBody(c.body);
   if (!name.ok()) return Error(name.status());
-  return Reply(c.api.CreateWorkspace(c.ctx, *name), WorkspaceJson, 201);
+  return Reply(c, c.api.CreateWorkspace(c.ctx, *name), WorkspaceInfoToJson);
 }
 
 RouteResponse HandleListEnvironments(const HandlerCall& c) {
@@ -179,13 +145,13 @@ RouteResponse HandleListEnvironments(const HandlerCall& c) {
   if (!list.ok()) return Error(list.status());
   return Paged(
       *list, *page, "environments", [](const EnvironmentInfo& e) { return e.name; },
-      EnvironmentJson);
+      EnvironmentInfoToJson);
 }
 
 RouteResponse HandleCreateEnvironment(const HandlerCall& c) {
   auto name = DecodeNameBody(c.body);
   if (!name.ok()) return Error(name.status());
-  return Reply(c.api.CreateEnvironment(c.ctx, c.m.workspace, *name), EnvironmentJson, 201);
+  return Reply(c, c.api.CreateEnvironment(c.ctx, c.m.workspace, *name), EnvironmentInfoToJson);
 }
 
 RouteResponse HandleEncrypt(const HandlerCall& c) {
@@ -202,7 +168,7 @@ RouteResponse HandleEncrypt(const HandlerCall& c) {
   out.append(R"({"ciphertext":")").append(kEnvelopeTextPrefix);
   AppendBase64Url(ct, &out);
   out.append(R"(","scope":")").append(sc).append(R"("})");
-  return {200, std::move(out)};
+  return {c.success, std::move(out)};
 }
 
 RouteResponse HandleDecrypt(const HandlerCall& c) {
@@ -217,23 +183,25 @@ RouteResponse HandleDecrypt(const HandlerCall& c) {
   out.append(R"({"plaintext":")");
   AppendBase64(plain, &out);
   out.append(R"("})");
-  return {200, std::move(out)};
+  return {c.success, std::move(out)};
 }
 
 RouteResponse HandleShowKey(const HandlerCall& c) {
-  return Reply(c.api.ShowCustomerKey(c.ctx, c.m.workspace, c.m.environment), CustomerKeyInfoToJson);
+  return Reply(c, c.api.ShowCustomerKey(c.ctx, c.m.workspace, c.m.environment),
+               CustomerKeyInfoToJson);
 }
 
 RouteResponse HandleSetKey(const HandlerCall& c) {
   auto in = DecodeSetKeyBody(c.body);
   if (!in.ok()) return Error(in.status());
-  return Reply(c.api.SetCustomerKey(c.ctx, c.m.workspace, c.m.environment, in->key.provider,
+  return Reply(c,
+               c.api.SetCustomerKey(c.ctx, c.m.workspace, c.m.environment, in->key.provider,
                                     in->key.key_id, in->change),
                KeyValidationToJson);
 }
 
 RouteResponse HandleKeyPolicy(const HandlerCall& c) {
-  return Reply(c.api.KeyPolicy(c.ctx, c.m.workspace, c.m.environment), KeyPolicyAdviceToJson);
+  return Reply(c, c.api.KeyPolicy(c.ctx, c.m.workspace, c.m.environment), KeyPolicyAdviceToJson);
 }
 
 RouteResponse HandleCheckPolicy(const HandlerCall& c) {
@@ -241,31 +209,33 @@ RouteResponse HandleCheckPolicy(const HandlerCall& c) {
   if (!policy.ok()) return Error(policy.status());
   auto report = c.api.CheckKeyPolicy(c.ctx, c.m.workspace, *policy);
   if (!report.ok()) return Error(report.status());
-  return {200, *report};
+  return {c.success, *report};
 }
 
 RouteResponse HandleEnvironmentStatus(const HandlerCall& c) {
-  return Reply(c.api.KeyStatus(c.ctx, c.m.workspace, c.m.environment), EnvironmentKeyStatusToJson);
+  return Reply(c, c.api.KeyStatus(c.ctx, c.m.workspace, c.m.environment),
+               EnvironmentKeyStatusToJson);
 }
 
 RouteResponse HandleKeyCacheStats(const HandlerCall& c) {
-  return Reply(c.api.KeyCacheStatistics(c.ctx), KeyCacheStatsToJson);
+  return Reply(c, c.api.KeyCacheStatistics(c.ctx), KeyCacheStatsToJson);
 }
 
 RouteResponse HandleRepackStatus(const HandlerCall& c) {
-  return Reply(c.api.GetRepackStatus(c.ctx, c.m.workspace, c.m.environment), RepackStatusToJson);
+  return Reply(c, c.api.GetRepackStatus(c.ctx, c.m.workspace, c.m.environment), RepackStatusToJson);
 }
 
 RouteResponse HandleRerunRepack(const HandlerCall& c) {
   Status empty = DecodeEmptyBody(c.body, "a repack run");
   if (!empty.ok()) return Error(empty);
-  return Reply(c.api.RerunRepack(c.ctx, c.m.workspace, c.m.environment), RepackStatusToJson);
+  return Reply(c, c.api.RerunRepack(c.ctx, c.m.workspace, c.m.environment), RepackStatusToJson);
 }
 
 RouteResponse HandleImportParams(const HandlerCall& c) {
   auto expires_in = DecodeImportParamsBody(c.body);
   if (!expires_in.ok()) return Error(expires_in.status());
-  return Reply(c.api.CreateKeyImportParameters(c.ctx, c.m.workspace, c.m.environment,
+  return Reply(c,
+               c.api.CreateKeyImportParameters(c.ctx, c.m.workspace, c.m.environment,
                                                std::chrono::seconds(*expires_in)),
                KeyImportParametersToJson);
 }
@@ -273,20 +243,22 @@ RouteResponse HandleImportParams(const HandlerCall& c) {
 RouteResponse HandleImportKeyMaterial(const HandlerCall& c) {
   auto in = DecodeImportKeyMaterialBody(c.body);
   if (!in.ok()) return Error(in.status());
-  return Reply(c.api.ImportKeyMaterial(c.ctx, c.m.workspace, c.m.environment, in->material,
+  return Reply(c,
+               c.api.ImportKeyMaterial(c.ctx, c.m.workspace, c.m.environment, in->material,
                                        in->import_token, in->change),
                KeyValidationToJson);
 }
 
 RouteResponse HandleDeleteKeyMaterial(const HandlerCall& c) {
-  return Reply(c.api.DeleteKeyMaterial(c.ctx, c.m.workspace, c.m.environment, c.m.material_key_id),
+  return Reply(c,
+               c.api.DeleteKeyMaterial(c.ctx, c.m.workspace, c.m.environment, c.m.material_key_id),
                KeyMaterialDeletionToJson);
 }
 
 RouteResponse HandleRotateEnvironmentKey(const HandlerCall& c) {
   auto r = c.api.RotateEnvironmentKey(c.ctx, c.m.workspace, c.m.environment);
   if (!r.ok()) return Error(r.status());
-  return {200, JsonText(json{{"rotated", json::array({RotationResultToJson(*r)})}})};
+  return {c.success, JsonText(json{{"rotated", json::array({RotationResultToJson(*r)})}})};
 }
 
 RouteResponse HandleRotateDataKeys(const HandlerCall& c) {
@@ -296,7 +268,7 @@ RouteResponse HandleRotateDataKeys(const HandlerCall& c) {
   if (!r.ok()) return Error(r.status());
   json arr = json::array();
   for (const auto& x : *r) arr.push_back(RotationResultToJson(x));
-  return {200, JsonText(json{{"rotated", arr}})};
+  return {c.success, JsonText(json{{"rotated", arr}})};
 }
 
 RouteResponse HandleRewrap(const HandlerCall& c) {
@@ -307,10 +279,10 @@ RouteResponse HandleRewrap(const HandlerCall& c) {
   if (!r.ok()) return Error(r.status());
   std::string text(AsChars(out));
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  return {200, JsonText(json{{"ciphertext", text},
-                             {"scope", r->scope},
-                             {"from_dk_version", r->from_dk_version},
-                             {"dk_version", r->dk_version}})};
+  return {c.success, JsonText(json{{"ciphertext", text},
+                                   {"scope", r->scope},
+                                   {"from_dk_version", r->from_dk_version},
+                                   {"dk_version", r->dk_version}})};
 }
 
 RouteResponse HandleShred(const HandlerCall& c) {
@@ -325,15 +297,16 @@ RouteResponse HandleShred(const HandlerCall& c) {
                   "\", \"environment\": \"" + token->environment +
                   "\"}: every key of the environment is destroyed and its data can never "
                   "be read";
-    return {200, JsonText(out)};
+    return {c.success, JsonText(out)};
   }
-  return Reply(c.api.ShredEnvironment(c.ctx, c.m.workspace, c.m.environment, *in->confirmation,
+  return Reply(c,
+               c.api.ShredEnvironment(c.ctx, c.m.workspace, c.m.environment, *in->confirmation,
                                       in->environment),
                ShredResultToJson);
 }
 
 RouteResponse HandleGetSettings(const HandlerCall& c) {
-  return Reply(c.api.GetEnvironmentSettings(c.ctx, c.m.workspace, c.m.environment),
+  return Reply(c, c.api.GetEnvironmentSettings(c.ctx, c.m.workspace, c.m.environment),
                EnvironmentSettingsToJson);
 }
 
@@ -341,23 +314,23 @@ RouteResponse HandlePatchSettings(const HandlerCall& c) {
   auto in = DecodeSettingsPatchBody(c.body);
   if (!in.ok()) return Error(in.status());
   return Reply(
-      c.api.UpdateEnvironmentSettings(c.ctx, c.m.workspace, c.m.environment, in->set, in->reset),
+      c, c.api.UpdateEnvironmentSettings(c.ctx, c.m.workspace, c.m.environment, in->set, in->reset),
       EnvironmentSettingsToJson);
 }
 
 RouteResponse HandleGetDefaultKey(const HandlerCall& c) {
-  return Reply(c.api.GetWorkspaceDefaultKey(c.ctx, c.m.workspace), WorkspaceDefaultKeyToJson);
+  return Reply(c, c.api.GetWorkspaceDefaultKey(c.ctx, c.m.workspace), WorkspaceDefaultKeyToJson);
 }
 
 RouteResponse HandleSetDefaultKey(const HandlerCall& c) {
   auto key = DecodeDefaultKeyBody(c.body);
   if (!key.ok()) return Error(key.status());
-  return Reply(c.api.SetWorkspaceDefaultKey(c.ctx, c.m.workspace, key->provider, key->key_id),
+  return Reply(c, c.api.SetWorkspaceDefaultKey(c.ctx, c.m.workspace, key->provider, key->key_id),
                WorkspaceDefaultKeyToJson);
 }
 
 RouteResponse HandleResetDefaultKey(const HandlerCall& c) {
-  return Reply(c.api.ResetWorkspaceDefaultKey(c.ctx, c.m.workspace), WorkspaceDefaultKeyToJson);
+  return Reply(c, c.api.ResetWorkspaceDefaultKey(c.ctx, c.m.workspace), WorkspaceDefaultKeyToJson);
 }
 
 RouteResponse HandleListEvents(const HandlerCall& c) {
@@ -369,7 +342,7 @@ RouteResponse HandleListEvents(const HandlerCall& c) {
   for (const auto& e : *list) arr.push_back(LifecycleEventInfoToJson(e));
   json out = {{"events", arr}};
   if (list->size() == q->limit && !list->empty()) out["next_after"] = list->back().id;
-  return {200, JsonText(out)};
+  return {c.success, JsonText(out)};
 }
 
 RouteResponse HandleListScopes(const HandlerCall& c) {
@@ -404,7 +377,7 @@ RouteResponse HandleKeyHistory(const HandlerCall& c) {
   for (const auto& e : *list) arr.push_back(LifecycleEventInfoToJson(e));
   json out = {{"events", arr}};
   if (list->size() == limit) out["next_after"] = list->back().id;
-  return {200, JsonText(out)};
+  return {c.success, JsonText(out)};
 }
 
 RouteResponse HandleReady(const HandlerCall& c) {
@@ -414,25 +387,28 @@ RouteResponse HandleReady(const HandlerCall& c) {
     return {503, JsonText(json{{"status", "unavailable"},
                                {"reason", "the store does not answer: " + s.message()}})};
   }
-  return {200, R"({"status":"ready"})"};
+  return {c.success, R"({"status":"ready"})"};
 }
 
-RouteResponse HandleMetrics(const HandlerCall&) {
-  return {200, metrics::Default().Exposition(), 0, "text/plain; version=0.0.4; charset=utf-8"};
+RouteResponse HandleMetrics(const HandlerCall& c) {
+  return {c.success, metrics::Default().Exposition(), 0,
+          "text/plain; version=0.0.4; charset=utf-8"};
 }
 
 RouteResponse HandleGetWorkspace(const HandlerCall& c) {
-  return Reply(c.api.GetWorkspace(c.ctx, c.m.workspace), WorkspaceJson);
+  return Reply(c, c.api.GetWorkspace(c.ctx, c.m.workspace), WorkspaceInfoToJson);
 }
 
 RouteResponse HandleGetEnvironment(const HandlerCall& c) {
-  return Reply(c.api.GetEnvironment(c.ctx, c.m.workspace, c.m.environment), EnvironmentJson);
+  return Reply(c, c.api.GetEnvironment(c.ctx, c.m.workspace, c.m.environment),
+               EnvironmentInfoToJson);
 }
 
 RouteResponse HandleValidateKey(const HandlerCall& c) {
   auto key = DecodeValidateKeyBody(c.body);
   if (!key.ok()) return Error(key.status());
   return Reply(
+      c,
       c.api.ValidateCustomerKey(c.ctx, c.m.workspace, c.m.environment, key->provider, key->key_id),
       KeyValidationToJson);
 }
@@ -448,7 +424,7 @@ RouteResponse HandleGenerateDataKey(const HandlerCall& c) {
       {"ciphertext", EnvelopeToText(k->ciphertext)}, {"scope", k->scope}, {"bytes", in->bytes}};
   // The key bytes leave SecretBytes only here, encoded into the response.
   if (in->with_plaintext) out["plaintext"] = Base64Encode(k->plaintext.RevealForCrypto());
-  return {200, JsonText(out)};
+  return {c.success, JsonText(out)};
 }
 
 RouteResponse HandleEncryptBatch(const HandlerCall& c) {
@@ -474,7 +450,7 @@ RouteResponse HandleEncryptBatch(const HandlerCall& c) {
             ? json{{"ciphertext", EnvelopeToText(*results[k])}, {"scope", in->items[k].scope}}
             : ItemError(results[k].status());
   }
-  return {200, JsonText(json{{"items", out_items}})};
+  return {c.success, JsonText(json{{"items", out_items}})};
 }
 
 RouteResponse HandleDecryptBatch(const HandlerCall& c) {
@@ -494,7 +470,7 @@ RouteResponse HandleDecryptBatch(const HandlerCall& c) {
     out_items[in->positions[k]] = results[k].ok() ? json{{"plaintext", Base64Encode(*results[k])}}
                                                   : ItemError(results[k].status());
   }
-  return {200, JsonText(json{{"items", out_items}})};
+  return {c.success, JsonText(json{{"items", out_items}})};
 }
 
 RouteResponse HandleAuditQuery(const HandlerCall& c) {
@@ -507,7 +483,7 @@ RouteResponse HandleAuditQuery(const HandlerCall& c) {
   for (const auto& r : *list) arr.push_back(AuditRecordJson(r));
   json out = {{"records", arr}};
   if (list->size() == q->limit && !list->empty()) out["next_after"] = list->back().id;
-  return {200, JsonText(out)};
+  return {c.success, JsonText(out)};
 }
 
 RouteResponse HandleAuditExport(const HandlerCall& c) {
@@ -524,7 +500,7 @@ RouteResponse HandleAuditExport(const HandlerCall& c) {
                                  return Status::Ok();
                                });
   if (!s.ok()) return Error(s);
-  RouteResponse res{200, std::move(lines)};
+  RouteResponse res{c.success, std::move(lines)};
   res.content_type = "application/x-ndjson";
   return res;
 }
@@ -535,15 +511,16 @@ RouteResponse HandleAuditListCheckpoints(const HandlerCall& c) {
   if (!list.ok()) return Error(list.status());
   json arr = json::array();
   for (const auto& checkpoint : *list) arr.push_back(AuditCheckpointJson(checkpoint));
-  return {200, JsonText(json{{"checkpoints", arr}})};
+  return {c.success, JsonText(json{{"checkpoints", arr}})};
 }
 
 RouteResponse HandleAuditCreateCheckpoint(const HandlerCall& c) {
   Status empty = DecodeEmptyBody(c.body, "a checkpoint request");
   if (!empty.ok()) return Error(empty);
-  return Reply(c.api.CreateAuditCheckpoint(
+  return Reply(c,
+               c.api.CreateAuditCheckpoint(
                    c.ctx, c.m.id == RouteId::kAuditCreateCheckpoint ? c.m.workspace : ""),
-               AuditCheckpointJson, 201);
+               AuditCheckpointJson);
 }
 
 RouteResponse HandleRunDueRotations(const HandlerCall& c) {
@@ -553,15 +530,15 @@ RouteResponse HandleRunDueRotations(const HandlerCall& c) {
   if (!report.ok()) return Error(report.status());
   json rotated = json::array();
   for (const auto& r : report->rotated) rotated.push_back(RotationResultToJson(r));
-  return {200, JsonText(json{{"rotated", rotated}, {"failures", report->failures}})};
+  return {c.success, JsonText(json{{"rotated", rotated}, {"failures", report->failures}})};
 }
 
 RouteResponse HandleAuditPublicKey(const HandlerCall& c) {
   auto k = c.api.GetAuditPublicKey(c.ctx);
   if (!k.ok()) return Error(k.status());
-  return {200, JsonText(json{{"algorithm", k->algorithm},
-                             {"key_id", k->key_id},
-                             {"public_key_pem", k->public_key_pem}})};
+  return {c.success, JsonText(json{{"algorithm", k->algorithm},
+                                   {"key_id", k->key_id},
+                                   {"public_key_pem", k->public_key_pem}})};
 }
 
 constexpr std::pair<RouteId, RouteHandler> kHandlers[] = {

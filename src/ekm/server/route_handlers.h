@@ -21,6 +21,7 @@ struct HandlerCall {
   const RouteMatch& m;  // the path's names, the query
   const std::string& body;
   const Clock& clock;  // relative query times, token expiry
+  int success;         // the status of a success: the row's success_status
 };
 using RouteHandler = RouteResponse (*)(const HandlerCall&);
 

@@ -124,12 +124,14 @@ const RouteInfo* FindRoute(const std::string& method, std::string_view path,
   return nullptr;
 }
 
-// The body the route takes: encrypt and decrypt stream an octet-stream (decrypt a text/plain
-// too) and otherwise take JSON, as does every other route with a body.
-void CheckBodyKind(const RouteRequest& r, const std::string& format, RouteMatch* out) {
+// The body the route takes (its row's `body`): encrypt and decrypt take an octet stream (decrypt
+// a text/plain one too) or JSON, every other route with a body JSON.
+void CheckBodyKind(const RouteRequest& r, const RouteInfo& route, const std::string& format,
+                   RouteMatch* out) {
   RouteMatch& m = *out;
-  if (m.id == RouteId::kEncrypt || m.id == RouteId::kDecrypt) {
-    std::string type = MediaType(r.content_type);
+  if (route.body == RouteBody::kNone) return;
+  const std::string type = MediaType(r.content_type);
+  if (route.body == RouteBody::kJsonOrStream) {
     if (type == "application/octet-stream" || (m.id == RouteId::kDecrypt && type == "text/plain")) {
       m.streaming = true;
       if (format == "text") {
@@ -145,9 +147,9 @@ void CheckBodyKind(const RouteRequest& r, const std::string& format, RouteMatch*
                                "send application/json ({\"plaintext\"|\"ciphertext\": …}) or "
                                "application/octet-stream (a stream of any size)");
     }
+    return;
   }
-  if (m.status.ok() && (r.method == "POST" || r.method == "PUT" || r.method == "PATCH") &&
-      !m.streaming && !r.content_type.empty() && MediaType(r.content_type) != "application/json") {
+  if (!r.content_type.empty() && type != "application/json") {
     m.unsupported_media_type = true;
     m.status = InvalidArgumentError("Content-Type \"" + r.content_type + "\" is not supported here",
                                     "send application/json (curl: -H \"Content-Type: "
@@ -190,7 +192,7 @@ RouteMatch Router::MatchRoute(const RouteRequest& r) const {
   m.allow.clear();
   m.query = std::string(query);
 
-  CheckBodyKind(r, format, &m);
+  CheckBodyKind(r, *found, format, &m);
   if (m.id == RouteId::kDeleteKeyMaterial) {
     m.material_key_id = QueryValue(query, "key_id", &ok);
     if (!ok) m.status = InvalidArgumentError("query is not valid percent-encoding");
@@ -261,7 +263,7 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
   if (handler == nullptr) return ErrorResponse(InternalError("unhandled route"));
   // Lifecycle events name the caller: "token:<id>" ("api" on the open routes).
   const CallContext ctx = CallContext::Request(m.principal, m.request_id, m.remote_address);
-  return handler(HandlerCall{*api_, ctx, m, body, *clock_});
+  return handler(HandlerCall{*api_, ctx, m, body, *clock_, RouteInfoFor(m.id).success_status});
 }
 
 StatusOr<std::unique_ptr<StreamTransform>> Router::OpenStream(const RouteMatch& m) {

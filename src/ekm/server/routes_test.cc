@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -102,18 +103,26 @@ TEST(RouteTableTest, AMatchWithoutATokenCheckIsNeverServed) {
   EXPECT_TRUE(router.Match(r).authenticated);  // the one open route
 }
 
-// "METHOD /path" of every operation in docs/openapi.yaml. A line scanner, not a YAML parser:
+// What docs/openapi.yaml says of one operation.
+struct SpecOperation {
+  bool request_body = false;  // it has a requestBody
+  int success = 0;            // its first 2xx response
+};
+
+// Every operation in docs/openapi.yaml by "METHOD /path". A line scanner, not a YAML parser:
 // under `paths:`, a path is a key at indent 2 starting with '/', an operation a method key at
-// indent 4.
-std::set<std::string> OpenApiOperations(const std::string& file) {
+// indent 4, its requestBody and responses keys at 6, a response status at 8.
+std::map<std::string, SpecOperation> OpenApiOperations(const std::string& file) {
   std::ifstream in(file);
-  std::set<std::string> ops;
+  std::map<std::string, SpecOperation> ops;
   std::string line, path;
+  SpecOperation* op = nullptr;
   bool in_paths = false;
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#') continue;
     if (line[0] != ' ') {
       in_paths = line.rfind("paths:", 0) == 0;
+      op = nullptr;
       continue;
     }
     if (!in_paths) continue;
@@ -122,32 +131,50 @@ std::set<std::string> OpenApiOperations(const std::string& file) {
       if (path.size() >= 2 && (path.front() == '\'' || path.front() == '"')) {
         path = path.substr(1, path.size() - 2);
       }
+      op = nullptr;
       continue;
     }
     if (line.size() > 4 && line.rfind("    ", 0) == 0 && line[4] != ' ') {
       std::string key = line.substr(4, line.find(':') - 4);
+      op = nullptr;
       for (const char* m : {"get", "put", "post", "patch", "delete", "head", "options"}) {
         if (key != m) continue;
         for (char& c : key) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-        ops.insert(key + " " + path);
+        op = &ops[key + " " + path];
       }
+      continue;
+    }
+    if (op == nullptr) continue;
+    if (line.rfind("      requestBody:", 0) == 0) op->request_body = true;
+    if (op->success == 0 && line.rfind("        '2", 0) == 0 && line.size() > 12) {
+      op->success = std::atoi(line.c_str() + 9);
     }
   }
   return ops;
 }
 
+// The spec and the table name the same operations, and agree on each one's body and success
+// status.
 TEST(RouteTableTest, OpenApiSpecDescribesExactlyTheRouteTable) {
-  std::set<std::string> spec =
+  std::map<std::string, SpecOperation> spec =
       OpenApiOperations(std::string(EKM_SOURCE_DIR) + "/docs/openapi.yaml");
   ASSERT_FALSE(spec.empty()) << "docs/openapi.yaml has no operations (or is missing)";
   std::set<std::string> table;
   for (const RouteInfo& route : RouteTable()) {
-    table.insert(std::string(route.method) + " " + std::string(route.path));
+    const std::string op = std::string(route.method) + " " + std::string(route.path);
+    table.insert(op);
+    auto it = spec.find(op);
+    if (it == spec.end()) {
+      ADD_FAILURE() << op << " is a route but not in docs/openapi.yaml";
+      continue;
+    }
+    EXPECT_EQ(it->second.success, route.success_status) << op;
+    // A route that takes a body documents it (those taking only {} may leave it out).
+    if (it->second.request_body) {
+      EXPECT_NE(route.body, RouteBody::kNone) << op;
+    }
   }
-  for (const std::string& op : table) {
-    EXPECT_TRUE(spec.count(op)) << op << " is a route but not in docs/openapi.yaml";
-  }
-  for (const std::string& op : spec) {
+  for (const auto& [op, unused] : spec) {
     EXPECT_TRUE(table.count(op)) << op << " is in docs/openapi.yaml but not a route";
   }
 }
