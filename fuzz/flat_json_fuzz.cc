@@ -1,4 +1,4 @@
-// Fuzz target, differential: the data plane's flat JSON fast path (ekm/server/flat_json.h)
+// Fuzz target, differential: the data plane's flat JSON fast path (ekm/api/flat_json.h)
 // against nlohmann::json. Whatever the fast path accepts, nlohmann::json must read as the same
 // object: the same keys, each a string with the same value, no others. (What it rejects goes to
 // nlohmann::json in the server, so a rejection is always safe.)
@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
-#include "ekm/server/flat_json.h"
+#include "ekm/api/flat_json.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);

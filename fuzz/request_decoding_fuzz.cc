@@ -1,5 +1,5 @@
 // Fuzz target: every route's JSON body and the events/audit query string, decoded as the
-// router decodes them (ekm/server/request_decoding.h). The first byte picks the decoder, the
+// router decodes them (ekm/api/request_codec.h). The first byte picks the decoder, the
 // rest is the body (or the query string).
 //
 // Contract checks:
@@ -19,10 +19,10 @@
 #include <string_view>
 #include <vector>
 
+#include "ekm/api/request_codec.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/provider/imported/key_material_import.h"
 #include "ekm/server/http_errors.h"
-#include "ekm/server/request_decoding.h"
 
 namespace {
 

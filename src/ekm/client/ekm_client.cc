@@ -14,6 +14,7 @@
 #include "ekm/api/lifecycle_json.h"
 #include "ekm/api/operations.h"
 #include "ekm/api/repack_json.h"
+#include "ekm/api/request_codec.h"
 #include "ekm/api/resource_json.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
@@ -382,18 +383,6 @@ std::vector<T> ListFrom(const json& j, const char* member, From from) {
   return out;
 }
 
-// The query of GET …/events and …/audit.
-std::string EventQueryString(const EventQuery& q) {
-  Query query;
-  query.Add("limit", static_cast<int64_t>(q.limit));
-  if (q.environment) query.Add("environment", *q.environment);
-  if (!q.type.empty()) query.Add("type", q.type);
-  if (q.since_ms > 0) query.Add("since", q.since_ms / 1000);
-  if (q.until_ms != INT64_MAX) query.Add("until", q.until_ms / 1000);
-  if (q.after_id > 0) query.Add("after", q.after_id);
-  return query.text();
-}
-
 // The platform chain's route ("" chain) or the workspace's.
 RouteId AuditRoute(std::string_view chain, RouteId workspace_route, RouteId platform_route) {
   return chain.empty() ? platform_route : workspace_route;
@@ -403,7 +392,7 @@ RouteId AuditRoute(std::string_view chain, RouteId workspace_route, RouteId plat
 
 StatusOr<WorkspaceInfo> EkmClient::CreateWorkspace(const CallContext& ctx, std::string_view name) {
   impl_->UseContext(ctx);
-  json body = {{"name", name}};
+  json body = EncodeNameBody(name);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kCreateWorkspace, {}, &body));
   return WorkspaceInfoFromJson(j);
 }
@@ -418,7 +407,7 @@ StatusOr<EnvironmentInfo> EkmClient::CreateEnvironment(const CallContext& ctx,
                                                        std::string_view workspace,
                                                        std::string_view name) {
   impl_->UseContext(ctx);
-  json body = {{"name", name}};
+  json body = EncodeNameBody(name);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kCreateEnvironment, In(workspace), &body));
   return EnvironmentInfoFromJson(j);
 }
@@ -451,7 +440,7 @@ Status EkmClient::Encrypt(const CallContext& ctx, std::string_view workspace,
                           std::string_view environment, std::string_view scope, ByteView plaintext,
                           Bytes* out) {
   impl_->UseContext(ctx);
-  json body = {{"plaintext", Base64Encode(plaintext)}, {"scope", scope}};
+  json body = EncodeEncryptBody(plaintext, scope);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kEncrypt, In(workspace, environment), &body));
   EKM_ASSIGN_OR_RETURN(Bytes binary, EnvelopeFromText(j.value("ciphertext", "")));
   out->insert(out->end(), binary.begin(), binary.end());
@@ -513,7 +502,7 @@ StatusOr<std::vector<StatusOr<Bytes>>> BatchResults(json& j, size_t sent, Read r
 Status EkmClient::Decrypt(const CallContext& ctx, std::string_view workspace,
                           std::string_view environment, ByteView envelope, Bytes* out) {
   impl_->UseContext(ctx);
-  json body = {{"ciphertext", TextForm(envelope)}};
+  json body = EncodeDecryptBody(TextForm(envelope));
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kDecrypt, In(workspace, environment), &body));
   return AppendPlaintext(j, out);
 }
@@ -522,11 +511,7 @@ StatusOr<std::vector<StatusOr<Bytes>>> EkmClient::EncryptBatch(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::vector<BatchEncryptItem>& items) {
   impl_->UseContext(ctx);
-  json list = json::array();
-  for (const BatchEncryptItem& item : items) {
-    list.push_back({{"plaintext", Base64Encode(item.plaintext)}, {"scope", item.scope}});
-  }
-  json body = {{"items", std::move(list)}};
+  json body = EncodeEncryptBatchBody(items);
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call(RouteId::kEncryptBatch, In(workspace, environment), &body));
   return BatchResults(j, items.size(), [](const json& item) {
@@ -538,9 +523,10 @@ StatusOr<std::vector<StatusOr<Bytes>>> EkmClient::DecryptBatch(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::vector<Bytes>& envelopes) {
   impl_->UseContext(ctx);
-  json list = json::array();
-  for (const Bytes& e : envelopes) list.push_back({{"ciphertext", TextForm(e)}});
-  json body = {{"items", std::move(list)}};
+  std::vector<std::string> texts;
+  texts.reserve(envelopes.size());
+  for (const Bytes& e : envelopes) texts.push_back(TextForm(e));
+  json body = EncodeDecryptBatchBody(texts);
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call(RouteId::kDecryptBatch, In(workspace, environment), &body));
   return BatchResults(j, envelopes.size(), [](json& item) -> StatusOr<Bytes> {
@@ -576,7 +562,7 @@ StatusOr<KeyPolicyAdvice> EkmClient::KeyPolicy(const CallContext& ctx, std::stri
 StatusOr<std::string> EkmClient::CheckKeyPolicy(const CallContext& ctx, std::string_view workspace,
                                                 std::string_view policy_text) {
   impl_->UseContext(ctx);
-  json body = {{"policy", policy_text}};
+  json body = EncodeCheckPolicyBody(policy_text);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kCheckPolicy, In(workspace), &body));
   return j.dump();
 }
@@ -606,9 +592,7 @@ StatusOr<KeyValidation> EkmClient::SetCustomerKey(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     std::string_view provider, std::string_view key_id, const KeyChangeOptions& options) {
   impl_->UseContext(ctx);
-  json body = {{"provider", provider}, {"key_id", key_id}};
-  if (options.emergency) body["emergency"] = true;
-  if (!options.reason.empty()) body["reason"] = options.reason;
+  json body = EncodeSetKeyBody({{std::string(provider), std::string(key_id)}, options});
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kSetKey, In(workspace, environment), &body));
   return KeyValidationFromJson(j);
 }
@@ -632,52 +616,17 @@ StatusOr<KeyImportParameters> EkmClient::CreateKeyImportParameters(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     std::chrono::seconds expires_in) {
   impl_->UseContext(ctx);
-  json body = {{"expires_in_seconds", static_cast<int64_t>(expires_in.count())}};
+  json body = EncodeImportParamsBody(static_cast<int64_t>(expires_in.count()));
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call(RouteId::kImportParams, In(workspace, environment), &body));
   return KeyImportParametersFromJson(j);
 }
 
-namespace {
-
-// The body of POST …/key/import. The import token is a secret: the body is written into a
-// buffer of its final size (json's dump grows its string and would leave copies of the token
-// behind); the caller wipes it.
-std::string ImportBody(ByteView wrapped_material, std::string_view import_token,
-                       const KeyChangeOptions& change) {
-  json rest = {{"material", Base64Encode(wrapped_material)}};
-  if (change.emergency) {
-    rest["emergency"] = true;
-    rest["reason"] = change.reason;
-  }
-  const std::string others = rest.dump();
-  constexpr std::string_view kField = "{\"import_token\":\"";
-  std::string payload;
-  payload.reserve(kField.size() + 6 * import_token.size() + 2 + others.size());
-  payload.append(kField);
-  for (char c : import_token) {  // a JSON string; anything unusual escaped as \u00XX
-    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') {
-      payload.push_back(c);
-    } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      const auto u = static_cast<unsigned char>(c);
-      payload.append("\\u00");
-      payload.push_back(kHex[u >> 4]);
-      payload.push_back(kHex[u & 15]);
-    }
-  }
-  payload.append("\",");
-  payload.append(others, 1);  // the other members, without their "{"
-  return payload;
-}
-
-}  // namespace
-
 StatusOr<KeyValidation> EkmClient::ImportKeyMaterial(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     ByteView wrapped_material, std::string_view import_token, const KeyChangeOptions& change) {
   impl_->UseContext(ctx);
-  std::string payload = ImportBody(wrapped_material, import_token, change);
+  std::string payload = EncodeImportKeyMaterialBody(wrapped_material, import_token, change);
   auto text = impl_->Send(RouteId::kImportKeyMaterial, In(workspace, environment), &payload);
   OPENSSL_cleanse(payload.data(), payload.size());
   if (!text.ok()) return text.status();
@@ -713,7 +662,7 @@ StatusOr<std::vector<RotationResult>> EkmClient::RotateDataKeys(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::vector<std::string>& scopes, bool all_scopes) {
   impl_->UseContext(ctx);
-  json body = {{"scopes", scopes}, {"all_scopes", all_scopes}};
+  json body = EncodeRotateDataKeysBody({scopes, all_scopes});
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call(RouteId::kRotateDataKeys, In(workspace, environment), &body));
   return ListFrom<RotationResult>(j, "rotated", RotationResultFromJson);
@@ -746,7 +695,7 @@ StatusOr<RewrapResult> EkmClient::Rewrap(const CallContext& ctx, std::string_vie
   } else {
     sent = EnvelopeToText(envelope);
   }
-  json body = {{"ciphertext", sent}};
+  json body = EncodeRewrapBody(sent);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kRewrap, In(workspace, environment), &body));
   std::string back = j.value("ciphertext", "");
   if (text) {
@@ -774,7 +723,7 @@ StatusOr<ShredResult> EkmClient::ShredEnvironment(const CallContext& ctx,
                                                   std::string_view token,
                                                   std::string_view confirm_environment) {
   impl_->UseContext(ctx);
-  json body = {{"confirmation", token}, {"environment", confirm_environment}};
+  json body = EncodeShredBody({std::string(token), std::string(confirm_environment)});
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kShred, In(workspace, environment), &body));
   return ShredResultFromJson(j);
 }
@@ -784,7 +733,7 @@ StatusOr<WorkspaceDefaultKey> EkmClient::SetWorkspaceDefaultKey(const CallContex
                                                                 std::string_view provider,
                                                                 std::string_view key_id) {
   impl_->UseContext(ctx);
-  json body = {{"provider", provider}, {"key_id", key_id}};
+  json body = EncodeKeyRefBody({std::string(provider), std::string(key_id)});
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kSetDefaultKey, In(workspace), &body));
   return WorkspaceDefaultKeyFromJson(j);
 }
@@ -815,12 +764,7 @@ StatusOr<EnvironmentSettings> EkmClient::UpdateEnvironmentSettings(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const EnvironmentSettings& set, const std::vector<std::string>& reset) {
   impl_->UseContext(ctx);
-  json body = json::object();
-  json all = EnvironmentSettingsToJson(set);
-  for (auto it = all.begin(); it != all.end(); ++it) {
-    if (!it->is_null()) body[it.key()] = *it;
-  }
-  for (const auto& name : reset) body[name] = nullptr;
+  json body = EncodeSettingsPatchBody({set, reset});
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call(RouteId::kPatchSettings, In(workspace, environment), &body));
   return EnvironmentSettingsFromJson(j);
@@ -855,17 +799,13 @@ StatusOr<std::vector<LifecycleEventInfo>> EkmClient::ListEvents(const CallContex
                                                                 const EventQuery& q) {
   impl_->UseContext(ctx);
   EKM_ASSIGN_OR_RETURN(
-      json j, impl_->Call(RouteId::kListEvents, In(q.workspace), nullptr, EventQueryString(q)));
+      json j, impl_->Call(RouteId::kListEvents, In(q.workspace), nullptr, EncodeEventQuery(q)));
   return ListFrom<LifecycleEventInfo>(j, "events", LifecycleEventInfoFromJson);
 }
 
 StatusOr<NewApiToken> EkmClient::CreateApiToken(const CallContext& ctx, const ApiTokenRequest& r) {
   impl_->UseContext(ctx);
-  json body = {{"role", r.role}};
-  if (!r.workspace.empty()) body["workspace"] = r.workspace;
-  if (!r.environments.empty()) body["environments"] = r.environments;
-  if (!r.description.empty()) body["description"] = r.description;
-  if (r.expires_in.count() > 0) body["expires_in_seconds"] = r.expires_in.count();
+  json body = EncodeCreateTokenBody(r);
   EKM_ASSIGN_OR_RETURN(json j, impl_->Call(RouteId::kCreateToken, {}, &body));
   NewApiToken out;
   out.info = ApiTokenInfoFromJson(j);
@@ -925,7 +865,7 @@ StatusOr<KeyValidation> EkmClient::ValidateCustomerKey(const CallContext& ctx,
                                                        std::string_view provider,
                                                        std::string_view key_id) {
   impl_->UseContext(ctx);
-  json body = {{"provider", provider}, {"key_id", key_id}};
+  json body = EncodeKeyRefBody({std::string(provider), std::string(key_id)});
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call(RouteId::kValidateKey, In(workspace, environment), &body));
   return KeyValidationFromJson(j);
@@ -937,8 +877,7 @@ StatusOr<GeneratedDataKey> EkmClient::GenerateDataKey(const CallContext& ctx,
                                                       std::string_view scope, size_t size,
                                                       bool with_plaintext) {
   impl_->UseContext(ctx);
-  json body = {{"bytes", size}, {"plaintext", with_plaintext}};
-  if (!scope.empty()) body["scope"] = scope;
+  json body = EncodeGenerateDataKeyBody({std::string(scope), size, with_plaintext});
   EKM_ASSIGN_OR_RETURN(json j,
                        impl_->Call(RouteId::kGenerateDataKey, In(workspace, environment), &body));
   GeneratedDataKey k;
@@ -962,7 +901,7 @@ StatusOr<std::vector<LifecycleEventRecord>> EkmClient::QueryAudit(const CallCont
                                                                   const EventQuery& q) {
   impl_->UseContext(ctx);
   const RouteId route = AuditRoute(q.workspace, RouteId::kAuditQuery, RouteId::kPlatformAuditQuery);
-  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(route, In(q.workspace), nullptr, EventQueryString(q)));
+  EKM_ASSIGN_OR_RETURN(json j, impl_->Call(route, In(q.workspace), nullptr, EncodeEventQuery(q)));
   return ListFrom<LifecycleEventRecord>(j, "records", AuditRecordFromJson);
 }
 

@@ -14,6 +14,7 @@
 #include "ekm/api/key_status_json.h"
 #include "ekm/api/lifecycle_json.h"
 #include "ekm/api/repack_json.h"
+#include "ekm/api/request_codec.h"
 #include "ekm/api/resource_json.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
@@ -21,7 +22,6 @@
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/metrics/metrics.h"
 #include "ekm/server/http_errors.h"
-#include "ekm/server/request_decoding.h"
 
 namespace ekm {
 

@@ -1,4 +1,4 @@
-// The handler of each API route: decode the request (request_decoding.h), call the one EkmApi
+// The handler of each API route: decode the request (api/request_codec.h), call the one EkmApi
 // operation of its row through the authorizing service, encode the answer. A handler decides
 // nothing (authorization is the authorizing service's) and touches no transport.
 #pragma once

@@ -14,6 +14,7 @@
 #include "ekm/api/key_status_json.h"
 #include "ekm/api/lifecycle_json.h"
 #include "ekm/api/repack_json.h"
+#include "ekm/api/request_codec.h"
 #include "ekm/auth/authorization.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/encoding.h"
@@ -22,7 +23,6 @@
 #include "ekm/metrics/metrics.h"
 #include "ekm/provider/imported/key_material_import.h"
 #include "ekm/server/http_errors.h"
-#include "ekm/server/request_decoding.h"
 #include "ekm/server/route_handlers.h"
 
 namespace ekm {

@@ -1,10 +1,11 @@
-// What an API request carries, decoded into plain values: every route's JSON body and the
-// query strings. Decoding makes no service call and no authorization decision (the router
-// makes those with the caller in hand), so each decoder is fuzzed alone
-// (fuzz/request_decoding_fuzz.cc).
+// What an API request carries: every route's JSON body and the query strings, written by the
+// client (the Encode functions) and read back by the router (the Decode functions) into plain
+// values, so the two ends share one codec (request_codec_test holds each pair to a round trip).
+// Decoding makes no service call and no authorization decision (the router makes those with the
+// caller in hand), so each decoder is fuzzed alone (fuzz/request_decoding_fuzz.cc).
 //
-// Every failure is InvalidArgument naming the field and how to fix it, and never quotes a
-// secret field's value (plaintext, key material, import token, confirmation).
+// Every decoding failure is InvalidArgument naming the field and how to fix it, and never quotes
+// a secret field's value (plaintext, key material, import token, confirmation).
 #pragma once
 
 #include <cstddef>
@@ -16,9 +17,9 @@
 #include <string_view>
 #include <vector>
 
+#include "ekm/api/types.h"
 #include "ekm/base/bytes.h"
 #include "ekm/base/status.h"
-#include "ekm/service/ekm_service.h"
 
 namespace ekm {
 
@@ -148,5 +149,32 @@ StatusOr<BatchBody<Bytes>> DecodeDecryptBatchBody(std::string_view body);
 
 // A body that takes no fields: empty or {} (POST …/audit/checkpoints).
 Status DecodeEmptyBody(std::string_view body, std::string_view what);
+
+// --- The client's side: each body and query as its decoder above reads it ---
+
+nlohmann::json EncodeNameBody(std::string_view name);
+nlohmann::json EncodeEncryptBody(ByteView plaintext, std::string_view scope);
+// `envelope_text`: the text form ("ekm1:…"), for decrypt and rewrap.
+nlohmann::json EncodeDecryptBody(std::string_view envelope_text);
+nlohmann::json EncodeRewrapBody(std::string_view envelope_text);
+nlohmann::json EncodeSetKeyBody(const SetKeyBody& b);
+// POST …/key/validate and PUT …/default-key.
+nlohmann::json EncodeKeyRefBody(const KeyRef& key);
+nlohmann::json EncodeCheckPolicyBody(std::string_view policy);
+nlohmann::json EncodeImportParamsBody(int64_t expires_in_seconds);
+// The import token is a secret: the text is written into a buffer of its final size (a growing
+// string would leave copies of the token behind). The caller wipes it after sending.
+std::string EncodeImportKeyMaterialBody(ByteView material, std::string_view import_token,
+                                        const KeyChangeOptions& change);
+nlohmann::json EncodeRotateDataKeysBody(const RotateDataKeysBody& b);
+// Step one (no confirmation) is {}.
+nlohmann::json EncodeShredBody(const ShredBody& b);
+nlohmann::json EncodeSettingsPatchBody(const SettingsPatchBody& b);
+nlohmann::json EncodeCreateTokenBody(const ApiTokenRequest& r);
+nlohmann::json EncodeGenerateDataKeyBody(const GenerateDataKeyBody& b);
+nlohmann::json EncodeEncryptBatchBody(const std::vector<BatchEncryptItem>& items);
+nlohmann::json EncodeDecryptBatchBody(const std::vector<std::string>& envelope_texts);
+// "?limit=…&…" of the events and audit routes; times in whole seconds.
+std::string EncodeEventQuery(const EventQuery& q);
 
 }  // namespace ekm

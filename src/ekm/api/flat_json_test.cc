@@ -1,4 +1,4 @@
-#include "ekm/server/flat_json.h"
+#include "ekm/api/flat_json.h"
 
 #include <gtest/gtest.h>
 

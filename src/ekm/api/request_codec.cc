@@ -1,14 +1,16 @@
-#include "ekm/server/request_decoding.h"
+#include "ekm/api/request_codec.h"
 
 #include <algorithm>
+#include <cctype>
+#include <climits>
 #include <nlohmann/json.hpp>
 
+#include "ekm/api/flat_json.h"
 #include "ekm/api/lifecycle_json.h"
 #include "ekm/base/encoding.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/provider/aws/aws_kms_key_provider.h"
 #include "ekm/provider/imported/key_material_import.h"
-#include "ekm/server/flat_json.h"
 
 namespace ekm {
 
@@ -619,6 +621,127 @@ Status DecodeEmptyBody(std::string_view body, std::string_view what) {
     return InvalidArgumentError(std::string(what) + " takes no fields", "send an empty body or {}");
   }
   return Status::Ok();
+}
+
+// --- The client's side ---
+
+json EncodeNameBody(std::string_view name) { return {{"name", name}}; }
+
+json EncodeEncryptBody(ByteView plaintext, std::string_view scope) {
+  return {{"plaintext", Base64Encode(plaintext)}, {"scope", scope}};
+}
+
+json EncodeDecryptBody(std::string_view envelope_text) { return {{"ciphertext", envelope_text}}; }
+
+json EncodeRewrapBody(std::string_view envelope_text) { return {{"ciphertext", envelope_text}}; }
+
+json EncodeKeyRefBody(const KeyRef& key) {
+  return {{"provider", key.provider}, {"key_id", key.key_id}};
+}
+
+json EncodeSetKeyBody(const SetKeyBody& b) {
+  json j = EncodeKeyRefBody(b.key);
+  if (b.change.emergency) j["emergency"] = true;
+  if (!b.change.reason.empty()) j["reason"] = b.change.reason;
+  return j;
+}
+
+json EncodeCheckPolicyBody(std::string_view policy) { return {{"policy", policy}}; }
+
+json EncodeImportParamsBody(int64_t expires_in_seconds) {
+  return {{"expires_in_seconds", expires_in_seconds}};
+}
+
+std::string EncodeImportKeyMaterialBody(ByteView material, std::string_view import_token,
+                                        const KeyChangeOptions& change) {
+  json rest = {{"material", Base64Encode(material)}};
+  if (change.emergency) {
+    rest["emergency"] = true;
+    rest["reason"] = change.reason;
+  }
+  const std::string others = rest.dump();
+  constexpr std::string_view kField = "{\"import_token\":\"";
+  std::string payload;
+  payload.reserve(kField.size() + 6 * import_token.size() + 2 + others.size());
+  payload.append(kField);
+  for (char c : import_token) {  // a JSON string; anything unusual escaped as \u00XX
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') {
+      payload.push_back(c);
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      const auto u = static_cast<unsigned char>(c);
+      payload.append("\\u00");
+      payload.push_back(kHex[u >> 4]);
+      payload.push_back(kHex[u & 15]);
+    }
+  }
+  payload.append("\",");
+  payload.append(others, 1);  // the other members, without their "{"
+  return payload;
+}
+
+json EncodeRotateDataKeysBody(const RotateDataKeysBody& b) {
+  return {{"scopes", b.scopes}, {"all_scopes", b.all_scopes}};
+}
+
+json EncodeShredBody(const ShredBody& b) {
+  if (!b.confirmation) return json::object();
+  return {{"confirmation", *b.confirmation}, {"environment", b.environment}};
+}
+
+json EncodeSettingsPatchBody(const SettingsPatchBody& b) {
+  json body = json::object();
+  json all = EnvironmentSettingsToJson(b.set);
+  for (auto it = all.begin(); it != all.end(); ++it) {
+    if (!it->is_null()) body[it.key()] = *it;
+  }
+  for (const auto& name : b.reset) body[name] = nullptr;
+  return body;
+}
+
+json EncodeCreateTokenBody(const ApiTokenRequest& r) {
+  json body = {{"role", r.role}};
+  if (!r.workspace.empty()) body["workspace"] = r.workspace;
+  if (!r.environments.empty()) body["environments"] = r.environments;
+  if (!r.description.empty()) body["description"] = r.description;
+  if (r.expires_in.count() > 0) body["expires_in_seconds"] = r.expires_in.count();
+  return body;
+}
+
+json EncodeGenerateDataKeyBody(const GenerateDataKeyBody& b) {
+  json body = {{"bytes", b.bytes}, {"plaintext", b.with_plaintext}};
+  if (!b.scope.empty()) body["scope"] = b.scope;
+  return body;
+}
+
+json EncodeEncryptBatchBody(const std::vector<BatchEncryptItem>& items) {
+  json list = json::array();
+  for (const BatchEncryptItem& item : items) {
+    list.push_back({{"plaintext", Base64Encode(item.plaintext)}, {"scope", item.scope}});
+  }
+  return {{"items", std::move(list)}};
+}
+
+json EncodeDecryptBatchBody(const std::vector<std::string>& envelope_texts) {
+  json list = json::array();
+  for (const std::string& text : envelope_texts) list.push_back({{"ciphertext", text}});
+  return {{"items", std::move(list)}};
+}
+
+std::string EncodeEventQuery(const EventQuery& q) {
+  std::string out = "?limit=" + std::to_string(q.limit);
+  auto add = [&out](std::string_view name, std::string_view value) {
+    out += '&';
+    out.append(name);
+    out += '=';
+    AppendPercentEncoded(value, &out);
+  };
+  if (q.environment) add("environment", *q.environment);
+  if (!q.type.empty()) add("type", q.type);
+  if (q.since_ms > 0) add("since", std::to_string(q.since_ms / 1000));
+  if (q.until_ms != INT64_MAX) add("until", std::to_string(q.until_ms / 1000));
+  if (q.after_id > 0) add("after", std::to_string(q.after_id));
+  return out;
 }
 
 }  // namespace ekm

@@ -1,4 +1,4 @@
-#include "ekm/server/request_decoding.h"
+#include "ekm/api/request_codec.h"
 
 #include <gtest/gtest.h>
 
@@ -154,6 +154,114 @@ TEST(RequestDecodingTest, OptionalBodiesAndTheirDefaults) {
   auto rotate = DecodeRotateDataKeysBody(R"({"scopes":["a","b"]})");
   ASSERT_TRUE(rotate.ok());
   EXPECT_EQ(rotate->scopes, (std::vector<std::string>{"a", "b"}));
+}
+
+// The client writes every body with an Encode function and the router reads it with the Decode
+// function of the same route: each pair round-trips.
+TEST(RequestCodecTest, EveryBodyRoundTrips) {
+  auto text = [](const nlohmann::json& j) { return j.dump(); };
+  EXPECT_EQ(*DecodeNameBody(text(EncodeNameBody("acme"))), "acme");
+
+  const Bytes plaintext = {'h', 'i', 0, 0xff};
+  auto enc = DecodeEncryptBody(text(EncodeEncryptBody(plaintext, "orders")));
+  ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+  EXPECT_EQ(enc->plaintext, plaintext);
+  EXPECT_EQ(enc->scope, "orders");
+
+  std::string storage;
+  const std::string decrypt = text(EncodeDecryptBody("ekm1:AAAA"));
+  EXPECT_EQ(*DecodeDecryptBody(decrypt, &storage), "ekm1:AAAA");
+  EXPECT_EQ(*DecodeRewrapBody(text(EncodeRewrapBody("ekm1:AAAA"))), "ekm1:AAAA");
+
+  auto set = DecodeSetKeyBody(text(EncodeSetKeyBody({{"platform", "k1"}, {true, "outage"}})));
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  EXPECT_EQ(set->key.provider, "platform");
+  EXPECT_EQ(set->key.key_id, "k1");
+  EXPECT_TRUE(set->change.emergency);
+  EXPECT_EQ(set->change.reason, "outage");
+  auto plain_set = DecodeSetKeyBody(text(EncodeSetKeyBody({{"platform", "k1"}, {}})));
+  ASSERT_TRUE(plain_set.ok());
+  EXPECT_FALSE(plain_set->change.emergency);
+
+  EXPECT_EQ(DecodeValidateKeyBody(text(EncodeKeyRefBody({"aws-kms", "arn:x"})))->key_id, "arn:x");
+  EXPECT_EQ(DecodeDefaultKeyBody(text(EncodeKeyRefBody({"platform", "p"})))->provider, "platform");
+  EXPECT_EQ(*DecodeCheckPolicyBody(text(EncodeCheckPolicyBody("{\"Statement\":[]}"))),
+            "{\"Statement\":[]}");
+  EXPECT_EQ(*DecodeImportParamsBody(text(EncodeImportParamsBody(3600))), 3600);
+
+  const Bytes material(512, 7);
+  std::string import = EncodeImportKeyMaterialBody(material, "tok\"en\\1", {true, "why"});
+  auto imp = DecodeImportKeyMaterialBody(import);
+  ASSERT_TRUE(imp.ok()) << imp.status().ToString();
+  EXPECT_EQ(imp->material, material);
+  EXPECT_EQ(imp->import_token, "tok\"en\\1");
+  EXPECT_TRUE(imp->change.emergency);
+  EXPECT_EQ(imp->change.reason, "why");
+
+  auto rotate = DecodeRotateDataKeysBody(text(EncodeRotateDataKeysBody({{"a", "b"}, false})));
+  ASSERT_TRUE(rotate.ok());
+  EXPECT_EQ(rotate->scopes, (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(DecodeRotateDataKeysBody(text(EncodeRotateDataKeysBody({{}, true})))->all_scopes);
+
+  EXPECT_FALSE(DecodeShredBody(text(EncodeShredBody({})), "prod")->confirmation.has_value());
+  auto shred = DecodeShredBody(text(EncodeShredBody({"conf", "prod"})), "prod");
+  ASSERT_TRUE(shred.ok()) << shred.status().ToString();
+  EXPECT_EQ(*shred->confirmation, "conf");
+  EXPECT_EQ(shred->environment, "prod");
+}
+
+TEST(RequestCodecTest, SettingsTokensDataKeysBatchesAndQueriesRoundTrip) {
+  auto text = [](const nlohmann::json& j) { return j.dump(); };
+  SettingsPatchBody patch;
+  patch.set.key_cache_ttl_seconds = 60;
+  patch.reset = {"grace_period_seconds"};
+  auto settings = DecodeSettingsPatchBody(text(EncodeSettingsPatchBody(patch)));
+  ASSERT_TRUE(settings.ok()) << settings.status().ToString();
+  EXPECT_EQ(settings->set.key_cache_ttl_seconds, 60);
+  EXPECT_FALSE(settings->set.grace_period_seconds.has_value());
+  EXPECT_EQ(settings->reset, patch.reset);
+
+  ApiTokenRequest r{"app", "acme", {"prod"}, "billing", std::chrono::seconds(3600)};
+  auto token = DecodeCreateTokenBody(text(EncodeCreateTokenBody(r)));
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  EXPECT_EQ(token->role, "app");
+  EXPECT_EQ(token->workspace, "acme");
+  EXPECT_EQ(token->environments, r.environments);
+  EXPECT_EQ(token->description, "billing");
+  EXPECT_EQ(token->expires_in, r.expires_in);
+
+  auto dk = DecodeGenerateDataKeyBody(text(EncodeGenerateDataKeyBody({"s", 16, false})));
+  ASSERT_TRUE(dk.ok()) << dk.status().ToString();
+  EXPECT_EQ(dk->scope, "s");
+  EXPECT_EQ(dk->bytes, 16u);
+  EXPECT_FALSE(dk->with_plaintext);
+
+  auto eb = DecodeEncryptBatchBody(text(EncodeEncryptBatchBody({{"a", {1}}, {"b", {2, 3}}})));
+  ASSERT_TRUE(eb.ok()) << eb.status().ToString();
+  ASSERT_EQ(eb->items.size(), 2u);
+  EXPECT_EQ(eb->items[1].scope, "b");
+  EXPECT_EQ(eb->items[1].plaintext, (Bytes{2, 3}));
+  auto db = DecodeDecryptBatchBody(text(EncodeDecryptBatchBody({"ekm1:AAAA", "ekm1:BBBB"})));
+  ASSERT_TRUE(db.ok()) << db.status().ToString();
+  EXPECT_EQ(db->count, 2u);
+
+  EventQuery q;
+  q.workspace = "acme";
+  q.environment = "prod env";
+  q.type = "key.set";
+  q.since_ms = 1'796'000'000'000;
+  q.until_ms = 1'796'083'200'000;
+  q.after_id = 42;
+  q.limit = 7;
+  const std::string query = EncodeEventQuery(q);
+  auto back = DecodeEventQuery("acme", query.substr(1), kNowMs);
+  ASSERT_TRUE(back.ok()) << query << ": " << back.status().ToString();
+  EXPECT_EQ(back->environment, q.environment);
+  EXPECT_EQ(back->type, q.type);
+  EXPECT_EQ(back->since_ms, q.since_ms);
+  EXPECT_EQ(back->until_ms, q.until_ms);
+  EXPECT_EQ(back->after_id, q.after_id);
+  EXPECT_EQ(back->limit, q.limit);
 }
 
 }  // namespace
