@@ -19,10 +19,10 @@
 #include <string_view>
 #include <vector>
 
+#include "ekm/api/http_errors.h"
 #include "ekm/api/request_codec.h"
 #include "ekm/envelope/envelope.h"
 #include "ekm/provider/imported/key_material_import.h"
-#include "ekm/server/http_errors.h"
 
 namespace {
 

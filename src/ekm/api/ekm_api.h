@@ -39,6 +39,9 @@ class EkmApi {
  public:
   virtual ~EkmApi() = default;
 
+  // Whether the store answers a trivial query (GET /readyz; the probe names no caller).
+  virtual Status CheckStore() = 0;
+
   // Admin plane.
   virtual StatusOr<WorkspaceInfo> CreateWorkspace(const CallContext& ctx,
                                                   std::string_view name) = 0;

@@ -4,6 +4,7 @@
 // describes exactly these routes.
 #pragma once
 
+#include <cstddef>
 #include <span>
 #include <string>
 #include <string_view>
@@ -73,6 +74,14 @@ enum class RouteId {
 
 };
 
+// The number of RouteIds (the last one plus one).
+inline constexpr size_t kRouteIdCount = static_cast<size_t>(RouteId::kRunDueRotations) + 1;
+
+struct HandlerCall;
+struct OperationResponse;
+// Decodes the request, calls the row's EkmApi member, encodes its answer (operation_handlers.h).
+using OperationHandler = OperationResponse (*)(const HandlerCall&);
+
 // What a route's request carries.
 enum class RouteBody {
   kNone,          // nothing (GET, DELETE)
@@ -80,17 +89,19 @@ enum class RouteBody {
   kJsonOrStream,  // a JSON object, or an octet stream of any size (encrypt, decrypt)
 };
 
-// One row per API route: the single table that matching, metrics and logs (route names),
-// authorization, the HTTP client (method and path of each call) and the OpenAPI check all read.
+// One row per API route: the single table that matching, dispatch (the handler), metrics and
+// logs (route names), authorization, the HTTP client (method and path of each call) and the
+// OpenAPI check all read.
 // `path` is a template: `{workspace}`, `{environment}` and `{id}` match one path segment each.
 struct RouteInfo {
   RouteId id;
   std::string_view method;
   std::string_view path;
-  std::string_view name;  // stable, for metrics labels and logs: "key.set"
-  auth::RouteRule rule;   // who may call it (docs/api.md "Authentication and roles")
-  RouteBody body;         // what the request carries (the router refuses other media types)
-  int success_status;     // the HTTP status of a success: 201 for a create, else 200
+  std::string_view name;     // stable, for metrics labels and logs: "key.set"
+  auth::RouteRule rule;      // who may call it (docs/api.md "Authentication and roles")
+  RouteBody body;            // what the request carries (the router refuses other media types)
+  int success_status;        // the HTTP status of a success: 201 for a create, else 200
+  OperationHandler handler;  // the EkmApi member it calls, with its request and answer codecs
 };
 
 // The names a path template's placeholders stand for.

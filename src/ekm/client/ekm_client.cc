@@ -573,6 +573,11 @@ StatusOr<std::string> EkmClient::Health() {
   return j.value("status", "");
 }
 
+Status EkmClient::CheckStore() {
+  impl_->UseContext(CallContext{});  // a probe: no caller's id
+  return impl_->Call(RouteId::kReady, {}).status();
+}
+
 StatusOr<EnvironmentKeyStatus> EkmClient::KeyStatus(const CallContext& ctx,
                                                     std::string_view workspace,
                                                     std::string_view environment) {

@@ -36,6 +36,8 @@ class EkmClient final : public EkmApi {
 
   // GET /healthz, the probe (no token).
   StatusOr<std::string> Health();
+  // GET /readyz: ekmd's store answers (and ekmd is not shutting down).
+  Status CheckStore() override;
 
   StatusOr<WorkspaceInfo> CreateWorkspace(const CallContext& ctx, std::string_view name) override;
   StatusOr<std::vector<WorkspaceInfo>> ListWorkspaces(const CallContext& ctx) override;

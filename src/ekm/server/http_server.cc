@@ -24,9 +24,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ekm/api/http_errors.h"
 #include "ekm/metrics/metrics.h"
 #include "ekm/server/blocking_pool.h"
-#include "ekm/server/http_errors.h"
 #include "ekm/server/log_format.h"
 #include "ekm/server/rate_limiter.h"
 #include "ekm/server/request_framing.h"

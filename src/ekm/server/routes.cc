@@ -9,10 +9,12 @@
 #include <optional>
 #include <vector>
 
+#include "ekm/api/http_errors.h"
 #include "ekm/api/key_json.h"
 #include "ekm/api/key_material_json.h"
 #include "ekm/api/key_status_json.h"
 #include "ekm/api/lifecycle_json.h"
+#include "ekm/api/operation_handlers.h"
 #include "ekm/api/repack_json.h"
 #include "ekm/api/request_codec.h"
 #include "ekm/auth/authorization.h"
@@ -22,8 +24,6 @@
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/metrics/metrics.h"
 #include "ekm/provider/imported/key_material_import.h"
-#include "ekm/server/http_errors.h"
-#include "ekm/server/route_handlers.h"
 
 namespace ekm {
 
@@ -259,11 +259,10 @@ RouteResponse Router::Handle(const RouteMatch& m, const std::string& body) {
   if (!m.authenticated) {
     return ErrorResponse(UnauthenticatedError("the request was not authenticated"));
   }
-  RouteHandler handler = HandlerFor(m.id);
-  if (handler == nullptr) return ErrorResponse(InternalError("unhandled route"));
+  const RouteInfo& row = RouteInfoFor(m.id);
   // Lifecycle events name the caller: "token:<id>" ("api" on the open routes).
   const CallContext ctx = CallContext::Request(m.principal, m.request_id, m.remote_address);
-  return handler(HandlerCall{*api_, ctx, m, body, *clock_, RouteInfoFor(m.id).success_status});
+  return row.handler(HandlerCall{*api_, ctx, m, body, *clock_, row.success_status});
 }
 
 StatusOr<std::unique_ptr<StreamTransform>> Router::OpenStream(const RouteMatch& m) {

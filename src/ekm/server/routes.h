@@ -1,5 +1,7 @@
-// The API v1 routes: matching a request line to a handler, and the handlers, which call
-// EkmService. Transport-free, so the HTTP layer stays small. docs/api.md lists every route.
+// The API v1 routes: matching a request line to a row of the operation table (api/operations.h),
+// checking the caller, and running the row's handler (api/operation_handlers.h) through the
+// authorizing service. Transport-free, so the HTTP layer stays small. docs/api.md lists every
+// route.
 #pragma once
 
 #include <memory>
@@ -7,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "ekm/api/operation_handlers.h"
 #include "ekm/api/operations.h"
 #include "ekm/auth/token.h"
 #include "ekm/base/bytes.h"
@@ -26,22 +29,15 @@ struct RouteRequest {
   std::string request_id;      // X-Request-Id (given or generated), for logs and audit records
 };
 
-struct RouteMatch {
+// The request matched to a row: what the operation's handler is given (OperationRequest: the
+// row, the path's names, the query) and what the HTTP layer needs besides.
+struct RouteMatch : OperationRequest {
   Status status;  // not OK: answer with this error
   bool method_not_allowed = false;
   bool unsupported_media_type = false;
-  std::string allow;  // for 405
-  RouteId id = RouteId::kHealth;
-  std::string workspace;
-  std::string environment;
-  std::string scope;
+  std::string allow;         // for 405
   bool streaming = false;    // body and response are streamed
   bool text_output = false;  // streamed encrypt writes the text form
-
-  std::string material_key_id;  // DELETE …/key/material?key_id=
-
-  std::string id_param;  // {id} in the path (routes that name a resource by id)
-  std::string query;     // the raw query string, for routes that take query parameters
 
   bool found = false;          // a row of the route table matched
   bool authenticated = false;  // Match checked the caller's token (or the route is open)
@@ -50,12 +46,7 @@ struct RouteMatch {
   std::string request_id;      // X-Request-Id, for the call's context
 };
 
-struct RouteResponse {
-  int status = 200;
-  std::string body;               // JSON
-  int64_t retry_after = 0;        // seconds, sent as Retry-After when > 0 (a transient error)
-  std::string content_type = "";  // empty: application/json
-};
+using RouteResponse = OperationResponse;
 
 // A streamed encrypt or decrypt.
 class StreamTransform {
@@ -77,7 +68,7 @@ class Router {
   RouteMatch Match(const RouteRequest& request) const;
   // Only the route table: no token check (tests of the table).
   RouteMatch MatchRoute(const RouteRequest& request) const;
-  // Runs the route's handler (route_handlers.h) for an authenticated match.
+  // Runs the row's handler for an authenticated match.
   RouteResponse Handle(const RouteMatch& match, const std::string& body);
   StatusOr<std::unique_ptr<StreamTransform>> OpenStream(const RouteMatch& match);
 

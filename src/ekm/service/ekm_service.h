@@ -116,8 +116,6 @@ class EkmService : public EkmApi {
   virtual StatusOr<std::unique_ptr<EnvelopeDecoder>> NewDecryptStream(
       const CallContext& ctx, std::string_view workspace, std::string_view environment) = 0;
 
-  // Whether the store answers a trivial query (ekmd's GET /readyz).
-  virtual Status CheckStore() = 0;
   // Drops (and wipes) every cached key past its TTL and grace; returns how many. ekmd calls it
   // periodically.
   virtual size_t PurgeExpiredKeys() = 0;

@@ -1,4 +1,4 @@
-#include "ekm/server/route_handlers.h"
+#include "ekm/api/operation_handlers.h"
 
 #include <openssl/crypto.h>
 
@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "ekm/api/http_errors.h"
 #include "ekm/api/key_json.h"
 #include "ekm/api/key_material_json.h"
 #include "ekm/api/key_status_json.h"
@@ -21,11 +22,10 @@
 #include "ekm/envelope/envelope.h"
 #include "ekm/events/lifecycle_event.h"
 #include "ekm/metrics/metrics.h"
-#include "ekm/server/http_errors.h"
 
 namespace ekm {
 
-RouteResponse ErrorResponse(const Status& s) {
+OperationResponse ErrorResponse(const Status& s) {
   return {HttpStatusFor(s.code()), ErrorJson(s), s.retry_after_seconds()};
 }
 
@@ -33,14 +33,14 @@ namespace {
 
 using nlohmann::json;
 
-RouteResponse Error(const Status& s) { return ErrorResponse(s); }
+OperationResponse Error(const Status& s) { return ErrorResponse(s); }
 
 // One item's error, the same shape as a whole response's error.
 json ItemError(const Status& s) { return json::parse(ErrorJson(s)); }
 
 // The answer of an operation: its error, or `status` with the JSON `encode` makes of its value.
 template <typename T, typename Encode>
-RouteResponse Reply(const HandlerCall& c, const StatusOr<T>& result, Encode encode) {
+OperationResponse Reply(const HandlerCall& c, const StatusOr<T>& result, Encode encode) {
   if (!result.ok()) return Error(result.status());
   return {c.success, JsonText(encode(*result))};
 }
@@ -51,8 +51,8 @@ RouteResponse Reply(const HandlerCall& c, const StatusOr<T>& result, Encode enco
 // a list's items are never deleted, so it was not one of ours. `out` holds the answer's other
 // fields.
 template <typename T, typename KeyFn, typename ToJson>
-RouteResponse Paged(const std::vector<T>& list, const ListPage& page, const char* member, KeyFn key,
-                    ToJson to_json, json out = json::object()) {
+OperationResponse Paged(const std::vector<T>& list, const ListPage& page, const char* member,
+                        KeyFn key, ToJson to_json, json out = json::object()) {
   size_t begin = 0;
   if (!page.after.empty()) {
     while (begin < list.size() && key(list[begin]) != page.after) ++begin;
@@ -72,14 +72,16 @@ RouteResponse Paged(const std::vector<T>& list, const ListPage& page, const char
   return {200, JsonText(out)};  // a list is a GET
 }
 
-RouteResponse HandleWhoAmI(const HandlerCall& c) {
+}  // namespace
+
+OperationResponse HandleWhoAmI(const HandlerCall& c) {
   auto r = c.api.WhoAmI(c.ctx);
   if (!r.ok()) return Error(r.status());
   if (!r->has_value()) return Error(UnauthenticatedError("no token was given"));
   return {c.success, JsonText(CallerTokenToJson(**r))};
 }
 
-RouteResponse HandleCreateToken(const HandlerCall& c) {
+OperationResponse HandleCreateToken(const HandlerCall& c) {
   const int64_t now = ToUnixSeconds(c.clock.Now());
   auto decoded = DecodeCreateTokenBody(c.body);
   if (!decoded.ok()) return Error(decoded.status());
@@ -91,7 +93,7 @@ RouteResponse HandleCreateToken(const HandlerCall& c) {
   return {c.success, JsonText(out)};
 }
 
-RouteResponse HandleListTokens(const HandlerCall& c) {
+OperationResponse HandleListTokens(const HandlerCall& c) {
   const int64_t now = ToUnixSeconds(c.clock.Now());
   auto page = DecodeListPage(c.m.query, {"workspace"});
   if (!page.ok()) return Error(page.status());
@@ -106,23 +108,23 @@ RouteResponse HandleListTokens(const HandlerCall& c) {
       [now](const ApiTokenInfo& t) { return ApiTokenInfoToJson(t, now); });
 }
 
-RouteResponse HandleRevokeToken(const HandlerCall& c) {
+OperationResponse HandleRevokeToken(const HandlerCall& c) {
   const int64_t now = ToUnixSeconds(c.clock.Now());
   auto t = c.api.RevokeApiToken(c.ctx, c.m.id_param);
   if (!t.ok()) return Error(t.status());
   return {c.success, JsonText(ApiTokenInfoToJson(*t, now))};
 }
 
-RouteResponse HandleGetToken(const HandlerCall& c) {
+OperationResponse HandleGetToken(const HandlerCall& c) {
   const int64_t now = ToUnixSeconds(c.clock.Now());
   auto found = c.api.GetApiToken(c.ctx, c.m.id_param);
   if (!found.ok()) return Error(found.status());
   return {c.success, JsonText(ApiTokenInfoToJson(*found, now))};
 }
 
-RouteResponse HandleHealth(const HandlerCall& c) { return {c.success, R"({"status":"ok"})"}; }
+OperationResponse HandleHealth(const HandlerCall& c) { return {c.success, R"({"status":"ok"})"}; }
 
-RouteResponse HandleListWorkspaces(const HandlerCall& c) {
+OperationResponse HandleListWorkspaces(const HandlerCall& c) {
   auto page = DecodeListPage(c.m.query);
   if (!page.ok()) return Error(page.status());
   auto list = c.api.ListWorkspaces(c.ctx);
@@ -132,13 +134,13 @@ RouteResponse HandleListWorkspaces(const HandlerCall& c) {
       WorkspaceInfoToJson);
 }
 
-RouteResponse HandleCreateWorkspace(const HandlerCall& c) {
+OperationResponse HandleCreateWorkspace(const HandlerCall& c) {
   auto name = DecodeNameBody(c.body);
   if (!name.ok()) return Error(name.status());
   return Reply(c, c.api.CreateWorkspace(c.ctx, *name), WorkspaceInfoToJson);
 }
 
-RouteResponse HandleListEnvironments(const HandlerCall& c) {
+OperationResponse HandleListEnvironments(const HandlerCall& c) {
   auto page = DecodeListPage(c.m.query);
   if (!page.ok()) return Error(page.status());
   auto list = c.api.ListEnvironments(c.ctx, c.m.workspace);
@@ -148,13 +150,13 @@ RouteResponse HandleListEnvironments(const HandlerCall& c) {
       EnvironmentInfoToJson);
 }
 
-RouteResponse HandleCreateEnvironment(const HandlerCall& c) {
+OperationResponse HandleCreateEnvironment(const HandlerCall& c) {
   auto name = DecodeNameBody(c.body);
   if (!name.ok()) return Error(name.status());
   return Reply(c, c.api.CreateEnvironment(c.ctx, c.m.workspace, *name), EnvironmentInfoToJson);
 }
 
-RouteResponse HandleEncrypt(const HandlerCall& c) {
+OperationResponse HandleEncrypt(const HandlerCall& c) {
   auto in = DecodeEncryptBody(c.body);
   if (!in.ok()) return Error(in.status());
   const std::string_view sc = in->scope.empty() ? std::string_view(c.m.scope) : in->scope;
@@ -171,7 +173,7 @@ RouteResponse HandleEncrypt(const HandlerCall& c) {
   return {c.success, std::move(out)};
 }
 
-RouteResponse HandleDecrypt(const HandlerCall& c) {
+OperationResponse HandleDecrypt(const HandlerCall& c) {
   std::string storage;
   auto ciphertext = DecodeDecryptBody(c.body, &storage);
   if (!ciphertext.ok()) return Error(ciphertext.status());
@@ -186,12 +188,12 @@ RouteResponse HandleDecrypt(const HandlerCall& c) {
   return {c.success, std::move(out)};
 }
 
-RouteResponse HandleShowKey(const HandlerCall& c) {
+OperationResponse HandleShowKey(const HandlerCall& c) {
   return Reply(c, c.api.ShowCustomerKey(c.ctx, c.m.workspace, c.m.environment),
                CustomerKeyInfoToJson);
 }
 
-RouteResponse HandleSetKey(const HandlerCall& c) {
+OperationResponse HandleSetKey(const HandlerCall& c) {
   auto in = DecodeSetKeyBody(c.body);
   if (!in.ok()) return Error(in.status());
   return Reply(c,
@@ -200,11 +202,11 @@ RouteResponse HandleSetKey(const HandlerCall& c) {
                KeyValidationToJson);
 }
 
-RouteResponse HandleKeyPolicy(const HandlerCall& c) {
+OperationResponse HandleKeyPolicy(const HandlerCall& c) {
   return Reply(c, c.api.KeyPolicy(c.ctx, c.m.workspace, c.m.environment), KeyPolicyAdviceToJson);
 }
 
-RouteResponse HandleCheckPolicy(const HandlerCall& c) {
+OperationResponse HandleCheckPolicy(const HandlerCall& c) {
   auto policy = DecodeCheckPolicyBody(c.body);
   if (!policy.ok()) return Error(policy.status());
   auto report = c.api.CheckKeyPolicy(c.ctx, c.m.workspace, *policy);
@@ -212,26 +214,26 @@ RouteResponse HandleCheckPolicy(const HandlerCall& c) {
   return {c.success, *report};
 }
 
-RouteResponse HandleEnvironmentStatus(const HandlerCall& c) {
+OperationResponse HandleEnvironmentStatus(const HandlerCall& c) {
   return Reply(c, c.api.KeyStatus(c.ctx, c.m.workspace, c.m.environment),
                EnvironmentKeyStatusToJson);
 }
 
-RouteResponse HandleKeyCacheStats(const HandlerCall& c) {
+OperationResponse HandleKeyCacheStats(const HandlerCall& c) {
   return Reply(c, c.api.KeyCacheStatistics(c.ctx), KeyCacheStatsToJson);
 }
 
-RouteResponse HandleRepackStatus(const HandlerCall& c) {
+OperationResponse HandleRepackStatus(const HandlerCall& c) {
   return Reply(c, c.api.GetRepackStatus(c.ctx, c.m.workspace, c.m.environment), RepackStatusToJson);
 }
 
-RouteResponse HandleRerunRepack(const HandlerCall& c) {
+OperationResponse HandleRerunRepack(const HandlerCall& c) {
   Status empty = DecodeEmptyBody(c.body, "a repack run");
   if (!empty.ok()) return Error(empty);
   return Reply(c, c.api.RerunRepack(c.ctx, c.m.workspace, c.m.environment), RepackStatusToJson);
 }
 
-RouteResponse HandleImportParams(const HandlerCall& c) {
+OperationResponse HandleImportParams(const HandlerCall& c) {
   auto expires_in = DecodeImportParamsBody(c.body);
   if (!expires_in.ok()) return Error(expires_in.status());
   return Reply(c,
@@ -240,7 +242,7 @@ RouteResponse HandleImportParams(const HandlerCall& c) {
                KeyImportParametersToJson);
 }
 
-RouteResponse HandleImportKeyMaterial(const HandlerCall& c) {
+OperationResponse HandleImportKeyMaterial(const HandlerCall& c) {
   auto in = DecodeImportKeyMaterialBody(c.body);
   if (!in.ok()) return Error(in.status());
   return Reply(c,
@@ -249,19 +251,19 @@ RouteResponse HandleImportKeyMaterial(const HandlerCall& c) {
                KeyValidationToJson);
 }
 
-RouteResponse HandleDeleteKeyMaterial(const HandlerCall& c) {
+OperationResponse HandleDeleteKeyMaterial(const HandlerCall& c) {
   return Reply(c,
                c.api.DeleteKeyMaterial(c.ctx, c.m.workspace, c.m.environment, c.m.material_key_id),
                KeyMaterialDeletionToJson);
 }
 
-RouteResponse HandleRotateEnvironmentKey(const HandlerCall& c) {
+OperationResponse HandleRotateEnvironmentKey(const HandlerCall& c) {
   auto r = c.api.RotateEnvironmentKey(c.ctx, c.m.workspace, c.m.environment);
   if (!r.ok()) return Error(r.status());
   return {c.success, JsonText(json{{"rotated", json::array({RotationResultToJson(*r)})}})};
 }
 
-RouteResponse HandleRotateDataKeys(const HandlerCall& c) {
+OperationResponse HandleRotateDataKeys(const HandlerCall& c) {
   auto in = DecodeRotateDataKeysBody(c.body);
   if (!in.ok()) return Error(in.status());
   auto r = c.api.RotateDataKeys(c.ctx, c.m.workspace, c.m.environment, in->scopes, in->all_scopes);
@@ -271,7 +273,7 @@ RouteResponse HandleRotateDataKeys(const HandlerCall& c) {
   return {c.success, JsonText(json{{"rotated", arr}})};
 }
 
-RouteResponse HandleRewrap(const HandlerCall& c) {
+OperationResponse HandleRewrap(const HandlerCall& c) {
   auto in = DecodeRewrapBody(c.body);
   if (!in.ok()) return Error(in.status());
   Bytes out;
@@ -285,7 +287,7 @@ RouteResponse HandleRewrap(const HandlerCall& c) {
                                    {"dk_version", r->dk_version}})};
 }
 
-RouteResponse HandleShred(const HandlerCall& c) {
+OperationResponse HandleShred(const HandlerCall& c) {
   // Step one (no body, or no "confirmation"): a token. Step two: the token and the name.
   auto in = DecodeShredBody(c.body, c.m.environment);
   if (!in.ok()) return Error(in.status());
@@ -305,12 +307,12 @@ RouteResponse HandleShred(const HandlerCall& c) {
                ShredResultToJson);
 }
 
-RouteResponse HandleGetSettings(const HandlerCall& c) {
+OperationResponse HandleGetSettings(const HandlerCall& c) {
   return Reply(c, c.api.GetEnvironmentSettings(c.ctx, c.m.workspace, c.m.environment),
                EnvironmentSettingsToJson);
 }
 
-RouteResponse HandlePatchSettings(const HandlerCall& c) {
+OperationResponse HandlePatchSettings(const HandlerCall& c) {
   auto in = DecodeSettingsPatchBody(c.body);
   if (!in.ok()) return Error(in.status());
   return Reply(
@@ -318,22 +320,22 @@ RouteResponse HandlePatchSettings(const HandlerCall& c) {
       EnvironmentSettingsToJson);
 }
 
-RouteResponse HandleGetDefaultKey(const HandlerCall& c) {
+OperationResponse HandleGetDefaultKey(const HandlerCall& c) {
   return Reply(c, c.api.GetWorkspaceDefaultKey(c.ctx, c.m.workspace), WorkspaceDefaultKeyToJson);
 }
 
-RouteResponse HandleSetDefaultKey(const HandlerCall& c) {
+OperationResponse HandleSetDefaultKey(const HandlerCall& c) {
   auto key = DecodeDefaultKeyBody(c.body);
   if (!key.ok()) return Error(key.status());
   return Reply(c, c.api.SetWorkspaceDefaultKey(c.ctx, c.m.workspace, key->provider, key->key_id),
                WorkspaceDefaultKeyToJson);
 }
 
-RouteResponse HandleResetDefaultKey(const HandlerCall& c) {
+OperationResponse HandleResetDefaultKey(const HandlerCall& c) {
   return Reply(c, c.api.ResetWorkspaceDefaultKey(c.ctx, c.m.workspace), WorkspaceDefaultKeyToJson);
 }
 
-RouteResponse HandleListEvents(const HandlerCall& c) {
+OperationResponse HandleListEvents(const HandlerCall& c) {
   auto q = DecodeEventQuery(c.m.workspace, c.m.query, ToUnixSeconds(c.clock.Now()) * 1000);
   if (!q.ok()) return Error(q.status());
   auto list = c.api.ListEvents(c.ctx, *q);
@@ -345,7 +347,7 @@ RouteResponse HandleListEvents(const HandlerCall& c) {
   return {c.success, JsonText(out)};
 }
 
-RouteResponse HandleListScopes(const HandlerCall& c) {
+OperationResponse HandleListScopes(const HandlerCall& c) {
   auto page = DecodeListPage(c.m.query);
   if (!page.ok()) return Error(page.status());
   auto list = c.api.ListScopes(c.ctx, c.m.workspace, c.m.environment);
@@ -357,7 +359,7 @@ RouteResponse HandleListScopes(const HandlerCall& c) {
            {"max_messages_per_dk", list->max_messages_per_dk}});
 }
 
-RouteResponse HandleKeyHistory(const HandlerCall& c) {
+OperationResponse HandleKeyHistory(const HandlerCall& c) {
   auto page = DecodeListPage(c.m.query);
   if (!page.ok()) return Error(page.status());
   int64_t after = 0;
@@ -380,7 +382,7 @@ RouteResponse HandleKeyHistory(const HandlerCall& c) {
   return {c.success, JsonText(out)};
 }
 
-RouteResponse HandleReady(const HandlerCall& c) {
+OperationResponse HandleReady(const HandlerCall& c) {
   // The HTTP layer answers 503 itself while shutting down; here: does the store answer?
   Status s = c.api.CheckStore();
   if (!s.ok()) {
@@ -390,21 +392,21 @@ RouteResponse HandleReady(const HandlerCall& c) {
   return {c.success, R"({"status":"ready"})"};
 }
 
-RouteResponse HandleMetrics(const HandlerCall& c) {
+OperationResponse HandleMetrics(const HandlerCall& c) {
   return {c.success, metrics::Default().Exposition(), 0,
           "text/plain; version=0.0.4; charset=utf-8"};
 }
 
-RouteResponse HandleGetWorkspace(const HandlerCall& c) {
+OperationResponse HandleGetWorkspace(const HandlerCall& c) {
   return Reply(c, c.api.GetWorkspace(c.ctx, c.m.workspace), WorkspaceInfoToJson);
 }
 
-RouteResponse HandleGetEnvironment(const HandlerCall& c) {
+OperationResponse HandleGetEnvironment(const HandlerCall& c) {
   return Reply(c, c.api.GetEnvironment(c.ctx, c.m.workspace, c.m.environment),
                EnvironmentInfoToJson);
 }
 
-RouteResponse HandleValidateKey(const HandlerCall& c) {
+OperationResponse HandleValidateKey(const HandlerCall& c) {
   auto key = DecodeValidateKeyBody(c.body);
   if (!key.ok()) return Error(key.status());
   return Reply(
@@ -413,7 +415,7 @@ RouteResponse HandleValidateKey(const HandlerCall& c) {
       KeyValidationToJson);
 }
 
-RouteResponse HandleGenerateDataKey(const HandlerCall& c) {
+OperationResponse HandleGenerateDataKey(const HandlerCall& c) {
   auto in = DecodeGenerateDataKeyBody(c.body);
   if (!in.ok()) return Error(in.status());
   const std::string& sc = in->scope.empty() ? c.m.scope : in->scope;
@@ -427,7 +429,7 @@ RouteResponse HandleGenerateDataKey(const HandlerCall& c) {
   return {c.success, JsonText(out)};
 }
 
-RouteResponse HandleEncryptBatch(const HandlerCall& c) {
+OperationResponse HandleEncryptBatch(const HandlerCall& c) {
   auto in = DecodeEncryptBatchBody(c.body);
   if (!in.ok()) return Error(in.status());
   // Items with bad fields have their own error; the rest go to the service.
@@ -453,7 +455,7 @@ RouteResponse HandleEncryptBatch(const HandlerCall& c) {
   return {c.success, JsonText(json{{"items", out_items}})};
 }
 
-RouteResponse HandleDecryptBatch(const HandlerCall& c) {
+OperationResponse HandleDecryptBatch(const HandlerCall& c) {
   auto in = DecodeDecryptBatchBody(c.body);
   if (!in.ok()) return Error(in.status());
   std::vector<StatusOr<Bytes>> results;
@@ -473,7 +475,7 @@ RouteResponse HandleDecryptBatch(const HandlerCall& c) {
   return {c.success, JsonText(json{{"items", out_items}})};
 }
 
-RouteResponse HandleAuditQuery(const HandlerCall& c) {
+OperationResponse HandleAuditQuery(const HandlerCall& c) {
   auto q = DecodeEventQuery(c.m.id == RouteId::kAuditQuery ? c.m.workspace : "", c.m.query,
                             ToUnixSeconds(c.clock.Now()) * 1000);
   if (!q.ok()) return Error(q.status());
@@ -486,7 +488,7 @@ RouteResponse HandleAuditQuery(const HandlerCall& c) {
   return {c.success, JsonText(out)};
 }
 
-RouteResponse HandleAuditExport(const HandlerCall& c) {
+OperationResponse HandleAuditExport(const HandlerCall& c) {
   if (!c.m.query.empty()) {
     return Error(InvalidArgumentError("the export takes no query parameters",
                                       "it is always the whole chain; filter with the audit "
@@ -500,12 +502,12 @@ RouteResponse HandleAuditExport(const HandlerCall& c) {
                                  return Status::Ok();
                                });
   if (!s.ok()) return Error(s);
-  RouteResponse res{c.success, std::move(lines)};
+  OperationResponse res{c.success, std::move(lines)};
   res.content_type = "application/x-ndjson";
   return res;
 }
 
-RouteResponse HandleAuditListCheckpoints(const HandlerCall& c) {
+OperationResponse HandleAuditListCheckpoints(const HandlerCall& c) {
   auto list = c.api.ListAuditCheckpoints(
       c.ctx, c.m.id == RouteId::kAuditListCheckpoints ? c.m.workspace : "");
   if (!list.ok()) return Error(list.status());
@@ -514,7 +516,7 @@ RouteResponse HandleAuditListCheckpoints(const HandlerCall& c) {
   return {c.success, JsonText(json{{"checkpoints", arr}})};
 }
 
-RouteResponse HandleAuditCreateCheckpoint(const HandlerCall& c) {
+OperationResponse HandleAuditCreateCheckpoint(const HandlerCall& c) {
   Status empty = DecodeEmptyBody(c.body, "a checkpoint request");
   if (!empty.ok()) return Error(empty);
   return Reply(c,
@@ -523,7 +525,7 @@ RouteResponse HandleAuditCreateCheckpoint(const HandlerCall& c) {
                AuditCheckpointJson);
 }
 
-RouteResponse HandleRunDueRotations(const HandlerCall& c) {
+OperationResponse HandleRunDueRotations(const HandlerCall& c) {
   Status empty = DecodeEmptyBody(c.body, "a rotation run");
   if (!empty.ok()) return Error(empty);
   auto report = c.api.RunScheduledRotations(c.ctx);
@@ -533,86 +535,12 @@ RouteResponse HandleRunDueRotations(const HandlerCall& c) {
   return {c.success, JsonText(json{{"rotated", rotated}, {"failures", report->failures}})};
 }
 
-RouteResponse HandleAuditPublicKey(const HandlerCall& c) {
+OperationResponse HandleAuditPublicKey(const HandlerCall& c) {
   auto k = c.api.GetAuditPublicKey(c.ctx);
   if (!k.ok()) return Error(k.status());
   return {c.success, JsonText(json{{"algorithm", k->algorithm},
                                    {"key_id", k->key_id},
                                    {"public_key_pem", k->public_key_pem}})};
-}
-
-constexpr std::pair<RouteId, RouteHandler> kHandlers[] = {
-    {RouteId::kWhoAmI, &HandleWhoAmI},
-    {RouteId::kCreateToken, &HandleCreateToken},
-    {RouteId::kListTokens, &HandleListTokens},
-    {RouteId::kRevokeToken, &HandleRevokeToken},
-    {RouteId::kGetToken, &HandleGetToken},
-    {RouteId::kHealth, &HandleHealth},
-    {RouteId::kListWorkspaces, &HandleListWorkspaces},
-    {RouteId::kCreateWorkspace, &HandleCreateWorkspace},
-    {RouteId::kListEnvironments, &HandleListEnvironments},
-    {RouteId::kCreateEnvironment, &HandleCreateEnvironment},
-    {RouteId::kEncrypt, &HandleEncrypt},
-    {RouteId::kDecrypt, &HandleDecrypt},
-    {RouteId::kShowKey, &HandleShowKey},
-    {RouteId::kSetKey, &HandleSetKey},
-    {RouteId::kKeyPolicy, &HandleKeyPolicy},
-    {RouteId::kCheckPolicy, &HandleCheckPolicy},
-    {RouteId::kEnvironmentStatus, &HandleEnvironmentStatus},
-    {RouteId::kKeyCacheStats, &HandleKeyCacheStats},
-    {RouteId::kRepackStatus, &HandleRepackStatus},
-    {RouteId::kRerunRepack, &HandleRerunRepack},
-    {RouteId::kListScopes, &HandleListScopes},
-    {RouteId::kKeyHistory, &HandleKeyHistory},
-    {RouteId::kImportParams, &HandleImportParams},
-    {RouteId::kImportKeyMaterial, &HandleImportKeyMaterial},
-    {RouteId::kDeleteKeyMaterial, &HandleDeleteKeyMaterial},
-    {RouteId::kRotateEnvironmentKey, &HandleRotateEnvironmentKey},
-    {RouteId::kRotateDataKeys, &HandleRotateDataKeys},
-    {RouteId::kRewrap, &HandleRewrap},
-    {RouteId::kShred, &HandleShred},
-    {RouteId::kGetSettings, &HandleGetSettings},
-    {RouteId::kPatchSettings, &HandlePatchSettings},
-    {RouteId::kGetDefaultKey, &HandleGetDefaultKey},
-    {RouteId::kSetDefaultKey, &HandleSetDefaultKey},
-    {RouteId::kResetDefaultKey, &HandleResetDefaultKey},
-    {RouteId::kListEvents, &HandleListEvents},
-    {RouteId::kReady, &HandleReady},
-    {RouteId::kMetrics, &HandleMetrics},
-    {RouteId::kGetWorkspace, &HandleGetWorkspace},
-    {RouteId::kGetEnvironment, &HandleGetEnvironment},
-    {RouteId::kValidateKey, &HandleValidateKey},
-    {RouteId::kGenerateDataKey, &HandleGenerateDataKey},
-    {RouteId::kEncryptBatch, &HandleEncryptBatch},
-    {RouteId::kDecryptBatch, &HandleDecryptBatch},
-    {RouteId::kAuditQuery, &HandleAuditQuery},
-    {RouteId::kPlatformAuditQuery, &HandleAuditQuery},
-    {RouteId::kAuditExport, &HandleAuditExport},
-    {RouteId::kPlatformAuditExport, &HandleAuditExport},
-    {RouteId::kAuditListCheckpoints, &HandleAuditListCheckpoints},
-    {RouteId::kPlatformAuditListCheckpoints, &HandleAuditListCheckpoints},
-    {RouteId::kAuditCreateCheckpoint, &HandleAuditCreateCheckpoint},
-    {RouteId::kPlatformAuditCreateCheckpoint, &HandleAuditCreateCheckpoint},
-    {RouteId::kRunDueRotations, &HandleRunDueRotations},
-    {RouteId::kAuditPublicKey, &HandleAuditPublicKey},
-};
-
-// Indexed by RouteId, built once: a request finds its handler without a search.
-constexpr size_t kRouteIds = static_cast<size_t>(RouteId::kRunDueRotations) + 1;
-const std::array<RouteHandler, kRouteIds>& HandlerIndex() {
-  static const std::array<RouteHandler, kRouteIds> index = [] {
-    std::array<RouteHandler, kRouteIds> a{};
-    for (const auto& [id, handler] : kHandlers) a[static_cast<size_t>(id)] = handler;
-    return a;
-  }();
-  return index;
-}
-
-}  // namespace
-
-RouteHandler HandlerFor(RouteId id) {
-  const size_t i = static_cast<size_t>(id);
-  return i < kRouteIds ? HandlerIndex()[i] : nullptr;
 }
 
 }  // namespace ekm

@@ -1,4 +1,4 @@
-#include "ekm/server/http_errors.h"
+#include "ekm/api/http_errors.h"
 
 #include <nlohmann/json.hpp>
 
