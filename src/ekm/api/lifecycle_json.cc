@@ -178,14 +178,15 @@ LifecycleEventInfo LifecycleEventInfoFromJson(const json& j) {
 }
 
 LifecycleEventRecord AuditRecordFromJson(const json& e) {
+  LifecycleEventInfo info = LifecycleEventInfoFromJson(e);
   LifecycleEventRecord r;
-  r.id = e.value("id", int64_t{0});
-  r.at_ms = e.value("at_ms", int64_t{0});
-  r.workspace = e.value("workspace", "");
-  r.environment = e.value("environment", "");
-  r.type = e.value("type", "");
-  r.actor = e.value("actor", "");
-  r.detail = e.contains("detail") ? e["detail"].dump() : "{}";
+  r.id = info.id;
+  r.at_ms = info.at_ms;
+  r.workspace = std::move(info.workspace);
+  r.environment = std::move(info.environment);
+  r.type = std::move(info.type);
+  r.actor = std::move(info.actor);
+  r.detail = std::move(info.detail);
   r.chain = e.value("chain", "");
   r.seq = e.value("seq", int64_t{0});
   auto prev = HexDecode(e.value("prev_hash", ""));

@@ -72,6 +72,19 @@ OperationResponse Paged(const std::vector<T>& list, const ListPage& page, const 
   return {200, JsonText(out)};  // a list is a GET
 }
 
+// A page of events or audit records under `member`, with `next_after` (the last id) when the
+// page is full: the next page starts after it.
+template <typename T, typename ToJson>
+OperationResponse EventPage(const HandlerCall& c, const StatusOr<std::vector<T>>& list,
+                            size_t limit, const char* member, ToJson to_json) {
+  if (!list.ok()) return Error(list.status());
+  json arr = json::array();
+  for (const T& e : *list) arr.push_back(to_json(e));
+  json out = {{member, std::move(arr)}};
+  if (list->size() == limit && !list->empty()) out["next_after"] = list->back().id;
+  return {c.success, JsonText(out)};
+}
+
 }  // namespace
 
 OperationResponse HandleWhoAmI(const HandlerCall& c) {
@@ -338,13 +351,7 @@ OperationResponse HandleResetDefaultKey(const HandlerCall& c) {
 OperationResponse HandleListEvents(const HandlerCall& c) {
   auto q = DecodeEventQuery(c.m.workspace, c.m.query, ToUnixSeconds(c.clock.Now()) * 1000);
   if (!q.ok()) return Error(q.status());
-  auto list = c.api.ListEvents(c.ctx, *q);
-  if (!list.ok()) return Error(list.status());
-  json arr = json::array();
-  for (const auto& e : *list) arr.push_back(LifecycleEventInfoToJson(e));
-  json out = {{"events", arr}};
-  if (list->size() == q->limit && !list->empty()) out["next_after"] = list->back().id;
-  return {c.success, JsonText(out)};
+  return EventPage(c, c.api.ListEvents(c.ctx, *q), q->limit, "events", LifecycleEventInfoToJson);
 }
 
 OperationResponse HandleListScopes(const HandlerCall& c) {
@@ -479,13 +486,7 @@ OperationResponse HandleAuditQuery(const HandlerCall& c) {
   auto q = DecodeEventQuery(c.m.id == RouteId::kAuditQuery ? c.m.workspace : "", c.m.query,
                             ToUnixSeconds(c.clock.Now()) * 1000);
   if (!q.ok()) return Error(q.status());
-  auto list = c.api.QueryAudit(c.ctx, *q);
-  if (!list.ok()) return Error(list.status());
-  json arr = json::array();
-  for (const auto& r : *list) arr.push_back(AuditRecordJson(r));
-  json out = {{"records", arr}};
-  if (list->size() == q->limit && !list->empty()) out["next_after"] = list->back().id;
-  return {c.success, JsonText(out)};
+  return EventPage(c, c.api.QueryAudit(c.ctx, *q), q->limit, "records", AuditRecordJson);
 }
 
 OperationResponse HandleAuditExport(const HandlerCall& c) {
