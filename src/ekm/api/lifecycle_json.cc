@@ -209,8 +209,9 @@ std::string QuotedThen(std::string_view text, std::string_view rest) {
 }  // namespace
 
 StatusOr<int64_t> ParseDurationSeconds(std::string_view text) {
-  auto bad = [&] {
-    return InvalidArgumentError(QuotedThen(text, " is not a duration"),
+  const std::string_view given = text;  // quoted whole in the error, unit and all
+  auto bad = [given] {
+    return InvalidArgumentError(QuotedThen(given, " is not a duration"),
                                 "write a whole number with a unit: 300s, 5m, 24h, 90d");
   };
   if (text.empty()) return bad();
