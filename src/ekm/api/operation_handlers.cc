@@ -85,6 +85,32 @@ OperationResponse EventPage(const HandlerCall& c, const StatusOr<std::vector<T>>
   return {c.success, JsonText(out)};
 }
 
+// A batch's answer: the well-formed items through `call` (one service call for all), each
+// result written by `encode(k, bytes)` at its position, and every item that failed to decode or
+// to run as its own error.
+template <typename Item, typename Encode>
+OperationResponse BatchAnswer(const HandlerCall& c, const BatchBody<Item>& in,
+                              StatusOr<std::vector<StatusOr<Bytes>>> (EkmApi::*call)(
+                                  const CallContext&, std::string_view, std::string_view,
+                                  const std::vector<Item>&),
+                              Encode encode) {
+  std::vector<StatusOr<Bytes>> results;
+  if (!in.items.empty()) {
+    auto r = (c.api.*call)(c.ctx, c.m.workspace, c.m.environment, in.items);
+    if (!r.ok()) return Error(r.status());
+    results = std::move(r).value();
+  }
+  std::vector<json> out_items(in.count);
+  for (size_t i = 0; i < in.count; ++i) {
+    if (in.errors[i]) out_items[i] = ItemError(*in.errors[i]);
+  }
+  for (size_t k = 0; k < results.size(); ++k) {
+    out_items[in.positions[k]] =
+        results[k].ok() ? encode(k, *results[k]) : ItemError(results[k].status());
+  }
+  return {c.success, JsonText(json{{"items", out_items}})};
+}
+
 }  // namespace
 
 OperationResponse HandleWhoAmI(const HandlerCall& c) {
@@ -443,43 +469,17 @@ OperationResponse HandleEncryptBatch(const HandlerCall& c) {
   for (BatchEncryptItem& item : in->items) {
     if (item.scope.empty()) item.scope = c.m.scope;
   }
-  std::vector<StatusOr<Bytes>> results;
-  if (!in->items.empty()) {
-    auto r = c.api.EncryptBatch(c.ctx, c.m.workspace, c.m.environment, in->items);
-    if (!r.ok()) return Error(r.status());
-    results = std::move(r).value();
-  }
-  std::vector<json> out_items(in->count);
-  for (size_t i = 0; i < in->count; ++i) {
-    if (in->errors[i]) out_items[i] = ItemError(*in->errors[i]);
-  }
-  for (size_t k = 0; k < results.size(); ++k) {
-    out_items[in->positions[k]] =
-        results[k].ok()
-            ? json{{"ciphertext", EnvelopeToText(*results[k])}, {"scope", in->items[k].scope}}
-            : ItemError(results[k].status());
-  }
-  return {c.success, JsonText(json{{"items", out_items}})};
+  return BatchAnswer(c, *in, &EkmApi::EncryptBatch, [&](size_t k, const Bytes& envelope) {
+    return json{{"ciphertext", EnvelopeToText(envelope)}, {"scope", in->items[k].scope}};
+  });
 }
 
 OperationResponse HandleDecryptBatch(const HandlerCall& c) {
   auto in = DecodeDecryptBatchBody(c.body);
   if (!in.ok()) return Error(in.status());
-  std::vector<StatusOr<Bytes>> results;
-  if (!in->items.empty()) {
-    auto r = c.api.DecryptBatch(c.ctx, c.m.workspace, c.m.environment, in->items);
-    if (!r.ok()) return Error(r.status());
-    results = std::move(r).value();
-  }
-  std::vector<json> out_items(in->count);
-  for (size_t i = 0; i < in->count; ++i) {
-    if (in->errors[i]) out_items[i] = ItemError(*in->errors[i]);
-  }
-  for (size_t k = 0; k < results.size(); ++k) {
-    out_items[in->positions[k]] = results[k].ok() ? json{{"plaintext", Base64Encode(*results[k])}}
-                                                  : ItemError(results[k].status());
-  }
-  return {c.success, JsonText(json{{"items", out_items}})};
+  return BatchAnswer(c, *in, &EkmApi::DecryptBatch, [](size_t, const Bytes& plaintext) {
+    return json{{"plaintext", Base64Encode(plaintext)}};
+  });
 }
 
 OperationResponse HandleAuditQuery(const HandlerCall& c) {
