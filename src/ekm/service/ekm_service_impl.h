@@ -386,6 +386,8 @@ class EkmServiceImpl : public EkmService {
                                     const std::string& scope);
 
   // Crypto-shredding (shred.cc).
+  // Step two of a shred: takes the confirmation from the store (single use), or says why not.
+  Status TakeShredConfirmation(const EnvironmentRecord& env, std::string_view token);
   // FailedPrecondition when the environment was crypto-shredded. `cached`: a per-node answer
   // up to one key cache TTL old is good enough (the data-plane path).
   // `valid_until`, when given, is lowered to when the status used here stops being trusted.
@@ -443,8 +445,6 @@ class EkmServiceImpl : public EkmService {
   static constexpr size_t kMaxCachedTokens = 10000;
   std::mutex token_mu_;
   std::unordered_map<std::string, CachedTokenRecord> token_cache_;
-  std::mutex shred_mu_;
-  std::unordered_map<std::string, ShredConfirmation> shred_tokens_;
   std::unique_ptr<AuditSigner> audit_signer_;
   // Shared with the streams it counts (which may end after a call returned).
   std::shared_ptr<UsageCounter> usage_ = std::make_shared<UsageCounter>();

@@ -2,6 +2,8 @@
 // scheduled, FakeClock), rewrap, crypto-shredding, the workspace default CMK and the events.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "ekm/base/clock.h"
@@ -284,6 +286,30 @@ TEST_F(LifecycleDTest, ShredConfirmationExpires) {
             StatusCode::kFailedPrecondition);
   Bytes ct = Encrypt("prod", "x", "still here");
   EXPECT_EQ(*Decrypt("prod", ct), "still here");
+}
+
+// The confirmation lives in the store: step two may reach another process on it (another
+// replica, another `ekm` run), once; the store keeps a hash of the token, never the token.
+TEST_F(LifecycleDTest, ShredStepTwoOnAnotherNodeOfTheStore) {
+  auto c = svc_->RequestShred(TestOp(), "acme", "prod");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto node2 = Open();
+  // A token for prod refuses dev and stays usable for prod.
+  EXPECT_EQ(node2->ShredEnvironment(TestOp(), "acme", "dev", c->token, "dev").status().code(),
+            StatusCode::kInvalidArgument);
+  auto done = node2->ShredEnvironment(TestOp(), "acme", "prod", c->token, "prod");
+  ASSERT_TRUE(done.ok()) << done.status().ToString();
+  // Single use for every node (the store test holds the take itself to one use).
+  EXPECT_EQ(svc_->ShredEnvironment(TestOp(), "acme", "prod", c->token, "prod").status().code(),
+            StatusCode::kFailedPrecondition);
+
+  auto c2 = svc_->RequestShred(TestOp(), "acme", "dev");
+  ASSERT_TRUE(c2.ok());
+  std::ifstream db(options_.data_dir + "/ekm.db", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(db)), std::istreambuf_iterator<char>());
+  std::ifstream wal(options_.data_dir + "/ekm.db-wal", std::ios::binary);
+  bytes.append((std::istreambuf_iterator<char>(wal)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(bytes.find(c2->token.substr(6)), std::string::npos) << "the token is in the store";
 }
 
 TEST_F(LifecycleDTest, WorkspaceDefaultKeyAppliesToNewEnvironmentsOnly) {

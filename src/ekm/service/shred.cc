@@ -1,3 +1,4 @@
+#include <openssl/sha.h>
 #include <spdlog/spdlog.h>
 
 #include "ekm/base/encoding.h"
@@ -5,6 +6,17 @@
 #include "ekm/service/ekm_service_impl.h"
 
 namespace ekm {
+
+namespace {
+
+// What the store keeps of a shred confirmation token: its SHA-256 (the token is a capability).
+Bytes ShredTokenHash(std::string_view token) {
+  Bytes hash(SHA256_DIGEST_LENGTH);
+  SHA256(reinterpret_cast<const uint8_t*>(token.data()), token.size(), hash.data());
+  return hash;
+}
+
+}  // namespace
 
 StatusOr<ShredConfirmation> EkmServiceImpl::RequestShred(const CallContext& ctx,
                                                          std::string_view workspace,
@@ -14,11 +26,9 @@ StatusOr<ShredConfirmation> EkmServiceImpl::RequestShred(const CallContext& ctx,
   EKM_RETURN_IF_ERROR(RandomBytes(raw));
   ShredConfirmation c{env.workspace, env.name, "shred_" + Base64UrlEncode(raw),
                       ToUnixSeconds(options_.clock->Now() + kShredConfirmationTtl)};
-  std::lock_guard<std::mutex> lock(shred_mu_);
-  // Forget expired tokens so the map stays small.
-  const int64_t now = ToUnixSeconds(options_.clock->Now());
-  std::erase_if(shred_tokens_, [now](const auto& kv) { return kv.second.expires_at <= now; });
-  shred_tokens_[c.token] = c;
+  // In the store, so that step two may reach any process on it (another replica).
+  EKM_RETURN_IF_ERROR(store_->PutShredConfirmation(ShredTokenHash(c.token), env.id, c.expires_at,
+                                                   ToUnixSeconds(options_.clock->Now())));
   // The confirmation token itself is a capability: not recorded.
   RecordEvent(ctx, env.workspace, env.name, event::kShredRequested,
               {{"expires_at", FormatRfc3339(FromUnixSeconds(c.expires_at))}});
@@ -39,28 +49,7 @@ StatusOr<ShredResult> EkmServiceImpl::ShredEnvironment(const CallContext& ctx,
         "type the name of the environment to shred exactly: " + std::string(environment));
   }
   EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, StoredEnvironment(workspace, environment));
-  {
-    std::lock_guard<std::mutex> lock(shred_mu_);
-    auto it = shred_tokens_.find(std::string(token));
-    const std::string ask_again = "ask for a new confirmation (POST …/environments/" + env.name +
-                                  "/shred, or run `ekm environment shred` again)";
-    if (it == shred_tokens_.end()) {
-      return FailedPreconditionError("the shred confirmation token is not known here", ask_again);
-    }
-    ShredConfirmation c = it->second;
-    if (c.workspace != env.workspace || c.environment != env.name) {
-      return InvalidArgumentError("the shred confirmation token was issued for " + c.workspace +
-                                      "/" + c.environment + ", not for " + env.workspace + "/" +
-                                      env.name,
-                                  ask_again);
-    }
-    shred_tokens_.erase(it);  // one use only
-    if (c.expires_at <= ToUnixSeconds(options_.clock->Now())) {
-      return FailedPreconditionError(
-          "the shred confirmation token expired at " + FormatRfc3339(FromUnixSeconds(c.expires_at)),
-          ask_again);
-    }
-  }
+  EKM_RETURN_IF_ERROR(TakeShredConfirmation(env, token));
   const int64_t now = ToUnixSeconds(options_.clock->Now());
   EKM_ASSIGN_OR_RETURN(Store::EnvironmentShredRecord rec,
                        store_->ShredEnvironment(env.id, now, ctx.actor));
@@ -75,6 +64,32 @@ StatusOr<ShredResult> EkmServiceImpl::ShredEnvironment(const CallContext& ctx,
   spdlog::warn("environment {}/{} was crypto-shredded by {}", env.workspace, env.name, rec.actor);
   return ShredResult{env.workspace, env.name,        rec.shredded_at,
                      rec.actor,     rec.ek_versions, rec.dk_versions};
+}
+
+Status EkmServiceImpl::TakeShredConfirmation(const EnvironmentRecord& env, std::string_view token) {
+  const std::string ask_again = "ask for a new confirmation (POST …/environments/" + env.name +
+                                "/shred, or run `ekm environment shred` again)";
+  EKM_ASSIGN_OR_RETURN(Store::ShredConfirmationTake c,
+                       store_->TakeShredConfirmation(ShredTokenHash(token), env.id));
+  if (!c.found) {
+    return FailedPreconditionError(
+        "the shred confirmation token is not known (never issued, "
+        "used already, or expired and deleted)",
+        ask_again);
+  }
+  if (!c.taken) {
+    return InvalidArgumentError(
+        "the shred confirmation token was issued for another "
+        "environment, not for " +
+            env.workspace + "/" + env.name,
+        ask_again);
+  }
+  if (c.expires_at <= ToUnixSeconds(options_.clock->Now())) {
+    return FailedPreconditionError(
+        "the shred confirmation token expired at " + FormatRfc3339(FromUnixSeconds(c.expires_at)),
+        ask_again);
+  }
+  return Status::Ok();
 }
 
 Status EkmServiceImpl::RefuseIfShredded(const EnvironmentRecord& env, bool cached,

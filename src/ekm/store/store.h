@@ -357,6 +357,23 @@ class Store {
   virtual StatusOr<std::optional<EnvironmentShredRecord>> GetEnvironmentShred(
       int64_t environment_id) = 0;
 
+  // The confirmation a shred's first step issues and its second step takes. Kept by the token's
+  // SHA-256, never the token (a capability to destroy), so that the second step may reach any
+  // process on the store (another ekmd replica, another `ekm` run). Putting one deletes the
+  // expired ones.
+  virtual Status PutShredConfirmation(ByteView token_hash, int64_t environment_id,
+                                      int64_t expires_at, int64_t now) = 0;
+  struct ShredConfirmationTake {
+    bool found = false;  // a confirmation with this hash exists (or existed until now)
+    bool taken = false;  // it was for the environment asked about, and is deleted: single use
+    int64_t environment_id = 0;
+    int64_t expires_at = 0;
+  };
+  // In one transaction: the confirmation `token_hash` names, deleted when it is for
+  // `environment_id` (one use, whichever process asks first); kept when it is for another.
+  virtual StatusOr<ShredConfirmationTake> TakeShredConfirmation(ByteView token_hash,
+                                                                int64_t environment_id) = 0;
+
   // The workspace default CMK: the CMK the first EK of each NEW environment is wrapped under.
   struct WorkspaceDefaultKeyRecord {
     int64_t workspace_id = 0;

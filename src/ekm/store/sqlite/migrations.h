@@ -251,6 +251,17 @@ ALTER TABLE environment_keys ADD COLUMN mac BLOB NOT NULL DEFAULT X'';
 ALTER TABLE workspace_default_keys ADD COLUMN mac BLOB NOT NULL DEFAULT X'';
 )sql"},
 
+      {13,
+       "shred confirmations in the store (by the token's SHA-256): any process on it takes "
+       "step two",
+       R"sql(
+CREATE TABLE shred_confirmations (
+  token_hash BLOB PRIMARY KEY,
+  environment_id INTEGER NOT NULL REFERENCES environments(id),
+  expires_at INTEGER NOT NULL
+);
+)sql"},
+
   };
   return kMigrations;
 }

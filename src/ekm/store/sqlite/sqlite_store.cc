@@ -1324,6 +1324,52 @@ class SqliteStore : public Store {
     return GetEnvironmentShredLocked(environment_id);
   }
 
+  Status PutShredConfirmation(ByteView token_hash, int64_t environment_id, int64_t expires_at,
+                              int64_t now) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return WriteTransactionLocked([&]() -> Status {
+      {
+        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> purge,
+                             Prepare("DELETE FROM shred_confirmations WHERE expires_at <= ?"));
+        purge->Bind(1, now);
+        if (purge->Step() != SQLITE_DONE) return Error("deleting expired shred confirmations");
+      }
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                           Prepare("INSERT INTO shred_confirmations (token_hash, environment_id, "
+                                   "expires_at) VALUES (?,?,?)"));
+      s->Bind(1, token_hash).Bind(2, environment_id).Bind(3, expires_at);
+      if (s->Step() != SQLITE_DONE) return Error("storing the shred confirmation");
+      return Status::Ok();
+    });
+  }
+
+  StatusOr<ShredConfirmationTake> TakeShredConfirmation(ByteView token_hash,
+                                                        int64_t environment_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return WriteTransactionLocked([&]() -> StatusOr<ShredConfirmationTake> {
+      ShredConfirmationTake t;
+      {
+        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> q,
+                             Prepare("SELECT environment_id, expires_at FROM shred_confirmations "
+                                     "WHERE token_hash = ?"));
+        q->Bind(1, token_hash);
+        const int rc = q->Step();
+        if (rc == SQLITE_DONE) return t;
+        if (rc != SQLITE_ROW) return Error("reading the shred confirmation");
+        t.found = true;
+        t.environment_id = q->Int(0);
+        t.expires_at = q->Int(1);
+      }
+      if (t.environment_id != environment_id) return t;
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> d,
+                           Prepare("DELETE FROM shred_confirmations WHERE token_hash = ?"));
+      d->Bind(1, token_hash);
+      if (d->Step() != SQLITE_DONE) return Error("taking the shred confirmation");
+      t.taken = true;
+      return t;
+    });
+  }
+
   Status SetWorkspaceDefaultKey(const WorkspaceDefaultKeyRecord& r) override {
     std::lock_guard<std::mutex> lock(mu_);
     std::string workspace;

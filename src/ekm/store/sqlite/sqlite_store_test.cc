@@ -126,6 +126,31 @@ TEST_F(SqliteStoreTest, WorkspacesAndEnvironments) {
   EXPECT_EQ(store_->ListEnvironments("nope").status().code(), StatusCode::kNotFound);
 }
 
+// A shred confirmation is taken once, only for its environment; putting one deletes the
+// expired.
+TEST_F(SqliteStoreTest, ShredConfirmationsAreSingleUseAndPerEnvironment) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto prod = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  auto dev = store_->CreateEnvironment("acme", "dev", Ek(), 1);
+  ASSERT_TRUE(prod.ok() && dev.ok());
+  const Bytes a(32, 0xaa), b(32, 0xbb);
+  ASSERT_TRUE(store_->PutShredConfirmation(a, prod->id, 100, 10).ok());
+  auto other = store_->TakeShredConfirmation(a, dev->id);
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(other->found);
+  EXPECT_FALSE(other->taken);
+  auto taken = store_->TakeShredConfirmation(a, prod->id);
+  ASSERT_TRUE(taken.ok());
+  EXPECT_TRUE(taken->taken);
+  EXPECT_EQ(taken->expires_at, 100);
+  EXPECT_FALSE(store_->TakeShredConfirmation(a, prod->id)->found);  // single use
+  // An expired confirmation is deleted by the next put.
+  ASSERT_TRUE(store_->PutShredConfirmation(a, prod->id, 100, 10).ok());
+  ASSERT_TRUE(store_->PutShredConfirmation(b, dev->id, 300, 200).ok());
+  EXPECT_FALSE(store_->TakeShredConfirmation(a, prod->id)->found);
+  EXPECT_TRUE(store_->TakeShredConfirmation(b, dev->id)->taken);
+}
+
 TEST_F(SqliteStoreTest, NewEnvironmentKeyVersionsAndKeyValidations) {
   ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
   auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
