@@ -282,14 +282,15 @@ StatusOr<int64_t> EkmServiceImpl::StoredReplacementRunningUntil(const Environmen
   return it == stored.end() ? int64_t{0} : it->second;
 }
 
-Status EkmServiceImpl::KeepRunningReplacementPeriod(const EnvironmentRecord& env) {
+Status EkmServiceImpl::KeepRunningReplacementPeriod(const EnvironmentRecord& env,
+                                                    Store::SettingChanges* changes) {
   EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
                        store_->GetLatestCmkChange(env.id));
   if (!last) return Status::Ok();
   EKM_ASSIGN_OR_RETURN(int64_t kept, StoredReplacementRunningUntil(env));
   const int64_t end = last->at + ReplacementPeriod(env).count();
-  if (end <= kept) return Status::Ok();
-  return store_->SetEnvironmentSetting(env.id, kReplacementRunningUntil, end);
+  if (end > kept) changes->emplace_back(std::string(kReplacementRunningUntil), end);
+  return Status::Ok();
 }
 
 StatusOr<int64_t> EkmServiceImpl::NextReplacementAllowedAt(const EnvironmentRecord& env,

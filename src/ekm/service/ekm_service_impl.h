@@ -299,9 +299,9 @@ class EkmServiceImpl : public EkmService {
   // version stored), else the deployment default.
   std::chrono::seconds ReplacementPeriod(const EnvironmentRecord& env);
   StatusOr<int64_t> StoredReplacementRunningUntil(const EnvironmentRecord& env);
-  // Before the period changes: records the end of the running period under the period in force
-  // now (kept if an earlier record ends later).
-  Status KeepRunningReplacementPeriod(const EnvironmentRecord& env);
+  // Before the period changes: adds to `changes` the end of the running period under the period
+  // in force now (unless an earlier record ends later), to be written with the new period.
+  Status KeepRunningReplacementPeriod(const EnvironmentRecord& env, Store::SettingChanges* changes);
   // When a replacement (not an emergency) is allowed again: the last CMK change plus the period
   // in force, and never before the running period's kept end. 0: no CMK change yet.
   StatusOr<int64_t> NextReplacementAllowedAt(const EnvironmentRecord& env,

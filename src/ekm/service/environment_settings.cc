@@ -84,16 +84,19 @@ StatusOr<EnvironmentSettings> EkmServiceImpl::UpdateEnvironmentSettings(
       std::find(reset.begin(), reset.end(), kSettingReplacementPeriod) != reset.end();
   // The period running since the last CMK change keeps its end: a shorter period applies
   // only after it (a longer one at once).
-  if (period_changes) EKM_RETURN_IF_ERROR(KeepRunningReplacementPeriod(env));
+  Store::SettingChanges changes;
+  if (period_changes) EKM_RETURN_IF_ERROR(KeepRunningReplacementPeriod(env, &changes));
   for (const SettingField& f : SettingFields(set)) {
     if (!f.value) continue;
-    EKM_RETURN_IF_ERROR(store_->SetEnvironmentSetting(env.id, f.name, *f.value));
+    changes.emplace_back(std::string(f.name), *f.value);
     changed[std::string(f.name)] = *f.value;
   }
   for (const std::string& name : reset) {
-    EKM_RETURN_IF_ERROR(store_->SetEnvironmentSetting(env.id, name, std::nullopt));
+    changes.emplace_back(name, std::nullopt);
     changed[name] = nullptr;
   }
+  // All of it in one transaction: a failure leaves every setting as it was.
+  EKM_RETURN_IF_ERROR(store_->SetEnvironmentSettings(env.id, changes));
   if (period_changes) {
     EKM_ASSIGN_OR_RETURN(int64_t next, NextReplacementAllowedAt(env));
     if (next > ToUnixSeconds(options_.clock->Now())) {

@@ -178,9 +178,15 @@ class Store {
   // a setting that is absent takes the deployment's default.
   virtual StatusOr<std::map<std::string, int64_t>> GetEnvironmentSettings(
       int64_t environment_id) = 0;
-  // Sets `name` to `value`, or removes it (back to the default) when value is nullopt.
-  virtual Status SetEnvironmentSetting(int64_t environment_id, std::string_view name,
-                                       std::optional<int64_t> value) = 0;
+  // Sets each named setting to its value, or removes it (back to the default) when the value is
+  // nullopt, all in one transaction: a change of several settings is all or nothing.
+  using SettingChanges = std::vector<std::pair<std::string, std::optional<int64_t>>>;
+  virtual Status SetEnvironmentSettings(int64_t environment_id, const SettingChanges& changes) = 0;
+  // One setting (SetEnvironmentSettings of one change).
+  Status SetEnvironmentSetting(int64_t environment_id, std::string_view name,
+                               std::optional<int64_t> value) {
+    return SetEnvironmentSettings(environment_id, {{std::string(name), value}});
+  }
 
   // The health of an environment's CMK as last seen by any node (keys/cmk_health.h): written
   // on each transition and on the first successful unwrap after one, so every node and `ekm`

@@ -697,19 +697,23 @@ class SqliteStore : public Store {
     return out;
   }
 
-  Status SetEnvironmentSetting(int64_t environment_id, std::string_view name,
-                               std::optional<int64_t> value) override {
+  Status SetEnvironmentSettings(int64_t environment_id, const SettingChanges& changes) override {
     std::lock_guard<std::mutex> lock(mu_);
-    EKM_ASSIGN_OR_RETURN(
-        std::unique_ptr<Stmt> s,
-        Prepare(value ? "INSERT INTO environment_settings (environment_id, name, value) VALUES "
+    return WriteTransactionLocked([&]() -> Status {
+      for (const auto& [name, value] : changes) {
+        EKM_ASSIGN_OR_RETURN(
+            std::unique_ptr<Stmt> s,
+            Prepare(
+                value ? "INSERT INTO environment_settings (environment_id, name, value) VALUES "
                         "(?,?,?) ON CONFLICT (environment_id, name) DO UPDATE SET value = "
                         "excluded.value"
                       : "DELETE FROM environment_settings WHERE environment_id = ? AND name = ?"));
-    s->Bind(1, environment_id).Bind(2, name);
-    if (value) s->Bind(3, *value);
-    if (s->Step() != SQLITE_DONE) return Error("storing environment setting");
-    return Status::Ok();
+        s->Bind(1, environment_id).Bind(2, std::string_view(name));
+        if (value) s->Bind(3, *value);
+        if (s->Step() != SQLITE_DONE) return Error("storing environment setting " + name);
+      }
+      return Status::Ok();
+    });
   }
 
   StatusOr<std::optional<EnvironmentKeyStatusRecord>> GetEnvironmentKeyStatus(

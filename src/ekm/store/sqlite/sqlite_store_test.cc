@@ -405,6 +405,30 @@ TEST_F(SqliteStoreTest, EnvironmentSettingsSetAndReset) {
   EXPECT_EQ(store_->GetEnvironmentSettings(env->id)->count("key_cache_ttl_seconds"), 0u);
 }
 
+// Several settings change in one transaction: when one cannot be stored, none is.
+TEST_F(SqliteStoreTest, EnvironmentSettingsChangeAllOrNothing) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  ASSERT_TRUE(store_->SetEnvironmentSetting(env->id, "grace_period_seconds", 5).ok());
+  // A failure on the second change, as a full disk or a lost connection would make it.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TRIGGER refuse_ttl BEFORE INSERT ON environment_settings WHEN "
+                         "NEW.name = 'key_cache_ttl_seconds' BEGIN SELECT RAISE(ABORT, 'no'); END",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  Status s = store_->SetEnvironmentSettings(
+      env->id, {{"grace_period_seconds", std::nullopt}, {"key_cache_ttl_seconds", 60}});
+  EXPECT_FALSE(s.ok());
+  auto got = store_->GetEnvironmentSettings(env->id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->at("grace_period_seconds"), 5) << "the first change was kept alone";
+  EXPECT_EQ(got->count("key_cache_ttl_seconds"), 0u);
+}
+
 TEST_F(SqliteStoreTest, ApiTokensRoundTripListByWorkspaceAndRevokeOnce) {
   Store::ApiTokenRecord t;
   t.id = "00112233445566aa";
