@@ -19,12 +19,9 @@ namespace ekm::cli {
 namespace {
 
 // The options of every audit command (one runs per process).
-struct AuditFlags {
+struct AuditFlags : EventFilterFlags {
   std::string workspace;
   bool platform = false;
-  std::string environment, type, since, until;
-  int64_t after = 0;
-  size_t limit = 100;
   std::string output;
   std::vector<std::string> checkpoint_files;
   std::string public_key_file;
@@ -85,17 +82,12 @@ void RunList(Cli& cli, const AuditFlags& f) {
     cli.rc = Fail(c.status());
     return;
   }
-  EventQuery q;
-  q.workspace = *c;
-  if (!f.environment.empty()) q.environment = f.environment;
-  q.type = f.type;
-  q.after_id = f.after;
-  q.limit = f.limit;
-  Status s = SetTimeRange(f.since, f.until, ToUnixSeconds(cli.clock.Now()) * 1000, q);
-  if (!s.ok()) {
-    cli.rc = Fail(s);
+  auto query = EventQueryFrom(f, *c, ToUnixSeconds(cli.clock.Now()) * 1000);
+  if (!query.ok()) {
+    cli.rc = Fail(query.status());
     return;
   }
+  const EventQuery& q = *query;
   cli.WithConnection([&cli, &q](Connection& b) { return ListRecords(cli, b, q); });
 }
 

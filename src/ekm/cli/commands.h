@@ -41,9 +41,15 @@ struct EnvTarget {
 };
 void AddEnvTargetOptions(CLI::App& cmd, EnvTarget& target);
 
-// --since and --until (RFC 3339, unix seconds, or a duration ago) into q.since_ms / q.until_ms
-// (events_command.cc).
-Status SetTimeRange(const std::string& since, const std::string& until, int64_t now_ms,
-                    EventQuery& q);
+// The filter flags `ekm events` and `ekm audit list` share.
+struct EventFilterFlags {
+  std::string environment, type, since, until;
+  size_t limit = 100;
+  int64_t after = 0;
+};
+// Their query of `workspace` ("" for the platform chain): --since and --until as RFC 3339, unix
+// seconds or a duration ago from `now_ms` (events_command.cc).
+StatusOr<EventQuery> EventQueryFrom(const EventFilterFlags& f, std::string workspace,
+                                    int64_t now_ms);
 
 }  // namespace ekm::cli

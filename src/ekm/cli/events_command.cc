@@ -11,24 +11,17 @@
 namespace ekm::cli {
 namespace {
 
-struct EventsFlags {
-  std::string workspace, environment, type, since, until;
-  size_t limit = 100;
-  int64_t after = 0;
+struct EventsFlags : EventFilterFlags {
+  std::string workspace;
 };
 
 void RunEvents(Cli& cli, const EventsFlags& f) {
-  EventQuery q;
-  q.workspace = f.workspace;
-  if (!f.environment.empty()) q.environment = f.environment;
-  q.type = f.type;
-  q.after_id = f.after;
-  q.limit = f.limit;
-  Status s = SetTimeRange(f.since, f.until, ToUnixSeconds(cli.clock.Now()) * 1000, q);
-  if (!s.ok()) {
-    cli.rc = Fail(s);
+  auto query = EventQueryFrom(f, f.workspace, ToUnixSeconds(cli.clock.Now()) * 1000);
+  if (!query.ok()) {
+    cli.rc = Fail(query.status());
     return;
   }
+  const EventQuery& q = *query;
   cli.WithConnection([&cli, &q](Connection& b) -> Status {
     EKM_ASSIGN_OR_RETURN(std::vector<LifecycleEventInfo> list, b.api().ListEvents(b.ctx(), q));
     PrintEvents(list, cli.g.json, "no events match");
@@ -38,13 +31,19 @@ void RunEvents(Cli& cli, const EventsFlags& f) {
 
 }  // namespace
 
-Status SetTimeRange(const std::string& since, const std::string& until, int64_t now_ms,
-                    EventQuery& q) {
-  for (auto [text, field] : {std::pair{&since, &q.since_ms}, {&until, &q.until_ms}}) {
+StatusOr<EventQuery> EventQueryFrom(const EventFilterFlags& f, std::string workspace,
+                                    int64_t now_ms) {
+  EventQuery q;
+  q.workspace = std::move(workspace);
+  if (!f.environment.empty()) q.environment = f.environment;
+  q.type = f.type;
+  q.after_id = f.after;
+  q.limit = f.limit;
+  for (auto [text, field] : {std::pair{&f.since, &q.since_ms}, {&f.until, &q.until_ms}}) {
     if (text->empty()) continue;
     EKM_ASSIGN_OR_RETURN(*field, ParseTimeMs(*text, now_ms));
   }
-  return Status::Ok();
+  return q;
 }
 
 void AddEventsCommand(CLI::App& app, Cli& cli) {
