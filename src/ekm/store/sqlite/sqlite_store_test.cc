@@ -15,7 +15,7 @@
 
 #include "ekm/audit/audit_log.h"
 #include "ekm/base/random.h"
-#include "ekm/store/sqlite/migrations.h"
+#include "ekm/store/sql/migrations.h"
 #include "ekm/testing/store_binding.h"
 #include "ekm/testing/temp_dir.h"
 
@@ -57,7 +57,7 @@ TEST_F(SqliteStoreTest, FileIsPrivateAndInWalMode) {
   ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &s, nullptr),
             SQLITE_OK);
   ASSERT_EQ(sqlite3_step(s), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(s, 0), SqliteMigrations().back().version);
+  EXPECT_EQ(sqlite3_column_int(s, 0), Migrations().back().version);
   sqlite3_finalize(s);
   sqlite3_close(db);
 }
@@ -582,7 +582,7 @@ TEST(SqliteStoreMigration, LifecycleEventsBecomeAChainedAuditLog) {
   std::string sql =
       "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
       "applied_at INTEGER NOT NULL);";
-  for (const Migration& m : SqliteMigrations()) {
+  for (const Migration& m : Migrations()) {
     if (m.version >= 10) break;
     sql += std::string(m.sql);
     sql += "INSERT INTO schema_migrations VALUES (" + std::to_string(m.version) + ", 'x', 0);";
@@ -850,7 +850,7 @@ TEST(SqliteStoreMigration, RowsFromBeforeTheMacsAreBoundAtTheUpgrade) {
   std::string sql =
       "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
       "applied_at INTEGER NOT NULL);";
-  for (const Migration& m : SqliteMigrations()) {
+  for (const Migration& m : Migrations()) {
     if (m.version >= kStoreIntegrityMigration) break;
     sql += std::string(m.sql);
     sql += "INSERT INTO schema_migrations VALUES (" + std::to_string(m.version) + ", 'x', 0);";

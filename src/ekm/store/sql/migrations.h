@@ -18,7 +18,7 @@ struct Migration {
   std::string_view sql;
 };
 
-inline const std::vector<Migration>& SqliteMigrations() {
+inline const std::vector<Migration>& Migrations() {
   static const std::vector<Migration> kMigrations = {
       {1, "key hierarchy: workspaces, environments, environment keys, data keys", R"sql(
 CREATE TABLE workspaces (
