@@ -616,13 +616,19 @@ class SqlStore : public Store {
   StatusOr<std::vector<LifecycleEventRecord>> ListLifecycleEvents(
       const LifecycleEventFilter& f) override {
     EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    // The types as a JSON array: one parameter whatever their number (the one spelling that
+    // differs between the two databases).
+    const char* types_in = db().dialect() == sql::Dialect::kSqlite
+                               ? "json_each(?)"
+                               : "json_array_elements_text(CAST(? AS json))";
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
-        Prepare("SELECT id, at_ms, workspace, environment, type, actor, detail, chain, seq, "
-                "prev_hash, hash FROM audit_records WHERE workspace = ? AND (? = 0 OR "
-                "environment = ?) AND (? = '' OR type = ?) AND at_ms >= ? AND at_ms < ? AND "
-                "id > ? AND (? = 0 OR type IN (SELECT value FROM json_each(?))) ORDER BY id "
-                "LIMIT ?"));
+        Prepare(std::string("SELECT id, at_ms, workspace, environment, type, actor, detail, "
+                            "chain, seq, prev_hash, hash FROM audit_records WHERE workspace = ? "
+                            "AND (? = 0 OR environment = ?) AND (? = '' OR type = ?) AND at_ms "
+                            ">= ? AND at_ms < ? AND id > ? AND (? = 0 OR type IN (SELECT value "
+                            "FROM ") +
+                types_in + ")) ORDER BY id LIMIT ?"));
     s->Bind(1, f.workspace).Bind(2, int64_t{f.environment.has_value() ? 1 : 0});
     s->Bind(3, f.environment.value_or("")).Bind(4, f.type).Bind(5, f.type);
     s->Bind(6, f.since_ms).Bind(7, f.until_ms).Bind(8, f.after_id);
