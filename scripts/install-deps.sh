@@ -12,12 +12,14 @@ PACKAGES=(
   # build
   build-essential cmake pkg-config clang libclang-rt-14-dev lld clang-format
   # libraries
-  libssl-dev libsqlite3-dev libcurl4-openssl-dev libboost-dev libxml2-dev
+  libssl-dev libsqlite3-dev libpq-dev libcurl4-openssl-dev libboost-dev libxml2-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # tools used by the tests
   curl openssl xxd sqlite3 python3 python3-cryptography python3-yaml python3-jsonschema time
   procps util-linux
+  # a throwaway PostgreSQL cluster per test run (tests/peers/with_postgres.sh)
+  postgresql-15
 )
 if [ "${1:-}" = "--bench" ]; then
   # load generator, the static-file baseline, plots, profilers

@@ -224,7 +224,7 @@ bool AuditPublicKey::Verify(const AuditCheckpoint& c) const {
 // The header keeps EVP_PKEY out of sight as void*; ownership is taken back here.
 AuditSigner::~AuditSigner() { OsslPtr<EVP_PKEY> owned(static_cast<EVP_PKEY*>(pkey_)); }
 
-Status AuditSigner::CreateKeyFile(const std::string& path) {
+StatusOr<SecretBytes> AuditSigner::NewPrivateKeyPem() {
   OsslPtr<EVP_PKEY> key(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"));
   if (!key) return OsslError("generating the audit signing key");
   OsslPtr<BIO> bio(BIO_new(BIO_s_mem()));  // freed with OPENSSL_clear_free
@@ -234,20 +234,28 @@ Status AuditSigner::CreateKeyFile(const std::string& path) {
       "PEM_write_bio_PrivateKey");
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);
-  return WriteNewKeyFile(
-      path, "audit signing key file",
-      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(len)));
+  return SecretBytes(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(len));
+}
+
+Status AuditSigner::CreateKeyFile(const std::string& path) {
+  EKM_ASSIGN_OR_RETURN(SecretBytes pem, NewPrivateKeyPem());
+  return WriteNewKeyFile(path, "audit signing key file", pem.RevealForCrypto());
 }
 
 StatusOr<std::unique_ptr<AuditSigner>> AuditSigner::Load(const std::string& path) {
   EKM_ASSIGN_OR_RETURN(SecretBytes pem, ReadKeyFile(path, "audit signing key file", 16384));
+  return FromPem(pem, "audit signing key file " + path);
+}
+
+StatusOr<std::unique_ptr<AuditSigner>> AuditSigner::FromPem(const SecretBytes& pem,
+                                                            const std::string& source) {
   auto text = pem.RevealForCrypto();
   OsslPtr<BIO> in(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())));
   if (!in) return OsslError("BIO_new_mem_buf");
   OsslPtr<EVP_PKEY> owned_key(PEM_read_bio_PrivateKey(in.get(), nullptr, nullptr, nullptr));
   if (!owned_key || EVP_PKEY_get_base_id(owned_key.get()) != EVP_PKEY_ED25519) {
     ERR_clear_error();
-    return DataLossError("audit signing key file " + path + " does not hold an Ed25519 key",
+    return DataLossError(source + " does not hold an Ed25519 key",
                          "restore it from backup; a new key would not match kept checkpoints");
   }
   std::unique_ptr<AuditSigner> signer(new AuditSigner());

@@ -17,6 +17,7 @@
 
 #include "ekm/audit/audit_record.h"
 #include "ekm/base/bytes.h"
+#include "ekm/base/secret_bytes.h"
 #include "ekm/base/status.h"
 
 namespace ekm {
@@ -82,6 +83,11 @@ class AuditSigner {
   // mode 0600 (base/key_file.h). NotFound when it does not exist. Which key a store's audit
   // log is signed with is the service's business (it records the key id in the store).
   static StatusOr<std::unique_ptr<AuditSigner>> Load(const std::string& path);
+  // A fresh Ed25519 key as PKCS#8 PEM, and a signer from one (`source` names where it came
+  // from in errors): for a key kept sealed in a shared store instead of a file.
+  static StatusOr<SecretBytes> NewPrivateKeyPem();
+  static StatusOr<std::unique_ptr<AuditSigner>> FromPem(const SecretBytes& pem,
+                                                        const std::string& source);
 
   const AuditPublicKey& public_key() const { return public_key_; }
   // Sets key_id and signature of `c`.

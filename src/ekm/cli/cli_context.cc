@@ -23,6 +23,7 @@ StatusOr<std::unique_ptr<Connection>> Connect(const GlobalFlags& g) {
   EkmOptions o;
   o.data_dir = g.data_dir.empty() ? kDefaultDataDir : g.data_dir;
   o.root_key_file = g.root_key_file;
+  o.store = g.store;
   o.aws.principal_arn = g.aws_principal_arn;
   o.aws.ca_file = g.aws_ca_file;
   // A CLI process lives for one command: lease nonces in small blocks so that short runs do
@@ -66,11 +67,13 @@ void Cli::WithConnection(const std::function<Status(Connection&)>& fn) {
   // Flags on the command line conflict; an environment variable yields to the other mode's
   // flag, and EKM_SERVER wins over EKM_DATA_DIR (so a shell that exports both, as
   // scripts/quickstart.sh does, talks to the server).
-  const bool data_dir_flag = GivenOnCommandLine("--data-dir");
+  const bool data_dir_flag = GivenOnCommandLine("--data-dir") || GivenOnCommandLine("--store");
   const bool server_flag = GivenOnCommandLine("--server");
   if (data_dir_flag && server_flag) {
-    rc = Fail(InvalidArgumentError("--data-dir and --server both given",
-                                   "use one: local mode or server mode"));
+    rc = Fail(
+        InvalidArgumentError(std::string(GivenOnCommandLine("--store") ? "--store" : "--data-dir") +
+                                 " and --server both given",
+                             "use one: local mode or server mode"));
     return;
   }
   GlobalFlags chosen = g;

@@ -23,6 +23,7 @@ inline constexpr const char* kDefaultDataDir = "./ekm-data";
 
 struct GlobalFlags {
   std::string data_dir;
+  std::string store;  // --store: local mode on this store
   std::string server;
   std::string root_key_file;
   std::string token;

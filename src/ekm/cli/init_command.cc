@@ -30,10 +30,18 @@ StatusOr<std::optional<std::string>> ReadBootstrapToken(const std::string& path)
 
 void PrintInitialized(const EkmOptions& o, const BootstrapAdminToken& boot, const InitFlags& f) {
   std::string key = o.root_key_file.empty() ? o.data_dir + "/root.key" : o.root_key_file;
-  std::printf(
-      "initialized ekm data directory %s\n  store:    %s/ekm.db\n  root key: %s "
-      "(back it up: without it nothing stored can be decrypted)\n",
-      o.data_dir.c_str(), o.data_dir.c_str(), key.c_str());
+  if (o.store.rfind("postgres", 0) == 0) {
+    std::printf(
+        "initialized ekm store %s\n  root key: %s (back it up, and give every ekmd replica "
+        "the same file: without it nothing stored can be decrypted)\n",
+        o.store.c_str(), key.c_str());
+  } else {
+    std::string db = o.store.empty() ? o.data_dir + "/ekm.db" : o.store.substr(7);
+    std::printf(
+        "initialized ekm data directory %s\n  store:    %s\n  root key: %s "
+        "(back it up: without it nothing stored can be decrypted)\n",
+        o.data_dir.c_str(), db.c_str(), key.c_str());
+  }
   if (boot.created && !boot.token.empty()) {
     // Its own line, easy to capture: ekm init | sed -n 's/^admin token: //p'
     auto t = boot.token.RevealForCrypto();
@@ -55,6 +63,7 @@ Status RunInit(const Cli& cli, const InitFlags& f) {
   EkmOptions o;
   o.data_dir = cli.g.data_dir.empty() ? kDefaultDataDir : cli.g.data_dir;
   o.root_key_file = cli.g.root_key_file;
+  o.store = cli.g.store;
   EKM_RETURN_IF_ERROR(EkmService::Initialize(o));
   // The bootstrap admin token (docs/api.md "Authentication and roles"), printed once.
   o.aws.enabled = false;

@@ -24,7 +24,14 @@ void AddGlobalFlags(CLI::App& app, GlobalFlags& g) {
                  "[env: EKM_SERVER]")
       ->envname("EKM_SERVER");
   app.add_option("--root-key-file", g.root_key_file,
-                 "Platform root key file (local mode) [default: <data-dir>/root.key]");
+                 "Platform root key file (local mode); required with a PostgreSQL --store "
+                 "[default: <data-dir>/root.key] [env: EKM_ROOT_KEY_FILE]")
+      ->envname("EKM_ROOT_KEY_FILE");
+  app.add_option("--store", g.store,
+                 "Local mode on this store instead of <data-dir>/ekm.db: "
+                 "postgresql://USER@HOST:PORT/DB (password in PGPASSFILE) or sqlite:PATH "
+                 "[env: EKM_STORE]")
+      ->envname("EKM_STORE");
   app.add_option("--token", g.token, "API token for --server [env: EKM_TOKEN]")
       ->envname("EKM_TOKEN");
   app.add_flag("--json", g.json, "Print results as JSON");

@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -80,6 +81,11 @@ ekm::Status BootstrapAdminToken(ekm::EkmService& service, const std::string& dat
     spdlog::info("stored the admin token {} from {}", boot->id, given_file);
     return ekm::Status::Ok();
   }
+  // On a shared store the data directory holds nothing else: it may not exist yet.
+  if (::mkdir(data_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return ekm::FailedPreconditionError("cannot create data directory " + data_dir + ": " +
+                                        std::strerror(errno));
+  }
   const std::string path = data_dir + "/bootstrap-admin-token";
   ekm::Status written = WriteTokenFile(path, boot->token.RevealForCrypto());
   if (!written.ok()) {
@@ -119,7 +125,14 @@ void AddStoreAndKeyFlags(CLI::App& app, EkmdFlags& f) {
       ->envname("EKM_DATA_DIR")
       ->capture_default_str();
   app.add_option("--root-key-file", f.options.root_key_file,
-                 "Platform root key file [default: <data-dir>/root.key]");
+                 "Platform root key file; required with a PostgreSQL --store, the same file "
+                 "on every replica [default: <data-dir>/root.key] [env: EKM_ROOT_KEY_FILE]")
+      ->envname("EKM_ROOT_KEY_FILE");
+  app.add_option("--store", f.options.store,
+                 "Where the store is: postgresql://USER@HOST:PORT/DB (several replicas on one "
+                 "database; password in PGPASSFILE, never in the URL) or sqlite:PATH "
+                 "[default: <data-dir>/ekm.db] [env: EKM_STORE]")
+      ->envname("EKM_STORE");
   app.add_option("--key-cache-ttl", f.ttl,
                  "Seconds an unwrapped key may be used before asking its CMK again; bounds how "
                  "long data stays readable after a key is revoked")
@@ -397,7 +410,7 @@ int Serve(EkmdFlags& f) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  ekm::Status init = ekm::EkmService::Initialize(f.options);
+  ekm::Status init = ekm::EkmService::Initialize(f.options, ekm::EkmService::RootKey::kMustExist);
   if (!init.ok()) return Fail(init);
   f.http.clock = f.options.clock;  // one clock for the service and the router
   auto service = ekm::EkmService::Open(f.options);

@@ -6,11 +6,13 @@
 #include <cerrno>
 #include <cstring>
 
+#include "ekm/base/encoding.h"
 #include "ekm/base/key_file.h"
 #include "ekm/provider/aws/aws_kms_setup.h"
 #include "ekm/provider/imported/imported_key_provider.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/service/ekm_service.h"
+#include "ekm/store/postgres/postgres_store.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 
 namespace ekm {
@@ -28,7 +30,42 @@ std::string AuditSigningKeyPath(const EkmOptions& o) {
 std::string RootKeyPath(const EkmOptions& o) {
   return o.root_key_file.empty() ? o.data_dir + "/" + kRootKeyFile : o.root_key_file;
 }
-std::string DatabasePath(const EkmOptions& o) { return o.data_dir + "/" + kDatabaseFile; }
+
+// Where the store is: EkmOptions::store, or the data directory's SQLite file.
+struct StoreLocation {
+  bool postgres = false;
+  std::string sqlite_path;  // !postgres
+  std::string url;          // postgres
+};
+
+StatusOr<StoreLocation> LocateStore(const EkmOptions& o) {
+  std::string_view s = o.store;
+  if (s.empty()) return StoreLocation{false, o.data_dir + "/" + kDatabaseFile, ""};
+  if (s.rfind("sqlite:", 0) == 0 && s.size() > 7) {
+    return StoreLocation{false, std::string(s.substr(7)), ""};
+  }
+  if (s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0) {
+    if (o.root_key_file.empty()) {
+      return InvalidArgumentError(
+          "a PostgreSQL store needs --root-key-file",
+          "pass --root-key-file PATH: every ekmd replica and every `ekm` on this store must be "
+          "given the same root key file (`ekm --store URL --root-key-file PATH init` creates "
+          "it)");
+    }
+    return StoreLocation{true, "", std::string(s)};
+  }
+  return InvalidArgumentError("--store \"" + std::string(s) + "\" is not a store URL",
+                              "write sqlite:PATH or postgresql://USER@HOST:PORT/DATABASE (the "
+                              "password in a PGPASSFILE, never in the URL)");
+}
+
+StatusOr<StorePtr> OpenStoreAt(const StoreLocation& at, StoreBinding binding, bool create) {
+  if (!at.postgres) return OpenSqliteStore(at.sqlite_path, std::move(binding));
+  PostgresStoreOptions p;
+  p.url = at.url;
+  p.create_if_empty = create;
+  return OpenPostgresStore(p, std::move(binding));
+}
 
 bool Exists(const std::string& path) {
   struct stat st {};
@@ -43,18 +80,26 @@ Status CheckDataDir(const EkmOptions& o) {
   return Status::Ok();
 }
 
-// The root key of an initialized data directory. Its file missing is an error, never a reason
-// to make a new one: the store's keys are wrapped under the old one (issue 12).
-StatusOr<std::unique_ptr<PlatformKeyProvider>> OpenRootKeyOfStore(const EkmOptions& o) {
-  EKM_RETURN_IF_ERROR(CheckDataDir(o));
-  if (!Exists(DatabasePath(o))) {
-    return FailedPreconditionError("data directory " + o.data_dir + " is not initialized",
-                                   "run `ekm --data-dir " + o.data_dir + " init` first");
+// The root key of an initialized store. Its file missing is an error, never a reason to make
+// a new one: the store's keys are wrapped under the old one (issue 12).
+StatusOr<std::unique_ptr<PlatformKeyProvider>> OpenRootKeyOfStore(const EkmOptions& o,
+                                                                  const StoreLocation& at) {
+  if (!at.postgres) {
+    EKM_RETURN_IF_ERROR(CheckDataDir(o));
+    if (!Exists(at.sqlite_path)) {
+      if (!o.store.empty()) {
+        return FailedPreconditionError("the store " + at.sqlite_path + " does not exist",
+                                       "run `ekm --store " + o.store + " init` first");
+      }
+      return FailedPreconditionError("data directory " + o.data_dir + " is not initialized",
+                                     "run `ekm --data-dir " + o.data_dir + " init` first");
+    }
   }
+  const std::string store_name = at.postgres ? at.url : at.sqlite_path;
   auto platform = PlatformKeyProvider::Open(RootKeyPath(o));
   if (!platform.ok() && platform.status().code() == StatusCode::kNotFound) {
     return FailedPreconditionError(
-        "the root key file " + RootKeyPath(o) + " is missing, but " + DatabasePath(o) +
+        "the root key file " + RootKeyPath(o) + " is missing, but " + store_name +
             " is a store whose keys are wrapped under it",
         "restore the root key file from your backup (or pass --root-key-file PATH); ekm never "
         "creates a new root key for an existing store, which would leave everything wrapped "
@@ -104,46 +149,116 @@ StatusOr<std::unique_ptr<AuditSigner>> OpenAuditSigner(const std::string& path, 
   return signer;
 }
 
+// The audit signing key of a store that several processes on several machines share
+// (PostgreSQL): sealed under the root key in the store itself, so every replica signs with the
+// one key whose id the store records. The first process to need it creates it; a race between
+// two is settled by PutStoreMetaOnce (the loser uses the winner's).
+constexpr std::string_view kSealedAuditKeyMeta = "audit_signing_key_sealed";
+
+EncryptionContext AuditKeySealContext() { return {{"ekm:purpose", "audit signing key"}}; }
+
+StatusOr<std::unique_ptr<AuditSigner>> OpenSealedAuditSigner(Store& store, KeyProvider& platform) {
+  EKM_ASSIGN_OR_RETURN(std::optional<std::string> sealed_hex,
+                       store.GetStoreMeta(kSealedAuditKeyMeta));
+  if (!sealed_hex) {
+    EKM_ASSIGN_OR_RETURN(std::optional<std::string> recorded, store.GetStoreMeta(kAuditKeyMeta));
+    if (recorded) {
+      return StoreModifiedError("the store records audit signing key " + *recorded +
+                                " but does not hold it; it");
+    }
+    EKM_ASSIGN_OR_RETURN(SecretBytes pem, AuditSigner::NewPrivateKeyPem());
+    EKM_ASSIGN_OR_RETURN(Bytes sealed, SealSecret(platform, pem, AuditKeySealContext()));
+    EKM_ASSIGN_OR_RETURN(std::string stored,
+                         store.PutStoreMetaOnce(kSealedAuditKeyMeta, HexEncode(sealed)));
+    sealed_hex = stored;
+  }
+  auto sealed = HexDecode(*sealed_hex);
+  if (!sealed.ok()) return StoreModifiedError("the sealed audit signing key is not hex; it");
+  EKM_ASSIGN_OR_RETURN(SecretBytes pem, UnsealSecret(platform, *sealed, AuditKeySealContext()));
+  EKM_ASSIGN_OR_RETURN(std::unique_ptr<AuditSigner> signer,
+                       AuditSigner::FromPem(pem, "the audit signing key sealed in the store"));
+  const std::string& id = signer->public_key().key_id();
+  EKM_ASSIGN_OR_RETURN(std::string bound, store.PutStoreMetaOnce(kAuditKeyMeta, id));
+  if (bound != id) {
+    return StoreModifiedError("the audit signing key sealed in the store (key " + id +
+                              ") is not the one its audit log records (key " + bound + "); it");
+  }
+  return signer;
+}
+
 }  // namespace
 
-Status EkmService::Initialize(const EkmOptions& options) {
-  EKM_RETURN_IF_ERROR(CheckDataDir(options));
-  if (::mkdir(options.data_dir.c_str(), 0700) == 0) {
-    EKM_RETURN_IF_ERROR(SyncParentDirectory(options.data_dir));
-  } else if (errno != EEXIST) {
-    return FailedPreconditionError(
-        "cannot create data directory " + options.data_dir + ": " + std::strerror(errno),
-        "check the path and its permissions");
+Status EkmService::Initialize(const EkmOptions& options, RootKey root_key) {
+  EKM_ASSIGN_OR_RETURN(StoreLocation at, LocateStore(options));
+  if (!at.postgres) {
+    EKM_RETURN_IF_ERROR(CheckDataDir(options));
+    if (::mkdir(options.data_dir.c_str(), 0700) == 0) {
+      EKM_RETURN_IF_ERROR(SyncParentDirectory(options.data_dir));
+    } else if (errno != EEXIST) {
+      return FailedPreconditionError(
+          "cannot create data directory " + options.data_dir + ": " + std::strerror(errno),
+          "check the path and its permissions");
+    }
+    // A store that exists is never given new keys: Open checks that the keys are its own.
+    if (Exists(at.sqlite_path)) return Status::Ok();
   }
-  // A store that exists is never given new keys: Open checks that the keys are its own.
-  if (Exists(DatabasePath(options))) return Status::Ok();
   std::string key_path = RootKeyPath(options);
   if (!Exists(key_path)) {
+    if (at.postgres && root_key == RootKey::kMustExist) {
+      return FailedPreconditionError(
+          "the root key file " + key_path + " does not exist",
+          "initialize the store once with `ekm --store URL --root-key-file " + key_path +
+              " init`, then give every ekmd replica that same file");
+    }
+    if (at.postgres) {
+      // Only for a database without a store yet: one that has one keeps its root key.
+      PostgresStoreOptions probe;
+      probe.url = at.url;
+      StoreBinding none;
+      auto existing = OpenPostgresStore(probe, std::move(none));
+      if (existing.ok() || existing.status().code() != StatusCode::kFailedPrecondition ||
+          existing.status().message().find("is not initialized") == std::string::npos) {
+        if (!existing.ok() && existing.status().code() == StatusCode::kUnavailable) {
+          return existing.status();
+        }
+        return FailedPreconditionError(
+            "the root key file " + key_path + " is missing, but " + at.url +
+                " holds a store whose keys are wrapped under it",
+            "pass the root key file this store was initialized with (--root-key-file); ekm "
+            "never creates a new root key for an existing store");
+      }
+    }
     EKM_RETURN_IF_ERROR(PlatformKeyProvider::CreateRootKeyFile(key_path));
   }
-  if (!Exists(AuditSigningKeyPath(options))) {
+  if (!at.postgres && !Exists(AuditSigningKeyPath(options))) {
     EKM_RETURN_IF_ERROR(AuditSigner::CreateKeyFile(AuditSigningKeyPath(options)));
   }
-  // Opening creates the database, applies migrations and records the root key's fingerprint.
+  // Opening creates the schema, applies migrations and records the root key's fingerprint.
   EKM_ASSIGN_OR_RETURN(std::unique_ptr<PlatformKeyProvider> platform,
                        PlatformKeyProvider::Open(key_path));
   EKM_ASSIGN_OR_RETURN(StoreBinding binding, platform->BindStore());
-  EKM_ASSIGN_OR_RETURN(StorePtr store, OpenSqliteStore(DatabasePath(options), std::move(binding)));
+  EKM_ASSIGN_OR_RETURN(StorePtr store, OpenStoreAt(at, std::move(binding), /*create=*/true));
+  if (at.postgres) EKM_RETURN_IF_ERROR(OpenSealedAuditSigner(*store, *platform).status());
   return Status::Ok();
 }
 
 StatusOr<StorePtr> EkmService::OpenStore(const EkmOptions& options) {
-  EKM_ASSIGN_OR_RETURN(std::unique_ptr<PlatformKeyProvider> platform, OpenRootKeyOfStore(options));
+  EKM_ASSIGN_OR_RETURN(StoreLocation at, LocateStore(options));
+  EKM_ASSIGN_OR_RETURN(std::unique_ptr<PlatformKeyProvider> platform,
+                       OpenRootKeyOfStore(options, at));
   EKM_ASSIGN_OR_RETURN(StoreBinding binding, platform->BindStore());
-  return OpenSqliteStore(DatabasePath(options), std::move(binding));
+  return OpenStoreAt(at, std::move(binding), /*create=*/false);
 }
 
 StatusOr<std::unique_ptr<EkmService>> EkmService::Open(const EkmOptions& options) {
-  EKM_ASSIGN_OR_RETURN(std::unique_ptr<PlatformKeyProvider> platform, OpenRootKeyOfStore(options));
+  EKM_ASSIGN_OR_RETURN(StoreLocation at, LocateStore(options));
+  EKM_ASSIGN_OR_RETURN(std::unique_ptr<PlatformKeyProvider> platform,
+                       OpenRootKeyOfStore(options, at));
   EKM_ASSIGN_OR_RETURN(StoreBinding binding, platform->BindStore());
-  EKM_ASSIGN_OR_RETURN(StorePtr store, OpenSqliteStore(DatabasePath(options), std::move(binding)));
+  EKM_ASSIGN_OR_RETURN(StorePtr store, OpenStoreAt(at, std::move(binding), /*create=*/false));
   EKM_ASSIGN_OR_RETURN(std::unique_ptr<AuditSigner> audit_signer,
-                       OpenAuditSigner(AuditSigningKeyPath(options), *store));
+                       at.postgres ? OpenSealedAuditSigner(*store, *platform)
+                                   : OpenAuditSigner(AuditSigningKeyPath(options), *store));
   // Every provider but the platform's own, built from one set of dependencies.
   std::vector<ProviderFactory> factories = {ImportedKeyProviderFactory()};
   if (options.aws.enabled) {

@@ -51,6 +51,11 @@ struct AwsProviderOptions {
 struct EkmOptions {
   std::string data_dir;       // holds ekm.db and, by default, root.key
   std::string root_key_file;  // the platform provider's root key; default <data_dir>/root.key
+  // Where the store is (--store / EKM_STORE): "sqlite:PATH", "postgresql://USER@HOST:PORT/DB"
+  // (several ekmd replicas on one database: root_key_file must then be given, the same file
+  // for all, and the audit signing key is kept sealed in the store), or empty: the data
+  // directory's ekm.db.
+  std::string store;
   // How long unwrapped EKs and DKs may be used without asking the provider again.
   std::chrono::seconds key_cache_ttl{300};
   // Bound on AES-GCM messages per DK version; past it the scope's DK rotates by itself.
@@ -85,8 +90,12 @@ inline constexpr std::chrono::seconds kShredConfirmationTtl{120};
 class EkmService : public EkmApi {
  public:
   // Creates the data directory, the root key, the audit signing key and the store if the store
-  // does not exist yet; with a store there, creates nothing (Open checks its keys).
-  static Status Initialize(const EkmOptions& options);
+  // does not exist yet; with a store there, creates nothing (Open checks its keys). On a
+  // PostgreSQL store, kMustExist refuses to create the root key file (ekmd: a replica is given
+  // the root key the store was initialized with, never a new one); the schema of an empty
+  // database is created either way (replicas starting at once migrate it once).
+  enum class RootKey { kCreateIfMissing, kMustExist };
+  static Status Initialize(const EkmOptions& options, RootKey root_key = RootKey::kCreateIfMissing);
   // Opens an initialized data directory; FailedPrecondition with "run `ekm init`" otherwise.
   // Refused, before anything is written, when the root key file or the audit signing key file
   // is missing, is not a regular file owned by the user ekm runs as with mode 0600, or is not

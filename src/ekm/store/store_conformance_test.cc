@@ -66,6 +66,7 @@ class StoreConformanceTest : public ::testing::TestWithParam<Backend> {
       return OpenSqliteStore(dir_.path() + "/ekm.db", std::move(binding));
     PostgresStoreOptions options;
     options.url = postgres_->url();
+    options.create_if_empty = true;
     return OpenPostgresStore(options, std::move(binding));
   }
 

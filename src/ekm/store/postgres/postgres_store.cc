@@ -414,7 +414,7 @@ StatusOr<std::string> PostgresDisplayName(const std::string& url) {
 StatusOr<StorePtr> OpenPostgresStore(const PostgresStoreOptions& options, StoreBinding binding) {
   EKM_ASSIGN_OR_RETURN(std::string display, PostgresDisplayName(options.url));
   auto pool = std::make_unique<PostgresPool>(options, display);
-  return OpenSqlStore(std::move(pool), std::move(binding));
+  return OpenSqlStore(std::move(pool), std::move(binding), options.create_if_empty);
 }
 
 }  // namespace ekm

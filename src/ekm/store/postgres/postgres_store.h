@@ -19,6 +19,9 @@ struct PostgresStoreOptions {
   int connect_timeout_seconds = 5;   // unless the URI says connect_timeout=
   int statement_timeout_ms = 10000;  // a statement running longer is cancelled (Unavailable)
   int acquire_timeout_ms = 5000;     // waiting for a free connection of the pool
+  // Creates the schema in an empty database (`ekm init`); otherwise an empty database is
+  // refused (FailedPrecondition: not initialized).
+  bool create_if_empty = false;
 };
 
 // Connects, checks the server, and migrates the schema under an advisory lock (replicas that

@@ -75,15 +75,15 @@ class SqlStore : public Store {
         check_legacy_ek_(std::move(binding.check_legacy_ek)),
         macs_(std::move(binding.mac_key)) {}
 
-  Status Migrate() {
+  Status Migrate(bool create_if_empty) {
     EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
     EKM_RETURN_IF_ERROR(db().LockForMigration());
-    Status migrated = MigrateLocked();
+    Status migrated = MigrateLocked(create_if_empty);
     db().UnlockForMigration();
     return migrated;
   }
 
-  Status MigrateLocked() {
+  Status MigrateLocked(bool create_if_empty) {
     EKM_RETURN_IF_ERROR(
         Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
              "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
@@ -101,6 +101,11 @@ class SqlStore : public Store {
                                          ", newer than this build of ekm knows (" +
                                          std::to_string(latest) + ")",
                                      "upgrade ekm; never run an older ekm on a newer database");
+    }
+    if (current == 0 && !create_if_empty) {
+      return FailedPreconditionError(
+          name_ + " is not initialized (the database has no ekm schema)",
+          "initialize it once with `ekm --store URL --root-key-file FILE init`");
     }
     // The root key first: nothing is changed in a store opened with another one.
     if (current >= kStoreIntegrityMigration) EKM_RETURN_IF_ERROR(CheckRootKey());
@@ -1790,9 +1795,10 @@ class SqlStore : public Store {
 
 }  // namespace
 
-StatusOr<StorePtr> OpenSqlStore(std::unique_ptr<sql::ConnectionPool> pool, StoreBinding binding) {
+StatusOr<StorePtr> OpenSqlStore(std::unique_ptr<sql::ConnectionPool> pool, StoreBinding binding,
+                                bool create_if_empty) {
   auto store = std::make_unique<SqlStore>(std::move(pool), std::move(binding));
-  EKM_RETURN_IF_ERROR(store->Migrate());
+  EKM_RETURN_IF_ERROR(store->Migrate(create_if_empty));
   return StorePtr(std::move(store));
 }
 

@@ -14,7 +14,9 @@ namespace ekm {
 // Applies every pending numbered migration (migrations.h), one transaction each, and returns
 // the store. A newer schema than this build knows is refused with FailedPrecondition, and so
 // is a store whose recorded root key fingerprint is not `binding`'s (before anything is
-// written); a new store records it.
-StatusOr<StorePtr> OpenSqlStore(std::unique_ptr<sql::ConnectionPool> pool, StoreBinding binding);
+// written); a new store records it. Without `create_if_empty`, an empty database (no schema
+// yet) is refused with FailedPrecondition: it is created only on purpose (`ekm init`).
+StatusOr<StorePtr> OpenSqlStore(std::unique_ptr<sql::ConnectionPool> pool, StoreBinding binding,
+                                bool create_if_empty = true);
 
 }  // namespace ekm
