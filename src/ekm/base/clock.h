@@ -51,6 +51,7 @@ inline constexpr int kRfc3339FirstYear = 1970;
 inline constexpr int kRfc3339LastYear = 2261;
 StatusOr<std::chrono::system_clock::time_point> ParseRfc3339(std::string_view text);
 int64_t ToUnixSeconds(std::chrono::system_clock::time_point t);
+int64_t ToUnixMillis(std::chrono::system_clock::time_point t);
 std::chrono::system_clock::time_point FromUnixSeconds(int64_t s);
 
 }  // namespace ekm

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -96,6 +97,13 @@ struct LifecycleEventFilter {
 class Store {
  public:
   virtual ~Store() = default;
+
+  // Runs `body` in one write transaction: every call it makes on this Store, from this thread,
+  // joins the transaction (a method's own transaction becomes a savepoint of it), and all of it
+  // is committed when `body` returns OK, or none of it. `body` may run more than once (a
+  // PostgreSQL serialization failure reruns it from the start), so it does store calls and
+  // computations only: no provider (KMS) call, nothing that must happen once.
+  virtual Status InTransaction(const std::function<Status()>& body) = 0;
 
   virtual StatusOr<WorkspaceRecord> CreateWorkspace(std::string_view name, int64_t now) = 0;
   virtual StatusOr<WorkspaceRecord> GetWorkspace(std::string_view name) = 0;
@@ -379,6 +387,33 @@ class Store {
   // `environment_id` (one use, whichever process asks first); kept when it is for another.
   virtual StatusOr<ShredConfirmationTake> TakeShredConfirmation(ByteView token_hash,
                                                                 int64_t environment_id) = 0;
+
+  // What one process changed that every other process on the store (ekmd replicas, ekm runs)
+  // must act on at once instead of at its key cache TTL: a shred, a key change, a token
+  // revocation. Each process reads the new ones every second (service/cluster_notices.cc).
+  struct ClusterNotice {
+    int64_t seq = 0;  // set by the store, increasing
+    int64_t at = 0;   // unix seconds
+    std::string kind;
+    std::string workspace, environment;  // of an environment's notice
+    std::string token_id;                // of a token's notice
+  };
+  // Appends a notice (its seq is the store's) and deletes those older than a day.
+  virtual Status PostClusterNotice(const ClusterNotice& notice) = 0;
+  // Notices with seq > after_seq, oldest first, at most `limit`.
+  virtual StatusOr<std::vector<ClusterNotice>> ListClusterNotices(int64_t after_seq,
+                                                                  size_t limit) = 0;
+  // The newest notice's seq (0: none).
+  virtual StatusOr<int64_t> LatestClusterNoticeSeq() = 0;
+
+  // Leases of background jobs (a repack, the rotation schedule, audit checkpoints), so that one
+  // process at a time runs each: `holder` takes (or renews) the lease `name` until `until_ms`
+  // when it is free, expired at `now_ms`, or its own already; returns whether it holds it now.
+  // Times are the processes' wall clocks (unix ms): keep them in sync (NTP).
+  virtual StatusOr<bool> TakeLease(std::string_view name, std::string_view holder, int64_t now_ms,
+                                   int64_t until_ms) = 0;
+  // Gives the lease up, when `holder` holds it (another process may take it at once).
+  virtual Status ReleaseLease(std::string_view name, std::string_view holder) = 0;
 
   // The workspace default CMK: the CMK the first EK of each NEW environment is wrapped under.
   struct WorkspaceDefaultKeyRecord {

@@ -479,6 +479,105 @@ TEST_P(StoreConformanceTest, DestroyedEnvironmentKeysStayValidRows) {
   EXPECT_EQ(inventory->size(), 2u);
   EXPECT_TRUE(store_->GetEnvironmentKey(env->id, 2)->wrapped.empty());
 }
+// A body's store calls commit together, or none of them (a nested method's own transaction is
+// a savepoint of it); a failure of the body rolls back what it did.
+TEST_P(StoreConformanceTest, InTransactionIsAllOrNothing) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  Status failed = store_->InTransaction([&]() -> Status {
+    EKM_RETURN_IF_ERROR(store_->CreateEnvironment("acme", "prod", Ek(), 1).status());
+    EKM_RETURN_IF_ERROR(store_->RecordLifecycleEvent(Event("acme", "x", 1)));
+    return FailedPreconditionError("refused after two writes");
+  });
+  EXPECT_EQ(failed.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetEnvironment("acme", "prod").status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(WholeChain(*store_, "acme").empty());
+
+  Status ok = store_->InTransaction([&]() -> Status {
+    EKM_RETURN_IF_ERROR(store_->CreateEnvironment("acme", "prod", Ek(), 1).status());
+    // A failing inner call whose error the body handles: only that call is undone.
+    EXPECT_EQ(store_->CreateEnvironment("acme", "prod", Ek(), 1).status().code(),
+              StatusCode::kAlreadyExists);
+    return store_->RecordLifecycleEvent(Event("acme", "x", 1));
+  });
+  ASSERT_TRUE(ok.ok()) << ok.ToString();
+  EXPECT_TRUE(store_->GetEnvironment("acme", "prod").ok());
+  EXPECT_EQ(WholeChain(*store_, "acme").size(), 1u);
+}
+
+// Transactions of two processes on one store, each reading then writing what the other reads:
+// both commit, one after the other, and neither loses the other's write (PostgreSQL retries a
+// serialization failure from the body's start).
+TEST_P(StoreConformanceTest, ConcurrentTransactionsSerialize) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  auto other = Reopen(testing::TestStoreBinding());
+  ASSERT_TRUE(other.ok());
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    Store* s = t % 2 == 0 ? store_.get() : other->get();
+    threads.emplace_back([s, &env, &errors] {
+      for (int i = 0; i < 10; ++i) {
+        Status st = s->InTransaction([&]() -> Status {
+          EKM_ASSIGN_OR_RETURN(auto settings, s->GetEnvironmentSettings(env->id));
+          int64_t n = settings.count("counter") ? settings.at("counter") : 0;
+          return s->SetEnvironmentSetting(env->id, "counter", n + 1);
+        });
+        if (!st.ok()) ++errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(store_->GetEnvironmentSettings(env->id)->at("counter"), 40);
+}
+
+TEST_P(StoreConformanceTest, ClusterNoticesAreReadInOrderByEveryProcess) {
+  auto other = Reopen(testing::TestStoreBinding());
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(*store_->LatestClusterNoticeSeq(), 0);
+  Store::ClusterNotice n;
+  n.at = 1000;
+  n.kind = "environment_shredded";
+  n.workspace = "acme";
+  n.environment = "prod";
+  ASSERT_TRUE(store_->PostClusterNotice(n).ok());
+  n.kind = "token_revoked";
+  n.workspace = n.environment = "";
+  n.token_id = "0123456789abcdef";
+  ASSERT_TRUE((*other)->PostClusterNotice(n).ok());
+  auto all = (*other)->ListClusterNotices(0, 10);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].kind, "environment_shredded");
+  EXPECT_EQ((*all)[0].environment, "prod");
+  EXPECT_EQ((*all)[1].token_id, "0123456789abcdef");
+  EXPECT_LT((*all)[0].seq, (*all)[1].seq);
+  EXPECT_EQ(*store_->LatestClusterNoticeSeq(), (*all)[1].seq);
+  EXPECT_EQ(store_->ListClusterNotices((*all)[0].seq, 10)->size(), 1u);
+  // A day later the old ones go.
+  n.at = 1000 + 86400 + 1;
+  ASSERT_TRUE(store_->PostClusterNotice(n).ok());
+  EXPECT_EQ(store_->ListClusterNotices(0, 10)->size(), 1u);
+}
+
+TEST_P(StoreConformanceTest, ALeaseHasOneHolderUntilItExpiresOrIsReleased) {
+  auto other = Reopen(testing::TestStoreBinding());
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(*store_->TakeLease("repack/1", "a", 1000, 2000));
+  EXPECT_FALSE(*(*other)->TakeLease("repack/1", "b", 1500, 2500)) << "held by a until 2000";
+  EXPECT_TRUE(*(*other)->TakeLease("repack/2", "b", 1500, 2500)) << "another job";
+  EXPECT_TRUE(*store_->TakeLease("repack/1", "a", 1900, 3000)) << "renewed by its holder";
+  EXPECT_FALSE(*(*other)->TakeLease("repack/1", "b", 2500, 3500)) << "renewed until 3000";
+  EXPECT_TRUE(*(*other)->TakeLease("repack/1", "b", 3000, 4000)) << "expired: taken over";
+  EXPECT_FALSE(*store_->TakeLease("repack/1", "a", 3100, 4100)) << "a lost it";
+  ASSERT_TRUE(store_->ReleaseLease("repack/1", "a").ok());  // not a's: nothing happens
+  EXPECT_FALSE(*store_->TakeLease("repack/1", "a", 3200, 4200));
+  ASSERT_TRUE((*other)->ReleaseLease("repack/1", "b").ok());
+  EXPECT_TRUE(*store_->TakeLease("repack/1", "a", 3300, 4300)) << "released: free at once";
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformanceTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          [](const ::testing::TestParamInfo<Backend>& info) {

@@ -197,7 +197,7 @@ CREATE INDEX api_tokens_by_workspace ON api_tokens (workspace);
 
       // The lifecycle events become the audit log: moved, in order, into audit_records with a
       // per-workspace chain; the store computes the hashes of the moved rows in the same
-      // transaction (SqliteStore::ChainMovedAuditRecords), since SQL has no SHA-256.
+      // transaction (SqlStore::ChainMovedAuditRecords), since SQL has no SHA-256.
       {10, "tamper-evident audit log: hash-chained audit records and signed checkpoints", R"sql(
 CREATE TABLE audit_records (
   id INTEGER PRIMARY KEY,
@@ -236,7 +236,7 @@ CREATE INDEX audit_checkpoints_by_chain ON audit_checkpoints (chain, id);
 ALTER TABLE import_params ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 )sql"},
       // The store computes the MACs of the rows already there in the same transaction
-      // (SqliteStore::BindToRootKey), since SQL has no HMAC; the root key's fingerprint is
+      // (SqlStore::BindToRootKey), since SQL has no HMAC; the root key's fingerprint is
       // recorded there too.
       {kStoreIntegrityMigration,
        "store integrity: the root key's fingerprint, MACs of EK rows, current-EK pointers and "
@@ -259,6 +259,25 @@ CREATE TABLE shred_confirmations (
   token_hash BLOB PRIMARY KEY,
   environment_id INTEGER NOT NULL REFERENCES environments(id),
   expires_at INTEGER NOT NULL
+);
+)sql"},
+
+      {14,
+       "several processes on one store: cluster notices (a shred, a key change or a token "
+       "revocation every other process acts on at once) and leases of background jobs",
+       R"sql(
+CREATE TABLE cluster_notices (
+  seq INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  workspace TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  token_id TEXT NOT NULL
+);
+CREATE TABLE leases (
+  name TEXT PRIMARY KEY,
+  holder TEXT NOT NULL,
+  expires_at_ms INTEGER NOT NULL
 );
 )sql"},
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <thread>
 #include <utility>
@@ -36,20 +37,20 @@ struct ThreadLease {
 };
 thread_local ThreadLease t_lease;
 
-class Lease {
+class ConnectionLease {
  public:
-  static StatusOr<Lease> Take(sql::ConnectionPool& pool) {
-    if (t_lease.pool == &pool) return Lease(nullptr, {});
+  static StatusOr<ConnectionLease> Take(sql::ConnectionPool& pool) {
+    if (t_lease.pool == &pool) return ConnectionLease(nullptr, {});
     EKM_ASSIGN_OR_RETURN(sql::Connection * connection, pool.Acquire());
     ThreadLease outer = t_lease;
     t_lease = ThreadLease{&pool, connection, 0};
-    return Lease(&pool, outer);
+    return ConnectionLease(&pool, outer);
   }
-  Lease(Lease&& other) noexcept : pool_(other.pool_), outer_(other.outer_) {
+  ConnectionLease(ConnectionLease&& other) noexcept : pool_(other.pool_), outer_(other.outer_) {
     other.pool_ = nullptr;
   }
-  Lease& operator=(Lease&&) = delete;
-  ~Lease() {
+  ConnectionLease& operator=(ConnectionLease&&) = delete;
+  ~ConnectionLease() {
     if (pool_ == nullptr) return;
     sql::Connection* connection = t_lease.connection;
     t_lease = outer_;
@@ -57,13 +58,22 @@ class Lease {
   }
 
  private:
-  Lease(sql::ConnectionPool* pool, ThreadLease outer) : pool_(pool), outer_(outer) {}
+  ConnectionLease(sql::ConnectionPool* pool, ThreadLease outer) : pool_(pool), outer_(outer) {}
   sql::ConnectionPool* pool_;  // null: nested in a lease of this thread, which releases
   ThreadLease outer_;          // another store's lease this thread held before (restored)
 };
 
-// Serialization failures (PostgreSQL) are retried this many times, from the transaction's start.
-constexpr int kMaxTransactionAttempts = 8;
+// Serialization failures (PostgreSQL) are retried this many times, from the transaction's start,
+// after a random pause that grows with the attempt (so that the losers of one conflict do not
+// meet again at once).
+constexpr int kMaxTransactionAttempts = 20;
+
+void PauseBeforeAttempt(int attempt) {
+  thread_local std::minstd_rand jitter(
+      static_cast<unsigned>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
+  const int cap_us = std::min(attempt, 10) * 1000;
+  std::this_thread::sleep_for(std::chrono::microseconds(jitter() % cap_us + 100));
+}
 
 class SqlStore : public Store {
  public:
@@ -76,7 +86,7 @@ class SqlStore : public Store {
         macs_(std::move(binding.mac_key)) {}
 
   Status Migrate(bool create_if_empty) {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_RETURN_IF_ERROR(db().LockForMigration());
     Status migrated = MigrateLocked(create_if_empty);
     db().UnlockForMigration();
@@ -149,8 +159,13 @@ class SqlStore : public Store {
     return Status::Ok();
   }
 
+  Status InTransaction(const std::function<Status()>& body) override {
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
+    return WriteTransactionLocked(body);
+  }
+
   StatusOr<WorkspaceRecord> CreateWorkspace(std::string_view name, int64_t now) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
                          Prepare("INSERT INTO workspaces (name, created_at) VALUES (?, ?) "
                                  "RETURNING id"));
@@ -166,12 +181,12 @@ class SqlStore : public Store {
   }
 
   StatusOr<WorkspaceRecord> GetWorkspace(std::string_view name) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return GetWorkspaceLocked(name);
   }
 
   StatusOr<std::vector<WorkspaceRecord>> ListWorkspaces() override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
                          Prepare("SELECT id, name, created_at FROM workspaces ORDER BY name"));
     std::vector<WorkspaceRecord> out;
@@ -184,7 +199,7 @@ class SqlStore : public Store {
   StatusOr<EnvironmentRecord> CreateEnvironment(std::string_view workspace, std::string_view name,
                                                 const EnvironmentKeyRecord& first_ek,
                                                 int64_t now) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     auto result = WriteTransactionLocked([&]() -> StatusOr<EnvironmentRecord> {
       EKM_ASSIGN_OR_RETURN(WorkspaceRecord ws, GetWorkspaceLocked(workspace));
       EnvironmentRecord env;
@@ -216,7 +231,7 @@ class SqlStore : public Store {
 
   StatusOr<EnvironmentRecord> GetEnvironment(std::string_view workspace,
                                              std::string_view name) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectEnvironment) +
                                                           " WHERE w.name = ? AND e.name = ?"));
     s->Bind(1, workspace).Bind(2, name);
@@ -230,7 +245,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::vector<EnvironmentRecord>> ListEnvironments(std::string_view workspace) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_RETURN_IF_ERROR(GetWorkspaceLocked(workspace).status());
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectEnvironment) +
                                                           " WHERE w.name = ? ORDER BY e.name"));
@@ -247,7 +262,7 @@ class SqlStore : public Store {
 
   StatusOr<EnvironmentKeyRecord> GetEnvironmentKey(int64_t environment_id,
                                                    uint32_t version) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT k.cmk_provider, k.cmk_key_id, k.wrapped, k.created_at, k.mac, "
@@ -268,7 +283,7 @@ class SqlStore : public Store {
   }
 
   Status AddEnvironmentKey(const EnvironmentKeyRecord& ek) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return WriteTransactionLocked([&]() -> Status {
       EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, MoveCurrentEkLocked(ek));
       return InsertEnvironmentKeyLocked(env, ek);
@@ -276,7 +291,7 @@ class SqlStore : public Store {
   }
 
   Status RecordKeyValidation(const KeyValidationRecord& r) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("INSERT INTO key_validations (environment_id, cmk_provider, cmk_key_id, "
@@ -291,7 +306,7 @@ class SqlStore : public Store {
 
   StatusOr<std::optional<KeyValidationRecord>> GetLatestKeyValidation(
       int64_t environment_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT environment_id, cmk_provider, cmk_key_id, checked_at, ok, error_code, "
@@ -308,7 +323,7 @@ class SqlStore : public Store {
 
   StatusOr<std::optional<DataKeyRecord>> GetLatestDataKey(int64_t environment_id,
                                                           std::string_view scope) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare(std::string(kSelectDataKey) + " WHERE environment_id = ? AND scope = ? ORDER BY "
@@ -322,7 +337,7 @@ class SqlStore : public Store {
 
   StatusOr<DataKeyRecord> GetDataKey(int64_t environment_id, std::string_view scope,
                                      uint32_t version) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return GetDataKeyLocked(environment_id, scope, version);
   }
 
@@ -330,7 +345,7 @@ class SqlStore : public Store {
   // then the insert. A repack's finishing transaction (which destroys older EKs) is serialised
   // with it, so a DK never lands under an EK that is destroyed or about to be.
   StatusOr<DataKeyRecord> InsertDataKey(const DataKeyRecord& r) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     auto result = WriteTransactionLocked([&]() -> StatusOr<DataKeyRecord> {
       // The winner of a race, another thread's or process's: it stands, under whichever EK
       // wraps it now.
@@ -352,7 +367,7 @@ class SqlStore : public Store {
 
   StatusOr<uint64_t> ReserveMessages(int64_t environment_id, std::string_view scope,
                                      uint32_t version, uint64_t count, uint64_t limit) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("UPDATE data_keys SET messages_reserved = messages_reserved + ?1 WHERE "
@@ -586,12 +601,12 @@ class SqlStore : public Store {
 
  public:
   StatusOr<std::optional<std::string>> GetStoreMeta(std::string_view name) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return StoreMetaLocked(name);
   }
 
   StatusOr<std::string> PutStoreMetaOnce(std::string_view name, std::string_view value) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return PutStoreMetaOnceLocked(name, value);
   }
 
@@ -608,7 +623,7 @@ class SqlStore : public Store {
   // Reads the chain head and appends inside one write transaction (BEGIN IMMEDIATE takes the
   // database's write lock), so no other thread or process can append between the two.
   Status RecordLifecycleEvent(const LifecycleEventRecord& in) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return WriteTransactionLocked([&]() -> Status {
       EKM_ASSIGN_OR_RETURN(AuditChainHead head, ChainHead(in.workspace));
       LifecycleEventRecord r = in;
@@ -620,7 +635,7 @@ class SqlStore : public Store {
 
   StatusOr<std::vector<LifecycleEventRecord>> ListLifecycleEvents(
       const LifecycleEventFilter& f) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     // The types as a JSON array: one parameter whatever their number (the one spelling that
     // differs between the two databases).
     const char* types_in = db().dialect() == sql::Dialect::kSqlite
@@ -652,7 +667,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::vector<AuditChainHead>> ListAuditChainHeads() override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         // One pass over the (chain, seq) index for the heads, then one lookup per chain.
@@ -670,12 +685,12 @@ class SqlStore : public Store {
   }
 
   StatusOr<AuditChainHead> GetAuditChainHead(std::string_view chain) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return ChainHead(chain);
   }
 
   Status PutAuditCheckpoint(const AuditCheckpointRecord& r) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("INSERT INTO audit_checkpoints (chain, seq, head_hash, at_ms, key_id, "
@@ -688,7 +703,7 @@ class SqlStore : public Store {
 
   StatusOr<std::vector<AuditCheckpointRecord>> ListAuditCheckpoints(
       std::string_view chain) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
                          Prepare("SELECT id, chain, seq, head_hash, at_ms, key_id, signature FROM "
                                  "audit_checkpoints WHERE chain = ? ORDER BY id"));
@@ -704,7 +719,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::map<std::string, int64_t>> GetEnvironmentSettings(int64_t environment_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT name, value FROM environment_settings WHERE environment_id = ?"));
@@ -717,7 +732,7 @@ class SqlStore : public Store {
   }
 
   Status SetEnvironmentSettings(int64_t environment_id, const SettingChanges& changes) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return WriteTransactionLocked([&]() -> Status {
       for (const auto& [name, value] : changes) {
         EKM_ASSIGN_OR_RETURN(
@@ -737,7 +752,7 @@ class SqlStore : public Store {
 
   StatusOr<std::optional<EnvironmentKeyStatusRecord>> GetEnvironmentKeyStatus(
       int64_t environment_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT state, since, last_success, error_code, provider_code, message, hint, "
@@ -760,7 +775,7 @@ class SqlStore : public Store {
   }
 
   Status PutEnvironmentKeyStatus(const EnvironmentKeyStatusRecord& r) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("INSERT INTO environment_key_status (environment_id, state, since, last_success, "
@@ -784,7 +799,7 @@ class SqlStore : public Store {
 
   Status AddEnvironmentKeyForCmkChange(const EnvironmentKeyRecord& ek,
                                        const CmkChangeRecord& c) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return WriteTransactionLocked([&]() -> Status {
       EKM_ASSIGN_OR_RETURN(EnvironmentRecord env, MoveCurrentEkLocked(ek));
       EKM_RETURN_IF_ERROR(InsertEnvironmentKeyLocked(env, ek));
@@ -803,7 +818,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::optional<CmkChangeRecord>> GetLatestCmkChange(int64_t environment_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT at, from_provider, from_key_id, to_provider, to_key_id, ek_version, kind, "
@@ -829,12 +844,12 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::optional<RepackJobRecord>> GetLatestRepackJob(int64_t environment_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return LatestRepackJobLocked(environment_id);
   }
 
   StatusOr<std::vector<EnvironmentRecord>> ListEnvironmentsToRepack() override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
                          Prepare(std::string(kSelectEnvironment) +
                                  " WHERE EXISTS (SELECT 1 FROM environment_keys k WHERE "
@@ -857,7 +872,7 @@ class SqlStore : public Store {
 
   StatusOr<RepackJobRecord> BeginRepackJob(int64_t environment_id, uint32_t target, int64_t now_ms,
                                            bool* created) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     auto result = WriteTransactionLocked([&]() -> StatusOr<RepackJobRecord> {
       // A repacker that read the environment before another finished its repack and rotated
       // again must not leave a job for a superseded target behind (it would read "running"
@@ -902,7 +917,7 @@ class SqlStore : public Store {
 
   Status ListDataKeysToRepack(int64_t environment_id, uint32_t below, size_t limit,
                               std::vector<DataKeyRecord>* out) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     out->clear();
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectDataKey) + " WHERE " +
                                                           kUnderOlderLiveEk + " LIMIT ?3"));
@@ -916,7 +931,7 @@ class SqlStore : public Store {
   StatusOr<uint64_t> CommitRepackBatch(int64_t job_id, int64_t environment_id, uint32_t target,
                                        const std::vector<RepackedDataKey>& batch,
                                        int64_t now_ms) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     auto result = WriteTransactionLocked([&]() -> StatusOr<uint64_t> {
       EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
       EKM_ASSIGN_OR_RETURN(
@@ -947,7 +962,7 @@ class SqlStore : public Store {
 
   StatusOr<std::vector<uint32_t>> FinishRepackJob(int64_t job_id, int64_t environment_id,
                                                   uint32_t target, int64_t now_ms) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     auto result = WriteTransactionLocked([&]() -> StatusOr<std::vector<uint32_t>> {
       EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
       {
@@ -978,7 +993,7 @@ class SqlStore : public Store {
 
   Status SetRepackJobWaiting(int64_t job_id, std::string_view error, int64_t retry_at_ms,
                              int64_t now_ms) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("UPDATE repack_jobs SET state = 'waiting', last_error = ?2, retry_at_ms = ?3, "
@@ -989,7 +1004,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::vector<EkInventoryRow>> EnvironmentKeyInventory(int64_t environment_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT k.version, k.cmk_provider, k.cmk_key_id, k.created_at, "
@@ -1022,7 +1037,7 @@ class SqlStore : public Store {
   }
 
   Status InsertDataKeys(const std::vector<DataKeyRecord>& records) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return WriteTransactionLocked([&]() -> Status {
       // Under the current EK only, as InsertDataKey (checked once per environment and EK).
       std::set<std::pair<int64_t, uint32_t>> checked;
@@ -1120,7 +1135,7 @@ class SqlStore : public Store {
   }
 
   Status PutImportParams(const ImportParamsRecord& r) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("INSERT INTO import_params (environment_id, token_sha256, public_key_pem, "
@@ -1139,7 +1154,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::optional<ImportParamsRecord>> GetImportParams(int64_t environment_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT environment_id, token_sha256, public_key_pem, sealed_private_key, "
@@ -1154,7 +1169,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::optional<int64_t>> FindImportTokenEnvironment(ByteView token_sha256) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT environment_id FROM import_params WHERE token_sha256 = ?"));
@@ -1166,7 +1181,7 @@ class SqlStore : public Store {
   }
 
   Status SpendImportToken(int64_t environment_id, ByteView token_sha256, int64_t now) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("UPDATE import_params SET used_at = ?, sealed_private_key = X'' WHERE "
@@ -1185,7 +1200,7 @@ class SqlStore : public Store {
 
   StatusOr<int64_t> TakeImportAttempt(int64_t environment_id, ByteView token_sha256,
                                       int64_t limit) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("UPDATE import_params SET attempts = attempts + 1 WHERE environment_id = ? AND "
@@ -1206,7 +1221,7 @@ class SqlStore : public Store {
   }
 
   Status PutKeyMaterial(const KeyMaterialRecord& r) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("INSERT INTO key_material (environment_id, key_id, sealed_material, "
@@ -1221,7 +1236,7 @@ class SqlStore : public Store {
 
   StatusOr<std::optional<KeyMaterialRecord>> GetKeyMaterial(int64_t environment_id,
                                                             std::string_view key_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare(std::string(kSelectKeyMaterial) + " WHERE environment_id = ? AND key_id = ?"));
@@ -1233,7 +1248,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::vector<KeyMaterialRecord>> FindKeyMaterial(std::string_view key_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare(std::string(kSelectKeyMaterial) + " WHERE key_id = ? ORDER BY environment_id"));
@@ -1246,7 +1261,7 @@ class SqlStore : public Store {
   }
 
   Status DeleteKeyMaterial(int64_t environment_id, std::string_view key_id, int64_t now) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("UPDATE key_material SET sealed_material = X'', deleted_at = ? WHERE "
@@ -1262,7 +1277,7 @@ class SqlStore : public Store {
   }
 
   Status RemoveKeyMaterialRow(int64_t environment_id, std::string_view key_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("DELETE FROM key_material WHERE environment_id = ? AND key_id = ?"));
@@ -1281,7 +1296,7 @@ class SqlStore : public Store {
 
   StatusOr<EnvironmentShredRecord> ShredEnvironment(int64_t environment_id, int64_t now,
                                                     std::string_view actor) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     auto result = WriteTransactionLocked([&]() -> StatusOr<EnvironmentShredRecord> {
       EKM_ASSIGN_OR_RETURN(std::optional<EnvironmentShredRecord> done,
                            GetEnvironmentShredLocked(environment_id));
@@ -1319,13 +1334,13 @@ class SqlStore : public Store {
 
   StatusOr<std::optional<EnvironmentShredRecord>> GetEnvironmentShred(
       int64_t environment_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return GetEnvironmentShredLocked(environment_id);
   }
 
   Status PutShredConfirmation(ByteView token_hash, int64_t environment_id, int64_t expires_at,
                               int64_t now) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return WriteTransactionLocked([&]() -> Status {
       {
         EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> purge,
@@ -1344,7 +1359,7 @@ class SqlStore : public Store {
 
   StatusOr<ShredConfirmationTake> TakeShredConfirmation(ByteView token_hash,
                                                         int64_t environment_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     return WriteTransactionLocked([&]() -> StatusOr<ShredConfirmationTake> {
       ShredConfirmationTake t;
       {
@@ -1369,8 +1384,82 @@ class SqlStore : public Store {
     });
   }
 
+  Status PostClusterNotice(const ClusterNotice& n) override {
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
+    return WriteTransactionLocked([&]() -> Status {
+      {
+        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                             Prepare("INSERT INTO cluster_notices (at, kind, workspace, "
+                                     "environment, token_id) VALUES (?,?,?,?,?)"));
+        s->Bind(1, n.at).Bind(2, n.kind).Bind(3, n.workspace).Bind(4, n.environment);
+        s->Bind(5, n.token_id);
+        if (s->Step() != kDone) return Error("posting a cluster notice");
+      }
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> old,
+                           Prepare("DELETE FROM cluster_notices WHERE at < ?"));
+      old->Bind(1, n.at - 86400);
+      if (old->Step() != kDone) return Error("deleting old cluster notices");
+      return Status::Ok();
+    });
+  }
+
+  StatusOr<std::vector<ClusterNotice>> ListClusterNotices(int64_t after_seq,
+                                                          size_t limit) override {
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("SELECT seq, at, kind, workspace, environment, token_id FROM "
+                                 "cluster_notices WHERE seq > ? ORDER BY seq LIMIT ?"));
+    s->Bind(1, after_seq).Bind(2, static_cast<int64_t>(limit));
+    std::vector<ClusterNotice> out;
+    sql::StepResult rc;
+    while ((rc = s->Step()) == kRow) {
+      out.push_back({s->Int(0), s->Int(1), s->Text(2), s->Text(3), s->Text(4), s->Text(5)});
+    }
+    if (rc != kDone) return Error("reading cluster notices");
+    return out;
+  }
+
+  StatusOr<bool> TakeLease(std::string_view name, std::string_view holder, int64_t now_ms,
+                           int64_t until_ms) override {
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
+    return WriteTransactionLocked([&]() -> StatusOr<bool> {
+      {
+        EKM_ASSIGN_OR_RETURN(
+            std::unique_ptr<Stmt> s,
+            Prepare("INSERT INTO leases (name, holder, expires_at_ms) VALUES (?1, ?2, ?4) ON "
+                    "CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at_ms = "
+                    "excluded.expires_at_ms WHERE leases.holder = excluded.holder OR "
+                    "leases.expires_at_ms <= ?3"));
+        s->Bind(1, name).Bind(2, holder).Bind(3, now_ms).Bind(4, until_ms);
+        if (s->Step() != kDone) return Error("taking a lease");
+      }
+      EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> q,
+                           Prepare("SELECT holder FROM leases WHERE name = ?"));
+      q->Bind(1, name);
+      if (q->Step() != kRow) return Error("reading a lease");
+      return q->Text(0) == holder;
+    });
+  }
+
+  Status ReleaseLease(std::string_view name, std::string_view holder) override {
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("DELETE FROM leases WHERE name = ? AND holder = ?"));
+    s->Bind(1, name).Bind(2, holder);
+    if (s->Step() != kDone) return Error("releasing a lease");
+    return Status::Ok();
+  }
+
+  StatusOr<int64_t> LatestClusterNoticeSeq() override {
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
+                         Prepare("SELECT COALESCE(MAX(seq), 0) FROM cluster_notices"));
+    if (s->Step() != kRow) return Error("reading cluster notices");
+    return s->Int(0);
+  }
+
   Status SetWorkspaceDefaultKey(const WorkspaceDefaultKeyRecord& r) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     std::string workspace;
     {
       EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> w,
@@ -1397,7 +1486,7 @@ class SqlStore : public Store {
 
   StatusOr<std::optional<WorkspaceDefaultKeyRecord>> GetWorkspaceDefaultKey(
       int64_t workspace_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT d.cmk_provider, d.cmk_key_id, d.set_at, d.actor, d.mac, w.name FROM "
@@ -1413,7 +1502,7 @@ class SqlStore : public Store {
   }
 
   Status DeleteWorkspaceDefaultKey(int64_t workspace_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
                          Prepare("DELETE FROM workspace_default_keys WHERE workspace_id = ?"));
     s->Bind(1, workspace_id);
@@ -1422,7 +1511,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::vector<RotationScheduleRecord>> ListRotationSchedules() override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT e.id, e.workspace_id, w.name, e.name, e.created_at, e.current_ek_version, "
@@ -1458,7 +1547,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::vector<DataKeyRecord>> ListLatestDataKeys(int64_t environment_id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("SELECT d.environment_id, d.scope, d.version, d.ek_version, X'', d.created_at, "
@@ -1474,7 +1563,7 @@ class SqlStore : public Store {
   }
 
   Status CreateApiToken(const ApiTokenRecord& r) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("INSERT INTO api_tokens (id, secret_sha256, role, workspace, environments, "
@@ -1491,7 +1580,7 @@ class SqlStore : public Store {
   }
 
   Status CreateOwnerTokenUnlessOneIsValid(const ApiTokenRecord& r, int64_t now) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("INSERT INTO api_tokens (id, secret_sha256, role, workspace, environments, "
@@ -1513,7 +1602,7 @@ class SqlStore : public Store {
   }
 
   StatusOr<std::optional<ApiTokenRecord>> GetApiToken(std::string_view id) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
                          Prepare(std::string(kSelectApiToken) + " WHERE id = ?"));
     s->Bind(1, id);
@@ -1526,7 +1615,7 @@ class SqlStore : public Store {
 
   StatusOr<std::vector<ApiTokenRecord>> ListApiTokens(
       std::optional<std::string_view> workspace) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s,
                          Prepare(std::string(kSelectApiToken) +
                                  " WHERE (? = 0 OR workspace = ?) ORDER BY created_at, id"));
@@ -1542,7 +1631,7 @@ class SqlStore : public Store {
   }
 
   Status RevokeApiToken(std::string_view id, int64_t now) override {
-    EKM_ASSIGN_OR_RETURN(Lease lease, Lease::Take(*pool_));
+    EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
         Prepare("UPDATE api_tokens SET revoked_at = CASE WHEN revoked_at = 0 THEN ?1 ELSE "
@@ -1733,7 +1822,7 @@ class SqlStore : public Store {
     return destroyed;
   }
 
-  // The connection this thread leased (a Lease is held).
+  // The connection this thread leased (a ConnectionLease is held).
   sql::Connection& db() const { return *t_lease.connection; }
 
   // After a committed change that destroyed key material (the connection's driver knows what
@@ -1776,7 +1865,7 @@ class SqlStore : public Store {
       Exec("ROLLBACK").IgnoreError();
       if (!retry || attempt == kMaxTransactionAttempts) return st;
       // Another transaction won; let it finish before running again.
-      std::this_thread::sleep_for(std::chrono::milliseconds(attempt * 2));
+      PauseBeforeAttempt(attempt);
     }
   }
   static Status StatusOf(const Status& s) { return s; }
