@@ -2,8 +2,8 @@
 # Runs a command beside a throwaway PostgreSQL 15 cluster (Debian's postgresql-15): initdb in a
 # temp dir, the server on 127.0.0.1 at a free port and a socket in that dir, trust auth for the
 # `postgres` user. The command gets EKM_TEST_POSTGRES_URL (postgresql://postgres@127.0.0.1:PORT/
-# postgres) and EKM_TEST_POSTGRES_DIR (the data dir, for restarts: pg_ctl -D), and its exit
-# status is ours. The cluster is stopped and removed afterwards, whatever happened.
+# postgres), EKM_TEST_POSTGRES_CTL (`stop` or `start` the server, as the right user, on the same
+# port) and EKM_TEST_POSTGRES_DIR (the data dir), and its exit status is ours. The cluster is stopped and removed afterwards, whatever happened.
 # Usage: tests/peers/with_postgres.sh COMMAND [ARGS...]
 # initdb refuses to run as root: as root, the server runs as the `postgres` user.
 set -euo pipefail
@@ -27,6 +27,18 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$T/data" -l "$T/server.log" -w -t 30 \
   -o "-c listen_addresses=127.0.0.1 -p $PORT -k $T -c fsync=off -c max_connections=300" start \
   >/dev/null || { cat "$T/server.log" >&2; exit 1; }
+# pg_ctl for the test, as the right user and on this cluster: `$EKM_TEST_POSTGRES_CTL stop`
+# (fast shutdown) and `$EKM_TEST_POSTGRES_CTL start` (same port and settings).
+{
+  echo '#!/usr/bin/env bash'
+  printf 'case "$1" in\n'
+  printf '  stop) exec %s %q -D %q -m fast -w stop ;;\n' "${AS[*]}" "$PGBIN/pg_ctl" "$T/data"
+  printf '  start) exec %s %q -D %q -l %q -w -t 30 -o %q start ;;\n' "${AS[*]}" "$PGBIN/pg_ctl" \
+    "$T/data" "$T/server.log" "-c listen_addresses=127.0.0.1 -p $PORT -k $T -c fsync=off -c max_connections=300"
+  printf '  *) echo "usage: $0 stop|start" >&2; exit 2 ;;\nesac\n'
+} >"$T/pg_ctl"
+chmod 0755 "$T/pg_ctl"
+export EKM_TEST_POSTGRES_CTL="$T/pg_ctl"
 export EKM_TEST_POSTGRES_URL="postgresql://postgres@127.0.0.1:$PORT/postgres"
 export EKM_TEST_POSTGRES_DIR="$T/data"
 export EKM_TEST_POSTGRES_PGBIN="$PGBIN"

@@ -84,7 +84,8 @@ json KeyCacheStatsToJson(const KeyCacheStats& s) {
             {"refused", s.provider_refused},
             {"unavailable", s.provider_unavailable},
             {"error", s.provider_error}}},
-          {"ttl_seconds", s.ttl_seconds}};
+          {"ttl_seconds", s.ttl_seconds},
+          {"node", s.node}};
 }
 
 KeyCacheStats KeyCacheStatsFromJson(const json& j) {
@@ -102,6 +103,7 @@ KeyCacheStats KeyCacheStatsFromJson(const json& j) {
     s.provider_error = Num<uint64_t>(*p, "error");
   }
   s.ttl_seconds = Num<int64_t>(j, "ttl_seconds");
+  s.node = Str(j, "node");
   return s;
 }
 

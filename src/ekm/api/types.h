@@ -128,6 +128,7 @@ struct KeyCacheStats {
   uint64_t provider_unavailable = 0;
   uint64_t provider_error = 0;
   int64_t ttl_seconds = 0;  // the deployment's TTL
+  std::string node;         // which process's cache (its node name; empty: local mode)
 };
 
 // How a CMK change is made. An emergency replacement (suspected compromise of the current CMK)

@@ -280,6 +280,17 @@ void RepackRunner::Stop() { loop_.Stop(); }
 
 void RepackRunner::Nudge() { loop_.Nudge(); }
 
+bool RepackRunner::HoldLease(const std::string& name) {
+  const int64_t now = ToUnixMillis(options_.clock->Now());
+  auto held =
+      store_->TakeLease(name, options_.lease_holder, now, now + options_.lease_duration.count());
+  if (!held.ok()) {
+    spdlog::warn("repack runner: cannot take the lease {}: {}", name, held.status().ToString());
+    return false;
+  }
+  return *held;
+}
+
 std::chrono::steady_clock::time_point RepackRunner::Scan(bool nudged) {
   auto stopping = [this] { return loop_.stopping(); };
   // A nudge means a new CMK change: try every environment now, whatever its backoff.
@@ -299,7 +310,23 @@ std::chrono::steady_clock::time_point RepackRunner::Scan(bool nudged) {
       continue;
     }
     auto next_delay = std::clamp(b.delay * 2, options_.min_backoff, options_.max_backoff);
-    auto done = repacker_->Run(env.workspace, env.name, stopping, nullptr, next_delay);
+    const std::string lease = "repack/" + std::to_string(env.id);
+    if (!options_.lease_holder.empty() && !HoldLease(lease)) continue;  // another process's
+    // Between batches: renewed at a third of its duration; lost (expired and taken by another
+    // process after a long stall), the run stops.
+    auto renewed = std::chrono::steady_clock::now();
+    auto stop = [&] {
+      if (stopping()) return true;
+      if (options_.lease_holder.empty()) return false;
+      auto t = std::chrono::steady_clock::now();
+      if (t - renewed < options_.lease_duration / 3) return false;
+      renewed = t;
+      return !HoldLease(lease);
+    };
+    auto done = repacker_->Run(env.workspace, env.name, stop, nullptr, next_delay);
+    if (!options_.lease_holder.empty()) {
+      store_->ReleaseLease(lease, options_.lease_holder).IgnoreError();
+    }
     if (done.ok()) {
       backoff_.erase(env.id);
     } else {

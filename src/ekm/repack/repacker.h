@@ -92,6 +92,13 @@ class RepackRunner {
     std::chrono::milliseconds scan_interval{5000};
     std::chrono::milliseconds min_backoff{1000};
     std::chrono::milliseconds max_backoff{60000};
+    // Several processes on one store: each environment's repack runs under a lease
+    // ("repack/<environment id>") that this holder takes before and renews between batches, so
+    // one process at a time repacks an environment; when it dies, another takes over once the
+    // lease expires. Empty: no lease.
+    std::string lease_holder;
+    std::chrono::milliseconds lease_duration{15000};
+    const Clock* clock = &Clock::Real();  // the lease's wall time
   };
   RepackRunner(Repacker* repacker, Store* store, Options options);
   ~RepackRunner();  // stops
@@ -103,6 +110,8 @@ class RepackRunner {
  private:
   // One pass over the environments that need a repack; when to pass again.
   std::chrono::steady_clock::time_point Scan(bool nudged);
+  // Takes or renews the environment's lease; true when this process holds it.
+  bool HoldLease(const std::string& name);
 
   Repacker* repacker_;
   Store* store_;

@@ -128,6 +128,11 @@ void AddStoreAndKeyFlags(CLI::App& app, EkmdFlags& f) {
                  "Platform root key file; required with a PostgreSQL --store, the same file "
                  "on every replica [default: <data-dir>/root.key] [env: EKM_ROOT_KEY_FILE]")
       ->envname("EKM_ROOT_KEY_FILE");
+  app.add_option("--node-name", f.options.node_name,
+                 "This replica's name: sent as Ekm-Node on every answer, in /v1/key-cache and "
+                 "ekm_node_info, and in the leases of background jobs [env: EKM_NODE_NAME] "
+                 "[default: the host name]")
+      ->envname("EKM_NODE_NAME");
   app.add_option("--store", f.options.store,
                  "Where the store is: postgresql://USER@HOST:PORT/DB (several replicas on one "
                  "database; password in PGPASSFILE, never in the URL) or sqlite:PATH "
@@ -378,6 +383,10 @@ void StartBackgroundWork(const EkmdFlags& f, ekm::EkmService& service,
   // Expired keys are wiped from memory even when nobody asks for them again.
   service.StartPurgingExpiredKeys(std::chrono::seconds(std::min<int64_t>(f.ttl, 30)));
 
+  // A shred, a key change or a token revocation made by another process on the store (another
+  // replica, `ekm` in local mode) acted on within a second.
+  service.StartFollowingCluster(std::chrono::seconds(1));
+
   // Resumes every interrupted repack and runs new ones after a CMK change.
   service.StartRepackRunner();
 
@@ -413,6 +422,11 @@ int Serve(EkmdFlags& f) {
   ekm::Status init = ekm::EkmService::Initialize(f.options, ekm::EkmService::RootKey::kMustExist);
   if (!init.ok()) return Fail(init);
   f.http.clock = f.options.clock;  // one clock for the service and the router
+  if (f.options.node_name.empty()) {
+    char host[256] = {};
+    f.options.node_name = ::gethostname(host, sizeof(host) - 1) == 0 && host[0] ? host : "ekmd";
+  }
+  f.http.node_name = f.options.node_name;
   auto service = ekm::EkmService::Open(f.options);
   if (!service.ok()) return Fail(service.status());
   ekm::Status boot = BootstrapAdminToken(**service, f.options.data_dir, f.bootstrap_token_file);

@@ -317,6 +317,11 @@ class HttpServer::Impl {
     r.AddGauge("ekm_build_info", "ekmd's version (the value is always 1)", {"version"})
         .With({options_.version})
         .Set(1);
+    // Which replica these metrics are of (rate limits, caches and counters are per replica).
+    r.AddGauge("ekm_node_info", "This ekmd's node name (--node-name; the value is always 1)",
+               {"node"})
+        .With({options_.node_name})
+        .Set(1);
     // Shown from the start (0), not only after the first repack.
     metrics::RepackRunningJobs();
     metrics::RepackDataKeysDone();
@@ -738,11 +743,13 @@ class HttpServer::Impl {
     const std::string_view reason(r.data(), r.size());
     const std::string_view type = content_type.empty() ? std::string_view("application/json")
                                                        : std::string_view(content_type);
-    wire.reserve(160 + reason.size() + type.size() + x.request_id.size() + body.size());
+    wire.reserve(176 + reason.size() + type.size() + x.request_id.size() + body.size() +
+                 options_.node_name.size());
     wire.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
     wire.append(std::to_string(status)).append(" ").append(reason);
     wire.append("\r\nContent-Type: ").append(type);
     wire.append("\r\nCache-Control: no-store\r\nX-Request-Id: ").append(x.request_id);
+    if (!options_.node_name.empty()) wire.append("\r\nEkm-Node: ").append(options_.node_name);
     for (const auto& [k, v] : headers) wire.append("\r\n").append(k).append(": ").append(v);
     wire.append("\r\nContent-Length: ").append(std::to_string(body.size()));
     if (version == 10 && keep_alive) wire.append("\r\nConnection: keep-alive");
@@ -806,6 +813,10 @@ class HttpServer::Impl {
       if (!match.allow.empty()) headers.emplace_back("Allow", match.allow);
       if (match.status.code() == StatusCode::kUnauthenticated) {
         headers.emplace_back("WWW-Authenticate", "Bearer");  // RFC 6750
+      }
+      // The token could not be checked (the store is down): retryable, and says when.
+      if (match.status.retry_after_seconds() > 0) {
+        headers.emplace_back("Retry-After", std::to_string(match.status.retry_after_seconds()));
       }
       bool body_pending = !parser.is_done();
       bool keep =
@@ -941,6 +952,7 @@ class HttpServer::Impl {
     res.set(http::field::cache_control, "no-store");
     res.set(http::field::trailer, "Ekm-Result, Ekm-Error");
     res.set("X-Request-Id", x.request_id);
+    if (!options_.node_name.empty()) res.set("Ekm-Node", options_.node_name);
     res.chunked(true);
     res.keep_alive(keep_alive);
     http::response_serializer<http::empty_body> sr{res};

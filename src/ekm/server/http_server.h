@@ -24,6 +24,9 @@ struct HttpServerOptions {
   size_t max_body_size = 1 << 20;         // JSON request bodies
   std::chrono::seconds read_timeout{30};  // per read of a request header or body chunk
   bool allow_insecure_listen = false;     // plain HTTP on a non-loopback address
+  // Sent as Ekm-Node on every answer, so a client behind a load balancer sees which replica
+  // answered (empty: no header).
+  std::string node_name;
 
   // TLS (1.2 with ECDHE and AEAD ciphers only, and 1.3) when both are set: PEM files, the
   // certificate file may hold the chain.

@@ -28,10 +28,8 @@ StatusOr<NewApiToken> EkmServiceImpl::CreateApiToken(const CallContext& ctx,
                                   "pass --workspace W (\"workspace\" in the API)");
     }
     EKM_RETURN_IF_ERROR(ValidateName("workspace", req.workspace));
-    EKM_RETURN_IF_ERROR(store_->GetWorkspace(req.workspace).status());
     for (const std::string& e : req.environments) {
       EKM_RETURN_IF_ERROR(ValidateName("environment", e));
-      EKM_RETURN_IF_ERROR(store_->GetEnvironment(req.workspace, e).status());
     }
   }
   auto lifetime = req.expires_in.count() == 0 ? kDefaultApiTokenLifetime : req.expires_in;
@@ -44,8 +42,20 @@ StatusOr<NewApiToken> EkmServiceImpl::CreateApiToken(const CallContext& ctx,
     return InvalidArgumentError("the description is longer than 200 characters");
   }
   const int64_t now = ToUnixSeconds(options_.clock->Now());
-  return StoreNewToken(ctx, role, req.workspace, req.environments, req.description, now,
-                       now + lifetime.count(), std::nullopt, RoleOf(ctx));
+  // The workspace and environments it names, checked in the transaction that stores it.
+  StatusOr<NewApiToken> created = InternalError("no token was created");
+  EKM_RETURN_IF_ERROR(store_->InTransaction([&]() -> Status {
+    if (role != auth::Role::kAdmin) {
+      EKM_RETURN_IF_ERROR(store_->GetWorkspace(req.workspace).status());
+      for (const std::string& e : req.environments) {
+        EKM_RETURN_IF_ERROR(store_->GetEnvironment(req.workspace, e).status());
+      }
+    }
+    created = StoreNewToken(ctx, role, req.workspace, req.environments, req.description, now,
+                            now + lifetime.count(), std::nullopt, RoleOf(ctx));
+    return created.status();
+  }));
+  return created;
 }
 
 StatusOr<std::vector<ApiTokenInfo>> EkmServiceImpl::ListApiTokens(
@@ -72,6 +82,7 @@ StatusOr<ApiTokenInfo> EkmServiceImpl::RevokeApiToken(const CallContext& ctx, st
     std::lock_guard<std::mutex> lock(token_mu_);
     token_cache_.erase(std::string(id));  // immediate on this node
   }
+  PostNotice(kNoticeTokenRevoked, nullptr, id);  // the other nodes within a second
   if (r.revoked_at == 0) {
     r.revoked_at = now;
     RecordTokenEvent(ctx, r.workspace, event::kTokenRevoked, {{"token_id", r.id}, {"role", r.role}},

@@ -256,6 +256,10 @@ class AuthorizingService final : public EkmService {
     inner_->StartAuditTasks(checkpoint_interval, usage_interval);
   }
   void StopAuditTasks() override { inner_->StopAuditTasks(); }
+  StatusOr<size_t> ApplyClusterNotices() override { return inner_->ApplyClusterNotices(); }
+  void StartFollowingCluster(std::chrono::milliseconds interval) override {
+    inner_->StartFollowingCluster(interval);
+  }
 
   StatusOr<std::vector<WorkspaceInfo>> ListWorkspaces(const CallContext& ctx) override {
     EKM_RETURN_IF_ERROR(Allow(ctx, RouteId::kListWorkspaces, "", ""));

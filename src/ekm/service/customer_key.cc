@@ -64,13 +64,21 @@ Status EkmServiceImpl::UpdateKey(KeyUpdate& u) {
     u.v.provider_code = s.provider_code();
     u.v.message = mapped.message();
     u.v.hint = mapped.hint();
-    RecordValidation(u.ctx, u.workspace, u.environment, u.v, u.validate_only);
+    if (!u.outcome_recorded_by_caller) RecordOutcome(u);
     return mapped;
   }
   u.v.ok = true;
   if (u.unchanged || !u.validate_only) keys_.OnCmkVerified(u.env);
-  RecordValidation(u.ctx, u.workspace, u.environment, u.v, u.validate_only);
+  if (!u.outcome_recorded_by_caller) RecordOutcome(u);
   return Status::Ok();
+}
+
+void EkmServiceImpl::RecordOutcome(const KeyUpdate& u) {
+  if (u.refused_replacement) {
+    RecordEvent(u.ctx, u.env.workspace, u.env.name, event::kKeyReplacementRefused,
+                *u.refused_replacement);
+  }
+  RecordValidation(u.ctx, u.workspace, u.environment, u.v, u.validate_only);
 }
 
 Status EkmServiceImpl::CheckKeyId(KeyUpdate& u) {
@@ -81,8 +89,8 @@ Status EkmServiceImpl::CheckKeyId(KeyUpdate& u) {
 
 Status EkmServiceImpl::CheckPeriod(KeyUpdate& u) {
   if (u.unchanged) return Status::Ok();
-  Status period =
-      CheckReplacementPeriod(u.ctx, u.env, u.current, u.provider_name, u.key_id, u.options);
+  Status period = CheckReplacementPeriod(u.env, u.current, u.provider_name, u.key_id, u.options,
+                                         &u.refused_replacement);
   if (!period.ok() && u.validate_only) {
     u.v.checks.push_back({"replacement period", "warning", period.message()});
     return Status::Ok();
@@ -154,6 +162,7 @@ Status EkmServiceImpl::StoreKey(KeyUpdate& u) {
   rec.environment_id = u.env.id;
   EKM_RETURN_IF_ERROR(StoreCmkChange(u.ctx, u.env, u.current, rec, u.options));
   keys_.ForgetEnvironment(u.env.workspace, u.env.name);
+  PostNotice(kNoticeEnvironmentChanged, &u.env);
   u.v.checks.push_back({"store", "passed",
                         "environment key v" + std::to_string(rec.version) +
                             " is wrapped under this key and is now current" +
@@ -303,10 +312,11 @@ StatusOr<int64_t> EkmServiceImpl::NextReplacementAllowedAt(const EnvironmentReco
   return std::max(last->at + ReplacementPeriod(env).count(), kept);
 }
 
-Status EkmServiceImpl::CheckReplacementPeriod(const CallContext& ctx, const EnvironmentRecord& env,
+Status EkmServiceImpl::CheckReplacementPeriod(const EnvironmentRecord& env,
                                               const EnvironmentKeyRecord& current,
                                               std::string_view provider, std::string_view key_id,
-                                              const KeyChangeOptions& options) {
+                                              const KeyChangeOptions& options,
+                                              std::optional<nlohmann::json>* refused_detail) {
   if (options.emergency) return Status::Ok();
   Store::CmkChangeRecord last;
   EKM_ASSIGN_OR_RETURN(int64_t next, NextReplacementAllowedAt(env, &last));
@@ -316,11 +326,13 @@ Status EkmServiceImpl::CheckReplacementPeriod(const CallContext& ctx, const Envi
   const int64_t now = ToUnixSeconds(options_.clock->Now());
   if (now >= next) return Status::Ok();
   auto at = [](int64_t t) { return FormatRfc3339(FromUnixSeconds(t)); };
-  RecordEvent(ctx, env.workspace, env.name, event::kKeyReplacementRefused,
-              {{"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
-               {"to", {{"provider", provider}, {"key_id", key_id}}},
-               {"last_change_at", at(last.at)},
-               {"next_allowed_at", at(next)}});
+  if (refused_detail != nullptr) {
+    *refused_detail = nlohmann::json{
+        {"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
+        {"to", {{"provider", provider}, {"key_id", key_id}}},
+        {"last_change_at", at(last.at)},
+        {"next_allowed_at", at(next)}};
+  }
   const std::string rule = next > last.at + period
                                ? "the replacement period of " + HumanDuration(next - last.at) +
                                      " that began then still runs (the shorter period of " +
@@ -339,42 +351,45 @@ Status EkmServiceImpl::StoreCmkChange(const CallContext& ctx, const EnvironmentR
                                       const EnvironmentKeyRecord& current,
                                       const EnvironmentKeyRecord& rec,
                                       const KeyChangeOptions& options) {
-  EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
-                       store_->GetLatestCmkChange(env.id));
-  Store::CmkChangeRecord c;
-  c.environment_id = env.id;
-  c.at = ToUnixSeconds(options_.clock->Now());
-  c.from_provider = current.cmk_provider;
-  c.from_key_id = current.cmk_key_id;
-  c.to_provider = rec.cmk_provider;
-  c.to_key_id = rec.cmk_key_id;
-  c.ek_version = rec.version;
-  const bool first = current.cmk_provider == kPlatformProviderName && !last;
-  c.kind = first ? "set" : "replacement";
-  c.emergency = options.emergency;
-  c.reason = options.reason;
-  c.actor = ctx.actor;
-  EKM_RETURN_IF_ERROR(store_->AddEnvironmentKeyForCmkChange(rec, c));
-  // The new period's end under the period in force now, so that a later shortening (also of
-  // ekmd's default, by a restart) does not shorten it. Best effort: without it the period in
-  // force at the next attempt counts.
-  store_
-      ->SetEnvironmentSetting(env.id, kReplacementRunningUntil,
-                              c.at + ReplacementPeriod(env).count())
-      .IgnoreError();
-  nlohmann::json detail = {
-      {"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
-      {"to", {{"provider", rec.cmk_provider}, {"key_id", rec.cmk_key_id}}},
-      {"ek_version", rec.version}};
-  if (options.emergency) {
-    detail["emergency"] = true;
-    detail["reason"] = options.reason;
-  }
-  RecordEvent(ctx, env.workspace, env.name,
-              first               ? event::kKeySet
-              : options.emergency ? event::kKeyEmergencyReplaced
-                                  : event::kKeyReplaced,
-              detail);
+  EKM_RETURN_IF_ERROR(store_->InTransaction([&]() -> Status {
+    // Checked before the provider was asked, and again here with the change: a change made
+    // meanwhile (another request, another replica) counts.
+    EKM_RETURN_IF_ERROR(
+        CheckReplacementPeriod(env, current, rec.cmk_provider, rec.cmk_key_id, options, nullptr));
+    EKM_ASSIGN_OR_RETURN(std::optional<Store::CmkChangeRecord> last,
+                         store_->GetLatestCmkChange(env.id));
+    Store::CmkChangeRecord c;
+    c.environment_id = env.id;
+    c.at = ToUnixSeconds(options_.clock->Now());
+    c.from_provider = current.cmk_provider;
+    c.from_key_id = current.cmk_key_id;
+    c.to_provider = rec.cmk_provider;
+    c.to_key_id = rec.cmk_key_id;
+    c.ek_version = rec.version;
+    const bool first = current.cmk_provider == kPlatformProviderName && !last;
+    c.kind = first ? "set" : "replacement";
+    c.emergency = options.emergency;
+    c.reason = options.reason;
+    c.actor = ctx.actor;
+    EKM_RETURN_IF_ERROR(store_->AddEnvironmentKeyForCmkChange(rec, c));
+    // The new period's end under the period in force now, so that a later shortening (also of
+    // ekmd's default, by a restart) does not shorten it.
+    EKM_RETURN_IF_ERROR(store_->SetEnvironmentSetting(env.id, kReplacementRunningUntil,
+                                                      c.at + ReplacementPeriod(env).count()));
+    nlohmann::json detail = {
+        {"from", {{"provider", current.cmk_provider}, {"key_id", current.cmk_key_id}}},
+        {"to", {{"provider", rec.cmk_provider}, {"key_id", rec.cmk_key_id}}},
+        {"ek_version", rec.version}};
+    if (options.emergency) {
+      detail["emergency"] = true;
+      detail["reason"] = options.reason;
+    }
+    return RecordEventInTransaction(ctx, env.workspace, env.name,
+                                    first               ? event::kKeySet
+                                    : options.emergency ? event::kKeyEmergencyReplaced
+                                                        : event::kKeyReplaced,
+                                    detail);
+  }));
   std::lock_guard<std::mutex> lock(repack_mu_);
   if (repack_runner_) repack_runner_->Nudge();
   return Status::Ok();

@@ -56,6 +56,10 @@ struct EkmOptions {
   // for all, and the audit signing key is kept sealed in the store), or empty: the data
   // directory's ekm.db.
   std::string store;
+  // This process among several on one store (ekmd --node-name; default the host name): named in
+  // every answer (Ekm-Node) and in node-local views; with it, background jobs run under leases
+  // in the store, one process at a time each. Empty (`ekm` in local mode): no leases.
+  std::string node_name;
   // How long unwrapped EKs and DKs may be used without asking the provider again.
   std::chrono::seconds key_cache_ttl{300};
   // Bound on AES-GCM messages per DK version; past it the scope's DK rotates by itself.
@@ -169,6 +173,13 @@ class EkmService : public EkmApi {
   virtual void StartAuditTasks(std::chrono::milliseconds checkpoint_interval,
                                std::chrono::milliseconds usage_interval) = 0;
   virtual void StopAuditTasks() = 0;
+
+  // Acts on the cluster notices (store.h) other processes posted since the last call: forgets
+  // the keys of a shredded environment, the records of a changed one, a revoked token. The
+  // first call only notes where the store is. Returns how many were applied.
+  virtual StatusOr<size_t> ApplyClusterNotices() = 0;
+  // ekmd: ApplyClusterNotices every `interval` on a background thread, until the service goes.
+  virtual void StartFollowingCluster(std::chrono::milliseconds interval) = 0;
 };
 
 // The service on the dependencies it is given: what EkmService::Open (the composition root of

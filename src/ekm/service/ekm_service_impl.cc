@@ -54,6 +54,13 @@ void EkmServiceImpl::RecordEvent(const CallContext& ctx, std::string_view worksp
       .IgnoreError();
 }
 
+Status EkmServiceImpl::RecordEventInTransaction(const CallContext& ctx, std::string_view workspace,
+                                                std::string_view environment, std::string_view type,
+                                                const nlohmann::json& detail) {
+  return RecordLifecycleEvent(*store_, *options_.clock, ctx.actor, workspace, environment, type,
+                              detail);
+}
+
 StatusOr<EnvironmentRecord> EkmServiceImpl::Environment(
     std::string_view workspace, std::string_view environment,
     std::chrono::steady_clock::time_point* valid_until) {

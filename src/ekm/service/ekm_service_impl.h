@@ -11,6 +11,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -35,7 +36,8 @@ class EkmServiceImpl : public EkmService {
         options_(std::move(options)),
         store_(std::move(store)),
         providers_(std::move(providers)),
-        keys_(store_.get(), providers_.get(), options_.clock, HierarchyOptions(options_)) {}
+        keys_(store_.get(), providers_.get(), options_.clock, HierarchyOptions(options_)),
+        lease_holder_(LeaseHolder(options_.node_name)) {}
   ~EkmServiceImpl() override;
 
   // Workspaces and environments (workspaces.cc).
@@ -199,6 +201,8 @@ class EkmServiceImpl : public EkmService {
   void StartAuditTasks(std::chrono::milliseconds checkpoint_interval,
                        std::chrono::milliseconds usage_interval) override;
   void StopAuditTasks() override;
+  StatusOr<size_t> ApplyClusterNotices() override;
+  void StartFollowingCluster(std::chrono::milliseconds interval) override;
 
  private:
   enum class UsageCount { kHere, kByCaller };
@@ -225,6 +229,12 @@ class EkmServiceImpl : public EkmService {
     std::optional<EnvironmentKeyRecord> ek;  // the next EK, wrapped under the new key
     std::string failed_as;                   // a check's name for its failure, if not its own
     KeyValidation v;
+    // The replacement period refused the change: the key.replacement_refused event's detail.
+    std::optional<nlohmann::json> refused_replacement;
+    // Set when the caller runs the update inside its own store transaction (an import): the
+    // outcome (validation record, refusal event) is then recorded by the caller after that
+    // transaction, which a refusal rolls back (RecordOutcome).
+    bool outcome_recorded_by_caller = false;
   };
   // A check of "Update key": each adds its outcome to `v.checks`; the first failure ends the
   // run and is the answer.
@@ -254,6 +264,11 @@ class EkmServiceImpl : public EkmService {
   // Records a lifecycle event; a failure to record is logged (the change itself happened).
   void RecordEvent(const CallContext& ctx, std::string_view workspace, std::string_view environment,
                    std::string_view type, const nlohmann::json& detail);
+  // The same inside a store transaction (Store::InTransaction) with the change it records: a
+  // failure fails the transaction, so the change and its audit record commit together or not.
+  Status RecordEventInTransaction(const CallContext& ctx, std::string_view workspace,
+                                  std::string_view environment, std::string_view type,
+                                  const nlohmann::json& detail);
   // `valid_until`, when given, receives when what this read from caches stops being trusted
   // (for the data-path memos).
   StatusOr<EnvironmentRecord> Environment(
@@ -290,6 +305,9 @@ class EkmServiceImpl : public EkmService {
   // validation stays the last real "Update key".
   void RecordValidation(const CallContext& ctx, std::string_view workspace,
                         std::string_view environment, const KeyValidation& v, bool dry_run = false);
+  // What an "Update key" run leaves in the audit log: the refusal by the replacement period, if
+  // any, then the validation.
+  void RecordOutcome(const KeyUpdate& u);
   static KeyValidation FromRecord(const KeyValidationRecord& r);
   // The platform principal the AWS key policy must name: configured, or asked of the AWS
   // provider (STS GetCallerIdentity).
@@ -308,11 +326,14 @@ class EkmServiceImpl : public EkmService {
                                              Store::CmkChangeRecord* last_change = nullptr);
   // A replacement (from one customer CMK to another) is allowed once per replacement period,
   // counted from the environment's last CMK change; the first customer key is not one.
-  Status CheckReplacementPeriod(const CallContext& ctx, const EnvironmentRecord& env,
-                                const EnvironmentKeyRecord& current, std::string_view provider,
-                                std::string_view key_id, const KeyChangeOptions& options);
-  // Stores the new EK with the CMK change row (one transaction), records the event and wakes
-  // the repack runner.
+  // A refusal sets `*refused_detail` (the key.replacement_refused event's detail).
+  Status CheckReplacementPeriod(const EnvironmentRecord& env, const EnvironmentKeyRecord& current,
+                                std::string_view provider, std::string_view key_id,
+                                const KeyChangeOptions& options,
+                                std::optional<nlohmann::json>* refused_detail);
+  // In one store transaction: the replacement period checked again (a change made meanwhile by
+  // another request or replica counts), the new EK with the CMK change row, the running
+  // period's end and the event; then wakes the repack runner.
   Status StoreCmkChange(const CallContext& ctx, const EnvironmentRecord& env,
                         const EnvironmentKeyRecord& current, const EnvironmentKeyRecord& rec,
                         const KeyChangeOptions& options);
@@ -429,6 +450,19 @@ class EkmServiceImpl : public EkmService {
   Status CheckChain(std::string_view chain);
   StatusOr<AuditCheckpoint> SignCheckpoint(const Store::AuditChainHead& head);
 
+  // Leases of background jobs (store.h): this process's holder name, node name + a random
+  // suffix (two processes of one node are two holders); empty without a node name.
+  static std::string LeaseHolder(const std::string& node_name);
+  // Takes or renews the job's lease for `duration`: true when this process may run the job
+  // (always, without a holder name).
+  bool HoldJobLease(std::string_view job, std::chrono::milliseconds duration);
+  // Posts a cluster notice of this kind (best effort: logged when the store refuses).
+  static constexpr std::string_view kNoticeEnvironmentChanged = "environment_changed";
+  static constexpr std::string_view kNoticeEnvironmentShredded = "environment_shredded";
+  static constexpr std::string_view kNoticeTokenRevoked = "token_revoked";
+  void PostNotice(std::string_view kind, const EnvironmentRecord* env,
+                  std::string_view token_id = {});
+
   // Where the end of the replacement period running since the last CMK change is kept (unix
   // seconds), as it stood when it began or when the period was last changed: a period shortened
   // since (the setting, or ekmd's default) applies only after it. Not a setting: no route reads
@@ -456,6 +490,14 @@ class EkmServiceImpl : public EkmService {
   // After keys_: its changes move the data-path memos' generation too.
   KeyCache<std::optional<Store::EnvironmentShredRecord>> shred_status_{100000,
                                                                        &keys_.memos().generation()};
+  // Cluster notices (cluster_notices.cc): where this process has read up to.
+  std::mutex notices_mu_;
+  bool notices_started_ = false;
+  int64_t notices_seen_up_to_ = 0;
+  std::set<int64_t> notices_applied_;
+  const std::string lease_holder_;
+  // Last: stopped before what it uses goes.
+  BackgroundLoop cluster_follower_;
 };
 
 }  // namespace ekm

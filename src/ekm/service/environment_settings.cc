@@ -163,6 +163,7 @@ StatusOr<KeyCacheStats> EkmServiceImpl::KeyCacheStatistics(const CallContext& /*
   s.provider_unavailable = c.provider_unavailable;
   s.provider_error = c.provider_error;
   s.ttl_seconds = keys_.default_ttl().count();
+  s.node = options_.node_name;
   return s;
 }
 
@@ -188,6 +189,7 @@ EnvironmentSettings EkmServiceImpl::SettingsFromMap(const std::map<std::string, 
 void EkmServiceImpl::OnEnvironmentSettingsChanged(const EnvironmentRecord& env) {
   keys_.ForgetEnvironment(env.workspace, env.name);
   keys_.ForgetEnvironmentSettings(env.id);  // TTL and grace period
+  PostNotice(kNoticeEnvironmentChanged, &env);
 }
 
 }  // namespace ekm

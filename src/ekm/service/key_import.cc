@@ -46,23 +46,27 @@ StatusOr<KeyValidation> EkmServiceImpl::ImportKeyMaterial(
   EKM_ASSIGN_OR_RETURN(
       rec.sealed_material,
       SealSecret(*platform, material, KeyMaterialSealContext(env.workspace, env.name, key_id)));
-  EKM_RETURN_IF_ERROR(store_->PutKeyMaterial(rec));
-  auto v = SetCustomerKey(ctx, env.workspace, env.name, kImportedProviderName, key_id, change);
-  if (!v.ok()) {
-    // Leave the store as it was: no new unreferenced material.
-    Status undo =
-        previous ? store_->PutKeyMaterial(*previous) : store_->RemoveKeyMaterialRow(env.id, key_id);
-    if (!undo.ok())
-      spdlog::warn("could not undo a refused key material import: {}", undo.ToString());
-    return v.status();
-  }
+  // The material and the key change in one transaction: a refused import leaves no material
+  // behind (the imported provider reads it back inside the transaction for the round trip; no
+  // network call is made in it). What the refusal leaves in the audit log is written after.
+  std::optional<KeyUpdate> u;
+  Status imported = store_->InTransaction([&]() -> Status {
+    u.emplace(ctx, env.workspace, env.name, kImportedProviderName, key_id, change,
+              /*validate=*/false);
+    u->outcome_recorded_by_caller = true;
+    EKM_RETURN_IF_ERROR(store_->PutKeyMaterial(rec));
+    return UpdateKey(*u);
+  });
+  if (u && !u->v.checks.empty()) RecordOutcome(*u);
+  if (!imported.ok()) return imported;
   const bool restored = previous && previous->deleted_at != 0;
   // Access comes back now, not when a cached refusal expires.
   keys_.ForgetEnvironment(env.workspace, env.name);
+  PostNotice(kNoticeEnvironmentChanged, &env);
   RecordEvent(
       ctx, env.workspace, env.name, event::kKeyMaterialImported,
       {{"key_id", key_id}, {"algorithm", kImportWrappingAlgorithm}, {"restored", restored}});
-  return v;
+  return std::move(u->v);
 }
 
 StatusOr<KeyMaterialDeletion> EkmServiceImpl::DeleteKeyMaterial(const CallContext& ctx,

@@ -75,14 +75,17 @@ StatusOr<RepackStatus> EkmServiceImpl::RunRepack(
   }
   EKM_RETURN_IF_ERROR(repacker().Run(env.workspace, env.name, nullptr, on_batch).status());
   keys_.ForgetEnvironment(env.workspace, env.name);
+  PostNotice(kNoticeEnvironmentChanged, &env);
   return GetRepackStatus(ctx, workspace, environment);
 }
 
 void EkmServiceImpl::StartRepackRunner() {
   std::lock_guard<std::mutex> lock(repack_mu_);
   if (!repack_runner_) {
-    repack_runner_ =
-        std::make_unique<RepackRunner>(&repacker(), store_.get(), RepackRunner::Options{});
+    RepackRunner::Options o;
+    o.lease_holder = lease_holder_;
+    o.clock = options_.clock;
+    repack_runner_ = std::make_unique<RepackRunner>(&repacker(), store_.get(), o);
   }
   repack_runner_->Start();
 }

@@ -36,9 +36,12 @@ StatusOr<std::vector<RotationResult>> EkmServiceImpl::RotateDataKeys(
 }
 
 StatusOr<ScheduledRotationReport> EkmServiceImpl::RunScheduledRotations(const CallContext& ctx) {
+  ScheduledRotationReport report;
+  // One process of several on the store runs the schedule; the others find the lease held.
+  // Held for the run and a minute beyond: a replica that dies mid-run is replaced by then.
+  if (!HoldJobLease("rotation-schedule", std::chrono::minutes(1))) return report;
   EKM_ASSIGN_OR_RETURN(std::vector<Store::RotationScheduleRecord> schedules,
                        store_->ListRotationSchedules());
-  ScheduledRotationReport report;
   const int64_t now = ToUnixSeconds(options_.clock->Now());
   for (const auto& sched : schedules) {
     EnvironmentRecord env = sched.environment;
@@ -110,6 +113,7 @@ StatusOr<RotationResult> EkmServiceImpl::RotateEk(const CallContext& ctx, Enviro
     env = std::move(fresh);
   }
   keys_.ForgetEnvironment(env.workspace, env.name);
+  PostNotice(kNoticeEnvironmentChanged, &env);
   RecordEvent(ctx, env.workspace, env.name, event::kEnvironmentKeyRotated,
               {{"cmk", {{"provider", cmk.provider}, {"key_id", cmk.key_id}}},
                {"from_version", env.current_ek_version},

@@ -53,8 +53,10 @@ StatusOr<ShredResult> EkmServiceImpl::ShredEnvironment(const CallContext& ctx,
   const int64_t now = ToUnixSeconds(options_.clock->Now());
   EKM_ASSIGN_OR_RETURN(Store::EnvironmentShredRecord rec,
                        store_->ShredEnvironment(env.id, now, ctx.actor));
-  // This node forgets every key of the environment now; other nodes within one TTL.
+  // This node forgets every key of the environment now; other nodes when they read the notice
+  // (within a second), and within one TTL whatever happens.
   keys_.PurgeEnvironment(env);
+  PostNotice(kNoticeEnvironmentShredded, &env);
   shred_status_.Put(std::to_string(env.id),
                     std::make_shared<std::optional<Store::EnvironmentShredRecord>>(rec),
                     options_.clock->Monotonic() + std::chrono::hours(24 * 365));

@@ -33,12 +33,25 @@ StatusOr<EnvironmentInfo> EkmServiceImpl::CreateEnvironment(const CallContext& c
   CmkRef cmk{std::string(kPlatformProviderName), std::string(kPlatformRootKeyId)};
   EKM_RETURN_IF_ERROR(PrepareNewEnvironment(workspace, name, &cmk));
   EKM_ASSIGN_OR_RETURN(EnvironmentKeyRecord ek, NewFirstEnvironmentKey(workspace, name, cmk));
-  EKM_ASSIGN_OR_RETURN(
-      EnvironmentRecord rec,
-      store_->CreateEnvironment(workspace, name, ek, ToUnixSeconds(options_.clock->Now())));
-  RecordEvent(ctx, rec.workspace, rec.name, event::kEnvironmentCreated,
-              {{"cmk", {{"provider", ek.cmk_provider}, {"key_id", ek.cmk_key_id}}},
-               {"ek_version", ek.version}});
+  // The checks again, with the insert, in one transaction (the provider was asked in between):
+  // a default CMK set meanwhile, or a shred of a same-named environment, is seen.
+  EnvironmentRecord rec;
+  EKM_RETURN_IF_ERROR(store_->InTransaction([&]() -> Status {
+    CmkRef now{std::string(kPlatformProviderName), std::string(kPlatformRootKeyId)};
+    EKM_RETURN_IF_ERROR(PrepareNewEnvironment(workspace, name, &now));
+    if (now.provider != cmk.provider || now.key_id != cmk.key_id) {
+      return FailedPreconditionError("the default key of workspace \"" + std::string(workspace) +
+                                         "\" changed while environment \"" + std::string(name) +
+                                         "\" was being created",
+                                     "create it again: it gets the new default key");
+    }
+    EKM_ASSIGN_OR_RETURN(
+        rec, store_->CreateEnvironment(workspace, name, ek, ToUnixSeconds(options_.clock->Now())));
+    return RecordEventInTransaction(
+        ctx, rec.workspace, rec.name, event::kEnvironmentCreated,
+        {{"cmk", {{"provider", ek.cmk_provider}, {"key_id", ek.cmk_key_id}}},
+         {"ek_version", ek.version}});
+  }));
   return Info(rec, ek);
 }
 
