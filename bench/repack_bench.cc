@@ -1,10 +1,16 @@
-// Repack throughput on the embedded store: seeds N DKs under EK v1 of one environment (one
-// transaction, outside the timing), rotates the EK and times RunRepack re-wrapping all of them
-// under EK v2. Prints one JSON object per N on stdout.
+// Repack throughput: seeds N DKs under EK v1 of one environment (one transaction, outside the
+// timing), rotates the EK and times RunRepack re-wrapping all of them under EK v2. Prints one
+// JSON object per N on stdout. On the embedded SQLite store; on PostgreSQL when
+// EKM_TEST_POSTGRES_URL is set (a fresh database per N: run it as
+// tests/peers/with_postgres.sh ekm_repack_bench N...).
 //
 //   ekm_repack_bench [N ...]        (default: 10000 100000 1000000)
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,9 +19,9 @@
 #include "ekm/keys/key_hierarchy.h"
 #include "ekm/provider/platform/platform_key_provider.h"
 #include "ekm/service/ekm_service.h"
-#include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/temp_dir.h"
 #include "ekm/testing/test_caller.h"
+#include "ekm/testing/test_postgres.h"
 
 namespace ekm {
 namespace {
@@ -31,10 +37,9 @@ T Must(StatusOr<T> v, const std::string& what) {
 }
 
 // N real DKs wrapped under EK v1, inserted in one transaction (how the repack kill test seeds).
-void Seed(const std::string& data_dir, int64_t n) {
-  auto platform = Must(PlatformKeyProvider::Open(data_dir + "/root.key"), "open root key");
-  auto store = Must(OpenSqliteStore(data_dir + "/ekm.db", Must(platform->BindStore(), "bind")),
-                    "open store");
+void Seed(const EkmOptions& o, int64_t n) {
+  auto platform = Must(PlatformKeyProvider::Open(o.data_dir + "/root.key"), "open root key");
+  auto store = Must(EkmService::OpenStore(o), "open store");
   ProviderRegistry providers;
   providers.Register(std::move(platform));
   KeyHierarchy keys(store.get(), &providers, &Clock::Real(), KeyHierarchyOptions{});
@@ -62,6 +67,13 @@ void Run(int64_t n) {
   testing::TempDir dir;
   EkmOptions o;
   o.data_dir = dir.path() + "/data";
+  std::optional<testing::TestPostgresDatabase> postgres;
+  if (const char* url = std::getenv("EKM_TEST_POSTGRES_URL"); url && *url) {
+    postgres.emplace(Must(testing::TestPostgresDatabase::Create(), "create database"));
+    o.store = postgres->url();
+    o.root_key_file = o.data_dir + "/root.key";
+    ::mkdir(o.data_dir.c_str(), 0700);
+  }
   if (Status s = EkmService::Initialize(o); !s.ok()) Die("init", s);
   {
     auto svc = Must(EkmService::Open(o), "open");
@@ -69,7 +81,7 @@ void Run(int64_t n) {
     Must(svc->CreateEnvironment(TestOp(), "acme", "prod"), "environment");
   }
   auto seed_start = std::chrono::steady_clock::now();
-  Seed(o.data_dir, n);
+  Seed(o, n);
   double seed_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - seed_start).count();
 
@@ -85,8 +97,9 @@ void Run(int64_t n) {
   }
   std::printf(
       "{\"dks\": %lld, \"seconds\": %.3f, \"dks_per_second\": %.0f, \"seed_seconds\": %.3f, "
-      "\"batch_size\": %zu}\n",
-      static_cast<long long>(n), s, static_cast<double>(n) / s, seed_s, o.repack_batch_size);
+      "\"batch_size\": %zu, \"store\": \"%s\"}\n",
+      static_cast<long long>(n), s, static_cast<double>(n) / s, seed_s, o.repack_batch_size,
+      postgres ? "postgresql" : "sqlite");
   std::fflush(stdout);
 }
 

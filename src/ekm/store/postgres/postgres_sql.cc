@@ -22,7 +22,6 @@ bool WordAt(std::string_view sql, size_t i, std::string_view word) {
 TranslatedSql ToPostgres(std::string_view sql) {
   TranslatedSql out;
   out.text.reserve(sql.size() + 16);
-  int next_bare = 0;
   for (size_t i = 0; i < sql.size();) {
     char c = sql[i];
     if (c == '\'') {  // a string literal, copied as is ('' is a quote inside it)
@@ -44,7 +43,9 @@ TranslatedSql ToPostgres(std::string_view sql) {
     if (c == '?') {
       size_t end = i + 1;
       while (end < sql.size() && std::isdigit(static_cast<unsigned char>(sql[end]))) ++end;
-      int n = end > i + 1 ? std::stoi(std::string(sql.substr(i + 1, end - i - 1))) : ++next_bare;
+      // SQLite's rule: a bare ? is one more than the largest number given so far.
+      int n =
+          end > i + 1 ? std::stoi(std::string(sql.substr(i + 1, end - i - 1))) : out.parameters + 1;
       out.parameters = std::max(out.parameters, n);
       out.text += '$';
       out.text += std::to_string(n);

@@ -12,6 +12,10 @@ TEST(ToPostgres, NumbersPlaceholders) {
   t = ToPostgres("UPDATE t SET n = n + ?1 WHERE id = ?2 AND n + ?1 <= ?3");
   EXPECT_EQ(t.text, "UPDATE t SET n = n + $1 WHERE id = $2 AND n + $1 <= $3");
   EXPECT_EQ(t.parameters, 3);
+  // Numbered and bare together: a bare one follows the largest number so far.
+  t = ToPostgres("UPDATE t SET a = ?1 FROM (VALUES (?,?),(?,?)) AS v WHERE b = ?2");
+  EXPECT_EQ(t.text, "UPDATE t SET a = $1 FROM (VALUES ($2,$3),($4,$5)) AS v WHERE b = $2");
+  EXPECT_EQ(t.parameters, 5);
 }
 
 TEST(ToPostgres, LeavesStringLiteralsAlone) {

@@ -934,18 +934,20 @@ class SqlStore : public Store {
     EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     auto result = WriteTransactionLocked([&]() -> StatusOr<uint64_t> {
       EKM_RETURN_IF_ERROR(CheckCurrentEkLocked(environment_id, target));
-      EKM_ASSIGN_OR_RETURN(
-          std::unique_ptr<Stmt> u,
-          Prepare("UPDATE data_keys SET ek_version = ?1, wrapped = ?2 WHERE environment_id "
-                  "= ?3 AND scope = ?4 AND version = ?5 AND ek_version = ?6"));
+      // Many rows per statement (one round trip to PostgreSQL for each chunk, not each row):
+      // each DK moves only if it is still under the EK it was read under.
       uint64_t moved = 0;
-      for (const RepackedDataKey& r : batch) {
-        u->Bind(1, int64_t{target}).Bind(2, ByteView(r.wrapped)).Bind(3, environment_id);
-        u->Bind(4, r.from->scope).Bind(5, int64_t{r.from->version});
-        u->Bind(6, int64_t{r.from->ek_version});
-        auto rc = u->Step();
-        u->Reset();
-        if (rc != kDone) return Error("re-wrapping a data key");
+      for (size_t at = 0; at < batch.size(); at += kRowsPerStatement) {
+        const size_t rows = std::min(kRowsPerStatement, batch.size() - at);
+        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> u, Prepare(RepackUpdateSql(rows)));
+        u->Bind(1, int64_t{target}).Bind(2, environment_id);
+        for (size_t i = at; i < at + rows; ++i) {
+          const RepackedDataKey& r = batch[i];
+          const int p = 3 + 4 * static_cast<int>(i - at);
+          u->Bind(p, r.from->scope).Bind(p + 1, int64_t{r.from->version});
+          u->Bind(p + 2, int64_t{r.from->ek_version}).Bind(p + 3, ByteView(r.wrapped));
+        }
+        if (u->Step() != kDone) return Error("re-wrapping data keys");
         moved += db().Changes();
       }
       EKM_ASSIGN_OR_RETURN(
@@ -1046,20 +1048,48 @@ class SqlStore : public Store {
           EKM_RETURN_IF_ERROR(CheckNewDataKeyLocked(r));
         }
       }
-      EKM_ASSIGN_OR_RETURN(
-          std::unique_ptr<Stmt> s,
-          Prepare("INSERT INTO data_keys (environment_id, scope, version, ek_version, "
-                  "wrapped, created_at, messages_reserved) VALUES (?,?,?,?,?,?,0) "
-                  "ON CONFLICT (environment_id, scope, version) DO NOTHING"));
-      for (const DataKeyRecord& r : records) {
-        s->Bind(1, r.environment_id).Bind(2, r.scope).Bind(3, int64_t{r.version});
-        s->Bind(4, int64_t{r.ek_version}).Bind(5, ByteView(r.wrapped)).Bind(6, r.created_at);
-        auto rc = s->Step();
-        s->Reset();
-        if (rc != kDone) return Error("storing data keys");
+      for (size_t at = 0; at < records.size(); at += kRowsPerStatement) {
+        const size_t rows = std::min(kRowsPerStatement, records.size() - at);
+        EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(InsertDataKeysSql(rows)));
+        for (size_t i = at; i < at + rows; ++i) {
+          const DataKeyRecord& r = records[i];
+          const int p = 1 + 6 * static_cast<int>(i - at);
+          s->Bind(p, r.environment_id).Bind(p + 1, r.scope).Bind(p + 2, int64_t{r.version});
+          s->Bind(p + 3, int64_t{r.ek_version}).Bind(p + 4, ByteView(r.wrapped));
+          s->Bind(p + 5, r.created_at);
+        }
+        if (s->Step() != kDone) return Error("storing data keys");
       }
       return Status::Ok();
     });
+  }
+
+  // Rows per multi-row statement of the bulk writes: few round trips, and well under both
+  // databases' parameter limits (SQLite 32766, PostgreSQL 65535).
+  static constexpr size_t kRowsPerStatement = 1000;
+
+  // UPDATE … FROM (VALUES (scope, version, from EK, wrapped), …): ?1 the target EK, ?2 the
+  // environment. VALUES columns are column1… in both databases.
+  static std::string RepackUpdateSql(size_t rows) {
+    std::string sql = "UPDATE data_keys SET ek_version = ?1, wrapped = v.column4 FROM (VALUES ";
+    // Numbered: a bare ? would follow ?1 and take 2, which the WHERE clause's ?2 names too.
+    for (size_t i = 0; i < rows; ++i) {
+      sql += (i == 0 ? "(?" : ",(?") + std::to_string(3 + 4 * i) + ",?" +
+             std::to_string(4 + 4 * i) + ",?" + std::to_string(5 + 4 * i) + ",?" +
+             std::to_string(6 + 4 * i) + ")";
+    }
+    sql +=
+        ") AS v WHERE data_keys.environment_id = ?2 AND data_keys.scope = v.column1 AND "
+        "data_keys.version = v.column2 AND data_keys.ek_version = v.column3";
+    return sql;
+  }
+  static std::string InsertDataKeysSql(size_t rows) {
+    std::string sql =
+        "INSERT INTO data_keys (environment_id, scope, version, ek_version, wrapped, created_at, "
+        "messages_reserved) VALUES ";
+    for (size_t i = 0; i < rows; ++i) sql += i == 0 ? "(?,?,?,?,?,?,0)" : ",(?,?,?,?,?,?,0)";
+    sql += " ON CONFLICT (environment_id, scope, version) DO NOTHING";
+    return sql;
   }
 
   Status CheckCurrentEkLocked(int64_t environment_id, uint32_t target) {
