@@ -13,38 +13,19 @@
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/store/store.h"
 #include "ekm/testing/store_binding.h"
+#include "ekm/testing/store_records.h"
 #include "ekm/testing/temp_dir.h"
 #include "ekm/testing/test_postgres.h"
 
 namespace ekm {
 namespace {
 
+using testing::Dk;
+using testing::Ek;
+using testing::Event;
+using testing::WholeChain;
+
 enum class Backend { kSqlite, kPostgres };
-
-EnvironmentKeyRecord Ek(uint32_t version = 1) {
-  return EnvironmentKeyRecord{0, version, "platform", "root", Bytes(70, 0xab), 100};
-}
-
-DataKeyRecord Dk(int64_t env, std::string scope, uint32_t version, uint8_t fill) {
-  return DataKeyRecord{env, std::move(scope), version, 1, Bytes(61, fill), 100, 0};
-}
-
-LifecycleEventRecord Event(std::string ws, std::string type, int64_t at) {
-  LifecycleEventRecord r;
-  r.at_ms = at;
-  r.workspace = std::move(ws);
-  r.type = std::move(type);
-  r.actor = "cli:test";
-  r.detail = "{}";
-  return r;
-}
-
-std::vector<LifecycleEventRecord> WholeChain(Store& store, const std::string& chain) {
-  LifecycleEventFilter f;
-  f.workspace = chain;
-  f.limit = 100000;
-  return *store.ListLifecycleEvents(f);
-}
 
 class StoreConformanceTest : public ::testing::TestWithParam<Backend> {
  protected:

@@ -17,18 +17,16 @@
 #include "ekm/base/random.h"
 #include "ekm/store/sql/migrations.h"
 #include "ekm/testing/store_binding.h"
+#include "ekm/testing/store_records.h"
 #include "ekm/testing/temp_dir.h"
 
 namespace ekm {
 namespace {
 
-EnvironmentKeyRecord Ek(uint32_t version = 1) {
-  return EnvironmentKeyRecord{0, version, "platform", "root", Bytes(70, 0xab), 100};
-}
-
-DataKeyRecord Dk(int64_t env, std::string scope, uint32_t version, uint8_t fill) {
-  return DataKeyRecord{env, std::move(scope), version, 1, Bytes(61, fill), 100, 0};
-}
+using testing::Dk;
+using testing::Ek;
+using testing::Event;
+using testing::WholeChain;
 
 class SqliteStoreTest : public ::testing::Test {
  protected:
@@ -193,23 +191,6 @@ TEST_F(SqliteStoreTest, EnvironmentSettingsChangeAllOrNothing) {
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->at("grace_period_seconds"), 5) << "the first change was kept alone";
   EXPECT_EQ(got->count("key_cache_ttl_seconds"), 0u);
-}
-
-LifecycleEventRecord Event(std::string ws, std::string type, int64_t at) {
-  LifecycleEventRecord r;
-  r.at_ms = at;
-  r.workspace = std::move(ws);
-  r.type = std::move(type);
-  r.actor = "cli:test";
-  r.detail = "{}";
-  return r;
-}
-
-std::vector<LifecycleEventRecord> WholeChain(Store& store, const std::string& chain) {
-  LifecycleEventFilter f;
-  f.workspace = chain;
-  f.limit = 100000;
-  return *store.ListLifecycleEvents(f);
 }
 
 // A database with lifecycle events from before migration 10 gets them chained, in order.
