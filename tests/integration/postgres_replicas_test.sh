@@ -7,7 +7,8 @@
 #     refuses, naming the root key;
 #   - data encrypted through any replica decrypts through every other (single and stream);
 #   - concurrent encrypts of one scope through all three: no (DK version, nonce) pair twice;
-#   - every answer names its replica (Ekm-Node; node in /v1/key-cache);
+#   - every answer names its replica (Ekm-Node; node in /v1/key-cache); a DK rotated through one
+#     replica is used by the others within seconds;
 #   - a shred whose two steps reach different replicas, and the other replicas refuse the
 #     shredded environment's data within seconds (cluster notices), though their key caches
 #     (TTL 300 s) still held its keys; a token revoked on one is refused by the others as fast;
@@ -125,6 +126,27 @@ for n in 1 2 3; do
   check "replica $n names itself in Ekm-Node ($node)" test "$node" = "r$n"
   check "…and in /v1/key-cache" python3 -c "import json,sys; sys.exit(json.load(open('$T/kc$n.json'))['node'] != 'r$n')"
 done
+
+# A DK rotated through replica 1: replica 3, which encrypted under the old version (and keeps
+# it cached for 300 s), encrypts under the new one within seconds.
+dk_version() { python3 -c '
+import base64, sys
+t = sys.stdin.read().strip().removeprefix("ekm1:")
+b = base64.urlsafe_b64decode(t + "=" * (-len(t) % 4))
+i = 5
+for _ in range(3): i += 1 + b[i]
+print(int.from_bytes(b[i:i + 4], "big"))'; }
+echo x | as APP_TOKEN "$EKM" --server "${URL[3]}" encrypt -w acme -e prod -s rot -t >"$T/rot1"
+before=$(dk_version <"$T/rot1")
+as OWNER_TOKEN "$EKM" --server "${URL[1]}" key rotate -w acme -e prod --scope rot >/dev/null
+after=""
+for i in $(seq 50); do
+  after=$(echo x | as APP_TOKEN "$EKM" --server "${URL[3]}" encrypt -w acme -e prod -s rot -t | dk_version)
+  [ "$after" != "$before" ] && break
+  sleep 0.1
+done
+check "a DK rotated through replica 1 is used by replica 3 within 5 s (v$before, then v$after)" \
+  test "$after" = $((before + 1))
 
 # A shred whose two steps reach different replicas; replica 3 held the environment's keys.
 as OWNER_TOKEN "$EKM" --server "${URL[1]}" environment create acme scratch >/dev/null

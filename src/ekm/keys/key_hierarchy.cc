@@ -666,6 +666,11 @@ Status KeyHierarchy::UnwrapFailure(const EnvironmentRecord& env, const DataKeyRe
       "environment keys; report it to the platform operator");
 }
 
+void KeyHierarchy::ForgetCurrentDataKeys(int64_t environment_id) {
+  current_dks_.ErasePrefix(std::to_string(environment_id) + "/");
+  memos_.DropAll();
+}
+
 void KeyHierarchy::ForgetEnvironmentKey(int64_t environment_id, uint32_t version) {
   eks_.Erase(EkKey(environment_id, version));
   memos_.DropAll();

@@ -198,6 +198,10 @@ class KeyHierarchy {
                                                              const Status& cause);
   // Drops a cached EK (its wrapping was destroyed after a repack).
   void ForgetEnvironmentKey(int64_t environment_id, uint32_t version);
+  // Drops which DK version is current for each scope of the environment (another process
+  // rotated one): the next encryption reads the newest version from the store. The unwrapped
+  // DKs stay cached (every version still decrypts).
+  void ForgetCurrentDataKeys(int64_t environment_id);
   // The error for an EK whose wrapping was destroyed.
   static Status DestroyedEnvironmentKeyError(const EnvironmentRecord& env, uint32_t version);
   // How many times one request follows the environment's current EK moving on (a rotation or

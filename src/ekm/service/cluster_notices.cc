@@ -65,6 +65,8 @@ StatusOr<size_t> EkmServiceImpl::ApplyClusterNotices() {
     if (n.kind == kNoticeEnvironmentShredded) {
       keys_.PurgeEnvironment(*env);
       shred_status_.Erase(std::to_string(env->id));
+    } else if (n.kind == kNoticeDataKeysRotated) {
+      keys_.ForgetCurrentDataKeys(env->id);
     } else {
       keys_.ForgetEnvironment(env->workspace, env->name);
       keys_.ForgetEnvironmentSettings(env->id);

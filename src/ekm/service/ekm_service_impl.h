@@ -460,6 +460,7 @@ class EkmServiceImpl : public EkmService {
   static constexpr std::string_view kNoticeEnvironmentChanged = "environment_changed";
   static constexpr std::string_view kNoticeEnvironmentShredded = "environment_shredded";
   static constexpr std::string_view kNoticeTokenRevoked = "token_revoked";
+  static constexpr std::string_view kNoticeDataKeysRotated = "data_keys_rotated";
   void PostNotice(std::string_view kind, const EnvironmentRecord* env,
                   std::string_view token_id = {});
 

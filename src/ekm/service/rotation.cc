@@ -129,6 +129,7 @@ StatusOr<RotationResult> EkmServiceImpl::RotateDk(const CallContext& ctx,
   const uint32_t from = latest ? latest->version : 0;
   auto dk = keys_.RotateDataKey(env, scope, from);
   if (!dk.ok()) return ProviderRefusal(dk.status());
+  PostNotice(kNoticeDataKeysRotated, &env);  // the others encrypt under the new version at once
   RecordEvent(ctx, env.workspace, env.name, event::kDataKeyRotated,
               {{"scope", scope},
                {"from_version", from},

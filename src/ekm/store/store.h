@@ -390,7 +390,8 @@ class Store {
 
   // What one process changed that every other process on the store (ekmd replicas, ekm runs)
   // must act on at once instead of at its key cache TTL: a shred, a key change, a token
-  // revocation. Each process reads the new ones every second (service/cluster_notices.cc).
+  // revocation, a DK rotation. Each process reads the new ones every second
+  // (service/cluster_notices.cc).
   struct ClusterNotice {
     int64_t seq = 0;  // set by the store, increasing
     int64_t at = 0;   // unix seconds
