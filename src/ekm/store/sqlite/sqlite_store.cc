@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
@@ -18,6 +19,8 @@ namespace ekm {
 namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
+// How long a WAL-truncating checkpoint waits for readers while it holds the write lock.
+constexpr int kCheckpointWaitMs = 200;
 
 class SqliteStatement final : public sql::Statement {
  public:
@@ -76,7 +79,7 @@ class SqliteConnection final : public sql::Connection, public sql::ConnectionPoo
   SqliteConnection(sqlite3* db, std::string path) : db_(db), name_("the store " + path) {}
   ~SqliteConnection() override {
     for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
-    if (wipe_pending_) WipeDestroyed();
+    if (wipe_pending_) TruncateWal(kBusyTimeoutMs);
     sqlite3_close(db_);
   }
 
@@ -85,7 +88,10 @@ class SqliteConnection final : public sql::Connection, public sql::ConnectionPoo
     mu_.lock();
     return static_cast<sql::Connection*>(this);
   }
-  void Release(sql::Connection*) override { mu_.unlock(); }
+  void Release(sql::Connection*) override {
+    RetryPendingWipe();
+    mu_.unlock();
+  }
   const std::string& name() const override { return name_; }
 
   sql::Dialect dialect() const override { return sql::Dialect::kSqlite; }
@@ -136,13 +142,14 @@ class SqliteConnection final : public sql::Connection, public sql::ConnectionPoo
   // secure_delete zeroed the freed space in the pages written, but those pages and the older
   // versions of them are still frames of the WAL, and the main file holds the pages as they
   // were before. A TRUNCATE checkpoint copies the new pages into the main file and cuts the
-  // WAL to zero bytes, so no file of the database keeps a copy. It waits (busy_timeout) for
-  // readers of older snapshots, e.g. a CLI process; if one still holds the WAL, the wipe is
-  // retried at the next destructive change and when the store closes (SQLite checkpoints and
-  // removes the WAL when its last connection closes).
+  // WAL to zero bytes, so no file of the database keeps a copy. It holds the write lock while
+  // it waits for readers of older snapshots, so it waits briefly here: a full busy timeout
+  // made every other writer (ekmd, an `ekm` process) time out behind it under load. If a
+  // reader still holds the WAL, the wipe is retried at the next destructive change and when
+  // the store closes (SQLite checkpoints and removes the WAL when its last connection closes).
   void WipeDestroyed() override {
-    wipe_pending_ = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
-                                              nullptr) != SQLITE_OK;
+    last_wipe_attempt_ = std::chrono::steady_clock::now();
+    wipe_pending_ = !TruncateWal(kCheckpointWaitMs);
   }
   Status LockForMigration() override { return Status::Ok(); }
   void UnlockForMigration() override {}
@@ -160,11 +167,27 @@ class SqliteConnection final : public sql::Connection, public sql::ConnectionPoo
         .WithRetryAfter(1);
   }
 
+  // A wipe that found a reader is tried again at the end of a later call, at most once a
+  // second, so a long-running ekmd does not keep destroyed pages in its WAL until it stops.
+  void RetryPendingWipe() {
+    if (!wipe_pending_ || !sqlite3_get_autocommit(db_)) return;
+    if (std::chrono::steady_clock::now() - last_wipe_attempt_ < std::chrono::seconds(1)) return;
+    WipeDestroyed();
+  }
+  bool TruncateWal(int wait_ms) {
+    sqlite3_busy_timeout(db_, wait_ms);
+    bool done = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                          nullptr) == SQLITE_OK;
+    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+    return done;
+  }
+
   sqlite3* db_;
   const std::string name_;
   std::mutex mu_;
   std::unordered_map<std::string, sqlite3_stmt*> stmts_;
   bool wipe_pending_ = false;  // a WipeDestroyed() could not truncate the WAL
+  std::chrono::steady_clock::time_point last_wipe_attempt_;
 };
 
 }  // namespace
