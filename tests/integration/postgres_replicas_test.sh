@@ -16,7 +16,8 @@
 #     takes the lease over and finishes it, and everything decrypts;
 #   - PostgreSQL stopped for 3 s under load: the requests that need the store answer 503 with
 #     Retry-After (never a hang or a 500), then the replicas reconnect by themselves; every
-#     acknowledged ciphertext decrypts afterwards; the audit log verifies.
+#     acknowledged ciphertext decrypts afterwards; the audit log verifies;
+#   - two replicas started at once on an empty database migrate it once and make one admin token.
 #   postgres_replicas_test.sh EKM_BINARY EKMD_BINARY
 set -uo pipefail
 EKM=$1
@@ -278,4 +279,32 @@ check "every sampled acknowledged ciphertext decrypts after the restart ($bad ba
 for n in 1 2 3; do [ -n "${EKMD_PIDS[r$n]:-}" ] && stop_ekmd r$n; done
 check "the audit log written by three replicas verifies" \
   "$EKM" --store "$U" --root-key-file "$R" audit verify -w acme
+
+# Two replicas started at once on an empty database, given one root key file: the schema is
+# migrated once (under the migration lock) and they make one bootstrap admin token between them.
+U2="${U%/*}/empty_at_start"
+psql -q "$U" -c "CREATE DATABASE empty_at_start" >/dev/null
+head -c 32 /dev/urandom | xxd -p -c 64 >"$T/fresh.key"; chmod 600 "$T/fresh.key"
+for n in 5 6; do
+  "$EKMD" --data-dir "$T/d$n" --store "$U2" --root-key-file "$T/fresh.key" --listen 127.0.0.1:0 \
+    --node-name "r$n" >"$T/r$n.log" 2>&1 &
+  EKMD_PIDS[r$n]=$!
+done
+for n in 5 6; do
+  for i in $(seq 200); do
+    p=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$T/r$n.log" | head -1)
+    [ -n "$p" ] && curl -fsS "http://127.0.0.1:$p/readyz" >/dev/null 2>&1 && break
+    sleep 0.05
+  done
+  check "replica $n, started at once with another on an empty database, is ready" \
+    curl -fsS "http://127.0.0.1:$p/readyz" -o /dev/null
+done
+q() { psql -qtA "$U2" -c "$1"; }
+m=$(q "SELECT COUNT(*) || ' of ' || MAX(version) FROM schema_migrations")
+check "every migration applied, once ($m)" test "${m% of *}" = "${m#* of }"
+check "one bootstrap admin token between them ($(q "SELECT COUNT(*) FROM api_tokens"))" \
+  test "$(q "SELECT COUNT(*) FROM api_tokens WHERE role = 'admin'")" = 1
+check "…written to one replica's data directory" \
+  test "$(ls "$T"/d5/bootstrap-admin-token "$T"/d6/bootstrap-admin-token 2>/dev/null | wc -l)" = 1
+for n in 5 6; do stop_ekmd r$n; done
 summary

@@ -151,30 +151,36 @@ void EkmServiceImpl::RecordPermissionDenied(const auth::Principal& p, std::strin
 
 StatusOr<BootstrapAdminToken> EkmServiceImpl::EnsureBootstrapAdminToken(
     const CallContext& ctx, std::optional<std::string_view> given) {
-  EKM_ASSIGN_OR_RETURN(std::vector<Store::ApiTokenRecord> admins, store_->ListApiTokens(""));
   const int64_t now = ToUnixSeconds(options_.clock->Now());
-  for (const auto& a : admins) {
-    if (a.role == "admin" && a.revoked_at == 0 && (a.expires_at == 0 || a.expires_at > now)) {
-      return BootstrapAdminToken{};
-    }
-  }
-  std::optional<auth::PresentedToken> presented;
-  if (given) {
-    auto p = auth::ParseToken(*given);
-    if (!p.ok()) {
-      return InvalidArgumentError("the bootstrap token file does not hold an ekm token",
-                                  "write one line ekm_<16 hex>_<43 base64url> to it, e.g. "
-                                  "from another `ekm init`, or leave the flag out");
-    }
-    presented = std::move(*p);
-  }
-  EKM_ASSIGN_OR_RETURN(
-      NewApiToken t, StoreNewToken(ctx, auth::Role::kAdmin, "", {}, "bootstrap admin token", now, 0,
-                                   std::move(presented)));
+  // The check and the new token in one transaction: replicas starting at once on an empty
+  // store make one admin token between them, not one each.
   BootstrapAdminToken b;
-  b.created = true;
-  b.id = t.info.id;
-  if (!given) b.token = std::move(t.token);
+  EKM_RETURN_IF_ERROR(store_->InTransaction([&]() -> Status {
+    b = BootstrapAdminToken{};
+    EKM_ASSIGN_OR_RETURN(std::vector<Store::ApiTokenRecord> admins, store_->ListApiTokens(""));
+    for (const auto& a : admins) {
+      if (a.role == "admin" && a.revoked_at == 0 && (a.expires_at == 0 || a.expires_at > now)) {
+        return Status::Ok();
+      }
+    }
+    std::optional<auth::PresentedToken> presented;  // parsed again if the body runs again
+    if (given) {
+      auto p = auth::ParseToken(*given);
+      if (!p.ok()) {
+        return InvalidArgumentError("the bootstrap token file does not hold an ekm token",
+                                    "write one line ekm_<16 hex>_<43 base64url> to it, e.g. "
+                                    "from another `ekm init`, or leave the flag out");
+      }
+      presented = std::move(*p);
+    }
+    EKM_ASSIGN_OR_RETURN(
+        NewApiToken t, StoreNewToken(ctx, auth::Role::kAdmin, "", {}, "bootstrap admin token", now,
+                                     0, std::move(presented)));
+    b.created = true;
+    b.id = t.info.id;
+    if (!given) b.token = std::move(t.token);
+    return Status::Ok();
+  }));
   return b;
 }
 
