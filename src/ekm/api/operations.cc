@@ -168,9 +168,24 @@ constexpr RouteInfo kRoutes[] = {
 
 std::span<const RouteInfo> RouteTable() { return kRoutes; }
 
-bool RunsBlocking(RouteId id) {
-  // RSA-4096 key generation: seconds of CPU.
-  return id == RouteId::kImportParams;
+RouteThreads ThreadsFor(RouteId id) {
+  switch (id) {
+    case RouteId::kHealth:
+    case RouteId::kMetrics:
+    case RouteId::kKeyCacheStats:
+    case RouteId::kWhoAmI:
+    case RouteId::kEncrypt:
+    case RouteId::kDecrypt:
+    case RouteId::kEncryptBatch:
+    case RouteId::kDecryptBatch:
+    case RouteId::kGenerateDataKey:
+    case RouteId::kRewrap:
+      return RouteThreads::kIoFirst;
+    case RouteId::kReady:
+      return RouteThreads::kProbe;
+    default:
+      return RouteThreads::kBlockingPool;
+  }
 }
 
 std::string RoutePath(RouteId id, const RouteNames& names) {

@@ -118,8 +118,19 @@ const RouteInfo& RouteInfoFor(RouteId id);
 // The path of `id` with its placeholders filled in from `names`, each percent-encoded as one
 // path segment ("/v1/workspaces/acme/environments/prod/key"); no query.
 std::string RoutePath(RouteId id, const RouteNames& names);
-// Whether the route's handler may hold its thread for long (CPU-heavy or blocking work): the
-// HTTP layer runs those on its blocking pool (server/blocking_pool.h), never on an I/O thread.
-bool RunsBlocking(RouteId id);
+// Where ekmd runs a route's handler. An HTTP I/O thread serves many connections, so it never
+// waits on the store, a KMS or a long computation (docs/architecture.md, "Threads").
+enum class RouteThreads {
+  // On the I/O thread inside a NonBlockingScope (base/non_blocking_scope.h), and again on the
+  // blocking pool if it would wait: the data plane, whose cached keys need no thread hop, and
+  // what reads only memory.
+  kIoFirst,
+  // On the blocking pool (server/blocking_pool.h): every call needs the store or a KMS, or
+  // seconds of CPU (import-params' RSA key generation).
+  kBlockingPool,
+  // On a thread of its own: /readyz asks the store, and must not queue behind tenants' work.
+  kProbe,
+};
+RouteThreads ThreadsFor(RouteId id);
 
 }  // namespace ekm

@@ -2,6 +2,8 @@
 
 #include <sched.h>
 
+#include "ekm/base/non_blocking_scope.h"
+
 namespace ekm {
 
 namespace {
@@ -41,9 +43,36 @@ UsageOutcome UsageOutcomeOf(const Status& s) {
   }
 }
 
+namespace {
+thread_local UsageCounter::Hold* t_hold = nullptr;  // the innermost Hold of this thread
+}  // namespace
+
+UsageCounter::Hold::Hold(UsageCounter* counter) {
+  if (!InNonBlockingScope()) return;
+  counter_ = counter;
+  outer_ = t_hold;
+  t_hold = this;
+}
+
+UsageCounter::Hold::~Hold() {
+  if (counter_ == nullptr) return;
+  t_hold = outer_;
+  if (BlockingDeferred()) return;
+  for (const auto& [k, n] : held_) {
+    counter_->Count(std::get<0>(k), std::get<1>(k), std::get<3>(k), std::get<4>(k), std::get<5>(k),
+                    std::get<2>(k), n);
+  }
+}
+
 void UsageCounter::Count(std::string_view workspace, std::string_view environment,
                          std::string_view scope, std::string_view operation, UsageOutcome outcome,
                          int64_t minute, uint64_t n) {
+  if (t_hold != nullptr && t_hold->counter_ == this) {
+    t_hold->held_.emplace_back(Key{std::string(workspace), std::string(environment), minute,
+                                   std::string(scope), std::string(operation), outcome},
+                               n);
+    return;
+  }
   Shard& shard = shards_[CpuShard(kShards)];
   const KeyView view{workspace, environment, minute, scope, operation, outcome};
   std::lock_guard<std::mutex> lock(shard.mu);

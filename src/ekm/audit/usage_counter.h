@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "ekm/base/status.h"
@@ -41,9 +42,29 @@ UsageOutcome UsageOutcomeOf(const Status& s);
 
 class UsageCounter {
  public:
+  using Key = std::tuple<std::string, std::string, int64_t, std::string, std::string, UsageOutcome>;
+
   // One call per data-plane operation (a batch of n items: n). `minute` is unix seconds / 60.
   void Count(std::string_view workspace, std::string_view environment, std::string_view scope,
              std::string_view operation, UsageOutcome outcome, int64_t minute, uint64_t n = 1);
+
+  // While a Hold lives, this thread's counts to `counter` are kept back, and counted when it
+  // ends, unless the thread's NonBlockingScope was deferred by then: a batch that must run
+  // again on the blocking pool (base/non_blocking_scope.h) counts its items once, there.
+  // Outside a NonBlockingScope a Hold does nothing.
+  class Hold {
+   public:
+    explicit Hold(UsageCounter* counter);
+    ~Hold();
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    friend class UsageCounter;
+    UsageCounter* counter_ = nullptr;  // null: not holding
+    Hold* outer_ = nullptr;
+    std::vector<std::pair<Key, uint64_t>> held_;
+  };
 
   struct Row {
     std::string workspace, environment, scope, operation;
@@ -57,7 +78,6 @@ class UsageCounter {
   std::vector<Row> Drain();
 
  private:
-  using Key = std::tuple<std::string, std::string, int64_t, std::string, std::string, UsageOutcome>;
   using KeyView = std::tuple<std::string_view, std::string_view, int64_t, std::string_view,
                              std::string_view, UsageOutcome>;
   // Compares owned keys and views alike, so a count for a key already seen allocates nothing.

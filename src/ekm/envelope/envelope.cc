@@ -5,6 +5,7 @@
 
 #include "ekm/base/encoding.h"
 #include "ekm/base/endian.h"
+#include "ekm/base/non_blocking_scope.h"
 #include "ekm/base/random.h"
 #include "ekm/crypto/aes_gcm.h"
 #include "ekm/crypto/hkdf.h"
@@ -469,13 +470,16 @@ class Decoder : public EnvelopeDecoder {
   Status Update(ByteView chunk, Bytes* out) override {
     if (!error_.ok()) return error_;
     Status s = Feed(chunk, out);
-    if (!s.ok()) error_ = s;
+    // A key lookup that would have waited (base/non_blocking_scope.h) kept the input: the
+    // caller calls again, with nothing new, where it may wait.
+    if (!s.ok() && !BlockingDeferred()) error_ = s;
     return s;
   }
 
   Status Finish(Bytes* out) override {
     if (!error_.ok()) return error_;
     Status s = DoFinish(out);
+    if (!s.ok() && BlockingDeferred()) return s;  // called again where it may wait
     error_ = s.ok() ? FailedPreconditionError("decoder already finished") : s;
     return s;
   }
@@ -543,7 +547,15 @@ class Decoder : public EnvelopeDecoder {
     header_bytes_.assign(buf_.begin() + static_cast<ptrdiff_t>(pos_),
                          buf_.begin() + static_cast<ptrdiff_t>(pos_ + parsed_.size));
     pos_ += parsed_.size;
-    EKM_ASSIGN_OR_RETURN(dk_, lookup_(parsed_.header));
+    auto dk = lookup_(parsed_.header);
+    if (!dk.ok()) {
+      if (BlockingDeferred()) {  // looked up again at the next call: as if the header just came
+        have_header_ = false;
+        pos_ -= parsed_.size;
+      }
+      return dk.status();
+    }
+    dk_ = std::move(dk).value();
     if (!dk_) return InternalError("no data key returned for the envelope");
     if (parsed_.header.type == EnvelopeType::kStream) {
       EKM_ASSIGN_OR_RETURN(stream_key_, StreamKey(*dk_, parsed_.header, header_bytes_));
@@ -619,10 +631,11 @@ class Decoder : public EnvelopeDecoder {
       if (sniff_.empty()) return DataLossError("ciphertext is empty");
       return NotEkm(sniff_);  // only a partial "ekm1:" prefix arrived
     }
-    if (form_ == Form::kText) {
+    if (form_ == Form::kText && !text_finished_) {
       decoded_.clear();
       EKM_RETURN_IF_ERROR(text_->Finish(&decoded_));
       buf_.insert(buf_.end(), decoded_.begin(), decoded_.end());
+      text_finished_ = true;  // (a Finish deferred by its key lookup comes back here)
     }
     if (!have_header_) {
       size_t need = HeaderBytesNeeded(Available());
@@ -636,6 +649,7 @@ class Decoder : public EnvelopeDecoder {
   size_t max_single_size_;
   Status error_;
   Form form_ = Form::kUnknown;
+  bool text_finished_ = false;
   size_t consumed_ = 0;
   Bytes sniff_;
   std::unique_ptr<Base64Decoder> text_;

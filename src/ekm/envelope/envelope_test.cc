@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ekm/base/non_blocking_scope.h"
 #include "ekm/base/random.h"
 
 namespace ekm {
@@ -409,6 +410,50 @@ TEST(EnvelopeTest, LookupErrorsStopDecryption) {
   Status s = dec->Update(ct, &out);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(dec->Finish(&out).ok());
+}
+
+// A key lookup that would have waited on a thread that must not (base/non_blocking_scope.h)
+// leaves the decoder as if the header had just come: the same call again, with no new input,
+// where waiting is allowed, carries on, in either form, whatever came before in the call.
+TEST(EnvelopeTest, ALookupDeferredByANonBlockingScopeResumes) {
+  auto key = Key();
+  Bytes plain(3 * kMinSegmentSize + 17, 0x5a);
+  int lookups = 0;
+  auto lookup = [&](const EnvelopeHeader&) -> StatusOr<std::shared_ptr<const SecretBytes>> {
+    ++lookups;
+    EKM_RETURN_IF_ERROR(MayBlock("a test's key"));
+    return key;
+  };
+  for (bool text : {false, true}) {
+    for (size_t head : {size_t{0}, size_t{9}}) {  // the header whole in the deferred call, or not
+      SCOPED_TRACE(std::string(text ? "text" : "binary") + ", " + std::to_string(head));
+      lookups = 0;
+      Bytes ct = Stream(key, plain, text);
+      auto dec = EnvelopeDecoder::Create(lookup);
+      Bytes out;
+      ASSERT_TRUE(dec->Update(ByteView(ct).first(head), &out).ok());
+      Status s;
+      {
+        NonBlockingScope scope;
+        s = dec->Update(ByteView(ct).subspan(head), &out);
+        EXPECT_TRUE(scope.deferred());
+      }
+      EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+      EXPECT_TRUE(out.empty());
+      ASSERT_TRUE(dec->Update({}, &out).ok());  // where it may wait: again, with nothing new
+      ASSERT_TRUE(dec->Finish(&out).ok());
+      EXPECT_EQ(out, plain);
+      EXPECT_EQ(lookups, 2);
+    }
+  }
+  // Any other lookup error still stops the decoder for good.
+  auto dec = EnvelopeDecoder::Create(
+      [](const EnvelopeHeader&) -> StatusOr<std::shared_ptr<const SecretBytes>> {
+        return UnavailableError("the KMS is down");
+      });
+  Bytes out;
+  EXPECT_FALSE(dec->Update(Seal(key, "x"), &out).ok());
+  EXPECT_FALSE(dec->Update({}, &out).ok());
 }
 
 TEST(EnvelopeTest, SingleFormSizeCapIsEnforcedEarly) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cctype>
 
+#include "ekm/base/non_blocking_scope.h"
 #include "ekm/base/random.h"
 #include "ekm/crypto/aes_gcm.h"
 #include "ekm/crypto/key_wrap.h"
@@ -188,6 +189,8 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::GetEk(const EnvironmentRecord& env, 
 
 StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::FetchEk(const EnvironmentRecord& env, uint32_t version,
                                                     EkPtr stale) {
+  // Both the provider call and waiting for another thread's: never on an HTTP I/O thread.
+  EKM_RETURN_IF_ERROR(MayBlock("the customer main key's provider"));
   std::string key = EkKey(env.id, version);
   std::shared_ptr<Flight> flight;
   bool leader = false;
@@ -257,6 +260,7 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(rec.cmk_provider));
   auto unwrapped = provider->Unwrap(rec.cmk_key_id, rec.wrapped,
                                     EnvironmentKeyContext(env.workspace, env.name, version));
+  if (!unwrapped.ok() && BlockingDeferred()) return unwrapped.status();  // nothing happened
   CountCall(rec.cmk_provider, "unwrap", unwrapped);
   if (!unwrapped.ok()) {
     Status s = unwrapped.status().WithContext(
@@ -401,6 +405,7 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::CurrentDataKey(const Envi
     if (fresh != hit) current_dks_.Put(key, fresh, TimePoint::max());
     return fresh;
   }
+  EKM_RETURN_IF_ERROR(MayBlock("a key cache miss"));  // counted once, where it is served
   misses_.fetch_add(1, std::memory_order_relaxed);
   // `env` may be older than the store (a rotation or CMK change since it was read, here or in
   // another process): when the current EK moved on, decide again from the fresh record.
@@ -436,6 +441,7 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::DataKeyVersion(const Envi
     }
     return Revalidate(env, std::move(hit));
   }
+  EKM_RETURN_IF_ERROR(MayBlock("a key cache miss"));  // counted once, where it is served
   misses_.fetch_add(1, std::memory_order_relaxed);
   auto rec = store_->GetDataKey(env.id, scope, version);
   if (!rec.ok()) {
@@ -454,6 +460,8 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::DataKeyVersion(const Envi
 Status KeyHierarchy::NextNonce(DataKeyHandle& dk, std::span<uint8_t, 12> out) {
   NonceSequence* lease = dk.lease.load(std::memory_order_acquire);
   if (lease != nullptr && lease->Next(out)) return Status::Ok();
+  // Before the lock: its holder may be waiting for the store.
+  EKM_RETURN_IF_ERROR(MayBlock("a nonce lease from the store"));
   std::lock_guard<std::mutex> lock(dk.lease_mu);
   lease = dk.lease.load(std::memory_order_acquire);
   if (lease != nullptr && lease->Next(out)) return Status::Ok();  // another thread refilled it
@@ -506,6 +514,7 @@ StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::RotateDataKey(const Envir
 
 StatusOr<std::shared_ptr<DataKeyHandle>> KeyHierarchy::Revalidate(
     const EnvironmentRecord& env, std::shared_ptr<DataKeyHandle> dk) {
+  EKM_RETURN_IF_ERROR(MayBlock("a key cache miss"));  // counted once, where it is served
   misses_.fetch_add(1, std::memory_order_relaxed);
   auto ek = GetEk(env, dk->ek_version);
   if (ek.ok() && *ek == dk->ek) return dk;  // its EK entry was refreshed (or served in grace)

@@ -328,9 +328,19 @@ void AddLimitFlags(CLI::App& app, EkmdFlags& f) {
       ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   app.add_option("--blocking-threads", f.http.blocking_threads,
-                 "Threads for slow work kept off the I/O threads (the RSA-4096 key of "
-                 "import-params)")
-      ->check(CLI::Range(1, 64))
+                 "Threads for the work kept off the I/O threads: key cache misses (the store, "
+                 "a KMS), the admin plane, import-params' RSA key generation")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_option("--max-blocking-per-environment", f.http.max_blocking_per_environment,
+                 "Requests of one environment on the blocking threads at once (a tenant whose "
+                 "KMS is slow holds no more); 0: no limit")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  app.add_option("--max-queued-per-environment", f.http.max_queued_per_environment,
+                 "Requests of one environment waiting for a blocking thread; the next one is "
+                 "answered 503 with Retry-After; 0: no limit")
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
 }
 

@@ -25,8 +25,10 @@
 #include <vector>
 
 #include "ekm/api/http_errors.h"
+#include "ekm/base/non_blocking_scope.h"
 #include "ekm/metrics/metrics.h"
 #include "ekm/server/blocking_pool.h"
+#include "ekm/server/bulkhead.h"
 #include "ekm/server/log_format.h"
 #include "ekm/server/rate_limiter.h"
 #include "ekm/server/request_framing.h"
@@ -209,6 +211,9 @@ class HttpServer::Impl {
         limiter_(options_.rate_limit,
                  options_.rate_limit_burst > 0 ? options_.rate_limit_burst : options_.rate_limit),
         auth_failures_(options_.auth_failure_limit, options_.auth_failure_limit * 60),
+        running_(options_.max_blocking_per_environment),
+        queued_(options_.max_queued_per_environment),
+        probes_(1),
         blocking_(options_.blocking_threads) {
     router_.set_metrics_unauthenticated(options_.metrics_unauthenticated);
     InitMetrics();
@@ -288,6 +293,7 @@ class HttpServer::Impl {
     for (auto& t : threads_) t.join();
     threads_.clear();
     blocking_.Stop();  // waits for blocking work still running (it uses the service)
+    probes_.Stop();
   }
 
  private:
@@ -309,11 +315,13 @@ class HttpServer::Impl {
         &r.AddCounter("ekm_tls_handshake_failures_total", "TLS handshakes that failed or timed out")
              .With({});
     auto& refused = r.AddCounter("ekm_http_refused_total",
-                                 "Connections and requests refused with 429 by a concurrency "
-                                 "limit, by limit",
+                                 "Connections and requests refused by a concurrency limit "
+                                 "(429; 503 for the blocking pool's per-environment bulkhead), "
+                                 "by limit",
                                  {"limit"});
     refused_per_address_ = &refused.With({"connections_per_address"});
     refused_per_token_ = &refused.With({"requests_per_token"});
+    bulkhead_refused_ = &refused.With({"blocking_per_environment"});
     r.AddGauge("ekm_build_info", "ekmd's version (the value is always 1)", {"version"})
         .With({options_.version})
         .Set(1);
@@ -805,7 +813,16 @@ class HttpServer::Impl {
       if (body_pending) co_await Drain(stream, buffer, parser, x);
       co_return keep;
     }
-    RouteMatch match = router_.Match(route);
+    // The token is usually cached; checking one that is not reads the store, on the pool.
+    RouteMatch match;
+    bool match_deferred = false;
+    {
+      NonBlockingScope scope;
+      match = router_.Match(route);
+      match_deferred = scope.deferred();
+    }
+    if (match_deferred)
+      match = co_await blocking_.Run([this, &route] { return router_.Match(route); });
     if (match.found) x.route_index = RouteIndex(match.id);
     if (match.status.code() == StatusCode::kUnauthenticated) auth_failures_.Acquire(failure_key);
     if (!match.status.ok()) {
@@ -904,14 +921,25 @@ class HttpServer::Impl {
       co_return false;
     }
     RouteResponse res;
-    if (RunsBlocking(match.id)) {
-      // On the blocking pool: this I/O thread serves other connections meanwhile.
-      res = co_await blocking_.Run([this, &match, &body] {
-        if (options_.blocking_call_hook) options_.blocking_call_hook(RouteInfoFor(match.id).name);
-        return router_.Handle(match, body);
-      });
-    } else {
+    bool done = false;
+    if (ThreadsFor(match.id) == RouteThreads::kIoFirst) {
+      NonBlockingScope scope;
       res = router_.Handle(match, body);
+      done = !scope.deferred();  // else nothing it did stays: it runs again, where it may wait
+    }
+    if (!done) {
+      // Off this I/O thread, which serves other connections meanwhile.
+      Bulkhead::Ticket ticket;
+      Status admitted = co_await Admit(match, &ticket);
+      if (!admitted.ok()) {
+        res = RouteResponse{HttpStatusFor(admitted.code()), ErrorJson(admitted),
+                            admitted.retry_after_seconds()};
+      } else {
+        res = co_await PoolFor(match).Run([this, &match, &body] {
+          if (options_.blocking_call_hook) options_.blocking_call_hook(RouteInfoFor(match.id).name);
+          return router_.Handle(match, body);
+        });
+      }
     }
     Headers headers;
     if (res.retry_after > 0) headers.emplace_back("Retry-After", std::to_string(res.retry_after));
@@ -933,7 +961,23 @@ class HttpServer::Impl {
     const auto deadline = options_.max_stream_duration.count() > 0
                               ? x.start + options_.max_stream_duration
                               : std::chrono::steady_clock::time_point::max();
-    auto transform = router_.OpenStream(match);
+    StatusOr<std::unique_ptr<StreamTransform>> transform = InternalError("no stream");
+    bool opened = false;
+    {
+      NonBlockingScope scope;
+      transform = router_.OpenStream(match);
+      opened = !scope.deferred();
+      if (!opened) transform = InternalError("no stream");  // dropped here, counted nowhere
+    }
+    if (!opened) {
+      Bulkhead::Ticket ticket;
+      Status admitted = co_await Admit(match, &ticket);
+      if (admitted.ok()) {
+        transform = co_await blocking_.Run([this, &match] { return router_.OpenStream(match); });
+      } else {
+        transform = admitted;
+      }
+    }
     if (!transform.ok()) {
       Headers headers;
       if (transform.status().retry_after_seconds() > 0) {
@@ -1005,13 +1049,15 @@ class HttpServer::Impl {
       if (n == 0) continue;
       x.bytes_in += n;
       out.clear();
-      s = t.Update(ByteView(reinterpret_cast<const uint8_t*>(buf.data()), n), &out);
+      s = co_await StreamStep(
+          match, [&t, &out, chunk = ByteView(reinterpret_cast<const uint8_t*>(buf.data()), n)](
+                     bool again) { return t.Update(again ? ByteView() : chunk, &out); });
       if (!s.ok()) break;
       if (!out.empty() && !co_await send(out)) co_return cut();
     }
     if (s.ok()) {
       out.clear();
-      s = t.Finish(&out);
+      s = co_await StreamStep(match, [&t, &out](bool) { return t.Finish(&out); });
       if (s.ok() && !out.empty() && !co_await send(out)) co_return cut();
     }
     if (!s.ok()) {
@@ -1044,6 +1090,63 @@ class HttpServer::Impl {
     co_await net::async_write(stream, http::make_chunk_last(trailer),
                               net::redirect_error(use_awaitable, ec));
     co_return !ec && keep_alive;
+  }
+
+  // The pool a route's work runs on when it has to wait.
+  BlockingPool& PoolFor(const RouteMatch& match) {
+    return ThreadsFor(match.id) == RouteThreads::kProbe ? probes_ : blocking_;
+  }
+
+  // A place for the request's environment on the blocking pool (the bulkhead: at most
+  // --max-blocking-per-environment at once), waited for without holding a thread. Past
+  // --max-queued-per-environment waiting, refused at once: 503 with Retry-After. Probes are
+  // not limited.
+  awaitable<Status> Admit(const RouteMatch& match, Bulkhead::Ticket* ticket) {
+    if (ThreadsFor(match.id) == RouteThreads::kProbe) co_return Status::Ok();
+    const std::string key = match.workspace + "/" + match.environment;
+    *ticket = running_.TryEnter(key);
+    if (ticket->held()) co_return Status::Ok();
+    Bulkhead::Ticket waiting = queued_.TryEnter(key);
+    if (!waiting.held()) {
+      bulkhead_refused_->Inc();
+      const std::string who = match.environment.empty()
+                                  ? (match.workspace.empty() ? std::string("the platform")
+                                                             : "workspace " + match.workspace)
+                                  : "environment " + key;
+      co_return UnavailableError(
+          who + " has " + std::to_string(running_.limit()) + " requests waiting for its key " +
+              "provider or the store and " + std::to_string(queued_.limit()) +
+              " more queued (ekmd --max-blocking-per-environment, --max-queued-per-environment)",
+          "retry after 1 s (Retry-After); if it lasts, check the environment's customer main key "
+          "(GET …/status): its KMS may be slow")
+          .WithRetryAfter(1);
+    }
+    // Polled with a growing pause (the slow path only: a tenant whose work waits).
+    net::steady_timer timer(co_await net::this_coro::executor);
+    auto pause = std::chrono::milliseconds(1);
+    for (;;) {
+      timer.expires_after(pause);
+      co_await timer.async_wait(use_awaitable);
+      *ticket = running_.TryEnter(key);
+      if (ticket->held()) co_return Status::Ok();
+      pause = std::min(pause * 2, std::chrono::milliseconds(16));
+    }
+  }
+
+  // One step of a stream (Update or Finish) on this I/O thread; when its key check or lookup
+  // would wait, the same step again on the blocking pool (`step(true)`: the coder kept its
+  // input, base/non_blocking_scope.h).
+  template <typename Step>
+  awaitable<Status> StreamStep(const RouteMatch& match, Step step) {
+    {
+      NonBlockingScope scope;
+      Status s = step(false);
+      if (!scope.deferred()) co_return s;
+    }
+    Bulkhead::Ticket ticket;
+    Status admitted = co_await Admit(match, &ticket);
+    if (!admitted.ok()) co_return admitted;
+    co_return co_await blocking_.Run([&step] { return step(true); });
   }
 
   // Requests in progress per token id. Shared with the slots: a request's coroutine frame may
@@ -1127,6 +1230,10 @@ class HttpServer::Impl {
   std::set<std::shared_ptr<Connection>> connections_;
   std::unordered_map<std::string, int> per_address_;  // open connections (under mu_)
   std::shared_ptr<TokenRequests> token_requests_ = std::make_shared<TokenRequests>();
+  metrics::Counter* bulkhead_refused_ = nullptr;
+  Bulkhead running_;       // requests on the blocking pool, per environment
+  Bulkhead queued_;        // requests waiting for a place in running_, per environment
+  BlockingPool probes_;    // /readyz: never queued behind tenants' work
   BlockingPool blocking_;  // last: destroyed (joined) first, before what its work uses
 };
 

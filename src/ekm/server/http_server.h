@@ -61,10 +61,14 @@ struct HttpServerOptions {
   // Requests in progress at once per API token (streams included); the next one is answered
   // 429. 0: no limit.
   int max_requests_per_token = 256;
-  // Threads for blocking work the I/O threads must not wait on (RSA key generation of
-  // import-params): routes.h RunsBlocking.
-  int blocking_threads = 2;
-  // Tests only: called on a blocking thread before a blocking route's handler runs.
+  // Threads for the work I/O threads never wait on (api/operations.h ThreadsFor): key cache
+  // misses (the store, a KMS), the admin plane, import-params' RSA key generation.
+  int blocking_threads = 32;
+  // The bulkhead: requests of one environment on the blocking pool at once, and waiting for a
+  // place (without a thread); past both, 503 with Retry-After. 0: no limit.
+  int max_blocking_per_environment = 8;
+  int max_queued_per_environment = 64;
+  // Tests only: called on a blocking thread before a route's handler runs there.
   std::function<void(std::string_view route_name)> blocking_call_hook;
 
   bool tls() const { return !tls_cert_file.empty() || !tls_key_file.empty(); }

@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <future>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -876,6 +878,80 @@ TEST_F(HttpServerTest, ImportParamsRunsOffTheIoThreads) {
   release.set_value();
   import.join();
   EXPECT_EQ(StatusOf(imported), 200) << imported;
+  server.Stop(std::chrono::seconds(2));
+}
+
+// A tenant whose work waits (held here in the test hook, as a slow KMS holds it) takes at most
+// its bulkhead's places on the blocking pool: with one I/O thread, another environment's cached
+// data plane, /healthz and /readyz are answered meanwhile; the slow environment's next request
+// queues, and the one after is refused at once with 503 and Retry-After.
+TEST_F(HttpServerTest, ASlowEnvironmentHoldsOnlyItsBulkhead) {
+  ASSERT_TRUE(admin_->CreateEnvironment(kClientCtx, "acme", "dev").ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  int held = 0;
+  bool release = false;
+  std::atomic<bool> armed{false};  // after dev's first encrypt
+  HttpServerOptions h;
+  h.listen = "127.0.0.1:0";
+  h.threads = 1;
+  h.max_blocking_per_environment = 1;
+  h.max_queued_per_environment = 1;
+  h.blocking_call_hook = [&](std::string_view route) {
+    if (route != "data.encrypt" || !armed) return;
+    std::unique_lock<std::mutex> lock(mu);
+    ++held;
+    cv.notify_all();
+    cv.wait_for(lock, std::chrono::seconds(20), [&] { return release; });  // bound: failure only
+  };
+  HttpServer server(svc_.get(), h);
+  ASSERT_TRUE(server.Start().ok());
+  const std::string body = R"({"plaintext": "aGk=", "scope": "new-SCOPE"})";
+  auto encrypt = [&](const std::string& env, const std::string& scope) {
+    std::string b = body;
+    b.replace(b.find("SCOPE"), 5, scope);
+    return Post(server.port(), "/v1/workspaces/acme/environments/" + env + "/encrypt", b,
+                "application/json", app_token_);
+  };
+  // dev's key cached: its encrypts never leave the I/O thread.
+  ASSERT_EQ(StatusOf(Post(server.port(), "/v1/workspaces/acme/environments/dev/encrypt",
+                          R"({"plaintext": "aGk="})", "application/json", app_token_)),
+            200);
+  armed = true;
+  std::string first, second;
+  std::thread slow1([&] { first = encrypt("prod", "a"); });  // a new scope: a DK to store
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return held == 1; }));
+  }
+  std::thread slow2([&] { second = encrypt("prod", "b"); });  // queued: the one place is taken
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::string refused = encrypt("prod", "c");
+  EXPECT_EQ(StatusOf(refused), 503) << refused;
+  EXPECT_NE(refused.find("Retry-After: 1"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("environment acme/prod has 1 requests waiting"), std::string::npos)
+      << refused;
+  std::string warm = Post(server.port(), "/v1/workspaces/acme/environments/dev/encrypt",
+                          R"({"plaintext": "aGk="})", "application/json", app_token_);
+  EXPECT_EQ(StatusOf(warm), 200) << warm;
+  EXPECT_EQ(StatusOf(RawRequest(server.port(),
+                                "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                "Connection: close\r\n\r\n")),
+            200);
+  EXPECT_EQ(StatusOf(RawRequest(server.port(),
+                                "GET /readyz HTTP/1.1\r\nHost: x\r\n"
+                                "Connection: close\r\n\r\n")),
+            200);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(held, 1) << "the queued request waits without a thread";
+    release = true;
+  }
+  cv.notify_all();
+  slow1.join();
+  slow2.join();
+  EXPECT_EQ(StatusOf(first), 200) << first;
+  EXPECT_EQ(StatusOf(second), 200) << second;
   server.Stop(std::chrono::seconds(2));
 }
 

@@ -8,6 +8,7 @@
 
 #include "ekm/audit/audit_log.h"
 #include "ekm/base/clock.h"
+#include "ekm/base/non_blocking_scope.h"
 #include "ekm/service/ekm_service.h"
 #include "ekm/store/sqlite/sqlite_store.h"
 #include "ekm/testing/temp_dir.h"
@@ -113,6 +114,67 @@ TEST_F(AuditServiceTest, WorkspaceCreationIsRecordedInBothChains) {
   EXPECT_TRUE(VerifyAuditLog(ws, {}, nullptr).ok());
   EXPECT_EQ(svc_->ExportAudit(TestOp(), "nope", [](const auto&) { return Status::Ok(); }).code(),
             StatusCode::kNotFound);
+}
+
+// On an HTTP I/O thread the data plane runs inside a NonBlockingScope; work that would wait
+// (a key not cached) is deferred and run again on the blocking pool. The deferred try counts
+// nothing, a batch deferred halfway through counts none of its items, and a stream whose key
+// lookup was deferred carries on with what it was given.
+TEST_F(AuditServiceTest, WorkDeferredByANonBlockingScopeIsCountedOnceWhereItRuns) {
+  Bytes streamed;
+  {
+    auto enc = svc_->NewEncryptStream(TestOp(), "acme", "prod", "s3", false);
+    ASSERT_TRUE(enc.ok());
+    ASSERT_TRUE((*enc)->Update(Bytes(100000, 7), &streamed).ok());
+    ASSERT_TRUE((*enc)->Finish(&streamed).ok());
+  }
+  ASSERT_TRUE(svc_->FlushDataPlaneUsage().ok());
+  auto opened = EkmService::Open(options_);  // another process: nothing cached
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EkmService& cold = **opened;
+  Bytes ct;
+  auto in_scope = [](auto&& work, bool* deferred) {
+    NonBlockingScope scope;
+    auto result = work();
+    *deferred = scope.deferred();
+    return result;
+  };
+  bool deferred = false;
+  Status s = in_scope(
+      [&] { return cold.Encrypt(TestOp(), "acme", "prod", "s1", AsBytes("a"), &ct); }, &deferred);
+  EXPECT_TRUE(deferred);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  ASSERT_TRUE(cold.Encrypt(TestOp(), "acme", "prod", "s1", AsBytes("a"), &ct).ok());  // the pool
+  ct.clear();
+  s = in_scope([&] { return cold.Encrypt(TestOp(), "acme", "prod", "s1", AsBytes("b"), &ct); },
+               &deferred);
+  EXPECT_FALSE(deferred) << "a cached key needs no wait";
+  EXPECT_TRUE(s.ok()) << s.ToString();
+
+  std::vector<BatchEncryptItem> items = {{"s1", Bytes{1}}, {"s2", Bytes{2}}};  // s2: not cached
+  auto batch =
+      in_scope([&] { return cold.EncryptBatch(TestOp(), "acme", "prod", items); }, &deferred);
+  EXPECT_TRUE(deferred);
+  EXPECT_FALSE(batch.ok());
+  batch = cold.EncryptBatch(TestOp(), "acme", "prod", items);
+  ASSERT_TRUE(batch.ok() && (*batch)[0].ok() && (*batch)[1].ok());
+
+  auto dec = cold.NewDecryptStream(TestOp(), "acme", "prod");
+  ASSERT_TRUE(dec.ok()) << dec.status().ToString();
+  Bytes plain;
+  s = in_scope([&] { return (*dec)->Update(streamed, &plain); }, &deferred);
+  EXPECT_TRUE(deferred);
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable);
+  ASSERT_TRUE((*dec)->Update({}, &plain).ok());  // the same step again, on the pool
+  ASSERT_TRUE((*dec)->Finish(&plain).ok());
+  EXPECT_EQ(plain, Bytes(100000, 7));
+  dec->reset();
+
+  ASSERT_TRUE(cold.FlushDataPlaneUsage().ok());
+  auto usage = Usage();
+  EXPECT_EQ(usage["encrypt/ok"], 1u + 1u + 1u + 2u);  // the stream, s1 twice, the batch
+  EXPECT_EQ(usage["decrypt/ok"], 1u);
+  EXPECT_EQ(usage.size(), 2u) << "no refused or failed try";
 }
 
 TEST_F(AuditServiceTest, DataPlaneUseIsCountedPerMinuteNotPerRequest) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "ekm/base/non_blocking_scope.h"
 #include "ekm/base/random.h"
 #include "ekm/service/ekm_service_impl.h"
 
@@ -38,7 +39,8 @@ class StreamUsage {
 
  private:
   void Count(UsageOutcome outcome) {
-    if (counted_ || scope_.empty()) return;
+    // A deferred try is no outcome: the run on the blocking pool counts (non_blocking_scope.h).
+    if (counted_ || scope_.empty() || BlockingDeferred()) return;
     counted_ = true;
     usage_->Count(workspace_, environment_, scope_, operation_, outcome,
                   ToUnixSeconds(clock_->NowCoarse()) / 60);
@@ -97,17 +99,24 @@ class KeyCheckedCoder final : public StreamCoderBase<Coder, KeyCheckedCoder<Code
       : inner_(std::move(inner)), check_(std::move(check)) {}
 
   Status Update(ByteView chunk, Bytes* out) override {
-    while (!chunk.empty()) {
-      // Sealing on a pool (the CLI's bounded 1 MiB chunks) takes a chunk at once: the check is
-      // about time (a revocation within the TTL), and a chunk seals in well under a millisecond.
-      const size_t n = pooled_ ? chunk.size() : std::min(chunk.size(), kCheckEvery);
-      EKM_RETURN_IF_ERROR(check_());
-      EKM_RETURN_IF_ERROR(inner_->Update(chunk.first(n), out));
-      chunk = chunk.subspan(n);
+    if (!kept_.empty()) {
+      // Input kept by a call that would have waited (base/non_blocking_scope.h), first.
+      Bytes kept;
+      kept.swap(kept_);
+      Status s = Feed(kept, out);
+      if (!s.ok()) {
+        if (BlockingDeferred()) Append(kept_, chunk);
+        return s;
+      }
     }
-    return Status::Ok();
+    return Feed(chunk, out);
   }
   Status Finish(Bytes* out) override {
+    if (!kept_.empty()) {
+      Bytes kept;
+      kept.swap(kept_);
+      EKM_RETURN_IF_ERROR(Feed(kept, out));
+    }
     EKM_RETURN_IF_ERROR(check_());
     return inner_->Finish(out);
   }
@@ -117,9 +126,31 @@ class KeyCheckedCoder final : public StreamCoderBase<Coder, KeyCheckedCoder<Code
   }
 
  private:
+  Status Feed(ByteView chunk, Bytes* out) {
+    while (!chunk.empty()) {
+      // Sealing on a pool (the CLI's bounded 1 MiB chunks) takes a chunk at once: the check is
+      // about time (a revocation within the TTL), and a chunk seals in well under a millisecond.
+      const size_t n = pooled_ ? chunk.size() : std::min(chunk.size(), kCheckEvery);
+      Status s = check_();
+      if (s.ok()) {
+        s = inner_->Update(chunk.first(n), out);
+        if (!s.ok() && BlockingDeferred()) chunk = chunk.subspan(n);  // the inner coder kept it
+      }
+      if (!s.ok()) {
+        // A check or key lookup that would have waited: the rest is fed at the next call,
+        // made where it may wait.
+        if (BlockingDeferred()) kept_.assign(chunk.begin(), chunk.end());
+        return s;
+      }
+      chunk = chunk.subspan(n);
+    }
+    return Status::Ok();
+  }
+
   std::unique_ptr<Coder> inner_;
   std::function<Status()> check_;
   bool pooled_ = false;
+  Bytes kept_;  // input not yet fed: its key check would have waited
 };
 
 }  // namespace
@@ -493,6 +524,7 @@ StatusOr<std::vector<StatusOr<Bytes>>> EkmServiceImpl::EncryptBatch(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::vector<BatchEncryptItem>& items) {
   EKM_RETURN_IF_ERROR(CheckBatchSize(items.size()));
+  UsageCounter::Hold hold(usage_.get());  // counted once, where the batch completes
   // The environment first: a missing one is the request's error, not every item's.
   EKM_RETURN_IF_ERROR(Environment(workspace, environment).status());
   std::vector<StatusOr<Bytes>> out;
@@ -510,6 +542,7 @@ StatusOr<std::vector<StatusOr<Bytes>>> EkmServiceImpl::DecryptBatch(
     const CallContext& ctx, std::string_view workspace, std::string_view environment,
     const std::vector<Bytes>& envelopes) {
   EKM_RETURN_IF_ERROR(CheckBatchSize(envelopes.size()));
+  UsageCounter::Hold hold(usage_.get());  // counted once, where the batch completes
   EKM_RETURN_IF_ERROR(Environment(workspace, environment).status());
   std::vector<StatusOr<Bytes>> out;
   out.reserve(envelopes.size());
@@ -542,6 +575,7 @@ Status EkmServiceImpl::CheckBatchSize(size_t n) {
 
 void EkmServiceImpl::CountUsage(const EnvironmentRecord& env, std::string_view scope,
                                 std::string_view op, const Status& result) {
+  if (BlockingDeferred()) return;  // the run on the blocking pool counts (non_blocking_scope.h)
   usage_->Count(env.workspace, env.name, scope, op, UsageOutcomeOf(result),
                 ToUnixSeconds(options_.clock->NowCoarse()) / 60);
 }

@@ -8,6 +8,8 @@
 #include <mutex>
 #include <string_view>
 
+#include "ekm/base/non_blocking_scope.h"
+
 namespace ekm {
 
 std::string HttpResponse::Header(std::string_view lower_name) const {
@@ -143,6 +145,7 @@ class CurlHttpTransport final : public HttpTransport {
   }
 
   StatusOr<HttpResponse> Send(const HttpRequest& request) override {
+    EKM_RETURN_IF_ERROR(MayBlock("a call to " + request.url));  // never on an HTTP I/O thread
     EKM_ASSIGN_OR_RETURN(ParsedUrl url, ParseUrl(request.url));
     const bool loopback = IsLoopbackHost(url.host);
     if (url.scheme == "http" && !loopback && !options_.allow_insecure_http) {

@@ -10,6 +10,7 @@
 
 #include "ekm/audit/audit_log.h"
 #include "ekm/base/encoding.h"
+#include "ekm/base/non_blocking_scope.h"
 #include "ekm/store/sql/migrations.h"
 #include "ekm/store/store_integrity.h"
 
@@ -41,6 +42,7 @@ class ConnectionLease {
  public:
   static StatusOr<ConnectionLease> Take(sql::ConnectionPool& pool) {
     if (t_lease.pool == &pool) return ConnectionLease(nullptr, {});
+    EKM_RETURN_IF_ERROR(MayBlock("a store query"));  // never on an HTTP I/O thread
     EKM_ASSIGN_OR_RETURN(sql::Connection * connection, pool.Acquire());
     ThreadLease outer = t_lease;
     t_lease = ThreadLease{&pool, connection, 0};

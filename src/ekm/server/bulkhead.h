@@ -1,0 +1,52 @@
+// A bulkhead: at most `limit` pieces of work at once per key (an environment), so that one
+// tenant whose KMS or store work is slow holds a bounded share of the blocking pool and the
+// others keep theirs; past the limit, work is refused at once (503 with Retry-After) instead of
+// queueing behind the slow tenant's. Thread-safe; only the slow path (work that has to wait)
+// enters it.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace ekm {
+
+class Bulkhead {
+ public:
+  explicit Bulkhead(int limit) : limit_(limit) {}
+  Bulkhead(const Bulkhead&) = delete;
+  Bulkhead& operator=(const Bulkhead&) = delete;
+
+  // A place taken; given back on destruction. Empty (held() false) when the key was full.
+  class Ticket {
+   public:
+    Ticket() = default;
+    Ticket(Ticket&& other) noexcept : owner_(other.owner_), name_(std::move(other.name_)) {
+      other.owner_ = nullptr;
+    }
+    Ticket& operator=(Ticket&& other) noexcept;
+    ~Ticket() { Release(); }
+    bool held() const { return owner_ != nullptr; }
+
+   private:
+    friend class Bulkhead;
+    Ticket(Bulkhead* owner, std::string name) : owner_(owner), name_(std::move(name)) {}
+    void Release();
+    Bulkhead* owner_ = nullptr;
+    std::string name_;  // what the place is for (an environment)
+  };
+
+  // A place for `key`, or an empty ticket when `limit` are taken. A limit of 0: no limit.
+  Ticket TryEnter(std::string_view key);
+  int limit() const { return limit_; }
+  // Places taken for `key` now (tests, metrics).
+  int InUse(std::string_view key) const;
+
+ private:
+  const int limit_;
+  mutable std::mutex mu_;
+  std::map<std::string, int, std::less<>> in_use_;
+};
+
+}  // namespace ekm
