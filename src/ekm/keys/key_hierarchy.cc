@@ -93,6 +93,7 @@ KeyHierarchy::KeyHierarchy(Store* store, ProviderRegistry* providers, Clock* clo
       providers_(providers),
       clock_(clock),
       options_(WithinNonceSpace(options)),
+      provider_calls_(options.max_calls_per_provider),
       envs_(options.max_cached_keys, &memos_.generation()),
       eks_(options.max_cached_keys, &memos_.generation()),
       dks_(options.max_cached_keys, &memos_.generation()),
@@ -100,11 +101,24 @@ KeyHierarchy::KeyHierarchy(Store* store, ProviderRegistry* providers, Clock* clo
       policies_(options.max_cached_keys, &memos_.generation()),
       health_(store, clock, options.health) {}
 
+StatusOr<Bulkhead::Ticket> KeyHierarchy::ProviderCallPlace(const KeyProvider& provider) {
+  if (!provider.CallsOut()) return Bulkhead::Ticket();
+  Bulkhead::Ticket place = provider_calls_.TryEnter(provider.Name());
+  if (place.held()) return place;
+  return UnavailableError(
+             std::to_string(provider_calls_.limit()) + " calls to key provider " +
+                 std::string(provider.Name()) +
+                 " are in flight already, the limit (ekmd --max-calls-per-provider): it is slow",
+             "retry after 1 s (Retry-After); if it lasts, check the provider's service")
+      .WithRetryAfter(1);
+}
+
 StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewEnvironmentKey(std::string_view workspace,
                                                                std::string_view environment,
                                                                const CmkRef& cmk,
                                                                uint32_t version) {
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(cmk.provider));
+  EKM_ASSIGN_OR_RETURN(Bulkhead::Ticket place, ProviderCallPlace(*provider));
   EKM_ASSIGN_OR_RETURN(SecretBytes ek, RandomSecret(kKeySize));
   auto wrap =
       provider->Wrap(cmk.key_id, ek, EnvironmentKeyContext(workspace, environment, version));
@@ -125,6 +139,7 @@ StatusOr<EnvironmentKeyRecord> KeyHierarchy::NewVerifiedEnvironmentKey(std::stri
                                                                        uint32_t version,
                                                                        std::string* failed_step) {
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(cmk.provider));
+  EKM_ASSIGN_OR_RETURN(Bulkhead::Ticket place, ProviderCallPlace(*provider));
   EKM_ASSIGN_OR_RETURN(SecretBytes ek, RandomSecret(kKeySize));
   EncryptionContext context = EnvironmentKeyContext(workspace, environment, version);
   auto wrapped = provider->Wrap(cmk.key_id, ek, context);
@@ -258,6 +273,8 @@ StatusOr<KeyHierarchy::EkPtr> KeyHierarchy::UnwrapEk(const EnvironmentRecord& en
     return CmkError(snap);
   }
   EKM_ASSIGN_OR_RETURN(KeyProvider * provider, providers_->Get(rec.cmk_provider));
+  // Refused before the call, and so not the CMK's failure: its health stays as it was.
+  EKM_ASSIGN_OR_RETURN(Bulkhead::Ticket place, ProviderCallPlace(*provider));
   auto unwrapped = provider->Unwrap(rec.cmk_key_id, rec.wrapped,
                                     EnvironmentKeyContext(env.workspace, env.name, version));
   if (!unwrapped.ok() && BlockingDeferred()) return unwrapped.status();  // nothing happened

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "ekm/base/background_loop.h"
+#include "ekm/base/bulkhead.h"
 #include "ekm/base/clock.h"
 #include "ekm/base/secret_bytes.h"
 #include "ekm/base/sharded_counter.h"
@@ -46,6 +47,10 @@ struct KeyHierarchyOptions {
   uint32_t nonce_lease_size = 1u << 20;
   size_t max_cached_keys = 100000;
   CmkHealthOptions health{};  // backoff of provider attempts after a failure
+  // Calls in flight at once to one provider that calls out (KeyProvider::CallsOut); the next
+  // one fails at once with 503 + Retry-After, never counted against the CMK's health: a slow
+  // KMS holds this many threads, not the whole pool. 0: no limit.
+  int max_calls_per_provider = 16;
 };
 
 // One unwrapped EK version, as cached. Every DK unwrapped under it shares it: its validity is
@@ -231,6 +236,9 @@ class KeyHierarchy {
   // if one is still cached (refreshed in place on success, served in an outage within grace).
   StatusOr<EkPtr> FetchEk(const EnvironmentRecord& env, uint32_t version, EkPtr stale);
   StatusOr<EkPtr> UnwrapEk(const EnvironmentRecord& env, uint32_t version, EkPtr stale);
+  // A place among the calls in flight to `provider`, or 503 when they are all taken (an empty
+  // ticket for a provider that does not call out).
+  StatusOr<Bulkhead::Ticket> ProviderCallPlace(const KeyProvider& provider);
   // The error every operation gets while the CMK is unavailable or unreachable, with the next
   // attempt `environment status` shows.
   Status CmkError(const CmkHealthSnapshot& snap) const;
@@ -266,6 +274,7 @@ class KeyHierarchy {
   ProviderRegistry* providers_;
   Clock* clock_;
   KeyHierarchyOptions options_;
+  Bulkhead provider_calls_;  // by provider name: KeyHierarchyOptions::max_calls_per_provider
   // First: the caches below bump its generation, and memos hold DKs until it goes.
   DataPathMemos memos_;
   KeyCache<EnvironmentRecord> envs_;

@@ -340,5 +340,33 @@ TEST_F(KeyHierarchyTest, DroppedKeysLeaveNoThreadsCipherContext) {
   }
 }
 
+// A slow KMS holds at most max_calls_per_provider threads: past them a call fails at once with
+// 503 + Retry-After, and that refusal is not the CMK's failure (its health stays healthy).
+TEST_F(KeyHierarchyTest, CallsInFlightToOneProviderAreBounded) {
+  KeyHierarchyOptions options;
+  options.max_calls_per_provider = 1;
+  Reset(options);
+  auto ek = keys_->NewEnvironmentKey("acme", "dev", CmkRef{"platform", "root"}, 1);
+  ASSERT_TRUE(ek.ok());
+  ASSERT_TRUE(store_->CreateEnvironment("acme", "dev", *ek, 1).ok());
+  auto dev = keys_->GetEnvironment("acme", "dev");
+  ASSERT_TRUE(dev.ok());
+  EnvironmentRecord prod = Env();
+  provider_->CloseGate();
+  std::thread slow([&] { EXPECT_TRUE(keys_->CurrentDataKey(prod, "a").ok()); });
+  provider_->WaitUntilHeld(1);
+  auto refused = keys_->CurrentDataKey(*dev, "a");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(refused.status().retry_after_seconds(), 1);
+  EXPECT_NE(refused.status().message().find("calls to key provider platform are in flight"),
+            std::string::npos)
+      << refused.status().ToString();
+  EXPECT_EQ(keys_->health().Get(dev->id).state, CmkState::kHealthy);
+  provider_->OpenGate();
+  slow.join();
+  EXPECT_TRUE(keys_->CurrentDataKey(*dev, "a").ok());  // the place was given back
+}
+
 }  // namespace
 }  // namespace ekm

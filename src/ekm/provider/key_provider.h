@@ -96,6 +96,10 @@ class KeyProvider {
   // Reverses Wrap; the context must be the same.
   virtual StatusOr<SecretBytes> Unwrap(std::string_view key_id, ByteView wrapped,
                                        const EncryptionContext& context) = 0;
+  // Whether a call leaves the process (a KMS, an HSM): those wait, and ekmd bounds how many are
+  // in flight to one provider (KeyHierarchyOptions::max_calls_per_provider). The platform key
+  // and imported key material are local crypto.
+  virtual bool CallsOut() const { return true; }
   // State and current generation of the CMK, as far as the provider lets us read it.
   virtual StatusOr<CmkDescription> Describe(std::string_view key_id) = 0;
   // What the customer does to give the platform its key back after `refusal`, an Unwrap refused

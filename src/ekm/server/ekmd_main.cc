@@ -337,6 +337,11 @@ void AddLimitFlags(CLI::App& app, EkmdFlags& f) {
                  "KMS is slow holds no more); 0: no limit")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
+  app.add_option("--max-calls-per-provider", f.options.max_calls_per_provider,
+                 "Calls in flight at once to one key provider's KMS (a slow KMS holds no more "
+                 "threads); the next is answered 503 with Retry-After; 0: no limit")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
   app.add_option("--max-queued-per-environment", f.http.max_queued_per_environment,
                  "Requests of one environment waiting for a blocking thread; the next one is "
                  "answered 503 with Retry-After; 0: no limit")

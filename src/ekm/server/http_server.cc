@@ -25,10 +25,10 @@
 #include <vector>
 
 #include "ekm/api/http_errors.h"
+#include "ekm/base/bulkhead.h"
 #include "ekm/base/non_blocking_scope.h"
 #include "ekm/metrics/metrics.h"
 #include "ekm/server/blocking_pool.h"
-#include "ekm/server/bulkhead.h"
 #include "ekm/server/log_format.h"
 #include "ekm/server/rate_limiter.h"
 #include "ekm/server/request_framing.h"

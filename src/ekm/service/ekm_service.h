@@ -66,6 +66,9 @@ struct EkmOptions {
   uint64_t max_messages_per_dk = uint64_t{1} << 32;
   // Nonces reserved from the store at a time (see keys/nonce_sequence.h).
   uint32_t nonce_lease_size = 1u << 20;
+  // Calls in flight at once to one key provider that calls out (a KMS); the next fails at once
+  // with 503 + Retry-After (keys/key_hierarchy.h). 0: no limit.
+  int max_calls_per_provider = 16;
   Clock* clock = &Clock::Real();
   AwsProviderOptions aws;
   // Bound on cached keys (EKs, DKs and their current-version index each); least recently used

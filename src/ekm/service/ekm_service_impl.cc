@@ -85,6 +85,7 @@ KeyHierarchyOptions EkmServiceImpl::HierarchyOptions(const EkmOptions& o) {
   k.max_messages_per_dk = o.max_messages_per_dk;
   k.nonce_lease_size = o.nonce_lease_size;
   k.max_cached_keys = o.key_cache_max_entries;
+  k.max_calls_per_provider = o.max_calls_per_provider;
   return k;
 }
 

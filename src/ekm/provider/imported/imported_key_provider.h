@@ -49,6 +49,7 @@ class ImportedKeyProvider : public KeyProvider {
   ImportedKeyProvider(Store* store, KeyProvider* platform) : store_(store), platform_(platform) {}
 
   std::string_view Name() const override { return kImportedProviderName; }
+  bool CallsOut() const override { return false; }
   Status ValidateKeyId(std::string_view key_id) const override;
   StatusOr<Bytes> Wrap(std::string_view key_id, const SecretBytes& key,
                        const EncryptionContext& context) override;

@@ -35,6 +35,7 @@ class PlatformKeyProvider : public KeyProvider {
   StatusOr<StoreBinding> BindStore() const;
 
   std::string_view Name() const override { return kPlatformProviderName; }
+  bool CallsOut() const override { return false; }
   StatusOr<Bytes> Wrap(std::string_view key_id, const SecretBytes& key,
                        const EncryptionContext& context) override;
   StatusOr<SecretBytes> Unwrap(std::string_view key_id, ByteView wrapped,

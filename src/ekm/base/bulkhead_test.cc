@@ -1,4 +1,4 @@
-#include "ekm/server/bulkhead.h"
+#include "ekm/base/bulkhead.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "ekm/server/bulkhead.h"
+#include "ekm/base/bulkhead.h"
 
 namespace ekm {
 
@@ -20,18 +20,18 @@ void Bulkhead::Ticket::Release() {
   owner_ = nullptr;
 }
 
-Bulkhead::Ticket Bulkhead::TryEnter(std::string_view key) {
+Bulkhead::Ticket Bulkhead::TryEnter(std::string_view name) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = in_use_.find(key);
-  if (it == in_use_.end()) it = in_use_.emplace(std::string(key), 0).first;
+  auto it = in_use_.find(name);
+  if (it == in_use_.end()) it = in_use_.emplace(std::string(name), 0).first;
   if (limit_ > 0 && it->second >= limit_) return Ticket();
   ++it->second;
-  return Ticket(this, std::string(key));
+  return Ticket(this, std::string(name));
 }
 
-int Bulkhead::InUse(std::string_view key) const {
+int Bulkhead::InUse(std::string_view name) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = in_use_.find(key);
+  auto it = in_use_.find(name);
   return it == in_use_.end() ? 0 : it->second;
 }
 

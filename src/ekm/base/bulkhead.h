@@ -1,8 +1,7 @@
-// A bulkhead: at most `limit` pieces of work at once per key (an environment), so that one
-// tenant whose KMS or store work is slow holds a bounded share of the blocking pool and the
-// others keep theirs; past the limit, work is refused at once (503 with Retry-After) instead of
-// queueing behind the slow tenant's. Thread-safe; only the slow path (work that has to wait)
-// enters it.
+// A bulkhead: at most `limit` pieces of work at once per name (an environment, a key provider),
+// so that one tenant or KMS that is slow holds a bounded share of the threads and the others
+// keep theirs; past the limit, work is refused at once (503 with Retry-After) instead of queueing
+// behind the slow one's. Thread-safe, with one lock: for the slow path only (work that waits).
 #pragma once
 
 #include <map>
@@ -18,7 +17,7 @@ class Bulkhead {
   Bulkhead(const Bulkhead&) = delete;
   Bulkhead& operator=(const Bulkhead&) = delete;
 
-  // A place taken; given back on destruction. Empty (held() false) when the key was full.
+  // A place taken; given back on destruction. Empty (held() false) when the name was full.
   class Ticket {
    public:
     Ticket() = default;
@@ -37,11 +36,11 @@ class Bulkhead {
     std::string name_;  // what the place is for (an environment)
   };
 
-  // A place for `key`, or an empty ticket when `limit` are taken. A limit of 0: no limit.
-  Ticket TryEnter(std::string_view key);
+  // A place for `name`, or an empty ticket when `limit` are taken. A limit of 0: no limit.
+  Ticket TryEnter(std::string_view name);
   int limit() const { return limit_; }
-  // Places taken for `key` now (tests, metrics).
-  int InUse(std::string_view key) const;
+  // Places taken for `name` now (tests, metrics).
+  int InUse(std::string_view name) const;
 
  private:
   const int limit_;
