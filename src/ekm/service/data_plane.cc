@@ -101,9 +101,7 @@ class KeyCheckedCoder final : public StreamCoderBase<Coder, KeyCheckedCoder<Code
   Status Update(ByteView chunk, Bytes* out) override {
     if (!kept_.empty()) {
       // Input kept by a call that would have waited (base/non_blocking_scope.h), first.
-      Bytes kept;
-      kept.swap(kept_);
-      Status s = Feed(kept, out);
+      Status s = FeedKept(out);
       if (!s.ok()) {
         if (BlockingDeferred()) Append(kept_, chunk);
         return s;
@@ -112,11 +110,7 @@ class KeyCheckedCoder final : public StreamCoderBase<Coder, KeyCheckedCoder<Code
     return Feed(chunk, out);
   }
   Status Finish(Bytes* out) override {
-    if (!kept_.empty()) {
-      Bytes kept;
-      kept.swap(kept_);
-      EKM_RETURN_IF_ERROR(Feed(kept, out));
-    }
+    if (!kept_.empty()) EKM_RETURN_IF_ERROR(FeedKept(out));
     EKM_RETURN_IF_ERROR(check_());
     return inner_->Finish(out);
   }
@@ -126,6 +120,16 @@ class KeyCheckedCoder final : public StreamCoderBase<Coder, KeyCheckedCoder<Code
   }
 
  private:
+  // Feeds kept_ (an encrypt stream's plaintext: wiped once fed, as the server wipes its
+  // buffers).
+  Status FeedKept(Bytes* out) {
+    Bytes kept;
+    kept.swap(kept_);
+    Status s = Feed(kept, out);
+    OPENSSL_cleanse(kept.data(), kept.size());
+    return s;
+  }
+
   Status Feed(ByteView chunk, Bytes* out) {
     while (!chunk.empty()) {
       // Sealing on a pool (the CLI's bounded 1 MiB chunks) takes a chunk at once: the check is

@@ -145,7 +145,7 @@ class CurlHttpTransport final : public HttpTransport {
   }
 
   StatusOr<HttpResponse> Send(const HttpRequest& request) override {
-    EKM_RETURN_IF_ERROR(MayBlock("a call to " + request.url));  // never on an HTTP I/O thread
+    EKM_RETURN_IF_ERROR(MayBlock("an AWS call"));  // never on an HTTP I/O thread
     EKM_ASSIGN_OR_RETURN(ParsedUrl url, ParseUrl(request.url));
     const bool loopback = IsLoopbackHost(url.host);
     if (url.scheme == "http" && !loopback && !options_.allow_insecure_http) {
