@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -417,6 +418,49 @@ TEST_P(StoreConformanceTest, ConcurrentAppendsNeverForkAChain) {
   EXPECT_TRUE(r.ok()) << r.problems[0];
 }
 
+// An export pages through a chain by id (`after`) while two stores (two replicas) append to it:
+// no page may skip a record, so the pages read back to back are the chain 1..N without a gap.
+// (A chain's appends serialize, and each reads the head the one before committed, so a record
+// is never visible before every smaller id of its chain.)
+TEST_P(StoreConformanceTest, PagingByIdNeverSkipsARecordAppendedConcurrently) {
+  auto second = Reopen(testing::TestStoreBinding());
+  ASSERT_TRUE(second.ok());
+  constexpr int kEach = 60;
+  std::atomic<int> writers_left{2};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> writers;
+  for (Store* s : {store_.get(), second->get()}) {
+    writers.emplace_back([s, &writers_left, &failures] {
+      for (int i = 0; i < kEach; ++i) {
+        if (!s->RecordLifecycleEvent(Event("acme", "append", i)).ok()) ++failures;
+      }
+      --writers_left;
+    });
+  }
+  std::vector<LifecycleEventRecord> paged;
+  LifecycleEventFilter f;
+  f.workspace = "acme";
+  f.limit = 7;
+  for (bool last_pass = false;;) {
+    bool done = writers_left.load() == 0;  // read before the page: one more pass sees the rest
+    auto page = store_->ListLifecycleEvents(f);
+    ASSERT_TRUE(page.ok()) << page.status().ToString();
+    for (auto& r : *page) paged.push_back(r);
+    if (!page->empty()) f.after_id = page->back().id;
+    if (page->empty() && (last_pass || done)) {
+      if (last_pass) break;
+      last_pass = true;
+    }
+  }
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_EQ(paged.size(), static_cast<size_t>(2 * kEach));
+  for (size_t i = 0; i < paged.size(); ++i) {
+    EXPECT_EQ(paged[i].seq, static_cast<int64_t>(i + 1)) << "a page skipped or repeated a record";
+  }
+  EXPECT_TRUE(VerifyAuditLog(paged, {}, nullptr).ok());
+}
+
 // A store records its root key's fingerprint when it is created and never opens with another
 // root key (before anything is written).
 TEST_P(StoreConformanceTest, AnotherRootKeyIsRefused) {
@@ -557,6 +601,52 @@ TEST_P(StoreConformanceTest, ALeaseHasOneHolderUntilItExpiresOrIsReleased) {
   EXPECT_FALSE(*store_->TakeLease("repack/1", "a", 3200, 4200));
   ASSERT_TRUE((*other)->ReleaseLease("repack/1", "b").ok());
   EXPECT_TRUE(*store_->TakeLease("repack/1", "a", 3300, 4300)) << "released: free at once";
+}
+
+// A replica or `ekm` pointed at a database that is not ekm's (a wrong URL) must refuse it and
+// leave it as it was: no table created.
+TEST_P(StoreConformanceTest, AStoreThatMayNotCreateLeavesAForeignDatabaseUntouched) {
+  if (GetParam() != Backend::kPostgres) GTEST_SKIP() << "SQLite creates its file by design";
+  auto foreign = testing::TestPostgresDatabase::Create();
+  ASSERT_TRUE(foreign.ok()) << foreign.status().ToString();
+  PostgresStoreOptions options;
+  options.url = foreign->url();
+  options.create_if_empty = false;
+  auto opened = OpenPostgresStore(options, testing::TestStoreBinding());
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(opened.status().message().find("is not initialized"), std::string::npos)
+      << opened.status().ToString();
+  EXPECT_TRUE(foreign
+                  ->Exec("DO $$ BEGIN IF EXISTS (SELECT 1 FROM information_schema.tables WHERE "
+                         "table_schema = current_schema()) THEN RAISE EXCEPTION 'a table was "
+                         "created'; END IF; END $$")
+                  .ok());
+}
+
+// The database restarts (an upgrade, a failover) while the store's connections sit idle in its
+// pool: the first call afterwards notices the closed connections and opens new ones, instead of
+// failing once on each stale connection.
+TEST_P(StoreConformanceTest, TheFirstCallAfterTheDatabaseRestartsSucceeds) {
+  if (GetParam() != Backend::kPostgres) GTEST_SKIP() << "a PostgreSQL server restart";
+  const char* ctl = std::getenv("EKM_TEST_POSTGRES_CTL");
+  ASSERT_NE(ctl, nullptr) << "run through tests/peers/with_postgres.sh";
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  // Several connections in the pool, all idle.
+  std::vector<std::thread> readers;
+  for (int i = 0; i < 4; ++i) {
+    readers.emplace_back([this] {
+      for (int j = 0; j < 20; ++j) ASSERT_TRUE(store_->ListWorkspaces().ok());
+    });
+  }
+  for (auto& t : readers) t.join();
+  ASSERT_EQ(std::system((std::string(ctl) + " stop >/dev/null").c_str()), 0);
+  ASSERT_EQ(std::system((std::string(ctl) + " start >/dev/null").c_str()), 0);
+  for (int i = 0; i < 8; ++i) {
+    auto ws = store_->GetWorkspace("acme");
+    ASSERT_TRUE(ws.ok()) << "call " << i << " after the restart: " << ws.status().ToString();
+  }
+  ASSERT_TRUE(store_->RecordLifecycleEvent(Event("acme", "after.restart", 2)).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreConformanceTest,

@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -33,6 +34,16 @@ constexpr int64_t kMigrationLockKey = 0x656b6d5f6d696772;
 constexpr int kAutocommitAttempts = 8;
 // PostgreSQL 11: identity columns, VACUUM of several tables.
 constexpr int kMinServerVersion = 110000;
+
+// bytea in the form bytea_output = 'hex' gives: \x and pairs of hex digits.
+bool IsHexBytea(const char* v) {
+  if (v[0] != '\\' || v[1] != 'x') return false;
+  size_t n = 0;
+  for (const char* p = v + 2; *p != '\0'; ++p, ++n) {
+    if (!std::isxdigit(static_cast<unsigned char>(*p))) return false;
+  }
+  return n % 2 == 0;
+}
 
 struct ResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
@@ -76,7 +87,7 @@ class PostgresStatement final : public sql::Statement {
              : std::string();
   }
   Bytes Blob(int col) const override {
-    const char* v = Value(col);  // bytea_output = hex: \x0a1b…
+    const char* v = Value(col);  // bytea_output = hex: \x0a1b…, checked by Step()
     if (v == nullptr || v[0] != '\\' || v[1] != 'x') return Bytes();
     auto bytes = HexDecode(std::string_view(v + 2));
     return bytes.ok() ? std::move(*bytes) : Bytes();
@@ -191,6 +202,18 @@ class PostgresConnection final : public sql::Connection {
 
   bool Broken() const override { return PQstatus(conn_) != CONNECTION_OK; }
 
+  // Whether an idle connection still reaches its server. A server that restarted (or a backend
+  // that was terminated) closed the socket while the connection sat in the pool; libpq notices
+  // only when it next reads, so read what is there without waiting: on end of file libpq marks
+  // the connection bad, and the pool opens a new one instead of failing the next request.
+  bool StillConnected() {
+    if (Broken()) return false;
+    // Twice: a terminated backend sends its FATAL message before it closes, and one read may
+    // return the message without the end of file behind it.
+    for (int i = 0; i < 2 && !Broken(); ++i) PQconsumeInput(conn_);
+    return !Broken();
+  }
+
   bool InTransaction() const { return PQtransactionStatus(conn_) != PQTRANS_IDLE; }
 
   // Runs a statement of SqlStore: prepared on the server once per text and parameter types.
@@ -228,6 +251,13 @@ class PostgresConnection final : public sql::Connection {
   }
 
   const std::string& sqlstate() const { return sqlstate_; }
+
+  // A result the server sent that this client cannot read: as PostgreSQL's own data corruption
+  // (XX001), a DataLoss, never an empty value handed on as if it had been stored.
+  void RecordCorruptResult(std::string message) {
+    sqlstate_ = "XX001";
+    message_ = std::move(message);
+  }
 
  private:
   void RecordError(const PGresult* r) {
@@ -267,6 +297,15 @@ sql::StepResult PostgresStatement::Step() {
   }
   if (row_ + 1 < PQntuples(result_.get())) {
     ++row_;
+    for (int col = 0; col < PQnfields(result_.get()); ++col) {
+      if (PQftype(result_.get(), col) != kByteaOid || PQgetisnull(result_.get(), row_, col))
+        continue;
+      if (!IsHexBytea(PQgetvalue(result_.get(), row_, col))) {
+        connection_.RecordCorruptResult("column " + std::to_string(col + 1) +
+                                        " of a result is not bytea in hex form");
+        return sql::StepResult::kError;
+      }
+    }
     return sql::StepResult::kRow;
   }
   row_ = PQntuples(result_.get());
@@ -289,8 +328,8 @@ class PostgresPool final : public sql::ConnectionPool {
       while (!idle_.empty()) {
         PostgresConnection* c = idle_.back();
         idle_.pop_back();
-        if (!c->Broken()) return static_cast<sql::Connection*>(c);
-        delete c;  // the server went away: reconnect below
+        if (c->StillConnected()) return static_cast<sql::Connection*>(c);
+        delete c;  // the server went away (a restart, a failover): reconnect below
         --open_;
       }
       if (open_ < options_.pool_size) break;

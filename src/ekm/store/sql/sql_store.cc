@@ -87,6 +87,12 @@ class SqlStore : public Store {
         check_legacy_ek_(std::move(binding.check_legacy_ek)),
         macs_(std::move(binding.mac_key)) {}
 
+  Status NotInitializedError() const {
+    return FailedPreconditionError(
+        name_ + " is not initialized (the database has no ekm schema)",
+        "initialize it once with `ekm --store URL --root-key-file FILE init`");
+  }
+
   Status Migrate(bool create_if_empty) {
     EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     EKM_RETURN_IF_ERROR(db().LockForMigration());
@@ -96,6 +102,21 @@ class SqlStore : public Store {
   }
 
   Status MigrateLocked(bool create_if_empty) {
+    // Looked up before anything is created: a store that may not create its schema (a replica,
+    // `ekm` on a URL) leaves a database that is not ekm's exactly as it found it.
+    bool has_schema = false;
+    {
+      EKM_ASSIGN_OR_RETURN(
+          std::unique_ptr<Stmt> s,
+          Prepare(db().dialect() == sql::Dialect::kSqlite
+                      ? "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = "
+                        "'schema_migrations'"
+                      : "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
+                        "current_schema() AND table_name = 'schema_migrations'"));
+      if (s->Step() != kRow) return Error("looking for the schema version");
+      has_schema = s->Int(0) > 0;
+    }
+    if (!has_schema && !create_if_empty) return NotInitializedError();
     EKM_RETURN_IF_ERROR(
         Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
              "description TEXT NOT NULL, applied_at INTEGER NOT NULL)"));
@@ -114,11 +135,7 @@ class SqlStore : public Store {
                                          std::to_string(latest) + ")",
                                      "upgrade ekm; never run an older ekm on a newer database");
     }
-    if (current == 0 && !create_if_empty) {
-      return FailedPreconditionError(
-          name_ + " is not initialized (the database has no ekm schema)",
-          "initialize it once with `ekm --store URL --root-key-file FILE init`");
-    }
+    if (current == 0 && !create_if_empty) return NotInitializedError();
     // The root key first: nothing is changed in a store opened with another one.
     if (current >= kStoreIntegrityMigration) EKM_RETURN_IF_ERROR(CheckRootKey());
     for (const Migration& m : migrations) {
