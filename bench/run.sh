@@ -84,6 +84,17 @@ stamp "ekmd under wrk, beside nginx; cold start and memory"
 /usr/bin/python3 bench/load.py --build-dir "$BUILD" --out "$OUT/load.json" \
   --duration "$WRK_SECONDS" --environments "$ENVS"
 
+stamp "repack on PostgreSQL (a throwaway local cluster): $REPACK_SIZES DKs"
+# shellcheck disable=SC2086
+bash tests/peers/with_postgres.sh "$BUILD/bench/ekm_repack_bench" $REPACK_SIZES \
+  | tee "$OUT/repack_postgres.jsonl"
+
+stamp "replicas: PostgreSQL beside SQLite, one replica beside two, cache misses, a slow tenant"
+CLUSTER_ARGS=(--duration "$WRK_SECONDS")
+[ "$QUICK" = 1 ] && CLUSTER_ARGS+=(--rounds 1 --miss-environments 20)
+bash tests/peers/with_postgres.sh /usr/bin/python3 bench/cluster.py --build-dir "$BUILD" \
+  --out "$OUT/cluster.json" "${CLUSTER_ARGS[@]}"
+
 stamp "the CLI: ekm encrypt and decrypt of a 256 MiB file, beside openssl speed"
 CLI_ROUNDS=7
 [ "$QUICK" = 1 ] && CLI_ROUNDS=1

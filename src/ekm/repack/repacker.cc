@@ -98,6 +98,8 @@ struct Repacker::Pass {
   std::chrono::steady_clock::time_point last_event_at;
   std::vector<DataKeyRecord> rows;
   std::vector<Store::RepackedDataKey> batch;
+  std::string after_scope;  // where the next batch starts ("", 0: the first DK)
+  uint32_t after_version = 0;
 };
 
 StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view environment,
@@ -127,7 +129,9 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
               0,
               clock_->Monotonic(),
               {},
-              {}};
+              {},
+              {},
+              0};
     pass.gauges.Update(static_cast<double>(pass.job.done), static_cast<double>(pass.job.total));
     pass.last_event_done = pass.job.done;
     if (created && pass.job.total > 0) {
@@ -175,9 +179,19 @@ StatusOr<Repacker::PassEnd> Repacker::RunPass(Pass& pass, const StopFn& stop,
   for (;;) {
     if (stop && stop()) return PassEnd::kStopped;
     Status listed =
-        store_->ListDataKeysToRepack(pass.env.id, pass.target, options_.batch_size, &pass.rows);
+        store_->ListDataKeysToRepack(pass.env.id, pass.target, pass.after_scope, pass.after_version,
+                                     options_.batch_size, &pass.rows);
     if (!listed.ok()) return Wait(pass, listed);
-    if (pass.rows.empty()) return FinishPass(pass, progress);
+    if (pass.rows.empty()) {
+      // The end of the table: finished only when a listing from the first DK finds nothing
+      // (a DK changed by someone else between its listing and its batch was not moved).
+      if (pass.after_scope.empty() && pass.after_version == 0) return FinishPass(pass, progress);
+      pass.after_scope.clear();
+      pass.after_version = 0;
+      continue;
+    }
+    pass.after_scope = pass.rows.back().scope;
+    pass.after_version = pass.rows.back().version;
     EKM_ASSIGN_OR_RETURN(bool moved_on, RewrapRows(pass, pass.rows, &pass.batch));
     // Rows under a destroyed EK are not listed: list again from the store.
     if (moved_on) return PassEnd::kMovedOn;

@@ -284,7 +284,7 @@ TEST_F(RepackTest, TheBatchUpdateIsGuardedByTheEnvironmentKeyItWasReadUnder) {
   EXPECT_TRUE(created);
   EXPECT_EQ(job->total, 3u);
   std::vector<DataKeyRecord> rows;
-  ASSERT_TRUE(store_->ListDataKeysToRepack(env_id_, 2, 10, &rows).ok());
+  ASSERT_TRUE(store_->ListDataKeysToRepack(env_id_, 2, "", 0, 10, &rows).ok());
   ASSERT_EQ(rows.size(), 3u);
   DataKeyRecord stale = rows[0];
   stale.ek_version = 7;  // as if another repacker had moved it already

@@ -261,18 +261,24 @@ class Store {
   // `target` is no longer the environment's current EK.
   virtual StatusOr<RepackJobRecord> BeginRepackJob(int64_t environment_id, uint32_t target,
                                                    int64_t now_ms, bool* created) = 0;
-  // Up to `limit` DKs under an EK older than `below` whose wrapping still exists, into `out`
+  // Up to `limit` DKs under an EK older than `below` whose wrapping still exists, after the DK
+  // (after_scope, after_version) in (scope, version) order ("", 0: from the first), into `out`
   // (cleared first). A DK under a destroyed EK (which no one can unwrap; never created since the
-  // insert check above) is not listed: EnvironmentKeyInventory counts it.
-  virtual Status ListDataKeysToRepack(int64_t environment_id, uint32_t below, size_t limit,
-                                      std::vector<DataKeyRecord>* out) = 0;
+  // insert check above) is not listed: EnvironmentKeyInventory counts it. The position is a
+  // key of the table, not a count: each batch starts where the last ended, without reading
+  // past the rows (and, on PostgreSQL, the old row versions) the batches before it moved.
+  virtual Status ListDataKeysToRepack(int64_t environment_id, uint32_t below,
+                                      std::string_view after_scope, uint32_t after_version,
+                                      size_t limit, std::vector<DataKeyRecord>* out) = 0;
   struct RepackedDataKey {
     const DataKeyRecord* from = nullptr;  // as read (its ek_version guards the update)
     Bytes wrapped;                        // under the target EK
   };
   // One transaction: each DK moves to `target` only if it is still under the EK it was read
-  // under, and the job's progress advances by the rows moved (returned). FailedPrecondition,
-  // and nothing changes, when the environment's current EK is no longer `target`.
+  // under, and the job's progress advances by the rows moved (returned). `batch` is in the
+  // order ListDataKeysToRepack listed it (a row out of that order may be left unmoved).
+  // FailedPrecondition, and nothing changes, when the environment's current EK is no longer
+  // `target`.
   virtual StatusOr<uint64_t> CommitRepackBatch(int64_t job_id, int64_t environment_id,
                                                uint32_t target,
                                                const std::vector<RepackedDataKey>& batch,

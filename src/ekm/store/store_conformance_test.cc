@@ -193,6 +193,38 @@ TEST_P(StoreConformanceTest, DataKeysAndReservations) {
   EXPECT_FALSE(store_->InsertDataKey(orphan).ok());
 }
 
+// The repack lists DKs in (scope, version) order from a position, so each batch starts where
+// the last ended; a DK created under the new EK meanwhile is not listed.
+TEST_P(StoreConformanceTest, DataKeysToRepackAreListedInKeyOrderFromAPosition) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  for (const char* scope : {"b", "a", "c"}) {
+    for (uint32_t v = 1; v <= 2; ++v)
+      ASSERT_TRUE(store_->InsertDataKey(Dk(env->id, scope, v, 1)).ok());
+  }
+  EnvironmentKeyRecord v2 = Ek(2);
+  v2.environment_id = env->id;
+  ASSERT_TRUE(store_->AddEnvironmentKey(v2).ok());
+  DataKeyRecord fresh = Dk(env->id, "a", 3, 2);
+  fresh.ek_version = 2;
+  ASSERT_TRUE(store_->InsertDataKey(fresh).ok());
+  std::vector<std::string> seen;
+  std::string after_scope;
+  uint32_t after_version = 0;
+  for (;;) {
+    std::vector<DataKeyRecord> rows;
+    ASSERT_TRUE(
+        store_->ListDataKeysToRepack(env->id, 2, after_scope, after_version, 4, &rows).ok());
+    if (rows.empty()) break;
+    EXPECT_LE(rows.size(), 4u);
+    for (const auto& r : rows) seen.push_back(r.scope + std::to_string(r.version));
+    after_scope = rows.back().scope;
+    after_version = rows.back().version;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"a1", "a2", "b1", "b2", "c1", "c2"}));
+}
+
 TEST_P(StoreConformanceTest, ConcurrentWritersAgree) {
   ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
   auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);

@@ -200,6 +200,12 @@ class PostgresConnection final : public sql::Connection {
     Exec("SELECT pg_advisory_unlock(" + std::to_string(kMigrationLockKey) + ")").IgnoreError();
   }
 
+  // A plan made on statistics older than a bulk of new rows can read and sort a whole table
+  // where an index walk reads one batch (docs/store.md "PostgreSQL").
+  void RefreshStatistics(const std::string& table) override {
+    Exec("ANALYZE " + table).IgnoreError();
+  }
+
   bool Broken() const override { return PQstatus(conn_) != CONNECTION_OK; }
 
   // Whether an idle connection still reaches its server. A server that restarted (or a backend

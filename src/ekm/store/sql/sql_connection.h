@@ -70,6 +70,9 @@ class Connection {
   // checks again that it is still pending).
   virtual Status LockForMigration() = 0;
   virtual void UnlockForMigration() = 0;
+  // Before a long walk over `table` whose rows changed in bulk (a repack): brings the
+  // planner's statistics up to date where it has any (PostgreSQL: ANALYZE; SQLite: nothing).
+  virtual void RefreshStatistics(const std::string& table) = 0;
   // The connection can no longer be used (the server went away): the pool drops it.
   virtual bool Broken() const = 0;
 };

@@ -934,13 +934,24 @@ class SqlStore : public Store {
     return result;
   }
 
-  Status ListDataKeysToRepack(int64_t environment_id, uint32_t below, size_t limit,
+  Status ListDataKeysToRepack(int64_t environment_id, uint32_t below, std::string_view after_scope,
+                              uint32_t after_version, size_t limit,
                               std::vector<DataKeyRecord>* out) override {
     EKM_ASSIGN_OR_RETURN(ConnectionLease held, ConnectionLease::Take(*pool_));
     out->clear();
-    EKM_ASSIGN_OR_RETURN(std::unique_ptr<Stmt> s, Prepare(std::string(kSelectDataKey) + " WHERE " +
-                                                          kUnderOlderLiveEk + " LIMIT ?3"));
-    s->Bind(1, environment_id).Bind(2, int64_t{below}).Bind(3, static_cast<int64_t>(limit));
+    if (after_scope.empty() && after_version == 0) db().RefreshStatistics("data_keys");
+    // Along the primary key from the position (a row-value comparison both databases use as
+    // an index range), and never by the ek_version index: `ek_version + 0` is not indexable.
+    // PostgreSQL's statistics lag behind a bulk of new DKs, and with them its planner took that
+    // index, read every DK of the environment and sorted them, for each batch.
+    EKM_ASSIGN_OR_RETURN(
+        std::unique_ptr<Stmt> s,
+        Prepare(std::string(kSelectDataKey) +
+                " WHERE environment_id = ?1 AND ek_version + 0 IN (SELECT version FROM "
+                "environment_keys WHERE environment_id = ?1 AND version < ?2 AND destroyed_at IS "
+                "NULL) AND (scope, version) > (?3, ?4) ORDER BY scope, version LIMIT ?5"));
+    s->Bind(1, environment_id).Bind(2, int64_t{below}).Bind(3, after_scope);
+    s->Bind(4, int64_t{after_version}).Bind(5, static_cast<int64_t>(limit));
     sql::StepResult rc;
     while ((rc = s->Step()) == kRow) out->push_back(ReadDataKey(*s));
     if (rc != kDone) return Error("reading data keys to repack");
@@ -966,6 +977,13 @@ class SqlStore : public Store {
           u->Bind(p, r.from->scope).Bind(p + 1, int64_t{r.from->version});
           u->Bind(p + 2, int64_t{r.from->ek_version}).Bind(p + 3, ByteView(r.wrapped));
         }
+        // In the listing's order, so the first and last row bound the chunk in the database's
+        // own collation (a C++ string comparison may order scopes otherwise).
+        const DataKeyRecord* first = batch[at].from;
+        const DataKeyRecord* last = batch[at + rows - 1].from;
+        const int lo = 3 + 4 * static_cast<int>(rows);
+        u->Bind(lo, first->scope).Bind(lo + 1, int64_t{first->version});
+        u->Bind(lo + 2, last->scope).Bind(lo + 3, int64_t{last->version});
         if (u->Step() != kDone) return Error("re-wrapping data keys");
         moved += db().Changes();
       }
@@ -1097,9 +1115,18 @@ class SqlStore : public Store {
              std::to_string(4 + 4 * i) + ",?" + std::to_string(5 + 4 * i) + ",?" +
              std::to_string(6 + 4 * i) + ")";
     }
+    // The rows' key range as well: the join then reads that range of the primary key, where
+    // PostgreSQL's planner would otherwise hash the environment's whole table for each batch
+    // (which made a repack quadratic in the number of DKs).
+    const size_t lo = 3 + 4 * rows;
     sql +=
-        ") AS v WHERE data_keys.environment_id = ?2 AND data_keys.scope = v.column1 AND "
-        "data_keys.version = v.column2 AND data_keys.ek_version = v.column3";
+        ") AS v WHERE data_keys.environment_id = ?2 AND (data_keys.scope, data_keys.version) "
+        ">= (?" +
+        std::to_string(lo) + ", ?" + std::to_string(lo + 1) +
+        ") AND (data_keys.scope, data_keys.version) <= (?" + std::to_string(lo + 2) + ", ?" +
+        std::to_string(lo + 3) +
+        ") AND data_keys.scope = v.column1 AND data_keys.version = v.column2 AND "
+        "data_keys.ek_version = v.column3";
     return sql;
   }
   static std::string InsertDataKeysSql(size_t rows) {

@@ -153,6 +153,7 @@ class SqliteConnection final : public sql::Connection, public sql::ConnectionPoo
   }
   Status LockForMigration() override { return Status::Ok(); }
   void UnlockForMigration() override {}
+  void RefreshStatistics(const std::string&) override {}  // its planner needs none here
   bool Broken() const override { return false; }
 
  private:

@@ -515,7 +515,7 @@ TEST_F(SqliteStoreTest, DataKeysAreOnlyStoredUnderTheCurrentEnvironmentKey) {
   ASSERT_TRUE(job.ok());
   EXPECT_EQ(job->total, 1u);
   std::vector<DataKeyRecord> rows;
-  ASSERT_TRUE(store_->ListDataKeysToRepack(env->id, 2, 10, &rows).ok());
+  ASSERT_TRUE(store_->ListDataKeysToRepack(env->id, 2, "", 0, 10, &rows).ok());
   ASSERT_EQ(rows.size(), 1u);
   ASSERT_TRUE(
       store_->CommitRepackBatch(job->id, env->id, 2, {{&rows[0], Bytes(61, 7)}}, 2000).ok());
@@ -539,7 +539,7 @@ TEST_F(SqliteStoreTest, DataKeysAreOnlyStoredUnderTheCurrentEnvironmentKey) {
   job = store_->BeginRepackJob(env->id, 3, 4000, &created);
   ASSERT_TRUE(job.ok());
   EXPECT_EQ(job->total, 1u) << "orders (under v2) only";
-  ASSERT_TRUE(store_->ListDataKeysToRepack(env->id, 3, 10, &rows).ok());
+  ASSERT_TRUE(store_->ListDataKeysToRepack(env->id, 3, "", 0, 10, &rows).ok());
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].scope, "orders");
   ASSERT_TRUE(
