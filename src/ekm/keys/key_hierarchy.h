@@ -219,6 +219,12 @@ class KeyHierarchy {
 
   uint64_t cache_misses() const { return misses_.load(std::memory_order_relaxed); }
 
+  // A place among the calls in flight to `provider` (--max-calls-per-provider), held for the
+  // call's duration, or 503 + Retry-After when they are all taken; an empty ticket for a
+  // provider that does not call out. Every call to a provider takes one: the data plane's
+  // here, and the admin plane's (describe, the default key's probe) through this.
+  StatusOr<Bulkhead::Ticket> ProviderCallPlace(const KeyProvider& provider);
+
  private:
   using CachedEk = EnvironmentKeyEntry;
   using EkPtr = std::shared_ptr<EnvironmentKeyEntry>;
@@ -236,9 +242,6 @@ class KeyHierarchy {
   // if one is still cached (refreshed in place on success, served in an outage within grace).
   StatusOr<EkPtr> FetchEk(const EnvironmentRecord& env, uint32_t version, EkPtr stale);
   StatusOr<EkPtr> UnwrapEk(const EnvironmentRecord& env, uint32_t version, EkPtr stale);
-  // A place among the calls in flight to `provider`, or 503 when they are all taken (an empty
-  // ticket for a provider that does not call out).
-  StatusOr<Bulkhead::Ticket> ProviderCallPlace(const KeyProvider& provider);
   // The error every operation gets while the CMK is unavailable or unreachable, with the next
   // attempt `environment status` shows.
   Status CmkError(const CmkHealthSnapshot& snap) const;

@@ -120,6 +120,7 @@ Status EkmServiceImpl::CheckRoundTrip(KeyUpdate& u) {
 }
 
 Status EkmServiceImpl::CheckDescription(KeyUpdate& u) {
+  EKM_ASSIGN_OR_RETURN(Bulkhead::Ticket place, keys_.ProviderCallPlace(*u.provider));
   EKM_ASSIGN_OR_RETURN(CmkDescription d, u.provider->Describe(u.key_id));
   if (d.describe_permitted) {
     EKM_RETURN_IF_ERROR(d.usable);
@@ -183,8 +184,10 @@ StatusOr<CustomerKeyInfo> EkmServiceImpl::ShowCustomerKey(const CallContext& /*c
   info.key_id = ek.cmk_key_id;
   info.ek_version = env.current_ek_version;
   auto provider = providers_->Get(ek.cmk_provider);
-  auto described = provider.ok() ? (*provider)->Describe(ek.cmk_key_id)
-                                 : StatusOr<CmkDescription>(provider.status());
+  StatusOr<Bulkhead::Ticket> place =
+      provider.ok() ? keys_.ProviderCallPlace(**provider) : provider.status();
+  auto described =
+      place.ok() ? (*provider)->Describe(ek.cmk_key_id) : StatusOr<CmkDescription>(place.status());
   if (described.ok()) {
     info.description = std::move(described).value();
   } else {

@@ -33,6 +33,7 @@ StatusOr<WorkspaceDefaultKey> EkmServiceImpl::SetWorkspaceDefaultKey(const CallC
   // The round trip with the workspace's context only (the key policy pins ekm:workspace).
   EncryptionContext context{{std::string(kEkContextWorkspace), ws.name}};
   EKM_ASSIGN_OR_RETURN(SecretBytes probe, RandomSecret(32));
+  EKM_ASSIGN_OR_RETURN(Bulkhead::Ticket place, keys_.ProviderCallPlace(*provider));
   auto wrapped = provider->Wrap(key_id, probe, context);
   if (!wrapped.ok()) return failed("encrypt", wrapped.status());
   auto back = provider->Unwrap(key_id, *wrapped, context);
