@@ -201,7 +201,7 @@ class PostgresConnection final : public sql::Connection {
   }
 
   // A plan made on statistics older than a bulk of new rows can read and sort a whole table
-  // where an index walk reads one batch (docs/store.md "PostgreSQL").
+  // where an index walk reads one batch (docs/store.md "CMK replacement and the repack").
   void RefreshStatistics(const std::string& table) override {
     Exec("ANALYZE " + table).IgnoreError();
   }
