@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
+#include <system_error>
 
 #include "ekm/crypto/key_wrap.h"
 #include "ekm/events/lifecycle_event.h"
@@ -96,8 +98,12 @@ struct Repacker::Pass {
   std::map<uint32_t, std::shared_ptr<const SecretBytes>> old_eks;
   uint64_t last_event_done = 0;
   std::chrono::steady_clock::time_point last_event_at;
-  std::vector<DataKeyRecord> rows;
-  std::vector<Store::RepackedDataKey> batch;
+  // Two batches: one commits on a second thread while the next is listed and re-wrapped.
+  struct Buffer {
+    std::vector<DataKeyRecord> rows;
+    std::vector<Store::RepackedDataKey> batch;
+  };
+  Buffer buffers[2];
   std::string after_scope;  // where the next batch starts ("", 0: the first DK)
   uint32_t after_version = 0;
 };
@@ -128,7 +134,6 @@ StatusOr<bool> Repacker::Run(std::string_view workspace, std::string_view enviro
               {},
               0,
               clock_->Monotonic(),
-              {},
               {},
               {},
               0};
@@ -165,6 +170,12 @@ bool Repacker::Superseded(const Pass& pass, uint32_t version) {
   return ek.ok() && ek->wrapped.empty();
 }
 
+// The store's write of one batch and the listing and re-wrapping of the next overlap: batch
+// k commits on a second thread (its own store connection) while this thread lists and
+// re-wraps batch k+1, so the database and ekm's crypto work side by side instead of in turn
+// (docs/benchmarks.md "Repack"). At most one commit is in flight, and it is settled (its
+// progress recorded, or its error) before anything records the job's state, and before a
+// listing from the first DK, which must see every commit.
 StatusOr<Repacker::PassEnd> Repacker::RunPass(Pass& pass, const StopFn& stop,
                                               const ProgressFn& progress) {
   auto new_ek = keys_->EnvironmentKey(pass.env, pass.target);
@@ -174,37 +185,71 @@ StatusOr<Repacker::PassEnd> Repacker::RunPass(Pass& pass, const StopFn& stop,
                           "the new customer main key must be usable for the repack to go on"));
   }
   pass.new_ek = *new_ek;
-  pass.rows.reserve(options_.batch_size);
-  pass.batch.reserve(options_.batch_size);
-  for (;;) {
-    if (stop && stop()) return PassEnd::kStopped;
+  for (Pass::Buffer& b : pass.buffers) {
+    b.rows.reserve(options_.batch_size);
+    b.batch.reserve(options_.batch_size);
+  }
+  std::future<StatusOr<uint64_t>> committing;
+  // The commit in flight, if any: its progress recorded; on error the pass ends with it.
+  auto settle = [&]() -> StatusOr<std::optional<PassEnd>> {
+    if (!committing.valid()) return std::optional<PassEnd>();
+    StatusOr<uint64_t> moved = committing.get();
+    if (!moved.ok()) {
+      if (MovedOn(moved.status())) return std::optional<PassEnd>(PassEnd::kMovedOn);
+      return Wait(pass, moved.status());
+    }
+    RecordBatch(pass, *moved, progress);
+    return std::optional<PassEnd>();
+  };
+  for (int next = 0;; next ^= 1) {
+    if (stop && stop()) {
+      EKM_ASSIGN_OR_RETURN(std::optional<PassEnd> end, settle());
+      return end.value_or(PassEnd::kStopped);
+    }
+    const bool from_first = pass.after_scope.empty() && pass.after_version == 0;
+    if (from_first) {
+      EKM_ASSIGN_OR_RETURN(std::optional<PassEnd> end, settle());
+      if (end) return *end;
+    }
+    Pass::Buffer& buffer = pass.buffers[next];
     Status listed =
         store_->ListDataKeysToRepack(pass.env.id, pass.target, pass.after_scope, pass.after_version,
-                                     options_.batch_size, &pass.rows);
-    if (!listed.ok()) return Wait(pass, listed);
-    if (pass.rows.empty()) {
+                                     options_.batch_size, &buffer.rows);
+    if (!listed.ok()) {
+      EKM_ASSIGN_OR_RETURN(std::optional<PassEnd> end, settle());
+      if (end) return *end;
+      return Wait(pass, listed);
+    }
+    if (buffer.rows.empty()) {
       // The end of the table: finished only when a listing from the first DK finds nothing
       // (a DK changed by someone else between its listing and its batch was not moved).
-      if (pass.after_scope.empty() && pass.after_version == 0) return FinishPass(pass, progress);
+      if (from_first) return FinishPass(pass, progress);
       pass.after_scope.clear();
       pass.after_version = 0;
       continue;
     }
-    pass.after_scope = pass.rows.back().scope;
-    pass.after_version = pass.rows.back().version;
-    EKM_ASSIGN_OR_RETURN(bool moved_on, RewrapRows(pass, pass.rows, &pass.batch));
+    pass.after_scope = buffer.rows.back().scope;
+    pass.after_version = buffer.rows.back().version;
+    StatusOr<bool> rewrapped = RewrapRows(pass, buffer.rows, &buffer.batch);
+    EKM_ASSIGN_OR_RETURN(std::optional<PassEnd> end, settle());
+    if (end) return *end;
+    if (!rewrapped.ok()) return Wait(pass, rewrapped.status());
     // Rows under a destroyed EK are not listed: list again from the store.
-    if (moved_on) return PassEnd::kMovedOn;
-    auto moved =
-        store_->CommitRepackBatch(pass.job.id, pass.env.id, pass.target, pass.batch, NowMs());
-    if (!moved.ok()) {
-      if (MovedOn(moved.status())) return PassEnd::kMovedOn;
-      return Wait(pass, moved.status());
+    if (*rewrapped) return PassEnd::kMovedOn;
+    auto commit = [this, job = pass.job.id, env = pass.env.id, target = pass.target,
+                   &batch = buffer.batch, now = NowMs()] {
+      return store_->CommitRepackBatch(job, env, target, batch, now);
+    };
+    try {
+      committing = std::async(std::launch::async, commit);
+    } catch (const std::system_error&) {  // no thread to be had: commit when settled, in turn
+      committing = std::async(std::launch::deferred, commit);
     }
-    RecordBatch(pass, *moved, progress);
   }
 }
 
+// Errors are returned, not recorded: the caller records them once the commit in flight (which
+// records progress) has settled.
 StatusOr<bool> Repacker::RewrapRows(Pass& pass, const std::vector<DataKeyRecord>& rows,
                                     std::vector<Store::RepackedDataKey>* batch) {
   const EnvironmentRecord& env = pass.env;
@@ -216,12 +261,12 @@ StatusOr<bool> Repacker::RewrapRows(Pass& pass, const std::vector<DataKeyRecord>
       if (!got.ok()) {
         pass.old_eks.erase(row.ek_version);
         if (Superseded(pass, row.ek_version)) return true;
-        return Wait(pass, Status(got.status().code(),
-                                 "the previous customer main key must stay available until the "
-                                 "repack completes: " +
-                                     got.status().message(),
-                                 "restore its access (key policy, enable it, cancel its "
-                                 "deletion); the repack retries by itself"));
+        return Status(got.status().code(),
+                      "the previous customer main key must stay available until the repack "
+                      "completes: " +
+                          got.status().message(),
+                      "restore its access (key policy, enable it, cancel its deletion); the "
+                      "repack retries by itself");
       }
       old = *got;
     }
@@ -229,13 +274,13 @@ StatusOr<bool> Repacker::RewrapRows(Pass& pass, const std::vector<DataKeyRecord>
         UnwrapKey(*old, row.wrapped,
                   DataKeyWrapAad(env.workspace, env.name, row.scope, row.version, row.ek_version));
     if (!dk.ok()) {
-      return Wait(pass, dk.status().WithContext("data key v" + std::to_string(row.version) +
-                                                " of scope \"" + row.scope + "\""));
+      return dk.status().WithContext("data key v" + std::to_string(row.version) + " of scope \"" +
+                                     row.scope + "\"");
     }
     auto wrapped =
         WrapKey(*pass.new_ek, *dk,
                 DataKeyWrapAad(env.workspace, env.name, row.scope, row.version, pass.target));
-    if (!wrapped.ok()) return Wait(pass, wrapped.status());
+    if (!wrapped.ok()) return wrapped.status();
     batch->push_back({&row, std::move(wrapped).value()});
   }
   return false;

@@ -21,6 +21,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -67,6 +68,7 @@ class Repacker {
   enum class PassEnd { kFinished, kStopped, kMovedOn };  // kMovedOn: a newer target EK
   StatusOr<PassEnd> RunPass(Pass& pass, const StopFn& stop, const ProgressFn& progress);
   // Re-wraps `rows` under the target EK into `batch`; true when the repack moved on meanwhile.
+  // An error is returned for the caller to record (Wait) once the batch in flight settled.
   StatusOr<bool> RewrapRows(Pass& pass, const std::vector<DataKeyRecord>& rows,
                             std::vector<Store::RepackedDataKey>* batch);
   // After a committed batch: progress, gauges, the repack.progress event.
