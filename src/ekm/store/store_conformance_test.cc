@@ -193,6 +193,44 @@ TEST_P(StoreConformanceTest, DataKeysAndReservations) {
   EXPECT_FALSE(store_->InsertDataKey(orphan).ok());
 }
 
+// A repack batch moves DKs only to the environment's current EK (the check that stands for a
+// foreign key on PostgreSQL), and only DKs still under the EK they were listed under.
+TEST_P(StoreConformanceTest, RepackBatchesMoveOnlyToTheCurrentEnvironmentKey) {
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 1);
+  ASSERT_TRUE(env.ok());
+  ASSERT_TRUE(store_->InsertDataKey(Dk(env->id, "a", 1, 1)).ok());
+  ASSERT_TRUE(store_->InsertDataKey(Dk(env->id, "b", 1, 1)).ok());
+  EnvironmentKeyRecord v2 = Ek(2);
+  v2.environment_id = env->id;
+  ASSERT_TRUE(store_->AddEnvironmentKey(v2).ok());
+  bool created = false;
+  auto job = store_->BeginRepackJob(env->id, 2, 10, &created);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  std::vector<DataKeyRecord> rows;
+  ASSERT_TRUE(store_->ListDataKeysToRepack(env->id, 2, "", 0, 10, &rows).ok());
+  ASSERT_EQ(rows.size(), 2u);
+  for (uint32_t wrong : {1u, 3u}) {  // an older EK, an EK that does not exist
+    auto moved = store_->CommitRepackBatch(job->id, env->id, wrong, {{&rows[0], Bytes(61, 5)}}, 20);
+    EXPECT_EQ(moved.status().code(), StatusCode::kFailedPrecondition) << wrong;
+  }
+  auto a = store_->GetDataKey(env->id, "a", 1);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->ek_version, 1u);
+  auto moved = store_->CommitRepackBatch(job->id, env->id, 2,
+                                         {{&rows[0], Bytes(61, 5)}, {&rows[1], Bytes(61, 6)}}, 30);
+  ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+  EXPECT_EQ(*moved, 2u);
+  // Listed under v1 and committed again: already under v2, so not moved twice.
+  moved = store_->CommitRepackBatch(job->id, env->id, 2, {{&rows[0], Bytes(61, 7)}}, 40);
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(*moved, 0u);
+  a = store_->GetDataKey(env->id, "a", 1);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->ek_version, 2u);
+  EXPECT_EQ(a->wrapped, Bytes(61, 5));
+}
+
 // The repack lists DKs in (scope, version) order from a position, so each batch starts where
 // the last ended; a DK created under the new EK meanwhile is not listed.
 TEST_P(StoreConformanceTest, DataKeysToRepackAreListedInKeyOrderFromAPosition) {
@@ -247,9 +285,10 @@ TEST_P(StoreConformanceTest, ConcurrentWritersAgree) {
       winners[t] = r->wrapped;
       for (int i = 0; i < 50; ++i) {
         auto before = s->ReserveMessages(env->id, "shared", 1, 3, 1'000'000);
-        if (!before.ok())
+        if (!before.ok()) {
+          ADD_FAILURE() << before.status().ToString();
           ++errors;
-        else
+        } else
           reserved_sum += 3;
       }
     });
@@ -633,6 +672,40 @@ TEST_P(StoreConformanceTest, ALeaseHasOneHolderUntilItExpiresOrIsReleased) {
   EXPECT_FALSE(*store_->TakeLease("repack/1", "a", 3200, 4200));
   ASSERT_TRUE((*other)->ReleaseLease("repack/1", "b").ok());
   EXPECT_TRUE(*store_->TakeLease("repack/1", "a", 3300, 4300)) << "released: free at once";
+}
+
+// On PostgreSQL a DK's reference to its EK is checked per statement by triggers (migration 15)
+// instead of a foreign key, for one row or many; the repack's update checks its target EK
+// itself (RepackBatchesMoveOnlyWhatTheyListed and the repacker's tests).
+TEST_P(StoreConformanceTest, ADataKeyNeverNamesAMissingEnvironmentKey) {
+  if (GetParam() != Backend::kPostgres) GTEST_SKIP() << "SQLite keeps the foreign key";
+  ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
+  auto env = store_->CreateEnvironment("acme", "prod", Ek(), 2);
+  ASSERT_TRUE(env.ok()) << env.status().ToString();
+  ASSERT_TRUE(store_->InsertDataKey(Dk(env->id, "orders", 1, 7)).ok());
+  ASSERT_TRUE(store_->InsertDataKeys({Dk(env->id, "a", 1, 8), Dk(env->id, "b", 1, 9)}).ok());
+  const std::string id = std::to_string(env->id);
+  EXPECT_FALSE(postgres_
+                   ->Exec("INSERT INTO data_keys (environment_id, scope, version, ek_version, "
+                          "wrapped, created_at) VALUES (" +
+                          id + ", 'x', 1, 1, '\\x00', 0), (" + id + ", 'y', 1, 9, '\\x00', 0)")
+                   .ok());
+  EXPECT_FALSE(postgres_->Exec("DELETE FROM environment_keys").ok());
+  EXPECT_FALSE(postgres_->Exec("UPDATE environment_keys SET version = 5").ok());
+  // What names an existing EK passes, as before.
+  EXPECT_TRUE(postgres_
+                  ->Exec("INSERT INTO data_keys (environment_id, scope, version, ek_version, "
+                         "wrapped, created_at) VALUES (" +
+                         id + ", 'x', 1, 1, '\\x00', 0)")
+                  .ok());
+  EXPECT_TRUE(postgres_
+                  ->Exec("DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = "
+                         "'data_keys'::regclass AND contype = 'f') THEN RAISE EXCEPTION 'the "
+                         "row-by-row foreign key is still there'; END IF; END $$")
+                  .ok());
+  auto dks = store_->ListLatestDataKeys(env->id);
+  ASSERT_TRUE(dks.ok()) << dks.status().ToString();
+  EXPECT_EQ(dks->size(), 4u);
 }
 
 // A replica or `ekm` pointed at a database that is not ekm's (a wrong URL) must refuse it and

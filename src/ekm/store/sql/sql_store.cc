@@ -149,7 +149,9 @@ class SqlStore : public Store {
           if (applied->Step() != kRow) return Error("reading the schema version");
           if (applied->Int(0) > 0) return Status::Ok();
         }
-        EKM_RETURN_IF_ERROR(Exec(std::string(m.sql)));
+        const bool postgres_own =
+            db().dialect() == sql::Dialect::kPostgres && !m.postgres_sql.empty();
+        EKM_RETURN_IF_ERROR(Exec(std::string(postgres_own ? m.postgres_sql : m.sql)));
         if (m.version == 10) EKM_RETURN_IF_ERROR(ChainMovedAuditRecords());
         if (m.version == kStoreIntegrityMigration) {
           EKM_RETURN_IF_ERROR(BindToRootKey(current == 0));
