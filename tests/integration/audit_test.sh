@@ -91,6 +91,22 @@ code=$(http_as "$AUDITOR_TOKEN" -X POST "$S/v1/audit/checkpoints")
 check "POST /v1/audit/checkpoints refuses an auditor" test "$code" = 403
 code=$(http_as "$ADMIN_TOKEN" -X POST "$S/v1/audit/checkpoints")
 check "POST /v1/audit/checkpoints is 201" test "$code" = 201
+# An export over 1 MiB (each refusal is a record): verify reads one of any length, line by line.
+check "4000 refusals recorded" python3 - "$S" "$KM_TOKEN" <<'PY'
+import http.client, sys, time, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+c = http.client.HTTPConnection(u.hostname, u.port)
+n = 0
+while n < 4000:
+    c.request("GET", "/v1/workspaces/acme/audit", headers={"Authorization": "Bearer " + sys.argv[2]})
+    r = c.getresponse()
+    r.read()
+    if r.status == 429:
+        time.sleep(float(r.getheader("Retry-After", "1")))
+        continue
+    assert r.status == 403, r.status
+    n += 1
+PY
 stop_ekmd
 q() { sqlite3 "$D/ekm.db" "$1"; }
 check "ekmd checkpoints every advanced chain at shutdown" test \
@@ -103,8 +119,11 @@ check "local mode counts usage when the service closes" grep -q '"operation":"en
   <(L --json audit list -w acme -t data_plane.usage)
 check "local verify passes" grep -q "^ok:" <(L audit verify -w acme)
 L audit export -w acme >"$T/export.jsonl"
+check "the export is over 1 MiB" test "$(stat -c %s "$T/export.jsonl")" -gt 1048576
 check "offline verify of an export passes" grep -q "^ok:" \
   <(L audit verify --input "$T/export.jsonl" --checkpoint "$T/kept.json" --public-key "$T/audit.pub")
+check "…and of one on standard input" grep -q "^ok: 40[0-9][0-9] record" \
+  <(L audit verify --input - <"$T/export.jsonl")
 DB="$D/ekm.db"
 cp "$DB" "$T/pristine.db"
 restore() { cp "$T/pristine.db" "$DB"; rm -f "$DB-wal" "$DB-shm"; }

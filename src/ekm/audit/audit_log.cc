@@ -287,87 +287,107 @@ Status AuditSigner::Sign(AuditCheckpoint& c) const {
   return Status::Ok();
 }
 
+AuditLogVerifier::AuditLogVerifier(std::vector<AuditCheckpoint> checkpoints,
+                                   const AuditPublicKey* key)
+    : checkpoints_(std::move(checkpoints)), key_(key) {
+  for (const AuditCheckpoint& cp : checkpoints_) checkpoint_seqs_[cp.chain].insert(cp.seq);
+}
+
+void AuditLogVerifier::Problem(std::string text) {
+  if (report_.problems.size() < kMaxListedProblems) {
+    report_.problems.push_back(std::move(text));
+  } else {
+    ++unlisted_problems_;
+  }
+}
+
+void AuditLogVerifier::Add(const LifecycleEventRecord& r) {
+  ++report_.records;
+  ChainState& c = chains_[r.chain];
+  if (r.chain != r.workspace) {
+    Problem(Who(r) + " of " + ChainName(r.chain) + ": its workspace \"" + r.workspace +
+            "\" is not its chain's (moved between chains)");
+  }
+  Bytes computed = AuditRecordHash(r);
+  bool edited = computed != r.hash;
+  if (edited) {
+    Problem(Who(r) + " of " + ChainName(r.chain) +
+            " was edited: its content does not match its hash");
+  }
+  if (r.seq != c.last_seq + 1) {
+    if (r.seq > c.last_seq + 1) {
+      Problem(Who(r) + " of " + ChainName(r.chain) + ": records seq " +
+              std::to_string(c.last_seq + 1) +
+              (r.seq - 1 > c.last_seq + 1 ? ".." + std::to_string(r.seq - 1) : std::string()) +
+              " before it are missing (removed)");
+    } else {
+      Problem(Who(r) + " of " + ChainName(r.chain) +
+              " is out of order (reordered): it follows seq " + std::to_string(c.last_seq));
+    }
+  } else if (!edited) {
+    const bool links =
+        c.last_seq == 0 ? r.prev_hash == Bytes(kAuditHashSize, 0) : r.prev_hash == c.last_hash;
+    if (!links) {
+      Problem(Who(r) + " of " + ChainName(r.chain) +
+              " does not link to the record before it (prev_hash differs): reordered, or "
+              "history rewritten");
+    }
+  }
+  auto wanted = checkpoint_seqs_.find(r.chain);
+  if (wanted != checkpoint_seqs_.end() && wanted->second.count(r.seq) > 0) {
+    c.hash_at_checkpoint[r.seq] = r.hash;
+  }
+  c.last_seq = r.seq;
+  c.last_hash = r.hash;
+}
+
+AuditVerifyReport AuditLogVerifier::Finish() {
+  report_.chains = chains_.size();
+  for (const AuditCheckpoint& cp : checkpoints_) {
+    std::string what = "checkpoint of " + ChainName(cp.chain) + " at seq " + std::to_string(cp.seq);
+    if (key_) {
+      if (cp.key_id != key_->key_id()) {
+        Problem(what + " is signed by key " + cp.key_id + ", not by " + key_->key_id());
+        continue;
+      }
+      if (!key_->Verify(cp)) {
+        Problem(what + " has an invalid signature (forged or altered)");
+        continue;
+      }
+    }
+    auto it = chains_.find(cp.chain);
+    if (it == chains_.end()) {
+      Problem(what + ": none of the chain's records are present (cut off)");
+      continue;
+    }
+    ++report_.checkpoints;
+    const ChainState& c = it->second;
+    auto rec = c.hash_at_checkpoint.find(cp.seq);
+    if (rec == c.hash_at_checkpoint.end()) {
+      if (cp.seq > c.last_seq) {
+        Problem(what + ": the records end at seq " + std::to_string(c.last_seq) +
+                " (the tail after it was cut off)");
+      } else {
+        Problem(what + ": record seq " + std::to_string(cp.seq) + " is missing");
+      }
+    } else if (rec->second != cp.head_hash) {
+      Problem(what + ": record seq " + std::to_string(cp.seq) +
+              " has another hash (history rewritten)");
+    }
+  }
+  if (unlisted_problems_ > 0) {
+    report_.problems.push_back("... and " + std::to_string(unlisted_problems_) +
+                               " more problem(s) not listed");
+  }
+  return std::move(report_);
+}
+
 AuditVerifyReport VerifyAuditLog(const std::vector<LifecycleEventRecord>& records,
                                  const std::vector<AuditCheckpoint>& checkpoints,
                                  const AuditPublicKey* key) {
-  AuditVerifyReport report;
-  report.records = records.size();
-  // Per chain, in the order given; the last good state of each chain.
-  struct ChainState {
-    int64_t last_seq = 0;
-    Bytes last_hash;
-    std::map<int64_t, Bytes> hash_by_seq;
-  };
-  std::map<std::string, ChainState> chains;
-  for (const LifecycleEventRecord& r : records) {
-    ChainState& c = chains[r.chain];
-    std::string where = Who(r) + " of " + ChainName(r.chain);
-    if (r.chain != r.workspace) {
-      report.problems.push_back(where + ": its workspace \"" + r.workspace +
-                                "\" is not its chain's (moved between chains)");
-    }
-    Bytes computed = AuditRecordHash(r);
-    bool edited = computed != r.hash;
-    if (edited) {
-      report.problems.push_back(where + " was edited: its content does not match its hash");
-    }
-    if (r.seq != c.last_seq + 1) {
-      if (r.seq > c.last_seq + 1) {
-        report.problems.push_back(
-            where + ": records seq " + std::to_string(c.last_seq + 1) +
-            (r.seq - 1 > c.last_seq + 1 ? ".." + std::to_string(r.seq - 1) : std::string()) +
-            " before it are missing (removed)");
-      } else {
-        report.problems.push_back(where + " is out of order (reordered): it follows seq " +
-                                  std::to_string(c.last_seq));
-      }
-    } else if (!edited) {
-      Bytes expected_prev = c.last_seq == 0 ? Bytes(kAuditHashSize, 0) : c.last_hash;
-      if (r.prev_hash != expected_prev) {
-        report.problems.push_back(where +
-                                  " does not link to the record before it (prev_hash differs): "
-                                  "reordered, or history rewritten");
-      }
-    }
-    c.hash_by_seq[r.seq] = r.hash;
-    c.last_seq = r.seq;
-    c.last_hash = r.hash;
-  }
-  report.chains = chains.size();
-  for (const AuditCheckpoint& cp : checkpoints) {
-    std::string what = "checkpoint of " + ChainName(cp.chain) + " at seq " + std::to_string(cp.seq);
-    if (key) {
-      if (cp.key_id != key->key_id()) {
-        report.problems.push_back(what + " is signed by key " + cp.key_id + ", not by " +
-                                  key->key_id());
-        continue;
-      }
-      if (!key->Verify(cp)) {
-        report.problems.push_back(what + " has an invalid signature (forged or altered)");
-        continue;
-      }
-    }
-    auto it = chains.find(cp.chain);
-    if (it == chains.end()) {
-      report.problems.push_back(what + ": none of the chain's records are present (cut off)");
-      continue;
-    }
-    ++report.checkpoints;
-    const ChainState& c = it->second;
-    auto rec = c.hash_by_seq.find(cp.seq);
-    if (rec == c.hash_by_seq.end()) {
-      if (cp.seq > c.last_seq) {
-        report.problems.push_back(what + ": the records end at seq " + std::to_string(c.last_seq) +
-                                  " (the tail after it was cut off)");
-      } else {
-        report.problems.push_back(what + ": record seq " + std::to_string(cp.seq) + " is missing");
-      }
-    } else if (rec->second != cp.head_hash) {
-      report.problems.push_back(what + ": record seq " + std::to_string(cp.seq) +
-                                " has another hash (history rewritten)");
-    }
-  }
-  return report;
+  AuditLogVerifier verifier(checkpoints, key);
+  for (const LifecycleEventRecord& r : records) verifier.Add(r);
+  return verifier.Finish();
 }
 
 }  // namespace ekm

@@ -8,9 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -112,6 +114,40 @@ struct AuditVerifyReport {
 // from 1 (a removal), each prev_hash link (a reorder or rewrite), then each checkpoint: its
 // signature by `key` (when given; a key_id that is not the key's is a problem), and that the
 // records reach its seq with its head hash (a cut-off tail or a rewritten history).
+//
+// Record by record: it keeps per chain only its last record's seq and hash and the hashes at
+// the checkpoints' seqs, so an export of any length is verified in bounded memory. The
+// checkpoints are given first; a checkpoint taken after the records were read would name a
+// seq beyond them (read the checkpoints, then the records).
+class AuditLogVerifier {
+ public:
+  // `key` (may be null: signatures are not checked) must outlive the verifier.
+  AuditLogVerifier(std::vector<AuditCheckpoint> checkpoints, const AuditPublicKey* key);
+  void Add(const LifecycleEventRecord& r);
+  // The report; the verifier is spent.
+  AuditVerifyReport Finish();
+
+  // Problems listed in the report; beyond them only counted (a log rewritten from its first
+  // record would name every record).
+  static constexpr size_t kMaxListedProblems = 100;
+
+ private:
+  struct ChainState {
+    int64_t last_seq = 0;
+    Bytes last_hash;
+    std::map<int64_t, Bytes> hash_at_checkpoint;  // seq -> the record's hash, checkpoint seqs only
+  };
+  void Problem(std::string text);
+
+  std::vector<AuditCheckpoint> checkpoints_;
+  const AuditPublicKey* key_;
+  std::map<std::string, std::set<int64_t>> checkpoint_seqs_;  // by chain
+  std::map<std::string, ChainState> chains_;
+  AuditVerifyReport report_;
+  size_t unlisted_problems_ = 0;
+};
+
+// The same over records in memory.
 AuditVerifyReport VerifyAuditLog(const std::vector<LifecycleEventRecord>& records,
                                  const std::vector<AuditCheckpoint>& checkpoints,
                                  const AuditPublicKey* key);

@@ -155,6 +155,18 @@ TEST(AuditVerify, ReorderIsCaught) {
   EXPECT_NE(r.problems[0].find("edited"), std::string::npos) << r.problems[0];
 }
 
+// A log rewritten from its first record names every record: the report lists the first
+// problems and counts the rest.
+TEST(AuditVerify, ProblemsBeyondTheListedOnesAreCounted) {
+  auto records = Chain(static_cast<int>(AuditLogVerifier::kMaxListedProblems) + 50);
+  for (auto& r : records) r.detail = "{\"n\":0}";
+  AuditVerifyReport r = VerifyAuditLog(records, {}, nullptr);
+  ASSERT_EQ(r.problems.size(), AuditLogVerifier::kMaxListedProblems + 1);
+  EXPECT_NE(r.problems[0].find("record seq 1 (id 1"), std::string::npos) << r.problems[0];
+  EXPECT_EQ(r.problems.back(), "... and 50 more problem(s) not listed");
+  EXPECT_EQ(r.records, AuditLogVerifier::kMaxListedProblems + 50);
+}
+
 class AuditSignerTest : public ::testing::Test {
  protected:
   void SetUp() override {

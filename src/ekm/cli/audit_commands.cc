@@ -1,6 +1,9 @@
 // ekm audit list / export / checkpoint / public-key / verify: the tamper-evident audit log
 // (docs/audit.md).
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -166,16 +169,31 @@ void AddPublicKey(CLI::App& audit, Cli& cli) {
 }
 
 // The records of an export file (`ekm audit export`), one JSON object a line.
-StatusOr<std::vector<LifecycleEventRecord>> ReadExport(const std::string& path) {
-  std::vector<LifecycleEventRecord> records;
-  EKM_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path, "audit export file"));
+// Feeds an export (JSON lines; "-": standard input) to `verifier` line by line: any length,
+// in the memory of one line.
+Status ReadExport(const std::string& path, AuditLogVerifier& verifier) {
+  const bool standard_input = path == "-";
+  std::FILE* file = standard_input ? stdin : std::fopen(path.c_str(), "re");
+  if (file == nullptr) {
+    return InvalidArgumentError(
+        "cannot open the audit export file " + path + ": " + std::strerror(errno),
+        "pass a file written by `ekm audit export`");
+  }
+  struct Reader {  // the file (not standard input) closed and getline's buffer freed on return
+    std::FILE* file;
+    bool close;
+    char* line = nullptr;
+    size_t capacity = 0;
+    ~Reader() {
+      std::free(line);
+      if (close) std::fclose(file);
+    }
+  } reader{file, !standard_input};
   size_t line_no = 0;
-  for (size_t i = 0; i < text.size();) {
-    size_t nl = text.find('\n', i);
-    if (nl == std::string::npos) nl = text.size();
-    std::string line = text.substr(i, nl - i);
-    i = nl + 1;
+  for (ssize_t n; (n = ::getline(&reader.line, &reader.capacity, file)) >= 0;) {
     ++line_no;
+    std::string_view line(reader.line, static_cast<size_t>(n));
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
     if (line.empty()) continue;
     auto r = ParseAuditRecordExportJson(nlohmann::json::parse(line, nullptr, false));
     if (!r.ok()) {
@@ -183,22 +201,31 @@ StatusOr<std::vector<LifecycleEventRecord>> ReadExport(const std::string& path) 
           path + " line " + std::to_string(line_no) + ": " + r.status().message(),
           "pass a file written by `ekm audit export`");
     }
-    records.push_back(std::move(*r));
+    verifier.Add(*r);
   }
-  return records;
+  if (std::ferror(file)) {
+    return InvalidArgumentError("cannot read the audit export file " + path + ": " +
+                                std::strerror(errno));
+  }
+  return Status::Ok();
 }
 
-// The chain's records and the checkpoints ekm stored, asked of ekm.
-Status FetchChain(Connection& b, const AuditFlags& f, std::vector<LifecycleEventRecord>& records,
-                  std::vector<AuditCheckpoint>& checkpoints) {
+// The checkpoints ekm stored (kept files are the ones that cannot be rewritten), asked of ekm
+// before the records: every checkpoint then names a seq the records reach.
+Status FetchCheckpoints(Connection& b, const AuditFlags& f,
+                        std::vector<AuditCheckpoint>& checkpoints) {
   EKM_ASSIGN_OR_RETURN(std::string chain_name, Chain(f));
-  EKM_RETURN_IF_ERROR(b.api().ExportAudit(b.ctx(), chain_name, [&](const LifecycleEventRecord& r) {
-    records.push_back(r);
-    return Status::Ok();
-  }));
-  // The checkpoints ekm stored; kept files below are the ones that cannot be rewritten.
   EKM_ASSIGN_OR_RETURN(checkpoints, b.api().ListAuditCheckpoints(b.ctx(), chain_name));
   return Status::Ok();
+}
+
+// The chain's records, asked of ekm, as they arrive.
+Status FetchChain(Connection& b, const AuditFlags& f, AuditLogVerifier& verifier) {
+  EKM_ASSIGN_OR_RETURN(std::string chain_name, Chain(f));
+  return b.api().ExportAudit(b.ctx(), chain_name, [&](const LifecycleEventRecord& r) {
+    verifier.Add(r);
+    return Status::Ok();
+  });
 }
 
 Status ReadCheckpointFiles(const AuditFlags& f, std::vector<AuditCheckpoint>& checkpoints) {
@@ -231,16 +258,17 @@ StatusOr<std::optional<AuditPublicKey>> PublicKey(const AuditFlags& f, Connectio
 
 // Verifies the export --input (b: nullptr) or the chain ekm holds.
 Status Verify(const AuditFlags& f, Connection* b) {
-  std::vector<LifecycleEventRecord> records;
   std::vector<AuditCheckpoint> checkpoints;
-  if (!f.input.empty()) {
-    EKM_ASSIGN_OR_RETURN(records, ReadExport(f.input));
-  } else {
-    EKM_RETURN_IF_ERROR(FetchChain(*b, f, records, checkpoints));
-  }
+  if (f.input.empty()) EKM_RETURN_IF_ERROR(FetchCheckpoints(*b, f, checkpoints));
   EKM_RETURN_IF_ERROR(ReadCheckpointFiles(f, checkpoints));
   EKM_ASSIGN_OR_RETURN(std::optional<AuditPublicKey> key, PublicKey(f, b, !checkpoints.empty()));
-  AuditVerifyReport report = VerifyAuditLog(records, checkpoints, key ? &*key : nullptr);
+  AuditLogVerifier verifier(std::move(checkpoints), key ? &*key : nullptr);
+  if (!f.input.empty()) {
+    EKM_RETURN_IF_ERROR(ReadExport(f.input, verifier));
+  } else {
+    EKM_RETURN_IF_ERROR(FetchChain(*b, f, verifier));
+  }
+  AuditVerifyReport report = verifier.Finish();
   if (!report.ok()) {
     for (const auto& p : report.problems) std::printf("problem: %s\n", p.c_str());
     return DataLossError("the audit log does not verify: " + report.problems[0]);
