@@ -46,6 +46,11 @@ SecretBytes::SecretBytes(const uint8_t* data, size_t size) : size_(size) {
 
 SecretBytes::~SecretBytes() { Release(); }
 
+void WipeString(std::string& s) {
+  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+  s.clear();
+}
+
 SecretBytes::SecretBytes(SecretBytes&& other) noexcept
     : data_(other.data_), serial_(other.serial_), size_(other.size_), locked_(other.locked_) {
   other.data_ = nullptr;

@@ -68,4 +68,8 @@ class SecretBytes {
   bool locked_ = false;
 };
 
+// Wipes a string that held a secret on its way into or out of SecretBytes (a credentials
+// file's text, a KMS answer's plaintext field) and empties it.
+void WipeString(std::string& s);
+
 }  // namespace ekm

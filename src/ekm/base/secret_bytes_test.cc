@@ -67,5 +67,13 @@ TEST(SecretBytesTest, LockInMemoryIsBestEffort) {
   EXPECT_EQ(moved.size(), 32u);
 }
 
+TEST(WipeString, EmptiesTheString) {
+  std::string s = "aws_secret_access_key = wJalrXUtnFEMI";
+  WipeString(s);
+  EXPECT_TRUE(s.empty());
+  WipeString(s);  // an empty one too
+  EXPECT_TRUE(s.empty());
+}
+
 }  // namespace
 }  // namespace ekm

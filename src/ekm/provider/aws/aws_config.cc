@@ -1,7 +1,5 @@
 #include "ekm/provider/aws/aws_config.h"
 
-#include <openssl/crypto.h>
-
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -11,6 +9,7 @@
 #include <vector>
 
 #include "ekm/base/file_reader.h"
+#include "ekm/base/secret_bytes.h"
 
 namespace ekm {
 namespace {
@@ -31,14 +30,9 @@ std::string Lower(std::string_view s) {
 
 bool IsTrue(const std::optional<std::string>& v) { return v && Lower(Trim(*v)) == "true"; }
 
-void Wipe(std::string& s) {
-  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
-  s.clear();
-}
-
 void WipeSections(std::map<std::string, AwsIniSection>& sections) {
   for (auto& [name, section] : sections) {
-    for (auto& [key, value] : section) Wipe(value);
+    for (auto& [key, value] : section) WipeString(value);
   }
 }
 
@@ -195,8 +189,8 @@ StatusOr<AwsSharedConfig> AwsSharedConfig::Load(const GetEnvFn& env) {
       ReadConfigFile(credentials_path, "AWS shared credentials file", credentials_missing));
   auto parsed =
       Parse(config_text.value_or(""), credentials_text.value_or(""), config_path, credentials_path);
-  if (config_text) Wipe(*config_text);
-  if (credentials_text) Wipe(*credentials_text);
+  if (config_text) WipeString(*config_text);
+  if (credentials_text) WipeString(*credentials_text);
   if (!parsed.ok()) return parsed.status();
   parsed->config_missing_ = std::move(config_missing);
   parsed->credentials_missing_ = std::move(credentials_missing);

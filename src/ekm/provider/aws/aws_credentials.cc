@@ -1,7 +1,5 @@
 #include "ekm/provider/aws/aws_credentials.h"
 
-#include <openssl/crypto.h>
-
 #include <cctype>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -10,16 +8,12 @@
 #include <vector>
 
 #include "ekm/base/file_reader.h"
+#include "ekm/base/secret_bytes.h"
 
 namespace ekm {
 namespace {
 
 using Clk = std::chrono::system_clock;
-
-void Wipe(std::string& s) {
-  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
-  s.clear();
-}
 
 SecretBytes ToSecret(std::string_view s) {
   return SecretBytes(reinterpret_cast<const uint8_t*>(s.data()), s.size());
@@ -167,7 +161,7 @@ class WebIdentityProvider final : public RefreshingProvider {
 StatusOr<AwsCredentials> ParseCredentialsJson(std::string& body, std::string_view what,
                                               std::optional<Clk::time_point>& expiration) {
   nlohmann::json j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  Wipe(body);
+  WipeString(body);
   auto malformed = [&](std::string_view why) {
     return UnavailableError(std::string(what) + " returned malformed credentials (" +
                             std::string(why) + ")");
@@ -193,7 +187,7 @@ StatusOr<AwsCredentials> ParseCredentialsJson(std::string& body, std::string_vie
     if (!t.ok()) return malformed("bad Expiration");
     expiration = *t;
   }
-  if (sk) Wipe(*sk);
+  if (sk) WipeString(*sk);
   if (c.access_key_id.empty() || c.secret_access_key.empty()) {
     return malformed("no AccessKeyId or SecretAccessKey");
   }
@@ -230,7 +224,7 @@ class InstanceMetadataProvider final : public RefreshingProvider {
           "is IMDSv2 enabled, with a hop limit that reaches this process?");
     }
     std::string session = std::string(Trim(token->body));
-    Wipe(token->body);
+    WipeString(token->body);
 
     HttpRequest list;
     list.method = "GET";
@@ -239,29 +233,29 @@ class InstanceMetadataProvider final : public RefreshingProvider {
     list.timeout = options_.timeout;
     auto roles = transport_->Send(list);
     if (!roles.ok()) {
-      Wipe(session);
+      WipeString(session);
       return roles.status().WithContext(where);
     }
     std::string role(Trim(roles->body.substr(0, roles->body.find('\n'))));
     if (roles->status == 404 || (roles->status == 200 && role.empty())) {
-      Wipe(session);
+      WipeString(session);
       return NotFoundError(where + ": no IAM role is attached to this instance",
                            "attach an instance profile with the platform's role");
     }
     if (roles->status != 200) {
-      Wipe(session);
+      WipeString(session);
       return UnavailableError(where + ": listing the instance's role returned HTTP " +
                               std::to_string(roles->status));
     }
     HttpRequest get = list;
     get.url += SigV4UriEncode(role, false);
     auto creds = transport_->Send(get);
-    Wipe(session);
-    Wipe(list.headers[0].second);
-    Wipe(get.headers[0].second);
+    WipeString(session);
+    WipeString(list.headers[0].second);
+    WipeString(get.headers[0].second);
     if (!creds.ok()) return creds.status().WithContext(where);
     if (creds->status != 200) {
-      Wipe(creds->body);
+      WipeString(creds->body);
       return UnavailableError(where + ": credentials of role " + role + " returned HTTP " +
                               std::to_string(creds->status));
     }
@@ -300,17 +294,17 @@ class ContainerProvider final : public RefreshingProvider {
     if (token) {
       std::string value(AsChars(token->RevealForCrypto()));
       if (value.find_first_of("\r\n") != std::string::npos) {
-        Wipe(value);
+        WipeString(value);
         return InvalidArgumentError("the container authorization token has a line break");
       }
       req.headers.emplace_back("Authorization", std::move(value));
     }
     auto resp = transport_->Send(req);
-    if (!req.headers.empty()) Wipe(req.headers[0].second);
+    if (!req.headers.empty()) WipeString(req.headers[0].second);
     const std::string where = "container credentials endpoint";
     if (!resp.ok()) return resp.status().WithContext(where);
     if (resp->status != 200) {
-      Wipe(resp->body);
+      WipeString(resp->body);
       return UnavailableError(where + " returned HTTP " + std::to_string(resp->status),
                               resp->status == 401 || resp->status == 403
                                   ? "check AWS_CONTAINER_AUTHORIZATION_TOKEN(_FILE)"
@@ -654,7 +648,7 @@ StatusOr<AwsCredentialsProviderPtr> NewEnvironmentAwsCredentialsProvider(const G
   AwsCredentials c;
   c.access_key_id = ak;
   c.secret_access_key = ToSecret(Trim(*sk));
-  Wipe(*sk);
+  WipeString(*sk);
   std::string token = NonEmpty(env("AWS_SESSION_TOKEN"));
   if (!token.empty()) c.session_token = token;
   return NewStaticAwsCredentialsProvider(std::move(c), "environment");

@@ -9,6 +9,7 @@
 
 #include "ekm/base/encoding.h"
 #include "ekm/base/random.h"
+#include "ekm/base/secret_bytes.h"
 #include "ekm/provider/aws/kms_arn.h"
 
 namespace ekm {
@@ -18,11 +19,6 @@ namespace {
 using json = nlohmann::json;
 
 // Wipes a string that held key bytes (base64 of an EK) before it is freed.
-void Wipe(std::string& s) {
-  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
-  s.clear();
-}
-
 // The value of the "Plaintext" member of a Decrypt answer, in place (base64 has no escapes),
 // or nullopt. A Decrypt answer has no other member of that name; the text "Plaintext" inside
 // another string value is quoted with backslashes and is not matched.
@@ -224,7 +220,7 @@ StatusOr<std::string> KmsClient::Call(std::string_view operation, std::string_vi
     req.timeout = std::min(options_.attempt_timeout, remaining);
     attempts_.fetch_add(1, std::memory_order_relaxed);
     auto res = transport_->Send(req);
-    Wipe(req.body);
+    WipeString(req.body);
     if (!res.ok()) {
       Status s = res.status();
       if (s.code() != StatusCode::kUnavailable && s.code() != StatusCode::kDeadlineExceeded) {
@@ -268,7 +264,7 @@ StatusOr<KmsEncryptResult> KmsClient::Encrypt(std::string_view key, const Secret
   body.append("\",");
   body.append(rest, 1);  // the other members, without their "{"
   auto res = Call("Encrypt", key, body, error);
-  Wipe(body);
+  WipeString(body);
   if (!res.ok()) return res.status();
   json j = json::parse(*res, nullptr, false);
   if (!j.is_object() || !j.contains("CiphertextBlob") || !j["CiphertextBlob"].is_string()) {
@@ -295,14 +291,14 @@ StatusOr<KmsDecryptResult> KmsClient::Decrypt(std::string_view key, ByteView cip
   // (its token buffer grows while it reads a string, and would leave copies behind).
   std::optional<std::string_view> b64 = PlaintextMember(text);
   if (!b64) {
-    Wipe(text);
+    WipeString(text);
     return UnavailableError("AWS KMS Decrypt on " + std::string(key) +
                             " answered without a Plaintext");
   }
   auto plain = Base64Decode(*b64);
   std::fill(const_cast<char*>(b64->data()), const_cast<char*>(b64->data() + b64->size()), 'A');
   json j = json::parse(text, nullptr, false);
-  Wipe(text);
+  WipeString(text);
   if (!plain.ok()) return plain.status();
   SecretBytes secret(plain->data(), plain->size());
   OPENSSL_cleanse(plain->data(), plain->size());

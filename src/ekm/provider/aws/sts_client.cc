@@ -10,16 +10,13 @@
 #include <mutex>
 #include <utility>
 
+#include "ekm/base/secret_bytes.h"
+
 namespace ekm {
 namespace {
 
 constexpr std::string_view kStsVersion = "2011-06-15";
 constexpr size_t kMaxQuotedMessage = 300;
-
-void Wipe(std::string& s) {
-  if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
-  s.clear();
-}
 
 void InitXmlOnce() {
   // libxml2 must be initialised once before use from several threads.
@@ -98,7 +95,7 @@ std::string Text(xmlNodePtr n) {
 SecretBytes SecretText(xmlNodePtr n) {
   std::string s = Text(n);
   SecretBytes out(reinterpret_cast<const uint8_t*>(s.data()), s.size());
-  Wipe(s);
+  WipeString(s);
   return out;
 }
 
@@ -257,11 +254,11 @@ StatusOr<HttpResponse> StsClient::Call(std::string_view action, std::string& bod
   }
   req.body = std::move(body);
   auto resp = options_.transport->Send(req);
-  Wipe(req.body);
+  WipeString(req.body);
   if (!resp.ok()) return resp.status().WithContext("STS " + std::string(action));
   if (resp->status != 200) {
     Status s = StsErrorToStatus(action, resp->status, resp->body);
-    Wipe(resp->body);
+    WipeString(resp->body);
     return s;
   }
   return resp;
@@ -298,7 +295,7 @@ StatusOr<AwsTemporaryCredentials> StsClient::AssumeRole(const AwsCredentials& cr
   if (!request.external_id.empty()) body += "&ExternalId=" + FormUrlEncode(request.external_id);
   EKM_ASSIGN_OR_RETURN(HttpResponse resp, Call("AssumeRole", body, &credentials));
   auto out = ParseCredentialsResponse("AssumeRole", resp.body);
-  Wipe(resp.body);
+  WipeString(resp.body);
   return out;
 }
 
@@ -319,10 +316,10 @@ StatusOr<AwsTemporaryCredentials> StsClient::AssumeRoleWithWebIdentity(
                            {"DurationSeconds", std::to_string(request.duration.count())}});
   std::string token(AsChars(request.web_identity_token.RevealForCrypto()));
   body += "&WebIdentityToken=" + FormUrlEncode(token);
-  Wipe(token);
+  WipeString(token);
   EKM_ASSIGN_OR_RETURN(HttpResponse resp, Call("AssumeRoleWithWebIdentity", body, nullptr));
   auto out = ParseCredentialsResponse("AssumeRoleWithWebIdentity", resp.body);
-  Wipe(resp.body);
+  WipeString(resp.body);
   return out;
 }
 
