@@ -168,9 +168,8 @@ void AddPublicKey(CLI::App& audit, Cli& cli) {
   });
 }
 
-// The records of an export file (`ekm audit export`), one JSON object a line.
-// Feeds an export (JSON lines; "-": standard input) to `verifier` line by line: any length,
-// in the memory of one line.
+// Feeds the records of an export (`ekm audit export`: one JSON object a line; "-": standard
+// input) to `verifier` line by line: any length, in the memory of one line.
 Status ReadExport(const std::string& path, AuditLogVerifier& verifier) {
   const bool standard_input = path == "-";
   std::FILE* file = standard_input ? stdin : std::fopen(path.c_str(), "re");

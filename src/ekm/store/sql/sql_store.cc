@@ -952,7 +952,8 @@ class SqlStore : public Store {
     // PostgreSQL estimated the DKs under them from the 0.5% default selectivity of a join on an
     // expression: fewer than one batch, so it read every DK of the environment and sorted them,
     // for the batches where that looked cheaper (up to 80 ms of a batch's 10). The array's
-    // default estimate (about 5% of the DKs) keeps it on the primary key with any statistics.
+    // default estimate (about 5% of the DKs) keeps it on the primary key, once the statistics
+    // know the table's size (BeginRepackJob refreshes them; without any, it sorted too).
     const bool postgres = db().dialect() == sql::Dialect::kPostgres;
     EKM_ASSIGN_OR_RETURN(
         std::unique_ptr<Stmt> s,
