@@ -1,6 +1,7 @@
 #include "ekm/store/sqlite/sqlite_store.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -134,21 +135,36 @@ TEST_F(SqliteStoreTest, KillDashNineNeverLeavesHalfAHierarchy) {
   ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
   store_.reset();
   for (int round = 0; round < 5; ++round) {
+    // The child says when its first environment is stored, and is killed some time after:
+    // mid-operation on a slow machine (or under a sanitizer) too, never before it started.
+    int started[2];
+    ASSERT_EQ(pipe(started), 0);
     pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
+      close(started[0]);
       auto s = OpenSqliteStore(path_, testing::TestStoreBinding());
       if (!s.ok()) _exit(3);
       for (int i = 0;; ++i) {
         std::string name = "env-" + std::to_string(round) + "-" + std::to_string(i);
         auto env = (*s)->CreateEnvironment("acme", name, Ek(), i);
         if (env.ok()) (void)(*s)->InsertDataKey(Dk(env->id, "orders", 1, 7));
+        if (env.ok() && started[1] >= 0) {
+          (void)!write(started[1], "x", 1);
+          close(started[1]);
+          started[1] = -1;
+        }
       }
     }
-    usleep(static_cast<useconds_t>(20000 + round * 15000));
+    close(started[1]);
+    pollfd wait_for{started[0], POLLIN, 0};
+    const int ready = poll(&wait_for, 1, 60000);
+    close(started[0]);
+    if (ready == 1) usleep(static_cast<useconds_t>(5000 + round * 15000));
     kill(child, SIGKILL);
     int status;
     waitpid(child, &status, 0);
+    ASSERT_EQ(ready, 1) << "the child stored nothing in 60 s";
     ASSERT_TRUE(WIFSIGNALED(status)) << "child exited early with " << WEXITSTATUS(status);
   }
   auto s = OpenSqliteStore(path_, testing::TestStoreBinding());
