@@ -304,31 +304,31 @@ void AuditLogVerifier::Problem(std::string text) {
 void AuditLogVerifier::Add(const LifecycleEventRecord& r) {
   ++report_.records;
   ChainState& c = chains_[r.chain];
+  // Built only for a problem: most records have none.
+  auto where = [&r] { return Who(r) + " of " + ChainName(r.chain); };
   if (r.chain != r.workspace) {
-    Problem(Who(r) + " of " + ChainName(r.chain) + ": its workspace \"" + r.workspace +
+    Problem(where() + ": its workspace \"" + r.workspace +
             "\" is not its chain's (moved between chains)");
   }
   Bytes computed = AuditRecordHash(r);
   bool edited = computed != r.hash;
   if (edited) {
-    Problem(Who(r) + " of " + ChainName(r.chain) +
-            " was edited: its content does not match its hash");
+    Problem(where() + " was edited: its content does not match its hash");
   }
   if (r.seq != c.last_seq + 1) {
     if (r.seq > c.last_seq + 1) {
-      Problem(Who(r) + " of " + ChainName(r.chain) + ": records seq " +
-              std::to_string(c.last_seq + 1) +
+      Problem(where() + ": records seq " + std::to_string(c.last_seq + 1) +
               (r.seq - 1 > c.last_seq + 1 ? ".." + std::to_string(r.seq - 1) : std::string()) +
               " before it are missing (removed)");
     } else {
-      Problem(Who(r) + " of " + ChainName(r.chain) +
-              " is out of order (reordered): it follows seq " + std::to_string(c.last_seq));
+      Problem(where() + " is out of order (reordered): it follows seq " +
+              std::to_string(c.last_seq));
     }
   } else if (!edited) {
     const bool links =
         c.last_seq == 0 ? r.prev_hash == Bytes(kAuditHashSize, 0) : r.prev_hash == c.last_hash;
     if (!links) {
-      Problem(Who(r) + " of " + ChainName(r.chain) +
+      Problem(where() +
               " does not link to the record before it (prev_hash differs): reordered, or "
               "history rewritten");
     }

@@ -288,8 +288,9 @@ TEST_P(StoreConformanceTest, ConcurrentWritersAgree) {
         if (!before.ok()) {
           ADD_FAILURE() << before.status().ToString();
           ++errors;
-        } else
+        } else {
           reserved_sum += 3;
+        }
       }
     });
   }
@@ -676,7 +677,7 @@ TEST_P(StoreConformanceTest, ALeaseHasOneHolderUntilItExpiresOrIsReleased) {
 
 // On PostgreSQL a DK's reference to its EK is checked per statement by triggers (migration 15)
 // instead of a foreign key, for one row or many; the repack's update checks its target EK
-// itself (RepackBatchesMoveOnlyWhatTheyListed and the repacker's tests).
+// itself (RepackBatchesMoveOnlyToTheCurrentEnvironmentKey and the repacker's tests).
 TEST_P(StoreConformanceTest, ADataKeyNeverNamesAMissingEnvironmentKey) {
   if (GetParam() != Backend::kPostgres) GTEST_SKIP() << "SQLite keeps the foreign key";
   ASSERT_TRUE(store_->CreateWorkspace("acme", 1).ok());
